@@ -1,0 +1,30 @@
+# Melon: `make demo` runs the main job on this machine, `make test` runs every test.
+# Both set up what they need from nothing: a Python venv with the package and its test tools.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+
+.PHONY: setup demo test bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	bash scripts/setup.sh $(PYTHON) $(VENV)
+	touch $@
+
+demo: setup
+	bash scripts/demo.sh
+
+test: setup
+	bash scripts/test.sh
+
+bench: setup
+	$(BIN)/python bench/bench_cli.py
+	$(BIN)/python bench/bench_submit.py
+	$(BIN)/python bench/bench_throughput.py
+	$(BIN)/python bench/bench_scheduler.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis

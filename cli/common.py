@@ -1,0 +1,90 @@
+"""What every command shares: the endpoint option, error reporting, output helpers."""
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+
+import rich_click as click
+
+from melond.errors import MelonError
+
+CONTEXT = {"help_option_names": ["-h", "--help"]}
+
+
+def endpoint_option(fn: Callable) -> Callable:
+    return click.option(
+        "-a", "--api-endpoint", "endpoint", envvar="MELON_API", default=None, metavar="URL",
+        help="unix:/path/melond.sock or http://host:port (env MELON_API). Default: your own melond, else the system one.",
+    )(fn)
+
+
+def client(endpoint: str | None):
+    from cli.client import Client
+    from melond.paths import default_endpoint
+    return Client(endpoint or default_endpoint())
+
+
+def handle_errors(prog: str) -> Callable:
+    """Turn MelonError (and bad values) into `prog: error: ...` and exit status 1."""
+    def wrap(fn: Callable) -> Callable:
+        @functools.wraps(fn)
+        def inner(*args, **kwargs):
+            try:
+                return fn(*args, **kwargs)
+            except (MelonError, ValueError) as exc:
+                click.echo(f"{prog}: error: {exc}", err=True)
+                sys.exit(1)
+        return inner
+    return wrap
+
+
+def warn(prog: str, message: str) -> None:
+    click.echo(f"{prog}: warning: {message}", err=True)
+
+
+def print_json(value: object) -> None:
+    click.echo(json.dumps(value, indent=2, sort_keys=False))
+
+
+def fmt_time(epoch: float | None) -> str:
+    """Local time as Slurm prints it: 2026-11-26T06:03:18."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(epoch)) if epoch else "N/A"
+
+
+def iso(epoch: float | None) -> str | None:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(epoch)) if epoch else None
+
+
+def job_label(job: dict) -> str:
+    """`12` or, for an array task, `10_3` as squeue shows it."""
+    if job.get("array_task_id") is not None:
+        return f"{job['array_job_id']}_{job['array_task_id']}"
+    return str(job["id"])
+
+
+def table(headers: list[str], rows: list[list[str]], right: set[int] = frozenset()) -> str:
+    """A plain fixed-width table like squeue's (no colour, cheap to import)."""
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
+    def line(cells: list[str]) -> str:
+        return "  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+    return "\n".join([line(headers)] + [line(r) for r in rows])
+
+
+def current_user() -> str:
+    import pwd
+    return pwd.getpwuid(os.getuid()).pw_name
+
+
+def job_ids(values: tuple[str, ...] | list[str]) -> list[int]:
+    """Job ids as typed: `12`, `12,13`; an array task `10_3` is not a job id here yet."""
+    out = []
+    for v in values:
+        for part in filter(None, v.split(",")):
+            if not part.strip().isdigit():
+                raise click.BadParameter(f"{part!r} is not a job id (a number, as mqueue shows)")
+            out.append(int(part))
+    return out

@@ -1,0 +1,135 @@
+"""`mbatch`: submit a batch script, as sbatch does."""
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import time
+
+import rich_click as click
+
+from melond.errors import MelonError
+from cli.common import CONTEXT, client, endpoint_option, handle_errors, print_json, warn
+
+PROG = "mbatch"
+FINISHED_SHORT = {"CD", "F", "TO", "CA", "OOM", "NF"}
+
+# (flags, canonical option name as melond.directives knows it, is_flag, help)
+OPTIONS = [
+    (("-c", "--cpus-per-task"), "cpus-per-task", False, "CPUs for the job."),
+    (("-m", "--mem"), "mem", False, "Memory for the job: 500 (MiB), 4G, 1T. 0 = a whole node."),
+    (("--mem-per-cpu",), "mem-per-cpu", False, "Memory per CPU; the job gets this times its CPUs."),
+    (("-t", "--time"), "time", False, "Time limit: MM, MM:SS, HH:MM:SS, D-HH, D-HH:MM, D-HH:MM:SS; 0/UNLIMITED = none."),
+    (("-J", "--job-name"), "job-name", False, "Job name (default: the script's file name)."),
+    (("-o", "--output"), "output", False, "Output file pattern (default melon-%j.out; %j %x %u %N %A %a %%)."),
+    (("-e", "--error"), "error", False, "Error file pattern (default: joined with output)."),
+    (("-D", "--chdir"), "chdir", False, "Working directory (default: here)."),
+    (("--export",), "export", False, "ALL (default), NONE, or [ALL,]VAR=val,..."),
+    (("-w", "--nodelist"), "nodelist", False, "Run on one of these nodes."),
+    (("-x", "--exclude"), "exclude", False, "Never run on these nodes."),
+    (("-p", "--partition"), "partition", False, "Partition (queue)."),
+    (("--wrap",), "wrap", False, "Run this command line (as #!/bin/sh) instead of a script."),
+    (("-b", "--begin"), "begin", False, "Start no earlier than: now+1hour, 16:00, 2026-12-01T08:00, tomorrow."),
+    (("-H", "--hold"), "hold", True, "Submit held (JobHeldUser)."),
+    (("-d", "--dependency"), "dependency", False, "afterok:ID[:ID], afterany:ID, after:ID, afternotok:ID, singleton."),
+    (("--array",), "array", False, "Array task ids: 0-15, 1,3,5, 0-15:4, 1-100%10."),
+    (("--requeue",), "requeue", True, "Requeue the job if its node fails."),
+    (("--no-requeue",), "no-requeue", True, "Never requeue."),
+    (("--signal",), "signal", False, "[R:|B:]SIG[@SECONDS]: send SIG this long before the time limit."),
+]
+
+
+def _with_options(fn):
+    for flags, key, is_flag, help_text in reversed(OPTIONS):
+        dest = "opt_" + key.replace("-", "_")
+        fn = click.option(*flags, dest, is_flag=is_flag, default=None, help=help_text)(fn)
+    return fn
+
+
+@click.command(context_settings={**CONTEXT, "allow_interspersed_args": False})
+@click.argument("script", required=False)
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+@_with_options
+@click.option("--parsable", is_flag=True, help="Print only the job id.")
+@click.option("-W", "--wait", "wait", is_flag=True, help="Wait for the job to end; exit with its exit code.")
+@click.option("--dry-run", is_flag=True, help="Parse and check, submit nothing.")
+@click.option("--json", "as_json", is_flag=True, help="With --dry-run: print the parsed request as JSON.")
+@endpoint_option
+@handle_errors(PROG)
+def main(script: str | None, args: tuple[str, ...], parsable: bool, wait: bool, dry_run: bool, as_json: bool,
+         endpoint: str | None, **opts) -> None:
+    """Submit SCRIPT [ARGS...] as a batch job.
+
+    Options come from the command line, then SBATCH_*/MBATCH_* environment variables, then
+    `#MBATCH` and `#SBATCH` lines at the top of the script, in that order of precedence.
+
+        mbatch -t 10:00 -c 2 --mem 4G job.sh input.dat
+    """
+    from melond.directives import build_request, dry_run_view
+
+    cli = {k[4:].replace("_", "-"): v for k, v in opts.items() if k.startswith("opt_") and v not in (None, False)}
+    script_text = None
+    if script is not None:
+        if "wrap" in cli:
+            raise click.UsageError("give either a script or --wrap, not both")
+        script_text = _read_script(script)
+    elif "wrap" not in cli:
+        raise click.UsageError("no script given: `mbatch [options] script [args...]` or `mbatch --wrap CMD`")
+    user = _user()
+    request, warnings = build_request(
+        script_text=script_text, script_path=os.path.abspath(script) if script else None, script_args=list(args),
+        cli=cli, environ=os.environ, cwd=os.getcwd(), submit_host=socket.gethostname(), user=user, now=time.time())
+    if dry_run:
+        view = dry_run_view(request, warnings)
+        if as_json:
+            print_json(view)
+        else:
+            for key, value in view.items():
+                click.echo(f"{key}: {value}")
+        return
+    for w in warnings:
+        warn(PROG, w)
+    c = client(endpoint)
+    reply = c.call("POST", "/jobs", request)
+    for w in reply.get("warnings", []):
+        warn(PROG, w)
+    first = reply["job_ids"][0]
+    click.echo(str(first) if parsable else f"Submitted batch job {first}")
+    if wait:
+        sys.exit(_wait(c, reply["job_ids"]))
+
+
+def _read_script(path: str) -> str:
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        raise MelonError(f"script {path!r} does not exist; check the path") from None
+    except IsADirectoryError:
+        raise MelonError(f"script {path!r} is a directory, not a script file") from None
+    except OSError as exc:
+        raise MelonError(f"cannot read script {path!r}: {exc.strerror}; check its permissions") from None
+    return data.decode("utf-8", "surrogateescape")
+
+
+def _user() -> str:
+    import pwd
+    try:
+        return pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:
+        return str(os.getuid())
+
+
+def _wait(c, ids: list[int]) -> int:
+    """Like sbatch --wait: block until every job ended; the highest exit code wins."""
+    worst = 0
+    for jid in ids:
+        while True:
+            job = c.call("GET", f"/jobs/{jid}", query={"wait": 60}, timeout=90)
+            if job["state"] in FINISHED_SHORT:
+                break
+        code = job.get("exit_code")
+        if code is None:
+            code = 128 + job["exit_signal"] if job.get("exit_signal") else (0 if job["state"] == "CD" else 1)
+        worst = max(worst, code)
+    return worst

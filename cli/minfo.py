@@ -1,0 +1,29 @@
+"""`minfo`: nodes and what runs on them, as sinfo does."""
+from __future__ import annotations
+
+import rich_click as click
+
+from cli.common import CONTEXT, client, endpoint_option, handle_errors, print_json, table
+
+PROG = "minfo"
+HEADERS = ["NODE", "PARTITION", "STATE", "CPUS(A/T)", "MEMORY_MB(A/T)", "JOBS", "LIMITS"]
+
+
+@click.command(context_settings=CONTEXT)
+@click.option("--json", "as_json", is_flag=True, help="JSON for scripts.")
+@endpoint_option
+@handle_errors(PROG)
+def main(as_json: bool, endpoint: str | None) -> None:
+    """Show every node: state (idle, mixed, allocated, down, drained), CPUs and memory, and how limits are enforced."""
+    nodes = client(endpoint).call("GET", "/nodes")["nodes"]
+    if as_json:
+        print_json(nodes)
+        return
+    rows = [[n["name"], n["partition"], n["state"], f"{n['cpus_used']}/{n['cpus']}",
+             f"{n['memory_used']}/{n['memory']}", str(n["jobs"]), n["backend"]] for n in nodes]
+    click.echo(table(HEADERS, rows))
+    for n in nodes:
+        if not n["enforcement"] and n["state"] != "down":
+            click.echo(f"note: node {n['name']} does not enforce CPU or memory limits: {n['backend_reason']}")
+        if n["state"] == "down" and n.get("reason"):
+            click.echo(f"note: node {n['name']} is down: {n['reason']}")

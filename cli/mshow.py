@@ -1,0 +1,67 @@
+"""`mshow`: everything about one job, as `scontrol show job` does."""
+from __future__ import annotations
+
+import rich_click as click
+
+from cli.common import CONTEXT, client, endpoint_option, fmt_time, handle_errors, iso, job_label, print_json
+from melond.timespec import format_duration, format_limit, format_size_mib
+
+PROG = "mshow"
+
+
+def parseable(job: dict) -> dict:
+    """The seed's fields, then Melon's."""
+    limit = job["time_limit"]
+    return {
+        "id": job["id"], "user": job["user"], "script_path": job.get("script_path"),
+        "script_args": job.get("script_args") or [],
+        "req_res": {"cpu_count": job["cpus"], "memory": job["memory"], "time": -(-limit // 60) if limit else None},
+        "submit_time": iso(job["submit_time"]), "start_time": iso(job.get("start_time")),
+        "stop_time": iso(job.get("end_time")), "status": job["state_name"], "assigned_node": job.get("node"),
+        "name": job["name"], "state": job["state"], "time_limit_seconds": limit or None,
+        "end_time": iso(job.get("end_time")), "exit_code": job.get("exit_code"), "signal": job.get("exit_signal"),
+        "reason": job.get("reason"), "output": job["output_path"], "error": job["error_path"],
+        "partition": job["partition"], "deadline": iso(job.get("deadline")), "detail": job.get("detail"),
+        "array_job_id": job.get("array_job_id"), "array_task_id": job.get("array_task_id"),
+        "extensions": [e for e in job.get("events", []) if e["kind"] == "extended"],
+        "events": job.get("events", []),
+    }
+
+
+@click.command(context_settings=CONTEXT)
+@click.argument("job_id", type=int)
+@click.option("-p", "--parseable", "as_json", is_flag=True, help="JSON for scripts.")
+@click.option("--json", "as_json", is_flag=True, help="Same as -p.")
+@endpoint_option
+@handle_errors(PROG)
+def main(job_id: int, as_json: bool, endpoint: str | None) -> None:
+    """Show job JOB_ID: request, state, times, node, exit status, output and its history."""
+    job = client(endpoint).call("GET", f"/jobs/{job_id}")
+    if as_json:
+        print_json(parseable(job))
+        return
+    exit_text = "-" if job.get("exit_code") is None and not job.get("exit_signal") else \
+        f"{job.get('exit_code') if job.get('exit_code') is not None else 0}:{job.get('exit_signal') or 0}"
+    rows = [
+        ("JobId", job_label(job)), ("JobName", job["name"]), ("User", f"{job['user']}({job['uid']})"),
+        ("JobState", f"{job['state_name']} ({job['state']})"), ("Reason", job.get("reason") or "None"),
+        ("Partition", job["partition"]), ("Node", job.get("node") or "(none)"),
+        ("NumCPUs", str(job["cpus"])), ("Memory", format_size_mib(job["memory"] // (1024 * 1024))),
+        ("TimeLimit", format_limit(job["time_limit"])), ("RunTime", format_duration(int(job["elapsed"]))),
+        ("SubmitTime", fmt_time(job["submit_time"])), ("StartTime", fmt_time(job.get("start_time"))),
+        ("Deadline", fmt_time(job.get("deadline"))), ("EndTime", fmt_time(job.get("end_time"))),
+        ("ExitCode", exit_text), ("Command", " ".join([job.get("script_path") or "(wrap)", *job.get("script_args", [])])),
+        ("WorkDir", job["chdir"]), ("StdOut", job["output_path"]), ("StdErr", job["error_path"]),
+    ]
+    if job.get("detail"):
+        rows.append(("Detail", job["detail"]))
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        click.echo(f"{key.rjust(width)}: {value}")
+    extensions = [e for e in job.get("events", []) if e["kind"] == "extended"]
+    if extensions:
+        click.echo("Extensions:")
+        for e in extensions:
+            d = e["data"]
+            click.echo(f"  {fmt_time(e['time'])} by {e['actor']}: {format_limit(d['old_limit'])} -> "
+                       f"{format_limit(d['new_limit'])}")

@@ -1,0 +1,106 @@
+"""The inventory: partitions, operators, limits and (later) nodes, from one TOML file.
+
+No file, or a file without nodes, means the embedded default: one node, this
+machine, in the default partition. Validation errors name the file, the table
+and the field, so a typo never starts a daemon with a half-read inventory.
+"""
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from melond.errors import MelonError
+from melond.timespec import SpecError, parse_size_mib, parse_time_limit
+
+DEFAULT_PARTITION = "local"
+LOCAL_NODE = "local"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Partition(Strict):
+    """A queue of nodes with its time rules (Slurm's MaxTime and DefaultTime)."""
+
+    max_time: int = 0  # seconds, 0 = unlimited
+    default_time: int | None = None  # seconds; None = max_time
+    default: bool = False
+    default_mem_per_cpu: int | None = None  # MiB; None = the node's memory per CPU
+
+    @field_validator("max_time", "default_time", mode="before")
+    @classmethod
+    def _time(cls, v: object) -> object:
+        return parse_time_limit(v) if isinstance(v, str) else v
+
+    @field_validator("default_mem_per_cpu", mode="before")
+    @classmethod
+    def _size(cls, v: object) -> object:
+        return parse_size_mib(v) if isinstance(v, str) else v
+
+
+class Node(Strict):
+    """A compute node; only the embedded local node exists until SSH nodes arrive."""
+
+    partition: str = DEFAULT_PARTITION
+    cpus: int | None = Field(default=None, ge=1)
+    memory: int | None = Field(default=None, ge=1)  # MiB cap
+    labels: list[str] = []
+
+    @field_validator("memory", mode="before")
+    @classmethod
+    def _size(cls, v: object) -> object:
+        return parse_size_mib(v) if isinstance(v, str) else v
+
+
+class Inventory(Strict):
+    operators: list[str] = []
+    kill_wait: float = Field(default=30.0, ge=0)
+    tasks_max: int = Field(default=8192, ge=0)
+    partitions: dict[str, Partition] = {}
+    nodes: dict[str, Node] = {}
+
+    def partition_names(self) -> list[str]:
+        return list(self.partitions) or [DEFAULT_PARTITION]
+
+    def partition(self, name: str) -> Partition:
+        return self.partitions.get(name) or Partition()
+
+    def default_partition(self) -> str:
+        for name, p in self.partitions.items():
+            if p.default:
+                return name
+        return next(iter(self.partitions), DEFAULT_PARTITION)
+
+    def node_table(self) -> dict[str, Node]:
+        """The nodes to run; the embedded local node when the file lists none."""
+        return dict(self.nodes) or {LOCAL_NODE: Node(partition=self.default_partition())}
+
+
+def load(path: str | None) -> Inventory:
+    """Read and validate; raise MelonError with file, table and field on any problem."""
+    if path is None:
+        return Inventory()
+    p = Path(path)
+    try:
+        data = tomllib.loads(p.read_text())
+    except FileNotFoundError:
+        raise MelonError(f"inventory {path}: no such file; pass an existing TOML file to --inventory") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise MelonError(f"inventory {path}: cannot read it: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise MelonError(f"inventory {path}: not valid TOML: {exc}") from None
+    try:
+        inv = Inventory.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in exc.errors())
+        raise MelonError(f"inventory {path}: {problems}") from None
+    except SpecError as exc:
+        raise MelonError(f"inventory {path}: {exc}") from None
+    for name, node in inv.nodes.items():
+        if inv.partitions and node.partition not in inv.partitions:
+            raise MelonError(f"inventory {path}: nodes.{name}.partition: unknown partition {node.partition!r}; "
+                             f"define [partitions.{node.partition}] or use one of {sorted(inv.partitions)}")
+    return inv

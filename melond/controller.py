@@ -1,0 +1,466 @@
+"""The job lifecycle: submit, schedule, start, end, cancel, extend, recover.
+
+Every state change is one store transaction plus one job event, committed
+before anyone is told. The in-memory `active` table mirrors the store's
+PENDING and RUNNING rows so that scheduling never reads the database; it is
+rebuilt from the store at start, which is what makes `kill -9` safe.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import pwd
+import re
+import time
+from dataclasses import dataclass
+
+from melond import jobrel, launch, policy, scheduler
+from melond.config import Inventory
+from melond.errors import BadRequest, Conflict, MelonError, NodeRequestFailed, NodeUnavailable, NotFound
+from melond.fleet import NodeSession
+from melond.policy import Caller
+from melond.states import FINISHED, SHORT, State, end_state
+from melond.store import Store
+from melond.timespec import format_limit
+
+log = logging.getLogger("melond.controller")
+
+MIB = 1024 * 1024
+DEP_IDS = re.compile(r"(?<=:)(\d+)")
+SLOW_TICK = 5.0
+
+
+@dataclass
+class NodeState:
+    """What melond knows of a node: its capacity and whether it can take work."""
+
+    name: str
+    partition: str
+    cpus: int
+    memory: int  # MiB
+    up: bool = False
+    backend: str = "unknown"
+    backend_reason: str = ""
+    reason: str | None = None
+
+
+class Controller:
+    """Owns the active jobs and drives them through their states."""
+
+    def __init__(self, store: Store, inventory: Inventory, nodes: dict[str, NodeState], *,
+                 kill_wait: float) -> None:
+        self.store = store
+        self.inv = inventory
+        self.nodes = nodes
+        self.sessions: dict[str, NodeSession] = {}
+        self.kill_wait = kill_wait
+        self.active: dict[int, dict] = {j["id"]: j for j in store.jobs(states=[State.PENDING, State.RUNNING])}
+        self._kick = asyncio.Event()
+        self._ended = asyncio.Condition()
+        self._tasks: set[asyncio.Task] = set()
+        self._stopping = False
+        self._dispatching: set[int] = set()
+
+    # ---- requests from users -------------------------------------------------------------
+
+    def caller(self, user: str, uid: int) -> Caller:
+        return Caller(user=user, uid=uid, operator=uid == 0 or user in self.inv.operators)
+
+    async def submit(self, req: dict, caller: Caller, submit_as: tuple[str, int, int]) -> tuple[list[int], list[str]]:
+        """Validate against partitions and nodes, store every task, return the ids."""
+        user, uid, gid = submit_as
+        warnings: list[str] = []
+        partition = req.get("partition") or self.inv.default_partition()
+        if partition not in self.inv.partition_names():
+            raise BadRequest(f"unknown partition {partition!r}; partitions: {', '.join(self.inv.partition_names())}")
+        part = self.inv.partition(partition)
+        nodes = [n for n in self.nodes.values() if n.partition == partition]
+        if not nodes:
+            raise BadRequest(f"partition {partition!r} has no nodes")
+        cpus = req["cpus"]
+        biggest = max(n.cpus for n in nodes)
+        if cpus > biggest:
+            raise BadRequest(f"requested {cpus} CPUs but the largest node in partition {partition} has {biggest}; "
+                             f"ask for at most -c {biggest}")
+        memory = req.get("memory")
+        if memory is None:
+            per_cpu = part.default_mem_per_cpu or min(n.memory // n.cpus for n in nodes)
+            memory = per_cpu * cpus * MIB
+        biggest_mem = max(n.memory for n in nodes)
+        if memory > biggest_mem * MIB:
+            raise BadRequest(f"requested {memory // MIB} MiB of memory but the largest node in partition "
+                             f"{partition} has {biggest_mem} MiB; ask for at most --mem {biggest_mem}M")
+        limit = req.get("time_limit")
+        if limit is None:
+            limit = part.default_time if part.default_time is not None else part.max_time
+        elif limit == 0 and part.max_time:
+            limit = part.max_time
+            warnings.append(f"partition {partition} has a MaxTime of {format_limit(part.max_time)}: "
+                            f"the job gets that instead of no limit")
+        if part.max_time and limit > part.max_time:
+            warnings.append(f"time limit {format_limit(limit)} is above partition {partition}'s MaxTime "
+                            f"{format_limit(part.max_time)}: the job stays pending (PartitionTimeLimit)")
+        if req.get("dependency"):
+            try:
+                jobrel.parse_dependency(req["dependency"])
+            except jobrel.RelError as exc:
+                raise BadRequest(str(exc)) from None
+        for name in (req.get("nodelist") or []) + (req.get("exclude") or []):
+            if name not in self.nodes:
+                raise BadRequest(f"unknown node {name!r}; nodes: {', '.join(sorted(self.nodes))}")
+        if req.get("signal"):
+            launch.parse_signal(req["signal"])
+        tasks: list[int | None] = [None]
+        throttle = None
+        if req.get("array"):
+            try:
+                tasks, throttle = jobrel.parse_array(req["array"])
+            except jobrel.RelError as exc:
+                raise BadRequest(str(exc)) from None
+        now = time.time()
+        base = {
+            "user": user, "uid": uid, "gid": gid, "name": req["name"], "state": State.PENDING.value,
+            "reason": None, "priority": 0, "partition": partition, "cpus": cpus, "memory": memory,
+            "time_limit": limit, "script": req["script"], "script_path": req.get("script_path"),
+            "script_args": req.get("script_args") or [], "environment": req.get("environment") or {},
+            "chdir": req["chdir"], "output": req.get("output") or "melon-%j.out", "error": req.get("error"),
+            "nodelist": req.get("nodelist") or [], "exclude": req.get("exclude") or [],
+            "begin_time": req.get("begin"), "hold": int(bool(req.get("hold"))), "dependency": req.get("dependency"),
+            "array_throttle": throttle, "requeue": int(bool(req.get("requeue"))), "signal": req.get("signal"),
+            "submit_host": req.get("submit_host"), "submit_dir": req.get("submit_dir") or req["chdir"],
+            "submit_time": now,
+        }
+        rows = [{**base, "array_task_id": t} for t in tasks]
+        ids = await self.store.write(Store.op_insert_jobs, rows, caller.user, now)
+        for jid, row in zip(ids, rows):
+            job = {**row, "id": jid}
+            if row["array_task_id"] is not None:
+                job["array_job_id"] = ids[0]
+            self.active[jid] = job
+        self.kick()
+        return ids, warnings
+
+    def visible_job(self, job_id: int, caller: Caller) -> dict:
+        job = self.active.get(job_id) or self.store.job(job_id)
+        if job is None:
+            raise NotFound(f"job {job_id} does not exist; `mqueue --all` lists the jobs melond knows")
+        return job
+
+    async def cancel(self, job_id: int, caller: Caller) -> dict:
+        job = self.visible_job(job_id, caller)
+        policy.check_owner(job, caller, "cancel")
+        state = State(job["state"])
+        if state in FINISHED:
+            raise Conflict(f"job {job_id} has already ended ({state.value}); nothing to cancel")
+        now = time.time()
+        if state == State.PENDING:
+            done = await self.store.write(Store.op_transition, job_id, [State.PENDING], {
+                "state": State.CANCELLED.value, "end_time": now, "reason": None,
+            }, "cancelled", caller.user, {}, now)
+            if done:
+                self._finished(job_id)
+                return {"job_id": job_id, "state": State.CANCELLED.value}
+            return await self.cancel(job_id, caller)  # it started meanwhile
+        await self.store.write(Store.op_transition, job_id, [State.RUNNING], {}, "cancel_requested",
+                               caller.user, {}, now)
+        job["cancel_requested"] = True
+        await self._send_kill(job)
+        return {"job_id": job_id, "state": State.RUNNING.value, "cancelling": True}
+
+    async def extend(self, job_id: int, caller: Caller, *, add: int | None, to: int | None) -> dict:
+        """Change the total limit; a running job's node learns the new one at once."""
+        job = self.visible_job(job_id, caller)
+        part = self.inv.partition(job["partition"])
+        old = job["time_limit"]
+        limit = policy.new_limit(job, add=add, to=to)
+        policy.check_extension(job, caller, limit, part.max_time, job["partition"])
+        now = time.time()
+        start = job.get("start_time")
+        data = {
+            "old_limit": old, "new_limit": limit, "added": (limit - old) if limit and old else None,
+            "old_deadline": start + old if start and old else None,
+            "new_deadline": start + limit if start and limit else None,
+        }
+        done = await self.store.write(Store.op_transition, job_id, [State.PENDING, State.RUNNING],
+                                      {"time_limit": limit}, "extended", caller.user, data, now)
+        if not done:
+            raise Conflict(f"job {job_id} ended while it was being extended; a finished job cannot be extended")
+        job["time_limit"] = limit
+        if job["state"] == State.RUNNING and job.get("node"):
+            session = self.sessions.get(job["node"])
+            try:
+                if session is None:
+                    raise NodeUnavailable(f"node {job['node']} has no session")
+                await session.request("set_limit", job_id=job_id, limit=limit)
+            except MelonError as exc:
+                log.warning("extension stored, node not told yet", extra={"job": job_id, "error": str(exc)})
+        self.kick()
+        return {"job_id": job_id, "state": job["state"], **data}
+
+    async def wait_ended(self, job_id: int, timeout: float) -> dict | None:
+        """Block until the job is finished or the timeout passes; return the job row."""
+        deadline = time.monotonic() + timeout
+        async with self._ended:
+            while job_id in self.active:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                try:
+                    await asyncio.wait_for(self._ended.wait(), left)
+                except TimeoutError:
+                    break
+        return self.store.job(job_id)
+
+    # ---- scheduling --------------------------------------------------------------------------
+
+    def kick(self) -> None:
+        self._kick.set()
+
+    async def schedule_forever(self) -> None:
+        """One plan per burst of events, plus a slow tick for begin times and dependencies."""
+        while not self._stopping:
+            try:
+                await asyncio.wait_for(self._kick.wait(), SLOW_TICK)
+            except TimeoutError:
+                pass
+            self._kick.clear()
+            if self._stopping:
+                break
+            try:
+                await self.schedule_once()
+            except Exception:  # noqa: BLE001 - a bad plan must not stop scheduling
+                log.exception("scheduling pass failed")
+
+    def _snapshot(self, now: float) -> scheduler.Snapshot:
+        nodes = tuple(scheduler.NodeView(n.name, n.partition, n.cpus, n.memory, n.up)
+                      for n in self.nodes.values())
+        running, pending = [], []
+        states = None
+        for job in self.active.values():
+            mem = job["memory"] // MIB
+            if job["state"] == State.RUNNING:
+                end = job["start_time"] + job["time_limit"] if job["time_limit"] else None
+                running.append(scheduler.RunningView(job["id"], job["node"], job["cpus"], mem, end,
+                                                     job.get("array_job_id")))
+                continue
+            blocked = self._blocked(job, now, states)
+            if blocked == "need_states":
+                states = self._dependency_states()
+                blocked = self._blocked(job, now, states)
+            pending.append(scheduler.PendingView(
+                job["id"], job["priority"], job["submit_time"], job["cpus"], mem, job["time_limit"],
+                job["partition"], frozenset(job.get("nodelist") or ()), frozenset(job.get("exclude") or ()),
+                blocked, job.get("array_job_id"), job.get("array_throttle")))
+        return scheduler.Snapshot(nodes, tuple(running), tuple(pending))
+
+    def _blocked(self, job: dict, now: float, states: dict[int, str] | None) -> str | None:
+        """Reasons outside the scheduler's resource view, in Slurm's order of precedence."""
+        if job["hold"]:
+            return "JobHeldUser"
+        if job.get("begin_time") and job["begin_time"] > now:
+            return "BeginTime"
+        if job.get("dependency"):
+            if states is None:
+                return "need_states"
+            status = jobrel.dependency_status(jobrel.parse_dependency(job["dependency"]), states)
+            if status != "ready":
+                return "Dependency" if status == "wait" else "DependencyNeverSatisfied"
+        max_time = self.inv.partition(job["partition"]).max_time
+        if max_time and (job["time_limit"] == 0 or job["time_limit"] > max_time):
+            return "PartitionTimeLimit"
+        return None
+
+    def _dependency_states(self) -> dict[int, str]:
+        ids: set[int] = set()
+        for job in self.active.values():
+            if job.get("dependency"):
+                ids.update(_dep_ids(job["dependency"]))
+        rows = self.store.jobs(ids=ids, columns="id, state") if ids else []
+        return {r["id"]: SHORT[State(r["state"])] for r in rows}
+
+    async def schedule_once(self) -> None:
+        now = time.time()
+        plan = scheduler.plan(self._snapshot(now), now)
+        for start in plan.starts:
+            self._spawn(self._dispatch(self.active[start.job_id], start.node))
+        changed = {jid: r for jid, r in plan.reasons.items()
+                   if jid in self.active and self.active[jid].get("reason") != r}
+        if changed:
+            for jid, r in changed.items():
+                self.active[jid]["reason"] = r
+            await self.store.write(Store.op_set_reasons, changed)
+
+    async def _dispatch(self, job: dict, node: str) -> None:
+        """Mark RUNNING (durably) first, then ask the node; a start is idempotent on the node."""
+        now = time.time()
+        job.update(state=State.RUNNING.value, node=node, start_time=now, reason=None)
+        done = await self.store.write(Store.op_transition, job["id"], [State.PENDING], {
+            "state": State.RUNNING.value, "node": node, "start_time": now, "reason": None,
+        }, "started", "melond", {"node": node}, now)
+        if not done:  # cancelled while the plan was made
+            self.active.pop(job["id"], None)
+            return
+        await self._start_on_node(job)
+
+    async def _start_on_node(self, job: dict) -> None:
+        session = self.sessions.get(job["node"])
+        if session is None or not session.up:
+            return  # the node's reconcile starts it when it is back
+        home = _home(job["user"])
+        req = launch.start_request(job, job["node"], kill_wait=self.kill_wait, tasks_max=self.inv.tasks_max, home=home)
+        try:
+            reply = await session.request("start", job=req)
+        except NodeUnavailable:
+            return
+        except NodeRequestFailed as exc:
+            await self._record_end(job["id"], {"reason": "launch_failed", "error": str(exc), "exit_code": None,
+                                               "signal": None, "end": time.time()})
+            return
+        if reply.get("already") and reply.get("state") == "ended":
+            await self._record_end(job["id"], reply["result"])
+
+    # ---- node events ---------------------------------------------------------------------------
+
+    def on_event(self, node: str, msg: dict) -> None:
+        if msg.get("event") == "exited":
+            self._spawn(self._record_end(int(msg["job_id"]), msg["result"], node=node))
+
+    async def _record_end(self, job_id: int, result: dict, node: str | None = None) -> None:
+        state = end_state(result)
+        now = time.time()
+        job = self.active.get(job_id)
+        changes = {
+            "state": state.value, "end_time": result.get("end") or now, "exit_code": result.get("exit_code"),
+            "exit_signal": result.get("signal"), "detail": result.get("error"),
+        }
+        if result.get("start") and job is not None:
+            changes["start_time"] = result["start"]
+        data = {k: result.get(k) for k in ("reason", "exit_code", "signal", "term_sent", "backend", "error")}
+        if result.get("term_sent") and job is not None and job.get("time_limit") and result.get("start"):
+            data["kill_late_by"] = round(result["term_sent"] - (result["start"] + job["time_limit"]), 4)
+        done = await self.store.write(Store.op_transition, job_id, [State.RUNNING], changes, "ended", "melond",
+                                      data, now)
+        if done:
+            self._finished(job_id)
+            log.info("job ended", extra={"job": job_id, "state": state.value, "exit_code": result.get("exit_code")})
+        where = node or (job or {}).get("node")
+        if where and where in self.sessions:
+            self._spawn(self._forget(where, [job_id]))
+
+    async def _forget(self, node: str, ids: list[int]) -> None:
+        try:
+            await self.sessions[node].request("forget", ids=ids)
+        except MelonError:
+            pass  # forgotten at the next reconcile
+
+    def _finished(self, job_id: int) -> None:
+        self.active.pop(job_id, None)
+        self.kick()
+        self._spawn(self._notify_ended())
+
+    async def _notify_ended(self) -> None:
+        async with self._ended:
+            self._ended.notify_all()
+
+    async def _send_kill(self, job: dict) -> None:
+        session = self.sessions.get(job.get("node") or "")
+        if session is None or not session.up:
+            return  # re-sent by the node's reconcile
+        try:
+            await session.request("kill", job_id=job["id"])
+        except NodeRequestFailed as exc:
+            if exc.node_code != "no_such_job":
+                raise
+            # Marked RUNNING but its start never reached the node: it never ran.
+            await self._record_end(job["id"], {"reason": "cancelled", "exit_code": None, "signal": None})
+
+    # ---- node (re)connection --------------------------------------------------------------------
+
+    async def node_up(self, name: str, info: dict) -> None:
+        """Reconcile the node's spool with the store: the store wins, nothing runs twice."""
+        node = self.nodes[name]
+        node.backend = info.get("backend", "none")
+        node.backend_reason = info.get("backend_reason", "")
+        session = self.sessions[name]
+        listing = (await session.request("list"))["jobs"]
+        on_node = {j["id"]: j for j in listing}
+        mine = [j for j in self.active.values() if j["state"] == State.RUNNING and j.get("node") == name]
+        cancels = self._cancel_requested([j["id"] for j in mine])
+        for job in mine:
+            seen = on_node.pop(job["id"], None)
+            if seen is None:
+                self._spawn(self._start_on_node(job))
+            elif seen["state"] == "ended":
+                await self._record_end(job["id"], seen["result"], node=name)
+            elif seen["state"] == "lost":
+                await self._record_end(job["id"], {"reason": "lost", "error": "the node lost the job (rebooted?)"},
+                                       node=name)
+            else:
+                await session.request("set_limit", job_id=job["id"], limit=job["time_limit"])
+                if job["id"] in cancels:
+                    job["cancel_requested"] = True
+                    await session.request("kill", job_id=job["id"])
+        stale = []
+        for jid, seen in on_node.items():
+            if seen["state"] in ("running", "claimed"):
+                log.warning("fencing a job the store does not run here", extra={"node": name, "job": jid})
+                await session.request("kill", job_id=jid)
+            else:
+                stale.append(jid)
+        if stale:
+            await session.request("forget", ids=stale)
+        node.up = True
+        await self._save_node(node, "up", None, info)
+        self.kick()
+
+    async def node_down(self, name: str, reason: str) -> None:
+        node = self.nodes[name]
+        node.up = False
+        node.reason = reason
+        await self._save_node(node, "down", reason, None)
+
+    def _cancel_requested(self, ids: list[int]) -> set[int]:
+        out = set()
+        for jid in ids:
+            if any(e["kind"] == "cancel_requested" for e in self.store.events(jid)):
+                out.add(jid)
+        return out
+
+    async def _save_node(self, node: NodeState, state: str, reason: str | None, info: dict | None) -> None:
+        row = {"name": node.name, "state": state, "reason": reason, "cpus": node.cpus, "memory": node.memory,
+               "backend": node.backend, "updated": time.time()}
+        if info is not None:
+            row["info"] = json.dumps(info)
+        await self.store.write(Store.op_upsert_node, row)
+
+    # ---- plumbing ------------------------------------------------------------------------------
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("background task failed", exc_info=task.exception())
+
+    async def stop(self) -> None:
+        """Stop scheduling and let in-flight writes finish; running jobs are left alone."""
+        self._stopping = True
+        self._kick.set()
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=10)
+
+
+def _dep_ids(spec: str) -> set[int]:
+    return {int(x) for x in DEP_IDS.findall(spec)}
+
+
+def _home(user: str) -> str | None:
+    try:
+        return pwd.getpwnam(user).pw_dir
+    except KeyError:
+        return None
+

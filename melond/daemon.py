@@ -1,0 +1,114 @@
+"""Wiring: state dir, store, nodes, controller, API listeners, signals, shutdown."""
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import logging
+import os
+import signal
+from dataclasses import dataclass
+
+import psutil
+from aiohttp import web
+
+from melond.api import make_app
+from melond.config import Inventory
+from melond.controller import Controller, NodeState
+from melond.errors import MelonError
+from melond.fleet import NodeSession
+from melond.paths import SOCKET_NAME
+from melond.store import Store
+from remote.transports import LocalTransport
+
+log = logging.getLogger("melond")
+
+MIB = 1024 * 1024
+MAX_HANDSHAKES = 16
+
+
+@dataclass
+class Options:
+    state_dir: str
+    inventory: Inventory
+    port: int | None = None
+    host: str = "127.0.0.1"
+    kill_wait: float | None = None
+
+
+class Daemon:
+    """One melond: owns the lock on its state dir for as long as it runs."""
+
+    def __init__(self, opts: Options) -> None:
+        self.opts = opts
+        self.state_dir = os.path.abspath(opts.state_dir)
+        self.socket_path = os.path.join(self.state_dir, SOCKET_NAME)
+        self._stop = asyncio.Event()
+        self._lock_fd: int | None = None
+
+    def _prepare_state_dir(self) -> None:
+        os.makedirs(self.state_dir, mode=0o755 if os.geteuid() == 0 else 0o700, exist_ok=True)
+        fd = os.open(os.path.join(self.state_dir, "melond.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise MelonError(f"another melond already uses {self.state_dir}; stop it first "
+                             f"(or pass a different --state-dir)") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._lock_fd = fd
+
+    def _nodes(self) -> dict[str, NodeState]:
+        """The embedded local node (the only kind until SSH nodes exist), sized by psutil and capped by the inventory."""
+        out = {}
+        for name, node in self.opts.inventory.node_table().items():
+            cpus = psutil.cpu_count() or 1
+            memory = psutil.virtual_memory().total // MIB
+            out[name] = NodeState(name=name, partition=node.partition, cpus=min(cpus, node.cpus or cpus),
+                                  memory=min(memory, node.memory or memory))
+        return out
+
+    async def run(self) -> None:
+        self._prepare_state_dir()
+        inv = self.opts.inventory
+        kill_wait = self.opts.kill_wait if self.opts.kill_wait is not None else inv.kill_wait
+        store = Store(os.path.join(self.state_dir, "melon.db"))
+        ctl = Controller(store, inv, self._nodes(), kill_wait=kill_wait)
+        handshakes = asyncio.Semaphore(MAX_HANDSHAKES)
+        spool = os.path.join(self.state_dir, "spool")
+        for name in ctl.nodes:
+            ctl.sessions[name] = NodeSession(name, LocalTransport(), spool, on_up=ctl.node_up,
+                                             on_down=ctl.node_down, on_event=ctl.on_event, handshakes=handshakes)
+        runner = web.AppRunner(make_app(ctl), access_log=None, handle_signals=False)
+        await runner.setup()
+        if os.path.exists(self.socket_path):
+            os.unlink(self.socket_path)  # stale: we hold the lock, so nobody else serves it
+        unix = web.UnixSite(runner, self.socket_path)
+        await unix.start()
+        os.chmod(self.socket_path, 0o666)  # every local user may connect; SO_PEERCRED says who they are
+        if self.opts.port is not None:
+            await web.TCPSite(runner, self.opts.host, self.opts.port).start()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stop.set)
+        tasks = [asyncio.ensure_future(s.run()) for s in ctl.sessions.values()]
+        tasks.append(asyncio.ensure_future(ctl.schedule_forever()))
+        log.info("melond ready", extra={"socket": self.socket_path, "port": self.opts.port,
+                                        "nodes": list(ctl.nodes), "kill_wait": kill_wait, "pid": os.getpid()})
+        await self._stop.wait()
+        log.info("melond stopping: jobs keep running and are adopted at the next start")
+        await runner.cleanup()
+        await ctl.stop()
+        for s in ctl.sessions.values():
+            await s.stop()
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await store.close()
+        try:
+            os.unlink(self.socket_path)
+        except FileNotFoundError:
+            pass
+        log.info("melond stopped")
+
+

@@ -1,0 +1,79 @@
+"""One error hierarchy for melond, its API and the CLIs.
+
+Each error has a code that crosses the wire (HTTP body `{"error": {"code",
+"message"}}`) and comes back in the client as the same type, via `from_wire`.
+Messages are written for the user: what is wrong and what to do.
+"""
+from __future__ import annotations
+
+
+class MelonError(Exception):
+    """Base: a refusal or failure with a user-facing message."""
+
+    code = "error"
+    status = 400
+
+    def to_wire(self) -> dict:
+        return {"error": {"code": self.code, "message": str(self)}}
+
+
+class BadRequest(MelonError):
+    code, status = "bad_request", 400
+
+
+class Unauthorized(MelonError):
+    code, status = "unauthorized", 401
+
+
+class Forbidden(MelonError):
+    code, status = "forbidden", 403
+
+
+class NotFound(MelonError):
+    code, status = "not_found", 404
+
+
+class Conflict(MelonError):
+    """The request is well-formed but the job's state does not allow it."""
+
+    code, status = "conflict", 409
+
+
+class TooLarge(MelonError):
+    code, status = "too_large", 413
+
+
+class NodeUnavailable(MelonError):
+    code, status = "node_unavailable", 503
+
+
+class NodeRequestFailed(MelonError):
+    code, status = "node_failed", 502
+
+    def __init__(self, node_code: str, message: str) -> None:
+        super().__init__(message)
+        self.node_code = node_code
+
+
+class Unreachable(MelonError):
+    """The client cannot reach melond at all."""
+
+    code, status = "unreachable", 503
+
+
+class Internal(MelonError):
+    code, status = "internal", 500
+
+
+ERRORS: dict[str, type[MelonError]] = {
+    cls.code: cls for cls in (BadRequest, Unauthorized, Forbidden, NotFound, Conflict, TooLarge,
+                              NodeUnavailable, Unreachable, Internal)
+}
+
+
+def from_wire(body: dict, status: int) -> MelonError:
+    """Rebuild the typed error a server sent."""
+    err = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(err, dict):
+        return Internal(f"melond answered HTTP {status} without an error body")
+    return ERRORS.get(err.get("code", ""), MelonError)(err.get("message", "unknown error"))

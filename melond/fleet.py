@@ -1,0 +1,166 @@
+"""Node sessions: one channel per node to its helper, kept up with backoff and jitter.
+
+A session turns the helper's frames into awaited replies and event callbacks;
+it knows nothing of jobs or the store. The daemon reacts to `on_up` (reconcile
+the node's spool with the store) and `on_event` (a job ended).
+"""
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from melond.errors import NodeUnavailable, NodeRequestFailed
+from remote import bootstrap, wire
+
+log = logging.getLogger("melond.fleet")
+
+BOOT_TIMEOUT = 20.0
+REQUEST_TIMEOUT = 30.0
+
+
+@dataclass
+class Backoff:
+    """Exponential backoff with full jitter, so a fleet of nodes does not reconnect in step."""
+
+    base: float = 0.5
+    cap: float = 30.0
+    attempt: int = 0
+    rng: random.Random = field(default_factory=random.Random)
+
+    def next(self) -> float:
+        delay = min(self.cap, self.base * 2 ** self.attempt)
+        self.attempt += 1
+        return self.rng.uniform(delay / 2, delay)
+
+    def reset(self) -> None:
+        self.attempt = 0
+
+
+class NodeSession:
+    """The live channel to one node's helper."""
+
+    def __init__(self, name: str, transport, spool: str, *,
+                 on_up: Callable[[str, dict], Awaitable[None]],
+                 on_down: Callable[[str, str], Awaitable[None]],
+                 on_event: Callable[[str, dict], None],
+                 handshakes: asyncio.Semaphore) -> None:
+        self.name = name
+        self.transport = transport
+        self.spool = spool
+        self.on_up, self.on_down, self.on_event = on_up, on_down, on_event
+        self.handshakes = handshakes
+        self.info: dict | None = None
+        self._channel = None
+        self._pending: dict[int, asyncio.Future] = {}
+        self._ids = itertools.count(1)
+        self._connected = asyncio.Event()
+        self._stopping = False
+        self.backoff = Backoff()
+
+    @property
+    def up(self) -> bool:
+        return self._connected.is_set()
+
+    async def run(self) -> None:
+        """Connect, serve, and reconnect until stopped."""
+        while not self._stopping:
+            reason = "stopped"
+            try:
+                async with self.handshakes:
+                    decoder, hello = await asyncio.wait_for(self._connect(), BOOT_TIMEOUT)
+                self.info = hello
+                self.backoff.reset()
+                self._connected.set()
+                log.info("node up", extra={"node": self.name, "backend": hello.get("backend"),
+                                           "cpus": hello.get("cpus"), "memory_mib": hello.get("memory")})
+                serving = asyncio.ensure_future(self._serve(decoder))
+                try:
+                    await self.on_up(self.name, hello)
+                except BaseException:
+                    serving.cancel()
+                    raise
+                reason = await serving
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - any failure means "down, retry later"
+                reason = f"{type(exc).__name__}: {exc}"
+            self._lost(reason)
+            if self._stopping:
+                break
+            await self.on_down(self.name, reason)
+            delay = self.backoff.next()
+            log.warning("node down", extra={"node": self.name, "reason": reason, "retry_in": round(delay, 2)})
+            await asyncio.sleep(delay)
+
+    async def _connect(self) -> tuple[wire.Decoder, dict]:
+        self._channel = await self.transport.open(self.spool)
+        marker = await self._channel.reader.readline()
+        if marker != bootstrap.READY:
+            err = " ".join((await self._channel.stderr_lines())[-5:])
+            raise ConnectionError(f"helper bootstrap failed: got {marker!r}; stderr: {err or '(empty)'}")
+        self._channel.writer.write(bootstrap.payload())
+        decoder = wire.Decoder()
+        while True:
+            data = await self._channel.reader.read(65536)
+            if not data:
+                err = " ".join((await self._channel.stderr_lines())[-5:])
+                raise ConnectionError(f"helper exited during start-up; stderr: {err or '(empty)'}")
+            for msg in decoder.feed(data):
+                if msg.get("event") == "hello":
+                    return decoder, msg["info"]
+                raise ConnectionError(f"helper spoke before saying hello: {msg!r}")
+
+    async def _serve(self, decoder: wire.Decoder) -> str:
+        reader = self._channel.reader
+        while True:
+            data = await reader.read(1 << 16)
+            if not data:
+                return "channel closed"
+            try:
+                messages = decoder.feed(data)
+            except wire.FrameError as exc:
+                log.error("garbage from node helper", extra={"node": self.name, "error": str(exc)})
+                return f"protocol error: {exc}"
+            for msg in messages:
+                if "event" in msg:
+                    self.on_event(self.name, msg)
+                    continue
+                fut = self._pending.pop(msg.get("id"), None)
+                if fut is not None and not fut.done():
+                    fut.set_result(msg)
+
+    def _lost(self, reason: str) -> None:
+        self._connected.clear()
+        if self._channel is not None:
+            self._channel.close()
+            self._channel = None
+        for fut in self._pending.values():
+            if not fut.done():
+                fut.set_exception(NodeUnavailable(f"node {self.name} went down: {reason}"))
+        self._pending.clear()
+
+    async def request(self, op: str, timeout: float = REQUEST_TIMEOUT, **fields) -> dict:
+        """Send one request and wait for its reply."""
+        if not self.up or self._channel is None:
+            raise NodeUnavailable(f"node {self.name} is not connected")
+        rid = next(self._ids)
+        fut = asyncio.get_running_loop().create_future()
+        self._pending[rid] = fut
+        self._channel.writer.write(wire.encode({"id": rid, "op": op, **fields}))
+        try:
+            reply = await asyncio.wait_for(fut, timeout)
+        finally:
+            self._pending.pop(rid, None)
+        if not reply.get("ok"):
+            err = reply.get("error") or {}
+            raise NodeRequestFailed(err.get("code", "internal"), f"node {self.name}: {err.get('message')}")
+        return reply.get("result") or {}
+
+    async def stop(self) -> None:
+        """Close the channel: the helper exits, the jobs do not."""
+        self._stopping = True
+        self._lost("melond stopping")

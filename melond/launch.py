@@ -1,0 +1,95 @@
+"""From a stored job to the node's start request: environment, file names, signals.
+
+Pure functions: the node helper receives everything ready to exec.
+"""
+from __future__ import annotations
+
+import re
+import signal as _signal
+
+from melond.errors import BadRequest
+
+NO_VAL_TASK = "4294967294"  # what Slurm prints for %a outside an array
+PATTERN = re.compile(r"%(\d*)([jJxuNAatns%])")
+DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
+
+
+def expand_pattern(text: str, job: dict, node: str) -> str:
+    """Slurm's filename patterns: %j %J %x %u %N %A %a %n %t %s %%, with optional zero padding."""
+    values = {
+        "j": str(job["id"]), "J": str(job["id"]), "x": job["name"], "u": job["user"], "N": node,
+        "A": str(job.get("array_job_id") or job["id"]),
+        "a": str(job["array_task_id"]) if job.get("array_task_id") is not None else NO_VAL_TASK,
+        "n": "0", "t": "0", "s": "batch", "%": "%",
+    }
+
+    def one(m: re.Match) -> str:
+        value = values[m.group(2)]
+        return value.zfill(int(m.group(1))) if m.group(1) and value.isdigit() else value
+
+    return PATTERN.sub(one, text)
+
+
+def parse_signal(text: str) -> tuple[int, int]:
+    """sbatch --signal=[{R|B}:]SIG[@TIME]: (signal number, seconds before the deadline)."""
+    spec = text.split(":", 1)[1] if text[:2].upper() in ("R:", "B:") else text
+    if spec[:3].upper() in ("RB:", "BR:"):
+        spec = spec[3:]
+    name, _, when = spec.partition("@")
+    try:
+        seconds = int(when) if when else 60
+    except ValueError:
+        raise BadRequest(f"--signal={text}: the time after @ must be whole seconds") from None
+    if name.isdigit():
+        num = int(name)
+    else:
+        upper = name.upper()
+        try:
+            num = int(_signal.Signals[upper if upper.startswith("SIG") else f"SIG{upper}"])
+        except KeyError:
+            raise BadRequest(f"--signal={text}: unknown signal {name!r}; use a name like USR1 or a number") from None
+    if not 0 < num < 65 or seconds < 0:
+        raise BadRequest(f"--signal={text}: want [R:|B:]SIGNAL[@SECONDS] with a signal from 1 to 64")
+    return num, seconds
+
+
+def job_environment(job: dict, node: str, home: str | None = None) -> dict[str, str]:
+    """The job's environment: what was exported, plus MELON_* and the SLURM_* twins Slurm scripts read."""
+    env = {str(k): str(v) for k, v in (job.get("environment") or {}).items()}
+    env.setdefault("PATH", DEFAULT_PATH)
+    env.setdefault("USER", job["user"])
+    env.setdefault("LOGNAME", job["user"])
+    if home:
+        env.setdefault("HOME", home)
+    mem_mib = str(job["memory"] // (1024 * 1024))
+    pairs = {
+        "JOB_ID": str(job["id"]), "JOB_NAME": job["name"], "CPUS_PER_TASK": str(job["cpus"]),
+        "MEM_PER_NODE": mem_mib, "SUBMIT_DIR": job.get("submit_dir") or job["chdir"],
+        "SUBMIT_HOST": job.get("submit_host") or "", "NODENAME": node, "JOB_PARTITION": job["partition"],
+        "RESTART_COUNT": str(job.get("restarts") or 0), "JOB_USER": job["user"], "JOB_UID": str(job["uid"]),
+    }
+    if job.get("array_task_id") is not None:
+        pairs["ARRAY_TASK_ID"] = str(job["array_task_id"])
+        pairs["ARRAY_JOB_ID"] = str(job["array_job_id"])
+    for key, value in pairs.items():
+        env[f"MELON_{key}"] = value
+        env[f"SLURM_{key}"] = value
+    env.update({
+        "SLURM_JOBID": str(job["id"]), "SLURMD_NODENAME": node, "SLURM_JOB_NODELIST": node,
+        "SLURM_NNODES": "1", "SLURM_JOB_NUM_NODES": "1", "SLURM_NTASKS": "1", "SLURM_NPROCS": "1",
+        "SLURM_CPUS_ON_NODE": str(job["cpus"]), "SLURM_JOB_CPUS_PER_NODE": str(job["cpus"]),
+        "SLURM_CLUSTER_NAME": "melon",
+    })
+    return env
+
+
+def start_request(job: dict, node: str, *, kill_wait: float, tasks_max: int, home: str | None = None) -> dict:
+    """Everything the node needs to start the job; the limit travels as a total, the node adds its own start time."""
+    return {
+        "id": job["id"], "user": job["user"], "script": job["script"], "args": job.get("script_args") or [],
+        "env": job_environment(job, node, home), "cwd": job["chdir"],
+        "output": expand_pattern(job["output"], job, node),
+        "error": expand_pattern(job["error"], job, node) if job.get("error") else None,
+        "cpus": job["cpus"], "memory": job["memory"], "limit": job["time_limit"], "kill_wait": kill_wait,
+        "tasks_max": tasks_max, "signal": list(parse_signal(job["signal"])) if job.get("signal") else None,
+    }

@@ -1,0 +1,44 @@
+"""`melond`: the daemon's command line."""
+from __future__ import annotations
+
+import asyncio
+import sys
+
+import rich_click as click
+
+from melond.paths import default_state_dir
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--state-dir", type=click.Path(file_okay=False), default=None,
+              help="Database, socket and node spool. Default: /var/lib/melon as root, else ~/.local/state/melon.")
+@click.option("--inventory", type=click.Path(dir_okay=False), default=None,
+              help="TOML inventory of partitions, operators and nodes. Default: this machine only.")
+@click.option("--port", type=click.IntRange(0, 65535), default=None,
+              help="Also serve the API over TCP on this port (read-only without tokens).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address for --port.")
+@click.option("--kill-wait", type=click.FloatRange(0), default=None,
+              help="Seconds between SIGTERM and SIGKILL at a time limit or cancel (Slurm's KillWait). Default 30.")
+@click.option("--log-level", default="INFO", show_default=True,
+              type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
+def main(state_dir: str | None, inventory: str | None, port: int | None, host: str,
+         kill_wait: float | None, log_level: str) -> None:
+    """Run the Melon scheduler daemon.
+
+    With no inventory it runs jobs on this machine. Example:
+
+        melond --state-dir /tmp/melon &  then  MELON_API=unix:/tmp/melon/melond.sock mbatch --wrap 'hostname'
+    """
+    from melond import config, logs
+    from melond.daemon import Daemon, Options
+    from melond.errors import MelonError
+
+    logs.setup(log_level.upper())
+    try:
+        inv = config.load(inventory)
+        daemon = Daemon(Options(state_dir=state_dir or default_state_dir(), inventory=inv, port=port, host=host,
+                                kill_wait=kill_wait))
+        asyncio.run(daemon.run())
+    except MelonError as exc:
+        click.echo(f"melond: {exc}", err=True)
+        sys.exit(1)

@@ -1,0 +1,77 @@
+"""Named schema migrations, each applied in one transaction with the row that records it.
+
+The schema version is the number of migrations applied (also kept in
+PRAGMA user_version). melond refuses a database from a newer melond rather
+than guess at columns it does not know.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import sqlite_utils
+
+from melond.errors import MelonError
+
+
+def _m001_initial(db: sqlite_utils.Database) -> None:
+    # AUTOINCREMENT: SQLite then never hands out an id again, even after rows are deleted.
+    db.execute("""
+        CREATE TABLE jobs (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            user TEXT NOT NULL, uid INTEGER NOT NULL, gid INTEGER,
+            name TEXT NOT NULL, state TEXT NOT NULL, reason TEXT,
+            priority INTEGER NOT NULL DEFAULT 0, partition TEXT NOT NULL,
+            cpus INTEGER NOT NULL, memory INTEGER NOT NULL, time_limit INTEGER NOT NULL,
+            script TEXT NOT NULL, script_path TEXT, script_args TEXT, environment TEXT,
+            chdir TEXT NOT NULL, output TEXT NOT NULL, error TEXT,
+            nodelist TEXT, exclude TEXT, begin_time REAL, hold INTEGER NOT NULL DEFAULT 0,
+            dependency TEXT, array_job_id INTEGER, array_task_id INTEGER, array_throttle INTEGER,
+            requeue INTEGER NOT NULL DEFAULT 0, signal TEXT,
+            submit_host TEXT, submit_dir TEXT, submit_time REAL NOT NULL,
+            start_time REAL, end_time REAL, node TEXT,
+            exit_code INTEGER, exit_signal INTEGER, detail TEXT, restarts INTEGER NOT NULL DEFAULT 0
+        )""")
+    db.execute("CREATE INDEX jobs_state ON jobs (state)")
+    db.execute("CREATE INDEX jobs_user ON jobs (user)")
+    db.execute("CREATE INDEX jobs_array ON jobs (array_job_id)")
+    db.execute("""
+        CREATE TABLE job_events (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            job_id INTEGER NOT NULL REFERENCES jobs(id),
+            time REAL NOT NULL, kind TEXT NOT NULL, actor TEXT NOT NULL, data TEXT NOT NULL
+        )""")
+    db.execute("CREATE INDEX job_events_job ON job_events (job_id)")
+    db.execute("""
+        CREATE TABLE nodes (
+            name TEXT PRIMARY KEY, state TEXT NOT NULL, reason TEXT,
+            cpus INTEGER, memory INTEGER, backend TEXT, info TEXT, updated REAL
+        )""")
+
+
+MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
+    ("001_initial", _m001_initial),
+]
+
+
+def migrate(db: sqlite_utils.Database) -> int:
+    """Apply what is missing; return the schema version."""
+    db.execute("CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied REAL NOT NULL)")
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    if version > len(MIGRATIONS):
+        raise MelonError(
+            f"the database {db.conn.execute('PRAGMA database_list').fetchone()[2]} has schema version {version}, "
+            f"newer than this melond understands ({len(MIGRATIONS)}); run a newer melond, or restore a backup")
+    for number, (name, apply) in enumerate(MIGRATIONS, start=1):
+        if number <= version:
+            continue
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            apply(db)
+            db.execute("INSERT INTO migrations (name, applied) VALUES (?, ?)", (name, time.time()))
+            db.execute(f"PRAGMA user_version = {number}")
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+    return len(MIGRATIONS)

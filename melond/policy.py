@@ -1,0 +1,55 @@
+"""Who may do what to a job: pure rules, each refusal naming the rule.
+
+The owner may cancel, extend and read their own jobs and may extend a job's
+total limit up to its partition's MaxTime; operators (root and the
+inventory's `operators`) may act on every job without bound.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from melond.errors import Conflict, Forbidden
+from melond.states import FINISHED, State
+from melond.timespec import format_limit
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is asking, as established by the transport (SO_PEERCRED or a token)."""
+
+    user: str
+    uid: int
+    operator: bool = False
+
+
+def check_owner(job: dict, caller: Caller, action: str) -> None:
+    """Only the job's owner or an operator may act on it."""
+    if caller.operator or job["user"] == caller.user:
+        return
+    raise Forbidden(f"job {job['id']} belongs to {job['user']}; only its owner or an operator may {action} it")
+
+
+def new_limit(job: dict, *, add: int | None, to: int | None) -> int:
+    """The total limit an extension asks for (seconds; 0 = unlimited)."""
+    if to is not None:
+        return to
+    if job["time_limit"] == 0:
+        raise Conflict(f"job {job['id']} has no time limit; there is nothing to extend")
+    return job["time_limit"] + (add or 0)
+
+
+def check_extension(job: dict, caller: Caller, limit: int, max_time: int, partition: str) -> None:
+    """May `caller` set `job`'s total limit to `limit`? Raise with the rule if not."""
+    check_owner(job, caller, "extend")
+    state = State(job["state"])
+    if state in FINISHED:
+        raise Conflict(f"job {job['id']} has already ended ({state.value}); a finished job cannot be extended")
+    if caller.operator:
+        return
+    if limit != 0 and limit < job["time_limit"]:
+        raise Forbidden(f"job {job['id']}: only an operator may shorten a time limit "
+                        f"({format_limit(job['time_limit'])} -> {format_limit(limit)})")
+    if max_time and (limit == 0 or limit > max_time):
+        raise Forbidden(
+            f"job {job['id']}: a limit of {format_limit(limit)} is above partition {partition}'s MaxTime "
+            f"of {format_limit(max_time)}; owners may extend up to MaxTime, an operator may go beyond")

@@ -1,0 +1,427 @@
+"""Placement decisions: FIFO by priority with conservative backfill that uses time limits.
+
+:func:`plan` is a pure function of a :class:`Snapshot` and ``now``: no I/O, no clock, no
+randomness, so the daemon can call it on every event and tests can replay any situation.
+
+Pending jobs are walked in priority order (priority desc, submit time asc, id asc). Each node
+keeps an availability profile, a step function of free CPUs and memory over time built from
+running jobs' deadlines. A job starts now on the best-fitting node where it fits for its whole
+time limit without touching capacity reserved for a job ahead of it. A job that cannot start gets
+a reservation at its earliest possible start, so later jobs backfill only around it. Unlimited
+jobs never end in the profile. Because every node belongs to one partition, partitions never
+interact, and the lead job of each partition is never delayed by the jobs behind it.
+
+Cost control: reservations only matter when a later job could start now, so they are computed
+lazily (on the first later job in the same partition that passes a cheap free-now test) and
+capped by ``max_reservations``; a job dominated by one that already failed (no smaller in CPUs,
+memory and time) fails without a search. A full cluster therefore costs O(1) per pending job.
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_left, bisect_right, insort
+from collections import Counter
+from dataclasses import dataclass
+from enum import StrEnum
+
+__all__ = [
+    "NodeView",
+    "PendingView",
+    "Plan",
+    "Reason",
+    "RunningView",
+    "Snapshot",
+    "Start",
+    "plan",
+]
+
+INF = math.inf
+_MAX_FAILED = 32  # failed requests remembered per partition for the dominance shortcut
+
+
+class Reason(StrEnum):
+    """Pending reasons the scheduler itself assigns (others arrive in ``PendingView.blocked``)."""
+
+    RESOURCES = "Resources"
+    PRIORITY = "Priority"
+    REQ_NODE_NOT_AVAIL = "ReqNodeNotAvail"
+    ARRAY_TASK_LIMIT = "JobArrayTaskLimit"
+
+
+@dataclass(frozen=True, slots=True)
+class NodeView:
+    """A node as the scheduler sees it; ``available`` False (down, drained, draining) starts nothing."""
+
+    name: str
+    partition: str
+    cpus: int
+    memory: int  # MiB
+    available: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class RunningView:
+    """A running job's hold on a node; ``end`` is its deadline, None when unlimited."""
+
+    job_id: int
+    node: str
+    cpus: int
+    memory: int  # MiB, 0 = the whole node
+    end: float | None
+    array_job_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PendingView:
+    """A pending job's request; ``blocked`` is a reason computed elsewhere that keeps it pending."""
+
+    job_id: int
+    priority: int
+    submit_time: float
+    cpus: int
+    memory: int  # MiB, 0 = the whole node
+    time_limit: int  # seconds, 0 = unlimited
+    partition: str
+    nodelist: frozenset[str] = frozenset()
+    exclude: frozenset[str] = frozenset()
+    blocked: str | None = None
+    array_job_id: int | None = None
+    array_throttle: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """Everything plan() may look at."""
+
+    nodes: tuple[NodeView, ...]
+    running: tuple[RunningView, ...] = ()
+    pending: tuple[PendingView, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Start:
+    """Start ``job_id`` on ``node`` now."""
+
+    job_id: int
+    node: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Starts in decision order, and the pending reason of every pending job not started."""
+
+    starts: tuple[Start, ...]
+    reasons: dict[int, str]
+
+
+class _Profile:
+    """Free CPUs and memory of one node as a step function: segment i is [times[i], times[i+1])."""
+
+    __slots__ = ("times", "cpus", "mem")
+
+    def __init__(self, now: float, free_c: int, free_m: int, releases: list[tuple[float, int, int]]):
+        times, cpus, mem = [now], [free_c], [free_m]
+        for t, c, m in sorted(releases):
+            if t == times[-1]:
+                cpus[-1] += c
+                mem[-1] += m
+            else:
+                times.append(t)
+                cpus.append(cpus[-1] + c)
+                mem.append(mem[-1] + m)
+        self.times, self.cpus, self.mem = times, cpus, mem
+
+    def fits(self, t0: float, t1: float, c: int, m: int) -> bool:
+        """Whether c CPUs and m MiB are free throughout [t0, t1)."""
+        times, cpus, mem = self.times, self.cpus, self.mem
+        i = bisect_right(times, t0) - 1
+        n = len(times)
+        while i < n and times[i] < t1:
+            if cpus[i] < c or mem[i] < m:
+                return False
+            i += 1
+        return True
+
+    def earliest(self, d: float, c: int, m: int, bound: float) -> float | None:
+        """The earliest t < bound with c CPUs and m MiB free throughout [t, t + d), else None."""
+        times, cpus, mem = self.times, self.cpus, self.mem
+        n = len(times)
+        start = None
+        for i in range(n):
+            if cpus[i] >= c and mem[i] >= m:
+                if start is None:
+                    if times[i] >= bound:
+                        return None
+                    start = times[i]
+                if start + d <= (times[i + 1] if i + 1 < n else INF):
+                    return start
+            else:
+                start = None
+        return None
+
+    def _split(self, t: float) -> int:
+        """Index of a breakpoint at t (t >= times[0]), inserting one if needed."""
+        times = self.times
+        i = bisect_left(times, t)
+        if i == len(times) or times[i] != t:
+            times.insert(i, t)
+            self.cpus.insert(i, self.cpus[i - 1])
+            self.mem.insert(i, self.mem[i - 1])
+        return i
+
+    def take(self, t0: float, t1: float, c: int, m: int) -> None:
+        """Hold c CPUs and m MiB over [t0, t1)."""
+        i = self._split(t0)
+        j = self._split(t1) if t1 < INF else len(self.times)
+        cpus, mem = self.cpus, self.mem
+        for k in range(i, j):
+            cpus[k] -= c
+            mem[k] -= m
+
+
+class _Node:
+    """Mutable per-plan state of an available node; the profile is built on first need."""
+
+    __slots__ = ("name", "cpus", "memory", "free_c", "free_m", "releases", "profile", "reserved")
+
+    def __init__(self, view: NodeView):
+        self.name, self.cpus, self.memory = view.name, view.cpus, view.memory
+        self.free_c, self.free_m = view.cpus, view.memory
+        self.releases: list[tuple[float, int, int]] = []
+        self.profile: _Profile | None = None
+        # Without a reservation, free capacity never shrinks over time, so free-now decides.
+        self.reserved = False
+
+    def timeline(self, now: float) -> _Profile:
+        if self.profile is None:
+            self.profile = _Profile(now, self.free_c, self.free_m, self.releases)
+            self.releases = []
+        return self.profile
+
+
+class _Group:
+    """Jobs of one partition that share a placement request: same nodelist, exclude, whole-memory.
+
+    They share the eligible nodes, the size verdicts and the dominance shortcut: a request that
+    failed to start now makes every request no smaller in CPUs, memory and time fail too.
+    """
+
+    __slots__ = ("nodes", "sizes", "failed")
+
+    def __init__(self, nodes: list[_Node]):
+        self.nodes = nodes  # available, allowed nodes, by name
+        self.sizes: dict[tuple[int, int], bool] = {}
+        self.failed: list[tuple[int, int, float]] = []  # minimal (cpus, memory, duration) that failed
+
+    def fits_some_node(self, c: int, m: int) -> bool:
+        ok = self.sizes.get((c, m))
+        if ok is None:
+            ok = self.sizes[(c, m)] = any(n.cpus >= c and n.memory >= m for n in self.nodes)
+        return ok
+
+    def dominated(self, c: int, m: int, d: float) -> bool:
+        return any(fc <= c and fm <= m and fd <= d for fc, fm, fd in self.failed)
+
+    def fail(self, c: int, m: int, d: float) -> None:
+        """Remember a failed request, keeping only the minimal ones so the check stays short."""
+        kept = [f for f in self.failed if not (c <= f[0] and m <= f[1] and d <= f[2])]
+        if len(kept) < _MAX_FAILED:
+            kept.append((c, m, d))
+        self.failed = kept
+
+
+class _Partition:
+    """The available nodes of one partition, indexed for the free-now test and best fit."""
+
+    __slots__ = ("nodes", "by_name", "by_free", "max_mem", "at_max", "idle_mem", "lead", "queue", "groups")
+
+    def __init__(self) -> None:
+        self.nodes: dict[str, _Node] = {}
+        self.by_name: list[_Node] = []
+        self.by_free: list[tuple[int, str]] = []  # (free CPUs now, name): best fit is a bisect away
+        self.max_mem = 0  # the largest free memory now, and how many nodes have it
+        self.at_max = 0
+        self.idle_mem = 0  # nodes with all their memory free now: only those can take memory 0
+        self.lead = False  # a job here already waits for resources: those behind wait on Priority
+        self.queue: list[tuple[list[_Node], int, int, float]] = []  # reservations not yet made
+        self.groups: dict[tuple[frozenset[str], frozenset[str], bool], _Group] = {}
+
+    def seal(self) -> None:
+        self.by_name = sorted(self.nodes.values(), key=lambda n: n.name)
+        self.by_free = sorted((n.free_c, n.name) for n in self.by_name)
+        self.idle_mem = sum(n.free_m == n.memory for n in self.by_name)
+        self.recount_mem()
+
+    def recount_mem(self) -> None:
+        frees = [n.free_m for n in self.by_name]
+        self.max_mem = max(frees, default=0)
+        self.at_max = frees.count(self.max_mem)
+
+    def group(self, job: PendingView) -> _Group:
+        key = (job.nodelist, job.exclude, not job.memory)
+        grp = self.groups.get(key)
+        if grp is None:
+            nodes = [n for n in self.by_name if _allowed(n.name, job)] if key[0] or key[1] else self.by_name
+            grp = self.groups[key] = _Group(nodes)
+        return grp
+
+    def hopeless(self, c: int, m: int) -> bool:
+        """Cheap upper bound: no node has that much free now (reservations never start now)."""
+        if self.by_free[-1][0] < c:
+            return True
+        return self.max_mem < m if m else self.idle_mem == 0
+
+
+def _order(job: PendingView) -> tuple[int, float, int]:
+    return (-job.priority, job.submit_time, job.job_id)
+
+
+class _Planner:
+    """One plan() call's working state."""
+
+    def __init__(self, snapshot: Snapshot, now: float, max_reservations: int):
+        self.now = now
+        self.budget = max_reservations
+        self.parts: dict[str, _Partition] = {}
+        self.tasks: Counter[int] = Counter()  # running + started tasks per array
+        self.starts: list[Start] = []
+        self.reasons: dict[int, str] = {}
+        nodes: dict[str, _Node] = {}
+        for view in snapshot.nodes:
+            if view.available:
+                nodes[view.name] = node = _Node(view)
+                self.parts.setdefault(view.partition, _Partition()).nodes[view.name] = node
+        # A job past its deadline still holds its node until killed: free it just after now.
+        soon = math.nextafter(now, INF)
+        for run in snapshot.running:
+            if run.array_job_id is not None:
+                self.tasks[run.array_job_id] += 1
+            node = nodes.get(run.node)
+            if node is None:
+                continue
+            mem = run.memory or node.memory
+            node.free_c -= run.cpus
+            node.free_m -= mem
+            if run.end is not None:
+                node.releases.append((max(run.end, soon), run.cpus, mem))
+        for part in self.parts.values():
+            part.seal()
+
+    def run(self, pending: tuple[PendingView, ...]) -> Plan:
+        for job in sorted(pending, key=_order):
+            reason = self.place(job)
+            if reason is not None:
+                self.reasons[job.job_id] = str(reason)  # plain str: the caller stores and prints it
+        return Plan(tuple(self.starts), self.reasons)
+
+    def place(self, job: PendingView) -> str | None:
+        """Start ``job`` or return why it waits."""
+        if job.blocked:
+            return job.blocked
+        arr = job.array_job_id
+        if arr is not None and job.array_throttle and self.tasks[arr] >= job.array_throttle:
+            return Reason.ARRAY_TASK_LIMIT
+        part = self.parts.get(job.partition)
+        if part is None:
+            return Reason.REQ_NODE_NOT_AVAIL
+        grp = part.group(job)
+        if not grp.nodes:
+            return Reason.REQ_NODE_NOT_AVAIL
+        c, m = job.cpus, job.memory
+        if not grp.fits_some_node(c, m):
+            return Reason.RESOURCES
+        d = float(job.time_limit) if job.time_limit > 0 else INF
+        # Failing is monotone within a plan (capacity only shrinks), hence the cheap refusals.
+        if not part.hopeless(c, m) and not grp.dominated(c, m, d):
+            if part.queue:
+                self.reserve(part)
+            node = self.best_fit(part, job, grp.nodes, c, m, d)
+            if node is not None:
+                self.start(part, job, node, c, m, d)
+                return None
+            grp.fail(c, m, d)
+        if self.budget > 0:
+            self.budget -= 1
+            part.queue.append((grp.nodes, c, m, d))
+        if part.lead:
+            return Reason.PRIORITY
+        part.lead = True
+        return Reason.RESOURCES
+
+    def best_fit(
+        self, part: _Partition, job: PendingView, eligible: list[_Node], c: int, m: int, d: float
+    ) -> _Node | None:
+        """The node left with the fewest free CPUs (then name) where the job fits from now on."""
+        now, end = self.now, self.now + d
+        if job.nodelist:
+            names = sorted((n.free_c, n.name) for n in eligible if n.free_c >= c)
+        else:
+            names = part.by_free[bisect_left(part.by_free, (c, "")) :]
+        exclude = job.exclude
+        for _, name in names:
+            if name in exclude:
+                continue
+            node = part.nodes[name]
+            need = m or node.memory
+            if node.free_m < need:
+                continue
+            if node.reserved and not node.timeline(now).fits(now, end, c, need):
+                continue
+            return node
+        return None
+
+    def start(self, part: _Partition, job: PendingView, node: _Node, c: int, m: int, d: float) -> None:
+        need = m or node.memory
+        by_free = part.by_free
+        del by_free[bisect_left(by_free, (node.free_c, node.name))]
+        old_m = node.free_m
+        node.free_c -= c
+        node.free_m -= need
+        insort(by_free, (node.free_c, node.name))
+        if old_m == node.memory:
+            part.idle_mem -= 1
+        if old_m == part.max_mem:
+            part.at_max -= 1
+            if part.at_max == 0:
+                part.recount_mem()
+        end = self.now + d
+        if node.profile is not None:
+            node.profile.take(self.now, end, c, need)
+        elif end < INF:
+            node.releases.append((end, c, need))
+        if job.array_job_id is not None:
+            self.tasks[job.array_job_id] += 1
+        self.starts.append(Start(job.job_id, node.name))
+
+    def reserve(self, part: _Partition) -> None:
+        """Make the queued reservations, in priority order, each at its earliest start (then name)."""
+        now = self.now
+        for eligible, c, m, d in part.queue:
+            best: tuple[float, _Node, int] | None = None
+            bound = INF
+            for node in eligible:
+                need = m or node.memory
+                if node.cpus < c or node.memory < need:
+                    continue
+                t = node.timeline(now).earliest(d, c, need, bound)
+                if t is not None:
+                    best, bound = (t, node, need), t
+            if best is not None:
+                t, node, need = best
+                node.timeline(now).take(t, t + d, c, need)
+                node.reserved = True
+        part.queue.clear()
+
+
+def _allowed(name: str, job: PendingView) -> bool:
+    return (not job.nodelist or name in job.nodelist) and name not in job.exclude
+
+
+def plan(snapshot: Snapshot, now: float, *, max_reservations: int = 100) -> Plan:
+    """Decide which pending jobs start now and where, and why the others wait.
+
+    At most ``max_reservations`` waiting jobs (the first in priority order) hold a reservation
+    that later jobs may not delay; jobs past the cap wait without one.
+    """
+    return _Planner(snapshot, now, max_reservations).run(snapshot.pending)

@@ -1,0 +1,223 @@
+"""Option tables (sbatch's and Melon's own) and getopt_long's way of looking names up in them.
+
+Slurm hands directive tokens to glibc ``getopt_long``, which accepts any unique prefix of a long
+option name. Whether ``--ntask`` is an abbreviation or an ambiguity therefore depends on every
+option sbatch knows, including the ones Melon ignores, so the whole table lives here as data.
+
+Source: ``common_options[]`` in ``src/common/slurm_opt.c`` (SchedMD/slurm, stored copy at commit
+002a907694609f82564ff36dd8a050d12a57c702), filtered as ``slurm_option_table_create()`` filters
+it for sbatch: an entry is present when it has a name and a ``set_func`` or ``set_func_sbatch``.
+``oom-kill-step`` (added in Slurm 25.05, documented in sbatch(1)) is appended. The corpus rules
+(conformance/sbatch/RULES.md) counted 120 entries at a later master snapshot; entries missing
+here only matter for an abbreviation that would also prefix one of them.
+"""
+
+from __future__ import annotations
+
+from types import MappingProxyType
+from typing import Mapping, NamedTuple
+
+NO_ARG, REQUIRED, OPTIONAL = 0, 1, 2
+
+#: (long name, has_arg, short letter or ""), in Slurm's ``common_options[]`` order. The order is
+#: what builds sbatch's short-option string (see ``SHORT_OPTION_STRING``).
+SBATCH_OPTIONS: tuple[tuple[str, int, str], ...] = (
+    ("account", REQUIRED, "A"),
+    ("acctg-freq", REQUIRED, ""),
+    ("array", REQUIRED, "a"),
+    ("autocomplete", REQUIRED, ""),
+    ("batch", REQUIRED, ""),
+    ("begin", REQUIRED, "b"),
+    ("bb", REQUIRED, ""),
+    ("bbf", REQUIRED, ""),
+    ("cluster-constraint", REQUIRED, ""),
+    ("chdir", REQUIRED, "D"),
+    ("cluster", REQUIRED, ""),
+    ("clusters", REQUIRED, "M"),
+    ("comment", REQUIRED, ""),
+    ("container", REQUIRED, ""),
+    ("container-id", REQUIRED, ""),
+    ("context", REQUIRED, ""),
+    ("contiguous", NO_ARG, ""),
+    ("constraint", REQUIRED, "C"),
+    ("core-spec", REQUIRED, "S"),
+    ("cores-per-socket", REQUIRED, ""),
+    ("cpu-freq", REQUIRED, ""),
+    ("cpus-per-gpu", REQUIRED, ""),
+    ("cpus-per-task", REQUIRED, "c"),
+    ("deadline", REQUIRED, ""),
+    ("delay-boot", REQUIRED, ""),
+    ("dependency", REQUIRED, "d"),
+    ("distribution", REQUIRED, "m"),
+    ("error", REQUIRED, "e"),
+    ("exclude", REQUIRED, "x"),
+    ("exclusive", OPTIONAL, ""),
+    ("export", REQUIRED, ""),
+    ("export-file", REQUIRED, ""),
+    ("extra", REQUIRED, ""),
+    ("extra-node-info", REQUIRED, "B"),
+    ("get-user-env", OPTIONAL, ""),
+    ("gid", REQUIRED, ""),
+    ("gpu-bind", REQUIRED, ""),
+    ("gpu-freq", REQUIRED, ""),
+    ("gpus", REQUIRED, "G"),
+    ("gpus-per-node", REQUIRED, ""),
+    ("gpus-per-socket", REQUIRED, ""),
+    ("gpus-per-task", REQUIRED, ""),
+    ("gres", REQUIRED, ""),
+    ("gres-flags", REQUIRED, ""),
+    ("help", NO_ARG, "h"),
+    ("hint", REQUIRED, ""),
+    ("hold", NO_ARG, "H"),
+    ("ignore-pbs", NO_ARG, ""),
+    ("input", REQUIRED, "i"),
+    ("job-name", REQUIRED, "J"),
+    ("kill-on-invalid-dep", REQUIRED, ""),
+    ("licenses", REQUIRED, "L"),
+    ("mail-type", REQUIRED, ""),
+    ("mail-user", REQUIRED, ""),
+    ("mcs-label", REQUIRED, ""),
+    ("mem", REQUIRED, ""),
+    ("mem-bind", REQUIRED, ""),
+    ("mem-per-cpu", REQUIRED, ""),
+    ("mem-per-gpu", REQUIRED, ""),
+    ("mincpus", REQUIRED, ""),
+    ("network", REQUIRED, ""),
+    ("nice", OPTIONAL, ""),
+    ("no-kill", OPTIONAL, "k"),
+    ("no-requeue", NO_ARG, ""),
+    ("nodefile", REQUIRED, "F"),
+    ("nodelist", REQUIRED, "w"),
+    ("nodes", REQUIRED, "N"),
+    ("ntasks", REQUIRED, "n"),
+    ("ntasks-per-core", REQUIRED, ""),
+    ("ntasks-per-gpu", REQUIRED, ""),
+    ("ntasks-per-node", REQUIRED, ""),
+    ("ntasks-per-socket", REQUIRED, ""),
+    ("ntasks-per-tres", REQUIRED, ""),
+    ("oom-kill-step", OPTIONAL, ""),
+    ("open-mode", REQUIRED, ""),
+    ("output", REQUIRED, "o"),
+    ("overcommit", NO_ARG, "O"),
+    ("oversubscribe", NO_ARG, "s"),
+    ("parsable", NO_ARG, ""),
+    ("partition", REQUIRED, "p"),
+    ("prefer", REQUIRED, ""),
+    ("priority", REQUIRED, ""),
+    ("profile", REQUIRED, ""),
+    ("propagate", OPTIONAL, ""),
+    ("qos", REQUIRED, "q"),
+    ("quiet", NO_ARG, "Q"),
+    ("reboot", NO_ARG, ""),
+    ("requeue", NO_ARG, ""),
+    ("reservation", REQUIRED, ""),
+    ("segment", REQUIRED, ""),
+    ("signal", REQUIRED, ""),
+    ("sockets-per-node", REQUIRED, ""),
+    ("spread-job", NO_ARG, ""),
+    ("stepmgr", NO_ARG, ""),
+    ("switches", REQUIRED, ""),
+    ("tasks-per-node", REQUIRED, ""),
+    ("test-only", NO_ARG, ""),
+    ("thread-spec", REQUIRED, ""),
+    ("threads-per-core", REQUIRED, ""),
+    ("time", REQUIRED, "t"),
+    ("time-min", REQUIRED, ""),
+    ("tmp", REQUIRED, ""),
+    ("tres-bind", REQUIRED, ""),
+    ("tres-per-task", REQUIRED, ""),
+    ("uid", REQUIRED, ""),
+    ("use-min-nodes", NO_ARG, ""),
+    ("verbose", NO_ARG, "v"),
+    ("version", NO_ARG, "V"),
+    ("usage", NO_ARG, ""),
+    ("wait", NO_ARG, "W"),
+    ("wait-all-nodes", REQUIRED, ""),
+    ("wckey", REQUIRED, ""),
+    ("wrap", REQUIRED, ""),
+)
+
+#: Entries that share getopt's ``val`` with another entry. glibc does not call a prefix ambiguous
+#: when every candidate is the same option, so these name the option they stand for.
+SAME_OPTION: dict[str, str] = {"tasks-per-node": "ntasks-per-node"}
+
+#: The short-option string sbatch passes to getopt_long (as quoted in RULES.md R3).
+SHORT_OPTION_STRING = "+A:a:b:D:M:C:S:c:d:m:e:x:B:G:hHi:J:L:k::F:w:N:n:o:Osp:q:Qt:vVW"
+
+#: Melon's own options: the grammar of ``#MBATCH`` lines and of the mbatch command line.
+#: (long name, has_arg, short letter or ""). ``-m`` is memory here, unlike in ``#SBATCH`` lines,
+#: and ``-a`` is not ``--array`` (on the command line it is ``--api-endpoint``).
+MELON_OPTIONS: tuple[tuple[str, int, str], ...] = (
+    ("cpus-per-task", REQUIRED, "c"),
+    ("mem", REQUIRED, "m"),
+    ("mem-per-cpu", REQUIRED, ""),
+    ("time", REQUIRED, "t"),
+    ("job-name", REQUIRED, "J"),
+    ("output", REQUIRED, "o"),
+    ("error", REQUIRED, "e"),
+    ("chdir", REQUIRED, "D"),
+    ("export", REQUIRED, ""),
+    ("nodelist", REQUIRED, "w"),
+    ("exclude", REQUIRED, "x"),
+    ("partition", REQUIRED, "p"),
+    ("begin", REQUIRED, "b"),
+    ("hold", NO_ARG, "H"),
+    ("dependency", REQUIRED, "d"),
+    ("array", REQUIRED, ""),
+    ("requeue", NO_ARG, ""),
+    ("no-requeue", NO_ARG, ""),
+    ("signal", REQUIRED, ""),
+    ("wrap", REQUIRED, ""),
+    ("parsable", NO_ARG, ""),
+    ("wait", NO_ARG, "W"),
+)
+
+#: Why Melon skips a Slurm option, for the options real scripts carry most.
+UNSUPPORTED_WHY: Mapping[str, str] = MappingProxyType({
+    "nodes": "Melon runs every job on one node",
+    "ntasks": "Melon starts one task per job; ask for CPUs with --cpus-per-task",
+    "ntasks-per-node": "Melon starts one task per job; ask for CPUs with --cpus-per-task",
+    "tasks-per-node": "Melon starts one task per job; ask for CPUs with --cpus-per-task",
+    "distribution": "in #SBATCH lines -m is --distribution; for memory write --mem",
+    "gres": "Melon does not schedule GPUs or other generic resources",
+    "gpus": "Melon does not schedule GPUs",
+    "account": "Melon has no accounts",
+    "qos": "Melon has no QOS",
+    "mail-type": "Melon sends no mail",
+    "mail-user": "Melon sends no mail",
+    "exclusive": "Melon shares nodes by CPU and memory limits",
+})
+
+
+class Grammar(NamedTuple):
+    """One option table as getopt_long sees it."""
+
+    longs: Mapping[str, tuple[int, str]]  # name -> (has_arg, identity for ambiguity checks)
+    shorts: Mapping[str, tuple[int, str]]  # letter -> (has_arg, long name)
+    strict: bool  # unknown options are errors rather than warnings
+
+
+def make_grammar(table: tuple[tuple[str, int, str], ...], strict: bool) -> Grammar:
+    """Index an option table by long name and short letter."""
+    longs = {name: (has_arg, SAME_OPTION.get(name, name)) for name, has_arg, _ in table}
+    shorts = {short: (has_arg, name) for name, has_arg, short in table if short}
+    return Grammar(MappingProxyType(longs), MappingProxyType(shorts), strict)
+
+
+def resolve_long(grammar: Grammar, written: str) -> str | list[str] | None:
+    """getopt_long's lookup: the exact name, else the one option every prefix match denotes.
+
+    Returns the option name, the candidate list when the prefix is ambiguous, or None.
+    """
+    if written in grammar.longs:
+        return written
+    matches = [name for name in grammar.longs if name.startswith(written)]
+    if not matches:
+        return None
+    if len({grammar.longs[name] for name in matches}) == 1:
+        return matches[0]
+    return matches
+
+
+SLURM_GRAMMAR = make_grammar(SBATCH_OPTIONS, strict=False)
+MELON_GRAMMAR = make_grammar(MELON_OPTIONS, strict=True)

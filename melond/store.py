@@ -1,0 +1,215 @@
+"""SQLite state: jobs, the append-only job event log, nodes.
+
+One writer thread owns the write connection (Datasette's pattern): callers
+queue small functions, the writer runs every queued function inside one
+`BEGIN IMMEDIATE` transaction (each in its own savepoint, so one failure does
+not sink the others) and commits once — group commit. With WAL and
+synchronous=FULL that commit is durable against a power cut, and its cost is
+shared by everything that arrived while the previous commit was syncing.
+Results reach the event loop through futures only after the commit, so an
+acknowledged submission is on disk. Reads use their own connection.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import sqlite_utils
+
+from melond.errors import MelonError
+from melond.migrations import migrate
+
+JSON_COLUMNS = ("script_args", "environment", "nodelist", "exclude")
+BATCH_MAX = 1000
+
+
+def _connect(path: str) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA foreign_keys=ON")
+    return conn
+
+
+def job_from_row(row: sqlite3.Row | dict) -> dict:
+    job = dict(row)
+    for col in JSON_COLUMNS:
+        if job.get(col) is not None:
+            job[col] = json.loads(job[col])
+    return job
+
+
+class Store:
+    """The database file and its single writer."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        writer = _connect(path)
+        migrate(sqlite_utils.Database(writer))
+        self._writer = writer
+        self._reader = _connect(path)
+        self.db = sqlite_utils.Database(self._reader)
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run_writer, name="melon-store-writer", daemon=True)
+        self._thread.start()
+        self.commits = 0
+
+    # ---- writing -------------------------------------------------------------------------
+
+    async def write(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run fn(conn, *args) in the next group transaction; return once it is committed."""
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        self._queue.put((fn, args, fut, loop))
+        return await fut
+
+    def _run_writer(self) -> None:
+        conn = self._writer
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            while len(batch) < BATCH_MAX:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    self._queue.put(None)
+                    break
+                batch.append(item)
+            outcomes: list[tuple[bool, Any]] = []
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                for fn, args, _, _ in batch:
+                    conn.execute("SAVEPOINT op")
+                    try:
+                        outcomes.append((True, fn(conn, *args)))
+                        conn.execute("RELEASE op")
+                    except Exception as exc:  # noqa: BLE001 - handed to the caller
+                        conn.execute("ROLLBACK TO op")
+                        conn.execute("RELEASE op")
+                        outcomes.append((False, exc))
+                conn.execute("COMMIT")
+                self.commits += 1
+            except Exception as exc:  # noqa: BLE001 - the whole batch failed to commit
+                try:
+                    conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+                outcomes = [(False, exc)] * len(batch)
+            for (_, _, fut, loop), (ok, value) in zip(batch, outcomes):
+                loop.call_soon_threadsafe(_settle, fut, ok, value)
+
+    async def close(self) -> None:
+        self._queue.put(None)
+        await asyncio.get_running_loop().run_in_executor(None, self._thread.join)
+        self._writer.close()
+        self._reader.close()
+
+    # ---- write operations (run in the writer thread) ----------------------------------------
+
+    @staticmethod
+    def op_insert_jobs(conn: sqlite3.Connection, rows: list[dict], actor: str, now: float) -> list[int]:
+        """Insert jobs (one submission, or every task of an array) with their `submitted` events."""
+        ids = []
+        first = None
+        for row in rows:
+            row = {k: (json.dumps(v) if k in JSON_COLUMNS and v is not None else v) for k, v in row.items()}
+            if row.get("array_task_id") is not None and first is not None:
+                row["array_job_id"] = first
+            cols = ", ".join(row)
+            cur = conn.execute(f"INSERT INTO jobs ({cols}) VALUES ({', '.join('?' * len(row))})", list(row.values()))
+            jid = cur.lastrowid
+            if row.get("array_task_id") is not None and first is None:
+                first = jid
+                conn.execute("UPDATE jobs SET array_job_id = ? WHERE id = ?", (jid, jid))
+            _event(conn, jid, now, "submitted", actor, {})
+            ids.append(jid)
+        return ids
+
+    @staticmethod
+    def op_transition(conn: sqlite3.Connection, job_id: int, allowed: Iterable[str], changes: dict,
+                      kind: str, actor: str, data: dict, now: float) -> bool:
+        """Change a job only if it is still in an allowed state, with its event; False if not."""
+        allowed = list(allowed)
+        in_state = f"id = ? AND state IN ({', '.join('?' * len(allowed))})"
+        if changes:
+            sets = ", ".join(f"{k} = ?" for k in changes)
+            matched = conn.execute(f"UPDATE jobs SET {sets} WHERE {in_state}",
+                                   [*changes.values(), job_id, *allowed]).rowcount == 1
+        else:  # an event only (e.g. a cancel request), still guarded by the state
+            matched = conn.execute(f"SELECT 1 FROM jobs WHERE {in_state}", [job_id, *allowed]).fetchone() is not None
+        if not matched:
+            return False
+        _event(conn, job_id, now, kind, actor, data)
+        return True
+
+    @staticmethod
+    def op_set_reasons(conn: sqlite3.Connection, reasons: dict[int, str | None]) -> None:
+        conn.executemany("UPDATE jobs SET reason = ? WHERE id = ? AND state = 'PENDING'",
+                         [(r, j) for j, r in reasons.items()])
+
+    @staticmethod
+    def op_upsert_node(conn: sqlite3.Connection, node: dict) -> None:
+        cols = ", ".join(node)
+        updates = ", ".join(f"{k} = excluded.{k}" for k in node if k != "name")
+        conn.execute(f"INSERT INTO nodes ({cols}) VALUES ({', '.join('?' * len(node))}) "
+                     f"ON CONFLICT(name) DO UPDATE SET {updates}", list(node.values()))
+
+    # ---- reading ---------------------------------------------------------------------------
+
+    def job(self, job_id: int) -> dict | None:
+        row = self._reader.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return job_from_row(row) if row else None
+
+    def jobs(self, *, states: Iterable[str] | None = None, user: str | None = None,
+             ids: Iterable[int] | None = None, columns: str = "*") -> list[dict]:
+        where, params = [], []
+        if states is not None:
+            states = list(states)
+            where.append(f"state IN ({', '.join('?' * len(states))})")
+            params += states
+        if user is not None:
+            where.append("user = ?")
+            params.append(user)
+        if ids is not None:
+            ids = list(ids)
+            where.append(f"(id IN ({', '.join('?' * len(ids))}) OR array_job_id IN ({', '.join('?' * len(ids))}))")
+            params += ids + ids
+        sql = f"SELECT {columns} FROM jobs" + (f" WHERE {' AND '.join(where)}" if where else "") + " ORDER BY id"
+        return [job_from_row(r) for r in self._reader.execute(sql, params)]
+
+    def events(self, job_id: int) -> list[dict]:
+        rows = self._reader.execute("SELECT time, kind, actor, data FROM job_events WHERE job_id = ? ORDER BY seq",
+                                    (job_id,))
+        return [{**dict(r), "data": json.loads(r["data"])} for r in rows]
+
+    def nodes(self) -> list[dict]:
+        return [dict(r) for r in self._reader.execute("SELECT * FROM nodes ORDER BY name")]
+
+    def count_events(self, kind: str) -> dict[int, int]:
+        rows = self._reader.execute("SELECT job_id, COUNT(*) FROM job_events WHERE kind = ? GROUP BY job_id", (kind,))
+        return {r[0]: r[1] for r in rows}
+
+
+def _event(conn: sqlite3.Connection, job_id: int, now: float, kind: str, actor: str, data: dict) -> None:
+    conn.execute("INSERT INTO job_events (job_id, time, kind, actor, data) VALUES (?, ?, ?, ?, ?)",
+                 (job_id, now, kind, actor, json.dumps(data)))
+
+
+def _settle(fut: asyncio.Future, ok: bool, value: Any) -> None:
+    if fut.done():
+        return
+    if ok:
+        fut.set_result(value)
+    else:
+        fut.set_exception(value if isinstance(value, BaseException) else MelonError(str(value)))
+

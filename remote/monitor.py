@@ -1,0 +1,273 @@
+"""The per-job monitor: launches one job, holds its deadline, records how it ended.
+
+Standard library only: streamed to compute nodes with the helper. The monitor
+is double-forked away from the helper, so losing the SSH channel, the helper or
+melond itself never kills a job, and the deadline is enforced on the node even
+while nobody can reach it. The outcome lands in the job's spool directory as
+one atomically renamed file, read by whichever helper comes next.
+"""
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import selectors
+import signal
+import socket
+import time
+
+from remote import limits
+from remote.spool import JobDir
+
+SIGNALS_TO_RESET = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2,
+                    signal.SIGCHLD, signal.SIGPIPE, signal.SIGQUIT)
+
+
+def spawn(jobdir: JobDir, spec: dict, backend: str, notify: str) -> int:
+    """Fork the detached monitor; return a pipe fd that yields its start report (JSON)."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child
+        code = 1
+        try:
+            os.close(r)
+            os.setsid()
+            if os.fork() == 0:
+                _detach(keep=w)
+                Monitor(jobdir, spec, backend, notify).run(w)
+                code = 0
+            else:
+                code = 0
+        finally:
+            os._exit(code)
+    os.close(w)
+    os.waitpid(pid, 0)
+    return r
+
+
+def _detach(keep: int) -> None:
+    """Drop everything inherited from the helper: signal handlers, the channel, stdio."""
+    for sig in SIGNALS_TO_RESET:
+        signal.signal(sig, signal.SIG_DFL)
+    try:
+        signal.set_wakeup_fd(-1)
+    except ValueError:
+        pass
+    os.closerange(3, keep)
+    os.closerange(keep + 1, 65536)
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    if null > 2:
+        os.close(null)
+
+
+class Monitor:
+    """Runs in its own session; parent of the job's main process."""
+
+    def __init__(self, jobdir: JobDir, spec: dict, backend: str, notify: str) -> None:
+        self.dir = jobdir
+        self.spec = spec
+        self.notify = notify
+        self.limits = limits.BACKENDS[backend](spec["id"], spec.get("cpus") or 0, spec.get("memory") or 0,
+                                               spec.get("tasks_max") or 0, spec["scope"])
+        self.kill_wait = float(spec.get("kill_wait", 30))
+        self.ending: str | None = None  # "timeout" or "cancelled" once we start killing
+        self.term_at: float | None = None
+        self.kill_at: float | None = None
+        self.warned = False
+
+    def run(self, report_fd: int) -> None:
+        try:
+            self.limits.create()
+            pid, start = self._launch()
+        except LaunchError as exc:
+            self._finish(start=time.time(), status=None, error=str(exc))
+            _report(report_fd, {"error": str(exc)})
+            return
+        except OSError as exc:
+            self._finish(start=time.time(), status=None, error=f"cannot set up the job's limits: {exc}")
+            _report(report_fd, {"error": str(exc)})
+            return
+        self.dir.write_json("started.json", {"pid": pid, "monitor": os.getpid(), "start": start,
+                                            "backend": self.limits.name,
+                                            "boot_id": self.spec.get("boot_id")})
+        _report(report_fd, {"pid": pid, "start": start})
+        status = self._watch(pid, start)
+        self._finish(start=start, status=status, error=None)
+
+    def _launch(self) -> tuple[int, float]:
+        """Fork and exec the job; a CLOEXEC pipe carries any failure before exec back to us."""
+        spec = self.spec
+        target = _resolve_user(spec["user"])
+        argv, env = _command(self.dir, spec)
+        env.setdefault("HOME", target[3])
+        errr, errw = os.pipe2(os.O_CLOEXEC)
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - runs in the child
+            os.close(errr)
+            _exec_job(self.limits, target, spec, argv, env, errw)
+        os.close(errw)
+        start = time.time()
+        err = b""
+        while chunk := os.read(errr, 4096):
+            err += chunk
+        os.close(errr)
+        self.limits.leader = pid  # the job called setsid: its pid is its process group
+        if err:
+            os.waitpid(pid, 0)
+            raise LaunchError(err.decode("utf-8", "replace"))
+        return pid, start
+
+    def _watch(self, pid: int, start: float) -> int:
+        """Wait for the job while enforcing its deadline; return the wait status."""
+        sel = selectors.DefaultSelector()
+        pidfd = os.pidfd_open(pid)
+        sel.register(pidfd, selectors.EVENT_READ)
+        wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        sel.register(wake_r, selectors.EVENT_READ)
+        signal.set_wakeup_fd(wake_w)
+        signal.signal(signal.SIGUSR1, lambda *_: None)  # "your limit or cancel flag changed"
+        while True:
+            now = time.time()
+            timeout = self._step(now, start)
+            for key, _ in sel.select(timeout):
+                if key.fd == wake_r:
+                    while True:
+                        try:
+                            if not os.read(wake_r, 512):
+                                break
+                        except BlockingIOError:
+                            break
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                return status
+
+    def _step(self, now: float, start: float) -> float | None:
+        """Act on the deadline, cancel flag and kill grace; return seconds until the next act."""
+        limit = self.dir.read_int("limit", 0)
+        deadline = start + limit if limit else None
+        if self.ending is None:
+            if self.dir.exists("cancel"):
+                self._terminate("cancelled", now)
+            elif deadline is not None and now >= deadline:
+                self._terminate("timeout", now)
+        if self.kill_at is not None and now >= self.kill_at:
+            self.limits.signal_all(signal.SIGKILL)
+            self.kill_at = None
+        warn = self.spec.get("signal")
+        if warn and deadline is not None and not self.warned and self.ending is None:
+            warn_at = deadline - warn[1]
+            if now >= warn_at:
+                self.limits.signal_all(warn[0])
+                self.warned = True
+            else:
+                deadline = min(deadline, warn_at)
+        wakes = [t for t in (deadline if self.ending is None else None, self.kill_at) if t is not None]
+        return max(0.0, min(wakes) - now) if wakes else None
+
+    def _terminate(self, why: str, now: float) -> None:
+        self.ending = why
+        self.term_at = now
+        self.limits.signal_all(signal.SIGCONT)
+        self.limits.signal_all(signal.SIGTERM)
+        self.kill_at = now + self.kill_wait
+
+    def _finish(self, start: float, status: int | None, error: str | None) -> None:
+        """Kill leftovers, classify the end, write result.json atomically, wake the helper."""
+        self.limits.signal_all(signal.SIGKILL)
+        oom = self.limits.oom_killed()
+        self.limits.destroy()
+        code = sig = None
+        if status is not None:
+            if os.WIFSIGNALED(status):
+                sig = os.WTERMSIG(status)
+            else:
+                code = os.WEXITSTATUS(status)
+        if error is not None:
+            reason = "launch_failed"
+        elif self.ending == "cancelled":
+            reason = "cancelled"
+        elif oom:
+            reason = "oom"
+        elif self.ending:
+            reason = self.ending
+        else:
+            reason = "exited"
+        self.dir.write_json("result.json", {
+            "exit_code": code, "signal": sig, "reason": reason, "error": error, "start": start,
+            "end": time.time(), "term_sent": self.term_at, "backend": self.limits.name,
+        })
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+                s.sendto(str(self.spec["id"]).encode(), self.notify)
+        except OSError:
+            pass  # no helper listening: the next one finds result.json when it scans
+
+
+class LaunchError(Exception):
+    """The job could not be started (user, directory, output file, exec)."""
+
+
+def _report(fd: int, info: dict) -> None:
+    try:
+        os.write(fd, json.dumps(info).encode())
+    finally:
+        os.close(fd)
+
+
+def _resolve_user(name: str) -> tuple[int, int, list[int], str]:
+    try:
+        pw = pwd.getpwnam(name)
+    except KeyError:
+        raise LaunchError(f"user {name!r} does not exist on this node") from None
+    if os.geteuid() != 0 and pw.pw_uid != os.geteuid():
+        raise LaunchError(f"the node helper runs as uid {os.geteuid()} and cannot start jobs as {name!r}")
+    return pw.pw_uid, pw.pw_gid, os.getgrouplist(name, pw.pw_gid), pw.pw_dir
+
+
+def _command(jobdir: JobDir, spec: dict) -> tuple[list[str], dict[str, str]]:
+    """argv and environment exactly as given: no shell ever parses job data."""
+    script = jobdir.path("script")
+    with open(script, "rb") as f:
+        head = f.read(2)
+    argv = [script] if head == b"#!" else ["/bin/sh", script]
+    return argv + list(spec.get("args") or []), dict(spec.get("env") or {})
+
+
+def _exec_job(lim: limits.NoLimits, target: tuple, spec: dict, argv: list[str], env: dict, errw: int) -> None:
+    """In the forked child: join the cgroup, become the user, open output, exec."""
+    step = "setsid"
+    try:
+        os.setsid()
+        step = "join the job's cgroup"
+        lim.attach(os.getpid())
+        uid, gid, groups, _home = target
+        if os.geteuid() == 0 and uid != 0:
+            step = f"switch to uid {uid}"
+            os.setgroups(groups)
+            os.setgid(gid)
+            os.setuid(uid)
+        os.umask(0o022)
+        step = f"change directory to {spec['cwd']}"
+        os.chdir(spec["cwd"])
+        flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if spec.get("open_mode") == "append" else os.O_TRUNC)
+        step = f"open output file {spec['output']}"
+        out = os.open(spec["output"], flags, 0o644)
+        err = out
+        if spec.get("error"):
+            step = f"open error file {spec['error']}"
+            err = os.open(spec["error"], flags, 0o644)
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        os.dup2(out, 1)
+        os.dup2(err, 2)
+        step = f"execute {argv[0]}"
+        os.execve(argv[0], argv, env)
+    except BaseException as exc:  # noqa: BLE001 - anything here must reach the monitor, then exit
+        msg = f"cannot {step}: {exc.strerror if isinstance(exc, OSError) else exc}"
+        try:
+            os.write(errw, msg.encode("utf-8", "replace"))
+        finally:
+            os._exit(127)
+

@@ -1,0 +1,94 @@
+"""The node's job spool: one directory per job, every file written atomically.
+
+Standard library only: streamed to compute nodes with the helper. The spool is
+the node's memory across helper and melond restarts: a job directory exists
+once its start was claimed, `started.json` once it runs, `result.json` once it
+ended. Control files stay root-owned; only `work/` (the script) belongs to the
+job's user, so a job cannot rewrite its own limit or result.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+
+class JobDir:
+    """Files of one job under <spool>/jobs/<id>."""
+
+    def __init__(self, spool: str, job_id: int) -> None:
+        self.id = job_id
+        self.root = os.path.join(spool, "jobs", str(job_id))
+
+    def path(self, name: str) -> str:
+        if name == "script":
+            return os.path.join(self.root, "work", name)
+        return os.path.join(self.root, name)
+
+    def claim(self) -> bool:
+        """Create the directory; False if it exists already (the start was claimed before)."""
+        try:
+            os.mkdir(self.root, 0o711)
+            return True
+        except FileExistsError:
+            return False
+
+    def exists(self, name: str) -> bool:
+        return os.path.exists(self.path(name))
+
+    def write_bytes(self, name: str, data: bytes, mode: int = 0o600) -> None:
+        """Write-fsync-rename, so a reader sees the old file or the whole new one."""
+        final = self.path(name)
+        tmp = f"{final}.tmp{os.getpid()}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, final)
+
+    def write_json(self, name: str, value: object) -> None:
+        self.write_bytes(name, json.dumps(value).encode())
+
+    def read_json(self, name: str) -> dict | None:
+        try:
+            with open(self.path(name), "rb") as f:
+                return json.loads(f.read())
+        except (OSError, ValueError):
+            return None
+
+    def read_int(self, name: str, default: int) -> int:
+        try:
+            with open(self.path(name), "rb") as f:
+                return int(f.read() or default)
+        except (OSError, ValueError):
+            return default
+
+    def write_script(self, text: str, uid: int, gid: int) -> None:
+        """The script lives in work/, owned by the job's user, unreadable by others."""
+        work = os.path.join(self.root, "work")
+        os.makedirs(work, 0o700, exist_ok=True)
+        self.write_bytes("script", text.encode("utf-8", "surrogateescape"), 0o700)
+        if os.geteuid() == 0:
+            os.chown(self.path("script"), uid, gid)
+            os.chown(work, uid, gid)
+
+    def remove(self) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def job_ids(spool: str) -> list[int]:
+    """Every job the spool holds, by id."""
+    try:
+        names = os.listdir(os.path.join(spool, "jobs"))
+    except FileNotFoundError:
+        return []
+    return sorted(int(n) for n in names if n.isdigit())
+
+
+def prepare(spool: str) -> None:
+    """Create the spool: traversable (jobs exec their script) but not listable by users."""
+    os.makedirs(os.path.join(spool, "jobs"), 0o711, exist_ok=True)
+    os.chmod(spool, 0o711)
+    os.chmod(os.path.join(spool, "jobs"), 0o711)

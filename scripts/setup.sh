@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Create the venv and install Melon with its test tools; install Debian packages only where missing.
+set -euo pipefail
+python=${1:-python3}
+venv=${2:-.venv}
+if ! "$python" -c 'import venv, ensurepip' 2>/dev/null; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        apt-get update -qq && apt-get install -y -qq python3-venv
+    else
+        echo "setup: $python lacks the venv module; install python3-venv (Debian) and retry" >&2
+        exit 1
+    fi
+fi
+[ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
+"$venv/bin/pip" install -q --disable-pip-version-check -e '.[test]'

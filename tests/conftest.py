@@ -1,0 +1,166 @@
+"""Fixtures that run the real melond and the real CLIs as processes.
+
+Every daemon a test starts is stopped at the end; jobs it left running are
+cancelled first, and a test fails if any of its job processes outlive it.
+"""
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+SHARED = REPO.parent / "shared"
+
+
+def wait_for(predicate, timeout: float = 15.0, interval: float = 0.05, what: str = "condition"):
+    """Poll until predicate() is truthy; fail the test with `what` otherwise."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+class Melon:
+    """A running melond in its own state dir, and helpers to drive its CLIs."""
+
+    def __init__(self, root: Path, kill_wait: float = 1.0, inventory: str | None = None) -> None:
+        self.root = root
+        self.state = root / "state"
+        self.work = root / "work"
+        self.work.mkdir(mode=0o777, parents=True, exist_ok=True)
+        os.chmod(self.work, 0o1777)  # other test users write their output here too
+        self.kill_wait = kill_wait
+        self.inventory = None
+        if inventory is not None:
+            self.inventory = root / "inventory.toml"
+            self.inventory.write_text(inventory)
+        self.proc: subprocess.Popen | None = None
+        self.log = root / "melond.log"
+        self.endpoint = f"unix:{self.state}/melond.sock"
+
+    def start(self) -> None:
+        args = [str(BIN / "melond"), "--state-dir", str(self.state), "--kill-wait", str(self.kill_wait)]
+        if self.inventory:
+            args += ["--inventory", str(self.inventory)]
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=open(self.log, "ab"))
+        wait_for(lambda: self._node_up(), timeout=20, what=f"melond to start (log: {self.log.read_text()[-2000:]})")
+
+    def _node_up(self) -> bool:
+        if self.proc and self.proc.poll() is not None:
+            pytest.fail(f"melond exited with {self.proc.returncode}: {self.log.read_text()[-3000:]}")
+        if not (self.state / "melond.sock").exists():
+            return False
+        r = self.run("minfo", "--json", check=False)
+        return r.returncode == 0 and all(n["state"] != "down" for n in json.loads(r.stdout))
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            self.proc.wait(timeout=30)
+        self.proc = None
+
+    def env(self, **extra: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("SBATCH_", "MBATCH_", "SLURM_", "MELON_"))}
+        env["MELON_API"] = self.endpoint
+        env.update(extra)
+        return env
+
+    def run(self, tool: str, *args: str, check: bool = True, user: str | None = None, cwd: Path | None = None,
+            env: dict | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+        """Run one CLI as a process (optionally as another user), like a person at a shell."""
+        preexec = None
+        if user is not None:
+            pw = pwd.getpwnam(user)
+
+            def preexec() -> None:
+                os.setgroups([])
+                os.setgid(pw.pw_gid)
+                os.setuid(pw.pw_uid)
+        r = subprocess.run([str(BIN / tool), *args], capture_output=True, text=True, cwd=cwd or self.work,
+                           env=env or self.env(), preexec_fn=preexec, timeout=timeout)
+        if check and r.returncode != 0:
+            pytest.fail(f"{tool} {' '.join(args)} exited {r.returncode}:\n{r.stdout}\n{r.stderr}")
+        return r
+
+    def submit(self, *args: str, **kw) -> int:
+        return int(self.run("mbatch", "--parsable", *args, **kw).stdout.strip())
+
+    def job(self, job_id: int) -> dict:
+        return json.loads(self.run("mshow", "-p", str(job_id)).stdout)
+
+    def jobs(self, *args: str) -> list[dict]:
+        return json.loads(self.run("mqueue", "--json", *args).stdout)
+
+    def wait_state(self, job_id: int, states: set[str], timeout: float = 30) -> dict:
+        def reached() -> dict | None:
+            job = self.job(job_id)
+            return job if job["state"] in states else None
+        return wait_for(reached, timeout, what=f"job {job_id} to reach {states}")
+
+    def wait_all_done(self, timeout: float = 60) -> None:
+        wait_for(lambda: not self.jobs(), timeout, what="every job to finish")
+
+    def cleanup(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            active = self.jobs()
+            for j in active:
+                self.run("mcancel", str(j["id"]), check=False)
+            if active:
+                self.wait_all_done(timeout=30 + self.kill_wait)
+        self.stop()
+
+
+@pytest.fixture
+def short_tmp() -> Iterator[Path]:
+    """A temp dir with a short path: Unix socket paths are limited to 108 bytes."""
+    d = Path(tempfile.mkdtemp(prefix="mt-", dir="/tmp"))
+    os.chmod(d, 0o755)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture
+def melon(short_tmp: Path) -> Iterator[Melon]:
+    m = Melon(short_tmp)
+    m.start()
+    yield m
+    m.cleanup()
+
+
+@pytest.fixture
+def melon_factory(short_tmp: Path) -> Iterator:
+    """For tests that need an inventory or their own kill-wait."""
+    made: list[Melon] = []
+
+    def make(**kw) -> Melon:
+        m = Melon(short_tmp / f"m{len(made)}", **kw)
+        made.append(m)
+        m.start()
+        return m
+
+    yield make
+    for m in made:
+        m.cleanup()
+
+
+def is_root() -> bool:
+    return os.geteuid() == 0
+
+
+needs_root = pytest.mark.skipif(not is_root(), reason="needs root: runs CLIs as another user and uses cgroups")

@@ -1,0 +1,66 @@
+"""Melon reads the held-out Slurm corpus (59 real scripts) as sbatch's lenient rules say.
+
+Expected values: /work/shared/conformance/sbatch/expected.jsonl, derived by RULES.md. Melon's
+own defaults fill what the corpus leaves null (1 CPU, the script's name, melon-%j.out).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from melond.directives import DEFAULT_OUTPUT, build_request, dry_run_view, scan_script
+
+CONFORMANCE = Path(__file__).resolve().parents[2] / "shared" / "conformance" / "sbatch"
+
+
+def _entries() -> list:
+    """One pytest param per expected.jsonl entry, with the script's file name as id."""
+    path = CONFORMANCE / "expected.jsonl"
+    if not path.is_file():
+        return [pytest.param(None, marks=pytest.mark.skip(reason=f"conformance corpus not found at {path}"))]
+    entries = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [pytest.param(entry, id=entry["file"]) for entry in entries]
+
+
+def _expected_memory(entry: dict, cpus: int) -> int | None:
+    """--mem wins (Melon's rule when both are given); --mem-per-cpu is per CPU."""
+    if entry["mem_bytes"] is not None:
+        return entry["mem_bytes"]
+    if entry["mem_per_cpu_bytes"] is not None:
+        return entry["mem_per_cpu_bytes"] * cpus
+    return None
+
+
+@pytest.mark.parametrize("entry", _entries())
+def test_corpus_script(entry: dict) -> None:
+    text = (CONFORMANCE / "scripts" / entry["file"]).read_bytes().decode("utf-8", errors="surrogateescape")
+    request, warnings = build_request(
+        script_text=text, script_path=entry["file"], script_args=[], cli={}, environ={"HOME": "/home/u"},
+        cwd="/home/u", submit_host="login", user="u", now=1_700_000_000.0,
+    )
+    view = dry_run_view(request, warnings)
+    cpus = entry["cpus_per_task"] or 1
+    expected = {
+        "time_limit": None if entry["time_limit_seconds"] in (None, "unlimited") else entry["time_limit_seconds"],
+        "cpus": cpus,
+        "memory": _expected_memory(entry, cpus),
+        "name": entry["job_name"] if entry["job_name"] is not None else entry["file"],
+        "output": entry["output"] if entry["output"] is not None else DEFAULT_OUTPUT,
+        "error": entry["error"],
+        "array": entry["array"],
+    }
+    assert {key: view[key] for key in expected} == expected
+    if entry["sbatch_accepts"] is False:
+        assert view["warnings"], "sbatch refuses this script, so Melon must at least warn"
+
+
+@pytest.mark.parametrize("entry", _entries())
+def test_corpus_directive_lines(entry: dict) -> None:
+    text = (CONFORMANCE / "scripts" / entry["file"]).read_bytes().decode("utf-8", errors="surrogateescape")
+    scan = scan_script(text)
+    assert [directive.line for directive in scan.directives] == entry["directive_lines"]
+    assert scan.first_command_line == entry["first_command_line"]
+    assert [line for line, _ in scan.ignored] == entry["ignored_directive_lines"]

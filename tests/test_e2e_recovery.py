@@ -1,0 +1,90 @@
+"""melond dies or stops while jobs run: nothing is lost, nothing runs twice."""
+from __future__ import annotations
+
+import random
+import signal
+import time
+
+from conftest import Melon, wait_for
+
+
+def _job_script(markers, seconds: float, code: int) -> str:
+    return (f"echo $MELON_JOB_ID >> {markers}/$MELON_JOB_ID; sleep {seconds}; "
+            f"echo end >> {markers}/$MELON_JOB_ID.end; exit {code}")
+
+
+def test_kill_9_during_a_run_loses_nothing_and_runs_nothing_twice(melon: Melon) -> None:
+    markers = melon.work / "markers"
+    markers.mkdir()
+    rng = random.Random(7)
+    expected_code: dict[int, int] = {}
+    for i in range(16):
+        code = i % 3
+        jid = melon.submit("-t", "1:00", "--wrap", _job_script(markers, rng.choice([0.2, 0.5, 1, 2, 3]), code))
+        expected_code[jid] = code
+    cancelled = melon.submit("-t", "1:00", "--wrap", _job_script(markers, 30, 0))
+    timed_out = melon.submit("-t", "0:03", "--wrap", _job_script(markers, 30, 0))
+    extended = melon.submit("-t", "0:03", "--wrap", _job_script(markers, 5, 0))
+    for cut in range(3):
+        time.sleep(rng.uniform(0.3, 1.5))
+        melon.stop(signal.SIGKILL)
+        if cut == 0:
+            time.sleep(1)
+        melon.start()
+        if cut == 1:
+            melon.run("mcancel", str(cancelled))
+            melon.run("mextend", "-j", str(extended), "-t", "+0:30")
+    melon.wait_all_done(timeout=120)
+    for jid, code in expected_code.items():
+        job = melon.job(jid)
+        assert job["state"] == ("CD" if code == 0 else "F"), job
+        assert job["exit_code"] == code
+        kinds = [e["kind"] for e in job["events"]]
+        assert kinds.count("started") == 1 and kinds.count("ended") == 1, kinds
+        assert (markers / str(jid)).read_text().split() == [str(jid)], f"job {jid} ran more than once"
+    assert melon.job(cancelled)["state"] == "CA"
+    assert melon.job(timed_out)["state"] == "TO"
+    assert melon.job(extended)["state"] == "CD"
+    assert (markers / f"{extended}.end").exists()
+
+
+def test_sigterm_leaves_jobs_running_and_restart_adopts_them(melon: Melon) -> None:
+    pidfile = melon.work / "pid"
+    jid = melon.submit("-t", "1:00", "--wrap", f"echo $$ > {pidfile}; sleep 3; exit 3")
+    wait_for(lambda: pidfile.exists() and pidfile.read_text().strip(), what="the job to start")
+    melon.stop(signal.SIGTERM)
+    pid = int(pidfile.read_text())
+    assert _alive(pid), "stopping melond killed a running job"
+    wait_for(lambda: not _alive(pid), timeout=10, what="the job to finish while melond is down")
+    melon.start()
+    job = melon.wait_state(jid, {"F"}, timeout=15)
+    assert job["exit_code"] == 3
+    assert [e["kind"] for e in job["events"]] == ["submitted", "started", "ended"]
+
+
+def test_deadline_holds_while_melond_is_down(melon: Melon) -> None:
+    jid = melon.submit("-t", "0:02", "--wrap", "sleep 30")
+    melon.wait_state(jid, {"R"})
+    melon.stop(signal.SIGKILL)
+    time.sleep(4)
+    melon.start()
+    job = melon.wait_state(jid, {"TO"}, timeout=10)
+    assert next(e for e in job["events"] if e["kind"] == "ended")["data"]["kill_late_by"] < 1.0
+
+
+def test_job_ids_only_grow_across_restarts(melon: Melon) -> None:
+    first = melon.submit("--wrap", "true")
+    melon.wait_state(first, {"CD"})
+    melon.stop(signal.SIGKILL)
+    melon.start()
+    second = melon.submit("--wrap", "true")
+    assert second > first
+    melon.wait_state(second, {"CD"})
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split()[2] != "Z"
+    except OSError:
+        return False

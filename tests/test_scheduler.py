@@ -1,0 +1,728 @@
+"""plan(): a table of scenarios, then hypothesis properties checked against a brute-force model."""
+
+import math
+import random
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from melond.scheduler import NodeView, PendingView, Plan, RunningView, Snapshot, Start, plan
+
+NOW = 1000.0
+SOON = math.nextafter(NOW, math.inf)
+GiB = 1024
+
+
+def node(name, cpus=4, memory=4 * GiB, partition="main", available=True):
+    return NodeView(name, partition, cpus, memory, available)
+
+
+def run(job_id, on, cpus, memory=GiB, ends_in=None, array=None):
+    """A running job; ``ends_in`` seconds from NOW (None = unlimited)."""
+    return RunningView(job_id, on, cpus, memory, None if ends_in is None else NOW + ends_in, array)
+
+
+def job(job_id, cpus=1, memory=GiB, limit=3600, priority=0, submit=None, partition="main", **kw):
+    submit = float(job_id) if submit is None else submit
+    kw = {k: frozenset(v) if k in ("nodelist", "exclude") else v for k, v in kw.items()}
+    return PendingView(job_id, priority, submit, cpus, memory, limit, partition, **kw)
+
+
+def starts(*pairs):
+    return tuple(Start(j, n) for j, n in pairs)
+
+
+# name: (nodes, running, pending, expected starts in decision order, expected reasons)
+SCENARIOS = {
+    "fifo fills the node then waits": (
+        [node("a")],
+        [],
+        [job(1, 2), job(2, 2), job(3, 2)],
+        starts((1, "a"), (2, "a")),
+        {3: "Resources"},
+    ),
+    "higher priority goes first": (
+        [node("a")],
+        [],
+        [job(1, 4, priority=1), job(2, 4, priority=10)],
+        starts((2, "a")),
+        {1: "Resources"},
+    ),
+    "equal priority: earlier submit first": (
+        [node("a")],
+        [],
+        [job(3, 4, submit=5.0), job(5, 4, submit=1.0)],
+        starts((5, "a")),
+        {3: "Resources"},
+    ),
+    "equal priority and submit: lower id first": (
+        [node("a")],
+        [],
+        [job(9, 4, submit=1.0), job(8, 4, submit=1.0)],
+        starts((8, "a")),
+        {9: "Resources"},
+    ),
+    "jobs behind a waiting job wait on Priority": (
+        [node("a")],
+        [run(50, "a", 4)],
+        [job(1, 1), job(2, 1), job(3, 1)],
+        (),
+        {1: "Resources", 2: "Priority", 3: "Priority"},
+    ),
+    "best fit: fewest free CPUs left": (
+        [node("a", 8), node("b", 8)],
+        [run(50, "b", 6)],
+        [job(1, 2)],
+        starts((1, "b")),
+        {},
+    ),
+    "best fit ties broken by name": (
+        [node("b"), node("a"), node("c")],
+        [],
+        [job(1, 1)],
+        starts((1, "a")),
+        {},
+    ),
+    "best fit skips a node without the memory": (
+        [node("a", 8, 8 * GiB), node("b", 8, 8 * GiB)],
+        [run(50, "b", 6, 7 * GiB)],
+        [job(1, 2, 2 * GiB)],
+        starts((1, "a")),
+        {},
+    ),
+    "starts in one plan consume capacity": (
+        [node("a", 4), node("b", 2)],
+        [],
+        [job(1, 2), job(2, 2), job(3, 2), job(4, 1)],
+        starts((1, "b"), (2, "a"), (3, "a")),
+        {4: "Resources"},
+    ),
+    "nodelist picks its node": (
+        [node("a", 8), node("b", 8)],
+        [run(50, "a", 6)],
+        [job(1, 2, nodelist={"b"})],
+        starts((1, "b")),
+        {},
+    ),
+    "nodelist of an unavailable node": (
+        [node("a"), node("b", available=False)],
+        [],
+        [job(1, nodelist={"b"}), job(2)],
+        starts((2, "a")),
+        {1: "ReqNodeNotAvail"},
+    ),
+    "nodelist naming another partition's node": (
+        [node("a"), node("g", partition="gpu")],
+        [],
+        [job(1, nodelist={"g"})],
+        (),
+        {1: "ReqNodeNotAvail"},
+    ),
+    "exclude steers away": (
+        [node("a", 8), node("b", 8)],
+        [run(50, "a", 6)],
+        [job(1, 2, exclude={"a"})],
+        starts((1, "b")),
+        {},
+    ),
+    "exclude everything": (
+        [node("a"), node("b")],
+        [],
+        [job(1, exclude={"a", "b"})],
+        (),
+        {1: "ReqNodeNotAvail"},
+    ),
+    "a down node starts nothing": (
+        [node("a", available=False), node("b")],
+        [],
+        [job(1, 4), job(2, 4)],
+        starts((1, "b")),
+        {2: "Resources"},
+    ),
+    "every node of the partition down": (
+        [node("a", available=False)],
+        [],
+        [job(1)],
+        (),
+        {1: "ReqNodeNotAvail"},
+    ),
+    "unknown partition": (
+        [node("a")],
+        [],
+        [job(1, partition="nope")],
+        (),
+        {1: "ReqNodeNotAvail"},
+    ),
+    "partitions do not block each other": (
+        [node("a"), node("g", partition="gpu")],
+        [run(50, "a", 4)],
+        [job(1, 4), job(2, 4, partition="gpu"), job(3, 4), job(4, 4, partition="gpu")],
+        starts((2, "g")),
+        {1: "Resources", 3: "Priority", 4: "Resources"},
+    ),
+    "memory 0 takes the whole node": (
+        [node("a"), node("b")],
+        [run(50, "a", 1, 100)],
+        [job(1, 1, memory=0), job(2, 1, memory=1)],
+        starts((1, "b"), (2, "a")),
+        {},
+    ),
+    "memory 0 waits for an idle node's memory": (
+        [node("a")],
+        [run(50, "a", 1, 100, ends_in=100)],
+        [job(1, 1, memory=0), job(2, 1, memory=1, limit=10)],
+        starts((2, "a")),  # backfilled: ends before the whole-memory reservation
+        {1: "Resources"},
+    ),
+    "a waiting memory-0 job does not stop an explicit-memory one": (
+        [node("a", 2), node("b", 8)],
+        [run(50, "b", 1, GiB)],
+        [job(1, 4, memory=0, limit=0), job(2, 4, memory=GiB, limit=0)],
+        starts((2, "b")),
+        {1: "Resources"},
+    ),
+    "a running memory-0 job holds all memory": (
+        [node("a")],
+        [run(50, "a", 1, 0)],
+        [job(1, 1, memory=1)],
+        (),
+        {1: "Resources"},
+    ),
+    "too big for any node: Resources, not first in line": (
+        [node("a")],
+        [run(50, "a", 4)],
+        [job(1, 64), job(2, 1, memory=64 * GiB), job(3, 1)],
+        (),
+        {1: "Resources", 2: "Resources", 3: "Resources"},
+    ),
+    "backfill that ends before the reservation": (
+        [node("a")],
+        [run(50, "a", 2, ends_in=100)],
+        [job(1, 4, limit=100), job(2, 2, limit=60)],
+        starts((2, "a")),
+        {1: "Resources"},
+    ),
+    "backfill refused: it would delay the reservation": (
+        [node("a")],
+        [run(50, "a", 2, ends_in=100)],
+        [job(1, 4, limit=100), job(2, 2, limit=200)],
+        (),
+        {1: "Resources", 2: "Priority"},
+    ),
+    "backfill refused: unlimited": (
+        [node("a")],
+        [run(50, "a", 2, ends_in=100)],
+        [job(1, 4, limit=100), job(2, 2, limit=0)],
+        (),
+        {1: "Resources", 2: "Priority"},
+    ),
+    "backfill alongside the reservation": (
+        [node("a", 8)],
+        [run(50, "a", 4, ends_in=100)],
+        [job(1, 6, limit=100), job(2, 2, limit=0)],
+        starts((2, "a")),
+        {1: "Resources"},
+    ),
+    "backfill by memory the reservation leaves": (
+        [node("a", 8, 8 * GiB)],
+        [run(50, "a", 4, 4 * GiB, ends_in=100)],
+        [job(1, 4, 7 * GiB, limit=100), job(2, 1, GiB, limit=0), job(3, 1, 2 * GiB, limit=0)],
+        starts((2, "a")),
+        {1: "Resources", 3: "Priority"},
+    ),
+    "reservation on the node that frees first": (
+        [node("a"), node("b")],
+        [run(50, "a", 4, ends_in=500), run(51, "b", 2, ends_in=100)],
+        [job(1, 4, limit=100), job(2, 2, limit=1000)],
+        (),
+        {1: "Resources", 2: "Priority"},
+    ),
+    "backfill on a node the reservation does not use": (
+        [node("a"), node("b")],
+        [run(50, "a", 2, ends_in=500), run(51, "b", 2, ends_in=100)],
+        [job(1, 4, limit=100), job(2, 2, limit=1000)],
+        starts((2, "a")),
+        {1: "Resources"},
+    ),
+    "unlimited running job: no reservation possible, others proceed": (
+        [node("a")],
+        [run(50, "a", 2)],
+        [job(1, 4, limit=10), job(2, 2, limit=0)],
+        starts((2, "a")),
+        {1: "Resources"},
+    ),
+    "a job past its deadline still holds its node": (
+        [node("a")],
+        [run(50, "a", 4, ends_in=-30)],
+        [job(1, 1, limit=1)],
+        (),
+        {1: "Resources"},
+    ),
+    "a job past its deadline frees its node next: reserve there": (
+        [node("a")],
+        [run(50, "a", 2, ends_in=-30)],
+        [job(1, 4, limit=100), job(2, 2, limit=60)],
+        (),
+        {1: "Resources", 2: "Priority"},
+    ),
+    "a job past its deadline frees its node next: backfill around it": (
+        [node("a")],
+        [run(50, "a", 2, ends_in=-50), run(51, "a", 1, ends_in=60)],
+        [job(1, 3, limit=100), job(2, 1, limit=80)],
+        (),
+        {1: "Resources", 2: "Priority"},
+    ),
+    "a job that cannot fit anywhere does not stop a smaller one": (
+        [node("a"), node("b")],
+        [run(50, "a", 1, 3 * GiB), run(51, "b", 3, GiB)],
+        [job(1, 2, 2 * GiB, limit=0), job(2, 1, 512, limit=0)],
+        starts((2, "b")),
+        {1: "Resources"},
+    ),
+    "a reservation fits a gap of exactly its length": (
+        [node("a", 6)],
+        [run(50, "a", 2, ends_in=100), run(51, "a", 2, ends_in=300)],
+        [job(1, 6, limit=100), job(2, 4, limit=200), job(3, 2, limit=150)],
+        (),  # job 2 is reserved for [100, 300), which job 3 would overlap
+        {1: "Resources", 2: "Priority", 3: "Priority"},
+    ),
+    "a backfill that ends exactly when the reservation begins": (
+        [node("a")],
+        [run(50, "a", 2, ends_in=100)],
+        [job(1, 4, limit=100), job(2, 2, limit=100)],
+        starts((2, "a")),
+        {1: "Resources"},
+    ),
+    "array throttle": (
+        [node("a", 8)],
+        [run(50, "a", 1, array=7)],
+        [
+            job(10, array_job_id=7, array_throttle=2),
+            job(11, array_job_id=7, array_throttle=2),
+            job(12, array_job_id=7, array_throttle=2),
+            job(13),
+        ],
+        starts((10, "a"), (13, "a")),
+        {11: "JobArrayTaskLimit", 12: "JobArrayTaskLimit"},
+    ),
+    "array without throttle": (
+        [node("a", 8)],
+        [],
+        [job(10, array_job_id=7), job(11, array_job_id=7)],
+        starts((10, "a"), (11, "a")),
+        {},
+    ),
+    "blocked reasons are kept and never start": (
+        [node("a", 8)],
+        [],
+        [
+            job(1, priority=9, blocked="JobHeldUser"),
+            job(2, priority=9, blocked="Dependency"),
+            job(3, priority=9, blocked="BeginTime"),
+            job(4, priority=9, blocked="PartitionTimeLimit"),
+            job(5, 8),
+        ],
+        starts((5, "a")),
+        {1: "JobHeldUser", 2: "Dependency", 3: "BeginTime", 4: "PartitionTimeLimit"},
+    ),
+    "a blocked job is not first in line": (
+        [node("a")],
+        [run(50, "a", 4)],
+        [job(1, blocked="Dependency"), job(2)],
+        (),
+        {1: "Dependency", 2: "Resources"},
+    ),
+    "many small jobs fill many nodes": (
+        [node(n, 2) for n in "abc"],
+        [],
+        [job(i) for i in range(1, 9)],
+        starts((1, "a"), (2, "a"), (3, "b"), (4, "b"), (5, "c"), (6, "c")),
+        {7: "Resources", 8: "Priority"},
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(SCENARIOS))
+def test_scenario(name):
+    nodes, running, pending, want_starts, want_reasons = SCENARIOS[name]
+    got = plan(Snapshot(tuple(nodes), tuple(running), tuple(pending)), NOW)
+    assert got == Plan(want_starts, want_reasons)
+
+
+# An extension moves a running job's deadline, and with it what may backfill before the
+# waiting job's reservation: job 2 (200 s) fits only if job 50 ends at least 200 s from now.
+@pytest.mark.parametrize(
+    "ends_in, started",
+    [(100, False), (199, False), (200, True), (300, True), (None, True)],
+)
+def test_extension_changes_backfill(ends_in, started):
+    snap = Snapshot(
+        (node("a"),),
+        (run(50, "a", 2, ends_in=ends_in),),
+        (job(1, 4, limit=100), job(2, 2, limit=200)),
+    )
+    got = plan(snap, NOW)
+    assert (got.starts == starts((2, "a"))) is started
+    assert got.reasons == ({1: "Resources"} if started else {1: "Resources", 2: "Priority"})
+
+
+def test_reservation_cap():
+    """Past the cap a waiting job holds no reservation, so a later job may pass it."""
+    snap = Snapshot(
+        (node("a"),),
+        (run(50, "a", 2, ends_in=100),),
+        (job(1, 4, limit=100), job(2, 2, limit=200)),
+    )
+    assert plan(snap, NOW, max_reservations=0).starts == starts((2, "a"))
+    assert plan(snap, NOW, max_reservations=1).starts == ()
+
+
+def test_reservations_stack_in_priority_order():
+    """The second waiting job is reserved after the first, and a backfill must clear both."""
+    snap = Snapshot(
+        (node("a"),),
+        (run(50, "a", 2, ends_in=100),),
+        (job(1, 4, limit=100), job(2, 4, limit=100), job(3, 2, limit=250), job(4, 2, limit=300)),
+    )
+    got = plan(snap, NOW)
+    assert got.starts == ()
+    snap2 = Snapshot(snap.nodes, snap.running, snap.pending[:2] + (job(3, 2, limit=100),))
+    assert plan(snap2, NOW).starts == starts((3, "a"))
+
+
+def test_many_pending_on_a_full_node():
+    pending = tuple(job(i, 1, priority=i % 7) for i in range(1, 1001))
+    got = plan(Snapshot((node("a", 2),), (run(5000, "a", 2),), pending), NOW)
+    assert got.starts == ()
+    assert sorted(got.reasons.values()).count("Resources") == 1
+    assert len(got.reasons) == 1000
+
+
+# ---------------------------------------------------------------------------------- properties
+
+NAMES = ["n0", "n1", "n2", "n3"]
+PARTS = ["main", "gpu"]
+
+
+@st.composite
+def snapshots(draw, with_arrays=True, with_blocked=True):
+    nodes = []
+    for name in draw(st.lists(st.sampled_from(NAMES), min_size=1, max_size=4, unique=True)):
+        nodes.append(
+            NodeView(
+                name,
+                draw(st.sampled_from(PARTS)),
+                draw(st.integers(1, 8)),
+                draw(st.sampled_from([1024, 2048, 4096])),
+                draw(st.booleans() | st.just(True)),
+            )
+        )
+    running, ids = [], iter(range(100, 1000))
+    for n in nodes:
+        free_c, free_m = n.cpus, n.memory
+        for _ in range(draw(st.integers(0, 3))):
+            c = draw(st.integers(1, n.cpus))
+            m = draw(st.sampled_from([0, 256, 1024, 2048]))
+            need = m or n.memory
+            if c > free_c or need > free_m:
+                continue
+            free_c, free_m = free_c - c, free_m - need
+            end = draw(st.none() | st.integers(-100, 2000).map(lambda s: NOW + s))  # some overdue
+            arr = draw(st.sampled_from([None, 7])) if with_arrays else None
+            running.append(RunningView(next(ids), n.name, c, m, end, arr))
+    pending = []
+    for job_id in draw(st.lists(st.integers(1, 99), max_size=12, unique=True)):
+        arr = draw(st.sampled_from([None, 7, 8])) if with_arrays else None
+        pending.append(
+            PendingView(
+                job_id,
+                draw(st.integers(0, 3)),
+                float(draw(st.integers(0, 5))),
+                draw(st.integers(1, 8)),
+                draw(st.sampled_from([0, 256, 1024, 2048, 8192])),
+                draw(st.sampled_from([0, 60, 300, 1000, 3000])),
+                draw(st.sampled_from(PARTS)),
+                frozenset(draw(st.lists(st.sampled_from(NAMES), max_size=2))) if draw(st.booleans()) else frozenset(),
+                frozenset(draw(st.lists(st.sampled_from(NAMES), max_size=1))),
+                draw(st.sampled_from([None, None, None, "Dependency", "JobHeldUser"])) if with_blocked else None,
+                arr,
+                draw(st.sampled_from([None, 1, 2])) if arr else None,
+            )
+        )
+    return Snapshot(tuple(nodes), tuple(running), tuple(pending))
+
+
+def _order(j):
+    return (-j.priority, j.submit_time, j.job_id)
+
+
+def _holds(snapshot, result):
+    """Every job on each node after the plan: running ones, then the started ones."""
+    pending = {j.job_id: j for j in snapshot.pending}
+    # An overdue job holds its node until it is killed, which is after now.
+    held = [(r.node, r.cpus, r.memory, r.end and max(r.end, SOON)) for r in snapshot.running]
+    for s in result.starts:
+        j = pending[s.job_id]
+        held.append((s.node, j.cpus, j.memory, NOW + j.time_limit if j.time_limit else None))
+    return held
+
+
+@settings(max_examples=300)
+@given(snapshots())
+def test_no_node_over_committed(snapshot):
+    result = plan(snapshot, NOW)
+    nodes = {n.name: n for n in snapshot.nodes}
+    pending = {j.job_id: j for j in snapshot.pending}
+    for s in result.starts:
+        n, j = nodes[s.node], pending[s.job_id]
+        assert n.available and n.partition == j.partition
+        assert not j.nodelist or n.name in j.nodelist
+        assert n.name not in j.exclude
+    for name, n in nodes.items():
+        held = [(c, m or n.memory) for on, c, m, _ in _holds(snapshot, result) if on == name]
+        assert sum(c for c, _ in held) <= n.cpus
+        assert sum(m for _, m in held) <= n.memory
+
+
+@settings(max_examples=300)
+@given(snapshots())
+def test_every_pending_job_started_or_explained(snapshot):
+    result = plan(snapshot, NOW)
+    started = [s.job_id for s in result.starts]
+    assert len(started) == len(set(started))
+    assert not set(started) & set(result.reasons)
+    assert set(started) | set(result.reasons) == {j.job_id for j in snapshot.pending}
+    assert all(isinstance(r, str) and r for r in result.reasons.values())
+
+
+@settings(max_examples=300)
+@given(snapshots())
+def test_blocked_jobs_never_start_and_keep_their_reason(snapshot):
+    result = plan(snapshot, NOW)
+    started = {s.job_id for s in result.starts}
+    for j in snapshot.pending:
+        if j.blocked:
+            assert j.job_id not in started
+            assert result.reasons[j.job_id] == j.blocked
+
+
+@settings(max_examples=300)
+@given(snapshots())
+def test_array_throttle_respected(snapshot):
+    result = plan(snapshot, NOW)
+    pending = {j.job_id: j for j in snapshot.pending}
+    for arr in (7, 8):
+        running = sum(r.array_job_id == arr for r in snapshot.running)
+        new = [pending[s.job_id] for s in result.starts if pending[s.job_id].array_job_id == arr]
+        for k, j in enumerate(new):
+            assert not j.array_throttle or running + k < j.array_throttle
+
+
+@settings(max_examples=200)
+@given(snapshots(), st.randoms(use_true_random=False))
+def test_plan_is_deterministic_and_ignores_input_order(snapshot, rnd):
+    first = plan(snapshot, NOW)
+    assert plan(snapshot, NOW) == first
+    shuffled = Snapshot(*(tuple(rnd.sample(part, len(part))) for part in (snapshot.nodes, snapshot.running, snapshot.pending)))
+    assert plan(shuffled, NOW) == first
+
+
+def _ref_earliest(nodes, held, j):
+    """Brute force: the earliest start of ``j`` on any node, given the jobs held there."""
+    d = j.time_limit or float("inf")
+    best = None
+    for n in nodes:
+        if not n.available or n.partition != j.partition or n.name in j.exclude:
+            continue
+        if j.nodelist and n.name not in j.nodelist:
+            continue
+        need = j.memory or n.memory
+        mine = [(c, m or n.memory, end) for on, c, m, end in held if on == n.name]
+        ends = sorted({e for _, _, e in mine if e is not None})
+        for t in [NOW, *ends]:
+            checks = [t, *(e for e in ends if t < e < t + d)]
+            if all(
+                sum(c for c, _, e in mine if e is None or e > s) + j.cpus <= n.cpus
+                and sum(m for _, m, e in mine if e is None or e > s) + need <= n.memory
+                for s in checks
+            ):
+                best = t if best is None else min(best, t)
+                break
+    return best
+
+
+@settings(max_examples=500)
+@given(snapshots(with_arrays=False))
+def test_backfill_never_delays_the_lead_job(snapshot):
+    """Each partition's lead job starts as early as if the jobs behind it did not exist."""
+    result = plan(snapshot, NOW)
+    started = {s.job_id for s in result.starts}
+    for part in PARTS:
+        lead = next(
+            (
+                j
+                for j in sorted(snapshot.pending, key=_order)
+                if j.partition == part and not j.blocked and result.reasons.get(j.job_id) != "ReqNodeNotAvail"
+            ),
+            None,
+        )
+        if lead is None:
+            continue
+        alone = _ref_earliest(snapshot.nodes, _holds(snapshot, Plan((), {})), lead)
+        others = Plan(tuple(s for s in result.starts if s.job_id != lead.job_id), {})
+        with_backfill = _ref_earliest(snapshot.nodes, _holds(snapshot, others), lead)
+        assert with_backfill == alone
+        assert (lead.job_id in started) == (alone == NOW)
+
+
+@settings(max_examples=300)
+@given(snapshots(with_arrays=False, with_blocked=False))
+def test_reason_resources_only_for_the_first_waiting_job(snapshot):
+    result = plan(snapshot, NOW)
+    for part in PARTS:
+        waiting = [
+            result.reasons[j.job_id]
+            for j in sorted(snapshot.pending, key=_order)
+            if j.partition == part and result.reasons.get(j.job_id) in ("Resources", "Priority")
+        ]
+        if "Priority" in waiting:
+            assert "Resources" in waiting[: waiting.index("Priority")]
+
+
+def test_random_large_plans_hold_invariants():
+    """A few bigger seeded snapshots than hypothesis draws, for the lazy and cached paths."""
+    rnd = random.Random(4)
+    for _ in range(30):
+        nodes = tuple(NodeView(f"n{i:02}", rnd.choice(PARTS), rnd.choice([4, 8, 16]), 16 * GiB) for i in range(12))
+        running, pending = [], []
+        for n in nodes:
+            free = n.cpus
+            while free > 1 and rnd.random() < 0.7:
+                c = rnd.randint(1, free)
+                free -= c
+                running.append(RunningView(len(running) + 1000, n.name, c, GiB, NOW + rnd.randint(1, 5000), None))
+        for i in range(1, 300):
+            pending.append(job(i, rnd.choice([1, 2, 4, 8]), limit=rnd.choice([60, 600, 3600, 0]), partition=rnd.choice(PARTS), priority=rnd.randint(0, 3)))
+        snap = Snapshot(nodes, tuple(running), tuple(pending))
+        result = plan(snap, NOW)
+        for name in {n.name for n in nodes}:
+            used = sum(c for on, c, _, _ in _holds(snap, result) if on == name)
+            assert used <= next(n.cpus for n in nodes if n.name == name)
+        assert len(result.starts) + len(result.reasons) == len(pending)
+        for part in PARTS:
+            lead = next((j for j in sorted(pending, key=_order) if j.partition == part), None)
+            if lead:
+                others = Plan(tuple(s for s in result.starts if s.job_id != lead.job_id), {})
+                assert _ref_earliest(nodes, _holds(snap, others), lead) == _ref_earliest(nodes, _holds(snap, Plan((), {})), lead)
+
+
+# ------------------------------------------------------------- reference: eager, brute force
+
+
+def _ref_plan(snapshot, max_reservations=100):
+    """Conservative backfill written the slow, obvious way: every hold is an interval, every
+    reservation is made at once, every node is tried. plan() must agree with it exactly."""
+    nodes = {n.name: n for n in snapshot.nodes if n.available}
+    holds = {name: [] for name in nodes}  # (start, end, cpus, memory)
+    tasks = {}
+    for r in snapshot.running:
+        tasks[r.array_job_id] = tasks.get(r.array_job_id, 0) + 1
+        if r.node in nodes:
+            holds[r.node].append((NOW, max(r.end, SOON) if r.end else math.inf, r.cpus, r.memory or nodes[r.node].memory))
+
+    def fits(name, t0, t1, c, m):
+        n = nodes[name]
+        points = [t0, *(p for h in holds[name] for p in h[:2] if t0 < p < t1)]
+        return all(
+            sum(h[2] for h in holds[name] if h[0] <= s < h[1]) + c <= n.cpus
+            and sum(h[3] for h in holds[name] if h[0] <= s < h[1]) + m <= n.memory
+            for s in points
+        )
+
+    starts, reasons, lead, budget = [], {}, set(), max_reservations
+    for j in sorted(snapshot.pending, key=_order):
+        if j.blocked:
+            reasons[j.job_id] = j.blocked
+            continue
+        if j.array_job_id is not None and j.array_throttle and tasks.get(j.array_job_id, 0) >= j.array_throttle:
+            reasons[j.job_id] = "JobArrayTaskLimit"
+            continue
+        eligible = sorted(
+            name
+            for name, n in nodes.items()
+            if n.partition == j.partition and name not in j.exclude and (not j.nodelist or name in j.nodelist)
+        )
+        if not eligible:
+            reasons[j.job_id] = "ReqNodeNotAvail"
+            continue
+        eligible = [name for name in eligible if nodes[name].cpus >= j.cpus and nodes[name].memory >= j.memory]
+        if not eligible:
+            reasons[j.job_id] = "Resources"
+            continue
+        d = j.time_limit or math.inf
+        need = {name: j.memory or nodes[name].memory for name in eligible}
+        now_fit = [name for name in eligible if fits(name, NOW, NOW + d, j.cpus, need[name])]
+        if now_fit:
+            free = {name: nodes[name].cpus - sum(h[2] for h in holds[name] if h[0] <= NOW < h[1]) for name in now_fit}
+            name = min(now_fit, key=lambda x: (free[x], x))
+            holds[name].append((NOW, NOW + d, j.cpus, need[name]))
+            tasks[j.array_job_id] = tasks.get(j.array_job_id, 0) + 1
+            starts.append(Start(j.job_id, name))
+            continue
+        if budget > 0:
+            budget -= 1
+            options = []
+            for name in eligible:
+                ends = sorted({h[1] for h in holds[name] if h[1] < math.inf})
+                t = next((t for t in [NOW, *ends] if fits(name, t, t + d, j.cpus, need[name])), None)
+                if t is not None:
+                    options.append((t, name))
+            if options:
+                t, name = min(options)
+                holds[name].append((t, t + d, j.cpus, need[name]))
+        reasons[j.job_id] = "Priority" if j.partition in lead else "Resources"
+        lead.add(j.partition)
+    return Plan(tuple(starts), reasons)
+
+
+@settings(max_examples=500)
+@given(snapshots(), st.sampled_from([100, 2, 1, 0]))
+def test_plan_matches_the_brute_force_reference(snapshot, max_reservations):
+    assert plan(snapshot, NOW, max_reservations=max_reservations) == _ref_plan(snapshot, max_reservations)
+
+
+def test_seeded_large_plans_match_the_reference():
+    rnd = random.Random(11)
+    for _ in range(15):
+        nodes = tuple(
+            NodeView(f"n{i}", rnd.choice(PARTS), rnd.choice([2, 4, 8]), rnd.choice([2, 4]) * GiB, rnd.random() > 0.1)
+            for i in range(6)
+        )
+        running = []
+        for n in nodes:
+            free_c, free_m = n.cpus, n.memory
+            while rnd.random() < 0.7:
+                c, m = rnd.randint(1, n.cpus), rnd.choice([0, 512, GiB])
+                if c > free_c or (m or n.memory) > free_m:
+                    break
+                free_c, free_m = free_c - c, free_m - (m or n.memory)
+                end = None if rnd.random() < 0.2 else NOW + rnd.randint(-50, 3000)
+                running.append(RunningView(900 + len(running), n.name, c, m, end, rnd.choice([None, 7])))
+        pending = tuple(
+            job(
+                i,
+                rnd.choice([1, 1, 2, 4, 8]),
+                memory=rnd.choice([0, 256, 512, GiB, 3 * GiB]),
+                limit=rnd.choice([0, 60, 120, 600, 1800, 3600]),
+                priority=rnd.randint(0, 2),
+                partition=rnd.choice(PARTS),
+                exclude={rnd.choice(["n0", "n1", "zz"])},
+                array_job_id=rnd.choice([None, None, 7]),
+                array_throttle=rnd.choice([None, 2, 3]),
+            )
+            for i in range(1, 120)
+        )
+        snap = Snapshot(nodes, tuple(running), pending)
+        for cap in (100, 5):
+            assert plan(snap, NOW, max_reservations=cap) == _ref_plan(snap, cap)
