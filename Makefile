@@ -1,7 +1,9 @@
 # Melon: `make demo` runs the main job on this machine, `make test` runs every test.
 # Both set up what they need from nothing: a Python venv with the package and its test tools.
 
-PYTHON ?= python3
+# The system interpreter where there is one: other users (test users, job owners) can run it,
+# unlike an interpreter under root's home.
+PYTHON ?= $(shell [ -x /usr/bin/python3 ] && echo /usr/bin/python3 || echo python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)

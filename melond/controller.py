@@ -27,6 +27,7 @@ from melond.timespec import format_limit
 log = logging.getLogger("melond.controller")
 
 MIB = 1024 * 1024
+VIEW_CACHE = "_pending_view"  # the job's scheduler view while nothing in it can change
 DEP_IDS = re.compile(r"(?<=:)(\d+)")
 SLOW_TICK = 5.0
 
@@ -55,12 +56,13 @@ class Controller:
         self.nodes = nodes
         self.sessions: dict[str, NodeSession] = {}
         self.kill_wait = kill_wait
+        self.max_time = {name: inventory.partition(name).max_time for name in inventory.partition_names()}
         self.active: dict[int, dict] = {j["id"]: j for j in store.jobs(states=[State.PENDING, State.RUNNING])}
         self._kick = asyncio.Event()
         self._ended = asyncio.Condition()
         self._tasks: set[asyncio.Task] = set()
         self._stopping = False
-        self._dispatching: set[int] = set()
+        self._ending: set[int] = set()  # ends being committed, already out of `active`
 
     # ---- requests from users -------------------------------------------------------------
 
@@ -173,6 +175,7 @@ class Controller:
         job = self.visible_job(job_id, caller)
         part = self.inv.partition(job["partition"])
         old = job["time_limit"]
+        policy.check_owner(job, caller, "extend")
         limit = policy.new_limit(job, add=add, to=to)
         policy.check_extension(job, caller, limit, part.max_time, job["partition"])
         now = time.time()
@@ -187,6 +190,7 @@ class Controller:
         if not done:
             raise Conflict(f"job {job_id} ended while it was being extended; a finished job cannot be extended")
         job["time_limit"] = limit
+        job.pop(VIEW_CACHE, None)
         if job["state"] == State.RUNNING and job.get("node"):
             session = self.sessions.get(job["node"])
             try:
@@ -202,7 +206,7 @@ class Controller:
         """Block until the job is finished or the timeout passes; return the job row."""
         deadline = time.monotonic() + timeout
         async with self._ended:
-            while job_id in self.active:
+            while job_id in self.active or job_id in self._ending:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
@@ -244,14 +248,19 @@ class Controller:
                 running.append(scheduler.RunningView(job["id"], job["node"], job["cpus"], mem, end,
                                                      job.get("array_job_id")))
                 continue
-            blocked = self._blocked(job, now, states)
-            if blocked == "need_states":
-                states = self._dependency_states()
+            view = job.get(VIEW_CACHE)
+            if view is None:
                 blocked = self._blocked(job, now, states)
-            pending.append(scheduler.PendingView(
-                job["id"], job["priority"], job["submit_time"], job["cpus"], mem, job["time_limit"],
-                job["partition"], frozenset(job.get("nodelist") or ()), frozenset(job.get("exclude") or ()),
-                blocked, job.get("array_job_id"), job.get("array_throttle")))
+                if blocked == "need_states":
+                    states = self._dependency_states()
+                    blocked = self._blocked(job, now, states)
+                view = scheduler.PendingView(
+                    job["id"], job["priority"], job["submit_time"], job["cpus"], mem, job["time_limit"],
+                    job["partition"], frozenset(job.get("nodelist") or ()), frozenset(job.get("exclude") or ()),
+                    blocked, job.get("array_job_id"), job.get("array_throttle"))
+                if not job.get("dependency") and not (job.get("begin_time") and job["begin_time"] > now):
+                    job[VIEW_CACHE] = view  # nothing in it changes with time; extend() drops it
+            pending.append(view)
         return scheduler.Snapshot(nodes, tuple(running), tuple(pending))
 
     def _blocked(self, job: dict, now: float, states: dict[int, str] | None) -> str | None:
@@ -266,7 +275,7 @@ class Controller:
             status = jobrel.dependency_status(jobrel.parse_dependency(job["dependency"]), states)
             if status != "ready":
                 return "Dependency" if status == "wait" else "DependencyNeverSatisfied"
-        max_time = self.inv.partition(job["partition"]).max_time
+        max_time = self.max_time.get(job["partition"], 0)
         if max_time and (job["time_limit"] == 0 or job["time_limit"] > max_time):
             return "PartitionTimeLimit"
         return None
@@ -339,8 +348,17 @@ class Controller:
         data = {k: result.get(k) for k in ("reason", "exit_code", "signal", "term_sent", "backend", "error")}
         if result.get("term_sent") and job is not None and job.get("time_limit") and result.get("start"):
             data["kill_late_by"] = round(result["term_sent"] - (result["start"] + job["time_limit"]), 4)
-        done = await self.store.write(Store.op_transition, job_id, [State.RUNNING], changes, "ended", "melond",
-                                      data, now)
+        # Free the job's CPUs for the next plan now, while the end is being committed: the write queue
+        # is FIFO, so any start this frees is committed after this end. Should melond die first, the
+        # node still holds the result (it is forgotten only after the commit) and reconcile replays it.
+        if job is not None and self.active.pop(job_id, None) is not None:
+            self._ending.add(job_id)
+            self.kick()
+        try:
+            done = await self.store.write(Store.op_transition, job_id, [State.RUNNING], changes, "ended",
+                                          "melond", data, now)
+        finally:
+            self._ending.discard(job_id)
         if done:
             self._finished(job_id)
             log.info("job ended", extra={"job": job_id, "state": state.value, "exit_code": result.get("exit_code")})

@@ -260,11 +260,10 @@ def _ref_status(
         raise ValueError(f"unknown job state {state!r} for job {ref.job_id}")
     if state not in _SATISFIED[kind]:
         return DepStatus.NEVER if state in _FINISHED else DepStatus.WAIT
-    if not ref.delay:
-        return DepStatus.READY
-    if now is None or started is None or ref.job_id not in started:
-        raise ValueError(f"after:{ref} needs now= and started[{ref.job_id}] to measure the delay")
-    return DepStatus.READY if now >= started[ref.job_id] + 60 * ref.delay else DepStatus.WAIT
+    since = started.get(ref.job_id) if started is not None else None
+    if not ref.delay or now is None or since is None:
+        return DepStatus.READY  # without times the delay cannot be measured: plain after
+    return DepStatus.READY if now >= since + 60 * ref.delay else DepStatus.WAIT
 
 
 def dependency_status(
@@ -279,8 +278,8 @@ def dependency_status(
 
     An id missing from ``states`` is "never" (Slurm: DependencyNeverSatisfied).
     ``singleton_blocked`` says another job of the same name and user runs or precedes.
-    ``after:ID+MIN`` also needs ``now`` and ``started`` (when each referenced job started,
-    or ended if it never ran); without them a delayed reference raises ValueError.
+    ``after:ID+MIN`` measures its delay from ``started`` (when each referenced job started, or
+    ended if it never ran) to ``now``; when either is missing it degrades to plain ``after``.
     """
     results = []
     for cond in dep.conditions:

@@ -29,8 +29,15 @@ def check_owner(job: dict, caller: Caller, action: str) -> None:
     raise Forbidden(f"job {job['id']} belongs to {job['user']}; only its owner or an operator may {action} it")
 
 
+def check_not_finished(job: dict) -> None:
+    state = State(job["state"])
+    if state in FINISHED:
+        raise Conflict(f"job {job['id']} has already ended ({state.value}); a finished job cannot be extended")
+
+
 def new_limit(job: dict, *, add: int | None, to: int | None) -> int:
     """The total limit an extension asks for (seconds; 0 = unlimited)."""
+    check_not_finished(job)
     if to is not None:
         return to
     if job["time_limit"] == 0:
@@ -41,9 +48,7 @@ def new_limit(job: dict, *, add: int | None, to: int | None) -> int:
 def check_extension(job: dict, caller: Caller, limit: int, max_time: int, partition: str) -> None:
     """May `caller` set `job`'s total limit to `limit`? Raise with the rule if not."""
     check_owner(job, caller, "extend")
-    state = State(job["state"])
-    if state in FINISHED:
-        raise Conflict(f"job {job['id']} has already ended ({state.value}); a finished job cannot be extended")
+    check_not_finished(job)
     if caller.operator:
         return
     if limit != 0 and limit < job["time_limit"]:

@@ -37,7 +37,7 @@ __all__ = [
 ]
 
 INF = math.inf
-_MAX_FAILED = 32  # failed requests remembered per partition for the dominance shortcut
+_MAX_FAILED = 32  # failed requests remembered per placement group for the dominance shortcut
 
 
 class Reason(StrEnum):

@@ -13,7 +13,7 @@ HIDDEN = ("script", "environment", "gid")
 def job_view(job: dict, now: float | None = None) -> dict:
     """A job for listings and mshow: no script or environment (they may hold secrets)."""
     now = time.time() if now is None else now
-    out = {k: v for k, v in job.items() if k not in HIDDEN}
+    out = {k: v for k, v in job.items() if k not in HIDDEN and not k.startswith("_")}
     state = State(job["state"])
     node = job.get("node") or "%N"
     out["state_name"] = state.value

@@ -129,9 +129,9 @@ class Helper:
         d.write_json("spec.json", {k: v for k, v in job.items() if k != "script"})
         d.write_bytes("limit", str(int(job.get("limit") or 0)).encode())
         d.write_script(job["script"], pw.pw_uid, pw.pw_gid)
-        fd = monitor.spawn(d, job, self.backend, self.notify)
+        self.watching.add(jid)  # before the monitor runs: a quick job's wake-up must find it watched
+        _pid, fd = monitor.spawn(d, job, self.backend, self.notify)
         report = await _read_all(fd)
-        self.watching.add(jid)
         if "error" in report:
             self.check(jid)
         return {"already": False, **report}
@@ -209,6 +209,17 @@ class Helper:
             await asyncio.sleep(SCAN_INTERVAL)
             for jid in list(self.watching):
                 self.check(jid)
+
+
+def _reap() -> None:
+    """Collect exited monitors so they do not linger as zombies while the helper lives."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
 
 
 def _alive(pid: int) -> bool:
@@ -291,6 +302,7 @@ async def serve(spool_dir: str) -> None:
     if sock is not None:
         await loop.create_datagram_endpoint(lambda: _Notify(helper), sock=sock)
     helper.send({"event": "hello", "info": helper.info})
+    loop.add_signal_handler(signal.SIGCHLD, _reap)
     scanner = asyncio.ensure_future(helper.scan_forever())
     await closed
     scanner.cancel()

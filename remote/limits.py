@@ -133,11 +133,7 @@ class CgroupV1(NoLimits):
         return bool(mem) and _stat_value(_read(os.path.join(mem, "memory.oom_control")), "oom_kill") > 0
 
     def destroy(self) -> None:
-        for _ in range(50):
-            if not self.pids():
-                break
-            self.signal_all(signal.SIGKILL)
-            time.sleep(0.02)
+        _drain(self)
         for d in self.dirs.values():
             try:
                 os.rmdir(d)
@@ -201,15 +197,20 @@ class CgroupV2(NoLimits):
         return _stat_value(_read(os.path.join(self.dir, "memory.events")), "oom_kill") > 0
 
     def destroy(self) -> None:
-        for _ in range(50):
-            if not self.pids():
-                break
-            self.signal_all(signal.SIGKILL)
-            time.sleep(0.02)
+        _drain(self)
         try:
             os.rmdir(self.dir)
         except OSError:
             pass
+
+
+def _drain(group: NoLimits) -> None:
+    """Kill until the cgroup is empty (a cgroup with members cannot be removed); about a second at most."""
+    for _ in range(50):
+        if not group.pids():
+            return
+        group.signal_all(signal.SIGKILL)
+        time.sleep(0.02)
 
 
 BACKENDS = {cls.name: cls for cls in (CgroupV2, CgroupV1, NoLimits)}

@@ -23,8 +23,12 @@ SIGNALS_TO_RESET = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1
                     signal.SIGCHLD, signal.SIGPIPE, signal.SIGQUIT)
 
 
-def spawn(jobdir: JobDir, spec: dict, backend: str, notify: str) -> int:
-    """Fork the detached monitor; return a pipe fd that yields its start report (JSON)."""
+def spawn(jobdir: JobDir, spec: dict, backend: str, notify: str) -> tuple[int, int]:
+    """Fork the monitor into its own session; return (its pid, a pipe fd yielding its start report).
+
+    One fork, not the classic two: the helper reaps its monitors while it lives, and when it
+    goes they are re-parented to init and run on.
+    """
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - runs in the child
@@ -32,17 +36,13 @@ def spawn(jobdir: JobDir, spec: dict, backend: str, notify: str) -> int:
         try:
             os.close(r)
             os.setsid()
-            if os.fork() == 0:
-                _detach(keep=w)
-                Monitor(jobdir, spec, backend, notify).run(w)
-                code = 0
-            else:
-                code = 0
+            _detach(keep=w)
+            Monitor(jobdir, spec, backend, notify).run(w)
+            code = 0
         finally:
             os._exit(code)
     os.close(w)
-    os.waitpid(pid, 0)
-    return r
+    return pid, r
 
 
 def _detach(keep: int) -> None:
@@ -175,7 +175,8 @@ class Monitor:
 
     def _finish(self, start: float, status: int | None, error: str | None) -> None:
         """Kill leftovers, classify the end, write result.json atomically, wake the helper."""
-        self.limits.signal_all(signal.SIGKILL)
+        if self.limits.pids() or self.limits.name == "none":
+            self.limits.signal_all(signal.SIGKILL)  # Slurm too ends a job's strays with its batch script
         oom = self.limits.oom_killed()
         self.limits.destroy()
         code = sig = None
@@ -194,7 +195,7 @@ class Monitor:
             reason = self.ending
         else:
             reason = "exited"
-        self.dir.write_json("result.json", {
+        self.dir.write_json("result.json", durable=True, value={
             "exit_code": code, "signal": sig, "reason": reason, "error": error, "start": start,
             "end": time.time(), "term_sent": self.term_at, "backend": self.limits.name,
         })

@@ -36,20 +36,25 @@ class JobDir:
     def exists(self, name: str) -> bool:
         return os.path.exists(self.path(name))
 
-    def write_bytes(self, name: str, data: bytes, mode: int = 0o600) -> None:
-        """Write-fsync-rename, so a reader sees the old file or the whole new one."""
+    def write_bytes(self, name: str, data: bytes, mode: int = 0o600, durable: bool = False) -> None:
+        """Write-rename, so a reader sees the old file or the whole new one.
+
+        Only a job's result is worth an fsync: everything else describes processes that a
+        power cut ends anyway (the boot id then marks the job lost).
+        """
         final = self.path(name)
         tmp = f"{final}.tmp{os.getpid()}"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
         try:
             os.write(fd, data)
-            os.fsync(fd)
+            if durable:
+                os.fsync(fd)
         finally:
             os.close(fd)
         os.replace(tmp, final)
 
-    def write_json(self, name: str, value: object) -> None:
-        self.write_bytes(name, json.dumps(value).encode())
+    def write_json(self, name: str, value: object, durable: bool = False) -> None:
+        self.write_bytes(name, json.dumps(value).encode(), durable=durable)
 
     def read_json(self, name: str) -> dict | None:
         try:

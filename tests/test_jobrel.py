@@ -236,9 +236,13 @@ def test_dependency_status_after_delay(state, started, now, expected):
     assert dependency_status(dep, {1: state}, now=now, started=started) == expected
 
 
-def test_dependency_status_after_delay_needs_times():
-    with pytest.raises(ValueError, match="needs now"):
-        dependency_status(parse_dependency("after:1+5"), {1: "R"})
+@pytest.mark.parametrize(
+    "kwargs", [{}, {"now": 100.0}, {"started": {1: 100.0}}, {"now": 100.0, "started": {2: 100.0}}]
+)
+def test_dependency_status_after_delay_without_times_is_plain_after(kwargs):
+    dep = parse_dependency("after:1+5")
+    assert dependency_status(dep, {1: "R"}, **kwargs) == READY
+    assert dependency_status(dep, {1: "PD"}, **kwargs) == WAIT
 
 
 def test_dependency_status_rejects_unknown_state():

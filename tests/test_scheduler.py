@@ -524,7 +524,8 @@ def test_array_throttle_respected(snapshot):
 def test_plan_is_deterministic_and_ignores_input_order(snapshot, rnd):
     first = plan(snapshot, NOW)
     assert plan(snapshot, NOW) == first
-    shuffled = Snapshot(*(tuple(rnd.sample(part, len(part))) for part in (snapshot.nodes, snapshot.running, snapshot.pending)))
+    parts = (snapshot.nodes, snapshot.running, snapshot.pending)
+    shuffled = Snapshot(*(tuple(rnd.sample(part, len(part))) for part in parts))
     assert plan(shuffled, NOW) == first
 
 
@@ -603,7 +604,10 @@ def test_random_large_plans_hold_invariants():
                 free -= c
                 running.append(RunningView(len(running) + 1000, n.name, c, GiB, NOW + rnd.randint(1, 5000), None))
         for i in range(1, 300):
-            pending.append(job(i, rnd.choice([1, 2, 4, 8]), limit=rnd.choice([60, 600, 3600, 0]), partition=rnd.choice(PARTS), priority=rnd.randint(0, 3)))
+            limit, partition = rnd.choice([60, 600, 3600, 0]), rnd.choice(PARTS)
+            pending.append(
+                job(i, rnd.choice([1, 2, 4, 8]), limit=limit, partition=partition, priority=rnd.randint(0, 3))
+            )
         snap = Snapshot(nodes, tuple(running), tuple(pending))
         result = plan(snap, NOW)
         for name in {n.name for n in nodes}:
@@ -614,7 +618,8 @@ def test_random_large_plans_hold_invariants():
             lead = next((j for j in sorted(pending, key=_order) if j.partition == part), None)
             if lead:
                 others = Plan(tuple(s for s in result.starts if s.job_id != lead.job_id), {})
-                assert _ref_earliest(nodes, _holds(snap, others), lead) == _ref_earliest(nodes, _holds(snap, Plan((), {})), lead)
+                alone = _ref_earliest(nodes, _holds(snap, Plan((), {})), lead)
+                assert _ref_earliest(nodes, _holds(snap, others), lead) == alone
 
 
 # ------------------------------------------------------------- reference: eager, brute force
@@ -629,7 +634,8 @@ def _ref_plan(snapshot, max_reservations=100):
     for r in snapshot.running:
         tasks[r.array_job_id] = tasks.get(r.array_job_id, 0) + 1
         if r.node in nodes:
-            holds[r.node].append((NOW, max(r.end, SOON) if r.end else math.inf, r.cpus, r.memory or nodes[r.node].memory))
+            end = max(r.end, SOON) if r.end else math.inf  # overdue: held until just after now
+            holds[r.node].append((NOW, end, r.cpus, r.memory or nodes[r.node].memory))
 
     def fits(name, t0, t1, c, m):
         n = nodes[name]

@@ -1,0 +1,72 @@
+"""Trivial jobs on the embedded local node.
+
+- 1,000 `true` jobs from submit to all recorded complete (target: >= 200 jobs/s);
+- submit-to-start latency on an idle node, one job at a time (target: p50 <= 50 ms),
+  from melond's own submit and start times in the store.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import statistics
+import time
+
+import aiohttp
+
+from harness import job_body, melond, pct, table
+
+JOBS = 1000
+LATENCY_SAMPLES = 50
+
+
+async def submit_all(sock: str, body: bytes, count: int, clients: int = 16) -> list[int]:
+    ids: list[int] = []
+    left = count
+
+    async def worker(session: aiohttp.ClientSession) -> None:
+        nonlocal left
+        while left > 0:
+            left -= 1
+            async with session.post("http://melon/api/v1/jobs", data=body,
+                                    headers={"Content-Type": "application/json"}) as r:
+                ids.extend((await r.json())["job_ids"])
+
+    async with aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=sock)) as session:
+        await asyncio.gather(*(worker(session) for _ in range(clients)))
+    return ids
+
+
+def throughput() -> list:
+    with melond() as (client, state, work, _):
+        body = json.dumps(job_body(work, "true", memory=16 << 20, time_limit=60)).encode()
+        start = time.perf_counter()
+        ids = asyncio.run(submit_all(f"{state}/melond.sock", body, JOBS))
+        submitted = time.perf_counter() - start
+        for jid in sorted(ids, reverse=True):  # cheap waits instead of polling the whole queue
+            while client.call("GET", f"/jobs/{jid}", query={"wait": 60})["state"] in ("PD", "R"):
+                pass
+        elapsed = time.perf_counter() - start
+        done = client.call("GET", "/jobs", query={"state": "CD", "ids": ",".join(map(str, ids))})["jobs"]
+        assert len(done) == JOBS, f"only {len(done)} of {JOBS} completed"
+        cpus = client.call("GET", "/nodes")["nodes"][0]["cpus"]
+        return [JOBS, cpus, f"{submitted:.2f}", f"{elapsed:.2f}", f"{JOBS / elapsed:.0f}"]
+
+
+def latency() -> list:
+    with melond() as (client, state, work, _):
+        lat = []
+        for _ in range(LATENCY_SAMPLES):
+            jid = client.call("POST", "/jobs", job_body(work, "true", memory=16 << 20, time_limit=60))["job_ids"][0]
+            job = client.call("GET", f"/jobs/{jid}", query={"wait": 10})
+            lat.append((job["start_time"] - job["submit_time"]) * 1000)
+        return [LATENCY_SAMPLES, f"{statistics.median(lat):.1f}", f"{pct(lat, 0.9):.1f}", f"{max(lat):.1f}"]
+
+
+def main() -> None:
+    table("1,000 trivial jobs on the local node", ["jobs", "node cpus", "submit s", "all done s", "jobs/s"],
+          [throughput()])
+    table("Submit-to-start latency, idle local node (ms)", ["samples", "p50", "p90", "max"], [latency()])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,75 @@
+"""Shared bench plumbing: a throwaway melond, an API client, and table printing."""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+BIN = Path(sys.executable).parent
+
+from cli.client import Client  # noqa: E402
+
+
+@contextmanager
+def melond(*extra: str, kill_wait: float = 1.0):
+    """Start melond in a temp state dir; yield (client, state_dir, work_dir); stop and clean up."""
+    root = Path(tempfile.mkdtemp(prefix="mb-", dir="/tmp"))
+    state, work = root / "state", root / "work"
+    work.mkdir()
+    log = open(root / "melond.log", "wb")
+    proc = subprocess.Popen([str(BIN / "melond"), "--state-dir", str(state), "--kill-wait", str(kill_wait),
+                             "--log-level", "WARNING", *extra], stderr=log)
+    client = Client(f"unix:{state}/melond.sock")
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if all(n["state"] != "down" for n in client.call("GET", "/nodes")["nodes"]):
+                    break
+            except Exception:  # noqa: BLE001 - not up yet
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError((root / "melond.log").read_text())
+            time.sleep(0.05)
+        yield client, state, work, proc
+    finally:
+        for j in client.call("GET", "/jobs")["jobs"]:
+            try:
+                client.call("POST", f"/jobs/{j['id']}/cancel")
+            except Exception:  # noqa: BLE001
+                pass
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def job_body(work: Path, cmd: str = "true", **kw) -> dict:
+    return {"script": f"#!/bin/sh\n{cmd}\n", "name": "bench", "chdir": str(work), "output": "/dev/null",
+            "environment": {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}, **kw}
+
+
+def pct(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(q * len(values)))]
+
+
+def table(title: str, headers: list[str], rows: list[list]) -> None:
+    cells = [[str(c) for c in r] for r in rows]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
+    print(f"\n{title}")
+    print("  ".join(h.ljust(w) for h, w in zip(headers, widths)))
+    print("  ".join("-" * w for w in widths))
+    for r in cells:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths)))
+
+
+__all__ = ["melond", "job_body", "pct", "table", "statistics", "BIN"]
