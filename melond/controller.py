@@ -30,6 +30,7 @@ MIB = 1024 * 1024
 VIEW_CACHE = "_pending_view"  # the job's scheduler view while nothing in it can change
 DEP_IDS = re.compile(r"(?<=:)(\d+)")
 SLOW_TICK = 5.0
+FORGET_DELAY = 0.1
 
 
 @dataclass
@@ -62,6 +63,7 @@ class Controller:
         self._ended = asyncio.Condition()
         self._tasks: set[asyncio.Task] = set()
         self._stopping = False
+        self._to_forget: dict[str, list[int]] = {}
         self._ending: set[int] = set()  # ends being committed, already out of `active`
 
     # ---- requests from users -------------------------------------------------------------
@@ -364,9 +366,18 @@ class Controller:
             log.info("job ended", extra={"job": job_id, "state": state.value, "exit_code": result.get("exit_code")})
         where = node or (job or {}).get("node")
         if where and where in self.sessions:
-            self._spawn(self._forget(where, [job_id]))
+            self._forget_later(where, job_id)
 
-    async def _forget(self, node: str, ids: list[int]) -> None:
+    def _forget_later(self, node: str, job_id: int) -> None:
+        """Batch spool clean-ups per node: one request for many ended jobs."""
+        batch = self._to_forget.setdefault(node, [])
+        batch.append(job_id)
+        if len(batch) == 1:
+            self._spawn(self._forget(node))
+
+    async def _forget(self, node: str) -> None:
+        await asyncio.sleep(FORGET_DELAY)
+        ids = self._to_forget.pop(node, [])
         try:
             await self.sessions[node].request("forget", ids=ids)
         except MelonError:

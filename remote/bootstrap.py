@@ -3,8 +3,9 @@
 melond runs `python3 -c FIRST_STAGE SPOOL`. The first stage prints a ready
 marker, reads a length line and exactly that many bytes (a zlib-compressed JSON
 list of (module, source) pairs) from fd 0 without buffering past them, installs
-the modules and hands over to `remote.helper.main`, which then speaks frames on
-the same stdin/stdout. Nothing is written to the node's disk but the spool.
+an import hook that serves those sources and hands over to `remote.helper.main`,
+which then speaks frames on the same stdin/stdout. Nothing is written to the
+node's disk but the spool.
 """
 from __future__ import annotations
 
@@ -13,12 +14,15 @@ import pathlib
 import zlib
 
 READY = b"MELON-BOOT-1\n"
-SHIPPED = ("remote.wire", "remote.spool", "remote.limits", "remote.monitor", "remote.helper")
+SHIPPED = ("remote.wire", "remote.spool", "remote.limits", "remote.monitor", "remote.launcher",
+           "remote.service", "remote.helper")
 
-# Kept tiny and free of quotes that a remote shell would mangle; unbuffered reads on fd 0
-# so no byte meant for the helper is swallowed by a Python buffer.
+# Kept tiny and free of quotes that a remote shell would mangle; unbuffered reads on fd 0 so no
+# byte meant for the helper is swallowed by a Python buffer. The shipped sources are served by an
+# import hook, so each module loads only when imported: the helper forks its launcher before it
+# imports asyncio (see remote/helper.py).
 FIRST_STAGE = (
-    "import os,sys,zlib,json,types\n"
+    "import os,sys,zlib,json,importlib.util as u\n"
     "def rd(n):\n"
     " b=b''\n"
     " while len(b)<n:\n"
@@ -29,11 +33,16 @@ FIRST_STAGE = (
     "os.write(1,b'MELON-BOOT-1\\n')\n"
     "h=b''\n"
     "while not h.endswith(b'\\n'):h+=rd(1)\n"
-    "p=types.ModuleType('remote');p.__path__=[];sys.modules['remote']=p\n"
-    "for n,s in json.loads(zlib.decompress(rd(int(h)))):\n"
-    " m=types.ModuleType(n);m.__file__='<melon:'+n+'>';sys.modules[n]=m;setattr(p,n.split('.')[1],m)\n"
-    " exec(compile(s,m.__file__,'exec'),m.__dict__)\n"
-    "sys.modules['remote.helper'].main(sys.argv[1:])\n"
+    "S=dict(json.loads(zlib.decompress(rd(int(h)))))\n"
+    "class F:\n"
+    " def find_spec(s,n,p,t=None):\n"
+    "  if n=='remote' or n in S:return u.spec_from_loader(n,s,is_package=n=='remote')\n"
+    " def create_module(s,sp):return None\n"
+    " def exec_module(s,m):\n"
+    "  if m.__name__ in S:exec(compile(S[m.__name__],'<melon:'+m.__name__+'>','exec'),m.__dict__)\n"
+    "sys.meta_path.insert(0,F())\n"
+    "import remote.helper\n"
+    "remote.helper.main(sys.argv[1:])\n"
 )
 
 

@@ -1,20 +1,21 @@
 """The per-job monitor: launches one job, holds its deadline, records how it ended.
 
 Standard library only: streamed to compute nodes with the helper. The monitor
-is double-forked away from the helper, so losing the SSH channel, the helper or
-melond itself never kills a job, and the deadline is enforced on the node even
+runs in its own session, apart from the helper, so losing the SSH channel, the
+helper or melond itself never kills a job, and the deadline is enforced on the node even
 while nobody can reach it. The outcome lands in the job's spool directory as
 one atomically renamed file, read by whichever helper comes next.
 """
 from __future__ import annotations
 
-import json
 import os
 import pwd
 import selectors
 import signal
 import socket
 import time
+
+from collections.abc import Callable
 
 from remote import limits
 from remote.spool import JobDir
@@ -23,29 +24,7 @@ SIGNALS_TO_RESET = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1
                     signal.SIGCHLD, signal.SIGPIPE, signal.SIGQUIT)
 
 
-def spawn(jobdir: JobDir, spec: dict, backend: str, notify: str) -> tuple[int, int]:
-    """Fork the monitor into its own session; return (its pid, a pipe fd yielding its start report).
-
-    One fork, not the classic two: the helper reaps its monitors while it lives, and when it
-    goes they are re-parented to init and run on.
-    """
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - runs in the child
-        code = 1
-        try:
-            os.close(r)
-            os.setsid()
-            _detach(keep=w)
-            Monitor(jobdir, spec, backend, notify).run(w)
-            code = 0
-        finally:
-            os._exit(code)
-    os.close(w)
-    return pid, r
-
-
-def _detach(keep: int) -> None:
+def detach(keep: int) -> None:
     """Drop everything inherited from the helper: signal handlers, the channel, stdio."""
     for sig in SIGNALS_TO_RESET:
         signal.signal(sig, signal.SIG_DFL)
@@ -77,22 +56,22 @@ class Monitor:
         self.kill_at: float | None = None
         self.warned = False
 
-    def run(self, report_fd: int) -> None:
+    def run(self, report: Callable[[dict], None]) -> None:
         try:
             self.limits.create()
             pid, start = self._launch()
         except LaunchError as exc:
             self._finish(start=time.time(), status=None, error=str(exc))
-            _report(report_fd, {"error": str(exc)})
+            report({"error": str(exc)})
             return
         except OSError as exc:
             self._finish(start=time.time(), status=None, error=f"cannot set up the job's limits: {exc}")
-            _report(report_fd, {"error": str(exc)})
+            report({"error": str(exc)})
             return
         self.dir.write_json("started.json", {"pid": pid, "monitor": os.getpid(), "start": start,
                                             "backend": self.limits.name,
                                             "boot_id": self.spec.get("boot_id")})
-        _report(report_fd, {"pid": pid, "start": start})
+        report({"pid": pid, "start": start})
         status = self._watch(pid, start)
         self._finish(start=start, status=status, error=None)
 
@@ -145,7 +124,7 @@ class Monitor:
 
     def _step(self, now: float, start: float) -> float | None:
         """Act on the deadline, cancel flag and kill grace; return seconds until the next act."""
-        limit = self.dir.read_int("limit", 0)
+        limit = self.dir.read_int("limit", self.spec.get("limit") or 0)  # the file exists once extended
         deadline = start + limit if limit else None
         if self.ending is None:
             if self.dir.exists("cancel"):
@@ -208,13 +187,6 @@ class Monitor:
 
 class LaunchError(Exception):
     """The job could not be started (user, directory, output file, exec)."""
-
-
-def _report(fd: int, info: dict) -> None:
-    try:
-        os.write(fd, json.dumps(info).encode())
-    finally:
-        os.close(fd)
 
 
 def _resolve_user(name: str) -> tuple[int, int, list[int], str]:

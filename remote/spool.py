@@ -3,8 +3,8 @@
 Standard library only: streamed to compute nodes with the helper. The spool is
 the node's memory across helper and melond restarts: a job directory exists
 once its start was claimed, `started.json` once it runs, `result.json` once it
-ended. Control files stay root-owned; only `work/` (the script) belongs to the
-job's user, so a job cannot rewrite its own limit or result.
+ended. The directory and its control files stay root-owned; only the script
+belongs to the job's user, so a job cannot rewrite its own limit or result.
 """
 from __future__ import annotations
 
@@ -21,8 +21,6 @@ class JobDir:
         self.root = os.path.join(spool, "jobs", str(job_id))
 
     def path(self, name: str) -> str:
-        if name == "script":
-            return os.path.join(self.root, "work", name)
         return os.path.join(self.root, name)
 
     def claim(self) -> bool:
@@ -71,13 +69,10 @@ class JobDir:
             return default
 
     def write_script(self, text: str, uid: int, gid: int) -> None:
-        """The script lives in work/, owned by the job's user, unreadable by others."""
-        work = os.path.join(self.root, "work")
-        os.makedirs(work, 0o700, exist_ok=True)
+        """The script belongs to the job's user (who executes it) and is unreadable by others."""
         self.write_bytes("script", text.encode("utf-8", "surrogateescape"), 0o700)
         if os.geteuid() == 0:
             os.chown(self.path("script"), uid, gid)
-            os.chown(work, uid, gid)
 
     def remove(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)

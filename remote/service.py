@@ -1,0 +1,330 @@
+"""The node helper's service: requests from melond in, replies and job events out.
+
+Standard library only. melond talks to it in checked frames (remote/wire.py)
+over the process's stdin and stdout: requests carry ids and get replies;
+`exited` events arrive unasked. The helper starts nothing that depends on it:
+each job gets a detached monitor (remote/monitor.py, forked by
+remote/launcher.py), so when the channel drops the helper simply exits and the
+jobs run on.
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import platform
+import pwd
+import shutil
+import signal
+import socket
+import sys
+import time
+
+from remote import limits, spool, wire
+
+SCAN_INTERVAL = 2.0
+START_TIMEOUT = 60.0
+
+
+class RequestError(Exception):
+    """A request the helper refuses; `code` crosses the wire."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def probe(spool_dir: str) -> dict:
+    """What melond needs to know about this node to place and enforce jobs."""
+    backend, why = limits.detect()
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            boot_id = f.read().strip()
+    except OSError:
+        boot_id = ""
+    mem_total = 0
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemTotal:"):
+                    mem_total = int(line.split()[1]) // 1024
+                    break
+    except OSError:
+        pass
+    return {
+        "hostname": socket.gethostname(),
+        "boot_id": boot_id,
+        "cpus": len(os.sched_getaffinity(0)),
+        "memory": mem_total,
+        "python": platform.python_version(),
+        "backend": backend,
+        "backend_reason": why,
+        "systemd": os.path.isdir("/run/systemd/system") and shutil.which("systemd-run") is not None,
+        "uid": os.geteuid(),
+        "user": pwd.getpwuid(os.geteuid()).pw_name,
+        "spool": spool_dir,
+        "pid": os.getpid(),
+        "time": time.time(),
+    }
+
+
+def spool_scope(spool_dir: str) -> str:
+    """A short name for this spool: it names the job cgroups and the abstract-namespace
+    datagram address where monitors say "I finished", so two melonds on one machine never meet."""
+    return hashlib.sha1(os.path.realpath(spool_dir).encode()).hexdigest()[:12]
+
+
+class Helper:
+    """Dispatches requests by name and reports job ends."""
+
+    def __init__(self, spool_dir: str, out: asyncio.WriteTransport, launcher: socket.socket) -> None:
+        self.spool = spool_dir
+        self.out = out
+        self.launcher = launcher
+        self.starting: dict[int, asyncio.Future] = {}
+        self.info = probe(spool_dir)
+        self.backend = self.info["backend"]
+        self.scope = spool_scope(spool_dir)
+        self.notify = "\0melon-" + self.scope
+        self.watching: set[int] = set()
+        self.ops = {
+            "ping": self.op_ping,
+            "start": self.op_start,
+            "set_limit": self.op_set_limit,
+            "kill": self.op_kill,
+            "list": self.op_list,
+            "forget": self.op_forget,
+        }
+
+    def send(self, message: dict) -> None:
+        self.out.write(wire.encode(message))
+
+    async def handle(self, message: dict) -> None:
+        rid = message.get("id")
+        op = self.ops.get(message.get("op", ""))
+        try:
+            if op is None:
+                raise RequestError("bad_request", f"unknown operation {message.get('op')!r}")
+            result = await op(message)
+            self.send({"id": rid, "ok": True, "result": result})
+        except RequestError as exc:
+            self.send({"id": rid, "ok": False, "error": {"code": exc.code, "message": str(exc)}})
+        except Exception as exc:  # noqa: BLE001 - one bad request must not end the channel
+            self.send({"id": rid, "ok": False, "error": {"code": "internal", "message": f"{type(exc).__name__}: {exc}"}})
+
+    async def op_ping(self, msg: dict) -> dict:
+        return {"time": time.time()}
+
+    async def op_start(self, msg: dict) -> dict:
+        """Start a job once: a second start of the same id reports the first one."""
+        job = msg["job"]
+        jid = int(job["id"])
+        d = spool.JobDir(self.spool, jid)
+        if not d.claim():
+            return {"already": True, **self._status(d)}
+        try:
+            pw = pwd.getpwnam(job["user"])
+        except KeyError:
+            d.remove()
+            raise RequestError("no_such_user", f"user {job['user']!r} does not exist on node {self.info['hostname']}") from None
+        job = {**job, "boot_id": self.info["boot_id"], "scope": self.scope}
+        d.write_json("spec.json", {k: v for k, v in job.items() if k != "script"})
+        d.write_script(job["script"], pw.pw_uid, pw.pw_gid)
+        self.watching.add(jid)  # before the monitor runs: a quick job's wake-up must find it watched
+        fut = asyncio.get_running_loop().create_future()
+        self.starting[jid] = fut
+        try:
+            self.launcher.send(json.dumps({"id": jid, "spool": self.spool, "backend": self.backend,
+                                           "notify": self.notify}).encode())
+            report = await asyncio.wait_for(fut, START_TIMEOUT)
+        except (OSError, TimeoutError):
+            raise RequestError("launch_failed", f"job {jid}: the launcher did not start its monitor") from None
+        finally:
+            self.starting.pop(jid, None)
+        if "error" in report:
+            self.check(jid)
+        return {"already": False, **report}
+
+    def launcher_readable(self) -> None:
+        """A monitor's start report: {"id", "pid", "start"} or {"id", "error"}."""
+        try:
+            data = self.launcher.recv(65536)
+        except BlockingIOError:
+            return
+        if not data:
+            asyncio.get_running_loop().remove_reader(self.launcher.fileno())
+            sys.stderr.write("melon helper: the launcher exited\n")
+            return
+        report = json.loads(data)
+        fut = self.starting.get(report.pop("id"))
+        if fut is not None and not fut.done():
+            fut.set_result(report)
+
+    async def op_set_limit(self, msg: dict) -> dict:
+        d = self._existing(msg)
+        d.write_bytes("limit", str(int(msg["limit"])).encode())
+        return {"ended": d.exists("result.json"), "woke": self._wake(d)}
+
+    async def op_kill(self, msg: dict) -> dict:
+        d = self._existing(msg)
+        d.write_bytes("cancel", b"1")
+        return {"ended": d.exists("result.json"), "woke": self._wake(d)}
+
+    async def op_list(self, msg: dict) -> dict:
+        jobs = []
+        for jid in spool.job_ids(self.spool):
+            d = spool.JobDir(self.spool, jid)
+            status = self._status(d)
+            if status["state"] == "running":
+                self.watching.add(jid)
+            jobs.append({"id": jid, **status})
+        return {"jobs": jobs}
+
+    async def op_forget(self, msg: dict) -> dict:
+        gone = []
+        for jid in msg.get("ids", []):
+            d = spool.JobDir(self.spool, int(jid))
+            if d.exists("result.json") or not os.path.exists(d.root):
+                d.remove()
+                self.watching.discard(int(jid))
+                gone.append(jid)
+        return {"forgotten": gone}
+
+    def _existing(self, msg: dict) -> spool.JobDir:
+        d = spool.JobDir(self.spool, int(msg["job_id"]))
+        if not os.path.isdir(d.root):
+            raise RequestError("no_such_job", f"job {msg['job_id']} is not on this node")
+        return d
+
+    def _wake(self, d: spool.JobDir) -> bool:
+        started = d.read_json("started.json")
+        if not started:
+            return False  # the monitor reads its flags on its first step anyway
+        try:
+            os.kill(started["monitor"], signal.SIGUSR1)
+            return True
+        except ProcessLookupError:
+            return False
+
+    def _status(self, d: spool.JobDir) -> dict:
+        result = d.read_json("result.json")
+        if result is not None:
+            return {"state": "ended", "result": result}
+        started = d.read_json("started.json")
+        if started is None:
+            return {"state": "claimed"}
+        if started.get("boot_id", self.info["boot_id"]) != self.info["boot_id"] or not _alive(started["monitor"]):
+            return {"state": "lost", "started": started}
+        return {"state": "running", "started": started}
+
+    def check(self, jid: int) -> None:
+        """Report the job's end if its result is there."""
+        if jid not in self.watching:
+            return
+        d = spool.JobDir(self.spool, jid)
+        result = d.read_json("result.json")
+        if result is not None:
+            self.watching.discard(jid)
+            self.send({"event": "exited", "job_id": jid, "result": result})
+
+    async def scan_forever(self) -> None:
+        """Belt and braces for a lost wake-up datagram."""
+        while True:
+            await asyncio.sleep(SCAN_INTERVAL)
+            for jid in list(self.watching):
+                self.check(jid)
+
+
+def _reap() -> None:
+    """Collect exited monitors so they do not linger as zombies while the helper lives."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+
+
+class _Inbound(asyncio.Protocol):
+    def __init__(self, helper_ready: asyncio.Future, closed: asyncio.Future) -> None:
+        self.decoder = wire.Decoder()
+        self.helper_ready = helper_ready
+        self.closed = closed
+
+    def data_received(self, data: bytes) -> None:
+        helper: Helper = self.helper_ready.result()
+        try:
+            messages = self.decoder.feed(data)
+        except wire.FrameError as exc:
+            sys.stderr.write(f"melon helper: {exc}\n")
+            self.closed.set_result(None)
+            return
+        for m in messages:
+            asyncio.ensure_future(helper.handle(m))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+
+class _Notify(asyncio.DatagramProtocol):
+    def __init__(self, helper: Helper) -> None:
+        self.helper = helper
+
+    def datagram_received(self, data: bytes, addr: object) -> None:
+        try:
+            self.helper.check(int(data))
+        except ValueError:
+            pass
+
+
+async def serve(spool_dir: str, launcher: socket.socket) -> None:
+    """Run until melond closes our stdin."""
+    loop = asyncio.get_running_loop()
+    spool.prepare(spool_dir)
+    out, _ = await loop.connect_write_pipe(asyncio.Protocol, os.fdopen(1, "wb", buffering=0, closefd=False))
+    helper = Helper(spool_dir, out, launcher)
+    launcher.setblocking(False)
+    loop.add_reader(launcher.fileno(), helper.launcher_readable)
+    ready: asyncio.Future = loop.create_future()
+    ready.set_result(helper)
+    closed: asyncio.Future = loop.create_future()
+    await loop.connect_read_pipe(lambda: _Inbound(ready, closed), os.fdopen(0, "rb", buffering=0, closefd=False))
+    sock = await _bind_notify(helper.notify)
+    if sock is not None:
+        await loop.create_datagram_endpoint(lambda: _Notify(helper), sock=sock)
+    helper.send({"event": "hello", "info": helper.info})
+    loop.add_signal_handler(signal.SIGCHLD, _reap)
+    scanner = asyncio.ensure_future(helper.scan_forever())
+    await closed
+    scanner.cancel()
+
+
+async def _bind_notify(address: str) -> socket.socket | None:
+    """A helper that just lost its channel may still hold the address for a moment."""
+    for _ in range(40):
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        try:
+            sock.bind(address)
+            return sock
+        except OSError:
+            sock.close()
+            await asyncio.sleep(0.05)
+    sys.stderr.write("melon helper: notify address busy; falling back to scanning the spool\n")
+    return None
+
+
+def run(spool_dir: str, launcher: socket.socket) -> None:
+    asyncio.run(serve(spool_dir, launcher))
