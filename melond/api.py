@@ -155,6 +155,16 @@ async def extend_job(request: web.Request) -> web.Response:
     return web.json_response(await ctl.extend(_job_id(request), request["caller"], add=body.add, to=body.to))
 
 
+async def hold_job(request: web.Request) -> web.Response:
+    ctl = request.app[CONTROLLER]
+    return web.json_response(await ctl.set_hold(_job_id(request), request["caller"], True))
+
+
+async def release_job(request: web.Request) -> web.Response:
+    ctl = request.app[CONTROLLER]
+    return web.json_response(await ctl.set_hold(_job_id(request), request["caller"], False))
+
+
 async def list_nodes(request: web.Request) -> web.Response:
     ctl = request.app[CONTROLLER]
     running: dict[str, list[dict]] = {}
@@ -179,6 +189,8 @@ ROUTES = [
     ("GET", "/jobs/{job_id}", show_job, None, None, "one job with its events; ?wait=SECONDS blocks until it ends"),
     ("POST", "/jobs/{job_id}/cancel", cancel_job, None, None, "cancel a pending or running job"),
     ("POST", "/jobs/{job_id}/extend", extend_job, models.ExtendRequest, None, "extend a job's time limit"),
+    ("POST", "/jobs/{job_id}/hold", hold_job, None, None, "hold a pending job"),
+    ("POST", "/jobs/{job_id}/release", release_job, None, None, "release a held job"),
     ("GET", "/nodes", list_nodes, None, None, "nodes with allocation and limit backend"),
     ("GET", "/openapi.json", openapi, None, None, "this document"),
 ]

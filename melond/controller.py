@@ -204,6 +204,22 @@ class Controller:
         self.kick()
         return {"job_id": job_id, "state": job["state"], **data}
 
+    async def set_hold(self, job_id: int, caller: Caller, hold: bool) -> dict:
+        """Hold a pending job (it stays pending, JobHeldUser) or release it."""
+        job = self.visible_job(job_id, caller)
+        policy.check_owner(job, caller, "hold or release")
+        if job["state"] != State.PENDING:
+            raise Conflict(f"job {job_id} is {job['state']}; only pending jobs can be held or released")
+        now = time.time()
+        done = await self.store.write(Store.op_transition, job_id, [State.PENDING], {"hold": int(hold)},
+                                      "held" if hold else "released", caller.user, {}, now)
+        if not done:
+            raise Conflict(f"job {job_id} started meanwhile; only pending jobs can be held or released")
+        job["hold"] = int(hold)
+        job.pop(VIEW_CACHE, None)
+        self.kick()
+        return {"job_id": job_id, "hold": hold}
+
     async def wait_ended(self, job_id: int, timeout: float) -> dict | None:
         """Block until the job is finished or the timeout passes; return the job row."""
         deadline = time.monotonic() + timeout

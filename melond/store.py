@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import queue
 import sqlite3
 import threading
@@ -50,6 +51,10 @@ class Store:
 
     def __init__(self, path: str) -> None:
         self.path = path
+        # Scripts and environments live here: readable by melond's user only (SQLite gives its
+        # -wal and -shm files the database's mode).
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+        os.chmod(path, 0o600)
         writer = _connect(path)
         migrate(sqlite_utils.Database(writer))
         self._writer = writer

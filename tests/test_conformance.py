@@ -7,6 +7,10 @@ own defaults fill what the corpus leaves null (1 CPU, the script's name, melon-%
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -34,16 +38,9 @@ def _expected_memory(entry: dict, cpus: int) -> int | None:
     return None
 
 
-@pytest.mark.parametrize("entry", _entries())
-def test_corpus_script(entry: dict) -> None:
-    text = (CONFORMANCE / "scripts" / entry["file"]).read_bytes().decode("utf-8", errors="surrogateescape")
-    request, warnings = build_request(
-        script_text=text, script_path=entry["file"], script_args=[], cli={}, environ={"HOME": "/home/u"},
-        cwd="/home/u", submit_host="login", user="u", now=1_700_000_000.0,
-    )
-    view = dry_run_view(request, warnings)
+def _expected(entry: dict) -> dict:
     cpus = entry["cpus_per_task"] or 1
-    expected = {
+    return {
         "time_limit": None if entry["time_limit_seconds"] in (None, "unlimited") else entry["time_limit_seconds"],
         "cpus": cpus,
         "memory": _expected_memory(entry, cpus),
@@ -52,9 +49,41 @@ def test_corpus_script(entry: dict) -> None:
         "error": entry["error"],
         "array": entry["array"],
     }
+
+
+@pytest.mark.parametrize("entry", _entries())
+def test_corpus_script(entry: dict) -> None:
+    text = (CONFORMANCE / "scripts" / entry["file"]).read_bytes().decode("utf-8", errors="surrogateescape")
+    request, warnings = build_request(
+        script_text=text, script_path=entry["file"], script_args=[], cli={}, environ={"HOME": "/home/u"},
+        cwd="/home/u", submit_host="login", user="u", now=1_700_000_000.0,
+    )
+    view = dry_run_view(request, warnings)
+    expected = _expected(entry)
     assert {key: view[key] for key in expected} == expected
     if entry["sbatch_accepts"] is False:
         assert view["warnings"], "sbatch refuses this script, so Melon must at least warn"
+
+
+def test_corpus_through_the_real_mbatch(tmp_path: Path) -> None:
+    """The same corpus through the installed `mbatch --dry-run --json`, as a user would run it."""
+    path = CONFORMANCE / "expected.jsonl"
+    if not path.is_file():
+        pytest.skip(f"conformance corpus not found at {path}")
+    mbatch = Path(sys.executable).parent / "mbatch"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SBATCH_", "MBATCH_"))}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        entry = json.loads(line)
+        shutil.copy(CONFORMANCE / "scripts" / entry["file"], tmp_path / entry["file"])
+        r = subprocess.run([str(mbatch), "--dry-run", "--json", entry["file"]], cwd=tmp_path, env=env,
+                           capture_output=True, text=True)
+        assert r.returncode == 0, f"{entry['file']}: {r.stderr}"
+        view = json.loads(r.stdout)
+        assert sorted(view) == sorted(["name", "cpus", "memory", "time_limit", "output", "error", "chdir",
+                                       "array", "script_args", "warnings"])
+        expected = _expected(entry)
+        assert {key: view[key] for key in expected} == expected, entry["file"]
+        assert view["chdir"] == str(tmp_path)
 
 
 @pytest.mark.parametrize("entry", _entries())

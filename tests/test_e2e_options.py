@@ -1,0 +1,78 @@
+"""sbatch options beyond the basics, end to end: arrays, dependencies, --signal, --export, -D."""
+from __future__ import annotations
+
+from conftest import Melon, wait_for
+
+
+def test_array_runs_every_task_with_its_index(melon: Melon) -> None:
+    first = melon.submit("--array", "1-4%2", "-o", "arr-%A_%a.out", "--wrap",
+                         "echo $MELON_ARRAY_TASK_ID $SLURM_ARRAY_JOB_ID")
+    tasks = melon.jobs("--all", "-j", str(first))
+    assert sorted(j["array_task_id"] for j in tasks) == [1, 2, 3, 4]
+    assert {j["array_job_id"] for j in tasks} == {first}
+    wait_for(lambda: all(j["state"] == "CD" for j in melon.jobs("--all", "-j", str(first))), what="the array")
+    for task in (1, 2, 3, 4):
+        assert (melon.work / f"arr-{first}_{task}.out").read_text().split() == [str(task), str(first)]
+    labels = melon.run("mqueue", "--all", "-j", str(first)).stdout
+    assert f"{first}_3" in labels
+
+
+def test_dependency_waits_then_runs_or_never(melon: Melon) -> None:
+    first = melon.submit("-t", "0:30", "--wrap", "sleep 1; exit 1")
+    ok = melon.submit("-d", f"afterok:{first}", "--wrap", "true")
+    notok = melon.submit("-d", f"afternotok:{first}", "--wrap", "true")
+    assert melon.job(ok)["reason"] == "Dependency"
+    melon.wait_state(first, {"F"})
+    assert melon.wait_state(notok, {"CD"}, timeout=15)["state"] == "CD"
+    assert melon.wait_state(ok, {"PD"})["reason"] in ("Dependency", "DependencyNeverSatisfied")
+    wait_for(lambda: melon.job(ok)["reason"] == "DependencyNeverSatisfied", timeout=15,
+             what="the reason to say the dependency can never be met")
+    melon.run("mcancel", str(ok))
+
+
+def test_signal_before_the_deadline(melon: Melon) -> None:
+    jid = melon.submit("-t", "0:04", "--signal", "USR1@2", "--wrap",
+                       "trap 'echo got-usr1; exit 0' USR1; sleep 30 & wait")
+    job = melon.wait_state(jid, {"CD", "TO"}, timeout=20)
+    assert job["state"] == "CD"
+    assert "got-usr1" in (melon.work / f"melon-{jid}.out").read_text()
+
+
+def test_export_none_and_list(melon: Melon) -> None:
+    env = melon.env(SECRET_THING="leak", KEEP_ME="yes")
+    none = melon.submit("--export", "NONE", "--wrap", "env", env=env)
+    some = melon.submit("--export", "A=1,B=two words", "--wrap", "env", env=env)
+    everything = melon.submit("--wrap", "env", env=env)
+    for jid in (none, some, everything):
+        melon.wait_state(jid, {"CD"})
+    out = {jid: (melon.work / f"melon-{jid}.out").read_text() for jid in (none, some, everything)}
+    assert "SECRET_THING" not in out[none] and "MELON_JOB_ID" in out[none]
+    assert "A=1\n" in out[some] and "B=two words\n" in out[some] and "KEEP_ME" not in out[some]
+    assert "KEEP_ME=yes" in out[everything]
+
+
+def test_chdir_and_arguments_reach_the_job_verbatim(melon: Melon) -> None:
+    sub = melon.work / "sub dir"
+    sub.mkdir()
+    script = melon.work / "args.sh"
+    script.write_text('#!/bin/sh\npwd\nfor a in "$@"; do printf "[%s]\\n" "$a"; done\n')
+    tricky = ["a b", "$(touch pwned)", "`id`", "semi;colon", "quote'\"", "new\nline"]
+    jid = melon.submit("-D", str(sub), str(script), *tricky)
+    melon.wait_state(jid, {"CD"})
+    lines = (sub / f"melon-{jid}.out").read_text()
+    assert lines.startswith(f"{sub}\n")
+    assert lines[len(str(sub)) + 1:] == "".join(f"[{a}]\n" for a in tricky)
+    assert not (sub / "pwned").exists() and not (melon.work / "pwned").exists()
+
+
+def test_hold_and_release(melon: Melon) -> None:
+    jid = melon.submit("-H", "--wrap", "true")
+    assert melon.job(jid)["reason"] == "JobHeldUser"
+    assert melon.run("mrelease", str(jid)).stdout.strip() == f"Released job {jid}"
+    melon.wait_state(jid, {"CD"})
+    later = melon.submit("--begin", "now+60", "--wrap", "true")
+    melon.run("mhold", str(later))
+    assert melon.job(later)["reason"] == "JobHeldUser"
+    r = melon.run("mhold", str(jid), check=False)
+    assert r.returncode == 1 and "only pending jobs" in r.stderr
+    melon.run("mcancel", str(later))
