@@ -22,7 +22,7 @@ from cli.client import Client  # noqa: E402
 @contextmanager
 def melond(*extra: str, kill_wait: float = 1.0):
     """Start melond in a temp state dir; yield (client, state_dir, work_dir); stop and clean up."""
-    root = Path(tempfile.mkdtemp(prefix="mb-", dir="/tmp"))
+    root = Path(tempfile.mkdtemp(prefix="mb-", dir=os.environ.get("MELON_BENCH_DIR", "/tmp")))
     state, work = root / "state", root / "work"
     work.mkdir()
     log = open(root / "melond.log", "wb")

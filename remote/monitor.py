@@ -79,14 +79,15 @@ class Monitor:
         """Fork and exec the job; a CLOEXEC pipe carries any failure before exec back to us."""
         spec = self.spec
         target = _resolve_user(spec["user"])
-        argv, env = _command(self.dir, spec)
+        argv, env, script_fd = _command(spec)
         env.setdefault("HOME", target[3])
         errr, errw = os.pipe2(os.O_CLOEXEC)
         pid = os.fork()
         if pid == 0:  # pragma: no cover - runs in the child
             os.close(errr)
-            _exec_job(self.limits, target, spec, argv, env, errw)
+            _exec_job(self.limits, target, spec, argv, env, errw, _exec_target(argv, script_fd))
         os.close(errw)
+        os.close(script_fd)
         start = time.time()
         err = b""
         while chunk := os.read(errr, 4096):
@@ -199,16 +200,29 @@ def _resolve_user(name: str) -> tuple[int, int, list[int], str]:
     return pw.pw_uid, pw.pw_gid, os.getgrouplist(name, pw.pw_gid), pw.pw_dir
 
 
-def _command(jobdir: JobDir, spec: dict) -> tuple[list[str], dict[str, str]]:
-    """argv and environment exactly as given: no shell ever parses job data."""
-    script = jobdir.path("script")
-    with open(script, "rb") as f:
-        head = f.read(2)
-    argv = [script] if head == b"#!" else ["/bin/sh", script]
-    return argv + list(spec.get("args") or []), dict(spec.get("env") or {})
+def _command(spec: dict) -> tuple[list[str], dict[str, str], int]:
+    """argv, environment and the script's fd, exactly as given: no shell ever parses job data.
+
+    The script lives in an anonymous memory file handed to the job (not a spool file another
+    process could read or that costs the disk an inode per job); the kernel runs a `#!` script
+    from it as /dev/fd/N, as sbatch's copy runs from slurmd's spool.
+    """
+    data = spec["script"].encode("utf-8", "surrogateescape")
+    fd = os.memfd_create(f"melon-job-{spec['id']}", 0)
+    os.write(fd, data)
+    os.lseek(fd, 0, os.SEEK_SET)
+    path = f"/dev/fd/{fd}"
+    argv = [path] if data.startswith(b"#!") else ["/bin/sh", path]
+    return argv + list(spec.get("args") or []), dict(spec.get("env") or {}), fd
 
 
-def _exec_job(lim: limits.NoLimits, target: tuple, spec: dict, argv: list[str], env: dict, errw: int) -> None:
+def _exec_target(argv: list[str], script_fd: int) -> str | int:
+    """fexecve a `#!` script by its fd: a process that just changed uid may not open /proc/self/fd."""
+    return script_fd if argv[0] == f"/dev/fd/{script_fd}" else argv[0]
+
+
+def _exec_job(lim: limits.NoLimits, target: tuple, spec: dict, argv: list[str], env: dict, errw: int,
+              program: str | int) -> None:
     """In the forked child: join the cgroup, become the user, open output, exec."""
     step = "setsid"
     try:
@@ -236,7 +250,7 @@ def _exec_job(lim: limits.NoLimits, target: tuple, spec: dict, argv: list[str], 
         os.dup2(out, 1)
         os.dup2(err, 2)
         step = f"execute {argv[0]}"
-        os.execve(argv[0], argv, env)
+        os.execve(program, argv, env)
     except BaseException as exc:  # noqa: BLE001 - anything here must reach the monitor, then exit
         msg = f"cannot {step}: {exc.strerror if isinstance(exc, OSError) else exc}"
         try:

@@ -124,13 +124,12 @@ class Helper:
         if not d.claim():
             return {"already": True, **self._status(d)}
         try:
-            pw = pwd.getpwnam(job["user"])
+            pwd.getpwnam(job["user"])
         except KeyError:
             d.remove()
             raise RequestError("no_such_user", f"user {job['user']!r} does not exist on node {self.info['hostname']}") from None
         job = {**job, "boot_id": self.info["boot_id"], "scope": self.scope}
-        d.write_json("spec.json", {k: v for k, v in job.items() if k != "script"})
-        d.write_script(job["script"], pw.pw_uid, pw.pw_gid)
+        d.write_json("spec.json", job)  # with the script: one file, readable by root only
         self.watching.add(jid)  # before the monitor runs: a quick job's wake-up must find it watched
         fut = asyncio.get_running_loop().create_future()
         self.starting[jid] = fut

@@ -3,8 +3,9 @@
 Standard library only: streamed to compute nodes with the helper. The spool is
 the node's memory across helper and melond restarts: a job directory exists
 once its start was claimed, `started.json` once it runs, `result.json` once it
-ended. The directory and its control files stay root-owned; only the script
-belongs to the job's user, so a job cannot rewrite its own limit or result.
+ended. The directory and its files are the helper's user's alone (a job's
+script travels in spec.json), so a job cannot read another job's script nor
+rewrite its own limit or result.
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ class JobDir:
     def claim(self) -> bool:
         """Create the directory; False if it exists already (the start was claimed before)."""
         try:
-            os.mkdir(self.root, 0o711)
+            os.mkdir(self.root, 0o700)
             return True
         except FileExistsError:
             return False
@@ -68,12 +69,6 @@ class JobDir:
         except (OSError, ValueError):
             return default
 
-    def write_script(self, text: str, uid: int, gid: int) -> None:
-        """The script belongs to the job's user (who executes it) and is unreadable by others."""
-        self.write_bytes("script", text.encode("utf-8", "surrogateescape"), 0o700)
-        if os.geteuid() == 0:
-            os.chown(self.path("script"), uid, gid)
-
     def remove(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
 
@@ -88,7 +83,7 @@ def job_ids(spool: str) -> list[int]:
 
 
 def prepare(spool: str) -> None:
-    """Create the spool: traversable (jobs exec their script) but not listable by users."""
-    os.makedirs(os.path.join(spool, "jobs"), 0o711, exist_ok=True)
-    os.chmod(spool, 0o711)
-    os.chmod(os.path.join(spool, "jobs"), 0o711)
+    """Create the spool, private to the helper's user: it holds scripts and environments."""
+    os.makedirs(os.path.join(spool, "jobs"), 0o700, exist_ok=True)
+    os.chmod(spool, 0o700)
+    os.chmod(os.path.join(spool, "jobs"), 0o700)

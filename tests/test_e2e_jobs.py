@@ -157,3 +157,15 @@ def _alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
     except OSError:
         return False
+
+
+@needs_root
+def test_job_runs_as_its_submitter(melon: Melon) -> None:
+    mine = melon.work / "root-only"
+    mine.write_text("secret\n")
+    mine.chmod(0o600)
+    jid = melon.submit("--wrap", f"id -un; id -u; cat {mine} || echo denied", user="nobody")
+    melon.wait_state(jid, {"CD"})
+    out = (melon.work / f"melon-{jid}.out").read_text().split()
+    assert out[:2] == ["nobody", "65534"] and "denied" in out and "secret" not in out
+    assert melon.job(jid)["user"] == "nobody"

@@ -1,0 +1,348 @@
+"""The node helper's request/reply/event protocol, driven over its real pipes with real jobs."""
+
+import os
+import pathlib
+import pwd
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+import psutil
+import pytest
+
+from remote import limits
+from remote.bootstrap import FIRST_STAGE, READY, payload
+from remote.service import spool_scope
+from remote.wire import Decoder, encode
+
+USER = pwd.getpwuid(os.geteuid()).pw_name
+MiB = 1024 * 1024
+TIMEOUT = 10.0
+
+
+class HelperProc:
+    """One bootstrapped helper: requests in, replies and `exited` events out."""
+
+    def __init__(self, spool: str, stderr_path: pathlib.Path) -> None:
+        self.stderr_path = stderr_path
+        with open(stderr_path, "wb") as err:
+            self.proc = subprocess.Popen([sys.executable, "-c", FIRST_STAGE, spool], stdin=subprocess.PIPE,
+                                         stdout=subprocess.PIPE, stderr=err, bufsize=0, start_new_session=True)
+        self.decoder = Decoder()
+        self.inbox: list[dict] = []
+        self.ids = iter(range(1, 1 << 30))
+        self.job_pids: set[int] = set()
+        marker = self._read_exact(len(READY))
+        assert marker == READY, f"got {marker!r} instead of the ready marker; {self.stderr()}"
+        self.proc.stdin.write(payload())
+        hello = self._take(lambda m: m.get("event") == "hello", "hello")
+        self.info = hello["info"]
+
+    def stderr(self) -> str:
+        return "helper stderr: " + self.stderr_path.read_text(errors="replace")[-2000:]
+
+    def _read_exact(self, n: int) -> bytes:
+        data = b""
+        deadline = time.monotonic() + TIMEOUT
+        while len(data) < n:
+            chunk = self._read(deadline)
+            if not chunk:
+                break
+            data += chunk
+        return data
+
+    def _read(self, deadline: float) -> bytes:
+        fd = self.proc.stdout.fileno()
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            raise TimeoutError
+        return os.read(fd, 1 << 16)
+
+    def _take(self, match, what: str, timeout: float = TIMEOUT) -> dict:
+        deadline = time.monotonic() + timeout
+        while True:
+            for i, m in enumerate(self.inbox):
+                if match(m):
+                    return self.inbox.pop(i)
+            try:
+                chunk = self._read(deadline)
+            except TimeoutError:
+                pytest.fail(f"no {what} within {timeout}s; {self.stderr()}")
+            if not chunk:
+                pytest.fail(f"the helper closed stdout while waiting for {what}; {self.stderr()}")
+            self.inbox += self.decoder.feed(chunk)
+
+    def request(self, op: str, **fields) -> dict:
+        """Send one request; return its whole reply (events that arrive meanwhile are kept)."""
+        rid = next(self.ids)
+        self.proc.stdin.write(encode({"id": rid, "op": op, **fields}))
+        reply = self._take(lambda m: "event" not in m and m.get("id") == rid, f"reply to {op} #{rid}")
+        result = reply.get("result") or {}
+        for item in [result, result.get("started") or {}, *(j.get("started") or {} for j in result.get("jobs", []))]:
+            if isinstance(item, dict) and item.get("pid"):
+                self.job_pids.add(item["pid"])
+        return reply
+
+    def ok(self, op: str, **fields) -> dict:
+        reply = self.request(op, **fields)
+        assert reply["ok"] is True, f"{op} failed: {reply}"
+        return reply["result"]
+
+    def exited(self, job_id: int, timeout: float = TIMEOUT) -> dict:
+        event = self._take(lambda m: m.get("event") == "exited" and m.get("job_id") == job_id,
+                           f"exited event of job {job_id}", timeout)
+        return event["result"]
+
+    def exited_events(self) -> list[dict]:
+        return [m for m in self.inbox if m.get("event") == "exited"]
+
+    def close(self) -> int:
+        """Close the channel as melond would; the helper must leave on its own."""
+        if not self.proc.stdin.closed:
+            self.proc.stdin.close()
+        try:
+            return self.proc.wait(TIMEOUT)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+            pytest.fail(f"the helper did not exit when its stdin closed; {self.stderr()}")
+        finally:
+            self.proc.stdout.close()
+
+
+def _started_pids(spool: str) -> tuple[set[int], set[int]]:
+    """Job leaders and monitors the spool says are running."""
+    jobs, monitors = set(), set()
+    root = pathlib.Path(spool, "jobs")
+    for d in root.iterdir() if root.exists() else ():
+        started = d / "started.json"
+        if started.exists() and not (d / "result.json").exists():
+            import json
+            info = json.loads(started.read_text())
+            jobs.add(info["pid"])
+            monitors.add(info["monitor"])
+    return jobs, monitors
+
+
+def _gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+@pytest.fixture
+def spool():
+    """A spool under /tmp (short path); jobs left running are killed and their cgroups removed."""
+    path = tempfile.mkdtemp(prefix="mh-", dir="/tmp")
+    yield path
+    job_pids, monitors = _started_pids(path)
+    for pid in job_pids:
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + TIMEOUT
+    while not all(_gone(m) for m in monitors) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    scope = spool_scope(path)
+    for base in [limits.CGROUP_ROOT, *(os.path.join(limits.CGROUP_ROOT, c) for c in limits.V1_CONTROLLERS)]:
+        try:
+            os.rmdir(os.path.join(base, "melon", scope))
+        except OSError:
+            pass
+    shutil.rmtree(path, ignore_errors=True)
+    assert all(_gone(m) for m in monitors), "a job monitor outlived its job"
+
+
+@pytest.fixture
+def boot(spool, tmp_path):
+    """Bootstrap helpers on the test's spool; each is closed (and must exit cleanly) at the end."""
+    made: list[HelperProc] = []
+
+    def make() -> HelperProc:
+        h = HelperProc(spool, tmp_path / f"helper-{len(made)}.err")
+        made.append(h)
+        return h
+
+    yield make
+    for h in made:
+        if h.proc.poll() is None:
+            h.ok("list")  # records the pids of running jobs for the spool fixture's report
+        for pid in h.job_pids:
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        if h.proc.returncode is None:
+            h.close()
+        else:
+            h.proc.stdout.close()
+        h.proc.stdin.close()
+
+
+@pytest.fixture
+def helper(boot):
+    return boot()
+
+
+def job(job_id: int, workdir: pathlib.Path, script: str, **overrides) -> dict:
+    """A start request's job, shaped as melond/launch.py:start_request builds it."""
+    spec = {
+        "id": job_id, "user": USER, "script": script, "args": [], "env": {"PATH": "/usr/bin:/bin"},
+        "cwd": str(workdir), "output": str(workdir / f"job-{job_id}.out"), "error": None,
+        "cpus": 1, "memory": 256 * MiB, "limit": 0, "kill_wait": 0.5, "tasks_max": 64, "signal": None,
+    }
+    spec.update(overrides)
+    return spec
+
+
+def test_hello_describes_the_node(helper, spool):
+    info = helper.info
+    assert info["spool"] == spool
+    assert info["user"] == USER
+    assert info["backend"] in limits.BACKENDS
+    assert os.stat(os.path.join(spool, "jobs")).st_mode & 0o777 == 0o711
+
+
+def test_job_runs_and_reports_its_exit(helper, tmp_path):
+    started = helper.ok("start", job=job(1, tmp_path, "#!/bin/sh\necho hi\n"))
+    assert started["already"] is False
+    assert started["pid"] > 0 and started["start"] <= time.time()
+    result = helper.exited(1)
+    assert result["exit_code"] == 0 and result["signal"] is None
+    assert result["reason"] == "exited"
+    assert result["backend"] == helper.info["backend"]
+    assert (tmp_path / "job-1.out").read_text() == "hi\n"
+
+
+def test_failing_job_reports_its_exit_code(helper, tmp_path):
+    helper.ok("start", job=job(1, tmp_path, "#!/bin/sh\necho oops >&2\nexit 3\n"))
+    result = helper.exited(1)
+    assert (result["exit_code"], result["reason"]) == (3, "exited")
+    assert (tmp_path / "job-1.out").read_text() == "oops\n"  # stderr joins stdout without an error file
+
+
+def test_second_start_of_the_same_id_runs_nothing(helper, tmp_path):
+    marker = tmp_path / "marker"
+    spec = job(1, tmp_path, f"#!/bin/sh\necho ran >> {marker}\nsleep 0.3\n")
+    first = helper.ok("start", job=spec)
+    second = helper.ok("start", job=spec)
+    assert first["already"] is False
+    assert second["already"] is True and second["state"] in ("claimed", "running", "ended")
+    helper.exited(1)
+    third = helper.ok("start", job=spec)
+    assert third["already"] is True and third["state"] == "ended"
+    assert third["result"]["exit_code"] == 0
+    helper.ok("ping")
+    assert helper.exited_events() == []  # one end, one event
+    assert marker.read_text() == "ran\n"
+
+
+def test_set_limit_shortens_a_running_job_to_a_timeout(helper, tmp_path):
+    started = helper.ok("start", job=job(1, tmp_path, "#!/bin/sh\nsleep 30\n", limit=60, kill_wait=0.3))
+    sent = time.time()
+    told = helper.ok("set_limit", job_id=1, limit=1)
+    assert told == {"ended": False, "woke": True}
+    result = helper.exited(1)
+    deadline = started["start"] + 1
+    assert result["reason"] == "timeout"
+    assert result["term_sent"] >= deadline
+    assert result["term_sent"] - max(deadline, sent) < 1.0, "SIGTERM came more than a second late"
+    assert result["end"] - result["term_sent"] < 0.3 + 1.0
+
+
+def test_set_limit_extends_a_running_job_so_it_finishes(helper, tmp_path):
+    helper.ok("start", job=job(1, tmp_path, "#!/bin/sh\nsleep 2\necho finished\n", limit=1))
+    helper.ok("set_limit", job_id=1, limit=30)
+    result = helper.exited(1)
+    assert (result["reason"], result["exit_code"]) == ("exited", 0)
+    assert (tmp_path / "job-1.out").read_text() == "finished\n"
+
+
+def test_kill_cancels_a_running_job(helper, tmp_path):
+    started = helper.ok("start", job=job(1, tmp_path, "#!/bin/sh\nsleep 30\n"))
+    assert helper.ok("kill", job_id=1) == {"ended": False, "woke": True}
+    result = helper.exited(1)
+    assert result["reason"] == "cancelled"
+    assert result["term_sent"] is not None
+    assert result["end"] - started["start"] < 5
+    assert _gone(started["pid"])
+
+
+def test_requests_for_an_unknown_job_are_refused(helper):
+    for op in ("kill", "set_limit"):
+        reply = helper.request(op, job_id=424242, limit=5)
+        assert reply["ok"] is False and reply["error"]["code"] == "no_such_job"
+
+
+def test_list_shows_running_and_ended_jobs(helper, tmp_path):
+    helper.ok("start", job=job(1, tmp_path, "#!/bin/sh\nexit 0\n"))
+    done = helper.exited(1)
+    running = helper.ok("start", job=job(2, tmp_path, "#!/bin/sh\nsleep 30\n"))
+    jobs = {j["id"]: j for j in helper.ok("list")["jobs"]}
+    assert set(jobs) == {1, 2}
+    assert jobs[1]["state"] == "ended" and jobs[1]["result"] == done
+    assert jobs[2]["state"] == "running"
+    assert jobs[2]["started"]["pid"] == running["pid"]
+    assert jobs[2]["started"]["start"] == running["start"]
+
+
+def test_forget_removes_only_ended_jobs(helper, tmp_path, spool):
+    helper.ok("start", job=job(1, tmp_path, "#!/bin/sh\nexit 0\n"))
+    helper.exited(1)
+    helper.ok("start", job=job(2, tmp_path, "#!/bin/sh\nsleep 30\n"))
+    gone = helper.ok("forget", ids=[1, 2, 77])["forgotten"]
+    assert sorted(gone) == [1, 77]  # 77 was never here: nothing to keep
+    assert [j["id"] for j in helper.ok("list")["jobs"]] == [2]
+    assert not os.path.exists(os.path.join(spool, "jobs", "1"))
+
+
+def test_unknown_user_is_refused_and_the_id_stays_free(helper, tmp_path):
+    reply = helper.request("start", job=job(1, tmp_path, "#!/bin/sh\necho hi\n", user="melon-no-such-user"))
+    assert reply["ok"] is False
+    assert reply["error"]["code"] == "no_such_user"
+    assert "melon-no-such-user" in reply["error"]["message"]
+    assert helper.ok("list")["jobs"] == []
+    assert helper.ok("start", job=job(1, tmp_path, "#!/bin/sh\necho hi\n"))["already"] is False
+    assert helper.exited(1)["exit_code"] == 0
+
+
+def test_launch_failure_is_a_result_not_a_lost_job(helper, tmp_path):
+    reply = helper.ok("start", job=job(1, tmp_path, "#!/bin/sh\necho hi\n", cwd=str(tmp_path / "missing")))
+    assert "error" in reply and "missing" in reply["error"]
+    result = helper.exited(1)
+    assert result["reason"] == "launch_failed"
+    assert "change directory" in result["error"]
+
+
+def test_unknown_op_and_malformed_requests_keep_the_channel(helper):
+    reply = helper.request("frobnicate")
+    assert reply["ok"] is False and reply["error"]["code"] == "bad_request"
+    assert "frobnicate" in reply["error"]["message"]
+    reply = helper.request("kill")  # no job_id
+    assert reply["ok"] is False and reply["error"]["code"] == "internal"
+    assert "time" in helper.ok("ping")
+
+
+def test_job_survives_the_helper_and_the_next_helper_reports_it(boot, tmp_path):
+    first = boot()
+    flag = tmp_path / "flag"
+    started = first.ok("start", job=job(1, tmp_path, f"#!/bin/sh\nsleep 2\necho done > {flag}\n"))
+    assert first.close() == 0
+    assert not _gone(started["pid"]), "the job died with the helper"
+    assert not flag.exists()
+
+    second = boot()
+    listed = {j["id"]: j for j in second.ok("list")["jobs"]}
+    assert listed[1]["state"] == "running"
+    assert listed[1]["started"]["pid"] == started["pid"]
+    result = second.exited(1)
+    assert (result["reason"], result["exit_code"]) == ("exited", 0)
+    assert result["start"] == started["start"]
+    assert flag.read_text() == "done\n"
+    assert second.ok("list")["jobs"] == [{"id": 1, "state": "ended", "result": result}]
