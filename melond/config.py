@@ -100,7 +100,7 @@ def load(path: str | None) -> Inventory:
     except SpecError as exc:
         raise MelonError(f"inventory {path}: {exc}") from None
     for name, node in inv.nodes.items():
-        if inv.partitions and node.partition not in inv.partitions:
+        if node.partition not in inv.partition_names():
             raise MelonError(f"inventory {path}: nodes.{name}.partition: unknown partition {node.partition!r}; "
-                             f"define [partitions.{node.partition}] or use one of {sorted(inv.partitions)}")
+                             f"define [partitions.{node.partition}] or use one of {inv.partition_names()}")
     return inv

@@ -50,9 +50,9 @@ class NodeUnavailable(MelonError):
 class NodeRequestFailed(MelonError):
     code, status = "node_failed", 502
 
-    def __init__(self, node_code: str, message: str) -> None:
+    def __init__(self, message: str, node_code: str = "") -> None:
         super().__init__(message)
-        self.node_code = node_code
+        self.node_code = node_code  # the helper's own code (no_such_job, launch_failed, ...)
 
 
 class Unreachable(MelonError):
@@ -67,7 +67,7 @@ class Internal(MelonError):
 
 ERRORS: dict[str, type[MelonError]] = {
     cls.code: cls for cls in (BadRequest, Unauthorized, Forbidden, NotFound, Conflict, TooLarge,
-                              NodeUnavailable, Unreachable, Internal)
+                              NodeUnavailable, NodeRequestFailed, Unreachable, Internal)
 }
 
 

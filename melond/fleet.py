@@ -157,7 +157,7 @@ class NodeSession:
             self._pending.pop(rid, None)
         if not reply.get("ok"):
             err = reply.get("error") or {}
-            raise NodeRequestFailed(err.get("code", "internal"), f"node {self.name}: {err.get('message')}")
+            raise NodeRequestFailed(f"node {self.name}: {err.get('message')}", node_code=err.get("code", "internal"))
         return reply.get("result") or {}
 
     async def stop(self) -> None:

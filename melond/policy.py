@@ -51,9 +51,10 @@ def check_extension(job: dict, caller: Caller, limit: int, max_time: int, partit
     check_not_finished(job)
     if caller.operator:
         return
-    if limit != 0 and limit < job["time_limit"]:
+    old = job["time_limit"]
+    if limit != 0 and (old == 0 or limit < old):
         raise Forbidden(f"job {job['id']}: only an operator may shorten a time limit "
-                        f"({format_limit(job['time_limit'])} -> {format_limit(limit)})")
+                        f"({format_limit(old)} -> {format_limit(limit)})")
     if max_time and (limit == 0 or limit > max_time):
         raise Forbidden(
             f"job {job['id']}: a limit of {format_limit(limit)} is above partition {partition}'s MaxTime "

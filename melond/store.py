@@ -56,7 +56,11 @@ class Store:
         os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
         os.chmod(path, 0o600)
         writer = _connect(path)
-        migrate(sqlite_utils.Database(writer))
+        try:
+            migrate(sqlite_utils.Database(writer))
+        except BaseException:
+            writer.close()
+            raise
         self._writer = writer
         self._reader = _connect(path)
         self.db = sqlite_utils.Database(self._reader)

@@ -28,6 +28,9 @@ def detach(keep: int) -> None:
     """Drop everything inherited from the helper: signal handlers, the channel, stdio."""
     for sig in SIGNALS_TO_RESET:
         signal.signal(sig, signal.SIG_DFL)
+    # The helper may send its "look again" signal as soon as started.json exists, before
+    # _watch() runs: until then it must be harmless (SIGUSR1's default would kill us).
+    signal.signal(signal.SIGUSR1, _nothing)
     try:
         signal.set_wakeup_fd(-1)
     except ValueError:
@@ -39,6 +42,10 @@ def detach(keep: int) -> None:
         os.dup2(null, fd)
     if null > 2:
         os.close(null)
+
+
+def _nothing(*_: object) -> None:
+    """A handler that only interrupts a wait: the flags are re-read on every step."""
 
 
 class Monitor:
@@ -107,7 +114,7 @@ class Monitor:
         wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         sel.register(wake_r, selectors.EVENT_READ)
         signal.set_wakeup_fd(wake_w)
-        signal.signal(signal.SIGUSR1, lambda *_: None)  # "your limit or cancel flag changed"
+        signal.signal(signal.SIGUSR1, _nothing)  # "your limit or cancel flag changed"
         while True:
             now = time.time()
             timeout = self._step(now, start)

@@ -295,6 +295,7 @@ async def serve(spool_dir: str, launcher: socket.socket) -> None:
     spool.prepare(spool_dir)
     out, _ = await loop.connect_write_pipe(asyncio.Protocol, os.fdopen(1, "wb", buffering=0, closefd=False))
     helper = Helper(spool_dir, out, launcher)
+    helper.send({"event": "hello", "info": helper.info})  # the first frame, before any request is read
     launcher.setblocking(False)
     loop.add_reader(launcher.fileno(), helper.launcher_readable)
     ready: asyncio.Future = loop.create_future()
@@ -304,7 +305,6 @@ async def serve(spool_dir: str, launcher: socket.socket) -> None:
     sock = await _bind_notify(helper.notify)
     if sock is not None:
         await loop.create_datagram_endpoint(lambda: _Notify(helper), sock=sock)
-    helper.send({"event": "hello", "info": helper.info})
     loop.add_signal_handler(signal.SIGCHLD, _reap)
     scanner = asyncio.ensure_future(helper.scan_forever())
     await closed

@@ -51,6 +51,7 @@ class Melon:
             self.inventory = root / "inventory.toml"
             self.inventory.write_text(inventory)
         self.proc: subprocess.Popen | None = None
+        self.start_args: list[str] = []
         self.log = root / "melond.log"
         self.endpoint = f"unix:{self.state}/melond.sock"
 
@@ -58,6 +59,7 @@ class Melon:
         args = [str(BIN / "melond"), "--state-dir", str(self.state), "--kill-wait", str(self.kill_wait)]
         if self.inventory:
             args += ["--inventory", str(self.inventory)]
+        args += self.start_args
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=open(self.log, "ab"))
         wait_for(lambda: self._node_up(), timeout=20, what=f"melond to start (log: {self.log.read_text()[-2000:]})")
 

@@ -1,6 +1,7 @@
 """remote/bootstrap.py: the first stage in a real `python -c`, one test per way the bootstrap can fail."""
 
 import ast
+import json
 import os
 import pathlib
 import select
@@ -8,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import zlib
 
 import psutil
 import pytest
@@ -168,10 +170,6 @@ def test_first_stage_does_not_swallow_bytes_behind_the_payload(start):
     assert sorted(f.get("event", f"reply {f.get('id')}") for f in frames) == ["hello", "reply 1"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "remote/service.py serve(): the stdin reader is registered, and `await create_datagram_endpoint` yields, "
-    "before `hello` is sent, so a request already waiting behind the payload is answered before hello; "
-    "melond/fleet.py _connect() calls that 'helper spoke before saying hello'"))
 def test_hello_is_the_first_frame_even_with_a_request_queued(start):
     frames = _pipelined(start)
     assert frames[0].get("event") == "hello"
@@ -280,8 +278,6 @@ def test_shipped_modules_import_only_the_standard_library(module):
 
 
 def test_every_shipped_module_is_in_the_payload():
-    import json
-    import zlib
     length, _, body = payload().partition(b"\n")
     assert int(length) == len(body)
     shipped = dict(json.loads(zlib.decompress(body)))

@@ -1,5 +1,6 @@
 """The node helper's request/reply/event protocol, driven over its real pipes with real jobs."""
 
+import json
 import os
 import pathlib
 import pwd
@@ -121,7 +122,6 @@ def _started_pids(spool: str) -> tuple[set[int], set[int]]:
     for d in root.iterdir() if root.exists() else ():
         started = d / "started.json"
         if started.exists() and not (d / "result.json").exists():
-            import json
             info = json.loads(started.read_text())
             jobs.add(info["pid"])
             monitors.add(info["monitor"])
@@ -147,14 +147,16 @@ def spool():
         except ProcessLookupError:
             pass
     deadline = time.monotonic() + TIMEOUT
-    while not all(_gone(m) for m in monitors) and time.monotonic() < deadline:
+    while not all(_gone(p) for p in job_pids | monitors) and time.monotonic() < deadline:
         time.sleep(0.05)
     scope = spool_scope(path)
     for base in [limits.CGROUP_ROOT, *(os.path.join(limits.CGROUP_ROOT, c) for c in limits.V1_CONTROLLERS)]:
-        try:
-            os.rmdir(os.path.join(base, "melon", scope))
-        except OSError:
-            pass
+        group = pathlib.Path(base, "melon", scope)
+        for leftover in [*group.glob("job-*"), group]:  # a job whose monitor died keeps its cgroup
+            try:
+                leftover.rmdir()
+            except OSError:
+                pass
     shutil.rmtree(path, ignore_errors=True)
     assert all(_gone(m) for m in monitors), "a job monitor outlived its job"
 
@@ -171,23 +173,37 @@ def boot(spool, tmp_path):
 
     yield make
     for h in made:
-        if h.proc.poll() is None:
-            h.ok("list")  # records the pids of running jobs for the spool fixture's report
         for pid in h.job_pids:
             try:
-                os.killpg(pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
+                if os.getpgid(pid) == pid:  # still a job's session, not a reused pid
+                    os.killpg(pid, signal.SIGKILL)
+            except ProcessLookupError:
                 pass
         if h.proc.returncode is None:
-            h.close()
-        else:
-            h.proc.stdout.close()
-        h.proc.stdin.close()
+            assert h.close() == 0, h.stderr()
 
 
 @pytest.fixture
 def helper(boot):
     return boot()
+
+
+def monitor_listening(helper: HelperProc, job_id: int) -> int:
+    """Wait until the job's monitor catches SIGUSR1, the helper's wake-up; return its pid.
+
+    The tests of set_limit and kill wait for this so that they test the request, not the race in
+    test_a_prompt_kill_never_kills_the_monitor.
+    """
+    started = next(j for j in helper.ok("list")["jobs"] if j["id"] == job_id)["started"]
+    monitor, bit = started["monitor"], 1 << (signal.SIGUSR1 - 1)
+    deadline = time.monotonic() + TIMEOUT
+    while time.monotonic() < deadline:
+        status = pathlib.Path(f"/proc/{monitor}/status").read_text()
+        caught = int(next(line for line in status.splitlines() if line.startswith("SigCgt:")).split()[1], 16)
+        if caught & bit:
+            return monitor
+        time.sleep(0.005)
+    pytest.fail(f"the monitor of job {job_id} never installed its SIGUSR1 handler")
 
 
 def job(job_id: int, workdir: pathlib.Path, script: str, **overrides) -> dict:
@@ -206,7 +222,7 @@ def test_hello_describes_the_node(helper, spool):
     assert info["spool"] == spool
     assert info["user"] == USER
     assert info["backend"] in limits.BACKENDS
-    assert os.stat(os.path.join(spool, "jobs")).st_mode & 0o777 == 0o711
+    assert os.stat(os.path.join(spool, "jobs")).st_mode & 0o004 == 0  # users cannot list the jobs
 
 
 def test_job_runs_and_reports_its_exit(helper, tmp_path):
@@ -245,6 +261,7 @@ def test_second_start_of_the_same_id_runs_nothing(helper, tmp_path):
 
 def test_set_limit_shortens_a_running_job_to_a_timeout(helper, tmp_path):
     started = helper.ok("start", job=job(1, tmp_path, "#!/bin/sh\nsleep 30\n", limit=60, kill_wait=0.3))
+    monitor_listening(helper, 1)
     sent = time.time()
     told = helper.ok("set_limit", job_id=1, limit=1)
     assert told == {"ended": False, "woke": True}
@@ -258,6 +275,7 @@ def test_set_limit_shortens_a_running_job_to_a_timeout(helper, tmp_path):
 
 def test_set_limit_extends_a_running_job_so_it_finishes(helper, tmp_path):
     helper.ok("start", job=job(1, tmp_path, "#!/bin/sh\nsleep 2\necho finished\n", limit=1))
+    monitor_listening(helper, 1)
     helper.ok("set_limit", job_id=1, limit=30)
     result = helper.exited(1)
     assert (result["reason"], result["exit_code"]) == ("exited", 0)
@@ -266,6 +284,7 @@ def test_set_limit_extends_a_running_job_so_it_finishes(helper, tmp_path):
 
 def test_kill_cancels_a_running_job(helper, tmp_path):
     started = helper.ok("start", job=job(1, tmp_path, "#!/bin/sh\nsleep 30\n"))
+    monitor_listening(helper, 1)
     assert helper.ok("kill", job_id=1) == {"ended": False, "woke": True}
     result = helper.exited(1)
     assert result["reason"] == "cancelled"
@@ -346,3 +365,19 @@ def test_job_survives_the_helper_and_the_next_helper_reports_it(boot, tmp_path):
     assert result["start"] == started["start"]
     assert flag.read_text() == "done\n"
     assert second.ok("list")["jobs"] == [{"id": 1, "state": "ended", "result": result}]
+
+
+def test_a_prompt_kill_never_kills_the_monitor(helper, tmp_path, spool):
+    """Kills that race the monitor's start (queued until started.json appears): each job must end cancelled."""
+    for jid in range(1, 101):
+        helper.proc.stdin.write(encode({"id": 10_000 + jid, "op": "start",
+                                        "job": job(jid, tmp_path, "#!/bin/sh\nsleep 30\n", kill_wait=0.2)}))
+        kill = encode({"id": 20_000 + jid, "op": "kill", "job_id": jid})
+        started = pathlib.Path(spool, "jobs", str(jid), "started.json")
+        give_up = time.monotonic() + TIMEOUT
+        while not started.exists():
+            assert time.monotonic() < give_up, f"job {jid} never started"
+            helper.proc.stdin.write(kill)
+            time.sleep(0.0005)
+        helper.proc.stdin.write(kill * 3)
+        assert helper.exited(jid, timeout=2.0)["reason"] == "cancelled"

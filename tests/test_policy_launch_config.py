@@ -1,0 +1,321 @@
+"""Pure rules: extension policy, start-request building (patterns, signals, environment), inventory, states, errors."""
+
+import pathlib
+import signal
+
+import pytest
+
+from melond import config, errors, launch, policy
+from melond.errors import BadRequest, Conflict, Forbidden, MelonError
+from melond.policy import Caller
+from melond.states import END_REASONS, FINISHED, State, end_state, parse_states
+
+EXAMPLE = str(pathlib.Path(config.__file__).resolve().parents[1] / "inventory.example.toml")
+HOUR = 3600
+
+OWNER = Caller(user="alice", uid=1000)
+OTHER = Caller(user="bob", uid=1001)
+OPERATOR = Caller(user="carol", uid=1002, operator=True)
+
+
+def a_job(state="RUNNING", limit=HOUR, user="alice", **extra) -> dict:
+    return {"id": 42, "user": user, "state": state, "time_limit": limit, "partition": "debug", **extra}
+
+
+# ---- policy -------------------------------------------------------------------------------------
+
+# name: (caller, state, current limit, new limit, partition MaxTime, refusal or None, words in the refusal)
+EXTENSIONS = {
+    "owner extends within MaxTime": (OWNER, "RUNNING", HOUR, 2 * HOUR, 2 * HOUR, None, ""),
+    "owner extends a pending job": (OWNER, "PENDING", HOUR, 2 * HOUR, 2 * HOUR, None, ""),
+    "owner keeps the same limit": (OWNER, "RUNNING", HOUR, HOUR, 2 * HOUR, None, ""),
+    "owner goes past MaxTime": (OWNER, "RUNNING", HOUR, 2 * HOUR + 1, 2 * HOUR, Forbidden, "MaxTime"),
+    "owner asks for unlimited under a MaxTime": (OWNER, "RUNNING", HOUR, 0, 2 * HOUR, Forbidden, "MaxTime"),
+    "owner without a MaxTime is unbounded": (OWNER, "RUNNING", HOUR, 100 * HOUR, 0, None, ""),
+    "owner without a MaxTime may go unlimited": (OWNER, "RUNNING", HOUR, 0, 0, None, ""),
+    "owner may not shorten": (OWNER, "RUNNING", 2 * HOUR, HOUR, 4 * HOUR, Forbidden, "only an operator may shorten"),
+    "operator goes past MaxTime": (OPERATOR, "RUNNING", HOUR, 50 * HOUR, 2 * HOUR, None, ""),
+    "operator goes unlimited": (OPERATOR, "PENDING", HOUR, 0, 2 * HOUR, None, ""),
+    "operator shortens": (OPERATOR, "RUNNING", 2 * HOUR, 60, 2 * HOUR, None, ""),
+    "other user is refused": (OTHER, "RUNNING", HOUR, 2 * HOUR, 2 * HOUR, Forbidden, "belongs to alice"),
+    "other user is refused even within bounds": (OTHER, "PENDING", HOUR, HOUR, 0, Forbidden, "only its owner"),
+    "finished job before MaxTime": (OWNER, "COMPLETED", HOUR, 9 * HOUR, 2 * HOUR, Conflict, "already ended"),
+    "finished job before shortening": (OWNER, "TIMEOUT", 2 * HOUR, HOUR, 2 * HOUR, Conflict, "TIMEOUT"),
+    "finished job refused to an operator": (OPERATOR, "CANCELLED", HOUR, 2 * HOUR, 0, Conflict, "cannot be extended"),
+}
+
+
+@pytest.mark.parametrize("caller, state, current, new, max_time, refusal, words",
+                         EXTENSIONS.values(), ids=EXTENSIONS.keys())
+def test_check_extension(caller, state, current, new, max_time, refusal, words):
+    job = a_job(state, current)
+    if refusal is None:
+        policy.check_extension(job, caller, new, max_time, "debug")
+        return
+    with pytest.raises(refusal) as err:
+        policy.check_extension(job, caller, new, max_time, "debug")
+    assert type(err.value) is refusal
+    assert words in str(err.value)
+    assert "42" in str(err.value)
+
+
+def test_owner_may_not_shorten_an_unlimited_job():
+    with pytest.raises(Forbidden, match="shorten"):
+        policy.check_extension(a_job("RUNNING", 0), OWNER, HOUR, 0, "debug")
+
+
+# name: (state, current limit, add, to, result or refusal)
+NEW_LIMITS = {
+    "add to a limit": ("RUNNING", HOUR, 600, None, HOUR + 600),
+    "a new total": ("PENDING", HOUR, None, 5 * HOUR, 5 * HOUR),
+    "a new total of unlimited": ("PENDING", HOUR, None, 0, 0),
+    "a total replaces an unlimited limit": ("RUNNING", 0, None, HOUR, HOUR),
+    "nothing to add to unlimited": ("RUNNING", 0, 600, None, Conflict),
+    "finished, adding": ("FAILED", HOUR, 600, None, Conflict),
+    "finished, a total": ("NODE_FAIL", HOUR, None, 2 * HOUR, Conflict),
+}
+
+
+@pytest.mark.parametrize("state, current, add, to, expected", NEW_LIMITS.values(), ids=NEW_LIMITS.keys())
+def test_new_limit(state, current, add, to, expected):
+    job = a_job(state, current)
+    if isinstance(expected, type):
+        with pytest.raises(expected):
+            policy.new_limit(job, add=add, to=to)
+    else:
+        assert policy.new_limit(job, add=add, to=to) == expected
+
+
+@pytest.mark.parametrize("caller, allowed", [(OWNER, True), (OPERATOR, True), (OTHER, False)])
+@pytest.mark.parametrize("action", ["cancel", "extend", "show"])
+def test_check_owner(caller, allowed, action):
+    if allowed:
+        policy.check_owner(a_job(), caller, action)
+    else:
+        with pytest.raises(Forbidden, match=f"only its owner or an operator may {action} it"):
+            policy.check_owner(a_job(), caller, action)
+
+
+@pytest.mark.parametrize("state", sorted(FINISHED))
+def test_every_finished_state_is_final(state):
+    with pytest.raises(Conflict):
+        policy.check_not_finished(a_job(state))
+
+
+# ---- launch: filename patterns ------------------------------------------------------------------
+
+PLAIN = {"id": 42, "name": "train", "user": "alice"}
+TASK = {"id": 45, "name": "sweep", "user": "bob", "array_job_id": 42, "array_task_id": 3}
+
+PATTERNS = [
+    (PLAIN, "%j", "42"), (PLAIN, "%J", "42"), (PLAIN, "%x", "train"), (PLAIN, "%u", "alice"),
+    (PLAIN, "%N", "node7"), (PLAIN, "%A", "42"), (PLAIN, "%a", launch.NO_VAL_TASK), (PLAIN, "%%", "%"),
+    (PLAIN, "%4j", "0042"), (PLAIN, "%2j", "42"), (PLAIN, "%1j", "42"), (PLAIN, "%10x", "train"),
+    (PLAIN, "%%j", "%j"), (PLAIN, "100%%", "100%"), (PLAIN, "%n.%t.%s", "0.0.batch"), (PLAIN, "%q%", "%q%"),
+    (PLAIN, "out/%x-%j.log", "out/train-42.log"), (PLAIN, "/plain/path", "/plain/path"),
+    (TASK, "%A_%a.out", "42_3.out"), (TASK, "%j", "45"), (TASK, "%3a", "003"), (TASK, "%u@%N", "bob@node7"),
+]
+
+
+@pytest.mark.parametrize("job, pattern, expected", PATTERNS)
+def test_expand_pattern(job, pattern, expected):
+    assert launch.expand_pattern(pattern, job, "node7") == expected
+
+
+# ---- launch: --signal ---------------------------------------------------------------------------
+
+SIGNALS = {
+    "USR1": (signal.SIGUSR1, 60), "SIGUSR1": (signal.SIGUSR1, 60), "usr2@5": (signal.SIGUSR2, 5),
+    "B:USR1@90": (signal.SIGUSR1, 90), "b:TERM": (signal.SIGTERM, 60), "R:INT@30": (signal.SIGINT, 30),
+    "RB:USR2@10": (signal.SIGUSR2, 10), "10@30": (10, 30), "64": (64, 60), "HUP@0": (signal.SIGHUP, 0),
+}
+
+
+@pytest.mark.parametrize("text, expected", SIGNALS.items(), ids=SIGNALS.keys())
+def test_parse_signal(text, expected):
+    assert launch.parse_signal(text) == (int(expected[0]), expected[1])
+
+
+@pytest.mark.parametrize("text", ["", "FOO", "USR1@x", "USR1@1.5", "USR1@-5", "0", "65", "B:", "@30", "X:USR1"])
+def test_parse_signal_refuses(text):
+    with pytest.raises(BadRequest, match="--signal"):
+        launch.parse_signal(text)
+
+
+# ---- launch: environment and start request ------------------------------------------------------
+
+def stored_job(**extra) -> dict:
+    job = {
+        "id": 42, "name": "train", "user": "alice", "uid": 1000, "cpus": 4, "memory": 2048 * 1024 * 1024,
+        "partition": "debug", "chdir": "/home/alice/run", "submit_dir": "/home/alice", "submit_host": "login1",
+        "environment": {"FOO": "bar", "SLURM_JOB_ID": "7", "MELON_JOB_ID": "7"}, "restarts": 0,
+        "script": "#!/bin/sh\necho hi\n", "script_args": ["a b", "$HOME"], "output": "%x-%j.out", "error": None,
+        "time_limit": HOUR, "signal": None,
+    }
+    job.update(extra)
+    return job
+
+
+def test_job_environment_has_melon_and_slurm_twins():
+    env = launch.job_environment(stored_job(), "node7", home="/home/alice")
+    expected = {
+        "JOB_ID": "42", "JOB_NAME": "train", "CPUS_PER_TASK": "4", "MEM_PER_NODE": "2048",
+        "SUBMIT_DIR": "/home/alice", "SUBMIT_HOST": "login1", "NODENAME": "node7", "JOB_PARTITION": "debug",
+        "JOB_USER": "alice", "JOB_UID": "1000", "RESTART_COUNT": "0",
+    }
+    for key, value in expected.items():
+        assert env[f"MELON_{key}"] == value, key
+        assert env[f"SLURM_{key}"] == value, key
+    assert "MELON_ARRAY_TASK_ID" not in env and "SLURM_ARRAY_TASK_ID" not in env
+    assert env["SLURM_JOBID"] == "42" and env["SLURMD_NODENAME"] == "node7"
+    assert env["FOO"] == "bar"  # exported
+    assert (env["USER"], env["LOGNAME"], env["HOME"]) == ("alice", "alice", "/home/alice")
+    assert env["PATH"] == launch.DEFAULT_PATH
+    assert all(isinstance(k, str) and isinstance(v, str) for k, v in env.items())
+
+
+def test_job_environment_of_an_array_task_and_an_exported_path():
+    job = stored_job(id=45, array_job_id=42, array_task_id=3, environment={"PATH": "/opt/bin", "HOME": "/h"},
+                     submit_dir=None)
+    env = launch.job_environment(job, "n1", home="/home/alice")
+    for prefix in ("MELON_", "SLURM_"):
+        assert env[prefix + "ARRAY_TASK_ID"] == "3"
+        assert env[prefix + "ARRAY_JOB_ID"] == "42"
+        assert env[prefix + "SUBMIT_DIR"] == "/home/alice/run"  # falls back to the working directory
+    assert env["PATH"] == "/opt/bin" and env["HOME"] == "/h"
+
+
+def test_start_request_carries_exactly_what_the_node_needs():
+    req = launch.start_request(stored_job(signal="B:USR1@90", error="%j.err"), "node7",
+                               kill_wait=30, tasks_max=512, home="/home/alice")
+    assert set(req) == {"id", "user", "script", "args", "env", "cwd", "output", "error", "cpus", "memory",
+                        "limit", "kill_wait", "tasks_max", "signal"}
+    assert req["args"] == ["a b", "$HOME"]
+    assert (req["output"], req["error"], req["cwd"]) == ("train-42.out", "42.err", "/home/alice/run")
+    assert (req["limit"], req["kill_wait"], req["tasks_max"]) == (HOUR, 30, 512)
+    assert req["signal"] == [int(signal.SIGUSR1), 90]
+    assert req["env"]["MELON_JOB_ID"] == "42"
+    plain = launch.start_request(stored_job(), "node7", kill_wait=1, tasks_max=0)
+    assert plain["error"] is None and plain["signal"] is None
+
+
+# ---- config -------------------------------------------------------------------------------------
+
+def test_example_inventory_loads():
+    inv = config.load(EXAMPLE)
+    assert inv.operators == ["alice"]
+    assert inv.partition_names() == ["debug", "long"]
+    assert inv.default_partition() == "debug"
+    debug = inv.partition("debug")
+    assert (debug.max_time, debug.default_time, debug.default_mem_per_cpu) == (86400, HOUR, 2048)
+    assert inv.partition("long").max_time == 7 * 86400
+    assert (inv.kill_wait, inv.tasks_max) == (30, 8192)
+    node = inv.node_table()["local"]
+    assert (node.partition, node.cpus, node.memory) == ("debug", 2, 8192)
+
+
+def test_no_inventory_is_one_local_node():
+    inv = config.load(None)
+    assert inv.partition_names() == [config.DEFAULT_PARTITION]
+    assert inv.default_partition() == config.DEFAULT_PARTITION
+    assert list(inv.node_table()) == [config.LOCAL_NODE]
+    assert inv.node_table()[config.LOCAL_NODE].partition == config.DEFAULT_PARTITION
+
+
+def test_first_partition_is_the_default_when_none_is_marked(tmp_path):
+    path = tmp_path / "inv.toml"
+    path.write_text('[partitions.b]\nmax_time = "10"\n[partitions.a]\n')
+    inv = config.load(str(path))
+    assert inv.default_partition() == "b"
+    assert inv.partition("b").max_time == 600
+    assert inv.node_table()["local"].partition == "b"
+
+
+BAD_INVENTORIES = {
+    "duplicate key": ("kill_wait = 1\nkill_wait = 2\n", "not valid TOML"),
+    "unknown top-level field": ("operator = ['alice']\n", "operator"),
+    "unknown partition field": ("[partitions.debug]\nmaxtime = '1:00:00'\n", "partitions.debug.maxtime"),
+    "bad time": ("[partitions.debug]\nmax_time = 'soon'\n", "soon"),
+    "bad memory size": ("[nodes.local]\nmemory = 'lots'\n", "lots"),
+    "negative kill_wait": ("kill_wait = -1\n", "kill_wait"),
+    "zero cpus": ("[nodes.local]\ncpus = 0\n", "nodes.local.cpus"),
+    "node in unknown partition": ("[partitions.debug]\n[nodes.n1]\npartition = 'gpu'\n", "nodes.n1.partition"),
+}
+
+
+@pytest.mark.parametrize("text, words", BAD_INVENTORIES.values(), ids=BAD_INVENTORIES.keys())
+def test_bad_inventory_is_refused_naming_the_file(tmp_path, text, words):
+    path = tmp_path / "inventory.toml"
+    path.write_text(text)
+    with pytest.raises(MelonError) as err:
+        config.load(str(path))
+    assert str(path) in str(err.value)
+    assert words in str(err.value)
+
+
+def test_missing_inventory_names_the_file(tmp_path):
+    path = tmp_path / "nope.toml"
+    with pytest.raises(MelonError, match="no such file") as err:
+        config.load(str(path))
+    assert str(path) in str(err.value)
+
+
+def test_node_in_unknown_partition_without_partition_tables(tmp_path):
+    path = tmp_path / "inventory.toml"
+    path.write_text("[nodes.local]\npartition = 'lcoal'\n")
+    with pytest.raises(MelonError, match="nodes.local.partition"):
+        config.load(str(path))
+
+
+# ---- states -------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("result, state", [
+    ({"reason": "exited", "exit_code": 0, "signal": None}, State.COMPLETED),
+    ({"reason": "exited", "exit_code": 1, "signal": None}, State.FAILED),
+    ({"reason": "exited", "exit_code": None, "signal": 9}, State.FAILED),
+    ({"exit_code": 0}, State.COMPLETED),
+    *(({"reason": reason, "exit_code": 0}, state) for reason, state in END_REASONS.items()),
+])
+def test_end_state(result, state):
+    assert end_state(result) is state
+
+
+def test_parse_states():
+    assert parse_states("pd, R") == {State.PENDING, State.RUNNING}
+    assert parse_states("timeout,CA") == {State.TIMEOUT, State.CANCELLED}
+    assert parse_states("all") == set(State)
+    with pytest.raises(ValueError, match="PD"):
+        parse_states("PENDNG")
+
+
+# ---- errors -------------------------------------------------------------------------------------
+
+def _all_error_types(cls=MelonError):
+    for sub in cls.__subclasses__():
+        yield sub
+        yield from _all_error_types(sub)
+
+
+@pytest.mark.parametrize("cls", [
+    cls
+    for cls in _all_error_types()
+], ids=lambda cls: cls.__name__)
+def test_from_wire_rebuilds_each_error_type(cls):
+    sent = cls("what went wrong")
+    back = errors.from_wire(sent.to_wire(), cls.status)
+    assert type(back) is cls
+    assert str(back) == "what went wrong"
+    assert back.code == cls.code
+
+
+def test_codes_are_unique():
+    codes = [cls.code for cls in _all_error_types()]
+    assert len(codes) == len(set(codes))
+
+
+def test_from_wire_without_a_known_code_or_body():
+    unknown = errors.from_wire({"error": {"code": "gremlins", "message": "odd"}}, 418)
+    assert type(unknown) is MelonError and str(unknown) == "odd"
+    no_body = errors.from_wire({"detail": "x"}, 502)
+    assert type(no_body) is errors.Internal and "502" in str(no_body)
+    assert type(errors.from_wire("not a dict", 500)) is errors.Internal

@@ -1,0 +1,229 @@
+"""melond/store.py and melond/migrations.py on real temporary SQLite files: group commit, guards, ids, schema."""
+
+import asyncio
+import contextlib
+import sqlite3
+import threading
+
+import pytest
+
+from melond.errors import MelonError
+from melond.migrations import MIGRATIONS
+from melond.store import Store
+
+NOW = 1_700_000_000.0
+
+
+def row(**overrides) -> dict:
+    """A minimal pending job row."""
+    base = {
+        "user": "alice", "uid": 1000, "name": "job", "state": "PENDING", "partition": "debug",
+        "cpus": 1, "memory": 1 << 30, "time_limit": 600, "script": "#!/bin/sh\ntrue\n",
+        "chdir": "/tmp", "output": "melon-%j.out", "submit_time": NOW,
+    }
+    base.update(overrides)
+    return base
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+@pytest.fixture
+def db_path(tmp_path):
+    return tmp_path / "melon.db"
+
+
+def with_store(path, body):
+    """Open the store, run `body(store)` in an event loop, always close it."""
+    async def go():
+        store = Store(str(path))
+        try:
+            return await body(store)
+        finally:
+            await store.close()
+    return run(go())
+
+
+def raw(path) -> contextlib.closing:
+    """A plain connection of our own, closed after use."""
+    return contextlib.closing(sqlite3.connect(str(path), isolation_level=None))
+
+
+def test_concurrent_writes_all_commit_and_survive_a_reopen(db_path):
+    count = 300
+
+    async def body(store):
+        ids = await asyncio.gather(*(
+            store.write(Store.op_insert_jobs, [row(name=f"j{i}", script_args=["-n", str(i)],
+                                                   environment={"I": str(i)})], "alice", NOW + i)
+            for i in range(count)))
+        return [i[0] for i in ids], store.commits
+
+    ids, commits = with_store(db_path, body)
+    assert len(set(ids)) == count
+    assert commits < count  # writes that queue up share a commit
+
+    async def check(store):
+        jobs = store.jobs()
+        assert [j["id"] for j in jobs] == sorted(ids)
+        by_name = {j["name"]: j for j in jobs}
+        assert by_name["j7"]["script_args"] == ["-n", "7"]  # JSON columns come back decoded
+        assert by_name["j7"]["environment"] == {"I": "7"}
+        assert store.count_events("submitted") == {i: 1 for i in ids}
+
+    with_store(db_path, check)
+
+
+def test_a_failing_op_does_not_sink_its_group(db_path):
+    in_writer = threading.Event()
+    release = threading.Event()
+
+    def hold(conn):
+        in_writer.set()
+        release.wait(10)
+
+    def fail_after_writing(conn):
+        Store.op_insert_jobs(conn, [row(name="doomed")], "alice", NOW)
+        raise ValueError("refused by the op")
+
+    async def body(store):
+        loop = asyncio.get_running_loop()
+        held = asyncio.ensure_future(store.write(hold))
+        await loop.run_in_executor(None, in_writer.wait, 10)
+        commits_before = store.commits
+        # Queued while the writer is busy, so all three share the next transaction.
+        ops = [asyncio.ensure_future(store.write(Store.op_insert_jobs, [row(name="a")], "alice", NOW)),
+               asyncio.ensure_future(store.write(fail_after_writing)),
+               asyncio.ensure_future(store.write(Store.op_insert_jobs, [row(name="b")], "alice", NOW))]
+        await asyncio.sleep(0)  # let each task queue its op
+        release.set()
+        await held
+        results = await asyncio.gather(*ops, return_exceptions=True)
+        return results, store.commits - commits_before - 1
+
+    results, group_commits = with_store(db_path, body)
+    assert group_commits == 1
+    assert isinstance(results[1], ValueError) and str(results[1]) == "refused by the op"
+    assert isinstance(results[0], list) and isinstance(results[2], list)
+    with raw(db_path) as conn:
+        names = [r[0] for r in conn.execute("SELECT name FROM jobs ORDER BY id")]
+        assert names == ["a", "b"]  # the failing op's own insert was rolled back
+        assert conn.execute("SELECT COUNT(*) FROM job_events").fetchone()[0] == 2
+
+
+def test_a_failing_sql_statement_is_reported_to_its_caller_only(db_path):
+    async def body(store):
+        return await asyncio.gather(
+            store.write(lambda conn: conn.execute("INSERT INTO no_such_table VALUES (1)")),
+            store.write(Store.op_insert_jobs, [row()], "alice", NOW),
+            return_exceptions=True)
+
+    bad, good = with_store(db_path, body)
+    assert isinstance(bad, sqlite3.OperationalError)
+    assert good == [1]
+
+
+# name: (state before, allowed, changes, expected outcome)
+TRANSITIONS = {
+    "pending job starts": ("PENDING", ["PENDING"], {"state": "RUNNING", "node": "n1"}, True),
+    "running job cannot start again": ("RUNNING", ["PENDING"], {"state": "RUNNING", "node": "n2"}, False),
+    "finished job cannot be extended": ("COMPLETED", ["PENDING", "RUNNING"], {"time_limit": 900}, False),
+    "running job is extended": ("RUNNING", ["PENDING", "RUNNING"], {"time_limit": 900}, True),
+    "event only, allowed": ("RUNNING", ["RUNNING"], {}, True),
+    "event only, refused": ("CANCELLED", ["RUNNING"], {}, False),
+}
+
+
+@pytest.mark.parametrize("before, allowed, changes, expected", TRANSITIONS.values(), ids=TRANSITIONS.keys())
+def test_transition_applies_only_from_allowed_states(db_path, before, allowed, changes, expected):
+    async def body(store):
+        [jid] = await store.write(Store.op_insert_jobs, [row(state=before)], "alice", NOW)
+        untouched = store.job(jid)
+        done = await store.write(Store.op_transition, jid, allowed, changes, "changed", "bob", {"why": 1}, NOW + 1)
+        return done, untouched, store.job(jid), store.events(jid)
+
+    done, untouched, job, events = with_store(db_path, body)
+    assert done is expected
+    assert [e["kind"] for e in events] == (["submitted", "changed"] if expected else ["submitted"])
+    if expected:
+        assert events[1] == {"time": NOW + 1, "kind": "changed", "actor": "bob", "data": {"why": 1}}
+        assert job == {**untouched, **changes}
+    else:
+        assert job == untouched
+
+
+def test_transition_of_a_missing_job_writes_nothing(db_path):
+    async def body(store):
+        done = await store.write(Store.op_transition, 999, ["PENDING"], {"state": "RUNNING"}, "x", "a", {}, NOW)
+        return done, store.count_events("x")
+
+    assert with_store(db_path, body) == (False, {})
+
+
+def test_set_reasons_touches_pending_jobs_only(db_path):
+    async def body(store):
+        ids = await store.write(Store.op_insert_jobs, [row(), row(state="RUNNING"), row()], "alice", NOW)
+        await store.write(Store.op_set_reasons, {ids[0]: "Resources", ids[1]: "Priority", ids[2]: None})
+        return [store.job(i)["reason"] for i in ids]
+
+    assert with_store(db_path, body) == ["Resources", None, None]
+
+
+def test_array_tasks_share_the_first_task_id(db_path):
+    async def body(store):
+        ids = await store.write(Store.op_insert_jobs, [row(array_task_id=t) for t in (0, 1, 2)], "alice", NOW)
+        return ids, [store.job(i)["array_job_id"] for i in ids], [j["id"] for j in store.jobs(ids=[ids[0]])]
+
+    ids, array_ids, listed = with_store(db_path, body)
+    assert array_ids == [ids[0]] * 3
+    assert listed == ids
+
+
+def test_job_ids_only_grow_after_deletes_and_reopen(db_path):
+    async def insert(store):
+        return (await store.write(Store.op_insert_jobs, [row(), row(), row()], "alice", NOW))
+
+    assert with_store(db_path, insert) == [1, 2, 3]
+    with raw(db_path) as conn:  # a wiped queue: even the highest ids are gone
+        conn.execute("DELETE FROM job_events")
+        conn.execute("DELETE FROM jobs")
+    assert with_store(db_path, insert) == [4, 5, 6]
+    with raw(db_path) as conn:
+        conn.execute("DELETE FROM job_events WHERE job_id = 6")
+        conn.execute("DELETE FROM jobs WHERE id = 6")
+    assert with_store(db_path, insert) == [7, 8, 9]
+
+
+def test_a_newer_schema_is_refused_naming_the_file(db_path):
+    with_store(db_path, lambda store: asyncio.sleep(0))
+    with raw(db_path) as conn:
+        conn.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
+    with pytest.raises(MelonError, match="newer") as err:
+        Store(str(db_path))
+    assert str(db_path) in str(err.value)
+    with raw(db_path) as conn:  # and it was left as it was
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS) + 1
+
+
+def test_reopening_applies_no_migration_twice(db_path):
+    async def insert(store):
+        return await store.write(Store.op_insert_jobs, [row()], "alice", NOW)
+
+    with_store(db_path, insert)
+    with raw(db_path) as conn:
+        first = conn.execute("SELECT name, applied FROM migrations ORDER BY name").fetchall()
+    with_store(db_path, insert)
+    with_store(db_path, lambda store: asyncio.sleep(0))
+    with raw(db_path) as conn:
+        assert conn.execute("SELECT name, applied FROM migrations ORDER BY name").fetchall() == first
+        assert [r[0] for r in first] == [name for name, _ in MIGRATIONS]
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+        assert conn.execute("SELECT COUNT(*) FROM jobs").fetchone()[0] == 2
+
+
+def test_database_is_private_and_in_wal_mode(db_path):
+    with_store(db_path, lambda store: asyncio.sleep(0))
+    assert db_path.stat().st_mode & 0o077 == 0
+    with raw(db_path) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
