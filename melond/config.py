@@ -42,8 +42,15 @@ class Partition(Strict):
 
 
 class Node(Strict):
-    """A compute node; only the embedded local node exists until SSH nodes arrive."""
+    """A compute node. Without `host` it is the embedded local node, reached by a local pipe."""
 
+    host: str | None = None
+    port: int = Field(default=22, ge=1, le=65535)
+    user: str | None = None  # the SSH login; default: melond's own user
+    identity_file: str | None = None
+    known_hosts: str | None = None  # default: ~/.ssh/known_hosts of melond's user
+    python: str = "python3"
+    spool: str | None = None  # on the node; default: /var/lib/melon/spool as root, else ~/.local/state/melon/spool
     partition: str = DEFAULT_PARTITION
     cpus: int | None = Field(default=None, ge=1)
     memory: int | None = Field(default=None, ge=1)  # MiB cap
@@ -54,9 +61,14 @@ class Node(Strict):
     def _size(cls, v: object) -> object:
         return parse_size_mib(v) if isinstance(v, str) else v
 
+    @property
+    def remote(self) -> bool:
+        return self.host is not None
+
 
 class Inventory(Strict):
     operators: list[str] = []
+    defaults: dict[str, object] = {}  # field values every [nodes.*] table starts from
     kill_wait: float = Field(default=30.0, ge=0)
     tasks_max: int = Field(default=8192, ge=0)
     partitions: dict[str, Partition] = {}
@@ -92,6 +104,9 @@ def load(path: str | None) -> Inventory:
         raise MelonError(f"inventory {path}: cannot read it: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise MelonError(f"inventory {path}: not valid TOML: {exc}") from None
+    if isinstance(data.get("nodes"), dict) and isinstance(data.get("defaults"), dict):
+        data["nodes"] = {name: {**data["defaults"], **(table if isinstance(table, dict) else {})}
+                         for name, table in data["nodes"].items()}
     try:
         inv = Inventory.model_validate(data)
     except ValidationError as exc:
@@ -99,7 +114,19 @@ def load(path: str | None) -> Inventory:
         raise MelonError(f"inventory {path}: {problems}") from None
     except SpecError as exc:
         raise MelonError(f"inventory {path}: {exc}") from None
-    for name, node in inv.nodes.items():
+    base = Path(path).resolve().parent
+    for name, node in list(inv.nodes.items()):
+        files = {}
+        for field in ("identity_file", "known_hosts"):
+            value = getattr(node, field)
+            if value is None:
+                continue
+            resolved = base / Path(value).expanduser()  # relative paths count from the inventory's folder
+            if not resolved.is_file():
+                raise MelonError(f"inventory {path}: nodes.{name}.{field}: no such file {value!r}")
+            files[field] = str(resolved)
+        if files:
+            inv.nodes[name] = node = node.model_copy(update=files)
         if node.partition not in inv.partition_names():
             raise MelonError(f"inventory {path}: nodes.{name}.partition: unknown partition {node.partition!r}; "
                              f"define [partitions.{node.partition}] or use one of {inv.partition_names()}")

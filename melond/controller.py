@@ -30,6 +30,7 @@ MIB = 1024 * 1024
 VIEW_CACHE = "_pending_view"  # the job's scheduler view while nothing in it can change
 DEP_IDS = re.compile(r"(?<=:)(\d+)")
 SLOW_TICK = 5.0
+FALLBACK_MEM_PER_CPU = 1024  # MiB, only while no node of the partition has been sized
 FORGET_DELAY = 0.1
 
 
@@ -42,6 +43,8 @@ class NodeState:
     cpus: int
     memory: int  # MiB
     up: bool = False
+    cap_cpus: int | None = None  # the inventory's caps on what the node's probe reports
+    cap_memory: int | None = None
     backend: str = "unknown"
     backend_reason: str = ""
     reason: str | None = None
@@ -79,19 +82,22 @@ class Controller:
         if partition not in self.inv.partition_names():
             raise BadRequest(f"unknown partition {partition!r}; partitions: {', '.join(self.inv.partition_names())}")
         part = self.inv.partition(partition)
-        nodes = [n for n in self.nodes.values() if n.partition == partition]
-        if not nodes:
+        members = [n for n in self.nodes.values() if n.partition == partition]
+        if not members:
             raise BadRequest(f"partition {partition!r} has no nodes")
+        nodes = [n for n in members if n.cpus]  # sized: local, or probed at least once
         cpus = req["cpus"]
-        biggest = max(n.cpus for n in nodes)
+        if not nodes:
+            warnings.append(f"no node of partition {partition} has been reached yet; sizes are checked when one is")
+        biggest = max((n.cpus for n in nodes), default=cpus)
         if cpus > biggest:
             raise BadRequest(f"requested {cpus} CPUs but the largest node in partition {partition} has {biggest}; "
                              f"ask for at most -c {biggest}")
         memory = req.get("memory")
         if memory is None:
-            per_cpu = part.default_mem_per_cpu or min(n.memory // n.cpus for n in nodes)
+            per_cpu = part.default_mem_per_cpu or min((n.memory // n.cpus for n in nodes), default=FALLBACK_MEM_PER_CPU)
             memory = per_cpu * cpus * MIB
-        biggest_mem = max(n.memory for n in nodes)
+        biggest_mem = max((n.memory for n in nodes), default=memory // MIB)
         if memory > biggest_mem * MIB:
             raise BadRequest(f"requested {memory // MIB} MiB of memory but the largest node in partition "
                              f"{partition} has {biggest_mem} MiB; ask for at most --mem {biggest_mem}M")
@@ -425,6 +431,9 @@ class Controller:
     async def node_up(self, name: str, info: dict) -> None:
         """Reconcile the node's spool with the store: the store wins, nothing runs twice."""
         node = self.nodes[name]
+        if info.get("cpus"):
+            node.cpus = min(info["cpus"], node.cap_cpus or info["cpus"])
+            node.memory = min(info["memory"], node.cap_memory or info["memory"])
         node.backend = info.get("backend", "none")
         node.backend_reason = info.get("backend_reason", "")
         session = self.sessions[name]

@@ -5,6 +5,7 @@ import asyncio
 import fcntl
 import logging
 import os
+import pwd
 import signal
 from dataclasses import dataclass
 
@@ -12,18 +13,20 @@ import psutil
 from aiohttp import web
 
 from melond.api import make_app
-from melond.config import Inventory
+from melond.config import Inventory, Node
 from melond.controller import Controller, NodeState
 from melond.errors import MelonError
 from melond.fleet import NodeSession
 from melond.paths import SOCKET_NAME
 from melond.store import Store
-from remote.transports import LocalTransport
+from remote.transports import LocalTransport, SshTransport
 
 log = logging.getLogger("melond")
 
 MIB = 1024 * 1024
-MAX_HANDSHAKES = 16
+MAX_HANDSHAKES = 16  # SSH handshakes in flight at once, so a fleet reconnecting does not stampede
+SYSTEM_SPOOL = "/var/lib/melon/spool"
+USER_SPOOL = "~/.local/state/melon/spool"  # expanded by the helper, on the node
 
 
 @dataclass
@@ -59,14 +62,26 @@ class Daemon:
         self._lock_fd = fd
 
     def _nodes(self) -> dict[str, NodeState]:
-        """The embedded local node (the only kind until SSH nodes exist), sized by psutil and capped by the inventory."""
+        """Every node's capacity: the local node's from psutil, a remote node's from its probe
+        once it connects; both capped by the inventory."""
         out = {}
         for name, node in self.opts.inventory.node_table().items():
-            cpus = psutil.cpu_count() or 1
-            memory = psutil.virtual_memory().total // MIB
+            cpus = memory = 0
+            if not node.remote:
+                cpus = psutil.cpu_count() or 1
+                memory = psutil.virtual_memory().total // MIB
             out[name] = NodeState(name=name, partition=node.partition, cpus=min(cpus, node.cpus or cpus),
-                                  memory=min(memory, node.memory or memory))
+                                  memory=min(memory, node.memory or memory), cap_cpus=node.cpus,
+                                  cap_memory=node.memory)
         return out
+
+    def _transport(self, node: Node):
+        if not node.remote:
+            return LocalTransport(), os.path.join(self.state_dir, "spool")
+        login = node.user or pwd.getpwuid(os.geteuid()).pw_name
+        spool = node.spool or (SYSTEM_SPOOL if login == "root" else USER_SPOOL)
+        return SshTransport(node.host, node.port, node.user, node.identity_file, node.known_hosts,
+                            node.python), spool
 
     async def run(self) -> None:
         self._prepare_state_dir()
@@ -75,9 +90,9 @@ class Daemon:
         store = Store(os.path.join(self.state_dir, "melon.db"))
         ctl = Controller(store, inv, self._nodes(), kill_wait=kill_wait)
         handshakes = asyncio.Semaphore(MAX_HANDSHAKES)
-        spool = os.path.join(self.state_dir, "spool")
-        for name in ctl.nodes:
-            ctl.sessions[name] = NodeSession(name, LocalTransport(), spool, on_up=ctl.node_up,
+        for name, node in inv.node_table().items():
+            transport, spool = self._transport(node)
+            ctl.sessions[name] = NodeSession(name, transport, spool, on_up=ctl.node_up,
                                              on_down=ctl.node_down, on_event=ctl.on_event, handshakes=handshakes)
         runner = web.AppRunner(make_app(ctl), access_log=None, handle_signals=False)
         await runner.setup()

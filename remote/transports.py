@@ -63,3 +63,66 @@ class LocalTransport:
 
     def describe(self) -> str:
         return f"local pipe ({self.python})"
+
+
+class SshChannel:
+    """The helper's first stage as a process on one persistent SSH connection."""
+
+    def __init__(self, conn, proc) -> None:
+        self.conn = conn
+        self.proc = proc
+        self.reader = proc.stdout
+        self.writer = proc.stdin
+
+    async def stderr_lines(self) -> list[str]:
+        try:
+            data = await asyncio.wait_for(self.proc.stderr.read(), 2)
+        except Exception:  # noqa: BLE001 - best effort, for the error message only
+            return []
+        return data.decode("utf-8", "replace").splitlines()
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+class SshTransport:
+    """Reaches a node with asyncssh: host key verified, key authentication, keepalives."""
+
+    def __init__(self, host: str, port: int, user: str | None, identity_file: str | None,
+                 known_hosts: str | None, python: str = "python3", connect_timeout: float = 10.0,
+                 keepalive: float = 5.0) -> None:
+        self.host, self.port, self.user = host, port, user
+        self.identity_file, self.known_hosts = identity_file, known_hosts
+        self.python = python
+        self.connect_timeout = connect_timeout
+        self.keepalive = keepalive
+
+    async def open(self, spool: str) -> SshChannel:
+        import shlex
+
+        import asyncssh
+        options = {
+            "port": self.port, "known_hosts": self.known_hosts or (),
+            "connect_timeout": self.connect_timeout, "keepalive_interval": self.keepalive,
+            "keepalive_count_max": 3,
+        }
+        if self.known_hosts is None:
+            options.pop("known_hosts")  # asyncssh's default: ~/.ssh/known_hosts
+        if self.user:
+            options["username"] = self.user
+        if self.identity_file:
+            options["client_keys"] = [self.identity_file]
+        try:
+            conn = await asyncssh.connect(self.host, **options)
+        except asyncssh.HostKeyNotVerifiable as exc:
+            where = self.known_hosts or "~/.ssh/known_hosts"
+            raise ConnectionError(
+                f"host key of {self.host}:{self.port} is unknown or changed ({exc}); check its fingerprint, then "
+                f"trust it with: ssh-keyscan -p {self.port} {self.host} >> {where}") from None
+        # Only our own constant first stage and the inventory's spool path reach the remote shell.
+        command = shlex.join([self.python, "-c", FIRST_STAGE, spool])
+        proc = await conn.create_process(command, encoding=None)
+        return SshChannel(conn, proc)
+
+    def describe(self) -> str:
+        return f"ssh {self.user + '@' if self.user else ''}{self.host}:{self.port}"
