@@ -52,8 +52,8 @@ class Node(Strict):
     python: str = "python3"
     spool: str | None = None  # on the node; default: /var/lib/melon/spool as root, else ~/.local/state/melon/spool
     partition: str = DEFAULT_PARTITION
-    cpus: int | None = Field(default=None, ge=1)
-    memory: int | None = Field(default=None, ge=1)  # MiB cap
+    cpus: int | None = Field(default=None, ge=1)  # CPUs to schedule (Slurm's CPUs=); default: the probe's
+    memory: int | None = Field(default=None, ge=1)  # MiB cap on the probe's memory
     labels: list[str] = []
 
     @field_validator("memory", mode="before")

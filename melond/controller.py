@@ -43,8 +43,8 @@ class NodeState:
     cpus: int
     memory: int  # MiB
     up: bool = False
-    cap_cpus: int | None = None  # the inventory's caps on what the node's probe reports
-    cap_memory: int | None = None
+    cap_cpus: int | None = None  # the inventory's CPU count: replaces the probe's (may oversubscribe)
+    cap_memory: int | None = None  # the inventory's cap on the probe's memory
     backend: str = "unknown"
     backend_reason: str = ""
     reason: str | None = None
@@ -432,7 +432,7 @@ class Controller:
         """Reconcile the node's spool with the store: the store wins, nothing runs twice."""
         node = self.nodes[name]
         if info.get("cpus"):
-            node.cpus = min(info["cpus"], node.cap_cpus or info["cpus"])
+            node.cpus = node.cap_cpus or info["cpus"]  # the inventory's count wins, as Slurm's CPUs=
             node.memory = min(info["memory"], node.cap_memory or info["memory"])
         node.backend = info.get("backend", "none")
         node.backend_reason = info.get("backend_reason", "")

@@ -29,6 +29,15 @@ SYSTEM_SPOOL = "/var/lib/melon/spool"
 USER_SPOOL = "~/.local/state/melon/spool"  # expanded by the helper, on the node
 
 
+def transport_for(node: Node, state_dir: str):
+    """How to reach a node, and its spool path there."""
+    if not node.remote:
+        return LocalTransport(), os.path.join(state_dir, "spool")
+    login = node.user or pwd.getpwuid(os.geteuid()).pw_name
+    spool = node.spool or (SYSTEM_SPOOL if login == "root" else USER_SPOOL)
+    return SshTransport(node.host, node.port, node.user, node.identity_file, node.known_hosts, node.python), spool
+
+
 @dataclass
 class Options:
     state_dir: str
@@ -63,25 +72,17 @@ class Daemon:
 
     def _nodes(self) -> dict[str, NodeState]:
         """Every node's capacity: the local node's from psutil, a remote node's from its probe
-        once it connects; both capped by the inventory."""
+        once it connects; the inventory's `cpus` replaces the count, its `memory` caps it."""
         out = {}
         for name, node in self.opts.inventory.node_table().items():
             cpus = memory = 0
             if not node.remote:
                 cpus = psutil.cpu_count() or 1
                 memory = psutil.virtual_memory().total // MIB
-            out[name] = NodeState(name=name, partition=node.partition, cpus=min(cpus, node.cpus or cpus),
+            out[name] = NodeState(name=name, partition=node.partition, cpus=node.cpus or cpus,
                                   memory=min(memory, node.memory or memory), cap_cpus=node.cpus,
                                   cap_memory=node.memory)
         return out
-
-    def _transport(self, node: Node):
-        if not node.remote:
-            return LocalTransport(), os.path.join(self.state_dir, "spool")
-        login = node.user or pwd.getpwuid(os.geteuid()).pw_name
-        spool = node.spool or (SYSTEM_SPOOL if login == "root" else USER_SPOOL)
-        return SshTransport(node.host, node.port, node.user, node.identity_file, node.known_hosts,
-                            node.python), spool
 
     async def run(self) -> None:
         self._prepare_state_dir()
@@ -91,7 +92,7 @@ class Daemon:
         ctl = Controller(store, inv, self._nodes(), kill_wait=kill_wait)
         handshakes = asyncio.Semaphore(MAX_HANDSHAKES)
         for name, node in inv.node_table().items():
-            transport, spool = self._transport(node)
+            transport, spool = transport_for(node, self.state_dir)
             ctl.sessions[name] = NodeSession(name, transport, spool, on_up=ctl.node_up,
                                              on_down=ctl.node_down, on_event=ctl.on_event, handshakes=handshakes)
         runner = web.AppRunner(make_app(ctl), access_log=None, handle_signals=False)

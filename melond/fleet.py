@@ -14,7 +14,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from melond.errors import NodeUnavailable, NodeRequestFailed
-from remote import bootstrap, wire
+from remote import bootstrap as bootstrap_mod
+from remote import wire
 
 log = logging.getLogger("melond.fleet")
 
@@ -38,6 +39,30 @@ class Backoff:
 
     def reset(self) -> None:
         self.attempt = 0
+
+
+async def bootstrap(transport, spool: str):
+    """Start the helper through a transport; return (channel, decoder, the helper's hello info)."""
+    channel = await transport.open(spool)
+    try:
+        marker = await channel.reader.readline()
+        if marker != bootstrap_mod.READY:
+            err = " ".join((await channel.stderr_lines())[-5:])
+            raise ConnectionError(f"helper bootstrap failed: got {marker!r}; stderr: {err or '(empty)'}")
+        channel.writer.write(bootstrap_mod.payload())
+        decoder = wire.Decoder()
+        while True:
+            data = await channel.reader.read(65536)
+            if not data:
+                err = " ".join((await channel.stderr_lines())[-5:])
+                raise ConnectionError(f"helper exited during start-up; stderr: {err or '(empty)'}")
+            for msg in decoder.feed(data):
+                if msg.get("event") == "hello":
+                    return channel, decoder, msg["info"]
+                raise ConnectionError(f"helper spoke before saying hello: {msg!r}")
+    except BaseException:
+        channel.close()
+        raise
 
 
 class NodeSession:
@@ -97,22 +122,8 @@ class NodeSession:
             await asyncio.sleep(delay)
 
     async def _connect(self) -> tuple[wire.Decoder, dict]:
-        self._channel = await self.transport.open(self.spool)
-        marker = await self._channel.reader.readline()
-        if marker != bootstrap.READY:
-            err = " ".join((await self._channel.stderr_lines())[-5:])
-            raise ConnectionError(f"helper bootstrap failed: got {marker!r}; stderr: {err or '(empty)'}")
-        self._channel.writer.write(bootstrap.payload())
-        decoder = wire.Decoder()
-        while True:
-            data = await self._channel.reader.read(65536)
-            if not data:
-                err = " ".join((await self._channel.stderr_lines())[-5:])
-                raise ConnectionError(f"helper exited during start-up; stderr: {err or '(empty)'}")
-            for msg in decoder.feed(data):
-                if msg.get("event") == "hello":
-                    return decoder, msg["info"]
-                raise ConnectionError(f"helper spoke before saying hello: {msg!r}")
+        self._channel, decoder, hello = await bootstrap(self.transport, self.spool)
+        return decoder, hello
 
     async def _serve(self, decoder: wire.Decoder) -> str:
         reader = self._channel.reader

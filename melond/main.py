@@ -19,10 +19,12 @@ from melond.paths import default_state_dir
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address for --port.")
 @click.option("--kill-wait", type=click.FloatRange(0), default=None,
               help="Seconds between SIGTERM and SIGKILL at a time limit or cancel (Slurm's KillWait). Default 30.")
+@click.option("--check", "check_only", is_flag=True,
+              help="Validate the inventory, probe every node, print a table and exit (non-zero if any node fails).")
 @click.option("--log-level", default="INFO", show_default=True,
               type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
 def main(state_dir: str | None, inventory: str | None, port: int | None, host: str,
-         kill_wait: float | None, log_level: str) -> None:
+         kill_wait: float | None, check_only: bool, log_level: str) -> None:
     """Run the Melon scheduler daemon.
 
     With no inventory it runs jobs on this machine. Example:
@@ -36,9 +38,23 @@ def main(state_dir: str | None, inventory: str | None, port: int | None, host: s
     logs.setup(log_level.upper())
     try:
         inv = config.load(inventory)
+        if check_only:
+            sys.exit(_check(inv, state_dir or default_state_dir()))
         daemon = Daemon(Options(state_dir=state_dir or default_state_dir(), inventory=inv, port=port, host=host,
                                 kill_wait=kill_wait))
         asyncio.run(daemon.run())
     except MelonError as exc:
         click.echo(f"melond: {exc}", err=True)
         sys.exit(1)
+
+
+def _check(inv, state_dir: str) -> int:
+    from cli.common import table
+    from melond.check import check
+
+    headers, rows = asyncio.run(check(inv, state_dir))
+    click.echo(table(headers, rows))
+    failed = [r[0] for r in rows if r[2] != "yes"]
+    if failed:
+        click.echo(f"melond: {len(failed)} node(s) failed the check: {', '.join(failed)}", err=True)
+    return 1 if failed else 0

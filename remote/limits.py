@@ -226,6 +226,17 @@ def _can_make_dir(parent: str) -> bool:
         return False
 
 
+def release_scope(scope: str) -> None:
+    """Remove this spool's (empty) cgroup folders when its helper leaves; busy ones stay."""
+    dirs = [os.path.join(CGROUP_ROOT, "melon", scope)]
+    dirs += [os.path.join(CGROUP_ROOT, c, "melon", scope) for c in V1_CONTROLLERS]
+    for d in dirs:
+        try:
+            os.rmdir(d)
+        except OSError:
+            pass
+
+
 def detect() -> tuple[str, str]:
     """Pick the best backend this process can use here; return (backend, why)."""
     v2 = os.path.join(CGROUP_ROOT, "cgroup.controllers")

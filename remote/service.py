@@ -309,6 +309,7 @@ async def serve(spool_dir: str, launcher: socket.socket) -> None:
     scanner = asyncio.ensure_future(helper.scan_forever())
     await closed
     scanner.cancel()
+    limits.release_scope(helper.scope)
 
 
 async def _bind_notify(address: str) -> socket.socket | None:

@@ -39,10 +39,11 @@ def wait_for(predicate, timeout: float = 15.0, interval: float = 0.05, what: str
 class Melon:
     """A running melond in its own state dir, and helpers to drive its CLIs."""
 
-    def __init__(self, root: Path, kill_wait: float = 1.0, inventory: str | None = None) -> None:
+    def __init__(self, root: Path, kill_wait: float = 1.0, inventory: str | None = None,
+                 work: Path | None = None) -> None:
         self.root = root
         self.state = root / "state"
-        self.work = root / "work"
+        self.work = work or root / "work"
         self.work.mkdir(mode=0o777, parents=True, exist_ok=True)
         os.chmod(self.work, 0o1777)  # other test users write their output here too
         self.kill_wait = kill_wait
@@ -55,21 +56,23 @@ class Melon:
         self.log = root / "melond.log"
         self.endpoint = f"unix:{self.state}/melond.sock"
 
-    def start(self) -> None:
+    def start(self, wait_all_up: bool = True) -> None:
         args = [str(BIN / "melond"), "--state-dir", str(self.state), "--kill-wait", str(self.kill_wait)]
         if self.inventory:
             args += ["--inventory", str(self.inventory)]
         args += self.start_args
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=open(self.log, "ab"))
-        wait_for(lambda: self._node_up(), timeout=20, what=f"melond to start (log: {self.log.read_text()[-2000:]})")
+        wait_for(lambda: self._node_up(wait_all_up), timeout=20,
+                 what=f"melond to start (log: {self.log.read_text()[-2000:]})")
 
-    def _node_up(self) -> bool:
+    def _node_up(self, all_up: bool = True) -> bool:
         if self.proc and self.proc.poll() is not None:
             pytest.fail(f"melond exited with {self.proc.returncode}: {self.log.read_text()[-3000:]}")
         if not (self.state / "melond.sock").exists():
             return False
         r = self.run("minfo", "--json", check=False)
-        return r.returncode == 0 and all(n["state"] != "down" for n in json.loads(r.stdout))
+        states = [n["state"] != "down" for n in json.loads(r.stdout)] if r.returncode == 0 else []
+        return bool(states) and (all(states) if all_up else any(states))
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.proc and self.proc.poll() is None:
@@ -159,6 +162,76 @@ def melon_factory(short_tmp: Path) -> Iterator:
     yield make
     for m in made:
         m.cleanup()
+
+
+DOCKER_SSHD = REPO / "tests" / "docker-sshd"
+
+
+def docker_missing() -> str | None:
+    """Why the Docker cluster tests cannot run here, or None if they can."""
+    if shutil.which("docker") is None:
+        return "no docker command on this machine"
+    r = subprocess.run(["docker", "info"], capture_output=True, text=True)
+    if r.returncode != 0:
+        return f"no Docker engine answers here ({r.stderr.strip().splitlines()[-1] if r.stderr.strip() else 'docker info failed'})"
+    if not is_root():
+        return "the cluster needs root (it creates the test users alice and bob here too)"
+    return None
+
+
+class Cluster:
+    """N sshd nodes in Docker (tests/docker-sshd/cluster) and the inventory that lists them."""
+
+    def __init__(self, size: int) -> None:
+        self.dir = Path(f"/tmp/mc{os.getpid()}")
+        self.inventory = self.dir.parent / f"mc{os.getpid()}.toml"
+        self.size = size
+
+    def up(self) -> None:
+        r = subprocess.run([str(DOCKER_SSHD / "cluster"), "up", str(self.size), "--inventory", str(self.inventory),
+                            "--dir", str(self.dir)], capture_output=True, text=True, timeout=900)
+        if r.returncode != 0:
+            self.down()
+            pytest.fail(f"cluster up failed:\n{r.stdout}\n{r.stderr}")
+
+    def down(self) -> None:
+        subprocess.run([str(DOCKER_SSHD / "cluster"), "down", "--dir", str(self.dir)], capture_output=True, timeout=300)
+        self.inventory.unlink(missing_ok=True)
+
+    @property
+    def shared(self) -> Path:
+        return self.dir / "shared"
+
+    def docker(self, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["docker", *args], capture_output=True, text=True, timeout=120)
+
+    def node_exec(self, node: str, *cmd: str) -> subprocess.CompletedProcess:
+        return self.docker("exec", f"melon-{node}", *cmd)
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Iterator[Cluster]:
+    """Three sshd nodes for the whole session, always torn down."""
+    why = docker_missing()
+    if why:
+        pytest.skip(f"Docker cluster tests skipped: {why}")
+    c = Cluster(3)
+    c.up()
+    try:
+        yield c
+    finally:
+        c.down()
+
+
+@pytest.fixture
+def melon_on_cluster(cluster: Cluster, short_tmp: Path) -> Iterator[Melon]:
+    """A melond driving the cluster, its users' work folder on the shared volume."""
+    work = cluster.shared / short_tmp.name
+    m = Melon(short_tmp, inventory=cluster.inventory.read_text(), work=work)
+    m.start()
+    yield m
+    m.cleanup()
+    shutil.rmtree(work, ignore_errors=True)
 
 
 def is_root() -> bool:

@@ -1,0 +1,31 @@
+"""`melond --check`: validate the inventory and probe every node, once, in parallel."""
+from __future__ import annotations
+
+import asyncio
+
+from melond.config import Inventory
+from melond.daemon import transport_for
+from melond.fleet import BOOT_TIMEOUT, bootstrap
+
+HEADERS = ["NODE", "ADDRESS", "REACHABLE", "CPUS", "MEMORY_MB", "SYSTEMD", "LIMITS", "PYTHON", "NOTE"]
+
+
+async def _probe(name: str, node, state_dir: str) -> list[str]:
+    transport, spool = transport_for(node, state_dir)
+    address = f"{node.host}:{node.port}" if node.remote else "local"
+    try:
+        channel, _, info = await asyncio.wait_for(bootstrap(transport, spool), BOOT_TIMEOUT)
+    except Exception as exc:  # noqa: BLE001 - every failure is a row, not a crash
+        return [name, address, "no", "-", "-", "-", "-", "-", f"{type(exc).__name__}: {exc}"]
+    channel.close()
+    note = info.get("backend_reason", "")
+    if info.get("uid") != 0:
+        note += f"; helper runs as {info.get('user')}: only {info.get('user')}'s jobs can run there"
+    return [name, address, "yes", str(info["cpus"]), str(info["memory"]), "yes" if info["systemd"] else "no",
+            info["backend"], info["python"], note]
+
+
+async def check(inv: Inventory, state_dir: str) -> tuple[list[str], list[list[str]]]:
+    nodes = inv.node_table()
+    rows = await asyncio.gather(*(_probe(name, node, state_dir) for name, node in nodes.items()))
+    return HEADERS, list(rows)

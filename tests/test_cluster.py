@@ -1,0 +1,184 @@
+"""Real sshd nodes in Docker: placement, limits, users, extension, cancel, channel reuse, pauses."""
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+
+import pytest
+
+from conftest import BIN, Cluster, Melon, wait_for
+
+
+def _ran_on(melon: Melon, jid: int) -> str:
+    return melon.job(jid)["assigned_node"]
+
+
+def test_nodes_are_probed_over_ssh(melon_on_cluster: Melon) -> None:
+    nodes = json.loads(melon_on_cluster.run("minfo", "--json").stdout)
+    assert [n["name"] for n in nodes] == ["node1", "node2", "node3"]
+    assert all(n["state"] == "idle" and n["cpus"] >= 1 and n["memory"] > 0 for n in nodes)
+    assert all(n["backend"] != "unknown" for n in nodes)
+
+
+def test_placement_by_cpus_across_three_nodes(melon_on_cluster: Melon) -> None:
+    m = melon_on_cluster
+    cpus = json.loads(m.run("minfo", "--json").stdout)[0]["cpus"]
+    jobs = [m.submit("-c", str(cpus), "-t", "0:30", "--wrap", "hostname; sleep 3") for _ in range(4)]
+    for jid in jobs[:3]:
+        m.wait_state(jid, {"R"})
+    assert sorted(_ran_on(m, j) for j in jobs[:3]) == ["node1", "node2", "node3"]
+    assert m.job(jobs[3])["state"] == "PD" and m.job(jobs[3])["reason"] == "Resources"
+    for jid in jobs:
+        m.wait_state(jid, {"CD"}, timeout=30)
+    for jid in jobs:
+        assert (m.work / f"melon-{jid}.out").read_text().strip() == _ran_on(m, jid)
+
+
+def test_job_runs_as_its_submitter_and_cannot_touch_others_files(melon_on_cluster: Melon) -> None:
+    m = melon_on_cluster
+    bobs = m.work / "bobs-file"
+    jid = m.submit("--wrap", f"echo mine > {bobs}; chmod 600 {bobs}", user="bob")
+    m.wait_state(jid, {"CD"})
+    jid = m.submit("--wrap", f"id -un; id -u; echo evil > {bobs} || echo denied; cat {bobs} || echo unreadable",
+                   user="alice")
+    m.wait_state(jid, {"CD"})
+    out = (m.work / f"melon-{jid}.out").read_text().split()
+    assert out[:2] == ["alice", "2001"] and "denied" in out and "unreadable" in out
+    assert bobs.read_text() == "mine\n"
+
+
+def test_extended_job_outlives_its_deadline_on_a_node(melon_on_cluster: Melon) -> None:
+    m = melon_on_cluster
+    extended = m.submit("-t", "0:03", "--wrap", "sleep 5; echo finished")
+    control = m.submit("-t", "0:03", "--wrap", "sleep 30")
+    m.wait_state(extended, {"R"})
+    m.run("mextend", "-j", str(extended), "-t", "+0:05")
+    assert m.wait_state(extended, {"CD", "TO"}, timeout=20)["state"] == "CD"
+    job = m.wait_state(control, {"TO"}, timeout=20)
+    assert next(e for e in job["events"] if e["kind"] == "ended")["data"]["kill_late_by"] < 1.0
+
+
+def test_cancel_kills_the_whole_tree_on_the_node(melon_on_cluster: Melon, cluster: Cluster) -> None:
+    m = melon_on_cluster
+    jid = m.submit("-w", "node2", "--wrap", "sleep 301 & (sleep 302 &) ; sleep 303")
+    m.wait_state(jid, {"R"})
+    wait_for(lambda: cluster.node_exec("node2", "pgrep", "-f", "sleep 30[123]").stdout.count("\n") == 3,
+             what="the job's three sleeps on node2")
+    m.run("mcancel", str(jid))
+    m.wait_state(jid, {"CA"})
+    assert cluster.node_exec("node2", "pgrep", "-f", "sleep 30[123]").stdout == ""
+
+
+def test_memory_limit_ends_out_of_memory(melon_on_cluster: Melon) -> None:
+    m = melon_on_cluster
+    if all(n["backend"] == "none" for n in json.loads(m.run("minfo", "--json").stdout)):
+        pytest.skip("the nodes enforce no memory limit here (minfo says why)")
+    jid = m.submit("--mem", "64M", "--wrap", "python3 -c 'import time; b = bytearray(400 * 1024 * 1024); time.sleep(3)'")
+    assert m.wait_state(jid, {"OOM", "F", "CD"}, timeout=30)["state"] == "OOM"
+
+
+def test_cpu_limit_holds(melon_on_cluster: Melon) -> None:
+    m = melon_on_cluster
+    if all(n["backend"] == "none" for n in json.loads(m.run("minfo", "--json").stdout)):
+        pytest.skip("the nodes enforce no CPU limit here (minfo says why)")
+    spin = ("import os, time\n"
+            "end = time.time() + 3\n"
+            "for _ in range(3):\n"
+            "    if os.fork() == 0:\n"
+            "        while time.time() < end: pass\n"
+            "        os._exit(0)\n"
+            "start = time.time()\n"
+            "for _ in range(3): os.wait()\n"
+            "t = os.times()\n"
+            "print((t.children_user + t.children_system) / (time.time() - start))\n")
+    (m.work / "spin.py").write_text(spin)
+    jid = m.submit("-c", "1", "--wrap", f"python3 {m.work / 'spin.py'}")
+    m.wait_state(jid, {"CD"}, timeout=30)
+    ratio = float((m.work / f"melon-{jid}.out").read_text())
+    assert ratio <= 1.15, f"3 busy processes under a 1-CPU limit used {ratio:.2f} CPUs"
+
+
+def test_pausing_a_node_briefly_loses_nothing(melon_on_cluster: Melon, cluster: Cluster) -> None:
+    m = melon_on_cluster
+    jid = m.submit("-w", "node3", "-t", "1:00", "--wrap", "sleep 2; echo done")
+    m.wait_state(jid, {"R"})
+    assert cluster.docker("pause", "melon-node3").returncode == 0
+    try:
+        time.sleep(5)
+        assert m.job(jid)["state"] == "R"
+    finally:
+        cluster.docker("unpause", "melon-node3")
+    job = m.wait_state(jid, {"CD"}, timeout=30)
+    assert [e["kind"] for e in job["events"]].count("ended") == 1
+    assert (m.work / f"melon-{jid}.out").read_text() == "done\n"
+
+
+def test_fifty_concurrent_jobs_on_one_node_over_one_channel(cluster: Cluster, short_tmp) -> None:
+    """sshd keeps MaxSessions=10; Melon's one control channel per node never needs more."""
+    inventory = cluster.inventory.read_text().replace('[nodes.node1]\n', '[nodes.node1]\ncpus = 64\n', 1)
+    work = cluster.shared / f"{short_tmp.name}-50"
+    m = Melon(short_tmp, inventory=inventory, work=work)
+    m.start()
+    try:
+        jobs = [m.submit("-w", "node1", "-c", "1", "--mem", "16M", "-t", "1:00", "--wrap", "sleep 4")
+                for _ in range(50)]
+        wait_for(lambda: sum(j["state"] == "R" for j in m.jobs()) == 50, timeout=30, what="50 jobs running at once")
+        for jid in jobs:
+            m.wait_state(jid, {"CD"}, timeout=60)
+        assert "maxsessions 10" in cluster.node_exec("node1", "sshd", "-T").stdout.lower()
+    finally:
+        m.cleanup()
+
+
+def test_check_probes_every_node_and_fails_on_a_bad_one(cluster: Cluster, short_tmp) -> None:
+    melond = str(BIN / "melond")
+    r = subprocess.run([melond, "--check", "--inventory", str(cluster.inventory), "--state-dir", str(short_tmp)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    rows = [line.split() for line in r.stdout.splitlines()[1:]]
+    assert [row[0] for row in rows] == ["node1", "node2", "node3"] and all(row[2] == "yes" for row in rows)
+    bad = short_tmp / "bad.toml"
+    bad.write_text(cluster.inventory.read_text() + '\n[nodes.ghost]\nhost = "127.0.0.1"\nport = 1\npartition = "batch"\n')
+    r = subprocess.run([melond, "--check", "--inventory", str(bad), "--state-dir", str(short_tmp)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and "ghost" in r.stderr
+    assert any(line.startswith("ghost") and " no " in line for line in r.stdout.splitlines())
+
+
+def test_unknown_host_key_keeps_the_node_down_and_says_how_to_trust_it(cluster: Cluster, short_tmp) -> None:
+    known = short_tmp / "known_hosts"
+    lines = (cluster.dir / "known_hosts").read_text().splitlines()
+    known.write_text("\n".join(lines[:2]) + "\n")  # node3's key is missing
+    inventory = cluster.inventory.read_text().replace(str(cluster.dir / "known_hosts"), str(known))
+    m = Melon(short_tmp, inventory=inventory, work=cluster.shared / f"{short_tmp.name}-hk")
+    m.start(wait_all_up=False)
+    try:
+        node3 = wait_for(lambda: next((n for n in json.loads(m.run("minfo", "--json").stdout)
+                                       if n["name"] == "node3" and n.get("reason")), None), what="node3's reason")
+        assert node3["state"] == "down" and "ssh-keyscan" in node3["reason"]
+        jid = m.submit("-w", "node3", "--wrap", "true")
+        time.sleep(1)
+        assert m.job(jid)["state"] == "PD"
+        m.run("mcancel", str(jid))
+    finally:
+        m.cleanup()
+
+
+def test_node_reached_as_a_non_root_account(cluster: Cluster, short_tmp) -> None:
+    """The helper runs as alice: her jobs run (unconfined, minfo says why), others are refused clearly."""
+    inventory = cluster.inventory.read_text().replace('[nodes.node1]\n', '[nodes.node1]\nuser = "alice"\n', 1)
+    m = Melon(short_tmp, inventory=inventory, work=cluster.shared / f"{short_tmp.name}-nr")
+    m.start()
+    try:
+        node1 = next(n for n in json.loads(m.run("minfo", "--json").stdout) if n["name"] == "node1")
+        if node1["backend"] == "none":
+            assert "not root" in node1["backend_reason"] or "delegation" in node1["backend_reason"]
+        jid = m.submit("-w", "node1", "--wrap", "id -un", user="alice")
+        m.wait_state(jid, {"CD"})
+        assert (m.work / f"melon-{jid}.out").read_text() == "alice\n"
+        jid = m.submit("-w", "node1", "--wrap", "id -un", user="bob")
+        job = m.wait_state(jid, {"F"})
+        assert "cannot start jobs as 'bob'" in (job["detail"] or "")
+    finally:
+        m.cleanup()
