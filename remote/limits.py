@@ -40,6 +40,7 @@ class NoLimits:
     """Process-group only: no memory or CPU enforcement on this node."""
 
     name = "none"
+    wraps = False  # True: the job's command is wrapped (systemd-run), not moved into a cgroup
 
     def __init__(self, job_id: int, cpus: int, memory: int, tasks_max: int, scope: str) -> None:
         self.job_id = job_id
@@ -204,6 +205,19 @@ class CgroupV2(NoLimits):
             pass
 
 
+def _hierarchy(controllers: str) -> str | None:
+    """Where a /proc/<pid>/cgroup line's hierarchy is mounted: v2 (at the root, or at unified/ in
+    hybrid mode), v1 named (name=systemd) or v1 controllers."""
+    if controllers == "":
+        for base in (CGROUP_ROOT, os.path.join(CGROUP_ROOT, "unified")):
+            if os.path.exists(os.path.join(base, "cgroup.controllers")):
+                return base
+        return None
+    name = controllers[5:] if controllers.startswith("name=") else controllers
+    base = os.path.join(CGROUP_ROOT, name)
+    return base if os.path.isdir(base) else None
+
+
 def _drain(group: NoLimits) -> None:
     """Kill until the cgroup is empty (a cgroup with members cannot be removed); about a second at most."""
     for _ in range(50):
@@ -213,7 +227,114 @@ def _drain(group: NoLimits) -> None:
         time.sleep(0.02)
 
 
-BACKENDS = {cls.name: cls for cls in (CgroupV2, CgroupV1, NoLimits)}
+class SystemdScope(NoLimits):
+    """A transient systemd scope per job, `melon-job-<id>.scope`, with MemoryMax, CPUQuota, TasksMax.
+
+    systemd-run (as root) creates the scope around its own process and execs setpriv, which
+    becomes the user and execs the job; the pid stays the same throughout. Once the job is in
+    its scope the monitor records the scope's cgroup folders, so kills and the OOM check work on
+    the whole scope as with the cgroupfs backends.
+    """
+
+    name = "systemd"
+    wraps = True
+
+    def __init__(self, job_id: int, cpus: int, memory: int, tasks_max: int, scope: str) -> None:
+        super().__init__(job_id, cpus, memory, tasks_max, scope)
+        self.cpus, self.memory, self.tasks_max = cpus, memory, tasks_max
+        self.unit = f"melon-job-{job_id}"
+        self.procs: str | None = None  # cgroup.procs of the scope
+        self.oom_file: tuple[str, str] | None = None  # (file, key) that counts OOM kills
+
+    def wrap(self, argv: list[str], uid: int, gid: int) -> list[str]:
+        cmd = [SYSTEMD_RUN, "--scope", "--quiet", "--collect", f"--unit={self.unit}", "--slice=melon.slice"]
+        if self.memory:
+            cmd += ["-p", f"MemoryMax={self.memory}"]
+        if self.cpus:
+            cmd += ["-p", f"CPUQuota={self.cpus * 100}%"]
+        if self.tasks_max:
+            cmd += ["-p", f"TasksMax={self.tasks_max}"]
+        cmd.append("--")
+        if uid != 0:
+            cmd += [SETPRIV, f"--reuid={uid}", f"--regid={gid}", "--init-groups", "--"]
+        return cmd + argv
+
+    def locate(self, pid: int, timeout: float = 5.0) -> bool:
+        """Wait until the job sits in its scope; remember the scope's cgroup files."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            lines = _read(f"/proc/{pid}/cgroup").splitlines()
+            if not lines:
+                return False  # already gone: systemd-run failed, the exit status tells
+            paths = {}
+            for line in lines:
+                _, controllers, path = line.split(":", 2)
+                if f"/{self.unit}.scope" in path:
+                    paths[controllers] = path
+            if paths:
+                self._remember(paths)
+                self._anchor(paths)
+                return True
+            time.sleep(0.001)
+        return False
+
+    def _remember(self, paths: dict[str, str]) -> None:
+        if "" in paths and os.path.exists(os.path.join(CGROUP_ROOT, "cgroup.controllers")):  # pure cgroup v2
+            d = CGROUP_ROOT + paths[""]
+            self.procs, self.oom_file = os.path.join(d, "cgroup.procs"), (os.path.join(d, "memory.events"), "oom_kill")
+            return
+        for controllers, path in paths.items():
+            names = controllers.split(",")
+            if "memory" in names:
+                d = os.path.join(CGROUP_ROOT, controllers, path.lstrip("/"))
+                self.oom_file = (os.path.join(d, "memory.oom_control"), "oom_kill")
+                self.procs = self.procs or os.path.join(d, "cgroup.procs")
+            if "name=systemd" in names:
+                self.procs = os.path.join(CGROUP_ROOT, "systemd", path.lstrip("/"), "cgroup.procs")
+
+    def _anchor(self, paths: dict[str, str]) -> None:
+        """Keep one idle process of ours in the scope, so that systemd does not remove the scope's
+        folders, and with them the OOM count, the moment the job's last process dies."""
+        try:
+            self.anchor = os.posix_spawn(SLEEP, ["sleep", "infinity"], {})
+            for controllers, path in paths.items():
+                base = _hierarchy(controllers)
+                if base:
+                    _write(os.path.join(base, path.lstrip("/"), "cgroup.procs"), str(self.anchor))
+        except OSError:
+            pass  # without an anchor the OOM check may come too late; the job itself is unaffected
+
+    anchor = 0
+
+    def pids(self) -> list[int]:
+        procs = [int(p) for p in _read(self.procs).split()] if self.procs else []
+        return [p for p in procs if p != self.anchor]
+
+    def signal_all(self, sig: int) -> None:
+        for pid in self.pids():
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        super().signal_all(sig)
+
+    def oom_killed(self) -> bool:
+        return bool(self.oom_file) and _stat_value(_read(self.oom_file[0]), self.oom_file[1]) > 0
+
+    def destroy(self) -> None:
+        _drain(self)
+        if self.anchor:  # last one out: systemd then collects the scope
+            try:
+                os.kill(self.anchor, signal.SIGKILL)
+                os.waitpid(self.anchor, 0)
+            except OSError:
+                pass
+
+
+SYSTEMD_RUN = next((p for p in ("/usr/bin/systemd-run", "/bin/systemd-run") if os.path.exists(p)), "systemd-run")
+SLEEP = next((p for p in ("/usr/bin/sleep", "/bin/sleep") if os.path.exists(p)), "sleep")
+SETPRIV = next((p for p in ("/usr/bin/setpriv", "/bin/setpriv") if os.path.exists(p)), "setpriv")
+BACKENDS = {cls.name: cls for cls in (SystemdScope, CgroupV2, CgroupV1, NoLimits)}
 
 
 def _can_make_dir(parent: str) -> bool:
@@ -239,6 +360,9 @@ def release_scope(scope: str) -> None:
 
 def detect() -> tuple[str, str]:
     """Pick the best backend this process can use here; return (backend, why)."""
+    if os.path.isdir("/run/systemd/system") and os.path.exists(SYSTEMD_RUN) and os.path.exists(SETPRIV):
+        if os.geteuid() == 0:
+            return "systemd", "systemd-run transient scopes (MemoryMax, CPUQuota, TasksMax)"
     v2 = os.path.join(CGROUP_ROOT, "cgroup.controllers")
     if os.path.exists(v2):
         if "memory" in _read(v2).split() and _can_make_dir(CGROUP_ROOT):

@@ -104,6 +104,8 @@ class Monitor:
         if err:
             os.waitpid(pid, 0)
             raise LaunchError(err.decode("utf-8", "replace"))
+        if self.limits.wraps:
+            self.limits.locate(pid)
         return pid, start
 
     def _watch(self, pid: int, start: float) -> int:
@@ -234,14 +236,23 @@ def _exec_job(lim: limits.NoLimits, target: tuple, spec: dict, argv: list[str], 
     step = "setsid"
     try:
         os.setsid()
-        step = "join the job's cgroup"
-        lim.attach(os.getpid())
         uid, gid, groups, _home = target
-        if os.geteuid() == 0 and uid != 0:
-            step = f"switch to uid {uid}"
-            os.setgroups(groups)
-            os.setgid(gid)
-            os.setuid(uid)
+        switch = os.geteuid() == 0 and uid != 0
+        if lim.wraps:
+            # The wrapper (systemd-run) needs root; act as the user only for the folder and files.
+            step = f"act as uid {uid}"
+            if switch:
+                os.setgroups(groups)
+                os.setegid(gid)
+                os.seteuid(uid)
+        else:
+            step = "join the job's cgroup"
+            lim.attach(os.getpid())
+            if switch:
+                step = f"switch to uid {uid}"
+                os.setgroups(groups)
+                os.setgid(gid)
+                os.setuid(uid)
         os.umask(0o022)
         step = f"change directory to {spec['cwd']}"
         os.chdir(spec["cwd"])
@@ -256,6 +267,13 @@ def _exec_job(lim: limits.NoLimits, target: tuple, spec: dict, argv: list[str], 
         os.dup2(null, 0)
         os.dup2(out, 1)
         os.dup2(err, 2)
+        if lim.wraps:
+            if switch:
+                os.seteuid(0)
+                os.setegid(0)
+                os.setgroups([])
+            argv = lim.wrap(argv, uid, gid)
+            program = argv[0]
         step = f"execute {argv[0]}"
         os.execve(program, argv, env)
     except BaseException as exc:  # noqa: BLE001 - anything here must reach the monitor, then exit

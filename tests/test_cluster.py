@@ -121,9 +121,11 @@ def test_fifty_concurrent_jobs_on_one_node_over_one_channel(cluster: Cluster, sh
     m = Melon(short_tmp, inventory=inventory, work=work)
     m.start()
     try:
-        jobs = [m.submit("-w", "node1", "-c", "1", "--mem", "16M", "-t", "1:00", "--wrap", "sleep 4")
-                for _ in range(50)]
-        wait_for(lambda: sum(j["state"] == "R" for j in m.jobs()) == 50, timeout=30, what="50 jobs running at once")
+        go = m.work / "go"
+        jobs = [m.submit("-w", "node1", "-c", "1", "--mem", "16M", "-t", "2:00", "--wrap",
+                         f"while [ ! -e {go} ]; do sleep 0.2; done") for _ in range(50)]
+        wait_for(lambda: sum(j["state"] == "R" for j in m.jobs()) == 50, timeout=60, what="50 jobs running at once")
+        go.touch()  # all fifty ran at the same time; now let them finish
         for jid in jobs:
             m.wait_state(jid, {"CD"}, timeout=60)
         assert "maxsessions 10" in cluster.node_exec("node1", "sshd", "-T").stdout.lower()
@@ -182,3 +184,25 @@ def test_node_reached_as_a_non_root_account(cluster: Cluster, short_tmp) -> None
         assert "cannot start jobs as 'bob'" in (job["detail"] or "")
     finally:
         m.cleanup()
+
+
+def test_jobs_run_in_named_systemd_scopes_with_their_limits(melon_on_cluster: Melon, cluster: Cluster) -> None:
+    m = melon_on_cluster
+    node = next(n for n in json.loads(m.run("minfo", "--json").stdout) if n["name"] == "node1")
+    if node["backend"] != "systemd":
+        pytest.skip(f"node1 uses {node['backend']}: {node['backend_reason']}")
+    jid = m.submit("-w", "node1", "-c", "1", "--mem", "100M", "-t", "0:30", "--wrap", "sleep 20", user="alice")
+    m.wait_state(jid, {"R"})
+    show = cluster.node_exec("node1", "systemctl", "show", f"melon-job-{jid}.scope",
+                             "-p", "ActiveState", "-p", "MemoryMax", "-p", "CPUQuotaPerSecUSec", "-p", "TasksMax")
+    props = dict(line.split("=", 1) for line in show.stdout.split())
+    assert props["ActiveState"] == "active"
+    assert props["MemoryMax"] == str(100 * 1024 * 1024) and props["CPUQuotaPerSecUSec"] == "1s"
+    assert props["TasksMax"] == "8192"
+    owners = cluster.node_exec("node1", "sh", "-c", "for p in $(pgrep -f '^sleep 20$'); do "
+                               f"grep -q melon-job-{jid}.scope /proc/$p/cgroup && stat -c %U /proc/$p; done").stdout
+    assert owners.split() == ["alice"], owners
+    m.run("mcancel", str(jid))
+    m.wait_state(jid, {"CA"})
+    gone = cluster.node_exec("node1", "systemctl", "is-active", f"melon-job-{jid}.scope")
+    assert gone.stdout.strip() in ("inactive", "unknown") or gone.returncode != 0

@@ -1,0 +1,84 @@
+"""The Docker sshd cluster: submit-to-start latency, 1,000 trivial jobs over 3 nodes, melond's memory per node.
+
+Brings up its own 3-node cluster (tests/docker-sshd/cluster) and always tears it down.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import time
+from pathlib import Path
+
+import psutil
+
+from bench_throughput import submit_all
+from harness import REPO, job_body, melond, pct, table
+
+CLUSTER = REPO / "tests" / "docker-sshd" / "cluster"
+DIR = Path("/tmp/mcbench")
+INVENTORY = Path("/tmp/mcbench.toml")
+JOBS = 1000
+
+
+def latency(client, work) -> list:
+    lat = []
+    for _ in range(50):
+        jid = client.call("POST", "/jobs", job_body(work, "true", memory=16 << 20, time_limit=60))["job_ids"][0]
+        job = client.call("GET", f"/jobs/{jid}", query={"wait": 10})
+        lat.append((job["start_time"] - job["submit_time"]) * 1000)
+    return [f"{statistics.median(lat):.1f}", f"{pct(lat, 0.9):.1f}"]
+
+
+def throughput(client, state, work) -> str:
+    body = json.dumps(job_body(work, "true", memory=16 << 20, time_limit=60)).encode()
+    start = time.perf_counter()
+    ids = asyncio.run(submit_all(f"{state}/melond.sock", body, JOBS))
+    for jid in sorted(ids, reverse=True):
+        while client.call("GET", f"/jobs/{jid}", query={"wait": 60})["state"] in ("PD", "R"):
+            pass
+    elapsed = time.perf_counter() - start
+    done = client.call("GET", "/jobs", query={"state": "CD", "ids": ",".join(map(str, ids))})["jobs"]
+    assert len(done) == JOBS, f"only {len(done)} of {JOBS} completed"
+    return f"{JOBS / elapsed:.0f}"
+
+
+def rss_mib(proc) -> float:
+    return psutil.Process(proc.pid).memory_info().rss / 2**20
+
+
+def inventory_with(nodes: int) -> Path:
+    text = INVENTORY.read_text()
+    keep = text.split("[nodes.")[0] + "".join("[nodes." + part for part in text.split("[nodes.")[1:nodes + 1])
+    path = DIR / f"inv{nodes}.toml"
+    path.write_text(keep)
+    return path
+
+
+def main() -> None:
+    subprocess.run([str(CLUSTER), "up", "3", "--inventory", str(INVENTORY), "--dir", str(DIR)], check=True)
+    try:
+        work = DIR / "shared"
+        rows, memory = [], []
+        with melond("--inventory", str(INVENTORY)) as (client, state, _, proc):
+            backends = sorted({n["backend"] for n in client.call("GET", "/nodes")["nodes"]})
+            p50, p90 = latency(client, work)
+            rows.append(["3 nodes, " + "/".join(backends), p50, p90, throughput(client, state, work)])
+        for n in (1, 3):
+            with melond("--inventory", str(inventory_with(n))) as (_, _, _, proc):
+                time.sleep(1)
+                memory.append(rss_mib(proc))
+        table("Docker sshd cluster (3 nodes, 2 CPUs each, on this 2-core machine)",
+              ["setup", "submit-to-start p50 ms", "p90 ms", "1,000 true jobs: jobs/s"], rows)
+        table("melond memory", ["nodes connected", "RSS MiB"], [[1, f"{memory[0]:.1f}"], [3, f"{memory[1]:.1f}"],
+              ["per extra node", f"{(memory[1] - memory[0]) / 2:.2f}"]])
+    finally:
+        subprocess.run([str(CLUSTER), "down", "--dir", str(DIR)], check=False)
+        INVENTORY.unlink(missing_ok=True)
+
+
+if __name__ == "__main__":
+    os.chdir(REPO)
+    main()
