@@ -14,7 +14,7 @@ async def _probe(name: str, node, state_dir: str) -> list[str]:
     transport, spool = transport_for(node, state_dir)
     address = f"{node.host}:{node.port}" if node.remote else "local"
     try:
-        channel, _, info = await asyncio.wait_for(bootstrap(transport, spool), BOOT_TIMEOUT)
+        channel, _, info = await asyncio.wait_for(bootstrap(transport, spool, node.limits), BOOT_TIMEOUT)
     except Exception as exc:  # noqa: BLE001 - every failure is a row, not a crash
         return [name, address, "no", "-", "-", "-", "-", "-", f"{type(exc).__name__}: {exc}"]
     channel.close()

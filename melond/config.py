@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -50,6 +51,7 @@ class Node(Strict):
     identity_file: str | None = None
     known_hosts: str | None = None  # default: ~/.ssh/known_hosts of melond's user
     python: str = "python3"
+    limits: Literal["auto", "systemd", "cgroup-v2", "cgroup-v1", "none"] = "auto"  # auto: the best the node has
     spool: str | None = None  # on the node; default: /var/lib/melon/spool as root, else ~/.local/state/melon/spool
     partition: str = DEFAULT_PARTITION
     cpus: int | None = Field(default=None, ge=1)  # CPUs to schedule (Slurm's CPUs=); default: the probe's

@@ -94,7 +94,8 @@ class Daemon:
         for name, node in inv.node_table().items():
             transport, spool = transport_for(node, self.state_dir)
             ctl.sessions[name] = NodeSession(name, transport, spool, on_up=ctl.node_up,
-                                             on_down=ctl.node_down, on_event=ctl.on_event, handshakes=handshakes)
+                                             on_down=ctl.node_down, on_event=ctl.on_event, handshakes=handshakes,
+                                             limits=node.limits)
         runner = web.AppRunner(make_app(ctl), access_log=None, handle_signals=False)
         await runner.setup()
         if os.path.exists(self.socket_path):

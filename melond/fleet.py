@@ -41,9 +41,9 @@ class Backoff:
         self.attempt = 0
 
 
-async def bootstrap(transport, spool: str):
+async def bootstrap(transport, spool: str, limits: str = "auto"):
     """Start the helper through a transport; return (channel, decoder, the helper's hello info)."""
-    channel = await transport.open(spool)
+    channel = await transport.open(spool, limits)
     try:
         marker = await channel.reader.readline()
         if marker != bootstrap_mod.READY:
@@ -72,8 +72,9 @@ class NodeSession:
                  on_up: Callable[[str, dict], Awaitable[None]],
                  on_down: Callable[[str, str], Awaitable[None]],
                  on_event: Callable[[str, dict], None],
-                 handshakes: asyncio.Semaphore) -> None:
+                 handshakes: asyncio.Semaphore, limits: str = "auto") -> None:
         self.name = name
+        self.limits = limits
         self.transport = transport
         self.spool = spool
         self.on_up, self.on_down, self.on_event = on_up, on_down, on_event
@@ -122,7 +123,7 @@ class NodeSession:
             await asyncio.sleep(delay)
 
     async def _connect(self) -> tuple[wire.Decoder, dict]:
-        self._channel, decoder, hello = await bootstrap(self.transport, self.spool)
+        self._channel, decoder, hello = await bootstrap(self.transport, self.spool, self.limits)
         return decoder, hello
 
     async def _serve(self, decoder: wire.Decoder) -> str:

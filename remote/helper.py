@@ -12,10 +12,11 @@ import sys
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Serve melond on stdin/stdout; the spool directory is the only argument."""
+    """Serve melond on stdin/stdout; arguments: the spool directory and the limits backend wanted."""
     args = sys.argv[1:] if argv is None else argv
     spool_dir = os.path.expanduser(args[0]) if args else os.path.expanduser("~/.local/state/melon/spool")
+    limits = args[1] if len(args) > 1 else "auto"
     from remote import launcher
     _pid, sock = launcher.start()
     from remote import service
-    service.run(spool_dir, sock)
+    service.run(spool_dir, sock, limits)

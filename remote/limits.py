@@ -358,19 +358,37 @@ def release_scope(scope: str) -> None:
             pass
 
 
-def detect() -> tuple[str, str]:
-    """Pick the best backend this process can use here; return (backend, why)."""
+def detect(wanted: str = "auto") -> tuple[str, str]:
+    """Pick the best backend this process can use here (or the one the inventory asks for, if it
+    can be used); return (backend, why)."""
+    if wanted == "none":
+        return "none", 'the inventory turns enforcement off (limits = "none")'
+    usable = _usable()
+    if wanted != "auto":
+        if wanted in usable:
+            return wanted, f"{usable[wanted]} (asked for by the inventory)"
+        best, why = next(iter(usable.items()))
+        return best, f"the inventory asks for {wanted}, which this node cannot use; using {best}: {why}"
+    return next(iter(usable.items()))
+
+
+def _usable() -> dict[str, str]:
+    """Every backend this process could use here, best first; `none` always."""
+    out = {}
     if os.path.isdir("/run/systemd/system") and os.path.exists(SYSTEMD_RUN) and os.path.exists(SETPRIV):
         if os.geteuid() == 0:
-            return "systemd", "systemd-run transient scopes (MemoryMax, CPUQuota, TasksMax)"
+            out["systemd"] = "systemd-run transient scopes (MemoryMax, CPUQuota, TasksMax)"
     v2 = os.path.join(CGROUP_ROOT, "cgroup.controllers")
+    mem = os.path.join(CGROUP_ROOT, "memory")
     if os.path.exists(v2):
         if "memory" in _read(v2).split() and _can_make_dir(CGROUP_ROOT):
-            return "cgroup-v2", "cgroup v2 with the memory controller, writable"
-        return "none", "cgroup v2 is mounted but not writable by the helper (not root, no delegation)"
-    mem = os.path.join(CGROUP_ROOT, "memory")
-    if os.path.isdir(mem):
+            out["cgroup-v2"] = "cgroup v2 with the memory controller, writable"
+        else:
+            out.setdefault("none", "cgroup v2 is mounted but not writable by the helper (not root, no delegation)")
+    elif os.path.isdir(mem):
         if _can_make_dir(mem):
-            return "cgroup-v1", "cgroup v1 memory/cpu controllers, writable"
-        return "none", "cgroup v1 is mounted but not writable by the helper (not root)"
-    return "none", "no cgroup filesystem mounted"
+            out["cgroup-v1"] = "cgroup v1 memory/cpu controllers, writable"
+        else:
+            out.setdefault("none", "cgroup v1 is mounted but not writable by the helper (not root)")
+    out.setdefault("none", "no cgroup filesystem mounted")
+    return out

@@ -106,6 +106,7 @@ class Monitor:
             raise LaunchError(err.decode("utf-8", "replace"))
         if self.limits.wraps:
             self.limits.locate(pid)
+            start = time.time()  # the job is in its scope now; this is when it really starts
         return pid, start
 
     def _watch(self, pid: int, start: float) -> int:

@@ -35,9 +35,9 @@ class RequestError(Exception):
         self.code = code
 
 
-def probe(spool_dir: str) -> dict:
+def probe(spool_dir: str, limits_wanted: str = "auto") -> dict:
     """What melond needs to know about this node to place and enforce jobs."""
-    backend, why = limits.detect()
+    backend, why = limits.detect(limits_wanted)
     try:
         with open("/proc/sys/kernel/random/boot_id") as f:
             boot_id = f.read().strip()
@@ -78,12 +78,13 @@ def spool_scope(spool_dir: str) -> str:
 class Helper:
     """Dispatches requests by name and reports job ends."""
 
-    def __init__(self, spool_dir: str, out: asyncio.WriteTransport, launcher: socket.socket) -> None:
+    def __init__(self, spool_dir: str, out: asyncio.WriteTransport, launcher: socket.socket,
+                 limits_wanted: str = "auto") -> None:
         self.spool = spool_dir
         self.out = out
         self.launcher = launcher
         self.starting: dict[int, asyncio.Future] = {}
-        self.info = probe(spool_dir)
+        self.info = probe(spool_dir, limits_wanted)
         self.backend = self.info["backend"]
         self.scope = spool_scope(spool_dir)
         self.notify = "\0melon-" + self.scope
@@ -289,12 +290,12 @@ class _Notify(asyncio.DatagramProtocol):
             pass
 
 
-async def serve(spool_dir: str, launcher: socket.socket) -> None:
+async def serve(spool_dir: str, launcher: socket.socket, limits_wanted: str = "auto") -> None:
     """Run until melond closes our stdin."""
     loop = asyncio.get_running_loop()
     spool.prepare(spool_dir)
     out, _ = await loop.connect_write_pipe(asyncio.Protocol, os.fdopen(1, "wb", buffering=0, closefd=False))
-    helper = Helper(spool_dir, out, launcher)
+    helper = Helper(spool_dir, out, launcher, limits_wanted)
     helper.send({"event": "hello", "info": helper.info})  # the first frame, before any request is read
     launcher.setblocking(False)
     loop.add_reader(launcher.fileno(), helper.launcher_readable)
@@ -326,5 +327,5 @@ async def _bind_notify(address: str) -> socket.socket | None:
     return None
 
 
-def run(spool_dir: str, launcher: socket.socket) -> None:
-    asyncio.run(serve(spool_dir, launcher))
+def run(spool_dir: str, launcher: socket.socket, limits_wanted: str = "auto") -> None:
+    asyncio.run(serve(spool_dir, launcher, limits_wanted))

@@ -53,9 +53,9 @@ class LocalTransport:
     def __init__(self, python: str | None = None) -> None:
         self.python = python or sys.executable
 
-    async def open(self, spool: str) -> LocalChannel:
+    async def open(self, spool: str, limits: str = "auto") -> LocalChannel:
         proc = await asyncio.create_subprocess_exec(
-            self.python, "-c", FIRST_STAGE, spool,
+            self.python, "-c", FIRST_STAGE, spool, limits,
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
             start_new_session=True, limit=1 << 20,
         )
@@ -97,7 +97,7 @@ class SshTransport:
         self.connect_timeout = connect_timeout
         self.keepalive = keepalive
 
-    async def open(self, spool: str) -> SshChannel:
+    async def open(self, spool: str, limits: str = "auto") -> SshChannel:
         import shlex
 
         import asyncssh
@@ -119,8 +119,8 @@ class SshTransport:
             raise ConnectionError(
                 f"host key of {self.host}:{self.port} is unknown or changed ({exc}); check its fingerprint, then "
                 f"trust it with: ssh-keyscan -p {self.port} {self.host} >> {where}") from None
-        # Only our own constant first stage and the inventory's spool path reach the remote shell.
-        command = shlex.join([self.python, "-c", FIRST_STAGE, spool])
+        # Only our own constant first stage and the inventory's spool and limits reach the remote shell.
+        command = shlex.join([self.python, "-c", FIRST_STAGE, spool, limits])
         proc = await conn.create_process(command, encoding=None)
         return SshChannel(conn, proc)
 

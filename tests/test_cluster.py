@@ -206,3 +206,22 @@ def test_jobs_run_in_named_systemd_scopes_with_their_limits(melon_on_cluster: Me
     m.wait_state(jid, {"CA"})
     gone = cluster.node_exec("node1", "systemctl", "is-active", f"melon-job-{jid}.scope")
     assert gone.stdout.strip() in ("inactive", "unknown") or gone.returncode != 0
+
+
+def test_inventory_chooses_the_limits_backend(cluster: Cluster, short_tmp) -> None:
+    inventory = (cluster.inventory.read_text()
+                 .replace('[nodes.node2]\n', '[nodes.node2]\nlimits = "none"\n', 1)
+                 .replace('[nodes.node3]\n', '[nodes.node3]\nlimits = "cgroup-v2"\n', 1))
+    m = Melon(short_tmp, inventory=inventory, work=cluster.shared / f"{short_tmp.name}-lim")
+    m.start()
+    try:
+        nodes = {n["name"]: n for n in json.loads(m.run("minfo", "--json").stdout)}
+        assert nodes["node2"]["backend"] == "none" and "turns enforcement off" in nodes["node2"]["backend_reason"]
+        assert not nodes["node2"]["enforcement"]
+        assert "note: node node2 does not enforce" in m.run("minfo").stdout
+        if nodes["node3"]["backend"] != "cgroup-v2":  # this host mounts cgroup v1: the node says why not
+            assert "asks for cgroup-v2, which this node cannot use" in nodes["node3"]["backend_reason"]
+        jid = m.submit("-w", "node2", "--wrap", "true")
+        m.wait_state(jid, {"CD"})
+    finally:
+        m.cleanup()

@@ -1,6 +1,7 @@
 """Pure rules: extension policy, start-request building (patterns, signals, environment), inventory, states, errors."""
 
 import pathlib
+import shutil
 import signal
 
 import pytest
@@ -201,8 +202,13 @@ def test_start_request_carries_exactly_what_the_node_needs():
 
 # ---- config -------------------------------------------------------------------------------------
 
-def test_example_inventory_loads():
-    inv = config.load(EXAMPLE)
+def test_example_inventory_loads(tmp_path):
+    folder = tmp_path / "site"
+    (folder / "keys").mkdir(parents=True)
+    (folder / "keys" / "id_ed25519").write_text("key")
+    (folder / "keys" / "known_hosts").write_text("")
+    shutil.copy(EXAMPLE, folder / "inventory.toml")
+    inv = config.load(str(folder / "inventory.toml"))
     assert inv.operators == ["alice"]
     assert inv.partition_names() == ["debug", "long"]
     assert inv.default_partition() == "debug"
@@ -210,8 +216,15 @@ def test_example_inventory_loads():
     assert (debug.max_time, debug.default_time, debug.default_mem_per_cpu) == (86400, HOUR, 2048)
     assert inv.partition("long").max_time == 7 * 86400
     assert (inv.kill_wait, inv.tasks_max) == (30, 8192)
-    node = inv.node_table()["local"]
-    assert (node.partition, node.cpus, node.memory) == ("debug", 2, 8192)
+    nodes = inv.node_table()
+    assert list(nodes) == ["node1", "node2", "node3", "local"]
+    assert nodes["node1"].identity_file == str(folder / "keys" / "id_ed25519")  # relative to the file
+    assert (nodes["node1"].host, nodes["node1"].user, nodes["node1"].partition) == ("10.0.0.11", "root", "debug")
+    assert (nodes["node2"].partition, nodes["node2"].cpus, nodes["node2"].memory) == ("long", 64, 200 * 1024)
+    assert nodes["node3"].user == "alice" and not nodes["local"].remote
+    (folder / "keys" / "id_ed25519").unlink()
+    with pytest.raises(MelonError, match="identity_file"):
+        config.load(str(folder / "inventory.toml"))
 
 
 def test_no_inventory_is_one_local_node():
