@@ -8,7 +8,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test bench bench-cluster clean
 
 setup: $(STAMP)
 
@@ -27,6 +27,9 @@ bench: setup
 	$(BIN)/python bench/bench_submit.py
 	$(BIN)/python bench/bench_throughput.py
 	$(BIN)/python bench/bench_scheduler.py
+
+bench-cluster: setup
+	$(BIN)/python bench/bench_cluster.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis

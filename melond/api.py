@@ -139,6 +139,9 @@ async def show_job(request: web.Request) -> web.Response:
         job = await ctl.wait_ended(jid, min(wait, MAX_WAIT)) or job
     view = job_view(job)
     view["events"] = ctl.store.events(jid)
+    ended = [e["data"].get("backend") for e in view["events"] if e["kind"] == "ended"]
+    node = ctl.nodes.get(job.get("node") or "")
+    view["backend"] = (ended[-1] if ended else None) or (node.backend if node and job.get("node") else None)
     return web.json_response(view)
 
 

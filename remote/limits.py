@@ -378,6 +378,12 @@ def _usable() -> dict[str, str]:
     if os.path.isdir("/run/systemd/system") and os.path.exists(SYSTEMD_RUN) and os.path.exists(SETPRIV):
         if os.geteuid() == 0:
             out["systemd"] = "systemd-run transient scopes (MemoryMax, CPUQuota, TasksMax)"
+        elif not os.path.exists(os.path.join(CGROUP_ROOT, "cgroup.controllers")):
+            out["none"] = ("the helper is not root, and limits through systemd --user delegation need cgroup v2; "
+                           "this node mounts cgroup v1: log in as root, or boot the node with cgroup v2")
+        else:
+            out["none"] = ("the helper is not root; limits through systemd --user delegation are not supported "
+                           "yet: log in as root")
     v2 = os.path.join(CGROUP_ROOT, "cgroup.controllers")
     mem = os.path.join(CGROUP_ROOT, "memory")
     if os.path.exists(v2):

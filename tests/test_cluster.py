@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import time
 
@@ -33,6 +34,9 @@ def test_placement_by_cpus_across_three_nodes(melon_on_cluster: Melon) -> None:
         m.wait_state(jid, {"CD"}, timeout=30)
     for jid in jobs:
         assert (m.work / f"melon-{jid}.out").read_text().strip() == _ran_on(m, jid)
+    backends = {n["name"]: n["backend"] for n in json.loads(m.run("minfo", "--json").stdout)}
+    assert m.job(jobs[0])["backend"] == backends[_ran_on(m, jobs[0])]
+    assert "Limits: " + backends[_ran_on(m, jobs[0])] in m.run("mshow", str(jobs[0])).stdout
 
 
 def test_job_runs_as_its_submitter_and_cannot_touch_others_files(melon_on_cluster: Melon) -> None:
@@ -174,8 +178,8 @@ def test_node_reached_as_a_non_root_account(cluster: Cluster, short_tmp) -> None
     m.start()
     try:
         node1 = next(n for n in json.loads(m.run("minfo", "--json").stdout) if n["name"] == "node1")
-        if node1["backend"] == "none":
-            assert "not root" in node1["backend_reason"] or "delegation" in node1["backend_reason"]
+        assert node1["backend"] == "none" and "not root" in node1["backend_reason"]
+        assert "delegation" in node1["backend_reason"] and "note: node node1" in m.run("minfo").stdout
         jid = m.submit("-w", "node1", "--wrap", "id -un", user="alice")
         m.wait_state(jid, {"CD"})
         assert (m.work / f"melon-{jid}.out").read_text() == "alice\n"
@@ -225,3 +229,23 @@ def test_inventory_chooses_the_limits_backend(cluster: Cluster, short_tmp) -> No
         m.wait_state(jid, {"CD"})
     finally:
         m.cleanup()
+
+
+def test_jobs_outlive_melond_and_their_ssh_connections(melon_on_cluster: Melon, cluster: Cluster) -> None:
+    """kill -9 melond: the SSH connections drop, the jobs run on, and the next melond adopts them."""
+    m = melon_on_cluster
+    markers = m.work / "marks"
+    markers.mkdir()
+    jobs = {m.submit("-t", "1:00", "--wrap", f"echo x >> {markers}/$MELON_JOB_ID; sleep 3; exit {code}"): code
+            for code in (0, 1, 2, 0, 3, 0)}
+    for jid in jobs:
+        m.wait_state(jid, {"R", "PD"})
+    wait_for(lambda: len(list(markers.iterdir())) >= 3, what="jobs to start on the nodes")
+    m.stop(signal.SIGKILL)
+    time.sleep(4)
+    m.start()
+    for jid, code in jobs.items():
+        job = m.wait_state(jid, {"CD", "F"}, timeout=40)
+        assert job["exit_code"] == code
+        assert [e["kind"] for e in job["events"]].count("started") == 1
+        assert (markers / str(jid)).read_text() == "x\n", f"job {jid} ran more than once"
