@@ -44,7 +44,7 @@ def serve(sock: socket.socket) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     while True:
         ready, _, _ = select.select([sock], [], [], REAP_INTERVAL)
-        _reap()
+        reap_children()
         if not ready:
             continue
         data = sock.recv(MAX_REQUEST)
@@ -75,7 +75,8 @@ def _report(sock: socket.socket, job_id: int, info: dict) -> None:
         sock.close()
 
 
-def _reap() -> None:
+def reap_children() -> None:
+    """Collect every exited child without waiting, so none lingers as a zombie."""
     while True:
         try:
             pid, _ = os.waitpid(-1, os.WNOHANG)

@@ -59,6 +59,12 @@ class NoLimits:
         return []
 
     def signal_all(self, sig: int) -> None:
+        """Every process of the job (its cgroup's, for the cgroup backends), then its process group."""
+        for pid in self.pids():
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
         if self.leader:
             try:
                 os.killpg(self.leader, sig)
@@ -120,14 +126,9 @@ class CgroupV1(NoLimits):
                 frozen = True
             except OSError:
                 pass
-        for pid in self.pids():
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
+        super().signal_all(sig)
         if frozen:
             _write(os.path.join(freezer, "freezer.state"), "THAWED")
-        super().signal_all(sig)
 
     def oom_killed(self) -> bool:
         mem = self.dirs.get("memory")
@@ -186,11 +187,6 @@ class CgroupV2(NoLimits):
                 _write(os.path.join(self.dir, "cgroup.kill"), "1")
                 return
             except OSError:  # kernels before 5.14 lack cgroup.kill
-                pass
-        for pid in self.pids():
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
                 pass
         super().signal_all(sig)
 
@@ -309,14 +305,6 @@ class SystemdScope(NoLimits):
     def pids(self) -> list[int]:
         procs = [int(p) for p in _read(self.procs).split()] if self.procs else []
         return [p for p in procs if p != self.anchor]
-
-    def signal_all(self, sig: int) -> None:
-        for pid in self.pids():
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
-        super().signal_all(sig)
 
     def oom_killed(self) -> bool:
         return bool(self.oom_file) and _stat_value(_read(self.oom_file[0]), self.oom_file[1]) > 0

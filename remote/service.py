@@ -22,6 +22,7 @@ import sys
 import time
 
 from remote import limits, spool, wire
+from remote.launcher import reap_children
 
 SCAN_INTERVAL = 2.0
 START_TIMEOUT = 60.0
@@ -236,17 +237,6 @@ class Helper:
                 self.check(jid)
 
 
-def _reap() -> None:
-    """Collect exited monitors so they do not linger as zombies while the helper lives."""
-    while True:
-        try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return
-
-
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -306,7 +296,7 @@ async def serve(spool_dir: str, launcher: socket.socket, limits_wanted: str = "a
     sock = await _bind_notify(helper.notify)
     if sock is not None:
         await loop.create_datagram_endpoint(lambda: _Notify(helper), sock=sock)
-    loop.add_signal_handler(signal.SIGCHLD, _reap)
+    loop.add_signal_handler(signal.SIGCHLD, reap_children)  # the launcher, should it die
     scanner = asyncio.ensure_future(helper.scan_forever())
     await closed
     scanner.cancel()
