@@ -11,7 +11,6 @@ import asyncio
 import json
 import logging
 import pwd
-import re
 import time
 from dataclasses import dataclass
 
@@ -28,7 +27,6 @@ log = logging.getLogger("melond.controller")
 
 MIB = 1024 * 1024
 VIEW_CACHE = "_pending_view"  # the job's scheduler view while nothing in it can change
-DEP_IDS = re.compile(r"(?<=:)(\d+)")
 SLOW_TICK = 5.0
 FALLBACK_MEM_PER_CPU = 1024  # MiB, only while no node of the partition has been sized
 FORGET_DELAY = 0.1
@@ -316,7 +314,11 @@ class Controller:
         now = time.time()
         plan = scheduler.plan(self._snapshot(now), now)
         for start in plan.starts:
-            self._spawn(self._dispatch(self.active[start.job_id], start.node))
+            job = self.active[start.job_id]
+            # RUNNING in memory before anything else runs, so the next plan counts its CPUs.
+            job.update(state=State.RUNNING.value, node=start.node, start_time=now, reason=None)
+            job.pop(VIEW_CACHE, None)
+            self._spawn(self._dispatch(job, start.node, now))
         changed = {jid: r for jid, r in plan.reasons.items()
                    if jid in self.active and self.active[jid].get("reason") != r}
         if changed:
@@ -324,10 +326,8 @@ class Controller:
                 self.active[jid]["reason"] = r
             await self.store.write(Store.op_set_reasons, changed)
 
-    async def _dispatch(self, job: dict, node: str) -> None:
+    async def _dispatch(self, job: dict, node: str, now: float) -> None:
         """Mark RUNNING (durably) first, then ask the node; a start is idempotent on the node."""
-        now = time.time()
-        job.update(state=State.RUNNING.value, node=node, start_time=now, reason=None)
         done = await self.store.write(Store.op_transition, job["id"], [State.PENDING], {
             "state": State.RUNNING.value, "node": node, "start_time": now, "reason": None,
         }, "started", "melond", {"node": node}, now)
@@ -509,7 +509,7 @@ class Controller:
 
 
 def _dep_ids(spec: str) -> set[int]:
-    return {int(x) for x in DEP_IDS.findall(spec)}
+    return set(jobrel.parse_dependency(spec).job_ids)
 
 
 def _home(user: str) -> str | None:
