@@ -36,6 +36,17 @@ def wait_for(predicate, timeout: float = 15.0, interval: float = 0.05, what: str
         time.sleep(interval)
 
 
+def as_user(name: str):
+    """A preexec function that drops a child to `name` (uid, gid, no supplementary groups)."""
+    pw = pwd.getpwnam(name)
+
+    def drop() -> None:
+        os.setgroups([])
+        os.setgid(pw.pw_gid)
+        os.setuid(pw.pw_uid)
+    return drop
+
+
 class Melon:
     """A running melond in its own state dir, and helpers to drive its CLIs."""
 
@@ -89,16 +100,8 @@ class Melon:
     def run(self, tool: str, *args: str, check: bool = True, user: str | None = None, cwd: Path | None = None,
             env: dict | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
         """Run one CLI as a process (optionally as another user), like a person at a shell."""
-        preexec = None
-        if user is not None:
-            pw = pwd.getpwnam(user)
-
-            def preexec() -> None:
-                os.setgroups([])
-                os.setgid(pw.pw_gid)
-                os.setuid(pw.pw_uid)
         r = subprocess.run([str(BIN / tool), *args], capture_output=True, text=True, cwd=cwd or self.work,
-                           env=env or self.env(), preexec_fn=preexec, timeout=timeout)
+                           env=env or self.env(), preexec_fn=as_user(user) if user else None, timeout=timeout)
         if check and r.returncode != 0:
             pytest.fail(f"{tool} {' '.join(args)} exited {r.returncode}:\n{r.stdout}\n{r.stderr}")
         return r

@@ -4,7 +4,6 @@ import ast
 import json
 import os
 import pathlib
-import select
 import signal
 import subprocess
 import sys
@@ -17,6 +16,8 @@ import pytest
 from remote import limits
 from remote.bootstrap import FIRST_STAGE, READY, SHIPPED, payload
 from remote.wire import Decoder, encode
+
+from pipe_reading import read_exact, read_some
 
 REMOTE = pathlib.Path(__file__).resolve().parents[1] / "remote"
 EXIT_TIMEOUT = 5.0
@@ -41,14 +42,7 @@ class FirstStage:
         self.proc.stdin.close()
 
     def read_exact(self, n: int, timeout: float = EXIT_TIMEOUT) -> bytes:
-        data = b""
-        deadline = time.monotonic() + timeout
-        while len(data) < n:
-            chunk = self._read(deadline)
-            if not chunk:
-                break
-            data += chunk
-        return data
+        return read_exact(self.proc.stdout.fileno(), n, timeout)
 
     def next_frame(self, timeout: float = EXIT_TIMEOUT) -> dict:
         deadline = time.monotonic() + timeout
@@ -67,11 +61,10 @@ class FirstStage:
         return data
 
     def _read(self, deadline: float) -> bytes:
-        fd = self.proc.stdout.fileno()
-        left = deadline - time.monotonic()
-        if left <= 0 or not select.select([fd], [], [], left)[0]:
+        chunk = read_some(self.proc.stdout.fileno(), deadline)
+        if chunk is None:
             pytest.fail("timed out reading the first stage's stdout")
-        return os.read(fd, 65536)
+        return chunk
 
     def wait(self, timeout: float = EXIT_TIMEOUT) -> int:
         try:

@@ -4,7 +4,6 @@ import json
 import os
 import pathlib
 import pwd
-import select
 import shutil
 import signal
 import subprocess
@@ -19,6 +18,8 @@ from remote import limits
 from remote.bootstrap import FIRST_STAGE, READY, payload
 from remote.service import spool_scope
 from remote.wire import Decoder, encode
+
+from pipe_reading import read_exact, read_some
 
 USER = pwd.getpwuid(os.geteuid()).pw_name
 MiB = 1024 * 1024
@@ -47,21 +48,13 @@ class HelperProc:
         return "helper stderr: " + self.stderr_path.read_text(errors="replace")[-2000:]
 
     def _read_exact(self, n: int) -> bytes:
-        data = b""
-        deadline = time.monotonic() + TIMEOUT
-        while len(data) < n:
-            chunk = self._read(deadline)
-            if not chunk:
-                break
-            data += chunk
-        return data
+        return read_exact(self.proc.stdout.fileno(), n, TIMEOUT)
 
     def _read(self, deadline: float) -> bytes:
-        fd = self.proc.stdout.fileno()
-        left = deadline - time.monotonic()
-        if left <= 0 or not select.select([fd], [], [], left)[0]:
+        chunk = read_some(self.proc.stdout.fileno(), deadline)
+        if chunk is None:
             raise TimeoutError
-        return os.read(fd, 1 << 16)
+        return chunk
 
     def _take(self, match, what: str, timeout: float = TIMEOUT) -> dict:
         deadline = time.monotonic() + timeout
