@@ -51,9 +51,11 @@ class NoLimits:
     def create(self) -> None:
         """Nothing to create."""
 
-    def attach(self, pid: int) -> None:
-        """Remember the job's process group leader (the job calls setsid)."""
-        self.leader = pid
+    def enter(self) -> None:
+        """Move this process into the job's cgroup, so that the job it spawns starts there."""
+
+    def leave(self) -> None:
+        """Move this process back where it came from."""
 
     def pids(self) -> list[int]:
         return []
@@ -107,10 +109,15 @@ class CgroupV1(NoLimits):
         if pids and self.tasks_max:
             _write(os.path.join(pids, "pids.max"), str(self.tasks_max))
 
-    def attach(self, pid: int) -> None:
-        super().attach(pid)
+    def enter(self) -> None:
+        own = _own_cgroups()
+        self.home = {c: os.path.join(CGROUP_ROOT, c, own[c].lstrip("/")) for c in self.dirs if c in own}
         for d in self.dirs.values():
-            _write(os.path.join(d, "cgroup.procs"), str(pid))
+            _write(os.path.join(d, "cgroup.procs"), str(os.getpid()))
+
+    def leave(self) -> None:
+        for d in self.home.values():
+            _write(os.path.join(d, "cgroup.procs"), str(os.getpid()))
 
     def pids(self) -> list[int]:
         d = self.dirs.get("memory") or next(iter(self.dirs.values()), None)
@@ -174,9 +181,12 @@ class CgroupV2(NoLimits):
         if self.tasks_max:
             _write(os.path.join(self.dir, "pids.max"), str(self.tasks_max))
 
-    def attach(self, pid: int) -> None:
-        super().attach(pid)
-        _write(os.path.join(self.dir, "cgroup.procs"), str(pid))
+    def enter(self) -> None:
+        self.home = CGROUP_ROOT + _own_cgroups().get("", "/")
+        _write(os.path.join(self.dir, "cgroup.procs"), str(os.getpid()))
+
+    def leave(self) -> None:
+        _write(os.path.join(self.home, "cgroup.procs"), str(os.getpid()))
 
     def pids(self) -> list[int]:
         return [int(p) for p in _read(os.path.join(self.dir, "cgroup.procs")).split()]
@@ -199,6 +209,16 @@ class CgroupV2(NoLimits):
             os.rmdir(self.dir)
         except OSError:
             pass
+
+
+def _own_cgroups() -> dict[str, str]:
+    """This process's cgroup path per controller (v1, one entry per controller) or "" (v2)."""
+    out = {}
+    for line in _read("/proc/self/cgroup").splitlines():
+        _, controllers, path = line.split(":", 2)
+        for name in controllers.split(",") if controllers else [""]:
+            out[name] = path
+    return out
 
 
 def _hierarchy(controllers: str) -> str | None:

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from remote import limits
 from remote.spool import JobDir
 
+DEFAULT_SIGNALS = frozenset(signal.valid_signals()) - {signal.SIGKILL, signal.SIGSTOP}  # none ignored in a job
 SIGNALS_TO_RESET = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2,
                     signal.SIGCHLD, signal.SIGPIPE, signal.SIGQUIT)
 
@@ -83,31 +84,69 @@ class Monitor:
         self._finish(start=start, status=status, error=None)
 
     def _launch(self) -> tuple[int, float]:
-        """Fork and exec the job; a CLOEXEC pipe carries any failure before exec back to us."""
-        spec = self.spec
-        target = _resolve_user(spec["user"])
+        """Start the job with posix_spawn (a vfork: no copy of this Python process, no Python in
+        the child). The monitor itself takes on what the child needs before exec: the job's
+        folder and output files are opened with the user's effective ids, the monitor steps into
+        the job's cgroup, and its real ids become the user's so that POSIX_SPAWN_RESETIDS hands
+        the child exactly those; then it takes everything back."""
+        spec, lim = self.spec, self.limits
+        uid, gid, groups, home = _resolve_user(spec["user"])
         argv, env, script_fd = _command(spec)
-        env.setdefault("HOME", target[3])
-        errr, errw = os.pipe2(os.O_CLOEXEC)
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover - runs in the child
-            os.close(errr)
-            _exec_job(self.limits, target, spec, argv, env, errw, _exec_target(argv, script_fd))
-        os.close(errw)
-        os.close(script_fd)
+        env.setdefault("HOME", home)
+        switch = os.geteuid() == 0 and uid != 0
+        resetids = switch and not lim.wraps  # a wrapper (systemd-run) needs root; setpriv switches later
+        if lim.wraps:
+            argv = lim.wrap(argv, uid, gid)
+        step = "open the job's files"
+        try:
+            with _acting_as(uid, gid, groups, switch):
+                step = f"change directory to {spec['cwd']}"
+                os.chdir(spec["cwd"])
+                flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if spec.get("open_mode") == "append" else os.O_TRUNC)
+                step = f"open output file {spec['output']}"
+                out = os.open(spec["output"], flags, 0o644)
+                err = out
+                if spec.get("error"):
+                    step = f"open error file {spec['error']}"
+                    err = os.open(spec["error"], flags, 0o644)
+            step = f"execute {argv[0]}"
+            pid = self._spawn(argv, env, out, err, uid, gid, groups, resetids)
+        except OSError as exc:
+            raise LaunchError(f"cannot {step}: {exc.strerror or exc}") from None
+        finally:
+            os.chdir("/")
+            os.close(script_fd)
+        for fd in {out, err}:
+            os.close(fd)
         start = time.time()
-        err = b""
-        while chunk := os.read(errr, 4096):
-            err += chunk
-        os.close(errr)
-        self.limits.leader = pid  # the job called setsid: its pid is its process group
-        if err:
-            os.waitpid(pid, 0)
-            raise LaunchError(err.decode("utf-8", "replace"))
-        if self.limits.wraps:
-            self.limits.locate(pid)
+        lim.leader = pid  # setsid: the job's pid is its process group
+        if lim.wraps:
+            lim.locate(pid)
             start = time.time()  # the job is in its scope now; this is when it really starts
         return pid, start
+
+    def _spawn(self, argv: list[str], env: dict, out: int, err: int, uid: int, gid: int, groups: list[int],
+               resetids: bool) -> int:
+        lim = self.limits
+        os.umask(0o022)
+        if not lim.wraps:
+            lim.enter()
+        if resetids:
+            os.setgroups(groups)
+            os.setresgid(gid, 0, 0)
+            os.setresuid(uid, 0, 0)
+        try:
+            return os.posix_spawn(
+                argv[0], argv, env, setsid=True, resetids=resetids, setsigmask=(), setsigdef=DEFAULT_SIGNALS,
+                file_actions=[(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+                              (os.POSIX_SPAWN_DUP2, out, 1), (os.POSIX_SPAWN_DUP2, err, 2)])
+        finally:
+            if resetids:
+                os.setresuid(0, 0, 0)
+                os.setresgid(0, 0, 0)
+                os.setgroups([])
+            if not lim.wraps:
+                lim.leave()
 
     def _watch(self, pid: int, start: float) -> int:
         """Wait for the job while enforcing its deadline; return the wait status."""
@@ -226,61 +265,20 @@ def _command(spec: dict) -> tuple[list[str], dict[str, str], int]:
     return argv + list(spec.get("args") or []), dict(spec.get("env") or {}), fd
 
 
-def _exec_target(argv: list[str], script_fd: int) -> str | int:
-    """fexecve a `#!` script by its fd: a process that just changed uid may not open /proc/self/fd."""
-    return script_fd if argv[0] == f"/dev/fd/{script_fd}" else argv[0]
+class _acting_as:
+    """Effective ids of the job's user for a moment (root keeps its real and saved ids)."""
 
+    def __init__(self, uid: int, gid: int, groups: list[int], switch: bool) -> None:
+        self.uid, self.gid, self.groups, self.switch = uid, gid, groups, switch
 
-def _exec_job(lim: limits.NoLimits, target: tuple, spec: dict, argv: list[str], env: dict, errw: int,
-              program: str | int) -> None:
-    """In the forked child: join the cgroup, become the user, open output, exec."""
-    step = "setsid"
-    try:
-        os.setsid()
-        uid, gid, groups, _home = target
-        switch = os.geteuid() == 0 and uid != 0
-        if lim.wraps:
-            # The wrapper (systemd-run) needs root; act as the user only for the folder and files.
-            step = f"act as uid {uid}"
-            if switch:
-                os.setgroups(groups)
-                os.setegid(gid)
-                os.seteuid(uid)
-        else:
-            step = "join the job's cgroup"
-            lim.attach(os.getpid())
-            if switch:
-                step = f"switch to uid {uid}"
-                os.setgroups(groups)
-                os.setgid(gid)
-                os.setuid(uid)
-        os.umask(0o022)
-        step = f"change directory to {spec['cwd']}"
-        os.chdir(spec["cwd"])
-        flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if spec.get("open_mode") == "append" else os.O_TRUNC)
-        step = f"open output file {spec['output']}"
-        out = os.open(spec["output"], flags, 0o644)
-        err = out
-        if spec.get("error"):
-            step = f"open error file {spec['error']}"
-            err = os.open(spec["error"], flags, 0o644)
-        null = os.open(os.devnull, os.O_RDONLY)
-        os.dup2(null, 0)
-        os.dup2(out, 1)
-        os.dup2(err, 2)
-        if lim.wraps:
-            if switch:
-                os.seteuid(0)
-                os.setegid(0)
-                os.setgroups([])
-            argv = lim.wrap(argv, uid, gid)
-            program = argv[0]
-        step = f"execute {argv[0]}"
-        os.execve(program, argv, env)
-    except BaseException as exc:  # noqa: BLE001 - anything here must reach the monitor, then exit
-        msg = f"cannot {step}: {exc.strerror if isinstance(exc, OSError) else exc}"
-        try:
-            os.write(errw, msg.encode("utf-8", "replace"))
-        finally:
-            os._exit(127)
+    def __enter__(self) -> None:
+        if self.switch:
+            os.setgroups(self.groups)
+            os.setegid(self.gid)
+            os.seteuid(self.uid)
 
+    def __exit__(self, *exc: object) -> None:
+        if self.switch:
+            os.seteuid(0)
+            os.setegid(0)
+            os.setgroups([])

@@ -169,3 +169,14 @@ def test_job_runs_as_its_submitter(melon: Melon) -> None:
     out = (melon.work / f"melon-{jid}.out").read_text().split()
     assert out[:2] == ["nobody", "65534"] and "denied" in out and "secret" not in out
     assert melon.job(jid)["user"] == "nobody"
+
+
+@needs_root
+def test_a_users_job_cannot_regain_root(melon: Melon) -> None:
+    """Real, effective, saved and filesystem ids are all the user's; no supplementary root group."""
+    jid = melon.submit("--wrap", "grep -E '^(Uid|Gid|Groups):' /proc/self/status", user="nobody")
+    melon.wait_state(jid, {"CD"})
+    status = dict(line.split(":", 1) for line in (melon.work / f"melon-{jid}.out").read_text().splitlines())
+    assert status["Uid"].split() == ["65534"] * 4
+    assert status["Gid"].split() == ["65534"] * 4
+    assert "0" not in status["Groups"].split()
