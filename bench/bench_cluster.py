@@ -14,7 +14,7 @@ from pathlib import Path
 
 import psutil
 
-from bench_throughput import submit_all
+from bench_throughput import submit_all, wait_all_done
 from harness import REPO, job_body, melond, pct, table
 
 CLUSTER = REPO / "tests" / "docker-sshd" / "cluster"
@@ -36,9 +36,7 @@ def throughput(client, state, work) -> str:
     body = json.dumps(job_body(work, "true", memory=16 << 20, time_limit=60)).encode()
     start = time.perf_counter()
     ids = asyncio.run(submit_all(f"{state}/melond.sock", body, JOBS))
-    for jid in sorted(ids, reverse=True):
-        while client.call("GET", f"/jobs/{jid}", query={"wait": 60})["state"] in ("PD", "R"):
-            pass
+    wait_all_done(client, ids)
     elapsed = time.perf_counter() - start
     done = client.call("GET", "/jobs", query={"state": "CD", "ids": ",".join(map(str, ids))})["jobs"]
     assert len(done) == JOBS, f"only {len(done)} of {JOBS} completed"

@@ -37,15 +37,21 @@ async def submit_all(sock: str, body: bytes, count: int, clients: int = 16) -> l
     return ids
 
 
+def wait_all_done(client, ids: list[int]) -> None:
+    """Long-poll the last job, then check that nothing is left pending or running."""
+    while client.call("GET", f"/jobs/{max(ids)}", query={"wait": 60})["state"] in ("PD", "R"):
+        pass
+    while client.call("GET", "/jobs")["jobs"]:
+        time.sleep(0.005)
+
+
 def throughput() -> list:
     with melond() as (client, state, work, _):
         body = json.dumps(job_body(work, "true", memory=16 << 20, time_limit=60)).encode()
         start = time.perf_counter()
         ids = asyncio.run(submit_all(f"{state}/melond.sock", body, JOBS))
         submitted = time.perf_counter() - start
-        for jid in sorted(ids, reverse=True):  # cheap waits instead of polling the whole queue
-            while client.call("GET", f"/jobs/{jid}", query={"wait": 60})["state"] in ("PD", "R"):
-                pass
+        wait_all_done(client, ids)
         elapsed = time.perf_counter() - start
         done = client.call("GET", "/jobs", query={"state": "CD", "ids": ",".join(map(str, ids))})["jobs"]
         assert len(done) == JOBS, f"only {len(done)} of {JOBS} completed"

@@ -203,11 +203,11 @@ class Monitor:
         self.kill_at = now + self.kill_wait
 
     def _finish(self, start: float, status: int | None, error: str | None) -> None:
-        """Kill leftovers, classify the end, write result.json atomically, wake the helper."""
+        """Kill leftovers, classify the end, write result.json atomically, wake the helper; the slow
+        parts (fsync, removing the cgroup) come after the wake-up, off the path to the next job."""
         if self.limits.pids() or self.limits.name == "none":
             self.limits.signal_all(signal.SIGKILL)  # Slurm too ends a job's strays with its batch script
         oom = self.limits.oom_killed()
-        self.limits.destroy()
         code = sig = None
         if status is not None:
             if os.WIFSIGNALED(status):
@@ -224,15 +224,19 @@ class Monitor:
             reason = self.ending
         else:
             reason = "exited"
-        self.dir.write_json("result.json", durable=True, value={
+        self.dir.write_json("result.json", value={
             "exit_code": code, "signal": sig, "reason": reason, "error": error, "start": start,
             "end": time.time(), "term_sent": self.term_at, "backend": self.limits.name,
         })
         try:
+            # Only the job id: the helper reads the result from the root-owned file, so a datagram
+            # forged by a job's user cannot end anyone's job.
             with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
                 s.sendto(str(self.spec["id"]).encode(), self.notify)
         except OSError:
             pass  # no helper listening: the next one finds result.json when it scans
+        self.dir.sync("result.json")  # melond forgets the job only after recording this result
+        self.limits.destroy()
 
 
 class LaunchError(Exception):

@@ -35,25 +35,36 @@ class JobDir:
     def exists(self, name: str) -> bool:
         return os.path.exists(self.path(name))
 
-    def write_bytes(self, name: str, data: bytes, mode: int = 0o600, durable: bool = False) -> None:
+    def write_bytes(self, name: str, data: bytes, mode: int = 0o600) -> None:
         """Write-rename, so a reader sees the old file or the whole new one.
 
-        Only a job's result is worth an fsync: everything else describes processes that a
-        power cut ends anyway (the boot id then marks the job lost).
+        No fsync here: only a job's result is worth one (`sync`, once the helper has been woken);
+        everything else describes processes that a power cut ends anyway (the boot id then marks
+        the job lost).
         """
         final = self.path(name)
         tmp = f"{final}.tmp{os.getpid()}"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
         try:
             os.write(fd, data)
-            if durable:
-                os.fsync(fd)
         finally:
             os.close(fd)
         os.replace(tmp, final)
 
-    def write_json(self, name: str, value: object, durable: bool = False) -> None:
-        self.write_bytes(name, json.dumps(value).encode(), durable=durable)
+    def sync(self, name: str) -> None:
+        """Make an already written file, and its name, durable."""
+        for path, flags in ((self.path(name), os.O_RDONLY), (self.root, os.O_RDONLY | os.O_DIRECTORY)):
+            try:
+                fd = os.open(path, flags)
+            except OSError:
+                return
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+    def write_json(self, name: str, value: object) -> None:
+        self.write_bytes(name, json.dumps(value).encode())
 
     def read_json(self, name: str) -> dict | None:
         try:
