@@ -98,6 +98,7 @@ class Monitor:
         if lim.wraps:
             argv = lim.wrap(argv, uid, gid)
         step = "open the job's files"
+        out = err = -1
         try:
             with _acting_as(uid, gid, groups, switch):
                 step = f"change directory to {spec['cwd']}"
@@ -115,9 +116,8 @@ class Monitor:
             raise LaunchError(f"cannot {step}: {exc.strerror or exc}") from None
         finally:
             os.chdir("/")
-            os.close(script_fd)
-        for fd in {out, err}:
-            os.close(fd)
+            for fd in {script_fd, out, err} - {-1}:
+                os.close(fd)
         start = time.time()
         lim.leader = pid  # setsid: the job's pid is its process group
         if lim.wraps:

@@ -180,3 +180,16 @@ def test_a_users_job_cannot_regain_root(melon: Melon) -> None:
     assert status["Uid"].split() == ["65534"] * 4
     assert status["Gid"].split() == ["65534"] * 4
     assert "0" not in status["Groups"].split()
+
+
+def test_a_job_that_cannot_start_fails_with_the_reason(melon: Melon) -> None:
+    jid = melon.submit("-D", "/nonexistent/dir", "--wrap", "true")
+    job = melon.wait_state(jid, {"F"})
+    assert "change directory to /nonexistent/dir" in job["detail"]
+    assert "Detail: cannot change directory" in melon.run("mshow", str(jid)).stdout
+    out = melon.work / "ro"
+    out.mkdir()
+    out.chmod(0o555)
+    jid = melon.submit("-o", str(out / "x.out"), "--wrap", "true", user="nobody") if os.geteuid() == 0 else None
+    if jid is not None:
+        assert "open output file" in melon.wait_state(jid, {"F"})["detail"]
