@@ -20,6 +20,7 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Callable
 
 from remote import limits, spool, wire
 from remote.launcher import reap_children
@@ -84,6 +85,7 @@ class Helper:
         self.spool = spool_dir
         self.out = out
         self.launcher = launcher
+        self.on_launcher_lost: Callable[[], None] | None = None
         self.starting: dict[int, asyncio.Future] = {}
         self.info = probe(spool_dir, limits_wanted)
         self.backend = self.info["backend"]
@@ -154,8 +156,12 @@ class Helper:
         except BlockingIOError:
             return
         if not data:
+            # Without a launcher no job can start: leave, so that melond reconnects and a new
+            # helper brings a new launcher. Running jobs are unaffected.
             asyncio.get_running_loop().remove_reader(self.launcher.fileno())
-            sys.stderr.write("melon helper: the launcher exited\n")
+            sys.stderr.write("melon helper: the launcher exited; leaving so that melond reconnects\n")
+            if self.on_launcher_lost is not None:
+                self.on_launcher_lost()
             return
         report = json.loads(data)
         fut = self.starting.get(report.pop("id"))
@@ -292,6 +298,7 @@ async def serve(spool_dir: str, launcher: socket.socket, limits_wanted: str = "a
     ready: asyncio.Future = loop.create_future()
     ready.set_result(helper)
     closed: asyncio.Future = loop.create_future()
+    helper.on_launcher_lost = lambda: closed.done() or closed.set_result(None)
     await loop.connect_read_pipe(lambda: _Inbound(ready, closed), os.fdopen(0, "rb", buffering=0, closefd=False))
     sock = await _bind_notify(helper.notify)
     if sock is not None:

@@ -374,3 +374,12 @@ def test_a_prompt_kill_never_kills_the_monitor(helper, tmp_path, spool):
             time.sleep(0.0005)
         helper.proc.stdin.write(kill * 3)
         assert helper.exited(jid, timeout=2.0)["reason"] == "cancelled"
+
+
+def test_the_helper_leaves_when_its_launcher_dies(boot):
+    """No launcher, no starts: the helper exits so that melond reconnects with a fresh pair."""
+    helper = boot()
+    launcher = psutil.Process(helper.proc.pid).children()
+    assert len(launcher) == 1
+    launcher[0].kill()
+    assert helper.proc.wait(TIMEOUT) == 0
