@@ -189,14 +189,16 @@ class Helper:
         return {"jobs": jobs}
 
     async def op_forget(self, msg: dict) -> dict:
-        gone = []
+        """Drop ended jobs from the spool. The deleting runs in a thread (the helper no longer
+        forks, the launcher does), so starts queued behind a large batch are not held up."""
+        gone: list[spool.JobDir] = []
         for jid in msg.get("ids", []):
             d = spool.JobDir(self.spool, int(jid))
             if d.exists("result.json") or not os.path.exists(d.root):
-                d.remove()
                 self.watching.discard(int(jid))
-                gone.append(jid)
-        return {"forgotten": gone}
+                gone.append(d)
+        await asyncio.get_running_loop().run_in_executor(None, _remove_all, gone)
+        return {"forgotten": [d.id for d in gone]}
 
     def _existing(self, msg: dict) -> spool.JobDir:
         d = spool.JobDir(self.spool, int(msg["job_id"]))
@@ -241,6 +243,11 @@ class Helper:
             await asyncio.sleep(SCAN_INTERVAL)
             for jid in list(self.watching):
                 self.check(jid)
+
+
+def _remove_all(dirs: list[spool.JobDir]) -> None:
+    for d in dirs:
+        d.remove()
 
 
 def _alive(pid: int) -> bool:
