@@ -4,7 +4,6 @@ Brings up its own 3-node cluster (tests/docker-sshd/cluster) and always tears it
 """
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import statistics
@@ -35,7 +34,7 @@ def latency(client, work) -> list:
 def throughput(client, state, work) -> str:
     body = json.dumps(job_body(work, "true", memory=16 << 20, time_limit=60)).encode()
     start = time.perf_counter()
-    ids = asyncio.run(submit_all(f"{state}/melond.sock", body, JOBS))
+    ids = submit_all(f"{state}/melond.sock", body, JOBS)
     wait_all_done(client, ids)
     elapsed = time.perf_counter() - start
     done = client.call("GET", "/jobs", query={"state": "CD", "ids": ",".join(map(str, ids))})["jobs"]

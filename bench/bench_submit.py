@@ -7,43 +7,23 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 
-import aiohttp
-
-from harness import job_body, melond, table
+from harness import job_body, melond, submit_concurrently, table
 
 TOTAL = 6000
 
 
-async def run(sock: str, work, clients: int) -> tuple[float, list[float]]:
+def run(sock: str, work, clients: int) -> tuple[float, list[float]]:
     body = json.dumps(job_body(work, hold=True, memory=1 << 20, time_limit=60)).encode()
-    latencies: list[float] = []
-    left = TOTAL
-
-    async def worker(session: aiohttp.ClientSession) -> None:
-        nonlocal left
-        while left > 0:
-            left -= 1
-            t = time.perf_counter()
-            async with session.post("http://melon/api/v1/jobs", data=body,
-                                    headers={"Content-Type": "application/json"}) as r:
-                assert r.status == 201, await r.text()
-                await r.read()
-            latencies.append((time.perf_counter() - t) * 1000)
-
-    conn = aiohttp.UnixConnector(path=sock, limit=clients)
-    async with aiohttp.ClientSession(connector=conn) as session:
-        start = time.perf_counter()
-        await asyncio.gather(*(worker(session) for _ in range(clients)))
-        return time.perf_counter() - start, latencies
+    _, latencies, elapsed = asyncio.run(submit_concurrently(sock, body, TOTAL, clients))
+    return elapsed, latencies
 
 
 def main() -> None:
     rows = []
     for clients in (1, 8, 32, 64):
         with melond() as (client, state, work, _):
-            elapsed, lat = asyncio.run(run(f"{state}/melond.sock", work, clients))
+            elapsed, lat = run(f"{state}/melond.sock", work, clients)
             stored = len(client.call("GET", "/jobs", query={"state": "PD"})["jobs"])
             assert stored == TOTAL, f"{stored} of {TOTAL} submissions stored"
             lat.sort()

@@ -11,30 +11,16 @@ import json
 import statistics
 import time
 
-import aiohttp
 
-from harness import job_body, melond, pct, table
+from harness import job_body, melond, pct, submit_concurrently, table
 
 JOBS = 1000
 RUNS = 3  # this figure swings by +-15% from run to run on a shared 2-core VM
 LATENCY_SAMPLES = 50
 
 
-async def submit_all(sock: str, body: bytes, count: int, clients: int = 16) -> list[int]:
-    ids: list[int] = []
-    left = count
-
-    async def worker(session: aiohttp.ClientSession) -> None:
-        nonlocal left
-        while left > 0:
-            left -= 1
-            async with session.post("http://melon/api/v1/jobs", data=body,
-                                    headers={"Content-Type": "application/json"}) as r:
-                ids.extend((await r.json())["job_ids"])
-
-    async with aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=sock)) as session:
-        await asyncio.gather(*(worker(session) for _ in range(clients)))
-    return ids
+def submit_all(sock: str, body: bytes, count: int, clients: int = 16) -> list[int]:
+    return asyncio.run(submit_concurrently(sock, body, count, clients))[0]
 
 
 def wait_all_done(client, ids: list[int]) -> None:
@@ -49,7 +35,7 @@ def throughput() -> list:
     with melond() as (client, state, work, _):
         body = json.dumps(job_body(work, "true", memory=16 << 20, time_limit=60)).encode()
         start = time.perf_counter()
-        ids = asyncio.run(submit_all(f"{state}/melond.sock", body, JOBS))
+        ids = submit_all(f"{state}/melond.sock", body, JOBS)
         submitted = time.perf_counter() - start
         wait_all_done(client, ids)
         elapsed = time.perf_counter() - start

@@ -1,6 +1,7 @@
 """Shared bench plumbing: a throwaway melond, an API client, and table printing."""
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import signal
@@ -57,6 +58,34 @@ def job_body(work: Path, cmd: str = "true", **kw) -> dict:
             "environment": {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}, **kw}
 
 
+async def submit_concurrently(sock: str, body: bytes, count: int, clients: int) -> tuple[list[int], list[float], float]:
+    """POST one job body `count` times from `clients` concurrent connections.
+
+    Returns the job ids, each request's latency (ms), and the elapsed seconds.
+    """
+    import aiohttp
+
+    ids: list[int] = []
+    latencies: list[float] = []
+    left = count
+
+    async def worker(session: aiohttp.ClientSession) -> None:
+        nonlocal left
+        while left > 0:
+            left -= 1
+            t = time.perf_counter()
+            async with session.post("http://melon/api/v1/jobs", data=body,
+                                    headers={"Content-Type": "application/json"}) as r:
+                assert r.status == 201, await r.text()
+                ids.extend((await r.json())["job_ids"])
+            latencies.append((time.perf_counter() - t) * 1000)
+
+    async with aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=sock, limit=clients)) as session:
+        start = time.perf_counter()
+        await asyncio.gather(*(worker(session) for _ in range(clients)))
+        return ids, latencies, time.perf_counter() - start
+
+
 def pct(values: list[float], q: float) -> float:
     values = sorted(values)
     return values[min(len(values) - 1, int(q * len(values)))]
@@ -72,4 +101,4 @@ def table(title: str, headers: list[str], rows: list[list]) -> None:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths)))
 
 
-__all__ = ["melond", "job_body", "pct", "table", "statistics", "BIN"]
+__all__ = ["melond", "job_body", "pct", "table", "statistics", "submit_concurrently", "BIN"]
