@@ -116,8 +116,8 @@ class CgroupV1(NoLimits):
             _write(os.path.join(d, "cgroup.procs"), str(os.getpid()))
 
     def leave(self) -> None:
-        for d in self.home.values():
-            _write(os.path.join(d, "cgroup.procs"), str(os.getpid()))
+        for c, d in self.home.items():
+            _move_self(d, os.path.join(CGROUP_ROOT, c))
 
     def pids(self) -> list[int]:
         d = self.dirs.get("memory") or next(iter(self.dirs.values()), None)
@@ -186,7 +186,7 @@ class CgroupV2(NoLimits):
         _write(os.path.join(self.dir, "cgroup.procs"), str(os.getpid()))
 
     def leave(self) -> None:
-        _write(os.path.join(self.home, "cgroup.procs"), str(os.getpid()))
+        _move_self(self.home, CGROUP_ROOT)
 
     def pids(self) -> list[int]:
         return [int(p) for p in _read(os.path.join(self.dir, "cgroup.procs")).split()]
@@ -209,6 +209,15 @@ class CgroupV2(NoLimits):
             os.rmdir(self.dir)
         except OSError:
             pass
+
+
+def _move_self(home: str, root: str) -> None:
+    """Back to where we came from, or else to the hierarchy's root: the monitor must never stay
+    inside the job's cgroup, where its memory would count and the job's kills would reach it."""
+    try:
+        _write(os.path.join(home, "cgroup.procs"), str(os.getpid()))
+    except OSError:
+        _write(os.path.join(root, "cgroup.procs"), str(os.getpid()))
 
 
 def _own_cgroups() -> dict[str, str]:

@@ -383,3 +383,15 @@ def test_the_helper_leaves_when_its_launcher_dies(boot):
     assert len(launcher) == 1
     launcher[0].kill()
     assert helper.proc.wait(TIMEOUT) == 0
+
+
+def test_the_job_alone_is_in_its_cgroup(helper, tmp_path):
+    """The monitor steps into the job's cgroup only to spawn it, and back out at once."""
+    if helper.info["backend"] not in ("cgroup-v1", "cgroup-v2"):
+        pytest.skip(f"no cgroup backend here ({helper.info['backend_reason']})")
+    started = helper.ok("start", job=job(7, tmp_path, "#!/bin/sh\nsleep 30\n"))
+    monitor = json.loads((pathlib.Path(helper.info["spool"]) / "jobs" / "7" / "started.json").read_text())["monitor"]
+    assert "job-7" not in pathlib.Path(f"/proc/{monitor}/cgroup").read_text()
+    assert "job-7" in pathlib.Path(f"/proc/{started['pid']}/cgroup").read_text()
+    helper.ok("kill", job_id=7)
+    assert helper.exited(7)["reason"] == "cancelled"
