@@ -33,7 +33,9 @@ class Backoff:
     rng: random.Random = field(default_factory=random.Random)
 
     def next(self) -> float:
-        delay = min(self.cap, self.base * 2 ** self.attempt)
+        # The exponent stops growing long before the cap matters: 2**attempt as a float would
+        # overflow after about a thousand failures, a node down for a day or so.
+        delay = min(self.cap, self.base * 2 ** min(self.attempt, 64))
         self.attempt += 1
         return self.rng.uniform(delay / 2, delay)
 
@@ -117,7 +119,10 @@ class NodeSession:
             self._lost(reason)
             if self._stopping:
                 break
-            await self.on_down(self.name, reason)
+            try:
+                await self.on_down(self.name, reason)
+            except Exception:  # noqa: BLE001 - recording the loss must not end the reconnecting
+                log.exception("recording a node's loss failed", extra={"node": self.name})
             delay = self.backoff.next()
             log.warning("node down", extra={"node": self.name, "reason": reason, "retry_in": round(delay, 2)})
             await asyncio.sleep(delay)

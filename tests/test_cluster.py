@@ -249,3 +249,16 @@ def test_jobs_outlive_melond_and_their_ssh_connections(melon_on_cluster: Melon, 
         assert job["exit_code"] == code
         assert [e["kind"] for e in job["events"]].count("started") == 1
         assert (markers / str(jid)).read_text() == "x\n", f"job {jid} ran more than once"
+
+
+def test_a_restarted_node_is_reconnected(melon_on_cluster: Melon, cluster: Cluster) -> None:
+    m = melon_on_cluster
+
+    def node2() -> dict:
+        return next(n for n in json.loads(m.run("minfo", "--json").stdout) if n["name"] == "node2")
+
+    assert cluster.docker("restart", "-t", "1", "melon-node2").returncode == 0
+    wait_for(lambda: node2()["state"] == "idle", timeout=60, interval=0.5, what="node2 to come back")
+    jid = m.submit("-w", "node2", "--wrap", "hostname")
+    m.wait_state(jid, {"CD"}, timeout=30)
+    assert (m.work / f"melon-{jid}.out").read_text().strip() == "node2"
