@@ -72,6 +72,7 @@ class Inventory(Strict):
     operators: list[str] = []
     defaults: dict[str, object] = {}  # field values every [nodes.*] table starts from
     kill_wait: float = Field(default=30.0, ge=0)
+    node_timeout: float = Field(default=60.0, gt=0)  # unreachable this long: the node is lost (Slurm's SlurmdTimeout)
     tasks_max: int = Field(default=8192, ge=0)
     partitions: dict[str, Partition] = {}
     nodes: dict[str, Node] = {}

@@ -46,6 +46,7 @@ class NodeState:
     backend: str = "unknown"
     backend_reason: str = ""
     reason: str | None = None
+    down_since: float | None = None  # monotonic time the node was lost, while it is down
 
 
 class Controller:
@@ -469,10 +470,30 @@ class Controller:
         self.kick()
 
     async def node_down(self, name: str, reason: str) -> None:
+        """Unreachable: nothing new starts there; after node_timeout its jobs are lost (below)."""
         node = self.nodes[name]
+        was_up = node.up
         node.up = False
         node.reason = reason
         await self._save_node(node, "down", reason, None)
+        if was_up:
+            node.down_since = time.monotonic()
+            self._spawn(self._fail_node_after_timeout(name, node.down_since))
+
+    async def _fail_node_after_timeout(self, name: str, since: float) -> None:
+        """Still unreachable after the timeout: its running jobs end NODE_FAIL. Should the node
+        return, its helper's reconcile kills whatever still runs there (fencing). (Requeueing
+        such jobs elsewhere needs per-run spool records; it is not done yet.)"""
+        await asyncio.sleep(self.inv.node_timeout)
+        node = self.nodes[name]
+        if node.up or node.down_since != since:
+            return
+        log.warning("node lost", extra={"node": name, "timeout": self.inv.node_timeout})
+        now = time.time()
+        for job in [j for j in self.active.values() if j["state"] == State.RUNNING and j.get("node") == name]:
+            await self._record_end(job["id"], {"reason": "lost", "exit_code": None, "signal": None, "end": now,
+                                               "error": f"node {name} unreachable for {self.inv.node_timeout:g} s"})
+        self.kick()
 
     def _cancel_requested(self, ids: list[int]) -> set[int]:
         out = set()

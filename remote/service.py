@@ -194,7 +194,7 @@ class Helper:
         gone: list[spool.JobDir] = []
         for jid in msg.get("ids", []):
             d = spool.JobDir(self.spool, int(jid))
-            if d.exists("result.json") or not os.path.exists(d.root):
+            if d.exists("result.json") or not os.path.exists(d.root) or self._status(d)["state"] == "lost":
                 self.watching.discard(int(jid))
                 gone.append(d)
         await asyncio.get_running_loop().run_in_executor(None, _remove_all, gone)

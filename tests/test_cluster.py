@@ -262,3 +262,29 @@ def test_a_restarted_node_is_reconnected(melon_on_cluster: Melon, cluster: Clust
     jid = m.submit("-w", "node2", "--wrap", "hostname")
     m.wait_state(jid, {"CD"}, timeout=30)
     assert (m.work / f"melon-{jid}.out").read_text().strip() == "node2"
+
+
+def test_a_dead_node_fails_its_jobs_after_the_timeout_and_is_fenced_on_return(cluster: Cluster, short_tmp) -> None:
+    inventory = cluster.inventory.read_text().replace("operators = [\"root\"]\n", "operators = [\"root\"]\nnode_timeout = 3\n")
+    m = Melon(short_tmp, inventory=inventory, work=cluster.shared / f"{short_tmp.name}-dead")
+    m.start()
+    try:
+        doomed = m.submit("-w", "node3", "-t", "2:00", "--wrap", "sleep 100")
+        m.wait_state(doomed, {"R"})
+        other = m.submit("-w", "node1", "-t", "2:00", "--wrap", "sleep 6; echo fine")
+        m.wait_state(other, {"R"})
+        assert cluster.docker("kill", "melon-node3").returncode == 0
+        job = m.wait_state(doomed, {"NF"}, timeout=40)
+        assert "unreachable" in job["detail"]
+        assert m.wait_state(other, {"CD"}, timeout=30)["state"] == "CD"  # the other nodes carry on
+        node3 = next(n for n in json.loads(m.run("minfo", "--json").stdout) if n["name"] == "node3")
+        assert node3["state"] == "down"
+        assert cluster.docker("start", "melon-node3").returncode == 0
+        wait_for(lambda: next(n for n in json.loads(m.run("minfo", "--json").stdout)
+                              if n["name"] == "node3")["state"] == "idle", timeout=60, interval=0.5,
+                 what="node3 to return")
+        assert m.job(doomed)["state"] == "NF"  # its return changes nothing for the failed job
+        jid = m.submit("-w", "node3", "--wrap", "hostname")
+        m.wait_state(jid, {"CD"}, timeout=30)
+    finally:
+        m.cleanup()
