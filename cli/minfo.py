@@ -14,7 +14,7 @@ HEADERS = ["NODE", "PARTITION", "STATE", "CPUS(A/T)", "MEMORY_MB(A/T)", "JOBS", 
 @endpoint_option
 @handle_errors(PROG)
 def main(as_json: bool, endpoint: str | None) -> None:
-    """Show every node: state (idle, mixed, allocated, down, drained), CPUs and memory, and how limits are enforced."""
+    """Show every node: state (idle, mixed, allocated, draining, drained, down), CPUs and memory, and how limits are enforced."""
     nodes = client(endpoint).call("GET", "/nodes")["nodes"]
     if as_json:
         print_json(nodes)
@@ -25,5 +25,5 @@ def main(as_json: bool, endpoint: str | None) -> None:
     for n in nodes:
         if not n["enforcement"] and n["state"] != "down":
             click.echo(f"note: node {n['name']} does not enforce CPU or memory limits: {n['backend_reason']}")
-        if n["state"] == "down" and n.get("reason"):
-            click.echo(f"note: node {n['name']} is down: {n['reason']}")
+        if n["state"] in ("down", "draining", "drained") and n.get("reason"):
+            click.echo(f"note: node {n['name']} is {n['state']}: {n['reason']}")

@@ -177,6 +177,22 @@ async def list_nodes(request: web.Request) -> web.Response:
     return web.json_response({"nodes": [node_view(n, running.get(n.name, [])) for n in ctl.nodes.values()]})
 
 
+async def drain_node(request: web.Request) -> web.Response:
+    body: models.NodeAction = await _body(request, models.NodeAction)
+    return web.json_response(await request.app[CONTROLLER].drain(request.match_info["name"], request["caller"],
+                                                                 body.reason))
+
+
+async def resume_node(request: web.Request) -> web.Response:
+    return web.json_response(await request.app[CONTROLLER].resume(request.match_info["name"], request["caller"]))
+
+
+async def down_node(request: web.Request) -> web.Response:
+    body: models.NodeAction = await _body(request, models.NodeAction)
+    return web.json_response(await request.app[CONTROLLER].down(request.match_info["name"], request["caller"],
+                                                                body.reason))
+
+
 async def openapi(request: web.Request) -> web.Response:
     return web.json_response(openapi_document())
 
@@ -195,6 +211,9 @@ ROUTES = [
     ("POST", "/jobs/{job_id}/hold", hold_job, None, None, "hold a pending job"),
     ("POST", "/jobs/{job_id}/release", release_job, None, None, "release a held job"),
     ("GET", "/nodes", list_nodes, None, None, "nodes with allocation and limit backend"),
+    ("POST", "/nodes/{name}/drain", drain_node, models.NodeAction, None, "start nothing more on a node (operators)"),
+    ("POST", "/nodes/{name}/resume", resume_node, None, None, "return a drained node to service (operators)"),
+    ("POST", "/nodes/{name}/down", down_node, models.NodeAction, None, "drain a node and kill its jobs (operators)"),
     ("GET", "/openapi.json", openapi, None, None, "this document"),
 ]
 

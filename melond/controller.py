@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from melond import jobrel, launch, policy, scheduler
 from melond.config import Inventory
-from melond.errors import BadRequest, Conflict, MelonError, NodeRequestFailed, NodeUnavailable, NotFound
+from melond.errors import BadRequest, Conflict, Forbidden, MelonError, NodeRequestFailed, NodeUnavailable, NotFound
 from melond.fleet import NodeSession
 from melond.policy import Caller
 from melond.states import FINISHED, SHORT, State, end_state
@@ -26,6 +26,7 @@ from melond.timespec import format_limit
 log = logging.getLogger("melond.controller")
 
 MIB = 1024 * 1024
+END_AS = "_end_as"  # a state forced on a job's end (an operator downed its node)
 VIEW_CACHE = "_pending_view"  # the job's scheduler view while nothing in it can change
 SLOW_TICK = 5.0
 FALLBACK_MEM_PER_CPU = 1024  # MiB, only while no node of the partition has been sized
@@ -47,6 +48,11 @@ class NodeState:
     backend_reason: str = ""
     reason: str | None = None
     down_since: float | None = None  # monotonic time the node was lost, while it is down
+    drain: str | None = None  # an operator's reason for starting nothing here (drain or down)
+
+    @property
+    def available(self) -> bool:
+        return self.up and self.drain is None
 
 
 class Controller:
@@ -260,7 +266,7 @@ class Controller:
                 log.exception("scheduling pass failed")
 
     def _snapshot(self, now: float) -> scheduler.Snapshot:
-        nodes = tuple(scheduler.NodeView(n.name, n.partition, n.cpus, n.memory, n.up)
+        nodes = tuple(scheduler.NodeView(n.name, n.partition, n.cpus, n.memory, n.available)
                       for n in self.nodes.values())
         running, pending = [], []
         states = None
@@ -361,9 +367,9 @@ class Controller:
             self._spawn(self._record_end(int(msg["job_id"]), msg["result"], node=node))
 
     async def _record_end(self, job_id: int, result: dict, node: str | None = None) -> None:
-        state = end_state(result)
         now = time.time()
         job = self.active.get(job_id)
+        state = job[END_AS] if job is not None and job.get(END_AS) else end_state(result)
         changes = {
             "state": state.value, "end_time": result.get("end") or now, "exit_code": result.get("exit_code"),
             "exit_signal": result.get("signal"), "detail": result.get("error"),
@@ -494,6 +500,44 @@ class Controller:
             await self._record_end(job["id"], {"reason": "lost", "exit_code": None, "signal": None, "end": now,
                                                "error": f"node {name} unreachable for {self.inv.node_timeout:g} s"})
         self.kick()
+
+    # ---- operators' node actions ---------------------------------------------------------------
+
+    def _operated_node(self, name: str, caller: Caller) -> NodeState:
+        if not caller.operator:
+            raise Forbidden("only operators (root and the inventory's operators) may drain, resume or down nodes")
+        if name not in self.nodes:
+            raise NotFound(f"no node {name!r}; nodes: {', '.join(sorted(self.nodes))}")
+        return self.nodes[name]
+
+    async def drain(self, name: str, caller: Caller, reason: str) -> dict:
+        """Start nothing more on the node; its running jobs finish (DRAINING, then DRAINED)."""
+        node = self._operated_node(name, caller)
+        node.drain = reason
+        await self.store.write(Store.op_set_drain, name, reason)
+        log.info("node drained", extra={"node": name, "by": caller.user, "reason": reason})
+        self.kick()
+        return {"node": name, "drain": reason}
+
+    async def resume(self, name: str, caller: Caller) -> dict:
+        node = self._operated_node(name, caller)
+        node.drain = None
+        await self.store.write(Store.op_set_drain, name, None)
+        log.info("node resumed", extra={"node": name, "by": caller.user})
+        self.kick()
+        return {"node": name, "drain": None}
+
+    async def down(self, name: str, caller: Caller, reason: str) -> dict:
+        """Drain the node and kill its running jobs now; they end NODE_FAIL."""
+        await self.drain(name, caller, reason)
+        killed = []
+        for job in [j for j in self.active.values() if j["state"] == State.RUNNING and j.get("node") == name]:
+            job[END_AS] = State.NODE_FAIL
+            await self.store.write(Store.op_transition, job["id"], [State.RUNNING], {}, "node_down", caller.user,
+                                   {"node": name, "reason": reason}, time.time())
+            await self._send_kill(job)
+            killed.append(job["id"])
+        return {"node": name, "drain": reason, "killed": killed}
 
     def _cancel_requested(self, ids: list[int]) -> set[int]:
         out = set()

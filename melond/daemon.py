@@ -89,7 +89,11 @@ class Daemon:
         inv = self.opts.inventory
         kill_wait = self.opts.kill_wait if self.opts.kill_wait is not None else inv.kill_wait
         store = Store(os.path.join(self.state_dir, "melon.db"))
-        ctl = Controller(store, inv, self._nodes(), kill_wait=kill_wait)
+        nodes = self._nodes()
+        for row in store.nodes():
+            if row["name"] in nodes and row.get("drain"):
+                nodes[row["name"]].drain = row["drain"]  # an operator's drain survives restarts
+        ctl = Controller(store, inv, nodes, kill_wait=kill_wait)
         handshakes = asyncio.Semaphore(MAX_HANDSHAKES)
         for name, node in inv.node_table().items():
             transport, spool = transport_for(node, self.state_dir)

@@ -49,8 +49,14 @@ def _m001_initial(db: sqlite_utils.Database) -> None:
         )""")
 
 
+def _m002_node_drain(db: sqlite_utils.Database) -> None:
+    # An operator's drain (its reason) outlives melond restarts, as Slurm's does.
+    db.execute("ALTER TABLE nodes ADD COLUMN drain TEXT")
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("001_initial", _m001_initial),
+    ("002_node_drain", _m002_node_drain),
 ]
 
 

@@ -49,6 +49,12 @@ class ExtendRequest(Body):
     to: int | None = Field(default=None, ge=0)
 
 
+class NodeAction(Body):
+    """Why an operator drains or downs a node (shown by minfo)."""
+
+    reason: str = Field(min_length=1, max_length=1000)
+
+
 class ErrorBody(Body):
     code: str
     message: str

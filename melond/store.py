@@ -167,6 +167,11 @@ class Store:
                          [(r, j) for j, r in reasons.items()])
 
     @staticmethod
+    def op_set_drain(conn: sqlite3.Connection, name: str, reason: str | None) -> None:
+        conn.execute("INSERT INTO nodes (name, state, drain) VALUES (?, 'unknown', ?) "
+                     "ON CONFLICT(name) DO UPDATE SET drain = excluded.drain", (name, reason))
+
+    @staticmethod
     def op_upsert_node(conn: sqlite3.Connection, node: dict) -> None:
         cols = ", ".join(node)
         updates = ", ".join(f"{k} = excluded.{k}" for k in node if k != "name")

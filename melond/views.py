@@ -36,6 +36,8 @@ def node_view(node, running: list[dict]) -> dict:
     used_mem = sum(j["memory"] for j in running) // (1024 * 1024)
     if not node.up:
         state = "down"
+    elif node.drain is not None:
+        state = "draining" if running else "drained"
     elif used_cpus == 0 and used_mem == 0:
         state = "idle"
     elif used_cpus >= node.cpus or used_mem >= node.memory:
@@ -43,7 +45,7 @@ def node_view(node, running: list[dict]) -> dict:
     else:
         state = "mixed"
     return {
-        "name": node.name, "partition": node.partition, "state": state, "reason": node.reason if not node.up else None,
+        "name": node.name, "partition": node.partition, "state": state, "reason": node.drain or (node.reason if not node.up else None),
         "cpus": node.cpus, "cpus_used": used_cpus, "memory": node.memory, "memory_used": used_mem,
         "backend": node.backend, "backend_reason": node.backend_reason, "jobs": len(running),
         "enforcement": node.backend != "none",
