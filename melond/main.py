@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 
 import rich_click as click
@@ -19,12 +20,14 @@ from melond.paths import default_state_dir
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address for --port.")
 @click.option("--kill-wait", type=click.FloatRange(0), default=None,
               help="Seconds between SIGTERM and SIGKILL at a time limit or cancel (Slurm's KillWait). Default 30.")
+@click.option("--backup", "backup_to", type=click.Path(dir_okay=False), default=None,
+              help="Copy the database, consistently, to this file (works while melond runs) and exit.")
 @click.option("--check", "check_only", is_flag=True,
               help="Validate the inventory, probe every node, print a table and exit (non-zero if any node fails).")
 @click.option("--log-level", default="INFO", show_default=True,
               type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
 def main(state_dir: str | None, inventory: str | None, port: int | None, host: str,
-         kill_wait: float | None, check_only: bool, log_level: str) -> None:
+         kill_wait: float | None, backup_to: str | None, check_only: bool, log_level: str) -> None:
     """Run the Melon scheduler daemon.
 
     With no inventory it runs jobs on this machine. Example:
@@ -37,6 +40,11 @@ def main(state_dir: str | None, inventory: str | None, port: int | None, host: s
 
     logs.setup(log_level.upper())
     try:
+        if backup_to:
+            from melond.store import backup
+            pages = backup(os.path.join(state_dir or default_state_dir(), "melon.db"), backup_to)
+            click.echo(f"melond: copied the database to {backup_to} ({pages} pages)")
+            return
         inv = config.load(inventory)
         if check_only:
             sys.exit(_check(inv, state_dir or default_state_dir()))

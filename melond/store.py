@@ -214,6 +214,25 @@ class Store:
         return {r[0]: r[1] for r in rows}
 
 
+def backup(source: str, target: str) -> int:
+    """An online, consistent copy of the database (SQLite's backup API; melond may keep writing)."""
+    if not os.path.exists(source):
+        raise MelonError(f"no database at {source}; pass the --state-dir melond uses")
+    if os.path.exists(target):
+        raise MelonError(f"{target} exists; give a new file name (a backup never overwrites)")
+    src = sqlite3.connect(f"file:{source}?mode=ro", uri=True, timeout=30)
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # scripts and environments inside
+    os.close(fd)
+    dst = sqlite3.connect(target)
+    try:
+        src.backup(dst)
+        pages = dst.execute("PRAGMA page_count").fetchone()[0]
+    finally:
+        dst.close()
+        src.close()
+    return pages
+
+
 def _event(conn: sqlite3.Connection, job_id: int, now: float, kind: str, actor: str, data: dict) -> None:
     conn.execute("INSERT INTO job_events (job_id, time, kind, actor, data) VALUES (?, ?, ?, ?, ?)",
                  (job_id, now, kind, actor, json.dumps(data)))

@@ -88,3 +88,24 @@ def _alive(pid: int) -> bool:
             return f.read().split()[2] != "Z"
     except OSError:
         return False
+
+
+def test_online_backup_is_a_consistent_copy(melon: Melon) -> None:
+    import sqlite3
+    import subprocess
+
+    from conftest import BIN
+    jobs = [melon.submit("-H", "--wrap", "true") for _ in range(5)]
+    target = melon.root / "backup.db"
+    r = subprocess.run([str(BIN / "melond"), "--state-dir", str(melon.state), "--backup", str(target)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    db = sqlite3.connect(target)
+    assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert [row[0] for row in db.execute("SELECT id FROM jobs ORDER BY id")] == jobs
+    assert oct(target.stat().st_mode & 0o777) == "0o600"
+    again = subprocess.run([str(BIN / "melond"), "--state-dir", str(melon.state), "--backup", str(target)],
+                           capture_output=True, text=True, timeout=60)
+    assert again.returncode == 1 and "exists" in again.stderr
+    for jid in jobs:
+        melon.run("mcancel", str(jid))
