@@ -288,3 +288,49 @@ def test_a_dead_node_fails_its_jobs_after_the_timeout_and_is_fenced_on_return(cl
         m.wait_state(jid, {"CD"}, timeout=30)
     finally:
         m.cleanup()
+
+
+def test_a_short_partition_changes_nothing_and_the_node_enforces_deadlines_alone(melon_on_cluster: Melon,
+                                                                                  cluster: Cluster) -> None:
+    """Cut node2 off the network for a few seconds (well under node_timeout): its jobs run on,
+    its deadline is enforced by the node itself, and everything is recorded once it heals."""
+    m = melon_on_cluster
+    survivor = m.submit("-w", "node2", "-t", "1:00", "--wrap", "sleep 8; echo survived")
+    deadline = m.submit("-w", "node2", "-t", "0:03", "--wrap", "sleep 60")
+    m.wait_state(survivor, {"R"})
+    m.wait_state(deadline, {"R"})
+    network = "melon-test"
+    assert cluster.docker("network", "disconnect", network, "melon-node2").returncode == 0
+    try:
+        time.sleep(6)
+        assert m.job(survivor)["state"] == "R"
+    finally:
+        assert cluster.docker("network", "connect", network, "melon-node2").returncode == 0
+    timed_out = m.wait_state(deadline, {"TO"}, timeout=60)
+    assert next(e for e in timed_out["events"] if e["kind"] == "ended")["data"]["kill_late_by"] < 1.0
+    job = m.wait_state(survivor, {"CD"}, timeout=60)
+    assert [e["kind"] for e in job["events"]].count("ended") == 1
+    assert (m.work / f"melon-{survivor}.out").read_text() == "survived\n"
+
+
+def test_a_long_partition_fails_the_jobs_and_the_healed_node_is_fenced(cluster: Cluster, short_tmp) -> None:
+    inventory = cluster.inventory.read_text().replace("operators = [\"root\"]\n", "operators = [\"root\"]\nnode_timeout = 2\n")
+    m = Melon(short_tmp, inventory=inventory, work=cluster.shared / f"{short_tmp.name}-part")
+    m.start()
+    network = "melon-test"
+    try:
+        jid = m.submit("-w", "node2", "-t", "5:00", "--wrap", "sleep 299")
+        m.wait_state(jid, {"R"})
+        assert cluster.docker("network", "disconnect", network, "melon-node2").returncode == 0
+        try:
+            job = m.wait_state(jid, {"NF"}, timeout=60)  # keepalives notice, then node_timeout passes
+            assert "unreachable" in job["detail"]
+            assert cluster.node_exec("node2", "pgrep", "-f", "sleep 299").stdout.strip(), \
+                "cut off, the node still runs the job"
+        finally:
+            assert cluster.docker("network", "connect", network, "melon-node2").returncode == 0
+        wait_for(lambda: cluster.node_exec("node2", "pgrep", "-f", "sleep 299").stdout == "", timeout=90,
+                 interval=0.5, what="the healed node's stray job to be fenced")
+        assert m.job(jid)["state"] == "NF"
+    finally:
+        m.cleanup()
