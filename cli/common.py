@@ -75,8 +75,12 @@ def table(headers: list[str], rows: list[list[str]], right: set[int] = frozenset
 
 
 def current_user() -> str:
+    """The caller's name, or the bare uid where the account has no name."""
     import pwd
-    return pwd.getpwuid(os.getuid()).pw_name
+    try:
+        return pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:
+        return str(os.getuid())
 
 
 def job_ids(values: tuple[str, ...] | list[str]) -> list[int]:

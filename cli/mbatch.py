@@ -9,7 +9,7 @@ import time
 import rich_click as click
 
 from melond.errors import MelonError
-from cli.common import CONTEXT, client, endpoint_option, handle_errors, print_json, warn
+from cli.common import CONTEXT, client, current_user, endpoint_option, handle_errors, print_json, warn
 
 PROG = "mbatch"
 FINISHED_SHORT = {"CD", "F", "TO", "CA", "OOM", "NF"}
@@ -75,7 +75,7 @@ def main(script: str | None, args: tuple[str, ...], parsable: bool, wait: bool, 
         script_text = _read_script(script)
     elif "wrap" not in cli:
         raise click.UsageError("no script given: `mbatch [options] script [args...]` or `mbatch --wrap CMD`")
-    user = _user()
+    user = current_user()
     request, warnings = build_request(
         script_text=script_text, script_path=os.path.abspath(script) if script else None, script_args=list(args),
         cli=cli, environ=os.environ, cwd=os.getcwd(), submit_host=socket.gethostname(), user=user, now=time.time())
@@ -110,14 +110,6 @@ def _read_script(path: str) -> str:
     except OSError as exc:
         raise MelonError(f"cannot read script {path!r}: {exc.strerror}; check its permissions") from None
     return data.decode("utf-8", "surrogateescape")
-
-
-def _user() -> str:
-    import pwd
-    try:
-        return pwd.getpwuid(os.getuid()).pw_name
-    except KeyError:
-        return str(os.getuid())
 
 
 def _wait(c, ids: list[int]) -> int:

@@ -5,9 +5,9 @@ Pure functions: the node helper receives everything ready to exec.
 from __future__ import annotations
 
 import re
-import signal as _signal
 
 from melond.errors import BadRequest
+from melond.timespec import SpecError, signal_spec
 
 NO_VAL_TASK = "4294967294"  # what Slurm prints for %a outside an array
 PATTERN = re.compile(r"%(\d*)([jJxuNAatns%])")
@@ -32,25 +32,10 @@ def expand_pattern(text: str, job: dict, node: str) -> str:
 
 def parse_signal(text: str) -> tuple[int, int]:
     """sbatch --signal=[{R|B}:]SIG[@TIME]: (signal number, seconds before the deadline)."""
-    spec = text.split(":", 1)[1] if text[:2].upper() in ("R:", "B:") else text
-    if spec[:3].upper() in ("RB:", "BR:"):
-        spec = spec[3:]
-    name, _, when = spec.partition("@")
     try:
-        seconds = int(when) if when else 60
-    except ValueError:
-        raise BadRequest(f"--signal={text}: the time after @ must be whole seconds") from None
-    if name.isdigit():
-        num = int(name)
-    else:
-        upper = name.upper()
-        try:
-            num = int(_signal.Signals[upper if upper.startswith("SIG") else f"SIG{upper}"])
-        except KeyError:
-            raise BadRequest(f"--signal={text}: unknown signal {name!r}; use a name like USR1 or a number") from None
-    if not 0 < num < 65 or seconds < 0:
-        raise BadRequest(f"--signal={text}: want [R:|B:]SIGNAL[@SECONDS] with a signal from 1 to 64")
-    return num, seconds
+        return signal_spec(text)
+    except SpecError as exc:
+        raise BadRequest(f"--signal={text}: {exc}") from None
 
 
 def job_environment(job: dict, node: str, home: str | None = None) -> dict[str, str]:
