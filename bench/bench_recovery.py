@@ -6,6 +6,7 @@ Brings up its own 3-node cluster (tests/docker-sshd/cluster) and always tears it
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -132,6 +133,8 @@ def main() -> None:
                     pass
             time.sleep(5)
             d.stop(signal.SIGTERM)
+        if d is not None:
+            shutil.rmtree(d.root, ignore_errors=True)
         subprocess.run([str(CLUSTER), "down", "--dir", str(DIR)], check=False)
         INVENTORY.unlink(missing_ok=True)
 
