@@ -79,7 +79,8 @@ def test_memory_limit_ends_out_of_memory(melon_on_cluster: Melon) -> None:
     if all(n["backend"] == "none" for n in json.loads(m.run("minfo", "--json").stdout)):
         pytest.skip("the nodes enforce no memory limit here (minfo says why)")
     jid = m.submit("--mem", "64M", "--wrap", "python3 -c 'import time; b = bytearray(400 * 1024 * 1024); time.sleep(3)'")
-    assert m.wait_state(jid, {"OOM", "F", "CD"}, timeout=30)["state"] == "OOM"
+    job = m.wait_state(jid, {"OOM", "F", "CD"}, timeout=30)
+    assert job["state"] == "OOM", job
 
 
 def test_cpu_limit_holds(melon_on_cluster: Melon) -> None:
