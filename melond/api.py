@@ -1,25 +1,24 @@
-"""The HTTP API, on a Unix socket (identity from SO_PEERCRED) and optionally on TCP.
+"""The HTTP API, on a Unix socket (identity from SO_PEERCRED) and optionally on TCP (bearer tokens).
 
 Handlers are thin: validate the body with pydantic, establish the caller, call
 one controller method, return JSON. Every error is `{"error": {"code",
-"message"}}` with a 4xx/5xx status. The TCP listener is read-only until tokens
-exist (identity there cannot be established yet).
+"message"}}` with a 4xx/5xx status. Over TCP every route but the OpenAPI
+document needs a token, and a token's user has the same rights as on the socket.
 """
 from __future__ import annotations
 
 import logging
 import os
 import pwd
-import socket
-import struct
 import time
 
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from melond import models
+from melond import models, tokens
+from melond.auth import TokenService, peer_uid, user_name
 from melond.controller import Controller
-from melond.errors import BadRequest, Forbidden, Internal, MelonError, NotFound
+from melond.errors import BadRequest, Forbidden, Internal, MelonError, NotFound, Unauthorized
 from melond.policy import Caller, check_owner
 from melond.states import ACTIVE, State, parse_states
 from melond.views import job_view, node_view
@@ -28,32 +27,27 @@ log = logging.getLogger("melond.api")
 
 PREFIX = "/api/v1"
 CONTROLLER = web.AppKey("controller", Controller)
+TOKENS = web.AppKey("tokens", TokenService)
 MAX_WAIT = 300.0
-PEERCRED = struct.Struct("3i")
+PUBLIC = {"/openapi.json"}  # routes TCP serves without a token: the API's description, nothing about jobs
 
 
-def peer_caller(request: web.Request, ctl: Controller) -> Caller | None:
-    """The uid on the other end of a Unix socket, as the kernel tells it; None over TCP."""
-    sock = request.transport.get_extra_info("socket") if request.transport else None
-    if sock is None or sock.family != socket.AF_UNIX:
-        return None
-    _pid, uid, _gid = PEERCRED.unpack(sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, PEERCRED.size))
-    try:
-        user = pwd.getpwuid(uid).pw_name
-    except KeyError:
-        user = str(uid)
-    return ctl.caller(user, uid)
+async def identify(request: web.Request) -> Caller:
+    """The kernel's word on the Unix socket; the bearer token's user on TCP."""
+    ctl = request.app[CONTROLLER]
+    uid = peer_uid(request.transport)
+    request["over_socket"] = uid is not None
+    if uid is not None:
+        return ctl.caller(user_name(uid), uid)
+    if request.path.removeprefix(PREFIX) in PUBLIC:
+        return Caller(user="anonymous", uid=-1)
+    return await request.app[TOKENS].authenticate(request.headers.get("Authorization"), time.time())
 
 
 @web.middleware
 async def errors_and_identity(request: web.Request, handler):
-    ctl = request.app[CONTROLLER]
-    caller = peer_caller(request, ctl)
-    if caller is None and request.method not in ("GET", "HEAD"):
-        return _error(Forbidden("the TCP API is read-only in this version: identity needs a token; "
-                                "use the Unix socket (the default endpoint) to submit, cancel or extend"))
-    request["caller"] = caller or Caller(user="anonymous", uid=-1)
     try:
+        request["caller"] = await identify(request)
         return await handler(request)
     except MelonError as exc:
         return _error(exc)
@@ -65,7 +59,8 @@ async def errors_and_identity(request: web.Request, handler):
 
 
 def _error(exc: MelonError) -> web.Response:
-    return web.json_response(exc.to_wire(), status=exc.status)
+    headers = {"WWW-Authenticate": 'Bearer realm="melond"'} if isinstance(exc, Unauthorized) else None
+    return web.json_response(exc.to_wire(), status=exc.status, headers=headers)
 
 
 async def _body(request: web.Request, model: type[BaseModel]) -> BaseModel:
@@ -193,6 +188,24 @@ async def down_node(request: web.Request) -> web.Response:
                                                                 body.reason))
 
 
+async def create_token(request: web.Request) -> web.Response:
+    body: models.TokenRequest = await _body(request, models.TokenRequest)
+    reply = await request.app[TOKENS].issue(request["caller"], body.ttl or tokens.DEFAULT_TTL, time.time(),
+                                            request["over_socket"])
+    return web.json_response(reply, status=201)
+
+
+async def list_tokens(request: web.Request) -> web.Response:
+    everyone = bool(request.query.get("all"))
+    return web.json_response({"tokens": request.app[TOKENS].list(request["caller"], everyone)})
+
+
+async def revoke_tokens(request: web.Request) -> web.Response:
+    body: models.RevokeRequest = await _body(request, models.RevokeRequest)
+    done = await request.app[TOKENS].revoke(request["caller"], body.ids, body.all, time.time())
+    return web.json_response({"revoked": done})
+
+
 async def openapi(request: web.Request) -> web.Response:
     return web.json_response(openapi_document())
 
@@ -214,6 +227,10 @@ ROUTES = [
     ("POST", "/nodes/{name}/drain", drain_node, models.NodeAction, None, "start nothing more on a node (operators)"),
     ("POST", "/nodes/{name}/resume", resume_node, None, None, "return a drained node to service (operators)"),
     ("POST", "/nodes/{name}/down", down_node, models.NodeAction, None, "drain a node and kill its jobs (operators)"),
+    ("POST", "/tokens", create_token, models.TokenRequest, models.TokenReply,
+     "a new token for the TCP API (Unix socket only)"),
+    ("GET", "/tokens", list_tokens, None, None, "your tokens, never their secrets; ?all=1 everyone's (operators)"),
+    ("POST", "/tokens/revoke", revoke_tokens, models.RevokeRequest, None, "revoke tokens at once"),
     ("GET", "/openapi.json", openapi, None, None, "this document"),
 ]
 
@@ -254,6 +271,7 @@ def _int_list(text: str | None) -> list[int] | None:
 def make_app(ctl: Controller) -> web.Application:
     app = web.Application(middlewares=[errors_and_identity], client_max_size=64 * 1024 * 1024)
     app[CONTROLLER] = ctl
+    app[TOKENS] = TokenService(ctl.store, ctl.caller)
     for method, path, handler, *_ in ROUTES:
         app.router.add_route(method, PREFIX + path, handler)
     app.router.add_route("*", "/{tail:.*}", not_found)

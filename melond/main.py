@@ -16,7 +16,7 @@ from melond.paths import default_state_dir
 @click.option("--inventory", type=click.Path(dir_okay=False), default=None,
               help="TOML inventory of partitions, operators and nodes. Default: this machine only.")
 @click.option("--port", type=click.IntRange(0, 65535), default=None,
-              help="Also serve the API over TCP on this port (read-only without tokens).")
+              help="Also serve the API over TCP on this port; callers need a token (mtoken create).")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address for --port.")
 @click.option("--kill-wait", type=click.FloatRange(0), default=None,
               help="Seconds between SIGTERM and SIGKILL at a time limit or cancel (Slurm's KillWait). Default 30.")

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from melond.tokens import MAX_TTL
+
 
 class Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -53,6 +55,29 @@ class NodeAction(Body):
     """Why an operator drains or downs a node (shown by minfo)."""
 
     reason: str = Field(min_length=1, max_length=1000)
+
+
+class TokenRequest(Body):
+    """A new token's lifetime in seconds (default 30 days, at most 365)."""
+
+    ttl: int | None = Field(default=None, ge=1, le=MAX_TTL)
+
+
+class TokenReply(Body):
+    """The token itself appears here once; melond keeps only its hash."""
+
+    token: str
+    id: str
+    user: str
+    created: float
+    expires: float
+
+
+class RevokeRequest(Body):
+    """Token ids to revoke, or `all` (operators: every user's tokens)."""
+
+    ids: list[str] = Field(default=[], max_length=1000)
+    all: bool = False
 
 
 class ErrorBody(Body):
