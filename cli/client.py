@@ -117,7 +117,8 @@ class Client:
             raise Unreachable(f"TLS with melond at {self.endpoint} failed: {exc}. If melond uses its own certificate "
                               f"(melond --gen-cert), point MELON_CA_FILE at that certificate") from None
         except (OSError, http.client.HTTPException) as exc:
-            raise Unreachable(f"lost the connection to melond at {self.endpoint}: {exc}") from None
+            hint = " (if melond serves TLS there, use https://)" if self.endpoint.startswith("http://") else ""
+            raise Unreachable(f"lost the connection to melond at {self.endpoint}: {exc}{hint}") from None
         finally:
             conn.close()
         try:

@@ -68,8 +68,16 @@ class Node(Strict):
         return self.host is not None
 
 
+class Tls(Strict):
+    """The TCP listener's certificate and key (PEM), paths relative to the inventory file."""
+
+    cert: str
+    key: str
+
+
 class Inventory(Strict):
     operators: list[str] = []
+    tls: Tls | None = None  # TLS for `melond --port`; --tls-cert/--tls-key override it
     defaults: dict[str, object] = {}  # field values every [nodes.*] table starts from
     kill_wait: float = Field(default=30.0, ge=0)
     node_timeout: float = Field(default=60.0, gt=0)  # unreachable this long: the node is lost (Slurm's SlurmdTimeout)
@@ -118,19 +126,26 @@ def load(path: str | None) -> Inventory:
     except SpecError as exc:
         raise MelonError(f"inventory {path}: {exc}") from None
     base = Path(path).resolve().parent
+    if inv.tls is not None:
+        inv = inv.model_copy(update={"tls": _resolve_files(inv.tls, ("cert", "key"), base, f"inventory {path}: tls")})
     for name, node in list(inv.nodes.items()):
-        files = {}
-        for field in ("identity_file", "known_hosts"):
-            value = getattr(node, field)
-            if value is None:
-                continue
-            resolved = base / Path(value).expanduser()  # relative paths count from the inventory's folder
-            if not resolved.is_file():
-                raise MelonError(f"inventory {path}: nodes.{name}.{field}: no such file {value!r}")
-            files[field] = str(resolved)
-        if files:
-            inv.nodes[name] = node = node.model_copy(update=files)
+        inv.nodes[name] = node = _resolve_files(node, ("identity_file", "known_hosts"), base,
+                                                f"inventory {path}: nodes.{name}")
         if node.partition not in inv.partition_names():
             raise MelonError(f"inventory {path}: nodes.{name}.partition: unknown partition {node.partition!r}; "
                              f"define [partitions.{node.partition}] or use one of {inv.partition_names()}")
     return inv
+
+
+def _resolve_files(table: Strict, fields: tuple[str, ...], base: Path, where: str) -> Strict:
+    """The table with its file fields made absolute (relative paths count from the inventory's folder)."""
+    files = {}
+    for field in fields:
+        value = getattr(table, field)
+        if value is None:
+            continue
+        resolved = base / Path(value).expanduser()
+        if not resolved.is_file():
+            raise MelonError(f"{where}.{field}: no such file {value!r}")
+        files[field] = str(resolved)
+    return table.model_copy(update=files) if files else table

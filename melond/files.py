@@ -25,6 +25,13 @@ def check_private(path: str, mask: int = 0o077) -> None:
                          f"run `chmod 600 {path}` (or make a new one)")
 
 
+def refuse_existing(paths: list[str]) -> None:
+    """Check every target before writing any, so a refusal leaves nothing half-made behind."""
+    for path in paths:
+        if os.path.lexists(path):
+            raise MelonError(f"{path} exists; refusing to overwrite it (move it away first)")
+
+
 def write_new(path: str, data: bytes, mode: int, *, replace: bool = False) -> None:
     """Write `path` with exactly `mode`: refuse an existing file unless `replace`, then swap atomically.
 
@@ -32,10 +39,9 @@ def write_new(path: str, data: bytes, mode: int, *, replace: bool = False) -> No
     readable by others, not even for a moment.
     """
     target = f"{path}.new-{os.getpid()}" if replace else path
-    try:
-        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    except FileExistsError:
-        raise MelonError(f"{path} exists; refusing to overwrite it (move it away first)") from None
+    if not replace:
+        refuse_existing([path])
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)  # O_EXCL still guards a race
     try:
         os.fchmod(fd, mode)
         os.write(fd, data)
