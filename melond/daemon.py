@@ -75,8 +75,9 @@ class Daemon:
         self.socket_path = os.path.join(self.state_dir, SOCKET_NAME)
         self._stop = asyncio.Event()
         self._lock_fd: int | None = None
-        tls = opts.inventory.tls
-        cert, key = (opts.tls_cert, opts.tls_key) if opts.tls_cert else (tls.cert, tls.key) if tls else (None, None)
+        cert, key = opts.tls_cert, opts.tls_key
+        if cert is None and opts.inventory.tls is not None:
+            cert, key = opts.inventory.tls.cert, opts.inventory.tls.key
         if cert and opts.port is None:
             raise MelonError("a TLS certificate is set but there is no TCP listener; add --port")
         self.tls = tls_context(cert, key) if cert else None
@@ -139,7 +140,8 @@ class Daemon:
         tasks = [asyncio.ensure_future(s.run()) for s in ctl.sessions.values()]
         tasks.append(asyncio.ensure_future(ctl.schedule_forever()))
         log.info("melond ready", extra={"socket": self.socket_path, "port": self.opts.port,
-                                        "tls": self.tls is not None, "nodes": list(ctl.nodes), "kill_wait": kill_wait, "pid": os.getpid()})
+                                        "tls": self.tls is not None, "nodes": list(ctl.nodes),
+                                        "kill_wait": kill_wait, "pid": os.getpid()})
         await self._stop.wait()
         log.info("melond stopping: jobs keep running and are adopted at the next start")
         await runner.cleanup()
