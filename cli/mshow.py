@@ -22,7 +22,7 @@ def parseable(job: dict) -> dict:
         "end_time": iso(job.get("end_time")), "exit_code": job.get("exit_code"), "signal": job.get("exit_signal"),
         "reason": job.get("reason"), "output": job["output_path"], "error": job["error_path"],
         "partition": job["partition"], "deadline": iso(job.get("deadline")), "detail": job.get("detail"),
-        "backend": job.get("backend"),
+        "backend": job.get("backend"), "requeue": job.get("requeue"), "restarts": job.get("restarts") or 0,
         "array_job_id": job.get("array_job_id"), "array_task_id": job.get("array_task_id"),
         "extensions": [e for e in job.get("events", []) if e["kind"] == "extended"],
         "events": job.get("events", []),
@@ -52,6 +52,7 @@ def main(job_id: int, as_json: bool, endpoint: str | None) -> None:
         ("TimeLimit", format_limit(job["time_limit"])), ("RunTime", format_duration(int(job["elapsed"]))),
         ("SubmitTime", fmt_time(job["submit_time"])), ("StartTime", fmt_time(job.get("start_time"))),
         ("Deadline", fmt_time(job.get("deadline"))), ("EndTime", fmt_time(job.get("end_time"))),
+        ("Requeue", "1" if job.get("requeue") else "0"), ("Restarts", str(job.get("restarts") or 0)),
         ("ExitCode", exit_text), ("Command", " ".join([job.get("script_path") or "(wrap)", *job.get("script_args", [])])),
         ("WorkDir", job["chdir"]), ("StdOut", job["output_path"]), ("StdErr", job["error_path"]),
     ]

@@ -144,7 +144,7 @@ class Controller:
             "begin_time": req.get("begin"), "hold": int(bool(req.get("hold"))), "dependency": req.get("dependency"),
             "array_throttle": throttle, "requeue": int(bool(req.get("requeue"))), "signal": req.get("signal"),
             "submit_host": req.get("submit_host"), "submit_dir": req.get("submit_dir") or req["chdir"],
-            "submit_time": now,
+            "submit_time": now, "restarts": 0,
         }
         rows = [{**base, "array_task_id": t} for t in tasks]
         ids = await self.store.write(Store.op_insert_jobs, rows, caller.user, now)
@@ -209,7 +209,7 @@ class Controller:
             try:
                 if session is None:
                     raise NodeUnavailable(f"node {job['node']} has no session")
-                await session.request("set_limit", job_id=job_id, limit=limit)
+                await session.request("set_limit", job_id=job_id, run=_run(job), limit=limit)
             except MelonError as exc:
                 log.warning("extension stored, node not told yet", extra={"job": job_id, "error": str(exc)})
         self.kick()
@@ -364,11 +364,25 @@ class Controller:
 
     def on_event(self, node: str, msg: dict) -> None:
         if msg.get("event") == "exited":
-            self._spawn(self._record_end(int(msg["job_id"]), msg["result"], node=node))
+            self._spawn(self._record_end(int(msg["job_id"]), msg["result"], node=node, run=int(msg.get("run", 0))))
 
-    async def _record_end(self, job_id: int, result: dict, node: str | None = None) -> None:
+    async def _record_end(self, job_id: int, result: dict, node: str | None = None, run: int | None = None) -> None:
+        """Record how a job's run ended: its final state, or back to PENDING if it asked to be
+        requeued and its node failed. The run's spool record is forgotten once this is durable."""
         now = time.time()
         job = self.active.get(job_id)
+        if job is not None and run is not None and (run != _run(job) or (node and job.get("node") != node)):
+            # An earlier run's end (a requeued job's old run, fenced on its node): nothing to record.
+            if node in self.sessions:
+                self._forget_later(node, job_id, run)
+            return
+        where = node or (job or {}).get("node")
+        run = _run(job) if run is None and job is not None else (run or 0)
+        if job is not None and self._requeues(job, result):
+            await self._requeue(job, result)
+            if where in self.sessions:
+                self._forget_later(where, job_id, run)
+            return
         state = job[END_AS] if job is not None and job.get(END_AS) else end_state(result)
         changes = {
             "state": state.value, "end_time": result.get("end") or now, "exit_code": result.get("exit_code"),
@@ -393,22 +407,50 @@ class Controller:
         if done:
             self._finished(job_id)
             log.info("job ended", extra={"job": job_id, "state": state.value, "exit_code": result.get("exit_code")})
-        where = node or (job or {}).get("node")
-        if where and where in self.sessions:
-            self._forget_later(where, job_id)
+        if where in self.sessions:
+            self._forget_later(where, job_id, run)
 
-    def _forget_later(self, node: str, job_id: int) -> None:
-        """Batch spool clean-ups per node: one request for many ended jobs."""
+    def _requeues(self, job: dict, result: dict) -> bool:
+        """Does this end send the job back to the queue? Only a --requeue job whose node failed
+        (lost, or downed by an operator), not one its user cancelled."""
+        node_failed = result.get("reason") == "lost" or job.get(END_AS) == State.NODE_FAIL
+        return bool(job.get("requeue")) and node_failed and not job.get("cancel_requested")
+
+    async def _requeue(self, job: dict, result: dict) -> None:
+        """Back to PENDING as the job's next run (sbatch --requeue after a node failure), up to
+        max_batch_requeue times. The old run has its own spool record, so whatever is left of it on
+        the failed node is fenced when that node returns and can never be taken for the new run."""
+        runs = _run(job) + 1
+        if runs > self.inv.max_batch_requeue:
+            job["requeue"] = 0
+            result = {**result, "error": f"{result.get('error') or 'node failure'}; not requeued: the job was "
+                                        f"requeued {runs - 1} times already (max_batch_requeue)"}
+            await self._record_end(job["id"], result)
+            return
+        now = time.time()
+        data = {"node": job.get("node"), "restarts": runs, "why": result.get("error") or result.get("reason")}
+        done = await self.store.write(Store.op_transition, job["id"], [State.RUNNING], {
+            "state": State.PENDING.value, "node": None, "start_time": None, "restarts": runs, "reason": None,
+        }, "requeued", "melond", data, now)
+        if done:
+            job.update(state=State.PENDING.value, node=None, start_time=None, restarts=runs, reason=None)
+            for key in (END_AS, VIEW_CACHE, "cancel_requested"):
+                job.pop(key, None)
+            log.warning("job requeued", extra={"job": job["id"], **data})
+            self.kick()
+
+    def _forget_later(self, node: str, job_id: int, run: int) -> None:
+        """Batch spool clean-ups per node: one request for many ended runs."""
         batch = self._to_forget.setdefault(node, [])
-        batch.append(job_id)
+        batch.append([job_id, run])
         if len(batch) == 1:
             self._spawn(self._forget(node))
 
     async def _forget(self, node: str) -> None:
         await asyncio.sleep(FORGET_DELAY)
-        ids = self._to_forget.pop(node, [])
+        runs = self._to_forget.pop(node, [])
         try:
-            await self.sessions[node].request("forget", ids=ids)
+            await self.sessions[node].request("forget", runs=runs)
         except MelonError:
             pass  # forgotten at the next reconcile
 
@@ -426,7 +468,7 @@ class Controller:
         if session is None or not session.up:
             return  # re-sent by the node's reconcile
         try:
-            await session.request("kill", job_id=job["id"])
+            await session.request("kill", job_id=job["id"], run=_run(job))
         except NodeRequestFailed as exc:
             if exc.node_code != "no_such_job":
                 raise
@@ -445,32 +487,36 @@ class Controller:
         node.backend_reason = info.get("backend_reason", "")
         session = self.sessions[name]
         listing = (await session.request("list"))["jobs"]
-        on_node = {j["id"]: j for j in listing}
+        on_node = {(j["id"], j.get("run", 0)): j for j in listing}
         mine = [j for j in self.active.values() if j["state"] == State.RUNNING and j.get("node") == name]
         cancels = self._cancel_requested([j["id"] for j in mine])
         for job in mine:
-            seen = on_node.pop(job["id"], None)
+            run = _run(job)
+            seen = on_node.pop((job["id"], run), None)
             if seen is None:
                 self._spawn(self._start_on_node(job))
             elif seen["state"] == "ended":
-                await self._record_end(job["id"], seen["result"], node=name)
+                await self._record_end(job["id"], seen["result"], node=name, run=run)
             elif seen["state"] == "lost":
                 await self._record_end(job["id"], {"reason": "lost", "error": "the node lost the job (rebooted?)"},
-                                       node=name)
+                                       node=name, run=run)
             else:
-                await session.request("set_limit", job_id=job["id"], limit=job["time_limit"])
+                await session.request("set_limit", job_id=job["id"], run=run, limit=job["time_limit"])
                 if job["id"] in cancels:
                     job["cancel_requested"] = True
-                    await session.request("kill", job_id=job["id"])
+                    await session.request("kill", job_id=job["id"], run=run)
         stale = []
-        for jid, seen in on_node.items():
+        for (jid, run), seen in on_node.items():
             if seen["state"] in ("running", "claimed"):
-                log.warning("fencing a job the store does not run here", extra={"node": name, "job": jid})
-                await session.request("kill", job_id=jid)
+                # Fencing: the store does not run this here (it ended NODE_FAIL or was requeued while
+                # the node was away). Its end, when it comes, belongs to no current run.
+                log.warning("fencing a job run the store does not run here", extra={"node": name, "job": jid,
+                                                                                    "run": run})
+                await session.request("kill", job_id=jid, run=run)
             else:
-                stale.append(jid)
+                stale.append([jid, run])
         if stale:
-            await session.request("forget", ids=stale)
+            await session.request("forget", runs=stale)
         node.up = True
         await self._save_node(node, "up", None, info)
         self.kick()
@@ -487,9 +533,9 @@ class Controller:
             self._spawn(self._fail_node_after_timeout(name, node.down_since))
 
     async def _fail_node_after_timeout(self, name: str, since: float) -> None:
-        """Still unreachable after the timeout: its running jobs end NODE_FAIL. Should the node
-        return, its helper's reconcile kills whatever still runs there (fencing). (Requeueing
-        such jobs elsewhere needs per-run spool records; it is not done yet.)"""
+        """Still unreachable after the timeout: its running jobs end NODE_FAIL, or go back to the
+        queue if submitted with --requeue. Should the node return, its reconcile kills whatever
+        still runs there first (fencing)."""
         await asyncio.sleep(self.inv.node_timeout)
         node = self.nodes[name]
         if node.up or node.down_since != since:
@@ -499,6 +545,11 @@ class Controller:
         for job in [j for j in self.active.values() if j["state"] == State.RUNNING and j.get("node") == name]:
             await self._record_end(job["id"], {"reason": "lost", "exit_code": None, "signal": None, "end": now,
                                                "error": f"node {name} unreachable for {self.inv.node_timeout:g} s"})
+        if self.inv.return_to_service == 0 and node.drain is None:
+            # Slurm's ReturnToService=0: a node that was lost waits for an operator once it is back.
+            node.drain = (f"lost at {time.strftime('%Y-%m-%dT%H:%M:%S')} (unreachable for "
+                          f"{self.inv.node_timeout:g} s); `mnode resume {name}` returns it")
+            await self.store.write(Store.op_set_drain, name, node.drain)
         self.kick()
 
     # ---- operators' node actions ---------------------------------------------------------------
@@ -571,6 +622,11 @@ class Controller:
         self._kick.set()
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=10)
+
+
+def _run(job: dict) -> int:
+    """Which run of the job this is: 0, then one more per requeue."""
+    return job.get("restarts") or 0
 
 
 def _dep_ids(spec: str) -> set[int]:

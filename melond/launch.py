@@ -71,7 +71,7 @@ def job_environment(job: dict, node: str, home: str | None = None) -> dict[str, 
 def start_request(job: dict, node: str, *, kill_wait: float, tasks_max: int, home: str | None = None) -> dict:
     """Everything the node needs to start the job; the limit travels as a total, the node adds its own start time."""
     return {
-        "id": job["id"], "user": job["user"], "script": job["script"], "args": job.get("script_args") or [],
+        "id": job["id"], "run": job.get("restarts") or 0, "user": job["user"], "script": job["script"], "args": job.get("script_args") or [],
         "env": job_environment(job, node, home), "cwd": job["chdir"],
         "output": expand_pattern(job["output"], job, node),
         "error": expand_pattern(job["error"], job, node) if job.get("error") else None,

@@ -56,19 +56,19 @@ def serve(sock: socket.socket) -> None:
             try:
                 os.setsid()
                 monitor.detach(keep=sock.fileno())
-                jobdir = JobDir(req["spool"], req["id"])
+                jobdir = JobDir(req["spool"], req["key"])
                 spec = jobdir.read_json("spec.json") or {}
                 monitor.Monitor(jobdir, spec, req["backend"], req["notify"]).run(
-                    lambda info: _report(sock, req["id"], info))
+                    lambda info: _report(sock, req["key"], info))
                 code = 0
             finally:
                 os._exit(code)
 
 
-def _report(sock: socket.socket, job_id: int, info: dict) -> None:
+def _report(sock: socket.socket, key: str, info: dict) -> None:
     """One datagram to the helper, then let go of the launcher's socket."""
     try:
-        sock.send(json.dumps({"id": job_id, **info}).encode())
+        sock.send(json.dumps({"key": key, **info}).encode())
     except OSError:
         pass  # the helper is gone; the spool tells the next one
     finally:

@@ -42,11 +42,11 @@ class NoLimits:
     name = "none"
     wraps = False  # True: the job's command is wrapped (systemd-run), not moved into a cgroup
 
-    def __init__(self, job_id: int, cpus: int, memory: int, tasks_max: int, scope: str) -> None:
-        self.job_id = job_id
+    def __init__(self, key: str, cpus: int, memory: int, tasks_max: int, scope: str) -> None:
+        self.key = key  # the job run's spool key: `17`, or `17.1` once requeued
         self.leader = 0
         # melon/<scope>/job-<id>: the scope (a hash of the spool path) keeps two melonds on one machine apart.
-        self.rel = os.path.join("melon", scope, f"job-{job_id}")
+        self.rel = os.path.join("melon", scope, f"job-{key}")
 
     def create(self) -> None:
         """Nothing to create."""
@@ -85,8 +85,8 @@ class CgroupV1(NoLimits):
 
     name = "cgroup-v1"
 
-    def __init__(self, job_id: int, cpus: int, memory: int, tasks_max: int, scope: str) -> None:
-        super().__init__(job_id, cpus, memory, tasks_max, scope)
+    def __init__(self, key: str, cpus: int, memory: int, tasks_max: int, scope: str) -> None:
+        super().__init__(key, cpus, memory, tasks_max, scope)
         self.cpus, self.memory, self.tasks_max = cpus, memory, tasks_max
         self.dirs = {c: os.path.join(CGROUP_ROOT, c, self.rel)
                      for c in V1_CONTROLLERS if os.path.isdir(os.path.join(CGROUP_ROOT, c))}
@@ -155,8 +155,8 @@ class CgroupV2(NoLimits):
 
     name = "cgroup-v2"
 
-    def __init__(self, job_id: int, cpus: int, memory: int, tasks_max: int, scope: str) -> None:
-        super().__init__(job_id, cpus, memory, tasks_max, scope)
+    def __init__(self, key: str, cpus: int, memory: int, tasks_max: int, scope: str) -> None:
+        super().__init__(key, cpus, memory, tasks_max, scope)
         self.cpus, self.memory, self.tasks_max = cpus, memory, tasks_max
         self.dir = os.path.join(CGROUP_ROOT, self.rel)
 
@@ -264,10 +264,10 @@ class SystemdScope(NoLimits):
     name = "systemd"
     wraps = True
 
-    def __init__(self, job_id: int, cpus: int, memory: int, tasks_max: int, scope: str) -> None:
-        super().__init__(job_id, cpus, memory, tasks_max, scope)
+    def __init__(self, key: str, cpus: int, memory: int, tasks_max: int, scope: str) -> None:
+        super().__init__(key, cpus, memory, tasks_max, scope)
         self.cpus, self.memory, self.tasks_max = cpus, memory, tasks_max
-        self.unit = f"melon-job-{job_id}"
+        self.unit = f"melon-job-{key}"
         self.procs: str | None = None  # cgroup.procs of the scope
         self.oom_file: tuple[str, str] | None = None  # (file, key) that counts OOM kills
 

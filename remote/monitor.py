@@ -56,7 +56,7 @@ class Monitor:
         self.dir = jobdir
         self.spec = spec
         self.notify = notify
-        self.limits = limits.BACKENDS[backend](spec["id"], spec.get("cpus") or 0, spec.get("memory") or 0,
+        self.limits = limits.BACKENDS[backend](spec["key"], spec.get("cpus") or 0, spec.get("memory") or 0,
                                                spec.get("tasks_max") or 0, spec["scope"])
         self.kill_wait = float(spec.get("kill_wait", 30))
         self.ending: str | None = None  # "timeout" or "cancelled" once we start killing
@@ -229,10 +229,10 @@ class Monitor:
             "end": time.time(), "term_sent": self.term_at, "backend": self.limits.name,
         })
         try:
-            # Only the job id: the helper reads the result from the root-owned file, so a datagram
+            # Only the run key: the helper reads the result from the root-owned file, so a datagram
             # forged by a job's user cannot end anyone's job.
             with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
-                s.sendto(str(self.spec["id"]).encode(), self.notify)
+                s.sendto(self.spec["key"].encode(), self.notify)
         except OSError:
             pass  # no helper listening: the next one finds result.json when it scans
         self.dir.sync("result.json")  # melond forgets the job only after recording this result
@@ -261,7 +261,7 @@ def _command(spec: dict) -> tuple[list[str], dict[str, str], int]:
     from it as /dev/fd/N, as sbatch's copy runs from slurmd's spool.
     """
     data = spec["script"].encode("utf-8", "surrogateescape")
-    fd = os.memfd_create(f"melon-job-{spec['id']}", 0)
+    fd = os.memfd_create(f"melon-job-{spec['key']}", 0)
     os.write(fd, data)
     os.lseek(fd, 0, os.SEEK_SET)
     path = f"/dev/fd/{fd}"

@@ -86,12 +86,12 @@ class Helper:
         self.out = out
         self.launcher = launcher
         self.on_launcher_lost: Callable[[], None] | None = None
-        self.starting: dict[int, asyncio.Future] = {}
+        self.starting: dict[str, asyncio.Future] = {}  # by run key
         self.info = probe(spool_dir, limits_wanted)
         self.backend = self.info["backend"]
         self.scope = spool_scope(spool_dir)
         self.notify = "\0melon-" + self.scope
-        self.watching: set[int] = set()
+        self.watching: set[str] = set()  # run keys whose end is still to be reported
         self.ops = {
             "ping": self.op_ping,
             "start": self.op_start,
@@ -121,10 +121,10 @@ class Helper:
         return {"time": time.time()}
 
     async def op_start(self, msg: dict) -> dict:
-        """Start a job once: a second start of the same id reports the first one."""
+        """Start a job's run once: a second start of the same run reports the first one."""
         job = msg["job"]
-        jid = int(job["id"])
-        d = spool.JobDir(self.spool, jid)
+        key = spool.run_key(job["id"], job.get("run", 0))
+        d = spool.JobDir(self.spool, key)
         if not d.claim():
             return {"already": True, **self._status(d)}
         try:
@@ -132,25 +132,25 @@ class Helper:
         except KeyError:
             d.remove()
             raise RequestError("no_such_user", f"user {job['user']!r} does not exist on node {self.info['hostname']}") from None
-        job = {**job, "boot_id": self.info["boot_id"], "scope": self.scope}
+        job = {**job, "key": key, "boot_id": self.info["boot_id"], "scope": self.scope}
         d.write_json("spec.json", job)  # with the script: one file, readable by root only
-        self.watching.add(jid)  # before the monitor runs: a quick job's wake-up must find it watched
+        self.watching.add(key)  # before the monitor runs: a quick job's wake-up must find it watched
         fut = asyncio.get_running_loop().create_future()
-        self.starting[jid] = fut
+        self.starting[key] = fut
         try:
-            self.launcher.send(json.dumps({"id": jid, "spool": self.spool, "backend": self.backend,
+            self.launcher.send(json.dumps({"key": key, "spool": self.spool, "backend": self.backend,
                                            "notify": self.notify}).encode())
             report = await asyncio.wait_for(fut, START_TIMEOUT)
         except (OSError, TimeoutError):
-            raise RequestError("launch_failed", f"job {jid}: the launcher did not start its monitor") from None
+            raise RequestError("launch_failed", f"job {key}: the launcher did not start its monitor") from None
         finally:
-            self.starting.pop(jid, None)
+            self.starting.pop(key, None)
         if "error" in report:
-            self.check(jid)
+            self.check(key)
         return {"already": False, **report}
 
     def launcher_readable(self) -> None:
-        """A monitor's start report: {"id", "pid", "start"} or {"id", "error"}."""
+        """A monitor's start report: {"key", "pid", "start"} or {"key", "error"}."""
         try:
             data = self.launcher.recv(65536)
         except BlockingIOError:
@@ -164,7 +164,7 @@ class Helper:
                 self.on_launcher_lost()
             return
         report = json.loads(data)
-        fut = self.starting.get(report.pop("id"))
+        fut = self.starting.get(report.pop("key"))
         if fut is not None and not fut.done():
             fut.set_result(report)
 
@@ -180,30 +180,31 @@ class Helper:
 
     async def op_list(self, msg: dict) -> dict:
         jobs = []
-        for jid in spool.job_ids(self.spool):
-            d = spool.JobDir(self.spool, jid)
+        for key in spool.run_keys(self.spool):
+            d = spool.JobDir(self.spool, key)
             status = self._status(d)
             if status["state"] == "running":
-                self.watching.add(jid)
-            jobs.append({"id": jid, **status})
+                self.watching.add(key)
+            jid, run = spool.parse_key(key)
+            jobs.append({"id": jid, "run": run, **status})
         return {"jobs": jobs}
 
     async def op_forget(self, msg: dict) -> dict:
         """Drop ended jobs from the spool. The deleting runs in a thread (the helper no longer
         forks, the launcher does), so starts queued behind a large batch are not held up."""
         gone: list[spool.JobDir] = []
-        for jid in msg.get("ids", []):
-            d = spool.JobDir(self.spool, int(jid))
+        for jid, run in msg.get("runs", []):
+            d = spool.JobDir(self.spool, spool.run_key(jid, run))
             if d.exists("result.json") or not os.path.exists(d.root) or self._status(d)["state"] == "lost":
-                self.watching.discard(int(jid))
+                self.watching.discard(d.key)
                 gone.append(d)
         await asyncio.get_running_loop().run_in_executor(None, _remove_all, gone)
-        return {"forgotten": [d.id for d in gone]}
+        return {"forgotten": [list(spool.parse_key(d.key)) for d in gone]}
 
     def _existing(self, msg: dict) -> spool.JobDir:
-        d = spool.JobDir(self.spool, int(msg["job_id"]))
+        d = spool.JobDir(self.spool, spool.run_key(msg["job_id"], msg.get("run", 0)))
         if not os.path.isdir(d.root):
-            raise RequestError("no_such_job", f"job {msg['job_id']} is not on this node")
+            raise RequestError("no_such_job", f"job {d.key} is not on this node")
         return d
 
     def _wake(self, d: spool.JobDir) -> bool:
@@ -227,22 +228,23 @@ class Helper:
             return {"state": "lost", "started": started}
         return {"state": "running", "started": started}
 
-    def check(self, jid: int) -> None:
-        """Report the job's end if its result is there."""
-        if jid not in self.watching:
+    def check(self, key: str) -> None:
+        """Report the run's end if its result is there."""
+        if key not in self.watching:
             return
-        d = spool.JobDir(self.spool, jid)
+        d = spool.JobDir(self.spool, key)
         result = d.read_json("result.json")
         if result is not None:
-            self.watching.discard(jid)
-            self.send({"event": "exited", "job_id": jid, "result": result})
+            self.watching.discard(key)
+            jid, run = spool.parse_key(key)
+            self.send({"event": "exited", "job_id": jid, "run": run, "result": result})
 
     async def scan_forever(self) -> None:
         """Belt and braces for a lost wake-up datagram."""
         while True:
             await asyncio.sleep(SCAN_INTERVAL)
-            for jid in list(self.watching):
-                self.check(jid)
+            for key in list(self.watching):
+                self.check(key)
 
 
 def _remove_all(dirs: list[spool.JobDir]) -> None:
@@ -287,10 +289,9 @@ class _Notify(asyncio.DatagramProtocol):
         self.helper = helper
 
     def datagram_received(self, data: bytes, addr: object) -> None:
-        try:
-            self.helper.check(int(data))
-        except ValueError:
-            pass
+        key = data.decode("ascii", "replace")
+        if spool.parse_key(key) is not None:
+            self.helper.check(key)
 
 
 async def serve(spool_dir: str, launcher: socket.socket, limits_wanted: str = "auto") -> None:

@@ -1,9 +1,11 @@
 """The node's job spool: one directory per job, every file written atomically.
 
 Standard library only: streamed to compute nodes with the helper. The spool is
-the node's memory across helper and melond restarts: a job directory exists
+the node's memory across helper and melond restarts: a run's directory exists
 once its start was claimed, `started.json` once it runs, `result.json` once it
-ended. The directory and its files are the helper's user's alone (a job's
+ended. A directory is named for one run of a job (`17`, then `17.1` once it was
+requeued), so a requeued job's new run never meets the old run's records, even
+on the same node. The directory and its files are the helper's user's alone (a job's
 script travels in spec.json), so a job cannot read another job's script nor
 rewrite its own limit or result.
 """
@@ -14,12 +16,27 @@ import os
 import shutil
 
 
-class JobDir:
-    """Files of one job under <spool>/jobs/<id>."""
+def run_key(job_id: int, run: int = 0) -> str:
+    """The spool name of a job's run: its id, plus `.N` for its Nth requeue."""
+    return f"{int(job_id)}.{int(run)}" if run else str(int(job_id))
 
-    def __init__(self, spool: str, job_id: int) -> None:
-        self.id = job_id
-        self.root = os.path.join(spool, "jobs", str(job_id))
+
+def parse_key(name: str) -> tuple[int, int] | None:
+    """(job id, run) from a spool name; None for anything else in the folder."""
+    job, _, run = name.partition(".")
+    if not job.isdigit() or (run and not run.isdigit()):
+        return None
+    return int(job), int(run or 0)
+
+
+class JobDir:
+    """Files of one run of a job under <spool>/jobs/<key>."""
+
+    def __init__(self, spool: str, key: str) -> None:
+        if parse_key(key) is None:
+            raise ValueError(f"not a job run key: {key!r}")
+        self.key = key
+        self.root = os.path.join(spool, "jobs", key)
 
     def path(self, name: str) -> str:
         return os.path.join(self.root, name)
@@ -84,13 +101,13 @@ class JobDir:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-def job_ids(spool: str) -> list[int]:
-    """Every job the spool holds, by id."""
+def run_keys(spool: str) -> list[str]:
+    """Every job run the spool holds."""
     try:
         names = os.listdir(os.path.join(spool, "jobs"))
     except FileNotFoundError:
         return []
-    return sorted(int(n) for n in names if n.isdigit())
+    return sorted((n for n in names if parse_key(n) is not None), key=parse_key)
 
 
 def prepare(spool: str) -> None:

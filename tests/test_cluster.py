@@ -334,3 +334,98 @@ def test_a_long_partition_fails_the_jobs_and_the_healed_node_is_fenced(cluster: 
         assert m.job(jid)["state"] == "NF"
     finally:
         m.cleanup()
+
+
+def _with(cluster: Cluster, settings: str) -> str:
+    """The cluster's inventory with top-level settings added."""
+    return cluster.inventory.read_text().replace('operators = ["root"]\n', f'operators = ["root"]\n{settings}', 1)
+
+
+def _node(m: Melon, name: str) -> dict:
+    return next(n for n in json.loads(m.run("minfo", "--json").stdout) if n["name"] == name)
+
+
+def _start_only_on(m: Melon, node: str, *args: str) -> int:
+    """Submit a job that may run anywhere, and make it start on `node` (the others drained a moment)."""
+    others = [n for n in ("node1", "node2", "node3") if n != node]
+    for n in others:
+        m.run("mnode", "drain", n, "--reason", "steering a test job")
+    jid = m.submit(*args)
+    m.wait_state(jid, {"R"})
+    for n in others:
+        m.run("mnode", "resume", n)
+    assert _ran_on(m, jid) == node
+    return jid
+
+
+def test_a_requeue_job_runs_again_elsewhere_and_its_old_run_is_fenced(cluster: Cluster, short_tmp) -> None:
+    """Cut node2 off for longer than node_timeout: its --requeue job goes back to the queue and
+    runs again on another node with MELON_RESTART_COUNT=1; when node2 heals, the old run still
+    going there is killed before node2 takes work, and the job ends once, from its second run."""
+    m = Melon(short_tmp, inventory=_with(cluster, "node_timeout = 2\n"), work=cluster.shared / f"{short_tmp.name}-rq")
+    m.start()
+    marks = m.work / "runs"
+    network = "melon-test"
+    try:
+        jid = _start_only_on(m, "node2", "--requeue", "-t", "5:00", "--wrap",
+                             f'echo "$SLURMD_NODENAME $MELON_RESTART_COUNT" >> {marks}; sleep 12; echo done')
+        plain = _start_only_on(m, "node2", "-t", "5:00", "--wrap", "sleep 298")
+        assert cluster.docker("network", "disconnect", network, "melon-node2").returncode == 0
+        try:
+            assert m.wait_state(plain, {"NF"}, timeout=60)["state"] == "NF"  # no --requeue: it fails
+            wait_for(lambda: m.job(jid)["restarts"] == 1 and m.job(jid)["state"] == "R", timeout=30,
+                     what="the requeued job to run again")
+            again = m.job(jid)
+            assert again["assigned_node"] in ("node1", "node3")
+            assert [e["kind"] for e in again["events"]].count("requeued") == 1
+        finally:
+            assert cluster.docker("network", "connect", network, "melon-node2").returncode == 0
+        wait_for(lambda: cluster.node_exec("node2", "pgrep", "-f", "sleep 12").stdout == "", timeout=90,
+                 interval=0.5, what="the old run on the healed node to be fenced")
+        job = m.wait_state(jid, {"CD"}, timeout=60)
+        assert job["restarts"] == 1 and job["assigned_node"] in ("node1", "node3")
+        assert [e["kind"] for e in job["events"]].count("ended") == 1
+        runs = marks.read_text().splitlines()
+        assert runs == ["node2 0", f"{job['assigned_node']} 1"]
+        wait_for(lambda: _node(m, "node2")["state"] == "idle", timeout=30, what="node2 back in service")
+    finally:
+        m.cleanup()
+
+
+def test_mnode_down_requeues_a_requeue_job_and_fails_the_others(cluster: Cluster, short_tmp) -> None:
+    m = Melon(short_tmp, inventory=cluster.inventory.read_text(), work=cluster.shared / f"{short_tmp.name}-dn")
+    m.start()
+    try:
+        again = _start_only_on(m, "node1", "--requeue", "-t", "2:00", "--wrap",
+                               'sleep 3; echo "run $MELON_RESTART_COUNT on $SLURMD_NODENAME"')
+        failed = _start_only_on(m, "node1", "-t", "2:00", "--wrap", "sleep 100")
+        m.run("mnode", "down", "node1", "--reason", "bad DIMM")
+        assert m.wait_state(failed, {"NF"}, timeout=30)["state"] == "NF"
+        job = m.wait_state(again, {"CD"}, timeout=60)
+        assert job["restarts"] == 1 and job["assigned_node"] != "node1"
+        assert (m.work / f"melon-{again}.out").read_text() == f"run 1 on {job['assigned_node']}\n"
+        assert cluster.node_exec("node1", "pgrep", "-f", "sleep 100").stdout == ""
+    finally:
+        m.cleanup()
+
+
+def test_return_to_service_0_keeps_a_lost_node_drained_until_resumed(cluster: Cluster, short_tmp) -> None:
+    m = Melon(short_tmp, inventory=_with(cluster, "node_timeout = 2\nreturn_to_service = 0\n"),
+              work=cluster.shared / f"{short_tmp.name}-rts")
+    m.start()
+    try:
+        jid = m.submit("-w", "node3", "-t", "2:00", "--wrap", "sleep 100")
+        m.wait_state(jid, {"R"})
+        assert cluster.docker("kill", "melon-node3").returncode == 0
+        m.wait_state(jid, {"NF"}, timeout=40)
+        assert cluster.docker("start", "melon-node3").returncode == 0
+        wait_for(lambda: _node(m, "node3")["state"] == "drained", timeout=60, interval=0.5,
+                 what="node3 to be back, and held")
+        assert "mnode resume node3" in _node(m, "node3")["reason"]
+        held = m.submit("-w", "node3", "--wrap", "hostname")
+        time.sleep(1)
+        assert m.job(held)["state"] == "PD"
+        m.run("mnode", "resume", "node3")
+        m.wait_state(held, {"CD"}, timeout=30)
+    finally:
+        m.cleanup()

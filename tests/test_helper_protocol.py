@@ -87,9 +87,11 @@ class HelperProc:
         return reply["result"]
 
     def exited(self, job_id: int, timeout: float = TIMEOUT) -> dict:
-        event = self._take(lambda m: m.get("event") == "exited" and m.get("job_id") == job_id,
-                           f"exited event of job {job_id}", timeout)
-        return event["result"]
+        return self.exit_event(job_id, timeout)["result"]
+
+    def exit_event(self, job_id: int, timeout: float = TIMEOUT) -> dict:
+        return self._take(lambda m: m.get("event") == "exited" and m.get("job_id") == job_id,
+                          f"exited event of job {job_id}", timeout)
 
     def exited_events(self) -> list[dict]:
         return [m for m in self.inbox if m.get("event") == "exited"]
@@ -308,10 +310,27 @@ def test_forget_removes_only_ended_jobs(helper, tmp_path, spool):
     helper.ok("start", job=job(1, tmp_path, "#!/bin/sh\nexit 0\n"))
     helper.exited(1)
     helper.ok("start", job=job(2, tmp_path, "#!/bin/sh\nsleep 30\n"))
-    gone = helper.ok("forget", ids=[1, 2, 77])["forgotten"]
-    assert sorted(gone) == [1, 77]  # 77 was never here: nothing to keep
+    gone = helper.ok("forget", runs=[[1, 0], [2, 0], [77, 0]])["forgotten"]
+    assert sorted(gone) == [[1, 0], [77, 0]]  # 77 was never here: nothing to keep
     assert [j["id"] for j in helper.ok("list")["jobs"]] == [2]
     assert not os.path.exists(os.path.join(spool, "jobs", "1"))
+
+
+def test_each_run_of_a_requeued_job_has_its_own_record(helper, tmp_path, spool):
+    """A requeued job's new run may land where its old run still runs (fenced, not yet dead):
+    the two never share a spool record, a kill or an end of one is not taken for the other."""
+    old = helper.ok("start", job=job(5, tmp_path, "#!/bin/sh\nsleep 30\n"))
+    new = helper.ok("start", job=job(5, tmp_path, "#!/bin/sh\necho run $MELON_RESTART_COUNT\n", run=1))
+    assert old["already"] is False and new["already"] is False and new["pid"] != old["pid"]
+    ended = helper.exit_event(5)
+    assert (ended["run"], ended["result"]["exit_code"]) == (1, 0)
+    listed = {(j["id"], j["run"]): j["state"] for j in helper.ok("list")["jobs"]}
+    assert listed == {(5, 0): "running", (5, 1): "ended"}
+    helper.ok("kill", job_id=5, run=0)
+    assert helper.exit_event(5)["run"] == 0
+    assert _gone(old["pid"])
+    assert sorted(os.listdir(os.path.join(spool, "jobs"))) == ["5", "5.1"]
+    assert helper.ok("start", job=job(5, tmp_path, "#!/bin/sh\nexit 0\n", run=1))["already"] is True
 
 
 def test_unknown_user_is_refused_and_the_id_stays_free(helper, tmp_path):
@@ -357,7 +376,7 @@ def test_job_survives_the_helper_and_the_next_helper_reports_it(boot, tmp_path):
     assert (result["reason"], result["exit_code"]) == ("exited", 0)
     assert result["start"] == started["start"]
     assert flag.read_text() == "done\n"
-    assert second.ok("list")["jobs"] == [{"id": 1, "state": "ended", "result": result}]
+    assert second.ok("list")["jobs"] == [{"id": 1, "run": 0, "state": "ended", "result": result}]
 
 
 def test_a_prompt_kill_never_kills_the_monitor(helper, tmp_path, spool):

@@ -189,15 +189,18 @@ def test_job_environment_of_an_array_task_and_an_exported_path():
 def test_start_request_carries_exactly_what_the_node_needs():
     req = launch.start_request(stored_job(signal="B:USR1@90", error="%j.err"), "node7",
                                kill_wait=30, tasks_max=512, home="/home/alice")
-    assert set(req) == {"id", "user", "script", "args", "env", "cwd", "output", "error", "cpus", "memory",
+    assert set(req) == {"id", "run", "user", "script", "args", "env", "cwd", "output", "error", "cpus", "memory",
                         "limit", "kill_wait", "tasks_max", "signal"}
     assert req["args"] == ["a b", "$HOME"]
     assert (req["output"], req["error"], req["cwd"]) == ("train-42.out", "42.err", "/home/alice/run")
     assert (req["limit"], req["kill_wait"], req["tasks_max"]) == (HOUR, 30, 512)
     assert req["signal"] == [int(signal.SIGUSR1), 90]
     assert req["env"]["MELON_JOB_ID"] == "42"
+    assert req["run"] == 0
     plain = launch.start_request(stored_job(), "node7", kill_wait=1, tasks_max=0)
     assert plain["error"] is None and plain["signal"] is None
+    again = launch.start_request(stored_job(restarts=2), "node7", kill_wait=1, tasks_max=0)
+    assert again["run"] == 2 and again["env"]["MELON_RESTART_COUNT"] == again["env"]["SLURM_RESTART_COUNT"] == "2"
 
 
 # ---- config -------------------------------------------------------------------------------------
@@ -218,7 +221,7 @@ def test_example_inventory_loads(tmp_path):
     debug = inv.partition("debug")
     assert (debug.max_time, debug.default_time, debug.default_mem_per_cpu) == (86400, HOUR, 2048)
     assert inv.partition("long").max_time == 7 * 86400
-    assert (inv.kill_wait, inv.tasks_max) == (30, 8192)
+    assert (inv.kill_wait, inv.tasks_max, inv.max_batch_requeue, inv.return_to_service) == (30, 8192, 5, 1)
     nodes = inv.node_table()
     assert list(nodes) == ["node1", "node2", "node3", "local"]
     assert nodes["node1"].identity_file == str(folder / "keys" / "id_ed25519")  # relative to the file
@@ -255,6 +258,8 @@ BAD_INVENTORIES = {
     "bad time": ("[partitions.debug]\nmax_time = 'soon'\n", "soon"),
     "bad memory size": ("[nodes.local]\nmemory = 'lots'\n", "lots"),
     "negative kill_wait": ("kill_wait = -1\n", "kill_wait"),
+    "return_to_service 2": ("return_to_service = 2\n", "return_to_service: Input should be 0 or 1"),
+    "negative max_batch_requeue": ("max_batch_requeue = -1\n", "max_batch_requeue"),
     "zero cpus": ("[nodes.local]\ncpus = 0\n", "nodes.local.cpus"),
     "node in unknown partition": ("[partitions.debug]\n[nodes.n1]\npartition = 'gpu'\n", "nodes.n1.partition"),
 }
