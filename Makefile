@@ -30,6 +30,7 @@ bench: setup
 
 bench-cluster: setup
 	$(BIN)/python bench/bench_cluster.py
+	$(BIN)/python bench/bench_recovery.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis

@@ -8,6 +8,7 @@ rebuilt from the store at start, which is what makes `kill -9` safe.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 import pwd
@@ -16,7 +17,8 @@ from dataclasses import dataclass
 
 from melond import jobrel, launch, policy, scheduler
 from melond.config import Inventory
-from melond.errors import BadRequest, Conflict, Forbidden, MelonError, NodeRequestFailed, NodeUnavailable, NotFound
+from melond.errors import (BadRequest, Conflict, Forbidden, MelonError, NodeRequestFailed, NodeTimeout, NodeUnavailable,
+                           NotFound)
 from melond.fleet import NodeSession
 from melond.policy import Caller
 from melond.states import FINISHED, SHORT, State, end_state
@@ -31,6 +33,7 @@ VIEW_CACHE = "_pending_view"  # the job's scheduler view while nothing in it can
 SLOW_TICK = 5.0
 FALLBACK_MEM_PER_CPU = 1024  # MiB, only while no node of the partition has been sized
 FORGET_DELAY = 0.1
+START_TIMEOUT = 90.0  # above the helper's own wait for its launcher (60 s): a slow start is not a failed one
 
 
 @dataclass
@@ -344,21 +347,31 @@ class Controller:
         await self._start_on_node(job)
 
     async def _start_on_node(self, job: dict) -> None:
-        session = self.sessions.get(job["node"])
-        if session is None or not session.up:
-            return  # the node's reconcile starts it when it is back
+        """Ask the job's node to start its current run. A start is idempotent on the node, so one
+        that got no answer in time (a node busy with a burst of launches) is simply asked again."""
+        node, run = job["node"], _run(job)
         home = _home(job["user"])
-        req = launch.start_request(job, job["node"], kill_wait=self.kill_wait, tasks_max=self.inv.tasks_max, home=home)
-        try:
-            reply = await session.request("start", job=req)
-        except NodeUnavailable:
-            return
-        except NodeRequestFailed as exc:
-            await self._record_end(job["id"], {"reason": "launch_failed", "error": str(exc), "exit_code": None,
-                                               "signal": None, "end": time.time()})
-            return
+        req = launch.start_request(job, node, kill_wait=self.kill_wait, tasks_max=self.inv.tasks_max, home=home)
+        for attempt in itertools.count():
+            session = self.sessions.get(node)
+            if session is None or not session.up:
+                return  # the node's reconcile starts it when it is back
+            if self.active.get(job["id"]) is not job or job.get("node") != node or _run(job) != run:
+                return  # ended, requeued or cancelled meanwhile
+            try:
+                reply = await session.request("start", job=req, timeout=START_TIMEOUT)
+                break
+            except NodeTimeout as exc:
+                log.warning("start unanswered; asking again", extra={"job": job["id"], "error": str(exc)})
+                await asyncio.sleep(min(2 ** attempt, 30))
+            except NodeUnavailable:
+                return
+            except NodeRequestFailed as exc:
+                await self._record_end(job["id"], {"reason": "launch_failed", "error": str(exc), "exit_code": None,
+                                                   "signal": None, "end": time.time()})
+                return
         if reply.get("already") and reply.get("state") == "ended":
-            await self._record_end(job["id"], reply["result"])
+            await self._record_end(job["id"], reply["result"], node=node, run=run)
 
     # ---- node events ---------------------------------------------------------------------------
 
@@ -463,17 +476,24 @@ class Controller:
         async with self._ended:
             self._ended.notify_all()
 
-    async def _send_kill(self, job: dict) -> None:
+    async def _send_kill(self, job: dict, attempt: int = 0) -> None:
         session = self.sessions.get(job.get("node") or "")
-        if session is None or not session.up:
-            return  # re-sent by the node's reconcile
+        if session is None or not session.up or self.active.get(job["id"]) is not job:
+            return  # re-sent by the node's reconcile, or ended meanwhile
         try:
             await session.request("kill", job_id=job["id"], run=_run(job))
+        except NodeTimeout:
+            # A busy node: a kill is idempotent (a flag in the run's spool), so ask again, in the background.
+            self._spawn(self._kill_later(job, attempt + 1))
         except NodeRequestFailed as exc:
             if exc.node_code != "no_such_job":
                 raise
             # Marked RUNNING but its start never reached the node: it never ran.
             await self._record_end(job["id"], {"reason": "cancelled", "exit_code": None, "signal": None})
+
+    async def _kill_later(self, job: dict, attempt: int) -> None:
+        await asyncio.sleep(min(2 ** attempt, 30))
+        await self._send_kill(job, attempt)
 
     # ---- node (re)connection --------------------------------------------------------------------
 

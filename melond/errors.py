@@ -47,6 +47,12 @@ class NodeUnavailable(MelonError):
     code, status = "node_unavailable", 503
 
 
+class NodeTimeout(NodeUnavailable):
+    """Connected, but the node did not answer in time (busy); the request may still take effect."""
+
+    code = "node_timeout"
+
+
 class NodeRequestFailed(MelonError):
     code, status = "node_failed", 502
 

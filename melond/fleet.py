@@ -13,7 +13,7 @@ import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from melond.errors import NodeUnavailable, NodeRequestFailed
+from melond.errors import NodeTimeout, NodeUnavailable, NodeRequestFailed
 from remote import bootstrap as bootstrap_mod
 from remote import wire
 
@@ -170,6 +170,8 @@ class NodeSession:
         self._channel.writer.write(wire.encode({"id": rid, "op": op, **fields}))
         try:
             reply = await asyncio.wait_for(fut, timeout)
+        except TimeoutError:
+            raise NodeTimeout(f"node {self.name} did not answer {op!r} within {timeout:g} s") from None
         finally:
             self._pending.pop(rid, None)
         if not reply.get("ok"):
