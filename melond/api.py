@@ -15,10 +15,10 @@ import time
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from melond import models, tokens
+from melond import models, request_limits, tokens
 from melond.auth import TokenService, peer_uid, user_name
 from melond.controller import Controller
-from melond.errors import BadRequest, Forbidden, Internal, MelonError, NotFound, Unauthorized
+from melond.errors import BadRequest, Forbidden, Internal, MelonError, NotFound, RateLimited, Unauthorized
 from melond.policy import Caller, check_owner
 from melond.states import ACTIVE, State, parse_states
 from melond.views import job_view, node_view
@@ -28,6 +28,7 @@ log = logging.getLogger("melond.api")
 PREFIX = "/api/v1"
 CONTROLLER = web.AppKey("controller", Controller)
 TOKENS = web.AppKey("tokens", TokenService)
+SUBMIT_RATE = web.AppKey("submit_rate", request_limits.SubmitRate)
 MAX_WAIT = 300.0
 PUBLIC = {"/openapi.json"}  # routes TCP serves without a token: the API's description, nothing about jobs
 
@@ -51,15 +52,24 @@ async def errors_and_identity(request: web.Request, handler):
         return await handler(request)
     except MelonError as exc:
         return _error(exc)
-    except web.HTTPException:
-        raise
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        # aiohttp's own refusals (a body above client_max_size, a wrong method) in our error shape.
+        code = "too_large" if exc.status == 413 else "bad_request"
+        return web.json_response({"error": {"code": code, "message": f"{exc.reason}: {exc.text or ''}".strip()}},
+                                 status=exc.status)
     except Exception:  # noqa: BLE001 - never a traceback to the client, always one in the log
         log.exception("unhandled error", extra={"path": request.path})
         return _error(Internal("melond hit an internal error; see its log"))
 
 
 def _error(exc: MelonError) -> web.Response:
-    headers = {"WWW-Authenticate": 'Bearer realm="melond"'} if isinstance(exc, Unauthorized) else None
+    headers = None
+    if isinstance(exc, Unauthorized):
+        headers = {"WWW-Authenticate": 'Bearer realm="melond"'}
+    elif isinstance(exc, RateLimited):
+        headers = {"Retry-After": str(exc.retry_after)}
     return web.json_response(exc.to_wire(), status=exc.status, headers=headers)
 
 
@@ -73,10 +83,18 @@ async def _body(request: web.Request, model: type[BaseModel]) -> BaseModel:
 
 
 def _job_id(request: web.Request) -> int:
+    return _id(request.match_info["job_id"], "job id must be a number")
+
+
+def _id(text: str, what: str) -> int:
+    """A job id from a path or query: a number SQLite can hold (a bigger one names no job)."""
     try:
-        return int(request.match_info["job_id"])
+        value = int(text)
     except ValueError:
-        raise BadRequest(f"job id must be a number, not {request.match_info['job_id']!r}") from None
+        raise BadRequest(f"{what}, not {text[:100]!r}") from None
+    if not 0 <= value < 2**63:
+        raise BadRequest(f"{what} between 0 and {2**63 - 1}, not {text[:100]}")
+    return value
 
 
 async def whoami(request: web.Request) -> web.Response:
@@ -86,8 +104,11 @@ async def whoami(request: web.Request) -> web.Response:
 
 async def submit(request: web.Request) -> web.Response:
     ctl = request.app[CONTROLLER]
-    body: models.SubmitRequest = await _body(request, models.SubmitRequest)
     caller: Caller = request["caller"]
+    request.app[SUBMIT_RATE].take(caller.user, time.monotonic())
+    body: models.SubmitRequest = await _body(request, models.SubmitRequest)
+    req = body.model_dump()
+    request_limits.check_submission(req, ctl.inv.limits)
     if os.geteuid() != 0 and caller.uid != os.geteuid():
         me = pwd.getpwuid(os.geteuid()).pw_name
         raise Forbidden(f"melond runs as {me} without root, so it can only run {me}'s jobs; "
@@ -96,7 +117,7 @@ async def submit(request: web.Request) -> web.Response:
         gid = pwd.getpwuid(caller.uid).pw_gid
     except KeyError:
         raise Forbidden(f"uid {caller.uid} has no account on this machine; jobs need a named user") from None
-    ids, warnings = await ctl.submit(body.model_dump(), caller, (caller.user, caller.uid, gid))
+    ids, warnings = await ctl.submit(req, caller, (caller.user, caller.uid, gid))
     return web.json_response({"job_ids": ids, "warnings": warnings}, status=201)
 
 
@@ -129,7 +150,7 @@ async def show_job(request: web.Request) -> web.Response:
     job = ctl.visible_job(jid, caller)
     if caller.uid >= 0:
         check_owner(job, caller, "show")
-    wait = float(request.query.get("wait", 0) or 0)
+    wait = _seconds(request.query.get("wait"), "wait")
     if wait > 0 and job["state"] in ACTIVE:
         job = await ctl.wait_ended(jid, min(wait, MAX_WAIT)) or job
     view = job_view(job)
@@ -262,15 +283,25 @@ def openapi_document() -> dict:
 def _int_list(text: str | None) -> list[int] | None:
     if not text:
         return None
+    return [_id(x, "ids must be comma-separated numbers") for x in text.split(",") if x.strip()]
+
+
+def _seconds(text: str | None, name: str) -> float:
+    """A non-negative, finite number of seconds from a query parameter (absent = 0)."""
     try:
-        return [int(x) for x in text.split(",") if x.strip()]
+        value = float(text or 0)
     except ValueError:
-        raise BadRequest(f"ids must be comma-separated numbers, not {text!r}") from None
+        raise BadRequest(f"{name} must be a number of seconds, not {text[:100]!r}") from None
+    if not 0 <= value < float("inf"):
+        raise BadRequest(f"{name} must be a finite number of seconds, at least 0, not {text[:100]}")
+    return value
 
 
 def make_app(ctl: Controller) -> web.Application:
-    app = web.Application(middlewares=[errors_and_identity], client_max_size=64 * 1024 * 1024)
+    limits = ctl.inv.limits
+    app = web.Application(middlewares=[errors_and_identity], client_max_size=request_limits.body_cap(limits))
     app[CONTROLLER] = ctl
+    app[SUBMIT_RATE] = request_limits.SubmitRate(limits.submit_burst, limits.submit_rate)
     app[TOKENS] = TokenService(ctl.store, ctl.caller)
     for method, path, handler, *_ in ROUTES:
         app.router.add_route(method, PREFIX + path, handler)

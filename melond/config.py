@@ -30,8 +30,10 @@ class Partition(Strict):
     default_time: int | None = None  # seconds; None = max_time
     default: bool = False
     default_mem_per_cpu: int | None = None  # MiB; None = the node's memory per CPU
+    max_extension: int | None = None  # seconds an owner may add to one job over its life; None = no cap
+    max_extensions: int | None = Field(default=None, ge=0)  # times an owner may extend one job; None = no cap
 
-    @field_validator("max_time", "default_time", mode="before")
+    @field_validator("max_time", "default_time", "max_extension", mode="before")
     @classmethod
     def _time(cls, v: object) -> object:
         return parse_time_limit(v) if isinstance(v, str) else v
@@ -75,6 +77,19 @@ class Tls(Strict):
     key: str
 
 
+class Limits(Strict):
+    """Caps on one submission and on a user's submit rate (`[limits]`); sizes in bytes."""
+
+    script_size: int = Field(default=1024 * 1024, ge=1)
+    args: int = Field(default=4096, ge=0)
+    arg_length: int = Field(default=128 * 1024, ge=1)  # Linux's MAX_ARG_STRLEN
+    args_total: int = Field(default=1024 * 1024, ge=1)
+    name_length: int = Field(default=1024, ge=1)
+    env_size: int = Field(default=1024 * 1024, ge=1)  # NAME=value summed over every variable
+    submit_burst: int = Field(default=10_000, ge=1)
+    submit_rate: float = Field(default=1_000.0, gt=0)  # per second, per user
+
+
 class Inventory(Strict):
     operators: list[str] = []
     tls: Tls | None = None  # TLS for `melond --port`; --tls-cert/--tls-key override it
@@ -84,6 +99,7 @@ class Inventory(Strict):
     max_batch_requeue: int = Field(default=5, ge=0)  # automatic requeues of one job (Slurm's MaxBatchRequeue)
     return_to_service: Literal[0, 1] = 1  # 1: a lost node returns by itself once reachable; 0: stays drained
     tasks_max: int = Field(default=8192, ge=0)
+    limits: Limits = Limits()
     partitions: dict[str, Partition] = {}
     nodes: dict[str, Node] = {}
 
