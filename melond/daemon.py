@@ -34,10 +34,11 @@ USER_SPOOL = "~/.local/state/melon/spool"  # expanded by the helper, on the node
 def transport_for(node: Node, state_dir: str):
     """How to reach a node, and its spool path there."""
     if not node.remote:
-        return LocalTransport(), os.path.join(state_dir, "spool")
+        return LocalTransport(node.python), node.spool or os.path.join(state_dir, "spool")
     login = node.user or pwd.getpwuid(os.geteuid()).pw_name
     spool = node.spool or (SYSTEM_SPOOL if login == "root" else USER_SPOOL)
-    return SshTransport(node.host, node.port, node.user, node.identity_file, node.known_hosts, node.python), spool
+    return SshTransport(node.host, node.port, node.user, node.identity_file, node.known_hosts,
+                        node.python or "python3"), spool
 
 
 @dataclass
