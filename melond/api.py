@@ -56,9 +56,11 @@ async def errors_and_identity(request: web.Request, handler):
         if exc.status < 400:
             raise
         # aiohttp's own refusals (a body above client_max_size, a wrong method) in our error shape.
+        message = f"{exc.reason}: {exc.text or ''}".strip()
+        if exc.status == 413:
+            message += "; the bound follows the inventory's [limits] (script_size, args_total, env_size)"
         code = "too_large" if exc.status == 413 else "bad_request"
-        return web.json_response({"error": {"code": code, "message": f"{exc.reason}: {exc.text or ''}".strip()}},
-                                 status=exc.status)
+        return web.json_response({"error": {"code": code, "message": message}}, status=exc.status)
     except Exception:  # noqa: BLE001 - never a traceback to the client, always one in the log
         log.exception("unhandled error", extra={"path": request.path})
         return _error(Internal("melond hit an internal error; see its log"))

@@ -104,7 +104,7 @@ def test_a_cap_refusal_is_a_413_in_the_error_shape(limited: Melon) -> None:
 
 def test_a_body_beyond_every_cap_is_refused_by_size_alone(limited: Melon) -> None:
     status, _, reply = raw(limited, "POST", "/jobs", b'{"script": "' + b"x" * (8 << 20) + b'"}')
-    assert status == 413 and set(reply["error"]) == {"code", "message"}
+    assert status == 413 and set(reply["error"]) == {"code", "message"} and "[limits]" in reply["error"]["message"]
     assert limited.submit("ok.sh")  # and melond is fine
 
 
