@@ -5,6 +5,7 @@ cancelled first, and a test fails if any of its job processes outlive it.
 """
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import pwd
@@ -53,6 +54,18 @@ def as_user(name: str):
         os.setgid(pw.pw_gid)
         os.setuid(pw.pw_uid)
     return drop
+
+
+class UnixHTTP(http.client.HTTPConnection):
+    """Raw HTTP on melond's Unix socket, to see status codes and headers the CLIs hide."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__("localhost", timeout=60)
+        self.path = path
+
+    def connect(self) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.connect(self.path)
 
 
 class Melon:

@@ -5,15 +5,13 @@ DOWN with the bytes it sent in the log and in `minfo`, while the other nodes run
 """
 from __future__ import annotations
 
-import http.client
 import json
-import os
 import socket
 import sys
 import threading
 from pathlib import Path
 
-from conftest import REPO, Melon, wait_for
+from conftest import REPO, Melon, UnixHTTP, wait_for
 
 FLOOD_THREADS = 6
 FLOOD_EACH = 500
@@ -28,16 +26,6 @@ BAD_REQUESTS = [
     ("POST", "/api/v1/tokens/revoke", b'{"ids": 7}'),
     ("GET", "/api/v1/nowhere", None),
 ]
-
-
-class UnixHTTP(http.client.HTTPConnection):
-    def __init__(self, path: str) -> None:
-        super().__init__("localhost", timeout=60)
-        self.path = path
-
-    def connect(self) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.connect(self.path)
 
 
 def _flood(sock: str, seed: int, statuses: list[int]) -> None:

@@ -1,13 +1,11 @@
 """Submission caps, the submit rate and extension budgets, through a real melond and the real CLIs."""
 from __future__ import annotations
 
-import http.client
 import json
-import socket
 
 import pytest
 
-from conftest import Melon, needs_root
+from conftest import Melon, UnixHTTP, needs_root
 
 LIMITS_INVENTORY = """
 [limits]
@@ -32,18 +30,6 @@ default = true
 max_extension = "0:20"
 max_extensions = 2
 """
-
-
-class UnixHTTP(http.client.HTTPConnection):
-    """Raw HTTP on melond's Unix socket, to see status codes and headers the CLIs hide."""
-
-    def __init__(self, path: str) -> None:
-        super().__init__("localhost", timeout=30)
-        self.path = path
-
-    def connect(self) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.connect(self.path)
 
 
 def raw(melon: Melon, method: str, path: str, body: bytes | None = None) -> tuple[int, dict, dict]:

@@ -7,10 +7,8 @@ shape; melond answers and runs a job afterwards.
 """
 from __future__ import annotations
 
-import http.client
 import json
 import shutil
-import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import Melon
+from conftest import Melon, UnixHTTP
 from melond import models
 from melond.api import PREFIX, ROUTES
 
@@ -42,16 +40,6 @@ RAW = st.one_of(
 )
 TEXT = st.one_of(st.text(st.characters(codec=None, categories=None), max_size=30),
                  st.integers().map(str), HUGE.map(str), st.sampled_from(["1", "local", "-1", "1e5", "nan", "inf"]))
-
-
-class UnixHTTP(http.client.HTTPConnection):
-    def __init__(self, path: str) -> None:
-        super().__init__("localhost", timeout=30)
-        self.path = path
-
-    def connect(self) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.connect(self.path)
 
 
 def _quote(text: str) -> str:
