@@ -618,7 +618,10 @@ def _check_utf8(request: dict) -> None:
                                                                  "chdir", "submit_dir")]
     for where, text in places:
         if isinstance(text, str) and _not_utf8(text):
-            shown = text.encode("utf-8", "surrogateescape")[:60]
+            try:
+                shown = text.encode("utf-8", "surrogateescape")[:60]  # the bytes as they came from argv or a file
+            except UnicodeEncodeError:
+                shown = text.encode("utf-8", "backslashreplace")[:60]  # a surrogate no byte decodes to
             hint = ", or leave it out with --export" if where.startswith("environment") else ""
             raise DirectiveError(f"the job's {where} is not valid UTF-8 ({shown!r}); Melon passes text only: "
                                  f"convert it (iconv -t UTF-8){hint}")
