@@ -18,14 +18,15 @@ CONTEXT = {"help_option_names": ["-h", "--help"]}
 def endpoint_option(fn: Callable) -> Callable:
     return click.option(
         "-a", "--api-endpoint", "endpoint", envvar="MELON_API", default=None, metavar="URL",
-        help="unix:/path/melond.sock or http://host:port (env MELON_API). Default: your own melond, else the system one.",
+        help="unix:/path/melond.sock, http://host:port or https://host:port (env MELON_API; TCP needs a token, "
+             "see mtoken). Default: your own melond, else the system one.",
     )(fn)
 
 
 def client(endpoint: str | None):
     from cli.client import Client
     from melond.paths import default_endpoint
-    return Client(endpoint or default_endpoint())
+    return Client.from_environment(endpoint or default_endpoint())
 
 
 def handle_errors(prog: str) -> Callable:

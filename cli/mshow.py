@@ -24,9 +24,17 @@ def parseable(job: dict) -> dict:
         "partition": job["partition"], "deadline": iso(job.get("deadline")), "detail": job.get("detail"),
         "backend": job.get("backend"), "requeue": job.get("requeue"), "restarts": job.get("restarts") or 0,
         "array_job_id": job.get("array_job_id"), "array_task_id": job.get("array_task_id"),
-        "extensions": [e for e in job.get("events", []) if e["kind"] == "extended"],
+        "extensions": extensions(job),
         "events": job.get("events", []),
     }
+
+
+def extensions(job: dict) -> list[dict]:
+    """The job's extension history: who, when, the limit before and after, the deadline after
+    (readable here; the event's own epoch seconds stay under `data`)."""
+    return [{**e, "by": e["actor"], "when": iso(e["time"]), "old_limit": format_limit(e["data"]["old_limit"]),
+             "new_limit": format_limit(e["data"]["new_limit"]), "new_deadline": iso(e["data"].get("new_deadline"))}
+            for e in job.get("events", []) if e["kind"] == "extended"]
 
 
 @click.command(context_settings=CONTEXT)
@@ -61,10 +69,11 @@ def main(job_id: int, as_json: bool, endpoint: str | None) -> None:
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
         click.echo(f"{key.rjust(width)}: {value}")
-    extensions = [e for e in job.get("events", []) if e["kind"] == "extended"]
-    if extensions:
+    history = [e for e in job.get("events", []) if e["kind"] == "extended"]
+    if history:
         click.echo("Extensions:")
-        for e in extensions:
+        for e in history:
             d = e["data"]
+            deadline = f", deadline {fmt_time(d['new_deadline'])}" if d.get("new_deadline") else ""
             click.echo(f"  {fmt_time(e['time'])} by {e['actor']}: {format_limit(d['old_limit'])} -> "
-                       f"{format_limit(d['new_limit'])}")
+                       f"{format_limit(d['new_limit'])}{deadline}")

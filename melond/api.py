@@ -1,25 +1,24 @@
-"""The HTTP API, on a Unix socket (identity from SO_PEERCRED) and optionally on TCP.
+"""The HTTP API, on a Unix socket (identity from SO_PEERCRED) and optionally on TCP (bearer tokens).
 
 Handlers are thin: validate the body with pydantic, establish the caller, call
 one controller method, return JSON. Every error is `{"error": {"code",
-"message"}}` with a 4xx/5xx status. The TCP listener is read-only until tokens
-exist (identity there cannot be established yet).
+"message"}}` with a 4xx/5xx status. Over TCP every route but the OpenAPI
+document needs a token, and a token's user has the same rights as on the socket.
 """
 from __future__ import annotations
 
 import logging
 import os
 import pwd
-import socket
-import struct
 import time
 
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from melond import models
+from melond import models, request_limits, tokens
+from melond.auth import TokenService, peer_uid, user_name
 from melond.controller import Controller
-from melond.errors import BadRequest, Forbidden, Internal, MelonError, NotFound
+from melond.errors import BadRequest, Forbidden, Internal, MelonError, NotFound, RateLimited, Unauthorized
 from melond.policy import Caller, check_owner
 from melond.states import ACTIVE, State, parse_states
 from melond.views import job_view, node_view
@@ -28,44 +27,52 @@ log = logging.getLogger("melond.api")
 
 PREFIX = "/api/v1"
 CONTROLLER = web.AppKey("controller", Controller)
+TOKENS = web.AppKey("tokens", TokenService)
+SUBMIT_RATE = web.AppKey("submit_rate", request_limits.SubmitRate)
 MAX_WAIT = 300.0
-PEERCRED = struct.Struct("3i")
+PUBLIC = {"/openapi.json"}  # routes TCP serves without a token: the API's description, nothing about jobs
 
 
-def peer_caller(request: web.Request, ctl: Controller) -> Caller | None:
-    """The uid on the other end of a Unix socket, as the kernel tells it; None over TCP."""
-    sock = request.transport.get_extra_info("socket") if request.transport else None
-    if sock is None or sock.family != socket.AF_UNIX:
-        return None
-    _pid, uid, _gid = PEERCRED.unpack(sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, PEERCRED.size))
-    try:
-        user = pwd.getpwuid(uid).pw_name
-    except KeyError:
-        user = str(uid)
-    return ctl.caller(user, uid)
+async def identify(request: web.Request) -> Caller:
+    """The kernel's word on the Unix socket; the bearer token's user on TCP."""
+    ctl = request.app[CONTROLLER]
+    uid = peer_uid(request.transport)
+    request["over_socket"] = uid is not None
+    if uid is not None:
+        return ctl.caller(user_name(uid), uid)
+    if request.path.removeprefix(PREFIX) in PUBLIC:
+        return Caller(user="anonymous", uid=-1)
+    return await request.app[TOKENS].authenticate(request.headers.get("Authorization"), time.time())
 
 
 @web.middleware
 async def errors_and_identity(request: web.Request, handler):
-    ctl = request.app[CONTROLLER]
-    caller = peer_caller(request, ctl)
-    if caller is None and request.method not in ("GET", "HEAD"):
-        return _error(Forbidden("the TCP API is read-only in this version: identity needs a token; "
-                                "use the Unix socket (the default endpoint) to submit, cancel or extend"))
-    request["caller"] = caller or Caller(user="anonymous", uid=-1)
     try:
+        request["caller"] = await identify(request)
         return await handler(request)
     except MelonError as exc:
         return _error(exc)
-    except web.HTTPException:
-        raise
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        # aiohttp's own refusals (a body above client_max_size, a wrong method) in our error shape.
+        message = f"{exc.reason}: {exc.text or ''}".strip()
+        if exc.status == 413:
+            message += "; the bound follows the inventory's [limits] (script_size, args_total, env_size)"
+        code = "too_large" if exc.status == 413 else "bad_request"
+        return web.json_response({"error": {"code": code, "message": message}}, status=exc.status)
     except Exception:  # noqa: BLE001 - never a traceback to the client, always one in the log
         log.exception("unhandled error", extra={"path": request.path})
         return _error(Internal("melond hit an internal error; see its log"))
 
 
 def _error(exc: MelonError) -> web.Response:
-    return web.json_response(exc.to_wire(), status=exc.status)
+    headers = None
+    if isinstance(exc, Unauthorized):
+        headers = {"WWW-Authenticate": 'Bearer realm="melond"'}
+    elif isinstance(exc, RateLimited):
+        headers = {"Retry-After": str(exc.retry_after)}
+    return web.json_response(exc.to_wire(), status=exc.status, headers=headers)
 
 
 async def _body(request: web.Request, model: type[BaseModel]) -> BaseModel:
@@ -78,10 +85,18 @@ async def _body(request: web.Request, model: type[BaseModel]) -> BaseModel:
 
 
 def _job_id(request: web.Request) -> int:
+    return _id(request.match_info["job_id"], "job id must be a number")
+
+
+def _id(text: str, what: str) -> int:
+    """A job id from a path or query: a number SQLite can hold (a bigger one names no job)."""
     try:
-        return int(request.match_info["job_id"])
+        value = int(text)
     except ValueError:
-        raise BadRequest(f"job id must be a number, not {request.match_info['job_id']!r}") from None
+        raise BadRequest(f"{what}, not {text[:100]!r}") from None
+    if not 0 <= value < 2**63:
+        raise BadRequest(f"{what} between 0 and {2**63 - 1}, not {text[:100]}")
+    return value
 
 
 async def whoami(request: web.Request) -> web.Response:
@@ -91,8 +106,11 @@ async def whoami(request: web.Request) -> web.Response:
 
 async def submit(request: web.Request) -> web.Response:
     ctl = request.app[CONTROLLER]
-    body: models.SubmitRequest = await _body(request, models.SubmitRequest)
     caller: Caller = request["caller"]
+    request.app[SUBMIT_RATE].take(caller.user, time.monotonic())
+    body: models.SubmitRequest = await _body(request, models.SubmitRequest)
+    req = body.model_dump()
+    request_limits.check_submission(req, ctl.inv.limits)
     if os.geteuid() != 0 and caller.uid != os.geteuid():
         me = pwd.getpwuid(os.geteuid()).pw_name
         raise Forbidden(f"melond runs as {me} without root, so it can only run {me}'s jobs; "
@@ -101,7 +119,7 @@ async def submit(request: web.Request) -> web.Response:
         gid = pwd.getpwuid(caller.uid).pw_gid
     except KeyError:
         raise Forbidden(f"uid {caller.uid} has no account on this machine; jobs need a named user") from None
-    ids, warnings = await ctl.submit(body.model_dump(), caller, (caller.user, caller.uid, gid))
+    ids, warnings = await ctl.submit(req, caller, (caller.user, caller.uid, gid))
     return web.json_response({"job_ids": ids, "warnings": warnings}, status=201)
 
 
@@ -134,7 +152,7 @@ async def show_job(request: web.Request) -> web.Response:
     job = ctl.visible_job(jid, caller)
     if caller.uid >= 0:
         check_owner(job, caller, "show")
-    wait = float(request.query.get("wait", 0) or 0)
+    wait = _seconds(request.query.get("wait"), "wait")
     if wait > 0 and job["state"] in ACTIVE:
         job = await ctl.wait_ended(jid, min(wait, MAX_WAIT)) or job
     view = job_view(job)
@@ -193,6 +211,24 @@ async def down_node(request: web.Request) -> web.Response:
                                                                 body.reason))
 
 
+async def create_token(request: web.Request) -> web.Response:
+    body: models.TokenRequest = await _body(request, models.TokenRequest)
+    reply = await request.app[TOKENS].issue(request["caller"], body.ttl or tokens.DEFAULT_TTL, time.time(),
+                                            request["over_socket"])
+    return web.json_response(reply, status=201)
+
+
+async def list_tokens(request: web.Request) -> web.Response:
+    everyone = bool(request.query.get("all"))
+    return web.json_response({"tokens": request.app[TOKENS].list(request["caller"], everyone)})
+
+
+async def revoke_tokens(request: web.Request) -> web.Response:
+    body: models.RevokeRequest = await _body(request, models.RevokeRequest)
+    done = await request.app[TOKENS].revoke(request["caller"], body.ids, body.all, time.time())
+    return web.json_response({"revoked": done})
+
+
 async def openapi(request: web.Request) -> web.Response:
     return web.json_response(openapi_document())
 
@@ -214,6 +250,10 @@ ROUTES = [
     ("POST", "/nodes/{name}/drain", drain_node, models.NodeAction, None, "start nothing more on a node (operators)"),
     ("POST", "/nodes/{name}/resume", resume_node, None, None, "return a drained node to service (operators)"),
     ("POST", "/nodes/{name}/down", down_node, models.NodeAction, None, "drain a node and kill its jobs (operators)"),
+    ("POST", "/tokens", create_token, models.TokenRequest, models.TokenReply,
+     "a new token for the TCP API (Unix socket only)"),
+    ("GET", "/tokens", list_tokens, None, None, "your tokens, never their secrets; ?all=1 everyone's (operators)"),
+    ("POST", "/tokens/revoke", revoke_tokens, models.RevokeRequest, None, "revoke tokens at once"),
     ("GET", "/openapi.json", openapi, None, None, "this document"),
 ]
 
@@ -245,15 +285,26 @@ def openapi_document() -> dict:
 def _int_list(text: str | None) -> list[int] | None:
     if not text:
         return None
+    return [_id(x, "ids must be comma-separated numbers") for x in text.split(",") if x.strip()]
+
+
+def _seconds(text: str | None, name: str) -> float:
+    """A non-negative, finite number of seconds from a query parameter (absent = 0)."""
     try:
-        return [int(x) for x in text.split(",") if x.strip()]
+        value = float(text or 0)
     except ValueError:
-        raise BadRequest(f"ids must be comma-separated numbers, not {text!r}") from None
+        raise BadRequest(f"{name} must be a number of seconds, not {text[:100]!r}") from None
+    if not 0 <= value < float("inf"):
+        raise BadRequest(f"{name} must be a finite number of seconds, at least 0, not {text[:100]}")
+    return value
 
 
 def make_app(ctl: Controller) -> web.Application:
-    app = web.Application(middlewares=[errors_and_identity], client_max_size=64 * 1024 * 1024)
+    limits = ctl.inv.limits
+    app = web.Application(middlewares=[errors_and_identity], client_max_size=request_limits.body_cap(limits))
     app[CONTROLLER] = ctl
+    app[SUBMIT_RATE] = request_limits.SubmitRate(limits.submit_burst, limits.submit_rate)
+    app[TOKENS] = TokenService(ctl.store, ctl.caller)
     for method, path, handler, *_ in ROUTES:
         app.router.add_route(method, PREFIX + path, handler)
     app.router.add_route("*", "/{tail:.*}", not_found)

@@ -30,8 +30,10 @@ class Partition(Strict):
     default_time: int | None = None  # seconds; None = max_time
     default: bool = False
     default_mem_per_cpu: int | None = None  # MiB; None = the node's memory per CPU
+    max_extension: int | None = None  # seconds an owner may add to one job over its life; None = no cap
+    max_extensions: int | None = Field(default=None, ge=0)  # times an owner may extend one job; None = no cap
 
-    @field_validator("max_time", "default_time", mode="before")
+    @field_validator("max_time", "default_time", "max_extension", mode="before")
     @classmethod
     def _time(cls, v: object) -> object:
         return parse_time_limit(v) if isinstance(v, str) else v
@@ -50,9 +52,10 @@ class Node(Strict):
     user: str | None = None  # the SSH login; default: melond's own user
     identity_file: str | None = None
     known_hosts: str | None = None  # default: ~/.ssh/known_hosts of melond's user
-    python: str = "python3"
+    python: str | None = None  # the node's interpreter; default: python3 over SSH, melond's own locally
     limits: Literal["auto", "systemd", "cgroup-v2", "cgroup-v1", "none"] = "auto"  # auto: the best the node has
     spool: str | None = None  # on the node; default: /var/lib/melon/spool as root, else ~/.local/state/melon/spool
+    # (a local node: STATE_DIR/spool; give each of several local nodes its own)
     partition: str = DEFAULT_PARTITION
     cpus: int | None = Field(default=None, ge=1)  # CPUs to schedule (Slurm's CPUs=); default: the probe's
     memory: int | None = Field(default=None, ge=1)  # MiB cap on the probe's memory
@@ -68,14 +71,36 @@ class Node(Strict):
         return self.host is not None
 
 
+class Tls(Strict):
+    """The TCP listener's certificate and key (PEM), paths relative to the inventory file."""
+
+    cert: str
+    key: str
+
+
+class Limits(Strict):
+    """Caps on one submission and on a user's submit rate (`[limits]`); sizes in bytes."""
+
+    script_size: int = Field(default=1024 * 1024, ge=1)
+    args: int = Field(default=4096, ge=0)
+    arg_length: int = Field(default=128 * 1024, ge=1)  # Linux's MAX_ARG_STRLEN
+    args_total: int = Field(default=1024 * 1024, ge=1)
+    name_length: int = Field(default=1024, ge=1)
+    env_size: int = Field(default=1024 * 1024, ge=1)  # NAME=value summed over every variable
+    submit_burst: int = Field(default=10_000, ge=1)
+    submit_rate: float = Field(default=1_000.0, gt=0)  # per second, per user
+
+
 class Inventory(Strict):
     operators: list[str] = []
+    tls: Tls | None = None  # TLS for `melond --port`; --tls-cert/--tls-key override it
     defaults: dict[str, object] = {}  # field values every [nodes.*] table starts from
     kill_wait: float = Field(default=30.0, ge=0)
     node_timeout: float = Field(default=60.0, gt=0)  # unreachable this long: the node is lost (Slurm's SlurmdTimeout)
     max_batch_requeue: int = Field(default=5, ge=0)  # automatic requeues of one job (Slurm's MaxBatchRequeue)
     return_to_service: Literal[0, 1] = 1  # 1: a lost node returns by itself once reachable; 0: stays drained
     tasks_max: int = Field(default=8192, ge=0)
+    limits: Limits = Limits()
     partitions: dict[str, Partition] = {}
     nodes: dict[str, Node] = {}
 
@@ -120,19 +145,26 @@ def load(path: str | None) -> Inventory:
     except SpecError as exc:
         raise MelonError(f"inventory {path}: {exc}") from None
     base = Path(path).resolve().parent
+    if inv.tls is not None:
+        inv = inv.model_copy(update={"tls": _resolve_files(inv.tls, ("cert", "key"), base, f"inventory {path}: tls")})
     for name, node in list(inv.nodes.items()):
-        files = {}
-        for field in ("identity_file", "known_hosts"):
-            value = getattr(node, field)
-            if value is None:
-                continue
-            resolved = base / Path(value).expanduser()  # relative paths count from the inventory's folder
-            if not resolved.is_file():
-                raise MelonError(f"inventory {path}: nodes.{name}.{field}: no such file {value!r}")
-            files[field] = str(resolved)
-        if files:
-            inv.nodes[name] = node = node.model_copy(update=files)
+        inv.nodes[name] = node = _resolve_files(node, ("identity_file", "known_hosts"), base,
+                                                f"inventory {path}: nodes.{name}")
         if node.partition not in inv.partition_names():
             raise MelonError(f"inventory {path}: nodes.{name}.partition: unknown partition {node.partition!r}; "
                              f"define [partitions.{node.partition}] or use one of {inv.partition_names()}")
     return inv
+
+
+def _resolve_files(table: Strict, fields: tuple[str, ...], base: Path, where: str) -> Strict:
+    """The table with its file fields made absolute (relative paths count from the inventory's folder)."""
+    files = {}
+    for field in fields:
+        value = getattr(table, field)
+        if value is None:
+            continue
+        resolved = base / Path(value).expanduser()
+        if not resolved.is_file():
+            raise MelonError(f"{where}.{field}: no such file {value!r}")
+        files[field] = str(resolved)
+    return table.model_copy(update=files) if files else table

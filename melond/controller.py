@@ -76,6 +76,7 @@ class Controller:
         self._stopping = False
         self._to_forget: dict[str, list[int]] = {}
         self._ending: set[int] = set()  # ends being committed, already out of `active`
+        self._extending = asyncio.Lock()
 
     # ---- requests from users -------------------------------------------------------------
 
@@ -188,12 +189,21 @@ class Controller:
 
     async def extend(self, job_id: int, caller: Caller, *, add: int | None, to: int | None) -> dict:
         """Change the total limit; a running job's node learns the new one at once."""
+        async with self._extending:  # one at a time, so two requests never both fit the last of a budget
+            return await self._extend(job_id, caller, add=add, to=to)
+
+    async def _extend(self, job_id: int, caller: Caller, *, add: int | None, to: int | None) -> dict:
         job = self.visible_job(job_id, caller)
         part = self.inv.partition(job["partition"])
         old = job["time_limit"]
         policy.check_owner(job, caller, "extend")
         limit = policy.new_limit(job, add=add, to=to)
         policy.check_extension(job, caller, limit, part.max_time, job["partition"])
+        if not caller.operator and (part.max_extension is not None or part.max_extensions is not None):
+            past = [e["data"].get("added") or 0 for e in self.store.events(job_id)
+                    if e["kind"] == "extended" and e["actor"] == job["user"]]
+            policy.check_extension_budget(job, caller, limit, past, max_extension=part.max_extension,
+                                          max_extensions=part.max_extensions, partition=job["partition"])
         now = time.time()
         start = job.get("start_time")
         data = {

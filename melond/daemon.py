@@ -7,6 +7,7 @@ import logging
 import os
 import pwd
 import signal
+import ssl
 from dataclasses import dataclass
 
 import psutil
@@ -16,6 +17,7 @@ from melond.api import make_app
 from melond.config import Inventory, Node
 from melond.controller import Controller, NodeState
 from melond.errors import MelonError
+from melond.files import check_private
 from melond.fleet import NodeSession
 from melond.paths import SOCKET_NAME
 from melond.store import Store
@@ -32,10 +34,11 @@ USER_SPOOL = "~/.local/state/melon/spool"  # expanded by the helper, on the node
 def transport_for(node: Node, state_dir: str):
     """How to reach a node, and its spool path there."""
     if not node.remote:
-        return LocalTransport(), os.path.join(state_dir, "spool")
+        return LocalTransport(node.python), node.spool or os.path.join(state_dir, "spool")
     login = node.user or pwd.getpwuid(os.geteuid()).pw_name
     spool = node.spool or (SYSTEM_SPOOL if login == "root" else USER_SPOOL)
-    return SshTransport(node.host, node.port, node.user, node.identity_file, node.known_hosts, node.python), spool
+    return SshTransport(node.host, node.port, node.user, node.identity_file, node.known_hosts,
+                        node.python or "python3"), spool
 
 
 @dataclass
@@ -45,6 +48,23 @@ class Options:
     port: int | None = None
     host: str = "127.0.0.1"
     kill_wait: float | None = None
+    tls_cert: str | None = None  # --tls-cert/--tls-key; else the inventory's [tls]
+    tls_key: str | None = None
+
+
+def tls_context(cert: str, key: str) -> ssl.SSLContext:
+    """A server context for the TCP listener; refuses a key other users may read."""
+    for path in (cert, key):
+        if not os.path.isfile(path):
+            raise MelonError(f"TLS: no such file {path}; make a certificate with `melond --gen-cert DIR`")
+    check_private(key, mask=0o007)  # group-readable stays allowed: Debian's ssl-cert group convention
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        ctx.load_cert_chain(cert, key)
+    except ssl.SSLError as exc:
+        raise MelonError(f"TLS: cannot use certificate {cert} with key {key}: {exc.reason or exc}") from None
+    return ctx
 
 
 class Daemon:
@@ -56,6 +76,12 @@ class Daemon:
         self.socket_path = os.path.join(self.state_dir, SOCKET_NAME)
         self._stop = asyncio.Event()
         self._lock_fd: int | None = None
+        cert, key = opts.tls_cert, opts.tls_key
+        if cert is None and opts.inventory.tls is not None:
+            cert, key = opts.inventory.tls.cert, opts.inventory.tls.key
+        if cert and opts.port is None:
+            raise MelonError("a TLS certificate is set but there is no TCP listener; add --port")
+        self.tls = tls_context(cert, key) if cert else None
 
     def _prepare_state_dir(self) -> None:
         os.makedirs(self.state_dir, mode=0o755 if os.geteuid() == 0 else 0o700, exist_ok=True)
@@ -108,14 +134,15 @@ class Daemon:
         await unix.start()
         os.chmod(self.socket_path, 0o666)  # every local user may connect; SO_PEERCRED says who they are
         if self.opts.port is not None:
-            await web.TCPSite(runner, self.opts.host, self.opts.port).start()
+            await web.TCPSite(runner, self.opts.host, self.opts.port, ssl_context=self.tls).start()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
         tasks = [asyncio.ensure_future(s.run()) for s in ctl.sessions.values()]
         tasks.append(asyncio.ensure_future(ctl.schedule_forever()))
         log.info("melond ready", extra={"socket": self.socket_path, "port": self.opts.port,
-                                        "nodes": list(ctl.nodes), "kill_wait": kill_wait, "pid": os.getpid()})
+                                        "tls": self.tls is not None, "nodes": list(ctl.nodes),
+                                        "kill_wait": kill_wait, "pid": os.getpid()})
         await self._stop.wait()
         log.info("melond stopping: jobs keep running and are adopted at the next start")
         await runner.cleanup()

@@ -596,7 +596,35 @@ def build_request(
         "submit_host": submit_host,
         "submit_dir": cwd,
     }
+    _check_utf8(request)
     return request, warnings
+
+
+def _not_utf8(text: str) -> bool:
+    """Bytes that are not UTF-8 arrive from argv, the environment or a file as lone surrogates."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _check_utf8(request: dict) -> None:
+    """Melon keeps jobs as text (JSON, SQLite): a byte that is not UTF-8 is refused, naming where it
+    is, rather than altered on the way to the job (latin-1 text: convert it with iconv first)."""
+    places = [(f"argument {i}", a) for i, a in enumerate(request["script_args"], 1)]
+    places += [(f"environment variable {k}", f"{k}={v}") for k, v in request["environment"].items()]
+    places += [(key.replace("_", " "), request[key]) for key in ("script", "script_path", "name", "output", "error",
+                                                                 "chdir", "submit_dir")]
+    for where, text in places:
+        if isinstance(text, str) and _not_utf8(text):
+            try:
+                shown = text.encode("utf-8", "surrogateescape")[:60]  # the bytes as they came from argv or a file
+            except UnicodeEncodeError:
+                shown = text.encode("utf-8", "backslashreplace")[:60]  # a surrogate no byte decodes to
+            hint = ", or leave it out with --export" if where.startswith("environment") else ""
+            raise DirectiveError(f"the job's {where} is not valid UTF-8 ({shown!r}); Melon passes text only: "
+                                 f"convert it (iconv -t UTF-8){hint}")
 
 
 def dry_run_view(request: dict, warnings: list[str]) -> dict:

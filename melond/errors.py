@@ -43,6 +43,16 @@ class TooLarge(MelonError):
     code, status = "too_large", 413
 
 
+class RateLimited(MelonError):
+    """Too many requests too fast; `retry_after` seconds tell the client when to try again."""
+
+    code, status = "rate_limited", 429
+
+    def __init__(self, message: str, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class NodeUnavailable(MelonError):
     code, status = "node_unavailable", 503
 
@@ -72,8 +82,8 @@ class Internal(MelonError):
 
 
 ERRORS: dict[str, type[MelonError]] = {
-    cls.code: cls for cls in (BadRequest, Unauthorized, Forbidden, NotFound, Conflict, TooLarge,
-                              NodeUnavailable, NodeRequestFailed, Unreachable, Internal)
+    cls.code: cls for cls in (BadRequest, Unauthorized, Forbidden, NotFound, Conflict, TooLarge, RateLimited,
+                              NodeUnavailable, NodeTimeout, NodeRequestFailed, Unreachable, Internal)
 }
 
 

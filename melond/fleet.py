@@ -47,10 +47,7 @@ async def bootstrap(transport, spool: str, limits: str = "auto"):
     """Start the helper through a transport; return (channel, decoder, the helper's hello info)."""
     channel = await transport.open(spool, limits)
     try:
-        marker = await channel.reader.readline()
-        if marker != bootstrap_mod.READY:
-            err = " ".join((await channel.stderr_lines())[-5:])
-            raise ConnectionError(f"helper bootstrap failed: got {marker!r}; stderr: {err or '(empty)'}")
+        await _read_marker(channel)
         channel.writer.write(bootstrap_mod.payload())
         decoder = wire.Decoder()
         while True:
@@ -58,13 +55,30 @@ async def bootstrap(transport, spool: str, limits: str = "auto"):
             if not data:
                 err = " ".join((await channel.stderr_lines())[-5:])
                 raise ConnectionError(f"helper exited during start-up; stderr: {err or '(empty)'}")
-            for msg in decoder.feed(data):
-                if msg.get("event") == "hello":
+            try:
+                messages = decoder.feed(data)
+            except wire.FrameError as exc:
+                raise ConnectionError(f"protocol error before hello: {exc}") from None
+            for msg in messages:
+                if msg.get("event") == "hello" and isinstance(msg.get("info"), dict):
                     return channel, decoder, msg["info"]
-                raise ConnectionError(f"helper spoke before saying hello: {msg!r}")
+                raise ConnectionError(f"helper spoke before saying hello: {repr(msg)[:200]}")
     except BaseException:
         channel.close()
         raise
+
+
+async def _read_marker(channel) -> None:
+    """Exactly the ready marker's bytes, refused at the first byte that differs: whatever else
+    answers (a shell banner, another program) is reported with the bytes seen, never waited on
+    for a newline that may not come."""
+    seen = b""
+    while len(seen) < len(bootstrap_mod.READY):
+        chunk = await channel.reader.read(len(bootstrap_mod.READY) - len(seen))
+        seen += chunk
+        if not chunk or not bootstrap_mod.READY.startswith(seen):
+            err = " ".join((await channel.stderr_lines())[-5:]) if not chunk else "(not read)"
+            raise ConnectionError(f"helper bootstrap failed: got {seen!r}; stderr: {err or '(empty)'}")
 
 
 class NodeSession:
@@ -132,6 +146,11 @@ class NodeSession:
         return decoder, hello
 
     async def _serve(self, decoder: wire.Decoder) -> str:
+        reason = await self._read_frames(decoder)
+        self._fail_pending(reason)  # on_up may be awaiting a reply that will never come
+        return reason
+
+    async def _read_frames(self, decoder: wire.Decoder) -> str:
         reader = self._channel.reader
         while True:
             data = await reader.read(1 << 16)
@@ -155,6 +174,9 @@ class NodeSession:
         if self._channel is not None:
             self._channel.close()
             self._channel = None
+        self._fail_pending(reason)
+
+    def _fail_pending(self, reason: str) -> None:
         for fut in self._pending.values():
             if not fut.done():
                 fut.set_exception(NodeUnavailable(f"node {self.name} went down: {reason}"))

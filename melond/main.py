@@ -16,18 +16,29 @@ from melond.paths import default_state_dir
 @click.option("--inventory", type=click.Path(dir_okay=False), default=None,
               help="TOML inventory of partitions, operators and nodes. Default: this machine only.")
 @click.option("--port", type=click.IntRange(0, 65535), default=None,
-              help="Also serve the API over TCP on this port (read-only without tokens).")
+              help="Also serve the API over TCP on this port; callers need a token (mtoken create).")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address for --port.")
+@click.option("--tls-cert", type=click.Path(dir_okay=False), default=None,
+              help="Serve --port over TLS with this PEM certificate (overrides the inventory's [tls]).")
+@click.option("--tls-key", type=click.Path(dir_okay=False), default=None, help="The private key for --tls-cert.")
 @click.option("--kill-wait", type=click.FloatRange(0), default=None,
               help="Seconds between SIGTERM and SIGKILL at a time limit or cancel (Slurm's KillWait). Default 30.")
 @click.option("--backup", "backup_to", type=click.Path(dir_okay=False), default=None,
               help="Copy the database, consistently, to this file (works while melond runs) and exit.")
 @click.option("--check", "check_only", is_flag=True,
               help="Validate the inventory, probe every node, print a table and exit (non-zero if any node fails).")
+@click.option("--gen-cert", "gen_cert", type=click.Path(file_okay=False), default=None, metavar="DIR",
+              help="Write a self-signed TLS certificate and key (0600) to DIR, print how to use them, and exit.")
+@click.option("--hostname", "hostnames", multiple=True, metavar="NAME",
+              help="A name or address clients use for melond, for --gen-cert (repeatable). Default: this host's.")
+@click.option("--init-keys", "init_keys", is_flag=False, flag_value="", default=None, metavar="[DIR]",
+              help="Write the ed25519 SSH key pair melond uses for nodes (default DIR: STATE_DIR/keys), "
+                   "print where it goes, and exit.")
 @click.option("--log-level", default="INFO", show_default=True,
               type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
-def main(state_dir: str | None, inventory: str | None, port: int | None, host: str,
-         kill_wait: float | None, backup_to: str | None, check_only: bool, log_level: str) -> None:
+def main(state_dir: str | None, inventory: str | None, port: int | None, host: str, tls_cert: str | None,
+         tls_key: str | None, kill_wait: float | None, backup_to: str | None, check_only: bool,
+         gen_cert: str | None, hostnames: tuple[str, ...], init_keys: str | None, log_level: str) -> None:
     """Run the Melon scheduler daemon.
 
     With no inventory it runs jobs on this machine. Example:
@@ -45,11 +56,18 @@ def main(state_dir: str | None, inventory: str | None, port: int | None, host: s
             pages = backup(os.path.join(state_dir or default_state_dir(), "melon.db"), backup_to)
             click.echo(f"melond: copied the database to {backup_to} ({pages} pages)")
             return
+        if gen_cert is not None:
+            return _gen_cert(gen_cert, hostnames)
+        if init_keys is not None:
+            return _init_keys(init_keys or os.path.join(state_dir or default_state_dir(), "keys"))
+        if bool(tls_cert) != bool(tls_key):
+            raise click.UsageError("give both --tls-cert and --tls-key, or neither")
         inv = config.load(inventory)
         if check_only:
             sys.exit(_check(inv, state_dir or default_state_dir()))
         daemon = Daemon(Options(state_dir=state_dir or default_state_dir(), inventory=inv, port=port, host=host,
-                                kill_wait=kill_wait))
+                                kill_wait=kill_wait, tls_cert=tls_cert and os.path.abspath(tls_cert),
+                                tls_key=tls_key and os.path.abspath(tls_key)))
         asyncio.run(daemon.run())
     except MelonError as exc:
         click.echo(f"melond: {exc}", err=True)
@@ -66,3 +84,38 @@ def _check(inv, state_dir: str) -> int:
     if failed:
         click.echo(f"melond: {len(failed)} node(s) failed the check: {', '.join(failed)}", err=True)
     return 1 if failed else 0
+
+
+def _gen_cert(directory: str, hostnames: tuple[str, ...]) -> None:
+    from melond.keys import CERT_DAYS, cert_names, write_cert
+
+    names = cert_names(hostnames)
+    cert, key = write_cert(directory, names)
+    click.echo(f"""melond: wrote {cert} (public) and {key} (private, mode 0600),
+self-signed, valid {CERT_DAYS} days, for: {', '.join(names)}
+
+Serve the TCP API over TLS:
+  melond --port 8443 --tls-cert {cert} --tls-key {key}
+  (or in the inventory: [tls] cert = "{cert}", key = "{key}")
+Clients (copy {cert} to them; it holds no secret):
+  MELON_API=https://{names[0]}:8443 MELON_CA_FILE={cert} mqueue""")
+
+
+def _init_keys(directory: str) -> None:
+    import socket
+
+    from cli.common import current_user
+    from melond.keys import write_ssh_keys
+
+    private, public = write_ssh_keys(directory, f"melond@{socket.gethostname()}")
+    click.echo(f"""melond: wrote {private} (private, mode 0600) and {private}.pub
+
+Append this line to ~/.ssh/authorized_keys of the SSH login melond uses on every node
+(the inventory's `user`; default {current_user()}):
+  {public}
+
+Then point the inventory at the private key:
+  [defaults]
+  identity_file = "{private}"
+and trust the nodes' host keys (ssh-keyscan NODE >> known_hosts; the inventory's `known_hosts`),
+then run `melond --check --inventory FILE`.""")

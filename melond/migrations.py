@@ -54,9 +54,21 @@ def _m002_node_drain(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE nodes ADD COLUMN drain TEXT")
 
 
+def _m003_tokens(db: sqlite_utils.Database) -> None:
+    # Bearer tokens for the TCP API. Only the secret's hash is kept; a revoked token keeps its
+    # row, so using it again is answered "revoked" rather than "unknown".
+    db.execute("""
+        CREATE TABLE tokens (
+            id TEXT PRIMARY KEY, user TEXT NOT NULL, uid INTEGER NOT NULL, hash TEXT NOT NULL,
+            created REAL NOT NULL, expires REAL, last_used REAL, revoked REAL, revoked_by TEXT
+        )""")
+    db.execute("CREATE INDEX tokens_user ON tokens (user)")
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("001_initial", _m001_initial),
     ("002_node_drain", _m002_node_drain),
+    ("003_tokens", _m003_tokens),
 ]
 
 

@@ -1,28 +1,56 @@
 """API bodies, validated at the edge with pydantic; their schemas make the OpenAPI document."""
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from melond.tokens import MAX_TTL
+
+MAX_SECONDS = 100 * 365 * 86400  # a century: past any real limit, well inside SQLite's integers
+MAX_BYTES = 2**60  # an exbibyte of memory
+PATH_MAX = 4096  # Linux's
 
 
 class Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+def _no_nul(text: str) -> str:
+    """A NUL cannot cross execve or open(); refuse it here rather than fail the job on its node."""
+    if "\0" in text:
+        raise ValueError("contains a NUL byte, which no argument, environment value or path can hold")
+    return text
+
+
+def _env_name(text: str) -> str:
+    if not text or "=" in text or "\0" in text:
+        raise ValueError(f"{text[:100]!r} is not a variable name (empty, or holds '=' or a NUL byte)")
+    return text
+
+
+Text = Annotated[str, AfterValidator(_no_nul)]
+Path = Annotated[str, Field(max_length=PATH_MAX), AfterValidator(_no_nul)]
+EnvName = Annotated[str, AfterValidator(_env_name)]
 
 
 class SubmitRequest(Body):
     """What `mbatch` sends: the parsed options and the script text itself."""
 
     script: str = Field(min_length=1, description="the script's content, stored with the job")
-    script_path: str | None = None
-    script_args: list[str] = []
-    name: str = Field(min_length=1, max_length=1024)
+    script_path: Path | None = None
+    script_args: list[Text] = []
+    name: Annotated[str, Field(min_length=1), AfterValidator(_no_nul)]  # its length: [limits] name_length
     cpus: int = Field(default=1, ge=1, le=1_000_000)
-    memory: int | None = Field(default=None, ge=0, description="bytes; null = partition default, 0 = whole node")
+    memory: int | None = Field(default=None, ge=0, le=MAX_BYTES,
+                               description="bytes; null = partition default, 0 = whole node")
     mem_per_cpu: bool = False
-    time_limit: int | None = Field(default=None, ge=0, description="seconds; null = partition default, 0 = none")
-    output: str = "melon-%j.out"
-    error: str | None = None
-    chdir: str = Field(min_length=1)
-    environment: dict[str, str] = {}
+    time_limit: int | None = Field(default=None, ge=0, le=MAX_SECONDS,
+                                   description="seconds; null = partition default, 0 = none")
+    output: Path = "melon-%j.out"
+    error: Path | None = None
+    chdir: Annotated[str, Field(min_length=1, max_length=PATH_MAX), AfterValidator(_no_nul)]
+    environment: dict[EnvName, Text] = {}
     export: str = "ALL"
     nodelist: list[str] = []
     exclude: list[str] = []
@@ -45,14 +73,37 @@ class SubmitReply(Body):
 class ExtendRequest(Body):
     """Either `add` seconds to the limit or set it `to` a new total (0 = unlimited, operators only)."""
 
-    add: int | None = Field(default=None, gt=0)
-    to: int | None = Field(default=None, ge=0)
+    add: int | None = Field(default=None, gt=0, le=MAX_SECONDS)
+    to: int | None = Field(default=None, ge=0, le=MAX_SECONDS)
 
 
 class NodeAction(Body):
     """Why an operator drains or downs a node (shown by minfo)."""
 
     reason: str = Field(min_length=1, max_length=1000)
+
+
+class TokenRequest(Body):
+    """A new token's lifetime in seconds (default 30 days, at most 365)."""
+
+    ttl: int | None = Field(default=None, ge=1, le=MAX_TTL)
+
+
+class TokenReply(Body):
+    """The token itself appears here once; melond keeps only its hash."""
+
+    token: str
+    id: str
+    user: str
+    created: float
+    expires: float
+
+
+class RevokeRequest(Body):
+    """Token ids to revoke, or `all` (operators: every user's tokens)."""
+
+    ids: list[str] = Field(default=[], max_length=1000)
+    all: bool = False
 
 
 class ErrorBody(Body):

@@ -59,3 +59,26 @@ def check_extension(job: dict, caller: Caller, limit: int, max_time: int, partit
         raise Forbidden(
             f"job {job['id']}: a limit of {format_limit(limit)} is above partition {partition}'s MaxTime "
             f"of {format_limit(max_time)}; owners may extend up to MaxTime, an operator may go beyond")
+
+
+def check_extension_budget(job: dict, caller: Caller, limit: int, past_added: list[int], *,
+                           max_extension: int | None, max_extensions: int | None, partition: str) -> None:
+    """The partition's caps on an owner's extensions of one job, over its life: how many
+    (`max_extensions`) and how much time in total (`max_extension`). `past_added` holds the
+    seconds each earlier owner extension added. Operators are not bound, and theirs do not count."""
+    if caller.operator:
+        return
+    if max_extensions is not None and len(past_added) >= max_extensions:
+        raise Forbidden(f"job {job['id']}: extended {len(past_added)} times already; partition {partition} "
+                        f"allows an owner {max_extensions} extensions of one job (max_extensions); "
+                        f"ask an operator")
+    if max_extension is None:
+        return
+    old = job["time_limit"]
+    adding = limit - old if limit and old else None  # None: to or from unlimited, beyond any cap
+    used = sum(past_added)
+    if adding is None or used + adding > max_extension:
+        asked = "an unlimited time" if adding is None else format_limit(adding)
+        raise Forbidden(f"job {job['id']}: adding {asked} to the {format_limit(used) if used else 'nothing'} "
+                        f"added before is above partition {partition}'s cap of {format_limit(max_extension)} "
+                        f"per job (max_extension); ask an operator")

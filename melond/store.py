@@ -1,4 +1,4 @@
-"""SQLite state: jobs, the append-only job event log, nodes.
+"""SQLite state: jobs, the append-only job event log, nodes, API tokens.
 
 One writer thread owns the write connection (Datasette's pattern): callers
 queue small functions, the writer runs every queued function inside one
@@ -178,6 +178,30 @@ class Store:
         conn.execute(f"INSERT INTO nodes ({cols}) VALUES ({', '.join('?' * len(node))}) "
                      f"ON CONFLICT(name) DO UPDATE SET {updates}", list(node.values()))
 
+    @staticmethod
+    def op_insert_token(conn: sqlite3.Connection, row: dict) -> None:
+        conn.execute(f"INSERT INTO tokens ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})", list(row.values()))
+
+    @staticmethod
+    def op_revoke_tokens(conn: sqlite3.Connection, ids: list[str] | None, user: str | None, by: str,
+                         now: float) -> list[str]:
+        """Revoke the given ids (or all), only `user`'s unless user is None; the ids revoked."""
+        where, params = ["revoked IS NULL"], []
+        if ids is not None:
+            where.append(f"id IN ({', '.join('?' * len(ids))})")
+            params += ids
+        if user is not None:
+            where.append("user = ?")
+            params.append(user)
+        cond = " AND ".join(where)
+        revoked = [r[0] for r in conn.execute(f"SELECT id FROM tokens WHERE {cond} ORDER BY id", params)]
+        conn.execute(f"UPDATE tokens SET revoked = ?, revoked_by = ? WHERE {cond}", [now, by, *params])
+        return revoked
+
+    @staticmethod
+    def op_token_used(conn: sqlite3.Connection, token_id: str, now: float) -> None:
+        conn.execute("UPDATE tokens SET last_used = ? WHERE id = ?", (now, token_id))
+
     # ---- reading ---------------------------------------------------------------------------
 
     def job(self, job_id: int) -> dict | None:
@@ -208,6 +232,19 @@ class Store:
 
     def nodes(self) -> list[dict]:
         return [dict(r) for r in self._reader.execute("SELECT * FROM nodes ORDER BY name")]
+
+    def token(self, token_id: str) -> dict | None:
+        row = self._reader.execute("SELECT * FROM tokens WHERE id = ?", (token_id,)).fetchone()
+        return dict(row) if row else None
+
+    def tokens(self, user: str | None = None) -> list[dict]:
+        """Tokens not revoked, the user's or everyone's, oldest first; never with their hash."""
+        sql = "SELECT id, user, uid, created, expires, last_used FROM tokens WHERE revoked IS NULL"
+        params = []
+        if user is not None:
+            sql += " AND user = ?"
+            params.append(user)
+        return [dict(r) for r in self._reader.execute(sql + " ORDER BY created, id", params)]
 
     def count_events(self, kind: str) -> dict[int, int]:
         rows = self._reader.execute("SELECT job_id, COUNT(*) FROM job_events WHERE kind = ? GROUP BY job_id", (kind,))

@@ -5,11 +5,13 @@ cancelled first, and a test fails if any of its job processes outlive it.
 """
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import pwd
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -36,6 +38,13 @@ def wait_for(predicate, timeout: float = 15.0, interval: float = 0.05, what: str
         time.sleep(interval)
 
 
+def free_port() -> int:
+    """A TCP port nobody listens on right now (for melond --port)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def as_user(name: str):
     """A preexec function that drops a child to `name` (uid, gid, no supplementary groups)."""
     pw = pwd.getpwnam(name)
@@ -45,6 +54,18 @@ def as_user(name: str):
         os.setgid(pw.pw_gid)
         os.setuid(pw.pw_uid)
     return drop
+
+
+class UnixHTTP(http.client.HTTPConnection):
+    """Raw HTTP on melond's Unix socket, to see status codes and headers the CLIs hide."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__("localhost", timeout=60)
+        self.path = path
+
+    def connect(self) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.connect(self.path)
 
 
 class Melon:
@@ -66,6 +87,7 @@ class Melon:
         self.start_args: list[str] = []
         self.log = root / "melond.log"
         self.endpoint = f"unix:{self.state}/melond.sock"
+        self.url: str | None = None  # http(s)://127.0.0.1:PORT when it serves TCP
 
     def start(self, wait_all_up: bool = True) -> None:
         args = [str(BIN / "melond"), "--state-dir", str(self.state), "--kill-wait", str(self.kill_wait)]
@@ -105,6 +127,10 @@ class Melon:
         if check and r.returncode != 0:
             pytest.fail(f"{tool} {' '.join(args)} exited {r.returncode}:\n{r.stdout}\n{r.stderr}")
         return r
+
+    def token(self, *args: str, user: str | None = None) -> str:
+        """A new token from `mtoken create` over the Unix socket, for `user` (default: root)."""
+        return self.run("mtoken", "create", *args, user=user).stdout.strip()
 
     def submit(self, *args: str, **kw) -> int:
         return int(self.run("mbatch", "--parsable", *args, **kw).stdout.strip())
@@ -146,6 +172,18 @@ def short_tmp() -> Iterator[Path]:
 @pytest.fixture
 def melon(short_tmp: Path) -> Iterator[Melon]:
     m = Melon(short_tmp)
+    m.start()
+    yield m
+    m.cleanup()
+
+
+@pytest.fixture
+def tcp_melon(short_tmp: Path) -> Iterator[Melon]:
+    """A melond that also serves TCP; `melon.url` is its http:// endpoint."""
+    m = Melon(short_tmp)
+    port = free_port()
+    m.start_args = ["--port", str(port)]
+    m.url = f"http://127.0.0.1:{port}"
     m.start()
     yield m
     m.cleanup()

@@ -1,4 +1,4 @@
-"""The HTTP API itself: the OpenAPI document, the read-only TCP listener, error bodies."""
+"""The HTTP API itself: the OpenAPI document, the TCP listener, error bodies."""
 from __future__ import annotations
 
 import json
@@ -9,38 +9,25 @@ import urllib.request
 from conftest import Melon
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def test_tcp_listener_serves_reads_and_refuses_writes(short_tmp) -> None:
-    port = _free_port()
-    melon = Melon(short_tmp)
-    melon.start_args = ["--port", str(port)]
-    melon.start()
+def test_tcp_listener_serves_token_holders_only(tcp_melon: Melon) -> None:
+    melon, url = tcp_melon, tcp_melon.url
+    refused = melon.run("mqueue", "-a", url, check=False)
+    assert refused.returncode == 1 and "needs a token" in refused.stderr and "mtoken create" in refused.stderr
+    tcp = melon.env(MELON_API=url, MELON_TOKEN=melon.token())
+    jid = int(melon.run("mbatch", "--parsable", "-H", "--wrap", "true", env=tcp).stdout)
+    assert [j["id"] for j in json.loads(melon.run("mqueue", "--json", env=tcp).stdout)] == [jid]
+    melon.run("mcancel", str(jid), env=tcp)
+    assert melon.job(jid)["state"] == "CA"
+    doc = json.load(urllib.request.urlopen(f"{url}/api/v1/openapi.json"))  # public: no token
+    assert doc["openapi"].startswith("3.") and "/api/v1/jobs/{job_id}/extend" in doc["paths"]
+    assert "SubmitRequest" in doc["components"]["schemas"] and "/api/v1/tokens" in doc["paths"]
+    request = urllib.request.Request(f"{url}/api/v1/nope", headers={"Authorization": f"Bearer {tcp['MELON_TOKEN']}"})
     try:
-        jid = melon.submit("-H", "--wrap", "true")
-        url = f"http://127.0.0.1:{port}"
-        r = melon.run("mqueue", "--json", "-a", url)
-        assert [j["id"] for j in json.loads(r.stdout)] == [jid]
-        refused = melon.run("mbatch", "-a", url, "--wrap", "true", check=False)
-        assert refused.returncode == 1 and "read-only" in refused.stderr
-        refused = melon.run("mcancel", "-a", url, str(jid), check=False)
-        assert refused.returncode == 1 and "read-only" in refused.stderr
-        assert melon.job(jid)["state"] == "PD"
-        doc = json.load(urllib.request.urlopen(f"{url}/api/v1/openapi.json"))
-        assert doc["openapi"].startswith("3.") and "/api/v1/jobs/{job_id}/extend" in doc["paths"]
-        assert "SubmitRequest" in doc["components"]["schemas"]
-        try:
-            urllib.request.urlopen(f"{url}/api/v1/nope")
-        except urllib.error.HTTPError as exc:
-            assert exc.code == 404 and json.load(exc)["error"]["code"] == "not_found"
-        else:
-            raise AssertionError("an unknown route answered 200")
-    finally:
-        melon.cleanup()
+        urllib.request.urlopen(request)
+    except urllib.error.HTTPError as exc:
+        assert exc.code == 404 and json.load(exc)["error"]["code"] == "not_found"
+    else:
+        raise AssertionError("an unknown route answered 200")
 
 
 def test_malformed_bodies_get_a_400_with_a_message(melon: Melon) -> None:

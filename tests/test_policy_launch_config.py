@@ -210,6 +210,9 @@ def test_example_inventory_loads(tmp_path):
     (folder / "keys").mkdir(parents=True)
     (folder / "keys" / "id_ed25519").write_text("key")
     (folder / "keys" / "known_hosts").write_text("")
+    (folder / "tls").mkdir()
+    (folder / "tls" / "melond.crt").write_text("cert")
+    (folder / "tls" / "melond.key").write_text("key")
     shutil.copy(EXAMPLE, folder / "inventory.toml")
     inv = config.load(str(folder / "inventory.toml"))
     assert inv.operators == ["alice"]
@@ -225,6 +228,7 @@ def test_example_inventory_loads(tmp_path):
     assert (nodes["node1"].host, nodes["node1"].user, nodes["node1"].partition) == ("10.0.0.11", "root", "debug")
     assert (nodes["node2"].partition, nodes["node2"].cpus, nodes["node2"].memory) == ("long", 64, 200 * 1024)
     assert nodes["node3"].user == "alice" and not nodes["local"].remote
+    assert (inv.tls.cert, inv.tls.key) == (str(folder / "tls" / "melond.crt"), str(folder / "tls" / "melond.key"))
     (folder / "keys" / "id_ed25519").unlink()
     with pytest.raises(MelonError, match="identity_file"):
         config.load(str(folder / "inventory.toml"))
