@@ -596,8 +596,28 @@ def build_request(
         "submit_host": submit_host,
         "submit_dir": cwd,
     }
+    warnings += _drop_non_utf8_environment(request)
     _check_utf8(request)
     return request, warnings
+
+
+def _drop_non_utf8_environment(request: dict) -> list[str]:
+    """A variable whose bytes are not UTF-8 is left out with a warning, not refused: with the
+    default --export=ALL one such variable in a login environment would block every submission."""
+    dropped = [k for k, v in request["environment"].items() if _not_utf8(k) or _not_utf8(v)]
+    for k in dropped:
+        del request["environment"][k]
+    return [f"environment variable {_shown(k)} is not valid UTF-8 and is not passed to the job "
+            f"(Melon passes text only; convert it with iconv -t UTF-8)" for k in dropped]
+
+
+def _shown(name: str) -> str:
+    if not _not_utf8(name):
+        return name
+    try:
+        return repr(name.encode("utf-8", "surrogateescape"))  # the bytes as they came
+    except UnicodeEncodeError:
+        return repr(name.encode("utf-8", "backslashreplace"))  # a surrogate no byte decodes to
 
 
 def _not_utf8(text: str) -> bool:
@@ -613,7 +633,6 @@ def _check_utf8(request: dict) -> None:
     """Melon keeps jobs as text (JSON, SQLite): a byte that is not UTF-8 is refused, naming where it
     is, rather than altered on the way to the job (latin-1 text: convert it with iconv first)."""
     places = [(f"argument {i}", a) for i, a in enumerate(request["script_args"], 1)]
-    places += [(f"environment variable {k}", f"{k}={v}") for k, v in request["environment"].items()]
     places += [(key.replace("_", " "), request[key]) for key in ("script", "script_path", "name", "output", "error",
                                                                  "chdir", "submit_dir")]
     for where, text in places:
@@ -622,9 +641,8 @@ def _check_utf8(request: dict) -> None:
                 shown = text.encode("utf-8", "surrogateescape")[:60]  # the bytes as they came from argv or a file
             except UnicodeEncodeError:
                 shown = text.encode("utf-8", "backslashreplace")[:60]  # a surrogate no byte decodes to
-            hint = ", or leave it out with --export" if where.startswith("environment") else ""
             raise DirectiveError(f"the job's {where} is not valid UTF-8 ({shown!r}); Melon passes text only: "
-                                 f"convert it (iconv -t UTF-8){hint}")
+                                 f"convert it (iconv -t UTF-8)")
 
 
 def dry_run_view(request: dict, warnings: list[str]) -> dict:

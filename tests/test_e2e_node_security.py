@@ -53,7 +53,6 @@ def _mbatch_bytes(melon: Melon, *args: bytes | str, env: dict[bytes, bytes] | No
     (["echo.sh", b"ok", b"caf\xe9"], None, "argument 2 is not valid UTF-8 (b'caf\\xe9')"),
     (["-J", b"j\xff", "echo.sh"], None, "name is not valid UTF-8"),
     (["-o", b"out\xff", "echo.sh"], None, "output is not valid UTF-8"),
-    (["echo.sh"], {b"LATIN": b"\xe9t\xe9"}, "environment variable LATIN is not valid UTF-8"),
     (["latin1.sh"], None, "script is not valid UTF-8"),
 ])
 def test_bytes_that_are_not_utf8_are_refused_naming_where(melon: Melon, args: list, env: dict | None,
@@ -64,7 +63,17 @@ def test_bytes_that_are_not_utf8_are_refused_naming_where(melon: Melon, args: li
     r = _mbatch_bytes(melon, *args, env=env)
     assert r.returncode != 0 and words in r.stderr.decode(), r.stderr
     assert b"Traceback" not in r.stderr and melon.jobs("--all") == []
-    assert _mbatch_bytes(melon, "--export", "NONE", "echo.sh", env={b"LATIN": b"\xe9"}).returncode == 0
+
+
+def test_an_environment_variable_that_is_not_utf8_is_left_out_with_a_warning(melon: Melon) -> None:
+    """With the default --export=ALL, one such variable in a login shell must not block every
+    submission: the job runs without it, and mbatch says so."""
+    r = _mbatch_bytes(melon, "--wrap", "echo ${LATIN-unset} $KEPT", env={b"LATIN": b"\xe9t\xe9", b"KEPT": b"yes"})
+    assert r.returncode == 0, r.stderr
+    assert b"environment variable LATIN is not valid UTF-8 and is not passed" in r.stderr
+    jid = int(r.stdout)
+    melon.wait_state(jid, {"CD"})
+    assert (melon.work / f"melon-{jid}.out").read_text() == "unset yes\n"
 
 
 @pytest.mark.parametrize("change, words", [
