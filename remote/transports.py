@@ -22,6 +22,9 @@ class Channel(Protocol):
     def close(self) -> None: ...
 
 
+CLOSE_GRACE = 5.0  # seconds a local helper has to leave once its stdin is closed
+
+
 class LocalChannel:
     """The helper as a child process of melond on this machine."""
 
@@ -37,10 +40,21 @@ class LocalChannel:
         return data.decode("utf-8", "replace").splitlines()
 
     def close(self) -> None:
+        """Closing stdin ends a helper; one that does not end (a broken or hostile program in its
+        place) is killed after a grace period. Jobs are unaffected: their monitors have sessions
+        of their own."""
         if self.proc.returncode is None:
             try:
                 self.writer.close()
             except Exception:  # noqa: BLE001 - closing a dead pipe is fine
+                pass
+            asyncio.get_running_loop().call_later(CLOSE_GRACE, self._kill_straggler)
+
+    def _kill_straggler(self) -> None:
+        if self.proc.returncode is None:
+            try:
+                self.proc.kill()
+            except ProcessLookupError:
                 pass
 
     async def wait_closed(self) -> None:

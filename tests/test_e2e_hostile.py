@@ -6,6 +6,7 @@ DOWN with the bytes it sent in the log and in `minfo`, while the other nodes run
 from __future__ import annotations
 
 import json
+import os
 import socket
 import sys
 import threading
@@ -76,10 +77,16 @@ else:
     os.write(1, b"MELON-BOOT-1\\n")
     line = b""
     while not line.endswith(b"\\n"):
-        line += os.read(0, 1)
+        byte = os.read(0, 1)
+        if not byte:
+            sys.exit(0)
+        line += byte
     left = int(line)
     while left:
-        left -= len(os.read(0, left))
+        chunk = os.read(0, left)
+        if not chunk:
+            sys.exit(0)  # melond hung up
+        left -= len(chunk)
     os.write(1, wire.encode({{"event": "hello", "info": {{"hostname": "evil", "boot_id": "x", "cpus": 2,
                                                         "memory": 1024, "backend": "none"}}}}))
     time.sleep(0.3)
@@ -135,6 +142,21 @@ spool = "{short_tmp}/spool-liar"
         assert "unhandled error" not in melon.log.read_text()
     finally:
         melon.cleanup()
+    wait_for(lambda: not _processes_of(f"{short_tmp}/python-"), timeout=15,
+             what="the hostile helpers to be gone once melond hung up")
+
+
+def _processes_of(text: str) -> list[int]:
+    """Processes whose command line mentions `text`."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if text.encode() in f.read():
+                    found.append(int(pid))
+        except OSError:
+            pass
+    return found
 
 
 def _both_refused(log: str) -> str | None:
