@@ -40,7 +40,7 @@ def resume(name: str, endpoint: str | None) -> None:
 @endpoint_option
 @handle_errors(PROG)
 def down(name: str, reason: str, endpoint: str | None) -> None:
-    """Take NAME out of service now: its running jobs are killed and end NODE_FAIL."""
+    """Take NAME out of service now: its running jobs are killed and end NODE_FAIL (--requeue jobs go back to the queue)."""
     reply = client(endpoint).call("POST", f"/nodes/{name}/down", {"reason": reason})
     killed = ", ".join(map(str, reply["killed"])) or "none"
     click.echo(f"Node {name} down: {reason} (jobs killed: {killed})")

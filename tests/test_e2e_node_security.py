@@ -14,7 +14,7 @@ import subprocess
 
 import pytest
 
-from conftest import BIN, Melon, needs_root, wait_for
+from conftest import BIN, Melon, as_user, needs_root, wait_for
 from test_e2e_limits import raw
 
 TRICKY = ["a b", "  lead and trail  ", "$(touch pwned)", "`touch pwned`", "semi;colon; touch pwned", "quote'\"",
@@ -114,7 +114,7 @@ def test_the_spool_is_private_to_melond(melon: Melon) -> None:
         assert stat.S_IMODE(folder.stat().st_mode) == 0o700 and folder.stat().st_uid == 0
     for path in [spool, spool / "jobs", *files]:
         tool = ["ls", str(path)] if path.is_dir() else ["cat", str(path)]
-        r = subprocess.run(tool, capture_output=True, text=True, preexec_fn=_as("nobody"))
+        r = subprocess.run(tool, capture_output=True, text=True, preexec_fn=as_user("nobody"))
         assert r.returncode != 0 and "Permission denied" in r.stderr, (path, r.stdout)
     melon.run("mcancel", str(jid))
 
@@ -140,13 +140,3 @@ def test_a_job_cannot_read_another_users_job(melon: Melon) -> None:
     assert "denied-environ" in seen and "denied-fdlist" in seen
     assert seen.count("denied-spool") == len(spool_files) > 0
     melon.run("mcancel", str(victim))
-
-
-def _as(user: str):
-    pw = pwd.getpwnam(user)
-
-    def drop() -> None:
-        os.setgroups([])
-        os.setgid(pw.pw_gid)
-        os.setuid(pw.pw_uid)
-    return drop
