@@ -33,6 +33,7 @@ VIEW_CACHE = "_pending_view"  # the job's scheduler view while nothing in it can
 SLOW_TICK = 5.0
 FALLBACK_MEM_PER_CPU = 1024  # MiB, only while no node of the partition has been sized
 FORGET_DELAY = 0.1
+RETRY_CAP = 30.0  # seconds between repeated starts or kills a busy node did not answer
 START_TIMEOUT = 90.0  # above the helper's own wait for its launcher (60 s): a slow start is not a failed one
 
 
@@ -373,7 +374,7 @@ class Controller:
                 break
             except NodeTimeout as exc:
                 log.warning("start unanswered; asking again", extra={"job": job["id"], "error": str(exc)})
-                await asyncio.sleep(min(2 ** attempt, 30))
+                await asyncio.sleep(_retry_delay(attempt))
             except NodeUnavailable:
                 return
             except NodeRequestFailed as exc:
@@ -401,11 +402,14 @@ class Controller:
             return
         where = node or (job or {}).get("node")
         run = _run(job) if run is None and job is not None else (run or 0)
-        if job is not None and self._requeues(job, result):
-            await self._requeue(job, result)
-            if where in self.sessions:
-                self._forget_later(where, job_id, run)
-            return
+        if job is not None and self._wants_requeue(job, result):
+            if _run(job) < self.inv.max_batch_requeue:
+                await self._requeue(job, result)
+                if where in self.sessions:
+                    self._forget_later(where, job_id, run)
+                return
+            result = {**result, "error": f"{result.get('error') or 'node failure'}; not requeued: the job was "
+                                        f"requeued {_run(job)} times already (max_batch_requeue)"}
         state = job[END_AS] if job is not None and job.get(END_AS) else end_state(result)
         changes = {
             "state": state.value, "end_time": result.get("end") or now, "exit_code": result.get("exit_code"),
@@ -433,23 +437,17 @@ class Controller:
         if where in self.sessions:
             self._forget_later(where, job_id, run)
 
-    def _requeues(self, job: dict, result: dict) -> bool:
-        """Does this end send the job back to the queue? Only a --requeue job whose node failed
-        (lost, or downed by an operator), not one its user cancelled."""
+    def _wants_requeue(self, job: dict, result: dict) -> bool:
+        """Does this end ask to send the job back to the queue? Only a --requeue job whose node
+        failed (lost, or downed by an operator), not one its user cancelled."""
         node_failed = result.get("reason") == "lost" or job.get(END_AS) == State.NODE_FAIL
         return bool(job.get("requeue")) and node_failed and not job.get("cancel_requested")
 
     async def _requeue(self, job: dict, result: dict) -> None:
-        """Back to PENDING as the job's next run (sbatch --requeue after a node failure), up to
-        max_batch_requeue times. The old run has its own spool record, so whatever is left of it on
-        the failed node is fenced when that node returns and can never be taken for the new run."""
+        """Back to PENDING as the job's next run (sbatch --requeue after a node failure). The old run
+        has its own spool record, so whatever is left of it on the failed node is fenced when that
+        node returns and can never be taken for the new run."""
         runs = _run(job) + 1
-        if runs > self.inv.max_batch_requeue:
-            job["requeue"] = 0
-            result = {**result, "error": f"{result.get('error') or 'node failure'}; not requeued: the job was "
-                                        f"requeued {runs - 1} times already (max_batch_requeue)"}
-            await self._record_end(job["id"], result)
-            return
         now = time.time()
         data = {"node": job.get("node"), "restarts": runs, "why": result.get("error") or result.get("reason")}
         done = await self.store.write(Store.op_transition, job["id"], [State.RUNNING], {
@@ -502,7 +500,7 @@ class Controller:
             await self._record_end(job["id"], {"reason": "cancelled", "exit_code": None, "signal": None})
 
     async def _kill_later(self, job: dict, attempt: int) -> None:
-        await asyncio.sleep(min(2 ** attempt, 30))
+        await asyncio.sleep(_retry_delay(attempt))
         await self._send_kill(job, attempt)
 
     # ---- node (re)connection --------------------------------------------------------------------
@@ -652,6 +650,11 @@ class Controller:
         self._kick.set()
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=10)
+
+
+def _retry_delay(attempt: int) -> float:
+    """Seconds before asking a busy node again: 1, 2, 4 ... up to RETRY_CAP."""
+    return min(2 ** min(attempt, 8), RETRY_CAP)
 
 
 def _run(job: dict) -> int:

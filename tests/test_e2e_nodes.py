@@ -49,3 +49,28 @@ def test_only_operators_act_on_nodes(melon: Melon) -> None:
     r = melon.run("mnode", "drain", "nosuch", "--reason", "x", check=False)
     assert r.returncode == 1 and "no node 'nosuch'" in r.stderr
     assert _node(melon)["state"] == "idle"
+
+
+def test_down_requeues_a_requeue_job_which_runs_again_on_resume(melon: Melon) -> None:
+    jid = melon.submit("--requeue", "-t", "1:00", "--wrap", "echo run $MELON_RESTART_COUNT; sleep 60")
+    melon.wait_state(jid, {"R"})
+    melon.run("mnode", "down", "local", "--reason", "fan failure")
+    job = wait_for(lambda: (j := melon.job(jid))["state"] == "PD" and j["restarts"] == 1 and j,
+                   what="the job to be requeued")
+    assert [e["kind"] for e in job["events"]].count("requeued") == 1
+    melon.run("mnode", "resume", "local")
+    melon.wait_state(jid, {"R"})
+    wait_for(lambda: (melon.work / f"melon-{jid}.out").read_text() == "run 1\n", what="the second run's output")
+    melon.run("mcancel", str(jid))
+    assert melon.wait_state(jid, {"CA"})["restarts"] == 1
+
+
+def test_max_batch_requeue_bounds_the_requeues(melon_factory) -> None:
+    melon = melon_factory(inventory="max_batch_requeue = 0\n")
+    jid = melon.submit("--requeue", "-t", "1:00", "--wrap", "sleep 60")
+    melon.wait_state(jid, {"R"})
+    melon.run("mnode", "down", "local", "--reason", "fan failure")
+    job = melon.wait_state(jid, {"NF"})
+    assert "not requeued" in job["detail"] and "max_batch_requeue" in job["detail"]
+    assert job["restarts"] == 0
+    melon.run("mnode", "resume", "local")
