@@ -8,6 +8,7 @@ rebuilt from the store at start, which is what makes `kill -9` safe.
 from __future__ import annotations
 
 import asyncio
+import heapq
 import itertools
 import json
 import logging
@@ -31,6 +32,8 @@ MIB = 1024 * 1024
 END_AS = "_end_as"  # a state forced on a job's end (an operator downed its node)
 VIEW_CACHE = "_pending_view"  # the job's scheduler view while nothing in it can change
 SLOW_TICK = 5.0
+QUEUE_DEPTH = 100  # Slurm's default_queue_depth: an event's pass looks at this many pending jobs
+FULL_PASS_INTERVAL = 1.0  # ...and every pending job is looked at least this often
 FALLBACK_MEM_PER_CPU = 1024  # MiB, only while no node of the partition has been sized
 FORGET_DELAY = 0.1
 RETRY_CAP = 30.0  # seconds between repeated starts or kills a busy node did not answer
@@ -72,6 +75,8 @@ class Controller:
         self.max_time = {name: inventory.partition(name).max_time for name in inventory.partition_names()}
         self.active: dict[int, dict] = {j["id"]: j for j in store.jobs(states=[State.PENDING, State.RUNNING])}
         self._kick = asyncio.Event()
+        self._last_full = 0.0  # time.monotonic() of the last pass over every pending job
+        self._deferred = False  # the last pass left pending jobs past the queue depth unplanned
         self._ended = asyncio.Condition()
         self._tasks: set[asyncio.Task] = set()
         self._stopping = False
@@ -267,8 +272,11 @@ class Controller:
     async def schedule_forever(self) -> None:
         """One plan per burst of events, plus a slow tick for begin times and dependencies."""
         while not self._stopping:
+            wait = SLOW_TICK
+            if self._deferred:  # jobs past the queue depth wait for the next full pass
+                wait = max(0.0, self._last_full + FULL_PASS_INTERVAL - time.monotonic())
             try:
-                await asyncio.wait_for(self._kick.wait(), SLOW_TICK)
+                await asyncio.wait_for(self._kick.wait(), wait)
             except TimeoutError:
                 pass
             self._kick.clear()
@@ -279,7 +287,8 @@ class Controller:
             except Exception:  # noqa: BLE001 - a bad plan must not stop scheduling
                 log.exception("scheduling pass failed")
 
-    def _snapshot(self, now: float) -> scheduler.Snapshot:
+    def _snapshot(self, now: float, depth: int | None = None) -> scheduler.Snapshot:
+        """What the scheduler sees; with ``depth``, only that many pending jobs, first in priority order."""
         nodes = tuple(scheduler.NodeView(n.name, n.partition, n.cpus, n.memory, n.available)
                       for n in self.nodes.values())
         running, pending = [], []
@@ -304,6 +313,9 @@ class Controller:
                 if not job.get("dependency") and not (job.get("begin_time") and job["begin_time"] > now):
                     job[VIEW_CACHE] = view  # nothing in it changes with time; extend() drops it
             pending.append(view)
+        self._deferred = depth is not None and len(pending) > depth
+        if self._deferred:
+            pending = heapq.nsmallest(depth, pending, key=scheduler.priority_order)
         return scheduler.Snapshot(nodes, tuple(running), tuple(pending))
 
     def _blocked(self, job: dict, now: float, states: dict[int, str] | None) -> str | None:
@@ -332,8 +344,15 @@ class Controller:
         return {r["id"]: SHORT[State(r["state"])] for r in rows}
 
     async def schedule_once(self) -> None:
+        """Plan and start. Like Slurm's main scheduler, a pass made for an event looks only at the
+        first QUEUE_DEPTH pending jobs, so that a deep queue does not make every job end cost a
+        walk over all of it; the jobs behind them (and their pending reasons) are planned by the
+        full pass, made at most FULL_PASS_INTERVAL apart."""
         now = time.time()
-        plan = scheduler.plan(self._snapshot(now), now)
+        full = time.monotonic() - self._last_full >= FULL_PASS_INTERVAL
+        if full:
+            self._last_full = time.monotonic()
+        plan = scheduler.plan(self._snapshot(now, None if full else QUEUE_DEPTH), now)
         for start in plan.starts:
             job = self.active[start.job_id]
             # RUNNING in memory before anything else runs, so the next plan counts its CPUs.

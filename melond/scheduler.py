@@ -34,6 +34,7 @@ __all__ = [
     "Snapshot",
     "Start",
     "plan",
+    "priority_order",
 ]
 
 INF = math.inf
@@ -273,7 +274,8 @@ class _Partition:
         return self.max_mem < m if m else self.idle_mem == 0
 
 
-def _order(job: PendingView) -> tuple[int, float, int]:
+def priority_order(job: PendingView) -> tuple[int, float, int]:
+    """The order pending jobs are planned in: priority, then submit time, then id."""
     return (-job.priority, job.submit_time, job.job_id)
 
 
@@ -309,7 +311,7 @@ class _Planner:
             part.seal()
 
     def run(self, pending: tuple[PendingView, ...]) -> Plan:
-        for job in sorted(pending, key=_order):
+        for job in sorted(pending, key=priority_order):
             reason = self.place(job)
             if reason is not None:
                 self.reasons[job.job_id] = str(reason)  # plain str: the caller stores and prints it

@@ -14,12 +14,12 @@ import pathlib
 import zlib
 
 READY = b"MELON-BOOT-1\n"
-SHIPPED = ("remote.wire", "remote.spool", "remote.limits", "remote.monitor", "remote.launcher",
+SHIPPED = ("remote.wire", "remote.spool", "remote.limits", "remote.supervisor",
            "remote.service", "remote.helper")
 
 # Kept tiny and free of quotes that a remote shell would mangle; unbuffered reads on fd 0 so no
 # byte meant for the helper is swallowed by a Python buffer. The shipped sources are served by an
-# import hook, so each module loads only when imported: the helper forks its launcher before it
+# import hook, so each module loads only when imported: the helper forks its supervisor before it
 # imports asyncio (see remote/helper.py).
 FIRST_STAGE = (
     "import os,sys,zlib,json,importlib.util as u\n"

@@ -212,7 +212,7 @@ class CgroupV2(NoLimits):
 
 
 def _move_self(home: str, root: str) -> None:
-    """Back to where we came from, or else to the hierarchy's root: the monitor must never stay
+    """Back to where we came from, or else to the hierarchy's root: the supervisor must never stay
     inside the job's cgroup, where its memory would count and the job's kills would reach it."""
     try:
         _write(os.path.join(home, "cgroup.procs"), str(os.getpid()))
@@ -257,7 +257,7 @@ class SystemdScope(NoLimits):
 
     systemd-run (as root) creates the scope around its own process and execs setpriv, which
     becomes the user and execs the job; the pid stays the same throughout. Once the job is in
-    its scope the monitor records the scope's cgroup folders, so kills and the OOM check work on
+    its scope the supervisor records the scope's cgroup folders, so kills and the OOM check work on
     the whole scope as with the cgroupfs backends.
     """
 
@@ -284,24 +284,22 @@ class SystemdScope(NoLimits):
             cmd += [SETPRIV, f"--reuid={uid}", f"--regid={gid}", "--init-groups", "--"]
         return cmd + argv
 
-    def locate(self, pid: int, timeout: float = 5.0) -> bool:
-        """Wait until the job sits in its scope; remember the scope's cgroup files."""
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            lines = _read(f"/proc/{pid}/cgroup").splitlines()
-            if not lines:
-                return False  # already gone: systemd-run failed, the exit status tells
-            paths = {}
-            for line in lines:
-                _, controllers, path = line.split(":", 2)
-                if f"/{self.unit}.scope" in path:
-                    paths[controllers] = path
-            if paths:
-                self._remember(paths)
-                self._anchor(paths)
-                return True
-            time.sleep(0.001)
-        return False
+    def find_scope(self, pid: int) -> bool | None:
+        """Whether the job sits in its scope yet (then its cgroup files are remembered): True,
+        None for not yet, False if it is gone (systemd-run failed; its exit status tells why)."""
+        lines = _read(f"/proc/{pid}/cgroup").splitlines()
+        if not lines:
+            return False
+        paths = {}
+        for line in lines:
+            _, controllers, path = line.split(":", 2)
+            if f"/{self.unit}.scope" in path:
+                paths[controllers] = path
+        if not paths:
+            return None
+        self._remember(paths)
+        self._anchor(paths)
+        return True
 
     def _remember(self, paths: dict[str, str]) -> None:
         if "" in paths and os.path.exists(os.path.join(CGROUP_ROOT, "cgroup.controllers")):  # pure cgroup v2

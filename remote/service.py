@@ -3,9 +3,9 @@
 Standard library only. melond talks to it in checked frames (remote/wire.py)
 over the process's stdin and stdout: requests carry ids and get replies;
 `exited` events arrive unasked. The helper starts nothing that depends on it:
-each job gets a detached monitor (remote/monitor.py, forked by
-remote/launcher.py), so when the channel drops the helper simply exits and the
-jobs run on.
+jobs are started and watched by the supervisor it forked first
+(remote/supervisor.py), in a session of its own, so when the channel drops the
+helper simply exits and the jobs run on.
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 
 from remote import limits, spool, wire
-from remote.launcher import reap_children
+from remote.supervisor import reap_children
 
 SCAN_INTERVAL = 2.0
 START_TIMEOUT = 60.0
@@ -73,19 +73,20 @@ def probe(spool_dir: str, limits_wanted: str = "auto") -> dict:
 
 def spool_scope(spool_dir: str) -> str:
     """A short name for this spool: it names the job cgroups and the abstract-namespace
-    datagram address where monitors say "I finished", so two melonds on one machine never meet."""
+    datagram address where the supervisor says "this job finished", so two melonds on one machine never meet."""
     return hashlib.sha1(os.path.realpath(spool_dir).encode()).hexdigest()[:12]
 
 
 class Helper:
     """Dispatches requests by name and reports job ends."""
 
-    def __init__(self, spool_dir: str, out: asyncio.WriteTransport, launcher: socket.socket,
-                 limits_wanted: str = "auto") -> None:
+    def __init__(self, spool_dir: str, out: asyncio.WriteTransport, supervisor: socket.socket,
+                 supervisor_pid: int, limits_wanted: str = "auto") -> None:
         self.spool = spool_dir
         self.out = out
-        self.launcher = launcher
-        self.on_launcher_lost: Callable[[], None] | None = None
+        self.supervisor = supervisor
+        self.supervisor_pid = supervisor_pid
+        self.on_supervisor_lost: Callable[[], None] | None = None
         self.starting: dict[str, asyncio.Future] = {}  # by run key
         self.info = probe(spool_dir, limits_wanted)
         self.backend = self.info["backend"]
@@ -134,34 +135,34 @@ class Helper:
             raise RequestError("no_such_user", f"user {job['user']!r} does not exist on node {self.info['hostname']}") from None
         job = {**job, "key": key, "boot_id": self.info["boot_id"], "scope": self.scope}
         d.write_json("spec.json", job)  # with the script: one file, readable by root only
-        self.watching.add(key)  # before the monitor runs: a quick job's wake-up must find it watched
+        self.watching.add(key)  # before the job runs: a quick job's wake-up must find it watched
         fut = asyncio.get_running_loop().create_future()
         self.starting[key] = fut
         try:
-            self.launcher.send(json.dumps({"key": key, "spool": self.spool, "backend": self.backend,
-                                           "notify": self.notify}).encode())
+            self.supervisor.send(json.dumps({"op": "start", "key": key, "spool": self.spool, "backend": self.backend,
+                                             "notify": self.notify}).encode())
             report = await asyncio.wait_for(fut, START_TIMEOUT)
         except (OSError, TimeoutError):
-            raise RequestError("launch_failed", f"job {key}: the launcher did not start its monitor") from None
+            raise RequestError("launch_failed", f"job {key}: the node's supervisor did not start it") from None
         finally:
             self.starting.pop(key, None)
         if "error" in report:
             self.check(key)
         return {"already": False, **report}
 
-    def launcher_readable(self) -> None:
-        """A monitor's start report: {"key", "pid", "start"} or {"key", "error"}."""
+    def supervisor_readable(self) -> None:
+        """A start report: {"key", "pid", "start"} or {"key", "error"}."""
         try:
-            data = self.launcher.recv(65536)
+            data = self.supervisor.recv(65536)
         except BlockingIOError:
             return
         if not data:
-            # Without a launcher no job can start: leave, so that melond reconnects and a new
-            # helper brings a new launcher. Running jobs are unaffected.
-            asyncio.get_running_loop().remove_reader(self.launcher.fileno())
-            sys.stderr.write("melon helper: the launcher exited; leaving so that melond reconnects\n")
-            if self.on_launcher_lost is not None:
-                self.on_launcher_lost()
+            # Without a supervisor no job can start: leave, so that melond reconnects and a new
+            # helper brings a new supervisor.
+            asyncio.get_running_loop().remove_reader(self.supervisor.fileno())
+            sys.stderr.write("melon helper: the job supervisor exited; leaving so that melond reconnects\n")
+            if self.on_supervisor_lost is not None:
+                self.on_supervisor_lost()
             return
         report = json.loads(data)
         fut = self.starting.get(report.pop("key"))
@@ -191,7 +192,7 @@ class Helper:
 
     async def op_forget(self, msg: dict) -> dict:
         """Drop ended jobs from the spool. The deleting runs in a thread (the helper no longer
-        forks, the launcher does), so starts queued behind a large batch are not held up."""
+        forks, the supervisor does), so starts queued behind a large batch are not held up."""
         gone: list[spool.JobDir] = []
         for jid, run in msg.get("runs", []):
             d = spool.JobDir(self.spool, spool.run_key(jid, run))
@@ -208,9 +209,17 @@ class Helper:
         return d
 
     def _wake(self, d: spool.JobDir) -> bool:
+        """Have the job's supervisor re-read its flags: ours by its socket, an earlier helper's
+        (still watching the jobs it started) by SIGUSR1, which makes it re-read every job's."""
         started = d.read_json("started.json")
         if not started:
-            return False  # the monitor reads its flags on its first step anyway
+            return False  # the supervisor reads the flags once it has started the job anyway
+        if started["monitor"] == self.supervisor_pid:
+            try:
+                self.supervisor.send(json.dumps({"op": "wake", "key": d.key}).encode())
+                return True
+            except OSError:
+                return False
         try:
             os.kill(started["monitor"], signal.SIGUSR1)
             return True
@@ -294,24 +303,24 @@ class _Notify(asyncio.DatagramProtocol):
             self.helper.check(key)
 
 
-async def serve(spool_dir: str, launcher: socket.socket, limits_wanted: str = "auto") -> None:
+async def serve(spool_dir: str, supervisor: socket.socket, supervisor_pid: int, limits_wanted: str = "auto") -> None:
     """Run until melond closes our stdin."""
     loop = asyncio.get_running_loop()
     spool.prepare(spool_dir)
     out, _ = await loop.connect_write_pipe(asyncio.Protocol, os.fdopen(1, "wb", buffering=0, closefd=False))
-    helper = Helper(spool_dir, out, launcher, limits_wanted)
+    helper = Helper(spool_dir, out, supervisor, supervisor_pid, limits_wanted)
     helper.send({"event": "hello", "info": helper.info})  # the first frame, before any request is read
-    launcher.setblocking(False)
-    loop.add_reader(launcher.fileno(), helper.launcher_readable)
+    supervisor.setblocking(False)
+    loop.add_reader(supervisor.fileno(), helper.supervisor_readable)
     ready: asyncio.Future = loop.create_future()
     ready.set_result(helper)
     closed: asyncio.Future = loop.create_future()
-    helper.on_launcher_lost = lambda: closed.done() or closed.set_result(None)
+    helper.on_supervisor_lost = lambda: closed.done() or closed.set_result(None)
     await loop.connect_read_pipe(lambda: _Inbound(ready, closed), os.fdopen(0, "rb", buffering=0, closefd=False))
     sock = await _bind_notify(helper.notify)
     if sock is not None:
         await loop.create_datagram_endpoint(lambda: _Notify(helper), sock=sock)
-    loop.add_signal_handler(signal.SIGCHLD, reap_children)  # the launcher, should it die
+    loop.add_signal_handler(signal.SIGCHLD, reap_children)  # the supervisor, should it die
     scanner = asyncio.ensure_future(helper.scan_forever())
     await closed
     scanner.cancel()
@@ -332,5 +341,5 @@ async def _bind_notify(address: str) -> socket.socket | None:
     return None
 
 
-def run(spool_dir: str, launcher: socket.socket, limits_wanted: str = "auto") -> None:
-    asyncio.run(serve(spool_dir, launcher, limits_wanted))
+def run(spool_dir: str, supervisor: socket.socket, supervisor_pid: int, limits_wanted: str = "auto") -> None:
+    asyncio.run(serve(spool_dir, supervisor, supervisor_pid, limits_wanted))

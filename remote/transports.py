@@ -41,8 +41,8 @@ class LocalChannel:
 
     def close(self) -> None:
         """Closing stdin ends a helper; one that does not end (a broken or hostile program in its
-        place) is killed after a grace period. Jobs are unaffected: their monitors have sessions
-        of their own."""
+        place) is killed after a grace period. Jobs are unaffected: their supervisor has a
+        session of its own."""
         if self.proc.returncode is None:
             try:
                 self.writer.close()

@@ -111,7 +111,7 @@ class HelperProc:
 
 
 def _started_pids(spool: str) -> tuple[set[int], set[int]]:
-    """Job leaders and monitors the spool says are running."""
+    """Job leaders and their supervisors the spool says are running."""
     jobs, monitors = set(), set()
     root = pathlib.Path(spool, "jobs")
     for d in root.iterdir() if root.exists() else ():
@@ -147,13 +147,13 @@ def spool():
     scope = spool_scope(path)
     for base in [limits.CGROUP_ROOT, *(os.path.join(limits.CGROUP_ROOT, c) for c in limits.V1_CONTROLLERS)]:
         group = pathlib.Path(base, "melon", scope)
-        for leftover in [*group.glob("job-*"), group]:  # a job whose monitor died keeps its cgroup
+        for leftover in [*group.glob("job-*"), group]:  # a job whose supervisor died keeps its cgroup
             try:
                 leftover.rmdir()
             except OSError:
                 pass
     shutil.rmtree(path, ignore_errors=True)
-    assert all(_gone(m) for m in monitors), "a job monitor outlived its job"
+    assert all(_gone(m) for m in monitors), "a job supervisor outlived its jobs"
 
 
 @pytest.fixture
@@ -184,10 +184,10 @@ def helper(boot):
 
 
 def monitor_listening(helper: HelperProc, job_id: int) -> int:
-    """Wait until the job's monitor catches SIGUSR1, the helper's wake-up; return its pid.
+    """Wait until the job's supervisor catches SIGUSR1 (a later helper's wake-up); return its pid.
 
     The tests of set_limit and kill wait for this so that they test the request, not the race in
-    test_a_prompt_kill_never_kills_the_monitor.
+    test_a_prompt_kill_never_kills_the_supervisor.
     """
     started = next(j for j in helper.ok("list")["jobs"] if j["id"] == job_id)["started"]
     monitor, bit = started["monitor"], 1 << (signal.SIGUSR1 - 1)
@@ -198,7 +198,7 @@ def monitor_listening(helper: HelperProc, job_id: int) -> int:
         if caught & bit:
             return monitor
         time.sleep(0.005)
-    pytest.fail(f"the monitor of job {job_id} never installed its SIGUSR1 handler")
+    pytest.fail(f"the supervisor of job {job_id} never installed its SIGUSR1 handler")
 
 
 def job(job_id: int, workdir: pathlib.Path, script: str, **overrides) -> dict:
@@ -379,8 +379,8 @@ def test_job_survives_the_helper_and_the_next_helper_reports_it(boot, tmp_path):
     assert second.ok("list")["jobs"] == [{"id": 1, "run": 0, "state": "ended", "result": result}]
 
 
-def test_a_prompt_kill_never_kills_the_monitor(helper, tmp_path, spool):
-    """Kills that race the monitor's start (queued until started.json appears): each job must end cancelled."""
+def test_a_prompt_kill_never_kills_the_supervisor(helper, tmp_path, spool):
+    """Kills that race a job's start (queued until started.json appears): each job must end cancelled."""
     for jid in range(1, 101):
         helper.proc.stdin.write(encode({"id": 10_000 + jid, "op": "start",
                                         "job": job(jid, tmp_path, "#!/bin/sh\nsleep 30\n", kill_wait=0.2)}))
@@ -395,13 +395,78 @@ def test_a_prompt_kill_never_kills_the_monitor(helper, tmp_path, spool):
         assert helper.exited(jid, timeout=2.0)["reason"] == "cancelled"
 
 
-def test_the_helper_leaves_when_its_launcher_dies(boot):
-    """No launcher, no starts: the helper exits so that melond reconnects with a fresh pair."""
+def test_the_helper_leaves_when_its_supervisor_dies(boot):
+    """No supervisor, no starts: the helper exits so that melond reconnects with a fresh pair."""
     helper = boot()
-    launcher = psutil.Process(helper.proc.pid).children()
-    assert len(launcher) == 1
-    launcher[0].kill()
+    supervisor = psutil.Process(helper.proc.pid).children()
+    assert len(supervisor) == 1
+    supervisor[0].kill()
     assert helper.proc.wait(TIMEOUT) == 0
+
+
+def test_one_supervisor_runs_every_job_of_a_helper(helper, tmp_path):
+    """One process per node watches all jobs: the helper's only child is the parent of each."""
+    supervisor = psutil.Process(helper.proc.pid).children()
+    assert len(supervisor) == 1
+    pids = [helper.ok("start", job=job(jid, tmp_path, "#!/bin/sh\nsleep 30\n"))["pid"] for jid in range(1, 21)]
+    assert {j["started"]["monitor"] for j in helper.ok("list")["jobs"]} == {supervisor[0].pid}
+    assert all(psutil.Process(p).ppid() == supervisor[0].pid for p in pids)
+    assert psutil.Process(helper.proc.pid).children() == supervisor
+    helper.ok("kill", job_id=7)
+    assert helper.exited(7)["reason"] == "cancelled"
+    assert all(not _gone(p) for i, p in enumerate(pids, 1) if i != 7), "a kill reached another job"
+
+
+def test_an_earlier_supervisor_keeps_its_jobs_and_obeys_the_next_helper(boot, tmp_path):
+    """After its helper left, a supervisor watches the jobs it started until the last one ends,
+    takes kills and new limits sent by a later helper, and then exits."""
+    first = boot()
+    old = psutil.Process(first.proc.pid).children()[0]
+    short = first.ok("start", job=job(1, tmp_path, "#!/bin/sh\nsleep 30\n", limit=60, kill_wait=0.3))
+    first.ok("start", job=job(2, tmp_path, "#!/bin/sh\nsleep 30\n"))
+    assert first.close() == 0
+    assert old.is_running(), "the supervisor left with its helper while jobs ran"
+
+    second = boot()
+    assert psutil.Process(second.proc.pid).children()[0].pid != old.pid
+    assert {j["id"]: j["state"] for j in second.ok("list")["jobs"]} == {1: "running", 2: "running"}  # as melond does
+    assert second.ok("set_limit", job_id=1, limit=1)["woke"] is True
+    assert second.exited(1)["reason"] == "timeout"
+    assert time.time() - short["start"] < 1 + 2.0
+    assert old.is_running(), "job 2 still runs: its supervisor must stay"
+    assert second.ok("kill", job_id=2)["woke"] is True
+    assert second.exited(2)["reason"] == "cancelled"
+    old.wait(TIMEOUT)  # the last job ended: the orphaned supervisor is gone
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="starting jobs as another user needs root")
+def test_a_user_cannot_kill_the_supervisor_while_it_starts_their_jobs(helper):
+    """The supervisor never takes a user's real uid (which would let that user signal it, and so
+    end every job on the node): a process of the user's sending SIGKILL to it in a tight loop
+    while it starts that user's jobs never gets through."""
+    supervisor = psutil.Process(helper.proc.pid).children()[0]
+    work = pathlib.Path(tempfile.mkdtemp(prefix="mh-work-", dir="/tmp"))  # pytest's tmp_path is root's alone
+    work.chmod(0o777)
+    pw = pwd.getpwnam("nobody")
+    killer = subprocess.Popen([sys.executable, "-c", f"""
+import os, time
+end = time.monotonic() + 60
+while time.monotonic() < end:
+    try:
+        os.kill({supervisor.pid}, 9)
+    except PermissionError:
+        pass
+"""], preexec_fn=lambda: (os.setgroups([]), os.setgid(pw.pw_gid), os.setuid(pw.pw_uid)))
+    try:
+        for jid in range(1, 41):
+            helper.ok("start", job=job(jid, work, "#!/bin/sh\nexit 0\n", user="nobody"))
+            result = helper.exited(jid)
+            assert result["exit_code"] == 0, result
+        assert supervisor.is_running() and supervisor.uids().real == 0
+    finally:
+        killer.kill()
+        killer.wait()
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def test_the_job_alone_is_in_its_cgroup(helper, tmp_path):
