@@ -291,31 +291,33 @@ class Controller:
         """What the scheduler sees; with ``depth``, only that many pending jobs, first in priority order."""
         nodes = tuple(scheduler.NodeView(n.name, n.partition, n.cpus, n.memory, n.available)
                       for n in self.nodes.values())
-        running, pending = [], []
+        running, pending = [], []  # pending: (priority order, view), so ordering compares tuples only
         states = None
+        running_state = State.RUNNING.value
         for job in self.active.values():
-            mem = job["memory"] // MIB
-            if job["state"] == State.RUNNING:
+            if job["state"] == running_state:
                 end = job["start_time"] + job["time_limit"] if job["time_limit"] else None
-                running.append(scheduler.RunningView(job["id"], job["node"], job["cpus"], mem, end,
-                                                     job.get("array_job_id")))
+                running.append(scheduler.RunningView(job["id"], job["node"], job["cpus"], job["memory"] // MIB,
+                                                     end, job.get("array_job_id")))
                 continue
-            view = job.get(VIEW_CACHE)
-            if view is None:
+            entry = job.get(VIEW_CACHE)
+            if entry is None:
                 blocked = self._blocked(job, now, states)
                 if blocked == "need_states":
                     states = self._dependency_states()
                     blocked = self._blocked(job, now, states)
                 view = scheduler.PendingView(
-                    job["id"], job["priority"], job["submit_time"], job["cpus"], mem, job["time_limit"],
-                    job["partition"], frozenset(job.get("nodelist") or ()), frozenset(job.get("exclude") or ()),
-                    blocked, job.get("array_job_id"), job.get("array_throttle"))
+                    job["id"], job["priority"], job["submit_time"], job["cpus"], job["memory"] // MIB,
+                    job["time_limit"], job["partition"], frozenset(job.get("nodelist") or ()),
+                    frozenset(job.get("exclude") or ()), blocked, job.get("array_job_id"), job.get("array_throttle"))
+                entry = (scheduler.priority_order(view), view)
                 if not job.get("dependency") and not (job.get("begin_time") and job["begin_time"] > now):
-                    job[VIEW_CACHE] = view  # nothing in it changes with time; extend() drops it
-            pending.append(view)
+                    job[VIEW_CACHE] = entry  # nothing in it changes with time; extend() and starts drop it
+            pending.append(entry)
         self._deferred = depth is not None and len(pending) > depth
         if self._deferred:
-            pending = heapq.nsmallest(depth, pending, key=scheduler.priority_order)
+            pending = heapq.nsmallest(depth, pending)  # the order key ends with the job id: no ties
+        pending = [view for _, view in pending]
         return scheduler.Snapshot(nodes, tuple(running), tuple(pending))
 
     def _blocked(self, job: dict, now: float, states: dict[int, str] | None) -> str | None:
@@ -364,7 +366,9 @@ class Controller:
         if changed:
             for jid, r in changed.items():
                 self.active[jid]["reason"] = r
-            await self.store.write(Store.op_set_reasons, changed)
+            # Not awaited: the next pass need not wait for a commit of reasons (which only ever
+            # touch rows still PENDING, so a late one cannot mislabel a job that has started).
+            self._spawn(self.store.write(Store.op_set_reasons, changed))
 
     async def _dispatch(self, job: dict, node: str, now: float) -> None:
         """Mark RUNNING (durably) first, then ask the node; a start is idempotent on the node."""
