@@ -255,8 +255,10 @@ def _drain(group: NoLimits) -> None:
 class SystemdScope(NoLimits):
     """A transient systemd scope per job, `melon-job-<id>.scope`, with MemoryMax, CPUQuota, TasksMax.
 
-    systemd-run (as root) creates the scope around its own process and execs setpriv, which
-    becomes the user and execs the job; the pid stays the same throughout. Once the job is in
+    The supervisor asks systemd for the scope over D-Bus (remote/sdbus.py) around the job's gate
+    process, which then execs setpriv, which becomes the user and execs the job; the pid stays
+    the same throughout. Without a bus connection, systemd-run (as root) creates the scope around
+    its own process instead, and execs setpriv likewise. Once the job is in
     its scope the supervisor records the scope's cgroup folders, so kills and the OOM check work on
     the whole scope as with the cgroupfs backends.
     """
@@ -270,6 +272,28 @@ class SystemdScope(NoLimits):
         self.unit = f"melon-job-{key}"
         self.procs: str | None = None  # cgroup.procs of the scope
         self.oom_file: tuple[str, str] | None = None  # (file, key) that counts OOM kills
+
+    def properties(self) -> list[tuple[str, tuple[str, object]]]:
+        """The scope's properties for StartTransientUnit, as `systemd-run --scope -p` sets them."""
+        props: list[tuple[str, tuple[str, object]]] = [
+            ("Slice", ("s", "melon.slice")), ("Description", ("s", f"melon job {self.key}")),
+            ("CollectMode", ("s", "inactive-or-failed"))]
+        if self.memory:
+            props.append(("MemoryMax", ("t", self.memory)))
+        if self.cpus:
+            props.append(("CPUQuotaPerSecUSec", ("t", self.cpus * 1_000_000)))
+        if self.tasks_max:
+            props.append(("TasksMax", ("t", self.tasks_max)))
+        return props
+
+    def gated(self, argv: list[str], uid: int, gid: int) -> list[str]:
+        """The job behind a gate: a root shell that waits for a line on its stdin (sent once
+        systemd has put it in its scope), then becomes the user and execs the job. Should the
+        supervisor die first, the shell reads end-of-file and runs nothing."""
+        cmd = ["/bin/sh", "-c", 'read -r _ && exec "$@" </dev/null', "melon-gate"]
+        if uid != 0:
+            cmd += [SETPRIV, f"--reuid={uid}", f"--regid={gid}", "--init-groups", "--"]
+        return cmd + argv
 
     def wrap(self, argv: list[str], uid: int, gid: int) -> list[str]:
         cmd = [SYSTEMD_RUN, "--scope", "--quiet", "--collect", f"--unit={self.unit}", "--slice=melon.slice"]

@@ -37,6 +37,7 @@ import traceback
 from collections.abc import Callable
 
 from remote import limits
+from remote.sdbus import BusError, SystemdBus
 from remote.spool import JobDir
 
 MAX_REQUEST = 64 * 1024
@@ -114,6 +115,9 @@ class Supervisor:
         self.seq = itertools.count()
         self.rescan = False
         self.syncer = _Syncer()
+        self.bus: SystemdBus | None = None  # to systemd, opened for the first systemd job
+        self.bus_failed: str | None = None  # why there is none: systemd-run makes the scopes then
+        self.calls: dict[int, Job] = {}  # StartTransientUnit serial -> its job, until answered
         self.sel = selectors.DefaultSelector()
         self.sel.register(sock, selectors.EVENT_READ, self._on_request)
         self.wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
@@ -135,6 +139,8 @@ class Supervisor:
                 self._run_timers()
         finally:
             self.syncer.close()
+            if self.bus is not None:
+                self.bus.close()
 
     # ---- events --------------------------------------------------------------------------
 
@@ -169,10 +175,28 @@ class Supervisor:
 
     def _on_exit(self, job: Job) -> None:
         self.sel.unregister(job.pidfd)
-        if job in self.locating:  # it ended before it was seen in its scope (systemd-run failed)
-            self.locating.discard(job)
+        self.locating.discard(job)
+        for serial in [s for s, j in self.calls.items() if j is job]:
+            del self.calls[serial]
+        if not job.reported:  # it ended before it was seen in its scope (systemd-run failed)
             self._guard(job, self._started)
         self._guard(job, self._ended)
+
+    def _on_bus(self, _sock: object) -> None:
+        try:
+            replies = self.bus.replies()
+        except (BusError, OSError) as exc:
+            self._bus_lost(str(exc))
+            return
+        for serial, error in replies:
+            job = self.calls.pop(serial, None)
+            if job is None:
+                continue
+            if error is not None:
+                self._refuse(job, error)
+            else:
+                job.locate_until = time.monotonic() + LOCATE_TIMEOUT
+                self.locating.add(job)
 
     # ---- a job's life ----------------------------------------------------------------------
 
@@ -187,9 +211,10 @@ class Supervisor:
         except Exception as exc:  # noqa: BLE001 - a bad spec fails its job, not the node
             self._fail_unstarted(jobdir, req["notify"], key, f"bad job spec: {exc}")
             return
+        gate = job.limits.wraps and self._bus() is not None
         try:
             job.limits.create()
-            job.launch()
+            job.launch(gate)
         except LaunchError as exc:
             self._fail_unstarted(jobdir, req["notify"], key, str(exc), job)
             return
@@ -198,11 +223,46 @@ class Supervisor:
             return
         self.jobs[key] = job
         self._watch(job)
-        if job.limits.wraps:
+        if gate:
+            try:
+                self.calls[self.bus.start_scope(f"{job.limits.unit}.scope", [job.pid], job.limits.properties())] = job
+            except (BusError, OSError) as exc:
+                self._refuse(job, str(exc))
+                self._bus_lost(str(exc))
+        elif job.limits.wraps:
             job.locate_until = time.monotonic() + LOCATE_TIMEOUT
             self.locating.add(job)
         else:
             self._guard(job, self._started)
+
+    def _bus(self) -> SystemdBus | None:
+        if self.bus is None and self.bus_failed is None:
+            try:
+                self.bus = SystemdBus()
+                self.sel.register(self.bus, selectors.EVENT_READ, self._on_bus)
+            except BusError as exc:
+                self.bus_failed = str(exc)
+                self._log(f"no D-Bus connection to systemd ({exc}); scopes are made with systemd-run")
+        return self.bus
+
+    def _bus_lost(self, why: str) -> None:
+        """Fail the jobs whose scopes were asked for; later jobs get theirs from systemd-run."""
+        self._log(f"lost the D-Bus connection to systemd ({why}); scopes are made with systemd-run")
+        if self.bus is not None:
+            _quietly(self.sel.unregister, self.bus)
+            self.bus.close()
+        self.bus, self.bus_failed = None, why
+        for job in list(self.calls.values()):
+            self._refuse(job, why)
+        self.calls.clear()
+
+    def _refuse(self, job: Job, why: str) -> None:
+        """systemd made no scope for a gated job: it never runs (its gate closes) and fails."""
+        job.launch_failed = True
+        job.error = f"systemd did not create the job's scope {job.limits.unit}.scope: {why}"
+        job.open_gate(release=False)
+        job.reported = True
+        self._report(job.key, {"error": job.error})
 
     def _fail_unstarted(self, jobdir: JobDir, notify: str, key: str, error: str, job: Job | None = None) -> None:
         now = time.time()
@@ -219,10 +279,16 @@ class Supervisor:
             if found is None and time.monotonic() < job.locate_until:
                 continue
             self.locating.discard(job)
+            if job.gate >= 0:
+                if not found:  # gone (its pidfd tells), or never put in the scope: never run it
+                    self._refuse(job, "the job's process was not moved into its scope in time")
+                    continue
+                job.open_gate()
             job.start = time.time()  # in its scope now: this is when it really starts
             self._guard(job, self._started)
 
     def _started(self, job: Job) -> None:
+        job.reported = True
         job.dir.write_json("started.json", {"pid": job.pid, "monitor": os.getpid(), "start": job.start,
                                             "backend": job.limits.name, "boot_id": job.spec.get("boot_id")})
         self._report(job.key, {"pid": job.pid, "start": job.start})
@@ -330,10 +396,24 @@ class Job:
         self.kill_at: float | None = None
         self.warned = False
         self.error: str | None = None
+        self.launch_failed = False  # killed before it ran (systemd refused its scope)
         self.ended = False
         self.cleanups = 0
+        self.gate = -1  # write end of the gate's pipe, while the job waits for its scope
+        self.reported = False  # its start (or why it could not start) was told to the helper
 
-    def launch(self) -> None:
+    def open_gate(self, release: bool = True) -> None:
+        """Let the gated job run (a line), or close the gate so that it never runs (EOF)."""
+        if self.gate < 0:
+            return
+        try:
+            if release:
+                os.write(self.gate, b"go\n")
+        finally:
+            os.close(self.gate)
+            self.gate = -1
+
+    def launch(self, gate: bool = False) -> None:
         """Start the job as its user in its own session. Its folder and output files are opened
         here with the user's effective ids (the real ones stay root's, so the user can never
         signal the supervisor), the supervisor steps into the job's cgroup only around the fork,
@@ -343,7 +423,11 @@ class Job:
         argv, env, script_fd = _command(spec)
         env.setdefault("HOME", home)
         switch = os.geteuid() == 0 and uid != 0
-        if lim.wraps:  # systemd-run needs root; setpriv switches to the user inside the scope
+        stdin: int = subprocess.DEVNULL
+        if lim.wraps and gate:  # the supervisor asks systemd for the scope, then opens the gate
+            argv = lim.gated(argv, uid, gid)
+            stdin, self.gate = os.pipe2(os.O_CLOEXEC)
+        elif lim.wraps:  # systemd-run needs root; setpriv switches to the user inside the scope
             argv = lim.wrap(argv, uid, gid)
         step = "open the job's files"
         out = err = -1
@@ -363,7 +447,7 @@ class Job:
             if not lim.wraps:
                 lim.enter()
             try:
-                self.proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                self.proc = subprocess.Popen(argv, env=env, stdin=stdin, stdout=out, stderr=err,
                                              pass_fds=(script_fd,), start_new_session=True, umask=0o022, **ids)
             finally:
                 if not lim.wraps:
@@ -372,8 +456,10 @@ class Job:
             raise LaunchError(f"cannot {step}: {exc.strerror or exc}") from None
         finally:
             os.chdir("/")
-            for fd in {script_fd, out, err} - {-1}:
+            for fd in {script_fd, out, err, stdin} - {-1, subprocess.DEVNULL}:
                 os.close(fd)
+            if self.proc is None:
+                self.open_gate(release=False)
         self.pid = self.proc.pid
         self.start = time.time()
         self.pidfd = os.pidfd_open(self.pid)
@@ -421,8 +507,9 @@ class Job:
                 sig = -returncode
             else:
                 code = returncode
-        if returncode is None:
+        if returncode is None or self.launch_failed:
             reason = "launch_failed"
+            code = sig = None
         elif self.ending == "cancelled":
             reason = "cancelled"
         elif oom:

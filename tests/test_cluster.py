@@ -198,10 +198,11 @@ def test_jobs_run_in_named_systemd_scopes_with_their_limits(melon_on_cluster: Me
         pytest.skip(f"node1 uses {node['backend']}: {node['backend_reason']}")
     jid = m.submit("-w", "node1", "-c", "1", "--mem", "100M", "-t", "0:30", "--wrap", "sleep 20", user="alice")
     m.wait_state(jid, {"R"})
-    show = cluster.node_exec("node1", "systemctl", "show", f"melon-job-{jid}.scope",
-                             "-p", "ActiveState", "-p", "MemoryMax", "-p", "CPUQuotaPerSecUSec", "-p", "TasksMax")
-    props = dict(line.split("=", 1) for line in show.stdout.split())
+    show = cluster.node_exec("node1", "systemctl", "show", f"melon-job-{jid}.scope", "-p", "ActiveState",
+                             "-p", "MemoryMax", "-p", "CPUQuotaPerSecUSec", "-p", "TasksMax", "-p", "Description")
+    props = dict(line.split("=", 1) for line in show.stdout.splitlines())
     assert props["ActiveState"] == "active"
+    assert props["Description"] == f"melon job {jid}", "the scope was not made by the supervisor's D-Bus call"
     assert props["MemoryMax"] == str(100 * 1024 * 1024) and props["CPUQuotaPerSecUSec"] == "1s"
     assert props["TasksMax"] == "8192"
     owners = cluster.node_exec("node1", "sh", "-c", "for p in $(pgrep -f '^sleep 20$'); do "
