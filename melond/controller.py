@@ -77,6 +77,7 @@ class Controller:
         self._kick = asyncio.Event()
         self._last_full = 0.0  # time.monotonic() of the last pass over every pending job
         self._deferred = False  # the last pass left pending jobs past the queue depth unplanned
+        self._room_may_be_free = True  # False while the last plan left no CPU free on any node
         self._ended = asyncio.Condition()
         self._tasks: set[asyncio.Task] = set()
         self._stopping = False
@@ -163,7 +164,7 @@ class Controller:
             if row["array_task_id"] is not None:
                 job["array_job_id"] = ids[0]
             self.active[jid] = job
-        self.kick()
+        self.kick(new_jobs_only=True)
         return ids, warnings
 
     def visible_job(self, job_id: int, caller: Caller) -> dict:
@@ -266,7 +267,11 @@ class Controller:
 
     # ---- scheduling --------------------------------------------------------------------------
 
-    def kick(self) -> None:
+    def kick(self, new_jobs_only: bool = False) -> None:
+        """Ask for a scheduling pass. `new_jobs_only`: nothing changed but that jobs were
+        submitted, which cannot start while the last plan left no CPU free anywhere."""
+        if not new_jobs_only:
+            self._room_may_be_free = True
         self._kick.set()
 
     async def schedule_forever(self) -> None:
@@ -352,9 +357,16 @@ class Controller:
         full pass, made at most FULL_PASS_INTERVAL apart."""
         now = time.time()
         full = time.monotonic() - self._last_full >= FULL_PASS_INTERVAL
+        if not full and not self._room_may_be_free and self._deferred:
+            # Only new submissions since a plan that filled every node, behind a queue deeper than
+            # an event's pass looks: nothing can start, and their reasons come with the full pass.
+            return
+        self._room_may_be_free = False
         if full:
             self._last_full = time.monotonic()
-        plan = scheduler.plan(self._snapshot(now, None if full else QUEUE_DEPTH), now)
+        snapshot = self._snapshot(now, None if full else QUEUE_DEPTH)
+        plan = scheduler.plan(snapshot, now)
+        self._room_may_be_free = _room_left(snapshot, plan, self.active)
         for start in plan.starts:
             job = self.active[start.job_id]
             # RUNNING in memory before anything else runs, so the next plan counts its CPUs.
@@ -678,6 +690,16 @@ class Controller:
 def _retry_delay(attempt: int) -> float:
     """Seconds before asking a busy node again: 1, 2, 4 ... up to RETRY_CAP."""
     return min(2 ** min(attempt, 8), RETRY_CAP)
+
+
+def _room_left(snapshot: scheduler.Snapshot, plan: scheduler.Plan, active: dict[int, dict]) -> bool:
+    """Whether any available node keeps a free CPU once the plan's starts are counted."""
+    used: dict[str, int] = {}
+    for run in snapshot.running:
+        used[run.node] = used.get(run.node, 0) + run.cpus
+    for start in plan.starts:
+        used[start.node] = used.get(start.node, 0) + active[start.job_id]["cpus"]
+    return any(used.get(n.name, 0) < n.cpus for n in snapshot.nodes if n.available)
 
 
 def _run(job: dict) -> int:

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 
 from remote import limits, spool, wire
-from remote.supervisor import reap_children
+from remote.supervisor import lookup_user, reap_children
 
 SCAN_INTERVAL = 2.0
 START_TIMEOUT = 60.0
@@ -128,11 +128,9 @@ class Helper:
         d = spool.JobDir(self.spool, key)
         if not d.claim():
             return {"already": True, **self._status(d)}
-        try:
-            pwd.getpwnam(job["user"])
-        except KeyError:
+        if lookup_user(job["user"]) is None:
             d.remove()
-            raise RequestError("no_such_user", f"user {job['user']!r} does not exist on node {self.info['hostname']}") from None
+            raise RequestError("no_such_user", f"user {job['user']!r} does not exist on node {self.info['hostname']}")
         job = {**job, "key": key, "boot_id": self.info["boot_id"], "scope": self.scope}
         d.write_json("spec.json", job)  # with the script: one file, readable by root only
         self.watching.add(key)  # before the job runs: a quick job's wake-up must find it watched

@@ -592,14 +592,36 @@ def _quietly(fn, *args) -> None:
         pass
 
 
-def _resolve_user(name: str) -> tuple[int, int, list[int], str]:
+USER_CACHE_SECONDS = 5.0  # how long a user lookup is reused (NSS files are re-read on every call)
+_users: dict[str, tuple[float, tuple[int, int, list[int], str]]] = {}
+
+
+def lookup_user(name: str) -> tuple[int, int, list[int], str] | None:
+    """(uid, gid, groups, home) of a user, or None; reused for a few seconds, since reading
+    /etc/passwd and /etc/group per job is a real share of a short job's cost on the node."""
+    now = time.monotonic()
+    hit = _users.get(name)
+    if hit is not None and now - hit[0] < USER_CACHE_SECONDS:
+        return hit[1]
     try:
         pw = pwd.getpwnam(name)
     except KeyError:
-        raise LaunchError(f"user {name!r} does not exist on this node") from None
-    if os.geteuid() != 0 and pw.pw_uid != os.geteuid():
+        _users.pop(name, None)
+        return None
+    found = (pw.pw_uid, pw.pw_gid, os.getgrouplist(name, pw.pw_gid), pw.pw_dir)
+    if len(_users) > 4096:
+        _users.clear()
+    _users[name] = (now, found)
+    return found
+
+
+def _resolve_user(name: str) -> tuple[int, int, list[int], str]:
+    found = lookup_user(name)
+    if found is None:
+        raise LaunchError(f"user {name!r} does not exist on this node")
+    if os.geteuid() != 0 and found[0] != os.geteuid():
         raise LaunchError(f"the node helper runs as uid {os.geteuid()} and cannot start jobs as {name!r}")
-    return pw.pw_uid, pw.pw_gid, os.getgrouplist(name, pw.pw_gid), pw.pw_dir
+    return found
 
 
 def _command(spec: dict) -> tuple[list[str], dict[str, str], int]:

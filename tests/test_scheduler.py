@@ -732,3 +732,15 @@ def test_seeded_large_plans_match_the_reference():
         snap = Snapshot(nodes, tuple(running), pending)
         for cap in (100, 5):
             assert plan(snap, NOW, max_reservations=cap) == _ref_plan(snap, cap)
+
+
+def test_room_left_counts_running_jobs_and_the_plans_starts():
+    """The controller skips a pass for new submissions only while no available node has a CPU free."""
+    from melond.controller import _room_left
+
+    nodes = (NodeView("a", "p", 2, 1000), NodeView("b", "p", 1, 1000), NodeView("c", "p", 4, 1000, available=False))
+    running = (RunningView(1, "a", 1, 10, None), RunningView(2, "b", 1, 10, None))
+    active = {3: {"cpus": 1}}
+    assert _room_left(Snapshot(nodes, running), Plan((), {}), active) is True  # a has one free
+    assert _room_left(Snapshot(nodes, running), Plan((Start(3, "a"),), {}), active) is False  # c is drained
+    assert _room_left(Snapshot(nodes[:1]), Plan((), {}), {}) is True
