@@ -314,16 +314,27 @@ class SystemdScope(NoLimits):
         lines = _read(f"/proc/{pid}/cgroup").splitlines()
         if not lines:
             return False
-        paths = {}
+        paths, mounted = {}, set()
         for line in lines:
             _, controllers, path = line.split(":", 2)
+            mounted.update(controllers.split(","))
             if f"/{self.unit}.scope" in path:
                 paths[controllers] = path
-        if not paths:
+        if not paths or ("" not in paths and not self._limited_everywhere(paths, mounted)):
             return None
         self._remember(paths)
         self._anchor(paths)
         return True
+
+    def _limited_everywhere(self, paths: dict[str, str], mounted: set[str]) -> bool:
+        """On cgroup v1 systemd moves a pid into the scope one hierarchy at a time: the scope is
+        ready only once it holds the pid in every hierarchy that enforces one of its limits (else
+        the job could run, or be OOM-killed, before its memory cgroup is known)."""
+        wanted = {"memory"} if self.memory else set()
+        wanted |= {"cpu"} if self.cpus else set()
+        wanted |= {"pids"} if self.tasks_max else set()
+        placed = {name for controllers in paths for name in controllers.split(",")}
+        return (wanted & mounted) <= placed
 
     def _remember(self, paths: dict[str, str]) -> None:
         if "" in paths and os.path.exists(os.path.join(CGROUP_ROOT, "cgroup.controllers")):  # pure cgroup v2
