@@ -34,6 +34,7 @@ VIEW_CACHE = "_pending_view"  # the job's scheduler view while nothing in it can
 SLOW_TICK = 5.0
 QUEUE_DEPTH = 100  # Slurm's default_queue_depth: an event's pass looks at this many pending jobs
 FULL_PASS_INTERVAL = 1.0  # ...and every pending job is looked at least this often
+PASS_GAP_FACTOR = 9.0  # after a pass of t seconds, submissions alone wait 9t for the next
 FALLBACK_MEM_PER_CPU = 1024  # MiB, only while no node of the partition has been sized
 FORGET_DELAY = 0.1
 RETRY_CAP = 30.0  # seconds between repeated starts or kills a busy node did not answer
@@ -78,6 +79,8 @@ class Controller:
         self._last_full = 0.0  # time.monotonic() of the last pass over every pending job
         self._deferred = False  # the last pass left pending jobs past the queue depth unplanned
         self._room_may_be_free = True  # False while the last plan left no CPU free on any node
+        self._urgent = asyncio.Event()  # a kick other than new submissions is waiting
+        self._next_pass = 0.0  # time.monotonic() before which submissions alone start no pass
         self._ended = asyncio.Condition()
         self._tasks: set[asyncio.Task] = set()
         self._stopping = False
@@ -272,6 +275,7 @@ class Controller:
         submitted, which cannot start while the last plan left no CPU free anywhere."""
         if not new_jobs_only:
             self._room_may_be_free = True
+            self._urgent.set()
         self._kick.set()
 
     async def schedule_forever(self) -> None:
@@ -284,13 +288,24 @@ class Controller:
                 await asyncio.wait_for(self._kick.wait(), wait)
             except TimeoutError:
                 pass
+            if not self._urgent.is_set() and (gap := self._next_pass - time.monotonic()) > 0:
+                try:  # submissions alone: let a burst gather into one pass, unless a job ends meanwhile
+                    await asyncio.wait_for(self._urgent.wait(), gap)
+                except TimeoutError:
+                    pass
             self._kick.clear()
+            self._urgent.clear()
             if self._stopping:
                 break
+            began = time.monotonic()
             try:
                 await self.schedule_once()
             except Exception:  # noqa: BLE001 - a bad plan must not stop scheduling
                 log.exception("scheduling pass failed")
+            # A burst of submissions over a deep queue would otherwise have the loop plan more
+            # than it accepts them: passes they trigger take at most a tenth of its time.
+            done = time.monotonic()
+            self._next_pass = done + PASS_GAP_FACTOR * (done - began)
 
     def _snapshot(self, now: float, depth: int | None = None) -> scheduler.Snapshot:
         """What the scheduler sees; with ``depth``, only that many pending jobs, first in priority order."""
