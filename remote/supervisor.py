@@ -125,7 +125,10 @@ class Supervisor:
         try:
             while self.sock is not None or self.jobs:
                 for key, _ in self.sel.select(self._timeout()):
-                    key.data(key.fileobj)
+                    try:
+                        key.data(key.fileobj)
+                    except Exception:  # noqa: BLE001 - logged; the other jobs are still watched
+                        self._log(traceback.format_exc())
                 if self.rescan:
                     self.rescan = False
                     for job in list(self.jobs.values()):
@@ -216,6 +219,13 @@ class Supervisor:
             return
         except OSError as exc:
             self._fail_unstarted(jobdir, req["notify"], key, f"cannot set up the job's limits: {exc}", job)
+            return
+        except Exception as exc:  # noqa: BLE001 - a bug met by one job must not end the node's supervisor
+            self._log(f"job {key}: {traceback.format_exc()}")
+            if job.proc is not None:
+                quietly(os.killpg, job.proc.pid, signal.SIGKILL)
+                quietly(job.proc.wait)
+            self._fail_unstarted(jobdir, req["notify"], key, f"the node's job supervisor failed: {exc!r}", job)
             return
         self.jobs[key] = job
         self._watch(job)

@@ -25,7 +25,8 @@ def test_nodes_are_probed_over_ssh(melon_on_cluster: Melon) -> None:
 def test_placement_by_cpus_across_three_nodes(melon_on_cluster: Melon) -> None:
     m = melon_on_cluster
     cpus = json.loads(m.run("minfo", "--json").stdout)[0]["cpus"]
-    jobs = [m.submit("-c", str(cpus), "-t", "0:30", "--wrap", "hostname; sleep 3") for _ in range(4)]
+    # Long enough that the fourth job is still waiting when checked on a slow, loaded machine.
+    jobs = [m.submit("-c", str(cpus), "-t", "0:30", "--wrap", "hostname; sleep 8") for _ in range(4)]
     for jid in jobs[:3]:
         m.wait_state(jid, {"R"})
     assert sorted(_ran_on(m, j) for j in jobs[:3]) == ["node1", "node2", "node3"]

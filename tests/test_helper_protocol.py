@@ -479,3 +479,18 @@ def test_the_job_alone_is_in_its_cgroup(helper, tmp_path):
     assert "job-7" in pathlib.Path(f"/proc/{started['pid']}/cgroup").read_text()
     helper.ok("kill", job_id=7)
     assert helper.exited(7)["reason"] == "cancelled"
+
+
+def test_a_job_that_breaks_its_launch_does_not_end_the_supervisor(helper, tmp_path):
+    """melond refuses NUL bytes, but should one reach the node, only that job fails: the
+    supervisor, and every job it watches, carry on."""
+    supervisor = psutil.Process(helper.proc.pid).children()[0]
+    running = helper.ok("start", job=job(1, tmp_path, "#!/bin/sh\nsleep 30\n"))
+    reply = helper.ok("start", job=job(2, tmp_path, "#!/bin/sh\ntrue\n", env={"PATH": "/bin", "BAD": "a\0b"}))
+    assert "error" in reply
+    assert helper.exited(2)["reason"] == "launch_failed"
+    assert supervisor.is_running() and not _gone(running["pid"])
+    assert helper.ok("start", job=job(3, tmp_path, "#!/bin/sh\nexit 4\n"))["already"] is False
+    assert helper.exited(3)["exit_code"] == 4
+    helper.ok("kill", job_id=1)
+    assert helper.exited(1)["reason"] == "cancelled"
