@@ -258,9 +258,9 @@ class SystemdScope(NoLimits):
     The supervisor asks systemd for the scope over D-Bus (remote/sdbus.py) around the job's gate
     process, which then execs setpriv, which becomes the user and execs the job; the pid stays
     the same throughout. Without a bus connection, systemd-run (as root) creates the scope around
-    its own process instead, and execs setpriv likewise. Once the job is in
-    its scope the supervisor records the scope's cgroup folders, so kills and the OOM check work on
-    the whole scope as with the cgroupfs backends.
+    its own process instead, and execs setpriv likewise. Once the job is in its scope the
+    supervisor records the scope's cgroup folders, so kills and the OOM check work on the whole
+    scope as with the cgroupfs backends.
     """
 
     name = "systemd"
@@ -320,7 +320,7 @@ class SystemdScope(NoLimits):
             mounted.update(controllers.split(","))
             if f"/{self.unit}.scope" in path:
                 paths[controllers] = path
-        if not paths or ("" not in paths and not self._limited_everywhere(paths, mounted)):
+        if not paths or not self._limited_everywhere(paths, mounted):
             return None
         self._remember(paths)
         self._anchor(paths)
@@ -330,6 +330,8 @@ class SystemdScope(NoLimits):
         """On cgroup v1 systemd moves a pid into the scope one hierarchy at a time: the scope is
         ready only once it holds the pid in every hierarchy that enforces one of its limits (else
         the job could run, or be OOM-killed, before its memory cgroup is known)."""
+        if mounted <= {""}:
+            return True  # pure cgroup v2: one hierarchy, one move
         wanted = {"memory"} if self.memory else set()
         wanted |= {"cpu"} if self.cpus else set()
         wanted |= {"pids"} if self.tasks_max else set()
