@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 
 CGROUP_ROOT = "/sys/fs/cgroup"
 CPU_PERIOD_US = 100_000
@@ -77,7 +76,8 @@ class NoLimits:
         return False
 
     def destroy(self) -> None:
-        """Nothing to remove."""
+        """Remove the job's cgroup once empty (the supervisor empties it: Job.cleanup, which does
+        not block its loop); one still busy is left behind. Nothing to remove here."""
 
 
 class CgroupV1(NoLimits):
@@ -142,7 +142,6 @@ class CgroupV1(NoLimits):
         return bool(mem) and _stat_value(_read(os.path.join(mem, "memory.oom_control")), "oom_kill") > 0
 
     def destroy(self) -> None:
-        _drain(self)
         for d in self.dirs.values():
             try:
                 os.rmdir(d)
@@ -204,7 +203,6 @@ class CgroupV2(NoLimits):
         return _stat_value(_read(os.path.join(self.dir, "memory.events")), "oom_kill") > 0
 
     def destroy(self) -> None:
-        _drain(self)
         try:
             os.rmdir(self.dir)
         except OSError:
@@ -241,15 +239,6 @@ def _hierarchy(controllers: str) -> str | None:
     name = controllers[5:] if controllers.startswith("name=") else controllers
     base = os.path.join(CGROUP_ROOT, name)
     return base if os.path.isdir(base) else None
-
-
-def _drain(group: NoLimits) -> None:
-    """Kill until the cgroup is empty (a cgroup with members cannot be removed); about a second at most."""
-    for _ in range(50):
-        if not group.pids():
-            return
-        group.signal_all(signal.SIGKILL)
-        time.sleep(0.02)
 
 
 class SystemdScope(NoLimits):
@@ -374,7 +363,6 @@ class SystemdScope(NoLimits):
         return bool(self.oom_file) and _stat_value(_read(self.oom_file[0]), self.oom_file[1]) > 0
 
     def destroy(self) -> None:
-        _drain(self)
         if self.anchor:  # last one out: systemd then collects the scope
             try:
                 os.kill(self.anchor, signal.SIGKILL)
