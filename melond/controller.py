@@ -379,9 +379,8 @@ class Controller:
         self._room_may_be_free = False
         if full:
             self._last_full = time.monotonic()
-        snapshot = self._snapshot(now, None if full else QUEUE_DEPTH)
-        plan = scheduler.plan(snapshot, now)
-        self._room_may_be_free = _room_left(snapshot, plan, self.active)
+        plan = scheduler.plan(self._snapshot(now, None if full else QUEUE_DEPTH), now)
+        self._room_may_be_free = plan.free_cpus > 0
         for start in plan.starts:
             job = self.active[start.job_id]
             # RUNNING in memory before anything else runs, so the next plan counts its CPUs.
@@ -705,16 +704,6 @@ class Controller:
 def _retry_delay(attempt: int) -> float:
     """Seconds before asking a busy node again: 1, 2, 4 ... up to RETRY_CAP."""
     return min(2 ** min(attempt, 8), RETRY_CAP)
-
-
-def _room_left(snapshot: scheduler.Snapshot, plan: scheduler.Plan, active: dict[int, dict]) -> bool:
-    """Whether any available node keeps a free CPU once the plan's starts are counted."""
-    used: dict[str, int] = {}
-    for run in snapshot.running:
-        used[run.node] = used.get(run.node, 0) + run.cpus
-    for start in plan.starts:
-        used[start.node] = used.get(start.node, 0) + active[start.job_id]["cpus"]
-    return any(used.get(n.name, 0) < n.cpus for n in snapshot.nodes if n.available)
 
 
 def _run(job: dict) -> int:

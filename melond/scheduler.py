@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 from bisect import bisect_left, bisect_right, insort
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 __all__ = [
@@ -110,10 +110,13 @@ class Start:
 
 @dataclass(frozen=True)
 class Plan:
-    """Starts in decision order, and the pending reason of every pending job not started."""
+    """Starts in decision order, the pending reason of every pending job not started, and the
+    CPUs still free on available nodes once those starts are counted (none free: a newly
+    submitted job cannot start before something ends)."""
 
     starts: tuple[Start, ...]
     reasons: dict[int, str]
+    free_cpus: int = field(default=0, compare=False)
 
 
 class _Profile:
@@ -315,7 +318,8 @@ class _Planner:
             reason = self.place(job)
             if reason is not None:
                 self.reasons[job.job_id] = str(reason)  # plain str: the caller stores and prints it
-        return Plan(tuple(self.starts), self.reasons)
+        free = sum(max(0, n.free_c) for part in self.parts.values() for n in part.by_name)
+        return Plan(tuple(self.starts), self.reasons, free)
 
     def place(self, job: PendingView) -> str | None:
         """Start ``job`` or return why it waits."""

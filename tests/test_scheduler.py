@@ -734,13 +734,13 @@ def test_seeded_large_plans_match_the_reference():
             assert plan(snap, NOW, max_reservations=cap) == _ref_plan(snap, cap)
 
 
-def test_room_left_counts_running_jobs_and_the_plans_starts():
-    """The controller skips a pass for new submissions only while no available node has a CPU free."""
-    from melond.controller import _room_left
 
+def test_a_plan_counts_the_cpus_left_free_on_available_nodes():
+    """The controller skips a pass for new submissions only while no available node has a CPU free."""
     nodes = (NodeView("a", "p", 2, 1000), NodeView("b", "p", 1, 1000), NodeView("c", "p", 4, 1000, available=False))
     running = (RunningView(1, "a", 1, 10, None), RunningView(2, "b", 1, 10, None))
-    active = {3: {"cpus": 1}}
-    assert _room_left(Snapshot(nodes, running), Plan((), {}), active) is True  # a has one free
-    assert _room_left(Snapshot(nodes, running), Plan((Start(3, "a"),), {}), active) is False  # c is drained
-    assert _room_left(Snapshot(nodes[:1]), Plan((), {}), {}) is True
+    assert plan(Snapshot(nodes, running), 0.0).free_cpus == 1  # a has one free; c is drained
+    pending = (PendingView(3, 0, 0.0, 1, 10, 60, "p"),)
+    result = plan(Snapshot(nodes, running, pending), 0.0)
+    assert result.starts == (Start(3, "a"),) and result.free_cpus == 0
+    assert plan(Snapshot(nodes[:1]), 0.0).free_cpus == 2
