@@ -612,12 +612,14 @@ def _drop_non_utf8_environment(request: dict) -> list[str]:
 
 
 def _shown(name: str) -> str:
-    if not _not_utf8(name):
-        return name
+    return repr(_raw_bytes(name)) if _not_utf8(name) else name
+
+
+def _raw_bytes(text: str) -> bytes:
     try:
-        return repr(name.encode("utf-8", "surrogateescape"))  # the bytes as they came
+        return text.encode("utf-8", "surrogateescape")  # the bytes as they came from argv or a file
     except UnicodeEncodeError:
-        return repr(name.encode("utf-8", "backslashreplace"))  # a surrogate no byte decodes to
+        return text.encode("utf-8", "backslashreplace")  # a surrogate no byte decodes to
 
 
 def _not_utf8(text: str) -> bool:
@@ -637,10 +639,7 @@ def _check_utf8(request: dict) -> None:
                                                                  "chdir", "submit_dir")]
     for where, text in places:
         if isinstance(text, str) and _not_utf8(text):
-            try:
-                shown = text.encode("utf-8", "surrogateescape")[:60]  # the bytes as they came from argv or a file
-            except UnicodeEncodeError:
-                shown = text.encode("utf-8", "backslashreplace")[:60]  # a surrogate no byte decodes to
+            shown = _raw_bytes(text)[:60]
             raise DirectiveError(f"the job's {where} is not valid UTF-8 ({shown!r}); Melon passes text only: "
                                  f"convert it (iconv -t UTF-8)")
 

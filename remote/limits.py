@@ -279,10 +279,7 @@ class SystemdScope(NoLimits):
         """The job behind a gate: a root shell that waits for a line on its stdin (sent once
         systemd has put it in its scope), then becomes the user and execs the job. Should the
         supervisor die first, the shell reads end-of-file and runs nothing."""
-        cmd = ["/bin/sh", "-c", 'read -r _ && exec "$@" </dev/null', "melon-gate"]
-        if uid != 0:
-            cmd += [SETPRIV, f"--reuid={uid}", f"--regid={gid}", "--init-groups", "--"]
-        return cmd + argv
+        return ["/bin/sh", "-c", 'read -r _ && exec "$@" </dev/null', "melon-gate", *_become(uid, gid), *argv]
 
     def wrap(self, argv: list[str], uid: int, gid: int) -> list[str]:
         cmd = [SYSTEMD_RUN, "--scope", "--quiet", "--collect", f"--unit={self.unit}", "--slice=melon.slice"]
@@ -292,10 +289,7 @@ class SystemdScope(NoLimits):
             cmd += ["-p", f"CPUQuota={self.cpus * 100}%"]
         if self.tasks_max:
             cmd += ["-p", f"TasksMax={self.tasks_max}"]
-        cmd.append("--")
-        if uid != 0:
-            cmd += [SETPRIV, f"--reuid={uid}", f"--regid={gid}", "--init-groups", "--"]
-        return cmd + argv
+        return [*cmd, "--", *_become(uid, gid), *argv]
 
     def find_scope(self, pid: int) -> bool | None:
         """Whether the job sits in its scope yet (then its cgroup files are remembered): True,
@@ -369,6 +363,12 @@ class SystemdScope(NoLimits):
                 os.waitpid(self.anchor, 0)
             except OSError:
                 pass
+
+
+def _become(uid: int, gid: int) -> list[str]:
+    """setpriv taking the user's ids and groups, inside the scope (nothing for root's jobs):
+    `systemd-run --uid` would keep root's supplementary groups."""
+    return [] if uid == 0 else [SETPRIV, f"--reuid={uid}", f"--regid={gid}", "--init-groups", "--"]
 
 
 SYSTEMD_RUN = next((p for p in ("/usr/bin/systemd-run", "/bin/systemd-run") if os.path.exists(p)), "systemd-run")

@@ -23,7 +23,8 @@ import time
 from collections.abc import Callable
 
 from remote import limits, spool, wire
-from remote.supervisor import lookup_user, reap_children
+from remote.job import lookup_user
+from remote.supervisor import reap_children
 
 SCAN_INTERVAL = 2.0
 START_TIMEOUT = 60.0

@@ -32,11 +32,11 @@ import time
 import traceback
 from collections.abc import Callable
 
-from remote.job import Job, LaunchError, ResultSyncer, lookup_user, quietly, record_result
+from remote.job import Job, LaunchError, ResultSyncer, quietly, record_result
 from remote.sdbus import BusError, SystemdBus
 from remote.spool import JobDir
 
-__all__ = ["Supervisor", "detach", "lookup_user", "reap_children", "start"]
+__all__ = ["Supervisor", "detach", "reap_children", "start"]
 
 MAX_REQUEST = 64 * 1024
 SIGNALS_TO_RESET = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2,

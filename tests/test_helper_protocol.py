@@ -19,6 +19,7 @@ from remote.bootstrap import FIRST_STAGE, READY, payload
 from remote.service import spool_scope
 from remote.wire import Decoder, encode
 
+from conftest import as_user
 from pipe_reading import read_exact, read_some
 
 USER = pwd.getpwuid(os.geteuid()).pw_name
@@ -447,7 +448,6 @@ def test_a_user_cannot_kill_the_supervisor_while_it_starts_their_jobs(helper):
     supervisor = psutil.Process(helper.proc.pid).children()[0]
     work = pathlib.Path(tempfile.mkdtemp(prefix="mh-work-", dir="/tmp"))  # pytest's tmp_path is root's alone
     work.chmod(0o777)
-    pw = pwd.getpwnam("nobody")
     killer = subprocess.Popen([sys.executable, "-c", f"""
 import os, time
 end = time.monotonic() + 60
@@ -456,7 +456,7 @@ while time.monotonic() < end:
         os.kill({supervisor.pid}, 9)
     except PermissionError:
         pass
-"""], preexec_fn=lambda: (os.setgroups([]), os.setgid(pw.pw_gid), os.setuid(pw.pw_uid)))
+"""], preexec_fn=as_user("nobody"))
     try:
         for jid in range(1, 41):
             helper.ok("start", job=job(jid, work, "#!/bin/sh\nexit 0\n", user="nobody"))
