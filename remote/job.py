@@ -15,6 +15,7 @@ import socket
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 
 from remote import limits
 from remote.spool import JobDir
@@ -30,7 +31,7 @@ class Job:
         self.dir = jobdir
         self.key = jobdir.key
         self.spec = spec
-        self.notify = notify
+        self.notify = notify  # where a later helper hears of its end, should ours be gone
         self.limits = limits.BACKENDS[backend](spec["key"], spec.get("cpus") or 0, spec.get("memory") or 0,
                                                spec.get("tasks_max") or 0, spec["scope"])
         self.kill_wait = float(spec.get("kill_wait", 30))
@@ -48,6 +49,7 @@ class Job:
         self.launch_failed = False  # killed before it ran (systemd refused its scope)
         self.ended = False
         self.cleanups = 0
+        self.strays = True  # processes may be left in its cgroup: finish() tells
         self.gate = -1  # write end of the gate's pipe, while the job waits for its scope
         self.reported = False  # its start (or why it could not start) was told to the helper
 
@@ -144,10 +146,10 @@ class Job:
         self.limits.signal_all(signal.SIGTERM)
         self.kill_at = now + self.kill_wait
 
-    def finish(self, returncode: int | None, syncer: ResultSyncer) -> None:
-        """Kill leftovers, classify the end, record it and wake the helper; the slow parts (fsync,
-        removing the cgroup) come after the wake-up, off the path to the next job."""
-        if self.limits.pids() or self.limits.name == "none":
+    def finish(self, returncode: int | None) -> dict:
+        """Kill leftovers and classify the end; the caller records the result."""
+        self.strays = bool(self.limits.pids())
+        if self.strays or self.limits.name == "none":
             self.limits.signal_all(signal.SIGKILL)  # Slurm too ends a job's strays with its batch script
         oom = self.limits.oom_killed()
         code = sig = None
@@ -167,15 +169,14 @@ class Job:
             reason = self.ending
         else:
             reason = "exited"
-        record_result(self.dir, self.notify, {
-            "exit_code": code, "signal": sig, "reason": reason, "error": self.error, "start": self.start,
-            "end": time.time(), "term_sent": self.term_at, "backend": self.limits.name,
-        }, syncer)
         self.ended = True
+        return {"exit_code": code, "signal": sig, "reason": reason, "error": self.error, "start": self.start,
+                "end": time.time(), "term_sent": self.term_at, "backend": self.limits.name}
 
     def cleanup(self) -> float | None:
-        """Empty and remove the job's cgroup; seconds until the next try, None once done."""
-        if self.limits.pids() and self.cleanups < CLEANUP_TRIES:
+        """Empty and remove the job's cgroup; seconds until the next try, None once done. A cgroup
+        found empty once its leader was reaped stays empty: nothing is left to fork into it."""
+        if self.strays and self.limits.pids() and self.cleanups < CLEANUP_TRIES:
             self.cleanups += 1
             self.limits.signal_all(signal.SIGKILL)
             return CLEANUP_POLL
@@ -183,16 +184,21 @@ class Job:
         return None
 
 
-def record_result(jobdir: JobDir, notify: str, result: dict, syncer: ResultSyncer) -> None:
-    """result.json, written atomically, then the helper's wake-up, then (in the background) fsync."""
+def record_result(jobdir: JobDir, result: dict, syncer: ResultSyncer, tell: Callable[[str, dict], bool],
+                  notify: str) -> None:
+    """result.json, written atomically; then the helper hears of it; then (in the background) fsync.
+
+    The supervisor's own helper gets the result itself over their private socket (`tell`). A
+    later helper, should ours be gone, gets only the run key as a datagram and reads the
+    root-owned file: a datagram forged by a job's user then cannot end anyone's job.
+    """
     jobdir.write_json("result.json", result)
-    try:
-        # Only the run key: the helper reads the result from the root-owned file, so a datagram
-        # forged by a job's user cannot end anyone's job.
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
-            s.sendto(jobdir.key.encode(), notify)
-    except OSError:
-        pass  # no helper listening: the next one finds result.json when it scans
+    if not tell(jobdir.key, result):
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+                s.sendto(jobdir.key.encode(), notify)
+        except OSError:
+            pass  # no helper listening: the next one finds result.json when it scans
     syncer.sync(jobdir)  # melond forgets the job only after recording this result
 
 

@@ -92,8 +92,7 @@ class CgroupV1(NoLimits):
                      for c in V1_CONTROLLERS if os.path.isdir(os.path.join(CGROUP_ROOT, c))}
 
     def create(self) -> None:
-        for d in self.dirs.values():
-            os.makedirs(d, exist_ok=True)
+        fresh = all([_mkdir(d) for d in self.dirs.values()])
         mem = self.dirs.get("memory")
         if mem and self.memory:
             _write(os.path.join(mem, "memory.limit_in_bytes"), str(self.memory))
@@ -103,7 +102,8 @@ class CgroupV1(NoLimits):
                 pass
         cpu = self.dirs.get("cpu")
         if cpu and self.cpus:
-            _write(os.path.join(cpu, "cpu.cfs_period_us"), str(CPU_PERIOD_US))
+            if not fresh:  # a new cgroup has the kernel's default period, which is ours
+                _write(os.path.join(cpu, "cpu.cfs_period_us"), str(CPU_PERIOD_US))
             _write(os.path.join(cpu, "cpu.cfs_quota_us"), str(self.cpus * CPU_PERIOD_US))
         pids = self.dirs.get("pids")
         if pids and self.tasks_max:
@@ -209,6 +209,17 @@ class CgroupV2(NoLimits):
             pass
 
 
+def _mkdir(path: str) -> bool:
+    """Create a job's cgroup (and its parents the first time); False if it existed already."""
+    try:
+        os.mkdir(path)
+    except FileNotFoundError:
+        os.makedirs(path)
+    except FileExistsError:
+        return False
+    return True
+
+
 def _move_self(home: str, root: str) -> None:
     """Back to where we came from, or else to the hierarchy's root: the supervisor must never stay
     inside the job's cgroup, where its memory would count and the job's kills would reach it."""
@@ -218,8 +229,20 @@ def _move_self(home: str, root: str) -> None:
         _write(os.path.join(root, "cgroup.procs"), str(os.getpid()))
 
 
+_own: tuple[int, dict[str, str]] = (0, {})
+
+
 def _own_cgroups() -> dict[str, str]:
-    """This process's cgroup path per controller (v1, one entry per controller) or "" (v2)."""
+    """This process's cgroup path per controller (v1, one entry per controller) or "" (v2).
+
+    Read once per process: the supervisor returns to the same cgroups after every launch."""
+    global _own
+    if _own[0] != os.getpid():
+        _own = (os.getpid(), _read_own_cgroups())
+    return _own[1]
+
+
+def _read_own_cgroups() -> dict[str, str]:
     out = {}
     for line in _read("/proc/self/cgroup").splitlines():
         _, controllers, path = line.split(":", 2)

@@ -24,7 +24,7 @@ from collections.abc import Callable
 
 from remote import limits, spool, wire
 from remote.job import lookup_user
-from remote.supervisor import reap_children
+from remote.supervisor import MAX_REQUEST, reap_children
 
 SCAN_INTERVAL = 2.0
 START_TIMEOUT = 60.0
@@ -85,6 +85,7 @@ class Helper:
                  supervisor_pid: int, limits_wanted: str = "auto") -> None:
         self.spool = spool_dir
         self.out = out
+        self.outbox: list[bytes] = []  # frames written together once this loop turn ends
         self.supervisor = supervisor
         self.supervisor_pid = supervisor_pid
         self.on_supervisor_lost: Callable[[], None] | None = None
@@ -104,7 +105,16 @@ class Helper:
         }
 
     def send(self, message: dict) -> None:
-        self.out.write(wire.encode(message))
+        """Replies and events of one turn of the loop leave as one write: one SSH packet for
+        sshd to send and melond to read, instead of one each."""
+        self.outbox.append(wire.encode(message))
+        if len(self.outbox) == 1:
+            asyncio.get_running_loop().call_soon(self.flush)
+
+    def flush(self) -> None:
+        frames, self.outbox = self.outbox, []
+        if frames:
+            self.out.write(b"".join(frames))
 
     async def handle(self, message: dict) -> None:
         rid = message.get("id")
@@ -133,13 +143,16 @@ class Helper:
             d.remove()
             raise RequestError("no_such_user", f"user {job['user']!r} does not exist on node {self.info['hostname']}")
         job = {**job, "key": key, "boot_id": self.info["boot_id"], "scope": self.scope}
-        d.write_json("spec.json", job)  # with the script: one file, readable by root only
-        self.watching.add(key)  # before the job runs: a quick job's wake-up must find it watched
+        req = {"op": "start", "key": key, "spool": self.spool, "backend": self.backend, "notify": self.notify}
+        data = json.dumps({**req, "spec": job}).encode()
+        if len(data) > MAX_REQUEST:  # a large script or environment: one file, readable by root only
+            d.write_json("spec.json", job)
+            data = json.dumps(req).encode()
+        self.watching.add(key)  # before the job runs: a quick job's end must find it watched
         fut = asyncio.get_running_loop().create_future()
         self.starting[key] = fut
         try:
-            self.supervisor.send(json.dumps({"op": "start", "key": key, "spool": self.spool, "backend": self.backend,
-                                             "notify": self.notify}).encode())
+            self.supervisor.send(data)
             report = await asyncio.wait_for(fut, START_TIMEOUT)
         except (OSError, TimeoutError):
             raise RequestError("launch_failed", f"job {key}: the node's supervisor did not start it") from None
@@ -150,23 +163,29 @@ class Helper:
         return {"already": False, **report}
 
     def supervisor_readable(self) -> None:
-        """A start report: {"key", "pid", "start"} or {"key", "error"}."""
-        try:
-            data = self.supervisor.recv(65536)
-        except BlockingIOError:
-            return
-        if not data:
-            # Without a supervisor no job can start: leave, so that melond reconnects and a new
-            # helper brings a new supervisor.
-            asyncio.get_running_loop().remove_reader(self.supervisor.fileno())
-            sys.stderr.write("melon helper: the job supervisor exited; leaving so that melond reconnects\n")
-            if self.on_supervisor_lost is not None:
-                self.on_supervisor_lost()
-            return
-        report = json.loads(data)
-        fut = self.starting.get(report.pop("key"))
-        if fut is not None and not fut.done():
-            fut.set_result(report)
+        """Every report waiting: a start, {"key", "pid", "start"} or {"key", "error"}, or an end,
+        {"key", "result"}."""
+        while True:
+            try:
+                data = self.supervisor.recv(MAX_REQUEST)
+            except BlockingIOError:
+                return
+            if not data:
+                # Without a supervisor no job can start: leave, so that melond reconnects and a new
+                # helper brings a new supervisor.
+                asyncio.get_running_loop().remove_reader(self.supervisor.fileno())
+                sys.stderr.write("melon helper: the job supervisor exited; leaving so that melond reconnects\n")
+                if self.on_supervisor_lost is not None:
+                    self.on_supervisor_lost()
+                return
+            report = json.loads(data)
+            key = report.pop("key")
+            if "result" in report:
+                self.ended(key, report["result"])
+                continue
+            fut = self.starting.get(key)
+            if fut is not None and not fut.done():
+                fut.set_result(report)
 
     async def op_set_limit(self, msg: dict) -> dict:
         d = self._existing(msg)
@@ -238,11 +257,14 @@ class Helper:
 
     def check(self, key: str) -> None:
         """Report the run's end if its result is there."""
-        if key not in self.watching:
-            return
-        d = spool.JobDir(self.spool, key)
-        result = d.read_json("result.json")
-        if result is not None:
+        if key in self.watching:
+            result = spool.JobDir(self.spool, key).read_json("result.json")
+            if result is not None:
+                self.ended(key, result)
+
+    def ended(self, key: str, result: dict) -> None:
+        """Tell melond, once, how the run ended."""
+        if key in self.watching:
             self.watching.discard(key)
             jid, run = spool.parse_key(key)
             self.send({"event": "exited", "job_id": jid, "run": run, "result": result})
@@ -322,6 +344,7 @@ async def serve(spool_dir: str, supervisor: socket.socket, supervisor_pid: int, 
     loop.add_signal_handler(signal.SIGCHLD, reap_children)  # the supervisor, should it die
     scanner = asyncio.ensure_future(helper.scan_forever())
     await closed
+    helper.flush()
     scanner.cancel()
     limits.release_scope(helper.scope)
 

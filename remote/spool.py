@@ -5,9 +5,9 @@ the node's memory across helper and melond restarts: a run's directory exists
 once its start was claimed, `started.json` once it runs, `result.json` once it
 ended. A directory is named for one run of a job (`17`, then `17.1` once it was
 requeued), so a requeued job's new run never meets the old run's records, even
-on the same node. The directory and its files are the helper's user's alone (a job's
-script travels in spec.json), so a job cannot read another job's script nor
-rewrite its own limit or result.
+on the same node. The directory and its files are the helper's user's alone (a
+script too large for the supervisor's request datagram travels in spec.json), so
+a job cannot read another job's script nor rewrite its own limit or result.
 """
 from __future__ import annotations
 

@@ -14,10 +14,11 @@ comes next.
 When its helper goes away it starts nothing more and exits once its last job
 has ended; the next helper forks a supervisor of its own. Requests are
 datagrams on a SOCK_SEQPACKET pair: {"op": "start", "key", "spool", "backend",
-"notify"}, answered with {"key", "pid", "start"} or {"key", "error"}, and
-{"op": "wake", "key"} ("re-read that job's flags"). SIGUSR1 makes it re-read
-every job's flags: that is how a later helper reaches an earlier one's
-supervisor.
+"notify", "spec"} (the spec inline when it fits in one datagram, else in the
+run's spec.json), answered with {"key", "pid", "start"} or {"key", "error"},
+and later {"key", "result"} once it ended; {"op": "wake", "key"} asks it to
+re-read that job's flags. SIGUSR1 makes it re-read every job's flags: that is
+how a later helper reaches an earlier one's supervisor.
 """
 from __future__ import annotations
 
@@ -206,7 +207,7 @@ class Supervisor:
             return
         jobdir = JobDir(req["spool"], key)
         try:
-            job = Job(jobdir, jobdir.read_json("spec.json") or {}, req["backend"], req["notify"])
+            job = Job(jobdir, req.get("spec") or jobdir.read_json("spec.json") or {}, req["backend"], req["notify"])
         except Exception as exc:  # noqa: BLE001 - a bad spec fails its job, not the node
             self._fail_unstarted(jobdir, req["notify"], key, f"bad job spec: {exc}")
             return
@@ -272,9 +273,9 @@ class Supervisor:
 
     def _fail_unstarted(self, jobdir: JobDir, notify: str, key: str, error: str, job: Job | None = None) -> None:
         now = time.time()
-        record_result(jobdir, notify, {"exit_code": None, "signal": None, "reason": "launch_failed", "error": error,
-                                 "start": now, "end": now, "term_sent": None,
-                                 "backend": job.limits.name if job else "none"}, self.syncer)
+        record_result(jobdir, {"exit_code": None, "signal": None, "reason": "launch_failed", "error": error,
+                               "start": now, "end": now, "term_sent": None,
+                               "backend": job.limits.name if job else "none"}, self.syncer, self._tell, notify)
         if job is not None:
             quietly(job.limits.destroy)
         self._report(key, {"error": error})
@@ -317,7 +318,7 @@ class Supervisor:
             return
         os.close(job.pidfd)
         job.pidfd = -1
-        job.finish(status, self.syncer)
+        self._finish(job, status)
         self._step(job)
 
     def _watch(self, job: Job) -> None:
@@ -344,7 +345,7 @@ class Supervisor:
             job.error = f"the node's job supervisor failed: {type(exc).__name__}: {exc}"
             quietly(job.limits.signal_all, signal.SIGKILL)
             if job.pidfd < 0:  # already reaped: record the end now
-                quietly(job.finish, job.proc.returncode, self.syncer)
+                quietly(self._finish, job, job.proc.returncode)
                 self._forget(job)
 
     # ---- plumbing -----------------------------------------------------------------------------
@@ -364,13 +365,24 @@ class Supervisor:
             if job is not None and job.due == when:
                 self._guard(job, self._step)
 
+    def _finish(self, job: Job, returncode: int | None) -> None:
+        record_result(job.dir, job.finish(returncode), self.syncer, self._tell, job.notify)
+
     def _report(self, key: str, info: dict) -> None:
+        self._send({"key": key, **info})
+
+    def _tell(self, key: str, result: dict) -> bool:
+        return self._send({"key": key, "result": result})
+
+    def _send(self, message: dict) -> bool:
+        """To our helper; False once it is gone (the spool then tells the next one)."""
         if self.sock is None:
-            return  # the helper is gone; the spool tells the next one
+            return False
         try:
-            self.sock.send(json.dumps({"key": key, **info}).encode())
+            self.sock.send(json.dumps(message).encode())
+            return True
         except OSError:
-            pass
+            return False
 
     def _log(self, text: str) -> None:
         try:
