@@ -232,6 +232,17 @@ def test_job_runs_and_reports_its_exit(helper, tmp_path):
     assert (tmp_path / "job-1.out").read_text() == "hi\n"
 
 
+@pytest.mark.parametrize("padding", [0, 200_000], ids=["spec in the request", "spec in spec.json"])
+def test_script_reaches_the_job_whole_whatever_its_size(helper, tmp_path, spool, padding):
+    """Small specs ride in the supervisor's request datagram; one too large for it goes through
+    the run's spec.json. Either way the job runs exactly the script sent."""
+    body = "#" * padding + "\n" if padding else ""
+    helper.ok("start", job=job(1, tmp_path, f"#!/bin/sh\n{body}echo ${{#0}} done\n"))
+    assert helper.exited(1)["exit_code"] == 0
+    assert (tmp_path / "job-1.out").read_text().endswith(" done\n")
+    assert os.path.exists(os.path.join(spool, "jobs", "1", "spec.json")) == bool(padding)
+
+
 def test_failing_job_reports_its_exit_code(helper, tmp_path):
     helper.ok("start", job=job(1, tmp_path, "#!/bin/sh\necho oops >&2\nexit 3\n"))
     result = helper.exited(1)
