@@ -12,6 +12,7 @@ import signal
 CGROUP_ROOT = "/sys/fs/cgroup"
 CPU_PERIOD_US = 100_000
 V1_CONTROLLERS = ("memory", "cpu", "pids", "freezer")
+POOLED_V1 = ("cpu", "pids", "freezer")  # hierarchies whose job cgroups are reused (_Slots)
 
 
 def _write(path: str, value: str) -> None:
@@ -81,18 +82,31 @@ class NoLimits:
 
 
 class CgroupV1(NoLimits):
-    """cgroup v1: memory.limit_in_bytes, cpu.cfs_quota_us, pids.max, freezer for clean kills."""
+    """cgroup v1: memory.limit_in_bytes, cpu.cfs_quota_us, pids.max, freezer for clean kills.
+
+    The memory cgroup is the job's own (`job-<key>`: its OOM count and peak usage must start
+    at zero); in the cpu, pids and freezer hierarchies, which keep nothing of a job that is
+    read afterwards, the job gets a slot that the process reuses for its next jobs (_Slots).
+    """
 
     name = "cgroup-v1"
 
     def __init__(self, key: str, cpus: int, memory: int, tasks_max: int, scope: str) -> None:
         super().__init__(key, cpus, memory, tasks_max, scope)
         self.cpus, self.memory, self.tasks_max = cpus, memory, tasks_max
-        self.dirs = {c: os.path.join(CGROUP_ROOT, c, self.rel)
-                     for c in V1_CONTROLLERS if os.path.isdir(os.path.join(CGROUP_ROOT, c))}
+        self.scope = scope
+        present = [c for c in V1_CONTROLLERS if os.path.isdir(os.path.join(CGROUP_ROOT, c))]
+        self.dirs = {c: os.path.join(CGROUP_ROOT, c, self.rel) for c in present if c not in POOLED_V1}
+        self.pooled = [c for c in present if c in POOLED_V1]
+        self.slot: str | None = None
 
     def create(self) -> None:
-        fresh = all([_mkdir(d) for d in self.dirs.values()])
+        for d in self.dirs.values():
+            _mkdir(d)
+        if self.pooled:
+            self.slot = _slots().take(self.scope, self.pooled)
+            for c in self.pooled:
+                self.dirs[c] = _slot_dir(c, self.scope, self.slot)
         mem = self.dirs.get("memory")
         if mem and self.memory:
             _write(os.path.join(mem, "memory.limit_in_bytes"), str(self.memory))
@@ -100,14 +114,14 @@ class CgroupV1(NoLimits):
                 _write(os.path.join(mem, "memory.memsw.limit_in_bytes"), str(self.memory))
             except OSError:
                 pass
+        # A slot keeps the kernel's default CFS period (ours); its quota and task limit are the
+        # last job's until written, so they are always written, "no limit" included.
         cpu = self.dirs.get("cpu")
-        if cpu and self.cpus:
-            if not fresh:  # a new cgroup has the kernel's default period, which is ours
-                _write(os.path.join(cpu, "cpu.cfs_period_us"), str(CPU_PERIOD_US))
-            _write(os.path.join(cpu, "cpu.cfs_quota_us"), str(self.cpus * CPU_PERIOD_US))
+        if cpu:
+            _write(os.path.join(cpu, "cpu.cfs_quota_us"), str(self.cpus * CPU_PERIOD_US if self.cpus else -1))
         pids = self.dirs.get("pids")
-        if pids and self.tasks_max:
-            _write(os.path.join(pids, "pids.max"), str(self.tasks_max))
+        if pids:
+            _write(os.path.join(pids, "pids.max"), str(self.tasks_max) if self.tasks_max else "max")
 
     def enter(self) -> None:
         own = _own_cgroups()
@@ -133,18 +147,111 @@ class CgroupV1(NoLimits):
                 frozen = True
             except OSError:
                 pass
-        super().signal_all(sig)
-        if frozen:
-            _write(os.path.join(freezer, "freezer.state"), "THAWED")
+        try:
+            super().signal_all(sig)
+        finally:
+            if frozen:  # the slot is reused: never leave it frozen
+                _write(os.path.join(freezer, "freezer.state"), "THAWED")
 
     def oom_killed(self) -> bool:
         mem = self.dirs.get("memory")
         return bool(mem) and _stat_value(_read(os.path.join(mem, "memory.oom_control")), "oom_kill") > 0
 
     def destroy(self) -> None:
-        for d in self.dirs.values():
+        """Remove the job's own cgroups; its slot goes back to the pool once they are gone (a
+        job still busy keeps both)."""
+        gone = True
+        for c, d in self.dirs.items():
+            if c in POOLED_V1:
+                continue
             try:
                 os.rmdir(d)
+            except FileNotFoundError:
+                pass
+            except OSError:
+                gone = False
+        if self.slot is not None and gone:
+            _slots().give(self.scope, self.slot)
+            self.slot = None
+
+
+class _Slots:
+    """cgroups in the v1 hierarchies that keep no per-job state (cpu, pids, freezer), reused by
+    one process from one job to the next: a mkdir and a rmdir per hierarchy cost the kernel more
+    (and a deferred release) than rewriting two limits. A slot is named for the process that
+    made it (`slot-<pid>-<n>`), so an earlier supervisor's slots are never taken by a later one;
+    the process removes its free slots when it exits, and sweeps the empty ones of dead ones."""
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self.free: dict[str, list[str]] = {}  # by scope
+        self.made = 0
+
+    def take(self, scope: str, controllers: list[str]) -> str:
+        free = self.free.get(scope)
+        if free is None:
+            free = self.free[scope] = []
+            _sweep_slots(scope)
+        if free:
+            return free.pop()
+        while True:
+            self.made += 1
+            slot = f"slot-{self.pid}-{self.made}"
+            # One that exists is a leftover of a dead process that had our pid: never shared.
+            if all([_mkdir(_slot_dir(c, scope, slot)) for c in controllers]):
+                return slot
+
+    def give(self, scope: str, slot: str) -> None:
+        self.free.setdefault(scope, []).append(slot)
+
+    def release(self) -> None:
+        for scope, free in self.free.items():
+            for slot in free:
+                for c in POOLED_V1:
+                    try:
+                        os.rmdir(_slot_dir(c, scope, slot))
+                    except OSError:
+                        pass
+            release_scope(scope)
+        self.free.clear()
+
+
+def _slot_dir(controller: str, scope: str, slot: str) -> str:
+    return os.path.join(CGROUP_ROOT, controller, "melon", scope, slot)
+
+
+_pool: _Slots | None = None
+
+
+def _slots() -> _Slots:
+    global _pool
+    if _pool is None or _pool.pid != os.getpid():
+        _pool = _Slots()
+    return _pool
+
+
+def release_slots() -> None:
+    """Remove this process's free slots (and the scope's folders, once empty): on its way out."""
+    if _pool is not None and _pool.pid == os.getpid():
+        _pool.release()
+
+
+def _sweep_slots(scope: str) -> None:
+    """Remove the empty slots of processes that are gone (a supervisor killed outright)."""
+    for c in POOLED_V1:
+        base = os.path.join(CGROUP_ROOT, c, "melon", scope)
+        try:
+            names = os.listdir(base)
+        except OSError:
+            continue
+        for name in names:
+            parts = name.split("-")
+            if len(parts) != 3 or parts[0] != "slot" or not parts[1].isdigit():
+                continue
+            if os.path.exists(f"/proc/{parts[1]}"):
+                continue  # its process lives (or it is ours): its slots are its own
+            try:
+                os.rmdir(os.path.join(base, name))
             except OSError:
                 pass
 

@@ -33,6 +33,7 @@ import time
 import traceback
 from collections.abc import Callable
 
+from remote import limits
 from remote.job import Job, LaunchError, ResultSyncer, quietly, record_result
 from remote.sdbus import BusError, SystemdBus
 from remote.spool import JobDir
@@ -141,6 +142,7 @@ class Supervisor:
             self.syncer.close()
             if self.bus is not None:
                 self.bus.close()
+            limits.release_slots()
 
     # ---- events --------------------------------------------------------------------------
 

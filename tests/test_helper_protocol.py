@@ -148,7 +148,7 @@ def spool():
     scope = spool_scope(path)
     for base in [limits.CGROUP_ROOT, *(os.path.join(limits.CGROUP_ROOT, c) for c in limits.V1_CONTROLLERS)]:
         group = pathlib.Path(base, "melon", scope)
-        for leftover in [*group.glob("job-*"), group]:  # a job whose supervisor died keeps its cgroup
+        for leftover in [*group.glob("job-*"), *group.glob("slot-*"), group]:  # a dead supervisor's stay
             try:
                 leftover.rmdir()
             except OSError:
@@ -241,6 +241,44 @@ def test_script_reaches_the_job_whole_whatever_its_size(helper, tmp_path, spool,
     assert helper.exited(1)["exit_code"] == 0
     assert int((tmp_path / "job-1.out").read_text()) == len(script)
     assert os.path.exists(os.path.join(spool, "jobs", "1", "spec.json")) == bool(padding)
+
+
+def _cgroups(listing: pathlib.Path) -> dict[str, str]:
+    """controller -> cgroup path, from a copy of /proc/self/cgroup."""
+    out = {}
+    for line in listing.read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        for name in controllers.split(","):
+            out[name] = path
+    return out
+
+
+@pytest.mark.skipif(limits.detect()[0] != "cgroup-v1", reason="this machine's job backend is not cgroup-v1")
+def test_cgroup_v1_slots_are_reused_with_each_jobs_own_limits(helper, tmp_path, spool):
+    """A job's cpu, pids and freezer cgroups are reused by the next job: each must still get its
+    own limits there ("none" included) and a memory cgroup of its own; the slots go with the
+    supervisor."""
+    script = "#!/bin/sh\ncat /proc/self/cgroup\n"
+    v1 = pathlib.Path(limits.CGROUP_ROOT)
+    seen = []
+    for jid, cpus, tasks in ((1, 1, 64), (2, 0, 0)):
+        helper.ok("start", job=job(jid, tmp_path, script, cpus=cpus, tasks_max=tasks))
+        assert helper.exited(jid)["exit_code"] == 0
+        groups = _cgroups(tmp_path / f"job-{jid}.out")
+        slot = groups["pids"].lstrip("/")
+        assert (v1 / "pids" / slot / "pids.max").read_text().strip() == (str(tasks) if tasks else "max")
+        quota = int((v1 / "cpu" / slot / "cpu.cfs_quota_us").read_text())
+        assert quota == (cpus * limits.CPU_PERIOD_US if cpus else -1)
+        assert groups["memory"].endswith(f"/job-{jid}")
+        seen.append(groups)
+    assert seen[0]["pids"] == seen[1]["pids"] == seen[0]["cpu"] == seen[1]["freezer"]
+    assert "/slot-" in seen[0]["pids"]
+    assert helper.close() == 0
+    slot_dir = v1 / "pids" / seen[0]["pids"].lstrip("/")
+    deadline = time.monotonic() + TIMEOUT
+    while slot_dir.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not slot_dir.exists(), "the supervisor left its cgroup slot behind"
 
 
 def test_failing_job_reports_its_exit_code(helper, tmp_path):
