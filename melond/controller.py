@@ -8,10 +8,12 @@ rebuilt from the store at start, which is what makes `kill -9` safe.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import heapq
 import itertools
 import json
 import logging
+import operator
 import pwd
 import time
 from dataclasses import dataclass
@@ -31,6 +33,9 @@ log = logging.getLogger("melond.controller")
 MIB = 1024 * 1024
 END_AS = "_end_as"  # a state forced on a job's end (an operator downed its node)
 VIEW_CACHE = "_pending_view"  # the job's scheduler view while nothing in it can change
+# A pending entry is (order key, view); a changed job's old entry may sit beside its new one with
+# the same key until it is skipped, so entries are ordered by their key alone.
+ORDER_KEY = operator.itemgetter(0)
 SLOW_TICK = 5.0
 QUEUE_DEPTH = 100  # Slurm's default_queue_depth: an event's pass looks at this many pending jobs
 FULL_PASS_INTERVAL = 1.0  # ...and every pending job is looked at least this often
@@ -87,6 +92,12 @@ class Controller:
         self._to_forget: dict[str, list[int]] = {}
         self._ending: set[int] = set()  # ends being committed, already out of `active`
         self._extending = asyncio.Lock()
+        # The pending order between full passes (see _snapshot): None until the first full pass.
+        self._order: list[tuple[tuple, scheduler.PendingView]] | None = None
+        self._touched: dict[int, None] = {}  # jobs new or changed since, in order
+        self._volatile: set[int] = set()  # pending jobs whose views change with time
+        self._running_ids: set[int] = set()
+        self._states: dict[int, str] | None = None  # dependency states, read once per snapshot
 
     # ---- requests from users -------------------------------------------------------------
 
@@ -167,6 +178,7 @@ class Controller:
             if row["array_task_id"] is not None:
                 job["array_job_id"] = ids[0]
             self.active[jid] = job
+            self._touch(job)
         self.kick(new_jobs_only=True)
         return ids, warnings
 
@@ -226,7 +238,7 @@ class Controller:
         if not done:
             raise Conflict(f"job {job_id} ended while it was being extended; a finished job cannot be extended")
         job["time_limit"] = limit
-        job.pop(VIEW_CACHE, None)
+        self._touch(job)
         if job["state"] == State.RUNNING and job.get("node"):
             session = self.sessions.get(job["node"])
             try:
@@ -250,7 +262,7 @@ class Controller:
         if not done:
             raise Conflict(f"job {job_id} started meanwhile; only pending jobs can be held or released")
         job["hold"] = int(hold)
-        job.pop(VIEW_CACHE, None)
+        self._touch(job)
         self.kick()
         return {"job_id": job_id, "hold": hold}
 
@@ -308,37 +320,117 @@ class Controller:
             self._next_pass = done + PASS_GAP_FACTOR * (done - began)
 
     def _snapshot(self, now: float, depth: int | None = None) -> scheduler.Snapshot:
-        """What the scheduler sees; with ``depth``, only that many pending jobs, first in priority order."""
+        """What the scheduler sees; with ``depth``, only that many pending jobs, first in priority order.
+
+        A full pass walks every active job and keeps the pending ones in priority order. An
+        event's pass (``depth``) then reads the first ones off that order, with the jobs
+        submitted or changed since (`_touch`) merged in, instead of walking every pending job:
+        at hundreds of ends a second over a deep queue, that walk was most of melond's
+        scheduling time. An entry of the order is current only while it is its job's cached
+        view; every change drops that cache, so a stale entry is recognised and skipped.
+        """
+        self._states = None
         nodes = tuple(scheduler.NodeView(n.name, n.partition, n.cpus, n.memory, n.available)
                       for n in self.nodes.values())
+        if depth is not None and self._order is not None:
+            return self._event_snapshot(nodes, now, depth)
         running, pending = [], []  # pending: (priority order, view), so ordering compares tuples only
-        states = None
+        order, volatile, running_ids = [], set(), set()
         running_state = State.RUNNING.value
         for job in self.active.values():
             if job["state"] == running_state:
-                end = job["start_time"] + job["time_limit"] if job["time_limit"] else None
-                running.append(scheduler.RunningView(job["id"], job["node"], job["cpus"], job["memory"] // MIB,
-                                                     end, job.get("array_job_id")))
+                running.append(self._running_view(job))
+                running_ids.add(job["id"])
                 continue
-            entry = job.get(VIEW_CACHE)
-            if entry is None:
-                blocked = self._blocked(job, now, states)
-                if blocked == "need_states":
-                    states = self._dependency_states()
-                    blocked = self._blocked(job, now, states)
-                view = scheduler.PendingView(
-                    job["id"], job["priority"], job["submit_time"], job["cpus"], job["memory"] // MIB,
-                    job["time_limit"], job["partition"], frozenset(job.get("nodelist") or ()),
-                    frozenset(job.get("exclude") or ()), blocked, job.get("array_job_id"), job.get("array_throttle"))
-                entry = (scheduler.priority_order(view), view)
-                if not job.get("dependency") and not (job.get("begin_time") and job["begin_time"] > now):
-                    job[VIEW_CACHE] = entry  # nothing in it changes with time; extend() and starts drop it
+            entry, cached = self._entry(job, now)
             pending.append(entry)
+            if cached:
+                order.append(entry)
+            else:
+                volatile.add(job["id"])
+        order.sort(key=ORDER_KEY)
+        self._order, self._volatile, self._running_ids = order, volatile, running_ids
+        self._touched.clear()
         self._deferred = depth is not None and len(pending) > depth
         if self._deferred:
             pending = heapq.nsmallest(depth, pending)  # the order key ends with the job id: no ties
-        pending = [view for _, view in pending]
-        return scheduler.Snapshot(nodes, tuple(running), tuple(pending))
+        return scheduler.Snapshot(nodes, tuple(running), tuple(view for _, view in pending))
+
+    def _event_snapshot(self, nodes: tuple, now: float, depth: int) -> scheduler.Snapshot:
+        running = []
+        for jid in list(self._running_ids):
+            job = self.active.get(jid)
+            if job is None or job["state"] != State.RUNNING:
+                self._running_ids.discard(jid)
+            else:
+                running.append(self._running_view(job))
+        pending_state = State.PENDING.value
+        for jid in self._touched:
+            job = self.active.get(jid)
+            if job is not None and job["state"] == pending_state:
+                entry, cached = self._entry(job, now)
+                if cached:
+                    bisect.insort(self._order, entry, key=ORDER_KEY)
+                else:
+                    self._volatile.add(jid)
+        self._touched.clear()
+        taken: list = []
+        stale_head = 0
+        more = False
+        for entry in self._order:
+            job = self.active.get(entry[1].job_id)
+            if job is None or job["state"] != pending_state or job.get(VIEW_CACHE) is not entry:
+                if not taken:
+                    stale_head += 1
+                continue
+            if len(taken) == depth:
+                more = True
+                break
+            taken.append(entry)
+        del self._order[:stale_head]  # started, ended or changed: gone from the order for good
+        for jid in list(self._volatile):  # dependencies and begin times change with time: recomputed
+            job = self.active.get(jid)
+            if job is None or job["state"] != pending_state:
+                self._volatile.discard(jid)
+                continue
+            entry, cached = self._entry(job, now)
+            if cached:  # its begin time passed: ordered from now on
+                self._volatile.discard(jid)
+                bisect.insort(self._order, entry, key=ORDER_KEY)
+            taken.append(entry)
+        self._deferred = more or len(taken) > depth
+        pending = heapq.nsmallest(depth, taken, key=ORDER_KEY) if len(taken) > depth else sorted(taken, key=ORDER_KEY)
+        return scheduler.Snapshot(nodes, tuple(running), tuple(view for _, view in pending))
+
+    def _running_view(self, job: dict) -> scheduler.RunningView:
+        end = job["start_time"] + job["time_limit"] if job["time_limit"] else None
+        return scheduler.RunningView(job["id"], job["node"], job["cpus"], job["memory"] // MIB, end,
+                                     job.get("array_job_id"))
+
+    def _entry(self, job: dict, now: float) -> tuple[tuple, bool]:
+        """A pending job's (order key, view), and whether it is cached (nothing in it changes with
+        time: no dependency, no begin time ahead; extend(), holds, requeues and starts drop it)."""
+        entry = job.get(VIEW_CACHE)
+        if entry is not None:
+            return entry, True
+        blocked = self._blocked(job, now, self._states)
+        if blocked == "need_states":
+            self._states = self._dependency_states()
+            blocked = self._blocked(job, now, self._states)
+        view = scheduler.PendingView(
+            job["id"], job["priority"], job["submit_time"], job["cpus"], job["memory"] // MIB,
+            job["time_limit"], job["partition"], frozenset(job.get("nodelist") or ()),
+            frozenset(job.get("exclude") or ()), blocked, job.get("array_job_id"), job.get("array_throttle"))
+        entry = (scheduler.priority_order(view), view)
+        cached = not job.get("dependency") and not (job.get("begin_time") and job["begin_time"] > now)
+        if cached:
+            job[VIEW_CACHE] = entry
+        return entry, cached
+
+    def _touch(self, job: dict) -> None:
+        """Something in a job's scheduler view changed (or it is new, or pending again)."""
+        job.pop(VIEW_CACHE, None)
+        self._touched[job["id"]] = None
 
     def _blocked(self, job: dict, now: float, states: dict[int, str] | None) -> str | None:
         """Reasons outside the scheduler's resource view, in Slurm's order of precedence."""
@@ -386,6 +478,7 @@ class Controller:
             # RUNNING in memory before anything else runs, so the next plan counts its CPUs.
             job.update(state=State.RUNNING.value, node=start.node, start_time=now, reason=None)
             job.pop(VIEW_CACHE, None)
+            self._running_ids.add(job["id"])
             self._spawn(self._dispatch(job, start.node, now))
         changed = {jid: r for jid, r in plan.reasons.items()
                    if jid in self.active and self.active[jid].get("reason") != r}
@@ -504,8 +597,9 @@ class Controller:
         }, "requeued", "melond", data, now)
         if done:
             job.update(state=State.PENDING.value, node=None, start_time=None, restarts=runs, reason=None)
-            for key in (END_AS, VIEW_CACHE, "cancel_requested"):
+            for key in (END_AS, "cancel_requested"):
                 job.pop(key, None)
+            self._touch(job)
             log.warning("job requeued", extra={"job": job["id"], **data})
             self.kick()
 
