@@ -134,7 +134,7 @@ async def list_jobs(request: web.Request) -> web.Response:
     if states is None and not q.get("all") and ids is None:
         states = set(ACTIVE)
     if states is not None and states <= ACTIVE and ids is None:
-        rows = [j for j in ctl.active.values() if State(j["state"]) in states]
+        rows = [j for j in ctl.listed_jobs() if State(j["state"]) in states]
         if q.get("user"):
             rows = [j for j in rows if j["user"] == q["user"]]
         rows.sort(key=lambda j: j["id"])
@@ -189,7 +189,7 @@ async def release_job(request: web.Request) -> web.Response:
 async def list_nodes(request: web.Request) -> web.Response:
     ctl = request.app[CONTROLLER]
     running: dict[str, list[dict]] = {}
-    for j in ctl.active.values():
+    for j in ctl.listed_jobs():
         if j["state"] == State.RUNNING:
             running.setdefault(j["node"], []).append(j)
     return web.json_response({"nodes": [node_view(n, running.get(n.name, [])) for n in ctl.nodes.values()]})

@@ -90,7 +90,7 @@ class Controller:
         self._tasks: set[asyncio.Task] = set()
         self._stopping = False
         self._to_forget: dict[str, list[int]] = {}
-        self._ending: set[int] = set()  # ends being committed, already out of `active`
+        self._ending: dict[int, dict] = {}  # ends being committed, already out of `active`
         self._extending = asyncio.Lock()
         # The pending order between full passes (see _snapshot): None until the first full pass.
         self._order: list[tuple[tuple, scheduler.PendingView]] | None = None
@@ -265,6 +265,11 @@ class Controller:
         self._touch(job)
         self.kick()
         return {"job_id": job_id, "hold": hold}
+
+    def listed_jobs(self) -> list[dict]:
+        """Pending and running jobs as users see them: a job whose end is still being committed
+        is listed as running until it is, so that a job gone from mqueue is ended in the store."""
+        return [*self.active.values(), *self._ending.values()]
 
     async def wait_ended(self, job_id: int, timeout: float) -> dict | None:
         """Block until the job is finished or the timeout passes; return the job row."""
@@ -566,13 +571,13 @@ class Controller:
         # is FIFO, so any start this frees is committed after this end. Should melond die first, the
         # node still holds the result (it is forgotten only after the commit) and reconcile replays it.
         if job is not None and self.active.pop(job_id, None) is not None:
-            self._ending.add(job_id)
+            self._ending[job_id] = job
             self.kick()
         try:
             done = await self.store.write(Store.op_transition, job_id, [State.RUNNING], changes, "ended",
                                           "melond", data, now)
         finally:
-            self._ending.discard(job_id)
+            self._ending.pop(job_id, None)
         if done:
             self._finished(job_id)
             log.info("job ended", extra={"job": job_id, "state": state.value, "exit_code": result.get("exit_code")})

@@ -178,12 +178,16 @@ class CgroupV1(NoLimits):
 class _Slots:
     """cgroups in the v1 hierarchies that keep no per-job state (cpu, pids, freezer), reused by
     one process from one job to the next: a mkdir and a rmdir per hierarchy cost the kernel more
-    (and a deferred release) than rewriting two limits. A slot is named for the process that
-    made it (`slot-<pid>-<n>`), so an earlier supervisor's slots are never taken by a later one;
-    the process removes its free slots when it exits, and sweeps the empty ones of dead ones."""
+    (and a deferred release) than rewriting two limits.
+
+    A slot is named for the process that made it, `slot-<pid namespace>-<pid>-<n>`: containers
+    that share the host's cgroup tree (the test cluster's nodes) have pids of their own, so the
+    pid alone would not tell whose a slot is. A process removes its free slots when it exits;
+    the empty slots of dead processes of its own pid namespace are swept, never others'."""
 
     def __init__(self) -> None:
         self.pid = os.getpid()
+        self.ns = _pid_namespace()
         self.free: dict[str, list[str]] = {}  # by scope
         self.made = 0
 
@@ -191,12 +195,12 @@ class _Slots:
         free = self.free.get(scope)
         if free is None:
             free = self.free[scope] = []
-            _sweep_slots(scope)
+            _sweep_slots(scope, self.ns)
         if free:
             return free.pop()
         while True:
             self.made += 1
-            slot = f"slot-{self.pid}-{self.made}"
+            slot = f"slot-{self.ns}-{self.pid}-{self.made}"
             # One that exists is a leftover of a dead process that had our pid: never shared.
             if all([_mkdir(_slot_dir(c, scope, slot)) for c in controllers]):
                 return slot
@@ -214,6 +218,13 @@ class _Slots:
                         pass
             release_scope(scope)
         self.free.clear()
+
+
+def _pid_namespace() -> int:
+    try:
+        return os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        return 0
 
 
 def _slot_dir(controller: str, scope: str, slot: str) -> str:
@@ -236,8 +247,9 @@ def release_slots() -> None:
         _pool.release()
 
 
-def _sweep_slots(scope: str) -> None:
-    """Remove the empty slots of processes that are gone (a supervisor killed outright)."""
+def _sweep_slots(scope: str, ns: int) -> None:
+    """Remove the empty slots of processes of this pid namespace that are gone (a supervisor
+    killed outright); another namespace's pids cannot be checked from here."""
     for c in POOLED_V1:
         base = os.path.join(CGROUP_ROOT, c, "melon", scope)
         try:
@@ -246,9 +258,9 @@ def _sweep_slots(scope: str) -> None:
             continue
         for name in names:
             parts = name.split("-")
-            if len(parts) != 3 or parts[0] != "slot" or not parts[1].isdigit():
+            if len(parts) != 4 or parts[0] != "slot" or parts[1] != str(ns) or not parts[2].isdigit():
                 continue
-            if os.path.exists(f"/proc/{parts[1]}"):
+            if os.path.exists(f"/proc/{parts[2]}"):
                 continue  # its process lives (or it is ours): its slots are its own
             try:
                 os.rmdir(os.path.join(base, name))

@@ -281,6 +281,29 @@ def test_cgroup_v1_slots_are_reused_with_each_jobs_own_limits(helper, tmp_path, 
     assert not slot_dir.exists(), "the supervisor left its cgroup slot behind"
 
 
+@pytest.mark.skipif(limits.detect()[0] != "cgroup-v1", reason="this machine's job backend is not cgroup-v1")
+def test_a_supervisor_sweeps_only_dead_slots_of_its_own_pid_namespace(helper, tmp_path, spool):
+    """Nodes in containers share the host's cgroup tree but not its pids: a slot named for
+    another pid namespace may belong to a live supervisor there and must stay."""
+    ns = os.stat("/proc/self/ns/pid").st_ino
+    dead = next(p for p in range(4_000_000, 3_000_000, -1) if not os.path.exists(f"/proc/{p}"))
+    ours, theirs = f"slot-{ns}-{dead}-1", f"slot-{ns + 1}-{dead}-1"
+    groups = [pathlib.Path(limits.CGROUP_ROOT, c, "melon", spool_scope(spool)) for c in limits.POOLED_V1]
+    for group in groups:
+        for name in (ours, theirs):
+            (group / name).mkdir(parents=True)
+    try:
+        helper.ok("start", job=job(1, tmp_path, "#!/bin/sh\ntrue\n"))
+        assert helper.exited(1)["exit_code"] == 0
+        assert not any((group / ours).exists() for group in groups), "a dead process's slot was kept"
+        assert all((group / theirs).exists() for group in groups), "another namespace's slot was removed"
+    finally:
+        for group in groups:
+            for name in (ours, theirs):
+                if (group / name).exists():
+                    (group / name).rmdir()
+
+
 def test_failing_job_reports_its_exit_code(helper, tmp_path):
     helper.ok("start", job=job(1, tmp_path, "#!/bin/sh\necho oops >&2\nexit 3\n"))
     result = helper.exited(1)

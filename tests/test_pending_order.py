@@ -41,12 +41,17 @@ def _expected(ctl: Controller, now: float) -> tuple[list[tuple], set[int], bool]
             len(pending) > DEPTH)
 
 
-async def _run(path: str, steps: list[tuple]) -> None:
+def _controller(path: str) -> tuple[Controller, Store]:
+    """A controller over a real store and the embedded inventory's one node, up, with 2 CPUs."""
     inv = config.load(None)
     name = next(iter(inv.node_table()))
     nodes = {name: NodeState(name=name, partition=inv.default_partition(), cpus=2, memory=4096, up=True)}
     store = Store(path)
-    ctl = Controller(store, inv, nodes, kill_wait=1.0)
+    return Controller(store, inv, nodes, kill_wait=1.0), store
+
+
+async def _run(path: str, steps: list[tuple]) -> None:
+    ctl, store = _controller(path)
     root = ctl.caller("root", 0)
     try:
         ctl._snapshot(time.time())  # the first pass is a full one
@@ -98,3 +103,29 @@ async def _run(path: str, steps: list[tuple]) -> None:
 def test_an_event_pass_sees_what_a_full_walk_sees(tmp_path_factory, steps):
     path = str(tmp_path_factory.mktemp("order") / "melon.db")
     asyncio.run(_run(path, steps))
+
+
+def test_a_job_is_listed_running_until_its_end_is_committed(tmp_path):
+    """Its CPUs are freed for the next plan before the end is durable, but a job that mqueue no
+    longer lists must already be ended in the store."""
+    async def scenario() -> None:
+        ctl, store = _controller(str(tmp_path / "melon.db"))
+        root = ctl.caller("root", 0)
+        try:
+            [jid], _ = await ctl.submit({"cpus": 1, "memory": MIB, "name": "t", "script": "#!/bin/sh\n",
+                                         "chdir": "/tmp", "time_limit": 60}, root, ("root", 0, 0))
+            await ctl.schedule_once()
+            while ctl._tasks:
+                await asyncio.gather(*list(ctl._tasks))
+            ending = asyncio.ensure_future(ctl._record_end(jid, {"reason": "exited", "exit_code": 0,
+                                                                 "signal": None, "end": time.time()}))
+            await asyncio.sleep(0)  # out of the active jobs, its end not yet committed
+            assert jid not in ctl.active
+            assert [(j["id"], j["state"]) for j in ctl.listed_jobs()] == [(jid, State.RUNNING.value)]
+            await ending
+            assert ctl.listed_jobs() == []
+            assert store.job(jid)["state"] == State.COMPLETED.value
+        finally:
+            await store.close()
+
+    asyncio.run(scenario())
