@@ -15,8 +15,8 @@ import time
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from melond import models, request_limits, tokens
-from melond.auth import TokenService, peer_uid, user_name
+from melond import models, nss, request_limits, tokens
+from melond.auth import TokenService, peer_uid
 from melond.controller import Controller
 from melond.errors import BadRequest, Forbidden, Internal, MelonError, NotFound, RateLimited, Unauthorized
 from melond.policy import Caller, check_owner
@@ -39,7 +39,7 @@ async def identify(request: web.Request) -> Caller:
     uid = peer_uid(request.transport)
     request["over_socket"] = uid is not None
     if uid is not None:
-        return ctl.caller(user_name(uid), uid)
+        return ctl.caller(nss.user_name(uid), uid)
     if request.path.removeprefix(PREFIX) in PUBLIC:
         return Caller(user="anonymous", uid=-1)
     return await request.app[TOKENS].authenticate(request.headers.get("Authorization"), time.time())
@@ -115,10 +115,10 @@ async def submit(request: web.Request) -> web.Response:
         me = pwd.getpwuid(os.geteuid()).pw_name
         raise Forbidden(f"melond runs as {me} without root, so it can only run {me}'s jobs; "
                         f"ask {me}, or run melond as root")
-    try:
-        gid = pwd.getpwuid(caller.uid).pw_gid
-    except KeyError:
-        raise Forbidden(f"uid {caller.uid} has no account on this machine; jobs need a named user") from None
+    entry = nss.by_uid(caller.uid)
+    if entry is None:
+        raise Forbidden(f"uid {caller.uid} has no account on this machine; jobs need a named user")
+    gid = entry.pw_gid
     ids, warnings = await ctl.submit(req, caller, (caller.user, caller.uid, gid))
     return web.json_response({"job_ids": ids, "warnings": warnings}, status=201)
 

@@ -30,11 +30,6 @@ def peer_uid(transport) -> int | None:
     return uid
 
 
-def user_name(uid: int) -> str:
-    try:
-        return pwd.getpwuid(uid).pw_name
-    except KeyError:
-        return str(uid)
 
 
 class TokenService:

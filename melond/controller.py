@@ -14,11 +14,10 @@ import itertools
 import json
 import logging
 import operator
-import pwd
 import time
 from dataclasses import dataclass
 
-from melond import jobrel, launch, policy, scheduler
+from melond import jobrel, launch, nss, policy, scheduler
 from melond.config import Inventory
 from melond.errors import (BadRequest, Conflict, Forbidden, MelonError, NodeRequestFailed, NodeTimeout, NodeUnavailable,
                            NotFound)
@@ -508,7 +507,7 @@ class Controller:
         """Ask the job's node to start its current run. A start is idempotent on the node, so one
         that got no answer in time (a node busy with a burst of launches) is simply asked again."""
         node, run = job["node"], _run(job)
-        home = _home(job["user"])
+        home = nss.home(job["user"])
         req = launch.start_request(job, node, kill_wait=self.kill_wait, tasks_max=self.inv.tasks_max, home=home)
         for attempt in itertools.count():
             session = self.sessions.get(node)
@@ -814,9 +813,4 @@ def _dep_ids(spec: str) -> set[int]:
     return set(jobrel.parse_dependency(spec).job_ids)
 
 
-def _home(user: str) -> str | None:
-    try:
-        return pwd.getpwnam(user).pw_dir
-    except KeyError:
-        return None
 

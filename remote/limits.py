@@ -95,7 +95,7 @@ class CgroupV1(NoLimits):
         super().__init__(key, cpus, memory, tasks_max, scope)
         self.cpus, self.memory, self.tasks_max = cpus, memory, tasks_max
         self.scope = scope
-        present = [c for c in V1_CONTROLLERS if os.path.isdir(os.path.join(CGROUP_ROOT, c))]
+        present = _v1_mounted()
         self.dirs = {c: os.path.join(CGROUP_ROOT, c, self.rel) for c in present if c not in POOLED_V1}
         self.pooled = [c for c in present if c in POOLED_V1]
         self.slot: str | None = None
@@ -326,6 +326,17 @@ class CgroupV2(NoLimits):
             os.rmdir(self.dir)
         except OSError:
             pass
+
+
+_mounted: list[str] | None = None
+
+
+def _v1_mounted() -> list[str]:
+    """The v1 hierarchies we use that are mounted here; looked up once per process."""
+    global _mounted
+    if _mounted is None:
+        _mounted = [c for c in V1_CONTROLLERS if os.path.isdir(os.path.join(CGROUP_ROOT, c))]
+    return _mounted
 
 
 def _mkdir(path: str) -> bool:

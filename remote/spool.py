@@ -16,6 +16,9 @@ import os
 import shutil
 
 
+RUN_FILES = ("result.json", "started.json", "spec.json", "limit", "cancel")  # all a run's folder may hold
+
+
 def run_key(job_id: int, run: int = 0) -> str:
     """The spool name of a job's run: its id, plus `.N` for its Nth requeue."""
     return f"{int(job_id)}.{int(run)}" if run else str(int(job_id))
@@ -98,7 +101,19 @@ class JobDir:
             return default
 
     def remove(self) -> None:
-        shutil.rmtree(self.root, ignore_errors=True)
+        """The files the spool writes, then the folder; anything else there (a temporary file
+        a crash left) through the general walk."""
+        for name in RUN_FILES:
+            try:
+                os.unlink(self.path(name))
+            except FileNotFoundError:
+                pass
+        try:
+            os.rmdir(self.root)
+        except FileNotFoundError:
+            pass
+        except OSError:
+            shutil.rmtree(self.root, ignore_errors=True)
 
 
 def run_keys(spool: str) -> list[str]:
