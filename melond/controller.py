@@ -403,7 +403,7 @@ class Controller:
                 bisect.insort(self._order, entry, key=ORDER_KEY)
             taken.append(entry)
         self._deferred = more or len(taken) > depth
-        pending = heapq.nsmallest(depth, taken, key=ORDER_KEY) if len(taken) > depth else sorted(taken, key=ORDER_KEY)
+        pending = heapq.nsmallest(depth, taken, key=ORDER_KEY)  # sorted, at most `depth`
         return scheduler.Snapshot(nodes, tuple(running), tuple(view for _, view in pending))
 
     def _running_view(self, job: dict) -> scheduler.RunningView:
