@@ -30,8 +30,6 @@ def peer_uid(transport) -> int | None:
     return uid
 
 
-
-
 class TokenService:
     """Tokens in the store, checked against the pure rules of melond.tokens."""
 
