@@ -241,10 +241,13 @@ def _slots() -> _Slots:
     return _pool
 
 
-def release_slots() -> None:
-    """Remove this process's free slots (and the scope's folders, once empty): on its way out."""
+def release_reused() -> None:
+    """On the supervisor's way out: remove its free cgroup slots (and the scope's folders, once
+    empty) and end its idle scope anchors."""
     if _pool is not None and _pool.pid == os.getpid():
         _pool.release()
+    if _anchor_pool is not None and _anchor_pool.pid == os.getpid():
+        _anchor_pool.release()
 
 
 def _sweep_slots(scope: str, ns: int) -> None:
@@ -413,6 +416,7 @@ class SystemdScope(NoLimits):
         self.cpus, self.memory, self.tasks_max = cpus, memory, tasks_max
         self.unit = f"melon-job-{key}"
         self.procs: str | None = None  # cgroup.procs of the scope
+        self.anchored: list[str] = []  # the hierarchies (their /proc/<pid>/cgroup names) holding the anchor
         self.oom_file: tuple[str, str] | None = None  # (file, key) that counts OOM kills
 
     def properties(self) -> list[tuple[str, tuple[str, object]]]:
@@ -492,11 +496,12 @@ class SystemdScope(NoLimits):
         """Keep one idle process of ours in the scope, so that systemd does not remove the scope's
         folders, and with them the OOM count, the moment the job's last process dies."""
         try:
-            self.anchor = os.posix_spawn(SLEEP, ["sleep", "infinity"], {})
-            for controllers, path in paths.items():
+            self.anchor = _anchors().take()
+            for controllers in sorted(paths, key=_tracked_last):  # as it leaves (_Anchors.give)
                 base = _hierarchy(controllers)
                 if base:
-                    _write(os.path.join(base, path.lstrip("/"), "cgroup.procs"), str(self.anchor))
+                    _write(os.path.join(base, paths[controllers].lstrip("/"), "cgroup.procs"), str(self.anchor))
+                    self.anchored.append(controllers)
         except OSError:
             pass  # without an anchor the OOM check may come too late; the job itself is unaffected
 
@@ -511,11 +516,89 @@ class SystemdScope(NoLimits):
 
     def destroy(self) -> None:
         if self.anchor:  # last one out: systemd then collects the scope
+            _anchors().give(self.anchor, self.anchored)
+            self.anchor = 0
+
+
+def _tracked_last(controllers: str) -> bool:
+    return controllers in ("", "name=systemd")
+
+
+class _Anchors:
+    """The supervisor's idle `sleep` processes that hold systemd scopes open (SystemdScope._anchor),
+    reused: once a job's end is classified its anchor goes back to the supervisor's own cgroups
+    (the scope, empty then, is collected) and waits for the next job, instead of a `sleep` being
+    started and killed per job. One that cannot be moved, or died, is killed and replaced."""
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self.free: list[int] = []
+        self.dead: list[int] = []  # killed, to be reaped without waiting
+
+    def take(self) -> int:
+        self._reap()
+        while self.free:
+            anchor = self.free.pop()
             try:
-                os.kill(self.anchor, signal.SIGKILL)
-                os.waitpid(self.anchor, 0)
-            except OSError:
+                if os.waitpid(anchor, os.WNOHANG) == (0, 0):
+                    return anchor
+            except ChildProcessError:
                 pass
+        return os.posix_spawn(SLEEP, ["sleep", "infinity"], {})
+
+    def give(self, anchor: int, hierarchies: list[str]) -> None:
+        own = _own_cgroups()
+        try:
+            # Out of the controllers' hierarchies first, systemd's own last: systemd sees the
+            # scope empty only then, and removes its folders, all empty by that time.
+            for controllers in sorted(hierarchies, key=_tracked_last):
+                base = _hierarchy(controllers)
+                home = own.get(controllers.split(",")[0])
+                if base is None or home is None:
+                    raise OSError(f"no home for the anchor in {controllers!r}")
+                _write(os.path.join(base, home.lstrip("/"), "cgroup.procs"), str(anchor))
+        except OSError:
+            self._kill(anchor)
+            return
+        self.free.append(anchor)
+
+    def release(self) -> None:
+        for anchor in self.free:
+            self._kill(anchor)
+        self.free.clear()
+        for anchor in self.dead:
+            try:
+                os.waitpid(anchor, 0)
+            except ChildProcessError:
+                pass
+        self.dead.clear()
+
+    def _kill(self, anchor: int) -> None:
+        try:
+            os.kill(anchor, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.dead.append(anchor)
+
+    def _reap(self) -> None:
+        left = []
+        for anchor in self.dead:
+            try:
+                if os.waitpid(anchor, os.WNOHANG) == (0, 0):
+                    left.append(anchor)
+            except ChildProcessError:
+                pass
+        self.dead = left
+
+
+_anchor_pool: _Anchors | None = None
+
+
+def _anchors() -> _Anchors:
+    global _anchor_pool
+    if _anchor_pool is None or _anchor_pool.pid != os.getpid():
+        _anchor_pool = _Anchors()
+    return _anchor_pool
 
 
 def _become(uid: int, gid: int) -> list[str]:

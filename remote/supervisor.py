@@ -142,7 +142,7 @@ class Supervisor:
             self.syncer.close()
             if self.bus is not None:
                 self.bus.close()
-            limits.release_slots()
+            limits.release_reused()
 
     # ---- events --------------------------------------------------------------------------
 

@@ -215,6 +215,39 @@ def test_jobs_run_in_named_systemd_scopes_with_their_limits(melon_on_cluster: Me
     assert gone.stdout.strip() in ("inactive", "unknown") or gone.returncode != 0
 
 
+def test_a_scopes_anchor_serves_the_next_job_and_every_scope_folder_goes(melon_on_cluster: Melon,
+                                                                          cluster: Cluster) -> None:
+    """The idle process that holds a scope open until its job's end is classified is moved out and
+    reused by the next job; systemd then removes each emptied scope's folders in every hierarchy."""
+    m = melon_on_cluster
+    node = next(n for n in json.loads(m.run("minfo", "--json").stdout) if n["name"] == "node1")
+    if node["backend"] != "systemd":
+        pytest.skip(f"node1 uses {node['backend']}: {node['backend_reason']}")
+
+    def anchor_of(jid: int) -> str:
+        found = cluster.node_exec("node1", "sh", "-c", "for p in $(pgrep -x sleep); do "
+                                  f"grep -q 'memory:.*melon-job-{jid}.scope' /proc/$p/cgroup && "
+                                  "grep -q infinity /proc/$p/cmdline && echo $p; done").stdout.split()
+        assert len(found) == 1, f"job {jid}'s scope holds {found} as anchors"
+        return found[0]
+
+    anchors, jids = [], []
+    for _ in range(2):
+        jid = m.submit("-w", "node1", "--mem", "50M", "-t", "0:30", "--wrap", "sleep 2", user="alice")
+        m.wait_state(jid, {"R"})  # reported once the job is in its scope, and its anchor too
+        anchors.append(anchor_of(jid))
+        assert m.wait_state(jid, {"CD"})
+        jids.append(jid)
+    assert anchors[0] == anchors[1], "each job got a new anchor instead of the free one"
+    # A burst, so that systemd races the anchor's moves out of each scope.
+    jids += [m.submit("-w", "node1", "--mem", "20M", "-t", "0:30", "--wrap", "true") for _ in range(40)]
+    m.wait_all_done(timeout=120)
+    find = "find /sys/fs/cgroup -maxdepth 6 -type d -name 'melon-job-*.scope' | grep -E '/melon-job-(" + \
+        "|".join(map(str, jids)) + r")\.scope$' || true"
+    wait_for(lambda: cluster.node_exec("node1", "sh", "-c", find).stdout == "", timeout=10,
+             what="systemd to remove every scope's folders in every hierarchy")
+
+
 def test_inventory_chooses_the_limits_backend(cluster: Cluster, short_tmp) -> None:
     inventory = (cluster.inventory.read_text()
                  .replace('[nodes.node2]\n', '[nodes.node2]\nlimits = "none"\n', 1)
