@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import os
 import signal
+from typing import TypeVar
 
 CGROUP_ROOT = "/sys/fs/cgroup"
 CPU_PERIOD_US = 100_000
 V1_CONTROLLERS = ("memory", "cpu", "pids", "freezer")
 POOLED_V1 = ("cpu", "pids", "freezer")  # hierarchies whose job cgroups are reused (_Slots)
+T = TypeVar("T")
 
 
 def _write(path: str, value: str) -> None:
@@ -231,23 +233,31 @@ def _slot_dir(controller: str, scope: str, slot: str) -> str:
     return os.path.join(CGROUP_ROOT, controller, "melon", scope, slot)
 
 
-_pool: _Slots | None = None
+_reused: dict[type, _Slots | _Anchors] = {}  # this process's pools, by class
+
+
+def _mine(cls: type[T]) -> T:
+    """This process's pool of a kind: a forked child starts with none of its parent's."""
+    pool = _reused.get(cls)
+    if pool is None or pool.pid != os.getpid():
+        pool = _reused[cls] = cls()
+    return pool
 
 
 def _slots() -> _Slots:
-    global _pool
-    if _pool is None or _pool.pid != os.getpid():
-        _pool = _Slots()
-    return _pool
+    return _mine(_Slots)
+
+
+def _anchors() -> _Anchors:
+    return _mine(_Anchors)
 
 
 def release_reused() -> None:
     """On the supervisor's way out: remove its free cgroup slots (and the scope's folders, once
     empty) and end its idle scope anchors."""
-    if _pool is not None and _pool.pid == os.getpid():
-        _pool.release()
-    if _anchor_pool is not None and _anchor_pool.pid == os.getpid():
-        _anchor_pool.release()
+    for pool in _reused.values():
+        if pool.pid == os.getpid():
+            pool.release()
 
 
 def _sweep_slots(scope: str, ns: int) -> None:
@@ -590,15 +600,6 @@ class _Anchors:
                 pass
         self.dead = left
 
-
-_anchor_pool: _Anchors | None = None
-
-
-def _anchors() -> _Anchors:
-    global _anchor_pool
-    if _anchor_pool is None or _anchor_pool.pid != os.getpid():
-        _anchor_pool = _Anchors()
-    return _anchor_pool
 
 
 def _become(uid: int, gid: int) -> list[str]:
