@@ -601,7 +601,6 @@ class _Anchors:
         self.dead = left
 
 
-
 def _become(uid: int, gid: int) -> list[str]:
     """setpriv taking the user's ids and groups, inside the scope (nothing for root's jobs):
     `systemd-run --uid` would keep root's supplementary groups."""
