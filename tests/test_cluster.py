@@ -225,16 +225,17 @@ def test_a_scopes_anchor_serves_the_next_job_and_every_scope_folder_goes(melon_o
         pytest.skip(f"node1 uses {node['backend']}: {node['backend_reason']}")
 
     def anchor_of(jid: int) -> str:
-        found = cluster.node_exec("node1", "sh", "-c", "for p in $(pgrep -x sleep); do "
-                                  f"grep -q 'memory:.*melon-job-{jid}.scope' /proc/$p/cgroup && "
-                                  "grep -q infinity /proc/$p/cmdline && echo $p; done").stdout.split()
-        assert len(found) == 1, f"job {jid}'s scope holds {found} as anchors"
-        return found[0]
+        def one() -> str | None:
+            found = cluster.node_exec("node1", "sh", "-c", "for p in $(pgrep -x sleep); do "
+                                      f"grep -q 'memory:.*melon-job-{jid}.scope' /proc/$p/cgroup && "
+                                      "grep -q infinity /proc/$p/cmdline && echo $p; done").stdout.split()
+            return found[0] if len(found) == 1 else None
+        return wait_for(one, timeout=10, what=f"job {jid}'s scope to hold one anchor")
 
     anchors, jids = [], []
     for _ in range(2):
         jid = m.submit("-w", "node1", "--mem", "50M", "-t", "0:30", "--wrap", "sleep 2", user="alice")
-        m.wait_state(jid, {"R"})  # reported once the job is in its scope, and its anchor too
+        m.wait_state(jid, {"R"})
         anchors.append(anchor_of(jid))
         assert m.wait_state(jid, {"CD"})
         jids.append(jid)
