@@ -182,10 +182,11 @@ class _Slots:
     one process from one job to the next: a mkdir and a rmdir per hierarchy cost the kernel more
     (and a deferred release) than rewriting two limits.
 
-    A slot is named for the process that made it, `slot-<pid namespace>-<pid>-<n>`: containers
-    that share the host's cgroup tree (the test cluster's nodes) have pids of their own, so the
-    pid alone would not tell whose a slot is. A process removes its free slots when it exits;
-    the empty slots of dead processes of its own pid namespace are swept, never others'."""
+    A slot is taken again only once its pids count is back to zero. It is named for the process
+    that made it, `slot-<pid namespace>-<pid>-<n>`: containers that share the host's cgroup
+    tree (the test cluster's nodes) have pids of their own, so the pid alone would not tell
+    whose a slot is. A process removes its free slots when it exits; the empty slots of dead
+    processes of its own pid namespace are swept, never others'."""
 
     def __init__(self) -> None:
         self.pid = os.getpid()
@@ -198,8 +199,15 @@ class _Slots:
         if free is None:
             free = self.free[scope] = []
             _sweep_slots(scope, self.ns)
-        if free:
-            return free.pop()
+        for i in range(len(free) - 1, -1, -1):
+            count = _read(os.path.join(_slot_dir("pids", scope, free[i]), "pids.current")).strip() \
+                if "pids" in controllers else "0"
+            if count == "0":
+                return free.pop(i)
+            if not count:  # gone: never reused
+                del free[i]
+            # Else its last job's processes are dead but not yet reaped (orphans wait for PID 1):
+            # they still count against pids.max, so the slot waits until they are released.
         while True:
             self.made += 1
             slot = f"slot-{self.ns}-{self.pid}-{self.made}"
