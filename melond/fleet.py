@@ -97,7 +97,7 @@ class NodeSession:
         self.handshakes = handshakes
         self.info: dict | None = None
         self._channel = None
-        self._outbox: list[bytes] = []  # frames written together once this loop turn ends
+        self._outbox = wire.Outbox(self._write)
         self._pending: dict[int, asyncio.Future] = {}
         self._ids = itertools.count(1)
         self._connected = asyncio.Event()
@@ -191,7 +191,7 @@ class NodeSession:
         rid = next(self._ids)
         fut = asyncio.get_running_loop().create_future()
         self._pending[rid] = fut
-        self._send(wire.encode({"id": rid, "op": op, **fields}))
+        self._outbox.put({"id": rid, "op": op, **fields})
         try:
             reply = await asyncio.wait_for(fut, timeout)
         except TimeoutError:
@@ -203,17 +203,9 @@ class NodeSession:
             raise NodeRequestFailed(f"node {self.name}: {err.get('message')}", node_code=err.get("code", "internal"))
         return reply.get("result") or {}
 
-    def _send(self, frame: bytes) -> None:
-        """Requests made in one turn of the loop (a scheduling pass starting several jobs) leave
-        as one write: one SSH packet to encrypt, send and read instead of one each."""
-        self._outbox.append(frame)
-        if len(self._outbox) == 1:
-            asyncio.get_running_loop().call_soon(self._flush)
-
-    def _flush(self) -> None:
-        frames, self._outbox = self._outbox, []
-        if frames and self._channel is not None:
-            self._channel.writer.write(b"".join(frames))
+    def _write(self, data: bytes) -> None:
+        if self._channel is not None:
+            self._channel.writer.write(data)
 
     async def stop(self) -> None:
         """Close the channel: the helper exits, the jobs do not."""

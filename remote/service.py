@@ -84,8 +84,7 @@ class Helper:
     def __init__(self, spool_dir: str, out: asyncio.WriteTransport, supervisor: socket.socket,
                  supervisor_pid: int, limits_wanted: str = "auto") -> None:
         self.spool = spool_dir
-        self.out = out
-        self.outbox: list[bytes] = []  # frames written together once this loop turn ends
+        self.outbox = wire.Outbox(out.write)
         self.supervisor = supervisor
         self.supervisor_pid = supervisor_pid
         self.on_supervisor_lost: Callable[[], None] | None = None
@@ -105,16 +104,7 @@ class Helper:
         }
 
     def send(self, message: dict) -> None:
-        """Replies and events of one turn of the loop leave as one write: one SSH packet for
-        sshd to send and melond to read, instead of one each."""
-        self.outbox.append(wire.encode(message))
-        if len(self.outbox) == 1:
-            asyncio.get_running_loop().call_soon(self.flush)
-
-    def flush(self) -> None:
-        frames, self.outbox = self.outbox, []
-        if frames:
-            self.out.write(b"".join(frames))
+        self.outbox.put(message)
 
     async def handle(self, message: dict) -> None:
         rid = message.get("id")
@@ -344,7 +334,7 @@ async def serve(spool_dir: str, supervisor: socket.socket, supervisor_pid: int, 
     loop.add_signal_handler(signal.SIGCHLD, reap_children)  # the supervisor, should it die
     scanner = asyncio.ensure_future(helper.scan_forever())
     await closed
-    helper.flush()
+    helper.outbox.flush()
     scanner.cancel()
     limits.release_scope(helper.scope)
 

@@ -16,9 +16,11 @@ message; the length cap is checked before the body is buffered.
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import struct
 import zlib
+from collections.abc import Callable
 
 MAGIC = b"MLN1"
 HEADER = struct.Struct(">4sII")
@@ -35,6 +37,30 @@ def encode(message: dict) -> bytes:
     if len(body) > MAX_BODY:
         raise FrameError(f"message of {len(body)} bytes exceeds the {MAX_BODY}-byte frame limit")
     return HEADER.pack(MAGIC, len(body), zlib.crc32(body)) + body
+
+
+class Outbox:
+    """Messages sent in one turn of the event loop, written together when it ends: a burst (a
+    scheduling pass starting several jobs, the replies and ends it brings) costs one write, one
+    SSH packet to encrypt, send and parse, instead of one each."""
+
+    def __init__(self, write: Callable[[bytes], None]) -> None:
+        self.write = write
+        self.frames: list[bytes] = []
+
+    def put(self, message: dict) -> None:
+        self.frames.append(encode(message))
+        if len(self.frames) == 1:
+            asyncio.get_running_loop().call_soon(self.flush)
+
+    def flush(self) -> None:
+        frames, self.frames = self.frames, []
+        if frames:
+            self.write(b"".join(frames))
+
+    def clear(self) -> None:
+        """Drop what is queued (its channel is gone)."""
+        self.frames.clear()
 
 
 class Decoder:
