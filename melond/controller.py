@@ -529,6 +529,9 @@ class Controller:
                 return
         if reply.get("already") and reply.get("state") == "ended":
             await self._record_end(job["id"], reply["result"], node=node, run=run)
+        elif reply.get("already") and reply.get("state") == "lost":  # claimed by a supervisor that died
+            await self._record_end(job["id"], {"reason": "lost", "error": reply.get("error"), "exit_code": None,
+                                               "signal": None, "end": time.time()}, node=node, run=run)
 
     # ---- node events ---------------------------------------------------------------------------
 
@@ -675,6 +678,8 @@ class Controller:
             elif seen["state"] == "lost":
                 await self._record_end(job["id"], {"reason": "lost", "error": "the node lost the job (rebooted?)"},
                                        node=name, run=run)
+            elif seen["state"] == "claimed":  # no start behind it yet: the start settles it (running or lost)
+                self._spawn(self._start_on_node(job))
             else:
                 await session.request("set_limit", job_id=job["id"], run=run, limit=job["time_limit"])
                 if job["id"] in cancels:

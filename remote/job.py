@@ -46,25 +46,12 @@ class Job:
         self.kill_at: float | None = None
         self.warned = False
         self.error: str | None = None
-        self.launch_failed = False  # killed before it ran (systemd refused its scope)
         self.ended = False
         self.cleanups = 0
         self.strays = True  # processes may be left in its cgroup: finish() tells
-        self.gate = -1  # write end of the gate's pipe, while the job waits for its scope
         self.reported = False  # its start (or why it could not start) was told to the helper
 
-    def open_gate(self, release: bool = True) -> None:
-        """Let the gated job run (a line), or close the gate so that it never runs (EOF)."""
-        if self.gate < 0:
-            return
-        try:
-            if release:
-                os.write(self.gate, b"go\n")
-        finally:
-            os.close(self.gate)
-            self.gate = -1
-
-    def launch(self, gate: bool = False) -> None:
+    def launch(self) -> None:
         """Start the job as its user in its own session. Its folder and output files are opened
         here with the user's effective ids (the real ones stay root's, so the user can never
         signal the supervisor), the supervisor steps into the job's cgroup only around the fork,
@@ -74,11 +61,7 @@ class Job:
         argv, env, script_fd = _command(spec)
         env.setdefault("HOME", home)
         switch = os.geteuid() == 0 and uid != 0
-        stdin: int = subprocess.DEVNULL
-        if lim.wraps and gate:  # the supervisor asks systemd for the scope, then opens the gate
-            argv = lim.gated(argv, uid, gid)
-            stdin, self.gate = os.pipe2(os.O_CLOEXEC)
-        elif lim.wraps:  # systemd-run needs root; setpriv switches to the user inside the scope
+        if lim.wraps:  # systemd-run needs root; setpriv switches to the user inside the scope
             argv = lim.wrap(argv, uid, gid)
         step = "open the job's files"
         out = err = -1
@@ -98,7 +81,7 @@ class Job:
             if not lim.wraps:
                 lim.enter()
             try:
-                self.proc = subprocess.Popen(argv, env=env, stdin=stdin, stdout=out, stderr=err,
+                self.proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
                                              pass_fds=(script_fd,), start_new_session=True, umask=0o022, **ids)
             finally:
                 if not lim.wraps:
@@ -107,10 +90,8 @@ class Job:
             raise LaunchError(f"cannot {step}: {exc.strerror or exc}") from None
         finally:
             os.chdir("/")
-            for fd in {script_fd, out, err, stdin} - {-1, subprocess.DEVNULL}:
+            for fd in {script_fd, out, err} - {-1}:
                 os.close(fd)
-            if self.proc is None:
-                self.open_gate(release=False)
         self.pid = self.proc.pid
         self.start = time.time()
         self.pidfd = os.pidfd_open(self.pid)
@@ -158,7 +139,7 @@ class Job:
                 sig = -returncode
             else:
                 code = returncode
-        if returncode is None or self.launch_failed:
+        if returncode is None:
             reason = "launch_failed"
             code = sig = None
         elif self.ending == "cancelled":

@@ -63,8 +63,12 @@ class NoLimits:
         return []
 
     def signal_all(self, sig: int) -> None:
-        """Every process of the job (its cgroup's, for the cgroup backends), then its process group."""
+        """Every process of the job (its cgroup's, for the cgroup backends), then its process group.
+        Never the caller: the supervisor is in a job's cgroup only around a fork."""
+        me = os.getpid()
         for pid in self.pids():
+            if pid == me:
+                continue
             try:
                 os.kill(pid, sig)
             except ProcessLookupError:
@@ -418,24 +422,34 @@ def _hierarchy(controllers: str) -> str | None:
 class SystemdScope(NoLimits):
     """A transient systemd scope per job, `melon-job-<id>.scope`, with MemoryMax, CPUQuota, TasksMax.
 
-    The supervisor asks systemd for the scope over D-Bus (remote/sdbus.py) around the job's gate
-    process, which then execs setpriv, which becomes the user and execs the job; the pid stays
-    the same throughout. Without a bus connection, systemd-run (as root) creates the scope around
-    its own process instead, and execs setpriv likewise. Once the job is in its scope the
-    supervisor records the scope's cgroup folders, so kills and the OOM check work on the whole
-    scope as with the cgroupfs backends.
+    With a bus connection the supervisor asks systemd (remote/sdbus.py) for the scope around an
+    idle process of its own, the scope's anchor, and once systemd has put the anchor there in
+    every hierarchy that enforces a limit it forks the job inside, stepping into the scope
+    around the fork as the cgroupfs backends do: the job never runs a moment outside its limits,
+    and no gate process or setpriv is exec'd per job. The anchor stays until the job's end is
+    classified, so systemd keeps the scope's folders (and its OOM count) until then. Without a
+    bus, systemd-run (as root) creates the scope around its own process and execs setpriv,
+    which becomes the user and execs the job; an anchor is moved in once the job is seen there.
     """
 
     name = "systemd"
-    wraps = True
 
     def __init__(self, key: str, cpus: int, memory: int, tasks_max: int, scope: str) -> None:
         super().__init__(key, cpus, memory, tasks_max, scope)
         self.cpus, self.memory, self.tasks_max = cpus, memory, tasks_max
         self.unit = f"melon-job-{key}"
+        self.wraps = True  # systemd-run wraps the job's command, unless the scope is made around an anchor
+        self.dirs: dict[str, str] = {}  # the scope's folder per hierarchy (its /proc/<pid>/cgroup name)
         self.procs: str | None = None  # cgroup.procs of the scope
-        self.anchored: list[str] = []  # the hierarchies (their /proc/<pid>/cgroup names) holding the anchor
+        self.anchored: list[str] = []  # the hierarchies holding the anchor in the scope
         self.oom_file: tuple[str, str] | None = None  # (file, key) that counts OOM kills
+        self.anchor = 0
+
+    def around_anchor(self) -> int:
+        """The pid to make the scope around; the job is then launched into the scope."""
+        self.anchor = _anchors().take()
+        self.wraps = False
+        return self.anchor
 
     def properties(self) -> list[tuple[str, tuple[str, object]]]:
         """The scope's properties for StartTransientUnit, as `systemd-run --scope -p` sets them."""
@@ -450,12 +464,6 @@ class SystemdScope(NoLimits):
             props.append(("TasksMax", ("t", self.tasks_max)))
         return props
 
-    def gated(self, argv: list[str], uid: int, gid: int) -> list[str]:
-        """The job behind a gate: a root shell that waits for a line on its stdin (sent once
-        systemd has put it in its scope), then becomes the user and execs the job. Should the
-        supervisor die first, the shell reads end-of-file and runs nothing."""
-        return ["/bin/sh", "-c", 'read -r _ && exec "$@" </dev/null', "melon-gate", *_become(uid, gid), *argv]
-
     def wrap(self, argv: list[str], uid: int, gid: int) -> list[str]:
         cmd = [SYSTEMD_RUN, "--scope", "--quiet", "--collect", f"--unit={self.unit}", "--slice=melon.slice"]
         if self.memory:
@@ -467,8 +475,8 @@ class SystemdScope(NoLimits):
         return [*cmd, "--", *_become(uid, gid), *argv]
 
     def find_scope(self, pid: int) -> bool | None:
-        """Whether the job sits in its scope yet (then its cgroup files are remembered): True,
-        None for not yet, False if it is gone (systemd-run failed; its exit status tells why)."""
+        """Whether `pid` (the anchor, or systemd-run's job) sits in the scope yet; once it does the
+        scope's folders are remembered. True; None for not yet; False if the process is gone."""
         lines = _read(f"/proc/{pid}/cgroup").splitlines()
         if not lines:
             return False
@@ -481,7 +489,10 @@ class SystemdScope(NoLimits):
         if not paths or not self._limited_everywhere(paths, mounted):
             return None
         self._remember(paths)
-        self._anchor(paths)
+        if self.wraps:
+            self._anchor()
+        else:
+            self.anchored = list(self.dirs)
         return True
 
     def _limited_everywhere(self, paths: dict[str, str], mounted: set[str]) -> bool:
@@ -497,33 +508,43 @@ class SystemdScope(NoLimits):
         return (wanted & mounted) <= placed
 
     def _remember(self, paths: dict[str, str]) -> None:
-        if "" in paths and os.path.exists(os.path.join(CGROUP_ROOT, "cgroup.controllers")):  # pure cgroup v2
-            d = CGROUP_ROOT + paths[""]
+        for controllers, path in paths.items():
+            base = _hierarchy(controllers)
+            if base:
+                self.dirs[controllers] = os.path.join(base, path.lstrip("/"))
+        if "" in self.dirs and os.path.exists(os.path.join(CGROUP_ROOT, "cgroup.controllers")):  # pure cgroup v2
+            d = self.dirs[""]
             self.procs, self.oom_file = os.path.join(d, "cgroup.procs"), (os.path.join(d, "memory.events"), "oom_kill")
             return
-        for controllers, path in paths.items():
+        for controllers, d in self.dirs.items():
             names = controllers.split(",")
             if "memory" in names:
-                d = os.path.join(CGROUP_ROOT, controllers, path.lstrip("/"))
                 self.oom_file = (os.path.join(d, "memory.oom_control"), "oom_kill")
                 self.procs = self.procs or os.path.join(d, "cgroup.procs")
             if "name=systemd" in names:
-                self.procs = os.path.join(CGROUP_ROOT, "systemd", path.lstrip("/"), "cgroup.procs")
+                self.procs = os.path.join(d, "cgroup.procs")
 
-    def _anchor(self, paths: dict[str, str]) -> None:
-        """Keep one idle process of ours in the scope, so that systemd does not remove the scope's
-        folders, and with them the OOM count, the moment the job's last process dies."""
+    def _anchor(self) -> None:
+        """Keep one idle process of ours in systemd-run's scope, so that systemd does not remove
+        the scope's folders, and with them the OOM count, the moment the job's last process dies."""
         try:
             self.anchor = _anchors().take()
-            for controllers in sorted(paths, key=_tracked_last):  # as it leaves (_Anchors.give)
-                base = _hierarchy(controllers)
-                if base:
-                    _write(os.path.join(base, paths[controllers].lstrip("/"), "cgroup.procs"), str(self.anchor))
-                    self.anchored.append(controllers)
+            for controllers in sorted(self.dirs, key=_tracked_last):  # as it leaves (_Anchors.give)
+                _write(os.path.join(self.dirs[controllers], "cgroup.procs"), str(self.anchor))
+                self.anchored.append(controllers)
         except OSError:
             pass  # without an anchor the OOM check may come too late; the job itself is unaffected
 
-    anchor = 0
+    def enter(self) -> None:
+        own = _own_cgroups()  # read before the first move: it is where leave() returns to
+        self.home = {c: _home_dir(c, own) for c in self.dirs}
+        for d in self.dirs.values():
+            _write(os.path.join(d, "cgroup.procs"), str(os.getpid()))
+
+    def leave(self) -> None:
+        for controllers in sorted(self.home, key=_tracked_last):
+            root = _hierarchy(controllers) or CGROUP_ROOT
+            _move_self(self.home[controllers] or root, root)
 
     def pids(self) -> list[int]:
         procs = [int(p) for p in _read(self.procs).split()] if self.procs else []
@@ -533,9 +554,20 @@ class SystemdScope(NoLimits):
         return bool(self.oom_file) and _stat_value(_read(self.oom_file[0]), self.oom_file[1]) > 0
 
     def destroy(self) -> None:
-        if self.anchor:  # last one out: systemd then collects the scope
-            _anchors().give(self.anchor, self.anchored)
+        """Last one out: the anchor goes home and systemd collects the scope. An anchor systemd
+        was asked to place but was never seen placed may sit in part of the scope: it is killed."""
+        if self.anchor:
+            if self.anchored:
+                _anchors().give(self.anchor, self.anchored)
+            else:
+                _anchors().discard(self.anchor)
             self.anchor = 0
+
+
+def _home_dir(controllers: str, own: dict[str, str]) -> str | None:
+    """The supervisor's own cgroup folder in a hierarchy (a /proc/<pid>/cgroup name)."""
+    base, home = _hierarchy(controllers), own.get(controllers.split(",")[0])
+    return None if base is None or home is None else os.path.join(base, home.lstrip("/"))
 
 
 def _tracked_last(controllers: str) -> bool:
@@ -570,19 +602,18 @@ class _Anchors:
             # Out of the controllers' hierarchies first, systemd's own last: systemd sees the
             # scope empty only then, and removes its folders, all empty by that time.
             for controllers in sorted(hierarchies, key=_tracked_last):
-                base = _hierarchy(controllers)
-                home = own.get(controllers.split(",")[0])
-                if base is None or home is None:
+                home = _home_dir(controllers, own)
+                if home is None:
                     raise OSError(f"no home for the anchor in {controllers!r}")
-                _write(os.path.join(base, home.lstrip("/"), "cgroup.procs"), str(anchor))
+                _write(os.path.join(home, "cgroup.procs"), str(anchor))
         except OSError:
-            self._kill(anchor)
+            self.discard(anchor)
             return
         self.free.append(anchor)
 
     def release(self) -> None:
         for anchor in self.free:
-            self._kill(anchor)
+            self.discard(anchor)
         self.free.clear()
         for anchor in self.dead:
             try:
@@ -591,7 +622,8 @@ class _Anchors:
                 pass
         self.dead.clear()
 
-    def _kill(self, anchor: int) -> None:
+    def discard(self, anchor: int) -> None:
+        """Killed, never reused: it could not be moved home, or its whereabouts are unknown."""
         try:
             os.kill(anchor, signal.SIGKILL)
         except ProcessLookupError:

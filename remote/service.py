@@ -24,10 +24,14 @@ from collections.abc import Callable
 
 from remote import limits, spool, wire
 from remote.job import lookup_user
-from remote.supervisor import MAX_REQUEST, reap_children
+from remote.supervisor import LOCATE_TIMEOUT, MAX_REQUEST, reap_children
 
 SCAN_INTERVAL = 2.0
 START_TIMEOUT = 60.0
+# How long a run claimed by no start of ours may still be started by an earlier helper's
+# supervisor (which waits up to LOCATE_TIMEOUT for systemd to place a scope) before it is lost.
+CLAIM_GRACE = LOCATE_TIMEOUT + 5.0
+CLAIM_POLL = 0.2
 
 
 class RequestError(Exception):
@@ -128,7 +132,12 @@ class Helper:
         key = spool.run_key(job["id"], job.get("run", 0))
         d = spool.JobDir(self.spool, key)
         if not d.claim():
-            return {"already": True, **self._status(d)}
+            status = self._status(d)
+            if status["state"] == "claimed" and key not in self.starting:
+                status = await self._settle(d)
+            if status["state"] == "running":
+                self.watching.add(key)  # its end is ours to report
+            return {"already": True, **status}
         if lookup_user(job["user"]) is None:
             d.remove()
             raise RequestError("no_such_user", f"user {job['user']!r} does not exist on node {self.info['hostname']}")
@@ -151,6 +160,22 @@ class Helper:
         if "error" in report:
             self.check(key)
         return {"already": False, **report}
+
+    async def _settle(self, d: spool.JobDir) -> dict:
+        """A run claimed, but not by a start of ours: an earlier supervisor may still start it, or
+        it was killed between the claim and the start. Past the grace the claim is abandoned: its
+        cancel flag keeps a late supervisor from starting it, and the run is lost."""
+        deadline = time.monotonic() + CLAIM_GRACE
+        while time.monotonic() < deadline:
+            await asyncio.sleep(CLAIM_POLL)
+            status = self._status(d)
+            if status["state"] != "claimed":
+                return status
+        d.write_bytes("cancel", b"1")
+        status = self._status(d)  # started in the meantime: then it is killed as cancelled
+        if status["state"] != "claimed":
+            return status
+        return {"state": "lost", "error": f"job {d.key}: the node's supervisor died before starting it"}
 
     def supervisor_readable(self) -> None:
         """Every report waiting: a start, {"key", "pid", "start"} or {"key", "error"}, or an end,

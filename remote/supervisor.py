@@ -131,13 +131,16 @@ class Supervisor:
                         key.data(key.fileobj)
                     except Exception:  # noqa: BLE001 - logged; the other jobs are still watched
                         self._log(traceback.format_exc())
-                if self.rescan:
-                    self.rescan = False
-                    for job in list(self.jobs.values()):
-                        self._guard(job, self._step)
-                if self.locating:
-                    self._locate()
-                self._run_timers()
+                try:
+                    if self.rescan:
+                        self.rescan = False
+                        for job in list(self.jobs.values()):
+                            self._guard(job, self._step)
+                    if self.locating:
+                        self._locate()
+                    self._run_timers()
+                except Exception:  # noqa: BLE001 - logged; a bug must not leave every job unwatched
+                    self._log(traceback.format_exc())
         finally:
             self.syncer.close()
             if self.bus is not None:
@@ -213,32 +216,49 @@ class Supervisor:
         except Exception as exc:  # noqa: BLE001 - a bad spec fails its job, not the node
             self._fail_unstarted(jobdir, req["notify"], key, f"bad job spec: {exc}")
             return
-        gate = job.limits.wraps and self._bus() is not None
+        self.jobs[key] = job
+        if isinstance(job.limits, limits.SystemdScope) and self._bus() is not None:
+            self._ask_for_scope(job, job.limits)
+        else:
+            self._launch(job)
+
+    def _ask_for_scope(self, job: Job, scope: limits.SystemdScope) -> None:
+        """The scope first, around an anchor of ours; the job is launched into it once systemd
+        has put the anchor there (_locate)."""
+        try:
+            anchor = scope.around_anchor()
+        except OSError as exc:
+            self._fail(job, f"cannot set up the job's limits: {exc}")
+            return
+        try:
+            self.calls[self.bus.start_scope(f"{scope.unit}.scope", [anchor], scope.properties())] = job
+        except (BusError, OSError) as exc:
+            self._refuse(job, str(exc))
+            self._bus_lost(str(exc))
+
+    def _launch(self, job: Job) -> None:
+        """Set up the job's limits and start its process; a failure ends this job alone."""
+        if job.dir.exists("cancel"):  # cancelled while its scope was made, or its claim was abandoned
+            self._fail(job, "cancelled before it started", reason="cancelled")
+            return
         try:
             job.limits.create()
-            job.launch(gate)
+            job.launch()
         except LaunchError as exc:
-            self._fail_unstarted(jobdir, req["notify"], key, str(exc), job)
+            self._fail(job, str(exc))
             return
         except OSError as exc:
-            self._fail_unstarted(jobdir, req["notify"], key, f"cannot set up the job's limits: {exc}", job)
+            self._fail(job, f"cannot set up the job's limits: {exc}")
             return
         except Exception as exc:  # noqa: BLE001 - a bug met by one job must not end the node's supervisor
-            self._log(f"job {key}: {traceback.format_exc()}")
+            self._log(f"job {job.key}: {traceback.format_exc()}")
             if job.proc is not None:
                 quietly(os.killpg, job.proc.pid, signal.SIGKILL)
                 quietly(job.proc.wait)
-            self._fail_unstarted(jobdir, req["notify"], key, f"the node's job supervisor failed: {exc!r}", job)
+            self._fail(job, f"the node's job supervisor failed: {exc!r}")
             return
-        self.jobs[key] = job
         self._watch(job)
-        if gate:
-            try:
-                self.calls[self.bus.start_scope(f"{job.limits.unit}.scope", [job.pid], job.limits.properties())] = job
-            except (BusError, OSError) as exc:
-                self._refuse(job, str(exc))
-                self._bus_lost(str(exc))
-        elif job.limits.wraps:
+        if job.limits.wraps:  # systemd-run makes the scope around the job: it starts once seen there
             job.locate_until = time.monotonic() + LOCATE_TIMEOUT
             self.locating.add(job)
         else:
@@ -266,16 +286,18 @@ class Supervisor:
         self.calls.clear()
 
     def _refuse(self, job: Job, why: str) -> None:
-        """systemd made no scope for a gated job: it never runs (its gate closes) and fails."""
-        job.launch_failed = True
-        job.error = f"systemd did not create the job's scope {job.limits.unit}.scope: {why}"
-        job.open_gate(release=False)
-        job.reported = True
-        self._report(job.key, {"error": job.error})
+        """systemd made no scope for the job: it never runs, and fails."""
+        self._fail(job, f"systemd did not create the job's scope {job.limits.unit}.scope: {why}")
 
-    def _fail_unstarted(self, jobdir: JobDir, notify: str, key: str, error: str, job: Job | None = None) -> None:
+    def _fail(self, job: Job, error: str, reason: str = "launch_failed") -> None:
+        """A job that never ran: its end is recorded and it is forgotten."""
+        self._forget(job)
+        self._fail_unstarted(job.dir, job.notify, job.key, error, job, reason)
+
+    def _fail_unstarted(self, jobdir: JobDir, notify: str, key: str, error: str, job: Job | None = None,
+                        reason: str = "launch_failed") -> None:
         now = time.time()
-        record_result(jobdir, {"exit_code": None, "signal": None, "reason": "launch_failed", "error": error,
+        record_result(jobdir, {"exit_code": None, "signal": None, "reason": reason, "error": error,
                                "start": now, "end": now, "term_sent": None,
                                "backend": job.limits.name if job else "none"}, self.syncer, self._tell, notify)
         if job is not None:
@@ -284,17 +306,18 @@ class Supervisor:
 
     def _locate(self) -> None:
         for job in list(self.locating):
-            found = job.limits.find_scope(job.pid)
+            wrapped = job.limits.wraps
+            found = job.limits.find_scope(job.pid if wrapped else job.limits.anchor)
             if found is None and time.monotonic() < job.locate_until:
                 continue
             self.locating.discard(job)
-            if job.gate >= 0:
-                if not found:  # gone (its pidfd tells), or never put in the scope: never run it
-                    self._refuse(job, "the job's process was not moved into its scope in time")
-                    continue
-                job.open_gate()
-            job.start = time.time()  # in its scope now: this is when it really starts
-            self._guard(job, self._started)
+            if wrapped:  # systemd-run's process: it ran (or failed) on its own, its pidfd tells
+                job.start = time.time()  # in its scope now: this is when it really starts
+                self._guard(job, self._started)
+            elif found:
+                self._launch(job)
+            else:
+                self._refuse(job, "systemd did not put the scope's anchor in it in time")
 
     def _started(self, job: Job) -> None:
         job.reported = True
@@ -304,6 +327,8 @@ class Supervisor:
         self._step(job)  # a cancel or a short limit written before started.json existed
 
     def _step(self, job: Job) -> None:
+        if job.proc is None:
+            return  # waiting for its scope: its deadline starts, and its flags are read, once it runs
         delay = job.cleanup() if job.ended else job.step(time.time())
         if job.ended and delay is None:
             self._forget(job)

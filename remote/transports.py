@@ -121,7 +121,14 @@ class SshTransport:
 
     async def open(self, spool: str, limits: str = "auto") -> SshChannel:
         import shlex
+        conn = await self.connect()
+        # Only our own constant first stage and the inventory's spool and limits reach the remote shell.
+        command = shlex.join([self.python, "-c", FIRST_STAGE, spool, limits])
+        proc = await conn.create_process(command, encoding=None)
+        return SshChannel(conn, proc)
 
+    async def connect(self):
+        """The SSH connection alone (an asyncssh SSHClientConnection)."""
         import asyncssh
         options = {
             "port": self.port, "known_hosts": self.known_hosts or (),
@@ -141,10 +148,7 @@ class SshTransport:
             raise ConnectionError(
                 f"host key of {self.host}:{self.port} is unknown or changed ({exc}); check its fingerprint, then "
                 f"trust it with: ssh-keyscan -p {self.port} {self.host} >> {where}") from None
-        # Only our own constant first stage and the inventory's spool and limits reach the remote shell.
-        command = shlex.join([self.python, "-c", FIRST_STAGE, spool, limits])
-        proc = await conn.create_process(command, encoding=None)
-        return SshChannel(conn, proc)
+        return conn
 
     def describe(self) -> str:
         return f"ssh {self.user + '@' if self.user else ''}{self.host}:{self.port}"

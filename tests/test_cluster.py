@@ -249,6 +249,33 @@ def test_a_scopes_anchor_serves_the_next_job_and_every_scope_folder_goes(melon_o
              what="systemd to remove every scope's folders in every hierarchy")
 
 
+def test_a_job_whose_scope_systemd_refuses_never_runs(melon_on_cluster: Melon, cluster: Cluster) -> None:
+    """The scope comes first and the job is forked into it: when systemd will not make the scope
+    (here its name is taken), nothing of the job runs and it fails with systemd's reason."""
+    m = melon_on_cluster
+    node = next(n for n in json.loads(m.run("minfo", "--json").stdout) if n["name"] == "node1")
+    if node["backend"] != "systemd":
+        pytest.skip(f"node1 uses {node['backend']}: {node['backend_reason']}")
+    marker = m.work / "refused-ran"
+    jid = m.submit("-H", "-w", "node1", "-t", "0:30", "--wrap", f"touch {marker}", user="alice")
+    squatter = cluster.node_exec("node1", "systemd-run", f"--unit=melon-job-{jid}", "--scope", "--quiet",
+                                 "setsid", "-f", "sleep", "60")
+    assert squatter.returncode == 0, squatter.stderr
+    try:
+        m.run("mrelease", str(jid))
+        job = m.wait_state(jid, {"F"})
+        assert "systemd did not create the job's scope" in (job["detail"] or ""), job["detail"]
+        assert not marker.exists(), "the job ran although its scope was refused"
+        # The scope's would-be anchor was not left anywhere, and the node takes the next job.
+        strays = cluster.node_exec("node1", "sh", "-c", "pgrep -x sleep | while read p; do grep -q infinity "
+                                   "/proc/$p/cmdline && grep -l 'melon-job' /proc/$p/cgroup; done; true").stdout
+        assert strays == "", strays
+        nxt = m.submit("-w", "node1", "-t", "0:30", "--wrap", f"touch {marker}.next", user="alice")
+        assert m.wait_state(nxt, {"CD"}) and (m.work / "refused-ran.next").exists()
+    finally:
+        cluster.node_exec("node1", "systemctl", "stop", f"melon-job-{jid}.scope")
+
+
 def test_inventory_chooses_the_limits_backend(cluster: Cluster, short_tmp) -> None:
     inventory = (cluster.inventory.read_text()
                  .replace('[nodes.node2]\n', '[nodes.node2]\nlimits = "none"\n', 1)

@@ -48,6 +48,22 @@ def test_kill_9_during_a_run_loses_nothing_and_runs_nothing_twice(melon: Melon) 
     assert (markers / f"{extended}.end").exists()
 
 
+def test_a_run_whose_supervisor_died_before_starting_it_does_not_stay_running(melon: Melon) -> None:
+    """A run's claim with no start behind it (its supervisor killed between the two) ends the job
+    NODE_FAIL once the grace for a late start is over; a --requeue job runs again instead."""
+    marker = melon.work / "ran"
+    plain = melon.submit("-H", "-t", "1:00", "--wrap", f"echo plain >> {marker}")
+    again = melon.submit("-H", "-t", "1:00", "--requeue", "--wrap", f"echo requeued $MELON_RESTART_COUNT >> {marker}")
+    for jid in (plain, again):
+        (melon.state / "spool" / "jobs" / str(jid)).mkdir(mode=0o700, parents=True)
+    melon.run("mrelease", str(plain), str(again))
+    job = melon.wait_state(plain, {"NF"}, timeout=40)
+    assert "supervisor" in job["detail"], job["detail"]
+    job = melon.wait_state(again, {"CD"}, timeout=40)
+    assert job["restarts"] == 1 and [e["kind"] for e in job["events"]].count("requeued") == 1
+    assert marker.read_text().split("\n") == ["requeued 1", ""]
+
+
 def test_sigterm_leaves_jobs_running_and_restart_adopts_them(melon: Melon) -> None:
     pidfile = melon.work / "pid"
     jid = melon.submit("-t", "1:00", "--wrap", f"echo $$ > {pidfile}; sleep 3; exit 3")

@@ -14,7 +14,7 @@ import time
 import psutil
 import pytest
 
-from remote import limits
+from remote import limits, service
 from remote.bootstrap import FIRST_STAGE, READY, payload
 from remote.service import spool_scope
 from remote.wire import Decoder, encode
@@ -71,19 +71,19 @@ class HelperProc:
                 pytest.fail(f"the helper closed stdout while waiting for {what}; {self.stderr()}")
             self.inbox += self.decoder.feed(chunk)
 
-    def request(self, op: str, **fields) -> dict:
+    def request(self, op: str, *, wait: float = TIMEOUT, **fields) -> dict:
         """Send one request; return its whole reply (events that arrive meanwhile are kept)."""
         rid = next(self.ids)
         self.proc.stdin.write(encode({"id": rid, "op": op, **fields}))
-        reply = self._take(lambda m: "event" not in m and m.get("id") == rid, f"reply to {op} #{rid}")
+        reply = self._take(lambda m: "event" not in m and m.get("id") == rid, f"reply to {op} #{rid}", wait)
         result = reply.get("result") or {}
         for item in [result, result.get("started") or {}, *(j.get("started") or {} for j in result.get("jobs", []))]:
             if isinstance(item, dict) and item.get("pid"):
                 self.job_pids.add(item["pid"])
         return reply
 
-    def ok(self, op: str, **fields) -> dict:
-        reply = self.request(op, **fields)
+    def ok(self, op: str, *, wait: float = TIMEOUT, **fields) -> dict:
+        reply = self.request(op, wait=wait, **fields)
         assert reply["ok"] is True, f"{op} failed: {reply}"
         return reply["result"]
 
@@ -327,6 +327,22 @@ def test_second_start_of_the_same_id_runs_nothing(helper, tmp_path):
     assert marker.read_text() == "ran\n"
 
 
+def test_a_run_claimed_by_a_supervisor_that_died_is_lost_not_stuck(helper, tmp_path, spool):
+    """A claim (the run's folder) with no start behind it, as a supervisor killed between the two
+    leaves: a start of that run waits out the grace an earlier supervisor has to start it, then
+    bars it (its cancel flag) and reports it lost, so melond ends or requeues it."""
+    marker = tmp_path / "marker"
+    os.makedirs(os.path.join(spool, "jobs", "7"), mode=0o700)
+    began = time.monotonic()
+    spec = job(7, tmp_path, f"#!/bin/sh\necho ran > {marker}\n")
+    reply = helper.ok("start", wait=service.CLAIM_GRACE + TIMEOUT, job=spec)
+    assert reply["already"] is True and reply["state"] == "lost", reply
+    assert time.monotonic() - began >= service.CLAIM_GRACE - 0.5
+    assert os.path.exists(os.path.join(spool, "jobs", "7", "cancel"))
+    helper.ok("ping")
+    assert not marker.exists() and helper.exited_events() == []
+
+
 def test_set_limit_shortens_a_running_job_to_a_timeout(helper, tmp_path):
     started = helper.ok("start", job=job(1, tmp_path, "#!/bin/sh\nsleep 30\n", limit=60, kill_wait=0.3))
     monitor_listening(helper, 1)
@@ -453,14 +469,15 @@ def test_job_survives_the_helper_and_the_next_helper_reports_it(boot, tmp_path):
 
 
 def test_a_prompt_kill_never_kills_the_supervisor(helper, tmp_path, spool):
-    """Kills that race a job's start (queued until started.json appears): each job must end cancelled."""
+    """Kills that race a job's start (a kill that lands before the launch keeps the job from
+    running at all): each job must end cancelled, and the supervisor live on."""
     for jid in range(1, 101):
         helper.proc.stdin.write(encode({"id": 10_000 + jid, "op": "start",
                                         "job": job(jid, tmp_path, "#!/bin/sh\nsleep 30\n", kill_wait=0.2)}))
         kill = encode({"id": 20_000 + jid, "op": "kill", "job_id": jid})
-        started = pathlib.Path(spool, "jobs", str(jid), "started.json")
+        run = pathlib.Path(spool, "jobs", str(jid))
         give_up = time.monotonic() + TIMEOUT
-        while not started.exists():
+        while not (run / "started.json").exists() and not (run / "result.json").exists():
             assert time.monotonic() < give_up, f"job {jid} never started"
             helper.proc.stdin.write(kill)
             time.sleep(0.0005)
