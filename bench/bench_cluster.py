@@ -4,6 +4,7 @@ Brings up its own 3-node cluster (tests/docker-sshd/cluster) and always tears it
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import statistics
@@ -21,6 +22,8 @@ DIR = Path("/tmp/mcbench")
 INVENTORY = Path("/tmp/mcbench.toml")
 JOBS = 1000
 RUNS = 3  # single runs swing by a third on this shared VM
+# The machine the issue's targets were set on: one SSH exec round trip, one systemd-run scope launch (ms).
+REFERENCE_SSH_MS, REFERENCE_SCOPE_MS = 2.4, 12.0
 
 
 def latency(client, work) -> list:
@@ -43,6 +46,37 @@ def throughput(client, state, work) -> str:
     return f"{JOBS / elapsed:.0f}"
 
 
+def machine_speed() -> tuple[float, float]:
+    """This VM against the machine the targets were set on, measured as the issue measured it: the
+    VM's speed swings by half within minutes, so every run says where it stood."""
+    from melond import config
+    from melond.daemon import transport_for
+    transport, _ = transport_for(config.load(str(INVENTORY)).nodes["node1"], str(DIR))
+
+    async def timed(conn, command: str) -> float:
+        start = time.perf_counter()
+        await conn.run(command, check=True)
+        return (time.perf_counter() - start) * 1000
+
+    async def measure() -> tuple[float, float]:
+        conn = await transport.connect()
+        try:
+            ssh = statistics.median([await timed(conn, "true") for _ in range(40)])
+            scope = statistics.median([await timed(conn, "systemd-run --scope --quiet true") for _ in range(20)])
+        finally:
+            conn.close()
+        return ssh, scope - ssh
+
+    return asyncio.run(measure())
+
+
+def speed_rows(before: tuple[float, float], after: tuple[float, float]) -> list[list[str]]:
+    names = ["one SSH exec round trip (`true` on a connected node)",
+             "a systemd-run scope launch (`systemd-run --scope true`, less the round trip)"]
+    return [[name, f"{b:.1f}", f"{a:.1f}", f"{ref:g}", f"{b / ref:.2f} / {a / ref:.2f}"]
+            for name, b, a, ref in zip(names, before, after, (REFERENCE_SSH_MS, REFERENCE_SCOPE_MS))]
+
+
 def rss_mib(proc) -> float:
     return psutil.Process(proc.pid).memory_info().rss / 2**20
 
@@ -59,6 +93,7 @@ def main() -> None:
     subprocess.run([str(CLUSTER), "up", "3", "--inventory", str(INVENTORY), "--dir", str(DIR)], check=True)
     try:
         work = DIR / "shared"
+        speed = machine_speed()
         rows, memory = [], []
         for wanted in ("systemd", "cgroup-v1"):
             inventory = DIR / f"inv-{wanted}.toml"
@@ -73,6 +108,9 @@ def main() -> None:
             with melond("--inventory", str(inventory_with(n))) as (_, _, _, proc):
                 time.sleep(1)
                 memory.append(rss_mib(proc))
+        table("This machine against the issue's (a ratio above 1: slower than it)",
+              ["what", "before the runs, median ms", "after, ms", "issue's machine, ms", "ratio"],
+              speed_rows(speed, machine_speed()))
         table("Docker sshd cluster (3 nodes, 2 CPUs each, on this 2-core machine)",
               ["setup", "submit-to-start p50 ms", "p90 ms", f"1,000 true jobs, {RUNS} runs: jobs/s"], rows)
         table("melond memory", ["nodes connected", "RSS MiB"], [[1, f"{memory[0]:.1f}"], [3, f"{memory[1]:.1f}"],
