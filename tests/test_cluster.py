@@ -192,27 +192,65 @@ def test_node_reached_as_a_non_root_account(cluster: Cluster, short_tmp) -> None
         m.cleanup()
 
 
-def test_jobs_run_in_named_systemd_scopes_with_their_limits(melon_on_cluster: Melon, cluster: Cluster) -> None:
-    m = melon_on_cluster
+def _skip_unless_systemd(m: Melon) -> None:
     node = next(n for n in json.loads(m.run("minfo", "--json").stdout) if n["name"] == "node1")
     if node["backend"] != "systemd":
         pytest.skip(f"node1 uses {node['backend']}: {node['backend_reason']}")
+
+
+def _scoped_job_as_alice(m: Melon, cluster: Cluster) -> tuple[int, dict[str, str]]:
+    """A running job of alice's in its scope on node1, as `sleep 20` owned by alice (checked), and
+    the scope's properties. The caller ends it with _cancel_scoped."""
     jid = m.submit("-w", "node1", "-c", "1", "--mem", "100M", "-t", "0:30", "--wrap", "sleep 20", user="alice")
     m.wait_state(jid, {"R"})
+
+    def owners() -> list[str] | None:
+        found = cluster.node_exec("node1", "sh", "-c", "for p in $(pgrep -f '^sleep 20$'); do grep -q "
+                                  f"melon-job-{jid}.scope /proc/$p/cgroup && stat -c %U /proc/$p; done").stdout
+        return found.split() or None
+    assert wait_for(owners, timeout=10, what=f"job {jid}'s sleep in its scope") == ["alice"]
     show = cluster.node_exec("node1", "systemctl", "show", f"melon-job-{jid}.scope", "-p", "ActiveState",
                              "-p", "MemoryMax", "-p", "CPUQuotaPerSecUSec", "-p", "TasksMax", "-p", "Description")
     props = dict(line.split("=", 1) for line in show.stdout.splitlines())
     assert props["ActiveState"] == "active"
-    assert props["Description"] == f"melon job {jid}", "the scope was not made by the supervisor's D-Bus call"
     assert props["MemoryMax"] == str(100 * 1024 * 1024) and props["CPUQuotaPerSecUSec"] == "1s"
     assert props["TasksMax"] == "8192"
-    owners = cluster.node_exec("node1", "sh", "-c", "for p in $(pgrep -f '^sleep 20$'); do "
-                               f"grep -q melon-job-{jid}.scope /proc/$p/cgroup && stat -c %U /proc/$p; done").stdout
-    assert owners.split() == ["alice"], owners
+    return jid, props
+
+
+def _cancel_scoped(m: Melon, cluster: Cluster, jid: int) -> None:
     m.run("mcancel", str(jid))
     m.wait_state(jid, {"CA"})
     gone = cluster.node_exec("node1", "systemctl", "is-active", f"melon-job-{jid}.scope")
     assert gone.stdout.strip() in ("inactive", "unknown") or gone.returncode != 0
+
+
+def test_jobs_run_in_named_systemd_scopes_with_their_limits(melon_on_cluster: Melon, cluster: Cluster) -> None:
+    m = melon_on_cluster
+    _skip_unless_systemd(m)
+    jid, props = _scoped_job_as_alice(m, cluster)
+    assert props["Description"] == f"melon job {jid}", "the scope was not made by the supervisor's D-Bus call"
+    _cancel_scoped(m, cluster, jid)
+
+
+def test_without_systemds_private_socket_systemd_run_makes_the_scopes(melon_on_cluster: Melon,
+                                                                      cluster: Cluster) -> None:
+    """The fallback: a supervisor that cannot reach /run/systemd/private says so in its log and has
+    systemd-run (over the system bus) make each scope, setpriv becoming the user inside it."""
+    m = melon_on_cluster
+    _skip_unless_systemd(m)
+    log = "/var/lib/melon/spool/supervisor.log"
+    before = cluster.node_exec("node1", "sh", "-c", f"cat {log} 2>/dev/null | wc -l").stdout.strip()
+    blocked = cluster.node_exec("node1", "mount", "--bind", "/dev/null", "/run/systemd/private")
+    assert blocked.returncode == 0, blocked.stderr
+    try:  # this melond's supervisor on node1 opens its bus with its first systemd job: this one
+        jid, props = _scoped_job_as_alice(m, cluster)
+        assert props["Description"] != f"melon job {jid}", "the scope came from the D-Bus call, not systemd-run"
+        news = cluster.node_exec("node1", "sh", "-c", f"tail -n +{int(before) + 1} {log}").stdout
+        assert "scopes are made with systemd-run" in news, news
+        _cancel_scoped(m, cluster, jid)
+    finally:
+        cluster.node_exec("node1", "umount", "/run/systemd/private")
 
 
 def test_a_scopes_anchor_serves_the_next_job_and_every_scope_folder_goes(melon_on_cluster: Melon,
@@ -220,9 +258,7 @@ def test_a_scopes_anchor_serves_the_next_job_and_every_scope_folder_goes(melon_o
     """The idle process that holds a scope open until its job's end is classified is moved out and
     reused by the next job; systemd then removes each emptied scope's folders in every hierarchy."""
     m = melon_on_cluster
-    node = next(n for n in json.loads(m.run("minfo", "--json").stdout) if n["name"] == "node1")
-    if node["backend"] != "systemd":
-        pytest.skip(f"node1 uses {node['backend']}: {node['backend_reason']}")
+    _skip_unless_systemd(m)
 
     def anchor_of(jid: int) -> str:
         def one() -> str | None:
@@ -253,9 +289,7 @@ def test_a_job_whose_scope_systemd_refuses_never_runs(melon_on_cluster: Melon, c
     """The scope comes first and the job is forked into it: when systemd will not make the scope
     (here its name is taken), nothing of the job runs and it fails with systemd's reason."""
     m = melon_on_cluster
-    node = next(n for n in json.loads(m.run("minfo", "--json").stdout) if n["name"] == "node1")
-    if node["backend"] != "systemd":
-        pytest.skip(f"node1 uses {node['backend']}: {node['backend_reason']}")
+    _skip_unless_systemd(m)
     marker = m.work / "refused-ran"
     jid = m.submit("-H", "-w", "node1", "-t", "0:30", "--wrap", f"touch {marker}", user="alice")
     squatter = cluster.node_exec("node1", "systemd-run", f"--unit=melon-job-{jid}", "--scope", "--quiet",
