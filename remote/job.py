@@ -76,15 +76,16 @@ class Job:
                 if spec.get("error"):
                     step = f"open error file {spec['error']}"
                     err = os.open(spec["error"], flags, 0o644)
-            step = f"execute {argv[0]}"
             ids = {"user": uid, "group": gid, "extra_groups": groups} if switch and not lim.wraps else {}
-            if not lim.wraps:
-                lim.enter()
             try:
+                if not lim.wraps:
+                    step = "enter the job's cgroup"
+                    lim.enter()
+                step = f"execute {argv[0]}"
                 self.proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
                                              pass_fds=(script_fd,), start_new_session=True, umask=0o022, **ids)
             finally:
-                if not lim.wraps:
+                if not lim.wraps:  # also after a move that failed half way
                     lim.leave()
         except OSError as exc:
             raise LaunchError(f"cannot {step}: {exc.strerror or exc}") from None
