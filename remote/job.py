@@ -233,6 +233,16 @@ USER_CACHE_SECONDS = 5.0  # how long a user lookup is reused (NSS files are re-r
 _users: dict[str, tuple[float, tuple[int, int, list[int], str]]] = {}
 
 
+def start_ticks(pid: int) -> int | None:
+    """When a process started, in clock ticks since boot (/proc/PID/stat, field 22): with its pid,
+    this names one process for good, where a pid alone may have been reused."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return int(f.read().rsplit(b")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def lookup_user(name: str) -> tuple[int, int, list[int], str] | None:
     """(uid, gid, groups, home) of a user, or None; reused for a few seconds, since reading
     /etc/passwd and /etc/group per job is a real share of a short job's cost on the node."""

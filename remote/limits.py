@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import time
 from typing import TypeVar
 
 CGROUP_ROOT = "/sys/fs/cgroup"
@@ -650,7 +652,38 @@ def _become(uid: int, gid: int) -> list[str]:
 SYSTEMD_RUN = next((p for p in ("/usr/bin/systemd-run", "/bin/systemd-run") if os.path.exists(p)), "systemd-run")
 SLEEP = next((p for p in ("/usr/bin/sleep", "/bin/sleep") if os.path.exists(p)), "sleep")
 SETPRIV = next((p for p in ("/usr/bin/setpriv", "/bin/setpriv") if os.path.exists(p)), "setpriv")
+SYSTEMCTL = next((p for p in ("/usr/bin/systemctl", "/bin/systemctl") if os.path.exists(p)), "systemctl")
 BACKENDS = {cls.name: cls for cls in (SystemdScope, CgroupV2, CgroupV1, NoLimits)}
+
+
+def fence(backend: str, scope: str, key: str) -> None:
+    """Kill what is left of a run whose supervisor died, found by its cgroup's name (the job's own
+    memory cgroup on v1, its cgroup on v2, its scope with systemd), and remove that cgroup."""
+    if backend == "systemd":
+        try:
+            subprocess.run([SYSTEMCTL, "kill", "--signal=SIGKILL", f"melon-job-{key}.scope"],
+                           capture_output=True, timeout=10)  # its anchor too: systemd then collects it
+        except (OSError, subprocess.SubprocessError):
+            pass
+        return
+    rel = os.path.join("melon", scope, f"job-{key}")
+    if backend not in ("cgroup-v1", "cgroup-v2"):
+        return
+    d = os.path.join(CGROUP_ROOT, "memory", rel) if backend == "cgroup-v1" else os.path.join(CGROUP_ROOT, rel)
+    for _ in range(50):  # a fork racing the kill joins the cgroup: go round until it is empty
+        pids = [int(p) for p in _read(os.path.join(d, "cgroup.procs")).split()]
+        if not pids:
+            break
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.01)
+    try:
+        os.rmdir(d)
+    except OSError:
+        pass
 
 
 def _can_make_dir(parent: str) -> bool:

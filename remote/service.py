@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 
 from remote import limits, spool, wire
-from remote.job import lookup_user
+from remote.job import lookup_user, start_ticks
 from remote.supervisor import LOCATE_TIMEOUT, MAX_REQUEST, reap_children
 
 SCAN_INTERVAL = 2.0
@@ -266,16 +266,39 @@ class Helper:
         started = d.read_json("started.json")
         if started is None:
             return {"state": "claimed"}
-        if started.get("boot_id", self.info["boot_id"]) != self.info["boot_id"] or not _alive(started["monitor"]):
-            return {"state": "lost", "started": started}
+        if started.get("boot_id", self.info["boot_id"]) != self.info["boot_id"]:
+            return {"state": "lost", "started": started}  # the node rebooted: nothing of it is left
+        if not _alive(started["monitor"]):
+            return {"state": "ended", "result": self._fence(d, started)}
         return {"state": "running", "started": started}
 
+    def _fence(self, d: spool.JobDir, started: dict) -> dict:
+        """A run whose supervisor died: nobody watches it, and its exit status is lost with its
+        parent. What is left of it is killed (so that it never runs beside its requeued next run,
+        nor holds CPUs melond gives to others) and its end is recorded as lost, once."""
+        pid = started.get("pid")
+        if pid and started.get("ticks") is not None and start_ticks(pid) == started["ticks"]:
+            try:
+                os.killpg(pid, signal.SIGKILL)  # its own session: its pid is its process group
+            except OSError:
+                pass
+        limits.fence(started.get("backend", "none"), self.scope, d.key)
+        try:  # the dead supervisor's idle scope anchors: its process group (its jobs have sessions of their own)
+            os.killpg(started["monitor"], signal.SIGKILL)
+        except OSError:
+            pass
+        result = {"exit_code": None, "signal": None, "reason": "lost", "start": started.get("start"),
+                  "end": time.time(), "term_sent": None, "backend": started.get("backend"),
+                  "error": "the node's job supervisor died while the job ran; what was left of it was killed"}
+        d.write_json("result.json", result)
+        return result
+
     def check(self, key: str) -> None:
-        """Report the run's end if its result is there."""
+        """Report the run's end if it has one: its result, or its supervisor's death (_fence)."""
         if key in self.watching:
-            result = spool.JobDir(self.spool, key).read_json("result.json")
-            if result is not None:
-                self.ended(key, result)
+            status = self._status(spool.JobDir(self.spool, key))
+            if status["state"] == "ended":
+                self.ended(key, status["result"])
 
     def ended(self, key: str, result: dict) -> None:
         """Tell melond, once, how the run ended."""
@@ -285,7 +308,8 @@ class Helper:
             self.send({"event": "exited", "job_id": jid, "run": run, "result": result})
 
     async def scan_forever(self) -> None:
-        """Belt and braces for a lost wake-up datagram."""
+        """Belt and braces for a lost wake-up datagram; and how the death of an earlier helper's
+        supervisor, whose runs we watch, comes to light."""
         while True:
             await asyncio.sleep(SCAN_INTERVAL)
             for key in list(self.watching):

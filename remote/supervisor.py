@@ -34,7 +34,7 @@ import traceback
 from collections.abc import Callable
 
 from remote import limits
-from remote.job import Job, LaunchError, ResultSyncer, quietly, record_result
+from remote.job import Job, LaunchError, ResultSyncer, quietly, record_result, start_ticks
 from remote.sdbus import BusError, SystemdBus
 from remote.spool import JobDir
 
@@ -321,8 +321,9 @@ class Supervisor:
 
     def _started(self, job: Job) -> None:
         job.reported = True
-        job.dir.write_json("started.json", {"pid": job.pid, "monitor": os.getpid(), "start": job.start,
-                                            "backend": job.limits.name, "boot_id": job.spec.get("boot_id")})
+        job.dir.write_json("started.json", {"pid": job.pid, "ticks": start_ticks(job.pid), "monitor": os.getpid(),
+                                            "start": job.start, "backend": job.limits.name,
+                                            "boot_id": job.spec.get("boot_id")})
         self._report(job.key, {"pid": job.pid, "start": job.start})
         self._step(job)  # a cancel or a short limit written before started.json existed
 

@@ -310,6 +310,32 @@ def test_a_job_whose_scope_systemd_refuses_never_runs(melon_on_cluster: Melon, c
         cluster.node_exec("node1", "systemctl", "stop", f"melon-job-{jid}.scope")
 
 
+def test_a_killed_supervisors_scoped_job_is_killed_with_its_scope(melon_on_cluster: Melon, cluster: Cluster) -> None:
+    """kill -9 of node1's job supervisor: the next helper kills the job's whole scope (a process
+    that left the job's session too) and the supervisor's idle anchors, and the job ends NODE_FAIL."""
+    m = melon_on_cluster
+    _skip_unless_systemd(m)
+    pids = m.work / "scoped-pids"
+    jid = m.submit("-w", "node1", "-t", "1:00", "--wrap", f"setsid sleep 61 & echo $! $$ > {pids}; sleep 62",
+                   user="alice")
+    short = m.submit("-w", "node1", "-t", "1:00", "--wrap", "sleep 1", user="alice")  # leaves an idle anchor
+    wait_for(lambda: pids.exists() and len(pids.read_text().split()) == 2, what="the job's pids")
+    m.wait_state(short, {"CD"})
+    escaped, leader = pids.read_text().split()
+    supervisor = cluster.node_exec("node1", "ps", "-o", "ppid=", "-p", leader).stdout.strip()
+    assert cluster.node_exec("node1", "kill", "-9", supervisor).returncode == 0
+    job = m.wait_state(jid, {"NF"}, timeout=30)
+    assert "supervisor died" in job["detail"], job["detail"]
+    wait_for(lambda: cluster.node_exec("node1", "sh", "-c", f"kill -0 {escaped} || kill -0 {leader}").returncode != 0,
+             timeout=10, what="the job's processes to be killed")
+    state = cluster.node_exec("node1", "systemctl", "is-active", f"melon-job-{jid}.scope").stdout.strip()
+    assert state in ("inactive", "unknown", "failed"), state
+    orphans = "for p in $(pgrep -x sleep); do [ $(ps -o ppid= -p $p) = 1 ] && grep -q infinity /proc/$p/cmdline " \
+              "&& echo $p; done; true"
+    wait_for(lambda: cluster.node_exec("node1", "sh", "-c", orphans).stdout == "", timeout=10,
+             what="the dead supervisor's idle anchors to be killed")
+
+
 def test_inventory_chooses_the_limits_backend(cluster: Cluster, short_tmp) -> None:
     inventory = (cluster.inventory.read_text()
                  .replace('[nodes.node2]\n', '[nodes.node2]\nlimits = "none"\n', 1)

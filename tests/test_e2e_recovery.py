@@ -5,6 +5,8 @@ import random
 import signal
 import time
 
+import psutil
+
 from conftest import Melon, wait_for
 
 
@@ -62,6 +64,28 @@ def test_a_run_whose_supervisor_died_before_starting_it_does_not_stay_running(me
     job = melon.wait_state(again, {"CD"}, timeout=40)
     assert job["restarts"] == 1 and [e["kind"] for e in job["events"]].count("requeued") == 1
     assert marker.read_text().split("\n") == ["requeued 1", ""]
+
+
+def test_kill_9_of_the_node_supervisor_requeues_without_running_twice(melon: Melon) -> None:
+    """The node's job supervisor killed while jobs run: melond reconnects, the node kills what is
+    left of them, a plain job ends NODE_FAIL and a --requeue job runs again, never beside its
+    first run."""
+    marker = melon.work / "runs"
+    script = (f"echo $MELON_RESTART_COUNT start >> {marker}; [ $MELON_RESTART_COUNT = 0 ] && sleep 60; "
+              f"echo $MELON_RESTART_COUNT end >> {marker}")
+    plain = melon.submit("-t", "2:00", "--wrap", f"echo $$ > {melon.work}/plain.pid; sleep 60")
+    again = melon.submit("-t", "2:00", "--requeue", "--wrap", script)
+    wait_for(lambda: marker.exists() and (melon.work / "plain.pid").exists(), what="both jobs to start")
+    plain_pid = int((melon.work / "plain.pid").read_text())
+    supervisor = psutil.Process(plain_pid).parent()
+    assert supervisor is not None and "python" in supervisor.name()
+    supervisor.kill()
+    job = melon.wait_state(plain, {"NF"}, timeout=30)
+    assert "supervisor died" in job["detail"], job["detail"]
+    assert not _alive(plain_pid), "the plain job's process outlived its NODE_FAIL"
+    job = melon.wait_state(again, {"CD"}, timeout=30)
+    assert job["restarts"] == 1
+    assert marker.read_text().split("\n") == ["0 start", "1 start", "1 end", ""]
 
 
 def test_sigterm_leaves_jobs_running_and_restart_adopts_them(melon: Melon) -> None:

@@ -494,6 +494,44 @@ def test_the_helper_leaves_when_its_supervisor_dies(boot):
     assert helper.proc.wait(TIMEOUT) == 0
 
 
+def test_a_dead_supervisors_jobs_are_killed_and_end_lost(boot, tmp_path):
+    """kill -9 of the supervisor: nobody can collect its jobs' exit statuses, so the next helper
+    kills what is left of them (a process that left the job's session too, where the job has a
+    cgroup) and records each run lost, once: a requeued run never runs beside its old one."""
+    first = boot()
+    pids = tmp_path / "pids"
+    script = f"#!/bin/sh\nsetsid sleep 60 &\necho $! >> {pids}\necho $$ >> {pids}\nsleep 60\n"
+    first.ok("start", job=job(1, tmp_path, script))
+    deadline = time.monotonic() + TIMEOUT
+    while not (pids.exists() and len(pids.read_text().split()) == 2):
+        assert time.monotonic() < deadline, "the job never wrote its pids"
+        time.sleep(0.02)
+    escaped, leader = map(int, pids.read_text().split())
+    psutil.Process(first.proc.pid).children()[0].kill()
+    assert first.proc.wait(TIMEOUT) == 0
+    assert psutil.pid_exists(leader), "the job died with its supervisor"
+    second = boot()
+    listed = second.ok("list")["jobs"]
+    assert [(j["id"], j["state"], j["result"]["reason"]) for j in listed] == [(1, "ended", "lost")], listed
+    assert "supervisor died" in listed[0]["result"]["error"]
+    left = [leader] + ([escaped] if limits.detect()[0] != "none" else [])  # no cgroup: the session only
+    deadline = time.monotonic() + TIMEOUT
+    while any(_running(p) for p in left):
+        assert time.monotonic() < deadline, f"still running: {[p for p in left if _running(p)]}"
+        time.sleep(0.02)
+    assert second.ok("list")["jobs"] == listed  # recorded once: the same end, not a new one
+    if not _running(escaped):
+        return
+    os.kill(escaped, signal.SIGKILL)
+
+
+def _running(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
 def test_one_supervisor_runs_every_job_of_a_helper(helper, tmp_path):
     """One process per node watches all jobs: the helper's only child is the parent of each."""
     supervisor = psutil.Process(helper.proc.pid).children()
