@@ -233,14 +233,21 @@ USER_CACHE_SECONDS = 5.0  # how long a user lookup is reused (NSS files are re-r
 _users: dict[str, tuple[float, tuple[int, int, list[int], str]]] = {}
 
 
-def start_ticks(pid: int) -> int | None:
-    """When a process started, in clock ticks since boot (/proc/PID/stat, field 22): with its pid,
-    this names one process for good, where a pid alone may have been reused."""
+def process_stat(pid: int) -> tuple[str, int] | None:
+    """A process's state letter and when it started, in clock ticks since boot (/proc/PID/stat,
+    fields 3 and 22): with its pid, the start names one process for good, where a pid alone may
+    have been reused. None if there is no such process to read."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
-            return int(f.read().rsplit(b")", 1)[1].split()[19])
+            fields = f.read().rsplit(b")", 1)[1].split()
+        return fields[0].decode(), int(fields[19])
     except (OSError, IndexError, ValueError):
         return None
+
+
+def start_ticks(pid: int) -> int | None:
+    stat = process_stat(pid)
+    return stat[1] if stat else None
 
 
 def lookup_user(name: str) -> tuple[int, int, list[int], str] | None:

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 
 from remote import limits, spool, wire
-from remote.job import lookup_user, start_ticks
+from remote.job import lookup_user, process_stat, start_ticks
 from remote.supervisor import LOCATE_TIMEOUT, MAX_REQUEST, reap_children
 
 SCAN_INTERVAL = 2.0
@@ -268,7 +268,7 @@ class Helper:
             return {"state": "claimed"}
         if started.get("boot_id", self.info["boot_id"]) != self.info["boot_id"]:
             return {"state": "lost", "started": started}  # the node rebooted: nothing of it is left
-        if not _alive(started["monitor"]):
+        if not _alive(started["monitor"], started.get("monitor_ticks")):
             return {"state": "ended", "result": self._fence(d, started)}
         return {"state": "running", "started": started}
 
@@ -283,10 +283,11 @@ class Helper:
             except OSError:
                 pass
         limits.fence(started.get("backend", "none"), self.scope, d.key)
-        try:  # the dead supervisor's idle scope anchors: its process group (its jobs have sessions of their own)
-            os.killpg(started["monitor"], signal.SIGKILL)
-        except OSError:
-            pass
+        if not _alive(started["monitor"]):  # gone, not reused: its process group is its own leftovers,
+            try:  # its idle scope anchors (its jobs have sessions of their own)
+                os.killpg(started["monitor"], signal.SIGKILL)
+            except OSError:
+                pass
         result = {"exit_code": None, "signal": None, "reason": "lost", "start": started.get("start"),
                   "end": time.time(), "term_sent": None, "backend": started.get("backend"),
                   "error": "the node's job supervisor died while the job ran; what was left of it was killed"}
@@ -321,14 +322,20 @@ def _remove_all(dirs: list[spool.JobDir]) -> None:
         d.remove()
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
+def _alive(pid: int, ticks: int | None = None) -> bool:
+    """Whether the process lives (a zombie does not); given its start time, whether it is still
+    that process (pids are reused: soon, in a restarted container's fresh pid namespace)."""
+    stat = process_stat(pid)
+    if stat is None:  # gone, or hidden from us by /proc: the kernel tells
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            pass
         return True
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
+    state, started = stat
+    return state != "Z" and (ticks is None or started == ticks)
 
 
 class _Inbound(asyncio.Protocol):

@@ -112,6 +112,7 @@ class Supervisor:
         self.timers: list[tuple[float, int, str]] = []  # (when, seq, key); stale entries skipped
         self.seq = itertools.count()
         self.rescan = False
+        self.ticks = start_ticks(os.getpid())  # with our pid, names us for good (a helper checks we live)
         self.syncer = ResultSyncer()
         self.bus: SystemdBus | None = None  # to systemd, opened for the first systemd job
         self.bus_failed: str | None = None  # why there is none: systemd-run makes the scopes then
@@ -322,8 +323,8 @@ class Supervisor:
     def _started(self, job: Job) -> None:
         job.reported = True
         job.dir.write_json("started.json", {"pid": job.pid, "ticks": start_ticks(job.pid), "monitor": os.getpid(),
-                                            "start": job.start, "backend": job.limits.name,
-                                            "boot_id": job.spec.get("boot_id")})
+                                            "monitor_ticks": self.ticks, "start": job.start,
+                                            "backend": job.limits.name, "boot_id": job.spec.get("boot_id")})
         self._report(job.key, {"pid": job.pid, "start": job.start})
         self._step(job)  # a cancel or a short limit written before started.json existed
 

@@ -525,6 +525,28 @@ def test_a_dead_supervisors_jobs_are_killed_and_end_lost(boot, tmp_path):
     os.kill(escaped, signal.SIGKILL)
 
 
+def test_a_run_whose_supervisors_pid_was_reused_is_fenced_and_the_new_process_spared(helper, tmp_path, spool):
+    """started.json names its supervisor by pid and start time: a live process that reused the pid
+    (a restarted container's fresh pid namespace) is not taken for it, nor signalled."""
+    bystander = subprocess.Popen(["sleep", "60"], start_new_session=True)  # leads its own process group
+    try:
+        run = pathlib.Path(spool, "jobs", "9")
+        run.mkdir(mode=0o700, parents=True)
+        (run / "started.json").write_text(json.dumps({
+            "pid": bystander.pid, "ticks": 1, "monitor": bystander.pid, "monitor_ticks": 1, "start": time.time(),
+            "backend": "none", "boot_id": _boot_id()}))
+        listed = [j for j in helper.ok("list")["jobs"] if j["id"] == 9]
+        assert [(j["state"], j["result"]["reason"]) for j in listed] == [("ended", "lost")], listed
+        assert bystander.poll() is None, "a process that reused the supervisor's pid was killed"
+    finally:
+        bystander.kill()
+        bystander.wait()
+
+
+def _boot_id() -> str:
+    return pathlib.Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+
+
 def _running(pid: int) -> bool:
     try:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
