@@ -277,17 +277,13 @@ class Helper:
         parent. What is left of it is killed (so that it never runs beside its requeued next run,
         nor holds CPUs melond gives to others) and its end is recorded as lost, once."""
         pid = started.get("pid")
-        if pid and started.get("ticks") is not None and start_ticks(pid) == started["ticks"]:
-            try:
-                os.killpg(pid, signal.SIGKILL)  # its own session: its pid is its process group
-            except OSError:
-                pass
+        # Its own session: its pid is its process group. Signalled while that pid is still the job
+        # (its start time), or no longer any process (a pid stays unused while a group bears it).
+        if pid and (start_ticks(pid) == started.get("ticks", -1) or not _alive(pid)):
+            _kill_group(pid)
         limits.fence(started.get("backend", "none"), self.scope, d.key)
-        if not _alive(started["monitor"]):  # gone, not reused: its process group is its own leftovers,
-            try:  # its idle scope anchors (its jobs have sessions of their own)
-                os.killpg(started["monitor"], signal.SIGKILL)
-            except OSError:
-                pass
+        if not _alive(started["monitor"]):  # gone, not reused: its group holds its idle scope anchors
+            _kill_group(started["monitor"])
         result = {"exit_code": None, "signal": None, "reason": "lost", "start": started.get("start"),
                   "end": time.time(), "term_sent": None, "backend": started.get("backend"),
                   "error": "the node's job supervisor died while the job ran; what was left of it was killed"}
@@ -320,6 +316,13 @@ class Helper:
 def _remove_all(dirs: list[spool.JobDir]) -> None:
     for d in dirs:
         d.remove()
+
+
+def _kill_group(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except OSError:
+        pass
 
 
 def _alive(pid: int, ticks: int | None = None) -> bool:

@@ -30,11 +30,11 @@ TIMEOUT = 10.0
 class HelperProc:
     """One bootstrapped helper: requests in, replies and `exited` events out."""
 
-    def __init__(self, spool: str, stderr_path: pathlib.Path) -> None:
+    def __init__(self, spool: str, stderr_path: pathlib.Path, limits_wanted: str = "auto") -> None:
         self.stderr_path = stderr_path
         with open(stderr_path, "wb") as err:
-            self.proc = subprocess.Popen([sys.executable, "-c", FIRST_STAGE, spool], stdin=subprocess.PIPE,
-                                         stdout=subprocess.PIPE, stderr=err, bufsize=0, start_new_session=True)
+            self.proc = subprocess.Popen([sys.executable, "-c", FIRST_STAGE, spool, limits_wanted],
+                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, bufsize=0, start_new_session=True)
         self.decoder = Decoder()
         self.inbox: list[dict] = []
         self.ids = iter(range(1, 1 << 30))
@@ -162,8 +162,8 @@ def boot(spool, tmp_path):
     """Bootstrap helpers on the test's spool; each is closed (and must exit cleanly) at the end."""
     made: list[HelperProc] = []
 
-    def make() -> HelperProc:
-        h = HelperProc(spool, tmp_path / f"helper-{len(made)}.err")
+    def make(limits_wanted: str = "auto") -> HelperProc:
+        h = HelperProc(spool, tmp_path / f"helper-{len(made)}.err", limits_wanted)
         made.append(h)
         return h
 
@@ -523,6 +523,30 @@ def test_a_dead_supervisors_jobs_are_killed_and_end_lost(boot, tmp_path):
     if not _running(escaped):
         return
     os.kill(escaped, signal.SIGKILL)
+
+
+def test_without_a_cgroup_a_dead_supervisors_job_is_killed_by_its_process_group(boot, tmp_path):
+    """No cgroup to find a job's processes by (limits = "none"): once its supervisor died, the job's
+    process group is killed, even after its leader exited (the group still bears its pid)."""
+    first = boot("none")
+    pids = tmp_path / "pids"
+    first.ok("start", job=job(1, tmp_path, f"#!/bin/sh\nsleep 60 &\necho $! $$ > {pids}\nsleep 0.5\n"))
+    deadline = time.monotonic() + TIMEOUT
+    while not (pids.exists() and len(pids.read_text().split()) == 2):
+        assert time.monotonic() < deadline, "the job never wrote its pids"
+        time.sleep(0.02)
+    child, leader = map(int, pids.read_text().split())
+    psutil.Process(first.proc.pid).children()[0].kill()
+    assert first.proc.wait(TIMEOUT) == 0
+    while psutil.pid_exists(leader):  # it exits, and is reaped; the child it left in its group runs on
+        assert time.monotonic() < deadline, "the job's leader never exited"
+        time.sleep(0.02)
+    assert _running(child)
+    listed = boot("none").ok("list")["jobs"]
+    assert [(j["state"], j["result"]["reason"]) for j in listed] == [("ended", "lost")], listed
+    while _running(child):
+        assert time.monotonic() < deadline, "the job's process group outlived its supervisor's death"
+        time.sleep(0.02)
 
 
 def test_a_run_whose_supervisors_pid_was_reused_is_fenced_and_the_new_process_spared(helper, tmp_path, spool):
