@@ -16,6 +16,7 @@ import pytest
 
 from remote import limits, service
 from remote.bootstrap import FIRST_STAGE, READY, payload
+from remote.job import quietly
 from remote.service import spool_scope
 from remote.wire import Decoder, encode
 
@@ -34,7 +35,8 @@ class HelperProc:
         self.stderr_path = stderr_path
         with open(stderr_path, "wb") as err:
             self.proc = subprocess.Popen([sys.executable, "-c", FIRST_STAGE, spool, limits_wanted],
-                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, bufsize=0, start_new_session=True)
+                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, bufsize=0,
+                                         start_new_session=True)
         self.decoder = Decoder()
         self.inbox: list[dict] = []
         self.ids = iter(range(1, 1 << 30))
@@ -494,59 +496,59 @@ def test_the_helper_leaves_when_its_supervisor_dies(boot):
     assert helper.proc.wait(TIMEOUT) == 0
 
 
-def test_a_dead_supervisors_jobs_are_killed_and_end_lost(boot, tmp_path):
-    """kill -9 of the supervisor: nobody can collect its jobs' exit statuses, so the next helper
-    kills what is left of them (a process that left the job's session too, where the job has a
-    cgroup) and records each run lost, once: a requeued run never runs beside its old one."""
-    first = boot()
+def _kill_supervisor_under(helper: HelperProc, tmp_path: pathlib.Path, script: str) -> list[int]:
+    """Start job 1 (its script writes two pids, space-separated, to $PIDS), then kill -9 the
+    helper's supervisor and wait for the helper to leave; return the pids."""
     pids = tmp_path / "pids"
-    script = f"#!/bin/sh\nsetsid sleep 60 &\necho $! >> {pids}\necho $$ >> {pids}\nsleep 60\n"
-    first.ok("start", job=job(1, tmp_path, script))
+    helper.ok("start", job=job(1, tmp_path, script.replace("$PIDS", str(pids))))
     deadline = time.monotonic() + TIMEOUT
     while not (pids.exists() and len(pids.read_text().split()) == 2):
         assert time.monotonic() < deadline, "the job never wrote its pids"
         time.sleep(0.02)
-    escaped, leader = map(int, pids.read_text().split())
-    psutil.Process(first.proc.pid).children()[0].kill()
-    assert first.proc.wait(TIMEOUT) == 0
-    assert psutil.pid_exists(leader), "the job died with its supervisor"
-    second = boot()
-    listed = second.ok("list")["jobs"]
-    assert [(j["id"], j["state"], j["result"]["reason"]) for j in listed] == [(1, "ended", "lost")], listed
-    assert "supervisor died" in listed[0]["result"]["error"]
-    left = [leader] + ([escaped] if limits.detect()[0] != "none" else [])  # no cgroup: the session only
+    psutil.Process(helper.proc.pid).children()[0].kill()
+    assert helper.proc.wait(TIMEOUT) == 0
+    return [int(p) for p in pids.read_text().split()]
+
+
+def _wait_gone(pids: list[int], what: str) -> None:
     deadline = time.monotonic() + TIMEOUT
-    while any(_running(p) for p in left):
-        assert time.monotonic() < deadline, f"still running: {[p for p in left if _running(p)]}"
+    while any(_running(p) for p in pids):
+        assert time.monotonic() < deadline, f"{what}: still running: {[p for p in pids if _running(p)]}"
         time.sleep(0.02)
-    assert second.ok("list")["jobs"] == listed  # recorded once: the same end, not a new one
-    if not _running(escaped):
-        return
-    os.kill(escaped, signal.SIGKILL)
+
+
+def test_a_dead_supervisors_jobs_are_killed_and_end_lost(boot, tmp_path):
+    """kill -9 of the supervisor: nobody can collect its jobs' exit statuses, so the next helper
+    kills what is left of them (a process that left the job's session too, where the job has a
+    cgroup) and records each run lost, once: a requeued run never runs beside its old one."""
+    escaped, leader = _kill_supervisor_under(boot(), tmp_path,
+                                             "#!/bin/sh\nsetsid sleep 60 &\necho $! $$ > $PIDS\nsleep 60\n")
+    try:
+        assert _running(leader), "the job died with its supervisor"
+        second = boot()
+        listed = second.ok("list")["jobs"]
+        assert [(j["id"], j["state"], j["result"]["reason"]) for j in listed] == [(1, "ended", "lost")], listed
+        assert "supervisor died" in listed[0]["result"]["error"]
+        _wait_gone([leader] + ([escaped] if limits.detect()[0] != "none" else []),  # no cgroup: its session only
+                   "the dead supervisor's job")
+        assert second.ok("list")["jobs"] == listed  # recorded once: the same end, not a new one
+    finally:
+        quietly(os.kill, escaped, signal.SIGKILL)
 
 
 def test_without_a_cgroup_a_dead_supervisors_job_is_killed_by_its_process_group(boot, tmp_path):
     """No cgroup to find a job's processes by (limits = "none"): once its supervisor died, the job's
     process group is killed, even after its leader exited (the group still bears its pid)."""
-    first = boot("none")
-    pids = tmp_path / "pids"
-    first.ok("start", job=job(1, tmp_path, f"#!/bin/sh\nsleep 60 &\necho $! $$ > {pids}\nsleep 0.5\n"))
+    child, leader = _kill_supervisor_under(boot("none"), tmp_path,
+                                           "#!/bin/sh\nsleep 60 &\necho $! $$ > $PIDS\nsleep 0.5\n")
     deadline = time.monotonic() + TIMEOUT
-    while not (pids.exists() and len(pids.read_text().split()) == 2):
-        assert time.monotonic() < deadline, "the job never wrote its pids"
-        time.sleep(0.02)
-    child, leader = map(int, pids.read_text().split())
-    psutil.Process(first.proc.pid).children()[0].kill()
-    assert first.proc.wait(TIMEOUT) == 0
     while psutil.pid_exists(leader):  # it exits, and is reaped; the child it left in its group runs on
         assert time.monotonic() < deadline, "the job's leader never exited"
         time.sleep(0.02)
     assert _running(child)
     listed = boot("none").ok("list")["jobs"]
     assert [(j["state"], j["result"]["reason"]) for j in listed] == [("ended", "lost")], listed
-    while _running(child):
-        assert time.monotonic() < deadline, "the job's process group outlived its supervisor's death"
-        time.sleep(0.02)
+    _wait_gone([child], "the job's process group")
 
 
 def test_a_run_whose_supervisors_pid_was_reused_is_fenced_and_the_new_process_spared(helper, tmp_path, spool):
