@@ -530,8 +530,7 @@ class Controller:
         if reply.get("already") and reply.get("state") == "ended":
             await self._record_end(job["id"], reply["result"], node=node, run=run)
         elif reply.get("already") and reply.get("state") == "lost":  # claimed by a supervisor that died
-            await self._record_end(job["id"], {"reason": "lost", "error": reply.get("error"), "exit_code": None,
-                                               "signal": None, "end": time.time()}, node=node, run=run)
+            await self._record_end(job["id"], _lost(reply.get("error")), node=node, run=run)
 
     # ---- node events ---------------------------------------------------------------------------
 
@@ -676,8 +675,7 @@ class Controller:
             elif seen["state"] == "ended":
                 await self._record_end(job["id"], seen["result"], node=name, run=run)
             elif seen["state"] == "lost":
-                await self._record_end(job["id"], {"reason": "lost", "error": "the node lost the job (rebooted?)"},
-                                       node=name, run=run)
+                await self._record_end(job["id"], _lost("the node lost the job (rebooted?)"), node=name, run=run)
             elif seen["state"] == "claimed":  # no start behind it yet: the start settles it (running or lost)
                 self._spawn(self._start_on_node(job))
             else:
@@ -723,8 +721,7 @@ class Controller:
         log.warning("node lost", extra={"node": name, "timeout": self.inv.node_timeout})
         now = time.time()
         for job in [j for j in self.active.values() if j["state"] == State.RUNNING and j.get("node") == name]:
-            await self._record_end(job["id"], {"reason": "lost", "exit_code": None, "signal": None, "end": now,
-                                               "error": f"node {name} unreachable for {self.inv.node_timeout:g} s"})
+            await self._record_end(job["id"], _lost(f"node {name} unreachable for {self.inv.node_timeout:g} s", now))
         if self.inv.return_to_service == 0 and node.drain is None:
             # Slurm's ReturnToService=0: a node that was lost waits for an operator once it is back.
             node.drain = (f"lost at {time.strftime('%Y-%m-%dT%H:%M:%S')} (unreachable for "
@@ -807,6 +804,11 @@ class Controller:
 def _retry_delay(attempt: int) -> float:
     """Seconds before asking a busy node again: 1, 2, 4 ... up to RETRY_CAP."""
     return min(2 ** min(attempt, 8), RETRY_CAP)
+
+
+def _lost(error: str | None, end: float | None = None) -> dict:
+    """The end of a run its node lost (unreachable, rebooted, its supervisor dead): NODE_FAIL."""
+    return {"reason": "lost", "exit_code": None, "signal": None, "end": end or time.time(), "error": error}
 
 
 def _run(job: dict) -> int:

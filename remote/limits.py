@@ -657,8 +657,9 @@ BACKENDS = {cls.name: cls for cls in (SystemdScope, CgroupV2, CgroupV1, NoLimits
 
 
 def fence(backend: str, scope: str, key: str) -> None:
-    """Kill what is left of a run whose supervisor died, found by its cgroup's name (the job's own
-    memory cgroup on v1, its cgroup on v2, its scope with systemd), and remove that cgroup."""
+    """Kill what is left of a run whose supervisor died, found by its cgroup's name, and remove
+    that cgroup: the backend, made for the run's key, names the job's own cgroup (its memory
+    cgroup on v1, its cgroup on v2); with systemd, systemctl finds its scope."""
     if backend == "systemd":
         try:
             subprocess.run([SYSTEMCTL, "kill", "--signal=SIGKILL", f"melon-job-{key}.scope"],
@@ -666,24 +667,13 @@ def fence(backend: str, scope: str, key: str) -> None:
         except (OSError, subprocess.SubprocessError):
             pass
         return
-    rel = os.path.join("melon", scope, f"job-{key}")
-    if backend not in ("cgroup-v1", "cgroup-v2"):
-        return
-    d = os.path.join(CGROUP_ROOT, "memory", rel) if backend == "cgroup-v1" else os.path.join(CGROUP_ROOT, rel)
+    lim = BACKENDS.get(backend, NoLimits)(key, 0, 0, 0, scope)
     for _ in range(50):  # a fork racing the kill joins the cgroup: go round until it is empty
-        pids = [int(p) for p in _read(os.path.join(d, "cgroup.procs")).split()]
-        if not pids:
+        if not lim.pids():
             break
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        lim.signal_all(signal.SIGKILL)
         time.sleep(0.01)
-    try:
-        os.rmdir(d)
-    except OSError:
-        pass
+    lim.destroy()
 
 
 def _can_make_dir(parent: str) -> bool:
