@@ -11,7 +11,7 @@ import random
 import statistics
 import time
 
-from melond.scheduler import NodeView, PendingView, RunningView, Snapshot, plan
+from melond.sched.plan import NodeView, PendingView, RunningView, Snapshot, plan
 
 NOW = 1_000_000.0
 GiB = 1024

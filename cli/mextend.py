@@ -4,7 +4,7 @@ from __future__ import annotations
 import rich_click as click
 
 from cli.common import CONTEXT, client, endpoint_option, fmt_time, handle_errors, print_json
-from melond.timespec import format_limit, parse_extension, parse_time_limit
+from melond.spec.timespec import format_limit, parse_extension, parse_time_limit
 
 PROG = "mextend"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import rich_click as click
 
 from cli.common import CONTEXT, client, current_user, endpoint_option, handle_errors, job_ids, job_label, print_json, table
-from melond.timespec import format_duration, format_limit
+from melond.spec.timespec import format_duration, format_limit
 
 PROG = "mqueue"
 HEADERS = ["JOBID", "NAME", "USER", "ST", "TIME", "TIME_LIMIT", "NODES"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 import rich_click as click
 
 from cli.common import CONTEXT, client, endpoint_option, fmt_time, handle_errors, iso, job_label, print_json
-from melond.timespec import format_duration, format_limit, format_size_mib
+from melond.spec.timespec import format_duration, format_limit, format_size_mib
 
 PROG = "mshow"
 

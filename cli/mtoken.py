@@ -31,7 +31,7 @@ def main() -> None:
 def create(expires: str, save: bool, as_json: bool, endpoint: str | None) -> None:
     """Make a token for yourself (over the Unix socket only). It is shown once; melond keeps its hash."""
     from cli.client import token_file
-    from melond.tokens import parse_ttl
+    from melond.api.tokens import parse_ttl
 
     reply = client(endpoint).call("POST", "/tokens", {"ttl": parse_ttl(expires)})
     what = f"token {reply['id']} for {reply['user']}, expires {fmt_time(reply['expires'])}"

@@ -13,7 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from melond.errors import MelonError
-from melond.timespec import SpecError, parse_size_mib, parse_time_limit
+from melond.spec.timespec import SpecError, parse_size_mib, parse_time_limit
 
 DEFAULT_PARTITION = "local"
 LOCAL_NODE = "local"

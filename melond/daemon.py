@@ -13,15 +13,15 @@ from dataclasses import dataclass
 import psutil
 from aiohttp import web
 
-from melond.api import make_app
+from melond.api.routes import make_app
 from melond.config import Inventory, Node
-from melond.controller import Controller, NodeState
+from melond.engine.controller import Controller, NodeState
 from melond.errors import MelonError
 from melond.files import check_private
-from melond.fleet import NodeSession
+from melond.nodes.fleet import NodeSession
 from melond.paths import SOCKET_NAME
-from melond.store import Store
-from remote.transports import LocalTransport, SshTransport
+from melond.state.store import Store
+from melond.nodes.transports import LocalTransport, SshTransport
 
 log = logging.getLogger("melond")
 

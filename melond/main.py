@@ -52,7 +52,7 @@ def main(state_dir: str | None, inventory: str | None, port: int | None, host: s
     logs.setup(log_level.upper())
     try:
         if backup_to:
-            from melond.store import backup
+            from melond.state.store import backup
             pages = backup(os.path.join(state_dir or default_state_dir(), "melon.db"), backup_to)
             click.echo(f"melond: copied the database to {backup_to} ({pages} pages)")
             return
@@ -76,7 +76,7 @@ def main(state_dir: str | None, inventory: str | None, port: int | None, host: s
 
 def _check(inv, state_dir: str) -> int:
     from cli.common import table
-    from melond.check import check
+    from melond.nodes.check import check
 
     headers, rows = asyncio.run(check(inv, state_dir))
     click.echo(table(headers, rows))

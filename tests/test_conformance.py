@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from melond.directives import DEFAULT_OUTPUT, build_request, dry_run_view, scan_script
+from melond.spec.directives import DEFAULT_OUTPUT, build_request, dry_run_view, scan_script
 
 CONFORMANCE = Path(__file__).resolve().parents[2] / "shared" / "conformance" / "sbatch"
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from melond.directives import (
+from melond.spec.directives import (
     MELON_OPTIONS,
     DirectiveError,
     build_request,
@@ -17,8 +17,8 @@ from melond.directives import (
     options_from_scan,
     scan_script,
 )
-from melond.slurm_options import SBATCH_OPTIONS, SHORT_OPTION_STRING
-from melond.timespec import SpecError
+from melond.spec.slurm_options import SBATCH_OPTIONS, SHORT_OPTION_STRING
+from melond.spec.timespec import SpecError
 
 MIB = 1024 * 1024
 ENV = {"HOME": "/home/ada", "PATH": "/usr/bin", "LANG": "C.UTF-8"}

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from conftest import Melon, needs_root
-from melond.api import PREFIX, PUBLIC, ROUTES
+from melond.api.routes import PREFIX, PUBLIC, ROUTES
 
 
 def _request(url: str, method: str, path: str, headers: dict[str, str], body: bytes | None = None) -> tuple[int, dict]:

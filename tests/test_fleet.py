@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from melond.fleet import Backoff
+from melond.nodes.fleet import Backoff
 
 
 def test_backoff_doubles_within_jitter_and_caps() -> None:

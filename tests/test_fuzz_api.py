@@ -19,8 +19,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import Melon, UnixHTTP
-from melond import models
-from melond.api import PREFIX, ROUTES
+from melond.api import models
+from melond.api.routes import PREFIX, ROUTES
 
 FIELDS = sorted({name for m in (models.SubmitRequest, models.ExtendRequest, models.NodeAction,
                                 models.TokenRequest, models.RevokeRequest) for name in m.model_fields})

@@ -11,9 +11,9 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from melond import jobrel
-from melond.directives import MELON_OPTIONS, DirectiveError, build_request, dry_run_view
-from melond.timespec import (SpecError, expand_hostlist, parse_begin, parse_extension, parse_signal, parse_size_mib,
+from melond.spec import jobrel
+from melond.spec.directives import MELON_OPTIONS, DirectiveError, build_request, dry_run_view
+from melond.spec.timespec import (SpecError, expand_hostlist, parse_begin, parse_extension, parse_signal, parse_size_mib,
                              parse_time_limit, signal_spec)
 
 NOW = 1_700_000_000.0

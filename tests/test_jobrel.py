@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from melond.jobrel import (
+from melond.spec.jobrel import (
     Condition,
     DepKind,
     DepRef,

@@ -4,11 +4,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from melond import policy
+from melond.sched import policy
 from melond.config import Limits
 from melond.errors import Forbidden, RateLimited, TooLarge
-from melond.policy import Caller
-from melond.request_limits import SubmitRate, body_cap, check_submission
+from melond.sched.policy import Caller
+from melond.sched.caps import SubmitRate, body_cap, check_submission
 
 HOUR = 3600
 OWNER = Caller(user="alice", uid=1000)

@@ -14,10 +14,11 @@ import time
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from melond import config, scheduler
-from melond.controller import Controller, NodeState
-from melond.states import State
-from melond.store import Store
+from melond import config
+from melond.sched import plan as scheduler
+from melond.engine.controller import Controller, NodeState
+from melond.spec.states import State
+from melond.state.store import Store
 
 DEPTH = 3
 MIB = 1 << 20

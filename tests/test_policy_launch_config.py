@@ -6,10 +6,12 @@ import signal
 
 import pytest
 
-from melond import config, errors, launch, policy
+from melond import config, errors
+from melond.sched import launch
+from melond.sched import policy
 from melond.errors import BadRequest, Conflict, Forbidden, MelonError
-from melond.policy import Caller
-from melond.states import END_REASONS, FINISHED, State, end_state, parse_states
+from melond.sched.policy import Caller
+from melond.spec.states import END_REASONS, FINISHED, State, end_state, parse_states
 
 EXAMPLE = str(pathlib.Path(config.__file__).resolve().parents[1] / "inventory.example.toml")
 HOUR = 3600

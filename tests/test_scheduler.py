@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from melond.scheduler import NodeView, PendingView, Plan, RunningView, Snapshot, Start, plan
+from melond.sched.plan import NodeView, PendingView, Plan, RunningView, Snapshot, Start, plan
 
 NOW = 1000.0
 SOON = math.nextafter(NOW, math.inf)

@@ -8,8 +8,8 @@ import threading
 import pytest
 
 from melond.errors import MelonError
-from melond.migrations import MIGRATIONS
-from melond.store import Store
+from melond.state.migrations import MIGRATIONS
+from melond.state.store import Store
 
 NOW = 1_700_000_000.0
 
@@ -232,7 +232,7 @@ def test_database_is_private_and_in_wal_mode(db_path):
 WRITER = """
 import asyncio, sys
 sys.path.insert(0, {repo!r})
-from melond.store import Store
+from melond.state.store import Store
 from tests.test_store import row
 
 async def main():

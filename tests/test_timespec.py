@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from melond.timespec import (
+from melond.spec.timespec import (
     SpecError,
     expand_hostlist,
     format_duration,

@@ -5,9 +5,9 @@ import hashlib
 
 import pytest
 
-from melond import tokens
+from melond.api import tokens
 from melond.files import mode_problem
-from melond.tokens import Problem, TokenError
+from melond.api.tokens import Problem, TokenError
 
 NOW = 1_800_000_000.0
 

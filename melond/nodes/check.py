@@ -5,7 +5,7 @@ import asyncio
 
 from melond.config import Inventory
 from melond.daemon import transport_for
-from melond.fleet import BOOT_TIMEOUT, bootstrap
+from melond.nodes.fleet import BOOT_TIMEOUT, bootstrap
 
 HEADERS = ["NODE", "ADDRESS", "REACHABLE", "CPUS", "MEMORY_MB", "SYSTEMD", "LIMITS", "PYTHON", "NOTE"]
 

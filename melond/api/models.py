@@ -5,7 +5,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from melond.tokens import MAX_TTL
+from melond.api.tokens import MAX_TTL
 
 MAX_SECONDS = 100 * 365 * 86400  # a century: past any real limit, well inside SQLite's integers
 MAX_BYTES = 2**60  # an exbibyte of memory

@@ -11,11 +11,11 @@ import socket
 import struct
 from collections.abc import Callable
 
-from melond import tokens
+from melond.api import tokens
 from melond.errors import BadRequest, Forbidden, NotFound, Unauthorized
-from melond.policy import Caller
-from melond.store import Store
-from melond.tokens import Problem, TokenError
+from melond.sched.policy import Caller
+from melond.state.store import Store
+from melond.api.tokens import Problem, TokenError
 
 PEERCRED = struct.Struct("3i")
 LAST_USED_PRECISION = 60.0  # seconds: reads over TCP do not each cost a disk sync to record their time

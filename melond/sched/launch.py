@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 
 from melond.errors import BadRequest
-from melond.timespec import SpecError, signal_spec
+from melond.spec.timespec import SpecError, signal_spec
 
 NO_VAL_TASK = "4294967294"  # what Slurm prints for %a outside an array
 PATTERN = re.compile(r"%(\d*)([jJxuNAatns%])")

@@ -15,20 +15,23 @@ import time
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from melond import models, nss, request_limits, tokens
-from melond.auth import TokenService, peer_uid
-from melond.controller import Controller
+from melond import nss
+from melond.api import models
+from melond.sched import caps
+from melond.api import tokens
+from melond.api.auth import TokenService, peer_uid
+from melond.engine.controller import Controller
 from melond.errors import BadRequest, Forbidden, Internal, MelonError, NotFound, RateLimited, Unauthorized
-from melond.policy import Caller, check_owner
-from melond.states import ACTIVE, State, parse_states
-from melond.views import job_view, node_view
+from melond.sched.policy import Caller, check_owner
+from melond.spec.states import ACTIVE, State, parse_states
+from melond.api.views import job_view, node_view
 
 log = logging.getLogger("melond.api")
 
 PREFIX = "/api/v1"
 CONTROLLER = web.AppKey("controller", Controller)
 TOKENS = web.AppKey("tokens", TokenService)
-SUBMIT_RATE = web.AppKey("submit_rate", request_limits.SubmitRate)
+SUBMIT_RATE = web.AppKey("submit_rate", caps.SubmitRate)
 MAX_WAIT = 300.0
 PUBLIC = {"/openapi.json"}  # routes TCP serves without a token: the API's description, nothing about jobs
 
@@ -110,7 +113,7 @@ async def submit(request: web.Request) -> web.Response:
     request.app[SUBMIT_RATE].take(caller.user, time.monotonic())
     body: models.SubmitRequest = await _body(request, models.SubmitRequest)
     req = body.model_dump()
-    request_limits.check_submission(req, ctl.inv.limits)
+    caps.check_submission(req, ctl.inv.limits)
     if os.geteuid() != 0 and caller.uid != os.geteuid():
         me = pwd.getpwuid(os.geteuid()).pw_name
         raise Forbidden(f"melond runs as {me} without root, so it can only run {me}'s jobs; "
@@ -301,9 +304,9 @@ def _seconds(text: str | None, name: str) -> float:
 
 def make_app(ctl: Controller) -> web.Application:
     limits = ctl.inv.limits
-    app = web.Application(middlewares=[errors_and_identity], client_max_size=request_limits.body_cap(limits))
+    app = web.Application(middlewares=[errors_and_identity], client_max_size=caps.body_cap(limits))
     app[CONTROLLER] = ctl
-    app[SUBMIT_RATE] = request_limits.SubmitRate(limits.submit_burst, limits.submit_rate)
+    app[SUBMIT_RATE] = caps.SubmitRate(limits.submit_burst, limits.submit_rate)
     app[TOKENS] = TokenService(ctl.store, ctl.caller)
     for method, path, handler, *_ in ROUTES:
         app.router.add_route(method, PREFIX + path, handler)

@@ -23,7 +23,7 @@ from typing import Any
 import sqlite_utils
 
 from melond.errors import MelonError
-from melond.migrations import migrate
+from melond.state.migrations import migrate
 
 JSON_COLUMNS = ("script_args", "environment", "nodelist", "exclude")
 BATCH_MAX = 1000

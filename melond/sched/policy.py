@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from melond.errors import Conflict, Forbidden
-from melond.states import FINISHED, State
-from melond.timespec import format_limit
+from melond.spec.states import FINISHED, State
+from melond.spec.timespec import format_limit
 
 
 @dataclass(frozen=True)

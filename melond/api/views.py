@@ -4,8 +4,8 @@ from __future__ import annotations
 import os
 import time
 
-from melond.launch import expand_pattern
-from melond.states import SHORT, State
+from melond.sched.launch import expand_pattern
+from melond.spec.states import SHORT, State
 
 HIDDEN = ("script", "environment", "gid")
 

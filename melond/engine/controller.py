@@ -17,15 +17,19 @@ import operator
 import time
 from dataclasses import dataclass
 
-from melond import jobrel, launch, nss, policy, scheduler
+from melond import nss
+from melond.spec import jobrel
+from melond.sched import launch
+from melond.sched import policy
+from melond.sched import plan as scheduler
 from melond.config import Inventory
 from melond.errors import (BadRequest, Conflict, Forbidden, MelonError, NodeRequestFailed, NodeTimeout, NodeUnavailable,
                            NotFound)
-from melond.fleet import NodeSession
-from melond.policy import Caller
-from melond.states import FINISHED, SHORT, State, end_state
-from melond.store import Store
-from melond.timespec import format_limit
+from melond.nodes.fleet import NodeSession
+from melond.sched.policy import Caller
+from melond.spec.states import FINISHED, SHORT, State, end_state
+from melond.state.store import Store
+from melond.spec.timespec import format_limit
 
 log = logging.getLogger("melond.controller")
 

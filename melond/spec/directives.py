@@ -16,7 +16,7 @@ import re
 from types import MappingProxyType
 from typing import Any, Callable, Mapping, NamedTuple
 
-from melond.slurm_options import (
+from melond.spec.slurm_options import (
     MELON_GRAMMAR,
     MELON_OPTIONS,
     NO_ARG,
@@ -26,7 +26,7 @@ from melond.slurm_options import (
     Grammar,
     resolve_long,
 )
-from melond.timespec import (
+from melond.spec.timespec import (
     SpecError,
     expand_hostlist,
     parse_begin,
