@@ -8,7 +8,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: setup demo test bench bench-cluster clean
+.PHONY: setup demo test test-unit bench bench-cluster clean
 
 setup: $(STAMP)
 
@@ -21,6 +21,10 @@ demo: setup
 
 test: setup
 	bash scripts/test.sh
+
+# The fast tier alone (pure logic and SQLite, in-process): seconds, for the edit-test loop.
+test-unit: setup
+	bash scripts/test.sh tests/unit
 
 bench: setup
 	$(BIN)/python bench/bench_cli.py

@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +24,63 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-SHARED = REPO.parent / "shared"
+TIERS = ("unit", "node", "e2e", "cluster")  # folders under tests/, each also a marker: `pytest -m unit`
+LEAK_GRACE = 3.0  # seconds a test's threads, descriptors and children get to go after its teardown
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Each test carries its tier's marker, from the folder it lives in."""
+    for item in items:
+        tier = Path(item.path).parent.name
+        if tier in TIERS:
+            item.add_marker(getattr(pytest.mark, tier))
+
+
+def _descriptors() -> dict[int, str]:
+    out = {}
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            out[int(name)] = os.readlink(f"/proc/self/fd/{name}")
+        except OSError:
+            pass  # the listing's own descriptor, closed by now
+    return out
+
+
+def _children() -> dict[int, str]:
+    out = {}
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                stat = f.read().decode(errors="replace")
+        except OSError:
+            continue
+        fields = stat.rpartition(")")[2].split()
+        if int(fields[1]) == os.getpid():  # ppid
+            out[int(pid)] = stat.partition(" ")[2].rpartition(")")[0] + ")" + (" zombie" if fields[0] == "Z" else "")
+    return out
+
+
+def _leaks(before: tuple) -> list[str]:
+    threads, fds, children = before
+    found = [f"thread {t.name}" for t in threading.enumerate() if t.ident not in threads]
+    found += [f"file descriptor {fd} -> {target}" for fd, target in _descriptors().items()
+              if fds.get(fd) != target]
+    found += [f"child process {pid} {name}" for pid, name in _children().items() if pid not in children]
+    return found
+
+
+@pytest.fixture(autouse=True)
+def no_leaks() -> Iterator[None]:
+    """Fail a test that leaves threads, file descriptors or child processes behind (Mitogen's
+    testlib does the same): a leak in a test is most often a leak in the code it drives."""
+    before = ({t.ident for t in threading.enumerate()}, _descriptors(), _children())
+    yield
+    deadline = time.monotonic() + LEAK_GRACE
+    while (found := _leaks(before)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not found, "the test left behind: " + "; ".join(found)
 
 
 def wait_for(predicate, timeout: float = 15.0, interval: float = 0.05, what: str = "condition"):

@@ -179,6 +179,9 @@ def boot(spool, tmp_path):
                 pass
         if h.proc.returncode is None:
             assert h.close() == 0, h.stderr()
+        else:  # it left on its own: its pipes are still ours to close
+            h.proc.stdin.close()
+            h.proc.stdout.close()
 
 
 @pytest.fixture

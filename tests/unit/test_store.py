@@ -233,7 +233,7 @@ WRITER = """
 import asyncio, sys
 sys.path.insert(0, {repo!r})
 from melond.state.store import Store
-from tests.test_store import row
+from tests.unit.test_store import row
 
 async def main():
     store = Store({path!r})
@@ -254,7 +254,7 @@ def test_kill_9_mid_write_keeps_the_database_whole_and_every_acknowledged_job(db
     import sys
     from pathlib import Path
 
-    repo = str(Path(__file__).resolve().parents[1])
+    repo = str(Path(__file__).resolve().parents[2])
     proc = subprocess.Popen([sys.executable, "-c", WRITER.format(repo=repo, path=str(db_path))],
                             stdout=subprocess.PIPE, text=True)
     acked: list[int] = []

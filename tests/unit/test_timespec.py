@@ -25,23 +25,18 @@ from melond.spec.timespec import (
     parse_time_limit,
 )
 
-CONFORMANCE = Path(__file__).resolve().parents[2] / "shared" / "conformance" / "sbatch"
+CONFORMANCE = Path(__file__).resolve().parents[1] / "data" / "sbatch-conformance"
 
 
 def _rows(name: str) -> list[dict[str, str]]:
-    """Rows of a conformance TSV (plain tabs, no quoting), or skip when the corpus is absent."""
+    """Rows of a conformance TSV (plain tabs, no quoting)."""
     path = CONFORMANCE / name
-    if not path.is_file():
-        pytest.skip(f"conformance corpus not found at {path} (expected next to the repository)")
     with path.open(newline="", encoding="utf-8") as handle:
         return list(csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE))
 
 
 def _time_cases() -> list:
     """Every executable row of slurm_time_cases.tsv, as pytest params."""
-    path = CONFORMANCE / "slurm_time_cases.tsv"
-    if not path.is_file():
-        return [pytest.param(None, marks=pytest.mark.skip(reason=f"conformance corpus not found at {path}"))]
     cases = []
     for row in _rows("slurm_time_cases.tsv"):
         text = json.loads(row["input_json"])
@@ -53,9 +48,6 @@ def _time_cases() -> list:
 
 def _mem_cases() -> list:
     """Every row of slurm_mem_cases_derived.tsv, as pytest params."""
-    path = CONFORMANCE / "slurm_mem_cases_derived.tsv"
-    if not path.is_file():
-        return [pytest.param(None, marks=pytest.mark.skip(reason=f"conformance corpus not found at {path}"))]
     return [pytest.param(row, id=repr(json.loads(row["input_json"]))) for row in _rows("slurm_mem_cases_derived.tsv")]
 
 

@@ -141,8 +141,11 @@ def test_online_backup_is_a_consistent_copy(melon: Melon) -> None:
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     db = sqlite3.connect(target)
-    assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-    assert [row[0] for row in db.execute("SELECT id FROM jobs ORDER BY id")] == jobs
+    try:
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert [row[0] for row in db.execute("SELECT id FROM jobs ORDER BY id")] == jobs
+    finally:
+        db.close()
     assert oct(target.stat().st_mode & 0o777) == "0o600"
     again = subprocess.run([str(BIN / "melond"), "--state-dir", str(melon.state), "--backup", str(target)],
                            capture_output=True, text=True, timeout=60)

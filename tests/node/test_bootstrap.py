@@ -19,7 +19,7 @@ from remote.wire import Decoder, encode
 
 from pipe_reading import read_exact, read_some
 
-REMOTE = pathlib.Path(__file__).resolve().parents[1] / "remote"
+REMOTE = pathlib.Path(__file__).resolve().parents[2] / "remote"
 EXIT_TIMEOUT = 5.0
 
 
