@@ -50,7 +50,7 @@ def machine_speed() -> tuple[float, float]:
     """This VM against the machine the targets were set on, measured as the issue measured it: the
     VM's speed swings by half within minutes, so every run says where it stood."""
     from melond import config
-    from melond.daemon import transport_for
+    from melond.nodes.transports import transport_for
     transport, _ = transport_for(config.load(str(INVENTORY)).nodes["node1"], str(DIR))
 
     async def timed(conn, command: str) -> float:

@@ -3,14 +3,15 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import sys
 import time
 from collections.abc import Callable
 
 import rich_click as click
 
+from melond.display import table  # noqa: F401 - the CLIs' table, shared with melond --check
 from melond.errors import MelonError
+from melond.paths import current_user  # noqa: F401 - re-exported for the CLIs
 
 CONTEXT = {"help_option_names": ["-h", "--help"]}
 
@@ -65,23 +66,6 @@ def job_label(job: dict) -> str:
     if job.get("array_task_id") is not None:
         return f"{job['array_job_id']}_{job['array_task_id']}"
     return str(job["id"])
-
-
-def table(headers: list[str], rows: list[list[str]], right: set[int] = frozenset()) -> str:
-    """A plain fixed-width table like squeue's (no colour, cheap to import)."""
-    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
-    def line(cells: list[str]) -> str:
-        return "  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
-    return "\n".join([line(headers)] + [line(r) for r in rows])
-
-
-def current_user() -> str:
-    """The caller's name, or the bare uid where the account has no name."""
-    import pwd
-    try:
-        return pwd.getpwuid(os.getuid()).pw_name
-    except KeyError:
-        return str(os.getuid())
 
 
 def job_ids(values: tuple[str, ...] | list[str]) -> list[int]:

@@ -1,11 +1,10 @@
-"""Wiring: state dir, store, nodes, controller, API listeners, signals, shutdown."""
+"""Wiring: state dir, store, nodes, the job engine, API listeners, signals, shutdown."""
 from __future__ import annotations
 
 import asyncio
 import fcntl
 import logging
 import os
-import pwd
 import signal
 import ssl
 from dataclasses import dataclass
@@ -14,31 +13,20 @@ import psutil
 from aiohttp import web
 
 from melond.api.routes import make_app
-from melond.config import Inventory, Node
-from melond.engine.controller import Controller, NodeState
+from melond.config import Inventory
+from melond.engine.engine import Engine
 from melond.errors import MelonError
 from melond.files import check_private
 from melond.nodes.fleet import NodeSession
+from melond.nodes.state import NodeState
 from melond.paths import SOCKET_NAME
+from melond.nodes.transports import transport_for
 from melond.state.store import Store
-from melond.nodes.transports import LocalTransport, SshTransport
 
 log = logging.getLogger("melond")
 
 MIB = 1024 * 1024
 MAX_HANDSHAKES = 16  # SSH handshakes in flight at once, so a fleet reconnecting does not stampede
-SYSTEM_SPOOL = "/var/lib/melon/spool"
-USER_SPOOL = "~/.local/state/melon/spool"  # expanded by the helper, on the node
-
-
-def transport_for(node: Node, state_dir: str):
-    """How to reach a node, and its spool path there."""
-    if not node.remote:
-        return LocalTransport(node.python), node.spool or os.path.join(state_dir, "spool")
-    login = node.user or pwd.getpwuid(os.geteuid()).pw_name
-    spool = node.spool or (SYSTEM_SPOOL if login == "root" else USER_SPOOL)
-    return SshTransport(node.host, node.port, node.user, node.identity_file, node.known_hosts,
-                        node.python or "python3"), spool
 
 
 @dataclass
@@ -119,14 +107,14 @@ class Daemon:
         for row in store.nodes():
             if row["name"] in nodes and row.get("drain"):
                 nodes[row["name"]].drain = row["drain"]  # an operator's drain survives restarts
-        ctl = Controller(store, inv, nodes, kill_wait=kill_wait)
+        engine = Engine(store, inv, nodes, kill_wait=kill_wait)
         handshakes = asyncio.Semaphore(MAX_HANDSHAKES)
         for name, node in inv.node_table().items():
             transport, spool = transport_for(node, self.state_dir)
-            ctl.sessions[name] = NodeSession(name, transport, spool, on_up=ctl.node_up,
-                                             on_down=ctl.node_down, on_event=ctl.on_event, handshakes=handshakes,
-                                             limits=node.limits)
-        runner = web.AppRunner(make_app(ctl), access_log=None, handle_signals=False)
+            engine.sessions[name] = NodeSession(name, transport, spool, on_up=engine.nodes_life.up,
+                                                on_down=engine.nodes_life.down, on_event=engine.ends.on_event,
+                                                handshakes=handshakes, limits=node.limits)
+        runner = web.AppRunner(make_app(engine), access_log=None, handle_signals=False)
         await runner.setup()
         if os.path.exists(self.socket_path):
             os.unlink(self.socket_path)  # stale: we hold the lock, so nobody else serves it
@@ -138,16 +126,16 @@ class Daemon:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
-        tasks = [asyncio.ensure_future(s.run()) for s in ctl.sessions.values()]
-        tasks.append(asyncio.ensure_future(ctl.schedule_forever()))
+        tasks = [asyncio.ensure_future(s.run()) for s in engine.sessions.values()]
+        tasks.append(asyncio.ensure_future(engine.loop.run_forever()))
         log.info("melond ready", extra={"socket": self.socket_path, "port": self.opts.port,
-                                        "tls": self.tls is not None, "nodes": list(ctl.nodes),
+                                        "tls": self.tls is not None, "nodes": list(engine.nodes),
                                         "kill_wait": kill_wait, "pid": os.getpid()})
         await self._stop.wait()
         log.info("melond stopping: jobs keep running and are adopted at the next start")
         await runner.cleanup()
-        await ctl.stop()
-        for s in ctl.sessions.values():
+        await engine.stop()
+        for s in engine.sessions.values():
             await s.stop()
         for t in tasks:
             t.cancel()

@@ -6,6 +6,8 @@ Messages are written for the user: what is wrong and what to do.
 """
 from __future__ import annotations
 
+from remote.protocol import ErrorCode
+
 
 class MelonError(Exception):
     """Base: a refusal or failure with a user-facing message."""
@@ -19,6 +21,11 @@ class MelonError(Exception):
 
 class BadRequest(MelonError):
     code, status = "bad_request", 400
+
+
+class ParseError(BadRequest, ValueError):
+    """What someone typed (a time, a size, a directive, a job id, a token) cannot be read: a 400
+    bad_request on the wire, and a ValueError to code that parses."""
 
 
 class Unauthorized(MelonError):
@@ -64,11 +71,40 @@ class NodeTimeout(NodeUnavailable):
 
 
 class NodeRequestFailed(MelonError):
-    code, status = "node_failed", 502
+    """A node's helper refused a request; each of its error codes (`remote.protocol.ErrorCode`)
+    comes back as the subclass named for it, rebuilt by `node_error`."""
 
-    def __init__(self, message: str, node_code: str = "") -> None:
-        super().__init__(message)
-        self.node_code = node_code  # the helper's own code (no_such_job, launch_failed, ...)
+    code, status = "node_failed", 502
+    node_code: ErrorCode = ErrorCode.INTERNAL
+
+
+class NodeBadRequest(NodeRequestFailed):
+    node_code = ErrorCode.BAD_REQUEST
+
+
+class NoSuchUser(NodeRequestFailed):
+    node_code = ErrorCode.NO_SUCH_USER
+
+
+class NoSuchJob(NodeRequestFailed):
+    """The node has no such run: its start never arrived."""
+
+    node_code = ErrorCode.NO_SUCH_JOB
+
+
+class LaunchFailed(NodeRequestFailed):
+    node_code = ErrorCode.LAUNCH_FAILED
+
+
+NODE_ERRORS: dict[str, type[NodeRequestFailed]] = {
+    cls.node_code.value: cls for cls in (NodeRequestFailed, NodeBadRequest, NoSuchUser, NoSuchJob, LaunchFailed)
+}
+
+
+def node_error(node: str, error: dict) -> NodeRequestFailed:
+    """The typed exception for a helper's `error {code, message}`; an unknown code is a plain failure."""
+    cls = NODE_ERRORS.get(str(error.get("code")), NodeRequestFailed)
+    return cls(f"node {node}: {error.get('message') or 'no message'}")
 
 
 class Unreachable(MelonError):

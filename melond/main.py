@@ -75,7 +75,7 @@ def main(state_dir: str | None, inventory: str | None, port: int | None, host: s
 
 
 def _check(inv, state_dir: str) -> int:
-    from cli.common import table
+    from melond.display import table
     from melond.nodes.check import check
 
     headers, rows = asyncio.run(check(inv, state_dir))
@@ -104,7 +104,7 @@ Clients (copy {cert} to them; it holds no secret):
 def _init_keys(directory: str) -> None:
     import socket
 
-    from cli.common import current_user
+    from melond.paths import current_user
     from melond.keys import write_ssh_keys
 
     private, public = write_ssh_keys(directory, f"melond@{socket.gethostname()}")

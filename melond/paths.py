@@ -5,6 +5,7 @@ Standard library only: the CLIs import this to find the default endpoint.
 from __future__ import annotations
 
 import os
+import pwd
 
 SYSTEM_STATE_DIR = "/var/lib/melon"
 SOCKET_NAME = "melond.sock"
@@ -27,3 +28,11 @@ def default_endpoint() -> str:
         return f"unix:{mine}"
     system = os.path.join(SYSTEM_STATE_DIR, SOCKET_NAME)
     return f"unix:{system if os.path.exists(system) else mine}"
+
+
+def current_user() -> str:
+    """The caller's name, or the bare uid where the account has no name."""
+    try:
+        return pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:
+        return str(os.getuid())

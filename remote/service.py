@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable
 
 from remote import limits, spool, wire
+from remote.protocol import ErrorCode, Event, Op
 from remote.job import lookup_user, process_stat, start_ticks
 from remote.supervisor import LOCATE_TIMEOUT, MAX_REQUEST, reap_children
 
@@ -37,7 +38,7 @@ CLAIM_POLL = 0.2
 class RequestError(Exception):
     """A request the helper refuses; `code` crosses the wire."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: ErrorCode, message: str) -> None:
         super().__init__(message)
         self.code = code
 
@@ -99,12 +100,13 @@ class Helper:
         self.notify = "\0melon-" + self.scope
         self.watching: set[str] = set()  # run keys whose end is still to be reported
         self.ops = {
-            "ping": self.op_ping,
-            "start": self.op_start,
-            "set_limit": self.op_set_limit,
-            "kill": self.op_kill,
-            "list": self.op_list,
-            "forget": self.op_forget,
+            Op.PING: self.op_ping,
+            Op.START: self.op_start,
+            Op.SET_LIMIT: self.op_set_limit,
+            Op.SET_LIMITS: self.op_set_limits,
+            Op.KILL: self.op_kill,
+            Op.LIST: self.op_list,
+            Op.FORGET: self.op_forget,
         }
 
     def send(self, message: dict) -> None:
@@ -115,13 +117,13 @@ class Helper:
         op = self.ops.get(message.get("op", ""))
         try:
             if op is None:
-                raise RequestError("bad_request", f"unknown operation {message.get('op')!r}")
+                raise RequestError(ErrorCode.BAD_REQUEST, f"unknown operation {message.get('op')!r}")
             result = await op(message)
             self.send({"id": rid, "ok": True, "result": result})
         except RequestError as exc:
             self.send({"id": rid, "ok": False, "error": {"code": exc.code, "message": str(exc)}})
         except Exception as exc:  # noqa: BLE001 - one bad request must not end the channel
-            self.send({"id": rid, "ok": False, "error": {"code": "internal", "message": f"{type(exc).__name__}: {exc}"}})
+            self.send({"id": rid, "ok": False, "error": {"code": ErrorCode.INTERNAL, "message": f"{type(exc).__name__}: {exc}"}})
 
     async def op_ping(self, msg: dict) -> dict:
         return {"time": time.time()}
@@ -140,7 +142,7 @@ class Helper:
             return {"already": True, **status}
         if lookup_user(job["user"]) is None:
             d.remove()
-            raise RequestError("no_such_user", f"user {job['user']!r} does not exist on node {self.info['hostname']}")
+            raise RequestError(ErrorCode.NO_SUCH_USER, f"user {job['user']!r} does not exist on node {self.info['hostname']}")
         job = {**job, "key": key, "boot_id": self.info["boot_id"], "scope": self.scope}
         req = {"op": "start", "key": key, "spool": self.spool, "backend": self.backend, "notify": self.notify}
         data = json.dumps({**req, "spec": job}).encode()
@@ -154,7 +156,7 @@ class Helper:
             self.supervisor.send(data)
             report = await asyncio.wait_for(fut, START_TIMEOUT)
         except (OSError, TimeoutError):
-            raise RequestError("launch_failed", f"job {key}: the node's supervisor did not start it") from None
+            raise RequestError(ErrorCode.LAUNCH_FAILED, f"job {key}: the node's supervisor did not start it") from None
         finally:
             self.starting.pop(key, None)
         if "error" in report:
@@ -207,6 +209,17 @@ class Helper:
         d.write_bytes("limit", str(int(msg["limit"])).encode())
         return {"ended": d.exists("result.json"), "woke": self._wake(d)}
 
+    async def op_set_limits(self, msg: dict) -> dict:
+        """Every running job's limit at once (melond's reconnect): one request per node, not one a job.
+        A run not in the spool is reported, not refused, so the others still take effect."""
+        results = []
+        for job_id, run, limit in msg["limits"]:
+            try:
+                results.append(await self.op_set_limit({"job_id": job_id, "run": run, "limit": limit}))
+            except RequestError as exc:
+                results.append({"error": {"code": exc.code, "message": str(exc)}})
+        return {"results": results}
+
     async def op_kill(self, msg: dict) -> dict:
         d = self._existing(msg)
         d.write_bytes("cancel", b"1")
@@ -238,7 +251,7 @@ class Helper:
     def _existing(self, msg: dict) -> spool.JobDir:
         d = spool.JobDir(self.spool, spool.run_key(msg["job_id"], msg.get("run", 0)))
         if not os.path.isdir(d.root):
-            raise RequestError("no_such_job", f"job {d.key} is not on this node")
+            raise RequestError(ErrorCode.NO_SUCH_JOB, f"job {d.key} is not on this node")
         return d
 
     def _wake(self, d: spool.JobDir) -> bool:
@@ -302,7 +315,7 @@ class Helper:
         if key in self.watching:
             self.watching.discard(key)
             jid, run = spool.parse_key(key)
-            self.send({"event": "exited", "job_id": jid, "run": run, "result": result})
+            self.send({"event": Event.EXITED, "job_id": jid, "run": run, "result": result})
 
     async def scan_forever(self) -> None:
         """Belt and braces for a lost wake-up datagram; and how the death of an earlier helper's
@@ -346,6 +359,7 @@ class _Inbound(asyncio.Protocol):
         self.decoder = wire.Decoder()
         self.helper_ready = helper_ready
         self.closed = closed
+        self.handling: set[asyncio.Task] = set()  # the loop keeps only weak references to tasks
 
     def data_received(self, data: bytes) -> None:
         helper: Helper = self.helper_ready.result()
@@ -356,7 +370,9 @@ class _Inbound(asyncio.Protocol):
             self.closed.set_result(None)
             return
         for m in messages:
-            asyncio.ensure_future(helper.handle(m))
+            task = asyncio.ensure_future(helper.handle(m))
+            self.handling.add(task)
+            task.add_done_callback(self.handling.discard)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.closed.done():
@@ -379,7 +395,7 @@ async def serve(spool_dir: str, supervisor: socket.socket, supervisor_pid: int, 
     spool.prepare(spool_dir)
     out, _ = await loop.connect_write_pipe(asyncio.Protocol, os.fdopen(1, "wb", buffering=0, closefd=False))
     helper = Helper(spool_dir, out, supervisor, supervisor_pid, limits_wanted)
-    helper.send({"event": "hello", "info": helper.info})  # the first frame, before any request is read
+    helper.send({"event": Event.HELLO, "info": helper.info})  # the first frame, before any request is read
     supervisor.setblocking(False)
     loop.add_reader(supervisor.fileno(), helper.supervisor_readable)
     ready: asyncio.Future = loop.create_future()

@@ -71,18 +71,6 @@ class JobDir:
             os.close(fd)
         os.replace(tmp, final)
 
-    def sync(self, name: str) -> None:
-        """Make an already written file, and its name, durable."""
-        for path, flags in ((self.path(name), os.O_RDONLY), (self.root, os.O_RDONLY | os.O_DIRECTORY)):
-            try:
-                fd = os.open(path, flags)
-            except OSError:
-                return
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-
     def write_json(self, name: str, value: object) -> None:
         self.write_bytes(name, json.dumps(value).encode())
 

@@ -35,7 +35,7 @@ class TokenService:
 
     def __init__(self, store: Store, caller: Callable[[str, int], Caller]) -> None:
         self.store = store
-        self.caller = caller  # Controller.caller: decides who is an operator
+        self.caller = caller  # Operations.caller: decides who is an operator
 
     async def authenticate(self, header: str | None, now: float) -> Caller:
         """The caller a bearer header names; Unauthorized with the reason and the remedy if none."""

@@ -1,7 +1,7 @@
 """The HTTP API, on a Unix socket (identity from SO_PEERCRED) and optionally on TCP (bearer tokens).
 
 Handlers are thin: validate the body with pydantic, establish the caller, call
-one controller method, return JSON. Every error is `{"error": {"code",
+one engine method, return JSON. Every error is `{"error": {"code",
 "message"}}` with a 4xx/5xx status. Over TCP every route but the OpenAPI
 document needs a token, and a token's user has the same rights as on the socket.
 """
@@ -16,20 +16,21 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from melond import nss
-from melond.api import models
-from melond.sched import caps
-from melond.api import tokens
+from melond.api import models, tokens
 from melond.api.auth import TokenService, peer_uid
-from melond.engine.controller import Controller
+from melond.api.views import job_view, node_view
+from melond.engine.engine import Engine
 from melond.errors import BadRequest, Forbidden, Internal, MelonError, NotFound, RateLimited, Unauthorized
+from melond.sched import caps
+from melond.sched.admission import Submitter
 from melond.sched.policy import Caller, check_owner
 from melond.spec.states import ACTIVE, State, parse_states
-from melond.api.views import job_view, node_view
+from melond.state.job import Job
 
 log = logging.getLogger("melond.api")
 
 PREFIX = "/api/v1"
-CONTROLLER = web.AppKey("controller", Controller)
+ENGINE = web.AppKey("engine", Engine)
 TOKENS = web.AppKey("tokens", TokenService)
 SUBMIT_RATE = web.AppKey("submit_rate", caps.SubmitRate)
 MAX_WAIT = 300.0
@@ -38,11 +39,11 @@ PUBLIC = {"/openapi.json"}  # routes TCP serves without a token: the API's descr
 
 async def identify(request: web.Request) -> Caller:
     """The kernel's word on the Unix socket; the bearer token's user on TCP."""
-    ctl = request.app[CONTROLLER]
+    engine = request.app[ENGINE]
     uid = peer_uid(request.transport)
     request["over_socket"] = uid is not None
     if uid is not None:
-        return ctl.caller(nss.user_name(uid), uid)
+        return engine.ops.caller(nss.user_name(uid), uid)
     if request.path.removeprefix(PREFIX) in PUBLIC:
         return Caller(user="anonymous", uid=-1)
     return await request.app[TOKENS].authenticate(request.headers.get("Authorization"), time.time())
@@ -108,12 +109,12 @@ async def whoami(request: web.Request) -> web.Response:
 
 
 async def submit(request: web.Request) -> web.Response:
-    ctl = request.app[CONTROLLER]
+    engine = request.app[ENGINE]
     caller: Caller = request["caller"]
     request.app[SUBMIT_RATE].take(caller.user, time.monotonic())
     body: models.SubmitRequest = await _body(request, models.SubmitRequest)
     req = body.model_dump()
-    caps.check_submission(req, ctl.inv.limits)
+    caps.check_submission(req, engine.inv.limits)
     if os.geteuid() != 0 and caller.uid != os.geteuid():
         me = pwd.getpwuid(os.geteuid()).pw_name
         raise Forbidden(f"melond runs as {me} without root, so it can only run {me}'s jobs; "
@@ -121,13 +122,12 @@ async def submit(request: web.Request) -> web.Response:
     entry = nss.by_uid(caller.uid)
     if entry is None:
         raise Forbidden(f"uid {caller.uid} has no account on this machine; jobs need a named user")
-    gid = entry.pw_gid
-    ids, warnings = await ctl.submit(req, caller, (caller.user, caller.uid, gid))
+    ids, warnings = await engine.ops.submit(req, caller, Submitter(caller.user, caller.uid, entry.pw_gid))
     return web.json_response({"job_ids": ids, "warnings": warnings}, status=201)
 
 
 async def list_jobs(request: web.Request) -> web.Response:
-    ctl = request.app[CONTROLLER]
+    engine = request.app[ENGINE]
     q = request.query
     try:
         states = parse_states(q["state"]) if q.get("state") else None
@@ -137,81 +137,79 @@ async def list_jobs(request: web.Request) -> web.Response:
     if states is None and not q.get("all") and ids is None:
         states = set(ACTIVE)
     if states is not None and states <= ACTIVE and ids is None:
-        rows = [j for j in ctl.listed_jobs() if State(j["state"]) in states]
+        rows = [j for j in engine.jobs.listed() if j.state in states]
         if q.get("user"):
-            rows = [j for j in rows if j["user"] == q["user"]]
-        rows.sort(key=lambda j: j["id"])
-    else:
-        rows = ctl.store.jobs(states=[s.value for s in states] if states is not None else None,
-                              user=q.get("user") or None, ids=ids)
+            rows = [j for j in rows if j.user == q["user"]]
+        rows.sort(key=lambda j: j.id)
+    else:  # the history: read off the event loop
+        wanted = [s.value for s in states] if states is not None else None
+        rows = await engine.store.read(lambda db: db.jobs(states=wanted, user=q.get("user") or None, ids=ids))
     now = time.time()
     return web.json_response({"jobs": [job_view(j, now) for j in rows]})
 
 
 async def show_job(request: web.Request) -> web.Response:
-    ctl = request.app[CONTROLLER]
+    engine = request.app[ENGINE]
     jid = _job_id(request)
     caller: Caller = request["caller"]
-    job = ctl.visible_job(jid, caller)
+    job = engine.ops.find(jid)
     if caller.uid >= 0:
         check_owner(job, caller, "show")
     wait = _seconds(request.query.get("wait"), "wait")
-    if wait > 0 and job["state"] in ACTIVE:
-        job = await ctl.wait_ended(jid, min(wait, MAX_WAIT)) or job
+    if wait > 0 and job.state in ACTIVE:
+        job = await engine.ops.wait_ended(jid, min(wait, MAX_WAIT)) or job
     view = job_view(job)
-    view["events"] = ctl.store.events(jid)
+    view["events"] = engine.store.events(jid)
     ended = [e["data"].get("backend") for e in view["events"] if e["kind"] == "ended"]
-    node = ctl.nodes.get(job.get("node") or "")
-    view["backend"] = (ended[-1] if ended else None) or (node.backend if node and job.get("node") else None)
+    node = engine.nodes.get(job.node or "")
+    view["backend"] = (ended[-1] if ended else None) or (node.backend if node else None)
     return web.json_response(view)
 
 
 async def cancel_job(request: web.Request) -> web.Response:
-    ctl = request.app[CONTROLLER]
-    return web.json_response(await ctl.cancel(_job_id(request), request["caller"]))
+    return web.json_response(await request.app[ENGINE].ops.cancel(_job_id(request), request["caller"]))
 
 
 async def extend_job(request: web.Request) -> web.Response:
-    ctl = request.app[CONTROLLER]
     body: models.ExtendRequest = await _body(request, models.ExtendRequest)
     if (body.add is None) == (body.to is None):
         raise BadRequest("give exactly one of `add` (seconds to add) or `to` (a new total limit)")
-    return web.json_response(await ctl.extend(_job_id(request), request["caller"], add=body.add, to=body.to))
+    return web.json_response(await request.app[ENGINE].ops.extend(_job_id(request), request["caller"],
+                                                                  add=body.add, to=body.to))
 
 
 async def hold_job(request: web.Request) -> web.Response:
-    ctl = request.app[CONTROLLER]
-    return web.json_response(await ctl.set_hold(_job_id(request), request["caller"], True))
+    return web.json_response(await request.app[ENGINE].ops.set_hold(_job_id(request), request["caller"], True))
 
 
 async def release_job(request: web.Request) -> web.Response:
-    ctl = request.app[CONTROLLER]
-    return web.json_response(await ctl.set_hold(_job_id(request), request["caller"], False))
+    return web.json_response(await request.app[ENGINE].ops.set_hold(_job_id(request), request["caller"], False))
 
 
 async def list_nodes(request: web.Request) -> web.Response:
-    ctl = request.app[CONTROLLER]
-    running: dict[str, list[dict]] = {}
-    for j in ctl.listed_jobs():
-        if j["state"] == State.RUNNING:
-            running.setdefault(j["node"], []).append(j)
-    return web.json_response({"nodes": [node_view(n, running.get(n.name, [])) for n in ctl.nodes.values()]})
+    engine = request.app[ENGINE]
+    running: dict[str, list[Job]] = {}
+    for j in engine.jobs.listed():
+        if j.state is State.RUNNING:
+            running.setdefault(j.node, []).append(j)
+    return web.json_response({"nodes": [node_view(n, running.get(n.name, [])) for n in engine.nodes.values()]})
 
 
 async def drain_node(request: web.Request) -> web.Response:
     body: models.NodeAction = await _body(request, models.NodeAction)
-    return web.json_response(await request.app[CONTROLLER].drain(request.match_info["name"], request["caller"],
-                                                                 body.reason))
+    return web.json_response(await request.app[ENGINE].nodes_life.drain(request.match_info["name"],
+                                                                        request["caller"], body.reason))
 
 
 async def resume_node(request: web.Request) -> web.Response:
-    return web.json_response(await request.app[CONTROLLER].resume(request.match_info["name"], request["caller"]))
+    return web.json_response(await request.app[ENGINE].nodes_life.resume(request.match_info["name"],
+                                                                         request["caller"]))
 
 
 async def down_node(request: web.Request) -> web.Response:
     body: models.NodeAction = await _body(request, models.NodeAction)
-    return web.json_response(await request.app[CONTROLLER].down(request.match_info["name"], request["caller"],
-                                                                body.reason))
+    return web.json_response(await request.app[ENGINE].nodes_life.take_down(request.match_info["name"],
+                                                                            request["caller"], body.reason))
 
 
 async def create_token(request: web.Request) -> web.Response:
@@ -302,12 +300,12 @@ def _seconds(text: str | None, name: str) -> float:
     return value
 
 
-def make_app(ctl: Controller) -> web.Application:
-    limits = ctl.inv.limits
+def make_app(engine: Engine) -> web.Application:
+    limits = engine.inv.limits
     app = web.Application(middlewares=[errors_and_identity], client_max_size=caps.body_cap(limits))
-    app[CONTROLLER] = ctl
+    app[ENGINE] = engine
     app[SUBMIT_RATE] = caps.SubmitRate(limits.submit_burst, limits.submit_rate)
-    app[TOKENS] = TokenService(ctl.store, ctl.caller)
+    app[TOKENS] = TokenService(engine.store, engine.ops.caller)
     for method, path, handler, *_ in ROUTES:
         app.router.add_route(method, PREFIX + path, handler)
     app.router.add_route("*", "/{tail:.*}", not_found)

@@ -8,6 +8,8 @@ function here is deterministic.
 """
 from __future__ import annotations
 
+from melond.errors import ParseError
+
 import hashlib
 import hmac
 import re
@@ -28,7 +30,7 @@ _DURATION = re.compile(r"([0-9]{1,9})\s*([smhdw])")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 
-class TokenError(ValueError):
+class TokenError(ParseError):
     """A token (or a duration) that cannot be used; the message says why and what to do."""
 
 

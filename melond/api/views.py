@@ -4,36 +4,33 @@ from __future__ import annotations
 import os
 import time
 
+from melond.nodes.state import NodeState
 from melond.sched.launch import expand_pattern
-from melond.spec.states import SHORT, State
+from melond.spec.states import SHORT
+from melond.state.job import MIB, Job
 
-HIDDEN = ("script", "environment", "gid")
 
-
-def job_view(job: dict, now: float | None = None) -> dict:
-    """A job for listings and mshow: no script or environment (they may hold secrets)."""
+def job_view(job: Job, now: float | None = None) -> dict:
+    """A job for listings and mshow: its public fields (no script, no environment: they may hold
+    secrets) and what follows from them."""
     now = time.time() if now is None else now
-    out = {k: v for k, v in job.items() if k not in HIDDEN and not k.startswith("_")}
-    state = State(job["state"])
-    node = job.get("node") or "%N"
-    out["state_name"] = state.value
-    out["state"] = SHORT[state]
-    out["output_path"] = os.path.join(job["chdir"], expand_pattern(job["output"], job, node))
-    out["error_path"] = (os.path.join(job["chdir"], expand_pattern(job["error"], job, node))
-                         if job.get("error") else out["output_path"])
-    start, limit = job.get("start_time"), job["time_limit"]
-    out["deadline"] = start + limit if start and limit else None
-    end = job.get("end_time")
-    out["elapsed"] = (end or now) - start if start else 0.0
-    out["hold"] = bool(job.get("hold"))
-    out["requeue"] = bool(job.get("requeue"))
+    out = job.public()
+    node = job.node or "%N"
+    out["state_name"] = job.state.value
+    out["state"] = SHORT[job.state]
+    out["output_path"] = os.path.join(job.chdir, expand_pattern(job.output, job, node))
+    out["error_path"] = (os.path.join(job.chdir, expand_pattern(job.error, job, node))
+                         if job.error else out["output_path"])
+    out["deadline"] = job.deadline
+    start = job.start_time
+    out["elapsed"] = (job.end_time or now) - start if start else 0.0
     return out
 
 
-def node_view(node, running: list[dict]) -> dict:
+def node_view(node: NodeState, running: list[Job]) -> dict:
     """A node with what is allocated on it, in minfo's terms."""
-    used_cpus = sum(j["cpus"] for j in running)
-    used_mem = sum(j["memory"] for j in running) // (1024 * 1024)
+    used_cpus = sum(j.cpus for j in running)
+    used_mem = sum(j.memory for j in running) // MIB
     if not node.up:
         state = "down"
     elif node.drain is not None:

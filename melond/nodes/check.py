@@ -4,7 +4,7 @@ from __future__ import annotations
 import asyncio
 
 from melond.config import Inventory
-from melond.daemon import transport_for
+from melond.nodes.transports import transport_for
 from melond.nodes.fleet import BOOT_TIMEOUT, bootstrap
 
 HEADERS = ["NODE", "ADDRESS", "REACHABLE", "CPUS", "MEMORY_MB", "SYSTEMD", "LIMITS", "PYTHON", "NOTE"]

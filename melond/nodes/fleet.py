@@ -13,9 +13,10 @@ import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from melond.errors import NodeTimeout, NodeUnavailable, NodeRequestFailed
+from melond.errors import NodeTimeout, NodeUnavailable, node_error
 from remote import bootstrap as bootstrap_mod
 from remote import wire
+from remote.protocol import Op
 
 log = logging.getLogger("melond.fleet")
 
@@ -184,7 +185,7 @@ class NodeSession:
                 fut.set_exception(NodeUnavailable(f"node {self.name} went down: {reason}"))
         self._pending.clear()
 
-    async def request(self, op: str, timeout: float = REQUEST_TIMEOUT, **fields) -> dict:
+    async def request(self, op: Op, timeout: float = REQUEST_TIMEOUT, **fields) -> dict:
         """Send one request and wait for its reply."""
         if not self.up or self._channel is None:
             raise NodeUnavailable(f"node {self.name} is not connected")
@@ -199,8 +200,7 @@ class NodeSession:
         finally:
             self._pending.pop(rid, None)
         if not reply.get("ok"):
-            err = reply.get("error") or {}
-            raise NodeRequestFailed(f"node {self.name}: {err.get('message')}", node_code=err.get("code", "internal"))
+            raise node_error(self.name, reply.get("error") or {})
         return reply.get("result") or {}
 
     def _write(self, data: bytes) -> None:

@@ -6,9 +6,12 @@ an SSH transport only has to provide the same two streams.
 from __future__ import annotations
 
 import asyncio
+import os
+import pwd
 import sys
 from typing import Protocol
 
+from melond.config import Node
 from remote.bootstrap import FIRST_STAGE
 
 
@@ -152,3 +155,17 @@ class SshTransport:
 
     def describe(self) -> str:
         return f"ssh {self.user + '@' if self.user else ''}{self.host}:{self.port}"
+
+
+SYSTEM_SPOOL = "/var/lib/melon/spool"
+USER_SPOOL = "~/.local/state/melon/spool"  # expanded by the helper, on the node
+
+
+def transport_for(node: Node, state_dir: str) -> tuple[LocalTransport | SshTransport, str]:
+    """How to reach a node, and its spool path there."""
+    if not node.remote:
+        return LocalTransport(node.python), node.spool or os.path.join(state_dir, "spool")
+    login = node.user or pwd.getpwuid(os.geteuid()).pw_name
+    spool = node.spool or (SYSTEM_SPOOL if login == "root" else USER_SPOOL)
+    return SshTransport(node.host, node.port, node.user, node.identity_file, node.known_hosts,
+                        node.python or "python3"), spool

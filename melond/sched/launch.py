@@ -8,18 +8,19 @@ import re
 
 from melond.errors import BadRequest
 from melond.spec.timespec import SpecError, signal_spec
+from melond.state.job import Job
 
 NO_VAL_TASK = "4294967294"  # what Slurm prints for %a outside an array
 PATTERN = re.compile(r"%(\d*)([jJxuNAatns%])")
 DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
 
 
-def expand_pattern(text: str, job: dict, node: str) -> str:
+def expand_pattern(text: str, job: Job, node: str) -> str:
     """Slurm's filename patterns: %j %J %x %u %N %A %a %n %t %s %%, with optional zero padding."""
     values = {
-        "j": str(job["id"]), "J": str(job["id"]), "x": job["name"], "u": job["user"], "N": node,
-        "A": str(job.get("array_job_id") or job["id"]),
-        "a": str(job["array_task_id"]) if job.get("array_task_id") is not None else NO_VAL_TASK,
+        "j": str(job.id), "J": str(job.id), "x": job.name, "u": job.user, "N": node,
+        "A": str(job.array_job_id or job.id),
+        "a": str(job.array_task_id) if job.array_task_id is not None else NO_VAL_TASK,
         "n": "0", "t": "0", "s": "batch", "%": "%",
     }
 
@@ -38,43 +39,43 @@ def parse_signal(text: str) -> tuple[int, int]:
         raise BadRequest(f"--signal={text}: {exc}") from None
 
 
-def job_environment(job: dict, node: str, home: str | None = None) -> dict[str, str]:
+def job_environment(job: Job, node: str, home: str | None = None) -> dict[str, str]:
     """The job's environment: what was exported, plus MELON_* and the SLURM_* twins Slurm scripts read."""
-    env = {str(k): str(v) for k, v in (job.get("environment") or {}).items()}
+    env = {str(k): str(v) for k, v in job.environment.items()}
     env.setdefault("PATH", DEFAULT_PATH)
-    env.setdefault("USER", job["user"])
-    env.setdefault("LOGNAME", job["user"])
+    env.setdefault("USER", job.user)
+    env.setdefault("LOGNAME", job.user)
     if home:
         env.setdefault("HOME", home)
-    mem_mib = str(job["memory"] // (1024 * 1024))
+    mem_mib = str(job.memory_mib)
     pairs = {
-        "JOB_ID": str(job["id"]), "JOB_NAME": job["name"], "CPUS_PER_TASK": str(job["cpus"]),
-        "MEM_PER_NODE": mem_mib, "SUBMIT_DIR": job.get("submit_dir") or job["chdir"],
-        "SUBMIT_HOST": job.get("submit_host") or "", "NODENAME": node, "JOB_PARTITION": job["partition"],
-        "RESTART_COUNT": str(job.get("restarts") or 0), "JOB_USER": job["user"], "JOB_UID": str(job["uid"]),
+        "JOB_ID": str(job.id), "JOB_NAME": job.name, "CPUS_PER_TASK": str(job.cpus),
+        "MEM_PER_NODE": mem_mib, "SUBMIT_DIR": job.submit_dir or job.chdir,
+        "SUBMIT_HOST": job.submit_host or "", "NODENAME": node, "JOB_PARTITION": job.partition,
+        "RESTART_COUNT": str(job.restarts), "JOB_USER": job.user, "JOB_UID": str(job.uid),
     }
-    if job.get("array_task_id") is not None:
-        pairs["ARRAY_TASK_ID"] = str(job["array_task_id"])
-        pairs["ARRAY_JOB_ID"] = str(job["array_job_id"])
+    if job.array_task_id is not None:
+        pairs["ARRAY_TASK_ID"] = str(job.array_task_id)
+        pairs["ARRAY_JOB_ID"] = str(job.array_job_id)
     for key, value in pairs.items():
         env[f"MELON_{key}"] = value
         env[f"SLURM_{key}"] = value
     env.update({
-        "SLURM_JOBID": str(job["id"]), "SLURMD_NODENAME": node, "SLURM_JOB_NODELIST": node,
+        "SLURM_JOBID": str(job.id), "SLURMD_NODENAME": node, "SLURM_JOB_NODELIST": node,
         "SLURM_NNODES": "1", "SLURM_JOB_NUM_NODES": "1", "SLURM_NTASKS": "1", "SLURM_NPROCS": "1",
-        "SLURM_CPUS_ON_NODE": str(job["cpus"]), "SLURM_JOB_CPUS_PER_NODE": str(job["cpus"]),
+        "SLURM_CPUS_ON_NODE": str(job.cpus), "SLURM_JOB_CPUS_PER_NODE": str(job.cpus),
         "SLURM_CLUSTER_NAME": "melon",
     })
     return env
 
 
-def start_request(job: dict, node: str, *, kill_wait: float, tasks_max: int, home: str | None = None) -> dict:
+def start_request(job: Job, node: str, *, kill_wait: float, tasks_max: int, home: str | None = None) -> dict:
     """Everything the node needs to start the job; the limit travels as a total, the node adds its own start time."""
     return {
-        "id": job["id"], "run": job.get("restarts") or 0, "user": job["user"], "script": job["script"], "args": job.get("script_args") or [],
-        "env": job_environment(job, node, home), "cwd": job["chdir"],
-        "output": expand_pattern(job["output"], job, node),
-        "error": expand_pattern(job["error"], job, node) if job.get("error") else None,
-        "cpus": job["cpus"], "memory": job["memory"], "limit": job["time_limit"], "kill_wait": kill_wait,
-        "tasks_max": tasks_max, "signal": list(parse_signal(job["signal"])) if job.get("signal") else None,
+        "id": job.id, "run": job.restarts, "user": job.user, "script": job.script, "args": job.script_args,
+        "env": job_environment(job, node, home), "cwd": job.chdir,
+        "output": expand_pattern(job.output, job, node),
+        "error": expand_pattern(job.error, job, node) if job.error else None,
+        "cpus": job.cpus, "memory": job.memory, "limit": job.time_limit, "kill_wait": kill_wait,
+        "tasks_max": tasks_max, "signal": list(parse_signal(job.signal)) if job.signal else None,
     }

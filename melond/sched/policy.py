@@ -9,8 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from melond.errors import Conflict, Forbidden
-from melond.spec.states import FINISHED, State
+from melond.spec.states import FINISHED
 from melond.spec.timespec import format_limit
+from melond.state.job import Job
 
 
 @dataclass(frozen=True)
@@ -22,46 +23,46 @@ class Caller:
     operator: bool = False
 
 
-def check_owner(job: dict, caller: Caller, action: str) -> None:
+def check_owner(job: Job, caller: Caller, action: str) -> None:
     """Only the job's owner or an operator may act on it."""
-    if caller.operator or job["user"] == caller.user:
+    if caller.operator or job.user == caller.user:
         return
-    raise Forbidden(f"job {job['id']} belongs to {job['user']}; only its owner or an operator may {action} it")
+    raise Forbidden(f"job {job.id} belongs to {job.user}; only its owner or an operator may {action} it")
 
 
-def check_not_finished(job: dict) -> None:
-    state = State(job["state"])
+def check_not_finished(job: Job) -> None:
+    state = job.state
     if state in FINISHED:
-        raise Conflict(f"job {job['id']} has already ended ({state.value}); a finished job cannot be extended")
+        raise Conflict(f"job {job.id} has already ended ({state.value}); a finished job cannot be extended")
 
 
-def new_limit(job: dict, *, add: int | None, to: int | None) -> int:
+def new_limit(job: Job, *, add: int | None, to: int | None) -> int:
     """The total limit an extension asks for (seconds; 0 = unlimited)."""
     check_not_finished(job)
     if to is not None:
         return to
-    if job["time_limit"] == 0:
-        raise Conflict(f"job {job['id']} has no time limit; there is nothing to extend")
-    return job["time_limit"] + (add or 0)
+    if job.time_limit == 0:
+        raise Conflict(f"job {job.id} has no time limit; there is nothing to extend")
+    return job.time_limit + (add or 0)
 
 
-def check_extension(job: dict, caller: Caller, limit: int, max_time: int, partition: str) -> None:
+def check_extension(job: Job, caller: Caller, limit: int, max_time: int, partition: str) -> None:
     """May `caller` set `job`'s total limit to `limit`? Raise with the rule if not."""
     check_owner(job, caller, "extend")
     check_not_finished(job)
     if caller.operator:
         return
-    old = job["time_limit"]
+    old = job.time_limit
     if limit != 0 and (old == 0 or limit < old):
-        raise Forbidden(f"job {job['id']}: only an operator may shorten a time limit "
+        raise Forbidden(f"job {job.id}: only an operator may shorten a time limit "
                         f"({format_limit(old)} -> {format_limit(limit)})")
     if max_time and (limit == 0 or limit > max_time):
         raise Forbidden(
-            f"job {job['id']}: a limit of {format_limit(limit)} is above partition {partition}'s MaxTime "
+            f"job {job.id}: a limit of {format_limit(limit)} is above partition {partition}'s MaxTime "
             f"of {format_limit(max_time)}; owners may extend up to MaxTime, an operator may go beyond")
 
 
-def check_extension_budget(job: dict, caller: Caller, limit: int, past_added: list[int], *,
+def check_extension_budget(job: Job, caller: Caller, limit: int, past_added: list[int], *,
                            max_extension: int | None, max_extensions: int | None, partition: str) -> None:
     """The partition's caps on an owner's extensions of one job, over its life: how many
     (`max_extensions`) and how much time in total (`max_extension`). `past_added` holds the
@@ -69,16 +70,16 @@ def check_extension_budget(job: dict, caller: Caller, limit: int, past_added: li
     if caller.operator:
         return
     if max_extensions is not None and len(past_added) >= max_extensions:
-        raise Forbidden(f"job {job['id']}: extended {len(past_added)} times already; partition {partition} "
+        raise Forbidden(f"job {job.id}: extended {len(past_added)} times already; partition {partition} "
                         f"allows an owner {max_extensions} extensions of one job (max_extensions); "
                         f"ask an operator")
     if max_extension is None:
         return
-    old = job["time_limit"]
+    old = job.time_limit
     adding = limit - old if limit and old else None  # None: to or from unlimited, beyond any cap
     used = sum(past_added)
     if adding is None or used + adding > max_extension:
         asked = "an unlimited time" if adding is None else format_limit(adding)
-        raise Forbidden(f"job {job['id']}: adding {asked} to the {format_limit(used) if used else 'nothing'} "
+        raise Forbidden(f"job {job.id}: adding {asked} to the {format_limit(used) if used else 'nothing'} "
                         f"added before is above partition {partition}'s cap of {format_limit(max_extension)} "
                         f"per job (max_extension); ask an operator")

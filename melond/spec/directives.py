@@ -11,6 +11,8 @@ script. Nothing here reads files; the caller passes the script text in.
 
 from __future__ import annotations
 
+from melond.errors import ParseError
+
 import posixpath
 import re
 from types import MappingProxyType
@@ -51,7 +53,7 @@ __all__ = [
 ]
 
 
-class DirectiveError(ValueError):
+class DirectiveError(ParseError):
     """An option, directive or script Melon must refuse; the message says where and what to do."""
 
 

@@ -7,6 +7,8 @@ scheduling pass asks :func:`dependency_status` whether a job may run yet.
 
 from __future__ import annotations
 
+from melond.errors import ParseError
+
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -41,7 +43,7 @@ DEPENDENCY_FORMS = (
 )
 
 
-class RelError(ValueError):
+class RelError(ParseError):
     """A ``--array`` or ``--dependency`` value that cannot be accepted; the message is for users."""
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from melond.errors import ParseError
+
 
 class State(StrEnum):
     PENDING = "PENDING"
@@ -26,7 +28,7 @@ BY_SHORT: dict[str, State] = {v: k for k, v in SHORT.items()}
 ACTIVE = frozenset({State.PENDING, State.RUNNING})
 FINISHED = frozenset(State) - ACTIVE
 
-# The node monitor's `reason` for a job's end -> the state it ends in ("exited" depends on the status).
+# The node supervisor's `reason` for a job's end -> the state it ends in ("exited" depends on the status).
 END_REASONS: dict[str, State] = {
     "timeout": State.TIMEOUT,
     "cancelled": State.CANCELLED,
@@ -37,7 +39,7 @@ END_REASONS: dict[str, State] = {
 
 
 def end_state(result: dict) -> State:
-    """The final state for a monitor's result record."""
+    """The final state for a node's result record."""
     reason = result.get("reason", "exited")
     if reason in END_REASONS:
         return END_REASONS[reason]
@@ -56,5 +58,5 @@ def parse_states(text: str) -> set[State]:
             out.add(State[item])
         else:
             names = ", ".join(f"{SHORT[s]} ({s.value})" for s in State)
-            raise ValueError(f"unknown job state {item!r}; use one of: {names}")
+            raise ParseError(f"unknown job state {item!r}; use one of: {names}")
     return out

@@ -9,6 +9,8 @@ keeps the seconds (``0:05`` is 5 s), because an extendable deadline is enforced 
 
 from __future__ import annotations
 
+from melond.errors import ParseError
+
 import datetime as _dt
 import re
 
@@ -26,7 +28,7 @@ __all__ = [
 ]
 
 
-class SpecError(ValueError):
+class SpecError(ParseError):
     """A value the user typed that Melon cannot read; the message names it and says which forms work."""
 
 

@@ -12,6 +12,7 @@ acknowledged submission is on disk. Reads use their own connection.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 import os
 import queue
@@ -23,9 +24,10 @@ from typing import Any
 import sqlite_utils
 
 from melond.errors import MelonError
+from melond.spec.states import State
+from melond.state.job import Job, check_transition
 from melond.state.migrations import migrate
 
-JSON_COLUMNS = ("script_args", "environment", "nodelist", "exclude")
 BATCH_MAX = 1000
 
 
@@ -36,14 +38,6 @@ def _connect(path: str) -> sqlite3.Connection:
     conn.execute("PRAGMA synchronous=FULL")
     conn.execute("PRAGMA foreign_keys=ON")
     return conn
-
-
-def job_from_row(row: sqlite3.Row | dict) -> dict:
-    job = dict(row)
-    for col in JSON_COLUMNS:
-        if job.get(col) is not None:
-            job[col] = json.loads(job[col])
-    return job
 
 
 class Store:
@@ -62,8 +56,11 @@ class Store:
             writer.close()
             raise
         self._writer = writer
-        self._reader = _connect(path)
-        self.db = sqlite_utils.Database(self._reader)
+        self._reader = _connect(path)  # quick reads, on the event loop's thread
+        # Reads that may be long (a history, a node's reconcile) run on a thread of their own with
+        # its own connection, so the event loop keeps serving meanwhile.
+        self._slow_reader = _connect(path)
+        self._slow = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="melon-store-reader")
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run_writer, name="melon-store-writer", daemon=True)
         self._thread.start()
@@ -117,21 +114,27 @@ class Store:
             for (_, _, fut, loop), (ok, value) in zip(batch, outcomes):
                 loop.call_soon_threadsafe(_settle, fut, ok, value)
 
+    async def read(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run a read method, fn(store, *args), off the event loop, on the slow reads' connection."""
+        return await asyncio.get_running_loop().run_in_executor(self._slow, fn, _SlowView(self), *args)
+
     async def close(self) -> None:
         self._queue.put(None)
         await asyncio.get_running_loop().run_in_executor(None, self._thread.join)
+        self._slow.shutdown(wait=True)
         self._writer.close()
         self._reader.close()
+        self._slow_reader.close()
 
     # ---- write operations (run in the writer thread) ----------------------------------------
 
     @staticmethod
-    def op_insert_jobs(conn: sqlite3.Connection, rows: list[dict], actor: str, now: float) -> list[int]:
+    def op_insert_jobs(conn: sqlite3.Connection, jobs: list[Job], actor: str, now: float) -> list[int]:
         """Insert jobs (one submission, or every task of an array) with their `submitted` events."""
         ids = []
         first = None
-        for row in rows:
-            row = {k: (json.dumps(v) if k in JSON_COLUMNS and v is not None else v) for k, v in row.items()}
+        for job in jobs:
+            row = job.to_row()
             if row.get("array_task_id") is not None and first is not None:
                 row["array_job_id"] = first
             cols = ", ".join(row)
@@ -145,10 +148,11 @@ class Store:
         return ids
 
     @staticmethod
-    def op_transition(conn: sqlite3.Connection, job_id: int, allowed: Iterable[str], changes: dict,
-                      kind: str, actor: str, data: dict, now: float) -> bool:
-        """Change a job only if it is still in an allowed state, with its event; False if not."""
-        allowed = list(allowed)
+    def op_transition(conn: sqlite3.Connection, job_id: int, kind: str, changes: dict, actor: str, data: dict,
+                      now: float) -> bool:
+        """Record an event of a job's history with the changes it brings, only if the job is still
+        in a state the transition table allows the event in; False if it is not."""
+        allowed = [s.value for s in check_transition(kind, changes).sources]
         in_state = f"id = ? AND state IN ({', '.join('?' * len(allowed))})"
         if changes:
             sets = ", ".join(f"{k} = ?" for k in changes)
@@ -204,26 +208,19 @@ class Store:
 
     # ---- reading ---------------------------------------------------------------------------
 
-    def job(self, job_id: int) -> dict | None:
+    def job(self, job_id: int) -> Job | None:
         row = self._reader.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
-        return job_from_row(row) if row else None
+        return Job.from_row(row) if row else None
 
     def jobs(self, *, states: Iterable[str] | None = None, user: str | None = None,
-             ids: Iterable[int] | None = None, columns: str = "*") -> list[dict]:
-        where, params = [], []
-        if states is not None:
-            states = list(states)
-            where.append(f"state IN ({', '.join('?' * len(states))})")
-            params += states
-        if user is not None:
-            where.append("user = ?")
-            params.append(user)
-        if ids is not None:
-            ids = list(ids)
-            where.append(f"(id IN ({', '.join('?' * len(ids))}) OR array_job_id IN ({', '.join('?' * len(ids))}))")
-            params += ids + ids
-        sql = f"SELECT {columns} FROM jobs" + (f" WHERE {' AND '.join(where)}" if where else "") + " ORDER BY id"
-        return [job_from_row(r) for r in self._reader.execute(sql, params)]
+             ids: Iterable[int] | None = None) -> list[Job]:
+        return _jobs(self._reader, states, user, ids)
+
+    def states(self, ids: Iterable[int]) -> dict[int, State]:
+        """The states of these jobs (those that exist), for dependencies."""
+        ids = list(ids)
+        rows = self._reader.execute(f"SELECT id, state FROM jobs WHERE id IN ({', '.join('?' * len(ids))})", ids)
+        return {r[0]: State(r[1]) for r in rows}
 
     def events(self, job_id: int) -> list[dict]:
         rows = self._reader.execute("SELECT time, kind, actor, data FROM job_events WHERE job_id = ? ORDER BY seq",
@@ -249,6 +246,44 @@ class Store:
     def count_events(self, kind: str) -> dict[int, int]:
         rows = self._reader.execute("SELECT job_id, COUNT(*) FROM job_events WHERE kind = ? GROUP BY job_id", (kind,))
         return {r[0]: r[1] for r in rows}
+
+
+class _SlowView:
+    """What `Store.read` hands its function: the same reads, on the slow reads' connection."""
+
+    def __init__(self, store: Store) -> None:
+        self._conn = store._slow_reader
+
+    def jobs(self, *, states: Iterable[str] | None = None, user: str | None = None,
+             ids: Iterable[int] | None = None) -> list[Job]:
+        return _jobs(self._conn, states, user, ids)
+
+    def with_event(self, ids: Iterable[int], kind: str) -> set[int]:
+        """Which of these jobs have an event of this kind (one query for a whole node's jobs)."""
+        ids = list(ids)
+        if not ids:
+            return set()
+        rows = self._conn.execute(f"SELECT DISTINCT job_id FROM job_events WHERE kind = ? AND job_id IN "
+                                  f"({', '.join('?' * len(ids))})", [kind, *ids])
+        return {r[0] for r in rows}
+
+
+def _jobs(conn: sqlite3.Connection, states: Iterable[str] | None, user: str | None,
+          ids: Iterable[int] | None) -> list[Job]:
+    where, params = [], []
+    if states is not None:
+        states = list(states)
+        where.append(f"state IN ({', '.join('?' * len(states))})")
+        params += states
+    if user is not None:
+        where.append("user = ?")
+        params.append(user)
+    if ids is not None:
+        ids = list(ids)
+        where.append(f"(id IN ({', '.join('?' * len(ids))}) OR array_job_id IN ({', '.join('?' * len(ids))}))")
+        params += ids + ids
+    sql = "SELECT * FROM jobs" + (f" WHERE {' AND '.join(where)}" if where else "") + " ORDER BY id"
+    return [Job.from_row(r) for r in conn.execute(sql, params)]
 
 
 def backup(source: str, target: str) -> int:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from cli.client import Client
-from conftest import Cluster, Melon, wait_for
+from conftest import Cluster, Melon
 from melond.errors import MelonError
 
 MIB = 1024 * 1024

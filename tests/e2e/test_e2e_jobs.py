@@ -32,7 +32,9 @@ def test_submit_run_complete_with_environment(melon: Melon) -> None:
     assert env["MELON_NODENAME"] == "local"
     assert int(env["MELON_MEM_PER_NODE"]) * 1024 * 1024 == job["req_res"]["memory"]
     kinds = [e["kind"] for e in job["events"]]
-    assert kinds == ["submitted", "started", "ended"]
+    # `launched` (the node's start time and pid) is recorded when the start's reply is read, unless
+    # so quick a job's end was read first: then the end carries its start time.
+    assert [k for k in kinds if k != "launched"] == ["submitted", "started", "ended"] and kinds.count("launched") <= 1
 
 
 def test_queue_columns_and_filters(melon: Melon) -> None:

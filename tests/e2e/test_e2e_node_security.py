@@ -7,7 +7,6 @@ test_helper_protocol.py::test_unknown_user_is_refused_and_the_id_stays_free.)
 from __future__ import annotations
 
 import json
-import os
 import pwd
 import stat
 import subprocess

@@ -99,7 +99,7 @@ def test_sigterm_leaves_jobs_running_and_restart_adopts_them(melon: Melon) -> No
     melon.start()
     job = melon.wait_state(jid, {"F"}, timeout=15)
     assert job["exit_code"] == 3
-    assert [e["kind"] for e in job["events"]] == ["submitted", "started", "ended"]
+    assert [e["kind"] for e in job["events"]] == ["submitted", "started", "launched", "ended"]
 
 
 def test_deadline_holds_while_melond_is_down(melon: Melon) -> None:

@@ -371,6 +371,21 @@ def test_set_limit_extends_a_running_job_so_it_finishes(helper, tmp_path):
     assert (tmp_path / "job-1.out").read_text() == "finished\n"
 
 
+def test_set_limits_sets_a_whole_node_in_one_request(helper, tmp_path):
+    """melond's reconnect: every running job's limit in one request; a run the node does not have
+    is reported in its place, and the others still take effect."""
+    for jid in (1, 2):
+        helper.ok("start", job=job(jid, tmp_path, f"#!/bin/sh\nsleep 2\necho {jid}\n", limit=1))
+        monitor_listening(helper, jid)
+    told = helper.ok("set_limits", limits=[[1, 0, 30], [7, 0, 30], [2, 0, 30]])
+    assert [r.get("error", {}).get("code") for r in told["results"]] == [None, "no_such_job", None]
+    assert told["results"][0] == {"ended": False, "woke": True}
+    for jid in (1, 2):
+        result = helper.exited(jid)
+        assert (result["reason"], result["exit_code"]) == ("exited", 0), result
+        assert (tmp_path / f"job-{jid}.out").read_text() == f"{jid}\n"
+
+
 def test_kill_cancels_a_running_job(helper, tmp_path):
     started = helper.ok("start", job=job(1, tmp_path, "#!/bin/sh\nsleep 30\n"))
     monitor_listening(helper, 1)

@@ -9,6 +9,8 @@ from melond.config import Limits
 from melond.errors import Forbidden, RateLimited, TooLarge
 from melond.sched.policy import Caller
 from melond.sched.caps import SubmitRate, body_cap, check_submission
+from melond.spec.states import State
+from melond.state.job import Job
 
 HOUR = 3600
 OWNER = Caller(user="alice", uid=1000)
@@ -93,8 +95,8 @@ def test_never_more_than_burst_plus_rate_times_elapsed(gaps, burst, per_second):
 
 # ---- extension budgets ------------------------------------------------------------------------
 
-def a_job(limit=HOUR) -> dict:
-    return {"id": 42, "user": "alice", "state": "RUNNING", "time_limit": limit, "partition": "debug"}
+def a_job(limit=HOUR) -> Job:
+    return Job(id=42, user="alice", uid=1000, name="job", state=State.RUNNING, time_limit=limit, partition="debug")
 
 
 def budget(caller, limit, past, max_extension=None, max_extensions=None, job=None):

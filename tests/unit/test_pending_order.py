@@ -1,8 +1,8 @@
-"""The pending order melond keeps between full scheduling passes (Controller._snapshot).
+"""The pending order melond keeps between full scheduling passes (sched.order.PendingOrder).
 
 An event's pass reads the first pending jobs off an order built by the last full pass, with the
 jobs submitted or changed since merged in. Whatever happens to the queue through the
-controller's own operations (submissions of every kind, holds, releases, extensions, cancels,
+engine's own operations (submissions of every kind, holds, releases, extensions, cancels,
 starts, ends, requeues), that pass must see exactly the jobs, views and running set that a walk
 over every job would give.
 """
@@ -15,9 +15,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from melond import config
+from melond.engine.engine import Engine
+from melond.nodes.state import NodeState
 from melond.sched import plan as scheduler
-from melond.engine.controller import Controller, NodeState
-from melond.spec.states import State
+from melond.sched.admission import Submitter
+from melond.spec.states import SHORT, State
 from melond.state.store import Store
 
 DEPTH = 3
@@ -30,36 +32,47 @@ ops = st.lists(st.one_of(
 ), min_size=1, max_size=40)
 
 
-def _expected(ctl: Controller, now: float) -> tuple[list[tuple], set[int], bool]:
+ROOT = Submitter("root", 0, 0)
+
+
+def _expected(engine: Engine, now: float) -> tuple[list[tuple], set[int], bool]:
     """The first DEPTH pending jobs (id, reason outside the plan, limit), every running job and
     whether more are pending, from a walk over every active job."""
-    states = ctl._dependency_states()
-    pending = sorted((-j["priority"], j["submit_time"], j["id"]) for j in ctl.active.values()
-                     if j["state"] == State.PENDING.value)
-    first = [ctl.active[jid] for _, _, jid in pending[:DEPTH]]
-    running = {j["id"] for j in ctl.active.values() if j["state"] == State.RUNNING.value}
-    return ([(j["id"], ctl._blocked(j, now, states), j["time_limit"]) for j in first], running,
+    active = engine.jobs.active
+    deps = {int(x) for j in active.values() if j.dependency for x in j.dependency.split(":")[1:]}
+    states = {jid: SHORT[s] for jid, s in engine.store.states(deps).items()}
+    pending = sorted((-j.priority, j.submit_time, j.id) for j in active.values() if j.state is State.PENDING)
+    first = [active[jid] for _, _, jid in pending[:DEPTH]]
+    running = {j.id for j in active.values() if j.state is State.RUNNING}
+    return ([(j.id, engine.order.blocked(j, now, states), j.time_limit) for j in first], running,
             len(pending) > DEPTH)
 
 
-def _controller(path: str) -> tuple[Controller, Store]:
-    """A controller over a real store and the embedded inventory's one node, up, with 2 CPUs."""
+def _engine(path: str) -> tuple[Engine, Store]:
+    """An engine over a real store and the embedded inventory's one node, up, with 2 CPUs."""
     inv = config.load(None)
     name = next(iter(inv.node_table()))
     nodes = {name: NodeState(name=name, partition=inv.default_partition(), cpus=2, memory=4096, up=True)}
     store = Store(path)
-    return Controller(store, inv, nodes, kill_wait=1.0), store
+    return Engine(store, inv, nodes, kill_wait=1.0), store
+
+
+def _snapshot(engine: Engine, now: float, depth: int | None = None):
+    nodes = tuple(scheduler.NodeView(n.name, n.partition, n.cpus, n.memory, n.available)
+                  for n in engine.nodes.values())
+    return engine.order.snapshot(engine.jobs.active, nodes, now, engine.store.states, depth)
 
 
 async def _run(path: str, steps: list[tuple]) -> None:
-    ctl, store = _controller(path)
-    root = ctl.caller("root", 0)
+    engine, store = _engine(path)
+    ops = engine.ops
+    root = ops.caller("root", 0)
     try:
-        ctl._snapshot(time.time())  # the first pass is a full one
+        _snapshot(engine, time.time())  # the first pass is a full one
         for op, arg, *rest in steps:
-            active = sorted(ctl.active)
-            pending = [j for j in active if ctl.active[j]["state"] == State.PENDING.value]
-            running = [j for j in active if ctl.active[j]["state"] == State.RUNNING.value]
+            active = sorted(engine.jobs.active)
+            pending = [j for j in active if engine.jobs.active[j].state is State.PENDING]
+            running = [j for j in active if engine.jobs.active[j].state is State.RUNNING]
             if op == "submit":
                 kind = rest[0]
                 req = {"cpus": 1, "memory": MIB, "name": "t", "script": "#!/bin/sh\n", "chdir": "/tmp",
@@ -69,31 +82,30 @@ async def _run(path: str, steps: list[tuple]) -> None:
                 if kind == "dep" and active:
                     req["dependency"] = f"afterok:{active[-1]}"
                 for _ in range(arg):
-                    await ctl.submit(req, root, ("root", 0, 0))
+                    await ops.submit(req, root, ROOT)
             elif op in ("hold", "release", "extend", "cancel") and pending:
                 jid = pending[arg % len(pending)]
                 if op == "extend":
-                    await ctl.extend(jid, root, add=60, to=None)
+                    await ops.extend(jid, root, add=60, to=None)
                 elif op == "cancel":
-                    await ctl.cancel(jid, root)
+                    await ops.cancel(jid, root)
                 else:
-                    await ctl.set_hold(jid, root, op == "hold")
+                    await ops.set_hold(jid, root, op == "hold")
             elif op in ("end", "lost") and running:
-                await ctl._record_end(running[arg % len(running)], {
+                await engine.ends.record(running[arg % len(running)], {
                     "reason": "exited" if op == "end" else "lost", "exit_code": 0, "signal": None,
                     "end": time.time()})
             elif op == "pass":
-                await ctl.schedule_once()
+                engine.loop.run_once()
             elif op == "full":
-                ctl._snapshot(time.time())
-            while ctl._tasks:  # starts and ends being committed
-                await asyncio.gather(*list(ctl._tasks))
+                _snapshot(engine, time.time())
+            await engine.tasks.drain()  # starts and ends being committed
             now = time.time()
-            want_pending, want_running, want_more = _expected(ctl, now)
-            snap = ctl._snapshot(now, DEPTH)
+            want_pending, want_running, want_more = _expected(engine, now)
+            snap = _snapshot(engine, now, DEPTH)
             assert [(v.job_id, v.blocked, v.time_limit) for v in snap.pending] == want_pending, (op, arg)
             assert {r.job_id for r in snap.running} == want_running
-            assert ctl._deferred == want_more
+            assert engine.order.deferred == want_more
             assert all(isinstance(v, scheduler.PendingView) for v in snap.pending)
     finally:
         await store.close()
@@ -110,22 +122,21 @@ def test_a_job_is_listed_running_until_its_end_is_committed(tmp_path):
     """Its CPUs are freed for the next plan before the end is durable, but a job that mqueue no
     longer lists must already be ended in the store."""
     async def scenario() -> None:
-        ctl, store = _controller(str(tmp_path / "melon.db"))
-        root = ctl.caller("root", 0)
+        engine, store = _engine(str(tmp_path / "melon.db"))
+        root = engine.ops.caller("root", 0)
         try:
-            [jid], _ = await ctl.submit({"cpus": 1, "memory": MIB, "name": "t", "script": "#!/bin/sh\n",
-                                         "chdir": "/tmp", "time_limit": 60}, root, ("root", 0, 0))
-            await ctl.schedule_once()
-            while ctl._tasks:
-                await asyncio.gather(*list(ctl._tasks))
-            ending = asyncio.ensure_future(ctl._record_end(jid, {"reason": "exited", "exit_code": 0,
-                                                                 "signal": None, "end": time.time()}))
+            [jid], _ = await engine.ops.submit({"cpus": 1, "memory": MIB, "name": "t", "script": "#!/bin/sh\n",
+                                                "chdir": "/tmp", "time_limit": 60}, root, ROOT)
+            engine.loop.run_once()
+            await engine.tasks.drain()
+            ending = asyncio.ensure_future(engine.ends.record(jid, {"reason": "exited", "exit_code": 0,
+                                                                    "signal": None, "end": time.time()}))
             await asyncio.sleep(0)  # out of the active jobs, its end not yet committed
-            assert jid not in ctl.active
-            assert [(j["id"], j["state"]) for j in ctl.listed_jobs()] == [(jid, State.RUNNING.value)]
+            assert jid not in engine.jobs.active
+            assert [(j.id, j.state) for j in engine.jobs.listed()] == [(jid, State.RUNNING)]
             await ending
-            assert ctl.listed_jobs() == []
-            assert store.job(jid)["state"] == State.COMPLETED.value
+            assert engine.jobs.listed() == []
+            assert store.job(jid).state is State.COMPLETED
         finally:
             await store.close()
 

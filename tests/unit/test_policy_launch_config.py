@@ -12,6 +12,11 @@ from melond.sched import policy
 from melond.errors import BadRequest, Conflict, Forbidden, MelonError
 from melond.sched.policy import Caller
 from melond.spec.states import END_REASONS, FINISHED, State, end_state, parse_states
+from melond.state.job import Job
+from melond.api.tokens import TokenError
+from melond.spec.directives import DirectiveError
+from melond.spec.jobrel import RelError
+from melond.spec.timespec import SpecError
 
 EXAMPLE = str(pathlib.Path(config.__file__).resolve().parents[1] / "inventory.example.toml")
 HOUR = 3600
@@ -21,8 +26,9 @@ OTHER = Caller(user="bob", uid=1001)
 OPERATOR = Caller(user="carol", uid=1002, operator=True)
 
 
-def a_job(state="RUNNING", limit=HOUR, user="alice", **extra) -> dict:
-    return {"id": 42, "user": user, "state": state, "time_limit": limit, "partition": "debug", **extra}
+def a_job(state="RUNNING", limit=HOUR, user="alice", **extra) -> Job:
+    return Job(id=42, user=user, uid=1000, name="job", state=State(state), time_limit=limit, partition="debug",
+               **extra)
 
 
 # ---- policy -------------------------------------------------------------------------------------
@@ -107,8 +113,8 @@ def test_every_finished_state_is_final(state):
 
 # ---- launch: filename patterns ------------------------------------------------------------------
 
-PLAIN = {"id": 42, "name": "train", "user": "alice"}
-TASK = {"id": 45, "name": "sweep", "user": "bob", "array_job_id": 42, "array_task_id": 3}
+PLAIN = Job(id=42, name="train", user="alice", uid=1000, partition="debug")
+TASK = Job(id=45, name="sweep", user="bob", uid=1001, partition="debug", array_job_id=42, array_task_id=3)
 
 PATTERNS = [
     (PLAIN, "%j", "42"), (PLAIN, "%J", "42"), (PLAIN, "%x", "train"), (PLAIN, "%u", "alice"),
@@ -147,7 +153,7 @@ def test_parse_signal_refuses(text):
 
 # ---- launch: environment and start request ------------------------------------------------------
 
-def stored_job(**extra) -> dict:
+def stored_job(**extra) -> Job:
     job = {
         "id": 42, "name": "train", "user": "alice", "uid": 1000, "cpus": 4, "memory": 2048 * 1024 * 1024,
         "partition": "debug", "chdir": "/home/alice/run", "submit_dir": "/home/alice", "submit_host": "login1",
@@ -156,7 +162,7 @@ def stored_job(**extra) -> dict:
         "time_limit": HOUR, "signal": None,
     }
     job.update(extra)
-    return job
+    return Job(**job)
 
 
 def test_job_environment_has_melon_and_slurm_twins():
@@ -325,16 +331,33 @@ def _all_error_types(cls=MelonError):
     for cls in _all_error_types()
 ], ids=lambda cls: cls.__name__)
 def test_from_wire_rebuilds_each_error_type(cls):
+    """Each error comes back as the class its code names: itself, or, for a refinement that
+    keeps its parent's code (every parse error is a 400 bad_request), that parent."""
     sent = cls("what went wrong")
     back = errors.from_wire(sent.to_wire(), cls.status)
-    assert type(back) is cls
+    assert type(back) is errors.ERRORS[cls.code] and isinstance(sent, type(back))
     assert str(back) == "what went wrong"
     assert back.code == cls.code
 
 
-def test_codes_are_unique():
-    codes = [cls.code for cls in _all_error_types()]
-    assert len(codes) == len(set(codes))
+def test_every_code_names_one_class():
+    """A class with a code of its own is the one the wire rebuilds for that code."""
+    own = [cls for cls in _all_error_types() if "code" in vars(cls)]
+    assert len({cls.code for cls in own}) == len(own)
+    assert all(errors.ERRORS[cls.code] is cls for cls in own)
+
+
+@pytest.mark.parametrize("cls", [SpecError, RelError, DirectiveError, TokenError], ids=lambda cls: cls.__name__)
+def test_every_parse_error_is_a_melon_error_and_a_400(cls):
+    assert issubclass(cls, errors.ParseError) and issubclass(cls, errors.MelonError) and cls.status == 400
+
+
+@pytest.mark.parametrize("cls", [errors.NodeBadRequest, errors.NoSuchUser, errors.NoSuchJob, errors.LaunchFailed])
+def test_a_node_error_code_comes_back_as_its_own_exception(cls):
+    """The helper's codes are one enumeration (remote.protocol.ErrorCode) on both ends."""
+    exc = errors.node_error("node3", {"code": cls.node_code.value, "message": "no"})
+    assert type(exc) is cls and str(exc) == "node node3: no"
+    assert type(errors.node_error("node3", {"code": "gremlins"})) is errors.NodeRequestFailed
 
 
 def test_from_wire_without_a_known_code_or_body():

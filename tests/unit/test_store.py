@@ -1,7 +1,8 @@
-"""melond/store.py and melond/migrations.py on real temporary SQLite files: group commit, guards, ids, schema."""
+"""melond/state/store.py and migrations.py on real temporary SQLite files: group commit, guards, ids, schema."""
 
 import asyncio
 import contextlib
+import dataclasses
 import sqlite3
 import threading
 
@@ -9,20 +10,23 @@ import pytest
 
 from melond.errors import MelonError
 from melond.state.migrations import MIGRATIONS
+from melond.spec.states import State
+from melond.state.job import Job, check_transition
 from melond.state.store import Store
 
 NOW = 1_700_000_000.0
 
 
-def row(**overrides) -> dict:
-    """A minimal pending job row."""
+def row(**overrides) -> Job:
+    """A minimal pending job."""
     base = {
         "user": "alice", "uid": 1000, "name": "job", "state": "PENDING", "partition": "debug",
         "cpus": 1, "memory": 1 << 30, "time_limit": 600, "script": "#!/bin/sh\ntrue\n",
         "chdir": "/tmp", "output": "melon-%j.out", "submit_time": NOW,
     }
     base.update(overrides)
-    return base
+    base["state"] = State(base["state"])
+    return Job(**base)
 
 
 def run(coro):
@@ -66,10 +70,10 @@ def test_concurrent_writes_all_commit_and_survive_a_reopen(db_path):
 
     async def check(store):
         jobs = store.jobs()
-        assert [j["id"] for j in jobs] == sorted(ids)
-        by_name = {j["name"]: j for j in jobs}
-        assert by_name["j7"]["script_args"] == ["-n", "7"]  # JSON columns come back decoded
-        assert by_name["j7"]["environment"] == {"I": "7"}
+        assert [j.id for j in jobs] == sorted(ids)
+        by_name = {j.name: j for j in jobs}
+        assert by_name["j7"].script_args == ["-n", "7"]  # JSON columns come back decoded
+        assert by_name["j7"].environment == {"I": "7"}
         assert store.count_events("submitted") == {i: 1 for i in ids}
 
     with_store(db_path, check)
@@ -124,39 +128,65 @@ def test_a_failing_sql_statement_is_reported_to_its_caller_only(db_path):
     assert good == [1]
 
 
-# name: (state before, allowed, changes, expected outcome)
+# name: (state before, event, changes, expected outcome)
 TRANSITIONS = {
-    "pending job starts": ("PENDING", ["PENDING"], {"state": "RUNNING", "node": "n1"}, True),
-    "running job cannot start again": ("RUNNING", ["PENDING"], {"state": "RUNNING", "node": "n2"}, False),
-    "finished job cannot be extended": ("COMPLETED", ["PENDING", "RUNNING"], {"time_limit": 900}, False),
-    "running job is extended": ("RUNNING", ["PENDING", "RUNNING"], {"time_limit": 900}, True),
-    "event only, allowed": ("RUNNING", ["RUNNING"], {}, True),
-    "event only, refused": ("CANCELLED", ["RUNNING"], {}, False),
+    "pending job starts": ("PENDING", "started", {"state": "RUNNING", "node": "n1"}, True),
+    "running job cannot start again": ("RUNNING", "started", {"state": "RUNNING", "node": "n2"}, False),
+    "finished job cannot be extended": ("COMPLETED", "extended", {"time_limit": 900}, False),
+    "running job is extended": ("RUNNING", "extended", {"time_limit": 900}, True),
+    "pending job is extended": ("PENDING", "extended", {"time_limit": 900}, True),
+    "event only, allowed": ("RUNNING", "cancel_requested", {}, True),
+    "event only, refused": ("CANCELLED", "cancel_requested", {}, False),
+    "running job requeued": ("RUNNING", "requeued", {"state": "PENDING", "restarts": 1}, True),
+    "pending job cannot end": ("PENDING", "ended", {"state": "COMPLETED"}, False),
+    "running job ends": ("RUNNING", "ended", {"state": "TIMEOUT", "end_time": NOW + 1}, True),
 }
 
 
-@pytest.mark.parametrize("before, allowed, changes, expected", TRANSITIONS.values(), ids=TRANSITIONS.keys())
-def test_transition_applies_only_from_allowed_states(db_path, before, allowed, changes, expected):
+@pytest.mark.parametrize("before, kind, changes, expected", TRANSITIONS.values(), ids=TRANSITIONS.keys())
+def test_transition_applies_only_from_the_states_the_table_allows(db_path, before, kind, changes, expected):
     async def body(store):
         [jid] = await store.write(Store.op_insert_jobs, [row(state=before)], "alice", NOW)
         untouched = store.job(jid)
-        done = await store.write(Store.op_transition, jid, allowed, changes, "changed", "bob", {"why": 1}, NOW + 1)
+        done = await store.write(Store.op_transition, jid, kind, changes, "bob", {"why": 1}, NOW + 1)
         return done, untouched, store.job(jid), store.events(jid)
 
     done, untouched, job, events = with_store(db_path, body)
     assert done is expected
-    assert [e["kind"] for e in events] == (["submitted", "changed"] if expected else ["submitted"])
+    assert [e["kind"] for e in events] == (["submitted", kind] if expected else ["submitted"])
     if expected:
-        assert events[1] == {"time": NOW + 1, "kind": "changed", "actor": "bob", "data": {"why": 1}}
-        assert job == {**untouched, **changes}
+        assert events[1] == {"time": NOW + 1, "kind": kind, "actor": "bob", "data": {"why": 1}}
+        changed = {k: State(v) if k == "state" else v for k, v in changes.items()}
+        assert dataclasses.asdict(job) == dataclasses.asdict(dataclasses.replace(untouched, **changed))
     else:
-        assert job == untouched
+        assert dataclasses.asdict(job) == dataclasses.asdict(untouched)
+
+
+@pytest.mark.parametrize("kind, changes", [
+    ("extended", {"state": "COMPLETED"}),  # an extension never changes the state
+    ("ended", {"end_time": NOW}),  # an end must say which state
+    ("ended", {"state": "PENDING"}),  # ...and it is a final one
+    ("requeued", {"state": "RUNNING"}),
+    ("renamed", {}),  # no such event
+])
+def test_the_table_refuses_a_change_it_does_not_list(db_path, kind, changes):
+    with pytest.raises(ValueError):
+        check_transition(kind, changes)
+
+    async def body(store):
+        [jid] = await store.write(Store.op_insert_jobs, [row(state="RUNNING")], "alice", NOW)
+        with pytest.raises(ValueError):
+            await store.write(Store.op_transition, jid, kind, changes, "bob", {}, NOW + 1)
+        return store.job(jid), store.events(jid)
+
+    job, events = with_store(db_path, body)
+    assert job.state is State.RUNNING and [e["kind"] for e in events] == ["submitted"]
 
 
 def test_transition_of_a_missing_job_writes_nothing(db_path):
     async def body(store):
-        done = await store.write(Store.op_transition, 999, ["PENDING"], {"state": "RUNNING"}, "x", "a", {}, NOW)
-        return done, store.count_events("x")
+        done = await store.write(Store.op_transition, 999, "started", {"state": "RUNNING"}, "a", {}, NOW)
+        return done, store.count_events("started")
 
     assert with_store(db_path, body) == (False, {})
 
@@ -165,7 +195,7 @@ def test_set_reasons_touches_pending_jobs_only(db_path):
     async def body(store):
         ids = await store.write(Store.op_insert_jobs, [row(), row(state="RUNNING"), row()], "alice", NOW)
         await store.write(Store.op_set_reasons, {ids[0]: "Resources", ids[1]: "Priority", ids[2]: None})
-        return [store.job(i)["reason"] for i in ids]
+        return [store.job(i).reason for i in ids]
 
     assert with_store(db_path, body) == ["Resources", None, None]
 
@@ -173,7 +203,7 @@ def test_set_reasons_touches_pending_jobs_only(db_path):
 def test_array_tasks_share_the_first_task_id(db_path):
     async def body(store):
         ids = await store.write(Store.op_insert_jobs, [row(array_task_id=t) for t in (0, 1, 2)], "alice", NOW)
-        return ids, [store.job(i)["array_job_id"] for i in ids], [j["id"] for j in store.jobs(ids=[ids[0]])]
+        return ids, [store.job(i).array_job_id for i in ids], [j.id for j in store.jobs(ids=[ids[0]])]
 
     ids, array_ids, listed = with_store(db_path, body)
     assert array_ids == [ids[0]] * 3
@@ -232,6 +262,8 @@ def test_database_is_private_and_in_wal_mode(db_path):
 WRITER = """
 import asyncio, sys
 sys.path.insert(0, {repo!r})
+from melond.spec.states import State
+from melond.state.job import Job, check_transition
 from melond.state.store import Store
 from tests.unit.test_store import row
 

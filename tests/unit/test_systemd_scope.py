@@ -1,4 +1,4 @@
-"""When a gated job's scope counts as ready (pure: from /proc/PID/cgroup lines)."""
+"""When a job's systemd scope counts as ready (pure: from /proc/PID/cgroup lines)."""
 from remote.limits import SystemdScope
 
 V1 = {"memory", "cpu", "cpuacct", "pids", "freezer", "name=systemd"}

@@ -1,0 +1,125 @@
+"""Carrying decisions to nodes: starts, kills and limits, asked again while a node is busy.
+
+A start is marked RUNNING in the store before the node is asked, so a crash between the two is
+repaired by the node's reconcile re-sending it; a start and a kill are idempotent on the node (a
+claimed spool record, a flag file), so one that got no answer in time is simply asked again.
+"""
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+
+from melond import nss
+from melond.engine.jobs import JobTable
+from melond.engine.tasks import Tasks
+from melond.errors import MelonError, NodeRequestFailed, NodeTimeout, NodeUnavailable, NoSuchJob
+from melond.nodes.fleet import NodeSession
+from melond.sched import launch
+from melond.state.job import Job
+from melond.state.store import Store
+from remote.protocol import Op
+
+log = logging.getLogger("melond.engine")
+
+RETRY_CAP = 30.0  # seconds between repeated starts or kills a busy node did not answer
+START_TIMEOUT = 90.0  # above the helper's own wait for its launcher (60 s): a slow start is not a failed one
+
+RecordEnd = Callable[..., Awaitable[None]]
+
+
+class Dispatcher:
+    def __init__(self, jobs: JobTable, store: Store, sessions: Mapping[str, NodeSession], tasks: Tasks, *,
+                 kill_wait: float, tasks_max: int) -> None:
+        self.jobs, self.store, self.sessions, self.tasks = jobs, store, sessions, tasks
+        self.kill_wait, self.tasks_max = kill_wait, tasks_max
+        self.record_end: RecordEnd | None = None  # the ends' recorder, for starts that fail
+
+    async def dispatch(self, job: Job, node: str, now: float) -> None:
+        """Mark RUNNING (durably) first, then ask the node."""
+        done = await self.store.write(Store.op_transition, job.id, "started", {
+            "state": "RUNNING", "node": node, "start_time": now, "reason": None,
+        }, "melond", {"node": node}, now)
+        if not done:  # cancelled while the plan was made
+            self.jobs.active.pop(job.id, None)
+            return
+        await self.start(job)
+
+    async def start(self, job: Job) -> None:
+        """Ask the job's node to start its current run; record the node's own start time and pid."""
+        node, run = job.node, job.run
+        req = launch.start_request(job, node, kill_wait=self.kill_wait, tasks_max=self.tasks_max,
+                                   home=nss.home(job.user))
+        for attempt in itertools.count():
+            session = self.sessions.get(node)
+            if session is None or not session.up:
+                return  # the node's reconcile starts it when it is back
+            if not self.jobs.current(job) or job.node != node or job.run != run:
+                return  # ended, requeued or cancelled meanwhile
+            try:
+                reply = await session.request(Op.START, job=req, timeout=START_TIMEOUT)
+                break
+            except NodeTimeout as exc:
+                log.warning("start unanswered; asking again", extra={"job": job.id, "error": str(exc)})
+                await asyncio.sleep(retry_delay(attempt))
+            except NodeUnavailable:
+                return
+            except NodeRequestFailed as exc:
+                await self.record_end(job.id, {"reason": "launch_failed", "error": str(exc), "exit_code": None,
+                                               "signal": None, "end": time.time()})
+                return
+        if not reply.get("already"):
+            await self._launched(job, run, reply)
+        elif reply.get("state") == "ended":
+            await self.record_end(job.id, reply["result"], node=node, run=run)
+        elif reply.get("state") == "lost":  # claimed by a supervisor that died
+            await self.record_end(job.id, lost(reply.get("error")), node=node, run=run)
+
+    async def _launched(self, job: Job, run: int, reply: dict) -> None:
+        """The node's start time (its clock holds the deadline) replaces the planning time at once,
+        so StartTime and the deadline users see are the node's, not melond's guess."""
+        start = reply.get("start")
+        if not start or not self.jobs.current(job) or job.run != run:
+            return
+        job.start_time = start
+        await self.store.write(Store.op_transition, job.id, "launched", {"start_time": start}, "melond",
+                               {"pid": reply.get("pid"), "start": start, "run": run}, time.time())
+
+    async def kill(self, job: Job, attempt: int = 0) -> None:
+        session = self.sessions.get(job.node or "")
+        if session is None or not session.up or not self.jobs.current(job):
+            return  # re-sent by the node's reconcile, or ended meanwhile
+        try:
+            await session.request(Op.KILL, job_id=job.id, run=job.run)
+        except NodeTimeout:
+            # A busy node: a kill is idempotent (a flag in the run's spool), so ask again, in the background.
+            self.tasks.spawn(self._kill_later(job, attempt + 1))
+        except NoSuchJob:
+            # Marked RUNNING but its start never reached the node: it never ran.
+            await self.record_end(job.id, {"reason": "cancelled", "exit_code": None, "signal": None})
+
+    async def _kill_later(self, job: Job, attempt: int) -> None:
+        await asyncio.sleep(retry_delay(attempt))
+        await self.kill(job, attempt)
+
+    async def set_limit(self, job: Job) -> None:
+        """Tell a running job's node its new limit; should that fail, the node's reconcile re-sends it."""
+        session = self.sessions.get(job.node or "")
+        try:
+            if session is None:
+                raise NodeUnavailable(f"node {job.node} has no session")
+            await session.request(Op.SET_LIMIT, job_id=job.id, run=job.run, limit=job.time_limit)
+        except MelonError as exc:
+            log.warning("extension stored, node not told yet", extra={"job": job.id, "error": str(exc)})
+
+
+def retry_delay(attempt: int) -> float:
+    """Seconds before asking a busy node again: 1, 2, 4 ... up to RETRY_CAP."""
+    return min(2 ** min(attempt, 8), RETRY_CAP)
+
+
+def lost(error: str | None, end: float | None = None) -> dict:
+    """The end of a run its node lost (unreachable, rebooted, its supervisor dead): NODE_FAIL."""
+    return {"reason": "lost", "exit_code": None, "signal": None, "end": end or time.time(), "error": error}

@@ -1,0 +1,121 @@
+"""Job ends: a run's final state, or back to the queue (--requeue after a node failure), and the
+spool clean-up once the end is durable."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Mapping
+
+from melond.engine.jobs import JobTable
+from melond.engine.tasks import Tasks
+from melond.errors import MelonError
+from melond.nodes.fleet import NodeSession
+from melond.sched.order import PendingOrder
+from melond.spec.states import State, end_state
+from melond.state.job import Job
+from melond.state.store import Store
+from remote.protocol import Event, Op
+
+log = logging.getLogger("melond.engine")
+
+FORGET_DELAY = 0.1  # ends gather this long into one `forget` per node
+
+
+class Ends:
+    def __init__(self, jobs: JobTable, store: Store, sessions: Mapping[str, NodeSession], order: PendingOrder,
+                 tasks: Tasks, kick: Callable[[], None], *, max_batch_requeue: int) -> None:
+        self.jobs, self.store, self.sessions, self.order, self.tasks = jobs, store, sessions, order, tasks
+        self.kick = kick
+        self.max_batch_requeue = max_batch_requeue
+        self._to_forget: dict[str, list[list[int]]] = {}
+
+    def on_event(self, node: str, msg: dict) -> None:
+        """A node's unasked message: today, a run's end."""
+        if msg.get("event") == Event.EXITED:
+            self.tasks.spawn(self.record(int(msg["job_id"]), msg["result"], node=node, run=int(msg.get("run", 0))))
+
+    async def record(self, job_id: int, result: dict, node: str | None = None, run: int | None = None) -> None:
+        """Record how a job's run ended: its final state, or back to PENDING if it asked to be
+        requeued and its node failed. The run's spool record is forgotten once this is durable."""
+        now = time.time()
+        job = self.jobs.get(job_id)
+        if job is not None and run is not None and (run != job.run or (node and job.node != node)):
+            # An earlier run's end (a requeued job's old run, fenced on its node): nothing to record.
+            self.forget_later(node, job_id, run)
+            return
+        where = node or (job.node if job is not None else None)
+        run = job.run if run is None and job is not None else (run or 0)
+        if job is not None and self._wants_requeue(job, result):
+            if job.run < self.max_batch_requeue:
+                await self._requeue(job, result)
+                self.forget_later(where, job_id, run)
+                return
+            result = {**result, "error": f"{result.get('error') or 'node failure'}; not requeued: the job was "
+                                        f"requeued {job.run} times already (max_batch_requeue)"}
+        state = self.jobs.end_as.get(job_id) or end_state(result)
+        changes = {
+            "state": state.value, "end_time": result.get("end") or now, "exit_code": result.get("exit_code"),
+            "exit_signal": result.get("signal"), "detail": result.get("error"),
+        }
+        if result.get("start") and job is not None:
+            changes["start_time"] = result["start"]
+        data = {k: result.get(k) for k in ("reason", "exit_code", "signal", "term_sent", "backend", "error")}
+        if result.get("term_sent") and job is not None and job.time_limit and result.get("start"):
+            data["kill_late_by"] = round(result["term_sent"] - (result["start"] + job.time_limit), 4)
+        # Free the job's CPUs for the next plan now, while the end is being committed: the write queue
+        # is FIFO, so any start this frees is committed after this end. Should melond die first, the
+        # node still holds the result (it is forgotten only after the commit) and reconcile replays it.
+        if job is not None and self.jobs.ending_begins(job):
+            self.kick()
+        try:
+            done = await self.store.write(Store.op_transition, job_id, "ended", changes, "melond", data, now)
+        finally:
+            self.jobs.ending_done(job_id)
+        if done:
+            self.finished(job_id)
+            log.info("job ended", extra={"job": job_id, "state": state.value, "exit_code": result.get("exit_code")})
+        self.forget_later(where, job_id, run)
+
+    def finished(self, job_id: int) -> None:
+        self.jobs.finished(job_id)
+        self.kick()
+
+    def _wants_requeue(self, job: Job, result: dict) -> bool:
+        """Does this end ask to send the job back to the queue? Only a --requeue job whose node
+        failed (lost, or downed by an operator), not one its user cancelled."""
+        node_failed = result.get("reason") == "lost" or self.jobs.end_as.get(job.id) == State.NODE_FAIL
+        return job.requeue and node_failed and job.id not in self.jobs.cancelling
+
+    async def _requeue(self, job: Job, result: dict) -> None:
+        """Back to PENDING as the job's next run (sbatch --requeue after a node failure). The old run
+        has its own spool record, so whatever is left of it on the failed node is fenced when that
+        node returns and can never be taken for the new run."""
+        runs = job.run + 1
+        data = {"node": job.node, "restarts": runs, "why": result.get("error") or result.get("reason")}
+        done = await self.store.write(Store.op_transition, job.id, "requeued", {
+            "state": State.PENDING.value, "node": None, "start_time": None, "restarts": runs, "reason": None,
+        }, "melond", data, time.time())
+        if done:
+            job.state, job.node, job.start_time, job.restarts, job.reason = State.PENDING, None, None, runs, None
+            self.jobs.requeued(job)
+            self.order.touch(job.id)
+            log.warning("job requeued", extra={"job": job.id, **data})
+            self.kick()
+
+    def forget_later(self, node: str | None, job_id: int, run: int) -> None:
+        """Batch spool clean-ups per node: one request for many ended runs."""
+        if node not in self.sessions:
+            return
+        batch = self._to_forget.setdefault(node, [])
+        batch.append([job_id, run])
+        if len(batch) == 1:
+            self.tasks.spawn(self._forget(node))
+
+    async def _forget(self, node: str) -> None:
+        await asyncio.sleep(FORGET_DELAY)
+        runs = self._to_forget.pop(node, [])
+        try:
+            await self.sessions[node].request(Op.FORGET, runs=runs)
+        except MelonError:
+            pass  # forgotten at the next reconcile

@@ -1,0 +1,47 @@
+"""The job engine: the units that drive jobs through their states, wired to one another.
+
+Each unit has one job (see their modules); the API and the daemon talk to them through the
+engine's attributes: `ops` for users' requests, `nodes_life` for node events and operators'
+node actions, `ends` for node events about jobs, `loop` for scheduling.
+"""
+from __future__ import annotations
+
+from melond.config import Inventory
+from melond.engine.dispatch import Dispatcher
+from melond.engine.ends import Ends
+from melond.engine.jobs import JobTable
+from melond.engine.nodelife import NodeLife
+from melond.engine.operations import Operations
+from melond.engine.scheduling import SchedulingLoop
+from melond.engine.tasks import Tasks
+from melond.nodes.fleet import NodeSession
+from melond.nodes.state import NodeState
+from melond.sched.order import PendingOrder
+from melond.spec.states import ACTIVE
+from melond.state.store import Store
+
+STOP_TIMEOUT = 10.0  # seconds in-flight writes get at shutdown
+
+
+class Engine:
+    def __init__(self, store: Store, inventory: Inventory, nodes: dict[str, NodeState], *, kill_wait: float) -> None:
+        self.store, self.inv, self.nodes = store, inventory, nodes
+        self.sessions: dict[str, NodeSession] = {}
+        self.tasks = Tasks()
+        self.jobs = JobTable(store.jobs(states=[s.value for s in ACTIVE]))
+        self.order = PendingOrder({name: inventory.partition(name).max_time for name in inventory.partition_names()})
+        self.dispatcher = Dispatcher(self.jobs, store, self.sessions, self.tasks, kill_wait=kill_wait,
+                                     tasks_max=inventory.tasks_max)
+        self.loop = SchedulingLoop(self.jobs, nodes, self.order, store, self.dispatcher.dispatch, self.tasks)
+        self.ends = Ends(self.jobs, store, self.sessions, self.order, self.tasks, self.loop.kick,
+                         max_batch_requeue=inventory.max_batch_requeue)
+        self.dispatcher.record_end = self.ends.record
+        self.nodes_life = NodeLife(nodes, self.sessions, self.jobs, store, self.dispatcher, self.ends, self.tasks,
+                                   self.loop.kick, inventory)
+        self.ops = Operations(self.jobs, store, inventory, nodes, self.order, self.dispatcher, self.ends,
+                              self.loop.kick)
+
+    async def stop(self) -> None:
+        """Stop scheduling and let in-flight writes finish; running jobs are left alone."""
+        self.loop.stop()
+        await self.tasks.drain(STOP_TIMEOUT)

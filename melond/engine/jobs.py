@@ -1,0 +1,73 @@
+"""The active jobs in memory: the store's PENDING and RUNNING rows, so that scheduling never
+reads the database. Rebuilt from the store at start, which is what makes `kill -9` safe.
+
+Beside the records, what melond knows of a job only while it is active: a cancel its user asked
+for, and an end state forced on it (an operator downed its node).
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable
+
+from melond.spec.states import State
+from melond.state.job import Job
+
+
+class JobTable:
+    def __init__(self, jobs: Iterable[Job]) -> None:
+        self.active: dict[int, Job] = {j.id: j for j in jobs}
+        self.ending: dict[int, Job] = {}  # ends being committed, already out of `active`
+        self.cancelling: set[int] = set()  # running jobs whose user asked to cancel them
+        self.end_as: dict[int, State] = {}  # a state forced on a job's end
+        self._ended = asyncio.Event()  # set, and replaced, at every job's end
+
+    def get(self, job_id: int) -> Job | None:
+        return self.active.get(job_id)
+
+    def current(self, job: Job) -> bool:
+        """Is this record still the active one (not ended, not replaced)?"""
+        return self.active.get(job.id) is job
+
+    def listed(self) -> list[Job]:
+        """Pending and running jobs as users see them: a job whose end is still being committed
+        is listed as running until it is, so that a job gone from mqueue is ended in the store."""
+        return [*self.active.values(), *self.ending.values()]
+
+    def running_on(self, node: str) -> list[Job]:
+        return [j for j in self.active.values() if j.state is State.RUNNING and j.node == node]
+
+    def ending_begins(self, job: Job) -> bool:
+        """Out of the active set while its end commits (its CPUs are free for the next plan)."""
+        if self.active.pop(job.id, None) is None:
+            return False
+        self.ending[job.id] = job
+        return True
+
+    def ending_done(self, job_id: int) -> None:
+        self.ending.pop(job_id, None)
+
+    def finished(self, job_id: int) -> None:
+        """The job's end is committed: forget it, and wake whoever waits for an end."""
+        self.active.pop(job_id, None)
+        self.cancelling.discard(job_id)
+        self.end_as.pop(job_id, None)
+        self._ended.set()
+        self._ended = asyncio.Event()
+
+    def requeued(self, job: Job) -> None:
+        """Back to the queue as its next run: nothing of the last run's fate carries over."""
+        self.cancelling.discard(job.id)
+        self.end_as.pop(job.id, None)
+
+    async def wait_ended(self, job_id: int, timeout: float) -> None:
+        """Return once the job is no longer active, or the timeout has passed."""
+        deadline = time.monotonic() + timeout
+        while job_id in self.active or job_id in self.ending:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            try:
+                await asyncio.wait_for(self._ended.wait(), left)
+            except TimeoutError:
+                return

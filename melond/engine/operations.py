@@ -1,0 +1,131 @@
+"""What users ask of their jobs: submit, cancel, extend, hold and release, see.
+
+Every change is one store transaction plus one job event, committed before the caller is told.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Mapping
+
+from melond.config import Inventory
+from melond.engine.dispatch import Dispatcher
+from melond.engine.ends import Ends
+from melond.engine.jobs import JobTable
+from melond.errors import BadRequest, Conflict, NotFound
+from melond.nodes.state import NodeState
+from melond.sched import admission, policy
+from melond.sched.order import PendingOrder
+from melond.sched.policy import Caller
+from melond.spec.states import FINISHED, State
+from melond.state.job import Job
+from melond.state.store import Store
+
+
+class Operations:
+    def __init__(self, jobs: JobTable, store: Store, inventory: Inventory, nodes: Mapping[str, NodeState],
+                 order: PendingOrder, dispatcher: Dispatcher, ends: Ends, kick: Callable[..., None]) -> None:
+        self.jobs, self.store, self.inv, self.nodes, self.order = jobs, store, inventory, nodes, order
+        self.dispatcher, self.ends, self.kick = dispatcher, ends, kick
+        self._extending = asyncio.Lock()
+
+    def caller(self, user: str, uid: int) -> Caller:
+        return Caller(user=user, uid=uid, operator=uid == 0 or user in self.inv.operators)
+
+    async def submit(self, req: dict, caller: Caller, submit_as: admission.Submitter) -> tuple[list[int], list[str]]:
+        """Admit the submission, store every task, return the ids (after the commit)."""
+        partition = req.get("partition") or self.inv.default_partition()
+        if partition not in self.inv.partition_names():
+            raise BadRequest(f"unknown partition {partition!r}; partitions: {', '.join(self.inv.partition_names())}")
+        sizes = [admission.NodeSize(n.name, n.partition, n.cpus, n.memory) for n in self.nodes.values()]
+        now = time.time()
+        jobs, warnings = admission.admit(req, submit_as, partition, self.inv.partition(partition), sizes, now)
+        ids = await self.store.write(Store.op_insert_jobs, jobs, caller.user, now)
+        for jid, job in zip(ids, jobs):
+            job.id = jid
+            if job.array_task_id is not None:
+                job.array_job_id = ids[0]
+            self.jobs.active[jid] = job
+            self.order.touch(jid)
+        self.kick(new_jobs_only=True)
+        return ids, warnings
+
+    def find(self, job_id: int) -> Job:
+        job = self.jobs.get(job_id) or self.store.job(job_id)
+        if job is None:
+            raise NotFound(f"job {job_id} does not exist; `mqueue --all` lists the jobs melond knows")
+        return job
+
+    async def cancel(self, job_id: int, caller: Caller) -> dict:
+        job = self.find(job_id)
+        policy.check_owner(job, caller, "cancel")
+        if job.state in FINISHED:
+            raise Conflict(f"job {job_id} has already ended ({job.state.value}); nothing to cancel")
+        now = time.time()
+        if job.state is State.PENDING:
+            done = await self.store.write(Store.op_transition, job_id, "cancelled", {
+                "state": State.CANCELLED.value, "end_time": now, "reason": None,
+            }, caller.user, {}, now)
+            if done:
+                self.ends.finished(job_id)
+                return {"job_id": job_id, "state": State.CANCELLED.value}
+            return await self.cancel(job_id, caller)  # it started meanwhile
+        await self.store.write(Store.op_transition, job_id, "cancel_requested", {}, caller.user, {}, now)
+        self.jobs.cancelling.add(job_id)
+        await self.dispatcher.kill(job)
+        return {"job_id": job_id, "state": State.RUNNING.value, "cancelling": True}
+
+    async def extend(self, job_id: int, caller: Caller, *, add: int | None, to: int | None) -> dict:
+        """Change the total limit; a running job's node learns the new one at once."""
+        async with self._extending:  # one at a time, so two requests never both fit the last of a budget
+            return await self._extend(job_id, caller, add=add, to=to)
+
+    async def _extend(self, job_id: int, caller: Caller, *, add: int | None, to: int | None) -> dict:
+        job = self.find(job_id)
+        part = self.inv.partition(job.partition)
+        old = job.time_limit
+        policy.check_owner(job, caller, "extend")
+        limit = policy.new_limit(job, add=add, to=to)
+        policy.check_extension(job, caller, limit, part.max_time, job.partition)
+        if not caller.operator and (part.max_extension is not None or part.max_extensions is not None):
+            past = [e["data"].get("added") or 0 for e in self.store.events(job_id)
+                    if e["kind"] == "extended" and e["actor"] == job.user]
+            policy.check_extension_budget(job, caller, limit, past, max_extension=part.max_extension,
+                                          max_extensions=part.max_extensions, partition=job.partition)
+        now = time.time()
+        start = job.start_time
+        data = {
+            "old_limit": old, "new_limit": limit, "added": (limit - old) if limit and old else None,
+            "old_deadline": start + old if start and old else None,
+            "new_deadline": start + limit if start and limit else None,
+        }
+        done = await self.store.write(Store.op_transition, job_id, "extended", {"time_limit": limit}, caller.user,
+                                      data, now)
+        if not done:
+            raise Conflict(f"job {job_id} ended while it was being extended; a finished job cannot be extended")
+        job.time_limit = limit
+        self.order.touch(job_id)
+        if job.state is State.RUNNING and job.node:
+            await self.dispatcher.set_limit(job)
+        self.kick()
+        return {"job_id": job_id, "state": job.state.value, **data}
+
+    async def set_hold(self, job_id: int, caller: Caller, hold: bool) -> dict:
+        """Hold a pending job (it stays pending, JobHeldUser) or release it."""
+        job = self.find(job_id)
+        policy.check_owner(job, caller, "hold or release")
+        if job.state is not State.PENDING:
+            raise Conflict(f"job {job_id} is {job.state.value}; only pending jobs can be held or released")
+        done = await self.store.write(Store.op_transition, job_id, "held" if hold else "released", {"hold": int(hold)},
+                                      caller.user, {}, time.time())
+        if not done:
+            raise Conflict(f"job {job_id} started meanwhile; only pending jobs can be held or released")
+        job.hold = hold
+        self.order.touch(job_id)
+        self.kick()
+        return {"job_id": job_id, "hold": hold}
+
+    async def wait_ended(self, job_id: int, timeout: float) -> Job | None:
+        """Block until the job is finished or the timeout passes; the job as it is then."""
+        await self.jobs.wait_ended(job_id, timeout)
+        return self.jobs.get(job_id) or self.store.job(job_id)

@@ -1,0 +1,119 @@
+"""The scheduling loop: when to plan, and carrying a plan's starts and reasons out.
+
+A pass (`sched.plan.plan`, pure) runs on every event (submit, end, extend, node up) and on a
+slow tick (begin times, dependencies). As Slurm's main scheduler does, a pass made for an event
+looks only at the first QUEUE_DEPTH pending jobs, so that a deep queue does not make every job
+end cost a walk over all of it; the jobs behind them, and their pending reasons, are planned by
+the full pass, made at most FULL_PASS_INTERVAL apart.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+
+from melond.engine.jobs import JobTable
+from melond.engine.tasks import Tasks
+from melond.nodes.state import NodeState
+from melond.sched import plan as planner
+from melond.sched.order import PendingOrder
+from melond.spec.states import State
+from melond.state.job import Job
+from melond.state.store import Store
+
+log = logging.getLogger("melond.engine")
+
+SLOW_TICK = 5.0
+QUEUE_DEPTH = 100  # Slurm's default_queue_depth: an event's pass looks at this many pending jobs
+FULL_PASS_INTERVAL = 1.0  # ...and every pending job is looked at least this often
+PASS_GAP_FACTOR = 9.0  # after a pass of t seconds, submissions alone wait 9t for the next
+
+Dispatch = Callable[[Job, str, float], Awaitable[None]]
+
+
+class SchedulingLoop:
+    def __init__(self, jobs: JobTable, nodes: Mapping[str, NodeState], order: PendingOrder, store: Store,
+                 dispatch: Dispatch, tasks: Tasks) -> None:
+        self.jobs, self.nodes, self.order, self.store = jobs, nodes, order, store
+        self.dispatch = dispatch
+        self.tasks = tasks
+        self._kick = asyncio.Event()
+        self._urgent = asyncio.Event()  # a kick other than new submissions is waiting
+        self._last_full = 0.0  # time.monotonic() of the last pass over every pending job
+        self._room_may_be_free = True  # False while the last plan left no CPU free on any node
+        self._next_pass = 0.0  # time.monotonic() before which submissions alone start no pass
+        self._stopping = False
+
+    def kick(self, new_jobs_only: bool = False) -> None:
+        """Ask for a pass. `new_jobs_only`: nothing changed but that jobs were submitted, which
+        cannot start while the last plan left no CPU free anywhere."""
+        if not new_jobs_only:
+            self._room_may_be_free = True
+            self._urgent.set()
+        self._kick.set()
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._kick.set()
+
+    async def run_forever(self) -> None:
+        """One plan per burst of events, plus a slow tick for begin times and dependencies."""
+        while not self._stopping:
+            wait = SLOW_TICK
+            if self.order.deferred:  # jobs past the queue depth wait for the next full pass
+                wait = max(0.0, self._last_full + FULL_PASS_INTERVAL - time.monotonic())
+            try:
+                await asyncio.wait_for(self._kick.wait(), wait)
+            except TimeoutError:
+                pass
+            if not self._urgent.is_set() and (gap := self._next_pass - time.monotonic()) > 0:
+                try:  # submissions alone: let a burst gather into one pass, unless a job ends meanwhile
+                    await asyncio.wait_for(self._urgent.wait(), gap)
+                except TimeoutError:
+                    pass
+            self._kick.clear()
+            self._urgent.clear()
+            if self._stopping:
+                break
+            began = time.monotonic()
+            try:
+                self.run_once()
+            except Exception:  # noqa: BLE001 - a bad plan must not stop scheduling
+                log.exception("scheduling pass failed")
+            # A burst of submissions over a deep queue would otherwise have the loop plan more
+            # than it accepts them: passes they trigger take at most a tenth of its time.
+            done = time.monotonic()
+            self._next_pass = done + PASS_GAP_FACTOR * (done - began)
+
+    def run_once(self) -> None:
+        """Plan, mark the starts RUNNING in memory, and hand them to the dispatcher."""
+        now = time.time()
+        full = time.monotonic() - self._last_full >= FULL_PASS_INTERVAL
+        if not full and not self._room_may_be_free and self.order.deferred:
+            # Only new submissions since a plan that filled every node, behind a queue deeper than
+            # an event's pass looks: nothing can start, and their reasons come with the full pass.
+            return
+        self._room_may_be_free = False
+        if full:
+            self._last_full = time.monotonic()
+        nodes = tuple(planner.NodeView(n.name, n.partition, n.cpus, n.memory, n.available)
+                      for n in self.nodes.values())
+        snapshot = self.order.snapshot(self.jobs.active, nodes, now, self.store.states,
+                                       None if full else QUEUE_DEPTH)
+        plan = planner.plan(snapshot, now)
+        self._room_may_be_free = plan.free_cpus > 0
+        for start in plan.starts:
+            job = self.jobs.active[start.job_id]
+            # RUNNING in memory before anything else runs, so the next plan counts its CPUs.
+            job.state, job.node, job.start_time, job.reason = State.RUNNING, start.node, now, None
+            self.order.started(job.id)
+            self.tasks.spawn(self.dispatch(job, start.node, now))
+        changed = {jid: r for jid, r in plan.reasons.items()
+                   if jid in self.jobs.active and self.jobs.active[jid].reason != r}
+        if changed:
+            for jid, r in changed.items():
+                self.jobs.active[jid].reason = r
+            # Not awaited: the next pass need not wait for a commit of reasons (which only ever
+            # touch rows still PENDING, so a late one cannot mislabel a job that has started).
+            self.tasks.spawn(self.store.write(Store.op_set_reasons, changed))

@@ -1,0 +1,39 @@
+"""Background tasks with kept references: the event loop holds tasks only weakly, so one
+started and dropped can be collected mid-run; a failure is logged, never lost."""
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Coroutine
+from typing import Any
+
+log = logging.getLogger("melond.engine")
+
+
+class Tasks:
+    def __init__(self) -> None:
+        self._running: set[asyncio.Task] = set()
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task:
+        task = asyncio.ensure_future(coro)
+        self._running.add(task)
+        task.add_done_callback(self._done)
+        return task
+
+    def _done(self, task: asyncio.Task) -> None:
+        self._running.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("background task failed", exc_info=task.exception())
+
+    def __len__(self) -> int:
+        return len(self._running)
+
+    async def drain(self, timeout: float | None = None) -> None:
+        """Wait for the tasks running now, and those they start, to finish (or the timeout)."""
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while self._running:
+            left = None if deadline is None else deadline - loop.time()
+            if left is not None and left <= 0:
+                return
+            await asyncio.wait(list(self._running), timeout=left)

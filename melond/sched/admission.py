@@ -1,0 +1,98 @@
+"""Admission of a submission: partition, sizes, defaults and MaxTime, before anything is stored.
+
+Pure: the partition's settings and the nodes' sizes come in as arguments; the result is the
+job records to store (one per array task) and the warnings for the submitter.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from melond.errors import BadRequest
+from melond.sched.launch import parse_signal
+from melond.spec import jobrel
+from melond.spec.timespec import format_limit
+from melond.state.job import MIB, Job
+
+FALLBACK_MEM_PER_CPU = 1024  # MiB, only while no node of the partition has been sized
+
+
+class PartitionRules(Protocol):
+    max_time: int
+    default_time: int | None
+    default_mem_per_cpu: int | None
+
+
+@dataclass(frozen=True)
+class NodeSize:
+    name: str
+    partition: str
+    cpus: int  # 0 until the node has been probed
+    memory: int  # MiB
+
+
+@dataclass(frozen=True)
+class Submitter:
+    user: str
+    uid: int
+    gid: int
+
+
+def admit(req: Mapping[str, Any], who: Submitter, partition: str, rules: PartitionRules,
+          nodes: Iterable[NodeSize], now: float) -> tuple[list[Job], list[str]]:
+    """The jobs a submission becomes, or BadRequest naming what is wrong and what to ask instead."""
+    nodes = list(nodes)
+    warnings: list[str] = []
+    members = [n for n in nodes if n.partition == partition]
+    if not members:
+        raise BadRequest(f"partition {partition!r} has no nodes")
+    sized = [n for n in members if n.cpus]  # local, or probed at least once
+    cpus = req["cpus"]
+    if not sized:
+        warnings.append(f"no node of partition {partition} has been reached yet; sizes are checked when one is")
+    biggest = max((n.cpus for n in sized), default=cpus)
+    if cpus > biggest:
+        raise BadRequest(f"requested {cpus} CPUs but the largest node in partition {partition} has {biggest}; "
+                         f"ask for at most -c {biggest}")
+    memory = req.get("memory")
+    if memory is None:
+        per_cpu = rules.default_mem_per_cpu or min((n.memory // n.cpus for n in sized), default=FALLBACK_MEM_PER_CPU)
+        memory = per_cpu * cpus * MIB
+    biggest_mem = max((n.memory for n in sized), default=memory // MIB)
+    if memory > biggest_mem * MIB:
+        raise BadRequest(f"requested {memory // MIB} MiB of memory but the largest node in partition "
+                         f"{partition} has {biggest_mem} MiB; ask for at most --mem {biggest_mem}M")
+    limit = req.get("time_limit")
+    if limit is None:
+        limit = rules.default_time if rules.default_time is not None else rules.max_time
+    elif limit == 0 and rules.max_time:
+        limit = rules.max_time
+        warnings.append(f"partition {partition} has a MaxTime of {format_limit(rules.max_time)}: "
+                        f"the job gets that instead of no limit")
+    if rules.max_time and limit > rules.max_time:
+        warnings.append(f"time limit {format_limit(limit)} is above partition {partition}'s MaxTime "
+                        f"{format_limit(rules.max_time)}: the job stays pending (PartitionTimeLimit)")
+    if req.get("dependency"):
+        jobrel.parse_dependency(req["dependency"])
+    names = {n.name for n in nodes}
+    for name in (req.get("nodelist") or []) + (req.get("exclude") or []):
+        if name not in names:
+            raise BadRequest(f"unknown node {name!r}; nodes: {', '.join(sorted(names))}")
+    if req.get("signal"):
+        parse_signal(req["signal"])
+    tasks: list[int | None] = [None]
+    throttle = None
+    if req.get("array"):
+        tasks, throttle = jobrel.parse_array(req["array"])
+    jobs = [Job(
+        user=who.user, uid=who.uid, gid=who.gid, name=req["name"], partition=partition, cpus=cpus, memory=memory,
+        time_limit=limit, script=req["script"], script_path=req.get("script_path"),
+        script_args=req.get("script_args") or [], environment=req.get("environment") or {}, chdir=req["chdir"],
+        output=req.get("output") or "melon-%j.out", error=req.get("error"), nodelist=req.get("nodelist") or [],
+        exclude=req.get("exclude") or [], begin_time=req.get("begin"), hold=bool(req.get("hold")),
+        dependency=req.get("dependency"), array_task_id=task, array_throttle=throttle,
+        requeue=bool(req.get("requeue")), signal=req.get("signal"), submit_host=req.get("submit_host"),
+        submit_dir=req.get("submit_dir") or req["chdir"], submit_time=now,
+    ) for task in tasks]
+    return jobs, warnings

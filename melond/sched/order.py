@@ -1,0 +1,179 @@
+"""The pending order between full scheduling passes: what the scheduler sees, cheaply.
+
+A full pass walks every active job and keeps the pending ones in priority order. An event's
+pass (``depth``) then reads the first ones off that order, with the jobs submitted or changed
+since (`touch`) merged in, instead of walking every pending job: at hundreds of ends a second
+over a deep queue, that walk was most of melond's scheduling time. An entry of the order is
+current only while it is its job's cached view; every change drops that cache, so a stale entry
+is recognised and skipped.
+
+Pure: the jobs, the nodes, the time and a way to read dependencies' states come in as arguments.
+"""
+from __future__ import annotations
+
+import bisect
+import heapq
+import operator
+from collections.abc import Callable, Mapping
+
+from melond.sched.plan import NodeView, PendingView, RunningView, Snapshot, priority_order
+from melond.spec import jobrel
+from melond.spec.states import SHORT, State
+from melond.state.job import Job
+
+# A pending entry is (order key, view); a changed job's old entry may sit beside its new one with
+# the same key until it is skipped, so entries are ordered by their key alone.
+Entry = tuple[tuple, PendingView]
+ORDER_KEY = operator.itemgetter(0)
+DependencyStates = Callable[[set[int]], Mapping[int, State]]
+
+
+class PendingOrder:
+    """The scheduler's view of the queue, kept between passes."""
+
+    def __init__(self, max_time: Mapping[str, int]) -> None:
+        self.max_time = max_time  # each partition's MaxTime (0: none)
+        self.deferred = False  # the last pass left pending jobs past its depth unplanned
+        self._views: dict[int, Entry] = {}  # pending jobs whose view nothing can change but a touch
+        self._order: list[Entry] | None = None  # None until the first full pass
+        self._touched: dict[int, None] = {}  # jobs new or changed since, in order
+        self._volatile: set[int] = set()  # pending jobs whose views change with time
+        self._running: set[int] = set()
+
+    def touch(self, job_id: int) -> None:
+        """Something in a job's scheduler view changed (or it is new, or pending again)."""
+        self._views.pop(job_id, None)
+        self._touched[job_id] = None
+
+    def started(self, job_id: int) -> None:
+        self._views.pop(job_id, None)
+        self._running.add(job_id)
+
+    def snapshot(self, jobs: Mapping[int, Job], nodes: tuple[NodeView, ...], now: float,
+                 dependency_states: DependencyStates, depth: int | None = None) -> Snapshot:
+        """What the scheduler sees; with ``depth``, only that many pending jobs, first in priority order."""
+        states = _LazyStates(jobs, dependency_states)
+        if depth is not None and self._order is not None:
+            return self._event_snapshot(jobs, nodes, now, depth, states)
+        running, pending = [], []  # pending: (priority order, view), so ordering compares tuples only
+        order, volatile, running_ids, views = [], set(), set(), {}
+        for job in jobs.values():
+            if job.state is State.RUNNING:
+                running.append(running_view(job))
+                running_ids.add(job.id)
+                continue
+            entry, cached = self._entry(job, now, states)
+            pending.append(entry)
+            if cached:
+                order.append(entry)
+                views[job.id] = entry
+            else:
+                volatile.add(job.id)
+        order.sort(key=ORDER_KEY)
+        self._order, self._volatile, self._running, self._views = order, volatile, running_ids, views
+        self._touched.clear()
+        self.deferred = depth is not None and len(pending) > depth
+        if self.deferred:
+            pending = heapq.nsmallest(depth, pending)  # the order key ends with the job id: no ties
+        return Snapshot(nodes, tuple(running), tuple(view for _, view in pending))
+
+    def _event_snapshot(self, jobs: Mapping[int, Job], nodes: tuple[NodeView, ...], now: float,
+                        depth: int, states: _LazyStates) -> Snapshot:
+        running = []
+        for jid in list(self._running):
+            job = jobs.get(jid)
+            if job is None or job.state is not State.RUNNING:
+                self._running.discard(jid)
+            else:
+                running.append(running_view(job))
+        for jid in self._touched:
+            job = jobs.get(jid)
+            if job is not None and job.state is State.PENDING:
+                entry, cached = self._entry(job, now, states)
+                if cached:
+                    bisect.insort(self._order, entry, key=ORDER_KEY)
+                else:
+                    self._volatile.add(jid)
+        self._touched.clear()
+        taken: list[Entry] = []
+        stale_head = 0
+        more = False
+        for entry in self._order:
+            jid = entry[1].job_id
+            job = jobs.get(jid)
+            if job is None or job.state is not State.PENDING or self._views.get(jid) is not entry:
+                if not taken:
+                    stale_head += 1
+                continue
+            if len(taken) == depth:
+                more = True
+                break
+            taken.append(entry)
+        del self._order[:stale_head]  # started, ended or changed: gone from the order for good
+        for jid in list(self._volatile):  # dependencies and begin times change with time: recomputed
+            job = jobs.get(jid)
+            if job is None or job.state is not State.PENDING:
+                self._volatile.discard(jid)
+                continue
+            entry, cached = self._entry(job, now, states)
+            if cached:  # its begin time passed: ordered from now on
+                self._volatile.discard(jid)
+                bisect.insort(self._order, entry, key=ORDER_KEY)
+            taken.append(entry)
+        self.deferred = more or len(taken) > depth
+        pending = heapq.nsmallest(depth, taken, key=ORDER_KEY)  # sorted, at most `depth`
+        return Snapshot(nodes, tuple(running), tuple(view for _, view in pending))
+
+    def _entry(self, job: Job, now: float, states: _LazyStates) -> tuple[Entry, bool]:
+        """A pending job's (order key, view), and whether it is cached (nothing in it changes with
+        time: no dependency, no begin time ahead; extensions, holds, requeues and starts drop it)."""
+        entry = self._views.get(job.id)
+        if entry is not None:
+            return entry, True
+        view = PendingView(
+            job.id, job.priority, job.submit_time, job.cpus, job.memory_mib, job.time_limit, job.partition,
+            frozenset(job.nodelist), frozenset(job.exclude),
+            self.blocked(job, now, states() if job.dependency else None),
+            job.array_job_id, job.array_throttle)
+        entry = (priority_order(view), view)
+        cached = not job.dependency and not (job.begin_time and job.begin_time > now)
+        if cached:
+            self._views[job.id] = entry
+        return entry, cached
+
+    def blocked(self, job: Job, now: float, states: Mapping[int, str] | None) -> str | None:
+        """Reasons outside the scheduler's resource view, in Slurm's order of precedence.
+        `states`: the short states of the jobs it depends on (needed only with a dependency)."""
+        if job.hold:
+            return "JobHeldUser"
+        if job.begin_time and job.begin_time > now:
+            return "BeginTime"
+        if job.dependency:
+            status = jobrel.dependency_status(jobrel.parse_dependency(job.dependency), states or {})
+            if status != "ready":
+                return "Dependency" if status == "wait" else "DependencyNeverSatisfied"
+        max_time = self.max_time.get(job.partition, 0)
+        if max_time and (job.time_limit == 0 or job.time_limit > max_time):
+            return "PartitionTimeLimit"
+        return None
+
+
+class _LazyStates:
+    """Short states of every job some pending job depends on, read at most once per snapshot."""
+
+    def __init__(self, jobs: Mapping[int, Job], read: DependencyStates) -> None:
+        self._jobs, self._read = jobs, read
+        self._states: dict[int, str] | None = None
+
+    def __call__(self) -> dict[int, str]:
+        if self._states is None:
+            ids: set[int] = set()
+            for job in self._jobs.values():
+                if job.dependency:
+                    ids.update(jobrel.parse_dependency(job.dependency).job_ids)
+            self._states = {jid: SHORT[state] for jid, state in self._read(ids).items()} if ids else {}
+        return self._states
+
+
+def running_view(job: Job) -> RunningView:
+    return RunningView(job.id, job.node, job.cpus, job.memory_mib, job.deadline, job.array_job_id)

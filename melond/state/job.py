@@ -1,0 +1,151 @@
+"""The job record, and the one table of what may happen to a job in each state.
+
+A `Job` is a stored row made typed: its fields are the `jobs` table's columns, nothing else.
+What melond keeps about a job only while it runs (a cancel asked for, a forced end state, the
+scheduler's cached view) lives in the engine's own structures, never in the record, so nothing
+internal can reach the API's JSON.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from melond.spec.states import FINISHED, State
+
+MIB = 1024 * 1024
+JSON_COLUMNS = ("script_args", "environment", "nodelist", "exclude")
+BOOL_COLUMNS = ("hold", "requeue")
+PRIVATE = ("script", "environment", "gid")  # never in a listing: scripts and environments may hold secrets
+
+
+@dataclass(slots=True, kw_only=True, eq=False)
+class Job:
+    """One job (or one array task): what was asked for, where it is, how it ended."""
+
+    id: int = 0  # 0 until the store gives it one
+    user: str
+    uid: int
+    gid: int | None = None
+    name: str
+    state: State = State.PENDING
+    reason: str | None = None  # why it is pending, in Slurm's words
+    priority: int = 0
+    partition: str
+    cpus: int = 1
+    memory: int = 0  # bytes
+    time_limit: int = 0  # seconds; 0 = none
+    script: str = ""
+    script_path: str | None = None
+    script_args: list[str] = field(default_factory=list)
+    environment: dict[str, str] = field(default_factory=dict)
+    chdir: str = "/"
+    output: str = "melon-%j.out"
+    error: str | None = None
+    nodelist: list[str] = field(default_factory=list)
+    exclude: list[str] = field(default_factory=list)
+    begin_time: float | None = None
+    hold: bool = False
+    dependency: str | None = None
+    array_job_id: int | None = None
+    array_task_id: int | None = None
+    array_throttle: int | None = None
+    requeue: bool = False
+    signal: str | None = None
+    submit_host: str | None = None
+    submit_dir: str | None = None
+    submit_time: float = 0.0
+    start_time: float | None = None
+    end_time: float | None = None
+    node: str | None = None
+    exit_code: int | None = None
+    exit_signal: int | None = None
+    detail: str | None = None
+    restarts: int = 0
+
+    @property
+    def run(self) -> int:
+        """Which run of the job this is: 0, then one more per requeue."""
+        return self.restarts
+
+    @property
+    def memory_mib(self) -> int:
+        return self.memory // MIB
+
+    @property
+    def deadline(self) -> float | None:
+        """When a running job's limit runs out (the node holds the same, from its own clock)."""
+        return self.start_time + self.time_limit if self.start_time and self.time_limit else None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Job:
+        values = {name: row[name] for name in COLUMNS if name in row.keys()}
+        for name in JSON_COLUMNS:
+            if isinstance(values.get(name), str):
+                values[name] = json.loads(values[name])
+            elif values.get(name) is None and name in values:
+                del values[name]
+        for name in BOOL_COLUMNS:
+            if name in values:
+                values[name] = bool(values[name])
+        values["state"] = State(values["state"])
+        return cls(**values)
+
+    def to_row(self) -> dict[str, Any]:
+        """The columns to store (without the id the store hands out)."""
+        row = {name: getattr(self, name) for name in COLUMNS if name != "id"}
+        for name in JSON_COLUMNS:
+            row[name] = json.dumps(row[name])
+        for name in BOOL_COLUMNS:
+            row[name] = int(row[name])
+        row["state"] = self.state.value
+        return row
+
+    def public(self) -> dict[str, Any]:
+        """Every field a listing may show."""
+        return {name: getattr(self, name) for name in COLUMNS if name not in PRIVATE}
+
+
+COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(Job))
+
+
+@dataclass(frozen=True)
+class Transition:
+    """An event of a job's history: the states it may happen in, and those it may lead to
+    (none: the job stays in the state it was in)."""
+
+    sources: frozenset[State]
+    targets: frozenset[State] = frozenset()
+
+
+_PENDING = frozenset({State.PENDING})
+_RUNNING = frozenset({State.RUNNING})
+
+TRANSITIONS: dict[str, Transition] = {
+    "submitted": Transition(frozenset(), _PENDING),
+    "started": Transition(_PENDING, _RUNNING),  # placed: durable before the node is asked
+    "launched": Transition(_RUNNING),  # the node started it: its own start time and pid
+    "cancelled": Transition(_PENDING, frozenset({State.CANCELLED})),
+    "held": Transition(_PENDING),
+    "released": Transition(_PENDING),
+    "extended": Transition(_PENDING | _RUNNING),
+    "cancel_requested": Transition(_RUNNING),  # the node is told; the end comes as "ended"
+    "node_down": Transition(_RUNNING),  # an operator downed its node: it ends NODE_FAIL
+    "requeued": Transition(_RUNNING, _PENDING),  # its node failed and it asked for --requeue
+    "ended": Transition(_RUNNING, FINISHED),
+}
+
+
+def check_transition(kind: str, changes: Mapping[str, Any]) -> Transition:
+    """The table's entry for `kind`, refusing a change of state the table does not allow."""
+    try:
+        rule = TRANSITIONS[kind]
+    except KeyError:
+        raise ValueError(f"no job event {kind!r}; events: {', '.join(TRANSITIONS)}") from None
+    target = changes.get("state")
+    if target is not None and State(target) not in rule.targets:
+        raise ValueError(f"a {kind!r} event cannot make a job {target}")
+    if target is None and rule.targets and rule.sources:
+        raise ValueError(f"a {kind!r} event must set the job's state (one of {', '.join(sorted(rule.targets))})")
+    return rule

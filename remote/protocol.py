@@ -1,0 +1,37 @@
+"""The helper protocol's vocabulary, imported by both ends: operations, events, error codes.
+
+Standard library only: this module is shipped to the node with the helper, and melond imports
+the same file, so a code one side sends is a name the other side knows.
+"""
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Op(StrEnum):
+    """Requests melond sends; each carries an `id` its reply repeats."""
+
+    PING = "ping"
+    START = "start"  # job: the start request (idempotent per run: a second start reports the first)
+    SET_LIMIT = "set_limit"  # job_id, run, limit: a running job's new total limit
+    SET_LIMITS = "set_limits"  # limits: [[job_id, run, limit], ...], a node's whole set at reconnect
+    KILL = "kill"  # job_id, run: cancel (idempotent: a flag in the run's spool)
+    LIST = "list"  # every run in the spool and its state
+    FORGET = "forget"  # runs: [[job_id, run], ...] whose end melond has committed
+
+
+class Event(StrEnum):
+    """Messages the helper sends unasked."""
+
+    HELLO = "hello"  # its probe of the node, once booted
+    EXITED = "exited"  # job_id, run, result: a run ended
+
+
+class ErrorCode(StrEnum):
+    """Why the helper refused a request (`error.code` in its reply)."""
+
+    BAD_REQUEST = "bad_request"  # an unknown operation or a malformed request
+    NO_SUCH_USER = "no_such_user"  # the job's user has no account on the node
+    NO_SUCH_JOB = "no_such_job"  # no such run in the spool (its start never arrived)
+    LAUNCH_FAILED = "launch_failed"  # the node's supervisor did not start the job
+    INTERNAL = "internal"  # a bug in the helper, caught so that the channel lives on
