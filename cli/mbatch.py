@@ -65,7 +65,7 @@ def main(script: str | None, args: tuple[str, ...], parsable: bool, wait: bool, 
 
         mbatch -t 10:00 -c 2 --mem 4G job.sh input.dat
     """
-    from melond.spec.directives import build_request, dry_run_view
+    from melond.spec.request import build_request, dry_run_view
 
     cli = {k[4:].replace("_", "-"): v for k, v in opts.items() if k.startswith("opt_") and v not in (None, False)}
     script_text = None

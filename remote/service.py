@@ -22,7 +22,7 @@ import sys
 import time
 from collections.abc import Callable
 
-from remote import limits, spool, wire
+from remote import cgroup, limits, spool, wire
 from remote.protocol import ErrorCode, Event, Op
 from remote.job import lookup_user, process_stat, start_ticks
 from remote.supervisor import LOCATE_TIMEOUT, MAX_REQUEST, reap_children
@@ -411,7 +411,7 @@ async def serve(spool_dir: str, supervisor: socket.socket, supervisor_pid: int, 
     await closed
     helper.outbox.flush()
     scanner.cancel()
-    limits.release_scope(helper.scope)
+    cgroup.release_scope(helper.scope)
 
 
 async def _bind_notify(address: str) -> socket.socket | None:

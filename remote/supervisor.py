@@ -33,7 +33,7 @@ import time
 import traceback
 from collections.abc import Callable
 
-from remote import limits
+from remote import cgroup, limits
 from remote.job import Job, LaunchError, ResultSyncer, quietly, record_result, start_ticks
 from remote.sdbus import BusError, SystemdBus
 from remote.spool import JobDir
@@ -146,7 +146,7 @@ class Supervisor:
             self.syncer.close()
             if self.bus is not None:
                 self.bus.close()
-            limits.release_reused()
+            cgroup.release_reused()
 
     # ---- events --------------------------------------------------------------------------
 

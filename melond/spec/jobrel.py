@@ -7,12 +7,12 @@ scheduling pass asks :func:`dependency_status` whether a job may run yet.
 
 from __future__ import annotations
 
-from melond.errors import ParseError
-
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+
+from melond.errors import ParseError
 
 __all__ = [
     "ARRAY_FORMS",

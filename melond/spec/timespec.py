@@ -9,10 +9,10 @@ keeps the seconds (``0:05`` is 5 s), because an extendable deadline is enforced 
 
 from __future__ import annotations
 
-from melond.errors import ParseError
-
 import datetime as _dt
 import re
+
+from melond.errors import ParseError
 
 __all__ = [
     "SpecError",

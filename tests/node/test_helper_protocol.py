@@ -14,7 +14,7 @@ import time
 import psutil
 import pytest
 
-from remote import limits, service
+from remote import cgroup, limits, service
 from remote.bootstrap import FIRST_STAGE, READY, payload
 from remote.job import quietly
 from remote.service import spool_scope
@@ -148,7 +148,7 @@ def spool():
     while not all(_gone(p) for p in job_pids | monitors) and time.monotonic() < deadline:
         time.sleep(0.05)
     scope = spool_scope(path)
-    for base in [limits.CGROUP_ROOT, *(os.path.join(limits.CGROUP_ROOT, c) for c in limits.V1_CONTROLLERS)]:
+    for base in [cgroup.CGROUP_ROOT, *(os.path.join(cgroup.CGROUP_ROOT, c) for c in cgroup.V1_CONTROLLERS)]:
         group = pathlib.Path(base, "melon", scope)
         for leftover in [*group.glob("job-*"), *group.glob("slot-*"), group]:  # a dead supervisor's stay
             try:
@@ -264,7 +264,7 @@ def test_cgroup_v1_slots_are_reused_with_each_jobs_own_limits(helper, tmp_path, 
     own limits there ("none" included) and a memory cgroup of its own; the slots go with the
     supervisor."""
     script = "#!/bin/sh\ncat /proc/self/cgroup\n"
-    v1 = pathlib.Path(limits.CGROUP_ROOT)
+    v1 = pathlib.Path(cgroup.CGROUP_ROOT)
     seen = []
     for jid, cpus, tasks in ((1, 1, 64), (2, 0, 0)):
         helper.ok("start", job=job(jid, tmp_path, script, cpus=cpus, tasks_max=tasks))
@@ -273,7 +273,7 @@ def test_cgroup_v1_slots_are_reused_with_each_jobs_own_limits(helper, tmp_path, 
         slot = groups["pids"].lstrip("/")
         assert (v1 / "pids" / slot / "pids.max").read_text().strip() == (str(tasks) if tasks else "max")
         quota = int((v1 / "cpu" / slot / "cpu.cfs_quota_us").read_text())
-        assert quota == (cpus * limits.CPU_PERIOD_US if cpus else -1)
+        assert quota == (cpus * cgroup.CPU_PERIOD_US if cpus else -1)
         assert groups["memory"].endswith(f"/job-{jid}")
         seen.append(groups)
     assert seen[0]["pids"] == seen[1]["pids"] == seen[0]["cpu"] == seen[1]["freezer"]
@@ -293,7 +293,7 @@ def test_a_supervisor_sweeps_only_dead_slots_of_its_own_pid_namespace(helper, tm
     ns = os.stat("/proc/self/ns/pid").st_ino
     dead = next(p for p in range(4_000_000, 3_000_000, -1) if not os.path.exists(f"/proc/{p}"))
     ours, theirs = f"slot-{ns}-{dead}-1", f"slot-{ns + 1}-{dead}-1"
-    groups = [pathlib.Path(limits.CGROUP_ROOT, c, "melon", spool_scope(spool)) for c in limits.POOLED_V1]
+    groups = [pathlib.Path(cgroup.CGROUP_ROOT, c, "melon", spool_scope(spool)) for c in cgroup.POOLED_V1]
     for group in groups:
         for name in (ours, theirs):
             (group / name).mkdir(parents=True)

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from melond.spec.directives import DEFAULT_OUTPUT, build_request, dry_run_view, scan_script
+from melond.spec.directives import scan_script
+from melond.spec.request import DEFAULT_OUTPUT, build_request, dry_run_view
 
 CONFORMANCE = Path(__file__).resolve().parents[1] / "data" / "sbatch-conformance"
 

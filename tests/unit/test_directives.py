@@ -8,15 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from melond.spec.directives import (
-    MELON_OPTIONS,
-    DirectiveError,
-    build_request,
-    dry_run_view,
-    options_from_env,
-    options_from_scan,
-    scan_script,
-)
+from melond.spec.directives import MELON_OPTIONS, DirectiveError, options_from_scan, scan_script
+from melond.spec.request import build_request, dry_run_view, options_from_env
 from melond.spec.slurm_options import SBATCH_OPTIONS, SHORT_OPTION_STRING
 from melond.spec.timespec import SpecError
 

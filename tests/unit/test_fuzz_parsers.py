@@ -12,7 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from melond.spec import jobrel
-from melond.spec.directives import MELON_OPTIONS, DirectiveError, build_request, dry_run_view
+from melond.spec.directives import MELON_OPTIONS, DirectiveError
+from melond.spec.request import build_request, dry_run_view
 from melond.spec.timespec import (SpecError, expand_hostlist, parse_begin, parse_extension, parse_signal, parse_size_mib,
                              parse_time_limit, signal_spec)
 

@@ -1,0 +1,379 @@
+"""One job request from a script's directives, the environment and the command line.
+
+Precedence: command line > `SBATCH_*`/`MBATCH_*` environment > script directives
+(`melond.spec.directives` finds and parses those). Values are converted and checked here, so a
+request that leaves mbatch is whole; melond admits it against the partition.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from types import MappingProxyType
+from typing import Any, Callable, Mapping
+
+from melond.spec.directives import MELON_ARGS, DirectiveError, Setting, options_from_scan, scan_script
+from melond.spec.slurm_options import NO_ARG
+from melond.spec.timespec import (
+    SpecError,
+    expand_hostlist,
+    parse_begin,
+    parse_signal,
+    parse_size_mib,
+    parse_time_limit,
+)
+
+DEFAULT_OUTPUT = "melon-%j.out"
+MIB = 1024 * 1024
+
+# Command-line keys the CLI may pass along that concern the client, not the request.
+_CLIENT_KEYS = frozenset({"api-endpoint", "parsable", "wait", "dry-run", "json"})
+
+# Input variables read like options, as sbatch's INPUT ENVIRONMENT VARIABLES; MBATCH_* wins over
+# SBATCH_*. Not MELON_* or SLURM_*: those are output variables set inside a running job, so a job
+# that submits another job must not pass its own settings on by accident.
+_ENV_OPTIONS: tuple[tuple[str, str], ...] = (
+    ("TIMELIMIT", "time"),
+    ("JOB_NAME", "job-name"),
+    ("PARTITION", "partition"),
+    ("MEM_PER_NODE", "mem"),
+    ("MEM_PER_CPU", "mem-per-cpu"),
+    ("EXPORT", "export"),
+    ("ARRAY_INX", "array"),
+    ("OUTPUT", "output"),
+    ("ERROR", "error"),
+    ("SIGNAL", "signal"),
+    ("NO_REQUEUE", "no-requeue"),
+    ("REQUEUE", "requeue"),
+    # Melon additions: sbatch itself reads neither variable.
+    ("CPUS_PER_TASK", "cpus-per-task"),
+    ("HOLD", "hold"),
+)
+
+_DIGITS = re.compile(r"[0-9]+")
+_ENV_NUMBER = re.compile(r"[+-]?[0-9]{1,18}")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+# ---------------------------------------------------------------- environment and command line
+
+
+def _env_flag(text: str) -> bool:
+    """slurm_process_option's rule for a flag given by a variable: "", yes or a non-zero number."""
+    if text == "" or text.lower() == "yes":
+        return True
+    return bool(_ENV_NUMBER.fullmatch(text)) and int(text) != 0
+
+
+def _env_settings(environ: Mapping[str, str]) -> dict[str, Setting]:
+    """Options set by SBATCH_*/MBATCH_* input variables, with the variable as origin."""
+    settings: dict[str, Setting] = {}
+    for suffix, key in _ENV_OPTIONS:
+        variable = next((p + suffix for p in ("MBATCH_", "SBATCH_") if p + suffix in environ), None)
+        if variable is None:
+            continue
+        raw, origin = environ[variable], f"environment variable {variable}"
+        if MELON_ARGS[key] != NO_ARG:
+            settings[key] = Setting(raw, origin)
+        elif key == "hold":
+            settings[key] = Setting(_env_flag(raw), origin)
+        elif _env_flag(raw):  # an unset-looking REQUEUE/NO_REQUEUE just leaves the default
+            settings["requeue"] = Setting(key == "requeue", origin)
+    return settings
+
+
+def options_from_env(environ: Mapping[str, str]) -> dict[str, str | bool]:
+    """The options given by SBATCH_*/MBATCH_* input variables (MBATCH_* wins)."""
+    return {key: setting.value for key, setting in _env_settings(environ).items()}
+
+
+def _cli_settings(cli: Mapping[str, Any]) -> dict[str, Setting]:
+    """Normalise the CLI's option dict (keys may use '_'); unknown keys are a programming error."""
+    settings: dict[str, Setting] = {}
+    for raw_key, value in cli.items():
+        key = raw_key.replace("_", "-").lstrip("-")
+        if value is None or value is False or key in _CLIENT_KEYS or key == "wrap":
+            continue
+        if key not in MELON_ARGS:
+            raise DirectiveError(f"unknown option --{key} (command line); see mbatch --help")
+        if key in ("requeue", "no-requeue"):
+            if "requeue" in settings:
+                raise DirectiveError("--requeue and --no-requeue (command line) contradict each other")
+            settings["requeue"] = Setting(key == "requeue", "command line")
+        elif MELON_ARGS[key] == NO_ARG:
+            settings[key] = Setting(True, "command line")
+        elif value is True:
+            raise DirectiveError(f"--{key} (command line) needs a value")
+        else:
+            settings[key] = Setting(str(value), "command line")
+    return settings
+
+
+# ---------------------------------------------------------------- value conversion
+
+
+def _cpus(text: str) -> int:
+    """A positive whole number of CPUs, as sbatch's parse_int insists."""
+    if not _DIGITS.fullmatch(text) or len(text) > 9 or int(text) < 1:
+        raise SpecError(f"invalid CPU count {text!r}: give a whole number, 1 or more")
+    return int(text)
+
+
+def _io_path(text: str) -> str:
+    """An output/error file pattern; "none" means /dev/null, as in sbatch."""
+    if not text:
+        raise SpecError("give a file name or pattern such as slurm-%j.out")
+    return "/dev/null" if text.lower() == "none" else text
+
+
+def _text(text: str) -> str:
+    """Any non-empty string, kept verbatim (no shell expansion, as in sbatch)."""
+    if not text:
+        raise SpecError("needs a value")
+    return text
+
+
+#: How each option's raw text becomes a request value; ``now`` anchors --begin.
+_CONVERTERS: Mapping[str, Callable[[str, float], Any]] = MappingProxyType({
+    "cpus-per-task": lambda text, now: _cpus(text),
+    "mem": lambda text, now: parse_size_mib(text),
+    "mem-per-cpu": lambda text, now: parse_size_mib(text),
+    "time": lambda text, now: parse_time_limit(text),
+    "job-name": lambda text, now: _text(text),
+    "output": lambda text, now: _io_path(text),
+    "error": lambda text, now: _io_path(text),
+    "chdir": lambda text, now: _text(text),
+    "export": lambda text, now: _text(text),
+    "nodelist": lambda text, now: expand_hostlist(text),
+    "exclude": lambda text, now: expand_hostlist(text),
+    "partition": lambda text, now: _text(text),
+    "begin": parse_begin,
+    "dependency": lambda text, now: _text(text),
+    "array": lambda text, now: _text(text),
+    "signal": lambda text, now: parse_signal(text),
+})
+
+
+# Memory is resolved apart: --mem and --mem-per-cpu compete for one setting.
+_VALUE_KEYS = tuple(key for key in _CONVERTERS if key not in ("mem", "mem-per-cpu")) + ("hold", "requeue")
+
+
+def _convert(key: str, setting: Setting, now: float) -> Any:
+    """Convert one raw value, naming option, value and source if it is wrong."""
+    if isinstance(setting.value, bool):
+        if key not in ("hold", "requeue"):
+            raise DirectiveError(setting.describe(key, "needs a value"))
+        return setting.value
+    try:
+        return _CONVERTERS[key](setting.value, now)
+    except SpecError as exc:
+        raise DirectiveError(setting.describe(key, exc)) from exc
+
+
+# ---------------------------------------------------------------- the request
+
+
+def _environment(export: str, environ: Mapping[str, str], warnings: list[str]) -> dict[str, str]:
+    """The job's environment for an sbatch-style --export value."""
+    items = export.split(",")
+    words = {item.upper() for item in items}
+    env = dict(environ) if "ALL" in words else {}
+    for item in items:
+        if item.upper() in ("ALL", "NONE", "NIL") or not item:
+            continue
+        name, has_value, value = item.partition("=")
+        if not _ENV_NAME.fullmatch(name):
+            raise SpecError(f"{name!r} is not a variable name; use ALL, NONE or [ALL,]VAR[=value],...")
+        if has_value:
+            env[name] = value
+        elif name in environ:
+            env[name] = environ[name]
+        else:
+            warnings.append(f"--export: {name} is not set in your environment; not exported")
+    return env
+
+
+def _check_script(text: str, path: str | None, warnings: list[str]) -> None:
+    """Refuse what sbatch refuses (empty, binary, DOS line ends); warn on a missing #! line."""
+    label = path or "the script on standard input"
+    if "\0" in text:
+        raise DirectiveError(f"{label}: contains NUL bytes, so it looks binary; give mbatch a shell script")
+    if not text.strip():
+        raise DirectiveError(f"{label}: the script is empty; write the commands to run after a #!/bin/bash line")
+    if "\r\n" in text:
+        raise DirectiveError(
+            f"{label}: has DOS line breaks (\\r\\n); convert it with `dos2unix {path or 'SCRIPT'}` and submit again"
+        )
+    if not text.startswith("#!"):
+        warnings.append(
+            f"{label}: does not start with #! (sbatch refuses such a script: "
+            f"\"This does not look like a batch script\"); Melon runs it with /bin/sh"
+        )
+
+
+def _pick(layers: tuple[dict[str, Setting], ...], key: str) -> Setting | None:
+    """The highest-precedence setting of an option: command line > environment > script."""
+    return next((layer[key] for layer in layers if key in layer), None)
+
+
+def _memory(layers: tuple[dict[str, Setting], ...], warnings: list[str]) -> tuple[str, Setting] | None:
+    """Which memory option applies; where one source gives both, warn and use --mem."""
+    for layer in layers:
+        mem, per_cpu = layer.get("mem"), layer.get("mem-per-cpu")
+        if mem and per_cpu:
+            warnings.append(
+                f"--mem ({mem.origin}) and --mem-per-cpu ({per_cpu.origin}) both given: sbatch refuses "
+                f"this; Melon uses --mem"
+            )
+        if mem:
+            return "mem", mem
+        if per_cpu:
+            return "mem-per-cpu", per_cpu
+    return None
+
+
+def build_request(
+    *,
+    script_text: str | None,
+    script_path: str | None,
+    script_args: list[str],
+    cli: dict[str, str | bool],
+    environ: Mapping[str, str],
+    cwd: str,
+    submit_host: str,
+    user: str,
+    now: float,
+) -> tuple[dict, list[str]]:
+    """Merge command line > environment > script into a JSON-able job request, plus warnings.
+
+    ``user`` is accepted for the caller's convenience but not trusted or stored here: the daemon
+    takes the owner from the connection's credentials.
+    """
+    warnings: list[str] = []
+    wrap = cli.get("wrap")
+    script_settings: dict[str, Setting] = {}
+    if wrap is not None and wrap is not False:
+        if not isinstance(wrap, str) or not wrap.strip():
+            raise DirectiveError("--wrap needs the command to run, e.g. --wrap 'python train.py'")
+        if script_text is not None:
+            raise DirectiveError("give either a script or --wrap CMD, not both")
+        if script_args:
+            raise DirectiveError("script arguments are not allowed with --wrap (put them in CMD)")
+        script = f"#!/bin/sh\n{wrap}\n"
+    elif script_text is None:
+        raise DirectiveError("no job script: give a script file, or --wrap CMD to run one command")
+    else:
+        _check_script(script_text, script_path, warnings)
+        script = script_text
+        script_settings, scan_warnings = options_from_scan(scan_script(script_text))
+        warnings += scan_warnings
+    layers = (_cli_settings(cli), _env_settings(environ), script_settings)
+
+    values = {}
+    for key in _VALUE_KEYS:  # a fixed order, so the same mistakes always give the same error
+        setting = _pick(layers, key)
+        if setting is not None:
+            values[key] = _convert(key, setting, now)
+    cpus = values.get("cpus-per-task", 1)
+    memory, mem_per_cpu = None, False
+    chosen = _memory(layers, warnings)
+    if chosen:
+        key, setting = chosen
+        mem_per_cpu = key == "mem-per-cpu"
+        memory = _convert(key, setting, now) * MIB * (cpus if mem_per_cpu else 1)
+
+    default_name = posixpath.basename(script_path) if script_path else ("wrap" if wrap else "mbatch")
+    export = values.get("export", "ALL")
+    try:
+        environment = _environment(export, environ, warnings)
+    except SpecError as exc:
+        origin = _pick(layers, "export") or Setting(export, "default")
+        raise DirectiveError(origin.describe("export", exc)) from exc
+    request = {
+        "script": script,
+        "script_path": script_path,
+        "script_args": list(script_args),
+        "name": values.get("job-name", default_name),
+        "cpus": cpus,
+        "memory": memory,
+        "mem_per_cpu": mem_per_cpu,
+        "time_limit": values.get("time"),
+        "output": values.get("output", DEFAULT_OUTPUT),
+        "error": values.get("error"),
+        "chdir": posixpath.normpath(posixpath.join(cwd, values.get("chdir", cwd))),
+        "environment": environment,
+        "export": export,
+        "nodelist": values.get("nodelist", []),
+        "exclude": values.get("exclude", []),
+        "partition": values.get("partition"),
+        "begin": values.get("begin"),
+        "hold": values.get("hold", False),
+        "dependency": values.get("dependency"),
+        "array": values.get("array"),
+        "requeue": values.get("requeue", False),
+        "signal": values.get("signal"),
+        "submit_host": submit_host,
+        "submit_dir": cwd,
+    }
+    warnings += _drop_non_utf8_environment(request)
+    _check_utf8(request)
+    return request, warnings
+
+
+def _drop_non_utf8_environment(request: dict) -> list[str]:
+    """A variable whose bytes are not UTF-8 is left out with a warning, not refused: with the
+    default --export=ALL one such variable in a login environment would block every submission."""
+    dropped = [k for k, v in request["environment"].items() if _not_utf8(k) or _not_utf8(v)]
+    for k in dropped:
+        del request["environment"][k]
+    return [f"environment variable {_shown(k)} is not valid UTF-8 and is not passed to the job "
+            f"(Melon passes text only; convert it with iconv -t UTF-8)" for k in dropped]
+
+
+def _shown(name: str) -> str:
+    return repr(_raw_bytes(name)) if _not_utf8(name) else name
+
+
+def _raw_bytes(text: str) -> bytes:
+    try:
+        return text.encode("utf-8", "surrogateescape")  # the bytes as they came from argv or a file
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace")  # a surrogate no byte decodes to
+
+
+def _not_utf8(text: str) -> bool:
+    """Bytes that are not UTF-8 arrive from argv, the environment or a file as lone surrogates."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _check_utf8(request: dict) -> None:
+    """Melon keeps jobs as text (JSON, SQLite): a byte that is not UTF-8 is refused, naming where it
+    is, rather than altered on the way to the job (latin-1 text: convert it with iconv first)."""
+    places = [(f"argument {i}", a) for i, a in enumerate(request["script_args"], 1)]
+    places += [(key.replace("_", " "), request[key]) for key in ("script", "script_path", "name", "output", "error",
+                                                                 "chdir", "submit_dir")]
+    for where, text in places:
+        if isinstance(text, str) and _not_utf8(text):
+            shown = _raw_bytes(text)[:60]
+            raise DirectiveError(f"the job's {where} is not valid UTF-8 ({shown!r}); Melon passes text only: "
+                                 f"convert it (iconv -t UTF-8)")
+
+
+def dry_run_view(request: dict, warnings: list[str]) -> dict:
+    """The fields ``mbatch --dry-run --json`` prints; a zero (unlimited) limit shows as null."""
+    return {
+        "name": request["name"],
+        "cpus": request["cpus"],
+        "memory": request["memory"],
+        "time_limit": request["time_limit"] or None,
+        "output": request["output"],
+        "error": request["error"],
+        "chdir": request["chdir"],
+        "array": request["array"],
+        "script_args": list(request["script_args"]),
+        "warnings": list(warnings),
+    }

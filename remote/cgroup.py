@@ -1,0 +1,182 @@
+"""What every limit backend shares: the cgroup file system, a backend's interface (`NoLimits`,
+which is also the backend of a node without cgroups), this process's own cgroups, and pools
+of reused cgroups and anchors that a forked child does not inherit.
+
+Standard library only: streamed to compute nodes with the helper.
+"""
+from __future__ import annotations
+
+import os
+from typing import TypeVar
+
+CGROUP_ROOT = "/sys/fs/cgroup"
+CPU_PERIOD_US = 100_000
+V1_CONTROLLERS = ("memory", "cpu", "pids", "freezer")
+POOLED_V1 = ("cpu", "pids", "freezer")  # hierarchies whose job cgroups are reused (_Slots)
+T = TypeVar("T")
+
+
+def write_file(path: str, value: str) -> None:
+    with open(path, "w") as f:
+        f.write(value)
+
+
+def read_file(path: str) -> str:
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def stat_value(text: str, key: str) -> int:
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        if name == key:
+            return int(value or 0)
+    return 0
+
+
+class NoLimits:
+    """Process-group only: no memory or CPU enforcement on this node."""
+
+    name = "none"
+    wraps = False  # True: the job's command is wrapped (systemd-run), not moved into a cgroup
+
+    def __init__(self, key: str, cpus: int, memory: int, tasks_max: int, scope: str) -> None:
+        self.key = key  # the job run's spool key: `17`, or `17.1` once requeued
+        self.leader = 0
+        # melon/<scope>/job-<id>: the scope (a hash of the spool path) keeps two melonds on one machine apart.
+        self.rel = os.path.join("melon", scope, f"job-{key}")
+
+    def create(self) -> None:
+        """Nothing to create."""
+
+    def enter(self) -> None:
+        """Move this process into the job's cgroup, so that the job it spawns starts there."""
+
+    def leave(self) -> None:
+        """Move this process back where it came from."""
+
+    def pids(self) -> list[int]:
+        return []
+
+    def signal_all(self, sig: int) -> None:
+        """Every process of the job (its cgroup's, for the cgroup backends), then its process group.
+        Never the caller: the supervisor is in a job's cgroup only around a fork."""
+        me = os.getpid()
+        for pid in self.pids():
+            if pid == me:
+                continue
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        if self.leader:
+            try:
+                os.killpg(self.leader, sig)
+            except ProcessLookupError:
+                pass
+
+    def oom_killed(self) -> bool:
+        return False
+
+    def destroy(self) -> None:
+        """Remove the job's cgroup once empty (the supervisor empties it: Job.cleanup, which does
+        not block its loop); one still busy is left behind. Nothing to remove here."""
+
+
+_reused: dict[type, object] = {}  # this process's pools (cgroup slots, scope anchors), by class
+
+
+def mine(cls: type[T]) -> T:
+    """This process's pool of a kind: a forked child starts with none of its parent's."""
+    pool = _reused.get(cls)
+    if pool is None or pool.pid != os.getpid():
+        pool = _reused[cls] = cls()
+    return pool
+
+
+def release_reused() -> None:
+    """On the supervisor's way out: remove its free cgroup slots (and the scope's folders, once
+    empty) and end its idle scope anchors."""
+    for pool in _reused.values():
+        if pool.pid == os.getpid():
+            pool.release()
+
+
+_mounted: list[str] | None = None  # the v1 hierarchies we use that are mounted here
+
+
+def v1_mounted() -> list[str]:
+    """The v1 hierarchies we use that are mounted here; looked up once per process."""
+    global _mounted
+    if _mounted is None:
+        _mounted = [c for c in V1_CONTROLLERS if os.path.isdir(os.path.join(CGROUP_ROOT, c))]
+    return _mounted
+
+
+def make_dir(path: str) -> bool:
+    """Create a job's cgroup (and its parents the first time); False if it existed already."""
+    try:
+        os.mkdir(path)
+    except FileNotFoundError:
+        os.makedirs(path)
+    except FileExistsError:
+        return False
+    return True
+
+
+def move_self(home: str, root: str) -> None:
+    """Back to where we came from, or else to the hierarchy's root: the supervisor must never stay
+    inside the job's cgroup, where its memory would count and the job's kills would reach it."""
+    try:
+        write_file(os.path.join(home, "cgroup.procs"), str(os.getpid()))
+    except OSError:
+        write_file(os.path.join(root, "cgroup.procs"), str(os.getpid()))
+
+
+_own: tuple[int, dict[str, str]] = (0, {})
+
+
+def own_cgroups() -> dict[str, str]:
+    """This process's cgroup path per controller (v1, one entry per controller) or "" (v2).
+
+    Read once per process: the supervisor returns to the same cgroups after every launch."""
+    global _own
+    if _own[0] != os.getpid():
+        _own = (os.getpid(), read_own_cgroups())
+    return _own[1]
+
+
+def read_own_cgroups() -> dict[str, str]:
+    out = {}
+    for line in read_file("/proc/self/cgroup").splitlines():
+        _, controllers, path = line.split(":", 2)
+        for name in controllers.split(",") if controllers else [""]:
+            out[name] = path
+    return out
+
+
+def hierarchy(controllers: str) -> str | None:
+    """Where a /proc/<pid>/cgroup line's hierarchy is mounted: v2 (at the root, or at unified/ in
+    hybrid mode), v1 named (name=systemd) or v1 controllers."""
+    if controllers == "":
+        for base in (CGROUP_ROOT, os.path.join(CGROUP_ROOT, "unified")):
+            if os.path.exists(os.path.join(base, "cgroup.controllers")):
+                return base
+        return None
+    name = controllers[5:] if controllers.startswith("name=") else controllers
+    base = os.path.join(CGROUP_ROOT, name)
+    return base if os.path.isdir(base) else None
+
+
+def release_scope(scope: str) -> None:
+    """Remove this spool's (empty) cgroup folders when its helper leaves; busy ones stay."""
+    dirs = [os.path.join(CGROUP_ROOT, "melon", scope)]
+    dirs += [os.path.join(CGROUP_ROOT, c, "melon", scope) for c in V1_CONTROLLERS]
+    for d in dirs:
+        try:
+            os.rmdir(d)
+        except OSError:
+            pass
