@@ -8,14 +8,14 @@ function here is deterministic.
 """
 from __future__ import annotations
 
-from melond.errors import ParseError
-
 import hashlib
 import hmac
 import re
 import secrets
 from dataclasses import dataclass
 from enum import Enum
+
+from melond.errors import ParseError
 
 PREFIX = "melon"
 ID_BYTES = 6  # 12 hex digits: ids only need to be unique, the secret carries the entropy
