@@ -60,9 +60,6 @@ class LocalChannel:
             except ProcessLookupError:
                 pass
 
-    async def wait_closed(self) -> None:
-        await self.proc.wait()
-
 
 class LocalTransport:
     """Starts the first stage with this interpreter; a new session so terminal signals miss it."""
