@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from melond.errors import NodeTimeout, NodeUnavailable, node_error
 from remote import bootstrap as bootstrap_mod
 from remote import wire
-from remote.protocol import Op
+from remote.protocol import Event, Op
 
 log = logging.getLogger("melond.fleet")
 
@@ -61,7 +61,7 @@ async def bootstrap(transport, spool: str, limits: str = "auto"):
             except wire.FrameError as exc:
                 raise ConnectionError(f"protocol error before hello: {exc}") from None
             for msg in messages:
-                if msg.get("event") == "hello" and isinstance(msg.get("info"), dict):
+                if msg.get("event") == Event.HELLO and isinstance(msg.get("info"), dict):
                     return channel, decoder, msg["info"]
                 raise ConnectionError(f"helper spoke before saying hello: {repr(msg)[:200]}")
     except BaseException:
@@ -116,6 +116,9 @@ class NodeSession:
             try:
                 async with self.handshakes:
                     decoder, hello = await asyncio.wait_for(self._connect(), BOOT_TIMEOUT)
+                if self._stopping:  # stopped while the handshake ran: this channel serves nobody
+                    self._lost("melond stopping")
+                    break
                 self.info = hello
                 self.backoff.reset()
                 self._connected.set()
@@ -129,6 +132,7 @@ class NodeSession:
                     raise
                 reason = await serving
             except asyncio.CancelledError:
+                self._lost("melond stopping")  # the channel too: the helper leaves, its jobs do not
                 raise
             except Exception as exc:  # noqa: BLE001 - any failure means "down, retry later"
                 reason = f"{type(exc).__name__}: {exc}"

@@ -124,7 +124,11 @@ class SshTransport:
         conn = await self.connect()
         # Only our own constant first stage and the inventory's spool and limits reach the remote shell.
         command = shlex.join([self.python, "-c", FIRST_STAGE, spool, limits])
-        proc = await conn.create_process(command, encoding=None)
+        try:
+            proc = await conn.create_process(command, encoding=None)
+        except BaseException:  # refused, or the boot's timeout cancelled us: the connection is ours to close
+            conn.close()
+            raise
         return SshChannel(conn, proc)
 
     async def connect(self):
