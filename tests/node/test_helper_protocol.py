@@ -115,15 +115,15 @@ class HelperProc:
 
 def _started_pids(spool: str) -> tuple[set[int], set[int]]:
     """Job leaders and their supervisors the spool says are running."""
-    jobs, monitors = set(), set()
+    jobs, supervisors = set(), set()
     root = pathlib.Path(spool, "jobs")
     for d in root.iterdir() if root.exists() else ():
         started = d / "started.json"
         if started.exists() and not (d / "result.json").exists():
             info = json.loads(started.read_text())
             jobs.add(info["pid"])
-            monitors.add(info["monitor"])
-    return jobs, monitors
+            supervisors.add(info["monitor"])
+    return jobs, supervisors
 
 
 def _gone(pid: int) -> bool:
@@ -138,14 +138,14 @@ def spool():
     """A spool under /tmp (short path); jobs left running are killed and their cgroups removed."""
     path = tempfile.mkdtemp(prefix="mh-", dir="/tmp")
     yield path
-    job_pids, monitors = _started_pids(path)
+    job_pids, supervisors = _started_pids(path)
     for pid in job_pids:
         try:
             os.killpg(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
     deadline = time.monotonic() + TIMEOUT
-    while not all(_gone(p) for p in job_pids | monitors) and time.monotonic() < deadline:
+    while not all(_gone(p) for p in job_pids | supervisors) and time.monotonic() < deadline:
         time.sleep(0.05)
     scope = spool_scope(path)
     for base in [cgroup.CGROUP_ROOT, *(os.path.join(cgroup.CGROUP_ROOT, c) for c in cgroup.V1_CONTROLLERS)]:
@@ -156,7 +156,7 @@ def spool():
             except OSError:
                 pass
     shutil.rmtree(path, ignore_errors=True)
-    assert all(_gone(m) for m in monitors), "a job supervisor outlived its jobs"
+    assert all(_gone(s) for s in supervisors), "a job supervisor outlived its jobs"
 
 
 @pytest.fixture
@@ -189,20 +189,20 @@ def helper(boot):
     return boot()
 
 
-def monitor_listening(helper: HelperProc, job_id: int) -> int:
+def supervisor_listening(helper: HelperProc, job_id: int) -> int:
     """Wait until the job's supervisor catches SIGUSR1 (a later helper's wake-up); return its pid.
 
     The tests of set_limit and kill wait for this so that they test the request, not the race in
     test_a_prompt_kill_never_kills_the_supervisor.
     """
     started = next(j for j in helper.ok("list")["jobs"] if j["id"] == job_id)["started"]
-    monitor, bit = started["monitor"], 1 << (signal.SIGUSR1 - 1)
+    supervisor, bit = started["monitor"], 1 << (signal.SIGUSR1 - 1)
     deadline = time.monotonic() + TIMEOUT
     while time.monotonic() < deadline:
-        status = pathlib.Path(f"/proc/{monitor}/status").read_text()
+        status = pathlib.Path(f"/proc/{supervisor}/status").read_text()
         caught = int(next(line for line in status.splitlines() if line.startswith("SigCgt:")).split()[1], 16)
         if caught & bit:
-            return monitor
+            return supervisor
         time.sleep(0.005)
     pytest.fail(f"the supervisor of job {job_id} never installed its SIGUSR1 handler")
 
@@ -350,7 +350,7 @@ def test_a_run_claimed_by_a_supervisor_that_died_is_lost_not_stuck(helper, tmp_p
 
 def test_set_limit_shortens_a_running_job_to_a_timeout(helper, tmp_path):
     started = helper.ok("start", job=job(1, tmp_path, "#!/bin/sh\nsleep 30\n", limit=60, kill_wait=0.3))
-    monitor_listening(helper, 1)
+    supervisor_listening(helper, 1)
     sent = time.time()
     told = helper.ok("set_limit", job_id=1, limit=1)
     assert told == {"ended": False, "woke": True}
@@ -364,7 +364,7 @@ def test_set_limit_shortens_a_running_job_to_a_timeout(helper, tmp_path):
 
 def test_set_limit_extends_a_running_job_so_it_finishes(helper, tmp_path):
     helper.ok("start", job=job(1, tmp_path, "#!/bin/sh\nsleep 2\necho finished\n", limit=1))
-    monitor_listening(helper, 1)
+    supervisor_listening(helper, 1)
     helper.ok("set_limit", job_id=1, limit=30)
     result = helper.exited(1)
     assert (result["reason"], result["exit_code"]) == ("exited", 0)
@@ -376,7 +376,7 @@ def test_set_limits_sets_a_whole_node_in_one_request(helper, tmp_path):
     is reported in its place, and the others still take effect."""
     for jid in (1, 2):
         helper.ok("start", job=job(jid, tmp_path, f"#!/bin/sh\nsleep 2\necho {jid}\n", limit=1))
-        monitor_listening(helper, jid)
+        supervisor_listening(helper, jid)
     told = helper.ok("set_limits", limits=[[1, 0, 30], [7, 0, 30], [2, 0, 30]])
     assert [r.get("error", {}).get("code") for r in told["results"]] == [None, "no_such_job", None]
     assert told["results"][0] == {"ended": False, "woke": True}
@@ -388,7 +388,7 @@ def test_set_limits_sets_a_whole_node_in_one_request(helper, tmp_path):
 
 def test_kill_cancels_a_running_job(helper, tmp_path):
     started = helper.ok("start", job=job(1, tmp_path, "#!/bin/sh\nsleep 30\n"))
-    monitor_listening(helper, 1)
+    supervisor_listening(helper, 1)
     assert helper.ok("kill", job_id=1) == {"ended": False, "woke": True}
     result = helper.exited(1)
     assert result["reason"] == "cancelled"
@@ -663,12 +663,12 @@ while time.monotonic() < end:
 
 
 def test_the_job_alone_is_in_its_cgroup(helper, tmp_path):
-    """The monitor steps into the job's cgroup only to spawn it, and back out at once."""
+    """The supervisor steps into the job's cgroup only to spawn it, and back out at once."""
     if helper.info["backend"] not in ("cgroup-v1", "cgroup-v2"):
         pytest.skip(f"no cgroup backend here ({helper.info['backend_reason']})")
     started = helper.ok("start", job=job(7, tmp_path, "#!/bin/sh\nsleep 30\n"))
-    monitor = json.loads((pathlib.Path(helper.info["spool"]) / "jobs" / "7" / "started.json").read_text())["monitor"]
-    assert "job-7" not in pathlib.Path(f"/proc/{monitor}/cgroup").read_text()
+    supervisor = json.loads((pathlib.Path(helper.info["spool"]) / "jobs" / "7" / "started.json").read_text())["monitor"]
+    assert "job-7" not in pathlib.Path(f"/proc/{supervisor}/cgroup").read_text()
     assert "job-7" in pathlib.Path(f"/proc/{started['pid']}/cgroup").read_text()
     helper.ok("kill", job_id=7)
     assert helper.exited(7)["reason"] == "cancelled"
