@@ -10,7 +10,10 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
 .PHONY: setup demo test test-unit bench bench-cluster clean
 
+# Bytecode is compiled every time (cheap when nothing changed): this environment may set
+# PYTHONDONTWRITEBYTECODE, and without .pyc files every CLI run recompiles what it imports.
 setup: $(STAMP)
+	$(BIN)/python -m compileall -q melond remote cli
 
 $(STAMP): pyproject.toml
 	bash scripts/setup.sh $(PYTHON) $(VENV)
