@@ -19,8 +19,8 @@ from melond.errors import MelonError
 from melond.files import check_private
 from melond.nodes.fleet import NodeSession
 from melond.nodes.state import NodeState
-from melond.paths import SOCKET_NAME
 from melond.nodes.transports import transport_for
+from melond.paths import SOCKET_NAME
 from melond.state.store import Store
 
 log = logging.getLogger("melond")

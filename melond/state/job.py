@@ -80,12 +80,15 @@ class Job:
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Job:
-        values = {name: row[name] for name in COLUMNS if name in row.keys()}
+        values = dict(row)  # the fast path: a stored row has exactly the record's columns
+        if not values.keys() <= _COLUMN_SET:
+            values = {name: value for name, value in values.items() if name in _COLUMN_SET}
         for name in JSON_COLUMNS:
-            if isinstance(values.get(name), str):
-                values[name] = json.loads(values[name])
-            elif values.get(name) is None and name in values:
-                del values[name]
+            text = values.get(name)
+            if text is not None:
+                values[name] = json.loads(text)
+            elif name in values:
+                del values[name]  # NULL: the field's default
         for name in BOOL_COLUMNS:
             if name in values:
                 values[name] = bool(values[name])
@@ -108,6 +111,7 @@ class Job:
 
 
 COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(Job))
+_COLUMN_SET = frozenset(COLUMNS)
 
 
 @dataclass(frozen=True)
