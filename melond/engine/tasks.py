@@ -25,9 +25,6 @@ class Tasks:
         if not task.cancelled() and task.exception() is not None:
             log.error("background task failed", exc_info=task.exception())
 
-    def __len__(self) -> int:
-        return len(self._running)
-
     async def drain(self, timeout: float | None = None) -> None:
         """Wait for the tasks running now, and those they start, to finish (or the timeout)."""
         loop = asyncio.get_running_loop()

@@ -75,9 +75,6 @@ class LocalTransport:
         )
         return LocalChannel(proc)
 
-    def describe(self) -> str:
-        return f"local pipe ({self.python})"
-
 
 class SshChannel:
     """The helper's first stage as a process on one persistent SSH connection."""
@@ -153,9 +150,6 @@ class SshTransport:
                 f"host key of {self.host}:{self.port} is unknown or changed ({exc}); check its fingerprint, then "
                 f"trust it with: ssh-keyscan -p {self.port} {self.host} >> {where}") from None
         return conn
-
-    def describe(self) -> str:
-        return f"ssh {self.user + '@' if self.user else ''}{self.host}:{self.port}"
 
 
 SYSTEM_SPOOL = "/var/lib/melon/spool"
