@@ -521,7 +521,8 @@ def test_mnode_down_requeues_a_requeue_job_and_fails_the_others(cluster: Cluster
     m.start()
     try:
         again = _start_only_on(m, "node1", "--requeue", "-t", "2:00", "--wrap",
-                               'sleep 3; echo "run $MELON_RESTART_COUNT on $SLURMD_NODENAME"')
+                               '[ "$MELON_RESTART_COUNT" = 0 ] && sleep 100; '
+                               'echo "run $MELON_RESTART_COUNT on $SLURMD_NODENAME"')
         failed = _start_only_on(m, "node1", "-t", "2:00", "--wrap", "sleep 100")
         m.run("mnode", "down", "node1", "--reason", "bad DIMM")
         assert m.wait_state(failed, {"NF"}, timeout=30)["state"] == "NF"
