@@ -18,7 +18,7 @@ CONTEXT = {"help_option_names": ["-h", "--help"]}
 
 def endpoint_option(fn: Callable) -> Callable:
     return click.option(
-        "-a", "--api-endpoint", "endpoint", envvar="MELON_API", default=None, metavar="URL",
+        "-a", "--api-endpoint", "--api_endpoint", "endpoint", envvar="MELON_API", default=None, metavar="URL",
         help="unix:/path/melond.sock, http://host:port or https://host:port (env MELON_API; TCP needs a token, "
              "see mtoken). Default: your own melond, else the system one.",
     )(fn)
@@ -68,12 +68,12 @@ def job_label(job: dict) -> str:
     return str(job["id"])
 
 
-def job_ids(values: tuple[str, ...] | list[str]) -> list[int]:
-    """Job ids as typed: `12`, `12,13`; an array task `10_3` is not a job id here yet."""
-    out = []
-    for v in values:
-        for part in filter(None, v.split(",")):
-            if not part.strip().isdigit():
-                raise click.BadParameter(f"{part!r} is not a job id (a number, as mqueue shows)")
-            out.append(int(part))
-    return out
+def job_ids(values: tuple[str, ...] | list[str]) -> list[str]:
+    """Job ids as typed (`12`, `12,13`, `10_3`, `10_[1-3,5]`), one API path segment each."""
+    from melond.spec.jobids import parse_job_refs
+    return [str(ref) for ref in parse_job_refs(values)]
+
+
+def each_job(reply: dict, typed: str) -> list[dict]:
+    """The per-job outcomes of an action on `typed`: one job's reply, or an array's list."""
+    return reply["jobs"] if "jobs" in reply else [{"job": typed, **reply}]

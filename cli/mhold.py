@@ -5,7 +5,7 @@ import sys
 
 import rich_click as click
 
-from cli.common import CONTEXT, client, endpoint_option, handle_errors, job_ids
+from cli.common import CONTEXT, client, each_job, endpoint_option, handle_errors, job_ids
 from melond.errors import MelonError
 
 
@@ -14,12 +14,16 @@ def _apply(prog: str, action: str, done: str, ids: tuple[str, ...], endpoint: st
     failed = 0
     for jid in job_ids(ids):
         try:
-            c.call("POST", f"/jobs/{jid}/{action}")
+            reply = c.call("POST", f"/jobs/{jid}/{action}")
         except MelonError as exc:
             click.echo(f"{prog}: error: {exc}", err=True)
             failed += 1
             continue
-        click.echo(f"{done} job {jid}")
+        for r in each_job(reply, jid):
+            click.echo(f"{done} job {r['job']}")
+        for e in reply.get("errors", []):
+            click.echo(f"{prog}: error: {e['message']}", err=True)
+            failed += 1
     sys.exit(1 if failed else 0)
 
 

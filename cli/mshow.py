@@ -3,23 +3,35 @@ from __future__ import annotations
 
 import rich_click as click
 
-from cli.common import CONTEXT, client, endpoint_option, fmt_time, handle_errors, iso, job_label, print_json
+from cli.common import CONTEXT, client, endpoint_option, fmt_time, handle_errors, iso, job_ids, job_label, print_json
 from melond.spec.timespec import format_duration, format_limit, format_size_mib
 
 PROG = "mshow"
 
 
+# The original Melon's `status` (its Rust enum's names; it had no cancel, memory or node-loss states).
+ORIGINAL_STATUS = {"PD": "Pending", "R": "Running", "CD": "Completed", "F": "Failed", "TO": "Timeout",
+                   "CA": "Cancelled", "OOM": "Failed", "NF": "Failed"}
+
+
+def _seconds(t: float | None) -> int | None:
+    return None if t is None else int(t)
+
+
 def parseable(job: dict) -> dict:
-    """The seed's fields, then Melon's."""
+    """The original Melon's fields with its types (times in Unix seconds, `status` as `Completed`),
+    then Melon's richer ones (times as ISO 8601, Slurm's state code and name)."""
     limit = job["time_limit"]
     return {
         "id": job["id"], "user": job["user"], "script_path": job.get("script_path"),
         "script_args": job.get("script_args") or [],
         "req_res": {"cpu_count": job["cpus"], "memory": job["memory"], "time": -(-limit // 60) if limit else None},
-        "submit_time": iso(job["submit_time"]), "start_time": iso(job.get("start_time")),
-        "stop_time": iso(job.get("end_time")), "status": job["state_name"], "assigned_node": job.get("node"),
-        "name": job["name"], "state": job["state"], "time_limit_seconds": limit or None,
-        "end_time": iso(job.get("end_time")), "exit_code": job.get("exit_code"), "signal": job.get("exit_signal"),
+        "submit_time": _seconds(job["submit_time"]), "start_time": _seconds(job.get("start_time")),
+        "stop_time": _seconds(job.get("end_time")), "status": ORIGINAL_STATUS[job["state"]],
+        "assigned_node": job.get("node"),
+        "name": job["name"], "state": job["state"], "state_name": job["state_name"], "time_limit_seconds": limit or None,
+        "submitted_at": iso(job["submit_time"]), "started_at": iso(job.get("start_time")),
+        "ended_at": iso(job.get("end_time")), "exit_code": job.get("exit_code"), "signal": job.get("exit_signal"),
         "reason": job.get("reason"), "output": job["output_path"], "error": job["error_path"],
         "partition": job["partition"], "deadline": iso(job.get("deadline")), "detail": job.get("detail"),
         "backend": job.get("backend"), "requeue": job.get("requeue"), "restarts": job.get("restarts") or 0,
@@ -38,17 +50,29 @@ def extensions(job: dict) -> list[dict]:
 
 
 @click.command(context_settings=CONTEXT)
-@click.argument("job_id", type=int)
+@click.argument("job_id")
 @click.option("-p", "--parseable", "as_json", is_flag=True, help="JSON for scripts.")
 @click.option("--json", "as_json", is_flag=True, help="Same as -p.")
 @endpoint_option
 @handle_errors(PROG)
-def main(job_id: int, as_json: bool, endpoint: str | None) -> None:
-    """Show job JOB_ID: request, state, times, node, exit status, output and its history."""
-    job = client(endpoint).call("GET", f"/jobs/{job_id}")
+def main(job_id: str, as_json: bool, endpoint: str | None) -> None:
+    """Show job JOB_ID (12, an array task 10_3, tasks 10_[1-3], or an array's id for all its tasks):
+    request, state, times, node, exit status, output and its history."""
+    c = client(endpoint)
+    shown = [c.call("GET", f"/jobs/{jid}") for jid in job_ids([job_id])]
+    if len(shown) == 1 and shown[0].get("array_job_id") == shown[0]["id"] and "_" not in job_id:
+        tasks = c.call("GET", f"/jobs?ids={shown[0]['id']}&all=1")["jobs"]
+        shown += [c.call("GET", f"/jobs/{t['id']}") for t in tasks if t["id"] != shown[0]["id"]]
     if as_json:
-        print_json(parseable(job))
+        print_json(parseable(shown[0]) if len(shown) == 1 else [parseable(j) for j in shown])
         return
+    for i, job in enumerate(shown):
+        if i:
+            click.echo()
+        _details(job)
+
+
+def _details(job: dict) -> None:
     exit_text = "-" if job.get("exit_code") is None and not job.get("exit_signal") else \
         f"{job.get('exit_code') if job.get('exit_code') is not None else 0}:{job.get('exit_signal') or 0}"
     rows = [

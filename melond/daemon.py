@@ -26,6 +26,7 @@ from melond.state.store import Store
 log = logging.getLogger("melond")
 
 MIB = 1024 * 1024
+LOOPBACKS = ("127.0.0.1", "::1")
 MAX_HANDSHAKES = 16  # SSH handshakes in flight at once, so a fleet reconnecting does not stampede
 
 
@@ -34,7 +35,7 @@ class Options:
     state_dir: str
     inventory: Inventory
     port: int | None = None
-    host: str = "127.0.0.1"
+    hosts: tuple[str, ...] = ()  # --host; () is both loopbacks, as the original Melon's `http://[::1]:8080`
     kill_wait: float | None = None
     tls_cert: str | None = None  # --tls-cert/--tls-key; else the inventory's [tls]
     tls_key: str | None = None
@@ -122,7 +123,7 @@ class Daemon:
         await unix.start()
         os.chmod(self.socket_path, 0o666)  # every local user may connect; SO_PEERCRED says who they are
         if self.opts.port is not None:
-            await web.TCPSite(runner, self.opts.host, self.opts.port, ssl_context=self.tls).start()
+            await self._listen(runner)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
@@ -148,3 +149,14 @@ class Daemon:
         log.info("melond stopped")
 
 
+
+    async def _listen(self, runner: web.AppRunner) -> None:
+        """TCP on each --host; by default on both loopbacks, where ::1 may be missing (IPv6 off)."""
+        for host in self.opts.hosts or LOOPBACKS:
+            try:
+                await web.TCPSite(runner, host, self.opts.port, ssl_context=self.tls).start()
+            except OSError as exc:
+                if self.opts.hosts or host == LOOPBACKS[0]:
+                    raise MelonError(f"cannot listen on {host} port {self.opts.port}: {exc.strerror}; "
+                                     "free the port or choose another with --port") from None
+                log.warning("not listening on ::1: %s (is IPv6 off?)", exc.strerror)

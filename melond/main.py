@@ -17,7 +17,8 @@ from melond.paths import default_state_dir
               help="TOML inventory of partitions, operators and nodes. Default: this machine only.")
 @click.option("--port", type=click.IntRange(0, 65535), default=None,
               help="Also serve the API over TCP on this port; callers need a token (mtoken create).")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address for --port.")
+@click.option("--host", "hosts", multiple=True, metavar="ADDR",
+              help="An address for --port (repeatable). Default: both loopbacks, 127.0.0.1 and ::1.")
 @click.option("--tls-cert", type=click.Path(dir_okay=False), default=None,
               help="Serve --port over TLS with this PEM certificate (overrides the inventory's [tls]).")
 @click.option("--tls-key", type=click.Path(dir_okay=False), default=None, help="The private key for --tls-cert.")
@@ -36,7 +37,7 @@ from melond.paths import default_state_dir
                    "print where it goes, and exit.")
 @click.option("--log-level", default="INFO", show_default=True,
               type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
-def main(state_dir: str | None, inventory: str | None, port: int | None, host: str, tls_cert: str | None,
+def main(state_dir: str | None, inventory: str | None, port: int | None, hosts: tuple[str, ...], tls_cert: str | None,
          tls_key: str | None, kill_wait: float | None, backup_to: str | None, check_only: bool,
          gen_cert: str | None, hostnames: tuple[str, ...], init_keys: str | None, log_level: str) -> None:
     """Run the Melon scheduler daemon.
@@ -65,7 +66,7 @@ def main(state_dir: str | None, inventory: str | None, port: int | None, host: s
         inv = config.load(inventory)
         if check_only:
             sys.exit(_check(inv, state_dir or default_state_dir()))
-        daemon = Daemon(Options(state_dir=state_dir or default_state_dir(), inventory=inv, port=port, host=host,
+        daemon = Daemon(Options(state_dir=state_dir or default_state_dir(), inventory=inv, port=port, hosts=hosts,
                                 kill_wait=kill_wait, tls_cert=tls_cert and os.path.abspath(tls_cert),
                                 tls_key=tls_key and os.path.abspath(tls_key)))
         asyncio.run(daemon.run())

@@ -24,10 +24,12 @@ from melond.errors import BadRequest, Forbidden, Internal, MelonError, NotFound,
 from melond.sched import caps
 from melond.sched.admission import Submitter
 from melond.sched.policy import Caller, check_owner
+from melond.spec.jobids import parse_one_ref
 from melond.spec.states import ACTIVE, State, parse_states
 from melond.state.job import Job
 
 log = logging.getLogger("melond.api")
+PENDING = frozenset({State.PENDING})  # the tasks `mhold 13` and `mrelease 13` act on
 
 PREFIX = "/api/v1"
 ENGINE = web.AppKey("engine", Engine)
@@ -89,7 +91,28 @@ async def _body(request: web.Request, model: type[BaseModel]) -> BaseModel:
 
 
 def _job_id(request: web.Request) -> int:
-    return _id(request.match_info["job_id"], "job id must be a number")
+    """The job a path names: `13`, or an array task as users type it, `13_4`."""
+    return request.app[ENGINE].ops.resolve(parse_one_ref(request.match_info["job_id"]))
+
+
+async def _each(request: web.Request, states: frozenset[State], act) -> dict:
+    """Act on the job a path names or, when a plain id names an array, on each of its tasks now in
+    `states` (as `scancel 13` does): the reply lists each task's outcome, refusals included."""
+    jid = _job_id(request)
+    tasks = None if "_" in request.match_info["job_id"] else request.app[ENGINE].ops.array_tasks(jid, states)
+    if not tasks:
+        return await act(jid)
+    done, errors, refused = [], [], []
+    for tid in tasks:
+        label = f"{jid}_{request.app[ENGINE].ops.find(tid).array_task_id}"
+        try:
+            done.append({"job": label, **await act(tid)})
+        except MelonError as exc:
+            refused.append(exc)
+            errors.append({"job": label, "job_id": tid, **exc.to_wire()["error"]})
+    if not done:
+        raise refused[0]
+    return {"job_id": jid, "array_job_id": jid, "jobs": done, "errors": errors}
 
 
 def _id(text: str, what: str) -> int:
@@ -167,23 +190,27 @@ async def show_job(request: web.Request) -> web.Response:
 
 
 async def cancel_job(request: web.Request) -> web.Response:
-    return web.json_response(await request.app[ENGINE].ops.cancel(_job_id(request), request["caller"]))
+    ops, caller = request.app[ENGINE].ops, request["caller"]
+    return web.json_response(await _each(request, ACTIVE, lambda jid: ops.cancel(jid, caller)))
 
 
 async def extend_job(request: web.Request) -> web.Response:
     body: models.ExtendRequest = await _body(request, models.ExtendRequest)
     if (body.add is None) == (body.to is None):
         raise BadRequest("give exactly one of `add` (seconds to add) or `to` (a new total limit)")
-    return web.json_response(await request.app[ENGINE].ops.extend(_job_id(request), request["caller"],
-                                                                  add=body.add, to=body.to))
+    ops, caller = request.app[ENGINE].ops, request["caller"]
+    return web.json_response(await _each(request, ACTIVE,
+                                         lambda jid: ops.extend(jid, caller, add=body.add, to=body.to)))
 
 
 async def hold_job(request: web.Request) -> web.Response:
-    return web.json_response(await request.app[ENGINE].ops.set_hold(_job_id(request), request["caller"], True))
+    ops, caller = request.app[ENGINE].ops, request["caller"]
+    return web.json_response(await _each(request, PENDING, lambda jid: ops.set_hold(jid, caller, True)))
 
 
 async def release_job(request: web.Request) -> web.Response:
-    return web.json_response(await request.app[ENGINE].ops.set_hold(_job_id(request), request["caller"], False))
+    ops, caller = request.app[ENGINE].ops, request["caller"]
+    return web.json_response(await _each(request, PENDING, lambda jid: ops.set_hold(jid, caller, False)))
 
 
 async def list_nodes(request: web.Request) -> web.Response:
@@ -242,11 +269,11 @@ ROUTES = [
     ("GET", "/whoami", whoami, None, None, "who the server thinks you are"),
     ("POST", "/jobs", submit, models.SubmitRequest, models.SubmitReply, "submit a batch job (or an array)"),
     ("GET", "/jobs", list_jobs, None, None, "list jobs; ?state=R,PD&user=&ids=1,2&all=1"),
-    ("GET", "/jobs/{job_id}", show_job, None, None, "one job with its events; ?wait=SECONDS blocks until it ends"),
-    ("POST", "/jobs/{job_id}/cancel", cancel_job, None, None, "cancel a pending or running job"),
-    ("POST", "/jobs/{job_id}/extend", extend_job, models.ExtendRequest, None, "extend a job's time limit"),
-    ("POST", "/jobs/{job_id}/hold", hold_job, None, None, "hold a pending job"),
-    ("POST", "/jobs/{job_id}/release", release_job, None, None, "release a held job"),
+    ("GET", "/jobs/{job_id}", show_job, None, None, "one job (`13` or an array task `13_4`) with its events; ?wait=SECONDS blocks until it ends"),
+    ("POST", "/jobs/{job_id}/cancel", cancel_job, None, None, "cancel a pending or running job; an array's id cancels each task (reply: jobs, errors)"),
+    ("POST", "/jobs/{job_id}/extend", extend_job, models.ExtendRequest, None, "extend a job's time limit; an array's id extends each unfinished task"),
+    ("POST", "/jobs/{job_id}/hold", hold_job, None, None, "hold a pending job; an array's id holds each pending task"),
+    ("POST", "/jobs/{job_id}/release", release_job, None, None, "release a held job; an array's id releases each pending task"),
     ("GET", "/nodes", list_nodes, None, None, "nodes with allocation and limit backend"),
     ("POST", "/nodes/{name}/drain", drain_node, models.NodeAction, None, "start nothing more on a node (operators)"),
     ("POST", "/nodes/{name}/resume", resume_node, None, None, "return a drained node to service (operators)"),

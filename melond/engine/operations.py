@@ -17,6 +17,7 @@ from melond.nodes.state import NodeState
 from melond.sched import admission, policy
 from melond.sched.order import PendingOrder
 from melond.sched.policy import Caller
+from melond.spec.jobids import JobRef
 from melond.spec.states import FINISHED, State
 from melond.state.job import Job
 from melond.state.store import Store
@@ -55,6 +56,26 @@ class Operations:
         if job is None:
             raise NotFound(f"job {job_id} does not exist; `mqueue --all` lists the jobs melond knows")
         return job
+
+    def resolve(self, ref: JobRef) -> int:
+        """The job id `13` or `13_4` names (a task's own id is not its array's)."""
+        if ref.task is None:
+            return ref.job_id
+        for job in self.jobs.listed():
+            if job.array_job_id == ref.job_id and job.array_task_id == ref.task:
+                return job.id
+        jid = self.store.task_id(ref.job_id, ref.task)
+        if jid is None:
+            raise NotFound(f"job {ref} does not exist: array {ref.job_id} has no task {ref.task}; "
+                           f"`mqueue -r --all -j {ref.job_id}` lists its tasks")
+        return jid
+
+    def array_tasks(self, job_id: int, states: frozenset[State]) -> list[int] | None:
+        """Where `job_id` is an array (its first task's id), its tasks now in `states`; else None."""
+        head = self.find(job_id)
+        if head.array_job_id != head.id or head.array_task_id is None:
+            return None
+        return sorted(j.id for j in self.jobs.listed() if j.array_job_id == job_id and j.state in states)
 
     async def cancel(self, job_id: int, caller: Caller) -> dict:
         job = self.find(job_id)

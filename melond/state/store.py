@@ -212,6 +212,12 @@ class Store:
         row = self._reader.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
         return Job.from_row(row) if row else None
 
+    def task_id(self, array_job_id: int, task: int) -> int | None:
+        """The job id of task `task` of array `array_job_id` (indexed: jobs_array)."""
+        row = self._reader.execute("SELECT id FROM jobs WHERE array_job_id = ? AND array_task_id = ?",
+                                   (array_job_id, task)).fetchone()
+        return row[0] if row else None
+
     def jobs(self, *, states: Iterable[str] | None = None, user: str | None = None,
              ids: Iterable[int] | None = None) -> list[Job]:
         return _jobs(self._reader, states, user, ids)
