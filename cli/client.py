@@ -1,37 +1,85 @@
-"""A small HTTP client for melond's API over a Unix socket or TCP.
+"""A small HTTP/1.1 client for melond's API over a Unix socket or TCP.
 
-Standard library only (http.client), so every command starts fast.
+A command's whole run is a few milliseconds of work, so this imports only what it uses: `_socket`
+(the `socket` module's enum set-up alone costs more than a request), the C JSON codec
+(`cli.wirejson`), and `ssl` only for https endpoints. One request per connection
+(`Connection: close`), as a CLI makes one or a few.
 """
 from __future__ import annotations
 
-import http.client
-import json
 import os
-import socket
-import ssl
-from urllib.parse import urlencode, urlsplit
 
+import _socket
+
+from cli import wirejson
 from melond.errors import MelonError, Unreachable, from_wire
 from melond.files import check_private
 
 START_HINT = ("Start it with `melond` (as root for a shared service, or as yourself for a private one; "
               "`make demo` shows one), or point -a/--api-endpoint or MELON_API at a running melond.")
+_UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+MAX_REPLY = 256 * 1024 * 1024  # a listing of a million jobs is well under this
 
 
-class _UnixConnection(http.client.HTTPConnection):
-    def __init__(self, path: str, timeout: float) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self.unix_path = path
+class BadReply(Exception):
+    """The peer's bytes are not an HTTP reply."""
 
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        try:
-            sock.connect(self.unix_path)
-        except OSError:
-            sock.close()
-            raise
-        self.sock = sock
+
+def quote(text: str) -> str:
+    """Percent-encoding for a query value (what urllib.parse.quote(text, safe="") gives)."""
+    return "".join(chr(b) if b in _UNRESERVED else f"%{b:02X}" for b in text.encode("utf-8"))
+
+
+def query_string(query: dict) -> str:
+    return "&".join(f"{quote(str(k))}={quote(str(v))}" for k, v in query.items() if v is not None)
+
+
+def split_url(endpoint: str) -> tuple[str, str, int]:
+    """`http://host:port` -> (scheme, host, port); IPv6 hosts in brackets, `http://[::1]:8080`."""
+    scheme, sep, rest = endpoint.partition("://")
+    netloc = rest.split("/", 1)[0]
+    if netloc.startswith("["):
+        host, _, tail = netloc[1:].partition("]")
+        port_text = tail[1:] if tail.startswith(":") else ""
+    else:
+        host, _, port_text = netloc.rpartition(":") if ":" in netloc else (netloc, "", "")
+    if not sep or not host or (port_text and not (port_text.isascii() and port_text.isdigit())):
+        raise MelonError(f"endpoint {endpoint!r} is none of unix:/path, http://host:port, https://host:port")
+    return scheme, host, int(port_text) if port_text else (443 if scheme == "https" else 80)
+
+
+def parse_reply(data: bytes) -> tuple[int, bytes]:
+    """(status, body) of a whole HTTP/1.x reply read to its end."""
+    head, sep, body = data.partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    parts = lines[0].split(b" ", 2)
+    if not sep or len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
+        raise BadReply("not an HTTP reply")
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(b":")
+        headers[name.strip().lower()] = value.strip()
+    if headers.get(b"transfer-encoding", b"").lower() == b"chunked":
+        body = _unchunk(body)
+    elif b"content-length" in headers:
+        length = int(headers[b"content-length"])
+        if len(body) < length:
+            raise BadReply("the reply ended early")
+        body = body[:length]
+    return int(parts[1]), body
+
+
+def _unchunk(data: bytes) -> bytes:
+    out, pos = [], 0
+    while True:
+        end = data.find(b"\r\n", pos)
+        if end < 0:
+            raise BadReply("a chunked reply ended early")
+        size = int(data[pos:end].split(b";")[0], 16)
+        if size == 0:
+            return b"".join(out)
+        out.append(data[end + 2:end + 2 + size])
+        pos = end + 4 + size
 
 
 def default_token_file() -> str:
@@ -74,21 +122,20 @@ class Client:
                  ca_file: str | None = None) -> None:
         self.endpoint = endpoint
         self.timeout = timeout
-        self.headers: dict[str, str] = {}
+        self.header = b""
         if endpoint.startswith("unix:"):
-            self._connect = lambda t: _UnixConnection(endpoint[5:], t)
-        elif is_tcp(endpoint):
-            parts = urlsplit(endpoint)
-            if token:
-                self.headers["Authorization"] = f"Bearer {token}"
-            if parts.scheme == "https":
-                context = ssl.create_default_context(cafile=ca_file)
-                self._connect = lambda t: http.client.HTTPSConnection(parts.hostname, parts.port, timeout=t,
-                                                                      context=context)
-            else:
-                self._connect = lambda t: http.client.HTTPConnection(parts.hostname, parts.port, timeout=t)
-        else:
+            path = endpoint[5:]
+            self._connect = lambda t: _unix(path, t)
+            return
+        if not is_tcp(endpoint):
             raise MelonError(f"endpoint {endpoint!r} is none of unix:/path, http://host:port, https://host:port")
+        scheme, host, port = split_url(endpoint)
+        if token:
+            self.header = f"Authorization: Bearer {token}\r\n".encode()
+        if scheme == "https":
+            self._connect = lambda t: self._tls(host, port, ca_file, t)
+        else:
+            self._connect = lambda t: _tcp(host, port, t)
 
     @classmethod
     def from_environment(cls, endpoint: str) -> Client:
@@ -100,31 +147,87 @@ class Client:
     def call(self, method: str, path: str, body: dict | None = None, query: dict | None = None,
              timeout: float | None = None) -> dict:
         """One request; the typed MelonError the server sent, or Unreachable."""
-        url = "/api/v1" + path + ("?" + urlencode({k: v for k, v in query.items() if v is not None}) if query else "")
-        data = json.dumps(body).encode() if body is not None else None
-        conn = self._connect(timeout or self.timeout)
+        url = "/api/v1" + path + ("?" + query_string(query) if query else "")
+        data = wirejson.dumps(body).encode() if body is not None else b""
+        request = (f"{method} {url} HTTP/1.1\r\nHost: melond\r\nConnection: close\r\n".encode() + self.header
+                   + (b"Content-Type: application/json\r\nContent-Length: %d\r\n" % len(data) if data
+                      else b"Content-Length: 0\r\n" if method == "POST" else b"") + b"\r\n" + data)
+        wait = timeout or self.timeout
         try:
-            headers = {**self.headers, **({"Content-Type": "application/json"} if data else {})}
-            conn.request(method, url, body=data, headers=headers)
-            resp = conn.getresponse()
-            raw = resp.read()
+            sock = self._connect(wait)
+            try:
+                sock.sendall(request)
+                status, raw = parse_reply(_read_all(sock))
+            finally:
+                sock.close()
         except (FileNotFoundError, ConnectionRefusedError) as exc:
             raise Unreachable(f"cannot reach melond at {self.endpoint} ({exc.strerror}). {START_HINT}") from None
         except PermissionError:
             raise Unreachable(f"not allowed to connect to {self.endpoint}; ask the administrator to make the "
                               f"socket accessible (melond sets mode 0666)") from None
-        except ssl.SSLError as exc:
-            raise Unreachable(f"TLS with melond at {self.endpoint} failed: {exc}. If melond uses its own certificate "
-                              f"(melond --gen-cert), point MELON_CA_FILE at that certificate") from None
-        except (OSError, http.client.HTTPException) as exc:
+        except TimeoutError:
+            raise Unreachable(f"melond at {self.endpoint} did not answer within {wait:g} s; it may be "
+                              f"overloaded: try again, or ask its administrator") from None
+        except _socket.gaierror as exc:
+            raise Unreachable(f"cannot resolve the host of {self.endpoint}: {exc.strerror}") from None
+        except (OSError, BadReply, ValueError) as exc:
             hint = " (if melond serves TLS there, use https://)" if self.endpoint.startswith("http://") else ""
             raise Unreachable(f"lost the connection to melond at {self.endpoint}: {exc}{hint}") from None
-        finally:
-            conn.close()
         try:
-            payload = json.loads(raw) if raw else {}
+            payload = wirejson.loads(raw) if raw else {}
         except ValueError:
-            raise MelonError(f"melond at {self.endpoint} sent a non-JSON answer (HTTP {resp.status})") from None
-        if resp.status >= 400:
-            raise from_wire(payload, resp.status)
+            raise MelonError(f"melond at {self.endpoint} sent a non-JSON answer (HTTP {status})") from None
+        if status >= 400:
+            raise from_wire(payload, status)
         return payload
+
+    def _tls(self, host: str, port: int, ca_file: str | None, timeout: float):
+        import socket
+        import ssl
+        context = ssl.create_default_context(cafile=ca_file)
+        sock = socket.create_connection((host, port), timeout)
+        try:
+            return context.wrap_socket(sock, server_hostname=host)
+        except ssl.SSLError as exc:
+            sock.close()
+            raise Unreachable(f"TLS with melond at {self.endpoint} failed: {exc}. If melond uses its own certificate "
+                              f"(melond --gen-cert), point MELON_CA_FILE at that certificate") from None
+        except BaseException:
+            sock.close()
+            raise
+
+
+def _unix(path: str, timeout: float) -> _socket.socket:
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    try:
+        sock.connect(path)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _tcp(host: str, port: int, timeout: float) -> _socket.socket:
+    """The first address of `host` that accepts, as socket.create_connection tries them."""
+    error: OSError | None = None
+    for family, kind, proto, _name, address in _socket.getaddrinfo(host, port, 0, _socket.SOCK_STREAM):
+        sock = _socket.socket(family, kind, proto)
+        sock.settimeout(timeout)
+        try:
+            sock.connect(address)
+            return sock
+        except OSError as exc:
+            sock.close()
+            error = exc
+    raise error or OSError(f"{host} has no address")
+
+
+def _read_all(sock) -> bytes:
+    chunks, size = [], 0
+    while chunk := sock.recv(262144):
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > MAX_REPLY:
+            raise BadReply(f"the reply is over {MAX_REPLY // (1024 * 1024)} MiB")
+    return b"".join(chunks)

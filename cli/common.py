@@ -1,27 +1,12 @@
-"""What every command shares: the endpoint option, error reporting, output helpers."""
+"""What every command shares: the client, output helpers and job labels. Standard library only,
+and cheap to import: every command loads it on its common path."""
 from __future__ import annotations
 
-import functools
-import json
-import sys
 import time
-from collections.abc import Callable
 
-import rich_click as click
-
+from cli.args import echo, warn  # noqa: F401 - re-exported for the CLIs
 from melond.display import table  # noqa: F401 - the CLIs' table, shared with melond --check
-from melond.errors import MelonError
 from melond.paths import current_user  # noqa: F401 - re-exported for the CLIs
-
-CONTEXT = {"help_option_names": ["-h", "--help"]}
-
-
-def endpoint_option(fn: Callable) -> Callable:
-    return click.option(
-        "-a", "--api-endpoint", "--api_endpoint", "endpoint", envvar="MELON_API", default=None, metavar="URL",
-        help="unix:/path/melond.sock, http://host:port or https://host:port (env MELON_API; TCP needs a token, "
-             "see mtoken). Default: your own melond, else the system one.",
-    )(fn)
 
 
 def client(endpoint: str | None):
@@ -30,26 +15,9 @@ def client(endpoint: str | None):
     return Client.from_environment(endpoint or default_endpoint())
 
 
-def handle_errors(prog: str) -> Callable:
-    """Turn MelonError (and bad values) into `prog: error: ...` and exit status 1."""
-    def wrap(fn: Callable) -> Callable:
-        @functools.wraps(fn)
-        def inner(*args, **kwargs):
-            try:
-                return fn(*args, **kwargs)
-            except (MelonError, ValueError) as exc:
-                click.echo(f"{prog}: error: {exc}", err=True)
-                sys.exit(1)
-        return inner
-    return wrap
-
-
-def warn(prog: str, message: str) -> None:
-    click.echo(f"{prog}: warning: {message}", err=True)
-
-
 def print_json(value: object) -> None:
-    click.echo(json.dumps(value, indent=2, sort_keys=False))
+    import json  # pretty output for people and scripts; the wire itself uses cli.wirejson
+    echo(json.dumps(value, indent=2, sort_keys=False))
 
 
 def fmt_time(epoch: float | None) -> str:

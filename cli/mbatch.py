@@ -2,14 +2,12 @@
 from __future__ import annotations
 
 import os
-import socket
 import sys
 import time
 
-import rich_click as click
-
-from melond.errors import MelonError
-from cli.common import CONTEXT, client, current_user, endpoint_option, handle_errors, print_json, warn
+from cli.args import Arg, Command, Opt
+from cli.common import client, current_user, echo, print_json, warn
+from melond.errors import MelonError, ParseError
 
 PROG = "mbatch"
 FINISHED_SHORT = {"CD", "F", "TO", "CA", "OOM", "NF"}
@@ -39,25 +37,8 @@ OPTIONS = [
 ]
 
 
-def _with_options(fn):
-    for flags, key, is_flag, help_text in reversed(OPTIONS):
-        dest = "opt_" + key.replace("-", "_")
-        fn = click.option(*flags, dest, is_flag=is_flag, default=None, help=help_text)(fn)
-    return fn
-
-
-@click.command(context_settings={**CONTEXT, "allow_interspersed_args": False})
-@click.argument("script", required=False)
-@click.argument("args", nargs=-1, type=click.UNPROCESSED)
-@_with_options
-@click.option("--parsable", is_flag=True, help="Print only the job id.")
-@click.option("-W", "--wait", "wait", is_flag=True, help="Wait for the job to end; exit with its exit code.")
-@click.option("--dry-run", is_flag=True, help="Parse and check, submit nothing.")
-@click.option("--json", "as_json", is_flag=True, help="With --dry-run: print the parsed request as JSON.")
-@endpoint_option
-@handle_errors(PROG)
-def main(script: str | None, args: tuple[str, ...], parsable: bool, wait: bool, dry_run: bool, as_json: bool,
-         endpoint: str | None, **opts) -> None:
+def submit(script: str | None, args: tuple[str, ...], parsable: bool, wait: bool, dry_run: bool, as_json: bool,
+           endpoint: str | None, **opts) -> None:
     """Submit SCRIPT [ARGS...] as a batch job.
 
     Options come from the command line, then SBATCH_*/MBATCH_* environment variables, then
@@ -67,25 +48,25 @@ def main(script: str | None, args: tuple[str, ...], parsable: bool, wait: bool, 
     """
     from melond.spec.request import build_request, dry_run_view
 
-    cli = {k[4:].replace("_", "-"): v for k, v in opts.items() if k.startswith("opt_") and v not in (None, False)}
+    cli = {k[4:].replace("_", "-"): v for k, v in opts.items() if v not in (None, False)}
     script_text = None
     if script is not None:
         if "wrap" in cli:
-            raise click.UsageError("give either a script or --wrap, not both")
+            raise ParseError("give either a script or --wrap, not both")
         script_text = _read_script(script)
     elif "wrap" not in cli:
-        raise click.UsageError("no script given: `mbatch [options] script [args...]` or `mbatch --wrap CMD`")
+        raise ParseError("no script given: `mbatch [options] script [args...]` or `mbatch --wrap CMD`")
     user = current_user()
     request, warnings = build_request(
         script_text=script_text, script_path=os.path.abspath(script) if script else None, script_args=list(args),
-        cli=cli, environ=os.environ, cwd=os.getcwd(), submit_host=socket.gethostname(), user=user, now=time.time())
+        cli=cli, environ=os.environ, cwd=os.getcwd(), submit_host=os.uname().nodename, user=user, now=time.time())
     if dry_run:
         view = dry_run_view(request, warnings)
         if as_json:
             print_json(view)
         else:
             for key, value in view.items():
-                click.echo(f"{key}: {value}")
+                echo(f"{key}: {value}")
         return
     for w in warnings:
         warn(PROG, w)
@@ -94,7 +75,7 @@ def main(script: str | None, args: tuple[str, ...], parsable: bool, wait: bool, 
     for w in reply.get("warnings", []):
         warn(PROG, w)
     first = reply["job_ids"][0]
-    click.echo(str(first) if parsable else f"Submitted batch job {first}")
+    echo(str(first) if parsable else f"Submitted batch job {first}")
     if wait:
         sys.exit(_wait(c, reply["job_ids"]))
 
@@ -125,3 +106,14 @@ def _wait(c, ids: list[int]) -> int:
             code = 128 + job["exit_signal"] if job.get("exit_signal") else (0 if job["state"] == "CD" else 1)
         worst = max(worst, code)
     return worst
+
+
+COMMAND = Command(PROG, submit, [
+    *(Opt(*flags, dest="opt_" + key.replace("-", "_"), value=not is_flag, help=help_text)
+      for flags, key, is_flag, help_text in OPTIONS),
+    Opt("--parsable", dest="parsable", help="Print only the job id."),
+    Opt("-W", "--wait", dest="wait", help="Wait for the job to end; exit with its exit code."),
+    Opt("--dry-run", dest="dry_run", help="Parse and check, submit nothing."),
+    Opt("--json", dest="as_json", help="With --dry-run: print the parsed request as JSON."),
+], args=[Arg("script", "?"), Arg("args", "*")], interspersed=False)
+main = COMMAND.main

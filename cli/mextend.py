@@ -1,30 +1,22 @@
 """`mextend`: extend the time limit of your own pending or running job."""
 from __future__ import annotations
 
-import rich_click as click
-
-from cli.common import CONTEXT, client, each_job, endpoint_option, fmt_time, handle_errors, job_ids, print_json, warn
+from cli.args import Command, Opt
+from cli.common import client, each_job, echo, fmt_time, job_ids, print_json, warn
+from melond.errors import ParseError
 from melond.spec.timespec import format_limit, parse_extension, parse_time_limit
 
 PROG = "mextend"
 
 
-@click.command(context_settings=CONTEXT)
-@click.option("-j", "--job", "job_id", required=True,
-              help="The job to extend: 12, an array task 10_3, tasks 10_[1-3], or an array's id (all its tasks).")
-@click.option("-t", "--time", "add", default=None, help="Time to add: +1:00:00, 30, 1-00:00:00, or 0-01-00.")
-@click.option("--to", "to", default=None, help="Set a new total limit instead of adding.")
-@click.option("--json", "as_json", is_flag=True, help="JSON for scripts.")
-@endpoint_option
-@handle_errors(PROG)
-def main(job_id: str, add: str | None, to: str | None, as_json: bool, endpoint: str | None) -> None:
+def extend(job_id: str, add: str | None, to: str | None, as_json: bool, endpoint: str | None) -> None:
     """Extend job ID's time limit, within your partition's MaxTime.
 
         mextend -j 42 -t +1:00:00      (one more hour)
         mextend -j 42 --to 8:00:00     (a total of eight hours)
     """
     if (add is None) == (to is None):
-        raise click.UsageError("give either -t TIME (to add) or --to LIMIT (a new total)")
+        raise ParseError("give either -t TIME (to add) or --to LIMIT (a new total)")
     body = {"add": parse_extension(add)} if add is not None else {"to": parse_time_limit(to)}
     c = client(endpoint)
     replies = []
@@ -38,8 +30,18 @@ def main(job_id: str, add: str | None, to: str | None, as_json: bool, endpoint: 
         return
     for r in replies:
         job = r["job"]
-        click.echo(f"Job {job}: time limit {format_limit(r['old_limit'])} -> {format_limit(r['new_limit'])}")
+        echo(f"Job {job}: time limit {format_limit(r['old_limit'])} -> {format_limit(r['new_limit'])}")
         if r.get("new_deadline"):
-            click.echo(f"Job {job} now ends at the latest at {fmt_time(r['new_deadline'])}")
+            echo(f"Job {job} now ends at the latest at {fmt_time(r['new_deadline'])}")
         elif r["state"] == "PENDING":
-            click.echo(f"Job {job} is pending; the new limit counts from its start")
+            echo(f"Job {job} is pending; the new limit counts from its start")
+
+
+COMMAND = Command(PROG, extend, [
+    Opt("-j", "--job", dest="job_id", value=True, required=True,
+        help="The job to extend: 12, an array task 10_3, tasks 10_[1-3], or an array's id (all its tasks)."),
+    Opt("-t", "--time", dest="add", value=True, help="Time to add: +1:00:00, 30, 1-00:00:00, or 0-01-00."),
+    Opt("--to", dest="to", value=True, help="Set a new total limit instead of adding."),
+    Opt("--json", dest="as_json", help="JSON for scripts."),
+])
+main = COMMAND.main

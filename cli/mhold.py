@@ -3,9 +3,8 @@ from __future__ import annotations
 
 import sys
 
-import rich_click as click
-
-from cli.common import CONTEXT, client, each_job, endpoint_option, handle_errors, job_ids
+from cli.args import Arg, Command, error
+from cli.common import client, each_job, echo, job_ids
 from melond.errors import MelonError
 
 
@@ -16,30 +15,28 @@ def _apply(prog: str, action: str, done: str, ids: tuple[str, ...], endpoint: st
         try:
             reply = c.call("POST", f"/jobs/{jid}/{action}")
         except MelonError as exc:
-            click.echo(f"{prog}: error: {exc}", err=True)
+            error(prog, str(exc))
             failed += 1
             continue
         for r in each_job(reply, jid):
-            click.echo(f"{done} job {r['job']}")
+            echo(f"{done} job {r['job']}")
         for e in reply.get("errors", []):
-            click.echo(f"{prog}: error: {e['message']}", err=True)
+            error(prog, e["message"])
             failed += 1
     sys.exit(1 if failed else 0)
 
 
-@click.command(context_settings=CONTEXT)
-@click.argument("ids", nargs=-1, required=True)
-@endpoint_option
-@handle_errors("mhold")
-def hold(ids: tuple[str, ...], endpoint: str | None) -> None:
-    """Hold pending jobs: they stay pending (JobHeldUser) until released."""
+def _hold(ids: tuple[str, ...], endpoint: str | None) -> None:
+    """Hold pending jobs: they stay pending (JobHeldUser) until released. An array's id holds its
+    pending tasks."""
     _apply("mhold", "hold", "Held", ids, endpoint)
 
 
-@click.command(context_settings=CONTEXT)
-@click.argument("ids", nargs=-1, required=True)
-@endpoint_option
-@handle_errors("mrelease")
-def release(ids: tuple[str, ...], endpoint: str | None) -> None:
-    """Release held jobs (submitted with -H or held with mhold) so they may start."""
+def _release(ids: tuple[str, ...], endpoint: str | None) -> None:
+    """Release held jobs (submitted with -H or held with mhold) so they may start. An array's id
+    releases its pending tasks."""
     _apply("mrelease", "release", "Released", ids, endpoint)
+
+
+hold = Command("mhold", _hold, [], args=[Arg("ids", "+")]).main
+release = Command("mrelease", _release, [], args=[Arg("ids", "+")]).main

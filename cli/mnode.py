@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import rich_click as click
 
-from cli.common import CONTEXT, client, endpoint_option, handle_errors
+from cli.click_common import CONTEXT, endpoint_option, handle_errors
+from cli.common import client
 
 PROG = "mnode"
 

@@ -1,28 +1,18 @@
-"""`mqueue`: list jobs, as squeue does."""
+"""`mqueue`: pending and running jobs, as squeue shows them."""
 from __future__ import annotations
 
-import rich_click as click
-
-from cli.common import CONTEXT, client, current_user, endpoint_option, handle_errors, job_label, print_json, table
-from melond.spec.jobids import JobRef, folded_label, parse_job_refs
+from cli.args import Command, Opt
+from cli.common import client, current_user, echo, job_label, print_json, table
+from melond.spec.folding import fold_pending
+from melond.spec.jobids import JobRef, parse_job_refs
 from melond.spec.timespec import format_duration, format_limit
 
 PROG = "mqueue"
 HEADERS = ["JOBID", "NAME", "USER", "ST", "TIME", "TIME_LIMIT", "NODES"]
+TABLE_FIELDS = "id,name,user,state,elapsed,time_limit,node,reason,array_job_id,array_task_id,array_throttle"
 
 
-@click.command(context_settings=CONTEXT)
-@click.option("--me", is_flag=True, help="Only my jobs.")
-@click.option("-u", "--user", default=None, help="Only this user's jobs.")
-@click.option("-t", "--states", default=None, help="States, e.g. PD,R or all (default: pending and running).")
-@click.option("-j", "--jobs", "ids", multiple=True, help="Only these jobs: 12, 12,13, 10_3, 10_[1-3]; an array's id for all its tasks.")
-@click.option("--all", "show_all", is_flag=True, help="Finished jobs too.")
-@click.option("-r", "--array", "one_per_task", is_flag=True,
-              help="One line per array task (by default an array's pending tasks share one line, 13_[5-9%3]).")
-@click.option("--json", "as_json", is_flag=True, help="JSON for scripts.")
-@endpoint_option
-@handle_errors(PROG)
-def main(me: bool, user: str | None, states: str | None, ids: tuple[str, ...], show_all: bool,
+def show(me: bool, user: str | None, states: str | None, ids: tuple[str, ...], show_all: bool,
          one_per_task: bool, as_json: bool, endpoint: str | None) -> None:
     """Show pending and running jobs (with --all, finished ones too).
 
@@ -33,35 +23,43 @@ def main(me: bool, user: str | None, states: str | None, ids: tuple[str, ...], s
     refs = parse_job_refs(ids) if ids else None
     query = {"state": states, "user": user, "all": 1 if show_all else None,
              "ids": ",".join(dict.fromkeys(str(r.job_id) for r in refs)) if refs else None}
+    if not as_json:  # only what the table shows; melond folds arrays itself when no task filter needs them
+        query["fields"] = TABLE_FIELDS
+        query["fold"] = None if refs or one_per_task else 1
     jobs = client(endpoint).call("GET", "/jobs", query=query)["jobs"]
     if refs:
         jobs = [j for j in jobs if any(_names(r, j) for r in refs)]
     if as_json:
         print_json(jobs)
         return
-    labelled = [(job_label(j), j) for j in jobs] if one_per_task else fold_pending_tasks(jobs)
-    rows = [[label, j["name"][:24], j["user"], j["state"], format_duration(int(j["elapsed"])),
-             format_limit(j["time_limit"]), j["node"] if j.get("node") else f"({j.get('reason') or 'None'})"]
+    if "label" in (jobs[0] if jobs else {}):
+        labelled = [(j["label"], j) for j in jobs]
+    else:
+        labelled = [(job_label(j), j) for j in jobs] if one_per_task else fold_pending_tasks(jobs)
+    durations, limits = _Memo(format_duration), _Memo(format_limit)  # a queue repeats the same few values
+    rows = [[label, j["name"][:24], j["user"], j["state"], durations[int(j["elapsed"])], limits[j["time_limit"]],
+             j["node"] if j.get("node") else f"({j.get('reason') or 'None'})"]
             for label, j in labelled]
-    click.echo(table(HEADERS, rows, right={0, 4, 5}))
+    echo(table(HEADERS, rows, right={0, 4, 5}))
+
+
+class _Memo(dict):
+    """`memo[x]` is `fn(x)`, computed once per distinct x."""
+
+    def __init__(self, fn) -> None:
+        super().__init__()
+        self.fn = fn
+
+    def __missing__(self, key):
+        self[key] = value = self.fn(key)
+        return value
 
 
 def fold_pending_tasks(jobs: list[dict]) -> list[tuple[str, dict]]:
-    """Each job with its label, an array's pending tasks alike in all but index and reason on one line
-    at the first one's place (with its reason, the next to run's), as squeue shows an array's
-    pending part: `13_[5-9%3]`. A task given its own limit gets its own line, as in Slurm."""
-    groups: dict[tuple, list[int]] = {}
-    for j in jobs:
-        if (key := _fold_key(j)) is not None:
-            groups.setdefault(key, []).append(j["array_task_id"])
-    out = []
-    for j in jobs:
-        key = _fold_key(j)
-        if key is None:
-            out.append((job_label(j), j))
-        elif (tasks := groups.pop(key, None)) is not None:
-            out.append((folded_label(j["array_job_id"], tasks, j.get("array_throttle")), j))
-    return out
+    """Each job with its label, an array's pending tasks folded as melond folds them (`fold=1`)."""
+    folded = fold_pending(jobs, _fold_key, lambda j: j["array_task_id"], lambda j: j["array_job_id"],
+                          lambda j: j.get("array_throttle"))
+    return [(label or job_label(j), j) for j, label in folded]
 
 
 def _fold_key(job: dict) -> tuple | None:
@@ -75,3 +73,17 @@ def _names(ref: JobRef, job: dict) -> bool:
     if ref.task is None:
         return ref.job_id in (job["id"], job.get("array_job_id"))
     return job.get("array_job_id") == ref.job_id and job.get("array_task_id") == ref.task
+
+
+COMMAND = Command(PROG, show, [
+    Opt("--me", dest="me", help="Only my jobs."),
+    Opt("-u", "--user", dest="user", value=True, help="Only this user's jobs."),
+    Opt("-t", "--states", dest="states", value=True, help="States, e.g. PD,R or all (default: pending and running)."),
+    Opt("-j", "--jobs", dest="ids", multiple=True,
+        help="Only these jobs: 12, 12,13, 10_3, 10_[1-3]; an array's id for all its tasks."),
+    Opt("--all", dest="show_all", help="Finished jobs too."),
+    Opt("-r", "--array", dest="one_per_task",
+        help="One line per array task (by default an array's pending tasks share one line, 13_[5-9%3])."),
+    Opt("--json", dest="as_json", help="JSON for scripts."),
+])
+main = COMMAND.main

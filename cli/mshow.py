@@ -1,9 +1,8 @@
 """`mshow`: everything about one job, as `scontrol show job` does."""
 from __future__ import annotations
 
-import rich_click as click
-
-from cli.common import CONTEXT, client, endpoint_option, fmt_time, handle_errors, iso, job_ids, job_label, print_json
+from cli.args import Arg, Command, Opt
+from cli.common import client, echo, fmt_time, iso, job_ids, job_label, print_json
 from melond.spec.timespec import format_duration, format_limit, format_size_mib
 
 PROG = "mshow"
@@ -49,13 +48,7 @@ def extensions(job: dict) -> list[dict]:
             for e in job.get("events", []) if e["kind"] == "extended"]
 
 
-@click.command(context_settings=CONTEXT)
-@click.argument("job_id")
-@click.option("-p", "--parseable", "as_json", is_flag=True, help="JSON for scripts.")
-@click.option("--json", "as_json", is_flag=True, help="Same as -p.")
-@endpoint_option
-@handle_errors(PROG)
-def main(job_id: str, as_json: bool, endpoint: str | None) -> None:
+def show(job_id: str, as_json: bool, endpoint: str | None) -> None:
     """Show job JOB_ID (12, an array task 10_3, tasks 10_[1-3], or an array's id for all its tasks):
     request, state, times, node, exit status, output and its history."""
     c = client(endpoint)
@@ -68,7 +61,7 @@ def main(job_id: str, as_json: bool, endpoint: str | None) -> None:
         return
     for i, job in enumerate(shown):
         if i:
-            click.echo()
+            echo()
         _details(job)
 
 
@@ -92,12 +85,19 @@ def _details(job: dict) -> None:
         rows.append(("Detail", job["detail"]))
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
-        click.echo(f"{key.rjust(width)}: {value}")
+        echo(f"{key.rjust(width)}: {value}")
     history = [e for e in job.get("events", []) if e["kind"] == "extended"]
     if history:
-        click.echo("Extensions:")
+        echo("Extensions:")
         for e in history:
             d = e["data"]
             deadline = f", deadline {fmt_time(d['new_deadline'])}" if d.get("new_deadline") else ""
-            click.echo(f"  {fmt_time(e['time'])} by {e['actor']}: {format_limit(d['old_limit'])} -> "
+            echo(f"  {fmt_time(e['time'])} by {e['actor']}: {format_limit(d['old_limit'])} -> "
                        f"{format_limit(d['new_limit'])}{deadline}")
+
+
+COMMAND = Command(PROG, show, [
+    Opt("-p", "--parseable", dest="as_json", help="JSON for scripts: the original Melon's fields, then Melon's."),
+    Opt("--json", dest="as_json", help="Same as -p."),
+], args=[Arg("job_id")])
+main = COMMAND.main

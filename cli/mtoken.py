@@ -5,7 +5,8 @@ import os
 
 import rich_click as click
 
-from cli.common import CONTEXT, client, endpoint_option, fmt_time, handle_errors, print_json, table
+from cli.click_common import CONTEXT, endpoint_option, handle_errors
+from cli.common import client, fmt_time, print_json, table
 
 PROG = "mtoken"
 HEADERS = ["ID", "USER", "CREATED", "EXPIRES", "LAST_USED"]

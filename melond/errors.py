@@ -6,8 +6,6 @@ Messages are written for the user: what is wrong and what to do.
 """
 from __future__ import annotations
 
-from remote.protocol import ErrorCode
-
 
 class MelonError(Exception):
     """Base: a refusal or failure with a user-facing message."""
@@ -72,32 +70,34 @@ class NodeTimeout(NodeUnavailable):
 
 class NodeRequestFailed(MelonError):
     """A node's helper refused a request; each of its error codes (`remote.protocol.ErrorCode`)
-    comes back as the subclass named for it, rebuilt by `node_error`."""
+    comes back as the subclass named for it, rebuilt by `node_error`. The codes are spelled out
+    rather than imported, so that the CLIs never load `enum` for them (tests/unit/test_wire.py
+    checks they match)."""
 
     code, status = "node_failed", 502
-    node_code: ErrorCode = ErrorCode.INTERNAL
+    node_code = "internal"
 
 
 class NodeBadRequest(NodeRequestFailed):
-    node_code = ErrorCode.BAD_REQUEST
+    node_code = "bad_request"
 
 
 class NoSuchUser(NodeRequestFailed):
-    node_code = ErrorCode.NO_SUCH_USER
+    node_code = "no_such_user"
 
 
 class NoSuchJob(NodeRequestFailed):
     """The node has no such run: its start never arrived."""
 
-    node_code = ErrorCode.NO_SUCH_JOB
+    node_code = "no_such_job"
 
 
 class LaunchFailed(NodeRequestFailed):
-    node_code = ErrorCode.LAUNCH_FAILED
+    node_code = "launch_failed"
 
 
 NODE_ERRORS: dict[str, type[NodeRequestFailed]] = {
-    cls.node_code.value: cls for cls in (NodeRequestFailed, NodeBadRequest, NoSuchUser, NoSuchJob, LaunchFailed)
+    cls.node_code: cls for cls in (NodeRequestFailed, NodeBadRequest, NoSuchUser, NoSuchJob, LaunchFailed)
 }
 
 

@@ -16,3 +16,4 @@ fi
 # importlib.metadata and pathlib into every Python process of the venv (18 ms instead of 41 ms
 # for an empty `python -c pass` here, paid by every CLI run).
 "$venv/bin/pip" install -q --disable-pip-version-check -e '.[test]' --config-settings editable_mode=compat
+"$venv/bin/python" scripts/write_launchers.py "$venv"

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ValidationError
 from melond import nss
 from melond.api import models, tokens
 from melond.api.auth import TokenService, peer_uid
-from melond.api.views import job_view, node_view
+from melond.api.views import job_view, listing, node_view, parse_fields
 from melond.engine.engine import Engine
 from melond.errors import BadRequest, Forbidden, Internal, MelonError, NotFound, RateLimited, Unauthorized
 from melond.sched import caps
@@ -167,8 +167,8 @@ async def list_jobs(request: web.Request) -> web.Response:
     else:  # the history: read off the event loop
         wanted = [s.value for s in states] if states is not None else None
         rows = await engine.store.read(lambda db: db.jobs(states=wanted, user=q.get("user") or None, ids=ids))
-    now = time.time()
-    return web.json_response({"jobs": [job_view(j, now) for j in rows]})
+    fields = parse_fields(q.get("fields"))
+    return web.json_response({"jobs": listing(rows, time.time(), fields, fold=bool(q.get("fold")))})
 
 
 async def show_job(request: web.Request) -> web.Response:

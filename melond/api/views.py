@@ -6,8 +6,14 @@ import time
 
 from melond.nodes.state import NodeState
 from melond.sched.launch import expand_pattern
-from melond.spec.states import SHORT
-from melond.state.job import MIB, Job
+from melond.errors import BadRequest
+from melond.spec.folding import fold_pending
+from melond.spec.states import SHORT, State
+from melond.state.job import COLUMNS, MIB, PRIVATE, Job
+
+# What job_view gives, for `GET /jobs?fields=`.
+JOB_FIELDS = frozenset(c for c in COLUMNS if c not in PRIVATE) | {"state_name", "output_path", "error_path",
+                                                                   "deadline", "elapsed"}
 
 
 def job_view(job: Job, now: float | None = None) -> dict:
@@ -15,16 +21,81 @@ def job_view(job: Job, now: float | None = None) -> dict:
     secrets) and what follows from them."""
     now = time.time() if now is None else now
     out = job.public()
-    node = job.node or "%N"
-    out["state_name"] = job.state.value
-    out["state"] = SHORT[job.state]
-    out["output_path"] = os.path.join(job.chdir, expand_pattern(job.output, job, node))
-    out["error_path"] = (os.path.join(job.chdir, expand_pattern(job.error, job, node))
-                         if job.error else out["output_path"])
-    out["deadline"] = job.deadline
-    start = job.start_time
-    out["elapsed"] = (job.end_time or now) - start if start else 0.0
+    for name, derive in _DERIVED.items():
+        out[name] = derive(job, now)
     return out
+
+
+def _output_path(job: Job, now: float) -> str:
+    return os.path.join(job.chdir, expand_pattern(job.output, job, job.node or "%N"))
+
+
+def _error_path(job: Job, now: float) -> str:
+    return os.path.join(job.chdir, expand_pattern(job.error, job, job.node or "%N")) if job.error \
+        else _output_path(job, now)
+
+
+def _elapsed(job: Job, now: float) -> float:
+    start = job.start_time
+    return (job.end_time or now) - start if start else 0.0
+
+
+# The fields a view adds to the stored ones, each computed only when asked for (`?fields=`).
+_DERIVED = {
+    "state_name": lambda job, now: job.state.value,
+    "state": lambda job, now: SHORT[job.state],
+    "output_path": _output_path,
+    "error_path": _error_path,
+    "deadline": lambda job, now: job.deadline,
+    "elapsed": _elapsed,
+}
+
+
+def field_view(job: Job, now: float, fields: list[str]) -> list:
+    """Just `fields` of the job's view, in that order, computing nothing else."""
+    return [_DERIVED[f](job, now) if f in _DERIVED else getattr(job, f) for f in fields]
+
+
+def parse_fields(text: str | None) -> list[str] | None:
+    """`?fields=id,name,state`: only these in each listed job (a queue of 10,000 is 8 MB in full)."""
+    if not text:
+        return None
+    wanted = [f for f in text.split(",") if f]
+    unknown = [f for f in wanted if f not in JOB_FIELDS]
+    if unknown:
+        raise BadRequest(f"unknown job field(s) {', '.join(map(repr, unknown))} in `fields`; "
+                         f"known: {', '.join(sorted(JOB_FIELDS))}")
+    return wanted
+
+
+def listing(jobs: list[Job], now: float, fields: list[str] | None, fold: bool) -> list[dict]:
+    """The jobs as `GET /jobs` lists them. With `fold`, each array's pending tasks are folded the
+    way mqueue shows them (melond.spec.folding) before any view is built, and each entry gets
+    its `label` (`12`, `13_4` or `13_[5-9%3]`) and `folded` (how many tasks it stands for)."""
+    if not fold:
+        if fields:
+            return [dict(zip(fields, field_view(j, now, fields))) for j in jobs]
+        return [job_view(j, now) for j in jobs]
+    folded = fold_pending(jobs, _fold_key, lambda j: j.array_task_id, lambda j: j.array_job_id,
+                          lambda j: j.array_throttle)
+    sizes: dict = {}
+    for j in jobs:
+        if (k := _fold_key(j)) is not None:
+            sizes[k] = sizes.get(k, 0) + 1
+    out = []
+    for job, label in folded:
+        view = dict(zip(fields, field_view(job, now, fields))) if fields else job_view(job, now)
+        view["label"] = label or (f"{job.array_job_id}_{job.array_task_id}" if job.array_task_id is not None
+                                  else str(job.id))
+        view["folded"] = sizes[_fold_key(job)] if label else 1
+        out.append(view)
+    return out
+
+
+def _fold_key(job: Job) -> tuple | None:
+    if job.state is not State.PENDING or job.array_task_id is None:
+        return None
+    return job.array_job_id, job.name, job.user, job.time_limit, job.array_throttle
 
 
 def node_view(node: NodeState, running: list[Job]) -> dict:

@@ -6,8 +6,6 @@ commands that act on jobs act on the whole array, as ``scancel 13`` does. Pure: 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from melond.errors import ParseError
 
 JOB_ID_FORMS = "accepted forms: ID, ID_TASK or ID_[TASKS] such as 13, 13_4, 13_[1-3,5] (digits only)"
@@ -15,12 +13,25 @@ MAX_JOB_ID = 2**63 - 1  # what SQLite's INTEGER holds
 MAX_TASKS = 100_000
 
 
-@dataclass(frozen=True, slots=True)
-class JobRef:
-    """One job (``task is None``) or one task of array ``job_id``."""
+class JobRef(tuple):
+    """One job (``task is None``) or one task of array ``job_id``. A tuple, not a dataclass:
+    `dataclasses` would cost every command ~8 ms of imports (inspect, re)."""
 
-    job_id: int
-    task: int | None = None
+    __slots__ = ()
+
+    def __new__(cls, job_id: int, task: int | None = None) -> JobRef:
+        return tuple.__new__(cls, (job_id, task))
+
+    @property
+    def job_id(self) -> int:
+        return self[0]
+
+    @property
+    def task(self) -> int | None:
+        return self[1]
+
+    def __repr__(self) -> str:
+        return f"JobRef({self[0]}, {self[1]})"
 
     def __str__(self) -> str:
         return str(self.job_id) if self.task is None else f"{self.job_id}_{self.task}"

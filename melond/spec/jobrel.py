@@ -7,12 +7,12 @@ scheduling pass asks :func:`dependency_status` whether a job may run yet.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
 from melond.errors import ParseError
+from melond.spec.lazy_re import LazyPattern
 
 __all__ = [
     "ARRAY_FORMS",
@@ -49,8 +49,8 @@ class RelError(ParseError):
 
 # ---------------------------------------------------------------------------------------- arrays
 
-_ARRAY_ITEM = re.compile(r"(?P<lo>[0-9]{1,10})(?:-(?P<hi>[0-9]{1,10})(?::(?P<step>[0-9]{1,10}))?)?")
-_THROTTLE = re.compile(r"[0-9]{1,9}")
+_ARRAY_ITEM = LazyPattern(r"(?P<lo>[0-9]{1,10})(?:-(?P<hi>[0-9]{1,10})(?::(?P<step>[0-9]{1,10}))?)?")
+_THROTTLE = LazyPattern(r"[0-9]{1,9}")
 
 
 def _array_item(item: str, spec: str, max_tasks: int) -> range:
@@ -169,7 +169,7 @@ class Dependency:
         return any(cond.kind is DepKind.SINGLETON for cond in self.conditions)
 
 
-_REF = re.compile(r"(?P<id>[0-9]{1,18})(?:\+(?P<delay>[0-9]{1,9}))?")
+_REF = LazyPattern(r"(?P<id>[0-9]{1,18})(?:\+(?P<delay>[0-9]{1,9}))?")
 
 
 def _condition(text: str, spec: str) -> Condition:

@@ -8,10 +8,9 @@ request that leaves mbatch is whole; melond admits it against the partition.
 from __future__ import annotations
 
 import posixpath
-import re
 from types import MappingProxyType
-from typing import Any, Callable, Mapping
 
+from melond.spec.charclass import digits, shell_name, signed_digits
 from melond.spec.directives import MELON_ARGS, DirectiveError, Setting, options_from_scan, scan_script
 from melond.spec.slurm_options import NO_ARG
 from melond.spec.timespec import (
@@ -22,6 +21,10 @@ from melond.spec.timespec import (
     parse_size_mib,
     parse_time_limit,
 )
+
+TYPE_CHECKING = False  # the idiom type checkers know: `typing` costs every command ~5 ms to import
+if TYPE_CHECKING:
+    from typing import Any, Callable, Mapping
 
 DEFAULT_OUTPUT = "melon-%j.out"
 MIB = 1024 * 1024
@@ -50,9 +53,6 @@ _ENV_OPTIONS: tuple[tuple[str, str], ...] = (
     ("HOLD", "hold"),
 )
 
-_DIGITS = re.compile(r"[0-9]+")
-_ENV_NUMBER = re.compile(r"[+-]?[0-9]{1,18}")
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 # ---------------------------------------------------------------- environment and command line
@@ -62,7 +62,7 @@ def _env_flag(text: str) -> bool:
     """slurm_process_option's rule for a flag given by a variable: "", yes or a non-zero number."""
     if text == "" or text.lower() == "yes":
         return True
-    return bool(_ENV_NUMBER.fullmatch(text)) and int(text) != 0
+    return signed_digits(text, 18) and int(text) != 0
 
 
 def _env_settings(environ: Mapping[str, str]) -> dict[str, Setting]:
@@ -114,7 +114,7 @@ def _cli_settings(cli: Mapping[str, Any]) -> dict[str, Setting]:
 
 def _cpus(text: str) -> int:
     """A positive whole number of CPUs, as sbatch's parse_int insists."""
-    if not _DIGITS.fullmatch(text) or len(text) > 9 or int(text) < 1:
+    if not digits(text, 9) or int(text) < 1:
         raise SpecError(f"invalid CPU count {text!r}: give a whole number, 1 or more")
     return int(text)
 
@@ -182,7 +182,7 @@ def _environment(export: str, environ: Mapping[str, str], warnings: list[str]) -
         if item.upper() in ("ALL", "NONE", "NIL") or not item:
             continue
         name, has_value, value = item.partition("=")
-        if not _ENV_NAME.fullmatch(name):
+        if not shell_name(name):
             raise SpecError(f"{name!r} is not a variable name; use ALL, NONE or [ALL,]VAR[=value],...")
         if has_value:
             env[name] = value

@@ -15,7 +15,11 @@ here only matter for an abbreviation that would also prefix one of them.
 from __future__ import annotations
 
 from types import MappingProxyType
-from typing import Mapping, NamedTuple
+from collections import namedtuple
+
+TYPE_CHECKING = False  # the idiom type checkers know: `typing` costs every command ~5 ms to import
+if TYPE_CHECKING:
+    from typing import Mapping
 
 NO_ARG, REQUIRED, OPTIONAL = 0, 1, 2
 
@@ -189,12 +193,15 @@ UNSUPPORTED_WHY: Mapping[str, str] = MappingProxyType({
 })
 
 
-class Grammar(NamedTuple):
-    """One option table as getopt_long sees it."""
+class Grammar(namedtuple("Grammar", "longs shorts strict")):
+    """One option table as getopt_long sees it: `longs` maps a name to (has_arg, identity for
+    ambiguity checks), `shorts` a letter to (has_arg, long name); `strict` makes unknown options
+    errors rather than warnings."""
 
-    longs: Mapping[str, tuple[int, str]]  # name -> (has_arg, identity for ambiguity checks)
-    shorts: Mapping[str, tuple[int, str]]  # letter -> (has_arg, long name)
-    strict: bool  # unknown options are errors rather than warnings
+    __slots__ = ()
+    longs: Mapping[str, tuple[int, str]]
+    shorts: Mapping[str, tuple[int, str]]
+    strict: bool
 
 
 def make_grammar(table: tuple[tuple[str, int, str], ...], strict: bool) -> Grammar:

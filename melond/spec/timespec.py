@@ -9,10 +9,9 @@ keeps the seconds (``0:05`` is 5 s), because an extendable deadline is enforced 
 
 from __future__ import annotations
 
-import datetime as _dt
-import re
-
 from melond.errors import ParseError
+from melond.spec.charclass import digits
+from melond.spec.lazy_re import LazyPattern
 
 __all__ = [
     "SpecError",
@@ -52,8 +51,6 @@ _MIN_GROUPS = {(0, 0): 1, (0, 1): 2, (0, 2): 3, (1, 0): 1, (1, 1): 3, (1, 2): 4}
 # C reads each field into an int; capping the digits keeps values sane and int() cheap.
 _MAX_FIELD_DIGITS = 9
 
-_LEGACY_EXTENSION = re.compile(r"([0-9]{1,9})-([0-9]{1,9})-([0-9]{1,9})")
-_SIZE = re.compile(r"([0-9]{1,15})(?:([kKmMgGtT])[bB]?)?")
 _MIB_FROM_UNIT = {
     "k": lambda n: -(-n // 1024),  # str_to_mbytes rounds KiB up to whole MiB
     "m": lambda n: n,
@@ -62,21 +59,20 @@ _MIB_FROM_UNIT = {
 }
 _MAX_MIB = 2**43  # 8 EiB: the byte count still fits a signed 64-bit integer
 
-_NOW = re.compile(r"now(?:\s*\+\s*([0-9]{1,9})\s*([a-z]*))?")
+_NOW = LazyPattern(r"now(?:\s*\+\s*([0-9]{1,9})\s*([a-z]*))?")
 _SECONDS_PER_UNIT = {
     "": 1, "second": 1, "seconds": 1, "minute": 60, "minutes": 60, "hour": 3600, "hours": 3600,
     "day": 86400, "days": 86400, "week": 604800, "weeks": 604800,
 }
-_ISO_DATE = re.compile(r"([0-9]{4})-([0-9]{1,2})-([0-9]{1,2})(?:[t\s](.*))?")
-_BEGIN_TOKEN = re.compile(r"\s*(?:([0-9]{1,2}):([0-9]{2})(?::([0-9]{2}))?\s*(am|pm)?|([a-z]+))")
+_ISO_DATE = LazyPattern(r"([0-9]{4})-([0-9]{1,2})-([0-9]{1,2})(?:[t\s](.*))?")
+_BEGIN_TOKEN = LazyPattern(r"\s*(?:([0-9]{1,2}):([0-9]{2})(?::([0-9]{2}))?\s*(am|pm)?|([a-z]+))")
 _NAMED_TIMES = {"midnight": (0, 0, 0), "noon": (12, 0, 0), "elevenses": (11, 0, 0),
                 "fika": (15, 0, 0), "teatime": (16, 0, 0)}
 _DAY_OFFSETS = {"today": 0, "tomorrow": 1}
 
-_DIGITS = re.compile(r"[0-9]+")
 _MAX_HOSTS = 65536  # a typo like node[1-999999999] must not exhaust memory
 _BRACKET_DEPTH = {"[": 1, "]": -1}
-_SIGNAL = re.compile(r"(?:[RBrb]{1,2}:)?([A-Za-z0-9]{1,12})(?:@([0-9]{1,5}))?")
+_SIGNAL = LazyPattern(r"(?:[RBrb]{1,2}:)?([A-Za-z0-9]{1,12})(?:@([0-9]{1,5}))?")
 _SIGNAL_NAMES = frozenset(
     "HUP INT QUIT ILL TRAP ABRT BUS FPE KILL USR1 SEGV USR2 PIPE ALRM TERM STKFLT CHLD CONT STOP "
     "TSTP TTIN TTOU URG XCPU XFSZ VTALRM PROF WINCH IO POLL PWR SYS".split()
@@ -153,9 +149,9 @@ def parse_extension(text: str) -> int:
     if not isinstance(text, str):
         raise SpecError(f"invalid extension {text!r}: use {EXTENSION_FORMS}")
     body = text[1:] if text.startswith("+") else text
-    legacy = _LEGACY_EXTENSION.fullmatch(body)
-    if legacy:
-        days, hours, minutes = (int(g) for g in legacy.groups())
+    legacy = body.split("-")
+    if len(legacy) == 3 and all(digits(g, 9) for g in legacy):  # the original Melon's D-HH-MM
+        days, hours, minutes = (int(g) for g in legacy)
         seconds = days * 86400 + hours * 3600 + minutes * 60
     elif _is_unlimited_word(body):
         seconds = 0
@@ -171,13 +167,21 @@ def parse_extension(text: str) -> int:
     return seconds
 
 
+def _size_parts(text: str) -> tuple[str, str]:
+    """`16G` -> ("16", "G"); `2TB` -> ("2", "T"); `500` -> ("500", ""): digits, then a unit with an optional B."""
+    body = text[:-1] if len(text) > 1 and text[-1] in "bB" and text[-2] in "kKmMgGtT" else text
+    if body and body[-1] in "kKmMgGtT":
+        return body[:-1], body[-1]
+    return body, ""
+
+
 def parse_size_mib(text: str) -> int:
     """Read a Slurm memory size (``--mem``) into MiB: K rounds up, no unit means MiB, 0 is allowed."""
-    match = _SIZE.fullmatch(text) if isinstance(text, str) else None
-    if match is None:
+    number_text, unit = _size_parts(text) if isinstance(text, str) else ("", "")
+    if not digits(number_text, 15) or unit.lower() not in ("", "k", "m", "g", "t"):
         raise SpecError(f"invalid memory size {text!r}: use {SIZE_FORMS}")
-    number = int(match.group(1))
-    unit = (match.group(2) or "m").lower()
+    number = int(number_text)
+    unit = (unit or "m").lower()
     mib = _MIB_FROM_UNIT[unit](number)
     if mib > _MAX_MIB:
         raise SpecError(f"memory size {text!r} is too large")
@@ -227,6 +231,7 @@ def _clock(hour: int, minute: int, second: int, meridiem: str | None) -> tuple[i
 
 def _at(day: _dt.date, clock: tuple[int, int, int]) -> float:
     """Epoch seconds of a local wall-clock time on a local date."""
+    import datetime as _dt
     return _dt.datetime(day.year, day.month, day.day, *clock).timestamp()
 
 
@@ -260,6 +265,7 @@ def _begin_words(text: str) -> tuple[int | None, tuple[int, int, int] | None]:
 
 def parse_begin(text: str, now: float) -> float:
     """Read an sbatch ``--begin`` time (local time zone) into epoch seconds."""
+    import datetime as _dt  # here, not at import: most submissions never begin later
     spec = text.strip().lower() if isinstance(text, str) else ""
     try:
         now_match = _NOW.fullmatch(spec)
@@ -308,7 +314,7 @@ def _range_numbers(body: str, pattern: str) -> list[str]:
     for item in body.split(","):
         low, dash, high = item.partition("-")
         high = high if dash else low
-        if not (_DIGITS.fullmatch(low) and _DIGITS.fullmatch(high)) or max(len(low), len(high)) > 9:
+        if not (digits(low) and digits(high)) or max(len(low), len(high)) > 9:
             raise SpecError(f"bad range {item!r} in {pattern!r}: use numbers like node[1-4,7]")
         if int(high) < int(low) or len(numbers) + int(high) - int(low) >= _MAX_HOSTS:
             raise SpecError(f"bad range {item!r} in {pattern!r}")

@@ -107,3 +107,22 @@ def test_bad_ids_are_refused_everywhere_and_change_nothing(melon: Melon) -> None
     job = melon.job(jid)
     assert job["state"] == "PD" and job["reason"] == "JobHeldUser" and job["time_limit_seconds"] == 1800
     melon.run("mcancel", str(jid))
+
+
+def test_the_api_folds_and_trims_a_listing_on_request(melon: Melon) -> None:
+    from cli.client import Client
+    from melond.errors import BadRequest
+    first, _ = _array(melon, "1-6%2", "-H")
+    single = melon.submit("-H", "--wrap", "true")
+    c = Client(melon.endpoint)
+    folded = c.call("GET", "/jobs", query={"fold": 1, "fields": "id,state"})["jobs"]
+    assert folded == [{"id": first, "state": "PD", "label": f"{first}_[1-6%2]", "folded": 6},
+                      {"id": single, "state": "PD", "label": str(single), "folded": 1}]
+    plain = c.call("GET", "/jobs", query={"fields": "array_task_id"})["jobs"]
+    assert plain == [{"array_task_id": t} for t in range(1, 7)] + [{"array_task_id": None}]
+    try:
+        c.call("GET", "/jobs", query={"fields": "id,script"})
+        raise AssertionError("a private or unknown field was listed")
+    except BadRequest as exc:
+        assert "'script'" in str(exc) and "known:" in str(exc)
+    melon.run("mcancel", str(first), str(single))

@@ -355,7 +355,7 @@ def test_every_parse_error_is_a_melon_error_and_a_400(cls):
 @pytest.mark.parametrize("cls", [errors.NodeBadRequest, errors.NoSuchUser, errors.NoSuchJob, errors.LaunchFailed])
 def test_a_node_error_code_comes_back_as_its_own_exception(cls):
     """The helper's codes are one enumeration (remote.protocol.ErrorCode) on both ends."""
-    exc = errors.node_error("node3", {"code": cls.node_code.value, "message": "no"})
+    exc = errors.node_error("node3", {"code": cls.node_code, "message": "no"})
     assert type(exc) is cls and str(exc) == "node node3: no"
     assert type(errors.node_error("node3", {"code": "gremlins"})) is errors.NodeRequestFailed
 

@@ -155,3 +155,9 @@ def test_encode_refuses_a_message_over_the_cap():
 def test_encode_refuses_what_json_cannot_carry():
     with pytest.raises(TypeError):
         encode({"raw": b"bytes"})
+
+
+def test_every_helper_error_code_has_its_exception() -> None:
+    from melond.errors import NODE_ERRORS
+    from remote.protocol import ErrorCode
+    assert set(NODE_ERRORS) == {code.value for code in ErrorCode}

@@ -1,0 +1,62 @@
+"""The CLIs' own HTTP and JSON plumbing (cli.client, cli.wirejson) against the standard library's."""
+from __future__ import annotations
+
+import json
+from urllib.parse import quote as std_quote
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from cli import wirejson
+from cli.client import BadReply, parse_reply, quote, split_url
+from melond.errors import MelonError
+
+JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+                    lambda inner: st.lists(inner) | st.dictionaries(st.text(), inner), max_leaves=20)
+
+
+@given(JSON)
+def test_json_round_trips_as_the_json_package_does(value: object) -> None:
+    text = wirejson.dumps(value)
+    assert text == json.dumps(value, separators=(",", ":"))
+    assert wirejson.loads(text) == json.loads(text) == value
+    assert wirejson.loads(f" \n{json.dumps(value, indent=2)}\n") == value
+
+
+@pytest.mark.parametrize("text", ["", "   ", "{", "[1,]", "{} x", "nul", "'a'"])
+def test_what_is_not_one_json_document_is_a_value_error(text: str) -> None:
+    with pytest.raises(ValueError):
+        wirejson.loads(text)
+
+
+@given(st.text())
+def test_quote_is_urllib_quote_with_nothing_safe(text: str) -> None:
+    assert quote(text) == std_quote(text, safe="")
+
+
+@pytest.mark.parametrize("url, parts", [
+    ("http://[::1]:8080", ("http", "::1", 8080)),
+    ("http://127.0.0.1:8080/", ("http", "127.0.0.1", 8080)),
+    ("https://login1", ("https", "login1", 443)),
+    ("http://login1", ("http", "login1", 80)),
+])
+def test_endpoints(url: str, parts: tuple) -> None:
+    assert split_url(url) == parts
+
+
+@pytest.mark.parametrize("url", ["http://", "http://h:x", "http://[::1]:8o"])
+def test_bad_endpoints_are_named(url: str) -> None:
+    with pytest.raises(MelonError, match="none of unix:/path"):
+        split_url(url)
+
+
+def test_replies_plain_sized_and_chunked() -> None:
+    assert parse_reply(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}") == (200, b"{}")
+    assert parse_reply(b"HTTP/1.1 404 Not Found\r\nContent-Type: x\r\n\r\n{\"a\":1}") == (404, b'{"a":1}')
+    chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\n{\"a\r\n4;x=y\r\n\":1}\r\n0\r\n\r\n"
+    assert parse_reply(chunked) == (200, b'{"a":1}')
+    for bad in (b"", b"SSH-2.0-OpenSSH\r\n", b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n{}",
+                b"\x15\x03\x01\x00\x02\x02\x50"):
+        with pytest.raises(BadReply):
+            parse_reply(bad)
