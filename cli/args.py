@@ -55,8 +55,10 @@ class Command:
     """A command line's grammar (`options`, then `args`) and the function that runs it."""
 
     def __init__(self, prog: str, run: Callable[..., object], options: list[Opt], args: list[Arg] = (),
-                 interspersed: bool = True, epilog: str | None = None) -> None:
+                 interspersed: bool = True, epilog: str | None = None,
+                 help_flags: tuple[str, ...] = ("-h", "--help")) -> None:
         self.prog, self.run, self.args, self.interspersed = prog, run, list(args), interspersed
+        self.help_flags = help_flags  # mqueue's -h is squeue's --noheader
         self.options = [*options, ENDPOINT]
         self.epilog = epilog
         self._flags = {flag: opt for opt in self.options for flag in opt.flags}
@@ -174,7 +176,7 @@ class Command:
                 values["args"] = tuple(values["args"])
             self.invoke(values)
 
-        settings = {**CONTEXT, "allow_interspersed_args": self.interspersed}
+        settings = {"help_option_names": list(self.help_flags), "allow_interspersed_args": self.interspersed}
         return click.RichCommand(self.prog, params=params, callback=callback, help=self.run.__doc__,
                                  epilog=self.epilog, context_settings=settings)
 

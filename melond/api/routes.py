@@ -168,7 +168,8 @@ async def list_jobs(request: web.Request) -> web.Response:
         wanted = [s.value for s in states] if states is not None else None
         rows = await engine.store.read(lambda db: db.jobs(states=wanted, user=q.get("user") or None, ids=ids))
     fields = parse_fields(q.get("fields"))
-    return web.json_response({"jobs": listing(rows, time.time(), fields, fold=bool(q.get("fold")))})
+    return web.json_response({"jobs": listing(rows, time.time(), fields, fold=bool(q.get("fold")),
+                                              expected=engine.loop.expected_starts)})
 
 
 async def show_job(request: web.Request) -> web.Response:

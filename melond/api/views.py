@@ -13,7 +13,7 @@ from melond.state.job import COLUMNS, MIB, PRIVATE, Job
 
 # What job_view gives, for `GET /jobs?fields=`.
 JOB_FIELDS = frozenset(c for c in COLUMNS if c not in PRIVATE) | {"state_name", "output_path", "error_path",
-                                                                   "deadline", "elapsed"}
+                                                                   "deadline", "elapsed", "expected_start"}
 
 
 def job_view(job: Job, now: float | None = None) -> dict:
@@ -51,9 +51,11 @@ _DERIVED = {
 }
 
 
-def field_view(job: Job, now: float, fields: list[str]) -> list:
-    """Just `fields` of the job's view, in that order, computing nothing else."""
-    return [_DERIVED[f](job, now) if f in _DERIVED else getattr(job, f) for f in fields]
+def field_view(job: Job, now: float, fields: list[str], expected: dict[int, float]) -> list:
+    """Just `fields` of the job's view, in that order, computing nothing else. `expected_start`
+    (only asked for by name) is the scheduler's estimate for a waiting job, from `expected`."""
+    return [expected.get(job.id) if f == "expected_start" else _DERIVED[f](job, now) if f in _DERIVED
+            else getattr(job, f) for f in fields]
 
 
 def parse_fields(text: str | None) -> list[str] | None:
@@ -68,13 +70,14 @@ def parse_fields(text: str | None) -> list[str] | None:
     return wanted
 
 
-def listing(jobs: list[Job], now: float, fields: list[str] | None, fold: bool) -> list[dict]:
+def listing(jobs: list[Job], now: float, fields: list[str] | None, fold: bool,
+            expected: dict[int, float]) -> list[dict]:
     """The jobs as `GET /jobs` lists them. With `fold`, each array's pending tasks are folded the
     way mqueue shows them (melond.spec.folding) before any view is built, and each entry gets
     its `label` (`12`, `13_4` or `13_[5-9%3]`) and `folded` (how many tasks it stands for)."""
     if not fold:
         if fields:
-            return [dict(zip(fields, field_view(j, now, fields))) for j in jobs]
+            return [dict(zip(fields, field_view(j, now, fields, expected))) for j in jobs]
         return [job_view(j, now) for j in jobs]
     folded = fold_pending(jobs, _fold_key, lambda j: j.array_task_id, lambda j: j.array_job_id,
                           lambda j: j.array_throttle)
@@ -84,7 +87,7 @@ def listing(jobs: list[Job], now: float, fields: list[str] | None, fold: bool) -
             sizes[k] = sizes.get(k, 0) + 1
     out = []
     for job, label in folded:
-        view = dict(zip(fields, field_view(job, now, fields))) if fields else job_view(job, now)
+        view = dict(zip(fields, field_view(job, now, fields, expected))) if fields else job_view(job, now)
         view["label"] = label or (f"{job.array_job_id}_{job.array_task_id}" if job.array_task_id is not None
                                   else str(job.id))
         view["folded"] = sizes[_fold_key(job)] if label else 1

@@ -44,6 +44,9 @@ class SchedulingLoop:
         self._room_may_be_free = True  # False while the last plan left no CPU free on any node
         self._next_pass = 0.0  # time.monotonic() before which submissions alone start no pass
         self._stopping = False
+        # The last plans' expected start of each waiting job with a reservation (`mqueue --start`):
+        # a full pass replaces them, a pass over the head of the queue updates those it planned.
+        self.expected_starts: dict[int, float] = {}
 
     def kick(self, new_jobs_only: bool = False) -> None:
         """Ask for a pass. `new_jobs_only`: nothing changed but that jobs were submitted, which
@@ -103,11 +106,16 @@ class SchedulingLoop:
                                        None if full else QUEUE_DEPTH)
         plan = planner.plan(snapshot, now)
         self._room_may_be_free = plan.free_cpus > 0
+        if full:
+            self.expected_starts = plan.expected
+        else:
+            self.expected_starts.update(plan.expected)
         for start in plan.starts:
             job = self.jobs.active[start.job_id]
             # RUNNING in memory before anything else runs, so the next plan counts its CPUs.
             job.state, job.node, job.start_time, job.reason = State.RUNNING, start.node, now, None
             self.order.started(job.id)
+            self.expected_starts.pop(job.id, None)
             self.tasks.spawn(self.dispatch(job, start.node, now))
         changed = {jid: r for jid, r in plan.reasons.items()
                    if jid in self.jobs.active and self.jobs.active[jid].reason != r}

@@ -117,6 +117,8 @@ class Plan:
     starts: tuple[Start, ...]
     reasons: dict[int, str]
     free_cpus: int = field(default=0, compare=False)
+    # When each job holding a reservation is expected to start (epoch seconds): `mqueue --start`.
+    expected: dict[int, float] = field(default_factory=dict, compare=False)
 
 
 class _Profile:
@@ -248,7 +250,7 @@ class _Partition:
         self.at_max = 0
         self.idle_mem = 0  # nodes with all their memory free now: only those can take memory 0
         self.lead = False  # a job here already waits for resources: those behind wait on Priority
-        self.queue: list[tuple[list[_Node], int, int, float]] = []  # reservations not yet made
+        self.queue: list[tuple[int, list[_Node], int, int, float]] = []  # reservations not yet made
         self.groups: dict[tuple[frozenset[str], frozenset[str], bool], _Group] = {}
 
     def seal(self) -> None:
@@ -292,6 +294,7 @@ class _Planner:
         self.tasks: Counter[int] = Counter()  # running + started tasks per array
         self.starts: list[Start] = []
         self.reasons: dict[int, str] = {}
+        self.expected: dict[int, float] = {}
         nodes: dict[str, _Node] = {}
         for view in snapshot.nodes:
             if view.available:
@@ -319,7 +322,10 @@ class _Planner:
             if reason is not None:
                 self.reasons[job.job_id] = str(reason)  # plain str: the caller stores and prints it
         free = sum(max(0, n.free_c) for part in self.parts.values() for n in part.by_name)
-        return Plan(tuple(self.starts), self.reasons, free)
+        for part in self.parts.values():  # the rest of the reservations, for their expected starts only
+            if part.queue:
+                self.reserve(part)
+        return Plan(tuple(self.starts), self.reasons, free, self.expected)
 
     def place(self, job: PendingView) -> str | None:
         """Start ``job`` or return why it waits."""
@@ -349,7 +355,7 @@ class _Planner:
             grp.fail(c, m, d)
         if self.budget > 0:
             self.budget -= 1
-            part.queue.append((grp.nodes, c, m, d))
+            part.queue.append((job.job_id, grp.nodes, c, m, d))
         if part.lead:
             return Reason.PRIORITY
         part.lead = True
@@ -403,7 +409,7 @@ class _Planner:
     def reserve(self, part: _Partition) -> None:
         """Make the queued reservations, in priority order, each at its earliest start (then name)."""
         now = self.now
-        for eligible, c, m, d in part.queue:
+        for job_id, eligible, c, m, d in part.queue:
             best: tuple[float, _Node, int] | None = None
             bound = INF
             for node in eligible:
@@ -417,6 +423,7 @@ class _Planner:
                 t, node, need = best
                 node.timeline(now).take(t, t + d, c, need)
                 node.reserved = True
+                self.expected[job_id] = t
         part.queue.clear()
 
 

@@ -49,7 +49,7 @@ def test_repeated_and_multiple_options() -> None:
 
 
 @pytest.mark.parametrize("name, argv", [
-    ("mqueue", ["--bogus"]), ("mqueue", ["-h"]), ("mqueue", ["--help"]), ("mqueue", ["-u"]),
+    ("mqueue", ["--bogus"]), ("mcancel", ["-h"]), ("mqueue", ["--help"]), ("mqueue", ["-u"]),
     ("mqueue", ["--me=yes"]), ("mqueue", ["stray"]), ("mcancel", []), ("mshow", []), ("mshow", ["1", "2"]),
     ("mextend", ["-t", "5"]), ("mbatch", ["-c"]), ("mbatch", ["-Z", "x.sh"]),
 ])

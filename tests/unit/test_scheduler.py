@@ -744,3 +744,18 @@ def test_a_plan_counts_the_cpus_left_free_on_available_nodes():
     result = plan(Snapshot(nodes, running, pending), 0.0)
     assert result.starts == (Start(3, "a"),) and result.free_cpus == 0
     assert plan(Snapshot(nodes[:1]), 0.0).free_cpus == 2
+
+
+def test_expected_starts_of_the_jobs_holding_reservations() -> None:
+    """`mqueue --start`: each waiting job's reservation says when it should start, behind the
+    running job's deadline and then behind the job reserved before it."""
+    snap = Snapshot((node("n1", cpus=2),), (run(1, "n1", 2, ends_in=100),),
+                    (job(2, cpus=2, limit=50), job(3, cpus=2, limit=50), job(4, cpus=1, limit=0)))
+    got = plan(snap, NOW)
+    assert got.starts == ()
+    assert got.expected == {2: NOW + 100, 3: NOW + 150, 4: NOW + 200}  # unlimited, it still has a start
+
+
+def test_no_expected_start_without_a_deadline_ahead() -> None:
+    got = plan(Snapshot((node("n1", cpus=1),), (run(1, "n1", 1, ends_in=None),), (job(2, cpus=1),)), NOW)
+    assert got.expected == {}

@@ -1,0 +1,147 @@
+"""squeue's `-o/--format` for mqueue: `%[.][width]code` fields and literal text between them.
+
+Pure: a format string in, rows of text out. `%.10i` is right-justified in 10 columns, `%10i`
+left-justified; a field is cut to its width, as squeue cuts it. Each code names the API fields
+it reads, so mqueue asks melond for only those (`GET /jobs?fields=`).
+"""
+from __future__ import annotations
+
+import time
+
+from melond.errors import ParseError
+from melond.spec.timespec import format_duration, format_limit, format_size_mib
+
+#: squeue's own default, `squeue -o` without `-o`: the columns mqueue shows unless told otherwise.
+DEFAULT = "%.18i %.9P %.8j %.8u %.2t %.10M %.10l %.6D %R"
+
+
+def _label(j: dict) -> str:
+    if j.get("label"):
+        return j["label"]
+    return f"{j['array_job_id']}_{j['array_task_id']}" if j.get("array_task_id") is not None else str(j["id"])
+
+
+def _time(epoch: float | None) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(epoch)) if epoch else "N/A"
+
+
+def _left(j: dict, now: float) -> str:
+    if not j["time_limit"]:
+        return "UNLIMITED"
+    if j["state"] != "R":
+        return format_duration(j["time_limit"])
+    return format_duration(max(0.0, j["time_limit"] - j["elapsed"]))
+
+
+def _start(j: dict, now: float) -> str:
+    return _time(j.get("start_time") or j.get("expected_start"))
+
+
+def _end(j: dict, now: float) -> str:
+    if j.get("end_time"):
+        return _time(j["end_time"])
+    if j.get("start_time") and j["time_limit"]:
+        return _time(j["start_time"] + j["time_limit"])
+    if j.get("expected_start") and j["time_limit"]:
+        return _time(j["expected_start"] + j["time_limit"])
+    return "N/A"
+
+
+def _reason_or_node(j: dict, now: float) -> str:
+    return j["node"] if j.get("node") and j["state"] not in ("PD",) else f"({j.get('reason') or 'None'})"
+
+
+def _task(j: dict, now: float) -> str:
+    label = _label(j)
+    return label.partition("_")[2] if "_" in label else "N/A"
+
+
+# code -> (header, API fields it reads, how it is shown)
+CODES: dict[str, tuple[str, tuple[str, ...], object]] = {
+    "i": ("JOBID", ("id", "array_job_id", "array_task_id"), lambda j, now: _label(j)),
+    "A": ("ARRAY_JOB_ID", ("id", "array_job_id"), lambda j, now: str(j.get("array_job_id") or j["id"])),
+    "a": ("ARRAY_TASK_ID", ("id", "array_job_id", "array_task_id"), _task),
+    "j": ("NAME", ("name",), lambda j, now: j["name"]),
+    "u": ("USER", ("user",), lambda j, now: j["user"]),
+    "t": ("ST", ("state",), lambda j, now: j["state"]),
+    "T": ("STATE", ("state_name",), lambda j, now: j["state_name"]),
+    "M": ("TIME", ("elapsed",), lambda j, now: format_duration(j["elapsed"])),
+    "l": ("TIME_LIMIT", ("time_limit",), lambda j, now: format_limit(j["time_limit"])),
+    "L": ("TIME_LEFT", ("time_limit", "state", "elapsed"), _left),
+    "D": ("NODES", (), lambda j, now: "1"),
+    "C": ("CPUS", ("cpus",), lambda j, now: str(j["cpus"])),
+    "m": ("MIN_MEMORY", ("memory",), lambda j, now: format_size_mib(j["memory"] // (1024 * 1024))),
+    "P": ("PARTITION", ("partition",), lambda j, now: j["partition"]),
+    "N": ("NODELIST", ("node",), lambda j, now: j.get("node") or ""),
+    "R": ("NODELIST(REASON)", ("node", "state", "reason"), _reason_or_node),
+    "r": ("REASON", ("reason",), lambda j, now: j.get("reason") or "None"),
+    "S": ("START_TIME", ("start_time", "expected_start"), _start),
+    "V": ("SUBMIT_TIME", ("submit_time",), lambda j, now: _time(j["submit_time"])),
+    "e": ("END_TIME", ("end_time", "start_time", "time_limit", "expected_start"), _end),
+    "Z": ("WORK_DIR", ("chdir",), lambda j, now: j["chdir"]),
+    "o": ("COMMAND", ("script_path",), lambda j, now: j.get("script_path") or "(wrap)"),
+}
+FORMS = ("write fields as %[.][width]CODE, e.g. \"%.18i %.9P %.8j %T\" (the '.' right-justifies); codes: "
+         + " ".join(f"%{c} ({h})" for c, (h, _, _) in CODES.items()) + "; %% is a literal %")
+
+
+class Field:
+    __slots__ = ("code", "width", "right")
+
+    def __init__(self, code: str, width: int | None, right: bool) -> None:
+        self.code, self.width, self.right = code, width, right
+
+    def fit(self, text: str) -> str:
+        if self.width is None:
+            return text
+        text = text[:self.width]
+        return text.rjust(self.width) if self.right else text.ljust(self.width)
+
+
+def parse_format(text: str) -> list[Field | str]:
+    """`%.18i %j|%T` -> [Field(i, 18, right), " ", Field(j), "|", Field(T)]."""
+    out: list[Field | str] = []
+    literal, i = "", 0
+    while i < len(text):
+        ch = text[i]
+        if ch != "%":
+            literal += ch
+            i += 1
+            continue
+        if text[i + 1:i + 2] == "%":
+            literal, i = literal + "%", i + 2
+            continue
+        j = i + 1
+        right = text[j:j + 1] == "."
+        j += right
+        k = j
+        while k < len(text) and text[k] in "0123456789":
+            k += 1
+        code = text[k:k + 1]
+        if code not in CODES:
+            shown = text[i:k + 1] or "%"
+            raise ParseError(f"unknown format field {shown!r} in {text!r}; {FORMS}")
+        if literal:
+            out.append(literal)
+            literal = ""
+        width = int(text[j:k]) if k > j else None
+        if width is not None and width > 1000:
+            raise ParseError(f"field width {width} in {text!r} is too wide (at most 1000)")
+        out.append(Field(code, width, right))
+        i = k + 1
+    if literal:
+        out.append(literal)
+    return out
+
+
+def fields_needed(spec: list[Field | str]) -> list[str]:
+    return list(dict.fromkeys(f for item in spec if isinstance(item, Field) for f in CODES[item.code][1]))
+
+
+def header(spec: list[Field | str]) -> str:
+    return "".join(item.fit(CODES[item.code][0]) if isinstance(item, Field) else item for item in spec).rstrip()
+
+
+def render(spec: list[Field | str], job: dict, now: float) -> str:
+    return "".join(item.fit(CODES[item.code][2](job, now)) if isinstance(item, Field) else item
+                   for item in spec).rstrip()
