@@ -42,6 +42,13 @@ def job_ids(values: tuple[str, ...] | list[str]) -> list[str]:
     return [str(ref) for ref in parse_job_refs(values)]
 
 
+def ref_names(ref, job: dict) -> bool:
+    """Does `13` (the job, or the whole array) or `13_4` (one task) name this listed job?"""
+    if ref.task is None:
+        return ref.job_id in (job["id"], job.get("array_job_id"))
+    return job.get("array_job_id") == ref.job_id and job.get("array_task_id") == ref.task
+
+
 def each_job(reply: dict, typed: str) -> list[dict]:
     """The per-job outcomes of an action on `typed`: one job's reply, or an array's list."""
     return reply["jobs"] if "jobs" in reply else [{"job": typed, **reply}]

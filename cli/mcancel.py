@@ -1,34 +1,93 @@
-"""`mcancel`: cancel jobs, as scancel does."""
+"""`mcancel`: cancel jobs, or send them a signal, as scancel does."""
 from __future__ import annotations
 
 import sys
 
-from cli.args import Arg, Command, error
-from cli.common import client, each_job, echo, job_ids
-from melond.errors import MelonError
+from cli.args import Arg, Command, Opt, error
+from cli.common import client, current_user, each_job, echo, job_ids, job_label, ref_names
+from melond.errors import MelonError, ParseError
 
 PROG = "mcancel"
+LISTED = "id,name,user,state,partition,array_job_id,array_task_id"
 
 
-def cancel(ids: tuple[str, ...], endpoint: str | None) -> None:
-    """Cancel pending or running jobs: IDS are 12, 12,13, an array task 10_3 or tasks 10_[1-3]; an
-    array's id cancels all its tasks. A running job gets SIGTERM, then SIGKILL after KillWait."""
+def cancel(ids: tuple[str, ...], user: str | None, me: bool, states: str | None, names: str | None,
+           partitions: str | None, signal: str | None, interactive: bool, endpoint: str | None) -> None:
+    """Cancel jobs, or with -s send them a signal. IDS are 12, 12,13, an array task 10_3 or tasks
+    10_[1-3]; an array's id means all its tasks. Filters (-u, --me, -t, -n, -p) pick jobs, from IDS
+    if given; a running job gets SIGTERM, then SIGKILL after KillWait.
+
+        mcancel 12 13          mcancel --me -t PD          mcancel -s USR1 12
+    """
+    sig = None
+    if signal is not None:
+        from melond.spec.timespec import signal_number
+        sig = signal_number(signal)
+    if me:
+        user = current_user()
+    filtered = any(v is not None for v in (user, states, names, partitions))
+    if not ids and not filtered:
+        raise ParseError("give job ids, or filters that pick the jobs (-u USER, --me, -t STATES, -n NAME, "
+                         "-p PARTITION); `mcancel --me` cancels all your jobs")
     c = client(endpoint)
+    targets = job_ids(ids) if ids else []
+    if filtered:
+        targets = _pick(c, targets, user, states, names, partitions)
     failed = 0
-    for jid in job_ids(ids):
+    for ref in targets:
+        if interactive and not _confirm(ref, "signal" if sig else "cancel"):
+            continue
         try:
-            reply = c.call("POST", f"/jobs/{jid}/cancel")
+            if sig is None:
+                reply = c.call("POST", f"/jobs/{ref}/cancel")
+            else:
+                reply = c.call("POST", f"/jobs/{ref}/signal", {"signal": sig})
         except MelonError as exc:
             error(PROG, str(exc))
             failed += 1
             continue
-        for r in each_job(reply, jid):
-            echo(f"Cancelling job {r['job']}" if r.get("cancelling") else f"Cancelled job {r['job']}")
+        for r in each_job(reply, ref):
+            if sig is not None:
+                echo(f"Sent signal {sig} to job {r['job']}")
+            else:
+                echo(f"Cancelling job {r['job']}" if r.get("cancelling") else f"Cancelled job {r['job']}")
         for e in reply.get("errors", []):
             error(PROG, e["message"])
             failed += 1
     sys.exit(1 if failed else 0)
 
 
-COMMAND = Command(PROG, cancel, [], args=[Arg("ids", "+")])
+def _pick(c, typed: list[str], user: str | None, states: str | None, names: str | None,
+          partitions: str | None) -> list[str]:
+    """The pending and running jobs the filters pick, each by its own label (`13_2`, never `13`,
+    which would name a whole array), within the ids typed if any."""
+    query = {"user": user, "state": states or "PD,R", "fields": LISTED}
+    jobs = c.call("GET", "/jobs", query=query)["jobs"]
+    if names:
+        jobs = [j for j in jobs if j["name"] in set(names.split(","))]
+    if partitions:
+        jobs = [j for j in jobs if j["partition"] in set(partitions.split(","))]
+    if typed:
+        from melond.spec.jobids import parse_job_refs
+        refs = parse_job_refs(typed)
+        jobs = [j for j in jobs if any(ref_names(r, j) for r in refs)]
+    return [job_label(j) for j in jobs]
+
+
+def _confirm(ref: str, action: str) -> bool:
+    sys.stdout.write(f"{action.capitalize()} job {ref} [y/n]? ")
+    sys.stdout.flush()
+    return sys.stdin.readline().strip().lower() in ("y", "yes")
+
+
+COMMAND = Command(PROG, cancel, [
+    Opt("-u", "--user", dest="user", value=True, help="Only this user's jobs."),
+    Opt("--me", dest="me", help="Only my jobs."),
+    Opt("-t", "--state", dest="states", value=True, help="Only jobs in these states: PD, R or PD,R."),
+    Opt("-n", "--name", dest="names", value=True, help="Only jobs with these names (comma-separated)."),
+    Opt("-p", "--partition", dest="partitions", value=True, help="Only jobs in these partitions (comma-separated)."),
+    Opt("-s", "--signal", dest="signal", value=True, metavar="SIGNAL",
+        help="Send this signal (USR1, TERM, 10, ...) to every process of each running job instead of cancelling."),
+    Opt("-i", "--interactive", dest="interactive", help="Ask before acting on each job."),
+], args=[Arg("ids", "*")])
 main = COMMAND.main

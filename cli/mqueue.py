@@ -6,10 +6,10 @@ import time
 
 from cli import queue_format
 from cli.args import Command, Opt
-from cli.common import client, current_user, echo, job_label, print_json, table
+from cli.common import client, current_user, echo, job_label, print_json, ref_names, table
 from melond.errors import ParseError
 from melond.spec.folding import fold_pending
-from melond.spec.jobids import JobRef, parse_job_refs
+from melond.spec.jobids import parse_job_refs
 from melond.spec.timespec import format_duration, format_limit
 
 PROG = "mqueue"
@@ -51,7 +51,7 @@ def show(me: bool, user: str | None, states: str | None, ids: tuple[str, ...], s
     while True:
         jobs = c.call("GET", "/jobs", query=query)["jobs"]
         if refs:
-            jobs = [j for j in jobs if any(_names(r, j) for r in refs)]
+            jobs = [j for j in jobs if any(ref_names(r, j) for r in refs)]
         for key, values in wanted.items():
             jobs = [j for j in jobs if j.get(FILTER_FIELDS[key]) in values]
         if as_json:
@@ -158,13 +158,6 @@ def _fold_key(job: dict) -> tuple | None:
     if job["state"] != "PD" or job.get("array_task_id") is None:
         return None
     return job["array_job_id"], job["name"], job["user"], job["time_limit"], job.get("array_throttle")
-
-
-def _names(ref: JobRef, job: dict) -> bool:
-    """Does `13` (the job, or the whole array) or `13_4` (one task) name this job?"""
-    if ref.task is None:
-        return ref.job_id in (job["id"], job.get("array_job_id"))
-    return job.get("array_job_id") == ref.job_id and job.get("array_task_id") == ref.task
 
 
 COMMAND = Command(PROG, show, [

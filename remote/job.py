@@ -107,6 +107,9 @@ class Job:
                 self._terminate("cancelled", now)
             elif deadline is not None and now >= deadline:
                 self._terminate("timeout", now)
+        for sig in self.dir.take_lines("signals"):  # `mcancel -s`, sent once each
+            if self.ending is None and sig.isdigit():
+                self.limits.signal_all(int(sig))
         if self.kill_at is not None and now >= self.kill_at:
             self.limits.signal_all(signal.SIGKILL)
             self.kill_at = None

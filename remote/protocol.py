@@ -16,6 +16,7 @@ class Op(StrEnum):
     SET_LIMIT = "set_limit"  # job_id, run, limit: a running job's new total limit
     SET_LIMITS = "set_limits"  # limits: [[job_id, run, limit], ...], a node's whole set at reconnect
     KILL = "kill"  # job_id, run: cancel (idempotent: a flag in the run's spool)
+    SIGNAL = "signal"  # job_id, run, signal: send it to every process of the running job, once
     LIST = "list"  # every run in the spool and its state
     FORGET = "forget"  # runs: [[job_id, run], ...] whose end melond has committed
 

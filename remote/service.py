@@ -105,6 +105,7 @@ class Helper:
             Op.SET_LIMIT: self.op_set_limit,
             Op.SET_LIMITS: self.op_set_limits,
             Op.KILL: self.op_kill,
+            Op.SIGNAL: self.op_signal,
             Op.LIST: self.op_list,
             Op.FORGET: self.op_forget,
         }
@@ -224,6 +225,17 @@ class Helper:
         d = self._existing(msg)
         d.write_bytes("cancel", b"1")
         return {"ended": d.exists("result.json"), "woke": self._wake(d)}
+
+    async def op_signal(self, msg: dict) -> dict:
+        """Queue a signal for the job's supervisor to send to all its processes (`mcancel -s`)."""
+        sig = msg.get("signal")
+        if not isinstance(sig, int) or not 0 < sig < signal.NSIG:
+            raise RequestError(ErrorCode.BAD_REQUEST, f"signal {sig!r} is not a signal number")
+        d = self._existing(msg)
+        if d.exists("result.json"):
+            return {"ended": True, "woke": False}
+        d.append_line("signals", str(sig))
+        return {"ended": False, "woke": self._wake(d)}
 
     async def op_list(self, msg: dict) -> dict:
         jobs = []

@@ -16,7 +16,7 @@ import os
 import shutil
 
 
-RUN_FILES = ("result.json", "started.json", "spec.json", "limit", "cancel")  # all a run's folder may hold
+RUN_FILES = ("result.json", "started.json", "spec.json", "limit", "cancel", "signals", "signals.taken")  # all a run's folder may hold
 
 
 def run_key(job_id: int, run: int = 0) -> str:
@@ -87,6 +87,28 @@ class JobDir:
                 return int(f.read() or default)
         except (OSError, ValueError):
             return default
+
+    def append_line(self, name: str, text: str) -> None:
+        """One line added whole (O_APPEND): requests that queue up, such as signals to send."""
+        fd = os.open(self.path(name), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            os.write(fd, (text + "\n").encode())
+        finally:
+            os.close(fd)
+
+    def take_lines(self, name: str) -> list[str]:
+        """The lines queued in `name`, removing them: renamed first, so a line appended meanwhile
+        lands in a new file for the next take rather than being lost."""
+        taken = self.path(name + ".taken")
+        try:
+            os.replace(self.path(name), taken)
+        except FileNotFoundError:
+            return []
+        try:
+            with open(taken, "rb") as f:
+                return f.read().decode(errors="replace").split()
+        finally:
+            os.unlink(taken)
 
     def remove(self) -> None:
         """The files the spool writes, then the folder; anything else there (a temporary file

@@ -77,6 +77,12 @@ class ExtendRequest(Body):
     to: int | None = Field(default=None, ge=0, le=MAX_SECONDS)
 
 
+class SignalRequest(Body):
+    """A signal number to send to every process of a running job (`mcancel -s`)."""
+
+    signal: int = Field(ge=1, le=64)
+
+
 class NodeAction(Body):
     """Why an operator drains or downs a node (shown by minfo)."""
 

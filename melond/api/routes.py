@@ -204,6 +204,13 @@ async def extend_job(request: web.Request) -> web.Response:
                                          lambda jid: ops.extend(jid, caller, add=body.add, to=body.to)))
 
 
+async def signal_job(request: web.Request) -> web.Response:
+    body: models.SignalRequest = await _body(request, models.SignalRequest)
+    ops, caller = request.app[ENGINE].ops, request["caller"]
+    states = frozenset({State.RUNNING})
+    return web.json_response(await _each(request, states, lambda jid: ops.signal(jid, caller, body.signal)))
+
+
 async def hold_job(request: web.Request) -> web.Response:
     ops, caller = request.app[ENGINE].ops, request["caller"]
     return web.json_response(await _each(request, PENDING, lambda jid: ops.set_hold(jid, caller, True)))
@@ -273,6 +280,8 @@ ROUTES = [
     ("GET", "/jobs/{job_id}", show_job, None, None, "one job (`13` or an array task `13_4`) with its events; ?wait=SECONDS blocks until it ends"),
     ("POST", "/jobs/{job_id}/cancel", cancel_job, None, None, "cancel a pending or running job; an array's id cancels each task (reply: jobs, errors)"),
     ("POST", "/jobs/{job_id}/extend", extend_job, models.ExtendRequest, None, "extend a job's time limit; an array's id extends each unfinished task"),
+    ("POST", "/jobs/{job_id}/signal", signal_job, models.SignalRequest, None,
+     "send a signal to every process of a running job; an array's id signals each running task"),
     ("POST", "/jobs/{job_id}/hold", hold_job, None, None, "hold a pending job; an array's id holds each pending task"),
     ("POST", "/jobs/{job_id}/release", release_job, None, None, "release a held job; an array's id releases each pending task"),
     ("GET", "/nodes", list_nodes, None, None, "nodes with allocation and limit backend"),

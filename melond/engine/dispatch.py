@@ -100,6 +100,14 @@ class Dispatcher:
             # Marked RUNNING but its start never reached the node: it never ran.
             await self.record_end(job.id, {"reason": "cancelled", "exit_code": None, "signal": None})
 
+    async def signal(self, job: Job, sig: int) -> None:
+        """Have the job's node send `sig` to all its processes, once (not retried: a signal late
+        is not the signal asked for)."""
+        session = self.sessions.get(job.node or "")
+        if session is None or not session.up:
+            raise NodeUnavailable(f"node {job.node} is not reachable now; try again once `minfo` shows it up")
+        await session.request(Op.SIGNAL, job_id=job.id, run=job.run, signal=sig)
+
     async def _kill_later(self, job: Job, attempt: int) -> None:
         await asyncio.sleep(retry_delay(attempt))
         await self.kill(job, attempt)

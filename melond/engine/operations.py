@@ -96,6 +96,17 @@ class Operations:
         await self.dispatcher.kill(job)
         return {"job_id": job_id, "state": State.RUNNING.value, "cancelling": True}
 
+    async def signal(self, job_id: int, caller: Caller, sig: int) -> dict:
+        """Send `sig` to every process of a running job (`mcancel -s`), as its owner or an operator."""
+        job = self.find(job_id)
+        policy.check_owner(job, caller, "signal")
+        if job.state is not State.RUNNING:
+            what = "has already ended" if job.state in FINISHED else "is pending"
+            raise Conflict(f"job {job_id} {what} ({job.state.value}); only a running job can be signalled "
+                           f"(mcancel without -s cancels a pending one)")
+        await self.dispatcher.signal(job, sig)
+        return {"job_id": job_id, "state": job.state.value, "signal": sig}
+
     async def extend(self, job_id: int, caller: Caller, *, add: int | None, to: int | None) -> dict:
         """Change the total limit; a running job's node learns the new one at once."""
         async with self._extending:  # one at a time, so two requests never both fit the last of a budget

@@ -1,0 +1,62 @@
+"""mcancel as scancel users drive it, with the real melond: filters, -s signals, -i, and refusals."""
+from __future__ import annotations
+
+import subprocess
+import time
+
+from conftest import BIN, Melon, wait_for
+
+
+def test_filters_pick_the_jobs_and_nothing_else(melon: Melon) -> None:
+    a = melon.submit("-H", "-J", "alpha", "--wrap", "true")
+    b = melon.submit("-H", "-J", "beta", "--wrap", "true")
+    arr = melon.submit("-H", "-J", "alpha", "--array", "1-3", "--wrap", "true")
+    out = melon.run("mcancel", "-n", "alpha").stdout.split("\n")
+    assert sorted(line.split()[-1] for line in out if line) == sorted([str(a), f"{arr}_1", f"{arr}_2", f"{arr}_3"])
+    assert melon.job(b)["state"] == "PD"
+    c = melon.submit("-H", "--wrap", "true")
+    melon.run("mcancel", "--me", "-t", "PD", str(c))  # the ids given, within the filters
+    assert melon.job(c)["state"] == "CA" and melon.job(b)["state"] == "PD"
+    assert melon.run("mcancel", "-p", "nowhere").stdout == ""
+    assert melon.job(b)["state"] == "PD"
+    melon.run("mcancel", "-u", "root" if melon.job(b)["user"] == "root" else melon.job(b)["user"])
+    assert melon.job(b)["state"] == "CA"
+
+
+def test_signal_reaches_every_process_of_the_job_and_it_runs_on(melon: Melon) -> None:
+    script = ("trap 'echo got-usr1 >> sig.log' USR1; "
+              "(trap 'echo child-usr1 >> sig.log' USR1; while :; do sleep 0.1; done) & "
+              "while :; do sleep 0.1; done")
+    jid = melon.submit("-t", "1:00", "--wrap", script)
+    melon.wait_state(jid, {"R"})
+    log = melon.work / "sig.log"
+    time.sleep(1)  # both traps set
+    out = melon.run("mcancel", "-s", "USR1", str(jid)).stdout
+    assert out.strip() == f"Sent signal 10 to job {jid}"
+    wait_for(lambda: log.exists() and {"got-usr1", "child-usr1"} <= set(log.read_text().split()),
+             what="the signal to reach the script and its child")
+    assert melon.job(jid)["state"] == "R"
+    melon.run("mcancel", "--signal=SIGUSR1", str(jid))
+    wait_for(lambda: log.read_text().split().count("got-usr1") == 2, what="a second signal, once")
+    melon.run("mcancel", str(jid))
+    assert melon.wait_state(jid, {"CA"})["state"] == "CA"
+
+
+def test_interactive_asks_for_each(melon: Melon) -> None:
+    a, b = melon.submit("-H", "--wrap", "true"), melon.submit("-H", "--wrap", "true")
+    r = subprocess.run([str(BIN / "mcancel"), "-i", str(a), str(b)], input="y\nn\n", capture_output=True,
+                       text=True, env=melon.env(), cwd=melon.work)
+    assert r.returncode == 0 and r.stdout.count("[y/n]?") == 2
+    assert melon.job(a)["state"] == "CA" and melon.job(b)["state"] == "PD"
+    melon.run("mcancel", str(b))
+
+
+def test_refusals_exit_1_and_change_nothing(melon: Melon) -> None:
+    held = melon.submit("-H", "--wrap", "true")
+    for args, says in ((["--"], "give job ids, or filters"), (["-s", "WIBBLE", str(held)], "'WIBBLE'"),
+                       (["-s", "99", str(held)], "'99'"), (["-s", "USR1", str(held)], "only a running job"),
+                       (["-t", "XX"], "XX")):
+        r = melon.run("mcancel", *args, check=False)
+        assert r.returncode == 1 and says in r.stderr and "Traceback" not in r.stderr, (args, r.stderr)
+    assert melon.job(held)["state"] == "PD"
+    melon.run("mcancel", str(held))
