@@ -22,24 +22,25 @@ CONTEXT = {"help_option_names": ["-h", "--help"]}
 class Opt:
     """One option: its flags (`-j`, `--jobs`), where its value goes, and whether it takes one."""
 
-    __slots__ = ("flags", "dest", "value", "multiple", "help", "metavar", "required")
+    __slots__ = ("flags", "dest", "value", "multiple", "help", "metavar", "required", "complete")
 
     def __init__(self, *flags: str, dest: str, value: bool = False, multiple: bool = False, help: str = "",
-                 metavar: str | None = None, required: bool = False) -> None:
+                 metavar: str | None = None, required: bool = False, complete: str | None = None) -> None:
         self.flags, self.dest, self.value, self.multiple = flags, dest, value or multiple, multiple
         self.help, self.metavar, self.required = help, metavar, required
+        self.complete = complete  # what the shell completes: "jobs", "nodes" or "file"
 
     def empty(self) -> object:
         return () if self.multiple else (None if self.value else False)
 
 
 class Arg:
-    """The positional words: `name`, and how many (`1`, `?`, `+` or `*`)."""
+    """The positional words: `name`, how many (`1`, `?`, `+` or `*`), what the shell completes."""
 
-    __slots__ = ("name", "count")
+    __slots__ = ("name", "count", "complete")
 
-    def __init__(self, name: str, count: str = "1") -> None:
-        self.name, self.count = name, count
+    def __init__(self, name: str, count: str = "1", complete: str | None = None) -> None:
+        self.name, self.count, self.complete = name, count, complete
 
 
 class Fallback(Exception):
@@ -161,15 +162,24 @@ class Command:
         """The same command as a rich-click Command, for help, completion and usage errors."""
         import rich_click as click
 
+        def completion(what: str | None) -> dict:
+            if what == "file":
+                return {"type": click.Path()}
+            if what is None:
+                return {}
+            from cli import completion as values
+            return {"shell_complete": getattr(values, what)}
+
         params: list = []
         for opt in self.options:
             params.append(click.Option([*opt.flags, opt.dest], is_flag=not opt.value, multiple=opt.multiple,
                                        default=None if opt.value and not opt.multiple else opt.empty(),
                                        help=opt.help, metavar=opt.metavar, required=opt.required,
-                                       envvar="MELON_API" if opt is ENDPOINT else None))
+                                       envvar="MELON_API" if opt is ENDPOINT else None, **completion(opt.complete)))
         for arg in self.args:
             params.append(click.Argument([arg.name], nargs=-1 if arg.count in "+*" else 1,
-                                         required=arg.count in "1+", type=click.UNPROCESSED))
+                                         required=arg.count in "1+",
+                                         **({"type": click.UNPROCESSED} | completion(arg.complete))))
 
         def callback(**values: object) -> None:
             if not self.interspersed and "args" in values:

@@ -115,5 +115,5 @@ COMMAND = Command(PROG, submit, [
     Opt("-W", "--wait", dest="wait", help="Wait for the job to end; exit with its exit code."),
     Opt("--dry-run", dest="dry_run", help="Parse and check, submit nothing."),
     Opt("--json", dest="as_json", help="With --dry-run: print the parsed request as JSON."),
-], args=[Arg("script", "?"), Arg("args", "*")], interspersed=False)
+], args=[Arg("script", "?", complete="file"), Arg("args", "*", complete="file")], interspersed=False)
 main = COMMAND.main

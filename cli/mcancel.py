@@ -89,5 +89,5 @@ COMMAND = Command(PROG, cancel, [
     Opt("-s", "--signal", dest="signal", value=True, metavar="SIGNAL",
         help="Send this signal (USR1, TERM, 10, ...) to every process of each running job instead of cancelling."),
     Opt("-i", "--interactive", dest="interactive", help="Ask before acting on each job."),
-], args=[Arg("ids", "*")])
+], args=[Arg("ids", "*", complete="jobs")])
 main = COMMAND.main

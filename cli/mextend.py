@@ -38,7 +38,7 @@ def extend(job_id: str, add: str | None, to: str | None, as_json: bool, endpoint
 
 
 COMMAND = Command(PROG, extend, [
-    Opt("-j", "--job", dest="job_id", value=True, required=True,
+    Opt("-j", "--job", dest="job_id", value=True, required=True, complete="jobs",
         help="The job to extend: 12, an array task 10_3, tasks 10_[1-3], or an array's id (all its tasks)."),
     Opt("-t", "--time", dest="add", value=True, help="Time to add: +1:00:00, 30, 1-00:00:00, or 0-01-00."),
     Opt("--to", dest="to", value=True, help="Set a new total limit instead of adding."),

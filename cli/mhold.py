@@ -38,5 +38,5 @@ def _release(ids: tuple[str, ...], endpoint: str | None) -> None:
     _apply("mrelease", "release", "Released", ids, endpoint)
 
 
-hold = Command("mhold", _hold, [], args=[Arg("ids", "+")]).main
-release = Command("mrelease", _release, [], args=[Arg("ids", "+")]).main
+hold = Command("mhold", _hold, [], args=[Arg("ids", "+", complete="jobs")]).main
+release = Command("mrelease", _release, [], args=[Arg("ids", "+", complete="jobs")]).main

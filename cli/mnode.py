@@ -5,6 +5,7 @@ import rich_click as click
 
 from cli.click_common import CONTEXT, endpoint_option, handle_errors
 from cli.common import client
+from cli.completion import nodes
 
 PROG = "mnode"
 
@@ -15,7 +16,7 @@ def main() -> None:
 
 
 @main.command()
-@click.argument("name")
+@click.argument("name", shell_complete=nodes)
 @click.option("--reason", required=True, help="Why; shown by minfo.")
 @endpoint_option
 @handle_errors(PROG)
@@ -26,7 +27,7 @@ def drain(name: str, reason: str, endpoint: str | None) -> None:
 
 
 @main.command()
-@click.argument("name")
+@click.argument("name", shell_complete=nodes)
 @endpoint_option
 @handle_errors(PROG)
 def resume(name: str, endpoint: str | None) -> None:
@@ -36,7 +37,7 @@ def resume(name: str, endpoint: str | None) -> None:
 
 
 @main.command()
-@click.argument("name")
+@click.argument("name", shell_complete=nodes)
 @click.option("--reason", required=True, help="Why; shown by minfo.")
 @endpoint_option
 @handle_errors(PROG)

@@ -164,7 +164,7 @@ COMMAND = Command(PROG, show, [
     Opt("--me", dest="me", help="Only my jobs."),
     Opt("-u", "--user", dest="user", value=True, help="Only this user's jobs."),
     Opt("-t", "--states", dest="states", value=True, help="States, e.g. PD,R or all (default: pending and running)."),
-    Opt("-j", "--jobs", dest="ids", multiple=True,
+    Opt("-j", "--jobs", dest="ids", multiple=True, complete="jobs",
         help="Only these jobs: 12, 12,13, 10_3, 10_[1-3]; an array's id for all its tasks."),
     Opt("-p", "--partition", dest="partitions", value=True, help="Only jobs in these partitions (comma-separated)."),
     Opt("-n", "--name", dest="names", value=True, help="Only jobs with these names (comma-separated)."),

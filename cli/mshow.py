@@ -99,5 +99,5 @@ def _details(job: dict) -> None:
 COMMAND = Command(PROG, show, [
     Opt("-p", "--parseable", dest="as_json", help="JSON for scripts: the original Melon's fields, then Melon's."),
     Opt("--json", dest="as_json", help="Same as -p."),
-], args=[Arg("job_id")])
+], args=[Arg("job_id", complete="jobs")])
 main = COMMAND.main
