@@ -31,6 +31,7 @@ test-unit: setup
 
 bench: setup
 	$(BIN)/python bench/bench_cli.py
+	$(BIN)/python bench/bench_acct.py
 	$(BIN)/python bench/bench_submit.py
 	$(BIN)/python bench/bench_throughput.py
 	$(BIN)/python bench/bench_scheduler.py

@@ -60,7 +60,11 @@ class Command:
                  help_flags: tuple[str, ...] = ("-h", "--help")) -> None:
         self.prog, self.run, self.args, self.interspersed = prog, run, list(args), interspersed
         self.help_flags = help_flags  # mqueue's -h is squeue's --noheader
-        self.options = [*options, ENDPOINT]
+        taken = {flag for opt in options for flag in opt.flags}
+        # A command whose own grammar takes -a (macct's --allusers, as sacct's) keeps the long forms.
+        endpoint = ENDPOINT if "-a" not in taken else Opt(*(f for f in ENDPOINT.flags if f != "-a"),
+                                                          dest="endpoint", value=True, metavar="URL", help=ENDPOINT.help)
+        self.options = [*options, endpoint]
         self.epilog = epilog
         self._flags = {flag: opt for opt in self.options for flag in opt.flags}
 
@@ -175,7 +179,8 @@ class Command:
             params.append(click.Option([*opt.flags, opt.dest], is_flag=not opt.value, multiple=opt.multiple,
                                        default=None if opt.value and not opt.multiple else opt.empty(),
                                        help=opt.help, metavar=opt.metavar, required=opt.required,
-                                       envvar="MELON_API" if opt is ENDPOINT else None, **completion(opt.complete)))
+                                       envvar="MELON_API" if opt.dest == "endpoint" else None,
+                                       **completion(opt.complete)))
         for arg in self.args:
             params.append(click.Argument([arg.name], nargs=-1 if arg.count in "+*" else 1,
                                          required=arg.count in "1+",

@@ -35,6 +35,7 @@ def parseable(job: dict) -> dict:
         "partition": job["partition"], "deadline": iso(job.get("deadline")), "detail": job.get("detail"),
         "backend": job.get("backend"), "requeue": job.get("requeue"), "restarts": job.get("restarts") or 0,
         "array_job_id": job.get("array_job_id"), "array_task_id": job.get("array_task_id"),
+        "cpu_time": job.get("cpu_time"), "max_rss": job.get("max_rss"),
         "extensions": extensions(job),
         "events": job.get("events", []),
     }
@@ -78,7 +79,8 @@ def _details(job: dict) -> None:
         ("SubmitTime", fmt_time(job["submit_time"])), ("StartTime", fmt_time(job.get("start_time"))),
         ("Deadline", fmt_time(job.get("deadline"))), ("EndTime", fmt_time(job.get("end_time"))),
         ("Requeue", "1" if job.get("requeue") else "0"), ("Restarts", str(job.get("restarts") or 0)),
-        ("ExitCode", exit_text), ("Command", " ".join([job.get("script_path") or "(wrap)", *job.get("script_args", [])])),
+        ("ExitCode", exit_text), ("TotalCPU", _cpu(job.get("cpu_time"))),
+        ("MaxRSS", format_size_mib(job["max_rss"] // (1024 * 1024)) if job.get("max_rss") is not None else "-"), ("Command", " ".join([job.get("script_path") or "(wrap)", *job.get("script_args", [])])),
         ("WorkDir", job["chdir"]), ("StdOut", job["output_path"]), ("StdErr", job["error_path"]),
     ]
     if job.get("detail"):
@@ -101,3 +103,7 @@ COMMAND = Command(PROG, show, [
     Opt("--json", dest="as_json", help="Same as -p."),
 ], args=[Arg("job_id", complete="jobs")])
 main = COMMAND.main
+
+
+def _cpu(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{format_duration(int(seconds))}.{int(seconds * 1000) % 1000:03d}"

@@ -81,6 +81,11 @@ class NoLimits:
     def oom_killed(self) -> bool:
         return False
 
+    def usage(self) -> tuple[float | None, int | None]:
+        """What the job's whole cgroup used, read at its end: (CPU seconds, peak bytes), each None
+        where this backend cannot tell (then the job's rusage stands in)."""
+        return None, None
+
     def destroy(self) -> None:
         """Remove the job's cgroup once empty (the supervisor empties it: Job.cleanup, which does
         not block its loop); one still busy is left behind. Nothing to remove here."""
@@ -106,6 +111,21 @@ def release_reused() -> None:
 
 
 _mounted: list[str] | None = None  # the v1 hierarchies we use that are mounted here
+
+
+def v2_usage(d: str) -> tuple[float | None, int | None]:
+    """A v2 cgroup's CPU time (cpu.stat usage_usec) and peak memory (memory.peak, kernel 5.19+)."""
+    stat = read_file(os.path.join(d, "cpu.stat"))
+    cpu = stat_value(stat, "usage_usec") / 1e6 if "usage_usec" in stat else None
+    peak = read_file(os.path.join(d, "memory.peak")).strip()
+    return cpu, int(peak) if peak.isdigit() else None
+
+
+def v1_peak(memory_dir: str) -> int | None:
+    """A v1 memory cgroup's high-water mark (memory.max_usage_in_bytes): the job's own cgroup,
+    so it started at zero."""
+    peak = read_file(os.path.join(memory_dir, "memory.max_usage_in_bytes")).strip()
+    return int(peak) if peak.isdigit() else None
 
 
 def v1_mounted() -> list[str]:

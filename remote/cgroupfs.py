@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import signal
 
-from remote.cgroup import CGROUP_ROOT, CPU_PERIOD_US, NoLimits, POOLED_V1, make_dir, mine, move_self, own_cgroups, read_file, release_scope, stat_value, v1_mounted, write_file
+from remote.cgroup import CGROUP_ROOT, CPU_PERIOD_US, NoLimits, POOLED_V1, make_dir, mine, move_self, own_cgroups, read_file, release_scope, stat_value, v1_mounted, v1_peak, v2_usage, write_file
 
 class CgroupV1(NoLimits):
     """cgroup v1: memory.limit_in_bytes, cpu.cfs_quota_us, pids.max, freezer for clean kills.
@@ -85,6 +85,11 @@ class CgroupV1(NoLimits):
     def oom_killed(self) -> bool:
         mem = self.dirs.get("memory")
         return bool(mem) and stat_value(read_file(os.path.join(mem, "memory.oom_control")), "oom_kill") > 0
+
+    def usage(self) -> tuple[float | None, int | None]:
+        # The cpu hierarchy's slots are reused, so CPU time comes from the job's rusage instead.
+        mem = self.dirs.get("memory")
+        return None, v1_peak(mem) if mem else None
 
     def destroy(self) -> None:
         """Remove the job's own cgroups; its slot goes back to the pool once they are gone (a
@@ -247,6 +252,9 @@ class CgroupV2(NoLimits):
 
     def oom_killed(self) -> bool:
         return stat_value(read_file(os.path.join(self.dir, "memory.events")), "oom_kill") > 0
+
+    def usage(self) -> tuple[float | None, int | None]:
+        return v2_usage(self.dir)
 
     def destroy(self) -> None:
         try:

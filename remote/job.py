@@ -50,6 +50,7 @@ class Job:
         self.cleanups = 0
         self.strays = True  # processes may be left in its cgroup: finish() tells
         self.reported = False  # its start (or why it could not start) was told to the helper
+        self.rusage = None  # its leader's, from wait4: what it and the children it waited for used
 
     def launch(self) -> None:
         """Start the job as its user in its own session. Its folder and output files are opened
@@ -131,6 +132,19 @@ class Job:
         self.limits.signal_all(signal.SIGTERM)
         self.kill_at = now + self.kill_wait
 
+    def reap(self) -> int | None:
+        """Popen.poll(), through wait4 so that the leader's rusage is kept: the CPU time and peak
+        memory a node without the job's own cgroup reports. None while it runs."""
+        try:
+            pid, status, usage = os.wait4(self.proc.pid, os.WNOHANG)
+        except ChildProcessError:  # reaped already
+            return self.proc.poll()
+        if pid == 0:
+            return None
+        self.rusage = usage
+        self.proc.returncode = os.waitstatus_to_exitcode(status)
+        return self.proc.returncode
+
     def finish(self, returncode: int | None) -> dict:
         """Kill leftovers and classify the end; the caller records the result."""
         self.strays = bool(self.limits.pids())
@@ -155,8 +169,13 @@ class Job:
         else:
             reason = "exited"
         self.ended = True
+        cpu, peak = self.limits.usage()
+        if self.rusage is not None:
+            cpu = cpu if cpu is not None else self.rusage.ru_utime + self.rusage.ru_stime
+            peak = peak if peak is not None else self.rusage.ru_maxrss * 1024  # KiB on Linux
         return {"exit_code": code, "signal": sig, "reason": reason, "error": self.error, "start": self.start,
-                "end": time.time(), "term_sent": self.term_at, "backend": self.limits.name}
+                "end": time.time(), "term_sent": self.term_at, "backend": self.limits.name,
+                "cpu_time": None if cpu is None else round(cpu, 3), "max_rss": peak}
 
     def cleanup(self) -> float | None:
         """Empty and remove the job's cgroup; seconds until the next try, None once done. A cgroup

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import signal
 
-from remote.cgroup import CGROUP_ROOT, NoLimits, hierarchy, mine, move_self, own_cgroups, read_file, stat_value, write_file
+from remote.cgroup import CGROUP_ROOT, NoLimits, hierarchy, mine, move_self, own_cgroups, read_file, stat_value, v1_peak, v2_usage, write_file
 
 class SystemdScope(NoLimits):
     """A transient systemd scope per job, `melon-job-<id>.scope`, with MemoryMax, CPUQuota, TasksMax.
@@ -143,6 +143,20 @@ class SystemdScope(NoLimits):
 
     def oom_killed(self) -> bool:
         return bool(self.oom_file) and stat_value(read_file(self.oom_file[0]), self.oom_file[1]) > 0
+
+    def usage(self) -> tuple[float | None, int | None]:
+        """The scope's own cgroups, which systemd made for this job alone."""
+        if "" in self.dirs and os.path.exists(os.path.join(CGROUP_ROOT, "cgroup.controllers")):
+            return v2_usage(self.dirs[""])
+        cpu = peak = None
+        for controllers, d in self.dirs.items():
+            names = controllers.split(",")
+            if "memory" in names:
+                peak = v1_peak(d)
+            if "cpuacct" in names:
+                ns = read_file(os.path.join(d, "cpuacct.usage")).strip()
+                cpu = int(ns) / 1e9 if ns.isdigit() else None
+        return cpu, peak
 
     def destroy(self) -> None:
         """Last one out: the anchor goes home and systemd collects the scope. An anchor systemd

@@ -341,7 +341,7 @@ class Supervisor:
             job.due = None
 
     def _ended(self, job: Job) -> None:
-        status = job.proc.poll()
+        status = job.reap()
         if status is None:  # not reapable yet, though its pidfd said it ended: keep watching
             self._watch(job)
             return

@@ -27,6 +27,7 @@ from melond.sched.policy import Caller, check_owner
 from melond.spec.jobids import parse_one_ref
 from melond.spec.states import ACTIVE, State, parse_states
 from melond.state.job import Job
+from melond.state.store import ACCOUNTING_COLUMNS
 
 log = logging.getLogger("melond.api")
 PENDING = frozenset({State.PENDING})  # the tasks `mhold 13` and `mrelease 13` act on
@@ -172,6 +173,31 @@ async def list_jobs(request: web.Request) -> web.Response:
                                               expected=engine.loop.expected_starts)})
 
 
+async def accounting(request: web.Request) -> web.Response:
+    """`macct`: jobs pending or running at some time in [start, end] (epoch seconds; default the
+    last day), read from the store off the event loop."""
+    q = request.query
+    now = time.time()
+    end = _seconds(q["end"], "end") if q.get("end") else now
+    start = _seconds(q["start"], "start") if q.get("start") else end - 86400
+    if start > end:
+        raise BadRequest("start is after end; give a start time before the end time")
+    try:
+        states = [s.value for s in parse_states(q["state"])] if q.get("state") else None
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from None
+    users = [u for u in q["user"].split(",") if u] if q.get("user") else None
+    ids = _int_list(q.get("ids"))
+    columns = [c for c in q.get("fields", "").split(",") if c] or list(ACCOUNTING_COLUMNS)
+    unknown = [c for c in columns if c not in ACCOUNTING_COLUMNS]
+    if unknown:
+        raise BadRequest(f"unknown accounting field(s) {', '.join(map(repr, unknown))} in `fields`; "
+                         f"known: {', '.join(ACCOUNTING_COLUMNS)}")
+    rows = await request.app[ENGINE].store.read(
+        lambda db: db.accounting(start, end, states=states, users=users, ids=ids, columns=columns))
+    return web.json_response({"jobs": rows, "start": start, "end": end})
+
+
 async def show_job(request: web.Request) -> web.Response:
     engine = request.app[ENGINE]
     jid = _job_id(request)
@@ -277,6 +303,8 @@ ROUTES = [
     ("GET", "/whoami", whoami, None, None, "who the server thinks you are"),
     ("POST", "/jobs", submit, models.SubmitRequest, models.SubmitReply, "submit a batch job (or an array)"),
     ("GET", "/jobs", list_jobs, None, None, "list jobs; ?state=R,PD&user=&ids=1,2&all=1"),
+    ("GET", "/accounting", accounting, None, None,
+     "jobs pending or running at some time in [start, end] (epoch seconds), with what they used: ?start=&end=&state=&user=&ids="),
     ("GET", "/jobs/{job_id}", show_job, None, None, "one job (`13` or an array task `13_4`) with its events; ?wait=SECONDS blocks until it ends"),
     ("POST", "/jobs/{job_id}/cancel", cancel_job, None, None, "cancel a pending or running job; an array's id cancels each task (reply: jobs, errors)"),
     ("POST", "/jobs/{job_id}/extend", extend_job, models.ExtendRequest, None, "extend a job's time limit; an array's id extends each unfinished task"),

@@ -57,6 +57,7 @@ class Ends:
         changes = {
             "state": state.value, "end_time": result.get("end") or now, "exit_code": result.get("exit_code"),
             "exit_signal": result.get("signal"), "detail": result.get("error"),
+            "cpu_time": _number(result.get("cpu_time")), "max_rss": _number(result.get("max_rss")),
         }
         if result.get("start") and job is not None:
             changes["start_time"] = result["start"]
@@ -119,3 +120,9 @@ class Ends:
             await self.sessions[node].request(Op.FORGET, runs=runs)
         except MelonError:
             pass  # forgotten at the next reconcile
+
+
+def _number(value: object) -> float | int | None:
+    """A usage figure from a node's result, or None: the node's word is not trusted to be a number."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < float("inf")
+    return value if ok else None

@@ -293,6 +293,49 @@ def parse_begin(text: str, now: float) -> float:
         raise SpecError(f"invalid begin time {text!r}: use {BEGIN_FORMS}") from exc
 
 
+ACCT_TIME_FORMS = (
+    "now, now-N[seconds|minutes|hours|days|weeks] (now-1hour), today, midnight, noon, YYYY-MM-DD[THH:MM[:SS]], "
+    "MM/DD[/YY], MM/DD[/YY]-HH:MM[:SS] or HH:MM[:SS] (today)"
+)
+_NOW_OFFSET = LazyPattern(r"now\s*([+-])\s*([0-9]{1,9})\s*([a-z]*)")
+_US_DATE = LazyPattern(r"([0-9]{1,2})/([0-9]{1,2})(?:/([0-9]{2}|[0-9]{4}))?(?:-([0-9:]+))?")
+
+
+def parse_acct_time(text: str, now: float) -> float:
+    """Read an sacct ``-S``/``-E`` time (local time zone) into epoch seconds. Unlike ``--begin``,
+    a clock time alone is today's (accounting looks back), and ``now-1hour`` counts backwards."""
+    import datetime as _dt
+    spec = text.strip().lower() if isinstance(text, str) else ""
+    try:
+        if spec == "now":
+            return now
+        offset = _NOW_OFFSET.fullmatch(spec)
+        if offset:
+            sign, count, unit = offset.groups()
+            return now + (1 if sign == "+" else -1) * int(count) * _SECONDS_PER_UNIT[unit]
+        today = _dt.datetime.fromtimestamp(now).date()
+        us = _US_DATE.fullmatch(spec)
+        if us:
+            month, mday, year, clock = us.groups()
+            year = today.year if year is None else int(year) + (2000 if len(year) == 2 else 0)
+            return _at(_dt.date(year, int(month), int(mday)), _clock_text(clock) if clock else (0, 0, 0))
+        if _ISO_DATE.fullmatch(spec) or spec in ("today", "tomorrow"):
+            return parse_begin(spec, now)
+        if spec in _NAMED_TIMES:
+            return _at(today, _NAMED_TIMES[spec])
+        return _at(today, _clock_text(spec))
+    except (KeyError, ValueError, OverflowError, OSError, SpecError) as exc:
+        raise SpecError(f"invalid time {text!r}: use {ACCT_TIME_FORMS}") from exc
+
+
+def _clock_text(text: str) -> tuple[int, int, int]:
+    """``HH:MM`` or ``HH:MM:SS``."""
+    parts = text.split(":")
+    if not 2 <= len(parts) <= 3 or not all(digits(p, 2) for p in parts):
+        raise ValueError(f"not a clock time: {text!r}")
+    return _clock(*(int(p) for p in parts), *([0] if len(parts) == 2 else []), None)
+
+
 def _split_top_level(text: str) -> list[str]:
     """Split a host list on the commas that are outside brackets."""
     parts, depth, start = [], 0, 0

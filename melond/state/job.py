@@ -63,6 +63,8 @@ class Job:
     exit_signal: int | None = None
     detail: str | None = None
     restarts: int = 0
+    cpu_time: float | None = None  # CPU seconds (user + system) the job's processes used, read at its end
+    max_rss: int | None = None  # the job's peak memory in bytes, read at its end
 
     @property
     def run(self) -> int:

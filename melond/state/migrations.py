@@ -65,10 +65,19 @@ def _m003_tokens(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX tokens_user ON tokens (user)")
 
 
+def _m004_accounting(db: sqlite_utils.Database) -> None:
+    # What a job used, recorded with its end; and the index `macct -S` reads a window through:
+    # jobs still running (end NULL) or ended after the window's start.
+    db.execute("ALTER TABLE jobs ADD COLUMN cpu_time REAL")
+    db.execute("ALTER TABLE jobs ADD COLUMN max_rss INTEGER")
+    db.execute("CREATE INDEX jobs_end ON jobs (end_time, submit_time)")  # the window read off the index
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("001_initial", _m001_initial),
     ("002_node_drain", _m002_node_drain),
     ("003_tokens", _m003_tokens),
+    ("004_accounting", _m004_accounting),
 ]
 
 

@@ -305,3 +305,33 @@ def test_kill_9_mid_write_keeps_the_database_whole_and_every_acknowledged_job(db
 
 async def _count(store: Store) -> int:
     return len(store.jobs())
+
+
+def test_the_accounting_window_reads_through_the_end_index(db_path):
+    """What macct lists: jobs pending or running at some time in [start, end], by two ranges of
+    jobs_end (never a scan of the table, which a million stored jobs would make slow)."""
+    from melond.state.store import ACCOUNTING_COLUMNS, accounting_query
+
+    with_store(db_path, lambda store: asyncio.sleep(0))  # the schema
+    jobs = [  # (submit, start, end, state)
+        (NOW - 500, NOW - 400, NOW - 300, "COMPLETED"),  # ended before the window
+        (NOW - 200, NOW - 150, NOW - 50, "FAILED"),  # ran into the window
+        (NOW - 20, NOW - 10, None, "RUNNING"),  # running through it
+        (NOW - 5, None, None, "PENDING"),  # pending in it
+        (NOW + 500, None, None, "PENDING"),  # submitted after it
+    ]
+    with raw(db_path) as conn:
+        for submit, start, end, state in jobs:
+            conn.execute("INSERT INTO jobs (user, uid, name, state, partition, cpus, memory, time_limit, script, "
+                         "chdir, output, submit_time, start_time, end_time) VALUES ('alice', 1000, 'j', ?, 'p', 1, 1, "
+                         "60, 's', '/', 'o', ?, ?, ?)", (state, submit, start, end))
+        sql, params = accounting_query(NOW - 100, NOW, None, None, None, ACCOUNTING_COLUMNS)
+        plan = " ".join(r[-1] for r in conn.execute("EXPLAIN QUERY PLAN " + sql, params))
+    assert "jobs_end" in plan and "SCAN jobs" not in plan, plan
+
+    async def read(store):
+        return await store.read(lambda db: db.accounting(NOW - 100, NOW, columns=["state"]))
+    rows = with_store(db_path, read)
+    assert rows == [{"id": 2, "state": "FAILED"}, {"id": 3, "state": "RUNNING"}, {"id": 4, "state": "PENDING"}]
+    with pytest.raises(ValueError, match="script"):
+        accounting_query(0, 1, None, None, None, ["script"])

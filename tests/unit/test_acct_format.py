@@ -1,0 +1,41 @@
+"""macct's sacct fields: widths, cutting with '+', justification, parsable lines, refusals."""
+from __future__ import annotations
+
+import pytest
+
+from cli.acct_format import FIELDS, hms, parse_format, render
+from melond.errors import ParseError
+
+JOB = {"id": 7, "array_job_id": 5, "array_task_id": 2, "name": "analysis-run", "user": "ana", "uid": 1000,
+       "partition": "main", "state": "CANCELLED", "reason": None, "exit_code": 0, "exit_signal": 15,
+       "submit_time": 100.0, "start_time": 200.0, "end_time": 3861.5, "time_limit": 7200, "node": "n1",
+       "cpus": 2, "memory": 2 * 1024 ** 3, "cpu_time": 65.25, "max_rss": 300 * 1024 ** 2, "chdir": "/w"}
+
+
+def test_sacct_table_and_parsable_forms() -> None:
+    cols = parse_format("jobid,JobName%8,State,exitcode,Elapsed,Timelimit,TotalCPU,CPUTime,MaxRSS,ReqMem")
+    text = render(cols, [JOB], 0.0, header=True, parsable=None).splitlines()
+    assert text[0].split() == ["JobID", "JobName", "State", "ExitCode", "Elapsed", "Timelimit", "TotalCPU",
+                               "CPUTime", "MaxRSS", "ReqMem"]
+    assert text[2].split() == ["5_2", "analysi+", "CANCELLED", "0:15", "01:01:01", "02:00:00", "01:05.250",
+                               "02:02:03", "307200K", "2G"]
+    assert text[2].startswith("5_2         ")  # JobID left-justified in 12
+    assert render(cols[:2], [JOB], 0.0, header=True, parsable="") == "JobID|JobName\n5_2|analysis-run"
+    assert render(cols[:2], [JOB], 0.0, header=False, parsable="|") == "5_2|analysis-run|"
+
+
+def test_every_field_renders_for_a_pending_job() -> None:
+    pending = {**JOB, "state": "PENDING", "start_time": None, "end_time": None, "cpu_time": None, "max_rss": None}
+    line = render(parse_format(",".join(FIELDS)), [pending], 1000.0, header=False, parsable="")
+    assert "Unknown" in line and line.count("|") == len(FIELDS) - 1
+
+
+def test_durations() -> None:
+    assert hms(0) == "00:00:00" and hms(3661) == "01:01:01" and hms(90061) == "1-01:01:01"
+
+
+@pytest.mark.parametrize("text, says", [("JobID,Nope", "'Nope'"), ("JobID%0", "'0'"), ("JobID%x", "'x'"), (",", "no field")])
+def test_bad_formats(text: str, says: str) -> None:
+    with pytest.raises(ParseError) as err:
+        parse_format(text)
+    assert says in str(err.value)
