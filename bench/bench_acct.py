@@ -20,19 +20,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness import BIN, REPO, table
+from harness import BIN, REPO, floor_command, run_ms, table
 
 ROWS = 1_000_000
 DAYS = 100
 ROUNDS = 10
-FLOOR = """
-import socket, sys
-s = socket.socket(socket.AF_UNIX)
-s.connect(sys.argv[1])
-s.sendall(b"GET /api/v1/jobs?all=1&ids=1 HTTP/1.1\\r\\nHost: melond\\r\\nConnection: close\\r\\n\\r\\n")
-while s.recv(65536):
-    pass
-"""
 
 
 def fill(db_path: Path, now: float) -> None:
@@ -61,11 +53,6 @@ def fill(db_path: Path, now: float) -> None:
     conn.commit()
     conn.close()
 
-
-def run_ms(cmd: list[str], env: dict) -> float:
-    t = time.perf_counter()
-    subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL)
-    return (time.perf_counter() - t) * 1000
 
 
 def main() -> None:
@@ -99,7 +86,7 @@ def main() -> None:
         count = len(subprocess.run(day, env=env, check=True, capture_output=True, text=True).stdout.splitlines())
         floor, acct = [], []
         for _ in range(ROUNDS):
-            floor.append(run_ms([sys.executable, "-I", "-c", FLOOR, str(sock)], env))
+            floor.append(run_ms(floor_command(str(sock)), env))
             acct.append(run_ms(day, env))
         ratios = sorted(a / f for a, f in zip(acct, floor))
         table(f"macct over one day ({count:,} jobs) among {ROWS:,} stored, {ROUNDS} rounds",

@@ -10,28 +10,13 @@ from __future__ import annotations
 
 import os
 import statistics
-import subprocess
-import sys
 import time
 
-from harness import BIN, job_body, melond, table
+from harness import BIN, floor_command, job_body, melond, run_ms, table
 
 ROUNDS = 30
 QUEUE = 10_000
-FLOOR = """
-import socket, sys
-s = socket.socket(socket.AF_UNIX)
-s.connect(sys.argv[1])
-s.sendall(b"GET /api/v1/jobs?all=1&ids=1 HTTP/1.1\\r\\nHost: melond\\r\\nConnection: close\\r\\n\\r\\n")
-while s.recv(65536):
-    pass
-"""
 
-
-def run_ms(cmd: list[str], env: dict, cwd) -> float:
-    t = time.perf_counter()
-    subprocess.run(cmd, env=env, cwd=cwd, check=True, stdout=subprocess.DEVNULL)
-    return (time.perf_counter() - t) * 1000
 
 
 def rounds(commands: dict, floor: list[str], env: dict, cwd, count: int) -> dict[str, list[float]]:
@@ -66,7 +51,7 @@ def main() -> None:
     with melond() as (client, state, work, _):
         sock = f"{state}/melond.sock"
         env = {**os.environ, "MELON_API": f"unix:{sock}"}
-        floor = [sys.executable, "-I", "-c", FLOOR, sock]
+        floor = floor_command(sock)
         (work / "job.sh").write_text("#!/bin/sh\n#SBATCH -t 1:00\n#SBATCH --mem=10M\ntrue\n")
         later = time.time() + 86400  # pending for its begin time, whether held or released
         held = client.call("POST", "/jobs", job_body(work, begin=later, time_limit=600))["job_ids"][0]

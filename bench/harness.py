@@ -86,6 +86,29 @@ async def submit_concurrently(sock: str, body: bytes, count: int, clients: int) 
         return ids, latencies, time.perf_counter() - start
 
 
+# The Python floor every CLI figure is a ratio to: a bare `python -I` that sends one HTTP request
+# over melond's socket and reads the reply. No Python command can start and ask melond faster.
+FLOOR = """
+import socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+s.sendall(b"GET /api/v1/jobs?all=1&ids=1 HTTP/1.1\\r\\nHost: melond\\r\\nConnection: close\\r\\n\\r\\n")
+while s.recv(65536):
+    pass
+"""
+
+
+def floor_command(sock: str) -> list[str]:
+    return [sys.executable, "-I", "-c", FLOOR, sock]
+
+
+def run_ms(cmd: list[str], env: dict, cwd=None) -> float:
+    """One whole process, milliseconds."""
+    t = time.perf_counter()
+    subprocess.run(cmd, env=env, cwd=cwd, check=True, stdout=subprocess.DEVNULL)
+    return (time.perf_counter() - t) * 1000
+
+
 def pct(values: list[float], q: float) -> float:
     values = sorted(values)
     return values[min(len(values) - 1, int(q * len(values)))]
@@ -101,4 +124,4 @@ def table(title: str, headers: list[str], rows: list[list]) -> None:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths)))
 
 
-__all__ = ["melond", "job_body", "pct", "table", "statistics", "submit_concurrently", "BIN"]
+__all__ = ["melond", "job_body", "pct", "table", "statistics", "submit_concurrently", "BIN", "FLOOR", "floor_command", "run_ms"]

@@ -164,6 +164,9 @@ class Command:
 
     def click(self):
         """The same command as a rich-click Command, for help, completion and usage errors."""
+        if sys.flags.no_site:  # started with -S by its launcher: site-packages are needed now
+            import site
+            site.main()
         import rich_click as click
 
         def completion(what: str | None) -> dict:
