@@ -554,3 +554,29 @@ def test_return_to_service_0_keeps_a_lost_node_drained_until_resumed(cluster: Cl
         m.wait_state(held, {"CD"}, timeout=30)
     finally:
         m.cleanup()
+
+
+def test_what_a_job_used_is_measured_by_every_backend(cluster: Cluster, short_tmp) -> None:
+    """CPU time and peak memory of a job that burns 1.5 s of CPU in a child it waits for and holds
+    300 MiB, on a systemd scope (node1), no cgroup (node2: the rusage) and cgroupfs v1 (node3)."""
+    inventory = (cluster.inventory.read_text()
+                 .replace('[nodes.node2]\n', '[nodes.node2]\nlimits = "none"\n', 1)
+                 .replace('[nodes.node3]\n', '[nodes.node3]\nlimits = "cgroup-v1"\n', 1))
+    m = Melon(short_tmp, inventory=inventory, work=cluster.shared / f"{short_tmp.name}-use")
+    m.start()
+    burn = ("python3 -c \"import os, time\nif os.fork() == 0:\n    b = b'x' * (300 * 1024 * 1024)\n"
+            "    t = time.process_time()\n    while time.process_time() - t < 1.5: pass\n    os._exit(0)\n"
+            "os.wait()\"")
+    try:
+        ids = {node: m.submit("-w", node, "--mem", "1G", "-t", "1:00", "--wrap", burn)
+               for node in ("node1", "node2", "node3")}
+        for node, jid in ids.items():
+            job = m.wait_state(jid, {"CD", "F", "OOM"}, timeout=60)
+            backend = next(e for e in job["events"] if e["kind"] == "ended")["data"]["backend"]
+            assert job["state"] == "CD", (node, job)
+            assert 1.4 <= job["cpu_time"] <= 5.0, (node, backend, job["cpu_time"])
+            assert 300 * 1024 ** 2 <= job["max_rss"] <= 800 * 1024 ** 2, (node, backend, job["max_rss"])
+        line = m.run("macct", "-j", str(ids["node1"]), "-n", "-P", "-o", "JobID,NodeList,TotalCPU,MaxRSS").stdout
+        assert line.split("|")[1] == "node1" and line.split("|")[2].startswith("00:0")
+    finally:
+        m.cleanup()
