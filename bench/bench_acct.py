@@ -81,8 +81,9 @@ def main() -> None:
                 break
             time.sleep(0.05)
         env = {**os.environ, "MELON_API": f"unix:{sock}"}
-        day = [str(BIN / "macct"), "-a", "-n", "-P", "-S", time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(day_start)),
-               "-E", time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(day_end))]
+        stamp = "%Y-%m-%dT%H:%M:%S"
+        day = [str(BIN / "macct"), "-a", "-n", "-P", "-S", time.strftime(stamp, time.localtime(day_start)),
+               "-E", time.strftime(stamp, time.localtime(day_end))]
         count = len(subprocess.run(day, env=env, check=True, capture_output=True, text=True).stdout.splitlines())
         floor, acct = [], []
         for _ in range(ROUNDS):

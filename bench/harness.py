@@ -124,4 +124,5 @@ def table(title: str, headers: list[str], rows: list[list]) -> None:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths)))
 
 
-__all__ = ["melond", "job_body", "pct", "table", "statistics", "submit_concurrently", "BIN", "FLOOR", "floor_command", "run_ms"]
+__all__ = ["melond", "job_body", "pct", "table", "statistics", "submit_concurrently", "BIN", "FLOOR", "floor_command",
+           "run_ms"]

@@ -83,8 +83,8 @@ class Slurm:
             "JobAcctGatherType=jobacct_gather/none", "AccountingStorageType=accounting_storage/none",
             "SchedulerType=sched/backfill", "SelectType=select/cons_tres", "SelectTypeParameters=CR_Core",
             f"SchedulerParameters={HTC}", "SlurmdParameters=config_overrides", "ReturnToService=2",
-            "MaxJobCount=100000", "MaxArraySize=100001", "MinJobAge=2", "KillWait=1", "InactiveLimit=0", "SlurmctldDebug=error",
-            "SlurmdDebug=error",
+            "MaxJobCount=100000", "MaxArraySize=100001", "MinJobAge=2", "KillWait=1", "InactiveLimit=0",
+            "SlurmctldDebug=error", "SlurmdDebug=error",
             f"NodeName={self.host} NodeAddr=127.0.0.1 CPUs=64 RealMemory=16000 State=UNKNOWN",
             f"PartitionName=bench Nodes={self.host} Default=YES MaxTime=INFINITE State=UP",
         ]) + "\n")

@@ -62,8 +62,8 @@ class Command:
         self.help_flags = help_flags  # mqueue's -h is squeue's --noheader
         taken = {flag for opt in options for flag in opt.flags}
         # A command whose own grammar takes -a (macct's --allusers, as sacct's) keeps the long forms.
-        endpoint = ENDPOINT if "-a" not in taken else Opt(*(f for f in ENDPOINT.flags if f != "-a"),
-                                                          dest="endpoint", value=True, metavar="URL", help=ENDPOINT.help)
+        endpoint = ENDPOINT if "-a" not in taken else Opt(
+            *(f for f in ENDPOINT.flags if f != "-a"), dest="endpoint", value=True, metavar="URL", help=ENDPOINT.help)
         self.options = [*options, endpoint]
         self.epilog = epilog
         self._flags = {flag: opt for opt in self.options for flag in opt.flags}

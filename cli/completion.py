@@ -18,8 +18,8 @@ def jobs(ctx, param, incomplete: str) -> list:
     """Pending and running jobs whose label starts with what is typed; each array also by its id."""
     from click.shell_completion import CompletionItem
     try:
-        listed = client(_endpoint(ctx)).call("GET", "/jobs", query={"fields": "id,name,state,array_job_id,array_task_id"},
-                                             timeout=2.0)["jobs"]
+        fields = "id,name,state,array_job_id,array_task_id"
+        listed = client(_endpoint(ctx)).call("GET", "/jobs", query={"fields": fields}, timeout=2.0)["jobs"]
     except Exception:  # noqa: BLE001 - a prompt is no place for an error
         return []
     items: dict[str, str] = {}

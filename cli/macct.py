@@ -65,7 +65,7 @@ COMMAND = Command(PROG, account, [
     Opt("-s", "--state", dest="states", value=True, help="Only jobs now in these states: CD,F,CA,TO,OOM,NF,PD,R."),
     Opt("-r", "--partition", dest="partitions", value=True, help="Only jobs in these partitions (comma-separated)."),
     Opt("-o", "--format", dest="fmt", value=True,
-        help="sacct fields, e.g. JobID,JobName%30,State,Elapsed,TotalCPU,MaxRSS (default: " + acct_format.DEFAULT + ")."),
+        help=f"sacct fields, e.g. JobID,JobName%30,State,Elapsed,TotalCPU,MaxRSS (default: {acct_format.DEFAULT})."),
     Opt("-p", "--parsable", dest="parsable", help="Fields separated by |, each line ending in |."),
     Opt("-P", "--parsable2", dest="parsable2", help="Fields separated by |, no | at the end."),
     Opt("-n", "--noheader", dest="noheader", help="No header."),

@@ -148,8 +148,6 @@ class Daemon:
             pass
         log.info("melond stopped")
 
-
-
     async def _listen(self, runner: web.AppRunner) -> None:
         """TCP on each --host; by default on both loopbacks, where ::1 may be missing (IPv6 off)."""
         for host in self.opts.hosts or LOOPBACKS:

@@ -4,9 +4,9 @@ from __future__ import annotations
 import os
 import time
 
+from melond.errors import BadRequest
 from melond.nodes.state import NodeState
 from melond.sched.launch import expand_pattern
-from melond.errors import BadRequest
 from melond.spec.folding import fold_pending
 from melond.spec.states import SHORT, State
 from melond.state.job import COLUMNS, MIB, PRIVATE, Job

@@ -11,8 +11,8 @@ environment and the command line. Nothing here reads files; the caller passes th
 
 from __future__ import annotations
 
-from types import MappingProxyType
 from collections import namedtuple  # not typing.NamedTuple: `typing` costs every mbatch ~5 ms
+from types import MappingProxyType
 
 from melond.errors import ParseError
 from melond.spec.slurm_options import (

@@ -16,7 +16,8 @@ if TYPE_CHECKING:
 
 
 def fold_pending(items: Iterable, key: Callable[[object], Hashable | None], task: Callable[[object], int],
-                 array_id: Callable[[object], int], throttle: Callable[[object], int | None]) -> list[tuple[object, str | None]]:
+                 array_id: Callable[[object], int],
+                 throttle: Callable[[object], int | None]) -> list[tuple[object, str | None]]:
     """Each item with None, or, for the first of each group `key` puts together (None: folds with
     nothing), its folded label; the rest of its group is left out."""
     items = list(items)

@@ -54,7 +54,6 @@ _ENV_OPTIONS: tuple[tuple[str, str], ...] = (
 )
 
 
-
 # ---------------------------------------------------------------- environment and command line
 
 

@@ -14,8 +14,8 @@ here only matter for an abbreviation that would also prefix one of them.
 
 from __future__ import annotations
 
-from types import MappingProxyType
 from collections import namedtuple
+from types import MappingProxyType
 
 TYPE_CHECKING = False  # the idiom type checkers know: `typing` costs every command ~5 ms to import
 if TYPE_CHECKING:

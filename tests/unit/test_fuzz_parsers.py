@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from melond.spec import jobrel
 from melond.spec.directives import MELON_OPTIONS, DirectiveError
 from melond.spec.request import build_request, dry_run_view
-from melond.spec.timespec import (SpecError, expand_hostlist, parse_begin, parse_extension, parse_signal, parse_size_mib,
+from melond.spec.timespec import (SpecError, expand_hostlist, parse_acct_time, parse_begin, parse_extension, parse_signal, parse_size_mib,
                              parse_time_limit, signal_spec)
 
 NOW = 1_700_000_000.0
@@ -31,7 +31,7 @@ ENV_NAMES = [f"{prefix}_{name}" for prefix in ("SBATCH", "MBATCH") for name in (
     "TIMELIMIT", "JOB_NAME", "PARTITION", "MEM_PER_NODE", "MEM_PER_CPU", "EXPORT", "ARRAY_INX", "OUTPUT", "ERROR",
     "SIGNAL", "NO_REQUEUE", "REQUEUE", "CPUS_PER_TASK", "HOLD")]
 PARSERS = (parse_time_limit, parse_extension, parse_size_mib, expand_hostlist, parse_signal, signal_spec,
-           lambda text: parse_begin(text, NOW))
+           lambda text: parse_begin(text, NOW), lambda text: parse_acct_time(text, NOW))
 
 
 @settings(max_examples=300)

@@ -18,6 +18,7 @@ from melond.spec.timespec import (
     format_duration,
     format_limit,
     format_size_mib,
+    parse_acct_time,
     parse_begin,
     parse_extension,
     parse_signal,
@@ -238,6 +239,33 @@ def test_begin_forms(text: str, expected: float) -> None:
 def test_begin_errors(text: str) -> None:
     with pytest.raises(SpecError, match="YYYY-MM-DD"):
         parse_begin(text, NOW)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("now", NOW),
+        ("now-1hour", NOW - 3600),
+        ("now-30minutes", NOW - 1800),
+        ("now+2days", NOW + 2 * 86400),
+        ("midnight", _local(2024, 5, 10, 0, 0)),  # today's: accounting looks back
+        ("08:00", _local(2024, 5, 10, 8, 0)),
+        ("2024-04-30", _local(2024, 4, 30, 0, 0)),
+        ("2024-04-30T08:15", _local(2024, 4, 30, 8, 15)),
+        ("04/30", _local(2024, 4, 30, 0, 0)),
+        ("04/30/23", _local(2023, 4, 30, 0, 0)),
+        ("4/30/2023-08:15:30", _local(2023, 4, 30, 8, 15, 30)),
+    ],
+)
+def test_accounting_time_forms(text: str, expected: float) -> None:
+    assert parse_acct_time(text, NOW) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("text", ["", "yesterday", "25:00", "13/40", "now-1fortnight", "02/30", "now-", "1:2:3:4"])
+def test_accounting_time_errors_name_the_value(text: str) -> None:
+    with pytest.raises(SpecError, match="now-1hour") as err:
+        parse_acct_time(text, NOW)
+    assert repr(text) in str(err.value)
 
 
 @pytest.mark.parametrize(
