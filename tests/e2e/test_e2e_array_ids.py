@@ -126,3 +126,16 @@ def test_the_api_folds_and_trims_a_listing_on_request(melon: Melon) -> None:
     except BadRequest as exc:
         assert "'script'" in str(exc) and "known:" in str(exc)
     melon.run("mcancel", str(first), str(single))
+
+
+def test_an_array_larger_than_one_batch_is_acted_on_whole(melon: Melon) -> None:
+    """melond acts on an array's tasks in concurrent batches (their writes share group commits);
+    every task of an array larger than one batch gets its outcome, in order."""
+    from melond.api.routes import EACH_AT_ONCE
+    count = EACH_AT_ONCE + 37
+    first = melon.submit("-H", "-t", "10", "--array", f"1-{count}", "--wrap", "true")
+    replies = json.loads(melon.run("mextend", "-j", str(first), "-t", "+1", "--json").stdout)
+    assert [r["job"] for r in replies] == [f"{first}_{t}" for t in range(1, count + 1)]
+    out = melon.run("mcancel", str(first)).stdout.splitlines()
+    assert out == [f"Cancelled job {first}_{t}" for t in range(1, count + 1)]
+    assert set(_states(melon, first).values()) == {"CA"}
