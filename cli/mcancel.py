@@ -21,8 +21,8 @@ def cancel(ids: tuple[str, ...], user: str | None, me: bool, states: str | None,
     """
     sig = None
     if signal is not None:
-        from melond.spec.timespec import signal_number
-        sig = signal_number(signal)
+        from melond.spec.timespec import signal_name
+        sig = signal_name(signal)
     if me:
         user = current_user()
     filtered = any(v is not None for v in (user, states, names, partitions))
@@ -48,7 +48,7 @@ def cancel(ids: tuple[str, ...], user: str | None, me: bool, states: str | None,
             continue
         for r in each_job(reply, ref):
             if sig is not None:
-                echo(f"Sent signal {sig} to job {r['job']}")
+                echo(f"Sent signal {'SIG' + sig if isinstance(sig, str) else sig} to job {r['job']}")
             else:
                 echo(f"Cancelling job {r['job']}" if r.get("cancelling") else f"Cancelled job {r['job']}")
         for e in reply.get("errors", []):

@@ -73,6 +73,8 @@ CODES: dict[str, tuple[str, tuple[str, ...], object]] = {
     "m": ("MIN_MEMORY", ("memory",), lambda j, now: format_size_mib(j["memory"] // (1024 * 1024))),
     "P": ("PARTITION", ("partition",), lambda j, now: j["partition"]),
     "N": ("NODELIST", ("node",), lambda j, now: j.get("node") or ""),
+    "B": ("EXEC_HOST", ("node",), lambda j, now: j.get("node") or "n/a"),
+    "b": ("TRES_PER_NODE", (), lambda j, now: "N/A"),
     "R": ("NODELIST(REASON)", ("node", "state", "reason"), _reason_or_node),
     "r": ("REASON", ("reason",), lambda j, now: j.get("reason") or "None"),
     "S": ("START_TIME", ("start_time", "expected_start"), _start),

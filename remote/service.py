@@ -229,6 +229,11 @@ class Helper:
     async def op_signal(self, msg: dict) -> dict:
         """Queue a signal for the job's supervisor to send to all its processes (`mcancel -s`)."""
         sig = msg.get("signal")
+        if isinstance(sig, str):  # a name: this node's own number for it
+            try:
+                sig = int(signal.Signals[f"SIG{sig}"])
+            except KeyError:
+                raise RequestError(ErrorCode.BAD_REQUEST, f"this node has no signal SIG{sig}") from None
         if not isinstance(sig, int) or not 0 < sig < signal.NSIG:
             raise RequestError(ErrorCode.BAD_REQUEST, f"signal {sig!r} is not a signal number")
         d = self._existing(msg)

@@ -13,7 +13,7 @@ import os
 import sys
 import tomllib
 
-FAST = {"mbatch", "mqueue", "mcancel", "mextend", "mshow", "mhold", "mrelease", "macct"}
+FAST = {"mbatch", "mqueue", "mcancel", "mextend", "mshow", "mhold", "mrelease", "macct", "melon-slurm"}
 LAUNCHER = """#!{python}
 import sys
 from {module} import {function}

@@ -78,9 +78,10 @@ class ExtendRequest(Body):
 
 
 class SignalRequest(Body):
-    """A signal number to send to every process of a running job (`mcancel -s`)."""
+    """A signal to send to every process of a running job (`mcancel -s`): a name such as USR1
+    (SIG optional), which the node turns into its own number, or a number 1-64."""
 
-    signal: int = Field(ge=1, le=64)
+    signal: Annotated[int, Field(ge=1, le=64, strict=True)] | Annotated[str, Field(min_length=1, max_length=12)]
 
 
 class NodeAction(Body):

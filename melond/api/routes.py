@@ -27,6 +27,7 @@ from melond.sched.admission import Submitter
 from melond.sched.policy import Caller, check_owner
 from melond.spec.jobids import parse_one_ref
 from melond.spec.states import ACTIVE, State, parse_states
+from melond.spec.timespec import signal_name
 from melond.state.job import Job
 from melond.state.store import ACCOUNTING_COLUMNS
 
@@ -173,7 +174,9 @@ async def list_jobs(request: web.Request) -> web.Response:
         rows.sort(key=lambda j: j.id)
     else:  # the history: read off the event loop
         wanted = [s.value for s in states] if states is not None else None
-        rows = await engine.store.read(lambda db: db.jobs(states=wanted, user=q.get("user") or None, ids=ids))
+        since = _seconds(q["ended_since"], "ended_since") if q.get("ended_since") else None
+        rows = await engine.store.read(lambda db: db.jobs(states=wanted, user=q.get("user") or None, ids=ids,
+                                                          ended_since=since))
     fields = parse_fields(q.get("fields"))
     return web.json_response({"jobs": listing(rows, time.time(), fields, fold=bool(q.get("fold")),
                                               expected=engine.loop.expected_starts)})
@@ -238,9 +241,10 @@ async def extend_job(request: web.Request) -> web.Response:
 
 async def signal_job(request: web.Request) -> web.Response:
     body: models.SignalRequest = await _body(request, models.SignalRequest)
+    sig = signal_name(body.signal)  # a ParseError (400) that names the value and the forms
     ops, caller = request.app[ENGINE].ops, request["caller"]
     states = frozenset({State.RUNNING})
-    return web.json_response(await _each(request, states, lambda jid: ops.signal(jid, caller, body.signal)))
+    return web.json_response(await _each(request, states, lambda jid: ops.signal(jid, caller, sig)))
 
 
 async def hold_job(request: web.Request) -> web.Response:
@@ -309,7 +313,8 @@ ROUTES = [
     ("GET", "/whoami", whoami, None, None, "who the server thinks you are"),
     ("POST", "/jobs", submit, models.SubmitRequest, models.SubmitReply, "submit a batch job (or an array)"),
     ("GET", "/jobs", list_jobs, None, None,
-     "list jobs; ?state=R,PD&user=&ids=1,2&all=1&fields=id,state (only these)&fold=1 (arrays' pending tasks folded)"),
+     "list jobs; ?state=R,PD&user=&ids=1,2&all=1&ended_since=EPOCH&fields=id,state (only these)&fold=1 (arrays' pending "
+     "tasks folded)"),
     ("GET", "/accounting", accounting, None, None,
      "jobs pending or running at some time in [start, end] (epoch seconds), with what they used; "
      "?start=&end=&state=&user=&ids=&fields="),

@@ -100,7 +100,7 @@ class Dispatcher:
             # Marked RUNNING but its start never reached the node: it never ran.
             await self.record_end(job.id, {"reason": "cancelled", "exit_code": None, "signal": None})
 
-    async def signal(self, job: Job, sig: int) -> None:
+    async def signal(self, job: Job, sig: str | int) -> None:
         """Have the job's node send `sig` to all its processes, once (not retried: a signal late
         is not the signal asked for)."""
         session = self.sessions.get(job.node or "")

@@ -96,7 +96,7 @@ class Operations:
         await self.dispatcher.kill(job)
         return {"job_id": job_id, "state": State.RUNNING.value, "cancelling": True}
 
-    async def signal(self, job_id: int, caller: Caller, sig: int) -> dict:
+    async def signal(self, job_id: int, caller: Caller, sig: str | int) -> dict:
         """Send `sig` to every process of a running job (`mcancel -s`), as its owner or an operator."""
         job = self.find(job_id)
         policy.check_owner(job, caller, "signal")

@@ -399,13 +399,17 @@ def parse_signal(text: str) -> str:
     return text
 
 
-def signal_number(text: str) -> int:
-    """A signal as `mcancel -s` takes it: USR1, SIGUSR1, usr1 or a number 1-64."""
-    name = text.strip().upper() if isinstance(text, str) else ""
+def signal_name(text: str | int) -> str | int:
+    """A signal as `mcancel -s` takes it (USR1, SIGUSR1, usr1, or a number 1-64): its name
+    without SIG, or its number. The node turns a name into its own number (they differ between
+    architectures), so neither the CLI nor melond imports `signal` (its enums cost a CLI ~3 ms)."""
+    if isinstance(text, int) and not isinstance(text, bool):
+        name = str(text)
+    else:
+        name = text.strip().upper() if isinstance(text, str) else ""
     name = name[3:] if name.startswith("SIG") and name[3:] in _SIGNAL_NAMES else name
     if name in _SIGNAL_NAMES:
-        import signal  # only here: the CLIs import this module and must start fast
-        return int(signal.Signals[f"SIG{name}"])
+        return name
     if name.isascii() and name.isdigit() and 1 <= int(name) <= 64:
         return int(name)
     raise SpecError(f"invalid signal {text!r}: use a name such as USR1, TERM or INT (SIG optional), or a number 1-64")

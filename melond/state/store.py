@@ -290,8 +290,8 @@ class _SlowView:
         self._conn = store._slow_reader
 
     def jobs(self, *, states: Iterable[str] | None = None, user: str | None = None,
-             ids: Iterable[int] | None = None) -> list[Job]:
-        return _jobs(self._conn, states, user, ids)
+             ids: Iterable[int] | None = None, ended_since: float | None = None) -> list[Job]:
+        return _jobs(self._conn, states, user, ids, ended_since)
 
     def accounting(self, start: float, end: float, *, states: Iterable[str] | None = None,
                    users: Iterable[str] | None = None, ids: Iterable[int] | None = None,
@@ -315,7 +315,9 @@ class _SlowView:
 
 
 def _jobs(conn: sqlite3.Connection, states: Iterable[str] | None, user: str | None,
-          ids: Iterable[int] | None) -> list[Job]:
+          ids: Iterable[int] | None, ended_since: float | None = None) -> list[Job]:
+    """Jobs by state, user and id; with `ended_since`, only those not ended or ended since then
+    (`squeue -t all`: what Slurm still holds within MinJobAge), read through jobs_end."""
     where, params = [], []
     if states is not None:
         states = list(states)
@@ -328,6 +330,11 @@ def _jobs(conn: sqlite3.Connection, states: Iterable[str] | None, user: str | No
         ids = list(ids)
         where.append(f"(id IN ({', '.join('?' * len(ids))}) OR array_job_id IN ({', '.join('?' * len(ids))}))")
         params += ids + ids
+    if ended_since is not None:
+        rest = "".join(f" AND {w}" for w in where)
+        sql = f"SELECT * FROM jobs WHERE end_time >= ?{rest} UNION ALL SELECT * FROM jobs WHERE end_time IS NULL{rest}"
+        found = conn.execute(sql, [ended_since, *params, *params])
+        return sorted((Job.from_row(r) for r in found), key=lambda j: j.id)
     sql = "SELECT * FROM jobs" + (f" WHERE {' AND '.join(where)}" if where else "") + " ORDER BY id"
     return [Job.from_row(r) for r in conn.execute(sql, params)]
 

@@ -32,7 +32,7 @@ def test_signal_reaches_every_process_of_the_job_and_it_runs_on(melon: Melon) ->
     log = melon.work / "sig.log"
     time.sleep(1)  # both traps set
     out = melon.run("mcancel", "-s", "USR1", str(jid)).stdout
-    assert out.strip() == f"Sent signal 10 to job {jid}"
+    assert out.strip() == f"Sent signal SIGUSR1 to job {jid}"
     wait_for(lambda: log.exists() and {"got-usr1", "child-usr1"} <= set(log.read_text().split()),
              what="the signal to reach the script and its child")
     assert melon.job(jid)["state"] == "R"
@@ -60,3 +60,21 @@ def test_refusals_exit_1_and_change_nothing(melon: Melon) -> None:
         assert r.returncode == 1 and says in r.stderr and "Traceback" not in r.stderr, (args, r.stderr)
     assert melon.job(held)["state"] == "PD"
     melon.run("mcancel", str(held))
+
+
+def test_the_signal_api_refuses_bad_bodies_with_400(melon: Melon) -> None:
+    from cli.client import Client
+    from melond.errors import BadRequest
+    jid = melon.submit("-t", "1:00", "--wrap", "trap '' USR1; sleep 30")  # USR1 ignored: it runs on
+    melon.wait_state(jid, {"R"})
+    c = Client(melon.endpoint)
+    for body in ({"signal": "WIBBLE"}, {"signal": 0}, {"signal": 65}, {"signal": True}, {"signal": "x" * 20},
+                 {"signal": ""}, {"signal": None}, {}, {"signal": 1.5}):
+        try:
+            c.call("POST", f"/jobs/{jid}/signal", body)
+            raise AssertionError(f"{body} was accepted")
+        except BadRequest:
+            pass
+    assert c.call("POST", f"/jobs/{jid}/signal", {"signal": 10})["signal"] == 10
+    assert c.call("POST", f"/jobs/{jid}/signal", {"signal": "sigusr1"})["signal"] == "USR1"
+    melon.run("mcancel", str(jid))

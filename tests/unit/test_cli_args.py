@@ -94,15 +94,18 @@ def test_fast_and_click_read_every_line_alike(name: str, data: st.DataObject) ->
     assert fast == slow, argv
 
 
-@pytest.mark.parametrize("tool", ["mqueue", "mshow", "mcancel", "mextend", "mhold", "mbatch", "macct"])
+@pytest.mark.parametrize("tool", ["mqueue", "mshow", "mcancel", "mextend", "mhold", "mbatch", "macct", "squeue",
+                                  "scancel"])
 def test_common_paths_import_no_click_regex_or_http_client(tool: str) -> None:
     """What makes a command start in a few milliseconds: no click, rich, re, typing, json, enum,
     http.client, socket or ssl on the common path (here, reading the options and failing to connect)."""
-    module = {"mhold": "cli.mhold:hold"}.get(tool, f"cli.{tool}:main")
+    module = {"mhold": "cli.mhold:hold", "squeue": "cli.slurm.squeue:main",
+              "scancel": "cli.slurm.scancel:main"}.get(tool, f"cli.{tool}:main")
     mod, fn = module.split(":")
     args = {"mqueue": [], "mshow": ["1"], "mcancel": ["1"], "mextend": ["-j", "1", "-t", "+5"], "mhold": ["1"],
             "mbatch": ["--wrap", "true", "-t", "5", "-c", "1", "--mem", "1G", "-J", "x"],
-            "macct": ["-o", "JobID,State,TotalCPU", "-j", "3_[1-2]"]}[tool]
+            "macct": ["-o", "JobID,State,TotalCPU", "-j", "3_[1-2]"], "squeue": ["-h", "-o", "%i %T"],
+            "scancel": ["12", "--signal", "USR1"]}[tool]
     code = (f"import sys; sys.argv = ['{tool}', *{args!r}]\n"
             f"from {mod} import {fn}\n"
             "try:\n    " + fn + "()\nexcept SystemExit:\n    pass\n"

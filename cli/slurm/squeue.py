@@ -1,0 +1,76 @@
+"""`squeue`, as Slurm prints it: the default layout, -o/--format, -h, -t, -j, -u, --me, -p, -n, -r.
+
+Tools parse what it prints (see SLURM-CLIENTS.md): fields without a width are not padded, the
+header is the fields' titles with the format's literal text, an array's pending tasks share one
+line, and `-j` with an id melond no longer holds says `slurm_load_jobs error: Invalid job id
+specified` and exits 1. "Holds" is Slurm's: pending and running jobs, and those that ended within
+MinJobAge (300 s), the jobs `-t all` shows.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+from cli import queue_format
+from cli.args import Command, Opt
+from cli.common import client, current_user, echo, job_label, ref_names
+from cli.mqueue import LABEL_FIELDS, fold_pending_tasks
+from melond.spec.jobids import parse_job_refs
+
+PROG = "squeue"
+DEFAULT_FORMAT = "%.18i %.9P %.8j %.8u %.2t %.10M %.6D %R"  # Slurm's own default
+MIN_JOB_AGE = 300  # seconds a finished job stays in squeue's view, as Slurm's default MinJobAge
+INVALID_ID = "slurm_load_jobs error: Invalid job id specified"
+
+
+def show(noheader: bool, fmt: str | None, states: str | None, ids: tuple[str, ...], users: str | None, me: bool,
+         partitions: str | None, names: str | None, array: bool, endpoint: str | None) -> None:
+    """View information about jobs located in the Melon scheduling queue."""
+    spec = queue_format.parse_format(fmt or os.environ.get("SQUEUE_FORMAT") or DEFAULT_FORMAT)
+    refs = parse_job_refs([i for part in ids for i in part.split()]) if ids else None
+    everything = states is not None and states.strip().lower() == "all"
+    now = time.time()
+    query = {"fields": ",".join(dict.fromkeys([*LABEL_FIELDS, *queue_format.fields_needed(spec), "partition",
+                                               "end_time"]))}
+    if refs or everything:
+        query |= {"all": 1, "ended_since": f"{now - MIN_JOB_AGE:.3f}"}
+        if refs:
+            query["ids"] = ",".join(dict.fromkeys(str(r.job_id) for r in refs))
+    elif states:  # finished states: those ended within MinJobAge, as Slurm still holds them
+        query |= {"state": states, "ended_since": f"{now - MIN_JOB_AGE:.3f}"}
+    jobs = client(endpoint).call("GET", "/jobs", query=query)["jobs"]
+    if refs:
+        jobs = [j for j in jobs if any(ref_names(r, j) for r in refs)]
+        if not jobs and len(refs) == 1:
+            sys.stderr.write(INVALID_ID + "\n")
+            sys.exit(1)
+        if states and not everything:
+            from melond.spec.states import SHORT, parse_states
+            wanted = {SHORT[s] for s in parse_states(states)}
+            jobs = [j for j in jobs if j["state"] in wanted]
+        elif not everything:
+            jobs = [j for j in jobs if j["state"] in ("PD", "R")]
+    for key, value in (("user", users or (current_user() if me else None)), ("partition", partitions),
+                       ("name", names)):
+        if value:
+            jobs = [j for j in jobs if j[key] in set(value.split(","))]
+    labelled = [(job_label(j), j) for j in jobs] if array else fold_pending_tasks(jobs)
+    lines = [] if noheader else [queue_format.header(spec)]
+    lines += [queue_format.render(spec, {**j, "label": label}, now) for label, j in labelled]
+    if lines:
+        echo("\n".join(lines))
+
+
+COMMAND = Command(PROG, show, [
+    Opt("-h", "--noheader", dest="noheader", help="No header."),
+    Opt("-o", "--format", dest="fmt", value=True, help="Fields: %[.][width]CODE, e.g. \"%i %t\"."),
+    Opt("-t", "--states", "--state", dest="states", value=True, help="States: PD,R,CD,... or all."),
+    Opt("-j", "--jobs", "--job", dest="ids", multiple=True, complete="jobs", help="Job ids (comma-separated)."),
+    Opt("-u", "--user", dest="users", value=True, help="Users (comma-separated)."),
+    Opt("--me", dest="me", help="My jobs."),
+    Opt("-p", "--partition", dest="partitions", value=True, help="Partitions (comma-separated)."),
+    Opt("-n", "--name", dest="names", value=True, help="Job names (comma-separated)."),
+    Opt("-r", "--array", dest="array", help="One line per array task."),
+], help_flags=("--help",))
+main = COMMAND.main

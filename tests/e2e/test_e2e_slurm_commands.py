@@ -1,0 +1,88 @@
+"""Slurm's command names backed by melond (opt-in through `melon-slurm env`), printing what the
+tools that parse Slurm's output expect (SLURM-CLIENTS.md)."""
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from conftest import BIN, Melon, wait_for
+
+
+@pytest.fixture
+def slurm_env(melon: Melon) -> dict:
+    line = subprocess.run([str(BIN / "melon-slurm"), "env"], capture_output=True, text=True, check=True).stdout
+    assert line.startswith('export PATH="') and line.endswith(':$PATH"\n')
+    directory = line[len('export PATH="'):-len(':$PATH"\n')]
+    return melon.env(PATH=f"{directory}:{melon.env()['PATH']}")
+
+
+def _run(melon: Melon, env: dict, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(list(args), capture_output=True, text=True, env=env, cwd=melon.work, timeout=60)
+
+
+def test_they_are_not_on_path_until_asked_for(melon: Melon) -> None:
+    assert not (BIN / "squeue").exists() and not (BIN / "scancel").exists()
+
+
+def test_squeue_default_layout_formats_and_ids(melon: Melon, slurm_env: dict) -> None:
+    run = melon.submit("-t", "5", "-J", "runner", "--wrap", "sleep 60")
+    melon.wait_state(run, {"R"})
+    arr = melon.submit("-H", "-J", "held", "--array", "1-4", "--wrap", "true")
+    done = melon.submit("--wrap", "true")
+    melon.wait_state(done, {"CD"})
+    out = _run(melon, slurm_env, "squeue").stdout.splitlines()
+    assert out[0] == "             JOBID PARTITION     NAME     USER ST       TIME  NODES NODELIST(REASON)"
+    assert out[1].split()[0] == str(run) and out[1].split()[-1] == "local"
+    assert out[2].split()[0] == f"{arr}_[1-4]" and out[2].endswith("(JobHeldUser)")
+    assert len(out) == 3  # the finished job is not in the default view
+    assert _run(melon, slurm_env, "squeue", "-h", "-o", "%i|%T").stdout == f"{run}|RUNNING\n{arr}_[1-4]|PENDING\n"
+    assert _run(melon, slurm_env, "squeue", "--noheader", "--format=%i %t", "--job", f"{run},{arr}").stdout \
+        == f"{run} R\n{arr}_[1-4] PD\n"
+    assert f"{done} COMPLETED" in _run(melon, slurm_env, "squeue", "-h", "-o", "%i %T", "-t", "all").stdout
+    assert _run(melon, slurm_env, "squeue", "-h", "-r", "-o", "%i", "-n", "held").stdout.split() == \
+        [f"{arr}_{t}" for t in (1, 2, 3, 4)]
+    header = _run(melon, slurm_env, "squeue", "--me", "-o", "%i,%T", "--state=all").stdout.splitlines()[0]
+    assert header == "JOBID,STATE"
+    melon.run("mcancel", str(run), str(arr))
+
+
+def test_squeue_unknown_id_is_slurms_error(melon: Melon, slurm_env: dict) -> None:
+    r = _run(melon, slurm_env, "squeue", "-j", "987654")
+    assert r.returncode == 1 and r.stderr == "slurm_load_jobs error: Invalid job id specified\n" and r.stdout == ""
+    jid = melon.submit("--wrap", "true")
+    melon.wait_state(jid, {"CD"})
+    r = _run(melon, slurm_env, "squeue", "-h", "-j", str(jid))  # known, finished: no line, exit 0
+    assert r.returncode == 0 and r.stdout == ""
+
+
+def test_scancel_is_silent_and_forgiving_as_slurms(melon: Melon, slurm_env: dict) -> None:
+    held = melon.submit("-H", "--wrap", "true")
+    arr = melon.submit("-H", "--array", "1-3", "--wrap", "true")
+    r = _run(melon, slurm_env, "scancel", str(held), f"{arr}_2")
+    assert (r.returncode, r.stdout, r.stderr) == (0, "", "")
+    assert melon.job(held)["state"] == "CA"
+    assert {j["array_task_id"]: j["state"] for j in melon.jobs("--all", "-r", "-j", str(arr))} == \
+        {1: "PD", 2: "CA", 3: "PD"}
+    r = _run(melon, slurm_env, "scancel", str(held), "987654")  # ended, and unknown: still exit 0
+    assert (r.returncode, r.stdout, r.stderr) == (0, "", "")
+    r = _run(melon, slurm_env, "scancel", "--me", "--clusters=all")
+    assert r.returncode == 0
+    wait_for(lambda: {j["state"] for j in melon.jobs("--all", "-r", "-j", str(arr))} == {"CA"},
+             what="--me to cancel the rest")
+    r = _run(melon, slurm_env, "scancel")
+    assert r.returncode == 1 and "No job identification provided" in r.stderr
+
+
+def test_scancel_signal_after_the_id(melon: Melon, slurm_env: dict) -> None:
+    jid = melon.submit("-t", "1:00", "--wrap", "trap 'echo got-usr2 > sig.txt' USR2; while :; do sleep 0.1; done")
+    melon.wait_state(jid, {"R"})
+    import time
+    time.sleep(1)
+    r = _run(melon, slurm_env, "scancel", str(jid), "--signal", "USR2")
+    assert (r.returncode, r.stdout, r.stderr) == (0, "", "")
+    wait_for(lambda: (melon.work / "sig.txt").exists(), what="USR2 to reach the job")
+    assert melon.job(jid)["state"] == "R"
+    r = _run(melon, slurm_env, "scancel", "--signal=SIGTERM", str(jid))
+    assert r.returncode == 0
+    assert melon.wait_state(jid, {"CD", "F", "CA"})["state"] in ("F", "CD")
