@@ -82,21 +82,27 @@ FIELDS: dict[str, tuple[int, tuple[str, ...], object]] = {
     "MaxRSS": (10, ("max_rss",), lambda j, now: f"{j['max_rss'] // 1024}K" if j.get("max_rss") is not None else ""),
     "Reason": (20, ("reason",), lambda j, now: j.get("reason") or "None"),
     "WorkDir": (20, ("chdir",), lambda j, now: j.get("chdir") or ""),
+    "NNodes": (8, (), lambda j, now: "1"),
+    "NCPUS": (10, ("cpus",), lambda j, now: str(j["cpus"])),
+    "Account": (10, (), lambda j, now: ""),  # Melon has no accounts: empty, as a Slurm without them
+    "Comment": (10, (), lambda j, now: ""),
 }
-_BY_LOWER = {name.lower(): name for name in FIELDS}
+_ALIASES = {"jobidraw": "JobIDRaw", "nodes": "NodeList"}
+_BY_LOWER = {name.lower(): name for name in FIELDS} | _ALIASES
 FORMS = "comma-separated sacct field names, each with an optional %WIDTH (JobName%30); fields: " + ", ".join(FIELDS)
 
 
 class Column:
-    __slots__ = ("name", "width")
+    __slots__ = ("name", "width", "left")
 
-    def __init__(self, name: str, width: int) -> None:
+    def __init__(self, name: str, width: int, left: bool | None = None) -> None:
         self.name, self.width = name, width
+        self.left = name == "JobID" if left is None else left  # `%-20` left-justifies, as in sacct
 
     def fit(self, text: str) -> str:
         if len(text) > self.width:
             text = text[:self.width - 1] + "+"
-        return text.ljust(self.width) if self.name == "JobID" else text.rjust(self.width)
+        return text.ljust(self.width) if self.left else text.rjust(self.width)
 
 
 def parse_format(text: str) -> list[Column]:
@@ -107,9 +113,10 @@ def parse_format(text: str) -> list[Column]:
         known = _BY_LOWER.get(name.lower())
         if known is None:
             raise ParseError(f"unknown field {name!r} in --format {text!r}; use {FORMS}")
-        if width and not (width.isascii() and width.isdigit() and 0 < int(width) <= 1000):
+        digits = width[1:] if width.startswith("-") else width
+        if width and not (digits.isascii() and digits.isdigit() and 0 < int(digits) <= 1000):
             raise ParseError(f"bad width {width!r} for {name} in --format {text!r}: a number from 1 to 1000")
-        out.append(Column(known, int(width) if width else FIELDS[known][0]))
+        out.append(Column(known, int(digits) if width else FIELDS[known][0], True if width.startswith("-") else None))
     if not out:
         raise ParseError(f"--format {text!r} names no field; use {FORMS}")
     return out

@@ -57,8 +57,9 @@ class Command:
 
     def __init__(self, prog: str, run: Callable[..., object], options: list[Opt], args: list[Arg] = (),
                  interspersed: bool = True, epilog: str | None = None,
-                 help_flags: tuple[str, ...] = ("-h", "--help")) -> None:
+                 help_flags: tuple[str, ...] = ("-h", "--help"), strays: bool = False) -> None:
         self.prog, self.run, self.args, self.interspersed = prog, run, list(args), interspersed
+        self.strays = strays  # drop words it does not know (sacct run with `| tail -1` as arguments)
         self.help_flags = help_flags  # mqueue's -h is squeue's --noheader
         taken = {flag for opt in options for flag in opt.flags}
         # A command whose own grammar takes -a (macct's --allusers, as sacct's) keeps the long forms.
@@ -82,6 +83,8 @@ class Command:
             if word.startswith("--"):
                 name, eq, value = word.partition("=")
                 opt = self._flags.get(name)
+                if opt is None and self.strays and name not in self.help_flags:
+                    continue
                 if opt is None or (eq and not opt.value):
                     raise Fallback(word)
                 if opt.value and not eq:
@@ -92,6 +95,8 @@ class Command:
             elif word.startswith("-") and word != "-":
                 for k in range(1, len(word)):
                     opt = self._flags.get("-" + word[k])
+                    if opt is None and self.strays and word not in self.help_flags:
+                        break
                     if opt is None:
                         raise Fallback(word)
                     if not opt.value:
@@ -135,7 +140,7 @@ class Command:
                 raise Fallback(f"no {arg.name}")
             else:
                 out[arg.name] = None
-        if words:
+        if words and not self.strays:
             raise Fallback(f"extra words {words}")
         return out
 

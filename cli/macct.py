@@ -13,7 +13,8 @@ PROG = "macct"
 
 def account(start: str | None, end: str | None, users: str | None, me: bool, all_users: bool,
             ids: tuple[str, ...], states: str | None, partitions: str | None, fmt: str | None, parsable: bool,
-            parsable2: bool, noheader: bool, allocations: bool, as_json: bool, endpoint: str | None) -> None:
+            parsable2: bool, noheader: bool, allocations: bool, as_json: bool, endpoint: str | None,
+            names: str | None = None) -> None:
     """Jobs that were pending or running between -S and -E (default: since midnight; with -j,
     all time), with their state, exit code, times and what they used. Your own jobs unless -a,
     -u or you are root, as sacct.
@@ -33,12 +34,13 @@ def account(start: str | None, end: str | None, users: str | None, me: bool, all
     query = {"start": f"{since:.3f}", "end": f"{until:.3f}", "state": states, "user": users if not all_users else None,
              "ids": ",".join(dict.fromkeys(str(r.job_id) for r in refs)) if refs else None}
     if not as_json:
-        query["fields"] = ",".join(acct_format.columns_needed(columns))
+        query["fields"] = ",".join(acct_format.columns_needed(columns) + ["name"] * bool(names))
     jobs = client(endpoint).call("GET", "/accounting", query=query)["jobs"]
     if refs:
         jobs = [j for j in jobs if any(ref_names(r, j) for r in refs)]
-    if partitions:
-        jobs = [j for j in jobs if j["partition"] in set(partitions.split(","))]
+    for key, value in (("partition", partitions), ("name", names)):
+        if value:
+            jobs = [j for j in jobs if j[key] in set(value.split(","))]
     if as_json:
         print_json(jobs)
         return
@@ -64,6 +66,7 @@ COMMAND = Command(PROG, account, [
         help="Only these jobs: 12, 12,13, 10_3, 10_[1-3]; an array's id for all its tasks."),
     Opt("-s", "--state", dest="states", value=True, help="Only jobs now in these states: CD,F,CA,TO,OOM,NF,PD,R."),
     Opt("-r", "--partition", dest="partitions", value=True, help="Only jobs in these partitions (comma-separated)."),
+    Opt("--name", dest="names", value=True, help="Only jobs with these names (comma-separated)."),
     Opt("-o", "--format", dest="fmt", value=True,
         help=f"sacct fields, e.g. JobID,JobName%30,State,Elapsed,TotalCPU,MaxRSS (default: {acct_format.DEFAULT})."),
     Opt("-p", "--parsable", dest="parsable", help="Fields separated by |, each line ending in |."),

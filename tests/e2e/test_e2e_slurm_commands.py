@@ -86,3 +86,30 @@ def test_scancel_signal_after_the_id(melon: Melon, slurm_env: dict) -> None:
     r = _run(melon, slurm_env, "scancel", "--signal=SIGTERM", str(jid))
     assert r.returncode == 0
     assert melon.wait_state(jid, {"CD", "F", "CA"})["state"] in ("F", "CD")
+
+
+def test_sacct_as_the_tools_run_it(melon: Melon, slurm_env: dict) -> None:
+    ok = melon.submit("-J", "ok", "--wrap", "true")
+    bad = melon.submit("-J", "bad", "--wrap", "exit 2")
+    held = melon.submit("-H", "--wrap", "true")
+    for jid in (ok, bad):
+        melon.wait_state(jid, {"CD", "F"})
+    melon.run("mcancel", str(held))
+    sacct = lambda *args: _run(melon, slurm_env, "sacct", *args)  # noqa: E731
+    # submitit: a header it reads the column names from, one -j per id
+    assert sacct("-o", "JobID,State,NodeList", "--parsable2", "-j", str(ok), "-j", str(bad)).stdout == \
+        f"JobID|State|NodeList\n{ok}|COMPLETED|local\n{bad}|FAILED|local\n"
+    # snakemake: no header, raw ids, comma list, -X, --clusters
+    assert sacct("-X", "--parsable2", "--clusters", "all", "--noheader", "--format=JobIdRaw,State",
+                 "-j", f"{ok},{held}").stdout == f"{ok}|COMPLETED\n{held}|CANCELLED\n"
+    # the legacy profile: -P -b
+    assert sacct("-P", "-b", "-j", str(bad), "-n").stdout == f"{bad}|FAILED|2:0\n"
+    # snakemake's account probe, run without a shell: `|`, `tail` and `-1` arrive as arguments
+    r = sacct("-nu", melon.job(ok)["user"], "-o", "Account%256", "|", "tail", "-1")
+    assert r.returncode == 0 and r.stdout.strip() == ""
+    r = sacct("-j", f"{ok}.batch", "--format=Reason", "--noheader")  # a step: Melon's jobs have none
+    assert (r.returncode, r.stdout) == (0, "")
+    assert sacct("-X").returncode == 0
+    assert sacct("--name=bad", "-P", "-n", "-o", "jobid,state").stdout == f"{bad}|FAILED\n"
+    lines = sacct("-o", "JobID%-20,State", "-j", str(ok)).stdout.splitlines()
+    assert lines[2] == f"{ok}".ljust(20) + " " + "COMPLETED".rjust(10)

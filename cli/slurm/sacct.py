@@ -1,0 +1,49 @@
+"""`sacct`, as Slurm prints it, through macct's engine (the store's accounting window).
+
+What tools run (SLURM-CLIENTS.md): `-j` repeated or comma lists (`J`, `J_I`; `J.step` names a
+step, which Melon's jobs do not have, so it lists nothing), `-X`, `-n`, `-p`/`-P`, `-b`, `-o`
+with widths (`%-256` left-justified), `--name`, `-S`/`-E`, `-u`, `-a`, `--clusters`; words it
+does not know are passed over (snakemake runs `sacct ... | tail -1` without a shell), and a bare
+`sacct -X` exits 0. States are spelled whole (`CANCELLED`, never `CANCELLED by 0`).
+"""
+from __future__ import annotations
+
+from cli.args import Command, Opt
+from cli.macct import account
+
+PROG = "sacct"
+BRIEF = "JobID,State,ExitCode"
+
+
+def show(ids: tuple[str, ...], fmt: str | None, brief: bool, parsable: bool, parsable2: bool, noheader: bool,
+         allocations: bool, names: str | None, start: str | None, end: str | None, users: str | None,
+         all_users: bool, states: str | None, partitions: str | None, clusters: str | None,
+         endpoint: str | None) -> None:
+    """Accounting data for jobs, from melond's store."""
+    typed = [i for value in ids for i in value.split(",") if i]
+    jobs = tuple(i for i in typed if "." not in i)  # `J.batch`, `J.0`: steps, which no Melon job has
+    if typed and not jobs:
+        return
+    account(start=start, end=end, users=users, me=False, all_users=all_users, ids=jobs, states=states,
+            partitions=partitions, fmt=BRIEF if brief and not fmt else fmt, parsable=parsable, parsable2=parsable2,
+            noheader=noheader, allocations=allocations, as_json=False, endpoint=endpoint, names=names)
+
+
+COMMAND = Command(PROG, show, [
+    Opt("-j", "--jobs", "--job", dest="ids", multiple=True, complete="jobs", help="Job ids (comma-separated, repeatable)."),
+    Opt("-o", "--format", dest="fmt", value=True, help="Fields, e.g. JobID,State,NodeList%20."),
+    Opt("-b", "--brief", dest="brief", help="JobID, State and ExitCode only."),
+    Opt("-p", "--parsable", dest="parsable", help="Fields separated by |, each line ending in |."),
+    Opt("-P", "--parsable2", dest="parsable2", help="Fields separated by |, no | at the end."),
+    Opt("-n", "--noheader", dest="noheader", help="No header."),
+    Opt("-X", "--allocations", dest="allocations", help="Jobs only (Melon's jobs have no steps)."),
+    Opt("--name", dest="names", value=True, help="Jobs with these names."),
+    Opt("-S", "--starttime", dest="start", value=True, help="From (default: midnight; with -j, all time)."),
+    Opt("-E", "--endtime", dest="end", value=True, help="Until (default: now)."),
+    Opt("-u", "--user", dest="users", value=True, help="These users' jobs."),
+    Opt("-a", "--allusers", dest="all_users", help="Every user's jobs."),
+    Opt("-s", "--state", dest="states", value=True, help="Jobs now in these states."),
+    Opt("-r", "--partition", dest="partitions", value=True, help="Jobs in these partitions."),
+    Opt("-M", "--clusters", "--cluster", dest="clusters", value=True, help="Accepted; one cluster: this melond's."),
+], strays=True)
+main = COMMAND.main
