@@ -10,7 +10,8 @@ from __future__ import annotations
 import os
 import sys
 
-COMMANDS = {"squeue": "cli.slurm.squeue", "scancel": "cli.slurm.scancel", "sacct": "cli.slurm.sacct"}
+COMMANDS = {"squeue": "cli.slurm.squeue", "scancel": "cli.slurm.scancel", "sacct": "cli.slurm.sacct",
+            "scontrol": "cli.slurm.scontrol"}
 LAUNCHER = """#!{python} -S
 import sys
 sys.path.insert(0, {root!r})

@@ -113,3 +113,35 @@ def test_sacct_as_the_tools_run_it(melon: Melon, slurm_env: dict) -> None:
     assert sacct("--name=bad", "-P", "-n", "-o", "jobid,state").stdout == f"{bad}|FAILED\n"
     lines = sacct("-o", "JobID%-20,State", "-j", str(ok)).stdout.splitlines()
     assert lines[2] == f"{ok}".ljust(20) + " " + "COMPLETED".rjust(10)
+
+
+def test_scontrol_extends_a_job_for_its_owner(melon: Melon, slurm_env: dict) -> None:
+    jid = melon.submit("-t", "2", "--wrap", "sleep 30")
+    melon.wait_state(jid, {"R"})
+    scontrol = lambda *args: _run(melon, slurm_env, "scontrol", *args)  # noqa: E731
+    r = scontrol("update", f"JobId={jid}", "TimeLimit=+10")  # what Slurm allows only its administrators
+    assert (r.returncode, r.stdout, r.stderr) == (0, "", "")
+    assert melon.job(jid)["time_limit_seconds"] == 12 * 60
+    assert scontrol("update", f"jobid={jid}", "timelimit=1:00:00").returncode == 0
+    assert melon.job(jid)["time_limit_seconds"] == 3600
+    shown = scontrol("show", "job", str(jid)).stdout
+    assert shown.startswith(f"JobId={jid} JobName=wrap\n   UserId=") and "JobState=RUNNING" in shown
+    assert "TimeLimit=01:00:00" in shown and "ExitCode=0:0" in shown
+    assert "\n" not in scontrol("-o", "show", "job", str(jid)).stdout.strip()
+    for args, says in ((["update", f"JobId={jid}", "TimeLimit=-5"], "give the new total"),
+                       (["update", "JobId=987654", "TimeLimit=+5"], "does not exist"),
+                       (["hold", str(jid)], "only pending jobs"), (["frobnicate"], "not something")):
+        r = scontrol(*args)
+        assert r.returncode == 1 and says in r.stderr, (args, r.stderr)
+    assert melon.job(jid)["time_limit_seconds"] == 3600
+    melon.run("mcancel", str(jid))
+
+
+def test_scontrol_hold_release_and_hostnames(melon: Melon, slurm_env: dict) -> None:
+    jid = melon.submit("-H", "--wrap", "true")
+    assert _run(melon, slurm_env, "scontrol", "release", str(jid)).returncode == 0
+    melon.wait_state(jid, {"CD"})
+    out = _run(melon, slurm_env, "scontrol", "show", "hostnames", "node[1-3],gpu01").stdout
+    assert out == "node1\nnode2\nnode3\ngpu01\n"
+    env = {**slurm_env, "SLURM_JOB_NODELIST": "n[07-08]"}
+    assert _run(melon, env, "scontrol", "show", "hostnames").stdout == "n07\nn08\n"
