@@ -257,6 +257,19 @@ async def release_job(request: web.Request) -> web.Response:
     return web.json_response(await _each(request, PENDING, lambda jid: ops.set_hold(jid, caller, False)))
 
 
+async def list_partitions(request: web.Request) -> web.Response:
+    """Each partition's time rules and nodes (`sinfo`); the default one marked."""
+    engine = request.app[ENGINE]
+    inv, default = engine.inv, engine.inv.default_partition()
+    out = []
+    for name in dict.fromkeys([*inv.partition_names(), *(n.partition for n in engine.nodes.values())]):
+        p = inv.partition(name)
+        out.append({"name": name, "default": name == default, "max_time": p.max_time, "default_time": p.default_time,
+                    "max_extension": p.max_extension, "max_extensions": p.max_extensions,
+                    "nodes": sorted(n.name for n in engine.nodes.values() if n.partition == name)})
+    return web.json_response({"partitions": out})
+
+
 async def list_nodes(request: web.Request) -> web.Response:
     engine = request.app[ENGINE]
     running: dict[str, list[Job]] = {}
@@ -330,6 +343,7 @@ ROUTES = [
     ("POST", "/jobs/{job_id}/release", release_job, None, None,
      "release a held job; an array's id releases each pending task"),
     ("GET", "/nodes", list_nodes, None, None, "nodes with allocation and limit backend"),
+    ("GET", "/partitions", list_partitions, None, None, "partitions: time rules, extension policy, nodes, the default"),
     ("POST", "/nodes/{name}/drain", drain_node, models.NodeAction, None, "start nothing more on a node (operators)"),
     ("POST", "/nodes/{name}/resume", resume_node, None, None, "return a drained node to service (operators)"),
     ("POST", "/nodes/{name}/down", down_node, models.NodeAction, None, "drain a node and kill its jobs (operators)"),

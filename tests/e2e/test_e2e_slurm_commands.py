@@ -9,12 +9,17 @@ import pytest
 from conftest import BIN, Melon, wait_for
 
 
-@pytest.fixture
-def slurm_env(melon: Melon) -> dict:
+def _with_slurm_names(melon: Melon) -> dict:
+    """melon's environment with what `eval "$(melon-slurm env)"` puts on PATH."""
     line = subprocess.run([str(BIN / "melon-slurm"), "env"], capture_output=True, text=True, check=True).stdout
     assert line.startswith('export PATH="') and line.endswith(':$PATH"\n')
     directory = line[len('export PATH="'):-len(':$PATH"\n')]
     return melon.env(PATH=f"{directory}:{melon.env()['PATH']}")
+
+
+@pytest.fixture
+def slurm_env(melon: Melon) -> dict:
+    return _with_slurm_names(melon)
 
 
 def _run(melon: Melon, env: dict, *args: str) -> subprocess.CompletedProcess:
@@ -145,3 +150,23 @@ def test_scontrol_hold_release_and_hostnames(melon: Melon, slurm_env: dict) -> N
     assert out == "node1\nnode2\nnode3\ngpu01\n"
     env = {**slurm_env, "SLURM_JOB_NODELIST": "n[07-08]"}
     assert _run(melon, env, "scontrol", "show", "hostnames").stdout == "n07\nn08\n"
+
+
+def test_sinfo_default_node_and_summary_views(melon_factory) -> None:
+    melon = melon_factory(inventory='[partitions.short]\ndefault = true\nmax_time = "4:00:00"\n'
+                                    '[partitions.long]\nmax_time = "2-00:00:00"\n')
+    env = _with_slurm_names(melon)
+    out = _run(melon, env, "sinfo").stdout.splitlines()
+    assert out[0] == "PARTITION AVAIL  TIMELIMIT  NODES  STATE NODELIST"
+    assert out[1].split() == ["short*", "up", "4:00:00", "1", "idle", "local"]
+    assert len(out) == 2  # `long` has no nodes: no line, as sinfo prints none for an empty partition
+    assert _run(melon, env, "sinfo", "-h", "-o", "%P|%l|%c", "-p", "short").stdout.split("|")[:2] == \
+        ["short*", "4:00:00"]
+    assert _run(melon, env, "sinfo", "-N", "-h").stdout.split() == ["local", "1", "short*", "idle"]
+    assert _run(melon, env, "sinfo", "-s", "-h").stdout.split()[3] == "0/1/0/1"
+    jid = melon.submit("-t", "1:00", "--wrap", "sleep 30")
+    melon.wait_state(jid, {"R"})
+    assert _run(melon, env, "sinfo", "-h", "-o", "%t").stdout.strip() in ("mix", "alloc")
+    melon.run("mcancel", str(jid))
+    r = _run(melon, env, "sinfo", "-o", "%q")
+    assert r.returncode == 1 and "'%q'" in r.stderr
