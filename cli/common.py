@@ -49,6 +49,22 @@ def ref_names(ref, job: dict) -> bool:
     return job.get("array_job_id") == ref.job_id and job.get("array_task_id") == ref.task
 
 
+def pick_jobs(c, typed: list[str], user: str | None, states: str | None, names: str | None,
+              partitions: str | None) -> list[str]:
+    """The pending and running jobs that filters pick (mcancel's and scancel's -u/-t/-n/-p), each
+    by its own label (`13_2`, never `13`, which would name a whole array), within the ids typed."""
+    listed = "id,name,user,state,partition,array_job_id,array_task_id"
+    jobs = c.call("GET", "/jobs", query={"user": user, "state": states or "PD,R", "fields": listed})["jobs"]
+    for key, value in (("name", names), ("partition", partitions)):
+        if value:
+            jobs = [j for j in jobs if j[key] in set(value.split(","))]
+    if typed:
+        from melond.spec.jobids import parse_job_refs
+        refs = parse_job_refs(typed)
+        jobs = [j for j in jobs if any(ref_names(r, j) for r in refs)]
+    return [job_label(j) for j in jobs]
+
+
 def each_job(reply: dict, typed: str) -> list[dict]:
     """The per-job outcomes of an action on `typed`: one job's reply, or an array's list."""
     return reply["jobs"] if "jobs" in reply else [{"job": typed, **reply}]

@@ -4,11 +4,10 @@ from __future__ import annotations
 import sys
 
 from cli.args import Arg, Command, Opt, error
-from cli.common import client, current_user, each_job, echo, job_ids, job_label, ref_names
+from cli.common import client, current_user, each_job, echo, job_ids, pick_jobs
 from melond.errors import MelonError, ParseError
 
 PROG = "mcancel"
-LISTED = "id,name,user,state,partition,array_job_id,array_task_id"
 
 
 def cancel(ids: tuple[str, ...], user: str | None, me: bool, states: str | None, names: str | None,
@@ -32,7 +31,7 @@ def cancel(ids: tuple[str, ...], user: str | None, me: bool, states: str | None,
     c = client(endpoint)
     targets = job_ids(ids) if ids else []
     if filtered:
-        targets = _pick(c, targets, user, states, names, partitions)
+        targets = pick_jobs(c, targets, user, states, names, partitions)
     failed = 0
     for ref in targets:
         if interactive and not _confirm(ref, "signal" if sig else "cancel"):
@@ -55,23 +54,6 @@ def cancel(ids: tuple[str, ...], user: str | None, me: bool, states: str | None,
             error(PROG, e["message"])
             failed += 1
     sys.exit(1 if failed else 0)
-
-
-def _pick(c, typed: list[str], user: str | None, states: str | None, names: str | None,
-          partitions: str | None) -> list[str]:
-    """The pending and running jobs the filters pick, each by its own label (`13_2`, never `13`,
-    which would name a whole array), within the ids typed if any."""
-    query = {"user": user, "state": states or "PD,R", "fields": LISTED}
-    jobs = c.call("GET", "/jobs", query=query)["jobs"]
-    if names:
-        jobs = [j for j in jobs if j["name"] in set(names.split(","))]
-    if partitions:
-        jobs = [j for j in jobs if j["partition"] in set(partitions.split(","))]
-    if typed:
-        from melond.spec.jobids import parse_job_refs
-        refs = parse_job_refs(typed)
-        jobs = [j for j in jobs if any(ref_names(r, j) for r in refs)]
-    return [job_label(j) for j in jobs]
 
 
 def _confirm(ref: str, action: str) -> bool:

@@ -100,8 +100,9 @@ class Field:
         return text.rjust(self.width) if self.right else text.ljust(self.width)
 
 
-def parse_format(text: str) -> list[Field | str]:
-    """`%.18i %j|%T` -> [Field(i, 18, right), " ", Field(j), "|", Field(T)]."""
+def parse_format(text: str, codes: dict = CODES, forms: str = FORMS) -> list[Field | str]:
+    """`%.18i %j|%T` -> [Field(i, 18, right), " ", Field(j), "|", Field(T)]; `codes` is squeue's
+    unless another command's (sinfo's) is given, with the `forms` its errors name."""
     out: list[Field | str] = []
     literal, i = "", 0
     while i < len(text):
@@ -120,9 +121,9 @@ def parse_format(text: str) -> list[Field | str]:
         while k < len(text) and text[k] in "0123456789":
             k += 1
         code = text[k:k + 1]
-        if code not in CODES:
+        if code not in codes:
             shown = text[i:k + 1] or "%"
-            raise ParseError(f"unknown format field {shown!r} in {text!r}; {FORMS}")
+            raise ParseError(f"unknown format field {shown!r} in {text!r}; {forms}")
         if literal:
             out.append(literal)
             literal = ""
@@ -140,10 +141,10 @@ def fields_needed(spec: list[Field | str]) -> list[str]:
     return list(dict.fromkeys(f for item in spec if isinstance(item, Field) for f in CODES[item.code][1]))
 
 
-def header(spec: list[Field | str]) -> str:
-    return "".join(item.fit(CODES[item.code][0]) if isinstance(item, Field) else item for item in spec).rstrip()
+def header(spec: list[Field | str], codes: dict = CODES) -> str:
+    return "".join(item.fit(codes[item.code][0]) if isinstance(item, Field) else item for item in spec).rstrip()
 
 
-def render(spec: list[Field | str], job: dict, now: float) -> str:
-    return "".join(item.fit(CODES[item.code][2](job, now)) if isinstance(item, Field) else item
+def render(spec: list[Field | str], job: dict, now: float, codes: dict = CODES) -> str:
+    return "".join(item.fit(codes[item.code][2](job, now)) if isinstance(item, Field) else item
                    for item in spec).rstrip()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 
 from cli.args import Arg, Command, Opt
-from cli.common import client, current_user, job_ids, job_label, ref_names
+from cli.common import client, current_user, job_ids, pick_jobs
 from melond.errors import Conflict, MelonError, NotFound
 
 PROG = "scancel"
@@ -30,16 +30,7 @@ def cancel(ids: tuple[str, ...], signal: str | None, me: bool, user: str | None,
     c = client(endpoint)
     targets = job_ids(ids) if ids else []
     if filtered:
-        jobs = c.call("GET", "/jobs", query={"user": user, "state": states or "PD,R",
-                                             "fields": "id,name,user,state,partition,array_job_id,array_task_id"})["jobs"]
-        for key, value in (("name", names), ("partition", partitions)):
-            if value:
-                jobs = [j for j in jobs if j[key] in set(value.split(","))]
-        if targets:
-            from melond.spec.jobids import parse_job_refs
-            refs = parse_job_refs(targets)
-            jobs = [j for j in jobs if any(ref_names(r, j) for r in refs)]
-        targets = [job_label(j) for j in jobs]
+        targets = pick_jobs(c, targets, user, states, names, partitions)
     failed = False
     for ref in targets:
         try:

@@ -6,9 +6,9 @@ drain (drained) and down.
 """
 from __future__ import annotations
 
+from cli import queue_format
 from cli.args import Command, Opt
 from cli.common import client, echo
-from melond.errors import ParseError
 from melond.spec.timespec import format_duration
 
 PROG = "sinfo"
@@ -19,6 +19,9 @@ STATE_SHORT = {"idle": "idle", "mixed": "mix", "allocated": "alloc", "draining":
                "down": "down"}
 HEADERS = {"P": "PARTITION", "a": "AVAIL", "l": "TIMELIMIT", "D": "NODES", "t": "STATE", "T": "STATE",
            "N": "NODELIST", "c": "CPUS", "m": "MEMORY", "G": "GRES", "p": "PRIO_TIER", "F": "NODES(A/I/O/T)"}
+# squeue's format grammar (cli.queue_format) with sinfo's codes; a row holds each code's text.
+CODES = {code: (title, (), lambda row, now, code=code: row[code]) for code, title in HEADERS.items()}
+FORMS = "fields are %[.][width]CODE; codes: " + " ".join(f"%{c} ({h})" for c, h in HEADERS.items())
 
 
 def _limit(seconds: int) -> str:
@@ -29,48 +32,11 @@ def _limit(seconds: int) -> str:
     return f"{days}-{rest // 3600:02d}:{rest % 3600 // 60:02d}:{rest % 60:02d}" if days else format_duration(rest)
 
 
-def _fields(fmt: str) -> list:
-    out, i, literal = [], 0, ""
-    while i < len(fmt):
-        if fmt[i] != "%":
-            literal += fmt[i]
-            i += 1
-            continue
-        j = i + 1
-        right = fmt[j:j + 1] == "."
-        j += right
-        k = j
-        while k < len(fmt) and fmt[k].isdigit():
-            k += 1
-        code = fmt[k:k + 1]
-        if code not in HEADERS:
-            raise ParseError(f"unknown format field {fmt[i:k + 1]!r} in {fmt!r}; codes: "
-                             + " ".join(f"%{c} ({h})" for c, h in HEADERS.items()))
-        if literal:
-            out.append(literal)
-            literal = ""
-        out.append((code, int(fmt[j:k]) if k > j else None, right))
-        i = k + 1
-    if literal:
-        out.append(literal)
-    return out
-
-
-def _fit(text: str, width: int | None, right: bool) -> str:
-    if width is None:
-        return text
-    text = text[:width]
-    return text.rjust(width) if right else text.ljust(width)
-
-
-def _render(fields: list, row: dict) -> str:
-    return "".join(_fit(row[f[0]], f[1], f[2]) if isinstance(f, tuple) else f for f in fields).rstrip()
-
-
 def show(noheader: bool, fmt: str | None, node_oriented: bool, partitions: str | None, summarize: bool,
          show_all: bool, endpoint: str | None) -> None:
     """View information about Melon's nodes and partitions."""
-    fields = _fields(fmt or (NODE_FORMAT if node_oriented else SUMMARY_FORMAT if summarize else DEFAULT_FORMAT))
+    spec = queue_format.parse_format(fmt or (NODE_FORMAT if node_oriented else SUMMARY_FORMAT if summarize
+                                             else DEFAULT_FORMAT), CODES, FORMS)
     c = client(endpoint)
     nodes = {n["name"]: n for n in c.call("GET", "/nodes")["nodes"]}
     parts = c.call("GET", "/partitions")["partitions"]
@@ -92,8 +58,8 @@ def show(noheader: bool, fmt: str | None, node_oriented: bool, partitions: str |
                     "D": str(len(chunk)), "t": state, "T": state, "N": ",".join(m["name"] for m in chunk),
                     "c": str(chunk[0]["cpus"]), "m": str(chunk[0]["memory"]), "G": "(null)", "p": "1",
                     "F": f"{alloc}/{idle}/{len(chunk) - alloc - idle}/{len(chunk)}"})
-    lines = [] if noheader else [_render(fields, {code: HEADERS[code] for code in HEADERS})]
-    lines += [_render(fields, row) for row in rows]
+    lines = [] if noheader else [queue_format.header(spec, CODES)]
+    lines += [queue_format.render(spec, row, 0.0, CODES) for row in rows]
     if lines:
         echo("\n".join(lines))
 
