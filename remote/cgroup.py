@@ -78,6 +78,23 @@ class NoLimits:
             except ProcessLookupError:
                 pass
 
+    def signal_once(self, sig: int) -> None:
+        """Every process of the job exactly once, for a signal it may handle (`mcancel -s`,
+        `--signal`): its cgroup's processes where it has one, else its process group. signal_all
+        sends to both, which for a caught signal would run the handler twice."""
+        me = os.getpid()
+        pids = [p for p in self.pids() if p != me]
+        if not pids and self.leader:
+            try:
+                os.killpg(self.leader, sig)
+            except ProcessLookupError:
+                pass
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+
     def oom_killed(self) -> bool:
         return False
 

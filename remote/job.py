@@ -110,7 +110,7 @@ class Job:
                 self._terminate("timeout", now)
         for sig in self.dir.take_lines("signals"):  # `mcancel -s`, sent once each
             if self.ending is None and sig.isdigit():
-                self.limits.signal_all(int(sig))
+                self.limits.signal_once(int(sig))
         if self.kill_at is not None and now >= self.kill_at:
             self.limits.signal_all(signal.SIGKILL)
             self.kill_at = None
@@ -118,7 +118,7 @@ class Job:
         if warn and deadline is not None and not self.warned and self.ending is None:
             warn_at = deadline - warn[1]
             if now >= warn_at:
-                self.limits.signal_all(warn[0])
+                self.limits.signal_once(warn[0])
                 self.warned = True
             else:
                 deadline = min(deadline, warn_at)
