@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 
+from cli.common import job_label
 from melond.errors import ParseError
 from melond.spec.timespec import format_size_mib
 
@@ -42,10 +43,6 @@ def _cpu(seconds: float | None) -> str:
     return f"{whole // 60:02d}:{whole % 60:02d}.{int((seconds - whole) * 1000):03d}"
 
 
-def _label(j: dict) -> str:
-    return f"{j['array_job_id']}_{j['array_task_id']}" if j.get("array_task_id") is not None else str(j["id"])
-
-
 def _exit(j: dict) -> str:
     return f"{j.get('exit_code') or 0}:{j.get('exit_signal') or 0}"
 
@@ -56,7 +53,7 @@ def _state(j: dict) -> str:
 
 # name (as sacct spells it) -> (default width, the stored columns it reads, how it is shown)
 FIELDS: dict[str, tuple[int, tuple[str, ...], object]] = {
-    "JobID": (12, ("id", "array_job_id", "array_task_id"), lambda j, now: _label(j)),
+    "JobID": (12, ("id", "array_job_id", "array_task_id"), lambda j, now: job_label(j)),
     "JobIDRaw": (12, ("id",), lambda j, now: str(j["id"])),
     "JobName": (10, ("name",), lambda j, now: j["name"]),
     "User": (9, ("user",), lambda j, now: j["user"]),

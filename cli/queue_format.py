@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 
+from cli.common import job_label
 from melond.errors import ParseError
 from melond.spec.timespec import format_duration, format_limit, format_size_mib
 
@@ -16,9 +17,8 @@ DEFAULT = "%.18i %.9P %.8j %.8u %.2t %.10M %.10l %.6D %R"
 
 
 def _label(j: dict) -> str:
-    if j.get("label"):
-        return j["label"]
-    return f"{j['array_job_id']}_{j['array_task_id']}" if j.get("array_task_id") is not None else str(j["id"])
+    """The label melond folded the line under (`13_[5-9%3]`), else the job's own."""
+    return j.get("label") or job_label(j)
 
 
 def _time(epoch: float | None) -> str:
