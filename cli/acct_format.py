@@ -81,8 +81,8 @@ FIELDS: dict[str, tuple[int, tuple[str, ...], object]] = {
     "WorkDir": (20, ("chdir",), lambda j, now: j.get("chdir") or ""),
     "NNodes": (8, (), lambda j, now: "1"),
     "NCPUS": (10, ("cpus",), lambda j, now: str(j["cpus"])),
-    "Account": (10, (), lambda j, now: ""),  # Melon has no accounts: empty, as a Slurm without them
-    "Comment": (10, (), lambda j, now: ""),
+    "Account": (10, ("account",), lambda j, now: j.get("account") or ""),  # as asked: Melon has no accounts
+    "Comment": (10, ("comment",), lambda j, now: j.get("comment") or ""),
 }
 _ALIASES = {"jobidraw": "JobIDRaw", "nodes": "NodeList"}
 _BY_LOWER = {name.lower(): name for name in FIELDS} | _ALIASES

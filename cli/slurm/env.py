@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import sys
 
-COMMANDS = {"squeue": "cli.slurm.squeue", "scancel": "cli.slurm.scancel", "sacct": "cli.slurm.sacct",
+COMMANDS = {"sbatch": "cli.slurm.sbatch", "squeue": "cli.slurm.squeue", "scancel": "cli.slurm.scancel", "sacct": "cli.slurm.sacct",
             "scontrol": "cli.slurm.scontrol", "sinfo": "cli.slurm.sinfo"}
 LAUNCHER = """#!{python} -S
 import sys

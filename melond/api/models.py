@@ -63,6 +63,10 @@ class SubmitRequest(Body):
     signal: str | None = None
     submit_host: str | None = None
     submit_dir: str | None = None
+    comment: Annotated[str, Field(max_length=4096), AfterValidator(_no_nul)] | None = None
+    account: Annotated[str, Field(max_length=256), AfterValidator(_no_nul)] | None = None
+    slurm_options: dict[Annotated[str, Field(max_length=64)], Annotated[Text, Field(max_length=4096)]] = Field(
+        default={}, max_length=200, description="Slurm options accepted but not acted on, recorded as given")
 
 
 class SubmitReply(Body):

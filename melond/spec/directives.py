@@ -21,9 +21,11 @@ from melond.spec.slurm_options import (
     NO_ARG,
     REQUIRED,
     SLURM_GRAMMAR,
-    UNSUPPORTED_WHY,
+    SLURM_PREFIX,
     Grammar,
+    changes_job,
     resolve_long,
+    unsupported,
 )
 
 __all__ = ["MELON_OPTIONS", "Directive", "DirectiveError", "Scan", "Setting", "options_from_scan", "scan_script"]
@@ -269,9 +271,9 @@ class _Parser:
         elif name in MELON_ARGS:
             self.settings[name] = Setting(True if value is None else value, origin)
         else:
-            shown = f"--{name}" if value is None else f"--{name}={value}"
-            why = UNSUPPORTED_WHY.get(name, "not supported by Melon")
-            self.warnings.append(f"{origin}: {shown} ignored: {why}")
+            self.settings[SLURM_PREFIX + name] = Setting("" if value is None else value, origin)
+            if changes_job(name, value):
+                self.warnings.append(f"{origin}: {unsupported(name, value)}")
 
 
 def _melon_hint(grammar: Grammar) -> str:

@@ -12,7 +12,7 @@ from types import MappingProxyType
 
 from melond.spec.charclass import digits, shell_name, signed_digits
 from melond.spec.directives import MELON_ARGS, DirectiveError, Setting, options_from_scan, scan_script
-from melond.spec.slurm_options import NO_ARG
+from melond.spec.slurm_options import NO_ARG, SLURM_PREFIX
 from melond.spec.timespec import (
     SpecError,
     expand_hostlist,
@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     from typing import Any, Callable, Mapping
 
 DEFAULT_OUTPUT = "melon-%j.out"
+SLURM_OUTPUT = ("slurm-%j.out", "slurm-%A_%a.out")  # sbatch's defaults: a job, an array's tasks
+PROG = {False: "mbatch", True: "sbatch"}  # the default name of a job read from standard input
 MIB = 1024 * 1024
 
 # Command-line keys the CLI may pass along that concern the client, not the request.
@@ -91,6 +93,9 @@ def _cli_settings(cli: Mapping[str, Any]) -> dict[str, Setting]:
     settings: dict[str, Setting] = {}
     for raw_key, value in cli.items():
         key = raw_key.replace("_", "-").lstrip("-")
+        if key.startswith(SLURM_PREFIX):
+            settings[key] = Setting(value if isinstance(value, str) else "", "command line")
+            continue
         if value is None or value is False or key in _CLIENT_KEYS or key == "wrap":
             continue
         if key not in MELON_ARGS:
@@ -192,8 +197,9 @@ def _environment(export: str, environ: Mapping[str, str], warnings: list[str]) -
     return env
 
 
-def _check_script(text: str, path: str | None, warnings: list[str]) -> None:
-    """Refuse what sbatch refuses (empty, binary, DOS line ends); warn on a missing #! line."""
+def _check_script(text: str, path: str | None, warnings: list[str], strict: bool = False) -> None:
+    """Refuse what sbatch refuses (empty, binary, DOS line ends); warn on a missing #! line
+    (refuse it too where `strict`, in sbatch's words)."""
     label = path or "the script on standard input"
     if "\0" in text:
         raise DirectiveError(f"{label}: contains NUL bytes, so it looks binary; give mbatch a shell script")
@@ -203,11 +209,24 @@ def _check_script(text: str, path: str | None, warnings: list[str]) -> None:
         raise DirectiveError(
             f"{label}: has DOS line breaks (\\r\\n); convert it with `dos2unix {path or 'SCRIPT'}` and submit again"
         )
+    if not text.startswith("#!") and strict:
+        raise DirectiveError("This does not look like a batch script.  The first line must start with #! "
+                             "followed by the path to an interpreter. For instance: #!/bin/sh")
     if not text.startswith("#!"):
         warnings.append(
             f"{label}: does not start with #! (sbatch refuses such a script: "
             f"\"This does not look like a batch script\"); Melon runs it with /bin/sh"
         )
+
+
+def _slurm_options(layers: tuple[dict[str, Setting], ...]) -> dict[str, str]:
+    """The Slurm options Melon does not act on, recorded as given (the command line wins)."""
+    found: dict[str, str] = {}
+    for layer in reversed(layers):
+        for key, setting in layer.items():
+            if key.startswith(SLURM_PREFIX):
+                found[key[len(SLURM_PREFIX):]] = setting.value
+    return found
 
 
 def _pick(layers: tuple[dict[str, Setting], ...], key: str) -> Setting | None:
@@ -242,8 +261,12 @@ def build_request(
     submit_host: str,
     user: str,
     now: float,
+    sbatch: bool = False,
 ) -> tuple[dict, list[str]]:
     """Merge command line > environment > script into a JSON-able job request, plus warnings.
+
+    ``sbatch`` gives Slurm's defaults (slurm-%j.out, the name "sbatch" for a script on standard
+    input) and refuses a script without #!, as sbatch does; otherwise they are mbatch's.
 
     ``user`` is accepted for the caller's convenience but not trusted or stored here: the daemon
     takes the owner from the connection's credentials.
@@ -262,11 +285,12 @@ def build_request(
     elif script_text is None:
         raise DirectiveError("no job script: give a script file, or --wrap CMD to run one command")
     else:
-        _check_script(script_text, script_path, warnings)
+        _check_script(script_text, script_path, warnings, strict=sbatch)
         script = script_text
         script_settings, scan_warnings = options_from_scan(scan_script(script_text))
         warnings += scan_warnings
     layers = (_cli_settings(cli), _env_settings(environ), script_settings)
+    slurm_options = _slurm_options(layers)
 
     values = {}
     for key in _VALUE_KEYS:  # a fixed order, so the same mistakes always give the same error
@@ -281,7 +305,8 @@ def build_request(
         mem_per_cpu = key == "mem-per-cpu"
         memory = _convert(key, setting, now) * MIB * (cpus if mem_per_cpu else 1)
 
-    default_name = posixpath.basename(script_path) if script_path else ("wrap" if wrap else "mbatch")
+    default_name = posixpath.basename(script_path) if script_path else ("wrap" if wrap else PROG[sbatch])
+    default_output = values.get("output") or (SLURM_OUTPUT[bool(values.get("array"))] if sbatch else DEFAULT_OUTPUT)
     export = values.get("export", "ALL")
     try:
         environment = _environment(export, environ, warnings)
@@ -297,7 +322,7 @@ def build_request(
         "memory": memory,
         "mem_per_cpu": mem_per_cpu,
         "time_limit": values.get("time"),
-        "output": values.get("output", DEFAULT_OUTPUT),
+        "output": default_output,
         "error": values.get("error"),
         "chdir": posixpath.normpath(posixpath.join(cwd, values.get("chdir", cwd))),
         "environment": environment,
@@ -313,6 +338,9 @@ def build_request(
         "signal": values.get("signal"),
         "submit_host": submit_host,
         "submit_dir": cwd,
+        "comment": slurm_options.pop("comment", None),
+        "account": slurm_options.pop("account", None),
+        "slurm_options": slurm_options,
     }
     warnings += _drop_non_utf8_environment(request)
     _check_utf8(request)

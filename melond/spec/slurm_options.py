@@ -228,3 +228,87 @@ def resolve_long(grammar: Grammar, written: str) -> str | list[str] | None:
 
 SLURM_GRAMMAR = make_grammar(SBATCH_OPTIONS, strict=False)
 MELON_GRAMMAR = make_grammar(MELON_OPTIONS, strict=True)
+
+
+#: Slurm options that change nothing for a Melon job, whatever their value: accepted and recorded
+#: with the job, never warned about (tools such as submitit, Parsl and snakemake pass them always).
+QUIET_OPTIONS = frozenset({
+    "account", "acctg-freq", "cluster", "clusters", "comment", "get-user-env", "kill-on-invalid-dep",
+    "mail-type", "mail-user", "no-kill", "open-mode", "priority", "nice", "profile", "propagate", "qos",
+    "quiet", "verbose", "wckey", "export-file", "ignore-pbs", "parsable", "usage",
+})
+#: Counts that are Melon's own shape (one node, one task) when they are 1.
+_ONE_IS_NOTHING = frozenset({"nodes", "ntasks", "ntasks-per-node", "tasks-per-node"})
+
+
+#: The setting key under which a Slurm option Melon does not act on is recorded ("slurm:account").
+SLURM_PREFIX = "slurm:"
+
+
+def unsupported(name: str, value: str | None) -> str:
+    """The warning for a Slurm option Melon skips."""
+    shown = f"--{name}" if value is None else f"--{name}={value}"
+    return f"{shown} ignored: {UNSUPPORTED_WHY.get(name, 'not supported by Melon')}"
+
+
+def changes_job(name: str, value: str | None) -> bool:
+    """Would skipping this Slurm option change what the job gets? Only then is it worth a warning."""
+    if name in QUIET_OPTIONS:
+        return False
+    if name in _ONE_IS_NOTHING:
+        return (value or "").strip() not in ("1", "1-1")
+    return True
+
+
+class GetoptError(ValueError):
+    """An argument vector getopt_long would refuse, in glibc's words."""
+
+
+def getopt_long(argv: list[str], grammar: Grammar) -> tuple[list[tuple[str, str | None]], list[str]]:
+    """glibc getopt_long with a leading ``+`` (as sbatch and srun call it): options up to the first
+    word that is not one, or ``--``; the rest is the script or command and its arguments.
+
+    Returns ((long name, value or None), ...) in the order given, and the rest.
+    """
+    found: list[tuple[str, str | None]] = []
+    i = 0
+    while i < len(argv):
+        word = argv[i]
+        i += 1
+        if word == "--":
+            return found, argv[i:]
+        if word.startswith("--"):
+            written, has_value, value = word[2:].partition("=")
+            name = resolve_long(grammar, written)
+            if isinstance(name, list):
+                raise GetoptError(f"option '{word}' is ambiguous; possibilities:"
+                                  + "".join(f" '--{n}'" for n in name))
+            if name is None:
+                raise GetoptError(f"unrecognized option '{word}'")
+            has_arg = grammar.longs[name][0]
+            if has_value and has_arg == NO_ARG:
+                raise GetoptError(f"option '--{name}' doesn't allow an argument")
+            if not has_value and has_arg == REQUIRED:
+                if i >= len(argv):
+                    raise GetoptError(f"option '--{name}' requires an argument")
+                value, i = argv[i], i + 1
+            found.append((name, value if has_value or has_arg == REQUIRED else None))
+        elif word.startswith("-") and word != "-":
+            letters = word[1:]
+            for index, letter in enumerate(letters):
+                if letter not in grammar.shorts:
+                    raise GetoptError(f"invalid option -- '{letter}'")
+                has_arg, name = grammar.shorts[letter]
+                if has_arg == NO_ARG:
+                    found.append((name, None))
+                    continue
+                value: str | None = letters[index + 1:] or None
+                if value is None and has_arg == REQUIRED:
+                    if i >= len(argv):
+                        raise GetoptError(f"option requires an argument -- '{letter}'")
+                    value, i = argv[i], i + 1
+                found.append((name, value))
+                break
+        else:
+            return found, argv[i - 1:]
+    return found, []

@@ -15,7 +15,7 @@ from typing import Any
 from melond.spec.states import FINISHED, State
 
 MIB = 1024 * 1024
-JSON_COLUMNS = ("script_args", "environment", "nodelist", "exclude")
+JSON_COLUMNS = ("script_args", "environment", "nodelist", "exclude", "slurm_options")
 BOOL_COLUMNS = ("hold", "requeue")
 PRIVATE = ("script", "environment", "gid")  # never in a listing: scripts and environments may hold secrets
 
@@ -65,6 +65,9 @@ class Job:
     restarts: int = 0
     cpu_time: float | None = None  # CPU seconds (user + system) the job's processes used, read at its end
     max_rss: int | None = None  # the job's peak memory in bytes, read at its end
+    comment: str | None = None  # sbatch --comment, kept for sacct and scontrol
+    account: str | None = None  # sbatch --account: Melon has no accounts, but shows what was asked
+    slurm_options: dict[str, str] = field(default_factory=dict)  # other Slurm options, as given
 
     @property
     def run(self) -> int:

@@ -73,11 +73,19 @@ def _m004_accounting(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX jobs_end ON jobs (end_time, submit_time)")  # the window read off the index
 
 
+def _m005_slurm_options(db: sqlite_utils.Database) -> None:
+    # What sbatch was told that Melon does not act on (--comment, --account, --qos, ...), kept as given.
+    db.execute("ALTER TABLE jobs ADD COLUMN comment TEXT")
+    db.execute("ALTER TABLE jobs ADD COLUMN account TEXT")
+    db.execute("ALTER TABLE jobs ADD COLUMN slurm_options TEXT")
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("001_initial", _m001_initial),
     ("002_node_drain", _m002_node_drain),
     ("003_tokens", _m003_tokens),
     ("004_accounting", _m004_accounting),
+    ("005_slurm_options", _m005_slurm_options),
 ]
 
 

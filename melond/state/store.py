@@ -257,7 +257,8 @@ class Store:
 # What `macct` may show of a job: never its script or environment.
 ACCOUNTING_COLUMNS = ("id", "array_job_id", "array_task_id", "name", "user", "uid", "partition", "state", "reason",
                       "exit_code", "exit_signal", "submit_time", "start_time", "end_time", "time_limit", "node",
-                      "cpus", "memory", "cpu_time", "max_rss", "chdir", "detail", "restarts")
+                      "cpus", "memory", "cpu_time", "max_rss", "chdir", "detail", "restarts", "comment",
+                      "account")
 
 
 def accounting_query(start: float, end: float, states: Iterable[str] | None, users: Iterable[str] | None,

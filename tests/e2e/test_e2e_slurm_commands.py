@@ -170,3 +170,98 @@ def test_sinfo_default_node_and_summary_views(melon_factory) -> None:
     melon.run("mcancel", str(jid))
     r = _run(melon, env, "sinfo", "-o", "%q")
     assert r.returncode == 1 and "'%q'" in r.stderr
+
+
+# ---------------------------------------------------------------- sbatch
+
+
+def _count_jobs(melon: Melon) -> int:
+    return len(melon.jobs("--all"))
+
+
+def test_sbatch_a_file_prints_exactly_what_tools_parse_and_reads_it_at_once(melon: Melon, slurm_env: dict) -> None:
+    """submitit's script, as it writes it: plain `sbatch FILE`, the file moved away right after."""
+    (melon.work / "logs").mkdir()
+    (melon.work / "job.sh").write_text(
+        "#!/bin/bash\n\n# Parameters\n#SBATCH --error=logs/%j_0_log.err\n#SBATCH --job-name=submitit\n"
+        "#SBATCH --nodes=1\n#SBATCH --open-mode=append\n#SBATCH --output=logs/%j_0_log.out\n"
+        "#SBATCH --signal=USR2@90\n#SBATCH --time=5\n#SBATCH --wckey=submitit\n#SBATCH --account=proj7\n\n"
+        "# command\necho \"ran $SLURM_JOB_ID as $SLURM_JOB_NAME in $PWD\"\n")
+    r = _run(melon, slurm_env, "sbatch", "job.sh")
+    (melon.work / "job.sh").rename(melon.work / "moved.sh")  # submitit moves the file as soon as sbatch returns
+    assert r.returncode == 0 and r.stderr == "" and r.stdout.startswith("Submitted batch job ")
+    jid = int(r.stdout.split(" ")[3])  # simple_slurm's parse; Parsl anchors at the line start
+    assert r.stdout == f"Submitted batch job {jid}\n"
+    job = melon.wait_state(jid, {"CD"})
+    assert job["name"] == "submitit" and job["time_limit_seconds"] == 300
+    assert (melon.work / f"logs/{jid}_0_log.out").read_text() == f"ran {jid} as submitit in {melon.work}\n"
+    acct = _run(melon, slurm_env, "sacct", "-P", "-n", "-j", str(jid), "-o", "JobID,Account,State").stdout
+    assert acct == f"{jid}|proj7|COMPLETED\n"
+
+
+def test_sbatch_reads_stdin_and_dev_stdin_and_takes_snakemakes_command_line(melon: Melon, slurm_env: dict) -> None:
+    """batchspawner and simple_slurm pipe the script in; snakemake gives /dev/stdin and --parsable."""
+    r = subprocess.run(["sbatch", "--parsable"], input="#!/bin/sh\necho from stdin\n", capture_output=True,
+                       text=True, env=slurm_env, cwd=melon.work, timeout=60)
+    assert r.returncode == 0 and r.stderr == "" and r.stdout.strip().isdigit()
+    jid = int(r.stdout)
+    assert melon.wait_state(jid, {"CD"})["name"] == "sbatch"
+    assert (melon.work / f"slurm-{jid}.out").read_text() == "from stdin\n"
+    (melon.work / "wd").mkdir()
+    args = ["sbatch", "--parsable", "--job-name", "run-uuid", "--output", f"{melon.work}/%j.log", "--export=ALL",
+            "--comment", "rule_a_wildcards_x", "-A", "acct", "-p", "local", "-t", "5", "--mem", "100",
+            "--cpus-per-task=1", "--nodes=1", "--ntasks=1", "--qos=normal", "-D", f"{melon.work}/wd", "/dev/stdin"]
+    r = subprocess.run(args, input="#!/bin/sh\npwd\n", capture_output=True, text=True, env=slurm_env,
+                       cwd=melon.work, timeout=60)
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    jid = int(r.stdout.strip().split(";")[0])
+    melon.wait_state(jid, {"CD"})
+    assert (melon.work / f"{jid}.log").read_text() == f"{melon.work}/wd\n"
+    out = _run(melon, slurm_env, "sacct", "--name=run-uuid", "--parsable2", "--noheader",
+               "--format=JobID,JobName,Comment,NCPUS,ReqMem").stdout
+    assert out == f"{jid}|run-uuid|rule_a_wildcards_x|1|100M\n"
+
+
+def test_sbatch_wrap_as_toil_and_cromwell_give_it(melon: Melon, slurm_env: dict) -> None:
+    r = _run(melon, slurm_env, "sbatch", "-J", "toil_job_1_x", "--signal=B:INT@30", "--time=0:3600",
+             "-o", "toil-%j.out", "-e", "toil-%j.err", "--wrap=exec sh -c 'echo hello; echo oops >&2'")
+    assert r.returncode == 0 and r.stderr == ""
+    jid = int(r.stdout.strip().split()[-1])  # Toil's parse
+    job = melon.wait_state(jid, {"CD"})
+    assert job["time_limit_seconds"] == 3600
+    assert (melon.work / f"toil-{jid}.out").read_text() == "hello\n"
+    assert (melon.work / f"toil-{jid}.err").read_text() == "oops\n"
+    r = _run(melon, slurm_env, "sbatch", "-J", "cromwell_x", "-D", str(melon.work), "-t", "2", "-p", "local",
+             "-c", "1", "--mem-per-cpu=64", "--wrap", "/bin/sh -c 'exit 3'")
+    jid = int(r.stdout.split()[-1])
+    assert melon.wait_state(jid, {"F"})["exit_code"] == 3
+    assert (melon.work / f"slurm-{jid}.out").exists()  # Slurm's default output name
+
+
+def test_sbatch_warns_only_where_an_option_it_skips_changes_the_job(melon: Melon, slurm_env: dict) -> None:
+    r = _run(melon, slurm_env, "sbatch", "--nodes=2", "--gres=gpu:1", "-H", "--wrap", "true")
+    assert r.returncode == 0 and r.stdout.startswith("Submitted batch job ")
+    assert r.stderr.splitlines() == [
+        "sbatch: warning: --nodes=2 ignored: Melon runs every job on one node",
+        "sbatch: warning: --gres=gpu:1 ignored: Melon does not schedule GPUs or other generic resources"]
+    r = _run(melon, slurm_env, "sbatch", "-Q", "--nodes=2", "-H", "--wrap", "true")  # --quiet: no warnings
+    assert r.returncode == 0 and r.stderr == ""
+
+
+@pytest.mark.parametrize(("args", "stdin", "stderr"), [
+    (["--bogus", "x.sh"], None, "sbatch: unrecognized option '--bogus'\nTry \"sbatch --help\" for more information\n"),
+    (["-t"], None, "sbatch: option requires an argument -- 't'\nTry \"sbatch --help\" for more information\n"),
+    (["--n=1", "x.sh"], None, "sbatch: option '--n=1' is ambiguous; possibilities:"),
+    (["missing.sh"], None, "sbatch: error: Unable to open file missing.sh\n"),
+    ([], "echo no interpreter\n", "sbatch: error: This does not look like a batch script."),
+    (["-p", "nosuch", "--wrap", "true"], None, "sbatch: error: Batch job submission failed: unknown partition"),
+    (["-t", "soon", "--wrap", "true"], None, "sbatch: error: "),
+    (["--wrap", "true", "extra"], None, "sbatch: error: Script arguments not permitted with --wrap option\n"),
+])
+def test_sbatch_refuses_in_slurms_words_and_submits_nothing(melon: Melon, slurm_env: dict, args: list[str],
+                                                             stdin: str | None, stderr: str) -> None:
+    before = _count_jobs(melon)
+    r = subprocess.run(["sbatch", *args], input=stdin or "", capture_output=True, text=True, env=slurm_env,
+                       cwd=melon.work, timeout=60)
+    assert r.returncode == 1 and r.stdout == "" and r.stderr.startswith(stderr), r.stderr
+    assert _count_jobs(melon) == before

@@ -19,9 +19,10 @@ ENV = {"HOME": "/home/ada", "PATH": "/usr/bin", "LANG": "C.UTF-8"}
 
 def build(script: str | None = "#!/bin/bash\ntrue\n", *, cli: dict | None = None, env: dict | None = None,
           path: str | None = "job.sh", args: list[str] | None = None, cwd: str = "/home/ada/work",
-          now: float = 1_700_000_000.0) -> tuple[dict, list[str]]:
+          now: float = 1_700_000_000.0, sbatch: bool = False) -> tuple[dict, list[str]]:
     return build_request(script_text=script, script_path=path, script_args=args or [], cli=cli or {},
-                         environ=ENV if env is None else env, cwd=cwd, submit_host="login1", user="ada", now=now)
+                         environ=ENV if env is None else env, cwd=cwd, submit_host="login1", user="ada", now=now,
+                         sbatch=sbatch)
 
 
 def script(*directives: str, body: str = "srun hostname\n") -> str:
@@ -206,7 +207,7 @@ def test_sbatch_lines_are_lenient(line: str, fragment: str) -> None:
 
 def test_lenient_parsing_keeps_reading_after_a_problem() -> None:
     values, warnings = options(script("#SBATCH --mail-user=<email address> -c 2 --share --time=5 nonsense -J x"))
-    assert values == {"cpus-per-task": "2", "time": "5", "job-name": "x"}
+    assert values == {"cpus-per-task": "2", "time": "5", "job-name": "x", "slurm:mail-user": "<email"}
     assert len([w for w in warnings if "sbatch would refuse" in w]) == 3
 
 
@@ -378,8 +379,28 @@ def test_defaults() -> None:
         "output": "melon-%j.out", "error": None, "chdir": "/home/ada/work", "environment": ENV, "export": "ALL",
         "nodelist": [], "exclude": [], "partition": None, "begin": None, "hold": False, "dependency": None,
         "array": None, "requeue": False, "signal": None, "submit_host": "login1", "submit_dir": "/home/ada/work",
+        "comment": None, "account": None, "slurm_options": {},
     }
     assert warnings == []
+
+
+def test_slurm_options_melon_does_not_act_on_are_recorded_and_warned_only_where_they_matter() -> None:
+    text = script("#SBATCH --account=proj1 --comment rule_a --qos=high --nodes=1 --ntasks=1 --wckey=submitit",
+                  "#SBATCH --open-mode=append --exclusive --gres=gpu:1 -N 2")
+    request, warnings = build(text, cli={"slurm:qos": "low"})
+    assert request["account"] == "proj1" and request["comment"] == "rule_a"
+    assert request["slurm_options"] == {"qos": "low", "nodes": "2", "ntasks": "1", "wckey": "submitit",
+                                        "open-mode": "append", "exclusive": "", "gres": "gpu:1"}
+    assert [w.split(":")[0] + ": " + w.split(": ", 1)[1].split(" ignored")[0] for w in warnings] == [
+        "line 3: --exclusive", "line 3: --gres=gpu:1", "line 3: --nodes=2"]
+
+
+def test_sbatch_defaults_are_slurms() -> None:
+    assert build(None, cli={"wrap": "true"}, sbatch=True)[0]["output"] == "slurm-%j.out"
+    assert build(None, cli={"wrap": "true", "array": "1-3"}, sbatch=True)[0]["output"] == "slurm-%A_%a.out"
+    assert build(path=None, sbatch=True)[0]["name"] == "sbatch"
+    with pytest.raises(DirectiveError, match="This does not look like a batch script"):
+        build("echo no interpreter line\n", sbatch=True)
 
 
 def test_full_request_is_json_able() -> None:

@@ -1,0 +1,135 @@
+"""`sbatch`, as tools run it: Slurm's whole option table on the command line, the script from a
+file, standard input, `/dev/stdin` or `--wrap`, and exactly `Submitted batch job N` on stdout.
+
+What tools rely on (SLURM-CLIENTS.md): the script is read before sbatch returns (dask deletes it,
+submitit moves it); nothing on stderr on success (Nextflow merges it into what it parses); errors
+as `sbatch: error: ...` with exit 1, a refused submission as `Batch job submission failed: ...`
+(snakemake looks for those words). Options Melon does not act on are accepted and recorded with
+the job; a warning is printed only where skipping one changes what the job gets (`--nodes=2`,
+`--gres=gpu:1`), never for `--account`, `--qos`, `--nodes=1` and the like.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+from melond.errors import MelonError
+from melond.spec.slurm_options import (
+    SBATCH_OPTIONS,
+    SLURM_PREFIX,
+    GetoptError,
+    changes_job,
+    getopt_long,
+    make_grammar,
+    unsupported,
+)
+
+PROG = "sbatch"
+ARGV_GRAMMAR = make_grammar(SBATCH_OPTIONS, strict=True)
+#: Slurm options Melon acts on, by their sbatch name (the same names Melon's own options use).
+ACTED_ON = frozenset({
+    "cpus-per-task", "mem", "mem-per-cpu", "time", "job-name", "output", "error", "chdir", "export", "nodelist",
+    "exclude", "partition", "begin", "hold", "dependency", "array", "requeue", "no-requeue", "signal", "wrap",
+})
+CLIENT_ONLY = frozenset({"parsable", "wait", "quiet", "test-only", "help", "usage", "version", "verbose"})
+HELP = """Usage: sbatch [OPTIONS(0)...] [ : [OPTIONS(N)...]] script(0) [args(0)...]
+
+Melon's sbatch: Slurm's options, backed by melond. Acted on: -c/--cpus-per-task, --mem, --mem-per-cpu,
+-t/--time, -J/--job-name, -o/--output, -e/--error, -D/--chdir, --export, -w/--nodelist, -x/--exclude,
+-p/--partition, -b/--begin, -H/--hold, -d/--dependency, -a/--array, --requeue, --no-requeue,
+--signal, --wrap, --parsable, -W/--wait, -Q/--quiet, --test-only. Every other sbatch option is
+accepted and recorded with the job. See `mbatch --help` for what each does.
+"""
+VERSION = "slurm 23.11.0 (Melon)"
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        found, rest = getopt_long(argv, ARGV_GRAMMAR)
+    except GetoptError as exc:
+        sys.stderr.write(f'{PROG}: {exc}\nTry "{PROG} --help" for more information\n')
+        sys.exit(1)
+    given = {name for name, _ in found}
+    if given & {"help", "usage"}:
+        sys.stdout.write(HELP)
+        return
+    if "version" in given:
+        sys.stdout.write(VERSION + "\n")
+        return
+    try:
+        _submit(found, rest)
+    except MelonError as exc:
+        _fail(str(exc))
+    except OSError as exc:
+        _fail(f"cannot reach melond: {exc.strerror or exc}; is melond running? (MELON_API sets where)")
+
+
+def _submit(found: list[tuple[str, str | None]], rest: list[str]) -> None:
+    from melond.spec.request import build_request
+
+    cli: dict[str, str | bool] = {}
+    notes: list[str] = []
+    for name, value in found:
+        if name in ACTED_ON:
+            cli[name] = True if value is None else value
+            if name in ("requeue", "no-requeue"):
+                cli.pop("no-requeue" if name == "requeue" else "requeue", None)  # the last one wins, as in sbatch
+        elif name not in CLIENT_ONLY:
+            cli[SLURM_PREFIX + name] = value or ""
+            if changes_job(name, value):
+                notes.append(unsupported(name, value))
+    flags = {name for name, _ in found if name in CLIENT_ONLY}
+    script_text, script_path, args = _script(rest, "wrap" in cli)
+    request, warnings = build_request(
+        script_text=script_text, script_path=script_path, script_args=args, cli=cli, environ=os.environ,
+        cwd=os.getcwd(), submit_host=os.uname().nodename, user="", now=time.time(), sbatch=True)
+    quiet = "quiet" in flags
+    if not quiet:
+        for note in [*notes, *warnings]:
+            sys.stderr.write(f"{PROG}: warning: {note}\n")
+    if "test-only" in flags:
+        sys.stderr.write(f"{PROG}: --test-only: the job is valid; nothing was submitted\n")
+        return
+    c = _client()
+    try:
+        reply = c.call("POST", "/jobs", request)
+    except MelonError as exc:
+        raise MelonError(f"Batch job submission failed: {exc}") from None
+    if not quiet:
+        for note in reply.get("warnings", []):
+            sys.stderr.write(f"{PROG}: warning: {note}\n")
+    first = reply["job_ids"][0]
+    sys.stdout.write(f"{first}\n" if "parsable" in flags else f"Submitted batch job {first}\n")
+    sys.stdout.flush()
+    if "wait" in flags:
+        from cli.mbatch import _wait
+        sys.exit(_wait(c, reply["job_ids"]))
+
+
+def _script(rest: list[str], wrap: bool) -> tuple[str | None, str | None, list[str]]:
+    """The script's text, its path (None for standard input) and its arguments, read now."""
+    if wrap:
+        if rest:
+            raise MelonError("Script arguments not permitted with --wrap option")
+        return None, None, []
+    if not rest:
+        return sys.stdin.buffer.read().decode("utf-8", "surrogateescape"), None, []
+    path, args = rest[0], rest[1:]
+    try:
+        with open(path, "rb") as f:
+            text = f.read().decode("utf-8", "surrogateescape")
+    except OSError:
+        raise MelonError(f"Unable to open file {path}") from None
+    return text, os.path.abspath(path), args
+
+
+def _client():
+    from cli.common import client
+    return client(os.environ.get("MELON_API") or None)
+
+
+def _fail(message: str) -> None:
+    sys.stderr.write(f"{PROG}: error: {message}\n")
+    sys.exit(1)
