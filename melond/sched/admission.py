@@ -92,6 +92,7 @@ def admit(req: Mapping[str, Any], who: Submitter, partition: str, rules: Partiti
         output=req.get("output") or "melon-%j.out", error=req.get("error"), nodelist=req.get("nodelist") or [],
         exclude=req.get("exclude") or [], begin_time=req.get("begin"), hold=bool(req.get("hold")),
         dependency=req.get("dependency"), array_task_id=task, array_throttle=throttle,
+        array_spec=req.get("array") if task is not None else None,
         requeue=bool(req.get("requeue")), signal=req.get("signal"), submit_host=req.get("submit_host"),
         submit_dir=req.get("submit_dir") or req["chdir"], submit_time=now, comment=req.get("comment"),
         account=req.get("account"), slurm_options=req.get("slurm_options") or {},

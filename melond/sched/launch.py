@@ -4,9 +4,11 @@ Pure functions: the node helper receives everything ready to exec.
 """
 from __future__ import annotations
 
+import functools
 import re
 
 from melond.errors import BadRequest
+from melond.spec.jobrel import parse_array
 from melond.spec.timespec import SpecError, signal_spec
 from melond.state.job import Job
 
@@ -57,6 +59,10 @@ def job_environment(job: Job, node: str, home: str | None = None) -> dict[str, s
     if job.array_task_id is not None:
         pairs["ARRAY_TASK_ID"] = str(job.array_task_id)
         pairs["ARRAY_JOB_ID"] = str(job.array_job_id)
+        if job.array_spec:
+            low, high, count, step = array_range(job.array_spec)
+            pairs |= {"ARRAY_TASK_MIN": str(low), "ARRAY_TASK_MAX": str(high), "ARRAY_TASK_COUNT": str(count),
+                      "ARRAY_TASK_STEP": str(step)}
     for key, value in pairs.items():
         env[f"MELON_{key}"] = value
         env[f"SLURM_{key}"] = value
@@ -64,9 +70,31 @@ def job_environment(job: Job, node: str, home: str | None = None) -> dict[str, s
         "SLURM_JOBID": str(job.id), "SLURMD_NODENAME": node, "SLURM_JOB_NODELIST": node,
         "SLURM_NNODES": "1", "SLURM_JOB_NUM_NODES": "1", "SLURM_NTASKS": "1", "SLURM_NPROCS": "1",
         "SLURM_CPUS_ON_NODE": str(job.cpus), "SLURM_JOB_CPUS_PER_NODE": str(job.cpus),
-        "SLURM_CLUSTER_NAME": "melon",
+        "SLURM_CLUSTER_NAME": "melon", "SLURM_NODELIST": node, "SLURM_TASKS_PER_NODE": "1",
+        "SLURM_NTASKS_PER_NODE": "1", "SLURM_PROCID": "0", "SLURM_LOCALID": "0", "SLURM_NODEID": "0",
+        "SLURM_JOB_QOS": job.slurm_options.get("qos") or "normal",
     })
+    if job.account:
+        env["SLURM_JOB_ACCOUNT"] = job.account
+    if _append(job):
+        env["SLURM_OPEN_MODE"] = "a"
     return env
+
+
+def _append(job: Job) -> bool:
+    """Output appended to, not truncated: sbatch --open-mode=append, and every run after a requeue,
+    so that a requeued job's files keep its earlier runs' lines."""
+    mode = (job.slurm_options.get("open-mode") or "").lower()
+    return mode.startswith("a") or (job.restarts > 0 and not mode.startswith("t"))
+
+
+@functools.lru_cache(maxsize=64)
+def array_range(spec: str) -> tuple[int, int, int, int]:
+    """An array's lowest and highest task id, its size and its step (1 unless evenly spaced),
+    as SLURM_ARRAY_TASK_MIN/MAX/COUNT/STEP give them; cached, as every task of an array asks."""
+    tasks, _ = parse_array(spec, max_tasks=1 << 31)
+    gaps = {b - a for a, b in zip(tasks, tasks[1:])}
+    return tasks[0], tasks[-1], len(tasks), gaps.pop() if len(gaps) == 1 else 1
 
 
 def start_request(job: Job, node: str, *, kill_wait: float, tasks_max: int, home: str | None = None) -> dict:
@@ -78,4 +106,5 @@ def start_request(job: Job, node: str, *, kill_wait: float, tasks_max: int, home
         "error": expand_pattern(job.error, job, node) if job.error else None,
         "cpus": job.cpus, "memory": job.memory, "limit": job.time_limit, "kill_wait": kill_wait,
         "tasks_max": tasks_max, "signal": list(parse_signal(job.signal)) if job.signal else None,
+        "open_mode": "append" if _append(job) else None,
     }

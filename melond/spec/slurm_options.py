@@ -312,3 +312,40 @@ def getopt_long(argv: list[str], grammar: Grammar) -> tuple[list[tuple[str, str 
         else:
             return found, argv[i - 1:]
     return found, []
+
+
+#: srun's options, as far as scripts and tools use them (srun(1); its short-option string is
+#: "+A:b:B:c:C:d:D:e:Eg:G:hHi:I::jJ:kK::lL:m:M:n:N:o:Op:q:QsS:t:T:uvVw:W:x:XZ"). Inside a job
+#: Melon's srun acts on the task options; the allocation ones matter only outside a job, where
+#: srun submits one.
+SRUN_OPTIONS: tuple[tuple[str, int, str], ...] = (
+    ("account", REQUIRED, "A"), ("begin", REQUIRED, "b"), ("extra-node-info", REQUIRED, "B"),
+    ("cpus-per-task", REQUIRED, "c"), ("constraint", REQUIRED, "C"), ("dependency", REQUIRED, "d"),
+    ("chdir", REQUIRED, "D"), ("error", REQUIRED, "e"), ("preserve-env", NO_ARG, "E"),
+    ("gpus", REQUIRED, "G"), ("help", NO_ARG, "h"), ("hold", NO_ARG, "H"), ("input", REQUIRED, "i"),
+    ("immediate", OPTIONAL, "I"), ("join", NO_ARG, "j"), ("job-name", REQUIRED, "J"), ("no-kill", NO_ARG, "k"),
+    ("kill-on-bad-exit", OPTIONAL, "K"), ("label", NO_ARG, "l"), ("licenses", REQUIRED, "L"),
+    ("distribution", REQUIRED, "m"), ("clusters", REQUIRED, "M"), ("ntasks", REQUIRED, "n"),
+    ("nodes", REQUIRED, "N"), ("output", REQUIRED, "o"), ("overcommit", NO_ARG, "O"),
+    ("partition", REQUIRED, "p"), ("qos", REQUIRED, "q"), ("quiet", NO_ARG, "Q"), ("oversubscribe", NO_ARG, "s"),
+    ("core-spec", REQUIRED, "S"), ("time", REQUIRED, "t"), ("threads", REQUIRED, "T"), ("unbuffered", NO_ARG, "u"),
+    ("verbose", NO_ARG, "v"), ("version", NO_ARG, "V"), ("nodelist", REQUIRED, "w"), ("wait", REQUIRED, "W"),
+    ("exclude", REQUIRED, "x"), ("disable-status", NO_ARG, "X"), ("no-allocate", NO_ARG, "Z"),
+    ("accel-bind", REQUIRED, ""), ("acctg-freq", REQUIRED, ""), ("comment", REQUIRED, ""),
+    ("cpu-bind", REQUIRED, ""), ("cpu-freq", REQUIRED, ""), ("cpus-per-gpu", REQUIRED, ""),
+    ("deadline", REQUIRED, ""), ("exact", NO_ARG, ""), ("exclusive", OPTIONAL, ""), ("export", REQUIRED, ""),
+    ("gpu-bind", REQUIRED, ""), ("gpus-per-node", REQUIRED, ""), ("gpus-per-task", REQUIRED, ""),
+    ("gres", REQUIRED, ""), ("gres-flags", REQUIRED, ""), ("het-group", REQUIRED, ""), ("hint", REQUIRED, ""),
+    ("mail-type", REQUIRED, ""), ("mail-user", REQUIRED, ""), ("mem", REQUIRED, ""), ("mem-bind", REQUIRED, ""),
+    ("mem-per-cpu", REQUIRED, ""), ("mem-per-gpu", REQUIRED, ""), ("mincpus", REQUIRED, ""),
+    ("mpi", REQUIRED, ""), ("multi-prog", NO_ARG, ""), ("network", REQUIRED, ""), ("nice", OPTIONAL, ""),
+    ("ntasks-per-core", REQUIRED, ""), ("ntasks-per-gpu", REQUIRED, ""), ("ntasks-per-node", REQUIRED, ""),
+    ("ntasks-per-socket", REQUIRED, ""), ("open-mode", REQUIRED, ""), ("overlap", NO_ARG, ""),
+    ("prolog", REQUIRED, ""), ("epilog", REQUIRED, ""), ("propagate", OPTIONAL, ""), ("pty", NO_ARG, ""),
+    ("reservation", REQUIRED, ""), ("signal", REQUIRED, ""), ("slurmd-debug", REQUIRED, ""),
+    ("sockets-per-node", REQUIRED, ""), ("cores-per-socket", REQUIRED, ""), ("threads-per-core", REQUIRED, ""),
+    ("task-epilog", REQUIRED, ""), ("task-prolog", REQUIRED, ""), ("test-only", NO_ARG, ""),
+    ("time-min", REQUIRED, ""), ("tmp", REQUIRED, ""), ("tres-per-task", REQUIRED, ""), ("usage", NO_ARG, ""),
+    ("wckey", REQUIRED, ""), ("relative", REQUIRED, "r"),
+)
+SRUN_GRAMMAR = make_grammar(SRUN_OPTIONS, strict=True)

@@ -51,6 +51,7 @@ class Job:
     array_job_id: int | None = None
     array_task_id: int | None = None
     array_throttle: int | None = None
+    array_spec: str | None = None  # the array's --array, as given
     requeue: bool = False
     signal: str | None = None
     submit_host: str | None = None

@@ -74,10 +74,12 @@ def _m004_accounting(db: sqlite_utils.Database) -> None:
 
 
 def _m005_slurm_options(db: sqlite_utils.Database) -> None:
-    # What sbatch was told that Melon does not act on (--comment, --account, --qos, ...), kept as given.
+    # What sbatch was told that Melon does not act on (--comment, --account, --qos, ...), kept as given,
+    # and each array task's --array, from which a task learns its array's range.
     db.execute("ALTER TABLE jobs ADD COLUMN comment TEXT")
     db.execute("ALTER TABLE jobs ADD COLUMN account TEXT")
     db.execute("ALTER TABLE jobs ADD COLUMN slurm_options TEXT")
+    db.execute("ALTER TABLE jobs ADD COLUMN array_spec TEXT")  # an array's --array, for SLURM_ARRAY_TASK_MIN/MAX
 
 
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [

@@ -265,3 +265,64 @@ def test_sbatch_refuses_in_slurms_words_and_submits_nothing(melon: Melon, slurm_
                        cwd=melon.work, timeout=60)
     assert r.returncode == 1 and r.stdout == "" and r.stderr.startswith(stderr), r.stderr
     assert _count_jobs(melon) == before
+
+
+# ---------------------------------------------------------------- srun, and the job's SLURM_* variables
+
+
+SLURM_SCRIPT = """#!/bin/bash
+#SBATCH -J vars -c 2 --array=0-2:2 -o out-%A_%a.txt
+echo "host=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1) nodes=$SLURM_JOB_NUM_NODES"
+echo "job=$SLURM_JOB_ID array=$SLURM_ARRAY_JOB_ID task=$SLURM_ARRAY_TASK_ID min=$SLURM_ARRAY_TASK_MIN \\
+max=$SLURM_ARRAY_TASK_MAX cpus=$SLURM_CPUS_PER_TASK name=$SLURM_JOB_NAME dir=$SLURM_SUBMIT_DIR"
+srun --unbuffered --output step-%A_%a_%t.out --error step-%A_%a_%t.err -n 2 --nodes=1 \\
+  sh -c 'echo "proc=$SLURM_PROCID of $SLURM_NTASKS step=$SLURM_STEP_ID"; echo "e$SLURM_PROCID" >&2'
+srun -l -n 2 --cpu-bind=q --mpi=none sh -c 'echo hi'
+srun sh -c 'exit 3'
+echo "rc=$?"
+"""
+
+
+def test_a_slurm_script_with_srun_and_scontrol_runs_unchanged(melon: Melon, slurm_env: dict) -> None:
+    (melon.work / "vars.sh").write_text(SLURM_SCRIPT)
+    r = _run(melon, slurm_env, "sbatch", "vars.sh")
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    first = int(r.stdout.split()[-1])
+    wait_for(lambda: {j["state"] for j in melon.jobs("--all", "-r", "-j", str(first))} == {"CD"}, timeout=60,
+             what="both tasks to complete")
+    tasks = {j["array_task_id"]: j["id"] for j in melon.jobs("--all", "-r", "-j", str(first))}
+    assert sorted(tasks) == [0, 2]
+    for task, jid in tasks.items():
+        lines = (melon.work / f"out-{first}_{task}.txt").read_text().splitlines()
+        host = lines[0].split()[0].split("=")[1]
+        assert lines[0] == f"host={host} nodes=1" and host
+        assert lines[1] == (f"job={jid} array={first} task={task} min=0 max=2 cpus=2 name=vars "
+                            f"dir={melon.work}")
+        assert sorted(lines[2:4]) == ["0: hi", "1: hi"]
+        assert lines[4] == f"srun: error: {host}: task 0: Exited with exit code 3"
+        assert lines[5] == "rc=3"
+        for t in (0, 1):
+            assert (melon.work / f"step-{first}_{task}_{t}.out").read_text() == f"proc={t} of 2 step=0\n"
+            assert (melon.work / f"step-{first}_{task}_{t}.err").read_text() == f"e{t}\n"
+
+
+def test_srun_outside_a_job_submits_it_streams_its_output_and_exits_with_its_code(melon: Melon,
+                                                                                  slurm_env: dict) -> None:
+    r = _run(melon, slurm_env, "srun", "-J", "direct", "-t", "1", "-c", "1",
+             "sh", "-c", "echo out; sleep 0.3; echo err >&2; echo $SLURM_JOB_NAME; exit 4")
+    assert r.returncode == 4 and r.stdout == "out\ndirect\n"
+    assert r.stderr.splitlines()[0] == "err" and r.stderr.splitlines()[-1].endswith("task 0: Exited with exit code 4")
+    job = [j for j in melon.jobs("--all") if j["name"] == "direct"]
+    assert job and job[0]["state"] == "F"
+    assert not list(melon.work.glob(".srun-*"))  # its spool is gone
+    r = _run(melon, slurm_env, "srun", "-n", "2", "-l", "sh", "-c", "echo $SLURM_PROCID")
+    assert r.returncode == 0 and sorted(r.stdout.splitlines()) == ["0: 0", "1: 1"], r.stderr
+
+
+def test_srun_refuses_what_one_node_cannot_do(melon: Melon, slurm_env: dict) -> None:
+    r = _run(melon, slurm_env, "srun", "-N", "2", "true")
+    assert r.returncode == 1 and "Only allocated 1 nodes asked for 2" in r.stderr
+    r = _run(melon, slurm_env, "srun")
+    assert r.returncode == 1 and "No command given to execute" in r.stderr
+    r = _run(melon, slurm_env, "srun", "--frobnicate", "true")
+    assert r.returncode == 1 and r.stderr.startswith("srun: unrecognized option '--frobnicate'")

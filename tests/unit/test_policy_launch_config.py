@@ -198,7 +198,7 @@ def test_start_request_carries_exactly_what_the_node_needs():
     req = launch.start_request(stored_job(signal="B:USR1@90", error="%j.err"), "node7",
                                kill_wait=30, tasks_max=512, home="/home/alice")
     assert set(req) == {"id", "run", "user", "script", "args", "env", "cwd", "output", "error", "cpus", "memory",
-                        "limit", "kill_wait", "tasks_max", "signal"}
+                        "limit", "kill_wait", "tasks_max", "signal", "open_mode"}
     assert req["args"] == ["a b", "$HOME"]
     assert (req["output"], req["error"], req["cwd"]) == ("train-42.out", "42.err", "/home/alice/run")
     assert (req["limit"], req["kill_wait"], req["tasks_max"]) == (HOUR, 30, 512)
@@ -206,9 +206,28 @@ def test_start_request_carries_exactly_what_the_node_needs():
     assert req["env"]["MELON_JOB_ID"] == "42"
     assert req["run"] == 0
     plain = launch.start_request(stored_job(), "node7", kill_wait=1, tasks_max=0)
-    assert plain["error"] is None and plain["signal"] is None
+    assert plain["error"] is None and plain["signal"] is None and plain["open_mode"] is None
     again = launch.start_request(stored_job(restarts=2), "node7", kill_wait=1, tasks_max=0)
     assert again["run"] == 2 and again["env"]["MELON_RESTART_COUNT"] == again["env"]["SLURM_RESTART_COUNT"] == "2"
+    assert again["open_mode"] == "append"  # a requeued job's output keeps its earlier runs' lines
+
+
+@pytest.mark.parametrize(("options", "restarts", "mode"), [
+    ({"open-mode": "append"}, 0, "append"), ({"open-mode": "a"}, 0, "append"), ({"open-mode": "truncate"}, 3, None),
+    ({}, 0, None), ({}, 1, "append"),
+])
+def test_open_mode_follows_sbatch(options: dict, restarts: int, mode: str | None):
+    req = launch.start_request(stored_job(slurm_options=options, restarts=restarts), "n", kill_wait=1, tasks_max=0)
+    assert req["open_mode"] == mode and (req["env"].get("SLURM_OPEN_MODE") == "a") == (mode == "append")
+
+
+def test_array_tasks_learn_their_arrays_range():
+    env = launch.job_environment(stored_job(id=50, array_job_id=42, array_task_id=8, array_spec="0-16:4%2"), "n1")
+    assert [env[f"SLURM_ARRAY_TASK_{k}"] for k in ("MIN", "MAX", "COUNT", "STEP")] == ["0", "16", "5", "4"]
+    env = launch.job_environment(stored_job(id=50, array_job_id=42, array_task_id=3, array_spec="1,3,4"), "n1")
+    assert [env[f"SLURM_ARRAY_TASK_{k}"] for k in ("MIN", "MAX", "COUNT", "STEP")] == ["1", "4", "3", "1"]
+    assert env["SLURM_PROCID"] == env["SLURM_LOCALID"] == env["SLURM_NODEID"] == "0"
+    assert env["SLURM_NODELIST"] == env["SLURM_JOB_NODELIST"] == "n1"
 
 
 # ---- config -------------------------------------------------------------------------------------

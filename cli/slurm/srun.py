@@ -1,0 +1,374 @@
+"""`srun`: inside a job, the job's tasks; outside one, a job of its own whose output it streams.
+
+Inside a job (submitit, snakemake's jobstep, Parsl's launchers and plain scripts run it there):
+the command runs once per task (`-n`, one by default) with the step's variables set
+(SLURM_PROCID, SLURM_LOCALID, SLURM_NODEID, SLURM_NTASKS, SLURM_STEP_ID, ...), its output where
+`--output`/`--error` say, with `%j %J %t %s %N %n %u %x %A %a` expanded per task, labelled with
+`-l`. srun exits with the highest task exit code and says which task failed, as Slurm's does.
+Melon numbers no steps: every srun in a job is step 0.
+
+Outside a job it submits the command (the job options `-c --mem -t -J -p -w -x -D ...` apply),
+streams the job's output back while it runs, cancels it on Ctrl-C, and exits with its exit code.
+The output passes through a file beside the working directory, so on a cluster it needs the
+shared filesystem Slurm sites have.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+
+from melond.errors import MelonError
+from melond.spec.slurm_options import SLURM_PREFIX, SRUN_GRAMMAR, GetoptError, getopt_long
+
+PROG = "srun"
+NO_VAL_TASK = "4294967294"  # %a outside an array, as Slurm prints it
+FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2,
+             signal.SIGCONT, signal.SIGALRM)
+#: srun options that shape the job srun submits outside an allocation (the same names sbatch's use).
+JOB_OPTIONS = frozenset({"cpus-per-task", "mem", "mem-per-cpu", "time", "job-name", "chdir", "export", "nodelist",
+                         "exclude", "partition", "begin", "dependency", "hold", "signal"})
+#: Task options an srun outside a job hands to the srun it runs inside it.
+TASK_OPTIONS = frozenset({"ntasks", "label", "input", "open-mode"})
+HELP = """Usage: srun [OPTIONS(0)... [executable(0) [args(0)...]]]
+
+Melon's srun. Inside a job: -n/--ntasks, -o/--output, -e/--error, -i/--input, -l/--label, -u/--unbuffered,
+-D/--chdir, --open-mode, -K/--kill-on-bad-exit; -N 1 and the job's own node with -w are accepted.
+Outside a job it submits the command with -c, --mem, --mem-per-cpu, -t, -J, -p, -w, -x, -D, --export,
+-b, -d, -H, --signal, and streams its output. Every other srun option is accepted.
+"""
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        found, command = getopt_long(argv, SRUN_GRAMMAR)
+    except GetoptError as exc:
+        sys.stderr.write(f'{PROG}: {exc}\nTry "{PROG} --help" for more information\n')
+        sys.exit(1)
+    opts = {name: value or "" for name, value in found}  # the last one wins, as in srun
+    if "help" in opts or "usage" in opts:
+        sys.stdout.write(HELP)
+        return
+    if "version" in opts:
+        sys.stdout.write("slurm 23.11.0 (Melon)\n")
+        return
+    try:
+        if not command:
+            raise MelonError("No command given to execute.")
+        if "multi-prog" in opts:
+            raise MelonError("--multi-prog is not supported by Melon; run one srun per program")
+        _check_shape(opts)
+        inside = "MELON_JOB_ID" in os.environ and "SLURM_JOB_ID" in os.environ
+        sys.exit(run_tasks(opts, command) if inside else run_outside(opts, command))
+    except MelonError as exc:
+        sys.stderr.write(f"{PROG}: error: {exc}\n")
+        sys.exit(1)
+
+
+def _count(text: str, what: str) -> int:
+    if not text.strip().isdigit() or int(text) < 1:
+        raise MelonError(f"Invalid --{what} argument: {text!r}; give a whole number, 1 or more")
+    return int(text)
+
+
+def _check_shape(opts: dict[str, str]) -> None:
+    """What one node can hold: a job of Melon's is one node, and its tasks share it."""
+    nodes = opts.get("nodes")
+    if nodes is not None:
+        low = nodes.split("-")[0]
+        if _count(low, "nodes") > 1:
+            raise MelonError(f"Only allocated 1 nodes asked for {low}: a Melon job runs on one node")
+    _count(opts.get("ntasks") or "1", "ntasks")
+    here = os.environ.get("SLURMD_NODENAME")
+    if here and "MELON_JOB_ID" in os.environ:
+        from melond.spec.timespec import expand_hostlist
+        wanted = expand_hostlist(opts["nodelist"]) if opts.get("nodelist") else [here]
+        if wanted != [here] or here in (expand_hostlist(opts["exclude"]) if opts.get("exclude") else []):
+            raise MelonError(f"Requested node configuration is not available: this job runs on {here} only")
+
+
+# ---------------------------------------------------------------- inside a job
+
+
+def expand(pattern: str, env: dict[str, str], task: int, step: str = "0") -> str:
+    """srun's file name patterns for one task; `%3t` pads with zeros, as Slurm does."""
+    job = env.get("SLURM_JOB_ID", "0")
+    values = {
+        "j": job, "J": f"{job}.{step}", "s": step, "t": str(task), "n": "0", "N": env.get("SLURMD_NODENAME", ""),
+        "u": env.get("SLURM_JOB_USER") or env.get("USER", ""), "x": env.get("SLURM_JOB_NAME", ""),
+        "A": env.get("SLURM_ARRAY_JOB_ID", job), "a": env.get("SLURM_ARRAY_TASK_ID", NO_VAL_TASK), "%": "%",
+    }
+    out, i = [], 0
+    while i < len(pattern):
+        ch = pattern[i]
+        if ch != "%" or i + 1 >= len(pattern):
+            out.append(ch)
+            i += 1
+            continue
+        j = i + 1
+        while j < len(pattern) and pattern[j].isdigit():
+            j += 1
+        code = pattern[j] if j < len(pattern) else ""
+        if code not in values:
+            out.append(pattern[i:j + 1])
+        else:
+            width = pattern[i + 1:j]
+            value = values[code]
+            out.append(value.zfill(int(width)) if width and value.isdigit() else value)
+        i = j + 1
+    return "".join(out)
+
+
+def run_tasks(opts: dict[str, str], command: list[str]) -> int:
+    """The step: one process per task, each told who it is; the highest exit code wins."""
+    import subprocess
+    ntasks = _count(opts.get("ntasks") or "1", "ntasks")
+    base = dict(os.environ)
+    node = base.get("SLURMD_NODENAME", os.uname().nodename)
+    base.update({
+        "SLURM_STEP_ID": "0", "SLURM_STEPID": "0", "SLURM_NTASKS": str(ntasks), "SLURM_NPROCS": str(ntasks),
+        "SLURM_STEP_NUM_TASKS": str(ntasks), "SLURM_STEP_NUM_NODES": "1", "SLURM_STEP_NODELIST": node,
+        "SLURM_STEP_TASKS_PER_NODE": str(ntasks), "SLURM_TASKS_PER_NODE": str(ntasks), "SLURM_NODEID": "0",
+    })
+    if opts.get("cpus-per-task"):
+        base["SLURM_CPUS_PER_TASK"] = str(_count(opts["cpus-per-task"], "cpus-per-task"))
+    append = (opts.get("open-mode") or base.get("SLURM_OPEN_MODE", "")).lower().startswith("a")
+    label_width = len(str(ntasks - 1)) if "label" in opts else 0
+    files: dict[str, int] = {}
+    procs, pumps = [], []
+    try:
+        for task in range(ntasks):
+            env = {**base, "SLURM_PROCID": str(task), "SLURM_LOCALID": str(task)}
+            stdin = _input(opts.get("input"), env, task, files)
+            out = _open(opts.get("output"), env, task, files, append)
+            err = _open(opts.get("error"), env, task, files, append) if opts.get("error") else out
+            out, err, task_pumps = _labelled(out, err, task, label_width)
+            pumps += task_pumps
+            try:
+                procs.append(subprocess.Popen(command, env=env, stdin=stdin, stdout=out, stderr=err,
+                                              cwd=opts.get("chdir") or None))
+            except OSError as exc:
+                sys.stderr.write(f"slurmstepd: error: execve(): {command[0]}: {exc.strerror}\n"
+                                 f"{PROG}: error: {node}: task {task}: Exited with exit code 2\n")
+                _stop(procs, signal.SIGKILL)
+                return 2
+            finally:
+                for fd in {out, err} - {None, *files.values()}:
+                    if fd > 2:
+                        os.close(fd)  # a pipe's write end: it belongs to the task alone now
+    finally:
+        for fd in files.values():
+            os.close(fd)
+    for sig in FORWARDED:
+        signal.signal(sig, lambda signum, frame: _stop(procs, signum))
+    worst = 0
+    kill_on_bad_exit = "kill-on-bad-exit" in opts and opts["kill-on-bad-exit"] != "0"
+    for task, code in _each_end(procs):
+        if code:
+            how = f"Exited with exit code {code}" if code > 0 else signal.Signals(-code).name.removeprefix("SIG").title()
+            sys.stderr.write(f"{PROG}: error: {node}: task {task}: {how}\n")
+            if kill_on_bad_exit:
+                _stop(procs, signal.SIGKILL)
+        worst = max(worst, code if code >= 0 else 128 - code)
+    for pump in pumps:
+        pump.join()
+    return worst
+
+
+def _each_end(procs: list) -> list[tuple[int, int]]:
+    """(task, exit code) in the order the tasks end."""
+    by_pid = {p.pid: i for i, p in enumerate(procs)}
+    ends = []
+    while by_pid:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            break
+        except InterruptedError:
+            continue
+        if pid in by_pid:
+            task = by_pid.pop(pid)
+            procs[task].returncode = os.waitstatus_to_exitcode(status)
+            ends.append((task, procs[task].returncode))
+    return ends
+
+
+def _stop(procs: list, signum: int) -> None:
+    for proc in procs:
+        if proc.returncode is None:
+            try:
+                os.kill(proc.pid, signum)
+            except ProcessLookupError:
+                pass
+
+
+def _open(pattern: str | None, env: dict[str, str], task: int, files: dict[str, int], append: bool) -> int | None:
+    """A task's output file (shared by the tasks whose pattern gives the same name), or None to
+    inherit srun's own."""
+    if not pattern:
+        return None
+    path = "/dev/null" if pattern.lower() == "none" else expand(pattern, env, task)
+    if path not in files:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | (os.O_APPEND if append else os.O_TRUNC)
+        try:
+            files[path] = os.open(path, flags, 0o644)
+        except OSError as exc:
+            raise MelonError(f"cannot open {path} for task {task}'s output: {exc.strerror}") from None
+    return files[path]
+
+
+def _input(pattern: str | None, env: dict[str, str], task: int, files: dict[str, int]) -> int | None:
+    """srun's standard input goes to task 0 (all of it, as `sh -s` needs); `-i FILE` to every task."""
+    if pattern and pattern.lower() != "none":
+        path = expand(pattern, env, task)
+        try:
+            files.setdefault("<" + path, os.open(path, os.O_RDONLY | os.O_CLOEXEC))
+        except OSError as exc:
+            raise MelonError(f"cannot open {path} for task {task}'s input: {exc.strerror}") from None
+        return files["<" + path]
+    if pattern or task > 0:
+        import subprocess
+        return subprocess.DEVNULL
+    return None
+
+
+def _labelled(out: int | None, err: int | None, task: int, width: int) -> tuple:
+    """With -l, each line a task writes comes out as `0: line`; a thread per stream adds it."""
+    if not width:
+        return out, err, []
+    pumps, ends = [], []
+    for fd, inherited in ((out, 1), (err, 2)):
+        read, write = os.pipe()
+        prefix = f"{task:>{width}}: ".encode()
+        pump = threading.Thread(target=_pump, args=(read, inherited if fd is None else fd, prefix), daemon=True)
+        pump.start()
+        pumps.append(pump)
+        ends.append(write)
+    return ends[0], ends[1], pumps
+
+
+def _pump(read: int, target: int, prefix: bytes) -> None:
+    with os.fdopen(read, "rb", buffering=0) as src:
+        pending = b""
+        while chunk := src.read(65536):
+            lines = (pending + chunk).split(b"\n")
+            pending = lines.pop()
+            if lines:
+                os.write(target, b"".join(prefix + line + b"\n" for line in lines))
+        if pending:
+            os.write(target, prefix + pending + b"\n")
+
+
+# ---------------------------------------------------------------- outside a job
+
+
+def run_outside(opts: dict[str, str], command: list[str]) -> int:
+    """Submit the command as a job and stay with it: its output here, its exit code ours."""
+    import shlex
+    import tempfile
+    import time
+
+    from cli.mbatch import FINISHED_SHORT
+    from melond.spec.request import build_request
+
+    cli: dict[str, str | bool] = {}
+    for name, value in opts.items():
+        if name in JOB_OPTIONS:
+            cli[name] = True if name == "hold" else value
+        elif name not in TASK_OPTIONS and name not in ("output", "error", "unbuffered", "quiet", "verbose"):
+            cli[SLURM_PREFIX + name] = value
+    cli.setdefault("job-name", os.path.basename(command[0]))
+    cwd = os.getcwd()
+    where = opts.get("chdir") or cwd
+    try:
+        spool = tempfile.mkdtemp(prefix=".srun-", dir=where)
+    except OSError:
+        spool = tempfile.mkdtemp(prefix="melon-srun-")
+    out_path, err_path = os.path.join(spool, "out"), os.path.join(spool, "err")
+    cli |= {"output": out_path, "error": err_path}
+    inner = command
+    if any(name in opts for name in TASK_OPTIONS):  # the tasks' shape: srun itself runs them in the job
+        inner = ["srun", *(f"--{n}={opts[n]}" if opts[n] else f"--{n}" for n in TASK_OPTIONS if n in opts),
+                 "--", *command]
+    cli["wrap"] = "exec " + shlex.join(inner)
+    request, _ = build_request(script_text=None, script_path=None, script_args=[], cli=cli, environ=os.environ,
+                               cwd=cwd, submit_host=os.uname().nodename, user="", now=time.time(), sbatch=True)
+    from cli.common import client
+    c = client(os.environ.get("MELON_API") or None)
+    try:
+        try:
+            jid = c.call("POST", "/jobs", request)["job_ids"][0]
+        except MelonError as exc:
+            raise MelonError(f"Unable to allocate resources: {exc}") from None
+        return _follow(c, jid, out_path, err_path, "quiet" in opts, FINISHED_SHORT)
+    finally:
+        for path in (out_path, err_path):
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+        try:
+            os.rmdir(spool)
+        except OSError:
+            pass
+
+
+def _follow(c, jid: int, out_path: str, err_path: str, quiet: bool, finished: set[str]) -> int:
+    """Copy the job's output as it grows until the job ends; Ctrl-C (or TERM) cancels it."""
+    import time
+    cancel = threading.Event()
+
+    def on_signal(signum: int, frame: object) -> None:
+        cancel.set()
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, on_signal)
+    streams = [[out_path, 0, sys.stdout.buffer], [err_path, 0, sys.stderr.buffer]]
+    said_queued = cancelled = False
+    started = time.monotonic()
+    while True:
+        job = c.call("GET", f"/jobs/{jid}")
+        _copy(streams)
+        if job["state"] in finished:
+            break
+        if cancel.is_set() and not cancelled:
+            cancelled = True
+            sys.stderr.write(f"{PROG}: forcing job termination\n")
+            try:
+                c.call("POST", f"/jobs/{jid}/cancel")
+            except MelonError:
+                pass
+        if job["state"] == "PD" and not said_queued and not quiet and time.monotonic() - started > 1:
+            said_queued = True
+            sys.stderr.write(f"{PROG}: job {jid} queued and waiting for resources\n")
+        elif job["state"] == "R" and said_queued:
+            said_queued = False
+            sys.stderr.write(f"{PROG}: job {jid} has been allocated resources\n")
+        time.sleep(0.1)
+    _copy(streams)
+    code, sig = job.get("exit_code"), job.get("exit_signal")
+    if sig:
+        sys.stderr.write(f"{PROG}: error: {job.get('node') or '?'}: task 0: "
+                         f"{signal.Signals(sig).name.removeprefix('SIG').title()}\n")
+        return 128 + sig
+    if code:
+        sys.stderr.write(f"{PROG}: error: {job.get('node') or '?'}: task 0: Exited with exit code {code}\n")
+        return code
+    return 0 if job["state"] == "CD" else 1
+
+
+def _copy(streams: list[list]) -> None:
+    """Whatever each file gained since the last look."""
+    for stream in streams:
+        path, offset, target = stream
+        try:
+            with open(path, "rb") as f:
+                f.seek(offset)
+                data = f.read()
+        except OSError:
+            continue
+        if data:
+            target.write(data)
+            target.flush()
+            stream[1] = offset + len(data)
