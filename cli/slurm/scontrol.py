@@ -1,5 +1,6 @@
 """`scontrol`, the parts tools and users run: `update JobId=ID TimeLimit=...`, `hold`, `release`,
-`show hostnames`, `show job`.
+`requeue` (the same id runs again: submitit and PyTorch Lightning requeue themselves), `show job`,
+`show config`, `show partition`, `show node`, `show hostnames`.
 
 `update JobId=ID TimeLimit=+30` is the extension: Slurm lets only its administrators raise a
 limit; here a job's owner may, within the partition's policy, as with `mextend`. `TimeLimit=TIME`
@@ -7,6 +8,7 @@ sets a new total. Silent on success and `scontrol: error: ...` with exit 1 other
 """
 from __future__ import annotations
 
+import os
 import sys
 import time
 
@@ -14,8 +16,10 @@ from cli.common import client, job_ids
 from melond.errors import MelonError
 
 PROG = "scontrol"
+ACTIONS = {"hold": "hold", "uhold": "hold", "release": "release", "requeue": "requeue"}
 USAGE = ("usage: scontrol [-o] update JobId=ID[,ID] TimeLimit=[+]TIME | hold ID... | release ID... | "
-         "show job [ID] | show hostnames LIST")
+         "requeue ID... | show job [ID] | show config | show partition [NAME] | show node [NAME] | "
+         "show hostnames LIST")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -38,8 +42,14 @@ def main(argv: list[str] | None = None) -> None:
     try:
         if command == "update":
             _update(args)
-        elif command in ("hold", "release", "uhold"):
-            _hold(command, args)
+        elif command in ACTIONS:
+            _act(command, args)
+        elif command == "show" and args and args[0].lower() in ("config", "conf"):
+            _show_config()
+        elif command == "show" and args and args[0].lower() in ("partition", "partitions"):
+            _show_partitions(args[1:], one_line)
+        elif command == "show" and args and args[0].lower() in ("node", "nodes"):
+            _show_nodes(args[1:], one_line)
         elif command == "show" and args and args[0].lower() in ("hostnames", "hostname"):
             _hostnames(args[1:])
         elif command == "show" and args and args[0].lower() in ("job", "jobs"):
@@ -85,13 +95,127 @@ def _update(args: list[str]) -> None:
         sys.exit(1)
 
 
-def _hold(command: str, args: list[str]) -> None:
+def _act(command: str, args: list[str]) -> None:
+    """hold, release, requeue: each id (`13`, `13_4`, `13,14`), every one tried, exit 1 if one failed."""
     if not args:
         raise ValueError(f"{command} needs job ids; {USAGE}")
     c = _client()
-    action = "hold" if command in ("hold", "uhold") else "release"
+    failed = False
     for ref in job_ids(args):
-        c.call("POST", f"/jobs/{ref}/{action}")
+        try:
+            reply = c.call("POST", f"/jobs/{ref}/{ACTIONS[command]}")
+        except MelonError as exc:
+            sys.stderr.write(f"{PROG}: error: {exc}\n")
+            failed = True
+            continue
+        for e in reply.get("errors", []):
+            sys.stderr.write(f"{PROG}: error: {e['message']}\n")
+            failed = True
+    if failed:
+        sys.exit(1)
+
+
+def _records(records: list[list[list[str]]], one_line: bool) -> None:
+    """Slurm's Key=Value records: indented lines and a blank line after each, or one line each with -o."""
+    for lines in records:
+        if one_line:
+            print(" ".join(field for line in lines for field in line))
+        else:
+            print("\n".join(("   " if i else "") + " ".join(line) for i, line in enumerate(lines)) + "\n")
+
+
+def _show_config() -> None:
+    """The settings tools read (snakemake: MinJobAge, MaxArraySize), each as `Key = value`."""
+    from cli.slurm.squeue import MIN_JOB_AGE
+    c = _client()
+    conf = c.call("GET", "/config")
+    settings = [
+        ("AccountingStorageType", "accounting_storage/melond"), ("ClusterName", conf["cluster_name"]),
+        ("DefMemPerNode", "UNLIMITED"), ("InactiveLimit", "0 sec"), ("JobRequeue", "1"),
+        ("KillWait", f"{conf['kill_wait']:g} sec"), ("MaxArraySize", str(conf["max_array_tasks"] + 1)),
+        ("MaxBatchRequeue", str(conf["max_batch_requeue"])), ("MaxTasksPerNode", str(conf["tasks_max"] or 512)),
+        ("MinJobAge", f"{MIN_JOB_AGE} sec"), ("OverTimeLimit", "0 min"),
+        ("ReturnToService", str(conf["return_to_service"])), ("SchedulerType", "sched/melon"),
+        ("SelectType", "select/cons_tres"), ("SelectTypeParameters", "CR_CPU_MEMORY"),
+        ("SlurmctldHost[0]", os.uname().nodename), ("SlurmdTimeout", f"{conf['node_timeout']:g} sec"),
+        ("SLURM_VERSION", "23.11.0"), ("SlurmUser", "root(0)"),
+    ]
+    print(f"Configuration data as of {_time(time.time())}")
+    for key, value in settings:
+        print(f"{key:<23} = {value}")
+
+
+def _show_partitions(args: list[str], one_line: bool) -> None:
+    from cli.acct_format import hms
+    c = _client()
+    parts = c.call("GET", "/partitions")["partitions"]
+    nodes = {n["name"]: n for n in c.call("GET", "/nodes")["nodes"]}
+    if args:
+        parts = [p for p in parts if p["name"] == args[0]]
+        if not parts:
+            raise ValueError(f"Partition {args[0]} not found")
+
+    def limit(seconds: int | None) -> str:
+        return hms(seconds) if seconds else "UNLIMITED"
+    records = []
+    for p in parts:
+        members = [nodes[n] for n in p["nodes"] if n in nodes]
+        up = any(m["state"] != "down" for m in members)
+        records.append([
+            [f"PartitionName={p['name']}"],
+            ["AllowGroups=ALL", "AllowAccounts=ALL", "AllowQos=ALL"],
+            ["AllocNodes=ALL", f"Default={'YES' if p['default'] else 'NO'}", "QoS=N/A"],
+            [f"DefaultTime={hms(p['default_time']) if p.get('default_time') else 'NONE'}", "DisableRootJobs=NO",
+             "ExclusiveUser=NO", "GraceTime=0", "Hidden=NO"],
+            ["MaxNodes=1", f"MaxTime={limit(p.get('max_time'))}", "MinNodes=0", "LLN=NO",
+             "MaxCPUsPerNode=UNLIMITED"],
+            [f"MaxExtension={limit(p.get('max_extension'))}",
+             f"MaxExtensions={p['max_extensions'] if p.get('max_extensions') is not None else 'UNLIMITED'}"],
+            [f"Nodes={_hostlist(p['nodes'])}"],
+            ["PriorityJobFactor=1", "PriorityTier=1", "RootOnly=NO", "ReqResv=NO", "OverSubscribe=NO"],
+            ["OverTimeLimit=NONE", "PreemptMode=OFF"],
+            [f"State={'UP' if up else 'DOWN'}", f"TotalCPUs={sum(m['cpus'] for m in members)}",
+             f"TotalNodes={len(members)}", "SelectTypeParameters=NONE"],
+            ["JobDefaults=(null)"],
+            ["DefMemPerNode=UNLIMITED", "MaxMemPerNode=UNLIMITED"],
+        ])
+    _records(records, one_line)
+
+
+NODE_STATES = {"idle": "IDLE", "mixed": "MIXED", "allocated": "ALLOCATED", "draining": "MIXED+DRAIN",
+               "drained": "IDLE+DRAIN", "down": "DOWN"}
+
+
+def _show_nodes(args: list[str], one_line: bool) -> None:
+    c = _client()
+    nodes = c.call("GET", "/nodes")["nodes"]
+    if args:
+        from melond.spec.timespec import expand_hostlist
+        wanted = set(expand_hostlist(args[0]))
+        nodes = [n for n in nodes if n["name"] in wanted]
+        if not nodes:
+            raise ValueError(f"Node {args[0]} not found")
+    records = []
+    for n in nodes:
+        lines = [
+            [f"NodeName={n['name']}", "CoresPerSocket=1"],
+            [f"CPUAlloc={n['cpus_used']}", f"CPUEfctv={n['cpus']}", f"CPUTot={n['cpus']}"],
+            ["AvailableFeatures=(null)"], ["ActiveFeatures=(null)"], ["Gres=(null)"],
+            [f"NodeAddr={n['name']}", f"NodeHostName={n['name']}"],
+            [f"RealMemory={n['memory']}", f"AllocMem={n['memory_used']}", f"Sockets={n['cpus']}", "Boards=1"],
+            [f"State={NODE_STATES.get(n['state'], n['state'].upper())}", "ThreadsPerCore=1", "TmpDisk=0",
+             "Weight=1"],
+            [f"Partitions={n['partition']}"],
+            [f"CgroupBackend={n['backend']}"],
+        ]
+        if n.get("reason"):
+            lines.append([f"Reason={n['reason']}"])
+        records.append(lines)
+    _records(records, one_line)
+
+
+def _hostlist(names: list[str]) -> str:
+    return ",".join(names) if names else "(null)"  # a comma list is a hostlist Slurm's tools read
 
 
 def _hostnames(args: list[str]) -> None:
@@ -117,14 +241,19 @@ def _show_jobs(args: list[str], one_line: bool) -> None:
     if not jobs:
         print("No jobs in the system")
         return
+    records = []
     for job in jobs:
         code = f"{job.get('exit_code') or 0}:{job.get('exit_signal') or 0}"
-        lines = [
+        records.append([
             [f"JobId={job['id']}", *([f"ArrayJobId={job['array_job_id']}", f"ArrayTaskId={job['array_task_id']}"]
                                      if job.get("array_task_id") is not None else []), f"JobName={job['name']}"],
             [f"UserId={job['user']}({job['uid']})"],
-            [f"JobState={job['state_name']}", f"Reason={job.get('reason') or 'None'}"],
-            [f"ExitCode={code}"],
+            [f"Priority={job.get('priority') or 0}", f"Account={job.get('account') or '(null)'}",
+             f"QOS={(job.get('slurm_options') or {}).get('qos') or 'normal'}"],
+            [f"JobState={job['state_name']}", f"Reason={job.get('reason') or 'None'}",
+             f"Dependency={job.get('dependency') or '(null)'}"],
+            [f"Requeue={int(bool(job.get('requeue')))}", f"Restarts={job.get('restarts') or 0}", "BatchFlag=1",
+             "Reboot=0", f"ExitCode={code}"],
             [f"RunTime={hms(job['elapsed'])}",
              f"TimeLimit={hms(job['time_limit']) if job['time_limit'] else 'UNLIMITED'}"],
             [f"SubmitTime={_time(job['submit_time'])}"],
@@ -133,11 +262,9 @@ def _show_jobs(args: list[str], one_line: bool) -> None:
             [f"Partition={job['partition']}"],
             [f"NodeList={job.get('node') or '(null)'}", f"BatchHost={job.get('node') or '(null)'}"],
             ["NumNodes=1", f"NumCPUs={job['cpus']}", "NumTasks=1", f"CPUs/Task={job['cpus']}"],
+            [f"Comment={job['comment']}"] if job.get("comment") else [],
             [f"WorkDir={job['chdir']}"],
             [f"StdErr={job['error_path']}"],
             [f"StdOut={job['output_path']}"],
-        ]
-        if one_line:
-            print(" ".join(field for line in lines for field in line))
-        else:
-            print("\n".join(("   " if i else "") + " ".join(line) for i, line in enumerate(lines)) + "\n")
+        ])
+    _records([[line for line in record if line] for record in records], one_line)

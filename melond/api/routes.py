@@ -26,6 +26,7 @@ from melond.sched import caps
 from melond.sched.admission import Submitter
 from melond.sched.policy import Caller, check_owner
 from melond.spec.jobids import parse_one_ref
+from melond.spec.jobrel import MAX_ARRAY_TASKS
 from melond.spec.states import ACTIVE, State, parse_states
 from melond.spec.timespec import signal_name
 from melond.state.job import Job
@@ -257,6 +258,23 @@ async def release_job(request: web.Request) -> web.Response:
     return web.json_response(await _each(request, PENDING, lambda jid: ops.set_hold(jid, caller, False)))
 
 
+async def show_config(request: web.Request) -> web.Response:
+    """The settings a Slurm tool asks `scontrol show config` for, as this melond has them."""
+    inv = request.app[ENGINE].inv
+    return web.json_response({
+        "cluster_name": "melon", "kill_wait": inv.kill_wait, "max_batch_requeue": inv.max_batch_requeue,
+        "max_array_tasks": MAX_ARRAY_TASKS, "node_timeout": inv.node_timeout,
+        "return_to_service": inv.return_to_service, "tasks_max": inv.tasks_max,
+        "default_partition": inv.default_partition(), "operators": inv.operators,
+    })
+
+
+async def requeue_job(request: web.Request) -> web.Response:
+    ops, caller = request.app[ENGINE].ops, request["caller"]
+    states = frozenset({State.RUNNING})
+    return web.json_response(await _each(request, states, lambda jid: ops.requeue(jid, caller)))
+
+
 async def list_partitions(request: web.Request) -> web.Response:
     """Each partition's time rules and nodes (`sinfo`); the default one marked."""
     engine = request.app[ENGINE]
@@ -342,6 +360,9 @@ ROUTES = [
     ("POST", "/jobs/{job_id}/hold", hold_job, None, None, "hold a pending job; an array's id holds each pending task"),
     ("POST", "/jobs/{job_id}/release", release_job, None, None,
      "release a held job; an array's id releases each pending task"),
+    ("POST", "/jobs/{job_id}/requeue", requeue_job, None, None,
+     "send a running or ended job back to the queue under its own id (scontrol requeue)"),
+    ("GET", "/config", show_config, None, None, "the settings Slurm tools read from `scontrol show config`"),
     ("GET", "/nodes", list_nodes, None, None, "nodes with allocation and limit backend"),
     ("GET", "/partitions", list_partitions, None, None, "partitions: time rules, extension policy, nodes, the default"),
     ("POST", "/nodes/{name}/drain", drain_node, models.NodeAction, None, "start nothing more on a node (operators)"),

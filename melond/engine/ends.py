@@ -47,7 +47,7 @@ class Ends:
         where = node or (job.node if job is not None else None)
         run = job.run if run is None and job is not None else (run or 0)
         if job is not None and self._wants_requeue(job, result):
-            if job.run < self.max_batch_requeue:
+            if job.run < self.max_batch_requeue or job.id in self.jobs.requeueing:
                 await self._requeue(job, result)
                 self.forget_later(where, job_id, run)
                 return
@@ -83,17 +83,23 @@ class Ends:
         self.kick()
 
     def _wants_requeue(self, job: Job, result: dict) -> bool:
-        """Does this end ask to send the job back to the queue? Only a --requeue job whose node
-        failed (lost, or downed by an operator), not one its user cancelled."""
+        """Does this end ask to send the job back to the queue? A job its user asked to requeue,
+        and a --requeue job whose node failed (lost, or downed by an operator); never one its user
+        cancelled."""
+        if job.id in self.jobs.cancelling:
+            return False
         node_failed = result.get("reason") == "lost" or self.jobs.end_as.get(job.id) == State.NODE_FAIL
-        return job.requeue and node_failed and job.id not in self.jobs.cancelling
+        return job.id in self.jobs.requeueing or (job.requeue and node_failed)
 
     async def _requeue(self, job: Job, result: dict) -> None:
-        """Back to PENDING as the job's next run (sbatch --requeue after a node failure). The old run
+        """Back to PENDING as the job's next run (sbatch --requeue after a node failure, or
+        scontrol requeue). The old run
         has its own spool record, so whatever is left of it on the failed node is fenced when that
         node returns and can never be taken for the new run."""
         runs = job.run + 1
-        data = {"node": job.node, "restarts": runs, "why": result.get("error") or result.get("reason")}
+        asked = job.id in self.jobs.requeueing
+        why = "its user asked (scontrol requeue)" if asked else result.get("error") or result.get("reason")
+        data = {"node": job.node, "restarts": runs, "why": why}
         done = await self.store.write(Store.op_transition, job.id, "requeued", {
             "state": State.PENDING.value, "node": None, "start_time": None, "restarts": runs, "reason": None,
         }, "melond", data, time.time())

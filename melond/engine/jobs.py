@@ -1,8 +1,8 @@
 """The active jobs in memory: the store's PENDING and RUNNING rows, so that scheduling never
 reads the database. Rebuilt from the store at start, which is what makes `kill -9` safe.
 
-Beside the records, what melond knows of a job only while it is active: a cancel its user asked
-for, and an end state forced on it (an operator downed its node).
+Beside the records, what melond knows of a job only while it is active: a cancel or a requeue
+its user asked for, and an end state forced on it (an operator downed its node).
 """
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ class JobTable:
         self.active: dict[int, Job] = {j.id: j for j in jobs}
         self.ending: dict[int, Job] = {}  # ends being committed, already out of `active`
         self.cancelling: set[int] = set()  # running jobs whose user asked to cancel them
+        self.requeueing: set[int] = set()  # running jobs whose user asked to requeue them (scontrol requeue)
         self.end_as: dict[int, State] = {}  # a state forced on a job's end
         self._ended = asyncio.Event()  # set, and replaced, at every job's end
 
@@ -51,6 +52,7 @@ class JobTable:
         """The job's end is committed: forget it, and wake whoever waits for an end."""
         self.active.pop(job_id, None)
         self.cancelling.discard(job_id)
+        self.requeueing.discard(job_id)
         self.end_as.pop(job_id, None)
         self._ended.set()
         self._ended = asyncio.Event()
@@ -58,6 +60,7 @@ class JobTable:
     def requeued(self, job: Job) -> None:
         """Back to the queue as its next run: nothing of the last run's fate carries over."""
         self.cancelling.discard(job.id)
+        self.requeueing.discard(job.id)
         self.end_as.pop(job.id, None)
 
     async def wait_ended(self, job_id: int, timeout: float) -> None:

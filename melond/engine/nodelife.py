@@ -45,6 +45,8 @@ class NodeLife:
         mine = {j.id: j for j in self.jobs.running_on(name)}
         cancels = self.jobs.cancelling | await self.store.read(
             lambda db, ids: db.with_event(ids, "cancel_requested"), list(mine))
+        self.jobs.requeueing |= await self.store.read(  # asked before a restart of melond: still asked
+            lambda db, ids: db.with_event_this_run(ids, "requeue_requested"), list(mine))
         limits, kills, stale = [], [], []
         for step in reconcile([(j.id, j.run) for j in mine.values()], listing):
             job = mine.get(step.job_id)

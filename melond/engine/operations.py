@@ -157,6 +157,36 @@ class Operations:
         self.kick()
         return {"job_id": job_id, "hold": hold}
 
+    async def requeue(self, job_id: int, caller: Caller) -> dict:
+        """Send a job back to the queue under its own id, as its next run (`scontrol requeue`):
+        a running one is killed first and requeued by its end; one that ended is pending again at once."""
+        job = self.find(job_id)
+        policy.check_owner(job, caller, "requeue")
+        if job.state is State.PENDING:
+            raise Conflict(f"job {job_id} is pending; only a running or ended job can be requeued")
+        now = time.time()
+        if job.state is State.RUNNING:
+            done = await self.store.write(Store.op_transition, job_id, "requeue_requested", {}, caller.user,
+                                          {"run": job.run}, now)
+            if not done:
+                return await self.requeue(job_id, caller)  # it ended meanwhile
+            self.jobs.requeueing.add(job_id)
+            await self.dispatcher.kill(job)
+            return {"job_id": job_id, "state": State.RUNNING.value, "requeueing": True}
+        runs = job.restarts + 1
+        changes = {"state": State.PENDING.value, "node": None, "start_time": None, "end_time": None, "exit_code": None,
+                   "exit_signal": None, "detail": None, "cpu_time": None, "max_rss": None, "reason": None,
+                   "restarts": runs}
+        done = await self.store.write(Store.op_transition, job_id, "requeued_ended", changes, caller.user,
+                                      {"restarts": runs, "was": job.state.value}, now)
+        if not done:
+            raise Conflict(f"job {job_id} changed meanwhile; try again")
+        again = self.store.job(job_id)
+        self.jobs.active[job_id] = again
+        self.order.touch(job_id)
+        self.kick()
+        return {"job_id": job_id, "state": State.PENDING.value, "restarts": runs}
+
     async def wait_ended(self, job_id: int, timeout: float) -> Job | None:
         """Block until the job is finished or the timeout passes; the job as it is then."""
         await self.jobs.wait_ended(job_id, timeout)

@@ -82,10 +82,9 @@ def job_environment(job: Job, node: str, home: str | None = None) -> dict[str, s
 
 
 def _append(job: Job) -> bool:
-    """Output appended to, not truncated: sbatch --open-mode=append, and every run after a requeue,
-    so that a requeued job's files keep its earlier runs' lines."""
-    mode = (job.slurm_options.get("open-mode") or "").lower()
-    return mode.startswith("a") or (job.restarts > 0 and not mode.startswith("t"))
+    """Output appended to, not truncated: sbatch --open-mode=append (a requeued job's next run
+    truncates its files otherwise, as in Slurm with its default JobFileAppend=0)."""
+    return (job.slurm_options.get("open-mode") or "").lower().startswith("a")
 
 
 @functools.lru_cache(maxsize=64)

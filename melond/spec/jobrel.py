@@ -17,6 +17,7 @@ from melond.spec.lazy_re import LazyPattern
 __all__ = [
     "ARRAY_FORMS",
     "DEPENDENCY_FORMS",
+    "MAX_ARRAY_TASKS",
     "MAX_TASK_ID",
     "Condition",
     "DepKind",
@@ -31,6 +32,7 @@ __all__ = [
 
 # Task ids end up in MELON_ARRAY_TASK_ID / SLURM_ARRAY_TASK_ID, which scripts read as C ints.
 MAX_TASK_ID = 2**31 - 1
+MAX_ARRAY_TASKS = 10_000  # tasks in one array (`scontrol show config` reports MaxArraySize one more, as Slurm)
 
 ARRAY_FORMS = (
     "accepted forms: N, N-M, N-M:STEP, comma lists such as 1,6-7,12, "
@@ -75,7 +77,7 @@ def _array_item(item: str, spec: str, max_tasks: int) -> range:
     return span
 
 
-def parse_array(spec: str, max_tasks: int = 10000) -> tuple[list[int], int | None]:
+def parse_array(spec: str, max_tasks: int = MAX_ARRAY_TASKS) -> tuple[list[int], int | None]:
     """Parse sbatch ``--array`` into (sorted unique task ids, throttle or None)."""
     text = spec.strip()
     if not text:

@@ -142,7 +142,9 @@ TRANSITIONS: dict[str, Transition] = {
     "extended": Transition(_PENDING | _RUNNING),
     "cancel_requested": Transition(_RUNNING),  # the node is told; the end comes as "ended"
     "node_down": Transition(_RUNNING),  # an operator downed its node: it ends NODE_FAIL
-    "requeued": Transition(_RUNNING, _PENDING),  # its node failed and it asked for --requeue
+    "requeued": Transition(_RUNNING, _PENDING),  # its node failed and it asked for --requeue, or its user did
+    "requeue_requested": Transition(_RUNNING),  # `scontrol requeue`: the node is told; the end sends it back
+    "requeued_ended": Transition(FINISHED, _PENDING),  # `scontrol requeue` of a job that had ended
     "ended": Transition(_RUNNING, FINISHED),
 }
 

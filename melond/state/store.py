@@ -305,6 +305,17 @@ class _SlowView:
         rows.sort(key=lambda r: r["id"])  # here: an ORDER BY makes SQLite walk the whole table in id order
         return rows
 
+    def with_event_this_run(self, ids: Iterable[int], kind: str) -> set[int]:
+        """Which of these jobs have an event of this kind recorded during their current run."""
+        ids = list(ids)
+        if not ids:
+            return set()
+        rows = self._conn.execute(
+            f"SELECT DISTINCT e.job_id FROM job_events e JOIN jobs j ON j.id = e.job_id WHERE e.kind = ? "
+            f"AND json_extract(e.data, '$.run') = j.restarts AND e.job_id IN ({', '.join('?' * len(ids))})",
+            [kind, *ids])
+        return {r[0] for r in rows}
+
     def with_event(self, ids: Iterable[int], kind: str) -> set[int]:
         """Which of these jobs have an event of this kind (one query for a whole node's jobs)."""
         ids = list(ids)

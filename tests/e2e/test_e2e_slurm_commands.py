@@ -2,6 +2,7 @@
 tools that parse Slurm's output expect (SLURM-CLIENTS.md)."""
 from __future__ import annotations
 
+import signal
 import subprocess
 
 import pytest
@@ -326,3 +327,72 @@ def test_srun_refuses_what_one_node_cannot_do(melon: Melon, slurm_env: dict) -> 
     assert r.returncode == 1 and "No command given to execute" in r.stderr
     r = _run(melon, slurm_env, "srun", "--frobnicate", "true")
     assert r.returncode == 1 and r.stderr.startswith("srun: unrecognized option '--frobnicate'")
+
+
+# ---------------------------------------------------------------- scontrol requeue and show
+
+
+REQUEUES_ITSELF = """#!/bin/bash
+#SBATCH -J self-requeue -o requeue-%j.out --open-mode=append
+echo "run $SLURM_RESTART_COUNT of job $SLURM_JOB_ID"
+if [ "$SLURM_RESTART_COUNT" = 0 ]; then
+  trap '' TERM  # as submitit does: it has checkpointed, and lets the kill come
+  scontrol requeue "$SLURM_JOB_ID"
+  sleep 30
+fi
+echo "done"
+"""
+
+
+def test_scontrol_requeue_from_inside_the_job_reruns_it_under_its_own_id(melon: Melon, slurm_env: dict) -> None:
+    """What submitit and PyTorch Lightning do on their warning signal."""
+    (melon.work / "requeue.sh").write_text(REQUEUES_ITSELF)
+    jid = int(_run(melon, slurm_env, "sbatch", "--parsable", "requeue.sh").stdout)
+    job = melon.wait_state(jid, {"CD", "F", "CA"}, timeout=60)
+    assert job["state"] == "CD" and job["restarts"] == 1
+    assert (melon.work / f"requeue-{jid}.out").read_text() == f"run 0 of job {jid}\nrun 1 of job {jid}\ndone\n"
+    shown = _run(melon, slurm_env, "scontrol", "show", "job", str(jid)).stdout
+    assert "Restarts=1" in shown and "JobState=COMPLETED" in shown
+
+
+def test_a_requeue_asked_survives_kill_9_of_melond(melon: Melon, slurm_env: dict) -> None:
+    jid = int(_run(melon, slurm_env, "sbatch", "--parsable", "-o", "k9-%j.out", "--open-mode=append", "--wrap",
+                   "echo run $SLURM_RESTART_COUNT; [ $SLURM_RESTART_COUNT = 1 ] && exit 0; trap '' TERM; sleep 30"
+                   ).stdout)
+    melon.wait_state(jid, {"R"})
+    r = _run(melon, slurm_env, "scontrol", "requeue", str(jid))
+    assert (r.returncode, r.stdout, r.stderr) == (0, "", "")
+    melon.stop(signal.SIGKILL)  # before the run's end (the kill waits out KillWait) reaches it
+    melon.start()
+    job = melon.wait_state(jid, {"CD", "F", "CA"}, timeout=60)
+    assert job["state"] == "CD" and job["restarts"] == 1
+    assert (melon.work / f"k9-{jid}.out").read_text() == "run 0\nrun 1\n"
+
+
+def test_scontrol_requeue_of_an_ended_job_and_what_it_refuses(melon: Melon, slurm_env: dict) -> None:
+    jid = melon.submit("-o", "again-%j.out", "--wrap", "echo ran $SLURM_RESTART_COUNT")
+    melon.wait_state(jid, {"CD"})
+    assert _run(melon, slurm_env, "scontrol", "requeue", str(jid)).returncode == 0
+    wait_for(lambda: melon.job(jid)["restarts"] == 1 and melon.job(jid)["state"] == "CD", what="a second run")
+    assert (melon.work / f"again-{jid}.out").read_text() == "ran 1\n"  # truncated, as Slurm's default
+    held = melon.submit("-H", "--wrap", "true")
+    r = _run(melon, slurm_env, "scontrol", "requeue", str(held), "987654")
+    assert r.returncode == 1 and f"job {held} is pending" in r.stderr and "987654" in r.stderr
+    assert melon.job(held)["state"] == "PD" and melon.job(held)["restarts"] == 0
+
+
+def test_scontrol_show_config_partition_and_node(melon: Melon, slurm_env: dict) -> None:
+    import re
+    conf = _run(melon, slurm_env, "scontrol", "show", "config").stdout
+    assert "\nMinJobAge               = 300 sec\n" in conf
+    assert re.search(r"^(\d+)\s*([a-zA-Z]*)", conf.split("MinJobAge", 1)[1].split("=", 1)[1].strip()).groups() \
+        == ("300", "sec")  # snakemake's parse
+    assert int(re.search(r"MaxArraySize\s*=?\s*(\d+)", conf, re.I).group(1)) == 10001
+    part = _run(melon, slurm_env, "scontrol", "show", "partition").stdout
+    assert part.startswith("PartitionName=local\n   ") and "Default=YES" in part and "State=UP" in part
+    one = _run(melon, slurm_env, "scontrol", "-o", "show", "partition", "local").stdout
+    assert one.count("\n") == 1 and "Nodes=local" in one
+    node = _run(melon, slurm_env, "scontrol", "show", "node").stdout
+    assert node.startswith("NodeName=local ") and re.search(r"State=(IDLE|MIXED|ALLOCATED) ", node)
+    r = _run(melon, slurm_env, "scontrol", "show", "partition", "nosuch")
+    assert r.returncode == 1 and "Partition nosuch not found" in r.stderr

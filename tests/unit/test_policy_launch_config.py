@@ -209,12 +209,12 @@ def test_start_request_carries_exactly_what_the_node_needs():
     assert plain["error"] is None and plain["signal"] is None and plain["open_mode"] is None
     again = launch.start_request(stored_job(restarts=2), "node7", kill_wait=1, tasks_max=0)
     assert again["run"] == 2 and again["env"]["MELON_RESTART_COUNT"] == again["env"]["SLURM_RESTART_COUNT"] == "2"
-    assert again["open_mode"] == "append"  # a requeued job's output keeps its earlier runs' lines
+    assert again["open_mode"] is None  # a requeued job's next run truncates its files, as in Slurm
 
 
 @pytest.mark.parametrize(("options", "restarts", "mode"), [
-    ({"open-mode": "append"}, 0, "append"), ({"open-mode": "a"}, 0, "append"), ({"open-mode": "truncate"}, 3, None),
-    ({}, 0, None), ({}, 1, "append"),
+    ({"open-mode": "append"}, 0, "append"), ({"open-mode": "a"}, 2, "append"), ({"open-mode": "truncate"}, 3, None),
+    ({}, 0, None), ({}, 1, None),
 ])
 def test_open_mode_follows_sbatch(options: dict, restarts: int, mode: str | None):
     req = launch.start_request(stored_job(slurm_options=options, restarts=restarts), "n", kill_wait=1, tasks_max=0)
