@@ -137,6 +137,39 @@ def parse_format(text: str, codes: dict = CODES, forms: str = FORMS) -> list[Fie
     return out
 
 
+#: squeue -O/--Format names and the % code each prints.
+LONG_NAMES = {
+    "jobid": "i", "jobarrayid": "i", "arrayjobid": "A", "arraytaskid": "a", "name": "j", "username": "u",
+    "userid": "u", "state": "T", "statecompact": "t", "timeused": "M", "timelimit": "l", "timeleft": "L",
+    "numnodes": "D", "numcpus": "C", "minmemory": "m", "partition": "P", "nodelist": "N", "exechost": "B",
+    "tres-per-node": "b", "reasonlist": "R", "reason": "r", "starttime": "S", "submittime": "V", "endtime": "e",
+    "workdir": "Z", "command": "o",
+}
+LONG_FORMS = ("write -O fields as NAME[:[.][SIZE][SUFFIX]],..., e.g. \"jobid:10,state:.12,name\" (20 columns "
+              "unless SIZE is given); names: " + ", ".join(LONG_NAMES))
+
+
+def parse_long_format(text: str) -> list[Field | str]:
+    """squeue -O: `jobid:10,state:.12 ,name` -> fields of 20 columns unless sized, each followed by
+    its suffix (the text after its size)."""
+    out: list[Field | str] = []
+    for item in text.split(","):
+        name, _, spec = item.partition(":")
+        code = LONG_NAMES.get(name.strip().lower())
+        if code is None:
+            raise ParseError(f"unknown -O field {name.strip()!r} in {text!r}; {LONG_FORMS}")
+        right = spec.startswith(".")
+        spec = spec[right:]
+        digits = len(spec) - len(spec.lstrip("0123456789"))
+        width = int(spec[:digits]) if digits else 20
+        if width > 1000:
+            raise ParseError(f"field width {width} in {text!r} is too wide (at most 1000)")
+        out.append(Field(code, width, right))
+        if spec[digits:]:
+            out.append(spec[digits:])
+    return out
+
+
 def fields_needed(spec: list[Field | str]) -> list[str]:
     return list(dict.fromkeys(f for item in spec if isinstance(item, Field) for f in CODES[item.code][1]))
 

@@ -217,6 +217,15 @@ class Melon:
         self.stop()
 
 
+def slurm_names_env(melon: Melon, **extra: str) -> dict:
+    """melon's environment with what `eval "$(melon-slurm env)"` puts on PATH, and the venv's own
+    bin after it, as for a user whose venv is active (the tools' helper scripts live there)."""
+    line = subprocess.run([str(BIN / "melon-slurm"), "env"], capture_output=True, text=True, check=True).stdout
+    assert line.startswith('export PATH="') and line.endswith(':$PATH"\n')
+    directory = line[len('export PATH="'):-len(':$PATH"\n')]
+    return melon.env(PATH=f"{directory}:{BIN}:{melon.env()['PATH']}", **extra)
+
+
 @pytest.fixture
 def short_tmp() -> Iterator[Path]:
     """A temp dir with a short path: Unix socket paths are limited to 108 bytes."""

@@ -1,4 +1,5 @@
-"""`squeue`, as Slurm prints it: the default layout, -o/--format, -h, -t, -j, -u, --me, -p, -n, -r.
+"""`squeue`, as Slurm prints it: the default layout, -o/--format, -O/--Format, -h, -t, -j, -u, --me,
+-p, -n, -r, --only-job-state.
 
 Tools parse what it prints (see SLURM-CLIENTS.md): fields without a width are not padded, the
 header is the fields' titles with the format's literal text, an array's pending tasks share one
@@ -24,10 +25,14 @@ MIN_JOB_AGE = 300  # seconds a finished job stays in squeue's view, as Slurm's d
 INVALID_ID = "slurm_load_jobs error: Invalid job id specified"
 
 
-def show(noheader: bool, fmt: str | None, states: str | None, ids: tuple[str, ...], users: str | None, me: bool,
-         partitions: str | None, names: str | None, array: bool, endpoint: str | None) -> None:
+def show(noheader: bool, fmt: str | None, long_fmt: str | None, states: str | None, ids: tuple[str, ...],
+         users: str | None, me: bool, partitions: str | None, names: str | None, array: bool, only_state: bool,
+         endpoint: str | None) -> None:
     """View information about jobs located in the Melon scheduling queue."""
-    spec = queue_format.parse_format(fmt or os.environ.get("SQUEUE_FORMAT") or DEFAULT_FORMAT)
+    if long_fmt or (not fmt and os.environ.get("SQUEUE_FORMAT2")):
+        spec = queue_format.parse_long_format(long_fmt or os.environ["SQUEUE_FORMAT2"])
+    else:
+        spec = queue_format.parse_format(fmt or os.environ.get("SQUEUE_FORMAT") or DEFAULT_FORMAT)
     refs = parse_job_refs([i for part in ids for i in part.split()]) if ids else None
     everything = states is not None and states.strip().lower() == "all"
     now = time.time()
@@ -72,5 +77,7 @@ COMMAND = Command(PROG, show, [
     Opt("-p", "--partition", dest="partitions", value=True, help="Partitions (comma-separated)."),
     Opt("-n", "--name", dest="names", value=True, help="Job names (comma-separated)."),
     Opt("-r", "--array", dest="array", help="One line per array task."),
+    Opt("-O", "--Format", dest="long_fmt", value=True, help="Fields by name: jobid:10,state:.12,name (20 wide)."),
+    Opt("--only-job-state", dest="only_state", help="Accepted (Slurm's fast path): every listing here is fast."),
 ], help_flags=("--help",))
 main = COMMAND.main

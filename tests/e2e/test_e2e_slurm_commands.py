@@ -7,20 +7,12 @@ import subprocess
 
 import pytest
 
-from conftest import BIN, Melon, wait_for
-
-
-def _with_slurm_names(melon: Melon) -> dict:
-    """melon's environment with what `eval "$(melon-slurm env)"` puts on PATH."""
-    line = subprocess.run([str(BIN / "melon-slurm"), "env"], capture_output=True, text=True, check=True).stdout
-    assert line.startswith('export PATH="') and line.endswith(':$PATH"\n')
-    directory = line[len('export PATH="'):-len(':$PATH"\n')]
-    return melon.env(PATH=f"{directory}:{melon.env()['PATH']}")
+from conftest import BIN, Melon, slurm_names_env, wait_for
 
 
 @pytest.fixture
 def slurm_env(melon: Melon) -> dict:
-    return _with_slurm_names(melon)
+    return slurm_names_env(melon)
 
 
 def _run(melon: Melon, env: dict, *args: str) -> subprocess.CompletedProcess:
@@ -396,3 +388,11 @@ def test_scontrol_show_config_partition_and_node(melon: Melon, slurm_env: dict) 
     assert node.startswith("NodeName=local ") and re.search(r"State=(IDLE|MIXED|ALLOCATED) ", node)
     r = _run(melon, slurm_env, "scontrol", "show", "partition", "nosuch")
     assert r.returncode == 1 and "Partition nosuch not found" in r.stderr
+
+
+def test_squeue_long_format_names(melon: Melon, slurm_env: dict) -> None:
+    jid = melon.submit("-H", "-J", "named", "--wrap", "true")
+    out = _run(melon, slurm_env, "squeue", "-O", "jobid:8,statecompact:.4 |,name", "-j", str(jid)).stdout
+    assert out == f"JOBID     ST |NAME\n{jid:<8}  PD |named\n"
+    r = _run(melon, slurm_env, "squeue", "-O", "bogus")
+    assert r.returncode == 1 and "unknown -O field 'bogus'" in r.stderr

@@ -1,0 +1,122 @@
+"""The tools that drive Slurm, from PyPI, unchanged, against Melon's Slurm commands on the local
+node: submitit, dask-jobqueue and Parsl run their own code (tests/e2e/slurm_tools/); Nextflow
+and Cromwell, which are not on PyPI, by their exact command lines and parse rules (SLURM-CLIENTS.md)."""
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import Melon, slurm_names_env, wait_for
+
+TOOLS = Path(__file__).parent / "slurm_tools"
+
+
+def _tool(melon: Melon, script: str, *args: str, timeout: float = 150) -> list[dict]:
+    """Run one tool's script as its user would, and read the JSON lines it prints."""
+    r = subprocess.run([sys.executable, str(TOOLS / script), *args], capture_output=True, text=True,
+                       env=slurm_names_env(melon), cwd=melon.work, timeout=timeout)
+    assert r.returncode == 0, f"{script} failed:\n{r.stdout}\n{r.stderr[-4000:]}"
+    return [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
+
+
+def test_submitit_maps_raises_and_cancels(melon: Melon) -> None:
+    mapped, raised, cancelled = _tool(melon, "submitit_run.py", str(melon.work / "submitit"))
+    assert mapped["map"] == [10, 20, 30]
+    first = mapped["ids"][0].split("_")[0]
+    assert mapped["ids"] == [f"{first}_0", f"{first}_1", f"{first}_2"]  # an array, as sbatch printed it
+    assert raised["exception"] == "FailedJobError" and "ZeroDivisionError" in raised["text"]
+    assert cancelled["cancelled"] == "CANCELLED" and cancelled["done"] is True
+    assert melon.job(int(cancelled["id"]))["state"] == "CA"
+    tasks = melon.jobs("--all", "-r", "-j", first)
+    assert [t["state"] for t in tasks] == ["CD", "CD", "CD"]
+
+
+def test_dask_jobqueue_scales_to_two_workers_and_cancels_them_on_close(melon: Melon) -> None:
+    (result,) = _tool(melon, "dask_run.py", str(melon.work / "dask"))
+    assert result == {"workers": 2, "sum": 285, "names": ["SLURMCluster-0", "SLURMCluster-1"]}
+    workers = [j for j in melon.jobs("--all") if j["name"] == "dask-worker"]
+    assert len(workers) == 2
+    wait_for(lambda: {melon.job(j["id"])["state"] for j in workers} == {"CA"}, what="scancel of the workers")
+    ids = ",".join(str(j["id"]) for j in workers)
+    assert _sh(melon, f"sacct -P -n -o Comment -j {ids}").stdout == "dask\ndask\n"  # job_extra_directives
+
+
+def test_parsl_runs_three_apps_through_its_slurm_provider(melon: Melon) -> None:
+    (result,) = _tool(melon, "parsl_run.py", str(melon.work / "parsl"))
+    assert result == {"results": [4, 9, 16]}
+    blocks = [j for j in melon.jobs("--all") if j["name"].startswith("parsl.slurm.")]
+    assert len(blocks) == 1
+    wait_for(lambda: melon.job(blocks[0]["id"])["state"] == "CA", what="Parsl to cancel its block")
+
+
+def _sh(melon: Melon, line: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """A command line as the tool runs it (Parsl, Nextflow, Cromwell: through a shell or as argv)."""
+    return subprocess.run(line, shell=True, capture_output=True, text=True, env=slurm_names_env(melon),
+                          cwd=cwd or melon.work, timeout=60)
+
+
+NEXTFLOW_RUN = """#!/bin/bash
+#SBATCH -J nf-the_task_name
+#SBATCH -o {work}/.command.log
+#SBATCH --no-requeue
+#SBATCH --signal B:USR2@30
+#SBATCH -c 2
+#SBATCH -t 01:00:00
+#SBATCH --mem 50M
+#SBATCH -p local
+#SBATCH -A project --signal=USR2@60
+NXF_CHDIR={work}
+echo $SLURM_CPUS_PER_TASK > .exitcode-cpus
+sleep 2
+echo 0 > .exitcode
+"""
+
+
+def test_nextflow_command_lines(melon: Melon) -> None:
+    """sbatch of a relative .command.run from the task's folder (stderr merged into what it parses),
+    then squeue polls for exactly two columns, then scancel of a list."""
+    task = melon.work / "work" / "ab" / "cdef"
+    task.mkdir(parents=True)
+    (task / ".command.run").write_text(NEXTFLOW_RUN.format(work=task))
+    r = subprocess.run(["sbatch", ".command.run"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                       env=slurm_names_env(melon), cwd=task, timeout=60)
+    assert r.returncode == 0
+    jid = re.search(r"Submitted batch job (\d+)", r.stdout).group(1)
+    user = melon.env().get("USER") or "root"
+    statuses = {"PD": "PENDING", "R": "RUNNING", "CD": "DONE", "CA": "ERROR", "F": "ERROR", "CG": "RUNNING"}
+    seen = set()
+
+    def poll() -> str | None:
+        for args in (f"squeue --noheader -o '%i %t' -t all -p local -u {user}",
+                     "squeue --noheader -o '%i %t' -t all --only-job-state"):
+            out = _sh(melon, args)
+            assert out.returncode == 0, out.stderr
+            cols = dict(line.split() for line in out.stdout.splitlines() if len(line.split()) == 2)
+            seen.add(statuses.get(cols.get(jid)))
+        return statuses.get(cols.get(jid))
+    wait_for(lambda: poll() == "DONE", timeout=30, what="squeue to show the task done")
+    assert "RUNNING" in seen or "PENDING" in seen
+    assert (task / ".exitcode").read_text() == "0\n" and (task / ".exitcode-cpus").read_text() == "2\n"
+    a, b = melon.submit("-H", "--wrap", "true"), melon.submit("-H", "--wrap", "true")
+    assert _sh(melon, f"scancel {a} {b}").returncode == 0
+    assert {melon.job(a)["state"], melon.job(b)["state"]} == {"CA"}
+
+
+def test_cromwell_command_lines(melon: Melon) -> None:
+    """Cromwell's default SLURM backend: submit with --wrap, job-id-regex, check-alive by exit code, kill."""
+    (melon.work / "cromwell").mkdir()
+    (melon.work / "cromwell" / "script").write_text("echo cromwell ran; sleep 30\n")
+    cwd = melon.work / "cromwell"
+    r = _sh(melon, f"sbatch -J cromwell_abc_wf -D {cwd} -o {cwd}/stdout -e {cwd}/stderr -t 5 -p local -c 1 "
+                   f"--mem-per-cpu=100 --wrap \"/bin/bash {cwd}/script\"")
+    assert r.returncode == 0 and r.stderr == ""
+    jid = re.fullmatch(r"Submitted batch job (\d+).*", r.stdout.strip()).group(1)
+    wait_for(lambda: (cwd / "stdout").exists() and (cwd / "stdout").read_text() == "cromwell ran\n",
+             what="the job's output")
+    assert _sh(melon, f"squeue -j {jid}").returncode == 0  # alive
+    assert _sh(melon, f"scancel {jid}").returncode == 0
+    wait_for(lambda: melon.job(int(jid))["state"] == "CA", what="the kill")
+    assert _sh(melon, "squeue -j 987654").returncode == 1  # gone: not alive
