@@ -53,7 +53,7 @@ def _state(j: dict) -> str:
 
 # name (as sacct spells it) -> (default width, the stored columns it reads, how it is shown)
 FIELDS: dict[str, tuple[int, tuple[str, ...], object]] = {
-    "JobID": (12, ("id", "array_job_id", "array_task_id"), lambda j, now: job_label(j)),
+    "JobID": (12, ("id", "array_job_id", "array_task_id"), lambda j, now: j.get("label") or job_label(j)),
     "JobIDRaw": (12, ("id",), lambda j, now: str(j["id"])),
     "JobName": (10, ("name",), lambda j, now: j["name"]),
     "User": (9, ("user",), lambda j, now: j["user"]),

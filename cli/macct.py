@@ -7,8 +7,19 @@ import time
 from cli import acct_format
 from cli.args import Command, Opt
 from cli.common import client, current_user, echo, print_json, ref_names
+from melond.spec.folding import fold_pending
 
 PROG = "macct"
+
+
+FOLD_FIELDS = ("state", "array_job_id", "array_task_id", "array_throttle")
+
+
+def _fold_key(job: dict) -> tuple | None:
+    """An array's pending tasks share one row, `13_[2-9%4]`, as in sacct."""
+    if job["state"] != "PENDING" or job.get("array_task_id") is None:
+        return None
+    return job["array_job_id"], job.get("array_throttle")
 
 
 def account(start: str | None, end: str | None, users: str | None, me: bool, all_users: bool,
@@ -34,7 +45,8 @@ def account(start: str | None, end: str | None, users: str | None, me: bool, all
     query = {"start": f"{since:.3f}", "end": f"{until:.3f}", "state": states, "user": users if not all_users else None,
              "ids": ",".join(dict.fromkeys(str(r.job_id) for r in refs)) if refs else None}
     if not as_json:
-        query["fields"] = ",".join(acct_format.columns_needed(columns) + ["name"] * bool(names))
+        query["fields"] = ",".join(dict.fromkeys(acct_format.columns_needed(columns) + ["name"] * bool(names)
+                                                 + list(FOLD_FIELDS)))
     jobs = client(endpoint).call("GET", "/accounting", query=query)["jobs"]
     if refs:
         jobs = [j for j in jobs if any(ref_names(r, j) for r in refs)]
@@ -45,6 +57,8 @@ def account(start: str | None, end: str | None, users: str | None, me: bool, all
         print_json(jobs)
         return
     separator = "|" if parsable else "" if parsable2 else None
+    jobs = [{**j, "label": label} if label else j for j, label in fold_pending(
+        jobs, _fold_key, lambda j: j["array_task_id"], lambda j: j["array_job_id"], lambda j: j.get("array_throttle"))]
     text = acct_format.render(columns, jobs, now, header=not noheader, parsable=separator)
     if text:
         echo(text)

@@ -396,3 +396,18 @@ def test_squeue_long_format_names(melon: Melon, slurm_env: dict) -> None:
     assert out == f"JOBID     ST |NAME\n{jid:<8}  PD |named\n"
     r = _run(melon, slurm_env, "squeue", "-O", "bogus")
     assert r.returncode == 1 and "unknown -O field 'bogus'" in r.stderr
+
+
+def test_sacct_folds_an_arrays_pending_tasks_as_submitit_parses_them(melon: Melon, slurm_env: dict) -> None:
+    import re
+    arr = melon.submit("-H", "--array", "0-5%2", "--wrap", "true")
+    melon.run("mrelease", f"{arr}_0")
+    melon.run("mcancel", f"{arr}_5")
+    wait_for(lambda: melon.jobs("--all", "-r", "-j", f"{arr}_0")[0]["state"] == "CD", what="task 0 to run")
+    out = _run(melon, slurm_env, "sacct", "-o", "JobID,State,NodeList", "--parsable2", "-j", str(arr)).stdout
+    rows = [line.split("|") for line in out.splitlines()[1:]]
+    assert [r[:2] for r in rows] == [[f"{arr}_0", "COMPLETED"], [f"{arr}_[1-4%2]", "PENDING"],
+                                     [f"{arr}_5", "CANCELLED"]]
+    m = re.fullmatch(r"(?P<main_id>\d+)_\[(?P<arrays>(\d+(-\d+)?(,)?)+)(\%\d+)?\]", rows[1][0])  # submitit's
+    assert m and m["main_id"] == str(arr) and m["arrays"] == "1-4"
+    melon.run("mcancel", str(arr))
