@@ -4,12 +4,14 @@ The floor is a bare `python -I` that sends one HTTP request over melond's Unix s
 the reply: no Python CLI can start and ask melond anything faster. Each round runs the floor and
 then every command once, so the machine's drift (2x within an hour on a shared host) hits both
 sides alike; the table gives each command's median per-round ratio with its interquartile range.
-Targets: each command <= 1.3x the floor; `mqueue` over 10,000 queued jobs <= 2x.
+Targets: each command, Melon's and Slurm's names alike, <= 1.3x the floor; `mqueue` over 10,000
+queued jobs <= 2x.
 """
 from __future__ import annotations
 
 import os
 import statistics
+import subprocess
 import time
 
 from harness import BIN, floor_command, job_body, melond, run_ms, table
@@ -17,6 +19,12 @@ from harness import BIN, floor_command, job_body, melond, run_ms, table
 ROUNDS = 30
 QUEUE = 10_000
 
+
+
+def slurm_bin() -> str:
+    """Where `melon-slurm env` puts Slurm's command names (written on first use)."""
+    line = subprocess.run([f"{BIN}/melon-slurm", "env"], capture_output=True, text=True, check=True).stdout
+    return line.split('"')[1].split(":")[0]
 
 
 def rounds(commands: dict, floor: list[str], env: dict, cwd, count: int) -> dict[str, list[float]]:
@@ -69,6 +77,22 @@ def main() -> None:
         commands["mcancel ID (a held job)"] = lambda n: [f"{b}/mcancel", str(spares[n])]
         times = rounds(commands, floor, env, work, ROUNDS)
         report(f"Whole-process time of each command, {ROUNDS} rounds (a short queue)", times, 1.3)
+
+        s = slurm_bin()
+        slurm = {
+            "sbatch --parsable -H job.sh": [f"{s}/sbatch", "--parsable", "-H", "job.sh"],
+            "sbatch -H --wrap=true": [f"{s}/sbatch", "-H", "--wrap=true"],
+            "squeue": [f"{s}/squeue"],
+            f"squeue -h -o '%i %t' -j {held}": [f"{s}/squeue", "-h", "-o", "%i %t", "-j", str(held)],
+            f"sacct -X -P -n -o JobID,State -j {held}": [f"{s}/sacct", "-X", "-P", "-n", "-o", "JobID,State", "-j",
+                                                         str(held)],
+            f"scontrol show job {held}": [f"{s}/scontrol", "show", "job", str(held)],
+            "sinfo": [f"{s}/sinfo"],
+        }
+        spares = [client.call("POST", "/jobs", job_body(work, hold=True))["job_ids"][0] for _ in range(ROUNDS)]
+        slurm["scancel ID (a held job)"] = lambda n: [f"{s}/scancel", str(spares[n])]
+        times = rounds(slurm, floor, env, work, ROUNDS)
+        report(f"Slurm's command names, {ROUNDS} rounds (the same queue)", times, 1.3)
 
         body = job_body(work, hold=True, time_limit=600, array=f"1-{QUEUE}")
         client.call("POST", "/jobs", body)
