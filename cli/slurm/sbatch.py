@@ -14,16 +14,9 @@ import os
 import sys
 import time
 
+from cli.slurm.argv import read_argv
 from melond.errors import MelonError
-from melond.spec.slurm_options import (
-    SBATCH_OPTIONS,
-    SLURM_PREFIX,
-    GetoptError,
-    changes_job,
-    getopt_long,
-    make_grammar,
-    unsupported,
-)
+from melond.spec.slurm_options import SBATCH_OPTIONS, SLURM_PREFIX, changes_job, make_grammar, unsupported
 
 PROG = "sbatch"
 ARGV_GRAMMAR = make_grammar(SBATCH_OPTIONS, strict=True)
@@ -41,23 +34,10 @@ Melon's sbatch: Slurm's options, backed by melond. Acted on: -c/--cpus-per-task,
 --signal, --wrap, --parsable, -W/--wait, -Q/--quiet, --test-only. Every other sbatch option is
 accepted and recorded with the job. See `mbatch --help` for what each does.
 """
-VERSION = "slurm 23.11.0 (Melon)"
 
 
 def main(argv: list[str] | None = None) -> None:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    try:
-        found, rest = getopt_long(argv, ARGV_GRAMMAR)
-    except GetoptError as exc:
-        sys.stderr.write(f'{PROG}: {exc}\nTry "{PROG} --help" for more information\n')
-        sys.exit(1)
-    given = {name for name, _ in found}
-    if given & {"help", "usage"}:
-        sys.stdout.write(HELP)
-        return
-    if "version" in given:
-        sys.stdout.write(VERSION + "\n")
-        return
+    found, rest = read_argv(PROG, ARGV_GRAMMAR, argv, HELP)
     try:
         _submit(found, rest)
     except MelonError as exc:

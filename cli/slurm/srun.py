@@ -19,8 +19,9 @@ import signal
 import sys
 import threading
 
+from cli.slurm.argv import read_argv
 from melond.errors import MelonError
-from melond.spec.slurm_options import SLURM_PREFIX, SRUN_GRAMMAR, GetoptError, getopt_long
+from melond.spec.slurm_options import SLURM_PREFIX, SRUN_GRAMMAR
 
 PROG = "srun"
 NO_VAL_TASK = "4294967294"  # %a outside an array, as Slurm prints it
@@ -41,19 +42,8 @@ Outside a job it submits the command with -c, --mem, --mem-per-cpu, -t, -J, -p, 
 
 
 def main(argv: list[str] | None = None) -> None:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    try:
-        found, command = getopt_long(argv, SRUN_GRAMMAR)
-    except GetoptError as exc:
-        sys.stderr.write(f'{PROG}: {exc}\nTry "{PROG} --help" for more information\n')
-        sys.exit(1)
+    found, command = read_argv(PROG, SRUN_GRAMMAR, argv, HELP)
     opts = {name: value or "" for name, value in found}  # the last one wins, as in srun
-    if "help" in opts or "usage" in opts:
-        sys.stdout.write(HELP)
-        return
-    if "version" in opts:
-        sys.stdout.write("slurm 23.11.0 (Melon)\n")
-        return
     try:
         if not command:
             raise MelonError("No command given to execute.")
