@@ -44,7 +44,7 @@ class Job:
         self.ending: str | None = None  # "timeout" or "cancelled" once we start killing
         self.term_at: float | None = None
         self.kill_at: float | None = None
-        self.warned = False
+        self.warned_for: float | None = None  # the deadline the --signal warning was sent for
         self.error: str | None = None
         self.ended = False
         self.cleanups = 0
@@ -115,11 +115,14 @@ class Job:
             self.limits.signal_all(signal.SIGKILL)
             self.kill_at = None
         warn = self.spec.get("signal")
-        if warn and deadline is not None and not self.warned and self.ending is None:
+        if warn and deadline is not None and self.warned_for != deadline and self.ending is None:
+            # Once per deadline: an extension moves the deadline, and the warning comes again
+            # SECONDS before the new one (at once if the job is already that close to it).
             warn_at = deadline - warn[1]
             if now >= warn_at:
-                self.limits.signal_once(warn[0])
-                self.warned = True
+                if self.warned_for is None or deadline > self.warned_for:
+                    self.limits.signal_once(warn[0])
+                self.warned_for = deadline
             else:
                 deadline = min(deadline, warn_at)
         wakes = [t for t in (deadline if self.ending is None else None, self.kill_at) if t is not None]

@@ -1,7 +1,7 @@
 """sbatch options beyond the basics, end to end: arrays, dependencies, --signal, --export, -D."""
 from __future__ import annotations
 
-from conftest import Melon, wait_for
+from conftest import BIN, Melon, wait_for
 
 
 def test_array_runs_every_task_with_its_index(melon: Melon) -> None:
@@ -36,6 +36,24 @@ def test_signal_before_the_deadline(melon: Melon) -> None:
     job = melon.wait_state(jid, {"CD", "TO"}, timeout=20)
     assert job["state"] == "CD"
     assert "got-usr1" in (melon.work / f"melon-{jid}.out").read_text()
+
+
+def test_the_warning_signal_comes_again_before_an_extended_deadline(melon: Melon) -> None:
+    """--signal is re-armed by each extension: warned, extended, warned again before the new deadline."""
+    script = melon.work / "warned.sh"
+    script.write_text(
+        "#!/bin/bash\n"
+        "warned() { n=$((n + 1)); echo \"warned $n $(date +%s.%N)\"\n"
+        f"  if [ $n = 1 ]; then {BIN / 'mextend'} -j $SLURM_JOB_ID -t +0:03; else exit 0; fi; }}\n"
+        "n=0; trap warned USR1\nwhile true; do sleep 0.1; done\n")
+    jid = melon.submit("-t", "0:06", "--signal", "USR1@3", str(script))
+    job = melon.wait_state(jid, {"CD", "TO", "F"}, timeout=30)
+    lines = (melon.work / f"melon-{jid}.out").read_text().splitlines()
+    warnings = [line for line in lines if line.startswith("warned")]
+    assert job["state"] == "CD" and len(warnings) == 2, lines
+    first, second = (float(w.split()[2]) for w in warnings)
+    assert 2.0 < second - first < 5.0  # 3 s later: 3 s before the deadline moved by +3 s
+    assert job["time_limit_seconds"] == 9
 
 
 def test_export_none_and_list(melon: Melon) -> None:
