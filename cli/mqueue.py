@@ -13,7 +13,7 @@ from melond.spec.jobids import parse_job_refs
 from melond.spec.timespec import format_duration, format_limit
 
 PROG = "mqueue"
-HEADERS = ["JOBID", "NAME", "USER", "ST", "TIME", "TIME_LIMIT", "NODES"]
+HEADERS = ["JOBID", "NAME", "USER", "ST", "TIME", "TIME_LIMIT", "TIME_LEFT", "NODES"]
 TABLE_FIELDS = ("id", "name", "user", "state", "elapsed", "time_limit", "node", "reason", "array_job_id",
                 "array_task_id", "array_throttle")
 LABEL_FIELDS = ("id", "state", "name", "user", "time_limit", "array_job_id", "array_task_id", "array_throttle")
@@ -29,7 +29,8 @@ def show(me: bool, user: str | None, states: str | None, ids: tuple[str, ...], s
          endpoint: str | None) -> None:
     """Show pending and running jobs (with --all, finished ones too).
 
-    NODES is the node a job runs on, or (Reason) why it is still pending. -o takes squeue's
+    NODES is the node a job runs on, or (Reason) why it is still pending. TIME_LEFT ends in `!`
+    for a running job in the last 10 % of its limit. -o takes squeue's
     format fields, e.g. mqueue -o "%.10i %.9P %.20j %.8u %.2t %.10M %.10L %R".
     """
     if me:
@@ -91,9 +92,9 @@ def _render(jobs: list[dict], spec, noheader: bool, one_per_task: bool, order, s
         return "\n".join(lines)
     durations, limits = _Memo(format_duration), _Memo(format_limit)  # a queue repeats the same few values
     rows = [[label, j["name"][:24], j["user"], j["state"], durations[int(j["elapsed"])], limits[j["time_limit"]],
-             j["node"] if j.get("node") else f"({j.get('reason') or 'None'})"]
+             queue_format.time_left(j), j["node"] if j.get("node") else f"({j.get('reason') or 'None'})"]
             for label, j in labelled]
-    text = table(HEADERS, rows, right={0, 4, 5})
+    text = table(HEADERS, rows, right={0, 4, 5, 6})
     return text.partition("\n")[2] if noheader else text
 
 

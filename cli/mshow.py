@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from cli.args import Arg, Command, Opt
 from cli.common import client, echo, fmt_time, iso, job_ids, job_label, print_json
+from cli.queue_format import time_left
 from melond.spec.timespec import format_duration, format_limit, format_size_mib
 
 PROG = "mshow"
@@ -76,7 +77,8 @@ def _details(job: dict) -> None:
         ("Partition", job["partition"]), ("Node", job.get("node") or "(none)"),
         ("Limits", job.get("backend") or "-"),
         ("NumCPUs", str(job["cpus"])), ("Memory", format_size_mib(job["memory"] // (1024 * 1024))),
-        ("TimeLimit", format_limit(job["time_limit"])), ("RunTime", format_duration(int(job["elapsed"]))),
+        ("TimeLimit", format_limit(job["time_limit"])), ("TimeLeft", time_left(job)),
+        ("RunTime", format_duration(int(job["elapsed"]))),
         ("SubmitTime", fmt_time(job["submit_time"])), ("StartTime", fmt_time(job.get("start_time"))),
         ("Deadline", fmt_time(job.get("deadline"))), ("EndTime", fmt_time(job.get("end_time"))),
         ("Requeue", "1" if job.get("requeue") else "0"), ("Restarts", str(job.get("restarts") or 0)),

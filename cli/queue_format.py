@@ -33,6 +33,17 @@ def _left(j: dict, now: float) -> str:
     return format_duration(max(0.0, j["time_limit"] - j["elapsed"]))
 
 
+ENDING_SHARE = 0.1  # a running job in the last tenth of its limit is marked
+
+
+def time_left(j: dict) -> str:
+    """What mqueue and mshow show as time left: squeue's %L, with `!` after it for a running job in
+    the last 10 % of its limit (time to extend it, or to let it end)."""
+    text = _left(j, 0.0)
+    ending = j["state"] == "R" and j["time_limit"] and j["time_limit"] - j["elapsed"] <= ENDING_SHARE * j["time_limit"]
+    return text + "!" if ending else text
+
+
 def _start(j: dict, now: float) -> str:
     return _time(j.get("start_time") or j.get("expected_start"))
 

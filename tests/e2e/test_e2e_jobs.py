@@ -41,11 +41,13 @@ def test_queue_columns_and_filters(melon: Melon) -> None:
     melon.wait_state(jid, {"R"})
     held = melon.submit("-H", "--wrap", "true")
     text = melon.run("mqueue").stdout.splitlines()
-    assert text[0].split() == ["JOBID", "NAME", "USER", "ST", "TIME", "TIME_LIMIT", "NODES"]
+    assert text[0].split() == ["JOBID", "NAME", "USER", "ST", "TIME", "TIME_LIMIT", "TIME_LEFT", "NODES"]
     rows = {line.split()[0]: line.split() for line in text[1:]}
     assert rows[str(jid)][1:4] == ["sleeper", "root" if os.geteuid() == 0 else rows[str(jid)][2], "R"]
-    assert rows[str(jid)][5] == "0:30" and rows[str(jid)][6] == "local"
-    assert rows[str(held)][3] == "PD" and rows[str(held)][6] == "(JobHeldUser)"
+    assert rows[str(jid)][5] == "0:30" and rows[str(jid)][7] == "local"
+    assert 20 <= int(rows[str(jid)][6].split(":")[1]) <= 30 and not rows[str(jid)][6].endswith("!")
+    assert rows[str(held)][3] == "PD" and rows[str(held)][7] == "(JobHeldUser)"
+    assert rows[str(held)][6] == rows[str(held)][5]  # pending: the whole limit is left, as squeue's %L
     assert [j["id"] for j in melon.jobs("-t", "PD")] == [held]
     assert [j["id"] for j in melon.jobs("-j", str(jid))] == [jid]
     assert {j["id"] for j in melon.jobs("--me")} == {jid, held}
@@ -54,6 +56,22 @@ def test_queue_columns_and_filters(melon: Melon) -> None:
     melon.wait_state(jid, {"CA"})
     assert melon.jobs() == []
     assert {j["id"] for j in melon.jobs("--all")} >= {jid, held}
+
+
+def test_time_left_is_shown_and_marked_in_the_last_tenth(melon: Melon) -> None:
+    jid = melon.submit("-t", "0:10", "--wrap", "sleep 30")
+    melon.wait_state(jid, {"R"})
+
+    def left() -> str:
+        row = next(line.split() for line in melon.run("mqueue").stdout.splitlines() if line.split()[0] == str(jid))
+        return row[6]
+    assert not left().endswith("!")
+    detail = melon.run("mshow", str(jid)).stdout
+    assert "TimeLeft: 0:" in detail and "!" not in detail.split("TimeLeft:")[1].splitlines()[0]
+    wait_for(lambda: left().endswith("!"), timeout=15, what="the last second of ten to be marked")
+    assert left() in ("0:01!", "0:00!")
+    assert melon.run("mshow", str(jid)).stdout.split("TimeLeft:")[1].splitlines()[0].strip().endswith("!")
+    melon.run("mcancel", str(jid))
 
 
 def test_timeout_kills_on_time(melon: Melon) -> None:
