@@ -148,7 +148,7 @@ def test_scontrol_hold_release_and_hostnames(melon: Melon, slurm_env: dict) -> N
 def test_sinfo_default_node_and_summary_views(melon_factory) -> None:
     melon = melon_factory(inventory='[partitions.short]\ndefault = true\nmax_time = "4:00:00"\n'
                                     '[partitions.long]\nmax_time = "2-00:00:00"\n')
-    env = _with_slurm_names(melon)
+    env = slurm_names_env(melon)
     out = _run(melon, env, "sinfo").stdout.splitlines()
     assert out[0] == "PARTITION AVAIL  TIMELIMIT  NODES  STATE NODELIST"
     assert out[1].split() == ["short*", "up", "4:00:00", "1", "idle", "local"]
