@@ -113,7 +113,7 @@ class Daemon:
         for name, node in inv.node_table().items():
             transport, spool = transport_for(node, self.state_dir)
             engine.sessions[name] = NodeSession(name, transport, spool, on_up=engine.nodes_life.up,
-                                                on_down=engine.nodes_life.down, on_event=engine.ends.on_event,
+                                                on_down=engine.nodes_life.down, on_event=engine.on_event,
                                                 handshakes=handshakes, limits=node.limits)
         runner = web.AppRunner(make_app(engine), access_log=None, handle_signals=False)
         await runner.setup()

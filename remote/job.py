@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 
 from remote import limits
+from remote.protocol import job_channel
 from remote.spool import JobDir
 
 CLEANUP_TRIES = 50  # kill rounds, 20 ms apart, before a job's cgroup is left behind
@@ -45,6 +46,7 @@ class Job:
         self.term_at: float | None = None
         self.kill_at: float | None = None
         self.warned_for: float | None = None  # the deadline the --signal warning was sent for
+        self.uid: int | None = None  # the job's user, once launched
         self.error: str | None = None
         self.ended = False
         self.cleanups = 0
@@ -59,6 +61,7 @@ class Job:
         and the child takes the user's ids for good before it execs."""
         spec, lim = self.spec, self.limits
         uid, gid, groups, home = _resolve_user(spec["user"])
+        self.uid = uid
         argv, env, script_fd = _command(spec)
         env.setdefault("HOME", home)
         switch = os.geteuid() == 0 and uid != 0
@@ -316,7 +319,10 @@ def _command(spec: dict) -> tuple[list[str], dict[str, str], int]:
     os.lseek(fd, 0, os.SEEK_SET)
     path = f"/dev/fd/{fd}"
     argv = [path] if data.startswith(b"#!") else ["/bin/sh", path]
-    return argv + list(spec.get("args") or []), dict(spec.get("env") or {}), fd
+    env = dict(spec.get("env") or {})
+    if spec.get("scope"):
+        env["MELON_NODE_SOCKET"] = "@" + job_channel(spec["scope"])  # where the job asks melond (remote/asks.py)
+    return argv + list(spec.get("args") or []), env, fd
 
 
 class _acting_as:

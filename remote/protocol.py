@@ -19,6 +19,7 @@ class Op(StrEnum):
     SIGNAL = "signal"  # job_id, run, signal: send it to every process of the running job, once
     LIST = "list"  # every run in the spool and its state
     FORGET = "forget"  # runs: [[job_id, run], ...] whose end melond has committed
+    ANSWER = "answer"  # ask, reply: melond's answer to a job's ask (Event.ASK)
 
 
 class Event(StrEnum):
@@ -26,6 +27,13 @@ class Event(StrEnum):
 
     HELLO = "hello"  # its probe of the node, once booted
     EXITED = "exited"  # job_id, run, result: a run ended
+    ASK = "ask"  # ask, job_id, run, uid, request: a running job asks (remote/asks.py); melond answers with Op.ANSWER
+
+
+def job_channel(scope: str) -> str:
+    """The abstract Unix socket (without its leading NUL) where a spool's jobs ask melond for
+    things; jobs find it in MELON_NODE_SOCKET, written `@` + this."""
+    return "melon-jobs-" + scope
 
 
 class ErrorCode(StrEnum):

@@ -22,7 +22,7 @@ import sys
 import time
 from collections.abc import Callable
 
-from remote import cgroup, limits, spool, wire
+from remote import asks, cgroup, limits, spool, wire
 from remote.protocol import ErrorCode, Event, Op
 from remote.job import lookup_user, process_stat, start_ticks
 from remote.supervisor import LOCATE_TIMEOUT, MAX_REQUEST, reap_children
@@ -108,7 +108,9 @@ class Helper:
             Op.SIGNAL: self.op_signal,
             Op.LIST: self.op_list,
             Op.FORGET: self.op_forget,
+            Op.ANSWER: self.op_answer,
         }
+        self.channel = asks.JobChannel(spool_dir, self.scope, self.send)
 
     def send(self, message: dict) -> None:
         self.outbox.put(message)
@@ -125,6 +127,11 @@ class Helper:
             self.send({"id": rid, "ok": False, "error": {"code": exc.code, "message": str(exc)}})
         except Exception as exc:  # noqa: BLE001 - one bad request must not end the channel
             self.send({"id": rid, "ok": False, "error": {"code": ErrorCode.INTERNAL, "message": f"{type(exc).__name__}: {exc}"}})
+
+    async def op_answer(self, msg: dict) -> dict:
+        """melond's answer to a job's ask: back to the job's process that waits for it."""
+        self.channel.answer(int(msg["ask"]), msg["reply"])
+        return {}
 
     async def op_ping(self, msg: dict) -> dict:
         return {"time": time.time()}
@@ -420,6 +427,8 @@ async def serve(spool_dir: str, supervisor: socket.socket, supervisor_pid: int, 
     closed: asyncio.Future = loop.create_future()
     helper.on_supervisor_lost = lambda: closed.done() or closed.set_result(None)
     await loop.connect_read_pipe(lambda: _Inbound(ready, closed), os.fdopen(0, "rb", buffering=0, closefd=False))
+    if await helper.channel.start() is None:
+        sys.stderr.write("melon helper: the job channel's address is busy; jobs cannot ask melond from here\n")
     sock = await _bind_notify(helper.notify)
     if sock is not None:
         await loop.create_datagram_endpoint(lambda: _Notify(helper), sock=sock)

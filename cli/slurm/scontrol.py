@@ -84,6 +84,13 @@ def _update(args: list[str]) -> None:
     if limit.startswith("-"):
         raise ValueError(f"TimeLimit={limit}: Melon extends limits; to shorten one give the new total, TimeLimit=TIME")
     body = {"add": parse_extension(limit)} if limit.startswith("+") else {"to": parse_time_limit(limit)}
+    from cli import jobchannel
+    if jobchannel.usable(pairs["jobid"], None):
+        try:
+            jobchannel.ask({"op": "extend", **body})  # inside the job, for itself: through its node
+            return
+        except (ConnectionRefusedError, FileNotFoundError):
+            pass  # no job channel on this node: melond's API, if reachable
     c = _client()
     failed = False
     for ref in job_ids([pairs["jobid"]]):

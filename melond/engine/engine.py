@@ -2,11 +2,13 @@
 
 Each unit has one job (see their modules); the API and the daemon talk to them through the
 engine's attributes: `ops` for users' requests, `nodes_life` for node events and operators'
-node actions, `ends` for node events about jobs, `loop` for scheduling.
+node actions, `ends` for node events about jobs, `asks` for what jobs ask from their nodes, `loop`
+for scheduling.
 """
 from __future__ import annotations
 
 from melond.config import Inventory
+from melond.engine.asks import JobAsks
 from melond.engine.dispatch import Dispatcher
 from melond.engine.ends import Ends
 from melond.engine.jobs import JobTable
@@ -19,6 +21,7 @@ from melond.nodes.state import NodeState
 from melond.sched.order import PendingOrder
 from melond.spec.states import ACTIVE
 from melond.state.store import Store
+from remote.protocol import Event
 
 STOP_TIMEOUT = 10.0  # seconds in-flight writes get at shutdown
 
@@ -40,6 +43,14 @@ class Engine:
                                    self.loop.kick, inventory)
         self.ops = Operations(self.jobs, store, inventory, nodes, self.order, self.dispatcher, self.ends,
                               self.loop.kick)
+        self.asks = JobAsks(self.jobs, self.sessions, self.ops, self.tasks)
+
+    def on_event(self, node: str, msg: dict) -> None:
+        """A node's unasked message: a run's end, or a running job's ask."""
+        if msg.get("event") == Event.ASK:
+            self.asks.on_event(node, msg)
+        else:
+            self.ends.on_event(node, msg)
 
     async def stop(self) -> None:
         """Stop scheduling and let in-flight writes finish; running jobs are left alone."""

@@ -107,12 +107,15 @@ class Operations:
         await self.dispatcher.signal(job, sig)
         return {"job_id": job_id, "state": job.state.value, "signal": sig}
 
-    async def extend(self, job_id: int, caller: Caller, *, add: int | None, to: int | None) -> dict:
-        """Change the total limit; a running job's node learns the new one at once."""
+    async def extend(self, job_id: int, caller: Caller, *, add: int | None, to: int | None,
+                     via: str | None = None) -> dict:
+        """Change the total limit; a running job's node learns the new one at once. `via` says
+        where the request came from when not the API (`job`: the job itself, from its node)."""
         async with self._extending:  # one at a time, so two requests never both fit the last of a budget
-            return await self._extend(job_id, caller, add=add, to=to)
+            return await self._extend(job_id, caller, add=add, to=to, via=via)
 
-    async def _extend(self, job_id: int, caller: Caller, *, add: int | None, to: int | None) -> dict:
+    async def _extend(self, job_id: int, caller: Caller, *, add: int | None, to: int | None,
+                      via: str | None) -> dict:
         job = self.find(job_id)
         part = self.inv.partition(job.partition)
         old = job.time_limit
@@ -131,6 +134,8 @@ class Operations:
             "old_deadline": start + old if start and old else None,
             "new_deadline": start + limit if start and limit else None,
         }
+        if via:
+            data["via"] = via
         done = await self.store.write(Store.op_transition, job_id, "extended", {"time_limit": limit}, caller.user,
                                       data, now)
         if not done:

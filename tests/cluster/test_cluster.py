@@ -580,3 +580,34 @@ def test_what_a_job_used_is_measured_by_every_backend(cluster: Cluster, short_tm
         assert line.split("|")[1] == "node1" and line.split("|")[2].startswith("00:0")
     finally:
         m.cleanup()
+
+
+EXTEND_ON_WARNING = r"""#!/bin/bash
+# On the first warning the job extends itself with the documented three lines (nothing of Melon's
+# is installed on the node), and is warned again before its new deadline.
+warned() {
+  n=$((n + 1)); echo "warned $n"
+  if [ $n = 1 ]; then
+    python3 -c 'import json, os, socket
+s = socket.socket(socket.AF_UNIX); s.connect("\0" + os.environ["MELON_NODE_SOCKET"][1:])
+s.sendall(b"{\"op\": \"extend\", \"add\": 4}\n"); print(s.makefile().readline(), end="")'
+  else
+    exit 0
+  fi
+}
+n=0; trap warned USR1
+while true; do sleep 0.1; done
+"""
+
+
+def test_a_job_on_a_node_extends_itself_and_is_warned_again(melon_on_cluster: Melon) -> None:
+    m = melon_on_cluster
+    (m.work / "warned.sh").write_text(EXTEND_ON_WARNING)
+    jid = m.submit("-t", "0:05", "--signal", "USR1@2", "--export", "PATH", str(m.work / "warned.sh"))
+    job = m.wait_state(jid, {"CD", "TO", "F"}, timeout=40)
+    lines = (m.work / f"melon-{jid}.out").read_text().splitlines()
+    assert job["state"] == "CD", lines
+    assert [line for line in lines if line.startswith("warned")] == ["warned 1", "warned 2"]
+    answer = json.loads(next(line for line in lines if line.startswith("{")))
+    assert answer["ok"] is True and answer["job_id"] == jid and answer["new_limit"] == 9
+    assert next(e for e in job["events"] if e["kind"] == "extended")["data"]["via"] == "job"

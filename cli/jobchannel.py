@@ -1,0 +1,51 @@
+"""Inside a job, the job's own way to melond: the job channel its node's helper serves
+(remote/asks.py), for a job that has no token and no network path to the login node.
+
+Used when the command runs inside a job (MELON_NODE_SOCKET is set) and names that job, or none.
+"""
+from __future__ import annotations
+
+import os
+
+from melond.errors import MelonError
+
+ENV = "MELON_NODE_SOCKET"
+TIMEOUT = 40.0  # the node waits 30 s for melond's answer
+
+
+def own_job() -> str | None:
+    """The id of the job this process runs in, if it runs in one."""
+    return os.environ.get("MELON_JOB_ID") or None
+
+
+def usable(typed: str | None, endpoint: str | None) -> bool:
+    """Ask through the node? Inside a job, for that job, when no endpoint was given explicitly."""
+    return ENV in os.environ and endpoint is None and typed in (None, own_job())
+
+
+def ask(request: dict) -> dict:
+    """One request, one answer; a refusal is raised with the reason melond (or the node) gave."""
+    import json  # only inside a job: the login node's common path loads neither
+    import socket
+    name = os.environ[ENV]
+    address = "\0" + name[1:] if name.startswith("@") else name
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(TIMEOUT)
+    try:
+        sock.connect(address)
+        sock.sendall(json.dumps(request).encode() + b"\n")
+        data = b""
+        while not data.endswith(b"\n"):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    finally:
+        sock.close()
+    if not data:
+        raise MelonError("the node's helper closed the job channel without an answer (melond may have lost "
+                         "the node); try again")
+    reply = json.loads(data)
+    if not reply.get("ok"):
+        raise MelonError(reply.get("error", {}).get("message") or "refused")
+    return reply

@@ -1,0 +1,169 @@
+"""The job channel: what a running job asks of melond from its own node, without a token or a
+network path to the login node (today: to extend itself).
+
+The helper listens on an abstract-namespace Unix socket named for its spool, given to every job
+as MELON_NODE_SOCKET (`@melon-jobs-<scope>`). A request is one JSON line, the answer one JSON
+line. Who asks is what the kernel says of the connecting process (SO_PEERCRED): it must belong to
+a running job of this spool (the job's cgroup, else its session, else its ancestry) and run as
+that job's user, and it may only act on that job. melond hears the ask over the node's channel
+and applies its policy as it would for the owner on the login node.
+
+    {"op": "extend", "add": 3600}      or   {"op": "extend", "to": 7200}
+    -> {"ok": true, "job_id": 12, "new_limit": 10800, ...}   or   {"ok": false, "error": {"code", "message"}}
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import struct
+
+from remote import spool
+from remote.job import process_stat
+from remote.protocol import Event, job_channel
+
+ANSWER_TIMEOUT = 30.0  # seconds melond has to answer an ask
+READ_TIMEOUT = 10.0
+MAX_LINE = 4096
+
+
+def address(scope: str) -> str:
+    return "\0" + job_channel(scope)
+
+
+def peer(sock: socket.socket) -> tuple[int, int]:
+    """(pid, uid) of the process at the other end, as the kernel recorded them at connect."""
+    pid, uid, _gid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
+    return pid, uid
+
+
+def _cgroups(pid: int) -> list[str]:
+    try:
+        with open(f"/proc/{pid}/cgroup") as f:
+            return [line.rstrip("\n").split(":", 2)[2] for line in f if line.count(":") >= 2]
+    except OSError:
+        return []
+
+
+def _session_and_parent(pid: int) -> tuple[int, int] | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        return int(fields[3]), int(fields[1])  # session (field 6), parent (field 4)
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def job_of(spool_dir: str, scope: str, pid: int) -> tuple[str, dict] | None:
+    """The running run (its key and started.json) that process `pid` belongs to, or None."""
+    running = {}
+    for key in spool.run_keys(spool_dir):
+        d = spool.JobDir(spool_dir, key)
+        started = d.read_json("started.json")
+        if started and not d.exists("result.json") and process_stat(started["pid"]) is not None \
+                and process_stat(started["pid"])[1] == started.get("ticks"):
+            running[key] = started
+    if not running:
+        return None
+    groups = _cgroups(pid)
+    for key, started in running.items():
+        marks = (f"/melon/{scope}/job-{key}", f"/melon-job-{key}.scope")
+        if any(path.endswith(mark) or (mark + "/") in path for path in groups for mark in marks):
+            return key, started
+    leaders = {started["pid"]: key for key, started in running.items()}
+    seen, current = set(), pid
+    while current > 1 and current not in seen:  # its session, else an ancestor, is a job's leader
+        seen.add(current)
+        if current in leaders:
+            return leaders[current], running[leaders[current]]
+        stat = _session_and_parent(current)
+        if stat is None:
+            return None
+        session, parent = stat
+        if session in leaders:
+            return leaders[session], running[leaders[session]]
+        current = parent
+    return None
+
+
+class JobChannel:
+    """Serves the asks; `send` is the helper's way to melond, `answer` its way back."""
+
+    def __init__(self, spool_dir: str, scope: str, send) -> None:
+        self.spool, self.scope, self.send = spool_dir, scope, send
+        self.waiting: dict[int, asyncio.Future] = {}
+        self.next_ask = 1
+
+    async def start(self) -> asyncio.AbstractServer | None:
+        for _ in range(40):  # a helper that just lost its channel may hold the address a moment
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                sock.bind(address(self.scope))
+                sock.listen(64)
+                return await asyncio.start_unix_server(self._client, sock=sock, limit=MAX_LINE)
+            except OSError:
+                sock.close()
+                await asyncio.sleep(0.05)
+        return None
+
+    def answer(self, ask: int, reply: dict) -> None:
+        fut = self.waiting.pop(ask, None)
+        if fut is not None and not fut.done():
+            fut.set_result(reply)
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            reply = await self._ask(reader, writer)
+        except Exception as exc:  # noqa: BLE001 - one bad client must not end the helper
+            reply = _refused("internal", f"{type(exc).__name__}: {exc}")
+        try:
+            writer.write(json.dumps(reply).encode() + b"\n")
+            await writer.drain()
+            writer.close()
+        except OSError:
+            pass
+
+    async def _ask(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> dict:
+        pid, uid = peer(writer.get_extra_info("socket"))
+        found = job_of(self.spool, self.scope, pid)
+        if found is None:
+            return _refused("not_a_job", "only a process of a job running on this node may use this socket "
+                                         "(it asks melond on behalf of that job)")
+        key, started = found
+        if uid not in (started.get("uid"), 0):
+            return _refused("forbidden", "the asking process does not run as the job's user")
+        try:
+            line = await asyncio.wait_for(reader.readline(), READ_TIMEOUT)
+            request = json.loads(line)
+        except (TimeoutError, ValueError, asyncio.LimitOverrunError):
+            return _refused("bad_request", 'send one JSON line, e.g. {"op": "extend", "add": 3600}')
+        problem = _check(request)
+        if problem:
+            return _refused("bad_request", problem)
+        job_id, run = spool.parse_key(key)
+        ask = self.next_ask
+        self.next_ask += 1
+        fut = asyncio.get_running_loop().create_future()
+        self.waiting[ask] = fut
+        self.send({"event": Event.ASK, "ask": ask, "job_id": job_id, "run": run, "uid": uid,
+                   "request": {k: request[k] for k in ("op", "add", "to") if k in request}})
+        try:
+            return await asyncio.wait_for(fut, ANSWER_TIMEOUT)
+        except TimeoutError:
+            return _refused("unavailable", "melond did not answer in time; try again")
+        finally:
+            self.waiting.pop(ask, None)
+
+
+def _check(request: object) -> str | None:
+    if not isinstance(request, dict) or request.get("op") != "extend":
+        return 'the only request is {"op": "extend", "add": SECONDS} (or "to": SECONDS, a new total)'
+    values = [request.get(k) for k in ("add", "to") if k in request]
+    if len(values) != 1 or not isinstance(values[0], int) or isinstance(values[0], bool) or values[0] < 0:
+        return 'give exactly one of "add" (seconds to add, > 0) or "to" (a new total in seconds)'
+    return None
+
+
+def _refused(code: str, message: str) -> dict:
+    return {"ok": False, "error": {"code": code, "message": message}}
