@@ -32,6 +32,9 @@ class Partition(Strict):
     default_mem_per_cpu: int | None = None  # MiB; None = the node's memory per CPU
     max_extension: int | None = None  # seconds an owner may add to one job over its life; None = no cap
     max_extensions: int | None = Field(default=None, ge=0)  # times an owner may extend one job; None = no cap
+    # "no-delay": an owner's extension of a running job is granted only if, by the scheduler's
+    # current plan, it starts no waiting job later (OAR's check); "always": within the caps.
+    extend_policy: Literal["always", "no-delay"] = "always"
 
     @field_validator("max_time", "default_time", "max_extension", mode="before")
     @classmethod

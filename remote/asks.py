@@ -25,6 +25,7 @@ from remote.protocol import Event, job_channel
 
 ANSWER_TIMEOUT = 30.0  # seconds melond has to answer an ask
 READ_TIMEOUT = 10.0
+STARTING_GRACE = 3.0  # seconds an unknown asker may be a job whose start is still being recorded
 MAX_LINE = 4096
 
 
@@ -87,6 +88,12 @@ def job_of(spool_dir: str, scope: str, pid: int) -> tuple[str, dict] | None:
     return None
 
 
+def _starting(spool_dir: str) -> bool:
+    """Is some run claimed but not yet recorded as started?"""
+    return any(not spool.JobDir(spool_dir, key).exists("started.json") and
+               not spool.JobDir(spool_dir, key).exists("result.json") for key in spool.run_keys(spool_dir))
+
+
 class JobChannel:
     """Serves the asks; `send` is the helper's way to melond, `answer` its way back."""
 
@@ -127,6 +134,12 @@ class JobChannel:
     async def _ask(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> dict:
         pid, uid = peer(writer.get_extra_info("socket"))
         found = job_of(self.spool, self.scope, pid)
+        deadline = asyncio.get_running_loop().time() + STARTING_GRACE
+        while found is None and _starting(self.spool) and asyncio.get_running_loop().time() < deadline:
+            # A job runs a moment before its supervisor records it (started.json): one that asks at
+            # once may be that job.
+            await asyncio.sleep(0.05)
+            found = job_of(self.spool, self.scope, pid)
         if found is None:
             return _refused("not_a_job", "only a process of a job running on this node may use this socket "
                                          "(it asks melond on behalf of that job)")
@@ -147,7 +160,7 @@ class JobChannel:
         fut = asyncio.get_running_loop().create_future()
         self.waiting[ask] = fut
         self.send({"event": Event.ASK, "ask": ask, "job_id": job_id, "run": run, "uid": uid,
-                   "request": {k: request[k] for k in ("op", "add", "to") if k in request}})
+                   "request": {k: request[k] for k in ("op", "add", "to", "max", "dry_run") if k in request}})
         try:
             return await asyncio.wait_for(fut, ANSWER_TIMEOUT)
         except TimeoutError:
@@ -159,9 +172,14 @@ class JobChannel:
 def _check(request: object) -> str | None:
     if not isinstance(request, dict) or request.get("op") != "extend":
         return 'the only request is {"op": "extend", "add": SECONDS} (or "to": SECONDS, a new total)'
+    if not isinstance(request.get("dry_run", False), bool):
+        return '"dry_run" is true or false'
+    if request.get("max") is True and "add" not in request and "to" not in request:
+        return None
     values = [request.get(k) for k in ("add", "to") if k in request]
-    if len(values) != 1 or not isinstance(values[0], int) or isinstance(values[0], bool) or values[0] < 0:
-        return 'give exactly one of "add" (seconds to add, > 0) or "to" (a new total in seconds)'
+    if "max" in request or len(values) != 1 or not isinstance(values[0], int) or isinstance(values[0], bool) \
+            or values[0] < 0:
+        return 'give exactly one of "add" (seconds to add, > 0), "to" (a new total in seconds) or "max": true'
     return None
 
 

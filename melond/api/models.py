@@ -75,10 +75,14 @@ class SubmitReply(Body):
 
 
 class ExtendRequest(Body):
-    """Either `add` seconds to the limit or set it `to` a new total (0 = unlimited, operators only)."""
+    """Either `add` seconds to the limit, set it `to` a new total (0 = unlimited, operators only),
+    or `max`: as much as delays no waiting job, within MaxTime and the caps. `dry_run` answers
+    what would happen (granted or refused, the new limit, whom it would delay) and changes nothing."""
 
     add: int | None = Field(default=None, gt=0, le=MAX_SECONDS)
     to: int | None = Field(default=None, ge=0, le=MAX_SECONDS)
+    max: bool = False
+    dry_run: bool = False
 
 
 class SignalRequest(Body):

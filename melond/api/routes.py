@@ -233,11 +233,12 @@ async def cancel_job(request: web.Request) -> web.Response:
 
 async def extend_job(request: web.Request) -> web.Response:
     body: models.ExtendRequest = await _body(request, models.ExtendRequest)
-    if (body.add is None) == (body.to is None):
-        raise BadRequest("give exactly one of `add` (seconds to add) or `to` (a new total limit)")
+    if (body.add is not None) + (body.to is not None) + body.max != 1:
+        raise BadRequest("give exactly one of `add` (seconds to add), `to` (a new total limit) or `max` (as much "
+                         "as delays no waiting job)")
     ops, caller = request.app[ENGINE].ops, request["caller"]
-    return web.json_response(await _each(request, ACTIVE,
-                                         lambda jid: ops.extend(jid, caller, add=body.add, to=body.to)))
+    return web.json_response(await _each(request, ACTIVE, lambda jid: ops.extend(
+        jid, caller, add=body.add, to=body.to, largest=body.max, dry_run=body.dry_run)))
 
 
 async def signal_job(request: web.Request) -> web.Response:

@@ -51,7 +51,9 @@ class JobAsks:
             return _refused("bad_request", f"jobs may ask to extend themselves, not {request.get('op')!r}")
         caller = self.ops.caller(job.user, job.uid)
         try:
-            result = await self.ops.extend(job_id, caller, add=request.get("add"), to=request.get("to"), via="job")
+            result = await self.ops.extend(job_id, caller, add=request.get("add"), to=request.get("to"),
+                                           largest=request.get("max") is True, dry_run=request.get("dry_run") is True,
+                                           via="job")
         except MelonError as exc:
             return {"ok": False, **exc.to_wire()}
         log.info("job extended itself", extra={"job": job_id, "node": node, "new_limit": result.get("new_limit")})

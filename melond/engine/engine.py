@@ -42,7 +42,7 @@ class Engine:
         self.nodes_life = NodeLife(nodes, self.sessions, self.jobs, store, self.dispatcher, self.ends, self.tasks,
                                    self.loop.kick, inventory)
         self.ops = Operations(self.jobs, store, inventory, nodes, self.order, self.dispatcher, self.ends,
-                              self.loop.kick)
+                              self.loop.kick, self.loop.snapshot)
         self.asks = JobAsks(self.jobs, self.sessions, self.ops, self.tasks)
 
     def on_event(self, node: str, msg: dict) -> None:

@@ -12,22 +12,37 @@ from melond.config import Inventory
 from melond.engine.dispatch import Dispatcher
 from melond.engine.ends import Ends
 from melond.engine.jobs import JobTable
-from melond.errors import BadRequest, Conflict, NotFound
+from melond.errors import BadRequest, Conflict, MelonError, NotFound
 from melond.nodes.state import NodeState
-from melond.sched import admission, policy
+from melond.sched import admission, nodelay, policy
+from melond.sched.plan import Snapshot
 from melond.sched.order import PendingOrder
 from melond.sched.policy import Caller
 from melond.spec.jobids import JobRef
 from melond.spec.states import FINISHED, State
 from melond.state.job import Job
+from melond.spec.timespec import format_duration, format_limit
 from melond.state.store import Store
+
+
+class _Refused(Exception):
+    """An extension refused, with whom it would have delayed (for a dry run's answer)."""
+
+    def __init__(self, error: MelonError, delays: list[dict]) -> None:
+        super().__init__(str(error))
+        self.error, self.delays = error, delays
+
+
+def _clock(epoch: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(epoch))
 
 
 class Operations:
     def __init__(self, jobs: JobTable, store: Store, inventory: Inventory, nodes: Mapping[str, NodeState],
-                 order: PendingOrder, dispatcher: Dispatcher, ends: Ends, kick: Callable[..., None]) -> None:
+                 order: PendingOrder, dispatcher: Dispatcher, ends: Ends, kick: Callable[..., None],
+                 snapshot: Callable[[], tuple[Snapshot, float]]) -> None:
         self.jobs, self.store, self.inv, self.nodes, self.order = jobs, store, inventory, nodes, order
-        self.dispatcher, self.ends, self.kick = dispatcher, ends, kick
+        self.dispatcher, self.ends, self.kick, self.snapshot = dispatcher, ends, kick, snapshot
         self._extending = asyncio.Lock()
 
     def caller(self, user: str, uid: int) -> Caller:
@@ -107,26 +122,45 @@ class Operations:
         await self.dispatcher.signal(job, sig)
         return {"job_id": job_id, "state": job.state.value, "signal": sig}
 
-    async def extend(self, job_id: int, caller: Caller, *, add: int | None, to: int | None,
-                     via: str | None = None) -> dict:
-        """Change the total limit; a running job's node learns the new one at once. `via` says
-        where the request came from when not the API (`job`: the job itself, from its node)."""
+    async def extend(self, job_id: int, caller: Caller, *, add: int | None = None, to: int | None = None,
+                     largest: bool = False, dry_run: bool = False, via: str | None = None) -> dict:
+        """Change the total limit; a running job's node learns the new one at once. `largest`:
+        as much as delays no pending job (and the caps allow); `dry_run`: say what would happen,
+        change nothing; `via`: where the request came from when not the API (`job`: the job
+        itself, from its node)."""
         async with self._extending:  # one at a time, so two requests never both fit the last of a budget
-            return await self._extend(job_id, caller, add=add, to=to, via=via)
+            try:
+                return await self._extend(job_id, caller, add=add, to=to, largest=largest, dry_run=dry_run,
+                                          via=via)
+            except _Refused as refused:
+                if not dry_run:
+                    raise refused.error from None
+                return {"job_id": job_id, "dry_run": True, "granted": False, "refused": str(refused.error),
+                        "delays": refused.delays}
 
-    async def _extend(self, job_id: int, caller: Caller, *, add: int | None, to: int | None,
-                      via: str | None) -> dict:
+    async def _extend(self, job_id: int, caller: Caller, *, add: int | None, to: int | None, largest: bool,
+                      dry_run: bool, via: str | None) -> dict:
         job = self.find(job_id)
         part = self.inv.partition(job.partition)
         old = job.time_limit
         policy.check_owner(job, caller, "extend")
-        limit = policy.new_limit(job, add=add, to=to)
-        policy.check_extension(job, caller, limit, part.max_time, job.partition)
-        if not caller.operator and (part.max_extension is not None or part.max_extensions is not None):
-            past = [e["data"].get("added") or 0 for e in self.store.events(job_id)
-                    if e["kind"] == "extended" and e["actor"] == job.user]
-            policy.check_extension_budget(job, caller, limit, past, max_extension=part.max_extension,
-                                          max_extensions=part.max_extensions, partition=job.partition)
+        capped = not caller.operator and (part.max_extension is not None or part.max_extensions is not None)
+        past = [e["data"].get("added") or 0 for e in self.store.events(job_id)
+                if e["kind"] == "extended" and e["actor"] == job.user] if capped else []
+        try:
+            limit = self._largest(job, caller, part, past) if largest else policy.new_limit(job, add=add, to=to)
+            policy.check_extension(job, caller, limit, part.max_time, job.partition)
+            if capped:
+                policy.check_extension_budget(job, caller, limit, past, max_extension=part.max_extension,
+                                              max_extensions=part.max_extensions, partition=job.partition)
+        except MelonError as exc:
+            raise _Refused(exc, []) from None
+        found: list[dict] = []
+        if job.state is State.RUNNING and job.start_time and old and (limit == 0 or limit > old) and \
+                (dry_run or (part.extend_policy == "no-delay" and not caller.operator)):
+            found = self._delays(job, limit)
+            if found and part.extend_policy == "no-delay" and not caller.operator:
+                raise _Refused(self._would_delay(job, limit, found), found)
         now = time.time()
         start = job.start_time
         data = {
@@ -136,6 +170,9 @@ class Operations:
         }
         if via:
             data["via"] = via
+        if dry_run:
+            return {"job_id": job_id, "state": job.state.value, "dry_run": True, "granted": True, "delays": found,
+                    **data}
         done = await self.store.write(Store.op_transition, job_id, "extended", {"time_limit": limit}, caller.user,
                                       data, now)
         if not done:
@@ -146,6 +183,51 @@ class Operations:
             await self.dispatcher.set_limit(job)
         self.kick()
         return {"job_id": job_id, "state": job.state.value, **data}
+
+    def _delays(self, job: Job, limit: int) -> list[dict]:
+        """Whom extending running `job` to `limit` would start later, by the scheduler's current plan."""
+        snapshot, now = self.snapshot()
+        end = job.start_time + limit if limit else None
+        return [{"job_id": d.job_id, "before": d.before, "after": d.after, "by": d.by if d.after is not None else None}
+                for d in nodelay.delays(snapshot, now, job.id, end)]
+
+    def _would_delay(self, job: Job, limit: int, found: list[dict]) -> Conflict:
+        first = found[0]
+        by = f"by {format_duration(int(first['by']))}" if first["by"] is not None else "with no start in sight"
+        more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
+        snapshot, now = self.snapshot()
+        best = nodelay.largest_harmless_end(snapshot, now, job.id, job.start_time + job.time_limit,
+                                            job.start_time + limit if limit else job.start_time + job.time_limit)
+        room = int(best - job.start_time - job.time_limit)
+        hint = (f"the largest extension that delays no one is +{format_duration(room)} (mextend --max)" if room > 0
+                else "no extension of it would delay no one now")
+        return Conflict(f"job {job.id}: a limit of {format_limit(limit)} would delay job {first['job_id']} "
+                        f"(waiting, expected to start at {_clock(first['before'])}) {by}{more}; partition "
+                        f"{job.partition} extends only what delays no one (extend_policy = no-delay); {hint}")
+
+    def _largest(self, job: Job, caller: Caller, part, past: list[int]) -> int:
+        """--max: the longest limit that delays no pending job, within MaxTime and the owner's caps."""
+        if job.state is not State.RUNNING or not job.start_time:
+            raise Conflict(f"job {job.id} is {job.state.value}: --max extends a running job (a pending job "
+                           f"delays no one yet); give -t TIME")
+        if not job.time_limit:
+            raise Conflict(f"job {job.id} has no time limit; there is nothing to extend")
+        bounds = [job.start_time + part.max_time] if part.max_time and not caller.operator else []
+        if part.max_extension is not None and not caller.operator:
+            bounds.append(job.start_time + job.time_limit + max(0, part.max_extension - sum(past)))
+        snapshot, now = self.snapshot()
+        if not bounds:
+            waiting = nodelay.delays(snapshot, now, job.id, None)
+            if not waiting:
+                raise Conflict(f"job {job.id}: no waiting job needs its node, and no MaxTime or cap bounds it, so "
+                               f"--max has no largest extension; give -t TIME")
+            bounds.append(max(d.before for d in waiting) + 366 * 86400)
+        end = nodelay.largest_harmless_end(snapshot, now, job.id, job.start_time + job.time_limit, min(bounds))
+        limit = int(end - job.start_time)
+        if limit <= job.time_limit:
+            raise Conflict(f"job {job.id}: any extension would delay a waiting job (or MaxTime or the caps "
+                           f"allow none); its limit stays {format_limit(job.time_limit)}")
+        return limit
 
     async def set_hold(self, job_id: int, caller: Caller, hold: bool) -> dict:
         """Hold a pending job (it stays pending, JobHeldUser) or release it."""

@@ -89,6 +89,15 @@ class SchedulingLoop:
             done = time.monotonic()
             self._next_pass = done + PASS_GAP_FACTOR * (done - began)
 
+    def _node_views(self) -> tuple[planner.NodeView, ...]:
+        return tuple(planner.NodeView(n.name, n.partition, n.cpus, n.memory, n.available) for n in self.nodes.values())
+
+    def snapshot(self) -> tuple[planner.Snapshot, float]:
+        """Everything the scheduler would look at now, every pending job included (the no-delay
+        test of an extension plans with it)."""
+        now = time.time()
+        return self.order.snapshot(self.jobs.active, self._node_views(), now, self.store.states), now
+
     def run_once(self) -> None:
         """Plan, mark the starts RUNNING in memory, and hand them to the dispatcher."""
         now = time.time()
@@ -100,9 +109,7 @@ class SchedulingLoop:
         self._room_may_be_free = False
         if full:
             self._last_full = time.monotonic()
-        nodes = tuple(planner.NodeView(n.name, n.partition, n.cpus, n.memory, n.available)
-                      for n in self.nodes.values())
-        snapshot = self.order.snapshot(self.jobs.active, nodes, now, self.store.states,
+        snapshot = self.order.snapshot(self.jobs.active, self._node_views(), now, self.store.states,
                                        None if full else QUEUE_DEPTH)
         plan = planner.plan(snapshot, now)
         self._room_may_be_free = plan.free_cpus > 0

@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import subprocess
 import time
 
 import pytest
 
-from conftest import BIN, Cluster, Melon, wait_for
+from conftest import BIN, Cluster, Melon, needs_root, wait_for
 
 
 def _ran_on(melon: Melon, jid: int) -> str:
@@ -611,3 +612,33 @@ def test_a_job_on_a_node_extends_itself_and_is_warned_again(melon_on_cluster: Me
     answer = json.loads(next(line for line in lines if line.startswith("{")))
     assert answer["ok"] is True and answer["job_id"] == jid and answer["new_limit"] == 9
     assert next(e for e in job["events"] if e["kind"] == "extended")["data"]["via"] == "job"
+
+
+@needs_root
+def test_no_delay_refusal_on_a_node(cluster: Cluster, short_tmp) -> None:
+    """extend_policy = "no-delay" on SSH nodes: an extension that would start a waiting job later
+    is refused, and --max grants exactly the room before that job's reserved start."""
+    inventory = cluster.inventory.read_text().replace('max_time = "1-00:00:00"',
+                                                      'max_time = "1-00:00:00"\nextend_policy = "no-delay"')
+    work = cluster.shared / short_tmp.name
+    m = Melon(short_tmp, inventory=inventory, work=work)
+    m.start()
+    try:
+        cpus = next(n["cpus"] for n in json.loads(m.run("minfo", "--json").stdout) if n["name"] == "node1")
+        if cpus < 2:
+            pytest.skip("needs a node of 2 CPUs or more")
+        a = m.submit("-w", "node1", "-c", "1", "-t", "0:30", "--wrap", "sleep 120", user="nobody")
+        m.wait_state(a, {"R"})
+        c = m.submit("-w", "node1", "-c", str(cpus - 1), "-t", "0:50", "--wrap", "sleep 120")
+        m.wait_state(c, {"R"})
+        b = m.submit("-w", "node1", "-c", str(cpus), "-t", "0:10", "--wrap", "true")
+        wait_for(lambda: m.job(b)["reason"] == "Resources", what="b to wait for node1")
+        r = m.run("mextend", "-j", str(a), "-t", "+0:40", check=False, user="nobody")
+        assert r.returncode == 1 and f"would delay job {b}" in r.stderr, r.stderr
+        done = json.loads(m.run("mextend", "-j", str(a), "--max", "--json", user="nobody").stdout)
+        assert 48 <= done["new_limit"] <= 50
+        for jid in (a, b, c):
+            m.run("mcancel", str(jid))
+    finally:
+        m.cleanup()
+        shutil.rmtree(work, ignore_errors=True)

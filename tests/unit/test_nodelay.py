@@ -1,0 +1,49 @@
+"""The no-delay test of an extension: the plan with a running job's current deadline against the
+plan with the new one."""
+from __future__ import annotations
+
+from melond.sched.nodelay import delays, largest_harmless_end
+from melond.sched.plan import NodeView, PendingView, RunningView, Snapshot
+
+NOW = 1_000_000.0
+
+
+def _snapshot(*, short_end: float, long_end: float, waiting_cpus: int = 4) -> Snapshot:
+    """A 4-CPU node: a 1-CPU job ending at short_end, a 3-CPU job at long_end, and a waiting job
+    that needs the whole node for 100 s."""
+    return Snapshot(
+        nodes=(NodeView("n1", "p", 4, 1000),),
+        running=(RunningView(1, "n1", 1, 100, short_end), RunningView(2, "n1", 3, 100, long_end)),
+        pending=(PendingView(3, 0, NOW - 5, waiting_cpus, 100, 100, "p"),))
+
+
+def test_an_extension_within_the_reserved_start_delays_no_one() -> None:
+    snap = _snapshot(short_end=NOW + 20, long_end=NOW + 40)
+    assert delays(snap, NOW, 1, NOW + 40) == []
+    assert delays(snap, NOW, 1, NOW + 35) == []
+
+
+def test_an_extension_past_the_reserved_start_delays_the_waiting_job_by_the_overlap() -> None:
+    snap = _snapshot(short_end=NOW + 20, long_end=NOW + 40)
+    (d,) = delays(snap, NOW, 1, NOW + 55)
+    assert (d.job_id, d.before, d.after, d.by) == (3, NOW + 40, NOW + 55, 15)
+    (d,) = delays(snap, NOW, 1, None)  # unlimited: no start in sight
+    assert d.after is None and d.by == float("inf")
+
+
+def test_the_largest_harmless_end_is_the_reserved_start() -> None:
+    snap = _snapshot(short_end=NOW + 20, long_end=NOW + 40)
+    assert largest_harmless_end(snap, NOW, 1, NOW + 20, NOW + 100) == NOW + 40
+    assert largest_harmless_end(snap, NOW, 1, NOW + 20, NOW + 30) == NOW + 30  # all of it is harmless
+
+
+def test_only_jobs_waiting_for_what_the_extension_holds_are_delayed() -> None:
+    """A waiting 1-CPU job needs only job 1's CPU: extending job 2 delays no one; on a node its
+    one running job fills, the waiting job is delayed by all of the extension."""
+    snap = _snapshot(short_end=NOW + 20, long_end=NOW + 40, waiting_cpus=1)
+    assert delays(snap, NOW, 2, NOW + 500) == []
+    assert [d.by for d in delays(snap, NOW, 1, NOW + 25)] == [5]
+    snap = Snapshot(nodes=(NodeView("n1", "p", 4, 1000),), running=(RunningView(1, "n1", 4, 100, NOW + 10),),
+                    pending=(PendingView(3, 0, NOW - 5, 1, 100, 100, "p"),))
+    (d,) = delays(snap, NOW, 1, NOW + 30)
+    assert (d.before, d.after) == (NOW + 10, NOW + 30)
