@@ -5,15 +5,16 @@ import sys
 
 from cli import jobchannel
 from cli.args import Command, Opt
-from cli.common import client, each_job, echo, fmt_time, job_ids, print_json, warn
+from cli.common import client, each_job, echo, fmt_time, job_ids, print_json, table, warn
 from melond.errors import ParseError
 from melond.spec.timespec import format_duration, format_limit, parse_extension, parse_time_limit
 
 PROG = "mextend"
 
 
-def extend(job_id: str | None, add: str | None, to: str | None, largest: bool, dry_run: bool, as_json: bool,
-           endpoint: str | None) -> None:
+def extend(job_id: str | None, add: str | None, to: str | None, largest: bool, dry_run: bool, request: bool,
+           reason: str | None, requests: bool, approve: str | None, deny: str | None, withdraw: str | None,
+           as_json: bool, endpoint: str | None) -> None:
     """Extend job ID's time limit, within your partition's MaxTime. Inside a job, without -j,
     the job extends itself (through its node: no token or network path to melond needed).
 
@@ -22,7 +23,30 @@ def extend(job_id: str | None, add: str | None, to: str | None, largest: bool, d
         mextend -t +30:00              (inside a job: the job itself)
         mextend -j 42 --max            (as much as delays no waiting job, within the caps)
         mextend -j 42 -t +2:00:00 --dry-run   (would it be granted? whom would it delay?)
+        mextend -j 42 -t +2-00:00:00 --request --reason "needs two more days to converge"
+        mextend --requests             (yours; operators: everyone's)   mextend --approve 3
     """
+    modes = [m for m, given in (("--requests", requests), ("--approve", approve), ("--deny", deny),
+                                ("--withdraw", withdraw)) if given]
+    if modes:
+        if len(modes) > 1 or add is not None or to is not None or largest or request or job_id:
+            raise ParseError(f"{modes[0]} stands alone (with --reason, --json); not with {' '.join(modes[1:]) or '-j/-t'}")
+        return _requests(client(endpoint), requests, approve, deny, withdraw, reason, as_json)
+    if request:
+        if (add is None) == (to is None) or largest or dry_run:
+            raise ParseError("--request asks for -t TIME or --to LIMIT, with --reason TEXT")
+        if not reason:
+            raise ParseError("say why with --reason TEXT: the operator who decides reads it")
+        if job_id is None:
+            raise ParseError("give the job with -j ID")
+        body = {"add": parse_extension(add)} if add is not None else {"to": parse_time_limit(to)}
+        filed = client(endpoint).call("POST", f"/jobs/{job_id}/extension-requests", {**body, "reason": reason})
+        if as_json:
+            print_json(filed)
+        else:
+            echo(f"Extension request {filed['id']} filed: job {job_id} to {format_limit(filed['new_limit'])}; "
+                 f"an operator decides (mextend --requests shows the verdict)")
+        return
     if (add is not None) + (to is not None) + largest != 1:
         raise ParseError("give one of -t TIME (to add), --to LIMIT (a new total) or --max (as much as delays "
                          "no waiting job)")
@@ -61,6 +85,40 @@ def extend(job_id: str | None, add: str | None, to: str | None, largest: bool, d
             echo(f"Job {job} is pending; the new limit counts from its start")
 
 
+REQUEST_HEADERS = ["REQUEST", "JOB", "USER", "ASKED", "STATE", "CREATED", "DECIDED_BY", "REASON / VERDICT"]
+
+
+def _requests(c, listing: bool, approve: str | None, deny: str | None, withdraw: str | None, reason: str | None,
+              as_json: bool) -> None:
+    if listing:
+        rows = c.call("GET", "/extension-requests")["requests"]
+        if as_json:
+            print_json(rows)
+            return
+        echo(table(REQUEST_HEADERS, [[str(r["id"]), str(r["job_id"]), r["user"], _asked(r), r["state"],
+                                      fmt_time(r["created"]), r.get("decided_by") or "",
+                                      r["reason"] + (f" / {r['verdict']}" if r.get("verdict") else "")]
+                                     for r in rows]) if rows else "No extension requests")
+        return
+    number, action = (approve, "approve") if approve else (deny, "deny") if deny else (withdraw, "withdraw")
+    if not number.isdigit():
+        raise ParseError(f"--{action} takes a request's number (mextend --requests lists them), not {number!r}")
+    body = {"reason": reason} if reason and action != "withdraw" else ({} if action != "withdraw" else None)
+    done = c.call("POST", f"/extension-requests/{number}/{action}", body)
+    if as_json:
+        print_json(done)
+        return
+    echo(f"Extension request {number}: {done['state']}")
+    ext = done.get("extension")
+    if ext:
+        echo(f"Job {done['job_id']}: time limit {format_limit(ext['old_limit'])} -> {format_limit(ext['new_limit'])}")
+
+
+def _asked(r: dict) -> str:
+    return f"+{format_duration(r['add_seconds'])}" if r.get("add_seconds") is not None else \
+        f"to {format_limit(r['to_limit'])}"
+
+
 def _dry_run(replies: list[dict]) -> int:
     """What would happen, changing nothing: exit 1 if any of it would be refused."""
     refused = 0
@@ -88,6 +146,12 @@ COMMAND = Command(PROG, extend, [
     Opt("--to", dest="to", value=True, help="Set a new total limit instead of adding."),
     Opt("--max", dest="largest", help="As much as delays no waiting job, within MaxTime and the caps."),
     Opt("--dry-run", dest="dry_run", help="Say what would happen (granted or refused, whom it would delay); change nothing."),
+    Opt("--request", dest="request", help="Beyond what policy grants: ask an operator (with --reason)."),
+    Opt("--reason", dest="reason", value=True, help="Why: for --request, --approve, --deny."),
+    Opt("--requests", dest="requests", help="List extension requests (yours; operators: everyone's)."),
+    Opt("--approve", dest="approve", value=True, metavar="N", help="Approve request N (operators; not your own)."),
+    Opt("--deny", dest="deny", value=True, metavar="N", help="Deny request N, with --reason (operators)."),
+    Opt("--withdraw", dest="withdraw", value=True, metavar="N", help="Withdraw your own request N."),
     Opt("--json", dest="as_json", help="JSON for scripts."),
 ])
 main = COMMAND.main

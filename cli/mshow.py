@@ -91,6 +91,15 @@ def _details(job: dict) -> None:
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
         echo(f"{key.rjust(width)}: {value}")
+    asked = job.get("extension_requests") or []
+    if asked:
+        echo("Extension requests:")
+        for r in reversed(asked):
+            what = f"+{format_duration(r['add_seconds'])}" if r.get("add_seconds") is not None else \
+                f"to {format_limit(r['to_limit'])}"
+            verdict = f"; {r['verdict']}" if r.get("verdict") else ""
+            by = f" by {r['decided_by']} at {fmt_time(r['decided'])}" if r.get("decided_by") else ""
+            echo(f"  #{r['id']} {fmt_time(r['created'])}: {what} ({r['reason']}): {r['state']}{by}{verdict}")
     history = [e for e in job.get("events", []) if e["kind"] == "extended"]
     if history:
         echo("Extensions:")

@@ -69,6 +69,20 @@ class SubmitRequest(Body):
         default={}, max_length=200, description="Slurm options accepted but not acted on, recorded as given")
 
 
+class ExtensionRequestBody(Body):
+    """More time than policy grants, asked of an operator: `add` seconds or a new total `to`, and why."""
+
+    add: int | None = Field(default=None, gt=0, le=MAX_SECONDS)
+    to: int | None = Field(default=None, ge=0, le=MAX_SECONDS)
+    reason: Annotated[str, Field(min_length=1, max_length=2000), AfterValidator(_no_nul)]
+
+
+class Verdict(Body):
+    """An operator's reason for a decision (required to deny)."""
+
+    reason: Annotated[str, Field(max_length=2000), AfterValidator(_no_nul)] | None = None
+
+
 class SubmitReply(Body):
     job_ids: list[int]
     warnings: list[str] = []

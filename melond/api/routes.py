@@ -220,6 +220,7 @@ async def show_job(request: web.Request) -> web.Response:
         job = await engine.ops.wait_ended(jid, min(wait, MAX_WAIT)) or job
     view = job_view(job)
     view["events"] = engine.store.events(jid)
+    view["extension_requests"] = await engine.requests.of_job(jid)
     ended = [e["data"].get("backend") for e in view["events"] if e["kind"] == "ended"]
     node = engine.nodes.get(job.node or "")
     view["backend"] = (ended[-1] if ended else None) or (node.backend if node else None)
@@ -257,6 +258,40 @@ async def hold_job(request: web.Request) -> web.Response:
 async def release_job(request: web.Request) -> web.Response:
     ops, caller = request.app[ENGINE].ops, request["caller"]
     return web.json_response(await _each(request, PENDING, lambda jid: ops.set_hold(jid, caller, False)))
+
+
+async def file_extension_request(request: web.Request) -> web.Response:
+    body: models.ExtensionRequestBody = await _body(request, models.ExtensionRequestBody)
+    if (body.add is None) == (body.to is None):
+        raise BadRequest("give exactly one of `add` (seconds to add) or `to` (a new total limit)")
+    engine = request.app[ENGINE]
+    return web.json_response(await engine.requests.file(_job_id(request), request["caller"], add=body.add,
+                                                        to=body.to, reason=body.reason))
+
+
+async def list_extension_requests(request: web.Request) -> web.Response:
+    return web.json_response({"requests": await request.app[ENGINE].requests.visible(request["caller"])})
+
+
+def _request_id(request: web.Request) -> int:
+    return _id(request.match_info["request_id"], "an extension request's id is a number (mextend --requests)")
+
+
+async def approve_extension_request(request: web.Request) -> web.Response:
+    body: models.Verdict = await _body(request, models.Verdict)
+    return web.json_response(await request.app[ENGINE].requests.decide(
+        _request_id(request), request["caller"], approve=True, verdict=body.reason))
+
+
+async def deny_extension_request(request: web.Request) -> web.Response:
+    body: models.Verdict = await _body(request, models.Verdict)
+    return web.json_response(await request.app[ENGINE].requests.decide(
+        _request_id(request), request["caller"], approve=False, verdict=body.reason))
+
+
+async def withdraw_extension_request(request: web.Request) -> web.Response:
+    return web.json_response(await request.app[ENGINE].requests.withdraw(_request_id(request),
+                                                                         request["caller"]))
 
 
 async def show_config(request: web.Request) -> web.Response:
@@ -363,6 +398,16 @@ ROUTES = [
      "release a held job; an array's id releases each pending task"),
     ("POST", "/jobs/{job_id}/requeue", requeue_job, None, None,
      "send a running or ended job back to the queue under its own id (scontrol requeue)"),
+    ("POST", "/jobs/{job_id}/extension-requests", file_extension_request, models.ExtensionRequestBody, None,
+     "ask an operator for more time than policy grants"),
+    ("GET", "/extension-requests", list_extension_requests, None, None,
+     "your extension requests (operators: everyone's), newest first"),
+    ("POST", "/extension-requests/{request_id}/approve", approve_extension_request, models.Verdict, None,
+     "approve another user's request (operators): the extension applies at once"),
+    ("POST", "/extension-requests/{request_id}/deny", deny_extension_request, models.Verdict, None,
+     "deny another user's request, saying why (operators)"),
+    ("POST", "/extension-requests/{request_id}/withdraw", withdraw_extension_request, None, None,
+     "withdraw your own pending request"),
     ("GET", "/config", show_config, None, None, "the settings Slurm tools read from `scontrol show config`"),
     ("GET", "/nodes", list_nodes, None, None, "nodes with allocation and limit backend"),
     ("GET", "/partitions", list_partitions, None, None, "partitions: time rules, extension policy, nodes, the default"),

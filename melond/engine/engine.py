@@ -14,6 +14,7 @@ from melond.engine.ends import Ends
 from melond.engine.jobs import JobTable
 from melond.engine.nodelife import NodeLife
 from melond.engine.operations import Operations
+from melond.engine.requests import ExtensionRequests
 from melond.engine.scheduling import SchedulingLoop
 from melond.engine.tasks import Tasks
 from melond.nodes.fleet import NodeSession
@@ -44,6 +45,7 @@ class Engine:
         self.ops = Operations(self.jobs, store, inventory, nodes, self.order, self.dispatcher, self.ends,
                               self.loop.kick, self.loop.snapshot)
         self.asks = JobAsks(self.jobs, self.sessions, self.ops, self.tasks)
+        self.requests = ExtensionRequests(store, self.ops)
 
     def on_event(self, node: str, msg: dict) -> None:
         """A node's unasked message: a run's end, or a running job's ask."""

@@ -82,12 +82,26 @@ def _m005_slurm_options(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE jobs ADD COLUMN array_spec TEXT")  # an array's --array, for SLURM_ARRAY_TASK_MIN/MAX
 
 
+def _m006_extension_requests(db: sqlite_utils.Database) -> None:
+    # An owner's request for more time than policy grants, and an operator's verdict on it.
+    db.execute("""
+        CREATE TABLE extension_requests (
+            id INTEGER PRIMARY KEY AUTOINCREMENT, job_id INTEGER NOT NULL REFERENCES jobs(id),
+            user TEXT NOT NULL, uid INTEGER NOT NULL, add_seconds INTEGER, to_limit INTEGER,
+            reason TEXT NOT NULL, state TEXT NOT NULL, created REAL NOT NULL,
+            decided REAL, decided_by TEXT, verdict TEXT
+        )""")
+    db.execute("CREATE INDEX extension_requests_job ON extension_requests (job_id)")
+    db.execute("CREATE INDEX extension_requests_user ON extension_requests (user, state)")
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("001_initial", _m001_initial),
     ("002_node_drain", _m002_node_drain),
     ("003_tokens", _m003_tokens),
     ("004_accounting", _m004_accounting),
     ("005_slurm_options", _m005_slurm_options),
+    ("006_extension_requests", _m006_extension_requests),
 ]
 
 

@@ -233,6 +233,38 @@ class Store:
                                     (job_id,))
         return [{**dict(r), "data": json.loads(r["data"])} for r in rows]
 
+    def extension_requests(self, *, user: str | None = None, job_id: int | None = None,
+                           request_id: int | None = None) -> list[dict]:
+        """Extension requests, newest first: a user's, a job's, or one."""
+        where, params = [], []
+        for column, value in (("user", user), ("job_id", job_id), ("id", request_id)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        sql = "SELECT * FROM extension_requests" + (" WHERE " + " AND ".join(where) if where else "")
+        return [dict(r) for r in self._reader.execute(sql + " ORDER BY id DESC", params)]
+
+    @staticmethod
+    def op_file_request(conn: sqlite3.Connection, row: dict, actor: str, data: dict) -> int:
+        """A new pending request, and its event in the job's history."""
+        cur = conn.execute(f"INSERT INTO extension_requests ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                           list(row.values()))
+        _event(conn, row["job_id"], row["created"], "extension_requested", actor, {**data, "request": cur.lastrowid})
+        return cur.lastrowid
+
+    @staticmethod
+    def op_decide_request(conn: sqlite3.Connection, request_id: int, state: str, by: str, verdict: str | None,
+                          now: float) -> bool:
+        """Settle a pending request (approved, denied, withdrawn, expired), once."""
+        row = conn.execute("SELECT job_id FROM extension_requests WHERE id = ? AND state = 'pending'",
+                           (request_id,)).fetchone()
+        if row is None:
+            return False
+        conn.execute("UPDATE extension_requests SET state = ?, decided = ?, decided_by = ?, verdict = ? WHERE id = ?",
+                     (state, now, by, verdict, request_id))
+        _event(conn, row[0], now, f"extension_request_{state}", by, {"request": request_id, "verdict": verdict})
+        return True
+
     def nodes(self) -> list[dict]:
         return [dict(r) for r in self._reader.execute("SELECT * FROM nodes ORDER BY name")]
 

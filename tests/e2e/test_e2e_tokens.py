@@ -53,7 +53,7 @@ def test_every_route_over_tcp_refuses_missing_wrong_expired_and_revoked_tokens(t
     for method, path, *_ in ROUTES:
         if path in PUBLIC:
             continue
-        path = path.format(job_id=jid, name="local")
+        path = path.format(job_id=jid, name="local", request_id=1)
         for what, (headers, expect) in bad.items():
             status, reply = _request(melon.url, method, path, headers, b"{}" if method == "POST" else None)
             assert status == 401, (method, path, what, status, reply)
