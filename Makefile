@@ -35,6 +35,7 @@ bench: setup
 	$(BIN)/python bench/bench_submit.py
 	$(BIN)/python bench/bench_throughput.py
 	$(BIN)/python bench/bench_scheduler.py
+	$(BIN)/python bench/bench_elastic.py
 
 bench-cluster: setup
 	$(BIN)/python bench/bench_cluster.py

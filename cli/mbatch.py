@@ -18,6 +18,8 @@ OPTIONS = [
     (("-m", "--mem"), "mem", False, "Memory for the job: 500 (MiB), 4G, 1T. 0 = a whole node."),
     (("--mem-per-cpu",), "mem-per-cpu", False, "Memory per CPU; the job gets this times its CPUs."),
     (("-t", "--time"), "time", False, "Time limit: MM, MM:SS, HH:MM:SS, D-HH, D-HH:MM, D-HH:MM:SS; 0/UNLIMITED = none."),
+    (("--time-max",), "time-max", False, "Elastic: melond extends the job up to this while that delays no waiting job."),
+    (("--extend-auto",), "extend-auto", False, "Elastic: each automatic step (default: the --time limit)."),
     (("-J", "--job-name"), "job-name", False, "Job name (default: the script's file name)."),
     (("-o", "--output"), "output", False, "Output file pattern (default melon-%j.out; %j %x %u %N %A %a %%)."),
     (("-e", "--error"), "error", False, "Error file pattern (default: joined with output)."),

@@ -129,6 +129,7 @@ class Daemon:
             loop.add_signal_handler(sig, self._stop.set)
         tasks = [asyncio.ensure_future(s.run()) for s in engine.sessions.values()]
         tasks.append(asyncio.ensure_future(engine.loop.run_forever()))
+        tasks.append(asyncio.ensure_future(engine.elastic.run_forever()))
         log.info("melond ready", extra={"socket": self.socket_path, "port": self.opts.port,
                                         "tls": self.tls is not None, "nodes": list(engine.nodes),
                                         "kill_wait": kill_wait, "pid": os.getpid()})

@@ -65,6 +65,9 @@ class SubmitRequest(Body):
     submit_dir: str | None = None
     comment: Annotated[str, Field(max_length=4096), AfterValidator(_no_nul)] | None = None
     account: Annotated[str, Field(max_length=256), AfterValidator(_no_nul)] | None = None
+    time_max: int | None = Field(default=None, ge=0, le=MAX_SECONDS,
+                                 description="seconds the job may grow to by automatic extensions (0 = no bound)")
+    extend_step: int | None = Field(default=None, gt=0, le=MAX_SECONDS, description="seconds each automatic step adds")
     slurm_options: dict[Annotated[str, Field(max_length=64)], Annotated[Text, Field(max_length=4096)]] = Field(
         default={}, max_length=200, description="Slurm options accepted but not acted on, recorded as given")
 

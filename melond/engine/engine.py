@@ -10,6 +10,7 @@ from __future__ import annotations
 from melond.config import Inventory
 from melond.engine.asks import JobAsks
 from melond.engine.dispatch import Dispatcher
+from melond.engine.elastic import Elastic
 from melond.engine.ends import Ends
 from melond.engine.jobs import JobTable
 from melond.engine.nodelife import NodeLife
@@ -46,6 +47,7 @@ class Engine:
                               self.loop.kick, self.loop.snapshot)
         self.asks = JobAsks(self.jobs, self.sessions, self.ops, self.tasks)
         self.requests = ExtensionRequests(store, self.ops)
+        self.elastic = Elastic(self.jobs, self.ops)
 
     def on_event(self, node: str, msg: dict) -> None:
         """A node's unasked message: a run's end, or a running job's ask."""
@@ -57,4 +59,5 @@ class Engine:
     async def stop(self) -> None:
         """Stop scheduling and let in-flight writes finish; running jobs are left alone."""
         self.loop.stop()
+        self.elastic.stop()
         await self.tasks.drain(STOP_TIMEOUT)

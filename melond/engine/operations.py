@@ -123,15 +123,17 @@ class Operations:
         return {"job_id": job_id, "state": job.state.value, "signal": sig}
 
     async def extend(self, job_id: int, caller: Caller, *, add: int | None = None, to: int | None = None,
-                     largest: bool = False, dry_run: bool = False, via: str | None = None) -> dict:
+                     largest: bool = False, dry_run: bool = False, via: str | None = None,
+                     auto: bool = False) -> dict:
         """Change the total limit; a running job's node learns the new one at once. `largest`:
         as much as delays no pending job (and the caps allow); `dry_run`: say what would happen,
         change nothing; `via`: where the request came from when not the API (`job`: the job
-        itself, from its node)."""
+        itself, from its node); `auto`: an elastic job's step, which melond makes for its owner
+        (outside the owner's caps, which bound what they ask, and only if it delays no one)."""
         async with self._extending:  # one at a time, so two requests never both fit the last of a budget
             try:
                 return await self._extend(job_id, caller, add=add, to=to, largest=largest, dry_run=dry_run,
-                                          via=via)
+                                          via="auto" if auto else via, auto=auto)
             except _Refused as refused:
                 if not dry_run:
                     raise refused.error from None
@@ -139,12 +141,13 @@ class Operations:
                         "delays": refused.delays}
 
     async def _extend(self, job_id: int, caller: Caller, *, add: int | None, to: int | None, largest: bool,
-                      dry_run: bool, via: str | None) -> dict:
+                      dry_run: bool, via: str | None, auto: bool = False) -> dict:
         job = self.find(job_id)
         part = self.inv.partition(job.partition)
         old = job.time_limit
         policy.check_owner(job, caller, "extend")
-        capped = not caller.operator and (part.max_extension is not None or part.max_extensions is not None)
+        capped = not auto and not caller.operator and (part.max_extension is not None or
+                                                        part.max_extensions is not None)
         past = [e["data"].get("added") or 0 for e in self.store.events(job_id)
                 if e["kind"] == "extended" and e["actor"] == job.user] if capped else []
         try:
@@ -156,10 +159,13 @@ class Operations:
         except MelonError as exc:
             raise _Refused(exc, []) from None
         found: list[dict] = []
+        no_delay = auto or (part.extend_policy == "no-delay" and not caller.operator)
         if job.state is State.RUNNING and job.start_time and old and (limit == 0 or limit > old) and \
-                (dry_run or (part.extend_policy == "no-delay" and not caller.operator)):
+                (dry_run or no_delay):
             found = self._delays(job, limit)
-            if found and part.extend_policy == "no-delay" and not caller.operator:
+            if found and auto:
+                raise _Refused(Conflict(f"job {job_id}: its next step would delay job {found[0]['job_id']}"), found)
+            if found and no_delay:
                 raise _Refused(self._would_delay(job, limit, found), found)
         now = time.time()
         start = job.start_time
@@ -173,8 +179,8 @@ class Operations:
         if dry_run:
             return {"job_id": job_id, "state": job.state.value, "dry_run": True, "granted": True, "delays": found,
                     **data}
-        done = await self.store.write(Store.op_transition, job_id, "extended", {"time_limit": limit}, caller.user,
-                                      data, now)
+        done = await self.store.write(Store.op_transition, job_id, "extended", {"time_limit": limit},
+                                      "melond" if auto else caller.user, data, now)
         if not done:
             raise Conflict(f"job {job_id} ended while it was being extended; a finished job cannot be extended")
         job.time_limit = limit

@@ -73,6 +73,14 @@ def admit(req: Mapping[str, Any], who: Submitter, partition: str, rules: Partiti
     if rules.max_time and limit > rules.max_time:
         warnings.append(f"time limit {format_limit(limit)} is above partition {partition}'s MaxTime "
                         f"{format_limit(rules.max_time)}: the job stays pending (PartitionTimeLimit)")
+    time_max = req.get("time_max")
+    if time_max is not None and rules.max_time and (time_max == 0 or time_max > rules.max_time):
+        time_max = rules.max_time  # it grows by policy: no further than an owner may extend it
+        warnings.append(f"--time-max is above partition {partition}'s MaxTime {format_limit(rules.max_time)}: "
+                        f"the job grows to that at most")
+    if time_max is not None and time_max != 0 and time_max <= limit:
+        raise BadRequest(f"--time-max {format_limit(time_max)} is not above the job's limit {format_limit(limit)}: "
+                         f"give a larger --time-max, or no --time-max for a fixed limit")
     if req.get("dependency"):
         jobrel.parse_dependency(req["dependency"])
     names = {n.name for n in nodes}
@@ -95,6 +103,7 @@ def admit(req: Mapping[str, Any], who: Submitter, partition: str, rules: Partiti
         array_spec=req.get("array") if task is not None else None,
         requeue=bool(req.get("requeue")), signal=req.get("signal"), submit_host=req.get("submit_host"),
         submit_dir=req.get("submit_dir") or req["chdir"], submit_time=now, comment=req.get("comment"),
-        account=req.get("account"), slurm_options=req.get("slurm_options") or {},
+        account=req.get("account"), slurm_options=req.get("slurm_options") or {}, time_max=time_max,
+        extend_step=req.get("extend_step") if time_max is not None else None,
     ) for task in tasks]
     return jobs, warnings

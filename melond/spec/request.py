@@ -123,6 +123,14 @@ def _cpus(text: str) -> int:
     return int(text)
 
 
+def _step(text: str) -> int:
+    """An automatic extension's step: a time, more than none."""
+    seconds = parse_time_limit(text)
+    if seconds <= 0:
+        raise SpecError("the step of an automatic extension is a time such as 30:00 (not 0 or UNLIMITED)")
+    return seconds
+
+
 def _io_path(text: str) -> str:
     """An output/error file pattern; "none" means /dev/null, as in sbatch."""
     if not text:
@@ -143,6 +151,8 @@ _CONVERTERS: Mapping[str, Callable[[str, float], Any]] = MappingProxyType({
     "mem": lambda text, now: parse_size_mib(text),
     "mem-per-cpu": lambda text, now: parse_size_mib(text),
     "time": lambda text, now: parse_time_limit(text),
+    "time-max": lambda text, now: parse_time_limit(text),
+    "extend-auto": lambda text, now: _step(text),
     "job-name": lambda text, now: _text(text),
     "output": lambda text, now: _io_path(text),
     "error": lambda text, now: _io_path(text),
@@ -217,6 +227,21 @@ def _check_script(text: str, path: str | None, warnings: list[str], strict: bool
             f"{label}: does not start with #! (sbatch refuses such a script: "
             f"\"This does not look like a batch script\"); Melon runs it with /bin/sh"
         )
+
+
+def _elastic(values: dict) -> dict:
+    """--time-max with --extend-auto: start with --time, and melond extends by the step (the
+    initial limit, if no step is given) while that delays no waiting job, up to --time-max."""
+    if "time-max" not in values and "extend-auto" not in values:
+        return {}
+    limit, most = values.get("time"), values.get("time-max")
+    if most is None:
+        raise DirectiveError("--extend-auto needs --time-max, the most the job may reach (e.g. --time-max=12:00:00)")
+    if not limit:
+        raise DirectiveError("--time-max needs a --time to start with (e.g. --time=1:00:00 --time-max=12:00:00)")
+    if most != 0 and most <= limit:
+        raise DirectiveError(f"--time-max ({most} s) must be above --time ({limit} s): it is how far the job may grow")
+    return {"time_max": most, "extend_step": values.get("extend-auto") or limit}
 
 
 def _slurm_options(layers: tuple[dict[str, Setting], ...]) -> dict[str, str]:
@@ -322,6 +347,7 @@ def build_request(
         "memory": memory,
         "mem_per_cpu": mem_per_cpu,
         "time_limit": values.get("time"),
+        **_elastic(values),
         "output": default_output,
         "error": values.get("error"),
         "chdir": posixpath.normpath(posixpath.join(cwd, values.get("chdir", cwd))),

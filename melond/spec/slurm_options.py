@@ -156,6 +156,8 @@ MELON_OPTIONS: tuple[tuple[str, int, str], ...] = (
     ("mem", REQUIRED, "m"),
     ("mem-per-cpu", REQUIRED, ""),
     ("time", REQUIRED, "t"),
+    ("time-max", REQUIRED, ""),
+    ("extend-auto", REQUIRED, ""),
     ("job-name", REQUIRED, "J"),
     ("output", REQUIRED, "o"),
     ("error", REQUIRED, "e"),

@@ -66,6 +66,8 @@ class Job:
     restarts: int = 0
     cpu_time: float | None = None  # CPU seconds (user + system) the job's processes used, read at its end
     max_rss: int | None = None  # the job's peak memory in bytes, read at its end
+    time_max: int | None = None  # mbatch --time-max: melond extends the job up to this (seconds; 0 = no bound)
+    extend_step: int | None = None  # mbatch --extend-auto: by this much at a time, while it delays no one
     comment: str | None = None  # sbatch --comment, kept for sacct and scontrol
     account: str | None = None  # sbatch --account: Melon has no accounts, but shows what was asked
     slurm_options: dict[str, str] = field(default_factory=dict)  # other Slurm options, as given

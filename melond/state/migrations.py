@@ -95,6 +95,12 @@ def _m006_extension_requests(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX extension_requests_user ON extension_requests (user, state)")
 
 
+def _m007_elastic(db: sqlite_utils.Database) -> None:
+    # Elastic jobs: the limit melond may grow a job to, and by how much at a time.
+    db.execute("ALTER TABLE jobs ADD COLUMN time_max INTEGER")
+    db.execute("ALTER TABLE jobs ADD COLUMN extend_step INTEGER")
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("001_initial", _m001_initial),
     ("002_node_drain", _m002_node_drain),
@@ -102,6 +108,7 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("004_accounting", _m004_accounting),
     ("005_slurm_options", _m005_slurm_options),
     ("006_extension_requests", _m006_extension_requests),
+    ("007_elastic", _m007_elastic),
 ]
 
 

@@ -42,9 +42,24 @@ def test_sbatch_table_rebuilds_sbatchs_short_option_string() -> None:
     assert built == SHORT_OPTION_STRING
 
 
-def test_every_melon_option_is_a_slurm_option() -> None:
+def test_every_melon_option_is_a_slurm_option_but_elastic_limits() -> None:
     slurm = {name for name, _, _ in SBATCH_OPTIONS}
-    assert {name for name, _, _ in MELON_OPTIONS} <= slurm
+    assert {name for name, _, _ in MELON_OPTIONS} - slurm == {"time-max", "extend-auto"}  # Melon's own
+
+
+def test_elastic_limits() -> None:
+    request, _ = build(script("#MBATCH --time=1:00:00 --time-max=12:00:00 --extend-auto=30:00"))
+    assert (request["time_limit"], request["time_max"], request["extend_step"]) == (3600, 43200, 1800)
+    request, _ = build(None, cli={"wrap": "true", "time": "10:00", "time-max": "1:00:00"})
+    assert request["extend_step"] == 600  # the step defaults to the first limit
+    for cli, message in (({"time": "10:00", "extend-auto": "5:00"}, "needs --time-max"),
+                         ({"time-max": "1:00:00"}, "needs a --time"),
+                         ({"time": "1:00:00", "time-max": "30:00"}, "must be above --time"),
+                         ({"time": "1:00", "time-max": "2:00", "extend-auto": "0"}, "not 0")):
+        with pytest.raises(DirectiveError, match=message):
+            build(None, cli={"wrap": "true", **cli})
+    _, warnings = build(script("#SBATCH --time-max=2:00:00"))
+    assert any("unrecognized option '--time-max'" in w for w in warnings)  # a Slurm line knows no such option
 
 
 # ---------------------------------------------------------------- R1: which lines are directives
@@ -155,7 +170,7 @@ def test_hetjob_separator_in_sbatch_line_is_warned() -> None:
         ("#SBATCH --no-requeue", "requeue", False),
         ("#SBATCH --no-r", "requeue", False),
         ("#MBATCH -m 4G", "mem", "4G"),  # -m is memory in #MBATCH
-        ("#MBATCH --tim=5", "time", "5"),
+        ("#MBATCH --job-n=x", "job-name", "x"),  # a unique prefix (--tim is not: --time, --time-max)
         ("#MBATCH -c2", "cpus-per-task", "2"),
     ],
 )
