@@ -36,6 +36,8 @@ OPTIONS = [
     (("--requeue",), "requeue", True, "Requeue the job if its node fails."),
     (("--no-requeue",), "no-requeue", True, "Never requeue."),
     (("--signal",), "signal", False, "[R:|B:]SIG[@SECONDS]: send SIG this long before the time limit."),
+    (("--mail-type",), "mail-type", False, "Notices: BEGIN,END,FAIL,REQUEUE,TIME_LIMIT,TIME_LIMIT_50/80/90, ALL, NONE."),
+    (("--mail-user",), "mail-user", False, "Whom the notices name (the site's notifier delivers them)."),
 ]
 
 

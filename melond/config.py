@@ -81,6 +81,23 @@ class Tls(Strict):
     key: str
 
 
+class Notify(Strict):
+    """Where job notices go (sbatch --mail-type/--mail-user): a command melond runs with the notice
+    as JSON on its stdin (argv, no shell), or an HTTP(S) webhook it POSTs the JSON to."""
+
+    command: list[str] | None = None
+    webhook: str | None = None
+    retries: int = Field(default=4, ge=0, le=20)  # after the first try, with doubling delays from 1 s
+    timeout: float = Field(default=10.0, gt=0, le=300)
+
+    @field_validator("webhook")
+    @classmethod
+    def _url(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("http://", "https://")):
+            raise ValueError("webhook must be an http:// or https:// URL")
+        return v
+
+
 class Limits(Strict):
     """Caps on one submission and on a user's submit rate (`[limits]`); sizes in bytes."""
 
@@ -97,6 +114,7 @@ class Limits(Strict):
 class Inventory(Strict):
     operators: list[str] = []
     tls: Tls | None = None  # TLS for `melond --port`; --tls-cert/--tls-key override it
+    notify: Notify | None = None  # where --mail-type notices go; none: recorded, not sent
     defaults: dict[str, object] = {}  # field values every [nodes.*] table starts from
     kill_wait: float = Field(default=30.0, ge=0)
     node_timeout: float = Field(default=60.0, gt=0)  # unreachable this long: the node is lost (Slurm's SlurmdTimeout)

@@ -130,6 +130,8 @@ class Daemon:
         tasks = [asyncio.ensure_future(s.run()) for s in engine.sessions.values()]
         tasks.append(asyncio.ensure_future(engine.loop.run_forever()))
         tasks.append(asyncio.ensure_future(engine.elastic.run_forever()))
+        tasks.append(asyncio.ensure_future(engine.notices.run_forever()))
+        tasks.append(asyncio.ensure_future(engine.notifier.run_forever()))
         log.info("melond ready", extra={"socket": self.socket_path, "port": self.opts.port,
                                         "tls": self.tls is not None, "nodes": list(engine.nodes),
                                         "kill_wait": kill_wait, "pid": os.getpid()})

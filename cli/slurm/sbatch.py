@@ -24,6 +24,7 @@ ARGV_GRAMMAR = make_grammar(SBATCH_OPTIONS, strict=True)
 ACTED_ON = frozenset({
     "cpus-per-task", "mem", "mem-per-cpu", "time", "job-name", "output", "error", "chdir", "export", "nodelist",
     "exclude", "partition", "begin", "hold", "dependency", "array", "requeue", "no-requeue", "signal", "wrap",
+    "mail-type", "mail-user",
 })
 CLIENT_ONLY = frozenset({"parsable", "wait", "quiet", "test-only", "help", "usage", "version", "verbose"})
 HELP = """Usage: sbatch [OPTIONS(0)...] [ : [OPTIONS(N)...]] script(0) [args(0)...]

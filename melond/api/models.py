@@ -1,11 +1,12 @@
 """API bodies, validated at the edge with pydantic; their schemas make the OpenAPI document."""
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from melond.api.tokens import MAX_TTL
+from melond.spec.notices import TYPES as NOTICE_TYPES
 
 MAX_SECONDS = 100 * 365 * 86400  # a century: past any real limit, well inside SQLite's integers
 MAX_BYTES = 2**60  # an exbibyte of memory
@@ -65,6 +66,9 @@ class SubmitRequest(Body):
     submit_dir: str | None = None
     comment: Annotated[str, Field(max_length=4096), AfterValidator(_no_nul)] | None = None
     account: Annotated[str, Field(max_length=256), AfterValidator(_no_nul)] | None = None
+    mail_type: list[Literal[NOTICE_TYPES]] = Field(default=[], max_length=20,
+                                                  description="sbatch --mail-type, expanded (ALL: its members)")
+    mail_user: Annotated[str, Field(max_length=256), AfterValidator(_no_nul)] | None = None
     time_max: int | None = Field(default=None, ge=0, le=MAX_SECONDS,
                                  description="seconds the job may grow to by automatic extensions (0 = no bound)")
     extend_step: int | None = Field(default=None, gt=0, le=MAX_SECONDS, description="seconds each automatic step adds")

@@ -29,6 +29,8 @@ class Ends:
         self.kick = kick
         self.max_batch_requeue = max_batch_requeue
         self._to_forget: dict[str, list[list[int]]] = {}
+        self.on_finished: Callable[[int], None] | None = None  # a job's end is committed (its notices)
+        self.on_requeued: Callable[[Job], None] | None = None
 
     def on_event(self, node: str, msg: dict) -> None:
         """A node's unasked message: today, a run's end."""
@@ -81,6 +83,8 @@ class Ends:
     def finished(self, job_id: int) -> None:
         self.jobs.finished(job_id)
         self.kick()
+        if self.on_finished is not None:
+            self.on_finished(job_id)
 
     def _wants_requeue(self, job: Job, result: dict) -> bool:
         """Does this end ask to send the job back to the queue? A job its user asked to requeue,
@@ -109,6 +113,8 @@ class Ends:
             self.order.touch(job.id)
             log.warning("job requeued", extra={"job": job.id, **data})
             self.kick()
+            if self.on_requeued is not None:
+                self.on_requeued(job)
 
     def forget_later(self, node: str | None, job_id: int, run: int) -> None:
         """Batch spool clean-ups per node: one request for many ended runs."""

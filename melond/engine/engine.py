@@ -13,6 +13,8 @@ from melond.engine.dispatch import Dispatcher
 from melond.engine.elastic import Elastic
 from melond.engine.ends import Ends
 from melond.engine.jobs import JobTable
+from melond.engine.notices import Notices
+from melond.engine.notifier import Notifier
 from melond.engine.nodelife import NodeLife
 from melond.engine.operations import Operations
 from melond.engine.requests import ExtensionRequests
@@ -48,6 +50,11 @@ class Engine:
         self.asks = JobAsks(self.jobs, self.sessions, self.ops, self.tasks)
         self.requests = ExtensionRequests(store, self.ops)
         self.elastic = Elastic(self.jobs, self.ops)
+        self.notifier = Notifier(inventory.notify)
+        self.notices = Notices(self.jobs, store, self.notifier)
+        self.ends.on_finished = lambda job_id: self.tasks.spawn(self.notices.ended(job_id))
+        self.ends.on_requeued = lambda job: self.tasks.spawn(self.notices.requeued(job))
+        self.requests.on_decided = lambda request: self.tasks.spawn(self.notices.request_decided(request))
 
     def on_event(self, node: str, msg: dict) -> None:
         """A node's unasked message: a run's end, or a running job's ask."""
@@ -60,4 +67,5 @@ class Engine:
         """Stop scheduling and let in-flight writes finish; running jobs are left alone."""
         self.loop.stop()
         self.elastic.stop()
+        self.notices.stop()
         await self.tasks.drain(STOP_TIMEOUT)

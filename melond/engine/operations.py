@@ -56,6 +56,9 @@ class Operations:
         sizes = [admission.NodeSize(n.name, n.partition, n.cpus, n.memory) for n in self.nodes.values()]
         now = time.time()
         jobs, warnings = admission.admit(req, submit_as, partition, self.inv.partition(partition), sizes, now)
+        if req.get("mail_type") and not (self.inv.notify and (self.inv.notify.command or self.inv.notify.webhook)):
+            warnings.append("this melond has no notifier ([notify] in its inventory): --mail-type is recorded, "
+                            "but no notice will be sent")
         ids = await self.store.write(Store.op_insert_jobs, jobs, caller.user, now)
         for jid, job in zip(ids, jobs):
             job.id = jid

@@ -9,6 +9,7 @@ decide those of others: nobody decides their own.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from melond.engine.operations import Operations
 from melond.errors import BadRequest, Conflict, Forbidden, NotFound
@@ -23,6 +24,7 @@ PENDING = "pending"
 class ExtensionRequests:
     def __init__(self, store: Store, ops: Operations) -> None:
         self.store, self.ops = store, ops
+        self.on_decided: Callable[[dict], None] | None = None  # tells the owner (their notices)
 
     async def file(self, job_id: int, caller: Caller, *, add: int | None, to: int | None, reason: str) -> dict:
         job = self.ops.find(job_id)
@@ -65,7 +67,10 @@ class ExtensionRequests:
         if not await self.store.write(Store.op_decide_request, request_id, "approved" if approve else "denied",
                                       caller.user, (verdict or "").strip() or None, time.time()):
             raise Conflict(f"extension request {request_id} was settled meanwhile")
-        return {**self._find(request_id, caller), "extension": result}
+        decided = self._find(request_id, caller)
+        if self.on_decided is not None:
+            self.on_decided(decided)
+        return {**decided, "extension": result}
 
     async def withdraw(self, request_id: int, caller: Caller) -> dict:
         req = self._find(request_id, caller)

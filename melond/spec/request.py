@@ -12,6 +12,7 @@ from types import MappingProxyType
 
 from melond.spec.charclass import digits, shell_name, signed_digits
 from melond.spec.directives import MELON_ARGS, DirectiveError, Setting, options_from_scan, scan_script
+from melond.spec.notices import parse_mail_type
 from melond.spec.slurm_options import NO_ARG, SLURM_PREFIX
 from melond.spec.timespec import (
     SpecError,
@@ -165,6 +166,8 @@ _CONVERTERS: Mapping[str, Callable[[str, float], Any]] = MappingProxyType({
     "dependency": lambda text, now: _text(text),
     "array": lambda text, now: _text(text),
     "signal": lambda text, now: parse_signal(text),
+    "mail-type": lambda text, now: parse_mail_type(text),
+    "mail-user": lambda text, now: _text(text),
 })
 
 
@@ -362,6 +365,8 @@ def build_request(
         "array": values.get("array"),
         "requeue": values.get("requeue", False),
         "signal": values.get("signal"),
+        "mail_type": values.get("mail-type", []),
+        "mail_user": values.get("mail-user"),
         "submit_host": submit_host,
         "submit_dir": cwd,
         "comment": slurm_options.pop("comment", None),

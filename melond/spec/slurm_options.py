@@ -173,6 +173,8 @@ MELON_OPTIONS: tuple[tuple[str, int, str], ...] = (
     ("requeue", NO_ARG, ""),
     ("no-requeue", NO_ARG, ""),
     ("signal", REQUIRED, ""),
+    ("mail-type", REQUIRED, ""),
+    ("mail-user", REQUIRED, ""),
     ("wrap", REQUIRED, ""),
     ("parsable", NO_ARG, ""),
     ("wait", NO_ARG, "W"),
@@ -189,8 +191,6 @@ UNSUPPORTED_WHY: Mapping[str, str] = MappingProxyType({
     "gpus": "Melon does not schedule GPUs",
     "account": "Melon has no accounts",
     "qos": "Melon has no QOS",
-    "mail-type": "Melon sends no mail",
-    "mail-user": "Melon sends no mail",
     "exclusive": "Melon shares nodes by CPU and memory limits",
 })
 
@@ -236,7 +236,7 @@ MELON_GRAMMAR = make_grammar(MELON_OPTIONS, strict=True)
 #: with the job, never warned about (tools such as submitit, Parsl and snakemake pass them always).
 QUIET_OPTIONS = frozenset({
     "account", "acctg-freq", "cluster", "clusters", "comment", "get-user-env", "kill-on-invalid-dep",
-    "mail-type", "mail-user", "no-kill", "open-mode", "priority", "nice", "profile", "propagate", "qos",
+    "no-kill", "open-mode", "priority", "nice", "profile", "propagate", "qos",
     "quiet", "verbose", "wckey", "export-file", "ignore-pbs", "parsable", "usage",
 })
 #: Counts that are Melon's own shape (one node, one task) when they are 1.

@@ -15,7 +15,7 @@ from typing import Any
 from melond.spec.states import FINISHED, State
 
 MIB = 1024 * 1024
-JSON_COLUMNS = ("script_args", "environment", "nodelist", "exclude", "slurm_options")
+JSON_COLUMNS = ("script_args", "environment", "nodelist", "exclude", "slurm_options", "mail_type")
 BOOL_COLUMNS = ("hold", "requeue")
 PRIVATE = ("script", "environment", "gid")  # never in a listing: scripts and environments may hold secrets
 
@@ -66,6 +66,8 @@ class Job:
     restarts: int = 0
     cpu_time: float | None = None  # CPU seconds (user + system) the job's processes used, read at its end
     max_rss: int | None = None  # the job's peak memory in bytes, read at its end
+    mail_type: list[str] = field(default_factory=list)  # sbatch --mail-type, expanded: which notices to send
+    mail_user: str | None = None  # sbatch --mail-user: whom the notices name (the notifier delivers them)
     time_max: int | None = None  # mbatch --time-max: melond extends the job up to this (seconds; 0 = no bound)
     extend_step: int | None = None  # mbatch --extend-auto: by this much at a time, while it delays no one
     comment: str | None = None  # sbatch --comment, kept for sacct and scontrol

@@ -101,6 +101,12 @@ def _m007_elastic(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE jobs ADD COLUMN extend_step INTEGER")
 
 
+def _m008_notices(db: sqlite_utils.Database) -> None:
+    # sbatch --mail-type and --mail-user: which notices a job's owner gets, and whom they name.
+    db.execute("ALTER TABLE jobs ADD COLUMN mail_type TEXT")
+    db.execute("ALTER TABLE jobs ADD COLUMN mail_user TEXT")
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("001_initial", _m001_initial),
     ("002_node_drain", _m002_node_drain),
@@ -109,6 +115,7 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("005_slurm_options", _m005_slurm_options),
     ("006_extension_requests", _m006_extension_requests),
     ("007_elastic", _m007_elastic),
+    ("008_notices", _m008_notices),
 ]
 
 

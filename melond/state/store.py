@@ -245,6 +245,11 @@ class Store:
         return [dict(r) for r in self._reader.execute(sql + " ORDER BY id DESC", params)]
 
     @staticmethod
+    def op_note(conn: sqlite3.Connection, job_id: int, kind: str, actor: str, data: dict, now: float) -> None:
+        """An event that changes nothing of the job (a notice sent), in any state."""
+        _event(conn, job_id, now, kind, actor, data)
+
+    @staticmethod
     def op_file_request(conn: sqlite3.Connection, row: dict, actor: str, data: dict) -> int:
         """A new pending request, and its event in the job's history."""
         cur = conn.execute(f"INSERT INTO extension_requests ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",

@@ -101,7 +101,7 @@ def _body_for(method: str, body: object) -> bytes | None:
 def test_no_input_gets_a_5xx_or_a_malformed_error(fuzzed: Melon, route, job_id: str, name: str,
                                                    query: list[tuple[str, str]], body: object) -> None:
     method, path, *_ = route
-    url = PREFIX + path.format(job_id=_quote(job_id), name=_quote(name))
+    url = PREFIX + path.format(job_id=_quote(job_id), name=_quote(name), request_id=_quote(job_id))
     params = [(k, "0.01" if k == "wait" and _positive(v) else v) for k, v in query]  # never park on a job
     if params:
         url += "?" + "&".join(f"{quote(k)}={_quote(v)}" for k, v in params)

@@ -222,7 +222,7 @@ def test_sbatch_lines_are_lenient(line: str, fragment: str) -> None:
 
 def test_lenient_parsing_keeps_reading_after_a_problem() -> None:
     values, warnings = options(script("#SBATCH --mail-user=<email address> -c 2 --share --time=5 nonsense -J x"))
-    assert values == {"cpus-per-task": "2", "time": "5", "job-name": "x", "slurm:mail-user": "<email"}
+    assert values == {"cpus-per-task": "2", "time": "5", "job-name": "x", "mail-user": "<email"}
     assert len([w for w in warnings if "sbatch would refuse" in w]) == 3
 
 
@@ -393,8 +393,8 @@ def test_defaults() -> None:
         "name": "train.sh", "cpus": 1, "memory": None, "mem_per_cpu": False, "time_limit": None,
         "output": "melon-%j.out", "error": None, "chdir": "/home/ada/work", "environment": ENV, "export": "ALL",
         "nodelist": [], "exclude": [], "partition": None, "begin": None, "hold": False, "dependency": None,
-        "array": None, "requeue": False, "signal": None, "submit_host": "login1", "submit_dir": "/home/ada/work",
-        "comment": None, "account": None, "slurm_options": {},
+        "array": None, "requeue": False, "signal": None, "mail_type": [], "mail_user": None, "submit_host": "login1",
+        "submit_dir": "/home/ada/work", "comment": None, "account": None, "slurm_options": {},
     }
     assert warnings == []
 
