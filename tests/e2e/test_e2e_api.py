@@ -3,10 +3,13 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
 import urllib.error
 import urllib.request
 
-from conftest import Melon
+import pytest
+
+from conftest import BIN, Melon, as_user, needs_root
 
 
 def test_tcp_listener_serves_token_holders_only(tcp_melon: Melon) -> None:
@@ -53,3 +56,75 @@ def _post(sock_path: str, path: str, body: bytes) -> tuple[int, dict]:
     s.close()
     head, _, payload = data.partition(b"\r\n\r\n")
     return int(head.split()[1]), json.loads(payload)
+
+
+# What a user may do with extension requests and the no-delay policy, over the API itself, each
+# request made by a process running as that user (the socket tells melond who it is).
+_AS_USER = """
+import json, socket, sys
+method, path, body = sys.argv[1], sys.argv[2], sys.argv[3].encode()
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[4])
+s.sendall(method.encode() + b" " + path.encode() + b" HTTP/1.1\\r\\nHost: x\\r\\nContent-Type: application/json\\r\\n"
+          b"Content-Length: " + str(len(body)).encode() + b"\\r\\nConnection: close\\r\\n\\r\\n" + body)
+data = b""
+while chunk := s.recv(65536):
+    data += chunk
+head, _, payload = data.partition(b"\\r\\n\\r\\n")
+print(json.dumps([int(head.split()[1]), json.loads(payload)]))
+"""
+
+
+def _as(melon: Melon, user: str, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
+    r = subprocess.run([str(BIN / "python"), "-c", _AS_USER, method, "/api/v1" + path,
+                        json.dumps(body) if body is not None else "", str(melon.state / "melond.sock")],
+                       capture_output=True, text=True, preexec_fn=as_user(user), timeout=30)
+    assert r.returncode == 0, r.stderr
+    status, reply = json.loads(r.stdout)
+    return status, reply
+
+
+@needs_root
+def test_extension_request_rights_over_the_api(melon_factory) -> None:
+    melon = melon_factory(inventory='operators = ["daemon"]\n[partitions.p]\ndefault = true\nmax_time = "1:00"\n')
+    jid = melon.submit("-H", "-t", "0:30", "--wrap", "true", user="nobody")
+    status, reply = _as(melon, "nobody", "POST", f"/jobs/{jid}/extend", {"add": 600})
+    assert status == 403 and "MaxTime" in reply["error"]["message"]
+    status, filed = _as(melon, "nobody", "POST", f"/jobs/{jid}/extension-requests", {"add": 600, "reason": "why"})
+    assert status == 200 and filed["state"] == "pending"
+    rid = filed["id"]
+    status, listed = _as(melon, "bin", "GET", "/extension-requests")
+    assert status == 200 and listed["requests"] == []  # another user sees nothing
+    status, reply = _as(melon, "bin", "POST", f"/extension-requests/{rid}/approve", {})
+    assert status == 404 and reply["error"]["code"] == "not_found"
+    status, reply = _as(melon, "nobody", "POST", f"/extension-requests/{rid}/approve", {})
+    assert status == 403 and "only an operator" in reply["error"]["message"]
+    status, reply = _as(melon, "nobody", "POST", f"/jobs/{jid}/extension-requests", {"add": 600, "reason": ""})
+    assert status == 400
+    status, listed = _as(melon, "daemon", "GET", "/extension-requests")
+    assert [r["id"] for r in listed["requests"]] == [rid]  # an operator sees everyone's
+    status, done = _as(melon, "daemon", "POST", f"/extension-requests/{rid}/approve", {"reason": "ok"})
+    assert status == 200 and done["state"] == "approved" and done["extension"]["new_limit"] == 630
+    status, reply = _as(melon, "daemon", "POST", f"/extension-requests/{rid}/deny", {"reason": "late"})
+    assert status == 409 and "approved already" in reply["error"]["message"]
+    melon.run("mcancel", str(jid))
+
+
+@needs_root
+def test_the_no_delay_refusal_over_the_api(melon_factory) -> None:
+    melon = melon_factory(inventory='[partitions.p]\ndefault = true\nmax_time = "1:00:00"\n'
+                                    'extend_policy = "no-delay"\n')
+    cpus = json.loads(melon.run("minfo", "--json").stdout)[0]["cpus"]
+    a = melon.submit("-c", str(cpus), "-t", "0:30", "--wrap", "sleep 120", user="nobody")
+    melon.wait_state(a, {"R"})
+    b = melon.submit("-c", "1", "-t", "0:10", "--wrap", "true")
+    status, reply = _as(melon, "nobody", "POST", f"/jobs/{a}/extend", {"add": 60})
+    assert status == 409 and reply["error"]["code"] == "conflict"
+    assert f"would delay job {b}" in reply["error"]["message"] and "no-delay" in reply["error"]["message"]
+    status, dry = _as(melon, "nobody", "POST", f"/jobs/{a}/extend", {"add": 60, "dry_run": True})
+    assert status == 200 and dry["granted"] is False and dry["delays"][0]["job_id"] == b
+    assert dry["delays"][0]["by"] == pytest.approx(60, abs=1)
+    status, reply = _as(melon, "nobody", "POST", f"/jobs/{a}/extend", {"add": 60, "max": True})
+    assert status == 400 and "exactly one of" in reply["error"]["message"]
+    for jid in (a, b):
+        melon.run("mcancel", str(jid))
