@@ -601,6 +601,27 @@ while true; do sleep 0.1; done
 """
 
 
+def test_mextend_and_scontrol_from_a_shared_install_extend_the_job_on_its_node(melon_on_cluster: Melon) -> None:
+    """A site that shares Melon's install with its nodes (here: the shared folder) runs mextend and
+    scontrol inside jobs there; with no MELON_API in the job, they reach melond through the node."""
+    m = melon_on_cluster
+    install = m.work / "melon"
+    for package in ("cli", "melond"):
+        shutil.copytree(BIN.parent.parent / package, install / package, ignore=shutil.ignore_patterns("__pycache__"))
+    run = f"python3 -S -c 'import sys; sys.path.insert(0, \"{install}\"); from {{}} import main; sys.argv[0] = \"{{}}\"; main()'"
+    script = m.work / "self.sh"
+    script.write_text("#!/bin/bash\n"
+                      f"{run.format('cli.mextend', 'mextend')} -t +0:20 || echo mextend failed\n"
+                      f"{run.format('cli.slurm.scontrol', 'scontrol')} update JobId=$SLURM_JOB_ID TimeLimit=+0:10 "
+                      "|| echo scontrol failed\necho extended on $(hostname)\n")
+    jid = m.submit("-t", "0:30", "--export", "PATH", str(script))
+    job = m.wait_state(jid, {"CD", "F", "TO"}, timeout=40)
+    text = (m.work / f"melon-{jid}.out").read_text()
+    assert job["state"] == "CD" and "failed" not in text and "extended on node" in text, text
+    assert job["time_limit_seconds"] == 60
+    assert [e["data"].get("via") for e in job["events"] if e["kind"] == "extended"] == ["job", "job"]
+
+
 def test_a_job_on_a_node_extends_itself_and_is_warned_again(melon_on_cluster: Melon) -> None:
     m = melon_on_cluster
     (m.work / "warned.sh").write_text(EXTEND_ON_WARNING)
