@@ -658,7 +658,7 @@ def test_no_delay_refusal_on_a_node(cluster: Cluster, short_tmp) -> None:
         assert r.returncode == 1 and f"would delay job {b}" in r.stderr, r.stderr
         done = json.loads(m.run("mextend", "-j", str(a), "--max", "--json", user="nobody").stdout)
         assert 48 <= done["new_limit"] <= 50
-        for jid in (a, b, c):
+        for jid in (b, a, c):  # b first: it waits for the node a and c hold
             m.run("mcancel", str(jid))
     finally:
         m.cleanup()

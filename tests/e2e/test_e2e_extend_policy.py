@@ -54,7 +54,7 @@ def test_no_delay_refuses_what_would_start_a_waiting_job_later_and_says_how_much
     assert "would be granted" in dry.stdout and f"it would delay job {b}" in dry.stdout
     melon.run("mextend", "-j", str(a), "-t", "+0:30")
     assert melon.job(a)["time_limit_seconds"] == done["new_limit"] + 30
-    for jid in (a, b, c):
+    for jid in (b, a, c):  # b first: it waits for the node a and c hold
         melon.run("mcancel", str(jid))
 
 
