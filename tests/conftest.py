@@ -24,7 +24,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-TIERS = ("unit", "node", "e2e", "cluster")  # folders under tests/, each also a marker: `pytest -m unit`
+TIERS = ("unit", "node", "e2e", "cluster", "ui")  # folders under tests/, each also a marker: `pytest -m unit`
 LEAK_GRACE = 3.0  # seconds a test's threads, descriptors and children get to go after its teardown
 
 
@@ -356,3 +356,33 @@ def _others_can_run_tools() -> bool:
 needs_root = pytest.mark.skipif(
     not _others_can_run_tools(),
     reason="needs root and a venv other users can execute (make setup uses /usr/bin/python3 for that)")
+
+
+# ---------------------------------------------------------------- the UI tests' browser
+
+SHOTS = Path(__file__).resolve().parents[1] / "test-results" / "ui"
+
+
+def chromium_path() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture
+def page(request) -> Iterator:
+    """A fresh page; its screenshot is saved as test-results/ui/<test>.png whatever the outcome."""
+    path = chromium_path()
+    if path is None:
+        pytest.skip("UI tests skipped: no chromium on this machine (make test installs Debian's where it can)")
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=path, headless=True)
+        try:
+            context = browser.new_context(viewport={"width": 1100, "height": 700})
+            page = context.new_page()
+            page.set_default_timeout(15_000)
+            yield page
+            SHOTS.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(SHOTS / f"{request.node.name}.png"), full_page=True)
+            context.close()
+        finally:
+            browser.close()

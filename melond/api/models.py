@@ -84,6 +84,12 @@ class ExtensionRequestBody(Body):
     reason: Annotated[str, Field(min_length=1, max_length=2000), AfterValidator(_no_nul)]
 
 
+class SessionRequest(Body):
+    """Sign a browser in: a token from `mtoken create`, traded for a session cookie."""
+
+    token: Annotated[str, Field(min_length=1, max_length=200)]
+
+
 class Verdict(Body):
     """An operator's reason for a decision (required to deny)."""
 

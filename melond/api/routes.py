@@ -17,7 +17,7 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from melond import nss
-from melond.api import models, tokens
+from melond.api import models, session, stream, tokens, ui
 from melond.api.auth import TokenService, peer_uid
 from melond.api.views import job_view, listing, node_view, parse_fields
 from melond.engine.engine import Engine
@@ -41,18 +41,24 @@ ENGINE = web.AppKey("engine", Engine)
 TOKENS = web.AppKey("tokens", TokenService)
 SUBMIT_RATE = web.AppKey("submit_rate", caps.SubmitRate)
 MAX_WAIT = 300.0
-PUBLIC = {"/openapi.json"}  # routes TCP serves without a token: the API's description, nothing about jobs
+PUBLIC = {"/openapi.json", "/session"}  # served without a token: the API's description and the sign-in
 
 
 async def identify(request: web.Request) -> Caller:
-    """The kernel's word on the Unix socket; the bearer token's user on TCP."""
+    """The kernel's word on the Unix socket; on TCP the bearer token's user, or the session
+    cookie's (the browser's, which must also show the CSRF header to change anything)."""
     engine = request.app[ENGINE]
     uid = peer_uid(request.transport)
     request["over_socket"] = uid is not None
     if uid is not None:
         return engine.ops.caller(nss.user_name(uid), uid)
-    if request.path.removeprefix(PREFIX) in PUBLIC:
-        return Caller(user="anonymous", uid=-1)
+    if not request.path.startswith(PREFIX + "/") or request.path.removeprefix(PREFIX) in PUBLIC:
+        return Caller(user="anonymous", uid=-1)  # the API's description, the sign-in, the UI's own files
+    token = session.cookie_token(request)
+    if token is not None:
+        caller = await request.app[TOKENS].authenticate(f"Bearer {token}", time.time())
+        session.check_csrf(request)
+        return caller
     return await request.app[TOKENS].authenticate(request.headers.get("Authorization"), time.time())
 
 
@@ -294,6 +300,25 @@ async def withdraw_extension_request(request: web.Request) -> web.Response:
                                                                          request["caller"]))
 
 
+async def sign_in(request: web.Request) -> web.Response:
+    """A token for a session cookie (the browser's way in: see melond/api/session.py)."""
+    body: models.SessionRequest = await _body(request, models.SessionRequest)
+    caller = await request.app[TOKENS].authenticate(f"Bearer {body.token}", time.time())
+    response = web.json_response({"user": caller.user, "uid": caller.uid, "operator": caller.operator})
+    session.set_cookie(response, body.token, secure=request.secure, max_age=None)
+    return response
+
+
+async def sign_out(request: web.Request) -> web.Response:
+    response = web.json_response({"signed_out": True})
+    session.clear_cookie(response)
+    return response
+
+
+async def job_events(request: web.Request) -> web.StreamResponse:
+    return await stream.events(request, request.app[ENGINE].store)
+
+
 async def show_config(request: web.Request) -> web.Response:
     """The settings a Slurm tool asks `scontrol show config` for, as this melond has them."""
     inv = request.app[ENGINE].inv
@@ -408,6 +433,11 @@ ROUTES = [
      "deny another user's request, saying why (operators)"),
     ("POST", "/extension-requests/{request_id}/withdraw", withdraw_extension_request, None, None,
      "withdraw your own pending request"),
+    ("POST", "/session", sign_in, models.SessionRequest, None,
+     "sign a browser in: a token traded for an HttpOnly session cookie (then send X-Melon-CSRF: 1 to change things)"),
+    ("DELETE", "/session", sign_out, None, None, "sign the browser out (the cookie is cleared)"),
+    ("GET", "/events", job_events, None, None,
+     "the job event log as server-sent events (id: seq; data: seq, job_id, kind, time); ?after=SEQ|now"),
     ("GET", "/config", show_config, None, None, "the settings Slurm tools read from `scontrol show config`"),
     ("GET", "/nodes", list_nodes, None, None, "nodes with allocation and limit backend"),
     ("GET", "/partitions", list_partitions, None, None, "partitions: time rules, extension policy, nodes, the default"),
@@ -471,6 +501,7 @@ def make_app(engine: Engine) -> web.Application:
     app[TOKENS] = TokenService(engine.store, engine.ops.caller)
     for method, path, handler, *_ in ROUTES:
         app.router.add_route(method, PREFIX + path, handler)
+    ui.add_routes(app.router)
     app.router.add_route("*", "/{tail:.*}", not_found)
     return app
 

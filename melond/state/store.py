@@ -233,6 +233,15 @@ class Store:
                                     (job_id,))
         return [{**dict(r), "data": json.loads(r["data"])} for r in rows]
 
+    def last_event_seq(self) -> int:
+        return self._reader.execute("SELECT COALESCE(MAX(seq), 0) FROM job_events").fetchone()[0]
+
+    def events_after(self, seq: int, limit: int) -> list[dict]:
+        """The job event log after `seq`: which job, what happened, when (no event's data)."""
+        rows = self._reader.execute("SELECT seq, job_id, kind, time FROM job_events WHERE seq > ? ORDER BY seq LIMIT ?",
+                                    (seq, limit))
+        return [dict(r) for r in rows]
+
     def extension_requests(self, *, user: str | None = None, job_id: int | None = None,
                            request_id: int | None = None) -> list[dict]:
         """Extension requests, newest first: a user's, a job's, or one."""

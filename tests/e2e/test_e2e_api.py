@@ -127,3 +127,48 @@ def test_the_no_delay_refusal_over_the_api(melon_factory) -> None:
     status, reply = _as(melon, "nobody", "POST", f"/jobs/{a}/extend", {"add": 60, "max": True})
     assert status == 400 and "exactly one of" in reply["error"]["message"]
     melon.run("mcancel", str(b), str(a))  # b first: with a gone it would start, and end, at once
+
+
+def test_session_cookie_and_the_event_stream_over_tcp(tcp_melon: Melon) -> None:
+    import http.client
+    from urllib.parse import urlsplit
+    melon = tcp_melon
+    parts = urlsplit(melon.url)
+
+    def req(method: str, path: str, body: dict | None = None, headers: dict | None = None):
+        conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+        try:
+            conn.request(method, "/api/v1" + path, body=json.dumps(body) if body is not None else None,
+                         headers={"Content-Type": "application/json", **(headers or {})})
+            resp = conn.getresponse()
+            return resp.status, resp.getheaders(), resp.read()
+        finally:
+            conn.close()
+
+    status, _, body = req("POST", "/session", {"token": "melon_000000000000_" + "x" * 43})
+    assert status == 401 and b"not valid" in body
+    status, headers, _ = req("POST", "/session", {"token": melon.token()})
+    cookie = dict(headers)["Set-Cookie"]
+    assert status == 200 and "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Path=/" in cookie
+    session = {"Cookie": cookie.split(";")[0]}
+    status, _, body = req("GET", "/whoami", headers=session)
+    assert status == 200 and json.loads(body)["user"] == "root"
+    held = melon.submit("-H", "--wrap", "true")
+    status, _, body = req("POST", f"/jobs/{held}/cancel", headers=session)
+    assert status == 403 and b"X-Melon-CSRF" in body and melon.job(held)["state"] == "PD"
+    status, _, _ = req("POST", f"/jobs/{held}/cancel", headers={**session, "X-Melon-CSRF": "1"})
+    assert status == 200 and melon.job(held)["state"] == "CA"
+    status, _, body = req("GET", f"/events?after=0&seconds=0.5", headers=session)
+    events = [json.loads(line[6:]) for line in body.decode().splitlines() if line.startswith("data: ")]
+    assert status == 200 and [(e["job_id"], e["kind"]) for e in events] == [(held, "submitted"), (held, "cancelled")]
+    assert set(events[0]) == {"seq", "job_id", "kind", "time"}  # which job and what, never an event's details
+    status, _, body = req("GET", "/events?after=soon", headers=session)
+    assert status == 400
+    status, headers, _ = req("DELETE", "/session", headers={**session, "X-Melon-CSRF": "1"})
+    assert status == 200 and "melon_session=\"\"" in dict(headers)["Set-Cookie"]
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    conn.request("GET", "/")  # the UI's page is public (it holds no data), served outside the API's prefix
+    resp = conn.getresponse()
+    page, policy = resp.read(), resp.getheader("Content-Security-Policy")
+    conn.close()
+    assert resp.status == 200 and b"<title>Melon</title>" in page and "default-src 'self'" in policy
