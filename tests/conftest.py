@@ -260,8 +260,12 @@ def melon_factory(short_tmp: Path) -> Iterator:
     """For tests that need an inventory or their own kill-wait."""
     made: list[Melon] = []
 
-    def make(**kw) -> Melon:
+    def make(tcp: bool = False, **kw) -> Melon:
         m = Melon(short_tmp / f"m{len(made)}", **kw)
+        if tcp:  # also on TCP, at `m.url`, as tcp_melon
+            port = free_port()
+            m.start_args = ["--port", str(port)]
+            m.url = f"http://127.0.0.1:{port}"
         made.append(m)
         m.start()
         return m

@@ -1,0 +1,77 @@
+"""A job's page in a real browser: its fields and history, extension with the policy's verdict
+before the click, a refusal's reason, a request for more, cancel, and what another user sees."""
+from __future__ import annotations
+
+import re
+
+from playwright.sync_api import expect
+
+from conftest import Melon, needs_root
+
+CAPPED = '[partitions.p]\ndefault = true\nmax_time = "1:00"\n'
+
+
+def _sign_in(page, melon: Melon, token: str) -> None:
+    page.goto(melon.url + "/")
+    page.get_by_label("Token").fill(token)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.locator("#jobs")).to_be_visible()
+
+
+def test_extend_a_running_job_from_its_page(tcp_melon: Melon, page) -> None:
+    melon = tcp_melon
+    _sign_in(page, melon, melon.token())
+    jid = melon.submit("-t", "0:30", "-J", "grow", "--wrap", "sleep 60")
+    melon.wait_state(jid, {"R"})
+    page.locator(f'tr[data-job="{jid}"]').click()
+    expect(page.get_by_role("heading", name=f"Job {jid}: grow")).to_be_visible()
+    expect(page.locator("#job-fields")).to_contain_text("RUNNING")
+    page.get_by_label("Add time").fill("+0:30")
+    page.get_by_role("button", name="Check").click()
+    expect(page.locator("#verdict")).to_have_text("Would be granted: 0:30 → 1:00.")
+    assert melon.job(jid)["time_limit_seconds"] == 30  # a check changes nothing
+    page.once("dialog", lambda d: d.accept())
+    page.get_by_role("button", name="Extend", exact=True).click()
+    expect(page.locator("#verdict")).to_contain_text("Extended: 0:30 → 1:00")
+    expect(page.locator("#job-fields")).to_contain_text("1:00")
+    expect(page.locator("#job-history")).to_contain_text("extended 0:30 → 1:00")
+    assert melon.job(jid)["time_limit_seconds"] == 60
+    page.once("dialog", lambda d: d.accept())
+    page.get_by_role("button", name="Cancel").click()
+    expect(page.locator("#job-fields")).to_contain_text("CANCELLED", timeout=20_000)
+
+
+@needs_root
+def test_a_refusal_shows_its_reason_and_more_can_be_requested(melon_factory, page) -> None:
+    melon = melon_factory(inventory=CAPPED, tcp=True)
+    _sign_in(page, melon, melon.token(user="nobody"))
+    jid = melon.submit("-H", "-t", "0:30", "--wrap", "true", user="nobody")
+    page.goto(f"{melon.url}/#job/{jid}")
+    expect(page.get_by_role("heading", name=re.compile(f"Job {jid}"))).to_be_visible()
+    page.get_by_label("Add time").fill("+5:00")
+    page.get_by_role("button", name="Check").click()
+    expect(page.locator("#verdict")).to_contain_text("Would be refused")
+    expect(page.locator("#verdict")).to_contain_text("MaxTime")
+    page.once("dialog", lambda d: d.accept())
+    page.get_by_role("button", name="Extend", exact=True).click()
+    expect(page.locator("#verdict")).to_contain_text("MaxTime")
+    page.get_by_label("Reason (to ask an operator for more)").fill("needs to converge")
+    page.get_by_role("button", name="Request more").click()
+    expect(page.locator("#verdict")).to_contain_text("filed: an operator decides")
+    expect(page.locator("#job-history")).to_contain_text("asked for more time")
+    melon.run("mcancel", str(jid))
+
+
+@needs_root
+def test_another_users_page_has_no_actions_and_a_forged_cancel_is_refused(melon_factory, page) -> None:
+    melon = melon_factory(tcp=True)
+    jid = melon.submit("-H", "--wrap", "true", user="nobody")
+    _sign_in(page, melon, melon.token(user="bin"))
+    page.goto(f"{melon.url}/#job/{jid}")
+    expect(page.locator("#verdict")).to_contain_text("nobody")  # mshow of another's job is refused
+    for name in ("Cancel", "Hold", "Release", "Requeue"):
+        expect(page.get_by_role("button", name=name)).to_be_hidden()
+    status = page.evaluate(f"""fetch('/api/v1/jobs/{jid}/cancel', {{method: 'POST', headers: {{'X-Melon-CSRF': '1'}}}})
+                               .then(r => r.status)""")
+    assert status == 403 and melon.job(jid)["state"] == "PD"
+    melon.run("mcancel", str(jid))
