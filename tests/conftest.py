@@ -390,3 +390,12 @@ def page(request) -> Iterator:
             context.close()
         finally:
             browser.close()
+
+
+def sign_in(page, melon: Melon, token: str) -> None:
+    """Sign the page in to melon's UI with a token, as a user pastes it."""
+    from playwright.sync_api import expect
+    page.goto(melon.url + "/")
+    page.get_by_label("Token").fill(token)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.locator("#jobs")).to_be_visible()

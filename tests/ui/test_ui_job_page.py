@@ -6,21 +6,14 @@ import re
 
 from playwright.sync_api import expect
 
-from conftest import Melon, needs_root
+from conftest import Melon, needs_root, sign_in
 
 CAPPED = '[partitions.p]\ndefault = true\nmax_time = "1:00"\n'
 
 
-def _sign_in(page, melon: Melon, token: str) -> None:
-    page.goto(melon.url + "/")
-    page.get_by_label("Token").fill(token)
-    page.get_by_role("button", name="Sign in").click()
-    expect(page.locator("#jobs")).to_be_visible()
-
-
 def test_extend_a_running_job_from_its_page(tcp_melon: Melon, page) -> None:
     melon = tcp_melon
-    _sign_in(page, melon, melon.token())
+    sign_in(page, melon, melon.token())
     jid = melon.submit("-t", "0:30", "-J", "grow", "--wrap", "sleep 60")
     melon.wait_state(jid, {"R"})
     page.locator(f'tr[data-job="{jid}"]').click()
@@ -44,7 +37,7 @@ def test_extend_a_running_job_from_its_page(tcp_melon: Melon, page) -> None:
 @needs_root
 def test_a_refusal_shows_its_reason_and_more_can_be_requested(melon_factory, page) -> None:
     melon = melon_factory(inventory=CAPPED, tcp=True)
-    _sign_in(page, melon, melon.token(user="nobody"))
+    sign_in(page, melon, melon.token(user="nobody"))
     jid = melon.submit("-H", "-t", "0:30", "--wrap", "true", user="nobody")
     page.goto(f"{melon.url}/#job/{jid}")
     expect(page.get_by_role("heading", name=re.compile(f"Job {jid}"))).to_be_visible()
@@ -66,7 +59,7 @@ def test_a_refusal_shows_its_reason_and_more_can_be_requested(melon_factory, pag
 def test_another_users_page_has_no_actions_and_a_forged_cancel_is_refused(melon_factory, page) -> None:
     melon = melon_factory(tcp=True)
     jid = melon.submit("-H", "--wrap", "true", user="nobody")
-    _sign_in(page, melon, melon.token(user="bin"))
+    sign_in(page, melon, melon.token(user="bin"))
     page.goto(f"{melon.url}/#job/{jid}")
     expect(page.locator("#verdict")).to_contain_text("nobody")  # mshow of another's job is refused
     for name in ("Cancel", "Hold", "Release", "Requeue"):

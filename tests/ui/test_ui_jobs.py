@@ -3,14 +3,7 @@ from __future__ import annotations
 
 from playwright.sync_api import expect
 
-from conftest import Melon
-
-
-def _sign_in(page, melon: Melon, token: str) -> None:
-    page.goto(melon.url + "/")
-    page.get_by_label("Token").fill(token)
-    page.get_by_role("button", name="Sign in").click()
-    expect(page.locator("#jobs")).to_be_visible()
+from conftest import Melon, sign_in
 
 
 def test_sign_in_then_a_job_goes_from_pending_to_running_without_a_reload(tcp_melon: Melon, page) -> None:
@@ -20,7 +13,7 @@ def test_sign_in_then_a_job_goes_from_pending_to_running_without_a_reload(tcp_me
     page.get_by_label("Token").fill("melon_000000000000_" + "x" * 43)
     page.get_by_role("button", name="Sign in").click()
     expect(page.locator("#signin-error")).to_contain_text("not valid")
-    _sign_in(page, melon, melon.token())
+    sign_in(page, melon, melon.token())
     expect(page.locator("#who")).to_contain_text("root")
     page.evaluate("window.__noReload = true")
     jid = melon.submit("-H", "-J", "watched", "-t", "0:30", "--wrap", "sleep 30")
@@ -37,7 +30,7 @@ def test_sign_in_then_a_job_goes_from_pending_to_running_without_a_reload(tcp_me
 
 def test_the_session_cookie_is_httponly_and_changes_need_the_csrf_header(tcp_melon: Melon, page) -> None:
     melon = tcp_melon
-    _sign_in(page, melon, melon.token())
+    sign_in(page, melon, melon.token())
     cookie = next(c for c in page.context.cookies() if c["name"] == "melon_session")
     assert cookie["httpOnly"] is True and cookie["sameSite"] == "Strict"
     assert page.evaluate("document.cookie") == ""  # no script can read it
