@@ -21,10 +21,10 @@ import threading
 
 from cli.slurm.argv import read_argv
 from melond.errors import MelonError
+from melond.spec.filenames import NO_VAL_TASK, fill
 from melond.spec.slurm_options import SLURM_PREFIX, SRUN_GRAMMAR
 
 PROG = "srun"
-NO_VAL_TASK = "4294967294"  # %a outside an array, as Slurm prints it
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2,
              signal.SIGCONT, signal.SIGALRM)
 #: srun options that shape the job srun submits outside an allocation (the same names sbatch's use).
@@ -90,25 +90,7 @@ def expand(pattern: str, env: dict[str, str], task: int, step: str = "0") -> str
         "u": env.get("SLURM_JOB_USER") or env.get("USER", ""), "x": env.get("SLURM_JOB_NAME", ""),
         "A": env.get("SLURM_ARRAY_JOB_ID", job), "a": env.get("SLURM_ARRAY_TASK_ID", NO_VAL_TASK), "%": "%",
     }
-    out, i = [], 0
-    while i < len(pattern):
-        ch = pattern[i]
-        if ch != "%" or i + 1 >= len(pattern):
-            out.append(ch)
-            i += 1
-            continue
-        j = i + 1
-        while j < len(pattern) and pattern[j].isdigit():
-            j += 1
-        code = pattern[j] if j < len(pattern) else ""
-        if code not in values:
-            out.append(pattern[i:j + 1])
-        else:
-            width = pattern[i + 1:j]
-            value = values[code]
-            out.append(value.zfill(int(width)) if width and value.isdigit() else value)
-        i = j + 1
-    return "".join(out)
+    return fill(pattern, values)
 
 
 def run_tasks(opts: dict[str, str], command: list[str]) -> int:

@@ -5,32 +5,24 @@ Pure functions: the node helper receives everything ready to exec.
 from __future__ import annotations
 
 import functools
-import re
 
 from melond.errors import BadRequest
+from melond.spec.filenames import NO_VAL_TASK, fill
 from melond.spec.jobrel import parse_array
 from melond.spec.timespec import SpecError, signal_spec
 from melond.state.job import Job
 
-NO_VAL_TASK = "4294967294"  # what Slurm prints for %a outside an array
-PATTERN = re.compile(r"%(\d*)([jJxuNAatns%])")
 DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
 
 
 def expand_pattern(text: str, job: Job, node: str) -> str:
-    """Slurm's filename patterns: %j %J %x %u %N %A %a %n %t %s %%, with optional zero padding."""
-    values = {
+    """A batch script's file names: Slurm's patterns for the job's batch step (%t 0, %s batch)."""
+    return fill(text, {
         "j": str(job.id), "J": str(job.id), "x": job.name, "u": job.user, "N": node,
         "A": str(job.array_job_id or job.id),
         "a": str(job.array_task_id) if job.array_task_id is not None else NO_VAL_TASK,
         "n": "0", "t": "0", "s": "batch", "%": "%",
-    }
-
-    def one(m: re.Match) -> str:
-        value = values[m.group(2)]
-        return value.zfill(int(m.group(1))) if m.group(1) and value.isdigit() else value
-
-    return PATTERN.sub(one, text)
+    })
 
 
 def parse_signal(text: str) -> tuple[int, int]:
