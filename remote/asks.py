@@ -62,9 +62,10 @@ def job_of(spool_dir: str, scope: str, pid: int) -> tuple[str, dict] | None:
     for key in spool.run_keys(spool_dir):
         d = spool.JobDir(spool_dir, key)
         started = d.read_json("started.json")
-        if started and not d.exists("result.json") and process_stat(started["pid"]) is not None \
-                and process_stat(started["pid"])[1] == started.get("ticks"):
-            running[key] = started
+        if started and not d.exists("result.json"):
+            stat = process_stat(started["pid"])
+            if stat is not None and stat[1] == started.get("ticks"):  # that process still, not a reused pid
+                running[key] = started
     if not running:
         return None
     groups = _cgroups(pid)
