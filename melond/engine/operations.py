@@ -165,11 +165,12 @@ class Operations:
         no_delay = auto or (part.extend_policy == "no-delay" and not caller.operator)
         if job.state is State.RUNNING and job.start_time and old and (limit == 0 or limit > old) and \
                 (dry_run or no_delay):
-            found = self._delays(job, limit)
+            snapshot, now = self.snapshot()  # one plan's view for the test and for the refusal's hint
+            found = self._delays(job, limit, snapshot, now)
             if found and auto:
                 raise _Refused(Conflict(f"job {job_id}: its next step would delay job {found[0]['job_id']}"), found)
             if found and no_delay:
-                raise _Refused(self._would_delay(job, limit, found), found)
+                raise _Refused(self._would_delay(job, limit, found, snapshot, now), found)
         now = time.time()
         start = job.start_time
         data = {
@@ -193,18 +194,16 @@ class Operations:
         self.kick()
         return {"job_id": job_id, "state": job.state.value, **data}
 
-    def _delays(self, job: Job, limit: int) -> list[dict]:
-        """Whom extending running `job` to `limit` would start later, by the scheduler's current plan."""
-        snapshot, now = self.snapshot()
+    def _delays(self, job: Job, limit: int, snapshot: Snapshot, now: float) -> list[dict]:
+        """Whom extending running `job` to `limit` would start later, by the scheduler's plan."""
         end = job.start_time + limit if limit else None
         return [{"job_id": d.job_id, "before": d.before, "after": d.after, "by": d.by if d.after is not None else None}
                 for d in nodelay.delays(snapshot, now, job.id, end)]
 
-    def _would_delay(self, job: Job, limit: int, found: list[dict]) -> Conflict:
+    def _would_delay(self, job: Job, limit: int, found: list[dict], snapshot: Snapshot, now: float) -> Conflict:
         first = found[0]
         by = f"by {format_duration(int(first['by']))}" if first["by"] is not None else "with no start in sight"
         more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
-        snapshot, now = self.snapshot()
         best = nodelay.largest_harmless_end(snapshot, now, job.id, job.start_time + job.time_limit,
                                             job.start_time + limit if limit else job.start_time + job.time_limit)
         room = int(best - job.start_time - job.time_limit)
