@@ -19,7 +19,7 @@ from pydantic import BaseModel, ValidationError
 from melond import nss
 from melond.api import models, session, stream, tokens, ui
 from melond.api.auth import TokenService, peer_uid
-from melond.api.views import job_view, listing, node_view, parse_fields
+from melond.api.views import entry_views, folded, job_view, listing, node_view, parse_fields
 from melond.engine.engine import Engine
 from melond.errors import BadRequest, Forbidden, Internal, MelonError, NotFound, RateLimited, Unauthorized
 from melond.sched import caps
@@ -29,6 +29,7 @@ from melond.spec.jobids import parse_one_ref
 from melond.spec.jobrel import MAX_ARRAY_TASKS
 from melond.spec.states import ACTIVE, State, parse_states
 from melond.spec.timespec import signal_name
+from melond.state import pages
 from melond.state.job import Job
 from melond.state.store import ACCOUNTING_COLUMNS
 
@@ -174,6 +175,8 @@ async def list_jobs(request: web.Request) -> web.Response:
     ids = _int_list(q.get("ids"))
     if states is None and not q.get("all") and ids is None:
         states = set(ACTIVE)
+    if ids is None and any(k in q for k in PAGE_PARAMETERS):
+        return web.json_response(await _page(request, states))
     if states is not None and states <= ACTIVE and ids is None:
         rows = [j for j in engine.jobs.listed() if j.state in states]
         if q.get("user"):
@@ -186,7 +189,36 @@ async def list_jobs(request: web.Request) -> web.Response:
                                                           ended_since=since))
     fields = parse_fields(q.get("fields"))
     return web.json_response({"jobs": listing(rows, time.time(), fields, fold=bool(q.get("fold")),
-                                              expected=engine.loop.expected_starts)})
+                                              expected=engine.loop.expected_starts, nodes=engine.loop.expected_nodes)})
+
+
+PAGE_PARAMETERS = ("limit", "sort", "after", "name", "node", "partition")
+
+
+async def _page(request: web.Request, states: set[State] | None) -> dict:
+    """One page of the job list (the web UI's): filtered, sorted, from a cursor. The queue is
+    paged from memory, arrays' pending tasks folded when asked; anything reaching into the
+    history is paged from the store by keyset (melond.state.pages)."""
+    engine, q = request.app[ENGINE], request.query
+    sort, descending = pages.parse_sort(q.get("sort"))
+    req = pages.PageRequest(
+        states=tuple(sorted(s.value for s in states)) if states is not None else None,
+        user=q.get("user") or None, name=q.get("name") or None, node=q.get("node") or None,
+        partition=q.get("partition") or None, sort=sort, descending=descending,
+        after=pages.decode_cursor(q["after"]) if q.get("after") else None, limit=pages.parse_limit(q.get("limit")))
+    fields = parse_fields(q.get("fields"))
+    loop, now = engine.loop, time.time()
+    if states is not None and states <= ACTIVE:
+        selected = pages.select(engine.jobs.listed(), req)
+        entries = folded(selected) if q.get("fold") else [(j, None, 1) for j in selected]
+        total = len(entries)
+        entries, more = pages.window(entries, req, lambda e: e[0])
+    else:
+        jobs, more, total = await engine.store.read(lambda db: db.page(req))
+        entries = [(j, None, 1) for j in jobs]
+    last = entries[-1][0] if entries and more else None
+    return {"jobs": entry_views(entries, now, fields, loop.expected_starts, loop.expected_nodes),
+            "next": pages.encode_cursor(getattr(last, sort), last.id) if last else None, "total": total}
 
 
 async def accounting(request: web.Request) -> web.Response:
@@ -406,7 +438,8 @@ ROUTES = [
     ("POST", "/jobs", submit, models.SubmitRequest, models.SubmitReply, "submit a batch job (or an array)"),
     ("GET", "/jobs", list_jobs, None, None,
      "list jobs; ?state=R,PD&user=&ids=1,2&all=1&ended_since=EPOCH&fields=id,state (only these)&fold=1 (arrays' pending "
-     "tasks folded)"),
+     "tasks folded). Paged (reply: jobs, next, total) when given any of ?limit=N (1-500) &sort=COLUMN or -COLUMN "
+     "&after=NEXT &name=PREFIX &node= &partition="),
     ("GET", "/accounting", accounting, None, None,
      "jobs pending or running at some time in [start, end] (epoch seconds), with what they used; "
      "?start=&end=&state=&user=&ids=&fields="),

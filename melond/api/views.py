@@ -13,7 +13,8 @@ from melond.state.job import COLUMNS, MIB, PRIVATE, Job
 
 # What job_view gives, for `GET /jobs?fields=`.
 JOB_FIELDS = frozenset(c for c in COLUMNS if c not in PRIVATE) | {"state_name", "output_path", "error_path",
-                                                                   "deadline", "elapsed", "expected_start"}
+                                                                   "deadline", "elapsed", "expected_start",
+                                                                   "expected_node"}
 
 
 def job_view(job: Job, now: float | None = None) -> dict:
@@ -51,11 +52,13 @@ _DERIVED = {
 }
 
 
-def field_view(job: Job, now: float, fields: list[str], expected: dict[int, float]) -> list:
+def field_view(job: Job, now: float, fields: list[str], expected: dict[int, float],
+               nodes: dict[int, str] | None = None) -> list:
     """Just `fields` of the job's view, in that order, computing nothing else. `expected_start`
-    (only asked for by name) is the scheduler's estimate for a waiting job, from `expected`."""
-    return [expected.get(job.id) if f == "expected_start" else _DERIVED[f](job, now) if f in _DERIVED
-            else getattr(job, f) for f in fields]
+    and `expected_node` (only asked for by name) are the scheduler's plan for a waiting job: when
+    and where its reservation is, from `expected` and `nodes`."""
+    return [expected.get(job.id) if f == "expected_start" else (nodes or {}).get(job.id) if f == "expected_node"
+            else _DERIVED[f](job, now) if f in _DERIVED else getattr(job, f) for f in fields]
 
 
 def parse_fields(text: str | None) -> list[str] | None:
@@ -71,26 +74,37 @@ def parse_fields(text: str | None) -> list[str] | None:
 
 
 def listing(jobs: list[Job], now: float, fields: list[str] | None, fold: bool,
-            expected: dict[int, float]) -> list[dict]:
+            expected: dict[int, float], nodes: dict[int, str] | None = None) -> list[dict]:
     """The jobs as `GET /jobs` lists them. With `fold`, each array's pending tasks are folded the
     way mqueue shows them (melond.spec.folding) before any view is built, and each entry gets
     its `label` (`12`, `13_4` or `13_[5-9%3]`) and `folded` (how many tasks it stands for)."""
     if not fold:
         if fields:
-            return [dict(zip(fields, field_view(j, now, fields, expected))) for j in jobs]
+            return [dict(zip(fields, field_view(j, now, fields, expected, nodes))) for j in jobs]
         return [job_view(j, now) for j in jobs]
-    folded = fold_pending(jobs, _fold_key, lambda j: j.array_task_id, lambda j: j.array_job_id,
-                          lambda j: j.array_throttle)
+    return entry_views(folded(jobs), now, fields, expected, nodes)
+
+
+def folded(jobs: list[Job]) -> list[tuple[Job, str | None, int]]:
+    """Each job, or for an array's pending tasks their first one, with its folded label and the
+    number of tasks it stands for (1 and None for a job folded with nothing)."""
     sizes: dict = {}
     for j in jobs:
         if (k := _fold_key(j)) is not None:
             sizes[k] = sizes.get(k, 0) + 1
+    return [(job, label, sizes[_fold_key(job)] if label else 1)
+            for job, label in fold_pending(jobs, _fold_key, lambda j: j.array_task_id, lambda j: j.array_job_id,
+                                           lambda j: j.array_throttle)]
+
+
+def entry_views(entries: list[tuple[Job, str | None, int]], now: float, fields: list[str] | None,
+                expected: dict[int, float], nodes: dict[int, str] | None = None) -> list[dict]:
     out = []
-    for job, label in folded:
-        view = dict(zip(fields, field_view(job, now, fields, expected))) if fields else job_view(job, now)
+    for job, label, size in entries:
+        view = dict(zip(fields, field_view(job, now, fields, expected, nodes))) if fields else job_view(job, now)
         view["label"] = label or (f"{job.array_job_id}_{job.array_task_id}" if job.array_task_id is not None
                                   else str(job.id))
-        view["folded"] = sizes[_fold_key(job)] if label else 1
+        view["folded"] = size
         out.append(view)
     return out
 

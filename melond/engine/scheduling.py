@@ -47,6 +47,7 @@ class SchedulingLoop:
         # The last plans' expected start of each waiting job with a reservation (`mqueue --start`):
         # a full pass replaces them, a pass over the head of the queue updates those it planned.
         self.expected_starts: dict[int, float] = {}
+        self.expected_nodes: dict[int, str] = {}  # where each reservation is: the UI's timeline
 
     def kick(self, new_jobs_only: bool = False) -> None:
         """Ask for a pass. `new_jobs_only`: nothing changed but that jobs were submitted, which
@@ -114,15 +115,17 @@ class SchedulingLoop:
         plan = planner.plan(snapshot, now)
         self._room_may_be_free = plan.free_cpus > 0
         if full:
-            self.expected_starts = plan.expected
+            self.expected_starts, self.expected_nodes = plan.expected, plan.expected_nodes
         else:
             self.expected_starts.update(plan.expected)
+            self.expected_nodes.update(plan.expected_nodes)
         for start in plan.starts:
             job = self.jobs.active[start.job_id]
             # RUNNING in memory before anything else runs, so the next plan counts its CPUs.
             job.state, job.node, job.start_time, job.reason = State.RUNNING, start.node, now, None
             self.order.started(job.id)
             self.expected_starts.pop(job.id, None)
+            self.expected_nodes.pop(job.id, None)
             self.tasks.spawn(self.dispatch(job, start.node, now))
         changed = {jid: r for jid, r in plan.reasons.items()
                    if jid in self.jobs.active and self.jobs.active[jid].reason != r}

@@ -119,6 +119,7 @@ class Plan:
     free_cpus: int = field(default=0, compare=False)
     # When each job holding a reservation is expected to start (epoch seconds): `mqueue --start`.
     expected: dict[int, float] = field(default_factory=dict, compare=False)
+    expected_nodes: dict[int, str] = field(default_factory=dict, compare=False)  # the node each is reserved on
 
 
 class _Profile:
@@ -295,6 +296,7 @@ class _Planner:
         self.starts: list[Start] = []
         self.reasons: dict[int, str] = {}
         self.expected: dict[int, float] = {}
+        self.expected_nodes: dict[int, str] = {}
         nodes: dict[str, _Node] = {}
         for view in snapshot.nodes:
             if view.available:
@@ -325,7 +327,7 @@ class _Planner:
         for part in self.parts.values():  # the rest of the reservations, for their expected starts only
             if part.queue:
                 self.reserve(part)
-        return Plan(tuple(self.starts), self.reasons, free, self.expected)
+        return Plan(tuple(self.starts), self.reasons, free, self.expected, self.expected_nodes)
 
     def place(self, job: PendingView) -> str | None:
         """Start ``job`` or return why it waits."""
@@ -424,6 +426,7 @@ class _Planner:
                 node.timeline(now).take(t, t + d, c, need)
                 node.reserved = True
                 self.expected[job_id] = t
+                self.expected_nodes[job_id] = node.name
         part.queue.clear()
 
 

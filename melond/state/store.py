@@ -25,7 +25,9 @@ import sqlite_utils
 
 from melond.errors import MelonError
 from melond.spec.states import State
+from melond.state import pages
 from melond.state.job import Job, check_transition
+from melond.state.pages import PageRequest
 from melond.state.migrations import migrate
 
 BATCH_MAX = 1000
@@ -339,6 +341,16 @@ class _SlowView:
     def jobs(self, *, states: Iterable[str] | None = None, user: str | None = None,
              ids: Iterable[int] | None = None, ended_since: float | None = None) -> list[Job]:
         return _jobs(self._conn, states, user, ids, ended_since)
+
+    def page(self, req: PageRequest) -> tuple[list[Job], bool, int]:
+        """One page of the job list (melond.state.pages): its jobs, whether more follow, and how
+        many jobs match in all."""
+        where, params = pages.filters(req)
+        matching = self._conn.execute("SELECT count(*) FROM jobs" + (f" WHERE {' AND '.join(where)}" if where else ""),
+                                      params).fetchone()[0]
+        stored = self._conn.execute("SELECT coalesce(max(id), 0) FROM jobs").fetchone()[0]
+        rows = [Job.from_row(r) for r in pages.read(self._conn, req, pages.should_walk(req, matching, stored))]
+        return rows[:req.limit], len(rows) > req.limit, matching
 
     def accounting(self, start: float, end: float, *, states: Iterable[str] | None = None,
                    users: Iterable[str] | None = None, ids: Iterable[int] | None = None,

@@ -1,0 +1,140 @@
+"""melond/state/pages.py: keyset pages of the job list, from real SQLite and from memory, read
+whole page by page, against a plain sort of every row; and each page's SQL read off an index."""
+
+import sqlite3
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from melond.errors import BadRequest
+from melond.state import pages
+from melond.state.job import Job
+from melond.state.pages import PageRequest
+from melond.state.store import Store
+from tests.unit.test_store import row, run
+
+NAMES = ["align", "align-2", "bake", "", "zeta", "é-job"]
+NODES = [None, "n1", "n2"]
+STATES = ["PENDING", "RUNNING", "COMPLETED", "FAILED"]
+
+
+@pytest.fixture(scope="module")
+def stored(tmp_path_factory):
+    """60 jobs with NULLs, ties and text sorting mixed, in a real store; and the same in memory."""
+    path = str(tmp_path_factory.mktemp("pages") / "melon.db")
+    jobs = []
+    for i in range(60):
+        state = STATES[i % 4]
+        node = NODES[i % 3] if state != "PENDING" else None
+        jobs.append(row(name=NAMES[i % 6], user=["alice", "bob"][i % 2], state=state, node=node,
+                        partition=["debug", "long"][i // 30], time_limit=[60, 600, 0][i % 3],
+                        start_time=None if state == "PENDING" else 1000.0 + i % 7,
+                        end_time=2000.0 + i % 5 if state in ("COMPLETED", "FAILED") else None))
+
+    async def fill():
+        store = Store(path)
+        try:
+            return await store.write(Store.op_insert_jobs, jobs, "test", 0.0)
+        finally:
+            await store.close()
+    ids = run(fill())
+    conn = sqlite3.connect(path)
+    for job_id, job in zip(ids, jobs):
+        job.id = job_id
+        conn.execute("UPDATE jobs SET state=?, node=?, start_time=?, end_time=? WHERE id=?",
+                     (job.state.value, job.node, job.start_time, job.end_time, job_id))
+    conn.commit()
+    conn.row_factory = sqlite3.Row
+    yield conn, jobs
+    conn.close()
+
+
+def reference(jobs: list[Job], req: PageRequest) -> list[int]:
+    """Every matching id in the page order, by a plain sort: NULLs first ascending, ties by id."""
+    def keep(j: Job) -> bool:
+        return ((req.states is None or j.state.value in req.states) and (req.user is None or j.user == req.user)
+                and (req.node is None or j.node == req.node) and (req.name is None or j.name.startswith(req.name))
+                and (req.partition is None or j.partition == req.partition))
+    kept = [j for j in jobs if keep(j)]
+    nulls = sorted((j for j in kept if getattr(j, req.sort) is None), key=lambda j: j.id)
+    values = sorted((j for j in kept if getattr(j, req.sort) is not None), key=lambda j: (getattr(j, req.sort), j.id))
+    order = nulls + values
+    return [j.id for j in (order[::-1] if req.descending else order)]
+
+
+def walk(req: PageRequest, one_page) -> list[int]:
+    """Every id, page after page, each page starting after the last one's cursor."""
+    seen: list[int] = []
+    while True:
+        page, more = one_page(req)
+        assert len(page) <= req.limit
+        seen += [j.id for j in page]
+        if not more:
+            return seen
+        last = page[-1]
+        req = PageRequest(**{**req.__dict__, "after": (getattr(last, req.sort), last.id)})
+
+
+requests = st.builds(
+    PageRequest,
+    states=st.none() | st.sets(st.sampled_from(STATES), min_size=1).map(lambda s: tuple(sorted(s))),
+    user=st.none() | st.sampled_from(["alice", "bob", "carol"]),
+    name=st.none() | st.sampled_from(["al", "align", "b", "é", "zz"]),
+    node=st.none() | st.sampled_from(["n1", "n2"]),
+    partition=st.none() | st.sampled_from(["debug", "long"]),
+    sort=st.sampled_from(pages.SORTABLE), descending=st.booleans(), limit=st.integers(1, 25))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(req=requests)
+def test_pages_read_every_row_once_in_order_from_sqlite_and_from_memory(stored, req):
+    conn, jobs = stored
+    want = reference(jobs, req)
+
+    def from_sql(walking):
+        def one(r):
+            rows = [Job.from_row(x) for x in pages.read(conn, r, walking)]
+            return rows[:r.limit], len(rows) > r.limit
+        return one
+
+    assert walk(req, from_sql(False)) == want
+    assert walk(req, from_sql(True)) == want  # walking the sort's index: the same rows
+    assert walk(req, lambda r: pages.window(pages.select(jobs, r), r)) == want
+
+
+@pytest.mark.parametrize("sort", pages.SORTABLE)
+@pytest.mark.parametrize("descending", [False, True])
+def test_each_page_reads_off_an_index_not_a_sort_of_the_table(stored, sort, descending):
+    conn, _ = stored
+    for after in (None, ("x" if sort in ("name", "user", "state", "node", "partition") else 5, 10), (None, 10)):
+        req = PageRequest(states=None, sort=sort, descending=descending, after=after if sort != "id" or after else None)
+        if sort == "id" and after is not None and after[0] is None:
+            continue
+        for sql, params in pages.segments(req, walk=True) + pages.segments(req):
+            plan = " / ".join(r[3] for r in conn.execute("EXPLAIN QUERY PLAN " + sql, params))
+            assert "TEMP B-TREE" not in plan, (sql, plan)  # no sort: the rows come in the index's order
+            assert sort == "id" or "INDEX jobs_" in plan, (sql, plan)
+        filtered = PageRequest(states=("FAILED",), user="bob", sort=sort, descending=descending)
+        for sql, params in pages.segments(filtered, walk=True):  # many matches: the sort's index, not a sort
+            plan = " / ".join(r[3] for r in conn.execute("EXPLAIN QUERY PLAN " + sql, params))
+            assert "TEMP B-TREE" not in plan, (sql, plan)
+
+
+def test_a_page_walks_the_sort_index_only_when_the_filter_matches_many():
+    req = PageRequest(states=("FAILED",), sort="node", limit=50)
+    assert pages.should_walk(req, 91_000, 1_000_000)  # a state among a million: walk
+    assert not pages.should_walk(req, 900, 1_000_000)  # a user's few: read them all and sort
+    assert not pages.should_walk(PageRequest(sort="node"), 1_000_000, 1_000_000)  # no filter: the index anyway
+
+
+def test_a_cursor_round_trips_and_a_forged_one_is_refused():
+    assert pages.decode_cursor(pages.encode_cursor("align", 12)) == ("align", 12)
+    assert pages.decode_cursor(pages.encode_cursor(None, 3)) == (None, 3)
+    for bad in ("nonsense", pages.encode_cursor("x", 1)[:-3], "W1tdLCAxXQ"):
+        with pytest.raises(BadRequest, match="cursor"):
+            pages.decode_cursor(bad)
+    with pytest.raises(BadRequest, match="sortable"):
+        pages.parse_sort("script")
+    with pytest.raises(BadRequest, match="1 to 500"):
+        pages.parse_limit("0")
