@@ -96,8 +96,14 @@ class LaunchFailed(NodeRequestFailed):
     node_code = "launch_failed"
 
 
+class NoOutput(NotFound, NodeRequestFailed):
+    """The job's output file is not there to show, or not the job's to show: a 404."""
+
+    node_code = "no_output"
+
+
 NODE_ERRORS: dict[str, type[NodeRequestFailed]] = {
-    cls.node_code: cls for cls in (NodeRequestFailed, NodeBadRequest, NoSuchUser, NoSuchJob, LaunchFailed)
+    cls.node_code: cls for cls in (NodeRequestFailed, NodeBadRequest, NoSuchUser, NoSuchJob, LaunchFailed, NoOutput)
 }
 
 

@@ -20,6 +20,7 @@ class Op(StrEnum):
     LIST = "list"  # every run in the spool and its state
     FORGET = "forget"  # runs: [[job_id, run], ...] whose end melond has committed
     ANSWER = "answer"  # ask, reply: melond's answer to a job's ask (Event.ASK)
+    READ_OUTPUT = "read_output"  # path, uid, offset, limit: part of a job's output file (remote/output.py)
 
 
 class Event(StrEnum):
@@ -43,4 +44,5 @@ class ErrorCode(StrEnum):
     NO_SUCH_USER = "no_such_user"  # the job's user has no account on the node
     NO_SUCH_JOB = "no_such_job"  # no such run in the spool (its start never arrived)
     LAUNCH_FAILED = "launch_failed"  # the node's supervisor did not start the job
+    NO_OUTPUT = "no_output"  # the output file is missing, not a regular file, or not the job user's
     INTERNAL = "internal"  # a bug in the helper, caught so that the channel lives on

@@ -22,7 +22,7 @@ import sys
 import time
 from collections.abc import Callable
 
-from remote import asks, cgroup, limits, spool, wire
+from remote import asks, cgroup, limits, output, spool, wire
 from remote.protocol import ErrorCode, Event, Op
 from remote.job import lookup_user, process_stat, start_ticks
 from remote.supervisor import LOCATE_TIMEOUT, MAX_REQUEST, reap_children
@@ -109,6 +109,7 @@ class Helper:
             Op.LIST: self.op_list,
             Op.FORGET: self.op_forget,
             Op.ANSWER: self.op_answer,
+            Op.READ_OUTPUT: self.op_read_output,
         }
         self.channel = asks.JobChannel(spool_dir, self.scope, self.send)
 
@@ -132,6 +133,18 @@ class Helper:
         """melond's answer to a job's ask: back to the job's process that waits for it."""
         self.channel.answer(int(msg["ask"]), msg["reply"])
         return {}
+
+    async def op_read_output(self, msg: dict) -> dict:
+        """Part of a job's output file, read in a thread (a slow disk must not hold up starts)."""
+        try:
+            path, uid = str(msg["path"]), int(msg["uid"])
+            offset, limit = int(msg.get("offset", -1)), int(msg.get("limit", output.MAX_READ))
+        except (KeyError, TypeError, ValueError):
+            raise RequestError(ErrorCode.BAD_REQUEST, "read_output needs path, uid, offset and limit") from None
+        try:
+            return await asyncio.get_running_loop().run_in_executor(None, output.read, path, uid, offset, limit)
+        except output.Unreadable as exc:
+            raise RequestError(ErrorCode.NO_OUTPUT, str(exc)) from None
 
     async def op_ping(self, msg: dict) -> dict:
         return {"time": time.time()}

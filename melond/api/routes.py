@@ -42,6 +42,7 @@ ENGINE = web.AppKey("engine", Engine)
 TOKENS = web.AppKey("tokens", TokenService)
 SUBMIT_RATE = web.AppKey("submit_rate", caps.SubmitRate)
 MAX_WAIT = 300.0
+OUTPUT_READ = 64 * 1024  # a page's tail of a job's output, at most
 PUBLIC = {"/openapi.json", "/session"}  # served without a token: the API's description and the sign-in
 
 
@@ -265,6 +266,22 @@ async def show_job(request: web.Request) -> web.Response:
     return web.json_response(view)
 
 
+async def job_output(request: web.Request) -> web.Response:
+    """A job's output file from `offset` (default: its last `limit` bytes), read on its node."""
+    q = request.query
+    stream = q.get("stream", "output")
+    if stream not in ("output", "error"):
+        raise BadRequest(f"stream is output or error, not {stream[:50]!r}")
+    offset = int(_seconds(q["offset"], "offset")) if q.get("offset") else -1
+    limit = int(_seconds(q.get("limit") or str(OUTPUT_READ), "limit"))
+    return web.json_response(await request.app[ENGINE].ops.read_output(
+        _job_id(request), request["caller"], stream, offset, min(limit, OUTPUT_READ)))
+
+
+async def job_script(request: web.Request) -> web.Response:
+    return web.json_response(request.app[ENGINE].ops.script(_job_id(request), request["caller"]))
+
+
 async def cancel_job(request: web.Request) -> web.Response:
     ops, caller = request.app[ENGINE].ops, request["caller"]
     return web.json_response(await _each(request, ACTIVE, lambda jid: ops.cancel(jid, caller)))
@@ -445,6 +462,10 @@ ROUTES = [
      "?start=&end=&state=&user=&ids=&fields="),
     ("GET", "/jobs/{job_id}", show_job, None, None,
      "one job (`13` or an array task `13_4`) with its events; ?wait=SECONDS blocks until it ends"),
+    ("GET", "/jobs/{job_id}/output", job_output, None, None,
+     "a job's output file read on its node (owner and operators): ?stream=output|error&offset=BYTES (default: "
+     "the tail)&limit=BYTES (at most 65536); reply: text, offset, size"),
+    ("GET", "/jobs/{job_id}/script", job_script, None, None, "a job's script and arguments (owner and operators)"),
     ("POST", "/jobs/{job_id}/cancel", cancel_job, None, None,
      "cancel a pending or running job; an array's id cancels each task (reply: jobs, errors)"),
     ("POST", "/jobs/{job_id}/extend", extend_job, models.ExtendRequest, None,

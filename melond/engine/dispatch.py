@@ -108,6 +108,14 @@ class Dispatcher:
             raise NodeUnavailable(f"node {job.node} is not reachable now; try again once `minfo` shows it up")
         await session.request(Op.SIGNAL, job_id=job.id, run=job.run, signal=sig)
 
+    async def read_output(self, job: Job, path: str, offset: int, limit: int) -> dict:
+        """Part of a job's output file, read by its node's helper (remote/output.py)."""
+        session = self.sessions.get(job.node or "")
+        if session is None or not session.up:
+            raise NodeUnavailable(f"node {job.node} is not reachable now, so the output of job {job.id} cannot be "
+                                  f"read; try again once `minfo` shows it up")
+        return await session.request(Op.READ_OUTPUT, path=path, uid=job.uid, offset=offset, limit=limit)
+
     async def _kill_later(self, job: Job, attempt: int) -> None:
         await asyncio.sleep(retry_delay(attempt))
         await self.kill(job, attempt)

@@ -5,6 +5,7 @@ Every change is one store transaction plus one job event, committed before the c
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Callable, Mapping
 
@@ -15,6 +16,7 @@ from melond.engine.jobs import JobTable
 from melond.errors import BadRequest, Conflict, MelonError, NotFound
 from melond.nodes.state import NodeState
 from melond.sched import admission, nodelay, policy
+from melond.sched.launch import expand_pattern
 from melond.sched.plan import Snapshot
 from melond.sched.order import PendingOrder
 from melond.sched.policy import Caller
@@ -124,6 +126,23 @@ class Operations:
                            f"(mcancel without -s cancels a pending one)")
         await self.dispatcher.signal(job, sig)
         return {"job_id": job_id, "state": job.state.value, "signal": sig}
+
+    async def read_output(self, job_id: int, caller: Caller, stream: str, offset: int, limit: int) -> dict:
+        """Part of a job's output (or error) file, read on its node: the owner's and operators' only."""
+        job = self.find(job_id)
+        policy.check_owner(job, caller, "read the output of")
+        if not job.node:
+            raise Conflict(f"job {job_id} has not started yet ({job.state.value}); its output appears once it runs")
+        pattern = job.error if stream == "error" and job.error else job.output
+        path = os.path.join(job.chdir, expand_pattern(pattern, job, job.node))
+        reply = await self.dispatcher.read_output(job, path, offset, limit)
+        return {"job_id": job_id, "stream": stream, "path": path, "node": job.node, "state": job.state.value, **reply}
+
+    def script(self, job_id: int, caller: Caller) -> dict:
+        """What the job runs: its owner's and operators' only, as scripts may hold secrets."""
+        job = self.find(job_id)
+        policy.check_owner(job, caller, "read the script of")
+        return {"job_id": job_id, "script": job.script, "script_path": job.script_path, "args": job.script_args}
 
     async def extend(self, job_id: int, caller: Caller, *, add: int | None = None, to: int | None = None,
                      largest: bool = False, dry_run: bool = False, via: str | None = None,

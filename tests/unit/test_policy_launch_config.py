@@ -371,7 +371,8 @@ def test_every_parse_error_is_a_melon_error_and_a_400(cls):
     assert issubclass(cls, errors.ParseError) and issubclass(cls, errors.MelonError) and cls.status == 400
 
 
-@pytest.mark.parametrize("cls", [errors.NodeBadRequest, errors.NoSuchUser, errors.NoSuchJob, errors.LaunchFailed])
+@pytest.mark.parametrize("cls", [errors.NodeBadRequest, errors.NoSuchUser, errors.NoSuchJob, errors.LaunchFailed,
+                                 errors.NoOutput])
 def test_a_node_error_code_comes_back_as_its_own_exception(cls):
     """The helper's codes are one enumeration (remote.protocol.ErrorCode) on both ends."""
     exc = errors.node_error("node3", {"code": cls.node_code, "message": "no"})
