@@ -111,8 +111,17 @@ class Limits(Strict):
     submit_rate: float = Field(default=1_000.0, gt=0)  # per second, per user
 
 
+class Web(Strict):
+    """The web UI (`[web]`). `open_job_list`: the job list, the nodes and the live updates are
+    readable without signing in, as `squeue` is for anyone on a login node; a job's page, its
+    output and script, and every action still need a token."""
+
+    open_job_list: bool = False
+
+
 class Inventory(Strict):
     operators: list[str] = []
+    web: Web = Web()
     tls: Tls | None = None  # TLS for `melond --port`; --tls-cert/--tls-key override it
     notify: Notify | None = None  # where --mail-type notices go; none: recorded, not sent
     defaults: dict[str, object] = {}  # field values every [nodes.*] table starts from

@@ -84,6 +84,22 @@ class ExtensionRequestBody(Body):
     reason: Annotated[str, Field(min_length=1, max_length=2000), AfterValidator(_no_nul)]
 
 
+class FormSubmission(Body):
+    """A job from the web UI's form: the script, and the form's fields by mbatch's option names
+    (`time`, `job-name`, `cpus-per-task`, `mem`, ...), which win over the script's directives."""
+
+    script: str = Field(min_length=1)
+    options: dict[Annotated[str, Field(max_length=64)], Annotated[Text, Field(max_length=4096)] | bool] = Field(
+        default={}, max_length=50)
+    args: list[Text] = []
+
+
+class ScriptText(Body):
+    """A script whose directives the web UI's form shows before submitting it."""
+
+    script: str = Field(min_length=1)
+
+
 class SessionRequest(Body):
     """Sign a browser in: a token from `mtoken create`, traded for a session cookie."""
 

@@ -17,7 +17,7 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from melond import nss
-from melond.api import models, session, stream, tokens, ui
+from melond.api import models, session, stream, tokens, ui, webform
 from melond.api.auth import TokenService, peer_uid
 from melond.api.views import entry_views, folded, job_view, listing, node_view, parse_fields
 from melond.engine.engine import Engine
@@ -26,6 +26,7 @@ from melond.sched import caps
 from melond.sched.admission import Submitter
 from melond.sched.policy import Caller, check_owner
 from melond.spec.jobids import parse_one_ref
+from melond.spec.request import dry_run_view
 from melond.spec.jobrel import MAX_ARRAY_TASKS
 from melond.spec.states import ACTIVE, State, parse_states
 from melond.spec.timespec import signal_name
@@ -44,6 +45,7 @@ SUBMIT_RATE = web.AppKey("submit_rate", caps.SubmitRate)
 MAX_WAIT = 300.0
 OUTPUT_READ = 64 * 1024  # a page's tail of a job's output, at most
 PUBLIC = {"/openapi.json", "/session"}  # served without a token: the API's description and the sign-in
+OPEN_READING = {"/jobs", "/nodes", "/partitions", "/events"}  # without a token too, where [web] open_job_list says
 
 
 async def identify(request: web.Request) -> Caller:
@@ -61,6 +63,9 @@ async def identify(request: web.Request) -> Caller:
         caller = await request.app[TOKENS].authenticate(f"Bearer {token}", time.time())
         session.check_csrf(request)
         return caller
+    if ("Authorization" not in request.headers and request.method == "GET" and engine.inv.web.open_job_list
+            and request.path.removeprefix(PREFIX) in OPEN_READING):
+        return Caller(user="anonymous", uid=-1)  # reading the queue, as anyone on a login node may
     return await request.app[TOKENS].authenticate(request.headers.get("Authorization"), time.time())
 
 
@@ -149,21 +154,53 @@ async def whoami(request: web.Request) -> web.Response:
 
 
 async def submit(request: web.Request) -> web.Response:
-    engine = request.app[ENGINE]
+    request.app[SUBMIT_RATE].take(request["caller"].user, time.monotonic())
+    body: models.SubmitRequest = await _body(request, models.SubmitRequest)
+    ids, warnings = await _admit(request, body.model_dump())
+    return web.json_response({"job_ids": ids, "warnings": warnings}, status=201)
+
+
+async def submit_form(request: web.Request) -> web.Response:
+    """The web UI's submit: the script and the form's fields, built into a request here by
+    mbatch's own code (melond/api/webform.py), then admitted as mbatch's would be."""
     caller: Caller = request["caller"]
     request.app[SUBMIT_RATE].take(caller.user, time.monotonic())
-    body: models.SubmitRequest = await _body(request, models.SubmitRequest)
-    req = body.model_dump()
+    body: models.FormSubmission = await _body(request, models.FormSubmission)
+    built, warnings = webform.request(body.script, body.options, body.args, _account(caller), time.time())
+    try:
+        req = models.SubmitRequest.model_validate(built).model_dump()
+    except ValidationError as exc:
+        raise BadRequest("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())) from None
+    ids, admitted = await _admit(request, req)
+    return web.json_response({"job_ids": ids, "warnings": warnings + admitted}, status=201)
+
+
+async def read_directives(request: web.Request) -> web.Response:
+    """What the script's directives set, for the form; a value mbatch would refuse is a 400 now."""
+    body: models.ScriptText = await _body(request, models.ScriptText)
+    fields, _ = webform.directives(body.script)
+    built, warnings = webform.request(body.script, {}, [], _account(request["caller"]), time.time())
+    return web.json_response({"options": fields, "warnings": warnings, "request": dry_run_view(built, warnings)})
+
+
+def _account(caller: Caller):
+    entry = nss.by_uid(caller.uid)
+    if entry is None:
+        raise Forbidden(f"uid {caller.uid} has no account on this machine; jobs need a named user")
+    return entry
+
+
+async def _admit(request: web.Request, req: dict) -> tuple[list[int], list[str]]:
+    """A whole request through the caps and the caller's account into the queue: ids, warnings."""
+    engine = request.app[ENGINE]
+    caller: Caller = request["caller"]
     caps.check_submission(req, engine.inv.limits)
     if os.geteuid() != 0 and caller.uid != os.geteuid():
         me = pwd.getpwuid(os.geteuid()).pw_name
         raise Forbidden(f"melond runs as {me} without root, so it can only run {me}'s jobs; "
                         f"ask {me}, or run melond as root")
-    entry = nss.by_uid(caller.uid)
-    if entry is None:
-        raise Forbidden(f"uid {caller.uid} has no account on this machine; jobs need a named user")
-    ids, warnings = await engine.ops.submit(req, caller, Submitter(caller.user, caller.uid, entry.pw_gid))
-    return web.json_response({"job_ids": ids, "warnings": warnings}, status=201)
+    entry = _account(caller)
+    return await engine.ops.submit(req, caller, Submitter(caller.user, caller.uid, entry.pw_gid))
 
 
 async def list_jobs(request: web.Request) -> web.Response:
@@ -252,8 +289,7 @@ async def show_job(request: web.Request) -> web.Response:
     jid = _job_id(request)
     caller: Caller = request["caller"]
     job = engine.ops.find(jid)
-    if caller.uid >= 0:
-        check_owner(job, caller, "show")
+    check_owner(job, caller, "show")
     wait = _seconds(request.query.get("wait"), "wait")
     if wait > 0 and job.state in ACTIVE:
         job = await engine.ops.wait_ended(jid, min(wait, MAX_WAIT)) or job
@@ -453,6 +489,10 @@ async def not_found(request: web.Request) -> web.Response:
 ROUTES = [
     ("GET", "/whoami", whoami, None, None, "who the server thinks you are"),
     ("POST", "/jobs", submit, models.SubmitRequest, models.SubmitReply, "submit a batch job (or an array)"),
+    ("POST", "/jobs/form", submit_form, models.FormSubmission, models.SubmitReply,
+     "submit a script with options by mbatch's names (the web UI's form); they win over its directives"),
+    ("POST", "/directives", read_directives, models.ScriptText, None,
+     "the options a script's #MBATCH/#SBATCH lines set, read by mbatch's parser (the web UI pre-fills its form)"),
     ("GET", "/jobs", list_jobs, None, None,
      "list jobs; ?state=R,PD&user=&ids=1,2&all=1&ended_since=EPOCH&fields=id,state (only these)&fold=1 (arrays' pending "
      "tasks folded). Paged (reply: jobs, next, total) when given any of ?limit=N (1-500) &sort=COLUMN or -COLUMN "
