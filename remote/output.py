@@ -19,7 +19,7 @@ class Unreadable(Exception):
 def read(path: str, uid: int, offset: int, limit: int) -> dict:
     """Bytes of `path` from `offset` (negative: the last `limit` bytes), at most `limit` of them.
     A file now shorter than `offset` was truncated (a requeued run): it is read from its start
-    again, and `offset` in the reply says where the text begins."""
+    again, and `offset` and `end` in the reply say where the text begins and ends (in bytes)."""
     limit = max(0, min(limit, MAX_READ))
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
@@ -39,4 +39,4 @@ def read(path: str, uid: int, offset: int, limit: int) -> dict:
         data = os.pread(fd, min(limit, size - start), start)
     finally:
         os.close(fd)
-    return {"size": size, "offset": start, "text": data.decode("utf-8", "replace")}
+    return {"size": size, "offset": start, "end": start + len(data), "text": data.decode("utf-8", "replace")}

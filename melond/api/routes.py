@@ -440,7 +440,9 @@ async def list_nodes(request: web.Request) -> web.Response:
     for j in engine.jobs.listed():
         if j.state is State.RUNNING:
             running.setdefault(j.node, []).append(j)
-    return web.json_response({"nodes": [node_view(n, running.get(n.name, [])) for n in engine.nodes.values()]})
+    heard = {name: s.last_heard for name, s in engine.sessions.items()}
+    return web.json_response({"nodes": [node_view(n, running.get(n.name, []), heard.get(n.name))
+                                        for n in engine.nodes.values()]})
 
 
 async def drain_node(request: web.Request) -> web.Response:

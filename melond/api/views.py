@@ -115,7 +115,7 @@ def _fold_key(job: Job) -> tuple | None:
     return job.array_job_id, job.name, job.user, job.time_limit, job.array_throttle
 
 
-def node_view(node: NodeState, running: list[Job]) -> dict:
+def node_view(node: NodeState, running: list[Job], last_contact: float | None = None) -> dict:
     """A node with what is allocated on it, in minfo's terms."""
     used_cpus = sum(j.cpus for j in running)
     used_mem = sum(j.memory for j in running) // MIB
@@ -133,5 +133,5 @@ def node_view(node: NodeState, running: list[Job]) -> dict:
         "name": node.name, "partition": node.partition, "state": state, "reason": node.drain or (node.reason if not node.up else None),
         "cpus": node.cpus, "cpus_used": used_cpus, "memory": node.memory, "memory_used": used_mem,
         "backend": node.backend, "backend_reason": node.backend_reason, "jobs": len(running),
-        "enforcement": node.backend != "none",
+        "enforcement": node.backend != "none", "last_contact": last_contact,
     }

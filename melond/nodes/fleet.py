@@ -10,10 +10,11 @@ import asyncio
 import itertools
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from melond.errors import NodeTimeout, NodeUnavailable, node_error
+from melond.errors import MelonError, NodeTimeout, NodeUnavailable, node_error
 from remote import bootstrap as bootstrap_mod
 from remote import wire
 from remote.protocol import Event, Op
@@ -22,6 +23,7 @@ log = logging.getLogger("melond.fleet")
 
 BOOT_TIMEOUT = 20.0
 REQUEST_TIMEOUT = 30.0
+QUIET_PING = 15.0  # seconds without a word from a node's helper before asking it for one
 
 
 @dataclass
@@ -104,6 +106,7 @@ class NodeSession:
         self._connected = asyncio.Event()
         self._stopping = False
         self.backoff = Backoff()
+        self.last_heard: float | None = None  # epoch seconds of the helper's last message (the UI's "last contact")
 
     @property
     def up(self) -> bool:
@@ -120,6 +123,7 @@ class NodeSession:
                     self._lost("melond stopping")
                     break
                 self.info = hello
+                self.last_heard = time.time()
                 self.backoff.reset()
                 self._connected.set()
                 log.info("node up", extra={"node": self.name, "backend": hello.get("backend"),
@@ -152,9 +156,23 @@ class NodeSession:
         return decoder, hello
 
     async def _serve(self, decoder: wire.Decoder) -> str:
-        reason = await self._read_frames(decoder)
+        pinging = asyncio.ensure_future(self._ping_when_quiet())
+        try:
+            reason = await self._read_frames(decoder)
+        finally:
+            pinging.cancel()
         self._fail_pending(reason)  # on_up may be awaiting a reply that will never come
         return reason
+
+    async def _ping_when_quiet(self) -> None:
+        """A quiet node is asked for a ping now and then, so its last contact stays recent."""
+        while True:
+            await asyncio.sleep(QUIET_PING)
+            if self.last_heard is None or time.time() - self.last_heard >= QUIET_PING:
+                try:
+                    await self.request(Op.PING)
+                except MelonError:
+                    pass  # a lost channel ends the serving; a slow one is only late
 
     async def _read_frames(self, decoder: wire.Decoder) -> str:
         reader = self._channel.reader
@@ -162,6 +180,7 @@ class NodeSession:
             data = await reader.read(1 << 16)
             if not data:
                 return "channel closed"
+            self.last_heard = time.time()
             try:
                 messages = decoder.feed(data)
             except wire.FrameError as exc:
