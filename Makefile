@@ -8,7 +8,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: setup demo test test-unit bench bench-cluster clean
+.PHONY: setup demo test test-unit bench bench-cluster screenshots clean
 
 # Bytecode is compiled every time (cheap when nothing changed): this environment may set
 # PYTHONDONTWRITEBYTECODE, and without .pyc files every CLI run recompiles what it imports.
@@ -36,10 +36,15 @@ bench: setup
 	$(BIN)/python bench/bench_throughput.py
 	$(BIN)/python bench/bench_scheduler.py
 	$(BIN)/python bench/bench_elastic.py
+	$(BIN)/python bench/bench_job_list.py
 
 bench-cluster: setup
 	$(BIN)/python bench/bench_cluster.py
 	$(BIN)/python bench/bench_recovery.py
+
+# The README's pictures of the web UI (docs/img), from a real melond with three local nodes.
+screenshots: setup
+	$(BIN)/python scripts/ui_screenshots.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis
