@@ -6,9 +6,11 @@ import shutil
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
+from cli.client import Client
 from conftest import BIN, Cluster, Melon, needs_root, wait_for
 
 
@@ -52,6 +54,22 @@ def test_job_runs_as_its_submitter_and_cannot_touch_others_files(melon_on_cluste
     out = (m.work / f"melon-{jid}.out").read_text().split()
     assert out[:2] == ["alice", "2001"] and "denied" in out and "unreadable" in out
     assert bobs.read_text() == "mine\n"
+
+
+def test_a_jobs_output_is_read_on_its_node_while_it_runs(melon_on_cluster: Melon) -> None:
+    """The web UI's output tail: the file is the node's own (its /tmp), read by the node's helper."""
+    m = melon_on_cluster
+    api = Client(m.endpoint)
+    jid = m.submit("-o", "/tmp/melon-tail-%j.out", "--wrap", "hostname; for i in 1 2 3 4; do echo n$i; sleep 1; done",
+                   user="alice")
+    m.wait_state(jid, {"R"})
+    first = wait_for(lambda: (r := api.call("GET", f"/jobs/{jid}/output")).get("text", "").count("\n") >= 2 and r,
+                     what="the job's first lines, read on its node")
+    assert first["text"].splitlines()[0] == _ran_on(m, jid) == first["node"]
+    assert not Path(f"/tmp/melon-tail-{jid}.out").exists()  # not a file of this machine's
+    m.wait_state(jid, {"CD"})
+    rest = api.call("GET", f"/jobs/{jid}/output", query={"offset": str(first["end"])})
+    assert (first["text"] + rest["text"]).splitlines()[1:] == ["n1", "n2", "n3", "n4"]
 
 
 def test_extended_job_outlives_its_deadline_on_a_node(melon_on_cluster: Melon) -> None:
