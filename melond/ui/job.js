@@ -100,7 +100,19 @@ export async function open(id) {
     b.disabled = !(a === "cancel" ? active : a === "requeue" ? !active || job.state === "R" : job.state === "PD");
   }
   document.getElementById("extend-form").hidden = !active || !mayAct(job);
-  await Promise.all([drawMini(), loadScript(), tail()]);
+  await Promise.all([drawMini(), loadScript(), tail(), room()]);
+}
+
+async function room() {  // what "as much as delays no one" would give now, asked as a dry run
+  const line = document.getElementById("extend-room");
+  line.textContent = "";
+  if (!job || job.state !== "R" || !mayAct(job)) return;
+  try {
+    const r = await call("POST", `/jobs/${shown}/extend`, { max: true, dry_run: true });
+    line.textContent = r.granted
+      ? `Largest grant now, delaying no one: +${duration(r.new_limit - r.old_limit)} (to ${limitText(r.new_limit)}).`
+      : `Largest grant now: ${r.refused}`;
+  } catch (err) { line.textContent = `Largest grant now: ${err.message}`; }
 }
 
 let miniJobs = [], miniNodes = [];
