@@ -243,7 +243,7 @@ async def _page(request: web.Request, states: set[State] | None) -> dict:
         states=tuple(sorted(s.value for s in states)) if states is not None else None,
         user=q.get("user") or None, name=q.get("name") or None, node=q.get("node") or None,
         partition=q.get("partition") or None, sort=sort, descending=descending,
-        after=pages.decode_cursor(q["after"]) if q.get("after") else None, limit=pages.parse_limit(q.get("limit")))
+        after=pages.decode_cursor(q["after"], sort) if q.get("after") else None, limit=pages.parse_limit(q.get("limit")))
     fields = parse_fields(q.get("fields"))
     loop, now = engine.loop, time.time()
     if states is not None and states <= ACTIVE:

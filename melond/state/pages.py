@@ -21,6 +21,7 @@ SORTABLE = ("id", "name", "user", "state", "node", "partition", "start_time", "e
 SORT_INDEX = {"name": "jobs_name", "user": "jobs_user", "state": "jobs_state", "node": "jobs_node",
               "partition": "jobs_partition", "start_time": "jobs_start_time", "end_time": "jobs_end_id",
               "time_limit": "jobs_time_limit"}
+_TEXT = frozenset({"name", "user", "state", "node", "partition"})  # the others are numbers
 NULLABLE = frozenset({"node", "start_time", "end_time"})  # the others are NOT NULL
 MAX_LIMIT = 500
 DEFAULT_LIMIT = 50
@@ -47,13 +48,17 @@ def encode_cursor(value: object, job_id: int) -> str:
     return base64.urlsafe_b64encode(json.dumps([value, job_id]).encode()).decode().rstrip("=")
 
 
-def decode_cursor(text: str) -> tuple[object, int]:
+def decode_cursor(text: str, column: str) -> tuple[object, int]:
+    """A cursor from `next`, checked against the sort it is for: a text column's value is text, a
+    time or limit a number (a forged one is a 400, not a comparison of text with numbers)."""
+    wrong = BadRequest("`after` is not a cursor this server gave for this sort (take `next` from the previous page)")
     try:
         value, job_id = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
     except (ValueError, TypeError):
-        raise BadRequest("`after` is not a cursor this server gave (take `next` from the previous page)") from None
-    if not isinstance(job_id, int) or isinstance(value, (list, dict)):
-        raise BadRequest("`after` is not a cursor this server gave (take `next` from the previous page)")
+        raise wrong from None
+    kind = str if column in _TEXT else (int, float)
+    if type(job_id) is not int or not (value is None or (isinstance(value, kind) and not isinstance(value, bool))):
+        raise wrong
     return value, job_id
 
 
@@ -123,9 +128,6 @@ def segments(req: PageRequest, walk: bool = False) -> list[tuple[str, list]]:
     if req.descending:
         return [values, nulls]
     return [values] if req.after is not None else [nulls, values]
-
-
-_TEXT = frozenset({"name", "user", "state", "node", "partition"})
 
 
 def _key(column: str, value: object, job_id: int) -> tuple:

@@ -129,11 +129,16 @@ def test_a_page_walks_the_sort_index_only_when_the_filter_matches_many():
 
 
 def test_a_cursor_round_trips_and_a_forged_one_is_refused():
-    assert pages.decode_cursor(pages.encode_cursor("align", 12)) == ("align", 12)
-    assert pages.decode_cursor(pages.encode_cursor(None, 3)) == (None, 3)
-    for bad in ("nonsense", pages.encode_cursor("x", 1)[:-3], "W1tdLCAxXQ"):
+    assert pages.decode_cursor(pages.encode_cursor("align", 12), "name") == ("align", 12)
+    assert pages.decode_cursor(pages.encode_cursor(None, 3), "node") == (None, 3)
+    assert pages.decode_cursor(pages.encode_cursor(1.5e9, 3), "end_time") == (1.5e9, 3)
+    forged = ["nonsense", pages.encode_cursor("x", 1)[:-3], "W1tdLCAxXQ",
+              pages.encode_cursor("x", 1), pages.encode_cursor(True, 1), pages.encode_cursor(5, "1")]
+    for bad in forged:  # text for a number column, a bool, an id that is not a number
         with pytest.raises(BadRequest, match="cursor"):
-            pages.decode_cursor(bad)
+            pages.decode_cursor(bad, "time_limit")
+    with pytest.raises(BadRequest, match="cursor"):
+        pages.decode_cursor(pages.encode_cursor(5, 1), "name")
     with pytest.raises(BadRequest, match="sortable"):
         pages.parse_sort("script")
     with pytest.raises(BadRequest, match="1 to 500"):
