@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import os
 import random
-import shutil
-import signal
 import sqlite3
 import statistics
 import subprocess
@@ -20,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness import BIN, REPO, floor_command, run_ms, table
+from harness import BIN, REPO, floor_command, run_ms, serving, table
 
 ROWS = 1_000_000
 DAYS = 100
@@ -54,7 +52,6 @@ def fill(db_path: Path, now: float) -> None:
     conn.close()
 
 
-
 def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="mb-acct-", dir=os.environ.get("MELON_BENCH_DIR", "/tmp")))
     state = root / "state"
@@ -72,14 +69,7 @@ def main() -> None:
     plan = conn.execute("EXPLAIN QUERY PLAN " + sql, params).fetchall()
     print("query plan:", "; ".join(row[-1] for row in plan))
     conn.close()
-    proc = subprocess.Popen([str(BIN / "melond"), "--state-dir", str(state), "--log-level", "WARNING"],
-                            stderr=open(root / "melond.log", "wb"))
-    sock = state / "melond.sock"
-    try:
-        for _ in range(400):
-            if sock.exists():
-                break
-            time.sleep(0.05)
+    with serving(root) as sock:
         env = {**os.environ, "MELON_API": f"unix:{sock}"}
         stamp = "%Y-%m-%dT%H:%M:%S"
         day = [str(BIN / "macct"), "-a", "-n", "-P", "-S", time.strftime(stamp, time.localtime(day_start)),
@@ -96,10 +86,6 @@ def main() -> None:
                ["macct -a -P -S DAY -E DAY+1", f"{statistics.median(acct):.1f}", f"{min(acct):.1f}",
                 f"{statistics.median(ratios):.1f} ({ratios[0]:.1f}-{ratios[-1]:.1f})",
                 "yes" if statistics.median(acct) <= 1000 else "NO"]])
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=60)
-        shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":

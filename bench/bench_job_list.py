@@ -10,11 +10,8 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-import shutil
-import signal
 import sqlite3
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -22,7 +19,7 @@ from pathlib import Path
 
 import aiohttp
 
-from harness import BIN, REPO, table
+from harness import REPO, serving, table
 
 ROWS = 1_000_000
 ROUNDS = 15
@@ -115,26 +112,15 @@ def main() -> None:
             plan = "; ".join(r[-1] for r in conn.execute("EXPLAIN QUERY PLAN " + sql, params))
             print(f"plan, sort={sort}: {plan}")
     conn.close()
-    proc = subprocess.Popen([str(BIN / "melond"), "--state-dir", str(state), "--log-level", "WARNING"],
-                            stderr=open(root / "melond.log", "wb"))
-    sock = state / "melond.sock"
-    try:
-        for _ in range(600):
-            if sock.exists():
-                break
-            time.sleep(0.05)
+    with serving(root) as sock:
         floor, times, totals = asyncio.run(measure(sock))
-        rows = [["floor: GET /whoami", "", f"{statistics.median(floor):.1f}", f"{min(floor):.1f}", "1.0"]]
-        for name, values in times.items():
-            ratios = sorted(v / f for v, f in zip(values, floor))
-            rows.append([name, f"{totals[name]:,}", f"{statistics.median(values):.1f}", f"{min(values):.1f}",
-                         f"{statistics.median(ratios):.1f} ({ratios[0]:.1f}-{ratios[-1]:.1f})"])
-        table(f"one page of 50 among {ROWS:,} stored jobs, {ROUNDS} rounds",
-              ["page", "matching", "median ms", "min ms", "ratio to floor (median, range)"], rows)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=60)
-        shutil.rmtree(root, ignore_errors=True)
+    rows = [["floor: GET /whoami", "", f"{statistics.median(floor):.1f}", f"{min(floor):.1f}", "1.0"]]
+    for name, values in times.items():
+        ratios = sorted(v / f for v, f in zip(values, floor))
+        rows.append([name, f"{totals[name]:,}", f"{statistics.median(values):.1f}", f"{min(values):.1f}",
+                     f"{statistics.median(ratios):.1f} ({ratios[0]:.1f}-{ratios[-1]:.1f})"])
+    table(f"one page of 50 among {ROWS:,} stored jobs, {ROUNDS} rounds",
+          ["page", "matching", "median ms", "min ms", "ratio to floor (median, range)"], rows)
 
 
 if __name__ == "__main__":

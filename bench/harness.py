@@ -53,6 +53,27 @@ def melond(*extra: str, kill_wait: float = 1.0):
         shutil.rmtree(root, ignore_errors=True)
 
 
+@contextmanager
+def serving(root: Path):
+    """melond on the state dir `root/state` filled beforehand (a million stored jobs); yield its
+    socket once it listens; stop it and remove `root` afterwards."""
+    state = root / "state"
+    proc = subprocess.Popen([str(BIN / "melond"), "--state-dir", str(state), "--log-level", "WARNING"],
+                            stderr=open(root / "melond.log", "wb"))
+    sock = state / "melond.sock"
+    try:
+        deadline = time.monotonic() + 60
+        while not sock.exists():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError((root / "melond.log").read_text())
+            time.sleep(0.05)
+        yield sock
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+        shutil.rmtree(root, ignore_errors=True)
+
+
 def job_body(work: Path, cmd: str = "true", **kw) -> dict:
     return {"script": f"#!/bin/sh\n{cmd}\n", "name": "bench", "chdir": str(work), "output": "/dev/null",
             "environment": {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}, **kw}
