@@ -107,8 +107,9 @@ def test_the_spool_is_private_to_melond(melon: Melon) -> None:
     jid = melon.submit("-t", "1:00", "--wrap", "sleep 30", env=melon.env(SECRET="s3cret-in-spool"))
     melon.wait_state(jid, {"R"})
     spool = melon.state / "spool"
-    files = [p for p in spool.rglob("*") if p.is_file()]
-    assert files, "the running job has spool files"
+    # RUNNING is melond's word as it sends the start; the node writes the run's files a moment later.
+    files = wait_for(lambda: [p for p in spool.rglob("*") if p.is_file() and p.name == "started.json"] and
+                     [p for p in spool.rglob("*") if p.is_file()], what="the running job's spool files")
     for folder in (spool, spool / "jobs"):
         assert stat.S_IMODE(folder.stat().st_mode) == 0o700 and folder.stat().st_uid == 0
     for path in [spool, spool / "jobs", *files]:
