@@ -5,6 +5,7 @@ cancelled first, and a test fails if any of its job processes outlive it.
 """
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -343,6 +344,92 @@ def melon_on_cluster(cluster: Cluster, short_tmp: Path) -> Iterator[Melon]:
     yield m
     m.cleanup()
     shutil.rmtree(work, ignore_errors=True)
+
+
+CGROUP_V2_VM = REPO / "tests" / "cgroup-v2-vm"
+
+
+def vm_missing() -> str | None:
+    """Why the cgroup v2 VM cannot run here, or None if it can (qemu's software emulation needs
+    no KVM, only root to fetch qemu and debootstrap a Debian root)."""
+    if not is_root():
+        return "building the cgroup v2 VM needs root (apt, debootstrap, mkfs)"
+    if shutil.which("apt-get") is None or shutil.which("ssh") is None:
+        return "no apt-get (for qemu and a Debian root) or no ssh client on this machine"
+    return None
+
+
+class V2Node:
+    """The cgroup v2 VM (tests/cgroup-v2-vm): built once and cached, booted for the session from
+    the pristine image, reached by SSH on a loopback port."""
+
+    def __init__(self, image: Path, port: int, run: Path) -> None:
+        self.image, self.port, self.run = image, port, run
+        self.key = image / "id_vm"
+        self.known_hosts = run / "known_hosts"
+
+    def ssh(self, command: str, user: str = "root", check: bool = True, timeout: float = 120,
+            known: bool = True) -> subprocess.CompletedProcess:
+        hosts = ["-o", f"UserKnownHostsFile={self.known_hosts}"] if known else \
+            ["-o", "UserKnownHostsFile=/dev/null", "-o", "StrictHostKeyChecking=no"]
+        r = subprocess.run(["ssh", "-i", str(self.key), "-p", str(self.port), "-o", "BatchMode=yes",
+                            "-o", "ConnectTimeout=5", "-o", "LogLevel=ERROR", *hosts, f"{user}@127.0.0.1", command],
+                           capture_output=True, text=True, timeout=timeout)
+        if check and r.returncode != 0:
+            pytest.fail(f"ssh {user}@v2node {command!r} exited {r.returncode}:\n{r.stdout}\n{r.stderr}")
+        return r
+
+    def inventory(self, name: str = "v2node", **fields: str) -> str:
+        """An inventory with this VM as its one node; `fields` are TOML values (already quoted)."""
+        lines = [f"[nodes.{name}]", 'host = "127.0.0.1"', f"port = {self.port}",
+                 f'identity_file = "{self.key}"', f'known_hosts = "{self.known_hosts}"']
+        lines += [f"{k} = {v}" for k, v in fields.items()]
+        return "\n".join(lines) + "\n"
+
+    def boot(self) -> None:
+        subprocess.run(["bash", str(CGROUP_V2_VM / "boot.sh"), str(self.image), str(self.port), str(self.run)],
+                       check=True, capture_output=True, timeout=60)
+        deadline = time.monotonic() + 300  # ~40 s on an idle 2-core machine, under software emulation
+        while self.ssh("true", check=False, timeout=15, known=False).returncode != 0:
+            if time.monotonic() > deadline:
+                console = (self.run / "console.log").read_text(errors="replace")[-3000:]
+                pytest.fail(f"the cgroup v2 VM did not answer SSH within 300 s; its console:\n{console}")
+            time.sleep(2)
+        scan = subprocess.run(["ssh-keyscan", "-p", str(self.port), "-t", "ed25519", "127.0.0.1"],
+                              capture_output=True, text=True, timeout=30)
+        self.known_hosts.write_text(scan.stdout)
+
+    def shut_down(self) -> None:
+        pid_file = self.run / "qemu.pid"
+        if not pid_file.exists():
+            return
+        pid = int(pid_file.read_text())
+        self.ssh("systemctl poweroff", check=False, timeout=15)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
+            time.sleep(0.5)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+@pytest.fixture(scope="module")
+def v2node() -> Iterator[V2Node]:
+    """The cgroup v2 node for one test module (tests/cluster/test_cgroup_v2_node.py), always shut
+    down after it: an idle emulated machine still costs the others CPU."""
+    why = vm_missing()
+    if why:
+        pytest.skip(f"cgroup v2 VM tests skipped: {why}")
+    built = subprocess.run(["bash", str(CGROUP_V2_VM / "build.sh")], capture_output=True, text=True, timeout=1200)
+    if built.returncode != 0:
+        pytest.fail(f"building the cgroup v2 VM failed:\n{built.stdout[-2000:]}\n{built.stderr[-3000:]}")
+    run = Path(tempfile.mkdtemp(prefix="mv-", dir="/tmp"))
+    node = V2Node(Path(built.stdout.strip().splitlines()[-1]), free_port(), run)
+    try:
+        node.boot()
+        yield node
+    finally:
+        node.shut_down()
+        shutil.rmtree(run, ignore_errors=True)
 
 
 def is_root() -> bool:

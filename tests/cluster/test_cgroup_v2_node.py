@@ -1,0 +1,73 @@
+"""A cgroup v2 node for real: the qemu VM of tests/cgroup-v2-vm (a Debian kernel, systemd as PID 1
+in pure cgroup v2), driven over SSH by a real melond. Each limit backend a v2 node offers runs a
+memory limit that OOM-kills, a CPU quota measured, a cancel that kills an escaped child, and a
+timeout."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from cli.client import Client
+from conftest import Melon, V2Node, wait_for
+
+pytestmark = pytest.mark.timeout(1500)  # the first test builds (once per machine) and boots the VM
+
+SPIN = ("import os, time\n"
+        "end = time.time() + 4\n"
+        "for _ in range(3):\n"
+        "    if os.fork() == 0:\n"
+        "        while time.time() < end: pass\n"
+        "        os._exit(0)\n"
+        "start = time.time()\n"
+        "for _ in range(3): os.wait()\n"
+        "t = os.times()\n"
+        "print((t.children_user + t.children_system) / (time.time() - start))\n")
+
+
+@pytest.fixture(params=["systemd", "cgroup-v2"])
+def on_v2(request, v2node: V2Node, short_tmp):
+    """A melond whose one node is the VM, logged in as root, limiting jobs with one backend."""
+    m = Melon(short_tmp, inventory=v2node.inventory(limits=f'"{request.param}"'))
+    m.start()
+    yield m, v2node, request.param
+    m.cleanup()
+
+
+def output(m: Melon, jid: int) -> str:
+    return Client(m.endpoint).call("GET", f"/jobs/{jid}/output", query={"limit": "65536"})["text"]
+
+
+def test_the_vm_is_pure_cgroup_v2(v2node: V2Node) -> None:
+    assert v2node.ssh("stat -fc %T /sys/fs/cgroup").stdout.strip() == "cgroup2fs"
+    assert {"cpu", "memory", "pids"} <= set(v2node.ssh("cat /sys/fs/cgroup/cgroup.controllers").stdout.split())
+
+
+def test_each_backend_enforces_memory_cpu_cancel_and_time_on_cgroup_v2(on_v2) -> None:
+    m, vm, backend = on_v2
+    (node,) = json.loads(m.run("minfo", "--json").stdout)
+    assert node["backend"] == backend, node
+
+    oom = m.submit("-D", "/tmp", "--mem", "64M", "--wrap",
+                   "python3 -c 'import time; b = bytearray(300 * 1024 * 1024); time.sleep(3)'")
+    assert m.wait_state(oom, {"OOM", "F", "CD"}, timeout=120)["state"] == "OOM"
+
+    vm.ssh(f"cat > /tmp/spin.py <<'EOF'\n{SPIN}EOF")
+    spin = m.submit("-D", "/tmp", "-c", "1", "--wrap", "python3 /tmp/spin.py")
+    m.wait_state(spin, {"CD"}, timeout=120)
+    ratio = float(output(m, spin))
+    assert ratio <= 1.15, f"3 busy processes under a 1-CPU quota used {ratio:.2f} CPUs"
+
+    tree = m.submit("-D", "/tmp", "--wrap", "setsid sleep 3001 & (sleep 3002 &); sleep 3003")
+    m.wait_state(tree, {"R"}, timeout=60)
+    wait_for(lambda: vm.ssh("pgrep -f 'sleep 300[123]'", check=False).stdout.count("\n") == 3, timeout=60,
+             what="the job's three sleeps, one in its own session")
+    m.run("mcancel", str(tree))
+    m.wait_state(tree, {"CA"}, timeout=60)
+    wait_for(lambda: vm.ssh("pgrep -f 'sleep 300[123]'", check=False).stdout == "", timeout=30,
+             what="every sleep of the cancelled job gone, the escaped one too")
+
+    late = m.submit("-D", "/tmp", "-t", "0:05", "--wrap", "sleep 3004")
+    job = m.wait_state(late, {"TO", "CD", "F"}, timeout=120)
+    assert job["state"] == "TO", job
+    assert vm.ssh("pgrep -f 'sleep 3004'", check=False).stdout == ""
