@@ -186,6 +186,12 @@ def own_cgroups() -> dict[str, str]:
     return _own[1]
 
 
+def forget_own_cgroups() -> None:
+    """This process has moved for good (into a delegated scope): read its cgroups again."""
+    global _own
+    _own = (0, {})
+
+
 def read_own_cgroups() -> dict[str, str]:
     out = {}
     for line in read_file("/proc/self/cgroup").splitlines():

@@ -221,6 +221,10 @@ class CgroupV2(NoLimits):
                 write_file(os.path.join(level, "cgroup.subtree_control"), " ".join(f"+{c}" for c in sorted(wanted - enabled)))
             level = os.path.join(level, part)
             os.makedirs(level, exist_ok=True)
+        self.limit()
+
+    def limit(self) -> None:
+        """The job's limits, written into its (existing) cgroup."""
         if self.memory:
             write_file(os.path.join(self.dir, "memory.max"), str(self.memory))
             try:

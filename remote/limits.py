@@ -8,15 +8,18 @@ v1 and v2 backends, `remote.scope` the systemd one.
 from __future__ import annotations
 
 import os
+import pwd
 import signal
 import subprocess
 import time
 
+from remote import delegated
 from remote.cgroup import CGROUP_ROOT, NoLimits, read_file
 from remote.cgroupfs import CgroupV1, CgroupV2
+from remote.delegated import DelegatedV2
 from remote.scope import SETPRIV, SYSTEMCTL, SYSTEMD_RUN, SystemdScope
 
-BACKENDS = {cls.name: cls for cls in (SystemdScope, CgroupV2, CgroupV1, NoLimits)}
+BACKENDS = {cls.name: cls for cls in (SystemdScope, DelegatedV2, CgroupV2, CgroupV1, NoLimits)}
 
 
 def fence(backend: str, scope: str, key: str) -> None:
@@ -69,12 +72,14 @@ def _usable() -> dict[str, str]:
     if os.path.isdir("/run/systemd/system") and os.path.exists(SYSTEMD_RUN) and os.path.exists(SETPRIV):
         if os.geteuid() == 0:
             out["systemd"] = "systemd-run transient scopes (MemoryMax, CPUQuota, TasksMax)"
-        elif not os.path.exists(os.path.join(CGROUP_ROOT, "cgroup.controllers")):
-            out["none"] = ("the helper is not root, and limits through systemd --user delegation need cgroup v2; "
-                           "this node mounts cgroup v1: log in as root, or boot the node with cgroup v2")
         else:
-            out["none"] = ("the helper is not root; limits through systemd --user delegation are not supported "
-                           "yet: log in as root")
+            user = pwd.getpwuid(os.geteuid()).pw_name
+            why = delegated.missing(os.geteuid(), user)
+            if why is None:
+                out["systemd-user"] = (f"cgroup v2 delegated by {user}'s own systemd manager (lingering): a cgroup "
+                                       f"per job inside a scope with Delegate=yes")
+            else:
+                out["none"] = f"the helper runs as {user}, not root, and has no cgroup delegation: {why}"
     v2 = os.path.join(CGROUP_ROOT, "cgroup.controllers")
     mem = os.path.join(CGROUP_ROOT, "memory")
     if os.path.exists(v2):

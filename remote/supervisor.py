@@ -33,7 +33,8 @@ import time
 import traceback
 from collections.abc import Callable
 
-from remote import cgroup, limits
+from remote import cgroup, delegated, limits
+from remote.delegated import DelegatedV2
 from remote.job import Job, LaunchError, ResultSyncer, quietly, record_result, start_ticks
 from remote.sdbus import BusError, SystemdBus
 from remote.spool import JobDir
@@ -213,7 +214,15 @@ class Supervisor:
             return
         jobdir = JobDir(req["spool"], key)
         try:
-            job = Job(jobdir, req.get("spec") or jobdir.read_json("spec.json") or {}, req["backend"], req["notify"])
+            spec = req.get("spec") or jobdir.read_json("spec.json") or {}
+            if req["backend"] == DelegatedV2.name:
+                delegated.enter(spec.get("scope") or "melon")  # once: the cgroup the jobs' cgroups go in
+        except (BusError, OSError) as exc:
+            self._fail_unstarted(jobdir, req["notify"], key, f"cannot get a delegated cgroup from the user's systemd "
+                                                              f"manager: {exc}")
+            return
+        try:
+            job = Job(jobdir, spec, req["backend"], req["notify"])
         except Exception as exc:  # noqa: BLE001 - a bad spec fails its job, not the node
             self._fail_unstarted(jobdir, req["notify"], key, f"bad job spec: {exc}")
             return

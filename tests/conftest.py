@@ -422,6 +422,10 @@ def v2node() -> Iterator[V2Node]:
     built = subprocess.run(["bash", str(CGROUP_V2_VM / "build.sh")], capture_output=True, text=True, timeout=1200)
     if built.returncode != 0:
         pytest.fail(f"building the cgroup v2 VM failed:\n{built.stdout[-2000:]}\n{built.stderr[-3000:]}")
+    for name, uid in (("alice", 2001), ("bob", 2002)):  # jobs run as their submitter there: the same users here
+        if subprocess.run(["getent", "passwd", name], capture_output=True).returncode != 0:
+            subprocess.run(["groupadd", "-f", "-g", str(uid), name], check=True)
+            subprocess.run(["useradd", "-m", "-u", str(uid), "-g", name, "-s", "/bin/bash", name], check=True)
     run = Path(tempfile.mkdtemp(prefix="mv-", dir="/tmp"))
     node = V2Node(Path(built.stdout.strip().splitlines()[-1]), free_port(), run)
     try:

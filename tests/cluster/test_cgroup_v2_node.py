@@ -5,6 +5,7 @@ timeout."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -34,6 +35,12 @@ def on_v2(request, v2node: V2Node, short_tmp):
     m.cleanup()
 
 
+def on_vm(m: Melon, *args: str, user: str | None = None) -> int:
+    """Submit a job to the VM: it starts in /tmp there, its output in a file of this melond's own
+    (the VM lives through several melonds, each numbering its jobs from 1)."""
+    return m.submit("-D", "/tmp", "-o", f"{m.root.name}-%j.out", *args, user=user)
+
+
 def output(m: Melon, jid: int) -> str:
     return Client(m.endpoint).call("GET", f"/jobs/{jid}/output", query={"limit": "65536"})["text"]
 
@@ -47,18 +54,24 @@ def test_each_backend_enforces_memory_cpu_cancel_and_time_on_cgroup_v2(on_v2) ->
     m, vm, backend = on_v2
     (node,) = json.loads(m.run("minfo", "--json").stdout)
     assert node["backend"] == backend, node
+    enforces_memory_cpu_cancel_and_time(m, vm)
 
-    oom = m.submit("-D", "/tmp", "--mem", "64M", "--wrap",
-                   "python3 -c 'import time; b = bytearray(300 * 1024 * 1024); time.sleep(3)'")
+
+def enforces_memory_cpu_cancel_and_time(m: Melon, vm: V2Node, user: str | None = None) -> None:
+    """A memory limit that OOM-kills, a 1-CPU quota measured, a cancel that kills a child in its own
+    session, and a time limit, each for a job submitted by `user` (default root)."""
+    oom = on_vm(m, "--mem", "64M", "--wrap",
+                   "python3 -c 'import time; b = bytearray(300 * 1024 * 1024); time.sleep(3)'", user=user)
     assert m.wait_state(oom, {"OOM", "F", "CD"}, timeout=120)["state"] == "OOM"
 
-    vm.ssh(f"cat > /tmp/spin.py <<'EOF'\n{SPIN}EOF")
-    spin = m.submit("-D", "/tmp", "-c", "1", "--wrap", "python3 /tmp/spin.py")
-    m.wait_state(spin, {"CD"}, timeout=120)
+    vm.ssh(f"cat > /tmp/spin.py <<'EOF'\n{SPIN}EOF\nchmod 644 /tmp/spin.py")
+    spin = on_vm(m, "-c", "1", "--wrap", "python3 /tmp/spin.py", user=user)
+    job = m.wait_state(spin, {"CD", "F", "CA", "TO", "OOM"}, timeout=120)
+    assert job["state"] == "CD", (job, output(m, spin))
     ratio = float(output(m, spin))
     assert ratio <= 1.15, f"3 busy processes under a 1-CPU quota used {ratio:.2f} CPUs"
 
-    tree = m.submit("-D", "/tmp", "--wrap", "setsid sleep 3001 & (sleep 3002 &); sleep 3003")
+    tree = on_vm(m, "--wrap", "setsid sleep 3001 & (sleep 3002 &); sleep 3003", user=user)
     m.wait_state(tree, {"R"}, timeout=60)
     wait_for(lambda: vm.ssh("pgrep -f 'sleep 300[123]'", check=False).stdout.count("\n") == 3, timeout=60,
              what="the job's three sleeps, one in its own session")
@@ -67,7 +80,35 @@ def test_each_backend_enforces_memory_cpu_cancel_and_time_on_cgroup_v2(on_v2) ->
     wait_for(lambda: vm.ssh("pgrep -f 'sleep 300[123]'", check=False).stdout == "", timeout=30,
              what="every sleep of the cancelled job gone, the escaped one too")
 
-    late = m.submit("-D", "/tmp", "-t", "0:05", "--wrap", "sleep 3004")
+    late = on_vm(m, "-t", "0:05", "--wrap", "sleep 3004", user=user)
     job = m.wait_state(late, {"TO", "CD", "F"}, timeout=120)
     assert job["state"] == "TO", job
     assert vm.ssh("pgrep -f 'sleep 3004'", check=False).stdout == ""
+
+
+def test_an_unprivileged_account_gets_limits_through_its_systemd_manager(v2node: V2Node, short_tmp) -> None:
+    """melond logs in as alice: without lingering minfo says what is missing and how to fix it;
+    with it, alice's systemd manager delegates a scope and every limit holds."""
+    vm = v2node
+    vm.ssh("loginctl disable-linger alice; rm -rf /home/alice/.local/state/melon")
+    m = Melon(short_tmp / "a", inventory=vm.inventory(user='"alice"'))
+    m.start()
+    try:
+        (node,) = json.loads(m.run("minfo", "--json").stdout)
+        assert node["backend"] == "none" and "loginctl enable-linger alice" in node["backend_reason"], node
+    finally:
+        m.cleanup()
+    vm.ssh("loginctl enable-linger alice && for i in $(seq 1 100); do systemctl is-active -q user@2001.service "
+           "&& exit 0; sleep 0.2; done; exit 1")
+    m = Melon(short_tmp / "b", inventory=vm.inventory(user='"alice"'))
+    m.start()
+    try:
+        (node,) = json.loads(m.run("minfo", "--json").stdout)
+        assert node["backend"] == "systemd-user", node
+        enforces_memory_cpu_cancel_and_time(m, vm, user="alice")
+        jid = on_vm(m, "--wrap", "cat /proc/self/cgroup", user="alice")
+        m.wait_state(jid, {"CD"}, timeout=60)
+        assert re.fullmatch(rf"0::/user\.slice/user-2001\.slice/user@2001\.service/melon\.slice/melon-\w+-\d+\.scope/"
+                            rf"job-{jid}\n", output(m, jid)), output(m, jid)
+    finally:
+        m.cleanup()
