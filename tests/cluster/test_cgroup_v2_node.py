@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import re
+import signal
+import time
 
 import pytest
 
@@ -110,5 +112,48 @@ def test_an_unprivileged_account_gets_limits_through_its_systemd_manager(v2node:
         m.wait_state(jid, {"CD"}, timeout=60)
         assert re.fullmatch(rf"0::/user\.slice/user-2001\.slice/user@2001\.service/melon\.slice/melon-\w+-\d+\.scope/"
                             rf"job-{jid}\n", output(m, jid)), output(m, jid)
+    finally:
+        m.cleanup()
+
+
+def test_an_unprivileged_nodes_jobs_keep_their_deadlines_through_melond_and_supervisor_deaths(v2node: V2Node,
+                                                                                             short_tmp) -> None:
+    """As on a root node: an extension reaches the node, the node alone ends the job at its new
+    deadline while melond is down (kill -9), the next melond records it; and a job whose
+    supervisor is killed is fenced, escaped child and all, its delegated cgroup removed."""
+    vm = v2node
+    vm.ssh("loginctl enable-linger alice && for i in $(seq 1 100); do systemctl is-active -q user@2001.service "
+           "&& exit 0; sleep 0.2; done; exit 1")
+    m = Melon(short_tmp, inventory=vm.inventory(user='"alice"'))
+    m.start()
+    try:
+        jid = on_vm(m, "-t", "0:08", "--wrap", "sleep 3011", user="alice")
+        m.wait_state(jid, {"R"}, timeout=60)
+        m.run("mextend", "-j", str(jid), "-t", "+0:12")  # a 20 s limit now
+        started = m.job(jid)["start_time"]
+        m.stop(signal.SIGKILL)
+        wait_for(lambda: time.time() > started + 12, timeout=30, what="the first deadline to pass")
+        assert vm.ssh("pgrep -f 'sleep 3011'", check=False).stdout, "the job ended at its old deadline"
+        wait_for(lambda: vm.ssh("pgrep -f 'sleep 3011'", check=False).stdout == "", timeout=40,
+                 what="the node to end the job at its new deadline, alone")
+        assert time.time() >= started + 19
+        m.start()
+        assert m.wait_state(jid, {"TO", "CD", "F"}, timeout=60)["state"] == "TO"
+
+        fenced = on_vm(m, "-t", "5:00", "--wrap", f"setsid sleep 3012 & echo $$ > /tmp/{m.root.name}-leader; sleep 3013",
+                       user="alice")
+        m.wait_state(fenced, {"R"}, timeout=60)
+        wait_for(lambda: vm.ssh("pgrep -f 'sleep 301[23]'", check=False).stdout.count("\n") == 2, timeout=60,
+                 what="the job's two sleeps")
+        leader = vm.ssh(f"cat /tmp/{m.root.name}-leader").stdout.strip()
+        supervisor = vm.ssh(f"ps -o ppid= -p {leader}").stdout.strip()  # the job's leader is its child
+        vm.ssh(f"kill -9 {supervisor}")
+        job = m.wait_state(fenced, {"NF"}, timeout=60)
+        assert "supervisor died" in job["detail"], job["detail"]
+        wait_for(lambda: vm.ssh("pgrep -f 'sleep 301[23]'", check=False).stdout == "", timeout=30,
+                 what="the fenced job's processes, the escaped one too, to be killed")
+        left = vm.ssh(f"ls -d /sys/fs/cgroup/user.slice/user-2001.slice/user@2001.service/melon.slice/*/job-{fenced}",
+                      check=False).stdout
+        assert left == "", f"the fenced job's cgroup is still there: {left}"
     finally:
         m.cleanup()
