@@ -18,6 +18,7 @@ class NodeState:
     reason: str | None = None
     down_since: float | None = None  # monotonic time the node was lost, while it is down
     drain: str | None = None  # an operator's reason for starting nothing here (drain or down)
+    only_user: str | None = None  # the helper's account when not root: only that account's jobs can run here
 
     @property
     def available(self) -> bool:
@@ -28,5 +29,6 @@ class NodeState:
         if info.get("cpus"):
             self.cpus = self.cap_cpus or info["cpus"]
             self.memory = min(info["memory"], self.cap_memory or info["memory"])
+        self.only_user = info.get("user") if info.get("uid") not in (0, None) else None
         self.backend = info.get("backend", "none")
         self.backend_reason = info.get("backend_reason", "")

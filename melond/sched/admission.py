@@ -30,6 +30,7 @@ class NodeSize:
     partition: str
     cpus: int  # 0 until the node has been probed
     memory: int  # MiB
+    only_user: str | None = None  # reached as this account, not root: only its jobs run there
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,14 @@ def admit(req: Mapping[str, Any], who: Submitter, partition: str, rules: Partiti
     members = [n for n in nodes if n.partition == partition]
     if not members:
         raise BadRequest(f"partition {partition!r} has no nodes")
+    wanted = set(req.get("nodelist") or []) or {n.name for n in members}
+    usable = [n for n in members if n.name in wanted and n.name not in set(req.get("exclude") or [])]
+    if usable and all(n.only_user not in (None, who.user) for n in usable):
+        accounts = ", ".join(sorted(f"{n.name} as {n.only_user}" for n in usable))
+        raise BadRequest(f"melond reaches the node(s) this job may use in partition {partition} as an account "
+                         f"that is not root ({accounts}), and a node's helper can start only its own account's "
+                         f"jobs, not {who.user}'s; submit as that account, or have melond log in as root")
+    members = [n for n in members if n.only_user in (None, who.user)] or members
     sized = [n for n in members if n.cpus]  # local, or probed at least once
     cpus = req["cpus"]
     if not sized:

@@ -59,6 +59,7 @@ class NodeView:
     cpus: int
     memory: int  # MiB
     available: bool = True
+    only_user: str | None = None  # reached as this account, not root: only its jobs run here
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +90,7 @@ class PendingView:
     blocked: str | None = None
     array_job_id: int | None = None
     array_throttle: int | None = None
+    user: str | None = None  # its owner, for nodes that run only one account's jobs
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,10 +192,10 @@ class _Profile:
 class _Node:
     """Mutable per-plan state of an available node; the profile is built on first need."""
 
-    __slots__ = ("name", "cpus", "memory", "free_c", "free_m", "releases", "profile", "reserved")
+    __slots__ = ("name", "cpus", "memory", "free_c", "free_m", "releases", "profile", "reserved", "only_user")
 
     def __init__(self, view: NodeView):
-        self.name, self.cpus, self.memory = view.name, view.cpus, view.memory
+        self.name, self.cpus, self.memory, self.only_user = view.name, view.cpus, view.memory, view.only_user
         self.free_c, self.free_m = view.cpus, view.memory
         self.releases: list[tuple[float, int, int]] = []
         self.profile: _Profile | None = None
@@ -241,7 +243,8 @@ class _Group:
 class _Partition:
     """The available nodes of one partition, indexed for the free-now test and best fit."""
 
-    __slots__ = ("nodes", "by_name", "by_free", "max_mem", "at_max", "idle_mem", "lead", "queue", "groups")
+    __slots__ = ("nodes", "by_name", "by_free", "max_mem", "at_max", "idle_mem", "lead", "queue", "groups",
+                 "restricted")
 
     def __init__(self) -> None:
         self.nodes: dict[str, _Node] = {}
@@ -252,10 +255,12 @@ class _Partition:
         self.idle_mem = 0  # nodes with all their memory free now: only those can take memory 0
         self.lead = False  # a job here already waits for resources: those behind wait on Priority
         self.queue: list[tuple[int, list[_Node], int, int, float]] = []  # reservations not yet made
-        self.groups: dict[tuple[frozenset[str], frozenset[str], bool], _Group] = {}
+        self.groups: dict[tuple[frozenset[str], frozenset[str], bool, str | None], _Group] = {}
+        self.restricted = False  # some node runs one account's jobs only: placement depends on the owner
 
     def seal(self) -> None:
         self.by_name = sorted(self.nodes.values(), key=lambda n: n.name)
+        self.restricted = any(n.only_user for n in self.by_name)
         self.by_free = sorted((n.free_c, n.name) for n in self.by_name)
         self.idle_mem = sum(n.free_m == n.memory for n in self.by_name)
         self.recount_mem()
@@ -266,10 +271,11 @@ class _Partition:
         self.at_max = frees.count(self.max_mem)
 
     def group(self, job: PendingView) -> _Group:
-        key = (job.nodelist, job.exclude, not job.memory)
+        key = (job.nodelist, job.exclude, not job.memory, job.user if self.restricted else None)
         grp = self.groups.get(key)
         if grp is None:
-            nodes = [n for n in self.by_name if _allowed(n.name, job)] if key[0] or key[1] else self.by_name
+            filtered = key[0] or key[1] or key[3] is not None
+            nodes = [n for n in self.by_name if _allowed(n, job)] if filtered else self.by_name
             grp = self.groups[key] = _Group(nodes)
         return grp
 
@@ -368,7 +374,7 @@ class _Planner:
     ) -> _Node | None:
         """The node left with the fewest free CPUs (then name) where the job fits from now on."""
         now, end = self.now, self.now + d
-        if job.nodelist:
+        if job.nodelist or part.restricted:  # the group's own nodes: a nodelist, or nodes only for some accounts
             names = sorted((n.free_c, n.name) for n in eligible if n.free_c >= c)
         else:
             names = part.by_free[bisect_left(part.by_free, (c, "")) :]
@@ -430,8 +436,9 @@ class _Planner:
         part.queue.clear()
 
 
-def _allowed(name: str, job: PendingView) -> bool:
-    return (not job.nodelist or name in job.nodelist) and name not in job.exclude
+def _allowed(node: _Node, job: PendingView) -> bool:
+    return ((not job.nodelist or node.name in job.nodelist) and node.name not in job.exclude
+            and node.only_user in (None, job.user))
 
 
 def plan(snapshot: Snapshot, now: float, *, max_reservations: int = 100) -> Plan:

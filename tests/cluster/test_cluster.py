@@ -193,7 +193,9 @@ def test_unknown_host_key_keeps_the_node_down_and_says_how_to_trust_it(cluster: 
 
 
 def test_node_reached_as_a_non_root_account(cluster: Cluster, short_tmp) -> None:
-    """The helper runs as alice: her jobs run (unconfined, minfo says why), others are refused clearly."""
+    """The helper runs as alice: her jobs run (unconfined on cgroup v1, minfo says why); another
+    user's job that may only use her node is refused at submission, and one that may use any
+    node runs elsewhere."""
     inventory = cluster.inventory.read_text().replace('[nodes.node1]\n', '[nodes.node1]\nuser = "alice"\n', 1)
     m = Melon(short_tmp, inventory=inventory, work=cluster.shared / f"{short_tmp.name}-nr")
     m.start()
@@ -204,9 +206,12 @@ def test_node_reached_as_a_non_root_account(cluster: Cluster, short_tmp) -> None
         jid = m.submit("-w", "node1", "--wrap", "id -un", user="alice")
         m.wait_state(jid, {"CD"})
         assert (m.work / f"melon-{jid}.out").read_text() == "alice\n"
-        jid = m.submit("-w", "node1", "--wrap", "id -un", user="bob")
-        job = m.wait_state(jid, {"F"})
-        assert "cannot start jobs as 'bob'" in (job["detail"] or "")
+        refused = m.run("mbatch", "-w", "node1", "--wrap", "id -un", user="bob", check=False)
+        assert refused.returncode == 1 and "node1 as alice" in refused.stderr and "not bob's" in refused.stderr
+        assert [j["user"] for j in m.jobs("--all")] == ["alice"]  # nothing stored
+        jid = m.submit("--wrap", "id -un", user="bob")  # anywhere: a node that is not node1
+        m.wait_state(jid, {"CD"})
+        assert _ran_on(m, jid) != "node1"
     finally:
         m.cleanup()
 

@@ -759,3 +759,15 @@ def test_expected_starts_of_the_jobs_holding_reservations() -> None:
 def test_no_expected_start_without_a_deadline_ahead() -> None:
     got = plan(Snapshot((node("n1", cpus=1),), (run(1, "n1", 1, ends_in=None),), (job(2, cpus=1),)), NOW)
     assert got.expected == {}
+
+
+def test_a_node_reached_as_an_account_takes_only_that_accounts_jobs():
+    """A helper logged in as alice (not root) cannot start bob's jobs: bob's job waits for a node
+    of his; alice's goes to hers even when the other node fits better."""
+    nodes = (NodeView("n1", "p", 4, 1000, only_user="alice"), NodeView("n2", "p", 2, 1000))
+    bobs, alices = PendingView(1, 0, NOW, 2, 10, 60, "p", user="bob"), PendingView(2, 0, NOW, 2, 10, 60, "p", user="alice")
+    got = plan(Snapshot(nodes=nodes, pending=(bobs, alices)), NOW)
+    assert {s.job_id: s.node for s in got.starts} == {1: "n2", 2: "n1"}
+    busy = (RunningView(9, "n2", 2, 10, NOW + 100),)
+    got = plan(Snapshot(nodes=nodes, running=busy, pending=(PendingView(3, 0, NOW, 1, 10, 60, "p", user="bob"),)), NOW)
+    assert got.starts == () and got.expected == {3: NOW + 100} and got.expected_nodes == {3: "n2"}
