@@ -28,6 +28,9 @@ from melond.paths import default_state_dir
               help="Copy the database, consistently, to this file (works while melond runs) and exit.")
 @click.option("--check", "check_only", is_flag=True,
               help="Validate the inventory, probe every node, print a table and exit (non-zero if any node fails).")
+@click.option("--print-node-setup", "setup_node", default=None, metavar="NODE",
+              help="Probe NODE and print the one-time root commands that give it per-job limits when melond "
+                   "logs in as an account that is not root (exit 1 until none are needed).")
 @click.option("--gen-cert", "gen_cert", type=click.Path(file_okay=False), default=None, metavar="DIR",
               help="Write a self-signed TLS certificate and key (0600) to DIR, print how to use them, and exit.")
 @click.option("--hostname", "hostnames", multiple=True, metavar="NAME",
@@ -38,7 +41,7 @@ from melond.paths import default_state_dir
 @click.option("--log-level", default="INFO", show_default=True,
               type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
 def main(state_dir: str | None, inventory: str | None, port: int | None, hosts: tuple[str, ...], tls_cert: str | None,
-         tls_key: str | None, kill_wait: float | None, backup_to: str | None, check_only: bool,
+         tls_key: str | None, kill_wait: float | None, backup_to: str | None, check_only: bool, setup_node: str | None,
          gen_cert: str | None, hostnames: tuple[str, ...], init_keys: str | None, log_level: str) -> None:
     """Run the Melon scheduler daemon.
 
@@ -66,6 +69,8 @@ def main(state_dir: str | None, inventory: str | None, port: int | None, hosts: 
         inv = config.load(inventory)
         if check_only:
             sys.exit(_check(inv, state_dir or default_state_dir()))
+        if setup_node is not None:
+            sys.exit(_print_setup(inv, state_dir or default_state_dir(), setup_node))
         daemon = Daemon(Options(state_dir=state_dir or default_state_dir(), inventory=inv, port=port, hosts=hosts,
                                 kill_wait=kill_wait, tls_cert=tls_cert and os.path.abspath(tls_cert),
                                 tls_key=tls_key and os.path.abspath(tls_key)))
@@ -73,6 +78,19 @@ def main(state_dir: str | None, inventory: str | None, port: int | None, hosts: 
     except MelonError as exc:
         click.echo(f"melond: {exc}", err=True)
         sys.exit(1)
+
+
+def _print_setup(inv, state_dir: str, name: str) -> int:
+    from melond.errors import MelonError
+    from melond.nodes.check import probe_info
+    from melond.nodes.setup import setup_text
+
+    nodes = inv.node_table()
+    if name not in nodes:
+        raise MelonError(f"no node {name!r} in the inventory; nodes: {', '.join(nodes)}")
+    text, ready = setup_text(name, asyncio.run(probe_info(nodes[name], state_dir)))
+    click.echo(text)
+    return 0 if ready else 1
 
 
 def _check(inv, state_dir: str) -> int:

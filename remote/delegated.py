@@ -55,6 +55,15 @@ def missing(uid: int, user: str) -> str | None:
     return None
 
 
+def facts(uid: int, user: str) -> dict:
+    """What melond needs to print a node's one-time setup for this account (melond/nodes/setup.py)."""
+    v2 = os.path.exists(os.path.join(CGROUP_ROOT, "cgroup.controllers"))
+    return {"cgroup": "v2" if v2 else "v1" if os.path.isdir(os.path.join(CGROUP_ROOT, "memory")) else "none",
+            "systemd": os.path.isdir("/run/systemd/system"), "linger": os.path.exists(os.path.join(LINGER_DIR, user)),
+            "manager": os.path.exists(manager_socket(uid)),
+            "delegated": read_file(os.path.join(user_service(uid), "cgroup.controllers")).split()}
+
+
 _base: tuple[int, str] = (0, "")  # (pid, folder): this supervisor's delegated scope, once it is in it
 
 

@@ -22,7 +22,7 @@ import sys
 import time
 from collections.abc import Callable
 
-from remote import asks, cgroup, limits, output, spool, wire
+from remote import asks, cgroup, delegated, limits, output, spool, wire
 from remote.protocol import ErrorCode, Event, Op
 from remote.job import lookup_user, process_stat, start_ticks
 from remote.supervisor import LOCATE_TIMEOUT, MAX_REQUEST, reap_children
@@ -71,6 +71,7 @@ def probe(spool_dir: str, limits_wanted: str = "auto") -> dict:
         "systemd": os.path.isdir("/run/systemd/system") and shutil.which("systemd-run") is not None,
         "uid": os.geteuid(),
         "user": pwd.getpwuid(os.geteuid()).pw_name,
+        "delegation": None if os.geteuid() == 0 else delegated.facts(os.geteuid(), pwd.getpwuid(os.geteuid()).pw_name),
         "spool": spool_dir,
         "pid": os.getpid(),
         "time": time.time(),

@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 
 from melond.config import Inventory
+from melond.errors import MelonError
 from melond.nodes.transports import transport_for
 from melond.nodes.fleet import BOOT_TIMEOUT, bootstrap
 
@@ -23,6 +24,17 @@ async def _probe(name: str, node, state_dir: str) -> list[str]:
         note += f"; helper runs as {info.get('user')}: only {info.get('user')}'s jobs can run there"
     return [name, address, "yes", str(info["cpus"]), str(info["memory"]), "yes" if info["systemd"] else "no",
             info["backend"], info["python"], note]
+
+
+async def probe_info(node, state_dir: str) -> dict:
+    """One node's probe (the helper's hello), or MelonError saying why it cannot be reached."""
+    transport, spool = transport_for(node, state_dir)
+    try:
+        channel, _, info = await asyncio.wait_for(bootstrap(transport, spool, node.limits), BOOT_TIMEOUT)
+    except Exception as exc:  # noqa: BLE001 - reported as one clear error
+        raise MelonError(f"cannot reach the node: {type(exc).__name__}: {exc}") from None
+    channel.close()
+    return info
 
 
 async def check(inv: Inventory, state_dir: str) -> tuple[list[str], list[list[str]]]:

@@ -7,12 +7,13 @@ from __future__ import annotations
 import json
 import re
 import signal
+import subprocess
 import time
 
 import pytest
 
 from cli.client import Client
-from conftest import Melon, V2Node, wait_for
+from conftest import BIN, Melon, V2Node, wait_for
 
 pytestmark = pytest.mark.timeout(1500)  # the first test builds (once per machine) and boots the VM
 
@@ -41,6 +42,12 @@ def on_vm(m: Melon, *args: str, user: str | None = None) -> int:
     """Submit a job to the VM: it starts in /tmp there, its output in a file of this melond's own
     (the VM lives through several melonds, each numbering its jobs from 1)."""
     return m.submit("-D", "/tmp", "-o", f"{m.root.name}-%j.out", *args, user=user)
+
+
+def setup_of(m: Melon) -> subprocess.CompletedProcess:
+    """`melond --print-node-setup v2node` for this melond's inventory."""
+    return subprocess.run([str(BIN / "melond"), "--inventory", str(m.inventory), "--state-dir", str(m.state),
+                           "--print-node-setup", "v2node"], capture_output=True, text=True, timeout=120)
 
 
 def output(m: Melon, jid: int) -> str:
@@ -98,6 +105,8 @@ def test_an_unprivileged_account_gets_limits_through_its_systemd_manager(v2node:
     try:
         (node,) = json.loads(m.run("minfo", "--json").stdout)
         assert node["backend"] == "none" and "loginctl enable-linger alice" in node["backend_reason"], node
+        setup = setup_of(m)
+        assert setup.returncode == 1 and setup.stdout.splitlines()[-1] == "loginctl enable-linger alice", setup
     finally:
         m.cleanup()
     vm.ssh("loginctl enable-linger alice && for i in $(seq 1 100); do systemctl is-active -q user@2001.service "
@@ -107,6 +116,8 @@ def test_an_unprivileged_account_gets_limits_through_its_systemd_manager(v2node:
     try:
         (node,) = json.loads(m.run("minfo", "--json").stdout)
         assert node["backend"] == "systemd-user", node
+        setup = setup_of(m)
+        assert setup.returncode == 0 and "Ready" in setup.stdout, setup
         enforces_memory_cpu_cancel_and_time(m, vm, user="alice")
         jid = on_vm(m, "--wrap", "cat /proc/self/cgroup", user="alice")
         m.wait_state(jid, {"CD"}, timeout=60)

@@ -203,6 +203,9 @@ def test_node_reached_as_a_non_root_account(cluster: Cluster, short_tmp) -> None
         node1 = next(n for n in json.loads(m.run("minfo", "--json").stdout) if n["name"] == "node1")
         assert node1["backend"] == "none" and "not root" in node1["backend_reason"]
         assert "delegation" in node1["backend_reason"] and "note: node node1" in m.run("minfo").stdout
+        setup = subprocess.run([str(BIN / "melond"), "--inventory", str(m.inventory), "--state-dir", str(m.state),
+                                "--print-node-setup", "node1"], capture_output=True, text=True, timeout=120)
+        assert setup.returncode == 1 and "cgroup v1" in setup.stdout and "log in as root" in setup.stdout, setup
         jid = m.submit("-w", "node1", "--wrap", "id -un", user="alice")
         m.wait_state(jid, {"CD"})
         assert (m.work / f"melon-{jid}.out").read_text() == "alice\n"
