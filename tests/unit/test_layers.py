@@ -29,6 +29,7 @@ ALLOWED: dict[str, set[str]] = {
     "melond.daemon": {"melond.spec", "melond.sched", "melond.state", "melond.config", "melond.nss", "melond.nodes",
                       "melond.engine", "melond.api", "melond.logs", "melond.keys"},
     "melond.main": {"melond.config", "melond.logs", "melond.keys", "melond.daemon", "melond.nodes.check",
+                    "melond.nodes.setup",
                     "melond.state.store"},
     "cli": {"melond.spec", "melond.api.tokens"},
 }
