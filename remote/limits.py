@@ -17,7 +17,7 @@ from remote import delegated
 from remote.cgroup import CGROUP_ROOT, NoLimits, read_file
 from remote.cgroupfs import CgroupV1, CgroupV2
 from remote.delegated import DelegatedV2
-from remote.scope import SETPRIV, SYSTEMCTL, SYSTEMD_RUN, SystemdScope
+from remote.scope import SETPRIV, SYSTEMCTL, SYSTEMD_RUN, SystemdScope, discard_anchor, oom_policy
 
 BACKENDS = {cls.name: cls for cls in (SystemdScope, DelegatedV2, CgroupV2, CgroupV1, NoLimits)}
 

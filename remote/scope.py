@@ -48,6 +48,10 @@ class SystemdScope(NoLimits):
         props: list[tuple[str, tuple[str, object]]] = [
             ("Slice", ("s", "melon.slice")), ("Description", ("s", f"melon job {self.key}")),
             ("CollectMode", ("s", "inactive-or-failed"))]
+        if oom_policy.supported:
+            # systemd's default (stop) would SIGTERM the rest of the job at a kernel OOM kill and tear
+            # the scope down, its OOM count with it, before the job's end is classified.
+            props.append(("OOMPolicy", ("s", "continue")))
         if self.memory:
             props.append(("MemoryMax", ("t", self.memory)))
         if self.cpus:
@@ -170,6 +174,15 @@ class SystemdScope(NoLimits):
             self.anchor = 0
 
 
+class _OOMPolicy:
+    """Whether this node's systemd takes OOMPolicy= for scopes (an older one refuses the scope)."""
+
+    supported = True
+
+
+oom_policy = _OOMPolicy()
+
+
 def _home_dir(controllers: str, own: dict[str, str]) -> str | None:
     """The supervisor's own cgroup folder in a hierarchy (a /proc/<pid>/cgroup name)."""
     base, home = hierarchy(controllers), own.get(controllers.split(",")[0])
@@ -249,6 +262,13 @@ class _Anchors:
 
 def _anchors() -> _Anchors:
     return mine(_Anchors)
+
+
+def discard_anchor(scope: SystemdScope) -> None:
+    """A scope systemd refused: its anchor, never placed, is killed (the next ask takes another)."""
+    if scope.anchor:
+        _anchors().discard(scope.anchor)
+        scope.anchor = 0
 
 
 def _become(uid: int, gid: int) -> list[str]:

@@ -199,7 +199,12 @@ class Supervisor:
             job = self.calls.pop(serial, None)
             if job is None:
                 continue
-            if error is not None:
+            if error is not None and "OOMPolicy" in error and limits.oom_policy.supported:
+                self._log(f"systemd refuses OOMPolicy= for scopes ({error}); jobs' scopes go without it")
+                limits.oom_policy.supported = False
+                limits.discard_anchor(job.limits)
+                self._ask_for_scope(job, job.limits)  # again, as an older systemd takes it
+            elif error is not None:
                 self._refuse(job, error)
             else:
                 job.locate_until = time.monotonic() + LOCATE_TIMEOUT

@@ -346,6 +346,18 @@ def melon_on_cluster(cluster: Cluster, short_tmp: Path) -> Iterator[Melon]:
     shutil.rmtree(work, ignore_errors=True)
 
 
+# Three busy processes for 3 s; prints the CPUs they used on average (a 1-CPU limit holds them near 1).
+SPIN = ("import os, time\n"
+        "end = time.time() + 3\n"
+        "for _ in range(3):\n"
+        "    if os.fork() == 0:\n"
+        "        while time.time() < end: pass\n"
+        "        os._exit(0)\n"
+        "start = time.time()\n"
+        "for _ in range(3): os.wait()\n"
+        "t = os.times()\n"
+        "print((t.children_user + t.children_system) / (time.time() - start))\n")
+
 CGROUP_V2_VM = REPO / "tests" / "cgroup-v2-vm"
 
 
@@ -398,6 +410,9 @@ class V2Node:
         scan = subprocess.run(["ssh-keyscan", "-p", str(self.port), "-t", "ed25519", "127.0.0.1"],
                               capture_output=True, text=True, timeout=30)
         self.known_hosts.write_text(scan.stdout)
+        # sshd answers before the boot is over; under emulation systemd can then be too busy to answer
+        # its bus in time, and a job's scope would be made the slower way (systemd-run).
+        self.ssh("systemctl is-system-running --wait || true", timeout=300)
 
     def shut_down(self) -> None:
         pid_file = self.run / "qemu.pid"

@@ -13,21 +13,9 @@ import time
 import pytest
 
 from cli.client import Client
-from conftest import BIN, Melon, V2Node, wait_for
+from conftest import BIN, SPIN, Melon, V2Node, wait_for
 
 pytestmark = pytest.mark.timeout(1500)  # the first test builds (once per machine) and boots the VM
-
-SPIN = ("import os, time\n"
-        "end = time.time() + 4\n"
-        "for _ in range(3):\n"
-        "    if os.fork() == 0:\n"
-        "        while time.time() < end: pass\n"
-        "        os._exit(0)\n"
-        "start = time.time()\n"
-        "for _ in range(3): os.wait()\n"
-        "t = os.times()\n"
-        "print((t.children_user + t.children_system) / (time.time() - start))\n")
-
 
 @pytest.fixture(params=["systemd", "cgroup-v2"])
 def on_v2(request, v2node: V2Node, short_tmp):
@@ -71,7 +59,8 @@ def enforces_memory_cpu_cancel_and_time(m: Melon, vm: V2Node, user: str | None =
     session, and a time limit, each for a job submitted by `user` (default root)."""
     oom = on_vm(m, "--mem", "64M", "--wrap",
                    "python3 -c 'import time; b = bytearray(300 * 1024 * 1024); time.sleep(3)'", user=user)
-    assert m.wait_state(oom, {"OOM", "F", "CD"}, timeout=120)["state"] == "OOM"
+    job = m.wait_state(oom, {"OOM", "F", "CD"}, timeout=120)
+    assert job["state"] == "OOM", (job, output(m, oom))
 
     vm.ssh(f"cat > /tmp/spin.py <<'EOF'\n{SPIN}EOF\nchmod 644 /tmp/spin.py")
     spin = on_vm(m, "-c", "1", "--wrap", "python3 /tmp/spin.py", user=user)

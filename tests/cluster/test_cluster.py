@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from cli.client import Client
-from conftest import BIN, Cluster, Melon, needs_root, wait_for
+from conftest import BIN, SPIN, Cluster, Melon, needs_root, wait_for
 
 
 def _ran_on(melon: Melon, jid: int) -> str:
@@ -107,17 +107,7 @@ def test_cpu_limit_holds(melon_on_cluster: Melon) -> None:
     m = melon_on_cluster
     if all(n["backend"] == "none" for n in json.loads(m.run("minfo", "--json").stdout)):
         pytest.skip("the nodes enforce no CPU limit here (minfo says why)")
-    spin = ("import os, time\n"
-            "end = time.time() + 3\n"
-            "for _ in range(3):\n"
-            "    if os.fork() == 0:\n"
-            "        while time.time() < end: pass\n"
-            "        os._exit(0)\n"
-            "start = time.time()\n"
-            "for _ in range(3): os.wait()\n"
-            "t = os.times()\n"
-            "print((t.children_user + t.children_system) / (time.time() - start))\n")
-    (m.work / "spin.py").write_text(spin)
+    (m.work / "spin.py").write_text(SPIN)
     jid = m.submit("-c", "1", "--wrap", f"python3 {m.work / 'spin.py'}")
     m.wait_state(jid, {"CD"}, timeout=30)
     ratio = float((m.work / f"melon-{jid}.out").read_text())
