@@ -41,15 +41,15 @@ def user_service(uid: int) -> str:
 
 def missing(uid: int, user: str) -> str | None:
     """What stops delegation through the user manager here, or None when it can be used."""
-    if not os.path.exists(os.path.join(CGROUP_ROOT, "cgroup.controllers")):
+    found = facts(uid, user)
+    if found["cgroup"] != "v2":
         return "this node mounts cgroup v1, and a user's systemd manager delegates only on cgroup v2"
-    if not os.path.exists(os.path.join(LINGER_DIR, user)):
+    if not found["linger"]:
         return (f"{user}'s systemd manager would stop (and kill the jobs) when {user} logs out: as root, "
                 f"run `loginctl enable-linger {user}` once")
-    if not os.path.exists(manager_socket(uid)):
+    if not found["manager"]:
         return f"{user}'s systemd manager does not run ({manager_socket(uid)} is missing)"
-    offered = set(read_file(os.path.join(user_service(uid), "cgroup.controllers")).split())
-    if "memory" not in offered:
+    if "memory" not in found["delegated"]:
         return (f"{user}'s systemd manager is given no memory controller (user@.service "
                 f"DelegateControllers); as root, add `Delegate=cpu memory pids` to user@.service")
     return None
@@ -105,10 +105,7 @@ def enter(scope: str) -> str:
 
 
 def _own_v2() -> str:
-    for line in read_file("/proc/self/cgroup").splitlines():
-        if line.startswith("0::"):
-            return line[3:]
-    return ""
+    return cgroup.read_own_cgroups().get("", "")
 
 
 class DelegatedV2(CgroupV2):

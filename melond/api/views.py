@@ -1,12 +1,11 @@
 """How jobs and nodes look to API clients: stored rows in, JSON-ready dicts out."""
 from __future__ import annotations
 
-import os
 import time
 
 from melond.errors import BadRequest
 from melond.nodes.state import NodeState
-from melond.sched.launch import expand_pattern
+from melond.sched.launch import job_file
 from melond.spec.folding import fold_pending
 from melond.spec.states import SHORT, State
 from melond.state.job import COLUMNS, MIB, PRIVATE, Job
@@ -28,12 +27,11 @@ def job_view(job: Job, now: float | None = None) -> dict:
 
 
 def _output_path(job: Job, now: float) -> str:
-    return os.path.join(job.chdir, expand_pattern(job.output, job, job.node or "%N"))
+    return job_file(job, "output", job.node or "%N")
 
 
 def _error_path(job: Job, now: float) -> str:
-    return os.path.join(job.chdir, expand_pattern(job.error, job, job.node or "%N")) if job.error \
-        else _output_path(job, now)
+    return job_file(job, "error", job.node or "%N")
 
 
 def _elapsed(job: Job, now: float) -> float:

@@ -5,7 +5,6 @@ Every change is one store transaction plus one job event, committed before the c
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections.abc import Callable, Mapping
 
@@ -16,7 +15,7 @@ from melond.engine.jobs import JobTable
 from melond.errors import BadRequest, Conflict, MelonError, NotFound
 from melond.nodes.state import NodeState
 from melond.sched import admission, nodelay, policy
-from melond.sched.launch import expand_pattern
+from melond.sched.launch import job_file
 from melond.sched.plan import Snapshot
 from melond.sched.order import PendingOrder
 from melond.sched.policy import Caller
@@ -133,8 +132,7 @@ class Operations:
         policy.check_owner(job, caller, "read the output of")
         if not job.node:
             raise Conflict(f"job {job_id} has not started yet ({job.state.value}); its output appears once it runs")
-        pattern = job.error if stream == "error" and job.error else job.output
-        path = os.path.join(job.chdir, expand_pattern(pattern, job, job.node))
+        path = job_file(job, stream, job.node)
         reply = await self.dispatcher.read_output(job, path, offset, limit)
         return {"job_id": job_id, "stream": stream, "path": path, "node": job.node, "state": job.state.value, **reply}
 

@@ -11,14 +11,20 @@ from melond.nodes.fleet import BOOT_TIMEOUT, bootstrap
 HEADERS = ["NODE", "ADDRESS", "REACHABLE", "CPUS", "MEMORY_MB", "SYSTEMD", "LIMITS", "PYTHON", "NOTE"]
 
 
-async def _probe(name: str, node, state_dir: str) -> list[str]:
+async def _hello(node, state_dir: str) -> dict:
+    """Boot the node's helper once and return its probe (its hello); the channel is closed."""
     transport, spool = transport_for(node, state_dir)
+    channel, _, info = await asyncio.wait_for(bootstrap(transport, spool, node.limits), BOOT_TIMEOUT)
+    channel.close()
+    return info
+
+
+async def _probe(name: str, node, state_dir: str) -> list[str]:
     address = f"{node.host}:{node.port}" if node.remote else "local"
     try:
-        channel, _, info = await asyncio.wait_for(bootstrap(transport, spool, node.limits), BOOT_TIMEOUT)
+        info = await _hello(node, state_dir)
     except Exception as exc:  # noqa: BLE001 - every failure is a row, not a crash
         return [name, address, "no", "-", "-", "-", "-", "-", f"{type(exc).__name__}: {exc}"]
-    channel.close()
     note = info.get("backend_reason", "")
     if info.get("uid") != 0:
         note += f"; helper runs as {info.get('user')}: only {info.get('user')}'s jobs can run there"
@@ -28,13 +34,10 @@ async def _probe(name: str, node, state_dir: str) -> list[str]:
 
 async def probe_info(node, state_dir: str) -> dict:
     """One node's probe (the helper's hello), or MelonError saying why it cannot be reached."""
-    transport, spool = transport_for(node, state_dir)
     try:
-        channel, _, info = await asyncio.wait_for(bootstrap(transport, spool, node.limits), BOOT_TIMEOUT)
+        return await _hello(node, state_dir)
     except Exception as exc:  # noqa: BLE001 - reported as one clear error
         raise MelonError(f"cannot reach the node: {type(exc).__name__}: {exc}") from None
-    channel.close()
-    return info
 
 
 async def check(inv: Inventory, state_dir: str) -> tuple[list[str], list[list[str]]]:

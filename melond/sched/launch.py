@@ -5,6 +5,7 @@ Pure functions: the node helper receives everything ready to exec.
 from __future__ import annotations
 
 import functools
+import os
 
 from melond.errors import BadRequest
 from melond.spec.filenames import NO_VAL_TASK, fill
@@ -13,6 +14,13 @@ from melond.spec.timespec import SpecError, signal_spec
 from melond.state.job import Job
 
 DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
+
+
+def job_file(job: Job, stream: str, node: str) -> str:
+    """The path of a job's output (`stream` "output") or error file as its node opens it: the
+    pattern filled in, under the job's directory; without --error, errors go to the output file."""
+    pattern = job.error if stream == "error" and job.error else job.output
+    return os.path.join(job.chdir, expand_pattern(pattern, job, node))
 
 
 def expand_pattern(text: str, job: Job, node: str) -> str:
