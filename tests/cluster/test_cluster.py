@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from cli.client import Client
+from melond.errors import NotFound
 from conftest import BIN, SPIN, Cluster, Melon, needs_root, wait_for
 
 
@@ -63,8 +64,13 @@ def test_a_jobs_output_is_read_on_its_node_while_it_runs(melon_on_cluster: Melon
     jid = m.submit("-o", "/tmp/melon-tail-%j.out", "--wrap", "hostname; for i in 1 2 3 4; do echo n$i; sleep 1; done",
                    user="alice")
     m.wait_state(jid, {"R"})
-    first = wait_for(lambda: (r := api.call("GET", f"/jobs/{jid}/output")).get("text", "").count("\n") >= 2 and r,
-                     what="the job's first lines, read on its node")
+    def lines() -> dict | None:  # RUNNING is melond's word as it sends the start: the file comes a moment later
+        try:
+            r = api.call("GET", f"/jobs/{jid}/output")
+        except NotFound:
+            return None
+        return r if r["text"].count("\n") >= 2 else None
+    first = wait_for(lines, what="the job's first lines, read on its node")
     assert first["text"].splitlines()[0] == _ran_on(m, jid) == first["node"]
     assert not Path(f"/tmp/melon-tail-{jid}.out").exists()  # not a file of this machine's
     m.wait_state(jid, {"CD"})
