@@ -56,7 +56,7 @@ class Node(Strict):
     identity_file: str | None = None
     known_hosts: str | None = None  # default: ~/.ssh/known_hosts of melond's user
     python: str | None = None  # the node's interpreter; default: python3 over SSH, melond's own locally
-    limits: Literal["auto", "systemd", "systemd-user", "cgroup-v2", "cgroup-v1", "none"] = "auto"  # auto: the best the node has
+    limits: Literal["auto", "systemd", "systemd-user", "cgroup-v2-user", "cgroup-v1-user", "cgroup-v2", "cgroup-v1", "none"] = "auto"  # auto: the best the node has
     spool: str | None = None  # on the node; default: /var/lib/melon/spool as root, else ~/.local/state/melon/spool
     # (a local node: STATE_DIR/spool; give each of several local nodes its own)
     partition: str = DEFAULT_PARTITION

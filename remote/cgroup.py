@@ -10,6 +10,7 @@ import os
 from typing import TypeVar
 
 CGROUP_ROOT = "/sys/fs/cgroup"
+TREE = "melon"  # the folder of Melon's cgroups in each hierarchy
 CPU_PERIOD_US = 100_000
 V1_CONTROLLERS = ("memory", "cpu", "pids", "freezer")
 POOLED_V1 = ("cpu", "pids", "freezer")  # hierarchies whose job cgroups are reused (_Slots)
@@ -47,7 +48,14 @@ class NoLimits:
         self.key = key  # the job run's spool key: `17`, or `17.1` once requeued
         self.leader = 0
         # melon/<scope>/job-<id>: the scope (a hash of the spool path) keeps two melonds on one machine apart.
-        self.rel = os.path.join("melon", scope, f"job-{key}")
+        self.folder = os.path.join(self.tree(), scope)
+        self.rel = os.path.join(self.folder, f"job-{key}")
+
+    @staticmethod
+    def tree() -> str:
+        """Where in each hierarchy this backend's cgroups live: root's under `melon`, an
+        account's in the subtree root prepared for it (remote/subtree.py)."""
+        return TREE
 
     def create(self) -> None:
         """Nothing to create."""
@@ -214,10 +222,11 @@ def hierarchy(controllers: str) -> str | None:
     return base if os.path.isdir(base) else None
 
 
-def release_scope(scope: str) -> None:
-    """Remove this spool's (empty) cgroup folders when its helper leaves; busy ones stay."""
-    dirs = [os.path.join(CGROUP_ROOT, "melon", scope)]
-    dirs += [os.path.join(CGROUP_ROOT, c, "melon", scope) for c in V1_CONTROLLERS]
+def release_scope(folder: str) -> None:
+    """Remove a spool's (empty) cgroup folders (`melon/<scope>`, in each hierarchy) when its
+    helper or supervisor leaves; busy ones stay."""
+    dirs = [os.path.join(CGROUP_ROOT, folder)]
+    dirs += [os.path.join(CGROUP_ROOT, c, folder) for c in V1_CONTROLLERS]
     for d in dirs:
         try:
             os.rmdir(d)

@@ -24,7 +24,6 @@ class CgroupV1(NoLimits):
     def __init__(self, key: str, cpus: int, memory: int, tasks_max: int, scope: str) -> None:
         super().__init__(key, cpus, memory, tasks_max, scope)
         self.cpus, self.memory, self.tasks_max = cpus, memory, tasks_max
-        self.scope = scope
         present = v1_mounted()
         self.dirs = {c: os.path.join(CGROUP_ROOT, c, self.rel) for c in present if c not in POOLED_V1}
         self.pooled = [c for c in present if c in POOLED_V1]
@@ -34,9 +33,9 @@ class CgroupV1(NoLimits):
         for d in self.dirs.values():
             make_dir(d)
         if self.pooled:
-            self.slot = _slots().take(self.scope, self.pooled)
+            self.slot = _slots().take(self.folder, self.pooled)
             for c in self.pooled:
-                self.dirs[c] = _slot_dir(c, self.scope, self.slot)
+                self.dirs[c] = _slot_dir(c, self.folder, self.slot)
         mem = self.dirs.get("memory")
         if mem and self.memory:
             write_file(os.path.join(mem, "memory.limit_in_bytes"), str(self.memory))
@@ -106,7 +105,7 @@ class CgroupV1(NoLimits):
             except OSError:
                 gone = False
         if self.slot is not None and gone:
-            _slots().give(self.scope, self.slot)
+            _slots().give(self.folder, self.slot)
             self.slot = None
 
 
@@ -124,16 +123,16 @@ class _Slots:
     def __init__(self) -> None:
         self.pid = os.getpid()
         self.ns = _pid_namespace()
-        self.free: dict[str, list[str]] = {}  # by scope
+        self.free: dict[str, list[str]] = {}  # by scope folder (melon/<scope>)
         self.made = 0
 
-    def take(self, scope: str, controllers: list[str]) -> str:
-        free = self.free.get(scope)
+    def take(self, folder: str, controllers: list[str]) -> str:
+        free = self.free.get(folder)
         if free is None:
-            free = self.free[scope] = []
-            _sweep_slots(scope, self.ns)
+            free = self.free[folder] = []
+            _sweep_slots(folder, self.ns)
         for i in range(len(free) - 1, -1, -1):
-            count = read_file(os.path.join(_slot_dir("pids", scope, free[i]), "pids.current")).strip() \
+            count = read_file(os.path.join(_slot_dir("pids", folder, free[i]), "pids.current")).strip() \
                 if "pids" in controllers else "0"
             if count == "0":
                 return free.pop(i)
@@ -145,21 +144,21 @@ class _Slots:
             self.made += 1
             slot = f"slot-{self.ns}-{self.pid}-{self.made}"
             # One that exists is a leftover of a dead process that had our pid: never shared.
-            if all([make_dir(_slot_dir(c, scope, slot)) for c in controllers]):
+            if all([make_dir(_slot_dir(c, folder, slot)) for c in controllers]):
                 return slot
 
-    def give(self, scope: str, slot: str) -> None:
-        self.free.setdefault(scope, []).append(slot)
+    def give(self, folder: str, slot: str) -> None:
+        self.free.setdefault(folder, []).append(slot)
 
     def release(self) -> None:
-        for scope, free in self.free.items():
+        for folder, free in self.free.items():
             for slot in free:
                 for c in POOLED_V1:
                     try:
-                        os.rmdir(_slot_dir(c, scope, slot))
+                        os.rmdir(_slot_dir(c, folder, slot))
                     except OSError:
                         pass
-            release_scope(scope)
+            release_scope(folder)
         self.free.clear()
 
 
@@ -170,21 +169,19 @@ def _pid_namespace() -> int:
         return 0
 
 
-def _slot_dir(controller: str, scope: str, slot: str) -> str:
-    return os.path.join(CGROUP_ROOT, controller, "melon", scope, slot)
-
-
+def _slot_dir(controller: str, folder: str, slot: str) -> str:
+    return os.path.join(CGROUP_ROOT, controller, folder, slot)
 
 
 def _slots() -> _Slots:
     return mine(_Slots)
 
 
-def _sweep_slots(scope: str, ns: int) -> None:
+def _sweep_slots(folder: str, ns: int) -> None:
     """Remove the empty slots of processes of this pid namespace that are gone (a supervisor
     killed outright); another namespace's pids cannot be checked from here."""
     for c in POOLED_V1:
-        base = os.path.join(CGROUP_ROOT, c, "melon", scope)
+        base = os.path.join(CGROUP_ROOT, c, folder)
         try:
             names = os.listdir(base)
         except OSError:

@@ -13,13 +13,15 @@ import signal
 import subprocess
 import time
 
-from remote import delegated
+from remote import delegated, subtree
 from remote.cgroup import CGROUP_ROOT, NoLimits, read_file
 from remote.cgroupfs import CgroupV1, CgroupV2
 from remote.delegated import DelegatedV2
 from remote.scope import SETPRIV, SYSTEMCTL, SYSTEMD_RUN, SystemdScope, discard_anchor, oom_policy
+from remote.subtree import SubtreeV1, SubtreeV2
 
-BACKENDS = {cls.name: cls for cls in (SystemdScope, DelegatedV2, CgroupV2, CgroupV1, NoLimits)}
+BACKENDS = {cls.name: cls for cls in (SystemdScope, DelegatedV2, SubtreeV2, SubtreeV1, CgroupV2, CgroupV1, NoLimits)}
+ACCOUNT_BACKENDS = (DelegatedV2.name, SubtreeV2.name, SubtreeV1.name)  # limits for a helper that is not root
 
 
 def fence(backend: str, scope: str, key: str) -> None:
@@ -68,18 +70,11 @@ def detect(wanted: str = "auto") -> tuple[str, str]:
 
 def _usable() -> dict[str, str]:
     """Every backend this process could use here, best first; `none` always."""
+    if os.geteuid() != 0:
+        return _usable_as_account(pwd.getpwuid(os.geteuid()).pw_name)
     out = {}
     if os.path.isdir("/run/systemd/system") and os.path.exists(SYSTEMD_RUN) and os.path.exists(SETPRIV):
-        if os.geteuid() == 0:
-            out["systemd"] = "systemd-run transient scopes (MemoryMax, CPUQuota, TasksMax)"
-        else:
-            user = pwd.getpwuid(os.geteuid()).pw_name
-            why = delegated.missing(os.geteuid(), user)
-            if why is None:
-                out["systemd-user"] = (f"cgroup v2 delegated by {user}'s own systemd manager (lingering): a cgroup "
-                                       f"per job inside a scope with Delegate=yes")
-            else:
-                out["none"] = f"the helper runs as {user}, not root, and has no cgroup delegation: {why}"
+        out["systemd"] = "systemd-run transient scopes (MemoryMax, CPUQuota, TasksMax)"
     v2 = os.path.join(CGROUP_ROOT, "cgroup.controllers")
     mem = os.path.join(CGROUP_ROOT, "memory")
     if os.path.exists(v2):
@@ -93,4 +88,27 @@ def _usable() -> dict[str, str]:
         else:
             out.setdefault("none", "cgroup v1 is mounted but not writable by the helper (not root)")
     out.setdefault("none", "no cgroup filesystem mounted")
+    return out
+
+
+def _usable_as_account(user: str) -> dict[str, str]:
+    """A helper that is not root limits jobs through delegation: its systemd manager's (cgroup
+    v2), else a subtree root prepared for it (remote/subtree.py); `none`, saying what each lacks."""
+    out, lacks = {}, []
+    if os.path.isdir("/run/systemd/system") and subtree.v2_mounted():
+        why = delegated.missing(os.geteuid(), user)
+        if why is None:
+            out[DelegatedV2.name] = (f"cgroup v2 delegated by {user}'s own systemd manager (lingering): a cgroup "
+                                     f"per job inside a scope with Delegate=yes")
+        else:
+            lacks.append(why)
+    if os.path.isdir(os.path.join(CGROUP_ROOT, "memory")) or subtree.v2_mounted():
+        name, why = subtree.missing(user)
+        if why is None:
+            out[name] = f"a cgroup per job in the subtree root prepared for {user} ({subtree.account_tree(user)})"
+        else:
+            lacks.append(why)
+    else:
+        lacks.append("no cgroup filesystem is mounted")
+    out["none"] = (f"the helper runs as {user}, not root, and has no cgroup delegation: {'; or '.join(lacks)}")
     return out

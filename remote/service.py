@@ -22,7 +22,7 @@ import sys
 import time
 from collections.abc import Callable
 
-from remote import asks, cgroup, delegated, limits, output, spool, wire
+from remote import asks, cgroup, delegated, limits, output, spool, subtree, wire
 from remote.protocol import ErrorCode, Event, Op
 from remote.job import lookup_user, process_stat, start_ticks
 from remote.supervisor import LOCATE_TIMEOUT, MAX_REQUEST, reap_children
@@ -71,11 +71,16 @@ def probe(spool_dir: str, limits_wanted: str = "auto") -> dict:
         "systemd": os.path.isdir("/run/systemd/system") and shutil.which("systemd-run") is not None,
         "uid": os.geteuid(),
         "user": pwd.getpwuid(os.geteuid()).pw_name,
-        "delegation": None if os.geteuid() == 0 else delegated.facts(os.geteuid(), pwd.getpwuid(os.geteuid()).pw_name),
+        "delegation": None if os.geteuid() == 0 else _delegation(pwd.getpwuid(os.geteuid()).pw_name),
         "spool": spool_dir,
         "pid": os.getpid(),
         "time": time.time(),
     }
+
+
+def _delegation(user: str) -> dict:
+    """What this node offers an account that is not root, for melond's setup text."""
+    return {**delegated.facts(os.geteuid(), user), "subtree": subtree.facts(user)}
 
 
 def spool_scope(spool_dir: str) -> str:
@@ -451,7 +456,7 @@ async def serve(spool_dir: str, supervisor: socket.socket, supervisor_pid: int, 
     await closed
     helper.outbox.flush()
     scanner.cancel()
-    cgroup.release_scope(helper.scope)
+    cgroup.release_scope(os.path.join(cgroup.TREE, helper.scope))
 
 
 async def _bind_notify(address: str) -> socket.socket | None:

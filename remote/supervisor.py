@@ -33,7 +33,7 @@ import time
 import traceback
 from collections.abc import Callable
 
-from remote import cgroup, delegated, limits
+from remote import cgroup, delegated, limits, subtree
 from remote.delegated import DelegatedV2
 from remote.job import Job, LaunchError, ResultSyncer, quietly, record_result, start_ticks
 from remote.sdbus import BusError, SystemdBus
@@ -222,9 +222,11 @@ class Supervisor:
             spec = req.get("spec") or jobdir.read_json("spec.json") or {}
             if req["backend"] == DelegatedV2.name:
                 delegated.enter(spec.get("scope") or "melon")  # once: the cgroup the jobs' cgroups go in
+            elif req["backend"] in (subtree.SubtreeV2.name, subtree.SubtreeV1.name):
+                subtree.enter(spec.get("scope") or "melon")
         except (BusError, OSError) as exc:
-            self._fail_unstarted(jobdir, req["notify"], key, f"cannot get a delegated cgroup from the user's systemd "
-                                                              f"manager: {exc}")
+            source = "the user's systemd manager" if req["backend"] == DelegatedV2.name else "the account's cgroup subtree"
+            self._fail_unstarted(jobdir, req["notify"], key, f"cannot get a delegated cgroup from {source}: {exc}")
             return
         try:
             job = Job(jobdir, spec, req["backend"], req["notify"])

@@ -1,7 +1,9 @@
 """A cgroup v2 node for real: the qemu VM of tests/cgroup-v2-vm (a Debian kernel, systemd as PID 1
 in pure cgroup v2), driven over SSH by a real melond. Each limit backend a v2 node offers runs a
 memory limit that OOM-kills, a CPU quota measured, a cancel that kills an escaped child, and a
-timeout."""
+timeout: as root, the systemd and cgroupfs backends; as an account, its systemd manager's
+delegation (alice, lingering) and a subtree root prepared with the commands melond prints (bob,
+whose manager does not linger)."""
 from __future__ import annotations
 
 import json
@@ -29,13 +31,33 @@ def on_v2(request, v2node: V2Node, short_tmp):
 def on_vm(m: Melon, *args: str, user: str | None = None) -> int:
     """Submit a job to the VM: it starts in /tmp there, its output in a file of this melond's own
     (the VM lives through several melonds, each numbering its jobs from 1)."""
-    return m.submit("-D", "/tmp", "-o", f"{m.root.name}-%j.out", *args, user=user)
+    return m.submit("-D", "/tmp", "-o", f"{tag(m)}-%j.out", *args, user=user)
+
+
+def tag(m: Melon) -> str:
+    """A name for this melond's files on the VM, which several tests' melonds share."""
+    return f"{m.root.parent.name}-{m.root.name}"
 
 
 def setup_of(m: Melon) -> subprocess.CompletedProcess:
     """`melond --print-node-setup v2node` for this melond's inventory."""
     return subprocess.run([str(BIN / "melond"), "--inventory", str(m.inventory), "--state-dir", str(m.state),
                            "--print-node-setup", "v2node"], capture_output=True, text=True, timeout=120)
+
+
+def subtree_block(setup: subprocess.CompletedProcess) -> str:
+    """The printed setup's second way, for a node whose user managers may not linger: a subtree."""
+    first, second = setup.stdout.split("\n\n")
+    assert second.startswith("# Or, where user managers may not linger"), setup.stdout
+    return second
+
+
+def prepare_subtree_for_bob(vm: V2Node, root) -> None:
+    """Run, as root on the VM, the commands melond prints for bob's subtree (once per boot)."""
+    m = Melon(root, inventory=vm.inventory(user='"bob"'))
+    setup = setup_of(m)
+    if setup.returncode != 0:
+        vm.ssh(subtree_block(setup))
 
 
 def output(m: Melon, jid: int) -> str:
@@ -95,7 +117,7 @@ def test_an_unprivileged_account_gets_limits_through_its_systemd_manager(v2node:
         (node,) = json.loads(m.run("minfo", "--json").stdout)
         assert node["backend"] == "none" and "loginctl enable-linger alice" in node["backend_reason"], node
         setup = setup_of(m)
-        assert setup.returncode == 1 and setup.stdout.splitlines()[-1] == "loginctl enable-linger alice", setup
+        assert setup.returncode == 1 and setup.stdout.split("\n\n")[0].splitlines()[-1] == "loginctl enable-linger alice", setup
     finally:
         m.cleanup()
     vm.ssh("loginctl enable-linger alice && for i in $(seq 1 100); do systemctl is-active -q user@2001.service "
@@ -116,20 +138,68 @@ def test_an_unprivileged_account_gets_limits_through_its_systemd_manager(v2node:
         m.cleanup()
 
 
-def test_an_unprivileged_nodes_jobs_keep_their_deadlines_through_melond_and_supervisor_deaths(v2node: V2Node,
-                                                                                             short_tmp) -> None:
-    """As on a root node: an extension reaches the node, the node alone ends the job at its new
-    deadline while melond is down (kill -9), the next melond records it; and a job whose
-    supervisor is killed is fenced, escaped child and all, its delegated cgroup removed."""
+def test_an_account_whose_manager_does_not_linger_gets_limits_in_a_subtree_root_prepared(v2node: V2Node,
+                                                                                           short_tmp) -> None:
+    """melond logs in as bob, whose systemd manager does not linger: minfo names both fixes, and
+    --print-node-setup prints them; run as root, its second way (a subtree and the login hook
+    that starts bob's logins inside it) gives the next connection every limit."""
     vm = v2node
-    vm.ssh("loginctl enable-linger alice && for i in $(seq 1 100); do systemctl is-active -q user@2001.service "
-           "&& exit 0; sleep 0.2; done; exit 1")
-    m = Melon(short_tmp, inventory=vm.inventory(user='"alice"'))
+    vm.ssh("rm -rf /home/bob/.local/state/melon")
+    m = Melon(short_tmp / "a", inventory=vm.inventory(user='"bob"'))
     m.start()
     try:
-        jid = on_vm(m, "-t", "0:08", "--wrap", "sleep 3011", user="alice")
+        (node,) = json.loads(m.run("minfo", "--json").stdout)
+        assert node["backend"] == "none", node
+        assert "loginctl enable-linger bob" in node["backend_reason"], node
+        assert "no cgroup subtree is prepared for bob" in node["backend_reason"], node
+        setup = setup_of(m)
+        assert setup.returncode == 1, setup
+        vm.ssh(subtree_block(setup))
+        # The connection melond holds began before the hook: its helper stays outside the subtree.
+        assert setup_of(m).returncode == 0
+        (node,) = json.loads(m.run("minfo", "--json").stdout)
+        assert node["backend"] == "none", node
+    finally:
+        m.cleanup()
+    m = Melon(short_tmp / "b", inventory=vm.inventory(user='"bob"'))
+    m.start()
+    try:
+        (node,) = json.loads(m.run("minfo", "--json").stdout)
+        assert node["backend"] == "cgroup-v2-user", node
+        setup = setup_of(m)
+        assert setup.returncode == 0 and "Ready" in setup.stdout, setup
+        enforces_memory_cpu_cancel_and_time(m, vm, user="bob")
+        jid = on_vm(m, "--wrap", "cat /proc/self/cgroup", user="bob")
+        m.wait_state(jid, {"CD"}, timeout=60)
+        assert re.fullmatch(rf"0::/melon/user-bob/\w+/job-{jid}\n", output(m, jid)), output(m, jid)
+        assert vm.ssh(f"ls -d /sys/fs/cgroup/melon/user-bob/*/job-{jid}", check=False).stdout == ""
+    finally:
+        m.cleanup()
+
+
+@pytest.mark.parametrize("account", ["alice", "bob"])
+def test_an_unprivileged_nodes_jobs_keep_their_deadlines_through_melond_and_supervisor_deaths(v2node: V2Node,
+                                                                                             short_tmp, account) -> None:
+    """As on a root node, for either way an account gets limits (alice: her systemd manager; bob:
+    a subtree root prepared): an extension reaches the node, the node alone ends the job at its
+    new deadline while melond is down (kill -9), the next melond records it; and a job whose
+    supervisor is killed is fenced, escaped child and all, its delegated cgroup removed."""
+    vm = v2node
+    if account == "alice":
+        vm.ssh("loginctl enable-linger alice && for i in $(seq 1 100); do systemctl is-active -q user@2001.service "
+               "&& exit 0; sleep 0.2; done; exit 1")
+        cgroups = "/sys/fs/cgroup/user.slice/user-2001.slice/user@2001.service/melon.slice/*"
+    else:
+        prepare_subtree_for_bob(vm, short_tmp / "setup")
+        cgroups = "/sys/fs/cgroup/melon/user-bob/*"
+    m = Melon(short_tmp, inventory=vm.inventory(user=f'"{account}"'))
+    m.start()
+    try:
+        (node,) = json.loads(m.run("minfo", "--json").stdout)
+        assert node["backend"] == {"alice": "systemd-user", "bob": "cgroup-v2-user"}[account], node
+        jid = on_vm(m, "-t", "0:08", "--wrap", "sleep 3011", user=account)
         m.wait_state(jid, {"R"}, timeout=60)
-        m.run("mextend", "-j", str(jid), "-t", "+0:12")  # a 20 s limit now
+        m.run("mextend", "-j", str(jid), "-t", "+0:12", user=account)  # a 20 s limit now
         started = m.job(jid)["start_time"]
         m.stop(signal.SIGKILL)
         wait_for(lambda: time.time() > started + 12, timeout=30, what="the first deadline to pass")
@@ -140,20 +210,19 @@ def test_an_unprivileged_nodes_jobs_keep_their_deadlines_through_melond_and_supe
         m.start()
         assert m.wait_state(jid, {"TO", "CD", "F"}, timeout=60)["state"] == "TO"
 
-        fenced = on_vm(m, "-t", "5:00", "--wrap", f"setsid sleep 3012 & echo $$ > /tmp/{m.root.name}-leader; sleep 3013",
-                       user="alice")
+        fenced = on_vm(m, "-t", "5:00", "--wrap", f"setsid sleep 3012 & echo $$ > /tmp/{tag(m)}-leader; sleep 3013",
+                       user=account)
         m.wait_state(fenced, {"R"}, timeout=60)
         wait_for(lambda: vm.ssh("pgrep -f 'sleep 301[23]'", check=False).stdout.count("\n") == 2, timeout=60,
                  what="the job's two sleeps")
-        leader = vm.ssh(f"cat /tmp/{m.root.name}-leader").stdout.strip()
+        leader = vm.ssh(f"cat /tmp/{tag(m)}-leader").stdout.strip()
         supervisor = vm.ssh(f"ps -o ppid= -p {leader}").stdout.strip()  # the job's leader is its child
         vm.ssh(f"kill -9 {supervisor}")
         job = m.wait_state(fenced, {"NF"}, timeout=60)
         assert "supervisor died" in job["detail"], job["detail"]
         wait_for(lambda: vm.ssh("pgrep -f 'sleep 301[23]'", check=False).stdout == "", timeout=30,
                  what="the fenced job's processes, the escaped one too, to be killed")
-        left = vm.ssh(f"ls -d /sys/fs/cgroup/user.slice/user-2001.slice/user@2001.service/melon.slice/*/job-{fenced}",
-                      check=False).stdout
+        left = vm.ssh(f"ls -d {cgroups}/job-{fenced}", check=False).stdout
         assert left == "", f"the fenced job's cgroup is still there: {left}"
     finally:
         m.cleanup()
