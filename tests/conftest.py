@@ -314,8 +314,8 @@ class Cluster:
     def shared(self) -> Path:
         return self.dir / "shared"
 
-    def docker(self, *args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(["docker", *args], capture_output=True, text=True, timeout=120)
+    def docker(self, *args: str, input: str | None = None) -> subprocess.CompletedProcess:
+        return subprocess.run(["docker", *args], capture_output=True, text=True, timeout=120, input=input)
 
     def node_exec(self, node: str, *cmd: str) -> subprocess.CompletedProcess:
         return self.docker("exec", f"melon-{node}", *cmd)

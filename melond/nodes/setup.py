@@ -91,18 +91,22 @@ def _subtree_v2(node: str, user: str, lead: str) -> str:
 
 
 def _subtree_v1(node: str, user: str, hierarchies: list[str], systemd: bool) -> str:
-    """A folder per hierarchy, the account's: as a tmpfiles.d file where systemd can remake it at
-    each boot (cgroupfs starts empty), else as commands to run at each boot."""
+    """A folder per hierarchy, the account's: made by a oneshot unit at each boot where systemd
+    runs (cgroupfs starts empty), else by commands to run at each boot. (systemd-tmpfiles will
+    not hand root's cgroup.procs in a folder the account owns: an "unsafe path transition".)"""
     dirs = [f"{CGROUP}/{h}/melon/user-{user}" for h in hierarchies]
+    steps = [(f"mkdir -p {d}", f"chown {user} {d} {d}/cgroup.procs {d}/tasks") for d in dirs]
     why = (f"# Run once, as root on {node}: a cgroup folder for {user} in each hierarchy\n"
            f"# ({', '.join(hierarchies)}), where melond gives each job its own cgroups\n"
-           f"# (limits = \"cgroup-v1-user\").")
-    if systemd:
-        conf = f"/etc/tmpfiles.d/melon-user-{user}.conf"
-        lines = [line for d in dirs for line in (f"d {d} 0755 {user} - -", f"z {d}/cgroup.procs 0644 {user} - -",
-                                                 f"z {d}/tasks 0644 {user} - -")]
-        body = "\n".join(lines)
-        return "\n".join([why[:-1] + ", remade by systemd-tmpfiles at each boot:",
-                          f"cat > {conf} <<'EOF'\n{body}\nEOF", f"systemd-tmpfiles --create {conf}"])
-    return "\n".join([why[:-1] + ". cgroupfs starts empty at each boot: run these from a boot script too.",
-                      *(f"mkdir -p {d} && chown {user} {d} {d}/cgroup.procs {d}/tasks" for d in dirs)])
+           f"# (limits = \"cgroup-v1-user\")")
+    if not systemd:
+        return "\n".join([why + ". cgroupfs starts empty at each boot: run these from a boot script too.",
+                          *(f"{make} && {own}" for make, own in steps)])
+    unit = f"/etc/systemd/system/melon-cgroup-{user}.service"
+    body = "\n".join(["[Unit]", f"Description=Melon: {user}'s cgroup subtree, where melond limits {user}'s jobs",
+                      "[Service]", "Type=oneshot", "RemainAfterExit=yes",
+                      *(f"ExecStart=/bin/{step}" for pair in steps for step in pair),
+                      "[Install]", "WantedBy=multi-user.target"])
+    return "\n".join([why + ", made again by a unit at each boot (cgroupfs starts empty):",
+                      f"cat > {unit} <<'EOF'\n{body}\nEOF", "systemctl daemon-reload",
+                      f"systemctl enable --now {unit.rsplit('/', 1)[1]}"])

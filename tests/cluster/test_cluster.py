@@ -189,8 +189,8 @@ def test_unknown_host_key_keeps_the_node_down_and_says_how_to_trust_it(cluster: 
 
 
 def test_node_reached_as_a_non_root_account(cluster: Cluster, short_tmp) -> None:
-    """The helper runs as alice: her jobs run (unconfined on cgroup v1, minfo says why); another
-    user's job that may only use her node is refused at submission, and one that may use any
+    """The helper runs as alice: her jobs run (unconfined until root prepares her cgroup subtree,
+    minfo says why); another user's job that may only use her node is refused at submission, and one that may use any
     node runs elsewhere."""
     inventory = cluster.inventory.read_text().replace('[nodes.node1]\n', '[nodes.node1]\nuser = "alice"\n', 1)
     m = Melon(short_tmp, inventory=inventory, work=cluster.shared / f"{short_tmp.name}-nr")
@@ -201,7 +201,7 @@ def test_node_reached_as_a_non_root_account(cluster: Cluster, short_tmp) -> None
         assert "delegation" in node1["backend_reason"] and "note: node node1" in m.run("minfo").stdout
         setup = subprocess.run([str(BIN / "melond"), "--inventory", str(m.inventory), "--state-dir", str(m.state),
                                 "--print-node-setup", "node1"], capture_output=True, text=True, timeout=120)
-        assert setup.returncode == 1 and "cgroup v1" in setup.stdout and "log in as root" in setup.stdout, setup
+        assert setup.returncode == 1 and 'limits = "cgroup-v1-user"' in setup.stdout, setup
         jid = m.submit("-w", "node1", "--wrap", "id -un", user="alice")
         m.wait_state(jid, {"CD"})
         assert (m.work / f"melon-{jid}.out").read_text() == "alice\n"
@@ -213,6 +213,91 @@ def test_node_reached_as_a_non_root_account(cluster: Cluster, short_tmp) -> None
         assert _ran_on(m, jid) != "node1"
     finally:
         m.cleanup()
+
+
+# Kill what runs in an account's Melon cgroup subtree (jobs outlive melond), then remove its folders:
+# the nodes share this machine's cgroup hierarchies, which outlive the cluster.
+REMOVE_SUBTREE = """u=$1
+for i in $(seq 20); do
+    pids=$(cat $(find /sys/fs/cgroup/*/melon/user-$u /sys/fs/cgroup/melon/user-$u -name cgroup.procs 2>/dev/null) 2>/dev/null)
+    [ -z "$pids" ] && break
+    kill -9 $pids 2>/dev/null; sleep 0.3
+done
+for d in /sys/fs/cgroup/*/melon/user-$u /sys/fs/cgroup/melon/user-$u; do
+    [ -d "$d" ] && find "$d" -depth -type d -exec rmdir {} + 2>/dev/null
+done
+systemctl disable --now melon-cgroup-$u.service 2>/dev/null; rm -f /etc/systemd/system/melon-cgroup-$u.service
+true
+"""
+
+
+def test_a_non_root_account_gets_limits_in_a_subtree_root_prepared_on_cgroup_v1(cluster: Cluster, short_tmp) -> None:
+    """The commands `melond --print-node-setup` prints for alice on node1 (cgroup v1), run as root,
+    give her jobs every limit: a memory limit that OOM-kills, a measured CPU quota, a cancel that
+    kills an escaped child, a timeout, an extension the node holds through a kill -9 of melond,
+    and the fencing of a killed supervisor's job; each in its own cgroup of her subtree."""
+    node1 = lambda script: cluster.docker("exec", "-i", "melon-node1", "sh", "-s", "alice", input=script)  # noqa: E731
+    node1(REMOVE_SUBTREE)
+    inventory = cluster.inventory.read_text().replace('[nodes.node1]\n', '[nodes.node1]\nuser = "alice"\n', 1)
+    m = Melon(short_tmp, inventory=inventory, work=cluster.shared / f"{short_tmp.name}-v1")
+    setup = subprocess.run([str(BIN / "melond"), "--inventory", str(m.inventory), "--state-dir", str(m.state),
+                            "--print-node-setup", "node1"], capture_output=True, text=True, timeout=120)
+    assert setup.returncode == 1, setup
+    commands = setup.stdout[setup.stdout.index("cat > "):]
+    try:
+        assert node1(commands).returncode == 0
+        m.start()
+        node = next(n for n in json.loads(m.run("minfo", "--json").stdout) if n["name"] == "node1")
+        assert node["backend"] == "cgroup-v1-user", node
+        on1 = lambda *args: m.submit("-w", "node1", *args, user="alice")  # noqa: E731
+        pgrep = lambda pattern: cluster.node_exec("node1", "pgrep", "-f", pattern).stdout  # noqa: E731
+
+        where = on1("--wrap", "cat /proc/self/cgroup")
+        m.wait_state(where, {"CD"})
+        lines = dict(line.split(":", 2)[1:] for line in (m.work / f"melon-{where}.out").read_text().splitlines())
+        scope = lines["memory"].split("/")[3]
+        assert lines["memory"] == f"/melon/user-alice/{scope}/job-{where}", lines
+        assert lines["name=systemd"] == f"/melon/user-alice/{scope}/supervisor", lines
+
+        oom = on1("--mem", "64M", "--wrap", "python3 -c 'import time; b = bytearray(300 * 1024 * 1024); time.sleep(3)'")
+        assert m.wait_state(oom, {"OOM", "F", "CD"}, timeout=30)["state"] == "OOM"
+        (m.work / "spin.py").write_text(SPIN)
+        spin = on1("-c", "1", "--wrap", f"python3 {m.work / 'spin.py'}")
+        m.wait_state(spin, {"CD"}, timeout=30)
+        ratio = float((m.work / f"melon-{spin}.out").read_text())
+        assert ratio <= 1.15, f"3 busy processes under a 1-CPU quota used {ratio:.2f} CPUs"
+        tree = on1("--wrap", "setsid sleep 3031 & (sleep 3032 &); sleep 3033")
+        wait_for(lambda: pgrep("sleep 303[123]").count("\n") == 3, what="the job's three sleeps")
+        m.run("mcancel", str(tree), user="alice")
+        m.wait_state(tree, {"CA"})
+        wait_for(lambda: pgrep("sleep 303[123]") == "", what="every sleep of the cancelled job gone")
+        late = on1("-t", "0:03", "--wrap", "sleep 3034")
+        assert m.wait_state(late, {"TO", "CD", "F"}, timeout=30)["state"] == "TO"
+        assert pgrep("sleep 3034") == ""
+
+        held = on1("-t", "0:06", "--wrap", "sleep 3035")
+        m.wait_state(held, {"R"})
+        m.run("mextend", "-j", str(held), "-t", "+0:06", user="alice")  # a 12 s limit now
+        started = m.job(held)["start_time"]
+        m.stop(signal.SIGKILL)
+        wait_for(lambda: time.time() > started + 8, timeout=20, what="the first deadline to pass")
+        assert pgrep("sleep 3035"), "the job ended at its old deadline"
+        wait_for(lambda: pgrep("sleep 3035") == "", timeout=20, what="the node to end the job at its new deadline")
+        m.start()
+        assert m.wait_state(held, {"TO", "CD", "F"}, timeout=30)["state"] == "TO"
+
+        leader_file = m.work / "fenced-leader"
+        fenced = on1("-t", "5:00", "--wrap", f"setsid sleep 3036 & echo $$ > {leader_file}; sleep 3037")
+        wait_for(lambda: pgrep("sleep 303[67]").count("\n") == 2, what="the fenced job's two sleeps")
+        supervisor = cluster.node_exec("node1", "ps", "-o", "ppid=", "-p", leader_file.read_text().strip()).stdout
+        assert cluster.node_exec("node1", "kill", "-9", supervisor.strip()).returncode == 0
+        assert "supervisor died" in m.wait_state(fenced, {"NF"}, timeout=30)["detail"]
+        wait_for(lambda: pgrep("sleep 303[67]") == "", what="the fenced job's processes, the escaped one too")
+        assert not Path(f"/sys/fs/cgroup/memory/melon/user-alice/{scope}/job-{fenced}").exists()
+    finally:
+        m.cleanup()
+        node1(REMOVE_SUBTREE)
+        shutil.rmtree(m.work, ignore_errors=True)
 
 
 def _skip_unless_systemd(m: Melon) -> None:

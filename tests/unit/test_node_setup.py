@@ -53,10 +53,11 @@ def test_the_login_hook_is_valid_sh():
 
 def test_cgroup_v1_gets_a_folder_per_hierarchy_remade_at_each_boot():
     text, ready = setup_text("n1", info(V1))
-    assert not ready and "systemd-tmpfiles --create /etc/tmpfiles.d/melon-user-alice.conf" in text
+    assert not ready and text.splitlines()[-1] == "systemctl enable --now melon-cgroup-alice.service"
+    assert "cat > /etc/systemd/system/melon-cgroup-alice.service <<'EOF'" in text and "WantedBy=multi-user.target" in text
     for h in ("memory", "cpu", "pids", "freezer", "systemd"):
-        assert f"d /sys/fs/cgroup/{h}/melon/user-alice 0755 alice - -" in text
-        assert f"z /sys/fs/cgroup/{h}/melon/user-alice/cgroup.procs 0644 alice - -" in text
+        d = f"/sys/fs/cgroup/{h}/melon/user-alice"
+        assert f"ExecStart=/bin/mkdir -p {d}\nExecStart=/bin/chown alice {d} {d}/cgroup.procs {d}/tasks" in text
     text, ready = setup_text("n1", info(V1, systemd=False))
     assert not ready and "boot script" in text
     assert ("mkdir -p /sys/fs/cgroup/memory/melon/user-alice && chown alice /sys/fs/cgroup/memory/melon/user-alice "
