@@ -28,3 +28,10 @@ def main(as_json: bool, endpoint: str | None) -> None:
             click.echo(f"note: node {n['name']} does not enforce CPU or memory limits: {n['backend_reason']}")
         if n["state"] in ("down", "draining", "drained") and n.get("reason"):
             click.echo(f"note: node {n['name']} is {n['state']}: {n['reason']}")
+        if n.get("runs_as"):
+            click.echo(f"note: node {n['name']} runs only the jobs of {_accounts(n['runs_as'])}")
+
+
+def _accounts(runs_as: dict) -> str:
+    """alice (as alice), carol (as cs123, not connected)."""
+    return ", ".join(f"{user} (as {a['account']}{'' if a['up'] else ', not connected'})" for user, a in runs_as.items())

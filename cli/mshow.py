@@ -86,6 +86,9 @@ def _details(job: dict) -> None:
         ("MaxRSS", format_size_mib(job["max_rss"] // (1024 * 1024)) if job.get("max_rss") is not None else "-"), ("Command", " ".join([job.get("script_path") or "(wrap)", *job.get("script_args", [])])),
         ("WorkDir", job["chdir"]), ("StdOut", job["output_path"]), ("StdErr", job["error_path"]),
     ]
+    if job.get("runs_as"):  # a node melond reaches as an account, not root: the job runs as that account
+        rows.insert(next(i for i, (k, _) in enumerate(rows) if k == "Node") + 1,
+                    ("RunsAs", f"{job['runs_as']} (the account melond logs in to the node as)"))
     if job.get("extend_step"):
         rows.insert(next(i for i, (k, _) in enumerate(rows) if k == "TimeLeft") + 1, (
             "Elastic", f"+{format_duration(job['extend_step'])} at a time, up to {format_limit(job['time_max'])}, "

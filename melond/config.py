@@ -53,6 +53,7 @@ class Node(Strict):
     host: str | None = None
     port: int = Field(default=22, ge=1, le=65535)
     user: str | None = None  # the SSH login; default: melond's own user
+    personal: bool = False  # each user's jobs log in as that user's own account ([accounts])
     identity_file: str | None = None
     known_hosts: str | None = None  # default: ~/.ssh/known_hosts of melond's user
     python: str | None = None  # the node's interpreter; default: python3 over SSH, melond's own locally
@@ -72,6 +73,14 @@ class Node(Strict):
     @property
     def remote(self) -> bool:
         return self.host is not None
+
+
+class Account(Strict):
+    """A user's own login on the personal nodes (`[accounts.USER]`): their jobs travel over a
+    connection of their own, with their key, and run as that account."""
+
+    user: str | None = None  # the account on the nodes; default: the user's own name
+    identity_file: str | None = None  # default: the node's (or ssh's defaults)
 
 
 class Tls(Strict):
@@ -133,6 +142,23 @@ class Inventory(Strict):
     limits: Limits = Limits()
     partitions: dict[str, Partition] = {}
     nodes: dict[str, Node] = {}
+    accounts: dict[str, Account] = {}  # personal mode: each user's own account on the personal nodes
+
+    def links(self) -> dict[str, tuple[str, str | None, Node]]:
+        """Every connection melond keeps, by its name: (node, user, the node as that connection
+        logs in). One per node, and on a personal node one per user in [accounts], named
+        `user@node`, logged in as that user's account with their key."""
+        out: dict[str, tuple[str, str | None, Node]] = {}
+        for name, node in self.node_table().items():
+            if not node.personal:
+                out[name] = (name, None, node)
+                continue
+            for user, account in self.accounts.items():
+                login = {"user": account.user or user, "personal": False}
+                if account.identity_file:
+                    login["identity_file"] = account.identity_file
+                out[f"{user}@{name}"] = (name, user, node.model_copy(update=login))
+        return out
 
     def partition_names(self) -> list[str]:
         return list(self.partitions) or [DEFAULT_PARTITION]
@@ -165,7 +191,7 @@ def load(path: str | None) -> Inventory:
     except tomllib.TOMLDecodeError as exc:
         raise MelonError(f"inventory {path}: not valid TOML: {exc}") from None
     if isinstance(data.get("nodes"), dict) and isinstance(data.get("defaults"), dict):
-        data["nodes"] = {name: {**data["defaults"], **(table if isinstance(table, dict) else {})}
+        data["nodes"] = {name: _with_defaults(data["defaults"], table if isinstance(table, dict) else {})
                          for name, table in data["nodes"].items()}
     try:
         inv = Inventory.model_validate(data)
@@ -177,13 +203,47 @@ def load(path: str | None) -> Inventory:
     base = Path(path).resolve().parent
     if inv.tls is not None:
         inv = inv.model_copy(update={"tls": _resolve_files(inv.tls, ("cert", "key"), base, f"inventory {path}: tls")})
+    for user, account in list(inv.accounts.items()):
+        inv.accounts[user] = _resolve_files(account, ("identity_file",), base, f"inventory {path}: accounts.{user}")
     for name, node in list(inv.nodes.items()):
         inv.nodes[name] = node = _resolve_files(node, ("identity_file", "known_hosts"), base,
                                                 f"inventory {path}: nodes.{name}")
+        if "@" in name:
+            raise MelonError(f"inventory {path}: nodes.{name}: a node's name may not contain '@' (melond names a "
+                             f"personal node's connections user@node); rename it")
+        if node.personal:
+            _check_personal(inv, name, node, f"inventory {path}: nodes.{name}")
         if node.partition not in inv.partition_names():
             raise MelonError(f"inventory {path}: nodes.{name}.partition: unknown partition {node.partition!r}; "
                              f"define [partitions.{node.partition}] or use one of {inv.partition_names()}")
     return inv
+
+
+def _with_defaults(defaults: dict, table: dict) -> dict:
+    """A node's table over [defaults]; a personal node takes no login account or spool from
+    there: it logs in as each user's own account, into that account's spool."""
+    merged = {**defaults, **table}
+    if merged.get("personal") is True:
+        for field in ("user", "spool"):
+            if field not in table:
+                merged.pop(field, None)
+    return merged
+
+
+def _check_personal(inv: Inventory, name: str, node: Node, where: str) -> None:
+    """A personal node logs in as each user's own account, over SSH, into each account's spool."""
+    if not node.remote:
+        raise MelonError(f"{where}.personal: only a node reached over SSH (with host) can be personal; "
+                         f"melond cannot log in to this machine as other users")
+    if not inv.accounts:
+        raise MelonError(f"{where}.personal: no [accounts.USER] table maps users to their own accounts; add one "
+                         f"per user (user = \"their login\", identity_file = \"their key\")")
+    if node.user is not None:
+        raise MelonError(f"{where}.user: a personal node logs in as each user's own account ([accounts]), "
+                         f"not as {node.user!r}; remove user (from [defaults] too)")
+    if node.spool is not None:
+        raise MelonError(f"{where}.spool: each account of a personal node keeps its own spool "
+                         f"(~/.local/state/melon/spool); remove spool")
 
 
 def _resolve_files(table: Strict, fields: tuple[str, ...], base: Path, where: str) -> Strict:

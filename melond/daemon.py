@@ -94,9 +94,10 @@ class Daemon:
             if not node.remote:
                 cpus = psutil.cpu_count() or 1
                 memory = psutil.virtual_memory().total // MIB
+            personal = {u: a.user or u for u, a in self.opts.inventory.accounts.items()} if node.personal else None
             out[name] = NodeState(name=name, partition=node.partition, cpus=node.cpus or cpus,
                                   memory=min(memory, node.memory or memory), cap_cpus=node.cpus,
-                                  cap_memory=node.memory)
+                                  cap_memory=node.memory, personal=personal)
         return out
 
     async def run(self) -> None:
@@ -110,9 +111,11 @@ class Daemon:
                 nodes[row["name"]].drain = row["drain"]  # an operator's drain survives restarts
         engine = Engine(store, inv, nodes, kill_wait=kill_wait)
         handshakes = asyncio.Semaphore(MAX_HANDSHAKES)
-        for name, node in inv.node_table().items():
+        engine.sessions.personal = {name for name, node in inv.node_table().items() if node.personal}
+        engine.sessions.accounts = {user: account.user or user for user, account in inv.accounts.items()}
+        for link, (_, _, node) in inv.links().items():
             transport, spool = transport_for(node, self.state_dir)
-            engine.sessions[name] = NodeSession(name, transport, spool, on_up=engine.nodes_life.up,
+            engine.sessions[link] = NodeSession(link, transport, spool, on_up=engine.nodes_life.up,
                                                 on_down=engine.nodes_life.down, on_event=engine.on_event,
                                                 handshakes=handshakes, limits=node.limits)
         runner = web.AppRunner(make_app(engine), access_log=None, handle_signals=False)

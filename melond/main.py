@@ -85,11 +85,16 @@ def _print_setup(inv, state_dir: str, name: str) -> int:
     from melond.nodes.check import probe_info
     from melond.nodes.setup import setup_text
 
-    nodes = inv.node_table()
-    if name not in nodes:
-        raise MelonError(f"no node {name!r} in the inventory; nodes: {', '.join(nodes)}")
-    text, ready = setup_text(name, asyncio.run(probe_info(nodes[name], state_dir)))
-    click.echo(text)
+    links = inv.links()  # a personal node's are user@node: NODE names them all, user@NODE one
+    chosen = {link: entry for link, entry in links.items() if name in (link, entry[0])}
+    if not chosen:
+        raise MelonError(f"no node {name!r} in the inventory; nodes: {', '.join(inv.node_table())}")
+    texts, ready = [], True
+    for link, (_, _, node) in chosen.items():
+        text, link_ready = setup_text(link, asyncio.run(probe_info(node, state_dir)))
+        texts.append(text)
+        ready = ready and link_ready
+    click.echo("\n\n".join(texts))
     return 0 if ready else 1
 
 

@@ -144,6 +144,8 @@ class Helper:
         """Part of a job's output file, read in a thread (a slow disk must not hold up starts)."""
         try:
             path, uid = str(msg["path"]), int(msg["uid"])
+            if os.geteuid() != 0:  # the job ran as this helper's account (whose uid here melond may not know)
+                uid = os.geteuid()
             offset, limit = int(msg.get("offset", -1)), int(msg.get("limit", output.MAX_READ))
         except (KeyError, TypeError, ValueError):
             raise RequestError(ErrorCode.BAD_REQUEST, "read_output needs path, uid, offset and limit") from None

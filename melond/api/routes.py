@@ -22,6 +22,7 @@ from melond.api.auth import TokenService, peer_uid
 from melond.api.views import entry_views, folded, job_view, listing, node_view, parse_fields
 from melond.engine.engine import Engine
 from melond.errors import BadRequest, Forbidden, Internal, MelonError, NotFound, RateLimited, Unauthorized
+from melond.nodes.links import split
 from melond.sched import caps
 from melond.sched.admission import Submitter
 from melond.sched.policy import Caller, check_owner
@@ -299,6 +300,8 @@ async def show_job(request: web.Request) -> web.Response:
     ended = [e["data"].get("backend") for e in view["events"] if e["kind"] == "ended"]
     node = engine.nodes.get(job.node or "")
     view["backend"] = (ended[-1] if ended else None) or (node.backend if node else None)
+    if node is not None and (node.personal is not None or node.only_user):  # not the user's own uid switch
+        view["runs_as"] = engine.sessions.account(node.name, job.user) or node.only_user
     return web.json_response(view)
 
 
@@ -440,7 +443,11 @@ async def list_nodes(request: web.Request) -> web.Response:
     for j in engine.jobs.listed():
         if j.state is State.RUNNING:
             running.setdefault(j.node, []).append(j)
-    heard = {name: s.last_heard for name, s in engine.sessions.items()}
+    heard: dict[str, float] = {}  # a node's last word on any of its connections
+    for link, session in engine.sessions.items():
+        node, _ = split(link)
+        if session.last_heard is not None and session.last_heard > heard.get(node, 0):
+            heard[node] = session.last_heard
     return web.json_response({"nodes": [node_view(n, running.get(n.name, []), heard.get(n.name))
                                         for n in engine.nodes.values()]})
 

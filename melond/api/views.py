@@ -132,4 +132,9 @@ def node_view(node: NodeState, running: list[Job], last_contact: float | None = 
         "cpus": node.cpus, "cpus_used": used_cpus, "memory": node.memory, "memory_used": used_mem,
         "backend": node.backend, "backend_reason": node.backend_reason, "jobs": len(running),
         "enforcement": node.backend != "none", "last_contact": last_contact,
+        # Whose jobs run there and as which account: the login account's alone (a node reached
+        # as an account that is not root), each user's own (a personal node), or anyone's (null).
+        "runs_as": ({u: {"account": a, "up": u in node.links_up} for u, a in sorted(node.personal.items())}
+                    if node.personal is not None else
+                    {node.only_user: {"account": node.only_user, "up": node.up}} if node.only_user else None),
     }

@@ -5,13 +5,12 @@ exactly as on the login node. Each extension is audited with `via: job`."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 
 from melond.engine.jobs import JobTable
 from melond.engine.operations import Operations
 from melond.engine.tasks import Tasks
 from melond.errors import MelonError
-from melond.nodes.fleet import NodeSession
+from melond.nodes.links import Sessions, split
 from melond.spec.states import State
 from remote.protocol import Op
 
@@ -19,33 +18,37 @@ log = logging.getLogger("melond.engine")
 
 
 class JobAsks:
-    def __init__(self, jobs: JobTable, sessions: Mapping[str, NodeSession], ops: Operations, tasks: Tasks) -> None:
+    def __init__(self, jobs: JobTable, sessions: Sessions, ops: Operations, tasks: Tasks) -> None:
         self.jobs, self.sessions, self.ops, self.tasks = jobs, sessions, ops, tasks
 
-    def on_event(self, node: str, msg: dict) -> None:
-        self.tasks.spawn(self._answer(node, msg))
+    def on_event(self, link: str, msg: dict) -> None:
+        self.tasks.spawn(self._answer(link, msg))
 
-    async def _answer(self, node: str, msg: dict) -> None:
-        reply = await self.reply(node, msg)
-        session = self.sessions.get(node)
+    async def _answer(self, link: str, msg: dict) -> None:
+        """Answer through the connection that asked."""
+        reply = await self.reply(link, msg)
+        session = self.sessions.get(link)
         if session is None or not session.up:
             return  # the job's process sees its helper go, and says melond did not answer
         try:
             await session.request(Op.ANSWER, ask=msg.get("ask"), reply=reply)
         except MelonError as exc:
-            log.warning("could not answer a job's ask", extra={"node": node, "job": msg.get("job_id"),
+            log.warning("could not answer a job's ask", extra={"node": link, "job": msg.get("job_id"),
                                                                "error": str(exc)})
 
-    async def reply(self, node: str, msg: dict) -> dict:
+    async def reply(self, link: str, msg: dict) -> dict:
         try:
             job_id, run, uid = int(msg["job_id"]), int(msg["run"]), int(msg["uid"])
             request = dict(msg["request"])
         except (KeyError, TypeError, ValueError):
             return _refused("bad_request", "a malformed ask from the node")
+        node, user = split(link)
         job = self.jobs.get(job_id)
         if job is None or job.state is not State.RUNNING or job.node != node or job.run != run:
             return _refused("not_running", f"job {job_id} is not running on {node} (as melond knows it)")
-        if uid not in (job.uid, 0):
+        if user is not None and user != job.user:  # a personal node's connection speaks for its user's jobs only
+            return _refused("forbidden", f"job {job_id} is not {user}'s")
+        if user is None and uid not in (job.uid, 0):
             return _refused("forbidden", f"the asking process does not run as job {job_id}'s user")
         if request.get("op") != "extend":
             return _refused("bad_request", f"jobs may ask to extend themselves, not {request.get('op')!r}")

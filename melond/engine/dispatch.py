@@ -10,13 +10,13 @@ import asyncio
 import itertools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 
 from melond import nss
 from melond.engine.jobs import JobTable
 from melond.engine.tasks import Tasks
 from melond.errors import MelonError, NodeRequestFailed, NodeTimeout, NodeUnavailable, NoSuchJob
-from melond.nodes.fleet import NodeSession
+from melond.nodes.links import Sessions
 from melond.sched import launch
 from melond.state.job import Job
 from melond.state.store import Store
@@ -31,7 +31,7 @@ RecordEnd = Callable[..., Awaitable[None]]
 
 
 class Dispatcher:
-    def __init__(self, jobs: JobTable, store: Store, sessions: Mapping[str, NodeSession], tasks: Tasks, *,
+    def __init__(self, jobs: JobTable, store: Store, sessions: Sessions, tasks: Tasks, *,
                  kill_wait: float, tasks_max: int) -> None:
         self.jobs, self.store, self.sessions, self.tasks = jobs, store, sessions, tasks
         self.kill_wait, self.tasks_max = kill_wait, tasks_max
@@ -50,10 +50,13 @@ class Dispatcher:
     async def start(self, job: Job) -> None:
         """Ask the job's node to start its current run; record the node's own start time and pid."""
         node, run = job.node, job.run
+        account = self.sessions.account(node, job.user)  # a personal node: the user's own account there
         req = launch.start_request(job, node, kill_wait=self.kill_wait, tasks_max=self.tasks_max,
-                                   home=nss.home(job.user))
+                                   home=None if account else nss.home(job.user))
+        if account:
+            req["user"] = account
         for attempt in itertools.count():
-            session = self.sessions.get(node)
+            session = self.sessions.of(node, job.user)
             if session is None or not session.up:
                 return  # the node's reconcile starts it when it is back
             if not self.jobs.current(job) or job.node != node or job.run != run:
@@ -88,7 +91,7 @@ class Dispatcher:
                                {"pid": reply.get("pid"), "start": start, "run": run}, time.time())
 
     async def kill(self, job: Job, attempt: int = 0) -> None:
-        session = self.sessions.get(job.node or "")
+        session = self.sessions.of(job.node, job.user)
         if session is None or not session.up or not self.jobs.current(job):
             return  # re-sent by the node's reconcile, or ended meanwhile
         try:
@@ -103,14 +106,14 @@ class Dispatcher:
     async def signal(self, job: Job, sig: str | int) -> None:
         """Have the job's node send `sig` to all its processes, once (not retried: a signal late
         is not the signal asked for)."""
-        session = self.sessions.get(job.node or "")
+        session = self.sessions.of(job.node, job.user)
         if session is None or not session.up:
             raise NodeUnavailable(f"node {job.node} is not reachable now; try again once `minfo` shows it up")
         await session.request(Op.SIGNAL, job_id=job.id, run=job.run, signal=sig)
 
     async def read_output(self, job: Job, path: str, offset: int, limit: int) -> dict:
         """Part of a job's output file, read by its node's helper (remote/output.py)."""
-        session = self.sessions.get(job.node or "")
+        session = self.sessions.of(job.node, job.user)
         if session is None or not session.up:
             raise NodeUnavailable(f"node {job.node} is not reachable now, so the output of job {job.id} cannot be "
                                   f"read; try again once `minfo` shows it up")
@@ -122,7 +125,7 @@ class Dispatcher:
 
     async def set_limit(self, job: Job) -> None:
         """Tell a running job's node its new limit; should that fail, the node's reconcile re-sends it."""
-        session = self.sessions.get(job.node or "")
+        session = self.sessions.of(job.node, job.user)
         try:
             if session is None:
                 raise NodeUnavailable(f"node {job.node} has no session")

@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 
 from melond.engine.jobs import JobTable
 from melond.engine.tasks import Tasks
 from melond.errors import MelonError
-from melond.nodes.fleet import NodeSession
+from melond.nodes.links import Sessions, link_name, split
 from melond.sched.order import PendingOrder
 from melond.spec.states import State, end_state
 from melond.state.job import Job
@@ -23,7 +23,7 @@ FORGET_DELAY = 0.1  # ends gather this long into one `forget` per node
 
 
 class Ends:
-    def __init__(self, jobs: JobTable, store: Store, sessions: Mapping[str, NodeSession], order: PendingOrder,
+    def __init__(self, jobs: JobTable, store: Store, sessions: Sessions, order: PendingOrder,
                  tasks: Tasks, kick: Callable[[], None], *, max_batch_requeue: int) -> None:
         self.jobs, self.store, self.sessions, self.order, self.tasks = jobs, store, sessions, order, tasks
         self.kick = kick
@@ -32,26 +32,31 @@ class Ends:
         self.on_finished: Callable[[int], None] | None = None  # a job's end is committed (its notices)
         self.on_requeued: Callable[[Job], None] | None = None
 
-    def on_event(self, node: str, msg: dict) -> None:
-        """A node's unasked message: today, a run's end."""
+    def on_event(self, link: str, msg: dict) -> None:
+        """A node's unasked message, from one of its connections: today, a run's end."""
         if msg.get("event") == Event.EXITED:
-            self.tasks.spawn(self.record(int(msg["job_id"]), msg["result"], node=node, run=int(msg.get("run", 0))))
+            node, _ = split(link)
+            self.tasks.spawn(self.record(int(msg["job_id"]), msg["result"], node=node, run=int(msg.get("run", 0)),
+                                         link=link))
 
-    async def record(self, job_id: int, result: dict, node: str | None = None, run: int | None = None) -> None:
+    async def record(self, job_id: int, result: dict, node: str | None = None, run: int | None = None,
+                     link: str | None = None) -> None:
         """Record how a job's run ended: its final state, or back to PENDING if it asked to be
-        requeued and its node failed. The run's spool record is forgotten once this is durable."""
+        requeued and its node failed. The run's spool record is forgotten once this is durable,
+        through the connection that holds it (`link`, else the job's on its node)."""
         now = time.time()
         job = self.jobs.get(job_id)
         if job is not None and run is not None and (run != job.run or (node and job.node != node)):
             # An earlier run's end (a requeued job's old run, fenced on its node): nothing to record.
-            self.forget_later(node, job_id, run)
+            self.forget_later(self._link(node, job, link), job_id, run)
             return
         where = node or (job.node if job is not None else None)
+        link = self._link(where, job, link)
         run = job.run if run is None and job is not None else (run or 0)
         if job is not None and self._wants_requeue(job, result):
             if job.run < self.max_batch_requeue or job.id in self.jobs.requeueing:
                 await self._requeue(job, result)
-                self.forget_later(where, job_id, run)
+                self.forget_later(link, job_id, run)
                 return
             result = {**result, "error": f"{result.get('error') or 'node failure'}; not requeued: the job was "
                                         f"requeued {job.run} times already (max_batch_requeue)"}
@@ -78,7 +83,15 @@ class Ends:
         if done:
             self.finished(job_id)
             log.info("job ended", extra={"job": job_id, "state": state.value, "exit_code": result.get("exit_code")})
-        self.forget_later(where, job_id, run)
+        self.forget_later(link, job_id, run)
+
+    def _link(self, node: str | None, job: Job | None, link: str | None) -> str | None:
+        """The connection that holds a run's spool record on `node`."""
+        if link is not None or node is None:
+            return link
+        if node in self.sessions.personal:
+            return link_name(node, job.user) if job is not None else None
+        return node
 
     def finished(self, job_id: int) -> None:
         self.jobs.finished(job_id)
@@ -116,20 +129,20 @@ class Ends:
             if self.on_requeued is not None:
                 self.on_requeued(job)
 
-    def forget_later(self, node: str | None, job_id: int, run: int) -> None:
-        """Batch spool clean-ups per node: one request for many ended runs."""
-        if node not in self.sessions:
+    def forget_later(self, link: str | None, job_id: int, run: int) -> None:
+        """Batch spool clean-ups per connection: one request for many ended runs."""
+        if link not in self.sessions:
             return
-        batch = self._to_forget.setdefault(node, [])
+        batch = self._to_forget.setdefault(link, [])
         batch.append([job_id, run])
         if len(batch) == 1:
-            self.tasks.spawn(self._forget(node))
+            self.tasks.spawn(self._forget(link))
 
-    async def _forget(self, node: str) -> None:
+    async def _forget(self, link: str) -> None:
         await asyncio.sleep(FORGET_DELAY)
-        runs = self._to_forget.pop(node, [])
+        runs = self._to_forget.pop(link, [])
         try:
-            await self.sessions[node].request(Op.FORGET, runs=runs)
+            await self.sessions[link].request(Op.FORGET, runs=runs)
         except MelonError:
             pass  # forgotten at the next reconcile
 

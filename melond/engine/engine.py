@@ -20,7 +20,7 @@ from melond.engine.operations import Operations
 from melond.engine.requests import ExtensionRequests
 from melond.engine.scheduling import SchedulingLoop
 from melond.engine.tasks import Tasks
-from melond.nodes.fleet import NodeSession
+from melond.nodes.links import Sessions
 from melond.nodes.state import NodeState
 from melond.sched.order import PendingOrder
 from melond.spec.states import ACTIVE
@@ -33,7 +33,7 @@ STOP_TIMEOUT = 10.0  # seconds in-flight writes get at shutdown
 class Engine:
     def __init__(self, store: Store, inventory: Inventory, nodes: dict[str, NodeState], *, kill_wait: float) -> None:
         self.store, self.inv, self.nodes = store, inventory, nodes
-        self.sessions: dict[str, NodeSession] = {}
+        self.sessions = Sessions()
         self.tasks = Tasks()
         self.jobs = JobTable(store.jobs(states=[s.value for s in ACTIVE]))
         self.order = PendingOrder({name: inventory.partition(name).max_time for name in inventory.partition_names()})
@@ -56,12 +56,12 @@ class Engine:
         self.ends.on_requeued = lambda job: self.tasks.spawn(self.notices.requeued(job))
         self.requests.on_decided = lambda request: self.tasks.spawn(self.notices.request_decided(request))
 
-    def on_event(self, node: str, msg: dict) -> None:
-        """A node's unasked message: a run's end, or a running job's ask."""
+    def on_event(self, link: str, msg: dict) -> None:
+        """A node's unasked message, from one of its connections: a run's end, or a running job's ask."""
         if msg.get("event") == Event.ASK:
-            self.asks.on_event(node, msg)
+            self.asks.on_event(link, msg)
         else:
-            self.ends.on_event(node, msg)
+            self.ends.on_event(link, msg)
 
     async def stop(self) -> None:
         """Stop scheduling and let in-flight writes finish; running jobs are left alone."""

@@ -17,7 +17,7 @@ from melond.engine.ends import Ends
 from melond.engine.jobs import JobTable
 from melond.engine.tasks import Tasks
 from melond.errors import Forbidden, NotFound
-from melond.nodes.fleet import NodeSession
+from melond.nodes.links import Sessions, split
 from melond.nodes.reconcile import Action, reconcile
 from melond.nodes.state import NodeState
 from melond.sched.policy import Caller
@@ -29,20 +29,22 @@ log = logging.getLogger("melond.engine")
 
 
 class NodeLife:
-    def __init__(self, nodes: Mapping[str, NodeState], sessions: Mapping[str, NodeSession], jobs: JobTable,
+    def __init__(self, nodes: Mapping[str, NodeState], sessions: Sessions, jobs: JobTable,
                  store: Store, dispatcher: Dispatcher, ends: Ends, tasks: Tasks, kick: Callable[[], None],
                  inventory: Inventory) -> None:
         self.nodes, self.sessions, self.jobs, self.store = nodes, sessions, jobs, store
         self.dispatcher, self.ends, self.tasks, self.kick = dispatcher, ends, tasks, kick
         self.inv = inventory
 
-    async def up(self, name: str, info: dict) -> None:
-        """Reconcile the node's spool with the store: the store wins, nothing runs twice."""
+    async def up(self, link: str, info: dict) -> None:
+        """Reconcile the spool a node's connection holds with the store: the store wins, nothing
+        runs twice. A personal node's connection holds its user's jobs only."""
+        name, user = split(link)
         node = self.nodes[name]
         node.sized_by(info)
-        session = self.sessions[name]
+        session = self.sessions[link]
         listing = (await session.request(Op.LIST))["jobs"]
-        mine = {j.id: j for j in self.jobs.running_on(name)}
+        mine = {j.id: j for j in self.jobs.running_on(name) if user is None or j.user == user}
         cancels = self.jobs.cancelling | await self.store.read(
             lambda db, ids: db.with_event(ids, "cancel_requested"), list(mine))
         self.jobs.requeueing |= await self.store.read(  # asked before a restart of melond: still asked
@@ -53,9 +55,10 @@ class NodeLife:
             if step.action is Action.START:
                 self.tasks.spawn(self.dispatcher.start(job))
             elif step.action is Action.RECORD_END:
-                await self.ends.record(job.id, step.seen["result"], node=name, run=step.run)
+                await self.ends.record(job.id, step.seen["result"], node=name, run=step.run, link=link)
             elif step.action is Action.LOST:
-                await self.ends.record(job.id, lost("the node lost the job (rebooted?)"), node=name, run=step.run)
+                await self.ends.record(job.id, lost("the node lost the job (rebooted?)"), node=name, run=step.run,
+                                       link=link)
             elif step.action is Action.RESYNC:
                 limits.append([job.id, step.run, job.time_limit])
                 if job.id in cancels:
@@ -75,33 +78,56 @@ class NodeLife:
             await session.request(Op.KILL, job_id=job_id, run=run)
         if stale:
             await session.request(Op.FORGET, runs=stale)
+        if user is not None:
+            node.links_up.add(user)
         node.up = True
         await self._save(node, "up", None, info)
         self.kick()
 
-    async def down(self, name: str, reason: str) -> None:
-        """Unreachable: nothing new starts there; after node_timeout its jobs are lost (below)."""
+    async def down(self, link: str, reason: str) -> None:
+        """Unreachable: nothing new starts there; after node_timeout its jobs are lost (below).
+        A personal node's connection down stops only its user's jobs; the node is down once
+        none of its connections is up."""
+        name, user = split(link)
         node = self.nodes[name]
+        if user is not None:
+            was_up = user in node.links_up
+            node.links_up.discard(user)
+            if was_up:
+                since = node.links_down_since[user] = time.monotonic()
+                self.tasks.spawn(self._fail_after_timeout(name, since, user))
+            if node.links_up:
+                self.kick()
+                return
         was_up = node.up
         node.up = False
-        node.reason = reason
-        await self._save(node, "down", reason, None)
-        if was_up:
+        node.reason = reason if user is None else f"{user}'s connection: {reason}"
+        await self._save(node, "down", node.reason, None)
+        if was_up and user is None:
             node.down_since = time.monotonic()
             self.tasks.spawn(self._fail_after_timeout(name, node.down_since))
 
-    async def _fail_after_timeout(self, name: str, since: float) -> None:
-        """Still unreachable after the timeout: its running jobs end NODE_FAIL, or go back to the
-        queue if submitted with --requeue. Should the node return, its reconcile kills whatever
-        still runs there first (fencing)."""
+    async def _fail_after_timeout(self, name: str, since: float, user: str | None = None) -> None:
+        """Still unreachable after the timeout: its running jobs (on a personal node, the jobs of
+        the connection's user) end NODE_FAIL, or go back to the queue if submitted with
+        --requeue. Should the node return, its reconcile kills whatever still runs there first
+        (fencing)."""
         await asyncio.sleep(self.inv.node_timeout)
         node = self.nodes[name]
-        if node.up or node.down_since != since:
+        if user is not None:
+            if user in node.links_up or node.links_down_since.get(user) != since:
+                return
+        elif node.up or node.down_since != since:
             return
-        log.warning("node lost", extra={"node": name, "timeout": self.inv.node_timeout})
+        what = f"node {name}" if user is None else f"{user}'s connection to node {name}"
+        log.warning("node lost", extra={"node": name, "user": user, "timeout": self.inv.node_timeout})
         now = time.time()
         for job in self.jobs.running_on(name):
-            await self.ends.record(job.id, lost(f"node {name} unreachable for {self.inv.node_timeout:g} s", now))
+            if user is None or job.user == user:
+                await self.ends.record(job.id, lost(f"{what} unreachable for {self.inv.node_timeout:g} s", now))
+        if user is not None:
+            self.kick()
+            return
         if self.inv.return_to_service == 0 and node.drain is None:
             # Slurm's ReturnToService=0: a node that was lost waits for an operator once it is back.
             node.drain = (f"lost at {time.strftime('%Y-%m-%dT%H:%M:%S')} (unreachable for "

@@ -54,7 +54,7 @@ class Operations:
         partition = req.get("partition") or self.inv.default_partition()
         if partition not in self.inv.partition_names():
             raise BadRequest(f"unknown partition {partition!r}; partitions: {', '.join(self.inv.partition_names())}")
-        sizes = [admission.NodeSize(n.name, n.partition, n.cpus, n.memory, n.only_user) for n in self.nodes.values()]
+        sizes = [admission.NodeSize(n.name, n.partition, n.cpus, n.memory, n.admits) for n in self.nodes.values()]
         now = time.time()
         jobs, warnings = admission.admit(req, submit_as, partition, self.inv.partition(partition), sizes, now)
         if req.get("mail_type") and not (self.inv.notify and (self.inv.notify.command or self.inv.notify.webhook)):

@@ -91,7 +91,7 @@ class SchedulingLoop:
             self._next_pass = done + PASS_GAP_FACTOR * (done - began)
 
     def _node_views(self) -> tuple[planner.NodeView, ...]:
-        return tuple(planner.NodeView(n.name, n.partition, n.cpus, n.memory, n.available, n.only_user) for n in self.nodes.values())
+        return tuple(planner.NodeView(n.name, n.partition, n.cpus, n.memory, n.available, n.runs_for) for n in self.nodes.values())
 
     def snapshot(self) -> tuple[planner.Snapshot, float]:
         """Everything the scheduler would look at now, every pending job included (the no-delay

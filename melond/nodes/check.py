@@ -41,6 +41,7 @@ async def probe_info(node, state_dir: str) -> dict:
 
 
 async def check(inv: Inventory, state_dir: str) -> tuple[list[str], list[list[str]]]:
-    nodes = inv.node_table()
-    rows = await asyncio.gather(*(_probe(name, node, state_dir) for name, node in nodes.items()))
+    """A row per connection: a node's, or on a personal node each user's (user@node)."""
+    links = inv.links()
+    rows = await asyncio.gather(*(_probe(link, node, state_dir) for link, (_, _, node) in links.items()))
     return HEADERS, list(rows)

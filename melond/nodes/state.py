@@ -1,7 +1,7 @@
 """What melond knows of a node: its capacity, whether it can take work, and why not."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass
@@ -19,16 +19,32 @@ class NodeState:
     down_since: float | None = None  # monotonic time the node was lost, while it is down
     drain: str | None = None  # an operator's reason for starting nothing here (drain or down)
     only_user: str | None = None  # the helper's account when not root: only that account's jobs can run here
+    personal: dict[str, str] | None = None  # a personal node: each user's jobs run as their own account (user: account)
+    links_up: set[str] = field(default_factory=set)  # a personal node: the users whose own connection is up
+    links_down_since: dict[str, float] = field(default_factory=dict)  # ... and when each one was lost (monotonic)
 
     @property
     def available(self) -> bool:
         return self.up and self.drain is None
+
+    @property
+    def runs_for(self) -> frozenset[str] | None:
+        """Whose jobs can start here now (None: anyone's): the plan's view."""
+        if self.personal is not None:
+            return frozenset(self.links_up)
+        return None if self.only_user is None else frozenset({self.only_user})
+
+    @property
+    def admits(self) -> frozenset[str] | None:
+        """Whose jobs may ever run here (None: anyone's): submission's view."""
+        return frozenset(self.personal) if self.personal is not None else self.runs_for
 
     def sized_by(self, info: dict) -> None:
         """Take the probe's size; the inventory's count wins, as Slurm's CPUs=, its memory caps."""
         if info.get("cpus"):
             self.cpus = self.cap_cpus or info["cpus"]
             self.memory = min(info["memory"], self.cap_memory or info["memory"])
-        self.only_user = info.get("user") if info.get("uid") not in (0, None) else None
+        if self.personal is None:
+            self.only_user = info.get("user") if info.get("uid") not in (0, None) else None
         self.backend = info.get("backend", "none")
         self.backend_reason = info.get("backend_reason", "")

@@ -30,7 +30,7 @@ class NodeSize:
     partition: str
     cpus: int  # 0 until the node has been probed
     memory: int  # MiB
-    only_user: str | None = None  # reached as this account, not root: only its jobs run there
+    only_users: frozenset[str] | None = None  # only these users' jobs can run there (reached as their accounts)
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,10 @@ class Submitter:
     user: str
     uid: int
     gid: int
+
+
+def _runs(node: NodeSize, user: str) -> bool:
+    return node.only_users is None or user in node.only_users
 
 
 def admit(req: Mapping[str, Any], who: Submitter, partition: str, rules: PartitionRules,
@@ -50,12 +54,13 @@ def admit(req: Mapping[str, Any], who: Submitter, partition: str, rules: Partiti
         raise BadRequest(f"partition {partition!r} has no nodes")
     wanted = set(req.get("nodelist") or []) or {n.name for n in members}
     usable = [n for n in members if n.name in wanted and n.name not in set(req.get("exclude") or [])]
-    if usable and all(n.only_user not in (None, who.user) for n in usable):
-        accounts = ", ".join(sorted(f"{n.name} as {n.only_user}" for n in usable))
-        raise BadRequest(f"melond reaches the node(s) this job may use in partition {partition} as an account "
-                         f"that is not root ({accounts}), and a node's helper can start only its own account's "
-                         f"jobs, not {who.user}'s; submit as that account, or have melond log in as root")
-    members = [n for n in members if n.only_user in (None, who.user)] or members
+    if usable and not any(_runs(n, who.user) for n in usable):
+        accounts = ", ".join(sorted(f"{n.name} as {' or '.join(sorted(n.only_users))}" for n in usable))
+        raise BadRequest(f"melond reaches the node(s) this job may use in partition {partition} as accounts "
+                         f"that are not root ({accounts}), and a node's helper can start only its own account's "
+                         f"jobs, not {who.user}'s; submit as that account, give {who.user} an account of their "
+                         f"own there (the inventory's [accounts]), or have melond log in as root")
+    members = [n for n in members if _runs(n, who.user)] or members
     sized = [n for n in members if n.cpus]  # local, or probed at least once
     cpus = req["cpus"]
     if not sized:

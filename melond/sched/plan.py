@@ -59,7 +59,7 @@ class NodeView:
     cpus: int
     memory: int  # MiB
     available: bool = True
-    only_user: str | None = None  # reached as this account, not root: only its jobs run here
+    only_users: frozenset[str] | None = None  # only these users' jobs can run here (reached as their accounts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,10 +192,10 @@ class _Profile:
 class _Node:
     """Mutable per-plan state of an available node; the profile is built on first need."""
 
-    __slots__ = ("name", "cpus", "memory", "free_c", "free_m", "releases", "profile", "reserved", "only_user")
+    __slots__ = ("name", "cpus", "memory", "free_c", "free_m", "releases", "profile", "reserved", "only_users")
 
     def __init__(self, view: NodeView):
-        self.name, self.cpus, self.memory, self.only_user = view.name, view.cpus, view.memory, view.only_user
+        self.name, self.cpus, self.memory, self.only_users = view.name, view.cpus, view.memory, view.only_users
         self.free_c, self.free_m = view.cpus, view.memory
         self.releases: list[tuple[float, int, int]] = []
         self.profile: _Profile | None = None
@@ -260,7 +260,7 @@ class _Partition:
 
     def seal(self) -> None:
         self.by_name = sorted(self.nodes.values(), key=lambda n: n.name)
-        self.restricted = any(n.only_user for n in self.by_name)
+        self.restricted = any(n.only_users is not None for n in self.by_name)
         self.by_free = sorted((n.free_c, n.name) for n in self.by_name)
         self.idle_mem = sum(n.free_m == n.memory for n in self.by_name)
         self.recount_mem()
@@ -438,7 +438,7 @@ class _Planner:
 
 def _allowed(node: _Node, job: PendingView) -> bool:
     return ((not job.nodelist or node.name in job.nodelist) and node.name not in job.exclude
-            and node.only_user in (None, job.user))
+            and (node.only_users is None or job.user in node.only_users))
 
 
 def plan(snapshot: Snapshot, now: float, *, max_reservations: int = 100) -> Plan:

@@ -106,6 +106,21 @@ def enforces_memory_cpu_cancel_and_time(m: Melon, vm: V2Node, user: str | None =
     assert vm.ssh("pgrep -f 'sleep 3004'", check=False).stdout == ""
 
 
+def every_limit_holds_as(m: Melon, vm: V2Node, user: str, backend: str, cgroup: str) -> int:
+    """As `user`, through `backend`: minfo and --print-node-setup say the node is ready, every
+    limit holds, and a job's cgroup is its own, `job-ID` below `cgroup` (a regular expression).
+    Returns that job's id."""
+    (node,) = json.loads(m.run("minfo", "--json").stdout)
+    assert node["backend"] == backend, node
+    setup = setup_of(m)
+    assert setup.returncode == 0 and "Ready" in setup.stdout, setup
+    enforces_memory_cpu_cancel_and_time(m, vm, user=user)
+    jid = on_vm(m, "--wrap", "cat /proc/self/cgroup", user=user)
+    m.wait_state(jid, {"CD"}, timeout=60)
+    assert re.fullmatch(rf"0::{cgroup}/job-{jid}\n", output(m, jid)), output(m, jid)
+    return jid
+
+
 def test_an_unprivileged_account_gets_limits_through_its_systemd_manager(v2node: V2Node, short_tmp) -> None:
     """melond logs in as alice: without lingering minfo says what is missing and how to fix it;
     with it, alice's systemd manager delegates a scope and every limit holds."""
@@ -125,15 +140,8 @@ def test_an_unprivileged_account_gets_limits_through_its_systemd_manager(v2node:
     m = Melon(short_tmp / "b", inventory=vm.inventory(user='"alice"'))
     m.start()
     try:
-        (node,) = json.loads(m.run("minfo", "--json").stdout)
-        assert node["backend"] == "systemd-user", node
-        setup = setup_of(m)
-        assert setup.returncode == 0 and "Ready" in setup.stdout, setup
-        enforces_memory_cpu_cancel_and_time(m, vm, user="alice")
-        jid = on_vm(m, "--wrap", "cat /proc/self/cgroup", user="alice")
-        m.wait_state(jid, {"CD"}, timeout=60)
-        assert re.fullmatch(rf"0::/user\.slice/user-2001\.slice/user@2001\.service/melon\.slice/melon-\w+-\d+\.scope/"
-                            rf"job-{jid}\n", output(m, jid)), output(m, jid)
+        every_limit_holds_as(m, vm, "alice", "systemd-user",
+                             r"/user\.slice/user-2001\.slice/user@2001\.service/melon\.slice/melon-\w+-\d+\.scope")
     finally:
         m.cleanup()
 
@@ -164,14 +172,7 @@ def test_an_account_whose_manager_does_not_linger_gets_limits_in_a_subtree_root_
     m = Melon(short_tmp / "b", inventory=vm.inventory(user='"bob"'))
     m.start()
     try:
-        (node,) = json.loads(m.run("minfo", "--json").stdout)
-        assert node["backend"] == "cgroup-v2-user", node
-        setup = setup_of(m)
-        assert setup.returncode == 0 and "Ready" in setup.stdout, setup
-        enforces_memory_cpu_cancel_and_time(m, vm, user="bob")
-        jid = on_vm(m, "--wrap", "cat /proc/self/cgroup", user="bob")
-        m.wait_state(jid, {"CD"}, timeout=60)
-        assert re.fullmatch(rf"0::/melon/user-bob/\w+/job-{jid}\n", output(m, jid)), output(m, jid)
+        jid = every_limit_holds_as(m, vm, "bob", "cgroup-v2-user", r"/melon/user-bob/\w+")
         assert vm.ssh(f"ls -d /sys/fs/cgroup/melon/user-bob/*/job-{jid}", check=False).stdout == ""
     finally:
         m.cleanup()

@@ -11,7 +11,7 @@ class Rules:
     max_time, default_time, default_mem_per_cpu = 3600, None, None
 
 
-NODES = [NodeSize("n1", "p", 4, 4096, only_user="alice"), NodeSize("n2", "p", 2, 2048)]
+NODES = [NodeSize("n1", "p", 4, 4096, only_users=frozenset({"alice"})), NodeSize("n2", "p", 2, 2048)]
 REQ = {"cpus": 1, "name": "x", "script": "#!/bin/sh\ntrue\n", "chdir": "/tmp", "time_limit": 60}
 
 

@@ -237,6 +237,7 @@ def test_example_inventory_loads(tmp_path):
     (folder / "keys").mkdir(parents=True)
     (folder / "keys" / "id_ed25519").write_text("key")
     (folder / "keys" / "known_hosts").write_text("")
+    (folder / "keys" / "carol").write_text("key")
     (folder / "tls").mkdir()
     (folder / "tls" / "melond.crt").write_text("cert")
     (folder / "tls" / "melond.key").write_text("key")
@@ -250,7 +251,9 @@ def test_example_inventory_loads(tmp_path):
     assert inv.partition("long").max_time == 7 * 86400
     assert (inv.kill_wait, inv.tasks_max, inv.max_batch_requeue, inv.return_to_service) == (30, 8192, 5, 1)
     nodes = inv.node_table()
-    assert list(nodes) == ["node1", "node2", "node3", "local"]
+    assert list(nodes) == ["node1", "node2", "node3", "lab1", "local"]
+    assert [link for link in inv.links() if "@" in link] == ["alice@lab1", "carol@lab1"]
+    assert inv.links()["carol@lab1"][2].user == "cs123" and inv.links()["alice@lab1"][2].user == "alice"
     assert nodes["node1"].identity_file == str(folder / "keys" / "id_ed25519")  # relative to the file
     assert (nodes["node1"].host, nodes["node1"].user, nodes["node1"].partition) == ("10.0.0.11", "root", "debug")
     assert (nodes["node2"].partition, nodes["node2"].cpus, nodes["node2"].memory) == ("long", 64, 200 * 1024)

@@ -764,7 +764,7 @@ def test_no_expected_start_without_a_deadline_ahead() -> None:
 def test_a_node_reached_as_an_account_takes_only_that_accounts_jobs():
     """A helper logged in as alice (not root) cannot start bob's jobs: bob's job waits for a node
     of his; alice's goes to hers even when the other node fits better."""
-    nodes = (NodeView("n1", "p", 4, 1000, only_user="alice"), NodeView("n2", "p", 2, 1000))
+    nodes = (NodeView("n1", "p", 4, 1000, only_users=frozenset({"alice"})), NodeView("n2", "p", 2, 1000))
     bobs, alices = PendingView(1, 0, NOW, 2, 10, 60, "p", user="bob"), PendingView(2, 0, NOW, 2, 10, 60, "p", user="alice")
     got = plan(Snapshot(nodes=nodes, pending=(bobs, alices)), NOW)
     assert {s.job_id: s.node for s in got.starts} == {1: "n2", 2: "n1"}
