@@ -21,7 +21,6 @@ from remote.scope import SETPRIV, SYSTEMCTL, SYSTEMD_RUN, SystemdScope, discard_
 from remote.subtree import SubtreeV1, SubtreeV2
 
 BACKENDS = {cls.name: cls for cls in (SystemdScope, DelegatedV2, SubtreeV2, SubtreeV1, CgroupV2, CgroupV1, NoLimits)}
-ACCOUNT_BACKENDS = (DelegatedV2.name, SubtreeV2.name, SubtreeV1.name)  # limits for a helper that is not root
 
 
 def fence(backend: str, scope: str, key: str) -> None:

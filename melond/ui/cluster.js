@@ -38,6 +38,13 @@ function nodeAction(n, action) {
   };
 }
 
+// A node reached as accounts, not root: whose jobs run there, as which account (minfo's note).
+function runsAs(n) {
+  if (!n.runs_as) return "";
+  const who = Object.entries(n.runs_as).map(([user, a]) => `${user} (as ${a.account}${a.up ? "" : ", not connected"})`);
+  return `; runs only the jobs of ${who.join(", ")}`;
+}
+
 export async function loadNodes() {
   const { nodes } = await call("GET", "/nodes");
   const operator = session.me && session.me.operator;
@@ -45,7 +52,7 @@ export async function loadNodes() {
     el("th", { scope: "row" }, n.name), el("td", {}, n.partition),
     el("td", { "data-col": "state" }, n.state + (n.reason ? ` (${n.reason})` : "")),
     el("td", { class: "num" }, `${n.cpus_used}/${n.cpus}`), el("td", { class: "num" }, `${mib(n.memory_used * 1048576)}/${mib(n.memory * 1048576)}`),
-    el("td", { class: "num" }, String(n.jobs)), el("td", {}, n.backend + (n.backend_reason ? ` (${n.backend_reason})` : "")),
+    el("td", { class: "num" }, String(n.jobs)), el("td", {}, n.backend + (n.backend_reason ? ` (${n.backend_reason})` : "") + runsAs(n)),
     el("td", {}, when(n.last_contact)),
     el("td", {}, operator ? [
       el("button", { type: "button", onclick: nodeAction(n, "drain"), disabled: n.state.startsWith("drain") || n.state === "down" }, `Drain ${n.name}`),
