@@ -6,9 +6,10 @@ from __future__ import annotations
 import json
 import shutil
 import signal
+import subprocess
 import time
 
-from conftest import Cluster, Melon, wait_for
+from conftest import BIN, Cluster, Melon, wait_for
 
 ACCOUNTS = '\n[accounts.alice]\n\n[accounts.bob]\nuser = "cs123"\n'
 
@@ -32,6 +33,11 @@ def test_personal_node_runs_each_users_jobs_over_their_own_connection_as_their_o
         wait_for(lambda: all(a["up"] for a in _runs_as(m).values()), timeout=30, what="both of node1's connections")
         assert _runs_as(m) == {"alice": {"account": "alice", "up": True}, "bob": {"account": "cs123", "up": True}}
         assert "node1 runs only the jobs of alice (as alice), bob (as cs123)" in m.run("minfo").stdout
+        setup = subprocess.run([str(BIN / "melond"), "--inventory", str(m.inventory), "--state-dir", str(m.state),
+                                "--print-node-setup", "node1"], capture_output=True, text=True, timeout=120)
+        heads = [line for line in setup.stdout.splitlines() if line.startswith("# node ")]
+        assert heads == ["# node alice@node1: melond logs in as alice, not root; its jobs run as alice.",
+                         "# node bob@node1: melond logs in as cs123, not root; its jobs run as cs123."], setup.stdout
 
         mine = {user: m.submit("-w", "node1", "--wrap", "id -un", user=user) for user in ("alice", "bob")}
         for user, account in (("alice", "alice"), ("bob", "cs123")):
