@@ -33,5 +33,6 @@ def main(as_json: bool, endpoint: str | None) -> None:
 
 
 def _accounts(runs_as: dict) -> str:
-    """alice (as alice), carol (as cs123, not connected)."""
-    return ", ".join(f"{user} (as {a['account']}{'' if a['up'] else ', not connected'})" for user, a in runs_as.items())
+    """alice (as alice, limits cgroup-v1-user), carol (as cs123, limits none, not connected)."""
+    return ", ".join(f"{user} (as {a['account']}, limits {a['backend']}{'' if a['up'] else ', not connected'})"
+                     for user, a in runs_as.items())

@@ -299,7 +299,8 @@ async def show_job(request: web.Request) -> web.Response:
     view["extension_requests"] = await engine.requests.of_job(jid)
     ended = [e["data"].get("backend") for e in view["events"] if e["kind"] == "ended"]
     node = engine.nodes.get(job.node or "")
-    view["backend"] = (ended[-1] if ended else None) or (node.backend if node else None)
+    here = node.link_limits.get(job.user, (node.backend,))[0] if node else None  # a personal node: the user's own
+    view["backend"] = (ended[-1] if ended else None) or here
     if node is not None and (node.personal is not None or node.only_user):  # not the user's own uid switch
         view["runs_as"] = engine.sessions.account(node.name, job.user) or node.only_user
     return web.json_response(view)

@@ -134,7 +134,9 @@ def node_view(node: NodeState, running: list[Job], last_contact: float | None = 
         "enforcement": node.backend != "none", "last_contact": last_contact,
         # Whose jobs run there and as which account: the login account's alone (a node reached
         # as an account that is not root), each user's own (a personal node), or anyone's (null).
-        "runs_as": ({u: {"account": a, "up": u in node.links_up} for u, a in sorted(node.personal.items())}
+        "runs_as": ({u: {"account": a, "up": u in node.links_up, "backend": node.link_limits.get(u, ("unknown",))[0]}
+                     for u, a in sorted(node.personal.items())}
                     if node.personal is not None else
-                    {node.only_user: {"account": node.only_user, "up": node.up}} if node.only_user else None),
+                    {node.only_user: {"account": node.only_user, "up": node.up, "backend": node.backend}}
+                    if node.only_user else None),
     }

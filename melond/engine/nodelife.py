@@ -41,7 +41,7 @@ class NodeLife:
         runs twice. A personal node's connection holds its user's jobs only."""
         name, user = split(link)
         node = self.nodes[name]
-        node.sized_by(info)
+        node.sized_by(info, user)
         session = self.sessions[link]
         listing = (await session.request(Op.LIST))["jobs"]
         mine = {j.id: j for j in self.jobs.running_on(name) if user is None or j.user == user}

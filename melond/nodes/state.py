@@ -22,6 +22,7 @@ class NodeState:
     personal: dict[str, str] | None = None  # a personal node: each user's jobs run as their own account (user: account)
     links_up: set[str] = field(default_factory=set)  # a personal node: the users whose own connection is up
     links_down_since: dict[str, float] = field(default_factory=dict)  # ... and when each one was lost (monotonic)
+    link_limits: dict[str, tuple[str, str]] = field(default_factory=dict)  # ... and each one's (backend, why)
 
     @property
     def available(self) -> bool:
@@ -39,12 +40,19 @@ class NodeState:
         """Whose jobs may ever run here (None: anyone's): submission's view."""
         return frozenset(self.personal) if self.personal is not None else self.runs_for
 
-    def sized_by(self, info: dict) -> None:
-        """Take the probe's size; the inventory's count wins, as Slurm's CPUs=, its memory caps."""
+    def sized_by(self, info: dict, user: str | None = None) -> None:
+        """Take the probe's size; the inventory's count wins, as Slurm's CPUs=, its memory caps.
+        On a personal node each user's connection probes its own account's limits (`user`): the
+        node's backend is theirs where all agree, else `mixed`, and the reason names each."""
         if info.get("cpus"):
             self.cpus = self.cap_cpus or info["cpus"]
             self.memory = min(info["memory"], self.cap_memory or info["memory"])
-        if self.personal is None:
+        backend, why = info.get("backend", "none"), info.get("backend_reason", "")
+        if user is None:
             self.only_user = info.get("user") if info.get("uid") not in (0, None) else None
-        self.backend = info.get("backend", "none")
-        self.backend_reason = info.get("backend_reason", "")
+            self.backend, self.backend_reason = backend, why
+            return
+        self.link_limits[user] = (backend, why)
+        kinds = {b for b, _ in self.link_limits.values()}
+        self.backend = kinds.pop() if len(kinds) == 1 else "mixed"
+        self.backend_reason = "; ".join(f"{u}: {b} ({w})" for u, (b, w) in sorted(self.link_limits.items()))

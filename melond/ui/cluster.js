@@ -41,7 +41,8 @@ function nodeAction(n, action) {
 // A node reached as accounts, not root: whose jobs run there, as which account (minfo's note).
 function runsAs(n) {
   if (!n.runs_as) return "";
-  const who = Object.entries(n.runs_as).map(([user, a]) => `${user} (as ${a.account}${a.up ? "" : ", not connected"})`);
+  const who = Object.entries(n.runs_as).map(([user, a]) =>
+    `${user} (as ${a.account}, limits ${a.backend}${a.up ? "" : ", not connected"})`);
   return `; runs only the jobs of ${who.join(", ")}`;
 }
 

@@ -206,7 +206,7 @@ def test_node_reached_as_a_non_root_account(cluster: Cluster, short_tmp) -> None
         m.wait_state(jid, {"CD"})
         assert (m.work / f"melon-{jid}.out").read_text() == "alice\n"
         assert "RunsAs: alice (the account melond logs in to the node as)" in m.run("mshow", str(jid)).stdout
-        assert "note: node node1 runs only the jobs of alice (as alice)" in m.run("minfo").stdout
+        assert "note: node node1 runs only the jobs of alice (as alice, limits none)" in m.run("minfo").stdout
         refused = m.run("mbatch", "-w", "node1", "--wrap", "id -un", user="bob", check=False)
         assert refused.returncode == 1 and "node1 as alice" in refused.stderr and "not bob's" in refused.stderr
         assert [j["user"] for j in m.jobs("--all")] == ["alice"]  # nothing stored

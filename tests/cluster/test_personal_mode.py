@@ -31,8 +31,10 @@ def test_personal_node_runs_each_users_jobs_over_their_own_connection_as_their_o
     m.start()
     try:
         wait_for(lambda: all(a["up"] for a in _runs_as(m).values()), timeout=30, what="both of node1's connections")
-        assert _runs_as(m) == {"alice": {"account": "alice", "up": True}, "bob": {"account": "cs123", "up": True}}
-        assert "node1 runs only the jobs of alice (as alice), bob (as cs123)" in m.run("minfo").stdout
+        assert _runs_as(m) == {"alice": {"account": "alice", "up": True, "backend": "none"},
+                               "bob": {"account": "cs123", "up": True, "backend": "none"}}
+        assert ("node1 runs only the jobs of alice (as alice, limits none), bob (as cs123, limits none)"
+                in m.run("minfo").stdout)
         setup = subprocess.run([str(BIN / "melond"), "--inventory", str(m.inventory), "--state-dir", str(m.state),
                                 "--print-node-setup", "node1"], capture_output=True, text=True, timeout=120)
         heads = [line for line in setup.stdout.splitlines() if line.startswith("# node ")]

@@ -69,8 +69,14 @@ def test_a_personal_node_admits_its_accounts_and_plans_for_those_connected():
     assert node.admits == {"alice", "carol"} and node.runs_for == frozenset()
     node.links_up.add("carol")
     assert node.runs_for == {"carol"}
-    node.sized_by({"cpus": 4, "memory": 4096, "uid": 2001, "user": "cs123"})
+    node.sized_by({"cpus": 4, "memory": 4096, "uid": 2001, "user": "cs123", "backend": "none",
+                   "backend_reason": "no subtree for cs123"}, "carol")
     assert node.only_user is None and node.admits == {"alice", "carol"}  # the login account is not the user
+    assert (node.backend, node.backend_reason) == ("none", "carol: none (no subtree for cs123)")
+    node.sized_by({"cpus": 4, "memory": 4096, "uid": 2002, "user": "alice", "backend": "cgroup-v1-user",
+                   "backend_reason": "a subtree"}, "alice")
+    assert (node.backend, node.backend_reason) == ("mixed", "alice: cgroup-v1-user (a subtree); "
+                                                            "carol: none (no subtree for cs123)")
     plain = NodeState("lab2", "p", 4, 4096)
     plain.sized_by({"cpus": 4, "memory": 4096, "uid": 2001, "user": "alice"})
     assert plain.admits == plain.runs_for == {"alice"}
