@@ -37,6 +37,11 @@ def test_personal_node_runs_each_users_jobs_over_their_own_connection_as_their_o
                 in m.run("minfo").stdout)
         setup = subprocess.run([str(BIN / "melond"), "--inventory", str(m.inventory), "--state-dir", str(m.state),
                                 "--print-node-setup", "node1"], capture_output=True, text=True, timeout=120)
+        check = subprocess.run([str(BIN / "melond"), "--check", "--inventory", str(m.inventory), "--state-dir",
+                                str(short_tmp / "check")], capture_output=True, text=True, timeout=120)
+        rows = {line.split()[0]: line for line in check.stdout.splitlines()[1:]}
+        assert check.returncode == 0 and list(rows) == ["alice@node1", "bob@node1", "node2", "node3"], check.stdout
+        assert "helper runs as cs123" in rows["bob@node1"]
         heads = [line for line in setup.stdout.splitlines() if line.startswith("# node ")]
         assert heads == ["# node alice@node1: melond logs in as alice, not root; its jobs run as alice.",
                          "# node bob@node1: melond logs in as cs123, not root; its jobs run as cs123."], setup.stdout
