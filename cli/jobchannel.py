@@ -33,7 +33,10 @@ def ask(request: dict) -> dict:
     sock.settimeout(TIMEOUT)
     try:
         sock.connect(address)
-        sock.sendall(json.dumps(request).encode() + b"\n")
+        try:
+            sock.sendall(json.dumps(request).encode() + b"\n")
+        except BrokenPipeError:
+            pass  # refused before the request was read (not a job's process): the reason waits to be read
         data = b""
         while not data.endswith(b"\n"):
             chunk = sock.recv(65536)
