@@ -149,16 +149,24 @@ class Inventory(Strict):
         logs in). One per node, and on a personal node one per user in [accounts], named
         `user@node`, logged in as that user's account with their key."""
         out: dict[str, tuple[str, str | None, Node]] = {}
+        names = self.account_names()
         for name, node in self.node_table().items():
             if not node.personal:
                 out[name] = (name, None, node)
                 continue
             for user, account in self.accounts.items():
-                login = {"user": account.user or user, "personal": False}
+                login = {"user": names[user], "personal": False}
                 if account.identity_file:
                     login["identity_file"] = account.identity_file
                 out[f"{user}@{name}"] = (name, user, node.model_copy(update=login))
         return out
+
+    def account_names(self) -> dict[str, str]:
+        """Each user in [accounts] and the account their jobs run as on the personal nodes."""
+        return {user: account.user or user for user, account in self.accounts.items()}
+
+    def personal_nodes(self) -> set[str]:
+        return {name for name, node in self.node_table().items() if node.personal}
 
     def partition_names(self) -> list[str]:
         return list(self.partitions) or [DEFAULT_PARTITION]

@@ -13,6 +13,7 @@ CGROUP_ROOT = "/sys/fs/cgroup"
 TREE = "melon"  # the folder of Melon's cgroups in each hierarchy
 CPU_PERIOD_US = 100_000
 V1_CONTROLLERS = ("memory", "cpu", "pids", "freezer")
+V2_CONTROLLERS = ("cpu", "memory", "pids")  # what a v2 job cgroup is limited by, handed down to it
 POOLED_V1 = ("cpu", "pids", "freezer")  # hierarchies whose job cgroups are reused (_Slots)
 T = TypeVar("T")
 
@@ -161,6 +162,27 @@ def v1_mounted() -> list[str]:
     return _mounted
 
 
+def v2_mounted() -> bool:
+    """Pure cgroup v2 at CGROUP_ROOT."""
+    return os.path.exists(os.path.join(CGROUP_ROOT, "cgroup.controllers"))
+
+
+def hand_down(folder: str) -> None:
+    """Enable in a v2 folder's subtree_control the controllers jobs are limited by that it is
+    offered and does not hand down yet (allowed only while it holds no process itself)."""
+    offered = set(read_file(os.path.join(folder, "cgroup.controllers")).split())
+    enabled = set(read_file(os.path.join(folder, "cgroup.subtree_control")).split())
+    wanted = [c for c in V2_CONTROLLERS if c in offered and c not in enabled]
+    if wanted:
+        write_file(os.path.join(folder, "cgroup.subtree_control"), " ".join(f"+{c}" for c in wanted))
+
+
+def move_into(leaf: str) -> None:
+    """Move this process into a cgroup leaf, made if missing (a supervisor entering its own)."""
+    make_dir(leaf)
+    write_file(os.path.join(leaf, "cgroup.procs"), str(os.getpid()))
+
+
 def make_dir(path: str) -> bool:
     """Create a job's cgroup (and its parents the first time); False if it existed already."""
     try:
@@ -198,6 +220,11 @@ def forget_own_cgroups() -> None:
     """This process has moved for good (into a delegated scope): read its cgroups again."""
     global _own
     _own = (0, {})
+
+
+def own_v2() -> str:
+    """This process's v2 cgroup path, read now ("" where it has none)."""
+    return read_own_cgroups().get("", "")
 
 
 def read_own_cgroups() -> dict[str, str]:

@@ -8,8 +8,8 @@ from __future__ import annotations
 import os
 import signal
 
-from remote.cgroup import (CGROUP_ROOT, CPU_PERIOD_US, NoLimits, POOLED_V1, make_dir, mine, move_self, own_cgroups,
-                           read_file, release_scope, stat_value, v1_mounted, v1_peak, v2_usage, write_file)
+from remote.cgroup import (CGROUP_ROOT, CPU_PERIOD_US, NoLimits, POOLED_V1, hand_down, make_dir, mine, move_self,
+                           own_cgroups, read_file, release_scope, stat_value, v1_mounted, v1_peak, v2_usage, write_file)
 
 class CgroupV1(NoLimits):
     """cgroup v1: memory.limit_in_bytes, cpu.cfs_quota_us, pids.max, freezer for clean kills.
@@ -212,10 +212,7 @@ class CgroupV2(NoLimits):
         # Each level must hand the controllers down to the next (cgroup v2's subtree_control).
         level = CGROUP_ROOT
         for part in self.rel.split(os.sep):
-            wanted = {"memory", "cpu", "pids"} & set(read_file(os.path.join(level, "cgroup.controllers")).split())
-            enabled = set(read_file(os.path.join(level, "cgroup.subtree_control")).split())
-            if wanted - enabled:
-                write_file(os.path.join(level, "cgroup.subtree_control"), " ".join(f"+{c}" for c in sorted(wanted - enabled)))
+            hand_down(level)
             level = os.path.join(level, part)
             os.makedirs(level, exist_ok=True)
         self.limit()

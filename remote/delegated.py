@@ -21,11 +21,10 @@ import os
 import time
 
 from remote import cgroup
-from remote.cgroup import CGROUP_ROOT, make_dir, read_file, write_file
+from remote.cgroup import CGROUP_ROOT, make_dir, read_file
 from remote.cgroupfs import CgroupV2
 from remote.sdbus import BusError, SystemdBus
 
-CONTROLLERS = ("cpu", "memory", "pids")
 PLACE_TIMEOUT = 10.0  # seconds the user manager has to move the supervisor into its scope
 LINGER_DIR = "/var/lib/systemd/linger"
 
@@ -57,8 +56,7 @@ def missing(uid: int, user: str) -> str | None:
 
 def facts(uid: int, user: str) -> dict:
     """What melond needs to print a node's one-time setup for this account (melond/nodes/setup.py)."""
-    v2 = os.path.exists(os.path.join(CGROUP_ROOT, "cgroup.controllers"))
-    return {"cgroup": "v2" if v2 else "v1" if os.path.isdir(os.path.join(CGROUP_ROOT, "memory")) else "none",
+    return {"cgroup": "v2" if cgroup.v2_mounted() else "v1" if os.path.isdir(os.path.join(CGROUP_ROOT, "memory")) else "none",
             "systemd": os.path.isdir("/run/systemd/system"), "linger": os.path.exists(os.path.join(LINGER_DIR, user)),
             "manager": os.path.exists(manager_socket(uid)),
             "delegated": read_file(os.path.join(user_service(uid), "cgroup.controllers")).split()}
@@ -81,7 +79,7 @@ def enter(scope: str) -> str:
             ("Slice", ("s", "melon.slice")), ("Delegate", ("b", True)),
             ("Description", ("s", "melon node supervisor and its jobs")), ("CollectMode", ("s", "inactive-or-failed"))])
         deadline = time.monotonic() + PLACE_TIMEOUT
-        while not _own_v2().endswith("/" + unit):
+        while not cgroup.own_v2().endswith("/" + unit):
             for answered, error in bus.replies():
                 if answered == serial and error is not None:
                     raise BusError(f"the user's systemd manager refused the delegated scope: {error}")
@@ -91,21 +89,12 @@ def enter(scope: str) -> str:
             time.sleep(0.005)
     finally:
         bus.close()
-    folder = CGROUP_ROOT + _own_v2()
-    leaf = os.path.join(folder, "supervisor")
-    make_dir(leaf)
-    write_file(os.path.join(leaf, "cgroup.procs"), str(os.getpid()))
-    offered = set(read_file(os.path.join(folder, "cgroup.controllers")).split())
-    wanted = [c for c in CONTROLLERS if c in offered]
-    if wanted:
-        write_file(os.path.join(folder, "cgroup.subtree_control"), " ".join(f"+{c}" for c in wanted))
+    folder = CGROUP_ROOT + cgroup.own_v2()
+    cgroup.move_into(os.path.join(folder, "supervisor"))
+    cgroup.hand_down(folder)
     cgroup.forget_own_cgroups()  # the jobs' launches return here, not to the SSH session
     _base = (os.getpid(), folder)
     return folder
-
-
-def _own_v2() -> str:
-    return cgroup.read_own_cgroups().get("", "")
 
 
 class DelegatedV2(CgroupV2):

@@ -13,7 +13,7 @@ import signal
 import subprocess
 import time
 
-from remote import delegated, subtree
+from remote import cgroup, delegated, subtree
 from remote.cgroup import CGROUP_ROOT, NoLimits, read_file
 from remote.cgroupfs import CgroupV1, CgroupV2
 from remote.delegated import DelegatedV2
@@ -94,14 +94,14 @@ def _usable_as_account(user: str) -> dict[str, str]:
     """A helper that is not root limits jobs through delegation: its systemd manager's (cgroup
     v2), else a subtree root prepared for it (remote/subtree.py); `none`, saying what each lacks."""
     out, lacks = {}, []
-    if os.path.isdir("/run/systemd/system") and subtree.v2_mounted():
+    if os.path.isdir("/run/systemd/system") and cgroup.v2_mounted():
         why = delegated.missing(os.geteuid(), user)
         if why is None:
             out[DelegatedV2.name] = (f"cgroup v2 delegated by {user}'s own systemd manager (lingering): a cgroup "
                                      f"per job inside a scope with Delegate=yes")
         else:
             lacks.append(why)
-    if os.path.isdir(os.path.join(CGROUP_ROOT, "memory")) or subtree.v2_mounted():
+    if os.path.isdir(os.path.join(CGROUP_ROOT, "memory")) or cgroup.v2_mounted():
         name, why = subtree.missing(user)
         if why is None:
             out[name] = f"a cgroup per job in the subtree root prepared for {user} ({subtree.account_tree(user)})"

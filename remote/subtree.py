@@ -25,12 +25,10 @@ import os
 import pwd
 
 from remote import cgroup
-from remote.cgroup import CGROUP_ROOT, TREE, make_dir, read_file, v1_mounted, write_file
+from remote.cgroup import CGROUP_ROOT, TREE, hand_down, make_dir, move_into, read_file, v1_mounted, v2_mounted
 from remote.cgroupfs import CgroupV1, CgroupV2
 
-CONTROLLERS = ("cpu", "memory", "pids")
 NAMED = "systemd"  # v1's named hierarchy systemd tracks its units in
-LOGIN = "login"  # the v2 subtree's leaf that the login hook puts the account's sessions in
 SUPERVISOR = "supervisor"
 
 
@@ -41,10 +39,6 @@ def account_tree(user: str | None = None) -> str:
 
 def _me() -> str:
     return pwd.getpwuid(os.geteuid()).pw_name
-
-
-def v2_mounted() -> bool:
-    return os.path.exists(os.path.join(CGROUP_ROOT, "cgroup.controllers"))
 
 
 def v1_hierarchies() -> list[str]:
@@ -58,19 +52,14 @@ def _owned(folder: str) -> bool:
     return os.access(folder, os.W_OK | os.X_OK) and os.access(os.path.join(folder, "cgroup.procs"), os.W_OK)
 
 
-def _own_v2() -> str:
-    return cgroup.read_own_cgroups().get("", "")
-
-
 def facts(user: str) -> dict:
     """What the node offers this account, for melond's setup text (melond/nodes/setup.py)."""
     tree = account_tree(user)
     if v2_mounted():
         base = os.path.join(CGROUP_ROOT, tree)
-        login = _own_v2()
+        login = cgroup.own_v2()
         return {"v2": {"path": base, "prepared": os.path.isdir(base) and _owned(base),
                        "controllers": read_file(os.path.join(base, "cgroup.subtree_control")).split(),
-                       "offered": read_file(os.path.join(CGROUP_ROOT, "cgroup.controllers")).split(),
                        "login": login, "inside": (login + "/").startswith(f"/{tree}/")}}
     hierarchies = v1_hierarchies()
     return {"v1": {"hierarchies": hierarchies,
@@ -115,22 +104,13 @@ def enter(scope: str) -> None:
     tree = account_tree()
     if v2_mounted():
         folder = os.path.join(CGROUP_ROOT, tree, scope)
-        _move_into(os.path.join(folder, SUPERVISOR))
-        offered = set(read_file(os.path.join(folder, "cgroup.controllers")).split())
-        wanted = [c for c in CONTROLLERS if c in offered]
-        enabled = set(read_file(os.path.join(folder, "cgroup.subtree_control")).split())
-        if set(wanted) - enabled:
-            write_file(os.path.join(folder, "cgroup.subtree_control"), " ".join(f"+{c}" for c in wanted))
+        move_into(os.path.join(folder, SUPERVISOR))
+        hand_down(folder)
     else:
         for h in v1_hierarchies():
-            _move_into(os.path.join(CGROUP_ROOT, h, tree, scope, SUPERVISOR))
+            move_into(os.path.join(CGROUP_ROOT, h, tree, scope, SUPERVISOR))
     cgroup.forget_own_cgroups()  # the jobs' launches return here, not to the SSH session
     _entered = os.getpid()
-
-
-def _move_into(leaf: str) -> None:
-    make_dir(leaf)
-    write_file(os.path.join(leaf, "cgroup.procs"), str(os.getpid()))
 
 
 class SubtreeV2(CgroupV2):

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from melond.engine.jobs import JobTable
 from melond.engine.tasks import Tasks
 from melond.errors import MelonError
-from melond.nodes.links import Sessions, link_name, split
+from melond.nodes.links import Sessions, split
 from melond.sched.order import PendingOrder
 from melond.spec.states import State, end_state
 from melond.state.job import Job
@@ -87,11 +87,7 @@ class Ends:
 
     def _link(self, node: str | None, job: Job | None, link: str | None) -> str | None:
         """The connection that holds a run's spool record on `node`."""
-        if link is not None or node is None:
-            return link
-        if node in self.sessions.personal:
-            return link_name(node, job.user) if job is not None else None
-        return node
+        return link if link is not None else self.sessions.link(node, job.user if job is not None else None)
 
     def finished(self, job_id: int) -> None:
         self.jobs.finished(job_id)

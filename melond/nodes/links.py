@@ -24,11 +24,17 @@ class Sessions(dict[str, NodeSession]):
         self.personal: set[str] = set()  # the personal nodes' names
         self.accounts: dict[str, str] = {}  # user: their account on the personal nodes
 
+    def link(self, node: str | None, user: str | None) -> str | None:
+        """The name of the connection a job of `user` on `node` goes through; None where there
+        is none to tell (no node, or a personal node and no user)."""
+        if node is None or node not in self.personal:
+            return node
+        return link_name(node, user) if user else None
+
     def of(self, node: str | None, user: str | None) -> NodeSession | None:
         """The session a job of `user` on `node` goes through, if any."""
-        if node is None:
-            return None
-        return self.get(link_name(node, user) if node in self.personal else node)
+        link = self.link(node, user)
+        return None if link is None else self.get(link)
 
     def account(self, node: str, user: str) -> str | None:
         """The account a job of `user` runs as on `node`, where that is not `user` by name alone:
