@@ -127,7 +127,10 @@ def test_a_job_cannot_read_another_users_job(melon: Melon) -> None:
     melon.wait_state(victim, {"R"})
     victim_out = melon.work / f"melon-{victim}.out"
     pid = int(wait_for(lambda: victim_out.read_text().strip(), what="the victim's pid"))
-    spool_files = [str(p) for p in (melon.state / "spool").rglob("*") if p.is_file()]
+    # The job prints its pid as it starts; its supervisor records the start (started.json) a moment later.
+    spool = melon.state / "spool"
+    wait_for(lambda: any(p.name == "started.json" for p in spool.rglob("*")), what="the victim's spool record")
+    spool_files = [str(p) for p in spool.rglob("*") if p.is_file()]
     probe = "\n".join(
         [f"cat /proc/{pid}/environ && echo LEAK-environ || echo denied-environ",
          f"for f in /proc/{pid}/fd/*; do cat \"$f\" && echo LEAK-fd; done 2>&1 | grep -v 'Permission denied' || true",
