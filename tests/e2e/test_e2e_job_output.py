@@ -8,9 +8,19 @@ import pytest
 
 from cli.client import Client
 from conftest import Melon, needs_root, wait_for
-from melond.errors import MelonError
+from melond.errors import MelonError, NotFound
 
 pytestmark = needs_root
+
+
+def _text(client: Client, jid: int, **query: str) -> dict | None:
+    """The output read now if it has text; None until then, and while the file is not there yet
+    (RUNNING is melond's word as it sends the start: the job opens its file a moment later)."""
+    try:
+        reply = client.call("GET", f"/jobs/{jid}/output", query=query or None)
+    except NotFound:
+        return None
+    return reply if reply["text"] else None
 
 
 def test_the_output_tail_grows_while_the_job_runs_and_continues_from_an_offset(tcp_melon: Melon) -> None:
@@ -18,11 +28,9 @@ def test_the_output_tail_grows_while_the_job_runs_and_continues_from_an_offset(t
     owner = Client(melon.url, token=melon.token(user="nobody"))
     jid = melon.submit("-o", "tail-%j.out", "-e", "tail-%j.err", "--wrap",
                        "for i in $(seq 1 400); do echo line $i; echo oops $i >&2; sleep 0.05; done", user="nobody")
-    first = wait_for(lambda: (r := owner.call("GET", f"/jobs/{jid}/output"))["text"] and r, what="first output")
+    first = wait_for(lambda: _text(owner, jid), what="first output")
     assert first["text"].startswith("line 1\n") and first["path"] == str(melon.work / f"tail-{jid}.out")
-    later = wait_for(lambda: (r := owner.call("GET", f"/jobs/{jid}/output",
-                                              query={"offset": str(first["size"])}))["text"] and r,
-                     what="more output after the first read")
+    later = wait_for(lambda: _text(owner, jid, offset=str(first["size"])), what="more output after the first read")
     assert later["offset"] == first["size"] and later["size"] > first["size"]
     assert (first["text"] + later["text"]).startswith("line 1\nline 2\n")
     tail = owner.call("GET", f"/jobs/{jid}/output", query={"limit": "8"})
