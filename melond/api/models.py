@@ -7,9 +7,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from melond.api.tokens import MAX_TTL
 from melond.spec.notices import TYPES as NOTICE_TYPES
+from melond.spec.timespec import MAX_BYTES, MAX_SECONDS
 
-MAX_SECONDS = 100 * 365 * 86400  # a century: past any real limit, well inside SQLite's integers
-MAX_BYTES = 2**60  # an exbibyte of memory
 PATH_MAX = 4096  # Linux's
 
 

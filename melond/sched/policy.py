@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from melond.errors import Conflict, Forbidden
+from melond.errors import BadRequest, Conflict, Forbidden
 from melond.spec.states import FINISHED
-from melond.spec.timespec import format_limit
+from melond.spec.timespec import MAX_SECONDS, format_limit
 from melond.state.job import Job
 
 
@@ -37,13 +37,23 @@ def check_not_finished(job: Job) -> None:
 
 
 def new_limit(job: Job, *, add: int | None, to: int | None) -> int:
-    """The total limit an extension asks for (seconds; 0 = unlimited)."""
+    """The total limit an extension asks for (seconds; 0 = unlimited), bounded here whichever
+    way the request came (the API, the job channel, an elastic step), as every limit is."""
     check_not_finished(job)
+    for name, value, low in (("add", add, 1), ("to", to, 0)):
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool)
+                                  or not low <= value <= MAX_SECONDS):
+            raise BadRequest(f"an extension's {name!r} is whole seconds from {low} to {MAX_SECONDS} "
+                             f"(100 years), not {str(value)[:40]}")
     if to is not None:
         return to
     if job.time_limit == 0:
         raise Conflict(f"job {job.id} has no time limit; there is nothing to extend")
-    return job.time_limit + (add or 0)
+    limit = job.time_limit + (add or 0)
+    if limit > MAX_SECONDS:
+        raise BadRequest(f"job {job.id}: a limit of {format_limit(limit)} is beyond the longest Melon "
+                         f"keeps ({format_limit(MAX_SECONDS)}); ask for less")
+    return limit
 
 
 def check_extension(job: Job, caller: Caller, limit: int, max_time: int, partition: str) -> None:

@@ -14,6 +14,8 @@ from melond.spec.charclass import digits
 from melond.spec.lazy_re import LazyPattern
 
 __all__ = [
+    "MAX_BYTES",
+    "MAX_SECONDS",
     "SpecError",
     "expand_hostlist",
     "format_duration",
@@ -25,6 +27,10 @@ __all__ = [
     "parse_size_mib",
     "parse_time_limit",
 ]
+
+
+MAX_SECONDS = 100 * 365 * 86400  # the longest time any entrance takes: past any real limit, inside SQLite's integers
+MAX_BYTES = 2**60  # the most memory any entrance takes: an exbibyte
 
 
 class SpecError(ParseError):

@@ -84,3 +84,31 @@ def test_policy_applies_as_on_the_login_node(melon_factory) -> None:
 def test_outside_a_job_mextend_still_needs_j(melon: Melon) -> None:
     r = melon.run("mextend", "-t", "+5", check=False)
     assert r.returncode != 0 and "give the job with -j ID" in r.stderr
+
+
+def test_the_job_channel_bounds_every_number_as_the_api_does(melon: Melon) -> None:
+    """An `add` of 2^62 was once granted (and then broke mshow), a larger one crashed the handler:
+    every value past the API's own bounds is a clear refusal, and the limit stays as it was."""
+    asks = [{"op": "extend", "add": 2**62}, {"op": "extend", "add": 2**64}, {"op": "extend", "to": 2**63},
+            {"op": "extend", "add": 100 * 365 * 86400}, {"op": "extend", "add": 10**300}]
+    (melon.work / "bounds.py").write_text(
+        "import json, os, socket\n"
+        f"for ask in {asks!r}:\n"
+        "    s = socket.socket(socket.AF_UNIX)\n"
+        "    s.connect(chr(0) + os.environ['MELON_NODE_SOCKET'][1:])\n"
+        "    s.sendall(json.dumps(ask).encode() + b'\\n')\n"
+        "    print(s.makefile().readline(), end='', flush=True)\n"
+        "    s.close()\n")
+    jid = melon.submit("-t", "0:30", "-o", "bounds-%j.out", "--wrap", f"{sys.executable} bounds.py; sleep 30")
+    out = melon.work / f"bounds-{jid}.out"
+    wait_for(lambda: out.exists() and len(out.read_text().splitlines()) == len(asks),
+             what="the job's answers")
+    answers = [json.loads(line) for line in out.read_text().splitlines()]
+    for ask, answer in zip(asks, answers):
+        assert answer["ok"] is False and answer["error"]["code"] == "bad_request", (ask, answer)
+    assert "100 years" in answers[0]["error"]["message"]
+    assert "beyond the longest" in answers[3]["error"]["message"]  # 30 s + a century
+    job = melon.job(jid)
+    assert job["time_limit_seconds"] == 30 and not [e for e in job["events"] if e["kind"] == "extended"]
+    assert melon.run("mshow", str(jid)).returncode == 0
+    melon.run("mcancel", str(jid))
