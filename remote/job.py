@@ -10,17 +10,20 @@ from __future__ import annotations
 import os
 import pwd
 import queue
+import shutil
 import signal
 import socket
-import subprocess
 import threading
 import time
 from collections.abc import Callable
 
 from remote import limits
 from remote.protocol import job_channel
+from remote.spawn import Launch, spawn
 from remote.spool import JobDir
 
+TMP_BASE = "/tmp"  # where each job's own TMPDIR is made, under a name nobody can guess
+DEFAULT_UMASK = 0o022
 CLEANUP_TRIES = 50  # kill rounds, 20 ms apart, before a job's cgroup is left behind
 CLEANUP_POLL = 0.02
 
@@ -36,9 +39,12 @@ class Job:
         self.limits = limits.BACKENDS[backend](spec["key"], spec.get("cpus") or 0, spec.get("memory") or 0,
                                                spec.get("tasks_max") or 0, spec["scope"])
         self.kill_wait = float(spec.get("kill_wait", 30))
-        self.proc: subprocess.Popen | None = None
-        self.pid = 0
+        self.pid = 0  # its process, once forked
+        self.returncode: int | None = None
         self.pidfd = -1
+        self.report_fd = -1  # what its child says before exec: why it could not start
+        self.launch_error: str | None = None
+        self.tmpdir: str | None = None  # its TMPDIR, removed after its end
         self.start = 0.0
         self.locate_until = 0.0
         self.due: float | None = None
@@ -55,10 +61,10 @@ class Job:
         self.rusage = None  # its leader's, from wait4: what it and the children it waited for used
 
     def launch(self) -> None:
-        """Start the job as its user in its own session. Its folder and output files are opened
-        here with the user's effective ids (the real ones stay root's, so the user can never
-        signal the supervisor), the supervisor steps into the job's cgroup only around the fork,
-        and the child takes the user's ids for good before it execs."""
+        """Fork the job's process in its cgroup; the child opens the job's folder and files as
+        the job's user and execs its command (remote/spawn.py). The supervisor opens nothing a
+        user names, so no FIFO or hung mount can stop its loop; its real ids stay root's, so the
+        user can never signal it. What failed in the child arrives on `report_fd`."""
         spec, lim = self.spec, self.limits
         uid, gid, groups, home = _resolve_user(spec["user"])
         self.uid = uid
@@ -67,40 +73,37 @@ class Job:
         switch = os.geteuid() == 0 and uid != 0
         if lim.wraps:  # systemd-run needs root; setpriv switches to the user inside the scope
             argv = lim.wrap(argv, uid, gid)
-        step = "open the job's files"
-        out = err = -1
+        self.tmpdir = os.path.join(TMP_BASE, f"melon-{self.key}-{os.urandom(6).hex()}")
+        launch = Launch(argv=argv, env=env, keep_fd=script_fd, cwd=spec["cwd"], output=spec["output"],
+                        error=spec.get("error"), append=spec.get("open_mode") == "append",
+                        umask=int(spec.get("umask", DEFAULT_UMASK)) & 0o777,
+                        ids=(uid, gid, groups) if switch else None, for_good=not lim.wraps, tmpdir=self.tmpdir,
+                        private_shm=bool(spec.get("private_shm", True)), shm_size=spec.get("memory") or 0)
         try:
-            with _acting_as(uid, gid, groups, switch):
-                step = f"change directory to {spec['cwd']}"
-                os.chdir(spec["cwd"])
-                flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if spec.get("open_mode") == "append" else os.O_TRUNC)
-                step = f"open output file {spec['output']}"
-                out = os.open(spec["output"], flags, 0o644)
-                err = out
-                if spec.get("error"):
-                    step = f"open error file {spec['error']}"
-                    err = os.open(spec["error"], flags, 0o644)
-            ids = {"user": uid, "group": gid, "extra_groups": groups} if switch and not lim.wraps else {}
-            try:
-                if not lim.wraps:
-                    step = "enter the job's cgroup"
-                    lim.enter()
-                step = f"execute {argv[0]}"
-                self.proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                                             pass_fds=(script_fd,), start_new_session=True, umask=0o022, **ids)
-            finally:
-                if not lim.wraps:  # also after a move that failed half way
-                    lim.leave()
+            if lim.wraps:
+                self.pid, self.report_fd = spawn(launch, _nothing, _nothing)
+            else:
+                self.pid, self.report_fd = spawn(launch, lim.enter, lim.leave)
         except OSError as exc:
-            raise LaunchError(f"cannot {step}: {exc.strerror or exc}") from None
+            raise LaunchError(f"cannot start the job's process: {exc.strerror or exc}") from None
         finally:
-            os.chdir("/")
-            for fd in {script_fd, out, err} - {-1}:
-                os.close(fd)
-        self.pid = self.proc.pid
+            os.close(script_fd)
         self.start = time.time()
         self.pidfd = os.pidfd_open(self.pid)
         lim.leader = self.pid  # its own session: the job's pid is its process group
+
+    def read_report(self) -> bool:
+        """Take what the job's child said; True once its pipe is closed (the command runs, or
+        the child is gone)."""
+        while self.report_fd >= 0:
+            try:
+                data = os.read(self.report_fd, 4096)
+            except BlockingIOError:
+                return False
+            if not data:
+                return True
+            self.launch_error = (self.launch_error or "") + data.decode(errors="replace")
+        return True
 
     def step(self, now: float) -> float | None:
         """Act on the deadline, cancel flag and kill grace; return seconds until the next act."""
@@ -142,14 +145,14 @@ class Job:
         """Popen.poll(), through wait4 so that the leader's rusage is kept: the CPU time and peak
         memory a node without the job's own cgroup reports. None while it runs."""
         try:
-            pid, status, usage = os.wait4(self.proc.pid, os.WNOHANG)
+            pid, status, usage = os.wait4(self.pid, os.WNOHANG)
         except ChildProcessError:  # reaped already
-            return self.proc.poll()
+            return self.returncode
         if pid == 0:
             return None
         self.rusage = usage
-        self.proc.returncode = os.waitstatus_to_exitcode(status)
-        return self.proc.returncode
+        self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
 
     def finish(self, returncode: int | None) -> dict:
         """Kill leftovers and classify the end; the caller records the result."""
@@ -163,8 +166,8 @@ class Job:
                 sig = -returncode
             else:
                 code = returncode
-        if returncode is None:
-            reason = "launch_failed"
+        if returncode is None or self.launch_error is not None:
+            reason = "launch_failed"  # its child could not open its files or exec: it never ran
             code = sig = None
         elif self.ending == "cancelled":
             reason = "cancelled"
@@ -179,7 +182,8 @@ class Job:
         if self.rusage is not None:
             cpu = cpu if cpu is not None else self.rusage.ru_utime + self.rusage.ru_stime
             peak = peak if peak is not None else self.rusage.ru_maxrss * 1024  # KiB on Linux
-        return {"exit_code": code, "signal": sig, "reason": reason, "error": self.error, "start": self.start,
+        return {"exit_code": code, "signal": sig, "reason": reason, "error": self.error or self.launch_error,
+                "start": self.start,
                 "end": time.time(), "term_sent": self.term_at, "backend": self.limits.name,
                 "cpu_time": None if cpu is None else round(cpu, 3), "max_rss": peak}
 
@@ -213,12 +217,11 @@ def record_result(jobdir: JobDir, result: dict, syncer: ResultSyncer, tell: Call
 
 
 class ResultSyncer:
-    """fsyncs results in a thread: the loop never waits on the disk. It is handed open file
-    descriptors only, never paths, so the moments the supervisor acts with a user's effective
-    ids (opening the job's output files) cannot affect it."""
+    """fsyncs results, and removes ended jobs' temporary directories, in a thread: the loop
+    never waits on the disk, however many files a job left."""
 
     def __init__(self) -> None:
-        self.queue: queue.SimpleQueue[list[int] | None] = queue.SimpleQueue()
+        self.queue: queue.SimpleQueue[list[int] | str | None] = queue.SimpleQueue()
         self.thread = threading.Thread(target=self._run, name="melon-fsync", daemon=True)
         self.thread.start()
 
@@ -231,9 +234,18 @@ class ResultSyncer:
                 pass
         self.queue.put(fds)
 
+    def remove_tree(self, path: str) -> None:
+        """A job's TMPDIR, once its processes are gone. rmtree works by descriptors here
+        (shutil.rmtree.avoids_symlink_attacks), so a link the job left inside, or put in the
+        directory's place, leads it nowhere else."""
+        self.queue.put(path)
+
     def _run(self) -> None:
-        while (fds := self.queue.get()) is not None:
-            for fd in fds:
+        while (work := self.queue.get()) is not None:
+            if isinstance(work, str):
+                shutil.rmtree(work, ignore_errors=True)
+                continue
+            for fd in work:
                 try:
                     os.fsync(fd)
                 except OSError:
@@ -248,6 +260,10 @@ class ResultSyncer:
 
 class LaunchError(Exception):
     """The job could not be started (user, directory, output file, exec)."""
+
+
+def _nothing() -> None:
+    """No cgroup to step into: systemd-run makes the job's scope itself."""
 
 
 def quietly(fn, *args) -> None:
@@ -323,22 +339,3 @@ def _command(spec: dict) -> tuple[list[str], dict[str, str], int]:
     if spec.get("scope"):
         env["MELON_NODE_SOCKET"] = "@" + job_channel(spec["scope"])  # where the job asks melond (remote/asks.py)
     return argv + list(spec.get("args") or []), env, fd
-
-
-class _acting_as:
-    """Effective ids of the job's user for a moment (root keeps its real and saved ids)."""
-
-    def __init__(self, uid: int, gid: int, groups: list[int], switch: bool) -> None:
-        self.uid, self.gid, self.groups, self.switch = uid, gid, groups, switch
-
-    def __enter__(self) -> None:
-        if self.switch:
-            os.setgroups(self.groups)
-            os.setegid(self.gid)
-            os.seteuid(self.uid)
-
-    def __exit__(self, *exc: object) -> None:
-        if self.switch:
-            os.seteuid(0)
-            os.setegid(0)
-            os.setgroups([])

@@ -269,12 +269,13 @@ class Supervisor:
             return
         except Exception as exc:  # noqa: BLE001 - a bug met by one job must not end the node's supervisor
             self._log(f"job {job.key}: {traceback.format_exc()}")
-            if job.proc is not None:
-                quietly(os.killpg, job.proc.pid, signal.SIGKILL)
-                quietly(job.proc.wait)
+            if job.pid:
+                quietly(os.killpg, job.pid, signal.SIGKILL)
+                quietly(os.waitpid, job.pid, 0)
             self._fail(job, f"the node's job supervisor failed: {exc!r}")
             return
         self._watch(job)
+        self.sel.register(job.report_fd, selectors.EVENT_READ, lambda _fd: self._on_report(job))
         if job.limits.wraps:  # systemd-run makes the scope around the job: it starts once seen there
             job.locate_until = time.monotonic() + LOCATE_TIMEOUT
             self.locating.add(job)
@@ -346,10 +347,12 @@ class Supervisor:
         self._step(job)  # a cancel or a short limit written before started.json existed
 
     def _step(self, job: Job) -> None:
-        if job.proc is None:
+        if not job.pid:
             return  # waiting for its scope: its deadline starts, and its flags are read, once it runs
         delay = job.cleanup() if job.ended else job.step(time.time())
         if job.ended and delay is None:
+            if job.tmpdir:
+                self.syncer.remove_tree(job.tmpdir)
             self._forget(job)
         elif delay is not None:
             job.due = time.monotonic() + delay
@@ -364,8 +367,20 @@ class Supervisor:
             return
         os.close(job.pidfd)
         job.pidfd = -1
+        job.read_report()  # it has exited: all it wrote is there to read
+        self._close_report(job)
         self._finish(job, status)
         self._step(job)
+
+    def _on_report(self, job: Job) -> None:
+        if job.read_report():
+            self._close_report(job)
+
+    def _close_report(self, job: Job) -> None:
+        if job.report_fd >= 0:
+            quietly(self.sel.unregister, job.report_fd)
+            os.close(job.report_fd)
+            job.report_fd = -1
 
     def _watch(self, job: Job) -> None:
         self.sel.register(job.pidfd, selectors.EVENT_READ, lambda _fd: self._on_exit(job))
@@ -373,6 +388,7 @@ class Supervisor:
     def _forget(self, job: Job) -> None:
         self.jobs.pop(job.key, None)
         self.locating.discard(job)
+        self._close_report(job)
         if job.pidfd >= 0:
             quietly(self.sel.unregister, job.pidfd)
             os.close(job.pidfd)
@@ -391,7 +407,7 @@ class Supervisor:
             job.error = f"the node's job supervisor failed: {type(exc).__name__}: {exc}"
             quietly(job.limits.signal_all, signal.SIGKILL)
             if job.pidfd < 0:  # already reaped: record the end now
-                quietly(self._finish, job, job.proc.returncode)
+                quietly(self._finish, job, job.returncode)
                 self._forget(job)
 
     # ---- plumbing -----------------------------------------------------------------------------

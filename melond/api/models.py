@@ -63,6 +63,8 @@ class SubmitRequest(Body):
     signal: str | None = None
     submit_host: str | None = None
     submit_dir: str | None = None
+    umask: int | None = Field(default=None, ge=0, le=0o777,
+                              description="the submitter's umask, which the job runs with (SLURM_UMASK); none: 022")
     comment: Annotated[str, Field(max_length=4096), AfterValidator(_no_nul)] | None = None
     account: Annotated[str, Field(max_length=256), AfterValidator(_no_nul)] | None = None
     mail_type: list[Literal[NOTICE_TYPES]] = Field(default=[], max_length=20,

@@ -119,6 +119,6 @@ def admit(req: Mapping[str, Any], who: Submitter, partition: str, rules: Partiti
         submit_dir=req.get("submit_dir") or req["chdir"], submit_time=now, comment=req.get("comment"),
         account=req.get("account"), slurm_options=req.get("slurm_options") or {}, time_max=time_max,
         extend_step=req.get("extend_step") if time_max is not None else None,
-        mail_type=list(req.get("mail_type") or []), mail_user=req.get("mail_user"),
+        mail_type=list(req.get("mail_type") or []), mail_user=req.get("mail_user"), umask=req.get("umask"),
     ) for task in tasks]
     return jobs, warnings

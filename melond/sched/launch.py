@@ -14,6 +14,7 @@ from melond.spec.timespec import SpecError, signal_spec
 from melond.state.job import Job
 
 DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
+DEFAULT_UMASK = 0o022  # a job submitted without one (the web form's, or one kept before umasks were)
 
 
 def job_file(job: Job, stream: str, node: str) -> str:
@@ -74,11 +75,16 @@ def job_environment(job: Job, node: str, home: str | None = None) -> dict[str, s
         "SLURM_NTASKS_PER_NODE": "1", "SLURM_PROCID": "0", "SLURM_LOCALID": "0", "SLURM_NODEID": "0",
         "SLURM_JOB_QOS": job.slurm_options.get("qos") or "normal",
     })
+    env["SLURM_UMASK"] = env["MELON_UMASK"] = f"{job_umask(job):04o}"
     if job.account:
         env["SLURM_JOB_ACCOUNT"] = job.account
     if _append(job):
         env["SLURM_OPEN_MODE"] = "a"
     return env
+
+
+def job_umask(job: Job) -> int:
+    return DEFAULT_UMASK if job.umask is None else job.umask
 
 
 def _append(job: Job) -> bool:
@@ -105,5 +111,5 @@ def start_request(job: Job, node: str, *, kill_wait: float, tasks_max: int, home
         "error": expand_pattern(job.error, job, node) if job.error else None,
         "cpus": job.cpus, "memory": job.memory, "limit": job.time_limit, "kill_wait": kill_wait,
         "tasks_max": tasks_max, "signal": list(parse_signal(job.signal)) if job.signal else None,
-        "open_mode": "append" if _append(job) else None,
+        "open_mode": "append" if _append(job) else None, "umask": job_umask(job),
     }

@@ -7,6 +7,7 @@ request that leaves mbatch is whole; melond admits it against the partition.
 
 from __future__ import annotations
 
+import os
 import posixpath
 from types import MappingProxyType
 
@@ -278,6 +279,14 @@ def _memory(layers: tuple[dict[str, Setting], ...], warnings: list[str]) -> tupl
     return None
 
 
+def current_umask() -> int:
+    """The caller's umask, which its job runs with (Slurm's SLURM_UMASK): read by setting it and
+    setting it back, as there is no other call for it (the CLIs are single-threaded)."""
+    mask = os.umask(0o077)
+    os.umask(mask)
+    return mask
+
+
 def build_request(
     *,
     script_text: str | None,
@@ -290,6 +299,7 @@ def build_request(
     user: str,
     now: float,
     sbatch: bool = False,
+    umask: int | None = None,
 ) -> tuple[dict, list[str]]:
     """Merge command line > environment > script into a JSON-able job request, plus warnings.
 
@@ -369,6 +379,7 @@ def build_request(
         "mail_user": values.get("mail-user"),
         "submit_host": submit_host,
         "submit_dir": cwd,
+        "umask": umask,
         "comment": slurm_options.pop("comment", None),
         "account": slurm_options.pop("account", None),
         "slurm_options": slurm_options,

@@ -73,6 +73,7 @@ class Job:
     comment: str | None = None  # sbatch --comment, kept for sacct and scontrol
     account: str | None = None  # sbatch --account: Melon has no accounts, but shows what was asked
     slurm_options: dict[str, str] = field(default_factory=dict)  # other Slurm options, as given
+    umask: int | None = None  # the submitter's umask, the job's own (None: 022, a job from before it was kept)
 
     @property
     def run(self) -> int:

@@ -115,6 +115,11 @@ def _m009_job_list_indexes(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX jobs_end_id ON jobs (end_time)")
 
 
+def _m010_umask(db: sqlite_utils.Database) -> None:
+    # The submitter's umask, which the job runs with (Slurm's SLURM_UMASK).
+    db.execute("ALTER TABLE jobs ADD COLUMN umask INTEGER")
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("001_initial", _m001_initial),
     ("002_node_drain", _m002_node_drain),
@@ -125,6 +130,7 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("007_elastic", _m007_elastic),
     ("008_notices", _m008_notices),
     ("009_job_list_indexes", _m009_job_list_indexes),
+    ("010_umask", _m010_umask),
 ]
 
 

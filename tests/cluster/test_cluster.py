@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -12,7 +13,7 @@ import pytest
 
 from cli.client import Client
 from melond.errors import NotFound
-from conftest import BIN, SPIN, Cluster, Melon, needs_root, wait_for
+from conftest import BIN, SPIN, Cluster, Melon, as_user, needs_root, wait_for
 
 
 def _ran_on(melon: Melon, jid: int) -> str:
@@ -55,6 +56,35 @@ def test_job_runs_as_its_submitter_and_cannot_touch_others_files(melon_on_cluste
     out = (m.work / f"melon-{jid}.out").read_text().split()
     assert out[:2] == ["alice", "2001"] and "denied" in out and "unreadable" in out
     assert bobs.read_text() == "mine\n"
+
+
+def test_a_nodes_jobs_keep_their_files_to_themselves(melon_on_cluster: Melon, cluster: Cluster) -> None:
+    """On an SSH node as on the local one: an output FIFO nobody reads fails its own job, naming
+    it, while a neighbour's deadline holds to the second; a job takes its submitter's umask; its
+    TMPDIR and /dev/shm are its own and gone with it."""
+    m = melon_on_cluster
+    fifo = m.work / "fifo"
+    subprocess.run(["mkfifo", str(fifo)], preexec_fn=as_user("alice"), check=True)
+    victim = m.submit("-w", "node1", "-t", "0:02", "--wrap", "trap '' TERM; sleep 30", user="bob")
+    piped = m.submit("-w", "node1", "-o", str(fifo), "--wrap", "echo never", user="alice")
+    private = subprocess.run([str(BIN / "mbatch"), "--parsable", "-w", "node1", "-o", "umask-%j.out", "--wrap",
+                              "echo tmp=$TMPDIR; echo x > /dev/shm/mine; ls /dev/shm; umask"],
+                             capture_output=True, text=True, cwd=m.work, env=m.env(), timeout=60,
+                             preexec_fn=lambda: (as_user("alice")(), os.umask(0o077))).stdout
+    failed = m.wait_state(piped, {"F"})
+    assert str(fifo) in failed["detail"] and "FIFO" in failed["detail"], failed
+    ended = next(e for e in m.wait_state(victim, {"TO"}, timeout=20)["events"] if e["kind"] == "ended")
+    assert 0 <= ended["data"]["kill_late_by"] < 1.0, ended
+    jid = int(private)
+    m.wait_state(jid, {"CD"})
+    out = m.work / f"umask-{jid}.out"
+    assert out.stat().st_mode & 0o777 == 0o600
+    lines = out.read_text().split()
+    assert lines[1:] == ["mine", "0077"], lines  # a /dev/shm of its own, its submitter's umask
+    tmp = lines[0].removeprefix("tmp=")
+    assert tmp.startswith("/tmp/melon-")
+    wait_for(lambda: cluster.node_exec("node1", "test", "-e", tmp).returncode == 1, what="the TMPDIR's removal")
+    assert cluster.node_exec("node1", "test", "-e", "/dev/shm/mine").returncode == 1
 
 
 def test_a_jobs_output_is_read_on_its_node_while_it_runs(melon_on_cluster: Melon) -> None:

@@ -453,11 +453,13 @@ def test_unknown_user_is_refused_and_the_id_stays_free(helper, tmp_path):
 
 
 def test_launch_failure_is_a_result_not_a_lost_job(helper, tmp_path):
+    """The job's own child changes directory and opens its files, so the start is answered with
+    its pid and the failure comes as its end, naming what failed."""
     reply = helper.ok("start", job=job(1, tmp_path, "#!/bin/sh\necho hi\n", cwd=str(tmp_path / "missing")))
-    assert "error" in reply and "missing" in reply["error"]
+    assert reply["pid"] > 0
     result = helper.exited(1)
-    assert result["reason"] == "launch_failed"
-    assert "change directory" in result["error"]
+    assert result["reason"] == "launch_failed" and result["exit_code"] is None
+    assert "change directory" in result["error"] and "missing" in result["error"]
 
 
 def test_unknown_op_and_malformed_requests_keep_the_channel(helper):
@@ -679,9 +681,9 @@ def test_a_job_that_breaks_its_launch_does_not_end_the_supervisor(helper, tmp_pa
     supervisor, and every job it watches, carry on."""
     supervisor = psutil.Process(helper.proc.pid).children()[0]
     running = helper.ok("start", job=job(1, tmp_path, "#!/bin/sh\nsleep 30\n"))
-    reply = helper.ok("start", job=job(2, tmp_path, "#!/bin/sh\ntrue\n", env={"PATH": "/bin", "BAD": "a\0b"}))
-    assert "error" in reply
-    assert helper.exited(2)["reason"] == "launch_failed"
+    helper.ok("start", job=job(2, tmp_path, "#!/bin/sh\ntrue\n", env={"PATH": "/bin", "BAD": "a\0b"}))
+    result = helper.exited(2)
+    assert result["reason"] == "launch_failed" and "null" in result["error"], result
     assert supervisor.is_running() and not _gone(running["pid"])
     assert helper.ok("start", job=job(3, tmp_path, "#!/bin/sh\nexit 4\n"))["already"] is False
     assert helper.exited(3)["exit_code"] == 4

@@ -394,7 +394,7 @@ def test_defaults() -> None:
         "output": "melon-%j.out", "error": None, "chdir": "/home/ada/work", "environment": ENV, "export": "ALL",
         "nodelist": [], "exclude": [], "partition": None, "begin": None, "hold": False, "dependency": None,
         "array": None, "requeue": False, "signal": None, "mail_type": [], "mail_user": None, "submit_host": "login1",
-        "submit_dir": "/home/ada/work", "comment": None, "account": None, "slurm_options": {},
+        "submit_dir": "/home/ada/work", "umask": None, "comment": None, "account": None, "slurm_options": {},
     }
     assert warnings == []
 

@@ -198,7 +198,7 @@ def test_start_request_carries_exactly_what_the_node_needs():
     req = launch.start_request(stored_job(signal="B:USR1@90", error="%j.err"), "node7",
                                kill_wait=30, tasks_max=512, home="/home/alice")
     assert set(req) == {"id", "run", "user", "script", "args", "env", "cwd", "output", "error", "cpus", "memory",
-                        "limit", "kill_wait", "tasks_max", "signal", "open_mode"}
+                        "limit", "kill_wait", "tasks_max", "signal", "open_mode", "umask"}
     assert req["args"] == ["a b", "$HOME"]
     assert (req["output"], req["error"], req["cwd"]) == ("train-42.out", "42.err", "/home/alice/run")
     assert (req["limit"], req["kill_wait"], req["tasks_max"]) == (HOUR, 30, 512)
@@ -207,6 +207,9 @@ def test_start_request_carries_exactly_what_the_node_needs():
     assert req["run"] == 0
     plain = launch.start_request(stored_job(), "node7", kill_wait=1, tasks_max=0)
     assert plain["error"] is None and plain["signal"] is None and plain["open_mode"] is None
+    assert plain["umask"] == 0o022 and plain["env"]["SLURM_UMASK"] == "0022"  # a job kept without one
+    private = launch.start_request(stored_job(umask=0o077), "node7", kill_wait=1, tasks_max=0)
+    assert private["umask"] == 0o077 and private["env"]["SLURM_UMASK"] == private["env"]["MELON_UMASK"] == "0077"
     again = launch.start_request(stored_job(restarts=2), "node7", kill_wait=1, tasks_max=0)
     assert again["run"] == 2 and again["env"]["MELON_RESTART_COUNT"] == again["env"]["SLURM_RESTART_COUNT"] == "2"
     assert again["open_mode"] is None  # a requeued job's next run truncates its files, as in Slurm
