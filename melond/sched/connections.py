@@ -30,7 +30,7 @@ class ClientSlots:
 
     cap: int
     _open: dict[str, int] = field(default_factory=dict)
-    _refusing: set[str] = field(default_factory=set)  # refused since they were last under the cap
+    _refusing: set[str] = field(default_factory=set)  # refused since they last had no connection open
 
     def take(self, client: str) -> bool:
         """Count a new connection of `client`'s, or False if it already has `cap` open."""
@@ -47,13 +47,14 @@ class ClientSlots:
             self._open[client] = held
         else:
             self._open.pop(client, None)
-        self._refusing.discard(client)
+            self._refusing.discard(client)
 
     def held(self, client: str) -> int:
         return self._open.get(client, 0)
 
     def first_refusal(self, client: str) -> bool:
-        """True the first time `client` is refused since it was last under its cap (to log once, not per try)."""
+        """True the first time `client` is refused since it last had no connection open: a client that
+        keeps trying at its cap is logged once, however fast it closes and opens connections."""
         if client in self._refusing:
             return False
         self._refusing.add(client)

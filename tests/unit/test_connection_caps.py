@@ -32,13 +32,15 @@ def test_the_count_is_the_connections_taken_and_not_given_back(ops, cap):
         assert slots.held(client) == held[client] <= cap
 
 
-def test_a_refusal_is_logged_once_until_the_client_is_under_its_cap_again():
-    slots = ClientSlots(cap=1)
-    slots.take("uid 7")
+def test_a_refusal_is_logged_once_until_the_client_has_no_connection_left():
+    slots = ClientSlots(cap=2)
+    slots.take("uid 7"), slots.take("uid 7")
     assert not slots.take("uid 7") and slots.first_refusal("uid 7")
-    assert not slots.take("uid 7") and not slots.first_refusal("uid 7")
-    slots.give("uid 7")
-    slots.take("uid 7")
+    for _ in range(3):  # closing one and trying two more, again and again: still the same episode
+        slots.give("uid 7")
+        assert slots.take("uid 7") and not slots.take("uid 7") and not slots.first_refusal("uid 7")
+    slots.give("uid 7"), slots.give("uid 7")
+    slots.take("uid 7"), slots.take("uid 7")
     assert not slots.take("uid 7") and slots.first_refusal("uid 7")
 
 
