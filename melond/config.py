@@ -109,7 +109,7 @@ class Notify(Strict):
 
 class Limits(Strict):
     """Caps on one submission, on a user's submit rate and on API connections (`[limits]`); sizes
-    in bytes, times in seconds (docs/design.md, "Connections", says why these defaults)."""
+    in bytes, times in seconds (docs/design.md, "API connections", says why these defaults)."""
 
     script_size: int = Field(default=1024 * 1024, ge=1)
     args: int = Field(default=4096, ge=0)
