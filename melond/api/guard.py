@@ -114,7 +114,8 @@ class Connection(RequestHandler):
     def _start_clock(self) -> None:
         self._stop_clock()
         self._heard = False
-        self._clock = asyncio.get_running_loop().call_later(self.limits.header_timeout, self._head_late)
+        if self.transport is not None:  # not once the connection is gone (a request ending after its client left)
+            self._clock = asyncio.get_running_loop().call_later(self.limits.header_timeout, self._head_late)
 
     def _stop_clock(self) -> None:
         if self._clock is not None:
