@@ -108,7 +108,8 @@ class Notify(Strict):
 
 
 class Limits(Strict):
-    """Caps on one submission and on a user's submit rate (`[limits]`); sizes in bytes."""
+    """Caps on one submission, on a user's submit rate and on API connections (`[limits]`); sizes
+    in bytes, times in seconds (docs/design.md, "API connections", says why these defaults)."""
 
     script_size: int = Field(default=1024 * 1024, ge=1)
     args: int = Field(default=4096, ge=0)
@@ -118,6 +119,9 @@ class Limits(Strict):
     env_size: int = Field(default=1024 * 1024, ge=1)  # NAME=value summed over every variable
     submit_burst: int = Field(default=10_000, ge=1)
     submit_rate: float = Field(default=1_000.0, gt=0)  # per second, per user
+    header_timeout: float = Field(default=10.0, gt=0)  # a request's head, from the connection's opening or last reply
+    body_timeout: float = Field(default=30.0, gt=0)  # a request's body, from its head
+    connections_per_client: int = Field(default=64, ge=1)  # per uid on the Unix socket, per address on TCP
 
 
 class Web(Strict):

@@ -7,11 +7,13 @@ import logging
 import os
 import signal
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import psutil
 from aiohttp import web
 
+from melond.api.guard import protocol_factory
 from melond.api.routes import make_app
 from melond.config import Inventory
 from melond.engine.engine import Engine
@@ -28,6 +30,7 @@ log = logging.getLogger("melond")
 MIB = 1024 * 1024
 LOOPBACKS = ("127.0.0.1", "::1")
 MAX_HANDSHAKES = 16  # SSH handshakes in flight at once, so a fleet reconnecting does not stampede
+BACKLOG = 128  # pending connections per API listener, aiohttp's own default
 
 
 @dataclass
@@ -119,14 +122,14 @@ class Daemon:
                                                 handshakes=handshakes, limits=node.limits)
         runner = web.AppRunner(make_app(engine), access_log=None, handle_signals=False)
         await runner.setup()
+        serve = protocol_factory(runner.server, inv.limits)  # each connection counted and timed (api/guard.py)
+        loop = asyncio.get_running_loop()
         if os.path.exists(self.socket_path):
             os.unlink(self.socket_path)  # stale: we hold the lock, so nobody else serves it
-        unix = web.UnixSite(runner, self.socket_path)
-        await unix.start()
+        listeners = [await loop.create_unix_server(serve, self.socket_path, backlog=BACKLOG)]
         os.chmod(self.socket_path, 0o666)  # every local user may connect; SO_PEERCRED says who they are
         if self.opts.port is not None:
-            await self._listen(runner)
-        loop = asyncio.get_running_loop()
+            listeners += await self._listen(serve)
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
         tasks = [asyncio.ensure_future(s.run()) for s in engine.sessions.values()]
@@ -139,6 +142,8 @@ class Daemon:
                                         "kill_wait": kill_wait, "pid": os.getpid()})
         await self._stop.wait()
         log.info("melond stopping: jobs keep running and are adopted at the next start")
+        for listener in listeners:
+            listener.close()  # no new connections; runner.cleanup closes the open ones
         await runner.cleanup()
         await engine.stop()
         for s in engine.sessions.values():
@@ -153,13 +158,20 @@ class Daemon:
             pass
         log.info("melond stopped")
 
-    async def _listen(self, runner: web.AppRunner) -> None:
-        """TCP on each --host; by default on both loopbacks, where ::1 may be missing (IPv6 off)."""
+    async def _listen(self, serve: Callable[[], asyncio.Protocol]) -> list[asyncio.Server]:
+        """TCP on each --host; by default on both loopbacks, where ::1 may be missing (IPv6 off).
+        A TLS handshake gets the time a request's head gets (its connection is counted only once
+        the handshake is done)."""
+        loop = asyncio.get_running_loop()
+        handshake = self.opts.inventory.limits.header_timeout if self.tls else None
+        listeners = []
         for host in self.opts.hosts or LOOPBACKS:
             try:
-                await web.TCPSite(runner, host, self.opts.port, ssl_context=self.tls).start()
+                listeners.append(await loop.create_server(serve, host, self.opts.port, ssl=self.tls, backlog=BACKLOG,
+                                                          ssl_handshake_timeout=handshake))
             except OSError as exc:
                 if self.opts.hosts or host == LOOPBACKS[0]:
                     raise MelonError(f"cannot listen on {host} port {self.opts.port}: {exc.strerror}; "
                                      "free the port or choose another with --port") from None
                 log.warning("not listening on ::1: %s (is IPv6 off?)", exc.strerror)
+        return listeners

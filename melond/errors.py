@@ -44,6 +44,12 @@ class Conflict(MelonError):
     code, status = "conflict", 409
 
 
+class RequestTimeout(MelonError):
+    """A request's head or body did not arrive within its `[limits]` time."""
+
+    code, status = "request_timeout", 408
+
+
 class TooLarge(MelonError):
     code, status = "too_large", 413
 
@@ -56,6 +62,12 @@ class RateLimited(MelonError):
     def __init__(self, message: str, retry_after: int = 1) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class TooManyConnections(MelonError):
+    """A client already has as many connections open as `[limits] connections_per_client` allows."""
+
+    code, status = "too_many_connections", 503
 
 
 class NodeUnavailable(MelonError):
@@ -124,8 +136,9 @@ class Internal(MelonError):
 
 
 ERRORS: dict[str, type[MelonError]] = {
-    cls.code: cls for cls in (BadRequest, Unauthorized, Forbidden, NotFound, Conflict, TooLarge, RateLimited,
-                              NodeUnavailable, NodeTimeout, NodeRequestFailed, Unreachable, Internal)
+    cls.code: cls for cls in (BadRequest, Unauthorized, Forbidden, NotFound, Conflict, RequestTimeout, TooLarge,
+                              RateLimited, TooManyConnections, NodeUnavailable, NodeTimeout, NodeRequestFailed,
+                              Unreachable, Internal)
 }
 
 

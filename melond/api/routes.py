@@ -17,7 +17,7 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from melond import nss
-from melond.api import models, session, stream, tokens, ui, webform
+from melond.api import guard, models, session, stream, tokens, ui, webform
 from melond.api.auth import TokenService, peer_uid
 from melond.api.views import entry_views, folded, job_view, listing, node_view, parse_fields
 from melond.engine.engine import Engine
@@ -599,7 +599,7 @@ def _seconds(text: str | None, name: str) -> float:
 
 def make_app(engine: Engine) -> web.Application:
     limits = engine.inv.limits
-    app = web.Application(middlewares=[errors_and_identity], client_max_size=caps.body_cap(limits))
+    app = web.Application(middlewares=[guard.watch, errors_and_identity], client_max_size=caps.body_cap(limits))
     app[ENGINE] = engine
     app[SUBMIT_RATE] = caps.SubmitRate(limits.submit_burst, limits.submit_rate)
     app[TOKENS] = TokenService(engine.store, engine.ops.caller)
