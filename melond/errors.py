@@ -58,6 +58,12 @@ class RateLimited(MelonError):
         self.retry_after = retry_after
 
 
+class DiskFull(MelonError):
+    """melond's state directory has no room to record a change (HTTP 507 Insufficient Storage)."""
+
+    code, status = "disk_full", 507
+
+
 class NodeUnavailable(MelonError):
     code, status = "node_unavailable", 503
 
@@ -124,7 +130,7 @@ class Internal(MelonError):
 
 
 ERRORS: dict[str, type[MelonError]] = {
-    cls.code: cls for cls in (BadRequest, Unauthorized, Forbidden, NotFound, Conflict, TooLarge, RateLimited,
+    cls.code: cls for cls in (BadRequest, Unauthorized, Forbidden, NotFound, Conflict, TooLarge, RateLimited, DiskFull,
                               NodeUnavailable, NodeTimeout, NodeRequestFailed, Unreachable, Internal)
 }
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import signal
 import subprocess
 from pathlib import Path
 
@@ -30,6 +31,16 @@ def refused(r: subprocess.CompletedProcess, *expect: str) -> None:
     assert "Traceback" not in r.stderr and r.stderr.startswith("melond: ") and r.stderr.count("\n") == 1, r.stderr
     for text in expect:
         assert text in r.stderr, (text, r.stderr)
+
+
+def planted_db(path: Path) -> None:
+    """A database as a melond of another user would leave it, holding a job: root must not run it."""
+    melon = Melon(path.parent.parent)
+    melon.start()
+    try:
+        melon.submit("-H", "--wrap", f"touch {path.parent.parent}/pwned")
+    finally:
+        melon.stop(signal.SIGTERM)
 
 
 def test_a_state_dir_another_user_owns_or_may_write_is_refused(short_tmp: Path) -> None:
@@ -74,6 +85,33 @@ def test_a_state_dir_that_is_a_link_is_refused(short_tmp: Path) -> None:
     (short_tmp / "state").symlink_to(real)
     refused(melond("--state-dir", str(short_tmp / "state")), "is a symbolic link", str(real))
     assert os.listdir(real) == []
+
+
+def test_a_database_another_user_wrote_is_refused_and_its_job_never_runs(short_tmp: Path) -> None:
+    root = short_tmp / "victim"
+    root.mkdir()
+    state = root / "state"
+    planted_db(state / "melon.db")  # then handed to another user, as if they had written it
+    for path in (state, *state.iterdir()):
+        os.chown(path, NOBODY, NOBODY)
+    refused(melond("--state-dir", str(state)), str(state), "owned by nobody")
+    os.chown(state, 0, 0)  # the operator fixes the folder as told: the files inside are still theirs
+    r = melond("--state-dir", str(state))
+    refused(r, "owned by nobody")
+    assert "melon.db" in r.stderr or "melond.lock" in r.stderr or "spool" in r.stderr
+    for path in state.iterdir():
+        if path.name != "melon.db":
+            os.chown(path, 0, 0)
+    refused(melond("--state-dir", str(state)), f"the database {state}/melon.db is owned by nobody", "backup")
+    os.chown(state / "melon.db", 0, 0)
+    wal = state / "melon.db-wal"
+    wal.write_bytes(b"")
+    os.chown(wal, NOBODY, NOBODY)  # another user's log would be replayed into the database
+    refused(melond("--state-dir", str(state)), f"{wal} is owned by nobody")
+    wal.unlink()
+    (state / "melon.db").chmod(0o666)
+    refused(melond("--state-dir", str(state)), f"{state}/melon.db may be written by its group and other users")
+    assert not (root / "pwned").exists()
 
 
 def test_the_database_and_its_log_files_are_roots_alone(melon: Melon) -> None:
