@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from melond.errors import MelonError
 from melond.spec.timespec import SpecError, parse_size_mib, parse_time_limit
+from melond.trust import check_input
 
 DEFAULT_PARTITION = "local"
 LOCAL_NODE = "local"
@@ -194,6 +195,7 @@ def load(path: str | None) -> Inventory:
     if path is None:
         return Inventory()
     p = Path(path)
+    check_input(path, "inventory")
     try:
         data = tomllib.loads(p.read_text())
     except FileNotFoundError:
@@ -268,5 +270,6 @@ def _resolve_files(table: Strict, fields: tuple[str, ...], base: Path, where: st
         resolved = base / Path(value).expanduser()
         if not resolved.is_file():
             raise MelonError(f"{where}.{field}: no such file {value!r}")
+        check_input(str(resolved), f"{where}.{field}:")
         files[field] = str(resolved)
     return table.model_copy(update=files) if files else table

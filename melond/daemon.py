@@ -24,6 +24,7 @@ from melond.nodes.state import NodeState
 from melond.nodes.transports import transport_for
 from melond.paths import SOCKET_NAME
 from melond.state.store import Store
+from melond.trust import check_input, check_own, open_own_file, open_state_dir
 
 log = logging.getLogger("melond")
 
@@ -31,6 +32,8 @@ MIB = 1024 * 1024
 LOOPBACKS = ("127.0.0.1", "::1")
 MAX_HANDSHAKES = 16  # SSH handshakes in flight at once, so a fleet reconnecting does not stampede
 BACKLOG = 128  # pending connections per API listener, aiohttp's own default
+LOCK_NAME = "melond.lock"
+STATE_FOLDERS = ("spool", "keys")  # the local node's spool (scripts, environments) and melond's SSH keys
 
 
 @dataclass
@@ -46,9 +49,10 @@ class Options:
 
 def tls_context(cert: str, key: str) -> ssl.SSLContext:
     """A server context for the TCP listener; refuses a key other users may read."""
-    for path in (cert, key):
+    for path, what in ((cert, "TLS certificate"), (key, "TLS key")):
         if not os.path.isfile(path):
             raise MelonError(f"TLS: no such file {path}; make a certificate with `melond --gen-cert DIR`")
+        check_input(path, what)
     check_private(key, mask=0o007)  # group-readable stays allowed: Debian's ssl-cert group convention
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
@@ -76,8 +80,15 @@ class Daemon:
         self.tls = tls_context(cert, key) if cert else None
 
     def _prepare_state_dir(self) -> None:
-        os.makedirs(self.state_dir, mode=0o755 if os.geteuid() == 0 else 0o700, exist_ok=True)
-        fd = os.open(os.path.join(self.state_dir, "melond.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        """Open the state directory and take its lock, refusing anything another user could have
+        planted or may change (melond.trust); the database's own files are checked by the store."""
+        dir_fd = open_state_dir(self.state_dir)
+        try:
+            for name in STATE_FOLDERS:
+                check_own(os.path.join(self.state_dir, name), "state folder")
+            fd = open_own_file(dir_fd, self.state_dir, LOCK_NAME, "lock file")
+        finally:
+            os.close(dir_fd)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

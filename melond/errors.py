@@ -70,6 +70,12 @@ class TooManyConnections(MelonError):
     code, status = "too_many_connections", 503
 
 
+class DiskFull(MelonError):
+    """melond's state directory has no room to record a change (HTTP 507 Insufficient Storage)."""
+
+    code, status = "disk_full", 507
+
+
 class NodeUnavailable(MelonError):
     code, status = "node_unavailable", 503
 
@@ -137,8 +143,8 @@ class Internal(MelonError):
 
 ERRORS: dict[str, type[MelonError]] = {
     cls.code: cls for cls in (BadRequest, Unauthorized, Forbidden, NotFound, Conflict, RequestTimeout, TooLarge,
-                              RateLimited, TooManyConnections, NodeUnavailable, NodeTimeout, NodeRequestFailed,
-                              Unreachable, Internal)
+                              RateLimited, DiskFull, TooManyConnections, NodeUnavailable, NodeTimeout,
+                              NodeRequestFailed, Unreachable, Internal)
 }
 
 

@@ -47,7 +47,7 @@ def main(state_dir: str | None, inventory: str | None, port: int | None, hosts: 
 
     With no inventory it runs jobs on this machine. Example:
 
-        melond --state-dir /tmp/melon &  then  MELON_API=unix:/tmp/melon/melond.sock mbatch --wrap 'hostname'
+        melond &  then  mbatch --wrap 'hostname'   (state in ~/.local/state/melon; as root, /var/lib/melon)
     """
     from melond import config, logs
     from melond.daemon import Daemon, Options

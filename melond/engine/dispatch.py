@@ -18,6 +18,7 @@ from melond.engine.tasks import Tasks
 from melond.errors import MelonError, NodeRequestFailed, NodeTimeout, NodeUnavailable, NoSuchJob
 from melond.nodes.links import Sessions
 from melond.sched import launch
+from melond.spec.states import State
 from melond.state.job import Job
 from melond.state.store import Store
 from remote.protocol import Op
@@ -39,9 +40,17 @@ class Dispatcher:
 
     async def dispatch(self, job: Job, node: str, now: float) -> None:
         """Mark RUNNING (durably) first, then ask the node."""
-        done = await self.store.write(Store.op_transition, job.id, "started", {
-            "state": "RUNNING", "node": node, "start_time": now, "reason": None,
-        }, "melond", {"node": node}, now)
+        try:
+            done = await self.store.write(Store.op_transition, job.id, "started", {
+                "state": "RUNNING", "node": node, "start_time": now, "reason": None,
+            }, "melond", {"node": node}, now)
+        except MelonError as exc:
+            # Not recorded (a full disk): the job is still pending in the store, so in memory too;
+            # a later pass starts it once the store can record that.
+            if self.jobs.current(job) and job.state is State.RUNNING:
+                job.state, job.node, job.start_time = State.PENDING, None, None
+            log.warning("start not recorded; the job stays pending", extra={"job": job.id, "error": str(exc)})
+            return
         if not done:  # cancelled while the plan was made
             self.jobs.active.pop(job.id, None)
             return

@@ -16,7 +16,7 @@ from melond.engine.dispatch import Dispatcher, lost
 from melond.engine.ends import Ends
 from melond.engine.jobs import JobTable
 from melond.engine.tasks import Tasks
-from melond.errors import Forbidden, NotFound
+from melond.errors import Forbidden, MelonError, NotFound
 from melond.nodes.links import Sessions, split
 from melond.nodes.reconcile import Action, reconcile
 from melond.nodes.state import NodeState
@@ -174,8 +174,14 @@ class NodeLife:
         return {"node": name, "drain": reason, "killed": killed}
 
     async def _save(self, node: NodeState, state: str, reason: str | None, info: dict | None) -> None:
+        """Record the node's state for operators. Whether it is up is held in memory (the
+        connection says so), so a record that cannot be written (a full disk) is a warning,
+        not a reason to take the node down and bring it up again and again."""
         row = {"name": node.name, "state": state, "reason": reason, "cpus": node.cpus, "memory": node.memory,
                "backend": node.backend, "updated": time.time()}
         if info is not None:
             row["info"] = json.dumps(info)
-        await self.store.write(Store.op_upsert_node, row)
+        try:
+            await self.store.write(Store.op_upsert_node, row)
+        except MelonError as exc:
+            log.warning("node state not recorded", extra={"node": node.name, "state": state, "error": str(exc)})

@@ -124,7 +124,6 @@ class NodeSession:
                     break
                 self.info = hello
                 self.last_heard = time.time()
-                self.backoff.reset()
                 self._connected.set()
                 log.info("node up", extra={"node": self.name, "backend": hello.get("backend"),
                                            "cpus": hello.get("cpus"), "memory_mib": hello.get("memory")})
@@ -134,6 +133,10 @@ class NodeSession:
                 except BaseException:
                     serving.cancel()
                     raise
+                # Only a node melond has taken back (reconciled) starts its backoff afresh: one
+                # whose reconcile fails each time (the store cannot record it) is retried ever
+                # less often, and does not flap up and down.
+                self.backoff.reset()
                 reason = await serving
             except asyncio.CancelledError:
                 self._lost("melond stopping")  # the channel too: the helper leaves, its jobs do not

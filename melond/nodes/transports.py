@@ -12,6 +12,7 @@ import sys
 from typing import Protocol
 
 from melond.config import Node
+from melond.trust import check_input
 from remote.bootstrap import FIRST_STAGE
 
 
@@ -156,10 +157,25 @@ SYSTEM_SPOOL = "/var/lib/melon/spool"
 USER_SPOOL = "~/.local/state/melon/spool"  # expanded by the helper, on the node
 
 
+# What asyncssh reads from melond's user's ~/.ssh when the inventory names no file of its own.
+DEFAULT_SSH_FILES = ("config", "known_hosts", "id_ed25519", "id_ecdsa", "id_rsa", "id_ed448", "id_dsa",
+                     "id_ed25519_sk", "id_ecdsa_sk")
+
+
+def check_default_ssh_files(node: Node) -> None:
+    """The ~/.ssh files a node's login falls back to pass melond.trust, as the inventory's own do."""
+    base = os.path.join(os.path.expanduser("~"), ".ssh")
+    for name in DEFAULT_SSH_FILES:
+        if (name == "known_hosts" and node.known_hosts) or (name.startswith("id_") and node.identity_file):
+            continue
+        check_input(os.path.join(base, name), "SSH file")
+
+
 def transport_for(node: Node, state_dir: str) -> tuple[LocalTransport | SshTransport, str]:
     """How to reach a node, and its spool path there."""
     if not node.remote:
         return LocalTransport(node.python), node.spool or os.path.join(state_dir, "spool")
+    check_default_ssh_files(node)
     login = node.user or pwd.getpwuid(os.geteuid()).pw_name
     spool = node.spool or (SYSTEM_SPOOL if login == "root" else USER_SPOOL)
     return SshTransport(node.host, node.port, node.user, node.identity_file, node.known_hosts,

@@ -25,7 +25,7 @@ import sqlite_utils
 
 from melond.errors import MelonError
 from melond.spec.states import State
-from melond.state import pages
+from melond.state import dbfile, pages
 from melond.state.job import Job, check_transition
 from melond.state.pages import PageRequest
 from melond.state.migrations import migrate
@@ -34,7 +34,10 @@ BATCH_MAX = 1000
 
 
 def _connect(path: str) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+    return _configure(sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30))
+
+
+def _configure(conn: sqlite3.Connection) -> sqlite3.Connection:
     conn.row_factory = sqlite3.Row
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")
@@ -47,16 +50,19 @@ class Store:
 
     def __init__(self, path: str) -> None:
         self.path = path
-        # Scripts and environments live here: readable by melond's user only (SQLite gives its
-        # -wal and -shm files the database's mode).
-        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
-        os.chmod(path, 0o600)
-        writer = _connect(path)
+        try:
+            if not dbfile.check(path):
+                dbfile.create(path, lambda conn: migrate(sqlite_utils.Database(_configure(conn))))
+            writer = _connect(path)
+        except Exception as exc:  # noqa: BLE001 - every way opening fails is told as one line
+            raise dbfile.explain(exc, path) from None
         try:
             migrate(sqlite_utils.Database(writer))
-        except BaseException:
+            dbfile.verify(writer, path)
+            dbfile.check(path)  # the -wal and -shm SQLite made: melond's user's alone, as the database
+        except Exception as exc:  # noqa: BLE001
             writer.close()
-            raise
+            raise dbfile.explain(exc, path) from None
         self._writer = writer
         self._reader = _connect(path)  # quick reads, on the event loop's thread
         # Reads that may be long (a history, a node's reconcile) run on a thread of their own with
@@ -104,7 +110,7 @@ class Store:
                     except Exception as exc:  # noqa: BLE001 - handed to the caller
                         conn.execute("ROLLBACK TO op")
                         conn.execute("RELEASE op")
-                        outcomes.append((False, exc))
+                        outcomes.append((False, dbfile.failure(exc, self.path)))
                 conn.execute("COMMIT")
                 self.commits += 1
             except Exception as exc:  # noqa: BLE001 - the whole batch failed to commit
@@ -112,7 +118,7 @@ class Store:
                     conn.execute("ROLLBACK")
                 except sqlite3.Error:
                     pass
-                outcomes = [(False, exc)] * len(batch)
+                outcomes = [(False, dbfile.failure(exc, self.path))] * len(batch)
             for (_, _, fut, loop), (ok, value) in zip(batch, outcomes):
                 loop.call_soon_threadsafe(_settle, fut, ok, value)
 
@@ -411,20 +417,27 @@ def _jobs(conn: sqlite3.Connection, states: Iterable[str] | None, user: str | No
 
 def backup(source: str, target: str) -> int:
     """An online, consistent copy of the database (SQLite's backup API; melond may keep writing)."""
-    if not os.path.exists(source):
-        raise MelonError(f"no database at {source}; pass the --state-dir melond uses")
+    try:
+        if not dbfile.check(source):
+            raise MelonError(f"no database at {source}; pass the --state-dir melond uses")
+    except OSError as exc:
+        raise dbfile.explain(exc, source) from None
     if os.path.exists(target):
         raise MelonError(f"{target} exists; give a new file name (a backup never overwrites)")
-    src = sqlite3.connect(f"file:{source}?mode=ro", uri=True, timeout=30)
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # scripts and environments inside
     os.close(fd)
-    dst = sqlite3.connect(target)
     try:
-        src.backup(dst)
-        pages = dst.execute("PRAGMA page_count").fetchone()[0]
-    finally:
-        dst.close()
-        src.close()
+        src = sqlite3.connect(f"file:{source}?mode=ro", uri=True, timeout=30)
+        dst = sqlite3.connect(target)
+        try:
+            src.backup(dst)
+            pages = dst.execute("PRAGMA page_count").fetchone()[0]
+        finally:
+            dst.close()
+            src.close()
+    except sqlite3.Error as exc:
+        os.unlink(target)  # no half copy left to be taken for a backup
+        raise dbfile.explain(exc, source) from None
     return pages
 
 
