@@ -101,22 +101,23 @@ def test_a_jobs_tmpdir_and_dev_shm_are_its_own_and_gone_with_it(melon: Melon) ->
     script = ("#!/bin/sh\n"
               "echo tmpdir=$TMPDIR\n"
               "echo left > $TMPDIR/file; mkdir $TMPDIR/sub; echo left > $TMPDIR/sub/file\n"
-              "echo mine > /dev/shm/melon-test-$SLURM_JOB_ID\n"
+              "echo mine > /dev/shm/$2-$SLURM_JOB_ID\n"
               "echo shm=$(ls /dev/shm | tr '\\n' ' ')\n"
-              "sleep ${1:-0}\n"
-              "dd if=/dev/zero of=/dev/shm/big bs=1M count=64 2>/dev/null\n")
+              "sleep $1\n"
+              "dd if=/dev/zero of=/dev/shm/$2-big bs=1M count=64 2>/dev/null\n")
     (melon.work / "tmp.sh").write_text(script)
-    first = melon.submit("--mem", "32M", "-o", "tmp-%j.out", "tmp.sh", "3")
+    mark = f"melon-test-{os.urandom(4).hex()}"  # names no file of another run's
+    first = melon.submit("--mem", "32M", "-o", "tmp-%j.out", "tmp.sh", "3", mark)
     wait_for(lambda: "shm=" in _text(melon, first), what="the first job to write its files")
-    second = melon.submit("--mem", "32M", "-o", "tmp-%j.out", "tmp.sh")
+    second = melon.submit("--mem", "32M", "-o", "tmp-%j.out", "tmp.sh", "0", mark)
     melon.wait_state(second, {"OOM"})
     melon.wait_state(first, {"OOM"})
     one, two = _lines(melon, first), _lines(melon, second)
     assert one["tmpdir"] != two["tmpdir"] and one["tmpdir"].startswith("/tmp/melon-")
     for out in (one, two):
         wait_for(lambda: not Path(out["tmpdir"]).exists(), what="the TMPDIR to be removed with what was left in it")
-    assert one["shm"].split() == [f"melon-test-{first}"] and two["shm"].split() == [f"melon-test-{second}"]
-    assert not list(Path("/dev/shm").glob("melon-test-*")) and not Path("/dev/shm/big").exists()
+    assert one["shm"].split() == [f"{mark}-{first}"] and two["shm"].split() == [f"{mark}-{second}"]
+    assert not list(Path("/dev/shm").glob(f"{mark}-*"))
 
 
 def _text(melon: Melon, jid: int) -> str:
