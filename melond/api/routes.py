@@ -19,7 +19,7 @@ from pydantic import BaseModel, ValidationError
 from melond import nss
 from melond.api import models, session, stream, tokens, ui, webform
 from melond.api.auth import TokenService, peer_uid
-from melond.api.views import entry_views, folded, job_view, listing, node_view, parse_fields
+from melond.api.views import accounting_rows, entry_views, folded, job_view, listing, node_view, parse_fields
 from melond.engine.engine import Engine
 from melond.errors import BadRequest, Forbidden, Internal, MelonError, NotFound, RateLimited, Unauthorized
 from melond.nodes.links import split
@@ -227,7 +227,7 @@ async def list_jobs(request: web.Request) -> web.Response:
         rows = await engine.store.read(lambda db: db.jobs(states=wanted, user=q.get("user") or None, ids=ids,
                                                           ended_since=since))
     fields = parse_fields(q.get("fields"))
-    return web.json_response({"jobs": listing(rows, time.time(), fields, fold=bool(q.get("fold")),
+    return web.json_response({"jobs": listing(rows, request["caller"], time.time(), fields, fold=bool(q.get("fold")),
                                               expected=engine.loop.expected_starts, nodes=engine.loop.expected_nodes)})
 
 
@@ -256,7 +256,7 @@ async def _page(request: web.Request, states: set[State] | None) -> dict:
         jobs, more, total = await engine.store.read(lambda db: db.page(req))
         entries = [(j, None, 1) for j in jobs]
     last = entries[-1][0] if entries and more else None
-    return {"jobs": entry_views(entries, now, fields, loop.expected_starts, loop.expected_nodes),
+    return {"jobs": entry_views(entries, request["caller"], now, fields, loop.expected_starts, loop.expected_nodes),
             "next": pages.encode_cursor(getattr(last, sort), last.id) if last else None, "total": total}
 
 
@@ -280,9 +280,10 @@ async def accounting(request: web.Request) -> web.Response:
     if unknown:
         raise BadRequest(f"unknown accounting field(s) {', '.join(map(repr, unknown))} in `fields`; "
                          f"known: {', '.join(ACCOUNTING_COLUMNS)}")
+    read = columns if "user" in columns else [*columns, "user"]  # whose each row is decides what it shows
     rows = await request.app[ENGINE].store.read(
-        lambda db: db.accounting(start, end, states=states, users=users, ids=ids, columns=columns))
-    return web.json_response({"jobs": rows, "start": start, "end": end})
+        lambda db: db.accounting(start, end, states=states, users=users, ids=ids, columns=read))
+    return web.json_response({"jobs": accounting_rows(rows, request["caller"], columns), "start": start, "end": end})
 
 
 async def show_job(request: web.Request) -> web.Response:
@@ -294,7 +295,7 @@ async def show_job(request: web.Request) -> web.Response:
     wait = _seconds(request.query.get("wait"), "wait")
     if wait > 0 and job.state in ACTIVE:
         job = await engine.ops.wait_ended(jid, min(wait, MAX_WAIT)) or job
-    view = job_view(job)
+    view = job_view(job, caller)
     view["events"] = engine.store.events(jid)
     view["extension_requests"] = await engine.requests.of_job(jid)
     ended = [e["data"].get("backend") for e in view["events"] if e["kind"] == "ended"]
