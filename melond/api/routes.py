@@ -8,6 +8,7 @@ document needs a token, and a token's user has the same rights as on the socket.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import pwd
@@ -61,13 +62,16 @@ async def identify(request: web.Request) -> Caller:
         return Caller(user="anonymous", uid=-1)  # the API's description, the sign-in, the UI's own files
     token = session.cookie_token(request)
     if token is not None:
-        caller = await request.app[TOKENS].authenticate(f"Bearer {token}", time.time())
+        found = await request.app[TOKENS].authenticate_cookie(token, time.time())
         session.check_csrf(request)
-        return caller
+        request["token_id"] = found.token_id
+        return found.caller
     if ("Authorization" not in request.headers and request.method == "GET" and engine.inv.web.open_job_list
             and request.path.removeprefix(PREFIX) in OPEN_READING):
         return Caller(user="anonymous", uid=-1)  # reading the queue, as anyone on a login node may
-    return await request.app[TOKENS].authenticate(request.headers.get("Authorization"), time.time())
+    found = await request.app[TOKENS].authenticate(request.headers.get("Authorization"), time.time())
+    request["token_id"] = found.token_id
+    return found.caller
 
 
 @web.middleware
@@ -101,9 +105,17 @@ def _error(exc: MelonError) -> web.Response:
 
 
 async def _body(request: web.Request, model: type[BaseModel]) -> BaseModel:
+    """A request's JSON body as `model`. A key given twice is refused (models.unique_keys): two
+    readers of one body (a proxy, melond) must not each take a different one of its values."""
+    raw = await request.read()
     try:
-        raw = await request.read()
-        return model.model_validate_json(raw or b"{}")
+        data = json.loads(raw or b"{}", object_pairs_hook=models.unique_keys)
+    except models.DuplicateKey as exc:
+        raise BadRequest(f"invalid request: {exc}") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"invalid request: the body is not JSON ({str(exc)[:200]}); send a JSON object") from None
+    try:
+        return model.model_validate(data)
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(str(x) for x in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors())
         raise BadRequest(f"invalid request: {problems}") from None
@@ -391,16 +403,24 @@ async def withdraw_extension_request(request: web.Request) -> web.Response:
 
 
 async def sign_in(request: web.Request) -> web.Response:
-    """A token for a session cookie (the browser's way in: see melond/api/session.py)."""
+    """A token traded for a browser session of its own in a cookie (see melond/api/session.py)."""
+    session.check_sign_in(request)
     body: models.SessionRequest = await _body(request, models.SessionRequest)
-    caller = await request.app[TOKENS].authenticate(f"Bearer {body.token}", time.time())
-    response = web.json_response({"user": caller.user, "uid": caller.uid, "operator": caller.operator})
-    session.set_cookie(response, body.token, secure=request.secure, max_age=None)
+    found, cookie, expires = await request.app[TOKENS].sign_in(body.token, time.time())
+    caller = found.caller
+    response = web.json_response({"user": caller.user, "uid": caller.uid, "operator": caller.operator,
+                                  "expires": expires})
+    session.set_cookie(response, cookie, secure=request.secure, max_age=None)
     return response
 
 
 async def sign_out(request: web.Request) -> web.Response:
-    response = web.json_response({"signed_out": True})
+    """End the browser's session: its token is revoked, the cookie cleared (the token it was
+    signed in with lives on)."""
+    session.check_sign_in(request)
+    token = session.cookie_token(request)
+    ended = await request.app[TOKENS].sign_out(token, time.time()) if token else False
+    response = web.json_response({"signed_out": True, "session_ended": ended})
     session.clear_cookie(response)
     return response
 

@@ -115,6 +115,13 @@ def _m009_job_list_indexes(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX jobs_end_id ON jobs (end_time)")
 
 
+def _m010_session_tokens(db: sqlite_utils.Database) -> None:
+    # A browser's sign-in mints a token of its own, the child of the token pasted (`parent`):
+    # signing out revokes it alone, and revoking the parent revokes it too.
+    db.execute("ALTER TABLE tokens ADD COLUMN parent TEXT")
+    db.execute("CREATE INDEX tokens_parent ON tokens (parent)")
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("001_initial", _m001_initial),
     ("002_node_drain", _m002_node_drain),
@@ -125,6 +132,7 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("007_elastic", _m007_elastic),
     ("008_notices", _m008_notices),
     ("009_job_list_indexes", _m009_job_list_indexes),
+    ("010_session_tokens", _m010_session_tokens),
 ]
 
 

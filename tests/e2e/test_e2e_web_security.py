@@ -32,6 +32,63 @@ def _host(melon: Melon) -> str:
     return urlsplit(melon.url).netloc
 
 
+def _ui_headers(melon: Melon, **extra: str) -> dict:
+    """What Melon's page sends with a JSON request: its own origin and the CSRF header."""
+    return {"Content-Type": "application/json", "X-Melon-CSRF": "1", "Origin": melon.url, **extra}
+
+
+def _sign_in(melon: Melon, token: str) -> dict:
+    status, headers, body = _http(melon, "POST", "/session", {"token": token}, _ui_headers(melon))
+    assert status == 200, body
+    return {"Cookie": headers["Set-Cookie"].split(";")[0]}
+
+
+def test_sign_in_refuses_what_another_sites_page_could_send(tcp_melon: Melon) -> None:
+    melon = tcp_melon
+    token = melon.token()
+    good = json.dumps({"token": token})
+    # A cross-site HTML form may POST text/plain (no preflight) whose body parses as JSON.
+    for content_type in ("text/plain", "application/x-www-form-urlencoded", None):
+        headers = {"X-Melon-CSRF": "1"} | ({"Content-Type": content_type} if content_type else {})
+        status, headers, body = _http(melon, "POST", "/session", good, headers)
+        assert status == 400 and "Set-Cookie" not in headers, (content_type, body)
+        assert "Content-Type: application/json" in json.loads(body)["error"]["message"]
+    status, headers, body = _http(melon, "POST", "/session", good, {"Content-Type": "application/json"})
+    assert status == 403 and "X-Melon-CSRF" in json.loads(body)["error"]["message"] and "Set-Cookie" not in headers
+    for origin in ("http://evil.example", "null", f"http://{_host(melon)}.evil.example"):
+        status, headers, body = _http(melon, "POST", "/session", good, _ui_headers(melon, Origin=origin))
+        assert status == 403 and "Origin" in json.loads(body)["error"]["message"], (origin, body)
+        assert "Set-Cookie" not in headers
+    # Two values for one key: a reader that takes the first and one that takes the last disagree.
+    twice = '{"token": "melon_000000000000_%s", "token": "%s"}' % ("x" * 43, token)
+    status, headers, body = _http(melon, "POST", "/session", twice, _ui_headers(melon))
+    error = json.loads(body)["error"]
+    assert status == 400 and error["code"] == "bad_request" and "'token' is given twice" in error["message"]
+    assert "Set-Cookie" not in headers
+    status, headers, body = _http(melon, "POST", "/session", good, _ui_headers(melon))
+    assert status == 200 and json.loads(body)["user"] == "root" and "HttpOnly" in headers["Set-Cookie"]
+
+
+def test_sign_out_ends_the_browsers_session_not_the_token_pasted(tcp_melon: Melon) -> None:
+    melon = tcp_melon
+    token = melon.token()
+    session = _sign_in(melon, token)
+    assert token.split("_", 2)[2] not in session["Cookie"]  # the cookie holds a session's own token
+    assert _http(melon, "GET", "/whoami", headers=session)[0] == 200
+    status, headers, _ = _http(melon, "DELETE", "/session", headers={**session, **_ui_headers(melon)})
+    assert status == 200 and 'melon_session=""' in headers["Set-Cookie"]
+    status, _, body = _http(melon, "GET", "/whoami", headers=session)  # the cookie, replayed after sign-out
+    assert status == 401 and "sign in again" in json.loads(body)["error"]["message"]
+    assert _http(melon, "GET", "/whoami", headers={"Authorization": f"Bearer {token}"})[0] == 200
+    # A session ends with the token it was signed in with.
+    again = _sign_in(melon, token)
+    listed = json.loads(melon.run("mtoken", "list", "--json").stdout)
+    assert {t["parent"] for t in listed} == {None, token.split("_")[1]}
+    melon.run("mtoken", "revoke", token.split("_")[1])
+    assert _http(melon, "GET", "/whoami", headers=again)[0] == 401
+    assert json.loads(melon.run("mtoken", "list", "--json").stdout) == []
+
+
 
 # A job with everything another user must not see: arguments, folder, comment, mail, paths.
 PRIVATE = {"script_path", "script_args", "chdir", "submit_dir", "output", "error", "output_path", "error_path",
