@@ -426,7 +426,10 @@ async def sign_out(request: web.Request) -> web.Response:
 
 
 async def job_events(request: web.Request) -> web.StreamResponse:
-    return await stream.events(request, request.app[ENGINE].store)
+    token_id = request.get("token_id")
+    tokens_ = request.app[TOKENS]
+    refusal = (lambda now: tokens_.refusal(token_id, now)) if token_id else None
+    return await stream.events(request, request.app[ENGINE].store, request["caller"], refusal)
 
 
 async def show_config(request: web.Request) -> web.Response:

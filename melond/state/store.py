@@ -244,8 +244,10 @@ class Store:
         return self._reader.execute("SELECT COALESCE(MAX(seq), 0) FROM job_events").fetchone()[0]
 
     def events_after(self, seq: int, limit: int) -> list[dict]:
-        """The job event log after `seq`: which job, what happened, when (no event's data)."""
-        rows = self._reader.execute("SELECT seq, job_id, kind, time FROM job_events WHERE seq > ? ORDER BY seq LIMIT ?",
+        """The job event log after `seq`: which job, what happened, when, and whose job it is (so
+        each reader is sent only what it may learn), never an event's data."""
+        rows = self._reader.execute("SELECT e.seq, e.job_id, e.kind, e.time, j.user FROM job_events e "
+                                    "JOIN jobs j ON j.id = e.job_id WHERE e.seq > ? ORDER BY e.seq LIMIT ?",
                                     (seq, limit))
         return [dict(r) for r in rows]
 

@@ -89,6 +89,61 @@ def test_sign_out_ends_the_browsers_session_not_the_token_pasted(tcp_melon: Melo
     assert json.loads(melon.run("mtoken", "list", "--json").stdout) == []
 
 
+def _stream(melon: Melon, headers: dict, out: list, timeout: float = 10) -> threading.Thread:
+    """Read /events until it ends, in a thread: its status and text land in `out`."""
+    def read() -> None:
+        try:
+            out.append(_http(melon, "GET", "/events?after=now", headers=headers, timeout=timeout))
+        except OSError as exc:  # a socket timeout: the stream never ended
+            out.append(exc)
+    thread = threading.Thread(target=read)
+    thread.start()
+    return thread
+
+
+def test_an_open_event_stream_ends_when_its_token_is_revoked(tcp_melon: Melon) -> None:
+    melon = tcp_melon
+    token = melon.token()
+    bearer, by_cookie = [], []
+    first = _stream(melon, {"Authorization": f"Bearer {token}"}, bearer)
+    session = _sign_in(melon, melon.token())
+    second = _stream(melon, session, by_cookie)
+    time.sleep(1.5)
+    assert not bearer and not by_cookie  # both streams are open
+    melon.run("mtoken", "revoke", token.split("_")[1])
+    _http(melon, "DELETE", "/session", headers={**session, **_ui_headers(melon)})
+    first.join(timeout=25)
+    second.join(timeout=25)
+    for what, out in (("bearer", bearer), ("cookie", by_cookie)):
+        assert out and not isinstance(out[0], Exception), f"the {what} stream outlived its token: {out}"
+        status, _, body = out[0]
+        assert status == 200 and "event: end" in body.decode(), (what, body)
+    assert "has been revoked" in bearer[0][2].decode() and "session has ended" in by_cookie[0][2].decode()
+
+
+@needs_root
+def test_the_event_stream_tells_other_users_only_what_the_job_list_shows(melon_factory) -> None:
+    melon = melon_factory(tcp=True, inventory='operators = ["daemon"]\n[partitions.p]\ndefault = true\n'
+                                              'max_time = "1:00"\n')
+    jid = melon.submit("-H", "-t", "0:30", "--wrap", "true", user="nobody")
+    melon.run("mextend", "-j", str(jid), "-t", "+0:10:00", "--request", "--reason", "converging", user="nobody")
+    melon.run("mextend", "--withdraw", str(json.loads(melon.run(
+        "mextend", "--requests", "--json", user="nobody").stdout)[0]["id"]), user="nobody")
+    melon.run("mrelease", str(jid), user="nobody")
+    melon.wait_state(jid, {"CD"})
+
+    def kinds(user: str) -> list[str]:
+        headers = {"Authorization": f"Bearer {melon.token(user=user)}"}
+        status, _, body = _http(melon, "GET", "/events?after=0&seconds=0.5", headers=headers)
+        assert status == 200
+        events = [json.loads(line[6:]) for line in body.decode().splitlines() if line.startswith("data: ")]
+        return [e["kind"] for e in events if e["job_id"] == jid]
+
+    private = ["extension_requested", "extension_request_withdrawn"]
+    assert set(private) <= set(kinds("nobody")) and set(private) <= set(kinds("daemon"))  # the owner, an operator
+    others = kinds("bin")
+    assert "submitted" in others and "ended" in others and not set(private) & set(others), others
+
 
 # A job with everything another user must not see: arguments, folder, comment, mail, paths.
 PRIVATE = {"script_path", "script_args", "chdir", "submit_dir", "output", "error", "output_path", "error_path",
