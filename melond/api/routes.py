@@ -562,10 +562,13 @@ ROUTES = [
     ("POST", "/extension-requests/{request_id}/withdraw", withdraw_extension_request, None, None,
      "withdraw your own pending request"),
     ("POST", "/session", sign_in, models.SessionRequest, None,
-     "sign a browser in: a token traded for an HttpOnly session cookie (then send X-Melon-CSRF: 1 to change things)"),
-    ("DELETE", "/session", sign_out, None, None, "sign the browser out (the cookie is cleared)"),
+     "sign a browser in (Content-Type: application/json, X-Melon-CSRF: 1, same Origin): a token traded for a "
+     "session token of its own in an HttpOnly cookie (then send X-Melon-CSRF: 1 to change things)"),
+    ("DELETE", "/session", sign_out, None, None,
+     "sign the browser out: its session token is revoked and the cookie cleared (the token pasted lives on)"),
     ("GET", "/events", job_events, None, None,
-     "the job event log as server-sent events (id: seq; data: seq, job_id, kind, time); ?after=SEQ|now"),
+     "the job event log as server-sent events (id: seq; data: seq, job_id, kind, time), only the events the "
+     "caller may learn of; ?after=SEQ|now. Ends with an `end` event when the caller's token is revoked or expires"),
     ("GET", "/config", show_config, None, None, "the settings Slurm tools read from `scontrol show config`"),
     ("GET", "/nodes", list_nodes, None, None, "nodes with allocation and limit backend"),
     ("GET", "/partitions", list_partitions, None, None, "partitions: time rules, extension policy, nodes, the default"),
