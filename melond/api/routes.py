@@ -114,6 +114,9 @@ async def _body(request: web.Request, model: type[BaseModel]) -> BaseModel:
         raise BadRequest(f"invalid request: {exc}") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadRequest(f"invalid request: the body is not JSON ({str(exc)[:200]}); send a JSON object") from None
+    except RecursionError:
+        raise BadRequest("invalid request: the body's JSON is nested too deeply to read; send a JSON object "
+                         "of the request's fields") from None
     try:
         return model.model_validate(data)
     except ValidationError as exc:
