@@ -9,7 +9,7 @@ from cli.click_common import CONTEXT, endpoint_option, handle_errors
 from cli.common import client, fmt_time, print_json, table
 
 PROG = "mtoken"
-HEADERS = ["ID", "USER", "CREATED", "EXPIRES", "LAST_USED"]
+HEADERS = ["ID", "USER", "CREATED", "EXPIRES", "LAST_USED", "SESSION_OF"]  # a browser's sign-in: its token's id
 
 
 @click.group(context_settings=CONTEXT)
@@ -60,7 +60,7 @@ def list_(everyone: bool, as_json: bool, endpoint: str | None) -> None:
         print_json(rows)
         return
     click.echo(table(HEADERS, [[t["id"], t["user"], fmt_time(t["created"]), fmt_time(t["expires"]),
-                                fmt_time(t["last_used"])] for t in rows]))
+                                fmt_time(t["last_used"]), t.get("parent") or "-"] for t in rows]))
 
 
 @main.command()

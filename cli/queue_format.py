@@ -62,6 +62,17 @@ def _reason_or_node(j: dict, now: float) -> str:
     return j["node"] if j.get("node") and j["state"] not in ("PD",) else f"({j.get('reason') or 'None'})"
 
 
+#: What a field melond withholds shows (another user's working directory or command: their
+#: owner's and operators' only, so the job's JSON leaves them out).
+WITHHELD = "N/A"
+
+
+def _command(j: dict, now: float) -> str:
+    if "script_path" not in j:
+        return WITHHELD
+    return j["script_path"] or "(wrap)"
+
+
 def _task(j: dict, now: float) -> str:
     label = _label(j)
     return label.partition("_")[2] if "_" in label else "N/A"
@@ -91,8 +102,8 @@ CODES: dict[str, tuple[str, tuple[str, ...], object]] = {
     "S": ("START_TIME", ("start_time", "expected_start"), _start),
     "V": ("SUBMIT_TIME", ("submit_time",), lambda j, now: _time(j["submit_time"])),
     "e": ("END_TIME", ("end_time", "start_time", "time_limit", "expected_start"), _end),
-    "Z": ("WORK_DIR", ("chdir",), lambda j, now: j["chdir"]),
-    "o": ("COMMAND", ("script_path",), lambda j, now: j.get("script_path") or "(wrap)"),
+    "Z": ("WORK_DIR", ("chdir",), lambda j, now: j.get("chdir") or WITHHELD),
+    "o": ("COMMAND", ("script_path",), _command),
 }
 FORMS = ("write fields as %[.][width]CODE, e.g. \"%.18i %.9P %.8j %T\" (the '.' right-justifies); codes: "
          + " ".join(f"%{c} ({h})" for c, (h, _, _) in CODES.items()) + "; %% is a literal %")

@@ -20,7 +20,7 @@ class Op(StrEnum):
     LIST = "list"  # every run in the spool and its state
     FORGET = "forget"  # runs: [[job_id, run], ...] whose end melond has committed
     ANSWER = "answer"  # ask, reply: melond's answer to a job's ask (Event.ASK)
-    READ_OUTPUT = "read_output"  # path, uid, offset, limit: part of a job's output file (remote/output.py)
+    READ_OUTPUT = "read_output"  # path, user, uid, offset, limit: part of a job's output file, opened as the user (remote/output.py)
 
 
 class Event(StrEnum):

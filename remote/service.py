@@ -144,13 +144,19 @@ class Helper:
         """Part of a job's output file, read in a thread (a slow disk must not hold up starts)."""
         try:
             path, uid = str(msg["path"]), int(msg["uid"])
-            if os.geteuid() != 0:  # the job ran as this helper's account (whose uid here melond may not know)
-                uid = os.geteuid()
             offset, limit = int(msg.get("offset", -1)), int(msg.get("limit", output.MAX_READ))
         except (KeyError, TypeError, ValueError):
             raise RequestError(ErrorCode.BAD_REQUEST, "read_output needs path, uid, offset and limit") from None
+        if os.geteuid() != 0:  # the job ran as this helper's account (whose uid here melond may not know)
+            ids = (os.geteuid(), os.getegid(), [])
+        else:  # the job ran as its user by name on this node: opened with that user's ids here
+            found = lookup_user(str(msg["user"])) if msg.get("user") else None
+            if found is None:
+                raise RequestError(ErrorCode.NO_OUTPUT, f"the job's user {msg.get('user')!r} does not exist on this "
+                                                        f"node, so its output cannot be read as them")
+            ids = (found[0], found[1], found[2])
         try:
-            return await asyncio.get_running_loop().run_in_executor(None, output.read, path, uid, offset, limit)
+            return await asyncio.get_running_loop().run_in_executor(None, output.read, path, ids, offset, limit)
         except output.Unreadable as exc:
             raise RequestError(ErrorCode.NO_OUTPUT, str(exc)) from None
 

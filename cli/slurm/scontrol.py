@@ -270,8 +270,9 @@ def _show_jobs(args: list[str], one_line: bool) -> None:
             [f"NodeList={job.get('node') or '(null)'}", f"BatchHost={job.get('node') or '(null)'}"],
             ["NumNodes=1", f"NumCPUs={job['cpus']}", "NumTasks=1", f"CPUs/Task={job['cpus']}"],
             [f"Comment={job['comment']}"] if job.get("comment") else [],
-            [f"WorkDir={job['chdir']}"],
-            [f"StdErr={job['error_path']}"],
-            [f"StdOut={job['output_path']}"],
+            # another user's paths are withheld (absent): Slurm's word for a value it does not have
+            [f"WorkDir={job.get('chdir', '(null)')}"],
+            [f"StdErr={job.get('error_path', '(null)')}"],
+            [f"StdOut={job.get('output_path', '(null)')}"],
         ])
     _records([[line for line in record if line] for record in records], one_line)

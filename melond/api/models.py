@@ -12,6 +12,21 @@ from melond.spec.timespec import MAX_BYTES, MAX_SECONDS
 PATH_MAX = 4096  # Linux's
 
 
+class DuplicateKey(ValueError):
+    """A JSON object that names a key twice."""
+
+
+def unique_keys(pairs: list[tuple[str, object]]) -> dict:
+    """json.loads' object_pairs_hook: an object, unless a key comes twice (JSON leaves that to
+    each reader, and readers differ: the first value or the last)."""
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        seen: set[str] = set()
+        twice = next(k for k, _ in pairs if k in seen or seen.add(k))
+        raise DuplicateKey(f"the key {twice[:100]!r} is given twice in one object; give each key once")
+    return out
+
+
 class Body(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 

@@ -8,6 +8,7 @@ document needs a token, and a token's user has the same rights as on the socket.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import pwd
@@ -19,7 +20,7 @@ from pydantic import BaseModel, ValidationError
 from melond import nss
 from melond.api import guard, models, session, stream, tokens, ui, webform
 from melond.api.auth import TokenService, peer_uid
-from melond.api.views import entry_views, folded, job_view, listing, node_view, parse_fields
+from melond.api.views import accounting_rows, entry_views, folded, job_view, listing, node_view, parse_fields
 from melond.engine.engine import Engine
 from melond.errors import BadRequest, Forbidden, Internal, MelonError, NotFound, RateLimited, Unauthorized
 from melond.nodes.links import split
@@ -61,13 +62,16 @@ async def identify(request: web.Request) -> Caller:
         return Caller(user="anonymous", uid=-1)  # the API's description, the sign-in, the UI's own files
     token = session.cookie_token(request)
     if token is not None:
-        caller = await request.app[TOKENS].authenticate(f"Bearer {token}", time.time())
+        found = await request.app[TOKENS].authenticate_cookie(token, time.time())
         session.check_csrf(request)
-        return caller
+        request["token_id"] = found.token_id
+        return found.caller
     if ("Authorization" not in request.headers and request.method == "GET" and engine.inv.web.open_job_list
             and request.path.removeprefix(PREFIX) in OPEN_READING):
         return Caller(user="anonymous", uid=-1)  # reading the queue, as anyone on a login node may
-    return await request.app[TOKENS].authenticate(request.headers.get("Authorization"), time.time())
+    found = await request.app[TOKENS].authenticate(request.headers.get("Authorization"), time.time())
+    request["token_id"] = found.token_id
+    return found.caller
 
 
 @web.middleware
@@ -101,9 +105,20 @@ def _error(exc: MelonError) -> web.Response:
 
 
 async def _body(request: web.Request, model: type[BaseModel]) -> BaseModel:
+    """A request's JSON body as `model`. A key given twice is refused (models.unique_keys): two
+    readers of one body (a proxy, melond) must not each take a different one of its values."""
+    raw = await request.read()
     try:
-        raw = await request.read()
-        return model.model_validate_json(raw or b"{}")
+        data = json.loads(raw or b"{}", object_pairs_hook=models.unique_keys)
+    except models.DuplicateKey as exc:
+        raise BadRequest(f"invalid request: {exc}") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"invalid request: the body is not JSON ({str(exc)[:200]}); send a JSON object") from None
+    except RecursionError:
+        raise BadRequest("invalid request: the body's JSON is nested too deeply to read; send a JSON object "
+                         "of the request's fields") from None
+    try:
+        return model.model_validate(data)
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(str(x) for x in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors())
         raise BadRequest(f"invalid request: {problems}") from None
@@ -227,7 +242,7 @@ async def list_jobs(request: web.Request) -> web.Response:
         rows = await engine.store.read(lambda db: db.jobs(states=wanted, user=q.get("user") or None, ids=ids,
                                                           ended_since=since))
     fields = parse_fields(q.get("fields"))
-    return web.json_response({"jobs": listing(rows, time.time(), fields, fold=bool(q.get("fold")),
+    return web.json_response({"jobs": listing(rows, request["caller"], time.time(), fields, fold=bool(q.get("fold")),
                                               expected=engine.loop.expected_starts, nodes=engine.loop.expected_nodes)})
 
 
@@ -256,7 +271,7 @@ async def _page(request: web.Request, states: set[State] | None) -> dict:
         jobs, more, total = await engine.store.read(lambda db: db.page(req))
         entries = [(j, None, 1) for j in jobs]
     last = entries[-1][0] if entries and more else None
-    return {"jobs": entry_views(entries, now, fields, loop.expected_starts, loop.expected_nodes),
+    return {"jobs": entry_views(entries, request["caller"], now, fields, loop.expected_starts, loop.expected_nodes),
             "next": pages.encode_cursor(getattr(last, sort), last.id) if last else None, "total": total}
 
 
@@ -280,9 +295,10 @@ async def accounting(request: web.Request) -> web.Response:
     if unknown:
         raise BadRequest(f"unknown accounting field(s) {', '.join(map(repr, unknown))} in `fields`; "
                          f"known: {', '.join(ACCOUNTING_COLUMNS)}")
+    read = columns if "user" in columns else [*columns, "user"]  # whose each row is decides what it shows
     rows = await request.app[ENGINE].store.read(
-        lambda db: db.accounting(start, end, states=states, users=users, ids=ids, columns=columns))
-    return web.json_response({"jobs": rows, "start": start, "end": end})
+        lambda db: db.accounting(start, end, states=states, users=users, ids=ids, columns=read))
+    return web.json_response({"jobs": accounting_rows(rows, request["caller"], columns), "start": start, "end": end})
 
 
 async def show_job(request: web.Request) -> web.Response:
@@ -294,7 +310,7 @@ async def show_job(request: web.Request) -> web.Response:
     wait = _seconds(request.query.get("wait"), "wait")
     if wait > 0 and job.state in ACTIVE:
         job = await engine.ops.wait_ended(jid, min(wait, MAX_WAIT)) or job
-    view = job_view(job)
+    view = job_view(job, caller)
     view["events"] = engine.store.events(jid)
     view["extension_requests"] = await engine.requests.of_job(jid)
     ended = [e["data"].get("backend") for e in view["events"] if e["kind"] == "ended"]
@@ -390,22 +406,33 @@ async def withdraw_extension_request(request: web.Request) -> web.Response:
 
 
 async def sign_in(request: web.Request) -> web.Response:
-    """A token for a session cookie (the browser's way in: see melond/api/session.py)."""
+    """A token traded for a browser session of its own in a cookie (see melond/api/session.py)."""
+    session.check_sign_in(request)
     body: models.SessionRequest = await _body(request, models.SessionRequest)
-    caller = await request.app[TOKENS].authenticate(f"Bearer {body.token}", time.time())
-    response = web.json_response({"user": caller.user, "uid": caller.uid, "operator": caller.operator})
-    session.set_cookie(response, body.token, secure=request.secure, max_age=None)
+    found, cookie, expires = await request.app[TOKENS].sign_in(body.token, time.time())
+    caller = found.caller
+    response = web.json_response({"user": caller.user, "uid": caller.uid, "operator": caller.operator,
+                                  "expires": expires})
+    session.set_cookie(response, cookie, secure=request.secure, max_age=None)
     return response
 
 
 async def sign_out(request: web.Request) -> web.Response:
-    response = web.json_response({"signed_out": True})
+    """End the browser's session: its token is revoked, the cookie cleared (the token it was
+    signed in with lives on)."""
+    session.check_sign_in(request)
+    token = session.cookie_token(request)
+    ended = await request.app[TOKENS].sign_out(token, time.time()) if token else False
+    response = web.json_response({"signed_out": True, "session_ended": ended})
     session.clear_cookie(response)
     return response
 
 
 async def job_events(request: web.Request) -> web.StreamResponse:
-    return await stream.events(request, request.app[ENGINE].store)
+    token_id = request.get("token_id")
+    tokens_ = request.app[TOKENS]
+    refusal = (lambda now: tokens_.refusal(token_id, now)) if token_id else None
+    return await stream.events(request, request.app[ENGINE].store, request["caller"], refusal)
 
 
 async def show_config(request: web.Request) -> web.Response:
@@ -538,10 +565,13 @@ ROUTES = [
     ("POST", "/extension-requests/{request_id}/withdraw", withdraw_extension_request, None, None,
      "withdraw your own pending request"),
     ("POST", "/session", sign_in, models.SessionRequest, None,
-     "sign a browser in: a token traded for an HttpOnly session cookie (then send X-Melon-CSRF: 1 to change things)"),
-    ("DELETE", "/session", sign_out, None, None, "sign the browser out (the cookie is cleared)"),
+     "sign a browser in (Content-Type: application/json, X-Melon-CSRF: 1, same Origin): a token traded for a "
+     "session token of its own in an HttpOnly cookie (then send X-Melon-CSRF: 1 to change things)"),
+    ("DELETE", "/session", sign_out, None, None,
+     "sign the browser out: its session token is revoked and the cookie cleared (the token pasted lives on)"),
     ("GET", "/events", job_events, None, None,
-     "the job event log as server-sent events (id: seq; data: seq, job_id, kind, time); ?after=SEQ|now"),
+     "the job event log as server-sent events (id: seq; data: seq, job_id, kind, time), only the events the "
+     "caller may learn of; ?after=SEQ|now. Ends with an `end` event when the caller's token is revoked or expires"),
     ("GET", "/config", show_config, None, None, "the settings Slurm tools read from `scontrol show config`"),
     ("GET", "/nodes", list_nodes, None, None, "nodes with allocation and limit backend"),
     ("GET", "/partitions", list_partitions, None, None, "partitions: time rules, extension policy, nodes, the default"),

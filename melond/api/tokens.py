@@ -96,11 +96,24 @@ def check(record: dict | None, secret: str, now: float) -> Problem | None:
     """
     if record is None or not hmac.compare_digest(record["hash"], hash_secret(secret)):
         return Problem.UNKNOWN
+    return standing(record, now)
+
+
+def standing(record: dict | None, now: float) -> Problem | None:
+    """Whether a known token still holds at `now` (re-checked by long requests such as the event
+    stream, whose secret was checked when it began): revoked, expired, or None if it holds."""
+    if record is None:
+        return Problem.UNKNOWN
     if record.get("revoked") is not None:
         return Problem.REVOKED
     if record.get("expires") is not None and now >= record["expires"]:
         return Problem.EXPIRED
     return None
+
+
+def session_expiry(parent: dict, now: float) -> float:
+    """When a browser session minted from `parent` ends: with its parent, never later."""
+    return parent["expires"] if parent.get("expires") is not None else now + MAX_TTL
 
 
 def refusal(problem: Problem, token_id: str | None = None) -> str:

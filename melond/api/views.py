@@ -6,6 +6,7 @@ import time
 from melond.errors import BadRequest
 from melond.nodes.state import NodeState
 from melond.sched.launch import job_file
+from melond.sched.policy import Caller, withheld
 from melond.spec.folding import fold_pending
 from melond.spec.states import SHORT, State
 from melond.state.job import COLUMNS, MIB, PRIVATE, Job
@@ -16,14 +17,27 @@ JOB_FIELDS = frozenset(c for c in COLUMNS if c not in PRIVATE) | {"state_name", 
                                                                    "expected_node"}
 
 
-def job_view(job: Job, now: float | None = None) -> dict:
+def job_view(job: Job, viewer: Caller, now: float | None = None) -> dict:
     """A job for listings and mshow: its public fields (no script, no environment: they may hold
-    secrets) and what follows from them."""
+    secrets) and what follows from them, less those `viewer` may not see (another user's paths,
+    arguments, comment: melond.sched.policy)."""
     now = time.time() if now is None else now
-    out = job.public()
+    hidden = withheld(viewer, job.user)
+    out = {k: v for k, v in job.public().items() if k not in hidden}
     for name, derive in _DERIVED.items():
-        out[name] = derive(job, now)
+        if name not in hidden:
+            out[name] = derive(job, now)
     return out
+
+
+def _view(job: Job, viewer: Caller, now: float, fields: list[str] | None, expected: dict[int, float],
+          nodes: dict[int, str] | None) -> dict:
+    """The one way a listed job becomes JSON: all of its view, or just `fields`, as `viewer` may see it."""
+    if not fields:
+        return job_view(job, viewer, now)
+    hidden = withheld(viewer, job.user)
+    shown = [f for f in fields if f not in hidden] if hidden else fields
+    return dict(zip(shown, field_view(job, now, shown, expected, nodes)))
 
 
 def _output_path(job: Job, now: float) -> str:
@@ -50,6 +64,16 @@ _DERIVED = {
 }
 
 
+def accounting_rows(rows: list[dict], viewer: Caller, columns: list[str]) -> list[dict]:
+    """Accounting rows (`macct`) as `viewer` may see them: `columns` of each, less another user's
+    owner-only fields (the same rule as job_view's)."""
+    out = []
+    for row in rows:
+        hidden = withheld(viewer, row["user"])
+        out.append({c: row[c] for c in columns if c not in hidden})
+    return out
+
+
 def field_view(job: Job, now: float, fields: list[str], expected: dict[int, float],
                nodes: dict[int, str] | None = None) -> list:
     """Just `fields` of the job's view, in that order, computing nothing else. `expected_start`
@@ -71,16 +95,14 @@ def parse_fields(text: str | None) -> list[str] | None:
     return wanted
 
 
-def listing(jobs: list[Job], now: float, fields: list[str] | None, fold: bool,
+def listing(jobs: list[Job], viewer: Caller, now: float, fields: list[str] | None, fold: bool,
             expected: dict[int, float], nodes: dict[int, str] | None = None) -> list[dict]:
     """The jobs as `GET /jobs` lists them. With `fold`, each array's pending tasks are folded the
     way mqueue shows them (melond.spec.folding) before any view is built, and each entry gets
     its `label` (`12`, `13_4` or `13_[5-9%3]`) and `folded` (how many tasks it stands for)."""
     if not fold:
-        if fields:
-            return [dict(zip(fields, field_view(j, now, fields, expected, nodes))) for j in jobs]
-        return [job_view(j, now) for j in jobs]
-    return entry_views(folded(jobs), now, fields, expected, nodes)
+        return [_view(j, viewer, now, fields, expected, nodes) for j in jobs]
+    return entry_views(folded(jobs), viewer, now, fields, expected, nodes)
 
 
 def folded(jobs: list[Job]) -> list[tuple[Job, str | None, int]]:
@@ -95,11 +117,11 @@ def folded(jobs: list[Job]) -> list[tuple[Job, str | None, int]]:
                                            lambda j: j.array_throttle)]
 
 
-def entry_views(entries: list[tuple[Job, str | None, int]], now: float, fields: list[str] | None,
+def entry_views(entries: list[tuple[Job, str | None, int]], viewer: Caller, now: float, fields: list[str] | None,
                 expected: dict[int, float], nodes: dict[int, str] | None = None) -> list[dict]:
     out = []
     for job, label, size in entries:
-        view = dict(zip(fields, field_view(job, now, fields, expected, nodes))) if fields else job_view(job, now)
+        view = _view(job, viewer, now, fields, expected, nodes)
         view["label"] = label or (f"{job.array_job_id}_{job.array_task_id}" if job.array_task_id is not None
                                   else str(job.id))
         view["folded"] = size

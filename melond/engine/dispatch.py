@@ -126,7 +126,8 @@ class Dispatcher:
         if session is None or not session.up:
             raise NodeUnavailable(f"node {job.node} is not reachable now, so the output of job {job.id} cannot be "
                                   f"read; try again once `minfo` shows it up")
-        return await session.request(Op.READ_OUTPUT, path=path, uid=job.uid, offset=offset, limit=limit)
+        return await session.request(Op.READ_OUTPUT, path=path, user=job.user, uid=job.uid, offset=offset,
+                                     limit=limit)
 
     async def _kill_later(self, job: Job, attempt: int) -> None:
         await asyncio.sleep(retry_delay(attempt))

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from melond.errors import BadRequest, Conflict, Forbidden
 from melond.spec.states import FINISHED
 from melond.spec.timespec import MAX_SECONDS, format_limit
-from melond.state.job import Job
+from melond.state.job import TRANSITIONS, Job
 
 
 @dataclass(frozen=True)
@@ -23,9 +23,40 @@ class Caller:
     operator: bool = False
 
 
+#: What squeue shows of every job (ids, name, user, state, reason, partition, node, times, limit,
+#: sizes, priority...) is anyone's; these fields are the owner's and operators' only, as `mshow`
+#: is: what the job runs and with what, where it reads and writes, whom it mails, the options
+#: recorded as given (a comment, an export file), and the node's own words on its end (which may
+#: name a path). A job's view leaves them out (absent, where null would mean "not set"). Its
+#: script, environment and gid are in no view at all (melond.state.job.PRIVATE).
+OWNER_ONLY_FIELDS = frozenset({
+    "script_path", "script_args", "chdir", "submit_dir", "output", "error",
+    "output_path", "error_path", "comment", "mail_user", "slurm_options", "detail",
+})
+#: The events anyone may learn of: those that change the job as the list shows it (the history's
+#: transitions). Notes beside them (a notice sent, an extension asked for and its verdict) are the
+#: owner's and operators' only.
+PUBLIC_EVENTS = frozenset(TRANSITIONS)
+
+
+def sees_all_of(caller: Caller, owner: str) -> bool:
+    """May `caller` see everything of `owner`'s jobs (and act on them)? Their owner and operators."""
+    return caller.operator or (caller.uid >= 0 and caller.user == owner)
+
+
+def withheld(caller: Caller, owner: str) -> frozenset[str]:
+    """The fields of `owner`'s job that `caller` is not shown."""
+    return frozenset() if sees_all_of(caller, owner) else OWNER_ONLY_FIELDS
+
+
+def sees_event(caller: Caller, owner: str, kind: str) -> bool:
+    """May `caller` learn that an event of this kind happened to `owner`'s job?"""
+    return kind in PUBLIC_EVENTS or sees_all_of(caller, owner)
+
+
 def check_owner(job: Job, caller: Caller, action: str) -> None:
     """Only the job's owner or an operator may act on it."""
-    if caller.operator or job.user == caller.user:
+    if sees_all_of(caller, job.user):
         return
     raise Forbidden(f"job {job.id} belongs to {job.user}; only its owner or an operator may {action} it")
 

@@ -120,6 +120,13 @@ def _m010_umask(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE jobs ADD COLUMN umask INTEGER")
 
 
+def _m011_session_tokens(db: sqlite_utils.Database) -> None:
+    # A browser's sign-in mints a token of its own, the child of the token pasted (`parent`):
+    # signing out revokes it alone, and revoking the parent revokes it too.
+    db.execute("ALTER TABLE tokens ADD COLUMN parent TEXT")
+    db.execute("CREATE INDEX tokens_parent ON tokens (parent)")
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("001_initial", _m001_initial),
     ("002_node_drain", _m002_node_drain),
@@ -131,6 +138,7 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("008_notices", _m008_notices),
     ("009_job_list_indexes", _m009_job_list_indexes),
     ("010_umask", _m010_umask),
+    ("011_session_tokens", _m011_session_tokens),
 ]
 
 

@@ -197,7 +197,8 @@ class Store:
     @staticmethod
     def op_revoke_tokens(conn: sqlite3.Connection, ids: list[str] | None, user: str | None, by: str,
                          now: float) -> list[str]:
-        """Revoke the given ids (or all), only `user`'s unless user is None; the ids revoked."""
+        """Revoke the given ids (or all), only `user`'s unless user is None; the ids revoked. The
+        browser sessions signed in with a revoked token (its children) are revoked with it."""
         where, params = ["revoked IS NULL"], []
         if ids is not None:
             where.append(f"id IN ({', '.join('?' * len(ids))})")
@@ -208,6 +209,10 @@ class Store:
         cond = " AND ".join(where)
         revoked = [r[0] for r in conn.execute(f"SELECT id FROM tokens WHERE {cond} ORDER BY id", params)]
         conn.execute(f"UPDATE tokens SET revoked = ?, revoked_by = ? WHERE {cond}", [now, by, *params])
+        for first in range(0, len(revoked), 500):  # SQLite's bound on a statement's parameters
+            chunk = revoked[first:first + 500]
+            conn.execute(f"UPDATE tokens SET revoked = ?, revoked_by = ? WHERE revoked IS NULL AND parent IN "
+                         f"({', '.join('?' * len(chunk))})", [now, by, *chunk])
         return revoked
 
     @staticmethod
@@ -245,8 +250,10 @@ class Store:
         return self._reader.execute("SELECT COALESCE(MAX(seq), 0) FROM job_events").fetchone()[0]
 
     def events_after(self, seq: int, limit: int) -> list[dict]:
-        """The job event log after `seq`: which job, what happened, when (no event's data)."""
-        rows = self._reader.execute("SELECT seq, job_id, kind, time FROM job_events WHERE seq > ? ORDER BY seq LIMIT ?",
+        """The job event log after `seq`: which job, what happened, when, and whose job it is (so
+        each reader is sent only what it may learn), never an event's data."""
+        rows = self._reader.execute("SELECT e.seq, e.job_id, e.kind, e.time, j.user FROM job_events e "
+                                    "JOIN jobs j ON j.id = e.job_id WHERE e.seq > ? ORDER BY e.seq LIMIT ?",
                                     (seq, limit))
         return [dict(r) for r in rows]
 
@@ -296,7 +303,7 @@ class Store:
 
     def tokens(self, user: str | None = None) -> list[dict]:
         """Tokens not revoked, the user's or everyone's, oldest first; never with their hash."""
-        sql = "SELECT id, user, uid, created, expires, last_used FROM tokens WHERE revoked IS NULL"
+        sql = "SELECT id, user, uid, created, expires, last_used, parent FROM tokens WHERE revoked IS NULL"
         params = []
         if user is not None:
             sql += " AND user = ?"

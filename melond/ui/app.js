@@ -47,6 +47,10 @@ function listen() {
     if (job.shown === id) job.open(id);
     document.getElementById("live").textContent = `Live: updated ${new Date().toLocaleTimeString()}`;
   });
+  stream.addEventListener("end", () => {  // the token this page signed in with was revoked, or expired
+    stream.close();
+    location.reload();
+  });
   stream.addEventListener("error", () => { document.getElementById("live").textContent = "Live updates paused: reconnecting…"; });
 }
 

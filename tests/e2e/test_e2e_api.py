@@ -145,9 +145,9 @@ def test_session_cookie_and_the_event_stream_over_tcp(tcp_melon: Melon) -> None:
         finally:
             conn.close()
 
-    status, _, body = req("POST", "/session", {"token": "melon_000000000000_" + "x" * 43})
+    status, _, body = req("POST", "/session", {"token": "melon_000000000000_" + "x" * 43}, {"X-Melon-CSRF": "1"})
     assert status == 401 and b"not valid" in body
-    status, headers, _ = req("POST", "/session", {"token": melon.token()})
+    status, headers, _ = req("POST", "/session", {"token": melon.token()}, headers={"X-Melon-CSRF": "1"})
     cookie = dict(headers)["Set-Cookie"]
     assert status == 200 and "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Path=/" in cookie
     session = {"Cookie": cookie.split(";")[0]}

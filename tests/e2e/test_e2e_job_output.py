@@ -3,6 +3,7 @@ owner and operators only, and never a file that is not the job's."""
 from __future__ import annotations
 
 import os
+import pwd
 
 import pytest
 
@@ -75,3 +76,27 @@ def test_a_pending_job_has_no_output_yet(melon: Melon) -> None:
     assert refused.value.status == 409
     with pytest.raises(MelonError, match="stream is output or error"):
         Client(melon.endpoint).call("GET", f"/jobs/{jid}/output", query={"stream": "both"})
+
+
+def test_output_in_a_folder_its_user_cannot_search_tells_nothing(tcp_melon: Melon) -> None:
+    """The node's helper is root, but the answer must be what the job's user could learn: a file
+    root keeps in its own 0700 folder is neither shown (even one the user owns) nor told apart
+    from one that is missing."""
+    melon = tcp_melon
+    nobody = pwd.getpwnam("nobody")
+    hidden = melon.root / "hidden"
+    hidden.mkdir(mode=0o700)
+    (hidden / "roots.out").write_text("root's secret\n")
+    (hidden / "theirs.out").write_text("found\n")
+    os.chown(hidden / "theirs.out", nobody.pw_uid, nobody.pw_gid)
+    owner = Client(melon.url, token=melon.token(user="nobody"))
+    answers = {}
+    for name in ("roots.out", "theirs.out", "missing.out"):
+        jid = melon.submit("-o", str(hidden / name), "--wrap", "echo hi", user="nobody")
+        melon.wait_state(jid, {"F", "CD"})  # it fails to open its output there, but it ran on a node
+        with pytest.raises(MelonError) as refused:
+            owner.call("GET", f"/jobs/{jid}/output")
+        answers[name] = (refused.value.status, str(refused.value).replace(name, "FILE"))
+    assert len(set(answers.values())) == 1, answers
+    assert answers["missing.out"][0] == 404 and "Permission denied" in answers["missing.out"][1]
+    assert (hidden / "theirs.out").read_text() == "found\n"  # the job never wrote there either

@@ -392,3 +392,19 @@ def test_from_wire_without_a_known_code_or_body():
     no_body = errors.from_wire({"detail": "x"}, 502)
     assert type(no_body) is errors.Internal and "502" in str(no_body)
     assert type(errors.from_wire("not a dict", 500)) is errors.Internal
+
+
+def test_other_users_see_squeues_fields_and_only_the_events_the_list_shows() -> None:
+    owner, other, operator = Caller("alice", 1001), Caller("bob", 1002), Caller("carol", 1003, operator=True)
+    anyone = Caller("anonymous", -1)
+    assert policy.withheld(owner, "alice") == frozenset() == policy.withheld(operator, "alice")
+    for viewer in (other, anyone):
+        hidden = policy.withheld(viewer, "alice")
+        assert {"chdir", "script_args", "comment", "mail_user", "output_path", "error_path"} <= hidden
+        assert not hidden & {"id", "name", "user", "state", "reason", "partition", "node", "time_limit", "cpus",
+                             "memory", "priority", "submit_time", "start_time", "end_time"}
+    assert not policy.sees_all_of(Caller("anonymous", -1), "anonymous")  # the open list's reader owns nothing
+    assert policy.sees_event(other, "alice", "ended") and policy.sees_event(other, "alice", "extended")
+    for note in ("extension_requested", "extension_request_approved", "notified"):
+        assert not policy.sees_event(other, "alice", note) and policy.sees_event(owner, "alice", note)
+        assert policy.sees_event(operator, "alice", note)

@@ -118,3 +118,23 @@ def test_default_lifetime_is_within_bounds() -> None:
 ])
 def test_mode_problem(mode: int, mask: int, who: str | None) -> None:
     assert mode_problem(mode, mask) == who
+
+
+def test_standing_is_the_check_without_the_secret_and_a_session_ends_with_its_parent() -> None:
+    issued = tokens.generate()
+    assert tokens.standing(_record(issued), NOW) is None
+    assert tokens.standing(_record(issued, revoked=NOW - 1), NOW) is Problem.REVOKED
+    assert tokens.standing(_record(issued), NOW + 60) is Problem.EXPIRED
+    assert tokens.standing(None, NOW) is Problem.UNKNOWN
+    assert tokens.session_expiry({"expires": NOW + 60}, NOW) == NOW + 60
+    assert tokens.session_expiry({"expires": None}, NOW) == NOW + tokens.MAX_TTL
+
+
+def test_a_json_key_given_twice_is_refused_naming_it() -> None:
+    import json
+
+    from melond.api.models import DuplicateKey, unique_keys
+    assert json.loads('{"a": {"b": 1, "c": 2}}', object_pairs_hook=unique_keys) == {"a": {"b": 1, "c": 2}}
+    for text in ('{"token": "x", "token": "y"}', '{"a": {"b": 1, "b": 1}}'):
+        with pytest.raises(DuplicateKey, match="given twice"):
+            json.loads(text, object_pairs_hook=unique_keys)
