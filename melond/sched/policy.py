@@ -31,7 +31,7 @@ class Caller:
 #: script, environment and gid are in no view at all (melond.state.job.PRIVATE).
 OWNER_ONLY_FIELDS = frozenset({
     "script_path", "script_args", "chdir", "submit_dir", "output", "error",
-    "output_path", "error_path", "comment", "mail_user", "slurm_options", "detail",
+    "output_path", "error_path", "comment", "mail_user", "slurm_options", "detail", "umask",
 })
 #: The events anyone may learn of: those that change the job as the list shows it (the history's
 #: transitions). Notes beside them (a notice sent, an extension asked for and its verdict) are the

@@ -12,7 +12,7 @@ PUBLIC = {
     "dependency", "array_job_id", "array_task_id", "array_throttle", "requeue", "signal", "submit_host",
     "submit_dir", "submit_time", "start_time", "end_time", "node", "exit_code", "exit_signal", "detail", "restarts",
     "cpu_time", "max_rss", "array_spec", "comment", "account", "slurm_options", "time_max", "extend_step",
-    "mail_type", "mail_user",
+    "mail_type", "mail_user", "umask",
     "state_name", "output_path", "error_path", "deadline", "elapsed",
 }
 
