@@ -63,7 +63,8 @@ def submit(script: str | None, args: tuple[str, ...], parsable: bool, wait: bool
     user = current_user()
     request, warnings = build_request(
         script_text=script_text, script_path=os.path.abspath(script) if script else None, script_args=list(args),
-        cli=cli, environ=os.environ, cwd=os.getcwd(), submit_host=os.uname().nodename, user=user, now=time.time(), umask=current_umask())
+        cli=cli, environ=os.environ, cwd=os.getcwd(), submit_host=os.uname().nodename, user=user, now=time.time(),
+        umask=current_umask())
     if dry_run:
         view = dry_run_view(request, warnings)
         if as_json:

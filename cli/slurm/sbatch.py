@@ -65,7 +65,8 @@ def _submit(found: list[tuple[str, str | None]], rest: list[str]) -> None:
     script_text, script_path, args = _script(rest, "wrap" in cli)
     request, warnings = build_request(
         script_text=script_text, script_path=script_path, script_args=args, cli=cli, environ=os.environ,
-        cwd=os.getcwd(), submit_host=os.uname().nodename, user="", now=time.time(), sbatch=True, umask=current_umask())
+        cwd=os.getcwd(), submit_host=os.uname().nodename, user="", now=time.time(), sbatch=True,
+        umask=current_umask())
     quiet = "quiet" in flags
     if not quiet:
         for note in [*notes, *warnings]:

@@ -266,7 +266,8 @@ def run_outside(opts: dict[str, str], command: list[str]) -> int:
                  "--", *command]
     cli["wrap"] = "exec " + shlex.join(inner)
     request, _ = build_request(script_text=None, script_path=None, script_args=[], cli=cli, environ=os.environ,
-                               cwd=cwd, submit_host=os.uname().nodename, user="", now=time.time(), sbatch=True, umask=current_umask())
+                               cwd=cwd, submit_host=os.uname().nodename, user="", now=time.time(), sbatch=True,
+                               umask=current_umask())
     from cli.common import client
     c = client(os.environ.get("MELON_API") or None)
     try:
