@@ -22,6 +22,7 @@ import pwd
 import stat
 
 from melond.errors import MelonError
+from melond.files import mode_problem
 
 ROOT = 0
 MAX_LINKS = 40  # symbolic links followed in one path, as Linux's own limit
@@ -56,12 +57,12 @@ def problem(st: os.stat_result, owners: tuple[int, ...], *, sticky_ok: bool = Fa
     if st.st_uid not in owners:
         return f"is owned by {_name(st.st_uid)}, not {' or '.join(_name(o) for o in owners)}"
     mode = stat.S_IMODE(st.st_mode)
-    who = [name for bit, name in ((stat.S_IWGRP, "its group"), (stat.S_IWOTH, "other users")) if mode & bit]
+    who = mode_problem(mode, mask=0o022)  # the write bits of group and others
     if not who:
         return None
     if sticky_ok and stat.S_ISDIR(st.st_mode) and mode & stat.S_ISVTX and st.st_uid == ROOT:
         return None
-    return f"may be written by {' and '.join(who)} (mode {mode:04o})"
+    return f"may be written by {who} (mode {mode:04o})"
 
 
 def _trusted_owners() -> tuple[int, ...]:

@@ -18,12 +18,11 @@ import time
 from collections.abc import Callable
 
 from remote import limits
-from remote.protocol import job_channel
+from remote.protocol import DEFAULT_UMASK, job_channel
 from remote.spawn import Launch, spawn
 from remote.spool import JobDir
 
 TMP_BASE = "/tmp"  # where each job's own TMPDIR is made, under a name nobody can guess
-DEFAULT_UMASK = 0o022
 CLEANUP_TRIES = 50  # kill rounds, 20 ms apart, before a job's cgroup is left behind
 CLEANUP_POLL = 0.02
 

@@ -31,6 +31,9 @@ class Event(StrEnum):
     ASK = "ask"  # ask, job_id, run, uid, request: a running job asks (remote/asks.py); melond answers with Op.ANSWER
 
 
+DEFAULT_UMASK = 0o022  # a job's umask when its start names none (the web form's jobs, jobs stored before umasks were)
+
+
 def job_channel(scope: str) -> str:
     """The abstract Unix socket (without its leading NUL) where a spool's jobs ask melond for
     things; jobs find it in MELON_NODE_SOCKET, written `@` + this."""

@@ -124,7 +124,7 @@ def _child(launch: Launch, report: int) -> None:
         step = f"execute {launch.argv[0]}"
         os.execvpe(launch.argv[0], launch.argv, launch.env)
     except OSError as exc:
-        os.write(report, f"cannot {step}: {_why(exc, step)}".encode()[:4000])
+        os.write(report, f"cannot {step}: {exc.strerror or exc}".encode()[:4000])
     except BaseException as exc:  # noqa: BLE001 - anything else is still this job's failure alone
         os.write(report, f"cannot {step}: {exc!r}".encode()[:4000])
 
@@ -133,20 +133,21 @@ def _open_output(path: str, append: bool) -> int:
     """Opened without blocking (a FIFO nobody reads is ENXIO, not a wait), then made blocking
     again, so that the job's own writes behave as they would anywhere."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_NOCTTY | os.O_NONBLOCK | os.O_CLOEXEC
-    fd = os.open(path, flags | (os.O_APPEND if append else os.O_TRUNC), 0o666)
+    try:
+        fd = os.open(path, flags | (os.O_APPEND if append else os.O_TRUNC), 0o666)
+    except OSError as exc:
+        if exc.errno == errno.ENXIO and _is_fifo(path):
+            raise OSError(exc.errno, "it is a FIFO that no process is reading") from None
+        raise
     fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
     return fd
 
 
-def _why(exc: OSError, step: str) -> str:
-    if exc.errno == errno.ENXIO and step.startswith("open"):
-        path = step.split(" file ", 1)[1]
-        try:
-            if stat.S_ISFIFO(os.stat(path).st_mode):
-                return "it is a FIFO that no process is reading"
-        except OSError:
-            pass
-    return exc.strerror or str(exc)
+def _is_fifo(path: str) -> bool:
+    try:
+        return stat.S_ISFIFO(os.stat(path).st_mode)
+    except OSError:
+        return False
 
 
 def _private_shm(size: int) -> bool:

@@ -114,6 +114,23 @@ def as_user(name: str):
     return drop
 
 
+def refusing_melond(*args: str, user: str | None = None, timeout: float = 20) -> subprocess.CompletedProcess:
+    """A melond expected to refuse to start: it must exit on its own within `timeout` seconds."""
+    try:
+        return subprocess.run([str(BIN / "melond"), *args], capture_output=True, text=True, timeout=timeout,
+                              preexec_fn=as_user(user) if user else None)
+    except subprocess.TimeoutExpired:
+        pytest.fail("melond started instead of refusing")
+
+
+def refused_in_one_line(r: subprocess.CompletedProcess, *expect: str) -> None:
+    """melond refused as operators should read it: exit 1, one line naming the problem, no traceback."""
+    assert r.returncode == 1, (r.returncode, r.stderr)
+    assert "Traceback" not in r.stderr and r.stderr.startswith("melond: ") and r.stderr.count("\n") == 1, r.stderr
+    for text in expect:
+        assert text in r.stderr, (text, r.stderr)
+
+
 class UnixHTTP(http.client.HTTPConnection):
     """Raw HTTP on melond's Unix socket, to see status codes and headers the CLIs hide."""
 

@@ -12,9 +12,9 @@ from melond.spec.filenames import NO_VAL_TASK, fill
 from melond.spec.jobrel import parse_array
 from melond.spec.timespec import SpecError, signal_spec
 from melond.state.job import Job
+from remote.protocol import DEFAULT_UMASK
 
 DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
-DEFAULT_UMASK = 0o022  # a job submitted without one (the web form's, or one kept before umasks were)
 
 
 def job_file(job: Job, stream: str, node: str) -> str:

@@ -11,23 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BIN, Melon, as_user, needs_root
+from conftest import Melon, needs_root, refusing_melond
+from conftest import refused_in_one_line as one_line
 
 
 def melond(*args: str, user: str | None = None) -> subprocess.CompletedProcess:
-    """A melond expected to refuse: it must exit on its own, quickly."""
-    try:
-        return subprocess.run([str(BIN / "melond"), *args], capture_output=True, text=True, timeout=15,
-                              preexec_fn=as_user(user) if user else None)
-    except subprocess.TimeoutExpired:
-        pytest.fail("melond started instead of refusing")
-
-
-def one_line(r: subprocess.CompletedProcess, *expect: str) -> None:
-    assert r.returncode == 1, (r.returncode, r.stderr)
-    assert "Traceback" not in r.stderr and r.stderr.startswith("melond: ") and r.stderr.count("\n") == 1, r.stderr
-    for text in expect:
-        assert text in r.stderr, (text, r.stderr)
+    return refusing_melond(*args, user=user, timeout=15)
 
 
 @pytest.fixture

@@ -6,31 +6,17 @@ from __future__ import annotations
 import os
 import pwd
 import signal
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from conftest import BIN, Melon, is_root
+from conftest import Melon, is_root
+from conftest import refused_in_one_line as refused
+from conftest import refusing_melond as melond
 
 pytestmark = pytest.mark.skipif(not is_root(), reason="these attacks are on melond run as root")
 
 NOBODY = pwd.getpwnam("nobody").pw_uid
-
-
-def melond(*args: str, timeout: float = 20) -> subprocess.CompletedProcess:
-    """A melond expected to refuse: it must exit on its own, quickly."""
-    try:
-        return subprocess.run([str(BIN / "melond"), *args], capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        pytest.fail("melond started instead of refusing")
-
-
-def refused(r: subprocess.CompletedProcess, *expect: str) -> None:
-    assert r.returncode == 1, (r.returncode, r.stderr)
-    assert "Traceback" not in r.stderr and r.stderr.startswith("melond: ") and r.stderr.count("\n") == 1, r.stderr
-    for text in expect:
-        assert text in r.stderr, (text, r.stderr)
 
 
 def planted_db(path: Path) -> None:
