@@ -77,12 +77,10 @@ class Job:
                         error=spec.get("error"), append=spec.get("open_mode") == "append",
                         umask=int(spec.get("umask", DEFAULT_UMASK)) & 0o777,
                         ids=(uid, gid, groups) if switch else None, for_good=not lim.wraps, tmpdir=self.tmpdir,
-                        private_shm=bool(spec.get("private_shm", True)), shm_size=spec.get("memory") or 0)
+                        shm_size=spec.get("memory") or 0)
+        enter, leave = (_nothing, _nothing) if lim.wraps else (lim.enter, lim.leave)
         try:
-            if lim.wraps:
-                self.pid, self.report_fd = spawn(launch, _nothing, _nothing)
-            else:
-                self.pid, self.report_fd = spawn(launch, lim.enter, lim.leave)
+            self.pid, self.report_fd = spawn(launch, enter, leave)
         except OSError as exc:
             raise LaunchError(f"cannot start the job's process: {exc.strerror or exc}") from None
         finally:
@@ -258,7 +256,8 @@ class ResultSyncer:
 
 
 class LaunchError(Exception):
-    """The job could not be started (user, directory, output file, exec)."""
+    """The job could not be started: its user is unknown here, or its process could not be forked.
+    (What fails in its child, its directory, files or exec, ends the job through its report pipe.)"""
 
 
 def _nothing() -> None:

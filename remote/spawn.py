@@ -45,7 +45,6 @@ class Launch:
     ids: tuple[int, int, list[int]] | None  # (uid, gid, groups) to take; None: stay who we are
     for_good: bool  # take the ids for good; False: only to open files (systemd-run needs root to exec)
     tmpdir: str | None
-    private_shm: bool
     shm_size: int  # bytes for the private /dev/shm (the job's memory); 0: the kernel's default, half the RAM
 
 
@@ -83,7 +82,7 @@ def _child(launch: Launch, report: int) -> None:
         for sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGUSR1, signal.SIGCHLD):
             signal.signal(sig, signal.SIG_DFL)  # Python ignores SIGPIPE and SIGXFSZ; exec keeps an ignore
         os.setsid()
-        if launch.private_shm and os.geteuid() == 0:
+        if os.geteuid() == 0:  # a mount namespace needs CAP_SYS_ADMIN
             _private_shm(launch.shm_size)
         if launch.ids is not None:
             uid, gid, groups = launch.ids
