@@ -55,7 +55,7 @@ class JobAsks:
         caller = self.ops.caller(job.user, job.uid)
         if request["op"] == "requeue":
             try:
-                result = await self.ops.requeue(job_id, caller)
+                result = await self.ops.requeue(job_id, caller, via="job")
             except MelonError as exc:
                 return {"ok": False, **exc.to_wire()}
             log.info("job requeued itself", extra={"job": job_id, "node": node})

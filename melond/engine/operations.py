@@ -270,7 +270,7 @@ class Operations:
         self.kick()
         return {"job_id": job_id, "hold": hold}
 
-    async def requeue(self, job_id: int, caller: Caller) -> dict:
+    async def requeue(self, job_id: int, caller: Caller, via: str | None = None) -> dict:
         """Send a job back to the queue under its own id, as its next run (`scontrol requeue`):
         a running one is killed first and requeued by its end; one that ended is pending again at once."""
         job = self.find(job_id)
@@ -279,10 +279,10 @@ class Operations:
             raise Conflict(f"job {job_id} is pending; only a running or ended job can be requeued")
         now = time.time()
         if job.state is State.RUNNING:
-            done = await self.store.write(Store.op_transition, job_id, "requeue_requested", {}, caller.user,
-                                          {"run": job.run}, now)
+            data = {"run": job.run, **({"via": via} if via else {})}
+            done = await self.store.write(Store.op_transition, job_id, "requeue_requested", {}, caller.user, data, now)
             if not done:
-                return await self.requeue(job_id, caller)  # it ended meanwhile
+                return await self.requeue(job_id, caller, via)  # it ended meanwhile
             self.jobs.requeueing.add(job_id)
             # Answered first: the asker often runs inside the job (Lightning, submitit), and the
             # kill would otherwise end it before it hears that its requeue worked.

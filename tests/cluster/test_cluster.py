@@ -740,18 +740,30 @@ while true; do sleep 0.1; done
 """
 
 
-def test_mextend_and_scontrol_from_a_shared_install_extend_the_job_on_its_node(melon_on_cluster: Melon) -> None:
-    """A site that shares Melon's install with its nodes (here: the shared folder) runs mextend and
-    scontrol inside jobs there; with no MELON_API in the job, they reach melond through the node."""
-    m = melon_on_cluster
+def _shared_install(m: Melon) -> Path:
+    """Melon's commands as a site shares them with its nodes (here: on the shared folder), with
+    the nodes' own python3: the folder of `mextend`, `scontrol` and `srun` to put on PATH."""
     install = m.work / "melon"
-    for package in ("cli", "melond"):
+    for package in ("cli", "melond", "remote"):
         shutil.copytree(BIN.parent.parent / package, install / package, ignore=shutil.ignore_patterns("__pycache__"))
-    run = f"python3 -S -c 'import sys; sys.path.insert(0, \"{install}\"); from {{}} import main; sys.argv[0] = \"{{}}\"; main()'"
+    (install / "bin").mkdir()
+    for name, module in (("mextend", "cli.mextend"), ("scontrol", "cli.slurm.scontrol"), ("srun", "cli.slurm.srun")):
+        (install / "bin" / name).write_text(
+            f"#!/bin/sh\nexec python3 -S -c 'import sys; sys.path.insert(0, \"{install}\"); from {module} import main; "
+            f"sys.argv[0] = \"{name}\"; main()' \"$@\"\n")
+        (install / "bin" / name).chmod(0o755)
+    return install / "bin"
+
+
+def test_mextend_and_scontrol_from_a_shared_install_extend_the_job_on_its_node(melon_on_cluster: Melon) -> None:
+    """A site that shares Melon's install with its nodes runs mextend and scontrol inside jobs
+    there; with no MELON_API in the job, they reach melond through the node."""
+    m = melon_on_cluster
+    bin_dir = _shared_install(m)
     script = m.work / "self.sh"
     script.write_text("#!/bin/bash\n"
-                      f"{run.format('cli.mextend', 'mextend')} -t +0:20 || echo mextend failed\n"
-                      f"{run.format('cli.slurm.scontrol', 'scontrol')} update JobId=$SLURM_JOB_ID TimeLimit=+0:10 "
+                      f"{bin_dir}/mextend -t +0:20 || echo mextend failed\n"
+                      f"{bin_dir}/scontrol update JobId=$SLURM_JOB_ID TimeLimit=+0:10 "
                       "|| echo scontrol failed\necho extended on $(hostname)\n")
     jid = m.submit("-t", "0:30", "--export", "PATH", str(script))
     job = m.wait_state(jid, {"CD", "F", "TO"}, timeout=40)
@@ -759,6 +771,36 @@ def test_mextend_and_scontrol_from_a_shared_install_extend_the_job_on_its_node(m
     assert job["state"] == "CD" and "failed" not in text and "extended on node" in text, text
     assert job["time_limit_seconds"] == 60
     assert [e["data"].get("via") for e in job["events"] if e["kind"] == "extended"] == ["job", "job"]
+
+
+def test_lightning_requeues_itself_on_a_node_through_its_job_channel(melon_on_cluster: Melon) -> None:
+    """PyTorch Lightning's auto-requeue (replayed, tests/e2e/slurm_tools/lightning_replay.py) on
+    an SSH node: SIGUSR1 reaches the trainer under srun and not the batch shell; `scontrol
+    requeue` from the job has no token and goes through the node's job channel, returns 0, and
+    the job runs again under its own id, resuming from its checkpoint; the first run's end is
+    told in its output in slurmstepd's words."""
+    m = melon_on_cluster
+    bin_dir = _shared_install(m)
+    folder = m.work / "lightning"
+    folder.mkdir()
+    shutil.copy(Path(__file__).parent.parent / "e2e" / "slurm_tools" / "lightning_replay.py", folder)
+    script = folder / "train.sh"
+    script.write_text("#!/bin/bash\n#SBATCH --time=0:20\n#SBATCH --signal=SIGUSR1@10\n#SBATCH --requeue\n"
+                      "#SBATCH --open-mode=append\n#SBATCH --output=lightning-%j.out\n"
+                      f"export PATH={bin_dir}:$PATH\n"
+                      "srun python3 lightning_replay.py --steps 140 --step-seconds 0.1\n")
+    jid = m.submit("-D", str(folder), "--export", "PATH", str(script))
+    job = m.wait_state(jid, {"CD", "F", "TO", "CA"}, timeout=90)
+    text = (folder / f"lightning-{jid}.out").read_text()
+    assert job["state"] == "CD" and job["restarts"] == 1, (job["state"], job["detail"], text)
+    first, second = text.split(f"replay: job {jid} ")[1:]
+    assert first.count("Handling auto-requeue signal: 10\n") == 1, text
+    assert f"Requeued SLURM job: {jid}\n" in first and "failed with error code" not in first, text
+    assert f" DUE TO JOB REQUEUE ***\n" in first and f"slurmstepd: error: *** JOB {jid} ON node" in first, text
+    assert second.startswith("SLURM_RESTART_COUNT=1") and "Restored all states from the checkpoint" in second, text
+    assert second.endswith("`Trainer.fit` stopped: `max_steps=140` reached.\n"), text
+    requested = next(e for e in job["events"] if e["kind"] == "requeue_requested")
+    assert requested["data"]["via"] == "job" and requested["actor"] == job["user"], requested
 
 
 def test_a_job_on_a_node_extends_itself_and_is_warned_again(melon_on_cluster: Melon) -> None:

@@ -86,8 +86,10 @@ def test_scontrol_requeue_inside_the_job_answers_before_the_job_is_ended(melon: 
     assert melon.wait_state(jid, {"CD", "F", "CA"})["restarts"] == 1
     lines = (melon.work / f"slurm-{jid}.out").read_text().splitlines()
     assert lines[0] == "run 0" and "requeue exited 0" in lines and lines[-1] == "run 1", lines
-    events = [e["kind"] for e in melon.job(jid)["events"]]
-    assert events.count("requeued") == 1, events
+    events = melon.job(jid)["events"]
+    assert [e["kind"] for e in events].count("requeued") == 1, events
+    asked = next(e for e in events if e["kind"] == "requeue_requested")
+    assert asked["data"]["via"] == "job", asked  # through the node's job channel
 
 
 def test_an_output_directory_made_after_submission_is_waited_for(melon: Melon) -> None:
