@@ -12,7 +12,14 @@ import posixpath
 from types import MappingProxyType
 
 from melond.spec.charclass import digits, shell_name, signed_digits
-from melond.spec.directives import MELON_ARGS, DirectiveError, Setting, options_from_scan, scan_script
+from melond.spec.directives import (
+    CLIENT_OPTIONS,
+    MELON_ARGS,
+    DirectiveError,
+    Setting,
+    options_from_scan,
+    scan_script,
+)
 from melond.spec.notices import parse_mail_type
 from melond.spec.slurm_options import NO_ARG, SLURM_PREFIX
 from melond.spec.timespec import (
@@ -216,7 +223,7 @@ def _check_script(text: str, path: str | None, warnings: list[str], strict: bool
     (refuse it too where `strict`, in sbatch's words)."""
     label = path or "the script on standard input"
     if "\0" in text:
-        raise DirectiveError(f"{label}: contains NUL bytes, so it looks binary; give mbatch a shell script")
+        raise DirectiveError(f"{label}: contains NUL bytes, so it looks binary; submit a shell script")
     if not text.strip():
         raise DirectiveError(f"{label}: the script is empty; write the commands to run after a #!/bin/bash line")
     if "\r\n" in text:
@@ -277,6 +284,15 @@ def _memory(layers: tuple[dict[str, Setting], ...], warnings: list[str]) -> tupl
         if per_cpu:
             return "mem-per-cpu", per_cpu
     return None
+
+
+def client_options(script_text: str | None) -> frozenset[str]:
+    """The options a script's directives give the submitting command itself (`#SBATCH --parsable`,
+    `#SBATCH --wait`): sbatch honours them from a script as from its command line."""
+    if not script_text:
+        return frozenset()
+    settings, _ = options_from_scan(scan_script(script_text))
+    return CLIENT_OPTIONS.intersection(settings)
 
 
 def current_umask() -> int:

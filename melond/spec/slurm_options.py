@@ -237,7 +237,7 @@ MELON_GRAMMAR = make_grammar(MELON_OPTIONS, strict=True)
 QUIET_OPTIONS = frozenset({
     "account", "acctg-freq", "cluster", "clusters", "comment", "get-user-env", "kill-on-invalid-dep",
     "no-kill", "open-mode", "priority", "nice", "profile", "propagate", "qos",
-    "quiet", "verbose", "wckey", "export-file", "ignore-pbs", "parsable", "usage",
+    "quiet", "verbose", "wckey", "export-file", "ignore-pbs", "parsable", "usage", "help", "version",
 })
 #: Counts that are Melon's own shape (one node, one task) when they are 1.
 _ONE_IS_NOTHING = frozenset({"nodes", "ntasks", "ntasks-per-node", "tasks-per-node"})

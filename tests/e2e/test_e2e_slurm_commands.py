@@ -215,6 +215,23 @@ def test_sbatch_reads_stdin_and_dev_stdin_and_takes_snakemakes_command_line(melo
     assert out == f"{jid}|run-uuid|rule_a_wildcards_x|1|100M\n"
 
 
+def test_sbatch_and_mbatch_take_parsable_and_wait_from_the_script(melon: Melon, slurm_env: dict) -> None:
+    """sbatch reads a script's directives with its whole option table (_opt_batch_script in
+    src/sbatch/opt.c): `#SBATCH --parsable` prints the bare id, `#SBATCH --wait` waits and exits with
+    the job's code; `#SBATCH --quiet` belongs to its early pass and is ignored there."""
+    (melon.work / "p.sh").write_text("#!/bin/sh\n#SBATCH --parsable\n#SBATCH --quiet --nodes=2\ntrue\n")
+    r = _run(melon, slurm_env, "sbatch", "p.sh")
+    assert r.returncode == 0 and r.stdout.strip().isdigit() and r.stdout == f"{int(r.stdout)}\n"
+    assert r.stderr == "sbatch: warning: line 3: --nodes=2 ignored: Melon runs every job on one node\n"
+    (melon.work / "w.sh").write_text("#!/bin/sh\n#SBATCH -W\nsleep 1; exit 3\n")
+    r = _run(melon, slurm_env, "sbatch", "w.sh")
+    jid = int(r.stdout.split()[-1])
+    assert (r.returncode, r.stdout) == (3, f"Submitted batch job {jid}\n")
+    assert melon.job(jid)["state"] == "F"
+    r = _run(melon, slurm_env, "mbatch", "p.sh")
+    assert r.returncode == 0 and r.stdout == f"{int(r.stdout)}\n"
+
+
 def test_sbatch_wrap_as_toil_and_cromwell_give_it(melon: Melon, slurm_env: dict) -> None:
     r = _run(melon, slurm_env, "sbatch", "-J", "toil_job_1_x", "--signal=B:INT@30", "--time=0:3600",
              "-o", "toil-%j.out", "-e", "toil-%j.err", "--wrap=exec sh -c 'echo hello; echo oops >&2'")

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from melond.spec.directives import MELON_OPTIONS, DirectiveError, options_from_scan, scan_script
-from melond.spec.request import build_request, dry_run_view, options_from_env
+from melond.spec.request import build_request, client_options, dry_run_view, options_from_env
 from melond.spec.slurm_options import SBATCH_OPTIONS, SHORT_OPTION_STRING
 from melond.spec.timespec import SpecError
 
@@ -211,13 +211,28 @@ def test_argument_may_come_from_the_next_directive_line() -> None:
         ("#SBATCH --gres=gpu:1 --account=x --qos=y", "--gres=gpu:1 ignored"),
         ("#SBATCH -m block", "--distribution=block ignored"),  # -m keeps Slurm's meaning
         ("#SBATCH --wrap=true", "no effect in a script"),
-        ("#MBATCH --parsable", "no effect in a script"),
     ],
 )
 def test_sbatch_lines_are_lenient(line: str, fragment: str) -> None:
     values, warnings = options(script(line))
     assert any(fragment in w and "line 2" in w for w in warnings), warnings
     assert "mem" not in values and "cpus-per-task" not in values
+
+
+@pytest.mark.parametrize(("lines", "expected"), [
+    (["#SBATCH --parsable"], {"parsable"}),
+    (["#SBATCH -W", "#MBATCH --parsable"], {"parsable", "wait"}),
+    (["#SBATCH --wait --quiet"], {"wait"}),  # --quiet is of sbatch's early pass: a script's is ignored
+    (["#SBATCH --verbose --help --version --usage"], set()),
+    ([], set()),
+])
+def test_client_options_come_from_the_script_as_in_sbatch(lines: list[str], expected: set[str]) -> None:
+    """slurm_process_option (src/common/slurm_opt.c) reads a script's --parsable and --wait and skips
+    the early-pass options (--quiet, --verbose, --help, --usage, --version) in silence."""
+    text = script(*lines)
+    assert client_options(text) == expected
+    _, warnings = build(text, sbatch=True)
+    assert warnings == []
 
 
 def test_lenient_parsing_keeps_reading_after_a_problem() -> None:
