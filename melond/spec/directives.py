@@ -134,7 +134,7 @@ def _tokenize(rest: str) -> list[str]:
             raise _LineProblem(f"unmatched {quote} quote")
         if chars or quoted:
             # sbatch drops an empty "" token and stops reading the line there; Melon keeps it,
-            # so -J "" is refused as an empty name instead of silently eating the next option.
+            # so -J "" is an empty value (Slurm's "not given") instead of eating the next option.
             tokens.append("".join(chars))
         if comment:
             return tokens

@@ -253,9 +253,15 @@ def unsupported(name: str, value: str | None) -> str:
     return f"{shown} ignored: {UNSUPPORTED_WHY.get(name, 'not supported by Melon')}"
 
 
+def takes_value(name: str) -> bool:
+    """Does this sbatch or srun option require a value (so an empty one means "not given")?"""
+    return REQUIRED in (SLURM_GRAMMAR.longs.get(name, (NO_ARG,))[0], SRUN_LONGS.get(name, NO_ARG))
+
+
 def changes_job(name: str, value: str | None) -> bool:
-    """Would skipping this Slurm option change what the job gets? Only then is it worth a warning."""
-    if name in QUIET_OPTIONS:
+    """Would skipping this Slurm option change what the job gets? Only then is it worth a warning.
+    An empty value (`--gres=`) is no request at all, as Slurm takes it (melond.spec.request)."""
+    if name in QUIET_OPTIONS or (value == "" and takes_value(name)):
         return False
     if name in _ONE_IS_NOTHING:
         return (value or "").strip() not in ("1", "1-1")
@@ -351,3 +357,4 @@ SRUN_OPTIONS: tuple[tuple[str, int, str], ...] = (
     ("wckey", REQUIRED, ""), ("relative", REQUIRED, "r"),
 )
 SRUN_GRAMMAR = make_grammar(SRUN_OPTIONS, strict=True)
+SRUN_LONGS = {name: has_arg for name, has_arg, _ in SRUN_OPTIONS}
