@@ -2,14 +2,17 @@
 
 What tools run (SLURM-CLIENTS.md): `-j` repeated or comma lists (`J`, `J_I`; `J.step` names a
 step, which Melon's jobs do not have, so it lists nothing), `-X`, `-n`, `-p`/`-P`, `-b`, `-o`
-with widths (`%-256` left-justified), `--name`, `-S`/`-E`, `-u`, `-a`, `--clusters`; words it
-does not know are passed over (snakemake runs `sacct ... | tail -1` without a shell), and a bare
-`sacct -X` exits 0. States are spelled whole (`CANCELLED`, never `CANCELLED by 0`).
+with widths (`%-256` left-justified), `--name`, `-S`/`-E`, `-u`, `-a`, `--clusters`; and a bare
+`sacct -X` exits 0. A bad option or a stray word is refused as sacct refuses it (snakemake runs
+`sacct -nu U -o Account%256 | tail -1` without a shell: `-1` is an invalid option there, as in
+Slurm, and snakemake takes the failure for "no account"). States are spelled whole (`CANCELLED`, never `CANCELLED by 0`).
 """
 from __future__ import annotations
 
-from cli.args import Command, Opt
+from cli.args import Opt
 from cli.macct import account
+from cli.slurm import tables
+from cli.slurm.argv import SlurmCommand
 
 PROG = "sacct"
 BRIEF = "JobID,State,ExitCode"
@@ -29,21 +32,24 @@ def show(ids: tuple[str, ...], fmt: str | None, brief: bool, parsable: bool, par
             noheader=noheader, allocations=allocations, as_json=False, endpoint=endpoint, names=names)
 
 
-COMMAND = Command(PROG, show, [
-    Opt("-j", "--jobs", "--job", dest="ids", multiple=True, complete="jobs", help="Job ids (comma-separated, repeatable)."),
-    Opt("-o", "--format", dest="fmt", value=True, help="Fields, e.g. JobID,State,NodeList%20."),
+COMMAND = SlurmCommand(PROG, show, [
+    Opt("-j", "--jobs", dest="ids", multiple=True, complete="jobs", help="Job ids (comma-separated, repeatable)."),
+    Opt("-o", "--format", "--fields", dest="fmt", value=True, help="Fields, e.g. JobID,State,NodeList%20."),
     Opt("-b", "--brief", dest="brief", help="JobID, State and ExitCode only."),
     Opt("-p", "--parsable", dest="parsable", help="Fields separated by |, each line ending in |."),
     Opt("-P", "--parsable2", dest="parsable2", help="Fields separated by |, no | at the end."),
     Opt("-n", "--noheader", dest="noheader", help="No header."),
-    Opt("-X", "--allocations", dest="allocations", help="Jobs only (Melon's jobs have no steps)."),
+    Opt("-X", "-t", "--allocations", dest="allocations", help="Jobs only (Melon's jobs have no steps)."),
     Opt("--name", dest="names", value=True, help="Jobs with these names."),
     Opt("-S", "--starttime", dest="start", value=True, help="From (default: midnight; with -j, all time)."),
     Opt("-E", "--endtime", dest="end", value=True, help="Until (default: now)."),
-    Opt("-u", "--user", dest="users", value=True, help="These users' jobs."),
+    Opt("-u", "--user", "--uid", dest="users", value=True, help="These users' jobs."),
     Opt("-a", "--allusers", dest="all_users", help="Every user's jobs."),
     Opt("-s", "--state", dest="states", value=True, help="Jobs now in these states."),
     Opt("-r", "--partition", dest="partitions", value=True, help="Jobs in these partitions."),
     Opt("-M", "--clusters", "--cluster", dest="clusters", value=True, help="Accepted; one cluster: this melond's."),
-], strays=True)
+], table=tables.SACCT,
+    ignored=frozenset({"duplicates", "federation", "local", "allclusters", "truncate", "use-local-uid", "verbose",
+                       "whole-hetjob"}),
+    strays=lambda words: ["Unknown arguments:", *(f" {word}" for word in words)])  # src/sacct/options.c
 main = COMMAND.main

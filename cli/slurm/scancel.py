@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import sys
 
-from cli.args import Arg, Command, Opt
+from cli.args import Arg, Opt
 from cli.common import client, current_user, job_ids, pick_jobs
+from cli.slurm import tables
+from cli.slurm.argv import SlurmCommand
 from melond.errors import Conflict, MelonError, NotFound
 
 PROG = "scancel"
@@ -48,13 +50,14 @@ def cancel(ids: tuple[str, ...], signal: str | None, me: bool, user: str | None,
     sys.exit(1 if failed else 0)
 
 
-COMMAND = Command(PROG, cancel, [
+COMMAND = SlurmCommand(PROG, cancel, [
     Opt("-s", "--signal", dest="signal", value=True, metavar="SIGNAL", help="Send this signal instead of cancelling."),
     Opt("--me", dest="me", help="My jobs."),
     Opt("-u", "--user", dest="user", value=True, help="This user's jobs."),
     Opt("-n", "--name", "--jobname", dest="names", value=True, help="Jobs with these names."),
     Opt("-t", "--state", dest="states", value=True, help="Jobs in these states (PD, R)."),
     Opt("-p", "--partition", dest="partitions", value=True, help="Jobs in these partitions."),
-    Opt("-M", "--clusters", dest="clusters", value=True, help="Accepted; there is one cluster, this melond's."),
-], args=[Arg("ids", "*", complete="jobs")])
+    Opt("-M", "--clusters", "--cluster", dest="clusters", value=True, help="Accepted; there is one cluster, this melond's."),
+], args=[Arg("ids", "*", complete="jobs")], table=tables.SCANCEL,
+    ignored=frozenset({"ctld", "cron", "hurry", "sibling"}))
 main = COMMAND.main

@@ -7,8 +7,10 @@ drain (drained) and down.
 from __future__ import annotations
 
 from cli import queue_format
-from cli.args import Command, Opt
+from cli.args import Opt
 from cli.common import client, echo
+from cli.slurm import tables
+from cli.slurm.argv import SlurmCommand
 from melond.spec.timespec import format_duration
 
 PROG = "sinfo"
@@ -64,12 +66,14 @@ def show(noheader: bool, fmt: str | None, node_oriented: bool, partitions: str |
         echo("\n".join(lines))
 
 
-COMMAND = Command(PROG, show, [
+COMMAND = SlurmCommand(PROG, show, [
     Opt("-h", "--noheader", dest="noheader", help="No header."),
     Opt("-o", "--format", dest="fmt", value=True, help="Fields: %P %a %l %D %t %N %c %m %G %p."),
     Opt("-N", "--Node", dest="node_oriented", help="One line per node."),
     Opt("-p", "--partition", dest="partitions", value=True, help="Only these partitions."),
     Opt("-s", "--summarize", dest="summarize", help="One line per partition, node counts by state."),
     Opt("-a", "--all", dest="show_all", help="Every partition (all are shown already)."),
-], help_flags=("--help",))
+], table=tables.SINFO,
+    ignored=frozenset({"exact", "federation", "future", "hide", "local", "cluster", "clusters", "noconvert",
+                       "verbose"}))
 main = COMMAND.main

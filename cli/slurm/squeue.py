@@ -14,9 +14,11 @@ import sys
 import time
 
 from cli import queue_format
-from cli.args import Command, Opt
+from cli.args import Opt
 from cli.common import client, current_user, echo, job_label, ref_names
 from cli.mqueue import LABEL_FIELDS, fold_pending_tasks
+from cli.slurm import tables
+from cli.slurm.argv import SlurmCommand
 from melond.spec.jobids import parse_job_refs
 
 PROG = "squeue"
@@ -67,17 +69,21 @@ def show(noheader: bool, fmt: str | None, long_fmt: str | None, states: str | No
         echo("\n".join(lines))
 
 
-COMMAND = Command(PROG, show, [
+COMMAND = SlurmCommand(PROG, show, [
     Opt("-h", "--noheader", dest="noheader", help="No header."),
     Opt("-o", "--format", dest="fmt", value=True, help="Fields: %[.][width]CODE, e.g. \"%i %t\"."),
-    Opt("-t", "--states", "--state", dest="states", value=True, help="States: PD,R,CD,... or all."),
-    Opt("-j", "--jobs", "--job", dest="ids", multiple=True, complete="jobs", help="Job ids (comma-separated)."),
-    Opt("-u", "--user", dest="users", value=True, help="Users (comma-separated)."),
+    Opt("-t", "--states", dest="states", value=True, help="States: PD,R,CD,... or all."),
+    Opt("-j", "--jobs", dest="ids", multiple=True, complete="jobs",
+        help="Job ids (comma-separated); `-j ID` as well as `-jID` and `--jobs=ID`."),
+    Opt("-u", "--user", "--users", dest="users", value=True, help="Users (comma-separated)."),
     Opt("--me", dest="me", help="My jobs."),
-    Opt("-p", "--partition", dest="partitions", value=True, help="Partitions (comma-separated)."),
+    Opt("-p", "--partitions", dest="partitions", value=True, help="Partitions (comma-separated)."),
     Opt("-n", "--name", dest="names", value=True, help="Job names (comma-separated)."),
     Opt("-r", "--array", dest="array", help="One line per array task."),
     Opt("-O", "--Format", dest="long_fmt", value=True, help="Fields by name: jobid:10,state:.12,name (20 wide)."),
     Opt("--only-job-state", dest="only_state", help="Accepted (Slurm's fast path): every listing here is fast."),
-], help_flags=("--help",))
+], table=tables.SQUEUE,
+    ignored=frozenset({"all", "federation", "hide", "local", "noconvert", "sib", "sibling", "verbose", "cluster",
+                       "clusters", "priority"}),
+    strays=lambda words: [f"Unrecognized option: {words[0]}"])  # src/squeue/opts.c, after getopt_long
 main = COMMAND.main

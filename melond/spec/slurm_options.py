@@ -206,9 +206,11 @@ class Grammar(namedtuple("Grammar", "longs shorts strict")):
     strict: bool
 
 
-def make_grammar(table: tuple[tuple[str, int, str], ...], strict: bool) -> Grammar:
-    """Index an option table by long name and short letter."""
-    longs = {name: (has_arg, SAME_OPTION.get(name, name)) for name, has_arg, _ in table}
+def make_grammar(table: tuple[tuple[str, int, str], ...], strict: bool,
+                 same: Mapping[str, str] = SAME_OPTION) -> Grammar:
+    """Index an option table by long name and short letter; `same` names the entries that are
+    another one under a second name (one `val` in Slurm's table)."""
+    longs = {name: (has_arg, same.get(name, name)) for name, has_arg, _ in table}
     shorts = {short: (has_arg, name) for name, has_arg, short in table if short}
     return Grammar(MappingProxyType(longs), MappingProxyType(shorts), strict)
 
@@ -216,16 +218,19 @@ def make_grammar(table: tuple[tuple[str, int, str], ...], strict: bool) -> Gramm
 def resolve_long(grammar: Grammar, written: str) -> str | list[str] | None:
     """getopt_long's lookup: the exact name, else the one option every prefix match denotes.
 
-    Returns the option name, the candidate list when the prefix is ambiguous, or None.
+    Returns the option name, the candidate list when the prefix is ambiguous, or None. The list
+    is glibc's "possibilities": the first match and each match that is another option, in table
+    order (a second name of the first match is not listed).
     """
     if written in grammar.longs:
         return written
     matches = [name for name in grammar.longs if name.startswith(written)]
     if not matches:
         return None
+    first = grammar.longs[matches[0]]
     if len({grammar.longs[name] for name in matches}) == 1:
         return matches[0]
-    return matches
+    return [name for name in matches if name == matches[0] or grammar.longs[name] != first]
 
 
 SLURM_GRAMMAR = make_grammar(SBATCH_OPTIONS, strict=False)
@@ -272,19 +277,23 @@ class GetoptError(ValueError):
     """An argument vector getopt_long would refuse, in glibc's words."""
 
 
-def getopt_long(argv: list[str], grammar: Grammar) -> tuple[list[tuple[str, str | None]], list[str]]:
+def getopt_long(argv: list[str], grammar: Grammar, permute: bool = False
+                ) -> tuple[list[tuple[str, str | None]], list[str]]:
     """glibc getopt_long with a leading ``+`` (as sbatch and srun call it): options up to the first
-    word that is not one, or ``--``; the rest is the script or command and its arguments.
+    word that is not one, or ``--``; the rest is the script or command and its arguments. With
+    `permute` (no ``+``, as squeue, sinfo, sacct, scancel and scontrol call it) options may come
+    after other words too, and the rest is every word that is not an option, in order.
 
     Returns ((long name, value or None), ...) in the order given, and the rest.
     """
     found: list[tuple[str, str | None]] = []
+    rest: list[str] = []
     i = 0
     while i < len(argv):
         word = argv[i]
         i += 1
         if word == "--":
-            return found, argv[i:]
+            return found, rest + argv[i:]
         if word.startswith("--"):
             written, has_value, value = word[2:].partition("=")
             name = resolve_long(grammar, written)
@@ -317,9 +326,11 @@ def getopt_long(argv: list[str], grammar: Grammar) -> tuple[list[tuple[str, str 
                     value, i = argv[i], i + 1
                 found.append((name, value))
                 break
+        elif permute:
+            rest.append(word)
         else:
             return found, argv[i - 1:]
-    return found, []
+    return found, rest
 
 
 #: srun's options, as far as scripts and tools use them (srun(1); its short-option string is

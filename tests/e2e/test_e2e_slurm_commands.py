@@ -102,9 +102,15 @@ def test_sacct_as_the_tools_run_it(melon: Melon, slurm_env: dict) -> None:
                  "-j", f"{ok},{held}").stdout == f"{ok}|COMPLETED\n{held}|CANCELLED\n"
     # the legacy profile: -P -b
     assert sacct("-P", "-b", "-j", str(bad), "-n").stdout == f"{bad}|FAILED|2:0\n"
-    # snakemake's account probe, run without a shell: `|`, `tail` and `-1` arrive as arguments
+    # snakemake's account probe, run without a shell: `|`, `tail` and `-1` arrive as arguments, and
+    # `-1` is an invalid option, as in Slurm; snakemake takes the failure for "no account"
     r = sacct("-nu", melon.job(ok)["user"], "-o", "Account%256", "|", "tail", "-1")
+    assert (r.returncode, r.stdout) == (1, "")
+    assert r.stderr == "sacct: invalid option -- '1'\nTry \"sacct --help\" for more information\n"
+    r = sacct("-nu", melon.job(ok)["user"], "-o", "Account%256")
     assert r.returncode == 0 and r.stdout.strip() == ""
+    r = sacct("-X", "|", "tail")  # src/sacct/options.c: error("Unknown arguments:"), then each
+    assert (r.returncode, r.stderr) == (1, "sacct: error: Unknown arguments:\nsacct: error:  |\nsacct: error:  tail\n")
     r = sacct("-j", f"{ok}.batch", "--format=Reason", "--noheader")  # a step: Melon's jobs have none
     assert (r.returncode, r.stdout) == (0, "")
     assert sacct("-X").returncode == 0
