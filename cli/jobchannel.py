@@ -18,6 +18,16 @@ def own_job() -> str | None:
     return os.environ.get("MELON_JOB_ID") or None
 
 
+def is_own(ref: str) -> bool:
+    """Does `ref` name the job this process runs in: its id, or its array id as `ARRAY_TASK`
+    (Lightning and submitit name an array task so)?"""
+    own = own_job()
+    if own is None:
+        return False
+    array, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+    return ref == own or (array is not None and ref == f"{array}_{task}")
+
+
 def usable(typed: str | None, endpoint: str | None) -> bool:
     """Ask through the node? Inside a job, for that job, when no endpoint was given explicitly."""
     return ENV in os.environ and endpoint is None and typed in (None, own_job())

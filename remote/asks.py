@@ -1,5 +1,6 @@
 """The job channel: what a running job asks of melond from its own node, without a token or a
-network path to the login node (today: to extend itself).
+network path to the login node: to extend itself, or to go back to the queue (`scontrol requeue`
+run by PyTorch Lightning or submitit inside the job they checkpointed).
 
 The helper listens on an abstract-namespace Unix socket named for its spool, given to every job
 as MELON_NODE_SOCKET (`@melon-jobs-<scope>`). A request is one JSON line, the answer one JSON
@@ -8,7 +9,7 @@ a running job of this spool (the job's cgroup, else its session, else its ancest
 that job's user, and it may only act on that job. melond hears the ask over the node's channel
 and applies its policy as it would for the owner on the login node.
 
-    {"op": "extend", "add": 3600}      or   {"op": "extend", "to": 7200}
+    {"op": "extend", "add": 3600}      or   {"op": "extend", "to": 7200}      or   {"op": "requeue"}
     -> {"ok": true, "job_id": 12, "new_limit": 10800, ...}   or   {"ok": false, "error": {"code", "message"}}
 """
 from __future__ import annotations
@@ -171,8 +172,11 @@ class JobChannel:
 
 
 def _check(request: object) -> str | None:
+    if isinstance(request, dict) and request == {"op": "requeue"}:
+        return None
     if not isinstance(request, dict) or request.get("op") != "extend":
-        return 'the only request is {"op": "extend", "add": SECONDS} (or "to": SECONDS, a new total)'
+        return ('the requests are {"op": "extend", "add": SECONDS} (or "to": SECONDS, a new total) and '
+                '{"op": "requeue"}')
     if not isinstance(request.get("dry_run", False), bool):
         return '"dry_run" is true or false'
     if request.get("max") is True and "add" not in request and "to" not in request:

@@ -15,7 +15,7 @@ import zlib
 
 READY = b"MELON-BOOT-1\n"
 SHIPPED = ("remote.protocol", "remote.wire", "remote.spool", "remote.cgroup", "remote.cgroupfs", "remote.scope",
-           "remote.delegated", "remote.subtree", "remote.limits", "remote.sdbus", "remote.spawn", "remote.job", "remote.supervisor",
+           "remote.delegated", "remote.subtree", "remote.limits", "remote.sdbus", "remote.spawn", "remote.steps", "remote.job", "remote.supervisor",
            "remote.asks", "remote.output", "remote.service", "remote.helper")
 
 # Kept tiny and free of quotes that a remote shell would mangle; unbuffered reads on fd 0 so no

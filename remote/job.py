@@ -18,13 +18,19 @@ import time
 from collections.abc import Callable
 
 from remote import limits
-from remote.protocol import DEFAULT_UMASK, job_channel
-from remote.spawn import Launch, spawn
+from remote.protocol import DEFAULT_UMASK, KillCause, SignalTo, job_channel
+from remote.spawn import ERROR_STREAM, Launch, spawn
 from remote.spool import JobDir
+from remote.steps import session_members, step_pids
 
 TMP_BASE = "/tmp"  # where each job's own TMPDIR is made, under a name nobody can guess
 CLEANUP_TRIES = 50  # kill rounds, 20 ms apart, before a job's cgroup is left behind
 CLEANUP_POLL = 0.02
+DRAIN_POLL = 0.05  # how often a job whose batch shell is gone looks for its last steps' end
+# What slurmstepd writes to a job's error stream as it ends it (src/slurmd/slurmstepd/req.c,
+# _handle_signal_container), after `slurmstepd: error: *** JOB <id> ON <node> CANCELLED AT <time>`.
+END_LINES = {"timeout": " DUE TO TIME LIMIT", KillCause.CANCEL: "", KillCause.REQUEUE: " DUE TO JOB REQUEUE",
+             KillCause.NODE_FAIL: " DUE TO NODE FAILURE, SEE SLURMCTLD LOG FOR DETAILS"}
 
 
 class Job:
@@ -41,7 +47,8 @@ class Job:
         self.pid = 0  # its process, once forked
         self.returncode: int | None = None
         self.pidfd = -1
-        self.report_fd = -1  # what its child says before exec: why it could not start
+        self.report_fd = -1  # what its child says before exec: why it could not start, or its error stream
+        self.stderr_fd = -1  # the job's error stream, where Slurm's lines about its end go
         self.launch_error: str | None = None
         self.tmpdir: str | None = None  # its TMPDIR, removed after its end
         self.start = 0.0
@@ -90,17 +97,28 @@ class Job:
         lim.leader = self.pid  # its own session: the job's pid is its process group
 
     def read_report(self) -> bool:
-        """Take what the job's child said; True once its pipe is closed (the command runs, or
+        """Take what the job's child said; True once its socket is closed (the command runs, or
         the child is gone)."""
-        while self.report_fd >= 0:
-            try:
-                data = os.read(self.report_fd, 4096)
-            except BlockingIOError:
-                return False
-            if not data:
-                return True
-            self.launch_error = (self.launch_error or "") + data.decode(errors="replace")
-        return True
+        channel = socket.socket(fileno=self.report_fd) if self.report_fd >= 0 else None
+        try:
+            while channel is not None:
+                try:
+                    data, fds, _flags, _addr = socket.recv_fds(channel, 4096, 1)
+                except BlockingIOError:
+                    return False
+                if fds:
+                    if data == ERROR_STREAM and self.stderr_fd < 0:
+                        self.stderr_fd = fds.pop()
+                    for fd in fds:
+                        os.close(fd)
+                    continue
+                if not data:
+                    return True
+                self.launch_error = (self.launch_error or "") + data.decode(errors="replace")
+            return True
+        finally:
+            if channel is not None:
+                channel.detach()  # the supervisor closes it, once
 
     def step(self, now: float) -> float | None:
         """Act on the deadline, cancel flag and kill grace; return seconds until the next act."""
@@ -108,12 +126,13 @@ class Job:
         deadline = self.start + limit if limit else None
         if self.ending is None:
             if self.dir.exists("cancel"):
-                self._terminate("cancelled", now)
+                self._terminate("cancelled", now, self.dir.read_text("cancel"))
             elif deadline is not None and now >= deadline:
-                self._terminate("timeout", now)
-        for sig in self.dir.take_lines("signals"):  # `mcancel -s`, sent once each
+                self._terminate("timeout", now, "timeout")
+        for line in self.dir.take_lines("signals"):  # `mcancel -s`, `scancel -s`: SIG or SIG:TO, sent once each
+            sig, _, to = line.partition(":")
             if self.ending is None and sig.isdigit():
-                self.limits.signal_once(int(sig))
+                self.send(int(sig), to or SignalTo.ALL)
         if self.kill_at is not None and now >= self.kill_at:
             self.limits.signal_all(signal.SIGKILL)
             self.kill_at = None
@@ -124,19 +143,59 @@ class Job:
             warn_at = deadline - warn[1]
             if now >= warn_at:
                 if self.warned_for is None or deadline > self.warned_for:
-                    self.limits.signal_once(warn[0])
+                    self.send(warn[0], warn[2] if len(warn) > 2 else SignalTo.ALL)
                 self.warned_for = deadline
             else:
                 deadline = min(deadline, warn_at)
         wakes = [t for t in (deadline if self.ending is None else None, self.kill_at) if t is not None]
+        if self.returncode is not None:  # draining: its steps may end any moment
+            wakes.append(now + DRAIN_POLL)
         return max(0.0, min(wakes) - now) if wakes else None
 
-    def _terminate(self, why: str, now: float) -> None:
+    def draining(self, now: float) -> bool:
+        """Its batch shell has ended while the job was being ended (a cancel, requeue or time
+        limit), and steps remain: as in Slurm, they keep the rest of KillWait to end on their
+        own (PyTorch Lightning's trainer finishes its checkpoint and its requeue on SIGTERM)."""
+        if self.returncode is None or self.ending is None or self.kill_at is None or now >= self.kill_at:
+            return False
+        return any(pid != os.getpid() for pid in self.limits.pids())
+
+    def send(self, sig: int, to: str) -> None:
+        """A signal to the processes `to` names (SignalTo), once each."""
+        if to == SignalTo.BATCH:
+            if self.returncode is None:  # not yet reaped: the pid is still the batch shell's
+                quietly(os.kill, self.pid, sig)
+        elif to == SignalTo.STEPS:
+            members = self.limits.pids() or (session_members(self.pid) if self.returncode is None else [])
+            for pid in step_pids([p for p in members if p != os.getpid()], self.spec["id"]):
+                quietly(os.kill, pid, sig)
+        else:
+            self.limits.signal_once(sig)
+
+    def _terminate(self, why: str, now: float, cause: str) -> None:
         self.ending = why
         self.term_at = now
+        self._say_end(END_LINES.get(cause, ""), now)
         self.limits.signal_all(signal.SIGCONT)
         self.limits.signal_all(signal.SIGTERM)
         self.kill_at = now + self.kill_wait
+
+    def _say_end(self, due: str, now: float) -> None:
+        """slurmstepd's line in the job's error stream, which tools and users look for there.
+        Written by a thread of its own: the stream may be a file on a hung mount."""
+        if self.stderr_fd < 0 and self.report_fd >= 0:
+            self.read_report()  # ended in its first instant: the stream may be waiting to be taken
+        if self.stderr_fd < 0:
+            return
+        node = self.spec.get("env", {}).get("SLURMD_NODENAME") or os.uname().nodename
+        at = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(now))
+        line = f"slurmstepd: error: *** JOB {self.spec['id']} ON {node} CANCELLED AT {at}{due} ***\n".encode()
+        threading.Thread(target=_write_and_close, args=(os.dup(self.stderr_fd), line), daemon=True).start()
+
+    def close_streams(self) -> None:
+        if self.stderr_fd >= 0:
+            os.close(self.stderr_fd)
+            self.stderr_fd = -1
 
     def reap(self) -> int | None:
         """Popen.poll(), through wait4 so that the leader's rusage is kept: the CPU time and peak
@@ -153,6 +212,7 @@ class Job:
 
     def finish(self, returncode: int | None) -> dict:
         """Kill leftovers and classify the end; the caller records the result."""
+        self.close_streams()
         self.strays = bool(self.limits.pids())
         if self.strays or self.limits.name == "none":
             self.limits.signal_all(signal.SIGKILL)  # Slurm too ends a job's strays with its batch script
@@ -258,6 +318,15 @@ class ResultSyncer:
 class LaunchError(Exception):
     """The job could not be started: its user is unknown here, or its process could not be forked.
     (What fails in its child, its directory, files or exec, ends the job through its report pipe.)"""
+
+
+def _write_and_close(fd: int, data: bytes) -> None:
+    try:
+        os.write(fd, data)
+    except OSError:
+        pass  # the job's stream is its own business: a full disk or a closed FIFO loses the line
+    finally:
+        os.close(fd)
 
 
 def _nothing() -> None:

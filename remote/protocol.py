@@ -15,8 +15,8 @@ class Op(StrEnum):
     START = "start"  # job: the start request (idempotent per run: a second start reports the first)
     SET_LIMIT = "set_limit"  # job_id, run, limit: a running job's new total limit
     SET_LIMITS = "set_limits"  # limits: [[job_id, run, limit], ...], a node's whole set at reconnect
-    KILL = "kill"  # job_id, run: cancel (idempotent: a flag in the run's spool)
-    SIGNAL = "signal"  # job_id, run, signal: send it to every process of the running job, once
+    KILL = "kill"  # job_id, run, cause (KillCause): end it (idempotent: a flag in the run's spool)
+    SIGNAL = "signal"  # job_id, run, signal, to (SignalTo): send it to those processes of the running job, once
     LIST = "list"  # every run in the spool and its state
     FORGET = "forget"  # runs: [[job_id, run], ...] whose end melond has committed
     ANSWER = "answer"  # ask, reply: melond's answer to a job's ask (Event.ASK)
@@ -31,6 +31,24 @@ class Event(StrEnum):
     ASK = "ask"  # ask, job_id, run, uid, request: a running job asks (remote/asks.py); melond answers with Op.ANSWER
 
 
+class SignalTo(StrEnum):
+    """Which of a running job's processes a signal is for (Slurm's scancel and sbatch --signal)."""
+
+    ALL = "all"  # every process: mcancel -s, scancel -f, and SIGKILL
+    STEPS = "steps"  # what srun started (its tasks and their children): scancel -s, --signal=SIG@T
+    BATCH = "batch"  # the batch shell alone, not its children: scancel -b, --signal=B:SIG@T
+
+
+class KillCause(StrEnum):
+    """Why melond ends a running job (Op.KILL's `cause`): the words of the line slurmstepd
+    writes to the job's error stream."""
+
+    CANCEL = "cancel"  # scancel, mcancel: `CANCELLED AT <time>`
+    REQUEUE = "requeue"  # scontrol requeue: `... DUE TO JOB REQUEUE`
+    NODE_FAIL = "node_fail"  # mnode down, or a run fenced after its node was lost: `... DUE TO NODE FAILURE`
+
+
+STEP_MARK = "MELON_STEP"  # srun sets it to `<job id>.<step id>` in each task's environment (remote/steps.py)
 DEFAULT_UMASK = 0o022  # a job's umask when its start names none (the web form's jobs, jobs stored before umasks were)
 
 

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 
 from remote import asks, cgroup, delegated, limits, output, spool, subtree, wire
-from remote.protocol import ErrorCode, Event, Op
+from remote.protocol import ErrorCode, Event, KillCause, Op, SignalTo
 from remote.job import lookup_user, process_stat, start_ticks
 from remote.supervisor import LOCATE_TIMEOUT, MAX_REQUEST, reap_children
 
@@ -257,11 +257,13 @@ class Helper:
 
     async def op_kill(self, msg: dict) -> dict:
         d = self._existing(msg)
-        d.write_bytes("cancel", b"1")
+        if not d.exists("cancel"):  # a kill repeated keeps its first cause
+            cause = msg.get("cause")
+            d.write_bytes("cancel", str(cause if cause in set(KillCause) else KillCause.CANCEL).encode())
         return {"ended": d.exists("result.json"), "woke": self._wake(d)}
 
     async def op_signal(self, msg: dict) -> dict:
-        """Queue a signal for the job's supervisor to send to all its processes (`mcancel -s`)."""
+        """Queue a signal for the job's supervisor to send to the processes `to` names (SignalTo)."""
         sig = msg.get("signal")
         if isinstance(sig, str):  # a name: this node's own number for it
             try:
@@ -273,7 +275,10 @@ class Helper:
         d = self._existing(msg)
         if d.exists("result.json"):
             return {"ended": True, "woke": False}
-        d.append_line("signals", str(sig))
+        to = msg.get("to") or SignalTo.ALL
+        if to not in set(SignalTo):
+            raise RequestError(ErrorCode.BAD_REQUEST, f"signal target {to!r} is not one of {', '.join(SignalTo)}")
+        d.append_line("signals", str(sig) if to == SignalTo.ALL else f"{sig}:{to}")
         return {"ended": False, "woke": self._wake(d)}
 
     async def op_list(self, msg: dict) -> dict:

@@ -4,8 +4,17 @@ Standard library only: streamed to compute nodes with the helper. The supervisor
 watches every job of its node from one loop, so a job's working directory and output files are
 opened in the job's own child, as its user, never in the supervisor: a FIFO nobody reads, a
 device or a file on a hung network mount then holds up that one job (whose deadline and cancel
-still reach it, as a process of its cgroup), never its neighbours. The child reports what failed
-on a close-on-exec pipe, which closes empty once the job's command is running.
+still reach it, as a process of its cgroup), never its neighbours. The child reports on a
+close-on-exec socket, which closes once the job's command is running: what failed, or else the
+job's error stream, passed whole (SCM_RIGHTS), where the supervisor writes Slurm's own lines
+about the job's end (`*** JOB 12 ON node1 CANCELLED AT ... DUE TO TIME LIMIT ***`) without
+ever opening a path of the user's.
+
+A job may start milliseconds after sbatch returns, before the tool that submitted it has made
+its output directory (submitit and Hydra make a `%j` folder once they know the job's id). So
+an output or error file whose directory does not exist yet is waited for, up to DIR_WAIT
+seconds, in the child alone; the directory is never created for the user (a typo fails, as
+in Slurm, rather than scattering folders).
 
 Where the supervisor is root, the child also gives the job a private /dev/shm: a tmpfs of its
 own mount namespace, charged to the job's memory as it is written and gone with the job's last
@@ -20,13 +29,17 @@ import errno
 import fcntl
 import os
 import signal
+import socket
 import stat
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 CLONE_NEWNS = 0x00020000
 MS_NOSUID, MS_NODEV, MS_REC, MS_SLAVE = 0x2, 0x4, 0x4000, 0x80000
 SHM = "/dev/shm"
+DIR_WAIT = 10.0  # seconds a job waits for its output file's directory to appear
+ERROR_STREAM = b"stderr"  # the report that carries the job's error stream (SCM_RIGHTS)
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
@@ -50,8 +63,8 @@ class Launch:
 
 def spawn(launch: Launch, enter: Callable[[], None], leave: Callable[[], None]) -> tuple[int, int]:
     """Fork the job (inside its cgroup: `enter` and `leave` move the caller in and out around
-    the fork); return its pid and the read end of its report pipe, non-blocking."""
-    report_r, report_w = os.pipe2(os.O_CLOEXEC)
+    the fork); return its pid and the supervisor's end of its report socket, non-blocking."""
+    report_r, report_w = (s.detach() for s in socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET))
     try:
         enter()
         pid = os.fork()
@@ -110,11 +123,17 @@ def _child(launch: Launch, report: int) -> None:
             err = _open_output(launch.error, launch.append)
         os.dup2(out, 1)
         os.dup2(err, 2)
+        step = "hand the error stream to the supervisor"
+        channel = socket.socket(fileno=report)
+        try:
+            socket.send_fds(channel, [ERROR_STREAM], [2])
+        finally:
+            channel.detach()
         if launch.ids is not None and not launch.for_good:
             os.seteuid(0)
             os.setegid(0)
             os.setgroups([])
-        keep = sorted({launch.keep_fd, report})  # the report pipe closes itself at exec
+        keep = sorted({launch.keep_fd, report})  # the report socket closes itself at exec
         low = 3
         for fd in keep:
             os.closerange(low, fd)
@@ -130,14 +149,26 @@ def _child(launch: Launch, report: int) -> None:
 
 def _open_output(path: str, append: bool) -> int:
     """Opened without blocking (a FIFO nobody reads is ENXIO, not a wait), then made blocking
-    again, so that the job's own writes behave as they would anywhere."""
+    again, so that the job's own writes behave as they would anywhere. A missing directory is
+    waited for (DIR_WAIT)."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_NOCTTY | os.O_NONBLOCK | os.O_CLOEXEC
-    try:
-        fd = os.open(path, flags | (os.O_APPEND if append else os.O_TRUNC), 0o666)
-    except OSError as exc:
-        if exc.errno == errno.ENXIO and _is_fifo(path):
-            raise OSError(exc.errno, "it is a FIFO that no process is reading") from None
-        raise
+    flags |= os.O_APPEND if append else os.O_TRUNC
+    deadline, pause = time.monotonic() + DIR_WAIT, 0.005
+    while True:
+        try:
+            fd = os.open(path, flags, 0o666)
+            break
+        except OSError as exc:
+            if exc.errno == errno.ENXIO and _is_fifo(path):
+                raise OSError(exc.errno, "it is a FIFO that no process is reading") from None
+            folder = os.path.dirname(os.path.abspath(path))
+            if exc.errno != errno.ENOENT or os.path.isdir(folder):
+                raise
+            if time.monotonic() >= deadline:
+                raise OSError(exc.errno, f"its directory {folder} does not exist (waited {DIR_WAIT:g} s for it "
+                                         f"to appear; create it before submitting)") from None
+            time.sleep(pause)
+            pause = min(pause * 2, 0.1)
     fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
     return fd
 

@@ -81,6 +81,14 @@ class JobDir:
         except (OSError, ValueError):
             return None
 
+    def read_text(self, name: str) -> str:
+        """The file's text, stripped; empty if it is missing."""
+        try:
+            with open(self.path(name), "rb") as f:
+                return f.read().decode(errors="replace").strip()
+        except OSError:
+            return ""
+
     def read_int(self, name: str, default: int) -> int:
         try:
             with open(self.path(name), "rb") as f:
@@ -106,7 +114,7 @@ class JobDir:
             return []
         try:
             with open(taken, "rb") as f:
-                return f.read().decode(errors="replace").split()
+                return f.read().decode(errors="replace").splitlines()
         finally:
             os.unlink(taken)
 

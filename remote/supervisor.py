@@ -349,7 +349,10 @@ class Supervisor:
     def _step(self, job: Job) -> None:
         if not job.pid:
             return  # waiting for its scope: its deadline starts, and its flags are read, once it runs
-        delay = job.cleanup() if job.ended else job.step(time.time())
+        now = time.time()
+        if job.returncode is not None and not job.ended and not job.draining(now):
+            self._finish(job, job.returncode)
+        delay = job.cleanup() if job.ended else job.step(now)
         if job.ended and delay is None:
             if job.tmpdir:
                 self.syncer.remove_tree(job.tmpdir)
@@ -369,8 +372,7 @@ class Supervisor:
         job.pidfd = -1
         job.read_report()  # it has exited: all it wrote is there to read
         self._close_report(job)
-        self._finish(job, status)
-        self._step(job)
+        self._step(job)  # finishes it, unless its steps are still owed the rest of their KillWait
 
     def _on_report(self, job: Job) -> None:
         if job.read_report():
@@ -389,6 +391,7 @@ class Supervisor:
         self.jobs.pop(job.key, None)
         self.locating.discard(job)
         self._close_report(job)
+        job.close_streams()
         if job.pidfd >= 0:
             quietly(self.sel.unregister, job.pidfd)
             os.close(job.pidfd)

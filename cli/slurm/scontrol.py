@@ -12,6 +12,7 @@ import os
 import sys
 import time
 
+from cli import jobchannel
 from cli.common import client, job_ids
 from cli.slurm import tables
 from cli.slurm.argv import SLURM_VERSION, VERSION, bad_option
@@ -96,7 +97,6 @@ def _update(args: list[str]) -> None:
     if limit.startswith("-"):
         raise ValueError(f"TimeLimit={limit}: Melon extends limits; to shorten one give the new total, TimeLimit=TIME")
     body = {"add": parse_extension(limit)} if limit.startswith("+") else {"to": parse_time_limit(limit)}
-    from cli import jobchannel
     if jobchannel.usable(pairs["jobid"], None):
         try:
             jobchannel.ask({"op": "extend", **body})  # inside the job, for itself: through its node
@@ -118,6 +118,9 @@ def _act(command: str, args: list[str]) -> None:
     """hold, release, requeue: each id (`13`, `13_4`, `13,14`), every one tried, exit 1 if one failed."""
     if not args:
         raise ValueError(f"{command} needs job ids; {USAGE}")
+    if command == "requeue" and len(args) == 1 and jobchannel.is_own(args[0]):
+        _requeue_self()
+        return
     c = _client()
     failed = False
     for ref in job_ids(args):
@@ -132,6 +135,23 @@ def _act(command: str, args: list[str]) -> None:
             failed = True
     if failed:
         sys.exit(1)
+
+
+def _requeue_self() -> None:
+    """`scontrol requeue $SLURM_JOB_ID` inside that job (PyTorch Lightning, submitit): the
+    requeue ends this very process, so the signals that end a job are held back until the
+    answer is in, and the caller learns that its requeue worked. Through the node's job channel
+    where there is one (a job on a cluster node has no token), else melond's API."""
+    import signal
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1,
+                                              signal.SIGUSR2, signal.SIGALRM})
+    if jobchannel.usable(None, None):
+        try:
+            jobchannel.ask({"op": "requeue"})
+            return
+        except (ConnectionRefusedError, FileNotFoundError):
+            pass  # no job channel on this node: melond's API, if reachable
+    _client().call("POST", f"/jobs/{jobchannel.own_job()}/requeue")
 
 
 def _records(records: list[list[list[str]]], one_line: bool) -> None:

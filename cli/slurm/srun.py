@@ -23,6 +23,7 @@ from cli.slurm.argv import read_argv
 from melond.errors import MelonError
 from melond.spec.filenames import NO_VAL_TASK, fill
 from melond.spec.slurm_options import SLURM_PREFIX, SRUN_GRAMMAR
+from remote.protocol import STEP_MARK
 
 PROG = "srun"
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2,
@@ -103,6 +104,7 @@ def run_tasks(opts: dict[str, str], command: list[str]) -> int:
         "SLURM_STEP_ID": "0", "SLURM_STEPID": "0", "SLURM_NTASKS": str(ntasks), "SLURM_NPROCS": str(ntasks),
         "SLURM_STEP_NUM_TASKS": str(ntasks), "SLURM_STEP_NUM_NODES": "1", "SLURM_STEP_NODELIST": node,
         "SLURM_STEP_TASKS_PER_NODE": str(ntasks), "SLURM_TASKS_PER_NODE": str(ntasks), "SLURM_NODEID": "0",
+        STEP_MARK: f"{base.get('MELON_JOB_ID') or base.get('SLURM_JOB_ID', '0')}.0",  # its signals find it by this
     })
     if opts.get("cpus-per-task"):
         base["SLURM_CPUS_PER_TASK"] = str(_count(opts["cpus-per-task"], "cpus-per-task"))

@@ -145,10 +145,13 @@ class ExtendRequest(Body):
 
 
 class SignalRequest(Body):
-    """A signal to send to every process of a running job (`mcancel -s`): a name such as USR1
-    (SIG optional), which the node turns into its own number, or a number 1-64."""
+    """A signal to send to a running job: a name such as USR1 (SIG optional), which the node
+    turns into its own number, or a number 1-64; `to` says which processes get it: `all` of
+    them (`mcancel -s`, `scancel -f`), the `steps` srun started (`scancel -s`), or the `batch`
+    shell alone (`scancel -b`)."""
 
     signal: Annotated[int, Field(ge=1, le=64, strict=True)] | Annotated[str, Field(min_length=1, max_length=12)]
+    to: Literal["all", "steps", "batch"] = "all"
 
 
 class NodeAction(Body):

@@ -358,7 +358,7 @@ async def signal_job(request: web.Request) -> web.Response:
     sig = signal_name(body.signal)  # a ParseError (400) that names the value and the forms
     ops, caller = request.app[ENGINE].ops, request["caller"]
     states = frozenset({State.RUNNING})
-    return web.json_response(await _each(request, states, lambda jid: ops.signal(jid, caller, sig)))
+    return web.json_response(await _each(request, states, lambda jid: ops.signal(jid, caller, sig, body.to)))
 
 
 async def hold_job(request: web.Request) -> web.Response:
@@ -548,7 +548,7 @@ ROUTES = [
     ("POST", "/jobs/{job_id}/extend", extend_job, models.ExtendRequest, None,
      "extend a job's time limit; an array's id extends each unfinished task"),
     ("POST", "/jobs/{job_id}/signal", signal_job, models.SignalRequest, None,
-     "send a signal to every process of a running job; an array's id signals each running task"),
+     "send a signal to a running job's processes (all, its steps, or its batch shell); an array's id signals each running task"),
     ("POST", "/jobs/{job_id}/hold", hold_job, None, None, "hold a pending job; an array's id holds each pending task"),
     ("POST", "/jobs/{job_id}/release", release_job, None, None,
      "release a held job; an array's id releases each pending task"),

@@ -1,5 +1,5 @@
-"""What a running job asks of melond from its node (the job channel, remote/asks.py): today, to
-extend itself. The node has already checked that the asking process belongs to the job and runs
+"""What a running job asks of melond from its node (the job channel, remote/asks.py): to extend
+itself, or to be requeued. The node has already checked that the asking process belongs to the job and runs
 as its user; here the job must still be the one melond runs there, and the owner's policy applies
 exactly as on the login node. Each extension is audited with `via: job`."""
 from __future__ import annotations
@@ -50,9 +50,16 @@ class JobAsks:
             return _refused("forbidden", f"job {job_id} is not {user}'s")
         if user is None and uid not in (job.uid, 0):
             return _refused("forbidden", f"the asking process does not run as job {job_id}'s user")
-        if request.get("op") != "extend":
-            return _refused("bad_request", f"jobs may ask to extend themselves, not {request.get('op')!r}")
+        if request.get("op") not in ("extend", "requeue"):
+            return _refused("bad_request", f"jobs may ask to extend or requeue themselves, not {request.get('op')!r}")
         caller = self.ops.caller(job.user, job.uid)
+        if request["op"] == "requeue":
+            try:
+                result = await self.ops.requeue(job_id, caller)
+            except MelonError as exc:
+                return {"ok": False, **exc.to_wire()}
+            log.info("job requeued itself", extra={"job": job_id, "node": node})
+            return {"ok": True, **result}
         try:
             result = await self.ops.extend(job_id, caller, add=request.get("add"), to=request.get("to"),
                                            largest=request.get("max") is True, dry_run=request.get("dry_run") is True,

@@ -104,7 +104,7 @@ class Dispatcher:
         if session is None or not session.up or not self.jobs.current(job):
             return  # re-sent by the node's reconcile, or ended meanwhile
         try:
-            await session.request(Op.KILL, job_id=job.id, run=job.run)
+            await session.request(Op.KILL, job_id=job.id, run=job.run, cause=str(self.jobs.kill_cause(job.id)))
         except NodeTimeout:
             # A busy node: a kill is idempotent (a flag in the run's spool), so ask again, in the background.
             self.tasks.spawn(self._kill_later(job, attempt + 1))
@@ -112,13 +112,17 @@ class Dispatcher:
             # Marked RUNNING but its start never reached the node: it never ran.
             await self.record_end(job.id, {"reason": "cancelled", "exit_code": None, "signal": None})
 
-    async def signal(self, job: Job, sig: str | int) -> None:
-        """Have the job's node send `sig` to all its processes, once (not retried: a signal late
-        is not the signal asked for)."""
+    def kill_soon(self, job: Job) -> None:
+        """The kill, sent once the caller's answer is on its way."""
+        self.tasks.spawn(self.kill(job))
+
+    async def signal(self, job: Job, sig: str | int, to: str) -> None:
+        """Have the job's node send `sig` to its processes that `to` names (SignalTo), once (not
+        retried: a signal late is not the signal asked for)."""
         session = self.sessions.of(job.node, job.user)
         if session is None or not session.up:
             raise NodeUnavailable(f"node {job.node} is not reachable now; try again once `minfo` shows it up")
-        await session.request(Op.SIGNAL, job_id=job.id, run=job.run, signal=sig)
+        await session.request(Op.SIGNAL, job_id=job.id, run=job.run, signal=sig, to=str(to))
 
     async def read_output(self, job: Job, path: str, offset: int, limit: int) -> dict:
         """Part of a job's output file, read by its node's helper (remote/output.py)."""

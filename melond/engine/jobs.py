@@ -12,6 +12,7 @@ from collections.abc import Iterable
 
 from melond.spec.states import State
 from melond.state.job import Job
+from remote.protocol import KillCause
 
 
 class JobTable:
@@ -56,6 +57,14 @@ class JobTable:
         self.end_as.pop(job_id, None)
         self._ended.set()
         self._ended = asyncio.Event()
+
+    def kill_cause(self, job_id: int) -> KillCause:
+        """Why a kill of this running job is sent: the words its node writes in the job's error stream."""
+        if job_id in self.requeueing:
+            return KillCause.REQUEUE
+        if self.end_as.get(job_id) is State.NODE_FAIL:
+            return KillCause.NODE_FAIL
+        return KillCause.CANCEL
 
     def requeued(self, job: Job) -> None:
         """Back to the queue as its next run: nothing of the last run's fate carries over."""

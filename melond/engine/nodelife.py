@@ -23,7 +23,7 @@ from melond.nodes.state import NodeState
 from melond.sched.policy import Caller
 from melond.spec.states import State
 from melond.state.store import Store
-from remote.protocol import Op
+from remote.protocol import KillCause, Op
 
 log = logging.getLogger("melond.engine")
 
@@ -63,19 +63,20 @@ class NodeLife:
                 limits.append([job.id, step.run, job.time_limit])
                 if job.id in cancels:
                     self.jobs.cancelling.add(job.id)
-                    kills.append((job.id, step.run))
+                if job.id in cancels or job.id in self.jobs.requeueing:  # asked; perhaps never sent (kill -9)
+                    kills.append((job.id, step.run, self.jobs.kill_cause(job.id)))
             elif step.action is Action.FENCE:
                 # The store does not run this here (it ended NODE_FAIL or was requeued while the
                 # node was away). Its end, when it comes, belongs to no current run.
                 log.warning("fencing a job run the store does not run here",
                             extra={"node": name, "job": step.job_id, "run": step.run})
-                kills.append((step.job_id, step.run))
+                kills.append((step.job_id, step.run, KillCause.NODE_FAIL))
             else:
                 stale.append([step.job_id, step.run])
         if limits:
             await session.request(Op.SET_LIMITS, limits=limits)  # one request, however many jobs run there
-        for job_id, run in kills:
-            await session.request(Op.KILL, job_id=job_id, run=run)
+        for job_id, run, cause in kills:
+            await session.request(Op.KILL, job_id=job_id, run=run, cause=str(cause))
         if stale:
             await session.request(Op.FORGET, runs=stale)
         if user is not None:

@@ -24,6 +24,7 @@ from melond.spec.states import FINISHED, State
 from melond.state.job import Job
 from melond.spec.timespec import format_duration, format_limit
 from melond.state.store import Store
+from remote.protocol import SignalTo
 
 
 class _Refused(Exception):
@@ -115,16 +116,16 @@ class Operations:
         await self.dispatcher.kill(job)
         return {"job_id": job_id, "state": State.RUNNING.value, "cancelling": True}
 
-    async def signal(self, job_id: int, caller: Caller, sig: str | int) -> dict:
-        """Send `sig` to every process of a running job (`mcancel -s`), as its owner or an operator."""
+    async def signal(self, job_id: int, caller: Caller, sig: str | int, to: str = SignalTo.ALL) -> dict:
+        """Send `sig` to a running job's processes (`to`: SignalTo), as its owner or an operator."""
         job = self.find(job_id)
         policy.check_owner(job, caller, "signal")
         if job.state is not State.RUNNING:
             what = "has already ended" if job.state in FINISHED else "is pending"
             raise Conflict(f"job {job_id} {what} ({job.state.value}); only a running job can be signalled "
                            f"(mcancel without -s cancels a pending one)")
-        await self.dispatcher.signal(job, sig)
-        return {"job_id": job_id, "state": job.state.value, "signal": sig}
+        await self.dispatcher.signal(job, sig, to)
+        return {"job_id": job_id, "state": job.state.value, "signal": sig, "to": str(to)}
 
     async def read_output(self, job_id: int, caller: Caller, stream: str, offset: int, limit: int) -> dict:
         """Part of a job's output (or error) file, read on its node: the owner's and operators' only."""
@@ -283,7 +284,9 @@ class Operations:
             if not done:
                 return await self.requeue(job_id, caller)  # it ended meanwhile
             self.jobs.requeueing.add(job_id)
-            await self.dispatcher.kill(job)
+            # Answered first: the asker often runs inside the job (Lightning, submitit), and the
+            # kill would otherwise end it before it hears that its requeue worked.
+            self.dispatcher.kill_soon(job)
             return {"job_id": job_id, "state": State.RUNNING.value, "requeueing": True}
         runs = job.restarts + 1
         changes = {"state": State.PENDING.value, "node": None, "start_time": None, "end_time": None, "exit_code": None,

@@ -12,7 +12,7 @@ from melond.spec.filenames import NO_VAL_TASK, fill
 from melond.spec.jobrel import parse_array
 from melond.spec.timespec import SpecError, signal_spec
 from melond.state.job import Job
-from remote.protocol import DEFAULT_UMASK
+from remote.protocol import DEFAULT_UMASK, STEP_MARK
 
 DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
 
@@ -34,8 +34,8 @@ def expand_pattern(text: str, job: Job, node: str) -> str:
     })
 
 
-def parse_signal(text: str) -> tuple[int, int]:
-    """sbatch --signal=[{R|B}:]SIG[@TIME]: (signal number, seconds before the deadline)."""
+def parse_signal(text: str) -> tuple[int, int, str]:
+    """sbatch --signal=[{R|B}:]SIG[@TIME]: (signal number, seconds before the deadline, SignalTo)."""
     try:
         return signal_spec(text)
     except SpecError as exc:
@@ -45,6 +45,7 @@ def parse_signal(text: str) -> tuple[int, int]:
 def job_environment(job: Job, node: str, home: str | None = None) -> dict[str, str]:
     """The job's environment: what was exported, plus MELON_* and the SLURM_* twins Slurm scripts read."""
     env = {str(k): str(v) for k, v in job.environment.items()}
+    env.pop(STEP_MARK, None)  # submitted from another job's step: this job's batch shell is no step
     env.setdefault("PATH", DEFAULT_PATH)
     env.setdefault("USER", job.user)
     env.setdefault("LOGNAME", job.user)

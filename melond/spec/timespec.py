@@ -78,7 +78,7 @@ _DAY_OFFSETS = {"today": 0, "tomorrow": 1}
 
 _MAX_HOSTS = 65536  # a typo like node[1-999999999] must not exhaust memory
 _BRACKET_DEPTH = {"[": 1, "]": -1}
-_SIGNAL = LazyPattern(r"(?:[RBrb]{1,2}:)?([A-Za-z0-9]{1,12})(?:@([0-9]{1,5}))?")
+_SIGNAL = LazyPattern(r"(?:([RBrb]{1,2}):)?([A-Za-z0-9]{1,12})(?:@([0-9]{1,5}))?")
 _SIGNAL_NAMES = frozenset(
     "HUP INT QUIT ILL TRAP ABRT BUS FPE KILL USR1 SEGV USR2 PIPE ALRM TERM STKFLT CHLD CONT STOP "
     "TSTP TTIN TTOU URG XCPU XFSZ VTALRM PROF WINCH IO POLL PWR SYS".split()
@@ -421,15 +421,18 @@ def signal_name(text: str | int) -> str | int:
     raise SpecError(f"invalid signal {text!r}: use a name such as USR1, TERM or INT (SIG optional), or a number 1-64")
 
 
-def signal_spec(text: str) -> tuple[int, int]:
-    """An sbatch ``--signal`` value as (signal number, seconds before the deadline; default 60)."""
+def signal_spec(text: str) -> tuple[int, int, str]:
+    """An sbatch ``--signal`` value as (signal number, seconds before the deadline; default 60,
+    whom it is for): `steps`, what srun started, or with ``B:`` the `batch` shell alone, as in
+    sbatch (``R:`` concerns reservations, which Melon does not have)."""
     match = _SIGNAL.fullmatch(text) if isinstance(text, str) else None
-    name = match.group(1).upper() if match else ""
+    name = match.group(2).upper() if match else ""
     name = name[3:] if name.startswith("SIG") and name[3:] in _SIGNAL_NAMES else name
     known = name in _SIGNAL_NAMES or (name.isdigit() and 1 <= int(name) <= 64)
-    if not match or not known or int(match.group(2) or 0) > 65535:
+    if not match or not known or int(match.group(3) or 0) > 65535:
         raise SpecError(f"invalid signal {text!r}: use [B:]SIGNAL[@SECONDS], e.g. USR1@120 or B:TERM@60")
     import signal  # only here: the CLIs import this module and must start fast
 
     number = int(name) if name.isdigit() else int(signal.Signals[f"SIG{name}"])
-    return number, int(match.group(2)) if match.group(2) else 60
+    to = "batch" if "B" in (match.group(1) or "").upper() else "steps"
+    return number, int(match.group(3)) if match.group(3) else 60, to

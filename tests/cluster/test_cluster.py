@@ -764,7 +764,7 @@ def test_mextend_and_scontrol_from_a_shared_install_extend_the_job_on_its_node(m
 def test_a_job_on_a_node_extends_itself_and_is_warned_again(melon_on_cluster: Melon) -> None:
     m = melon_on_cluster
     (m.work / "warned.sh").write_text(EXTEND_ON_WARNING)
-    jid = m.submit("-t", "0:05", "--signal", "USR1@2", "--export", "PATH", str(m.work / "warned.sh"))
+    jid = m.submit("-t", "0:05", "--signal", "B:USR1@2", "--export", "PATH", str(m.work / "warned.sh"))
     job = m.wait_state(jid, {"CD", "TO", "F"}, timeout=40)
     lines = (m.work / f"melon-{jid}.out").read_text().splitlines()
     assert job["state"] == "CD", lines

@@ -25,7 +25,7 @@ def test_an_elastic_job_that_would_delay_a_waiting_job_runs_to_its_limit(melon: 
     cpus = json.loads(melon.run("minfo", "--json").stdout)[0]["cpus"]
     if cpus < 2:
         pytest.skip("needs a node of 2 CPUs or more")
-    jid = melon.submit("-c", "1", "-t", "0:06", "--time-max", "1:00", "--extend-auto", "0:10", "--signal", "USR1@3",
+    jid = melon.submit("-c", "1", "-t", "0:06", "--time-max", "1:00", "--extend-auto", "0:10", "--signal", "B:USR1@3",
                        "--wrap", "trap 'echo warned' USR1; sleep 60 & wait; sleep 60")
     melon.wait_state(jid, {"R"})
     waiting = melon.submit("-c", str(cpus), "-t", "0:05", "--wrap", "true")

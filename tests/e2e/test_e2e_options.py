@@ -31,7 +31,7 @@ def test_dependency_waits_then_runs_or_never(melon: Melon) -> None:
 
 
 def test_signal_before_the_deadline(melon: Melon) -> None:
-    jid = melon.submit("-t", "0:04", "--signal", "USR1@2", "--wrap",
+    jid = melon.submit("-t", "0:04", "--signal", "B:USR1@2", "--wrap",
                        "trap 'echo got-usr1; exit 0' USR1; sleep 30 & wait")
     job = melon.wait_state(jid, {"CD", "TO"}, timeout=20)
     assert job["state"] == "CD"
@@ -46,7 +46,7 @@ def test_the_warning_signal_comes_again_before_an_extended_deadline(melon: Melon
         "warned() { n=$((n + 1)); echo \"warned $n $(date +%s.%N)\"\n"
         f"  if [ $n = 1 ]; then {BIN / 'mextend'} -j $SLURM_JOB_ID -t +0:03; else exit 0; fi; }}\n"
         "n=0; trap warned USR1\nwhile true; do sleep 0.1; done\n")
-    jid = melon.submit("-t", "0:06", "--signal", "USR1@3", str(script))
+    jid = melon.submit("-t", "0:06", "--signal", "B:USR1@3", str(script))
     job = melon.wait_state(jid, {"CD", "TO", "F"}, timeout=30)
     lines = (melon.work / f"melon-{jid}.out").read_text().splitlines()
     warnings = [line for line in lines if line.startswith("warned")]

@@ -365,7 +365,10 @@ def test_scontrol_requeue_from_inside_the_job_reruns_it_under_its_own_id(melon: 
     jid = int(_run(melon, slurm_env, "sbatch", "--parsable", "requeue.sh").stdout)
     job = melon.wait_state(jid, {"CD", "F", "CA"}, timeout=60)
     assert job["state"] == "CD" and job["restarts"] == 1
-    assert (melon.work / f"requeue-{jid}.out").read_text() == f"run 0 of job {jid}\nrun 1 of job {jid}\ndone\n"
+    lines = (melon.work / f"requeue-{jid}.out").read_text().splitlines()
+    assert lines[0] == f"run 0 of job {jid}" and lines[2:] == [f"run 1 of job {jid}", "done"], lines
+    assert lines[1].startswith(f"slurmstepd: error: *** JOB {jid} ON local CANCELLED AT ")
+    assert lines[1].endswith(" DUE TO JOB REQUEUE ***")
     shown = _run(melon, slurm_env, "scontrol", "show", "job", str(jid)).stdout
     assert "Restarts=1" in shown and "JobState=COMPLETED" in shown
 
@@ -381,7 +384,9 @@ def test_a_requeue_asked_survives_kill_9_of_melond(melon: Melon, slurm_env: dict
     melon.start()
     job = melon.wait_state(jid, {"CD", "F", "CA"}, timeout=60)
     assert job["state"] == "CD" and job["restarts"] == 1
-    assert (melon.work / f"k9-{jid}.out").read_text() == "run 0\nrun 1\n"
+    lines = (melon.work / f"k9-{jid}.out").read_text().splitlines()
+    assert lines[0] == "run 0" and lines[2] == "run 1" and len(lines) == 3, lines
+    assert lines[1].endswith(" DUE TO JOB REQUEUE ***")  # the kill was sent once, whether before or after
 
 
 def test_scontrol_requeue_of_an_ended_job_and_what_it_refuses(melon: Melon, slurm_env: dict) -> None:

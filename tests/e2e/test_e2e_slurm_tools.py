@@ -14,10 +14,10 @@ from conftest import Melon, slurm_names_env, wait_for
 TOOLS = Path(__file__).parent / "slurm_tools"
 
 
-def _tool(melon: Melon, script: str, *args: str, timeout: float = 150) -> list[dict]:
+def _tool(melon: Melon, script: str, *args: str, timeout: float = 150, env: dict | None = None) -> list[dict]:
     """Run one tool's script as its user would, and read the JSON lines it prints."""
     r = subprocess.run([sys.executable, str(TOOLS / script), *args], capture_output=True, text=True,
-                       env=slurm_names_env(melon), cwd=melon.work, timeout=timeout)
+                       env=env or slurm_names_env(melon), cwd=melon.work, timeout=timeout)
     assert r.returncode == 0, f"{script} failed:\n{r.stdout}\n{r.stderr[-4000:]}"
     return [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
 
@@ -32,6 +32,53 @@ def test_submitit_maps_raises_and_cancels(melon: Melon) -> None:
     assert melon.job(int(cancelled["id"]))["state"] == "CA"
     tasks = melon.jobs("--all", "-r", "-j", first)
     assert [t["state"] for t in tasks] == ["CD", "CD", "CD"]
+
+
+# sbatch as a busy submit host runs it: it returns only once the job it submitted has ended, or
+# a second after, whichever comes first. submitit makes a `%j` folder after sbatch returns (it
+# learns the id from sbatch's output), so this puts the job's start before that folder exists,
+# every time, where a fast host only makes it likely: melond starts a job milliseconds after
+# accepting it. A second is the longest a job has to wait for its folder here.
+LATE_SBATCH = """#!{python}
+import subprocess, sys, time
+r = subprocess.run([{sbatch!r}, *sys.argv[1:]], capture_output=True, text=True)
+sys.stdout.write(r.stdout)
+sys.stderr.write(r.stderr)
+if r.returncode == 0:
+    deadline = time.monotonic() + 1.0
+    while time.monotonic() < deadline:
+        state = subprocess.run([{squeue!r}, "-h", "-t", "all", "-j", r.stdout.split()[-1], "-o", "%t"],
+                               capture_output=True, text=True).stdout.strip()
+        if state not in ("", "PD", "R", "CG"):
+            break
+        time.sleep(0.02)
+sys.exit(r.returncode)
+"""
+
+
+def test_submitit_job_folder_named_after_the_job_id(melon: Melon) -> None:
+    """AutoExecutor(folder=".../logs/%j"): sbatch's --output and --error name a folder that
+    submitit creates only after sbatch has returned (core.py `_submit_command`: the id parsed from
+    sbatch's output, then `JobPaths.move_temporary_file` does `folder.mkdir` and moves the script in;
+    then `_internal_process_submissions` moves the pickle in). The job must wait for that folder,
+    not fail to open its output; submitit's `_submit` itself waits up to 60 s for the pickle."""
+    env = slurm_names_env(melon)
+    slurm_bin = env["PATH"].split(":")[0]
+    late = melon.work / "late-bin"
+    late.mkdir()
+    (late / "sbatch").write_text(LATE_SBATCH.format(python=sys.executable, sbatch=f"{slurm_bin}/sbatch",
+                                                    squeue=f"{slurm_bin}/squeue"))
+    (late / "sbatch").chmod(0o755)
+    env["PATH"] = f"{late}:{env['PATH']}"
+    (out,) = _tool(melon, "submitit_run.py", str(melon.work / "submitit"), "--job-folder", env=env)
+    job = melon.job(int(out["id"]))
+    assert out.get("result") == 70, (out, job["state"], job["detail"])
+    assert out["state"] == "COMPLETED" and job["state"] == "CD"
+    folder = melon.work / "submitit" / "logs" / out["id"]
+    assert out["folder"] == str(folder)
+    assert job["output"] == str(folder / f"{out['id']}_0_log.out")
+    assert (folder / f"{out['id']}_0_result.pkl").exists()
+    assert "Job completed successfully" in (folder / f"{out['id']}_0_log.out").read_text()
 
 
 def test_dask_jobqueue_scales_to_two_workers_and_cancels_them_on_close(melon: Melon) -> None:

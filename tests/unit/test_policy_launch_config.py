@@ -133,16 +133,19 @@ def test_expand_pattern(job, pattern, expected):
 
 # ---- launch: --signal ---------------------------------------------------------------------------
 
+# Without B: the signal is for the job's steps (what srun started), with it the batch shell alone.
 SIGNALS = {
-    "USR1": (signal.SIGUSR1, 60), "SIGUSR1": (signal.SIGUSR1, 60), "usr2@5": (signal.SIGUSR2, 5),
-    "B:USR1@90": (signal.SIGUSR1, 90), "b:TERM": (signal.SIGTERM, 60), "R:INT@30": (signal.SIGINT, 30),
-    "RB:USR2@10": (signal.SIGUSR2, 10), "10@30": (10, 30), "64": (64, 60), "HUP@0": (signal.SIGHUP, 0),
+    "USR1": (signal.SIGUSR1, 60, "steps"), "SIGUSR1": (signal.SIGUSR1, 60, "steps"),
+    "usr2@5": (signal.SIGUSR2, 5, "steps"), "B:USR1@90": (signal.SIGUSR1, 90, "batch"),
+    "b:TERM": (signal.SIGTERM, 60, "batch"), "R:INT@30": (signal.SIGINT, 30, "steps"),
+    "RB:USR2@10": (signal.SIGUSR2, 10, "batch"), "BR:USR2@10": (signal.SIGUSR2, 10, "batch"),
+    "10@30": (10, 30, "steps"), "64": (64, 60, "steps"), "HUP@0": (signal.SIGHUP, 0, "steps"),
 }
 
 
 @pytest.mark.parametrize("text, expected", SIGNALS.items(), ids=SIGNALS.keys())
 def test_parse_signal(text, expected):
-    assert launch.parse_signal(text) == (int(expected[0]), expected[1])
+    assert launch.parse_signal(text) == (int(expected[0]), expected[1], expected[2])
 
 
 @pytest.mark.parametrize("text", ["", "FOO", "USR1@x", "USR1@1.5", "USR1@-5", "0", "65", "B:", "@30", "X:USR1"])
@@ -202,7 +205,7 @@ def test_start_request_carries_exactly_what_the_node_needs():
     assert req["args"] == ["a b", "$HOME"]
     assert (req["output"], req["error"], req["cwd"]) == ("train-42.out", "42.err", "/home/alice/run")
     assert (req["limit"], req["kill_wait"], req["tasks_max"]) == (HOUR, 30, 512)
-    assert req["signal"] == [int(signal.SIGUSR1), 90]
+    assert req["signal"] == [int(signal.SIGUSR1), 90, "batch"]
     assert req["env"]["MELON_JOB_ID"] == "42"
     assert req["run"] == 0
     plain = launch.start_request(stored_job(), "node7", kill_wait=1, tasks_max=0)
