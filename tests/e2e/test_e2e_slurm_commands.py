@@ -73,17 +73,61 @@ def test_scancel_is_silent_and_forgiving_as_slurms(melon: Melon, slurm_env: dict
 
 
 def test_scancel_signal_after_the_id(melon: Melon, slurm_env: dict) -> None:
-    jid = melon.submit("-t", "1:00", "--wrap", "trap 'echo got-usr2 > sig.txt' USR2; while :; do sleep 0.1; done")
+    """A signal goes to the steps unless -b (the batch shell) or -f (everything): this job has no
+    steps, so USR2 reaches its shell with -b only (test_e2e_slurm_signals has the steps' side)."""
+    jid = melon.submit("-t", "1:00", "--wrap", "trap 'echo got-usr2 >> sig.txt' USR2; while :; do sleep 0.1; done")
     melon.wait_state(jid, {"R"})
     import time
     time.sleep(1)
     r = _run(melon, slurm_env, "scancel", str(jid), "--signal", "USR2")
     assert (r.returncode, r.stdout, r.stderr) == (0, "", "")
-    wait_for(lambda: (melon.work / "sig.txt").exists(), what="USR2 to reach the job")
+    time.sleep(1)
+    assert not (melon.work / "sig.txt").exists()
+    r = _run(melon, slurm_env, "scancel", str(jid), "--signal", "usr2", "-b")
+    assert (r.returncode, r.stdout, r.stderr) == (0, "", "")
+    wait_for(lambda: (melon.work / "sig.txt").exists(), what="USR2 to reach the batch shell")
     assert melon.job(jid)["state"] == "R"
-    r = _run(melon, slurm_env, "scancel", "--signal=SIGTERM", str(jid))
+    r = _run(melon, slurm_env, "scancel", "--signal=SIGTERM", "--full", str(jid))
     assert r.returncode == 0
     assert melon.wait_state(jid, {"CD", "F", "CA"})["state"] in ("F", "CD")
+
+
+def test_scancel_quiet_verbose_and_signal_forms_as_slurms(melon: Melon, slurm_env: dict) -> None:
+    """The messages of src/scancel/scancel.c: verbose() lines `scancel: Terminating job N` and
+    `scancel: Signal N to [batch |full ]job N`; with a signal an id that names no active job is
+    `Kill job error on job id N: Invalid job id specified`, exit 1, said unless -Q; a plain
+    cancel of one is silent and exit 0, said with -v. Signals as sig_name2num reads them."""
+    scancel = lambda *args: _run(melon, slurm_env, "scancel", *args)  # noqa: E731
+    gone = "987654"
+    invalid = f"scancel: error: Kill job error on job id {gone}: Invalid job id specified\n"
+    assert (scancel(gone).returncode, scancel(gone).stderr) == (0, "")
+    r = scancel("-v", gone)
+    assert (r.returncode, r.stderr) == (0, f"scancel: Terminating job {gone}\n" + invalid)
+    r = scancel("--signal=USR1", gone)
+    assert (r.returncode, r.stdout, r.stderr) == (1, "", invalid)
+    r = scancel("-Q", "-s", "USR1", gone)
+    assert (r.returncode, r.stdout, r.stderr) == (1, "", "")
+    for bad in ("WINCH", "SIGNOPE", "0"):  # not in scancel's table (proc_args.c signals_mapping[])
+        r = scancel("-s", bad, gone)
+        assert (r.returncode, r.stderr) == (1, f"Unknown job signal: {bad}\n")
+    held = melon.submit("-H", "--wrap", "true")
+    r = scancel("-v", "-s", "10", str(held))  # a pending job takes KILL only (job_signal in slurmctld)
+    assert (r.returncode, r.stderr) == (1, f"scancel: Signal 10 to job {held}\nscancel: error: Kill job error on "
+                                           f"job id {held}: Job can not be altered now, try again later\n")
+    r = scancel("--verbose", "--batch", str(held))  # KILL to a pending job cancels it
+    assert (r.returncode, r.stderr) == (0, f"scancel: Terminating batch job {held}\n")
+    assert melon.job(held)["state"] == "CA"
+    run = melon.submit("-t", "1:00", "--wrap", "sleep 60")
+    melon.wait_state(run, {"R"})
+    r = scancel("-v", "-f", "-s", "SIGCONT", str(run))
+    assert (r.returncode, r.stderr) == (0, f"scancel: Signal 18 to full job {run}\n")
+    r = scancel("-v", "-n", "no-such-name")
+    assert (r.returncode, r.stderr) == (0, "scancel: error: No active jobs match ALL job filters, including: "
+                                           "job_name=no-such-name \n")
+    r = scancel("-v", "-s", "KILL", str(run))  # KILL ends the whole job
+    assert (r.returncode, r.stderr) == (0, f"scancel: Signal 9 to job {run}\n")
+    # Slurm ends it CANCELLED; melond's signal to "all" ends it as a kill from outside (FAILED)
+    assert melon.wait_state(run, {"CD", "F", "CA"})["state"] in ("CA", "F")
 
 
 def test_sacct_as_the_tools_run_it(melon: Melon, slurm_env: dict) -> None:
