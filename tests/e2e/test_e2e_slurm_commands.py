@@ -2,6 +2,7 @@
 tools that parse Slurm's output expect (SLURM-CLIENTS.md)."""
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 
@@ -202,17 +203,76 @@ def test_sinfo_default_node_and_summary_views(melon_factory) -> None:
     out = _run(melon, env, "sinfo").stdout.splitlines()
     assert out[0] == "PARTITION AVAIL  TIMELIMIT  NODES  STATE NODELIST"
     assert out[1].split() == ["short*", "up", "4:00:00", "1", "idle", "local"]
-    assert len(out) == 2  # `long` has no nodes: no line, as sinfo prints none for an empty partition
+    # `long` has no nodes: sinfo still lists a partition the format shows (sinfo.c _build_sinfo_data)
+    assert out[2] == "long         up 2-00:00:00      0    n/a " and len(out) == 3
     assert _run(melon, env, "sinfo", "-h", "-o", "%P|%l|%c", "-p", "short").stdout.split("|")[:2] == \
         ["short*", "4:00:00"]
     assert _run(melon, env, "sinfo", "-N", "-h").stdout.split() == ["local", "1", "short*", "idle"]
     assert _run(melon, env, "sinfo", "-s", "-h").stdout.split()[3] == "0/1/0/1"
     jid = melon.submit("-t", "1:00", "--wrap", "sleep 30")
     melon.wait_state(jid, {"R"})
-    assert _run(melon, env, "sinfo", "-h", "-o", "%t").stdout.strip() in ("mix", "alloc")
+    assert _run(melon, env, "sinfo", "-h", "-o", "%t", "-p", "short").stdout.strip() in ("mix", "alloc")
     melon.run("mcancel", str(jid))
-    r = _run(melon, env, "sinfo", "-o", "%q")
-    assert r.returncode == 1 and "'%q'" in r.stderr
+    r = _run(melon, env, "sinfo", "-o", "%P %q", "-p", "short")  # opts.c: warned, printed as typed, not fatal
+    assert (r.returncode, r.stdout, r.stderr) == (0, "PARTITION %q\nshort* %q\n",
+                                                  "Invalid node format specification: q\n")
+
+
+def _node(melon: Melon) -> dict:
+    return next(n for n in json.loads(melon.run("minfo", "--json").stdout) if n["name"] == "local")
+
+
+def test_sinfo_format_fields_by_name_with_slurms_widths(melon_factory) -> None:
+    """-O as src/sinfo/opts.c reads it: names in any case, 20 columns left-justified unless
+    `:[.]SIZE` says otherwise, the text after the size printed after the field; fields as
+    print.c prints them. myqueue's `sinfo --noheader -O CPUs,Memory,Partition` is the first."""
+    melon = melon_factory(inventory='[partitions.short]\ndefault = true\nmax_time = "4:00:00"\n'
+                                    '[partitions.long]\nmax_time = "2-00:00:00"\n')
+    env = slurm_names_env(melon)
+    node = _node(melon)
+    cpus, mem = str(node["cpus"]), str(node["memory"])
+    col = lambda *texts: "".join(t.ljust(20) for t in texts)  # noqa: E731  (name alone: 20, left)
+    assert _run(melon, env, "sinfo", "--noheader", "-O", "CPUs,Memory,Partition").stdout == \
+        col(cpus, mem, "short*") + "\n" + col("0", "0", "long") + "\n"
+    out = _run(melon, env, "sinfo", "-O", "partitionname,NodeList,NodeHost,StateCompact,StateLong,Gres,Nodes",
+               "-p", "short").stdout
+    assert out == col("PARTITION", "NODELIST", "HOSTNAMES", "STATE", "STATE", "GRES", "NODES") + "\n" + \
+        col("short", "local", "local", "idle", "idle", "(null)", "1") + "\n"
+    out = _run(melon, env, "sinfo", "-O", "NodeAI:.6,NodeAIOT:9 ,Time:.10,TIMELIMIT,Available:0|,CPUsState,"
+               "AllocMem:.9,FreeMem:.9,Features:8").stdout.splitlines()
+    # Slurm's sinfo has no TimeLimit field (it is Time): its error, and the column shows only its suffix
+    # print.c _print_str: `.6` right-justifies and cuts to 6, `9 ` is 9 left then a space, `0` is
+    # the text alone; a title is cut like a value
+    assert out == ["NODES(" + "NODES(A/I" + " " + " TIMELIMIT" + "AVAIL|" + "CPUS(A/I/O/T)".ljust(20) + " ALLOCMEM"
+                   + " FREE_MEM" + "AVAIL_FE",
+                   "   0/1" + "0/1/0/1  " + " " + "   4:00:00" + "up|" + f"0/{cpus}/0/{cpus}".ljust(20) + "        0"
+                   + "      N/A" + "(null)  "]
+    r = _run(melon, env, "sinfo", "-O", "TimeLimit")
+    assert r.stderr == "sinfo: error: Invalid job format specification: TimeLimit\n"
+
+
+def test_sinfo_long_views_start_with_the_date(melon: Melon, slurm_env: dict) -> None:
+    """-l and -N -l: the layouts of opts.c, the partition and node-list columns as wide as the
+    data (print.c _set_part_field_size, at least 9), and print_date()'s line first (not with -h)."""
+    import re
+    node = _node(melon)
+    out = _run(melon, slurm_env, "sinfo", "-l").stdout.splitlines()
+    assert re.fullmatch(r"(Mon|Tue|Wed|Thu|Fri|Sat|Sun) [A-Z][a-z]{2} \d\d \d\d:\d\d:\d\d \d{4}", out[0]), out[0]
+    assert out[1:] == ["PARTITION AVAIL  TIMELIMIT   JOB_SIZE ROOT OVERSUBS     GROUPS  NODES       STATE "
+                       "RESERVATION NODELIST",
+                       "local*       up   infinite          1   no       NO        all      1        idle "
+                       "            local"]
+    out = _run(melon, slurm_env, "sinfo", "-N", "--long").stdout.splitlines()
+    assert re.fullmatch(r"\w{3} \w{3} \d\d \d\d:\d\d:\d\d \d{4}", out[0])
+    cpus, mem = str(node["cpus"]), str(node["memory"])
+    assert out[1:] == ["NODELIST   NODES PARTITION       STATE CPUS    S:C:T MEMORY TMP_DISK WEIGHT AVAIL_FE REASON    "
+                       "          ",
+                       "local          1    local*        idle " + cpus.ljust(4) + f" {cpus}:1:1".rjust(9)
+                       + mem.rjust(7) + "        0      1   (null) none                "]
+    assert _run(melon, slurm_env, "sinfo", "-l", "-h").stdout.startswith("local*")
+    r = _run(melon, slurm_env, "sinfo", "-l", "-o", "%P")
+    assert (r.returncode, r.stderr) == (1, "sinfo: fatal: Options -o(--format) and -l(--long) are mutually "
+                                           "exclusive. Please remove one and retry.\n")
 
 
 # ---------------------------------------------------------------- sbatch
