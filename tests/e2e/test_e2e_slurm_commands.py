@@ -46,6 +46,27 @@ def test_squeue_default_layout_formats_and_ids(melon: Melon, slurm_env: dict) ->
     melon.run("mcancel", str(run), str(arr))
 
 
+def test_squeue_long_starts_with_the_date_and_spells_the_state(melon: Melon, slurm_env: dict) -> None:
+    """-l: squeue.c's long layout (jobarrayid:.18 ,partition:.9 ,name:.8 ,username:.8 ,state:.8
+    ,timeused:.10 ,timelimit:.9 ,numnodes:.6 ,reasonlist:0) after print_date()'s line; a right-
+    justified time is never cut (print.c _print_secs), a title is."""
+    import re
+    run = melon.submit("-t", "10-00:00:00", "-J", "runner", "--wrap", "sleep 60")
+    melon.wait_state(run, {"R"})
+    held = melon.submit("-H", "-t", "5", "-J", "held", "--wrap", "true")
+    user = melon.job(run)["user"]
+    out = _run(melon, slurm_env, "squeue", "-l").stdout.splitlines()
+    assert re.fullmatch(r"(Mon|Tue|Wed|Thu|Fri|Sat|Sun) [A-Z][a-z]{2} \d\d \d\d:\d\d:\d\d \d{4}", out[0]), out[0]
+    assert out[1] == "             JOBID PARTITION     NAME     USER    STATE       TIME TIME_LIMI  NODES NODELIST(REASON)"
+    assert re.fullmatch(rf" +{run}     local   runner {user[:8]:>8}  RUNNING +\d:\d\d 10-00:00:00      1 local", out[2]), out
+    assert out[3] == f"{held:>18}     local     held {user[:8]:>8}  PENDING       0:00      5:00      1 (JobHeldUser)"
+    assert _run(melon, slurm_env, "squeue", "--long", "-h").stdout.splitlines()[0].split()[0] == str(run)
+    r = _run(melon, slurm_env, "squeue", "-l", "-o", "%i")
+    assert (r.returncode, r.stderr) == (1, "squeue: fatal: Options -o(--format) and -l(--long) are mutually "
+                                           "exclusive. Please remove one and retry.\n")
+    melon.run("mcancel", str(run), str(held))
+
+
 def test_squeue_unknown_id_is_slurms_error(melon: Melon, slurm_env: dict) -> None:
     r = _run(melon, slurm_env, "squeue", "-j", "987654")
     assert r.returncode == 1 and r.stderr == "slurm_load_jobs error: Invalid job id specified\n" and r.stdout == ""
