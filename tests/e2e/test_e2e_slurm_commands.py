@@ -185,6 +185,35 @@ def test_sacct_as_the_tools_run_it(melon: Melon, slurm_env: dict) -> None:
     assert lines[2] == f"{ok}".ljust(20) + " " + "COMPLETED".rjust(10)
 
 
+def test_sacct_long_and_units_as_slurms(melon: Melon, slurm_env: dict) -> None:
+    """-l is sacct.h's LONG_FIELDS, each at sacct.c's width; a job's own line leaves its steps'
+    statistics empty (print.c), its CPU frequencies "Unknown". --units converts the sizes
+    (ReqMem, MaxRSS, the TRES) through convert_num_unit, --noconvert keeps them in MB."""
+    from cli.acct_format import LONG
+    jid = melon.submit("-J", "sized", "--mem", "1536", "-c", "1", "--wrap", "true")
+    melon.wait_state(jid, {"CD"})
+    sacct = lambda *args: _run(melon, slurm_env, "sacct", "-j", str(jid), *args)  # noqa: E731
+    out = sacct("-l").stdout.splitlines()
+    assert out[0].startswith("JobID        JobIDRaw        JobName  Partition  MaxVMSize  MaxVMSizeNode  MaxVMSizeTask "
+                             " AveVMSize     MaxRSS MaxRSSNode MaxRSSTask     AveRSS MaxPages MaxPagesNode   MaxPagesTask ")
+    assert out[1].startswith("------------ ------------ ---------- ---------- ---------- -------------- ")
+    rows = sacct("-l", "-P", "-n").stdout.splitlines()
+    assert len(rows) == 1
+    row = dict(zip(LONG.split(","), rows[0].split("|")))
+    assert (row["JobID"], row["JobIDRaw"], row["JobName"], row["State"], row["ExitCode"], row["ReqMem"]) == \
+        (str(jid), str(jid), "sized", "COMPLETED", "0:0", "1.50G")
+    assert (row["ReqCPUFreqMin"], row["ConsumedEnergy"], row["AveRSS"], row["NTasks"]) == ("Unknown", "0", "", "")
+    assert row["ReqTRES"] == row["AllocTRES"] == "billing=1,cpu=1,mem=1.50G,node=1"
+    assert sacct("-P", "-n", "-o", "ReqMem,ReqTRES", "--units=M").stdout == "1536M|billing=1,cpu=1,mem=1536M,node=1\n"
+    assert sacct("-P", "-n", "-o", "ReqMem", "--units=k").stdout == "1572864K\n"
+    assert sacct("-P", "-n", "-o", "ReqMem", "--noconvert").stdout == "1536M\n"
+    r = sacct("--units=X")
+    assert (r.returncode, r.stderr) == (1, "sacct: error: Invalid unit type 'X'. Possible options are 'KMGTP'\n"
+                                           "sacct: fatal: Invalid unit type\n")
+    header = _run(melon, slurm_env, "sacct", "-j", str(jid)).stdout.splitlines()[0]  # sacct.h DEFAULT_FIELDS
+    assert header.split() == ["JobID", "JobName", "Partition", "Account", "AllocCPUS", "State", "ExitCode"]
+
+
 def test_scontrol_extends_a_job_for_its_owner(melon: Melon, slurm_env: dict) -> None:
     jid = melon.submit("-t", "2", "--wrap", "sleep 30")
     melon.wait_state(jid, {"R"})
