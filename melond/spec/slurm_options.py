@@ -180,12 +180,17 @@ MELON_OPTIONS: tuple[tuple[str, int, str], ...] = (
     ("wait", NO_ARG, "W"),
 )
 
+#: The task counts are half honoured: srun in the job runs that many tasks (SLURM_NTASKS), but the
+#: job's CPUs are still --cpus-per-task's, not a set per task.
+_TASKS_WHY = "srun in the job runs that many tasks, but they share the CPUs of --cpus-per-task (not a set each)"
+PARTLY = frozenset({"ntasks", "ntasks-per-node", "tasks-per-node"})
+
 #: Why Melon skips a Slurm option, for the options real scripts carry most.
 UNSUPPORTED_WHY: Mapping[str, str] = MappingProxyType({
     "nodes": "Melon runs every job on one node",
-    "ntasks": "Melon starts one task per job; ask for CPUs with --cpus-per-task",
-    "ntasks-per-node": "Melon starts one task per job; ask for CPUs with --cpus-per-task",
-    "tasks-per-node": "Melon starts one task per job; ask for CPUs with --cpus-per-task",
+    "ntasks": _TASKS_WHY,
+    "ntasks-per-node": _TASKS_WHY,
+    "tasks-per-node": _TASKS_WHY,
     "distribution": "in #SBATCH lines -m is --distribution; for memory write --mem",
     "gres": "Melon does not schedule GPUs or other generic resources",
     "gpus": "Melon does not schedule GPUs",
@@ -255,7 +260,7 @@ SLURM_PREFIX = "slurm:"
 def unsupported(name: str, value: str | None) -> str:
     """The warning for a Slurm option Melon skips."""
     shown = f"--{name}" if value is None else f"--{name}={value}"
-    return f"{shown} ignored: {UNSUPPORTED_WHY.get(name, 'not supported by Melon')}"
+    return f"{shown}{':' if name in PARTLY else ' ignored:'} {UNSUPPORTED_WHY.get(name, 'not supported by Melon')}"
 
 
 def takes_value(name: str) -> bool:

@@ -476,6 +476,26 @@ def test_a_slurm_script_with_srun_and_scontrol_runs_unchanged(melon: Melon, slur
             assert (melon.work / f"step-{first}_{task}_{t}.err").read_text() == f"e{t}\n"
 
 
+@pytest.mark.parametrize(("directive", "tasks", "shown"), [
+    ("", 1, ""), ("#SBATCH -n 3", 3, "--ntasks=3"), ("#SBATCH --ntasks-per-node=2", 2, "--ntasks-per-node=2")])
+def test_srun_without_n_runs_the_jobs_task_count(melon: Melon, slurm_env: dict, directive: str, tasks: int,
+                                                 shown: str) -> None:
+    """srun reads SLURM_NTASKS (and SLURM_NPROCS) as its -n (env_vars[] in src/srun/opt.c); the
+    batch job's is sbatch's -n, else --ntasks-per-node times its nodes (env_array_for_batch_job in
+    src/common/env.c). -n still wins."""
+    (melon.work / "t.sh").write_text(f"#!/bin/sh\n{directive}\n#SBATCH -o tasks-%j.out\necho ntasks=$SLURM_NTASKS\n"
+                                     "srun sh -c 'echo task $SLURM_PROCID of $SLURM_NTASKS'\n"
+                                     "srun -n 1 sh -c 'echo one: $SLURM_NTASKS'\n")
+    r = _run(melon, slurm_env, "sbatch", "--parsable", "t.sh")
+    jid = int(r.stdout)
+    assert r.stderr.splitlines() == ([f"sbatch: warning: line 2: {shown}: srun in the job runs that many tasks, but "
+                                      "they share the CPUs of --cpus-per-task (not a set each)"] if shown else [])
+    melon.wait_state(jid, {"CD"})
+    lines = (melon.work / f"tasks-{jid}.out").read_text().splitlines()
+    assert lines[0] == f"ntasks={tasks}" and lines[-1] == "one: 1"
+    assert sorted(lines[1:-1]) == [f"task {t} of {tasks}" for t in range(tasks)]
+
+
 def test_srun_outside_a_job_submits_it_streams_its_output_and_exits_with_its_code(melon: Melon,
                                                                                   slurm_env: dict) -> None:
     r = _run(melon, slurm_env, "srun", "-J", "direct", "-t", "1", "-c", "1",
