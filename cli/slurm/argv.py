@@ -79,8 +79,9 @@ class SlurmCommand(Command):
         self._flags = {flag: opt for opt in self.options for flag in opt.flags}
         self.stray_message = strays
         self.grammar, self._acts = self._grammar(table)
+        accepted = ignored | HELP_NAMES | {"version"}
         self.refused = {name or "-" + short for name, _, short in table
-                        if self._acts.get(name or "-" + short) is None and name not in ignored | HELP_NAMES | {"version"}}
+                        if self._acts.get(name or "-" + short) is None and name not in accepted}
 
     def _grammar(self, table: tuple[SlurmOption, ...]) -> tuple[Grammar, dict[str, Opt | None]]:
         """Slurm's table as getopt_long sees it, Melon's extras after it; and which Opt each name is."""

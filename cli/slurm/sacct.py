@@ -5,7 +5,8 @@ step, which Melon's jobs do not have, so it lists nothing), `-X`, `-n`, `-p`/`-P
 with widths (`%-256` left-justified), `--name`, `-S`/`-E`, `-u`, `-a`, `--clusters`; and a bare
 `sacct -X` exits 0. A bad option or a stray word is refused as sacct refuses it (snakemake runs
 `sacct -nu U -o Account%256 | tail -1` without a shell: `-1` is an invalid option there, as in
-Slurm, and snakemake takes the failure for "no account"). States are spelled whole (`CANCELLED`, never `CANCELLED by 0`).
+Slurm, and snakemake takes the failure for "no account"). States are spelled whole (`CANCELLED`,
+never `CANCELLED by 0`).
 """
 from __future__ import annotations
 

@@ -84,7 +84,8 @@ def cancel(ids: tuple[str, ...], signal: str | None, me: bool, user: str | None,
                 c.call("POST", f"/jobs/{ref}/signal", {"signal": sig or "KILL", "to": to})
         except (Conflict, NotFound) as exc:  # ended or gone: said with -v, no failure for KILL (_cancel_job_id)
             if loud:
-                _error(f"Kill job error on job id {ref}: {ALREADY_DONE if isinstance(exc, Conflict) else INVALID_JOB_ID}")
+                why = ALREADY_DONE if isinstance(exc, Conflict) else INVALID_JOB_ID
+                _error(f"Kill job error on job id {ref}: {why}")
             failed = failed or not kill
         except MelonError as exc:
             _error(f"Kill job error on job id {ref}: {exc}")
@@ -154,7 +155,8 @@ COMMAND = SlurmCommand(PROG, cancel, [
     Opt("-n", "--name", "--jobname", dest="names", value=True, help="Jobs with these names."),
     Opt("-t", "--state", dest="states", value=True, help="Jobs in these states (PENDING, RUNNING)."),
     Opt("-p", "--partition", dest="partitions", value=True, help="Jobs in these partitions."),
-    Opt("-M", "--clusters", "--cluster", dest="clusters", value=True, help="Accepted; there is one cluster, this melond's."),
+    Opt("-M", "--clusters", "--cluster", dest="clusters", value=True,
+        help="Accepted; there is one cluster, this melond's."),
 ], args=[Arg("ids", "*", complete="jobs")], table=tables.SCANCEL,
     ignored=frozenset({"ctld", "cron", "hurry", "sibling"}))
 main = COMMAND.main

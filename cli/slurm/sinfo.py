@@ -19,7 +19,7 @@ from cli.args import Opt
 from cli.common import client
 from cli.slurm import tables
 from cli.slurm.argv import SlurmCommand
-from cli.units import MEGA, convert
+from cli.units import convert
 from melond.spec.timespec import format_duration, ranged_hostlist
 
 PROG = "sinfo"

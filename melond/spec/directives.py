@@ -28,7 +28,8 @@ from melond.spec.slurm_options import (
     unsupported,
 )
 
-__all__ = ["CLIENT_OPTIONS", "MELON_OPTIONS", "Directive", "DirectiveError", "Scan", "Setting", "options_from_scan", "scan_script"]
+__all__ = ["CLIENT_OPTIONS", "MELON_OPTIONS", "Directive", "DirectiveError", "Scan", "Setting", "options_from_scan",
+           "scan_script"]
 
 
 class DirectiveError(ParseError):

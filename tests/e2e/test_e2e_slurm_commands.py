@@ -57,8 +57,10 @@ def test_squeue_long_starts_with_the_date_and_spells_the_state(melon: Melon, slu
     user = melon.job(run)["user"]
     out = _run(melon, slurm_env, "squeue", "-l").stdout.splitlines()
     assert re.fullmatch(r"(Mon|Tue|Wed|Thu|Fri|Sat|Sun) [A-Z][a-z]{2} \d\d \d\d:\d\d:\d\d \d{4}", out[0]), out[0]
-    assert out[1] == "             JOBID PARTITION     NAME     USER    STATE       TIME TIME_LIMI  NODES NODELIST(REASON)"
-    assert re.fullmatch(rf" +{run}     local   runner {user[:8]:>8}  RUNNING +\d:\d\d 10-00:00:00      1 local", out[2]), out
+    assert out[1] == ("             JOBID PARTITION     NAME     USER    STATE       TIME TIME_LIMI  NODES "
+                      "NODELIST(REASON)")
+    assert re.fullmatch(rf" +{run}     local   runner {user[:8]:>8}  RUNNING +\d:\d\d 10-00:00:00      1 local",
+                        out[2]), out
     assert out[3] == f"{held:>18}     local     held {user[:8]:>8}  PENDING       0:00      5:00      1 (JobHeldUser)"
     assert _run(melon, slurm_env, "squeue", "--long", "-h").stdout.splitlines()[0].split()[0] == str(run)
     r = _run(melon, slurm_env, "squeue", "-l", "-o", "%i")
@@ -194,8 +196,9 @@ def test_sacct_long_and_units_as_slurms(melon: Melon, slurm_env: dict) -> None:
     melon.wait_state(jid, {"CD"})
     sacct = lambda *args: _run(melon, slurm_env, "sacct", "-j", str(jid), *args)  # noqa: E731
     out = sacct("-l").stdout.splitlines()
-    assert out[0].startswith("JobID        JobIDRaw        JobName  Partition  MaxVMSize  MaxVMSizeNode  MaxVMSizeTask "
-                             " AveVMSize     MaxRSS MaxRSSNode MaxRSSTask     AveRSS MaxPages MaxPagesNode   MaxPagesTask ")
+    assert out[0].startswith("JobID        JobIDRaw        JobName  Partition  MaxVMSize  MaxVMSizeNode  "
+                             "MaxVMSizeTask  AveVMSize     MaxRSS MaxRSSNode MaxRSSTask     AveRSS MaxPages "
+                             "MaxPagesNode   MaxPagesTask ")
     assert out[1].startswith("------------ ------------ ---------- ---------- ---------- -------------- ")
     rows = sacct("-l", "-P", "-n").stdout.splitlines()
     assert len(rows) == 1
