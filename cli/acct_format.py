@@ -7,13 +7,21 @@ the fields whole, separated by `|`.
 from __future__ import annotations
 
 import time
+from collections import namedtuple
 
 from cli.common import job_label
+from cli.units import MEGA, NONE, convert
 from melond.errors import ParseError
-from melond.spec.timespec import format_size_mib
 
 DEFAULT = "JobID,JobName,Partition,User,AllocCPUS,State,ExitCode"
 SHORT_STATE = {"PENDING": "PD", "RUNNING": "R"}
+MIB = 1024 * 1024
+
+
+class Size(namedtuple("Size", "num unit")):
+    """A size as sacct prints it through convert_num_unit: exact by default, in --units if asked."""
+
+    __slots__ = ()
 
 
 def _time(epoch: float | None) -> str:
@@ -72,19 +80,51 @@ FIELDS: dict[str, tuple[int, tuple[str, ...], object]] = {
     "NodeList": (15, ("node",), lambda j, now: j.get("node") or "None assigned"),
     "AllocCPUS": (10, ("cpus", "start_time"), lambda j, now: str(j["cpus"]) if j.get("start_time") else "0"),
     "ReqCPUS": (8, ("cpus",), lambda j, now: str(j["cpus"])),
-    "ReqMem": (10, ("memory",), lambda j, now: format_size_mib(j["memory"] // (1024 * 1024))),
+    "ReqMem": (10, ("memory",), lambda j, now: Size(j["memory"] // MIB, MEGA)),
     "TotalCPU": (10, ("cpu_time",), lambda j, now: _cpu(j.get("cpu_time"))),
     "CPUTime": (10, ("start_time", "end_time", "cpus"), lambda j, now: hms(_elapsed(j, now) * j["cpus"])),
-    "CPUTimeRaw": (10, ("start_time", "end_time", "cpus"), lambda j, now: str(int(_elapsed(j, now) * j["cpus"]))),
-    "MaxRSS": (10, ("max_rss",), lambda j, now: f"{j['max_rss'] // 1024}K" if j.get("max_rss") is not None else ""),
-    "Reason": (20, ("reason",), lambda j, now: j.get("reason") or "None"),
+    "CPUTimeRAW": (10, ("start_time", "end_time", "cpus"), lambda j, now: str(int(_elapsed(j, now) * j["cpus"]))),
+    "MaxRSS": (10, ("max_rss",), lambda j, now: Size(j["max_rss"], NONE) if j.get("max_rss") is not None else ""),
+    "Reason": (22, ("reason",), lambda j, now: j.get("reason") or "None"),
     "WorkDir": (20, ("chdir",), lambda j, now: j.get("chdir") or ""),
     "NNodes": (8, (), lambda j, now: "1"),
     "NCPUS": (10, ("cpus",), lambda j, now: str(j["cpus"])),
     "Account": (10, ("account",), lambda j, now: j.get("account") or ""),  # as asked: Melon has no accounts
-    "Comment": (10, ("comment",), lambda j, now: j.get("comment") or ""),
+    "Comment": (14, ("comment",), lambda j, now: j.get("comment") or ""),
+    # sacct -l's (sacct.h LONG_FIELDS): on a job's own line Slurm leaves its steps' statistics
+    # empty (print.c _get_tres_cnt is for steps), and so does Melon, but for MaxRSS above
+    "ReqTRES": (10, ("cpus", "memory"), lambda j, now: _tres(j)),
+    "AllocTRES": (10, ("cpus", "memory", "start_time"), lambda j, now: _tres(j) if j.get("start_time") else ""),
+    "ConsumedEnergy": (14, (), lambda j, now: "0"),  # no energy TRES: INFINITE64 -> 0
+    **{name: (13, (), lambda j, now: "Unknown")  # cpu_freq_to_string(NO_VAL): the frequency is a step's
+       for name in ("ReqCPUFreqMin", "ReqCPUFreqMax", "ReqCPUFreqGov")},
+    **{name: (width, (), lambda j, now: "") for name, width in (
+        ("MaxVMSize", 10), ("MaxVMSizeNode", 14), ("MaxVMSizeTask", 14), ("AveVMSize", 10), ("MaxRSSNode", 10),
+        ("MaxRSSTask", 10), ("AveRSS", 10), ("MaxPages", 8), ("MaxPagesNode", 12), ("MaxPagesTask", 14),
+        ("AvePages", 10), ("MinCPU", 10), ("MinCPUNode", 10), ("MinCPUTask", 10), ("AveCPU", 10), ("NTasks", 8),
+        ("AveCPUFreq", 10), ("MaxDiskRead", 12), ("MaxDiskReadNode", 15), ("MaxDiskReadTask", 15),
+        ("AveDiskRead", 14), ("MaxDiskWrite", 12), ("MaxDiskWriteNode", 16), ("MaxDiskWriteTask", 16),
+        ("AveDiskWrite", 14), ("TRESUsageInAve", 14), ("TRESUsageInMax", 14), ("TRESUsageInMaxNode", 18),
+        ("TRESUsageInMaxTask", 18), ("TRESUsageInMin", 14), ("TRESUsageInMinNode", 18), ("TRESUsageInMinTask", 18),
+        ("TRESUsageInTot", 14), ("TRESUsageOutMax", 15), ("TRESUsageOutMaxNode", 19), ("TRESUsageOutMaxTask", 19),
+        ("TRESUsageOutAve", 15), ("TRESUsageOutTot", 15))},
 }
+#: sacct -l (sacct.h LONG_FIELDS in Slurm 23.11, its abbreviations spelled out).
+LONG = ("JobID,JobIDRaw,JobName,Partition,MaxVMSize,MaxVMSizeNode,MaxVMSizeTask,AveVMSize,MaxRSS,MaxRSSNode,"
+        "MaxRSSTask,AveRSS,MaxPages,MaxPagesNode,MaxPagesTask,AvePages,MinCPU,MinCPUNode,MinCPUTask,AveCPU,NTasks,"
+        "AllocCPUS,Elapsed,State,ExitCode,AveCPUFreq,ReqCPUFreqMin,ReqCPUFreqMax,ReqCPUFreqGov,ReqMem,"
+        "ConsumedEnergy,MaxDiskRead,MaxDiskReadNode,MaxDiskReadTask,AveDiskRead,MaxDiskWrite,MaxDiskWriteNode,"
+        "MaxDiskWriteTask,AveDiskWrite,ReqTRES,AllocTRES,TRESUsageInAve,TRESUsageInMax,TRESUsageInMaxNode,"
+        "TRESUsageInMaxTask,TRESUsageInMin,TRESUsageInMinNode,TRESUsageInMinTask,TRESUsageInTot,TRESUsageOutMax,"
+        "TRESUsageOutMaxNode,TRESUsageOutMaxTask,TRESUsageOutAve,TRESUsageOutTot")
 _ALIASES = {"jobidraw": "JobIDRaw", "nodes": "NodeList"}
+#: Left-justified (a negative width in sacct.c's fields[]).
+_LEFT = frozenset({"JobID", "JobIDRaw"})
+
+
+def _tres(j: dict) -> tuple:
+    """A job's TRES as sacct prints them (billing, cpu, mem, node; its memory a Size)."""
+    return ("billing=", str(j["cpus"]), ",cpu=", str(j["cpus"]), ",mem=", Size(j["memory"] // MIB, MEGA), ",node=1")
 _BY_LOWER = {name.lower(): name for name in FIELDS} | _ALIASES
 FORMS = "comma-separated sacct field names, each with an optional %WIDTH (JobName%30); fields: " + ", ".join(FIELDS)
 
@@ -94,7 +134,7 @@ class Column:
 
     def __init__(self, name: str, width: int, left: bool | None = None) -> None:
         self.name, self.width = name, width
-        self.left = name == "JobID" if left is None else left  # `%-20` left-justifies, as in sacct
+        self.left = name in _LEFT if left is None else left  # `%-20` left-justifies, as in sacct
 
     def fit(self, text: str) -> str:
         if len(text) > self.width:
@@ -124,10 +164,16 @@ def columns_needed(columns: list[Column]) -> list[str]:
                                *(col for c in columns for col in FIELDS[c.name][1])]))
 
 
-def render(columns: list[Column], jobs: list[dict], now: float, *, header: bool, parsable: str | None) -> str:
+def render(columns: list[Column], jobs: list[dict], now: float, *, header: bool, parsable: str | None,
+           units: int | None = None, noconvert: bool = False) -> str:
     """The table sacct prints: a header, a line of dashes, one line per job; or, with `parsable`
-    ("|" ends every line, as -p; "" does not, as -P), the fields whole, joined by `|`."""
-    cells = [[FIELDS[c.name][2](j, now) for c in columns] for j in jobs]
+    ("|" ends every line, as -p; "" does not, as -P), the fields whole, joined by `|`. Sizes are
+    in `units` (--units) or kept in their own (--noconvert) if asked."""
+    def text(value: object) -> str:
+        if isinstance(value, Size):
+            return convert(value.num, value.unit, units, noconvert=noconvert)
+        return "".join(map(text, value)) if isinstance(value, tuple) else value
+    cells = [[text(FIELDS[c.name][2](j, now)) for c in columns] for j in jobs]
     if parsable is not None:
         lines = ["|".join(c.name for c in columns) + parsable] if header else []
         return "\n".join(lines + ["|".join(row) + parsable for row in cells])

@@ -16,7 +16,7 @@ from melond.errors import MelonError, Unreachable, from_wire
 from melond.files import check_private
 
 START_HINT = ("Start it with `melond` (as root for a shared service, or as yourself for a private one; "
-              "`make demo` shows one), or point -a/--api-endpoint or MELON_API at a running melond.")
+              "`make demo` shows one), or point --api-endpoint or MELON_API at a running melond.")
 _UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 MAX_REPLY = 256 * 1024 * 1024  # a listing of a million jobs is well under this
 

@@ -25,7 +25,7 @@ def _fold_key(job: dict) -> tuple | None:
 def account(start: str | None, end: str | None, users: str | None, me: bool, all_users: bool,
             ids: tuple[str, ...], states: str | None, partitions: str | None, fmt: str | None, parsable: bool,
             parsable2: bool, noheader: bool, allocations: bool, as_json: bool, endpoint: str | None,
-            names: str | None = None) -> None:
+            names: str | None = None, units: int | None = None, noconvert: bool = False) -> None:
     """Jobs that were pending or running between -S and -E (default: since midnight; with -j,
     all time), with their state, exit code, times and what they used. Your own jobs unless -a,
     -u or you are root, as sacct.
@@ -59,7 +59,8 @@ def account(start: str | None, end: str | None, users: str | None, me: bool, all
     separator = "|" if parsable else "" if parsable2 else None
     jobs = [{**j, "label": label} if label else j for j, label in fold_pending(
         jobs, _fold_key, lambda j: j["array_task_id"], lambda j: j["array_job_id"], lambda j: j.get("array_throttle"))]
-    text = acct_format.render(columns, jobs, now, header=not noheader, parsable=separator)
+    text = acct_format.render(columns, jobs, now, header=not noheader, parsable=separator, units=units,
+                              noconvert=noconvert)
     if text:
         echo(text)
 

@@ -50,7 +50,7 @@ def submit(script: str | None, args: tuple[str, ...], parsable: bool, wait: bool
 
         mbatch -t 10:00 -c 2 --mem 4G job.sh input.dat
     """
-    from melond.spec.request import build_request, current_umask, dry_run_view
+    from melond.spec.request import build_request, client_options, current_umask, dry_run_view
 
     cli = {k[4:].replace("_", "-"): v for k, v in opts.items() if v not in (None, False)}
     script_text = None
@@ -65,6 +65,8 @@ def submit(script: str | None, args: tuple[str, ...], parsable: bool, wait: bool
         script_text=script_text, script_path=os.path.abspath(script) if script else None, script_args=list(args),
         cli=cli, environ=os.environ, cwd=os.getcwd(), submit_host=os.uname().nodename, user=user, now=time.time(),
         umask=current_umask())
+    script_flags = client_options(script_text)  # `#SBATCH --parsable`, `--wait`: honoured as sbatch does
+    parsable, wait = parsable or "parsable" in script_flags, wait or "wait" in script_flags
     if dry_run:
         view = dry_run_view(request, warnings)
         if as_json:

@@ -109,16 +109,22 @@ FORMS = ("write fields as %[.][width]CODE, e.g. \"%.18i %.9P %.8j %T\" (the '.' 
          + " ".join(f"%{c} ({h})" for c, (h, _, _) in CODES.items()) + "; %% is a literal %")
 
 
+#: Times squeue prints whole when right-justified (print.c _print_secs with cut_output false):
+#: `%.9l` shows a limit of 10-00:00:00 in full.
+WHOLE = frozenset({"M", "l", "L"})
+
+
 class Field:
     __slots__ = ("code", "width", "right")
 
     def __init__(self, code: str, width: int | None, right: bool) -> None:
         self.code, self.width, self.right = code, width, right
 
-    def fit(self, text: str) -> str:
+    def fit(self, text: str, title: bool = False) -> str:
         if self.width is None:
             return text
-        text = text[:self.width]
+        if not (self.right and self.code in WHOLE and not title):
+            text = text[:self.width]
         return text.rjust(self.width) if self.right else text.ljust(self.width)
 
 
@@ -186,7 +192,7 @@ def parse_long_format(text: str) -> list[Field | str]:
         width = int(spec[:digits]) if digits else 20
         if width > 1000:
             raise ParseError(f"field width {width} in {text!r} is too wide (at most 1000)")
-        out.append(Field(code, width, right))
+        out.append(Field(code, width or None, right))  # `:0`, as squeue's long layouts end: the text whole
         if spec[digits:]:
             out.append(spec[digits:])
     return out
@@ -197,7 +203,8 @@ def fields_needed(spec: list[Field | str]) -> list[str]:
 
 
 def header(spec: list[Field | str], codes: dict = CODES) -> str:
-    return "".join(item.fit(codes[item.code][0]) if isinstance(item, Field) else item for item in spec).rstrip()
+    return "".join(item.fit(codes[item.code][0], title=True) if isinstance(item, Field) else item
+                   for item in spec).rstrip()
 
 
 def render(spec: list[Field | str], job: dict, now: float, codes: dict = CODES) -> str:

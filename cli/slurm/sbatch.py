@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _submit(found: list[tuple[str, str | None]], rest: list[str]) -> None:
-    from melond.spec.request import build_request, current_umask
+    from melond.spec.request import build_request, client_options, current_umask
 
     cli: dict[str, str | bool] = {}
     notes: list[str] = []
@@ -67,6 +67,7 @@ def _submit(found: list[tuple[str, str | None]], rest: list[str]) -> None:
         script_text=script_text, script_path=script_path, script_args=args, cli=cli, environ=os.environ,
         cwd=os.getcwd(), submit_host=os.uname().nodename, user="", now=time.time(), sbatch=True,
         umask=current_umask())
+    flags |= client_options(script_text)  # `#SBATCH --parsable` and `--wait` count, as in sbatch
     quiet = "quiet" in flags
     if not quiet:
         for note in [*notes, *warnings]:

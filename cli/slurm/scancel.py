@@ -1,60 +1,162 @@
-"""`scancel`, as Slurm's: silent on success, exit 0 for jobs that already ended or are gone.
+"""`scancel`, as Slurm's (src/scancel/scancel.c and opt.c, 23.11): silent on success, exit 0
+for jobs that already ended or are gone when cancelling.
 
-Ids (`12`, `12_3`, `12_[1-3]`), `-s/--signal` (names with or without SIG, before or after the
-ids), `--me`, `-u`, `-n`, `-t`, `-p`; `--clusters` is accepted and means this melond. Only a
-real refusal (another user's job, a bad id or signal) exits non-zero, with Slurm's wording.
+Ids (`12`, `12_3`, `12_[1-3]`), `-s/--signal` (sig_name2num's names, with or without SIG, or a
+number; before or after the ids), `-b/--batch`, `-f/--full`, `-Q/--quiet`, `-v/--verbose`,
+`--me`, `-u`, `-n`, `-t`, `-p`; `--clusters` is accepted and means this melond.
+
+Where a signal goes is Slurm's: to the job's steps (what srun started), not its batch shell;
+with -b only to the batch shell; with -f to everything, the batch shell and its children
+included; KILL (and a plain cancel) ends the whole job. As scancel.c does, ids alone take the
+quick way (each id as typed); a signal, -b or a filter first loads the active jobs, and an id
+none of them is gets "Invalid job id specified" (not with -Q) and exit 1.
 """
 from __future__ import annotations
 
 import sys
 
-from cli.args import Arg, Command, Opt
-from cli.common import client, current_user, job_ids, pick_jobs
+from cli.args import Arg, Opt
+from cli.common import client, current_user, job_ids, job_label, ref_names
+from cli.slurm import tables
+from cli.slurm.argv import SlurmCommand
 from melond.errors import Conflict, MelonError, NotFound
 
 PROG = "scancel"
+#: sig_name2num's names (signals_mapping[] in src/common/proc_args.c): scancel knows these only.
+SIGNALS = ("HUP", "INT", "QUIT", "ABRT", "KILL", "ALRM", "TERM", "CHLD", "USR1", "USR2", "PIPE", "URG", "CONT",
+           "STOP", "TSTP", "TTIN", "TTOU", "XCPU")
+#: slurm_strerror's words (src/common/slurm_errno.c) for what scancel reports.
+INVALID_JOB_ID = "Invalid job id specified"
+ALREADY_DONE = "Job/step already completing or completed"
+NOT_NOW = "Job can not be altered now, try again later"
+LISTED = "id,name,user,state,partition,array_job_id,array_task_id"
+
+
+def parse_signal(text: str) -> tuple[str | int, int]:
+    """(what melond is sent, the number `-v` prints) as sig_name2num reads TEXT: a number, or a
+    name of its table in any case with or without SIG; else scancel's "Unknown job signal"."""
+    import _signal as signal  # the numbers without `signal`'s enums, which cost a command ~3 ms
+    word = text.strip()
+    if word[:1] in "+-" and word[1:].isdigit() or word.isdigit():
+        number = int(word)
+        if 1 <= number <= 64:
+            return number, number
+    else:
+        name = word[3:] if word[:3].upper() == "SIG" else word
+        if name.upper() in SIGNALS:
+            return name.upper(), int(getattr(signal, "SIG" + name.upper()))
+    sys.stderr.write(f"Unknown job signal: {text}\n")
+    sys.exit(1)
 
 
 def cancel(ids: tuple[str, ...], signal: str | None, me: bool, user: str | None, names: str | None,
-           states: str | None, partitions: str | None, clusters: str | None, endpoint: str | None) -> None:
+           states: str | None, partitions: str | None, clusters: str | None, quiet: bool, verbose: bool,
+           batch: bool, full: bool, endpoint: str | None) -> None:
     """Signal or cancel jobs."""
-    sig = None
-    if signal is not None:
-        from melond.spec.timespec import signal_name
-        sig = signal_name(signal)
-    user = current_user() if me else user
-    filtered = any(v is not None for v in (user, names, states, partitions))
+    import os
+    sig, number = parse_signal(signal) if signal is not None else (None, 9)
+    user = str(os.getuid()) if me else user  # --me is the caller's uid (opt.c)
+    filters = {"job_name": names, "partition": partitions, "state": states, "user_name": user}
+    filtered = any(v is not None for v in filters.values())
     if not ids and not filtered:
-        sys.stderr.write("scancel: error: No job identification provided\n")
+        _error("No job identification provided")
         sys.exit(1)
+    loud, quiet = verbose and not quiet, quiet and not verbose
+    kill = number == 9
+    to = "batch" if batch else "all" if full or kill else "steps"
+    kind = "full " if full else "batch " if batch else ""
     c = client(endpoint)
-    targets = job_ids(ids) if ids else []
-    if filtered:
-        targets = pick_jobs(c, targets, user, states, names, partitions)
-    failed = False
-    for ref in targets:
+    if sig is None and not batch and not filtered:  # has_default_opt: each id as typed (_signal_job_by_str)
+        targets, failed = [(ref, None) for ref in job_ids(ids)], False
+    else:
+        targets, failed = _active(c, ids, filters, me, quiet, loud)
+    for ref, state in targets:
+        if loud:
+            _say(f"Terminating {kind}job {ref}" if sig is None else f"Signal {number} to {kind}job {ref}")
+        if state == "PD" and not kill:
+            _error(f"Kill job error on job id {ref}: {NOT_NOW}")  # a pending job takes no other signal
+            failed = True
+            continue
         try:
-            if sig is None:
+            if (sig is None and not batch) or state == "PD":
                 c.call("POST", f"/jobs/{ref}/cancel")
             else:
-                c.call("POST", f"/jobs/{ref}/signal", {"signal": sig})
-        except (Conflict, NotFound) as exc:
-            if sig is not None:  # Slurm ignores a finished or unknown job only for a plain cancel
-                sys.stderr.write(f"scancel: error: Kill job error on job id {ref}: {exc}\n")
-                failed = True
+                c.call("POST", f"/jobs/{ref}/signal", {"signal": sig or "KILL", "to": to})
+        except (Conflict, NotFound) as exc:  # ended or gone: said with -v, no failure for KILL (_cancel_job_id)
+            if loud:
+                why = ALREADY_DONE if isinstance(exc, Conflict) else INVALID_JOB_ID
+                _error(f"Kill job error on job id {ref}: {why}")
+            failed = failed or not kill
         except MelonError as exc:
-            sys.stderr.write(f"scancel: error: Kill job error on job id {ref}: {exc}\n")
+            _error(f"Kill job error on job id {ref}: {exc}")
             failed = True
     sys.exit(1 if failed else 0)
 
 
-COMMAND = Command(PROG, cancel, [
-    Opt("-s", "--signal", dest="signal", value=True, metavar="SIGNAL", help="Send this signal instead of cancelling."),
+def _active(c, ids: tuple[str, ...], filters: dict, me: bool, quiet: bool, loud: bool
+            ) -> tuple[list[tuple[str, str]], bool]:
+    """The pending and running jobs the ids and filters name, as (label, state), and whether an id
+    named none of them (_verify_job_ids and _filter_job_records in scancel.c)."""
+    from melond.spec.jobids import parse_job_refs
+    jobs = c.call("GET", "/jobs", query={"state": "PD,R", "fields": LISTED})["jobs"]
+    refs = parse_job_refs(ids) if ids else []
+    failed = False
+    for ref in refs:
+        if not any(ref_names(ref, j) for j in jobs):
+            if not quiet:
+                _error(f"Kill job error on job id {ref}: {INVALID_JOB_ID}")
+            failed = True
+    jobs = [j for j in jobs if not refs or any(ref_names(r, j) for r in refs)]
+    wanted = _wanted_states(filters["state"])
+    user = filters["user_name"]
+    for key, value in (("name", filters["job_name"]), ("partition", filters["partition"])):
+        if value:
+            jobs = [j for j in jobs if j[key] in set(value.split(","))]
+    if user:
+        mine = current_user() if me else user
+        jobs = [j for j in jobs if j["user"] == mine]
+    jobs = [j for j in jobs if wanted is None or j["state"] in wanted]
+    if not jobs and loud and any(v is not None for v in filters.values()):
+        shown = "".join(f"{k}={_state_name(v) if k == 'state' else v} " for k, v in filters.items() if v is not None)
+        _error(f"No active jobs match ALL job filters, including: {shown}")
+    return [(job_label(j), j["state"]) for j in jobs], failed
+
+
+def _wanted_states(states: str | None) -> set[str] | None:
+    if states is None:
+        return None
+    from melond.spec.states import SHORT, parse_states
+    return {SHORT[s] for s in parse_states(states)}
+
+
+def _state_name(states: str) -> str:
+    from melond.spec.states import parse_states
+    return ",".join(sorted(s.value for s in parse_states(states)))
+
+
+def _say(message: str) -> None:
+    sys.stderr.write(f"{PROG}: {message}\n")  # verbose(): the program's name, no level (src/common/log.c)
+
+
+def _error(message: str) -> None:
+    sys.stdout.flush()
+    sys.stderr.write(f"{PROG}: error: {message}\n")
+
+
+COMMAND = SlurmCommand(PROG, cancel, [
+    Opt("-s", "--signal", dest="signal", value=True, metavar="SIGNAL",
+        help="Send this signal (USR1, SIGUSR1, 10) to the job's steps instead of cancelling it."),
+    Opt("-b", "--batch", dest="batch", help="Signal the batch shell only (KILL unless -s)."),
+    Opt("-f", "--full", dest="full", help="Signal the batch shell, its children and the steps."),
+    Opt("-Q", "--quiet", dest="quiet", help="Say nothing of ids that name no active job."),
+    Opt("-v", "--verbose", dest="verbose", help="Say what is sent to each job, and why a job was passed over."),
     Opt("--me", dest="me", help="My jobs."),
     Opt("-u", "--user", dest="user", value=True, help="This user's jobs."),
     Opt("-n", "--name", "--jobname", dest="names", value=True, help="Jobs with these names."),
-    Opt("-t", "--state", dest="states", value=True, help="Jobs in these states (PD, R)."),
+    Opt("-t", "--state", dest="states", value=True, help="Jobs in these states (PENDING, RUNNING)."),
     Opt("-p", "--partition", dest="partitions", value=True, help="Jobs in these partitions."),
-    Opt("-M", "--clusters", dest="clusters", value=True, help="Accepted; there is one cluster, this melond's."),
-], args=[Arg("ids", "*", complete="jobs")])
+    Opt("-M", "--clusters", "--cluster", dest="clusters", value=True,
+        help="Accepted; there is one cluster, this melond's."),
+], args=[Arg("ids", "*", complete="jobs")], table=tables.SCANCEL,
+    ignored=frozenset({"ctld", "cron", "hurry", "sibling"}))
 main = COMMAND.main

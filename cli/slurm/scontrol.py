@@ -14,7 +14,10 @@ import time
 
 from cli import jobchannel
 from cli.common import client, job_ids
+from cli.slurm import tables
+from cli.slurm.argv import SLURM_VERSION, VERSION, bad_option
 from melond.errors import MelonError
+from melond.spec.slurm_options import GetoptError, getopt_long, make_grammar
 
 PROG = "scontrol"
 ACTIONS = {"hold": "hold", "uhold": "hold", "release": "release", "requeue": "requeue"}
@@ -23,20 +26,29 @@ USAGE = ("usage: scontrol [-o] update JobId=ID[,ID] TimeLimit=[+]TIME | hold ID.
          "show hostnames LIST")
 
 
+#: scontrol's option table (cli.slurm.tables), read by permuting getopt_long; -o is Melon's to act
+#: on, REFUSED what it cannot do, and the rest change nothing here.
+GRAMMAR = make_grammar(tables.SCONTROL, strict=True, same=tables.SAME)
+REFUSED = frozenset({"uid", "autocomplete", "json", "yaml"})
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        found, argv = getopt_long(argv, GRAMMAR, permute=True)
+    except GetoptError as exc:
+        bad_option(PROG, str(exc))
     one_line = False
-    while argv and argv[0].startswith("-"):
-        flag = argv.pop(0)
-        if flag in ("-o", "--oneliner"):
-            one_line = True
-        elif flag in ("-h", "--help", "--usage"):
+    for name, _ in found:
+        if name in ("help", "usage"):
             print(USAGE)
             return
-        elif flag in ("-Q", "--quiet", "-d", "--details") or flag.startswith(("-M", "--clusters")):
-            continue
-        else:
-            _fail(f"invalid option '{flag}'; {USAGE}", code=2)
+        if name == "version":
+            print(VERSION)
+            return
+        if name in REFUSED:
+            _fail(f"--{name} is not supported by Melon")
+        one_line = one_line or name == "oneliner"
     if not argv:
         _fail(f"no command given; {USAGE}", code=2)
     command, args = argv[0].lower(), argv[1:]
@@ -165,7 +177,7 @@ def _show_config() -> None:
         ("ReturnToService", str(conf["return_to_service"])), ("SchedulerType", "sched/melon"),
         ("SelectType", "select/cons_tres"), ("SelectTypeParameters", "CR_CPU_MEMORY"),
         ("SlurmctldHost[0]", os.uname().nodename), ("SlurmdTimeout", f"{conf['node_timeout']:g} sec"),
-        ("SLURM_VERSION", "23.11.0"), ("SlurmUser", "root(0)"),
+        ("SLURM_VERSION", SLURM_VERSION), ("SlurmUser", "root(0)"),
     ]
     print(f"Configuration data as of {_time(time.time())}")
     for key, value in settings:

@@ -1,5 +1,5 @@
-"""`squeue`, as Slurm prints it: the default layout, -o/--format, -O/--Format, -h, -t, -j, -u, --me,
--p, -n, -r, --only-job-state.
+"""`squeue`, as Slurm prints it: the default layout, -l/--long, -o/--format, -O/--Format, -h, -t, -j,
+-u, --me, -p, -n, -r, --only-job-state.
 
 Tools parse what it prints (see SLURM-CLIENTS.md): fields without a width are not padded, the
 header is the fields' titles with the format's literal text, an array's pending tasks share one
@@ -14,25 +14,27 @@ import sys
 import time
 
 from cli import queue_format
-from cli.args import Command, Opt
+from cli.args import Opt
 from cli.common import client, current_user, echo, job_label, ref_names
 from cli.mqueue import LABEL_FIELDS, fold_pending_tasks
+from cli.slurm import tables
+from cli.slurm.argv import SlurmCommand
 from melond.spec.jobids import parse_job_refs
 
 PROG = "squeue"
 DEFAULT_FORMAT = "%.18i %.9P %.8j %.8u %.2t %.10M %.6D %R"  # Slurm's own default
+#: -l/--long (squeue.c _print_job): the state spelled out and the time limit added.
+LONG_FORMAT = ("jobarrayid:.18 ,partition:.9 ,name:.8 ,username:.8 ,state:.8 ,timeused:.10 ,timelimit:.9 ,"
+               "numnodes:.6 ,reasonlist:0")
 MIN_JOB_AGE = 300  # seconds a finished job stays in squeue's view, as Slurm's default MinJobAge
 INVALID_ID = "slurm_load_jobs error: Invalid job id specified"
 
 
-def show(noheader: bool, fmt: str | None, long_fmt: str | None, states: str | None, ids: tuple[str, ...],
-         users: str | None, me: bool, partitions: str | None, names: str | None, array: bool, only_state: bool,
-         endpoint: str | None) -> None:
+def show(noheader: bool, fmt: str | None, long_fmt: str | None, long_view: bool, states: str | None,
+         ids: tuple[str, ...], users: str | None, me: bool, partitions: str | None, names: str | None, array: bool,
+         only_state: bool, endpoint: str | None) -> None:
     """View information about jobs located in the Melon scheduling queue."""
-    if long_fmt or (not fmt and os.environ.get("SQUEUE_FORMAT2")):
-        spec = queue_format.parse_long_format(long_fmt or os.environ["SQUEUE_FORMAT2"])
-    else:
-        spec = queue_format.parse_format(fmt or os.environ.get("SQUEUE_FORMAT") or DEFAULT_FORMAT)
+    spec = _layout(fmt, long_fmt, long_view)
     refs = parse_job_refs([i for part in ids for i in part.split()]) if ids else None
     everything = states is not None and states.strip().lower() == "all"
     now = time.time()
@@ -62,22 +64,44 @@ def show(noheader: bool, fmt: str | None, long_fmt: str | None, states: str | No
             jobs = [j for j in jobs if j[key] in set(value.split(","))]
     labelled = [(job_label(j), j) for j in jobs] if array else fold_pending_tasks(jobs)
     lines = [] if noheader else [queue_format.header(spec)]
+    if long_view and not noheader:  # squeue.c main: print_date() before a long listing
+        lines.insert(0, time.strftime("%a %b %d %H:%M:%S %Y", time.localtime(now)))
     lines += [queue_format.render(spec, {**j, "label": label}, now) for label, j in labelled]
     if lines:
         echo("\n".join(lines))
 
 
-COMMAND = Command(PROG, show, [
+def _layout(fmt: str | None, long_fmt: str | None, long_view: bool) -> list:
+    """opts.c's order: -o, then -O, then -l; with none of them SQUEUE_FORMAT, then SQUEUE_FORMAT2."""
+    if long_view and fmt:
+        sys.stderr.write(f"{PROG}: fatal: Options -o(--format) and -l(--long) are mutually exclusive. "
+                         f"Please remove one and retry.\n")
+        sys.exit(1)
+    if fmt or long_fmt or long_view:
+        return queue_format.parse_format(fmt) if fmt else queue_format.parse_long_format(long_fmt or LONG_FORMAT)
+    if os.environ.get("SQUEUE_FORMAT"):
+        return queue_format.parse_format(os.environ["SQUEUE_FORMAT"])
+    if os.environ.get("SQUEUE_FORMAT2"):
+        return queue_format.parse_long_format(os.environ["SQUEUE_FORMAT2"])
+    return queue_format.parse_format(DEFAULT_FORMAT)
+
+
+COMMAND = SlurmCommand(PROG, show, [
     Opt("-h", "--noheader", dest="noheader", help="No header."),
     Opt("-o", "--format", dest="fmt", value=True, help="Fields: %[.][width]CODE, e.g. \"%i %t\"."),
-    Opt("-t", "--states", "--state", dest="states", value=True, help="States: PD,R,CD,... or all."),
-    Opt("-j", "--jobs", "--job", dest="ids", multiple=True, complete="jobs", help="Job ids (comma-separated)."),
-    Opt("-u", "--user", dest="users", value=True, help="Users (comma-separated)."),
+    Opt("-t", "--states", dest="states", value=True, help="States: PD,R,CD,... or all."),
+    Opt("-j", "--jobs", dest="ids", multiple=True, complete="jobs",
+        help="Job ids (comma-separated); `-j ID` as well as `-jID` and `--jobs=ID`."),
+    Opt("-u", "--user", "--users", dest="users", value=True, help="Users (comma-separated)."),
     Opt("--me", dest="me", help="My jobs."),
-    Opt("-p", "--partition", dest="partitions", value=True, help="Partitions (comma-separated)."),
+    Opt("-p", "--partitions", dest="partitions", value=True, help="Partitions (comma-separated)."),
     Opt("-n", "--name", dest="names", value=True, help="Job names (comma-separated)."),
     Opt("-r", "--array", dest="array", help="One line per array task."),
     Opt("-O", "--Format", dest="long_fmt", value=True, help="Fields by name: jobid:10,state:.12,name (20 wide)."),
+    Opt("-l", "--long", dest="long_view", help="The state spelled out, the time limit, and the date first."),
     Opt("--only-job-state", dest="only_state", help="Accepted (Slurm's fast path): every listing here is fast."),
-], help_flags=("--help",))
+], table=tables.SQUEUE,
+    ignored=frozenset({"all", "federation", "hide", "local", "noconvert", "sib", "sibling", "verbose", "cluster",
+                       "clusters", "priority"}),
+    strays=lambda words: [f"Unrecognized option: {words[0]}"])  # src/squeue/opts.c, after getopt_long
 main = COMMAND.main

@@ -64,6 +64,14 @@ def _count(text: str, what: str) -> int:
     return int(text)
 
 
+def _ntasks(opts: dict[str, str]) -> str:
+    """-n, else the job's (or the step's) task count: srun reads SLURM_NTASKS, and before it
+    SLURM_NPROCS, as its -n (env_vars[] in src/srun/opt.c); one task outside any."""
+    if opts.get("ntasks"):
+        return opts["ntasks"]
+    return os.environ.get("SLURM_NTASKS") or os.environ.get("SLURM_NPROCS") or "1"
+
+
 def _check_shape(opts: dict[str, str]) -> None:
     """What one node can hold: a job of Melon's is one node, and its tasks share it."""
     nodes = opts.get("nodes")
@@ -71,7 +79,7 @@ def _check_shape(opts: dict[str, str]) -> None:
         low = nodes.split("-")[0]
         if _count(low, "nodes") > 1:
             raise MelonError(f"Only allocated 1 nodes asked for {low}: a Melon job runs on one node")
-    _count(opts.get("ntasks") or "1", "ntasks")
+    _count(_ntasks(opts), "ntasks")
     here = os.environ.get("SLURMD_NODENAME")
     if here and "MELON_JOB_ID" in os.environ:
         from melond.spec.timespec import expand_hostlist
@@ -97,7 +105,7 @@ def expand(pattern: str, env: dict[str, str], task: int, step: str = "0") -> str
 def run_tasks(opts: dict[str, str], command: list[str]) -> int:
     """The step: one process per task, each told who it is; the highest exit code wins."""
     import subprocess
-    ntasks = _count(opts.get("ntasks") or "1", "ntasks")
+    ntasks = _count(_ntasks(opts), "ntasks")
     base = dict(os.environ)
     node = base.get("SLURMD_NODENAME", os.uname().nodename)
     base.update({

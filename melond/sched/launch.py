@@ -68,12 +68,13 @@ def job_environment(job: Job, node: str, home: str | None = None) -> dict[str, s
     for key, value in pairs.items():
         env[f"MELON_{key}"] = value
         env[f"SLURM_{key}"] = value
+    tasks = str(job_tasks(job))
     env.update({
         "SLURM_JOBID": str(job.id), "SLURMD_NODENAME": node, "SLURM_JOB_NODELIST": node,
-        "SLURM_NNODES": "1", "SLURM_JOB_NUM_NODES": "1", "SLURM_NTASKS": "1", "SLURM_NPROCS": "1",
+        "SLURM_NNODES": "1", "SLURM_JOB_NUM_NODES": "1", "SLURM_NTASKS": tasks, "SLURM_NPROCS": tasks,
         "SLURM_CPUS_ON_NODE": str(job.cpus), "SLURM_JOB_CPUS_PER_NODE": str(job.cpus),
-        "SLURM_CLUSTER_NAME": "melon", "SLURM_NODELIST": node, "SLURM_TASKS_PER_NODE": "1",
-        "SLURM_NTASKS_PER_NODE": "1", "SLURM_PROCID": "0", "SLURM_LOCALID": "0", "SLURM_NODEID": "0",
+        "SLURM_CLUSTER_NAME": "melon", "SLURM_NODELIST": node, "SLURM_TASKS_PER_NODE": tasks,
+        "SLURM_NTASKS_PER_NODE": tasks, "SLURM_PROCID": "0", "SLURM_LOCALID": "0", "SLURM_NODEID": "0",
         "SLURM_JOB_QOS": job.slurm_options.get("qos") or "normal",
     })
     env["SLURM_UMASK"] = env["MELON_UMASK"] = f"{job_umask(job):04o}"
@@ -82,6 +83,16 @@ def job_environment(job: Job, node: str, home: str | None = None) -> dict[str, s
     if _append(job):
         env["SLURM_OPEN_MODE"] = "a"
     return env
+
+
+def job_tasks(job: Job) -> int:
+    """The job's task count, which srun runs without -n (SLURM_NTASKS): sbatch's -n, else its
+    --ntasks-per-node times its one node (env_array_for_batch_job in src/common/env.c); 1 else."""
+    for key in ("ntasks", "ntasks-per-node", "tasks-per-node"):
+        text = (job.slurm_options.get(key) or "").strip()
+        if text.isascii() and text.isdigit() and 0 < int(text) <= 65535:
+            return int(text)
+    return 1
 
 
 def job_umask(job: Job) -> int:

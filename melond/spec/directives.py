@@ -28,16 +28,23 @@ from melond.spec.slurm_options import (
     unsupported,
 )
 
-__all__ = ["MELON_OPTIONS", "Directive", "DirectiveError", "Scan", "Setting", "options_from_scan", "scan_script"]
+__all__ = ["CLIENT_OPTIONS", "MELON_OPTIONS", "Directive", "DirectiveError", "Scan", "Setting", "options_from_scan",
+           "scan_script"]
 
 
 class DirectiveError(ParseError):
     """An option, directive or script Melon must refuse; the message says where and what to do."""
 
 
-# They change how mbatch behaves, not the job, so a script cannot set them (sbatch ignores
-# --wrap in a script too).
-_COMMAND_LINE_ONLY = frozenset({"wrap", "parsable", "wait"})
+# sbatch reads a script's directives with every option it knows, those that change how sbatch
+# itself behaves (--parsable, --wait) included; only the options of its early pass are ignored
+# there (slurm_process_option in src/common/slurm_opt.c skips `sbatch_early_pass` entries in the
+# second pass): --wrap here, and --quiet, --verbose, --help, --usage, --version, which Melon
+# records silently (QUIET_OPTIONS).
+_COMMAND_LINE_ONLY = frozenset({"wrap"})
+#: Options that change how the submitting command behaves, not the job; `client_options` reads
+#: them from a script.
+CLIENT_OPTIONS = frozenset({"parsable", "wait"})
 
 # Strict #MBATCH lines: hints for mistakes a Slurm user will make.
 _MBATCH_SHORT_HINTS = MappingProxyType({
@@ -128,7 +135,7 @@ def _tokenize(rest: str) -> list[str]:
             raise _LineProblem(f"unmatched {quote} quote")
         if chars or quoted:
             # sbatch drops an empty "" token and stops reading the line there; Melon keeps it,
-            # so -J "" is refused as an empty name instead of silently eating the next option.
+            # so -J "" is an empty value (Slurm's "not given") instead of eating the next option.
             tokens.append("".join(chars))
         if comment:
             return tokens
@@ -265,7 +272,7 @@ class _Parser:
         """Record a Melon option, or say why a Slurm option is skipped."""
         origin = f"line {token.line}"
         if name in _COMMAND_LINE_ONLY:
-            self.warnings.append(f"{origin}: --{name} has no effect in a script; give it to mbatch")
+            self.warnings.append(f"{origin}: --{name} has no effect in a script; give it on the command line")
         elif name in ("requeue", "no-requeue"):
             self.settings["requeue"] = Setting(name == "requeue", origin)
         elif name in MELON_ARGS:

@@ -12,9 +12,16 @@ import posixpath
 from types import MappingProxyType
 
 from melond.spec.charclass import digits, shell_name, signed_digits
-from melond.spec.directives import MELON_ARGS, DirectiveError, Setting, options_from_scan, scan_script
+from melond.spec.directives import (
+    CLIENT_OPTIONS,
+    MELON_ARGS,
+    DirectiveError,
+    Setting,
+    options_from_scan,
+    scan_script,
+)
 from melond.spec.notices import parse_mail_type
-from melond.spec.slurm_options import NO_ARG, SLURM_PREFIX
+from melond.spec.slurm_options import NO_ARG, SLURM_PREFIX, takes_value
 from melond.spec.timespec import (
     SpecError,
     expand_hostlist,
@@ -172,6 +179,26 @@ _CONVERTERS: Mapping[str, Callable[[str, float], Any]] = MappingProxyType({
 })
 
 
+#: Options whose empty value (`--partition=`, `#SBATCH --dependency=`, `SBATCH_PARTITION=`) Slurm
+#: takes as not given, so the default applies and hides what a lower layer gave, as in sbatch
+#: (slurm_opt.c stores "" and Slurm then treats it as nothing). Why, from Slurm's source:
+#: partition: `_get_job_parts` (slurmctld/job_mgr.c) finds no name in "" (get_part_list) and
+#: takes the default partition; nodelist, exclude: node_name2bitmap("") names no node;
+#: dependency: `_parse_dependency_str` (slurmctld/job_scheduler.c) returns "Empty dependency
+#: input"; mail-user: `_get_mail_user` (job_mgr.c) mails the job's user; chdir: arg_set_chdir
+#: makes "" the current directory; array: `_valid_array_inx` (job_mgr.c) sees no array in "";
+#: export: sbatch.c passes only SLURM_* variables, Melon's NONE; job-name: Slurm keeps an empty
+#: name, which Melon's jobs cannot have, so it is the default one. Every recorded Slurm option
+#: (--account=, --qos=, --reservation=, --wckey=, ...) is dropped the same way (slurmctld tests
+#: `x && x[0]`). An empty --time, --mem, --cpus-per-task, --begin, --signal or --mail-type is
+#: refused as Slurm refuses it ("Invalid --time specification"), and an empty --output/--error
+#: too: sbatch would make it the directory `<cwd>/`, which the job could not open.
+_EMPTY_IS_UNSET = MappingProxyType({
+    "partition": None, "nodelist": None, "exclude": None, "dependency": None, "mail-user": None, "chdir": None,
+    "array": None, "job-name": None, "export": "NONE",
+})
+
+
 # Memory is resolved apart: --mem and --mem-per-cpu compete for one setting.
 _VALUE_KEYS = tuple(key for key in _CONVERTERS if key not in ("mem", "mem-per-cpu")) + ("hold", "requeue")
 
@@ -216,7 +243,7 @@ def _check_script(text: str, path: str | None, warnings: list[str], strict: bool
     (refuse it too where `strict`, in sbatch's words)."""
     label = path or "the script on standard input"
     if "\0" in text:
-        raise DirectiveError(f"{label}: contains NUL bytes, so it looks binary; give mbatch a shell script")
+        raise DirectiveError(f"{label}: contains NUL bytes, so it looks binary; submit a shell script")
     if not text.strip():
         raise DirectiveError(f"{label}: the script is empty; write the commands to run after a #!/bin/bash line")
     if "\r\n" in text:
@@ -254,7 +281,11 @@ def _slurm_options(layers: tuple[dict[str, Setting], ...]) -> dict[str, str]:
     for layer in reversed(layers):
         for key, setting in layer.items():
             if key.startswith(SLURM_PREFIX):
-                found[key[len(SLURM_PREFIX):]] = setting.value
+                name = key[len(SLURM_PREFIX):]
+                if setting.value == "" and takes_value(name):  # `--account=`: as if not given (_EMPTY_IS_UNSET)
+                    found.pop(name, None)
+                else:
+                    found[name] = setting.value
     return found
 
 
@@ -277,6 +308,15 @@ def _memory(layers: tuple[dict[str, Setting], ...], warnings: list[str]) -> tupl
         if per_cpu:
             return "mem-per-cpu", per_cpu
     return None
+
+
+def client_options(script_text: str | None) -> frozenset[str]:
+    """The options a script's directives give the submitting command itself (`#SBATCH --parsable`,
+    `#SBATCH --wait`): sbatch honours them from a script as from its command line."""
+    if not script_text:
+        return frozenset()
+    settings, _ = options_from_scan(scan_script(script_text))
+    return CLIENT_OPTIONS.intersection(settings)
 
 
 def current_umask() -> int:
@@ -333,6 +373,8 @@ def build_request(
     values = {}
     for key in _VALUE_KEYS:  # a fixed order, so the same mistakes always give the same error
         setting = _pick(layers, key)
+        if setting is not None and setting.value == "" and key in _EMPTY_IS_UNSET:
+            setting = None if _EMPTY_IS_UNSET[key] is None else Setting(_EMPTY_IS_UNSET[key], setting.origin)
         if setting is not None:
             values[key] = _convert(key, setting, now)
     cpus = values.get("cpus-per-task", 1)

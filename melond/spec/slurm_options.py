@@ -180,12 +180,17 @@ MELON_OPTIONS: tuple[tuple[str, int, str], ...] = (
     ("wait", NO_ARG, "W"),
 )
 
+#: The task counts are half honoured: srun in the job runs that many tasks (SLURM_NTASKS), but the
+#: job's CPUs are still --cpus-per-task's, not a set per task.
+_TASKS_WHY = "srun in the job runs that many tasks, but they share the CPUs of --cpus-per-task (not a set each)"
+PARTLY = frozenset({"ntasks", "ntasks-per-node", "tasks-per-node"})
+
 #: Why Melon skips a Slurm option, for the options real scripts carry most.
 UNSUPPORTED_WHY: Mapping[str, str] = MappingProxyType({
     "nodes": "Melon runs every job on one node",
-    "ntasks": "Melon starts one task per job; ask for CPUs with --cpus-per-task",
-    "ntasks-per-node": "Melon starts one task per job; ask for CPUs with --cpus-per-task",
-    "tasks-per-node": "Melon starts one task per job; ask for CPUs with --cpus-per-task",
+    "ntasks": _TASKS_WHY,
+    "ntasks-per-node": _TASKS_WHY,
+    "tasks-per-node": _TASKS_WHY,
     "distribution": "in #SBATCH lines -m is --distribution; for memory write --mem",
     "gres": "Melon does not schedule GPUs or other generic resources",
     "gpus": "Melon does not schedule GPUs",
@@ -206,9 +211,11 @@ class Grammar(namedtuple("Grammar", "longs shorts strict")):
     strict: bool
 
 
-def make_grammar(table: tuple[tuple[str, int, str], ...], strict: bool) -> Grammar:
-    """Index an option table by long name and short letter."""
-    longs = {name: (has_arg, SAME_OPTION.get(name, name)) for name, has_arg, _ in table}
+def make_grammar(table: tuple[tuple[str, int, str], ...], strict: bool,
+                 same: Mapping[str, str] = SAME_OPTION) -> Grammar:
+    """Index an option table by long name and short letter; `same` names the entries that are
+    another one under a second name (one `val` in Slurm's table)."""
+    longs = {name: (has_arg, same.get(name, name)) for name, has_arg, _ in table}
     shorts = {short: (has_arg, name) for name, has_arg, short in table if short}
     return Grammar(MappingProxyType(longs), MappingProxyType(shorts), strict)
 
@@ -216,16 +223,19 @@ def make_grammar(table: tuple[tuple[str, int, str], ...], strict: bool) -> Gramm
 def resolve_long(grammar: Grammar, written: str) -> str | list[str] | None:
     """getopt_long's lookup: the exact name, else the one option every prefix match denotes.
 
-    Returns the option name, the candidate list when the prefix is ambiguous, or None.
+    Returns the option name, the candidate list when the prefix is ambiguous, or None. The list
+    is glibc's "possibilities": the first match and each match that is another option, in table
+    order (a second name of the first match is not listed).
     """
     if written in grammar.longs:
         return written
     matches = [name for name in grammar.longs if name.startswith(written)]
     if not matches:
         return None
+    first = grammar.longs[matches[0]]
     if len({grammar.longs[name] for name in matches}) == 1:
         return matches[0]
-    return matches
+    return [name for name in matches if name == matches[0] or grammar.longs[name] != first]
 
 
 SLURM_GRAMMAR = make_grammar(SBATCH_OPTIONS, strict=False)
@@ -237,7 +247,7 @@ MELON_GRAMMAR = make_grammar(MELON_OPTIONS, strict=True)
 QUIET_OPTIONS = frozenset({
     "account", "acctg-freq", "cluster", "clusters", "comment", "get-user-env", "kill-on-invalid-dep",
     "no-kill", "open-mode", "priority", "nice", "profile", "propagate", "qos",
-    "quiet", "verbose", "wckey", "export-file", "ignore-pbs", "parsable", "usage",
+    "quiet", "verbose", "wckey", "export-file", "ignore-pbs", "parsable", "usage", "help", "version",
 })
 #: Counts that are Melon's own shape (one node, one task) when they are 1.
 _ONE_IS_NOTHING = frozenset({"nodes", "ntasks", "ntasks-per-node", "tasks-per-node"})
@@ -250,12 +260,18 @@ SLURM_PREFIX = "slurm:"
 def unsupported(name: str, value: str | None) -> str:
     """The warning for a Slurm option Melon skips."""
     shown = f"--{name}" if value is None else f"--{name}={value}"
-    return f"{shown} ignored: {UNSUPPORTED_WHY.get(name, 'not supported by Melon')}"
+    return f"{shown}{':' if name in PARTLY else ' ignored:'} {UNSUPPORTED_WHY.get(name, 'not supported by Melon')}"
+
+
+def takes_value(name: str) -> bool:
+    """Does this sbatch or srun option require a value (so an empty one means "not given")?"""
+    return REQUIRED in (SLURM_GRAMMAR.longs.get(name, (NO_ARG,))[0], SRUN_LONGS.get(name, NO_ARG))
 
 
 def changes_job(name: str, value: str | None) -> bool:
-    """Would skipping this Slurm option change what the job gets? Only then is it worth a warning."""
-    if name in QUIET_OPTIONS:
+    """Would skipping this Slurm option change what the job gets? Only then is it worth a warning.
+    An empty value (`--gres=`) is no request at all, as Slurm takes it (melond.spec.request)."""
+    if name in QUIET_OPTIONS or (value == "" and takes_value(name)):
         return False
     if name in _ONE_IS_NOTHING:
         return (value or "").strip() not in ("1", "1-1")
@@ -266,19 +282,23 @@ class GetoptError(ValueError):
     """An argument vector getopt_long would refuse, in glibc's words."""
 
 
-def getopt_long(argv: list[str], grammar: Grammar) -> tuple[list[tuple[str, str | None]], list[str]]:
+def getopt_long(argv: list[str], grammar: Grammar, permute: bool = False
+                ) -> tuple[list[tuple[str, str | None]], list[str]]:
     """glibc getopt_long with a leading ``+`` (as sbatch and srun call it): options up to the first
-    word that is not one, or ``--``; the rest is the script or command and its arguments.
+    word that is not one, or ``--``; the rest is the script or command and its arguments. With
+    `permute` (no ``+``, as squeue, sinfo, sacct, scancel and scontrol call it) options may come
+    after other words too, and the rest is every word that is not an option, in order.
 
     Returns ((long name, value or None), ...) in the order given, and the rest.
     """
     found: list[tuple[str, str | None]] = []
+    rest: list[str] = []
     i = 0
     while i < len(argv):
         word = argv[i]
         i += 1
         if word == "--":
-            return found, argv[i:]
+            return found, rest + argv[i:]
         if word.startswith("--"):
             written, has_value, value = word[2:].partition("=")
             name = resolve_long(grammar, written)
@@ -311,9 +331,11 @@ def getopt_long(argv: list[str], grammar: Grammar) -> tuple[list[tuple[str, str 
                     value, i = argv[i], i + 1
                 found.append((name, value))
                 break
+        elif permute:
+            rest.append(word)
         else:
             return found, argv[i - 1:]
-    return found, []
+    return found, rest
 
 
 #: srun's options, as far as scripts and tools use them (srun(1); its short-option string is
@@ -351,3 +373,4 @@ SRUN_OPTIONS: tuple[tuple[str, int, str], ...] = (
     ("wckey", REQUIRED, ""), ("relative", REQUIRED, "r"),
 )
 SRUN_GRAMMAR = make_grammar(SRUN_OPTIONS, strict=True)
+SRUN_LONGS = {name: has_arg for name, has_arg, _ in SRUN_OPTIONS}

@@ -399,6 +399,34 @@ def expand_hostlist(text: str) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+def ranged_hostlist(names: list[str]) -> str:
+    """Names as Slurm prints a host list (hostlist_ranged_string in src/common/hostlist.c): sorted,
+    hosts that differ in a trailing number of one width folded, ``node[1-3,5],gpu01``."""
+    groups: dict[tuple[str, int], list[int]] = {}
+    plain: list[str] = []
+    for name in dict.fromkeys(names):
+        digits = len(name) - len(name.rstrip("0123456789"))
+        if digits:
+            groups.setdefault((name[:-digits], digits), []).append(int(name[-digits:]))
+        else:
+            plain.append(name)
+    out = [(name, "") for name in plain]
+    for (prefix, width), numbers in groups.items():
+        numbers.sort()
+        runs: list[list[int]] = []
+        for n in numbers:
+            if runs and n == runs[-1][1] + 1:
+                runs[-1][1] = n
+            else:
+                runs.append([n, n])
+        if len(numbers) == 1:
+            out.append((prefix, f"{numbers[0]:0{width}d}"))
+            continue
+        ranges = ",".join(f"{a:0{width}d}" if a == b else f"{a:0{width}d}-{b:0{width}d}" for a, b in runs)
+        out.append((prefix, f"[{ranges}]"))
+    return ",".join(prefix + rest for prefix, rest in sorted(out))
+
+
 def parse_signal(text: str) -> str:
     """Check an sbatch ``--signal`` value, ``[{R|B}:]<num|name>[@seconds]``, and return it as typed."""
     signal_spec(text)

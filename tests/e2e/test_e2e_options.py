@@ -94,3 +94,36 @@ def test_hold_and_release(melon: Melon) -> None:
     r = melon.run("mhold", str(jid), check=False)
     assert r.returncode == 1 and "only pending jobs" in r.stderr
     melon.run("mcancel", str(later))
+
+
+
+def test_an_empty_value_is_not_given_for_sbatch_srun_and_mbatch(melon: Melon) -> None:
+    """`--partition=`, `--account=`, `--qos=`: Slurm stores "" and then treats it as no value
+    (slurmctld's _get_job_parts takes the default partition), so the default applies and hides
+    what a lower layer gave, on the command line and in #SBATCH lines alike
+    (melond.spec.request._EMPTY_IS_UNSET)."""
+    import subprocess
+
+    from conftest import slurm_names_env
+    env = slurm_names_env(melon)
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(list(args), capture_output=True, text=True, env=env, cwd=melon.work, timeout=60)
+    default = melon.job(melon.submit("-H", "--wrap", "true"))["partition"]
+    (melon.work / "e.sh").write_text("#!/bin/sh\n#SBATCH -p nosuch --account= --qos= --reservation=\ntrue\n")
+    r = run("sbatch", "e.sh")
+    assert r.returncode == 1 and "unknown partition" in r.stderr  # the script's -p counts ...
+    r = run("sbatch", "--parsable", "--partition=", "--account=", "--qos=", "--wckey=", "e.sh")
+    assert (r.returncode, r.stderr) == (0, ""), r.stderr  # ... unless an empty one overrides it
+    job = melon.job(int(r.stdout))
+    assert (job["partition"], job.get("account"), job.get("slurm_options") or {}) == (default, None, {})
+    r = run("mbatch", "--parsable", "-p", "", "e.sh")
+    assert r.returncode == 0 and melon.job(int(r.stdout))["partition"] == default
+    r = subprocess.run(["sbatch", "--parsable", "e.sh"], capture_output=True, text=True, cwd=melon.work,
+                       env={**env, "SBATCH_PARTITION": ""}, timeout=60)
+    assert r.returncode == 0 and melon.job(int(r.stdout))["partition"] == default
+    r = run("srun", "--partition=", "--account=", "-J", "empty-srun", "true")
+    assert (r.returncode, r.stderr) == (0, "")
+    assert [j["partition"] for j in melon.jobs("--all") if j["name"] == "empty-srun"] == [default]
+    r = run("sbatch", "--time=", "e.sh")  # Slurm refuses this one: "Invalid --time specification"
+    assert r.returncode == 1 and r.stderr.startswith("sbatch: error: --time= (command line)")

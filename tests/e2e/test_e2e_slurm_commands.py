@@ -2,6 +2,7 @@
 tools that parse Slurm's output expect (SLURM-CLIENTS.md)."""
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 
@@ -45,6 +46,29 @@ def test_squeue_default_layout_formats_and_ids(melon: Melon, slurm_env: dict) ->
     melon.run("mcancel", str(run), str(arr))
 
 
+def test_squeue_long_starts_with_the_date_and_spells_the_state(melon: Melon, slurm_env: dict) -> None:
+    """-l: squeue.c's long layout (jobarrayid:.18 ,partition:.9 ,name:.8 ,username:.8 ,state:.8
+    ,timeused:.10 ,timelimit:.9 ,numnodes:.6 ,reasonlist:0) after print_date()'s line; a right-
+    justified time is never cut (print.c _print_secs), a title is."""
+    import re
+    run = melon.submit("-t", "10-00:00:00", "-J", "runner", "--wrap", "sleep 60")
+    melon.wait_state(run, {"R"})
+    held = melon.submit("-H", "-t", "5", "-J", "held", "--wrap", "true")
+    user = melon.job(run)["user"]
+    out = _run(melon, slurm_env, "squeue", "-l").stdout.splitlines()
+    assert re.fullmatch(r"(Mon|Tue|Wed|Thu|Fri|Sat|Sun) [A-Z][a-z]{2} \d\d \d\d:\d\d:\d\d \d{4}", out[0]), out[0]
+    assert out[1] == ("             JOBID PARTITION     NAME     USER    STATE       TIME TIME_LIMI  NODES "
+                      "NODELIST(REASON)")
+    assert re.fullmatch(rf" +{run}     local   runner {user[:8]:>8}  RUNNING +\d:\d\d 10-00:00:00      1 local",
+                        out[2]), out
+    assert out[3] == f"{held:>18}     local     held {user[:8]:>8}  PENDING       0:00      5:00      1 (JobHeldUser)"
+    assert _run(melon, slurm_env, "squeue", "--long", "-h").stdout.splitlines()[0].split()[0] == str(run)
+    r = _run(melon, slurm_env, "squeue", "-l", "-o", "%i")
+    assert (r.returncode, r.stderr) == (1, "squeue: fatal: Options -o(--format) and -l(--long) are mutually "
+                                           "exclusive. Please remove one and retry.\n")
+    melon.run("mcancel", str(run), str(held))
+
+
 def test_squeue_unknown_id_is_slurms_error(melon: Melon, slurm_env: dict) -> None:
     r = _run(melon, slurm_env, "squeue", "-j", "987654")
     assert r.returncode == 1 and r.stderr == "slurm_load_jobs error: Invalid job id specified\n" and r.stdout == ""
@@ -73,17 +97,61 @@ def test_scancel_is_silent_and_forgiving_as_slurms(melon: Melon, slurm_env: dict
 
 
 def test_scancel_signal_after_the_id(melon: Melon, slurm_env: dict) -> None:
-    jid = melon.submit("-t", "1:00", "--wrap", "trap 'echo got-usr2 > sig.txt' USR2; while :; do sleep 0.1; done")
+    """A signal goes to the steps unless -b (the batch shell) or -f (everything): this job has no
+    steps, so USR2 reaches its shell with -b only (test_e2e_slurm_signals has the steps' side)."""
+    jid = melon.submit("-t", "1:00", "--wrap", "trap 'echo got-usr2 >> sig.txt' USR2; while :; do sleep 0.1; done")
     melon.wait_state(jid, {"R"})
     import time
     time.sleep(1)
     r = _run(melon, slurm_env, "scancel", str(jid), "--signal", "USR2")
     assert (r.returncode, r.stdout, r.stderr) == (0, "", "")
-    wait_for(lambda: (melon.work / "sig.txt").exists(), what="USR2 to reach the job")
+    time.sleep(1)
+    assert not (melon.work / "sig.txt").exists()
+    r = _run(melon, slurm_env, "scancel", str(jid), "--signal", "usr2", "-b")
+    assert (r.returncode, r.stdout, r.stderr) == (0, "", "")
+    wait_for(lambda: (melon.work / "sig.txt").exists(), what="USR2 to reach the batch shell")
     assert melon.job(jid)["state"] == "R"
-    r = _run(melon, slurm_env, "scancel", "--signal=SIGTERM", str(jid))
+    r = _run(melon, slurm_env, "scancel", "--signal=SIGTERM", "--full", str(jid))
     assert r.returncode == 0
     assert melon.wait_state(jid, {"CD", "F", "CA"})["state"] in ("F", "CD")
+
+
+def test_scancel_quiet_verbose_and_signal_forms_as_slurms(melon: Melon, slurm_env: dict) -> None:
+    """The messages of src/scancel/scancel.c: verbose() lines `scancel: Terminating job N` and
+    `scancel: Signal N to [batch |full ]job N`; with a signal an id that names no active job is
+    `Kill job error on job id N: Invalid job id specified`, exit 1, said unless -Q; a plain
+    cancel of one is silent and exit 0, said with -v. Signals as sig_name2num reads them."""
+    scancel = lambda *args: _run(melon, slurm_env, "scancel", *args)  # noqa: E731
+    gone = "987654"
+    invalid = f"scancel: error: Kill job error on job id {gone}: Invalid job id specified\n"
+    assert (scancel(gone).returncode, scancel(gone).stderr) == (0, "")
+    r = scancel("-v", gone)
+    assert (r.returncode, r.stderr) == (0, f"scancel: Terminating job {gone}\n" + invalid)
+    r = scancel("--signal=USR1", gone)
+    assert (r.returncode, r.stdout, r.stderr) == (1, "", invalid)
+    r = scancel("-Q", "-s", "USR1", gone)
+    assert (r.returncode, r.stdout, r.stderr) == (1, "", "")
+    for bad in ("WINCH", "SIGNOPE", "0"):  # not in scancel's table (proc_args.c signals_mapping[])
+        r = scancel("-s", bad, gone)
+        assert (r.returncode, r.stderr) == (1, f"Unknown job signal: {bad}\n")
+    held = melon.submit("-H", "--wrap", "true")
+    r = scancel("-v", "-s", "10", str(held))  # a pending job takes KILL only (job_signal in slurmctld)
+    assert (r.returncode, r.stderr) == (1, f"scancel: Signal 10 to job {held}\nscancel: error: Kill job error on "
+                                           f"job id {held}: Job can not be altered now, try again later\n")
+    r = scancel("--verbose", "--batch", str(held))  # KILL to a pending job cancels it
+    assert (r.returncode, r.stderr) == (0, f"scancel: Terminating batch job {held}\n")
+    assert melon.job(held)["state"] == "CA"
+    run = melon.submit("-t", "1:00", "--wrap", "sleep 60")
+    melon.wait_state(run, {"R"})
+    r = scancel("-v", "-f", "-s", "SIGCONT", str(run))
+    assert (r.returncode, r.stderr) == (0, f"scancel: Signal 18 to full job {run}\n")
+    r = scancel("-v", "-n", "no-such-name")
+    assert (r.returncode, r.stderr) == (0, "scancel: error: No active jobs match ALL job filters, including: "
+                                           "job_name=no-such-name \n")
+    r = scancel("-v", "-s", "KILL", str(run))  # KILL ends the whole job
+    assert (r.returncode, r.stderr) == (0, f"scancel: Signal 9 to job {run}\n")
+    # Slurm ends it CANCELLED; melond's signal to "all" ends it as a kill from outside (FAILED)
+    assert melon.wait_state(run, {"CD", "F", "CA"})["state"] in ("CA", "F")
 
 
 def test_sacct_as_the_tools_run_it(melon: Melon, slurm_env: dict) -> None:
@@ -102,15 +170,51 @@ def test_sacct_as_the_tools_run_it(melon: Melon, slurm_env: dict) -> None:
                  "-j", f"{ok},{held}").stdout == f"{ok}|COMPLETED\n{held}|CANCELLED\n"
     # the legacy profile: -P -b
     assert sacct("-P", "-b", "-j", str(bad), "-n").stdout == f"{bad}|FAILED|2:0\n"
-    # snakemake's account probe, run without a shell: `|`, `tail` and `-1` arrive as arguments
+    # snakemake's account probe, run without a shell: `|`, `tail` and `-1` arrive as arguments, and
+    # `-1` is an invalid option, as in Slurm; snakemake takes the failure for "no account"
     r = sacct("-nu", melon.job(ok)["user"], "-o", "Account%256", "|", "tail", "-1")
+    assert (r.returncode, r.stdout) == (1, "")
+    assert r.stderr == "sacct: invalid option -- '1'\nTry \"sacct --help\" for more information\n"
+    r = sacct("-nu", melon.job(ok)["user"], "-o", "Account%256")
     assert r.returncode == 0 and r.stdout.strip() == ""
+    r = sacct("-X", "|", "tail")  # src/sacct/options.c: error("Unknown arguments:"), then each
+    assert (r.returncode, r.stderr) == (1, "sacct: error: Unknown arguments:\nsacct: error:  |\nsacct: error:  tail\n")
     r = sacct("-j", f"{ok}.batch", "--format=Reason", "--noheader")  # a step: Melon's jobs have none
     assert (r.returncode, r.stdout) == (0, "")
     assert sacct("-X").returncode == 0
     assert sacct("--name=bad", "-P", "-n", "-o", "jobid,state").stdout == f"{bad}|FAILED\n"
     lines = sacct("-o", "JobID%-20,State", "-j", str(ok)).stdout.splitlines()
     assert lines[2] == f"{ok}".ljust(20) + " " + "COMPLETED".rjust(10)
+
+
+def test_sacct_long_and_units_as_slurms(melon: Melon, slurm_env: dict) -> None:
+    """-l is sacct.h's LONG_FIELDS, each at sacct.c's width; a job's own line leaves its steps'
+    statistics empty (print.c), its CPU frequencies "Unknown". --units converts the sizes
+    (ReqMem, MaxRSS, the TRES) through convert_num_unit, --noconvert keeps them in MB."""
+    from cli.acct_format import LONG
+    jid = melon.submit("-J", "sized", "--mem", "1536", "-c", "1", "--wrap", "true")
+    melon.wait_state(jid, {"CD"})
+    sacct = lambda *args: _run(melon, slurm_env, "sacct", "-j", str(jid), *args)  # noqa: E731
+    out = sacct("-l").stdout.splitlines()
+    assert out[0].startswith("JobID        JobIDRaw        JobName  Partition  MaxVMSize  MaxVMSizeNode  "
+                             "MaxVMSizeTask  AveVMSize     MaxRSS MaxRSSNode MaxRSSTask     AveRSS MaxPages "
+                             "MaxPagesNode   MaxPagesTask ")
+    assert out[1].startswith("------------ ------------ ---------- ---------- ---------- -------------- ")
+    rows = sacct("-l", "-P", "-n").stdout.splitlines()
+    assert len(rows) == 1
+    row = dict(zip(LONG.split(","), rows[0].split("|")))
+    assert (row["JobID"], row["JobIDRaw"], row["JobName"], row["State"], row["ExitCode"], row["ReqMem"]) == \
+        (str(jid), str(jid), "sized", "COMPLETED", "0:0", "1.50G")
+    assert (row["ReqCPUFreqMin"], row["ConsumedEnergy"], row["AveRSS"], row["NTasks"]) == ("Unknown", "0", "", "")
+    assert row["ReqTRES"] == row["AllocTRES"] == "billing=1,cpu=1,mem=1.50G,node=1"
+    assert sacct("-P", "-n", "-o", "ReqMem,ReqTRES", "--units=M").stdout == "1536M|billing=1,cpu=1,mem=1536M,node=1\n"
+    assert sacct("-P", "-n", "-o", "ReqMem", "--units=k").stdout == "1572864K\n"
+    assert sacct("-P", "-n", "-o", "ReqMem", "--noconvert").stdout == "1536M\n"
+    r = sacct("--units=X")
+    assert (r.returncode, r.stderr) == (1, "sacct: error: Invalid unit type 'X'. Possible options are 'KMGTP'\n"
+                                           "sacct: fatal: Invalid unit type\n")
+    header = _run(melon, slurm_env, "sacct", "-j", str(jid)).stdout.splitlines()[0]  # sacct.h DEFAULT_FIELDS
+    assert header.split() == ["JobID", "JobName", "Partition", "Account", "AllocCPUS", "State", "ExitCode"]
 
 
 def test_scontrol_extends_a_job_for_its_owner(melon: Melon, slurm_env: dict) -> None:
@@ -152,17 +256,76 @@ def test_sinfo_default_node_and_summary_views(melon_factory) -> None:
     out = _run(melon, env, "sinfo").stdout.splitlines()
     assert out[0] == "PARTITION AVAIL  TIMELIMIT  NODES  STATE NODELIST"
     assert out[1].split() == ["short*", "up", "4:00:00", "1", "idle", "local"]
-    assert len(out) == 2  # `long` has no nodes: no line, as sinfo prints none for an empty partition
+    # `long` has no nodes: sinfo still lists a partition the format shows (sinfo.c _build_sinfo_data)
+    assert out[2] == "long         up 2-00:00:00      0    n/a " and len(out) == 3
     assert _run(melon, env, "sinfo", "-h", "-o", "%P|%l|%c", "-p", "short").stdout.split("|")[:2] == \
         ["short*", "4:00:00"]
     assert _run(melon, env, "sinfo", "-N", "-h").stdout.split() == ["local", "1", "short*", "idle"]
     assert _run(melon, env, "sinfo", "-s", "-h").stdout.split()[3] == "0/1/0/1"
     jid = melon.submit("-t", "1:00", "--wrap", "sleep 30")
     melon.wait_state(jid, {"R"})
-    assert _run(melon, env, "sinfo", "-h", "-o", "%t").stdout.strip() in ("mix", "alloc")
+    assert _run(melon, env, "sinfo", "-h", "-o", "%t", "-p", "short").stdout.strip() in ("mix", "alloc")
     melon.run("mcancel", str(jid))
-    r = _run(melon, env, "sinfo", "-o", "%q")
-    assert r.returncode == 1 and "'%q'" in r.stderr
+    r = _run(melon, env, "sinfo", "-o", "%P %q", "-p", "short")  # opts.c: warned, printed as typed, not fatal
+    assert (r.returncode, r.stdout, r.stderr) == (0, "PARTITION %q\nshort* %q\n",
+                                                  "Invalid node format specification: q\n")
+
+
+def _node(melon: Melon) -> dict:
+    return next(n for n in json.loads(melon.run("minfo", "--json").stdout) if n["name"] == "local")
+
+
+def test_sinfo_format_fields_by_name_with_slurms_widths(melon_factory) -> None:
+    """-O as src/sinfo/opts.c reads it: names in any case, 20 columns left-justified unless
+    `:[.]SIZE` says otherwise, the text after the size printed after the field; fields as
+    print.c prints them. myqueue's `sinfo --noheader -O CPUs,Memory,Partition` is the first."""
+    melon = melon_factory(inventory='[partitions.short]\ndefault = true\nmax_time = "4:00:00"\n'
+                                    '[partitions.long]\nmax_time = "2-00:00:00"\n')
+    env = slurm_names_env(melon)
+    node = _node(melon)
+    cpus, mem = str(node["cpus"]), str(node["memory"])
+    col = lambda *texts: "".join(t.ljust(20) for t in texts)  # noqa: E731  (name alone: 20, left)
+    assert _run(melon, env, "sinfo", "--noheader", "-O", "CPUs,Memory,Partition").stdout == \
+        col(cpus, mem, "short*") + "\n" + col("0", "0", "long") + "\n"
+    out = _run(melon, env, "sinfo", "-O", "partitionname,NodeList,NodeHost,StateCompact,StateLong,Gres,Nodes",
+               "-p", "short").stdout
+    assert out == col("PARTITION", "NODELIST", "HOSTNAMES", "STATE", "STATE", "GRES", "NODES") + "\n" + \
+        col("short", "local", "local", "idle", "idle", "(null)", "1") + "\n"
+    out = _run(melon, env, "sinfo", "-O", "NodeAI:.6,NodeAIOT:9 ,Time:.10,TIMELIMIT,Available:0|,CPUsState,"
+               "AllocMem:.9,FreeMem:.9,Features:8").stdout.splitlines()
+    # Slurm's sinfo has no TimeLimit field (it is Time): its error, and the column shows only its suffix
+    # print.c _print_str: `.6` right-justifies and cuts to 6, `9 ` is 9 left then a space, `0` is
+    # the text alone; a title is cut like a value
+    assert out == ["NODES(" + "NODES(A/I" + " " + " TIMELIMIT" + "AVAIL|" + "CPUS(A/I/O/T)".ljust(20) + " ALLOCMEM"
+                   + " FREE_MEM" + "AVAIL_FE",
+                   "   0/1" + "0/1/0/1  " + " " + "   4:00:00" + "up|" + f"0/{cpus}/0/{cpus}".ljust(20) + "        0"
+                   + "      N/A" + "(null)  "]
+    r = _run(melon, env, "sinfo", "-O", "TimeLimit")
+    assert r.stderr == "sinfo: error: Invalid job format specification: TimeLimit\n"
+
+
+def test_sinfo_long_views_start_with_the_date(melon: Melon, slurm_env: dict) -> None:
+    """-l and -N -l: the layouts of opts.c, the partition and node-list columns as wide as the
+    data (print.c _set_part_field_size, at least 9), and print_date()'s line first (not with -h)."""
+    import re
+    node = _node(melon)
+    out = _run(melon, slurm_env, "sinfo", "-l").stdout.splitlines()
+    assert re.fullmatch(r"(Mon|Tue|Wed|Thu|Fri|Sat|Sun) [A-Z][a-z]{2} \d\d \d\d:\d\d:\d\d \d{4}", out[0]), out[0]
+    assert out[1:] == ["PARTITION AVAIL  TIMELIMIT   JOB_SIZE ROOT OVERSUBS     GROUPS  NODES       STATE "
+                       "RESERVATION NODELIST",
+                       "local*       up   infinite          1   no       NO        all      1        idle "
+                       "            local"]
+    out = _run(melon, slurm_env, "sinfo", "-N", "--long").stdout.splitlines()
+    assert re.fullmatch(r"\w{3} \w{3} \d\d \d\d:\d\d:\d\d \d{4}", out[0])
+    cpus, mem = str(node["cpus"]), str(node["memory"])
+    assert out[1:] == ["NODELIST   NODES PARTITION       STATE CPUS    S:C:T MEMORY TMP_DISK WEIGHT AVAIL_FE REASON    "
+                       "          ",
+                       "local          1    local*        idle " + cpus.ljust(4) + f" {cpus}:1:1".rjust(9)
+                       + mem.rjust(7) + "        0      1   (null) none                "]
+    assert _run(melon, slurm_env, "sinfo", "-l", "-h").stdout.startswith("local*")
+    r = _run(melon, slurm_env, "sinfo", "-l", "-o", "%P")
+    assert (r.returncode, r.stderr) == (1, "sinfo: fatal: Options -o(--format) and -l(--long) are mutually "
+                                           "exclusive. Please remove one and retry.\n")
 
 
 # ---------------------------------------------------------------- sbatch
@@ -213,6 +376,23 @@ def test_sbatch_reads_stdin_and_dev_stdin_and_takes_snakemakes_command_line(melo
     out = _run(melon, slurm_env, "sacct", "--name=run-uuid", "--parsable2", "--noheader",
                "--format=JobID,JobName,Comment,NCPUS,ReqMem").stdout
     assert out == f"{jid}|run-uuid|rule_a_wildcards_x|1|100M\n"
+
+
+def test_sbatch_and_mbatch_take_parsable_and_wait_from_the_script(melon: Melon, slurm_env: dict) -> None:
+    """sbatch reads a script's directives with its whole option table (_opt_batch_script in
+    src/sbatch/opt.c): `#SBATCH --parsable` prints the bare id, `#SBATCH --wait` waits and exits with
+    the job's code; `#SBATCH --quiet` belongs to its early pass and is ignored there."""
+    (melon.work / "p.sh").write_text("#!/bin/sh\n#SBATCH --parsable\n#SBATCH --quiet --nodes=2\ntrue\n")
+    r = _run(melon, slurm_env, "sbatch", "p.sh")
+    assert r.returncode == 0 and r.stdout.strip().isdigit() and r.stdout == f"{int(r.stdout)}\n"
+    assert r.stderr == "sbatch: warning: line 3: --nodes=2 ignored: Melon runs every job on one node\n"
+    (melon.work / "w.sh").write_text("#!/bin/sh\n#SBATCH -W\nsleep 1; exit 3\n")
+    r = _run(melon, slurm_env, "sbatch", "w.sh")
+    jid = int(r.stdout.split()[-1])
+    assert (r.returncode, r.stdout) == (3, f"Submitted batch job {jid}\n")
+    assert melon.job(jid)["state"] == "F"
+    r = _run(melon, slurm_env, "mbatch", "p.sh")
+    assert r.returncode == 0 and r.stdout == f"{int(r.stdout)}\n"
 
 
 def test_sbatch_wrap_as_toil_and_cromwell_give_it(melon: Melon, slurm_env: dict) -> None:
@@ -297,6 +477,26 @@ def test_a_slurm_script_with_srun_and_scontrol_runs_unchanged(melon: Melon, slur
         for t in (0, 1):
             assert (melon.work / f"step-{first}_{task}_{t}.out").read_text() == f"proc={t} of 2 step=0\n"
             assert (melon.work / f"step-{first}_{task}_{t}.err").read_text() == f"e{t}\n"
+
+
+@pytest.mark.parametrize(("directive", "tasks", "shown"), [
+    ("", 1, ""), ("#SBATCH -n 3", 3, "--ntasks=3"), ("#SBATCH --ntasks-per-node=2", 2, "--ntasks-per-node=2")])
+def test_srun_without_n_runs_the_jobs_task_count(melon: Melon, slurm_env: dict, directive: str, tasks: int,
+                                                 shown: str) -> None:
+    """srun reads SLURM_NTASKS (and SLURM_NPROCS) as its -n (env_vars[] in src/srun/opt.c); the
+    batch job's is sbatch's -n, else --ntasks-per-node times its nodes (env_array_for_batch_job in
+    src/common/env.c). -n still wins."""
+    (melon.work / "t.sh").write_text(f"#!/bin/sh\n{directive}\n#SBATCH -o tasks-%j.out\necho ntasks=$SLURM_NTASKS\n"
+                                     "srun sh -c 'echo task $SLURM_PROCID of $SLURM_NTASKS'\n"
+                                     "srun -n 1 sh -c 'echo one: $SLURM_NTASKS'\n")
+    r = _run(melon, slurm_env, "sbatch", "--parsable", "t.sh")
+    jid = int(r.stdout)
+    assert r.stderr.splitlines() == ([f"sbatch: warning: line 2: {shown}: srun in the job runs that many tasks, but "
+                                      "they share the CPUs of --cpus-per-task (not a set each)"] if shown else [])
+    melon.wait_state(jid, {"CD"})
+    lines = (melon.work / f"tasks-{jid}.out").read_text().splitlines()
+    assert lines[0] == f"ntasks={tasks}" and lines[-1] == "one: 1"
+    assert sorted(lines[1:-1]) == [f"task {t} of {tasks}" for t in range(tasks)]
 
 
 def test_srun_outside_a_job_submits_it_streams_its_output_and_exits_with_its_code(melon: Melon,

@@ -131,3 +131,51 @@ def test_lightning_auto_requeue_checkpoints_requeues_and_resumes(melon: Melon, a
     assert f"replay: training from step {saved}\n" in second, text
     assert second.endswith("`Trainer.fit` stopped: `max_steps=140` reached.\n"), text
     assert "Handling auto-requeue signal" not in second
+
+
+# scancel's signal, as its man page and scancel.c (KILL_JOB_BATCH, KILL_FULL_JOB) send it: to the
+# steps by default, to the batch shell alone with -b, to everything with -f. The step says it is
+# ready once its handler is set; it ends when the logs named in WAIT_FOR have a "got" line, so the
+# job ends, with both logs written, once everything that should get the signal has.
+SCANCELLED = """#!/bin/bash
+#SBATCH --time=1:00
+#SBATCH --output=out-%j.txt
+trap 'echo "batch shell got USR1" >> batch.log' USR1
+srun python step.py &
+step=$!
+while kill -0 $step 2>/dev/null; do wait $step; done
+echo "batch shell done" >> batch.log
+"""
+STEP_UNTIL = """import os, signal, time
+WAIT_FOR = {files!r}
+def record(signum, frame):
+    with open("step.log", "a") as f:
+        f.write(f"step got {{signal.Signals(signum).name}}\\n")
+signal.signal(signal.SIGUSR1, record)
+open("ready", "w").close()
+while not all(os.path.exists(f) and "got" in open(f).read() for f in WAIT_FOR):
+    time.sleep(0.02)
+"""
+
+
+@pytest.mark.parametrize(("flags", "step_gets", "batch_gets"), [
+    ([], True, False), (["-b"], False, True), (["--full"], True, True)], ids=["steps", "batch", "full"])
+def test_scancel_signal_goes_to_the_steps_the_batch_shell_or_both(melon: Melon, flags: list[str], step_gets: bool,
+                                                                   batch_gets: bool) -> None:
+    from conftest import wait_for
+    folder = melon.work / ("scancel" + "".join(flags))
+    folder.mkdir()
+    files = [name for name, gets in (("step.log", step_gets), ("batch.log", batch_gets)) if gets]
+    (folder / "step.py").write_text(STEP_UNTIL.format(files=files))
+    jid = _sbatch(melon, folder, SCANCELLED)
+    wait_for(lambda: (folder / "ready").exists(), timeout=30, what="the step to set its handler")
+    r = subprocess.run(["scancel", str(jid), "--signal", "SIGUSR1", *flags], capture_output=True, text=True,
+                       env=slurm_names_env(melon), timeout=30)
+    assert (r.returncode, r.stdout, r.stderr) == (0, "", "")
+    job = melon.wait_state(jid, ENDED, timeout=30)
+    logs = {name: (folder / name).read_text() if (folder / name).exists() else "" for name in ("batch.log", "step.log")}
+    assert job["state"] == "CD", (job["state"], logs)
+    # with -f srun itself gets it too and forwards it (as Slurm's srun does), so the step may get it twice
+    assert set(logs["step.log"].splitlines()) == ({"step got SIGUSR1"} if step_gets else set()), logs
+    assert logs["step.log"].count("\n") <= (2 if batch_gets else 1), logs
+    assert logs["batch.log"] == ("batch shell got USR1\n" if batch_gets else "") + "batch shell done\n", logs

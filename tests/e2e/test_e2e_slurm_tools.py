@@ -99,6 +99,29 @@ def test_parsl_runs_three_apps_through_its_slurm_provider(melon: Melon) -> None:
     wait_for(lambda: melon.job(blocks[0]["id"])["state"] == "CA", what="Parsl to cancel its block")
 
 
+def test_myqueue_config_reads_the_nodes_from_sinfo(melon: Melon) -> None:
+    """`mq config slurm` (myqueue/config.py guess_configuration) runs `sinfo --noheader -O
+    CPUs,Memory,Partition` (myqueue/schedulers/slurm.py get_config), splits each line into cores,
+    memory and partition, and writes the node types it finds; they must be melond's nodes."""
+    home = melon.work / "mqhome"
+    home.mkdir()
+    env = {**slurm_names_env(melon), "MYQUEUE_TESTING": str(home)}  # myqueue's own stand-in for ~
+    node = json.loads(melon.run("minfo", "--json").stdout)[0]
+    partition = melon.job(melon.submit("-H", "--wrap", "true"))["partition"]
+    r = subprocess.run(["mq", "config", "slurm", "--in-place"], capture_output=True, text=True, env=env,
+                       cwd=melon.work, timeout=60)
+    assert (r.returncode, r.stderr) == (0, ""), r.stderr
+    written = (home / ".myqueue" / "config.py").read_text()
+    assert written.startswith("# Generated with mq config.\n")
+    scope: dict = {}
+    exec(written, scope)
+    assert scope["config"] == {"scheduler": "slurm",
+                               "nodes": [(partition, {"cores": node["cpus"], "memory": f"{node['memory']}M"})]}
+    printed = subprocess.run(["mq", "config", "slurm"], capture_output=True, text=True, env=env, cwd=melon.work,
+                             timeout=60).stdout
+    assert printed == written + "\n"
+
+
 def _sh(melon: Melon, line: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     """A command line as the tool runs it (Parsl, Nextflow, Cromwell: through a shell or as argv)."""
     return subprocess.run(line, shell=True, capture_output=True, text=True, env=slurm_names_env(melon),

@@ -18,7 +18,7 @@ def test_sacct_table_and_parsable_forms() -> None:
     assert text[0].split() == ["JobID", "JobName", "State", "ExitCode", "Elapsed", "Timelimit", "TotalCPU",
                                "CPUTime", "MaxRSS", "ReqMem"]
     assert text[2].split() == ["5_2", "analysi+", "CANCELLED", "0:15", "01:01:01", "02:00:00", "01:05.250",
-                               "02:02:03", "307200K", "2G"]
+                               "02:02:03", "300M", "2G"]  # convert_num_unit: exact, so 300M
     assert text[2].startswith("5_2         ")  # JobID left-justified in 12
     assert render(cols[:2], [JOB], 0.0, header=True, parsable="") == "JobID|JobName\n5_2|analysis-run"
     assert render(cols[:2], [JOB], 0.0, header=False, parsable="|") == "5_2|analysis-run|"
@@ -39,3 +39,25 @@ def test_bad_formats(text: str, says: str) -> None:
     with pytest.raises(ParseError) as err:
         parse_format(text)
     assert says in str(err.value)
+
+
+def test_sizes_in_units_as_sacct_units_and_noconvert_print_them() -> None:
+    """src/sacct/print.c passes ReqMem (MB), MaxRSS (bytes) and the TRES through convert_num_unit
+    with --units (params.units) and --noconvert (CONVERT_NUM_UNIT_NO)."""
+    job = {**JOB, "memory": 1536 * 1024 ** 2, "max_rss": 5234688}
+    cols = parse_format("ReqMem,MaxRSS,ReqTRES")
+    show = lambda **kw: render(cols, [job], 0.0, header=False, parsable="", **kw)  # noqa: E731
+    assert show() == "1.50G|5112K|billing=2,cpu=2,mem=1.50G,node=1"
+    assert show(units=1) == "1572864K|5112K|billing=2,cpu=2,mem=1572864K,node=1"
+    assert show(units=2) == "1536M|4.99M|billing=2,cpu=2,mem=1536M,node=1"
+    assert show(units=3) == "1.50G|0.00G|billing=2,cpu=2,mem=1.50G,node=1"
+    assert show(noconvert=True) == "1536M|5234688|billing=2,cpu=2,mem=1536M,node=1"
+
+
+def test_the_long_field_list_is_slurms() -> None:
+    from cli.acct_format import LONG
+    cols = parse_format(LONG)
+    assert len(cols) == 54 and [c.width for c in cols[:6]] == [12, 12, 10, 10, 10, 14]
+    line = render(cols, [JOB], 0.0, header=False, parsable="").split("|")
+    assert line[:4] == ["5_2", "7", "analysis-run", "main"] and line[8] == "300M" and line[26:29] == ["Unknown"] * 3
+    assert line[30] == "0" and line[39:41] == ["billing=2,cpu=2,mem=2G,node=1"] * 2 and line[4] == line[-1] == ""

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from melond.spec.directives import MELON_OPTIONS, DirectiveError, options_from_scan, scan_script
-from melond.spec.request import build_request, dry_run_view, options_from_env
+from melond.spec.request import build_request, client_options, dry_run_view, options_from_env
 from melond.spec.slurm_options import SBATCH_OPTIONS, SHORT_OPTION_STRING
 from melond.spec.timespec import SpecError
 
@@ -211,13 +211,28 @@ def test_argument_may_come_from_the_next_directive_line() -> None:
         ("#SBATCH --gres=gpu:1 --account=x --qos=y", "--gres=gpu:1 ignored"),
         ("#SBATCH -m block", "--distribution=block ignored"),  # -m keeps Slurm's meaning
         ("#SBATCH --wrap=true", "no effect in a script"),
-        ("#MBATCH --parsable", "no effect in a script"),
     ],
 )
 def test_sbatch_lines_are_lenient(line: str, fragment: str) -> None:
     values, warnings = options(script(line))
     assert any(fragment in w and "line 2" in w for w in warnings), warnings
     assert "mem" not in values and "cpus-per-task" not in values
+
+
+@pytest.mark.parametrize(("lines", "expected"), [
+    (["#SBATCH --parsable"], {"parsable"}),
+    (["#SBATCH -W", "#MBATCH --parsable"], {"parsable", "wait"}),
+    (["#SBATCH --wait --quiet"], {"wait"}),  # --quiet is of sbatch's early pass: a script's is ignored
+    (["#SBATCH --verbose --help --version --usage"], set()),
+    ([], set()),
+])
+def test_client_options_come_from_the_script_as_in_sbatch(lines: list[str], expected: set[str]) -> None:
+    """slurm_process_option (src/common/slurm_opt.c) reads a script's --parsable and --wait and skips
+    the early-pass options (--quiet, --verbose, --help, --usage, --version) in silence."""
+    text = script(*lines)
+    assert client_options(text) == expected
+    _, warnings = build(text, sbatch=True)
+    assert warnings == []
 
 
 def test_lenient_parsing_keeps_reading_after_a_problem() -> None:
@@ -366,7 +381,9 @@ def test_missing_shebang_is_only_a_warning() -> None:
         ({"cli": {"begin": "someday"}}, r"--begin=someday"),
         ({"cli": {"nodelist": "n[3-1]"}}, r"--nodelist=n\[3-1\]"),
         ({"cli": {"signal": "NOPE"}}, r"--signal=NOPE"),
-        ({"cli": {"job_name": ""}}, r"--job-name="),
+        ({"cli": {"time": ""}}, r"--time= \(command line\)"),  # Slurm: "Invalid --time specification"
+        ({"script": script("#SBATCH --mem=")}, r"^line 2: --mem="),  # Slurm: "Invalid --mem specification"
+        ({"cli": {"output": ""}}, r"--output= \(command line\): give a file name"),
         ({"cli": {"time": True}}, r"--time \(command line\) needs a value"),
         ({"cli": {"nodes": "2"}}, r"unknown option --nodes"),
         ({"cli": {"requeue": True, "no_requeue": True}}, r"contradict"),
@@ -375,6 +392,27 @@ def test_missing_shebang_is_only_a_warning() -> None:
 def test_value_errors(kwargs: dict, pattern: str) -> None:
     with pytest.raises(DirectiveError, match=pattern):
         build(**kwargs)
+
+
+def test_an_empty_value_is_slurms_not_given() -> None:
+    """`--partition=` and the like: Slurm stores "" and then treats it as no value (see
+    _EMPTY_IS_UNSET in melond/spec/request.py for where in Slurm's source), so the default applies,
+    hiding what the environment or the script gave."""
+    text = script("#SBATCH -p gpu -J named -w n1 -x n2 --dependency=afterok:1 --mail-user=x@y",
+                  "#SBATCH --account=proj --qos=high --wckey=w --comment=c --gres=",
+                  "#SBATCH --array= --export=")
+    cli = {"partition": "", "job_name": "", "nodelist": "", "exclude": "", "dependency": "", "mail_user": "",
+           "chdir": "", "slurm:account": "", "slurm:qos": "", "slurm:reservation": ""}
+    request, warnings = build(text, cli=cli, env={**ENV, "SBATCH_PARTITION": "env-part"}, sbatch=True)
+    assert (request["partition"], request["name"], request["nodelist"], request["exclude"]) == (None, "job.sh", [], [])
+    assert (request["dependency"], request["mail_user"], request["chdir"], request["array"]) == \
+        (None, None, "/home/ada/work", None)
+    assert (request["account"], request["comment"], request["output"]) == (None, "c", "slurm-%j.out")
+    assert request["slurm_options"] == {"wckey": "w"}
+    assert (request["export"], request["environment"]) == ("NONE", {})
+    assert warnings == []  # an empty --gres= asks for nothing: no "ignored" warning
+    request, _ = build(script("#SBATCH -p gpu"), env={**ENV, "SBATCH_PARTITION": ""})
+    assert request["partition"] is None
 
 
 def test_value_errors_keep_the_spec_error_as_cause() -> None:

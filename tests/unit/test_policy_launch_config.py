@@ -186,6 +186,16 @@ def test_job_environment_has_melon_and_slurm_twins():
     assert all(isinstance(k, str) and isinstance(v, str) for k, v in env.items())
 
 
+@pytest.mark.parametrize(("options", "tasks"), [
+    ({}, "1"), ({"ntasks": "4"}, "4"), ({"ntasks-per-node": "2"}, "2"), ({"ntasks": "3", "ntasks-per-node": "2"}, "3"),
+    ({"ntasks": "x"}, "1"), ({"ntasks": "0"}, "1")])
+def test_the_jobs_task_count_is_what_srun_runs_without_n(options: dict, tasks: str) -> None:
+    """env_array_for_batch_job (src/common/env.c): -n, else --ntasks-per-node times the nodes."""
+    env = launch.job_environment(stored_job(slurm_options=options), "n1")
+    assert [env[k] for k in ("SLURM_NTASKS", "SLURM_NPROCS", "SLURM_TASKS_PER_NODE", "SLURM_NTASKS_PER_NODE")] == \
+        [tasks] * 4
+
+
 def test_job_environment_of_an_array_task_and_an_exported_path():
     job = stored_job(id=45, array_job_id=42, array_task_id=3, environment={"PATH": "/opt/bin", "HOME": "/h"},
                      submit_dir=None)
