@@ -117,13 +117,23 @@ class Operations:
         return {"job_id": job_id, "state": State.RUNNING.value, "cancelling": True}
 
     async def signal(self, job_id: int, caller: Caller, sig: str | int, to: str = SignalTo.ALL) -> dict:
-        """Send `sig` to a running job's processes (`to`: SignalTo), as its owner or an operator."""
+        """Send `sig` to a running job's processes (`to`: SignalTo), as its owner or an operator.
+        SIGKILL is a cancel, at once, as in Slurm (job_signal): the job ends CANCELLED, and to
+        every one of its processes."""
         job = self.find(job_id)
         policy.check_owner(job, caller, "signal")
+        kill = sig in ("KILL", 9)
+        if kill and job.state is State.PENDING:
+            return await self.cancel(job_id, caller)
         if job.state is not State.RUNNING:
             what = "has already ended" if job.state in FINISHED else "is pending"
             raise Conflict(f"job {job_id} {what} ({job.state.value}); only a running job can be signalled "
                            f"(mcancel without -s cancels a pending one)")
+        if kill:
+            to = SignalTo.ALL
+            await self.store.write(Store.op_transition, job_id, "cancel_requested", {}, caller.user, {}, time.time())
+            self.jobs.cancelling.add(job_id)
+            self.jobs.end_as[job_id] = State.CANCELLED
         await self.dispatcher.signal(job, sig, to)
         return {"job_id": job_id, "state": job.state.value, "signal": sig, "to": str(to)}
 
