@@ -35,16 +35,18 @@ def _sbatch(melon: Melon, folder: Path, script: str, *args: str) -> int:
 # `wait` at once; a foreground srun would hold the trap back until it ended). The step records
 # each signal it gets and ends once one of the two has recorded one: both are then written
 # before the job ends, whoever got the signal, so the test reads them after the end, with no sleep.
-SIGNALLED = """#!/bin/bash
-#SBATCH --time=0:10
-#SBATCH --signal={prefix}USR1@8
-#SBATCH --output=out-%j.txt
+WAITS_FOR_ITS_STEP = """\
 trap 'echo "batch shell got USR1" >> batch.log' USR1
 srun python step.py &
 step=$!
 while kill -0 $step 2>/dev/null; do wait $step; done
 echo "batch shell done" >> batch.log
 """
+SIGNALLED = """#!/bin/bash
+#SBATCH --time=0:10
+#SBATCH --signal={prefix}USR1@8
+#SBATCH --output=out-%j.txt
+""" + WAITS_FOR_ITS_STEP
 STEP = """import os, signal, time
 def record(signum, frame):
     with open("step.log", "a") as f:
@@ -140,12 +142,7 @@ def test_lightning_auto_requeue_checkpoints_requeues_and_resumes(melon: Melon, a
 SCANCELLED = """#!/bin/bash
 #SBATCH --time=1:00
 #SBATCH --output=out-%j.txt
-trap 'echo "batch shell got USR1" >> batch.log' USR1
-srun python step.py &
-step=$!
-while kill -0 $step 2>/dev/null; do wait $step; done
-echo "batch shell done" >> batch.log
-"""
+""" + WAITS_FOR_ITS_STEP
 STEP_UNTIL = """import os, signal, time
 WAIT_FOR = {files!r}
 def record(signum, frame):
