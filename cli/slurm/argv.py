@@ -14,7 +14,7 @@ import sys
 from types import MappingProxyType
 
 from cli.args import ENDPOINT, Command, Fallback, Opt
-from melond.spec.slurm_options import NO_ARG, REQUIRED, GetoptError, Grammar, getopt_long
+from melond.spec.getopt import NO_ARG, REQUIRED, GetoptError, Grammar, getopt_long
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -16,10 +16,11 @@ import time
 
 from cli.slurm.argv import read_argv
 from melond.errors import MelonError
-from melond.spec.slurm_options import SBATCH_OPTIONS, SLURM_PREFIX, changes_job, make_grammar, unsupported
+from melond.spec.getopt import make_grammar
+from melond.spec.slurm_options import SAME_OPTION, SBATCH_OPTIONS, SLURM_PREFIX, changes_job, unsupported
 
 PROG = "sbatch"
-ARGV_GRAMMAR = make_grammar(SBATCH_OPTIONS, strict=True)
+ARGV_GRAMMAR = make_grammar(SBATCH_OPTIONS, strict=True, same=SAME_OPTION)
 #: Slurm options Melon acts on, by their sbatch name (the same names Melon's own options use).
 ACTED_ON = frozenset({
     "cpus-per-task", "mem", "mem-per-cpu", "time", "job-name", "output", "error", "chdir", "export", "nodelist",

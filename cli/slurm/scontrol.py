@@ -17,7 +17,7 @@ from cli.common import client, job_ids
 from cli.slurm import tables
 from cli.slurm.argv import SLURM_VERSION, VERSION, bad_option
 from melond.errors import MelonError
-from melond.spec.slurm_options import GetoptError, getopt_long, make_grammar
+from melond.spec.getopt import GetoptError, getopt_long, make_grammar
 
 PROG = "scontrol"
 ACTIONS = {"hold": "hold", "uhold": "hold", "release": "release", "requeue": "requeue"}

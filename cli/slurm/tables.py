@@ -9,9 +9,9 @@ src/scancel/opt.c, src/scontrol/scontrol.c (parse_command_line / _opt_args / mai
 """
 from __future__ import annotations
 
-from melond.spec.slurm_options import NO_ARG as N
-from melond.spec.slurm_options import OPTIONAL as O
-from melond.spec.slurm_options import REQUIRED as R
+from melond.spec.getopt import NO_ARG as N
+from melond.spec.getopt import OPTIONAL as O
+from melond.spec.getopt import REQUIRED as R
 
 SQUEUE = (
     ("autocomplete", R, ""), ("accounts", R, "A"), ("all", N, "a"), ("array", N, "r"), ("Format", R, "O"),

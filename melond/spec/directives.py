@@ -15,18 +15,8 @@ from collections import namedtuple  # not typing.NamedTuple: `typing` costs ever
 from types import MappingProxyType
 
 from melond.errors import ParseError
-from melond.spec.slurm_options import (
-    MELON_GRAMMAR,
-    MELON_OPTIONS,
-    NO_ARG,
-    REQUIRED,
-    SLURM_GRAMMAR,
-    SLURM_PREFIX,
-    Grammar,
-    changes_job,
-    resolve_long,
-    unsupported,
-)
+from melond.spec.getopt import NO_ARG, REQUIRED, Grammar, resolve_long
+from melond.spec.slurm_options import MELON_GRAMMAR, MELON_OPTIONS, SLURM_GRAMMAR, SLURM_PREFIX, changes_job, unsupported
 
 __all__ = ["CLIENT_OPTIONS", "MELON_OPTIONS", "Directive", "DirectiveError", "Scan", "Setting", "options_from_scan",
            "scan_script"]

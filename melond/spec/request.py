@@ -20,8 +20,9 @@ from melond.spec.directives import (
     options_from_scan,
     scan_script,
 )
+from melond.spec.getopt import NO_ARG
 from melond.spec.notices import parse_mail_type
-from melond.spec.slurm_options import NO_ARG, SLURM_PREFIX, takes_value
+from melond.spec.slurm_options import SLURM_PREFIX, takes_value
 from melond.spec.timespec import (
     SpecError,
     expand_hostlist,

@@ -1,4 +1,4 @@
-"""Option tables (sbatch's and Melon's own) and getopt_long's way of looking names up in them.
+"""Option tables (sbatch's, srun's and Melon's own), read by getopt_long (melond/spec/getopt.py).
 
 Slurm hands directive tokens to glibc ``getopt_long``, which accepts any unique prefix of a long
 option name. Whether ``--ntask`` is an abbreviation or an ambiguity therefore depends on every
@@ -14,14 +14,13 @@ here only matter for an abbreviation that would also prefix one of them.
 
 from __future__ import annotations
 
-from collections import namedtuple
 from types import MappingProxyType
+
+from melond.spec.getopt import NO_ARG, OPTIONAL, REQUIRED, make_grammar
 
 TYPE_CHECKING = False  # the idiom type checkers know: `typing` costs every command ~5 ms to import
 if TYPE_CHECKING:
     from typing import Mapping
-
-NO_ARG, REQUIRED, OPTIONAL = 0, 1, 2
 
 #: (long name, has_arg, short letter or ""), in Slurm's ``common_options[]`` order. The order is
 #: what builds sbatch's short-option string (see ``SHORT_OPTION_STRING``).
@@ -200,46 +199,8 @@ UNSUPPORTED_WHY: Mapping[str, str] = MappingProxyType({
 })
 
 
-class Grammar(namedtuple("Grammar", "longs shorts strict")):
-    """One option table as getopt_long sees it: `longs` maps a name to (has_arg, identity for
-    ambiguity checks), `shorts` a letter to (has_arg, long name); `strict` makes unknown options
-    errors rather than warnings."""
-
-    __slots__ = ()
-    longs: Mapping[str, tuple[int, str]]
-    shorts: Mapping[str, tuple[int, str]]
-    strict: bool
-
-
-def make_grammar(table: tuple[tuple[str, int, str], ...], strict: bool,
-                 same: Mapping[str, str] = SAME_OPTION) -> Grammar:
-    """Index an option table by long name and short letter; `same` names the entries that are
-    another one under a second name (one `val` in Slurm's table)."""
-    longs = {name: (has_arg, same.get(name, name)) for name, has_arg, _ in table}
-    shorts = {short: (has_arg, name) for name, has_arg, short in table if short}
-    return Grammar(MappingProxyType(longs), MappingProxyType(shorts), strict)
-
-
-def resolve_long(grammar: Grammar, written: str) -> str | list[str] | None:
-    """getopt_long's lookup: the exact name, else the one option every prefix match denotes.
-
-    Returns the option name, the candidate list when the prefix is ambiguous, or None. The list
-    is glibc's "possibilities": the first match and each match that is another option, in table
-    order (a second name of the first match is not listed).
-    """
-    if written in grammar.longs:
-        return written
-    matches = [name for name in grammar.longs if name.startswith(written)]
-    if not matches:
-        return None
-    first = grammar.longs[matches[0]]
-    if len({grammar.longs[name] for name in matches}) == 1:
-        return matches[0]
-    return [name for name in matches if name == matches[0] or grammar.longs[name] != first]
-
-
-SLURM_GRAMMAR = make_grammar(SBATCH_OPTIONS, strict=False)
-MELON_GRAMMAR = make_grammar(MELON_OPTIONS, strict=True)
+SLURM_GRAMMAR = make_grammar(SBATCH_OPTIONS, strict=False, same=SAME_OPTION)
+MELON_GRAMMAR = make_grammar(MELON_OPTIONS, strict=True, same=SAME_OPTION)
 
 
 #: Slurm options that change nothing for a Melon job, whatever their value: accepted and recorded
@@ -278,66 +239,6 @@ def changes_job(name: str, value: str | None) -> bool:
     return True
 
 
-class GetoptError(ValueError):
-    """An argument vector getopt_long would refuse, in glibc's words."""
-
-
-def getopt_long(argv: list[str], grammar: Grammar, permute: bool = False
-                ) -> tuple[list[tuple[str, str | None]], list[str]]:
-    """glibc getopt_long with a leading ``+`` (as sbatch and srun call it): options up to the first
-    word that is not one, or ``--``; the rest is the script or command and its arguments. With
-    `permute` (no ``+``, as squeue, sinfo, sacct, scancel and scontrol call it) options may come
-    after other words too, and the rest is every word that is not an option, in order.
-
-    Returns ((long name, value or None), ...) in the order given, and the rest.
-    """
-    found: list[tuple[str, str | None]] = []
-    rest: list[str] = []
-    i = 0
-    while i < len(argv):
-        word = argv[i]
-        i += 1
-        if word == "--":
-            return found, rest + argv[i:]
-        if word.startswith("--"):
-            written, has_value, value = word[2:].partition("=")
-            name = resolve_long(grammar, written)
-            if isinstance(name, list):
-                raise GetoptError(f"option '{word}' is ambiguous; possibilities:"
-                                  + "".join(f" '--{n}'" for n in name))
-            if name is None:
-                raise GetoptError(f"unrecognized option '{word}'")
-            has_arg = grammar.longs[name][0]
-            if has_value and has_arg == NO_ARG:
-                raise GetoptError(f"option '--{name}' doesn't allow an argument")
-            if not has_value and has_arg == REQUIRED:
-                if i >= len(argv):
-                    raise GetoptError(f"option '--{name}' requires an argument")
-                value, i = argv[i], i + 1
-            found.append((name, value if has_value or has_arg == REQUIRED else None))
-        elif word.startswith("-") and word != "-":
-            letters = word[1:]
-            for index, letter in enumerate(letters):
-                if letter not in grammar.shorts:
-                    raise GetoptError(f"invalid option -- '{letter}'")
-                has_arg, name = grammar.shorts[letter]
-                if has_arg == NO_ARG:
-                    found.append((name, None))
-                    continue
-                value: str | None = letters[index + 1:] or None
-                if value is None and has_arg == REQUIRED:
-                    if i >= len(argv):
-                        raise GetoptError(f"option requires an argument -- '{letter}'")
-                    value, i = argv[i], i + 1
-                found.append((name, value))
-                break
-        elif permute:
-            rest.append(word)
-        else:
-            return found, argv[i - 1:]
-    return found, rest
-
-
 #: srun's options, as far as scripts and tools use them (srun(1); its short-option string is
 #: "+A:b:B:c:C:d:D:e:Eg:G:hHi:I::jJ:kK::lL:m:M:n:N:o:Op:q:QsS:t:T:uvVw:W:x:XZ"). Inside a job
 #: Melon's srun acts on the task options; the allocation ones matter only outside a job, where
@@ -372,5 +273,5 @@ SRUN_OPTIONS: tuple[tuple[str, int, str], ...] = (
     ("time-min", REQUIRED, ""), ("tmp", REQUIRED, ""), ("tres-per-task", REQUIRED, ""), ("usage", NO_ARG, ""),
     ("wckey", REQUIRED, ""), ("relative", REQUIRED, "r"),
 )
-SRUN_GRAMMAR = make_grammar(SRUN_OPTIONS, strict=True)
+SRUN_GRAMMAR = make_grammar(SRUN_OPTIONS, strict=True, same=SAME_OPTION)
 SRUN_LONGS = {name: has_arg for name, has_arg, _ in SRUN_OPTIONS}

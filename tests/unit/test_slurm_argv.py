@@ -9,7 +9,8 @@ import importlib
 
 import pytest
 
-from melond.spec.slurm_options import SBATCH_OPTIONS, getopt_long, make_grammar
+from melond.spec.getopt import GetoptError, getopt_long, make_grammar
+from melond.spec.slurm_options import SAME_OPTION, SBATCH_OPTIONS
 
 NAMES = ("squeue", "sinfo", "sacct", "scancel", "scontrol", "sbatch", "srun")
 
@@ -92,8 +93,7 @@ def test_permuting_getopt_takes_options_after_operands() -> None:
 
 def test_ambiguity_lists_what_glibc_lists() -> None:
     """The first match and every match that is another option; not a second name of the first."""
-    grammar = make_grammar(SBATCH_OPTIONS, strict=False)
-    from melond.spec.slurm_options import GetoptError
+    grammar = make_grammar(SBATCH_OPTIONS, strict=False, same=SAME_OPTION)
     with pytest.raises(GetoptError, match=r"^option '--ntasks-per' is ambiguous; possibilities: '--ntasks-per-core' "
                                           r"'--ntasks-per-gpu' '--ntasks-per-node' '--ntasks-per-socket' "
                                           r"'--ntasks-per-tres'$"):
