@@ -19,6 +19,7 @@ from melond.sched.launch import job_file
 from melond.sched.plan import Snapshot
 from melond.sched.order import PendingOrder
 from melond.sched.policy import Caller
+from melond.spec import jobrel
 from melond.spec.jobids import JobRef
 from melond.spec.states import FINISHED, State
 from melond.state.job import Job
@@ -58,6 +59,8 @@ class Operations:
         sizes = [admission.NodeSize(n.name, n.partition, n.cpus, n.memory, n.admits) for n in self.nodes.values()]
         now = time.time()
         jobs, warnings = admission.admit(req, submit_as, partition, self.inv.partition(partition), sizes, now)
+        if req.get("dependency"):
+            self._check_dependency(req["dependency"])
         if req.get("mail_type") and not (self.inv.notify and (self.inv.notify.command or self.inv.notify.webhook)):
             warnings.append("this melond has no notifier ([notify] in its inventory): --mail-type is recorded, "
                             "but no notice will be sent")
@@ -70,6 +73,17 @@ class Operations:
             self.order.touch(jid)
         self.kick(new_jobs_only=True)
         return ids, warnings
+
+    def _check_dependency(self, text: str) -> None:
+        """A dependency on a job that does not exist is refused at submission, as sbatch's `Job
+        dependency problem`: left waiting, it would wait forever (DependencyNeverSatisfied).
+        melond keeps every job it ran, so an id it does not know was never submitted."""
+        ids = jobrel.parse_dependency(text).job_ids
+        missing = sorted(ids - {i for i in ids if self.jobs.get(i)} - set(self.store.states(ids)))
+        if missing:
+            named = ", ".join(map(str, missing))
+            raise BadRequest(f"Job dependency problem: no job {named} (--dependency={text}); "
+                             f"`mqueue --all` lists the jobs melond knows")
 
     def find(self, job_id: int) -> Job:
         job = self.jobs.get(job_id) or self.store.job(job_id)

@@ -1,7 +1,9 @@
 """sbatch options beyond the basics, end to end: arrays, dependencies, --signal, --export, -D."""
 from __future__ import annotations
 
-from conftest import BIN, Melon, wait_for
+import subprocess
+
+from conftest import BIN, Melon, slurm_names_env, wait_for
 
 
 def test_array_runs_every_task_with_its_index(melon: Melon) -> None:
@@ -28,6 +30,20 @@ def test_dependency_waits_then_runs_or_never(melon: Melon) -> None:
     wait_for(lambda: melon.job(ok)["reason"] == "DependencyNeverSatisfied", timeout=15,
              what="the reason to say the dependency can never be met")
     melon.run("mcancel", str(ok))
+
+
+def test_a_dependency_on_a_job_that_does_not_exist_is_refused_at_submission(melon: Melon) -> None:
+    """As sbatch's `Job dependency problem`, rather than a job that would wait forever."""
+    real = melon.submit("-H", "--wrap", "true")
+    r = melon.run("mbatch", "-d", f"afterok:{real}:99999", "--wrap", "true", check=False)
+    assert r.returncode == 1 and "Job dependency problem: no job 99999" in r.stderr, r.stderr
+    env = slurm_names_env(melon)
+    r = subprocess.run(["sbatch", "-d", "afterany:99998", "--wrap", "true"], capture_output=True, text=True,
+                       env=env, cwd=melon.work, timeout=60)
+    assert (r.returncode, r.stdout) == (1, "")
+    assert r.stderr.startswith("sbatch: error: Batch job submission failed: Job dependency problem"), r.stderr
+    assert [j["id"] for j in melon.jobs("--all")] == [real]  # nothing was stored
+    melon.run("mcancel", str(real))
 
 
 def test_signal_before_the_deadline(melon: Melon) -> None:
