@@ -119,13 +119,13 @@ class Client:
     """
 
     def __init__(self, endpoint: str, timeout: float = 60.0, token: str | None = None,
-                 ca_file: str | None = None) -> None:
+                 ca_file: str | None = None, fallback: str | None = None) -> None:
         self.endpoint = endpoint
         self.timeout = timeout
         self.header = b""
         if endpoint.startswith("unix:"):
-            path = endpoint[5:]
-            self._connect = lambda t: _unix(path, t)
+            paths = [endpoint[5:]] + ([fallback[5:]] if fallback and fallback.startswith("unix:") else [])
+            self._connect = lambda t: self._unix_first(paths, t)
             return
         if not is_tcp(endpoint):
             raise MelonError(f"endpoint {endpoint!r} is none of unix:/path, http://host:port, https://host:port")
@@ -160,7 +160,13 @@ class Client:
                 status, raw = parse_reply(_read_all(sock))
             finally:
                 sock.close()
-        except (FileNotFoundError, ConnectionRefusedError) as exc:
+        except ConnectionRefusedError as exc:
+            if self.endpoint.startswith("unix:"):
+                raise Unreachable(f"cannot reach melond at {self.endpoint} ({exc.strerror}): the socket was left by a "
+                                  f"melond that is no longer running. Start it again (`melond &`), or remove "
+                                  f"{self.endpoint[5:]} to use the system melond, if there is one") from None
+            raise Unreachable(f"cannot reach melond at {self.endpoint} ({exc.strerror}). {START_HINT}") from None
+        except FileNotFoundError as exc:
             raise Unreachable(f"cannot reach melond at {self.endpoint} ({exc.strerror}). {START_HINT}") from None
         except PermissionError:
             raise Unreachable(f"not allowed to connect to {self.endpoint}; ask the administrator to make the "
@@ -180,6 +186,20 @@ class Client:
         if status >= 400:
             raise from_wire(payload, status)
         return payload
+
+    def _unix_first(self, paths: list[str], timeout: float) -> _socket.socket:
+        """The first socket that accepts. One that refuses was left by a melond that died (the
+        user's own, most often): the next one, the system melond's, serves instead."""
+        for n, path in enumerate(paths):
+            try:
+                sock = _unix(path, timeout)
+            except ConnectionRefusedError:
+                if n + 1 == len(paths):
+                    raise
+                continue
+            self.endpoint = "unix:" + path
+            return sock
+        raise FileNotFoundError(paths[0])
 
     def _tls(self, host: str, port: int, ca_file: str | None, timeout: float):
         import socket

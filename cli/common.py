@@ -11,8 +11,11 @@ from melond.paths import current_user  # noqa: F401 - re-exported for the CLIs
 
 def client(endpoint: str | None):
     from cli.client import Client
-    from melond.paths import default_endpoint
-    return Client.from_environment(endpoint or default_endpoint())
+    if endpoint:
+        return Client.from_environment(endpoint)
+    from melond.paths import default_endpoints
+    first, *then = default_endpoints()
+    return Client(first, fallback=then[0] if then else None)
 
 
 def print_json(value: object) -> None:

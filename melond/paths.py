@@ -21,13 +21,14 @@ def default_state_dir() -> str:
     return SYSTEM_STATE_DIR if os.geteuid() == 0 else user_state_dir()
 
 
-def default_endpoint() -> str:
-    """The user's own melond if one runs, else the system one."""
+def default_endpoints() -> list[str]:
+    """Where a command with no endpoint given asks: the user's own melond if its socket is
+    there, then the system one. A user's melond that died leaves its socket behind; the client
+    then falls back to the system melond rather than failing (cli/client.py)."""
     mine = os.path.join(default_state_dir(), SOCKET_NAME)
-    if os.path.exists(mine):
-        return f"unix:{mine}"
     system = os.path.join(SYSTEM_STATE_DIR, SOCKET_NAME)
-    return f"unix:{system if os.path.exists(system) else mine}"
+    found = [f"unix:{path}" for path in dict.fromkeys((mine, system)) if os.path.exists(path)]
+    return found or [f"unix:{mine}"]
 
 
 def current_user() -> str:
