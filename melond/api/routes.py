@@ -548,7 +548,8 @@ ROUTES = [
     ("POST", "/jobs/{job_id}/extend", extend_job, models.ExtendRequest, None,
      "extend a job's time limit; an array's id extends each unfinished task"),
     ("POST", "/jobs/{job_id}/signal", signal_job, models.SignalRequest, None,
-     "send a signal to a running job's processes (all, its steps, or its batch shell); an array's id signals each running task"),
+     "send a signal to a running job's processes (all, its steps, or its batch shell); an array's id "
+     "signals each running task"),
     ("POST", "/jobs/{job_id}/hold", hold_job, None, None, "hold a pending job; an array's id holds each pending task"),
     ("POST", "/jobs/{job_id}/release", release_job, None, None,
      "release a held job; an array's id releases each pending task"),

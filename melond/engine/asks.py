@@ -1,7 +1,7 @@
 """What a running job asks of melond from its node (the job channel, remote/asks.py): to extend
-itself, or to be requeued. The node has already checked that the asking process belongs to the job and runs
-as its user; here the job must still be the one melond runs there, and the owner's policy applies
-exactly as on the login node. Each extension is audited with `via: job`."""
+itself, or to be requeued. The node has already checked that the asking process belongs to the
+job and runs as its user; here the job must still be the one melond runs there, and the owner's
+policy applies exactly as on the login node. Each extension and requeue is audited with `via: job`."""
 from __future__ import annotations
 
 import logging
