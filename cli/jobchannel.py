@@ -33,6 +33,15 @@ def usable(typed: str | None, endpoint: str | None) -> bool:
     return ENV in os.environ and endpoint is None and typed in (None, own_job())
 
 
+def try_ask(request: dict) -> dict | None:
+    """The answer through the node, or None where the node serves no job channel (an older
+    helper): the caller then asks melond's API, if it can reach it."""
+    try:
+        return ask(request)
+    except (ConnectionRefusedError, FileNotFoundError):
+        return None
+
+
 def ask(request: dict) -> dict:
     """One request, one answer; a refusal is raised with the reason melond (or the node) gave."""
     import json  # only inside a job: the login node's common path loads neither

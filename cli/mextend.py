@@ -57,11 +57,8 @@ def extend(job_id: str | None, add: str | None, to: str | None, largest: bool, d
     if dry_run:
         body["dry_run"] = True
     replies = []
-    if jobchannel.usable(job_id, endpoint):
-        try:
-            replies = [{"job": jobchannel.own_job(), **jobchannel.ask({"op": "extend", **body})}]
-        except (ConnectionRefusedError, FileNotFoundError):
-            pass  # no job channel on this node (an older helper): melond's API, if it is reachable
+    if jobchannel.usable(job_id, endpoint) and (answer := jobchannel.try_ask({"op": "extend", **body})) is not None:
+        replies = [{"job": jobchannel.own_job(), **answer}]
     if not replies:
         c = client(endpoint)
         for jid in job_ids([job_id or jobchannel.own_job()]):

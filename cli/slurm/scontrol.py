@@ -97,12 +97,8 @@ def _update(args: list[str]) -> None:
     if limit.startswith("-"):
         raise ValueError(f"TimeLimit={limit}: Melon extends limits; to shorten one give the new total, TimeLimit=TIME")
     body = {"add": parse_extension(limit)} if limit.startswith("+") else {"to": parse_time_limit(limit)}
-    if jobchannel.usable(pairs["jobid"], None):
-        try:
-            jobchannel.ask({"op": "extend", **body})  # inside the job, for itself: through its node
-            return
-        except (ConnectionRefusedError, FileNotFoundError):
-            pass  # no job channel on this node: melond's API, if reachable
+    if jobchannel.usable(pairs["jobid"], None) and jobchannel.try_ask({"op": "extend", **body}) is not None:
+        return  # inside the job, for itself: through its node
     c = _client()
     failed = False
     for ref in job_ids([pairs["jobid"]]):
@@ -145,12 +141,8 @@ def _requeue_self() -> None:
     import signal
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1,
                                               signal.SIGUSR2, signal.SIGALRM})
-    if jobchannel.usable(None, None):
-        try:
-            jobchannel.ask({"op": "requeue"})
-            return
-        except (ConnectionRefusedError, FileNotFoundError):
-            pass  # no job channel on this node: melond's API, if reachable
+    if jobchannel.usable(None, None) and jobchannel.try_ask({"op": "requeue"}) is not None:
+        return
     _client().call("POST", f"/jobs/{jobchannel.own_job()}/requeue")
 
 
