@@ -126,7 +126,8 @@ def test_a_job_cannot_read_another_users_job(melon: Melon) -> None:
                           env=melon.env(SECRET=secret))
     melon.wait_state(victim, {"R"})
     victim_out = melon.work / f"melon-{victim}.out"
-    pid = int(wait_for(lambda: victim_out.read_text().strip(), what="the victim's pid"))
+    # Running is recorded as the job's child forks; it opens its output a moment later.
+    pid = int(wait_for(lambda: victim_out.exists() and victim_out.read_text().strip(), what="the victim's pid"))
     # The job prints its pid as it starts; its supervisor records the start (started.json) a moment later.
     spool = melon.state / "spool"
     wait_for(lambda: any(p.name == "started.json" for p in spool.rglob("*")), what="the victim's spool record")
