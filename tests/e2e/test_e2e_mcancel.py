@@ -65,8 +65,10 @@ def test_refusals_exit_1_and_change_nothing(melon: Melon) -> None:
 def test_the_signal_api_refuses_bad_bodies_with_400(melon: Melon) -> None:
     from cli.client import Client
     from melond.errors import BadRequest
-    jid = melon.submit("-t", "1:00", "--wrap", "trap '' USR1; sleep 30")  # USR1 ignored: it runs on
-    melon.wait_state(jid, {"R"})
+    out = melon.work / "armed.out"
+    jid = melon.submit("-t", "1:00", "-o", str(out), "--wrap", "trap '' USR1; echo armed; sleep 30")
+    # USR1 is ignored once the trap is set, so the job runs on; the signals wait for that point
+    wait_for(lambda: out.exists() and "armed" in out.read_text(), what="the job's USR1 trap")
     c = Client(melon.endpoint)
     for body in ({"signal": "WIBBLE"}, {"signal": 0}, {"signal": 65}, {"signal": True}, {"signal": "x" * 20},
                  {"signal": ""}, {"signal": None}, {}, {"signal": 1.5}):
