@@ -34,8 +34,9 @@ class Partition(Strict):
     max_extension: int | None = None  # seconds an owner may add to one job over its life; None = no cap
     max_extensions: int | None = Field(default=None, ge=0)  # times an owner may extend one job; None = no cap
     # "no-delay": an owner's extension of a running job is granted only if, by the scheduler's
-    # current plan, it starts no waiting job later (OAR's check); "always": within the caps.
-    extend_policy: Literal["always", "no-delay"] = "always"
+    # current plan, it starts no other user's waiting job later (OAR's check); "always": within the
+    # caps. Unset: "no-delay" where melond serves many users (as root), else "always" (extend_policy()).
+    extend_policy: Literal["always", "no-delay"] | None = None
 
     @field_validator("max_time", "default_time", "max_extension", mode="before")
     @classmethod

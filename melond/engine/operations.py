@@ -5,6 +5,7 @@ Every change is one store transaction plus one job event, committed before the c
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Callable, Mapping
 
@@ -47,6 +48,7 @@ class Operations:
         self.jobs, self.store, self.inv, self.nodes, self.order = jobs, store, inventory, nodes, order
         self.dispatcher, self.ends, self.kick, self.snapshot = dispatcher, ends, kick, snapshot
         self._extending = asyncio.Lock()
+        self.shared = os.geteuid() == 0  # root's melond serves every user of its nodes (routes.py)
 
     def caller(self, user: str, uid: int) -> Caller:
         return Caller(user=user, uid=uid, operator=uid == 0 or user in self.inv.operators)
@@ -204,15 +206,17 @@ class Operations:
         except MelonError as exc:
             raise _Refused(exc, []) from None
         found: list[dict] = []
-        no_delay = auto or (part.extend_policy == "no-delay" and not caller.operator)
+        no_delay = auto or (policy.extend_policy(part.extend_policy, self.shared) == "no-delay"
+                            and not caller.operator)
         if job.state is State.RUNNING and job.start_time and old and (limit == 0 or limit > old) and \
                 (dry_run or no_delay):
             snapshot, now = self.snapshot()  # one plan's view for the test and for the refusal's hint
             found = self._delays(job, limit, snapshot, now)
             if found and auto:
                 raise _Refused(Conflict(f"job {job_id}: its next step would delay job {found[0]['job_id']}"), found)
-            if found and no_delay:
-                raise _Refused(self._would_delay(job, limit, found, snapshot, now), found)
+            others = [d for d in found if d["user"] != job.user]  # an owner may delay their own jobs
+            if others and no_delay:
+                raise _Refused(self._would_delay(job, limit, others, snapshot, now), found)
         now = time.time()
         start = job.start_time
         data = {
@@ -239,7 +243,9 @@ class Operations:
     def _delays(self, job: Job, limit: int, snapshot: Snapshot, now: float) -> list[dict]:
         """Whom extending running `job` to `limit` would start later, by the scheduler's plan."""
         end = job.start_time + limit if limit else None
-        return [{"job_id": d.job_id, "before": d.before, "after": d.after, "by": d.by if d.after is not None else None}
+        owners = {p.job_id: p.user for p in snapshot.pending}
+        return [{"job_id": d.job_id, "user": owners.get(d.job_id), "before": d.before, "after": d.after,
+                 "by": d.by if d.after is not None else None}
                 for d in nodelay.delays(snapshot, now, job.id, end)]
 
     def _would_delay(self, job: Job, limit: int, found: list[dict], snapshot: Snapshot, now: float) -> Conflict:
@@ -247,13 +253,14 @@ class Operations:
         by = f"by {format_duration(int(first['by']))}" if first["by"] is not None else "with no start in sight"
         more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
         best = nodelay.largest_harmless_end(snapshot, now, job.id, job.start_time + job.time_limit,
-                                            job.start_time + limit if limit else job.start_time + job.time_limit)
+                                            job.start_time + limit if limit else job.start_time + job.time_limit,
+                                            spare=job.user)
         room = int(best - job.start_time - job.time_limit)
         hint = (f"the largest extension that delays no one is +{format_duration(room)} (mextend --max)" if room > 0
                 else "no extension of it would delay no one now")
         return Conflict(f"job {job.id}: a limit of {format_limit(limit)} would delay job {first['job_id']} "
                         f"(waiting, expected to start at {_clock(first['before'])}) {by}{more}; partition "
-                        f"{job.partition} extends only what delays no one (extend_policy = no-delay); {hint}")
+                        f"{job.partition} extends only what delays no other user's job (extend_policy = no-delay); {hint}")
 
     def _largest(self, job: Job, caller: Caller, part, past: list[int]) -> int:
         """--max: the longest limit that delays no pending job, within MaxTime and the owner's caps."""

@@ -23,6 +23,14 @@ class Caller:
     operator: bool = False
 
 
+def extend_policy(configured: str | None, shared: bool) -> str:
+    """A partition's extend_policy. Unset, a melond that serves every user of its machine (root's)
+    grants an owner only what delays no other user's waiting job, and a personal melond, whose
+    queue is its owner's alone, grants within the caps: one user may trade their own jobs' starts,
+    but not someone else's."""
+    return configured or ("no-delay" if shared else "always")
+
+
 #: What squeue shows of every job (ids, name, user, state, reason, partition, node, times, limit,
 #: sizes, priority...) is anyone's; these fields are the owner's and operators' only, as `mshow`
 #: is: what the job runs and with what, where it reads and writes, whom it mails, the options

@@ -74,3 +74,28 @@ def test_always_grants_and_max_needs_a_bound(melon: Melon) -> None:
     assert r.returncode == 1 and "--max extends a running job" in r.stderr
     for j in (jid, held):
         melon.run("mcancel", str(j))
+
+
+@needs_root
+def test_a_shared_melond_by_default_grants_no_extension_that_delays_another_users_job(melon: Melon) -> None:
+    """Root's melond with no inventory serves every user of the machine: unset, extend_policy is
+    no-delay there. nobody may not push daemon's waiting job back, but may push back their own."""
+    cpus = _cpus(melon)
+    a = melon.submit("-c", str(cpus), "-t", "0:30", "--wrap", "sleep 120", user="nobody")
+    melon.wait_state(a, {"R"})
+    b = melon.submit("-c", "1", "-t", "0:10", "--wrap", "true", user="daemon")
+    wait_for(lambda: melon.job(b)["reason"] == "Resources", what="daemon's job to wait for nobody's")
+    r = melon.run("mextend", "-j", str(a), "-t", "+1:00", check=False, user="nobody")
+    assert r.returncode == 1 and f"would delay job {b}" in r.stderr, r.stderr
+    assert "delays no other user's job (extend_policy = no-delay)" in r.stderr
+    assert melon.job(a)["time_limit_seconds"] == 30
+    dry = json.loads(melon.run("mextend", "-j", str(a), "-t", "+1:00", "--dry-run", "--json", check=False,
+                               user="nobody").stdout)
+    assert dry["granted"] is False and [d["job_id"] for d in dry["delays"]] == [b]
+
+    mine = melon.submit("-c", "1", "-t", "0:10", "--wrap", "true", user="nobody")
+    melon.run("mcancel", str(b))
+    wait_for(lambda: melon.job(mine)["reason"] == "Resources", what="nobody's own job to wait")
+    done = json.loads(melon.run("mextend", "-j", str(a), "-t", "+1:00", "--json", user="nobody").stdout)
+    assert done["new_limit"] == 90 and melon.job(a)["time_limit_seconds"] == 90  # only their own job waits longer
+    melon.run("mcancel", str(mine), str(a))

@@ -47,3 +47,24 @@ def test_only_jobs_waiting_for_what_the_extension_holds_are_delayed() -> None:
                     pending=(PendingView(3, 0, NOW - 5, 1, 100, 100, "p"),))
     (d,) = delays(snap, NOW, 1, NOW + 30)
     assert (d.before, d.after) == (NOW + 10, NOW + 30)
+
+
+def test_an_owners_own_waiting_jobs_are_spared_when_asked() -> None:
+    """No-delay protects other users: the waiting job's owner may push it back with their own
+    extension, and the largest harmless end then reaches the wanted end."""
+    snap = Snapshot(nodes=(NodeView("n1", "p", 4, 1000),),
+                    running=(RunningView(1, "n1", 4, 100, NOW + 20),),
+                    pending=(PendingView(3, 0, NOW - 5, 4, 100, 100, "p", user="ann"),))
+    assert [d.job_id for d in delays(snap, NOW, 1, NOW + 60)] == [3]
+    assert [d.job_id for d in delays(snap, NOW, 1, NOW + 60, spare="bob")] == [3]
+    assert delays(snap, NOW, 1, NOW + 60, spare="ann") == []
+    assert largest_harmless_end(snap, NOW, 1, NOW + 20, NOW + 60, spare="bob") == NOW + 20
+    assert largest_harmless_end(snap, NOW, 1, NOW + 20, NOW + 60, spare="ann") == NOW + 60
+
+
+def test_unset_extend_policy_is_no_delay_on_a_shared_melond_only() -> None:
+    from melond.sched.policy import extend_policy
+    assert extend_policy(None, shared=True) == "no-delay"
+    assert extend_policy(None, shared=False) == "always"
+    assert extend_policy("always", shared=True) == "always"
+    assert extend_policy("no-delay", shared=False) == "no-delay"
