@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import psutil
 from aiohttp import web
 
+from melond import logs
 from melond.api.guard import protocol_factory
 from melond.api.routes import make_app
 from melond.config import Inventory
@@ -23,6 +24,7 @@ from melond.nodes.fleet import NodeSession
 from melond.nodes.state import NodeState
 from melond.nodes.transports import transport_for
 from melond.paths import SOCKET_NAME
+from melond.sdnotify import Notifier
 from melond.state.store import Store
 from melond.trust import check_input, check_own, open_own_file, open_state_dir
 
@@ -115,6 +117,9 @@ class Daemon:
         return out
 
     async def run(self) -> None:
+        notify = Notifier()  # first: the helpers started below must not inherit NOTIFY_SOCKET
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGHUP, _reopen_log)  # early: SIGHUP's default would stop melond
         self._prepare_state_dir()
         inv = self.opts.inventory
         kill_wait = self.opts.kill_wait if self.opts.kill_wait is not None else inv.kill_wait
@@ -134,7 +139,6 @@ class Daemon:
         runner = web.AppRunner(make_app(engine), access_log=None, handle_signals=False)
         await runner.setup()
         serve = protocol_factory(runner.server, inv.limits)  # each connection counted and timed (api/guard.py)
-        loop = asyncio.get_running_loop()
         if os.path.exists(self.socket_path):
             os.unlink(self.socket_path)  # stale: we hold the lock, so nobody else serves it
         listeners = [await loop.create_unix_server(serve, self.socket_path, backlog=BACKLOG)]
@@ -148,10 +152,13 @@ class Daemon:
         tasks.append(asyncio.ensure_future(engine.elastic.run_forever()))
         tasks.append(asyncio.ensure_future(engine.notices.run_forever()))
         tasks.append(asyncio.ensure_future(engine.notifier.run_forever()))
+        tasks.append(asyncio.ensure_future(notify.watchdog_forever()))
         log.info("melond ready", extra={"socket": self.socket_path, "port": self.opts.port,
                                         "tls": self.tls is not None, "nodes": list(engine.nodes),
                                         "kill_wait": kill_wait, "pid": os.getpid()})
+        notify.send("READY=1", f"STATUS=serving {self.socket_path}, {len(engine.nodes)} node(s)")
         await self._stop.wait()
+        notify.send("STOPPING=1")
         log.info("melond stopping: jobs keep running and are adopted at the next start")
         for listener in listeners:
             listener.close()  # no new connections; runner.cleanup closes the open ones
@@ -186,3 +193,12 @@ class Daemon:
                                      "free the port or choose another with --port") from None
                 log.warning("not listening on ::1: %s (is IPv6 off?)", exc.strerror)
         return listeners
+
+
+def _reopen_log() -> None:
+    """SIGHUP: reopen the log file, as logrotate's postrotate asks; melond goes on either way."""
+    try:
+        if logs.reopen():
+            log.info("log file reopened (SIGHUP)")
+    except OSError as exc:
+        log.warning("SIGHUP: cannot reopen the log file, still writing the old one: %s", exc)

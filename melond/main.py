@@ -7,14 +7,17 @@ import sys
 
 import rich_click as click
 
-from melond.paths import default_state_dir
+from melond.logs import FORMATS
+from melond.paths import CONFIG_ENV, SYSTEM_CONFIG, SYSTEMD_UNIT, default_state_dir
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--state-dir", type=click.Path(file_okay=False), default=None,
               help="Database, socket and node spool. Default: /var/lib/melon as root, else ~/.local/state/melon.")
 @click.option("--inventory", type=click.Path(dir_okay=False), default=None,
-              help="TOML inventory of partitions, operators and nodes. Default: this machine only.")
+              help=f"TOML inventory of partitions, operators and nodes. Default: ${CONFIG_ENV} if set, else "
+                   f"{SYSTEM_CONFIG} (root) or ~/.config/melon/melon.toml (others) where it exists, "
+                   "else this machine only.")
 @click.option("--port", type=click.IntRange(0, 65535), default=None,
               help="Also serve the API over TCP on this port; callers need a token (mtoken create).")
 @click.option("--host", "hosts", multiple=True, metavar="ADDR",
@@ -38,11 +41,22 @@ from melond.paths import default_state_dir
 @click.option("--init-keys", "init_keys", is_flag=False, flag_value="", default=None, metavar="[DIR]",
               help="Write the ed25519 SSH key pair melond uses for nodes (default DIR: STATE_DIR/keys), "
                    "print where it goes, and exit.")
+@click.option("--print-systemd-unit", "print_unit", is_flag=True,
+              help="Print the systemd unit that runs this melond as a service, and exit.")
+@click.option("--install-systemd-unit", "install_unit", is_flag=False, flag_value=SYSTEMD_UNIT, default=None,
+              metavar="[PATH]", help=f"Write that unit to PATH (default {SYSTEMD_UNIT}), make "
+                                     f"{os.path.dirname(SYSTEM_CONFIG)}, print the systemctl command that "
+                                     "starts it, and exit.")
 @click.option("--log-level", default="INFO", show_default=True,
               type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
+@click.option("--log-format", type=click.Choice(FORMATS), default=None,
+              help="Default: text on a terminal, else JSON lines (one event per line, for the journal).")
+@click.option("--log-file", type=click.Path(dir_okay=False), default=None,
+              help="Append the log to this file instead of stderr; SIGHUP reopens it (logrotate).")
 def main(state_dir: str | None, inventory: str | None, port: int | None, hosts: tuple[str, ...], tls_cert: str | None,
          tls_key: str | None, kill_wait: float | None, backup_to: str | None, check_only: bool, setup_node: str | None,
-         gen_cert: str | None, hostnames: tuple[str, ...], init_keys: str | None, log_level: str) -> None:
+         gen_cert: str | None, hostnames: tuple[str, ...], init_keys: str | None, print_unit: bool,
+         install_unit: str | None, log_level: str, log_format: str | None, log_file: str | None) -> None:
     """Run the Melon scheduler daemon.
 
     With no inventory it runs jobs on this machine. Example:
@@ -53,8 +67,10 @@ def main(state_dir: str | None, inventory: str | None, port: int | None, hosts: 
     from melond.daemon import Daemon, Options
     from melond.errors import MelonError
 
-    logs.setup(log_level.upper())
     try:
+        if print_unit or install_unit is not None:
+            return _systemd_unit(install_unit)
+        logs.setup(log_level.upper(), log_format, log_file)
         if backup_to:
             from melond.state.store import backup
             pages = backup(os.path.join(state_dir or default_state_dir(), "melon.db"), backup_to)
@@ -66,11 +82,13 @@ def main(state_dir: str | None, inventory: str | None, port: int | None, hosts: 
             return _init_keys(init_keys or os.path.join(state_dir or default_state_dir(), "keys"))
         if bool(tls_cert) != bool(tls_key):
             raise click.UsageError("give both --tls-cert and --tls-key, or neither")
+        inventory, source = _inventory_path(inventory)
         inv = config.load(inventory)
         if check_only:
             sys.exit(_check(inv, state_dir or default_state_dir()))
         if setup_node is not None:
             sys.exit(_print_setup(inv, state_dir or default_state_dir(), setup_node))
+        _log_inventory(inventory, source)
         daemon = Daemon(Options(state_dir=state_dir or default_state_dir(), inventory=inv, port=port, hosts=hosts,
                                 kill_wait=kill_wait, tls_cert=tls_cert and os.path.abspath(tls_cert),
                                 tls_key=tls_key and os.path.abspath(tls_key)))
@@ -78,6 +96,40 @@ def main(state_dir: str | None, inventory: str | None, port: int | None, hosts: 
     except MelonError as exc:
         click.echo(f"melond: {exc}", err=True)
         sys.exit(1)
+
+
+def _inventory_path(given: str | None) -> tuple[str | None, str]:
+    """--inventory, else the default lookup (melond.paths); a MELON_CONFIG naming no file is an
+    error rather than a silent fall back to this machine alone."""
+    from melond.errors import MelonError
+    from melond.paths import default_config
+
+    if given is not None:
+        return given, "--inventory"
+    path, source = default_config()
+    if source == CONFIG_ENV and not os.path.exists(path):
+        raise MelonError(f"{CONFIG_ENV}={path}: no such file; point {CONFIG_ENV} at an existing TOML inventory "
+                         "or unset it")
+    return path, source
+
+
+def _log_inventory(path: str | None, source: str) -> None:
+    import logging
+
+    log = logging.getLogger("melond")
+    if path is None:
+        log.info("no inventory file: one node, this machine", extra={"inventory": None, "source": "embedded"})
+    else:
+        log.info("inventory read", extra={"inventory": os.path.abspath(path), "source": source})
+
+
+def _systemd_unit(install_to: str | None) -> None:
+    from melond.service import install, this_melond, unit_text
+
+    if install_to is None:
+        click.echo(unit_text(this_melond()), nl=False)
+    else:
+        click.echo(install(install_to, os.path.dirname(SYSTEM_CONFIG), this_melond()))
 
 
 def _print_setup(inv, state_dir: str, name: str) -> int:

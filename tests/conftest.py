@@ -160,6 +160,7 @@ class Melon:
             self.inventory.write_text(inventory)
         self.proc: subprocess.Popen | None = None
         self.start_args: list[str] = []
+        self.daemon_env: dict[str, str] = {}  # melond's environment, on top of this process's
         self.log = root / "melond.log"
         self.endpoint = f"unix:{self.state}/melond.sock"
         self.url: str | None = None  # http(s)://127.0.0.1:PORT when it serves TCP
@@ -169,7 +170,13 @@ class Melon:
         if self.inventory:
             args += ["--inventory", str(self.inventory)]
         args += self.start_args
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=open(self.log, "ab"))
+        env = dict(os.environ)
+        if not self.inventory:  # the embedded default, never this machine's /etc/melon/melon.toml
+            empty = self.root / "no-inventory.toml"
+            empty.touch()
+            env["MELON_CONFIG"] = str(empty)
+        env.update(self.daemon_env)
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=open(self.log, "ab"), env=env)
         wait_for(lambda: self._node_up(wait_all_up), timeout=20,
                  what=f"melond to start (log: {self.log.read_text()[-2000:]})")
 

@@ -20,6 +20,8 @@ ALLOWED: dict[str, set[str]] = {
     "melond.config": {"melond.spec"},
     "melond.nss": set(),
     "melond.logs": set(),
+    "melond.sdnotify": set(),
+    "melond.service": set(),
     "melond.keys": set(),
     "melond.nodes": {"melond.spec", "melond.state.job", "melond.config", "melond.nss", "remote.wire",
                      "remote.bootstrap"},  # the node side's codec and first stage, shipped and imported
@@ -27,14 +29,15 @@ ALLOWED: dict[str, set[str]] = {
     "melond.api": {"melond.spec", "melond.sched", "melond.state", "melond.config", "melond.nss", "melond.nodes",
                    "melond.engine"},
     "melond.daemon": {"melond.spec", "melond.sched", "melond.state", "melond.config", "melond.nss", "melond.nodes",
-                      "melond.engine", "melond.api", "melond.logs", "melond.keys"},
-    "melond.main": {"melond.config", "melond.logs", "melond.keys", "melond.daemon", "melond.nodes.check",
+                      "melond.engine", "melond.api", "melond.logs", "melond.keys", "melond.sdnotify"},
+    "melond.main": {"melond.config", "melond.logs", "melond.keys", "melond.service", "melond.daemon",
+                    "melond.nodes.check",
                     "melond.nodes.setup",
                     "melond.state.store"},
     "cli": {"melond.spec", "melond.api.tokens"},
 }
 STDLIB_ONLY = ("melond.spec", "melond.sched", "melond.errors", "melond.paths", "melond.trust", "melond.display",
-               "remote.protocol")
+               "melond.sdnotify", "melond.service", "remote.protocol")
 
 
 def _module(path: pathlib.Path) -> str:
