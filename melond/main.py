@@ -8,6 +8,7 @@ import sys
 import rich_click as click
 
 from melond.paths import default_state_dir
+from melond.version import HELP, __version__, version_line
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -40,6 +41,7 @@ from melond.paths import default_state_dir
                    "print where it goes, and exit.")
 @click.option("--log-level", default="INFO", show_default=True,
               type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
+@click.version_option(__version__, "--version", message=version_line("melond"), help=HELP)
 def main(state_dir: str | None, inventory: str | None, port: int | None, hosts: tuple[str, ...], tls_cert: str | None,
          tls_key: str | None, kill_wait: float | None, backup_to: str | None, check_only: bool, setup_node: str | None,
          gen_cert: str | None, hostnames: tuple[str, ...], init_keys: str | None, log_level: str) -> None:
