@@ -8,7 +8,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: setup demo test test-unit bench bench-cluster screenshots clean
+.PHONY: setup demo test test-unit man bench bench-cluster screenshots clean
 
 # Bytecode is compiled every time (cheap when nothing changed): this environment may set
 # PYTHONDONTWRITEBYTECODE, and without .pyc files every CLI run recompiles what it imports.
@@ -28,6 +28,11 @@ test: setup
 # The fast tier alone (pure logic and SQLite, in-process): seconds, for the edit-test loop.
 test-unit: setup
 	bash scripts/test.sh tests/unit
+
+# The manual pages (man/), from the definitions each command's --help prints; commit the result
+# (tests/unit/test_man_pages.py fails while they differ).
+man: setup
+	$(BIN)/python scripts/gen_man.py
 
 bench: setup
 	$(BIN)/python bench/bench_cli.py

@@ -43,6 +43,10 @@ class Arg:
         self.name, self.count, self.complete = name, count, complete
 
 
+#: The key `Command.parse` answers `--version` with, alone: no run function takes it.
+VERSION = "--version"
+
+
 class Fallback(Exception):
     """The fast parser cannot place a word; rich-click, reading the same table, will say why."""
 
@@ -53,7 +57,14 @@ ENDPOINT = Opt("-a", "--api-endpoint", "--api_endpoint", dest="endpoint", value=
 
 
 class Command:
-    """A command line's grammar (`options`, then `args`) and the function that runs it."""
+    """A command line's grammar (`options`, then `args`) and the function that runs it.
+
+    `--version` (`version_flags`) is read where an option may stand and ends the reading there,
+    as GNU's getopt loops print the version the moment they meet it: what follows is not read.
+    """
+
+    version_flags: tuple[str, ...] = ("--version",)
+    version_help: str | None = None  # None: melond.version.HELP, the words every command uses
 
     def __init__(self, prog: str, run: Callable[..., object], options: list[Opt], args: list[Arg] = (),
                  interspersed: bool = True, epilog: str | None = None,
@@ -82,6 +93,8 @@ class Command:
                 break
             if word.startswith("--"):
                 name, eq, value = word.partition("=")
+                if name in self.version_flags and not eq:
+                    return {VERSION: True}
                 opt = self._flags.get(name)
                 if opt is None and self.strays and name not in self.help_flags:
                     continue
@@ -154,7 +167,15 @@ class Command:
         except Fallback:
             self.click()(argv, prog_name=self.prog)
             return
+        if VERSION in values:
+            sys.stdout.write(self.version() + "\n")
+            return
         self.invoke(values)
+
+    def version(self) -> str:
+        """What --version prints; imported only then, so the common path loads nothing more."""
+        from melond.version import version_line
+        return version_line(self.prog)
 
     def invoke(self, values: dict[str, object]) -> None:
         try:
@@ -200,8 +221,11 @@ class Command:
             self.invoke(values)
 
         settings = {"help_option_names": list(self.help_flags), "allow_interspersed_args": self.interspersed}
-        return click.RichCommand(self.prog, params=params, callback=callback, help=self.run.__doc__,
-                                 epilog=self.epilog, context_settings=settings)
+        from melond.version import HELP, __version__
+        version = click.version_option(__version__, *self.version_flags, message=self.version().replace("%", "%%"),
+                                       help=self.version_help or HELP)
+        return version(click.RichCommand(self.prog, params=params, callback=callback, help=self.run.__doc__,
+                                         epilog=self.epilog, context_settings=settings))
 
 
 def echo(text: str = "") -> None:

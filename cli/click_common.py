@@ -1,5 +1,5 @@
 """For the operators' commands still written directly in rich-click (mnode, mtoken, minfo): the
-endpoint option and error reporting, as `cli.args` gives the fast commands."""
+endpoint option, --version and error reporting, as `cli.args` gives the fast commands."""
 from __future__ import annotations
 
 import functools
@@ -10,11 +10,17 @@ import rich_click as click
 
 from cli.args import CONTEXT, ENDPOINT  # noqa: F401 - CONTEXT re-exported
 from melond.errors import MelonError
+from melond.version import HELP, __version__, version_line
 
 
 def endpoint_option(fn: Callable) -> Callable:
     return click.option(*ENDPOINT.flags, "endpoint", envvar="MELON_API", default=None, metavar="URL",
                         help=ENDPOINT.help)(fn)
+
+
+def version_option(prog: str) -> Callable:
+    """`--version`: `PROG (Melon) X.Y.Z`, with the version given so click never asks importlib.metadata."""
+    return click.version_option(__version__, "--version", message=version_line(prog).replace("%", "%%"), help=HELP)
 
 
 def handle_errors(prog: str) -> Callable:

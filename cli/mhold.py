@@ -38,5 +38,6 @@ def _release(ids: tuple[str, ...], endpoint: str | None) -> None:
     _apply("mrelease", "release", "Released", ids, endpoint)
 
 
-hold = Command("mhold", _hold, [], args=[Arg("ids", "+", complete="jobs")]).main
-release = Command("mrelease", _release, [], args=[Arg("ids", "+", complete="jobs")]).main
+HOLD = Command("mhold", _hold, [], args=[Arg("ids", "+", complete="jobs")])
+RELEASE = Command("mrelease", _release, [], args=[Arg("ids", "+", complete="jobs")])
+hold, release = HOLD.main, RELEASE.main

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import rich_click as click
 
-from cli.click_common import CONTEXT, endpoint_option, handle_errors
+from cli.click_common import CONTEXT, endpoint_option, handle_errors, version_option
 from cli.common import client, print_json, table
 
 PROG = "minfo"
@@ -13,6 +13,7 @@ HEADERS = ["NODE", "PARTITION", "STATE", "CPUS(A/T)", "MEMORY_MB(A/T)", "JOBS", 
 @click.command(context_settings=CONTEXT)
 @click.option("--json", "as_json", is_flag=True, help="JSON for scripts.")
 @endpoint_option
+@version_option(PROG)
 @handle_errors(PROG)
 def main(as_json: bool, endpoint: str | None) -> None:
     """Show every node: state (idle, mixed, allocated, draining, drained, down), CPUs and memory, and how limits are enforced."""

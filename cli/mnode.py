@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import rich_click as click
 
-from cli.click_common import CONTEXT, endpoint_option, handle_errors
+from cli.click_common import CONTEXT, endpoint_option, handle_errors, version_option
 from cli.common import client
 from cli.completion import nodes
 
@@ -11,6 +11,7 @@ PROG = "mnode"
 
 
 @click.group(context_settings=CONTEXT)
+@version_option(PROG)
 def main() -> None:
     """Drain, resume or down a node (operators only). `minfo` shows the result and the reason."""
 

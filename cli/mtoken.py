@@ -5,7 +5,7 @@ import os
 
 import rich_click as click
 
-from cli.click_common import CONTEXT, endpoint_option, handle_errors
+from cli.click_common import CONTEXT, endpoint_option, handle_errors, version_option
 from cli.common import client, fmt_time, print_json, table
 
 PROG = "mtoken"
@@ -13,6 +13,7 @@ HEADERS = ["ID", "USER", "CREATED", "EXPIRES", "LAST_USED", "SESSION_OF"]  # a b
 
 
 @click.group(context_settings=CONTEXT)
+@version_option(PROG)
 def main() -> None:
     """Create, list and revoke your tokens for melond's TCP API (`melond --port`).
 

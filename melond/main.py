@@ -9,6 +9,7 @@ import rich_click as click
 
 from melond.logs import FORMATS
 from melond.paths import CONFIG_ENV, SYSTEM_CONFIG, SYSTEMD_UNIT, default_state_dir
+from melond.version import HELP, __version__, version_line
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -53,6 +54,7 @@ from melond.paths import CONFIG_ENV, SYSTEM_CONFIG, SYSTEMD_UNIT, default_state_
               help="Default: text on a terminal, else JSON lines (one event per line, for the journal).")
 @click.option("--log-file", type=click.Path(dir_okay=False), default=None,
               help="Append the log to this file instead of stderr; SIGHUP reopens it (logrotate).")
+@click.version_option(__version__, "--version", message=version_line("melond"), help=HELP)
 def main(state_dir: str | None, inventory: str | None, port: int | None, hosts: tuple[str, ...], tls_cert: str | None,
          tls_key: str | None, kill_wait: float | None, backup_to: str | None, check_only: bool, setup_node: str | None,
          gen_cert: str | None, hostnames: tuple[str, ...], init_keys: str | None, print_unit: bool,

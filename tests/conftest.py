@@ -245,9 +245,10 @@ class Melon:
 def slurm_names_env(melon: Melon, **extra: str) -> dict:
     """melon's environment with what `eval "$(melon-slurm env)"` puts on PATH, and the venv's own
     bin after it, as for a user whose venv is active (the tools' helper scripts live there)."""
-    line = subprocess.run([str(BIN / "melon-slurm"), "env"], capture_output=True, text=True, check=True).stdout
-    assert line.startswith('export PATH="') and line.endswith(':$PATH"\n')
-    directory = line[len('export PATH="'):-len(':$PATH"\n')]
+    out = subprocess.run([str(BIN / "melon-slurm"), "env"], capture_output=True, text=True, check=True).stdout
+    line = out.splitlines()[0]  # then MANPATH's (tests/unit/test_slurm_env.py)
+    assert line.startswith('export PATH="') and line.endswith(':$PATH"')
+    directory = line[len('export PATH="'):-len(':$PATH"')]
     return melon.env(PATH=f"{directory}:{BIN}:{melon.env()['PATH']}", **extra)
 
 

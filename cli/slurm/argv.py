@@ -24,10 +24,24 @@ if TYPE_CHECKING:
 #: "slurm <version>"; this is the interface these commands speak.
 SLURM_VERSION = "23.11.0"
 VERSION = f"slurm {SLURM_VERSION}"
+VERSION_HELP = f"Print `{VERSION}`, the Slurm interface spoken, as Slurm's commands do (at a terminal, Melon's too)."
 
 #: (long name, has_arg, short letter or "") of one of a Slurm command's options (cli.slurm.tables).
 SlurmOption = tuple[str, int, str]
 HELP_NAMES = frozenset({"help", "usage"})
+
+
+def version_text(prog: str) -> str:
+    """-V/--version: Slurm's line, alone wherever a program reads it, and Melon's own beneath it
+    at a terminal. Tools parse the whole of stdout, not only its first line: law matches the first
+    line, slurm-viewer matches `^slurm (.*)$` against all of it (a second line fails), slurm_factory
+    strips `slurm` and splits the rest on `.` and `-` (any more text becomes a bogus part), PRRTE
+    takes major.minor after the first space. A program never reads a terminal, so there Melon
+    names itself (`sbatch (Melon) 0.1.0`) and breaks none of them."""
+    if not sys.stdout.isatty():
+        return VERSION
+    from melond.version import version_line
+    return f"{VERSION}\n{version_line(prog)}"
 
 
 def bad_option(prog: str, problem: str) -> None:
@@ -50,7 +64,7 @@ def read_argv(prog: str, grammar: Grammar, argv: list[str] | None, help_text: st
         sys.stdout.write(help_text)
         sys.exit(0)
     if "version" in given:
-        sys.stdout.write(VERSION + "\n")
+        sys.stdout.write(version_text(prog) + "\n")
         sys.exit(0)
     return found, rest
 
@@ -68,6 +82,9 @@ class SlurmCommand(Command):
     it has no place for (None: they are ignored); help, usage and version are the table's.
     """
 
+    version_flags = ("-V", "--version")
+    version_help = VERSION_HELP
+
     def __init__(self, prog: str, run: Callable[..., object], options: list[Opt], args: list = (), *,
                  table: tuple[SlurmOption, ...], ignored: frozenset[str] = frozenset(),
                  strays: Callable[[list[str]], list[str]] | None = None, epilog: str | None = None) -> None:
@@ -78,10 +95,16 @@ class SlurmCommand(Command):
                                metavar="URL", help=ENDPOINT.help)
         self._flags = {flag: opt for opt in self.options for flag in opt.flags}
         self.stray_message = strays
+        self.table = table  # for the manual page: what it accepts and refuses beside what it acts on
         self.grammar, self._acts = self._grammar(table)
         accepted = ignored | HELP_NAMES | {"version"}
+        self.acted = {key for key, opt in self._acts.items() if opt is not None}
         self.refused = {name or "-" + short for name, _, short in table
-                        if self._acts.get(name or "-" + short) is None and name not in accepted}
+                        if (name or "-" + short) not in self.acted and name not in accepted}
+
+    def version(self) -> str:
+        """Slurm's version line, as the table's -V/--version prints it."""
+        return version_text(self.prog)
 
     def _grammar(self, table: tuple[SlurmOption, ...]) -> tuple[Grammar, dict[str, Opt | None]]:
         """Slurm's table as getopt_long sees it, Melon's extras after it; and which Opt each name is."""
@@ -121,7 +144,7 @@ class SlurmCommand(Command):
             if name in HELP_NAMES:
                 self.click()(["--help"], prog_name=self.prog)
             if name == "version":
-                sys.stdout.write(VERSION + "\n")
+                sys.stdout.write(self.version() + "\n")
                 sys.exit(0)
             if name in self.refused:
                 self.fail(f"{'' if name.startswith('-') else '--'}{name} is not supported by Melon")

@@ -1,15 +1,25 @@
-"""`melon-slurm env`: the line that puts Slurm's command names, backed by melond, on PATH.
+"""`melon-slurm env`: the lines that put Slurm's command names, backed by melond, on PATH and their
+manual pages on MANPATH.
 
     eval "$(melon-slurm env)"
 
 Their launchers live in `<prefix>/slurm/bin` (beside the venv's or the installation's `bin`), written here on
-first use, so a Melon install never shadows a real Slurm's commands unless this line is run.
+first use, and their pages in `<prefix>/share/melon/slurm/man` (pyproject's data-files), so a Melon
+install never shadows a real Slurm's commands or its sbatch(1) unless these lines are run.
 """
 from __future__ import annotations
 
 import os
 import sys
 
+PROG = "melon-slurm"
+HELP = """usage: eval "$(melon-slurm env)"
+
+Prints the shell lines that put Slurm's command names (sbatch, squeue, scancel, sacct, scontrol,
+sinfo, srun), backed by melond, first on PATH, and their manual pages first on MANPATH, so that
+`man sbatch` shows Melon's. Nothing changes until a shell runs them: a Melon install never shadows
+a real Slurm unasked.
+"""
 COMMANDS = {"sbatch": "cli.slurm.sbatch", "squeue": "cli.slurm.squeue", "scancel": "cli.slurm.scancel", "sacct": "cli.slurm.sacct",
             "scontrol": "cli.slurm.scontrol", "sinfo": "cli.slurm.sinfo", "srun": "cli.slurm.srun"}
 LAUNCHER = """#!{python} -S
@@ -45,10 +55,26 @@ def ensure_launchers(directory: str) -> None:
         os.replace(path + ".new", path)
 
 
+def man_dir() -> str:
+    """Where the Slurm names' pages are installed: a venv's or prefix's share/melon/slurm/man, else
+    (a source checkout installed in place, which installs no data files) the checkout's man/slurm."""
+    installed = os.path.join(os.path.dirname(os.path.dirname(sys.executable)), "share", "melon", "slurm", "man")
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    checkout = os.path.join(root, "man", "slurm")
+    return installed if os.path.isdir(installed) or not os.path.isdir(checkout) else checkout
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
+    if argv in (["-h"], ["--help"]):
+        sys.stdout.write(HELP)
+        return
+    if argv == ["--version"]:
+        from melond.version import version_line
+        sys.stdout.write(version_line(PROG) + "\n")
+        return
     if argv != ["env"]:
-        sys.stderr.write('usage: eval "$(melon-slurm env)"   (puts squeue, scancel, ... backed by melond on PATH)\n')
+        sys.stderr.write(HELP.partition("\n")[0] + "   (puts squeue, scancel, ... backed by melond on PATH)\n")
         sys.exit(2)
     directory = bin_dir()
     try:
@@ -58,3 +84,6 @@ def main(argv: list[str] | None = None) -> None:
                          f"ask whoever installed Melon to run `melon-slurm env` once\n")
         sys.exit(1)
     sys.stdout.write(f'export PATH="{directory}:$PATH"\n')
+    # An empty element of MANPATH stands for man's own search path, so `DIR:` (MANPATH unset or
+    # empty) keeps the system's pages after Melon's, and a MANPATH the user set keeps its meaning.
+    sys.stdout.write(f'export MANPATH="{man_dir()}:${{MANPATH-}}"\n')

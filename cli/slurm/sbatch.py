@@ -28,6 +28,8 @@ ACTED_ON = frozenset({
     "mail-type", "mail-user",
 })
 CLIENT_ONLY = frozenset({"parsable", "wait", "quiet", "test-only", "help", "usage", "version", "verbose"})
+#: What sbatch itself does beyond the options it shares with mbatch (its manual page lists these).
+OWN_OPTIONS = {"quiet": "Print no warnings.", "test-only": "Check the job and say whether it is valid; submit nothing."}
 HELP = """Usage: sbatch [OPTIONS(0)...] [ : [OPTIONS(N)...]] script(0) [args(0)...]
 
 Melon's sbatch: Slurm's options, backed by melond. Acted on: -c/--cpus-per-task, --mem, --mem-per-cpu,

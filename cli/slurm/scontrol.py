@@ -15,7 +15,7 @@ import time
 from cli import jobchannel
 from cli.common import client, job_ids
 from cli.slurm import tables
-from cli.slurm.argv import SLURM_VERSION, VERSION, bad_option
+from cli.slurm.argv import SLURM_VERSION, bad_option, version_text
 from melond.errors import MelonError
 from melond.spec.getopt import GetoptError, getopt_long, make_grammar
 
@@ -24,12 +24,22 @@ ACTIONS = {"hold": "hold", "uhold": "hold", "release": "release", "requeue": "re
 USAGE = ("usage: scontrol [-o] update JobId=ID[,ID] TimeLimit=[+]TIME | hold ID... | release ID... | "
          "requeue ID... | show job [ID] | show config | show partition [NAME] | show node [NAME] | "
          "show hostnames LIST")
+HELP = USAGE + """
+
+Melon's scontrol: the parts of Slurm's that tools and users run, backed by melond. `update JobId=ID
+TimeLimit=+TIME` adds time to a pending or running job, which its owner may do within the
+partition's policy, as with mextend; `TimeLimit=TIME` sets a new total. hold and release act on
+pending jobs, requeue runs a job again under the same id; show prints Slurm's records (-o: one
+line each). Silent on success; an error reads `scontrol: error: ...` and exits 1.
+"""
 
 
 #: scontrol's option table (cli.slurm.tables), read by permuting getopt_long; -o is Melon's to act
 #: on, REFUSED what it cannot do, and the rest change nothing here.
 GRAMMAR = make_grammar(tables.SCONTROL, strict=True, same=tables.SAME)
 REFUSED = frozenset({"uid", "autocomplete", "json", "yaml"})
+#: The options it acts on (its manual page lists these; --help's usage line shows -o).
+OWN_OPTIONS = {"oneliner": "Print each record of `show` on one line."}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -41,10 +51,10 @@ def main(argv: list[str] | None = None) -> None:
     one_line = False
     for name, _ in found:
         if name in ("help", "usage"):
-            print(USAGE)
+            sys.stdout.write(HELP)
             return
         if name == "version":
-            print(VERSION)
+            print(version_text(PROG))
             return
         if name in REFUSED:
             _fail(f"--{name} is not supported by Melon")
