@@ -59,7 +59,7 @@ class Store:
         try:
             migrate(sqlite_utils.Database(writer))
             dbfile.verify(writer, path)
-            dbfile.check(path)  # the -wal and -shm SQLite made: melond's user's alone, as the database
+            dbfile.check_companions(path)  # the -wal and -shm SQLite made: melond's user's alone, as the database
         except Exception as exc:  # noqa: BLE001
             writer.close()
             raise dbfile.explain(exc, path) from None
