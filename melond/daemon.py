@@ -13,7 +13,9 @@ from dataclasses import dataclass
 import psutil
 from aiohttp import web
 
+from melond import sdnotify
 from melond.api.guard import protocol_factory
+from melond.api.monitor import MONITOR, Monitor
 from melond.api.routes import make_app
 from melond.config import Inventory
 from melond.engine.engine import Engine
@@ -148,10 +150,15 @@ class Daemon:
         tasks.append(asyncio.ensure_future(engine.elastic.run_forever()))
         tasks.append(asyncio.ensure_future(engine.notices.run_forever()))
         tasks.append(asyncio.ensure_future(engine.notifier.run_forever()))
+        interval = sdnotify.watchdog_interval()
+        if interval is not None:
+            tasks.append(asyncio.ensure_future(_watchdog(runner.app[MONITOR], interval)))
+        sdnotify.notify("READY=1")
         log.info("melond ready", extra={"socket": self.socket_path, "port": self.opts.port,
                                         "tls": self.tls is not None, "nodes": list(engine.nodes),
                                         "kill_wait": kill_wait, "pid": os.getpid()})
         await self._stop.wait()
+        sdnotify.notify("STOPPING=1")
         log.info("melond stopping: jobs keep running and are adopted at the next start")
         for listener in listeners:
             listener.close()  # no new connections; runner.cleanup closes the open ones
@@ -186,3 +193,14 @@ class Daemon:
                                      "free the port or choose another with --port") from None
                 log.warning("not listening on ::1: %s (is IPv6 off?)", exc.strerror)
         return listeners
+
+
+async def _watchdog(monitor: Monitor, interval: float) -> None:
+    """WATCHDOG=1 every `interval` while the health check passes (a write reaches the database),
+    so that systemd restarts a melond whose event loop is stuck or whose store takes no writes
+    once the unit's WatchdogSec runs out."""
+    while True:
+        _, status = await monitor.health()
+        if status == 200:
+            sdnotify.notify("WATCHDOG=1")
+        await asyncio.sleep(interval)

@@ -6,6 +6,7 @@ import http.client
 import json
 import os
 import pwd
+import socket
 import sqlite3
 import subprocess
 import time
@@ -213,6 +214,45 @@ def test_health_is_503_on_a_full_disk(small_fs: Path, short_tmp: Path) -> None: 
         wait_for(lambda: get(melon, "/health")[0] == 200, what="/health to recover once there is room")
     finally:
         melon.cleanup()
+
+
+def test_systemds_watchdog_is_fed_only_while_writes_reach_the_database(short_tmp: Path, monkeypatch) -> None:
+    """Under a unit with Type=notify and WatchdogSec: READY=1 once melond serves, WATCHDOG=1 each
+    half WatchdogSec while /health's check passes, none while it fails, STOPPING=1 at the end."""
+    systemd = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    melon = Melon(short_tmp)
+    try:
+        systemd.bind(str(short_tmp / "notify"))
+        monkeypatch.setenv("NOTIFY_SOCKET", str(short_tmp / "notify"))
+        monkeypatch.setenv("WATCHDOG_USEC", "1000000")  # WatchdogSec=1: a ping every half second
+
+        def heard(seconds: float) -> list[str]:
+            out, deadline = [], time.monotonic() + seconds
+            while (left := deadline - time.monotonic()) > 0:
+                systemd.settimeout(left)
+                try:
+                    out.append(systemd.recv(4096).decode())
+                except TimeoutError:
+                    break
+            return out
+
+        melon.start()
+        first = heard(1.5)
+        assert first[0] == "READY=1" and first.count("WATCHDOG=1") >= 2, first
+        holder = sqlite3.connect(melon.state / "melon.db", timeout=1)
+        try:
+            holder.execute("BEGIN IMMEDIATE")
+            heard(1.5)  # a check that passed just before still answers for a second
+            assert "WATCHDOG=1" not in heard(4), "the watchdog was fed while no write reached the database"
+        finally:
+            holder.rollback()
+            holder.close()
+        assert "WATCHDOG=1" in heard(8)
+        melon.stop()
+        assert "STOPPING=1" in heard(2)
+    finally:
+        melon.cleanup()
+        systemd.close()
 
 
 def test_minfo_stats_and_sdiag_move_with_the_work(melon: Melon) -> None:

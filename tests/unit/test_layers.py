@@ -22,20 +22,21 @@ ALLOWED: dict[str, set[str]] = {
     "melond.nss": set(),
     "melond.logs": set(),
     "melond.keys": set(),
+    "melond.sdnotify": set(),
     "melond.nodes": {"melond.spec", "melond.state.job", "melond.config", "melond.nss", "remote.wire",
                      "remote.bootstrap"},  # the node side's codec and first stage, shipped and imported
     "melond.engine": {"melond.spec", "melond.sched", "melond.state", "melond.config", "melond.nss", "melond.nodes"},
     "melond.api": {"melond.spec", "melond.sched", "melond.state", "melond.config", "melond.nss", "melond.nodes",
                    "melond.engine"},
     "melond.daemon": {"melond.spec", "melond.sched", "melond.state", "melond.config", "melond.nss", "melond.nodes",
-                      "melond.engine", "melond.api", "melond.logs", "melond.keys"},
+                      "melond.engine", "melond.api", "melond.logs", "melond.keys", "melond.sdnotify"},
     "melond.main": {"melond.config", "melond.logs", "melond.keys", "melond.daemon", "melond.nodes.check",
                     "melond.nodes.setup",
                     "melond.state.store"},
     "cli": {"melond.spec", "melond.api.tokens"},
 }
 STDLIB_ONLY = ("melond.spec", "melond.sched", "melond.errors", "melond.paths", "melond.trust", "melond.display",
-               "melond.figures", "remote.protocol")
+               "melond.figures", "melond.sdnotify", "remote.protocol")
 
 
 def _module(path: pathlib.Path) -> str:
