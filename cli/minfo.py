@@ -12,11 +12,24 @@ HEADERS = ["NODE", "PARTITION", "STATE", "CPUS(A/T)", "MEMORY_MB(A/T)", "JOBS", 
 
 @click.command(context_settings=CONTEXT)
 @click.option("--json", "as_json", is_flag=True, help="JSON for scripts.")
+@click.option("--stats", is_flag=True,
+              help="melond's figures since it started, as sdiag's: jobs submitted, started and ended, scheduling "
+                   "passes and their time, commits, requests by route, and their rates per minute.")
 @endpoint_option
 @version_option(PROG)
 @handle_errors(PROG)
-def main(as_json: bool, endpoint: str | None) -> None:
-    """Show every node: state (idle, mixed, allocated, draining, drained, down), CPUs and memory, and how limits are enforced."""
+def main(as_json: bool, stats: bool, endpoint: str | None) -> None:
+    """Show every node: state (idle, mixed, allocated, draining, drained, down), CPUs and memory, and how limits are enforced.
+
+    With --stats, melond's own figures instead (what Prometheus reads from /metrics, summed)."""
+    if stats:
+        figures = client(endpoint).call("GET", "/stats")
+        if as_json:
+            print_json(figures)
+        else:
+            from cli.stats_format import render
+            click.echo("\n".join(render(figures)))
+        return
     nodes = client(endpoint).call("GET", "/nodes")["nodes"]
     if as_json:
         print_json(nodes)

@@ -134,9 +134,19 @@ class Web(Strict):
     open_job_list: bool = False
 
 
+class Metrics(Strict):
+    """`GET /metrics` (`[metrics]`). `public`: Prometheus may scrape the TCP port without a token
+    (put the port where only the monitoring network reaches it); `per_user`: series by user too,
+    one set per user who has jobs, which a large site may not want to store."""
+
+    public: bool = False
+    per_user: bool = False
+
+
 class Inventory(Strict):
     operators: list[str] = []
     web: Web = Web()
+    metrics: Metrics = Metrics()
     tls: Tls | None = None  # TLS for `melond --port`; --tls-cert/--tls-key override it
     notify: Notify | None = None  # where --mail-type notices go; none: recorded, not sent
     defaults: dict[str, object] = {}  # field values every [nodes.*] table starts from

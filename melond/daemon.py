@@ -7,7 +7,7 @@ import logging
 import os
 import signal
 import ssl
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import psutil
@@ -15,6 +15,7 @@ from aiohttp import web
 
 from melond import logs
 from melond.api.guard import protocol_factory
+from melond.api.monitor import MONITOR, Monitor
 from melond.api.routes import make_app
 from melond.config import Inventory
 from melond.engine.engine import Engine
@@ -152,7 +153,7 @@ class Daemon:
         tasks.append(asyncio.ensure_future(engine.elastic.run_forever()))
         tasks.append(asyncio.ensure_future(engine.notices.run_forever()))
         tasks.append(asyncio.ensure_future(engine.notifier.run_forever()))
-        tasks.append(asyncio.ensure_future(notify.watchdog_forever()))
+        tasks.append(asyncio.ensure_future(notify.watchdog_forever(_healthy(runner.app[MONITOR]))))
         log.info("melond ready", extra={"socket": self.socket_path, "port": self.opts.port,
                                         "tls": self.tls is not None, "nodes": list(engine.nodes),
                                         "kill_wait": kill_wait, "pid": os.getpid()})
@@ -202,3 +203,11 @@ def _reopen_log() -> None:
             log.info("log file reopened (SIGHUP)")
     except OSError as exc:
         log.warning("SIGHUP: cannot reopen the log file, still writing the old one: %s", exc)
+
+
+def _healthy(monitor: Monitor) -> Callable[[], Awaitable[bool]]:
+    """The watchdog's question: does /health's check pass (a write reaches the database)?"""
+    async def ask() -> bool:
+        _, status = await monitor.health()
+        return status == 200
+    return ask

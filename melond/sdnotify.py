@@ -1,5 +1,6 @@
 """systemd's notify protocol (sd_notify(3)) over $NOTIFY_SOCKET: READY=1 once melond serves, and
-WATCHDOG=1 from its event loop, so that a loop stuck for WatchdogSec gets melond restarted.
+WATCHDOG=1 from its event loop while its health check passes, so that a loop stuck, or a store
+that takes no writes, for WatchdogSec gets melond restarted.
 
 Standard library only. Where systemd did not start melond (no NOTIFY_SOCKET) it does nothing.
 """
@@ -9,7 +10,7 @@ import asyncio
 import logging
 import os
 import socket
-from collections.abc import MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping
 
 log = logging.getLogger("melond")
 
@@ -49,10 +50,12 @@ class Notifier:
             except OSError as exc:
                 log.debug("sd_notify %s: %s", fields, exc)
 
-    async def watchdog_forever(self) -> None:
-        """WATCHDOG=1 every interval, for as long as the event loop keeps turning."""
+    async def watchdog_forever(self, healthy: Callable[[], Awaitable[bool]]) -> None:
+        """WATCHDOG=1 every interval while `healthy()` says so (the event loop turns and a write
+        reaches the database)."""
         if self.interval is None:
             return
         while True:
-            self.send("WATCHDOG=1")
+            if await healthy():
+                self.send("WATCHDOG=1")
             await asyncio.sleep(self.interval)

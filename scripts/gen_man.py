@@ -20,7 +20,7 @@ import click
 import roff
 from cli import macct, mbatch, mcancel, mextend, mhold, minfo, mnode, mqueue, mshow, mtoken
 from cli.slurm import argv as slurm_argv
-from cli.slurm import env, sacct, sbatch, scancel, scontrol, sinfo, squeue, srun, tables
+from cli.slurm import env, sacct, sbatch, scancel, scontrol, sdiag, sinfo, squeue, srun, tables
 from melond import main as melond_main
 from melond.spec.slurm_options import SBATCH_OPTIONS, SRUN_OPTIONS
 from melond.version import HELP as VERSION_HELP
@@ -38,7 +38,7 @@ MELON = {
 }
 #: The Slurm names read by SlurmCommand (their Melon options are a click command's for --help).
 SLURM_COMMANDS = {"squeue": squeue.COMMAND, "sinfo": sinfo.COMMAND, "sacct": sacct.COMMAND,
-                  "scancel": scancel.COMMAND}
+                  "scancel": scancel.COMMAND, "sdiag": sdiag.COMMAND}
 #: NAME's line for the pages whose --help is a usage line and prose, with no one-line summary.
 SUMMARIES = {"sbatch": "submit a batch script to melond, with Slurm's sbatch options",
              "srun": "run a job's tasks, or a command as a job of its own, with Slurm's srun options",
@@ -48,7 +48,7 @@ SUMMARIES = {"sbatch": "submit a batch script to melond, with Slurm's sbatch opt
 Table = tuple[tuple[str, int, str], ...]
 #: Which of Melon's commands each Slurm name stands for, for SEE ALSO.
 MIRRORS = {"sbatch": "mbatch", "srun": "mbatch", "squeue": "mqueue", "sinfo": "minfo", "sacct": "macct",
-           "scancel": "mcancel", "scontrol": "mextend"}
+           "scancel": "mcancel", "scontrol": "mextend", "sdiag": "minfo"}
 
 
 def context(cmd: click.Command, name: str, parent: click.Context | None = None) -> click.Context:

@@ -21,7 +21,8 @@ sinfo, srun), backed by melond, first on PATH, and their manual pages first on M
 a real Slurm unasked.
 """
 COMMANDS = {"sbatch": "cli.slurm.sbatch", "squeue": "cli.slurm.squeue", "scancel": "cli.slurm.scancel", "sacct": "cli.slurm.sacct",
-            "scontrol": "cli.slurm.scontrol", "sinfo": "cli.slurm.sinfo", "srun": "cli.slurm.srun"}
+            "scontrol": "cli.slurm.scontrol", "sinfo": "cli.slurm.sinfo", "srun": "cli.slurm.srun",
+            "sdiag": "cli.slurm.sdiag"}
 LAUNCHER = """#!{python} -S
 import sys
 sys.path.insert(0, {root!r})

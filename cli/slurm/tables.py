@@ -5,7 +5,7 @@ resolves an abbreviation against the whole table and lists an ambiguity's possib
 order, so the order and the options Melon does not act on matter too. An entry with the short
 letter of an earlier one is that option under a second name (one `val`); a name of "" is a short
 option with no long name. Sources: src/squeue/opts.c, src/sinfo/opts.c, src/sacct/options.c,
-src/scancel/opt.c, src/scontrol/scontrol.c (parse_command_line / _opt_args / main).
+src/scancel/opt.c, src/scontrol/scontrol.c, src/sdiag/opts.c (parse_command_line / _opt_args / main).
 """
 from __future__ import annotations
 
@@ -65,6 +65,12 @@ SCONTROL = (
     ("federation", N, ""), ("future", N, "F"), ("help", N, "h"), ("hide", N, ""), ("json", O, ""),
     ("local", N, ""), ("oneliner", N, "o"), ("quiet", N, "Q"), ("sibling", N, ""), ("uid", R, "u"),
     ("usage", N, "h"), ("verbose", N, "v"), ("version", N, "V"), ("yaml", O, ""),
+)
+
+SDIAG = (
+    ("autocomplete", R, ""), ("all", N, "a"), ("help", N, "h"), ("reset", N, "r"), ("sort-by-id", N, "i"),
+    ("cluster", R, "M"), ("clusters", R, "M"), ("sort-by-time", N, "t"), ("sort-by-time2", N, "T"),
+    ("usage", N, ""), ("version", N, "V"), ("json", O, ""), ("yaml", O, ""),
 )
 
 #: Second names of one option that share no short letter (squeue's OPT_LONG_SIBLING).

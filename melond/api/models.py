@@ -190,3 +190,63 @@ class ErrorBody(Body):
 
 class ErrorReply(Body):
     error: ErrorBody
+
+
+class Durations(Body):
+    """Durations of one kind of event since melond started, in seconds."""
+
+    count: int
+    total: float
+    last: float | None
+    max: float | None
+
+
+class RouteFigures(Body):
+    """An API route's requests since melond started: how many, and their time in all (seconds)."""
+
+    method: str
+    route: str = Field(description="the route template, e.g. /api/v1/jobs/{job_id}")
+    count: int
+    total: float
+
+
+class StatsReply(Body):
+    """melond's figures since it started (`minfo --stats`, `sdiag`); times are epoch seconds."""
+
+    time: float
+    since: float = Field(description="when this melond started")
+    threads: int
+    requests_in_flight: int
+    store_waiting: int = Field(description="writes queued for the next group commit")
+    jobs_submitted: int
+    jobs_started: int
+    jobs_completed: int
+    jobs_cancelled: int
+    jobs_failed: int = Field(description="ended FAILED, TIMEOUT, OUT_OF_MEMORY or NODE_FAIL")
+    jobs_requeued: int
+    jobs_extended: int
+    jobs_pending: int
+    jobs_running: int
+    scheduler: Durations = Field(description="scheduling passes that planned")
+    last_queue_length: int = Field(description="pending jobs the last pass looked at")
+    store_commits: Durations
+    requests: list[RouteFigures]
+
+
+class HealthDatabase(Body):
+    writable: bool
+    problem: str | None = Field(default=None, description="what stopped the write: timeout, disk_full, ...")
+
+
+class HealthNodes(Body):
+    up: int
+    total: int
+
+
+class HealthReply(Body):
+    """`GET /health`: no token, no job's data; 200 while a write reaches the database, else 503.
+    `status`: ok, degraded (a node is down) or failing (the database is not writable)."""
+
+    status: Literal["ok", "degraded", "failing"]
+    database: HealthDatabase
+    nodes: HealthNodes

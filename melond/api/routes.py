@@ -18,7 +18,7 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from melond import nss
-from melond.api import guard, models, session, stream, tokens, ui, webform
+from melond.api import guard, models, monitor, session, stream, tokens, ui, webform
 from melond.api.auth import TokenService, peer_uid
 from melond.api.views import accounting_rows, entry_views, folded, job_view, listing, node_view, parse_fields
 from melond.engine.engine import Engine
@@ -58,8 +58,11 @@ async def identify(request: web.Request) -> Caller:
     request["over_socket"] = uid is not None
     if uid is not None:
         return engine.ops.caller(nss.user_name(uid), uid)
-    if not request.path.startswith(PREFIX + "/") or request.path.removeprefix(PREFIX) in PUBLIC:
-        return Caller(user="anonymous", uid=-1)  # the API's description, the sign-in, the UI's own files
+    guarded = request.path.startswith(PREFIX + "/") and request.path.removeprefix(PREFIX) not in PUBLIC
+    if request.path == monitor.METRICS_PATH:
+        guarded = not engine.inv.metrics.public  # Prometheus's scrape: a token, unless [metrics] public
+    if not guarded:
+        return Caller(user="anonymous", uid=-1)  # the API's description, the sign-in, the UI's files, /health
     token = session.cookie_token(request)
     if token is not None:
         found = await request.app[TOKENS].authenticate_cookie(token, time.time())
@@ -515,6 +518,10 @@ async def revoke_tokens(request: web.Request) -> web.Response:
     return web.json_response({"revoked": done})
 
 
+async def stats(request: web.Request) -> web.Response:
+    return web.json_response(request.app[monitor.MONITOR].stats().model_dump())
+
+
 async def openapi(request: web.Request) -> web.Response:
     return web.json_response(openapi_document())
 
@@ -583,6 +590,9 @@ ROUTES = [
      "a new token for the TCP API (Unix socket only)"),
     ("GET", "/tokens", list_tokens, None, None, "your tokens, never their secrets; ?all=1 everyone's (operators)"),
     ("POST", "/tokens/revoke", revoke_tokens, models.RevokeRequest, None, "revoke tokens at once"),
+    ("GET", "/stats", stats, None, models.StatsReply,
+     "melond's figures since it started: jobs submitted, started and ended, scheduling passes, commits, requests "
+     "by route (`minfo --stats`, `sdiag`)"),
     ("GET", "/openapi.json", openapi, None, None, "this document"),
 ]
 
@@ -607,6 +617,17 @@ def openapi_document() -> dict:
             else:
                 op["responses"]["200"] = {"description": "OK", **ref}
         paths.setdefault(PREFIX + path, {})[method.lower()] = op
+    schemas.update(models.HealthReply.model_json_schema(ref_template="#/components/schemas/{model}").pop("$defs", {}))
+    schemas["HealthReply"] = models.HealthReply.model_json_schema(ref_template="#/components/schemas/{model}")
+    health = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/HealthReply"}}}}
+    paths[monitor.HEALTH_PATH] = {"get": {"summary": "no token, no job's data: whether a write reaches the "
+                                                     "database, and nodes up; 503 when it does not",
+                                          "responses": {"200": {"description": "healthy", **health},
+                                                        "503": {"description": "not healthy", **health}}}}
+    paths[monitor.METRICS_PATH] = {"get": {
+        "summary": "Prometheus text (OpenMetrics when asked for): jobs, nodes, scheduler, API, store and node "
+                   "figures; a token over TCP unless the inventory's [metrics] public",
+        "responses": {"200": {"description": "the series", "content": {"text/plain": {}}}}}}
     return {"openapi": "3.1.0", "info": {"title": "melond", "version": "1"}, "paths": paths,
             "components": {"schemas": schemas}}
 
@@ -630,13 +651,16 @@ def _seconds(text: str | None, name: str) -> float:
 
 def make_app(engine: Engine) -> web.Application:
     limits = engine.inv.limits
-    app = web.Application(middlewares=[guard.watch, errors_and_identity], client_max_size=caps.body_cap(limits))
+    app = web.Application(middlewares=[guard.watch, monitor.timed, errors_and_identity],
+                          client_max_size=caps.body_cap(limits))
     app[ENGINE] = engine
+    app[monitor.MONITOR] = monitor.Monitor(engine)
     app[SUBMIT_RATE] = caps.SubmitRate(limits.submit_burst, limits.submit_rate)
     app[TOKENS] = TokenService(engine.store, engine.ops.caller)
     for method, path, handler, *_ in ROUTES:
         app.router.add_route(method, PREFIX + path, handler)
     ui.add_routes(app.router)
+    monitor.add_routes(app.router)
     app.router.add_route("*", "/{tail:.*}", not_found)
     return app
 

@@ -135,20 +135,27 @@ def _fold_key(job: Job) -> tuple | None:
     return job.array_job_id, job.name, job.user, job.time_limit, job.array_throttle
 
 
+NODE_STATES = ("idle", "mixed", "allocated", "draining", "drained", "down")
+
+
+def node_state(node: NodeState, running: list[Job], used_cpus: int, used_mem: int) -> str:
+    """One of NODE_STATES, as sinfo words it, from what runs there (used_mem in MiB)."""
+    if not node.up:
+        return "down"
+    if node.drain is not None:
+        return "draining" if running else "drained"
+    if used_cpus == 0 and used_mem == 0:
+        return "idle"
+    if used_cpus >= node.cpus or used_mem >= node.memory:
+        return "allocated"
+    return "mixed"
+
+
 def node_view(node: NodeState, running: list[Job], last_contact: float | None = None) -> dict:
     """A node with what is allocated on it, in minfo's terms."""
     used_cpus = sum(j.cpus for j in running)
     used_mem = sum(j.memory for j in running) // MIB
-    if not node.up:
-        state = "down"
-    elif node.drain is not None:
-        state = "draining" if running else "drained"
-    elif used_cpus == 0 and used_mem == 0:
-        state = "idle"
-    elif used_cpus >= node.cpus or used_mem >= node.memory:
-        state = "allocated"
-    else:
-        state = "mixed"
+    state = node_state(node, running, used_cpus, used_mem)
     return {
         "name": node.name, "partition": node.partition, "state": state, "reason": node.drain or (node.reason if not node.up else None),
         "cpus": node.cpus, "cpus_used": used_cpus, "memory": node.memory, "memory_used": used_mem,

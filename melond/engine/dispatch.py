@@ -16,6 +16,7 @@ from melond import nss
 from melond.engine.jobs import JobTable
 from melond.engine.tasks import Tasks
 from melond.errors import MelonError, NodeRequestFailed, NodeTimeout, NodeUnavailable, NoSuchJob
+from melond.figures import JobCounts
 from melond.nodes.links import Sessions
 from melond.sched import launch
 from melond.spec.states import State
@@ -33,9 +34,10 @@ RecordEnd = Callable[..., Awaitable[None]]
 
 class Dispatcher:
     def __init__(self, jobs: JobTable, store: Store, sessions: Sessions, tasks: Tasks, *,
-                 kill_wait: float, tasks_max: int) -> None:
+                 kill_wait: float, tasks_max: int, counts: JobCounts) -> None:
         self.jobs, self.store, self.sessions, self.tasks = jobs, store, sessions, tasks
         self.kill_wait, self.tasks_max = kill_wait, tasks_max
+        self.counts = counts
         self.record_end: RecordEnd | None = None  # the ends' recorder, for starts that fail
 
     async def dispatch(self, job: Job, node: str, now: float) -> None:
@@ -54,6 +56,7 @@ class Dispatcher:
         if not done:  # cancelled while the plan was made
             self.jobs.active.pop(job.id, None)
             return
+        self.counts.add("started", job.partition, job.user)
         await self.start(job)
 
     async def start(self, job: Job) -> None:

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from melond.engine.jobs import JobTable
 from melond.engine.tasks import Tasks
 from melond.errors import MelonError
+from melond.figures import JobCounts
 from melond.nodes.links import Sessions, split
 from melond.sched.order import PendingOrder
 from melond.spec.states import State, end_state
@@ -24,10 +25,11 @@ FORGET_DELAY = 0.1  # ends gather this long into one `forget` per node
 
 class Ends:
     def __init__(self, jobs: JobTable, store: Store, sessions: Sessions, order: PendingOrder,
-                 tasks: Tasks, kick: Callable[[], None], *, max_batch_requeue: int) -> None:
+                 tasks: Tasks, kick: Callable[[], None], *, max_batch_requeue: int, counts: JobCounts) -> None:
         self.jobs, self.store, self.sessions, self.order, self.tasks = jobs, store, sessions, order, tasks
         self.kick = kick
         self.max_batch_requeue = max_batch_requeue
+        self.counts = counts
         self._to_forget: dict[str, list[list[int]]] = {}
         self.on_finished: Callable[[int], None] | None = None  # a job's end is committed (its notices)
         self.on_requeued: Callable[[Job], None] | None = None
@@ -81,6 +83,8 @@ class Ends:
         finally:
             self.jobs.ending_done(job_id)
         if done:
+            if job is not None:
+                self.counts.add("ended", job.partition, job.user, state.value)
             self.finished(job_id)
             log.info("job ended", extra={"job": job_id, "state": state.value, "exit_code": result.get("exit_code")})
         self.forget_later(link, job_id, run)
@@ -118,6 +122,7 @@ class Ends:
         }, "melond", data, time.time())
         if done:
             job.state, job.node, job.start_time, job.restarts, job.reason = State.PENDING, None, None, runs, None
+            self.counts.add("requeued", job.partition, job.user)
             self.jobs.requeued(job)
             self.order.touch(job.id)
             log.warning("job requeued", extra={"job": job.id, **data})

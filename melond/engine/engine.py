@@ -20,6 +20,7 @@ from melond.engine.operations import Operations
 from melond.engine.requests import ExtensionRequests
 from melond.engine.scheduling import SchedulingLoop
 from melond.engine.tasks import Tasks
+from melond.figures import JobCounts
 from melond.nodes.links import Sessions
 from melond.nodes.state import NodeState
 from melond.sched.order import PendingOrder
@@ -35,18 +36,19 @@ class Engine:
         self.store, self.inv, self.nodes = store, inventory, nodes
         self.sessions = Sessions()
         self.tasks = Tasks()
+        self.counts = JobCounts()  # submissions, starts, ends... since this melond started (`/metrics`)
         self.jobs = JobTable(store.jobs(states=[s.value for s in ACTIVE]))
         self.order = PendingOrder({name: inventory.partition(name).max_time for name in inventory.partition_names()})
         self.dispatcher = Dispatcher(self.jobs, store, self.sessions, self.tasks, kill_wait=kill_wait,
-                                     tasks_max=inventory.tasks_max)
+                                     tasks_max=inventory.tasks_max, counts=self.counts)
         self.loop = SchedulingLoop(self.jobs, nodes, self.order, store, self.dispatcher.dispatch, self.tasks)
         self.ends = Ends(self.jobs, store, self.sessions, self.order, self.tasks, self.loop.kick,
-                         max_batch_requeue=inventory.max_batch_requeue)
+                         max_batch_requeue=inventory.max_batch_requeue, counts=self.counts)
         self.dispatcher.record_end = self.ends.record
         self.nodes_life = NodeLife(nodes, self.sessions, self.jobs, store, self.dispatcher, self.ends, self.tasks,
                                    self.loop.kick, inventory)
         self.ops = Operations(self.jobs, store, inventory, nodes, self.order, self.dispatcher, self.ends,
-                              self.loop.kick, self.loop.snapshot)
+                              self.loop.kick, self.loop.snapshot, counts=self.counts)
         self.asks = JobAsks(self.jobs, self.sessions, self.ops, self.tasks)
         self.requests = ExtensionRequests(store, self.ops)
         self.elastic = Elastic(self.jobs, self.ops)

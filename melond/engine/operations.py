@@ -14,6 +14,7 @@ from melond.engine.dispatch import Dispatcher
 from melond.engine.ends import Ends
 from melond.engine.jobs import JobTable
 from melond.errors import BadRequest, Conflict, MelonError, NotFound
+from melond.figures import JobCounts
 from melond.nodes.state import NodeState
 from melond.sched import admission, nodelay, policy
 from melond.sched.launch import job_file
@@ -44,9 +45,10 @@ def _clock(epoch: float) -> str:
 class Operations:
     def __init__(self, jobs: JobTable, store: Store, inventory: Inventory, nodes: Mapping[str, NodeState],
                  order: PendingOrder, dispatcher: Dispatcher, ends: Ends, kick: Callable[..., None],
-                 snapshot: Callable[[], tuple[Snapshot, float]]) -> None:
+                 snapshot: Callable[[], tuple[Snapshot, float]], *, counts: JobCounts) -> None:
         self.jobs, self.store, self.inv, self.nodes, self.order = jobs, store, inventory, nodes, order
         self.dispatcher, self.ends, self.kick, self.snapshot = dispatcher, ends, kick, snapshot
+        self.counts = counts
         self._extending = asyncio.Lock()
         self.shared = os.geteuid() == 0  # root's melond serves every user of its nodes (routes.py)
 
@@ -67,6 +69,7 @@ class Operations:
             warnings.append("this melond has no notifier ([notify] in its inventory): --mail-type is recorded, "
                             "but no notice will be sent")
         ids = await self.store.write(Store.op_insert_jobs, jobs, caller.user, now)
+        self.counts.add("submitted", partition, submit_as.user, n=len(ids))
         for jid, job in zip(ids, jobs):
             job.id = jid
             if job.array_task_id is not None:
@@ -124,6 +127,7 @@ class Operations:
                 "state": State.CANCELLED.value, "end_time": now, "reason": None,
             }, caller.user, {}, now)
             if done:
+                self.counts.add("ended", job.partition, job.user, State.CANCELLED.value)
                 self.ends.finished(job_id)
                 return {"job_id": job_id, "state": State.CANCELLED.value}
             return await self.cancel(job_id, caller)  # it started meanwhile
@@ -234,6 +238,7 @@ class Operations:
         if not done:
             raise Conflict(f"job {job_id} ended while it was being extended; a finished job cannot be extended")
         job.time_limit = limit
+        self.counts.add("extended", job.partition, job.user)
         self.order.touch(job_id)
         if job.state is State.RUNNING and job.node:
             await self.dispatcher.set_limit(job)
@@ -328,6 +333,7 @@ class Operations:
         if not done:
             raise Conflict(f"job {job_id} changed meanwhile; try again")
         again = self.store.job(job_id)
+        self.counts.add("requeued", job.partition, job.user)
         self.jobs.active[job_id] = again
         self.order.touch(job_id)
         self.kick()

@@ -14,6 +14,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 
 from melond.engine.jobs import JobTable
+from melond.figures import Timings
 from melond.engine.tasks import Tasks
 from melond.nodes.state import NodeState
 from melond.sched import plan as planner
@@ -48,6 +49,8 @@ class SchedulingLoop:
         # a full pass replaces them, a pass over the head of the queue updates those it planned.
         self.expected_starts: dict[int, float] = {}
         self.expected_nodes: dict[int, str] = {}  # where each reservation is: the UI's timeline
+        self.passes = Timings()  # each pass that planned (`/metrics`, `minfo --stats`)
+        self.last_queue_length = 0  # pending jobs the last pass looked at (sdiag's "Last queue length")
 
     def kick(self, new_jobs_only: bool = False) -> None:
         """Ask for a pass. `new_jobs_only`: nothing changed but that jobs were submitted, which
@@ -81,14 +84,17 @@ class SchedulingLoop:
             if self._stopping:
                 break
             began = time.monotonic()
+            planned = False
             try:
-                self.run_once()
+                planned = self.run_once()
             except Exception:  # noqa: BLE001 - a bad plan must not stop scheduling
                 log.exception("scheduling pass failed")
             # A burst of submissions over a deep queue would otherwise have the loop plan more
             # than it accepts them: passes they trigger take at most a tenth of its time.
             done = time.monotonic()
             self._next_pass = done + PASS_GAP_FACTOR * (done - began)
+            if planned:
+                self.passes.observe(done - began)
 
     def _node_views(self) -> tuple[planner.NodeView, ...]:
         return tuple(planner.NodeView(n.name, n.partition, n.cpus, n.memory, n.available, n.runs_for) for n in self.nodes.values())
@@ -99,20 +105,22 @@ class SchedulingLoop:
         now = time.time()
         return self.order.snapshot(self.jobs.active, self._node_views(), now, self.store.states), now
 
-    def run_once(self) -> None:
-        """Plan, mark the starts RUNNING in memory, and hand them to the dispatcher."""
+    def run_once(self) -> bool:
+        """Plan, mark the starts RUNNING in memory, and hand them to the dispatcher; False when
+        there was nothing to plan."""
         now = time.time()
         full = time.monotonic() - self._last_full >= FULL_PASS_INTERVAL
         if not full and not self._room_may_be_free and self.order.deferred:
             # Only new submissions since a plan that filled every node, behind a queue deeper than
             # an event's pass looks: nothing can start, and their reasons come with the full pass.
-            return
+            return False
         self._room_may_be_free = False
         if full:
             self._last_full = time.monotonic()
         snapshot = self.order.snapshot(self.jobs.active, self._node_views(), now, self.store.states,
                                        None if full else QUEUE_DEPTH)
         plan = planner.plan(snapshot, now)
+        self.last_queue_length = len(snapshot.pending)
         self._room_may_be_free = plan.free_cpus > 0
         if full:
             self.expected_starts, self.expected_nodes = plan.expected, plan.expected_nodes
@@ -135,3 +143,4 @@ class SchedulingLoop:
             # Not awaited: the next pass need not wait for a commit of reasons (which only ever
             # touch rows still PENDING, so a late one cannot mislabel a job that has started).
             self.tasks.spawn(self.store.write(Store.op_set_reasons, changed))
+        return True

@@ -107,6 +107,11 @@ class NodeSession:
         self._stopping = False
         self.backoff = Backoff()
         self.last_heard: float | None = None  # epoch seconds of the helper's last message (the UI's "last contact")
+        # For `/metrics`: helpers started (each with its own job supervisor), connections lost
+        # after they were up, and the last ping's round trip in seconds.
+        self.helper_starts = 0
+        self.losses = 0
+        self.round_trip: float | None = None
 
     @property
     def up(self) -> bool:
@@ -124,6 +129,7 @@ class NodeSession:
                     break
                 self.info = hello
                 self.last_heard = time.time()
+                self.helper_starts += 1
                 self._connected.set()
                 log.info("node up", extra={"node": self.name, "backend": hello.get("backend"),
                                            "cpus": hello.get("cpus"), "memory_mib": hello.get("memory")})
@@ -143,6 +149,8 @@ class NodeSession:
                 raise
             except Exception as exc:  # noqa: BLE001 - any failure means "down, retry later"
                 reason = f"{type(exc).__name__}: {exc}"
+            if self.up:
+                self.losses += 1
             self._lost(reason)
             if self._stopping:
                 break
@@ -168,14 +176,21 @@ class NodeSession:
         return reason
 
     async def _ping_when_quiet(self) -> None:
-        """A quiet node is asked for a ping now and then, so its last contact stays recent."""
+        """A quiet node is asked for a ping now and then, so its last contact stays recent; the
+        first comes at once, so that a node's round trip is known from its start."""
+        await self._ping()
         while True:
             await asyncio.sleep(QUIET_PING)
             if self.last_heard is None or time.time() - self.last_heard >= QUIET_PING:
-                try:
-                    await self.request(Op.PING)
-                except MelonError:
-                    pass  # a lost channel ends the serving; a slow one is only late
+                await self._ping()
+
+    async def _ping(self) -> None:
+        began = time.monotonic()
+        try:
+            await self.request(Op.PING)
+        except MelonError:
+            return  # a lost channel ends the serving; a slow one is only late
+        self.round_trip = time.monotonic() - began
 
     async def _read_frames(self, decoder: wire.Decoder) -> str:
         reader = self._channel.reader

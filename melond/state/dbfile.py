@@ -50,6 +50,17 @@ def check(path: str) -> bool:
     return True
 
 
+def check_companions(path: str) -> None:
+    """Refuse a -wal or -shm beside the database that is a link or another user's, by lstat alone.
+    Once melond's connections are open the database must not be opened and closed by anything
+    but SQLite: closing any descriptor of a file drops every POSIX lock the process holds on it,
+    SQLite's included, and the next other program to close its connection would then take itself
+    for the last one and delete the log melond is still writing to."""
+    for suffix in COMPANIONS:
+        check_own(path + suffix, f"the database's {suffix[1:]} file",
+                  f"remove it while melond is stopped (`rm {path}{suffix}`)")
+
+
 def create(path: str, init: Callable[[sqlite3.Connection], None]) -> None:
     """A new database at `path`, built beside it and renamed into place once whole, so a crash
     while it is made never leaves an empty file behind to be taken for a database."""

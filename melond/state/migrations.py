@@ -127,6 +127,12 @@ def _m011_session_tokens(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX tokens_parent ON tokens (parent)")
 
 
+def _m012_health(db: sqlite_utils.Database) -> None:
+    # One row that `GET /health` rewrites: a commit that reaches the disk is what proves the
+    # database writable (a full disk, a lock held elsewhere), not an open file.
+    db.execute("CREATE TABLE health (id INTEGER PRIMARY KEY CHECK (id = 1), checked REAL NOT NULL)")
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("001_initial", _m001_initial),
     ("002_node_drain", _m002_node_drain),
@@ -139,6 +145,7 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("009_job_list_indexes", _m009_job_list_indexes),
     ("010_umask", _m010_umask),
     ("011_session_tokens", _m011_session_tokens),
+    ("012_health", _m012_health),
 ]
 
 

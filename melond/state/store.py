@@ -18,12 +18,14 @@ import os
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import sqlite_utils
 
 from melond.errors import MelonError
+from melond.figures import Timings
 from melond.spec.states import State
 from melond.state import dbfile, pages
 from melond.state.job import Job, check_transition
@@ -59,7 +61,7 @@ class Store:
         try:
             migrate(sqlite_utils.Database(writer))
             dbfile.verify(writer, path)
-            dbfile.check(path)  # the -wal and -shm SQLite made: melond's user's alone, as the database
+            dbfile.check_companions(path)  # the -wal and -shm SQLite made: melond's user's alone, as the database
         except Exception as exc:  # noqa: BLE001
             writer.close()
             raise dbfile.explain(exc, path) from None
@@ -70,9 +72,11 @@ class Store:
         self._slow_reader = _connect(path)
         self._slow = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="melon-store-reader")
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self.commits = 0
+        self.commit_times = Timings()  # each group commit, BEGIN to COMMIT (`/metrics`)
+        self.commit_failures = 0  # group commits that failed whole (a full disk, a lock held too long)
         self._thread = threading.Thread(target=self._run_writer, name="melon-store-writer", daemon=True)
         self._thread.start()
-        self.commits = 0
 
     # ---- writing -------------------------------------------------------------------------
 
@@ -82,6 +86,10 @@ class Store:
         fut = loop.create_future()
         self._queue.put((fn, args, fut, loop))
         return await fut
+
+    def waiting(self) -> int:
+        """Writes queued for the next group commit."""
+        return self._queue.qsize()
 
     def _run_writer(self) -> None:
         conn = self._writer
@@ -100,6 +108,7 @@ class Store:
                     break
                 batch.append(item)
             outcomes: list[tuple[bool, Any]] = []
+            began = time.perf_counter()
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 for fn, args, _, _ in batch:
@@ -113,7 +122,9 @@ class Store:
                         outcomes.append((False, dbfile.failure(exc, self.path)))
                 conn.execute("COMMIT")
                 self.commits += 1
+                self.commit_times.observe(time.perf_counter() - began)
             except Exception as exc:  # noqa: BLE001 - the whole batch failed to commit
+                self.commit_failures += 1
                 try:
                     conn.execute("ROLLBACK")
                 except sqlite3.Error:
@@ -214,6 +225,12 @@ class Store:
             conn.execute(f"UPDATE tokens SET revoked = ?, revoked_by = ? WHERE revoked IS NULL AND parent IN "
                          f"({', '.join('?' * len(chunk))})", [now, by, *chunk])
         return revoked
+
+    @staticmethod
+    def op_health(conn: sqlite3.Connection, now: float) -> None:
+        """Rewrite the health row: its commit is `GET /health`'s proof that writes reach the disk."""
+        conn.execute("INSERT INTO health (id, checked) VALUES (1, ?) ON CONFLICT(id) DO UPDATE SET checked = "
+                     "excluded.checked", (now,))
 
     @staticmethod
     def op_token_used(conn: sqlite3.Connection, token_id: str, now: float) -> None:

@@ -12,7 +12,7 @@ import pytest
 from melond.spec.getopt import GetoptError, getopt_long, make_grammar
 from melond.spec.slurm_options import SAME_OPTION, SBATCH_OPTIONS
 
-NAMES = ("squeue", "sinfo", "sacct", "scancel", "scontrol", "sbatch", "srun")
+NAMES = ("squeue", "sinfo", "sacct", "scancel", "scontrol", "sbatch", "srun", "sdiag")
 
 
 def run(capsys, prog: str, *argv: str) -> tuple[int, str, str]:
@@ -54,6 +54,9 @@ def test_version_is_print_slurm_versions(capsys, prog: str) -> None:
     ("scancel", ["12", "--signal"], "option '--signal' requires an argument"),
     ("scontrol", ["-u"], "option requires an argument -- 'u'"),
     ("scontrol", ["show", "job", "--h"], "option '--h' is ambiguous; possibilities: '--help' '--hide'"),
+    ("sdiag", ["-M"], "option requires an argument -- 'M'"),
+    ("sdiag", ["--sort-by"], "option '--sort-by' is ambiguous; possibilities: '--sort-by-id' '--sort-by-time' "
+                             "'--sort-by-time2'"),
     # glibc lists the first match and each other option, in squeue's table order: --sibling is --sib
     ("squeue", ["--s=1"], "option '--s=1' is ambiguous; possibilities: '--sib' '--sort' '--start' '--steps' "
                           "'--states'"),
@@ -70,6 +73,8 @@ def test_malformed_options(capsys, prog: str, argv: list[str], problem: str) -> 
     ("squeue", ["-U", "proj"], "squeue: error: -U is not supported by Melon\n"),
     ("sinfo", ["--states=idle"], "sinfo: error: --states is not supported by Melon\n"),
     ("scontrol", ["--uid", "0", "show", "job"], "scontrol: error: --uid is not supported by Melon\n"),
+    ("sdiag", ["-r"], "sdiag: error: --reset is not supported by Melon\n"),  # its figures count from the start
+    ("sdiag", ["--json"], "sdiag: error: --json is not supported by Melon\n"),
 ])
 def test_what_melon_cannot_do_is_refused_by_name(capsys, prog: str, argv: list[str], error: str) -> None:
     assert run(capsys, prog, *argv) == (1, "", error)
@@ -78,6 +83,7 @@ def test_what_melon_cannot_do_is_refused_by_name(capsys, prog: str, argv: list[s
 @pytest.mark.parametrize(("prog", "argv"), [
     ("squeue", ["--help"]), ("squeue", ["--usage"]), ("sinfo", ["--help"]), ("sacct", ["-h"]), ("sacct", ["-U"]),
     ("scancel", ["--usage"]), ("scontrol", ["-h"]), ("sbatch", ["--help"]), ("srun", ["--usage"]),
+    ("sdiag", ["-h"]), ("sdiag", ["--usage"]),
 ])
 def test_help_is_no_error(capsys, prog: str, argv: list[str]) -> None:
     code, out, err = run(capsys, prog, *argv)

@@ -3,7 +3,10 @@
 import asyncio
 import contextlib
 import dataclasses
+import os
 import sqlite3
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -335,3 +338,22 @@ def test_the_accounting_window_reads_through_the_end_index(db_path):
     assert rows == [{"id": 2, "state": "FAILED"}, {"id": 3, "state": "RUNNING"}, {"id": 4, "state": "PENDING"}]
     with pytest.raises(ValueError, match="script"):
         accounting_query(0, 1, None, None, None, ["script"])
+
+
+def test_another_program_closing_its_connection_leaves_melonds_log_alone(db_path):
+    """An sqlite3 shell or a script that reads the database and closes must not take itself for
+    the last connection: it would delete the log melond still writes to, and every commit after
+    it would be lost to other readers, and to a kill -9."""
+    def elsewhere() -> str:
+        read = ("import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); "
+                "print(c.execute('SELECT drain FROM nodes').fetchone()[0]); c.close()")
+        return subprocess.run([sys.executable, "-c", read, str(db_path)], capture_output=True, text=True,
+                              check=True, timeout=30).stdout.strip()
+
+    async def body(store):
+        await store.write(Store.op_set_drain, "n1", "first")
+        assert elsewhere() == "first"
+        assert os.path.exists(f"{db_path}-wal")
+        await store.write(Store.op_set_drain, "n1", "second")
+        assert elsewhere() == "second"
+    with_store(db_path, body)
