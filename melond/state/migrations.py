@@ -149,6 +149,13 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
 ]
 
 
+def behind(db: sqlite_utils.Database) -> int | None:
+    """The schema version of a database an older melond wrote (one this melond will migrate),
+    else None (new, current, or newer: nothing to keep a copy of)."""
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    return version if 0 < version < len(MIGRATIONS) else None
+
+
 def migrate(db: sqlite_utils.Database) -> int:
     """Apply what is missing; return the schema version."""
     db.execute("CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied REAL NOT NULL)")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import json
+import logging
 import os
 import queue
 import sqlite3
@@ -30,7 +31,9 @@ from melond.spec.states import State
 from melond.state import dbfile, pages
 from melond.state.job import Job, check_transition
 from melond.state.pages import PageRequest
-from melond.state.migrations import migrate
+from melond.state.migrations import MIGRATIONS, behind, migrate
+
+log = logging.getLogger("melond.store")
 
 BATCH_MAX = 1000
 
@@ -47,6 +50,23 @@ def _configure(conn: sqlite3.Connection) -> sqlite3.Connection:
     return conn
 
 
+def _keep_before_upgrade(conn: sqlite3.Connection, path: str, version: int) -> str:
+    """A copy of the database as the older melond left it, next to it, before any migration
+    touches it: a failed or regretted upgrade is undone by stopping melond and moving it back."""
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+    target = f"{path}.schema{version}-{stamp}.bak"
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # scripts and environments inside
+    os.close(fd)
+    dst = sqlite3.connect(target)
+    try:
+        conn.backup(dst)
+    finally:
+        dst.close()
+    log.warning("database upgrade: schema %d to %d; the database as it was is kept in %s", version,
+                len(MIGRATIONS), target, extra={"backup": target, "from": version, "to": len(MIGRATIONS)})
+    return target
+
+
 class Store:
     """The database file and its single writer."""
 
@@ -59,6 +79,9 @@ class Store:
         except Exception as exc:  # noqa: BLE001 - every way opening fails is told as one line
             raise dbfile.explain(exc, path) from None
         try:
+            old = behind(sqlite_utils.Database(writer))
+            if old is not None:
+                _keep_before_upgrade(writer, path, old)
             migrate(sqlite_utils.Database(writer))
             dbfile.verify(writer, path)
             dbfile.check_companions(path)  # the -wal and -shm SQLite made: melond's user's alone, as the database

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# Make a database with Melon 0.1.0's own code (commit 91caef0): melond and its CLIs, real jobs.
+# How melon-0.1.0.db was made: Melon 0.1.0's own melond and CLIs (commit 91caef0, schema 11), real jobs.
+#   git worktree add /tmp/melon-0.1.0 91caef0
+#   bash tests/data/upgrade/make-0.1.0.sh /tmp/melon-0.1.0 .venv/bin/python
+# then melond stopped, its STATE/melon.db copied here with SQLite's backup API (one file, no WAL).
 set -euo pipefail
-OLD=/work/wt-old
-PY=/work/main/.venv/bin/python
+OLD=$1
+PY=$2
 state=$(mktemp -d /tmp/old-state.XXXX); work=$(mktemp -d /tmp/old-work.XXXX); chmod 755 $work
 export PYTHONPATH=$OLD MELON_API=unix:$state/melond.sock
 run() { local mod=$1; shift; $PY -c "import sys; sys.argv[0]='$mod'; from cli.$mod import main; sys.exit(main())" "$@"; }
