@@ -14,10 +14,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 BIN = Path(sys.executable).parent
+sys.path.insert(0, str(BIN.parent / "melon-src"))  # melond and melon_cli by their installed names (scripts/setup.sh)
 
-from cli.client import Client  # noqa: E402
+from melon_cli.client import Client  # noqa: E402
 
 
 @contextmanager

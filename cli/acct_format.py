@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import time
 
-from cli.common import job_label
-from cli.units import MEGA, NONE, convert
+from melon_cli.common import job_label
+from melon_cli.units import MEGA, NONE, convert
 from melond.errors import ParseError
 
 DEFAULT = "JobID,JobName,Partition,User,AllocCPUS,State,ExitCode"

@@ -200,7 +200,7 @@ class Command:
                 return {"type": click.Path()}
             if what is None:
                 return {}
-            from cli import completion as values
+            from melon_cli import completion as values
             return {"shell_complete": getattr(values, what)}
 
         params: list = []

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import rich_click as click
 
-from cli.args import CONTEXT, ENDPOINT  # noqa: F401 - CONTEXT re-exported
+from melon_cli.args import CONTEXT, ENDPOINT  # noqa: F401 - CONTEXT re-exported
 from melond.errors import MelonError
 from melond.version import HELP, __version__, version_line
 

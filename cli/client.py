@@ -11,7 +11,7 @@ import os
 
 import _socket
 
-from cli import wirejson
+from melon_cli import wirejson
 from melond.errors import MelonError, Unreachable, from_wire
 from melond.files import check_private
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import time
 
-from cli.args import echo, warn  # noqa: F401 - re-exported for the CLIs
+from melon_cli.args import echo, warn  # noqa: F401 - re-exported for the CLIs
 from melond.display import table  # noqa: F401 - the CLIs' table, shared with melond --check
 from melond.paths import current_user  # noqa: F401 - re-exported for the CLIs
 
 
 def client(endpoint: str | None):
-    from cli.client import Client
+    from melon_cli.client import Client
     if endpoint:
         return Client.from_environment(endpoint)
     from melond.paths import default_endpoints

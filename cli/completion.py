@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 
-from cli.common import client, job_label
+from melon_cli.common import client, job_label
 
 
 def _endpoint(ctx) -> str | None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 import os
 import time
 
-from cli import acct_format
-from cli.args import Command, Opt
-from cli.common import client, current_user, echo, print_json, ref_names
+from melon_cli import acct_format
+from melon_cli.args import Command, Opt
+from melon_cli.common import client, current_user, echo, print_json, ref_names
 from melond.spec.folding import fold_pending
 
 PROG = "macct"

@@ -5,8 +5,8 @@ import os
 import sys
 import time
 
-from cli.args import Arg, Command, Opt
-from cli.common import client, current_user, echo, print_json, warn
+from melon_cli.args import Arg, Command, Opt
+from melon_cli.common import client, current_user, echo, print_json, warn
 from melond.errors import MelonError, ParseError
 
 PROG = "mbatch"

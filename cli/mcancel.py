@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import sys
 
-from cli.args import Arg, Command, Opt, error
-from cli.common import client, current_user, each_job, echo, job_ids, pick_jobs
+from melon_cli.args import Arg, Command, Opt, error
+from melon_cli.common import client, current_user, each_job, echo, job_ids, pick_jobs
 from melond.errors import MelonError, ParseError
 
 PROG = "mcancel"

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import sys
 
-from cli import jobchannel
-from cli.args import Command, Opt
-from cli.common import client, each_job, echo, fmt_time, job_ids, print_json, table, warn
+from melon_cli import jobchannel
+from melon_cli.args import Command, Opt
+from melon_cli.common import client, each_job, echo, fmt_time, job_ids, print_json, table, warn
 from melond.errors import ParseError
 from melond.spec.timespec import format_duration, format_limit, parse_extension, parse_time_limit
 

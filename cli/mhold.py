@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import sys
 
-from cli.args import Arg, Command, error
-from cli.common import client, each_job, echo, job_ids
+from melon_cli.args import Arg, Command, error
+from melon_cli.common import client, each_job, echo, job_ids
 from melond.errors import MelonError
 
 

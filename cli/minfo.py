@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import rich_click as click
 
-from cli.click_common import CONTEXT, endpoint_option, handle_errors, version_option
-from cli.common import client, print_json, table
+from melon_cli.click_common import CONTEXT, endpoint_option, handle_errors, version_option
+from melon_cli.common import client, print_json, table
 
 PROG = "minfo"
 HEADERS = ["NODE", "PARTITION", "STATE", "CPUS(A/T)", "MEMORY_MB(A/T)", "JOBS", "LIMITS"]
@@ -27,7 +27,7 @@ def main(as_json: bool, stats: bool, endpoint: str | None) -> None:
         if as_json:
             print_json(figures)
         else:
-            from cli.stats_format import render
+            from melon_cli.stats_format import render
             click.echo("\n".join(render(figures)))
         return
     nodes = client(endpoint).call("GET", "/nodes")["nodes"]

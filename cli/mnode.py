@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import rich_click as click
 
-from cli.click_common import CONTEXT, endpoint_option, handle_errors, version_option
-from cli.common import client
-from cli.completion import nodes
+from melon_cli.click_common import CONTEXT, endpoint_option, handle_errors, version_option
+from melon_cli.common import client
+from melon_cli.completion import nodes
 
 PROG = "mnode"
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 import sys
 import time
 
-from cli import queue_format
-from cli.args import Command, Opt
-from cli.common import client, current_user, echo, job_label, print_json, ref_names, table
+from melon_cli import queue_format
+from melon_cli.args import Command, Opt
+from melon_cli.common import client, current_user, echo, job_label, print_json, ref_names, table
 from melond.errors import ParseError
 from melond.spec.folding import fold_pending
 from melond.spec.jobids import parse_job_refs

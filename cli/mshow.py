@@ -1,9 +1,9 @@
 """`mshow`: everything about one job, as `scontrol show job` does."""
 from __future__ import annotations
 
-from cli.args import Arg, Command, Opt
-from cli.common import client, echo, fmt_time, iso, job_ids, job_label, print_json
-from cli.queue_format import time_left
+from melon_cli.args import Arg, Command, Opt
+from melon_cli.common import client, echo, fmt_time, iso, job_ids, job_label, print_json
+from melon_cli.queue_format import time_left
 from melond.spec.timespec import format_duration, format_limit, format_size_mib
 
 PROG = "mshow"

@@ -5,8 +5,8 @@ import os
 
 import rich_click as click
 
-from cli.click_common import CONTEXT, endpoint_option, handle_errors, version_option
-from cli.common import client, fmt_time, print_json, table
+from melon_cli.click_common import CONTEXT, endpoint_option, handle_errors, version_option
+from melon_cli.common import client, fmt_time, print_json, table
 
 PROG = "mtoken"
 HEADERS = ["ID", "USER", "CREATED", "EXPIRES", "LAST_USED", "SESSION_OF"]  # a browser's sign-in: its token's id
@@ -32,7 +32,7 @@ def main() -> None:
 @handle_errors(PROG)
 def create(expires: str, save: bool, as_json: bool, endpoint: str | None) -> None:
     """Make a token for yourself (over the Unix socket only). It is shown once; melond keeps its hash."""
-    from cli.client import token_file
+    from melon_cli.client import token_file
     from melond.api.tokens import parse_ttl
 
     reply = client(endpoint).call("POST", "/tokens", {"ttl": parse_ttl(expires)})

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 
-from cli.common import job_label
+from melon_cli.common import job_label
 from melond.errors import ParseError
 from melond.spec.timespec import format_duration, format_limit, format_size_mib
 

@@ -3,7 +3,7 @@
 melond runs `python3 -c FIRST_STAGE SPOOL`. The first stage prints a ready
 marker, reads a length line and exactly that many bytes (a zlib-compressed JSON
 list of (module, source) pairs) from fd 0 without buffering past them, installs
-an import hook that serves those sources and hands over to `remote.helper.main`,
+an import hook that serves those sources and hands over to `melon_remote.helper.main`,
 which then speaks frames on the same stdin/stdout. Nothing is written to the
 node's disk but the spool.
 """
@@ -14,9 +14,9 @@ import pathlib
 import zlib
 
 READY = b"MELON-BOOT-1\n"
-SHIPPED = ("remote.protocol", "remote.wire", "remote.spool", "remote.cgroup", "remote.cgroupfs", "remote.scope",
-           "remote.delegated", "remote.subtree", "remote.limits", "remote.sdbus", "remote.spawn", "remote.steps", "remote.job", "remote.supervisor",
-           "remote.asks", "remote.output", "remote.service", "remote.helper")
+SHIPPED = tuple(f"melon_remote.{name}" for name in (
+    "protocol", "wire", "spool", "cgroup", "cgroupfs", "scope", "delegated", "subtree", "limits", "sdbus", "spawn",
+    "steps", "job", "supervisor", "asks", "output", "service", "helper"))
 
 # Kept tiny and free of quotes that a remote shell would mangle; unbuffered reads on fd 0 so no
 # byte meant for the helper is swallowed by a Python buffer. The shipped sources are served by an
@@ -37,13 +37,13 @@ FIRST_STAGE = (
     "S=dict(json.loads(zlib.decompress(rd(int(h)))))\n"
     "class F:\n"
     " def find_spec(s,n,p,t=None):\n"
-    "  if n=='remote' or n in S:return u.spec_from_loader(n,s,is_package=n=='remote')\n"
+    "  if n=='melon_remote' or n in S:return u.spec_from_loader(n,s,is_package=n=='melon_remote')\n"
     " def create_module(s,sp):return None\n"
     " def exec_module(s,m):\n"
     "  if m.__name__ in S:exec(compile(S[m.__name__],'<melon:'+m.__name__+'>','exec'),m.__dict__)\n"
     "sys.meta_path.insert(0,F())\n"
-    "import remote.helper\n"
-    "remote.helper.main(sys.argv[1:])\n"
+    "import melon_remote.helper\n"
+    "melon_remote.helper.main(sys.argv[1:])\n"
 )
 
 

@@ -18,9 +18,9 @@ import sys
 import click
 
 import roff
-from cli import macct, mbatch, mcancel, mextend, mhold, minfo, mnode, mqueue, mshow, mtoken
-from cli.slurm import argv as slurm_argv
-from cli.slurm import env, sacct, sbatch, scancel, scontrol, sdiag, sinfo, squeue, srun, tables
+from melon_cli import macct, mbatch, mcancel, mextend, mhold, minfo, mnode, mqueue, mshow, mtoken
+from melon_cli.slurm import argv as slurm_argv
+from melon_cli.slurm import env, sacct, sbatch, scancel, scontrol, sdiag, sinfo, squeue, srun, tables
 from melond import main as melond_main
 from melond.spec.slurm_options import SBATCH_OPTIONS, SRUN_OPTIONS
 from melond.version import HELP as VERSION_HELP

@@ -16,4 +16,15 @@ fi
 # importlib.metadata and pathlib into every Python process of the venv (18 ms instead of 41 ms
 # for an empty `python -c pass` here, paid by every CLI run).
 "$venv/bin/pip" install -q --disable-pip-version-check -e '.[test]' --config-settings editable_mode=compat
+# The installed names of cli/ and remote/ (melon_cli, melon_remote: pyproject.toml) for this
+# checkout: a folder of links to the repository's packages, which the editable install's path
+# entry names instead of the repository itself (so `cli` is no importable name here either).
+src="$venv/melon-src"
+mkdir -p "$src"
+for pair in melond:melond melon_cli:cli melon_remote:remote; do
+    ln -sfn "$PWD/${pair#*:}" "$src/${pair%%:*}"
+done
+for pth in "$venv"/lib/python3*/site-packages/__editable__.melon-*.pth; do
+    (cd "$src" && pwd) > "$pth"
+done
 "$venv/bin/python" scripts/write_launchers.py "$venv"

@@ -32,7 +32,7 @@ def main(venv: str) -> None:
     with open(os.path.join(here, "..", "pyproject.toml"), "rb") as f:
         scripts = tomllib.load(f)["project"]["scripts"]
     python = os.path.join(os.path.abspath(venv), "bin", "python3")
-    root = os.path.dirname(here)  # where the cli and melond packages are (an editable install's folder)
+    root = os.path.join(os.path.abspath(venv), "melon-src")  # the packages by their installed names (setup.sh)
     for name, target in scripts.items():
         module, function = target.split(":")
         text = (FAST_LAUNCHER if name in FAST else LAUNCHER).format(python=python, module=module,

@@ -25,6 +25,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
+SRC = BIN.parent / "melon-src"  # melond, melon_cli and melon_remote by their installed names (scripts/setup.sh)
 TIERS = ("unit", "node", "e2e", "cluster", "ui")  # folders under tests/, each also a marker: `pytest -m unit`
 LEAK_GRACE = 3.0  # seconds a test's threads, descriptors and children get to go after its teardown
 

@@ -13,7 +13,7 @@ import os
 import sys
 from types import MappingProxyType
 
-from cli.args import ENDPOINT, Command, Fallback, Opt
+from melon_cli.args import ENDPOINT, Command, Fallback, Opt
 from melond.spec.getopt import NO_ARG, REQUIRED, GetoptError, Grammar, getopt_long
 
 TYPE_CHECKING = False
@@ -108,7 +108,7 @@ class SlurmCommand(Command):
 
     def _grammar(self, table: tuple[SlurmOption, ...]) -> tuple[Grammar, dict[str, Opt | None]]:
         """Slurm's table as getopt_long sees it, Melon's extras after it; and which Opt each name is."""
-        from cli.slurm.tables import SAME
+        from melon_cli.slurm.tables import SAME
         longs: dict[str, tuple[int, str]] = {}
         shorts: dict[str, tuple[int, str]] = {}
         acts: dict[str, Opt | None] = {}

@@ -20,9 +20,9 @@ sinfo, srun), backed by melond, first on PATH, and their manual pages first on M
 `man sbatch` shows Melon's. Nothing changes until a shell runs them: a Melon install never shadows
 a real Slurm unasked.
 """
-COMMANDS = {"sbatch": "cli.slurm.sbatch", "squeue": "cli.slurm.squeue", "scancel": "cli.slurm.scancel", "sacct": "cli.slurm.sacct",
-            "scontrol": "cli.slurm.scontrol", "sinfo": "cli.slurm.sinfo", "srun": "cli.slurm.srun",
-            "sdiag": "cli.slurm.sdiag"}
+COMMANDS = {"sbatch": "melon_cli.slurm.sbatch", "squeue": "melon_cli.slurm.squeue", "scancel": "melon_cli.slurm.scancel", "sacct": "melon_cli.slurm.sacct",
+            "scontrol": "melon_cli.slurm.scontrol", "sinfo": "melon_cli.slurm.sinfo", "srun": "melon_cli.slurm.srun",
+            "sdiag": "melon_cli.slurm.sdiag"}
 LAUNCHER = """#!{python} -S
 import sys
 sys.path.insert(0, {root!r})
@@ -60,7 +60,7 @@ def man_dir() -> str:
     """Where the Slurm names' pages are installed: a venv's or prefix's share/melon/slurm/man, else
     (a source checkout installed in place, which installs no data files) the checkout's man/slurm."""
     installed = os.path.join(os.path.dirname(os.path.dirname(sys.executable)), "share", "melon", "slurm", "man")
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.realpath(__file__))))  # through setup.sh's links
     checkout = os.path.join(root, "man", "slurm")
     return installed if os.path.isdir(installed) or not os.path.isdir(checkout) else checkout
 

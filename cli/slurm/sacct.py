@@ -13,12 +13,12 @@ from __future__ import annotations
 import os
 import sys
 
-from cli.acct_format import LONG
-from cli.args import Opt
-from cli.macct import account
-from cli.slurm import tables
-from cli.slurm.argv import SlurmCommand
-from cli.units import unit_index
+from melon_cli.acct_format import LONG
+from melon_cli.args import Opt
+from melon_cli.macct import account
+from melon_cli.slurm import tables
+from melon_cli.slurm.argv import SlurmCommand
+from melon_cli.units import unit_index
 
 PROG = "sacct"
 BRIEF = "JobID,State,ExitCode"  # sacct.h BRIEF_FIELDS

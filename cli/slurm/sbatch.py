@@ -14,7 +14,7 @@ import os
 import sys
 import time
 
-from cli.slurm.argv import read_argv
+from melon_cli.slurm.argv import read_argv
 from melond.errors import MelonError
 from melond.spec.getopt import make_grammar
 from melond.spec.slurm_options import SAME_OPTION, SBATCH_OPTIONS, SLURM_PREFIX, changes_job, unsupported
@@ -90,7 +90,7 @@ def _submit(found: list[tuple[str, str | None]], rest: list[str]) -> None:
     sys.stdout.write(f"{first}\n" if "parsable" in flags else f"Submitted batch job {first}\n")
     sys.stdout.flush()
     if "wait" in flags:
-        from cli.mbatch import _wait
+        from melon_cli.mbatch import _wait
         sys.exit(_wait(c, reply["job_ids"]))
 
 
@@ -112,7 +112,7 @@ def _script(rest: list[str], wrap: bool) -> tuple[str | None, str | None, list[s
 
 
 def _client():
-    from cli.common import client
+    from melon_cli.common import client
     return client(os.environ.get("MELON_API") or None)
 
 

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import sys
 
-from cli.args import Arg, Opt
-from cli.common import client, current_user, job_ids, job_label, ref_names
-from cli.slurm import tables
-from cli.slurm.argv import SlurmCommand
+from melon_cli.args import Arg, Opt
+from melon_cli.common import client, current_user, job_ids, job_label, ref_names
+from melon_cli.slurm import tables
+from melon_cli.slurm.argv import SlurmCommand
 from melond.errors import Conflict, MelonError, NotFound
 
 PROG = "scancel"

@@ -12,10 +12,10 @@ import os
 import sys
 import time
 
-from cli import jobchannel
-from cli.common import client, job_ids
-from cli.slurm import tables
-from cli.slurm.argv import SLURM_VERSION, bad_option, version_text
+from melon_cli import jobchannel
+from melon_cli.common import client, job_ids
+from melon_cli.slurm import tables
+from melon_cli.slurm.argv import SLURM_VERSION, bad_option, version_text
 from melond.errors import MelonError
 from melond.spec.getopt import GetoptError, getopt_long, make_grammar
 
@@ -167,7 +167,7 @@ def _records(records: list[list[list[str]]], one_line: bool) -> None:
 
 def _show_config() -> None:
     """The settings tools read (snakemake: MinJobAge, MaxArraySize), each as `Key = value`."""
-    from cli.slurm.squeue import MIN_JOB_AGE
+    from melon_cli.slurm.squeue import MIN_JOB_AGE
     c = _client()
     conf = c.call("GET", "/config")
     settings = [
@@ -187,7 +187,7 @@ def _show_config() -> None:
 
 
 def _show_partitions(args: list[str], one_line: bool) -> None:
-    from cli.acct_format import hms
+    from melon_cli.acct_format import hms
     c = _client()
     parts = c.call("GET", "/partitions")["partitions"]
     nodes = {n["name"]: n for n in c.call("GET", "/nodes")["nodes"]}
@@ -273,7 +273,7 @@ def _time(epoch: float | None) -> str:
 
 
 def _show_jobs(args: list[str], one_line: bool) -> None:
-    from cli.acct_format import hms
+    from melon_cli.acct_format import hms
     c = _client()
     if args:
         jobs = [c.call("GET", f"/jobs/{ref}") for ref in job_ids(args)]

@@ -15,11 +15,11 @@ from __future__ import annotations
 import sys
 import time
 
-from cli.args import Opt
-from cli.common import client
-from cli.slurm import tables
-from cli.slurm.argv import SlurmCommand
-from cli.units import convert
+from melon_cli.args import Opt
+from melon_cli.common import client
+from melon_cli.slurm import tables
+from melon_cli.slurm.argv import SlurmCommand
+from melon_cli.units import convert
 from melond.spec.timespec import format_duration, ranged_hostlist
 
 PROG = "sinfo"

@@ -13,12 +13,12 @@ import os
 import sys
 import time
 
-from cli import queue_format
-from cli.args import Opt
-from cli.common import client, current_user, echo, job_label, ref_names
-from cli.mqueue import LABEL_FIELDS, fold_pending_tasks
-from cli.slurm import tables
-from cli.slurm.argv import SlurmCommand
+from melon_cli import queue_format
+from melon_cli.args import Opt
+from melon_cli.common import client, current_user, echo, job_label, ref_names
+from melon_cli.mqueue import LABEL_FIELDS, fold_pending_tasks
+from melon_cli.slurm import tables
+from melon_cli.slurm.argv import SlurmCommand
 from melond.spec.jobids import parse_job_refs
 
 PROG = "squeue"

@@ -19,11 +19,11 @@ import signal
 import sys
 import threading
 
-from cli.slurm.argv import read_argv
+from melon_cli.slurm.argv import read_argv
 from melond.errors import MelonError
 from melond.spec.filenames import NO_VAL_TASK, fill
 from melond.spec.slurm_options import SLURM_PREFIX, SRUN_GRAMMAR
-from remote.protocol import STEP_MARK
+from melon_remote.protocol import STEP_MARK
 
 PROG = "srun"
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2,
@@ -252,7 +252,7 @@ def run_outside(opts: dict[str, str], command: list[str]) -> int:
     import tempfile
     import time
 
-    from cli.mbatch import FINISHED_SHORT
+    from melon_cli.mbatch import FINISHED_SHORT
     from melond.spec.request import build_request, current_umask
 
     cli: dict[str, str | bool] = {}
@@ -278,7 +278,7 @@ def run_outside(opts: dict[str, str], command: list[str]) -> int:
     request, _ = build_request(script_text=None, script_path=None, script_args=[], cli=cli, environ=os.environ,
                                cwd=cwd, submit_host=os.uname().nodename, user="", now=time.time(), sbatch=True,
                                umask=current_umask())
-    from cli.common import client
+    from melon_cli.common import client
     c = client(os.environ.get("MELON_API") or None)
     try:
         try:

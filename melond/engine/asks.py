@@ -12,7 +12,7 @@ from melond.engine.tasks import Tasks
 from melond.errors import MelonError
 from melond.nodes.links import Sessions, split
 from melond.spec.states import State
-from remote.protocol import Op
+from melon_remote.protocol import Op
 
 log = logging.getLogger("melond.engine")
 

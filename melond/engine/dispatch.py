@@ -22,7 +22,7 @@ from melond.sched import launch
 from melond.spec.states import State
 from melond.state.job import Job
 from melond.state.store import Store
-from remote.protocol import Op
+from melon_remote.protocol import Op
 
 log = logging.getLogger("melond.engine")
 

@@ -16,7 +16,7 @@ from melond.sched.order import PendingOrder
 from melond.spec.states import State, end_state
 from melond.state.job import Job
 from melond.state.store import Store
-from remote.protocol import Event, Op
+from melon_remote.protocol import Event, Op
 
 log = logging.getLogger("melond.engine")
 

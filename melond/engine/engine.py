@@ -26,7 +26,7 @@ from melond.nodes.state import NodeState
 from melond.sched.order import PendingOrder
 from melond.spec.states import ACTIVE
 from melond.state.store import Store
-from remote.protocol import Event
+from melon_remote.protocol import Event
 
 STOP_TIMEOUT = 10.0  # seconds in-flight writes get at shutdown
 

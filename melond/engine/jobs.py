@@ -12,7 +12,7 @@ from collections.abc import Iterable
 
 from melond.spec.states import State
 from melond.state.job import Job
-from remote.protocol import KillCause
+from melon_remote.protocol import KillCause
 
 
 class JobTable:

@@ -23,7 +23,7 @@ from melond.nodes.state import NodeState
 from melond.sched.policy import Caller
 from melond.spec.states import State
 from melond.state.store import Store
-from remote.protocol import KillCause, Op
+from melon_remote.protocol import KillCause, Op
 
 log = logging.getLogger("melond.engine")
 

@@ -27,7 +27,7 @@ from melond.spec.states import FINISHED, State
 from melond.state.job import Job
 from melond.spec.timespec import format_duration, format_limit
 from melond.state.store import Store
-from remote.protocol import SignalTo
+from melon_remote.protocol import SignalTo
 
 
 class _Refused(Exception):

@@ -15,9 +15,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from melond.errors import MelonError, NodeTimeout, NodeUnavailable, node_error
-from remote import bootstrap as bootstrap_mod
-from remote import wire
-from remote.protocol import Event, Op
+from melon_remote import bootstrap as bootstrap_mod
+from melon_remote import wire
+from melon_remote.protocol import Event, Op
 
 log = logging.getLogger("melond.fleet")
 

@@ -13,7 +13,7 @@ from typing import Protocol
 
 from melond.config import Node
 from melond.trust import check_input
-from remote.bootstrap import FIRST_STAGE
+from melon_remote.bootstrap import FIRST_STAGE
 
 
 class Channel(Protocol):

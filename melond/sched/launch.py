@@ -12,7 +12,7 @@ from melond.spec.filenames import NO_VAL_TASK, fill
 from melond.spec.jobrel import parse_array
 from melond.spec.timespec import SpecError, signal_spec
 from melond.state.job import Job
-from remote.protocol import DEFAULT_UMASK, STEP_MARK
+from melon_remote.protocol import DEFAULT_UMASK, STEP_MARK
 
 DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
 

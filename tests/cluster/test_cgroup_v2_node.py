@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from cli.client import Client
+from melon_cli.client import Client
 from conftest import BIN, SPIN, Melon, V2Node, wait_for
 
 pytestmark = pytest.mark.timeout(1500)  # the first test builds (once per machine) and boots the VM

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from cli.client import Client
+from melon_cli.client import Client
 from melond.errors import NotFound
 from conftest import BIN, SPIN, Cluster, Melon, as_user, needs_root, wait_for
 
@@ -744,10 +744,10 @@ def _shared_install(m: Melon) -> Path:
     """Melon's commands as a site shares them with its nodes (here: on the shared folder), with
     the nodes' own python3: the folder of `mextend`, `scontrol` and `srun` to put on PATH."""
     install = m.work / "melon"
-    for package in ("cli", "melond", "remote"):
-        shutil.copytree(BIN.parent.parent / package, install / package, ignore=shutil.ignore_patterns("__pycache__"))
+    for package in ("melon_cli", "melond", "melon_remote"):  # by their installed names
+        shutil.copytree(BIN.parent / "melon-src" / package, install / package, ignore=shutil.ignore_patterns("__pycache__"))
     (install / "bin").mkdir()
-    for name, module in (("mextend", "cli.mextend"), ("scontrol", "cli.slurm.scontrol"), ("srun", "cli.slurm.srun")):
+    for name, module in (("mextend", "melon_cli.mextend"), ("scontrol", "melon_cli.slurm.scontrol"), ("srun", "melon_cli.slurm.srun")):
         (install / "bin" / name).write_text(
             f"#!/bin/sh\nexec python3 -S -c 'import sys; sys.path.insert(0, \"{install}\"); from {module} import main; "
             f"sys.argv[0] = \"{name}\"; main()' \"$@\"\n")

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from cli.client import Client
+from melon_cli.client import Client
 from conftest import Cluster, Melon
 from melond.errors import MelonError
 

@@ -110,7 +110,7 @@ def test_bad_ids_are_refused_everywhere_and_change_nothing(melon: Melon) -> None
 
 
 def test_the_api_folds_and_trims_a_listing_on_request(melon: Melon) -> None:
-    from cli.client import Client
+    from melon_cli.client import Client
     from melond.errors import BadRequest
     first, _ = _array(melon, "1-6%2", "-H")
     single = melon.submit("-H", "--wrap", "true")

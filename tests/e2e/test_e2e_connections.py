@@ -17,7 +17,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from cli.client import parse_reply
+from melon_cli.client import parse_reply
 from conftest import Melon, needs_root, wait_for
 
 CAP = 4

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from cli.common import client
+from melon_cli.common import client
 from conftest import Melon
 from melond import paths
 from melond.errors import Unreachable

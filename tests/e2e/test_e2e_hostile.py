@@ -12,7 +12,7 @@ import sys
 import threading
 from pathlib import Path
 
-from conftest import REPO, Melon, UnixHTTP, wait_for
+from conftest import SRC, Melon, UnixHTTP, wait_for
 
 FLOOD_THREADS = 6
 FLOOD_EACH = 500
@@ -69,7 +69,7 @@ def test_melond_keeps_serving_through_a_flood_of_bad_requests(melon: Melon) -> N
 FAKE_HELPER = """#!{python}
 import os, sys, time
 sys.path.insert(0, {repo!r})
-from remote import wire
+from melon_remote import wire
 when = {when!r}
 if when == "boot":
     os.write(1, b"\\x00\\xffNOT MELON\\n")
@@ -98,7 +98,7 @@ while os.read(0, 65536):
 
 def _fake_python(folder: Path, when: str) -> Path:
     path = folder / f"python-{when}"
-    path.write_text(FAKE_HELPER.format(python=sys.executable, repo=str(REPO), when=when))
+    path.write_text(FAKE_HELPER.format(python=sys.executable, repo=str(SRC), when=when))
     path.chmod(0o755)
     return path
 

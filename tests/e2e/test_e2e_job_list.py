@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from cli.client import Client
+from melon_cli.client import Client
 from conftest import Melon, wait_for
 from melond.errors import MelonError
 

@@ -7,7 +7,7 @@ import pwd
 
 import pytest
 
-from cli.client import Client
+from melon_cli.client import Client
 from conftest import Melon, needs_root, wait_for
 from melond.errors import MelonError, NotFound
 

@@ -66,7 +66,7 @@ def test_bad_input_names_the_value_and_exits_1(melon: Melon) -> None:
 
 
 def test_the_api_refuses_private_or_unknown_fields(melon: Melon) -> None:
-    from cli.client import Client
+    from melon_cli.client import Client
     from melond.errors import BadRequest
     c = Client(melon.endpoint)
     for query in ({"fields": "id,environment"}, {"start": "x"}, {"state": "DONE"}):

@@ -63,7 +63,7 @@ def test_refusals_exit_1_and_change_nothing(melon: Melon) -> None:
 
 
 def test_the_signal_api_refuses_bad_bodies_with_400(melon: Melon) -> None:
-    from cli.client import Client
+    from melon_cli.client import Client
     from melond.errors import BadRequest
     out = melon.work / "armed.out"
     jid = melon.submit("-t", "1:00", "-o", str(out), "--wrap", "trap '' USR1; echo armed; sleep 30")

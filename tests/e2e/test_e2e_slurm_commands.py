@@ -190,7 +190,7 @@ def test_sacct_long_and_units_as_slurms(melon: Melon, slurm_env: dict) -> None:
     """-l is sacct.h's LONG_FIELDS, each at sacct.c's width; a job's own line leaves its steps'
     statistics empty (print.c), its CPU frequencies "Unknown". --units converts the sizes
     (ReqMem, MaxRSS, the TRES) through convert_num_unit, --noconvert keeps them in MB."""
-    from cli.acct_format import LONG
+    from melon_cli.acct_format import LONG
     jid = melon.submit("-J", "sized", "--mem", "1536", "-c", "1", "--wrap", "true")
     melon.wait_state(jid, {"CD"})
     sacct = lambda *args: _run(melon, slurm_env, "sacct", "-j", str(jid), *args)  # noqa: E731

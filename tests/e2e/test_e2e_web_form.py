@@ -8,7 +8,7 @@ import urllib.request
 
 import pytest
 
-from cli.client import Client
+from melon_cli.client import Client
 from conftest import Melon, needs_root
 from melond.errors import MelonError
 

@@ -13,9 +13,9 @@ import zlib
 import psutil
 import pytest
 
-from remote import limits
-from remote.bootstrap import FIRST_STAGE, READY, SHIPPED, payload
-from remote.wire import Decoder, encode
+from melon_remote import limits
+from melon_remote.bootstrap import FIRST_STAGE, READY, SHIPPED, payload
+from melon_remote.wire import Decoder, encode
 
 from pipe_reading import read_exact, read_some
 
@@ -239,8 +239,8 @@ def _absolute_imports(source: str) -> set[str]:
             names |= {alias.name for alias in node.names}
         elif isinstance(node, ast.ImportFrom) and node.level == 0:
             names.add(node.module)
-            if node.module == "remote":
-                names |= {f"remote.{alias.name}" for alias in node.names}
+            if node.module == "melon_remote":
+                names |= {f"melon_remote.{alias.name}" for alias in node.names}
     return names
 
 
@@ -249,8 +249,8 @@ def _not_shippable(source: str) -> set[str]:
     bad = set()
     for name in _absolute_imports(source):
         top = name.split(".")[0]
-        if top == "remote":
-            if name != "remote" and name not in SHIPPED:
+        if top == "melon_remote":
+            if name != "melon_remote" and name not in SHIPPED:
                 bad.add(name)
         elif top not in sys.stdlib_module_names:
             bad.add(name)
@@ -260,8 +260,8 @@ def _not_shippable(source: str) -> set[str]:
 def test_the_import_checker_catches_third_party_and_unshipped_imports():
     assert _not_shippable("import sqlite_utils\nfrom pydantic import BaseModel\nimport os.path") == {
         "sqlite_utils", "pydantic"}
-    assert _not_shippable("def f():\n    from remote import transports\n") == {"remote.transports"}
-    assert _not_shippable("from remote.bootstrap import payload") == {"remote.bootstrap"}
+    assert _not_shippable("def f():\n    from melon_remote import transports\n") == {"melon_remote.transports"}
+    assert _not_shippable("from melon_remote.bootstrap import payload") == {"melon_remote.bootstrap"}
 
 
 @pytest.mark.parametrize("module", SHIPPED)

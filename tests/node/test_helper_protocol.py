@@ -14,11 +14,11 @@ import time
 import psutil
 import pytest
 
-from remote import cgroup, limits, service
-from remote.bootstrap import FIRST_STAGE, READY, payload
-from remote.job import quietly
-from remote.service import spool_scope
-from remote.wire import Decoder, encode
+from melon_remote import cgroup, limits, service
+from melon_remote.bootstrap import FIRST_STAGE, READY, payload
+from melon_remote.job import quietly
+from melon_remote.service import spool_scope
+from melon_remote.wire import Decoder, encode
 
 from conftest import as_user
 from pipe_reading import read_exact, read_some

@@ -7,8 +7,8 @@ import subprocess
 import sys
 import time
 
-from remote.protocol import STEP_MARK
-from remote.steps import session_members, step_pids
+from melon_remote.protocol import STEP_MARK
+from melon_remote.steps import session_members, step_pids
 
 
 def _start(env_extra: dict[str, str], *args: str) -> subprocess.Popen:

@@ -8,7 +8,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from cli.client import Client
+from melon_cli.client import Client
 from conftest import Melon, needs_root, sign_in, wait_for
 
 SCRIPT = """#!/bin/sh

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from cli.acct_format import FIELDS, hms, parse_format, render
+from melon_cli.acct_format import FIELDS, hms, parse_format, render
 from melond.errors import ParseError
 
 JOB = {"id": 7, "array_job_id": 5, "array_task_id": 2, "name": "analysis-run", "user": "ana", "uid": 1000,
@@ -55,7 +55,7 @@ def test_sizes_in_units_as_sacct_units_and_noconvert_print_them() -> None:
 
 
 def test_the_long_field_list_is_slurms() -> None:
-    from cli.acct_format import LONG
+    from melon_cli.acct_format import LONG
     cols = parse_format(LONG)
     assert len(cols) == 54 and [c.width for c in cols[:6]] == [12, 12, 10, 10, 10, 14]
     line = render(cols, [JOB], 0.0, header=False, parsable="").split("|")

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cli import macct, mbatch, mcancel, mextend, mqueue, mshow
-from cli.args import Fallback
+from melon_cli import macct, mbatch, mcancel, mextend, mqueue, mshow
+from melon_cli.args import Fallback
 
 COMMANDS = {"mbatch": mbatch.COMMAND, "mqueue": mqueue.COMMAND, "mcancel": mcancel.COMMAND,
             "mextend": mextend.COMMAND, "mshow": mshow.COMMAND, "macct": macct.COMMAND}
@@ -99,8 +99,8 @@ def test_fast_and_click_read_every_line_alike(name: str, data: st.DataObject) ->
 def test_common_paths_import_no_click_regex_or_http_client(tool: str) -> None:
     """What makes a command start in a few milliseconds: no click, rich, re, typing, json, enum,
     http.client, socket or ssl on the common path (here, reading the options and failing to connect)."""
-    module = {"mhold": "cli.mhold:hold", "squeue": "cli.slurm.squeue:main",
-              "scancel": "cli.slurm.scancel:main"}.get(tool, f"cli.{tool}:main")
+    module = {"mhold": "melon_cli.mhold:hold", "squeue": "melon_cli.slurm.squeue:main",
+              "scancel": "melon_cli.slurm.scancel:main"}.get(tool, f"melon_cli.{tool}:main")
     mod, fn = module.split(":")
     args = {"mqueue": [], "mshow": ["1"], "mcancel": ["1"], "mextend": ["-j", "1", "-t", "+5"], "mhold": ["1"],
             "mbatch": ["--wrap", "true", "-t", "5", "-c", "1", "--mem", "1G", "-J", "x"],

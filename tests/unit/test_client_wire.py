@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cli import wirejson
-from cli.client import BadReply, parse_reply, quote, split_url
+from melon_cli import wirejson
+from melon_cli.client import BadReply, parse_reply, quote, split_url
 from melond.errors import MelonError
 
 JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),

@@ -7,8 +7,8 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from cli.slurm.sdiag import render as sdiag
-from cli.stats_format import render as summary
+from melon_cli.slurm.sdiag import render as sdiag
+from melon_cli.stats_format import render as summary
 from melond import config
 from melond.api.metrics import job_families, node_families, request_families
 from melond.errors import MelonError

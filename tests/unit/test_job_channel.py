@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from remote.asks import _check
+from melon_remote.asks import _check
 
 
 @pytest.mark.parametrize("request_", [{"op": "extend", "add": 60}, {"op": "extend", "to": 0},

@@ -12,7 +12,7 @@ import pytest
 REPO = pathlib.Path(__file__).resolve().parents[2]
 BASE = {"melond.errors", "melond.paths", "melond.files", "melond.trust", "melond.display", "melond.version",
         "melond.figures",
-        "remote.protocol"}
+        "melon_remote.protocol"}
 # What each part may import of ours, besides itself and BASE. Pure parts (spec, sched) import
 # only the standard library; sched reads the typed job record but not the store.
 ALLOWED: dict[str, set[str]] = {
@@ -25,8 +25,8 @@ ALLOWED: dict[str, set[str]] = {
     "melond.sdnotify": set(),
     "melond.service": set(),
     "melond.keys": set(),
-    "melond.nodes": {"melond.spec", "melond.state.job", "melond.config", "melond.nss", "remote.wire",
-                     "remote.bootstrap"},  # the node side's codec and first stage, shipped and imported
+    "melond.nodes": {"melond.spec", "melond.state.job", "melond.config", "melond.nss", "melon_remote.wire",
+                     "melon_remote.bootstrap"},  # the node side's codec and first stage, shipped and imported
     "melond.engine": {"melond.spec", "melond.sched", "melond.state", "melond.config", "melond.nss", "melond.nodes"},
     "melond.api": {"melond.spec", "melond.sched", "melond.state", "melond.config", "melond.nss", "melond.nodes",
                    "melond.engine"},
@@ -36,14 +36,18 @@ ALLOWED: dict[str, set[str]] = {
                     "melond.nodes.check",
                     "melond.nodes.setup",
                     "melond.state.store"},
-    "cli": {"melond.spec", "melond.api.tokens"},
+    "melon_cli": {"melond.spec", "melond.api.tokens"},
 }
 STDLIB_ONLY = ("melond.spec", "melond.sched", "melond.errors", "melond.paths", "melond.trust", "melond.display",
-               "melond.figures", "melond.sdnotify", "melond.service", "melond.version", "remote.protocol")
+               "melond.figures", "melond.sdnotify", "melond.service", "melond.version", "melon_remote.protocol")
+
+
+INSTALLED = {"cli": "melon_cli", "remote": "melon_remote"}  # the repository's folders' package names
 
 
 def _module(path: pathlib.Path) -> str:
-    return ".".join(path.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__")
+    top, *rest = path.relative_to(REPO).with_suffix("").parts
+    return ".".join((INSTALLED.get(top, top), *rest)).removesuffix(".__init__")
 
 
 def _part(module: str) -> str | None:
@@ -67,14 +71,14 @@ def _imports(path: pathlib.Path) -> set[str]:
 
 
 def _ours(name: str) -> bool:
-    return name.split(".")[0] in ("melond", "cli", "remote")
+    return name.split(".")[0] in ("melond", "melon_cli", "melon_remote")
 
 
 def _allowed(module: str, target: str) -> bool:
     part = _part(module)
-    if part is None or target in ("melond", "remote", "cli") or _part(target) in BASE:
+    if part is None or target in ("melond", "melon_remote", "melon_cli") or _part(target) in BASE:
         return True
-    if _part(target) == part or (part == "cli" and target.split(".")[0] == "cli"):
+    if _part(target) == part or (part == "melon_cli" and target.split(".")[0] == "melon_cli"):
         return True
     return any(target == a or target.startswith(a + ".") for a in ALLOWED[part])
 
@@ -97,10 +101,10 @@ def test_pure_parts_import_only_the_standard_library(path):
 
 
 def test_the_checker_catches_a_wrong_direction():
-    assert not _allowed("cli.mqueue", "melond.state.store")
-    assert not _allowed("melond.main", "cli.common")
+    assert not _allowed("melon_cli.mqueue", "melond.state.store")
+    assert not _allowed("melond.main", "melon_cli.common")
     assert not _allowed("melond.sched.plan", "melond.state.store")
     assert not _allowed("melond.spec.timespec", "melond.sched.plan")
     assert not _allowed("melond.nodes.fleet", "melond.engine.jobs")
     assert _allowed("melond.engine.ends", "melond.nodes.fleet")
-    assert _allowed("cli.mbatch", "melond.spec.directives")
+    assert _allowed("melon_cli.mbatch", "melond.spec.directives")

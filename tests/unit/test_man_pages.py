@@ -38,7 +38,7 @@ def test_a_changed_help_text_is_caught(tmp_path: Path) -> None:
 
 
 def test_every_command_has_a_page() -> None:
-    from cli.slurm.env import COMMANDS
+    from melon_cli.slurm.env import COMMANDS
 
     melon = {f"{gen_man.MELON_DIR}/{name}.1" for name in PYPROJECT["project"]["scripts"]}
     slurm = {f"{gen_man.SLURM_DIR}/{name}.1" for name in COMMANDS}
@@ -79,7 +79,7 @@ def test_man_shows_each_page_with_its_sections(path: str) -> None:
 
 def test_man_page_of_a_click_command_lists_what_its_help_lists() -> None:
     """The same definitions: every flag --help shows is in the page, with its words."""
-    from cli import mqueue
+    from melon_cli import mqueue
 
     cmd = mqueue.COMMAND.click()
     ctx = gen_man.context(cmd, "mqueue")

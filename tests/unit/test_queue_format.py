@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from cli.queue_format import CODES, fields_needed, header, parse_format, render
+from melon_cli.queue_format import CODES, fields_needed, header, parse_format, render
 from melond.errors import ParseError
 
 JOB = {"id": 7, "array_job_id": None, "array_task_id": None, "name": "a-long-job-name", "user": "ana",

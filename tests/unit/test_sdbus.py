@@ -7,7 +7,7 @@ import struct
 
 import pytest
 
-from remote import sdbus
+from melon_remote import sdbus
 
 
 def test_basic_types_follow_the_wire_format():

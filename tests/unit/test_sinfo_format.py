@@ -2,8 +2,8 @@
 print.c prints them, for the parts melond's nodes and partitions reach."""
 from __future__ import annotations
 
-from cli.slurm.sinfo import fit, parse_long, parse_short, records, render
-from cli.units import KILO, MEGA, NONE, convert
+from melon_cli.slurm.sinfo import fit, parse_long, parse_short, records, render
+from melon_cli.units import KILO, MEGA, NONE, convert
 
 PARTS = [{"name": "cpu", "default": True, "max_time": 3600, "default_time": None, "nodes": ["n1", "n2", "n3"]},
          {"name": "gpu", "default": False, "max_time": 3600, "default_time": None, "nodes": ["g1"]},

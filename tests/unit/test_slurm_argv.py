@@ -16,7 +16,7 @@ NAMES = ("squeue", "sinfo", "sacct", "scancel", "scontrol", "sbatch", "srun", "s
 
 
 def run(capsys, prog: str, *argv: str) -> tuple[int, str, str]:
-    main = importlib.import_module(f"cli.slurm.{prog}").main
+    main = importlib.import_module(f"melon_cli.slurm.{prog}").main
     with pytest.raises(SystemExit) as exc:
         main(list(argv))
         raise SystemExit(0)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from cli.slurm import env
+from melon_cli.slurm import env
 
 
 @pytest.fixture

@@ -1,5 +1,5 @@
 """When a job's systemd scope counts as ready (pure: from /proc/PID/cgroup lines)."""
-from remote.scope import SystemdScope
+from melon_remote.scope import SystemdScope
 
 V1 = {"memory", "cpu", "cpuacct", "pids", "freezer", "name=systemd"}
 

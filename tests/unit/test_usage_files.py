@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from remote.cgroup import NoLimits, v1_peak, v2_usage
+from melon_remote.cgroup import NoLimits, v1_peak, v2_usage
 
 CPU_STAT = "usage_usec 1534221\nuser_usec 1400000\nsystem_usec 134221\nnr_periods 0\n"
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from cli import macct, mbatch, mcancel, mextend, mhold, minfo, mnode, mqueue, mshow, mtoken
-from cli.slurm import env
+from melon_cli import macct, mbatch, mcancel, mextend, mhold, minfo, mnode, mqueue, mshow, mtoken
+from melon_cli.slurm import env
 from melond import main as melond_main
 from melond.version import __version__
 
@@ -61,9 +61,10 @@ def test_the_fallback_to_click_knows_version_too(capsys) -> None:
 @pytest.mark.parametrize("prog", ["mqueue", "mbatch", "mhold", "melon-slurm"])
 def test_version_imports_neither_click_nor_importlib_metadata(prog: str) -> None:
     """The launchers start Python with -S and the fast path imports little: --version adds nothing."""
-    module, fn = {"mhold": ("cli.mhold", "hold"), "melon-slurm": ("cli.slurm.env", "main")}.get(
-        prog, (f"cli.{prog}", "main"))
-    code = (f"import sys\nsys.path.insert(0, {str(REPO)!r})\nfrom {module} import {fn}\n"
+    module, fn = {"mhold": ("melon_cli.mhold", "hold"), "melon-slurm": ("melon_cli.slurm.env", "main")}.get(
+        prog, (f"melon_cli.{prog}", "main"))
+    src = Path(sys.executable).parent.parent / "melon-src"  # the packages by their installed names
+    code = (f"import sys\nsys.path.insert(0, {str(src)!r})\nfrom {module} import {fn}\n"
             f"try:\n    {fn}(['--version'])\nexcept SystemExit:\n    pass\n"
             "print(sorted({'click', 'rich_click', 'importlib.metadata', 're', 'typing'} & set(sys.modules)))")
     out = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True, check=True)
@@ -74,7 +75,7 @@ def test_version_imports_neither_click_nor_importlib_metadata(prog: str) -> None
 def test_slurm_names_add_melon_only_at_a_terminal(capsys, monkeypatch: pytest.MonkeyPatch, prog: str) -> None:
     """A program reading `-V` gets `slurm 23.11.0` alone (test_slurm_argv); a person at a terminal
     learns beneath it which implementation answers."""
-    main = importlib.import_module(f"cli.slurm.{prog}").main
+    main = importlib.import_module(f"melon_cli.slurm.{prog}").main
     monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
     assert _run(capsys, main, ["-V"]) == (0, f"slurm 23.11.0\n{prog} (Melon) {__version__}\n", "")
 

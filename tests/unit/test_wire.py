@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from remote.wire import HEADER, MAGIC, MAX_BODY, Decoder, FrameError, encode
+from melon_remote.wire import HEADER, MAGIC, MAX_BODY, Decoder, FrameError, encode
 
 # Any JSON value, strings including lone surrogates (the codec uses surrogatepass on both sides).
 TEXT = st.text(st.characters(exclude_categories=()), max_size=20)
@@ -159,5 +159,5 @@ def test_encode_refuses_what_json_cannot_carry():
 
 def test_every_helper_error_code_has_its_exception() -> None:
     from melond.errors import NODE_ERRORS
-    from remote.protocol import ErrorCode
+    from melon_remote.protocol import ErrorCode
     assert set(NODE_ERRORS) == {code.value for code in ErrorCode}
