@@ -4,8 +4,10 @@ manual pages on MANPATH.
     eval "$(melon-slurm env)"
 
 Their launchers live in `<prefix>/slurm/bin` (beside the venv's or the installation's `bin`), written here on
-first use, and their pages in `<prefix>/share/melon/slurm/man` (pyproject's data-files), so a Melon
-install never shadows a real Slurm's commands or its sbatch(1) unless these lines are run.
+first use; where the user running this cannot write there (a site's read-only install), in a folder
+of the user's own, `$XDG_DATA_HOME/melon/slurm/<install>/bin`. Their pages are in
+`<prefix>/share/melon/slurm/man` (pyproject's data-files), so a Melon install never shadows a real
+Slurm's commands or its sbatch(1) unless these lines are run.
 """
 from __future__ import annotations
 
@@ -36,10 +38,24 @@ def bin_dir() -> str:
     return os.path.join(os.path.dirname(os.path.dirname(sys.executable)), "slurm", "bin")
 
 
+def user_bin_dir() -> str:
+    """The user's own folder for this install's launchers, named by the install (its interpreter
+    and package folder), so two installs never share launchers that name the other's."""
+    import hashlib
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    key = hashlib.sha256(f"{sys.executable}\0{_root()}".encode()).hexdigest()[:12]
+    return os.path.join(base, "melon", "slurm", key, "bin")
+
+
+def _root() -> str:
+    """The folder that holds melon_cli (site-packages, or a checkout's link folder)."""
+    return os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
 def ensure_launchers(directory: str) -> None:
     """Write (or rewrite, when stale) one launcher per command: Python with -S, as the fast
     commands start, and this package's folder on sys.path."""
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    root = _root()
     os.makedirs(directory, exist_ok=True)
     for name, module in COMMANDS.items():
         text = LAUNCHER.format(python=sys.executable, root=root, module=module)
@@ -80,10 +96,14 @@ def main(argv: list[str] | None = None) -> None:
     directory = bin_dir()
     try:
         ensure_launchers(directory)
-    except OSError as exc:
-        sys.stderr.write(f"melon-slurm: error: cannot write the commands in {directory}: {exc.strerror}; "
-                         f"ask whoever installed Melon to run `melon-slurm env` once\n")
-        sys.exit(1)
+    except OSError:  # a read-only install: the user's own copy, as good (the launchers are three lines)
+        directory = user_bin_dir()
+        try:
+            ensure_launchers(directory)
+        except OSError as exc:
+            sys.stderr.write(f"melon-slurm: error: cannot write the commands in {bin_dir()} or in {directory}: "
+                             f"{exc.strerror}; set XDG_DATA_HOME to a folder you can write\n")
+            sys.exit(1)
     sys.stdout.write(f'export PATH="{directory}:$PATH"\n')
     # An empty element of MANPATH stands for man's own search path, so `DIR:` (MANPATH unset or
     # empty) keeps the system's pages after Melon's, and a MANPATH the user set keeps its meaning.
