@@ -24,7 +24,7 @@ from collections.abc import Callable
 
 from melon_remote import asks, cgroup, delegated, limits, output, spool, subtree, wire
 from melon_remote.protocol import ErrorCode, Event, KillCause, Op, SignalTo
-from melon_remote.job import lookup_user, process_stat, start_ticks
+from melon_remote.job import TMP_BASE, lookup_user, process_stat, start_ticks
 from melon_remote.supervisor import LOCATE_TIMEOUT, MAX_REQUEST, reap_children
 
 SCAN_INTERVAL = 2.0
@@ -353,6 +353,9 @@ class Helper:
         limits.fence(started.get("backend", "none"), self.scope, d.key)
         if not _alive(started["monitor"]):  # gone, not reused: its group holds its idle scope anchors
             _kill_group(started["monitor"])
+        tmpdir = started.get("tmpdir") or ""
+        if os.path.dirname(tmpdir) == TMP_BASE and os.path.basename(tmpdir).startswith(f"melon-{d.key}-"):
+            shutil.rmtree(tmpdir, ignore_errors=True)  # by descriptors: a link left inside leads nowhere else
         result = {"exit_code": None, "signal": None, "reason": "lost", "start": started.get("start"),
                   "end": time.time(), "term_sent": None, "backend": started.get("backend"),
                   "error": "the node's job supervisor died while the job ran; what was left of it was killed"}

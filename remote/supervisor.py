@@ -342,7 +342,7 @@ class Supervisor:
         job.dir.write_json("started.json", {"pid": job.pid, "ticks": start_ticks(job.pid), "monitor": os.getpid(),
                                             "monitor_ticks": self.ticks, "start": job.start,
                                             "backend": job.limits.name, "boot_id": job.spec.get("boot_id"),
-                                            "uid": job.uid})
+                                            "uid": job.uid, "tmpdir": job.tmpdir})
         self._report(job.key, {"pid": job.pid, "start": job.start})
         self._step(job)  # a cancel or a short limit written before started.json existed
 

@@ -540,15 +540,19 @@ def _wait_gone(pids: list[int], what: str) -> None:
 def test_a_dead_supervisors_jobs_are_killed_and_end_lost(boot, tmp_path):
     """kill -9 of the supervisor: nobody can collect its jobs' exit statuses, so the next helper
     kills what is left of them (a process that left the job's session too, where the job has a
-    cgroup) and records each run lost, once: a requeued run never runs beside its old one."""
-    escaped, leader = _kill_supervisor_under(boot(), tmp_path,
-                                             "#!/bin/sh\nsetsid sleep 60 &\necho $! $$ > $PIDS\nsleep 60\n")
+    cgroup) and records each run lost, once: a requeued run never runs beside its old one. Its
+    TMPDIR, which its supervisor would have removed, goes too."""
+    escaped, leader = _kill_supervisor_under(
+        boot(), tmp_path, f"#!/bin/sh\necho $TMPDIR > {tmp_path}/tmpdir\nsetsid sleep 60 &\necho $! $$ > $PIDS\nsleep 60\n")
     try:
         assert _running(leader), "the job died with its supervisor"
+        tmpdir = pathlib.Path((tmp_path / "tmpdir").read_text().strip())
+        assert tmpdir.is_dir() and tmpdir.name.startswith("melon-1-")
         second = boot()
         listed = second.ok("list")["jobs"]
         assert [(j["id"], j["state"], j["result"]["reason"]) for j in listed] == [(1, "ended", "lost")], listed
         assert "supervisor died" in listed[0]["result"]["error"]
+        assert not tmpdir.exists(), "the lost run's TMPDIR was left behind"
         _wait_gone([leader] + ([escaped] if limits.detect()[0] != "none" else []),  # no cgroup: its session only
                    "the dead supervisor's job")
         assert second.ok("list")["jobs"] == listed  # recorded once: the same end, not a new one
