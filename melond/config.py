@@ -6,6 +6,7 @@ and the field, so a typo never starts a daemon with a half-read inventory.
 """
 from __future__ import annotations
 
+import socket
 import tomllib
 from pathlib import Path
 from typing import Literal
@@ -199,6 +200,22 @@ class Inventory(Strict):
     def node_table(self) -> dict[str, Node]:
         """The nodes to run; the embedded local node when the file lists none."""
         return dict(self.nodes) or {LOCAL_NODE: Node(partition=self.default_partition())}
+
+    def job_host_names(self) -> dict[str, str]:
+        """The name a node's jobs see for it where that is not its own (SLURM_JOB_NODELIST,
+        SLURMD_NODENAME): the embedded node is `local` to Melon, a name nothing resolves, so its
+        jobs see the machine's host name, which MPI launchers, ssh and `scontrol show hostnames` can use."""
+        return {} if self.nodes else {LOCAL_NODE: local_host()}
+
+    def node_named(self, name: str) -> str:
+        """A node's name from what a user typed: the embedded node also answers to the host name
+        its jobs see (`sbatch -w $(hostname)`)."""
+        return next((node for node, host in self.job_host_names().items() if host == name), name)
+
+
+def local_host() -> str:
+    """This machine's host name, as `hostname` prints it."""
+    return socket.gethostname() or "localhost"
 
 
 def load(path: str | None) -> Inventory:

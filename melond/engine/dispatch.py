@@ -10,7 +10,7 @@ import asyncio
 import itertools
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 
 from melond import nss
 from melond.engine.jobs import JobTable
@@ -34,8 +34,9 @@ RecordEnd = Callable[..., Awaitable[None]]
 
 class Dispatcher:
     def __init__(self, jobs: JobTable, store: Store, sessions: Sessions, tasks: Tasks, *,
-                 kill_wait: float, tasks_max: int, counts: JobCounts) -> None:
+                 kill_wait: float, tasks_max: int, counts: JobCounts, hosts: Mapping[str, str] | None = None) -> None:
         self.jobs, self.store, self.sessions, self.tasks = jobs, store, sessions, tasks
+        self.hosts = hosts or {}  # node -> the name its jobs see for it (Inventory.job_host_names)
         self.kill_wait, self.tasks_max = kill_wait, tasks_max
         self.counts = counts
         self.record_end: RecordEnd | None = None  # the ends' recorder, for starts that fail
@@ -64,7 +65,7 @@ class Dispatcher:
         node, run = job.node, job.run
         account = self.sessions.account(node, job.user)  # a personal node: the user's own account there
         req = launch.start_request(job, node, kill_wait=self.kill_wait, tasks_max=self.tasks_max,
-                                   home=None if account else nss.home(job.user))
+                                   home=None if account else nss.home(job.user), host=self.hosts.get(node, node))
         if account:
             req["user"] = account
         for attempt in itertools.count():

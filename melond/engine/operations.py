@@ -61,6 +61,9 @@ class Operations:
         if partition not in self.inv.partition_names():
             raise BadRequest(f"unknown partition {partition!r}; partitions: {', '.join(self.inv.partition_names())}")
         sizes = [admission.NodeSize(n.name, n.partition, n.cpus, n.memory, n.admits) for n in self.nodes.values()]
+        for key in ("nodelist", "exclude"):  # `-w $(hostname)` names the embedded node too
+            if req.get(key):
+                req = {**req, key: [self.inv.node_named(name) for name in req[key]]}
         now = time.time()
         jobs, warnings = admission.admit(req, submit_as, partition, self.inv.partition(partition), sizes, now)
         if req.get("dependency"):

@@ -43,6 +43,7 @@ def parse_signal(text: str) -> tuple[int, int, str]:
 
 
 def job_environment(job: Job, node: str, home: str | None = None) -> dict[str, str]:
+    """`node`: the node's name as the job sees it (Inventory.job_host_names)."""
     """The job's environment: what was exported, plus MELON_* and the SLURM_* twins Slurm scripts read."""
     env = {str(k): str(v) for k, v in job.environment.items()}
     env.pop(STEP_MARK, None)  # submitted from another job's step: this job's batch shell is no step
@@ -114,11 +115,13 @@ def array_range(spec: str) -> tuple[int, int, int, int]:
     return tasks[0], tasks[-1], len(tasks), gaps.pop() if len(gaps) == 1 else 1
 
 
-def start_request(job: Job, node: str, *, kill_wait: float, tasks_max: int, home: str | None = None) -> dict:
-    """Everything the node needs to start the job; the limit travels as a total, the node adds its own start time."""
+def start_request(job: Job, node: str, *, kill_wait: float, tasks_max: int, home: str | None = None,
+                  host: str | None = None) -> dict:
+    """Everything the node needs to start the job; the limit travels as a total, the node adds its own start time.
+    `host`: the node's name in the job's environment, where that is not `node` (file names keep `node`'s %N)."""
     return {
         "id": job.id, "run": job.restarts, "user": job.user, "script": job.script, "args": job.script_args,
-        "env": job_environment(job, node, home), "cwd": job.chdir,
+        "env": job_environment(job, host or node, home), "cwd": job.chdir,
         "output": expand_pattern(job.output, job, node),
         "error": expand_pattern(job.error, job, node) if job.error else None,
         "cpus": job.cpus, "memory": job.memory, "limit": job.time_limit, "kill_wait": kill_wait,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -16,7 +17,7 @@ END = r"slurmstepd: error: \*\*\* JOB {jid} ON {node} CANCELLED AT \d{{4}}-\d\d-
 
 
 def _end_line(text: str, jid: int, due: str = "") -> bool:
-    return re.search("^" + END.format(jid=jid, node="local", due=re.escape(due)) + "$", text, re.M) is not None
+    return re.search("^" + END.format(jid=jid, node=re.escape(socket.gethostname()), due=re.escape(due)) + "$", text, re.M) is not None
 
 
 def _text(path: Path) -> str:

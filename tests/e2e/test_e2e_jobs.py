@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -28,7 +29,13 @@ def test_submit_run_complete_with_environment(melon: Melon) -> None:
     assert env["MELON_JOB_NAME"] == env["SLURM_JOB_NAME"] == "envjob"
     assert env["MELON_CPUS_PER_TASK"] == "1"
     assert env["MELON_SUBMIT_DIR"] == str(melon.work)
-    assert env["MELON_NODENAME"] == "local"
+    # Melon calls the embedded node `local`; its jobs see the machine's host name, which resolves
+    host = socket.gethostname()
+    assert env["MELON_NODENAME"] == env["SLURM_NODELIST"] == env["SLURM_JOB_NODELIST"] == host
+    socket.getaddrinfo(env["SLURM_JOB_NODELIST"], None)
+    on_host = melon.submit("-w", host, "-o", "host.out", "--wrap", "echo $SLURMD_NODENAME")  # either name, one node
+    assert melon.wait_state(on_host, {"CD"})["assigned_node"] == "local"
+    assert (melon.work / "host.out").read_text() == f"{host}\n"
     assert int(env["MELON_MEM_PER_NODE"]) * 1024 * 1024 == job["req_res"]["memory"]
     kinds = [e["kind"] for e in job["events"]]
     # `launched` (the node's start time and pid) is recorded when the start's reply is read, unless

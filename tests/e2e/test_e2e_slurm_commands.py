@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import subprocess
 
 import pytest
@@ -543,7 +544,7 @@ def test_scontrol_requeue_from_inside_the_job_reruns_it_under_its_own_id(melon: 
     assert job["state"] == "CD" and job["restarts"] == 1
     lines = (melon.work / f"requeue-{jid}.out").read_text().splitlines()
     assert lines[0] == f"run 0 of job {jid}" and lines[2:] == [f"run 1 of job {jid}", "done"], lines
-    assert lines[1].startswith(f"slurmstepd: error: *** JOB {jid} ON local CANCELLED AT ")
+    assert lines[1].startswith(f"slurmstepd: error: *** JOB {jid} ON {socket.gethostname()} CANCELLED AT ")
     assert lines[1].endswith(" DUE TO JOB REQUEUE ***")
     shown = _run(melon, slurm_env, "scontrol", "show", "job", str(jid)).stdout
     assert "Restarts=1" in shown and "JobState=COMPLETED" in shown
