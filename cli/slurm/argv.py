@@ -37,7 +37,7 @@ def version_text(prog: str) -> str:
     line, slurm-viewer matches `^slurm (.*)$` against all of it (a second line fails), slurm_factory
     strips `slurm` and splits the rest on `.` and `-` (any more text becomes a bogus part), PRRTE
     takes major.minor after the first space. A program never reads a terminal, so there Melon
-    names itself (`sbatch (Melon) 0.1.0`) and breaks none of them."""
+    names itself (`sbatch (Melon) 0.2.0`) and breaks none of them."""
     if not sys.stdout.isatty():
         return VERSION
     from melond.version import version_line
