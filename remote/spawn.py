@@ -92,7 +92,7 @@ def _child(launch: Launch, report: int) -> None:
             signal.set_wakeup_fd(-1)  # the supervisor's: a signal here must not wake its loop
         except ValueError:
             pass
-        for sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGUSR1, signal.SIGCHLD):
+        for sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGUSR1, signal.SIGCHLD, signal.SIGHUP):
             signal.signal(sig, signal.SIG_DFL)  # Python ignores SIGPIPE and SIGXFSZ; exec keeps an ignore
         os.setsid()
         if os.geteuid() == 0:  # a mount namespace needs CAP_SYS_ADMIN

@@ -73,6 +73,9 @@ def detach(keep: int) -> None:
         signal.signal(sig, signal.SIG_DFL)
     signal.signal(signal.SIGINT, _nothing)  # handled, not ignored: jobs must not inherit SIG_IGN
     signal.signal(signal.SIGUSR1, _nothing)  # harmless from the first instant (its default kills)
+    # It is no terminal's process: a SIGHUP meant for melond (`systemctl kill -s HUP` of its
+    # unit, whose cgroup holds the local supervisor) must not end every job's watcher.
+    signal.signal(signal.SIGHUP, _nothing)
     try:
         signal.set_wakeup_fd(-1)
     except ValueError:

@@ -507,6 +507,26 @@ def test_a_prompt_kill_never_kills_the_supervisor(helper, tmp_path, spool):
         assert helper.exited(jid, timeout=2.0)["reason"] == "cancelled"
 
 
+def test_a_sighup_neither_ends_the_supervisor_nor_is_ignored_by_its_jobs(helper, tmp_path):
+    """A SIGHUP sent to melond's whole unit reaches the local supervisor: it lives on, and its
+    jobs still get SIGHUP's default (a handler is not inherited across exec, an ignore would be)."""
+    supervisor = psutil.Process(helper.proc.pid).children()[0]
+    ready = tmp_path / "ready"
+    helper.ok("start", job=job(1, tmp_path, f"#!/bin/sh\ngrep -E '^Sig(Ign|Cgt)' /proc/$$/status\ntouch {ready}\n"
+                                            "sleep 30\n"))
+    give_up = time.monotonic() + TIMEOUT
+    while not ready.exists():
+        assert time.monotonic() < give_up, "the job never started"
+        time.sleep(0.02)
+    supervisor.send_signal(signal.SIGHUP)
+    time.sleep(0.2)
+    assert supervisor.is_running() and supervisor.status() != psutil.STATUS_ZOMBIE
+    masks = dict(line.split(":\t") for line in (tmp_path / "job-1.out").read_text().splitlines())
+    assert not int(masks["SigIgn"], 16) & (1 << (signal.SIGHUP - 1)), masks
+    assert helper.ok("kill", job_id=1)
+    assert helper.exited(1)["reason"] == "cancelled"
+
+
 def test_the_helper_leaves_when_its_supervisor_dies(boot):
     """No supervisor, no starts: the helper exits so that melond reconnects with a fresh pair."""
     helper = boot()
