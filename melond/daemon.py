@@ -48,6 +48,8 @@ class Options:
     kill_wait: float | None = None
     tls_cert: str | None = None  # --tls-cert/--tls-key; else the inventory's [tls]
     tls_key: str | None = None
+    inventory_file: str | None = None  # where `inventory` was read from (None: the embedded node)
+    inventory_source: str = "embedded"  # and why that file: --inventory, MELON_CONFIG or default
 
 
 def tls_context(cert: str, key: str) -> ssl.SSLContext:
@@ -117,6 +119,13 @@ class Daemon:
                                   cap_memory=node.memory, personal=personal)
         return out
 
+    def _log_inventory(self) -> None:
+        where = {"inventory": self.opts.inventory_file, "source": self.opts.inventory_source}
+        if self.opts.inventory_file is None:
+            log.info("no inventory file: one node, this machine", extra=where)
+        else:
+            log.info("inventory read", extra=where)
+
     async def run(self) -> None:
         notify = Notifier()  # first: the helpers started below must not inherit NOTIFY_SOCKET
         loop = asyncio.get_running_loop()
@@ -125,6 +134,7 @@ class Daemon:
         inv = self.opts.inventory
         kill_wait = self.opts.kill_wait if self.opts.kill_wait is not None else inv.kill_wait
         store = Store(os.path.join(self.state_dir, "melon.db"))
+        self._log_inventory()  # after the store: a database melond cannot open is its one line of stderr
         nodes = self._nodes()
         for row in store.nodes():
             if row["name"] in nodes and row.get("drain"):

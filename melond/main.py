@@ -90,10 +90,10 @@ def main(state_dir: str | None, inventory: str | None, port: int | None, hosts: 
             sys.exit(_check(inv, state_dir or default_state_dir()))
         if setup_node is not None:
             sys.exit(_print_setup(inv, state_dir or default_state_dir(), setup_node))
-        _log_inventory(inventory, source)
         daemon = Daemon(Options(state_dir=state_dir or default_state_dir(), inventory=inv, port=port, hosts=hosts,
                                 kill_wait=kill_wait, tls_cert=tls_cert and os.path.abspath(tls_cert),
-                                tls_key=tls_key and os.path.abspath(tls_key)))
+                                tls_key=tls_key and os.path.abspath(tls_key),
+                                inventory_file=inventory and os.path.abspath(inventory), inventory_source=source))
         asyncio.run(daemon.run())
     except MelonError as exc:
         click.echo(f"melond: {exc}", err=True)
@@ -113,16 +113,6 @@ def _inventory_path(given: str | None) -> tuple[str | None, str]:
         raise MelonError(f"{CONFIG_ENV}={path}: no such file; point {CONFIG_ENV} at an existing TOML inventory "
                          "or unset it")
     return path, source
-
-
-def _log_inventory(path: str | None, source: str) -> None:
-    import logging
-
-    log = logging.getLogger("melond")
-    if path is None:
-        log.info("no inventory file: one node, this machine", extra={"inventory": None, "source": "embedded"})
-    else:
-        log.info("inventory read", extra={"inventory": os.path.abspath(path), "source": source})
 
 
 def _systemd_unit(install_to: str | None) -> None:
