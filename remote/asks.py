@@ -20,9 +20,9 @@ import os
 import socket
 import struct
 
-from melon_remote import spool
-from melon_remote.job import process_stat
-from melon_remote.protocol import Event, job_channel
+from . import spool
+from .job import process_stat
+from .protocol import Event, job_channel
 
 ANSWER_TIMEOUT = 30.0  # seconds melond has to answer an ask
 READ_TIMEOUT = 10.0

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import signal
 
-from melon_remote.cgroup import (CGROUP_ROOT, CPU_PERIOD_US, NoLimits, POOLED_V1, hand_down, make_dir, mine, move_self,
+from .cgroup import (CGROUP_ROOT, CPU_PERIOD_US, NoLimits, POOLED_V1, hand_down, make_dir, mine, move_self,
                            own_cgroups, read_file, release_scope, stat_value, v1_mounted, v1_peak, v2_usage, write_file)
 
 class CgroupV1(NoLimits):

@@ -20,10 +20,10 @@ import glob
 import os
 import time
 
-from melon_remote import cgroup
-from melon_remote.cgroup import CGROUP_ROOT, make_dir, read_file
-from melon_remote.cgroupfs import CgroupV2
-from melon_remote.sdbus import BusError, SystemdBus
+from . import cgroup
+from .cgroup import CGROUP_ROOT, make_dir, read_file
+from .cgroupfs import CgroupV2
+from .sdbus import BusError, SystemdBus
 
 PLACE_TIMEOUT = 10.0  # seconds the user manager has to move the supervisor into its scope
 LINGER_DIR = "/var/lib/systemd/linger"

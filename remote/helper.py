@@ -17,7 +17,7 @@ def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     spool_dir = os.path.expanduser(args[0]) if args else os.path.expanduser("~/.local/state/melon/spool")
     limits = args[1] if len(args) > 1 else "auto"
-    from melon_remote import supervisor
+    from . import supervisor
     pid, sock = supervisor.start(spool_dir)
-    from melon_remote import service
+    from . import service
     service.run(spool_dir, sock, pid, limits)

@@ -17,11 +17,11 @@ import threading
 import time
 from collections.abc import Callable
 
-from melon_remote import limits
-from melon_remote.protocol import DEFAULT_UMASK, KillCause, SignalTo, job_channel
-from melon_remote.spawn import ERROR_STREAM, Launch, spawn
-from melon_remote.spool import JobDir
-from melon_remote.steps import session_members, step_pids
+from . import limits
+from .protocol import DEFAULT_UMASK, KillCause, SignalTo, job_channel
+from .spawn import ERROR_STREAM, Launch, spawn
+from .spool import JobDir
+from .steps import session_members, step_pids
 
 TMP_BASE = "/tmp"  # where each job's own TMPDIR is made, under a name nobody can guess
 CLEANUP_TRIES = 50  # kill rounds, 20 ms apart, before a job's cgroup is left behind

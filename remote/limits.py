@@ -13,12 +13,12 @@ import signal
 import subprocess
 import time
 
-from melon_remote import cgroup, delegated, subtree
-from melon_remote.cgroup import CGROUP_ROOT, NoLimits, read_file
-from melon_remote.cgroupfs import CgroupV1, CgroupV2
-from melon_remote.delegated import DelegatedV2
-from melon_remote.scope import SETPRIV, SYSTEMCTL, SYSTEMD_RUN, SystemdScope, discard_anchor, oom_policy
-from melon_remote.subtree import SubtreeV1, SubtreeV2
+from . import cgroup, delegated, subtree
+from .cgroup import CGROUP_ROOT, NoLimits, read_file
+from .cgroupfs import CgroupV1, CgroupV2
+from .delegated import DelegatedV2
+from .scope import SETPRIV, SYSTEMCTL, SYSTEMD_RUN, SystemdScope, discard_anchor, oom_policy
+from .subtree import SubtreeV1, SubtreeV2
 
 BACKENDS = {cls.name: cls for cls in (SystemdScope, DelegatedV2, SubtreeV2, SubtreeV1, CgroupV2, CgroupV1, NoLimits)}
 

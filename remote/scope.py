@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import signal
 
-from melon_remote.cgroup import (CGROUP_ROOT, NoLimits, hierarchy, mine, move_self, own_cgroups, read_file, stat_value,
+from .cgroup import (CGROUP_ROOT, NoLimits, hierarchy, mine, move_self, own_cgroups, read_file, stat_value,
                            v1_peak, v2_usage, write_file)
 
 class SystemdScope(NoLimits):

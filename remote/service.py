@@ -22,10 +22,10 @@ import sys
 import time
 from collections.abc import Callable
 
-from melon_remote import asks, cgroup, delegated, limits, output, spool, subtree, wire
-from melon_remote.protocol import ErrorCode, Event, KillCause, Op, SignalTo
-from melon_remote.job import TMP_BASE, lookup_user, process_stat, start_ticks
-from melon_remote.supervisor import LOCATE_TIMEOUT, MAX_REQUEST, reap_children
+from . import asks, cgroup, delegated, limits, output, spool, subtree, wire
+from .protocol import ErrorCode, Event, KillCause, Op, SignalTo
+from .job import TMP_BASE, lookup_user, process_stat, start_ticks
+from .supervisor import LOCATE_TIMEOUT, MAX_REQUEST, reap_children
 
 SCAN_INTERVAL = 2.0
 START_TIMEOUT = 60.0

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 
-from melon_remote.protocol import STEP_MARK
+from .protocol import STEP_MARK
 
 
 def session_members(session: int) -> list[int]:

@@ -24,9 +24,9 @@ from __future__ import annotations
 import os
 import pwd
 
-from melon_remote import cgroup
-from melon_remote.cgroup import CGROUP_ROOT, TREE, hand_down, make_dir, move_into, read_file, v1_mounted, v2_mounted
-from melon_remote.cgroupfs import CgroupV1, CgroupV2
+from . import cgroup
+from .cgroup import CGROUP_ROOT, TREE, hand_down, make_dir, move_into, read_file, v1_mounted, v2_mounted
+from .cgroupfs import CgroupV1, CgroupV2
 
 NAMED = "systemd"  # v1's named hierarchy systemd tracks its units in
 SUPERVISOR = "supervisor"

@@ -33,11 +33,11 @@ import time
 import traceback
 from collections.abc import Callable
 
-from melon_remote import cgroup, delegated, limits, subtree
-from melon_remote.delegated import DelegatedV2
-from melon_remote.job import Job, LaunchError, ResultSyncer, quietly, record_result, start_ticks
-from melon_remote.sdbus import BusError, SystemdBus
-from melon_remote.spool import JobDir
+from . import cgroup, delegated, limits, subtree
+from .delegated import DelegatedV2
+from .job import Job, LaunchError, ResultSyncer, quietly, record_result, start_ticks
+from .sdbus import BusError, SystemdBus
+from .spool import JobDir
 
 __all__ = ["Supervisor", "detach", "reap_children", "start"]
 

@@ -233,13 +233,16 @@ def test_corrupted_frame_ends_a_running_helper(start, junk, complaint):
 
 
 def _absolute_imports(source: str) -> set[str]:
+    """Every module the source imports, by its full name: a relative import (the node side
+    imports its siblings so, whatever the package's installed name) is taken as melon_remote's."""
     names = set()
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Import):
             names |= {alias.name for alias in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.level == 0:
-            names.add(node.module)
-            if node.module == "melon_remote":
+        elif isinstance(node, ast.ImportFrom):
+            module = "melon_remote" + (f".{node.module}" if node.module else "") if node.level else node.module
+            names.add(module)
+            if module == "melon_remote":
                 names |= {f"melon_remote.{alias.name}" for alias in node.names}
     return names
 
@@ -262,6 +265,8 @@ def test_the_import_checker_catches_third_party_and_unshipped_imports():
         "sqlite_utils", "pydantic"}
     assert _not_shippable("def f():\n    from melon_remote import transports\n") == {"melon_remote.transports"}
     assert _not_shippable("from melon_remote.bootstrap import payload") == {"melon_remote.bootstrap"}
+    assert _not_shippable("from . import transports\nfrom .bootstrap import payload") == {
+        "melon_remote.transports", "melon_remote.bootstrap"}
 
 
 @pytest.mark.parametrize("module", SHIPPED)
