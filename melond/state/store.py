@@ -55,13 +55,7 @@ def _keep_before_upgrade(conn: sqlite3.Connection, path: str, version: int) -> s
     touches it: a failed or regretted upgrade is undone by stopping melond and moving it back."""
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
     target = f"{path}.schema{version}-{stamp}.bak"
-    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # scripts and environments inside
-    os.close(fd)
-    dst = sqlite3.connect(target)
-    try:
-        conn.backup(dst)
-    finally:
-        dst.close()
+    _copy_into_new(conn, target)
     log.warning("database upgrade: schema %d to %d; the database as it was is kept in %s", version,
                 len(MIGRATIONS), target, extra={"backup": target, "from": version, "to": len(MIGRATIONS)})
     return target
@@ -471,21 +465,31 @@ def backup(source: str, target: str) -> int:
         raise dbfile.explain(exc, source) from None
     if os.path.exists(target):
         raise MelonError(f"{target} exists; give a new file name (a backup never overwrites)")
-    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # scripts and environments inside
-    os.close(fd)
     try:
         src = sqlite3.connect(f"file:{source}?mode=ro", uri=True, timeout=30)
+        try:
+            return _copy_into_new(src, target)
+        finally:
+            src.close()
+    except sqlite3.Error as exc:
+        raise dbfile.explain(exc, source) from None
+
+
+def _copy_into_new(src: sqlite3.Connection, target: str) -> int:
+    """SQLite's backup of `src` into `target`, a file made for it (never an existing one; 0600:
+    scripts and environments inside); no half copy is left to be taken for a backup. Its pages."""
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    os.close(fd)
+    try:
         dst = sqlite3.connect(target)
         try:
             src.backup(dst)
-            pages = dst.execute("PRAGMA page_count").fetchone()[0]
+            return dst.execute("PRAGMA page_count").fetchone()[0]
         finally:
             dst.close()
-            src.close()
-    except sqlite3.Error as exc:
-        os.unlink(target)  # no half copy left to be taken for a backup
-        raise dbfile.explain(exc, source) from None
-    return pages
+    except sqlite3.Error:
+        os.unlink(target)
+        raise
 
 
 def _event(conn: sqlite3.Connection, job_id: int, now: float, kind: str, actor: str, data: dict) -> None:
