@@ -14,7 +14,12 @@ FINISHED_SHORT = {"CD", "F", "TO", "CA", "OOM", "NF"}
 
 # (flags, canonical option name as melond.directives knows it, is_flag, help)
 OPTIONS = [
-    (("-c", "--cpus-per-task"), "cpus-per-task", False, "CPUs for the job."),
+    (("-c", "--cpus-per-task"), "cpus-per-task", False, "CPUs for each task (the job's CPUs: this times its tasks)."),
+    (("-n", "--ntasks"), "ntasks", False, "Tasks (srun in the job runs this many); the job gets CPUs for each."),
+    (("-N", "--nodes"), "nodes", False, "Nodes: N or MIN-MAX (a job runs on one node)."),
+    (("--ntasks-per-node",), "ntasks-per-node", False, "Tasks on each node (with -n: at most this many)."),
+    (("--exclusive",), "exclusive", True, "A whole node: every CPU and, without --mem, all memory."),
+    (("--distribution",), "distribution", False, "How srun lays tasks out: block, cyclic, plane=N, arbitrary."),
     (("-m", "--mem"), "mem", False, "Memory for the job: 500 (MiB), 4G, 1T. 0 = a whole node."),
     (("--mem-per-cpu",), "mem-per-cpu", False, "Memory per CPU; the job gets this times its CPUs."),
     (("-t", "--time"), "time", False, "Time limit: MM, MM:SS, HH:MM:SS, D-HH, D-HH:MM, D-HH:MM:SS; 0/UNLIMITED = none."),

@@ -40,6 +40,8 @@ def main(as_json: bool, stats: bool, endpoint: str | None) -> None:
     for n in nodes:
         if not n["enforcement"] and n["state"] != "down":
             click.echo(f"note: node {n['name']} does not enforce CPU or memory limits: {n['backend_reason']}")
+        if not n.get("pinned", True) and n["state"] != "down":
+            click.echo(f"note: node {n['name']} does not pin jobs to CPUs of their own: {n['pinning']}")
         if n["state"] in ("down", "draining", "drained") and n.get("reason"):
             click.echo(f"note: node {n['name']} is {n['state']}: {n['reason']}")
         if n.get("runs_as"):

@@ -84,7 +84,7 @@ class Job:
                         error=spec.get("error"), append=spec.get("open_mode") == "append",
                         umask=int(spec.get("umask", DEFAULT_UMASK)) & 0o777,
                         ids=(uid, gid, groups) if switch else None, for_good=not lim.wraps, tmpdir=self.tmpdir,
-                        shm_size=spec.get("memory") or 0)
+                        shm_size=spec.get("memory") or 0, cpu_ids=spec.get("cpu_ids"))
         enter, leave = (_nothing, _nothing) if lim.wraps else (lim.enter, lim.leave)
         try:
             self.pid, self.report_fd = spawn(launch, enter, leave)

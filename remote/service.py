@@ -43,9 +43,28 @@ class RequestError(Exception):
         self.code = code
 
 
+def cpu_topology() -> tuple[list[int], list[int]]:
+    """The CPUs this helper may run jobs on, in locality order (socket, core, hyperthread), and
+    each one's socket: melond pins jobs to CPUs next to each other in this order."""
+    found = []
+    for cpu in sorted(os.sched_getaffinity(0)):
+        base = f"/sys/devices/system/cpu/cpu{cpu}/topology/"
+        try:
+            with open(base + "physical_package_id") as f:
+                socket_id = int(f.read())
+            with open(base + "core_id") as f:
+                core = int(f.read())
+        except (OSError, ValueError):  # no topology (some containers): each CPU its own core
+            socket_id, core = 0, cpu
+        found.append((socket_id, core, cpu))
+    found.sort()
+    return [cpu for _, _, cpu in found], [socket_id for socket_id, _, _ in found]
+
+
 def probe(spool_dir: str, limits_wanted: str = "auto") -> dict:
     """What melond needs to know about this node to place and enforce jobs."""
     backend, why = limits.detect(limits_wanted)
+    cpu_ids, cpu_sockets = cpu_topology()
     try:
         with open("/proc/sys/kernel/random/boot_id") as f:
             boot_id = f.read().strip()
@@ -64,6 +83,8 @@ def probe(spool_dir: str, limits_wanted: str = "auto") -> dict:
         "hostname": socket.gethostname(),
         "boot_id": boot_id,
         "cpus": len(os.sched_getaffinity(0)),
+        "cpu_ids": cpu_ids,
+        "cpu_sockets": cpu_sockets,
         "memory": mem_total,
         "python": platform.python_version(),
         "backend": backend,

@@ -59,6 +59,7 @@ class Launch:
     for_good: bool  # take the ids for good; False: only to open files (systemd-run needs root to exec)
     tmpdir: str | None
     shm_size: int  # bytes for the private /dev/shm (the job's memory); 0: the kernel's default, half the RAM
+    cpu_ids: list[int] | None = None  # the CPUs it is pinned to (inherited by all it starts); None: any
 
 
 def spawn(launch: Launch, enter: Callable[[], None], leave: Callable[[], None]) -> tuple[int, int]:
@@ -95,6 +96,9 @@ def _child(launch: Launch, report: int) -> None:
         for sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGUSR1, signal.SIGCHLD, signal.SIGHUP):
             signal.signal(sig, signal.SIG_DFL)  # Python ignores SIGPIPE and SIGXFSZ; exec keeps an ignore
         os.setsid()
+        if launch.cpu_ids:
+            step = "pin the job to its CPUs"
+            _pin(launch.cpu_ids)
         if os.geteuid() == 0:  # a mount namespace needs CAP_SYS_ADMIN
             _private_shm(launch.shm_size)
         if launch.ids is not None:
@@ -145,6 +149,16 @@ def _child(launch: Launch, report: int) -> None:
         os.write(report, f"cannot {step}: {exc.strerror or exc}".encode()[:4000])
     except BaseException as exc:  # noqa: BLE001 - anything else is still this job's failure alone
         os.write(report, f"cannot {step}: {exc!r}".encode()[:4000])
+
+
+def _pin(cpu_ids: list[int]) -> None:
+    """The job's CPUs as its affinity, which every process it starts inherits: `nproc`, OpenMP,
+    BLAS and PyTorch size their thread pools by it. CPUs this node no longer lets us use (its
+    own cpuset changed since melond chose) are dropped; none left leaves the node's."""
+    allowed = os.sched_getaffinity(0)
+    mine = [c for c in cpu_ids if c in allowed]
+    if mine:
+        os.sched_setaffinity(0, mine)
 
 
 def _open_output(path: str, append: bool) -> int:

@@ -25,14 +25,15 @@ ARGV_GRAMMAR = make_grammar(SBATCH_OPTIONS, strict=True, same=SAME_OPTION)
 ACTED_ON = frozenset({
     "cpus-per-task", "mem", "mem-per-cpu", "time", "job-name", "output", "error", "chdir", "export", "nodelist",
     "exclude", "partition", "begin", "hold", "dependency", "array", "requeue", "no-requeue", "signal", "wrap",
-    "mail-type", "mail-user",
+    "mail-type", "mail-user", "nodes", "ntasks", "ntasks-per-node", "exclusive", "distribution",
 })
 CLIENT_ONLY = frozenset({"parsable", "wait", "quiet", "test-only", "help", "usage", "version", "verbose"})
 #: What sbatch itself does beyond the options it shares with mbatch (its manual page lists these).
 OWN_OPTIONS = {"quiet": "Print no warnings.", "test-only": "Check the job and say whether it is valid; submit nothing."}
 HELP = """Usage: sbatch [OPTIONS(0)...] [ : [OPTIONS(N)...]] script(0) [args(0)...]
 
-Melon's sbatch: Slurm's options, backed by melond. Acted on: -c/--cpus-per-task, --mem, --mem-per-cpu,
+Melon's sbatch: Slurm's options, backed by melond. Acted on: -N/--nodes, -n/--ntasks, --ntasks-per-node,
+-c/--cpus-per-task, --exclusive, -m/--distribution, --mem, --mem-per-cpu,
 -t/--time, -J/--job-name, -o/--output, -e/--error, -D/--chdir, --export, -w/--nodelist, -x/--exclude,
 -p/--partition, -b/--begin, -H/--hold, -d/--dependency, -a/--array, --requeue, --no-requeue,
 --signal, --wrap, --parsable, -W/--wait, -Q/--quiet, --test-only. Every other sbatch option is
@@ -56,6 +57,7 @@ def _submit(found: list[tuple[str, str | None]], rest: list[str]) -> None:
     cli: dict[str, str | bool] = {}
     notes: list[str] = []
     for name, value in found:
+        name = SAME_OPTION.get(name, name)
         if name in ACTED_ON:
             cli[name] = True if value is None else value
             if name in ("requeue", "no-requeue"):

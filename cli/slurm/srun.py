@@ -30,9 +30,11 @@ FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signa
              signal.SIGCONT, signal.SIGALRM)
 #: srun options that shape the job srun submits outside an allocation (the same names sbatch's use).
 JOB_OPTIONS = frozenset({"cpus-per-task", "mem", "mem-per-cpu", "time", "job-name", "chdir", "export", "nodelist",
-                         "exclude", "partition", "begin", "dependency", "hold", "signal"})
-#: Task options an srun outside a job hands to the srun it runs inside it.
-TASK_OPTIONS = frozenset({"ntasks", "label", "input", "open-mode"})
+                         "exclude", "partition", "begin", "dependency", "hold", "signal", "ntasks", "nodes",
+                         "ntasks-per-node", "distribution"})
+#: Task options an srun outside a job hands to the srun it runs inside it (which runs the job's
+#: task count, SLURM_NTASKS, itself).
+TASK_OPTIONS = frozenset({"label", "input", "open-mode"})
 HELP = """Usage: srun [OPTIONS(0)... [executable(0) [args(0)...]]]
 
 Melon's srun. Inside a job: -n/--ntasks, -o/--output, -e/--error, -i/--input, -l/--label, -u/--unbuffered,

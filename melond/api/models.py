@@ -7,7 +7,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from melond.api.tokens import MAX_TTL
 from melond.spec.notices import TYPES as NOTICE_TYPES
-from melond.spec.timespec import MAX_BYTES, MAX_SECONDS
+from melond.spec.shape import MAX_COUNT, parse_distribution
+from melond.spec.timespec import MAX_BYTES, MAX_SECONDS, SpecError
 
 PATH_MAX = 4096  # Linux's
 
@@ -44,6 +45,13 @@ def _env_name(text: str) -> str:
     return text
 
 
+def _distribution(text: str) -> str:
+    try:
+        return parse_distribution(text)
+    except SpecError as exc:
+        raise ValueError(str(exc)) from None
+
+
 Text = Annotated[str, AfterValidator(_no_nul)]
 Path = Annotated[str, Field(max_length=PATH_MAX), AfterValidator(_no_nul)]
 EnvName = Annotated[str, AfterValidator(_env_name)]
@@ -56,7 +64,13 @@ class SubmitRequest(Body):
     script_path: Path | None = None
     script_args: list[Text] = []
     name: Annotated[str, Field(min_length=1), AfterValidator(_no_nul)]  # its length: [limits] name_length
-    cpus: int = Field(default=1, ge=1, le=1_000_000)
+    cpus: int = Field(default=1, ge=1, le=1_000_000, description="CPUs per task (-c)")
+    nodes: list[Annotated[int, Field(ge=1, le=MAX_COUNT)]] | None = Field(
+        default=None, min_length=2, max_length=2, description="-N: [least, most] nodes; null = as the tasks need")
+    ntasks: int | None = Field(default=None, ge=1, le=MAX_COUNT, description="-n; null = one per node")
+    ntasks_per_node: int | None = Field(default=None, ge=1, le=MAX_COUNT)
+    exclusive: bool = Field(default=False, description="whole nodes")
+    distribution: Annotated[str, Field(max_length=64), AfterValidator(_distribution)] | None = None
     memory: int | None = Field(default=None, ge=0, le=MAX_BYTES,
                                description="bytes; null = partition default, 0 = whole node")
     mem_per_cpu: bool = False

@@ -13,7 +13,8 @@ from melond.state.job import COLUMNS, MIB, PRIVATE, Job
 
 # What job_view gives, for `GET /jobs?fields=`.
 JOB_FIELDS = frozenset(c for c in COLUMNS if c not in PRIVATE) | {"state_name", "output_path", "error_path",
-                                                                   "deadline", "elapsed", "expected_start",
+                                                                   "deadline", "elapsed", "expected_start", "num_tasks", "num_nodes",
+                                                                   "cpus_per_task_shown",
                                                                    "expected_node"}
 
 
@@ -60,6 +61,9 @@ _DERIVED = {
     "output_path": _output_path,
     "error_path": _error_path,
     "deadline": lambda job, now: job.deadline,
+    "num_tasks": lambda job, now: job.shape.ntasks,  # what srun runs without -n (SLURM_NTASKS)
+    "num_nodes": lambda job, now: 1,
+    "cpus_per_task_shown": lambda job, now: job.shape.cpus_per_task,
     "elapsed": _elapsed,
 }
 
@@ -161,6 +165,7 @@ def node_view(node: NodeState, running: list[Job], last_contact: float | None = 
         "cpus": node.cpus, "cpus_used": used_cpus, "memory": node.memory, "memory_used": used_mem,
         "backend": node.backend, "backend_reason": node.backend_reason, "jobs": len(running),
         "enforcement": node.backend != "none", "last_contact": last_contact,
+        "pinned": bool(node.cpu_order), "pinning": node.pinning,
         # Whose jobs run there and as which account: the login account's alone (a node reached
         # as an account that is not root), each user's own (a personal node), or anyone's (null).
         "runs_as": ({u: {"account": a, "up": u in node.links_up, "backend": node.link_limits.get(u, ("unknown",))[0]}

@@ -45,8 +45,9 @@ class Dispatcher:
         """Mark RUNNING (durably) first, then ask the node."""
         try:
             done = await self.store.write(Store.op_transition, job.id, "started", {
-                "state": "RUNNING", "node": node, "start_time": now, "reason": None,
-            }, "melond", {"node": node}, now)
+                "state": "RUNNING", "node": node, "start_time": now, "reason": None, "cpus": job.cpus,
+                "cpu_ids": job.cpu_ids,
+            }, "melond", {"node": node, "cpu_ids": job.cpu_ids}, now)
         except MelonError as exc:
             # Not recorded (a full disk): the job is still pending in the store, so in memory too;
             # a later pass starts it once the store can record that.

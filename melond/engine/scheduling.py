@@ -17,6 +17,7 @@ from melond.engine.jobs import JobTable
 from melond.figures import Timings
 from melond.engine.tasks import Tasks
 from melond.nodes.state import NodeState
+from melond.sched import cpus
 from melond.sched import plan as planner
 from melond.sched.order import PendingOrder
 from melond.spec.states import State
@@ -105,6 +106,24 @@ class SchedulingLoop:
         now = time.time()
         return self.order.snapshot(self.jobs.active, self._node_views(), now, self.store.states), now
 
+    def _pin(self, job: Job, node: NodeState, taken: dict[str, set[int]]) -> str | None:
+        """The CPUs the job gets on `node`: none another running job holds (`taken` caches each
+        node's for the pass). None where the node does not pin, or (never, as the plan counts
+        CPUs) where too few are free."""
+        if not node.cpu_order:
+            return None
+        used = taken.get(node.name)
+        if used is None:
+            used = taken[node.name] = {c for j in self.jobs.active.values()
+                                       if j.state is State.RUNNING and j.node == node.name and j is not job
+                                       for c in cpus.parse_cpuset(j.cpu_ids)}
+        ids = cpus.pick(node.cpu_order, used, job.cpus, node.cpu_socket)
+        if ids is None:
+            log.warning("too few free CPUs to pin; the job runs unpinned", extra={"job": job.id, "node": node.name})
+            return None
+        used.update(ids)
+        return cpus.cpuset_text(ids)
+
     def run_once(self) -> bool:
         """Plan, mark the starts RUNNING in memory, and hand them to the dispatcher; False when
         there was nothing to plan."""
@@ -127,8 +146,13 @@ class SchedulingLoop:
         else:
             self.expected_starts.update(plan.expected)
             self.expected_nodes.update(plan.expected_nodes)
+        taken: dict[str, set[int]] = {}
         for start in plan.starts:
             job = self.jobs.active[start.job_id]
+            node = self.nodes[start.node]
+            if job.exclusive:
+                job.cpus = node.cpus  # the whole node it got
+            job.cpu_ids = self._pin(job, node, taken)
             # RUNNING in memory before anything else runs, so the next plan counts its CPUs.
             job.state, job.node, job.start_time, job.reason = State.RUNNING, start.node, now, None
             self.order.started(job.id)

@@ -23,6 +23,9 @@ class NodeState:
     links_up: set[str] = field(default_factory=set)  # a personal node: the users whose own connection is up
     links_down_since: dict[str, float] = field(default_factory=dict)  # ... and when each one was lost (monotonic)
     link_limits: dict[str, tuple[str, str]] = field(default_factory=dict)  # ... and each one's (backend, why)
+    cpu_order: tuple[int, ...] = ()  # the CPU ids jobs are pinned to, in locality order; () = not pinned
+    cpu_socket: dict[int, int] = field(default_factory=dict)  # each CPU's socket
+    pinning: str = "not reached yet"  # how jobs' CPUs are pinned here, or why they are not (minfo)
 
     @property
     def available(self) -> bool:
@@ -47,6 +50,7 @@ class NodeState:
         if info.get("cpus"):
             self.cpus = self.cap_cpus or info["cpus"]
             self.memory = min(info["memory"], self.cap_memory or info["memory"])
+            self._cpu_ids(info.get("cpu_ids"), info.get("cpu_sockets"))
         backend, why = info.get("backend", "none"), info.get("backend_reason", "")
         if user is None:
             self.only_user = info.get("user") if info.get("uid") not in (0, None) else None
@@ -56,3 +60,17 @@ class NodeState:
         kinds = {b for b, _ in self.link_limits.values()}
         self.backend = kinds.pop() if len(kinds) == 1 else "mixed"
         self.backend_reason = "; ".join(f"{u}: {b} ({w})" for u, (b, w) in sorted(self.link_limits.items()))
+
+    def _cpu_ids(self, ids: list[int] | None, sockets: list[int] | None) -> None:
+        """Pin jobs to the first `cpus` of the node's CPUs (the inventory may give fewer than it
+        has), unless the inventory gives more than it has: then jobs share them, unpinned."""
+        if not ids:
+            self.cpu_order, self.pinning = (), "not pinned: the node's helper names no CPUs"
+        elif self.cpus > len(ids):
+            self.cpu_order = ()
+            self.pinning = (f"not pinned: the inventory gives it {self.cpus} CPUs and it has {len(ids)}, "
+                            f"so jobs share them")
+        else:
+            self.cpu_order = tuple(ids[:self.cpus])
+            self.cpu_socket = dict(zip(ids, sockets or [0] * len(ids)))
+            self.pinning = "each job's own CPUs (sched_setaffinity: nproc and os.sched_getaffinity show them)"

@@ -12,7 +12,8 @@ from typing import Any, Protocol
 from melond.errors import BadRequest
 from melond.sched.launch import parse_signal
 from melond.spec import jobrel
-from melond.spec.timespec import format_limit
+from melond.spec.shape import Shape, make_shape, nodes_needed
+from melond.spec.timespec import SpecError, format_limit
 from melond.state.job import MIB, Job
 
 FALLBACK_MEM_PER_CPU = 1024  # MiB, only while no node of the partition has been sized
@@ -44,6 +45,36 @@ def _runs(node: NodeSize, user: str) -> bool:
     return node.only_users is None or user in node.only_users
 
 
+def request_shape(req: Mapping[str, Any]) -> Shape:
+    """A submission's nodes and tasks (mbatch has already normalised them as sbatch does)."""
+    nodes = req.get("nodes")
+    try:
+        return make_shape(nodes=(nodes[0], nodes[1]) if nodes else None, ntasks=req.get("ntasks"),
+                          ntasks_per_node=req.get("ntasks_per_node"), cpus_per_task=req.get("cpus") or 1,
+                          exclusive=bool(req.get("exclusive")), distribution=req.get("distribution"))
+    except SpecError as exc:
+        raise BadRequest(str(exc)) from None
+
+
+def _one_node(shape: Shape, biggest: int, partition: str) -> None:
+    """Refuse what needs more than one node, naming the most one node of the partition holds.
+    Melon launches a job's tasks on one node: a job that needs several is refused, never run
+    short of its tasks."""
+    c, n = shape.cpus_per_task, shape.ntasks
+    if c > biggest:
+        raise BadRequest(f"requested {c} CPUs but the largest node in partition {partition} has {biggest}; "
+                         f"ask for at most -c {biggest}")
+    fit = biggest // c
+    if shape.ntasks_per_node:
+        fit = min(fit, shape.ntasks_per_node)
+    if shape.nodes_min > 1 or n > fit:
+        need = max(shape.nodes_min, nodes_needed(shape, biggest) or -(-n // fit))
+        most = f"-n {fit}" + (f" -c {c}" if c > 1 else "")
+        raise BadRequest(f"{shape.options()} needs {need} nodes, and Melon runs a job on one node (it does not "
+                         f"launch tasks across nodes yet); the most one node of partition {partition} holds is "
+                         f"{most} ({fit * c} CPUs)")
+
+
 def admit(req: Mapping[str, Any], who: Submitter, partition: str, rules: PartitionRules,
           nodes: Iterable[NodeSize], now: float) -> tuple[list[Job], list[str]]:
     """The jobs a submission becomes, or BadRequest naming what is wrong and what to ask instead."""
@@ -62,14 +93,17 @@ def admit(req: Mapping[str, Any], who: Submitter, partition: str, rules: Partiti
                          f"own there (the inventory's [accounts]), or have melond log in as root")
     members = [n for n in members if _runs(n, who.user)] or members
     sized = [n for n in members if n.cpus]  # local, or probed at least once
-    cpus = req["cpus"]
+    shape = request_shape(req)
+    cpus = shape.cpus
     if not sized:
         warnings.append(f"no node of partition {partition} has been reached yet; sizes are checked when one is")
     biggest = max((n.cpus for n in sized), default=cpus)
-    if cpus > biggest:
-        raise BadRequest(f"requested {cpus} CPUs but the largest node in partition {partition} has {biggest}; "
-                         f"ask for at most -c {biggest}")
+    _one_node(shape, biggest, partition)
     memory = req.get("memory")
+    if memory is not None and req.get("mem_per_cpu"):
+        memory *= shape.ntasks  # the request's is per CPU times -c: one task's
+    if memory is None and shape.exclusive:
+        memory = 0  # whole nodes, and all of their memory
     if memory is None:
         per_cpu = rules.default_mem_per_cpu or min((n.memory // n.cpus for n in sized), default=FALLBACK_MEM_PER_CPU)
         memory = per_cpu * cpus * MIB
@@ -120,5 +154,8 @@ def admit(req: Mapping[str, Any], who: Submitter, partition: str, rules: Partiti
         account=req.get("account"), slurm_options=req.get("slurm_options") or {}, time_max=time_max,
         extend_step=req.get("extend_step") if time_max is not None else None,
         mail_type=list(req.get("mail_type") or []), mail_user=req.get("mail_user"), umask=req.get("umask"),
+        nodes_min=shape.nodes_min, nodes_max=shape.nodes_max, ntasks=shape.ntasks if shape.ntasks_given else None,
+        ntasks_per_node=shape.ntasks_per_node, cpus_per_task=shape.cpus_per_task, exclusive=shape.exclusive,
+        distribution=shape.distribution,
     ) for task in tasks]
     return jobs, warnings

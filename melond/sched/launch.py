@@ -8,6 +8,7 @@ import functools
 import os
 
 from melond.errors import BadRequest
+from melond.sched.cpus import parse_cpuset
 from melond.spec.filenames import NO_VAL_TASK, fill
 from melond.spec.jobrel import parse_array
 from melond.spec.timespec import SpecError, signal_spec
@@ -53,8 +54,9 @@ def job_environment(job: Job, node: str, home: str | None = None) -> dict[str, s
     if home:
         env.setdefault("HOME", home)
     mem_mib = str(job.memory_mib)
+    shape = job.shape
     pairs = {
-        "JOB_ID": str(job.id), "JOB_NAME": job.name, "CPUS_PER_TASK": str(job.cpus),
+        "JOB_ID": str(job.id), "JOB_NAME": job.name, "CPUS_PER_TASK": str(shape.cpus_per_task),
         "MEM_PER_NODE": mem_mib, "SUBMIT_DIR": job.submit_dir or job.chdir,
         "SUBMIT_HOST": job.submit_host or "", "NODENAME": node, "JOB_PARTITION": job.partition,
         "RESTART_COUNT": str(job.restarts), "JOB_USER": job.user, "JOB_UID": str(job.uid),
@@ -69,7 +71,7 @@ def job_environment(job: Job, node: str, home: str | None = None) -> dict[str, s
     for key, value in pairs.items():
         env[f"MELON_{key}"] = value
         env[f"SLURM_{key}"] = value
-    tasks = str(job_tasks(job))
+    tasks = str(shape.ntasks)
     env.update({
         "SLURM_JOBID": str(job.id), "SLURMD_NODENAME": node, "SLURM_JOB_NODELIST": node,
         "SLURM_NNODES": "1", "SLURM_JOB_NUM_NODES": "1", "SLURM_NTASKS": tasks, "SLURM_NPROCS": tasks,
@@ -79,21 +81,13 @@ def job_environment(job: Job, node: str, home: str | None = None) -> dict[str, s
         "SLURM_JOB_QOS": job.slurm_options.get("qos") or "normal",
     })
     env["SLURM_UMASK"] = env["MELON_UMASK"] = f"{job_umask(job):04o}"
+    if shape.distribution:
+        env["SLURM_DISTRIBUTION"] = shape.distribution
     if job.account:
         env["SLURM_JOB_ACCOUNT"] = job.account
     if _append(job):
         env["SLURM_OPEN_MODE"] = "a"
     return env
-
-
-def job_tasks(job: Job) -> int:
-    """The job's task count, which srun runs without -n (SLURM_NTASKS): sbatch's -n, else its
-    --ntasks-per-node times its one node (env_array_for_batch_job in src/common/env.c); 1 else."""
-    for key in ("ntasks", "ntasks-per-node", "tasks-per-node"):
-        text = (job.slurm_options.get(key) or "").strip()
-        if text.isascii() and text.isdigit() and 0 < int(text) <= 65535:
-            return int(text)
-    return 1
 
 
 def job_umask(job: Job) -> int:
@@ -124,7 +118,8 @@ def start_request(job: Job, node: str, *, kill_wait: float, tasks_max: int, home
         "env": job_environment(job, host or node, home), "cwd": job.chdir,
         "output": expand_pattern(job.output, job, node),
         "error": expand_pattern(job.error, job, node) if job.error else None,
-        "cpus": job.cpus, "memory": job.memory, "limit": job.time_limit, "kill_wait": kill_wait,
+        "cpus": job.cpus, "cpu_ids": parse_cpuset(job.cpu_ids) or None, "memory": job.memory,
+        "limit": job.time_limit, "kill_wait": kill_wait,
         "tasks_max": tasks_max, "signal": list(parse_signal(job.signal)) if job.signal else None,
         "open_mode": "append" if _append(job) else None, "umask": job_umask(job),
     }

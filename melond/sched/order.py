@@ -134,7 +134,7 @@ class PendingOrder:
             job.id, job.priority, job.submit_time, job.cpus, job.memory_mib, job.time_limit, job.partition,
             frozenset(job.nodelist), frozenset(job.exclude),
             self.blocked(job, now, states() if job.dependency else None),
-            job.array_job_id, job.array_throttle, job.user)
+            job.array_job_id, job.array_throttle, job.user, job.exclusive)
         entry = (priority_order(view), view)
         cached = not job.dependency and not (job.begin_time and job.begin_time > now)
         if cached:

@@ -91,6 +91,7 @@ class PendingView:
     array_job_id: int | None = None
     array_throttle: int | None = None
     user: str | None = None  # its owner, for nodes that run only one account's jobs
+    exclusive: bool = False  # a whole node: every CPU and all memory of an idle one (cpus, memory ignored)
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,7 +256,7 @@ class _Partition:
         self.idle_mem = 0  # nodes with all their memory free now: only those can take memory 0
         self.lead = False  # a job here already waits for resources: those behind wait on Priority
         self.queue: list[tuple[int, list[_Node], int, int, float]] = []  # reservations not yet made
-        self.groups: dict[tuple[frozenset[str], frozenset[str], bool, str | None], _Group] = {}
+        self.groups: dict[tuple[frozenset[str], frozenset[str], bool, str | None, bool], _Group] = {}
         self.restricted = False  # some node runs one account's jobs only: placement depends on the owner
 
     def seal(self) -> None:
@@ -271,7 +272,7 @@ class _Partition:
         self.at_max = frees.count(self.max_mem)
 
     def group(self, job: PendingView) -> _Group:
-        key = (job.nodelist, job.exclude, not job.memory, job.user if self.restricted else None)
+        key = (job.nodelist, job.exclude, not job.memory, job.user if self.restricted else None, job.exclusive)
         grp = self.groups.get(key)
         if grp is None:
             filtered = key[0] or key[1] or key[3] is not None
@@ -348,7 +349,7 @@ class _Planner:
         grp = part.group(job)
         if not grp.nodes:
             return Reason.REQ_NODE_NOT_AVAIL
-        c, m = job.cpus, job.memory
+        c, m = (0, 0) if job.exclusive else (job.cpus, job.memory)  # a whole node: sized by the node it gets
         if not grp.fits_some_node(c, m):
             return Reason.RESOURCES
         d = float(job.time_limit) if job.time_limit > 0 else INF
@@ -374,6 +375,10 @@ class _Planner:
     ) -> _Node | None:
         """The node left with the fewest free CPUs (then name) where the job fits from now on."""
         now, end = self.now, self.now + d
+        if job.exclusive:  # an idle node that stays free for the job's time: the smallest, then by name
+            idle = [n for n in eligible if n.free_c == n.cpus and n.free_m == n.memory and n.name not in job.exclude
+                    and (not n.reserved or n.timeline(now).fits(now, end, n.cpus, n.memory))]
+            return min(idle, key=lambda n: (n.cpus, n.name), default=None)
         if job.nodelist or part.restricted:  # the group's own nodes: a nodelist, or nodes only for some accounts
             names = sorted((n.free_c, n.name) for n in eligible if n.free_c >= c)
         else:
@@ -392,6 +397,8 @@ class _Planner:
         return None
 
     def start(self, part: _Partition, job: PendingView, node: _Node, c: int, m: int, d: float) -> None:
+        if job.exclusive:
+            c = node.cpus
         need = m or node.memory
         by_free = part.by_free
         del by_free[bisect_left(by_free, (node.free_c, node.name))]
@@ -424,12 +431,12 @@ class _Planner:
                 need = m or node.memory
                 if node.cpus < c or node.memory < need:
                     continue
-                t = node.timeline(now).earliest(d, c, need, bound)
+                t = node.timeline(now).earliest(d, c or node.cpus, need, bound)  # c 0: the whole node
                 if t is not None:
                     best, bound = (t, node, need), t
             if best is not None:
                 t, node, need = best
-                node.timeline(now).take(t, t + d, c, need)
+                node.timeline(now).take(t, t + d, c or node.cpus, need)
                 node.reserved = True
                 self.expected[job_id] = t
                 self.expected_nodes[job_id] = node.name

@@ -235,7 +235,8 @@ class _Parser:
             if value is None:
                 self._problem(token, grammar, f"option '--{name}' requires an argument")
                 return
-        self._apply(token, name, value if has_value or has_arg == REQUIRED else None)
+        canonical = grammar.longs[name][1]  # --tasks-per-node is --ntasks-per-node
+        self._apply(token, canonical, value if has_value or has_arg == REQUIRED else None)
 
     def _shorts(self, token: _Token, grammar: Grammar) -> None:
         """Resolve a cluster of short options such as ``-Hc4`` or ``-t 8:00:00``."""

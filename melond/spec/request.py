@@ -20,8 +20,9 @@ from melond.spec.directives import (
     options_from_scan,
     scan_script,
 )
-from melond.spec.getopt import NO_ARG
+from melond.spec.getopt import NO_ARG, OPTIONAL
 from melond.spec.notices import parse_mail_type
+from melond.spec.shape import Shape, count, make_shape, parse_distribution, parse_nodes
 from melond.spec.slurm_options import SLURM_PREFIX, takes_value
 from melond.spec.timespec import (
     SpecError,
@@ -60,6 +61,8 @@ _ENV_OPTIONS: tuple[tuple[str, str], ...] = (
     ("SIGNAL", "signal"),
     ("NO_REQUEUE", "no-requeue"),
     ("REQUEUE", "requeue"),
+    ("DISTRIBUTION", "distribution"),
+    ("EXCLUSIVE", "exclusive"),
     # Melon additions: sbatch itself reads neither variable.
     ("CPUS_PER_TASK", "cpus-per-task"),
     ("HOLD", "hold"),
@@ -86,7 +89,7 @@ def _env_settings(environ: Mapping[str, str]) -> dict[str, Setting]:
         raw, origin = environ[variable], f"environment variable {variable}"
         if MELON_ARGS[key] != NO_ARG:
             settings[key] = Setting(raw, origin)
-        elif key == "hold":
+        elif key not in ("requeue", "no-requeue"):
             settings[key] = Setting(_env_flag(raw), origin)
         elif _env_flag(raw):  # an unset-looking REQUEUE/NO_REQUEUE just leaves the default
             settings["requeue"] = Setting(key == "requeue", origin)
@@ -114,7 +117,7 @@ def _cli_settings(cli: Mapping[str, Any]) -> dict[str, Setting]:
             if "requeue" in settings:
                 raise DirectiveError("--requeue and --no-requeue (command line) contradict each other")
             settings["requeue"] = Setting(key == "requeue", "command line")
-        elif MELON_ARGS[key] == NO_ARG:
+        elif MELON_ARGS[key] == NO_ARG or (value is True and MELON_ARGS[key] == OPTIONAL):
             settings[key] = Setting(True, "command line")
         elif value is True:
             raise DirectiveError(f"--{key} (command line) needs a value")
@@ -131,6 +134,14 @@ def _cpus(text: str) -> int:
     if not digits(text, 9) or int(text) < 1:
         raise SpecError(f"invalid CPU count {text!r}: give a whole number, 1 or more")
     return int(text)
+
+
+def _exclusive(text: str) -> bool:
+    """--exclusive[=user|mcs|topo]: Melon gives whole nodes for each (user and mcs would share a
+    node with the same user's jobs; a whole node is the stricter reading)."""
+    if text.lower() not in ("", "user", "mcs", "topo"):
+        raise SpecError("give --exclusive alone (whole nodes), or =user, =mcs or =topo")
+    return True
 
 
 def _step(text: str) -> int:
@@ -158,6 +169,11 @@ def _text(text: str) -> str:
 #: How each option's raw text becomes a request value; ``now`` anchors --begin.
 _CONVERTERS: Mapping[str, Callable[[str, float], Any]] = MappingProxyType({
     "cpus-per-task": lambda text, now: _cpus(text),
+    "nodes": lambda text, now: parse_nodes(text),
+    "ntasks": lambda text, now: count(text, "tasks"),
+    "ntasks-per-node": lambda text, now: count(text, "tasks per node"),
+    "exclusive": lambda text, now: _exclusive(text),
+    "distribution": lambda text, now: parse_distribution(text),
     "mem": lambda text, now: parse_size_mib(text),
     "mem-per-cpu": lambda text, now: parse_size_mib(text),
     "time": lambda text, now: parse_time_limit(text),
@@ -201,13 +217,14 @@ _EMPTY_IS_UNSET = MappingProxyType({
 
 
 # Memory is resolved apart: --mem and --mem-per-cpu compete for one setting.
+_FLAGS = ("hold", "requeue", "exclusive")  # options a bare flag sets (--exclusive may carry a value too)
 _VALUE_KEYS = tuple(key for key in _CONVERTERS if key not in ("mem", "mem-per-cpu")) + ("hold", "requeue")
 
 
 def _convert(key: str, setting: Setting, now: float) -> Any:
     """Convert one raw value, naming option, value and source if it is wrong."""
     if isinstance(setting.value, bool):
-        if key not in ("hold", "requeue"):
+        if key not in _FLAGS:
             raise DirectiveError(setting.describe(key, "needs a value"))
         return setting.value
     try:
@@ -311,6 +328,22 @@ def _memory(layers: tuple[dict[str, Setting], ...], warnings: list[str]) -> tupl
     return None
 
 
+def _shape(values: dict, layers: tuple[dict[str, Setting], ...], warnings: list[str]) -> Shape:
+    """The nodes and tasks the options ask for; Slurm's own adjustments are warned as sbatch warns
+    them, and -N 2 -n 1 becomes -N 1 in the request too."""
+    try:
+        shape = make_shape(nodes=values.get("nodes"), ntasks=values.get("ntasks"),
+                           ntasks_per_node=values.get("ntasks-per-node"), cpus_per_task=values.get("cpus-per-task", 1),
+                           exclusive=bool(values.get("exclusive")), distribution=values.get("distribution"),
+                           warnings=warnings)
+    except SpecError as exc:
+        origin = _pick(layers, "distribution") or Setting("", "command line")
+        raise DirectiveError(origin.describe("distribution", exc)) from exc
+    if "nodes" in values:
+        values["nodes"] = (shape.nodes_min, shape.nodes_max)
+    return shape
+
+
 def client_options(script_text: str | None) -> frozenset[str]:
     """The options a script's directives give the submitting command itself (`#SBATCH --parsable`,
     `#SBATCH --wait`): sbatch honours them from a script as from its command line."""
@@ -379,6 +412,7 @@ def build_request(
         if setting is not None:
             values[key] = _convert(key, setting, now)
     cpus = values.get("cpus-per-task", 1)
+    shape = _shape(values, layers, warnings)
     memory, mem_per_cpu = None, False
     chosen = _memory(layers, warnings)
     if chosen:
@@ -400,6 +434,11 @@ def build_request(
         "script_args": list(script_args),
         "name": values.get("job-name", default_name),
         "cpus": cpus,
+        "nodes": list(values["nodes"]) if "nodes" in values else None,
+        "ntasks": values.get("ntasks"),
+        "ntasks_per_node": shape.ntasks_per_node,
+        "exclusive": shape.exclusive,
+        "distribution": shape.distribution,
         "memory": memory,
         "mem_per_cpu": mem_per_cpu,
         "time_limit": values.get("time"),
@@ -480,6 +519,9 @@ def dry_run_view(request: dict, warnings: list[str]) -> dict:
     return {
         "name": request["name"],
         "cpus": request["cpus"],
+        "nodes": request["nodes"],
+        "ntasks": request["ntasks"],
+        "ntasks_per_node": request["ntasks_per_node"],
         "memory": request["memory"],
         "time_limit": request["time_limit"] or None,
         "output": request["output"],

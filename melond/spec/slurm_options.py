@@ -152,6 +152,12 @@ SHORT_OPTION_STRING = "+A:a:b:D:M:C:S:c:d:m:e:x:B:G:hHi:J:L:k::F:w:N:n:o:Osp:q:Q
 #: and ``-a`` is not ``--array`` (on the command line it is ``--api-endpoint``).
 MELON_OPTIONS: tuple[tuple[str, int, str], ...] = (
     ("cpus-per-task", REQUIRED, "c"),
+    ("nodes", REQUIRED, "N"),
+    ("ntasks", REQUIRED, "n"),
+    ("ntasks-per-node", REQUIRED, ""),
+    ("tasks-per-node", REQUIRED, ""),
+    ("exclusive", OPTIONAL, ""),
+    ("distribution", REQUIRED, ""),
     ("mem", REQUIRED, "m"),
     ("mem-per-cpu", REQUIRED, ""),
     ("time", REQUIRED, "t"),
@@ -179,23 +185,12 @@ MELON_OPTIONS: tuple[tuple[str, int, str], ...] = (
     ("wait", NO_ARG, "W"),
 )
 
-#: The task counts are half honoured: srun in the job runs that many tasks (SLURM_NTASKS), but the
-#: job's CPUs are still --cpus-per-task's, not a set per task.
-_TASKS_WHY = "srun in the job runs that many tasks, but they share the CPUs of --cpus-per-task (not a set each)"
-PARTLY = frozenset({"ntasks", "ntasks-per-node", "tasks-per-node"})
-
 #: Why Melon skips a Slurm option, for the options real scripts carry most.
 UNSUPPORTED_WHY: Mapping[str, str] = MappingProxyType({
-    "nodes": "Melon runs every job on one node",
-    "ntasks": _TASKS_WHY,
-    "ntasks-per-node": _TASKS_WHY,
-    "tasks-per-node": _TASKS_WHY,
-    "distribution": "in #SBATCH lines -m is --distribution; for memory write --mem",
     "gres": "Melon does not schedule GPUs or other generic resources",
     "gpus": "Melon does not schedule GPUs",
     "account": "Melon has no accounts",
     "qos": "Melon has no QOS",
-    "exclusive": "Melon shares nodes by CPU and memory limits",
 })
 
 
@@ -209,9 +204,9 @@ QUIET_OPTIONS = frozenset({
     "account", "acctg-freq", "cluster", "clusters", "comment", "get-user-env", "kill-on-invalid-dep",
     "no-kill", "open-mode", "priority", "nice", "profile", "propagate", "qos",
     "quiet", "verbose", "wckey", "export-file", "ignore-pbs", "parsable", "usage", "help", "version",
+    # how a job's nodes are chosen among several: every Melon job has one node today
+    "spread-job", "use-min-nodes",
 })
-#: Counts that are Melon's own shape (one node, one task) when they are 1.
-_ONE_IS_NOTHING = frozenset({"nodes", "ntasks", "ntasks-per-node", "tasks-per-node"})
 
 
 #: The setting key under which a Slurm option Melon does not act on is recorded ("slurm:account").
@@ -221,7 +216,7 @@ SLURM_PREFIX = "slurm:"
 def unsupported(name: str, value: str | None) -> str:
     """The warning for a Slurm option Melon skips."""
     shown = f"--{name}" if value is None else f"--{name}={value}"
-    return f"{shown}{':' if name in PARTLY else ' ignored:'} {UNSUPPORTED_WHY.get(name, 'not supported by Melon')}"
+    return f"{shown} ignored: {UNSUPPORTED_WHY.get(name, 'not supported by Melon')}"
 
 
 def takes_value(name: str) -> bool:
@@ -234,8 +229,6 @@ def changes_job(name: str, value: str | None) -> bool:
     An empty value (`--gres=`) is no request at all, as Slurm takes it (melond.spec.request)."""
     if name in QUIET_OPTIONS or (value == "" and takes_value(name)):
         return False
-    if name in _ONE_IS_NOTHING:
-        return (value or "").strip() not in ("1", "1-1")
     return True
 
 

@@ -12,11 +12,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from melond.spec.shape import Shape, make_shape
 from melond.spec.states import FINISHED, State
 
 MIB = 1024 * 1024
 JSON_COLUMNS = ("script_args", "environment", "nodelist", "exclude", "slurm_options", "mail_type")
-BOOL_COLUMNS = ("hold", "requeue")
+BOOL_COLUMNS = ("hold", "requeue", "exclusive")
 PRIVATE = ("script", "environment", "gid")  # never in a listing: scripts and environments may hold secrets
 
 
@@ -74,11 +75,29 @@ class Job:
     account: str | None = None  # sbatch --account: Melon has no accounts, but shows what was asked
     slurm_options: dict[str, str] = field(default_factory=dict)  # other Slurm options, as given
     umask: int | None = None  # the submitter's umask, the job's own (None: 022, a job from before it was kept)
+    nodes_min: int | None = None  # -N's least (None: a job from before shapes were kept: one node)
+    nodes_max: int | None = None  # -N's most; None: as many as its tasks need
+    ntasks: int | None = None  # -n as given (normalised as sbatch does); None: not given
+    ntasks_per_node: int | None = None
+    cpus_per_task: int | None = None  # -c; None: a job from before shapes were kept, whose -c is `cpus`
+    exclusive: bool = False  # --exclusive: whole nodes
+    distribution: str | None = None  # -m, as given
+    cpu_ids: str | None = None  # the CPUs it is pinned to on its node, in cpuset form ("0-3,8"), once started
 
     @property
     def run(self) -> int:
         """Which run of the job this is: 0, then one more per requeue."""
         return self.restarts
+
+    @property
+    def shape(self) -> Shape:
+        """Its nodes and tasks, as Slurm's rules read its options (melond.spec.shape)."""
+        if self.cpus_per_task is None:  # kept before shapes were: one task of all its CPUs
+            return Shape(ntasks=legacy_tasks(self.slurm_options), ntasks_given=True, cpus_per_task=self.cpus)
+        least = self.nodes_min or 1
+        return make_shape(nodes=(least, self.nodes_max) if self.nodes_min else None, ntasks=self.ntasks,
+                          ntasks_per_node=self.ntasks_per_node, cpus_per_task=self.cpus_per_task,
+                          exclusive=self.exclusive, distribution=self.distribution)
 
     @property
     def memory_mib(self) -> int:
@@ -119,6 +138,16 @@ class Job:
     def public(self) -> dict[str, Any]:
         """Every field a listing may show."""
         return {name: getattr(self, name) for name in COLUMNS if name not in PRIVATE}
+
+
+def legacy_tasks(slurm_options: Mapping[str, str]) -> int:
+    """A job from before shapes were kept ran sbatch's -n (else --ntasks-per-node) tasks in its
+    CPUs, as recorded with its Slurm options; 1 else."""
+    for key in ("ntasks", "ntasks-per-node", "tasks-per-node"):
+        text = (slurm_options.get(key) or "").strip()
+        if text.isascii() and text.isdigit() and 0 < int(text) <= 65535:
+            return int(text)
+    return 1
 
 
 COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(Job))

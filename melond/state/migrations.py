@@ -133,6 +133,16 @@ def _m012_health(db: sqlite_utils.Database) -> None:
     db.execute("CREATE TABLE health (id INTEGER PRIMARY KEY CHECK (id = 1), checked REAL NOT NULL)")
 
 
+def _m013_job_shape(db: sqlite_utils.Database) -> None:
+    # A job's shape as sbatch gives it (-N, -n, --ntasks-per-node, -c, --exclusive, -m) and the
+    # CPUs it is pinned to. `cpus` stays the CPUs it holds; a job from before has NULL here and
+    # is read as one task of `cpus` CPUs (its -n, if any, from slurm_options).
+    for column in ("nodes_min INTEGER", "nodes_max INTEGER", "ntasks INTEGER", "ntasks_per_node INTEGER",
+                   "cpus_per_task INTEGER", "exclusive INTEGER NOT NULL DEFAULT 0", "distribution TEXT",
+                   "cpu_ids TEXT"):
+        db.execute(f"ALTER TABLE jobs ADD COLUMN {column}")
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("001_initial", _m001_initial),
     ("002_node_drain", _m002_node_drain),
@@ -146,6 +156,7 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("010_umask", _m010_umask),
     ("011_session_tokens", _m011_session_tokens),
     ("012_health", _m012_health),
+    ("013_job_shape", _m013_job_shape),
 ]
 
 

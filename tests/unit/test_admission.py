@@ -29,3 +29,42 @@ def test_another_users_job_is_sized_by_the_nodes_it_can_use():
     with pytest.raises(BadRequest, match="largest node in partition p has 2"):
         admit({**REQ, "cpus": 4}, Submitter("bob", 2002, 2002), "p", Rules(), NODES, 0.0)
     admit({**REQ, "cpus": 4}, Submitter("alice", 2001, 2001), "p", Rules(), NODES, 0.0)
+
+
+SIZED = [NodeSize("n1", "p", 4, 8192), NodeSize("n2", "p", 2, 2048)]
+ALICE = Submitter("alice", 2001, 2001)
+
+
+@pytest.mark.parametrize(("shape", "cpus", "tasks"), [
+    ({"ntasks": 4}, 4, 4), ({"ntasks": 2, "cpus": 2}, 4, 2), ({"ntasks_per_node": 3}, 3, 3), ({}, 1, None),
+    ({"nodes": [1, 1], "ntasks": 4}, 4, 4)])
+def test_a_job_holds_cpus_for_every_task(shape: dict, cpus: int, tasks) -> None:
+    """min_cpus = ntasks x cpus_per_task (slurm_opt_create_job_desc in src/common/slurm_opt.c)."""
+    jobs, _ = admit({**REQ, **shape}, ALICE, "p", Rules(), SIZED, 0.0)
+    assert jobs[0].cpus == cpus and jobs[0].ntasks == tasks and jobs[0].shape.ntasks == (tasks or 1)
+    assert jobs[0].memory == cpus * 1024 * 1024 * 1024  # the least memory per CPU of a node, for each CPU held
+
+
+def test_memory_per_cpu_counts_every_tasks_cpus() -> None:
+    jobs, _ = admit({**REQ, "ntasks": 3, "cpus": 1, "memory": 100 << 20, "mem_per_cpu": True}, ALICE, "p", Rules(),
+                    SIZED, 0.0)
+    assert jobs[0].memory == 300 << 20
+
+
+@pytest.mark.parametrize(("shape", "message"), [
+    ({"ntasks": 8, "cpus": 2}, r"^-n 8 -c 2 needs 4 nodes, and Melon runs a job on one node .* the most one node of "
+                               r"partition p holds is -n 2 -c 2 \(4 CPUs\)$"),
+    ({"nodes": [2, 2]}, r"^-N 2 needs 2 nodes"),
+    ({"ntasks": 4, "ntasks_per_node": 2}, r"needs 2 nodes.*holds is -n 2 "),
+    ({"cpus": 5}, r"requested 5 CPUs but the largest node in partition p has 4; ask for at most -c 4"),
+])
+def test_a_job_one_node_cannot_hold_is_refused_naming_what_fits(shape: dict, message: str) -> None:
+    with pytest.raises(BadRequest, match=message):
+        admit({**REQ, **shape}, ALICE, "p", Rules(), SIZED, 0.0)
+
+
+def test_an_exclusive_job_takes_all_memory_unless_it_asks() -> None:
+    jobs, _ = admit({**REQ, "exclusive": True}, ALICE, "p", Rules(), SIZED, 0.0)
+    assert jobs[0].exclusive and jobs[0].memory == 0
+    jobs, _ = admit({**REQ, "exclusive": True, "memory": 1 << 30}, ALICE, "p", Rules(), SIZED, 0.0)
+    assert jobs[0].memory == 1 << 30

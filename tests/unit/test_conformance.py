@@ -76,7 +76,7 @@ def test_corpus_through_the_real_mbatch(tmp_path: Path) -> None:
                            capture_output=True, text=True)
         assert r.returncode == 0, f"{entry['file']}: {r.stderr}"
         view = json.loads(r.stdout)
-        assert sorted(view) == sorted(["name", "cpus", "memory", "time_limit", "output", "error", "chdir",
+        assert sorted(view) == sorted(["name", "cpus", "nodes", "ntasks", "ntasks_per_node", "memory", "time_limit", "output", "error", "chdir",
                                        "array", "script_args", "warnings"])
         expected = _expected(entry)
         assert {key: view[key] for key in expected} == expected, entry["file"]

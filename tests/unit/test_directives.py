@@ -207,9 +207,9 @@ def test_argument_may_come_from_the_next_directive_line() -> None:
         ("#SBATCH -J", "requires an argument"),
         ("#SBATCH -y", "invalid option -- 'y'"),
         ("#SBATCH --", "stray word"),
-        ("#SBATCH --nodes=2", "--nodes=2 ignored"),
+        ("#SBATCH --nodes", "requires an argument"),
         ("#SBATCH --gres=gpu:1 --account=x --qos=y", "--gres=gpu:1 ignored"),
-        ("#SBATCH -m block", "--distribution=block ignored"),  # -m keeps Slurm's meaning
+        ("#SBATCH -m", "requires an argument -- 'm'"),  # -m keeps Slurm's meaning (--distribution)
         ("#SBATCH --wrap=true", "no effect in a script"),
     ],
 )
@@ -244,11 +244,11 @@ def test_lenient_parsing_keeps_reading_after_a_problem() -> None:
 @pytest.mark.parametrize(
     ("line", "fragment"),
     [
-        ("#MBATCH --nodes=2", "unrecognized option '--nodes'"),
+        ("#MBATCH --nodes", "requires an argument"),
         ("#MBATCH --me=4G", "ambiguous"),
         ("#MBATCH stray", "stray word"),
         ("#MBATCH -a 1-3", "--api-endpoint"),
-        ("#MBATCH -N 1", "invalid option -- 'N'"),
+        ("#MBATCH -g 1", "invalid option -- 'g'"),
         ("#MBATCH --hold=1", "doesn't allow an argument"),
         ("#MBATCH --time", "requires an argument"),
     ],
@@ -385,7 +385,12 @@ def test_missing_shebang_is_only_a_warning() -> None:
         ({"script": script("#SBATCH --mem=")}, r"^line 2: --mem="),  # Slurm: "Invalid --mem specification"
         ({"cli": {"output": ""}}, r"--output= \(command line\): give a file name"),
         ({"cli": {"time": True}}, r"--time \(command line\) needs a value"),
-        ({"cli": {"nodes": "2"}}, r"unknown option --nodes"),
+        ({"cli": {"gres": "gpu:1"}}, r"unknown option --gres"),
+        ({"script": script("#SBATCH --nodes=2-1")}, r"^line 2: --nodes=2-1: invalid number of nodes \(-N 2-1\)"),
+        ({"script": script("#SBATCH -n 0")}, r"^line 2: --ntasks=0: invalid number of tasks '0'"),
+        ({"script": script("#SBATCH -m blocky")}, r"^line 2: --distribution=blocky: invalid distribution"),
+        ({"cli": {"ntasks": "four"}}, r"--ntasks=four \(command line\): invalid number of tasks"),
+        ({"cli": {"distribution": "arbitrary"}}, r"task count required for arbitrary distribution"),
         ({"cli": {"requeue": True, "no_requeue": True}}, r"contradict"),
     ],
 )
@@ -428,7 +433,8 @@ def test_defaults() -> None:
     request, warnings = build(path="jobs/train.sh", args=["a", "b"])
     assert request == {
         "script": "#!/bin/bash\ntrue\n", "script_path": "jobs/train.sh", "script_args": ["a", "b"],
-        "name": "train.sh", "cpus": 1, "memory": None, "mem_per_cpu": False, "time_limit": None,
+        "name": "train.sh", "cpus": 1, "nodes": None, "ntasks": None, "ntasks_per_node": None, "exclusive": False,
+        "distribution": None, "memory": None, "mem_per_cpu": False, "time_limit": None,
         "output": "melon-%j.out", "error": None, "chdir": "/home/ada/work", "environment": ENV, "export": "ALL",
         "nodelist": [], "exclude": [], "partition": None, "begin": None, "hold": False, "dependency": None,
         "array": None, "requeue": False, "signal": None, "mail_type": [], "mail_user": None, "submit_host": "login1",
@@ -438,14 +444,32 @@ def test_defaults() -> None:
 
 
 def test_slurm_options_melon_does_not_act_on_are_recorded_and_warned_only_where_they_matter() -> None:
-    text = script("#SBATCH --account=proj1 --comment rule_a --qos=high --nodes=1 --ntasks=1 --wckey=submitit",
-                  "#SBATCH --open-mode=append --exclusive --gres=gpu:1 -N 2")
+    text = script("#SBATCH --account=proj1 --comment rule_a --qos=high --spread-job --wckey=submitit",
+                  "#SBATCH --open-mode=append --gres=gpu:1 --hint=nomultithread")
     request, warnings = build(text, cli={"slurm:qos": "low"})
     assert request["account"] == "proj1" and request["comment"] == "rule_a"
-    assert request["slurm_options"] == {"qos": "low", "nodes": "2", "ntasks": "1", "wckey": "submitit",
-                                        "open-mode": "append", "exclusive": "", "gres": "gpu:1"}
+    assert request["slurm_options"] == {"qos": "low", "spread-job": "", "wckey": "submitit",
+                                        "open-mode": "append", "gres": "gpu:1", "hint": "nomultithread"}
     assert [w.split(":")[0] + ": " + w.split(": ", 1)[1].split(" ignored")[0] for w in warnings] == [
-        "line 3: --exclusive", "line 3: --gres=gpu:1", "line 3: --nodes=2"]
+        "line 3: --gres=gpu:1", "line 3: --hint=nomultithread"]
+
+
+@pytest.mark.parametrize(("lines", "expected", "warned"), [
+    (["#SBATCH -n 8 -c 2"], {"nodes": None, "ntasks": 8, "cpus": 2}, []),
+    (["#SBATCH -N 2"], {"nodes": [2, 2], "ntasks": None, "ntasks_per_node": None}, []),
+    (["#SBATCH -N 1-3 -n 2"], {"nodes": [1, 2], "ntasks": 2}, []),  # max_nodes := min(max_nodes, ntasks)
+    (["#SBATCH -N 4 -n 2"], {"nodes": [2, 2], "ntasks": 2}, ["can't run 2 processes on 4 nodes, setting nnodes to 2"]),
+    (["#SBATCH --tasks-per-node=3 --exclusive"], {"ntasks_per_node": 3, "exclusive": True}, []),
+    (["#SBATCH --exclusive=user -m cyclic:block"], {"exclusive": True, "distribution": "cyclic:block"}, []),
+    (["#SBATCH -N 2k"], {"nodes": [2048, 2048]}, []),
+])
+def test_the_shape_options_mean_what_sbatch_makes_of_them(lines: list[str], expected: dict, warned: list) -> None:
+    """_opt_verify in src/sbatch/opt.c (shared/SLURM-ALLOCATIONS.md §1.1): the request carries the
+    shape as sbatch would send it, with sbatch's own warning where it changes one."""
+    request, warnings = build(script(*lines))
+    assert {key: request[key] for key in expected} == expected
+    assert warnings == warned
+    assert not request["slurm_options"]
 
 
 def test_sbatch_defaults_are_slurms() -> None:
@@ -484,10 +508,10 @@ def test_unlimited_time_is_zero_in_request_and_null_in_view() -> None:
 
 
 def test_dry_run_view_has_exactly_the_documented_keys() -> None:
-    request, warnings = build(script("#SBATCH --nodes=2 -t 0:05"), args=["x"])
+    request, warnings = build(script("#SBATCH --nodes=4 -n 2 -t 0:05"), args=["x"])
     view = dry_run_view(request, warnings)
-    assert set(view) == {"name", "cpus", "memory", "time_limit", "output", "error", "chdir", "array",
-                         "script_args", "warnings"}
+    assert set(view) == {"name", "cpus", "nodes", "ntasks", "ntasks_per_node", "memory", "time_limit", "output",
+                         "error", "chdir", "array", "script_args", "warnings"}
     assert view["time_limit"] == 5 and view["script_args"] == ["x"] and view["warnings"] == warnings != []
 
 

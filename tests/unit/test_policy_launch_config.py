@@ -210,8 +210,8 @@ def test_job_environment_of_an_array_task_and_an_exported_path():
 def test_start_request_carries_exactly_what_the_node_needs():
     req = launch.start_request(stored_job(signal="B:USR1@90", error="%j.err"), "node7",
                                kill_wait=30, tasks_max=512, home="/home/alice")
-    assert set(req) == {"id", "run", "user", "script", "args", "env", "cwd", "output", "error", "cpus", "memory",
-                        "limit", "kill_wait", "tasks_max", "signal", "open_mode", "umask"}
+    assert set(req) == {"id", "run", "user", "script", "args", "env", "cwd", "output", "error", "cpus", "cpu_ids",
+                        "memory", "limit", "kill_wait", "tasks_max", "signal", "open_mode", "umask"}
     assert req["args"] == ["a b", "$HOME"]
     assert (req["output"], req["error"], req["cwd"]) == ("train-42.out", "42.err", "/home/alice/run")
     assert (req["limit"], req["kill_wait"], req["tasks_max"]) == (HOUR, 30, 512)
@@ -421,3 +421,17 @@ def test_other_users_see_squeues_fields_and_only_the_events_the_list_shows() -> 
     for note in ("extension_requested", "extension_request_approved", "notified"):
         assert not policy.sees_event(other, "alice", note) and policy.sees_event(owner, "alice", note)
         assert policy.sees_event(operator, "alice", note)
+
+
+def test_a_shaped_jobs_environment_counts_its_tasks_and_cpus() -> None:
+    """-n 4 -c 2 on one node: Slurm's batch step sees 8 CPUs on the node and 2 per task."""
+    env = launch.job_environment(stored_job(cpus=8, ntasks=4, cpus_per_task=2, nodes_min=1, distribution="cyclic"), "n1")
+    assert {k: env[k] for k in ("SLURM_NTASKS", "SLURM_TASKS_PER_NODE", "SLURM_CPUS_PER_TASK", "SLURM_CPUS_ON_NODE",
+                                "SLURM_JOB_CPUS_PER_NODE", "MELON_CPUS_PER_TASK", "SLURM_DISTRIBUTION")} == {
+        "SLURM_NTASKS": "4", "SLURM_TASKS_PER_NODE": "4", "SLURM_CPUS_PER_TASK": "2", "SLURM_CPUS_ON_NODE": "8",
+        "SLURM_JOB_CPUS_PER_NODE": "8", "MELON_CPUS_PER_TASK": "2", "SLURM_DISTRIBUTION": "cyclic"}
+
+
+def test_the_start_request_names_the_cpus_the_job_is_pinned_to() -> None:
+    assert launch.start_request(stored_job(cpu_ids="0-1,4"), "n1", kill_wait=30, tasks_max=0)["cpu_ids"] == [0, 1, 4]
+    assert launch.start_request(stored_job(), "n1", kill_wait=30, tasks_max=0)["cpu_ids"] is None

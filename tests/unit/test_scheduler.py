@@ -448,6 +448,7 @@ def snapshots(draw, with_arrays=True, with_blocked=True):
                 draw(st.sampled_from([None, None, None, "Dependency", "JobHeldUser"])) if with_blocked else None,
                 arr,
                 draw(st.sampled_from([None, 1, 2])) if arr else None,
+                exclusive=draw(st.sampled_from([False, False, False, True])),
             )
         )
     return Snapshot(tuple(nodes), tuple(running), tuple(pending))
@@ -462,9 +463,11 @@ def _holds(snapshot, result):
     pending = {j.job_id: j for j in snapshot.pending}
     # An overdue job holds its node until it is killed, which is after now.
     held = [(r.node, r.cpus, r.memory, r.end and max(r.end, SOON)) for r in snapshot.running]
+    nodes = {n.name: n for n in snapshot.nodes}
     for s in result.starts:
         j = pending[s.job_id]
-        held.append((s.node, j.cpus, j.memory, NOW + j.time_limit if j.time_limit else None))
+        cpus, memory = (nodes[s.node].cpus, 0) if j.exclusive else (j.cpus, j.memory)
+        held.append((s.node, cpus, memory, NOW + j.time_limit if j.time_limit else None))
     return held
 
 
@@ -538,13 +541,14 @@ def _ref_earliest(nodes, held, j):
             continue
         if j.nodelist and n.name not in j.nodelist:
             continue
-        need = j.memory or n.memory
+        need = (0 if j.exclusive else j.memory) or n.memory
+        cpus = n.cpus if j.exclusive else j.cpus
         mine = [(c, m or n.memory, end) for on, c, m, end in held if on == n.name]
         ends = sorted({e for _, _, e in mine if e is not None})
         for t in [NOW, *ends]:
             checks = [t, *(e for e in ends if t < e < t + d)]
             if all(
-                sum(c for c, _, e in mine if e is None or e > s) + j.cpus <= n.cpus
+                sum(c for c, _, e in mine if e is None or e > s) + cpus <= n.cpus
                 and sum(m for _, m, e in mine if e is None or e > s) + need <= n.memory
                 for s in checks
             ):
@@ -662,17 +666,20 @@ def _ref_plan(snapshot, max_reservations=100):
         if not eligible:
             reasons[j.job_id] = "ReqNodeNotAvail"
             continue
-        eligible = [name for name in eligible if nodes[name].cpus >= j.cpus and nodes[name].memory >= j.memory]
+        if not j.exclusive:
+            eligible = [name for name in eligible if nodes[name].cpus >= j.cpus and nodes[name].memory >= j.memory]
         if not eligible:
             reasons[j.job_id] = "Resources"
             continue
         d = j.time_limit or math.inf
-        need = {name: j.memory or nodes[name].memory for name in eligible}
-        now_fit = [name for name in eligible if fits(name, NOW, NOW + d, j.cpus, need[name])]
+        # an exclusive job takes every CPU and all memory of the node it gets
+        cpus = {name: nodes[name].cpus if j.exclusive else j.cpus for name in eligible}
+        need = {name: (0 if j.exclusive else j.memory) or nodes[name].memory for name in eligible}
+        now_fit = [name for name in eligible if fits(name, NOW, NOW + d, cpus[name], need[name])]
         if now_fit:
             free = {name: nodes[name].cpus - sum(h[2] for h in holds[name] if h[0] <= NOW < h[1]) for name in now_fit}
             name = min(now_fit, key=lambda x: (free[x], x))
-            holds[name].append((NOW, NOW + d, j.cpus, need[name]))
+            holds[name].append((NOW, NOW + d, cpus[name], need[name]))
             tasks[j.array_job_id] = tasks.get(j.array_job_id, 0) + 1
             starts.append(Start(j.job_id, name))
             continue
@@ -681,12 +688,12 @@ def _ref_plan(snapshot, max_reservations=100):
             options = []
             for name in eligible:
                 ends = sorted({h[1] for h in holds[name] if h[1] < math.inf})
-                t = next((t for t in [NOW, *ends] if fits(name, t, t + d, j.cpus, need[name])), None)
+                t = next((t for t in [NOW, *ends] if fits(name, t, t + d, cpus[name], need[name])), None)
                 if t is not None:
                     options.append((t, name))
             if options:
                 t, name = min(options)
-                holds[name].append((t, t + d, j.cpus, need[name]))
+                holds[name].append((t, t + d, cpus[name], need[name]))
         reasons[j.job_id] = "Priority" if j.partition in lead else "Resources"
         lead.add(j.partition)
     return Plan(tuple(starts), reasons)
