@@ -130,6 +130,8 @@ class PendingOrder:
         entry = self._views.get(job.id)
         if entry is not None:
             return entry, True
+        # No `shape` yet: every job is placed on one node (admission refuses what one cannot
+        # hold) until a job's tasks are launched across nodes; plan() can place them already.
         view = PendingView(
             job.id, job.priority, job.submit_time, job.cpus, job.memory_mib, job.time_limit, job.partition,
             frozenset(job.nodelist), frozenset(job.exclude),

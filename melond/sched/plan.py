@@ -25,12 +25,15 @@ from collections import Counter
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from melond.spec.shape import Shape, deal
+
 __all__ = [
     "NodeView",
     "PendingView",
     "Plan",
     "Reason",
     "RunningView",
+    "Share",
     "Snapshot",
     "Start",
     "plan",
@@ -92,6 +95,8 @@ class PendingView:
     array_throttle: int | None = None
     user: str | None = None  # its owner, for nodes that run only one account's jobs
     exclusive: bool = False  # a whole node: every CPU and all memory of an idle one (cpus, memory ignored)
+    shape: Shape | None = None  # tasks that may span nodes (Shape.wide); None: `cpus` on one node
+    mem_per_cpu: int = 0  # MiB for each CPU a spanning job gets on a node; 0: `memory` on each node
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,11 +109,23 @@ class Snapshot:
 
 
 @dataclass(frozen=True, slots=True)
+class Share:
+    """What a job spanning nodes gets on one of them."""
+
+    node: str
+    cpus: int
+    tasks: int
+    memory: int  # MiB
+
+
+@dataclass(frozen=True, slots=True)
 class Start:
-    """Start ``job_id`` on ``node`` now."""
+    """Start ``job_id`` on ``node`` now (a job spanning nodes: on each of ``shares``, ``node``
+    being the first, where its batch script runs)."""
 
     job_id: int
     node: str
+    shares: tuple[Share, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -152,6 +169,17 @@ class _Profile:
                 return False
             i += 1
         return True
+
+    def least(self, t0: float, t1: float) -> tuple[int, int]:
+        """The fewest CPUs and MiB free at any time in [t0, t1)."""
+        times, cpus, mem = self.times, self.cpus, self.mem
+        i = bisect_right(times, t0) - 1
+        c, m = cpus[i], mem[i]
+        i += 1
+        while i < len(times) and times[i] < t1:
+            c, m = min(c, cpus[i]), min(m, mem[i])
+            i += 1
+        return c, m
 
     def earliest(self, d: float, c: int, m: int, bound: float) -> float | None:
         """The earliest t < bound with c CPUs and m MiB free throughout [t, t + d), else None."""
@@ -255,7 +283,8 @@ class _Partition:
         self.at_max = 0
         self.idle_mem = 0  # nodes with all their memory free now: only those can take memory 0
         self.lead = False  # a job here already waits for resources: those behind wait on Priority
-        self.queue: list[tuple[int, list[_Node], int, int, float]] = []  # reservations not yet made
+        # reservations not yet made: (job, eligible nodes, cpus, MiB, duration, a spanning job's view)
+        self.queue: list[tuple[int, list[_Node], int, int, float, PendingView | None]] = []
         self.groups: dict[tuple[frozenset[str], frozenset[str], bool, str | None, bool], _Group] = {}
         self.restricted = False  # some node runs one account's jobs only: placement depends on the owner
 
@@ -311,8 +340,10 @@ class _Planner:
                 self.parts.setdefault(view.partition, _Partition()).nodes[view.name] = node
         # A job past its deadline still holds its node until killed: free it just after now.
         soon = math.nextafter(now, INF)
+        counted: set[int] = set()  # a job spanning nodes is one view per node, and one array task
         for run in snapshot.running:
-            if run.array_job_id is not None:
+            if run.array_job_id is not None and run.job_id not in counted:
+                counted.add(run.job_id)
                 self.tasks[run.array_job_id] += 1
             node = nodes.get(run.node)
             if node is None:
@@ -349,6 +380,8 @@ class _Planner:
         grp = part.group(job)
         if not grp.nodes:
             return Reason.REQ_NODE_NOT_AVAIL
+        if job.shape is not None and job.shape.wide:
+            return self.place_wide(part, job, grp.nodes)
         c, m = (0, 0) if job.exclusive else (job.cpus, job.memory)  # a whole node: sized by the node it gets
         if not grp.fits_some_node(c, m):
             return Reason.RESOURCES
@@ -364,7 +397,7 @@ class _Planner:
             grp.fail(c, m, d)
         if self.budget > 0:
             self.budget -= 1
-            part.queue.append((job.job_id, grp.nodes, c, m, d))
+            part.queue.append((job.job_id, grp.nodes, c, m, d, None))
         if part.lead:
             return Reason.PRIORITY
         part.lead = True
@@ -399,7 +432,13 @@ class _Planner:
     def start(self, part: _Partition, job: PendingView, node: _Node, c: int, m: int, d: float) -> None:
         if job.exclusive:
             c = node.cpus
-        need = m or node.memory
+        self.hold(part, node, c, m or node.memory, self.now + d)
+        if job.array_job_id is not None:
+            self.tasks[job.array_job_id] += 1
+        self.starts.append(Start(job.job_id, node.name))
+
+    def hold(self, part: _Partition, node: _Node, c: int, need: int, end: float) -> None:
+        """Take c CPUs and `need` MiB of `node` from now until `end`."""
         by_free = part.by_free
         del by_free[bisect_left(by_free, (node.free_c, node.name))]
         old_m = node.free_m
@@ -412,19 +451,93 @@ class _Planner:
             part.at_max -= 1
             if part.at_max == 0:
                 part.recount_mem()
-        end = self.now + d
         if node.profile is not None:
             node.profile.take(self.now, end, c, need)
         elif end < INF:
             node.releases.append((end, c, need))
-        if job.array_job_id is not None:
-            self.tasks[job.array_job_id] += 1
-        self.starts.append(Start(job.job_id, node.name))
+
+    # ---------------------------------------------------------------- jobs that span nodes
+
+    def place_wide(self, part: _Partition, job: PendingView, eligible: list[_Node]) -> str | None:
+        """All of a spanning job's nodes at once, now, or a reservation across them."""
+        d = float(job.time_limit) if job.time_limit > 0 else INF
+        if self.choose(job, [(_room(job, n, n.cpus, n.memory), n) for n in eligible]) is None:
+            return Reason.RESOURCES  # no amount of waiting makes room for it
+        if part.queue:
+            self.reserve(part)
+        now, end = self.now, self.now + d
+        rooms = [(_room(job, n, *(n.timeline(now).least(now, end) if n.reserved else (n.free_c, n.free_m))), n)
+                 for n in eligible]
+        shares = self.choose(job, rooms)
+        if shares is not None:
+            for node, share in shares:
+                self.hold(part, node, share.cpus, share.memory, end)
+            if job.array_job_id is not None:
+                self.tasks[job.array_job_id] += 1
+            self.starts.append(Start(job.job_id, shares[0][1].node, tuple(share for _, share in shares)))
+            return None
+        if self.budget > 0:
+            self.budget -= 1
+            part.queue.append((job.job_id, eligible, 0, 0, d, job))
+        if part.lead:
+            return Reason.PRIORITY
+        part.lead = True
+        return Reason.RESOURCES
+
+    def choose(self, job: PendingView, rooms: list[tuple[int, _Node]]) -> list[tuple[_Node, Share]] | None:
+        """The nodes a spanning job gets, given how many of its tasks each can hold: the fewest
+        that hold them (the roomiest first, then by name; at least -N's least, at most its most),
+        in name order, with the tasks dealt over them as Slurm's block layout counts them."""
+        shape = job.shape
+        assert shape is not None
+        if shape.exact:  # --ntasks-per-node without -n: that many on each node
+            rooms = [(r, n) for r, n in rooms if r == shape.ntasks_per_node]
+        rooms = sorted(((r, n) for r, n in rooms if r > 0), key=lambda rn: (-rn[0], rn[1].name))
+        chosen: list[tuple[int, _Node]] = []
+        total = 0
+        for r, n in rooms:
+            if total >= shape.ntasks and len(chosen) >= shape.nodes_min:
+                break
+            chosen.append((r, n))
+            total += r
+        if shape.nodes_max is not None and len(chosen) > shape.nodes_max:
+            return None
+        chosen.sort(key=lambda rn: rn[1].name)
+        tasks = deal(shape.ntasks, [r for r, _ in chosen]) if len(chosen) >= shape.nodes_min else None
+        if tasks is None:
+            return None
+        shares = []
+        for (_, node), t in zip(chosen, tasks):
+            cpus = node.cpus if shape.exclusive else t * shape.cpus_per_task
+            memory = node.memory if shape.exclusive else job.mem_per_cpu * cpus if job.mem_per_cpu else \
+                (job.memory or node.memory)  # a whole node's memory is the job's too
+            shares.append((node, Share(node.name, cpus, t, memory)))
+        return shares
+
+    def reserve_wide(self, job: PendingView, eligible: list[_Node], d: float) -> None:
+        """The earliest time all of a spanning job's nodes are free for its whole time, held on each.
+        Only a release can make room, so the times worth trying are now and each node's changes."""
+        now = self.now
+        times = sorted({t for n in eligible for t in n.timeline(now).times})
+        for t in times:
+            end = t + d
+            shares = self.choose(job, [(_room(job, n, *n.timeline(now).least(t, end)), n) for n in eligible])
+            if shares is None:
+                continue
+            for node, share in shares:
+                node.timeline(now).take(t, end, share.cpus, share.memory)
+                node.reserved = True
+            self.expected[job.job_id] = t
+            self.expected_nodes[job.job_id] = shares[0][0].name
+            return
 
     def reserve(self, part: _Partition) -> None:
         """Make the queued reservations, in priority order, each at its earliest start (then name)."""
         now = self.now
-        for job_id, eligible, c, m, d in part.queue:
+        for job_id, eligible, c, m, d, wide in part.queue:
+            if wide is not None:
+                self.reserve_wide(wide, eligible, d)
+                continue
             best: tuple[float, _Node, int] | None = None
             bound = INF
             for node in eligible:
@@ -441,6 +554,20 @@ class _Planner:
                 self.expected[job_id] = t
                 self.expected_nodes[job_id] = node.name
         part.queue.clear()
+
+
+def _room(job: PendingView, node: _Node, free_c: int, free_m: int) -> int:
+    """How many of a spanning job's tasks `node` holds with that much free."""
+    shape = job.shape
+    assert shape is not None
+    c = shape.cpus_per_task
+    if shape.exclusive:
+        room = node.cpus // c if free_c == node.cpus and free_m == node.memory else 0
+    elif job.mem_per_cpu:
+        room = min(free_c // c, free_m // (job.mem_per_cpu * c))
+    else:
+        room = free_c // c if free_m >= (job.memory or node.memory) else 0
+    return min(room, shape.ntasks_per_node) if shape.ntasks_per_node else room
 
 
 def _allowed(node: _Node, job: PendingView) -> bool:

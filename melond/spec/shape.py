@@ -31,7 +31,7 @@ class Shape(namedtuple("Shape", _FIELDS, defaults=(1, None, 1, False, None, 1, F
     """What a job asks for, normalised: `ntasks` is always the task count it runs.
 
     nodes_min, nodes_max: -N (nodes_max None: as many as the tasks need, no -N given);
-    ntasks_given: -n or --ntasks-per-node was given, so the batch step sees SLURM_NTASKS;
+    ntasks_given: -n was given;
     ntasks_per_node: with -n the most on one node, without it the count on each;
     exclusive: whole nodes; distribution: -m as given (block, cyclic, plane=N, arbitrary, ...).
     A namedtuple, not a dataclass: `dataclasses` costs every mbatch its imports of re and enum.
@@ -50,6 +50,16 @@ class Shape(namedtuple("Shape", _FIELDS, defaults=(1, None, 1, False, None, 1, F
     use_min_nodes: bool
 
     @property
+    def wide(self) -> bool:
+        """May it span nodes? (More than one node asked for, or tasks with no -N to hold them to one.)"""
+        return self.nodes_min > 1 or (self.ntasks > 1 and self.nodes_max != 1)
+
+    @property
+    def exact(self) -> bool:
+        """--ntasks-per-node without -n: exactly that many on each node."""
+        return bool(self.ntasks_per_node) and not self.ntasks_given
+
+    @property
     def cpus(self) -> int:
         """CPUs for all tasks together (before --exclusive rounds each node up to a whole one)."""
         return self.ntasks * self.cpus_per_task
@@ -60,7 +70,7 @@ class Shape(namedtuple("Shape", _FIELDS, defaults=(1, None, 1, False, None, 1, F
         if self.nodes_max is not None or self.nodes_min > 1:
             top = self.nodes_max if self.nodes_max is not None else self.nodes_min
             words.append(f"-N {self.nodes_min}" + (f"-{top}" if top != self.nodes_min else ""))
-        if self.ntasks_given and (self.ntasks_per_node is None or self.ntasks != self.nodes_min * self.ntasks_per_node):
+        if self.ntasks_given:
             words.append(f"-n {self.ntasks}")
         if self.ntasks_per_node is not None:
             words.append(f"--ntasks-per-node={self.ntasks_per_node}")
@@ -111,7 +121,7 @@ def make_shape(*, nodes: tuple[int, int | None] | None = None, ntasks: int | Non
     least, most = nodes if nodes is not None else (1, None)
     if distribution and distribution.split(":")[0].split(",")[0].lower() == "arbitrary" and ntasks is None:
         raise SpecError("task count required for arbitrary distribution: give -n")
-    given = ntasks is not None or ntasks_per_node is not None
+    given = ntasks is not None
     if ntasks is None:
         # -N alone is one task per node; --ntasks-per-node=k alone, k on each of the least nodes
         ntasks = least * (ntasks_per_node or 1)
@@ -138,12 +148,19 @@ def layout(shape: Shape, cpus: Sequence[int]) -> list[int] | None:
     as Slurm's block layout counts them; None if they cannot hold every task, or if a node would
     get none. With `--ntasks-per-node` and no `-n`, every node gets exactly that many."""
     room = [slots(shape, c) for c in cpus]
-    if not room or sum(room) < shape.ntasks or len(cpus) > shape.ntasks or min(room) < 1:
+    if shape.exact:
+        return [shape.ntasks_per_node] * len(cpus) if len(cpus) * shape.ntasks_per_node == shape.ntasks and \
+            min(room, default=0) == shape.ntasks_per_node else None
+    return deal(shape.ntasks, room)
+
+
+def deal(ntasks: int, room: Sequence[int]) -> list[int] | None:
+    """`ntasks` dealt one per node per round while a node has room (Slurm's block counts); None
+    if the rooms cannot hold them all, or a node would get none."""
+    if not room or sum(room) < ntasks or len(room) > ntasks or min(room) < 1:
         return None
-    if shape.ntasks_per_node and not shape.ntasks_given:
-        return [shape.ntasks_per_node] * len(cpus) if len(cpus) * shape.ntasks_per_node == shape.ntasks else None
-    tasks = [0] * len(cpus)
-    left = shape.ntasks
+    tasks = [0] * len(room)
+    left = ntasks
     while left:
         for i, r in enumerate(room):
             if left and tasks[i] < r:

@@ -36,12 +36,12 @@ ALICE = Submitter("alice", 2001, 2001)
 
 
 @pytest.mark.parametrize(("shape", "cpus", "tasks"), [
-    ({"ntasks": 4}, 4, 4), ({"ntasks": 2, "cpus": 2}, 4, 2), ({"ntasks_per_node": 3}, 3, 3), ({}, 1, None),
+    ({"ntasks": 4}, 4, 4), ({"ntasks": 2, "cpus": 2}, 4, 2), ({"ntasks_per_node": 3}, 3, None), ({}, 1, None),
     ({"nodes": [1, 1], "ntasks": 4}, 4, 4)])
 def test_a_job_holds_cpus_for_every_task(shape: dict, cpus: int, tasks) -> None:
     """min_cpus = ntasks x cpus_per_task (slurm_opt_create_job_desc in src/common/slurm_opt.c)."""
     jobs, _ = admit({**REQ, **shape}, ALICE, "p", Rules(), SIZED, 0.0)
-    assert jobs[0].cpus == cpus and jobs[0].ntasks == tasks and jobs[0].shape.ntasks == (tasks or 1)
+    assert jobs[0].cpus == cpus and jobs[0].ntasks == tasks and jobs[0].shape.ntasks == cpus // (shape.get("cpus") or 1)
     assert jobs[0].memory == cpus * 1024 * 1024 * 1024  # the least memory per CPU of a node, for each CPU held
 
 

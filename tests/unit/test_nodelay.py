@@ -68,3 +68,23 @@ def test_unset_extend_policy_is_no_delay_on_a_shared_melond_only() -> None:
     assert extend_policy(None, shared=False) == "always"
     assert extend_policy("always", shared=True) == "always"
     assert extend_policy("no-delay", shared=False) == "no-delay"
+
+
+def test_a_job_spanning_nodes_is_delayed_by_an_extension_on_any_of_them() -> None:
+    """A 2-node job waits for n1 (busy until +40) and n2 (busy until +10): extending n2's job past
+    +40 delays it, though n1 is the node it waits for now; a running job spanning both nodes holds
+    them both, and extending it moves both."""
+    from dataclasses import replace
+
+    from melond.spec.shape import make_shape
+    nodes = (NodeView("n1", "p", 4, 1000), NodeView("n2", "p", 4, 1000))
+    wide = replace(PendingView(3, 0, NOW - 5, 1, 100, 100, "p"), shape=make_shape(nodes=(2, 2), cpus_per_task=4))
+    snap = Snapshot(nodes, (RunningView(1, "n1", 4, 100, NOW + 40), RunningView(2, "n2", 4, 100, NOW + 10)), (wide,))
+    assert delays(snap, NOW, 2, NOW + 40) == []
+    (d,) = delays(snap, NOW, 2, NOW + 60)
+    assert (d.job_id, d.before, d.after) == (3, NOW + 40, NOW + 60)
+    assert largest_harmless_end(snap, NOW, 2, NOW + 10, NOW + 100) == NOW + 40
+    spanning = Snapshot(nodes, (RunningView(1, "n1", 4, 100, NOW + 40), RunningView(1, "n2", 4, 100, NOW + 40)),
+                        (PendingView(4, 0, NOW - 5, 4, 100, 100, "p", nodelist=frozenset({"n2"})),))
+    (d,) = delays(spanning, NOW, 1, NOW + 50)
+    assert (d.job_id, d.before, d.after) == (4, NOW + 40, NOW + 50)

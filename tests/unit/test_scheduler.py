@@ -2,12 +2,14 @@
 
 import math
 import random
+from dataclasses import replace
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from melond.sched.plan import NodeView, PendingView, Plan, RunningView, Snapshot, Start, plan
+from melond.sched.plan import NodeView, PendingView, Plan, RunningView, Share, Snapshot, Start, plan
+from melond.spec.shape import make_shape
 
 NOW = 1000.0
 SOON = math.nextafter(NOW, math.inf)
@@ -406,13 +408,15 @@ PARTS = ["main", "gpu"]
 
 
 @st.composite
-def snapshots(draw, with_arrays=True, with_blocked=True):
+def snapshots(draw, with_arrays=True, with_blocked=True, wide=4):
+    """Random situations; one pending job in `wide` may span nodes (wide=1: all, in one partition)."""
     nodes = []
-    for name in draw(st.lists(st.sampled_from(NAMES), min_size=1, max_size=4, unique=True)):
+    parts = PARTS[:1] if wide == 1 else PARTS
+    for name in draw(st.lists(st.sampled_from(NAMES), min_size=1, max_size=4 if wide > 1 else 6, unique=True)):
         nodes.append(
             NodeView(
                 name,
-                draw(st.sampled_from(PARTS)),
+                draw(st.sampled_from(parts)),
                 draw(st.integers(1, 8)),
                 draw(st.sampled_from([1024, 2048, 4096])),
                 draw(st.booleans() | st.just(True)),
@@ -442,7 +446,7 @@ def snapshots(draw, with_arrays=True, with_blocked=True):
                 draw(st.integers(1, 8)),
                 draw(st.sampled_from([0, 256, 1024, 2048, 8192])),
                 draw(st.sampled_from([0, 60, 300, 1000, 3000])),
-                draw(st.sampled_from(PARTS)),
+                draw(st.sampled_from(parts)),
                 frozenset(draw(st.lists(st.sampled_from(NAMES), max_size=2))) if draw(st.booleans()) else frozenset(),
                 frozenset(draw(st.lists(st.sampled_from(NAMES), max_size=1))),
                 draw(st.sampled_from([None, None, None, "Dependency", "JobHeldUser"])) if with_blocked else None,
@@ -451,6 +455,16 @@ def snapshots(draw, with_arrays=True, with_blocked=True):
                 exclusive=draw(st.sampled_from([False, False, False, True])),
             )
         )
+        if draw(st.integers(1, wide)) == 1:  # a job that may span nodes
+            per_node = draw(st.none() | st.integers(1, 3))
+            ntasks = draw(st.none() | st.integers(1, 6)) if per_node else draw(st.integers(1, 6))
+            nodes_given = draw(st.none() | st.integers(1, 3))
+            shape = make_shape(nodes=None if nodes_given is None else (nodes_given, nodes_given + draw(st.integers(0, 1))),
+                               ntasks=ntasks, ntasks_per_node=per_node, cpus_per_task=draw(st.integers(1, 2)),
+                               exclusive=pending[-1].exclusive)
+            if shape.wide:
+                pending[-1] = replace(pending[-1], shape=shape, mem_per_cpu=draw(st.sampled_from([0, 0, 128, 512])),
+                                      memory=draw(st.sampled_from([0, 128, 256, 1024])))
     return Snapshot(tuple(nodes), tuple(running), tuple(pending))
 
 
@@ -466,8 +480,12 @@ def _holds(snapshot, result):
     nodes = {n.name: n for n in snapshot.nodes}
     for s in result.starts:
         j = pending[s.job_id]
+        end = NOW + j.time_limit if j.time_limit else None
+        if s.shares:
+            held.extend((share.node, share.cpus, share.memory, end) for share in s.shares)
+            continue
         cpus, memory = (nodes[s.node].cpus, 0) if j.exclusive else (j.cpus, j.memory)
-        held.append((s.node, cpus, memory, NOW + j.time_limit if j.time_limit else None))
+        held.append((s.node, cpus, memory, end))
     return held
 
 
@@ -478,10 +496,16 @@ def test_no_node_over_committed(snapshot):
     nodes = {n.name: n for n in snapshot.nodes}
     pending = {j.job_id: j for j in snapshot.pending}
     for s in result.starts:
-        n, j = nodes[s.node], pending[s.job_id]
-        assert n.available and n.partition == j.partition
-        assert not j.nodelist or n.name in j.nodelist
-        assert n.name not in j.exclude
+        j = pending[s.job_id]
+        if j.shape is not None and j.shape.wide:
+            assert s.shares and s.node == s.shares[0].node and sum(x.tasks for x in s.shares) == j.shape.ntasks
+            assert j.shape.nodes_min <= len(s.shares) <= (j.shape.nodes_max or len(s.shares))
+            assert [x.node for x in s.shares] == sorted({x.node for x in s.shares})
+        for name in [x.node for x in s.shares] or [s.node]:
+            n = nodes[name]
+            assert n.available and n.partition == j.partition
+            assert not j.nodelist or n.name in j.nodelist
+            assert n.name not in j.exclude
     for name, n in nodes.items():
         held = [(c, m or n.memory) for on, c, m, _ in _holds(snapshot, result) if on == name]
         assert sum(c for c, _ in held) <= n.cpus
@@ -532,8 +556,74 @@ def test_plan_is_deterministic_and_ignores_input_order(snapshot, rnd):
     assert plan(shuffled, NOW) == first
 
 
+def _ref_fits(n, mine, t0, t1, c, m):
+    """Whether c CPUs and m MiB are free on node n throughout [t0, t1), given (start, end, cpus, MiB) holds."""
+    points = [t0, *(p for h in mine for p in h[:2] if t0 < p < t1)]
+    return all(sum(h[2] for h in mine if h[0] <= s < h[1]) + c <= n.cpus
+               and sum(h[3] for h in mine if h[0] <= s < h[1]) + m <= n.memory for s in points)
+
+
+def _ref_room(j, n, mine, t0, t1):
+    """The most of a spanning job's tasks node n holds throughout [t0, t1), tried one count at a time."""
+    sh = j.shape
+    most = n.cpus // sh.cpus_per_task
+    if sh.ntasks_per_node:
+        most = min(most, sh.ntasks_per_node)
+    if sh.exclusive:
+        return most if _ref_fits(n, mine, t0, t1, n.cpus, n.memory) else 0
+    for r in range(most, 0, -1):
+        cpus = r * sh.cpus_per_task
+        if _ref_fits(n, mine, t0, t1, cpus, j.mem_per_cpu * cpus if j.mem_per_cpu else (j.memory or n.memory)):
+            return r
+    return 0
+
+
+def _ref_choose(j, rooms):
+    """[(node, cpus, tasks, MiB)]: the fewest roomiest nodes (then by name), in name order, the
+    tasks dealt one per node per round; None when they cannot hold the job."""
+    sh = j.shape
+    if sh.ntasks_per_node and not sh.ntasks_given:
+        rooms = [(r, n) for r, n in rooms if r == sh.ntasks_per_node]
+    chosen, total = [], 0
+    for r, n in sorted([(r, n) for r, n in rooms if r], key=lambda x: (-x[0], x[1].name)):
+        if total >= sh.ntasks and len(chosen) >= sh.nodes_min:
+            break
+        chosen.append((r, n))
+        total += r
+    if total < sh.ntasks or len(chosen) < sh.nodes_min or len(chosen) > sh.ntasks or \
+            (sh.nodes_max is not None and len(chosen) > sh.nodes_max):
+        return None
+    chosen.sort(key=lambda x: x[1].name)
+    tasks, left = [0] * len(chosen), sh.ntasks
+    while left:
+        for i, (r, _) in enumerate(chosen):
+            if left and tasks[i] < r:
+                tasks[i], left = tasks[i] + 1, left - 1
+    out = []
+    for (_, n), t in zip(chosen, tasks):
+        cpus = n.cpus if sh.exclusive else t * sh.cpus_per_task
+        out.append((n, cpus, t, n.memory if sh.exclusive else j.mem_per_cpu * cpus if j.mem_per_cpu else
+                    (j.memory or n.memory)))
+    return out
+
+
+def _ref_earliest_wide(nodes, held, j):
+    d = j.time_limit or float("inf")
+    ok = [n for n in nodes if n.available and n.partition == j.partition and n.name not in j.exclude
+          and (not j.nodelist or n.name in j.nodelist)]
+    mine = {n.name: [(NOW, e if e is not None else math.inf, c, m or n.memory) for on, c, m, e in held
+                     if on == n.name] for n in ok}
+    ends = sorted({h[1] for hs in mine.values() for h in hs if h[1] < math.inf})
+    for t in [NOW, *ends]:
+        if _ref_choose(j, [(_ref_room(j, n, mine[n.name], t, t + d), n) for n in ok]):
+            return t
+    return None
+
+
 def _ref_earliest(nodes, held, j):
     """Brute force: the earliest start of ``j`` on any node, given the jobs held there."""
+    if j.shape is not None and j.shape.wide:
+        return _ref_earliest_wide(nodes, held, j)
     d = j.time_limit or float("inf")
     best = None
     for n in nodes:
@@ -666,6 +756,31 @@ def _ref_plan(snapshot, max_reservations=100):
         if not eligible:
             reasons[j.job_id] = "ReqNodeNotAvail"
             continue
+        if j.shape is not None and j.shape.wide:
+            d = j.time_limit or math.inf
+            ok = [nodes[name] for name in eligible]
+            if _ref_choose(j, [(_ref_room(j, n, [], NOW, NOW + d), n) for n in ok]) is None:
+                reasons[j.job_id] = "Resources"
+                continue
+            got = _ref_choose(j, [(_ref_room(j, n, holds[n.name], NOW, NOW + d), n) for n in ok])
+            if got:
+                for n, c, _, m in got:
+                    holds[n.name].append((NOW, NOW + d, c, m))
+                tasks[j.array_job_id] = tasks.get(j.array_job_id, 0) + 1
+                starts.append(Start(j.job_id, got[0][0].name, tuple(Share(n.name, c, t, m) for n, c, t, m in got)))
+                continue
+            if budget > 0:
+                budget -= 1
+                ends = sorted({h[1] for n in ok for h in holds[n.name] if h[1] < math.inf})
+                for t in [NOW, *ends]:
+                    got = _ref_choose(j, [(_ref_room(j, n, holds[n.name], t, t + d), n) for n in ok])
+                    if got:
+                        for n, c, _, m in got:
+                            holds[n.name].append((t, t + d, c, m))
+                        break
+            reasons[j.job_id] = "Priority" if j.partition in lead else "Resources"
+            lead.add(j.partition)
+            continue
         if not j.exclusive:
             eligible = [name for name in eligible if nodes[name].cpus >= j.cpus and nodes[name].memory >= j.memory]
         if not eligible:
@@ -703,6 +818,79 @@ def _ref_plan(snapshot, max_reservations=100):
 @given(snapshots(), st.sampled_from([100, 2, 1, 0]))
 def test_plan_matches_the_brute_force_reference(snapshot, max_reservations):
     assert plan(snapshot, NOW, max_reservations=max_reservations) == _ref_plan(snapshot, max_reservations)
+
+
+@settings(max_examples=400)
+@given(snapshots(with_arrays=False, wide=1), st.sampled_from([100, 1]))
+def test_plans_of_jobs_spanning_nodes_match_the_reference(snapshot, max_reservations):
+    """Every pending job may span nodes: placed whole or not at all, reserved across nodes."""
+    result = plan(snapshot, NOW, max_reservations=max_reservations)
+    assert result == _ref_plan(snapshot, max_reservations)
+    nodes = {n.name: n for n in snapshot.nodes}
+    for name, n in nodes.items():
+        held = [(c, m or n.memory) for on, c, m, _ in _holds(snapshot, result) if on == name]
+        assert sum(c for c, _ in held) <= n.cpus and sum(m for _, m in held) <= n.memory
+
+
+def test_seeded_plans_with_many_jobs_spanning_nodes_match_the_reference():
+    """Bigger seeded situations than hypothesis draws, half of the jobs spanning nodes; they must
+    really span some (the count is checked) and agree with the reference in every decision."""
+    rnd = random.Random(27)
+    spanning = reserved = 0
+    for _ in range(25):
+        nodes = tuple(NodeView(f"n{i}", "main", rnd.choice([2, 4, 8]), rnd.choice([2, 4]) * GiB) for i in range(6))
+        running = []
+        for n in nodes:
+            free = n.cpus
+            while free > 1 and rnd.random() < 0.5:
+                c = rnd.randint(1, free)
+                free -= c
+                running.append(RunningView(900 + len(running), n.name, c, 512, NOW + rnd.randint(1, 3000)))
+        pending = []
+        for i in range(1, 40):
+            j = job(i, rnd.choice([1, 2]), memory=rnd.choice([0, 256, 512]), limit=rnd.choice([60, 600, 3600, 0]),
+                    priority=rnd.randint(0, 2), exclusive=rnd.random() < 0.1)
+            if rnd.random() < 0.5:
+                per_node = rnd.choice([None, None, 1, 2, 4])
+                shape = make_shape(nodes=rnd.choice([None, None, (2, 2), (1, 3), (3, 3)]),
+                                   ntasks=rnd.randint(1, 12) if per_node is None or rnd.random() < 0.5 else None,
+                                   ntasks_per_node=per_node, cpus_per_task=rnd.choice([1, 1, 2]), exclusive=j.exclusive)
+                if shape.wide:
+                    j = replace(j, shape=shape, mem_per_cpu=rnd.choice([0, 0, 64]))
+            pending.append(j)
+        snap = Snapshot(nodes, tuple(running), tuple(pending))
+        for cap in (100, 3):
+            result = plan(snap, NOW, max_reservations=cap)
+            assert result == _ref_plan(snap, cap)
+            spanning += sum(len(st.shares) > 1 for st in result.starts)
+            reserved += sum(1 for j in pending if j.shape is not None and j.job_id in result.expected)
+    assert spanning >= 20 and reserved >= 100, (spanning, reserved)
+
+
+def test_a_wide_job_waits_whole_and_narrow_jobs_backfill_only_if_they_end_before_it():
+    """Two nodes; one is busy for 100 s. A 2-node job cannot start partly: it reserves both from
+    100 s on; a short job backfills on the free node, a long one must wait."""
+    wide = replace(job(2, limit=1000), shape=make_shape(nodes=(2, 2), cpus_per_task=4), memory=256)
+    short, long_ = job(3, limit=50, memory=256), job(4, limit=500, memory=256)
+    snap = Snapshot((node("a"), node("b")), (run(1, "a", 4, ends_in=100),), (wide, short, long_))
+    result = plan(snap, NOW)
+    assert result.starts == (Start(3, "b"),)
+    assert result.reasons == {2: "Resources", 4: "Priority"}
+    assert result.expected[2] == NOW + 100
+    free = plan(Snapshot((node("a"), node("b")), (), (wide,)), NOW)
+    assert free.starts == (Start(2, "a", (Share("a", 4, 1, 256), Share("b", 4, 1, 256))),)
+
+
+def test_tasks_are_dealt_as_slurms_block_layout_on_the_fewest_nodes():
+    """-n 8 -c 2 on 4-CPU nodes: 4 nodes of 2 tasks; -n 5 --ntasks-per-node=2: 2, 2, 1."""
+    nodes = tuple(node(f"n{i}") for i in range(1, 6))
+    result = plan(Snapshot(nodes, (), (replace(job(1), shape=make_shape(ntasks=8, cpus_per_task=2)),)), NOW)
+    assert [(x.node, x.cpus, x.tasks) for x in result.starts[0].shares] == [(f"n{i}", 4, 2) for i in range(1, 5)]
+    result = plan(Snapshot(nodes, (), (replace(job(1), shape=make_shape(ntasks=5, ntasks_per_node=2)),)), NOW)
+    assert [x.tasks for x in result.starts[0].shares] == [2, 2, 1]
+    result = plan(Snapshot(nodes, (run(9, "n1", 3),), (replace(job(1), shape=make_shape(nodes=(2, 2), ntasks=3)),)),
+                  NOW)
+    assert [(x.node, x.tasks) for x in result.starts[0].shares] == [("n2", 2), ("n3", 1)]  # n1 has room for 1
 
 
 def test_seeded_large_plans_match_the_reference():

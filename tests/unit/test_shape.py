@@ -30,7 +30,7 @@ def test_client_side_normalisation_warns_as_sbatch() -> None:
     assert make_shape(nodes=(1, 8), ntasks=3).nodes_max == 3  # max_nodes := min(max_nodes, ntasks)
     assert make_shape(nodes=(3, 3)) == Shape(nodes_min=3, nodes_max=3, ntasks=3)  # one task per node, not "given"
     assert make_shape(nodes=(2, 2), ntasks_per_node=4).ntasks == 8
-    assert make_shape(ntasks_per_node=4).ntasks_given
+    assert make_shape(ntasks_per_node=4).exact and not make_shape(ntasks_per_node=4, ntasks=3).exact
 
 
 @pytest.mark.parametrize(("text", "expected"), [("2", (2, 2)), ("1-3", (1, 3)), ("2k", (2048, 2048)), (" 4 ", (4, 4))])
