@@ -13,7 +13,7 @@ CGROUP_ROOT = "/sys/fs/cgroup"
 TREE = "melon"  # the folder of Melon's cgroups in each hierarchy
 CPU_PERIOD_US = 100_000
 V1_CONTROLLERS = ("memory", "cpu", "pids", "freezer")
-V2_CONTROLLERS = ("cpu", "memory", "pids")  # what a v2 job cgroup is limited by, handed down to it
+V2_CONTROLLERS = ("cpu", "memory", "pids", "cpuset")  # what a v2 job cgroup is limited by, handed down to it
 POOLED_V1 = ("cpu", "pids", "freezer")  # hierarchies whose job cgroups are reused (_Slots)
 T = TypeVar("T")
 
@@ -44,6 +44,7 @@ class NoLimits:
 
     name = "none"
     wraps = False  # True: the job's command is wrapped (systemd-run), not moved into a cgroup
+    cpu_ids: list[int] | None = None  # the CPUs melond pinned the job to: its cpuset, where the backend sets one
 
     def __init__(self, key: str, cpus: int, memory: int, tasks_max: int, scope: str) -> None:
         self.key = key  # the job run's spool key: `17`, or `17.1` once requeued

@@ -229,6 +229,8 @@ class CgroupV2(NoLimits):
             write_file(os.path.join(self.dir, "cpu.max"), f"{self.cpus * CPU_PERIOD_US} {CPU_PERIOD_US}")
         if self.tasks_max:
             write_file(os.path.join(self.dir, "pids.max"), str(self.tasks_max))
+        if self.cpu_ids and os.path.exists(os.path.join(self.dir, "cpuset.cpus")):  # cpuset handed down
+            write_file(os.path.join(self.dir, "cpuset.cpus"), ",".join(map(str, self.cpu_ids)))
 
     def enter(self) -> None:
         self.home = CGROUP_ROOT + own_cgroups().get("", "/")

@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from . import limits
+from . import cpuset, limits
 from .protocol import DEFAULT_UMASK, KillCause, SignalTo, job_channel
 from .spawn import ERROR_STREAM, Launch, spawn
 from .spool import JobDir
@@ -43,6 +43,7 @@ class Job:
         self.notify = notify  # where a later helper hears of its end, should ours be gone
         self.limits = limits.BACKENDS[backend](spec["key"], spec.get("cpus") or 0, spec.get("memory") or 0,
                                                spec.get("tasks_max") or 0, spec["scope"])
+        self.limits.cpu_ids = spec.get("cpu_ids")
         self.kill_wait = float(spec.get("kill_wait", 30))
         self.pid = 0  # its process, once forked
         self.returncode: int | None = None
@@ -51,6 +52,7 @@ class Job:
         self.stderr_fd = -1  # the job's error stream, where Slurm's lines about its end go
         self.launch_error: str | None = None
         self.tmpdir: str | None = None  # its TMPDIR, removed after its end
+        self.cpuset: str | None = None  # its v1 cpuset folder, where the node gives it one
         self.start = 0.0
         self.locate_until = 0.0
         self.due: float | None = None
@@ -86,6 +88,9 @@ class Job:
                         ids=(uid, gid, groups) if switch else None, for_good=not lim.wraps, tmpdir=self.tmpdir,
                         shm_size=spec.get("memory") or 0, cpu_ids=spec.get("cpu_ids"))
         enter, leave = (_nothing, _nothing) if lim.wraps else (lim.enter, lim.leave)
+        self.cpuset = cpuset.make(lim.rel, spec.get("cpu_ids") or [])
+        if self.cpuset:
+            enter, leave = _with_cpuset(self.cpuset, enter, leave)
         try:
             self.pid, self.report_fd = spawn(launch, enter, leave)
         except OSError as exc:
@@ -252,7 +257,25 @@ class Job:
             self.limits.signal_all(signal.SIGKILL)
             return CLEANUP_POLL
         self.limits.destroy()
+        cpuset.remove(self.limits.rel)
         return None
+
+
+def _with_cpuset(path: str, enter: Callable[[], None], leave: Callable[[], None]) -> tuple[Callable[[], None],
+                                                                                          Callable[[], None]]:
+    """The fork's way in and out of the job's cgroups, its cpuset included."""
+    back = cpuset.home()
+
+    def enter_both() -> None:
+        cpuset.enter(path)
+        enter()
+
+    def leave_both() -> None:
+        try:
+            leave()
+        finally:
+            cpuset.leave(back)
+    return enter_both, leave_both
 
 
 def record_result(jobdir: JobDir, result: dict, syncer: ResultSyncer, tell: Callable[[str, dict], bool],

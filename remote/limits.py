@@ -13,7 +13,7 @@ import signal
 import subprocess
 import time
 
-from . import cgroup, delegated, subtree
+from . import cgroup, cpuset, delegated, subtree
 from .cgroup import CGROUP_ROOT, NoLimits, read_file
 from .cgroupfs import CgroupV1, CgroupV2
 from .delegated import DelegatedV2
@@ -27,20 +27,22 @@ def fence(backend: str, scope: str, key: str) -> None:
     """Kill what is left of a run whose supervisor died, found by its cgroup's name, and remove
     that cgroup: the backend, made for the run's key, names the job's own cgroup (its memory
     cgroup on v1, its cgroup on v2); with systemd, systemctl finds its scope."""
+    lim = BACKENDS.get(backend, NoLimits)(key, 0, 0, 0, scope)
     if backend == "systemd":
         try:
             subprocess.run([SYSTEMCTL, "kill", "--signal=SIGKILL", f"melon-job-{key}.scope"],
                            capture_output=True, timeout=10)  # its anchor too: systemd then collects it
         except (OSError, subprocess.SubprocessError):
             pass
+        cpuset.remove(lim.rel)  # empty once the kill is through; else the next sweep's
         return
-    lim = BACKENDS.get(backend, NoLimits)(key, 0, 0, 0, scope)
     for _ in range(50):  # a fork racing the kill joins the cgroup: go round until it is empty
         if not lim.pids():
             break
         lim.signal_all(signal.SIGKILL)
         time.sleep(0.01)
     lim.destroy()
+    cpuset.remove(lim.rel)
 
 
 def _can_make_dir(parent: str) -> bool:

@@ -9,7 +9,7 @@ import os
 import signal
 
 from .cgroup import (CGROUP_ROOT, NoLimits, hierarchy, mine, move_self, own_cgroups, read_file, stat_value,
-                           v1_peak, v2_usage, write_file)
+                           v1_peak, v2_mounted, v2_usage, write_file)
 
 class SystemdScope(NoLimits):
     """A transient systemd scope per job, `melon-job-<id>.scope`, with MemoryMax, CPUQuota, TasksMax.
@@ -58,6 +58,8 @@ class SystemdScope(NoLimits):
             props.append(("CPUQuotaPerSecUSec", ("t", self.cpus * 1_000_000)))
         if self.tasks_max:
             props.append(("TasksMax", ("t", self.tasks_max)))
+        if self.cpu_ids and v2_mounted():  # systemd sets cpusets on cgroup v2 only
+            props.append(("AllowedCPUs", ("ay", _cpu_mask(self.cpu_ids))))
         return props
 
     def wrap(self, argv: list[str], uid: int, gid: int) -> list[str]:
@@ -68,6 +70,8 @@ class SystemdScope(NoLimits):
             cmd += ["-p", f"CPUQuota={self.cpus * 100}%"]
         if self.tasks_max:
             cmd += ["-p", f"TasksMax={self.tasks_max}"]
+        if self.cpu_ids and v2_mounted():
+            cmd += ["-p", f"AllowedCPUs={','.join(map(str, self.cpu_ids))}"]
         return [*cmd, "--", *_become(uid, gid), *argv]
 
     def find_scope(self, pid: int) -> bool | None:
@@ -281,3 +285,11 @@ SYSTEMD_RUN = next((p for p in ("/usr/bin/systemd-run", "/bin/systemd-run") if o
 SLEEP = next((p for p in ("/usr/bin/sleep", "/bin/sleep") if os.path.exists(p)), "sleep")
 SETPRIV = next((p for p in ("/usr/bin/setpriv", "/bin/setpriv") if os.path.exists(p)), "setpriv")
 SYSTEMCTL = next((p for p in ("/usr/bin/systemctl", "/bin/systemctl") if os.path.exists(p)), "systemctl")
+
+
+def _cpu_mask(ids: list[int]) -> list[int]:
+    """AllowedCPUs as systemd's D-Bus property carries it: a bitmask, CPU n at bit n % 8 of byte n // 8."""
+    mask = [0] * (max(ids) // 8 + 1)
+    for c in ids:
+        mask[c // 8] |= 1 << (c % 8)
+    return mask

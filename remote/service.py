@@ -22,7 +22,7 @@ import sys
 import time
 from collections.abc import Callable
 
-from . import asks, cgroup, delegated, limits, output, spool, subtree, wire
+from . import asks, cgroup, cpuset, delegated, limits, output, spool, subtree, wire
 from .protocol import ErrorCode, Event, KillCause, Op, SignalTo
 from .job import TMP_BASE, lookup_user, process_stat, start_ticks
 from .supervisor import LOCATE_TIMEOUT, MAX_REQUEST, reap_children
@@ -85,6 +85,7 @@ def probe(spool_dir: str, limits_wanted: str = "auto") -> dict:
         "cpus": len(os.sched_getaffinity(0)),
         "cpu_ids": cpu_ids,
         "cpu_sockets": cpu_sockets,
+        "cpuset": cpuset.enforced(backend),  # jobs' CPUs enforced by a cpuset, not only their affinity
         "memory": mem_total,
         "python": platform.python_version(),
         "backend": backend,

@@ -50,7 +50,7 @@ class NodeState:
         if info.get("cpus"):
             self.cpus = self.cap_cpus or info["cpus"]
             self.memory = min(info["memory"], self.cap_memory or info["memory"])
-            self._cpu_ids(info.get("cpu_ids"), info.get("cpu_sockets"))
+            self._cpu_ids(info.get("cpu_ids"), info.get("cpu_sockets"), bool(info.get("cpuset")))
         backend, why = info.get("backend", "none"), info.get("backend_reason", "")
         if user is None:
             self.only_user = info.get("user") if info.get("uid") not in (0, None) else None
@@ -61,7 +61,7 @@ class NodeState:
         self.backend = kinds.pop() if len(kinds) == 1 else "mixed"
         self.backend_reason = "; ".join(f"{u}: {b} ({w})" for u, (b, w) in sorted(self.link_limits.items()))
 
-    def _cpu_ids(self, ids: list[int] | None, sockets: list[int] | None) -> None:
+    def _cpu_ids(self, ids: list[int] | None, sockets: list[int] | None, cpuset: bool) -> None:
         """Pin jobs to the first `cpus` of the node's CPUs (the inventory may give fewer than it
         has), unless the inventory gives more than it has: then jobs share them, unpinned."""
         if not ids:
@@ -73,4 +73,6 @@ class NodeState:
         else:
             self.cpu_order = tuple(ids[:self.cpus])
             self.cpu_socket = dict(zip(ids, sockets or [0] * len(ids)))
-            self.pinning = "each job's own CPUs (sched_setaffinity: nproc and os.sched_getaffinity show them)"
+            self.pinning = ("each job's own CPUs, in a cgroup cpuset (the job cannot widen them)" if cpuset else
+                            "each job's own CPUs, as its affinity (nproc and os.sched_getaffinity show them; this "
+                            "node gives no cpuset, so a job may widen it with its own sched_setaffinity)")

@@ -74,6 +74,13 @@ def test_each_backend_enforces_memory_cpu_cancel_and_time_on_cgroup_v2(on_v2) ->
     (node,) = json.loads(m.run("minfo", "--json").stdout)
     assert node["backend"] == backend, node
     enforces_memory_cpu_cancel_and_time(m, vm)
+    # its CPUs: a cpuset (systemd's AllowedCPUs=, or the cgroup's cpuset.cpus) it cannot widen
+    assert "in a cgroup cpuset" in node["pinning"], node
+    widen = "os.sched_setaffinity(0, range(os.cpu_count())); print(*sorted(os.sched_getaffinity(0)))"
+    jid = on_vm(m, "-c", "1", "--wrap", f"nproc; python3 -c 'import os; {widen}'")
+    m.wait_state(jid, {"CD"}, timeout=120)
+    pinned = m.job(jid)["cpu_ids"]
+    assert output(m, jid).split("\n")[:2] == ["1", pinned], output(m, jid)
 
 
 def enforces_memory_cpu_cancel_and_time(m: Melon, vm: V2Node, user: str | None = None) -> None:

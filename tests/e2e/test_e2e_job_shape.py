@@ -87,5 +87,19 @@ def test_what_one_node_cannot_hold_is_refused_and_nothing_is_stored(melon: Melon
 
 def test_minfo_says_how_jobs_are_pinned(melon: Melon) -> None:
     node = json.loads(melon.run("minfo", "--json").stdout)[0]
-    assert node["pinned"] is True and "sched_setaffinity" in node["pinning"]
+    assert node["pinned"] is True and "each job's own CPUs" in node["pinning"]
     assert "does not pin" not in melon.run("minfo").stdout
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not os.path.isfile("/sys/fs/cgroup/cpuset/cpuset.cpus"),
+                    reason="a v1 cpuset needs root and the cgroup v1 cpuset hierarchy")
+def test_a_job_in_a_cpuset_cannot_widen_its_cpus(melon: Melon) -> None:
+    """Affinity alone a job may undo; its cgroup cpuset it may not."""
+    widen = "python3 -c 'import os; os.sched_setaffinity(0, range(os.cpu_count())); print(*sorted(os.sched_getaffinity(0)))'"
+    jid = melon.submit("-c", "1", "-o", "widen-%j.out", "--wrap", f"{widen}; cat /proc/self/cpuset")
+    melon.wait_state(jid, {"CD"})
+    ids, where = (melon.work / f"widen-{jid}.out").read_text().splitlines()
+    assert ids == melon.job(jid)["cpu_ids"] and where.endswith(f"/job-{jid}")
+    assert not os.path.exists(f"/sys/fs/cgroup/cpuset{where}")  # removed with the job
+    node = json.loads(melon.run("minfo", "--json").stdout)[0]
+    assert "cpuset" in node["pinning"]
