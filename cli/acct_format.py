@@ -91,6 +91,7 @@ FIELDS: dict[str, tuple[int, tuple[str, ...], object]] = {
     "Reason": (22, ("reason",), lambda j, now: j.get("reason") or "None"),
     "WorkDir": (20, ("chdir",), lambda j, now: j.get("chdir") or ""),
     "NNodes": (8, (), lambda j, now: "1"),
+    "NTasks": (8, (), lambda j, now: str(j["ntasks"]) if j.get("ntasks") else ""),  # a step's; a job line's is empty
     "NCPUS": (10, ("cpus",), lambda j, now: str(j["cpus"])),
     "Account": (10, ("account",), lambda j, now: j.get("account") or ""),  # as asked: Melon has no accounts
     "Comment": (14, ("comment",), lambda j, now: j.get("comment") or ""),
@@ -104,7 +105,7 @@ FIELDS: dict[str, tuple[int, tuple[str, ...], object]] = {
     **{name: (width, (), lambda j, now: "") for name, width in (
         ("MaxVMSize", 10), ("MaxVMSizeNode", 14), ("MaxVMSizeTask", 14), ("AveVMSize", 10), ("MaxRSSNode", 10),
         ("MaxRSSTask", 10), ("AveRSS", 10), ("MaxPages", 8), ("MaxPagesNode", 12), ("MaxPagesTask", 14),
-        ("AvePages", 10), ("MinCPU", 10), ("MinCPUNode", 10), ("MinCPUTask", 10), ("AveCPU", 10), ("NTasks", 8),
+        ("AvePages", 10), ("MinCPU", 10), ("MinCPUNode", 10), ("MinCPUTask", 10), ("AveCPU", 10),
         ("AveCPUFreq", 10), ("MaxDiskRead", 12), ("MaxDiskReadNode", 15), ("MaxDiskReadTask", 15),
         ("AveDiskRead", 14), ("MaxDiskWrite", 12), ("MaxDiskWriteNode", 16), ("MaxDiskWriteTask", 16),
         ("AveDiskWrite", 14), ("TRESUsageInAve", 14), ("TRESUsageInMax", 14), ("TRESUsageInMaxNode", 18),
@@ -123,6 +124,33 @@ LONG = ("JobID,JobIDRaw,JobName,Partition,MaxVMSize,MaxVMSizeNode,MaxVMSizeTask,
 _ALIASES = {"jobidraw": "JobIDRaw", "nodes": "NodeList"}
 #: Left-justified (a negative width in sacct.c's fields[]).
 _LEFT = frozenset({"JobID", "JobIDRaw"})
+
+
+#: A job's state as its batch step's: the step the limit or a cancel killed is CANCELLED (sacct).
+_BATCH_STATE = {"TIMEOUT": "CANCELLED", "PENDING": None}
+
+
+def with_steps(jobs: list[dict]) -> list[dict]:
+    """sacct without -X: each job's row, then its `batch` step (a job that started: the batch
+    script, with the job's figures) and the steps srun ran in it (`J.0`, `J.1`, ... from the
+    rows' `steps`), each a row of its own that the same fields show."""
+    out = []
+    for job in jobs:
+        out.append(job)
+        if not job.get("start_time") or "steps" not in job:
+            continue
+        parent = job.get("label") or job_label(job)
+        state = _BATCH_STATE.get(job["state"], job["state"])
+        if state:
+            out.append({**job, "label": parent + ".batch", "parent": parent, "name": "batch", "partition": "",
+                        "state": state, "steps": None})
+        for st in job["steps"]:
+            out.append({**job, "label": f"{parent}.{st['step_id']}", "parent": parent, "name": st["name"],
+                        "partition": "", "state": st["state"], "exit_code": st["exit_code"],
+                        "exit_signal": st["exit_signal"], "start_time": st["start_time"], "end_time": st["end_time"],
+                        "node": st["node"], "cpus": st["cpus"] or job.get("cpus"), "cpu_time": st["cpu_time"],
+                        "max_rss": st["max_rss"], "ntasks": st["ntasks"], "steps": None})
+    return out
 
 
 def _tres(j: dict) -> tuple:

@@ -6,7 +6,7 @@ import time
 
 from melon_cli import acct_format
 from melon_cli.args import Command, Opt
-from melon_cli.common import client, current_user, echo, print_json, ref_names
+from melon_cli.common import client, current_user, echo, job_label, print_json, ref_names
 from melond.spec.folding import fold_pending
 
 PROG = "macct"
@@ -25,7 +25,8 @@ def _fold_key(job: dict) -> tuple | None:
 def account(start: str | None, end: str | None, users: str | None, me: bool, all_users: bool,
             ids: tuple[str, ...], states: str | None, partitions: str | None, fmt: str | None, parsable: bool,
             parsable2: bool, noheader: bool, allocations: bool, as_json: bool, endpoint: str | None,
-            names: str | None = None, units: int | None = None, noconvert: bool = False) -> None:
+            names: str | None = None, units: int | None = None, noconvert: bool = False,
+            steps_named: frozenset[str] = frozenset(), whole: frozenset[str] = frozenset()) -> None:
     """Jobs that were pending or running between -S and -E (default: since midnight; with -j,
     all time), with their state, exit code, times and what they used. Your own jobs unless -a,
     -u or you are root, as sacct.
@@ -47,6 +48,10 @@ def account(start: str | None, end: str | None, users: str | None, me: bool, all
     if not as_json:
         query["fields"] = ",".join(dict.fromkeys(acct_format.columns_needed(columns) + ["name"] * bool(names)
                                                  + list(FOLD_FIELDS)))
+    if not allocations:
+        query["steps"] = "1"
+        if "fields" in query:  # whether a job ran (its batch step), and its state for that step's
+            query["fields"] += ",start_time,state"
     jobs = client(endpoint).call("GET", "/accounting", query=query)["jobs"]
     if refs:
         jobs = [j for j in jobs if any(ref_names(r, j) for r in refs)]
@@ -59,6 +64,10 @@ def account(start: str | None, end: str | None, users: str | None, me: bool, all
     separator = "|" if parsable else "" if parsable2 else None
     jobs = [{**j, "label": label} if label else j for j, label in fold_pending(
         jobs, _fold_key, lambda j: j["array_task_id"], lambda j: j["array_job_id"], lambda j: j.get("array_throttle"))]
+    if not allocations:
+        jobs = acct_format.with_steps(jobs)
+    if steps_named:  # `-j 12.batch`, `-j 12.0`: those steps' rows, beside the jobs asked for `whole`
+        jobs = [j for j in jobs if j.get("label") in steps_named or (j.get("parent") or job_label(j)) in whole]
     text = acct_format.render(columns, jobs, now, header=not noheader, parsable=separator, units=units,
                               noconvert=noconvert)
     if text:
@@ -87,7 +96,7 @@ COMMAND = Command(PROG, account, [
     Opt("-p", "--parsable", dest="parsable", help="Fields separated by |, each line ending in |."),
     Opt("-P", "--parsable2", dest="parsable2", help="Fields separated by |, no | at the end."),
     Opt("-n", "--noheader", dest="noheader", help="No header."),
-    Opt("-X", "--allocations", dest="allocations", help="Jobs only, no steps (Melon's jobs have no steps: always so)."),
+    Opt("-X", "--allocations", dest="allocations", help="Jobs only: no step rows (J.batch, J.0, ...)."),
     Opt("--json", dest="as_json", help="JSON for scripts."),
 ])
 main = COMMAND.main

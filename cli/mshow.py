@@ -1,6 +1,8 @@
 """`mshow`: everything about one job, as `scontrol show job` does."""
 from __future__ import annotations
 
+import time
+
 from melon_cli.args import Arg, Command, Opt
 from melon_cli.common import client, echo, fmt_time, iso, job_ids, job_label, print_json
 from melon_cli.queue_format import time_left
@@ -41,6 +43,7 @@ def parseable(job: dict) -> dict:
         "num_nodes": job.get("num_nodes", 1), "num_tasks": job.get("num_tasks", 1),
         "cpus_per_task": job.get("cpus_per_task_shown", job["cpus"]), "cpu_ids": job.get("cpu_ids"),
         "extensions": extensions(job),
+        "steps": job.get("steps", []),
         "events": job.get("events", []),
     }
 
@@ -111,6 +114,13 @@ def _details(job: dict) -> None:
             verdict = f"; {r['verdict']}" if r.get("verdict") else ""
             by = f" by {r['decided_by']} at {fmt_time(r['decided'])}" if r.get("decided_by") else ""
             echo(f"  #{r['id']} {fmt_time(r['created'])}: {what} ({r['reason']}): {r['state']}{by}{verdict}")
+    if job.get("steps"):
+        echo("Steps:")
+        for st in job["steps"]:
+            took = format_duration(int((st["end_time"] or time.time()) - st["start_time"]))
+            code = f"{st['exit_code'] or 0}:{st['exit_signal'] or 0}" if st["end_time"] else "-"
+            echo(f"  {job_label(job)}.{st['step_id']} {st['name']}: {st['state']} ({code}), {st['ntasks']} "
+                 f"task{'s' * (st['ntasks'] != 1)} on {st['node'] or '?'}, {took}")
     history = [e for e in job.get("events", []) if e["kind"] == "extended"]
     if history:
         echo("Extensions:")

@@ -162,7 +162,7 @@ class JobChannel:
         fut = asyncio.get_running_loop().create_future()
         self.waiting[ask] = fut
         self.send({"event": Event.ASK, "ask": ask, "job_id": job_id, "run": run, "uid": uid,
-                   "request": {k: request[k] for k in ("op", "add", "to", "max", "dry_run") if k in request}})
+                   "request": {k: request[k] for k in ASKED if k in request}})
         try:
             return await asyncio.wait_for(fut, ANSWER_TIMEOUT)
         except TimeoutError:
@@ -171,9 +171,35 @@ class JobChannel:
             self.waiting.pop(ask, None)
 
 
+ASKED = ("op", "add", "to", "max", "dry_run", "name", "ntasks", "cpus", "step_id", "exit_code", "signal", "cpu_time",
+         "max_rss", "oom")  # what a request may carry on to melond
+
+
+def _count(value: object, least: int = 0) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and least <= value < 1 << 31
+
+
+def _check_step(request: dict) -> str | None:
+    """srun's own asks: a step's number, then how it ended."""
+    if request["op"] == "step_start":
+        name = request.get("name")
+        if not (isinstance(name, str) and 0 < len(name) <= 200 and _count(request.get("ntasks"), 1)
+                and _count(request.get("cpus"))):
+            return '{"op": "step_start", "name": TEXT, "ntasks": N >= 1, "cpus": N >= 0}'
+        return None
+    numbers = all(request.get(k) is None or _count(request[k]) for k in ("exit_code", "signal", "max_rss"))
+    cpu = request.get("cpu_time")
+    if not (_count(request.get("step_id")) and numbers and (cpu is None or isinstance(cpu, (int, float)))
+            and isinstance(request.get("oom", False), bool)):
+        return '{"op": "step_end", "step_id": N, "exit_code": N, "signal": N, "cpu_time": SECONDS, "max_rss": BYTES}'
+    return None
+
+
 def _check(request: object) -> str | None:
     if isinstance(request, dict) and request == {"op": "requeue"}:
         return None
+    if isinstance(request, dict) and request.get("op") in ("step_start", "step_end"):
+        return _check_step(request)
     if not isinstance(request, dict) or request.get("op") != "extend":
         return ('the requests are {"op": "extend", "add": SECONDS} (or "to": SECONDS, a new total) and '
                 '{"op": "requeue"}')

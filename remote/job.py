@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 
 from . import cpuset, limits
-from .protocol import DEFAULT_UMASK, KillCause, SignalTo, job_channel
+from .protocol import DEFAULT_UMASK, STEP_TARGET, KillCause, SignalTo, job_channel
 from .spawn import ERROR_STREAM, Launch, spawn
 from .spool import JobDir
 from .steps import session_members, step_pids
@@ -170,9 +170,10 @@ class Job:
         if to == SignalTo.BATCH:
             if self.returncode is None:  # not yet reaped: the pid is still the batch shell's
                 quietly(os.kill, self.pid, sig)
-        elif to == SignalTo.STEPS:
+        elif to == SignalTo.STEPS or to.startswith(STEP_TARGET):
             members = self.limits.pids() or (session_members(self.pid) if self.returncode is None else [])
-            for pid in step_pids([p for p in members if p != os.getpid()], self.spec["id"]):
+            step = to[len(STEP_TARGET):] if to.startswith(STEP_TARGET) else None
+            for pid in step_pids([p for p in members if p != os.getpid()], self.spec["id"], step):
                 quietly(os.kill, pid, sig)
         else:
             self.limits.signal_once(sig)

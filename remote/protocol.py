@@ -39,6 +39,9 @@ class SignalTo(StrEnum):
     BATCH = "batch"  # the batch shell alone, not its children: scancel -b, --signal=B:SIG@T
 
 
+STEP_TARGET = "step:"  # a signal's target `step:N`: the tasks of one step (`scancel J.N`)
+
+
 class KillCause(StrEnum):
     """Why melond ends a running job (Op.KILL's `cause`): the words of the line slurmstepd
     writes to the job's error stream."""

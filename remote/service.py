@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 
 from . import asks, cgroup, cpuset, delegated, limits, output, spool, subtree, wire
-from .protocol import ErrorCode, Event, KillCause, Op, SignalTo
+from .protocol import STEP_TARGET, ErrorCode, Event, KillCause, Op, SignalTo
 from .job import TMP_BASE, lookup_user, process_stat, start_ticks
 from .supervisor import LOCATE_TIMEOUT, MAX_REQUEST, reap_children
 
@@ -298,8 +298,10 @@ class Helper:
         if d.exists("result.json"):
             return {"ended": True, "woke": False}
         to = msg.get("to") or SignalTo.ALL
-        if to not in set(SignalTo):
-            raise RequestError(ErrorCode.BAD_REQUEST, f"signal target {to!r} is not one of {', '.join(SignalTo)}")
+        one_step = isinstance(to, str) and to.startswith(STEP_TARGET) and to[len(STEP_TARGET):].isdigit()
+        if to not in set(SignalTo) and not one_step:
+            raise RequestError(ErrorCode.BAD_REQUEST, f"signal target {to!r} is not one of {', '.join(SignalTo)} "
+                                                      f"or {STEP_TARGET}N")
         d.append_line("signals", str(sig) if to == SignalTo.ALL else f"{sig}:{to}")
         return {"ended": False, "woke": self._wake(d)}
 

@@ -32,16 +32,18 @@ def session_members(session: int) -> list[int]:
     return found
 
 
-def is_step(pid: int, job_id: int | str) -> bool:
-    """Does process `pid` run in one of job `job_id`'s steps?"""
+def is_step(pid: int, job_id: int | str, step: str | None = None) -> bool:
+    """Does process `pid` run in one of job `job_id`'s steps (in step `step` only, if given)?"""
     try:
         with open(f"/proc/{pid}/environ", "rb") as f:
             environ = f.read()
     except OSError:  # gone, or not ours to read
         return False
+    if step is not None:
+        return f"{STEP_MARK}={job_id}.{step}".encode() in environ.split(b"\0")
     mark = f"{STEP_MARK}={job_id}.".encode()
     return any(entry.startswith(mark) for entry in environ.split(b"\0"))
 
 
-def step_pids(pids: list[int], job_id: int | str) -> list[int]:
-    return [pid for pid in pids if is_step(pid, job_id)]
+def step_pids(pids: list[int], job_id: int | str, step: str | None = None) -> list[int]:
+    return [pid for pid in pids if is_step(pid, job_id, step)]

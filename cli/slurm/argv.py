@@ -153,6 +153,7 @@ class SlurmCommand(Command):
                 continue
             if opt.value and value is None:  # an optional argument, not given: the next operand
                 if not words:
+                    self._set(values, opt, "")  # given bare: `squeue -s` is every step
                     continue
                 value = words.pop(0)
             self._set(values, opt, value if opt.value else True)

@@ -1,7 +1,8 @@
 """`sacct`, as Slurm prints it, through macct's engine (the store's accounting window).
 
-What tools run (SLURM-CLIENTS.md): `-j` repeated or comma lists (`J`, `J_I`; `J.step` names a
-step, which Melon's jobs do not have, so it lists nothing), `-X`, `-n`, `-p`/`-P`, `-b`, `-o`
+What tools run (SLURM-CLIENTS.md): `-j` repeated or comma lists (`J`, `J_I`; `J.batch` and `J.0`
+name a step's row alone), `-X` (jobs only; without it each job's `batch` step and srun's steps
+follow it), `-n`, `-p`/`-P`, `-b`, `-o`
 with widths (`%-256` left-justified), `--name`, `-S`/`-E`, `-u`, `-a`, `--clusters`; and a bare
 `sacct -X` exits 0. A bad option or a stray word is refused as sacct refuses it (snakemake runs
 `sacct -nu U -o Account%256 | tail -1` without a shell: `-1` is an invalid option there, as in
@@ -40,13 +41,13 @@ def show(ids: tuple[str, ...], fmt: str | None, brief: bool, long_view: bool, un
     # options.c: the -o fields, then -b's, then -l's; none of them: SACCT_FORMAT, else the default
     fields = ",".join(f for f, given in ((fmt, fmt), (BRIEF, brief), (LONG, long_view)) if given)
     typed = [i for value in ids for i in value.split(",") if i]
-    jobs = tuple(i for i in typed if "." not in i)  # `J.batch`, `J.0`: steps, which no Melon job has
-    if typed and not jobs:
-        return
+    steps = frozenset(i for i in typed if "." in i)  # `J.batch`, `J.0`: those steps' rows alone
+    jobs = tuple(dict.fromkeys(i.split(".")[0] for i in typed))
     account(start=start, end=end, users=users, me=False, all_users=all_users, ids=jobs, states=states,
             partitions=partitions, fmt=fields or os.environ.get("SACCT_FORMAT") or DEFAULT, parsable=parsable,
-            parsable2=parsable2, noheader=noheader, allocations=allocations, as_json=False, endpoint=endpoint,
-            names=names, units=unit, noconvert=noconvert)
+            parsable2=parsable2, noheader=noheader, allocations=allocations and not steps, as_json=False,
+            endpoint=endpoint, names=names, units=unit, noconvert=noconvert, steps_named=steps,
+            whole=frozenset(i for i in typed if "." not in i))
 
 
 COMMAND = SlurmCommand(PROG, show, [
@@ -59,7 +60,7 @@ COMMAND = SlurmCommand(PROG, show, [
     Opt("-p", "--parsable", dest="parsable", help="Fields separated by |, each line ending in |."),
     Opt("-P", "--parsable2", dest="parsable2", help="Fields separated by |, no | at the end."),
     Opt("-n", "--noheader", dest="noheader", help="No header."),
-    Opt("-X", "-t", "--allocations", dest="allocations", help="Jobs only (Melon's jobs have no steps)."),
+    Opt("-X", "-t", "--allocations", dest="allocations", help="Jobs only: no step rows (J.batch, J.0, ...)."),
     Opt("--name", dest="names", value=True, help="Jobs with these names."),
     Opt("-S", "--starttime", dest="start", value=True, help="From (default: midnight; with -j, all time)."),
     Opt("-E", "--endtime", dest="end", value=True, help="Until (default: now)."),

@@ -66,10 +66,19 @@ def cancel(ids: tuple[str, ...], signal: str | None, me: bool, user: str | None,
     to = "batch" if batch else "all" if full or kill else "steps"
     kind = "full " if full else "batch " if batch else ""
     c = client(endpoint)
-    if sig is None and not batch and not filtered:  # has_default_opt: each id as typed (_signal_job_by_str)
-        targets, failed = [(ref, None) for ref in job_ids(ids)], False
+    steps = [i for value in ids for i in value.split(",") if "." in i]
+    if steps:  # `scancel 12.0`: that step's tasks alone (KILL unless -s), the job goes on
+        ids = tuple(i for value in ids for i in value.split(",") if i and "." not in i)
+        failed = _cancel_steps(c, steps, sig or "KILL", loud)
+        if not ids and not filtered:
+            sys.exit(1 if failed else 0)
     else:
-        targets, failed = _active(c, ids, filters, me, quiet, loud)
+        failed = False
+    if sig is None and not batch and not filtered:  # has_default_opt: each id as typed (_signal_job_by_str)
+        targets = [(ref, None) for ref in job_ids(ids)]
+    else:
+        targets, bad = _active(c, ids, filters, me, quiet, loud)
+        failed = failed or bad
     for ref, state in targets:
         if loud:
             _say(f"Terminating {kind}job {ref}" if sig is None else f"Signal {number} to {kind}job {ref}")
@@ -91,6 +100,28 @@ def cancel(ids: tuple[str, ...], signal: str | None, me: bool, user: str | None,
             _error(f"Kill job error on job id {ref}: {exc}")
             failed = True
     sys.exit(1 if failed else 0)
+
+
+def _cancel_steps(c, steps: list[str], sig: str | int, loud: bool) -> bool:
+    """Signal each `J.S` step's tasks (`J.batch`: the batch shell alone); True if one failed."""
+    failed = False
+    for ref in steps:
+        job, _, step = ref.partition(".")
+        if loud:
+            _say(f"Terminating step {ref}")
+        body = {"signal": sig, "to": "batch"} if step == "batch" else {"signal": sig, "step": int(step)} \
+            if step.isdigit() else None
+        try:
+            if body is None or not job.replace("_", "").isdigit():
+                raise NotFound(INVALID_JOB_ID)
+            c.call("POST", f"/jobs/{job}/signal", body)
+        except (Conflict, NotFound):
+            _error(f"Kill job error on job step id {ref}: {INVALID_JOB_ID}")
+            failed = True
+        except MelonError as exc:
+            _error(f"Kill job error on job step id {ref}: {exc}")
+            failed = True
+    return failed
 
 
 def _active(c, ids: tuple[str, ...], filters: dict, me: bool, quiet: bool, loud: bool

@@ -30,10 +30,16 @@ MIN_JOB_AGE = 300  # seconds a finished job stays in squeue's view, as Slurm's d
 INVALID_ID = "slurm_load_jobs error: Invalid job id specified"
 
 
+STEPS_FORMAT = "%.15i %.8j %.9P %.8u %.9M %N"  # squeue.c's default for -s
+
+
 def show(noheader: bool, fmt: str | None, long_fmt: str | None, long_view: bool, states: str | None,
          ids: tuple[str, ...], users: str | None, me: bool, partitions: str | None, names: str | None, array: bool,
-         only_state: bool, endpoint: str | None) -> None:
+         only_state: bool, steps: str | None, endpoint: str | None) -> None:
     """View information about jobs located in the Melon scheduling queue."""
+    if steps is not None:
+        _steps(steps, noheader, fmt, users or (current_user() if me else None), partitions, endpoint)
+        return
     spec = _layout(fmt, long_fmt, long_view)
     refs = parse_job_refs([i for part in ids for i in part.split()]) if ids else None
     everything = states is not None and states.strip().lower() == "all"
@@ -71,6 +77,34 @@ def show(noheader: bool, fmt: str | None, long_fmt: str | None, long_view: bool,
         echo("\n".join(lines))
 
 
+def _steps(wanted: str, noheader: bool, fmt: str | None, users: str | None, partitions: str | None,
+           endpoint: str | None) -> None:
+    """`squeue -s[STEPS]`: the running steps (each running job's `batch` step, then srun's), in
+    squeue's step layout; STEPS (`12.0,13`) names steps, or jobs for all their steps."""
+    rows = client(endpoint).call("GET", "/steps")["steps"]
+    now = time.time()
+    named = {w for w in wanted.split(",") if w}
+    out = []
+    for st in rows:
+        parent = job_label({"id": st["job_id"], "array_job_id": st["array_job_id"],
+                            "array_task_id": st["array_task_id"]})
+        label = f"{parent}.{st['step_id']}"
+        if named and not named & {label, parent, str(st["job_id"])}:
+            continue
+        if (users and st["user"] not in users.split(",")) or (partitions and st["partition"] not in
+                                                              partitions.split(",")):
+            continue
+        out.append({"label": label, "id": st["job_id"], "name": st["name"], "partition": st["partition"],
+                    "user": st["user"], "elapsed": max(0.0, now - st["start_time"]), "node": st["node"] or "",
+                    "state": "R", "cpus": st["cpus"], "state_name": "RUNNING"})
+    spec = queue_format.parse_format(fmt or STEPS_FORMAT)
+    codes = {**queue_format.CODES, "i": ("STEPID", (), lambda j, now: j["label"])}
+    lines = [] if noheader else [queue_format.header(spec, codes)]
+    lines += [queue_format.render(spec, row, now, codes) for row in out]
+    if lines:
+        echo("\n".join(lines))
+
+
 def _layout(fmt: str | None, long_fmt: str | None, long_view: bool) -> list:
     """opts.c's order: -o, then -O, then -l; with none of them SQUEUE_FORMAT, then SQUEUE_FORMAT2."""
     if long_view and fmt:
@@ -100,6 +134,8 @@ COMMAND = SlurmCommand(PROG, show, [
     Opt("-O", "--Format", dest="long_fmt", value=True, help="Fields by name: jobid:10,state:.12,name (20 wide)."),
     Opt("-l", "--long", dest="long_view", help="The state spelled out, the time limit, and the date first."),
     Opt("--only-job-state", dest="only_state", help="Accepted (Slurm's fast path): every listing here is fast."),
+    Opt("-s", "--steps", dest="steps", value=True, metavar="[STEPS]",
+        help="Running steps instead of jobs (-s12.0 for some: steps, or jobs' ids for all of theirs)."),
 ], table=tables.SQUEUE,
     ignored=frozenset({"all", "federation", "hide", "local", "noconvert", "sib", "sibling", "verbose", "cluster",
                        "clusters", "priority"}),

@@ -5,7 +5,8 @@ the command runs once per task (`-n`, one by default) with the step's variables 
 (SLURM_PROCID, SLURM_LOCALID, SLURM_NODEID, SLURM_NTASKS, SLURM_STEP_ID, ...), its output where
 `--output`/`--error` say, with `%j %J %t %s %N %n %u %x %A %a` expanded per task, labelled with
 `-l`. srun exits with the highest task exit code and says which task failed, as Slurm's does.
-Melon numbers no steps: every srun in a job is step 0.
+melond numbers each srun's step (J.0, J.1, ...) through the job channel and hears how it ended,
+so sacct lists it; `scancel J.S` signals that step alone.
 
 Outside a job it submits the command (the job options `-c --mem -t -J -p -w -x -D ...` apply),
 streams the job's output back while it runs, cancels it on Ctrl-C, and exits with its exit code.
@@ -104,17 +105,47 @@ def expand(pattern: str, env: dict[str, str], task: int, step: str = "0") -> str
     return fill(pattern, values)
 
 
+def _ask_step(request: dict) -> dict | None:
+    """melond's answer through the job channel, or None where there is none to ask (an older
+    node helper, a job channel gone with its node): the step then runs unrecorded as step 0."""
+    from melon_cli import jobchannel
+    if jobchannel.ENV not in os.environ:
+        return None
+    try:
+        return jobchannel.ask(request)
+    except (OSError, MelonError):
+        return None
+
+
 def run_tasks(opts: dict[str, str], command: list[str]) -> int:
-    """The step: one process per task, each told who it is; the highest exit code wins."""
-    import subprocess
+    """The step: numbered by melond (J.0, J.1, ...), one process per task, each told who it is;
+    the highest exit code wins, and melond hears how the step ended (sacct's step rows)."""
+    import resource
     ntasks = _count(_ntasks(opts), "ntasks")
+    cpus = _count(opts["cpus-per-task"], "cpus-per-task") * ntasks if opts.get("cpus-per-task") else 0
+    name = opts.get("job-name") or os.path.basename(command[0])
+    numbered = _ask_step({"op": "step_start", "name": name[:200] or "srun", "ntasks": ntasks, "cpus": cpus})
+    step = str(numbered["step_id"]) if numbered else "0"
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    code, worst_signal = _run_step(opts, command, ntasks, step)
+    if numbered:
+        used = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = (used.ru_utime + used.ru_stime) - (before.ru_utime + before.ru_stime)
+        _ask_step({"op": "step_end", "step_id": numbered["step_id"], "exit_code": code if not worst_signal else 0,
+                   "signal": worst_signal or None, "cpu_time": round(cpu, 3), "max_rss": used.ru_maxrss * 1024})
+    return code
+
+
+def _run_step(opts: dict[str, str], command: list[str], ntasks: int, step: str) -> tuple[int, int]:
+    """Run the tasks: (srun's exit code, the highest signal that ended a task, 0 for none)."""
+    import subprocess
     base = dict(os.environ)
     node = base.get("SLURMD_NODENAME", os.uname().nodename)
     base.update({
-        "SLURM_STEP_ID": "0", "SLURM_STEPID": "0", "SLURM_NTASKS": str(ntasks), "SLURM_NPROCS": str(ntasks),
+        "SLURM_STEP_ID": step, "SLURM_STEPID": step, "SLURM_NTASKS": str(ntasks), "SLURM_NPROCS": str(ntasks),
         "SLURM_STEP_NUM_TASKS": str(ntasks), "SLURM_STEP_NUM_NODES": "1", "SLURM_STEP_NODELIST": node,
         "SLURM_STEP_TASKS_PER_NODE": str(ntasks), "SLURM_TASKS_PER_NODE": str(ntasks), "SLURM_NODEID": "0",
-        STEP_MARK: f"{base.get('MELON_JOB_ID') or base.get('SLURM_JOB_ID', '0')}.0",  # its signals find it by this
+        STEP_MARK: f"{base.get('MELON_JOB_ID') or base.get('SLURM_JOB_ID', '0')}.{step}",  # its signals find it by this
     })
     if opts.get("cpus-per-task"):
         base["SLURM_CPUS_PER_TASK"] = str(_count(opts["cpus-per-task"], "cpus-per-task"))
@@ -125,9 +156,9 @@ def run_tasks(opts: dict[str, str], command: list[str]) -> int:
     try:
         for task in range(ntasks):
             env = {**base, "SLURM_PROCID": str(task), "SLURM_LOCALID": str(task)}
-            stdin = _input(opts.get("input"), env, task, files)
-            out = _open(opts.get("output"), env, task, files, append)
-            err = _open(opts.get("error"), env, task, files, append) if opts.get("error") else out
+            stdin = _input(opts.get("input"), env, task, files, step)
+            out = _open(opts.get("output"), env, task, files, append, step)
+            err = _open(opts.get("error"), env, task, files, append, step) if opts.get("error") else out
             out, err, task_pumps = _labelled(out, err, task, label_width)
             pumps += task_pumps
             try:
@@ -137,7 +168,7 @@ def run_tasks(opts: dict[str, str], command: list[str]) -> int:
                 sys.stderr.write(f"slurmstepd: error: execve(): {command[0]}: {exc.strerror}\n"
                                  f"{PROG}: error: {node}: task {task}: Exited with exit code 2\n")
                 _stop(procs, signal.SIGKILL)
-                return 2
+                return 2, 0
             finally:
                 for fd in {out, err} - {None, *files.values()}:
                     if fd > 2:
@@ -147,7 +178,7 @@ def run_tasks(opts: dict[str, str], command: list[str]) -> int:
             os.close(fd)
     for sig in FORWARDED:
         signal.signal(sig, lambda signum, frame: _stop(procs, signum))
-    worst = 0
+    worst = worst_signal = 0
     kill_on_bad_exit = "kill-on-bad-exit" in opts and opts["kill-on-bad-exit"] != "0"
     for task, code in _each_end(procs):
         if code:
@@ -156,9 +187,10 @@ def run_tasks(opts: dict[str, str], command: list[str]) -> int:
             if kill_on_bad_exit:
                 _stop(procs, signal.SIGKILL)
         worst = max(worst, code if code >= 0 else 128 - code)
+        worst_signal = max(worst_signal, -code if code < 0 else 0)
     for pump in pumps:
         pump.join()
-    return worst
+    return worst, worst_signal
 
 
 def _each_end(procs: list) -> list[tuple[int, int]]:
@@ -188,12 +220,13 @@ def _stop(procs: list, signum: int) -> None:
                 pass
 
 
-def _open(pattern: str | None, env: dict[str, str], task: int, files: dict[str, int], append: bool) -> int | None:
+def _open(pattern: str | None, env: dict[str, str], task: int, files: dict[str, int], append: bool,
+          step: str = "0") -> int | None:
     """A task's output file (shared by the tasks whose pattern gives the same name), or None to
     inherit srun's own."""
     if not pattern:
         return None
-    path = "/dev/null" if pattern.lower() == "none" else expand(pattern, env, task)
+    path = "/dev/null" if pattern.lower() == "none" else expand(pattern, env, task, step)
     if path not in files:
         flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | (os.O_APPEND if append else os.O_TRUNC)
         try:
@@ -203,10 +236,10 @@ def _open(pattern: str | None, env: dict[str, str], task: int, files: dict[str, 
     return files[path]
 
 
-def _input(pattern: str | None, env: dict[str, str], task: int, files: dict[str, int]) -> int | None:
+def _input(pattern: str | None, env: dict[str, str], task: int, files: dict[str, int], step: str = "0") -> int | None:
     """srun's standard input goes to task 0 (all of it, as `sh -s` needs); `-i FILE` to every task."""
     if pattern and pattern.lower() != "none":
-        path = expand(pattern, env, task)
+        path = expand(pattern, env, task, step)
         try:
             files.setdefault("<" + path, os.open(path, os.O_RDONLY | os.O_CLOEXEC))
         except OSError as exc:

@@ -166,6 +166,7 @@ class SignalRequest(Body):
 
     signal: Annotated[int, Field(ge=1, le=64, strict=True)] | Annotated[str, Field(min_length=1, max_length=12)]
     to: Literal["all", "steps", "batch"] = "all"
+    step: int | None = Field(default=None, ge=0, le=2**31, description="one running step's tasks alone (scancel J.S)")
 
 
 class NodeAction(Body):

@@ -301,7 +301,31 @@ async def accounting(request: web.Request) -> web.Response:
     read = columns if "user" in columns else [*columns, "user"]  # whose each row is decides what it shows
     rows = await request.app[ENGINE].store.read(
         lambda db: db.accounting(start, end, states=states, users=users, ids=ids, columns=read))
-    return web.json_response({"jobs": accounting_rows(rows, request["caller"], columns), "start": start, "end": end})
+    shown = accounting_rows(rows, request["caller"], columns)
+    if q.get("steps") == "1":  # sacct's step rows: each job's srun steps, for the row to show under it
+        steps = await request.app[ENGINE].store.read(lambda db: db.steps([r["id"] for r in rows]))
+        by_job: dict[int, list] = {}
+        for s in steps:
+            by_job.setdefault(s.job_id, []).append(s.public())
+        for row, raw in zip(shown, rows):
+            row["steps"] = by_job.get(raw["id"], [])
+    return web.json_response({"jobs": shown, "start": start, "end": end})
+
+
+async def running_steps(request: web.Request) -> web.Response:
+    """`squeue -s`: every running step, with its job's owner, name and partition."""
+    engine = request.app[ENGINE]
+    srun_steps: dict[int, list] = {}
+    for s in engine.store.running_steps():
+        srun_steps.setdefault(s.job_id, []).append(s.public())
+    out = []
+    for job in sorted((j for j in engine.jobs.active.values() if j.state is State.RUNNING), key=lambda j: j.id):
+        batch = {"job_id": job.id, "run": job.run, "step_id": "batch", "name": "batch", "state": "RUNNING",
+                 "node": job.node, "ntasks": 1, "cpus": job.cpus, "start_time": job.start_time}
+        for s in [batch, *srun_steps.get(job.id, [])]:
+            out.append({**s, "user": job.user, "partition": job.partition, "array_job_id": job.array_job_id,
+                        "array_task_id": job.array_task_id})
+    return web.json_response({"steps": out})
 
 
 async def show_job(request: web.Request) -> web.Response:
@@ -315,6 +339,7 @@ async def show_job(request: web.Request) -> web.Response:
         job = await engine.ops.wait_ended(jid, min(wait, MAX_WAIT)) or job
     view = job_view(job, caller)
     view["events"] = engine.store.events(jid)
+    view["steps"] = [s.public() for s in engine.store.steps([jid])]
     view["extension_requests"] = await engine.requests.of_job(jid)
     ended = [e["data"].get("backend") for e in view["events"] if e["kind"] == "ended"]
     node = engine.nodes.get(job.node or "")
@@ -361,7 +386,8 @@ async def signal_job(request: web.Request) -> web.Response:
     sig = signal_name(body.signal)  # a ParseError (400) that names the value and the forms
     ops, caller = request.app[ENGINE].ops, request["caller"]
     states = frozenset({State.RUNNING})
-    return web.json_response(await _each(request, states, lambda jid: ops.signal(jid, caller, sig, body.to)))
+    return web.json_response(await _each(request, states, lambda jid: ops.signal(jid, caller, sig, body.to,
+                                                                                  body.step)))
 
 
 async def hold_job(request: web.Request) -> web.Response:
@@ -544,6 +570,7 @@ ROUTES = [
     ("GET", "/accounting", accounting, None, None,
      "jobs pending or running at some time in [start, end] (epoch seconds), with what they used; "
      "?start=&end=&state=&user=&ids=&fields="),
+    ("GET", "/steps", running_steps, None, None, "running steps (squeue -s)"),
     ("GET", "/jobs/{job_id}", show_job, None, None,
      "one job (`13` or an array task `13_4`) with its events; ?wait=SECONDS blocks until it ends"),
     ("GET", "/jobs/{job_id}/output", job_output, None, None,

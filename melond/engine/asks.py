@@ -5,6 +5,7 @@ policy applies exactly as on the login node. Each extension and requeue is audit
 from __future__ import annotations
 
 import logging
+import time
 
 from melond.engine.jobs import JobTable
 from melond.engine.operations import Operations
@@ -12,14 +13,17 @@ from melond.engine.tasks import Tasks
 from melond.errors import MelonError
 from melond.nodes.links import Sessions, split
 from melond.spec.states import State
+from melond.state import step
+from melond.state.job import Job
+from melond.state.store import Store
 from melon_remote.protocol import Op
 
 log = logging.getLogger("melond.engine")
 
 
 class JobAsks:
-    def __init__(self, jobs: JobTable, sessions: Sessions, ops: Operations, tasks: Tasks) -> None:
-        self.jobs, self.sessions, self.ops, self.tasks = jobs, sessions, ops, tasks
+    def __init__(self, jobs: JobTable, sessions: Sessions, ops: Operations, tasks: Tasks, store: Store) -> None:
+        self.jobs, self.sessions, self.ops, self.tasks, self.store = jobs, sessions, ops, tasks, store
 
     def on_event(self, link: str, msg: dict) -> None:
         self.tasks.spawn(self._answer(link, msg))
@@ -50,6 +54,8 @@ class JobAsks:
             return _refused("forbidden", f"job {job_id} is not {user}'s")
         if user is None and uid not in (job.uid, 0):
             return _refused("forbidden", f"the asking process does not run as job {job_id}'s user")
+        if request.get("op") in ("step_start", "step_end"):
+            return await self._step(job, node, request)
         if request.get("op") not in ("extend", "requeue"):
             return _refused("bad_request", f"jobs may ask to extend or requeue themselves, not {request.get('op')!r}")
         caller = self.ops.caller(job.user, job.uid)
@@ -68,6 +74,20 @@ class JobAsks:
             return {"ok": False, **exc.to_wire()}
         log.info("job extended itself", extra={"job": job_id, "node": node, "new_limit": result.get("new_limit")})
         return {"ok": True, **result}
+
+
+    async def _step(self, job: Job, node: str, request: dict) -> dict:
+        """srun numbers its step (`step_start`) and says how it ended (`step_end`): sacct's rows."""
+        now = time.time()
+        if request["op"] == "step_start":
+            step_id = await self.store.write(Store.op_step_start, job.id, job.run, str(request["name"]), node,
+                                             int(request["ntasks"]), int(request["cpus"]), now)
+            return {"ok": True, "job_id": job.id, "step_id": step_id}
+        changes = {"state": step.end_state(request.get("exit_code"), request.get("signal"), request.get("oom") is True),
+                   "exit_code": request.get("exit_code"), "exit_signal": request.get("signal"),
+                   "cpu_time": request.get("cpu_time"), "max_rss": request.get("max_rss")}
+        done = await self.store.write(Store.op_step_end, job.id, job.run, int(request["step_id"]), changes, now)
+        return {"ok": True, "job_id": job.id, "closed": done}
 
 
 def _refused(code: str, message: str) -> dict:

@@ -83,6 +83,7 @@ class Ends:
         finally:
             self.jobs.ending_done(job_id)
         if done:
+            await self.store.write(Store.op_close_steps, job_id, run, _open_steps_end(state), now)
             if job is not None:
                 self.counts.add("ended", job.partition, job.user, state.value)
             self.finished(job_id)
@@ -152,3 +153,9 @@ def _number(value: object) -> float | int | None:
     """A usage figure from a node's result, or None: the node's word is not trusted to be a number."""
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < float("inf")
     return value if ok else None
+
+
+def _open_steps_end(state: State) -> str:
+    """The state of steps still running when their job ends: ended with it (sacct's words)."""
+    return {State.TIMEOUT: "TIMEOUT", State.NODE_FAIL: "NODE_FAIL", State.OUT_OF_MEMORY: "OUT_OF_MEMORY"}.get(
+        state, "CANCELLED")

@@ -50,7 +50,7 @@ class Engine:
                                    self.loop.kick, inventory)
         self.ops = Operations(self.jobs, store, inventory, nodes, self.order, self.dispatcher, self.ends,
                               self.loop.kick, self.loop.snapshot, counts=self.counts)
-        self.asks = JobAsks(self.jobs, self.sessions, self.ops, self.tasks)
+        self.asks = JobAsks(self.jobs, self.sessions, self.ops, self.tasks, store)
         self.requests = ExtensionRequests(store, self.ops)
         self.elastic = Elastic(self.jobs, self.ops)
         self.notifier = Notifier(inventory.notify)

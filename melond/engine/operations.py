@@ -27,7 +27,7 @@ from melond.spec.states import FINISHED, State
 from melond.state.job import Job
 from melond.spec.timespec import format_duration, format_limit
 from melond.state.store import Store
-from melon_remote.protocol import SignalTo
+from melon_remote.protocol import STEP_TARGET, SignalTo
 
 
 class _Refused(Exception):
@@ -139,12 +139,16 @@ class Operations:
         await self.dispatcher.kill(job)
         return {"job_id": job_id, "state": State.RUNNING.value, "cancelling": True}
 
-    async def signal(self, job_id: int, caller: Caller, sig: str | int, to: str = SignalTo.ALL) -> dict:
+    async def signal(self, job_id: int, caller: Caller, sig: str | int, to: str = SignalTo.ALL,
+                     step: int | None = None) -> dict:
         """Send `sig` to a running job's processes (`to`: SignalTo), as its owner or an operator.
         SIGKILL is a cancel, at once, as in Slurm (job_signal): the job ends CANCELLED, and to
-        every one of its processes."""
+        every one of its processes. With `step` (`scancel J.S`), that running step's tasks alone
+        get it, and the job goes on."""
         job = self.find(job_id)
         policy.check_owner(job, caller, "signal")
+        if step is not None:
+            return await self._signal_step(job, sig, step)
         kill = sig in ("KILL", 9)
         if kill and job.state is State.PENDING:
             return await self.cancel(job_id, caller)
@@ -159,6 +163,13 @@ class Operations:
             self.jobs.end_as[job_id] = State.CANCELLED
         await self.dispatcher.signal(job, sig, to)
         return {"job_id": job_id, "state": job.state.value, "signal": sig, "to": str(to)}
+
+    async def _signal_step(self, job: Job, sig: str | int, step: int) -> dict:
+        running = {s.step_id for s in self.store.steps([job.id], running_only=True)}
+        if job.state is not State.RUNNING or step not in running:
+            raise NotFound(f"step {job.id}.{step} is not running; `squeue -s` lists the running steps")
+        await self.dispatcher.signal(job, sig, f"{STEP_TARGET}{step}")
+        return {"job_id": job.id, "step_id": step, "state": job.state.value, "signal": sig, "to": f"step {step}"}
 
     async def read_output(self, job_id: int, caller: Caller, stream: str, offset: int, limit: int) -> dict:
         """Part of a job's output (or error) file, read on its node: the owner's and operators' only."""

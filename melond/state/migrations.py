@@ -143,6 +143,18 @@ def _m013_job_shape(db: sqlite_utils.Database) -> None:
         db.execute(f"ALTER TABLE jobs ADD COLUMN {column}")
 
 
+def _m014_steps(db: sqlite_utils.Database) -> None:
+    # The steps srun starts inside a job (J.0, J.1, ...), per run of the job: sacct's step rows.
+    db.execute("""
+        CREATE TABLE steps (
+            job_id INTEGER NOT NULL REFERENCES jobs(id), run INTEGER NOT NULL, step_id INTEGER NOT NULL,
+            name TEXT NOT NULL, state TEXT NOT NULL, node TEXT, ntasks INTEGER NOT NULL, cpus INTEGER NOT NULL,
+            start_time REAL NOT NULL, end_time REAL, exit_code INTEGER, exit_signal INTEGER, cpu_time REAL,
+            max_rss INTEGER,
+            PRIMARY KEY (job_id, run, step_id)
+        ) WITHOUT ROWID""")
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("001_initial", _m001_initial),
     ("002_node_drain", _m002_node_drain),
@@ -157,6 +169,7 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("011_session_tokens", _m011_session_tokens),
     ("012_health", _m012_health),
     ("013_job_shape", _m013_job_shape),
+    ("014_steps", _m014_steps),
 ]
 
 

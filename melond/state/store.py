@@ -29,7 +29,9 @@ from melond.errors import MelonError
 from melond.figures import Timings
 from melond.spec.states import State
 from melond.state import dbfile, pages
+from melond.state import step
 from melond.state.job import Job, check_transition
+from melond.state.step import Step
 from melond.state.pages import PageRequest
 from melond.state.migrations import MIGRATIONS, behind, migrate
 
@@ -202,6 +204,31 @@ class Store:
         return True
 
     @staticmethod
+    def op_step_start(conn: sqlite3.Connection, job_id: int, run: int, name: str, node: str | None, ntasks: int,
+                      cpus: int, now: float) -> int:
+        """Number a new step of the job's run (0, 1, ...) and record it running."""
+        step_id = conn.execute("SELECT coalesce(max(step_id) + 1, 0) FROM steps WHERE job_id = ? AND run = ?",
+                               (job_id, run)).fetchone()[0]
+        conn.execute("INSERT INTO steps (job_id, run, step_id, name, state, node, ntasks, cpus, start_time) "
+                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", (job_id, run, step_id, name, step.RUNNING, node, ntasks,
+                                                            cpus, now))
+        return step_id
+
+    @staticmethod
+    def op_step_end(conn: sqlite3.Connection, job_id: int, run: int, step_id: int, changes: dict, now: float) -> bool:
+        """Close a running step with how it ended; False if it is not running (closed already)."""
+        changes = {**changes, "end_time": now}
+        sets = ", ".join(f"{k} = ?" for k in changes)
+        return conn.execute(f"UPDATE steps SET {sets} WHERE job_id = ? AND run = ? AND step_id = ? AND state = ?",
+                            [*changes.values(), job_id, run, step_id, step.RUNNING]).rowcount == 1
+
+    @staticmethod
+    def op_close_steps(conn: sqlite3.Connection, job_id: int, run: int, state: str, now: float) -> None:
+        """The job's run ended: steps still running end with it (srun was killed with the job)."""
+        conn.execute("UPDATE steps SET state = ?, end_time = ? WHERE job_id = ? AND run = ? AND state = ?",
+                     (state, now, job_id, run, step.RUNNING))
+
+    @staticmethod
     def op_set_reasons(conn: sqlite3.Connection, reasons: dict[int, str | None]) -> None:
         conn.executemany("UPDATE jobs SET reason = ? WHERE id = ? AND state = 'PENDING'",
                          [(r, j) for j, r in reasons.items()])
@@ -344,6 +371,16 @@ class Store:
             params.append(user)
         return [dict(r) for r in self._reader.execute(sql + " ORDER BY created, id", params)]
 
+    def steps(self, job_ids: Iterable[int], running_only: bool = False) -> list[Step]:
+        """The steps of these jobs' current runs, by job and step."""
+        return _steps(self._reader, job_ids, running_only)
+
+    def running_steps(self) -> list[Step]:
+        """Every step running now (squeue -s)."""
+        sql = ("SELECT s.* FROM steps s JOIN jobs j ON j.id = s.job_id AND j.restarts = s.run "
+               "WHERE s.state = 'RUNNING' AND j.state = 'RUNNING' ORDER BY s.job_id, s.step_id")
+        return [Step.from_row(r) for r in self._reader.execute(sql)]
+
     def count_events(self, kind: str) -> dict[int, int]:
         rows = self._reader.execute("SELECT job_id, COUNT(*) FROM job_events WHERE kind = ? GROUP BY job_id", (kind,))
         return {r[0]: r[1] for r in rows}
@@ -410,6 +447,9 @@ class _SlowView:
         rows.sort(key=lambda r: r["id"])  # here: an ORDER BY makes SQLite walk the whole table in id order
         return rows
 
+    def steps(self, job_ids: Iterable[int]) -> list[Step]:
+        return _steps(self._conn, job_ids, False)
+
     def with_event_this_run(self, ids: Iterable[int], kind: str) -> set[int]:
         """Which of these jobs have an event of this kind recorded during their current run."""
         ids = list(ids)
@@ -429,6 +469,18 @@ class _SlowView:
         rows = self._conn.execute(f"SELECT DISTINCT job_id FROM job_events WHERE kind = ? AND job_id IN "
                                   f"({', '.join('?' * len(ids))})", [kind, *ids])
         return {r[0] for r in rows}
+
+
+def _steps(conn: sqlite3.Connection, job_ids: Iterable[int], running_only: bool) -> list[Step]:
+    ids = list(job_ids)
+    out: list[Step] = []
+    for i in range(0, len(ids), 900):  # SQLite's bound on parameters
+        chunk = ids[i:i + 900]
+        sql = (f"SELECT s.* FROM steps s JOIN jobs j ON j.id = s.job_id AND j.restarts = s.run "
+               f"WHERE s.job_id IN ({', '.join('?' * len(chunk))})"
+               + (" AND s.state = 'RUNNING'" if running_only else "") + " ORDER BY s.job_id, s.step_id")
+        out += [Step.from_row(r) for r in conn.execute(sql, chunk)]
+    return out
 
 
 def _jobs(conn: sqlite3.Connection, states: Iterable[str] | None, user: str | None,

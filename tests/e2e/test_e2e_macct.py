@@ -22,7 +22,8 @@ def test_a_job_that_burns_known_cpu_and_memory_reports_them(melon: Melon) -> Non
     assert 300 * 1024 ** 2 <= job["max_rss"] <= 700 * 1024 ** 2, job["max_rss"]
     row = _acct(melon, "-j", str(jid))[0]
     assert row["cpu_time"] == job["cpu_time"] and row["max_rss"] == job["max_rss"]
-    line = melon.run("macct", "-j", str(jid), "-n", "-P", "-o", "JobID,TotalCPU,MaxRSS,State").stdout.strip()
+    line, batch = melon.run("macct", "-j", str(jid), "-n", "-P", "-o", "JobID,TotalCPU,MaxRSS,State").stdout.split()
+    assert batch.startswith(f"{jid}.batch|")  # the batch step: the job's own figures
     jobid, total, rss, state = line.split("|")
     assert jobid == str(jid) and state == "COMPLETED" and total.startswith("00:0") and rss.endswith("K")
     assert int(rss[:-1]) * 1024 == job["max_rss"] // 1024 * 1024
@@ -51,8 +52,8 @@ def test_window_users_states_and_arrays(melon: Melon) -> None:
     assert lines[0].split() == ["JobID", "JobName", "Partition", "User", "AllocCPUS", "State", "ExitCode"]
     assert set(lines[1]) == {"-", " "} and lines[2].split()[5:] == ["FAILED", "3:0"]
     parsable = melon.run("macct", "-j", str(bad), "-p", "-o", "jobid,jobname%3,state").stdout.splitlines()
-    assert parsable == ["JobID|JobName|State|", f"{bad}|bad|FAILED|"]
-    cut = melon.run("macct", "-j", str(bad), "-n", "-o", "JobID,State%4").stdout.split()
+    assert parsable == ["JobID|JobName|State|", f"{bad}|bad|FAILED|", f"{bad}.batch|batch|FAILED|"]
+    cut = melon.run("macct", "-X", "-j", str(bad), "-n", "-o", "JobID,State%4").stdout.split()
     assert cut == [str(bad), "FAI+"]
     melon.run("mcancel", str(held))
 

@@ -164,12 +164,13 @@ def test_sacct_as_the_tools_run_it(melon: Melon, slurm_env: dict) -> None:
     sacct = lambda *args: _run(melon, slurm_env, "sacct", *args)  # noqa: E731
     # submitit: a header it reads the column names from, one -j per id
     assert sacct("-o", "JobID,State,NodeList", "--parsable2", "-j", str(ok), "-j", str(bad)).stdout == \
-        f"JobID|State|NodeList\n{ok}|COMPLETED|local\n{bad}|FAILED|local\n"
+        f"JobID|State|NodeList\n{ok}|COMPLETED|local\n{ok}.batch|COMPLETED|local\n{bad}|FAILED|local\n" \
+        f"{bad}.batch|FAILED|local\n"
     # snakemake: no header, raw ids, comma list, -X, --clusters
     assert sacct("-X", "--parsable2", "--clusters", "all", "--noheader", "--format=JobIdRaw,State",
                  "-j", f"{ok},{held}").stdout == f"{ok}|COMPLETED\n{held}|CANCELLED\n"
     # the legacy profile: -P -b
-    assert sacct("-P", "-b", "-j", str(bad), "-n").stdout == f"{bad}|FAILED|2:0\n"
+    assert sacct("-P", "-b", "-j", str(bad), "-n").stdout == f"{bad}|FAILED|2:0\n{bad}.batch|FAILED|2:0\n"
     # snakemake's account probe, run without a shell: `|`, `tail` and `-1` arrive as arguments, and
     # `-1` is an invalid option, as in Slurm; snakemake takes the failure for "no account"
     r = sacct("-nu", melon.job(ok)["user"], "-o", "Account%256", "|", "tail", "-1")
@@ -179,10 +180,10 @@ def test_sacct_as_the_tools_run_it(melon: Melon, slurm_env: dict) -> None:
     assert r.returncode == 0 and r.stdout.strip() == ""
     r = sacct("-X", "|", "tail")  # src/sacct/options.c: error("Unknown arguments:"), then each
     assert (r.returncode, r.stderr) == (1, "sacct: error: Unknown arguments:\nsacct: error:  |\nsacct: error:  tail\n")
-    r = sacct("-j", f"{ok}.batch", "--format=Reason", "--noheader")  # a step: Melon's jobs have none
-    assert (r.returncode, r.stdout) == (0, "")
+    r = sacct("-j", f"{ok}.batch", "-P", "--format=JobID,State", "--noheader")  # a step's row alone
+    assert (r.returncode, r.stdout) == (0, f"{ok}.batch|COMPLETED\n")
     assert sacct("-X").returncode == 0
-    assert sacct("--name=bad", "-P", "-n", "-o", "jobid,state").stdout == f"{bad}|FAILED\n"
+    assert sacct("--name=bad", "-P", "-n", "-o", "jobid,state").stdout == f"{bad}|FAILED\n{bad}.batch|FAILED\n"
     lines = sacct("-o", "JobID%-20,State", "-j", str(ok)).stdout.splitlines()
     assert lines[2] == f"{ok}".ljust(20) + " " + "COMPLETED".rjust(10)
 
@@ -200,16 +201,16 @@ def test_sacct_long_and_units_as_slurms(melon: Melon, slurm_env: dict) -> None:
                              "MaxVMSizeTask  AveVMSize     MaxRSS MaxRSSNode MaxRSSTask     AveRSS MaxPages "
                              "MaxPagesNode   MaxPagesTask ")
     assert out[1].startswith("------------ ------------ ---------- ---------- ---------- -------------- ")
-    rows = sacct("-l", "-P", "-n").stdout.splitlines()
+    rows = sacct("-l", "-P", "-n", "-X").stdout.splitlines()
     assert len(rows) == 1
     row = dict(zip(LONG.split(","), rows[0].split("|")))
     assert (row["JobID"], row["JobIDRaw"], row["JobName"], row["State"], row["ExitCode"], row["ReqMem"]) == \
         (str(jid), str(jid), "sized", "COMPLETED", "0:0", "1.50G")
     assert (row["ReqCPUFreqMin"], row["ConsumedEnergy"], row["AveRSS"], row["NTasks"]) == ("Unknown", "0", "", "")
     assert row["ReqTRES"] == row["AllocTRES"] == "billing=1,cpu=1,mem=1.50G,node=1"
-    assert sacct("-P", "-n", "-o", "ReqMem,ReqTRES", "--units=M").stdout == "1536M|billing=1,cpu=1,mem=1536M,node=1\n"
-    assert sacct("-P", "-n", "-o", "ReqMem", "--units=k").stdout == "1572864K\n"
-    assert sacct("-P", "-n", "-o", "ReqMem", "--noconvert").stdout == "1536M\n"
+    assert sacct("-X", "-P", "-n", "-o", "ReqMem,ReqTRES", "--units=M").stdout == "1536M|billing=1,cpu=1,mem=1536M,node=1\n"
+    assert sacct("-X", "-P", "-n", "-o", "ReqMem", "--units=k").stdout == "1572864K\n"
+    assert sacct("-X", "-P", "-n", "-o", "ReqMem", "--noconvert").stdout == "1536M\n"
     r = sacct("--units=X")
     assert (r.returncode, r.stderr) == (1, "sacct: error: Invalid unit type 'X'. Possible options are 'KMGTP'\n"
                                            "sacct: fatal: Invalid unit type\n")
@@ -352,7 +353,7 @@ def test_sbatch_a_file_prints_exactly_what_tools_parse_and_reads_it_at_once(melo
     assert job["name"] == "submitit" and job["time_limit_seconds"] == 300
     assert (melon.work / f"logs/{jid}_0_log.out").read_text() == f"ran {jid} as submitit in {melon.work}\n"
     acct = _run(melon, slurm_env, "sacct", "-P", "-n", "-j", str(jid), "-o", "JobID,Account,State").stdout
-    assert acct == f"{jid}|proj7|COMPLETED\n"
+    assert acct == f"{jid}|proj7|COMPLETED\n{jid}.batch|proj7|COMPLETED\n"  # submitit reads the job's own row
 
 
 def test_sbatch_reads_stdin_and_dev_stdin_and_takes_snakemakes_command_line(melon: Melon, slurm_env: dict) -> None:
@@ -375,7 +376,7 @@ def test_sbatch_reads_stdin_and_dev_stdin_and_takes_snakemakes_command_line(melo
     assert (melon.work / f"{jid}.log").read_text() == f"{melon.work}/wd\n"
     out = _run(melon, slurm_env, "sacct", "--name=run-uuid", "--parsable2", "--noheader",
                "--format=JobID,JobName,Comment,NCPUS,ReqMem").stdout
-    assert out == f"{jid}|run-uuid|rule_a_wildcards_x|1|100M\n"
+    assert out == f"{jid}|run-uuid|rule_a_wildcards_x|1|100M\n{jid}.batch|batch|rule_a_wildcards_x|1|100M\n"
 
 
 def test_sbatch_and_mbatch_take_parsable_and_wait_from_the_script(melon: Melon, slurm_env: dict) -> None:
@@ -611,8 +612,9 @@ def test_sacct_folds_an_arrays_pending_tasks_as_submitit_parses_them(melon: Melo
     wait_for(lambda: melon.jobs("--all", "-r", "-j", f"{arr}_0")[0]["state"] == "CD", what="task 0 to run")
     out = _run(melon, slurm_env, "sacct", "-o", "JobID,State,NodeList", "--parsable2", "-j", str(arr)).stdout
     rows = [line.split("|") for line in out.splitlines()[1:]]
-    assert [r[:2] for r in rows] == [[f"{arr}_0", "COMPLETED"], [f"{arr}_[1-4%2]", "PENDING"],
-                                     [f"{arr}_5", "CANCELLED"]]
+    assert [r[:2] for r in rows] == [[f"{arr}_0", "COMPLETED"], [f"{arr}_0.batch", "COMPLETED"],
+                                     [f"{arr}_[1-4%2]", "PENDING"], [f"{arr}_5", "CANCELLED"]]
+    rows = [r for r in rows if "." not in r[0]]  # submitit skips the steps' rows
     m = re.fullmatch(r"(?P<main_id>\d+)_\[(?P<arrays>(\d+(-\d+)?(,)?)+)(\%\d+)?\]", rows[1][0])  # submitit's
     assert m and m["main_id"] == str(arr) and m["arrays"] == "1-4"
     melon.run("mcancel", str(arr))

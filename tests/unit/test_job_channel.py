@@ -20,3 +20,24 @@ def test_well_formed_asks(request_: dict) -> None:
 def test_malformed_asks_say_what_is_accepted(request_: object) -> None:
     problem = _check(request_)
     assert problem and '"op": "extend"' in problem or "exactly one of" in problem
+
+
+@pytest.mark.parametrize("request_", [
+    {"op": "step_start", "name": "sh", "ntasks": 2, "cpus": 0},
+    {"op": "step_end", "step_id": 0, "exit_code": 3, "signal": None, "cpu_time": 0.25, "max_rss": 1 << 20},
+    {"op": "step_end", "step_id": 4, "signal": 9, "oom": True},
+])
+def test_srun_asks_for_its_step_number_and_says_how_it_ended(request_: dict) -> None:
+    assert _check(request_) is None
+
+
+@pytest.mark.parametrize("request_", [
+    {"op": "step_start", "name": "", "ntasks": 1, "cpus": 0}, {"op": "step_start", "name": "x" * 201, "ntasks": 1,
+                                                               "cpus": 0},
+    {"op": "step_start", "name": "sh", "ntasks": 0, "cpus": 0}, {"op": "step_start", "name": "sh", "ntasks": True,
+                                                                 "cpus": 0},
+    {"op": "step_end"}, {"op": "step_end", "step_id": -1}, {"op": "step_end", "step_id": 1, "exit_code": "3"},
+    {"op": "step_end", "step_id": 1, "cpu_time": "x"}, {"op": "step_end", "step_id": 1, "oom": 1},
+])
+def test_malformed_step_asks_say_their_form(request_: dict) -> None:
+    assert '"op": "step_' in (_check(request_) or "")

@@ -357,3 +357,21 @@ def test_another_program_closing_its_connection_leaves_melonds_log_alone(db_path
         await store.write(Store.op_set_drain, "n1", "second")
         assert elsewhere() == "second"
     with_store(db_path, body)
+
+
+def test_steps_are_numbered_per_run_closed_once_and_ended_with_their_job(db_path):
+    async def body(store):
+        [jid] = await store.write(Store.op_insert_jobs, [row(state="RUNNING")], "alice", NOW)
+        first = await store.write(Store.op_step_start, jid, 0, "sh", "n1", 2, 4, NOW)
+        second = await store.write(Store.op_step_start, jid, 0, "py", "n1", 1, 0, NOW + 1)
+        closed = await store.write(Store.op_step_end, jid, 0, first, {"state": "FAILED", "exit_code": 3}, NOW + 2)
+        again = await store.write(Store.op_step_end, jid, 0, first, {"state": "COMPLETED"}, NOW + 3)
+        running = [s.step_id for s in store.steps([jid], running_only=True)]
+        await store.write(Store.op_close_steps, jid, 0, "TIMEOUT", NOW + 4)
+        other_run = await store.write(Store.op_step_start, jid, 1, "sh", "n2", 1, 0, NOW + 5)
+        return first, second, closed, again, running, store.steps([jid]), other_run
+
+    first, second, closed, again, running, steps, other_run = with_store(db_path, body)
+    assert (first, second, closed, again, running, other_run) == (0, 1, True, False, [1], 0)
+    assert [(s.step_id, s.state, s.exit_code, s.end_time) for s in steps] == [(0, "FAILED", 3, NOW + 2),
+                                                                             (1, "TIMEOUT", None, NOW + 4)]

@@ -1,0 +1,78 @@
+"""Steps: each srun in a job is numbered (J.0, J.1, ...), recorded with how it ended, listed by
+sacct and squeue -s, and ended alone by scancel J.S."""
+from __future__ import annotations
+
+import subprocess
+
+from melon_cli.client import Client
+from conftest import Melon, slurm_names_env, wait_for
+
+
+def _run(melon: Melon, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(list(args), capture_output=True, text=True, env=slurm_names_env(melon), cwd=melon.work,
+                          timeout=60)
+
+
+def _steps(melon: Melon, jid: int) -> list[dict]:
+    return Client(melon.endpoint).call("GET", f"/jobs/{jid}")["steps"]
+
+
+def test_each_srun_is_a_numbered_step_with_its_end(melon: Melon) -> None:
+    (melon.work / "s.sh").write_text(
+        "#!/bin/sh\n#SBATCH -n 2 -o steps-%j.out\n"
+        "srun sh -c 'echo step=$SLURM_STEP_ID task=$SLURM_PROCID'\n"
+        "srun -n 1 -J second sh -c 'exit 3'\n"
+        "srun -n 1 --output=out-%J.txt sh -c 'echo $SLURM_STEP_ID'\n"
+        "echo done\n")
+    jid = int(_run(melon, "sbatch", "--parsable", "s.sh").stdout)
+    melon.wait_state(jid, {"CD"})
+    lines = (melon.work / f"steps-{jid}.out").read_text().splitlines()
+    assert sorted(lines[:2]) == ["step=0 task=0", "step=0 task=1"]
+    assert (melon.work / f"out-{jid}.2.txt").read_text() == "2\n"
+    steps = _steps(melon, jid)
+    assert [(s["step_id"], s["name"], s["state"], s["ntasks"], s["exit_code"]) for s in steps] == [
+        (0, "sh", "COMPLETED", 2, 0), (1, "second", "FAILED", 1, 3), (2, "sh", "COMPLETED", 1, 0)]
+    assert all(s["end_time"] >= s["start_time"] > 0 and s["node"] == "local" for s in steps)
+    shown = melon.run("mshow", str(jid)).stdout
+    assert f"  {jid}.1 second: FAILED (3:0), 1 task on local, " in shown
+    assert [s["step_id"] for s in melon.job(jid)["steps"]] == [0, 1, 2]
+
+
+def test_sacct_lists_the_batch_step_and_each_srun_step(melon: Melon) -> None:
+    (melon.work / "a.sh").write_text("#!/bin/sh\n#SBATCH -J acct\nsrun -J one true\nsrun sh -c 'exit 4'\nexit 1\n")
+    jid = int(_run(melon, "sbatch", "--parsable", "a.sh").stdout)
+    melon.wait_state(jid, {"F"})
+    out = _run(melon, "sacct", "-j", str(jid), "-P", "-n", "-o", "JobID,JobName,Partition,State,ExitCode,NTasks")
+    assert out.stdout.splitlines() == [
+        f"{jid}|acct|local|FAILED|1:0|", f"{jid}.batch|batch||FAILED|1:0|",
+        f"{jid}.0|one||COMPLETED|0:0|1", f"{jid}.1|sh||FAILED|4:0|1"]
+    assert _run(melon, "sacct", "-X", "-j", str(jid), "-P", "-n", "-o", "JobID").stdout == f"{jid}\n"
+    assert _run(melon, "sacct", "-j", f"{jid}.1", "-P", "-n", "-o", "JobID,State").stdout == f"{jid}.1|FAILED\n"
+    assert _run(melon, "sacct", "-j", f"{jid}.batch,{jid}.0", "-P", "-n", "-o", "JobID").stdout == \
+        f"{jid}.batch\n{jid}.0\n"
+    macct = melon.run("macct", "-j", str(jid), "-P", "-n", "-o", "JobID,State").stdout
+    assert macct.splitlines() == [f"{jid}|FAILED", f"{jid}.batch|FAILED", f"{jid}.0|COMPLETED", f"{jid}.1|FAILED"]
+
+
+def test_squeue_lists_running_steps_and_scancel_ends_one_alone(melon: Melon) -> None:
+    (melon.work / "l.sh").write_text(
+        "#!/bin/sh\n#SBATCH -J long -o long-%j.out\n"
+        "srun -J stuck sh -c 'touch stuck.go; sleep 300'\necho stuck-ended-$?\n"
+        "srun -J next sh -c 'echo next ran'\n")
+    jid = int(_run(melon, "sbatch", "--parsable", "l.sh").stdout)
+    wait_for(lambda: (melon.work / "stuck.go").exists(), timeout=30, what="the first step to run")
+    out = _run(melon, "squeue", "-s").stdout.splitlines()
+    assert out[0] == "         STEPID     NAME PARTITION     USER      TIME NODELIST"
+    labels = [line.split()[0] for line in out[1:]]
+    assert labels == [f"{jid}.batch", f"{jid}.0"]
+    assert _run(melon, "squeue", f"-s{jid}.0", "-h").stdout.split()[:2] == [f"{jid}.0", "stuck"]
+    r = _run(melon, "scancel", f"{jid}.0")
+    assert (r.returncode, r.stderr) == (0, "")
+    melon.wait_state(jid, {"CD"})
+    text = (melon.work / f"long-{jid}.out").read_text()
+    assert "stuck-ended-137" in text and "next ran" in text  # the job went on past the step
+    states = [(s["step_id"], s["state"], s["exit_signal"]) for s in _steps(melon, jid)]
+    assert states == [(0, "CANCELLED", 9), (1, "COMPLETED", None)]
+    r = _run(melon, "scancel", f"{jid}.5")
+    assert r.returncode == 1 and r.stderr == f"scancel: error: Kill job error on job step id {jid}.5: " \
+                                             f"Invalid job id specified\n"
