@@ -51,6 +51,16 @@ function historyLine(e) {
   return el("li", { dataset: { kind: k } }, el("time", {}, when(e.time)), ` ${what} `, el("span", { class: "muted" }, `by ${e.actor}`));
 }
 
+function stepRow(s) {  // one srun of the job: J.0, J.1, ... as sacct lists them
+  const ended = s.end_time !== null;
+  const took = (ended ? s.end_time : Date.now() / 1000) - s.start_time;
+  return el("tr", { dataset: { step: s.step_id, state: s.state } },
+    el("td", {}, `${label(job)}.${s.step_id}`), el("td", {}, s.name), el("td", {}, s.state),
+    el("td", {}, ended ? `${s.exit_code || 0}:${s.exit_signal || 0}` : "—"), el("td", { class: "num" }, String(s.ntasks)),
+    el("td", {}, s.node || "—"), el("td", { class: "num" }, duration(took)),
+    el("td", { class: "num" }, s.cpu_time !== null ? `${s.cpu_time.toFixed(1)} s` : "—"));
+}
+
 function requestRow(r) {
   const asked = r.add_seconds ? `+${duration(r.add_seconds)}` : `to ${limitText(r.to_limit)}`;
   const decide = (approve) => async () => {
@@ -91,6 +101,9 @@ export async function open(id) {
   document.getElementById("job-fields").replaceChildren(...fields(job).map(([k, v]) => el("div", {},
     el("dt", {}, k), el("dd", { dataset: { field: k } }, v === null || v === undefined || v === "" ? "—" : String(v)))));
   document.getElementById("job-history").replaceChildren(...job.events.map(historyLine));
+  const steps = job.steps || [];
+  document.getElementById("job-steps").querySelector("tbody").replaceChildren(...steps.map(stepRow));
+  document.getElementById("job-steps").hidden = document.getElementById("job-steps-title").hidden = !steps.length;
   document.getElementById("job-requests").replaceChildren(...(job.extension_requests || []).map(requestRow));
   document.getElementById("job-requests-title").hidden = !(job.extension_requests || []).length;
   const active = job.state === "PD" || job.state === "R";

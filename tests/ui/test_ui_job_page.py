@@ -68,3 +68,24 @@ def test_another_users_page_has_no_actions_and_a_forged_cancel_is_refused(melon_
                                .then(r => r.status)""")
     assert status == 403 and melon.job(jid)["state"] == "PD"
     melon.run("mcancel", str(jid))
+
+
+def test_a_jobs_page_lists_its_steps(tcp_melon: Melon, page) -> None:
+    """Each srun of the job is a row: J.0, J.1, ... with its state and exit code, as sacct lists them."""
+    import subprocess
+
+    from conftest import slurm_names_env
+    melon = tcp_melon
+    sign_in(page, melon, melon.token())
+    (melon.work / "st.sh").write_text("#!/bin/sh\n#SBATCH -J stepped\nsrun -J first true\nsrun -J second sh -c 'exit 5'\ntrue\n")
+    jid = int(subprocess.run(["sbatch", "--parsable", "st.sh"], capture_output=True, text=True, cwd=melon.work,
+                             env=slurm_names_env(melon), timeout=60).stdout)
+    melon.wait_state(jid, {"CD"})
+    page.goto(f"{melon.url}/#job/{jid}")
+    expect(page.get_by_role("heading", name=f"Job {jid}: stepped")).to_be_visible()
+    rows = page.locator("#job-steps tbody tr")
+    expect(rows).to_have_count(2)
+    expect(rows.nth(0)).to_contain_text(f"{jid}.0")
+    expect(rows.nth(0)).to_contain_text("COMPLETED")
+    expect(page.locator('#job-steps tr[data-step="1"]')).to_contain_text("FAILED")
+    expect(page.locator('#job-steps tr[data-step="1"]')).to_contain_text("5:0")
