@@ -44,6 +44,14 @@ def try_ask(request: dict) -> dict | None:
 
 def ask(request: dict) -> dict:
     """One request, one answer; a refusal is raised with the reason melond (or the node) gave."""
+    reply = exchange(request)
+    if not reply.get("ok"):
+        raise MelonError(reply.get("error", {}).get("message") or "refused")
+    return reply
+
+
+def exchange(request: dict) -> dict:
+    """One request, its answer as it came (`ok` false included, for a caller that acts on `error.code`)."""
     import json  # only inside a job: the login node's common path loads neither
     import socket
     name = os.environ[ENV]
@@ -67,7 +75,4 @@ def ask(request: dict) -> dict:
     if not data:
         raise MelonError("the node's helper closed the job channel without an answer (melond may have lost "
                          "the node); try again")
-    reply = json.loads(data)
-    if not reply.get("ok"):
-        raise MelonError(reply.get("error", {}).get("message") or "refused")
-    return reply
+    return json.loads(data)

@@ -171,8 +171,8 @@ class JobChannel:
             self.waiting.pop(ask, None)
 
 
-ASKED = ("op", "add", "to", "max", "dry_run", "name", "ntasks", "cpus", "step_id", "exit_code", "signal", "cpu_time",
-         "max_rss", "oom")  # what a request may carry on to melond
+ASKED = ("op", "add", "to", "max", "dry_run", "name", "ntasks", "cpus", "mode", "step_id", "exit_code", "signal",
+         "cpu_time", "max_rss", "oom")  # what a request may carry on to melond
 
 
 def _count(value: object, least: int = 0) -> bool:
@@ -184,8 +184,8 @@ def _check_step(request: dict) -> str | None:
     if request["op"] == "step_start":
         name = request.get("name")
         if not (isinstance(name, str) and 0 < len(name) <= 200 and _count(request.get("ntasks"), 1)
-                and _count(request.get("cpus"))):
-            return '{"op": "step_start", "name": TEXT, "ntasks": N >= 1, "cpus": N >= 0}'
+                and _count(request.get("cpus")) and request.get("mode", "whole") in ("whole", "exact", "overlap")):
+            return '{"op": "step_start", "name": TEXT, "ntasks": N >= 1, "cpus": N >= 0, "mode": whole|exact|overlap}'
         return None
     numbers = all(request.get(k) is None or _count(request[k]) for k in ("exit_code", "signal", "max_rss"))
     cpu = request.get("cpu_time")

@@ -47,7 +47,8 @@ Outside a job it submits the command with -c, --mem, --mem-per-cpu, -t, -J, -p, 
 
 def main(argv: list[str] | None = None) -> None:
     found, command = read_argv(PROG, SRUN_GRAMMAR, argv, HELP)
-    opts = {name: value or "" for name, value in found}  # the last one wins, as in srun
+    # the last one wins, as in srun; a second spelling (--cpu_bind) under its option's name
+    opts = {SRUN_GRAMMAR.longs.get(name, (0, name))[1]: value or "" for name, value in found}
     try:
         if not command:
             raise MelonError("No command given to execute.")
@@ -106,28 +107,72 @@ def expand(pattern: str, env: dict[str, str], task: int, step: str = "0") -> str
 
 
 def _ask_step(request: dict) -> dict | None:
-    """melond's answer through the job channel, or None where there is none to ask (an older
-    node helper, a job channel gone with its node): the step then runs unrecorded as step 0."""
+    """melond's answer through the job channel (`ok` false included), or None where there is none
+    to ask (an older node helper, a job channel gone with its node): the step then runs
+    unrecorded as step 0."""
     from melon_cli import jobchannel
     if jobchannel.ENV not in os.environ:
         return None
     try:
-        return jobchannel.ask(request)
-    except (OSError, MelonError):
+        return jobchannel.exchange(request)
+    except (OSError, ValueError, MelonError):
         return None
 
 
+def _mode(opts: dict[str, str]) -> str:
+    """How the step takes the job's CPUs (Slurm >= 21.08): --overlap shares them all; --exact, its
+    in-job synonym --exclusive, or an explicit -c takes just ntasks x c; else all of them, so a
+    second step waits for the first to end."""
+    env = os.environ
+    if "overlap" in opts or env.get("SLURM_OVERLAP"):
+        if "exclusive" in opts or "exact" in opts:
+            raise MelonError("--exclusive and --overlap are mutually exclusive")
+        return "overlap"
+    if "exact" in opts or "exclusive" in opts or opts.get("cpus-per-task") or env.get("SLURM_EXACT"):
+        return "exact"
+    return "whole"
+
+
+def _create_step(request: dict, job: str) -> dict | None:
+    """The step's number and CPUs; while running steps hold the CPUs it needs, wait as Slurm's
+    srun waits, saying so once. None: no job channel (an unrecorded step 0)."""
+    import time
+    said = False
+    while True:
+        reply = _ask_step(request)
+        if reply is None:
+            return None
+        if reply.get("ok"):
+            if said:
+                sys.stderr.write(f"{PROG}: Step created for StepId={job}.{reply['step_id']}\n")
+            return reply
+        code = reply.get("error", {}).get("code")
+        if code == "too_many":
+            raise MelonError(f"Unable to create step for job {job}: More processors requested than permitted")
+        if code != "busy":
+            return None  # melond cannot number it now (lost the node, restarting): run it unrecorded
+        if not said:
+            sys.stderr.write(f"{PROG}: Job {job} step creation temporarily disabled, retrying (Requested nodes are "
+                             f"busy)\n")
+            said = True
+        time.sleep(0.2)
+
+
 def run_tasks(opts: dict[str, str], command: list[str]) -> int:
-    """The step: numbered by melond (J.0, J.1, ...), one process per task, each told who it is;
-    the highest exit code wins, and melond hears how the step ended (sacct's step rows)."""
+    """The step: numbered by melond (J.0, J.1, ...), one process per task, each told who it is and
+    bound to its own CPUs; the highest exit code wins, and melond hears how the step ended."""
     import resource
     ntasks = _count(_ntasks(opts), "ntasks")
-    cpus = _count(opts["cpus-per-task"], "cpus-per-task") * ntasks if opts.get("cpus-per-task") else 0
+    per_task = _count(opts.get("cpus-per-task") or os.environ.get("SLURM_CPUS_PER_TASK") or "1", "cpus-per-task")
     name = opts.get("job-name") or os.path.basename(command[0])
-    numbered = _ask_step({"op": "step_start", "name": name[:200] or "srun", "ntasks": ntasks, "cpus": cpus})
+    job = os.environ.get("SLURM_JOB_ID", "0")
+    numbered = _create_step({"op": "step_start", "name": name[:200] or "srun", "ntasks": ntasks,
+                             "cpus": ntasks * per_task, "mode": _mode(opts)}, job)
     step = str(numbered["step_id"]) if numbered else "0"
+    binding = _binding((numbered or {}).get("cpu_ids") or [], ntasks, per_task, opts.get("cpu-bind") or
+                       os.environ.get("SLURM_CPU_BIND") or "")
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    code, worst_signal = _run_step(opts, command, ntasks, step)
+    code, worst_signal = _run_step(opts, command, ntasks, step, binding)
     if numbered:
         used = resource.getrusage(resource.RUSAGE_CHILDREN)
         cpu = (used.ru_utime + used.ru_stime) - (before.ru_utime + before.ru_stime)
@@ -136,7 +181,26 @@ def run_tasks(opts: dict[str, str], command: list[str]) -> int:
     return code
 
 
-def _run_step(opts: dict[str, str], command: list[str], ntasks: int, step: str) -> tuple[int, int]:
+def _binding(ids: list[int], ntasks: int, per_task: int, cpu_bind: str) -> list[list[int]]:
+    """Each task's CPUs: its own `per_task` of the step's (Slurm's task/affinity binds tasks to
+    cores), unless --cpu-bind=none or the step's CPUs are too few to give each its own (then all
+    of them); none where the step has no CPU ids (the job is not pinned)."""
+    if not ids:
+        return []
+    if "none" in cpu_bind.lower().split(",") or len(ids) < ntasks * per_task:
+        return [ids] * ntasks
+    return [ids[i * per_task:(i + 1) * per_task] for i in range(ntasks)]
+
+
+def _set_affinity(ids) -> None:
+    try:
+        os.sched_setaffinity(0, ids)
+    except OSError:  # CPUs this process may no longer use: the task keeps srun's
+        pass
+
+
+def _run_step(opts: dict[str, str], command: list[str], ntasks: int, step: str,
+              binding: list[list[int]] = ()) -> tuple[int, int]:
     """Run the tasks: (srun's exit code, the highest signal that ended a task, 0 for none)."""
     import subprocess
     base = dict(os.environ)
@@ -161,7 +225,10 @@ def _run_step(opts: dict[str, str], command: list[str], ntasks: int, step: str) 
             err = _open(opts.get("error"), env, task, files, append, step) if opts.get("error") else out
             out, err, task_pumps = _labelled(out, err, task, label_width)
             pumps += task_pumps
+            own = os.sched_getaffinity(0)
             try:
+                if binding:  # the child inherits this thread's affinity at fork: the task's own CPUs
+                    _set_affinity(binding[task])
                 procs.append(subprocess.Popen(command, env=env, stdin=stdin, stdout=out, stderr=err,
                                               cwd=opts.get("chdir") or None))
             except OSError as exc:
@@ -170,6 +237,8 @@ def _run_step(opts: dict[str, str], command: list[str], ntasks: int, step: str) 
                 _stop(procs, signal.SIGKILL)
                 return 2, 0
             finally:
+                if binding:
+                    _set_affinity(own)
                 for fd in {out, err} - {None, *files.values()}:
                     if fd > 2:
                         os.close(fd)  # a pipe's write end: it belongs to the task alone now

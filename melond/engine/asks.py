@@ -80,9 +80,15 @@ class JobAsks:
         """srun numbers its step (`step_start`) and says how it ended (`step_end`): sacct's rows."""
         now = time.time()
         if request["op"] == "step_start":
-            step_id = await self.store.write(Store.op_step_start, job.id, job.run, str(request["name"]), node,
-                                             int(request["ntasks"]), int(request["cpus"]), now)
-            return {"ok": True, "job_id": job.id, "step_id": step_id}
+            mode = request.get("mode") or step.WHOLE
+            try:
+                step_id, ids = await self.store.write(Store.op_step_start, job, str(request["name"]),
+                                                      int(request["ntasks"]), mode, int(request["cpus"]), now)
+            except step.Busy:
+                return {"ok": False, "busy": True, "error": {"code": "busy", "message": "Requested nodes are busy"}}
+            except ValueError as exc:
+                return _refused("too_many", str(exc))
+            return {"ok": True, "job_id": job.id, "step_id": step_id, "cpu_ids": ids}
         changes = {"state": step.end_state(request.get("exit_code"), request.get("signal"), request.get("oom") is True),
                    "exit_code": request.get("exit_code"), "exit_signal": request.get("signal"),
                    "cpu_time": request.get("cpu_time"), "max_rss": request.get("max_rss")}

@@ -142,7 +142,7 @@ SBATCH_OPTIONS: tuple[tuple[str, int, str], ...] = (
 
 #: Entries that share getopt's ``val`` with another entry. glibc does not call a prefix ambiguous
 #: when every candidate is the same option, so these name the option they stand for.
-SAME_OPTION: dict[str, str] = {"tasks-per-node": "ntasks-per-node"}
+SAME_OPTION: dict[str, str] = {"tasks-per-node": "ntasks-per-node", "cpu_bind": "cpu-bind"}
 
 #: The short-option string sbatch passes to getopt_long (as quoted in RULES.md R3).
 SHORT_OPTION_STRING = "+A:a:b:D:M:C:S:c:d:m:e:x:B:G:hHi:J:L:k::F:w:N:n:o:Osp:q:Qt:vVW"
@@ -250,7 +250,7 @@ SRUN_OPTIONS: tuple[tuple[str, int, str], ...] = (
     ("verbose", NO_ARG, "v"), ("version", NO_ARG, "V"), ("nodelist", REQUIRED, "w"), ("wait", REQUIRED, "W"),
     ("exclude", REQUIRED, "x"), ("disable-status", NO_ARG, "X"), ("no-allocate", NO_ARG, "Z"),
     ("accel-bind", REQUIRED, ""), ("acctg-freq", REQUIRED, ""), ("comment", REQUIRED, ""),
-    ("cpu-bind", REQUIRED, ""), ("cpu-freq", REQUIRED, ""), ("cpus-per-gpu", REQUIRED, ""),
+    ("cpu-bind", REQUIRED, ""), ("cpu_bind", REQUIRED, ""), ("cpu-freq", REQUIRED, ""), ("cpus-per-gpu", REQUIRED, ""),
     ("deadline", REQUIRED, ""), ("exact", NO_ARG, ""), ("exclusive", OPTIONAL, ""), ("export", REQUIRED, ""),
     ("gpu-bind", REQUIRED, ""), ("gpus-per-node", REQUIRED, ""), ("gpus-per-task", REQUIRED, ""),
     ("gres", REQUIRED, ""), ("gres-flags", REQUIRED, ""), ("het-group", REQUIRED, ""), ("hint", REQUIRED, ""),

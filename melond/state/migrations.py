@@ -144,13 +144,14 @@ def _m013_job_shape(db: sqlite_utils.Database) -> None:
 
 
 def _m014_steps(db: sqlite_utils.Database) -> None:
-    # The steps srun starts inside a job (J.0, J.1, ...), per run of the job: sacct's step rows.
+    # The steps srun starts inside a job (J.0, J.1, ...), per run of the job: sacct's step rows,
+    # and the job's CPUs each running step holds (`cpus`; their ids where the job is pinned).
     db.execute("""
         CREATE TABLE steps (
             job_id INTEGER NOT NULL REFERENCES jobs(id), run INTEGER NOT NULL, step_id INTEGER NOT NULL,
             name TEXT NOT NULL, state TEXT NOT NULL, node TEXT, ntasks INTEGER NOT NULL, cpus INTEGER NOT NULL,
             start_time REAL NOT NULL, end_time REAL, exit_code INTEGER, exit_signal INTEGER, cpu_time REAL,
-            max_rss INTEGER,
+            max_rss INTEGER, cpu_ids TEXT,
             PRIMARY KEY (job_id, run, step_id)
         ) WITHOUT ROWID""")
 

@@ -27,6 +27,7 @@ import sqlite_utils
 
 from melond.errors import MelonError
 from melond.figures import Timings
+from melond.sched.cpus import cpuset_text, parse_cpuset
 from melond.spec.states import State
 from melond.state import dbfile, pages
 from melond.state import step
@@ -204,15 +205,22 @@ class Store:
         return True
 
     @staticmethod
-    def op_step_start(conn: sqlite3.Connection, job_id: int, run: int, name: str, node: str | None, ntasks: int,
-                      cpus: int, now: float) -> int:
-        """Number a new step of the job's run (0, 1, ...) and record it running."""
+    def op_step_start(conn: sqlite3.Connection, job: Job, name: str, ntasks: int, mode: str, want: int,
+                      now: float) -> tuple[int, list[int]]:
+        """Number a new step of the job's run (0, 1, ...) and record it running, holding the CPUs
+        step.grant gives it among those its running steps hold (checked here, in the write
+        transaction, so two sruns at once never get the same CPUs); step.Busy if too few are free."""
+        running = [Step.from_row(r) for r in conn.execute(
+            "SELECT * FROM steps WHERE job_id = ? AND run = ? AND state = ? AND cpus > 0",
+            (job.id, job.run, step.RUNNING))]
+        cpus, ids = step.grant(mode, want, job.cpus, parse_cpuset(job.cpu_ids), running)
         step_id = conn.execute("SELECT coalesce(max(step_id) + 1, 0) FROM steps WHERE job_id = ? AND run = ?",
-                               (job_id, run)).fetchone()[0]
-        conn.execute("INSERT INTO steps (job_id, run, step_id, name, state, node, ntasks, cpus, start_time) "
-                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", (job_id, run, step_id, name, step.RUNNING, node, ntasks,
-                                                            cpus, now))
-        return step_id
+                               (job.id, job.run)).fetchone()[0]
+        conn.execute("INSERT INTO steps (job_id, run, step_id, name, state, node, ntasks, cpus, start_time, cpu_ids) "
+                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                     (job.id, job.run, step_id, name, step.RUNNING, job.node, ntasks, cpus, now,
+                      cpuset_text(ids) if cpus and ids else None))
+        return step_id, ids
 
     @staticmethod
     def op_step_end(conn: sqlite3.Connection, job_id: int, run: int, step_id: int, changes: dict, now: float) -> bool:

@@ -76,3 +76,46 @@ def test_squeue_lists_running_steps_and_scancel_ends_one_alone(melon: Melon) -> 
     r = _run(melon, "scancel", f"{jid}.5")
     assert r.returncode == 1 and r.stderr == f"scancel: error: Kill job error on job step id {jid}.5: " \
                                              f"Invalid job id specified\n"
+
+
+AFFINITY = "python3 aff.py"  # its CPUs, from a file: the commands below are already in single quotes
+
+
+def test_exact_steps_divide_the_jobs_cpus_and_a_whole_step_waits_its_turn(melon: Melon) -> None:
+    """Slurm >= 21.08: --exact (or -c) takes ntasks x c CPUs, disjoint from other running steps;
+    a step without it takes all of the job's, so it waits until they are free; --overlap shares."""
+    import os
+    if len(os.sched_getaffinity(0)) < 2:
+        import pytest
+        pytest.skip("needs a node of 2 CPUs")
+    (melon.work / "aff.py").write_text("import os\nprint(*sorted(os.sched_getaffinity(0)))\n")
+    (melon.work / "p.sh").write_text(
+        "#!/bin/sh\n#SBATCH -n 2 -o par-%j.out -e par-%j.err\n"
+        f"srun --exact -n 1 sh -c 'touch a.go; while [ ! -e b.go ]; do sleep 0.05; done; echo A $({AFFINITY})' &\n"
+        f"srun -n 1 -c 1 sh -c 'touch b.go; while [ ! -e a.go ]; do sleep 0.05; done; echo B $({AFFINITY})' &\n"
+        "wait\n"
+        "srun sh -c 'sleep 1.5; echo first' &\n"
+        "sleep 0.5\n"
+        "srun --overlap sh -c 'echo overlap'\n"
+        "srun sh -c 'echo second'\n"
+        f"wait\nsrun -l {AFFINITY}\n")
+    jid = int(_run(melon, "sbatch", "--parsable", "p.sh").stdout)
+    melon.wait_state(jid, {"CD"}, timeout=60)
+    out = (melon.work / f"par-{jid}.out").read_text().splitlines()
+    a = next(line for line in out if line.startswith("A ")).split()[1:]
+    b = next(line for line in out if line.startswith("B ")).split()[1:]
+    assert len(a) == len(b) == 1 and a != b  # both ran at once, each on a CPU of its own
+    assert out.index("overlap") < out.index("first") < out.index("second")  # overlap at once; the whole one waited
+    assert sorted(line.split(": ")[1] for line in out if ": " in line) == sorted([a[0], b[0]])  # a task per CPU
+    err = (melon.work / f"par-{jid}.err").read_text()
+    assert f"srun: Job {jid} step creation temporarily disabled, retrying (Requested nodes are busy)" in err
+    assert f"srun: Step created for StepId={jid}.4" in err
+
+
+def test_a_step_larger_than_the_job_is_refused_as_slurm_refuses_it(melon: Melon) -> None:
+    (melon.work / "big.sh").write_text("#!/bin/sh\n#SBATCH -n 1 -o big-%j.out\nsrun --exact -n 4 true\necho rc=$?\n")
+    jid = int(_run(melon, "sbatch", "--parsable", "big.sh").stdout)
+    melon.wait_state(jid, {"CD"})
+    text = (melon.work / f"big-{jid}.out").read_text()
+    assert f"srun: error: Unable to create step for job {jid}: More processors requested than permitted" in text
+    assert "rc=1" in text

@@ -15,6 +15,7 @@ from melond.errors import MelonError
 from melond.state.migrations import MIGRATIONS
 from melond.spec.states import State
 from melond.state.job import Job, check_transition
+from melond.state import step
 from melond.state.store import Store
 
 NOW = 1_700_000_000.0
@@ -267,6 +268,7 @@ import asyncio, sys
 sys.path.insert(0, {repo!r})
 from melond.spec.states import State
 from melond.state.job import Job, check_transition
+from melond.state import step
 from melond.state.store import Store
 from tests.unit.test_store import row
 
@@ -361,17 +363,27 @@ def test_another_program_closing_its_connection_leaves_melonds_log_alone(db_path
 
 def test_steps_are_numbered_per_run_closed_once_and_ended_with_their_job(db_path):
     async def body(store):
-        [jid] = await store.write(Store.op_insert_jobs, [row(state="RUNNING")], "alice", NOW)
-        first = await store.write(Store.op_step_start, jid, 0, "sh", "n1", 2, 4, NOW)
-        second = await store.write(Store.op_step_start, jid, 0, "py", "n1", 1, 0, NOW + 1)
-        closed = await store.write(Store.op_step_end, jid, 0, first, {"state": "FAILED", "exit_code": 3}, NOW + 2)
-        again = await store.write(Store.op_step_end, jid, 0, first, {"state": "COMPLETED"}, NOW + 3)
+        [jid] = await store.write(Store.op_insert_jobs, [row(state="RUNNING", cpus=4, cpu_ids="0-3", node="n1")],
+                                  "alice", NOW)
+        job = store.job(jid)
+        first = await store.write(Store.op_step_start, job, "sh", 2, "exact", 2, NOW)
+        second = await store.write(Store.op_step_start, job, "py", 1, "overlap", 0, NOW + 1)
+        third = await store.write(Store.op_step_start, job, "py", 1, "exact", 2, NOW + 1)
+        with pytest.raises(step.Busy):  # all four held by the two exact steps
+            await store.write(Store.op_step_start, job, "py", 1, "exact", 1, NOW + 1)
+        with pytest.raises(ValueError, match="More processors requested than permitted"):
+            await store.write(Store.op_step_start, job, "py", 1, "exact", 5, NOW + 1)
+        closed = await store.write(Store.op_step_end, jid, 0, 0, {"state": "FAILED", "exit_code": 3}, NOW + 2)
+        again = await store.write(Store.op_step_end, jid, 0, 0, {"state": "COMPLETED"}, NOW + 3)
         running = [s.step_id for s in store.steps([jid], running_only=True)]
         await store.write(Store.op_close_steps, jid, 0, "TIMEOUT", NOW + 4)
-        other_run = await store.write(Store.op_step_start, jid, 1, "sh", "n2", 1, 0, NOW + 5)
-        return first, second, closed, again, running, store.steps([jid]), other_run
+        job.restarts = 1
+        other_run = await store.write(Store.op_step_start, job, "sh", 1, "whole", 0, NOW + 5)
+        return first, second, third, closed, again, running, store.steps([jid]), other_run
 
-    first, second, closed, again, running, steps, other_run = with_store(db_path, body)
-    assert (first, second, closed, again, running, other_run) == (0, 1, True, False, [1], 0)
-    assert [(s.step_id, s.state, s.exit_code, s.end_time) for s in steps] == [(0, "FAILED", 3, NOW + 2),
-                                                                             (1, "TIMEOUT", None, NOW + 4)]
+    first, second, third, closed, again, running, steps, other_run = with_store(db_path, body)
+    assert (first, second, third) == ((0, [0, 1]), (1, [0, 1, 2, 3]), (2, [2, 3]))  # the overlap shares all
+    assert (closed, again, running) == (True, False, [1, 2])
+    assert other_run == (0, [0, 1, 2, 3])  # a new run numbers its steps from 0, and holds all CPUs
+    assert [(s.step_id, s.state, s.exit_code, s.end_time, s.cpu_ids) for s in steps] == [
+        (0, "FAILED", 3, NOW + 2, "0-1"), (1, "TIMEOUT", None, NOW + 4, None), (2, "TIMEOUT", None, NOW + 4, "2-3")]
