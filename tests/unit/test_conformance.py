@@ -1,4 +1,4 @@
-"""Melon reads the held-out Slurm corpus (59 real scripts) as sbatch's lenient rules say.
+"""Melon reads the held-out Slurm corpus (64 real scripts) as sbatch's lenient rules say.
 
 Expected values: tests/data/sbatch-conformance/expected.jsonl, derived by its RULES.md. Melon's
 own defaults fill what the corpus leaves null (1 CPU, the script's name, melon-%j.out).
@@ -47,6 +47,9 @@ def _expected(entry: dict) -> dict:
         "output": entry["output"] if entry["output"] is not None else DEFAULT_OUTPUT,
         "error": entry["error"],
         "array": entry["array"],
+        "nodes": entry["nodes"],
+        "ntasks": entry["ntasks"],
+        "ntasks_per_node": entry["ntasks_per_node"],
     }
 
 
@@ -60,6 +63,7 @@ def test_corpus_script(entry: dict) -> None:
     view = dry_run_view(request, warnings)
     expected = _expected(entry)
     assert {key: view[key] for key in expected} == expected
+    assert request["exclusive"] is entry["exclusive"]
     if entry["sbatch_accepts"] is False:
         assert view["warnings"], "sbatch refuses this script, so Melon must at least warn"
 
