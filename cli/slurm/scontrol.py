@@ -303,7 +303,7 @@ def _show_jobs(args: list[str], one_line: bool) -> None:
             [f"Partition={job['partition']}"],
             [f"NodeList={job.get('node') or '(null)'}", f"BatchHost={job.get('node') or '(null)'}"],
             [f"NumNodes={job.get('num_nodes', 1)}", f"NumCPUs={job['cpus']}", f"NumTasks={job.get('num_tasks', 1)}",
-             f"CPUs/Task={job.get('cpus_per_task_shown', job['cpus'])}"],
+             f"CPUs/Task={job.get('cpus_per_task', job['cpus'])}"],
             [f"CPU_IDs={job['cpu_ids']}"] if job.get("cpu_ids") else [],
             [f"Comment={job['comment']}"] if job.get("comment") else [],
             # another user's paths are withheld (absent): Slurm's word for a value it does not have

@@ -13,9 +13,8 @@ from melond.state.job import COLUMNS, MIB, PRIVATE, Job
 
 # What job_view gives, for `GET /jobs?fields=`.
 JOB_FIELDS = frozenset(c for c in COLUMNS if c not in PRIVATE) | {"state_name", "output_path", "error_path",
-                                                                   "deadline", "elapsed", "expected_start", "num_tasks", "num_nodes",
-                                                                   "cpus_per_task_shown",
-                                                                   "expected_node"}
+                                                                   "deadline", "elapsed", "expected_start",
+                                                                   "expected_node", "num_tasks", "num_nodes"}
 
 
 def job_view(job: Job, viewer: Caller, now: float | None = None) -> dict:
@@ -63,7 +62,7 @@ _DERIVED = {
     "deadline": lambda job, now: job.deadline,
     "num_tasks": lambda job, now: job.shape.ntasks,  # what srun runs without -n (SLURM_NTASKS)
     "num_nodes": lambda job, now: 1,
-    "cpus_per_task_shown": lambda job, now: job.shape.cpus_per_task,
+    "cpus_per_task": lambda job, now: job.shape.cpus_per_task,  # a job from before shapes: its CPUs
     "elapsed": _elapsed,
 }
 

@@ -8,6 +8,7 @@ import shutil
 import sqlite3
 from pathlib import Path
 
+from melon_cli.client import Client
 from conftest import REPO, Melon
 
 OLD_DB = REPO / "tests" / "data" / "upgrade" / "melon-0.1.0.db"
@@ -46,7 +47,12 @@ def test_a_database_from_the_previous_release_is_kept_then_migrated_with_every_j
         failed = json.loads(melon.run("macct", "-j", "2", "--json").stdout)
         assert failed[0]["exit_code"] == 3 and failed[0]["name"] == "failed"
 
-        melon.run("mrelease", "4")  # held under 0.1.0, it runs under this melond
+        # held under 0.1.0, it runs under this melond, in the folder it was submitted from (made
+        # again here: make-0.1.0.sh made it on the machine that wrote the database)
+        workdir = Path(Client(melon.endpoint).call("GET", "/jobs/4")["chdir"])
+        made = not workdir.exists()
+        workdir.mkdir(mode=0o755, exist_ok=True)
+        melon.run("mrelease", "4")
         melon.wait_state(4, {"CD"})
         new = melon.submit("--wrap", "true")
         assert new == 10  # ids go on after the old ones, never reused
@@ -56,3 +62,5 @@ def test_a_database_from_the_previous_release_is_kept_then_migrated_with_every_j
         assert len(list(melon.state.glob("melon.db.schema*.bak"))) == 1
     finally:
         melon.cleanup()
+        if "made" in locals() and made:
+            shutil.rmtree(workdir, ignore_errors=True)
