@@ -2,6 +2,8 @@
 
 Run: .venv/bin/python bench/bench_scheduler.py [--runs N]
 Targets (one core): < 20 ms for 1,000 pending x 3 nodes, < 200 ms for 10,000 pending x 100 nodes.
+The last two rows are one situation planned twice, with 10% of the jobs spanning nodes the second
+time: their ratio is what jobs spanning nodes cost the scheduler, measured in the same run.
 """
 
 from __future__ import annotations
@@ -10,8 +12,10 @@ import argparse
 import random
 import statistics
 import time
+from dataclasses import replace
 
 from melond.sched.plan import NodeView, PendingView, RunningView, Snapshot, plan
+from melond.spec.shape import make_shape
 
 NOW = 1_000_000.0
 GiB = 1024
@@ -61,12 +65,28 @@ def _backfill_heavy(rnd: random.Random, nodes, exclude: frozenset[str] = frozens
     return Snapshot(nodes, _fill(rnd, nodes, 0.9), tuple(top + rest))
 
 
+def _spanning(rnd: random.Random, pending: tuple[PendingView, ...], share: float) -> tuple[PendingView, ...]:
+    """Make `share` of the pending jobs span nodes: -N 2 to 8, or -n up to 64 tasks with no -N."""
+    out = []
+    for job in pending:
+        if rnd.random() < share:
+            nodes = rnd.choice([2, 4, 8, None])
+            shape = make_shape(nodes=(nodes, nodes) if nodes else None, ntasks=None if nodes else rnd.randint(8, 64),
+                               cpus_per_task=rnd.choice([1, 2, 4]))
+            job = replace(job, shape=shape, memory=rnd.choice([1024, 4096]))
+        out.append(job)
+    return tuple(out)
+
+
 def scenarios() -> dict[str, Snapshot]:
     rnd = random.Random(42)
     one = _nodes(1, 2, 4 * GiB)
     three = _nodes(3, 16, 64 * GiB)
     hundred = _nodes(100, 64, 256 * GiB, partitions=4)
     one_part = _nodes(100, 64, 256 * GiB)
+    thousand = _nodes(1000, 32, 128 * GiB)
+    busy = _fill(rnd, thousand, 0.9)
+    wide_base = _pending(rnd, 10_000)
     return {
         "1k pending, 1 full 2-CPU node": Snapshot(
             one, (RunningView(1, "n000", 2, 2 * GiB, NOW + 3600, None),), _pending(rnd, 1000, sizes=(1, 2))
@@ -81,6 +101,8 @@ def scenarios() -> dict[str, Snapshot]:
         ),
         "10k pending, 100 nodes, backfill-heavy": _backfill_heavy(rnd, one_part),
         "  same, every job with --exclude": _backfill_heavy(rnd, one_part, frozenset({"n000"})),
+        "10k pending, 1,000 nodes 90% busy": Snapshot(thousand, busy, wide_base),
+        "  same, 10% of them spanning nodes": Snapshot(thousand, busy, _spanning(rnd, wide_base, 0.1)),
     }
 
 

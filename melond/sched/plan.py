@@ -42,6 +42,10 @@ __all__ = [
 
 INF = math.inf
 _MAX_FAILED = 32  # failed requests remembered per placement group for the dominance shortcut
+# Start times tried for a job spanning nodes (the earliest times capacity comes free on its nodes):
+# one that finds none in them waits without a reservation, as past max_reservations (Slurm's
+# backfill bounds its look-ahead the same way, bf_window).
+WIDE_TIMES = 256
 
 
 class Reason(StrEnum):
@@ -170,6 +174,12 @@ class _Profile:
             i += 1
         return True
 
+    def releases(self) -> list[float]:
+        """The times CPUs or memory come free (the start of the profile too): only those can be a
+        request's earliest start."""
+        times, cpus, mem = self.times, self.cpus, self.mem
+        return [times[0], *(times[i] for i in range(1, len(times)) if cpus[i] > cpus[i - 1] or mem[i] > mem[i - 1])]
+
     def least(self, t0: float, t1: float) -> tuple[int, int]:
         """The fewest CPUs and MiB free at any time in [t0, t1)."""
         times, cpus, mem = self.times, self.cpus, self.mem
@@ -245,12 +255,28 @@ class _Group:
     failed to start now makes every request no smaller in CPUs, memory and time fail too.
     """
 
-    __slots__ = ("nodes", "sizes", "failed")
+    __slots__ = ("nodes", "sizes", "failed", "wide_sizes", "wide_failed")
 
     def __init__(self, nodes: list[_Node]):
         self.nodes = nodes  # available, allowed nodes, by name
         self.sizes: dict[tuple[int, int], bool] = {}
         self.failed: list[tuple[int, int, float]] = []  # minimal (cpus, memory, duration) that failed
+        self.wide_sizes: dict[tuple, bool] = {}  # whether the nodes, empty, could hold a spanning request
+        # spanning requests that failed to start now, minimal, by what must match to compare them
+        self.wide_failed: dict[tuple, list[tuple[int, int, float, int, float]]] = {}
+
+    def wide_dominated(self, job: PendingView, d: float) -> bool:
+        """A spanning request no smaller than one that failed now (more tasks, at least as many
+        nodes, no more allowed, as much memory, as long) fails too: capacity only shrinks."""
+        key, size = _wide_key(job, d)
+        return any(all(f <= s for f, s in zip(failed, size)) for failed in self.wide_failed.get(key, ()))
+
+    def wide_fail(self, job: PendingView, d: float) -> None:
+        key, size = _wide_key(job, d)
+        kept = [f for f in self.wide_failed.get(key, []) if not all(s <= x for s, x in zip(size, f))]
+        if len(kept) < _MAX_FAILED:
+            kept.append(size)
+        self.wide_failed[key] = kept
 
     def fits_some_node(self, c: int, m: int) -> bool:
         ok = self.sizes.get((c, m))
@@ -381,7 +407,7 @@ class _Planner:
         if not grp.nodes:
             return Reason.REQ_NODE_NOT_AVAIL
         if job.shape is not None and job.shape.wide:
-            return self.place_wide(part, job, grp.nodes)
+            return self.place_wide(part, job, grp)
         c, m = (0, 0) if job.exclusive else (job.cpus, job.memory)  # a whole node: sized by the node it gets
         if not grp.fits_some_node(c, m):
             return Reason.RESOURCES
@@ -458,17 +484,28 @@ class _Planner:
 
     # ---------------------------------------------------------------- jobs that span nodes
 
-    def place_wide(self, part: _Partition, job: PendingView, eligible: list[_Node]) -> str | None:
+    def place_wide(self, part: _Partition, job: PendingView, grp: _Group) -> str | None:
         """All of a spanning job's nodes at once, now, or a reservation across them."""
+        eligible = grp.nodes
         d = float(job.time_limit) if job.time_limit > 0 else INF
-        if self.choose(job, [(_room(job, n, n.cpus, n.memory), n) for n in eligible]) is None:
+        size_key = (job.shape, job.memory, job.mem_per_cpu)
+        ever = grp.wide_sizes.get(size_key)
+        if ever is None:
+            ever = grp.wide_sizes[size_key] = self.choose(job, [(_room(job, n, n.cpus, n.memory), n)
+                                                               for n in eligible]) is not None
+        if not ever:
             return Reason.RESOURCES  # no amount of waiting makes room for it
-        if part.queue:
-            self.reserve(part)
-        now, end = self.now, self.now + d
-        rooms = [(_room(job, n, *(n.timeline(now).least(now, end) if n.reserved else (n.free_c, n.free_m))), n)
-                 for n in eligible]
-        shares = self.choose(job, rooms)
+        shares = None
+        if not grp.wide_dominated(job, d):
+            if part.queue:
+                self.reserve(part)
+            now, end = self.now, self.now + d
+            c = job.shape.cpus_per_task if job.shape else 1
+            rooms = [(_room(job, n, *(n.timeline(now).least(now, end) if n.reserved else (n.free_c, n.free_m))), n)
+                     for n in eligible if n.free_c >= c]
+            shares = self.choose(job, rooms)
+            if shares is None:
+                grp.wide_fail(job, d)
         if shares is not None:
             for node, share in shares:
                 self.hold(part, node, share.cpus, share.memory, end)
@@ -518,7 +555,7 @@ class _Planner:
         """The earliest time all of a spanning job's nodes are free for its whole time, held on each.
         Only a release can make room, so the times worth trying are now and each node's changes."""
         now = self.now
-        times = sorted({t for n in eligible for t in n.timeline(now).times})
+        times = sorted({t for n in eligible for t in n.timeline(now).releases()})[:WIDE_TIMES]
         for t in times:
             end = t + d
             shares = self.choose(job, [(_room(job, n, *n.timeline(now).least(t, end)), n) for n in eligible])
@@ -554,6 +591,16 @@ class _Planner:
                 self.expected[job_id] = t
                 self.expected_nodes[job_id] = node.name
         part.queue.clear()
+
+
+def _wide_key(job: PendingView, d: float) -> tuple[tuple, tuple[int, int, float, int, float]]:
+    """What two spanning requests must share to be compared, and the request's size in the order
+    larger = harder: tasks, least nodes, minus the most nodes, memory, duration."""
+    shape = job.shape
+    assert shape is not None
+    key = (shape.cpus_per_task, shape.ntasks_per_node, shape.exact, shape.exclusive, job.mem_per_cpu)
+    most = shape.nodes_max if shape.nodes_max is not None else INF
+    return key, (shape.ntasks, shape.nodes_min, -most, job.memory, d)
 
 
 def _room(job: PendingView, node: _Node, free_c: int, free_m: int) -> int:

@@ -607,6 +607,22 @@ def _ref_choose(j, rooms):
     return out
 
 
+def _ref_release_times(nodes, holds):
+    """Now, then each time CPUs or memory come free on one of `nodes` (used going down there),
+    the first WIDE_TIMES of them: the start times plan() tries for a job spanning nodes."""
+    from melond.sched.plan import WIDE_TIMES
+    found = set()
+    for n in nodes:
+        mine = holds[n.name]
+        for t in {h[1] for h in mine if h[1] < math.inf and h[1] > NOW}:
+            before = [h for h in mine if h[0] < t <= h[1]]  # held just before t
+            after = [h for h in mine if h[0] <= t < h[1]]
+            if sum(h[2] for h in after) < sum(h[2] for h in before) or \
+                    sum(h[3] for h in after) < sum(h[3] for h in before):
+                found.add(t)
+    return [NOW, *sorted(found)][:WIDE_TIMES]
+
+
 def _ref_earliest_wide(nodes, held, j):
     d = j.time_limit or float("inf")
     ok = [n for n in nodes if n.available and n.partition == j.partition and n.name not in j.exclude
@@ -771,8 +787,7 @@ def _ref_plan(snapshot, max_reservations=100):
                 continue
             if budget > 0:
                 budget -= 1
-                ends = sorted({h[1] for n in ok for h in holds[n.name] if h[1] < math.inf})
-                for t in [NOW, *ends]:
+                for t in _ref_release_times(ok, holds):
                     got = _ref_choose(j, [(_ref_room(j, n, holds[n.name], t, t + d), n) for n in ok])
                     if got:
                         for n, c, _, m in got:
