@@ -210,7 +210,10 @@ def _run_step(opts: dict[str, str], command: list[str], ntasks: int, step: str,
         "SLURM_STEP_NUM_TASKS": str(ntasks), "SLURM_STEP_NUM_NODES": "1", "SLURM_STEP_NODELIST": node,
         "SLURM_STEP_TASKS_PER_NODE": str(ntasks), "SLURM_TASKS_PER_NODE": str(ntasks), "SLURM_NODEID": "0",
         STEP_MARK: f"{base.get('MELON_JOB_ID') or base.get('SLURM_JOB_ID', '0')}.{step}",  # its signals find it by this
+        "SLURM_GTIDS": ",".join(map(str, range(ntasks))),  # the step's ranks on this node: all of them
     })
+    if binding:  # the step's own CPUs here (--exact: its share of the job's)
+        base["SLURM_CPUS_ON_NODE"] = str(len({c for ids in binding for c in ids}))
     if opts.get("cpus-per-task"):
         base["SLURM_CPUS_PER_TASK"] = str(_count(opts["cpus-per-task"], "cpus-per-task"))
     append = (opts.get("open-mode") or base.get("SLURM_OPEN_MODE", "")).lower().startswith("a")
@@ -262,10 +265,9 @@ def _run_step(opts: dict[str, str], command: list[str], ntasks: int, step: str,
     return worst, worst_signal
 
 
-def _each_end(procs: list) -> list[tuple[int, int]]:
-    """(task, exit code) in the order the tasks end."""
+def _each_end(procs: list):
+    """(task, exit code) as each task ends, so that -K can end the others at the first failure."""
     by_pid = {p.pid: i for i, p in enumerate(procs)}
-    ends = []
     while by_pid:
         try:
             pid, status = os.wait()
@@ -276,8 +278,7 @@ def _each_end(procs: list) -> list[tuple[int, int]]:
         if pid in by_pid:
             task = by_pid.pop(pid)
             procs[task].returncode = os.waitstatus_to_exitcode(status)
-            ends.append((task, procs[task].returncode))
-    return ends
+            yield task, procs[task].returncode
 
 
 def _stop(procs: list, signum: int) -> None:

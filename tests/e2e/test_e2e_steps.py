@@ -20,14 +20,14 @@ def _steps(melon: Melon, jid: int) -> list[dict]:
 def test_each_srun_is_a_numbered_step_with_its_end(melon: Melon) -> None:
     (melon.work / "s.sh").write_text(
         "#!/bin/sh\n#SBATCH -n 2 -o steps-%j.out\n"
-        "srun sh -c 'echo step=$SLURM_STEP_ID task=$SLURM_PROCID'\n"
+        "srun sh -c 'echo step=$SLURM_STEP_ID task=$SLURM_PROCID gtids=$SLURM_GTIDS'\n"
         "srun -n 1 -J second sh -c 'exit 3'\n"
         "srun -n 1 --output=out-%J.txt sh -c 'echo $SLURM_STEP_ID'\n"
         "echo done\n")
     jid = int(_run(melon, "sbatch", "--parsable", "s.sh").stdout)
     melon.wait_state(jid, {"CD"})
     lines = (melon.work / f"steps-{jid}.out").read_text().splitlines()
-    assert sorted(lines[:2]) == ["step=0 task=0", "step=0 task=1"]
+    assert sorted(lines[:2]) == ["step=0 task=0 gtids=0,1", "step=0 task=1 gtids=0,1"]
     assert (melon.work / f"out-{jid}.2.txt").read_text() == "2\n"
     steps = _steps(melon, jid)
     assert [(s["step_id"], s["name"], s["state"], s["ntasks"], s["exit_code"]) for s in steps] == [
@@ -119,3 +119,17 @@ def test_a_step_larger_than_the_job_is_refused_as_slurm_refuses_it(melon: Melon)
     text = (melon.work / f"big-{jid}.out").read_text()
     assert f"srun: error: Unable to create step for job {jid}: More processors requested than permitted" in text
     assert "rc=1" in text
+
+
+def test_kill_on_bad_exit_ends_the_other_tasks_at_the_first_failure(melon: Melon) -> None:
+    """srun -K: the first task to fail ends the step's others (they would sleep a minute)."""
+    import time
+    (melon.work / "k.sh").write_text(
+        "#!/bin/sh\n#SBATCH -n 2 -o k-%j.out -e k-%j.out\n"
+        "srun -K sh -c 'if [ $SLURM_PROCID = 0 ]; then sleep 0.5; exit 3; fi; exec sleep 60'\necho rc=$?\n")
+    began = time.monotonic()
+    jid = int(_run(melon, "sbatch", "--parsable", "k.sh").stdout)
+    melon.wait_state(jid, {"CD"}, timeout=40)
+    assert time.monotonic() - began < 30
+    text = (melon.work / f"k-{jid}.out").read_text()
+    assert "task 0: Exited with exit code 3" in text and "rc=137" in text, text
