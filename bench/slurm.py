@@ -11,7 +11,8 @@ a throwaway melond on its embedded local node; then runs each workload against b
 - a 1,000-task array of `true`, submit to all done;
 - listing 2,000 pending array tasks (`squeue` / `mqueue`: both fold them to one line);
 - one job's details (`scontrol show job` / `mshow`);
-- an extension (`scontrol update TimeLimit=+10`, as root: Slurm lets only administrators / `mextend`).
+- an extension (`scontrol update TimeLimit=+10`, as root: Slurm lets only administrators / `mextend`);
+- a step inside an allocation: `srun true`, 30 times in one job, each timed inside the job.
 
 Each figure is printed for both with the ratio Melon/Slurm (times: lower is better; rates:
 higher). Slurm's commands are C and start in ~5 ms, which no Python process can: the listing and
@@ -160,6 +161,22 @@ def submission_loop(submit: list[str], env: dict, cwd: Path, drained) -> tuple[f
     return SUBMISSIONS / submitted, SUBMISSIONS / done
 
 
+def step_ms(submit: list[str], srun: str, env: dict, out: Path, drained) -> list[float]:
+    """One job that runs `srun true` RUNS times, each timed from inside the job (ms)."""
+    script = (f"for i in $(seq {RUNS}); do s=$(date +%s%N); {srun} true; e=$(date +%s%N); "
+              f"echo $(( (e - s) / 1000 )); done > {out}")
+    subprocess.run([*submit, "-o", "/dev/null", "-c", "1", "--wrap", script], env=env, cwd=out.parent, check=True,
+                   stdout=subprocess.DEVNULL)
+    drained()
+    return [int(line) / 1000 for line in out.read_text().split()]
+
+
+def slurm_names() -> Path:
+    """Where `melon-slurm env` puts Melon's srun and the rest of Slurm's names."""
+    line = subprocess.run([str(BIN / "melon-slurm"), "env"], capture_output=True, text=True, check=True).stdout
+    return Path(line.split('"')[1].split(":")[0])
+
+
 def python_cap() -> float:
     """Processes per second of a bare `python -I -c pass` through the same `xargs -P8`: the ceiling
     of any Python command's submission loop on this machine, whatever it does once started."""
@@ -245,6 +262,13 @@ def main() -> None:
                 statistics.median(s_ext), statistics.median(m_ext), "ms", False, "Slurm: administrators only")
             slurm.run("scancel", sid)
             subprocess.run([f"{b}/mcancel", mid], env=menv, stdout=subprocess.DEVNULL)
+            slurm.idle()
+            melon_drained()
+            s_step = step_ms(["sbatch", "--parsable"], "srun", slurm.env, work / "slurm-steps.txt", slurm.idle)
+            m_step = step_ms([f"{b}/mbatch", "--parsable"], str(slurm_names() / "srun"), menv, work / "melon-steps.txt",
+                             melon_drained)
+            add(f"a step in an allocation (`srun true`, {RUNS} in one job)", statistics.median(s_step),
+                statistics.median(m_step), "ms", False, f"Slurm {spread(s_step)}, Melon {spread(m_step)}")
     finally:
         slurm.stop()
         shutil.rmtree(root, ignore_errors=True)

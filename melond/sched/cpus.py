@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 
 
-def pick(order: Sequence[int], taken: Iterable[int], n: int, socket: Mapping[int, int] | None = None) -> list[int] | None:
+def pick(order: Sequence[int], taken: Iterable[int], n: int,
+         socket: Mapping[int, int] | None = None) -> list[int] | None:
     """`n` CPUs of `order` that are not `taken`; None when fewer are free."""
     used = set(taken)
     free = [c for c in order if c not in used]

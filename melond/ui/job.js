@@ -56,7 +56,8 @@ function stepRow(s) {  // one srun of the job: J.0, J.1, ... as sacct lists them
   const took = (ended ? s.end_time : Date.now() / 1000) - s.start_time;
   return el("tr", { dataset: { step: s.step_id, state: s.state } },
     el("td", {}, `${label(job)}.${s.step_id}`), el("td", {}, s.name), el("td", {}, s.state),
-    el("td", {}, ended ? `${s.exit_code || 0}:${s.exit_signal || 0}` : "—"), el("td", { class: "num" }, String(s.ntasks)),
+    el("td", {}, ended ? `${s.exit_code || 0}:${s.exit_signal || 0}` : "—"),
+    el("td", { class: "num" }, String(s.ntasks)),
     el("td", {}, s.node || "—"), el("td", { class: "num" }, duration(took)),
     el("td", { class: "num" }, s.cpu_time !== null ? `${s.cpu_time.toFixed(1)} s` : "—"));
 }
