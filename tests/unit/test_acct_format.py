@@ -61,3 +61,21 @@ def test_the_long_field_list_is_slurms() -> None:
     line = render(cols, [JOB], 0.0, header=False, parsable="").split("|")
     assert line[:4] == ["5_2", "7", "analysis-run", "main"] and line[8] == "300M" and line[26:29] == ["Unknown"] * 3
     assert line[30] == "0" and line[39:41] == ["billing=2,cpu=2,mem=2G,node=1"] * 2 and line[4] == line[-1] == ""
+
+
+def test_step_rows_follow_their_job_as_sacct_lists_them() -> None:
+    from melon_cli.acct_format import with_steps
+    job = {"id": 7, "array_job_id": None, "array_task_id": None, "name": "train", "partition": "gpu",
+           "state": "TIMEOUT", "exit_code": 0, "exit_signal": 15, "start_time": 10.0, "end_time": 70.0, "node": "n1",
+           "cpus": 4, "steps": [{"step_id": 0, "name": "python", "state": "CANCELLED", "exit_code": 0,
+                                 "exit_signal": 15, "start_time": 11.0, "end_time": 70.0, "node": "n1", "cpus": 2,
+                                 "cpu_time": 55.5, "max_rss": 1 << 20, "ntasks": 2}]}
+    pending = {**job, "id": 8, "state": "PENDING", "start_time": None, "steps": []}
+    rows = with_steps([job, pending])
+    assert [(r.get("label"), r["name"], r["state"], r["partition"]) for r in rows] == [
+        (None, "train", "TIMEOUT", "gpu"), ("7.batch", "batch", "CANCELLED", ""), ("7.0", "python", "CANCELLED", ""),
+        (None, "train", "PENDING", "gpu")]
+    text = render(parse_format("JobID,JobName,State,ExitCode,NTasks,AllocCPUS"), rows, 100.0, header=False,
+                  parsable="")
+    assert text.splitlines() == ["7|train|TIMEOUT|0:15||4", "7.batch|batch|CANCELLED|0:15||4",
+                                 "7.0|python|CANCELLED|0:15|2|2", "8|train|PENDING|0:15||0"]
