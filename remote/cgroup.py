@@ -174,8 +174,14 @@ def hand_down(folder: str) -> None:
     offered = set(read_file(os.path.join(folder, "cgroup.controllers")).split())
     enabled = set(read_file(os.path.join(folder, "cgroup.subtree_control")).split())
     wanted = [c for c in V2_CONTROLLERS if c in offered and c not in enabled]
-    if wanted:
-        write_file(os.path.join(folder, "cgroup.subtree_control"), " ".join(f"+{c}" for c in wanted))
+    needed = [c for c in wanted if c != "cpuset"]
+    if needed:
+        write_file(os.path.join(folder, "cgroup.subtree_control"), " ".join(f"+{c}" for c in needed))
+    if "cpuset" in wanted:
+        try:  # pinning the job's CPUs is a plus: a folder that will not hand cpuset down still limits the rest
+            write_file(os.path.join(folder, "cgroup.subtree_control"), "+cpuset")
+        except OSError:
+            pass
 
 
 def move_into(leaf: str) -> None:
