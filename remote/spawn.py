@@ -122,7 +122,7 @@ def _child(launch: Launch, report: int) -> None:
         step = f"open output file {launch.output}"
         out = _open_output(launch.output, launch.append)
         err = out
-        if launch.error:
+        if launch.error and launch.error != launch.output:  # the same file named twice: one file, one offset
             step = f"open error file {launch.error}"
             err = _open_output(launch.error, launch.append)
         os.dup2(out, 1)

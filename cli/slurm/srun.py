@@ -54,8 +54,9 @@ def main(argv: list[str] | None = None) -> None:
             raise MelonError("No command given to execute.")
         if "multi-prog" in opts:
             raise MelonError("--multi-prog is not supported by Melon; run one srun per program")
-        _check_shape(opts)
         inside = "MELON_JOB_ID" in os.environ and "SLURM_JOB_ID" in os.environ
+        if not inside:
+            _check_shape(opts)
         sys.exit(run_tasks(opts, command) if inside else run_outside(opts, command))
     except MelonError as exc:
         sys.stderr.write(f"{PROG}: error: {exc}\n")
@@ -77,19 +78,36 @@ def _ntasks(opts: dict[str, str]) -> str:
 
 
 def _check_shape(opts: dict[str, str]) -> None:
-    """What one node can hold: a job of Melon's is one node, and its tasks share it."""
+    """What one node can hold, for the job srun submits outside an allocation: a job of Melon's is
+    one node, and its tasks share it."""
     nodes = opts.get("nodes")
     if nodes is not None:
         low = nodes.split("-")[0]
         if _count(low, "nodes") > 1:
             raise MelonError(f"Only allocated 1 nodes asked for {low}: a Melon job runs on one node")
     _count(_ntasks(opts), "ntasks")
-    here = os.environ.get("SLURMD_NODENAME")
-    if here and "MELON_JOB_ID" in os.environ:
-        from melond.spec.timespec import expand_hostlist
-        wanted = expand_hostlist(opts["nodelist"]) if opts.get("nodelist") else [here]
-        if wanted != [here] or here in (expand_hostlist(opts["exclude"]) if opts.get("exclude") else []):
-            raise MelonError(f"Requested node configuration is not available: this job runs on {here} only")
+
+
+def _step_layout(opts: dict[str, str], per_task: int):
+    """The step's nodes and tasks within the job (melond.spec.steplayout), srun's -N and -n from
+    the job's environment where not given, as Slurm's srun reads them (opt.c env_vars[])."""
+    from melond.spec.shape import parse_nodes
+    from melond.spec.steplayout import LayoutError, layout
+    from melond.spec.timespec import SpecError, expand_hostlist
+    env = os.environ
+    here = env.get("SLURMD_NODENAME") or os.uname().nodename
+    try:
+        nodes = parse_nodes(opts.get("nodes") or env.get("SLURM_JOB_NUM_NODES") or env.get("SLURM_NNODES") or "1")
+        relative = int(opts["relative"]) if opts.get("relative") else None
+        return layout([here], [int(env.get("SLURM_CPUS_ON_NODE") or 1)], nodes=nodes,
+                      ntasks=_count(_ntasks(opts), "ntasks"),
+                      ntasks_per_node=_count(opts["ntasks-per-node"], "ntasks-per-node")
+                      if opts.get("ntasks-per-node") else None, cpus_per_task=per_task,
+                      nodelist=expand_hostlist(opts["nodelist"]) if opts.get("nodelist") else (),
+                      exclude=expand_hostlist(opts["exclude"]) if opts.get("exclude") else (), relative=relative,
+                      cyclic=(opts.get("distribution") or env.get("SLURM_DISTRIBUTION") or "").startswith("cyclic"))
+    except (LayoutError, SpecError, ValueError) as exc:
+        raise MelonError(str(exc)) from None
 
 
 # ---------------------------------------------------------------- inside a job
@@ -162,8 +180,11 @@ def run_tasks(opts: dict[str, str], command: list[str]) -> int:
     """The step: numbered by melond (J.0, J.1, ...), one process per task, each told who it is and
     bound to its own CPUs; the highest exit code wins, and melond hears how the step ended."""
     import resource
-    ntasks = _count(_ntasks(opts), "ntasks")
     per_task = _count(opts.get("cpus-per-task") or os.environ.get("SLURM_CPUS_PER_TASK") or "1", "cpus-per-task")
+    placed = _step_layout(opts, per_task)
+    for warning in placed.warnings:
+        sys.stderr.write(f"{PROG}: warning: {warning}\n")
+    ntasks = placed.ntasks
     name = opts.get("job-name") or os.path.basename(command[0])
     job = os.environ.get("SLURM_JOB_ID", "0")
     numbered = _create_step({"op": "step_start", "name": name[:200] or "srun", "ntasks": ntasks,

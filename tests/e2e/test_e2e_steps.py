@@ -133,3 +133,14 @@ def test_kill_on_bad_exit_ends_the_other_tasks_at_the_first_failure(melon: Melon
     assert time.monotonic() - began < 30
     text = (melon.work / f"k-{jid}.out").read_text()
     assert "task 0: Exited with exit code 3" in text and "rc=137" in text, text
+
+
+def test_srun_refuses_more_nodes_than_the_job_has_in_sruns_words(melon: Melon) -> None:
+    (melon.work / "n.sh").write_text("#!/bin/sh\n#SBATCH -o n-%j.out -e n-%j.out\nsrun -N 2 true; echo rc=$?\n"
+                                     "srun -w nowhere true; echo rc=$?\nsrun -r 0 -n 1 sh -c 'echo relative ok'\n")
+    jid = int(_run(melon, "sbatch", "--parsable", "n.sh").stdout)
+    melon.wait_state(jid, {"CD"})
+    text = (melon.work / f"n-{jid}.out").read_text()
+    assert "srun: error: Minimum node count > allocated node count (2 > 1)\nrc=1" in text
+    assert "srun: error: Requested nodes nowhere not in the job's allocation" in text
+    assert "relative ok" in text
