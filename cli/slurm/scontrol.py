@@ -304,6 +304,8 @@ def _show_jobs(args: list[str], one_line: bool) -> None:
             [f"NodeList={job.get('node') or '(null)'}", f"BatchHost={job.get('node') or '(null)'}"],
             [f"NumNodes={job.get('num_nodes', 1)}", f"NumCPUs={job['cpus']}", f"NumTasks={job.get('num_tasks', 1)}",
              f"CPUs/Task={job.get('cpus_per_task', job['cpus'])}"],
+            [f"ReqTRES={_tres(job)}"],
+            [f"AllocTRES={_tres(job)}"] if job.get("start_time") else [],
             [f"CPU_IDs={job['cpu_ids']}"] if job.get("cpu_ids") else [],
             [f"Comment={job['comment']}"] if job.get("comment") else [],
             # another user's paths are withheld (absent): Slurm's word for a value it does not have
@@ -312,3 +314,10 @@ def _show_jobs(args: list[str], one_line: bool) -> None:
             [f"StdOut={job.get('output_path', '(null)')}"],
         ])
     _records([[line for line in record if line] for record in records], one_line)
+
+
+def _tres(job: dict) -> str:
+    """A job's trackable resources as scontrol prints them (mem through convert_num_unit: 1.50G)."""
+    from melon_cli.units import MEGA, convert
+    cpus = job["cpus"]
+    return f"cpu={cpus},mem={convert(job['memory'] // (1024 * 1024), MEGA)},node={job.get('num_nodes', 1)},billing={cpus}"

@@ -59,6 +59,10 @@ def test_a_job_of_two_tasks_holds_two_cpus_and_srun_runs_both(melon: Melon) -> N
     melon.wait_state(jid, {"CD"})
     lines = (melon.work / f"tasks-{jid}.out").read_text().splitlines()
     assert lines[0] == "cpus=2 per_task=1 nproc=2"
+    shown = _run(melon, "scontrol", "show", "job", str(jid)).stdout
+    assert "   NumNodes=1 NumCPUs=2 NumTasks=2 CPUs/Task=1\n" in shown
+    assert "   ReqTRES=cpu=2,mem=" in shown and "   AllocTRES=cpu=2," in shown
+    assert f"   CPU_IDs={melon.job(jid)['cpu_ids']}\n" in shown
     assert sorted(lines[1:]) == ["0: task 0 of 2", "1: task 1 of 2"]
 
 
