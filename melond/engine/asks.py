@@ -13,6 +13,8 @@ from melond.engine.tasks import Tasks
 from melond.errors import MelonError
 from melond.nodes.links import Sessions, split
 from melond.spec.states import State
+from melond.sched import steps
+from melond.spec.cpulist import parse_cpuset
 from melond.state import step
 from melond.state.job import Job
 from melond.state.store import Store
@@ -80,11 +82,13 @@ class JobAsks:
         """srun numbers its step (`step_start`) and says how it ended (`step_end`): sacct's rows."""
         now = time.time()
         if request["op"] == "step_start":
-            mode = request.get("mode") or step.WHOLE
+            mode, want = request.get("mode") or steps.WHOLE, int(request["cpus"])
+            cpus, ids = job.cpus, parse_cpuset(job.cpu_ids)
             try:
-                step_id, ids = await self.store.write(Store.op_step_start, job, str(request["name"]),
-                                                      int(request["ntasks"]), mode, int(request["cpus"]), now)
-            except step.Busy:
+                step_id, ids = await self.store.write(
+                    Store.op_step_start, job.id, job.run, node, str(request["name"]), int(request["ntasks"]),
+                    lambda running: steps.grant(mode, want, cpus, ids, running), now)
+            except steps.Busy:
                 return {"ok": False, "busy": True, "error": {"code": "busy", "message": "Requested nodes are busy"}}
             except ValueError as exc:
                 return _refused("too_many", str(exc))

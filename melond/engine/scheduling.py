@@ -18,6 +18,7 @@ from melond.figures import Timings
 from melond.engine.tasks import Tasks
 from melond.nodes.state import NodeState
 from melond.sched import cpus
+from melond.spec.cpulist import cpuset_text, parse_cpuset
 from melond.sched import plan as planner
 from melond.sched.order import PendingOrder
 from melond.spec.states import State
@@ -116,13 +117,13 @@ class SchedulingLoop:
         if used is None:
             used = taken[node.name] = {c for j in self.jobs.active.values()
                                        if j.state is State.RUNNING and j.node == node.name and j is not job
-                                       for c in cpus.parse_cpuset(j.cpu_ids)}
+                                       for c in parse_cpuset(j.cpu_ids)}
         ids = cpus.pick(node.cpu_order, used, job.cpus, node.cpu_socket)
         if ids is None:
             log.warning("too few free CPUs to pin; the job runs unpinned", extra={"job": job.id, "node": node.name})
             return None
         used.update(ids)
-        return cpus.cpuset_text(ids)
+        return cpuset_text(ids)
 
     def run_once(self) -> bool:
         """Plan, mark the starts RUNNING in memory, and hand them to the dispatcher; False when

@@ -26,30 +26,3 @@ def pick(order: Sequence[int], taken: Iterable[int], n: int,
         if fitting:
             return min(fitting, key=len)[:n]
     return free[:n]
-
-
-def cpuset_text(ids: Iterable[int]) -> str:
-    """The kernel's list form, as cpuset.cpus and Slurm's CPU_IDs write it: `0-3,8`."""
-    out: list[str] = []
-    run: list[int] = []
-    for c in sorted(set(ids)):
-        if run and c == run[-1] + 1:
-            run.append(c)
-            continue
-        if run:
-            out.append(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]))
-        run = [c]
-    if run:
-        out.append(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]))
-    return ",".join(out)
-
-
-def parse_cpuset(text: str | None) -> list[int]:
-    """`0-3,8` as the ids it names; empty or None names none."""
-    ids: list[int] = []
-    for part in (text or "").split(","):
-        if not part.strip():
-            continue
-        low, dash, high = part.partition("-")
-        ids.extend(range(int(low), int(high) + 1) if dash else [int(low)])
-    return ids

@@ -8,7 +8,7 @@ import functools
 import os
 
 from melond.errors import BadRequest
-from melond.sched.cpus import parse_cpuset
+from melond.spec.cpulist import parse_cpuset
 from melond.spec.filenames import NO_VAL_TASK, fill
 from melond.spec.jobrel import parse_array
 from melond.spec.timespec import SpecError, signal_spec

@@ -10,12 +10,9 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from melond.sched.cpus import parse_cpuset
-
 RUNNING, COMPLETED, FAILED, CANCELLED, OUT_OF_MEMORY = "RUNNING", "COMPLETED", "FAILED", "CANCELLED", "OUT_OF_MEMORY"
 COLUMNS = ("job_id", "run", "step_id", "name", "state", "node", "ntasks", "cpus", "start_time", "end_time",
            "exit_code", "exit_signal", "cpu_time", "max_rss", "cpu_ids")
-WHOLE, EXACT, OVERLAP = "whole", "exact", "overlap"  # how a step takes the job's CPUs (srun --exact, --overlap)
 
 
 @dataclass(slots=True, kw_only=True)
@@ -42,26 +39,6 @@ class Step:
 
     def public(self) -> dict[str, Any]:
         return asdict(self)
-
-
-class Busy(Exception):
-    """The CPUs a step asks for are held by running steps: srun retries, as Slurm's does."""
-
-
-def grant(mode: str, want: int, job_cpus: int, job_ids: list[int], running: list[Step]) -> tuple[int, list[int]]:
-    """The CPUs a new step gets within its job (pure): `whole` (srun's default) all of the job's,
-    `exact` (--exact, -c) `want` of them, `overlap` none held (it shares them all). Running steps
-    that hold CPUs keep them: too few left is Busy; more than the job has is a ValueError."""
-    if mode == OVERLAP:
-        return 0, list(job_ids)
-    need = job_cpus if mode == WHOLE else want
-    if need > job_cpus:
-        raise ValueError(f"More processors requested than permitted ({need} asked, the job has {job_cpus})")
-    held = sum(s.cpus for s in running)
-    if held + need > job_cpus:
-        raise Busy()
-    taken = {c for s in running for c in parse_cpuset(s.cpu_ids)}
-    return need, [c for c in job_ids if c not in taken][:need] if job_ids else []
 
 
 def end_state(exit_code: int | None, signal: int | None, oom: bool = False) -> str:

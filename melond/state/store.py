@@ -27,7 +27,7 @@ import sqlite_utils
 
 from melond.errors import MelonError
 from melond.figures import Timings
-from melond.sched.cpus import cpuset_text, parse_cpuset
+from melond.spec.cpulist import cpuset_text
 from melond.spec.states import State
 from melond.state import dbfile, pages
 from melond.state import step
@@ -205,20 +205,19 @@ class Store:
         return True
 
     @staticmethod
-    def op_step_start(conn: sqlite3.Connection, job: Job, name: str, ntasks: int, mode: str, want: int,
-                      now: float) -> tuple[int, list[int]]:
+    def op_step_start(conn: sqlite3.Connection, job_id: int, run: int, node: str | None, name: str, ntasks: int,
+                      decide: Callable[[list[Step]], tuple[int, list[int]]], now: float) -> tuple[int, list[int]]:
         """Number a new step of the job's run (0, 1, ...) and record it running, holding the CPUs
-        step.grant gives it among those its running steps hold (checked here, in the write
-        transaction, so two sruns at once never get the same CPUs); step.Busy if too few are free."""
+        `decide` gives it given the running steps that hold some (decided here, in the write
+        transaction, so two sruns at once never get the same CPUs; `decide` may raise to refuse)."""
         running = [Step.from_row(r) for r in conn.execute(
-            "SELECT * FROM steps WHERE job_id = ? AND run = ? AND state = ? AND cpus > 0",
-            (job.id, job.run, step.RUNNING))]
-        cpus, ids = step.grant(mode, want, job.cpus, parse_cpuset(job.cpu_ids), running)
+            "SELECT * FROM steps WHERE job_id = ? AND run = ? AND state = ? AND cpus > 0", (job_id, run, step.RUNNING))]
+        cpus, ids = decide(running)
         step_id = conn.execute("SELECT coalesce(max(step_id) + 1, 0) FROM steps WHERE job_id = ? AND run = ?",
-                               (job.id, job.run)).fetchone()[0]
+                               (job_id, run)).fetchone()[0]
         conn.execute("INSERT INTO steps (job_id, run, step_id, name, state, node, ntasks, cpus, start_time, cpu_ids) "
                      "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                     (job.id, job.run, step_id, name, step.RUNNING, job.node, ntasks, cpus, now,
+                     (job_id, run, step_id, name, step.RUNNING, node, ntasks, cpus, now,
                       cpuset_text(ids) if cpus and ids else None))
         return step_id, ids
 

@@ -88,7 +88,7 @@ def test_dask_jobqueue_scales_to_two_workers_and_cancels_them_on_close(melon: Me
     assert len(workers) == 2
     wait_for(lambda: {melon.job(j["id"])["state"] for j in workers} == {"CA"}, what="scancel of the workers")
     ids = ",".join(str(j["id"]) for j in workers)
-    assert _sh(melon, f"sacct -P -n -o Comment -j {ids}").stdout == "dask\ndask\n"  # job_extra_directives
+    assert _sh(melon, f"sacct -X -P -n -o Comment -j {ids}").stdout == "dask\ndask\n"  # job_extra_directives
 
 
 def test_parsl_runs_three_apps_through_its_slurm_provider(melon: Melon) -> None:

@@ -6,7 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from melond.sched.cpus import cpuset_text, parse_cpuset, pick
+from melond.sched.cpus import pick
+from melond.spec.cpulist import cpuset_text, parse_cpuset
 
 
 def test_a_job_takes_the_socket_that_fits_it_most_tightly() -> None:

@@ -14,10 +14,10 @@ BASE = {"melond.errors", "melond.paths", "melond.files", "melond.trust", "melond
         "melond.figures",
         "melon_remote.protocol"}
 # What each part may import of ours, besides itself and BASE. Pure parts (spec, sched) import
-# only the standard library; sched reads the typed job record but not the store.
+# only the standard library; sched reads the typed records (a job, a step) but not the store.
 ALLOWED: dict[str, set[str]] = {
     "melond.spec": set(),
-    "melond.sched": {"melond.spec", "melond.state.job"},
+    "melond.sched": {"melond.spec", "melond.state.job", "melond.state.step"},
     "melond.state": {"melond.spec"},
     "melond.config": {"melond.spec"},
     "melond.nss": set(),

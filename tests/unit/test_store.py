@@ -15,7 +15,8 @@ from melond.errors import MelonError
 from melond.state.migrations import MIGRATIONS
 from melond.spec.states import State
 from melond.state.job import Job, check_transition
-from melond.state import step
+from melond.sched import steps
+from melond.spec.cpulist import parse_cpuset
 from melond.state.store import Store
 
 NOW = 1_700_000_000.0
@@ -268,7 +269,8 @@ import asyncio, sys
 sys.path.insert(0, {repo!r})
 from melond.spec.states import State
 from melond.state.job import Job, check_transition
-from melond.state import step
+from melond.sched import steps
+from melond.spec.cpulist import parse_cpuset
 from melond.state.store import Store
 from tests.unit.test_store import row
 
@@ -362,28 +364,29 @@ def test_another_program_closing_its_connection_leaves_melonds_log_alone(db_path
 
 
 def test_steps_are_numbered_per_run_closed_once_and_ended_with_their_job(db_path):
+    def grant(mode, want):  # as melond's engine asks it: the job's 4 CPUs, 0-3
+        return lambda running: steps.grant(mode, want, 4, parse_cpuset("0-3"), running)
+
     async def body(store):
         [jid] = await store.write(Store.op_insert_jobs, [row(state="RUNNING", cpus=4, cpu_ids="0-3", node="n1")],
                                   "alice", NOW)
-        job = store.job(jid)
-        first = await store.write(Store.op_step_start, job, "sh", 2, "exact", 2, NOW)
-        second = await store.write(Store.op_step_start, job, "py", 1, "overlap", 0, NOW + 1)
-        third = await store.write(Store.op_step_start, job, "py", 1, "exact", 2, NOW + 1)
-        with pytest.raises(step.Busy):  # all four held by the two exact steps
-            await store.write(Store.op_step_start, job, "py", 1, "exact", 1, NOW + 1)
+        first = await store.write(Store.op_step_start, jid, 0, "n1", "sh", 2, grant("exact", 2), NOW)
+        second = await store.write(Store.op_step_start, jid, 0, "n1", "py", 1, grant("overlap", 0), NOW + 1)
+        third = await store.write(Store.op_step_start, jid, 0, "n1", "py", 1, grant("exact", 2), NOW + 1)
+        with pytest.raises(steps.Busy):  # all four held by the two exact steps
+            await store.write(Store.op_step_start, jid, 0, "n1", "py", 1, grant("exact", 1), NOW + 1)
         with pytest.raises(ValueError, match="More processors requested than permitted"):
-            await store.write(Store.op_step_start, job, "py", 1, "exact", 5, NOW + 1)
+            await store.write(Store.op_step_start, jid, 0, "n1", "py", 1, grant("exact", 5), NOW + 1)
         closed = await store.write(Store.op_step_end, jid, 0, 0, {"state": "FAILED", "exit_code": 3}, NOW + 2)
         again = await store.write(Store.op_step_end, jid, 0, 0, {"state": "COMPLETED"}, NOW + 3)
         running = [s.step_id for s in store.steps([jid], running_only=True)]
         await store.write(Store.op_close_steps, jid, 0, "TIMEOUT", NOW + 4)
-        job.restarts = 1
-        other_run = await store.write(Store.op_step_start, job, "sh", 1, "whole", 0, NOW + 5)
+        other_run = await store.write(Store.op_step_start, jid, 1, "n2", "sh", 1, grant("whole", 0), NOW + 5)
         return first, second, third, closed, again, running, store.steps([jid]), other_run
 
-    first, second, third, closed, again, running, steps, other_run = with_store(db_path, body)
+    first, second, third, closed, again, running, steps_, other_run = with_store(db_path, body)
     assert (first, second, third) == ((0, [0, 1]), (1, [0, 1, 2, 3]), (2, [2, 3]))  # the overlap shares all
     assert (closed, again, running) == (True, False, [1, 2])
     assert other_run == (0, [0, 1, 2, 3])  # a new run numbers its steps from 0, and holds all CPUs
-    assert [(s.step_id, s.state, s.exit_code, s.end_time, s.cpu_ids) for s in steps] == [
+    assert [(s.step_id, s.state, s.exit_code, s.end_time, s.cpu_ids) for s in steps_] == [
         (0, "FAILED", 3, NOW + 2, "0-1"), (1, "TIMEOUT", None, NOW + 4, None), (2, "TIMEOUT", None, NOW + 4, "2-3")]

@@ -1,0 +1,35 @@
+"""How a step takes its job's CPUs (Slurm >= 21.08's srun --exact and --overlap). Pure.
+
+A step without --exact holds all of the job's CPUs, so a second one waits for it; --exact (or -c)
+holds ntasks x cpus-per-task of them, never CPUs another running step holds; --overlap holds none.
+The store applies `grant` inside the write that records the step, so two sruns at once never get
+the same CPUs.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from melond.spec.cpulist import parse_cpuset
+from melond.state.step import Step
+
+WHOLE, EXACT, OVERLAP = "whole", "exact", "overlap"
+
+
+class Busy(Exception):
+    """The CPUs a step asks for are held by running steps: srun retries, as Slurm's does."""
+
+
+def grant(mode: str, want: int, job_cpus: int, job_ids: list[int], running: Sequence[Step]) -> tuple[int, list[int]]:
+    """The CPUs a new step gets within its job (pure): `whole` (srun's default) all of the job's,
+    `exact` (--exact, -c) `want` of them, `overlap` none held (it shares them all). Running steps
+    that hold CPUs keep them: too few left is Busy; more than the job has is a ValueError."""
+    if mode == OVERLAP:
+        return 0, list(job_ids)
+    need = job_cpus if mode == WHOLE else want
+    if need > job_cpus:
+        raise ValueError(f"More processors requested than permitted ({need} asked, the job has {job_cpus})")
+    held = sum(s.cpus for s in running)
+    if held + need > job_cpus:
+        raise Busy()
+    taken = {c for s in running for c in parse_cpuset(s.cpu_ids)}
+    return need, [c for c in job_ids if c not in taken][:need] if job_ids else []
