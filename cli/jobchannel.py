@@ -52,11 +52,11 @@ def ask(request: dict) -> dict:
 
 def exchange(request: dict) -> dict:
     """One request, its answer as it came (`ok` false included, for a caller that acts on `error.code`)."""
-    import json  # only inside a job: the login node's common path loads neither
-    import socket
+    import _socket  # only inside a job: the login node's common path loads neither; `socket` costs enums
+    import json
     name = os.environ[ENV]
     address = "\0" + name[1:] if name.startswith("@") else name
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     sock.settimeout(TIMEOUT)
     try:
         sock.connect(address)

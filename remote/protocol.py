@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from .marks import STEP_MARK  # noqa: F401 - srun's and the node side's one name for it
+
 
 class Op(StrEnum):
     """Requests melond sends; each carries an `id` its reply repeats."""
@@ -51,7 +53,6 @@ class KillCause(StrEnum):
     NODE_FAIL = "node_fail"  # mnode down, or a run fenced after its node was lost: `... DUE TO NODE FAILURE`
 
 
-STEP_MARK = "MELON_STEP"  # srun sets it to `<job id>.<step id>` in each task's environment (remote/steps.py)
 DEFAULT_UMASK = 0o022  # a job's umask when its start names none (the web form's jobs, jobs stored before umasks were)
 
 

@@ -12,7 +12,7 @@ import pytest
 REPO = pathlib.Path(__file__).resolve().parents[2]
 BASE = {"melond.errors", "melond.paths", "melond.files", "melond.trust", "melond.display", "melond.version",
         "melond.figures",
-        "melon_remote.protocol"}
+        "melon_remote.protocol", "melon_remote.marks"}
 # What each part may import of ours, besides itself and BASE. Pure parts (spec, sched) import
 # only the standard library; sched reads the typed records (a job, a step) but not the store.
 ALLOWED: dict[str, set[str]] = {
