@@ -52,7 +52,6 @@ class Job:
         self.stderr_fd = -1  # the job's error stream, where Slurm's lines about its end go
         self.launch_error: str | None = None
         self.tmpdir: str | None = None  # its TMPDIR, removed after its end
-        self.cpuset: str | None = None  # its v1 cpuset folder, where the node gives it one
         self.start = 0.0
         self.locate_until = 0.0
         self.due: float | None = None
@@ -88,9 +87,9 @@ class Job:
                         ids=(uid, gid, groups) if switch else None, for_good=not lim.wraps, tmpdir=self.tmpdir,
                         shm_size=spec.get("memory") or 0, cpu_ids=spec.get("cpu_ids"))
         enter, leave = (_nothing, _nothing) if lim.wraps else (lim.enter, lim.leave)
-        self.cpuset = cpuset.make(lim.rel, spec.get("cpu_ids") or [])
-        if self.cpuset:
-            enter, leave = _with_cpuset(self.cpuset, enter, leave)
+        own_cpuset = cpuset.make(lim.rel, spec.get("cpu_ids") or [])  # a v1 one, where the node gives it
+        if own_cpuset:
+            enter, leave = _with_cpuset(own_cpuset, enter, leave)
         try:
             self.pid, self.report_fd = spawn(launch, enter, leave)
         except OSError as exc:

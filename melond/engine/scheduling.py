@@ -107,17 +107,21 @@ class SchedulingLoop:
         now = time.time()
         return self.order.snapshot(self.jobs.active, self._node_views(), now, self.store.states), now
 
+    def _taken(self) -> dict[str, set[int]]:
+        """The CPUs each node's running jobs hold: read once per pass that starts something."""
+        taken: dict[str, set[int]] = {}
+        for j in self.jobs.active.values():
+            if j.state is State.RUNNING and j.cpu_ids and j.node:
+                taken.setdefault(j.node, set()).update(parse_cpuset(j.cpu_ids))
+        return taken
+
     def _pin(self, job: Job, node: NodeState, taken: dict[str, set[int]]) -> str | None:
-        """The CPUs the job gets on `node`: none another running job holds (`taken` caches each
-        node's for the pass). None where the node does not pin, or (never, as the plan counts
+        """The CPUs the job gets on `node`: none another running job holds (`taken`, updated as
+        the pass starts jobs). None where the node does not pin, or (never, as the plan counts
         CPUs) where too few are free."""
         if not node.cpu_order:
             return None
-        used = taken.get(node.name)
-        if used is None:
-            used = taken[node.name] = {c for j in self.jobs.active.values()
-                                       if j.state is State.RUNNING and j.node == node.name and j is not job
-                                       for c in parse_cpuset(j.cpu_ids)}
+        used = taken.setdefault(node.name, set())
         ids = cpus.pick(node.cpu_order, used, job.cpus, node.cpu_socket)
         if ids is None:
             log.warning("too few free CPUs to pin; the job runs unpinned", extra={"job": job.id, "node": node.name})
@@ -147,7 +151,7 @@ class SchedulingLoop:
         else:
             self.expected_starts.update(plan.expected)
             self.expected_nodes.update(plan.expected_nodes)
-        taken: dict[str, set[int]] = {}
+        taken = self._taken() if plan.starts else {}
         for start in plan.starts:
             job = self.jobs.active[start.job_id]
             node = self.nodes[start.node]
