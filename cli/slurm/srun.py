@@ -37,8 +37,9 @@ JOB_OPTIONS = frozenset({"cpus-per-task", "mem", "mem-per-cpu", "time", "job-nam
 TASK_OPTIONS = frozenset({"label", "input", "open-mode"})
 HELP = """Usage: srun [OPTIONS(0)... [executable(0) [args(0)...]]]
 
-Melon's srun. Inside a job: -n/--ntasks, -o/--output, -e/--error, -i/--input, -l/--label, -u/--unbuffered,
--D/--chdir, --open-mode, -K/--kill-on-bad-exit; -N 1 and the job's own node with -w are accepted.
+Melon's srun. Inside a job, a numbered step: -n/--ntasks, -N/--nodes, --ntasks-per-node, -c/--cpus-per-task,
+--exact, --exclusive, --overlap, --cpu-bind, -w, -x, -r/--relative, -m/--distribution, -o/--output,
+-e/--error, -i/--input, -l/--label, -u/--unbuffered, -D/--chdir, --open-mode, -K/--kill-on-bad-exit.
 Outside a job it submits the command with -c, --mem, --mem-per-cpu, -t, -J, -p, -w, -x, -D, --export,
 -b, -d, -H, --signal, and streams its output. Every other srun option is accepted.
 """
