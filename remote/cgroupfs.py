@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import signal
 
+from . import cpuset
 from .cgroup import (CGROUP_ROOT, CPU_PERIOD_US, NoLimits, POOLED_V1, hand_down, make_dir, mine, move_self,
                            own_cgroups, read_file, release_scope, stat_value, v1_mounted, v1_peak, v2_usage, write_file)
 
@@ -230,7 +231,7 @@ class CgroupV2(NoLimits):
         if self.tasks_max:
             write_file(os.path.join(self.dir, "pids.max"), str(self.tasks_max))
         if self.cpu_ids and os.path.exists(os.path.join(self.dir, "cpuset.cpus")):  # cpuset handed down
-            write_file(os.path.join(self.dir, "cpuset.cpus"), ",".join(map(str, self.cpu_ids)))
+            write_file(os.path.join(self.dir, "cpuset.cpus"), cpuset.text(self.cpu_ids))
 
     def enter(self) -> None:
         self.home = CGROUP_ROOT + own_cgroups().get("", "/")

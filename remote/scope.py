@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import signal
 
+from . import cpuset
 from .cgroup import (CGROUP_ROOT, NoLimits, hierarchy, mine, move_self, own_cgroups, read_file, stat_value,
                            v1_peak, v2_mounted, v2_usage, write_file)
 
@@ -71,7 +72,7 @@ class SystemdScope(NoLimits):
         if self.tasks_max:
             cmd += ["-p", f"TasksMax={self.tasks_max}"]
         if self.cpu_ids and v2_mounted():
-            cmd += ["-p", f"AllowedCPUs={','.join(map(str, self.cpu_ids))}"]
+            cmd += ["-p", f"AllowedCPUs={cpuset.text(self.cpu_ids)}"]
         return [*cmd, "--", *_become(uid, gid), *argv]
 
     def find_scope(self, pid: int) -> bool | None:

@@ -79,11 +79,11 @@ class Ends:
         if job is not None and self.jobs.ending_begins(job):
             self.kick()
         try:
-            done = await self.store.write(Store.op_transition, job_id, "ended", changes, "melond", data, now)
+            done = await self.store.write(Store.op_end_run, job_id, run, changes, "melond", data,
+                                          _open_steps_end(state), now)
         finally:
             self.jobs.ending_done(job_id)
         if done:
-            await self.store.write(Store.op_close_steps, job_id, run, _open_steps_end(state), now)
             if job is not None:
                 self.counts.add("ended", job.partition, job.user, state.value)
             self.finished(job_id)

@@ -230,6 +230,16 @@ class Store:
                             [*changes.values(), job_id, run, step_id, step.RUNNING]).rowcount == 1
 
     @staticmethod
+    def op_end_run(conn: sqlite3.Connection, job_id: int, run: int, changes: dict, actor: str, data: dict,
+                   steps_state: str, now: float) -> bool:
+        """A job's run ended: its `ended` event, and its steps still running closed as `steps_state`,
+        in one transaction (one commit per job end, the hot path of a busy queue)."""
+        done = Store.op_transition(conn, job_id, "ended", changes, actor, data, now)
+        if done:
+            Store.op_close_steps(conn, job_id, run, steps_state, now)
+        return done
+
+    @staticmethod
     def op_close_steps(conn: sqlite3.Connection, job_id: int, run: int, state: str, now: float) -> None:
         """The job's run ended: steps still running end with it (srun was killed with the job)."""
         conn.execute("UPDATE steps SET state = ?, end_time = ? WHERE job_id = ? AND run = ? AND state = ?",

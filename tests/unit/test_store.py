@@ -390,3 +390,17 @@ def test_steps_are_numbered_per_run_closed_once_and_ended_with_their_job(db_path
     assert other_run == (0, [0, 1, 2, 3])  # a new run numbers its steps from 0, and holds all CPUs
     assert [(s.step_id, s.state, s.exit_code, s.end_time, s.cpu_ids) for s in steps_] == [
         (0, "FAILED", 3, NOW + 2, "0-1"), (1, "TIMEOUT", None, NOW + 4, None), (2, "TIMEOUT", None, NOW + 4, "2-3")]
+
+
+def test_a_runs_end_closes_its_running_steps_in_the_same_write(db_path):
+    async def body(store):
+        [jid] = await store.write(Store.op_insert_jobs, [row(state="RUNNING", cpus=2, node="n1")], "alice", NOW)
+        await store.write(Store.op_step_start, jid, 0, "n1", "sh", 1, lambda running: (0, []), NOW)
+        done = await store.write(Store.op_end_run, jid, 0, {"state": "TIMEOUT", "end_time": NOW + 9}, "melond", {},
+                                 "TIMEOUT", NOW + 9)
+        again = await store.write(Store.op_end_run, jid, 0, {"state": "COMPLETED"}, "melond", {}, "CANCELLED", NOW)
+        return done, again, store.job(jid).state, store.steps([jid])
+
+    done, again, state, steps_ = with_store(db_path, body)
+    assert (done, again, state) == (True, False, State.TIMEOUT)
+    assert [(s.state, s.end_time) for s in steps_] == [("TIMEOUT", NOW + 9)]
