@@ -90,15 +90,15 @@ FIELDS: dict[str, tuple[int, tuple[str, ...], object]] = {
     "MaxRSS": (10, ("max_rss",), lambda j, now: Size(j["max_rss"], NONE) if j.get("max_rss") is not None else ""),
     "Reason": (22, ("reason",), lambda j, now: j.get("reason") or "None"),
     "WorkDir": (20, ("chdir",), lambda j, now: j.get("chdir") or ""),
-    "NNodes": (8, (), lambda j, now: "1"),
+    "NNodes": (8, ("node",), lambda j, now: str(j.get("num_nodes") or 1)),
     "NTasks": (8, (), lambda j, now: str(j["ntasks"]) if j.get("ntasks") else ""),  # a step's; a job line's is empty
     "NCPUS": (10, ("cpus",), lambda j, now: str(j["cpus"])),
     "Account": (10, ("account",), lambda j, now: j.get("account") or ""),  # as asked: Melon has no accounts
     "Comment": (14, ("comment",), lambda j, now: j.get("comment") or ""),
     # sacct -l's (sacct.h LONG_FIELDS): on a job's own line Slurm leaves its steps' statistics
     # empty (print.c _get_tres_cnt is for steps), and so does Melon, but for MaxRSS above
-    "ReqTRES": (10, ("cpus", "memory"), lambda j, now: _tres(j)),
-    "AllocTRES": (10, ("cpus", "memory", "start_time"), lambda j, now: _tres(j) if j.get("start_time") else ""),
+    "ReqTRES": (10, ("cpus", "memory", "node"), lambda j, now: _tres(j)),
+    "AllocTRES": (10, ("cpus", "memory", "start_time", "node"), lambda j, now: _tres(j) if j.get("start_time") else ""),
     "ConsumedEnergy": (14, (), lambda j, now: "0"),  # no energy TRES: INFINITE64 -> 0
     **{name: (13, (), lambda j, now: "Unknown")  # cpu_freq_to_string(NO_VAL): the frequency is a step's
        for name in ("ReqCPUFreqMin", "ReqCPUFreqMax", "ReqCPUFreqGov")},
@@ -143,19 +143,21 @@ def with_steps(jobs: list[dict]) -> list[dict]:
         state = _BATCH_STATE.get(job["state"], job["state"])
         if state:
             out.append({**job, "label": parent + ".batch", "parent": parent, "name": "batch", "partition": "",
-                        "state": state, "steps": None})
+                        "state": state, "steps": None, "node": job.get("batch_host") or job.get("node"),
+                        "num_nodes": 1})
         for st in job["steps"]:
             out.append({**job, "label": f"{parent}.{st['step_id']}", "parent": parent, "name": st["name"],
                         "partition": "", "state": st["state"], "exit_code": st["exit_code"],
                         "exit_signal": st["exit_signal"], "start_time": st["start_time"], "end_time": st["end_time"],
                         "node": st["node"], "cpus": st["cpus"] or job.get("cpus"), "cpu_time": st["cpu_time"],
-                        "max_rss": st["max_rss"], "ntasks": st["ntasks"], "steps": None})
+                        "max_rss": st["max_rss"], "ntasks": st["ntasks"], "steps": None,
+                        "num_nodes": st.get("num_nodes") or 1})
     return out
 
 
 def _tres(j: dict) -> tuple:
     """A job's TRES as sacct prints them (billing, cpu, mem, node; its memory a Size)."""
-    return ("billing=", str(j["cpus"]), ",cpu=", str(j["cpus"]), ",mem=", Size(j["memory"] // MIB, MEGA), ",node=1")
+    return ("billing=", str(j["cpus"]), ",cpu=", str(j["cpus"]), ",mem=", Size(j["memory"] // MIB, MEGA), ",node=", str(j.get("num_nodes") or 1))
 _BY_LOWER = {name.lower(): name for name in FIELDS} | _ALIASES
 FORMS = "comma-separated sacct field names, each with an optional %WIDTH (JobName%30); fields: " + ", ".join(FIELDS)
 

@@ -76,3 +76,24 @@ def exchange(request: dict) -> dict:
         raise MelonError("the node's helper closed the job channel without an answer (melond may have lost "
                          "the node); try again")
     return json.loads(data)
+
+
+def stream(request: dict):
+    """A streamed ask: each line of the answer as it comes, the last being the answer itself
+    (`ok` set); ends early, without it, where the channel closes first."""
+    import _socket
+    import json
+    name = os.environ[ENV]
+    address = "\0" + name[1:] if name.startswith("@") else name
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    try:
+        sock.connect(address)
+        sock.sendall(json.dumps(request).encode() + b"\n")
+        pending = b""
+        while chunk := sock.recv(1 << 16):
+            lines = (pending + chunk).split(b"\n")
+            pending = lines.pop()
+            for line in lines:
+                yield json.loads(line)
+    finally:
+        sock.close()

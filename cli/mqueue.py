@@ -14,7 +14,7 @@ from melond.spec.timespec import format_duration, format_limit
 
 PROG = "mqueue"
 HEADERS = ["JOBID", "NAME", "USER", "ST", "TIME", "TIME_LIMIT", "TIME_LEFT", "NODES"]
-TABLE_FIELDS = ("id", "name", "user", "state", "elapsed", "time_limit", "node", "reason", "array_job_id",
+TABLE_FIELDS = ("id", "name", "user", "state", "elapsed", "time_limit", "node", "node_list", "reason", "array_job_id",
                 "array_task_id", "array_throttle")
 LABEL_FIELDS = ("id", "state", "name", "user", "time_limit", "array_job_id", "array_task_id", "array_throttle")
 FILTER_FIELDS = {"partitions": "partition", "names": "name", "nodes": "node"}
@@ -92,7 +92,7 @@ def _render(jobs: list[dict], spec, noheader: bool, one_per_task: bool, order, s
         return "\n".join(lines)
     durations, limits = _Memo(format_duration), _Memo(format_limit)  # a queue repeats the same few values
     rows = [[label, j["name"][:24], j["user"], j["state"], durations[int(j["elapsed"])], limits[j["time_limit"]],
-             queue_format.time_left(j), j["node"] if j.get("node") else f"({j.get('reason') or 'None'})"]
+             queue_format.time_left(j), j.get("node_list") or j.get("node") or f"({j.get('reason') or 'None'})"]
             for label, j in labelled]
     text = table(HEADERS, rows, right={0, 4, 5, 6})
     return text.partition("\n")[2] if noheader else text

@@ -40,7 +40,8 @@ def parseable(job: dict) -> dict:
         "backend": job.get("backend"), "requeue": job.get("requeue"), "restarts": job.get("restarts") or 0,
         "array_job_id": job.get("array_job_id"), "array_task_id": job.get("array_task_id"),
         "cpu_time": job.get("cpu_time"), "max_rss": job.get("max_rss"),
-        "num_nodes": job.get("num_nodes", 1), "num_tasks": job.get("num_tasks", 1),
+        "num_nodes": job.get("num_nodes", 1), "node_list": job.get("node_list"), "num_tasks": job.get("num_tasks", 1),
+        "parts": [dict(zip(("node", "cpus", "tasks", "memory_mib", "cpu_ids"), p)) for p in job.get("parts") or []],
         "cpus_per_task": job.get("cpus_per_task", job["cpus"]), "cpu_ids": job.get("cpu_ids"),
         "extensions": extensions(job),
         "steps": job.get("steps", []),
@@ -79,7 +80,7 @@ def _details(job: dict) -> None:
     rows = [
         ("JobId", job_label(job)), ("JobName", job["name"]), ("User", f"{job['user']}({job['uid']})"),
         ("JobState", f"{job['state_name']} ({job['state']})"), ("Reason", job.get("reason") or "None"),
-        ("Partition", job["partition"]), ("Node", job.get("node") or "(none)"),
+        ("Partition", job["partition"]), ("Node", job.get("node_list") or job.get("node") or "(none)"),
         ("Limits", job.get("backend") or "-"),
         ("NumCPUs", str(job["cpus"])), ("NumTasks", str(job.get("num_tasks", 1))),
         ("CPUs/Task", str(job.get("cpus_per_task", job["cpus"]))), ("CPU_IDs", job.get("cpu_ids") or "-"),
@@ -93,6 +94,10 @@ def _details(job: dict) -> None:
         ("MaxRSS", format_size_mib(job["max_rss"] // (1024 * 1024)) if job.get("max_rss") is not None else "-"), ("Command", " ".join([job.get("script_path") or "(wrap)", *job.get("script_args", [])])),
         ("WorkDir", job["chdir"]), ("StdOut", job["output_path"]), ("StdErr", job["error_path"]),
     ]
+    if len(job.get("parts") or []) > 1:  # a job spanning nodes: what it holds on each
+        rows.insert(next(i for i, (k, _) in enumerate(rows) if k == "Node") + 1, ("Nodes", "; ".join(
+            f"{node}: {cpus} CPU{'s' * (cpus != 1)}{f' ({ids})' if ids else ''}, {tasks} task{'s' * (tasks != 1)}, "
+            f"{format_size_mib(memory) if memory else 'all memory'}" for node, cpus, tasks, memory, ids in job["parts"])))
     if job.get("runs_as"):  # a node melond reaches as an account, not root: the job runs as that account
         rows.insert(next(i for i, (k, _) in enumerate(rows) if k == "Node") + 1,
                     ("RunsAs", f"{job['runs_as']} (the account melond logs in to the node as)"))

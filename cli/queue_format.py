@@ -59,7 +59,8 @@ def _end(j: dict, now: float) -> str:
 
 
 def _reason_or_node(j: dict, now: float) -> str:
-    return j["node"] if j.get("node") and j["state"] not in ("PD",) else f"({j.get('reason') or 'None'})"
+    where = j.get("node_list") or j.get("node")
+    return where if where and j["state"] not in ("PD",) else f"({j.get('reason') or 'None'})"
 
 
 #: What a field melond withholds shows (another user's working directory or command: their
@@ -90,14 +91,14 @@ CODES: dict[str, tuple[str, tuple[str, ...], object]] = {
     "M": ("TIME", ("elapsed",), lambda j, now: format_duration(j["elapsed"])),
     "l": ("TIME_LIMIT", ("time_limit",), lambda j, now: format_limit(j["time_limit"])),
     "L": ("TIME_LEFT", ("time_limit", "state", "elapsed"), _left),
-    "D": ("NODES", (), lambda j, now: "1"),
+    "D": ("NODES", ("num_nodes",), lambda j, now: str(j.get("num_nodes") or 1)),
     "C": ("CPUS", ("cpus",), lambda j, now: str(j["cpus"])),
     "m": ("MIN_MEMORY", ("memory",), lambda j, now: format_size_mib(j["memory"] // (1024 * 1024))),
     "P": ("PARTITION", ("partition",), lambda j, now: j["partition"]),
-    "N": ("NODELIST", ("node",), lambda j, now: j.get("node") or ""),
+    "N": ("NODELIST", ("node_list",), lambda j, now: j.get("node_list") or j.get("node") or ""),
     "B": ("EXEC_HOST", ("node",), lambda j, now: j.get("node") or "n/a"),
     "b": ("TRES_PER_NODE", (), lambda j, now: "N/A"),
-    "R": ("NODELIST(REASON)", ("node", "state", "reason"), _reason_or_node),
+    "R": ("NODELIST(REASON)", ("node", "node_list", "state", "reason"), _reason_or_node),
     "r": ("REASON", ("reason",), lambda j, now: j.get("reason") or "None"),
     "S": ("START_TIME", ("start_time", "expected_start"), _start),
     "V": ("SUBMIT_TIME", ("submit_time",), lambda j, now: _time(j["submit_time"])),

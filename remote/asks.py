@@ -27,7 +27,8 @@ from .protocol import Event, job_channel
 ANSWER_TIMEOUT = 30.0  # seconds melond has to answer an ask
 READ_TIMEOUT = 10.0
 STARTING_GRACE = 3.0  # seconds an unknown asker may be a job whose start is still being recorded
-MAX_LINE = 4096
+MAX_LINE = 1 << 20  # srun's launch of tasks on further nodes carries its environment
+STREAMED = ("step_launch",)  # asks answered by a stream of lines (Op.RELAY) before their answer
 
 
 def address(scope: str) -> str:
@@ -102,6 +103,7 @@ class JobChannel:
     def __init__(self, spool_dir: str, scope: str, send) -> None:
         self.spool, self.scope, self.send = spool_dir, scope, send
         self.waiting: dict[int, asyncio.Future] = {}
+        self.streams: dict[int, asyncio.StreamWriter] = {}  # streamed asks' waiting processes
         self.next_ask = 1
 
     async def start(self) -> asyncio.AbstractServer | None:
@@ -115,6 +117,11 @@ class JobChannel:
                 sock.close()
                 await asyncio.sleep(0.05)
         return None
+
+    def relay(self, ask: int, message: dict) -> None:
+        writer = self.streams.get(ask)
+        if writer is not None and not writer.is_closing():
+            writer.write(json.dumps(message).encode() + b"\n")
 
     def answer(self, ask: int, reply: dict) -> None:
         fut = self.waiting.pop(ask, None)
@@ -163,6 +170,8 @@ class JobChannel:
         self.waiting[ask] = fut
         self.send({"event": Event.ASK, "ask": ask, "job_id": job_id, "run": run, "uid": uid,
                    "request": {k: request[k] for k in ASKED if k in request}})
+        if request["op"] in STREAMED:
+            return await self._streamed(ask, fut, reader, writer, job_id, run)
         try:
             return await asyncio.wait_for(fut, ANSWER_TIMEOUT)
         except TimeoutError:
@@ -171,8 +180,26 @@ class JobChannel:
             self.waiting.pop(ask, None)
 
 
+    async def _streamed(self, ask: int, fut: asyncio.Future, reader: asyncio.StreamReader,
+                        writer: asyncio.StreamWriter, job_id: int, run: int) -> dict:
+        """Lines relayed as they come, then the answer; should the asking process go first (srun
+        killed), melond hears so and ends what it started for it."""
+        self.streams[ask] = writer
+        gone = asyncio.ensure_future(reader.read(1))
+        try:
+            await asyncio.wait([fut, gone], return_when=asyncio.FIRST_COMPLETED)
+            if fut.done():
+                return fut.result()
+            self.send({"event": Event.ASK_GONE, "ask": ask, "job_id": job_id, "run": run})
+            return _refused("gone", "the asking process went away")
+        finally:
+            gone.cancel()
+            self.streams.pop(ask, None)
+            self.waiting.pop(ask, None)
+
+
 ASKED = ("op", "add", "to", "max", "dry_run", "name", "ntasks", "cpus", "mode", "step_id", "exit_code", "signal",
-         "cpu_time", "max_rss", "oom")  # what a request may carry on to melond
+         "cpu_time", "max_rss", "oom", "argv", "cwd", "env", "nodes", "nodelist")  # what a request may carry on to melond
 
 
 def _count(value: object, least: int = 0) -> bool:
@@ -184,7 +211,8 @@ def _check_step(request: dict) -> str | None:
     if request["op"] == "step_start":
         name = request.get("name")
         if not (isinstance(name, str) and 0 < len(name) <= 200 and _count(request.get("ntasks"), 1)
-                and _count(request.get("cpus")) and request.get("mode", "whole") in ("whole", "exact", "overlap")):
+                and _count(request.get("cpus")) and request.get("mode", "whole") in ("whole", "exact", "overlap")
+                and isinstance(request.get("nodelist", ""), str) and len(request.get("nodelist", "")) < 4096):
             return '{"op": "step_start", "name": TEXT, "ntasks": N >= 1, "cpus": N >= 0, "mode": whole|exact|overlap}'
         return None
     numbers = all(request.get(k) is None or _count(request[k]) for k in ("exit_code", "signal", "max_rss"))
@@ -195,11 +223,29 @@ def _check_step(request: dict) -> str | None:
     return None
 
 
+def _check_launch(request: dict) -> str | None:
+    """srun's tasks on the job's further nodes, and a signal for them."""
+    if request["op"] == "step_signal":
+        return None if _count(request.get("step_id")) and _count(request.get("signal"), 1) else \
+            '{"op": "step_signal", "step_id": N, "signal": N}'
+    argv, nodes = request.get("argv"), request.get("nodes")
+    if not (_count(request.get("step_id")) and isinstance(argv, list) and argv and
+            all(isinstance(a, str) for a in argv) and isinstance(request.get("cwd", ""), str) and
+            isinstance(request.get("env", {}), dict) and
+            isinstance(nodes, list) and nodes and all(isinstance(n, dict) and isinstance(n.get("node"), str) and
+                                                      isinstance(n.get("tasks"), list) for n in nodes)):
+        return ('{"op": "step_launch", "step_id": N, "argv": [...], "cwd": DIR, "nodes": [{"node": NAME, '
+                '"tasks": [{"rank": N, "localid": N, "env": {...}, "cpus": [...]}]}]}')
+    return None
+
+
 def _check(request: object) -> str | None:
     if isinstance(request, dict) and request == {"op": "requeue"}:
         return None
     if isinstance(request, dict) and request.get("op") in ("step_start", "step_end"):
         return _check_step(request)
+    if isinstance(request, dict) and request.get("op") in ("step_launch", "step_signal"):
+        return _check_launch(request)
     if not isinstance(request, dict) or request.get("op") != "extend":
         return ('the requests are {"op": "extend", "add": SECONDS} (or "to": SECONDS, a new total) and '
                 '{"op": "requeue"}')

@@ -22,6 +22,8 @@ class Op(StrEnum):
     LIST = "list"  # every run in the spool and its state
     FORGET = "forget"  # runs: [[job_id, run], ...] whose end melond has committed
     ANSWER = "answer"  # ask, reply: melond's answer to a job's ask (Event.ASK)
+    LAUNCH = "launch"  # job_id, run, step, argv, cwd, tasks: srun's tasks on a further node of the job (remote/holder.py)
+    RELAY = "relay"  # ask, message: one of the lines a streamed answer to a job's ask carries (before its ANSWER)
     READ_OUTPUT = "read_output"  # path, user, uid, offset, limit: part of a job's output file, opened as the user (remote/output.py)
 
 
@@ -31,6 +33,8 @@ class Event(StrEnum):
     HELLO = "hello"  # its probe of the node, once booted
     EXITED = "exited"  # job_id, run, result: a run ended
     ASK = "ask"  # ask, job_id, run, uid, request: a running job asks (remote/asks.py); melond answers with Op.ANSWER
+    ASK_GONE = "ask_gone"  # ask, job_id, run: the process waiting for a streamed answer went away
+    TASK = "task"  # job_id, run, step, message: a line from a further node's tasks (remote/holder.py)
 
 
 class SignalTo(StrEnum):

@@ -22,7 +22,7 @@ import sys
 import time
 from collections.abc import Callable
 
-from . import asks, cgroup, cpuset, delegated, limits, output, spool, subtree, wire
+from . import asks, cgroup, cpuset, delegated, limits, output, relay, spool, subtree, wire
 from .protocol import STEP_TARGET, ErrorCode, Event, KillCause, Op, SignalTo
 from .job import TMP_BASE, lookup_user, process_stat, start_ticks
 from .supervisor import LOCATE_TIMEOUT, MAX_REQUEST, reap_children
@@ -138,6 +138,8 @@ class Helper:
             Op.FORGET: self.op_forget,
             Op.ANSWER: self.op_answer,
             Op.READ_OUTPUT: self.op_read_output,
+            Op.LAUNCH: self.op_launch,
+            Op.RELAY: self.op_relay,
         }
         self.channel = asks.JobChannel(spool_dir, self.scope, self.send)
 
@@ -160,6 +162,22 @@ class Helper:
     async def op_answer(self, msg: dict) -> dict:
         """melond's answer to a job's ask: back to the job's process that waits for it."""
         self.channel.answer(int(msg["ask"]), msg["reply"])
+        return {}
+
+    async def op_relay(self, msg: dict) -> dict:
+        """A line of a streamed answer, for the job's process that waits for it."""
+        self.channel.relay(int(msg["ask"]), msg["message"])
+        return {}
+
+    async def op_launch(self, msg: dict) -> dict:
+        """srun's tasks on this further node of a job, started by the job's holder here."""
+        d = self._existing(msg)
+        if d.exists("result.json"):
+            raise RequestError(ErrorCode.NO_SUCH_JOB, f"job {d.key}'s part on this node has ended")
+        try:
+            await relay.launch(self.scope, msg, self.send)
+        except OSError as exc:
+            raise RequestError(ErrorCode.LAUNCH_FAILED, str(exc)) from None
         return {}
 
     async def op_read_output(self, msg: dict) -> dict:

@@ -78,14 +78,22 @@ def _ntasks(opts: dict[str, str]) -> str:
 
 
 def _check_shape(opts: dict[str, str]) -> None:
-    """What one node can hold, for the job srun submits outside an allocation: a job of Melon's is
-    one node, and its tasks share it."""
-    nodes = opts.get("nodes")
-    if nodes is not None:
-        low = nodes.split("-")[0]
-        if _count(low, "nodes") > 1:
-            raise MelonError(f"Only allocated 1 nodes asked for {low}: a Melon job runs on one node")
+    """The task count of the job srun submits outside an allocation (its nodes melond checks)."""
     _count(_ntasks(opts), "ntasks")
+
+
+def _allocation() -> tuple[list[str], list[int]]:
+    """The job's nodes, as it names them, and its CPUs on each, from its environment."""
+    env = os.environ
+    here = env.get("SLURMD_NODENAME") or os.uname().nodename
+    if int(env.get("SLURM_JOB_NUM_NODES") or env.get("SLURM_NNODES") or 1) > 1 and env.get("SLURM_JOB_NODELIST"):
+        from melond.spec.shape import uncompressed
+        from melond.spec.timespec import expand_hostlist
+        hosts = expand_hostlist(env["SLURM_JOB_NODELIST"])
+        cpus = uncompressed(env.get("SLURM_JOB_CPUS_PER_NODE") or "")
+        if len(cpus) == len(hosts):
+            return hosts, cpus
+    return [here], [int(env.get("SLURM_CPUS_ON_NODE") or 1)]
 
 
 def _step_layout(opts: dict[str, str], per_task: int):
@@ -95,12 +103,11 @@ def _step_layout(opts: dict[str, str], per_task: int):
     from melond.spec.steplayout import LayoutError, layout
     from melond.spec.timespec import SpecError, expand_hostlist
     env = os.environ
-    here = env.get("SLURMD_NODENAME") or os.uname().nodename
     try:
+        hosts, cpus = _allocation()
         nodes = parse_nodes(opts.get("nodes") or env.get("SLURM_JOB_NUM_NODES") or env.get("SLURM_NNODES") or "1")
         relative = int(opts["relative"]) if opts.get("relative") else None
-        return layout([here], [int(env.get("SLURM_CPUS_ON_NODE") or 1)], nodes=nodes,
-                      ntasks=_count(_ntasks(opts), "ntasks"),
+        return layout(hosts, cpus, nodes=nodes, ntasks=_count(_ntasks(opts), "ntasks"),
                       ntasks_per_node=_count(opts["ntasks-per-node"], "ntasks-per-node")
                       if opts.get("ntasks-per-node") else None, cpus_per_task=per_task,
                       nodelist=expand_hostlist(opts["nodelist"]) if opts.get("nodelist") else (),
@@ -178,7 +185,8 @@ def _create_step(request: dict, job: str) -> dict | None:
 
 def run_tasks(opts: dict[str, str], command: list[str]) -> int:
     """The step: numbered by melond (J.0, J.1, ...), one process per task, each told who it is and
-    bound to its own CPUs; the highest exit code wins, and melond hears how the step ended."""
+    bound to its own CPUs; tasks on the job's other nodes started through melond, their output
+    relayed here; the highest exit code wins, and melond hears how the step ended."""
     import resource
     per_task = _count(opts.get("cpus-per-task") or os.environ.get("SLURM_CPUS_PER_TASK") or "1", "cpus-per-task")
     placed = _step_layout(opts, per_task)
@@ -187,13 +195,23 @@ def run_tasks(opts: dict[str, str], command: list[str]) -> int:
     ntasks = placed.ntasks
     name = opts.get("job-name") or os.path.basename(command[0])
     job = os.environ.get("SLURM_JOB_ID", "0")
-    numbered = _create_step({"op": "step_start", "name": name[:200] or "srun", "ntasks": ntasks,
-                             "cpus": ntasks * per_task, "mode": _mode(opts)}, job)
+    here = os.environ.get("SLURMD_NODENAME") or os.uname().nodename
+    request = {"op": "step_start", "name": name[:200] or "srun", "ntasks": ntasks, "cpus": ntasks * per_task,
+               "mode": _mode(opts)}
+    if len(placed.nodes) > 1:
+        from melond.spec.timespec import ranged_hostlist
+        request["nodelist"] = ranged_hostlist(placed.nodes)
+    numbered = _create_step(request, job)
     step = str(numbered["step_id"]) if numbered else "0"
-    binding = _binding((numbered or {}).get("cpu_ids") or [], ntasks, per_task, opts.get("cpu-bind") or
+    if numbered is None and placed.nodes != [here]:
+        raise MelonError(f"Unable to create step for job {job}: melond did not answer through the job channel, "
+                         f"and tasks on other nodes ({', '.join(n for n in placed.nodes if n != here)}) start "
+                         f"only through it; try again")
+    local = placed.tasks[placed.nodes.index(here)] if here in placed.nodes else []
+    binding = _binding((numbered or {}).get("cpu_ids") or [], len(local), per_task, opts.get("cpu-bind") or
                        os.environ.get("SLURM_CPU_BIND") or "")
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    code, worst_signal = _run_step(opts, command, ntasks, step, binding)
+    code, worst_signal = _run_step(opts, command, placed, here, step, binding)
     if numbered:
         used = resource.getrusage(resource.RUSAGE_CHILDREN)
         cpu = (used.ru_utime + used.ru_stime) - (before.ru_utime + before.ru_stime)
@@ -226,19 +244,34 @@ def _set_affinity(ids) -> None:
         pass
 
 
-def _run_step(opts: dict[str, str], command: list[str], ntasks: int, step: str,
+def _step_env(placed, step: str) -> dict[str, str]:
+    """The variables every task of the step shares, wherever it runs."""
+    from melond.spec.shape import compressed
+    ntasks = placed.ntasks
+    base = dict(os.environ)
+    per_node = compressed([len(t) for t in placed.tasks])
+    nodelist = placed.nodes[0]
+    if len(placed.nodes) > 1:
+        from melond.spec.timespec import ranged_hostlist
+        nodelist = ranged_hostlist(placed.nodes)
+    base.update({
+        "SLURM_STEP_ID": step, "SLURM_STEPID": step, "SLURM_NTASKS": str(ntasks), "SLURM_NPROCS": str(ntasks),
+        "SLURM_STEP_NUM_TASKS": str(ntasks), "SLURM_STEP_NUM_NODES": str(len(placed.nodes)),
+        "SLURM_STEP_NODELIST": nodelist, "SLURM_STEP_TASKS_PER_NODE": per_node, "SLURM_TASKS_PER_NODE": per_node,
+        STEP_MARK: f"{base.get('MELON_JOB_ID') or base.get('SLURM_JOB_ID', '0')}.{step}",  # its signals find it by this
+    })
+    return base
+
+
+def _run_step(opts: dict[str, str], command: list[str], placed, here: str, step: str,
               binding: list[list[int]] = ()) -> tuple[int, int]:
     """Run the tasks: (srun's exit code, the highest signal that ended a task, 0 for none)."""
     import subprocess
-    base = dict(os.environ)
-    node = base.get("SLURMD_NODENAME", os.uname().nodename)
-    base.update({
-        "SLURM_STEP_ID": step, "SLURM_STEPID": step, "SLURM_NTASKS": str(ntasks), "SLURM_NPROCS": str(ntasks),
-        "SLURM_STEP_NUM_TASKS": str(ntasks), "SLURM_STEP_NUM_NODES": "1", "SLURM_STEP_NODELIST": node,
-        "SLURM_STEP_TASKS_PER_NODE": str(ntasks), "SLURM_TASKS_PER_NODE": str(ntasks), "SLURM_NODEID": "0",
-        STEP_MARK: f"{base.get('MELON_JOB_ID') or base.get('SLURM_JOB_ID', '0')}.{step}",  # its signals find it by this
-        "SLURM_GTIDS": ",".join(map(str, range(ntasks))),  # the step's ranks on this node: all of them
-    })
+    base = _step_env(placed, step)
+    ntasks = placed.ntasks
+    index = placed.nodes.index(here) if here in placed.nodes else -1
+    ranks = placed.tasks[index] if index >= 0 else []
+    base.update({"SLURM_NODEID": str(max(index, 0)), "SLURM_GTIDS": ",".join(map(str, ranks))})
     if binding:  # the step's own CPUs here (--exact: its share of the job's)
         base["SLURM_CPUS_ON_NODE"] = str(len({c for ids in binding for c in ids}))
     if opts.get("cpus-per-task"):
@@ -247,9 +280,14 @@ def _run_step(opts: dict[str, str], command: list[str], ntasks: int, step: str,
     label_width = len(str(ntasks - 1)) if "label" in opts else 0
     files: dict[str, int] = {}
     procs, pumps = [], []
+    kill_on_bad_exit = "kill-on-bad-exit" in opts and opts["kill-on-bad-exit"] != "0"
+    remote = None
     try:
-        for task in range(ntasks):
-            env = {**base, "SLURM_PROCID": str(task), "SLURM_LOCALID": str(task)}
+        if len(ranks) < ntasks:  # tasks on the job's other nodes: through melond, started first
+            remote = _Remote(opts, command, placed, here, step, base, files, append, label_width, kill_on_bad_exit,
+                             lambda: _stop(procs, signal.SIGKILL))
+        for local, task in enumerate(ranks):
+            env = {**base, "SLURM_PROCID": str(task), "SLURM_LOCALID": str(local)}
             stdin = _input(opts.get("input"), env, task, files, step)
             out = _open(opts.get("output"), env, task, files, append, step)
             err = _open(opts.get("error"), env, task, files, append, step) if opts.get("error") else out
@@ -258,13 +296,16 @@ def _run_step(opts: dict[str, str], command: list[str], ntasks: int, step: str,
             own = os.sched_getaffinity(0)
             try:
                 if binding:  # the child inherits this thread's affinity at fork: the task's own CPUs
-                    _set_affinity(binding[task])
+                    _set_affinity(binding[local])
                 procs.append(subprocess.Popen(command, env=env, stdin=stdin, stdout=out, stderr=err,
                                               cwd=opts.get("chdir") or None))
             except OSError as exc:
                 sys.stderr.write(f"slurmstepd: error: execve(): {command[0]}: {exc.strerror}\n"
-                                 f"{PROG}: error: {node}: task {task}: Exited with exit code 2\n")
+                                 f"{PROG}: error: {here}: task {task}: Exited with exit code 2\n")
                 _stop(procs, signal.SIGKILL)
+                if remote is not None:
+                    remote.signal(signal.SIGKILL)
+                    remote.wait()
                 return 2, 0
             finally:
                 if binding:
@@ -272,24 +313,139 @@ def _run_step(opts: dict[str, str], command: list[str], ntasks: int, step: str,
                 for fd in {out, err} - {None, *files.values()}:
                     if fd > 2:
                         os.close(fd)  # a pipe's write end: it belongs to the task alone now
+        for sig in FORWARDED:
+            signal.signal(sig, lambda signum, frame: _stop(procs, signum, remote))
+        worst = worst_signal = 0
+        by_rank = dict(enumerate(ranks))
+        for local, code in _each_end(procs):
+            task = by_rank[local]
+            if code:
+                how = f"Exited with exit code {code}" if code > 0 else _signal_name(-code)
+                sys.stderr.write(f"{PROG}: error: {here}: task {task}: {how}\n")
+                if kill_on_bad_exit:
+                    _stop(procs, signal.SIGKILL, remote)
+            worst = max(worst, code if code >= 0 else 128 - code)
+            worst_signal = max(worst_signal, -code if code < 0 else 0)
+        for pump in pumps:
+            pump.join()
+        if remote is not None:
+            for code in remote.wait():
+                worst = max(worst, code if code >= 0 else 128 - code)
+                worst_signal = max(worst_signal, -code if code < 0 else 0)
+        return worst, worst_signal
     finally:
         for fd in files.values():
             os.close(fd)
-    for sig in FORWARDED:
-        signal.signal(sig, lambda signum, frame: _stop(procs, signum))
-    worst = worst_signal = 0
-    kill_on_bad_exit = "kill-on-bad-exit" in opts and opts["kill-on-bad-exit"] != "0"
-    for task, code in _each_end(procs):
-        if code:
-            how = f"Exited with exit code {code}" if code > 0 else _signal_name(-code)
-            sys.stderr.write(f"{PROG}: error: {node}: task {task}: {how}\n")
-            if kill_on_bad_exit:
-                _stop(procs, signal.SIGKILL)
-        worst = max(worst, code if code >= 0 else 128 - code)
-        worst_signal = max(worst_signal, -code if code < 0 else 0)
-    for pump in pumps:
-        pump.join()
-    return worst, worst_signal
+
+
+class _Remote:
+    """The step's tasks on the job's other nodes: asked for through the job channel (melond starts
+    them there), their output written here as if they ran here, their exits reported as srun
+    reports its own tasks'."""
+
+    def __init__(self, opts: dict[str, str], command: list[str], placed, here: str, step: str, base: dict,
+                 files: dict[str, int], append: bool, label_width: int, kill_on_bad_exit: bool, kill_local) -> None:
+        import threading
+        self.opts, self.step, self.files, self.append, self.width = opts, step, files, append, label_width
+        self.kill_on_bad_exit, self.kill_local = kill_on_bad_exit, kill_local
+        self.base = base
+        self.codes: dict[int, int] = {}
+        self.waiting: dict[str, list[int]] = {}
+        self.partial: dict[tuple[int, int], bytes] = {}
+        self.targets: dict[tuple[int, int], int] = {}
+        nodes = []
+        for i, node in enumerate(placed.nodes):
+            if node == here:
+                continue
+            ranks = placed.tasks[i]
+            self.waiting[node] = list(ranks)
+            for task in ranks:  # their files opened here, before any task writes, as the local tasks' are
+                env = {**base, "SLURM_PROCID": str(task)}
+                out = _open(opts.get("output"), env, task, files, append, step) or 1
+                err = (_open(opts.get("error"), env, task, files, append, step) or 2) if opts.get("error") else \
+                    (out if opts.get("output") else 2)
+                self.targets[(task, 1)], self.targets[(task, 2)] = out, err
+            nodes.append({"node": node, "env": {"SLURM_NODEID": str(i), "SLURM_GTIDS": ",".join(map(str, ranks))},
+                          "tasks": [{"rank": t, "localid": local} for local, t in enumerate(ranks)]})
+        env = {k: v for k, v in base.items() if k not in ("SLURM_NODEID", "SLURM_GTIDS")}
+        self.request = {"op": "step_launch", "step_id": int(step), "argv": command,
+                        "cwd": opts.get("chdir") or os.getcwd(), "env": env, "nodes": nodes}
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        from melon_cli import jobchannel
+        answer = None
+        try:
+            for line in jobchannel.stream(self.request):
+                if "ok" in line and "node" not in line:
+                    answer = line
+                    break
+                self._line(line)
+        except (OSError, ValueError) as exc:
+            answer = {"ok": False, "error": {"message": str(exc)}}
+        if answer is None or not answer.get("ok"):
+            why = (answer or {}).get("error", {}).get("message") or "the job channel closed (melond restarted, or " \
+                                                                     "lost this node)"
+            for node, ranks in self.waiting.items():
+                if ranks:
+                    sys.stderr.write(f"{PROG}: error: {node}: tasks {_ranks(ranks)}: lost contact with them: {why}; "
+                                     f"they run on until the step or the job ends\n")
+                    for task in ranks:
+                        self.codes.setdefault(task, 1)
+        self._flush()
+
+    def _line(self, line: dict) -> None:
+        import base64
+        node = line.get("node", "?")
+        if "data" in line:
+            self._write(int(line["rank"]), int(line.get("fd", 1)), base64.b64decode(line["data"]))
+        elif "exit" in line:
+            task, code = int(line["rank"]), int(line["exit"])
+            self.codes[task] = code
+            if task in self.waiting.get(node, []):
+                self.waiting[node].remove(task)
+            if code:
+                how = f"Exited with exit code {code}" if code > 0 else _signal_name(-code)
+                sys.stderr.write(f"{PROG}: error: {node}: task {task}: {how}\n")
+                if self.kill_on_bad_exit:
+                    self.kill_local()
+                    self.signal(signal.SIGKILL)
+        elif "error" in line:
+            sys.stderr.write(f"{PROG}: error: {line['error']}\n")
+            for task in line.get("ranks") or []:
+                self.codes[task] = 2
+                if task in self.waiting.get(node, []):
+                    self.waiting[node].remove(task)
+
+    def _write(self, task: int, fd: int, data: bytes) -> None:
+        target = self.targets.get((task, fd), fd)
+        if self.width:
+            prefix = f"{task:>{self.width}}: ".encode()
+            lines = (self.partial.pop((task, fd), b"") + data).split(b"\n")
+            rest = lines.pop()
+            if rest:
+                self.partial[(task, fd)] = rest
+            data = b"".join(prefix + line + b"\n" for line in lines)
+        if data:
+            os.write(target, data)
+
+    def _flush(self) -> None:
+        for (task, fd), rest in list(self.partial.items()):
+            os.write(self.targets.get((task, fd), fd), f"{task:>{self.width}}: ".encode() + rest + b"\n")
+        self.partial.clear()
+
+    def signal(self, signum: int) -> None:
+        _ask_step({"op": "step_signal", "step_id": int(self.step), "signal": int(signum)})
+
+    def wait(self) -> list[int]:
+        self.thread.join()
+        return list(self.codes.values())
+
+
+def _ranks(ranks: list[int]) -> str:
+    return f"{ranks[0]}-{ranks[-1]}" if len(ranks) > 1 and ranks == list(range(ranks[0], ranks[-1] + 1)) else \
+        ",".join(map(str, ranks))
 
 
 def _each_end(procs: list):
@@ -308,13 +464,15 @@ def _each_end(procs: list):
             yield task, procs[task].returncode
 
 
-def _stop(procs: list, signum: int) -> None:
+def _stop(procs: list, signum: int, remote: _Remote | None = None) -> None:
     for proc in procs:
         if proc.returncode is None:
             try:
                 os.kill(proc.pid, signum)
             except ProcessLookupError:
                 pass
+    if remote is not None:
+        remote.signal(signum)
 
 
 def _open(pattern: str | None, env: dict[str, str], task: int, files: dict[str, int], append: bool,
@@ -404,7 +562,8 @@ def run_outside(opts: dict[str, str], command: list[str]) -> int:
     out_path, err_path = os.path.join(spool, "out"), os.path.join(spool, "err")
     cli |= {"output": out_path, "error": err_path}
     inner = command
-    if any(name in opts for name in TASK_OPTIONS):  # the tasks' shape: srun itself runs them in the job
+    shaped = any(opts.get(name) not in (None, "1") for name in ("ntasks", "nodes", "ntasks-per-node"))
+    if shaped or any(name in opts for name in TASK_OPTIONS):  # srun itself runs the tasks in the job
         inner = ["srun", *(f"--{n}={opts[n]}" if opts[n] else f"--{n}" for n in TASK_OPTIONS if n in opts),
                  "--", *command]
     cli["wrap"] = "exec " + shlex.join(inner)

@@ -121,8 +121,9 @@ def node_families(nodes: Iterable[NodeState], jobs: Iterable[Job], partitions: l
     idle (free on a node that can take work: up and not drained); each node's state as sinfo says it."""
     running: dict[str, list[Job]] = {}
     for job in jobs:
-        if job.state is State.RUNNING and job.node:
-            running.setdefault(job.node, []).append(job)
+        if job.state is State.RUNNING:
+            for node in job.nodes:
+                running.setdefault(node, []).append(job)
     node_labels = ["node", "partition"]
     per_node = {name: GaugeMetricFamily(f"melon_node_{name}", doc, labels=node_labels, unit=unit)
                 for name, doc, unit in _CAPACITY}
@@ -134,8 +135,9 @@ def node_families(nodes: Iterable[NodeState], jobs: Iterable[Job], partitions: l
     counted: Counter[tuple[str, str]] = Counter()
     for node in nodes:
         on = running.get(node.name, [])
-        cpus_used = sum(j.cpus for j in on)
-        mem_used = sum(j.memory for j in on)
+        parts = [p for j in on if (p := j.part_on(node.name))]
+        cpus_used = sum(p.cpus for p in parts)
+        mem_used = sum(p.memory for p in parts) * MIB
         open_ = node.available
         figures = {
             "cpus": node.cpus, "cpus_allocated": cpus_used,

@@ -20,7 +20,8 @@ from pydantic import BaseModel, ValidationError
 from melond import nss
 from melond.api import guard, models, monitor, session, stream, tokens, ui, webform
 from melond.api.auth import TokenService, peer_uid
-from melond.api.views import accounting_rows, entry_views, folded, job_view, listing, node_view, parse_fields
+from melond.api.views import (accounting_rows, entry_views, folded, job_view, listing, node_list, node_view,
+                              parse_fields)
 from melond.engine.engine import Engine
 from melond.errors import BadRequest, Forbidden, Internal, MelonError, NotFound, RateLimited, Unauthorized
 from melond.nodes.links import split
@@ -31,7 +32,7 @@ from melond.spec.jobids import parse_one_ref
 from melond.spec.request import dry_run_view
 from melond.spec.jobrel import MAX_ARRAY_TASKS
 from melond.spec.states import ACTIVE, State, parse_states
-from melond.spec.timespec import signal_name
+from melond.spec.timespec import expand_hostlist, signal_name
 from melond.state import pages
 from melond.state.job import Job
 from melond.state.store import ACCOUNTING_COLUMNS
@@ -299,14 +300,20 @@ async def accounting(request: web.Request) -> web.Response:
         raise BadRequest(f"unknown accounting field(s) {', '.join(map(repr, unknown))} in `fields`; "
                          f"known: {', '.join(ACCOUNTING_COLUMNS)}")
     read = columns if "user" in columns else [*columns, "user"]  # whose each row is decides what it shows
+    if "node" in columns and "parts" not in columns:
+        read = [*read, "parts"]
     rows = await request.app[ENGINE].store.read(
         lambda db: db.accounting(start, end, states=states, users=users, ids=ids, columns=read))
     shown = accounting_rows(rows, request["caller"], columns)
+    if "node" in columns:  # a spanning job's nodes as sacct's NodeList, and how many
+        for row, raw in zip(shown, rows):
+            nodes = [p[0] for p in json.loads(raw["parts"])] if raw.get("parts") else [raw["node"]] * bool(raw["node"])
+            row["node"], row["num_nodes"], row["batch_host"] = node_list(nodes), len(nodes), raw["node"]
     if q.get("steps") == "1":  # sacct's step rows: each job's srun steps, for the row to show under it
         steps = await request.app[ENGINE].store.read(lambda db: db.steps([r["id"] for r in rows]))
         by_job: dict[int, list] = {}
         for s in steps:
-            by_job.setdefault(s.job_id, []).append(s.public())
+            by_job.setdefault(s.job_id, []).append({**s.public(), "num_nodes": len(expand_hostlist(s.node or ""))})
         for row, raw in zip(shown, rows):
             row["steps"] = by_job.get(raw["id"], [])
     return web.json_response({"jobs": shown, "start": start, "end": end})
@@ -321,7 +328,8 @@ async def running_steps(request: web.Request) -> web.Response:
     out = []
     for job in sorted((j for j in engine.jobs.active.values() if j.state is State.RUNNING), key=lambda j: j.id):
         batch = {"job_id": job.id, "run": job.run, "step_id": "batch", "name": "batch", "state": "RUNNING",
-                 "node": job.node, "ntasks": 1, "cpus": job.cpus, "start_time": job.start_time}
+                 "node": job.node, "ntasks": 1, "cpus": job.placed[0].cpus if job.placed else job.cpus,
+                 "start_time": job.start_time}
         for s in [batch, *srun_steps.get(job.id, [])]:
             out.append({**s, "user": job.user, "partition": job.partition, "array_job_id": job.array_job_id,
                         "array_task_id": job.array_task_id})
@@ -499,7 +507,8 @@ async def list_nodes(request: web.Request) -> web.Response:
     running: dict[str, list[Job]] = {}
     for j in engine.jobs.listed():
         if j.state is State.RUNNING:
-            running.setdefault(j.node, []).append(j)
+            for node in j.nodes:
+                running.setdefault(node, []).append(j)
     heard: dict[str, float] = {}  # a node's last word on any of its connections
     for link, session in engine.sessions.items():
         node, _ = split(link)

@@ -9,12 +9,14 @@ from melond.sched.launch import job_file
 from melond.sched.policy import Caller, withheld
 from melond.spec.folding import fold_pending
 from melond.spec.states import SHORT, State
+from melond.spec.timespec import ranged_hostlist
 from melond.state.job import COLUMNS, MIB, PRIVATE, Job
 
 # What job_view gives, for `GET /jobs?fields=`.
 JOB_FIELDS = frozenset(c for c in COLUMNS if c not in PRIVATE) | {"state_name", "output_path", "error_path",
                                                                    "deadline", "elapsed", "expected_start",
-                                                                   "expected_node", "num_tasks", "num_nodes"}
+                                                                   "expected_node", "num_tasks", "num_nodes",
+                                                                   "node_list"}
 
 
 def job_view(job: Job, viewer: Caller, now: float | None = None) -> dict:
@@ -40,6 +42,11 @@ def _view(job: Job, viewer: Caller, now: float, fields: list[str] | None, expect
     return dict(zip(shown, field_view(job, now, shown, expected, nodes)))
 
 
+def node_list(nodes: list[str]) -> str | None:
+    """A job's nodes as Slurm lists them (`node[1-3]`), None before it starts."""
+    return ranged_hostlist(nodes) if len(nodes) > 1 else (nodes[0] if nodes else None)
+
+
 def _output_path(job: Job, now: float) -> str:
     return job_file(job, "output", job.node or "%N")
 
@@ -61,7 +68,8 @@ _DERIVED = {
     "error_path": _error_path,
     "deadline": lambda job, now: job.deadline,
     "num_tasks": lambda job, now: job.shape.ntasks,  # what srun runs without -n (SLURM_NTASKS)
-    "num_nodes": lambda job, now: 1,
+    "num_nodes": lambda job, now: len(job.placed) or job.shape.nodes_min,
+    "node_list": lambda job, now: node_list(job.nodes),
     "cpus_per_task": lambda job, now: job.shape.cpus_per_task,  # a job from before shapes: its CPUs
     "elapsed": _elapsed,
 }
@@ -156,8 +164,9 @@ def node_state(node: NodeState, running: list[Job], used_cpus: int, used_mem: in
 
 def node_view(node: NodeState, running: list[Job], last_contact: float | None = None) -> dict:
     """A node with what is allocated on it, in minfo's terms."""
-    used_cpus = sum(j.cpus for j in running)
-    used_mem = sum(j.memory for j in running) // MIB
+    parts = [j.part_on(node.name) for j in running]
+    used_cpus = sum(p.cpus for p in parts if p)
+    used_mem = sum(p.memory for p in parts if p)
     state = node_state(node, running, used_cpus, used_mem)
     return {
         "name": node.name, "partition": node.partition, "state": state, "reason": node.drain or (node.reason if not node.up else None),

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 
 from melond.engine.jobs import JobTable
 from melond.engine.operations import Operations
+from melond.engine.relay import StepRelay
 from melond.engine.tasks import Tasks
 from melond.errors import MelonError
 from melond.nodes.links import Sessions, split
@@ -18,17 +20,24 @@ from melond.spec.cpulist import parse_cpuset
 from melond.state import step
 from melond.state.job import Job
 from melond.state.store import Store
-from melon_remote.protocol import Op
+from melon_remote.protocol import Event, Op
 
 log = logging.getLogger("melond.engine")
 
 
 class JobAsks:
-    def __init__(self, jobs: JobTable, sessions: Sessions, ops: Operations, tasks: Tasks, store: Store) -> None:
+    def __init__(self, jobs: JobTable, sessions: Sessions, ops: Operations, tasks: Tasks, store: Store,
+                 hosts: Mapping[str, str] | None = None) -> None:
         self.jobs, self.sessions, self.ops, self.tasks, self.store = jobs, sessions, ops, tasks, store
+        self.relay = StepRelay(sessions, hosts)
 
     def on_event(self, link: str, msg: dict) -> None:
-        self.tasks.spawn(self._answer(link, msg))
+        if msg.get("event") == Event.TASK:
+            self.relay.on_task(link, msg)
+        elif msg.get("event") == Event.ASK_GONE:
+            self.tasks.spawn(self.relay.gone(link, msg))
+        else:
+            self.tasks.spawn(self._answer(link, msg))
 
     async def _answer(self, link: str, msg: dict) -> None:
         """Answer through the connection that asked."""
@@ -58,6 +67,10 @@ class JobAsks:
             return _refused("forbidden", f"the asking process does not run as job {job_id}'s user")
         if request.get("op") in ("step_start", "step_end"):
             return await self._step(job, node, request)
+        if request.get("op") == "step_launch":
+            return await self.relay.launch(link, int(msg["ask"]), job, request)
+        if request.get("op") == "step_signal":
+            return await self.relay.signal(job, int(request["step_id"]), int(request["signal"]))
         if request.get("op") not in ("extend", "requeue"):
             return _refused("bad_request", f"jobs may ask to extend or requeue themselves, not {request.get('op')!r}")
         caller = self.ops.caller(job.user, job.uid)
@@ -83,10 +96,11 @@ class JobAsks:
         now = time.time()
         if request["op"] == "step_start":
             mode, want = request.get("mode") or steps.WHOLE, int(request["cpus"])
-            cpus, ids = job.cpus, parse_cpuset(job.cpu_ids)
+            cpus, ids = job.cpus, [] if job.spans else parse_cpuset(job.cpu_ids)  # spanning: counted, not named
             try:
                 step_id, ids = await self.store.write(
-                    Store.op_step_start, job.id, job.run, node, str(request["name"]), int(request["ntasks"]),
+                    Store.op_step_start, job.id, job.run, str(request.get("nodelist") or node), str(request["name"]),
+                    int(request["ntasks"]),
                     lambda running: steps.grant(mode, want, cpus, ids, running), now)
             except steps.Busy:
                 return {"ok": False, "busy": True, "error": {"code": "busy", "message": "Requested nodes are busy"}}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -22,7 +23,7 @@ from melond.sched import launch
 from melond.spec.states import State
 from melond.state.job import Job
 from melond.state.store import Store
-from melon_remote.protocol import Op
+from melon_remote.protocol import Op, SignalTo
 
 log = logging.getLogger("melond.engine")
 
@@ -46,34 +47,38 @@ class Dispatcher:
         try:
             done = await self.store.write(Store.op_transition, job.id, "started", {
                 "state": "RUNNING", "node": node, "start_time": now, "reason": None, "cpus": job.cpus,
-                "cpu_ids": job.cpu_ids,
-            }, "melond", {"node": node, "cpu_ids": job.cpu_ids}, now)
+                "cpu_ids": job.cpu_ids, "parts": json.dumps(job.parts) if job.parts else None,
+            }, "melond", {"node": node, "cpu_ids": job.cpu_ids, **({"parts": job.parts} if job.parts else {})}, now)
         except MelonError as exc:
             # Not recorded (a full disk): the job is still pending in the store, so in memory too;
             # a later pass starts it once the store can record that.
             if self.jobs.current(job) and job.state is State.RUNNING:
-                job.state, job.node, job.start_time = State.PENDING, None, None
+                job.state, job.node, job.start_time, job.parts = State.PENDING, None, None, []
             log.warning("start not recorded; the job stays pending", extra={"job": job.id, "error": str(exc)})
             return
         if not done:  # cancelled while the plan was made
             self.jobs.active.pop(job.id, None)
             return
         self.counts.add("started", job.partition, job.user)
+        if job.spans:  # its holders first, so that srun finds them when the batch script runs
+            await asyncio.gather(*(self.start(job, node) for node in job.nodes[1:]))
         await self.start(job)
 
-    async def start(self, job: Job) -> None:
-        """Ask the job's node to start its current run; record the node's own start time and pid."""
-        node, run = job.node, job.run
+    async def start(self, job: Job, node: str | None = None) -> None:
+        """Ask one of the job's nodes (its first by default) to start its part of the current run;
+        from the first, record the node's own start time and pid."""
+        node = node or job.node
+        run = job.run
         account = self.sessions.account(node, job.user)  # a personal node: the user's own account there
         req = launch.start_request(job, node, kill_wait=self.kill_wait, tasks_max=self.tasks_max,
-                                   home=None if account else nss.home(job.user), host=self.hosts.get(node, node))
+                                   home=None if account else nss.home(job.user), hosts=self.hosts)
         if account:
             req["user"] = account
         for attempt in itertools.count():
             session = self.sessions.of(node, job.user)
             if session is None or not session.up:
                 return  # the node's reconcile starts it when it is back
-            if not self.jobs.current(job) or job.node != node or job.run != run:
+            if not self.jobs.current(job) or node not in job.nodes or job.run != run:
                 return  # ended, requeued or cancelled meanwhile
             try:
                 reply = await session.request(Op.START, job=req, timeout=START_TIMEOUT)
@@ -87,6 +92,10 @@ class Dispatcher:
                 await self.record_end(job.id, {"reason": "launch_failed", "error": str(exc), "exit_code": None,
                                                "signal": None, "end": time.time()})
                 return
+        if node != job.node:  # a further node's holder: its end matters only if the node lost it
+            if reply.get("state") == "lost" or (not reply.get("already") and "error" in reply):
+                await self.record_end(job.id, lost(reply.get("error")), node=node, run=run)
+            return
         if not reply.get("already"):
             await self._launched(job, run, reply)
         elif reply.get("state") == "ended":
@@ -105,17 +114,39 @@ class Dispatcher:
                                {"pid": reply.get("pid"), "start": start, "run": run}, time.time())
 
     async def kill(self, job: Job, attempt: int = 0) -> None:
-        session = self.sessions.of(job.node, job.user)
+        """End the job's run on every node it holds: its batch script's end is the job's."""
+        if job.spans:
+            await asyncio.gather(*(self._kill_part(job, node, attempt) for node in job.nodes[1:]))
+        await self._kill_part(job, job.node, attempt)
+
+    async def _kill_part(self, job: Job, node: str, attempt: int = 0) -> None:
+        session = self.sessions.of(node, job.user)
         if session is None or not session.up or not self.jobs.current(job):
             return  # re-sent by the node's reconcile, or ended meanwhile
         try:
             await session.request(Op.KILL, job_id=job.id, run=job.run, cause=str(self.jobs.kill_cause(job.id)))
         except NodeTimeout:
             # A busy node: a kill is idempotent (a flag in the run's spool), so ask again, in the background.
-            self.tasks.spawn(self._kill_later(job, attempt + 1))
+            self.tasks.spawn(self._kill_later(job, node, attempt + 1))
         except NoSuchJob:
-            # Marked RUNNING but its start never reached the node: it never ran.
-            await self.record_end(job.id, {"reason": "cancelled", "exit_code": None, "signal": None})
+            if node == job.node:  # marked RUNNING but its start never reached the node: it never ran
+                await self.record_end(job.id, {"reason": "cancelled", "exit_code": None, "signal": None})
+
+    def end_parts(self, job: Job, done_on: str | None) -> None:
+        """A spanning job has ended: whatever of it still runs on its other nodes is killed (its
+        holders, and the tasks they started). A node away now fences it when it returns."""
+        for node in job.nodes:
+            if node != done_on:
+                self.tasks.spawn(self._end_part(job, node))
+
+    async def _end_part(self, job: Job, node: str) -> None:
+        session = self.sessions.of(node, job.user)
+        if session is None or not session.up:
+            return
+        try:
+            await session.request(Op.KILL, job_id=job.id, run=job.run, cause=str(self.jobs.kill_cause(job.id)))
+        except MelonError as exc:
+            log.warning("a part of an ended job not killed yet", extra={"job": job.id, "node": node, "error": str(exc)})
 
     def kill_soon(self, job: Job) -> None:
         """The kill, sent once the caller's answer is on its way."""
@@ -124,10 +155,14 @@ class Dispatcher:
     async def signal(self, job: Job, sig: str | int, to: str) -> None:
         """Have the job's node send `sig` to its processes that `to` names (SignalTo), once (not
         retried: a signal late is not the signal asked for)."""
-        session = self.sessions.of(job.node, job.user)
-        if session is None or not session.up:
-            raise NodeUnavailable(f"node {job.node} is not reachable now; try again once `minfo` shows it up")
-        await session.request(Op.SIGNAL, job_id=job.id, run=job.run, signal=sig, to=str(to))
+        nodes = [job.node] if str(to) == SignalTo.BATCH else job.nodes
+        for node in nodes:
+            session = self.sessions.of(node, job.user)
+            if session is None or not session.up:
+                raise NodeUnavailable(f"node {node} is not reachable now; try again once `minfo` shows it up")
+        for node in nodes:
+            await self.sessions.of(node, job.user).request(Op.SIGNAL, job_id=job.id, run=job.run, signal=sig,
+                                                           to=str(to))
 
     async def read_output(self, job: Job, path: str, offset: int, limit: int) -> dict:
         """Part of a job's output file, read by its node's helper (remote/output.py)."""
@@ -138,19 +173,23 @@ class Dispatcher:
         return await session.request(Op.READ_OUTPUT, path=path, user=job.user, uid=job.uid, offset=offset,
                                      limit=limit)
 
-    async def _kill_later(self, job: Job, attempt: int) -> None:
+    async def _kill_later(self, job: Job, node: str, attempt: int) -> None:
         await asyncio.sleep(retry_delay(attempt))
-        await self.kill(job, attempt)
+        await self._kill_part(job, node, attempt)
 
     async def set_limit(self, job: Job) -> None:
-        """Tell a running job's node its new limit; should that fail, the node's reconcile re-sends it."""
-        session = self.sessions.of(job.node, job.user)
+        """Tell each of a running job's nodes its new limit (each holds the deadline itself); should
+        that fail, the node's reconcile re-sends it."""
+        await asyncio.gather(*(self._set_limit(job, node) for node in job.nodes))
+
+    async def _set_limit(self, job: Job, node: str) -> None:
+        session = self.sessions.of(node, job.user)
         try:
             if session is None:
-                raise NodeUnavailable(f"node {job.node} has no session")
+                raise NodeUnavailable(f"node {node} has no session")
             await session.request(Op.SET_LIMIT, job_id=job.id, run=job.run, limit=job.time_limit)
         except MelonError as exc:
-            log.warning("extension stored, node not told yet", extra={"job": job.id, "error": str(exc)})
+            log.warning("extension stored, node not told yet", extra={"job": job.id, "node": node, "error": str(exc)})
 
 
 def retry_delay(attempt: int) -> float:

@@ -14,7 +14,7 @@ from melond.figures import JobCounts
 from melond.nodes.links import Sessions, split
 from melond.sched.order import PendingOrder
 from melond.spec.states import State, end_state
-from melond.state.job import Job
+from melond.state.job import COLUMNS, Job
 from melond.state.store import Store
 from melon_remote.protocol import Event, Op
 
@@ -33,6 +33,7 @@ class Ends:
         self._to_forget: dict[str, list[list[int]]] = {}
         self.on_finished: Callable[[int], None] | None = None  # a job's end is committed (its notices)
         self.on_requeued: Callable[[Job], None] | None = None
+        self.end_parts: Callable[[Job, str | None], None] | None = None  # kill a spanning job's other parts
 
     def on_event(self, link: str, msg: dict) -> None:
         """A node's unasked message, from one of its connections: today, a run's end."""
@@ -48,7 +49,13 @@ class Ends:
         through the connection that holds it (`link`, else the job's on its node)."""
         now = time.time()
         job = self.jobs.get(job_id)
-        if job is not None and run is not None and (run != job.run or (node and job.node != node)):
+        if job is not None and run == job.run and node and node != job.node and node in job.nodes:
+            # A further node's part: the job ends with its batch script, unless that node lost it.
+            if result.get("reason") != "lost":
+                self.forget_later(self._link(node, job, link), job_id, run)
+                return
+            result = {**result, "error": f"node {node} lost its part of the job: {result.get('error') or 'lost'}"}
+        elif job is not None and run is not None and (run != job.run or (node and job.node != node)):
             # An earlier run's end (a requeued job's old run, fenced on its node): nothing to record.
             self.forget_later(self._link(node, job, link), job_id, run)
             return
@@ -86,6 +93,8 @@ class Ends:
         if done:
             if job is not None:
                 self.counts.add("ended", job.partition, job.user, state.value)
+                if job.spans and self.end_parts is not None:
+                    self.end_parts(job, node)
             self.finished(job_id)
             log.info("job ended", extra={"job": job_id, "state": state.value, "exit_code": result.get("exit_code")})
         self.forget_later(link, job_id, run)
@@ -120,9 +129,13 @@ class Ends:
         data = {"node": job.node, "restarts": runs, "why": why}
         done = await self.store.write(Store.op_transition, job.id, "requeued", {
             "state": State.PENDING.value, "node": None, "start_time": None, "restarts": runs, "reason": None,
+            "parts": None,
         }, "melond", data, time.time())
         if done:
+            if job.spans and self.end_parts is not None:
+                self.end_parts(Job(**{**_fields(job), "parts": list(job.parts)}), None)  # the old run's parts
             job.state, job.node, job.start_time, job.restarts, job.reason = State.PENDING, None, None, runs, None
+            job.parts = []
             self.counts.add("requeued", job.partition, job.user)
             self.jobs.requeued(job)
             self.order.touch(job.id)
@@ -147,6 +160,10 @@ class Ends:
             await self.sessions[link].request(Op.FORGET, runs=runs)
         except MelonError:
             pass  # forgotten at the next reconcile
+
+
+def _fields(job: Job) -> dict:
+    return {f: getattr(job, f) for f in COLUMNS}
 
 
 def _number(value: object) -> float | int | None:

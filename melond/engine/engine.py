@@ -46,11 +46,12 @@ class Engine:
         self.ends = Ends(self.jobs, store, self.sessions, self.order, self.tasks, self.loop.kick,
                          max_batch_requeue=inventory.max_batch_requeue, counts=self.counts)
         self.dispatcher.record_end = self.ends.record
+        self.ends.end_parts = self.dispatcher.end_parts
         self.nodes_life = NodeLife(nodes, self.sessions, self.jobs, store, self.dispatcher, self.ends, self.tasks,
                                    self.loop.kick, inventory)
         self.ops = Operations(self.jobs, store, inventory, nodes, self.order, self.dispatcher, self.ends,
                               self.loop.kick, self.loop.snapshot, counts=self.counts)
-        self.asks = JobAsks(self.jobs, self.sessions, self.ops, self.tasks, store)
+        self.asks = JobAsks(self.jobs, self.sessions, self.ops, self.tasks, store, inventory.job_host_names())
         self.requests = ExtensionRequests(store, self.ops)
         self.elastic = Elastic(self.jobs, self.ops)
         self.notifier = Notifier(inventory.notify)
@@ -61,7 +62,7 @@ class Engine:
 
     def on_event(self, link: str, msg: dict) -> None:
         """A node's unasked message, from one of its connections: a run's end, or a running job's ask."""
-        if msg.get("event") == Event.ASK:
+        if msg.get("event") in (Event.ASK, Event.TASK, Event.ASK_GONE):
             self.asks.on_event(link, msg)
         else:
             self.ends.on_event(link, msg)

@@ -37,7 +37,9 @@ class JobTable:
         return [*self.active.values(), *self.ending.values()]
 
     def running_on(self, node: str) -> list[Job]:
-        return [j for j in self.active.values() if j.state is State.RUNNING and j.node == node]
+        """The running jobs with a part on `node` (a spanning job's further nodes included)."""
+        return [j for j in self.active.values()
+                if j.state is State.RUNNING and (j.node == node or (j.parts and node in j.nodes))]
 
     def ending_begins(self, job: Job) -> bool:
         """Out of the active set while its end commits (its CPUs are free for the next plan)."""

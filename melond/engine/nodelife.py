@@ -53,7 +53,7 @@ class NodeLife:
         for step in reconcile([(j.id, j.run) for j in mine.values()], listing):
             job = mine.get(step.job_id)
             if step.action is Action.START:
-                self.tasks.spawn(self.dispatcher.start(job))
+                self.tasks.spawn(self.dispatcher.start(job, name))
             elif step.action is Action.RECORD_END:
                 await self.ends.record(job.id, step.seen["result"], node=name, run=step.run, link=link)
             elif step.action is Action.LOST:

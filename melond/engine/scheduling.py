@@ -19,6 +19,7 @@ from melond.engine.tasks import Tasks
 from melond.nodes.state import NodeState
 from melond.sched import cpus
 from melond.spec.cpulist import cpuset_text, parse_cpuset
+from melond.spec.timespec import expand_hostlist, ranged_hostlist
 from melond.sched import plan as planner
 from melond.sched.order import PendingOrder
 from melond.spec.states import State
@@ -111,18 +112,25 @@ class SchedulingLoop:
         """The CPUs each node's running jobs hold: read once per pass that starts something."""
         taken: dict[str, set[int]] = {}
         for j in self.jobs.active.values():
-            if j.state is State.RUNNING and j.cpu_ids and j.node:
-                taken.setdefault(j.node, set()).update(parse_cpuset(j.cpu_ids))
+            if j.state is not State.RUNNING:
+                continue
+            if not j.parts:
+                if j.cpu_ids and j.node:
+                    taken.setdefault(j.node, set()).update(parse_cpuset(j.cpu_ids))
+                continue
+            for part in j.placed:
+                if part.cpu_ids:
+                    taken.setdefault(part.node, set()).update(parse_cpuset(part.cpu_ids))
         return taken
 
-    def _pin(self, job: Job, node: NodeState, taken: dict[str, set[int]]) -> str | None:
+    def _pin(self, cpus_wanted: int, job: Job, node: NodeState, taken: dict[str, set[int]]) -> str | None:
         """The CPUs the job gets on `node`: none another running job holds (`taken`, updated as
         the pass starts jobs). None where the node does not pin, or (never, as the plan counts
         CPUs) where too few are free."""
         if not node.cpu_order:
             return None
         used = taken.setdefault(node.name, set())
-        ids = cpus.pick(node.cpu_order, used, job.cpus, node.cpu_socket)
+        ids = cpus.pick(node.cpu_order, used, cpus_wanted, node.cpu_socket)
         if ids is None:
             log.warning("too few free CPUs to pin; the job runs unpinned", extra={"job": job.id, "node": node.name})
             return None
@@ -155,15 +163,28 @@ class SchedulingLoop:
         for start in plan.starts:
             job = self.jobs.active[start.job_id]
             node = self.nodes[start.node]
-            if job.exclusive:
-                job.cpus = node.cpus  # the whole node it got
-            job.cpu_ids = self._pin(job, node, taken)
+            if len(start.shares) > 1:
+                # In host list order, as SLURM_JOB_NODELIST names them: its first node runs the batch script.
+                order = {name: i for i, name in enumerate(expand_hostlist(ranged_hostlist([s.node for s in start.shares])))}
+                shares = sorted(start.shares, key=lambda s: order[s.node])
+                job.parts = [[s.node, s.cpus, s.tasks, s.memory, self._pin(s.cpus, job, self.nodes[s.node], taken)]
+                             for s in shares]
+                node = self.nodes[job.parts[0][0]]
+                job.cpus = sum(s.cpus for s in start.shares)
+                job.cpu_ids = job.parts[0][4]
+            else:
+                if start.shares:  # a job that could have spanned nodes, on one
+                    job.cpus = start.shares[0].cpus
+                elif job.exclusive:
+                    job.cpus = node.cpus  # the whole node it got
+                job.parts = []
+                job.cpu_ids = self._pin(job.cpus, job, node, taken)
             # RUNNING in memory before anything else runs, so the next plan counts its CPUs.
-            job.state, job.node, job.start_time, job.reason = State.RUNNING, start.node, now, None
+            job.state, job.node, job.start_time, job.reason = State.RUNNING, node.name, now, None
             self.order.started(job.id)
             self.expected_starts.pop(job.id, None)
             self.expected_nodes.pop(job.id, None)
-            self.tasks.spawn(self.dispatch(job, start.node, now))
+            self.tasks.spawn(self.dispatch(job, node.name, now))
         changed = {jid: r for jid, r in plan.reasons.items()
                    if jid in self.jobs.active and self.jobs.active[jid].reason != r}
         if changed:

@@ -12,7 +12,7 @@ from typing import Any, Protocol
 from melond.errors import BadRequest
 from melond.sched.launch import parse_signal
 from melond.spec import jobrel
-from melond.spec.shape import Shape, make_shape, nodes_needed
+from melond.spec.shape import Shape, make_shape, nodes_needed, slots
 from melond.spec.timespec import SpecError, format_limit
 from melond.state.job import MIB, Job
 
@@ -56,23 +56,30 @@ def request_shape(req: Mapping[str, Any]) -> Shape:
         raise BadRequest(str(exc)) from None
 
 
-def _one_node(shape: Shape, biggest: int, partition: str) -> None:
-    """Refuse what needs more than one node, naming the most one node of the partition holds.
-    Melon launches a job's tasks on one node: a job that needs several is refused, never run
-    short of its tasks."""
+def _fits(shape: Shape, sized: list[NodeSize], partition: str) -> None:
+    """Refuse what the partition's nodes cannot hold all at once, naming the most they hold:
+    a job never runs short of its tasks (nor starts some of them)."""
     c, n = shape.cpus_per_task, shape.ntasks
+    biggest = max((s.cpus for s in sized), default=c)
     if c > biggest:
         raise BadRequest(f"requested {c} CPUs but the largest node in partition {partition} has {biggest}; "
                          f"ask for at most -c {biggest}")
-    fit = biggest // c
-    if shape.ntasks_per_node:
-        fit = min(fit, shape.ntasks_per_node)
-    if shape.nodes_min > 1 or n > fit:
-        need = max(shape.nodes_min, nodes_needed(shape, biggest) or -(-n // fit))
-        most = f"-n {fit}" + (f" -c {c}" if c > 1 else "")
-        raise BadRequest(f"{shape.options()} needs {need} nodes, and Melon runs a job on one node (it does not "
-                         f"launch tasks across nodes yet); the most one node of partition {partition} holds is "
-                         f"{most} ({fit * c} CPUs)")
+    rooms = sorted((slots(shape, s.cpus) for s in sized), reverse=True)
+    if shape.nodes_max is not None:
+        rooms = rooms[:shape.nodes_max]
+    if shape.exact:  # exactly --ntasks-per-node on each
+        rooms = [r for r in rooms if r >= shape.ntasks_per_node]
+        rooms = [shape.ntasks_per_node] * len(rooms)
+    held = sum(rooms)
+    if held >= n and len(rooms) >= shape.nodes_min:
+        return
+    count = len(rooms)
+    need = max(shape.nodes_min, nodes_needed(shape, biggest) or -(-n // max(1, rooms[0] if rooms else 1)))
+    most = f"-N {count} -n {held}" + (f" -c {c}" if c > 1 else "")
+    holds = "it holds" if shape.nodes_max is None or shape.nodes_max >= len(sized) else \
+        f"{count} of its nodes (as many as -N allows) hold"
+    raise BadRequest(f"{shape.options()} needs {need} nodes, and partition {partition} has {len(sized)}; the most "
+                     f"{holds} is {most} ({held * c} CPUs)")
 
 
 def admit(req: Mapping[str, Any], who: Submitter, partition: str, rules: PartitionRules,
@@ -97,18 +104,25 @@ def admit(req: Mapping[str, Any], who: Submitter, partition: str, rules: Partiti
     cpus = shape.cpus
     if not sized:
         warnings.append(f"no node of partition {partition} has been reached yet; sizes are checked when one is")
-    biggest = max((n.cpus for n in sized), default=cpus)
-    _one_node(shape, biggest, partition)
+    if sized:
+        names = {u.name for u in usable}
+        _fits(shape, [n for n in sized if n.name in names] or sized, partition)
     memory = req.get("memory")
+    mem_per_cpu = None  # MiB; sizes each node's part of a job that may span nodes
     if memory is not None and req.get("mem_per_cpu"):
+        mem_per_cpu = memory // MIB // shape.cpus_per_task
         memory *= shape.ntasks  # the request's is per CPU times -c: one task's
     if memory is None and shape.exclusive:
         memory = 0  # whole nodes, and all of their memory
     if memory is None:
         per_cpu = rules.default_mem_per_cpu or min((n.memory // n.cpus for n in sized), default=FALLBACK_MEM_PER_CPU)
         memory = per_cpu * cpus * MIB
+        mem_per_cpu = per_cpu
     biggest_mem = max((n.memory for n in sized), default=memory // MIB)
-    if memory > biggest_mem * MIB:
+    node_memory = memory  # what one node must hold: --mem is per node; per CPU, one task's at least
+    if shape.wide and mem_per_cpu:
+        node_memory = mem_per_cpu * shape.cpus_per_task * MIB
+    if node_memory > biggest_mem * MIB:
         raise BadRequest(f"requested {memory // MIB} MiB of memory but the largest node in partition "
                          f"{partition} has {biggest_mem} MiB; ask for at most --mem {biggest_mem}M")
     limit = req.get("time_limit")
@@ -156,6 +170,6 @@ def admit(req: Mapping[str, Any], who: Submitter, partition: str, rules: Partiti
         mail_type=list(req.get("mail_type") or []), mail_user=req.get("mail_user"), umask=req.get("umask"),
         nodes_min=shape.nodes_min, nodes_max=shape.nodes_max, ntasks=shape.ntasks if shape.ntasks_given else None,
         ntasks_per_node=shape.ntasks_per_node, cpus_per_task=shape.cpus_per_task, exclusive=shape.exclusive,
-        distribution=shape.distribution,
+        distribution=shape.distribution, mem_per_cpu=mem_per_cpu if shape.wide else None,
     ) for task in tasks]
     return jobs, warnings

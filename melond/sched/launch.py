@@ -6,13 +6,18 @@ from __future__ import annotations
 
 import functools
 import os
+import pathlib
+from collections.abc import Mapping
+
+import melon_remote
 
 from melond.errors import BadRequest
 from melond.spec.cpulist import parse_cpuset
 from melond.spec.filenames import NO_VAL_TASK, fill
 from melond.spec.jobrel import parse_array
-from melond.spec.timespec import SpecError, signal_spec
-from melond.state.job import Job
+from melond.spec.shape import compressed
+from melond.spec.timespec import SpecError, ranged_hostlist, signal_spec
+from melond.state.job import MIB, Job
 from melon_remote.protocol import DEFAULT_UMASK, STEP_MARK
 
 DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
@@ -43,9 +48,11 @@ def parse_signal(text: str) -> tuple[int, int, str]:
         raise BadRequest(f"--signal={text}: {exc}") from None
 
 
-def job_environment(job: Job, node: str, home: str | None = None) -> dict[str, str]:
-    """`node`: the node's name as the job sees it (Inventory.job_host_names)."""
-    """The job's environment: what was exported, plus MELON_* and the SLURM_* twins Slurm scripts read."""
+def job_environment(job: Job, node: str, home: str | None = None, hosts: Mapping[str, str] | None = None,
+                    index: int = 0) -> dict[str, str]:
+    """The job's environment on its `index`th node: what was exported, plus MELON_* and the
+    SLURM_* twins Slurm scripts read. `node`: that node's name as the job sees it; `hosts`: every
+    node's (Inventory.job_host_names), for a job spanning nodes."""
     env = {str(k): str(v) for k, v in job.environment.items()}
     env.pop(STEP_MARK, None)  # submitted from another job's step: this job's batch shell is no step
     env.setdefault("PATH", DEFAULT_PATH)
@@ -72,12 +79,22 @@ def job_environment(job: Job, node: str, home: str | None = None) -> dict[str, s
         env[f"MELON_{key}"] = value
         env[f"SLURM_{key}"] = value
     tasks = str(shape.ntasks)
+    nodelist, count, per_node_tasks, per_node_cpus, here = node, "1", tasks, str(job.cpus), job.cpus
+    if job.spans:
+        parts = job.placed
+        names = [(hosts or {}).get(p.node, p.node) for p in parts]
+        nodelist, count = ranged_hostlist(names), str(len(parts))
+        per_node_tasks = compressed([p.tasks for p in parts])
+        per_node_cpus = compressed([p.cpus for p in parts])
+        here = parts[index].cpus
+        env["SLURM_MEM_PER_NODE"] = env["MELON_MEM_PER_NODE"] = str(parts[index].memory)
     env.update({
-        "SLURM_JOBID": str(job.id), "SLURMD_NODENAME": node, "SLURM_JOB_NODELIST": node,
-        "SLURM_NNODES": "1", "SLURM_JOB_NUM_NODES": "1", "SLURM_NTASKS": tasks, "SLURM_NPROCS": tasks,
-        "SLURM_CPUS_ON_NODE": str(job.cpus), "SLURM_JOB_CPUS_PER_NODE": str(job.cpus),
-        "SLURM_CLUSTER_NAME": "melon", "SLURM_NODELIST": node, "SLURM_TASKS_PER_NODE": tasks,
-        "SLURM_NTASKS_PER_NODE": tasks, "SLURM_PROCID": "0", "SLURM_LOCALID": "0", "SLURM_NODEID": "0",
+        "SLURM_JOBID": str(job.id), "SLURMD_NODENAME": node, "SLURM_JOB_NODELIST": nodelist,
+        "SLURM_NNODES": count, "SLURM_JOB_NUM_NODES": count, "SLURM_NTASKS": tasks, "SLURM_NPROCS": tasks,
+        "SLURM_CPUS_ON_NODE": str(here), "SLURM_JOB_CPUS_PER_NODE": per_node_cpus,
+        "SLURM_CLUSTER_NAME": "melon", "SLURM_NODELIST": nodelist, "SLURM_TASKS_PER_NODE": per_node_tasks,
+        "SLURM_NTASKS_PER_NODE": str(shape.ntasks_per_node) if job.spans and shape.ntasks_per_node else per_node_tasks,
+        "SLURM_PROCID": "0", "SLURM_LOCALID": "0", "SLURM_NODEID": str(index),
         "SLURM_JOB_QOS": job.slurm_options.get("qos") or "normal",
     })
     env["SLURM_UMASK"] = env["MELON_UMASK"] = f"{job_umask(job):04o}"
@@ -88,6 +105,13 @@ def job_environment(job: Job, node: str, home: str | None = None) -> dict[str, s
     if _append(job):
         env["SLURM_OPEN_MODE"] = "a"
     return env
+
+
+@functools.cache
+def holder_script() -> str:
+    """The script of a spanning job's run on its further nodes (remote/holder.py, as shipped)."""
+    path = pathlib.Path(melon_remote.__file__).parent / "holder.py"
+    return "#!/usr/bin/env python3\n" + path.read_text()
 
 
 def job_umask(job: Job) -> int:
@@ -110,15 +134,24 @@ def array_range(spec: str) -> tuple[int, int, int, int]:
 
 
 def start_request(job: Job, node: str, *, kill_wait: float, tasks_max: int, home: str | None = None,
-                  host: str | None = None) -> dict:
-    """Everything the node needs to start the job; the limit travels as a total, the node adds its own start time.
-    `host`: the node's name in the job's environment, where that is not `node` (file names keep `node`'s %N)."""
+                  hosts: Mapping[str, str] | None = None) -> dict:
+    """Everything `node` needs to start its part of the job (on a further node of a job spanning
+    several, the holder that srun's tasks start from there); the limit travels as a total, the
+    node adds its own start time. `hosts`: nodes' names in the job's environment, where not
+    their own (file names keep the node's %N)."""
+    host = (hosts or {}).get(node, node)
+    index = job.nodes.index(node) if job.spans else 0
+    part = job.placed[index] if job.spans else None
+    further = index > 0
     return {
-        "id": job.id, "run": job.restarts, "user": job.user, "script": job.script, "args": job.script_args,
-        "env": job_environment(job, host or node, home), "cwd": job.chdir,
-        "output": expand_pattern(job.output, job, node),
-        "error": expand_pattern(job.error, job, node) if job.error else None,
-        "cpus": job.cpus, "cpu_ids": parse_cpuset(job.cpu_ids) or None, "memory": job.memory,
+        "id": job.id, "run": job.restarts, "user": job.user,
+        "script": holder_script() if further else job.script, "args": [] if further else job.script_args,
+        "env": job_environment(job, host, home, hosts, index), "cwd": job.chdir,
+        "output": os.devnull if further else expand_pattern(job.output, job, node),
+        "error": None if further or not job.error else expand_pattern(job.error, job, node),
+        "cpus": part.cpus if part else job.cpus,
+        "cpu_ids": parse_cpuset(part.cpu_ids if part else job.cpu_ids) or None,
+        "memory": part.memory * MIB if part else job.memory,
         "limit": job.time_limit, "kill_wait": kill_wait,
         "tasks_max": tasks_max, "signal": list(parse_signal(job.signal)) if job.signal else None,
         "open_mode": "append" if _append(job) else None, "umask": job_umask(job),

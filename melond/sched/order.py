@@ -59,7 +59,7 @@ class PendingOrder:
         order, volatile, running_ids, views = [], set(), set(), {}
         for job in jobs.values():
             if job.state is State.RUNNING:
-                running.append(running_view(job))
+                running.extend(running_views(job))
                 running_ids.add(job.id)
                 continue
             entry, cached = self._entry(job, now, states)
@@ -85,7 +85,7 @@ class PendingOrder:
             if job is None or job.state is not State.RUNNING:
                 self._running.discard(jid)
             else:
-                running.append(running_view(job))
+                running.extend(running_views(job))
         for jid in self._touched:
             job = jobs.get(jid)
             if job is not None and job.state is State.PENDING:
@@ -130,13 +130,14 @@ class PendingOrder:
         entry = self._views.get(job.id)
         if entry is not None:
             return entry, True
-        # No `shape` yet: every job is placed on one node (admission refuses what one cannot
-        # hold) until a job's tasks are launched across nodes; plan() can place them already.
+        shape = job.shape
+        wide = shape.wide and job.cpus_per_task is not None  # a job kept before shapes: on one node, as it asked
         view = PendingView(
             job.id, job.priority, job.submit_time, job.cpus, job.memory_mib, job.time_limit, job.partition,
             frozenset(job.nodelist), frozenset(job.exclude),
             self.blocked(job, now, states() if job.dependency else None),
-            job.array_job_id, job.array_throttle, job.user, job.exclusive)
+            job.array_job_id, job.array_throttle, job.user, job.exclusive, shape if wide else None,
+            job.mem_per_cpu or 0 if wide else 0)
         entry = (priority_order(view), view)
         cached = not job.dependency and not (job.begin_time and job.begin_time > now)
         if cached:
@@ -177,5 +178,8 @@ class _LazyStates:
         return self._states
 
 
-def running_view(job: Job) -> RunningView:
-    return RunningView(job.id, job.node, job.cpus, job.memory_mib, job.deadline, job.array_job_id)
+def running_views(job: Job) -> list[RunningView]:
+    """A running job's hold on each of its nodes."""
+    if not job.parts:
+        return [RunningView(job.id, job.node, job.cpus, job.memory_mib, job.deadline, job.array_job_id)]
+    return [RunningView(job.id, p.node, p.cpus, p.memory, job.deadline, job.array_job_id) for p in job.placed]

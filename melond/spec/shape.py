@@ -189,3 +189,12 @@ def compressed(values: Sequence[int]) -> str:
         out.append(f"{values[i]}(x{j - i + 1})" if j > i else str(values[i]))
         i = j + 1
     return ",".join(out)
+
+
+def uncompressed(text: str) -> list[int]:
+    """`2(x3),1` back to [2, 2, 2, 1] (SLURM_JOB_CPUS_PER_NODE, SLURM_TASKS_PER_NODE)."""
+    out: list[int] = []
+    for item in text.split(","):
+        value, _, times = item.partition("(x")
+        out += [int(value)] * (int(times.rstrip(")")) if times else 1)
+    return out

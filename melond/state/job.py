@@ -10,15 +10,25 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, NamedTuple
 
 from melond.spec.shape import Shape, make_shape
 from melond.spec.states import FINISHED, State
 
 MIB = 1024 * 1024
-JSON_COLUMNS = ("script_args", "environment", "nodelist", "exclude", "slurm_options", "mail_type")
+JSON_COLUMNS = ("script_args", "environment", "nodelist", "exclude", "slurm_options", "mail_type", "parts")
 BOOL_COLUMNS = ("hold", "requeue", "exclusive")
 PRIVATE = ("script", "environment", "gid")  # never in a listing: scripts and environments may hold secrets
+
+
+class Part(NamedTuple):
+    """What a started job holds on one node (stored as a JSON list in this order)."""
+
+    node: str
+    cpus: int
+    tasks: int
+    memory: int  # MiB; 0: all of the node's
+    cpu_ids: str | None = None  # pinned CPUs, cpuset form
 
 
 @dataclass(slots=True, kw_only=True, eq=False)
@@ -83,6 +93,8 @@ class Job:
     exclusive: bool = False  # --exclusive: whole nodes
     distribution: str | None = None  # -m, as given
     cpu_ids: str | None = None  # the CPUs it is pinned to on its node, in cpuset form ("0-3,8"), once started
+    mem_per_cpu: int | None = None  # --mem-per-cpu, MiB: a spanning job's memory on a node is this per CPU there
+    parts: list[list] = field(default_factory=list)  # a job spanning nodes, once started: [Part, ...] as lists
 
     @property
     def run(self) -> int:
@@ -98,6 +110,29 @@ class Job:
         return make_shape(nodes=(least, self.nodes_max) if self.nodes_min else None, ntasks=self.ntasks,
                           ntasks_per_node=self.ntasks_per_node, cpus_per_task=self.cpus_per_task,
                           exclusive=self.exclusive, distribution=self.distribution)
+
+    @property
+    def spans(self) -> bool:
+        """Does it run on several nodes?"""
+        return len(self.parts) > 1
+
+    @property
+    def placed(self) -> tuple[Part, ...]:
+        """Its part on each node it runs on, the first where its batch script runs (one part for a
+        job on one node); none before it starts."""
+        if self.parts:
+            return tuple(Part(*p) for p in self.parts)
+        if self.node is None:
+            return ()
+        return (Part(self.node, self.cpus, self.shape.ntasks, self.memory_mib, self.cpu_ids),)
+
+    @property
+    def nodes(self) -> list[str]:
+        """The nodes it runs on, first the batch script's."""
+        return [p.node for p in self.placed]
+
+    def part_on(self, node: str) -> Part | None:
+        return next((p for p in self.placed if p.node == node), None)
 
     @property
     def memory_mib(self) -> int:

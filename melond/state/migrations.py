@@ -156,6 +156,14 @@ def _m014_steps(db: sqlite_utils.Database) -> None:
         ) WITHOUT ROWID""")
 
 
+def _m015_job_parts(db: sqlite_utils.Database) -> None:
+    # A job spanning nodes: its part on each (node, CPUs, tasks, MiB, pinned CPUs), JSON, the
+    # first being where its batch script runs; NULL for a job on one node (`node`, `cpus`,
+    # `cpu_ids` say all). `mem_per_cpu`: --mem-per-cpu in MiB, which sizes each node's part.
+    db.execute("ALTER TABLE jobs ADD COLUMN parts TEXT")
+    db.execute("ALTER TABLE jobs ADD COLUMN mem_per_cpu INTEGER")
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("001_initial", _m001_initial),
     ("002_node_drain", _m002_node_drain),
@@ -171,6 +179,7 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("012_health", _m012_health),
     ("013_job_shape", _m013_job_shape),
     ("014_steps", _m014_steps),
+    ("015_job_parts", _m015_job_parts),
 ]
 
 

@@ -16,7 +16,9 @@ function fields(j) {
   const ended = j.end_time !== null && j.end_time !== undefined;
   return [
     ["Job", label(j)], ["Name", j.name], ["User", `${j.user} (${j.uid})`], ["State", `${j.state_name} (${j.state})`],
-    ["Reason", j.reason], ["Partition", j.partition], ["Node", j.node], ["Limits", j.backend],
+    ["Reason", j.reason], ["Partition", j.partition], ["Node", j.node_list || j.node],
+    ["Nodes", j.parts && j.parts.length > 1 ? j.parts.map(([n, c, t, m]) => `${n}: ${c} CPUs, ${t} tasks, ${m ? mib(m * 1048576) : "all memory"}`).join("; ") : null],
+    ["Limits", j.backend],
     ["CPUs", j.cpus], ["Memory", mib(j.memory)], ["Time limit", limitText(j.time_limit)],
     ["Time left", left === null ? "UNLIMITED" : ["R", "PD"].includes(j.state) ? duration(left) : "—"],
     ["Elastic", j.time_max !== null && j.time_max !== undefined ? `+${duration(j.extend_step || 0)} at a time, up to ${limitText(j.time_max)}` : null],

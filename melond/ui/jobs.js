@@ -3,7 +3,7 @@
 import { call, debounce, duration, el, endOf, label, limitText, query, session, when } from "./api.js";
 
 export const FIELDS = "id,name,user,partition,state,state_name,elapsed,time_limit,node,reason,array_job_id," +
-  "array_task_id,start_time,end_time,deadline,expected_start,expected_node";
+  "array_task_id,start_time,end_time,deadline,expected_start,expected_node,node_list,parts";
 const PAGE = 50;
 
 // [header, sort key (none: not sortable), cell text]
@@ -18,7 +18,7 @@ const COLUMNS = [
   ["Left", null, (j) => left(j)],
   ["End", "end_time", (j) => when(endOf(j))],
   ["Nodes", null, () => "1"],
-  ["Node (reason)", "node", (j) => (j.node && j.state !== "PD" ? j.node : `(${j.reason || "None"})`)],
+  ["Node (reason)", "node", (j) => (j.node && j.state !== "PD" ? j.node_list || j.node : `(${j.reason || "None"})`)],
 ];
 
 const view = { sort: "-id", cursors: [null], fetchedAt: 0, jobs: [], expanded: new Set() };

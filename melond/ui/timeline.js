@@ -17,7 +17,11 @@ function svg(tag, attrs = {}, text) {
 export function bars(jobs) {
   const out = [];
   for (const j of jobs) {
-    if (j.state === "R" && j.node) out.push({ job: j, node: j.node, start: j.start_time, end: j.deadline, planned: false });
+    if (j.state === "R" && j.node) {  // a job spanning nodes: a bar on each of them
+      for (const node of (j.parts && j.parts.length ? j.parts.map((p) => p[0]) : [j.node])) {
+        out.push({ job: j, node, start: j.start_time, end: j.deadline, planned: false });
+      }
+    }
     else if (j.state === "PD" && j.expected_start && j.expected_node) {
       out.push({ job: j, node: j.expected_node, start: j.expected_start,
                  end: j.time_limit ? j.expected_start + j.time_limit : null, planned: true });

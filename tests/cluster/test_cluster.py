@@ -773,6 +773,32 @@ def test_mextend_and_scontrol_from_a_shared_install_extend_the_job_on_its_node(m
     assert [e["data"].get("via") for e in job["events"] if e["kind"] == "extended"] == ["job", "job"]
 
 
+def test_a_job_on_three_nodes_runs_srun_tasks_on_each_through_melond(melon_on_cluster: Melon) -> None:
+    """`sbatch -N 3`: the batch script on the first node, a holder on the others; srun's tasks
+    start on every node through melond's own connections (no SSH between nodes), their output
+    and exit codes come back to srun on the first node."""
+    m = melon_on_cluster
+    bin_dir = _shared_install(m)
+    script = m.work / "span.sh"
+    script.write_text("#!/bin/bash\n#SBATCH -N 3 --ntasks-per-node=1 -o span-%j.out\n"
+                      f"export PATH={bin_dir}:$PATH\n"
+                      "srun -l bash -c 'echo $SLURMD_NODENAME $(hostname) $SLURM_NODEID of $SLURM_JOB_NODELIST'\n"
+                      "srun bash -c 'exit $SLURM_NODEID'; echo srun exited $?\n")
+    jid = m.submit("--export", "PATH", str(script))
+    job = m.wait_state(jid, {"CD", "F", "TO", "CA", "NF"}, timeout=60)
+    text = (m.work / f"span-{jid}.out").read_text()
+    assert job["state"] == "CD" and job["num_nodes"] == 3, (job["state"], job["detail"], text)
+    ranks = sorted(line for line in text.splitlines() if line[:3] in ("0: ", "1: ", "2: "))
+    assert len(ranks) == 3, text
+    nodes = [p["node"] for p in job["parts"]]
+    hosts = {line.split()[2] for line in ranks}
+    assert len(hosts) == 3, text  # three machines, not one
+    for rank, line in enumerate(ranks):
+        name, _host, nodeid, _, nodelist = line[3:].split()
+        assert name == nodes[rank] and nodeid == str(rank) and nodelist == job["node_list"], text
+    assert f"srun: error: {nodes[2]}: task 2: Exited with exit code 2" in text and "srun exited 2" in text, text
+
+
 def test_lightning_requeues_itself_on_a_node_through_its_job_channel(melon_on_cluster: Melon) -> None:
     """PyTorch Lightning's auto-requeue (replayed, tests/e2e/slurm_tools/lightning_replay.py) on
     an SSH node: SIGUSR1 reaches the trainer under srun and not the batch shell; `scontrol

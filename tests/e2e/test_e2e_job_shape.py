@@ -76,12 +76,12 @@ def test_an_exclusive_job_gets_the_whole_node(melon: Melon) -> None:
 
 
 @pytest.mark.parametrize(("args", "fragment"), [
-    (["-N", "2"], "-N 2 needs 2 nodes, and Melon runs a job on one node"),
-    (["-n", str(NODE_CPUS * 2)], f"needs 2 nodes, and Melon runs a job on one node (it does not launch tasks across "
-                                 f"nodes yet); the most one node of partition"),
+    (["-N", "2"], "-N 2 needs 2 nodes, and partition local has 1; the most it holds is -N 1 -n "),
+    (["-n", str(NODE_CPUS * 2)], f"needs 2 nodes, and partition local has 1; the most it holds is -N 1 -n {NODE_CPUS} "
+                                 f"({NODE_CPUS} CPUs)"),
     (["-n", "2", "--ntasks-per-node", "1"], "needs 2 nodes"),
 ])
-def test_what_one_node_cannot_hold_is_refused_and_nothing_is_stored(melon: Melon, args: list, fragment: str) -> None:
+def test_what_the_partition_cannot_hold_is_refused_and_nothing_is_stored(melon: Melon, args: list, fragment: str) -> None:
     before = melon.jobs("--all")
     for tool in ("mbatch", "sbatch"):
         r = _run(melon, tool, *args, "--wrap", "true")

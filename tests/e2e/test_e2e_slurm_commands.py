@@ -513,9 +513,9 @@ def test_srun_outside_a_job_submits_it_streams_its_output_and_exits_with_its_cod
     assert r.returncode == 0 and sorted(r.stdout.splitlines()) == ["0: 0", "1: 1"], r.stderr
 
 
-def test_srun_refuses_what_one_node_cannot_do(melon: Melon, slurm_env: dict) -> None:
+def test_srun_refuses_what_the_partition_cannot_hold(melon: Melon, slurm_env: dict) -> None:
     r = _run(melon, slurm_env, "srun", "-N", "2", "true")
-    assert r.returncode == 1 and "Only allocated 1 nodes asked for 2" in r.stderr
+    assert r.returncode == 1 and "Unable to allocate resources: -N 2 needs 2 nodes, and partition" in r.stderr, r.stderr
     r = _run(melon, slurm_env, "srun")
     assert r.returncode == 1 and "No command given to execute" in r.stderr
     r = _run(melon, slurm_env, "srun", "--frobnicate", "true")

@@ -52,15 +52,30 @@ def test_memory_per_cpu_counts_every_tasks_cpus() -> None:
 
 
 @pytest.mark.parametrize(("shape", "message"), [
-    ({"ntasks": 8, "cpus": 2}, r"^-n 8 -c 2 needs 4 nodes, and Melon runs a job on one node .* the most one node of "
-                               r"partition p holds is -n 2 -c 2 \(4 CPUs\)$"),
-    ({"nodes": [2, 2]}, r"^-N 2 needs 2 nodes"),
-    ({"ntasks": 4, "ntasks_per_node": 2}, r"needs 2 nodes.*holds is -n 2 "),
+    ({"ntasks": 8, "cpus": 2}, r"^-n 8 -c 2 needs 4 nodes, and partition p has 2; the most it holds is "
+                               r"-N 2 -n 3 -c 2 \(6 CPUs\)$"),
+    ({"nodes": [3, 3]}, r"^-N 3 needs 3 nodes, and partition p has 2"),
+    ({"ntasks": 6, "ntasks_per_node": 2}, r"needs 3 nodes.*holds is -N 2 -n 4 "),
+    ({"nodes": [1, 1], "ntasks": 5}, r"^-N 1 -n 5 needs 2 nodes.*the most 1 of its nodes \(as many as -N allows\) hold is -N 1 -n 4"),
     ({"cpus": 5}, r"requested 5 CPUs but the largest node in partition p has 4; ask for at most -c 4"),
 ])
-def test_a_job_one_node_cannot_hold_is_refused_naming_what_fits(shape: dict, message: str) -> None:
+def test_what_the_partition_cannot_hold_is_refused_naming_what_fits(shape: dict, message: str) -> None:
     with pytest.raises(BadRequest, match=message):
         admit({**REQ, **shape}, ALICE, "p", Rules(), SIZED, 0.0)
+
+
+@pytest.mark.parametrize("shape", [{"nodes": [2, 2]}, {"ntasks": 3, "cpus": 2}, {"ntasks": 4, "ntasks_per_node": 2},
+                                   {"ntasks_per_node": 2, "nodes": [2, 2]}])
+def test_a_job_spanning_the_partitions_nodes_is_admitted(shape: dict) -> None:
+    jobs, _ = admit({**REQ, **shape}, ALICE, "p", Rules(), SIZED, 0.0)
+    assert jobs[0].cpus == jobs[0].shape.cpus and jobs[0].shape.wide
+
+
+def test_memory_per_cpu_of_a_spanning_job_is_kept_per_cpu() -> None:
+    """Each node's part is sized by the CPUs it gets there (plan() reads mem_per_cpu)."""
+    jobs, _ = admit({**REQ, "ntasks": 3, "cpus": 2, "memory": 200 << 20, "mem_per_cpu": True}, ALICE, "p", Rules(),
+                    SIZED, 0.0)
+    assert jobs[0].mem_per_cpu == 100 and jobs[0].memory == 600 << 20
 
 
 def test_an_exclusive_job_takes_all_memory_unless_it_asks() -> None:

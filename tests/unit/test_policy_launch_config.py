@@ -1,5 +1,6 @@
 """Pure rules: extension policy, start-request building (patterns, signals, environment), inventory, states, errors."""
 
+import os
 import pathlib
 import shutil
 import signal
@@ -205,6 +206,42 @@ def test_job_environment_of_an_array_task_and_an_exported_path():
         assert env[prefix + "ARRAY_JOB_ID"] == "42"
         assert env[prefix + "SUBMIT_DIR"] == "/home/alice/run"  # falls back to the working directory
     assert env["PATH"] == "/opt/bin" and env["HOME"] == "/h"
+
+
+SPANNING = {"state": State.RUNNING, "node": "n1", "cpus": 7, "cpus_per_task": 1, "ntasks": 7, "nodes_min": 3,
+            "parts": [["n1", 2, 2, 100, "0-1"], ["n2", 2, 2, 100, "4-5"], ["n3", 3, 3, 150, None]]}
+
+
+def test_a_spanning_jobs_environment_names_every_node_in_slurms_forms():
+    """SLURM_JOB_NODELIST as a host list, the per-node counts compressed (`2(x2),3`), and each
+    node's own index and CPUs (env_array_for_batch_job in src/common/env.c)."""
+    job = stored_job(**SPANNING)
+    for index, node in enumerate(("n1", "n2", "n3")):
+        env = launch.job_environment(job, node, hosts={}, index=index)
+        assert env["SLURM_JOB_NODELIST"] == env["SLURM_NODELIST"] == "n[1-3]"
+        assert env["SLURM_NNODES"] == env["SLURM_JOB_NUM_NODES"] == "3" and env["SLURM_NTASKS"] == "7"
+        assert env["SLURM_TASKS_PER_NODE"] == env["SLURM_JOB_CPUS_PER_NODE"] == "2(x2),3"
+        assert env["SLURM_NODEID"] == str(index) and env["SLURMD_NODENAME"] == node
+        assert env["SLURM_CPUS_ON_NODE"] == ("2", "2", "3")[index]
+        assert env["SLURM_MEM_PER_NODE"] == ("100", "100", "150")[index]
+
+
+def test_a_spanning_jobs_further_nodes_run_its_holder_in_their_part():
+    job = stored_job(**SPANNING)
+    first = launch.start_request(job, "n1", kill_wait=1, tasks_max=0)
+    further = launch.start_request(job, "n3", kill_wait=1, tasks_max=0)
+    assert first["script"] == job.script and (first["cpus"], first["cpu_ids"], first["memory"]) == (2, [0, 1], 100 << 20)
+    assert further["script"].startswith("#!/usr/bin/env python3\n") and "melon-share-" in further["script"]
+    assert (further["cpus"], further["cpu_ids"], further["memory"]) == (3, None, 150 << 20)
+    assert further["output"] == os.devnull and further["error"] is None and further["args"] == []
+    assert further["env"]["SLURM_NODEID"] == "2"
+
+
+def test_counts_compress_and_expand_as_slurms() -> None:
+    from melond.spec.shape import compressed, uncompressed
+    for values in ([2, 2, 2, 1], [1], [3, 1, 1, 4]):
+        assert uncompressed(compressed(values)) == values
+    assert uncompressed("2(x3),1") == [2, 2, 2, 1]
 
 
 def test_start_request_carries_exactly_what_the_node_needs():

@@ -10,7 +10,12 @@ JOB = {"id": 7, "array_job_id": None, "array_task_id": None, "name": "a-long-job
        "state": "R", "state_name": "RUNNING", "elapsed": 65, "time_limit": 3600, "cpus": 2,
        "memory": 4 * 1024 ** 3, "partition": "main", "node": "n1", "reason": None, "start_time": 1000.0,
        "submit_time": 990.0, "end_time": None, "chdir": "/home/ana", "script_path": "/home/ana/job.sh",
-       "expected_start": None}
+       "expected_start": None, "num_nodes": 1, "node_list": "n1"}
+
+
+def test_a_spanning_job_shows_its_node_count_and_host_list() -> None:
+    job = {**JOB, "num_nodes": 3, "node_list": "n[1-3]"}
+    assert render(parse_format("%D %N %R"), job, 2000.0) == "3 n[1-3] n[1-3]"
 
 
 def test_widths_justify_and_cut_as_squeue_does() -> None:
@@ -27,7 +32,7 @@ def test_every_code_renders_and_names_its_fields() -> None:
 
 
 def test_pending_and_array_views() -> None:
-    pending = {**JOB, "state": "PD", "state_name": "PENDING", "node": None, "reason": "Priority",
+    pending = {**JOB, "state": "PD", "state_name": "PENDING", "node": None, "node_list": None, "reason": "Priority",
                "start_time": None, "elapsed": 0, "expected_start": 5000.0, "array_job_id": 7,
                "array_task_id": 3, "label": "7_[3-9%2]"}
     spec = parse_format("%i %A %a %R %L %N.")

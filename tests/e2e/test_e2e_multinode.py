@@ -1,0 +1,145 @@
+"""Jobs spanning nodes, on three local nodes (each its own spool and helper, as three machines'
+would be): the allocation's environment, srun's tasks on every node with their output and exits
+back in srun, sacct's rows, and cancel, timeout, extension and a killed srun reaching every node.
+The Docker cluster runs the same across real sshd nodes (tests/cluster)."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from conftest import Melon, slurm_names_env, wait_for
+
+NODE_CPUS = len(os.sched_getaffinity(0))
+pytestmark = pytest.mark.skipif(NODE_CPUS < 2, reason="the jobs here hold 2 CPUs on each node")
+
+
+@pytest.fixture
+def three(short_tmp: Path) -> Iterator[Melon]:
+    nodes = "".join(f'[nodes.n{i}]\npartition = "p"\nspool = "{short_tmp}/spool{i}"\n' for i in (1, 2, 3))
+    melon = Melon(short_tmp / "m", inventory=f"[partitions.p]\ndefault = true\n{nodes}")
+    melon.start()
+    try:
+        yield melon
+    finally:
+        melon.cleanup()
+
+
+def _run(melon: Melon, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(list(args), capture_output=True, text=True, env=slurm_names_env(melon), cwd=melon.work,
+                          timeout=60)
+
+
+def _submit(melon: Melon, script: str) -> int:
+    (melon.work / "job.sh").write_text(script)
+    r = _run(melon, "sbatch", "--parsable", "job.sh")
+    assert r.returncode == 0, r.stderr
+    return int(r.stdout)
+
+
+def _processes_of(jid: int) -> list[int]:
+    """Every process on this machine that belongs to job `jid` (its holders, tasks and batch
+    script: each carries the job's id in its environment)."""
+    mark = f"SLURM_JOB_ID={jid}".encode()
+    found = []
+    for name in os.listdir("/proc"):
+        if name.isdigit() and int(name) != os.getpid():
+            try:
+                environ = Path(f"/proc/{name}/environ").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if mark in environ:
+                found.append(int(name))
+    return found
+
+
+def test_a_job_on_three_nodes_runs_srun_tasks_on_each(three: Melon) -> None:
+    jid = _submit(three, "#!/bin/bash\n#SBATCH -N 3 -n 6 -o span-%j.out\n"
+                         "env | grep -E '^SLURM_(JOB_NODELIST|NNODES|TASKS_PER_NODE|JOB_CPUS_PER_NODE|NODEID)=' | sort\n"
+                         "srun -l bash -c 'echo $SLURM_PROCID/$SLURM_NTASKS on $SLURMD_NODENAME node "
+                         "$SLURM_NODEID local $SLURM_LOCALID step $SLURM_STEP_NODELIST; echo oops >&2'\n"
+                         "srun bash -c 'exit $SLURM_PROCID'; echo srun exited $?\n"
+                         "srun -N 2 -n 2 -r 1 hostname >/dev/null; echo relative $?\n")
+    job = three.wait_state(jid, {"CD", "F", "CA", "TO", "NF"}, timeout=60)
+    text = (three.work / f"span-{jid}.out").read_text()
+    assert job["state"] == "CD", text
+    assert job["num_nodes"] == 3 and job["node_list"] == "n[1-3]"
+    assert [p["tasks"] for p in job["parts"]] == [2, 2, 2] and [p["node"] for p in job["parts"]] == ["n1", "n2", "n3"]
+    lines = text.splitlines()
+    assert lines[:5] == ["SLURM_JOB_CPUS_PER_NODE=2(x3)", "SLURM_JOB_NODELIST=n[1-3]", "SLURM_NNODES=3",
+                         "SLURM_NODEID=0", "SLURM_TASKS_PER_NODE=2(x3)"], text
+    for rank in range(6):  # block layout: ranks 0-1 on n1, 2-3 on n2, 4-5 on n3
+        node = rank // 2
+        assert f"{rank}: {rank}/6 on n{node + 1} node {node} local {rank % 2} step n[1-3]" in lines, text
+        assert f"{rank}: oops" in lines, text
+    for rank in range(1, 6):
+        assert f"srun: error: n{rank // 2 + 1}: task {rank}: Exited with exit code {rank}" in lines, text
+    assert "srun exited 5" in lines and "relative 0" in lines, text
+    sacct = _run(three, "sacct", "-j", str(jid), "-n", "-P", "-o", "JobID,NNodes,NodeList,State,ExitCode").stdout
+    assert sacct.splitlines() == [f"{jid}|3|n[1-3]|COMPLETED|0:0", f"{jid}.batch|1|n1|COMPLETED|0:0",
+                                  f"{jid}.0|3|n[1-3]|COMPLETED|0:0", f"{jid}.1|3|n[1-3]|FAILED|5:0",
+                                  f"{jid}.2|2|n[2-3]|COMPLETED|0:0"], sacct
+    squeue = _run(three, "squeue", "-h", "-t", "all", "-j", str(jid), "-o", "%D %N").stdout
+    assert squeue.strip() in ("", "3 n[1-3]")  # gone from the queue once ended, as Slurm's
+
+
+def _running_everywhere(melon: Melon, jid: int) -> None:
+    """Wait until a task of the job runs on each of the three nodes."""
+    wait_for(lambda: len(list(melon.work.glob(f"up-{jid}-*"))) == 3, timeout=30, what="a task on each node")
+
+
+SPREAD = ("#!/bin/bash\n#SBATCH -N 3 --ntasks-per-node=1 -t {limit} -o spread-%j.out\n"
+          "srun bash -c 'touch up-$SLURM_JOB_ID-$SLURM_PROCID; exec sleep 300'\n")
+
+
+def test_cancel_ends_the_job_on_every_node_and_leaves_nothing(three: Melon) -> None:
+    jid = _submit(three, SPREAD.format(limit="5:00"))
+    _running_everywhere(three, jid)
+    assert len(_processes_of(jid)) >= 6  # batch, srun, two holders, three tasks
+    three.run("mcancel", str(jid))
+    three.wait_state(jid, {"CA"}, timeout=30)
+    wait_for(lambda: not _processes_of(jid), timeout=20, what="every process of the job gone from every node")
+
+
+def test_extension_reaches_every_node_and_timeout_ends_them_all(three: Melon) -> None:
+    jid = _submit(three, SPREAD.format(limit="0:02"))  # 2 s: extended to 4, then it times out
+    _running_everywhere(three, jid)
+    three.run("mextend", "-j", str(jid), "-t", "+0:02")
+    for i in (1, 2, 3):  # each node holds the job's deadline itself
+        spool = three.root.parent / f"spool{i}" / "jobs" / str(jid)
+        wait_for(lambda: (spool / "limit").exists() and (spool / "limit").read_text() == "4", timeout=10,
+                 what=f"node n{i} to hold the new limit")
+    job = three.wait_state(jid, {"TO", "CD", "CA", "F"}, timeout=30)
+    assert job["state"] == "TO" and job["time_limit_seconds"] == 4
+    wait_for(lambda: not _processes_of(jid), timeout=20, what="every process of the job gone from every node")
+
+
+def test_a_killed_srun_takes_its_tasks_on_other_nodes_with_it(three: Melon) -> None:
+    """srun killed (-9: no word from it) closes its job channel: melond kills what it started
+    for it on the other nodes."""
+    jid = _submit(three, "#!/bin/bash\n#SBATCH -N 3 --ntasks-per-node=1 -o killed-%j.out\n"
+                         "srun bash -c 'touch up-$SLURM_JOB_ID-$SLURM_PROCID; exec sleep 300' &\n"
+                         f"while [ $(ls {three.work}/up-$SLURM_JOB_ID-* 2>/dev/null | wc -l) -lt 3 ]; do sleep 0.1; done\n"
+                         "kill -9 $!; touch killed-$SLURM_JOB_ID; exec sleep 300\n")
+    wait_for(lambda: (three.work / f"killed-{jid}").exists(), timeout=40, what="srun killed")
+
+    def remote_tasks() -> list[int]:
+        return [pid for pid in _processes_of(jid) if _environ(pid).get("SLURM_NODEID") in ("1", "2")
+                and "SLURM_STEP_ID" in _environ(pid)]
+    wait_for(lambda: not remote_tasks(), timeout=20, what="the tasks on n2 and n3 killed")
+    three.run("mcancel", str(jid))
+    three.wait_state(jid, {"CA"}, timeout=30)
+
+
+def _environ(pid: int) -> dict[str, str]:
+    try:
+        entries = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return {}
+    return dict(e.decode(errors="replace").partition("=")[::2] for e in entries if b"=" in e)
