@@ -799,6 +799,60 @@ def test_a_job_on_three_nodes_runs_srun_tasks_on_each_through_melond(melon_on_cl
     assert f"srun: error: {nodes[2]}: task 2: Exited with exit code 2" in text and "srun exited 2" in text, text
 
 
+HELLO_MPI = r"""#include <mpi.h>
+#include <stdio.h>
+int main(int argc, char **argv) {
+    int rank, size, len, total = 0;
+    char host[MPI_MAX_PROCESSOR_NAME];
+    MPI_Init(&argc, &argv);
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    MPI_Get_processor_name(host, &len);
+    MPI_Allreduce(&rank, &total, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);  /* the ranks talk across nodes */
+    printf("rank %d of %d on %s sum %d\n", rank, size, host, total);
+    MPI_Finalize();
+    return 0;
+}
+"""
+
+
+@pytest.mark.parametrize(("mpicc", "launch"), [
+    # Open MPI 4: srun ... orted on the other nodes (as root here, which it refuses unless told)
+    ("mpicc.openmpi", "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 mpirun.openmpi ./hello"),
+    # MPICH's hydra: srun ... hydra_pmi_proxy on every node. libfabric's tcp provider, as sites set
+    # it: its default here (sockets) now and then leaves ranks on several nodes hung in MPI_Finalize.
+    ("mpicc.mpich", "FI_PROVIDER=tcp mpiexec.mpich ./hello"),
+])
+def test_mpi_runs_its_ranks_across_three_nodes_through_melons_srun(melon_on_cluster: Melon, mpicc: str,
+                                                                   launch: str) -> None:
+    """`mpirun -np 6` inside `sbatch -N 3 -n 6`: the MPI finds Slurm's variables, starts its
+    daemons through Melon's srun, and its six ranks, two on each node, reduce a sum together."""
+    m = melon_on_cluster
+    bin_dir = _shared_install(m)
+    folder = m.work / "mpi"
+    folder.mkdir()
+    (folder / "hello.c").write_text(HELLO_MPI)
+    script = folder / "mpi.sh"
+    script.write_text("#!/bin/bash\n#SBATCH -N 3 -n 6 -o mpi-%j.out\n"
+                      f"export PATH={bin_dir}:$PATH\n"
+                      f"{mpicc} -o hello hello.c || exit 3\n"
+                      f"{launch}\n")
+    jid = m.submit("-D", str(folder), "--export", "PATH", str(script))
+    try:
+        job = m.wait_state(jid, {"CD", "F", "TO", "CA", "NF"}, timeout=120)
+    except pytest.fail.Exception:
+        seen = {n: subprocess.run(["docker", "exec", f"melon-{n}", "sh", "-c", "ps -eo pid,ppid,stat,wchan:24,args | grep -v \"python3 -c\\|sshd\\|systemd\\|dbus\\|sd-pam\"; ss -tanp | grep -v LISTEN | cut -c1-150"], capture_output=True,
+                                  text=True).stdout for n in ("node1", "node2", "node3")}
+        pytest.fail(f"job {jid} did not end; its output:\n{(folder / f'mpi-{jid}.out').read_text()}\n{seen}")
+    text = (folder / f"mpi-{jid}.out").read_text()
+    assert job["state"] == "CD", (job["state"], job["detail"], text)
+    ranks = sorted(line for line in text.splitlines() if line.startswith("rank "))
+    assert [line.split()[1] for line in ranks] == [str(r) for r in range(6)], text
+    assert all(line.split()[3] == "6" and line.endswith("sum 15") for line in ranks), text
+    hosts = [line.split()[5] for line in ranks]
+    assert {h: hosts.count(h) for h in hosts} == {"node1": 2, "node2": 2, "node3": 2}, text
+
+
 def test_lightning_requeues_itself_on_a_node_through_its_job_channel(melon_on_cluster: Melon) -> None:
     """PyTorch Lightning's auto-requeue (replayed, tests/e2e/slurm_tools/lightning_replay.py) on
     an SSH node: SIGUSR1 reaches the trainer under srun and not the batch shell; `scontrol
