@@ -600,6 +600,39 @@ def test_a_long_partition_fails_the_jobs_and_the_healed_node_is_fenced(cluster: 
         m.cleanup()
 
 
+def test_a_node_of_a_spanning_job_lost_ends_it_everywhere_and_is_fenced_on_return(cluster: Cluster,
+                                                                                   short_tmp) -> None:
+    """node3 cut off past node_timeout while a 3-node job's tasks run on every node: the job ends
+    NODE_FAIL, its tasks on node1 and node2 are killed, and node3's part, still running while it
+    was away, is fenced when it returns."""
+    m = Melon(short_tmp, inventory=_with(cluster, "node_timeout = 2\n"), work=cluster.shared / f"{short_tmp.name}-wide")
+    m.start()
+    bin_dir = _shared_install(m)
+    try:
+        script = m.work / "wide.sh"
+        script.write_text("#!/bin/bash\n#SBATCH -N 3 --ntasks-per-node=1 -t 5:00\n"
+                          f"export PATH={bin_dir}:$PATH\nsrun sleep 298\n")
+        jid = m.submit("--export", "PATH", str(script))
+        for node in ("node1", "node2", "node3"):
+            wait_for(lambda: cluster.node_exec(node, "pgrep", "-f", "sleep 298").stdout.strip(), timeout=30,
+                     what=f"the job's task on {node}")
+        assert cluster.docker("network", "disconnect", "melon-test", "melon-node3").returncode == 0
+        try:
+            job = m.wait_state(jid, {"NF"}, timeout=60)
+            assert "node3" in job["detail"] and "unreachable" in job["detail"], job["detail"]
+            for node in ("node1", "node2"):
+                wait_for(lambda: cluster.node_exec(node, "pgrep", "-f", "sleep 298").stdout == "", timeout=30,
+                         what=f"the job's task on {node} killed")
+            assert cluster.node_exec("node3", "pgrep", "-f", "sleep 298").stdout.strip(), "cut off, node3 runs on"
+        finally:
+            assert cluster.docker("network", "connect", "melon-test", "melon-node3").returncode == 0
+        wait_for(lambda: cluster.node_exec("node3", "pgrep", "-f", "sleep 298").stdout == "", timeout=90,
+                 interval=0.5, what="node3's part fenced on its return")
+        assert m.job(jid)["state"] == "NF"
+    finally:
+        m.cleanup()
+
+
 def _with(cluster: Cluster, settings: str) -> str:
     """The cluster's inventory with top-level settings added."""
     return cluster.inventory.read_text().replace('operators = ["root"]\n', f'operators = ["root"]\n{settings}', 1)
@@ -851,6 +884,44 @@ def test_mpi_runs_its_ranks_across_three_nodes_through_melons_srun(melon_on_clus
     assert all(line.split()[3] == "6" and line.endswith("sum 15") for line in ranks), text
     hosts = [line.split()[5] for line in ranks]
     assert {h: hosts.count(h) for h in hosts} == {"node1": 2, "node2": 2, "node3": 2}, text
+
+
+RENDEZVOUS = r"""import os, socket, subprocess, time
+master = subprocess.run(["scontrol", "show", "hostnames", os.environ["SLURM_JOB_NODELIST"]], capture_output=True,
+                        text=True, check=True).stdout.split()[0]
+rank, size = int(os.environ["SLURM_PROCID"]), int(os.environ["SLURM_NTASKS"])
+if rank == 0:  # task 0 listens on its node; every other task connects to it by name, as torchrun's c10d store
+    server = socket.create_server(("", 29517))
+    names = []
+    for _ in range(size - 1):
+        conn, _ = server.accept()
+        names.append(conn.recv(100).decode())
+        conn.close()
+    print("rank 0 on", socket.gethostname(), "met", " ".join(sorted(names)), flush=True)
+else:
+    for _ in range(100):
+        try:
+            with socket.create_connection((master, 29517), timeout=2) as conn:
+                conn.sendall(f"{rank}@{socket.gethostname()}".encode())
+            break
+        except OSError:
+            time.sleep(0.1)
+"""
+
+
+def test_tasks_meet_at_task_zeros_node_by_name_as_torchrun_does(melon_on_cluster: Melon) -> None:
+    """A multi-node rendezvous: task 0's node from `scontrol show hostnames`, every other task
+    connects to it over TCP by that name."""
+    m = melon_on_cluster
+    bin_dir = _shared_install(m)
+    (m.work / "rendezvous.py").write_text(RENDEZVOUS)
+    script = m.work / "meet.sh"
+    script.write_text("#!/bin/bash\n#SBATCH -N 3 --ntasks-per-node=1 -o meet-%j.out\n"
+                      f"export PATH={bin_dir}:$PATH\nsrun python3 rendezvous.py\n")
+    jid = m.submit("--export", "PATH", str(script))
+    job = m.wait_state(jid, {"CD", "F", "TO", "CA", "NF"}, timeout=60)
+    text = (m.work / f"meet-{jid}.out").read_text()
+    assert job["state"] == "CD" and text == "rank 0 on node1 met 1@node2 2@node3\n", text
 
 
 def test_lightning_requeues_itself_on_a_node_through_its_job_channel(melon_on_cluster: Melon) -> None:
