@@ -1,4 +1,5 @@
-"""The Docker sshd cluster: submit-to-start latency, 1,000 trivial jobs over 3 nodes, melond's memory per node.
+"""The Docker sshd cluster: submit-to-start latency (of a 3-node job too), 1,000 trivial jobs over 3 nodes,
+melond's memory per node. `--spanning`: the 3-node start latency alone.
 
 Brings up its own 3-node cluster (tests/docker-sshd/cluster) and always tears it down.
 """
@@ -26,13 +27,35 @@ RUNS = 3  # single runs swing by a third on this shared VM
 REFERENCE_SSH_MS, REFERENCE_SCOPE_MS = 2.4, 12.0
 
 
-def latency(client, work) -> list:
+def latency(client, work, runs: int = 50, **shape) -> list:
+    lat = start_ms(client, work, runs, **shape)
+    return [f"{statistics.median(lat):.1f}", f"{pct(lat, 0.9):.1f}"]
+
+
+def start_ms(client, work, runs: int, **shape) -> list[float]:
+    """Submit-to-start of `runs` jobs one after another (ms): the node's own start time of the
+    batch script, which on a job spanning nodes starts once its holders on the others have."""
     lat = []
-    for _ in range(50):
-        jid = client.call("POST", "/jobs", job_body(work, "true", memory=16 << 20, time_limit=60))["job_ids"][0]
+    for _ in range(runs):
+        jid = client.call("POST", "/jobs", job_body(work, "true", memory=16 << 20, time_limit=60, **shape))["job_ids"][0]
         job = client.call("GET", f"/jobs/{jid}", query={"wait": 10})
         lat.append((job["start_time"] - job["submit_time"]) * 1000)
-    return [f"{statistics.median(lat):.1f}", f"{pct(lat, 0.9):.1f}"]
+    return lat
+
+
+def spanning_rows(client, work, rounds: int = 5, per_round: int = 10) -> list[list[str]]:
+    """A 3-node job's start beside a 1-node job's, interleaved in rounds so that the machine's
+    drift falls on both alike; the ratio per round, and its spread."""
+    one, three, ratios = [], [], []
+    for _ in range(rounds):
+        a = start_ms(client, work, per_round)
+        b = start_ms(client, work, per_round, nodes=[3, 3], ntasks=3)
+        one += a
+        three += b
+        ratios.append(statistics.median(b) / statistics.median(a))
+    return [["1 node", f"{statistics.median(one):.1f}", f"{pct(one, 0.9):.1f}", "1.00"],
+            ["3 nodes (-N 3 -n 3)", f"{statistics.median(three):.1f}", f"{pct(three, 0.9):.1f}",
+             f"{statistics.median(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f})"]]
 
 
 def throughput(client, state, work) -> str:
@@ -89,10 +112,16 @@ def inventory_with(nodes: int) -> Path:
     return path
 
 
-def main() -> None:
+def main(only_spanning: bool = False) -> None:
     subprocess.run([str(CLUSTER), "up", "3", "--inventory", str(INVENTORY), "--dir", str(DIR)], check=True)
     try:
         work = DIR / "shared"
+        with melond("--inventory", str(INVENTORY)) as (client, _, _, _):
+            table("Submit-to-start of a job spanning the 3 nodes, beside a 1-node job (5 rounds of 10 each)",
+                  ["job", "p50 ms", "p90 ms", "ratio to 1 node, median (range over rounds)"],
+                  spanning_rows(client, work))
+        if only_spanning:
+            return
         speed = machine_speed()
         rows, memory = [], []
         for wanted in ("systemd", "cgroup-v1"):
@@ -121,5 +150,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    import sys
     os.chdir(REPO)
-    main()
+    main(only_spanning="--spanning" in sys.argv[1:])

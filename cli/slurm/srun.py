@@ -215,9 +215,19 @@ def run_tasks(opts: dict[str, str], command: list[str]) -> int:
     if numbered:
         used = resource.getrusage(resource.RUSAGE_CHILDREN)
         cpu = (used.ru_utime + used.ru_stime) - (before.ru_utime + before.ru_stime)
-        _ask_step({"op": "step_end", "step_id": numbered["step_id"], "exit_code": code if not worst_signal else 0,
+        _end_step({"op": "step_end", "step_id": numbered["step_id"], "exit_code": code if not worst_signal else 0,
                    "signal": worst_signal or None, "cpu_time": round(cpu, 3), "max_rss": used.ru_maxrss * 1024})
     return code
+
+
+def _end_step(request: dict, wait: float = 15.0) -> None:
+    """How the step ended, told to melond; while the job channel does not answer (melond
+    restarting, its node's helper coming back), asked again for a while, as a step's record
+    otherwise ends with its job as CANCELLED."""
+    import time
+    deadline = time.monotonic() + wait
+    while _ask_step(request) is None and time.monotonic() < deadline:
+        time.sleep(0.5)
 
 
 def _binding(ids: list[int], ntasks: int, per_task: int, cpu_bind: str) -> list[list[int]]:

@@ -60,9 +60,10 @@ class Dispatcher:
             self.jobs.active.pop(job.id, None)
             return
         self.counts.add("started", job.partition, job.user)
-        if job.spans:  # its holders first, so that srun finds them when the batch script runs
-            await asyncio.gather(*(self.start(job, node) for node in job.nodes[1:]))
-        await self.start(job)
+        if job.spans:  # every part at once: srun's first launch on a node waits for its holder (remote/relay.py)
+            await asyncio.gather(*(self.start(job, node) for node in job.nodes))
+        else:
+            await self.start(job)
 
     async def start(self, job: Job, node: str | None = None) -> None:
         """Ask one of the job's nodes (its first by default) to start its part of the current run;

@@ -137,6 +137,32 @@ def test_a_killed_srun_takes_its_tasks_on_other_nodes_with_it(three: Melon) -> N
     three.wait_state(jid, {"CA"}, timeout=30)
 
 
+def test_kill_9_of_melond_during_a_spanning_step_loses_nothing_and_srun_says_what_happened(three: Melon) -> None:
+    """melond killed while a step's tasks run on three nodes: the job runs on and is taken back
+    at restart (every part re-adopted, nothing started twice); srun, whose relay went with
+    melond, says it lost contact with the tasks on the other nodes (which run on until they or
+    the job end) and waits for its own."""
+    jid = _submit(three, "#!/bin/bash\n#SBATCH -N 3 --ntasks-per-node=1 -t 2:00 -o k9-%j.out\n"
+                         "srun -l bash -c 'touch up-$SLURM_JOB_ID-$SLURM_PROCID; for i in $(seq 40); do "
+                         "echo tick $i; sleep 0.1; done; touch done-$SLURM_JOB_ID-$SLURM_PROCID'\n"
+                         "echo srun exited $?\n")
+    _running_everywhere(three, jid)
+    three.stop(signal.SIGKILL)
+    three.start()
+    job = three.wait_state(jid, {"CD", "F", "CA", "TO", "NF"}, timeout=60)
+    text = (three.work / f"k9-{jid}.out").read_text()
+    assert job["state"] == "CD", text
+    kinds = [e["kind"] for e in job["events"]]
+    assert kinds.count("started") == 1 and kinds.count("ended") == 1, kinds
+    assert (three.work / f"done-{jid}-0").exists(), "srun's own task ran to its end"
+    assert "0: tick 40" in text and "srun exited 1" in text, text
+    for rank, node in ((1, "n2"), (2, "n3")):
+        assert f"srun: error: {node}: tasks {rank}: lost contact with them: " in text, text
+    steps = [(s["step_id"], s["state"], s["exit_code"]) for s in job["steps"]]
+    assert steps == [(0, "FAILED", 1)], steps  # one step, numbered once; its end told once melond is back
+    wait_for(lambda: not _processes_of(jid), timeout=20, what="every process of the job gone from every node")
+
+
 def _environ(pid: int) -> dict[str, str]:
     try:
         entries = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
