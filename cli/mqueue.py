@@ -45,7 +45,8 @@ def show(me: bool, user: str | None, states: str | None, ids: tuple[str, ...], s
              "ids": ",".join(dict.fromkeys(str(r.job_id) for r in refs)) if refs else None}
     if not as_json:  # only what is shown; melond folds arrays itself unless a task filter needs them
         needed = queue_format.fields_needed(spec) if spec else list(TABLE_FIELDS)
-        extra = [FILTER_FIELDS[k] for k in wanted] + [f for code, _ in order or () for f in queue_format.CODES[code][1]]
+        extra = [FILTER_FIELDS[k] for k in wanted] + ["node_list"] * ("nodes" in wanted) + \
+            [f for code, _ in order or () for f in queue_format.CODES[code][1]]
         query["fields"] = ",".join(dict.fromkeys([*LABEL_FIELDS, *needed, *extra]))
         query["fold"] = None if refs or one_per_task else 1
     c = client(endpoint)
@@ -54,7 +55,7 @@ def show(me: bool, user: str | None, states: str | None, ids: tuple[str, ...], s
         if refs:
             jobs = [j for j in jobs if any(ref_names(r, j) for r in refs)]
         for key, values in wanted.items():
-            jobs = [j for j in jobs if j.get(FILTER_FIELDS[key]) in values]
+            jobs = [j for j in jobs if (_on_any(j, values) if key == "nodes" else j.get(FILTER_FIELDS[key]) in values)]
         if as_json:
             print_json(jobs)
         else:
@@ -72,6 +73,14 @@ def show(me: bool, user: str | None, states: str | None, ids: tuple[str, ...], s
             time.sleep(every)
         except KeyboardInterrupt:
             return
+
+
+def _on_any(job: dict, nodes: set[str]) -> bool:
+    """Does the job run on one of `nodes` (any of a spanning job's)?"""
+    if job.get("node_list") and job["node_list"] != job.get("node"):
+        from melond.spec.timespec import expand_hostlist
+        return not nodes.isdisjoint(expand_hostlist(job["node_list"]))
+    return job.get("node") in nodes
 
 
 def _render(jobs: list[dict], spec, noheader: bool, one_per_task: bool, order, start: bool) -> str:

@@ -3,6 +3,7 @@ spool clean-up once the end is durable."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -14,7 +15,7 @@ from melond.figures import JobCounts
 from melond.nodes.links import Sessions, split
 from melond.sched.order import PendingOrder
 from melond.spec.states import State, end_state
-from melond.state.job import COLUMNS, Job
+from melond.state.job import Job
 from melond.state.store import Store
 from melon_remote.protocol import Event, Op
 
@@ -133,7 +134,7 @@ class Ends:
         }, "melond", data, time.time())
         if done:
             if job.spans and self.end_parts is not None:
-                self.end_parts(Job(**{**_fields(job), "parts": list(job.parts)}), None)  # the old run's parts
+                self.end_parts(dataclasses.replace(job), None)  # the old run's parts, as they were
             job.state, job.node, job.start_time, job.restarts, job.reason = State.PENDING, None, None, runs, None
             job.parts = []
             self.counts.add("requeued", job.partition, job.user)
@@ -160,10 +161,6 @@ class Ends:
             await self.sessions[link].request(Op.FORGET, runs=runs)
         except MelonError:
             pass  # forgotten at the next reconcile
-
-
-def _fields(job: Job) -> dict:
-    return {f: getattr(job, f) for f in COLUMNS}
 
 
 def _number(value: object) -> float | int | None:

@@ -102,6 +102,7 @@ def test_cancel_ends_the_job_on_every_node_and_leaves_nothing(three: Melon) -> N
     jid = _submit(three, SPREAD.format(limit="5:00"))
     _running_everywhere(three, jid)
     assert len(_processes_of(jid)) >= 6  # batch, srun, two holders, three tasks
+    assert three.run("mqueue", "-h", "-w", "n3", "-o", "%i %D %N").stdout.split() == [str(jid), "3", "n[1-3]"]
     three.run("mcancel", str(jid))
     three.wait_state(jid, {"CA"}, timeout=30)
     wait_for(lambda: not _processes_of(jid), timeout=20, what="every process of the job gone from every node")
@@ -135,6 +136,22 @@ def test_a_killed_srun_takes_its_tasks_on_other_nodes_with_it(three: Melon) -> N
     wait_for(lambda: not remote_tasks(), timeout=20, what="the tasks on n2 and n3 killed")
     three.run("mcancel", str(jid))
     three.wait_state(jid, {"CA"}, timeout=30)
+
+
+def test_a_requeued_spanning_job_runs_again_on_every_node(three: Melon) -> None:
+    """`scontrol requeue` from inside a 3-node job: every part of the first run is killed, and the
+    next run starts on all three nodes again, its tasks numbered as before."""
+    jid = _submit(three, "#!/bin/bash\n#SBATCH -N 3 --ntasks-per-node=1 -o rq-%j.out --open-mode=append\n"
+                         "srun -l bash -c 'echo run $SLURM_RESTART_COUNT on $SLURMD_NODENAME'\n"
+                         "if [ $SLURM_RESTART_COUNT = 0 ]; then scontrol requeue $SLURM_JOB_ID; sleep 30; fi\n")
+    job = three.wait_state(jid, {"CD", "F", "CA", "TO", "NF"}, timeout=60)
+    text = (three.work / f"rq-{jid}.out").read_text()
+    assert job["state"] == "CD" and job["restarts"] == 1, text
+    for run in (0, 1):
+        assert sorted(line for line in text.splitlines() if f": run {run} on" in line) == \
+            [f"{rank}: run {run} on n{rank + 1}" for rank in range(3)], text
+    assert len(job["parts"]) == 3
+    wait_for(lambda: not _processes_of(jid), timeout=20, what="every process of the job gone from every node")
 
 
 def test_kill_9_of_melond_during_a_spanning_step_loses_nothing_and_srun_says_what_happened(three: Melon) -> None:
