@@ -54,12 +54,10 @@ def exchange(request: dict) -> dict:
     """One request, its answer as it came (`ok` false included, for a caller that acts on `error.code`)."""
     import _socket  # only inside a job: the login node's common path loads neither; `socket` costs enums
     import json
-    name = os.environ[ENV]
-    address = "\0" + name[1:] if name.startswith("@") else name
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     sock.settimeout(TIMEOUT)
     try:
-        sock.connect(address)
+        sock.connect(_address())
         try:
             sock.sendall(json.dumps(request).encode() + b"\n")
         except BrokenPipeError:
@@ -83,11 +81,9 @@ def stream(request: dict):
     (`ok` set); ends early, without it, where the channel closes first."""
     import _socket
     import json
-    name = os.environ[ENV]
-    address = "\0" + name[1:] if name.startswith("@") else name
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
-        sock.connect(address)
+        sock.connect(_address())
         sock.sendall(json.dumps(request).encode() + b"\n")
         pending = b""
         while chunk := sock.recv(1 << 16):
@@ -97,3 +93,9 @@ def stream(request: dict):
                 yield json.loads(line)
     finally:
         sock.close()
+
+
+def _address() -> str:
+    """MELON_NODE_SOCKET as a socket address: `@name` is the abstract-namespace name."""
+    name = os.environ[ENV]
+    return "\0" + name[1:] if name.startswith("@") else name

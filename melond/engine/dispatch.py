@@ -120,34 +120,32 @@ class Dispatcher:
             await asyncio.gather(*(self._kill_part(job, node, attempt) for node in job.nodes[1:]))
         await self._kill_part(job, job.node, attempt)
 
-    async def _kill_part(self, job: Job, node: str, attempt: int = 0) -> None:
+    async def _kill_part(self, job: Job, node: str, attempt: int = 0, ended: bool = False) -> None:
+        """`ended`: the job's end is committed already; what is left of it is killed once, no
+        retry (a node that does not answer fences it at its reconcile)."""
         session = self.sessions.of(node, job.user)
-        if session is None or not session.up or not self.jobs.current(job):
+        if session is None or not session.up or not (ended or self.jobs.current(job)):
             return  # re-sent by the node's reconcile, or ended meanwhile
         try:
             await session.request(Op.KILL, job_id=job.id, run=job.run, cause=str(self.jobs.kill_cause(job.id)))
         except NodeTimeout:
             # A busy node: a kill is idempotent (a flag in the run's spool), so ask again, in the background.
-            self.tasks.spawn(self._kill_later(job, node, attempt + 1))
+            if not ended:
+                self.tasks.spawn(self._kill_later(job, node, attempt + 1))
         except NoSuchJob:
-            if node == job.node:  # marked RUNNING but its start never reached the node: it never ran
+            if node == job.node and not ended:  # marked RUNNING but its start never reached the node: it never ran
                 await self.record_end(job.id, {"reason": "cancelled", "exit_code": None, "signal": None})
+        except MelonError as exc:
+            if not ended:
+                raise
+            log.warning("a part of an ended job not killed yet", extra={"job": job.id, "node": node, "error": str(exc)})
 
     def end_parts(self, job: Job, done_on: str | None) -> None:
         """A spanning job has ended: whatever of it still runs on its other nodes is killed (its
         holders, and the tasks they started). A node away now fences it when it returns."""
         for node in job.nodes:
             if node != done_on:
-                self.tasks.spawn(self._end_part(job, node))
-
-    async def _end_part(self, job: Job, node: str) -> None:
-        session = self.sessions.of(node, job.user)
-        if session is None or not session.up:
-            return
-        try:
-            await session.request(Op.KILL, job_id=job.id, run=job.run, cause=str(self.jobs.kill_cause(job.id)))
-        except MelonError as exc:
-            log.warning("a part of an ended job not killed yet", extra={"job": job.id, "node": node, "error": str(exc)})
+                self.tasks.spawn(self._kill_part(job, node, ended=True))
 
     def kill_soon(self, job: Job) -> None:
         """The kill, sent once the caller's answer is on its way."""
