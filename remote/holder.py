@@ -12,7 +12,10 @@ It listens on an abstract Unix socket named for the node's spool and the run
 logs in as) and the job's own user may connect. A request is one JSON line:
 
     {"step": 3, "argv": [...], "cwd": "/work", "env": {...}, "tasks": [{"rank": 4, "localid": 0,
-     "cpus": [2, 3]}, ...]}
+     "bind": 2, "env": {...}}, ...]}
+
+(`bind`: the task's share of the job's CPUs here, that many each in local order; `cpus`: the
+exact ones)
 
 and the answer a stream of JSON lines while the tasks run: `{"rank": 4, "fd": 1, "data": BASE64}`
 for output, `{"rank": 4, "exit": CODE}` (a negative code: the signal that ended it) as each ends,
@@ -42,6 +45,15 @@ def address(scope: str, key: str) -> str:
 
 def run_key(job_id: str, run: str) -> str:
     return f"{int(job_id)}.{int(run)}" if int(run or 0) else str(int(job_id))
+
+
+def _share(per_task: int, local: int, ntasks: int) -> list[int]:
+    """A task's own `per_task` CPUs of the job's here (this holder's affinity), as srun binds
+    its own node's tasks; none (all of the job's) where they are too few to go round."""
+    ids = sorted(os.sched_getaffinity(0))
+    if per_task < 1 or len(ids) < ntasks * per_task:
+        return []
+    return ids[local * per_task:(local + 1) * per_task]
 
 
 def _peer_uid(sock: socket.socket) -> int:
@@ -136,9 +148,11 @@ class Holder:
                 os.dup2(ends[0][1], 1)
                 os.dup2(ends[1][1], 2)
                 os.closerange(3, 1 << 16)
-                if task.get("cpus"):
+                cpus = task.get("cpus") or _share(int(task.get("bind") or 0), int(task.get("localid", 0)),
+                                                  len(request.get("tasks", [])))
+                if cpus:
                     try:
-                        os.sched_setaffinity(0, task["cpus"])
+                        os.sched_setaffinity(0, cpus)
                     except OSError:
                         pass
                 os.chdir(request.get("cwd") or "/")

@@ -39,7 +39,8 @@ HELP = """Usage: srun [OPTIONS(0)... [executable(0) [args(0)...]]]
 
 Melon's srun. Inside a job, a numbered step: -n/--ntasks, -N/--nodes, --ntasks-per-node, -c/--cpus-per-task,
 --exact, --exclusive, --overlap, --cpu-bind, -w, -x, -r/--relative, -m/--distribution, -o/--output,
--e/--error, -i/--input, -l/--label, -u/--unbuffered, -D/--chdir, --open-mode, -K/--kill-on-bad-exit.
+-e/--error, -i/--input, -l/--label, -u/--unbuffered, -D/--chdir, --open-mode, -K/--kill-on-bad-exit; a step
+of several tasks is served PMI-1 for MPICH's ranks (--mpi=none: not).
 Outside a job it submits the command with -c, --mem, --mem-per-cpu, -t, -J, -p, -w, -x, -D, --export,
 -b, -d, -H, --signal, and streams its output. Every other srun option is accepted.
 """
@@ -208,10 +209,12 @@ def run_tasks(opts: dict[str, str], command: list[str]) -> int:
                          f"and tasks on other nodes ({', '.join(n for n in placed.nodes if n != here)}) start "
                          f"only through it; try again")
     local = placed.tasks[placed.nodes.index(here)] if here in placed.nodes else []
-    binding = _binding((numbered or {}).get("cpu_ids") or [], len(local), per_task, opts.get("cpu-bind") or
-                       os.environ.get("SLURM_CPU_BIND") or "")
+    # a step of a job spanning nodes is granted CPUs by count: here, as on its other nodes, the
+    # tasks share out the job's CPUs on the node (this srun's own)
+    ids = (numbered or {}).get("cpu_ids") or (sorted(os.sched_getaffinity(0)) if len(_allocation()[0]) > 1 else [])
+    binding = [] if _unbound(opts) else _binding(ids, len(local), per_task)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    code, worst_signal = _run_step(opts, command, placed, here, step, binding)
+    code, worst_signal = _run_step(opts, command, placed, here, step, binding, per_task)
     if numbered:
         used = resource.getrusage(resource.RUSAGE_CHILDREN)
         cpu = (used.ru_utime + used.ru_stime) - (before.ru_utime + before.ru_stime)
@@ -230,21 +233,25 @@ def _end_step(request: dict, wait: float = 15.0) -> None:
         time.sleep(0.5)
 
 
-def _binding(ids: list[int], ntasks: int, per_task: int, cpu_bind: str) -> list[list[int]]:
+def _unbound(opts: dict[str, str]) -> bool:
+    """--cpu-bind=none (or SLURM_CPU_BIND): every task keeps all of the step's CPUs."""
+    return "none" in (opts.get("cpu-bind") or os.environ.get("SLURM_CPU_BIND") or "").lower().split(",")
+
+
+def _binding(ids: list[int], ntasks: int, per_task: int) -> list[list[int]]:
     """Each task's CPUs: its own `per_task` of the step's (Slurm's task/affinity binds tasks to
-    cores), unless --cpu-bind=none or the step's CPUs are too few to give each its own (then all
-    of them); none where the step has no CPU ids (the job is not pinned)."""
+    cores), unless the step's CPUs are too few to give each its own (then all of them); none
+    where the step has no CPU ids (the job is not pinned)."""
     if not ids:
         return []
-    if "none" in cpu_bind.lower().split(",") or len(ids) < ntasks * per_task:
+    if len(ids) < ntasks * per_task:
         return [ids] * ntasks
     return [ids[i * per_task:(i + 1) * per_task] for i in range(ntasks)]
 
 
 def _signal_name(number: int) -> str:
-    """`Killed`, `Terminated`... as srun's task lines name a signal (strsignal's words, here its name)."""
-    import signal as names
-    return names.Signals(number).name.removeprefix("SIG").title()
+    """`Killed`, `Terminated`, `Segmentation fault`: strsignal's words, as srun's task lines give them."""
+    return signal.strsignal(number) or f"Signal {number}"
 
 
 def _set_affinity(ids) -> None:
@@ -274,7 +281,7 @@ def _step_env(placed, step: str) -> dict[str, str]:
 
 
 def _run_step(opts: dict[str, str], command: list[str], placed, here: str, step: str,
-              binding: list[list[int]] = ()) -> tuple[int, int]:
+              binding: list[list[int]] = (), per_task: int = 1) -> tuple[int, int]:
     """Run the tasks: (srun's exit code, the highest signal that ended a task, 0 for none)."""
     base = _step_env(placed, step)
     ntasks = placed.ntasks
@@ -290,13 +297,18 @@ def _run_step(opts: dict[str, str], command: list[str], placed, here: str, step:
     files: dict[str, int] = {}
     procs, pumps = [], []
     kill_on_bad_exit = "kill-on-bad-exit" in opts and opts["kill-on-bad-exit"] != "0"
-    remote = None
+    remote = pmi = None
     try:
+        if _serves_pmi(opts, ntasks):
+            pmi = _pmi(placed, here, step, base, lambda: _stop(procs, signal.SIGKILL, remote))
         if len(ranks) < ntasks:  # tasks on the job's other nodes: through melond, started first
             remote = _Remote(opts, command, placed, here, step, base, files, append, label_width, kill_on_bad_exit,
-                             lambda: _stop(procs, signal.SIGKILL))
+                             lambda: _stop(procs, signal.SIGKILL), pmi=pmi is not None,
+                             per_task=0 if _unbound(opts) else per_task)
         for local, task in enumerate(ranks):
             env = {**base, "SLURM_PROCID": str(task), "SLURM_LOCALID": str(local)}
+            if pmi is not None:
+                env["PMI_RANK"] = str(task)
             stdin = _input(opts.get("input"), env, task, files, step)
             out = _open(opts.get("output"), env, task, files, append, step)
             err = _open(opts.get("error"), env, task, files, append, step) if opts.get("error") else out
@@ -342,8 +354,36 @@ def _run_step(opts: dict[str, str], command: list[str], placed, here: str, step:
                 worst_signal = max(worst_signal, -code if code < 0 else 0)
         return worst, worst_signal
     finally:
+        if pmi is not None:
+            pmi.close()
         for fd in files.values():
             os.close(fd)
+
+
+def _serves_pmi(opts: dict[str, str], ntasks: int) -> bool:
+    """PMI-1 for every step of more than one task, unless --mpi=none (or SLURM_MPI_TYPE=none)
+    says the tasks are not MPI ranks; a single task is an MPI singleton without it."""
+    kind = (opts.get("mpi") or os.environ.get("SLURM_MPI_TYPE") or "").lower()
+    if kind in ("pmi2", "pmix") or kind.startswith("pmix_"):
+        sys.stderr.write(f"{PROG}: warning: --mpi={kind}: Melon's srun serves PMI-1 (\"simple\", as MPICH's "
+                         f"library speaks it) and no {kind}; ranks that need {kind} start unconnected\n")
+    return ntasks > 1 and kind != "none"
+
+
+def _pmi(placed, here: str, step: str, base: dict[str, str], kill_all):
+    """The step's PMI-1 service, its variables set in `base` (PMI_RANK is each task's)."""
+    from melon_cli.slurm.pmi_server import PmiServer
+
+    def on_abort(code: int, message: str) -> None:
+        sys.stderr.write(f"{PROG}: error: a task called MPI_Abort (exit code {code})"
+                         f"{': ' + message if message else ''}; killing the step's tasks\n")
+        kill_all()
+    job = base.get("SLURM_JOB_ID", "0")
+    server = PmiServer(placed.tasks, f"melon_{job}_{step}", on_abort)
+    for inherited in ("PMI_FD", "PMI_ID", "PMI_SPAWNED", "PMI_RANK"):  # an outer launcher's, not this step's
+        base.pop(inherited, None)
+    base.update(server.env(here))
+    return server
 
 
 class _Remote:
@@ -352,7 +392,8 @@ class _Remote:
     reports its own tasks'."""
 
     def __init__(self, opts: dict[str, str], command: list[str], placed, here: str, step: str, base: dict,
-                 files: dict[str, int], append: bool, label_width: int, kill_on_bad_exit: bool, kill_local) -> None:
+                 files: dict[str, int], append: bool, label_width: int, kill_on_bad_exit: bool, kill_local,
+                 pmi: bool = False, per_task: int = 0) -> None:
         import threading
         self.opts, self.step, self.files, self.append, self.width = opts, step, files, append, label_width
         self.kill_on_bad_exit, self.kill_local = kill_on_bad_exit, kill_local
@@ -374,7 +415,9 @@ class _Remote:
                     (out if opts.get("output") else 2)
                 self.targets[(task, 1)], self.targets[(task, 2)] = out, err
             nodes.append({"node": node, "env": {"SLURM_NODEID": str(i), "SLURM_GTIDS": ",".join(map(str, ranks))},
-                          "tasks": [{"rank": t, "localid": local} for local, t in enumerate(ranks)]})
+                          "tasks": [{"rank": t, "localid": local, **({"bind": per_task} if per_task else {}),
+                                     **({"env": {"PMI_RANK": str(t)}} if pmi else {})}
+                                    for local, t in enumerate(ranks)]})
         env = {k: v for k, v in base.items() if k not in ("SLURM_NODEID", "SLURM_GTIDS")}
         self.request = {"op": "step_launch", "step_id": int(step), "argv": command,
                         "cwd": opts.get("chdir") or os.getcwd(), "env": env, "nodes": nodes}

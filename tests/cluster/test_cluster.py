@@ -854,11 +854,14 @@ int main(int argc, char **argv) {
     ("mpicc.openmpi", "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 mpirun.openmpi ./hello"),
     # MPICH's hydra: srun ... hydra_pmi_proxy on every node (libfabric's tcp provider, as sites set it)
     ("mpicc.mpich", "FI_PROVIDER=tcp mpiexec.mpich ./hello"),
+    # no launcher: srun starts the six ranks and serves them PMI-1, as Flux's shell does
+    ("mpicc.mpich", "FI_PROVIDER=tcp srun ./hello"),
 ])
 def test_mpi_runs_its_ranks_across_three_nodes_through_melons_srun(melon_on_cluster: Melon, cluster: Cluster,
                                                                    mpicc: str, launch: str) -> None:
     """`mpirun -np 6` inside `sbatch -N 3 -n 6`: the MPI finds Slurm's variables, starts its
-    daemons through Melon's srun, and its six ranks, two on each node, reduce a sum together."""
+    daemons through Melon's srun, and its six ranks, two on each node, reduce a sum together;
+    or srun starts the ranks itself and they find each other through its PMI-1."""
     m = melon_on_cluster
     bin_dir = _shared_install(m)
     folder = m.work / "mpi"

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from conftest import Melon, slurm_names_env, wait_for
+from melond.spec.cpulist import parse_cpuset
 
 NODE_CPUS = len(os.sched_getaffinity(0))
 pytestmark = pytest.mark.skipif(NODE_CPUS < 2, reason="the jobs here hold 2 CPUs on each node")
@@ -186,3 +187,74 @@ def _environ(pid: int) -> dict[str, str]:
     except OSError:
         return {}
     return dict(e.decode(errors="replace").partition("=")[::2] for e in entries if b"=" in e)
+
+
+PMI_CLIENT = r"""import os, socket, sys, time
+host, port = os.environ["PMI_PORT"].rsplit(":", 1)
+conn = socket.create_connection((host, int(port)))
+stream = conn.makefile("rw")
+def ask(text):
+    stream.write(text + "\n")
+    stream.flush()
+    return dict(word.split("=", 1) for word in stream.readline().split())
+rank, size = int(os.environ["PMI_RANK"]), int(os.environ["PMI_SIZE"])
+assert rank == int(os.environ["SLURM_PROCID"])
+assert ask("cmd=init pmi_version=1 pmi_subversion=1")["rc"] == "0"
+kvs = ask("cmd=get_my_kvsname")["kvsname"]
+if sys.argv[1:] == ["abort"]:
+    if rank == 1:
+        stream.write("cmd=abort exitcode=7 message=rank 1 gave up\n")
+        stream.flush()
+        sys.exit(7)
+    time.sleep(60)
+ask(f"cmd=put kvsname={kvs} key=host-{rank} value={os.environ['SLURMD_NODENAME']}")
+stream.write("cmd=barrier_in\n")
+stream.flush()
+assert stream.readline().startswith("cmd=barrier_out")
+seen = [ask(f"cmd=get kvsname={kvs} key=host-{r}")["value"] for r in range(size)]
+mapping = ask(f"cmd=get kvsname={kvs} key=PMI_process_mapping")["value"]
+os.write(1, f"rank {rank} of {size} sees {','.join(seen)} {mapping}\n".encode())  # one write: ranks share a file
+ask("cmd=finalize")
+"""
+
+
+def test_srun_serves_pmi1_to_ranks_on_every_node(three: Melon) -> None:
+    """`srun ./mpi_program` as MPICH's library starts it: every task reaches srun's PMI-1 port
+    over TCP from its node, its key seen by every other after the barrier, with the process
+    mapping of the step's layout; MPI_Abort from one rank ends them all; --mpi=none serves none."""
+    (three.work / "pmi_client.py").write_text(PMI_CLIENT)
+    jid = _submit(three, "#!/bin/bash\n#SBATCH -N 3 -n 6 -o pmi-%j.out\n"
+                         "srun python3 pmi_client.py\n"
+                         "srun -m cyclic python3 pmi_client.py\n"
+                         "start=$SECONDS; srun python3 pmi_client.py abort; echo abort exited $? in $((SECONDS-start))\n"
+                         "srun --mpi=none -n 2 bash -c 'echo pmi:${PMI_PORT:-none}'\n")
+    job = three.wait_state(jid, {"CD", "F", "CA", "TO", "NF"}, timeout=90)
+    text = (three.work / f"pmi-{jid}.out").read_text()
+    assert job["state"] == "CD", text
+    block = sorted(line for line in text.splitlines() if "(vector,(0,3,2))" in line)
+    assert block == [f"rank {r} of 6 sees n1,n1,n2,n2,n3,n3 (vector,(0,3,2))" for r in range(6)], text
+    cyclic = sorted(line for line in text.splitlines() if "(vector,(0,3,1),(0,3,1))" in line)
+    assert cyclic == [f"rank {r} of 6 sees n1,n2,n3,n1,n2,n3 (vector,(0,3,1),(0,3,1))" for r in range(6)], text
+    assert "srun: error: a task called MPI_Abort (exit code 7): rank 1 gave up; killing the step's tasks" in text
+    assert "srun: error: n1: task 0: Killed" in text and "srun: error: n3: task 5: Killed" in text, text
+    took = int(text.split("abort exited 137 in ")[1].split()[0])
+    assert took < 30, text  # the other ranks' 60-second sleep was cut short
+    assert text.count("pmi:none") == 2, text
+
+
+def test_each_task_on_every_node_has_a_cpu_of_its_own(three: Melon) -> None:
+    """Tasks are bound as on the first node on the others too: two tasks on a node's two CPUs
+    get one each (`nproc` 1, different CPUs); `--cpu-bind=none` leaves each the node's two."""
+    jid = _submit(three, "#!/bin/bash\n#SBATCH -N 3 -n 6 -o bind-%j.out\n"
+                         "srun -l python3 -c 'import os; print(sorted(os.sched_getaffinity(0)))'\n"
+                         "srun -l --cpu-bind=none python3 -c 'import os; print(\"none\", len(os.sched_getaffinity(0)))'\n")
+    job = three.wait_state(jid, {"CD", "F", "CA", "TO", "NF"}, timeout=60)
+    text = (three.work / f"bind-{jid}.out").read_text()
+    assert job["state"] == "CD", text
+    cpus = {int(line.split(":")[0]): line.split(": ", 1)[1] for line in text.splitlines() if ": [" in line}
+    assert sorted(cpus) == list(range(6)), text
+    for node, part in enumerate(job["parts"]):
+        first, second = cpus[2 * node], cpus[2 * node + 1]
+        assert len(eval(first)) == 1 and len(eval(second)) == 1 and first != second, (part, text)
+        assert {*eval(first), *eval(second)} == set(parse_cpuset(part["cpu_ids"])), (part, text)
+    assert text.count("none 2") == 6, text

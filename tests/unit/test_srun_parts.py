@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from melon_cli.slurm.srun import _binding, _mode
+from melon_cli.slurm.srun import _binding, _mode, _unbound
 from melond.errors import MelonError
 
 
@@ -25,8 +25,11 @@ def test_exclusive_and_overlap_contradict() -> None:
         _mode({"exclusive": "", "overlap": ""})
 
 
-def test_each_task_gets_its_own_cpus_unless_told_not_to() -> None:
-    assert _binding([4, 5, 6, 7], 2, 2, "") == [[4, 5], [6, 7]]
-    assert _binding([4, 5, 6, 7], 2, 2, "quiet,none") == [[4, 5, 6, 7]] * 2
-    assert _binding([4, 5], 3, 1, "") == [[4, 5]] * 3  # too few for one each: they share the step's
-    assert _binding([], 2, 1, "") == []  # the job is not pinned
+def test_each_task_gets_its_own_cpus_unless_told_not_to(monkeypatch) -> None:
+    assert _binding([4, 5, 6, 7], 2, 2) == [[4, 5], [6, 7]]
+    assert _binding([4, 5], 3, 1) == [[4, 5]] * 3  # too few for one each: they share the step's
+    assert _binding([], 2, 1) == []  # the job is not pinned
+    monkeypatch.delenv("SLURM_CPU_BIND", raising=False)
+    assert _unbound({"cpu-bind": "quiet,none"}) and not _unbound({"cpu-bind": "cores"}) and not _unbound({})
+    monkeypatch.setenv("SLURM_CPU_BIND", "none")
+    assert _unbound({})
