@@ -523,17 +523,23 @@ class _Planner:
 
     def choose(self, job: PendingView, rooms: list[tuple[int, _Node]]) -> list[tuple[_Node, Share]] | None:
         """The nodes a spanning job gets, given how many of its tasks each can hold: the fewest
-        that hold them (the roomiest first, then by name; at least -N's least, at most its most),
-        in name order, with the tasks dealt over them as Slurm's block layout counts them."""
+        that hold them (the roomiest first, then by name; at least -N's least), or, for a range
+        of node counts (`-N 2-4`) or `--spread-job`, as many as are free now up to the most (and
+        no more than the tasks), as Slurm's -N "as many nodes as possible within the range";
+        `--use-min-nodes` keeps a range to the fewest. In name order, with the tasks dealt over
+        them as Slurm's block layout counts them."""
         shape = job.shape
         assert shape is not None
         if shape.exact:  # --ntasks-per-node without -n: that many on each node
             rooms = [(r, n) for r, n in rooms if r == shape.ntasks_per_node]
         rooms = sorted(((r, n) for r, n in rooms if r > 0), key=lambda rn: (-rn[0], rn[1].name))
+        spread = shape.spread_job or (not shape.use_min_nodes and shape.nodes_max is not None
+                                      and shape.nodes_max > shape.nodes_min)
+        most = min(shape.nodes_max if shape.nodes_max is not None else shape.ntasks, shape.ntasks)
         chosen: list[tuple[int, _Node]] = []
         total = 0
         for r, n in rooms:
-            if total >= shape.ntasks and len(chosen) >= shape.nodes_min:
+            if total >= shape.ntasks and len(chosen) >= shape.nodes_min and (not spread or len(chosen) >= most):
                 break
             chosen.append((r, n))
             total += r

@@ -204,7 +204,7 @@ QUIET_OPTIONS = frozenset({
     "account", "acctg-freq", "cluster", "clusters", "comment", "get-user-env", "kill-on-invalid-dep",
     "no-kill", "open-mode", "priority", "nice", "profile", "propagate", "qos",
     "quiet", "verbose", "wckey", "export-file", "ignore-pbs", "parsable", "usage", "help", "version",
-    # how a job's nodes are chosen among several: every Melon job has one node today
+    # how a spanning job's nodes are chosen: recorded, and read from there by its shape (Job.shape)
     "spread-job", "use-min-nodes",
 })
 

@@ -109,7 +109,9 @@ class Job:
         least = self.nodes_min or 1
         return make_shape(nodes=(least, self.nodes_max) if self.nodes_min else None, ntasks=self.ntasks,
                           ntasks_per_node=self.ntasks_per_node, cpus_per_task=self.cpus_per_task,
-                          exclusive=self.exclusive, distribution=self.distribution)
+                          exclusive=self.exclusive, distribution=self.distribution,
+                          spread_job="spread-job" in self.slurm_options,
+                          use_min_nodes="use-min-nodes" in self.slurm_options)
 
     @property
     def spans(self) -> bool:

@@ -258,3 +258,16 @@ def test_each_task_on_every_node_has_a_cpu_of_its_own(three: Melon) -> None:
         assert len(eval(first)) == 1 and len(eval(second)) == 1 and first != second, (part, text)
         assert {*eval(first), *eval(second)} == set(parse_cpuset(part["cpu_ids"])), (part, text)
     assert text.count("none 2") == 6, text
+
+
+def test_a_range_of_nodes_takes_what_is_free_and_use_min_nodes_the_fewest(three: Melon) -> None:
+    """`-N 2-3 -n 3` on three free nodes gets all three (sbatch.1: as many as possible within the
+    range), `--use-min-nodes` two; `-n 3 --spread-job` (from #SBATCH) one task on each node."""
+    got = {}
+    for name, options in (("range", "-N 2-3 -n 3"), ("fewest", "-N 2-3 -n 3 --use-min-nodes"),
+                          ("spread", "-n 3 --spread-job")):
+        jid = _submit(three, f"#!/bin/bash\n#SBATCH {options} -o {name}-%j.out\necho $SLURM_JOB_NODELIST\n")
+        job = three.wait_state(jid, {"CD", "F", "CA", "TO", "NF"}, timeout=60)
+        assert job["state"] == "CD", job
+        got[name] = (job["node_list"], [p["tasks"] for p in job["parts"]])
+    assert got == {"range": ("n[1-3]", [1, 1, 1]), "fewest": ("n[1-2]", [2, 1]), "spread": ("n[1-3]", [1, 1, 1])}

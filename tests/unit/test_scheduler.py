@@ -461,7 +461,8 @@ def snapshots(draw, with_arrays=True, with_blocked=True, wide=4):
             nodes_given = draw(st.none() | st.integers(1, 3))
             shape = make_shape(nodes=None if nodes_given is None else (nodes_given, nodes_given + draw(st.integers(0, 1))),
                                ntasks=ntasks, ntasks_per_node=per_node, cpus_per_task=draw(st.integers(1, 2)),
-                               exclusive=pending[-1].exclusive)
+                               exclusive=pending[-1].exclusive, spread_job=draw(st.integers(0, 4)) == 0,
+                               use_min_nodes=draw(st.integers(0, 4)) == 0)
             if shape.wide:
                 pending[-1] = replace(pending[-1], shape=shape, mem_per_cpu=draw(st.sampled_from([0, 0, 128, 512])),
                                       memory=draw(st.sampled_from([0, 128, 256, 1024])))
@@ -579,14 +580,18 @@ def _ref_room(j, n, mine, t0, t1):
 
 
 def _ref_choose(j, rooms):
-    """[(node, cpus, tasks, MiB)]: the fewest roomiest nodes (then by name), in name order, the
-    tasks dealt one per node per round; None when they cannot hold the job."""
+    """[(node, cpus, tasks, MiB)]: the fewest roomiest nodes (then by name), or for a range of
+    node counts without --use-min-nodes, or --spread-job, the roomiest up to the most (at most
+    one per task), in name order, the tasks dealt one per node per round; None when they cannot
+    hold the job."""
     sh = j.shape
     if sh.ntasks_per_node and not sh.ntasks_given:
         rooms = [(r, n) for r, n in rooms if r == sh.ntasks_per_node]
+    widest = sh.spread_job or (sh.nodes_max is not None and sh.nodes_max > sh.nodes_min and not sh.use_min_nodes)
     chosen, total = [], 0
     for r, n in sorted([(r, n) for r, n in rooms if r], key=lambda x: (-x[0], x[1].name)):
-        if total >= sh.ntasks and len(chosen) >= sh.nodes_min:
+        enough = total >= sh.ntasks and len(chosen) >= sh.nodes_min
+        if enough and (not widest or len(chosen) >= min(sh.ntasks, sh.nodes_max or sh.ntasks)):
             break
         chosen.append((r, n))
         total += r
@@ -869,7 +874,8 @@ def test_seeded_plans_with_many_jobs_spanning_nodes_match_the_reference():
                 per_node = rnd.choice([None, None, 1, 2, 4])
                 shape = make_shape(nodes=rnd.choice([None, None, (2, 2), (1, 3), (3, 3)]),
                                    ntasks=rnd.randint(1, 12) if per_node is None or rnd.random() < 0.5 else None,
-                                   ntasks_per_node=per_node, cpus_per_task=rnd.choice([1, 1, 2]), exclusive=j.exclusive)
+                                   ntasks_per_node=per_node, cpus_per_task=rnd.choice([1, 1, 2]), exclusive=j.exclusive,
+                                   spread_job=rnd.random() < 0.2, use_min_nodes=rnd.random() < 0.2)
                 if shape.wide:
                     j = replace(j, shape=shape, mem_per_cpu=rnd.choice([0, 0, 64]))
             pending.append(j)
@@ -906,6 +912,23 @@ def test_tasks_are_dealt_as_slurms_block_layout_on_the_fewest_nodes():
     result = plan(Snapshot(nodes, (run(9, "n1", 3),), (replace(job(1), shape=make_shape(nodes=(2, 2), ntasks=3)),)),
                   NOW)
     assert [(x.node, x.tasks) for x in result.starts[0].shares] == [("n2", 2), ("n3", 1)]  # n1 has room for 1
+
+
+def test_a_range_of_nodes_takes_as_many_as_are_free_unless_use_min_nodes():
+    """sbatch.1 -N: a range gets "as many nodes as possible within the range specified and
+    without delaying the initiation of the job"; --use-min-nodes prefers the smaller count;
+    --spread-job spreads -n's tasks over as many nodes as it can, evenly."""
+    nodes = tuple(node(f"n{i}") for i in range(1, 5))
+
+    def shares(**shape) -> list[tuple[str, int]]:
+        result = plan(Snapshot(nodes, (run(9, "n4", 4),), (replace(job(1), shape=make_shape(**shape)),)), NOW)
+        return [(x.node, x.tasks) for x in result.starts[0].shares]
+    assert shares(nodes=(2, 4), ntasks=4) == [("n1", 2), ("n2", 1), ("n3", 1)]  # n4 is busy: 3, not 4
+    assert shares(nodes=(2, 4), ntasks=4, use_min_nodes=True) == [("n1", 2), ("n2", 2)]
+    assert shares(nodes=(1, 2), ntasks=4) == [("n1", 2), ("n2", 2)]  # the range's most
+    assert shares(ntasks=4) == [("n1", 4)]  # no -N: the fewest
+    assert shares(ntasks=3, spread_job=True) == [("n1", 1), ("n2", 1), ("n3", 1)]
+    assert shares(ntasks=2, spread_job=True) == [("n1", 1), ("n2", 1)]  # never a node without a task
 
 
 def test_seeded_large_plans_match_the_reference():
