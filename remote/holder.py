@@ -12,10 +12,9 @@ It listens on an abstract Unix socket named for the node's spool and the run
 logs in as) and the job's own user may connect. A request is one JSON line:
 
     {"step": 3, "argv": [...], "cwd": "/work", "env": {...}, "tasks": [{"rank": 4, "localid": 0,
-     "bind": 2, "env": {...}}, ...]}
+     "cpus": [2, 3], "env": {...}}, ...]}
 
-(`bind`: the task's share of the job's CPUs here, that many each in local order; `cpus`: the
-exact ones)
+(`cpus`: the task's own, of the CPUs melond granted the step on this node)
 
 and the answer a stream of JSON lines while the tasks run: `{"rank": 4, "fd": 1, "data": BASE64}`
 for output, `{"rank": 4, "exit": CODE}` (a negative code: the signal that ended it) as each ends,
@@ -45,15 +44,6 @@ def address(scope: str, key: str) -> str:
 
 def run_key(job_id: str, run: str) -> str:
     return f"{int(job_id)}.{int(run)}" if int(run or 0) else str(int(job_id))
-
-
-def _share(per_task: int, local: int, ntasks: int) -> list[int]:
-    """A task's own `per_task` CPUs of the job's here (this holder's affinity), as srun binds
-    its own node's tasks; none (all of the job's) where they are too few to go round."""
-    ids = sorted(os.sched_getaffinity(0))
-    if per_task < 1 or len(ids) < ntasks * per_task:
-        return []
-    return ids[local * per_task:(local + 1) * per_task]
 
 
 def _peer_uid(sock: socket.socket) -> int:
@@ -148,11 +138,9 @@ class Holder:
                 os.dup2(ends[0][1], 1)
                 os.dup2(ends[1][1], 2)
                 os.closerange(3, 1 << 16)
-                cpus = task.get("cpus") or _share(int(task.get("bind") or 0), int(task.get("localid", 0)),
-                                                  len(request.get("tasks", [])))
-                if cpus:
+                if task.get("cpus"):
                     try:
-                        os.sched_setaffinity(0, cpus)
+                        os.sched_setaffinity(0, task["cpus"])
                     except OSError:
                         pass
                 os.chdir(request.get("cwd") or "/")

@@ -175,6 +175,8 @@ def _create_step(request: dict, job: str) -> dict | None:
         code = reply.get("error", {}).get("code")
         if code == "too_many":
             raise MelonError(f"Unable to create step for job {job}: More processors requested than permitted")
+        if code == "bad_request":
+            raise MelonError(f"Unable to create step for job {job}: {reply['error'].get('message')}")
         if code != "busy":
             return None  # melond cannot number it now (lost the node, restarting): run it unrecorded
         if not said:
@@ -202,6 +204,9 @@ def run_tasks(opts: dict[str, str], command: list[str]) -> int:
     if len(placed.nodes) > 1:
         from melond.spec.timespec import ranged_hostlist
         request["nodelist"] = ranged_hostlist(placed.nodes)
+    if len(_allocation()[0]) > 1:  # a job spanning nodes: its steps hold CPUs on each of theirs
+        request.update(layout={node: len(tasks) for node, tasks in zip(placed.nodes, placed.tasks)},
+                       cpus_per_task=per_task)
     numbered = _create_step(request, job)
     step = str(numbered["step_id"]) if numbered else "0"
     if numbered is None and placed.nodes != [here]:
@@ -209,12 +214,11 @@ def run_tasks(opts: dict[str, str], command: list[str]) -> int:
                          f"and tasks on other nodes ({', '.join(n for n in placed.nodes if n != here)}) start "
                          f"only through it; try again")
     local = placed.tasks[placed.nodes.index(here)] if here in placed.nodes else []
-    # a step of a job spanning nodes is granted CPUs by count: here, as on its other nodes, the
-    # tasks share out the job's CPUs on the node (this srun's own)
-    ids = (numbered or {}).get("cpu_ids") or (sorted(os.sched_getaffinity(0)) if len(_allocation()[0]) > 1 else [])
-    binding = [] if _unbound(opts) else _binding(ids, len(local), per_task)
+    granted = {} if _unbound(opts) else (numbered or {}).get("node_cpu_ids") or {here: (numbered or {}).get("cpu_ids")}
+    bindings = {node: _binding(granted.get(node) or [], len(tasks), per_task)
+                for node, tasks in zip(placed.nodes, placed.tasks)}
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    code, worst_signal = _run_step(opts, command, placed, here, step, binding, per_task)
+    code, worst_signal = _run_step(opts, command, placed, here, step, bindings)
     if numbered:
         used = resource.getrusage(resource.RUSAGE_CHILDREN)
         cpu = (used.ru_utime + used.ru_stime) - (before.ru_utime + before.ru_stime)
@@ -281,8 +285,10 @@ def _step_env(placed, step: str) -> dict[str, str]:
 
 
 def _run_step(opts: dict[str, str], command: list[str], placed, here: str, step: str,
-              binding: list[list[int]] = (), per_task: int = 1) -> tuple[int, int]:
-    """Run the tasks: (srun's exit code, the highest signal that ended a task, 0 for none)."""
+              bindings: dict[str, list[list[int]]]) -> tuple[int, int]:
+    """Run the tasks: (srun's exit code, the highest signal that ended a task, 0 for none);
+    `bindings`: each node's tasks' CPUs, in local order (none: not bound)."""
+    binding = bindings.get(here) or []
     base = _step_env(placed, step)
     ntasks = placed.ntasks
     index = placed.nodes.index(here) if here in placed.nodes else -1
@@ -303,8 +309,7 @@ def _run_step(opts: dict[str, str], command: list[str], placed, here: str, step:
             pmi = _pmi(placed, here, step, base, lambda: _stop(procs, signal.SIGKILL, remote))
         if len(ranks) < ntasks:  # tasks on the job's other nodes: through melond, started first
             remote = _Remote(opts, command, placed, here, step, base, files, append, label_width, kill_on_bad_exit,
-                             lambda: _stop(procs, signal.SIGKILL), pmi=pmi is not None,
-                             per_task=0 if _unbound(opts) else per_task)
+                             lambda: _stop(procs, signal.SIGKILL), pmi=pmi is not None, bindings=bindings)
         for local, task in enumerate(ranks):
             env = {**base, "SLURM_PROCID": str(task), "SLURM_LOCALID": str(local)}
             if pmi is not None:
@@ -393,7 +398,7 @@ class _Remote:
 
     def __init__(self, opts: dict[str, str], command: list[str], placed, here: str, step: str, base: dict,
                  files: dict[str, int], append: bool, label_width: int, kill_on_bad_exit: bool, kill_local,
-                 pmi: bool = False, per_task: int = 0) -> None:
+                 pmi: bool = False, bindings: dict[str, list[list[int]]] | None = None) -> None:
         import threading
         self.opts, self.step, self.files, self.append, self.width = opts, step, files, append, label_width
         self.kill_on_bad_exit, self.kill_local = kill_on_bad_exit, kill_local
@@ -415,7 +420,8 @@ class _Remote:
                     (out if opts.get("output") else 2)
                 self.targets[(task, 1)], self.targets[(task, 2)] = out, err
             nodes.append({"node": node, "env": {"SLURM_NODEID": str(i), "SLURM_GTIDS": ",".join(map(str, ranks))},
-                          "tasks": [{"rank": t, "localid": local, **({"bind": per_task} if per_task else {}),
+                          "tasks": [{"rank": t, "localid": local,
+                                     **({"cpus": cpus[local]} if (cpus := (bindings or {}).get(node)) else {}),
                                      **({"env": {"PMI_RANK": str(t)}} if pmi else {})}
                                     for local, t in enumerate(ranks)]})
         env = {k: v for k, v in base.items() if k not in ("SLURM_NODEID", "SLURM_GTIDS")}

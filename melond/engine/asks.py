@@ -96,16 +96,29 @@ class JobAsks:
         now = time.time()
         if request["op"] == "step_start":
             mode, want = request.get("mode") or steps.WHOLE, int(request["cpus"])
-            cpus, ids = job.cpus, [] if job.spans else parse_cpuset(job.cpu_ids)  # spanning: counted, not named
+            if job.spans:  # CPUs held on each of the step's nodes: srun says how many tasks go where
+                per_task = int(request.get("cpus_per_task") or 1)
+                wanted = {self.relay.nodes.get(h, h): int(n) * per_task for h, n in (request.get("layout") or {}).items()}
+                parts = {p.node: parse_cpuset(p.cpu_ids) or list(range(p.cpus)) for p in job.placed}
+                if not wanted or not set(wanted) <= set(parts):
+                    return _refused("bad_request", f"job {job.id} runs on {', '.join(parts)}; the step names "
+                                                   f"{', '.join(wanted) or 'no node'}")
+                decide = lambda running: steps.grant_nodes(mode, wanted, parts, running)  # noqa: E731
+            else:
+                cpus, ids = job.cpus, parse_cpuset(job.cpu_ids)
+                decide = lambda running: steps.grant(mode, want, cpus, ids, running)  # noqa: E731
             try:
                 step_id, ids = await self.store.write(
                     Store.op_step_start, job.id, job.run, str(request.get("nodelist") or node), str(request["name"]),
-                    int(request["ntasks"]),
-                    lambda running: steps.grant(mode, want, cpus, ids, running), now)
+                    int(request["ntasks"]), decide, now)
             except steps.Busy:
                 return {"ok": False, "busy": True, "error": {"code": "busy", "message": "Requested nodes are busy"}}
             except ValueError as exc:
                 return _refused("too_many", str(exc))
+            if isinstance(ids, dict):
+                by_host = {self.relay.hosts.get(n, n): i for n, i in ids.items()}
+                return {"ok": True, "job_id": job.id, "step_id": step_id,
+                        "cpu_ids": by_host.get(self.relay.hosts.get(node, node), []), "node_cpu_ids": by_host}
             return {"ok": True, "job_id": job.id, "step_id": step_id, "cpu_ids": ids}
         changes = {"state": step.end_state(request.get("exit_code"), request.get("signal"), request.get("oom") is True),
                    "exit_code": request.get("exit_code"), "exit_signal": request.get("signal"),

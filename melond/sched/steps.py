@@ -2,14 +2,15 @@
 
 A step without --exact holds all of the job's CPUs, so a second one waits for it; --exact (or -c)
 holds ntasks x cpus-per-task of them, never CPUs another running step holds; --overlap holds none.
-The store applies `grant` inside the write that records the step, so two sruns at once never get
-the same CPUs.
+The store applies `grant` (a one-node job) or `grant_nodes` (a job spanning nodes, whose steps
+hold CPUs on each of their nodes) inside the write that records the step, so two sruns at once
+never get the same CPUs.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
-from melond.spec.cpulist import parse_cpuset
+from melond.spec.cpulist import parse_cpuset, parse_node_cpusets
 from melond.state.step import Step
 
 WHOLE, EXACT, OVERLAP = "whole", "exact", "overlap"
@@ -33,3 +34,28 @@ def grant(mode: str, want: int, job_cpus: int, job_ids: list[int], running: Sequ
         raise Busy()
     taken = {c for s in running for c in parse_cpuset(s.cpu_ids)}
     return need, [c for c in job_ids if c not in taken][:need] if job_ids else []
+
+
+def grant_nodes(mode: str, want: Mapping[str, int], job_ids: Mapping[str, list[int]],
+                running: Sequence[Step]) -> tuple[int, dict[str, list[int]]]:
+    """A step of a job spanning nodes: on each node it runs on, `whole` all of the job's CPUs
+    there, `exact` the CPUs `want` names for that node, `overlap` none held; never CPUs a running
+    step holds on that node (Busy), never more than the job has there (ValueError)."""
+    if mode == OVERLAP:
+        return 0, {node: list(job_ids.get(node, ())) for node in want}
+    taken: dict[str, set[int]] = {}
+    for s in running:
+        for node, ids in parse_node_cpusets(s.cpu_ids).items():
+            taken.setdefault(node, set()).update(ids)
+    out: dict[str, list[int]] = {}
+    for node, asked in want.items():
+        ids = job_ids.get(node, [])
+        need = len(ids) if mode == WHOLE else asked
+        if need > len(ids):
+            raise ValueError(f"More processors requested than permitted ({need} asked on {node}, the job has "
+                             f"{len(ids)} there)")
+        free = [c for c in ids if c not in taken.get(node, ())]
+        if len(free) < need:
+            raise Busy()
+        out[node] = free[:need]
+    return sum(len(ids) for ids in out.values()), out

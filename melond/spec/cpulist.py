@@ -6,7 +6,7 @@ from __future__ import annotations
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Mapping
 
 
 def cpuset_text(ids: Iterable[int]) -> str:
@@ -34,3 +34,18 @@ def parse_cpuset(text: str | None) -> list[int]:
         low, dash, high = part.partition("-")
         ids.extend(range(int(low), int(high) + 1) if dash else [int(low)])
     return ids
+
+
+def node_cpusets_text(by_node: Mapping[str, Iterable[int]]) -> str:
+    """`n1:0-1;n2:4`: a step's CPUs on each node of a job that spans nodes."""
+    return ";".join(f"{node}:{cpuset_text(ids)}" for node, ids in by_node.items())
+
+
+def parse_node_cpusets(text: str | None) -> dict[str, list[int]]:
+    """`n1:0-1;n2:4` by node; a plain cpuset (a one-node job's step) is node ''."""
+    out: dict[str, list[int]] = {}
+    for entry in (text or "").split(";"):
+        node, colon, ids = entry.rpartition(":")
+        if entry.strip():
+            out[node if colon else ""] = parse_cpuset(ids)
+    return out

@@ -27,7 +27,7 @@ import sqlite_utils
 
 from melond.errors import MelonError
 from melond.figures import Timings
-from melond.spec.cpulist import cpuset_text
+from melond.spec.cpulist import cpuset_text, node_cpusets_text
 from melond.spec.states import State
 from melond.state import dbfile, pages
 from melond.state import step
@@ -206,10 +206,12 @@ class Store:
 
     @staticmethod
     def op_step_start(conn: sqlite3.Connection, job_id: int, run: int, node: str | None, name: str, ntasks: int,
-                      decide: Callable[[list[Step]], tuple[int, list[int]]], now: float) -> tuple[int, list[int]]:
+                      decide: Callable[[list[Step]], tuple[int, list[int] | dict[str, list[int]]]],
+                      now: float) -> tuple[int, list[int] | dict[str, list[int]]]:
         """Number a new step of the job's run (0, 1, ...) and record it running, holding the CPUs
         `decide` gives it given the running steps that hold some (decided here, in the write
-        transaction, so two sruns at once never get the same CPUs; `decide` may raise to refuse)."""
+        transaction, so two sruns at once never get the same CPUs; `decide` may raise to refuse):
+        a list of ids, or ids by node for a job spanning nodes."""
         running = [Step.from_row(r) for r in conn.execute(
             "SELECT * FROM steps WHERE job_id = ? AND run = ? AND state = ? AND cpus > 0", (job_id, run, step.RUNNING))]
         cpus, ids = decide(running)
@@ -218,7 +220,8 @@ class Store:
         conn.execute("INSERT INTO steps (job_id, run, step_id, name, state, node, ntasks, cpus, start_time, cpu_ids) "
                      "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                      (job_id, run, step_id, name, step.RUNNING, node, ntasks, cpus, now,
-                      cpuset_text(ids) if cpus and ids else None))
+                      (node_cpusets_text(ids) if isinstance(ids, dict) else cpuset_text(ids)) if cpus and ids
+                      else None))
         return step_id, ids
 
     @staticmethod

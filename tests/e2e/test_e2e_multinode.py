@@ -271,3 +271,29 @@ def test_a_range_of_nodes_takes_what_is_free_and_use_min_nodes_the_fewest(three:
         assert job["state"] == "CD", job
         got[name] = (job["node_list"], [p["tasks"] for p in job["parts"]])
     assert got == {"range": ("n[1-3]", [1, 1, 1]), "fewest": ("n[1-2]", [2, 1]), "spread": ("n[1-3]", [1, 1, 1])}
+
+
+def test_exact_steps_divide_a_spanning_jobs_cpus_on_every_node(three: Melon) -> None:
+    """Two `--exact` steps at once across a job's three nodes each hold one CPU of the two on
+    every node, not the same one; a whole step then waits for them, and takes both on each."""
+    (three.work / "aff.py").write_text("import os\nprint(os.environ['SLURMD_NODENAME'], *sorted(os.sched_getaffinity(0)))\n")
+    aff = "python3 aff.py"
+    jid = _submit(three, "#!/bin/bash\n#SBATCH -N 3 -n 6 -o ex-%j.out -e ex-%j.err\n"
+                         f"srun --exact -N 3 -n 3 sh -c 'touch a.$SLURM_PROCID; while [ ! -e b.$SLURM_PROCID ]; "
+                         f"do sleep 0.05; done; echo A $({aff}); sleep 1' &\n"
+                         f"srun --exact -N 3 -n 3 sh -c 'touch b.$SLURM_PROCID; while [ ! -e a.$SLURM_PROCID ]; "
+                         f"do sleep 0.05; done; echo B $({aff}); sleep 1' &\n"
+                         "sleep 0.5; srun -l sh -c 'echo W $(nproc)'\nwait\n")
+    job = three.wait_state(jid, {"CD", "F", "CA", "TO", "NF"}, timeout=60)
+    text = (three.work / f"ex-{jid}.out").read_text()
+    assert job["state"] == "CD", text + (three.work / f"ex-{jid}.err").read_text()
+    held = {}
+    for line in text.splitlines():
+        if line[:2] in ("A ", "B "):
+            step, node, *cpus = line.split()
+            assert len(cpus) == 1, text
+            held.setdefault(node, []).append(cpus[0])
+    assert sorted(held) == ["n1", "n2", "n3"] and all(sorted(c) == ["0", "1"] for c in held.values()), text
+    assert sorted(line.split(": ")[1] for line in text.splitlines() if ": W" in line) == ["W 1"] * 6, text
+    err = (three.work / f"ex-{jid}.err").read_text()
+    assert f"srun: Job {jid} step creation temporarily disabled" in err, err

@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from melond.sched.cpus import pick
-from melond.spec.cpulist import cpuset_text, parse_cpuset
+from melond.spec.cpulist import cpuset_text, node_cpusets_text, parse_cpuset, parse_node_cpusets
 
 
 def test_a_job_takes_the_socket_that_fits_it_most_tightly() -> None:
@@ -41,3 +41,10 @@ def test_jobs_on_a_node_never_share_a_cpu(sizes: list, rnd: random.Random) -> No
 def test_cpuset_text_is_the_kernels_list_form(ids: list, text: str) -> None:
     assert cpuset_text(ids) == text
     assert parse_cpuset(text) == sorted(ids)
+
+
+def test_a_spanning_steps_cpus_by_node_read_back() -> None:
+    by_node = {"node1": [0, 1], "gpu-2": [4], "x": []}
+    assert node_cpusets_text(by_node) == "node1:0-1;gpu-2:4;x:"
+    assert parse_node_cpusets("node1:0-1;gpu-2:4;x:") == by_node
+    assert parse_node_cpusets("0-3") == {"": [0, 1, 2, 3]} and parse_node_cpusets(None) == {}

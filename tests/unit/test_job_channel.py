@@ -24,6 +24,7 @@ def test_malformed_asks_say_what_is_accepted(request_: object) -> None:
 
 @pytest.mark.parametrize("request_", [
     {"op": "step_start", "name": "sh", "ntasks": 2, "cpus": 0},
+    {"op": "step_start", "name": "sh", "ntasks": 4, "cpus": 8, "layout": {"n1": 2, "n2": 2}, "cpus_per_task": 2},
     {"op": "step_end", "step_id": 0, "exit_code": 3, "signal": None, "cpu_time": 0.25, "max_rss": 1 << 20},
     {"op": "step_end", "step_id": 4, "signal": 9, "oom": True},
 ])
@@ -36,6 +37,9 @@ def test_srun_asks_for_its_step_number_and_says_how_it_ended(request_: dict) -> 
                                                                "cpus": 0},
     {"op": "step_start", "name": "sh", "ntasks": 0, "cpus": 0}, {"op": "step_start", "name": "sh", "ntasks": True,
                                                                  "cpus": 0},
+    {"op": "step_start", "name": "sh", "ntasks": 1, "cpus": 1, "layout": {"n1": 0}},
+    {"op": "step_start", "name": "sh", "ntasks": 1, "cpus": 1, "layout": ["n1"]},
+    {"op": "step_start", "name": "sh", "ntasks": 1, "cpus": 1, "cpus_per_task": 0},
     {"op": "step_end"}, {"op": "step_end", "step_id": -1}, {"op": "step_end", "step_id": 1, "exit_code": "3"},
     {"op": "step_end", "step_id": 1, "cpu_time": "x"}, {"op": "step_end", "step_id": 1, "oom": 1},
 ])

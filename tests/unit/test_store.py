@@ -392,6 +392,36 @@ def test_steps_are_numbered_per_run_closed_once_and_ended_with_their_job(db_path
         (0, "FAILED", 3, NOW + 2, "0-1"), (1, "TIMEOUT", None, NOW + 4, None), (2, "TIMEOUT", None, NOW + 4, "2-3")]
 
 
+def test_a_spanning_jobs_steps_hold_cpus_on_each_of_their_nodes(db_path):
+    """Two --exact steps over a job's two nodes (0-1 on each) take one CPU each on every node;
+    a third finds both nodes full; a whole step on one node takes all of that node's, and the
+    record names each node's ids."""
+    parts = {"n1": [0, 1], "n2": [2, 3]}
+
+    def grant(mode, want):
+        return lambda running: steps.grant_nodes(mode, want, parts, running)
+
+    async def body(store):
+        [jid] = await store.write(Store.op_insert_jobs, [row(state="RUNNING", cpus=4, node="n1")], "alice", NOW)
+        first = await store.write(Store.op_step_start, jid, 0, "n[1-2]", "a", 2, grant("exact", {"n1": 1, "n2": 1}),
+                                  NOW)
+        second = await store.write(Store.op_step_start, jid, 0, "n[1-2]", "b", 2, grant("exact", {"n1": 1, "n2": 1}),
+                                   NOW)
+        with pytest.raises(steps.Busy):
+            await store.write(Store.op_step_start, jid, 0, "n2", "c", 1, grant("exact", {"n2": 1}), NOW)
+        with pytest.raises(ValueError, match="3 asked on n1, the job has 2 there"):
+            await store.write(Store.op_step_start, jid, 0, "n1", "d", 3, grant("exact", {"n1": 3}), NOW)
+        await store.write(Store.op_step_end, jid, 0, 0, {"state": "COMPLETED"}, NOW + 1)
+        await store.write(Store.op_step_end, jid, 0, 1, {"state": "COMPLETED"}, NOW + 1)
+        whole = await store.write(Store.op_step_start, jid, 0, "n2", "w", 1, grant("whole", {"n2": 1}), NOW + 2)
+        return first, second, whole, [s.cpu_ids for s in store.steps([jid])]
+
+    first, second, whole, recorded = with_store(db_path, body)
+    assert (first, second) == ((0, {"n1": [0], "n2": [2]}), (1, {"n1": [1], "n2": [3]}))
+    assert whole == (2, {"n2": [2, 3]})
+    assert recorded == ["n1:0;n2:2", "n1:1;n2:3", "n2:2-3"]
+
+
 def test_a_runs_end_closes_its_running_steps_in_the_same_write(db_path):
     async def body(store):
         [jid] = await store.write(Store.op_insert_jobs, [row(state="RUNNING", cpus=2, node="n1")], "alice", NOW)
