@@ -144,7 +144,7 @@ def with_steps(jobs: list[dict]) -> list[dict]:
         if state:
             out.append({**job, "label": parent + ".batch", "parent": parent, "name": "batch", "partition": "",
                         "state": state, "steps": None, "node": job.get("batch_host") or job.get("node"),
-                        "num_nodes": 1})
+                        "num_nodes": 1, "ntasks": 1})  # the batch script: one task, as Slurm's J.batch
         for st in job["steps"]:
             out.append({**job, "label": f"{parent}.{st['step_id']}", "parent": parent, "name": st["name"],
                         "partition": "", "state": st["state"], "exit_code": st["exit_code"],

@@ -13,7 +13,7 @@ import pytest
 
 from melon_cli.client import Client
 from melond.errors import NotFound
-from conftest import BIN, SPIN, Cluster, Melon, as_user, needs_root, wait_for
+from conftest import BIN, SPIN, Cluster, Melon, as_user, needs_root, slurm_names_env, wait_for
 
 
 def _ran_on(melon: Melon, jid: int) -> str:
@@ -830,6 +830,10 @@ def test_a_job_on_three_nodes_runs_srun_tasks_on_each_through_melond(melon_on_cl
         name, _host, nodeid, _, nodelist = line[3:].split()
         assert name == nodes[rank] and nodeid == str(rank) and nodelist == job["node_list"], text
     assert f"srun: error: {nodes[2]}: task 2: Exited with exit code 2" in text and "srun exited 2" in text, text
+    sacct = subprocess.run(["sacct", "-j", str(jid), "-n", "-P", "-o", "JobID,NNodes,NodeList,NTasks,State,ExitCode"],
+                           capture_output=True, text=True, env=slurm_names_env(m), timeout=30).stdout
+    assert sacct.splitlines() == [f"{jid}|3|node[1-3]||COMPLETED|0:0", f"{jid}.batch|1|node1|1|COMPLETED|0:0",
+                                  f"{jid}.0|3|node[1-3]|3|COMPLETED|0:0", f"{jid}.1|3|node[1-3]|3|FAILED|2:0"], sacct
 
 
 HELLO_MPI = r"""#include <mpi.h>

@@ -77,5 +77,5 @@ def test_step_rows_follow_their_job_as_sacct_lists_them() -> None:
         (None, "train", "PENDING", "gpu")]
     text = render(parse_format("JobID,JobName,State,ExitCode,NTasks,AllocCPUS"), rows, 100.0, header=False,
                   parsable="")
-    assert text.splitlines() == ["7|train|TIMEOUT|0:15||4", "7.batch|batch|CANCELLED|0:15||4",
+    assert text.splitlines() == ["7|train|TIMEOUT|0:15||4", "7.batch|batch|CANCELLED|0:15|1|4",
                                  "7.0|python|CANCELLED|0:15|2|2", "8|train|PENDING|0:15||0"]
