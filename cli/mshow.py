@@ -43,6 +43,7 @@ def parseable(job: dict) -> dict:
         "num_nodes": job.get("num_nodes", 1), "node_list": job.get("node_list"), "num_tasks": job.get("num_tasks", 1),
         "parts": [dict(zip(("node", "cpus", "tasks", "memory_mib", "cpu_ids"), p)) for p in job.get("parts") or []],
         "cpus_per_task": job.get("cpus_per_task", job["cpus"]), "cpu_ids": job.get("cpu_ids"),
+        "interactive": bool(job.get("interactive")), "attached": job.get("attached", 0),
         "extensions": extensions(job),
         "steps": job.get("steps", []),
         "events": job.get("events", []),

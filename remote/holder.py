@@ -59,6 +59,10 @@ class Step:
         self.pipes: dict[int, tuple[int, int]] = {}  # read end -> (rank, fd)
         self.pids: dict[int, int] = {}  # pid -> rank
         self.exits = 0
+        self.master: int | None = None  # a terminal's side that the holder keeps
+        self.inbox = b""
+        self.final = False  # its end is the job's: the holder exits with its code
+        self.code: int | None = None
 
     def send(self, message: dict) -> None:
         data = json.dumps(message).encode() + b"\n"
@@ -67,6 +71,9 @@ class Step:
             self.conn.sendall(data)
         except OSError:  # srun's side gone: the tasks run on until the step or the job ends
             pass
+        finally:
+            if self.master is not None:
+                self.conn.setblocking(False)
 
     @property
     def done(self) -> bool:
@@ -98,20 +105,116 @@ class Holder:
         conn.settimeout(10)
         data = b""
         try:
-            while not data.endswith(b"\n") and len(data) < MAX_REQUEST:
+            while b"\n" not in data and len(data) < MAX_REQUEST:
                 chunk = conn.recv(65536)
                 if not chunk:
                     break
                 data += chunk
-            request = json.loads(data)
+            first, _, rest = data.partition(b"\n")
+            request = json.loads(first)
         except (OSError, ValueError):
             conn.close()
             return
         step = Step(conn)
         self.steps.append(step)
-        for task in request.get("tasks", []):
-            self._start(step, request, task)
+        if request.get("pty"):
+            step.final = bool(request.get("final"))
+            self._start_pty(step, request, rest)
+        else:
+            for task in request.get("tasks", []):
+                self._start(step, request, task)
         self._settle(step)
+
+    def _start_pty(self, step: Step, request: dict, pending: bytes) -> None:
+        """One task on a terminal of its own: its session and controlling terminal a new pty's,
+        sized as the user's window; the connection then carries what the user types (`stdin`),
+        window changes (`resize`) and nothing else; closing it hangs the terminal up."""
+        import fcntl
+        import termios
+        task = (request.get("tasks") or [{"rank": 0}])[0]
+        rank = int(task.get("rank", 0))
+        env = {**self.env, **dict(request.get("env") or {}), **dict(task.get("env") or {})}
+        env.update({"SLURM_PROCID": str(rank), "SLURM_LOCALID": str(task.get("localid", 0))})
+        master, slave = os.openpty()
+        _winsize(master, request["pty"])
+        try:
+            pid = os.fork()
+        except OSError as exc:
+            os.close(master)
+            os.close(slave)
+            step.send({"rank": rank, "error": f"fork: {exc.strerror}"})
+            step.send({"rank": rank, "exit": 2})
+            return
+        if pid == 0:  # pragma: no cover - the task
+            try:
+                signal.set_wakeup_fd(-1)
+                for sig in (signal.SIGCHLD, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2,
+                            signal.SIGPIPE, signal.SIGTERM, signal.SIGALRM, signal.SIGQUIT, signal.SIGCONT,
+                            signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU):
+                    signal.signal(sig, signal.SIG_DFL)
+                os.setsid()
+                fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
+                for fd in (0, 1, 2):
+                    os.dup2(slave, fd)
+                os.closerange(3, 1 << 16)
+                where = request.get("cwd") or env.get("HOME") or "/"
+                try:
+                    os.chdir(where)
+                except OSError as exc:  # as slurmstepd does
+                    os.write(2, f"slurmstepd: error: couldn't chdir to `{where}': {exc.strerror}: going to /tmp "
+                                f"instead\r\n".encode())
+                    os.chdir("/tmp")
+                argv = list(request["argv"])
+                os.execvpe(argv[0], argv, env)
+            except OSError as exc:
+                os.write(2, f"slurmstepd: error: execve(): {request['argv'][0]}: {exc.strerror}\r\n".encode())
+            finally:
+                os._exit(2)
+        os.close(slave)
+        step.pids[pid] = rank
+        step.master = master
+        step.pipes[master] = (rank, 1)
+        self.sel.register(master, selectors.EVENT_READ, lambda f, s=step: self._output(s, f))
+        step.conn.setblocking(False)
+        step.inbox = pending
+        self.sel.register(step.conn, selectors.EVENT_READ, lambda c, s=step: self._typed(s))
+        if pending:
+            self._typed(step, read=False)
+
+    def _typed(self, step: Step, read: bool = True) -> None:
+        """Lines from srun's side of a terminal: keystrokes and window sizes; its end, a hangup."""
+        if read:
+            try:
+                data = step.conn.recv(65536)
+            except BlockingIOError:
+                return
+            except OSError:
+                data = b""
+            if not data:
+                self.sel.unregister(step.conn)
+                if step.master is not None:  # the shell and its jobs get SIGHUP, as when a terminal closes
+                    for pid in step.pids:
+                        try:
+                            os.killpg(os.getpgid(pid), signal.SIGHUP)
+                        except OSError:
+                            pass
+                return
+            step.inbox += data
+        while b"\n" in step.inbox:
+            line, _, step.inbox = step.inbox.partition(b"\n")
+            try:
+                message = json.loads(line)
+            except ValueError:
+                continue
+            if step.master is None:
+                continue
+            if "stdin" in message:
+                try:
+                    os.write(step.master, base64.b64decode(message["stdin"]))
+                except OSError:
+                    pass
+            if "resize" in message:
+                _winsize(step.master, message["resize"])
 
     def _start(self, step: Step, request: dict, task: dict) -> None:
         rank = int(task["rank"])
@@ -160,7 +263,9 @@ class Holder:
     def _output(self, step: Step, fd: int) -> None:
         try:
             data = os.read(fd, 65536)
-        except OSError:
+        except BlockingIOError:
+            return
+        except OSError:  # EIO: a terminal whose every other end has closed
             data = b""
         rank, stream = step.pipes[fd]
         if data:
@@ -169,7 +274,30 @@ class Holder:
         self.sel.unregister(fd)
         os.close(fd)
         del step.pipes[fd]
+        if fd == step.master:
+            step.master = None
         self._settle(step)
+
+    def _hang_up(self, step: Step) -> None:
+        """The terminal's task ended: what it wrote last goes out, then the terminal closes (what
+        it left running in the background gets SIGHUP, as when a login ends)."""
+        master = step.master
+        os.set_blocking(master, False)
+        while step.master is not None:
+            try:
+                data = os.read(master, 65536)
+            except BlockingIOError:
+                break
+            except OSError:
+                data = b""
+            if not data:
+                break
+            step.send({"rank": step.pipes[master][0], "fd": 1, "data": base64.b64encode(data).decode()})
+        if step.master is not None:
+            self.sel.unregister(master)
+            os.close(master)
+            del step.pipes[master]
+            step.master = None
 
     def _reap(self, fd: int) -> None:
         try:
@@ -186,14 +314,42 @@ class Holder:
             for step in self.steps:
                 if pid in step.pids:
                     rank = step.pids.pop(pid)
-                    step.send({"rank": rank, "exit": os.waitstatus_to_exitcode(status)})
+                    step.code = os.waitstatus_to_exitcode(status)
+                    step.send({"rank": rank, "exit": step.code})
+                    if step.master is not None and not step.pids:
+                        self._hang_up(step)
                     self._settle(step)
 
     def _settle(self, step: Step) -> None:
         if step.done and step in self.steps:
             step.send({"done": True})
+            try:
+                self.sel.unregister(step.conn)  # a terminal's, read for keystrokes
+            except (KeyError, ValueError):
+                pass
             step.conn.close()
             self.steps.remove(step)
+            if step.final:  # an interactive allocation's shell: its end is the job's
+                _exit_as(step.code if step.code is not None else 0)
+
+
+def _winsize(master: int, size: object) -> None:
+    import fcntl
+    import termios
+    try:
+        rows, cols = (int(n) for n in size)  # type: ignore[union-attr]
+        fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+    except (OSError, TypeError, ValueError):
+        pass
+
+
+def _exit_as(code: int) -> None:
+    """Exit as the task did: with its code, or by its signal (the job records which)."""
+    sys.stdout.flush()
+    if code < 0:
+        signal.signal(-code, signal.SIG_DFL)
+        os.kill(os.getpid(), -code)
+    os._exit(code)
 
 
 def main() -> None:

@@ -24,6 +24,7 @@ class Op(StrEnum):
     ANSWER = "answer"  # ask, reply: melond's answer to a job's ask (Event.ASK)
     LAUNCH = "launch"  # job_id, run, step, argv, cwd, tasks: srun's tasks on a further node of the job (remote/holder.py)
     RELAY = "relay"  # ask, message: one of the lines a streamed answer to a job's ask carries (before its ANSWER)
+    FEED = "feed"  # job_id, run, step, stdin (base64) | resize ([rows, cols]) | hangup: a terminal's input (Op.LAUNCH with pty)
     READ_OUTPUT = "read_output"  # path, user, uid, offset, limit: part of a job's output file, opened as the user (remote/output.py)
 
 

@@ -15,6 +15,7 @@ from .protocol import Event
 
 CONNECT_WAIT = 10.0  # seconds a holder that is just starting has to open its socket
 MAX_LINE = 1 << 22
+TERMINALS: dict[tuple[int, int, int], asyncio.StreamWriter] = {}  # (job, run, step) -> its holder connection
 
 
 async def launch(scope: str, msg: dict, send: Callable[[dict], None]) -> None:
@@ -34,9 +35,31 @@ async def launch(scope: str, msg: dict, send: Callable[[dict], None]) -> None:
             await asyncio.sleep(0.05)
     request = {"step": step, "argv": msg["argv"], "cwd": msg.get("cwd"), "env": msg.get("env") or {},
                "tasks": msg["tasks"]}
+    if msg.get("pty"):  # a terminal: [rows, cols]; `final`: its end is the job's (an interactive allocation)
+        request.update(pty=msg["pty"], final=bool(msg.get("final")))
+        TERMINALS[(job_id, run, step)] = writer
     writer.write(json.dumps(request).encode() + b"\n")
     await writer.drain()
     asyncio.ensure_future(_relay(reader, writer, {"job_id": job_id, "run": run, "step": step}, send))
+
+
+async def feed(msg: dict) -> bool:
+    """What the user types (`stdin`, base64) or a new window size (`resize`) for a terminal's task
+    here; False when that terminal is gone."""
+    writer = TERMINALS.get((int(msg["job_id"]), int(msg.get("run", 0)), int(msg["step"])))
+    if writer is None or writer.is_closing():
+        return False
+    line = {k: msg[k] for k in ("stdin", "resize") if k in msg}
+    writer.write(json.dumps(line).encode() + b"\n")
+    await writer.drain()
+    return True
+
+
+def hang_up(msg: dict) -> None:
+    """srun's side of a terminal went: the holder hangs it up (SIGHUP, as a closed login)."""
+    writer = TERMINALS.pop((int(msg["job_id"]), int(msg.get("run", 0)), int(msg["step"])), None)
+    if writer is not None:
+        writer.close()
 
 
 async def _relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, about: dict,
@@ -51,5 +74,6 @@ async def _relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, abo
         pass
     finally:
         writer.close()
+        TERMINALS.pop((about["job_id"], about["run"], about["step"]), None)
     if not done:  # the holder went (its job ended, or it was killed): no more will come
         send({"event": Event.TASK, **about, "message": {"done": True, "lost": True}})

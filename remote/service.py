@@ -139,6 +139,7 @@ class Helper:
             Op.ANSWER: self.op_answer,
             Op.READ_OUTPUT: self.op_read_output,
             Op.LAUNCH: self.op_launch,
+            Op.FEED: self.op_feed,
             Op.RELAY: self.op_relay,
         }
         self.channel = asks.JobChannel(spool_dir, self.scope, self.send)
@@ -178,6 +179,16 @@ class Helper:
             await relay.launch(self.scope, msg, self.send)
         except OSError as exc:
             raise RequestError(ErrorCode.LAUNCH_FAILED, str(exc)) from None
+        return {}
+
+    async def op_feed(self, msg: dict) -> dict:
+        """A terminal's input, or its hangup, for a task the job's holder started here on one."""
+        if msg.get("hangup"):
+            relay.hang_up(msg)
+            return {}
+        if not await relay.feed(msg):
+            raise RequestError(ErrorCode.NO_SUCH_JOB, f"job {msg.get('job_id')} has no terminal open for step "
+                                                      f"{msg.get('step')} on this node")
         return {}
 
     async def op_read_output(self, msg: dict) -> dict:

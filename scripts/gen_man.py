@@ -20,9 +20,9 @@ import click
 import roff
 from melon_cli import macct, mbatch, mcancel, mextend, mhold, minfo, mnode, mqueue, mshow, mtoken
 from melon_cli.slurm import argv as slurm_argv
-from melon_cli.slurm import env, sacct, sbatch, scancel, scontrol, sdiag, sinfo, squeue, srun, tables
+from melon_cli.slurm import env, salloc, sacct, sbatch, scancel, scontrol, sdiag, sinfo, squeue, srun, tables
 from melond import main as melond_main
-from melond.spec.slurm_options import SBATCH_OPTIONS, SRUN_OPTIONS
+from melond.spec.slurm_options import SALLOC_OPTIONS, SBATCH_OPTIONS, SRUN_OPTIONS
 from melond.version import HELP as VERSION_HELP
 from melond.version import __version__
 
@@ -42,12 +42,13 @@ SLURM_COMMANDS = {"squeue": squeue.COMMAND, "sinfo": sinfo.COMMAND, "sacct": sac
 #: NAME's line for the pages whose --help is a usage line and prose, with no one-line summary.
 SUMMARIES = {"sbatch": "submit a batch script to melond, with Slurm's sbatch options",
              "srun": "run a job's tasks, or a command as a job of its own, with Slurm's srun options",
+             "salloc": "an interactive allocation, and a shell (or a command) on a terminal in it",
              "scontrol": "update, hold, release, requeue and show jobs; show partitions, nodes and the config",
              env.PROG: "put Slurm's command names, backed by melond, on PATH and MANPATH"}
 #: A Slurm option table: (long name, has_arg, short letter), as cli.slurm.tables and slurm_options hold them.
 Table = tuple[tuple[str, int, str], ...]
 #: Which of Melon's commands each Slurm name stands for, for SEE ALSO.
-MIRRORS = {"sbatch": "mbatch", "srun": "mbatch", "squeue": "mqueue", "sinfo": "minfo", "sacct": "macct",
+MIRRORS = {"sbatch": "mbatch", "srun": "mbatch", "salloc": "mbatch", "squeue": "mqueue", "sinfo": "minfo", "sacct": "macct",
            "scancel": "mcancel", "scontrol": "mextend", "sdiag": "minfo"}
 
 
@@ -180,6 +181,15 @@ def srun_page() -> roff.Page:
                    "task options named above.", tuple(items))])
 
 
+def salloc_page() -> roff.Page:
+    own = {"no-shell": "Allocate, say so, and return; the allocation holds until scancel or its time limit.",
+           "immediate": "Give up (and withdraw the request) unless it is granted at once, or within SECONDS."}
+    items = [*mbatch_items(SALLOC_OPTIONS, salloc.ACTED_ON),
+             *(roff.Item(flags(SALLOC_OPTIONS, n), None, words) for n, words in own.items()),
+             *slurm_help_items(SALLOC_OPTIONS, "Print the help and exit.")]
+    return prose_page("salloc", salloc.HELP, [roff.Section("Options", items=tuple(items))])
+
+
 def scontrol_page() -> roff.Page:
     items = [*(roff.Item(flags(tables.SCONTROL, n), None, words) for n, words in scontrol.OWN_OPTIONS.items()),
              *slurm_help_items(tables.SCONTROL, "Print the usage and exit.")]
@@ -211,7 +221,7 @@ def pages() -> dict[str, str]:
            for name, make in MELON.items()}
     out[os.path.join(MELON_DIR, f"{env.PROG}.1")] = roff.render(melon_slurm_page())
     slurm = {name: slurm_command_page(name, command) for name, command in SLURM_COMMANDS.items()}
-    slurm |= {"sbatch": sbatch_page(), "srun": srun_page(), "scontrol": scontrol_page()}
+    slurm |= {"sbatch": sbatch_page(), "srun": srun_page(), "scontrol": scontrol_page(), "salloc": salloc_page()}
     out |= {os.path.join(SLURM_DIR, f"{name}.1"): roff.render(page) for name, page in sorted(slurm.items())}
     return out
 

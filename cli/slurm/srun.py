@@ -58,6 +58,8 @@ def main(argv: list[str] | None = None) -> None:
         inside = "MELON_JOB_ID" in os.environ and "SLURM_JOB_ID" in os.environ
         if not inside:
             _check_shape(opts)
+        if not inside and "pty" in opts:
+            sys.exit(run_pty(opts, command))
         sys.exit(run_tasks(opts, command) if inside else run_outside(opts, command))
     except MelonError as exc:
         sys.stderr.write(f"{PROG}: error: {exc}\n")
@@ -648,13 +650,7 @@ def run_outside(opts: dict[str, str], command: list[str]) -> int:
     from melon_cli.mbatch import FINISHED_SHORT
     from melond.spec.request import build_request, current_umask
 
-    cli: dict[str, str | bool] = {}
-    for name, value in opts.items():
-        if name in JOB_OPTIONS:
-            cli[name] = True if name == "hold" else value
-        elif name not in TASK_OPTIONS and name not in ("output", "error", "unbuffered", "quiet", "verbose"):
-            cli[SLURM_PREFIX + name] = value
-    cli.setdefault("job-name", os.path.basename(command[0]))
+    cli = _job_cli(opts, command)
     cwd = os.getcwd()
     where = opts.get("chdir") or cwd
     try:
@@ -690,6 +686,29 @@ def run_outside(opts: dict[str, str], command: list[str]) -> int:
             os.rmdir(spool)
         except OSError:
             pass
+
+
+def _job_cli(opts: dict[str, str], command: list[str]) -> dict[str, str | bool]:
+    """The job srun asks for outside an allocation, by sbatch's option names."""
+    cli: dict[str, str | bool] = {}
+    for name, value in opts.items():
+        if name in JOB_OPTIONS:
+            cli[name] = True if name == "hold" else value
+        elif name not in TASK_OPTIONS and name not in ("output", "error", "unbuffered", "quiet", "verbose", "pty"):
+            cli[SLURM_PREFIX + name] = value
+    cli.setdefault("job-name", os.path.basename(command[0]))
+    return cli
+
+
+def run_pty(opts: dict[str, str], command: list[str]) -> int:
+    """`srun --pty CMD` outside a job: an interactive allocation, CMD on a terminal of its own on
+    the allocation's first node, and the allocation's end with CMD's."""
+    from melon_cli.slurm.interactive import allocate, session
+    if int(_ntasks(opts)) > 1 or opts.get("nodes") not in (None, "1"):
+        sys.stderr.write(f"{PROG}: warning: --pty runs one task, on the allocation's first node; the others are "
+                         f"held for srun inside it\n")
+    c, job = allocate(PROG, _job_cli(opts, command), announce=False)
+    return session(PROG, c, job, command, opts.get("chdir") or os.getcwd())
 
 
 def _follow(c, jid: int, out_path: str, err_path: str, quiet: bool, finished: set[str]) -> int:

@@ -74,6 +74,8 @@ class SubmitRequest(Body):
     memory: int | None = Field(default=None, ge=0, le=MAX_BYTES,
                                description="bytes; null = partition default, 0 = whole node")
     mem_per_cpu: bool = False
+    interactive: bool = Field(default=False, description="salloc / srun --pty: the nodes hold the allocation and "
+                                                         "the user's terminal attaches (GET /jobs/{id}/terminal)")
     time_limit: int | None = Field(default=None, ge=0, le=MAX_SECONDS,
                                    description="seconds; null = partition default, 0 = none")
     output: Path = "melon-%j.out"
@@ -145,6 +147,27 @@ class Verdict(Body):
 class SubmitReply(Body):
     job_ids: list[int]
     warnings: list[str] = []
+
+
+class TerminalOpen(Body):
+    """The first message on GET /jobs/{id}/terminal: what to run on a pty on the job's first
+    node, and the user's window size. `final`: its end is the allocation's (salloc's shell,
+    srun --pty)."""
+
+    argv: list[Annotated[str, Field(min_length=1, max_length=PATH_MAX), AfterValidator(_no_nul)]] = Field(
+        min_length=1, max_length=4096)
+    rows: int = Field(default=24, ge=1, le=10_000)
+    cols: int = Field(default=80, ge=1, le=10_000)
+    env: dict[EnvName, Text] = {}
+    cwd: Annotated[str, Field(min_length=1, max_length=PATH_MAX), AfterValidator(_no_nul)] | None = None
+    final: bool = True
+
+
+class TerminalInput(Body):
+    """What follows on the terminal: keystrokes (`stdin`, base64) and window sizes ([rows, cols])."""
+
+    stdin: Annotated[str, Field(max_length=1 << 20)] | None = None
+    resize: Annotated[list[Annotated[int, Field(ge=1, le=10_000)]], Field(min_length=2, max_length=2)] | None = None
 
 
 class ExtendRequest(Body):

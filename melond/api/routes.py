@@ -18,7 +18,7 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from melond import nss
-from melond.api import guard, models, monitor, session, stream, tokens, ui, webform
+from melond.api import guard, models, monitor, session, stream, terminal, tokens, ui, webform
 from melond.api.auth import TokenService, peer_uid
 from melond.api.views import (accounting_rows, entry_views, folded, job_view, listing, node_list, node_view,
                               parse_fields)
@@ -348,6 +348,7 @@ async def show_job(request: web.Request) -> web.Response:
     view = job_view(job, caller)
     view["events"] = engine.store.events(jid)
     view["steps"] = [s.public() for s in engine.store.steps([jid])]
+    view["attached"] = engine.terminals.attached(jid)  # terminals open in it now (salloc, srun --pty)
     view["extension_requests"] = await engine.requests.of_job(jid)
     ended = [e["data"].get("backend") for e in view["events"] if e["kind"] == "ended"]
     node = engine.nodes.get(job.node or "")
@@ -368,6 +369,11 @@ async def job_output(request: web.Request) -> web.Response:
     limit = int(_seconds(q.get("limit") or str(OUTPUT_READ), "limit"))
     return web.json_response(await request.app[ENGINE].ops.read_output(
         _job_id(request), request["caller"], stream, offset, min(limit, OUTPUT_READ)))
+
+
+async def job_terminal(request: web.Request) -> web.StreamResponse:
+    engine = request.app[ENGINE]
+    return await terminal.serve(request, engine, lambda: engine.ops.find(_job_id(request)))
 
 
 async def job_script(request: web.Request) -> web.Response:
@@ -586,6 +592,9 @@ ROUTES = [
      "a job's output file read on its node (owner and operators): ?stream=output|error&offset=BYTES (default: "
      "the tail)&limit=BYTES (at most 65536); reply: text, offset, size"),
     ("GET", "/jobs/{job_id}/script", job_script, None, None, "a job's script and arguments (owner and operators)"),
+    ("GET", "/jobs/{job_id}/terminal", job_terminal, models.TerminalOpen, None,
+     "a WebSocket: a terminal on a running interactive job's first node (its owner); send TerminalOpen, then "
+     "TerminalInput frames; receive step, data, notice, error and exit frames"),
     ("POST", "/jobs/{job_id}/cancel", cancel_job, None, None,
      "cancel a pending or running job; an array's id cancels each task (reply: jobs, errors)"),
     ("POST", "/jobs/{job_id}/extend", extend_job, models.ExtendRequest, None,

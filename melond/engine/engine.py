@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from melond.config import Inventory
 from melond.engine.asks import JobAsks
+from melond.engine.terminal import Terminals
 from melond.engine.dispatch import Dispatcher
 from melond.engine.elastic import Elastic
 from melond.engine.ends import Ends
@@ -52,6 +53,7 @@ class Engine:
         self.ops = Operations(self.jobs, store, inventory, nodes, self.order, self.dispatcher, self.ends,
                               self.loop.kick, self.loop.snapshot, counts=self.counts)
         self.asks = JobAsks(self.jobs, self.sessions, self.ops, self.tasks, store, inventory.job_host_names())
+        self.terminals = Terminals(self.jobs, self.sessions, store, self.tasks, inventory.job_host_names())
         self.requests = ExtensionRequests(store, self.ops)
         self.elastic = Elastic(self.jobs, self.ops)
         self.notifier = Notifier(inventory.notify)
@@ -62,6 +64,8 @@ class Engine:
 
     def on_event(self, link: str, msg: dict) -> None:
         """A node's unasked message, from one of its connections: a run's end, or a running job's ask."""
+        if msg.get("event") == Event.TASK and self.terminals.on_task(link, msg):
+            return
         if msg.get("event") in (Event.ASK, Event.TASK, Event.ASK_GONE):
             self.asks.on_event(link, msg)
         else:

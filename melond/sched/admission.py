@@ -153,6 +153,8 @@ def admit(req: Mapping[str, Any], who: Submitter, partition: str, rules: Partiti
         parse_signal(req["signal"])
     tasks: list[int | None] = [None]
     throttle = None
+    if req.get("array") and req.get("interactive"):
+        raise BadRequest("an interactive allocation (salloc, srun --pty) cannot be a job array")
     if req.get("array"):
         tasks, throttle = jobrel.parse_array(req["array"])
     jobs = [Job(
@@ -171,5 +173,6 @@ def admit(req: Mapping[str, Any], who: Submitter, partition: str, rules: Partiti
         nodes_min=shape.nodes_min, nodes_max=shape.nodes_max, ntasks=shape.ntasks if shape.ntasks_given else None,
         ntasks_per_node=shape.ntasks_per_node, cpus_per_task=shape.cpus_per_task, exclusive=shape.exclusive,
         distribution=shape.distribution, mem_per_cpu=mem_per_cpu if shape.wide else None,
+        interactive=bool(req.get("interactive")),
     ) for task in tasks]
     return jobs, warnings

@@ -109,7 +109,8 @@ def job_environment(job: Job, node: str, home: str | None = None, hosts: Mapping
 
 @functools.cache
 def holder_script() -> str:
-    """The script of a spanning job's run on its further nodes (remote/holder.py, as shipped)."""
+    """The script of a spanning job's run on its further nodes, and of an interactive job's on
+    every node (remote/holder.py, as shipped)."""
     path = pathlib.Path(melon_remote.__file__).parent / "holder.py"
     return "#!/usr/bin/env python3\n" + path.read_text()
 
@@ -142,13 +143,13 @@ def start_request(job: Job, node: str, *, kill_wait: float, tasks_max: int, home
     host = (hosts or {}).get(node, node)
     index = job.nodes.index(node) if job.spans else 0
     part = job.placed[index] if job.spans else None
-    further = index > 0
+    held = index > 0 or job.interactive  # a holder: srun's tasks (and a terminal's) start from it
     return {
         "id": job.id, "run": job.restarts, "user": job.user,
-        "script": holder_script() if further else job.script, "args": [] if further else job.script_args,
+        "script": holder_script() if held else job.script, "args": [] if held else job.script_args,
         "env": job_environment(job, host, home, hosts, index), "cwd": job.chdir,
-        "output": os.devnull if further else expand_pattern(job.output, job, node),
-        "error": None if further or not job.error else expand_pattern(job.error, job, node),
+        "output": os.devnull if held else expand_pattern(job.output, job, node),
+        "error": None if held or not job.error else expand_pattern(job.error, job, node),
         "cpus": part.cpus if part else job.cpus,
         "cpu_ids": parse_cpuset(part.cpu_ids if part else job.cpu_ids) or None,
         "memory": part.memory * MIB if part else job.memory,

@@ -236,6 +236,14 @@ def changes_job(name: str, value: str | None) -> bool:
 #: "+A:b:B:c:C:d:D:e:Eg:G:hHi:I::jJ:kK::lL:m:M:n:N:o:Op:q:QsS:t:T:uvVw:W:x:XZ"). Inside a job
 #: Melon's srun acts on the task options; the allocation ones matter only outside a job, where
 #: srun submits one.
+#: salloc's table: sbatch's, less what only a batch script has, plus its own.
+_BATCH_ONLY = frozenset({"wait", "wrap", "array", "output", "error", "input", "open-mode", "parsable", "test-only",
+                         "wait-all-nodes", "ignore-pbs", "export-file", "requeue", "no-requeue", "kill-on-invalid-dep"})
+SALLOC_OPTIONS: tuple[tuple[str, int, str], ...] = tuple(o for o in SBATCH_OPTIONS if o[0] not in _BATCH_ONLY) + (
+    ("no-shell", NO_ARG, ""), ("immediate", OPTIONAL, "I"), ("wait-all-nodes", REQUIRED, "W"), ("bell", NO_ARG, ""),
+    ("no-bell", NO_ARG, ""), ("kill-command", OPTIONAL, "K"),
+)
+
 SRUN_OPTIONS: tuple[tuple[str, int, str], ...] = (
     ("account", REQUIRED, "A"), ("begin", REQUIRED, "b"), ("extra-node-info", REQUIRED, "B"),
     ("cpus-per-task", REQUIRED, "c"), ("constraint", REQUIRED, "C"), ("dependency", REQUIRED, "d"),

@@ -17,7 +17,7 @@ from melond.spec.states import FINISHED, State
 
 MIB = 1024 * 1024
 JSON_COLUMNS = ("script_args", "environment", "nodelist", "exclude", "slurm_options", "mail_type", "parts")
-BOOL_COLUMNS = ("hold", "requeue", "exclusive")
+BOOL_COLUMNS = ("hold", "requeue", "exclusive", "interactive")
 PRIVATE = ("script", "environment", "gid")  # never in a listing: scripts and environments may hold secrets
 
 
@@ -95,6 +95,7 @@ class Job:
     cpu_ids: str | None = None  # the CPUs it is pinned to on its node, in cpuset form ("0-3,8"), once started
     mem_per_cpu: int | None = None  # --mem-per-cpu, MiB: a spanning job's memory on a node is this per CPU there
     parts: list[list] = field(default_factory=list)  # a job spanning nodes, once started: [Part, ...] as lists
+    interactive: bool = False  # salloc / srun --pty: its nodes hold the allocation, the user's terminal attaches
 
     @property
     def run(self) -> int:

@@ -164,6 +164,12 @@ def _m015_job_parts(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE jobs ADD COLUMN mem_per_cpu INTEGER")
 
 
+def _m016_interactive(db: sqlite_utils.Database) -> None:
+    # salloc and srun --pty: a job whose every node runs a holder, its user's terminal attached
+    # through melond (melond/engine/terminal.py).
+    db.execute("ALTER TABLE jobs ADD COLUMN interactive INTEGER NOT NULL DEFAULT 0")
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("001_initial", _m001_initial),
     ("002_node_drain", _m002_node_drain),
@@ -180,6 +186,7 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("013_job_shape", _m013_job_shape),
     ("014_steps", _m014_steps),
     ("015_job_parts", _m015_job_parts),
+    ("016_interactive", _m016_interactive),
 ]
 
 

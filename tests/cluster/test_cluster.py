@@ -1007,3 +1007,37 @@ def test_jobs_on_a_node_get_cpus_of_their_own_that_they_cannot_widen(melon_on_cl
             assert widened == pinned
         seen.append(pinned)
     assert seen[0] != seen[1]
+
+
+def test_salloc_gives_a_terminal_on_the_first_node_and_srun_reaches_the_others(melon_on_cluster: Melon) -> None:
+    """salloc on the login machine: Slurm's lines, then a shell on a pty on the allocation's first
+    node (over melond's SSH connection to it), whose srun starts tasks on the second; its exit
+    code is salloc's and the allocation's."""
+    import pexpect
+    m = melon_on_cluster
+    bin_dir = _shared_install(m)
+    child = pexpect.spawn("/bin/bash", ["--norc", "--noprofile", "-c", "salloc -N 2 -t 5 env PS1='PS1> ' bash --norc "
+                                        "--noprofile; echo salloc exited $?"],
+                          env=slurm_names_env(m, TERM="xterm"), cwd=str(m.work), encoding="utf-8", timeout=60,
+                          dimensions=(30, 100))
+    try:
+        child.expect(r"salloc: Granted job allocation (\d+)")
+        jid = int(child.match.group(1))
+        child.expect_exact("PS1> ")
+        child.sendline(f"export PATH={bin_dir}:$PATH; tty; stty size; hostname; srun -l hostname")
+        child.expect(r"/dev/pts/\d+")
+        child.expect_exact("30 100")
+        child.expect(r"\r\n(node\d)\r\n")
+        first = child.match.group(1)
+        child.expect(r"0: (node\d)")
+        assert child.match.group(1) == first
+        child.expect(r"1: (node\d)")
+        assert child.match.group(1) != first
+        child.expect_exact("PS1> ")
+        child.sendline("exit 3")
+        child.expect_exact(f"salloc: Relinquishing job allocation {jid}")
+        child.expect_exact("salloc exited 3")
+        job = m.wait_state(jid, {"F", "CD"}, timeout=30)
+        assert (job["state"], job["exit_code"], job["interactive"]) == ("F", 3, True)
+    finally:
+        child.close(force=True)

@@ -13,7 +13,7 @@ PUBLIC = {
     "submit_dir", "submit_time", "start_time", "end_time", "node", "exit_code", "exit_signal", "detail", "restarts",
     "cpu_time", "max_rss", "array_spec", "comment", "account", "slurm_options", "time_max", "extend_step",
     "mail_type", "mail_user", "umask", "nodes_min", "nodes_max", "ntasks", "ntasks_per_node", "cpus_per_task",
-    "exclusive", "distribution", "cpu_ids", "mem_per_cpu", "parts", "node_list",
+    "exclusive", "distribution", "cpu_ids", "mem_per_cpu", "parts", "interactive", "node_list",
     "state_name", "output_path", "error_path", "deadline", "elapsed", "num_tasks", "num_nodes",
 }
 
@@ -57,6 +57,6 @@ def test_listings_carry_only_public_fields_even_while_a_cancel_is_in_flight(melo
     assert {j["id"] for j in listed} == {held, slow}
     for job in listed:
         assert set(job) == PUBLIC, set(job) ^ PUBLIC
-    assert set(_get(melon, f"/jobs/{held}")) == PUBLIC | {"events", "backend", "extension_requests", "steps"}
+    assert set(_get(melon, f"/jobs/{held}")) == PUBLIC | {"events", "backend", "extension_requests", "steps", "attached"}
     melon.wait_state(slow, {"CA"})
     melon.run("mcancel", str(held))

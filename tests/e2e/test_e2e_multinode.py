@@ -44,6 +44,13 @@ def _submit(melon: Melon, script: str) -> int:
     return int(r.stdout)
 
 
+def _ended(melon: Melon, script: str, out: str, timeout: float = 60) -> tuple[dict, str]:
+    """Submit the script, wait for its end: the job and its output file `out-JOBID.out`."""
+    jid = _submit(melon, script)
+    job = melon.wait_state(jid, {"CD", "F", "CA", "TO", "NF"}, timeout=timeout)
+    return job, (melon.work / f"{out}-{jid}.out").read_text()
+
+
 def _processes_of(jid: int) -> list[int]:
     """Every process on this machine that belongs to job `jid` (its holders, tasks and batch
     script: each carries the job's id in its environment)."""
@@ -223,13 +230,12 @@ def test_srun_serves_pmi1_to_ranks_on_every_node(three: Melon) -> None:
     over TCP from its node, its key seen by every other after the barrier, with the process
     mapping of the step's layout; MPI_Abort from one rank ends them all; --mpi=none serves none."""
     (three.work / "pmi_client.py").write_text(PMI_CLIENT)
-    jid = _submit(three, "#!/bin/bash\n#SBATCH -N 3 -n 6 -o pmi-%j.out\n"
-                         "srun python3 pmi_client.py\n"
-                         "srun -m cyclic python3 pmi_client.py\n"
-                         "start=$SECONDS; srun python3 pmi_client.py abort; echo abort exited $? in $((SECONDS-start))\n"
-                         "srun --mpi=none -n 2 bash -c 'echo pmi:${PMI_PORT:-none}'\n")
-    job = three.wait_state(jid, {"CD", "F", "CA", "TO", "NF"}, timeout=90)
-    text = (three.work / f"pmi-{jid}.out").read_text()
+    job, text = _ended(three, "#!/bin/bash\n#SBATCH -N 3 -n 6 -o pmi-%j.out\n"
+                              "srun python3 pmi_client.py\n"
+                              "srun -m cyclic python3 pmi_client.py\n"
+                              "start=$SECONDS; srun python3 pmi_client.py abort; echo abort exited $? in "
+                              "$((SECONDS-start))\n"
+                              "srun --mpi=none -n 2 bash -c 'echo pmi:${PMI_PORT:-none}'\n", "pmi", timeout=90)
     assert job["state"] == "CD", text
     block = sorted(line for line in text.splitlines() if "(vector,(0,3,2))" in line)
     assert block == [f"rank {r} of 6 sees n1,n1,n2,n2,n3,n3 (vector,(0,3,2))" for r in range(6)], text
@@ -245,11 +251,10 @@ def test_srun_serves_pmi1_to_ranks_on_every_node(three: Melon) -> None:
 def test_each_task_on_every_node_has_a_cpu_of_its_own(three: Melon) -> None:
     """Tasks are bound as on the first node on the others too: two tasks on a node's two CPUs
     get one each (`nproc` 1, different CPUs); `--cpu-bind=none` leaves each the node's two."""
-    jid = _submit(three, "#!/bin/bash\n#SBATCH -N 3 -n 6 -o bind-%j.out\n"
-                         "srun -l python3 -c 'import os; print(sorted(os.sched_getaffinity(0)))'\n"
-                         "srun -l --cpu-bind=none python3 -c 'import os; print(\"none\", len(os.sched_getaffinity(0)))'\n")
-    job = three.wait_state(jid, {"CD", "F", "CA", "TO", "NF"}, timeout=60)
-    text = (three.work / f"bind-{jid}.out").read_text()
+    job, text = _ended(three, "#!/bin/bash\n#SBATCH -N 3 -n 6 -o bind-%j.out\n"
+                              "srun -l python3 -c 'import os; print(sorted(os.sched_getaffinity(0)))'\n"
+                              "srun -l --cpu-bind=none python3 -c 'import os; print(\"none\", "
+                              "len(os.sched_getaffinity(0)))'\n", "bind")
     assert job["state"] == "CD", text
     cpus = {int(line.split(":")[0]): line.split(": ", 1)[1] for line in text.splitlines() if ": [" in line}
     assert sorted(cpus) == list(range(6)), text

@@ -237,3 +237,28 @@ def test_the_job_list_reads_openly_where_the_inventory_says_and_nothing_else(mel
     expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
     expect(page.locator("#job")).to_be_hidden()
     wait_for(lambda: melon.job(jid)["state"] == "PD", what="the job to stay pending")
+
+
+def test_the_job_page_says_a_job_is_interactive_and_whose_terminal_is_attached(tcp_melon: Melon, page) -> None:
+    """srun --pty over TCP (a token, the WebSocket through the same port): the job page says the
+    job is interactive and that its owner's terminal is attached."""
+    import pexpect
+    from conftest import slurm_names_env
+    melon = tcp_melon
+    child = pexpect.spawn("/bin/bash", ["--norc", "--noprofile", "-c", "srun --pty -t 5 env PS1='PS1> ' bash --norc "
+                                        "--noprofile"], env=slurm_names_env(melon, TERM="xterm"),
+                          cwd=str(melon.work), encoding="utf-8", timeout=30)
+    try:
+        child.expect_exact("PS1> ")
+        child.sendline("echo job=$SLURM_JOB_ID")
+        child.expect(r"job=(\d+)")
+        jid = int(child.match.group(1))
+        sign_in(page, melon, melon.token())
+        page.goto(f"{melon.url}/#job/{jid}")
+        import pwd, os
+        expect(field(page, "Interactive")).to_contain_text(f"{pwd.getpwuid(os.getuid()).pw_name}'s terminal attached")
+        child.sendline("exit")
+        child.expect(pexpect.EOF)
+        expect(field(page, "State")).to_contain_text("COMPLETED", timeout=20_000)
+    finally:
+        child.close(force=True)

@@ -1,0 +1,116 @@
+"""An interactive allocation, as salloc and `srun --pty` make one: asked for with sbatch's job
+options, waited for with Slurm's lines (Ctrl-C while it waits withdraws it), a terminal opened
+in it (cli/terminal.py), and its end said as Slurm says it.
+
+The job is `interactive`: melond starts a holder on each of its nodes instead of a script, and
+the command runs on a pty on its first node, where `srun` inside reaches the job's other nodes
+through the job channel, as in a batch job.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+from melon_cli.client import Client
+from melond.errors import MelonError
+
+FINISHED = {"CD", "F", "CA", "TO", "NF", "OOM", "PR", "DL", "BF"}
+
+
+def allocate(prog: str, cli: dict, *, announce: bool, immediate: float | None = None) -> tuple[Client, dict]:
+    """Submit the allocation and wait until it runs: (client, the job as melond shows it)."""
+    import signal
+
+    from melon_cli.common import client
+    from melond.spec.request import build_request, current_umask
+
+    request, warnings = build_request(script_text=None, script_path=None, script_args=[], cli={**cli, "wrap": "true"},
+                                      environ=os.environ, cwd=os.getcwd(), submit_host=os.uname().nodename, user="",
+                                      now=time.time(), sbatch=True, umask=current_umask())
+    for warning in warnings:
+        sys.stderr.write(f"{prog}: warning: {warning}\n")
+    request["interactive"] = True
+    request.pop("output", None)
+    c = client(os.environ.get("MELON_API") or None)
+    try:
+        jid = c.call("POST", "/jobs", request)["job_ids"][0]
+    except MelonError as exc:
+        raise MelonError(f"Job submit/allocate failed: {exc}") from None
+    if announce:
+        sys.stderr.write(f"{prog}: Pending job allocation {jid}\n")
+    interrupted = []
+    previous = signal.signal(signal.SIGINT, lambda *_: interrupted.append(1))
+    said = False
+    started = time.monotonic()
+    try:
+        while True:
+            job = c.call("GET", f"/jobs/{jid}")
+            if job["state"] == "R":
+                break
+            if job["state"] in FINISHED:
+                raise MelonError(f"Job allocation {jid} has been revoked ({job['state']}: {job.get('detail') or ''})")
+            waited = time.monotonic() - started
+            if interrupted or (immediate is not None and waited >= immediate):
+                c.call("POST", f"/jobs/{jid}/cancel")
+                if interrupted:
+                    raise MelonError(f"Job allocation {jid} has been revoked.")
+                raise MelonError("Unable to allocate resources: Immediate execution impossible. "
+                                 f"Individual job submission scheduling attempts deferred ({job.get('reason')})")
+            if not said and waited > 1:
+                sys.stderr.write(f"{prog}: job {jid} queued and waiting for resources\n")
+                said = True
+            time.sleep(0.1)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if said or announce:
+        sys.stderr.write(f"{prog}: {'Granted job allocation' if announce else 'job'} {jid}"
+                         f"{'' if announce else ' has been allocated resources'}\n")
+    return c, job
+
+
+def session(prog: str, c: Client, job: dict, argv: list[str], cwd: str | None) -> int:
+    """The command on a terminal on the job's first node, then the job's end said: the exit code."""
+    from melon_cli.terminal import attach
+    jid = job["id"]
+    code = attach(c, jid, argv, cwd=cwd, final=True)
+    ended = _ended(c, jid)
+    state = (ended or {}).get("state")
+    node = (ended or job).get("batch_host") or job.get("node") or "?"
+    if state == "CA":
+        sys.stderr.write(f"slurmstepd: error: *** STEP {jid}.0 ON {node} CANCELLED AT {_clock(ended)} ***\n")
+    elif state == "TO":
+        sys.stderr.write(f"slurmstepd: error: *** STEP {jid}.0 ON {node} CANCELLED AT {_clock(ended)} DUE TO TIME "
+                         f"LIMIT ***\nmelon: job {jid} reached its time limit; a running job's limit can be moved with "
+                         f"`mextend` (from inside its shell too)\n")
+    elif state == "NF":
+        sys.stderr.write(f"{prog}: error: job {jid}'s node {node} was lost\n")
+    if code is None:
+        if ended is None:
+            sys.stderr.write(f"{prog}: error: lost the terminal's connection to melond; job {jid} runs on (scancel "
+                             f"{jid} ends it)\n")
+        return 1 if state in (None, "CD") else 128 + 9 if state in ("CA", "TO", "NF") else 1
+    if code < 0:
+        import signal
+        if state not in ("CA", "TO"):
+            sys.stderr.write(f"{prog}: error: {node}: task 0: {signal.strsignal(-code) or -code}\n")
+        return 128 - code
+    return code
+
+
+def _ended(c: Client, jid: int) -> dict | None:
+    """The job once it has ended (its terminal's end is its end), or None if it runs on."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            job = c.call("GET", f"/jobs/{jid}")
+        except MelonError:
+            return None
+        if job["state"] in FINISHED:
+            return job
+        time.sleep(0.1)
+    return None
+
+
+def _clock(job: dict | None) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime((job or {}).get("end_time") or time.time()))

@@ -1,0 +1,128 @@
+"""The user's side of a terminal in a job (salloc's shell, srun --pty): this terminal in raw mode,
+its bytes to melond's WebSocket (GET /jobs/{id}/terminal, melond/api/terminal.py) and the
+remote terminal's bytes back, window sizes as they change, and the exit code at the end.
+
+aiohttp's WebSocket client, imported only here: an interactive session pays its start-up once,
+no other command does.
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import signal
+import ssl
+import sys
+
+from melon_cli.client import Client, split_url
+from melond.errors import MelonError, Unreachable
+
+
+def window() -> tuple[int, int]:
+    try:
+        size = os.get_terminal_size(sys.stdin.fileno())
+        return size.lines, size.columns
+    except OSError:
+        return 24, 80
+
+
+def attach(c: Client, job_id: int, argv: list[str], *, cwd: str | None, final: bool) -> int | None:
+    """Run `argv` on a terminal on the job's first node until it ends: its exit code (negative:
+    the signal that ended it; None: unknown, the connection lost)."""
+    try:
+        return asyncio.run(_attach(c, job_id, argv, cwd, final))
+    except OSError as exc:
+        raise Unreachable(f"lost the terminal's connection to melond at {c.endpoint}: {exc}") from None
+
+
+def _aiohttp():
+    """aiohttp, from site-packages even where the command started without them (the Slurm-named
+    launchers run `python -S` for a fast start)."""
+    try:
+        import aiohttp
+    except ImportError:
+        import site
+        site.main()
+        import aiohttp
+    return aiohttp
+
+
+def _connection(c: Client):
+    """aiohttp's connector, the base URL and the headers for the client's endpoint."""
+    aiohttp = _aiohttp()
+    headers = {}
+    if c.header:
+        name, _, value = c.header.decode().strip().partition(": ")
+        headers[name] = value
+    if c.endpoint.startswith("unix:"):
+        return aiohttp.UnixConnector(path=c.endpoint[5:]), "http://melond", headers
+    scheme, host, port = split_url(c.endpoint)
+    context = None
+    if scheme == "https":
+        context = ssl.create_default_context(cafile=os.environ.get("MELON_CA_FILE") or None)
+    return aiohttp.TCPConnector(ssl=context if context else False), f"{scheme}://{host}:{port}", headers
+
+
+async def _attach(c: Client, job_id: int, argv: list[str], cwd: str | None, final: bool) -> int | None:
+    aiohttp = _aiohttp()
+    connector, base, headers = _connection(c)
+    rows, cols = window()
+    loop = asyncio.get_running_loop()
+    tty = os.isatty(0)
+    saved = None
+    code: int | None = None
+    async with aiohttp.ClientSession(connector=connector, headers=headers) as session:
+        try:
+            ws = await session.ws_connect(f"{base}/api/v1/jobs/{job_id}/terminal", heartbeat=30,
+                                          max_msg_size=4 << 20)
+        except aiohttp.WSServerHandshakeError as exc:
+            raise MelonError(f"melond refused the terminal for job {job_id}: HTTP {exc.status} {exc.message}") from None
+        async with ws:
+            await ws.send_json({"argv": argv, "rows": rows, "cols": cols, "cwd": cwd, "final": final,
+                                "env": {"TERM": os.environ.get("TERM") or "xterm"}})
+            sends: set[asyncio.Task] = set()
+
+            def send(message: dict) -> None:
+                task = loop.create_task(ws.send_str(json.dumps(message)))
+                sends.add(task)
+                task.add_done_callback(sends.discard)
+
+            def typed() -> None:
+                try:
+                    data = os.read(0, 65536)
+                except OSError:
+                    data = b""
+                if not data:  # end of input: the remote terminal reads its end-of-file character
+                    loop.remove_reader(0)
+                    data = b"\x04"
+                send({"stdin": base64.b64encode(data).decode()})
+
+            if tty:
+                import termios
+                import tty as ttys
+                saved = termios.tcgetattr(0)
+                ttys.setraw(0)
+                loop.add_signal_handler(signal.SIGWINCH, lambda: send({"resize": list(window())}))
+            loop.add_reader(0, typed)
+            try:
+                async for msg in ws:
+                    if msg.type is not aiohttp.WSMsgType.TEXT:
+                        continue
+                    message = json.loads(msg.data)
+                    if "data" in message:
+                        os.write(1, base64.b64decode(message["data"]))
+                    elif "notice" in message:
+                        os.write(1, f"\r\n{message['notice']}\r\n".encode())
+                    elif "error" in message:
+                        os.write(2, f"{message['error']}\r\n".encode())
+                    elif "exit" in message:
+                        code = message["exit"]
+                        break
+            finally:
+                loop.remove_reader(0)
+                if tty:
+                    loop.remove_signal_handler(signal.SIGWINCH)
+                    import termios
+                    termios.tcsetattr(0, termios.TCSADRAIN, saved)
+    return code

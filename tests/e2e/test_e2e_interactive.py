@@ -1,0 +1,168 @@
+"""Interactive work as a person does it, through a real terminal (pexpect): `srun --pty bash`
+and `salloc` on local nodes give a shell on a pty in the job, which follows the window's size,
+takes Ctrl-C, runs srun across the allocation, ends the allocation with its exit code, hears
+its job's end nearing, and ends as Slurm says when the job is cancelled or runs out of time."""
+from __future__ import annotations
+
+import re
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pexpect
+import pytest
+
+from conftest import Melon, slurm_names_env
+
+PROMPT = "PS1> "
+
+
+SHELL = f"env PS1='{PROMPT}' bash --norc --noprofile"  # a shell whose prompt the test knows
+CHILDREN: list[pexpect.spawn] = []
+
+
+@pytest.fixture
+def two(short_tmp: Path) -> Iterator[Melon]:
+    nodes = "".join(f'[nodes.n{i}]\npartition = "p"\nspool = "{short_tmp}/spool{i}"\n' for i in (1, 2))
+    melon = Melon(short_tmp / "m", inventory=f"[partitions.p]\ndefault = true\n{nodes}")
+    melon.start()
+    try:
+        yield melon
+    finally:
+        while CHILDREN:
+            CHILDREN.pop().close(force=True)
+        melon.cleanup()
+
+
+def _spawn(melon: Melon, command: str, rows: int = 30, cols: int = 100) -> pexpect.spawn:
+    """A terminal of the test's own, on which `command` runs under bash, as typed at a prompt."""
+    env = slurm_names_env(melon, TERM="xterm", SHELL="/bin/bash")
+    child = pexpect.spawn("/bin/bash", ["--norc", "--noprofile", "-c", command], env=env, cwd=str(melon.work),
+                          encoding="utf-8", timeout=30, dimensions=(rows, cols))
+    CHILDREN.append(child)
+    return child
+
+
+def _shell(child: pexpect.spawn) -> None:
+    """Wait for the remote shell's prompt (bash --norc with PS1 from the job's environment)."""
+    child.expect_exact(PROMPT)
+
+
+def _run(melon: Melon, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(list(args), capture_output=True, text=True, env=slurm_names_env(melon), cwd=melon.work,
+                          timeout=60)
+
+
+def test_srun_pty_gives_a_shell_on_a_terminal_in_the_job(two: Melon) -> None:
+    child = _spawn(two, f"srun --pty -t 5 {SHELL}; echo srun exited $?")
+    _shell(child)
+    child.sendline("tty; echo job=$SLURM_JOB_ID node=$SLURMD_NODENAME; stty size")
+    child.expect(r"/dev/pts/\d+")
+    child.expect(r"job=(\d+) node=n1")
+    jid = int(child.match.group(1))
+    child.expect_exact("30 100")
+    _shell(child)
+    child.setwinsize(40, 132)  # the window grows: the remote terminal follows (SIGWINCH)
+    time.sleep(0.5)
+    child.sendline("stty size")
+    child.expect_exact("40 132")
+    _shell(child)
+    # a full-screen program: curses sizes itself from the terminal and reads a key in raw mode
+    child.sendline("python3 -c \"import curses; curses.wrapper(lambda s: s.addstr(2, 5, 'CURSES %dx%d' % "
+                   "s.getmaxyx()) or s.refresh() or s.addstr(3, 5, 'KEY %s' % chr(s.getch())) or s.refresh() or "
+                   "s.getch())\"")
+    child.expect_exact("CURSES 40x132")
+    child.send("q")
+    child.expect_exact("KEY q")
+    child.send("x")
+    _shell(child)
+    child.sendline("sleep 100")
+    time.sleep(1)
+    child.sendintr()  # Ctrl-C reaches the remote shell's foreground job, not srun
+    _shell(child)
+    child.sendline("echo still here")
+    child.expect_exact("still here")
+    _shell(child)
+    job = two.job(jid)
+    assert job["state"] == "R" and job["interactive"] and job["attached"] == 1
+    assert [s["state"] for s in job["steps"]] == ["RUNNING"]
+    child.sendline("exit 3")
+    child.expect(r"srun exited (\d+)")
+    assert child.match.group(1) == "3"
+    child.expect(pexpect.EOF)
+    job = two.wait_state(jid, {"F", "CD"}, timeout=20)
+    assert (job["state"], job["exit_code"]) == ("F", 3)  # the shell's end is the allocation's
+    assert [(s["step_id"], s["state"], s["exit_code"]) for s in job["steps"]] == [(0, "FAILED", 3)]
+
+
+def test_salloc_says_slurms_lines_and_srun_inside_reaches_every_node(two: Melon) -> None:
+    child = _spawn(two, f"salloc -N 2 -t 5 -J inter {SHELL}; echo salloc exited $?")
+    child.expect(r"salloc: Pending job allocation (\d+)")
+    jid = child.match.group(1)
+    child.expect_exact(f"salloc: Granted job allocation {jid}")
+    _shell(child)
+    child.sendline("srun -l bash -c 'echo on $SLURMD_NODENAME'")
+    child.expect_exact("0: on n1")
+    child.expect_exact("1: on n2")
+    _shell(child)
+    child.sendline("exit")
+    child.expect_exact(f"salloc: Relinquishing job allocation {jid}")
+    child.expect_exact("salloc exited 0")
+    child.expect(pexpect.EOF)
+    job = two.wait_state(int(jid), {"CD", "F"}, timeout=20)
+    assert job["state"] == "CD" and job["name"] == "inter" and job["node_list"] == "n[1-2]"
+    assert [s["name"] for s in job["steps"]] == ["env", "bash"]  # the shell's step, and srun's
+
+
+def test_the_terminal_hears_its_end_nearing_and_an_extension_moves_it(two: Melon) -> None:
+    child = _spawn(two, f"srun --pty -t 0:20 {SHELL}; echo srun exited $?")
+    _shell(child)
+    child.sendline("echo job=$SLURM_JOB_ID")
+    child.expect(r"job=(\d+)")
+    jid = int(child.match.group(1))
+    # a 20-second job hears at half its limit: its 10 seconds left
+    child.expect(rf"melon: job {jid} ends in \d+ s; `mextend -t \+1:00:00` for more", timeout=20)
+    child.sendline("mextend -t +0:20")
+    child.expect(rf"melon: job {jid} ends in \d+ s", timeout=40)  # the new end, told again
+    child.expect_exact(f"DUE TO TIME LIMIT", timeout=30)
+    child.expect(rf"melon: job {jid} reached its time limit")
+    child.expect(r"srun exited (\d+)")
+    assert int(child.match.group(1)) > 128
+    assert two.job(jid)["state"] == "TO"
+
+
+def test_cancel_from_another_terminal_ends_the_session_with_slurms_line(two: Melon) -> None:
+    child = _spawn(two, f"salloc -t 5 {SHELL}; echo salloc exited $?")
+    child.expect(r"salloc: Granted job allocation (\d+)")
+    jid = child.match.group(1)
+    _shell(child)
+    assert _run(two, "scancel", jid).returncode == 0
+    child.expect(rf"\*\*\* STEP {jid}\.0 ON n1 CANCELLED AT \S+ \*\*\*")
+    child.expect(r"salloc exited (\d+)")
+    assert int(child.match.group(1)) > 128
+    assert two.job(int(jid))["state"] == "CA"
+
+
+def test_ctrl_c_while_waiting_withdraws_the_request(two: Melon) -> None:
+    blocker = _run(two, "sbatch", "--parsable", "-N", "2", "--exclusive", "--wrap", "sleep 60")
+    assert blocker.returncode == 0, blocker.stderr
+    child = _spawn(two, "salloc -N 2 -t 5; echo salloc exited $?")
+    child.expect(r"salloc: Pending job allocation (\d+)")
+    jid = int(child.match.group(1))
+    child.expect_exact(f"salloc: job {jid} queued and waiting for resources")
+    child.sendintr()
+    child.expect_exact(f"salloc: error: Job allocation {jid} has been revoked.")
+    child.expect_exact("salloc exited 1")
+    assert two.wait_state(jid, {"CA"}, timeout=10)["state"] == "CA"
+    _run(two, "scancel", blocker.stdout.strip())
+
+
+def test_a_batch_job_has_no_terminal(two: Melon) -> None:
+    jid = _run(two, "sbatch", "--parsable", "--wrap", "sleep 30").stdout.strip()
+    two.wait_state(int(jid), {"R"}, timeout=20)
+    child = _spawn(two, f"python3 -c 'import os; from melon_cli.common import client; "
+                        f"from melon_cli.terminal import attach; "
+                        f"print(attach(client(os.environ[\"MELON_API\"]), {jid}, [\"bash\"], cwd=None, final=True))'")
+    child.expect(re.escape(f"job {jid} is a batch job; terminals open in interactive allocations"))
+    _run(two, "scancel", jid)
