@@ -44,7 +44,7 @@ def test_sacct_lists_the_batch_step_and_each_srun_step(melon: Melon) -> None:
     melon.wait_state(jid, {"F"})
     out = _run(melon, "sacct", "-j", str(jid), "-P", "-n", "-o", "JobID,JobName,Partition,State,ExitCode,NTasks")
     assert out.stdout.splitlines() == [
-        f"{jid}|acct|local|FAILED|1:0|", f"{jid}.batch|batch||FAILED|1:0|",
+        f"{jid}|acct|local|FAILED|1:0|", f"{jid}.batch|batch||FAILED|1:0|1",
         f"{jid}.0|one||COMPLETED|0:0|1", f"{jid}.1|sh||FAILED|4:0|1"]
     assert _run(melon, "sacct", "-X", "-j", str(jid), "-P", "-n", "-o", "JobID").stdout == f"{jid}\n"
     assert _run(melon, "sacct", "-j", f"{jid}.1", "-P", "-n", "-o", "JobID,State").stdout == f"{jid}.1|FAILED\n"
