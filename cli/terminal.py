@@ -18,6 +18,8 @@ import sys
 from melon_cli.client import Client, split_url
 from melond.errors import MelonError, Unreachable
 
+REATTACH_WAIT = 60.0  # seconds a session waits for melond to come back
+
 
 def window() -> tuple[int, int]:
     try:
@@ -27,11 +29,12 @@ def window() -> tuple[int, int]:
         return 24, 80
 
 
-def attach(c: Client, job_id: int, argv: list[str], *, cwd: str | None, final: bool) -> int | None:
+def attach(c: Client, job_id: int, argv: list[str], *, cwd: str | None, final: bool, prog: str = "srun") -> int | None:
     """Run `argv` on a terminal on the job's first node until it ends: its exit code (negative:
-    the signal that ended it; None: unknown, the connection lost)."""
+    the signal that ended it; None: unknown). Should melond go meanwhile (a restart), the terminal
+    is taken up again once it is back, for REATTACH_WAIT seconds."""
     try:
-        return asyncio.run(_attach(c, job_id, argv, cwd, final))
+        return asyncio.run(_attach(c, job_id, argv, cwd, final, prog))
     except OSError as exc:
         raise Unreachable(f"lost the terminal's connection to melond at {c.endpoint}: {exc}") from None
 
@@ -64,65 +67,100 @@ def _connection(c: Client):
     return aiohttp.TCPConnector(ssl=context if context else False), f"{scheme}://{host}:{port}", headers
 
 
-async def _attach(c: Client, job_id: int, argv: list[str], cwd: str | None, final: bool) -> int | None:
+async def _attach(c: Client, job_id: int, argv: list[str], cwd: str | None, final: bool, prog: str) -> int | None:
     aiohttp = _aiohttp()
-    connector, base, headers = _connection(c)
-    rows, cols = window()
     loop = asyncio.get_running_loop()
     tty = os.isatty(0)
-    saved = None
-    code: int | None = None
-    async with aiohttp.ClientSession(connector=connector, headers=headers) as session:
+    current: dict = {"ws": None, "step": None}
+    sends: set[asyncio.Task] = set()
+
+    def send(message: dict) -> None:
+        ws = current["ws"]
+        if ws is None or ws.closed:  # between connections: what is typed then is lost, as on a dropped ssh
+            return
+        task = loop.create_task(ws.send_str(json.dumps(message)))
+        sends.add(task)
+        task.add_done_callback(sends.discard)
+
+    def typed() -> None:
         try:
-            ws = await session.ws_connect(f"{base}/api/v1/jobs/{job_id}/terminal", heartbeat=30,
-                                          max_msg_size=4 << 20)
-        except aiohttp.WSServerHandshakeError as exc:
-            raise MelonError(f"melond refused the terminal for job {job_id}: HTTP {exc.status} {exc.message}") from None
-        async with ws:
-            await ws.send_json({"argv": argv, "rows": rows, "cols": cols, "cwd": cwd, "final": final,
-                                "env": {"TERM": os.environ.get("TERM") or "xterm"}})
-            sends: set[asyncio.Task] = set()
+            data = os.read(0, 65536)
+        except OSError:
+            data = b""
+        if not data:  # end of input: the remote terminal reads its end-of-file character
+            loop.remove_reader(0)
+            data = b"\x04"
+        send({"stdin": base64.b64encode(data).decode()})
 
-            def send(message: dict) -> None:
-                task = loop.create_task(ws.send_str(json.dumps(message)))
-                sends.add(task)
-                task.add_done_callback(sends.discard)
-
-            def typed() -> None:
-                try:
-                    data = os.read(0, 65536)
-                except OSError:
-                    data = b""
-                if not data:  # end of input: the remote terminal reads its end-of-file character
-                    loop.remove_reader(0)
-                    data = b"\x04"
-                send({"stdin": base64.b64encode(data).decode()})
-
-            if tty:
-                import termios
-                import tty as ttys
-                saved = termios.tcgetattr(0)
-                ttys.setraw(0)
-                loop.add_signal_handler(signal.SIGWINCH, lambda: send({"resize": list(window())}))
-            loop.add_reader(0, typed)
+    saved = None
+    if tty:
+        import termios
+        import tty as ttys
+        saved = termios.tcgetattr(0)
+        ttys.setraw(0)
+        loop.add_signal_handler(signal.SIGWINCH, lambda: send({"resize": list(window())}))
+    loop.add_reader(0, typed)
+    rows, cols = window()
+    opening = {"argv": argv, "rows": rows, "cols": cols, "cwd": cwd, "final": final,
+               "env": {"TERM": os.environ.get("TERM") or "xterm"}}
+    lost_since = None
+    try:
+        while True:
             try:
-                async for msg in ws:
-                    if msg.type is not aiohttp.WSMsgType.TEXT:
-                        continue
-                    message = json.loads(msg.data)
-                    if "data" in message:
-                        os.write(1, base64.b64decode(message["data"]))
-                    elif "notice" in message:
-                        os.write(1, f"\r\n{message['notice']}\r\n".encode())
-                    elif "error" in message:
-                        os.write(2, f"{message['error']}\r\n".encode())
-                    elif "exit" in message:
-                        code = message["exit"]
-                        break
-            finally:
-                loop.remove_reader(0)
-                if tty:
-                    loop.remove_signal_handler(signal.SIGWINCH)
-                    import termios
-                    termios.tcsetattr(0, termios.TCSADRAIN, saved)
-    return code
+                done, code = await _session(aiohttp, c, job_id, opening, current)
+                if done:
+                    return code
+            except aiohttp.WSServerHandshakeError as exc:
+                if current["step"] is None:
+                    raise MelonError(f"melond refused the terminal for job {job_id}: HTTP {exc.status} "
+                                     f"{exc.message}") from None
+            except (aiohttp.ClientError, OSError, asyncio.TimeoutError):
+                if current["step"] is None:
+                    raise
+            current["ws"] = None
+            if current["step"] is None:
+                return None
+            now = loop.time()
+            if lost_since is None:
+                lost_since = now
+                os.write(2, f"\r\n{prog}: lost the connection to melond; reattaching to job {job_id}'s terminal "
+                            f"(step {job_id}.{current['step']})...\r\n".encode())
+            elif now - lost_since > REATTACH_WAIT:
+                os.write(2, f"{prog}: melond did not come back within {REATTACH_WAIT:g} s; job {job_id} runs on "
+                            f"(scancel {job_id} ends it)\r\n".encode())
+                return None
+            rows, cols = window()
+            opening = {"step": current["step"], "rows": rows, "cols": cols}
+            await asyncio.sleep(0.5)
+    finally:
+        loop.remove_reader(0)
+        if tty:
+            loop.remove_signal_handler(signal.SIGWINCH)
+            import termios
+            termios.tcsetattr(0, termios.TCSADRAIN, saved)
+
+
+async def _session(aiohttp, c: Client, job_id: int, opening: dict, current: dict) -> tuple[bool, int | None]:
+    """One connection's part of the session: (ended, exit code); (False, None) when the
+    connection went before the terminal's end."""
+    connector, base, headers = _connection(c)
+    async with aiohttp.ClientSession(connector=connector, headers=headers) as session:
+        async with session.ws_connect(f"{base}/api/v1/jobs/{job_id}/terminal", heartbeat=30,
+                                      max_msg_size=4 << 20) as ws:
+            await ws.send_json(opening)
+            current["ws"] = ws
+            async for msg in ws:
+                if msg.type is not aiohttp.WSMsgType.TEXT:
+                    continue
+                message = json.loads(msg.data)
+                if "data" in message:
+                    os.write(1, base64.b64decode(message["data"]))
+                elif "step" in message:
+                    current["step"] = message["step"]
+                elif "notice" in message:
+                    os.write(1, f"\r\n{message['notice']}\r\n".encode())
+                elif "error" in message:
+                    os.write(2, f"{message['error']}\r\n".encode())
+                elif "exit" in message:
+                    return True, message["exit"]
+    return False, None

@@ -16,7 +16,11 @@ logs in as) and the job's own user may connect. A request is one JSON line:
 
 (`cpus`: the task's own, of the CPUs melond granted the step on this node)
 
-and the answer a stream of JSON lines while the tasks run: `{"rank": 4, "fd": 1, "data": BASE64}`
+or, for a terminal (`"pty": [rows, cols]`), one task on a pty of its own, whose connection then
+carries `{"stdin": BASE64}`, `{"resize": [rows, cols]}` and `{"hangup": true}` lines; a
+connection lost without `hangup` (melond's, as it restarts) leaves the terminal running, and
+`{"attach": STEP, "pty": [rows, cols]}` on a new one takes it up again with what it wrote
+meanwhile. The answer is a stream of JSON lines while the tasks run: `{"rank": 4, "fd": 1, "data": BASE64}`
 for output, `{"rank": 4, "exit": CODE}` (a negative code: the signal that ended it) as each ends,
 `{"error": TEXT}` for a task that could not start, and `{"done": true}` last.
 """
@@ -33,6 +37,7 @@ import sys
 
 PREFIX = "melon-share-"
 MAX_REQUEST = 1 << 22
+BACKLOG = 1 << 18  # bytes of a detached terminal's output kept for its reattachment (the last of them)
 # The node's own values win over those srun sends from the first node.
 NODE_LOCAL = ("SLURMD_NODENAME", "SLURM_CPUS_ON_NODE", "SLURM_TOPOLOGY_ADDR", "MELON_NODE_SOCKET", "TMPDIR",
               "HOSTNAME", "SLURM_MEM_PER_NODE")
@@ -55,7 +60,7 @@ class Step:
     """One request's tasks: their pipes, and the connection their output goes back on."""
 
     def __init__(self, conn: socket.socket) -> None:
-        self.conn = conn
+        self.conn: socket.socket | None = conn  # None: a terminal waiting to be reattached
         self.pipes: dict[int, tuple[int, int]] = {}  # read end -> (rank, fd)
         self.pids: dict[int, int] = {}  # pid -> rank
         self.exits = 0
@@ -63,8 +68,22 @@ class Step:
         self.inbox = b""
         self.final = False  # its end is the job's: the holder exits with its code
         self.code: int | None = None
+        self.id: int | None = None  # a terminal's step, by which a new connection reattaches it
+        self.backlog = bytearray()  # what a terminal wrote while no connection was there to take it
+        self.ended: list[dict] = []  # its task's exit, said once a connection is back
+
+    @property
+    def attached(self) -> bool:
+        return self.conn is not None
 
     def send(self, message: dict) -> None:
+        if self.conn is None:  # a terminal between connections (melond restarting): kept for the next
+            if "data" in message:
+                self.backlog += base64.b64decode(message["data"])
+                del self.backlog[:-BACKLOG]
+            elif "exit" in message:
+                self.ended.append(message)
+            return
         data = json.dumps(message).encode() + b"\n"
         try:
             self.conn.setblocking(True)
@@ -72,7 +91,7 @@ class Step:
         except OSError:  # srun's side gone: the tasks run on until the step or the job ends
             pass
         finally:
-            if self.master is not None:
+            if self.master is not None and self.conn is not None:
                 self.conn.setblocking(False)
 
     @property
@@ -115,6 +134,9 @@ class Holder:
         except (OSError, ValueError):
             conn.close()
             return
+        if request.get("attach") is not None:
+            self._reattach(conn, int(request["attach"]), request.get("pty"), rest)
+            return
         step = Step(conn)
         self.steps.append(step)
         if request.get("pty"):
@@ -133,6 +155,7 @@ class Holder:
         import termios
         task = (request.get("tasks") or [{"rank": 0}])[0]
         rank = int(task.get("rank", 0))
+        step.id = int(request.get("step", 0))
         env = {**self.env, **dict(request.get("env") or {}), **dict(task.get("env") or {})}
         env.update({"SLURM_PROCID": str(rank), "SLURM_LOCALID": str(task.get("localid", 0))})
         master, slave = os.openpty()
@@ -190,14 +213,11 @@ class Holder:
                 return
             except OSError:
                 data = b""
-            if not data:
+            if not data:  # melond's connection went (not the user's, which says `hangup`): the terminal waits
                 self.sel.unregister(step.conn)
-                if step.master is not None:  # the shell and its jobs get SIGHUP, as when a terminal closes
-                    for pid in step.pids:
-                        try:
-                            os.killpg(os.getpgid(pid), signal.SIGHUP)
-                        except OSError:
-                            pass
+                step.conn.close()
+                step.conn = None
+                step.inbox = b""
                 return
             step.inbox += data
         while b"\n" in step.inbox:
@@ -208,6 +228,12 @@ class Holder:
                 continue
             if step.master is None:
                 continue
+            if message.get("hangup"):  # the user's terminal closed: the shell and its jobs get SIGHUP
+                for pid in step.pids:
+                    try:
+                        os.killpg(os.getpgid(pid), signal.SIGHUP)
+                    except OSError:
+                        pass
             if "stdin" in message:
                 try:
                     os.write(step.master, base64.b64decode(message["stdin"]))
@@ -215,6 +241,30 @@ class Holder:
                     pass
             if "resize" in message:
                 _winsize(step.master, message["resize"])
+
+    def _reattach(self, conn: socket.socket, step_id: int, size: object, pending: bytes) -> None:
+        """A new connection for a terminal whose last one went with melond: what it wrote since
+        first, then on as before; its task's end, if it came meanwhile."""
+        step = next((s for s in self.steps if s.id == step_id and s.master is not None and not s.attached), None)
+        if step is None:
+            conn.sendall(json.dumps({"error": f"no terminal of step {step_id} waits here"}).encode() + b"\n"
+                         + json.dumps({"done": True}).encode() + b"\n")
+            conn.close()
+            return
+        step.conn = conn
+        if size:
+            _winsize(step.master, size)
+        backlog, step.backlog = bytes(step.backlog), bytearray()
+        if backlog:
+            step.send({"rank": 0, "fd": 1, "data": base64.b64encode(backlog).decode()})
+        for message in step.ended:
+            step.send(message)
+        step.ended.clear()
+        conn.setblocking(False)
+        step.inbox = pending
+        self.sel.register(conn, selectors.EVENT_READ, lambda c, s=step: self._typed(s))
+        if pending:
+            self._typed(step, read=False)
 
     def _start(self, step: Step, request: dict, task: dict) -> None:
         rank = int(task["rank"])
@@ -323,11 +373,12 @@ class Holder:
     def _settle(self, step: Step) -> None:
         if step.done and step in self.steps:
             step.send({"done": True})
-            try:
-                self.sel.unregister(step.conn)  # a terminal's, read for keystrokes
-            except (KeyError, ValueError):
-                pass
-            step.conn.close()
+            if step.conn is not None:
+                try:
+                    self.sel.unregister(step.conn)  # a terminal's, read for keystrokes
+                except (KeyError, ValueError):
+                    pass
+                step.conn.close()
             self.steps.remove(step)
             if step.final:  # an interactive allocation's shell: its end is the job's
                 _exit_as(step.code if step.code is not None else 0)

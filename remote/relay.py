@@ -33,6 +33,13 @@ async def launch(scope: str, msg: dict, send: Callable[[dict], None]) -> None:
                 raise OSError(f"job {job_id}'s part on this node does not answer ({exc.strerror or exc}); "
                               f"is it still running?") from None
             await asyncio.sleep(0.05)
+    if msg.get("attach"):  # a terminal's new connection, after melond's last one went
+        request = {"attach": step, "pty": msg.get("pty")}
+        TERMINALS[(job_id, run, step)] = writer
+        writer.write(json.dumps(request).encode() + b"\n")
+        await writer.drain()
+        asyncio.ensure_future(_relay(reader, writer, {"job_id": job_id, "run": run, "step": step}, send))
+        return
     request = {"step": step, "argv": msg["argv"], "cwd": msg.get("cwd"), "env": msg.get("env") or {},
                "tasks": msg["tasks"]}
     if msg.get("pty"):  # a terminal: [rows, cols]; `final`: its end is the job's (an interactive allocation)
@@ -55,11 +62,13 @@ async def feed(msg: dict) -> bool:
     return True
 
 
-def hang_up(msg: dict) -> None:
-    """srun's side of a terminal went: the holder hangs it up (SIGHUP, as a closed login)."""
+async def hang_up(msg: dict) -> None:
+    """The user's terminal closed: the holder hangs its pty up (SIGHUP, as a closed login). A
+    connection that merely closes (melond going) leaves the terminal to be reattached."""
     writer = TERMINALS.pop((int(msg["job_id"]), int(msg.get("run", 0)), int(msg["step"])), None)
-    if writer is not None:
-        writer.close()
+    if writer is not None and not writer.is_closing():
+        writer.write(b'{"hangup": true}\n')
+        await writer.drain()
 
 
 async def _relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, about: dict,

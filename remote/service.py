@@ -184,7 +184,7 @@ class Helper:
     async def op_feed(self, msg: dict) -> dict:
         """A terminal's input, or its hangup, for a task the job's holder started here on one."""
         if msg.get("hangup"):
-            relay.hang_up(msg)
+            await relay.hang_up(msg)
             return {}
         if not await relay.feed(msg):
             raise RequestError(ErrorCode.NO_SUCH_JOB, f"job {msg.get('job_id')} has no terminal open for step "

@@ -73,7 +73,7 @@ def session(prog: str, c: Client, job: dict, argv: list[str], cwd: str | None) -
     """The command on a terminal on the job's first node, then the job's end said: the exit code."""
     from melon_cli.terminal import attach
     jid = job["id"]
-    code = attach(c, jid, argv, cwd=cwd, final=True)
+    code = attach(c, jid, argv, cwd=cwd, final=True, prog=prog)
     ended = _ended(c, jid)
     state = (ended or {}).get("state")
     node = (ended or job).get("batch_host") or job.get("node") or "?"

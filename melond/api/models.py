@@ -155,7 +155,9 @@ class TerminalOpen(Body):
     srun --pty)."""
 
     argv: list[Annotated[str, Field(min_length=1, max_length=PATH_MAX), AfterValidator(_no_nul)]] = Field(
-        min_length=1, max_length=4096)
+        default=[], max_length=4096, description="what to run (none: `step` is given)")
+    step: int | None = Field(default=None, ge=0, description="reattach to this running session's terminal instead "
+                                                            "(after melond restarted), with what it wrote meanwhile")
     rows: int = Field(default=24, ge=1, le=10_000)
     cols: int = Field(default=80, ge=1, le=10_000)
     env: dict[EnvName, Text] = {}

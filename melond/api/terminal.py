@@ -1,7 +1,8 @@
 """`GET /api/v1/jobs/{id}/terminal`: a WebSocket on which the job's owner gets a terminal on the
 job's first node (melond/engine/terminal.py does the work).
 
-Client to server, JSON text frames: first `TerminalOpen` (argv, rows, cols, env, cwd, final),
+Client to server, JSON text frames: first `TerminalOpen` (argv, rows, cols, env, cwd, final; or
+`step` to take up a running session's terminal again after melond restarted),
 then `TerminalInput` ({"stdin": BASE64} or {"resize": [rows, cols]}). Server to client:
 {"step": N} once started, {"data": BASE64} as the terminal writes, {"notice": TEXT} for a line
 the user should read (the job's end nearing), {"error": TEXT}, and last {"exit": CODE} (a
@@ -54,8 +55,13 @@ async def serve(request: web.Request, engine: Engine, find: Callable[[], Job]) -
             opening = TerminalOpen.model_validate_json(first.data)
         except ValidationError as exc:
             raise BadRequest(f"not a terminal's opening: {exc.errors()[0]['msg']}") from None
-        term = await engine.terminals.start(job, opening.argv, opening.env, opening.cwd,
-                                            (opening.rows, opening.cols), opening.final)
+        if opening.step is not None:
+            term = await engine.terminals.reattach(job, opening.step, (opening.rows, opening.cols))
+        elif not opening.argv:
+            raise BadRequest("say what to run (argv), or which session to reattach to (step)")
+        else:
+            term = await engine.terminals.start(job, opening.argv, opening.env, opening.cwd,
+                                                (opening.rows, opening.cols), opening.final)
     except (MelonError, asyncio.TimeoutError) as exc:
         await ws.send_json({"error": str(exc) or "no opening message"})
         await ws.send_json({"exit": None})

@@ -5,7 +5,9 @@ records a step for the session and asks the first node to start the command on a
 own under the job's holder (Op.LAUNCH with `pty`), as the job's user, in its cgroup and CPUs.
 What the terminal writes comes back as Event.TASK lines, what the user types and their window's
 size go to the node as Op.FEED; the client's going hangs the terminal up, as a closed login
-does. No node is reached but through melond's own connection to it.
+does. No node is reached but through melond's own connection to it. A restart of melond
+leaves the terminal running on its node; the client reconnects and `reattach` takes it up again
+with what it wrote meanwhile.
 
 Beyond Slurm: the terminal itself is told, on a line of its own, when its job's end nears (at
 the job's --signal time, else at LEAD before it, at most half its limit), and again after each
@@ -88,6 +90,28 @@ class Terminals:
         except MelonError:
             self.open.pop(term.key, None)
             await self._record_end(term, None)
+            raise
+        term.watcher = asyncio.ensure_future(self._watch(term))
+        return term
+
+    async def reattach(self, job: Job, step_id: int, size: tuple[int, int]) -> Terminal:
+        """A session's terminal taken up again by a new connection (the last went with a restart
+        of melond): the step must still run in the job's current run; the node's holder sends
+        what the terminal wrote meanwhile."""
+        if not any(s.step_id == step_id and s.run == job.run and s.state == steps.RUNNING
+                   for s in self.store.steps([job.id])):
+            raise MelonError(f"job {job.id} has no running step {step_id} to reattach to")
+        if (job.id, job.run, step_id) in self.open:
+            raise MelonError(f"step {job.id}.{step_id}'s terminal is attached already")
+        session = self.sessions.of(job.node, job.user)
+        if session is None or not session.up:
+            raise MelonError(f"job {job.id}'s node {job.node} is not reachable now; try again")
+        term = Terminal(job, step_id)
+        self.open[term.key] = term
+        try:
+            await session.request(Op.LAUNCH, job_id=job.id, run=job.run, step=step_id, attach=True, pty=list(size))
+        except MelonError:
+            self.open.pop(term.key, None)
             raise
         term.watcher = asyncio.ensure_future(self._watch(term))
         return term

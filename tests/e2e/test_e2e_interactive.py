@@ -166,3 +166,30 @@ def test_a_batch_job_has_no_terminal(two: Melon) -> None:
                         f"print(attach(client(os.environ[\"MELON_API\"]), {jid}, [\"bash\"], cwd=None, final=True))'")
     child.expect(re.escape(f"job {jid} is a batch job; terminals open in interactive allocations"))
     _run(two, "scancel", jid)
+
+
+def test_a_session_outlives_a_restart_of_melond(two: Melon) -> None:
+    """kill -9 of melond mid-session: the shell runs on in its terminal on the node, srun says it
+    is reattaching, and once melond is back the session goes on with what was written meanwhile;
+    one step, recorded once, ends with the shell."""
+    import signal
+    child = _spawn(two, f"srun --pty -t 5 {SHELL}; echo srun exited $?")
+    _shell(child)
+    child.sendline("echo job=$SLURM_JOB_ID; (sleep 2; echo written while away) &")
+    child.expect(r"job=(\d+)")
+    jid = int(child.match.group(1))
+    _shell(child)
+    two.stop(signal.SIGKILL)
+    child.expect_exact("srun: lost the connection to melond; reattaching to job")
+    time.sleep(2.5)
+    two.start()
+    child.expect_exact("written while away", timeout=30)
+    child.sendline("echo back again")
+    child.expect_exact("back again")
+    child.sendline("exit 4")
+    child.expect(r"srun exited (\d+)")
+    assert child.match.group(1) == "4"
+    job = two.wait_state(jid, {"F", "CD"}, timeout=20)
+    assert (job["state"], job["exit_code"]) == ("F", 4)
+    assert [(s["step_id"], s["state"], s["exit_code"]) for s in job["steps"]] == [(0, "FAILED", 4)]
+    assert [e["kind"] for e in job["events"]].count("started") == 1
