@@ -63,6 +63,7 @@ def main() -> None:
                                   env=env, cwd=str(DIR / "shared"), encoding="utf-8", timeout=60)
             ssh = pexpect.spawn(ssh_command()[0], ssh_command()[1:], env=env, encoding="utf-8", timeout=60)
             for child in (melon, ssh):
+                child.delaybeforesend = None  # pexpect waits 50 ms before each send unless told not to
                 child.expect_exact(PROMPT)
             ours, theirs, ratios = [], [], []
             for _ in range(ROUNDS):
