@@ -193,3 +193,19 @@ def test_a_session_outlives_a_restart_of_melond(two: Melon) -> None:
     assert (job["state"], job["exit_code"]) == ("F", 4)
     assert [(s["step_id"], s["state"], s["exit_code"]) for s in job["steps"]] == [(0, "FAILED", 4)]
     assert [e["kind"] for e in job["events"]].count("started") == 1
+
+
+def test_closing_the_users_terminal_ends_the_session_and_the_allocation(two: Melon) -> None:
+    """The login's terminal goes (its window closed: SIGHUP to srun): the remote shell is hung
+    up, as a closed ssh session's, and the allocation ends with it."""
+    child = _spawn(two, f"srun --pty -t 5 {SHELL}")
+    _shell(child)
+    child.sendline("echo job=$SLURM_JOB_ID")
+    child.expect(r"job=(\d+)")
+    jid = int(child.match.group(1))
+    _shell(child)
+    child.close(force=True)
+    CHILDREN.remove(child)
+    job = two.wait_state(jid, {"F", "CD", "CA"}, timeout=20)
+    assert (job["state"], job["signal"]) == ("F", 1), job  # the shell ended by SIGHUP
+    assert [s["state"] for s in job["steps"]] == ["CANCELLED"]
