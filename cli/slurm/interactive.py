@@ -13,10 +13,8 @@ import sys
 import time
 
 from melon_cli.client import Client
+from melon_cli.mbatch import FINISHED_SHORT
 from melond.errors import MelonError
-
-FINISHED = {"CD", "F", "CA", "TO", "NF", "OOM", "PR", "DL", "BF"}
-
 
 def allocate(prog: str, cli: dict, *, announce: bool, immediate: float | None = None) -> tuple[Client, dict]:
     """Submit the allocation and wait until it runs: (client, the job as melond shows it)."""
@@ -48,7 +46,7 @@ def allocate(prog: str, cli: dict, *, announce: bool, immediate: float | None = 
             job = c.call("GET", f"/jobs/{jid}")
             if job["state"] == "R":
                 break
-            if job["state"] in FINISHED:
+            if job["state"] in FINISHED_SHORT:
                 raise MelonError(f"Job allocation {jid} has been revoked ({job['state']}: {job.get('detail') or ''})")
             waited = time.monotonic() - started
             if interrupted or (immediate is not None and waited >= immediate):
@@ -106,7 +104,7 @@ def _ended(c: Client, jid: int) -> dict | None:
             job = c.call("GET", f"/jobs/{jid}")
         except MelonError:
             return None
-        if job["state"] in FINISHED:
+        if job["state"] in FINISHED_SHORT:
             return job
         time.sleep(0.1)
     return None

@@ -17,6 +17,7 @@ __all__ = [
     "MAX_BYTES",
     "MAX_SECONDS",
     "SpecError",
+    "expand_bracketed",
     "expand_hostlist",
     "format_duration",
     "format_limit",
@@ -388,6 +389,12 @@ def expand_hostlist(text: str) -> list[str]:
     """Expand a Slurm host list (``node[1-3,5],gpu01``) into distinct names, in order."""
     if "/" in text:
         raise SpecError("a node list file is not supported; list the node names")
+    return expand_bracketed(text)
+
+
+def expand_bracketed(text: str) -> list[str]:
+    """Names with Slurm's bracket ranges, comma-separated (``node[1-3]``, gres.conf's
+    ``/dev/nvidia[0,2-3]``), into distinct names, in order."""
     names: list[str] = []
     for part in _split_top_level(text):
         if part:

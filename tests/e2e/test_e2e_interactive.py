@@ -49,6 +49,17 @@ def _shell(child: pexpect.spawn) -> None:
     child.expect_exact(PROMPT)
 
 
+def _pty_session(melon: Melon, limit: str = "5", after: str = "; echo srun exited $?") -> tuple[pexpect.spawn, int]:
+    """`srun --pty` of a shell, typed at a prompt: the terminal, at the remote shell's prompt, and the job."""
+    child = _spawn(melon, f"srun --pty -t {limit} {SHELL}{after}")
+    _shell(child)
+    child.sendline("echo job=$SLURM_JOB_ID")
+    child.expect(r"job=(\d+)")
+    jid = int(child.match.group(1))
+    _shell(child)
+    return child, jid
+
+
 def _run(melon: Melon, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(list(args), capture_output=True, text=True, env=slurm_names_env(melon), cwd=melon.work,
                           timeout=60)
@@ -116,11 +127,7 @@ def test_salloc_says_slurms_lines_and_srun_inside_reaches_every_node(two: Melon)
 
 
 def test_the_terminal_hears_its_end_nearing_and_an_extension_moves_it(two: Melon) -> None:
-    child = _spawn(two, f"srun --pty -t 0:20 {SHELL}; echo srun exited $?")
-    _shell(child)
-    child.sendline("echo job=$SLURM_JOB_ID")
-    child.expect(r"job=(\d+)")
-    jid = int(child.match.group(1))
+    child, jid = _pty_session(two, limit="0:20")
     # a 20-second job hears at half its limit: its 10 seconds left
     child.expect(rf"melon: job {jid} ends in \d+ s; `mextend -t \+1:00:00` for more", timeout=20)
     child.sendline("mextend -t +0:20")
@@ -173,11 +180,8 @@ def test_a_session_outlives_a_restart_of_melond(two: Melon) -> None:
     is reattaching, and once melond is back the session goes on with what was written meanwhile;
     one step, recorded once, ends with the shell."""
     import signal
-    child = _spawn(two, f"srun --pty -t 5 {SHELL}; echo srun exited $?")
-    _shell(child)
-    child.sendline("echo job=$SLURM_JOB_ID; (sleep 2; echo written while away) &")
-    child.expect(r"job=(\d+)")
-    jid = int(child.match.group(1))
+    child, jid = _pty_session(two)
+    child.sendline("(sleep 2; echo written while away) &")
     _shell(child)
     two.stop(signal.SIGKILL)
     child.expect_exact("srun: lost the connection to melond; reattaching to job")
@@ -198,12 +202,7 @@ def test_a_session_outlives_a_restart_of_melond(two: Melon) -> None:
 def test_closing_the_users_terminal_ends_the_session_and_the_allocation(two: Melon) -> None:
     """The login's terminal goes (its window closed: SIGHUP to srun): the remote shell is hung
     up, as a closed ssh session's, and the allocation ends with it."""
-    child = _spawn(two, f"srun --pty -t 5 {SHELL}")
-    _shell(child)
-    child.sendline("echo job=$SLURM_JOB_ID")
-    child.expect(r"job=(\d+)")
-    jid = int(child.match.group(1))
-    _shell(child)
+    child, jid = _pty_session(two, after="")
     child.close(force=True)
     CHILDREN.remove(child)
     job = two.wait_state(jid, {"F", "CD", "CA"}, timeout=20)

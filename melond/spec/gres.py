@@ -1,0 +1,142 @@
+"""Generic resources (GPUs, licenses) in Slurm's terms: what a job asks for (`--gres`, `--gpus*`),
+what a node has (the inventory's gres.conf-like entries), and how both are written
+(`gpu:a100:4`, `gres/gpu:2`). shared/SLURM-SHARING-GPUS.md §A1-A3 has the sources.
+
+Pure and standard library only: the CLIs, the scheduler and the node side ask it the same
+questions. Counts are per node unless said otherwise.
+"""
+from __future__ import annotations
+
+from collections import namedtuple
+
+from melond.spec.timespec import SpecError, expand_bracketed
+
+_SUFFIX = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
+MAX_FILES = 1024  # gres.conf's bound on one node's devices
+
+
+class Gres(namedtuple("Gres", ("name", "type", "count"))):
+    """`count` of resource `name` (of model `type`; None: any type)."""
+
+    __slots__ = ()
+
+    def __str__(self) -> str:
+        return ":".join(p for p in (self.name, self.type, str(self.count)) if p)
+
+
+class Device(namedtuple("Device", ("name", "type", "index", "file"))):
+    """One device of a node: `index` is its place in the node's list (Slurm's IDX, and the
+    global number in SLURM_JOB_GPUS), `file` its /dev path, if it has one."""
+
+    __slots__ = ()
+
+
+def _count(text: str, spec: str) -> int:
+    text = text.strip().lower()
+    scale = _SUFFIX.get(text[-1:], 1) if text else 1
+    digits = text[:-1] if scale > 1 else text
+    if not digits.isascii() or not digits.isdigit() or int(digits) * scale < 1:
+        raise SpecError(f"invalid generic resource count in {spec!r}: give a whole number, 1 or more "
+                        f"(K, M, G, T or P multiply by 1024s)")
+    return int(digits) * scale
+
+
+def parse_gres(text: str) -> tuple[Gres, ...]:
+    """`--gres`: `name[[:type]:count][,...]` (a `gres/` prefix allowed, count default 1); `none`
+    (a step's: no resources) is empty. Slurm's refusals: the same resource twice, or one name
+    both with and without a type."""
+    text = text.strip()
+    if text.lower() == "none":
+        return ()
+    out: list[Gres] = []
+    for entry in text.split(","):
+        entry = entry.strip().removeprefix("gres/")
+        parts = entry.split(":")
+        if not entry or not parts[0] or len(parts) > 3 or not all(parts):
+            raise SpecError(f"Invalid generic resource (gres) specification: {entry!r}; give name[[:type]:count], "
+                            f"e.g. gpu:2 or gpu:a100:1")
+        name = parts[0]
+        if len(parts) == 1:
+            kind, count = None, 1
+        elif len(parts) == 2:
+            kind, count = (None, _count(parts[1], entry)) if parts[1][:1].isdigit() else (parts[1], 1)
+        else:
+            kind, count = parts[1], _count(parts[2], entry)
+        out.append(Gres(name, kind, count))
+    _check_mix(out)
+    return tuple(out)
+
+
+def parse_gpus(text: str) -> tuple[Gres, ...]:
+    """`--gpus`, `--gpus-per-node`, `--gpus-per-task`: `[type:]N[,type:N]`, GPUs."""
+    out: list[Gres] = []
+    for entry in text.split(","):
+        parts = entry.strip().split(":")
+        if len(parts) > 2 or not all(parts):
+            raise SpecError(f"invalid GPU count {text!r}: give [type:]N, e.g. 2 or a100:1")
+        kind, count = (parts[0], parts[1]) if len(parts) == 2 else (None, parts[0])
+        out.append(Gres("gpu", kind, _count(count, text)))
+    _check_mix(out)
+    return tuple(out)
+
+
+def _check_mix(specs: list[Gres]) -> None:
+    seen: dict[str, set] = {}
+    for g in specs:
+        kinds = seen.setdefault(g.name, set())
+        if g.type in kinds:
+            raise SpecError(f"Duplicate generic resource (gres) specification: {g.name}"
+                            f"{':' + g.type if g.type else ''} is asked for twice")
+        kinds.add(g.type)
+        if None in kinds and len(kinds) > 1:
+            raise SpecError(f"Invalid GRES specification (with and without type identification): {g.name}")
+
+
+def format_gres(specs: tuple[Gres, ...] | list[Gres], prefix: str = "") -> str:
+    """`gpu:a100:4,license_x:2` (sinfo's %G, scontrol's Gres=); with prefix `gres/`, as squeue's
+    TRES_PER_NODE and scontrol's TresPerNode write a request."""
+    return ",".join(prefix + str(g) for g in specs)
+
+
+def node_devices(entries: list[dict]) -> tuple[Device, ...]:
+    """A node's resources from its inventory entries, in gres.conf's terms:
+    `{name = "gpu", type = "a100", files = "/dev/nvidia[0-3]"}` (a device per file, in order) or
+    `{name = "license_x", count = 4}` (countable, no files). Indexes number each name's devices
+    from 0 in the order given, as Slurm's IDX does."""
+    out: list[Device] = []
+    index: dict[str, int] = {}
+    for entry in entries:
+        name, kind = str(entry.get("name") or ""), entry.get("type")
+        if not name or ":" in name or "," in name:
+            raise SpecError(f"a node's gres entry needs a name (gpu, license_x, ...), not {name!r}")
+        files = expand_bracketed(str(entry["files"])) if entry.get("files") else []
+        count = int(entry.get("count") or len(files) or 1)
+        if files and count != len(files):
+            raise SpecError(f"gres {name}: count {count} but {len(files)} files; give one or the other")
+        if count > MAX_FILES and files:
+            raise SpecError(f"gres {name}: at most {MAX_FILES} device files on one node")
+        for i in range(count):
+            out.append(Device(name, str(kind) if kind else None, index.get(name, 0), files[i] if files else None))
+            index[name] = index.get(name, 0) + 1
+    return tuple(out)
+
+
+def node_gres(devices: tuple[Device, ...]) -> tuple[Gres, ...]:
+    """A node's devices counted as sinfo's %G writes them: by name and type, in order."""
+    counts: dict[tuple[str, str | None], int] = {}
+    for d in devices:
+        counts[(d.name, d.type)] = counts.get((d.name, d.type), 0) + 1
+    return tuple(Gres(name, kind, n) for (name, kind), n in counts.items())
+
+
+def pick(devices: tuple[Device, ...], want: tuple[Gres, ...], taken: set[int] | frozenset[int]) -> list[int] | None:
+    """Positions in `devices` (not in `taken`) that meet `want`, the lowest first; None if the
+    free ones cannot. An untyped request takes any type of its name."""
+    chosen: list[int] = []
+    for g in want:
+        free = [i for i, d in enumerate(devices) if i not in taken and i not in chosen and d.name == g.name
+                and (g.type is None or d.type == g.type)]
+        if len(free) < g.count:
+            return None
+        chosen += free[:g.count]
+    return chosen

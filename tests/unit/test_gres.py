@@ -1,0 +1,83 @@
+"""Generic resources in Slurm's terms (melond/spec/gres.py): requests as sbatch reads them, a
+node's devices from gres.conf-like inventory entries, and how both are written."""
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from melond.spec.gres import Device, Gres, format_gres, node_devices, node_gres, parse_gpus, parse_gres, pick
+from melond.spec.timespec import SpecError
+
+
+@pytest.mark.parametrize(("text", "specs"), [
+    ("gpu", (Gres("gpu", None, 1),)),
+    ("gpu:2", (Gres("gpu", None, 2),)),
+    ("gpu:a100:2", (Gres("gpu", "a100", 2),)),
+    ("gpu:a100", (Gres("gpu", "a100", 1),)),
+    ("gres/gpu:1,license_x:3", (Gres("gpu", None, 1), Gres("license_x", None, 3))),
+    ("bandwidth:2k", (Gres("bandwidth", None, 2048),)),
+    ("gpu:a100:1,gpu:v100:2", (Gres("gpu", "a100", 1), Gres("gpu", "v100", 2))),
+    ("none", ()),
+])
+def test_gres_requests_read_as_sbatch_reads_them(text: str, specs: tuple) -> None:
+    assert parse_gres(text) == specs
+
+
+@pytest.mark.parametrize(("text", "words"), [
+    ("gpu:2,gpu:1", "Duplicate generic resource (gres) specification"),
+    ("gpu:1,gpu:a100:1", "Invalid GRES specification (with and without type identification)"),
+    ("gpu:a100:0", "invalid generic resource count"),
+    ("gpu:a:b:c", "Invalid generic resource (gres) specification"),
+    (":2", "Invalid generic resource (gres) specification"),
+    ("gpu::1", "Invalid generic resource (gres) specification"),
+])
+def test_bad_gres_requests_are_refused_in_slurms_words(text: str, words: str) -> None:
+    with pytest.raises(SpecError, match=words.replace("(", r"\(").replace(")", r"\)")):
+        parse_gres(text)
+
+
+def test_gpu_options_are_gpus_of_a_type_or_any() -> None:
+    assert parse_gpus("2") == (Gres("gpu", None, 2),)
+    assert parse_gpus("a100:1,v100:2") == (Gres("gpu", "a100", 1), Gres("gpu", "v100", 2))
+    for bad in ("0", "a100:", "x:y:1", ""):
+        with pytest.raises(SpecError):
+            parse_gpus(bad)
+
+
+def test_a_nodes_devices_come_from_its_inventory_in_gres_conf_terms() -> None:
+    devices = node_devices([{"name": "gpu", "type": "a100", "files": "/dev/nvidia[0-1]"},
+                            {"name": "gpu", "type": "v100", "files": "/dev/nvidia[2,3]"},
+                            {"name": "license_x", "count": 2}])
+    assert devices[:2] == (Device("gpu", "a100", 0, "/dev/nvidia0"), Device("gpu", "a100", 1, "/dev/nvidia1"))
+    assert devices[3] == Device("gpu", "v100", 3, "/dev/nvidia3")
+    assert devices[4:] == (Device("license_x", None, 0, None), Device("license_x", None, 1, None))
+    assert format_gres(node_gres(devices)) == "gpu:a100:2,gpu:v100:2,license_x:2"
+    assert format_gres(parse_gres("gpu:2"), prefix="gres/") == "gres/gpu:2"
+    with pytest.raises(SpecError, match="count 3 but 2 files"):
+        node_devices([{"name": "gpu", "count": 3, "files": "/dev/nvidia[0-1]"}])
+    with pytest.raises(SpecError, match="needs a name"):
+        node_devices([{"count": 1}])
+
+
+def test_devices_are_picked_lowest_first_never_twice_and_by_type_when_asked() -> None:
+    devices = node_devices([{"name": "gpu", "type": "a100", "files": "/dev/nvidia[0-1]"},
+                            {"name": "gpu", "type": "v100", "files": "/dev/nvidia[2-3]"}])
+    assert pick(devices, parse_gres("gpu:2"), set()) == [0, 1]
+    assert pick(devices, parse_gres("gpu:2"), {0}) == [1, 2]
+    assert pick(devices, parse_gres("gpu:v100:2"), set()) == [2, 3]
+    assert pick(devices, parse_gres("gpu:a100:1,gpu:v100:1"), {0}) == [1, 2]
+    assert pick(devices, parse_gres("gpu:a100:2"), {1}) is None
+    assert pick(devices, parse_gres("license_x:1"), set()) is None
+
+
+@given(st.lists(st.sampled_from(["a", "b", None]), max_size=8), st.sets(st.integers(0, 7)),
+       st.integers(1, 4), st.sampled_from(["a", "b", None]))
+def test_a_pick_is_free_distinct_and_of_the_type_asked(kinds: list, taken: set, count: int, kind) -> None:
+    devices = tuple(Device("gpu", k, i, None) for i, k in enumerate(kinds))
+    chosen = pick(devices, (Gres("gpu", kind, count),), taken)
+    fits = [i for i, d in enumerate(devices) if i not in taken and (kind is None or d.type == kind)]
+    if len(fits) < count:
+        assert chosen is None
+    else:
+        assert chosen == fits[:count]
