@@ -36,7 +36,11 @@ def main(as_json: bool, stats: bool, endpoint: str | None) -> None:
         return
     rows = [[n["name"], n["partition"], n["state"], f"{n['cpus_used']}/{n['cpus']}",
              f"{n['memory_used']}/{n['memory']}", str(n["jobs"]), n["backend"]] for n in nodes]
-    click.echo(table(HEADERS, rows))
+    headers = HEADERS
+    if any(n.get("gres") for n in nodes):  # a column of its own only where some node has GPUs or the like
+        headers = [*HEADERS, "GRES"]
+        rows = [[*row, n.get("gres") or "-"] for row, n in zip(rows, nodes)]
+    click.echo(table(headers, rows))
     for n in nodes:
         if not n["enforcement"] and n["state"] != "down":
             click.echo(f"note: node {n['name']} does not enforce CPU or memory limits: {n['backend_reason']}")

@@ -14,6 +14,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from melond.errors import MelonError
+from melond.spec.gres import Device, node_devices
 from melond.spec.timespec import SpecError, parse_size_mib, parse_time_limit
 from melond.trust import check_input
 
@@ -50,6 +51,17 @@ class Partition(Strict):
         return parse_size_mib(v) if isinstance(v, str) else v
 
 
+class GresEntry(Strict):
+    """One of a node's generic resources, in gres.conf's terms: devices (`files`, bracket ranges
+    allowed: `/dev/nvidia[0-3]`) of a `name` and model `type`, or a countable resource with no
+    files (`{name = "license_x", count = 4}`)."""
+
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    type: str | None = Field(default=None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    count: int | None = Field(default=None, ge=1, le=1 << 20)
+    files: str | None = Field(default=None, min_length=1, max_length=4096)
+
+
 class Node(Strict):
     """A compute node. Without `host` it is the embedded local node, reached by a local pipe."""
 
@@ -67,6 +79,17 @@ class Node(Strict):
     cpus: int | None = Field(default=None, ge=1)  # CPUs to schedule (Slurm's CPUs=); default: the probe's
     memory: int | None = Field(default=None, ge=1)  # MiB cap on the probe's memory
     labels: list[str] = []
+    gres: list[GresEntry] = []  # GPUs and other generic resources, in the order Slurm numbers them (IDX)
+
+    @field_validator("gres")
+    @classmethod
+    def _devices(cls, v: list[GresEntry]) -> list[GresEntry]:
+        node_devices([e.model_dump() for e in v])  # a SpecError names what is wrong
+        return v
+
+    @property
+    def devices(self) -> tuple[Device, ...]:
+        return node_devices([e.model_dump() for e in self.gres])
 
     @field_validator("memory", mode="before")
     @classmethod

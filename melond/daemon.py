@@ -116,7 +116,7 @@ class Daemon:
             personal = self.opts.inventory.account_names() if node.personal else None
             out[name] = NodeState(name=name, partition=node.partition, cpus=node.cpus or cpus,
                                   memory=min(memory, node.memory or memory), cap_cpus=node.cpus,
-                                  cap_memory=node.memory, personal=personal)
+                                  cap_memory=node.memory, personal=personal, devices=node.devices)
         return out
 
     def _log_inventory(self) -> None:

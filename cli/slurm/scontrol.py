@@ -241,7 +241,7 @@ def _show_nodes(args: list[str], one_line: bool) -> None:
         lines = [
             [f"NodeName={n['name']}", "CoresPerSocket=1"],
             [f"CPUAlloc={n['cpus_used']}", f"CPUEfctv={n['cpus']}", f"CPUTot={n['cpus']}"],
-            ["AvailableFeatures=(null)"], ["ActiveFeatures=(null)"], ["Gres=(null)"],
+            ["AvailableFeatures=(null)"], ["ActiveFeatures=(null)"], [f"Gres={n.get('gres') or '(null)'}"],
             [f"NodeAddr={n['name']}", f"NodeHostName={n['name']}"],
             [f"RealMemory={n['memory']}", f"AllocMem={n['memory_used']}", f"Sockets={n['cpus']}", "Boards=1"],
             [f"State={NODE_STATES.get(n['state'], n['state'].upper())}", "ThreadsPerCore=1", "TmpDisk=0",

@@ -89,7 +89,7 @@ FIELDS: dict[str, tuple[str, str, object, str | None]] = {
     "Features": ("f", "AVAIL_FEATURES", lambda r, w: "(null)", None),
     "features_act": ("b", "ACTIVE_FEATURES", lambda r, w: "(null)", None),
     "FreeMem": ("e", "FREE_MEM", lambda r, w: "N/A" if r["nodes"] else "0", None),
-    "Gres": ("G", "GRES", lambda r, w: "(null)", None),
+    "Gres": ("G", "GRES", lambda r, w: r["key"].get("gres") or "(null)", "gres"),
     "GresUsed": ("", "GRES_USED", lambda r, w: "(null)", None),
     "Groups": ("g", "GROUPS", lambda r, w: "all" if r["part"] else "n/a", None),
     "MaxCPUsPerNode": ("B", "MAX_CPUS_PER_NODE", lambda r, w: "UNLIMITED", None),
@@ -205,7 +205,7 @@ def records(parts: list[dict], nodes: dict[str, dict], spec: list, node_oriented
         for name in p["nodes"]:
             node = nodes[name]
             key = {"state": node["state"], "reason": node.get("reason"), "alloc_mem": node["memory_used"],
-                   "node": name}
+                   "node": name, "gres": node.get("gres")}
             match = next((r for r in out if _same_part(r, index, p, groups) and not (node_oriented and r["nodes"])
                           and (not r["nodes"] or all(r["key"][g] == key[g] for g in groups - PART_KEYS))), None)
             if match is None:

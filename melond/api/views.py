@@ -7,6 +7,7 @@ from melond.errors import BadRequest
 from melond.nodes.state import NodeState
 from melond.sched.launch import job_file
 from melond.sched.policy import Caller, withheld
+from melond.spec.gres import format_gres, node_gres
 from melond.spec.folding import fold_pending
 from melond.spec.states import SHORT, State
 from melond.spec.timespec import ranged_hostlist
@@ -174,6 +175,7 @@ def node_view(node: NodeState, running: list[Job], last_contact: float | None = 
         "backend": node.backend, "backend_reason": node.backend_reason, "jobs": len(running),
         "enforcement": node.backend != "none", "last_contact": last_contact,
         "pinned": bool(node.cpu_order), "pinning": node.pinning,
+        "gres": format_gres(node_gres(node.devices)) or None,  # sinfo's %G, scontrol's Gres=
         # Whose jobs run there and as which account: the login account's alone (a node reached
         # as an account that is not root), each user's own (a personal node), or anyone's (null).
         "runs_as": ({u: {"account": a, "up": u in node.links_up, "backend": node.link_limits.get(u, ("unknown",))[0]}

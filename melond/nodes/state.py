@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from melond.spec.gres import Device
+
 
 @dataclass
 class NodeState:
@@ -26,6 +28,7 @@ class NodeState:
     cpu_order: tuple[int, ...] = ()  # the CPU ids jobs are pinned to, in locality order; () = not pinned
     cpu_socket: dict[int, int] = field(default_factory=dict)  # each CPU's socket
     pinning: str = "not reached yet"  # how jobs' CPUs are pinned here, or why they are not (minfo)
+    devices: tuple[Device, ...] = ()  # its generic resources (GPUs, licenses), from the inventory
 
     @property
     def available(self) -> bool:

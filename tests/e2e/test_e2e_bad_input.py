@@ -144,6 +144,8 @@ def test_second_melond_on_same_state_dir_refuses(melon: Melon) -> None:
     ("[partitions.p]\nfrobnicate = 1", "frobnicate"),
     ("[nodes.a]\npartition = 'nope'\n[partitions.p]\n", "nope"),
     ("not toml [", "TOML"),
+    ("[nodes.a]\ngres = [{name = 'gpu', count = 3, files = '/dev/nvidia[0-1]'}]", "count 3 but 2 files"),
+    ("[nodes.a]\ngres = [{name = 'gpu:2'}]", "gres"),
 ])
 def test_bad_inventory_stops_melond(short_tmp: Path, inventory: str, expect: str) -> None:
     inv = short_tmp / "inv.toml"
