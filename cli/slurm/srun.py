@@ -371,10 +371,11 @@ def _serves_pmi(opts: dict[str, str], ntasks: int) -> bool:
     """PMI-1 for every step of more than one task, unless --mpi=none (or SLURM_MPI_TYPE=none)
     says the tasks are not MPI ranks; a single task is an MPI singleton without it."""
     kind = (opts.get("mpi") or os.environ.get("SLURM_MPI_TYPE") or "").lower()
-    if kind in ("pmi2", "pmix") or kind.startswith("pmix_"):
+    serves = ntasks > 1 and kind != "none"
+    if serves and (kind in ("pmi2", "pmix") or kind.startswith("pmix_")):
         sys.stderr.write(f"{PROG}: warning: --mpi={kind}: Melon's srun serves PMI-1 (\"simple\", as MPICH's "
                          f"library speaks it) and no {kind}; ranks that need {kind} start unconnected\n")
-    return ntasks > 1 and kind != "none"
+    return serves
 
 
 def _pmi(placed, here: str, step: str, base: dict[str, str], kill_all):
