@@ -71,7 +71,14 @@ def session(prog: str, c: Client, job: dict, argv: list[str], cwd: str | None) -
     """The command on a terminal on the job's first node, then the job's end said: the exit code."""
     from melon_cli.terminal import attach
     jid = job["id"]
-    code = attach(c, jid, argv, cwd=cwd, final=True, prog=prog)
+    try:
+        code = attach(c, jid, argv, cwd=cwd, final=True, prog=prog)
+    except MelonError:  # no terminal was had: the allocation is given back, not left to its time limit
+        try:
+            c.call("POST", f"/jobs/{jid}/cancel")
+        except MelonError:
+            pass
+        raise
     ended = _ended(c, jid)
     state = (ended or {}).get("state")
     node = (ended or job).get("batch_host") or job.get("node") or "?"
