@@ -35,6 +35,7 @@ class NodeLife:
         self.nodes, self.sessions, self.jobs, self.store = nodes, sessions, jobs, store
         self.dispatcher, self.ends, self.tasks, self.kick = dispatcher, ends, tasks, kick
         self.inv = inventory
+        self.on_back: Callable[[str], None] = lambda node: None  # a node's connection is back, reconciled
 
     async def up(self, link: str, info: dict) -> None:
         """Reconcile the spool a node's connection holds with the store: the store wins, nothing
@@ -83,6 +84,7 @@ class NodeLife:
             node.links_up.add(user)
         node.up = True
         await self._save(node, "up", None, info)
+        self.on_back(name)
         self.kick()
 
     async def down(self, link: str, reason: str) -> None:

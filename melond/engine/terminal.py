@@ -50,6 +50,7 @@ class Terminal:
     code: int | None = None
     closed: bool = False
     watcher: asyncio.Task | None = None
+    size: tuple[int, int] = (24, 80)  # the user's window, as last told
 
     @property
     def key(self) -> Key:
@@ -78,7 +79,7 @@ class Terminals:
         # --overlap, as Slurm's interactive step: the session holds no CPUs, so srun inside it may have them all
         step_id, _ = await self.store.write(Store.op_step_start, job.id, job.run, host, argv[0].rsplit("/", 1)[-1][:200],
                                             1, lambda running: (0, []), time.time())
-        term = Terminal(job, step_id)
+        term = Terminal(job, step_id, size=size)
         self.open[term.key] = term
         step_env = {**{str(k): str(v) for k, v in env.items()}, "SLURM_STEP_ID": str(step_id),
                     "SLURM_STEPID": str(step_id), "SLURM_STEP_NUM_TASKS": "1", "SLURM_STEP_NUM_NODES": "1",
@@ -106,7 +107,7 @@ class Terminals:
         session = self.sessions.of(job.node, job.user)
         if session is None or not session.up:
             raise MelonError(f"job {job.id}'s node {job.node} is not reachable now; try again")
-        term = Terminal(job, step_id)
+        term = Terminal(job, step_id, size=size)
         self.open[term.key] = term
         try:
             await session.request(Op.LAUNCH, job_id=job.id, run=job.run, step=step_id, attach=True, pty=list(size))
@@ -136,8 +137,25 @@ class Terminals:
             self._close(term)
         return True
 
+    async def node_back(self, node: str) -> None:
+        """A node's connection came back while melond ran on (its helper restarted): each terminal
+        open there is taken up again by the new helper, as a client reattaches after a restart of
+        melond; one whose holder has none waiting ends, as its job did."""
+        for term in [t for t in self.open.values() if t.job.node == node and not t.closed]:
+            session = self.sessions.of(node, term.job.user)
+            if session is None or not session.up:
+                continue
+            try:
+                await session.request(Op.LAUNCH, job_id=term.job.id, run=term.job.run, step=term.step, attach=True,
+                                      pty=list(term.size))
+            except MelonError as exc:
+                term.out.put_nowait({"error": f"the terminal was lost with node {node}'s helper: {exc}"})
+                self._close(term)
+
     async def feed(self, term: Terminal, message: Mapping[str, object]) -> None:
         """What the user typed (`stdin`, base64) or their window's new size (`resize`)."""
+        if "resize" in message:
+            term.size = tuple(message["resize"])  # type: ignore[assignment]
         line = {k: message[k] for k in ("stdin", "resize") if k in message}
         if not line or term.closed:
             return

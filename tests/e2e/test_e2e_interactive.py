@@ -13,7 +13,7 @@ from pathlib import Path
 import pexpect
 import pytest
 
-from conftest import Melon, slurm_names_env
+from conftest import Melon, slurm_names_env, wait_for
 
 PROMPT = "PS1> "
 
@@ -208,3 +208,44 @@ def test_closing_the_users_terminal_ends_the_session_and_the_allocation(two: Mel
     job = two.wait_state(jid, {"F", "CD", "CA"}, timeout=20)
     assert (job["state"], job["signal"]) == ("F", 1), job  # the shell ended by SIGHUP
     assert [s["state"] for s in job["steps"]] == ["CANCELLED"]
+
+
+def test_a_session_outlives_its_nodes_helper(two: Melon, short_tmp: Path) -> None:
+    """kill -9 of the node's helper mid-session (melond runs on and reconnects): the new helper
+    takes the terminal up again from the job's holder, and the session goes on."""
+    import os
+    import signal
+    child, jid = _pty_session(two)
+    spool = f"{short_tmp}/spool1"
+
+    def helpers() -> list[int]:
+        found = []
+        for name in os.listdir("/proc"):
+            try:
+                argv = Path(f"/proc/{name}/cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if name.isdigit() and b"-c" in argv and spool.encode() in argv and b"melond" in _parent_cmdline(name):
+                found.append(int(name))  # the helper melond started, not the supervisor it forked
+        return found
+    [old] = helpers()
+    child.sendline("(sleep 2; echo written while the helper was away) &")
+    _shell(child)
+    os.kill(old, signal.SIGKILL)
+    wait_for(lambda: helpers() and helpers() != [old], timeout=30, what="a new helper on n1")
+    child.expect_exact("written while the helper was away", timeout=30)
+    time.sleep(1)
+    child.sendline("echo still typing")
+    child.expect_exact("still typing")
+    child.sendline("exit 5")
+    child.expect(r"srun exited (\d+)")
+    assert child.match.group(1) == "5"
+    assert two.wait_state(jid, {"F", "CD"}, timeout=20)["exit_code"] == 5
+
+
+def _parent_cmdline(pid: str) -> bytes:
+    try:
+        ppid = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1]
+        return Path(f"/proc/{ppid}/cmdline").read_bytes()
+    except (OSError, IndexError):
+        return b""
