@@ -75,9 +75,14 @@ def test_srun_pty_gives_a_shell_on_a_terminal_in_the_job(two: Melon) -> None:
     child.expect_exact("30 100")
     _shell(child)
     child.setwinsize(40, 132)  # the window grows: the remote terminal follows (SIGWINCH)
-    time.sleep(0.5)
-    child.sendline("stty size")
-    child.expect_exact("40 132")
+    for _ in range(20):  # the new size travels srun -> melond -> the node; ask until it has arrived
+        child.sendline("stty size")
+        if child.expect_exact(["40 132", "30 100"]) == 0:
+            break
+        _shell(child)
+        time.sleep(0.25)
+    else:
+        pytest.fail("the remote terminal never took the new window size")
     _shell(child)
     # a full-screen program: curses sizes itself from the terminal and reads a key in raw mode
     child.sendline("python3 -c \"import curses; curses.wrapper(lambda s: s.addstr(2, 5, 'CURSES %dx%d' % "
