@@ -120,6 +120,8 @@ async def _attach(c: Client, job_id: int, argv: list[str], cwd: str | None, fina
             current["ws"] = None
             if current["step"] is None:
                 return None
+            if current.pop("attached", False):  # it had come back: a new loss waits its full time again
+                lost_since = None
             now = loop.time()
             if lost_since is None:
                 lost_since = now
@@ -149,6 +151,7 @@ async def _session(aiohttp, c: Client, job_id: int, opening: dict, current: dict
                                       max_msg_size=4 << 20) as ws:
             await ws.send_json(opening)
             current["ws"] = ws
+            current["attached"] = True
             async for msg in ws:
                 if msg.type is not aiohttp.WSMsgType.TEXT:
                     continue
