@@ -170,11 +170,7 @@ class Holder:
             return
         if pid == 0:  # pragma: no cover - the task
             try:
-                signal.set_wakeup_fd(-1)
-                for sig in (signal.SIGCHLD, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2,
-                            signal.SIGPIPE, signal.SIGTERM, signal.SIGALRM, signal.SIGQUIT, signal.SIGCONT,
-                            signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU):
-                    signal.signal(sig, signal.SIG_DFL)
+                _default_signals()
                 os.setsid()
                 fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
                 for fd in (0, 1, 2):
@@ -283,10 +279,7 @@ class Holder:
             return
         if pid == 0:  # pragma: no cover - the task
             try:
-                signal.set_wakeup_fd(-1)
-                for sig in (signal.SIGCHLD, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2,
-                            signal.SIGPIPE, signal.SIGTERM, signal.SIGALRM, signal.SIGQUIT, signal.SIGCONT):
-                    signal.signal(sig, signal.SIG_DFL)
+                _default_signals()
                 os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
                 os.dup2(ends[0][1], 1)
                 os.dup2(ends[1][1], 2)
@@ -382,6 +375,16 @@ class Holder:
             self.steps.remove(step)
             if step.final:  # an interactive allocation's shell: its end is the job's
                 _exit_as(step.code if step.code is not None else 0)
+
+
+def _default_signals() -> None:
+    """In a task before its exec: the signals the holder ignores or catches back to their default
+    (an ignore survives exec), job control's included for a terminal's."""
+    signal.set_wakeup_fd(-1)
+    for sig in (signal.SIGCHLD, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGPIPE,
+                signal.SIGTERM, signal.SIGALRM, signal.SIGQUIT, signal.SIGCONT, signal.SIGTSTP, signal.SIGTTIN,
+                signal.SIGTTOU):
+        signal.signal(sig, signal.SIG_DFL)
 
 
 def _winsize(master: int, size: object) -> None:

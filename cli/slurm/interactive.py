@@ -13,6 +13,7 @@ import sys
 import time
 
 from melon_cli.client import Client
+from melon_cli.common import fmt_time
 from melon_cli.mbatch import FINISHED_SHORT
 from melond.errors import MelonError
 
@@ -82,10 +83,11 @@ def session(prog: str, c: Client, job: dict, argv: list[str], cwd: str | None) -
     ended = _ended(c, jid)
     state = (ended or {}).get("state")
     node = (ended or job).get("batch_host") or job.get("node") or "?"
+    at = fmt_time((ended or {}).get("end_time") or time.time())
     if state == "CA":
-        sys.stderr.write(f"slurmstepd: error: *** STEP {jid}.0 ON {node} CANCELLED AT {_clock(ended)} ***\n")
+        sys.stderr.write(f"slurmstepd: error: *** STEP {jid}.0 ON {node} CANCELLED AT {at} ***\n")
     elif state == "TO":
-        sys.stderr.write(f"slurmstepd: error: *** STEP {jid}.0 ON {node} CANCELLED AT {_clock(ended)} DUE TO TIME "
+        sys.stderr.write(f"slurmstepd: error: *** STEP {jid}.0 ON {node} CANCELLED AT {at} DUE TO TIME "
                          f"LIMIT ***\nmelon: job {jid} reached its time limit; a running job's limit can be moved with "
                          f"`mextend` (from inside its shell too)\n")
     elif state == "NF":
@@ -94,7 +96,7 @@ def session(prog: str, c: Client, job: dict, argv: list[str], cwd: str | None) -
         if ended is None:
             sys.stderr.write(f"{prog}: error: lost the terminal's connection to melond; job {jid} runs on (scancel "
                              f"{jid} ends it)\n")
-        return 1 if state in (None, "CD") else 128 + 9 if state in ("CA", "TO", "NF") else 1
+        return 128 + 9 if state in ("CA", "TO", "NF") else 1
     if code < 0:
         import signal
         if state not in ("CA", "TO"):
@@ -104,18 +106,10 @@ def session(prog: str, c: Client, job: dict, argv: list[str], cwd: str | None) -
 
 
 def _ended(c: Client, jid: int) -> dict | None:
-    """The job once it has ended (its terminal's end is its end), or None if it runs on."""
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            job = c.call("GET", f"/jobs/{jid}")
-        except MelonError:
-            return None
-        if job["state"] in FINISHED_SHORT:
-            return job
-        time.sleep(0.1)
-    return None
-
-
-def _clock(job: dict | None) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime((job or {}).get("end_time") or time.time()))
+    """The job once it has ended (its terminal's end is its end: melond waits up to 10 s for
+    it), or None if it runs on."""
+    try:
+        job = c.call("GET", f"/jobs/{jid}", query={"wait": 10})
+    except MelonError:
+        return None
+    return job if job["state"] in FINISHED_SHORT else None

@@ -25,6 +25,7 @@ from melond.engine.jobs import JobTable
 from melond.engine.tasks import Tasks
 from melond.errors import MelonError
 from melond.nodes.links import Sessions, split
+from melond.nodes.fleet import NodeSession
 from melond.spec.states import State
 from melond.spec.timespec import SpecError, signal_spec
 from melond.state import step as steps
@@ -64,6 +65,11 @@ class Terminals:
         self.hosts = dict(hosts or {})
         self.open: dict[Key, Terminal] = {}
 
+    def _session(self, job: Job) -> NodeSession | None:
+        """The connection to the job's first node that its terminals go through, while it is up."""
+        session = self.sessions.of(job.node, job.user)
+        return session if session is not None and session.up else None
+
     def attached(self, job_id: int) -> int:
         """How many terminals are attached to the job now (the UI says so)."""
         return sum(1 for key in self.open if key[0] == job_id)
@@ -72,8 +78,8 @@ class Terminals:
                     size: tuple[int, int], final: bool) -> Terminal:
         """Record the session's step and start its command on a pty on the job's first node;
         `final`: the command's end is the allocation's (salloc's shell, srun --pty)."""
-        session = self.sessions.of(job.node, job.user)
-        if session is None or not session.up:
+        session = self._session(job)
+        if session is None:
             raise MelonError(f"job {job.id}'s node {job.node} is not reachable now; try again")
         host = self.hosts.get(job.node or "", job.node or "")
         # --overlap, as Slurm's interactive step: the session holds no CPUs, so srun inside it may have them all
@@ -104,8 +110,8 @@ class Terminals:
             raise MelonError(f"job {job.id} has no running step {step_id} to reattach to")
         if (job.id, job.run, step_id) in self.open:
             raise MelonError(f"step {job.id}.{step_id}'s terminal is attached already")
-        session = self.sessions.of(job.node, job.user)
-        if session is None or not session.up:
+        session = self._session(job)
+        if session is None:
             raise MelonError(f"job {job.id}'s node {job.node} is not reachable now; try again")
         term = Terminal(job, step_id, size=size)
         self.open[term.key] = term
@@ -142,8 +148,8 @@ class Terminals:
         open there is taken up again by the new helper, as a client reattaches after a restart of
         melond; one whose holder has none waiting ends, as its job did."""
         for term in [t for t in self.open.values() if t.job.node == node and not t.closed]:
-            session = self.sessions.of(node, term.job.user)
-            if session is None or not session.up:
+            session = self._session(term.job)
+            if session is None:
                 continue
             try:
                 await session.request(Op.LAUNCH, job_id=term.job.id, run=term.job.run, step=term.step, attach=True,
@@ -159,8 +165,8 @@ class Terminals:
         line = {k: message[k] for k in ("stdin", "resize") if k in message}
         if not line or term.closed:
             return
-        session = self.sessions.of(term.job.node, term.job.user)
-        if session is None or not session.up:
+        session = self._session(term.job)
+        if session is None:
             return
         try:
             await session.request(Op.FEED, job_id=term.job.id, run=term.job.run, step=term.step, **line)
@@ -171,8 +177,8 @@ class Terminals:
         """The client went: its terminal is hung up on the node (SIGHUP to what runs on it)."""
         if term.closed:
             return
-        session = self.sessions.of(term.job.node, term.job.user)
-        if session is not None and session.up:
+        session = self._session(term.job)
+        if session is not None:
             try:
                 await session.request(Op.FEED, job_id=term.job.id, run=term.job.run, step=term.step, hangup=True)
             except MelonError:
@@ -189,10 +195,12 @@ class Terminals:
         self.tasks.spawn(self._record_end(term, term.code))
 
     async def _record_end(self, term: Terminal, code: int | None) -> None:
+        """The session's step ends as its task did: by a signal (a negative code), with its exit
+        code, or failed where that is unknown (None)."""
         signal = -code if code is not None and code < 0 else None
-        exit_code = code if code is not None and code >= 0 else (None if signal else 1)
+        exit_code = 0 if signal else 1 if code is None else code
         await self.store.write(Store.op_step_end, term.job.id, term.job.run, term.step,
-                               {"state": steps.end_state(exit_code, signal), "exit_code": exit_code if not signal else 0,
+                               {"state": steps.end_state(exit_code, signal), "exit_code": exit_code,
                                 "exit_signal": signal}, time.time())
 
     async def _watch(self, term: Terminal) -> None:
