@@ -25,6 +25,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from melond.spec.gres import Gres, Key, merge, per_task_room, scaled, take_counts
 from melond.spec.shape import Shape, deal
 
 __all__ = [
@@ -67,6 +68,7 @@ class NodeView:
     memory: int  # MiB
     available: bool = True
     only_users: frozenset[str] | None = None  # only these users' jobs can run here (reached as their accounts)
+    devices: tuple[Key, ...] = ()  # (name, type) of each device or countable resource it hands out, in order
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +81,7 @@ class RunningView:
     memory: int  # MiB, 0 = the whole node
     end: float | None
     array_job_id: int | None = None
+    devices: tuple[int, ...] = ()  # the positions in the node's `devices` it holds
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +104,14 @@ class PendingView:
     exclusive: bool = False  # a whole node: every CPU and all memory of an idle one (cpus, memory ignored)
     shape: Shape | None = None  # tasks that may span nodes (Shape.wide); None: `cpus` on one node
     mem_per_cpu: int = 0  # MiB for each CPU a spanning job gets on a node; 0: `memory` on each node
+    gres: tuple[Gres, ...] = ()  # generic resources on each node (--gres, --gpus-per-node)
+    gres_per_task: tuple[Gres, ...] = ()  # ...and for each task there (--gpus-per-task)
+
+    def want(self) -> tuple[Gres, ...]:
+        """What a job on one node needs of its resources: per node, and per task times its tasks."""
+        if not self.gres_per_task:
+            return self.gres
+        return merge(self.gres, scaled(self.gres_per_task, self.shape.ntasks if self.shape else 1))
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +131,7 @@ class Share:
     cpus: int
     tasks: int
     memory: int  # MiB
+    gres: tuple[int, ...] = field(default=(), compare=False)  # how many of each of the node's kinds it takes
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,57 +159,71 @@ class Plan:
 
 
 class _Profile:
-    """Free CPUs and memory of one node as a step function: segment i is [times[i], times[i+1])."""
+    """Free CPUs and memory of one node as a step function: segment i is [times[i], times[i+1]).
+    A node with generic resources also has their free counts (one per kind, `keys`) in `gres`."""
 
-    __slots__ = ("times", "cpus", "mem")
+    __slots__ = ("times", "cpus", "mem", "keys", "gres")
 
-    def __init__(self, now: float, free_c: int, free_m: int, releases: list[tuple[float, int, int]]):
+    def __init__(self, now: float, free_c: int, free_m: int, releases: list[tuple[float, int, int, tuple[int, ...]]],
+                 keys: tuple[Key, ...] = (), free_g: tuple[int, ...] = ()):
         times, cpus, mem = [now], [free_c], [free_m]
-        for t, c, m in sorted(releases):
+        gres: list[tuple[int, ...]] | None = [free_g] if keys else None
+        for t, c, m, g in sorted(releases):
             if t == times[-1]:
                 cpus[-1] += c
                 mem[-1] += m
+                if gres is not None and g:
+                    gres[-1] = _plus(gres[-1], g)
             else:
                 times.append(t)
                 cpus.append(cpus[-1] + c)
                 mem.append(mem[-1] + m)
-        self.times, self.cpus, self.mem = times, cpus, mem
+                if gres is not None:
+                    gres.append(_plus(gres[-1], g) if g else gres[-1])
+        self.times, self.cpus, self.mem, self.keys, self.gres = times, cpus, mem, keys, gres
 
-    def fits(self, t0: float, t1: float, c: int, m: int) -> bool:
-        """Whether c CPUs and m MiB are free throughout [t0, t1)."""
+    def _has(self, i: int, want: tuple[Gres, ...]) -> bool:
+        return not want or (self.gres is not None and take_counts(self.keys, self.gres[i], want) is not None)
+
+    def fits(self, t0: float, t1: float, c: int, m: int, want: tuple[Gres, ...] = ()) -> bool:
+        """Whether c CPUs, m MiB (and `want`) are free throughout [t0, t1)."""
         times, cpus, mem = self.times, self.cpus, self.mem
         i = bisect_right(times, t0) - 1
         n = len(times)
         while i < n and times[i] < t1:
-            if cpus[i] < c or mem[i] < m:
+            if cpus[i] < c or mem[i] < m or (want and not self._has(i, want)):
                 return False
             i += 1
         return True
 
     def releases(self) -> list[float]:
-        """The times CPUs or memory come free (the start of the profile too): only those can be a
-        request's earliest start."""
-        times, cpus, mem = self.times, self.cpus, self.mem
-        return [times[0], *(times[i] for i in range(1, len(times)) if cpus[i] > cpus[i - 1] or mem[i] > mem[i - 1])]
+        """The times CPUs, memory or resources come free (the start of the profile too): only
+        those can be a request's earliest start."""
+        times, cpus, mem, gres = self.times, self.cpus, self.mem, self.gres
+        return [times[0], *(times[i] for i in range(1, len(times)) if cpus[i] > cpus[i - 1] or mem[i] > mem[i - 1]
+                            or (gres is not None and any(a > b for a, b in zip(gres[i], gres[i - 1]))))]
 
-    def least(self, t0: float, t1: float) -> tuple[int, int]:
-        """The fewest CPUs and MiB free at any time in [t0, t1)."""
-        times, cpus, mem = self.times, self.cpus, self.mem
+    def least(self, t0: float, t1: float) -> tuple[int, int, tuple[int, ...]]:
+        """The fewest CPUs, MiB (and of each resource) free at any time in [t0, t1)."""
+        times, cpus, mem, gres = self.times, self.cpus, self.mem, self.gres
         i = bisect_right(times, t0) - 1
         c, m = cpus[i], mem[i]
+        g = gres[i] if gres is not None else ()
         i += 1
         while i < len(times) and times[i] < t1:
             c, m = min(c, cpus[i]), min(m, mem[i])
+            if gres is not None:
+                g = tuple(map(min, g, gres[i]))
             i += 1
-        return c, m
+        return c, m, g
 
-    def earliest(self, d: float, c: int, m: int, bound: float) -> float | None:
-        """The earliest t < bound with c CPUs and m MiB free throughout [t, t + d), else None."""
+    def earliest(self, d: float, c: int, m: int, bound: float, want: tuple[Gres, ...] = ()) -> float | None:
+        """The earliest t < bound with c CPUs and m MiB (and `want`) free throughout [t, t + d), else None."""
         times, cpus, mem = self.times, self.cpus, self.mem
         n = len(times)
         start = None
         for i in range(n):
-            if cpus[i] >= c and mem[i] >= m:
+            if cpus[i] >= c and mem[i] >= m and (not want or self._has(i, want)):
                 if start is None:
                     if times[i] >= bound:
                         return None
@@ -216,36 +242,66 @@ class _Profile:
             times.insert(i, t)
             self.cpus.insert(i, self.cpus[i - 1])
             self.mem.insert(i, self.mem[i - 1])
+            if self.gres is not None:
+                self.gres.insert(i, self.gres[i - 1])
         return i
 
-    def take(self, t0: float, t1: float, c: int, m: int) -> None:
-        """Hold c CPUs and m MiB over [t0, t1)."""
+    def take(self, t0: float, t1: float, c: int, m: int, g: tuple[int, ...] = ()) -> None:
+        """Hold c CPUs, m MiB (and g of each resource) over [t0, t1)."""
         i = self._split(t0)
         j = self._split(t1) if t1 < INF else len(self.times)
-        cpus, mem = self.cpus, self.mem
+        cpus, mem, gres = self.cpus, self.mem, self.gres
         for k in range(i, j):
             cpus[k] -= c
             mem[k] -= m
+            if g and gres is not None:
+                gres[k] = _minus(gres[k], g)
+
+
+def _plus(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...]:
+    return tuple(x + y for x, y in zip(a, b))
+
+
+def _minus(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...]:
+    return tuple(x - y for x, y in zip(a, b))
 
 
 class _Node:
     """Mutable per-plan state of an available node; the profile is built on first need."""
 
-    __slots__ = ("name", "cpus", "memory", "free_c", "free_m", "releases", "profile", "reserved", "only_users")
+    __slots__ = ("name", "cpus", "memory", "free_c", "free_m", "releases", "profile", "reserved", "only_users",
+                 "keys", "position", "total_g", "free_g")
 
     def __init__(self, view: NodeView):
         self.name, self.cpus, self.memory, self.only_users = view.name, view.cpus, view.memory, view.only_users
         self.free_c, self.free_m = view.cpus, view.memory
-        self.releases: list[tuple[float, int, int]] = []
+        self.releases: list[tuple[float, int, int, tuple[int, ...]]] = []
         self.profile: _Profile | None = None
         # Without a reservation, free capacity never shrinks over time, so free-now decides.
         self.reserved = False
+        # Generic resources, counted by kind (name, type): `position` maps a device to its kind.
+        self.keys: tuple[Key, ...] = tuple(dict.fromkeys(view.devices))
+        self.position = tuple(self.keys.index(k) for k in view.devices)
+        self.total_g = tuple(view.devices.count(k) for k in self.keys)
+        self.free_g = self.total_g
 
     def timeline(self, now: float) -> _Profile:
         if self.profile is None:
-            self.profile = _Profile(now, self.free_c, self.free_m, self.releases)
+            self.profile = _Profile(now, self.free_c, self.free_m, self.releases, self.keys, self.free_g)
             self.releases = []
         return self.profile
+
+    def counts(self, positions: tuple[int, ...]) -> tuple[int, ...]:
+        """Devices (positions in the node's list) counted by kind."""
+        out = [0] * len(self.keys)
+        for p in positions:
+            if p < len(self.position):
+                out[self.position[p]] += 1
+        return tuple(out)
+
+    def has(self, want: tuple[Gres, ...], free: tuple[int, ...] | None = None) -> tuple[int, ...] | None:
+        """What `want` takes of the node's free resources now (or of `free`), None if it does not fit."""
+        return take_counts(self.keys, self.free_g if free is None else free, want)
 
 
 class _Group:
@@ -255,10 +311,11 @@ class _Group:
     failed to start now makes every request no smaller in CPUs, memory and time fail too.
     """
 
-    __slots__ = ("nodes", "sizes", "failed", "wide_sizes", "wide_failed")
+    __slots__ = ("nodes", "want", "sizes", "failed", "wide_sizes", "wide_failed")
 
-    def __init__(self, nodes: list[_Node]):
+    def __init__(self, nodes: list[_Node], want: tuple[Gres, ...] = ()):
         self.nodes = nodes  # available, allowed nodes, by name
+        self.want = want  # the generic resources each of its requests needs on one node
         self.sizes: dict[tuple[int, int], bool] = {}
         self.failed: list[tuple[int, int, float]] = []  # minimal (cpus, memory, duration) that failed
         self.wide_sizes: dict[tuple, bool] = {}  # whether the nodes, empty, could hold a spanning request
@@ -281,7 +338,10 @@ class _Group:
     def fits_some_node(self, c: int, m: int) -> bool:
         ok = self.sizes.get((c, m))
         if ok is None:
-            ok = self.sizes[(c, m)] = any(n.cpus >= c and n.memory >= m for n in self.nodes)
+            want = self.want
+            ok = self.sizes[(c, m)] = any(n.cpus >= c and n.memory >= m
+                                          and (not want or take_counts(n.keys, n.total_g, want) is not None)
+                                          for n in self.nodes)
         return ok
 
     def dominated(self, c: int, m: int, d: float) -> bool:
@@ -309,9 +369,9 @@ class _Partition:
         self.at_max = 0
         self.idle_mem = 0  # nodes with all their memory free now: only those can take memory 0
         self.lead = False  # a job here already waits for resources: those behind wait on Priority
-        # reservations not yet made: (job, eligible nodes, cpus, MiB, duration, a spanning job's view)
-        self.queue: list[tuple[int, list[_Node], int, int, float, PendingView | None]] = []
-        self.groups: dict[tuple[frozenset[str], frozenset[str], bool, str | None, bool], _Group] = {}
+        # reservations not yet made: (job, eligible nodes, cpus, MiB, duration, a spanning job's view, resources)
+        self.queue: list[tuple[int, list[_Node], int, int, float, PendingView | None, tuple[Gres, ...]]] = []
+        self.groups: dict[tuple, _Group] = {}
         self.restricted = False  # some node runs one account's jobs only: placement depends on the owner
 
     def seal(self) -> None:
@@ -327,12 +387,17 @@ class _Partition:
         self.at_max = frees.count(self.max_mem)
 
     def group(self, job: PendingView) -> _Group:
-        key = (job.nodelist, job.exclude, not job.memory, job.user if self.restricted else None, job.exclusive)
+        wide = job.shape is not None and job.shape.wide
+        want = job.gres if wide else job.want()
+        key = (job.nodelist, job.exclude, not job.memory, job.user if self.restricted else None, job.exclusive, want,
+               job.gres_per_task if wide else ())
         grp = self.groups.get(key)
         if grp is None:
             filtered = key[0] or key[1] or key[3] is not None
             nodes = [n for n in self.by_name if _allowed(n, job)] if filtered else self.by_name
-            grp = self.groups[key] = _Group(nodes)
+            if want or key[6]:
+                nodes = [n for n in nodes if n.keys]  # only a node with such resources can ever hold it
+            grp = self.groups[key] = _Group(nodes, want)
         return grp
 
     def hopeless(self, c: int, m: int) -> bool:
@@ -377,8 +442,11 @@ class _Planner:
             mem = run.memory or node.memory
             node.free_c -= run.cpus
             node.free_m -= mem
+            g = node.counts(run.devices) if run.devices and node.keys else ()
+            if g:
+                node.free_g = _minus(node.free_g, g)
             if run.end is not None:
-                node.releases.append((max(run.end, soon), run.cpus, mem))
+                node.releases.append((max(run.end, soon), run.cpus, mem, g))
         for part in self.parts.values():
             part.seal()
 
@@ -412,33 +480,38 @@ class _Planner:
         if not grp.fits_some_node(c, m):
             return Reason.RESOURCES
         d = float(job.time_limit) if job.time_limit > 0 else INF
+        want = grp.want
         # Failing is monotone within a plan (capacity only shrinks), hence the cheap refusals.
         if not part.hopeless(c, m) and not grp.dominated(c, m, d):
             if part.queue:
                 self.reserve(part)
-            node = self.best_fit(part, job, grp.nodes, c, m, d)
+            node = self.best_fit(part, job, grp.nodes, c, m, d, want)
             if node is not None:
-                self.start(part, job, node, c, m, d)
+                self.start(part, job, node, c, m, d, want)
                 return None
             grp.fail(c, m, d)
         if self.budget > 0:
             self.budget -= 1
-            part.queue.append((job.job_id, grp.nodes, c, m, d, None))
+            part.queue.append((job.job_id, grp.nodes, c, m, d, None, want))
         if part.lead:
             return Reason.PRIORITY
         part.lead = True
         return Reason.RESOURCES
 
     def best_fit(
-        self, part: _Partition, job: PendingView, eligible: list[_Node], c: int, m: int, d: float
+        self, part: _Partition, job: PendingView, eligible: list[_Node], c: int, m: int, d: float,
+        want: tuple[Gres, ...] = (),
     ) -> _Node | None:
         """The node left with the fewest free CPUs (then name) where the job fits from now on."""
         now, end = self.now, self.now + d
         if job.exclusive:  # an idle node that stays free for the job's time: the smallest, then by name
-            idle = [n for n in eligible if n.free_c == n.cpus and n.free_m == n.memory and n.name not in job.exclude
-                    and (not n.reserved or n.timeline(now).fits(now, end, n.cpus, n.memory))]
+            idle = [n for n in eligible if n.free_c == n.cpus and n.free_m == n.memory and n.free_g == n.total_g
+                    and n.name not in job.exclude
+                    and (not n.reserved or n.timeline(now).fits(now, end, n.cpus, n.memory, _whole(n)))]
             return min(idle, key=lambda n: (n.cpus, n.name), default=None)
-        if job.nodelist or part.restricted:  # the group's own nodes: a nodelist, or nodes only for some accounts
+        if want:  # nodes with such resources only
+            names = sorted((n.free_c, n.name) for n in eligible if n.free_c >= c and n.has(want) is not None)
+        elif job.nodelist or part.restricted:  # the group's own nodes: a nodelist, or nodes only for some accounts
             names = sorted((n.free_c, n.name) for n in eligible if n.free_c >= c)
         else:
             names = part.by_free[bisect_left(part.by_free, (c, "")) :]
@@ -450,21 +523,23 @@ class _Planner:
             need = m or node.memory
             if node.free_m < need:
                 continue
-            if node.reserved and not node.timeline(now).fits(now, end, c, need):
+            if node.reserved and not node.timeline(now).fits(now, end, c, need, want):
                 continue
             return node
         return None
 
-    def start(self, part: _Partition, job: PendingView, node: _Node, c: int, m: int, d: float) -> None:
+    def start(self, part: _Partition, job: PendingView, node: _Node, c: int, m: int, d: float,
+              want: tuple[Gres, ...] = ()) -> None:
+        g = node.has(want) if want else ()
         if job.exclusive:
-            c = node.cpus
-        self.hold(part, node, c, m or node.memory, self.now + d)
+            c, g = node.cpus, node.total_g
+        self.hold(part, node, c, m or node.memory, self.now + d, g or ())
         if job.array_job_id is not None:
             self.tasks[job.array_job_id] += 1
         self.starts.append(Start(job.job_id, node.name))
 
-    def hold(self, part: _Partition, node: _Node, c: int, need: int, end: float) -> None:
-        """Take c CPUs and `need` MiB of `node` from now until `end`."""
+    def hold(self, part: _Partition, node: _Node, c: int, need: int, end: float, g: tuple[int, ...] = ()) -> None:
+        """Take c CPUs, `need` MiB (and g of each resource) of `node` from now until `end`."""
         by_free = part.by_free
         del by_free[bisect_left(by_free, (node.free_c, node.name))]
         old_m = node.free_m
@@ -477,10 +552,12 @@ class _Planner:
             part.at_max -= 1
             if part.at_max == 0:
                 part.recount_mem()
+        if g:
+            node.free_g = _minus(node.free_g, g)
         if node.profile is not None:
-            node.profile.take(self.now, end, c, need)
+            node.profile.take(self.now, end, c, need, g)
         elif end < INF:
-            node.releases.append((end, c, need))
+            node.releases.append((end, c, need, g))
 
     # ---------------------------------------------------------------- jobs that span nodes
 
@@ -491,7 +568,7 @@ class _Planner:
         size_key = (job.shape, job.memory, job.mem_per_cpu)
         ever = grp.wide_sizes.get(size_key)
         if ever is None:
-            ever = grp.wide_sizes[size_key] = self.choose(job, [(_room(job, n, n.cpus, n.memory), n)
+            ever = grp.wide_sizes[size_key] = self.choose(job, [(_room(job, n, n.cpus, n.memory, n.total_g), n)
                                                                for n in eligible]) is not None
         if not ever:
             return Reason.RESOURCES  # no amount of waiting makes room for it
@@ -501,33 +578,36 @@ class _Planner:
                 self.reserve(part)
             now, end = self.now, self.now + d
             c = job.shape.cpus_per_task if job.shape else 1
-            rooms = [(_room(job, n, *(n.timeline(now).least(now, end) if n.reserved else (n.free_c, n.free_m))), n)
-                     for n in eligible if n.free_c >= c]
-            shares = self.choose(job, rooms)
+            free = {n.name: n.timeline(now).least(now, end) if n.reserved else (n.free_c, n.free_m, n.free_g)
+                    for n in eligible if n.free_c >= c}
+            shares = self.choose(job, [(_room(job, n, *free[n.name]), n) for n in eligible if n.name in free],
+                                 {name: f[2] for name, f in free.items()})
             if shares is None:
                 grp.wide_fail(job, d)
         if shares is not None:
             for node, share in shares:
-                self.hold(part, node, share.cpus, share.memory, end)
+                self.hold(part, node, share.cpus, share.memory, end, share.gres)
             if job.array_job_id is not None:
                 self.tasks[job.array_job_id] += 1
             self.starts.append(Start(job.job_id, shares[0][1].node, tuple(share for _, share in shares)))
             return None
         if self.budget > 0:
             self.budget -= 1
-            part.queue.append((job.job_id, eligible, 0, 0, d, job))
+            part.queue.append((job.job_id, eligible, 0, 0, d, job, ()))
         if part.lead:
             return Reason.PRIORITY
         part.lead = True
         return Reason.RESOURCES
 
-    def choose(self, job: PendingView, rooms: list[tuple[int, _Node]]) -> list[tuple[_Node, Share]] | None:
+    def choose(self, job: PendingView, rooms: list[tuple[int, _Node]],
+               free_g: dict[str, tuple[int, ...]] | None = None) -> list[tuple[_Node, Share]] | None:
         """The nodes a spanning job gets, given how many of its tasks each can hold: the fewest
         that hold them (the roomiest first, then by name; at least -N's least), or, for a range
         of node counts (`-N 2-4`) or `--spread-job`, as many as are free now up to the most (and
         no more than the tasks), as Slurm's -N "as many nodes as possible within the range";
         `--use-min-nodes` keeps a range to the fewest. In name order, with the tasks dealt over
-        them as Slurm's block layout counts them."""
+        them as Slurm's block layout counts them. `free_g`: each node's free resources, which
+        the shares' resources are taken from."""
         shape = job.shape
         assert shape is not None
         if shape.exact:  # --ntasks-per-node without -n: that many on each node
@@ -554,7 +634,12 @@ class _Planner:
             cpus = node.cpus if shape.exclusive else t * shape.cpus_per_task
             memory = node.memory if shape.exclusive else job.mem_per_cpu * cpus if job.mem_per_cpu else \
                 (job.memory or node.memory)  # a whole node's memory is the job's too
-            shares.append((node, Share(node.name, cpus, t, memory)))
+            g: tuple[int, ...] = ()
+            if shape.exclusive:
+                g = node.total_g
+            elif (job.gres or job.gres_per_task) and free_g is not None:
+                g = take_counts(node.keys, free_g[node.name], merge(job.gres, scaled(job.gres_per_task, t))) or ()
+            shares.append((node, Share(node.name, cpus, t, memory, g)))
         return shares
 
     def reserve_wide(self, job: PendingView, eligible: list[_Node], d: float) -> None:
@@ -564,11 +649,13 @@ class _Planner:
         times = sorted({t for n in eligible for t in n.timeline(now).releases()})[:WIDE_TIMES]
         for t in times:
             end = t + d
-            shares = self.choose(job, [(_room(job, n, *n.timeline(now).least(t, end)), n) for n in eligible])
+            free = {n.name: n.timeline(now).least(t, end) for n in eligible}
+            shares = self.choose(job, [(_room(job, n, *free[n.name]), n) for n in eligible],
+                                 {name: f[2] for name, f in free.items()})
             if shares is None:
                 continue
             for node, share in shares:
-                node.timeline(now).take(t, end, share.cpus, share.memory)
+                node.timeline(now).take(t, end, share.cpus, share.memory, share.gres)
                 node.reserved = True
             self.expected[job.job_id] = t
             self.expected_nodes[job.job_id] = shares[0][0].name
@@ -577,22 +664,26 @@ class _Planner:
     def reserve(self, part: _Partition) -> None:
         """Make the queued reservations, in priority order, each at its earliest start (then name)."""
         now = self.now
-        for job_id, eligible, c, m, d, wide in part.queue:
+        for job_id, eligible, c, m, d, wide, want in part.queue:
             if wide is not None:
                 self.reserve_wide(wide, eligible, d)
                 continue
-            best: tuple[float, _Node, int] | None = None
+            best: tuple[float, _Node, int, tuple[Gres, ...]] | None = None
             bound = INF
             for node in eligible:
                 need = m or node.memory
                 if node.cpus < c or node.memory < need:
                     continue
-                t = node.timeline(now).earliest(d, c or node.cpus, need, bound)  # c 0: the whole node
+                wants = want if c else _whole(node)  # c 0: the whole node
+                t = node.timeline(now).earliest(d, c or node.cpus, need, bound, wants)
                 if t is not None:
-                    best, bound = (t, node, need), t
+                    best, bound = (t, node, need, wants), t
             if best is not None:
-                t, node, need = best
-                node.timeline(now).take(t, t + d, c or node.cpus, need)
+                t, node, need, wants = best
+                profile = node.timeline(now)
+                i = bisect_right(profile.times, t) - 1
+                g = take_counts(node.keys, profile.gres[i], wants) if wants and profile.gres is not None else None
+                profile.take(t, t + d, c or node.cpus, need, g or ())
                 node.reserved = True
                 self.expected[job_id] = t
                 self.expected_nodes[job_id] = node.name
@@ -609,18 +700,29 @@ def _wide_key(job: PendingView, d: float) -> tuple[tuple, tuple[int, int, float,
     return key, (shape.ntasks, shape.nodes_min, -most, job.memory, d)
 
 
-def _room(job: PendingView, node: _Node, free_c: int, free_m: int) -> int:
+def _room(job: PendingView, node: _Node, free_c: int, free_m: int, free_g: tuple[int, ...] = ()) -> int:
     """How many of a spanning job's tasks `node` holds with that much free."""
     shape = job.shape
     assert shape is not None
     c = shape.cpus_per_task
     if shape.exclusive:
-        room = node.cpus // c if free_c == node.cpus and free_m == node.memory else 0
+        room = node.cpus // c if free_c == node.cpus and free_m == node.memory and free_g == node.total_g else 0
     elif job.mem_per_cpu:
         room = min(free_c // c, free_m // (job.mem_per_cpu * c))
     else:
         room = free_c // c if free_m >= (job.memory or node.memory) else 0
+    if room and (job.gres or job.gres_per_task):
+        base = take_counts(node.keys, free_g, job.gres)
+        if base is None:
+            return 0
+        if job.gres_per_task:
+            room = min(room, per_task_room(node.keys, _minus(free_g, base), job.gres_per_task))
     return min(room, shape.ntasks_per_node) if shape.ntasks_per_node else room
+
+
+def _whole(node: _Node) -> tuple[Gres, ...]:
+    """Every resource of a node, as a request: what a whole-node job takes."""
+    return tuple(Gres(name, kind, n) for (name, kind), n in zip(node.keys, node.total_g))
 
 
 def _allowed(node: _Node, job: PendingView) -> bool:

@@ -140,3 +140,58 @@ def pick(devices: tuple[Device, ...], want: tuple[Gres, ...], taken: set[int] | 
             return None
         chosen += free[:g.count]
     return chosen
+
+
+def merge(*groups: tuple[Gres, ...]) -> tuple[Gres, ...]:
+    """Requests added up: the same name and type once, its counts summed, in first-seen order."""
+    counts: dict[tuple[str, str | None], int] = {}
+    for specs in groups:
+        for g in specs:
+            counts[(g.name, g.type)] = counts.get((g.name, g.type), 0) + g.count
+    return tuple(Gres(name, kind, n) for (name, kind), n in counts.items())
+
+
+def scaled(specs: tuple[Gres, ...], factor: int) -> tuple[Gres, ...]:
+    """A per-task request for `factor` tasks."""
+    return tuple(Gres(g.name, g.type, g.count * factor) for g in specs) if factor else ()
+
+
+Key = tuple[str, "str | None"]  # a node's kind of resource: name and type
+
+
+def take_counts(keys: tuple[Key, ...], free: tuple[int, ...] | list[int], want: tuple[Gres, ...]) -> tuple[int, ...] | None:
+    """How many of each of a node's kinds (`keys`, with `free` of each) `want` takes, the first
+    kinds first; None if the free ones cannot meet it. The scheduler's count of what `pick`
+    then chooses device by device."""
+    take = [0] * len(keys)
+    for g in want:
+        left = g.count
+        for i, (name, kind) in enumerate(keys):
+            if name == g.name and (g.type is None or kind == g.type):
+                n = min(left, free[i] - take[i])
+                if n > 0:
+                    take[i] += n
+                    left -= n
+                    if not left:
+                        break
+        if left:
+            return None
+    return tuple(take)
+
+
+def per_task_room(keys: tuple[Key, ...], free: tuple[int, ...] | list[int], per_task: tuple[Gres, ...]) -> int:
+    """How many tasks of `per_task` each the free resources hold."""
+    room = None
+    for g in per_task:
+        have = sum(f for (name, kind), f in zip(keys, free) if name == g.name and (g.type is None or kind == g.type))
+        room = have // g.count if room is None else min(room, have // g.count)
+    return 0 if room is None else room
+
+
+def gpu_count(specs: tuple[Gres, ...]) -> int:
+    return sum(g.count for g in specs if g.name == "gpu")
+
+
+def parse_list(text: str | None) -> tuple[Gres, ...]:
+    """A stored request (format_gres's text) read back; none for None or ''."""
+    return parse_gres(text) if text else ()

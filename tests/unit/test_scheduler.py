@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from melond.sched.plan import NodeView, PendingView, Plan, RunningView, Share, Snapshot, Start, plan
+from melond.spec.gres import Gres, gpu_count
 from melond.spec.shape import make_shape
 
 NOW = 1000.0
@@ -420,21 +421,24 @@ def snapshots(draw, with_arrays=True, with_blocked=True, wide=4):
                 draw(st.integers(1, 8)),
                 draw(st.sampled_from([1024, 2048, 4096])),
                 draw(st.booleans() | st.just(True)),
+                devices=(("gpu", "a"),) * draw(st.sampled_from([0, 0, 1, 2, 4])),
             )
         )
     running, ids = [], iter(range(100, 1000))
     for n in nodes:
-        free_c, free_m = n.cpus, n.memory
+        free_c, free_m, free_g = n.cpus, n.memory, list(range(len(n.devices)))
         for _ in range(draw(st.integers(0, 3))):
             c = draw(st.integers(1, n.cpus))
             m = draw(st.sampled_from([0, 256, 1024, 2048]))
+            g = draw(st.integers(0, len(free_g)))
             need = m or n.memory
             if c > free_c or need > free_m:
                 continue
             free_c, free_m = free_c - c, free_m - need
+            held, free_g = tuple(free_g[:g]), free_g[g:]
             end = draw(st.none() | st.integers(-100, 2000).map(lambda s: NOW + s))  # some overdue
             arr = draw(st.sampled_from([None, 7])) if with_arrays else None
-            running.append(RunningView(next(ids), n.name, c, m, end, arr))
+            running.append(RunningView(next(ids), n.name, c, m, end, arr, devices=held))
     pending = []
     for job_id in draw(st.lists(st.integers(1, 99), max_size=12, unique=True)):
         arr = draw(st.sampled_from([None, 7, 8])) if with_arrays else None
@@ -453,6 +457,7 @@ def snapshots(draw, with_arrays=True, with_blocked=True, wide=4):
                 arr,
                 draw(st.sampled_from([None, 1, 2])) if arr else None,
                 exclusive=draw(st.sampled_from([False, False, False, True])),
+                gres=draw(st.sampled_from([(), (), (), (Gres("gpu", None, 1),), (Gres("gpu", "a", 2),)])),
             )
         )
         if draw(st.integers(1, wide)) == 1:  # a job that may span nodes
@@ -465,7 +470,8 @@ def snapshots(draw, with_arrays=True, with_blocked=True, wide=4):
                                use_min_nodes=draw(st.integers(0, 4)) == 0)
             if shape.wide:
                 pending[-1] = replace(pending[-1], shape=shape, mem_per_cpu=draw(st.sampled_from([0, 0, 128, 512])),
-                                      memory=draw(st.sampled_from([0, 128, 256, 1024])))
+                                      memory=draw(st.sampled_from([0, 128, 256, 1024])),
+                                      gres_per_task=draw(st.sampled_from([(), (), (Gres("gpu", None, 1),)])))
     return Snapshot(tuple(nodes), tuple(running), tuple(pending))
 
 
@@ -477,16 +483,17 @@ def _holds(snapshot, result):
     """Every job on each node after the plan: running ones, then the started ones."""
     pending = {j.job_id: j for j in snapshot.pending}
     # An overdue job holds its node until it is killed, which is after now.
-    held = [(r.node, r.cpus, r.memory, r.end and max(r.end, SOON)) for r in snapshot.running]
+    held = [(r.node, r.cpus, r.memory, r.end and max(r.end, SOON), len(r.devices)) for r in snapshot.running]
     nodes = {n.name: n for n in snapshot.nodes}
     for s in result.starts:
         j = pending[s.job_id]
         end = NOW + j.time_limit if j.time_limit else None
         if s.shares:
-            held.extend((share.node, share.cpus, share.memory, end) for share in s.shares)
+            held.extend((share.node, share.cpus, share.memory, end, sum(share.gres)) for share in s.shares)
             continue
-        cpus, memory = (nodes[s.node].cpus, 0) if j.exclusive else (j.cpus, j.memory)
-        held.append((s.node, cpus, memory, end))
+        n = nodes[s.node]
+        cpus, memory, g = (n.cpus, 0, len(n.devices)) if j.exclusive else (j.cpus, j.memory, gpu_count(j.want()))
+        held.append((s.node, cpus, memory, end, g))
     return held
 
 
@@ -508,9 +515,10 @@ def test_no_node_over_committed(snapshot):
             assert not j.nodelist or n.name in j.nodelist
             assert n.name not in j.exclude
     for name, n in nodes.items():
-        held = [(c, m or n.memory) for on, c, m, _ in _holds(snapshot, result) if on == name]
-        assert sum(c for c, _ in held) <= n.cpus
-        assert sum(m for _, m in held) <= n.memory
+        held = [(c, m or n.memory, g) for on, c, m, _, g in _holds(snapshot, result) if on == name]
+        assert sum(c for c, _, _ in held) <= n.cpus
+        assert sum(m for _, m, _ in held) <= n.memory
+        assert sum(g for _, _, g in held) <= len(n.devices)
 
 
 @settings(max_examples=300)
@@ -557,11 +565,18 @@ def test_plan_is_deterministic_and_ignores_input_order(snapshot, rnd):
     assert plan(shuffled, NOW) == first
 
 
-def _ref_fits(n, mine, t0, t1, c, m):
-    """Whether c CPUs and m MiB are free on node n throughout [t0, t1), given (start, end, cpus, MiB) holds."""
+def _ref_fits(n, mine, t0, t1, c, m, g=0):
+    """Whether c CPUs, m MiB and g GPUs are free on node n throughout [t0, t1), given (start, end,
+    cpus, MiB, GPUs) holds."""
     points = [t0, *(p for h in mine for p in h[:2] if t0 < p < t1)]
     return all(sum(h[2] for h in mine if h[0] <= s < h[1]) + c <= n.cpus
-               and sum(h[3] for h in mine if h[0] <= s < h[1]) + m <= n.memory for s in points)
+               and sum(h[3] for h in mine if h[0] <= s < h[1]) + m <= n.memory
+               and sum(h[4] for h in mine if h[0] <= s < h[1]) + g <= len(n.devices) for s in points)
+
+
+def _ref_gpus(j, tasks):
+    """GPUs a spanning job's `tasks` tasks on one node take: per node, and per task."""
+    return gpu_count(j.gres) + tasks * gpu_count(j.gres_per_task)
 
 
 def _ref_room(j, n, mine, t0, t1):
@@ -571,12 +586,22 @@ def _ref_room(j, n, mine, t0, t1):
     if sh.ntasks_per_node:
         most = min(most, sh.ntasks_per_node)
     if sh.exclusive:
-        return most if _ref_fits(n, mine, t0, t1, n.cpus, n.memory) else 0
+        if not _ref_fits(n, mine, t0, t1, n.cpus, n.memory, len(n.devices)):
+            return 0
+        while most and _ref_gpus(j, most) > len(n.devices):
+            most -= 1
+        return most
     for r in range(most, 0, -1):
         cpus = r * sh.cpus_per_task
-        if _ref_fits(n, mine, t0, t1, cpus, j.mem_per_cpu * cpus if j.mem_per_cpu else (j.memory or n.memory)):
+        if _ref_fits(n, mine, t0, t1, cpus, j.mem_per_cpu * cpus if j.mem_per_cpu else (j.memory or n.memory),
+                     _ref_gpus(j, r)):
             return r
     return 0
+
+
+def _ref_usable(n, j):
+    """Only a node with GPUs can hold a job asking for them, even whole."""
+    return bool(n.devices) or not (j.gres or j.gres_per_task)
 
 
 def _ref_choose(j, rooms):
@@ -608,7 +633,7 @@ def _ref_choose(j, rooms):
     for (_, n), t in zip(chosen, tasks):
         cpus = n.cpus if sh.exclusive else t * sh.cpus_per_task
         out.append((n, cpus, t, n.memory if sh.exclusive else j.mem_per_cpu * cpus if j.mem_per_cpu else
-                    (j.memory or n.memory)))
+                    (j.memory or n.memory), len(n.devices) if sh.exclusive else _ref_gpus(j, t)))
     return out
 
 
@@ -622,8 +647,7 @@ def _ref_release_times(nodes, holds):
         for t in {h[1] for h in mine if h[1] < math.inf and h[1] > NOW}:
             before = [h for h in mine if h[0] < t <= h[1]]  # held just before t
             after = [h for h in mine if h[0] <= t < h[1]]
-            if sum(h[2] for h in after) < sum(h[2] for h in before) or \
-                    sum(h[3] for h in after) < sum(h[3] for h in before):
+            if any(sum(h[k] for h in after) < sum(h[k] for h in before) for k in (2, 3, 4)):
                 found.add(t)
     return [NOW, *sorted(found)][:WIDE_TIMES]
 
@@ -631,8 +655,8 @@ def _ref_release_times(nodes, holds):
 def _ref_earliest_wide(nodes, held, j):
     d = j.time_limit or float("inf")
     ok = [n for n in nodes if n.available and n.partition == j.partition and n.name not in j.exclude
-          and (not j.nodelist or n.name in j.nodelist)]
-    mine = {n.name: [(NOW, e if e is not None else math.inf, c, m or n.memory) for on, c, m, e in held
+          and (not j.nodelist or n.name in j.nodelist) and _ref_usable(n, j)]
+    mine = {n.name: [(NOW, e if e is not None else math.inf, c, m or n.memory, g) for on, c, m, e, g in held
                      if on == n.name] for n in ok}
     ends = sorted({h[1] for hs in mine.values() for h in hs if h[1] < math.inf})
     for t in [NOW, *ends]:
@@ -652,15 +676,19 @@ def _ref_earliest(nodes, held, j):
             continue
         if j.nodelist and n.name not in j.nodelist:
             continue
+        if gpu_count(j.want()) > len(n.devices):
+            continue
         need = (0 if j.exclusive else j.memory) or n.memory
         cpus = n.cpus if j.exclusive else j.cpus
-        mine = [(c, m or n.memory, end) for on, c, m, end in held if on == n.name]
-        ends = sorted({e for _, _, e in mine if e is not None})
+        gpus = len(n.devices) if j.exclusive else gpu_count(j.want())
+        mine = [(c, m or n.memory, end, g) for on, c, m, end, g in held if on == n.name]
+        ends = sorted({e for _, _, e, _ in mine if e is not None})
         for t in [NOW, *ends]:
             checks = [t, *(e for e in ends if t < e < t + d)]
             if all(
-                sum(c for c, _, e in mine if e is None or e > s) + cpus <= n.cpus
-                and sum(m for _, m, e in mine if e is None or e > s) + need <= n.memory
+                sum(c for c, _, e, _ in mine if e is None or e > s) + cpus <= n.cpus
+                and sum(m for _, m, e, _ in mine if e is None or e > s) + need <= n.memory
+                and sum(g for _, _, e, g in mine if e is None or e > s) + gpus <= len(n.devices)
                 for s in checks
             ):
                 best = t if best is None else min(best, t)
@@ -726,7 +754,7 @@ def test_random_large_plans_hold_invariants():
         snap = Snapshot(nodes, tuple(running), tuple(pending))
         result = plan(snap, NOW)
         for name in {n.name for n in nodes}:
-            used = sum(c for on, c, _, _ in _holds(snap, result) if on == name)
+            used = sum(c for on, c, _, _, _ in _holds(snap, result) if on == name)
             assert used <= next(n.cpus for n in nodes if n.name == name)
         assert len(result.starts) + len(result.reasons) == len(pending)
         for part in PARTS:
@@ -744,22 +772,16 @@ def _ref_plan(snapshot, max_reservations=100):
     """Conservative backfill written the slow, obvious way: every hold is an interval, every
     reservation is made at once, every node is tried. plan() must agree with it exactly."""
     nodes = {n.name: n for n in snapshot.nodes if n.available}
-    holds = {name: [] for name in nodes}  # (start, end, cpus, memory)
+    holds = {name: [] for name in nodes}  # (start, end, cpus, memory, GPUs)
     tasks = {}
     for r in snapshot.running:
         tasks[r.array_job_id] = tasks.get(r.array_job_id, 0) + 1
         if r.node in nodes:
             end = max(r.end, SOON) if r.end else math.inf  # overdue: held until just after now
-            holds[r.node].append((NOW, end, r.cpus, r.memory or nodes[r.node].memory))
+            holds[r.node].append((NOW, end, r.cpus, r.memory or nodes[r.node].memory, len(r.devices)))
 
-    def fits(name, t0, t1, c, m):
-        n = nodes[name]
-        points = [t0, *(p for h in holds[name] for p in h[:2] if t0 < p < t1)]
-        return all(
-            sum(h[2] for h in holds[name] if h[0] <= s < h[1]) + c <= n.cpus
-            and sum(h[3] for h in holds[name] if h[0] <= s < h[1]) + m <= n.memory
-            for s in points
-        )
+    def fits(name, t0, t1, c, m, g):
+        return _ref_fits(nodes[name], holds[name], t0, t1, c, m, g)
 
     starts, reasons, lead, budget = [], {}, set(), max_reservations
     for j in sorted(snapshot.pending, key=_order):
@@ -773,6 +795,7 @@ def _ref_plan(snapshot, max_reservations=100):
             name
             for name, n in nodes.items()
             if n.partition == j.partition and name not in j.exclude and (not j.nodelist or name in j.nodelist)
+            and _ref_usable(n, j)
         )
         if not eligible:
             reasons[j.job_id] = "ReqNodeNotAvail"
@@ -785,36 +808,38 @@ def _ref_plan(snapshot, max_reservations=100):
                 continue
             got = _ref_choose(j, [(_ref_room(j, n, holds[n.name], NOW, NOW + d), n) for n in ok])
             if got:
-                for n, c, _, m in got:
-                    holds[n.name].append((NOW, NOW + d, c, m))
+                for n, c, _, m, g in got:
+                    holds[n.name].append((NOW, NOW + d, c, m, g))
                 tasks[j.array_job_id] = tasks.get(j.array_job_id, 0) + 1
-                starts.append(Start(j.job_id, got[0][0].name, tuple(Share(n.name, c, t, m) for n, c, t, m in got)))
+                starts.append(Start(j.job_id, got[0][0].name, tuple(Share(n.name, c, t, m) for n, c, t, m, _ in got)))
                 continue
             if budget > 0:
                 budget -= 1
                 for t in _ref_release_times(ok, holds):
                     got = _ref_choose(j, [(_ref_room(j, n, holds[n.name], t, t + d), n) for n in ok])
                     if got:
-                        for n, c, _, m in got:
-                            holds[n.name].append((t, t + d, c, m))
+                        for n, c, _, m, g in got:
+                            holds[n.name].append((t, t + d, c, m, g))
                         break
             reasons[j.job_id] = "Priority" if j.partition in lead else "Resources"
             lead.add(j.partition)
             continue
         if not j.exclusive:
             eligible = [name for name in eligible if nodes[name].cpus >= j.cpus and nodes[name].memory >= j.memory]
+        eligible = [name for name in eligible if len(nodes[name].devices) >= gpu_count(j.want())]
         if not eligible:
             reasons[j.job_id] = "Resources"
             continue
         d = j.time_limit or math.inf
-        # an exclusive job takes every CPU and all memory of the node it gets
+        # an exclusive job takes every CPU, all memory and every GPU of the node it gets
         cpus = {name: nodes[name].cpus if j.exclusive else j.cpus for name in eligible}
         need = {name: (0 if j.exclusive else j.memory) or nodes[name].memory for name in eligible}
-        now_fit = [name for name in eligible if fits(name, NOW, NOW + d, cpus[name], need[name])]
+        gpus = {name: len(nodes[name].devices) if j.exclusive else gpu_count(j.want()) for name in eligible}
+        now_fit = [name for name in eligible if fits(name, NOW, NOW + d, cpus[name], need[name], gpus[name])]
         if now_fit:
             free = {name: nodes[name].cpus - sum(h[2] for h in holds[name] if h[0] <= NOW < h[1]) for name in now_fit}
             name = min(now_fit, key=lambda x: (free[x], x))
-            holds[name].append((NOW, NOW + d, cpus[name], need[name]))
+            holds[name].append((NOW, NOW + d, cpus[name], need[name], gpus[name]))
             tasks[j.array_job_id] = tasks.get(j.array_job_id, 0) + 1
             starts.append(Start(j.job_id, name))
             continue
@@ -823,12 +848,12 @@ def _ref_plan(snapshot, max_reservations=100):
             options = []
             for name in eligible:
                 ends = sorted({h[1] for h in holds[name] if h[1] < math.inf})
-                t = next((t for t in [NOW, *ends] if fits(name, t, t + d, cpus[name], need[name])), None)
+                t = next((t for t in [NOW, *ends] if fits(name, t, t + d, cpus[name], need[name], gpus[name])), None)
                 if t is not None:
                     options.append((t, name))
             if options:
                 t, name = min(options)
-                holds[name].append((t, t + d, cpus[name], need[name]))
+                holds[name].append((t, t + d, cpus[name], need[name], gpus[name]))
         reasons[j.job_id] = "Priority" if j.partition in lead else "Resources"
         lead.add(j.partition)
     return Plan(tuple(starts), reasons)
@@ -848,8 +873,9 @@ def test_plans_of_jobs_spanning_nodes_match_the_reference(snapshot, max_reservat
     assert result == _ref_plan(snapshot, max_reservations)
     nodes = {n.name: n for n in snapshot.nodes}
     for name, n in nodes.items():
-        held = [(c, m or n.memory) for on, c, m, _ in _holds(snapshot, result) if on == name]
-        assert sum(c for c, _ in held) <= n.cpus and sum(m for _, m in held) <= n.memory
+        held = [(c, m or n.memory, g) for on, c, m, _, g in _holds(snapshot, result) if on == name]
+        assert sum(c for c, _, _ in held) <= n.cpus and sum(m for _, m, _ in held) <= n.memory
+        assert sum(g for _, _, g in held) <= len(n.devices)
 
 
 def test_seeded_plans_with_many_jobs_spanning_nodes_match_the_reference():
