@@ -11,6 +11,7 @@ import time
 from melon_cli.common import job_label
 from melon_cli.units import MEGA, NONE, convert
 from melond.errors import ParseError
+from melond.spec.gres import tres
 
 DEFAULT = "JobID,JobName,Partition,User,AllocCPUS,State,ExitCode"
 SHORT_STATE = {"PENDING": "PD", "RUNNING": "R"}
@@ -97,8 +98,9 @@ FIELDS: dict[str, tuple[int, tuple[str, ...], object]] = {
     "Comment": (14, ("comment",), lambda j, now: j.get("comment") or ""),
     # sacct -l's (sacct.h LONG_FIELDS): on a job's own line Slurm leaves its steps' statistics
     # empty (print.c _get_tres_cnt is for steps), and so does Melon, but for MaxRSS above
-    "ReqTRES": (10, ("cpus", "memory", "node"), lambda j, now: _tres(j)),
-    "AllocTRES": (10, ("cpus", "memory", "start_time", "node"), lambda j, now: _tres(j) if j.get("start_time") else ""),
+    "ReqTRES": (10, ("cpus", "memory", "node", "gres_total"), lambda j, now: _tres(j)),
+    "AllocTRES": (10, ("cpus", "memory", "start_time", "node", "gres_total"),
+                  lambda j, now: _tres(j) if j.get("start_time") else ""),
     "ConsumedEnergy": (14, (), lambda j, now: "0"),  # no energy TRES: INFINITE64 -> 0
     **{name: (13, (), lambda j, now: "Unknown")  # cpu_freq_to_string(NO_VAL): the frequency is a step's
        for name in ("ReqCPUFreqMin", "ReqCPUFreqMax", "ReqCPUFreqGov")},
@@ -157,7 +159,8 @@ def with_steps(jobs: list[dict]) -> list[dict]:
 
 def _tres(j: dict) -> tuple:
     """A job's TRES as sacct prints them (billing, cpu, mem, node; its memory a Size)."""
-    return ("billing=", str(j["cpus"]), ",cpu=", str(j["cpus"]), ",mem=", Size(j["memory"] // MIB, MEGA), ",node=", str(j.get("num_nodes") or 1))
+    return ("billing=", str(j["cpus"]), ",cpu=", str(j["cpus"]), ",mem=", Size(j["memory"] // MIB, MEGA), ",node=",
+            str(j.get("num_nodes") or 1), *("," + t for t in tres(j.get("gres_total"))))
 _BY_LOWER = {name.lower(): name for name in FIELDS} | _ALIASES
 FORMS = "comma-separated sacct field names, each with an optional %WIDTH (JobName%30); fields: " + ", ".join(FIELDS)
 

@@ -45,6 +45,7 @@ class NoLimits:
     name = "none"
     wraps = False  # True: the job's command is wrapped (systemd-run), not moved into a cgroup
     cpu_ids: list[int] | None = None  # the CPUs melond pinned the job to: its cpuset, where the backend sets one
+    device_allow: list[str] | None = None  # a closed device policy's files, where the backend sets one (systemd)
 
     def __init__(self, key: str, cpus: int, memory: int, tasks_max: int, scope: str) -> None:
         self.key = key  # the job run's spool key: `17`, or `17.1` once requeued

@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from . import cpuset, limits
+from . import cpuset, devices, limits
 from .protocol import DEFAULT_UMASK, STEP_TARGET, KillCause, SignalTo, job_channel
 from .spawn import ERROR_STREAM, Launch, spawn
 from .spool import JobDir
@@ -44,6 +44,9 @@ class Job:
         self.limits = limits.BACKENDS[backend](spec["key"], spec.get("cpus") or 0, spec.get("memory") or 0,
                                                spec.get("tasks_max") or 0, spec["scope"])
         self.limits.cpu_ids = spec.get("cpu_ids")
+        own = (spec.get("devices") or {}).get("own")
+        if own is not None and not devices.usable():  # a closed device policy, where systemd gives one
+            self.limits.device_allow = devices.allowed(own)
         self.kill_wait = float(spec.get("kill_wait", 30))
         self.pid = 0  # its process, once forked
         self.returncode: int | None = None
@@ -89,7 +92,10 @@ class Job:
         enter, leave = (_nothing, _nothing) if lim.wraps else (lim.enter, lim.leave)
         own_cpuset = cpuset.make(lim.rel, spec.get("cpu_ids") or [])  # a v1 one, where the node gives it
         if own_cpuset:
-            enter, leave = _with_cpuset(own_cpuset, enter, leave)
+            enter, leave = _joining(cpuset, own_cpuset, enter, leave)
+        own_devices = devices.make(lim.rel, (spec.get("devices") or {}).get("others") or [])
+        if own_devices:  # a v1 one denying the node's other devices, where the node gives it
+            enter, leave = _joining(devices, own_devices, enter, leave)
         try:
             self.pid, self.report_fd = spawn(launch, enter, leave)
         except OSError as exc:
@@ -258,23 +264,25 @@ class Job:
             return CLEANUP_POLL
         self.limits.destroy()
         cpuset.remove(self.limits.rel)
+        devices.remove(self.limits.rel)
         return None
 
 
-def _with_cpuset(path: str, enter: Callable[[], None], leave: Callable[[], None]) -> tuple[Callable[[], None],
-                                                                                          Callable[[], None]]:
-    """The fork's way in and out of the job's cgroups, its cpuset included."""
-    back = cpuset.home()
+def _joining(hierarchy, path: str, enter: Callable[[], None], leave: Callable[[], None]) -> tuple[Callable[[], None],
+                                                                                                 Callable[[], None]]:
+    """The fork's way in and out of the job's cgroups, one more of its own (a v1 cpuset or
+    devices cgroup: `hierarchy` is remote/cpuset.py or remote/devices.py) included."""
+    back = hierarchy.home()
 
     def enter_both() -> None:
-        cpuset.enter(path)
+        hierarchy.enter(path)
         enter()
 
     def leave_both() -> None:
         try:
             leave()
         finally:
-            cpuset.leave(back)
+            hierarchy.leave(back)
     return enter_both, leave_both
 
 

@@ -13,7 +13,7 @@ import signal
 import subprocess
 import time
 
-from . import cgroup, cpuset, delegated, subtree
+from . import cgroup, cpuset, delegated, devices, subtree
 from .cgroup import CGROUP_ROOT, NoLimits, read_file
 from .cgroupfs import CgroupV1, CgroupV2
 from .delegated import DelegatedV2
@@ -35,6 +35,7 @@ def fence(backend: str, scope: str, key: str) -> None:
         except (OSError, subprocess.SubprocessError):
             pass
         cpuset.remove(lim.rel)  # empty once the kill is through; else the next sweep's
+        devices.remove(lim.rel)
         return
     for _ in range(50):  # a fork racing the kill joins the cgroup: go round until it is empty
         if not lim.pids():
@@ -43,6 +44,7 @@ def fence(backend: str, scope: str, key: str) -> None:
         time.sleep(0.01)
     lim.destroy()
     cpuset.remove(lim.rel)
+    devices.remove(lim.rel)
 
 
 def _can_make_dir(parent: str) -> bool:

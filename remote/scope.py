@@ -61,6 +61,9 @@ class SystemdScope(NoLimits):
             props.append(("TasksMax", ("t", self.tasks_max)))
         if self.cpu_ids and v2_mounted():  # systemd sets cpusets on cgroup v2 only
             props.append(("AllowedCPUs", ("ay", _cpu_mask(self.cpu_ids))))
+        if self.device_allow is not None and v2_mounted():  # on v1 the job has a devices cgroup of its own
+            props.append(("DevicePolicy", ("s", "closed")))
+            props.append(("DeviceAllow", ("a(ss)", [[path, "rw"] for path in self.device_allow])))
         return props
 
     def wrap(self, argv: list[str], uid: int, gid: int) -> list[str]:
@@ -73,6 +76,8 @@ class SystemdScope(NoLimits):
             cmd += ["-p", f"TasksMax={self.tasks_max}"]
         if self.cpu_ids and v2_mounted():
             cmd += ["-p", f"AllowedCPUs={cpuset.text(self.cpu_ids)}"]
+        if self.device_allow is not None and v2_mounted():
+            cmd += ["-p", "DevicePolicy=closed", *(f"-pDeviceAllow={path} rw" for path in self.device_allow)]
         return [*cmd, "--", *_become(uid, gid), *argv]
 
     def find_scope(self, pid: int) -> bool | None:

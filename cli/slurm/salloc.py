@@ -26,7 +26,7 @@ import sys
 from melon_cli.slurm.argv import read_argv
 from melond.errors import MelonError
 from melond.spec.getopt import make_grammar
-from melond.spec.slurm_options import SALLOC_OPTIONS, SAME_OPTION, SLURM_PREFIX, changes_job, unsupported
+from melond.spec.slurm_options import GRES_OPTIONS, SALLOC_OPTIONS, SAME_OPTION, SLURM_PREFIX, changes_job, unsupported
 
 PROG = "salloc"
 GRAMMAR = make_grammar(SALLOC_OPTIONS, strict=True, same=SAME_OPTION)
@@ -34,12 +34,12 @@ ACTED_ON = frozenset({
     "cpus-per-task", "mem", "mem-per-cpu", "time", "job-name", "chdir", "export", "nodelist", "exclude",
     "partition", "begin", "hold", "dependency", "signal", "mail-type", "mail-user", "nodes", "ntasks",
     "ntasks-per-node", "exclusive", "distribution",
-})
+}) | GRES_OPTIONS
 CLIENT_ONLY = frozenset({"no-shell", "immediate", "wait-all-nodes", "bell", "no-bell", "kill-command", "quiet",
                          "verbose", "help", "usage", "version"})
 HELP = """Usage: salloc [OPTIONS(0)...] [ : [OPTIONS(N)...]] [command(0) [args(0)...]]
 Melon's salloc: an interactive allocation with sbatch's resource options (-N, -n, -c, --mem, -t, -J,
--p, -w, -x, --exclusive, ...), then the command (default: your shell) on a terminal on its first
+-p, -w, -x, --exclusive, --gres, -G/--gpus, ...), then the command (default: your shell) on a terminal on its first
 node, where srun reaches every allocated node. --no-shell: allocate and return. -I/--immediate[=SECONDS]:
 give up if not granted at once (or within SECONDS). Exiting the command ends the allocation.
 """

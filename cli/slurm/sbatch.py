@@ -17,7 +17,7 @@ import time
 from melon_cli.slurm.argv import read_argv
 from melond.errors import MelonError
 from melond.spec.getopt import make_grammar
-from melond.spec.slurm_options import SAME_OPTION, SBATCH_OPTIONS, SLURM_PREFIX, changes_job, unsupported
+from melond.spec.slurm_options import GRES_OPTIONS, SAME_OPTION, SBATCH_OPTIONS, SLURM_PREFIX, changes_job, unsupported
 
 PROG = "sbatch"
 ARGV_GRAMMAR = make_grammar(SBATCH_OPTIONS, strict=True, same=SAME_OPTION)
@@ -26,14 +26,15 @@ ACTED_ON = frozenset({
     "cpus-per-task", "mem", "mem-per-cpu", "time", "job-name", "output", "error", "chdir", "export", "nodelist",
     "exclude", "partition", "begin", "hold", "dependency", "array", "requeue", "no-requeue", "signal", "wrap",
     "mail-type", "mail-user", "nodes", "ntasks", "ntasks-per-node", "exclusive", "distribution",
-})
+}) | GRES_OPTIONS
 CLIENT_ONLY = frozenset({"parsable", "wait", "quiet", "test-only", "help", "usage", "version", "verbose"})
 #: What sbatch itself does beyond the options it shares with mbatch (its manual page lists these).
 OWN_OPTIONS = {"quiet": "Print no warnings.", "test-only": "Check the job and say whether it is valid; submit nothing."}
 HELP = """Usage: sbatch [OPTIONS(0)...] [ : [OPTIONS(N)...]] script(0) [args(0)...]
 
 Melon's sbatch: Slurm's options, backed by melond. Acted on: -N/--nodes, -n/--ntasks, --ntasks-per-node,
--c/--cpus-per-task, --exclusive, -m/--distribution, --mem, --mem-per-cpu,
+-c/--cpus-per-task, --exclusive, -m/--distribution, --mem, --mem-per-cpu, --gres, -G/--gpus,
+--gpus-per-node, --gpus-per-task, --cpus-per-gpu, --mem-per-gpu,
 -t/--time, -J/--job-name, -o/--output, -e/--error, -D/--chdir, --export, -w/--nodelist, -x/--exclude,
 -p/--partition, -b/--begin, -H/--hold, -d/--dependency, -a/--array, --requeue, --no-requeue,
 --signal, --wrap, --parsable, -W/--wait, -Q/--quiet, --test-only. Every other sbatch option is

@@ -18,6 +18,7 @@ from melon_cli.slurm import tables
 from melon_cli.slurm.argv import SLURM_VERSION, bad_option, version_text
 from melond.errors import MelonError
 from melond.spec.getopt import GetoptError, getopt_long, make_grammar
+from melond.spec.gres import tres
 
 PROG = "scontrol"
 ACTIONS = {"hold": "hold", "uhold": "hold", "release": "release", "requeue": "requeue"}
@@ -247,8 +248,13 @@ def _show_nodes(args: list[str], one_line: bool) -> None:
             [f"State={NODE_STATES.get(n['state'], n['state'].upper())}", "ThreadsPerCore=1", "TmpDisk=0",
              "Weight=1"],
             [f"Partitions={n['partition']}"],
+            [f"CfgTRES=cpu={n['cpus']},mem={n['memory']}M,billing={n['cpus']}", *tres(n.get('gres'))],
+            ["AllocTRES=" + (",".join([f"cpu={n['cpus_used']}", f"mem={n['memory_used']}M",
+                                       *tres(n.get('gres_alloc'))]) if n['cpus_used'] else "")],
             [f"CgroupBackend={n['backend']}"],
         ]
+        if n.get("gres"):
+            lines.insert(5, [f"GresUsed={n.get('gres_used')}"])
         if n.get("reason"):
             lines.append([f"Reason={n['reason']}"])
         records.append(lines)
@@ -321,4 +327,5 @@ def _tres(job: dict) -> str:
     """A job's trackable resources as scontrol prints them (mem through convert_num_unit: 1.50G)."""
     from melon_cli.units import MEGA, convert
     cpus = job["cpus"]
-    return f"cpu={cpus},mem={convert(job['memory'] // (1024 * 1024), MEGA)},node={job.get('num_nodes', 1)},billing={cpus}"
+    return ",".join([f"cpu={cpus}", f"mem={convert(job['memory'] // (1024 * 1024), MEGA)}",
+                     f"node={job.get('num_nodes', 1)}", f"billing={cpus}", *tres(job.get("gres_total"))])

@@ -22,7 +22,7 @@ import sys
 from melon_cli.slurm.argv import read_argv
 from melond.errors import MelonError
 from melond.spec.filenames import NO_VAL_TASK, fill
-from melond.spec.slurm_options import SLURM_PREFIX, SRUN_GRAMMAR
+from melond.spec.slurm_options import GRES_OPTIONS, SLURM_PREFIX, SRUN_GRAMMAR
 from melon_remote.marks import STEP_MARK
 
 PROG = "srun"
@@ -31,7 +31,7 @@ FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signa
 #: srun options that shape the job srun submits outside an allocation (the same names sbatch's use).
 JOB_OPTIONS = frozenset({"cpus-per-task", "mem", "mem-per-cpu", "time", "job-name", "chdir", "export", "nodelist",
                          "exclude", "partition", "begin", "dependency", "hold", "signal", "ntasks", "nodes",
-                         "ntasks-per-node", "distribution"})
+                         "ntasks-per-node", "distribution"}) | GRES_OPTIONS
 #: Task options an srun outside a job hands to the srun it runs inside it (which runs the job's
 #: task count, SLURM_NTASKS, itself).
 TASK_OPTIONS = frozenset({"label", "input", "open-mode"})
@@ -41,8 +41,9 @@ Melon's srun. Inside a job, a numbered step: -n/--ntasks, -N/--nodes, --ntasks-p
 --exact, --exclusive, --overlap, --cpu-bind, -w, -x, -r/--relative, -m/--distribution, -o/--output,
 -e/--error, -i/--input, -l/--label, -u/--unbuffered, -D/--chdir, --open-mode, -K/--kill-on-bad-exit; a step
 of several tasks is served PMI-1 for MPICH's ranks (--mpi=none: not).
-Outside a job it submits the command with -c, --mem, --mem-per-cpu, -t, -J, -p, -w, -x, -D, --export,
--b, -d, -H, --signal, and streams its output. Every other srun option is accepted.
+Outside a job it submits the command with -c, --mem, --mem-per-cpu, --gres, -G/--gpus, --gpus-per-node,
+--gpus-per-task, --cpus-per-gpu, --mem-per-gpu, -t, -J, -p, -w, -x, -D, --export, -b, -d, -H, --signal,
+and streams its output. Every other srun option is accepted.
 """
 
 

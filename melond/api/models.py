@@ -8,6 +8,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from melond.api.tokens import MAX_TTL
 from melond.spec.notices import TYPES as NOTICE_TYPES
 from melond.spec.shape import MAX_COUNT, parse_distribution
+from melond.spec.gres import parse_gres
 from melond.spec.timespec import MAX_BYTES, MAX_SECONDS, SpecError
 
 PATH_MAX = 4096  # Linux's
@@ -52,7 +53,16 @@ def _distribution(text: str) -> str:
         raise ValueError(str(exc)) from None
 
 
+def _gres(text: str) -> str:
+    try:
+        parse_gres(text)
+    except SpecError as exc:
+        raise ValueError(str(exc)) from None
+    return text
+
+
 Text = Annotated[str, AfterValidator(_no_nul)]
+GresText = Annotated[str, Field(max_length=1024), AfterValidator(_gres)]
 Path = Annotated[str, Field(max_length=PATH_MAX), AfterValidator(_no_nul)]
 EnvName = Annotated[str, AfterValidator(_env_name)]
 
@@ -74,6 +84,8 @@ class SubmitRequest(Body):
     memory: int | None = Field(default=None, ge=0, le=MAX_BYTES,
                                description="bytes; null = partition default, 0 = whole node")
     mem_per_cpu: bool = False
+    gres: GresText | None = Field(default=None, description="generic resources on each node: gpu:2, gpu:a100:1,lic:1")
+    gpus_per_task: GresText | None = Field(default=None, description="GPUs for each task: gpu:1, gpu:a100:1")
     interactive: bool = Field(default=False, description="salloc / srun --pty: the nodes hold the allocation and "
                                                          "the user's terminal attaches (GET /jobs/{id}/terminal)")
     time_limit: int | None = Field(default=None, ge=0, le=MAX_SECONDS,

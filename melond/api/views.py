@@ -7,7 +7,8 @@ from melond.errors import BadRequest
 from melond.nodes.state import NodeState
 from melond.sched.launch import job_file
 from melond.sched.policy import Caller, withheld
-from melond.spec.gres import format_gres, node_gres
+from melond.spec.cpulist import parse_cpuset
+from melond.spec.gres import format_gres, format_used, held, node_gres
 from melond.spec.folding import fold_pending
 from melond.spec.states import SHORT, State
 from melond.spec.timespec import ranged_hostlist
@@ -169,6 +170,7 @@ def node_view(node: NodeState, running: list[Job], last_contact: float | None = 
     used_cpus = sum(p.cpus for p in parts if p)
     used_mem = sum(p.memory for p in parts if p)
     state = node_state(node, running, used_cpus, used_mem)
+    used = {i for p in parts if p for i in parse_cpuset(p.gres_ids)}
     return {
         "name": node.name, "partition": node.partition, "state": state, "reason": node.drain or (node.reason if not node.up else None),
         "cpus": node.cpus, "cpus_used": used_cpus, "memory": node.memory, "memory_used": used_mem,
@@ -176,6 +178,9 @@ def node_view(node: NodeState, running: list[Job], last_contact: float | None = 
         "enforcement": node.backend != "none", "last_contact": last_contact,
         "pinned": bool(node.cpu_order), "pinning": node.pinning,
         "gres": format_gres(node_gres(node.devices)) or None,  # sinfo's %G, scontrol's Gres=
+        "gres_used": format_used(node.devices, used) if node.devices else None,  # scontrol's GresUsed=
+        "gres_alloc": format_gres(held(node.devices, sorted(used))) or None,  # ...its AllocTRES
+        "device_isolation": node.isolation or None,  # how jobs' devices are kept apart (minfo -l)
         # Whose jobs run there and as which account: the login account's alone (a node reached
         # as an account that is not root), each user's own (a personal node), or anyone's (null).
         "runs_as": ({u: {"account": a, "up": u in node.links_up, "backend": node.link_limits.get(u, ("unknown",))[0]}

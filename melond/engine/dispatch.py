@@ -19,6 +19,7 @@ from melond.engine.tasks import Tasks
 from melond.errors import MelonError, NodeRequestFailed, NodeTimeout, NodeUnavailable, NoSuchJob
 from melond.figures import JobCounts
 from melond.nodes.links import Sessions
+from melond.nodes.state import NodeState
 from melond.sched import launch
 from melond.spec.states import State
 from melond.state.job import Job
@@ -35,8 +36,10 @@ RecordEnd = Callable[..., Awaitable[None]]
 
 class Dispatcher:
     def __init__(self, jobs: JobTable, store: Store, sessions: Sessions, tasks: Tasks, *,
-                 kill_wait: float, tasks_max: int, counts: JobCounts, hosts: Mapping[str, str] | None = None) -> None:
+                 kill_wait: float, tasks_max: int, counts: JobCounts, hosts: Mapping[str, str] | None = None,
+                 nodes: Mapping[str, NodeState] | None = None) -> None:
         self.jobs, self.store, self.sessions, self.tasks = jobs, store, sessions, tasks
+        self.nodes = nodes or {}  # their devices, and whether the node keeps jobs to their own
         self.hosts = hosts or {}  # node -> the name its jobs see for it (Inventory.job_host_names)
         self.kill_wait, self.tasks_max = kill_wait, tasks_max
         self.counts = counts
@@ -47,8 +50,9 @@ class Dispatcher:
         try:
             done = await self.store.write(Store.op_transition, job.id, "started", {
                 "state": "RUNNING", "node": node, "start_time": now, "reason": None, "cpus": job.cpus,
-                "cpu_ids": job.cpu_ids, "parts": json.dumps(job.parts) if job.parts else None,
-            }, "melond", {"node": node, "cpu_ids": job.cpu_ids, **({"parts": job.parts} if job.parts else {})}, now)
+                "cpu_ids": job.cpu_ids, "gres_ids": job.gres_ids, "gres_total": job.gres_total, "parts": json.dumps(job.parts) if job.parts else None,
+            }, "melond", {"node": node, "cpu_ids": job.cpu_ids, **({"gres_ids": job.gres_ids} if job.gres_ids else {}),
+                          **({"parts": job.parts} if job.parts else {})}, now)
         except MelonError as exc:
             # Not recorded (a full disk): the job is still pending in the store, so in memory too;
             # a later pass starts it once the store can record that.
@@ -71,8 +75,11 @@ class Dispatcher:
         node = node or job.node
         run = job.run
         account = self.sessions.account(node, job.user)  # a personal node: the user's own account there
+        state = self.nodes.get(node)
         req = launch.start_request(job, node, kill_wait=self.kill_wait, tasks_max=self.tasks_max,
-                                   home=None if account else nss.home(job.user), hosts=self.hosts)
+                                   home=None if account else nss.home(job.user), hosts=self.hosts,
+                                   devices=state.devices if state else (),
+                                   local_devices=bool(state and state.device_isolation))
         if account:
             req["user"] = account
         for attempt in itertools.count():

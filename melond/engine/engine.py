@@ -42,7 +42,7 @@ class Engine:
         self.order = PendingOrder({name: inventory.partition(name).max_time for name in inventory.partition_names()})
         self.dispatcher = Dispatcher(self.jobs, store, self.sessions, self.tasks, kill_wait=kill_wait,
                                      tasks_max=inventory.tasks_max, counts=self.counts,
-                                     hosts=inventory.job_host_names())
+                                     hosts=inventory.job_host_names(), nodes=nodes)
         self.loop = SchedulingLoop(self.jobs, nodes, self.order, store, self.dispatcher.dispatch, self.tasks)
         self.ends = Ends(self.jobs, store, self.sessions, self.order, self.tasks, self.loop.kick,
                          max_batch_requeue=inventory.max_batch_requeue, counts=self.counts)

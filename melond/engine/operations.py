@@ -22,6 +22,7 @@ from melond.sched.plan import Snapshot
 from melond.sched.order import PendingOrder
 from melond.sched.policy import Caller
 from melond.spec import jobrel
+from melond.spec.gres import node_gres
 from melond.spec.jobids import JobRef
 from melond.spec.states import FINISHED, State
 from melond.state.job import Job
@@ -60,7 +61,8 @@ class Operations:
         partition = req.get("partition") or self.inv.default_partition()
         if partition not in self.inv.partition_names():
             raise BadRequest(f"unknown partition {partition!r}; partitions: {', '.join(self.inv.partition_names())}")
-        sizes = [admission.NodeSize(n.name, n.partition, n.cpus, n.memory, n.admits) for n in self.nodes.values()]
+        sizes = [admission.NodeSize(n.name, n.partition, n.cpus, n.memory, n.admits,
+                                     node_gres(n.devices)) for n in self.nodes.values()]
         for key in ("nodelist", "exclude"):  # `-w $(hostname)` names the embedded node too
             if req.get(key):
                 req = {**req, key: [self.inv.node_named(name) for name in req[key]]}

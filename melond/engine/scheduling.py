@@ -18,6 +18,7 @@ from melond.figures import Timings
 from melond.engine.tasks import Tasks
 from melond.nodes.state import NodeState
 from melond.sched import cpus
+from melond.spec import gres
 from melond.spec.cpulist import cpuset_text, parse_cpuset
 from melond.spec.timespec import expand_hostlist, ranged_hostlist
 from melond.sched import plan as planner
@@ -100,7 +101,8 @@ class SchedulingLoop:
                 self.passes.observe(done - began)
 
     def _node_views(self) -> tuple[planner.NodeView, ...]:
-        return tuple(planner.NodeView(n.name, n.partition, n.cpus, n.memory, n.available, n.runs_for) for n in self.nodes.values())
+        return tuple(planner.NodeView(n.name, n.partition, n.cpus, n.memory, n.available, n.runs_for,
+                                      tuple((d.name, d.type) for d in n.devices)) for n in self.nodes.values())
 
     def snapshot(self) -> tuple[planner.Snapshot, float]:
         """Everything the scheduler would look at now, every pending job included (the no-delay
@@ -108,20 +110,36 @@ class SchedulingLoop:
         now = time.time()
         return self.order.snapshot(self.jobs.active, self._node_views(), now, self.store.states), now
 
-    def _taken(self) -> dict[str, set[int]]:
-        """The CPUs each node's running jobs hold: read once per pass that starts something."""
+    def _taken(self) -> tuple[dict[str, set[int]], dict[str, set[int]]]:
+        """The CPUs and the devices each node's running jobs hold: read once per pass that starts
+        something."""
         taken: dict[str, set[int]] = {}
+        devices: dict[str, set[int]] = {}
         for j in self.jobs.active.values():
             if j.state is not State.RUNNING:
-                continue
-            if not j.parts:
-                if j.cpu_ids and j.node:
-                    taken.setdefault(j.node, set()).update(parse_cpuset(j.cpu_ids))
                 continue
             for part in j.placed:
                 if part.cpu_ids:
                     taken.setdefault(part.node, set()).update(parse_cpuset(part.cpu_ids))
-        return taken
+                if part.gres_ids:
+                    devices.setdefault(part.node, set()).update(parse_cpuset(part.gres_ids))
+        return taken, devices
+
+    def _devices(self, job: Job, node: NodeState, tasks: int, taken: dict[str, set[int]]) -> str | None:
+        """The devices the job gets on `node` (positions in its list, cpuset form): none another
+        running job holds, the lowest first; a whole-node job gets every one."""
+        if not node.devices:
+            return None
+        want = gres.whole(node.devices) if job.exclusive else gres.wanted(job.gres, job.gpus_per_task, tasks)
+        if not want:
+            return None
+        used = taken.setdefault(node.name, set())
+        ids = gres.pick(node.devices, want, used)
+        if ids is None:  # never, as the plan counts them: started without, and said
+            log.warning("too few free devices; the job starts without them", extra={"job": job.id, "node": node.name})
+            return None
+        used.update(ids)
+        return cpuset_text(sorted(ids))
 
     def _pin(self, cpus_wanted: int, job: Job, node: NodeState, taken: dict[str, set[int]]) -> str | None:
         """The CPUs the job gets on `node`: none another running job holds (`taken`, updated as
@@ -159,7 +177,7 @@ class SchedulingLoop:
         else:
             self.expected_starts.update(plan.expected)
             self.expected_nodes.update(plan.expected_nodes)
-        taken = self._taken() if plan.starts else {}
+        taken, devices = self._taken() if plan.starts else ({}, {})
         for start in plan.starts:
             job = self.jobs.active[start.job_id]
             node = self.nodes[start.node]
@@ -167,11 +185,11 @@ class SchedulingLoop:
                 # In host list order, as SLURM_JOB_NODELIST names them: its first node runs the batch script.
                 order = {name: i for i, name in enumerate(expand_hostlist(ranged_hostlist([s.node for s in start.shares])))}
                 shares = sorted(start.shares, key=lambda s: order[s.node])
-                job.parts = [[s.node, s.cpus, s.tasks, s.memory, self._pin(s.cpus, job, self.nodes[s.node], taken)]
-                             for s in shares]
+                job.parts = [[s.node, s.cpus, s.tasks, s.memory, self._pin(s.cpus, job, self.nodes[s.node], taken),
+                              self._devices(job, self.nodes[s.node], s.tasks, devices)] for s in shares]
                 node = self.nodes[job.parts[0][0]]
                 job.cpus = sum(s.cpus for s in start.shares)
-                job.cpu_ids = job.parts[0][4]
+                job.cpu_ids, job.gres_ids = job.parts[0][4], job.parts[0][5]
             else:
                 if start.shares:  # a job that could have spanned nodes, on one
                     job.cpus = start.shares[0].cpus
@@ -179,8 +197,14 @@ class SchedulingLoop:
                     job.cpus = node.cpus  # the whole node it got
                 job.parts = []
                 job.cpu_ids = self._pin(job.cpus, job, node, taken)
+                job.gres_ids = self._devices(job, node, start.shares[0].tasks if start.shares else job.shape.ntasks,
+                                             devices)
             # RUNNING in memory before anything else runs, so the next plan counts its CPUs.
             job.state, job.node, job.start_time, job.reason = State.RUNNING, node.name, now, None
+            if job.gres_total or job.exclusive:  # what it holds, for accounting: a whole node's every device
+                job.gres_total = gres.format_gres(gres.merge(*(
+                    gres.held(self.nodes[p.node].devices, parse_cpuset(p.gres_ids)) for p in job.placed
+                    if p.node in self.nodes))) or None
             self.order.started(job.id)
             self.expected_starts.pop(job.id, None)
             self.expected_nodes.pop(job.id, None)

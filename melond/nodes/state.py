@@ -29,6 +29,18 @@ class NodeState:
     cpu_socket: dict[int, int] = field(default_factory=dict)  # each CPU's socket
     pinning: str = "not reached yet"  # how jobs' CPUs are pinned here, or why they are not (minfo)
     devices: tuple[Device, ...] = ()  # its generic resources (GPUs, licenses), from the inventory
+    device_isolation: str | None = None  # how jobs' devices are enforced there; "": they are not; None: not reached
+
+    @property
+    def isolation(self) -> str:
+        """What `minfo` says of device isolation here: only a node with device files has any."""
+        if not any(d.file for d in self.devices):
+            return ""
+        if self.device_isolation is None:
+            return "not reached yet"
+        return (f"each job opens only its own devices ({self.device_isolation})" if self.device_isolation else
+                "NOT isolated: a job can open every device of the node, as no devices cgroup or systemd can "
+                "enforce its own (cgroup v2 without systemd needs a BPF program, which Melon does not load)")
 
     @property
     def available(self) -> bool:
@@ -55,6 +67,7 @@ class NodeState:
             self.memory = min(info["memory"], self.cap_memory or info["memory"])
             self._cpu_ids(info.get("cpu_ids"), info.get("cpu_sockets"), bool(info.get("cpuset")))
         backend, why = info.get("backend", "none"), info.get("backend_reason", "")
+        self.device_isolation = info.get("devices") or ""
         if user is None:
             self.only_user = info.get("user") if info.get("uid") not in (0, None) else None
             self.backend, self.backend_reason = backend, why

@@ -12,6 +12,7 @@ from typing import Any, Protocol
 from melond.errors import BadRequest
 from melond.sched.launch import parse_signal
 from melond.spec import jobrel
+from melond.spec.gres import Gres, format_gres, need, parse_list, per_task_room, take_counts
 from melond.spec.shape import Shape, make_shape, nodes_needed, slots
 from melond.spec.timespec import SpecError, format_limit
 from melond.state.job import MIB, Job
@@ -32,6 +33,7 @@ class NodeSize:
     cpus: int  # 0 until the node has been probed
     memory: int  # MiB
     only_users: frozenset[str] | None = None  # only these users' jobs can run there (reached as their accounts)
+    gres: tuple[Gres, ...] = ()  # its generic resources, by name and type
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,34 @@ def _fits(shape: Shape, sized: list[NodeSize], partition: str) -> None:
                      f"{holds} is {most} ({held * c} CPUs)")
 
 
+def _resources_exist(shape: Shape, per_node: tuple[Gres, ...], per_task: tuple[Gres, ...], nodes: list[NodeSize],
+                     partition: str) -> None:
+    """Refuse generic resources no node of the partition has, or too few for the job's tasks,
+    naming what the nodes have (Slurm's "Requested node configuration is not available")."""
+    if not per_node and not per_task:
+        return
+    least = 1 if shape.wide else shape.ntasks  # tasks that must share one node
+    if shape.ntasks_per_node:
+        least = shape.ntasks_per_node
+    one = need(per_node, per_task, least)
+    rooms = []
+    for n in nodes:
+        keys = tuple((g.name, g.type) for g in n.gres)
+        counts = tuple(g.count for g in n.gres)
+        base = take_counts(keys, counts, per_node)
+        if base is None or take_counts(keys, counts, one) is None:
+            continue
+        rooms.append(per_task_room(keys, counts, per_task) if per_task else shape.ntasks)
+    if rooms and sum(sorted(rooms, reverse=True)[:shape.nodes_max or len(rooms)]) >= shape.ntasks:
+        return
+    have = "; ".join(f"{n.name} {format_gres(n.gres) or 'none'}" for n in sorted(nodes, key=lambda n: n.name)) or "none"
+    asked = " and ".join(filter(None, (format_gres(per_node) and f"{format_gres(per_node)} on each node",
+                                       format_gres(per_task) and f"{format_gres(per_task)} for each of "
+                                                                  f"{shape.ntasks} tasks")))
+    raise BadRequest(f"Requested node configuration is not available: {asked}, and partition {partition}'s "
+                     f"nodes have: {have}; ask for what `sinfo -o '%N %G'` lists")
+
+
 def admit(req: Mapping[str, Any], who: Submitter, partition: str, rules: PartitionRules,
           nodes: Iterable[NodeSize], now: float) -> tuple[list[Job], list[str]]:
     """The jobs a submission becomes, or BadRequest naming what is wrong and what to ask instead."""
@@ -107,6 +137,8 @@ def admit(req: Mapping[str, Any], who: Submitter, partition: str, rules: Partiti
     if sized:
         names = {u.name for u in usable}
         _fits(shape, [n for n in sized if n.name in names] or sized, partition)
+    per_node, per_task = parse_list(req.get("gres")), parse_list(req.get("gpus_per_task"))
+    _resources_exist(shape, per_node, per_task, [n for n in members if n in usable] or members, partition)
     memory = req.get("memory")
     mem_per_cpu = None  # MiB; sizes each node's part of a job that may span nodes
     if memory is not None and req.get("mem_per_cpu"):
@@ -173,6 +205,9 @@ def admit(req: Mapping[str, Any], who: Submitter, partition: str, rules: Partiti
         nodes_min=shape.nodes_min, nodes_max=shape.nodes_max, ntasks=shape.ntasks if shape.ntasks_given else None,
         ntasks_per_node=shape.ntasks_per_node, cpus_per_task=shape.cpus_per_task, exclusive=shape.exclusive,
         distribution=shape.distribution, mem_per_cpu=mem_per_cpu if shape.wide else None,
-        interactive=bool(req.get("interactive")),
+        interactive=bool(req.get("interactive")), gres=format_gres(per_node) or None,
+        gpus_per_task=format_gres(per_task) or None,
     ) for task in tasks]
+    for job in jobs:
+        job.gres_total = job.gres_requested()
     return jobs, warnings

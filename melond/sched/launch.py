@@ -14,6 +14,7 @@ import melon_remote
 from melond.errors import BadRequest
 from melond.spec.cpulist import parse_cpuset
 from melond.spec.filenames import NO_VAL_TASK, fill
+from melond.spec.gres import Device
 from melond.spec.jobrel import parse_array
 from melond.spec.shape import compressed
 from melond.spec.timespec import SpecError, ranged_hostlist, signal_spec
@@ -134,20 +135,55 @@ def array_range(spec: str) -> tuple[int, int, int, int]:
     return tasks[0], tasks[-1], len(tasks), gaps.pop() if len(gaps) == 1 else 1
 
 
+def gres_environment(job: Job, mine: list[Device], local: bool) -> dict[str, str | None]:
+    """The GPU variables of a job's part on a node with GPUs, as Slurm sets them: the device
+    lists CUDA, ROCm and OpenCL read, numbered from 0 where the job's cgroup shows it only its
+    own (Slurm's ConstrainDevices) and by the node's indexes where it does not; SLURM_JOB_GPUS
+    always by the node's. None: a variable the job must not inherit from its submitter (a job
+    without GPUs sees none)."""
+    gpus = [d for d in mine if d.name == "gpu"]
+    listed = ",".join(str(i) for i in range(len(gpus))) if local else ",".join(str(d.index) for d in gpus)
+    env: dict[str, str | None] = {name: listed or None for name in GPU_LISTS}
+    if gpus:
+        env |= {"CUDA_DEVICE_ORDER": "PCI_BUS_ID", "SLURM_JOB_GPUS": ",".join(str(d.index) for d in gpus),
+                "SLURM_GPUS_ON_NODE": str(len(gpus))}
+        if job.gpus_per_task:
+            env["SLURM_GPUS_PER_TASK"] = job.gpus_per_task.removeprefix("gpu:")
+    return env
+
+
+GPU_LISTS = ("CUDA_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES", "GPU_DEVICE_ORDINAL")
+
+
 def start_request(job: Job, node: str, *, kill_wait: float, tasks_max: int, home: str | None = None,
-                  hosts: Mapping[str, str] | None = None) -> dict:
+                  hosts: Mapping[str, str] | None = None, devices: tuple[Device, ...] = (),
+                  local_devices: bool = True) -> dict:
     """Everything `node` needs to start its part of the job (on a further node of a job spanning
     several, the holder that srun's tasks start from there); the limit travels as a total, the
     node adds its own start time. `hosts`: nodes' names in the job's environment, where not
-    their own (file names keep the node's %N)."""
+    their own (file names keep the node's %N). `devices`: the node's, of which the job's part
+    holds some; `local_devices`: the node shows a job only its own (its cgroup enforces them)."""
     host = (hosts or {}).get(node, node)
     index = job.nodes.index(node) if job.spans else 0
     part = job.placed[index] if job.spans else None
     held = index > 0 or job.interactive  # a holder: srun's tasks (and a terminal's) start from it
-    return {
+    env = job_environment(job, host, home, hosts, index)
+    extra = {}
+    if devices:
+        positions = set(parse_cpuset(part.gres_ids if part else job.gres_ids))
+        mine = [d for i, d in enumerate(devices) if i in positions]
+        for name, value in gres_environment(job, mine, local_devices).items():
+            if value is None:
+                env.pop(name, None)
+            else:
+                env[name] = value
+        if any(d.file for d in devices):  # its cgroup lets it open its own device files, not the others
+            extra["devices"] = {"own": [d.file for d in mine if d.file],
+                                "others": [d.file for i, d in enumerate(devices) if d.file and i not in positions]}
+    return extra | {
         "id": job.id, "run": job.restarts, "user": job.user,
         "script": holder_script() if held else job.script, "args": [] if held else job.script_args,
-        "env": job_environment(job, host, home, hosts, index), "cwd": job.chdir,
+        "env": env, "cwd": job.chdir,
         "output": os.devnull if held else expand_pattern(job.output, job, node),
         "error": None if held or not job.error else expand_pattern(job.error, job, node),
         "cpus": part.cpus if part else job.cpus,

@@ -18,6 +18,8 @@ from collections.abc import Callable, Mapping
 
 from melond.sched.plan import NodeView, PendingView, RunningView, Snapshot, priority_order
 from melond.spec import jobrel
+from melond.spec.cpulist import parse_cpuset
+from melond.spec.gres import parse_list
 from melond.spec.states import SHORT, State
 from melond.state.job import Job
 
@@ -137,7 +139,7 @@ class PendingOrder:
             frozenset(job.nodelist), frozenset(job.exclude),
             self.blocked(job, now, states() if job.dependency else None),
             job.array_job_id, job.array_throttle, job.user, job.exclusive, shape if wide else None,
-            job.mem_per_cpu or 0 if wide else 0)
+            job.mem_per_cpu or 0 if wide else 0, parse_list(job.gres), parse_list(job.gpus_per_task))
         entry = (priority_order(view), view)
         cached = not job.dependency and not (job.begin_time and job.begin_time > now)
         if cached:
@@ -181,5 +183,11 @@ class _LazyStates:
 def running_views(job: Job) -> list[RunningView]:
     """A running job's hold on each of its nodes."""
     if not job.parts:
-        return [RunningView(job.id, job.node, job.cpus, job.memory_mib, job.deadline, job.array_job_id)]
-    return [RunningView(job.id, p.node, p.cpus, p.memory, job.deadline, job.array_job_id) for p in job.placed]
+        return [RunningView(job.id, job.node, job.cpus, job.memory_mib, job.deadline, job.array_job_id,
+                            _positions(job.gres_ids))]
+    return [RunningView(job.id, p.node, p.cpus, p.memory, job.deadline, job.array_job_id, _positions(p.gres_ids))
+            for p in job.placed]
+
+
+def _positions(text: str | None) -> tuple[int, ...]:
+    return tuple(parse_cpuset(text)) if text else ()

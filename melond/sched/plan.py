@@ -25,7 +25,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from melond.spec.gres import Gres, Key, merge, per_task_room, scaled, take_counts
+from melond.spec.gres import Gres, Key, need, per_task_room, take_counts
 from melond.spec.shape import Shape, deal
 
 __all__ = [
@@ -109,9 +109,7 @@ class PendingView:
 
     def want(self) -> tuple[Gres, ...]:
         """What a job on one node needs of its resources: per node, and per task times its tasks."""
-        if not self.gres_per_task:
-            return self.gres
-        return merge(self.gres, scaled(self.gres_per_task, self.shape.ntasks if self.shape else 1))
+        return need(self.gres, self.gres_per_task, self.shape.ntasks if self.shape else 1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -506,7 +504,7 @@ class _Planner:
         now, end = self.now, self.now + d
         if job.exclusive:  # an idle node that stays free for the job's time: the smallest, then by name
             idle = [n for n in eligible if n.free_c == n.cpus and n.free_m == n.memory and n.free_g == n.total_g
-                    and n.name not in job.exclude
+                    and n.name not in job.exclude and (not want or n.has(want) is not None)
                     and (not n.reserved or n.timeline(now).fits(now, end, n.cpus, n.memory, _whole(n)))]
             return min(idle, key=lambda n: (n.cpus, n.name), default=None)
         if want:  # nodes with such resources only
@@ -638,7 +636,7 @@ class _Planner:
             if shape.exclusive:
                 g = node.total_g
             elif (job.gres or job.gres_per_task) and free_g is not None:
-                g = take_counts(node.keys, free_g[node.name], merge(job.gres, scaled(job.gres_per_task, t))) or ()
+                g = take_counts(node.keys, free_g[node.name], need(job.gres, job.gres_per_task, t)) or ()
             shares.append((node, Share(node.name, cpus, t, memory, g)))
         return shares
 
@@ -673,6 +671,8 @@ class _Planner:
             for node in eligible:
                 need = m or node.memory
                 if node.cpus < c or node.memory < need:
+                    continue
+                if want and take_counts(node.keys, node.total_g, want) is None:
                     continue
                 wants = want if c else _whole(node)  # c 0: the whole node
                 t = node.timeline(now).earliest(d, c or node.cpus, need, bound, wants)
@@ -712,11 +712,10 @@ def _room(job: PendingView, node: _Node, free_c: int, free_m: int, free_g: tuple
     else:
         room = free_c // c if free_m >= (job.memory or node.memory) else 0
     if room and (job.gres or job.gres_per_task):
-        base = take_counts(node.keys, free_g, job.gres)
-        if base is None:
+        if take_counts(node.keys, free_g, job.gres) is None:
             return 0
-        if job.gres_per_task:
-            room = min(room, per_task_room(node.keys, _minus(free_g, base), job.gres_per_task))
+        if job.gres_per_task:  # a kind asked for both ways needs the larger count (gres.need)
+            room = min(room, per_task_room(node.keys, free_g, job.gres_per_task))
     return min(room, shape.ntasks_per_node) if shape.ntasks_per_node else room
 
 

@@ -13,6 +13,7 @@ from melond.spec.timespec import SpecError, expand_bracketed
 
 _SUFFIX = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
 MAX_FILES = 1024  # gres.conf's bound on one node's devices
+MAX_COUNT = 1 << 40  # the most of one resource a request may ask for
 
 
 class Gres(namedtuple("Gres", ("name", "type", "count"))):
@@ -35,8 +36,8 @@ def _count(text: str, spec: str) -> int:
     text = text.strip().lower()
     scale = _SUFFIX.get(text[-1:], 1) if text else 1
     digits = text[:-1] if scale > 1 else text
-    if not digits.isascii() or not digits.isdigit() or int(digits) * scale < 1:
-        raise SpecError(f"invalid generic resource count in {spec!r}: give a whole number, 1 or more "
+    if not digits.isascii() or not digits.isdigit() or len(digits) > 12 or not 1 <= int(digits) * scale <= MAX_COUNT:
+        raise SpecError(f"invalid generic resource count in {spec[:40]!r}: give a whole number from 1 to {MAX_COUNT} "
                         f"(K, M, G, T or P multiply by 1024s)")
     return int(digits) * scale
 
@@ -195,3 +196,63 @@ def gpu_count(specs: tuple[Gres, ...]) -> int:
 def parse_list(text: str | None) -> tuple[Gres, ...]:
     """A stored request (format_gres's text) read back; none for None or ''."""
     return parse_gres(text) if text else ()
+
+
+def need(per_node: tuple[Gres, ...], per_task: tuple[Gres, ...], tasks: int) -> tuple[Gres, ...]:
+    """What `tasks` tasks of a job need on one node: of each kind, the larger of its per-node
+    count and its per-task count times the tasks (Slurm's --gres with --gpus-per-task: both hold)."""
+    if not per_task:
+        return per_node
+    counts = {(g.name, g.type): g.count for g in per_node}
+    for g in per_task:
+        counts[(g.name, g.type)] = max(counts.get((g.name, g.type), 0), g.count * tasks)
+    return tuple(Gres(name, kind, n) for (name, kind), n in counts.items())
+
+
+def wanted(per_node: str | None, per_task: str | None, tasks: int) -> tuple[Gres, ...]:
+    """What a job's part of `tasks` tasks needs on one node, from its stored request."""
+    return need(parse_list(per_node), parse_list(per_task), tasks)
+
+
+def whole(devices: tuple[Device, ...]) -> tuple[Gres, ...]:
+    """Every device of a node, as a request: what a whole-node job gets."""
+    return node_gres(devices)
+
+
+def _ranges(ids: list[int]) -> str:
+    out: list[str] = []
+    for i in sorted(ids):
+        if out and "-" not in out[-1] and int(out[-1]) == i - 1:
+            out[-1] = f"{out[-1]}-{i}"
+        elif out and "-" in out[-1] and int(out[-1].split("-")[1]) == i - 1:
+            out[-1] = f"{out[-1].split('-')[0]}-{i}"
+        else:
+            out.append(str(i))
+    return ",".join(out)
+
+
+def format_used(devices: tuple[Device, ...], positions: set[int] | list[int]) -> str:
+    """scontrol's GresUsed: each kind of the node's with how many are held and their indexes,
+    `gpu:a100:1(IDX:0),gpu:a100:0(IDX:N/A)` style: `gpu:a100:2(IDX:0-1)`."""
+    held = set(positions)
+    out = []
+    for g in node_gres(devices):
+        idx = [d.index for i, d in enumerate(devices) if i in held and (d.name, d.type) == (g.name, g.type)]
+        out.append(f"{Gres(g.name, g.type, len(idx))}(IDX:{_ranges(idx) if idx else 'N/A'})")
+    return ",".join(out)
+
+
+def held(devices: tuple[Device, ...], positions: list[int]) -> tuple[Gres, ...]:
+    """What a job holds on a node, counted by kind: `gpu:a100:2` (sacct's and scontrol's TRES)."""
+    return node_gres(tuple(devices[i] for i in positions if i < len(devices)))
+
+
+def tres(text: str | None) -> list[str]:
+    """Resources as Slurm's TRES strings name them: `gres/gpu=2` for each name, and
+    `gres/gpu:a100=2` for each type of it (sacct's AllocTRES, scontrol's CfgTRES)."""
+    specs = parse_list(text)
+    totals: dict[str, int] = {}
+    for g in specs:
+        totals[g.name] = totals.get(g.name, 0) + g.count
+    typed = [f"gres/{g.name}:{g.type}={g.count}" for g in specs if g.type]
+    return [f"gres/{name}={n}" for name, n in totals.items()] + typed

@@ -21,6 +21,7 @@ from melond.spec.directives import (
     scan_script,
 )
 from melond.spec.getopt import NO_ARG, OPTIONAL
+from melond.spec.gres import Gres, format_gres, gpu_count, merge, parse_gpus, parse_gres
 from melond.spec.notices import parse_mail_type
 from melond.spec.shape import Shape, count, make_shape, parse_distribution, parse_nodes
 from melond.spec.slurm_options import SLURM_PREFIX, takes_value
@@ -176,6 +177,12 @@ _CONVERTERS: Mapping[str, Callable[[str, float], Any]] = MappingProxyType({
     "distribution": lambda text, now: parse_distribution(text),
     "mem": lambda text, now: parse_size_mib(text),
     "mem-per-cpu": lambda text, now: parse_size_mib(text),
+    "gres": lambda text, now: parse_gres(text),
+    "gpus": lambda text, now: parse_gpus(text),
+    "gpus-per-node": lambda text, now: parse_gpus(text),
+    "gpus-per-task": lambda text, now: parse_gpus(text),
+    "cpus-per-gpu": lambda text, now: count(text, "CPUs per GPU"),
+    "mem-per-gpu": lambda text, now: parse_size_mib(text),
     "time": lambda text, now: parse_time_limit(text),
     "time-max": lambda text, now: parse_time_limit(text),
     "extend-auto": lambda text, now: _step(text),
@@ -212,7 +219,8 @@ _CONVERTERS: Mapping[str, Callable[[str, float], Any]] = MappingProxyType({
 #: too: sbatch would make it the directory `<cwd>/`, which the job could not open.
 _EMPTY_IS_UNSET = MappingProxyType({
     "partition": None, "nodelist": None, "exclude": None, "dependency": None, "mail-user": None, "chdir": None,
-    "array": None, "job-name": None, "export": "NONE",
+    "array": None, "job-name": None, "export": "NONE", "gres": None, "gpus": None, "gpus-per-node": None,
+    "gpus-per-task": None,
 })
 
 
@@ -328,6 +336,65 @@ def _memory(layers: tuple[dict[str, Setting], ...], warnings: list[str]) -> tupl
     return None
 
 
+def _layer(layers: tuple[dict[str, Setting], ...], key: str) -> int:
+    """Which layer (0: the command line) gives an option: the lower wins."""
+    return next((i for i, layer in enumerate(layers) if key in layer), len(layers))
+
+
+def _resources(values: dict, warnings: list[str]) -> tuple[tuple[Gres, ...], tuple[Gres, ...]]:
+    """Generic resources per node and per task, from --gres, --gpus, --gpus-per-node and
+    --gpus-per-task; --cpus-per-gpu becomes the tasks' -c. Melon places GPUs per node or per task,
+    so --gpus (the job's total) is one of those: on one node all of them there, else an equal
+    share per task (with -n) or per node (with -N N)."""
+    per_node: tuple[Gres, ...] = values.get("gres", ())
+    node_gpus = values.get("gpus-per-node", ())
+    if node_gpus and gpu_count(per_node):
+        raise DirectiveError("--gres=gpu:... and --gpus-per-node both ask for GPUs on each node: give one")
+    per_node = merge(per_node, node_gpus)
+    per_task: tuple[Gres, ...] = values.get("gpus-per-task", ())
+    total = values.get("gpus", ())
+    nodes, ntasks = values.get("nodes"), values.get("ntasks")
+    if total:
+        if per_task or gpu_count(per_node):
+            raise DirectiveError("--gpus and --gpus-per-task, --gpus-per-node or --gres=gpu both ask for GPUs: give one")
+        counts = [g.count for g in total]
+        if (nodes is None and not ntasks) or (nodes and nodes[1] == 1) or ntasks == 1:
+            per_node = merge(per_node, total)
+        elif ntasks and all(c % ntasks == 0 for c in counts):
+            per_task = tuple(Gres(g.name, g.type, g.count // ntasks) for g in total)
+        elif nodes and nodes[0] == nodes[1] and all(c % nodes[0] == 0 for c in counts):
+            per_node = merge(per_node, tuple(Gres(g.name, g.type, g.count // nodes[0]) for g in total))
+        else:
+            raise DirectiveError(f"--gpus={format_gres(total)} cannot be shared equally over the job's tasks or nodes: "
+                                 f"give --gpus-per-task or --gpus-per-node (Melon places GPUs per task or per node)")
+    cpg = values.get("cpus-per-gpu")
+    if cpg is not None:
+        if "cpus-per-task" in values:
+            warnings.append("--cpus-per-gpu and --cpus-per-task both given: Slurm 23.02.5 and later refuse this; "
+                            "Melon uses --cpus-per-task")
+        elif per_task:
+            values["cpus-per-task"] = cpg * gpu_count(per_task)
+        elif gpu_count(per_node):
+            tasks = values.get("ntasks-per-node") or (ntasks if nodes and nodes[1] == 1 else None)
+            if tasks is None and ntasks not in (None, 1):
+                raise DirectiveError("--cpus-per-gpu with GPUs per node and tasks that may span nodes: give "
+                                     "--ntasks-per-node too, so each task's CPUs are known")
+            values["cpus-per-task"] = -(-cpg * gpu_count(per_node) // (tasks or 1))
+        else:
+            raise DirectiveError("--cpus-per-gpu needs GPUs to count: give --gpus, --gres=gpu:N or --gpus-per-task too")
+    if "mem-per-gpu" in values and not (gpu_count(per_task) or gpu_count(per_node)):
+        raise DirectiveError("--mem-per-gpu needs GPUs to count: give --gpus, --gres=gpu:N or --gpus-per-task too")
+    return per_node, per_task
+
+
+def _memory_per_gpu(mib: int, per_node: tuple[Gres, ...], per_task: tuple[Gres, ...], cpus: int) -> tuple[int, bool]:
+    """--mem-per-gpu as the memory a node's part gets: per node, that times the node's GPUs; per
+    task, as memory per CPU (the task's GPUs' worth over its CPUs)."""
+    if per_task:
+        return -(-mib * gpu_count(per_task) // cpus) * cpus * MIB, True
+    return mib * gpu_count(per_node) * MIB, False
+
+
 def _shape(values: dict, layers: tuple[dict[str, Setting], ...], warnings: list[str]) -> Shape:
     """The nodes and tasks the options ask for; Slurm's own adjustments are warned as sbatch warns
     them, and -N 2 -n 1 becomes -N 1 in the request too."""
@@ -411,14 +478,20 @@ def build_request(
             setting = None if _EMPTY_IS_UNSET[key] is None else Setting(_EMPTY_IS_UNSET[key], setting.origin)
         if setting is not None:
             values[key] = _convert(key, setting, now)
+    per_node, per_task = _resources(values, warnings)
     cpus = values.get("cpus-per-task", 1)
     shape = _shape(values, layers, warnings)
     memory, mem_per_cpu = None, False
     chosen = _memory(layers, warnings)
-    if chosen:
+    if chosen and "mem-per-gpu" in values and _layer(layers, chosen[0]) == _layer(layers, "mem-per-gpu"):
+        raise DirectiveError(f"--{chosen[0]} and --mem-per-gpu ({chosen[1].origin}) both given: give one, as sbatch "
+                             f"refuses both")
+    if chosen and ("mem-per-gpu" not in values or _layer(layers, chosen[0]) < _layer(layers, "mem-per-gpu")):
         key, setting = chosen
         mem_per_cpu = key == "mem-per-cpu"
         memory = _convert(key, setting, now) * MIB * (cpus if mem_per_cpu else 1)
+    elif "mem-per-gpu" in values:
+        memory, mem_per_cpu = _memory_per_gpu(values["mem-per-gpu"], per_node, per_task, cpus)
 
     default_name = posixpath.basename(script_path) if script_path else ("wrap" if wrap else PROG[sbatch])
     default_output = values.get("output") or (SLURM_OUTPUT[bool(values.get("array"))] if sbatch else DEFAULT_OUTPUT)
@@ -441,6 +514,8 @@ def build_request(
         "distribution": shape.distribution,
         "memory": memory,
         "mem_per_cpu": mem_per_cpu,
+        "gres": format_gres(per_node) or None,
+        "gpus_per_task": format_gres(per_task) or None,
         "time_limit": values.get("time"),
         **_elastic(values),
         "output": default_output,

@@ -152,6 +152,12 @@ SHORT_OPTION_STRING = "+A:a:b:D:M:C:S:c:d:m:e:x:B:G:hHi:J:L:k::F:w:N:n:o:Osp:q:Q
 #: and ``-a`` is not ``--array`` (on the command line it is ``--api-endpoint``).
 MELON_OPTIONS: tuple[tuple[str, int, str], ...] = (
     ("cpus-per-task", REQUIRED, "c"),
+    ("gres", REQUIRED, ""),
+    ("gpus", REQUIRED, "G"),
+    ("gpus-per-node", REQUIRED, ""),
+    ("gpus-per-task", REQUIRED, ""),
+    ("cpus-per-gpu", REQUIRED, ""),
+    ("mem-per-gpu", REQUIRED, ""),
     ("nodes", REQUIRED, "N"),
     ("ntasks", REQUIRED, "n"),
     ("ntasks-per-node", REQUIRED, ""),
@@ -185,10 +191,11 @@ MELON_OPTIONS: tuple[tuple[str, int, str], ...] = (
     ("wait", NO_ARG, "W"),
 )
 
+#: Generic resource options every submitting command acts on (melond.spec.request reads them).
+GRES_OPTIONS = frozenset({"gres", "gpus", "gpus-per-node", "gpus-per-task", "cpus-per-gpu", "mem-per-gpu"})
+
 #: Why Melon skips a Slurm option, for the options real scripts carry most.
 UNSUPPORTED_WHY: Mapping[str, str] = MappingProxyType({
-    "gres": "Melon does not schedule GPUs or other generic resources",
-    "gpus": "Melon does not schedule GPUs",
     "account": "Melon has no accounts",
     "qos": "Melon has no QOS",
 })

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, NamedTuple
 
+from melond.spec.gres import format_gres, merge, need, parse_list, scaled
 from melond.spec.shape import Shape, make_shape
 from melond.spec.states import FINISHED, State
 
@@ -29,6 +30,7 @@ class Part(NamedTuple):
     tasks: int
     memory: int  # MiB; 0: all of the node's
     cpu_ids: str | None = None  # pinned CPUs, cpuset form
+    gres_ids: str | None = None  # its devices: positions in the node's list, cpuset form
 
 
 @dataclass(slots=True, kw_only=True, eq=False)
@@ -96,6 +98,10 @@ class Job:
     mem_per_cpu: int | None = None  # --mem-per-cpu, MiB: a spanning job's memory on a node is this per CPU there
     parts: list[list] = field(default_factory=list)  # a job spanning nodes, once started: [Part, ...] as lists
     interactive: bool = False  # salloc / srun --pty: its nodes hold the allocation, the user's terminal attaches
+    gres: str | None = None  # generic resources on each node it runs on (--gres, --gpus-per-node): "gpu:a100:2"
+    gpus_per_task: str | None = None  # ...and for each of its tasks there (--gpus-per-task): "1", "gpu:a100:1"
+    gres_ids: str | None = None  # the devices it holds on its node, once started: positions in the node's list
+    gres_total: str | None = None  # what it asks for over all its nodes; once started, what it holds: "gpu:4"
 
     @property
     def run(self) -> int:
@@ -127,7 +133,7 @@ class Job:
             return tuple(Part(*p) for p in self.parts)
         if self.node is None:
             return ()
-        return (Part(self.node, self.cpus, self.shape.ntasks, self.memory_mib, self.cpu_ids),)
+        return (Part(self.node, self.cpus, self.shape.ntasks, self.memory_mib, self.cpu_ids, self.gres_ids),)
 
     @property
     def nodes(self) -> list[str]:
@@ -136,6 +142,16 @@ class Job:
 
     def part_on(self, node: str) -> Part | None:
         return next((p for p in self.placed if p.node == node), None)
+
+    def gres_requested(self) -> str | None:
+        """The generic resources it asks for over all its nodes (`gpu:4`): per node on each of its
+        least nodes, and per task for each task."""
+        if not self.gres and not self.gpus_per_task:
+            return None
+        per_node, per_task, shape = parse_list(self.gres), parse_list(self.gpus_per_task), self.shape
+        if shape.nodes_min <= 1 and not shape.wide:
+            return format_gres(need(per_node, per_task, shape.ntasks)) or None
+        return format_gres(merge(scaled(per_node, shape.nodes_min), scaled(per_task, shape.ntasks))) or None
 
     @property
     def memory_mib(self) -> int:

@@ -170,6 +170,15 @@ def _m016_interactive(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE jobs ADD COLUMN interactive INTEGER NOT NULL DEFAULT 0")
 
 
+def _m017_gres(db: sqlite_utils.Database) -> None:
+    # Generic resources: what a job asks per node and per task (format_gres's text), and the
+    # devices it holds on its node (positions in the node's list, cpuset form; a spanning job's
+    # further nodes' are in `parts`).
+    # `gres_total`: what it asks for over all its nodes, then what it holds once started (sacct's TRES).
+    for column in ("gres", "gpus_per_task", "gres_ids", "gres_total"):
+        db.execute(f"ALTER TABLE jobs ADD COLUMN {column} TEXT")
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("001_initial", _m001_initial),
     ("002_node_drain", _m002_node_drain),
@@ -187,6 +196,7 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("014_steps", _m014_steps),
     ("015_job_parts", _m015_job_parts),
     ("016_interactive", _m016_interactive),
+    ("017_gres", _m017_gres),
 ]
 
 

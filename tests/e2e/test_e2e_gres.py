@@ -2,10 +2,13 @@
 where Slurm shows them: sinfo's %G, scontrol show node's Gres=, minfo and the API."""
 from __future__ import annotations
 
+import os
+import stat
 import subprocess
 from pathlib import Path
 
-from conftest import Melon, slurm_names_env
+import pytest
+from conftest import Melon, slurm_names_env, wait_for
 from melon_cli.client import Client
 
 INVENTORY = """[partitions.p]
@@ -39,5 +42,128 @@ def test_a_nodes_gres_is_shown_as_slurm_shows_it(short_tmp: Path) -> None:
         assert {line.split()[0]: line.split()[-1] for line in table[1:3]} == {"g1": "gpu:a100:2,license_x:2", "c1": "-"}
         assert {n["name"]: n["gres"] for n in Client(melon.endpoint).call("GET", "/nodes")["nodes"]} == {
             "g1": "gpu:a100:2,license_x:2", "c1": None}
+    finally:
+        melon.cleanup()
+
+
+PROBE = """#!/bin/sh
+python3 - <<'PY'
+import errno, os
+for i in range(4):
+    try:
+        os.close(os.open("{dev}/nvidia%d" % i, os.O_RDWR))
+        print(i, "opened")
+    except OSError as exc:
+        print(i, errno.errorcode[exc.errno])
+for name in ("CUDA_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES", "GPU_DEVICE_ORDINAL", "CUDA_DEVICE_ORDER",
+             "SLURM_JOB_GPUS", "SLURM_GPUS_ON_NODE"):
+    print(name, os.environ.get(name, "unset"))
+PY
+while [ ! -e {work}/go ]; do sleep 0.1; done
+"""
+
+
+def _devices_cgroup_usable() -> str | None:
+    if os.geteuid() != 0:
+        return "needs root, to make device files and give jobs devices cgroups"
+    if not os.path.isfile("/sys/fs/cgroup/devices/devices.deny"):
+        return "no cgroup v1 devices hierarchy here (the Docker cluster and the v2 VM test the other ways)"
+    return None
+
+
+def _make_gpus(where: Path) -> None:
+    """Four character devices with the NVIDIA driver's major number and no driver behind them:
+    opening one the cgroup allows fails with ENXIO, one it denies with EPERM."""
+    where.mkdir()
+    for i in range(4):
+        os.mknod(where / f"nvidia{i}", 0o666 | stat.S_IFCHR, os.makedev(195, i))
+
+
+def _report(path: Path) -> dict[str, str]:
+    return dict(line.split(" ", 1) for line in path.read_text().splitlines())
+
+
+def test_gpu_jobs_open_only_their_own_devices_and_get_slurms_variables(short_tmp: Path) -> None:
+    why = _devices_cgroup_usable()
+    if why:
+        pytest.skip(why)
+    dev = short_tmp / "dev"
+    _make_gpus(dev)
+    inventory = f"""[partitions.p]
+default = true
+[nodes.g1]
+partition = "p"
+spool = "{short_tmp}/spool1"
+cpus = 8
+gres = [{{name = "gpu", type = "t4", files = "{dev}/nvidia[0-3]"}}]
+"""
+    melon = Melon(short_tmp / "m", inventory=inventory)
+    melon.start()
+    try:
+        script = melon.work / "probe.sh"
+        script.write_text(PROBE.format(dev=dev, work=melon.work))
+        env = melon.env(CUDA_VISIBLE_DEVICES="7")  # the submitter's: a job without GPUs must not inherit it
+        one = melon.submit("--gres=gpu:1", "--mem=100M", "-o", "one.out", str(script), env=env)
+        two = melon.submit("--gpus=t4:2", "--mem=100M", "-o", "two.out", str(script), env=env)
+        none = melon.submit("--mem=100M", "-o", "none.out", str(script), env=env)
+        for job_id, name in ((one, "one"), (two, "two"), (none, "none")):
+            melon.wait_state(job_id, {"R"})
+            wait_for(lambda n=name: (melon.work / f"{n}.out").exists() and "SLURM_GPUS_ON_NODE" in
+                     (melon.work / f"{n}.out").read_text(), what=f"job {name}'s report")
+        waiting = melon.submit("--gres=gpu:2", "--mem=100M", str(script))
+        wait_for(lambda: melon.job(waiting)["reason"] == "Resources", what="the third GPU job to wait for GPUs")
+        reports = {name: _report(melon.work / f"{name}.out") for name in ("one", "two", "none")}
+        own = {name: {i for i in range(4) if r[str(i)] == "ENXIO"} for name, r in reports.items()}
+        assert len(own["one"]) == 1 and len(own["two"]) == 2 and own["none"] == set()
+        assert not own["one"] & own["two"]  # each job its own devices
+        for name, r in reports.items():  # every other device: refused by the kernel
+            assert {r[str(i)] for i in range(4) if i not in own[name]} == {"EPERM"}, (name, r)
+        assert reports["one"]["SLURM_JOB_GPUS"] == ",".join(map(str, sorted(own["one"])))
+        assert reports["two"]["SLURM_JOB_GPUS"] == ",".join(map(str, sorted(own["two"])))
+        for name, local in (("one", "0"), ("two", "0,1")):  # numbered from 0, as the job sees only its own
+            assert [reports[name][v] for v in ("CUDA_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES", "GPU_DEVICE_ORDINAL")] \
+                == [local] * 3
+            assert reports[name]["CUDA_DEVICE_ORDER"] == "PCI_BUS_ID"
+            assert reports[name]["SLURM_GPUS_ON_NODE"] == str(len(own[name]))
+        assert reports["none"]["CUDA_VISIBLE_DEVICES"] == "unset" and reports["none"]["SLURM_JOB_GPUS"] == "unset"
+        shown = subprocess.run(["scontrol", "show", "node", "g1"], capture_output=True, text=True,
+                               env=slurm_names_env(melon), timeout=30).stdout
+        assert "Gres=gpu:t4:4" in shown and "GresUsed=gpu:t4:3(IDX:" in shown, shown
+        node = Client(melon.endpoint).call("GET", "/nodes")["nodes"][0]
+        assert "cgroup v1 devices" in node["device_isolation"]
+        slurm = slurm_names_env(melon)
+        shown = subprocess.run(["scontrol", "show", "job", str(two)], capture_output=True, text=True, env=slurm,
+                               timeout=30).stdout
+        assert "AllocTRES=cpu=1,mem=100M,node=1,billing=1,gres/gpu=2,gres/gpu:t4=2" in shown, shown
+        (melon.work / "go").touch()
+        melon.wait_state(waiting, {"CD"})
+        melon.wait_all_done()
+        acct = subprocess.run(["sacct", "-X", "-n", "-P", "-o", "JobID,ReqTRES,AllocTRES"], capture_output=True,
+                              text=True, env=slurm, timeout=30).stdout.splitlines()
+        assert acct[0] == f"{one}|billing=1,cpu=1,mem=100M,node=1,gres/gpu=1,gres/gpu:t4=1|" \
+                          f"billing=1,cpu=1,mem=100M,node=1,gres/gpu=1,gres/gpu:t4=1", acct
+        assert acct[2].endswith("|billing=1,cpu=1,mem=100M,node=1"), acct  # no GPUs, no gres TRES
+    finally:
+        (melon.work / "go").touch()
+        melon.cleanup()
+
+
+@pytest.mark.parametrize(("args", "expect"), [
+    (["--gres=gpu:3"], "Requested node configuration is not available: gpu:3 on each node, and partition p's "
+                       "nodes have: c1 none; g1 gpu:a100:2,license_x:2"),
+    (["--gres=gpu:h100:1"], "gpu:h100:1 on each node"),
+    (["--gpus-per-task=1", "-n", "3"], "gpu:1 for each of 3 tasks"),
+    (["--gres=license_y:1"], "license_y:1 on each node"),
+])
+def test_resources_no_node_has_are_refused_at_submission(short_tmp: Path, args: list[str], expect: str) -> None:
+    melon = Melon(short_tmp / "m", inventory=INVENTORY.format(tmp=short_tmp))
+    melon.start()
+    try:
+        r = melon.run("mbatch", *args, "--wrap", "true", check=False)
+        assert r.returncode != 0 and expect in r.stderr, r.stderr
+        assert melon.jobs() == []
+        for good in (["--gres=gpu:2,license_x:1"], ["--gpus-per-task=1", "-n", "2"], ["-G", "a100:1"]):
+            job = melon.submit(*good, "--wrap", "true")
+            assert melon.wait_state(job, {"CD"})["assigned_node"] == "g1"
     finally:
         melon.cleanup()

@@ -39,6 +39,15 @@ def _expected_memory(entry: dict, cpus: int) -> int | None:
 
 def _expected(entry: dict) -> dict:
     cpus = entry["cpus_per_task"] or 1
+    per_gpu = {"--cpus-per-gpu", "--mem-per-gpu"} & set(entry["other_directives_canonical"])
+    if per_gpu:  # Melon turns them into the job's CPUs and memory: checked by test_per_gpu_options_size_the_job
+        return {key: value for key, value in _plain(entry, cpus).items()
+                if not (key == "cpus" and "--cpus-per-gpu" in per_gpu and not entry["cpus_per_task"])
+                and not (key == "memory" and "--mem-per-gpu" in per_gpu)}
+    return _plain(entry, cpus)
+
+
+def _plain(entry: dict, cpus: int) -> dict:
     return {
         "time_limit": None if entry["time_limit_seconds"] in (None, "unlimited") else entry["time_limit_seconds"],
         "cpus": cpus,
@@ -51,6 +60,20 @@ def _expected(entry: dict) -> dict:
         "ntasks": entry["ntasks"],
         "ntasks_per_node": entry["ntasks_per_node"],
     }
+
+
+def test_per_gpu_options_size_the_job() -> None:
+    """--gres=gpu:8 --cpus-per-gpu=4 --mem-per-gpu=20G on one node: 32 CPUs and 160 GiB, as
+    Slurm allocates them; with -c given too, -c wins and Melon says Slurm would refuse both."""
+    by_file = {p.values[0]["file"]: p.values[0] for p in _entries()}
+    for name, cpus, memory in (("030_nodestest_template.sh", 32, 160 << 30), ("009_psmn_1gpu.sh", 1, 12 << 30)):
+        text = (CONFORMANCE / "scripts" / name).read_text()
+        request, warnings = build_request(
+            script_text=text, script_path=name, script_args=[], cli={}, environ={}, cwd="/home/u",
+            submit_host="login", user="u", now=1_700_000_000.0)
+        assert (request["cpus"], request["memory"]) == (cpus, memory), name
+        assert by_file[name]["sbatch_accepts"] is True or any("cpus-per-gpu" in w for w in warnings)
+    assert request["gres"] == "gpu:1" and request["gpus_per_task"] == "gpu:1"
 
 
 @pytest.mark.parametrize("entry", _entries())

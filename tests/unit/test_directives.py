@@ -208,7 +208,7 @@ def test_argument_may_come_from_the_next_directive_line() -> None:
         ("#SBATCH -y", "invalid option -- 'y'"),
         ("#SBATCH --", "stray word"),
         ("#SBATCH --nodes", "requires an argument"),
-        ("#SBATCH --gres=gpu:1 --account=x --qos=y", "--gres=gpu:1 ignored"),
+        ("#SBATCH --gpu-bind=closest --account=x --qos=y", "--gpu-bind=closest ignored"),
         ("#SBATCH -m", "requires an argument -- 'm'"),  # -m keeps Slurm's meaning (--distribution)
         ("#SBATCH --wrap=true", "no effect in a script"),
     ],
@@ -385,7 +385,13 @@ def test_missing_shebang_is_only_a_warning() -> None:
         ({"script": script("#SBATCH --mem=")}, r"^line 2: --mem="),  # Slurm: "Invalid --mem specification"
         ({"cli": {"output": ""}}, r"--output= \(command line\): give a file name"),
         ({"cli": {"time": True}}, r"--time \(command line\) needs a value"),
-        ({"cli": {"gres": "gpu:1"}}, r"unknown option --gres"),
+        ({"cli": {"gpu-bind": "closest"}}, r"unknown option --gpu-bind"),
+        ({"cli": {"gres": "gpu:a:b:c"}}, r"--gres=gpu:a:b:c \(command line\): Invalid generic resource"),
+        ({"cli": {"gpus": "gpu:x:1"}}, r"--gpus=gpu:x:1 \(command line\): invalid GPU count"),
+        ({"cli": {"gres": "gpu:1", "gpus-per-node": "1"}}, r"--gres=gpu:... and --gpus-per-node both"),
+        ({"cli": {"gpus": "3", "ntasks": "2", "nodes": "2"}}, r"--gpus=gpu:3 cannot be shared equally"),
+        ({"cli": {"cpus-per-gpu": "2"}}, r"--cpus-per-gpu needs GPUs"),
+        ({"cli": {"gpus": "1", "mem": "1G", "mem-per-gpu": "2G"}}, r"--mem and --mem-per-gpu \(command line\) both"),
         ({"script": script("#SBATCH --nodes=2-1")}, r"^line 2: --nodes=2-1: invalid number of nodes \(-N 2-1\)"),
         ({"script": script("#SBATCH -n 0")}, r"^line 2: --ntasks=0: invalid number of tasks '0'"),
         ({"script": script("#SBATCH -m blocky")}, r"^line 2: --distribution=blocky: invalid distribution"),
@@ -439,19 +445,20 @@ def test_defaults() -> None:
         "nodelist": [], "exclude": [], "partition": None, "begin": None, "hold": False, "dependency": None,
         "array": None, "requeue": False, "signal": None, "mail_type": [], "mail_user": None, "submit_host": "login1",
         "submit_dir": "/home/ada/work", "umask": None, "comment": None, "account": None, "slurm_options": {},
+        "gres": None, "gpus_per_task": None,
     }
     assert warnings == []
 
 
 def test_slurm_options_melon_does_not_act_on_are_recorded_and_warned_only_where_they_matter() -> None:
     text = script("#SBATCH --account=proj1 --comment rule_a --qos=high --spread-job --wckey=submitit",
-                  "#SBATCH --open-mode=append --gres=gpu:1 --hint=nomultithread")
+                  "#SBATCH --open-mode=append --gpu-bind=closest --hint=nomultithread")
     request, warnings = build(text, cli={"slurm:qos": "low"})
     assert request["account"] == "proj1" and request["comment"] == "rule_a"
     assert request["slurm_options"] == {"qos": "low", "spread-job": "", "wckey": "submitit",
-                                        "open-mode": "append", "gres": "gpu:1", "hint": "nomultithread"}
+                                        "open-mode": "append", "gpu-bind": "closest", "hint": "nomultithread"}
     assert [w.split(":")[0] + ": " + w.split(": ", 1)[1].split(" ignored")[0] for w in warnings] == [
-        "line 3: --gres=gpu:1", "line 3: --hint=nomultithread"]
+        "line 3: --gpu-bind=closest", "line 3: --hint=nomultithread"]
 
 
 @pytest.mark.parametrize(("lines", "expected", "warned"), [
@@ -548,3 +555,21 @@ def test_arbitrary_text_raises_only_directive_or_spec_errors(text: str) -> None:
         build(text)
     except (DirectiveError, SpecError):
         pass
+
+
+@pytest.mark.parametrize(("cli", "expected"), [
+    ({"gres": "gpu:2"}, {"gres": "gpu:2", "gpus_per_task": None, "cpus": 1}),
+    ({"gres": "gpu:a100:1,license_x:2"}, {"gres": "gpu:a100:1,license_x:2", "gpus_per_task": None}),
+    ({"gpus-per-node": "a100:2"}, {"gres": "gpu:a100:2"}),
+    ({"gpus": "2"}, {"gres": "gpu:2", "gpus_per_task": None}),  # one node: all of them there
+    ({"gpus": "4", "ntasks": "4"}, {"gres": None, "gpus_per_task": "gpu:1"}),  # else an equal share per task
+    ({"gpus": "4", "nodes": "2"}, {"gres": "gpu:2", "gpus_per_task": None}),  # ... or per node
+    ({"gpus-per-task": "1", "ntasks": "2", "cpus-per-gpu": "3"}, {"gpus_per_task": "gpu:1", "cpus": 3}),
+    ({"gres": "gpu:4", "cpus-per-gpu": "2", "ntasks-per-node": "2"}, {"cpus": 4}),  # 8 CPUs on each node, 2 tasks
+    ({"gres": "gpu:2", "mem-per-gpu": "10G"}, {"memory": 20 << 30, "mem_per_cpu": False}),
+    ({"gpus-per-task": "2", "cpus-per-task": "4", "mem-per-gpu": "1G"}, {"memory": 2 << 30, "mem_per_cpu": True}),
+    ({"gres": ""}, {"gres": None}),  # an empty value asks for nothing, as in Slurm
+])
+def test_generic_resource_options_become_per_node_and_per_task_requests(cli: dict, expected: dict) -> None:
+    request, _ = build(cli=cli)
+    assert {key: request[key] for key in expected} == expected

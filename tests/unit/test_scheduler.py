@@ -472,6 +472,8 @@ def snapshots(draw, with_arrays=True, with_blocked=True, wide=4):
                 pending[-1] = replace(pending[-1], shape=shape, mem_per_cpu=draw(st.sampled_from([0, 0, 128, 512])),
                                       memory=draw(st.sampled_from([0, 128, 256, 1024])),
                                       gres_per_task=draw(st.sampled_from([(), (), (Gres("gpu", None, 1),)])))
+                if pending[-1].gres_per_task and pending[-1].gres:  # one kind both ways: the larger count
+                    pending[-1] = replace(pending[-1], gres=(Gres("gpu", None, draw(st.integers(1, 2))),))
     return Snapshot(tuple(nodes), tuple(running), tuple(pending))
 
 
@@ -575,8 +577,8 @@ def _ref_fits(n, mine, t0, t1, c, m, g=0):
 
 
 def _ref_gpus(j, tasks):
-    """GPUs a spanning job's `tasks` tasks on one node take: per node, and per task."""
-    return gpu_count(j.gres) + tasks * gpu_count(j.gres_per_task)
+    """GPUs a spanning job's `tasks` tasks on one node take: per node or per task, the more."""
+    return max(gpu_count(j.gres), tasks * gpu_count(j.gres_per_task))
 
 
 def _ref_room(j, n, mine, t0, t1):

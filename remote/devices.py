@@ -1,0 +1,104 @@
+"""A job's devices enforced by its cgroup: a job given GPU 1 of a node cannot open GPU 0.
+
+Standard library only: streamed to compute nodes with the helper. melond names, for each job on a
+node with device files (the inventory's gres `files`), the files that are its own and those of
+the node that are not; the kernel refuses the latter with EPERM.
+
+- cgroup v1 (root): the job gets a `devices` cgroup of its own, under this process's own (so it
+  never has more than the helper has), denying the node's other device files, as Slurm's
+  ConstrainDevices does: every device not named as a generic resource stays as it was. systemd
+  leaves the v1 devices hierarchy alone for a scope without device properties, so this holds
+  under its scopes too; the supervisor joins it around the fork, as it joins the job's cpuset.
+- cgroup v2 with systemd: the scope gets `DevicePolicy=closed` and `DeviceAllow=` for the job's
+  own files and the GPU drivers' shared control files (remote/scope.py), systemd loading the BPF
+  program v2 needs. The standard pseudo-devices stay open; any other device is closed.
+- cgroup v2 without systemd: a BPF program would be needed, which this helper does not load:
+  jobs are not isolated from each other's devices, and the probe says so (`minfo`).
+"""
+from __future__ import annotations
+
+import os
+import stat
+
+from .cgroup import CGROUP_ROOT, read_file, v2_mounted, write_file
+
+ROOT = os.path.join(CGROUP_ROOT, "devices")
+# What every GPU job needs beside its own GPU files: the drivers' shared control files
+# (libnvidia-container adds these to each GPU container; AMD's compute node is shared by all GPUs).
+SHARED = ("/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia-uvm-tools", "/dev/nvidia-modeset", "/dev/kfd")
+
+
+def usable() -> bool:
+    """Can this process give jobs v1 devices cgroups here?"""
+    return os.geteuid() == 0 and os.path.isfile(os.path.join(ROOT, "devices.deny")) and os.access(ROOT, os.W_OK)
+
+
+def isolation(backend: str) -> str:
+    """How jobs' devices are enforced on this node, or "" where they are not (the probe's word)."""
+    if usable():
+        return "cgroup v1 devices controller"
+    if backend == "systemd" and os.geteuid() == 0 and v2_mounted():
+        return "systemd DevicePolicy=closed (cgroup v2 BPF)"
+    return ""
+
+
+def rule(path: str) -> str | None:
+    """`c 195:1 rwm` for a device file; None for anything else (a missing file included)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    kind = "c" if stat.S_ISCHR(st.st_mode) else "b" if stat.S_ISBLK(st.st_mode) else None
+    return f"{kind} {os.major(st.st_rdev)}:{os.minor(st.st_rdev)} rwm" if kind else None
+
+
+def allowed(own: list[str]) -> list[str]:
+    """A job's own device files and the shared control files that exist here: what a closed
+    device policy lets it open."""
+    return [*own, *(p for p in SHARED if os.path.exists(p) and p not in own)]
+
+
+def home() -> str:
+    """This process's own devices cgroup, which a job's is made under and returned from."""
+    for line in read_file("/proc/self/cgroup").splitlines():
+        _, controllers, path = line.split(":", 2)
+        if "devices" in controllers.split(","):
+            return os.path.join(ROOT, path.lstrip("/"))
+    return ROOT
+
+
+def make(rel: str, others: list[str]) -> str | None:
+    """The job's devices cgroup (`rel` under this process's own) denying `others`; None where
+    there is nothing to deny or v1 devices cgroups cannot be used here."""
+    rules = [r for r in map(rule, others) if r]
+    if not rules or not usable():
+        return None
+    path = home()
+    for part in rel.strip("/").split("/"):
+        path = os.path.join(path, part)
+        try:
+            os.mkdir(path)
+        except FileExistsError:
+            pass
+    for r in rules:
+        write_file(os.path.join(path, "devices.deny"), r)
+    return path
+
+
+def enter(path: str) -> None:
+    write_file(os.path.join(path, "cgroup.procs"), str(os.getpid()))
+
+
+def leave(back: str) -> None:
+    try:
+        write_file(os.path.join(back, "cgroup.procs"), str(os.getpid()))
+    except OSError:
+        write_file(os.path.join(ROOT, "cgroup.procs"), str(os.getpid()))
+
+
+def remove(rel: str) -> None:
+    """Remove the job's devices cgroup once its processes are gone (one still busy is left)."""
+    try:
+        os.rmdir(os.path.join(home(), rel.strip("/")))
+    except OSError:
+        pass
