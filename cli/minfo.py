@@ -46,6 +46,8 @@ def main(as_json: bool, stats: bool, endpoint: str | None) -> None:
             click.echo(f"note: node {n['name']} does not enforce CPU or memory limits: {n['backend_reason']}")
         if not n.get("pinned", True) and n["state"] != "down":
             click.echo(f"note: node {n['name']} does not pin jobs to CPUs of their own: {n['pinning']}")
+        if (n.get("device_isolation") or "").startswith("NOT") and n["state"] != "down":
+            click.echo(f"note: node {n['name']}'s devices are not isolated: {n['device_isolation'].partition(': ')[2]}")
         if n["state"] in ("down", "draining", "drained") and n.get("reason"):
             click.echo(f"note: node {n['name']} is {n['state']}: {n['reason']}")
         if n.get("runs_as"):

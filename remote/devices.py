@@ -80,9 +80,39 @@ def make(rel: str, others: list[str]) -> str | None:
             os.mkdir(path)
         except FileExistsError:
             pass
-    for r in rules:
-        write_file(os.path.join(path, "devices.deny"), r)
+    inherited = read_file(os.path.join(path, "devices.list")).split("\n")
+    allowed_list = [e for e in inherited if e.strip()]
+    if allowed_list == ["a *:* rwm"]:  # everything allowed (the root's way): deny those
+        for r in rules:
+            write_file(os.path.join(path, "devices.deny"), r)
+        return path
+    # An allow list (a container's): a deny removes only an entry that names the device exactly,
+    # never one that names its whole major, so the list is written again without them.
+    write_file(os.path.join(path, "devices.deny"), "a")
+    for entry in narrowed(allowed_list, rules):
+        write_file(os.path.join(path, "devices.allow"), entry)
     return path
+
+
+def narrowed(allowed_list: list[str], denied: list[str]) -> list[str]:
+    """An allow list (`c 195:* rwm` entries) without the `denied` devices (`c 195:1 rwm`): an
+    entry for one of them is left out, an entry for all minors of their major is spelt out minor
+    by minor (0-255) but theirs. What only allows mknod is kept: it opens nothing."""
+    gone = {(d.split()[0], d.split()[1]) for d in denied}
+    majors = {(kind, dev.split(":")[0]) for kind, dev in gone}
+    out = []
+    for entry in allowed_list:
+        kind, dev, access = entry.split()
+        major, _, minor = dev.partition(":")
+        if not set(access) & set("rw"):
+            out.append(entry)
+        elif (kind, dev) in gone:
+            continue
+        elif minor == "*" and (kind, major) in majors:
+            out += [f"{kind} {major}:{m} {access}" for m in range(256) if (kind, f"{major}:{m}") not in gone]
+        else:
+            out.append(entry)
+    return out
 
 
 def enter(path: str) -> None:

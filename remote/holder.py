@@ -41,6 +41,42 @@ BACKLOG = 1 << 18  # bytes of a detached terminal's output kept for its reattach
 # The node's own values win over those srun sends from the first node.
 NODE_LOCAL = ("SLURMD_NODENAME", "SLURM_CPUS_ON_NODE", "SLURM_TOPOLOGY_ADDR", "MELON_NODE_SOCKET", "TMPDIR",
               "HOSTNAME", "SLURM_MEM_PER_NODE")
+# The job's GPUs on this node (melond.sched.launch.gres_environment): this node's, or none.
+GPU_LOCAL = ("CUDA_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES", "GPU_DEVICE_ORDINAL", "SLURM_JOB_GPUS",
+             "SLURM_GPUS_ON_NODE", "CUDA_DEVICE_ORDER")
+GPU_LISTS = ("CUDA_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES", "GPU_DEVICE_ORDINAL")
+
+
+def task_gpus(env: dict, localid: int) -> None:
+    """Bind a task to its own GPUs where the step asks for some per task (SLURM_GPUS_PER_TASK):
+    the node's list of the job's GPUs, cut in turn, task `localid` taking the localid-th share, as
+    Slurm's per-task binding numbers them (SLURM_STEP_GPUS by the node's indexes). A task beyond
+    the GPUs there keeps the whole list."""
+    per_task = env.get("SLURM_GPUS_PER_TASK", "").rpartition(":")[2]
+    if not per_task.isdigit() or not int(per_task) or not env.get("CUDA_VISIBLE_DEVICES"):
+        return
+    n = int(per_task)
+    listed = env["CUDA_VISIBLE_DEVICES"].split(",")
+    mine = listed[localid * n:(localid + 1) * n]
+    if len(mine) < n:
+        return
+    for name in GPU_LISTS:
+        env[name] = ",".join(mine)
+    indexes = env.get("SLURM_JOB_GPUS", "").split(",")
+    if len(indexes) == len(listed):
+        env["SLURM_STEP_GPUS"] = ",".join(indexes[localid * n:(localid + 1) * n])
+
+
+def node_env(own: dict, env: dict) -> dict:
+    """A task's environment with this node's own values: its name, CPUs, GPUs, ... (a step's
+    request carries the first node's)."""
+    env.update({k: own[k] for k in NODE_LOCAL if k in own})
+    for k in GPU_LOCAL:
+        if k in own:
+            env[k] = own[k]
+        else:
+            env.pop(k, None)
+    return env
 
 
 def address(scope: str, key: str) -> str:
@@ -156,7 +192,7 @@ class Holder:
         task = (request.get("tasks") or [{"rank": 0}])[0]
         rank = int(task.get("rank", 0))
         step.id = int(request.get("step", 0))
-        env = {**self.env, **dict(request.get("env") or {}), **dict(task.get("env") or {})}
+        env = node_env(self.env, {**self.env, **dict(request.get("env") or {}), **dict(task.get("env") or {})})
         env.update({"SLURM_PROCID": str(rank), "SLURM_LOCALID": str(task.get("localid", 0))})
         master, slave = os.openpty()
         _winsize(master, request["pty"])
@@ -264,9 +300,9 @@ class Holder:
 
     def _start(self, step: Step, request: dict, task: dict) -> None:
         rank = int(task["rank"])
-        env = {**dict(request.get("env") or {}), **dict(task.get("env") or {}),
-               **{k: self.env[k] for k in NODE_LOCAL if k in self.env}}
+        env = node_env(self.env, {**dict(request.get("env") or {}), **dict(task.get("env") or {})})
         env.update({"SLURM_PROCID": str(rank), "SLURM_LOCALID": str(task.get("localid", 0))})
+        task_gpus(env, int(task.get("localid", 0)))
         ends = [os.pipe(), os.pipe()]
         try:
             pid = os.fork()

@@ -23,6 +23,7 @@ from melon_cli.slurm.argv import read_argv
 from melond.errors import MelonError
 from melond.spec.filenames import NO_VAL_TASK, fill
 from melond.spec.slurm_options import GRES_OPTIONS, SLURM_PREFIX, SRUN_GRAMMAR
+from melon_remote.holder import task_gpus
 from melon_remote.marks import STEP_MARK
 
 PROG = "srun"
@@ -301,6 +302,8 @@ def _run_step(opts: dict[str, str], command: list[str], placed, here: str, step:
         base["SLURM_CPUS_ON_NODE"] = str(len({c for ids in binding for c in ids}))
     if opts.get("cpus-per-task"):
         base["SLURM_CPUS_PER_TASK"] = str(_count(opts["cpus-per-task"], "cpus-per-task"))
+    if opts.get("gpus-per-task"):  # each task its own share of the node's GPUs (melon_remote.holder.task_gpus)
+        base["SLURM_GPUS_PER_TASK"] = opts["gpus-per-task"]
     append = (opts.get("open-mode") or base.get("SLURM_OPEN_MODE", "")).lower().startswith("a")
     label_width = len(str(ntasks - 1)) if "label" in opts else 0
     files: dict[str, int] = {}
@@ -315,6 +318,7 @@ def _run_step(opts: dict[str, str], command: list[str], placed, here: str, step:
                              lambda: _stop(procs, signal.SIGKILL), pmi=pmi is not None, bindings=bindings)
         for local, task in enumerate(ranks):
             env = {**base, "SLURM_PROCID": str(task), "SLURM_LOCALID": str(local)}
+            task_gpus(env, local)
             if pmi is not None:
                 env["PMI_RANK"] = str(task)
             stdin = _input(opts.get("input"), env, task, files, step)

@@ -79,7 +79,7 @@ class Dispatcher:
         req = launch.start_request(job, node, kill_wait=self.kill_wait, tasks_max=self.tasks_max,
                                    home=None if account else nss.home(job.user), hosts=self.hosts,
                                    devices=state.devices if state else (),
-                                   local_devices=bool(state and state.device_isolation))
+                                   local_devices=bool(state and state.isolates_devices))
         if account:
             req["user"] = account
         for attempt in itertools.count():

@@ -32,6 +32,11 @@ class NodeState:
     device_isolation: str | None = None  # how jobs' devices are enforced there; "": they are not; None: not reached
 
     @property
+    def isolates_devices(self) -> bool:
+        """Does a job here see only its own devices (so CUDA numbers them from 0)?"""
+        return bool(self.device_isolation) and any(d.file for d in self.devices)
+
+    @property
     def isolation(self) -> str:
         """What `minfo` says of device isolation here: only a node with device files has any."""
         if not any(d.file for d in self.devices):
@@ -39,8 +44,9 @@ class NodeState:
         if self.device_isolation is None:
             return "not reached yet"
         return (f"each job opens only its own devices ({self.device_isolation})" if self.device_isolation else
-                "NOT isolated: a job can open every device of the node, as no devices cgroup or systemd can "
-                "enforce its own (cgroup v2 without systemd needs a BPF program, which Melon does not load)")
+                "NOT isolated: a job can open every device of the node, as neither a v1 devices cgroup nor "
+                "systemd keeps it to its own (cgroup v2 without systemd needs a BPF program, which Melon does not "
+                "load; use the systemd backend there)")
 
     @property
     def available(self) -> bool:

@@ -53,7 +53,8 @@ export async function loadNodes() {
     el("th", { scope: "row" }, n.name), el("td", {}, n.partition),
     el("td", { "data-col": "state" }, n.state + (n.reason ? ` (${n.reason})` : "")),
     el("td", { class: "num" }, `${n.cpus_used}/${n.cpus}`), el("td", { class: "num" }, `${mib(n.memory_used * 1048576)}/${mib(n.memory * 1048576)}`),
-    el("td", { class: "num" }, String(n.jobs)), el("td", {}, n.backend + (n.backend_reason ? ` (${n.backend_reason})` : "") + runsAs(n)),
+    el("td", { class: "num" }, String(n.jobs)), el("td", { "data-col": "gres" }, n.gres ? `${n.gres_used || n.gres}${n.device_isolation ? `; ${n.device_isolation}` : ""}` : "—"),
+    el("td", {}, n.backend + (n.backend_reason ? ` (${n.backend_reason})` : "") + runsAs(n)),
     el("td", {}, when(n.last_contact)),
     el("td", {}, operator ? [
       el("button", { type: "button", onclick: nodeAction(n, "drain"), disabled: n.state.startsWith("drain") || n.state === "down" }, `Drain ${n.name}`),

@@ -234,3 +234,42 @@ def test_an_unprivileged_nodes_jobs_keep_their_deadlines_through_melond_and_supe
         assert left == "", f"the fenced job's cgroup is still there: {left}"
     finally:
         m.cleanup()
+
+
+@pytest.mark.parametrize("backend", ["systemd", "cgroup-v2"])
+def test_gpu_devices_on_cgroup_v2(v2node: V2Node, short_tmp, backend: str) -> None:
+    """Four device files of the NVIDIA driver's major, no driver behind them. Through systemd
+    (DevicePolicy=closed and DeviceAllow=, its BPF program) a job's own device opens to ENXIO and
+    every other one is EPERM, a job without GPUs opens none, and CUDA_VISIBLE_DEVICES counts from
+    0. Without systemd (no BPF program of Melon's) minfo says jobs are not isolated, and the
+    variables name the node's indexes, as Slurm's do without ConstrainDevices."""
+    v2node.ssh("for i in 0 1 2 3; do [ -e /dev/nvidia$i ] || mknod -m 666 /dev/nvidia$i c 195 $i; done")
+    gres = '[{name = "gpu", files = "/dev/nvidia[0-3]"}]'
+    m = Melon(short_tmp, inventory=v2node.inventory(limits=f'"{backend}"', gres=gres))
+    m.start()
+    try:
+        v2node.ssh("cat > /tmp/gpu-probe.py <<'EOF'\nimport errno, os\nfor i in range(4):\n    try:\n"
+                   "        os.close(os.open('/dev/nvidia%d' % i, os.O_RDWR)); print(i, 'opened')\n"
+                   "    except OSError as e:\n        print(i, errno.errorcode[e.errno])\n"
+                   "print('CVD', os.environ.get('CUDA_VISIBLE_DEVICES', 'unset'))\nEOF")
+        (node,) = json.loads(m.run("minfo", "--json").stdout)
+        first = on_vm(m, "--gres=gpu:1", "--mem=50M", "--wrap", "sleep 60")  # holds the first GPU
+        m.wait_state(first, {"R"}, timeout=120)
+        mine = on_vm(m, "--gres=gpu:1", "--mem=50M", "--wrap", "python3 /tmp/gpu-probe.py")
+        none = on_vm(m, "--mem=50M", "--wrap", "python3 /tmp/gpu-probe.py")
+        for jid in (mine, none):
+            m.wait_state(jid, {"CD"}, timeout=120)
+        got = {jid: dict(line.split(" ", 1) for line in output(m, jid).splitlines()) for jid in (mine, none)}
+        if backend == "systemd":
+            assert "systemd DevicePolicy=closed" in node["device_isolation"], node
+            assert [got[mine][str(i)] for i in range(4)] == ["EPERM", "ENXIO", "EPERM", "EPERM"], got[mine]
+            assert [got[none][str(i)] for i in range(4)] == ["EPERM"] * 4, got[none]
+            assert got[mine]["CVD"] == "0"
+        else:
+            assert node["device_isolation"].startswith("NOT isolated"), node
+            assert "devices are not isolated" in m.run("minfo").stdout
+            assert got[mine]["CVD"] == "1"  # the node's index: the job sees every device
+        assert got[none]["CVD"] == "unset"
+        m.run("mcancel", str(first))
+    finally:
+        m.cleanup()

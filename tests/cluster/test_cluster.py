@@ -1041,3 +1041,61 @@ def test_salloc_gives_a_terminal_on_the_first_node_and_srun_reaches_the_others(m
         assert (job["state"], job["exit_code"], job["interactive"]) == ("F", 3, True)
     finally:
         child.close(force=True)
+
+
+GPU_PROBE = """#!/bin/sh
+python3 -c '
+import errno, os
+for i in range(4):
+    try:
+        os.close(os.open("/dev/nvidia%d" % i, os.O_RDWR))
+        print(i, "opened")
+    except OSError as exc:
+        print(i, errno.errorcode[exc.errno])
+print("CUDA_VISIBLE_DEVICES", os.environ.get("CUDA_VISIBLE_DEVICES", "unset"))
+print("SLURM_JOB_GPUS", os.environ.get("SLURM_JOB_GPUS", "unset"))
+'
+while [ ! -e "$1" ]; do sleep 0.2; done
+"""
+
+
+def test_gpu_jobs_on_a_node_open_only_their_own_devices(cluster: Cluster, short_tmp) -> None:
+    """node1 gets four character devices of the NVIDIA driver's major and no driver behind them:
+    under systemd's scopes on cgroup v1, a job's own device opens to ENXIO (the cgroup let it
+    through), every other one to EPERM; two jobs get different devices, a job without GPUs none."""
+    for i in range(4):
+        made = cluster.node_exec("node1", "sh", "-c", f"[ -e /dev/nvidia{i} ] || mknod -m 666 /dev/nvidia{i} c 195 {i}")
+        assert made.returncode == 0, made.stderr
+    inventory = cluster.inventory.read_text().replace(
+        '[nodes.node1]\n', '[nodes.node1]\ncpus = 8\ngres = [{name = "gpu", type = "fake", files = "/dev/nvidia[0-3]"}]\n', 1)
+    m = Melon(short_tmp, inventory=inventory, work=cluster.shared / f"{short_tmp.name}-gpu")
+    m.start()
+    try:
+        probe = m.work / "probe.sh"
+        probe.write_text(GPU_PROBE)
+        probe.chmod(0o755)
+        go = m.work / "go"
+        jobs = {name: m.submit(*args, "--mem=50M", "-o", f"{name}.out", str(probe), str(go), user="alice")
+                for name, args in (("one", ["--gres=gpu:1"]), ("two", ["--gpus=fake:2"]), ("none", ["-w", "node1"]))}
+        reports = {}
+        for name, jid in jobs.items():
+            m.wait_state(jid, {"R"})
+            out = m.work / f"{name}.out"
+            wait_for(lambda o=out: o.exists() and "SLURM_JOB_GPUS" in o.read_text(), what=f"{name}'s report")
+            reports[name] = dict(line.split(" ", 1) for line in out.read_text().splitlines())
+            assert m.job(jid)["assigned_node"] == "node1"
+        own = {name: {i for i in range(4) if r[str(i)] == "ENXIO"} for name, r in reports.items()}
+        assert (len(own["one"]), len(own["two"]), own["none"]) == (1, 2, set()) and not own["one"] & own["two"]
+        for name, r in reports.items():
+            assert {r[str(i)] for i in range(4) if i not in own[name]} == {"EPERM"}, (name, r)
+        assert (reports["one"]["CUDA_VISIBLE_DEVICES"], reports["two"]["CUDA_VISIBLE_DEVICES"]) == ("0", "0,1")
+        assert reports["two"]["SLURM_JOB_GPUS"] == ",".join(map(str, sorted(own["two"])))
+        assert reports["none"]["CUDA_VISIBLE_DEVICES"] == "unset"
+        node = next(n for n in json.loads(m.run("minfo", "--json").stdout) if n["name"] == "node1")
+        assert "cgroup v1 devices" in node["device_isolation"] and node["gres_used"].startswith("gpu:fake:3(IDX:")
+        go.touch()
+        for jid in jobs.values():
+            m.wait_state(jid, {"CD"})
+    finally:
+        (m.work / "go").touch()
+        m.cleanup()

@@ -167,3 +167,36 @@ def test_resources_no_node_has_are_refused_at_submission(short_tmp: Path, args: 
             assert melon.wait_state(job, {"CD"})["assigned_node"] == "g1"
     finally:
         melon.cleanup()
+
+
+def test_steps_bind_each_task_to_its_own_gpus_on_every_node(short_tmp: Path) -> None:
+    """-N 2 --ntasks-per-node=2 --gpus-per-task=1: srun's tasks, on the batch node and through the
+    other node's holder, each see one GPU of that node's, numbered as Slurm's per-task binding."""
+    why = _devices_cgroup_usable()
+    if why:
+        pytest.skip(why)
+    for node in ("a", "b"):
+        _make_gpus(short_tmp / f"dev{node}")
+    inventory = "[partitions.p]\ndefault = true\n" + "".join(f"""[nodes.{n}]
+partition = "p"
+spool = "{short_tmp}/spool-{n}"
+cpus = 4
+gres = [{{name = "gpu", files = "{short_tmp}/dev{n}/nvidia[0-3]"}}]
+""" for n in ("a", "b"))
+    melon = Melon(short_tmp / "m", inventory=inventory)
+    melon.start()
+    try:
+        script = melon.work / "steps.sh"
+        script.write_text("#!/bin/sh\nsrun -l sh -c 'echo $SLURMD_NODENAME $CUDA_VISIBLE_DEVICES $SLURM_STEP_GPUS "
+                          "$SLURM_GPUS_ON_NODE' | sort\n")
+        job = melon.submit("-N", "2", "--ntasks-per-node=2", "--gpus-per-task=1", "--mem=100M", "-o", "steps.out",
+                           str(script), env=slurm_names_env(melon))
+        assert melon.wait_state(job, {"CD", "F"}, timeout=60)["state"] == "CD", (melon.work / "steps.out").read_text()
+        lines = (melon.work / "steps.out").read_text().split("\n")
+        # two GPUs held on each node (the lowest: 0 and 1), one per task, each numbered 0 or 1 there
+        assert lines[:4] == ["0: a 0 0 2", "1: a 1 1 2", "2: b 0 0 2", "3: b 1 1 2"], lines
+        acct = subprocess.run(["sacct", "-j", str(job), "-X", "-n", "-P", "-o", "AllocTRES"], capture_output=True,
+                              text=True, env=slurm_names_env(melon), timeout=30).stdout
+        assert acct.strip().endswith("gres/gpu=4"), acct
+    finally:
+        melon.cleanup()

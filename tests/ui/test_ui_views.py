@@ -262,3 +262,21 @@ def test_the_job_page_says_a_job_is_interactive_and_whose_terminal_is_attached(t
         expect(field(page, "State")).to_contain_text("COMPLETED", timeout=20_000)
     finally:
         child.close(force=True)
+
+
+def test_the_nodes_page_and_a_jobs_page_show_gpus(melon_factory, short_tmp, page) -> None:
+    """A node's GPUs, as held, and how they are isolated; a GPU job's resources on its page."""
+    melon = melon_factory(tcp=True, inventory=f"""[partitions.p]
+default = true
+[nodes.g1]
+partition = "p"
+spool = "{short_tmp}/spool"
+gres = [{{name = "gpu", type = "l4", count = 2}}]
+""")
+    job = melon.submit("--gpus-per-task=1", "-n", "2", "--mem=50M", "--wrap", "sleep 60")
+    melon.wait_state(job, {"R"})
+    sign_in(page, melon, melon.token())
+    page.get_by_role("link", name="Nodes").click()
+    expect(page.locator('#node-table tr[data-node="g1"] td[data-col="gres"]')).to_have_text("gpu:l4:2(IDX:0-1)")
+    page.goto(f"{melon.url}/#job/{job}")
+    expect(field(page, "GPUs and other resources")).to_have_text("gpu:l4:2 (gpu:1 for each task)")

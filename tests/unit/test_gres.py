@@ -81,3 +81,12 @@ def test_a_pick_is_free_distinct_and_of_the_type_asked(kinds: list, taken: set, 
         assert chosen is None
     else:
         assert chosen == fits[:count]
+
+
+def test_an_allow_list_is_narrowed_minor_by_minor_around_the_denied_devices() -> None:
+    from melon_remote.devices import narrowed
+    docker = ["c *:* m", "b *:* m", "c 1:3 rwm", "c 195:* rwm", "c 195:2 rwm", "c 136:* rwm"]
+    out = narrowed(docker, ["c 195:1 rwm", "c 195:2 rwm"])
+    assert out[:3] == ["c *:* m", "b *:* m", "c 1:3 rwm"] and out[-1] == "c 136:* rwm"
+    minors = [e for e in out if e.startswith("c 195:")]
+    assert minors == [f"c 195:{m} rwm" for m in range(256) if m not in (1, 2)]
