@@ -46,6 +46,10 @@ def main(as_json: bool, stats: bool, endpoint: str | None) -> None:
             click.echo(f"note: node {n['name']} does not enforce CPU or memory limits: {n['backend_reason']}")
         if not n.get("pinned", True) and n["state"] != "down":
             click.echo(f"note: node {n['name']} does not pin jobs to CPUs of their own: {n['pinning']}")
+        if n.get("gpus_busy"):
+            busy = ", ".join(f"{i} (pids {', '.join(map(str, pids))})" for i, pids in n["gpus_busy"].items())
+            click.echo(f"note: node {n['name']}'s GPU {busy} ran processes melond did not start when it last reached "
+                       f"the node: not handed out to jobs")
         if (n.get("device_isolation") or "").startswith("NOT") and n["state"] != "down":
             click.echo(f"note: node {n['name']}'s devices are not isolated: {n['device_isolation'].partition(': ')[2]}")
         if n["state"] in ("down", "draining", "drained") and n.get("reason"):

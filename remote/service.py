@@ -22,7 +22,7 @@ import sys
 import time
 from collections.abc import Callable
 
-from . import asks, cgroup, cpuset, delegated, devices, limits, output, relay, spool, subtree, wire
+from . import asks, cgroup, cpuset, delegated, devices, gpus, limits, output, relay, spool, subtree, wire
 from .protocol import STEP_TARGET, ErrorCode, Event, KillCause, Op, SignalTo
 from .job import TMP_BASE, lookup_user, process_stat, start_ticks
 from .supervisor import LOCATE_TIMEOUT, MAX_REQUEST, reap_children
@@ -87,6 +87,7 @@ def probe(spool_dir: str, limits_wanted: str = "auto") -> dict:
         "cpu_sockets": cpu_sockets,
         "cpuset": cpuset.enforced(backend),  # jobs' CPUs enforced by a cpuset, not only their affinity
         "devices": devices.isolation(backend),  # how jobs' devices are enforced; "": they are not
+        "gpus": gpus.detect(),  # what nvidia-smi reports, for an inventory that lists no GPUs
         "memory": mem_total,
         "python": platform.python_version(),
         "backend": backend,

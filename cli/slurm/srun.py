@@ -23,7 +23,6 @@ from melon_cli.slurm.argv import read_argv
 from melond.errors import MelonError
 from melond.spec.filenames import NO_VAL_TASK, fill
 from melond.spec.slurm_options import GRES_OPTIONS, SLURM_PREFIX, SRUN_GRAMMAR
-from melon_remote.holder import task_gpus
 from melon_remote.marks import STEP_MARK
 
 PROG = "srun"
@@ -318,7 +317,9 @@ def _run_step(opts: dict[str, str], command: list[str], placed, here: str, step:
                              lambda: _stop(procs, signal.SIGKILL), pmi=pmi is not None, bindings=bindings)
         for local, task in enumerate(ranks):
             env = {**base, "SLURM_PROCID": str(task), "SLURM_LOCALID": str(local)}
-            task_gpus(env, local)
+            if "SLURM_GPUS_PER_TASK" in env:  # imported only then: the holder costs srun ~10 ms to import
+                from melon_remote.holder import task_gpus
+                task_gpus(env, local)
             if pmi is not None:
                 env["PMI_RANK"] = str(task)
             stdin = _input(opts.get("input"), env, task, files, step)

@@ -8,7 +8,7 @@ from melond.nodes.state import NodeState
 from melond.sched.launch import job_file
 from melond.sched.policy import Caller, withheld
 from melond.spec.cpulist import parse_cpuset
-from melond.spec.gres import format_gres, format_used, held, node_gres
+from melond.spec.gres import foreign, format_gres, format_used, held, node_gres
 from melond.spec.folding import fold_pending
 from melond.spec.states import SHORT, State
 from melond.spec.timespec import ranged_hostlist
@@ -180,7 +180,10 @@ def node_view(node: NodeState, running: list[Job], last_contact: float | None = 
         "gres": format_gres(node_gres(node.devices)) or None,  # sinfo's %G, scontrol's Gres=
         "gres_used": format_used(node.devices, used) if node.devices else None,  # scontrol's GresUsed=
         "gres_alloc": format_gres(held(node.devices, sorted(used))) or None,  # ...its AllocTRES
-        "device_isolation": node.isolation or None,  # how jobs' devices are kept apart (minfo -l)
+        "device_isolation": node.isolation or None,  # how jobs' devices are kept apart (minfo)
+        # GPUs running processes melond did not start, when it last reached the node: not handed out
+        "gpus_busy": {str(node.devices[i].index): pids for i, pids in foreign(node.gpu_busy, used).items()
+                      if i < len(node.devices)} or None,
         # Whose jobs run there and as which account: the login account's alone (a node reached
         # as an account that is not root), each user's own (a personal node), or anyone's (null).
         "runs_as": ({u: {"account": a, "up": u in node.links_up, "backend": node.link_limits.get(u, ("unknown",))[0]}

@@ -101,8 +101,27 @@ class SchedulingLoop:
                 self.passes.observe(done - began)
 
     def _node_views(self) -> tuple[planner.NodeView, ...]:
+        busy = self._busy() if any(n.gpu_busy for n in self.nodes.values()) else {}
         return tuple(planner.NodeView(n.name, n.partition, n.cpus, n.memory, n.available, n.runs_for,
-                                      tuple((d.name, d.type) for d in n.devices)) for n in self.nodes.values())
+                                      tuple((gres.BUSY, None) if i in busy.get(n.name, ()) else (d.name, d.type)
+                                            for i, d in enumerate(n.devices))) for n in self.nodes.values())
+
+    def _held(self) -> dict[str, set[int]]:
+        """The devices each node's running jobs hold (positions)."""
+        devices: dict[str, set[int]] = {}
+        for j in self.jobs.active.values():
+            if j.state is State.RUNNING:
+                for part in j.placed:
+                    if part.gres_ids:
+                        devices.setdefault(part.node, set()).update(parse_cpuset(part.gres_ids))
+        return devices
+
+    def _busy(self) -> dict[str, set[int]]:
+        """Devices busy with processes melond did not start (as their node last reported): never
+        handed out."""
+        held = self._held()
+        return {n.name: set(gres.foreign(n.gpu_busy, held.get(n.name, set()))) for n in self.nodes.values()
+                if n.gpu_busy}
 
     def snapshot(self) -> tuple[planner.Snapshot, float]:
         """Everything the scheduler would look at now, every pending job included (the no-delay
@@ -111,18 +130,18 @@ class SchedulingLoop:
         return self.order.snapshot(self.jobs.active, self._node_views(), now, self.store.states), now
 
     def _taken(self) -> tuple[dict[str, set[int]], dict[str, set[int]]]:
-        """The CPUs and the devices each node's running jobs hold: read once per pass that starts
-        something."""
+        """The CPUs and the devices of each node a start may not have: those running jobs hold
+        (and devices busy with others' processes). Read once per pass that starts something."""
         taken: dict[str, set[int]] = {}
-        devices: dict[str, set[int]] = {}
         for j in self.jobs.active.values():
             if j.state is not State.RUNNING:
                 continue
             for part in j.placed:
                 if part.cpu_ids:
                     taken.setdefault(part.node, set()).update(parse_cpuset(part.cpu_ids))
-                if part.gres_ids:
-                    devices.setdefault(part.node, set()).update(parse_cpuset(part.gres_ids))
+        devices = self._held()
+        for name, busy in (self._busy().items() if any(n.gpu_busy for n in self.nodes.values()) else ()):
+            devices.setdefault(name, set()).update(busy)
         return taken, devices
 
     def _devices(self, job: Job, node: NodeState, tasks: int, taken: dict[str, set[int]]) -> str | None:
@@ -130,13 +149,21 @@ class SchedulingLoop:
         running job holds, the lowest first; a whole-node job gets every one."""
         if not node.devices:
             return None
-        want = gres.whole(node.devices) if job.exclusive else gres.wanted(job.gres, job.gpus_per_task, tasks)
+        used = taken.setdefault(node.name, set())
+        if job.exclusive:  # every device no one else holds
+            ids = [i for i in range(len(node.devices)) if i not in used] or None
+            return self._took(ids, used)
+        want = gres.wanted(job.gres, job.gpus_per_task, tasks)
         if not want:
             return None
-        used = taken.setdefault(node.name, set())
         ids = gres.pick(node.devices, want, used)
         if ids is None:  # never, as the plan counts them: started without, and said
             log.warning("too few free devices; the job starts without them", extra={"job": job.id, "node": node.name})
+        return self._took(ids, used)
+
+    @staticmethod
+    def _took(ids: list[int] | None, used: set[int]) -> str | None:
+        if not ids:
             return None
         used.update(ids)
         return cpuset_text(sorted(ids))

@@ -28,8 +28,22 @@ class NodeState:
     cpu_order: tuple[int, ...] = ()  # the CPU ids jobs are pinned to, in locality order; () = not pinned
     cpu_socket: dict[int, int] = field(default_factory=dict)  # each CPU's socket
     pinning: str = "not reached yet"  # how jobs' CPUs are pinned here, or why they are not (minfo)
-    devices: tuple[Device, ...] = ()  # its generic resources (GPUs, licenses), from the inventory
+    devices: tuple[Device, ...] = ()  # its generic resources (GPUs, licenses): the inventory's, GPUs detected after
     device_isolation: str | None = None  # how jobs' devices are enforced there; "": they are not; None: not reached
+    gpu_busy: dict[int, list[int]] = field(default_factory=dict)  # device position: pids on it at the last probe
+    listed: tuple[Device, ...] = ()  # the inventory's own devices (set from `devices` at creation)
+
+    def __post_init__(self) -> None:
+        self.listed = self.devices
+
+    def found_gpus(self, gpus: list[dict]) -> None:
+        """Take the GPUs the node's driver reports (remote/gpus.py) where the inventory lists none
+        (the inventory wins), and which of them run processes now."""
+        if any(d.name == "gpu" for d in self.listed):
+            return
+        self.devices = self.listed + tuple(Device("gpu", g.get("type") or None, i, g.get("file"))
+                                           for i, g in enumerate(gpus))
+        self.gpu_busy = {len(self.listed) + i: list(g.get("busy") or []) for i, g in enumerate(gpus) if g.get("busy")}
 
     @property
     def isolates_devices(self) -> bool:
@@ -74,6 +88,7 @@ class NodeState:
             self._cpu_ids(info.get("cpu_ids"), info.get("cpu_sockets"), bool(info.get("cpuset")))
         backend, why = info.get("backend", "none"), info.get("backend_reason", "")
         self.device_isolation = info.get("devices") or ""
+        self.found_gpus(info.get("gpus") or [])
         if user is None:
             self.only_user = info.get("user") if info.get("uid") not in (0, None) else None
             self.backend, self.backend_reason = backend, why

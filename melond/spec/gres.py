@@ -256,3 +256,12 @@ def tres(text: str | None) -> list[str]:
         totals[g.name] = totals.get(g.name, 0) + g.count
     typed = [f"gres/{g.name}:{g.type}={g.count}" for g in specs if g.type]
     return [f"gres/{name}={n}" for name, n in totals.items()] + typed
+
+
+BUSY = "\0busy"  # the name a device busy with others' processes is counted under: no request names it
+
+
+def foreign(busy: dict[int, list[int]], held: set[int]) -> dict[int, list[int]]:
+    """The devices (positions) running processes that no job holding them started: `busy` as the
+    node last reported it, less those melond's jobs hold."""
+    return {i: pids for i, pids in busy.items() if i not in held}

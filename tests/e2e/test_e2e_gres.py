@@ -200,3 +200,46 @@ gres = [{{name = "gpu", files = "{short_tmp}/dev{n}/nvidia[0-3]"}}]
         assert acct.strip().endswith("gres/gpu=4"), acct
     finally:
         melon.cleanup()
+
+
+# A stand-in for NVIDIA's nvidia-smi (a mock: no GPU or driver here), answering the two queries
+# remote/gpus.py makes as the real one does (csv,noheader): two T4s, the second running a process.
+FAKE_SMI = """#!/bin/sh
+case "$1" in
+--query-gpu=*) printf '0, GPU-aaaa, Tesla T4, 00000000:3B:00.0\\n1, GPU-bbbb, Tesla T4, 00000000:AF:00.0\\n' ;;
+--query-compute-apps=*) printf '00000000:AF:00.0, 4242\\n' ;;
+*) exit 2 ;;
+esac
+"""
+
+
+def test_gpus_are_detected_where_the_inventory_lists_none_and_a_busy_one_is_not_handed_out(short_tmp: Path) -> None:
+    bin_dir = short_tmp / "smi"
+    bin_dir.mkdir()
+    (bin_dir / "nvidia-smi").write_text(FAKE_SMI)
+    (bin_dir / "nvidia-smi").chmod(0o755)
+    inventory = f"""[partitions.p]
+default = true
+[nodes.g1]
+partition = "p"
+spool = "{short_tmp}/spool1"
+cpus = 4
+gres = [{{name = "license_x", count = 1}}]
+"""
+    melon = Melon(short_tmp / "m", inventory=inventory)
+    melon.daemon_env = {"PATH": f"{bin_dir}:{os.environ['PATH']}"}  # the local node's helper is melond's child
+    melon.start()
+    try:
+        env = slurm_names_env(melon)
+        shown = subprocess.run(["sinfo", "-N", "-h", "-o", "%N %G"], capture_output=True, text=True, env=env,
+                               timeout=30).stdout
+        assert shown.split() == ["g1", "license_x:1,gpu:t4:2"], shown
+        assert "note: node g1's GPU 1 (pids 4242) ran processes melond did not start" in melon.run("minfo").stdout
+        free = melon.submit("--gres=gpu:1", "--mem=50M", "--wrap", "echo $SLURM_JOB_GPUS; sleep 30")
+        melon.wait_state(free, {"R"})
+        busy = melon.submit("--gres=gpu:1", "--mem=50M", "--wrap", "true")
+        wait_for(lambda: melon.job(busy)["reason"] == "Resources", what="the second GPU job to wait: GPU 1 is busy")
+        assert Client(melon.endpoint).call("GET", f"/jobs/{free}")["gres_ids"] == "1"  # after license_x: GPU 0
+        melon.run("mcancel", str(free))
+    finally:
+        melon.cleanup()

@@ -90,3 +90,22 @@ def test_an_allow_list_is_narrowed_minor_by_minor_around_the_denied_devices() ->
     assert out[:3] == ["c *:* m", "b *:* m", "c 1:3 rwm"] and out[-1] == "c 136:* rwm"
     minors = [e for e in out if e.startswith("c 195:")]
     assert minors == [f"c 195:{m} rwm" for m in range(256) if m not in (1, 2)]
+
+
+def test_gpus_reported_by_the_driver_are_the_nodes_unless_the_inventory_lists_some() -> None:
+    from melond.nodes.state import NodeState
+    from melond.spec.gres import Device
+    found = [{"type": "t4", "file": "/dev/nvidia0", "busy": []}, {"type": "t4", "file": "/dev/nvidia3", "busy": [7]}]
+    node = NodeState("n", "p", 4, 1024, devices=(Device("lic", None, 0, None),))
+    node.found_gpus(found)
+    assert node.devices[1:] == (Device("gpu", "t4", 0, "/dev/nvidia0"), Device("gpu", "t4", 1, "/dev/nvidia3"))
+    assert node.gpu_busy == {2: [7]}
+    listed = NodeState("n", "p", 4, 1024, devices=(Device("gpu", "a100", 0, "/dev/nvidia0"),))
+    listed.found_gpus(found)
+    assert listed.devices == (Device("gpu", "a100", 0, "/dev/nvidia0"),) and listed.gpu_busy == {}
+
+
+def test_the_drivers_gpu_names_become_slurms_types() -> None:
+    from melon_remote.gpus import model
+    assert [model(n) for n in ("NVIDIA A100-SXM4-40GB", "Tesla T4", "NVIDIA GeForce RTX 3090", "")] == [
+        "a100-sxm4-40gb", "t4", "rtx_3090", "gpu"]

@@ -36,7 +36,9 @@ ALLOWED: dict[str, set[str]] = {
                     "melond.nodes.check",
                     "melond.nodes.setup",
                     "melond.state.store"},
-    "melon_cli": {"melond.spec", "melond.api.tokens"},
+    # srun binds its tasks to GPUs with the holder's function: the holder runs as a script of its
+    # own on the job's other nodes, so that one copy lives there (melon_remote.holder.task_gpus)
+    "melon_cli": {"melond.spec", "melond.api.tokens", "melon_remote.holder"},
 }
 STDLIB_ONLY = ("melond.spec", "melond.sched", "melond.errors", "melond.paths", "melond.trust", "melond.display",
                "melond.figures", "melond.sdnotify", "melond.service", "melond.version", "melon_remote.protocol")
