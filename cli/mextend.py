@@ -75,7 +75,8 @@ def extend(job_id: str | None, add: str | None, to: str | None, largest: bool, d
         sys.exit(_dry_run(replies))
     for r in replies:
         job = r["job"]
-        echo(f"Job {job}: time limit {format_limit(r['old_limit'])} -> {format_limit(r['new_limit'])}")
+        gpu_hours = f" ({r['gpu_hours']} GPU-hours more)" if r.get("gpu_hours") else ""
+        echo(f"Job {job}: time limit {format_limit(r['old_limit'])} -> {format_limit(r['new_limit'])}{gpu_hours}")
         if r.get("new_deadline"):
             echo(f"Job {job} now ends at the latest at {fmt_time(r['new_deadline'])}")
         elif r["state"] == "PENDING":

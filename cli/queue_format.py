@@ -10,6 +10,7 @@ import time
 
 from melon_cli.common import job_label
 from melond.errors import ParseError
+from melond.spec.gres import format_gres, parse_list
 from melond.spec.timespec import format_duration, format_limit, format_size_mib
 
 #: squeue's own default, `squeue -o` without `-o`: the columns mqueue shows unless told otherwise.
@@ -97,7 +98,7 @@ CODES: dict[str, tuple[str, tuple[str, ...], object]] = {
     "P": ("PARTITION", ("partition",), lambda j, now: j["partition"]),
     "N": ("NODELIST", ("node_list",), lambda j, now: j.get("node_list") or j.get("node") or ""),
     "B": ("EXEC_HOST", ("node",), lambda j, now: j.get("node") or "n/a"),
-    "b": ("TRES_PER_NODE", (), lambda j, now: "N/A"),
+    "b": ("TRES_PER_NODE", ("gres",), lambda j, now: j.get("gres") and format_gres(parse_list(j["gres"]), "gres/") or "N/A"),
     "R": ("NODELIST(REASON)", ("node", "node_list", "state", "reason"), _reason_or_node),
     "r": ("REASON", ("reason",), lambda j, now: j.get("reason") or "None"),
     "S": ("START_TIME", ("start_time", "expected_start"), _start),

@@ -18,7 +18,7 @@ from melon_cli.slurm import tables
 from melon_cli.slurm.argv import SLURM_VERSION, bad_option, version_text
 from melond.errors import MelonError
 from melond.spec.getopt import GetoptError, getopt_long, make_grammar
-from melond.spec.gres import tres
+from melond.spec.gres import format_gres, parse_list, tres
 
 PROG = "scontrol"
 ACTIONS = {"hold": "hold", "uhold": "hold", "release": "release", "requeue": "requeue"}
@@ -313,6 +313,8 @@ def _show_jobs(args: list[str], one_line: bool) -> None:
              f"CPUs/Task={job.get('cpus_per_task', job['cpus'])}"],
             [f"ReqTRES={_tres(job)}"],
             [f"AllocTRES={_tres(job)}"] if job.get("start_time") else [],
+            [f"TresPerNode={format_gres(parse_list(job['gres']), 'gres/')}"] if job.get("gres") else [],
+            [f"TresPerTask={format_gres(parse_list(job['gpus_per_task']), 'gres/')}"] if job.get("gpus_per_task") else [],
             [f"CPU_IDs={job['cpu_ids']}"] if job.get("cpu_ids") else [],
             [f"Comment={job['comment']}"] if job.get("comment") else [],
             # another user's paths are withheld (absent): Slurm's word for a value it does not have

@@ -22,7 +22,7 @@ from melond.sched.plan import Snapshot
 from melond.sched.order import PendingOrder
 from melond.sched.policy import Caller
 from melond.spec import jobrel
-from melond.spec.gres import node_gres
+from melond.spec.gres import gpu_count, node_gres, parse_list
 from melond.spec.jobids import JobRef
 from melond.spec.states import FINISHED, State
 from melond.state.job import Job
@@ -246,6 +246,9 @@ class Operations:
         }
         if via:
             data["via"] = via
+        gpus = gpu_count(parse_list(job.gres_total))
+        if gpus and data["added"]:  # what sites count GPU jobs in: the extension's GPU-hours
+            data["gpu_hours"] = round(gpus * data["added"] / 3600, 2)
         if dry_run:
             return {"job_id": job_id, "state": job.state.value, "dry_run": True, "granted": True, "delays": found,
                     **data}
@@ -279,7 +282,10 @@ class Operations:
         room = int(best - job.start_time - job.time_limit)
         hint = (f"the largest extension that delays no one is +{format_duration(room)} (mextend --max)" if room > 0
                 else "no extension of it would delay no one now")
-        return Conflict(f"job {job.id}: a limit of {format_limit(limit)} would delay job {first['job_id']} "
+        gpus = gpu_count(parse_list(job.gres_total))
+        cost = (f" ({gpus} GPU{'s' * (gpus > 1)} for {format_duration(limit - job.time_limit)} more: "
+                f"{gpus * (limit - job.time_limit) / 3600:.1f} GPU-hours)") if gpus and limit else ""
+        return Conflict(f"job {job.id}: a limit of {format_limit(limit)}{cost} would delay job {first['job_id']} "
                         f"(waiting, expected to start at {_clock(first['before'])}) {by}{more}; partition "
                         f"{job.partition} extends only what delays no other user's job (extend_policy = no-delay); {hint}")
 

@@ -99,3 +99,24 @@ def test_a_shared_melond_by_default_grants_no_extension_that_delays_another_user
     done = json.loads(melon.run("mextend", "-j", str(a), "-t", "+1:00", "--json", user="nobody").stdout)
     assert done["new_limit"] == 90 and melon.job(a)["time_limit_seconds"] == 90  # only their own job waits longer
     melon.run("mcancel", str(mine), str(a))
+
+
+@needs_root
+def test_no_delay_counts_gpus_and_names_the_gpu_hours(melon_factory, short_tmp) -> None:
+    """Plenty of CPUs, two GPUs: a job waiting for both GPUs is what an extension would delay,
+    and the refusal and the grant name the extension's GPU-hours."""
+    melon = melon_factory(inventory=NO_DELAY + f'[nodes.g]\npartition = "p"\nspool = "{short_tmp}/spool"\ncpus = 8\n'
+                                               'gres = [{name = "gpu", count = 2}]\n')
+    a = melon.submit("--gres=gpu:1", "--mem=50M", "-t", "0:20", "--wrap", "sleep 120", user="nobody")
+    c = melon.submit("--gres=gpu:1", "--mem=50M", "-t", "0:40", "--wrap", "sleep 120")
+    for job in (a, c):
+        melon.wait_state(job, {"R"})
+    b = melon.submit("--gres=gpu:2", "--mem=50M", "-t", "0:10", "--wrap", "true")
+    wait_for(lambda: melon.job(b)["reason"] == "Resources", what="b to wait for both GPUs")
+    r = melon.run("mextend", "-j", str(a), "-t", "+0:30", check=False, user="nobody")
+    assert r.returncode == 1 and f"would delay job {b}" in r.stderr, r.stderr
+    assert "(1 GPU for 0:30 more: 0.0 GPU-hours)" in r.stderr, r.stderr
+    done = json.loads(melon.run("mextend", "-j", str(a), "-t", "+0:10", "--json", user="nobody").stdout)
+    assert done["new_limit"] == 30 and done["gpu_hours"] == round(10 / 3600, 2)
+    for job in (a, c):
+        melon.run("mcancel", str(job))

@@ -135,6 +135,10 @@ gres = [{{name = "gpu", type = "t4", files = "{dev}/nvidia[0-3]"}}]
         shown = subprocess.run(["scontrol", "show", "job", str(two)], capture_output=True, text=True, env=slurm,
                                timeout=30).stdout
         assert "AllocTRES=cpu=1,mem=100M,node=1,billing=1,gres/gpu=2,gres/gpu:t4=2" in shown, shown
+        assert "TresPerNode=gres/gpu:t4:2" in shown, shown
+        queue = subprocess.run(["squeue", "-h", "-o", "%i %b"], capture_output=True, text=True, env=slurm,
+                               timeout=30).stdout.splitlines()
+        assert queue[:3] == [f"{one} gres/gpu:1", f"{two} gres/gpu:t4:2", f"{none} N/A"], queue
         (melon.work / "go").touch()
         melon.wait_state(waiting, {"CD"})
         melon.wait_all_done()

@@ -10,7 +10,7 @@ JOB = {"id": 7, "array_job_id": None, "array_task_id": None, "name": "a-long-job
        "state": "R", "state_name": "RUNNING", "elapsed": 65, "time_limit": 3600, "cpus": 2,
        "memory": 4 * 1024 ** 3, "partition": "main", "node": "n1", "reason": None, "start_time": 1000.0,
        "submit_time": 990.0, "end_time": None, "chdir": "/home/ana", "script_path": "/home/ana/job.sh",
-       "expected_start": None, "num_nodes": 1, "node_list": "n1"}
+       "expected_start": None, "num_nodes": 1, "node_list": "n1", "gres": "gpu:a100:2"}
 
 
 def test_a_spanning_job_shows_its_node_count_and_host_list() -> None:
@@ -28,6 +28,7 @@ def test_every_code_renders_and_names_its_fields() -> None:
     spec = parse_format(" ".join(f"%{c}" for c in CODES))
     line = render(spec, JOB, 2000.0)
     assert "RUNNING" in line and "58:55" in line and "4G" in line and "/home/ana/job.sh" in line
+    assert "gres/gpu:a100:2" in line
     assert set(fields_needed(spec)) <= set(JOB)
 
 
