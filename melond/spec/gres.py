@@ -36,8 +36,8 @@ def _count(text: str, spec: str) -> int:
     text = text.strip().lower()
     scale = _SUFFIX.get(text[-1:], 1) if text else 1
     digits = text[:-1] if scale > 1 else text
-    if not digits.isascii() or not digits.isdigit() or len(digits) > 12 or not 1 <= int(digits) * scale <= MAX_COUNT:
-        raise SpecError(f"invalid generic resource count in {spec[:40]!r}: give a whole number from 1 to {MAX_COUNT} "
+    if not digits.isascii() or not digits.isdigit() or len(digits) > 12 or not 0 <= int(digits) * scale <= MAX_COUNT:
+        raise SpecError(f"invalid generic resource count in {spec[:40]!r}: give a whole number from 0 to {MAX_COUNT} "
                         f"(K, M, G, T or P multiply by 1024s)")
     return int(digits) * scale
 
@@ -65,7 +65,7 @@ def parse_gres(text: str) -> tuple[Gres, ...]:
             kind, count = parts[1], _count(parts[2], entry)
         out.append(Gres(name, kind, count))
     _check_mix(out)
-    return tuple(out)
+    return tuple(g for g in out if g.count)  # gpu:0 asks for none, as in Slurm
 
 
 def parse_gpus(text: str) -> tuple[Gres, ...]:
@@ -78,7 +78,7 @@ def parse_gpus(text: str) -> tuple[Gres, ...]:
         kind, count = (parts[0], parts[1]) if len(parts) == 2 else (None, parts[0])
         out.append(Gres("gpu", kind, _count(count, text)))
     _check_mix(out)
-    return tuple(out)
+    return tuple(g for g in out if g.count)
 
 
 def _check_mix(specs: list[Gres]) -> None:

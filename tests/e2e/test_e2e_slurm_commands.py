@@ -383,11 +383,10 @@ def test_sbatch_and_mbatch_take_parsable_and_wait_from_the_script(melon: Melon, 
     """sbatch reads a script's directives with its whole option table (_opt_batch_script in
     src/sbatch/opt.c): `#SBATCH --parsable` prints the bare id, `#SBATCH --wait` waits and exits with
     the job's code; `#SBATCH --quiet` belongs to its early pass and is ignored there."""
-    (melon.work / "p.sh").write_text("#!/bin/sh\n#SBATCH --parsable\n#SBATCH --quiet --gres=gpu:1\ntrue\n")
+    (melon.work / "p.sh").write_text("#!/bin/sh\n#SBATCH --parsable\n#SBATCH --quiet --constraint=bigmem\ntrue\n")
     r = _run(melon, slurm_env, "sbatch", "p.sh")
     assert r.returncode == 0 and r.stdout.strip().isdigit() and r.stdout == f"{int(r.stdout)}\n"
-    assert r.stderr == ("sbatch: warning: line 3: --gres=gpu:1 ignored: Melon does not schedule GPUs or other "
-                        "generic resources\n")
+    assert r.stderr == "sbatch: warning: line 3: --constraint=bigmem ignored: not supported by Melon\n"
     (melon.work / "w.sh").write_text("#!/bin/sh\n#SBATCH -W\nsleep 1; exit 3\n")
     r = _run(melon, slurm_env, "sbatch", "w.sh")
     jid = int(r.stdout.split()[-1])
@@ -414,12 +413,13 @@ def test_sbatch_wrap_as_toil_and_cromwell_give_it(melon: Melon, slurm_env: dict)
 
 
 def test_sbatch_warns_only_where_an_option_it_skips_changes_the_job(melon: Melon, slurm_env: dict) -> None:
-    r = _run(melon, slurm_env, "sbatch", "--nodes=1", "--gres=gpu:1", "--hint=compute_bound", "-H", "--wrap", "true")
+    r = _run(melon, slurm_env, "sbatch", "--nodes=1", "--constraint=bigmem", "--hint=compute_bound", "-H", "--wrap",
+             "true")
     assert r.returncode == 0 and r.stdout.startswith("Submitted batch job ")
     assert r.stderr.splitlines() == [
-        "sbatch: warning: --gres=gpu:1 ignored: Melon does not schedule GPUs or other generic resources",
+        "sbatch: warning: --constraint=bigmem ignored: not supported by Melon",
         "sbatch: warning: --hint=compute_bound ignored: not supported by Melon"]
-    r = _run(melon, slurm_env, "sbatch", "-Q", "--gres=gpu:1", "-H", "--wrap", "true")  # --quiet: no warnings
+    r = _run(melon, slurm_env, "sbatch", "-Q", "--constraint=bigmem", "-H", "--wrap", "true")  # --quiet: no warnings
     assert r.returncode == 0 and r.stderr == ""
 
 

@@ -19,6 +19,8 @@ from melond.spec.timespec import SpecError
     ("bandwidth:2k", (Gres("bandwidth", None, 2048),)),
     ("gpu:a100:1,gpu:v100:2", (Gres("gpu", "a100", 1), Gres("gpu", "v100", 2))),
     ("none", ()),
+    ("gpu:0", ()),  # none, as Slurm takes it (tools write gpu:0 for a job without GPUs)
+    ("gpu:a100:0,license_x:1", (Gres("license_x", None, 1),)),
 ])
 def test_gres_requests_read_as_sbatch_reads_them(text: str, specs: tuple) -> None:
     assert parse_gres(text) == specs
@@ -27,7 +29,7 @@ def test_gres_requests_read_as_sbatch_reads_them(text: str, specs: tuple) -> Non
 @pytest.mark.parametrize(("text", "words"), [
     ("gpu:2,gpu:1", "Duplicate generic resource (gres) specification"),
     ("gpu:1,gpu:a100:1", "Invalid GRES specification (with and without type identification)"),
-    ("gpu:a100:0", "invalid generic resource count"),
+    ("gpu:a100:-1", "invalid generic resource count"),
     ("gpu:a:b:c", "Invalid generic resource (gres) specification"),
     (":2", "Invalid generic resource (gres) specification"),
     ("gpu::1", "Invalid generic resource (gres) specification"),
@@ -40,7 +42,8 @@ def test_bad_gres_requests_are_refused_in_slurms_words(text: str, words: str) ->
 def test_gpu_options_are_gpus_of_a_type_or_any() -> None:
     assert parse_gpus("2") == (Gres("gpu", None, 2),)
     assert parse_gpus("a100:1,v100:2") == (Gres("gpu", "a100", 1), Gres("gpu", "v100", 2))
-    for bad in ("0", "a100:", "x:y:1", ""):
+    assert parse_gpus("0") == ()
+    for bad in ("-1", "a100:", "x:y:1", ""):
         with pytest.raises(SpecError):
             parse_gpus(bad)
 
