@@ -235,6 +235,19 @@ def own_v2() -> str:
     return read_own_cgroups().get("", "")
 
 
+def v1_home(controller: str) -> str:
+    """This process's own cgroup in a v1 hierarchy (where a job's own cpuset or devices cgroup is
+    made beside its backend's), to return to after a fork."""
+    path = read_own_cgroups().get(controller)
+    base = os.path.join(CGROUP_ROOT, controller)
+    return os.path.join(base, path.lstrip("/")) if path is not None else base
+
+
+def join(path: str) -> None:
+    """Move this process into the cgroup at `path` (around a fork: the child starts there)."""
+    write_file(os.path.join(path, "cgroup.procs"), str(os.getpid()))
+
+
 def read_own_cgroups() -> dict[str, str]:
     out = {}
     for line in read_file("/proc/self/cgroup").splitlines():

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 
-from .cgroup import CGROUP_ROOT, read_file, write_file
+from .cgroup import CGROUP_ROOT, join, move_self, read_file, v1_home, write_file
 
 ROOT = os.path.join(CGROUP_ROOT, "cpuset")
 
@@ -65,22 +65,14 @@ def _make(rel: str, ids: list[int]) -> str:
 
 def home() -> str:
     """This process's own cpuset, to return to after a fork."""
-    for line in read_file("/proc/self/cgroup").splitlines():
-        _, controllers, path = line.split(":", 2)
-        if "cpuset" in controllers.split(","):
-            return os.path.join(ROOT, path.lstrip("/"))
-    return ROOT
+    return v1_home("cpuset")
 
 
-def enter(path: str) -> None:
-    write_file(os.path.join(path, "cgroup.procs"), str(os.getpid()))
+enter = join
 
 
 def leave(back: str) -> None:
-    try:
-        write_file(os.path.join(back, "cgroup.procs"), str(os.getpid()))
-    except OSError:
-        write_file(os.path.join(ROOT, "cgroup.procs"), str(os.getpid()))
+    move_self(back, ROOT)
 
 
 def remove(rel: str) -> None:

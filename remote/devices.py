@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 import stat
 
-from .cgroup import CGROUP_ROOT, read_file, v2_mounted, write_file
+from .cgroup import CGROUP_ROOT, join, move_self, read_file, v1_home, v2_mounted, write_file
 
 ROOT = os.path.join(CGROUP_ROOT, "devices")
 # What every GPU job needs beside its own GPU files: the drivers' shared control files
@@ -60,11 +60,7 @@ def allowed(own: list[str]) -> list[str]:
 
 def home() -> str:
     """This process's own devices cgroup, which a job's is made under and returned from."""
-    for line in read_file("/proc/self/cgroup").splitlines():
-        _, controllers, path = line.split(":", 2)
-        if "devices" in controllers.split(","):
-            return os.path.join(ROOT, path.lstrip("/"))
-    return ROOT
+    return v1_home("devices")
 
 
 def make(rel: str, others: list[str]) -> str | None:
@@ -115,15 +111,11 @@ def narrowed(allowed_list: list[str], denied: list[str]) -> list[str]:
     return out
 
 
-def enter(path: str) -> None:
-    write_file(os.path.join(path, "cgroup.procs"), str(os.getpid()))
+enter = join
 
 
 def leave(back: str) -> None:
-    try:
-        write_file(os.path.join(back, "cgroup.procs"), str(os.getpid()))
-    except OSError:
-        write_file(os.path.join(ROOT, "cgroup.procs"), str(os.getpid()))
+    move_self(back, ROOT)
 
 
 def remove(rel: str) -> None:

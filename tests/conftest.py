@@ -386,6 +386,25 @@ SPIN = ("import os, time\n"
         "t = os.times()\n"
         "print((t.children_user + t.children_system) / (time.time() - start))\n")
 
+# A job that tries to open four GPU device files ($2/nvidia0-3) and says how each open ended
+# (ENXIO: its cgroup let it through to a device no driver answers; EPERM: refused), then its GPU
+# variables, and waits for the file $1 before it ends.
+GPU_PROBE = """#!/bin/sh
+python3 - "$2" <<'PY'
+import errno, os, sys
+for i in range(4):
+    try:
+        os.close(os.open(f"{sys.argv[1]}/nvidia{i}", os.O_RDWR))
+        print(i, "opened")
+    except OSError as exc:
+        print(i, errno.errorcode[exc.errno])
+for name in ("CUDA_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES", "GPU_DEVICE_ORDINAL", "CUDA_DEVICE_ORDER",
+             "SLURM_JOB_GPUS", "SLURM_GPUS_ON_NODE"):
+    print(name, os.environ.get(name, "unset"))
+PY
+while [ ! -e "$1" ]; do sleep 0.1; done
+"""
+
 CGROUP_V2_VM = REPO / "tests" / "cgroup-v2-vm"
 
 

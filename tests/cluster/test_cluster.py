@@ -13,7 +13,7 @@ import pytest
 
 from melon_cli.client import Client
 from melond.errors import NotFound
-from conftest import BIN, SPIN, Cluster, Melon, as_user, needs_root, slurm_names_env, wait_for
+from conftest import BIN, GPU_PROBE, SPIN, Cluster, Melon, as_user, needs_root, slurm_names_env, wait_for
 
 
 def _ran_on(melon: Melon, jid: int) -> str:
@@ -1043,22 +1043,6 @@ def test_salloc_gives_a_terminal_on_the_first_node_and_srun_reaches_the_others(m
         child.close(force=True)
 
 
-GPU_PROBE = """#!/bin/sh
-python3 -c '
-import errno, os
-for i in range(4):
-    try:
-        os.close(os.open("/dev/nvidia%d" % i, os.O_RDWR))
-        print(i, "opened")
-    except OSError as exc:
-        print(i, errno.errorcode[exc.errno])
-print("CUDA_VISIBLE_DEVICES", os.environ.get("CUDA_VISIBLE_DEVICES", "unset"))
-print("SLURM_JOB_GPUS", os.environ.get("SLURM_JOB_GPUS", "unset"))
-'
-while [ ! -e "$1" ]; do sleep 0.2; done
-"""
-
-
 def test_gpu_jobs_on_a_node_open_only_their_own_devices(cluster: Cluster, short_tmp) -> None:
     """node1 gets four character devices of the NVIDIA driver's major and no driver behind them:
     under systemd's scopes on cgroup v1, a job's own device opens to ENXIO (the cgroup let it
@@ -1075,7 +1059,7 @@ def test_gpu_jobs_on_a_node_open_only_their_own_devices(cluster: Cluster, short_
         probe.write_text(GPU_PROBE)
         probe.chmod(0o755)
         go = m.work / "go"
-        jobs = {name: m.submit(*args, "--mem=50M", "-o", f"{name}.out", str(probe), str(go), user="alice")
+        jobs = {name: m.submit(*args, "--mem=50M", "-o", f"{name}.out", str(probe), str(go), "/dev", user="alice")
                 for name, args in (("one", ["--gres=gpu:1"]), ("two", ["--gpus=fake:2"]), ("none", ["-w", "node1"]))}
         reports = {}
         for name, jid in jobs.items():

@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import Melon, slurm_names_env, wait_for
+from conftest import GPU_PROBE, Melon, slurm_names_env, wait_for
 from melon_cli.client import Client
 
 INVENTORY = """[partitions.p]
@@ -44,23 +44,6 @@ def test_a_nodes_gres_is_shown_as_slurm_shows_it(short_tmp: Path) -> None:
             "g1": "gpu:a100:2,license_x:2", "c1": None}
     finally:
         melon.cleanup()
-
-
-PROBE = """#!/bin/sh
-python3 - <<'PY'
-import errno, os
-for i in range(4):
-    try:
-        os.close(os.open("{dev}/nvidia%d" % i, os.O_RDWR))
-        print(i, "opened")
-    except OSError as exc:
-        print(i, errno.errorcode[exc.errno])
-for name in ("CUDA_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES", "GPU_DEVICE_ORDINAL", "CUDA_DEVICE_ORDER",
-             "SLURM_JOB_GPUS", "SLURM_GPUS_ON_NODE"):
-    print(name, os.environ.get(name, "unset"))
-PY
-while [ ! -e {work}/go ]; do sleep 0.1; done
-"""
 
 
 def _devices_cgroup_usable() -> str | None:
@@ -101,16 +84,17 @@ gres = [{{name = "gpu", type = "t4", files = "{dev}/nvidia[0-3]"}}]
     melon.start()
     try:
         script = melon.work / "probe.sh"
-        script.write_text(PROBE.format(dev=dev, work=melon.work))
+        script.write_text(GPU_PROBE)
+        go = melon.work / "go"
         env = melon.env(CUDA_VISIBLE_DEVICES="7")  # the submitter's: a job without GPUs must not inherit it
-        one = melon.submit("--gres=gpu:1", "--mem=100M", "-o", "one.out", str(script), env=env)
-        two = melon.submit("--gpus=t4:2", "--mem=100M", "-o", "two.out", str(script), env=env)
-        none = melon.submit("--mem=100M", "-o", "none.out", str(script), env=env)
+        one = melon.submit("--gres=gpu:1", "--mem=100M", "-o", "one.out", str(script), str(go), str(dev), env=env)
+        two = melon.submit("--gpus=t4:2", "--mem=100M", "-o", "two.out", str(script), str(go), str(dev), env=env)
+        none = melon.submit("--mem=100M", "-o", "none.out", str(script), str(go), str(dev), env=env)
         for job_id, name in ((one, "one"), (two, "two"), (none, "none")):
             melon.wait_state(job_id, {"R"})
             wait_for(lambda n=name: (melon.work / f"{n}.out").exists() and "SLURM_GPUS_ON_NODE" in
                      (melon.work / f"{n}.out").read_text(), what=f"job {name}'s report")
-        waiting = melon.submit("--gres=gpu:2", "--mem=100M", str(script))
+        waiting = melon.submit("--gres=gpu:2", "--mem=100M", str(script), str(go), str(dev))
         wait_for(lambda: melon.job(waiting)["reason"] == "Resources", what="the third GPU job to wait for GPUs")
         reports = {name: _report(melon.work / f"{name}.out") for name in ("one", "two", "none")}
         own = {name: {i for i in range(4) if r[str(i)] == "ENXIO"} for name, r in reports.items()}
@@ -139,7 +123,7 @@ gres = [{{name = "gpu", type = "t4", files = "{dev}/nvidia[0-3]"}}]
         queue = subprocess.run(["squeue", "-h", "-o", "%i %b"], capture_output=True, text=True, env=slurm,
                                timeout=30).stdout.splitlines()
         assert queue[:3] == [f"{one} gres/gpu:1", f"{two} gres/gpu:t4:2", f"{none} N/A"], queue
-        (melon.work / "go").touch()
+        go.touch()
         melon.wait_state(waiting, {"CD"})
         melon.wait_all_done()
         acct = subprocess.run(["sacct", "-X", "-n", "-P", "-o", "JobID,ReqTRES,AllocTRES"], capture_output=True,
