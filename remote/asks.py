@@ -200,7 +200,7 @@ class JobChannel:
 
 ASKED = ("op", "add", "to", "max", "dry_run", "name", "ntasks", "cpus", "mode", "step_id", "exit_code", "signal",
          "cpu_time", "max_rss", "oom", "argv", "cwd", "env", "nodes", "nodelist", "layout",
-         "cpus_per_task")  # what a request may carry on to melond
+         "cpus_per_task", "gpus")  # what a request may carry on to melond
 
 
 def _count(value: object, least: int = 0) -> bool:
@@ -220,9 +220,10 @@ def _check_step(request: dict) -> str | None:
         if not (isinstance(name, str) and 0 < len(name) <= 200 and _count(request.get("ntasks"), 1)
                 and _count(request.get("cpus")) and request.get("mode", "whole") in ("whole", "exact", "overlap")
                 and isinstance(request.get("nodelist", ""), str) and len(request.get("nodelist", "")) < 4096
-                and _count(request.get("cpus_per_task", 1), 1) and _layout(request.get("layout", {}))):
+                and _count(request.get("cpus_per_task", 1), 1) and _layout(request.get("layout", {}))
+                and _layout(request.get("gpus", {}))):
             return ('{"op": "step_start", "name": TEXT, "ntasks": N >= 1, "cpus": N >= 0, "mode": whole|exact|overlap, '
-                    '"layout": {NODE: TASKS}, "cpus_per_task": N >= 1}')
+                    '"layout": {NODE: TASKS}, "cpus_per_task": N >= 1, "gpus": {NODE: GPUS}}')
         return None
     numbers = all(request.get(k) is None or _count(request[k]) for k in ("exit_code", "signal", "max_rss"))
     cpu = request.get("cpu_time")

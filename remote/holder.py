@@ -62,16 +62,20 @@ def task_gpus(env: dict, localid: int) -> None:
         return
     for name in GPU_LISTS:
         env[name] = ",".join(mine)
-    indexes = env.get("SLURM_JOB_GPUS", "").split(",")
+    indexes = (env.get("SLURM_STEP_GPUS") or env.get("SLURM_JOB_GPUS", "")).split(",")  # the step's, if its own
     if len(indexes) == len(listed):
         env["SLURM_STEP_GPUS"] = ",".join(indexes[localid * n:(localid + 1) * n])
 
 
 def node_env(own: dict, env: dict) -> dict:
     """A task's environment with this node's own values: its name, CPUs, GPUs, ... (a step's
-    request carries the first node's)."""
+    request carries the first node's). A step that holds GPUs of its own carries this node's
+    (SLURM_STEP_GPUS, srun sets it node by node): those stay."""
     env.update({k: own[k] for k in NODE_LOCAL if k in own})
+    step_own = ("SLURM_STEP_GPUS", *GPU_LISTS, "SLURM_GPUS_ON_NODE") if "SLURM_STEP_GPUS" in env else ()
     for k in GPU_LOCAL:
+        if k in step_own:
+            continue
         if k in own:
             env[k] = own[k]
         else:

@@ -210,6 +210,9 @@ def run_tasks(opts: dict[str, str], command: list[str]) -> int:
     if len(_allocation()[0]) > 1:  # a job spanning nodes: its steps hold CPUs on each of theirs
         request.update(layout={node: len(tasks) for node, tasks in zip(placed.nodes, placed.tasks)},
                        cpus_per_task=per_task)
+    gpus = _step_gpus(opts, placed)
+    if gpus:  # GPUs of the job's that the step holds, so that concurrent steps get different ones
+        request["gpus"] = gpus
     numbered = _create_step(request, job)
     step = str(numbered["step_id"]) if numbered else "0"
     if numbered is None and placed.nodes != [here]:
@@ -221,7 +224,7 @@ def run_tasks(opts: dict[str, str], command: list[str]) -> int:
     bindings = {node: _binding(granted.get(node) or [], len(tasks), per_task)
                 for node, tasks in zip(placed.nodes, placed.tasks)}
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    code, worst_signal = _run_step(opts, command, placed, here, step, bindings)
+    code, worst_signal = _run_step(opts, command, placed, here, step, bindings, (numbered or {}).get("gpus"))
     if numbered:
         used = resource.getrusage(resource.RUSAGE_CHILDREN)
         cpu = (used.ru_utime + used.ru_stime) - (before.ru_utime + before.ru_stime)
@@ -287,12 +290,48 @@ def _step_env(placed, step: str) -> dict[str, str]:
     return base
 
 
+def _step_gpus(opts: dict[str, str], placed) -> dict[str, int] | None:
+    """The GPUs a step asks for on each of its nodes (srun --gres=gpu:N, --gpus=N over its nodes,
+    --gpus-per-task=N for each task there); None: it asks for none, and shares all the job's."""
+    if not any(opts.get(k) for k in ("gres", "gpus", "gpus-per-task")):
+        return None
+    from melond.spec.gres import gpu_count, parse_gpus, parse_gres
+    from melond.spec.timespec import SpecError
+    try:
+        if opts.get("gpus-per-task"):
+            each = gpu_count(parse_gpus(opts["gpus-per-task"]))
+            return {node: each * len(tasks) for node, tasks in zip(placed.nodes, placed.tasks)} if each else None
+        if opts.get("gres"):
+            count = gpu_count(parse_gres(opts["gres"]))
+            return {node: count for node in placed.nodes} if count else None
+        total = gpu_count(parse_gpus(opts["gpus"]))
+    except SpecError as exc:
+        raise MelonError(str(exc)) from None
+    if total % len(placed.nodes):
+        raise MelonError(f"--gpus={total} cannot be shared equally over the step's {len(placed.nodes)} nodes: give "
+                         f"--gpus-per-task or --gres=gpu:N (on each node)")
+    return {node: total // len(placed.nodes) for node in placed.nodes} if total else None
+
+
+def _gpu_env(granted: dict[str, str] | None) -> dict[str, str]:
+    """A step's own GPUs on a node (melond's grant) as its tasks' variables."""
+    if not granted:
+        return {}
+    count = str(len(granted["indexes"].split(","))) if granted["indexes"] else "0"
+    return {"CUDA_VISIBLE_DEVICES": granted["visible"], "ROCR_VISIBLE_DEVICES": granted["visible"],
+            "GPU_DEVICE_ORDINAL": granted["visible"], "SLURM_STEP_GPUS": granted["indexes"],
+            "SLURM_GPUS_ON_NODE": count}
+
+
 def _run_step(opts: dict[str, str], command: list[str], placed, here: str, step: str,
-              bindings: dict[str, list[list[int]]]) -> tuple[int, int]:
+              bindings: dict[str, list[list[int]]], gpus: dict[str, dict] | None = None) -> tuple[int, int]:
     """Run the tasks: (srun's exit code, the highest signal that ended a task, 0 for none);
-    `bindings`: each node's tasks' CPUs, in local order (none: not bound)."""
+    `bindings`: each node's tasks' CPUs, in local order (none: not bound); `gpus`: the step's
+    own GPUs on each node, where it asked for some (none: the job's, shared)."""
     binding = bindings.get(here) or []
     base = _step_env(placed, step)
+    base.pop("SLURM_STEP_GPUS", None)  # a step's own are set node by node
+    gpus = gpus or {}
     ntasks = placed.ntasks
     index = placed.nodes.index(here) if here in placed.nodes else -1
     ranks = placed.tasks[index] if index >= 0 else []
@@ -314,9 +353,9 @@ def _run_step(opts: dict[str, str], command: list[str], placed, here: str, step:
             pmi = _pmi(placed, here, step, base, lambda: _stop(procs, signal.SIGKILL, remote))
         if len(ranks) < ntasks:  # tasks on the job's other nodes: through melond, started first
             remote = _Remote(opts, command, placed, here, step, base, files, append, label_width, kill_on_bad_exit,
-                             lambda: _stop(procs, signal.SIGKILL), pmi=pmi is not None, bindings=bindings)
+                             lambda: _stop(procs, signal.SIGKILL), pmi=pmi is not None, bindings=bindings, gpus=gpus)
         for local, task in enumerate(ranks):
-            env = {**base, "SLURM_PROCID": str(task), "SLURM_LOCALID": str(local)}
+            env = {**base, "SLURM_PROCID": str(task), "SLURM_LOCALID": str(local), **_gpu_env(gpus.get(here))}
             if "SLURM_GPUS_PER_TASK" in env:  # imported only then: the holder costs srun ~10 ms to import
                 from melon_remote.holder import task_gpus
                 task_gpus(env, local)
@@ -407,7 +446,8 @@ class _Remote:
 
     def __init__(self, opts: dict[str, str], command: list[str], placed, here: str, step: str, base: dict,
                  files: dict[str, int], append: bool, label_width: int, kill_on_bad_exit: bool, kill_local,
-                 pmi: bool = False, bindings: dict[str, list[list[int]]] | None = None) -> None:
+                 pmi: bool = False, bindings: dict[str, list[list[int]]] | None = None,
+                 gpus: dict[str, dict] | None = None) -> None:
         import threading
         self.opts, self.step, self.files, self.append, self.width = opts, step, files, append, label_width
         self.kill_on_bad_exit, self.kill_local = kill_on_bad_exit, kill_local
@@ -428,7 +468,8 @@ class _Remote:
                 err = (_open(opts.get("error"), env, task, files, append, step) or 2) if opts.get("error") else \
                     (out if opts.get("output") else 2)
                 self.targets[(task, 1)], self.targets[(task, 2)] = out, err
-            nodes.append({"node": node, "env": {"SLURM_NODEID": str(i), "SLURM_GTIDS": ",".join(map(str, ranks))},
+            nodes.append({"node": node, "env": {"SLURM_NODEID": str(i), "SLURM_GTIDS": ",".join(map(str, ranks)),
+                                                **_gpu_env((gpus or {}).get(node))},
                           "tasks": [{"rank": t, "localid": local,
                                      **({"cpus": cpus[local]} if (cpus := (bindings or {}).get(node)) else {}),
                                      **({"env": {"PMI_RANK": str(t)}} if pmi else {})}

@@ -14,6 +14,7 @@ from melond.engine.relay import StepRelay
 from melond.engine.tasks import Tasks
 from melond.errors import MelonError
 from melond.nodes.links import Sessions, split
+from melond.nodes.state import NodeState
 from melond.spec.states import State
 from melond.sched import steps
 from melond.spec.cpulist import parse_cpuset
@@ -27,9 +28,10 @@ log = logging.getLogger("melond.engine")
 
 class JobAsks:
     def __init__(self, jobs: JobTable, sessions: Sessions, ops: Operations, tasks: Tasks, store: Store,
-                 hosts: Mapping[str, str] | None = None) -> None:
+                 hosts: Mapping[str, str] | None = None, nodes: Mapping[str, NodeState] | None = None) -> None:
         self.jobs, self.sessions, self.ops, self.tasks, self.store = jobs, sessions, ops, tasks, store
         self.relay = StepRelay(sessions, hosts)
+        self.nodes = nodes or {}  # their devices: a step's GPUs are some of its job's
 
     def on_event(self, link: str, msg: dict) -> None:
         if msg.get("event") == Event.TASK:
@@ -107,24 +109,51 @@ class JobAsks:
             else:
                 cpus, ids = job.cpus, parse_cpuset(job.cpu_ids)
                 decide = lambda running: steps.grant(mode, want, cpus, ids, running)  # noqa: E731
+            asked = {self.relay.nodes.get(h, h): int(n) for h, n in (request.get("gpus") or {}).items()}
+            gpus = self._job_gpus(job)
+            if asked and not set(asked) <= set(gpus):
+                return _refused("too_many", f"Requested GPUs are not available: job {job.id} holds GPUs on "
+                                            f"{', '.join(gpus) or 'no node'}")
+            grant = (lambda running: steps.grant_gpus(asked, gpus, running)) if asked else None  # noqa: E731
             try:
-                step_id, ids = await self.store.write(
+                step_id, ids, held = await self.store.write(
                     Store.op_step_start, job.id, job.run, str(request.get("nodelist") or node), str(request["name"]),
-                    int(request["ntasks"]), decide, now)
+                    int(request["ntasks"]), decide, now, grant)
             except steps.Busy:
                 return {"ok": False, "busy": True, "error": {"code": "busy", "message": "Requested nodes are busy"}}
             except ValueError as exc:
                 return _refused("too_many", str(exc))
+            out = {"ok": True, "job_id": job.id, "step_id": step_id, "cpu_ids": ids}
             if isinstance(ids, dict):
                 by_host = {self.relay.hosts.get(n, n): i for n, i in ids.items()}
-                return {"ok": True, "job_id": job.id, "step_id": step_id,
-                        "cpu_ids": by_host.get(self.relay.hosts.get(node, node), []), "node_cpu_ids": by_host}
-            return {"ok": True, "job_id": job.id, "step_id": step_id, "cpu_ids": ids}
+                out.update(cpu_ids=by_host.get(self.relay.hosts.get(node, node), []), node_cpu_ids=by_host)
+            if held is not None:
+                out["gpus"] = {self.relay.hosts.get(n, n): self._gpu_lists(n, gpus[n], ids_) for n, ids_ in held.items()}
+            return out
         changes = {"state": step.end_state(request.get("exit_code"), request.get("signal"), request.get("oom") is True),
                    "exit_code": request.get("exit_code"), "exit_signal": request.get("signal"),
                    "cpu_time": request.get("cpu_time"), "max_rss": request.get("max_rss")}
         done = await self.store.write(Store.op_step_end, job.id, job.run, int(request["step_id"]), changes, now)
         return {"ok": True, "job_id": job.id, "closed": done}
+
+
+    def _job_gpus(self, job: Job) -> dict[str, list[int]]:
+        """The job's GPUs on each of its nodes (positions in the node's device list)."""
+        out = {}
+        for part in job.placed:
+            state = self.nodes.get(part.node)
+            devices = state.devices if state else ()
+            out[part.node] = [i for i in parse_cpuset(part.gres_ids) if i < len(devices) and devices[i].name == "gpu"]
+        return out
+
+    def _gpu_lists(self, node: str, job_gpus: list[int], mine: list[int]) -> dict[str, str]:
+        """A step's GPUs on `node` as its tasks' variables name them: CUDA's list as the job sees
+        its GPUs (from 0 where the node isolates them: melond.sched.launch.gres_environment) and
+        the node's indexes (SLURM_STEP_GPUS)."""
+        state = self.nodes[node]
+        local = state.isolates_devices
+        visible = [str(job_gpus.index(i)) if local else str(state.devices[i].index) for i in mine]
+        return {"visible": ",".join(visible), "indexes": ",".join(str(state.devices[i].index) for i in mine)}
 
 
 def _refused(code: str, message: str) -> dict:

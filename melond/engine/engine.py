@@ -52,7 +52,7 @@ class Engine:
                                    self.loop.kick, inventory)
         self.ops = Operations(self.jobs, store, inventory, nodes, self.order, self.dispatcher, self.ends,
                               self.loop.kick, self.loop.snapshot, counts=self.counts)
-        self.asks = JobAsks(self.jobs, self.sessions, self.ops, self.tasks, store, inventory.job_host_names())
+        self.asks = JobAsks(self.jobs, self.sessions, self.ops, self.tasks, store, inventory.job_host_names(), nodes)
         self.terminals = Terminals(self.jobs, self.sessions, store, self.tasks, inventory.job_host_names())
         self.nodes_life.on_back = lambda node: self.tasks.spawn(self.terminals.node_back(node))
         self.requests = ExtensionRequests(store, self.ops)

@@ -83,7 +83,7 @@ class Terminals:
             raise MelonError(f"job {job.id}'s node {job.node} is not reachable now; try again")
         host = self.hosts.get(job.node or "", job.node or "")
         # --overlap, as Slurm's interactive step: the session holds no CPUs, so srun inside it may have them all
-        step_id, _ = await self.store.write(Store.op_step_start, job.id, job.run, host, argv[0].rsplit("/", 1)[-1][:200],
+        step_id, _, _ = await self.store.write(Store.op_step_start, job.id, job.run, host, argv[0].rsplit("/", 1)[-1][:200],
                                             1, lambda running: (0, []), time.time())
         term = Terminal(job, step_id, size=size)
         self.open[term.key] = term

@@ -36,6 +36,28 @@ def grant(mode: str, want: int, job_cpus: int, job_ids: list[int], running: Sequ
     return need, [c for c in job_ids if c not in taken][:need] if job_ids else []
 
 
+def grant_gpus(want: Mapping[str, int], job_gpus: Mapping[str, list[int]],
+               running: Sequence[Step]) -> dict[str, list[int]]:
+    """The job's GPUs a step that asks for some gets (`want` on each of its nodes): the lowest
+    that no running step holds (Busy while too few are free), never more than the job has there
+    (ValueError). A step that asks for none holds none and sees them all."""
+    taken: dict[str, set[int]] = {}
+    for s in running:
+        for node, ids in parse_node_cpusets(s.gres_ids).items():
+            taken.setdefault(node, set()).update(ids)
+    out: dict[str, list[int]] = {}
+    for node, asked in want.items():
+        ids = job_gpus.get(node, [])
+        if asked > len(ids):
+            raise ValueError(f"Requested GPUs are not available: {asked} asked on {node}, the job has {len(ids)} "
+                             f"there")
+        free = [i for i in ids if i not in taken.get(node, ())]
+        if len(free) < asked:
+            raise Busy()
+        out[node] = free[:asked]
+    return out
+
+
 def grant_nodes(mode: str, want: Mapping[str, int], job_ids: Mapping[str, list[int]],
                 running: Sequence[Step]) -> tuple[int, dict[str, list[int]]]:
     """A step of a job spanning nodes: on each node it runs on, `whole` all of the job's CPUs

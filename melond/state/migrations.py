@@ -179,6 +179,12 @@ def _m017_gres(db: sqlite_utils.Database) -> None:
         db.execute(f"ALTER TABLE jobs ADD COLUMN {column} TEXT")
 
 
+def _m018_step_gpus(db: sqlite_utils.Database) -> None:
+    # The job's GPUs a step asked for and holds (srun --gres, --gpus, --gpus-per-task inside a
+    # job): positions in each node's device list, by node ("n1:0-1;n2:3").
+    db.execute("ALTER TABLE steps ADD COLUMN gres_ids TEXT")
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("001_initial", _m001_initial),
     ("002_node_drain", _m002_node_drain),
@@ -197,6 +203,7 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("015_job_parts", _m015_job_parts),
     ("016_interactive", _m016_interactive),
     ("017_gres", _m017_gres),
+    ("018_step_gpus", _m018_step_gpus),
 ]
 
 

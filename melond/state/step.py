@@ -12,7 +12,7 @@ from typing import Any
 
 RUNNING, COMPLETED, FAILED, CANCELLED, OUT_OF_MEMORY = "RUNNING", "COMPLETED", "FAILED", "CANCELLED", "OUT_OF_MEMORY"
 COLUMNS = ("job_id", "run", "step_id", "name", "state", "node", "ntasks", "cpus", "start_time", "end_time",
-           "exit_code", "exit_signal", "cpu_time", "max_rss", "cpu_ids")
+           "exit_code", "exit_signal", "cpu_time", "max_rss", "cpu_ids", "gres_ids")
 
 
 @dataclass(slots=True, kw_only=True)
@@ -32,6 +32,7 @@ class Step:
     cpu_time: float | None = None
     max_rss: int | None = None
     cpu_ids: str | None = None  # the job's CPUs it holds, where the job is pinned ("0-1")
+    gres_ids: str | None = None  # the job's GPUs it asked for and holds, by node ("n1:0-1"); None: it shares them all
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Step:

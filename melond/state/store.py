@@ -207,22 +207,26 @@ class Store:
     @staticmethod
     def op_step_start(conn: sqlite3.Connection, job_id: int, run: int, node: str | None, name: str, ntasks: int,
                       decide: Callable[[list[Step]], tuple[int, list[int] | dict[str, list[int]]]],
-                      now: float) -> tuple[int, list[int] | dict[str, list[int]]]:
+                      now: float, gpus: Callable[[list[Step]], dict[str, list[int]]] | None = None,
+                      ) -> tuple[int, list[int] | dict[str, list[int]], dict[str, list[int]] | None]:
         """Number a new step of the job's run (0, 1, ...) and record it running, holding the CPUs
         `decide` gives it given the running steps that hold some (decided here, in the write
         transaction, so two sruns at once never get the same CPUs; `decide` may raise to refuse):
-        a list of ids, or ids by node for a job spanning nodes."""
+        a list of ids, or ids by node for a job spanning nodes; and the GPUs `gpus` gives it, by
+        node, where it asks for some."""
         running = [Step.from_row(r) for r in conn.execute(
-            "SELECT * FROM steps WHERE job_id = ? AND run = ? AND state = ? AND cpus > 0", (job_id, run, step.RUNNING))]
-        cpus, ids = decide(running)
+            "SELECT * FROM steps WHERE job_id = ? AND run = ? AND state = ? AND (cpus > 0 OR gres_ids IS NOT NULL)",
+            (job_id, run, step.RUNNING))]
+        cpus, ids = decide([s for s in running if s.cpus])
+        held = gpus([s for s in running if s.gres_ids]) if gpus else None
         step_id = conn.execute("SELECT coalesce(max(step_id) + 1, 0) FROM steps WHERE job_id = ? AND run = ?",
                                (job_id, run)).fetchone()[0]
-        conn.execute("INSERT INTO steps (job_id, run, step_id, name, state, node, ntasks, cpus, start_time, cpu_ids) "
-                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        conn.execute("INSERT INTO steps (job_id, run, step_id, name, state, node, ntasks, cpus, start_time, cpu_ids, "
+                     "gres_ids) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                      (job_id, run, step_id, name, step.RUNNING, node, ntasks, cpus, now,
                       (node_cpusets_text(ids) if isinstance(ids, dict) else cpuset_text(ids)) if cpus and ids
-                      else None))
-        return step_id, ids
+                      else None, node_cpusets_text(held) if held is not None else None))
+        return step_id, ids, held
 
     @staticmethod
     def op_step_end(conn: sqlite3.Connection, job_id: int, run: int, step_id: int, changes: dict, now: float) -> bool:

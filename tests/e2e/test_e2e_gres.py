@@ -175,14 +175,18 @@ gres = [{{name = "gpu", files = "{short_tmp}/dev{n}/nvidia[0-3]"}}]
     melon.start()
     try:
         script = melon.work / "steps.sh"
-        script.write_text("#!/bin/sh\nsrun -l sh -c 'echo $SLURMD_NODENAME $CUDA_VISIBLE_DEVICES $SLURM_STEP_GPUS "
-                          "$SLURM_GPUS_ON_NODE' | sort\n")
-        job = melon.submit("-N", "2", "--ntasks-per-node=2", "--gpus-per-task=1", "--mem=100M", "-o", "steps.out",
+        show = "echo $SLURMD_NODENAME $CUDA_VISIBLE_DEVICES $SLURM_STEP_GPUS $SLURM_GPUS_ON_NODE"
+        script.write_text(f"#!/bin/sh\nsrun -l sh -c '{show}' | sort\n"  # the job's GPUs, a share per task
+                          f"srun -l --exact -N 2 -n 2 -c 1 --gpus-per-task=1 sh -c 'sleep 2; {show}' | sort &\n"
+                          f"sleep 1\nsrun -l --exact -N 2 -n 2 -c 1 --gpus-per-task=1 sh -c '{show}' | sort\nwait\n")
+        job = melon.submit("-N", "2", "--ntasks-per-node=2", "-c", "1", "--gpus-per-task=1", "--mem=100M", "-o", "steps.out",
                            str(script), env=slurm_names_env(melon))
         assert melon.wait_state(job, {"CD", "F"}, timeout=60)["state"] == "CD", (melon.work / "steps.out").read_text()
         lines = (melon.work / "steps.out").read_text().split("\n")
         # two GPUs held on each node (the lowest: 0 and 1), one per task, each numbered 0 or 1 there
         assert lines[:4] == ["0: a 0 0 2", "1: a 1 1 2", "2: b 0 0 2", "3: b 1 1 2"], lines
+        # two steps at once, each one GPU of its own on each node (through the other node's holder too)
+        assert sorted(lines[4:8]) == ["0: a 0 0 1", "0: a 1 1 1", "1: b 0 0 1", "1: b 1 1 1"], lines
         acct = subprocess.run(["sacct", "-j", str(job), "-X", "-n", "-P", "-o", "AllocTRES"], capture_output=True,
                               text=True, env=slurm_names_env(melon), timeout=30).stdout
         assert acct.strip().endswith("gres/gpu=4"), acct
@@ -229,5 +233,50 @@ gres = [{{name = "license_x", count = 1}}]
         wait_for(lambda: melon.job(busy)["reason"] == "Resources", what="the second GPU job to wait: GPU 1 is busy")
         assert Client(melon.endpoint).call("GET", f"/jobs/{free}")["gres_ids"] == "1"  # after license_x: GPU 0
         melon.run("mcancel", str(free))
+    finally:
+        melon.cleanup()
+
+
+def test_concurrent_steps_that_ask_for_gpus_get_different_ones(short_tmp: Path) -> None:
+    """A job of three GPUs: two `srun --exact --gres=gpu:1` at once hold one each (CUDA's list as
+    the job sees its GPUs, SLURM_STEP_GPUS the node's indexes), a third asking two waits for
+    one of them, and a step asking none sees all three."""
+    why = _devices_cgroup_usable()
+    if why:
+        pytest.skip(why)
+    _make_gpus(short_tmp / "dev")
+    inventory = f"""[partitions.p]
+default = true
+[nodes.g1]
+partition = "p"
+spool = "{short_tmp}/spool1"
+cpus = 8
+gres = [{{name = "gpu", files = "{short_tmp}/dev/nvidia[0-3]"}}]
+"""
+    melon = Melon(short_tmp / "m", inventory=inventory)
+    melon.start()
+    try:
+        blocker = melon.submit("--gres=gpu:1", "--mem=50M", "--wrap", "sleep 60")  # GPU 0 is another job's
+        melon.wait_state(blocker, {"R"})
+        show = "echo $CUDA_VISIBLE_DEVICES/$SLURM_STEP_GPUS"
+        script = melon.work / "steps.sh"
+        script.write_text(f"""#!/bin/sh
+srun --exact -n 1 -c 1 --gres=gpu:1 sh -c '{show} > a.txt; sleep 3' &
+srun --exact -n 1 -c 1 --gres=gpu:1 sh -c '{show} > b.txt; sleep 3' &
+sleep 1
+srun --exact -n 1 -c 1 --gres=gpu:2 sh -c '{show} > c.txt'
+srun --exact -n 1 -c 1 sh -c 'echo $CUDA_VISIBLE_DEVICES > d.txt'
+wait
+""")
+        job = melon.submit("--gres=gpu:3", "-c", "3", "--mem=100M", "-o", "steps.out", str(script),
+                           env=slurm_names_env(melon))
+        assert melon.wait_state(job, {"CD", "F"}, timeout=60)["state"] == "CD", (melon.work / "steps.out").read_text()
+        got = {name: (melon.work / f"{name}.txt").read_text().strip() for name in "abcd"}
+        # the job holds GPUs 1-3 (0 is the other job's), seen as 0,1,2
+        assert sorted([got["a"], got["b"]]) == ["0/1", "1/2"], got
+        assert got["c"] in ("0,1/1,2", "0,2/1,3", "1,2/2,3"), got  # two of the three, once a or b is done
+        assert got["d"] == "0,1,2", got
+        assert "Requested nodes are busy" in (melon.work / "steps.out").read_text()  # c waited, as srun says
+        melon.run("mcancel", str(blocker))
     finally:
         melon.cleanup()

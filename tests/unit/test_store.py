@@ -385,9 +385,9 @@ def test_steps_are_numbered_per_run_closed_once_and_ended_with_their_job(db_path
         return first, second, third, closed, again, running, store.steps([jid]), other_run
 
     first, second, third, closed, again, running, steps_, other_run = with_store(db_path, body)
-    assert (first, second, third) == ((0, [0, 1]), (1, [0, 1, 2, 3]), (2, [2, 3]))  # the overlap shares all
+    assert (first, second, third) == ((0, [0, 1], None), (1, [0, 1, 2, 3], None), (2, [2, 3], None))  # overlap: all
     assert (closed, again, running) == (True, False, [1, 2])
-    assert other_run == (0, [0, 1, 2, 3])  # a new run numbers its steps from 0, and holds all CPUs
+    assert other_run == (0, [0, 1, 2, 3], None)  # a new run numbers its steps from 0, and holds all CPUs
     assert [(s.step_id, s.state, s.exit_code, s.end_time, s.cpu_ids) for s in steps_] == [
         (0, "FAILED", 3, NOW + 2, "0-1"), (1, "TIMEOUT", None, NOW + 4, None), (2, "TIMEOUT", None, NOW + 4, "2-3")]
 
@@ -417,9 +417,38 @@ def test_a_spanning_jobs_steps_hold_cpus_on_each_of_their_nodes(db_path):
         return first, second, whole, [s.cpu_ids for s in store.steps([jid])]
 
     first, second, whole, recorded = with_store(db_path, body)
-    assert (first, second) == ((0, {"n1": [0], "n2": [2]}), (1, {"n1": [1], "n2": [3]}))
-    assert whole == (2, {"n2": [2, 3]})
+    assert (first, second) == ((0, {"n1": [0], "n2": [2]}, None), (1, {"n1": [1], "n2": [3]}, None))
+    assert whole == (2, {"n2": [2, 3]}, None)
     assert recorded == ["n1:0;n2:2", "n1:1;n2:3", "n2:2-3"]
+
+
+def test_steps_that_ask_for_gpus_divide_the_jobs_and_others_share_them(db_path):
+    """The job holds GPUs 1 and 3 of n1: two steps asking one each get one each, a third waits
+    (Busy), one asking three is refused; a step asking none holds none, whatever the others do."""
+    job_gpus = {"n1": [1, 3]}
+
+    def gpus(want):
+        return lambda running: steps.grant_gpus(want, job_gpus, running)
+
+    def cpus(running):
+        return 0, []
+
+    async def body(store):
+        [jid] = await store.write(Store.op_insert_jobs, [row(state="RUNNING", cpus=2, node="n1")], "alice", NOW)
+        a = await store.write(Store.op_step_start, jid, 0, "n1", "a", 1, cpus, NOW, gpus({"n1": 1}))
+        b = await store.write(Store.op_step_start, jid, 0, "n1", "b", 1, cpus, NOW, gpus({"n1": 1}))
+        with pytest.raises(steps.Busy):
+            await store.write(Store.op_step_start, jid, 0, "n1", "c", 1, cpus, NOW, gpus({"n1": 1}))
+        with pytest.raises(ValueError, match="3 asked on n1, the job has 2 there"):
+            await store.write(Store.op_step_start, jid, 0, "n1", "d", 1, cpus, NOW, gpus({"n1": 3}))
+        shared = await store.write(Store.op_step_start, jid, 0, "n1", "e", 1, cpus, NOW)
+        await store.write(Store.op_step_end, jid, 0, 0, {"state": "COMPLETED"}, NOW + 1)
+        again = await store.write(Store.op_step_start, jid, 0, "n1", "f", 1, cpus, NOW + 2, gpus({"n1": 1}))
+        return a, b, shared, again, [s.gres_ids for s in store.steps([jid])]
+
+    a, b, shared, again, recorded = with_store(db_path, body)
+    assert (a[2], b[2], shared[2], again[2]) == ({"n1": [1]}, {"n1": [3]}, None, {"n1": [1]})
+    assert recorded == ["n1:1", "n1:3", None, "n1:1"]
 
 
 def test_a_runs_end_closes_its_running_steps_in_the_same_write(db_path):
