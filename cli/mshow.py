@@ -95,6 +95,12 @@ def _details(job: dict) -> None:
         ("MaxRSS", format_size_mib(job["max_rss"] // (1024 * 1024)) if job.get("max_rss") is not None else "-"), ("Command", " ".join([job.get("script_path") or "(wrap)", *job.get("script_args", [])])),
         ("WorkDir", job["chdir"]), ("StdOut", job["output_path"]), ("StdErr", job["error_path"]),
     ]
+    if job.get("gres_total"):  # its GPUs (and the like), and how it used them where nvidia-smi told
+        at = next(i for i, (k, _) in enumerate(rows) if k == "Memory") + 1
+        rows.insert(at, ("Gres", job["gres_total"]))
+        if job.get("gpu_util") is not None:
+            rows.insert(at + 1, ("GPUUse", f"{job['gpu_util']}% mean, "
+                                           f"{format_size_mib(job['gpu_mem_peak'] // (1024 * 1024))} peak memory"))
     if len(job.get("parts") or []) > 1:  # a job spanning nodes: what it holds on each
         rows.insert(next(i for i, (k, _) in enumerate(rows) if k == "Node") + 1, ("Nodes", "; ".join(
             f"{node}: {cpus} CPU{'s' * (cpus != 1)}{f' ({ids})' if ids else ''}, {tasks} task{'s' * (tasks != 1)}, "

@@ -176,6 +176,7 @@ class Inventory(Strict):
     defaults: dict[str, object] = {}  # field values every [nodes.*] table starts from
     kill_wait: float = Field(default=30.0, ge=0)
     node_timeout: float = Field(default=60.0, gt=0)  # unreachable this long: the node is lost (Slurm's SlurmdTimeout)
+    gpu_sample_interval: float = Field(default=30.0, gt=0)  # seconds between asking GPU nodes' nvidia-smi for use
     max_batch_requeue: int = Field(default=5, ge=0)  # automatic requeues of one job (Slurm's MaxBatchRequeue)
     return_to_service: Literal[0, 1] = 1  # 1: a lost node returns by itself once reachable; 0: stays drained
     tasks_max: int = Field(default=8192, ge=0)

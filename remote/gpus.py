@@ -13,6 +13,7 @@ import shutil
 import subprocess
 
 QUERY = ["--query-gpu=index,uuid,name,pci.bus_id", "--format=csv,noheader"]
+USAGE = ["--query-gpu=index,utilization.gpu,memory.used", "--format=csv,noheader,nounits"]
 APPS = ["--query-compute-apps=gpu_bus_id,pid", "--format=csv,noheader"]
 TIMEOUT = 15.0  # seconds: a hung driver must not hold the probe
 
@@ -53,6 +54,16 @@ def model(name: str) -> str:
     for prefix in ("nvidia_", "tesla_", "geforce_"):
         text = text.removeprefix(prefix)
     return text or "gpu"
+
+
+def usage() -> list[dict]:
+    """Each GPU's use now: index, utilization (percent) and memory used (MiB); none without
+    nvidia-smi, or where a value is "[N/A]"."""
+    out = []
+    for row in _smi(USAGE) or []:
+        if len(row) >= 3 and all(cell.isdigit() for cell in row[:3]):
+            out.append({"index": int(row[0]), "util": int(row[1]), "memory": int(row[2])})
+    return out
 
 
 def detect() -> list[dict]:

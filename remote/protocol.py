@@ -26,6 +26,7 @@ class Op(StrEnum):
     RELAY = "relay"  # ask, message: one of the lines a streamed answer to a job's ask carries (before its ANSWER)
     FEED = "feed"  # job_id, run, step, stdin (base64) | resize ([rows, cols]) | hangup: a terminal's input (Op.LAUNCH with pty)
     READ_OUTPUT = "read_output"  # path, user, uid, offset, limit: part of a job's output file, opened as the user (remote/output.py)
+    GPU_USAGE = "gpu_usage"  # each GPU's utilization and memory used now, by nvidia-smi (remote/gpus.py)
 
 
 class Event(StrEnum):

@@ -140,6 +140,7 @@ class Helper:
             Op.FORGET: self.op_forget,
             Op.ANSWER: self.op_answer,
             Op.READ_OUTPUT: self.op_read_output,
+            Op.GPU_USAGE: self.op_gpu_usage,
             Op.LAUNCH: self.op_launch,
             Op.FEED: self.op_feed,
             Op.RELAY: self.op_relay,
@@ -212,6 +213,10 @@ class Helper:
             return await asyncio.get_running_loop().run_in_executor(None, output.read, path, ids, offset, limit)
         except output.Unreadable as exc:
             raise RequestError(ErrorCode.NO_OUTPUT, str(exc)) from None
+
+    async def op_gpu_usage(self, msg: dict) -> dict:
+        """The GPUs' use now, asked of nvidia-smi in a thread (a hung driver must not hold up starts)."""
+        return {"gpus": await asyncio.to_thread(gpus.usage)}
 
     async def op_ping(self, msg: dict) -> dict:
         return {"time": time.time()}

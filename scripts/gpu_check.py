@@ -10,7 +10,8 @@ found by nvidia-smi) and checks, printing a line for each:
 - `nvidia-smi -L` inside a `--gres=gpu:1` job lists exactly one GPU, the one SLURM_JOB_GPUS names;
 - two such jobs at once get different GPUs;
 - a job without GPUs lists none (its cgroup opens no GPU: nvidia-smi finds no device);
-- `sacct` shows the job's gres/gpu.
+- `sacct` shows the job's gres/gpu;
+- the job's GPU utilization and peak GPU memory are recorded at its end.
 Exit status 0 when every check passed. Nothing outside the temporary folder is changed.
 """
 from __future__ import annotations
@@ -54,7 +55,8 @@ def main() -> int:
     root = Path(tempfile.mkdtemp(prefix="melon-gpu-"))
     os.chmod(root, 0o755)
     inventory = root / "inventory.toml"
-    inventory.write_text(f'[partitions.gpu]\ndefault = true\n[nodes.here]\npartition = "gpu"\nspool = "{root}/spool"\n')
+    inventory.write_text(f'gpu_sample_interval = 1\n[partitions.gpu]\ndefault = true\n'
+                         f'[nodes.here]\npartition = "gpu"\nspool = "{root}/spool"\n')
     env = {**os.environ, "MELON_API": f"unix:{root}/state/melond.sock"}
     slurm = run(env, str(BIN / "melon-slurm"), "env").stdout.splitlines()[0]
     env["PATH"] = slurm[len('export PATH="'):-len(':$PATH"')] + f":{BIN}:{env['PATH']}"
@@ -88,6 +90,10 @@ def main() -> int:
         check("a job without GPUs lists none", not any(line.startswith("GPU ") for line in text.splitlines()), text)
         acct = run(env, "sacct", "-j", jobs[0], "-X", "-n", "-P", "-o", "AllocTRES").stdout
         check("sacct shows the job's GPU", "gres/gpu=1" in acct, acct)
+        from melon_cli.client import Client
+        shown = Client(env["MELON_API"]).call("GET", f"/jobs/{jobs[0]}")
+        check("the job's GPU use is recorded", shown.get("gpu_util") is not None and shown.get("gpu_mem_peak") is not None,
+              str({k: shown.get(k) for k in ("gpu_util", "gpu_mem_peak")}))
     finally:
         daemon.terminate()
         daemon.wait(timeout=30)

@@ -35,6 +35,7 @@ class Ends:
         self.on_finished: Callable[[int], None] | None = None  # a job's end is committed (its notices)
         self.on_requeued: Callable[[Job], None] | None = None
         self.end_parts: Callable[[Job, str | None], None] | None = None  # kill a spanning job's other parts
+        self.gpu_use: Callable[[int, int], dict] | None = None  # a run's GPU figures (engine/gpu_usage.py)
 
     def on_event(self, link: str, msg: dict) -> None:
         """A node's unasked message, from one of its connections: today, a run's end."""
@@ -65,6 +66,8 @@ class Ends:
         run = job.run if run is None and job is not None else (run or 0)
         if job is not None and self._wants_requeue(job, result):
             if job.run < self.max_batch_requeue or job.id in self.jobs.requeueing:
+                if self.gpu_use is not None:
+                    self.gpu_use(job_id, run)  # that run's samples: its next run starts its own
                 await self._requeue(job, result)
                 self.forget_later(link, job_id, run)
                 return
@@ -78,6 +81,8 @@ class Ends:
         }
         if result.get("start") and job is not None:
             changes["start_time"] = result["start"]
+        if self.gpu_use is not None:
+            changes.update(self.gpu_use(job_id, run))
         data = {k: result.get(k) for k in ("reason", "exit_code", "signal", "term_sent", "backend", "error")}
         if result.get("term_sent") and job is not None and job.time_limit and result.get("start"):
             data["kill_late_by"] = round(result["term_sent"] - (result["start"] + job.time_limit), 4)

@@ -13,6 +13,7 @@ from melond.engine.terminal import Terminals
 from melond.engine.dispatch import Dispatcher
 from melond.engine.elastic import Elastic
 from melond.engine.ends import Ends
+from melond.engine.gpu_usage import GpuUsage
 from melond.engine.jobs import JobTable
 from melond.engine.notices import Notices
 from melond.engine.notifier import Notifier
@@ -61,6 +62,8 @@ class Engine:
         self.notices = Notices(self.jobs, store, self.notifier)
         self.ends.on_finished = lambda job_id: self.tasks.spawn(self.notices.ended(job_id))
         self.ends.on_requeued = lambda job: self.tasks.spawn(self.notices.requeued(job))
+        self.gpu_usage = GpuUsage(self.jobs, nodes, self.sessions, inventory.gpu_sample_interval)
+        self.ends.gpu_use = self.gpu_usage.take
         self.requests.on_decided = lambda request: self.tasks.spawn(self.notices.request_decided(request))
 
     def on_event(self, link: str, msg: dict) -> None:
@@ -76,5 +79,6 @@ class Engine:
         """Stop scheduling and let in-flight writes finish; running jobs are left alone."""
         self.loop.stop()
         self.elastic.stop()
+        self.gpu_usage.stop()
         self.notices.stop()
         await self.tasks.drain(STOP_TIMEOUT)

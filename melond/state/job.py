@@ -102,6 +102,8 @@ class Job:
     gpus_per_task: str | None = None  # ...and for each of its tasks there (--gpus-per-task): "1", "gpu:a100:1"
     gres_ids: str | None = None  # the devices it holds on its node, once started: positions in the node's list
     gres_total: str | None = None  # what it asks for over all its nodes; once started, what it holds: "gpu:4"
+    gpu_util: float | None = None  # its GPUs' mean utilization while it ran (percent), where nvidia-smi told
+    gpu_mem_peak: int | None = None  # the most memory its GPUs held together (bytes), likewise
 
     @property
     def run(self) -> int:

@@ -185,6 +185,13 @@ def _m018_step_gpus(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE steps ADD COLUMN gres_ids TEXT")
 
 
+def _m019_gpu_use(db: sqlite_utils.Database) -> None:
+    # A job's GPU use, sampled from nvidia-smi while it ran (melond/engine/gpu_usage.py): mean
+    # utilization (percent) and its GPUs' peak memory together (bytes).
+    db.execute("ALTER TABLE jobs ADD COLUMN gpu_util REAL")
+    db.execute("ALTER TABLE jobs ADD COLUMN gpu_mem_peak INTEGER")
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("001_initial", _m001_initial),
     ("002_node_drain", _m002_node_drain),
@@ -204,6 +211,7 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("016_interactive", _m016_interactive),
     ("017_gres", _m017_gres),
     ("018_step_gpus", _m018_step_gpus),
+    ("019_gpu_use", _m019_gpu_use),
 ]
 
 

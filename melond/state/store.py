@@ -414,7 +414,7 @@ class Store:
 ACCOUNTING_COLUMNS = ("id", "array_job_id", "array_task_id", "name", "user", "uid", "partition", "state", "reason",
                       "exit_code", "exit_signal", "submit_time", "start_time", "end_time", "time_limit", "node",
                       "cpus", "memory", "cpu_time", "max_rss", "chdir", "detail", "restarts", "comment",
-                      "account", "array_throttle", "parts", "gres_total")
+                      "account", "array_throttle", "parts", "gres_total", "gpu_util", "gpu_mem_peak")
 
 
 def accounting_query(start: float, end: float, states: Iterable[str] | None, users: Iterable[str] | None,

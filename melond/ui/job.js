@@ -22,6 +22,7 @@ function fields(j) {
     ["Limits", j.backend],
     ["CPUs", j.cpus], ["Memory", mib(j.memory)],
     ["GPUs and other resources", j.gres_total ? `${j.gres_total}${j.state === "PD" ? " asked for" : ""}${j.gres ? ` (${j.gres} on each node)` : ""}${j.gpus_per_task ? ` (${j.gpus_per_task} for each task)` : ""}` : null],
+    ["GPU use", j.gpu_util !== null && j.gpu_util !== undefined ? `${j.gpu_util}% mean, ${mib(j.gpu_mem_peak)} peak memory` : null],
     ["Time limit", limitText(j.time_limit)],
     ["Time left", left === null ? "UNLIMITED" : ["R", "PD"].includes(j.state) ? duration(left) : "—"],
     ["Elastic", j.time_max !== null && j.time_max !== undefined ? `+${duration(j.extend_step || 0)} at a time, up to ${limitText(j.time_max)}` : null],

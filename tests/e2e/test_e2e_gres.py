@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import stat
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -194,23 +195,27 @@ gres = [{{name = "gpu", files = "{short_tmp}/dev{n}/nvidia[0-3]"}}]
         melon.cleanup()
 
 
-# A stand-in for NVIDIA's nvidia-smi (a mock: no GPU or driver here), answering the two queries
-# remote/gpus.py makes as the real one does (csv,noheader): two T4s, the second running a process.
+# A stand-in for NVIDIA's nvidia-smi (a mock: no GPU or driver here), answering the queries
+# remote/gpus.py makes as the real one does (csv,noheader): two T4s, the second running a process;
+# the first 37 % busy with 1234 MiB in use.
 FAKE_SMI = """#!/bin/sh
 case "$1" in
---query-gpu=*) printf '0, GPU-aaaa, Tesla T4, 00000000:3B:00.0\\n1, GPU-bbbb, Tesla T4, 00000000:AF:00.0\\n' ;;
+--query-gpu=index,uuid,*) printf '0, GPU-aaaa, Tesla T4, 00000000:3B:00.0\\n1, GPU-bbbb, Tesla T4, 00000000:AF:00.0\\n' ;;
+--query-gpu=index,utilization.gpu,memory.used) printf '0, 37, 1234\\n1, 90, 8000\\n' ;;
 --query-compute-apps=*) printf '00000000:AF:00.0, 4242\\n' ;;
 *) exit 2 ;;
 esac
 """
 
 
-def test_gpus_are_detected_where_the_inventory_lists_none_and_a_busy_one_is_not_handed_out(short_tmp: Path) -> None:
+def test_gpus_are_detected_where_the_inventory_lists_none_a_busy_one_is_not_handed_out_and_use_is_recorded(
+        short_tmp: Path) -> None:
     bin_dir = short_tmp / "smi"
     bin_dir.mkdir()
     (bin_dir / "nvidia-smi").write_text(FAKE_SMI)
     (bin_dir / "nvidia-smi").chmod(0o755)
-    inventory = f"""[partitions.p]
+    inventory = f"""gpu_sample_interval = 0.3
+[partitions.p]
 default = true
 [nodes.g1]
 partition = "p"
@@ -232,7 +237,12 @@ gres = [{{name = "license_x", count = 1}}]
         busy = melon.submit("--gres=gpu:1", "--mem=50M", "--wrap", "true")
         wait_for(lambda: melon.job(busy)["reason"] == "Resources", what="the second GPU job to wait: GPU 1 is busy")
         assert Client(melon.endpoint).call("GET", f"/jobs/{free}")["gres_ids"] == "1"  # after license_x: GPU 0
+        time.sleep(1)  # a few samples of its GPU's use
         melon.run("mcancel", str(free))
+        melon.wait_state(free, {"CA"})
+        shown = Client(melon.endpoint).call("GET", f"/jobs/{free}")
+        assert (shown["gpu_util"], shown["gpu_mem_peak"]) == (37.0, 1234 << 20), shown  # GPU 0's, not GPU 1's
+        assert "GPUUse: 37.0% mean, 1234M peak memory" in melon.run("mshow", str(free)).stdout
     finally:
         melon.cleanup()
 

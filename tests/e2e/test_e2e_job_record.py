@@ -13,7 +13,8 @@ PUBLIC = {
     "submit_dir", "submit_time", "start_time", "end_time", "node", "exit_code", "exit_signal", "detail", "restarts",
     "cpu_time", "max_rss", "array_spec", "comment", "account", "slurm_options", "time_max", "extend_step",
     "mail_type", "mail_user", "umask", "nodes_min", "nodes_max", "ntasks", "ntasks_per_node", "cpus_per_task",
-    "exclusive", "distribution", "cpu_ids", "mem_per_cpu", "parts", "interactive", "gres", "gpus_per_task", "gres_ids", "gres_total", "node_list",
+    "exclusive", "distribution", "cpu_ids", "mem_per_cpu", "parts", "interactive", "gres", "gpus_per_task",
+    "gres_ids", "gres_total", "gpu_util", "gpu_mem_peak", "node_list",
     "state_name", "output_path", "error_path", "deadline", "elapsed", "num_tasks", "num_nodes",
 }
 
