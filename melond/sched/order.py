@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from melond.sched.plan import NodeView, PendingView, RunningView, Snapshot, priority_order
 from melond.spec import jobrel
 from melond.spec.cpulist import parse_cpuset
-from melond.spec.gres import parse_list
+from melond.spec.gres import parse_list, wanted
 from melond.spec.states import SHORT, State
 from melond.state.job import Job
 
@@ -139,7 +139,10 @@ class PendingOrder:
             frozenset(job.nodelist), frozenset(job.exclude),
             self.blocked(job, now, states() if job.dependency else None),
             job.array_job_id, job.array_throttle, job.user, job.exclusive, shape if wide else None,
-            job.mem_per_cpu or 0 if wide else 0, parse_list(job.gres), parse_list(job.gpus_per_task))
+            job.mem_per_cpu or 0 if wide else 0,
+            # on one node: all its tasks' resources there; spanning: per node and per task
+            parse_list(job.gres) if wide else wanted(job.gres, job.gpus_per_task, shape.ntasks),
+            parse_list(job.gpus_per_task) if wide else ())
         entry = (priority_order(view), view)
         cached = not job.dependency and not (job.begin_time and job.begin_time > now)
         if cached:

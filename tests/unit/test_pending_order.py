@@ -19,6 +19,7 @@ from melond.engine.engine import Engine
 from melond.nodes.state import NodeState
 from melond.sched import plan as scheduler
 from melond.sched.admission import Submitter
+from melond.spec.gres import Gres
 from melond.spec.states import SHORT, State
 from melond.state.store import Store
 
@@ -141,3 +142,13 @@ def test_a_job_is_listed_running_until_its_end_is_committed(tmp_path):
             await store.close()
 
     asyncio.run(scenario())
+
+
+def test_a_one_node_jobs_gpus_per_task_are_asked_for_all_its_tasks_there() -> None:
+    """-N 1 -n 3 --gpus-per-task=1: the plan sees three GPUs on one node, not one."""
+    from melond.sched.order import PendingOrder
+    from melond.state.job import Job
+    job = Job(id=1, user="u", uid=1, name="j", partition="p", cpus=3, nodes_min=1, nodes_max=1, ntasks=3,
+              cpus_per_task=1, gpus_per_task="gpu:1")
+    (view,) = PendingOrder({"p": 0}).snapshot({1: job}, (), 0.0, lambda ids: {}).pending
+    assert view.shape is None and view.want() == (Gres("gpu", None, 3),)
