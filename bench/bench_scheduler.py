@@ -1,20 +1,27 @@
 """Time plan() on typical and worst-ish snapshots; prints scenario -> median ms per plan.
 
-Run: .venv/bin/python bench/bench_scheduler.py [--runs N]
+Run: .venv/bin/python bench/bench_scheduler.py [--runs N] [--against REV]
 Targets (one core): < 20 ms for 1,000 pending x 3 nodes, < 200 ms for 10,000 pending x 100 nodes.
-The last two rows are one situation planned twice, with 10% of the jobs spanning nodes the second
-time: their ratio is what jobs spanning nodes cost the scheduler, measured in the same run.
+Rows in pairs ("  same, ...") are one situation planned twice: with 10% of the jobs spanning
+nodes, or on GPU nodes with a third of the jobs asking for GPUs, the second time; their ratio is
+what that costs the scheduler, measured in the same run. --against REV also times the plan() of
+git revision REV on the scenarios without GPUs, interleaved with today's, and prints the ratio.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import random
 import statistics
+import subprocess
+import sys
 import time
+import types
 from dataclasses import replace
 
 from melond.sched.plan import NodeView, PendingView, RunningView, Snapshot, plan
+from melond.spec.gres import Gres
 from melond.spec.shape import make_shape
 
 NOW = 1_000_000.0
@@ -78,6 +85,28 @@ def _spanning(rnd: random.Random, pending: tuple[PendingView, ...], share: float
     return tuple(out)
 
 
+def _gpu_nodes(nodes, gpus: int = 8) -> tuple[NodeView, ...]:
+    return tuple(replace(n, devices=(("gpu", "a100"),) * gpus) for n in nodes)
+
+
+def _gpu_fill(rnd: random.Random, running, gpus: int = 8) -> tuple[RunningView, ...]:
+    """The same running jobs, each holding a GPU where its node has one left."""
+    held: dict[str, int] = {}
+    out = []
+    for r in running:
+        k = held.get(r.node, 0)
+        if k < gpus and rnd.random() < 0.8:
+            held[r.node] = k + 1
+            r = replace(r, devices=(k,))
+        out.append(r)
+    return tuple(out)
+
+
+def _gpu_jobs(rnd: random.Random, pending, share: float) -> tuple[PendingView, ...]:
+    return tuple(replace(j, gres=(Gres("gpu", None, rnd.choice([1, 2, 4])),)) if rnd.random() < share else j
+                 for j in pending)
+
+
 def scenarios() -> dict[str, Snapshot]:
     rnd = random.Random(42)
     one = _nodes(1, 2, 4 * GiB)
@@ -103,24 +132,56 @@ def scenarios() -> dict[str, Snapshot]:
         "  same, every job with --exclude": _backfill_heavy(rnd, one_part, frozenset({"n000"})),
         "10k pending, 1,000 nodes 90% busy": Snapshot(thousand, busy, wide_base),
         "  same, 10% of them spanning nodes": Snapshot(thousand, busy, _spanning(rnd, wide_base, 0.1)),
+        "  same, on 8-GPU nodes, 1/3 asking GPUs": Snapshot(_gpu_nodes(thousand), _gpu_fill(rnd, busy),
+                                                          _gpu_jobs(rnd, wide_base, 1 / 3)),
     }
+
+
+def _old_plan(rev: str):
+    """plan() as it was at git revision `rev`, and a way to give it today's snapshots."""
+    source = subprocess.run(["git", "show", f"{rev}:melond/sched/plan.py"], capture_output=True, text=True,
+                            check=True).stdout
+    old = types.ModuleType("old_plan")
+    sys.modules["old_plan"] = old  # dataclasses look their module up
+    exec(compile(source, "old_plan.py", "exec"), old.__dict__)
+
+    def convert(snap: Snapshot):
+        def as_old(cls, value):
+            names = {f.name for f in dataclasses.fields(cls)}
+            return cls(**{f.name: getattr(value, f.name) for f in dataclasses.fields(value) if f.name in names})
+        return old.Snapshot(tuple(as_old(old.NodeView, n) for n in snap.nodes),
+                            tuple(as_old(old.RunningView, r) for r in snap.running),
+                            tuple(as_old(old.PendingView, p) for p in snap.pending))
+    return old.plan, convert
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--against", metavar="REV", help="also time plan() of this git revision, interleaved")
     args = parser.parse_args()
-    print(f"{'scenario':40} {'nodes':>5} {'pending':>7} {'starts':>6} {'ms/plan':>8}")
+    old_plan, convert = _old_plan(args.against) if args.against else (None, None)
+    print(f"{'scenario':40} {'nodes':>5} {'pending':>7} {'starts':>6} {'ms/plan':>8}"
+          + (f" {args.against[:10] + ' ms':>13} {'ratio':>6}" if old_plan else ""))
     for name, snap in scenarios().items():
-        times = []
+        gpus = any(n.devices for n in snap.nodes)
+        before = convert(snap) if old_plan and not gpus else None
+        times, old_times = [], []
         for _ in range(args.runs):
             t0 = time.perf_counter()
             result = plan(snap, NOW)
             times.append((time.perf_counter() - t0) * 1000)
-        print(
-            f"{name:40} {len(snap.nodes):>5} {len(snap.pending):>7} {len(result.starts):>6} "
-            f"{statistics.median(times):>8.2f}"
-        )
+            if before is not None:
+                t0 = time.perf_counter()
+                old_plan(before, NOW)
+                old_times.append((time.perf_counter() - t0) * 1000)
+        line = (f"{name:40} {len(snap.nodes):>5} {len(snap.pending):>7} {len(result.starts):>6} "
+                f"{statistics.median(times):>8.2f}")
+        if old_times:
+            ratios = sorted(t / o for t, o in zip(times, old_times))
+            line += f" {statistics.median(old_times):>13.2f} {statistics.median(ratios):>5.2f}x " \
+                    f"({ratios[0]:.2f}-{ratios[-1]:.2f})"
+        print(line)
 
 
 if __name__ == "__main__":

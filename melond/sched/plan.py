@@ -385,17 +385,16 @@ class _Partition:
         self.at_max = frees.count(self.max_mem)
 
     def group(self, job: PendingView) -> _Group:
-        wide = job.shape is not None and job.shape.wide
-        want = job.gres if wide else job.want()
-        key = (job.nodelist, job.exclude, not job.memory, job.user if self.restricted else None, job.exclusive, want,
-               job.gres_per_task if wide else ())
+        resources = _resources(job) if job.gres or job.gres_per_task else _NO_RESOURCES
+        key = (job.nodelist, job.exclude, not job.memory, job.user if self.restricted else None, job.exclusive,
+               resources)
         grp = self.groups.get(key)
         if grp is None:
             filtered = key[0] or key[1] or key[3] is not None
             nodes = [n for n in self.by_name if _allowed(n, job)] if filtered else self.by_name
-            if want or key[6]:
+            if resources is not _NO_RESOURCES:
                 nodes = [n for n in nodes if n.keys]  # only a node with such resources can ever hold it
-            grp = self.groups[key] = _Group(nodes, want)
+            grp = self.groups[key] = _Group(nodes, resources[0])
         return grp
 
     def hopeless(self, c: int, m: int) -> bool:
@@ -403,6 +402,17 @@ class _Partition:
         if self.by_free[-1][0] < c:
             return True
         return self.max_mem < m if m else self.idle_mem == 0
+
+
+_NO_RESOURCES: tuple[tuple[Gres, ...], tuple[Gres, ...]] = ((), ())
+
+
+def _resources(job: PendingView) -> tuple[tuple[Gres, ...], tuple[Gres, ...]]:
+    """What a job asks of a node's generic resources, as its group knows it: on one node all of
+    them; spanning nodes, per node and per task."""
+    if job.shape is not None and job.shape.wide:
+        return job.gres, job.gres_per_task
+    return job.want(), ()
 
 
 def priority_order(job: PendingView) -> tuple[int, float, int]:
@@ -576,10 +586,15 @@ class _Planner:
                 self.reserve(part)
             now, end = self.now, self.now + d
             c = job.shape.cpus_per_task if job.shape else 1
-            free = {n.name: n.timeline(now).least(now, end) if n.reserved else (n.free_c, n.free_m, n.free_g)
-                    for n in eligible if n.free_c >= c}
-            shares = self.choose(job, [(_room(job, n, *free[n.name]), n) for n in eligible if n.name in free],
-                                 {name: f[2] for name, f in free.items()})
+            if job.gres or job.gres_per_task:  # the shares take their resources from what is free
+                free = {n.name: n.timeline(now).least(now, end) if n.reserved else (n.free_c, n.free_m, n.free_g)
+                        for n in eligible if n.free_c >= c}
+                shares = self.choose(job, [(_room(job, n, *free[n.name]), n) for n in eligible if n.name in free],
+                                     {name: f[2] for name, f in free.items()})
+            else:
+                shares = self.choose(job, [(_room(job, n, *(n.timeline(now).least(now, end) if n.reserved
+                                                             else (n.free_c, n.free_m))), n)
+                                           for n in eligible if n.free_c >= c])
             if shares is None:
                 grp.wide_fail(job, d)
         if shares is not None:
@@ -647,9 +662,12 @@ class _Planner:
         times = sorted({t for n in eligible for t in n.timeline(now).releases()})[:WIDE_TIMES]
         for t in times:
             end = t + d
-            free = {n.name: n.timeline(now).least(t, end) for n in eligible}
-            shares = self.choose(job, [(_room(job, n, *free[n.name]), n) for n in eligible],
-                                 {name: f[2] for name, f in free.items()})
+            if job.gres or job.gres_per_task:
+                free = {n.name: n.timeline(now).least(t, end) for n in eligible}
+                shares = self.choose(job, [(_room(job, n, *free[n.name]), n) for n in eligible],
+                                     {name: f[2] for name, f in free.items()})
+            else:
+                shares = self.choose(job, [(_room(job, n, *n.timeline(now).least(t, end)), n) for n in eligible])
             if shares is None:
                 continue
             for node, share in shares:
