@@ -1,10 +1,12 @@
-"""A node's NVIDIA GPUs as its driver reports them, for nodes whose inventory lists none.
+"""A node's GPUs as its drivers report them, for nodes whose inventory lists none.
 
 Standard library only: streamed to compute nodes with the helper. `nvidia-smi` is asked once per
 connection (its documented CSV queries: index, uuid, name, pci.bus_id; and the compute processes
 on each GPU); the device file of each GPU is the one its driver names in
-/proc/driver/nvidia/gpus/<bus id>/information ("Device Minor"), else /dev/nvidia<index>. A node
-without nvidia-smi, or whose nvidia-smi fails, has none.
+/proc/driver/nvidia/gpus/<bus id>/information ("Device Minor"), else /dev/nvidia<index>. Without
+NVIDIA's, AMD GPUs are read from /sys/class/drm: each render node whose PCI vendor is AMD's
+(0x1002) is a GPU, its file /dev/dri/renderD<N>, in the order of N (amdgpu's enumeration). A
+node with neither has none.
 """
 from __future__ import annotations
 
@@ -13,7 +15,9 @@ import shutil
 import subprocess
 
 QUERY = ["--query-gpu=index,uuid,name,pci.bus_id", "--format=csv,noheader"]
-USAGE = ["--query-gpu=index,utilization.gpu,memory.used", "--format=csv,noheader,nounits"]
+USAGE = ["--query-gpu=index,utilization.gpu,memory.used,pci.bus_id", "--format=csv,noheader,nounits"]
+DRM = "/sys/class/drm"
+AMD = "0x1002"
 APPS = ["--query-compute-apps=gpu_bus_id,pid", "--format=csv,noheader"]
 TIMEOUT = 15.0  # seconds: a hung driver must not hold the probe
 
@@ -51,31 +55,69 @@ def model(name: str) -> str:
     """A GPU's type as Slurm's autodetection writes it: its name lower-cased, spaces as
     underscores, without the vendor's prefix (NVIDIA A100-SXM4-40GB: a100-sxm4-40gb)."""
     text = name.strip().lower().replace(" ", "_")
-    for prefix in ("nvidia_", "tesla_", "geforce_"):
+    for prefix in ("nvidia_", "tesla_", "geforce_", "amd_"):
         text = text.removeprefix(prefix)
     return text or "gpu"
 
 
 def usage() -> list[dict]:
-    """Each GPU's use now: index, utilization (percent) and memory used (MiB); none without
-    nvidia-smi, or where a value is "[N/A]"."""
+    """Each GPU's use now: index, utilization (percent), memory used (MiB) and the pids of the
+    compute processes on it; none without nvidia-smi, or where a value is "[N/A]"."""
+    rows = _smi(USAGE) or []
+    busy = _busy() if rows else {}
     out = []
-    for row in _smi(USAGE) or []:
+    for row in rows:
         if len(row) >= 3 and all(cell.isdigit() for cell in row[:3]):
-            out.append({"index": int(row[0]), "util": int(row[1]), "memory": int(row[2])})
+            bus = row[3].lower() if len(row) > 3 else ""
+            out.append({"index": int(row[0]), "util": int(row[1]), "memory": int(row[2]), "busy": busy.get(bus, [])})
     return out
 
 
-def detect() -> list[dict]:
-    """The GPUs nvidia-smi reports, in its index order: index, uuid, name, type, bus id, device
-    file, and the pids of compute processes on it (which melond did not start, if no job holds it)."""
-    rows = _smi(QUERY)
-    if not rows:
-        return []
+def _busy() -> dict[str, list[int]]:
+    """The compute processes on each GPU, by its bus id (lower case)."""
     busy: dict[str, list[int]] = {}
     for bus, pid, *_ in (r for r in (_smi(APPS) or []) if len(r) >= 2):
         if pid.isdigit():
             busy.setdefault(bus.lower(), []).append(int(pid))
+    return busy
+
+
+def drm(root: str = DRM) -> list[dict]:
+    """AMD GPUs from the kernel's DRM class: each render node (renderD128, ...) of an AMD device,
+    typed by its product name where the driver gives one."""
+    try:
+        names = sorted((n for n in os.listdir(root) if n.startswith("renderD") and n[7:].isdigit()),
+                       key=lambda n: int(n[7:]))
+    except OSError:
+        return []
+    out = []
+    for name in names:
+        device = os.path.join(root, name, "device")
+        if _read(os.path.join(device, "vendor")) != AMD:
+            continue
+        product = _read(os.path.join(device, "product_name"))
+        out.append({"index": len(out), "uuid": _read(os.path.join(device, "unique_id")), "name": product or "amd",
+                    "type": model(product) if product else "amd", "bus_id": os.path.basename(
+                        os.path.realpath(device)), "file": f"/dev/dri/{name}", "busy": []})
+    return out
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def detect() -> list[dict]:
+    """The GPUs nvidia-smi reports, in its index order: index, uuid, name, type, bus id, device
+    file, and the pids of compute processes on it (which melond did not start, if no job holds it);
+    without nvidia-smi, the AMD GPUs the kernel lists (`drm`)."""
+    rows = _smi(QUERY)
+    if not rows:
+        return drm()
+    busy = _busy()
     out = []
     for row in rows:
         if len(row) < 4 or not row[0].isdigit():

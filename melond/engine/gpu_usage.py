@@ -1,8 +1,9 @@
-"""Each running job's GPU use, from its nodes' nvidia-smi, recorded with its end (sacct's and
-mshow's GPU utilization and peak GPU memory).
+"""Each running job's GPU use, from its nodes' nvidia-smi, recorded with its end (mshow's GPU
+utilization and peak GPU memory); and which detected GPUs others' processes use now.
 
-Every `gpu_sample_interval` melond asks each up node where a running job holds GPUs for its
-GPUs' use now (Op.GPU_USAGE: one nvidia-smi per node, not per job). A job's GPUs are its own (its
+Every `gpu_sample_interval` melond asks each up node where a running job holds GPUs, and each
+whose GPUs it detected, for its GPUs' use now (Op.GPU_USAGE: one nvidia-smi per node, not per
+job); the compute processes on detected GPUs say which others use now (never handed out). A job's GPUs are its own (its
 cgroup opens no other), so what nvidia-smi reports for them is the job's: its mean utilization
 over the samples and over its GPUs, and the most memory its GPUs held together. Samples live in
 melond's memory: a job that ends after a restart of melond counts those since.
@@ -53,8 +54,10 @@ class GpuUsage:
 
     def _holders(self) -> dict[str, list[tuple[tuple[int, int], list[int], str]]]:
         """For each node: the running jobs (job, run) holding GPUs there, those GPUs' indexes, and
-        the jobs' users (whose connection reaches a personal node)."""
-        out: dict[str, list[tuple[tuple[int, int], list[int], str]]] = {}
+        the jobs' users (whose connection reaches a personal node); and every node whose GPUs
+        were detected, to learn which run others' processes."""
+        out: dict[str, list[tuple[tuple[int, int], list[int], str]]] = {
+            name: [] for name, state in self.nodes.items() if state.detected and state.up and state.personal is None}
         for job in self.jobs.active.values():
             if job.state is not State.RUNNING or not (job.gres_ids or job.parts):
                 continue
@@ -74,7 +77,7 @@ class GpuUsage:
         await asyncio.gather(*(self._sample(node, jobs) for node, jobs in holders.items()))
 
     async def _sample(self, node: str, jobs: list[tuple[tuple[int, int], list[int], str]]) -> None:
-        session = self.sessions.of(node, jobs[0][2])
+        session = self.sessions.of(node, jobs[0][2] if jobs else None)
         if session is None or not session.up:
             return
         try:
@@ -83,6 +86,7 @@ class GpuUsage:
             log.warning("GPU use not read", extra={"node": node, "error": str(exc)})
             return
         now = {g["index"]: g for g in reply.get("gpus") or []}
+        self.nodes[node].busy_now(list(now.values()))
         for key, indexes, _ in jobs:
             seen = [now[i] for i in indexes if i in now]
             if not seen:

@@ -46,6 +46,16 @@ class NodeState:
         self.gpu_busy = {len(self.listed) + i: list(g.get("busy") or []) for i, g in enumerate(gpus) if g.get("busy")}
 
     @property
+    def detected(self) -> bool:
+        """Are its GPUs the driver's (not the inventory's)? Then their use tells which are busy."""
+        return any(d.name == "gpu" for d in self.devices) and not any(d.name == "gpu" for d in self.listed)
+
+    def busy_now(self, gpus: list[dict]) -> None:
+        """Which detected GPUs run processes now (Op.GPU_USAGE's answer, by nvidia-smi index)."""
+        if self.detected:
+            self.gpu_busy = {len(self.listed) + g["index"]: list(g["busy"]) for g in gpus if g.get("busy")}
+
+    @property
     def isolates_devices(self) -> bool:
         """Does a job here see only its own devices (so CUDA numbers them from 0)?"""
         return bool(self.device_isolation) and any(d.file for d in self.devices)

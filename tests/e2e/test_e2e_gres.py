@@ -196,13 +196,14 @@ gres = [{{name = "gpu", files = "{short_tmp}/dev{n}/nvidia[0-3]"}}]
 
 
 # A stand-in for NVIDIA's nvidia-smi (a mock: no GPU or driver here), answering the queries
-# remote/gpus.py makes as the real one does (csv,noheader): two T4s, the second running a process;
-# the first 37 % busy with 1234 MiB in use.
+# remote/gpus.py makes as the real one does (csv,noheader): two T4s, the first 37 % busy with
+# 1234 MiB in use; the compute processes are the file `apps` beside it (the test changes them).
 FAKE_SMI = """#!/bin/sh
 case "$1" in
 --query-gpu=index,uuid,*) printf '0, GPU-aaaa, Tesla T4, 00000000:3B:00.0\\n1, GPU-bbbb, Tesla T4, 00000000:AF:00.0\\n' ;;
---query-gpu=index,utilization.gpu,memory.used) printf '0, 37, 1234\\n1, 90, 8000\\n' ;;
---query-compute-apps=*) printf '00000000:AF:00.0, 4242\\n' ;;
+--query-gpu=index,utilization.gpu,memory.used,pci.bus_id)
+    printf '0, 37, 1234, 00000000:3B:00.0\\n1, 90, 8000, 00000000:AF:00.0\\n' ;;
+--query-compute-apps=*) cat "$(dirname "$0")/apps" ;;
 *) exit 2 ;;
 esac
 """
@@ -214,6 +215,7 @@ def test_gpus_are_detected_where_the_inventory_lists_none_a_busy_one_is_not_hand
     bin_dir.mkdir()
     (bin_dir / "nvidia-smi").write_text(FAKE_SMI)
     (bin_dir / "nvidia-smi").chmod(0o755)
+    (bin_dir / "apps").write_text("00000000:AF:00.0, 4242\n")  # GPU 1 runs another's process
     inventory = f"""gpu_sample_interval = 0.3
 [partitions.p]
 default = true
@@ -238,6 +240,9 @@ gres = [{{name = "license_x", count = 1}}]
         wait_for(lambda: melon.job(busy)["reason"] == "Resources", what="the second GPU job to wait: GPU 1 is busy")
         assert Client(melon.endpoint).call("GET", f"/jobs/{free}")["gres_ids"] == "1"  # after license_x: GPU 0
         time.sleep(1)  # a few samples of its GPU's use
+        assert melon.job(busy)["state"] == "PD"
+        (bin_dir / "apps").write_text("")  # the other process is gone: the next sample frees GPU 1
+        melon.wait_state(busy, {"CD"})
         melon.run("mcancel", str(free))
         melon.wait_state(free, {"CA"})
         shown = Client(melon.endpoint).call("GET", f"/jobs/{free}")

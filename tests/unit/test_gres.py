@@ -112,3 +112,18 @@ def test_the_drivers_gpu_names_become_slurms_types() -> None:
     from melon_remote.gpus import model
     assert [model(n) for n in ("NVIDIA A100-SXM4-40GB", "Tesla T4", "NVIDIA GeForce RTX 3090", "")] == [
         "a100-sxm4-40gb", "t4", "rtx_3090", "gpu"]
+
+
+def test_amd_gpus_are_the_render_nodes_of_amds_vendor_id(tmp_path) -> None:
+    """/sys/class/drm as amdgpu lays it out (a folder made here: no such GPU on this machine)."""
+    from melon_remote.gpus import drm
+    for name, vendor, product in (("renderD129", "0x1002", "AMD Instinct MI250X"), ("renderD128", "0x1002", ""),
+                                  ("renderD130", "0x8086", "Intel"), ("card0", "0x1002", "")):
+        device = tmp_path / name / "device"
+        device.mkdir(parents=True)
+        (device / "vendor").write_text(vendor + "\n")
+        if product:
+            (device / "product_name").write_text(product + "\n")
+    found = drm(str(tmp_path))
+    assert [(g["index"], g["file"], g["type"]) for g in found] == [
+        (0, "/dev/dri/renderD128", "amd"), (1, "/dev/dri/renderD129", "instinct_mi250x")]
