@@ -151,17 +151,19 @@ async def _session(aiohttp, c: Client, job_id: int, opening: dict, current: dict
                                       max_msg_size=4 << 20) as ws:
             await ws.send_json(opening)
             current["ws"] = ws
-            current["attached"] = True
             async for msg in ws:
                 if msg.type is not aiohttp.WSMsgType.TEXT:
                     continue
                 message = json.loads(msg.data)
                 if "data" in message:
                     os.write(1, base64.b64decode(message["data"]))
-                elif "step" in message:
+                elif "step" in message:  # the session is (again) on: a later loss waits its full time
                     current["step"] = message["step"]
+                    current["attached"] = True
                 elif "notice" in message:
                     os.write(1, f"\r\n{message['notice']}\r\n".encode())
+                elif "error" in message and message.get("retry") and current["step"] is not None:
+                    return False, None  # reattaching, and the node is not back yet: try again
                 elif "error" in message:
                     os.write(2, f"{message['error']}\r\n".encode())
                 elif "exit" in message:

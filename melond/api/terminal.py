@@ -5,9 +5,10 @@ Client to server, JSON text frames: first `TerminalOpen` (argv, rows, cols, env,
 `step` to take up a running session's terminal again after melond restarted),
 then `TerminalInput` ({"stdin": BASE64} or {"resize": [rows, cols]}). Server to client:
 {"step": N} once started, {"data": BASE64} as the terminal writes, {"notice": TEXT} for a line
-the user should read (the job's end nearing), {"error": TEXT}, and last {"exit": CODE} (a
-negative code: the signal that ended it; null: unknown). Closing the socket hangs the
-terminal up.
+the user should read (the job's end nearing), {"error": TEXT} (with "retry": true where the
+node is only not reachable yet: a reattaching client opens the session again), and last
+{"exit": CODE} (a negative code: the signal that ended it; null: unknown). Closing the socket
+hangs the terminal up.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from pydantic import ValidationError
 
 from melond.api.models import TerminalInput, TerminalOpen
 from melond.engine.engine import Engine
-from melond.errors import BadRequest, Conflict, Forbidden, MelonError
+from melond.errors import BadRequest, Conflict, Forbidden, MelonError, NodeUnavailable
 from melond.sched.policy import Caller
 from melond.spec.states import State
 from melond.state.job import Job
@@ -63,7 +64,10 @@ async def serve(request: web.Request, engine: Engine, find: Callable[[], Job]) -
             term = await engine.terminals.start(job, opening.argv, opening.env, opening.cwd,
                                                 (opening.rows, opening.cols), opening.final)
     except (MelonError, asyncio.TimeoutError) as exc:
-        await ws.send_json({"error": str(exc) or "no opening message"})
+        if isinstance(exc, NodeUnavailable):  # for now only: the client may open the session again
+            await ws.send_json({"error": str(exc), "retry": True})
+        else:
+            await ws.send_json({"error": str(exc) or "no opening message"})
         await ws.send_json({"exit": None})
         await ws.close()
         return ws

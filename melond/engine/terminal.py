@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 from melond.engine.jobs import JobTable
 from melond.engine.tasks import Tasks
-from melond.errors import MelonError
+from melond.errors import MelonError, NodeUnavailable
 from melond.nodes.links import Sessions, split
 from melond.nodes.fleet import NodeSession
 from melond.spec.states import State
@@ -80,11 +80,11 @@ class Terminals:
         `final`: the command's end is the allocation's (salloc's shell, srun --pty)."""
         session = self._session(job)
         if session is None:
-            raise MelonError(f"job {job.id}'s node {job.node} is not reachable now; try again")
+            raise NodeUnavailable(f"job {job.id}'s node {job.node} is not reachable now; try again")
         host = self.hosts.get(job.node or "", job.node or "")
         # --overlap, as Slurm's interactive step: the session holds no CPUs, so srun inside it may have them all
-        step_id, _, _ = await self.store.write(Store.op_step_start, job.id, job.run, host, argv[0].rsplit("/", 1)[-1][:200],
-                                            1, lambda running: (0, []), time.time())
+        step_id, _, _ = await self.store.write(Store.op_step_start, job.id, job.run, host,
+                                               argv[0].rsplit("/", 1)[-1][:200], 1, lambda running: (0, []), time.time())
         term = Terminal(job, step_id, size=size)
         self.open[term.key] = term
         step_env = {**{str(k): str(v) for k, v in env.items()}, "SLURM_STEP_ID": str(step_id),
@@ -111,8 +111,8 @@ class Terminals:
         if (job.id, job.run, step_id) in self.open:
             raise MelonError(f"step {job.id}.{step_id}'s terminal is attached already")
         session = self._session(job)
-        if session is None:
-            raise MelonError(f"job {job.id}'s node {job.node} is not reachable now; try again")
+        if session is None:  # melond has just started, say, and the node's connection is not up yet
+            raise NodeUnavailable(f"job {job.id}'s node {job.node} is not reachable now; try again")
         term = Terminal(job, step_id, size=size)
         self.open[term.key] = term
         try:

@@ -1083,3 +1083,44 @@ def test_gpu_jobs_on_a_node_open_only_their_own_devices(cluster: Cluster, short_
     finally:
         (m.work / "go").touch()
         m.cleanup()
+
+
+def test_gpu_steps_bind_each_task_to_its_own_gpu_on_two_nodes(cluster: Cluster, short_tmp) -> None:
+    """-N 2 --ntasks-per-node=2 --gpus-per-task=1 on two nodes with four stand-in GPUs each: srun's
+    four tasks, two through node2's holder, each open only their own GPU (ENXIO) and see it as
+    CUDA device 0 or 1 of the job's, SLURM_STEP_GPUS naming it by the node's index."""
+    for node in ("node1", "node2"):
+        made = cluster.node_exec(node, "sh", "-c", "for i in 0 1 2 3; do [ -e /dev/nvidia$i ] || "
+                                                   "mknod -m 666 /dev/nvidia$i c 195 $i; done")
+        assert made.returncode == 0, made.stderr
+    gres = 'gres = [{name = "gpu", files = "/dev/nvidia[0-3]"}]\n'
+    inventory = (cluster.inventory.read_text().replace('[nodes.node1]\n', f'[nodes.node1]\ncpus = 8\n{gres}', 1)
+                 .replace('[nodes.node2]\n', f'[nodes.node2]\ncpus = 8\n{gres}', 1))
+    m = Melon(short_tmp, inventory=inventory, work=cluster.shared / f"{short_tmp.name}-gpusteps")
+    m.start()
+    try:
+        bin_dir = _shared_install(m)
+        probe = m.work / "probe.sh"
+        probe.write_text(GPU_PROBE)
+        probe.chmod(0o755)
+        (m.work / "go").touch()  # the probe ends at once
+        script = m.work / "steps.sh"
+        script.write_text(f"#!/bin/sh\nexport PATH={bin_dir}:$PATH\n"
+                          f"srun -l sh -c '{probe} {m.work}/go /dev | tr \"\\n\" \" \"; echo $SLURMD_NODENAME "
+                          f"$SLURM_STEP_GPUS' | sort\n")
+        jid = m.submit("-N", "2", "--ntasks-per-node=2", "-c", "1", "--gpus-per-task=1", "--mem=50M",
+                       "-o", "steps.out", str(script), user="alice")
+        m.wait_state(jid, {"CD"}, timeout=90)
+        lines = [line for line in (m.work / "steps.out").read_text().splitlines() if line[:1].isdigit()]
+        assert len(lines) == 4, lines
+        for line in lines:
+            rank, rest = line.split(": ", 1)
+            fields = rest.split()
+            opened = {fields[i * 2]: fields[i * 2 + 1] for i in range(4)}
+            own = [i for i, how in opened.items() if how == "ENXIO"]
+            assert len(own) == 1 and [how for how in opened.values() if how != "ENXIO"] == ["EPERM"] * 3, line
+            cvd = fields[fields.index("CUDA_VISIBLE_DEVICES") + 1]
+            assert cvd == str(int(rank) % 2) and fields[-1] == own[0], line  # its own, by the node's index
+            assert fields[-2] == ("node1" if int(rank) < 2 else "node2"), line
+    finally:
+        m.cleanup()
