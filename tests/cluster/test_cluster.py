@@ -1087,8 +1087,9 @@ def test_gpu_jobs_on_a_node_open_only_their_own_devices(cluster: Cluster, short_
 
 def test_gpu_steps_bind_each_task_to_its_own_gpu_on_two_nodes(cluster: Cluster, short_tmp) -> None:
     """-N 2 --ntasks-per-node=2 --gpus-per-task=1 on two nodes with four stand-in GPUs each: srun's
-    four tasks, two through node2's holder, each open only their own GPU (ENXIO) and see it as
-    CUDA device 0 or 1 of the job's, SLURM_STEP_GPUS naming it by the node's index."""
+    four tasks, two through node2's holder, open only the job's two GPUs there (ENXIO; the
+    others EPERM), and each is bound to its own: CUDA device 0 or 1 of the job's,
+    SLURM_STEP_GPUS naming it by the node's index."""
     for node in ("node1", "node2"):
         made = cluster.node_exec(node, "sh", "-c", "for i in 0 1 2 3; do [ -e /dev/nvidia$i ] || "
                                                    "mknod -m 666 /dev/nvidia$i c 195 $i; done")
@@ -1117,10 +1118,10 @@ def test_gpu_steps_bind_each_task_to_its_own_gpu_on_two_nodes(cluster: Cluster, 
             rank, rest = line.split(": ", 1)
             fields = rest.split()
             opened = {fields[i * 2]: fields[i * 2 + 1] for i in range(4)}
-            own = [i for i, how in opened.items() if how == "ENXIO"]
-            assert len(own) == 1 and [how for how in opened.values() if how != "ENXIO"] == ["EPERM"] * 3, line
+            jobs = [i for i, how in opened.items() if how == "ENXIO"]
+            assert len(jobs) == 2 and [how for how in opened.values() if how != "ENXIO"] == ["EPERM"] * 2, line
             cvd = fields[fields.index("CUDA_VISIBLE_DEVICES") + 1]
-            assert cvd == str(int(rank) % 2) and fields[-1] == own[0], line  # its own, by the node's index
+            assert cvd == str(int(rank) % 2) and fields[-1] == jobs[int(rank) % 2], line  # its own, by index
             assert fields[-2] == ("node1" if int(rank) < 2 else "node2"), line
     finally:
         m.cleanup()
