@@ -36,26 +36,38 @@ def grant(mode: str, want: int, job_cpus: int, job_ids: list[int], running: Sequ
     return need, [c for c in job_ids if c not in taken][:need] if job_ids else []
 
 
+def _held(running: Sequence[Step], field: str) -> dict[str, set[int]]:
+    """What running steps hold on each node: their CPUs (`cpu_ids`) or GPUs (`gres_ids`)."""
+    taken: dict[str, set[int]] = {}
+    for s in running:
+        for node, ids in parse_node_cpusets(getattr(s, field)).items():
+            taken.setdefault(node, set()).update(ids)
+    return taken
+
+
+def _take(need: Mapping[str, int], have: Mapping[str, list[int]], taken: Mapping[str, set[int]],
+          refusal: str) -> dict[str, list[int]]:
+    """On each node, the first `need` of the job's `have` that no running step holds (`taken`):
+    Busy while too few are free; `refusal` (a ValueError) when the job has too few there."""
+    out: dict[str, list[int]] = {}
+    for node, n in need.items():
+        ids = have.get(node, [])
+        if n > len(ids):
+            raise ValueError(refusal.format(need=n, node=node, has=len(ids)))
+        free = [i for i in ids if i not in taken.get(node, ())]
+        if len(free) < n:
+            raise Busy()
+        out[node] = free[:n]
+    return out
+
+
 def grant_gpus(want: Mapping[str, int], job_gpus: Mapping[str, list[int]],
                running: Sequence[Step]) -> dict[str, list[int]]:
     """The job's GPUs a step that asks for some gets (`want` on each of its nodes): the lowest
     that no running step holds (Busy while too few are free), never more than the job has there
     (ValueError). A step that asks for none holds none and sees them all."""
-    taken: dict[str, set[int]] = {}
-    for s in running:
-        for node, ids in parse_node_cpusets(s.gres_ids).items():
-            taken.setdefault(node, set()).update(ids)
-    out: dict[str, list[int]] = {}
-    for node, asked in want.items():
-        ids = job_gpus.get(node, [])
-        if asked > len(ids):
-            raise ValueError(f"Requested GPUs are not available: {asked} asked on {node}, the job has {len(ids)} "
-                             f"there")
-        free = [i for i in ids if i not in taken.get(node, ())]
-        if len(free) < asked:
-            raise Busy()
-        out[node] = free[:asked]
-    return out
+    return _take(want, job_gpus, _held(running, "gres_ids"),
+                 "Requested GPUs are not available: {need} asked on {node}, the job has {has} there")
 
 
 def grant_nodes(mode: str, want: Mapping[str, int], job_ids: Mapping[str, list[int]],
@@ -65,19 +77,7 @@ def grant_nodes(mode: str, want: Mapping[str, int], job_ids: Mapping[str, list[i
     step holds on that node (Busy), never more than the job has there (ValueError)."""
     if mode == OVERLAP:
         return 0, {node: list(job_ids.get(node, ())) for node in want}
-    taken: dict[str, set[int]] = {}
-    for s in running:
-        for node, ids in parse_node_cpusets(s.cpu_ids).items():
-            taken.setdefault(node, set()).update(ids)
-    out: dict[str, list[int]] = {}
-    for node, asked in want.items():
-        ids = job_ids.get(node, [])
-        need = len(ids) if mode == WHOLE else asked
-        if need > len(ids):
-            raise ValueError(f"More processors requested than permitted ({need} asked on {node}, the job has "
-                             f"{len(ids)} there)")
-        free = [c for c in ids if c not in taken.get(node, ())]
-        if len(free) < need:
-            raise Busy()
-        out[node] = free[:need]
+    need = {node: len(job_ids.get(node, [])) if mode == WHOLE else asked for node, asked in want.items()}
+    out = _take(need, job_ids, _held(running, "cpu_ids"),
+                "More processors requested than permitted ({need} asked on {node}, the job has {has} there)")
     return sum(len(ids) for ids in out.values()), out

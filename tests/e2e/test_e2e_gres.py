@@ -63,6 +63,21 @@ def _make_gpus(where: Path) -> None:
         os.mknod(where / f"nvidia{i}", 0o666 | stat.S_IFCHR, os.makedev(195, i))
 
 
+def _gpu_melon(tmp: Path, nodes: tuple[str, ...], cpus: int) -> Melon:
+    """A started melond whose local nodes each have four stand-in GPUs of their own (or skip)."""
+    why = _devices_cgroup_usable()
+    if why:
+        pytest.skip(why)
+    inventory = "[partitions.p]\ndefault = true\n"
+    for n in nodes:
+        _make_gpus(tmp / f"dev-{n}")
+        inventory += (f'[nodes.{n}]\npartition = "p"\nspool = "{tmp}/spool-{n}"\ncpus = {cpus}\n'
+                      f'gres = [{{name = "gpu", files = "{tmp}/dev-{n}/nvidia[0-3]"}}]\n')
+    melon = Melon(tmp / "m", inventory=inventory)
+    melon.start()
+    return melon
+
+
 def _report(path: Path) -> dict[str, str]:
     return dict(line.split(" ", 1) for line in path.read_text().splitlines())
 
@@ -161,19 +176,7 @@ def test_resources_no_node_has_are_refused_at_submission(short_tmp: Path, args: 
 def test_steps_bind_each_task_to_its_own_gpus_on_every_node(short_tmp: Path) -> None:
     """-N 2 --ntasks-per-node=2 --gpus-per-task=1: srun's tasks, on the batch node and through the
     other node's holder, each see one GPU of that node's, numbered as Slurm's per-task binding."""
-    why = _devices_cgroup_usable()
-    if why:
-        pytest.skip(why)
-    for node in ("a", "b"):
-        _make_gpus(short_tmp / f"dev{node}")
-    inventory = "[partitions.p]\ndefault = true\n" + "".join(f"""[nodes.{n}]
-partition = "p"
-spool = "{short_tmp}/spool-{n}"
-cpus = 4
-gres = [{{name = "gpu", files = "{short_tmp}/dev{n}/nvidia[0-3]"}}]
-""" for n in ("a", "b"))
-    melon = Melon(short_tmp / "m", inventory=inventory)
-    melon.start()
+    melon = _gpu_melon(short_tmp, ("a", "b"), cpus=4)
     try:
         script = melon.work / "steps.sh"
         show = "echo $SLURMD_NODENAME $CUDA_VISIBLE_DEVICES $SLURM_STEP_GPUS $SLURM_GPUS_ON_NODE"
@@ -256,20 +259,7 @@ def test_concurrent_steps_that_ask_for_gpus_get_different_ones(short_tmp: Path) 
     """A job of three GPUs: two `srun --exact --gres=gpu:1` at once hold one each (CUDA's list as
     the job sees its GPUs, SLURM_STEP_GPUS the node's indexes), a third asking two waits for
     one of them, and a step asking none sees all three."""
-    why = _devices_cgroup_usable()
-    if why:
-        pytest.skip(why)
-    _make_gpus(short_tmp / "dev")
-    inventory = f"""[partitions.p]
-default = true
-[nodes.g1]
-partition = "p"
-spool = "{short_tmp}/spool1"
-cpus = 8
-gres = [{{name = "gpu", files = "{short_tmp}/dev/nvidia[0-3]"}}]
-"""
-    melon = Melon(short_tmp / "m", inventory=inventory)
-    melon.start()
+    melon = _gpu_melon(short_tmp, ("g1",), cpus=8)
     try:
         blocker = melon.submit("--gres=gpu:1", "--mem=50M", "--wrap", "sleep 60")  # GPU 0 is another job's
         melon.wait_state(blocker, {"R"})
