@@ -593,7 +593,7 @@ class _Planner:
                                      {name: f[2] for name, f in free.items()})
             else:
                 shares = self.choose(job, [(_room(job, n, *(n.timeline(now).least(now, end) if n.reserved
-                                                             else (n.free_c, n.free_m))), n)
+                                                             else (n.free_c, n.free_m, n.free_g))), n)
                                            for n in eligible if n.free_c >= c])
             if shares is None:
                 grp.wide_fail(job, d)

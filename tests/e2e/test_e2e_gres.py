@@ -181,8 +181,11 @@ def test_steps_bind_each_task_to_its_own_gpus_on_every_node(short_tmp: Path) -> 
         script = melon.work / "steps.sh"
         show = "echo $SLURMD_NODENAME $CUDA_VISIBLE_DEVICES $SLURM_STEP_GPUS $SLURM_GPUS_ON_NODE"
         script.write_text(f"#!/bin/sh\nsrun -l sh -c '{show}' | sort\n"  # the job's GPUs, a share per task
-                          f"srun -l --exact -N 2 -n 2 -c 1 --gpus-per-task=1 sh -c 'sleep 2; {show}' | sort &\n"
-                          f"sleep 1\nsrun -l --exact -N 2 -n 2 -c 1 --gpus-per-task=1 sh -c '{show}' | sort\nwait\n")
+                          # two steps at once: the first holds its GPUs until the second has shown its own
+                          f"srun -l --exact -N 2 -n 2 -c 1 --gpus-per-task=1 sh -c 'touch held.$SLURM_PROCID; "
+                          f"while [ ! -e shown ]; do sleep 0.1; done; {show}' | sort &\n"
+                          f"while [ ! -e held.0 ] || [ ! -e held.1 ]; do sleep 0.1; done\n"
+                          f"srun -l --exact -N 2 -n 2 -c 1 --gpus-per-task=1 sh -c '{show}' | sort\ntouch shown\nwait\n")
         job = melon.submit("-N", "2", "--ntasks-per-node=2", "-c", "1", "--gpus-per-task=1", "--mem=100M", "-o", "steps.out",
                            str(script), env=slurm_names_env(melon))
         assert melon.wait_state(job, {"CD", "F"}, timeout=60)["state"] == "CD", (melon.work / "steps.out").read_text()
