@@ -69,7 +69,9 @@ def usage() -> list[dict]:
     for row in rows:
         if len(row) >= 3 and all(cell.isdigit() for cell in row[:3]):
             bus = row[3].lower() if len(row) > 3 else ""
-            out.append({"index": int(row[0]), "util": int(row[1]), "memory": int(row[2]), "busy": busy.get(bus, [])})
+            minor = _minor(row[3]) if len(row) > 3 else None
+            out.append({"index": int(row[0]), "util": int(row[1]), "memory": int(row[2]), "busy": busy.get(bus, []),
+                        "file": f"/dev/nvidia{int(row[0]) if minor is None else minor}"})
     return out
 
 

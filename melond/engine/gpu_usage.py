@@ -3,10 +3,12 @@ utilization and peak GPU memory); and which detected GPUs others' processes use 
 
 Every `gpu_sample_interval` melond asks each up node where a running job holds GPUs, and each
 whose GPUs it detected, for its GPUs' use now (Op.GPU_USAGE: one nvidia-smi per node, not per
-job); the compute processes on detected GPUs say which others use now (never handed out). A job's GPUs are its own (its
-cgroup opens no other), so what nvidia-smi reports for them is the job's: its mean utilization
-over the samples and over its GPUs, and the most memory its GPUs held together. Samples live in
-melond's memory: a job that ends after a restart of melond counts those since.
+job); the compute processes on detected GPUs say which others use now (never handed out). A
+job's GPUs are its own (its cgroup opens no other), so what nvidia-smi reports for them is the
+job's: its mean utilization over the samples and over its GPUs, and the most memory its GPUs
+held together. A GPU is matched by its device file where it has one (nvidia-smi's index order
+is the PCI bus's, which the inventory's need not be). Samples live in melond's memory: a job
+that ends after a restart of melond counts those since.
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from melond.errors import MelonError
 from melond.nodes.links import Sessions
 from melond.nodes.state import NodeState
 from melond.spec.cpulist import parse_cpuset
+from melond.spec.gres import Device
 from melond.spec.states import State
 from melon_remote.protocol import Op
 
@@ -52,11 +55,11 @@ class GpuUsage:
             if not self._stopping.is_set():
                 await self.sample()
 
-    def _holders(self) -> dict[str, list[tuple[tuple[int, int], list[int], str]]]:
-        """For each node: the running jobs (job, run) holding GPUs there, those GPUs' indexes, and
-        the jobs' users (whose connection reaches a personal node); and every node whose GPUs
-        were detected, to learn which run others' processes."""
-        out: dict[str, list[tuple[tuple[int, int], list[int], str]]] = {
+    def _holders(self) -> dict[str, list[tuple[tuple[int, int], list[Device], str]]]:
+        """For each node: the running jobs (job, run) holding GPUs there, those GPUs, and the jobs'
+        users (whose connection reaches a personal node); and every node whose GPUs were
+        detected, to learn which run others' processes."""
+        out: dict[str, list[tuple[tuple[int, int], list[Device], str]]] = {
             name: [] for name, state in self.nodes.items() if state.detected and state.up and state.personal is None}
         for job in self.jobs.active.values():
             if job.state is not State.RUNNING or not (job.gres_ids or job.parts):
@@ -65,18 +68,21 @@ class GpuUsage:
                 state = self.nodes.get(part.node)
                 if state is None or not part.gres_ids:
                     continue
-                indexes = [state.devices[i].index for i in parse_cpuset(part.gres_ids)
-                           if i < len(state.devices) and state.devices[i].name == "gpu"]
-                if indexes:
-                    out.setdefault(part.node, []).append(((job.id, job.run), indexes, job.user))
+                gpus = [state.devices[i] for i in parse_cpuset(part.gres_ids)
+                        if i < len(state.devices) and state.devices[i].name == "gpu"]
+                if gpus:
+                    out.setdefault(part.node, []).append(((job.id, job.run), gpus, job.user))
         return out
 
     async def sample(self) -> None:
-        """One look at every node where running jobs hold GPUs."""
-        holders = self._holders()
-        await asyncio.gather(*(self._sample(node, jobs) for node, jobs in holders.items()))
+        """One look at every node where running jobs hold GPUs, or whose GPUs were detected."""
+        try:
+            holders = self._holders()
+            await asyncio.gather(*(self._sample(node, jobs) for node, jobs in holders.items()))
+        except Exception:  # noqa: BLE001 - a bad answer must not end the sampling
+            log.exception("GPU use sampling failed")
 
-    async def _sample(self, node: str, jobs: list[tuple[tuple[int, int], list[int], str]]) -> None:
+    async def _sample(self, node: str, jobs: list[tuple[tuple[int, int], list[Device], str]]) -> None:
         session = self.sessions.of(node, jobs[0][2] if jobs else None)
         if session is None or not session.up:
             return
@@ -85,10 +91,12 @@ class GpuUsage:
         except MelonError as exc:
             log.warning("GPU use not read", extra={"node": node, "error": str(exc)})
             return
-        now = {g["index"]: g for g in reply.get("gpus") or []}
-        self.nodes[node].busy_now(list(now.values()))
-        for key, indexes, _ in jobs:
-            seen = [now[i] for i in indexes if i in now]
+        answered = list(reply.get("gpus") or [])
+        self.nodes[node].busy_now(answered)
+        by_file = {g.get("file"): g for g in answered}
+        by_index = {g["index"]: g for g in answered}
+        for key, gpus, _ in jobs:  # a GPU is its device file where it has one (nvidia-smi's index may differ)
+            seen = [g for g in (by_file.get(d.file) if d.file else by_index.get(d.index) for d in gpus) if g]
             if not seen:
                 continue
             use = self.use.setdefault(key, _Use())
