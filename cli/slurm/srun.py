@@ -317,9 +317,9 @@ def _gpu_env(granted: dict[str, str] | None) -> dict[str, str]:
     """A step's own GPUs on a node (melond's grant) as its tasks' variables."""
     if not granted:
         return {}
+    from melond.spec.gres import GPU_LISTS
     count = str(len(granted["indexes"].split(","))) if granted["indexes"] else "0"
-    return {"CUDA_VISIBLE_DEVICES": granted["visible"], "ROCR_VISIBLE_DEVICES": granted["visible"],
-            "GPU_DEVICE_ORDINAL": granted["visible"], "SLURM_STEP_GPUS": granted["indexes"],
+    return {**dict.fromkeys(GPU_LISTS, granted["visible"]), "SLURM_STEP_GPUS": granted["indexes"],
             "SLURM_GPUS_ON_NODE": count}
 
 

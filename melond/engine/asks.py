@@ -18,6 +18,7 @@ from melond.nodes.state import NodeState
 from melond.spec.states import State
 from melond.sched import steps
 from melond.spec.cpulist import parse_cpuset
+from melond.spec.gres import visible
 from melond.state import step
 from melond.state.job import Job
 from melond.state.store import Store
@@ -151,9 +152,8 @@ class JobAsks:
         its GPUs (from 0 where the node isolates them: melond.sched.launch.gres_environment) and
         the node's indexes (SLURM_STEP_GPUS)."""
         state = self.nodes[node]
-        local = state.isolates_devices
-        visible = [str(job_gpus.index(i)) if local else str(state.devices[i].index) for i in mine]
-        return {"visible": ",".join(visible), "indexes": ",".join(str(state.devices[i].index) for i in mine)}
+        gpus, step = [state.devices[i] for i in job_gpus], [state.devices[i] for i in mine]
+        return {"visible": visible(gpus, step, state.isolates_devices), "indexes": ",".join(str(d.index) for d in step)}
 
 
 def _refused(code: str, message: str) -> dict:

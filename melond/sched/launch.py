@@ -14,7 +14,7 @@ import melon_remote
 from melond.errors import BadRequest
 from melond.spec.cpulist import parse_cpuset
 from melond.spec.filenames import NO_VAL_TASK, fill
-from melond.spec.gres import Device
+from melond.spec.gres import GPU_LISTS, Device, visible
 from melond.spec.jobrel import parse_array
 from melond.spec.shape import compressed
 from melond.spec.timespec import SpecError, ranged_hostlist, signal_spec
@@ -142,7 +142,7 @@ def gres_environment(job: Job, mine: list[Device], local: bool) -> dict[str, str
     always by the node's. None: a variable the job must not inherit from its submitter (a job
     without GPUs sees none)."""
     gpus = [d for d in mine if d.name == "gpu"]
-    listed = ",".join(str(i) for i in range(len(gpus))) if local else ",".join(str(d.index) for d in gpus)
+    listed = visible(gpus, gpus, local)
     env: dict[str, str | None] = {name: listed or None for name in GPU_LISTS}
     if gpus:
         env |= {"CUDA_DEVICE_ORDER": "PCI_BUS_ID", "SLURM_JOB_GPUS": ",".join(str(d.index) for d in gpus),
@@ -150,9 +150,6 @@ def gres_environment(job: Job, mine: list[Device], local: bool) -> dict[str, str
         if job.gpus_per_task:
             env["SLURM_GPUS_PER_TASK"] = job.gpus_per_task.removeprefix("gpu:")
     return env
-
-
-GPU_LISTS = ("CUDA_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES", "GPU_DEVICE_ORDINAL")
 
 
 def start_request(job: Job, node: str, *, kill_wait: float, tasks_max: int, home: str | None = None,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import namedtuple
 
+from melond.spec.cpulist import cpuset_text
 from melond.spec.timespec import SpecError, expand_bracketed
 
 _SUFFIX = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
@@ -214,21 +215,15 @@ def wanted(per_node: str | None, per_task: str | None, tasks: int) -> tuple[Gres
     return need(parse_list(per_node), parse_list(per_task), tasks)
 
 
-def whole(devices: tuple[Device, ...]) -> tuple[Gres, ...]:
-    """Every device of a node, as a request: what a whole-node job gets."""
-    return node_gres(devices)
+# The variables CUDA, ROCm and OpenCL read a process's GPUs from (remote/holder.py has the same).
+GPU_LISTS = ("CUDA_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES", "GPU_DEVICE_ORDINAL")
 
 
-def _ranges(ids: list[int]) -> str:
-    out: list[str] = []
-    for i in sorted(ids):
-        if out and "-" not in out[-1] and int(out[-1]) == i - 1:
-            out[-1] = f"{out[-1]}-{i}"
-        elif out and "-" in out[-1] and int(out[-1].split("-")[1]) == i - 1:
-            out[-1] = f"{out[-1].split('-')[0]}-{i}"
-        else:
-            out.append(str(i))
-    return ",".join(out)
+def visible(job_gpus: list[Device], mine: list[Device], local: bool) -> str:
+    """`mine` (some of `job_gpus`) as CUDA numbers them for the job: by their place among the
+    job's GPUs where its cgroup shows it only those (Slurm's ConstrainDevices), else by the
+    node's indexes, as the job sees every GPU."""
+    return ",".join(str(job_gpus.index(d)) if local else str(d.index) for d in mine)
 
 
 def format_used(devices: tuple[Device, ...], positions: set[int] | list[int]) -> str:
@@ -238,7 +233,7 @@ def format_used(devices: tuple[Device, ...], positions: set[int] | list[int]) ->
     out = []
     for g in node_gres(devices):
         idx = [d.index for i, d in enumerate(devices) if i in held and (d.name, d.type) == (g.name, g.type)]
-        out.append(f"{Gres(g.name, g.type, len(idx))}(IDX:{_ranges(idx) if idx else 'N/A'})")
+        out.append(f"{Gres(g.name, g.type, len(idx))}(IDX:{cpuset_text(idx) if idx else 'N/A'})")
     return ",".join(out)
 
 
