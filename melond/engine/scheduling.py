@@ -101,25 +101,28 @@ class SchedulingLoop:
                 self.passes.observe(done - began)
 
     def _node_views(self) -> tuple[planner.NodeView, ...]:
-        busy = self._busy() if any(n.gpu_busy for n in self.nodes.values()) else {}
+        busy = self._busy(self._holdings()[1]) if any(n.gpu_busy for n in self.nodes.values()) else {}
         return tuple(planner.NodeView(n.name, n.partition, n.cpus, n.memory, n.available, n.runs_for,
                                       tuple((gres.BUSY, None) if i in busy.get(n.name, ()) else (d.name, d.type)
                                             for i, d in enumerate(n.devices))) for n in self.nodes.values())
 
-    def _held(self) -> dict[str, set[int]]:
-        """The devices each node's running jobs hold (positions)."""
+    def _holdings(self) -> tuple[dict[str, set[int]], dict[str, set[int]]]:
+        """The CPUs and the devices (positions) each node's running jobs hold, in one walk."""
+        cpus: dict[str, set[int]] = {}
         devices: dict[str, set[int]] = {}
         for j in self.jobs.active.values():
-            if j.state is State.RUNNING:
-                for part in j.placed:
-                    if part.gres_ids:
-                        devices.setdefault(part.node, set()).update(parse_cpuset(part.gres_ids))
-        return devices
+            if j.state is not State.RUNNING:
+                continue
+            for part in j.placed:
+                if part.cpu_ids:
+                    cpus.setdefault(part.node, set()).update(parse_cpuset(part.cpu_ids))
+                if part.gres_ids:
+                    devices.setdefault(part.node, set()).update(parse_cpuset(part.gres_ids))
+        return cpus, devices
 
-    def _busy(self) -> dict[str, set[int]]:
-        """Devices busy with processes melond did not start (as their node last reported): never
-        handed out."""
-        held = self._held()
+    def _busy(self, held: dict[str, set[int]]) -> dict[str, set[int]]:
+        """Devices busy with processes melond did not start (as their node last reported), less
+        those running jobs hold (`held`): never handed out."""
         return {n.name: set(gres.foreign(n.gpu_busy, held.get(n.name, set()))) for n in self.nodes.values()
                 if n.gpu_busy}
 
@@ -132,17 +135,10 @@ class SchedulingLoop:
     def _taken(self) -> tuple[dict[str, set[int]], dict[str, set[int]]]:
         """The CPUs and the devices of each node a start may not have: those running jobs hold
         (and devices busy with others' processes). Read once per pass that starts something."""
-        taken: dict[str, set[int]] = {}
-        for j in self.jobs.active.values():
-            if j.state is not State.RUNNING:
-                continue
-            for part in j.placed:
-                if part.cpu_ids:
-                    taken.setdefault(part.node, set()).update(parse_cpuset(part.cpu_ids))
-        devices = self._held()
-        for name, busy in (self._busy().items() if any(n.gpu_busy for n in self.nodes.values()) else ()):
+        cpus, devices = self._holdings()
+        for name, busy in self._busy(devices).items():
             devices.setdefault(name, set()).update(busy)
-        return taken, devices
+        return cpus, devices
 
     def _devices(self, job: Job, node: NodeState, tasks: int, taken: dict[str, set[int]]) -> str | None:
         """The devices the job gets on `node` (positions in its list, cpuset form): none another
