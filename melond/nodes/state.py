@@ -41,9 +41,9 @@ class NodeState:
         (the inventory wins), and which of them run processes now."""
         if any(d.name == "gpu" for d in self.listed):
             return
-        self.devices = self.listed + tuple(Device("gpu", g.get("type") or None, i, g.get("file"))
-                                           for i, g in enumerate(gpus))
-        self.gpu_busy = {len(self.listed) + i: list(g.get("busy") or []) for i, g in enumerate(gpus) if g.get("busy")}
+        self.devices = self.listed + tuple(Device("gpu", g.get("type") or None, g["index"], g.get("file"))
+                                           for g in gpus)
+        self.busy_now(gpus)
 
     @property
     def detected(self) -> bool:

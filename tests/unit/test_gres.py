@@ -98,7 +98,8 @@ def test_an_allow_list_is_narrowed_minor_by_minor_around_the_denied_devices() ->
 def test_gpus_reported_by_the_driver_are_the_nodes_unless_the_inventory_lists_some() -> None:
     from melond.nodes.state import NodeState
     from melond.spec.gres import Device
-    found = [{"type": "t4", "file": "/dev/nvidia0", "busy": []}, {"type": "t4", "file": "/dev/nvidia3", "busy": [7]}]
+    found = [{"index": 0, "type": "t4", "file": "/dev/nvidia0", "busy": []},
+             {"index": 1, "type": "t4", "file": "/dev/nvidia3", "busy": [7]}]
     node = NodeState("n", "p", 4, 1024, devices=(Device("lic", None, 0, None),))
     node.found_gpus(found)
     assert node.devices[1:] == (Device("gpu", "t4", 0, "/dev/nvidia0"), Device("gpu", "t4", 1, "/dev/nvidia3"))
