@@ -82,6 +82,27 @@ def _unchunk(data: bytes) -> bytes:
         pos = end + 4 + size
 
 
+def _chunks(sock, data: bytes):
+    """A chunked body's pieces as they arrive, `data` being what came with the headers."""
+    while True:
+        while b"\r\n" not in data:
+            more = sock.recv(65536)
+            if not more:
+                raise BadReply("a chunked reply ended early")
+            data += more
+        size_text, _, data = data.partition(b"\r\n")
+        size = int(size_text.split(b";")[0], 16)
+        if size == 0:
+            return
+        while len(data) < size + 2:
+            more = sock.recv(max(65536, size + 2 - len(data)))
+            if not more:
+                raise BadReply("a chunked reply ended early")
+            data += more
+        yield data[:size]
+        data = data[size + 2:]
+
+
 def default_token_file() -> str:
     base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
     return os.path.join(base, "melon", "token")
@@ -147,38 +168,62 @@ class Client:
     def call(self, method: str, path: str, body: dict | None = None, query: dict | None = None,
              timeout: float | None = None) -> dict:
         """One request; the typed MelonError the server sent, or Unreachable."""
+        wait = timeout or self.timeout
+        try:
+            sock = self._send(method, path, body, query, wait)
+            try:
+                status, raw = parse_reply(_read_all(sock))
+            finally:
+                sock.close()
+        except (OSError, BadReply, ValueError) as exc:
+            raise self._unreachable(exc, wait) from None
+        return self._payload(status, raw)
+
+    def lines(self, method: str, path: str, body: dict | None = None):
+        """A reply of JSON lines, each as it comes (a streamed answer, however long it is quiet)."""
+        try:
+            sock = self._send(method, path, body, None, self.timeout)
+        except (OSError, BadReply, ValueError) as exc:
+            raise self._unreachable(exc, self.timeout) from None
+        try:
+            data = b""
+            while b"\r\n\r\n" not in data:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    raise BadReply("the reply ended before its headers")
+                data += chunk
+            head, _, data = data.partition(b"\r\n\r\n")
+            if b"transfer-encoding: chunked" not in head.lower():
+                status, raw = parse_reply(head + b"\r\n\r\n" + data + _read_all(sock))
+                yield self._payload(status, raw)
+                return
+            sock.settimeout(None)
+            pending = b""
+            for piece in _chunks(sock, data):
+                *whole, pending = (pending + piece).split(b"\n")
+                for line in whole:
+                    if line.strip():
+                        yield wirejson.loads(line)
+        except (OSError, BadReply, ValueError) as exc:
+            raise self._unreachable(exc, self.timeout) from None
+        finally:
+            sock.close()
+
+    def _send(self, method: str, path: str, body: dict | None, query: dict | None, wait: float):
         url = "/api/v1" + path + ("?" + query_string(query) if query else "")
         data = wirejson.dumps(body).encode() if body is not None else b""
         request = (f"{method} {url} HTTP/1.1\r\nHost: melond\r\nConnection: close\r\n".encode() + self.header
                    + (b"Content-Type: application/json\r\nContent-Length: %d\r\n" % len(data) if data
                       else b"Content-Length: 0\r\n" if method == "POST" else b"") + b"\r\n" + data)
-        wait = timeout or self.timeout
+        sock = self._connect(wait)
         try:
-            sock = self._connect(wait)
-            try:
-                sock.sendall(request)
-                status, raw = parse_reply(_read_all(sock))
-            finally:
-                sock.close()
-        except ConnectionRefusedError as exc:
-            if self.endpoint.startswith("unix:"):
-                raise Unreachable(f"cannot reach melond at {self.endpoint} ({exc.strerror}): the socket was left by a "
-                                  f"melond that is no longer running. Start it again (`melond &`), or remove "
-                                  f"{self.endpoint[5:]} to use the system melond, if there is one") from None
-            raise Unreachable(f"cannot reach melond at {self.endpoint} ({exc.strerror}). {START_HINT}") from None
-        except FileNotFoundError as exc:
-            raise Unreachable(f"cannot reach melond at {self.endpoint} ({exc.strerror}). {START_HINT}") from None
-        except PermissionError:
-            raise Unreachable(f"not allowed to connect to {self.endpoint}; ask the administrator to make the "
-                              f"socket accessible (melond sets mode 0666)") from None
-        except TimeoutError:
-            raise Unreachable(f"melond at {self.endpoint} did not answer within {wait:g} s; it may be "
-                              f"overloaded: try again, or ask its administrator") from None
-        except _socket.gaierror as exc:
-            raise Unreachable(f"cannot resolve the host of {self.endpoint}: {exc.strerror}") from None
-        except (OSError, BadReply, ValueError) as exc:
-            hint = " (if melond serves TLS there, use https://)" if self.endpoint.startswith("http://") else ""
-            raise Unreachable(f"lost the connection to melond at {self.endpoint}: {exc}{hint}") from None
+            sock.sendall(request)
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+
+    def _payload(self, status: int, raw: bytes) -> dict:
         try:
             payload = wirejson.loads(raw) if raw else {}
         except ValueError:
@@ -186,6 +231,27 @@ class Client:
         if status >= 400:
             raise from_wire(payload, status)
         return payload
+
+    def _unreachable(self, exc: Exception, wait: float) -> Unreachable:
+        """A failure to reach melond, or of the connection, said with what to do."""
+        if isinstance(exc, ConnectionRefusedError):
+            if self.endpoint.startswith("unix:"):
+                return Unreachable(f"cannot reach melond at {self.endpoint} ({exc.strerror}): the socket was left by a "
+                                   f"melond that is no longer running. Start it again (`melond &`), or remove "
+                                   f"{self.endpoint[5:]} to use the system melond, if there is one")
+            return Unreachable(f"cannot reach melond at {self.endpoint} ({exc.strerror}). {START_HINT}")
+        if isinstance(exc, FileNotFoundError):
+            return Unreachable(f"cannot reach melond at {self.endpoint} ({exc.strerror}). {START_HINT}")
+        if isinstance(exc, PermissionError):
+            return Unreachable(f"not allowed to connect to {self.endpoint}; ask the administrator to make the "
+                               f"socket accessible (melond sets mode 0666)")
+        if isinstance(exc, TimeoutError):
+            return Unreachable(f"melond at {self.endpoint} did not answer within {wait:g} s; it may be "
+                               f"overloaded: try again, or ask its administrator")
+        if isinstance(exc, _socket.gaierror):
+            return Unreachable(f"cannot resolve the host of {self.endpoint}: {exc.strerror}")
+        hint = " (if melond serves TLS there, use https://)" if self.endpoint.startswith("http://") else ""
+        return Unreachable(f"lost the connection to melond at {self.endpoint}: {exc}{hint}")
 
     def _unix_first(self, paths: list[str], timeout: float) -> _socket.socket:
         """The first socket that accepts. One that refuses was left by a melond that died (the

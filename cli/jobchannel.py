@@ -10,6 +10,7 @@ import os
 from melond.errors import MelonError
 
 ENV = "MELON_NODE_SOCKET"
+API_ENV = "MELON_JOB_API"  # in salloc's command on the login node: the API srun asks instead (no node there)
 TIMEOUT = 40.0  # the node waits 30 s for melond's answer
 
 
@@ -50,14 +51,32 @@ def ask(request: dict) -> dict:
     return reply
 
 
+def available() -> bool:
+    """Is there a way to melond for this job's srun: its node's channel, or salloc's API on the login node?"""
+    return ENV in os.environ or (API_ENV in os.environ and own_job() is not None)
+
+
+def on_login_node() -> bool:
+    """Does this process run in salloc's command on the login node (use_interactive_step off)?"""
+    return ENV not in os.environ and API_ENV in os.environ and own_job() is not None
+
+
+def api():
+    """The API salloc's command on the login node asks (MELON_JOB_API)."""
+    from melon_cli.client import Client
+    return Client.from_environment(os.environ[API_ENV])
+
+
 def exchange(request: dict) -> dict:
     """One request, its answer as it came (`ok` false included, for a caller that acts on `error.code`)."""
-    import _socket  # only inside a job: the login node's common path loads neither; `socket` costs enums
-    import json
-    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
-    sock.settimeout(TIMEOUT)
+    if on_login_node():
+        try:
+            return api().call("POST", f"/jobs/{own_job()}/ask", request)
+        except MelonError as exc:
+            return {"ok": False, **exc.to_wire()}
+    import json  # only inside a job: the login node's common path loads it not
+    sock = connect(TIMEOUT)
     try:
-        sock.connect(_address())
         try:
             sock.sendall(json.dumps(request).encode() + b"\n")
         except BrokenPipeError:
@@ -79,11 +98,12 @@ def exchange(request: dict) -> dict:
 def stream(request: dict):
     """A streamed ask: each line of the answer as it comes, the last being the answer itself
     (`ok` set); ends early, without it, where the channel closes first."""
-    import _socket
+    if on_login_node():
+        yield from api().lines("POST", f"/jobs/{own_job()}/ask", request)
+        return
     import json
-    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    sock = connect()
     try:
-        sock.connect(_address())
         sock.sendall(json.dumps(request).encode() + b"\n")
         pending = b""
         while chunk := sock.recv(1 << 16):
@@ -93,6 +113,19 @@ def stream(request: dict):
                 yield json.loads(line)
     finally:
         sock.close()
+
+
+def connect(timeout: float | None = None):
+    """A connection to this node's job channel (`_socket`: `socket` costs its enums)."""
+    import _socket
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    try:
+        sock.connect(_address())
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 def _address() -> str:

@@ -179,6 +179,9 @@ class Inventory(Strict):
     gpu_sample_interval: float = Field(default=30.0, gt=0)  # seconds between asking GPU nodes' nvidia-smi for use
     max_batch_requeue: int = Field(default=5, ge=0)  # automatic requeues of one job (Slurm's MaxBatchRequeue)
     return_to_service: Literal[0, 1] = 1  # 1: a lost node returns by itself once reachable; 0: stays drained
+    # salloc's command on a terminal on the allocation's first node (Slurm's LaunchParameters=use_interactive_step,
+    # which most sites set); false: on the login node where salloc runs, its srun asking melond's API
+    use_interactive_step: bool = True
     tasks_max: int = Field(default=8192, ge=0)
     limits: Limits = Limits()
     partitions: dict[str, Partition] = {}

@@ -28,7 +28,9 @@ ANSWER_TIMEOUT = 30.0  # seconds melond has to answer an ask
 READ_TIMEOUT = 10.0
 STARTING_GRACE = 3.0  # seconds an unknown asker may be a job whose start is still being recorded
 MAX_LINE = 1 << 20  # srun's launch of tasks on further nodes carries its environment
-STREAMED = ("step_launch",)  # asks answered by a stream of lines (Op.RELAY) before their answer
+STREAMED = ("step_launch", "step_pty")  # asks answered by a stream of lines (Op.RELAY) before their answer
+FED = ("step_pty",)  # streamed asks whose asker goes on writing: each line goes to melond as Event.ASK_INPUT
+MAX_INPUT = 1 << 20  # one line of what the user typed
 
 
 def address(scope: str) -> str:
@@ -171,7 +173,7 @@ class JobChannel:
         self.send({"event": Event.ASK, "ask": ask, "job_id": job_id, "run": run, "uid": uid,
                    "request": {k: request[k] for k in ASKED if k in request}})
         if request["op"] in STREAMED:
-            return await self._streamed(ask, fut, reader, writer, job_id, run)
+            return await self._streamed(ask, fut, reader, writer, job_id, run, fed=request["op"] in FED)
         try:
             return await asyncio.wait_for(fut, ANSWER_TIMEOUT)
         except TimeoutError:
@@ -181,26 +183,39 @@ class JobChannel:
 
 
     async def _streamed(self, ask: int, fut: asyncio.Future, reader: asyncio.StreamReader,
-                        writer: asyncio.StreamWriter, job_id: int, run: int) -> dict:
+                        writer: asyncio.StreamWriter, job_id: int, run: int, fed: bool = False) -> dict:
         """Lines relayed as they come, then the answer; should the asking process go first (srun
-        killed), melond hears so and ends what it started for it."""
+        killed), melond hears so and ends what it started for it. `fed`: what the asker writes
+        meanwhile (a terminal's keystrokes and window sizes) goes on to melond."""
         self.streams[ask] = writer
-        gone = asyncio.ensure_future(reader.read(1))
+        about = {"ask": ask, "job_id": job_id, "run": run}
+        gone = asyncio.ensure_future(self._input(reader, about) if fed else reader.read(1))
         try:
             await asyncio.wait([fut, gone], return_when=asyncio.FIRST_COMPLETED)
             if fut.done():
                 return fut.result()
-            self.send({"event": Event.ASK_GONE, "ask": ask, "job_id": job_id, "run": run})
+            self.send({"event": Event.ASK_GONE, **about})
             return _refused("gone", "the asking process went away")
         finally:
             gone.cancel()
             self.streams.pop(ask, None)
             self.waiting.pop(ask, None)
 
+    async def _input(self, reader: asyncio.StreamReader, about: dict) -> None:
+        """Each line the asker writes, on to melond, until it closes its side."""
+        while line := await reader.readline():
+            try:
+                message = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(message, dict) and len(line) <= MAX_INPUT:
+                self.send({"event": Event.ASK_INPUT, **about,
+                           "message": {k: message[k] for k in ("stdin", "resize") if k in message}})
+
 
 ASKED = ("op", "add", "to", "max", "dry_run", "name", "ntasks", "cpus", "mode", "step_id", "exit_code", "signal",
          "cpu_time", "max_rss", "oom", "argv", "cwd", "env", "nodes", "nodelist", "layout",
-         "cpus_per_task", "gpus")  # what a request may carry on to melond
+         "cpus_per_task", "gpus", "rows", "cols", "node")  # what a request may carry on to melond
 
 
 def _count(value: object, least: int = 0) -> bool:
@@ -249,9 +264,22 @@ def _check_launch(request: dict) -> str | None:
     return None
 
 
+def _check_pty(request: dict) -> str | None:
+    """srun --pty inside the job: a command on a terminal on one of its nodes."""
+    argv = request.get("argv")
+    if not (isinstance(argv, list) and argv and all(isinstance(a, str) for a in argv)
+            and isinstance(request.get("cwd", ""), str) and isinstance(request.get("env", {}), dict)
+            and _count(request.get("rows", 24), 1) and _count(request.get("cols", 80), 1)
+            and isinstance(request.get("node", ""), str) and len(request.get("node", "")) < 256):
+        return '{"op": "step_pty", "argv": [...], "cwd": DIR, "env": {...}, "rows": N, "cols": N, "node": NAME}'
+    return None
+
+
 def _check(request: object) -> str | None:
     if isinstance(request, dict) and request == {"op": "requeue"}:
         return None
+    if isinstance(request, dict) and request.get("op") == "step_pty":
+        return _check_pty(request)
     if isinstance(request, dict) and request.get("op") in ("step_start", "step_end"):
         return _check_step(request)
     if isinstance(request, dict) and request.get("op") in ("step_launch", "step_signal"):

@@ -177,6 +177,9 @@ class Holder:
         if request.get("attach") is not None:
             self._reattach(conn, int(request["attach"]), request.get("pty"), rest)
             return
+        if request.get("release") is not None:  # salloc's shell on the login node ended: so does the job
+            conn.close()
+            _exit_as(int(request["release"]))
         step = Step(conn)
         self.steps.append(step)
         if request.get("pty"):

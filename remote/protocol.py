@@ -22,7 +22,9 @@ class Op(StrEnum):
     LIST = "list"  # every run in the spool and its state
     FORGET = "forget"  # runs: [[job_id, run], ...] whose end melond has committed
     ANSWER = "answer"  # ask, reply: melond's answer to a job's ask (Event.ASK)
-    LAUNCH = "launch"  # job_id, run, step, argv, cwd, tasks: srun's tasks on a further node of the job (remote/holder.py)
+    # job_id, run, step, argv, cwd, tasks: srun's tasks on a further node of the job (remote/holder.py); with `pty`:
+    # a terminal; with `release`: the allocation ends with that exit code (its shell ran on the login node)
+    LAUNCH = "launch"
     RELAY = "relay"  # ask, message: one of the lines a streamed answer to a job's ask carries (before its ANSWER)
     FEED = "feed"  # job_id, run, step, stdin (base64) | resize ([rows, cols]) | hangup: a terminal's input (Op.LAUNCH with pty)
     READ_OUTPUT = "read_output"  # path, user, uid, offset, limit: part of a job's output file, opened as the user (remote/output.py)
@@ -36,6 +38,7 @@ class Event(StrEnum):
     EXITED = "exited"  # job_id, run, result: a run ended
     ASK = "ask"  # ask, job_id, run, uid, request: a running job asks (remote/asks.py); melond answers with Op.ANSWER
     ASK_GONE = "ask_gone"  # ask, job_id, run: the process waiting for a streamed answer went away
+    ASK_INPUT = "ask_input"  # ask, job_id, run, message: what srun --pty's user types ({stdin} | {resize})
     TASK = "task"  # job_id, run, step, message: a line from a further node's tasks (remote/holder.py)
 
 

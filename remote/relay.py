@@ -40,6 +40,11 @@ async def launch(scope: str, msg: dict, send: Callable[[dict], None]) -> None:
         await writer.drain()
         asyncio.ensure_future(_relay(reader, writer, {"job_id": job_id, "run": run, "step": step}, send))
         return
+    if msg.get("release") is not None:  # the allocation's end, with its shell's exit code
+        writer.write(json.dumps({"release": int(msg["release"])}).encode() + b"\n")
+        await writer.drain()
+        writer.close()
+        return
     request = {"step": step, "argv": msg["argv"], "cwd": msg.get("cwd"), "env": msg.get("env") or {},
                "tasks": msg["tasks"]}
     if msg.get("pty"):  # a terminal: [rows, cols]; `final`: its end is the job's (an interactive allocation)

@@ -20,7 +20,7 @@ import click
 import roff
 from melon_cli import macct, mbatch, mcancel, mextend, mhold, minfo, mnode, mqueue, mshow, mtoken
 from melon_cli.slurm import argv as slurm_argv
-from melon_cli.slurm import env, salloc, sacct, sbatch, scancel, scontrol, sdiag, sinfo, squeue, srun, tables
+from melon_cli.slurm import env, salloc, sacct, sattach, sbatch, scancel, scontrol, sdiag, sinfo, squeue, srun, tables
 from melond import main as melond_main
 from melond.spec.slurm_options import SALLOC_OPTIONS, SBATCH_OPTIONS, SRUN_OPTIONS
 from melond.version import HELP as VERSION_HELP
@@ -43,13 +43,14 @@ SLURM_COMMANDS = {"squeue": squeue.COMMAND, "sinfo": sinfo.COMMAND, "sacct": sac
 SUMMARIES = {"sbatch": "submit a batch script to melond, with Slurm's sbatch options",
              "srun": "run a job's tasks, or a command as a job of its own, with Slurm's srun options",
              "salloc": "an interactive allocation, and a shell (or a command) on a terminal in it",
+             "sattach": "attach to a running interactive step's terminal from another login",
              "scontrol": "update, hold, release, requeue and show jobs; show partitions, nodes and the config",
              env.PROG: "put Slurm's command names, backed by melond, on PATH and MANPATH"}
 #: A Slurm option table: (long name, has_arg, short letter), as cli.slurm.tables and slurm_options hold them.
 Table = tuple[tuple[str, int, str], ...]
 #: Which of Melon's commands each Slurm name stands for, for SEE ALSO.
 MIRRORS = {"sbatch": "mbatch", "srun": "mbatch", "salloc": "mbatch", "squeue": "mqueue", "sinfo": "minfo", "sacct": "macct",
-           "scancel": "mcancel", "scontrol": "mextend", "sdiag": "minfo"}
+           "scancel": "mcancel", "scontrol": "mextend", "sdiag": "minfo", "sattach": "mqueue"}
 
 
 def context(cmd: click.Command, name: str, parent: click.Context | None = None) -> click.Context:
@@ -190,6 +191,17 @@ def salloc_page() -> roff.Page:
     return prose_page("salloc", salloc.HELP, [roff.Section("Options", items=tuple(items))])
 
 
+def sattach_page() -> roff.Page:
+    own = {"quiet": "No line of sattach's own (the attached line).",
+           "pty": "Accepted: every step sattach reaches has a terminal.",
+           "label": "Accepted; a terminal's output has no task labels."}
+    items = [*(roff.Item(flags(tables.SATTACH, n), None, words) for n, words in own.items()),
+             *slurm_help_items(tables.SATTACH, "Print the help and exit.")]
+    refused = roff.Section("Other Slurm options", "Refused with `error: OPTION is not supported by Melon`: "
+                           + spelled(tables.SATTACH, list(sattach.UNSUPPORTED)) + ".")
+    return prose_page("sattach", sattach.HELP, [roff.Section("Options", items=tuple(items)), refused])
+
+
 def scontrol_page() -> roff.Page:
     items = [*(roff.Item(flags(tables.SCONTROL, n), None, words) for n, words in scontrol.OWN_OPTIONS.items()),
              *slurm_help_items(tables.SCONTROL, "Print the usage and exit.")]
@@ -221,7 +233,8 @@ def pages() -> dict[str, str]:
            for name, make in MELON.items()}
     out[os.path.join(MELON_DIR, f"{env.PROG}.1")] = roff.render(melon_slurm_page())
     slurm = {name: slurm_command_page(name, command) for name, command in SLURM_COMMANDS.items()}
-    slurm |= {"sbatch": sbatch_page(), "srun": srun_page(), "scontrol": scontrol_page(), "salloc": salloc_page()}
+    slurm |= {"sbatch": sbatch_page(), "srun": srun_page(), "scontrol": scontrol_page(), "salloc": salloc_page(),
+              "sattach": sattach_page()}
     out |= {os.path.join(SLURM_DIR, f"{name}.1"): roff.render(page) for name, page in sorted(slurm.items())}
     return out
 

@@ -4,7 +4,9 @@ in it (cli/terminal.py), and its end said as Slurm says it.
 
 The job is `interactive`: melond starts a holder on each of its nodes instead of a script, and
 the command runs on a pty on its first node, where `srun` inside reaches the job's other nodes
-through the job channel, as in a batch job.
+through the job channel, as in a batch job. Where the inventory turns use_interactive_step off,
+salloc's command runs here on the login node instead, with the allocation's variables, and
+`srun` in it starts every task through melond's API (`login_shell`).
 """
 from __future__ import annotations
 
@@ -103,6 +105,77 @@ def session(prog: str, c: Client, job: dict, argv: list[str], cwd: str | None) -
             sys.stderr.write(f"{prog}: error: {node}: task 0: {signal.strsignal(-code) or -code}\n")
         return 128 - code
     return code
+
+
+def login_shell(prog: str, c: Client, job: dict, argv: list[str], env: dict[str, str], cwd: str | None) -> int:
+    """The command here, on the login node, as Slurm's salloc runs it without use_interactive_step:
+    with the allocation's SLURM_* variables, `srun` in it reaching the allocated nodes through
+    melond's API (MELON_JOB_API); its end ends the allocation with its exit code, and the
+    allocation's end (scancel, its time limit) ends it. Told before the end, as a terminal on a
+    node is (melond.spec.notices)."""
+    import signal
+    import subprocess
+    import threading
+
+    from melon_cli.jobchannel import API_ENV
+    jid = job["id"]
+    try:
+        child = subprocess.Popen(argv, env={**os.environ, **env, API_ENV: c.endpoint}, cwd=cwd)
+    except OSError as exc:
+        _relinquish(c, jid, 1)
+        raise MelonError(f"cannot run {argv[0]}: {exc.strerror}") from None
+    # the keyboard's signals are the command's; a hangup or TERM is passed on to it, and its end ends the allocation
+    ignored = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGQUIT, signal.SIGTSTP)}
+    for sig in (signal.SIGHUP, signal.SIGTERM):
+        ignored[sig] = signal.signal(sig, lambda signum, _frame: child.send_signal(signum))
+    revoked = threading.Event()
+    threading.Thread(target=_watch, args=(prog, c, jid, child, revoked), daemon=True).start()
+    try:
+        code = child.wait()
+    finally:
+        for sig, previous in ignored.items():
+            signal.signal(sig, previous)
+    if not revoked.is_set():
+        _relinquish(c, jid, code if code >= 0 else 128 - code)
+        _ended(c, jid)
+    return code if code >= 0 else 128 - code
+
+
+def _relinquish(c: Client, jid: int, code: int) -> None:
+    try:
+        c.call("POST", f"/jobs/{jid}/relinquish", {"exit_code": min(max(code, 0), 255)})
+    except MelonError as exc:
+        sys.stderr.write(f"salloc: error: could not end job allocation {jid} ({exc}); scancel {jid} ends it\n")
+
+
+def _watch(prog: str, c: Client, jid: int, child, revoked) -> None:
+    """While the command runs: the end's nearing said (once per end: an extension moves it),
+    and the command ended (HUP, then KILL) once the allocation is gone, as Slurm's salloc does."""
+    import signal
+
+    from melond.spec.notices import end_lead, end_notice
+    told = None
+    while child.poll() is None:
+        try:
+            job = c.call("GET", f"/jobs/{jid}", query={"wait": 5})
+        except MelonError:
+            time.sleep(1)
+            continue
+        if job["state"] in FINISHED_SHORT:
+            revoked.set()
+            why = " due to its time limit" if job["state"] == "TO" else ""
+            sys.stderr.write(f"\n{prog}: Job allocation {jid} has been revoked{why}.\n")
+            for sig, wait in ((signal.SIGHUP, 5.0), (signal.SIGKILL, 0.0)):
+                if child.poll() is None:
+                    child.send_signal(sig)
+                    time.sleep(wait)
+            return
+        deadline = job.get("deadline")
+        if deadline and deadline != told:
+            left = deadline - time.time()
+            if 0 < left <= end_lead(job.get("signal"), job.get("time_limit")):
+                told = deadline
+                sys.stderr.write(f"\n{end_notice(jid, left)}\n")
 
 
 def _ended(c: Client, jid: int) -> dict | None:

@@ -21,6 +21,8 @@ def advertised_address(node: str) -> str:
     where that resolves (names in SLURM_JOB_NODELIST resolve on a cluster's nodes), else the
     machine's own name's, else loopback (every task is here)."""
     for name in (node, socket.gethostname()):
+        if not name:  # srun on the login node: no job's name for it
+            continue
         try:
             return socket.gethostbyname(name)
         except OSError:

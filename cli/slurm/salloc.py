@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _salloc(found: list[tuple[str, str | None]], command: list[str]) -> int:
-    from melon_cli.slurm.interactive import allocate, session
+    from melon_cli.slurm.interactive import allocate, login_shell, session
     cli: dict[str, str | bool] = {}
     flags: dict[str, str] = {}
     for name, value in found:
@@ -79,7 +79,12 @@ def _salloc(found: list[tuple[str, str | None]], command: list[str]) -> int:
     c, job = allocate(PROG, cli, announce=True, immediate=immediate)
     if "no-shell" in flags:
         return 0
-    code = session(PROG, c, job, argv, cli.get("chdir") or os.getcwd())  # type: ignore[arg-type]
+    cwd = str(cli.get("chdir") or os.getcwd())
+    where = c.call("GET", f"/jobs/{job['id']}/allocation")
+    if where["interactive_step"]:
+        code = session(PROG, c, job, argv, cwd)
+    else:
+        code = login_shell(PROG, c, job, argv, where["environment"], cwd)
     sys.stderr.write(f"{PROG}: Relinquishing job allocation {job['id']}\n")
     return code
 

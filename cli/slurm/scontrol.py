@@ -174,7 +174,8 @@ def _show_config() -> None:
     settings = [
         ("AccountingStorageType", "accounting_storage/melond"), ("ClusterName", conf["cluster_name"]),
         ("DefMemPerNode", "UNLIMITED"), ("InactiveLimit", "0 sec"), ("JobRequeue", "1"),
-        ("KillWait", f"{conf['kill_wait']:g} sec"), ("MaxArraySize", str(conf["max_array_tasks"] + 1)),
+        ("KillWait", f"{conf['kill_wait']:g} sec"), ("LaunchParameters", conf.get("launch_parameters") or "(null)"),
+        ("MaxArraySize", str(conf["max_array_tasks"] + 1)),
         ("MaxBatchRequeue", str(conf["max_batch_requeue"])), ("MaxTasksPerNode", str(conf["tasks_max"] or 512)),
         ("MinJobAge", f"{MIN_JOB_AGE} sec"), ("OverTimeLimit", "0 min"),
         ("ReturnToService", str(conf["return_to_service"])), ("SchedulerType", "sched/melon"),

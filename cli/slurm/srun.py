@@ -59,8 +59,12 @@ def main(argv: list[str] | None = None) -> None:
         inside = "MELON_JOB_ID" in os.environ and "SLURM_JOB_ID" in os.environ
         if not inside:
             _check_shape(opts)
-        if not inside and "pty" in opts:
-            sys.exit(run_pty(opts, command))
+        if "pty" in opts:
+            if not inside:
+                sys.exit(run_pty(opts, command))
+            code = pty_step(opts, command)
+            if code is not None:
+                sys.exit(code)
         sys.exit(run_tasks(opts, command) if inside else run_outside(opts, command))
     except MelonError as exc:
         sys.stderr.write(f"{PROG}: error: {exc}\n")
@@ -86,11 +90,21 @@ def _check_shape(opts: dict[str, str]) -> None:
     _count(_ntasks(opts), "ntasks")
 
 
+def _here() -> str:
+    """This node, as the job names it; none in salloc's command on the login node (no task of
+    the job runs there: srun starts them all through melond)."""
+    from melon_cli import jobchannel
+    if jobchannel.on_login_node():
+        return ""
+    return os.environ.get("SLURMD_NODENAME") or os.uname().nodename
+
+
 def _allocation() -> tuple[list[str], list[int]]:
     """The job's nodes, as it names them, and its CPUs on each, from its environment."""
     env = os.environ
-    here = env.get("SLURMD_NODENAME") or os.uname().nodename
-    if int(env.get("SLURM_JOB_NUM_NODES") or env.get("SLURM_NNODES") or 1) > 1 and env.get("SLURM_JOB_NODELIST"):
+    here = _here()
+    spans = int(env.get("SLURM_JOB_NUM_NODES") or env.get("SLURM_NNODES") or 1) > 1
+    if (spans or not here) and env.get("SLURM_JOB_NODELIST"):
         from melond.spec.shape import uncompressed
         from melond.spec.timespec import expand_hostlist
         hosts = expand_hostlist(env["SLURM_JOB_NODELIST"])
@@ -140,7 +154,7 @@ def _ask_step(request: dict) -> dict | None:
     to ask (an older node helper, a job channel gone with its node): the step then runs
     unrecorded as step 0."""
     from melon_cli import jobchannel
-    if jobchannel.ENV not in os.environ:
+    if not jobchannel.available():
         return None
     try:
         return jobchannel.exchange(request)
@@ -201,7 +215,7 @@ def run_tasks(opts: dict[str, str], command: list[str]) -> int:
     ntasks = placed.ntasks
     name = opts.get("job-name") or os.path.basename(command[0])
     job = os.environ.get("SLURM_JOB_ID", "0")
-    here = os.environ.get("SLURMD_NODENAME") or os.uname().nodename
+    here = _here()
     request = {"op": "step_start", "name": name[:200] or "srun", "ntasks": ntasks, "cpus": ntasks * per_task,
                "mode": _mode(opts)}
     if len(placed.nodes) > 1:
@@ -220,7 +234,8 @@ def run_tasks(opts: dict[str, str], command: list[str]) -> int:
                          f"and tasks on other nodes ({', '.join(n for n in placed.nodes if n != here)}) start "
                          f"only through it; try again")
     local = placed.tasks[placed.nodes.index(here)] if here in placed.nodes else []
-    granted = {} if _unbound(opts) else (numbered or {}).get("node_cpu_ids") or {here: (numbered or {}).get("cpu_ids")}
+    granted = {} if _unbound(opts) else (numbered or {}).get("node_cpu_ids") or \
+        {here or placed.nodes[0]: (numbered or {}).get("cpu_ids")}
     bindings = {node: _binding(granted.get(node) or [], len(tasks), per_task)
                 for node, tasks in zip(placed.nodes, placed.tasks)}
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -489,7 +504,7 @@ class _Remote:
                     answer = line
                     break
                 self._line(line)
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, MelonError) as exc:
             answer = {"ok": False, "error": {"message": str(exc)}}
         if answer is None or not answer.get("ok"):
             why = (answer or {}).get("error", {}).get("message") or "the job channel closed (melond restarted, or " \
@@ -746,6 +761,44 @@ def _job_cli(opts: dict[str, str], command: list[str]) -> dict[str, str | bool]:
             cli[SLURM_PREFIX + name] = value
     cli.setdefault("job-name", os.path.basename(command[0]))
     return cli
+
+
+def pty_step(opts: dict[str, str], command: list[str]) -> int | None:
+    """`srun --pty CMD` inside an allocation: CMD on a terminal of its own on the step's first node
+    (the job's first, or the one -w names), as a step of the job, in its cgroup; srun exits with
+    its code. None where the job holds no terminal (a batch job): the step then runs as any other,
+    on srun's own terminal."""
+    from melon_cli import jobchannel
+    from melon_cli.terminal import attach, attach_channel
+    one = {"ntasks": "1", "nodes": "1"}  # a terminal is one task: on one node unless -n/-N say more
+    placed = _step_layout({**one, **opts}, _count(opts.get("cpus-per-task") or "1", "cpus-per-task"))
+    if placed.ntasks > 1:
+        sys.stderr.write(f"{PROG}: warning: --pty runs one task, on {placed.nodes[0]}\n")
+    node, cwd, job = placed.nodes[0], opts.get("chdir") or os.getcwd(), os.environ["SLURM_JOB_ID"]
+    if jobchannel.on_login_node():
+        code = attach(jobchannel.api(), int(job), command, cwd=cwd, final=False, prog=PROG, node=node)
+    elif jobchannel.ENV in os.environ:
+        env = {k: v for k, v in os.environ.items() if k != STEP_MARK}
+        answer = attach_channel({"op": "step_pty", "argv": command, "cwd": cwd, "env": env, "node": node})
+        if not answer.get("ok"):
+            error = answer.get("error") or {}
+            if error.get("code") == "not_interactive":
+                sys.stderr.write(f"{PROG}: warning: --pty: {error.get('message')}\n")
+                return None
+            if error.get("code") == "unavailable":
+                raise MelonError(f"lost the terminal on {node}: {error.get('message')}; what ran on it runs on until "
+                                 f"job {job} ends (squeue -s -j {job} lists its steps, scancel J.S ends one)")
+            raise MelonError(f"Unable to create step for job {job}: {error.get('message') or 'refused'}")
+        code = answer.get("exit")
+    else:
+        return None
+    if code is None:
+        sys.stderr.write(f"{PROG}: error: {node}: the terminal's end was not heard; its step may run on\n")
+        return 1
+    if code < 0:
+        sys.stderr.write(f"{PROG}: error: {node}: task 0: {_signal_name(-code)}\n")
+        return 128 - code
+    return code
 
 
 def run_pty(opts: dict[str, str], command: list[str]) -> int:

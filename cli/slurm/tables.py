@@ -5,7 +5,8 @@ resolves an abbreviation against the whole table and lists an ambiguity's possib
 order, so the order and the options Melon does not act on matter too. An entry with the short
 letter of an earlier one is that option under a second name (one `val`); a name of "" is a short
 option with no long name. Sources: src/squeue/opts.c, src/sinfo/opts.c, src/sacct/options.c,
-src/scancel/opt.c, src/scontrol/scontrol.c, src/sdiag/opts.c (parse_command_line / _opt_args / main).
+src/scancel/opt.c, src/scontrol/scontrol.c, src/sdiag/opts.c, src/sattach/opt.c (parse_command_line /
+_opt_args / main).
 """
 from __future__ import annotations
 
@@ -75,3 +76,9 @@ SDIAG = (
 
 #: Second names of one option that share no short letter (squeue's OPT_LONG_SIBLING).
 SAME = {"sibling": "sib"}
+
+SATTACH = (  # src/sattach/opt.c
+    ("error-filter", R, ""), ("help", N, "h"), ("input-filter", R, ""), ("label", N, "l"), ("layout", N, ""),
+    ("output-filter", R, ""), ("pty", N, ""), ("quiet", N, "Q"), ("usage", N, "u"), ("verbose", N, "v"),
+    ("version", N, "V"),
+)

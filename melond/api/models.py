@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from melond.api.tokens import MAX_TTL
 from melond.spec.notices import TYPES as NOTICE_TYPES
@@ -175,6 +175,69 @@ class TerminalOpen(Body):
     env: dict[EnvName, Text] = {}
     cwd: Annotated[str, Field(min_length=1, max_length=PATH_MAX), AfterValidator(_no_nul)] | None = None
     final: bool = True
+    watch: bool = Field(default=False, description="with `step`: one more reader of a session that runs on (sattach)")
+    node: Annotated[str, Field(min_length=1, max_length=255)] | None = Field(
+        default=None, description="which of the job's nodes (default: its first; srun --pty -w inside it)")
+
+
+class StepTask(Body):
+    rank: int = Field(ge=0, lt=1 << 31)
+    localid: int = Field(ge=0, lt=1 << 31)
+    env: dict[EnvName, Text] = {}
+    cpus: list[Annotated[int, Field(ge=0, lt=1 << 20)]] | None = None
+
+
+class StepNode(Body):
+    """A step's tasks on one of the job's nodes (named as its tasks name it)."""
+
+    node: Annotated[str, Field(min_length=1, max_length=255)]
+    env: dict[EnvName, Text] = {}
+    tasks: list[StepTask] = Field(min_length=1, max_length=MAX_COUNT)
+
+
+STEP_NEEDS = {"step_start": ("name", "ntasks", "cpus"), "step_end": ("step_id",),
+              "step_launch": ("step_id", "argv", "nodes"), "step_signal": ("step_id", "signal")}
+
+
+class StepAsk(Body):
+    """POST /jobs/{id}/ask: srun's asks from an allocation's shell on the login node (where
+    salloc runs it when the inventory turns use_interactive_step off), the job channel's step
+    requests (remote/asks.py) by the same names: a step's number and CPUs, its end, its tasks
+    on the job's nodes (answered as a stream of JSON lines), a signal for them."""
+
+    op: Literal["step_start", "step_end", "step_launch", "step_signal"]
+    name: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    ntasks: int | None = Field(default=None, ge=1, le=MAX_COUNT)
+    cpus: int | None = Field(default=None, ge=0, lt=1 << 31)
+    mode: Literal["whole", "exact", "overlap"] = "whole"
+    nodelist: Annotated[str, Field(max_length=4096)] | None = None
+    layout: dict[Annotated[str, Field(min_length=1, max_length=255)], Annotated[int, Field(ge=1)]] | None = None
+    cpus_per_task: int = Field(default=1, ge=1, lt=1 << 31)
+    gpus: dict[Annotated[str, Field(min_length=1, max_length=255)], Annotated[int, Field(ge=1)]] | None = None
+    step_id: int | None = Field(default=None, ge=0, lt=1 << 31)
+    exit_code: int | None = Field(default=None, ge=0, lt=1 << 31)
+    signal: int | None = Field(default=None, ge=0, lt=1 << 31)
+    cpu_time: float | None = Field(default=None, ge=0)
+    max_rss: int | None = Field(default=None, ge=0)
+    oom: bool = False
+    argv: list[Annotated[str, Field(min_length=1, max_length=PATH_MAX), AfterValidator(_no_nul)]] | None = Field(
+        default=None, min_length=1, max_length=4096)
+    cwd: Annotated[str, Field(min_length=1, max_length=PATH_MAX), AfterValidator(_no_nul)] | None = None
+    env: dict[EnvName, Text] | None = None
+    nodes: list[StepNode] | None = Field(default=None, min_length=1, max_length=MAX_COUNT)
+
+    @model_validator(mode="after")
+    def _complete(self) -> "StepAsk":
+        missing = [name for name in STEP_NEEDS[self.op] if getattr(self, name) is None]
+        if missing:
+            raise ValueError(f"{self.op} needs {', '.join(missing)}")
+        return self
+
+
+class Relinquish(Body):
+    """POST /jobs/{id}/relinquish: salloc's command on the login node ended, with this code."""
+
+    exit_code: int = Field(default=0, ge=0, le=255)
 
 
 class TerminalInput(Body):

@@ -18,7 +18,7 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from melond import nss
-from melond.api import guard, models, monitor, session, stream, terminal, tokens, ui, webform
+from melond.api import allocation, guard, models, monitor, session, stream, terminal, tokens, ui, webform
 from melond.api.auth import TokenService, peer_uid
 from melond.api.views import (accounting_rows, entry_views, folded, job_view, listing, node_list, node_view,
                               parse_fields)
@@ -376,6 +376,26 @@ async def job_terminal(request: web.Request) -> web.StreamResponse:
     return await terminal.serve(request, engine, lambda: engine.ops.find(_job_id(request)))
 
 
+async def job_ask(request: web.Request) -> web.StreamResponse:
+    """srun's asks from an allocation's shell on the login node (melond/api/allocation.py)."""
+    engine = request.app[ENGINE]
+    body: models.StepAsk = await _body(request, models.StepAsk)
+    return await allocation.ask(request, engine, engine.ops.find(_job_id(request)), body)
+
+
+async def job_allocation(request: web.Request) -> web.Response:
+    engine = request.app[ENGINE]
+    return web.json_response(allocation.shell_environment(engine, engine.ops.find(_job_id(request)),
+                                                          request["caller"]))
+
+
+async def relinquish_job(request: web.Request) -> web.Response:
+    engine = request.app[ENGINE]
+    body: models.Relinquish = await _body(request, models.Relinquish)
+    return web.json_response(await allocation.relinquish(engine, engine.ops.find(_job_id(request)),
+                                                         request["caller"], body.exit_code))
+
+
 async def job_script(request: web.Request) -> web.Response:
     return web.json_response(request.app[ENGINE].ops.script(_job_id(request), request["caller"]))
 
@@ -486,6 +506,7 @@ async def show_config(request: web.Request) -> web.Response:
         "max_array_tasks": MAX_ARRAY_TASKS, "node_timeout": inv.node_timeout,
         "return_to_service": inv.return_to_service, "tasks_max": inv.tasks_max,
         "default_partition": inv.default_partition(), "operators": inv.operators,
+        "launch_parameters": "use_interactive_step" if inv.use_interactive_step else "",
     })
 
 
@@ -595,6 +616,13 @@ ROUTES = [
     ("GET", "/jobs/{job_id}/terminal", job_terminal, models.TerminalOpen, None,
      "a WebSocket: a terminal on a running interactive job's first node (its owner); send TerminalOpen, then "
      "TerminalInput frames; receive step, data, notice, error and exit frames"),
+    ("POST", "/jobs/{job_id}/ask", job_ask, models.StepAsk, None,
+     "srun's step asks from an allocation's shell on the login node (use_interactive_step off); step_launch "
+     "answers with JSON lines"),
+    ("GET", "/jobs/{job_id}/allocation", job_allocation, None, None,
+     "where salloc runs its command (interactive_step) and the allocation's SLURM_* variables for a login shell"),
+    ("POST", "/jobs/{job_id}/relinquish", relinquish_job, models.Relinquish, None,
+     "end an interactive allocation whose command ran on the login node, with its exit code (salloc)"),
     ("POST", "/jobs/{job_id}/cancel", cancel_job, None, None,
      "cancel a pending or running job; an array's id cancels each task (reply: jobs, errors)"),
     ("POST", "/jobs/{job_id}/extend", extend_job, models.ExtendRequest, None,

@@ -1,8 +1,9 @@
 """`GET /api/v1/jobs/{id}/terminal`: a WebSocket on which the job's owner gets a terminal on the
-job's first node (melond/engine/terminal.py does the work).
+job's first node, or the one `node` names (melond/engine/terminal.py does the work).
 
-Client to server, JSON text frames: first `TerminalOpen` (argv, rows, cols, env, cwd, final; or
-`step` to take up a running session's terminal again after melond restarted),
+Client to server, JSON text frames: first `TerminalOpen` (argv, rows, cols, env, cwd, final, node;
+or `step` to take up a running session's terminal again after melond restarted; `step` and
+`watch` to be one more reader of it, as sattach is, whose going hangs nothing up),
 then `TerminalInput` ({"stdin": BASE64} or {"resize": [rows, cols]}). Server to client:
 {"step": N} once started, {"data": BASE64} as the terminal writes, {"notice": TEXT} for a line
 the user should read (the job's end nearing), {"error": TEXT} (with "retry": true where the
@@ -46,6 +47,7 @@ async def serve(request: web.Request, engine: Engine, find: Callable[[], Job]) -
     refused handshake would carry only an HTTP status)."""
     ws = web.WebSocketResponse(heartbeat=30.0, max_msg_size=4 << 20)
     await ws.prepare(request)
+    watching: asyncio.Queue | None = None  # sattach's: a reader, not the session's own client
     try:
         job = find()
         check_attachable(job, request["caller"])
@@ -56,13 +58,15 @@ async def serve(request: web.Request, engine: Engine, find: Callable[[], Job]) -
             opening = TerminalOpen.model_validate_json(first.data)
         except ValidationError as exc:
             raise BadRequest(f"not a terminal's opening: {exc.errors()[0]['msg']}") from None
-        if opening.step is not None:
+        if opening.step is not None and opening.watch:
+            term, watching = engine.terminals.watch(job, opening.step)
+        elif opening.step is not None:
             term = await engine.terminals.reattach(job, opening.step, (opening.rows, opening.cols))
         elif not opening.argv:
             raise BadRequest("say what to run (argv), or which session to reattach to (step)")
         else:
             term = await engine.terminals.start(job, opening.argv, opening.env, opening.cwd,
-                                                (opening.rows, opening.cols), opening.final)
+                                                (opening.rows, opening.cols), opening.final, opening.node)
     except (MelonError, asyncio.TimeoutError) as exc:
         if isinstance(exc, NodeUnavailable):  # for now only: the client may open the session again
             await ws.send_json({"error": str(exc), "retry": True})
@@ -72,7 +76,7 @@ async def serve(request: web.Request, engine: Engine, find: Callable[[], Job]) -
         await ws.close()
         return ws
     await ws.send_json({"step": term.step})
-    sending = asyncio.ensure_future(_send(ws, term.out))
+    sending = asyncio.ensure_future(_send(ws, watching if watching is not None else term.out))
     try:
         async for msg in ws:
             if msg.type is not WSMsgType.TEXT:
@@ -81,11 +85,15 @@ async def serve(request: web.Request, engine: Engine, find: Callable[[], Job]) -
                 typed = TerminalInput.model_validate_json(msg.data)
             except ValidationError:
                 continue
+            if watching is not None:  # the window is the session's own client's to size
+                typed.resize = None
             await engine.terminals.feed(term, typed.model_dump(exclude_none=True))
             if sending.done():
                 break
     finally:
-        if not term.closed:
+        if watching is not None:
+            engine.terminals.unwatch(term, watching)
+        elif not term.closed:
             await engine.terminals.hang_up(term)
         try:
             await asyncio.wait_for(asyncio.shield(sending), timeout=10 if not ws.closed else 0.1)

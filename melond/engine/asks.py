@@ -1,7 +1,9 @@
 """What a running job asks of melond from its node (the job channel, remote/asks.py): to extend
-itself, or to be requeued. The node has already checked that the asking process belongs to the
-job and runs as its user; here the job must still be the one melond runs there, and the owner's
-policy applies exactly as on the login node. Each extension and requeue is audited with `via: job`."""
+itself, to be requeued, or srun's steps (their numbers, their tasks on other nodes, a terminal).
+The node has already checked that the asking process belongs to the job and runs as its user;
+here the job must still be the one melond runs there, and the owner's policy applies exactly as
+on the login node. Each extension and requeue is audited with `via: job`. srun's step asks come
+from the login node too, through the API, where salloc's shell runs there (melond/api/allocation.py)."""
 from __future__ import annotations
 
 import logging
@@ -10,7 +12,8 @@ from collections.abc import Mapping
 
 from melond.engine.jobs import JobTable
 from melond.engine.operations import Operations
-from melond.engine.relay import StepRelay
+from melond.engine.relay import Deliver, Origin, StepRelay
+from melond.engine.terminal import Terminal, Terminals
 from melond.engine.tasks import Tasks
 from melond.errors import MelonError
 from melond.nodes.links import Sessions, split
@@ -25,26 +28,50 @@ from melond.state.store import Store
 from melon_remote.protocol import Event, Op
 
 log = logging.getLogger("melond.engine")
+EARLY_INPUT = 256  # lines typed ahead of a terminal's start that are kept for it
+STEP_ASKS = ("step_start", "step_end", "step_launch", "step_signal", "step_pty")
 
 
 class JobAsks:
     def __init__(self, jobs: JobTable, sessions: Sessions, ops: Operations, tasks: Tasks, store: Store,
-                 hosts: Mapping[str, str] | None = None, nodes: Mapping[str, NodeState] | None = None) -> None:
+                 hosts: Mapping[str, str] | None = None, nodes: Mapping[str, NodeState] | None = None,
+                 terminals: Terminals | None = None) -> None:
         self.jobs, self.sessions, self.ops, self.tasks, self.store = jobs, sessions, ops, tasks, store
         self.relay = StepRelay(sessions, hosts)
         self.nodes = nodes or {}  # their devices: a step's GPUs are some of its job's
+        self.terminals = terminals
+        self.ptys: dict[Origin, Terminal] = {}  # srun --pty's terminals, by the ask that waits on each
+        self.early: dict[Origin, list[dict]] = {}  # what was typed before its terminal started
 
     def on_event(self, link: str, msg: dict) -> None:
         if msg.get("event") == Event.TASK:
             self.relay.on_task(link, msg)
         elif msg.get("event") == Event.ASK_GONE:
-            self.tasks.spawn(self.relay.gone(link, msg))
+            self.tasks.spawn(self.gone((link, msg.get("ask"))))
+        elif msg.get("event") == Event.ASK_INPUT and isinstance(msg.get("message"), dict):
+            origin = (link, msg.get("ask"))
+            term = self.ptys.get(origin)
+            if term is not None and self.terminals is not None:
+                self.tasks.spawn(self.terminals.feed(term, msg["message"]))
+            elif origin in self.early and len(self.early[origin]) < EARLY_INPUT:  # typed ahead of its start
+                self.early[origin].append(msg["message"])
         else:
+            if isinstance(msg.get("request"), dict) and msg["request"].get("op") == "step_pty":
+                self.early[(link, msg.get("ask"))] = []  # from now on, what is typed is kept for the terminal
             self.tasks.spawn(self._answer(link, msg))
+
+    async def gone(self, origin: Origin) -> None:
+        """The srun waiting on an ask went: its tasks elsewhere are killed, its terminal hung up."""
+        self.early.pop(origin, None)
+        term = self.ptys.pop(origin, None)
+        if term is not None and self.terminals is not None:
+            await self.terminals.hang_up(term)
+        await self.relay.gone(origin)
 
     async def _answer(self, link: str, msg: dict) -> None:
         """Answer through the connection that asked."""
         reply = await self.reply(link, msg)
+        self.early.pop((link, msg.get("ask")), None)  # an ask refused before its terminal started
         session = self.sessions.get(link)
         if session is None or not session.up:
             return  # the job's process sees its helper go, and says melond did not answer
@@ -56,7 +83,7 @@ class JobAsks:
 
     async def reply(self, link: str, msg: dict) -> dict:
         try:
-            job_id, run, uid = int(msg["job_id"]), int(msg["run"]), int(msg["uid"])
+            job_id, run, uid, ask = int(msg["job_id"]), int(msg["run"]), int(msg["uid"]), int(msg["ask"])
             request = dict(msg["request"])
         except (KeyError, TypeError, ValueError):
             return _refused("bad_request", "a malformed ask from the node")
@@ -68,12 +95,9 @@ class JobAsks:
             return _refused("forbidden", f"job {job_id} is not {user}'s")
         if user is None and uid not in (job.uid, 0):
             return _refused("forbidden", f"the asking process does not run as job {job_id}'s user")
-        if request.get("op") in ("step_start", "step_end"):
-            return await self._step(job, node, request)
-        if request.get("op") == "step_launch":
-            return await self.relay.launch(link, int(msg["ask"]), job, request)
-        if request.get("op") == "step_signal":
-            return await self.relay.signal(job, int(request["step_id"]), int(request["signal"]))
+        origin = (link, ask)
+        if request.get("op") in STEP_ASKS:
+            return await self.step_ask(job, node, request, origin, self.relay.to_node(*origin))
         if request.get("op") not in ("extend", "requeue"):
             return _refused("bad_request", f"jobs may ask to extend or requeue themselves, not {request.get('op')!r}")
         caller = self.ops.caller(job.user, job.uid)
@@ -93,6 +117,51 @@ class JobAsks:
         log.info("job extended itself", extra={"job": job_id, "node": node, "new_limit": result.get("new_limit")})
         return {"ok": True, **result}
 
+
+    async def step_ask(self, job: Job, node: str | None, request: dict, origin: Origin, deliver: Deliver) -> dict:
+        """srun's asks, from a node's job channel or (node None) from the login node through the
+        API, where salloc's shell runs without use_interactive_step: a step's number and end,
+        its tasks on other nodes, a signal for them, a terminal. `deliver` carries a streamed
+        ask's lines to the srun that waits."""
+        op, login = request.get("op"), node is None
+        if op in ("step_start", "step_end"):
+            return await self._step(job, node or job.node or "", request)
+        if op == "step_launch":
+            return await self.relay.launch(origin, deliver, job, request, login=login)
+        if op == "step_signal":
+            return await self.relay.signal(job, int(request["step_id"]), int(request["signal"]), login=login)
+        if op == "step_pty":
+            return await self._pty(job, request, origin, deliver)
+        return _refused("bad_request", f"not a step's ask: {op!r}")
+
+    async def _pty(self, job: Job, request: dict, origin: Origin, deliver: Deliver) -> dict:
+        """`srun --pty` inside an allocation: a terminal on one of the job's nodes (a step of its
+        own), what it writes relayed to the srun that asked, what the user types fed to it
+        (Event.ASK_INPUT); its exit is the answer."""
+        if self.terminals is None:
+            return _refused("unavailable", "this melond opens no terminals")
+        if not job.interactive:
+            self.early.pop(origin, None)
+            return _refused("not_interactive", f"job {job.id} is a batch job: its nodes hold no terminal; "
+                                               f"srun runs the step without one")
+        try:
+            term = await self.terminals.start(job, list(request["argv"]), dict(request.get("env") or {}),
+                                              request.get("cwd"), (int(request.get("rows") or 24),
+                                                                   int(request.get("cols") or 80)),
+                                              final=False, host=request.get("node"))
+        except MelonError as exc:
+            self.early.pop(origin, None)
+            return {"ok": False, **exc.to_wire()}
+        self.ptys[origin] = term
+        for message in self.early.pop(origin, []):  # in the order typed, before anything typed later
+            self.tasks.spawn(self.terminals.feed(term, message))
+        try:
+            await deliver({"step": term.step, "node": self.relay.hosts.get(term.node, term.node)})
+            while "exit" not in (message := await term.out.get()):
+                await deliver(message)
+            return {"ok": True, "job_id": job.id, "step_id": term.step, "exit": message["exit"]}
+        finally:
+            self.ptys.pop(origin, None)
 
     async def _step(self, job: Job, node: str, request: dict) -> dict:
         """srun numbers its step (`step_start`) and says how it ended (`step_end`): sacct's rows."""

@@ -53,8 +53,9 @@ class Engine:
                                    self.loop.kick, inventory)
         self.ops = Operations(self.jobs, store, inventory, nodes, self.order, self.dispatcher, self.ends,
                               self.loop.kick, self.loop.snapshot, counts=self.counts)
-        self.asks = JobAsks(self.jobs, self.sessions, self.ops, self.tasks, store, inventory.job_host_names(), nodes)
         self.terminals = Terminals(self.jobs, self.sessions, store, self.tasks, inventory.job_host_names())
+        self.asks = JobAsks(self.jobs, self.sessions, self.ops, self.tasks, store, inventory.job_host_names(), nodes,
+                            self.terminals)
         self.nodes_life.on_back = lambda node: self.tasks.spawn(self.terminals.node_back(node))
         self.requests = ExtensionRequests(store, self.ops)
         self.elastic = Elastic(self.jobs, self.ops)
@@ -70,7 +71,7 @@ class Engine:
         """A node's unasked message, from one of its connections: a run's end, or a running job's ask."""
         if msg.get("event") == Event.TASK and self.terminals.on_task(link, msg):
             return
-        if msg.get("event") in (Event.ASK, Event.TASK, Event.ASK_GONE):
+        if msg.get("event") in (Event.ASK, Event.TASK, Event.ASK_GONE, Event.ASK_INPUT):
             self.asks.on_event(link, msg)
         else:
             self.ends.on_event(link, msg)

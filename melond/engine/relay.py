@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
 from melond.errors import MelonError
@@ -22,14 +22,17 @@ from melon_remote.protocol import STEP_TARGET, Op
 log = logging.getLogger("melond.engine")
 
 RouteKey = tuple[int, int, int]  # job id, run, step id
+Origin = tuple[str, int]  # (a node's connection, its ask) or (LOGIN, a request's number)
+LOGIN = "login"  # an srun on the login node, asking through the API (salloc's shell there)
+Deliver = Callable[[dict], Awaitable[None]]
 
 
 @dataclass
 class Route:
     """One step's tasks on further nodes, and the ask on the first node that waits for them."""
 
-    link: str  # the first node's connection
-    ask: int
+    origin: Origin  # who waits: (the first node's connection, its ask), or the API request's
+    deliver: Deliver  # each line on to it
     job: Job
     waiting: set[str]  # further nodes whose tasks are not all done
     lines: asyncio.Queue = field(default_factory=asyncio.Queue)
@@ -42,17 +45,30 @@ class StepRelay:
         self.nodes = {host: node for node, host in self.hosts.items()}
         self.routes: dict[RouteKey, Route] = {}
 
-    async def launch(self, link: str, ask: int, job: Job, request: dict) -> dict:
-        """Start the tasks on each further node, relay what they say until all are done; the ask's answer."""
+    def to_node(self, link: str, ask: int) -> Deliver:
+        """Lines on to the srun that asked through its node's job channel (dropped once it is gone)."""
+        async def deliver(line: dict) -> None:
+            session = self.sessions.get(link)
+            if session is None or not session.up:
+                return
+            try:
+                await session.request(Op.RELAY, ask=ask, message=line)
+            except MelonError:
+                pass
+        return deliver
+
+    async def launch(self, origin: Origin, deliver: Deliver, job: Job, request: dict, *, login: bool = False) -> dict:
+        """Start the tasks on each further node (each of the job's nodes, for an srun on the login
+        node: `login`), relay what they say until all are done; the ask's answer."""
         step = int(request["step_id"])
         key = (job.id, job.run, step)
-        further = set(job.nodes[1:])
+        further = set(job.nodes if login else job.nodes[1:])
         wanted = [{**n, "node": self.nodes.get(n["node"], n["node"])} for n in request["nodes"]]
         wanted = [n for n in wanted if n["node"] in further]
         if len(wanted) != len(request["nodes"]):
-            return _refused("bad_request", f"job {job.id} runs on {', '.join(job.nodes)}; its further nodes "
-                                           f"are {', '.join(job.nodes[1:]) or 'none'}")
-        route = self.routes[key] = Route(link, ask, job, {n["node"] for n in wanted})
+            return _refused("bad_request", f"job {job.id} runs on {', '.join(job.nodes)}; the nodes srun may start "
+                                           f"tasks on from here are {', '.join(sorted(further)) or 'none'}")
+        route = self.routes[key] = Route(origin, deliver, job, {n["node"] for n in wanted})
         forwarding = asyncio.ensure_future(self._forward(route))
         for entry in wanted:
             node = entry["node"]
@@ -93,28 +109,23 @@ class StepRelay:
             route.lines.put_nowait(None)
 
     async def _forward(self, route: Route) -> None:
-        """Each line on to the first node, in order; the first node gone, the rest is dropped."""
+        """Each line on to the waiting srun, in order; once it is gone, the rest is dropped."""
         while (line := await route.lines.get()) is not None:
-            session = self.sessions.get(route.link)
-            if session is None or not session.up:
-                continue
-            try:
-                await session.request(Op.RELAY, ask=route.ask, message=line)
-            except MelonError:
-                pass
+            await route.deliver(line)
 
-    async def gone(self, link: str, msg: dict) -> None:
-        """The srun waiting on the first node went (killed): its tasks on further nodes are killed."""
+    async def gone(self, origin: Origin) -> None:
+        """The waiting srun went (killed): its tasks on the other nodes are killed."""
         for key, route in list(self.routes.items()):
-            if route.link == link and route.ask == msg.get("ask"):
-                await self.signal(route.job, key[2], 9)
+            if route.origin == origin:
+                await self.signal(route.job, key[2], 9, login=origin[0] == LOGIN)
                 for node in list(route.waiting):
                     self._line(route, node, {"done": True, "abandoned": True})
 
-    async def signal(self, job: Job, step: int, sig: int) -> dict:
-        """srun's signal for its tasks on the job's further nodes (its own node's it sends itself)."""
+    async def signal(self, job: Job, step: int, sig: int, *, login: bool = False) -> dict:
+        """srun's signal for its tasks on the job's further nodes (its own node's it sends itself;
+        an srun on the login node has none: `login`)."""
         sent = []
-        for node in job.nodes[1:]:
+        for node in job.nodes if login else job.nodes[1:]:
             session = self.sessions.of(node, job.user)
             if session is None or not session.up:
                 continue

@@ -10,8 +10,8 @@ leaves the terminal running on its node; the client reconnects and `reattach` ta
 with what it wrote meanwhile.
 
 Beyond Slurm: the terminal itself is told, on a line of its own, when its job's end nears (at
-the job's --signal time, else at LEAD before it, at most half its limit), and again after each
-extension that brings a new end within reach.
+the job's --signal time, else END_LEAD before it, at most half its limit: melond.spec.notices),
+and again after each extension that brings a new end within reach.
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ from melond.errors import MelonError, NodeUnavailable
 from melond.nodes.links import Sessions, split
 from melond.nodes.fleet import NodeSession
 from melond.spec.states import State
-from melond.spec.timespec import SpecError, signal_spec
+from melond.spec.notices import end_lead, end_notice
 from melond.state import step as steps
 from melond.state.job import Job
 from melond.state.store import Store
@@ -36,7 +36,6 @@ from melon_remote.protocol import Op
 
 log = logging.getLogger("melond.engine")
 
-LEAD = 600.0  # seconds before a job's end its terminal is told, unless --signal says when
 POLL = 1.0  # how often an open terminal's job is looked at (its deadline moves with extensions)
 Key = tuple[int, int, int]  # job id, run, step id
 
@@ -47,15 +46,22 @@ class Terminal:
 
     job: Job
     step: int
+    node: str  # the job's node it runs on (its first, unless `srun --pty -w` named another)
     out: asyncio.Queue = field(default_factory=asyncio.Queue)  # {"data"} | {"notice"} | {"error"} | {"exit"}
     code: int | None = None
     closed: bool = False
     watcher: asyncio.Task | None = None
     size: tuple[int, int] = (24, 80)  # the user's window, as last told
+    watchers: list[asyncio.Queue] = field(default_factory=list)  # sattach's: each hears what `out` hears
 
     @property
     def key(self) -> Key:
         return (self.job.id, self.job.run, self.step)
+
+    def say(self, message: dict) -> None:
+        self.out.put_nowait(message)
+        for queue in self.watchers:
+            queue.put_nowait(message)
 
 
 class Terminals:
@@ -65,27 +71,58 @@ class Terminals:
         self.hosts = dict(hosts or {})
         self.open: dict[Key, Terminal] = {}
 
-    def _session(self, job: Job) -> NodeSession | None:
-        """The connection to the job's first node that its terminals go through, while it is up."""
-        session = self.sessions.of(job.node, job.user)
+    def _session(self, job: Job, node: str | None = None) -> NodeSession | None:
+        """The connection to the job's node (its first by default) that a terminal goes through,
+        while it is up."""
+        session = self.sessions.of(node or job.node, job.user)
         return session if session is not None and session.up else None
 
+    def node_of(self, job: Job, host: str | None) -> str:
+        """The job's node a terminal opens on: the one named (as the job's tasks name it:
+        SLURMD_NODENAME), else the first."""
+        if not host:
+            return job.node or ""
+        by_host = {self.hosts.get(n, n): n for n in job.nodes}
+        node = host if host in job.nodes else by_host.get(host)
+        if node is None:
+            names = ", ".join(self.hosts.get(n, n) for n in job.nodes)
+            raise MelonError(f"job {job.id} runs on {names}, not on {host}; name one of its nodes (srun -w)")
+        return node
+
     def attached(self, job_id: int) -> int:
-        """How many terminals are attached to the job now (the UI says so)."""
-        return sum(1 for key in self.open if key[0] == job_id)
+        """How many terminals are attached to the job now, sattach's included (the UI says so)."""
+        return sum(1 + len(term.watchers) for key, term in self.open.items() if key[0] == job_id)
+
+    def watch(self, job: Job, step_id: int) -> tuple[Terminal, asyncio.Queue]:
+        """sattach: what a running session's terminal writes from now on, to one more reader, who
+        may type into it too; its going hangs nothing up."""
+        term = self.open.get((job.id, job.run, step_id))
+        if term is None or term.closed:
+            raise MelonError(f"step {job.id}.{step_id} has no terminal melond relays now: sattach attaches to a "
+                             f"running session's (salloc's shell, srun --pty); see `squeue -s -j {job.id}`")
+        queue: asyncio.Queue = asyncio.Queue()
+        term.watchers.append(queue)
+        return term, queue
+
+    @staticmethod
+    def unwatch(term: Terminal, queue: asyncio.Queue) -> None:
+        if queue in term.watchers:
+            term.watchers.remove(queue)
 
     async def start(self, job: Job, argv: list[str], env: Mapping[str, str], cwd: str | None,
-                    size: tuple[int, int], final: bool) -> Terminal:
-        """Record the session's step and start its command on a pty on the job's first node;
-        `final`: the command's end is the allocation's (salloc's shell, srun --pty)."""
-        session = self._session(job)
+                    size: tuple[int, int], final: bool, host: str | None = None) -> Terminal:
+        """Record the session's step and start its command on a pty on the job's first node (or
+        `host`, another of its nodes); `final`: the command's end is the allocation's (salloc's
+        shell, srun --pty outside it)."""
+        node = self.node_of(job, host)
+        session = self._session(job, node)
         if session is None:
-            raise NodeUnavailable(f"job {job.id}'s node {job.node} is not reachable now; try again")
-        host = self.hosts.get(job.node or "", job.node or "")
+            raise NodeUnavailable(f"job {job.id}'s node {node} is not reachable now; try again")
+        host = self.hosts.get(node, node)
         # --overlap, as Slurm's interactive step: the session holds no CPUs, so srun inside it may have them all
         step_id, _, _ = await self.store.write(Store.op_step_start, job.id, job.run, host,
                                                argv[0].rsplit("/", 1)[-1][:200], 1, lambda running: (0, []), time.time())
-        term = Terminal(job, step_id, size=size)
+        term = Terminal(job, step_id, node, size=size)
         self.open[term.key] = term
         step_env = {**{str(k): str(v) for k, v in env.items()}, "SLURM_STEP_ID": str(step_id),
                     "SLURM_STEPID": str(step_id), "SLURM_STEP_NUM_TASKS": "1", "SLURM_STEP_NUM_NODES": "1",
@@ -110,10 +147,12 @@ class Terminals:
             raise MelonError(f"job {job.id} has no running step {step_id} to reattach to")
         if (job.id, job.run, step_id) in self.open:
             raise MelonError(f"step {job.id}.{step_id}'s terminal is attached already")
-        session = self._session(job)
+        node = self.node_of(job, next((s.node for s in self.store.steps([job.id])
+                                       if s.step_id == step_id and s.run == job.run), None))
+        session = self._session(job, node)
         if session is None:  # melond has just started, say, and the node's connection is not up yet
-            raise NodeUnavailable(f"job {job.id}'s node {job.node} is not reachable now; try again")
-        term = Terminal(job, step_id, size=size)
+            raise NodeUnavailable(f"job {job.id}'s node {node} is not reachable now; try again")
+        term = Terminal(job, step_id, node, size=size)
         self.open[term.key] = term
         try:
             await session.request(Op.LAUNCH, job_id=job.id, run=job.run, step=step_id, attach=True, pty=list(size))
@@ -123,6 +162,14 @@ class Terminals:
         term.watcher = asyncio.ensure_future(self._watch(term))
         return term
 
+    async def release(self, job: Job, code: int) -> None:
+        """The allocation's shell ran on the login node (no use_interactive_step) and ended: the
+        job ends with its exit code, as a shell on the first node ends it (its holder exits)."""
+        session = self._session(job)
+        if session is None:
+            raise NodeUnavailable(f"job {job.id}'s node {job.node} is not reachable now; scancel {job.id} ends it")
+        await session.request(Op.LAUNCH, job_id=job.id, run=job.run, step=0, release=code)
+
     def on_task(self, link: str, msg: dict) -> bool:
         """A line from a terminal's task (True), or from some other step's (False: not ours)."""
         try:
@@ -131,14 +178,14 @@ class Terminals:
         except (KeyError, TypeError, ValueError):
             return False
         term = self.open.get(key)
-        if term is None or split(link)[0] != term.job.node:
+        if term is None or split(link)[0] != term.node:
             return False
         if "data" in message:
-            term.out.put_nowait({"data": message["data"]})
+            term.say({"data": message["data"]})
         elif "exit" in message:
             term.code = int(message["exit"])
         elif "error" in message:
-            term.out.put_nowait({"error": str(message["error"])})
+            term.say({"error": str(message["error"])})
         if message.get("done"):
             self._close(term)
         return True
@@ -147,15 +194,15 @@ class Terminals:
         """A node's connection came back while melond ran on (its helper restarted): each terminal
         open there is taken up again by the new helper, as a client reattaches after a restart of
         melond; one whose holder has none waiting ends, as its job did."""
-        for term in [t for t in self.open.values() if t.job.node == node and not t.closed]:
-            session = self._session(term.job)
+        for term in [t for t in self.open.values() if t.node == node and not t.closed]:
+            session = self._session(term.job, node)
             if session is None:
                 continue
             try:
                 await session.request(Op.LAUNCH, job_id=term.job.id, run=term.job.run, step=term.step, attach=True,
                                       pty=list(term.size))
             except MelonError as exc:
-                term.out.put_nowait({"error": f"the terminal was lost with node {node}'s helper: {exc}"})
+                term.say({"error": f"the terminal was lost with node {node}'s helper: {exc}"})
                 self._close(term)
 
     async def feed(self, term: Terminal, message: Mapping[str, object]) -> None:
@@ -165,7 +212,7 @@ class Terminals:
         line = {k: message[k] for k in ("stdin", "resize") if k in message}
         if not line or term.closed:
             return
-        session = self._session(term.job)
+        session = self._session(term.job, term.node)
         if session is None:
             return
         try:
@@ -177,7 +224,7 @@ class Terminals:
         """The client went: its terminal is hung up on the node (SIGHUP to what runs on it)."""
         if term.closed:
             return
-        session = self._session(term.job)
+        session = self._session(term.job, term.node)
         if session is not None:
             try:
                 await session.request(Op.FEED, job_id=term.job.id, run=term.job.run, step=term.step, hangup=True)
@@ -191,7 +238,7 @@ class Terminals:
         self.open.pop(term.key, None)
         if term.watcher is not None:
             term.watcher.cancel()
-        term.out.put_nowait({"exit": term.code})
+        term.say({"exit": term.code})
         self.tasks.spawn(self._record_end(term, term.code))
 
     async def _record_end(self, term: Terminal, code: int | None) -> None:
@@ -213,26 +260,8 @@ class Terminals:
             deadline = job.deadline
             if deadline is not None and deadline != told:
                 left = deadline - time.time()
-                if 0 < left <= lead(job):
+                if 0 < left <= end_lead(job.signal, job.time_limit):
                     told = deadline
-                    term.out.put_nowait({"notice": warning(job.id, left)})
+                    term.say({"notice": end_notice(job.id, left)})
             await asyncio.sleep(POLL)
-
-
-def lead(job: Job) -> float:
-    """How long before its end a terminal's job says so: its --signal time, else LEAD, at most
-    half of its limit (a 20-minute session hears at 10 minutes left)."""
-    if job.signal:
-        try:
-            return float(signal_spec(job.signal)[1])
-        except SpecError:
-            pass
-    return min(LEAD, job.time_limit / 2) if job.time_limit else LEAD
-
-
-def warning(job_id: int, left: float) -> str:
-    minutes = max(1, round(left / 60))
-    when = f"{minutes} min" if left >= 90 else f"{max(1, round(left))} s"
-    return f"melon: job {job_id} ends in {when}; `mextend -t +1:00:00` for more"
-
 

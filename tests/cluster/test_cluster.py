@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -1011,8 +1012,8 @@ def test_jobs_on_a_node_get_cpus_of_their_own_that_they_cannot_widen(melon_on_cl
 
 def test_salloc_gives_a_terminal_on_the_first_node_and_srun_reaches_the_others(melon_on_cluster: Melon) -> None:
     """salloc on the login machine: Slurm's lines, then a shell on a pty on the allocation's first
-    node (over melond's SSH connection to it), whose srun starts tasks on the second; its exit
-    code is salloc's and the allocation's."""
+    node (over melond's SSH connection to it), whose srun starts tasks on the second and opens a
+    terminal there (srun --pty -w); its exit code is salloc's and the allocation's."""
     import pexpect
     m = melon_on_cluster
     bin_dir = _shared_install(m)
@@ -1032,7 +1033,29 @@ def test_salloc_gives_a_terminal_on_the_first_node_and_srun_reaches_the_others(m
         child.expect(r"0: (node\d)")
         assert child.match.group(1) == first
         child.expect(r"1: (node\d)")
-        assert child.match.group(1) != first
+        other = child.match.group(1)
+        assert other != first
+        child.expect_exact("PS1> ")
+        # srun --pty inside it: a terminal of its own on the other node, in the job's cgroup there
+        child.sendline(f"srun --pty -w {other} env PS1='I''N> ' bash --norc --noprofile; echo inner exited $?")
+        child.expect_exact("IN> ")
+        child.sendline("tty; hostname; grep -cE 'job-%d([.]scope|/|$)' /proc/self/cgroup" % jid)
+        child.expect(r"/dev/pts/\d+")
+        child.expect_exact(f"\r\n{other}\r\n")
+        child.expect(r"(\d+)\r\n")
+        assert int(child.match.group(1)) > 0  # its cgroups are the job's
+        child.expect_exact("IN> ")
+        child.setwinsize(33, 90)
+        for _ in range(20):
+            child.sendline("stty size")
+            if child.expect_exact(["33 90", "30 100"]) == 0:
+                break
+            child.expect_exact("IN> ")
+            time.sleep(0.25)
+        else:
+            pytest.fail("the inner terminal never took the new window size")
+        child.sendline("exit 4")
+        child.expect_exact("inner exited 4")
         child.expect_exact("PS1> ")
         child.sendline("exit 3")
         child.expect_exact(f"salloc: Relinquishing job allocation {jid}")
@@ -1041,6 +1064,48 @@ def test_salloc_gives_a_terminal_on_the_first_node_and_srun_reaches_the_others(m
         assert (job["state"], job["exit_code"], job["interactive"]) == ("F", 3, True)
     finally:
         child.close(force=True)
+
+
+def test_salloc_without_interactive_step_runs_the_shell_here_and_its_srun_on_the_nodes(cluster: Cluster,
+                                                                                        short_tmp) -> None:
+    """use_interactive_step = false: salloc's shell is on the login machine (this one), its srun
+    starts every task on the allocated nodes over melond's connections, and `srun --pty` opens a
+    terminal on a node; the shell's exit code ends the allocation."""
+    import pexpect
+    m = Melon(short_tmp, inventory="use_interactive_step = false\n" + cluster.inventory.read_text(),
+              work=cluster.shared / f"{short_tmp.name}-login")
+    m.start()
+    child = pexpect.spawn("/bin/bash", ["--norc", "--noprofile", "-c", "salloc -N 2 -t 5 env PS1='PS1> ' bash --norc "
+                                        "--noprofile; echo salloc exited $?"],
+                          env=slurm_names_env(m, TERM="xterm"), cwd=str(m.work), encoding="utf-8", timeout=60,
+                          dimensions=(30, 100))
+    try:
+        child.expect(r"salloc: Granted job allocation (\d+)")
+        jid = int(child.match.group(1))
+        child.expect_exact("PS1> ")
+        child.sendline("hostname; srun -l hostname; echo srun-$((1 + 1))-done")
+        child.expect(rf"[\r\n]{re.escape(os.uname().nodename)}\r\n")  # the shell: here
+        child.expect_exact("srun-2-done")
+        nodes = sorted(re.findall(r"^[01]: (node\d)\r$", child.before, re.M))
+        assert len(nodes) == 2 and len(set(nodes)) == 2, child.before
+        child.expect_exact("PS1> ")
+        child.sendline(f"srun --pty -w {nodes[1]} env PS1='I''N> ' bash --norc --noprofile; echo inner exited $?")
+        child.expect_exact("IN> ")
+        child.sendline("tty; hostname")
+        child.expect(r"/dev/pts/\d+")
+        child.expect_exact(f"\r\n{nodes[1]}\r\n")
+        child.sendline("exit 2")
+        child.expect_exact("inner exited 2")
+        child.expect_exact("PS1> ")
+        child.sendline("exit 7")
+        child.expect_exact(f"salloc: Relinquishing job allocation {jid}")
+        child.expect_exact("salloc exited 7")
+        job = m.wait_state(jid, {"F", "CD"}, timeout=30)
+        assert (job["state"], job["exit_code"]) == ("F", 7)
+    finally:
+        child.close(force=True)
+        m.cleanup()
+        shutil.rmtree(m.work, ignore_errors=True)
 
 
 def test_gpu_jobs_on_a_node_open_only_their_own_devices(cluster: Cluster, short_tmp) -> None:

@@ -254,3 +254,167 @@ def _parent_cmdline(pid: str) -> bytes:
         return Path(f"/proc/{ppid}/cmdline").read_bytes()
     except (OSError, IndexError):
         return b""
+
+
+INNER = "IN> "
+INNER_SHELL = "env PS1='I''N> ' bash --norc --noprofile"  # typed, so echoed: the prompt is not in it
+
+
+def _inner_pty(child: pexpect.spawn, node: str, code: int) -> None:
+    """`srun --pty -w NODE` of a shell typed at an allocation's shell: a terminal of its own on that
+    node, its window's size, a resize, Ctrl-C, and srun ending with the inner shell's code."""
+    child.sendline(f"srun --pty -w {node} {INNER_SHELL}; echo inner exited $?")
+    child.expect_exact(INNER)
+    child.sendline("tty; echo node=$SLURMD_NODENAME step=$SLURM_STEP_ID; stty size")
+    child.expect(r"/dev/pts/\d+")
+    child.expect(rf"node={node} step=(\d+)")
+    child.expect_exact("30 100")
+    child.expect_exact(INNER)
+    child.setwinsize(35, 90)
+    for _ in range(20):
+        child.sendline("stty size")
+        if child.expect_exact(["35 90", "30 100"]) == 0:
+            break
+        child.expect_exact(INNER)
+        time.sleep(0.25)
+    else:
+        pytest.fail("the inner terminal never took the new window size")
+    child.expect_exact(INNER)
+    child.sendline("sleep 100")
+    time.sleep(1)
+    child.sendintr()
+    child.expect_exact(INNER)
+    child.sendline(f"exit {code}")
+    child.expect(r"inner exited (\d+)")
+    assert child.match.group(1) == str(code)
+
+
+def test_srun_pty_inside_an_allocation_opens_a_terminal_on_the_node_named(two: Melon) -> None:
+    child = _spawn(two, f"salloc -N 2 -t 5 {SHELL}; echo salloc exited $?")
+    child.expect(r"salloc: Granted job allocation (\d+)")
+    jid = int(child.match.group(1))
+    _shell(child)
+    _inner_pty(child, "n2", 4)
+    _shell(child)
+    child.sendline("echo outer=$SLURMD_NODENAME")  # back in salloc's shell, on the first node
+    child.expect_exact("outer=n1")
+    _shell(child)
+    assert two.job(jid)["attached"] == 1
+    child.sendline("exit")
+    child.expect_exact("salloc exited 0")
+    job = two.wait_state(jid, {"CD", "F"}, timeout=20)
+    assert [(s["name"], s["node"], s["state"], s["exit_code"]) for s in job["steps"]] == [
+        ("env", "n1", "COMPLETED", 0), ("env", "n2", "FAILED", 4)]
+
+
+def test_srun_pty_inside_a_batch_job_runs_without_a_terminal_and_says_so(two: Melon) -> None:
+    out = two.work / "pty.out"
+    jid = _run(two, "sbatch", "--parsable", "-o", str(out), "--wrap", "srun --pty echo inside; echo rc=$?")
+    assert jid.returncode == 0, jid.stderr
+    two.wait_state(int(jid.stdout.strip()), {"CD", "F"}, timeout=30)
+    text = out.read_text()
+    assert "srun: warning: --pty: job" in text and "is a batch job" in text
+    assert "inside" in text and "rc=0" in text
+
+
+@pytest.fixture
+def login(short_tmp: Path) -> Iterator[Melon]:
+    """Two nodes, and salloc's command on the login node (use_interactive_step off)."""
+    nodes = "".join(f'[nodes.n{i}]\npartition = "p"\nspool = "{short_tmp}/spool{i}"\n' for i in (1, 2))
+    melon = Melon(short_tmp / "m", inventory=f"use_interactive_step = false\n[partitions.p]\ndefault = true\n{nodes}")
+    melon.start()
+    try:
+        yield melon
+    finally:
+        while CHILDREN:
+            CHILDREN.pop().close(force=True)
+        melon.cleanup()
+
+
+def test_salloc_without_interactive_step_runs_its_shell_on_the_login_node(login: Melon) -> None:
+    import os
+    config = _run(login, "scontrol", "show", "config")
+    assert re.search(r"LaunchParameters\s+= \(null\)", config.stdout), config.stdout
+    child = _spawn(login, f"salloc -N 2 -t 5 -J here {SHELL}; echo salloc exited $?")
+    child.expect(r"salloc: Granted job allocation (\d+)")
+    jid = int(child.match.group(1))
+    _shell(child)
+    # the shell is salloc's child here, outside the job, with the allocation's variables and no node's own
+    child.sendline("echo job=$SLURM_JOB_ID list=$SLURM_JOB_NODELIST n=$SLURM_NNODES node=[$SLURMD_NODENAME] "
+                   "parent=$PPID")
+    child.expect(rf"job={jid} list=n\[1-2\] n=2 node=\[\] parent=(\d+)")
+    assert b"salloc" in Path(f"/proc/{child.match.group(1)}/cmdline").read_bytes()
+    _shell(child)
+    child.sendline("srun -l bash -c 'echo on $SLURMD_NODENAME'; echo srun-$((1 + 1))-done")
+    child.expect_exact("srun-2-done")  # both tasks run on nodes: their lines come in either order
+    assert {"0: on n1", "1: on n2"} <= {line.strip() for line in child.before.splitlines()}, child.before
+    _shell(child)
+    _inner_pty(child, "n2", 6)
+    _shell(child)
+    child.sendline("mextend -t +0:10 && echo extended")
+    child.expect_exact("extended")
+    _shell(child)
+    child.sendline("exit 5")
+    child.expect_exact(f"salloc: Relinquishing job allocation {jid}")
+    child.expect_exact("salloc exited 5")
+    job = login.wait_state(jid, {"CD", "F"}, timeout=20)
+    assert (job["state"], job["exit_code"]) == ("F", 5)
+    assert [(s["name"], s["node"], s["state"]) for s in job["steps"]] == [
+        ("bash", "n[1-2]", "COMPLETED"), ("env", "n2", "FAILED")]
+    assert os.environ.get("MELON_JOB_API") is None
+
+
+def test_a_login_node_shell_ends_when_its_allocation_is_cancelled(login: Melon) -> None:
+    child = _spawn(login, f"salloc -t 5 {SHELL}; echo salloc exited $?")
+    child.expect(r"salloc: Granted job allocation (\d+)")
+    jid = child.match.group(1)
+    _shell(child)
+    assert _run(login, "scancel", jid).returncode == 0
+    child.expect_exact(f"salloc: Job allocation {jid} has been revoked.", timeout=20)
+    child.expect(r"salloc exited (\d+)")
+    assert int(child.match.group(1)) == 129  # the shell hung up
+    assert login.job(int(jid))["state"] == "CA"
+
+
+def test_sattach_reads_and_types_into_a_running_session_from_another_login(two: Melon) -> None:
+    child, jid = _pty_session(two)
+    viewer = _spawn(two, f"sattach {jid}.0; echo sattach exited $?")
+    viewer.expect_exact(f"sattach: attached to step {jid}.0")
+    assert wait_for(lambda: two.job(jid)["attached"] == 2, timeout=10, what="the second reader")
+    child.sendline("echo from-the-owner-$((2 * 3))")
+    viewer.expect_exact("from-the-owner-6")  # what the session writes reaches both
+    viewer.send("echo typed-by-sattach-$((3 * 3))\r")
+    child.expect_exact("typed-by-sattach-9")  # and what sattach types reaches the session
+    _shell(child)
+    viewer.send("\x1c")  # Ctrl-\ detaches: the session runs on
+    viewer.expect_exact("sattach exited 0")
+    assert wait_for(lambda: two.job(jid)["attached"] == 1, timeout=10, what="the reader gone")
+    child.sendline("echo still-mine")
+    child.expect_exact("still-mine")
+    _shell(child)
+    batch = _run(two, "sbatch", "--parsable", "--wrap", "srun sleep 30")
+    bid = int(batch.stdout.strip())
+    wait_for(lambda: two.job(bid)["steps"], timeout=20, what="the batch job's step")
+    refused = _run(two, "sattach", f"{bid}.0")
+    assert refused.returncode == 1 and "is a batch job" in refused.stderr, refused.stderr
+    bad = _run(two, "sattach", "--layout", f"{jid}.0")
+    assert bad.returncode == 1 and "--layout is not supported by Melon" in bad.stderr
+    _run(two, "scancel", str(bid))
+    child.sendline("exit 0")
+    child.expect(r"srun exited 0")
+
+
+def test_what_is_typed_ahead_of_a_terminal_reaches_it(two: Melon) -> None:
+    """A user types before the remote shell is up: nothing typed is lost, through melond's
+    WebSocket (srun --pty outside a job) or a node's job channel (srun --pty inside one)."""
+    child = _spawn(two, f"srun --pty -N 2 -t 5 {SHELL}; echo srun exited $?")
+    child.sendline("echo ahead-$((4 * 4))")
+    child.expect_exact("ahead-16")
+    _shell(child)
+    child.sendline(f"srun --pty -w n2 {INNER_SHELL}")
+    child.sendline("echo inner-ahead-$((5 * 5)) on $SLURMD_NODENAME")
+    child.expect_exact("inner-ahead-25 on n2")
+    child.sendline("exit 0")
+    _shell(child)
+    child.sendline("exit 0")
+    child.expect_exact("srun exited 0")

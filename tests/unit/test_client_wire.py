@@ -60,3 +60,34 @@ def test_replies_plain_sized_and_chunked() -> None:
                 b"\x15\x03\x01\x00\x02\x02\x50"):
         with pytest.raises(BadReply):
             parse_reply(bad)
+
+
+class _Pieces:
+    """A stand-in socket (a mock, named so: the parsing under test needs only recv) that hands
+    out the reply in the pieces given, as a network splits it."""
+
+    def __init__(self, pieces: list[bytes]) -> None:
+        self.pieces = list(pieces)
+
+    def recv(self, _size: int) -> bytes:
+        return self.pieces.pop(0) if self.pieces else b""
+
+
+@given(st.lists(st.binary(min_size=1, max_size=50), max_size=8), st.lists(st.integers(1, 40), min_size=1))
+def test_a_chunked_body_is_read_piece_by_piece_however_it_is_split(chunks: list[bytes], cuts: list[int]) -> None:
+    from melon_cli.client import _chunks
+    body = b"".join(b"%x\r\n%s\r\n" % (len(c), c) for c in chunks) + b"0\r\n\r\n"
+    pieces, at = [], 0
+    for n, cut in enumerate(cuts * (len(body) // sum(cuts) + 1)):
+        if at >= len(body):
+            break
+        pieces.append(body[at:at + cut])
+        at += cut
+    first, rest = pieces[0], pieces[1:]
+    assert b"".join(_chunks(_Pieces(rest), first)) == b"".join(chunks)
+
+
+def test_a_chunked_body_cut_short_is_a_bad_reply() -> None:
+    from melon_cli.client import _chunks
+    with pytest.raises(BadReply):
+        list(_chunks(_Pieces([b"lo"]), b"5\r\nhel"))
