@@ -85,11 +85,7 @@ def _unchunk(data: bytes) -> bytes:
 def _chunks(sock, data: bytes):
     """A chunked body's pieces as they arrive, `data` being what came with the headers."""
     while True:
-        while b"\r\n" not in data:
-            more = sock.recv(65536)
-            if not more:
-                raise BadReply("a chunked reply ended early")
-            data += more
+        data = _read_to(sock, data, b"\r\n", "a chunked reply ended early")
         size_text, _, data = data.partition(b"\r\n")
         size = int(size_text.split(b";")[0], 16)
         if size == 0:
@@ -101,6 +97,16 @@ def _chunks(sock, data: bytes):
             data += more
         yield data[:size]
         data = data[size + 2:]
+
+
+def _read_to(sock, data: bytes, marker: bytes, early: str) -> bytes:
+    """`data` and what more comes until it holds `marker`; BadReply(early) if the reply ends first."""
+    while marker not in data:
+        more = sock.recv(65536)
+        if not more:
+            raise BadReply(early)
+        data += more
+    return data
 
 
 def default_token_file() -> str:
@@ -186,12 +192,7 @@ class Client:
         except (OSError, BadReply, ValueError) as exc:
             raise self._unreachable(exc, self.timeout) from None
         try:
-            data = b""
-            while b"\r\n\r\n" not in data:
-                chunk = sock.recv(65536)
-                if not chunk:
-                    raise BadReply("the reply ended before its headers")
-                data += chunk
+            data = _read_to(sock, b"", b"\r\n\r\n", "the reply ended before its headers")
             head, _, data = data.partition(b"\r\n\r\n")
             if b"transfer-encoding: chunked" not in head.lower():
                 status, raw = parse_reply(head + b"\r\n\r\n" + data + _read_all(sock))

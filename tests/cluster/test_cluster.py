@@ -1010,17 +1010,22 @@ def test_jobs_on_a_node_get_cpus_of_their_own_that_they_cannot_widen(melon_on_cl
     assert seen[0] != seen[1]
 
 
+def _salloc_terminal(m: Melon):
+    """`salloc -N 2` typed at a terminal of the test's own (pexpect), its shell's prompt `PS1> `."""
+    import pexpect
+    return pexpect.spawn("/bin/bash", ["--norc", "--noprofile", "-c", "salloc -N 2 -t 5 env PS1='PS1> ' bash --norc "
+                                       "--noprofile; echo salloc exited $?"],
+                         env=slurm_names_env(m, TERM="xterm"), cwd=str(m.work), encoding="utf-8", timeout=60,
+                         dimensions=(30, 100))
+
+
 def test_salloc_gives_a_terminal_on_the_first_node_and_srun_reaches_the_others(melon_on_cluster: Melon) -> None:
     """salloc on the login machine: Slurm's lines, then a shell on a pty on the allocation's first
     node (over melond's SSH connection to it), whose srun starts tasks on the second and opens a
     terminal there (srun --pty -w); its exit code is salloc's and the allocation's."""
-    import pexpect
     m = melon_on_cluster
     bin_dir = _shared_install(m)
-    child = pexpect.spawn("/bin/bash", ["--norc", "--noprofile", "-c", "salloc -N 2 -t 5 env PS1='PS1> ' bash --norc "
-                                        "--noprofile; echo salloc exited $?"],
-                          env=slurm_names_env(m, TERM="xterm"), cwd=str(m.work), encoding="utf-8", timeout=60,
-                          dimensions=(30, 100))
+    child = _salloc_terminal(m)
     try:
         child.expect(r"salloc: Granted job allocation (\d+)")
         jid = int(child.match.group(1))
@@ -1071,14 +1076,10 @@ def test_salloc_without_interactive_step_runs_the_shell_here_and_its_srun_on_the
     """use_interactive_step = false: salloc's shell is on the login machine (this one), its srun
     starts every task on the allocated nodes over melond's connections, and `srun --pty` opens a
     terminal on a node; the shell's exit code ends the allocation."""
-    import pexpect
     m = Melon(short_tmp, inventory="use_interactive_step = false\n" + cluster.inventory.read_text(),
               work=cluster.shared / f"{short_tmp.name}-login")
     m.start()
-    child = pexpect.spawn("/bin/bash", ["--norc", "--noprofile", "-c", "salloc -N 2 -t 5 env PS1='PS1> ' bash --norc "
-                                        "--noprofile; echo salloc exited $?"],
-                          env=slurm_names_env(m, TERM="xterm"), cwd=str(m.work), encoding="utf-8", timeout=60,
-                          dimensions=(30, 100))
+    child = _salloc_terminal(m)
     try:
         child.expect(r"salloc: Granted job allocation (\d+)")
         jid = int(child.match.group(1))

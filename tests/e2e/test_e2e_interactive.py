@@ -22,10 +22,9 @@ SHELL = f"env PS1='{PROMPT}' bash --norc --noprofile"  # a shell whose prompt th
 CHILDREN: list[pexpect.spawn] = []
 
 
-@pytest.fixture
-def two(short_tmp: Path) -> Iterator[Melon]:
+def _two_nodes(short_tmp: Path, settings: str = "") -> Iterator[Melon]:
     nodes = "".join(f'[nodes.n{i}]\npartition = "p"\nspool = "{short_tmp}/spool{i}"\n' for i in (1, 2))
-    melon = Melon(short_tmp / "m", inventory=f"[partitions.p]\ndefault = true\n{nodes}")
+    melon = Melon(short_tmp / "m", inventory=f"{settings}[partitions.p]\ndefault = true\n{nodes}")
     melon.start()
     try:
         yield melon
@@ -33,6 +32,11 @@ def two(short_tmp: Path) -> Iterator[Melon]:
         while CHILDREN:
             CHILDREN.pop().close(force=True)
         melon.cleanup()
+
+
+@pytest.fixture
+def two(short_tmp: Path) -> Iterator[Melon]:
+    yield from _two_nodes(short_tmp)
 
 
 def _spawn(melon: Melon, command: str, rows: int = 30, cols: int = 100) -> pexpect.spawn:
@@ -320,15 +324,7 @@ def test_srun_pty_inside_a_batch_job_runs_without_a_terminal_and_says_so(two: Me
 @pytest.fixture
 def login(short_tmp: Path) -> Iterator[Melon]:
     """Two nodes, and salloc's command on the login node (use_interactive_step off)."""
-    nodes = "".join(f'[nodes.n{i}]\npartition = "p"\nspool = "{short_tmp}/spool{i}"\n' for i in (1, 2))
-    melon = Melon(short_tmp / "m", inventory=f"use_interactive_step = false\n[partitions.p]\ndefault = true\n{nodes}")
-    melon.start()
-    try:
-        yield melon
-    finally:
-        while CHILDREN:
-            CHILDREN.pop().close(force=True)
-        melon.cleanup()
+    yield from _two_nodes(short_tmp, "use_interactive_step = false\n")
 
 
 def test_salloc_without_interactive_step_runs_its_shell_on_the_login_node(login: Melon) -> None:
