@@ -83,8 +83,11 @@ def _task(j: dict, now: float) -> str:
 # code -> (header, API fields it reads, how it is shown)
 CODES: dict[str, tuple[str, tuple[str, ...], object]] = {
     "i": ("JOBID", ("id", "array_job_id", "array_task_id"), lambda j, now: _label(j)),
-    "A": ("ARRAY_JOB_ID", ("id", "array_job_id"), lambda j, now: str(j.get("array_job_id") or j["id"])),
-    "a": ("ARRAY_TASK_ID", ("id", "array_job_id", "array_task_id"), _task),
+    "A": ("JOBID", ("id",), lambda j, now: str(j["id"])),  # each array task's own id
+    "F": ("ARRAY_JOB_ID", ("id", "array_job_id"), lambda j, now: str(j.get("array_job_id") or j["id"])),
+    "K": ("ARRAY_TASK_ID", ("id", "array_job_id", "array_task_id"), _task),
+    "a": ("ACCOUNT", ("account",), lambda j, now: j.get("account") or "(null)"),
+    "q": ("QOS", ("slurm_options",), lambda j, now: (j.get("slurm_options") or {}).get("qos") or "normal"),
     "j": ("NAME", ("name",), lambda j, now: j["name"]),
     "u": ("USER", ("user",), lambda j, now: j["user"]),
     "t": ("ST", ("state",), lambda j, now: j["state"]),
@@ -169,7 +172,8 @@ def parse_format(text: str, codes: dict = CODES, forms: str = FORMS) -> list[Fie
 
 #: squeue -O/--Format names and the % code each prints.
 LONG_NAMES = {
-    "jobid": "i", "jobarrayid": "i", "arrayjobid": "A", "arraytaskid": "a", "name": "j", "username": "u",
+    "jobid": "i", "jobarrayid": "i", "arrayjobid": "F", "arraytaskid": "K", "name": "j", "username": "u",
+    "account": "a", "qos": "q",
     "userid": "u", "state": "T", "statecompact": "t", "timeused": "M", "timelimit": "l", "timeleft": "L",
     "numnodes": "D", "numcpus": "C", "minmemory": "m", "partition": "P", "nodelist": "N", "exechost": "B",
     "tres-per-node": "b", "reasonlist": "R", "reason": "r", "starttime": "S", "submittime": "V", "endtime": "e",

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from melond.errors import MelonError
 from melond.spec.gres import Device, node_devices
 from melond.spec.timespec import SpecError, parse_size_mib, parse_time_limit
+from melond.spec.tres import parse_tres
 from melond.trust import check_input
 
 DEFAULT_PARTITION = "local"
@@ -68,7 +69,7 @@ class Node(Strict):
     host: str | None = None
     port: int = Field(default=22, ge=1, le=65535)
     user: str | None = None  # the SSH login; default: melond's own user
-    personal: bool = False  # each user's jobs log in as that user's own account ([accounts])
+    personal: bool = False  # each user's jobs log in as that user's own login ([logins])
     identity_file: str | None = None
     known_hosts: str | None = None  # default: ~/.ssh/known_hosts of melond's user
     python: str | None = None  # the node's interpreter; default: python3 over SSH, melond's own locally
@@ -101,12 +102,66 @@ class Node(Strict):
         return self.host is not None
 
 
-class Account(Strict):
-    """A user's own login on the personal nodes (`[accounts.USER]`): their jobs travel over a
-    connection of their own, with their key, and run as that account."""
+class Login(Strict):
+    """A user's own login on the personal nodes (`[logins.USER]`; before, `[accounts.USER]`):
+    their jobs travel over a connection of their own, with their key, and run as that login."""
 
-    user: str | None = None  # the account on the nodes; default: the user's own name
+    user: str | None = None  # the login on the nodes; default: the user's own name
     identity_file: str | None = None  # default: the node's (or ssh's defaults)
+
+
+def _tres_text(v: object) -> object:
+    if isinstance(v, str):
+        parse_tres(v)  # refused here, with the form, rather than at the first job
+    return v
+
+
+def _wall(v: object) -> object:
+    return parse_time_limit(v) if isinstance(v, str) else v
+
+
+class Qos(Strict):
+    """A quality of service (`[qos.NAME]`, Slurm's sacctmgr QOS): a priority factor and limits.
+    TRES limits are Slurm's strings (`cpu=8,mem=64G,gres/gpu=4`); `max_wall` a time limit."""
+
+    priority: int = Field(default=0, ge=0)
+    max_wall: int | None = Field(default=None, ge=0)  # seconds
+    max_jobs_per_user: int | None = Field(default=None, ge=0)  # running at once
+    max_submit_jobs_per_user: int | None = Field(default=None, ge=0)  # pending and running
+    max_tres_per_user: str | None = None  # held by a user's running jobs in this QOS together
+    max_tres_per_job: str | None = None
+    grp_tres: str | None = None  # held by all running jobs in this QOS together
+
+    _tres = field_validator("max_tres_per_user", "max_tres_per_job", "grp_tres")(_tres_text)
+    _time = field_validator("max_wall", mode="before")(_wall)
+
+
+class Account(Strict):
+    """A project jobs are charged to (`[accounts.NAME]`, Slurm's account): its place in the tree
+    (`parent`, default the root), its users, its shares of the cluster, the QOS its jobs may use,
+    and limits on its users' jobs (`max_jobs`, `max_submit_jobs`: per user) and on all of its
+    jobs together, its sub-accounts' included (`grp_tres`)."""
+
+    parent: str | None = None
+    users: list[str] = []
+    shares: int = Field(default=1, ge=0)
+    description: str = ""
+    qos: list[str] | None = None  # the QOS its jobs may ask for; None: every one
+    default_qos: str | None = None
+    max_jobs: int | None = Field(default=None, ge=0)
+    max_submit_jobs: int | None = Field(default=None, ge=0)
+    max_tres_per_job: str | None = None
+    max_wall: int | None = Field(default=None, ge=0)
+    grp_tres: str | None = None
+
+    _tres = field_validator("max_tres_per_job", "grp_tres")(_tres_text)
+    _time = field_validator("max_wall", mode="before")(_wall)
+
+
+class User(Strict):
+    """A user's settings (`[users.NAME]`): the account their jobs are charged to without --account."""
+
+    default_account: str | None = None
 
 
 class Tls(Strict):
@@ -186,28 +241,31 @@ class Inventory(Strict):
     limits: Limits = Limits()
     partitions: dict[str, Partition] = {}
     nodes: dict[str, Node] = {}
-    accounts: dict[str, Account] = {}  # personal mode: each user's own account on the personal nodes
+    logins: dict[str, Login] = {}  # personal mode: each user's own login on the personal nodes
+    accounts: dict[str, Account] = {}  # projects jobs are charged to (Slurm's accounts), in a tree
+    users: dict[str, User] = {}
+    qos: dict[str, Qos] = {}  # Slurm's QOS; `normal` (no limits) is every job's unless an account says else
 
     def links(self) -> dict[str, tuple[str, str | None, Node]]:
         """Every connection melond keeps, by its name: (node, user, the node as that connection
-        logs in). One per node, and on a personal node one per user in [accounts], named
-        `user@node`, logged in as that user's account with their key."""
+        logs in). One per node, and on a personal node one per user in [logins], named
+        `user@node`, logged in as that user's login with their key."""
         out: dict[str, tuple[str, str | None, Node]] = {}
-        names = self.account_names()
+        names = self.login_names()
         for name, node in self.node_table().items():
             if not node.personal:
                 out[name] = (name, None, node)
                 continue
-            for user, account in self.accounts.items():
+            for user, own in self.logins.items():
                 login = {"user": names[user], "personal": False}
-                if account.identity_file:
-                    login["identity_file"] = account.identity_file
+                if own.identity_file:
+                    login["identity_file"] = own.identity_file
                 out[f"{user}@{name}"] = (name, user, node.model_copy(update=login))
         return out
 
-    def account_names(self) -> dict[str, str]:
-        """Each user in [accounts] and the account their jobs run as on the personal nodes."""
-        return {user: account.user or user for user, account in self.accounts.items()}
+    def login_names(self) -> dict[str, str]:
+        """Each user in [logins] and the login their jobs run as on the personal nodes."""
+        return {user: login.user or user for user, login in self.logins.items()}
 
     def personal_nodes(self) -> set[str]:
         return {name for name, node in self.node_table().items() if node.personal}
@@ -259,6 +317,7 @@ def load(path: str | None) -> Inventory:
         raise MelonError(f"inventory {path}: cannot read it: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise MelonError(f"inventory {path}: not valid TOML: {exc}") from None
+    _old_logins(data)
     if isinstance(data.get("nodes"), dict) and isinstance(data.get("defaults"), dict):
         data["nodes"] = {name: _with_defaults(data["defaults"], table if isinstance(table, dict) else {})
                          for name, table in data["nodes"].items()}
@@ -269,11 +328,12 @@ def load(path: str | None) -> Inventory:
         raise MelonError(f"inventory {path}: {problems}") from None
     except SpecError as exc:
         raise MelonError(f"inventory {path}: {exc}") from None
+    _check_sharing(inv, f"inventory {path}")
     base = Path(path).resolve().parent
     if inv.tls is not None:
         inv = inv.model_copy(update={"tls": _resolve_files(inv.tls, ("cert", "key"), base, f"inventory {path}: tls")})
-    for user, account in list(inv.accounts.items()):
-        inv.accounts[user] = _resolve_files(account, ("identity_file",), base, f"inventory {path}: accounts.{user}")
+    for user, login in list(inv.logins.items()):
+        inv.logins[user] = _resolve_files(login, ("identity_file",), base, f"inventory {path}: logins.{user}")
     for name, node in list(inv.nodes.items()):
         inv.nodes[name] = node = _resolve_files(node, ("identity_file", "known_hosts"), base,
                                                 f"inventory {path}: nodes.{name}")
@@ -286,6 +346,53 @@ def load(path: str | None) -> Inventory:
             raise MelonError(f"inventory {path}: nodes.{name}.partition: unknown partition {node.partition!r}; "
                              f"define [partitions.{node.partition}] or use one of {inv.partition_names()}")
     return inv
+
+
+def _check_sharing(inv: Inventory, where: str) -> None:
+    """Accounts, users and QOS name one another: each name must be defined, the tree a tree."""
+    qos = {"normal", *inv.qos}
+    for name, account in inv.accounts.items():
+        if name == "root":
+            raise MelonError(f"{where}: accounts.root: root is the tree's top, above every account; name the "
+                             f"account otherwise")
+        if account.parent not in (None, "root") and account.parent not in inv.accounts:
+            raise MelonError(f"{where}: accounts.{name}.parent: no account {account.parent!r}; define "
+                             f"[accounts.{account.parent}] or leave parent out (the root)")
+        for q in [*(account.qos or []), *([account.default_qos] if account.default_qos else [])]:
+            if q not in qos:
+                raise MelonError(f"{where}: accounts.{name}: no QOS {q!r}; define [qos.{q}] (the QOS are "
+                                 f"{', '.join(sorted(qos))})")
+        if account.default_qos and account.qos is not None and account.default_qos not in account.qos:
+            raise MelonError(f"{where}: accounts.{name}.default_qos: {account.default_qos} is not among its qos "
+                             f"({', '.join(account.qos)})")
+        seen, up = {name}, account.parent
+        while up not in (None, "root"):
+            if up in seen:
+                raise MelonError(f"{where}: accounts.{name}.parent: the parents go round in a circle "
+                                 f"({' -> '.join([*seen, up])}); an account's parent is above it")
+            seen.add(up)
+            up = inv.accounts[up].parent
+    for user, settings in inv.users.items():
+        account = settings.default_account
+        if account is not None and user not in (inv.accounts.get(account) or Account()).users:
+            raise MelonError(f"{where}: users.{user}.default_account: {account!r} is no account of {user}'s; add "
+                             f"{user} to [accounts.{account}] users, or name one that lists them")
+
+
+LOGIN_FIELDS = frozenset(Login.model_fields)
+
+
+def _old_logins(data: dict) -> None:
+    """The old spelling of [logins]: `[accounts.USER]` tables of personal logins (user,
+    identity_file), in an inventory with personal nodes and no [logins], are read as [logins]
+    (an account, a project, has other fields: parent, users, shares, ...)."""
+    accounts, nodes = data.get("accounts"), data.get("nodes")
+    defaults = data.get("defaults") if isinstance(data.get("defaults"), dict) else {}
+    personal = defaults.get("personal") is True or (isinstance(nodes, dict) and any(
+        isinstance(t, dict) and t.get("personal") is True for t in nodes.values()))
+    if (personal and "logins" not in data and isinstance(accounts, dict) and accounts
+            and all(isinstance(t, dict) and set(t) <= LOGIN_FIELDS for t in accounts.values())):
+        data["logins"] = data.pop("accounts")
 
 
 def _with_defaults(defaults: dict, table: dict) -> dict:
@@ -304,11 +411,11 @@ def _check_personal(inv: Inventory, name: str, node: Node, where: str) -> None:
     if not node.remote:
         raise MelonError(f"{where}.personal: only a node reached over SSH (with host) can be personal; "
                          f"melond cannot log in to this machine as other users")
-    if not inv.accounts:
-        raise MelonError(f"{where}.personal: no [accounts.USER] table maps users to their own accounts; add one "
+    if not inv.logins:
+        raise MelonError(f"{where}.personal: no [logins.USER] table maps users to their own logins; add one "
                          f"per user (user = \"their login\", identity_file = \"their key\")")
     if node.user is not None:
-        raise MelonError(f"{where}.user: a personal node logs in as each user's own account ([accounts]), "
+        raise MelonError(f"{where}.user: a personal node logs in as each user's own login ([logins]), "
                          f"not as {node.user!r}; remove user (from [defaults] too)")
     if node.spool is not None:
         raise MelonError(f"{where}.spool: each account of a personal node keeps its own spool "

@@ -113,7 +113,7 @@ class Daemon:
             if not node.remote:
                 cpus = psutil.cpu_count() or 1
                 memory = psutil.virtual_memory().total // MIB
-            personal = self.opts.inventory.account_names() if node.personal else None
+            personal = self.opts.inventory.login_names() if node.personal else None
             out[name] = NodeState(name=name, partition=node.partition, cpus=node.cpus or cpus,
                                   memory=min(memory, node.memory or memory), cap_cpus=node.cpus,
                                   cap_memory=node.memory, personal=personal, devices=node.devices)
@@ -141,7 +141,7 @@ class Daemon:
                 nodes[row["name"]].drain = row["drain"]  # an operator's drain survives restarts
         engine = Engine(store, inv, nodes, kill_wait=kill_wait)
         handshakes = asyncio.Semaphore(MAX_HANDSHAKES)
-        engine.sessions.personal, engine.sessions.accounts = inv.personal_nodes(), inv.account_names()
+        engine.sessions.personal, engine.sessions.logins = inv.personal_nodes(), inv.login_names()
         for link, (_, _, node) in inv.links().items():
             transport, spool = transport_for(node, self.state_dir)
             engine.sessions[link] = NodeSession(link, transport, spool, on_up=engine.nodes_life.up,

@@ -349,13 +349,14 @@ async def show_job(request: web.Request) -> web.Response:
     view["events"] = engine.store.events(jid)
     view["steps"] = [s.public() for s in engine.store.steps([jid])]
     view["attached"] = engine.terminals.attached(jid)  # terminals open in it now (salloc, srun --pty)
+    view["why_waiting"] = engine.ops.why_waiting(job)  # a limit that holds it, in words
     view["extension_requests"] = await engine.requests.of_job(jid)
     ended = [e["data"].get("backend") for e in view["events"] if e["kind"] == "ended"]
     node = engine.nodes.get(job.node or "")
     here = node.link_limits.get(job.user, (node.backend,))[0] if node else None  # a personal node: the user's own
     view["backend"] = (ended[-1] if ended else None) or here
     if node is not None and (node.personal is not None or node.only_user):  # not the user's own uid switch
-        view["runs_as"] = engine.sessions.account(node.name, job.user) or node.only_user
+        view["runs_as"] = engine.sessions.login(node.name, job.user) or node.only_user
     return web.json_response(view)
 
 

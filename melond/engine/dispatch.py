@@ -74,7 +74,7 @@ class Dispatcher:
         from the first, record the node's own start time and pid."""
         node = node or job.node
         run = job.run
-        account = self.sessions.account(node, job.user)  # a personal node: the user's own account there
+        account = self.sessions.login(node, job.user)  # a personal node: the user's own login there
         state = self.nodes.get(node)
         req = launch.start_request(job, node, kill_wait=self.kill_wait, tasks_max=self.tasks_max,
                                    home=None if account else nss.home(job.user), hosts=self.hosts,

@@ -26,6 +26,7 @@ from melond.figures import JobCounts
 from melond.nodes.links import Sessions
 from melond.nodes.state import NodeState
 from melond.sched.order import PendingOrder
+from melond.sched.sharing import AccountRules, QosRules, Sharing, parse
 from melond.spec.states import ACTIVE
 from melond.state.store import Store
 from melon_remote.protocol import Event
@@ -40,7 +41,8 @@ class Engine:
         self.tasks = Tasks()
         self.counts = JobCounts()  # submissions, starts, ends... since this melond started (`/metrics`)
         self.jobs = JobTable(store.jobs(states=[s.value for s in ACTIVE]))
-        self.order = PendingOrder({name: inventory.partition(name).max_time for name in inventory.partition_names()})
+        self.order = PendingOrder({name: inventory.partition(name).max_time for name in inventory.partition_names()},
+                                  sharing_of(inventory))
         self.dispatcher = Dispatcher(self.jobs, store, self.sessions, self.tasks, kill_wait=kill_wait,
                                      tasks_max=inventory.tasks_max, counts=self.counts,
                                      hosts=inventory.job_host_names(), nodes=nodes)
@@ -83,3 +85,13 @@ class Engine:
         self.gpu_usage.stop()
         self.notices.stop()
         await self.tasks.drain(STOP_TIMEOUT)
+
+
+def sharing_of(inv: Inventory) -> Sharing:
+    """The inventory's accounts, users and QOS as the scheduler's rules."""
+    accounts = [AccountRules(name, a.parent, tuple(a.users), a.shares, tuple(a.qos) if a.qos is not None else None,
+                             a.default_qos, a.max_jobs, a.max_submit_jobs, parse(a.max_tres_per_job), a.max_wall,
+                             parse(a.grp_tres)) for name, a in inv.accounts.items()]
+    qos = [QosRules(name, q.priority, q.max_wall, q.max_jobs_per_user, q.max_submit_jobs_per_user,
+                    parse(q.max_tres_per_user), parse(q.max_tres_per_job), parse(q.grp_tres)) for name, q in inv.qos.items()]
+    return Sharing(accounts, {user: u.default_account for user, u in inv.users.items() if u.default_account}, qos)

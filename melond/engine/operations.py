@@ -21,6 +21,7 @@ from melond.sched.launch import job_file
 from melond.sched.plan import Snapshot
 from melond.sched.order import PendingOrder
 from melond.sched.policy import Caller
+from melond.sched.sharing import NORMAL, PolicyError, Sharing, explain
 from melond.spec import jobrel
 from melond.spec.gres import gpu_count, node_gres, parse_list
 from melond.spec.jobids import JobRef
@@ -50,6 +51,7 @@ class Operations:
         self.jobs, self.store, self.inv, self.nodes, self.order = jobs, store, inventory, nodes, order
         self.dispatcher, self.ends, self.kick, self.snapshot = dispatcher, ends, kick, snapshot
         self.counts = counts
+        self.sharing = order.sharing if order.sharing is not None else Sharing()
         self._extending = asyncio.Lock()
         self.shared = os.geteuid() == 0  # root's melond serves every user of its nodes (routes.py)
 
@@ -68,6 +70,7 @@ class Operations:
                 req = {**req, key: [self.inv.node_named(name) for name in req[key]]}
         now = time.time()
         jobs, warnings = admission.admit(req, submit_as, partition, self.inv.partition(partition), sizes, now)
+        self._charge(jobs)
         if req.get("dependency"):
             self._check_dependency(req["dependency"])
         if req.get("mail_type") and not (self.inv.notify and (self.inv.notify.command or self.inv.notify.webhook)):
@@ -83,6 +86,41 @@ class Operations:
             self.order.touch(jid)
         self.kick(new_jobs_only=True)
         return ids, warnings
+
+    def _charge(self, jobs: list[Job]) -> None:
+        """Each job's account and QOS (melond.sched.sharing), and the limits a submission is
+        refused by, in Slurm's words: `Job violates accounting/QOS policy`."""
+        first = jobs[0]
+        try:
+            account = self.sharing.account_for(first.user, first.account)
+            qos = self.sharing.qos_for(account, first.slurm_options.get("qos"))
+            in_qos = in_account = 0
+            for job in self.jobs.active.values():
+                if job.user == first.user:
+                    in_qos += (job.slurm_options.get("qos") or NORMAL) == qos
+                    in_account += account is not None and job.account == account
+            first.account = account
+            self.sharing.check_submit(first, qos, account, in_qos, in_account, adding=len(jobs))
+        except PolicyError as exc:
+            if exc.reason in ("InvalidAccount", "InvalidQOS"):
+                raise BadRequest(str(exc).partition(": ")[2]) from None
+            raise BadRequest(f"Job violates accounting/QOS policy (job submit limit, user's size and/or time "
+                             f"limits): {exc}") from None
+        for job in jobs:
+            job.account = account
+            job.slurm_options = {**job.slurm_options, "qos": qos}
+
+    def why_waiting(self, job: Job) -> str | None:
+        """A pending job held by a limit, in words: which limit, whose use, how much of it (the
+        use the last scheduling pass counted); None for other reasons."""
+        if job.state is not State.PENDING or not job.reason:
+            return None
+        qos = job.slurm_options.get("qos") or NORMAL
+        for pool in self.sharing.pools(job.user, job.account, qos):
+            for name, reason in pool.reasons.items():
+                if reason == job.reason:
+                    return explain(pool, name, self.order.used.get(pool.key, {}).get(name, 0))
+        return None
 
     def _check_dependency(self, text: str) -> None:
         """A dependency on a job that does not exist is refused at submission, as sbatch's `Job

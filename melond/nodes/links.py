@@ -22,7 +22,7 @@ class Sessions(dict[str, NodeSession]):
     def __init__(self) -> None:
         super().__init__()
         self.personal: set[str] = set()  # the personal nodes' names
-        self.accounts: dict[str, str] = {}  # user: their account on the personal nodes
+        self.logins: dict[str, str] = {}  # user: their login on the personal nodes
 
     def link(self, node: str | None, user: str | None) -> str | None:
         """The name of the connection a job of `user` on `node` goes through; None where there
@@ -36,7 +36,7 @@ class Sessions(dict[str, NodeSession]):
         link = self.link(node, user)
         return None if link is None else self.get(link)
 
-    def account(self, node: str, user: str) -> str | None:
-        """The account a job of `user` runs as on `node`, where that is not `user` by name alone:
-        a personal node's mapping; None elsewhere (the job's own user)."""
-        return self.accounts.get(user, user) if node in self.personal else None
+    def login(self, node: str, user: str) -> str | None:
+        """The login a job of `user` runs as on `node`, where that is not `user` by name alone:
+        a personal node's mapping ([logins]); None elsewhere (the job's own user)."""
+        return self.logins.get(user, user) if node in self.personal else None

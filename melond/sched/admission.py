@@ -124,10 +124,10 @@ def admit(req: Mapping[str, Any], who: Submitter, partition: str, rules: Partiti
     usable = [n for n in members if n.name in wanted and n.name not in set(req.get("exclude") or [])]
     if usable and not any(_runs(n, who.user) for n in usable):
         accounts = ", ".join(sorted(f"{n.name} as {' or '.join(sorted(n.only_users))}" for n in usable))
-        raise BadRequest(f"melond reaches the node(s) this job may use in partition {partition} as accounts "
-                         f"that are not root ({accounts}), and a node's helper can start only its own account's "
-                         f"jobs, not {who.user}'s; submit as that account, give {who.user} an account of their "
-                         f"own there (the inventory's [accounts]), or have melond log in as root")
+        raise BadRequest(f"melond reaches the node(s) this job may use in partition {partition} as logins "
+                         f"that are not root ({accounts}), and a node's helper can start only its own login's "
+                         f"jobs, not {who.user}'s; submit as that login, give {who.user} a login of their "
+                         f"own there (the inventory's [logins]), or have melond log in as root")
     members = [n for n in members if _runs(n, who.user)] or members
     sized = [n for n in members if n.cpus]  # local, or probed at least once
     shape = request_shape(req)

@@ -14,9 +14,11 @@ from __future__ import annotations
 import bisect
 import heapq
 import operator
+from collections import Counter
 from collections.abc import Callable, Mapping
 
 from melond.sched.plan import NodeView, PendingView, RunningView, Snapshot, priority_order
+from melond.sched.sharing import JOBS, NORMAL, Pool, Sharing, tres_of
 from melond.spec import jobrel
 from melond.spec.cpulist import parse_cpuset
 from melond.spec.gres import parse_list, wanted
@@ -33,8 +35,13 @@ DependencyStates = Callable[[set[int]], Mapping[int, State]]
 class PendingOrder:
     """The scheduler's view of the queue, kept between passes."""
 
-    def __init__(self, max_time: Mapping[str, int]) -> None:
+    def __init__(self, max_time: Mapping[str, int], sharing: Sharing | None = None) -> None:
         self.max_time = max_time  # each partition's MaxTime (0: none)
+        self.sharing = sharing  # accounts' and QOS' limits, counted by the planner in pools
+        self.limits: dict[str, tuple[Mapping[str, int], Mapping[str, str]]] = {}
+        self.pools: dict[str, Pool] = {}  # by key: what each limit is, for saying why a job waits
+        self.used: dict[str, Counter[str]] = {}  # what running jobs held in each pool at the last pass
+        self._held: dict[int, tuple[tuple[str, ...], tuple[tuple[str, int], ...]]] = {}  # running jobs' pools
         self.deferred = False  # the last pass left pending jobs past its depth unplanned
         self._views: dict[int, Entry] = {}  # pending jobs whose view nothing can change but a touch
         self._order: list[Entry] | None = None  # None until the first full pass
@@ -77,7 +84,35 @@ class PendingOrder:
         self.deferred = depth is not None and len(pending) > depth
         if self.deferred:
             pending = heapq.nsmallest(depth, pending)  # the order key ends with the job id: no ties
-        return Snapshot(nodes, tuple(running), tuple(view for _, view in pending))
+        return Snapshot(nodes, tuple(running), tuple(view for _, view in pending), self.limits,
+                        self._use(jobs, running_ids))
+
+    def _charge(self, job: Job) -> tuple[tuple[str, ...], tuple[tuple[str, int], ...]]:
+        """The pools a job counts against, and what it counts there (its TRES and one job)."""
+        if self.sharing is None:
+            return (), ()
+        pools = self.sharing.pools(job.user, job.account, job.slurm_options.get("qos") or NORMAL)
+        if not pools:
+            return (), ()
+        for pool in pools:
+            self.limits[pool.key], self.pools[pool.key] = (pool.caps, pool.reasons), pool
+        return tuple(p.key for p in pools), tuple({**tres_of(job), JOBS: 1}.items())
+
+    def _use(self, jobs: Mapping[int, Job], running: set[int]) -> dict[str, Counter[str]]:
+        """What the running jobs hold in each pool now."""
+        used: dict[str, Counter[str]] = {}
+        for jid in [j for j in self._held if j not in running]:
+            del self._held[jid]
+        if self.sharing is None:
+            return used
+        for jid in running:
+            held = self._held.get(jid)
+            if held is None:
+                held = self._held[jid] = self._charge(jobs[jid])
+            for key in held[0]:
+                used.setdefault(key, Counter()).update(dict(held[1]))
+        self.used = used
+        return used
 
     def _event_snapshot(self, jobs: Mapping[int, Job], nodes: tuple[NodeView, ...], now: float,
                         depth: int, states: _LazyStates) -> Snapshot:
@@ -124,7 +159,8 @@ class PendingOrder:
             taken.append(entry)
         self.deferred = more or len(taken) > depth
         pending = heapq.nsmallest(depth, taken, key=ORDER_KEY)  # sorted, at most `depth`
-        return Snapshot(nodes, tuple(running), tuple(view for _, view in pending))
+        return Snapshot(nodes, tuple(running), tuple(view for _, view in pending), self.limits,
+                        self._use(jobs, self._running))
 
     def _entry(self, job: Job, now: float, states: _LazyStates) -> tuple[Entry, bool]:
         """A pending job's (order key, view), and whether it is cached (nothing in it changes with
@@ -142,7 +178,7 @@ class PendingOrder:
             job.mem_per_cpu or 0 if wide else 0,
             # on one node: all its tasks' resources there; spanning: per node and per task
             parse_list(job.gres) if wide else wanted(job.gres, job.gpus_per_task, shape.ntasks),
-            parse_list(job.gpus_per_task) if wide else ())
+            parse_list(job.gpus_per_task) if wide else (), *self._charge(job))
         entry = (priority_order(view), view)
         cached = not job.dependency and not (job.begin_time and job.begin_time > now)
         if cached:

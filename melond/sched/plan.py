@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 from bisect import bisect_left, bisect_right, insort
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -106,6 +107,10 @@ class PendingView:
     mem_per_cpu: int = 0  # MiB for each CPU a spanning job gets on a node; 0: `memory` on each node
     gres: tuple[Gres, ...] = ()  # generic resources on each node (--gres, --gpus-per-node)
     gres_per_task: tuple[Gres, ...] = ()  # ...and for each task there (--gpus-per-task)
+    # The limits' pools it counts against while it runs (Snapshot.limits), and what it counts
+    # there: its TRES and 1 job (melond.sched.sharing)
+    pools: tuple[str, ...] = ()
+    tres: tuple[tuple[str, int], ...] = ()
 
     def want(self) -> tuple[Gres, ...]:
         """What a job on one node needs of its resources: per node, and per task times its tasks."""
@@ -119,6 +124,10 @@ class Snapshot:
     nodes: tuple[NodeView, ...]
     running: tuple[RunningView, ...] = ()
     pending: tuple[PendingView, ...] = ()
+    # Each pool's caps by TRES (and "jobs") and the pending reason for each; what running jobs
+    # hold in it now. A job that would pass a cap waits with its reason, holding no reservation.
+    limits: Mapping[str, tuple[Mapping[str, int], Mapping[str, str]]] = field(default_factory=dict)
+    used: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -430,6 +439,8 @@ class _Planner:
         self.tasks: Counter[int] = Counter()  # running + started tasks per array
         self.starts: list[Start] = []
         self.reasons: dict[int, str] = {}
+        self.limits = snapshot.limits
+        self.used: dict[str, Counter[str]] = {key: Counter(use) for key, use in snapshot.used.items()}
         self.expected: dict[int, float] = {}
         self.expected_nodes: dict[int, str] = {}
         nodes: dict[str, _Node] = {}
@@ -476,6 +487,13 @@ class _Planner:
         arr = job.array_job_id
         if arr is not None and job.array_throttle and self.tasks[arr] >= job.array_throttle:
             return Reason.ARRAY_TASK_LIMIT
+        for key in job.pools:
+            caps, reasons = self.limits[key]
+            use = self.used.get(key)
+            for name, amount in job.tres:
+                cap = caps.get(name)
+                if cap is not None and (use[name] if use else 0) + amount > cap:
+                    return reasons[name]
         part = self.parts.get(job.partition)
         if part is None:
             return Reason.REQ_NODE_NOT_AVAIL
@@ -542,9 +560,15 @@ class _Planner:
         if job.exclusive:
             c, g = node.cpus, node.total_g
         self.hold(part, node, c, m or node.memory, self.now + d, g or ())
+        self.count(job)
+        self.starts.append(Start(job.job_id, node.name))
+
+    def count(self, job: PendingView) -> None:
+        """A start's share of its array's running tasks and of its limits' pools."""
         if job.array_job_id is not None:
             self.tasks[job.array_job_id] += 1
-        self.starts.append(Start(job.job_id, node.name))
+        for key in job.pools:
+            self.used.setdefault(key, Counter()).update(dict(job.tres))
 
     def hold(self, part: _Partition, node: _Node, c: int, need: int, end: float, g: tuple[int, ...] = ()) -> None:
         """Take c CPUs, `need` MiB (and g of each resource) of `node` from now until `end`."""
@@ -600,8 +624,7 @@ class _Planner:
         if shares is not None:
             for node, share in shares:
                 self.hold(part, node, share.cpus, share.memory, end, share.gres)
-            if job.array_job_id is not None:
-                self.tasks[job.array_job_id] += 1
+            self.count(job)
             self.starts.append(Start(job.job_id, shares[0][1].node, tuple(share for _, share in shares)))
             return None
         if self.budget > 0:

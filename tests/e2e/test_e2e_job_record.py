@@ -58,6 +58,7 @@ def test_listings_carry_only_public_fields_even_while_a_cancel_is_in_flight(melo
     assert {j["id"] for j in listed} == {held, slow}
     for job in listed:
         assert set(job) == PUBLIC, set(job) ^ PUBLIC
-    assert set(_get(melon, f"/jobs/{held}")) == PUBLIC | {"events", "backend", "extension_requests", "steps", "attached"}
+    assert set(_get(melon, f"/jobs/{held}")) == PUBLIC | {"events", "backend", "extension_requests", "steps", "attached",
+                                                  "why_waiting"}
     melon.wait_state(slow, {"CA"})
     melon.run("mcancel", str(held))

@@ -65,7 +65,7 @@ def test_iterate_and_watch_redraw_until_interrupted(melon: Melon) -> None:
 
 
 def test_bad_format_sort_and_interval_exit_1(melon: Melon) -> None:
-    for args, named in ((["-o", "%i %q"], "'%q'"), (["-S", "x"], "'x'"), (["-i", "soon"], "'soon'"),
+    for args, named in ((["-o", "%i %W"], "'%W'"), (["-S", "x"], "'x'"), (["-i", "soon"], "'soon'"),
                         (["-i", "0"], "'0'"), (["-t", "XX"], "XX")):
         r = melon.run("mqueue", *args, check=False)
         assert r.returncode == 1 and named in r.stderr and "Traceback" not in r.stderr, (args, r.stderr)

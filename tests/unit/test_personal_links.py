@@ -1,5 +1,5 @@
-"""Personal mode's pure parts: the inventory's [accounts] and personal nodes, a node's connections
-(user@node), and who may run where."""
+"""Personal mode's pure parts: the inventory's [logins] (once spelled [accounts]) and personal
+nodes, a node's connections (user@node), and who may run where."""
 import pytest
 
 from melond import config
@@ -35,8 +35,10 @@ def load(tmp_path, text: str) -> config.Inventory:
     return config.load(str(path))
 
 
-def test_a_personal_node_has_a_connection_per_account_and_takes_no_login_from_defaults(tmp_path):
-    inv = load(tmp_path, PERSONAL)
+@pytest.mark.parametrize("spelling", ["accounts", "logins"])  # the old spelling is still read
+def test_a_personal_node_has_a_connection_per_login_and_takes_no_login_from_defaults(tmp_path, spelling):
+    inv = load(tmp_path, PERSONAL.replace("[accounts.", f"[{spelling}."))
+    assert set(inv.logins) == {"alice", "carol"} and not inv.accounts
     links = inv.links()
     assert list(links) == ["alice@lab1", "carol@lab1", "lab2"]
     node, user, login = links["carol@lab1"]
@@ -48,7 +50,7 @@ def test_a_personal_node_has_a_connection_per_account_and_takes_no_login_from_de
 
 @pytest.mark.parametrize("change, words", [
     (("[accounts.alice]\n[accounts.carol]\nuser = \"cs123\"\nidentity_file = \"carol.key\"\n", ""),
-     "no [accounts.USER] table"),
+     "no [logins.USER] table"),
     (("personal = true\n", "personal = true\nuser = \"svc\"\n"), "nodes.lab1.user: a personal node logs in as each"),
     (("personal = true\n", "personal = true\nspool = \"/srv/spool\"\n"), "nodes.lab1.spool: each account"),
     (("host = \"10.0.0.1\"\npersonal = true\n", "personal = true\n"), "only a node reached over SSH"),
@@ -92,5 +94,12 @@ class Rules:
 def test_a_user_without_an_account_on_the_only_personal_node_is_refused_naming_who_has_one():
     nodes = [NodeSize("lab1", "p", 4, 4096, only_users=frozenset({"alice", "carol"}))]
     req = {"cpus": 1, "script": "#!/bin/sh\n", "nodelist": ["lab1"]}
-    with pytest.raises(BadRequest, match=r"lab1 as alice or carol.*not bob's.*\[accounts\]"):
+    with pytest.raises(BadRequest, match=r"lab1 as alice or carol.*not bob's.*\[logins\]"):
         admit(req, Submitter("bob", 2002, 2002), "p", Rules(), nodes, 0.0)
+
+
+def test_accounts_with_a_projects_fields_are_accounts_beside_personal_logins(tmp_path):
+    """Where both are meant, [logins] holds the logins and [accounts] the projects."""
+    text = PERSONAL.replace("[accounts.", "[logins.") + '\n[accounts.physics]\nusers = ["alice"]\n'
+    inv = load(tmp_path, text)
+    assert set(inv.logins) == {"alice", "carol"} and inv.accounts["physics"].users == ["alice"]

@@ -10,7 +10,8 @@ JOB = {"id": 7, "array_job_id": None, "array_task_id": None, "name": "a-long-job
        "state": "R", "state_name": "RUNNING", "elapsed": 65, "time_limit": 3600, "cpus": 2,
        "memory": 4 * 1024 ** 3, "partition": "main", "node": "n1", "reason": None, "start_time": 1000.0,
        "submit_time": 990.0, "end_time": None, "chdir": "/home/ana", "script_path": "/home/ana/job.sh",
-       "expected_start": None, "num_nodes": 1, "node_list": "n1", "gres": "gpu:a100:2"}
+       "expected_start": None, "num_nodes": 1, "node_list": "n1", "gres": "gpu:a100:2", "account": None,
+       "slurm_options": {}}
 
 
 def test_a_spanning_job_shows_its_node_count_and_host_list() -> None:
@@ -36,13 +37,15 @@ def test_pending_and_array_views() -> None:
     pending = {**JOB, "state": "PD", "state_name": "PENDING", "node": None, "node_list": None, "reason": "Priority",
                "start_time": None, "elapsed": 0, "expected_start": 5000.0, "array_job_id": 7,
                "array_task_id": 3, "label": "7_[3-9%2]"}
-    spec = parse_format("%i %A %a %R %L %N.")
+    spec = parse_format("%i %F %K %R %L %N.")
     assert render(spec, pending, 0.0) == "7_[3-9%2] 7 [3-9%2] (Priority) 1:00:00 ."
     assert render(parse_format("%S"), pending, 0.0) != "N/A"
-    assert render(parse_format("%a"), JOB, 0.0) == "N/A"
+    assert render(parse_format("%K"), JOB, 0.0) == "N/A"
+    # Slurm's squeue: %A the job's own id, %a its account, %q its QOS
+    assert render(parse_format("%A %a %q"), {**JOB, "id": 9, "account": "lab"}, 0.0) == "9 lab normal"
 
 
-@pytest.mark.parametrize("text, named", [("%q", "'%q'"), ("%.10", "'%.10'"), ("abc %", "'%'"), ("%5.i", "'%5.'")])
+@pytest.mark.parametrize("text, named", [("%W", "'%W'"), ("%.10", "'%.10'"), ("abc %", "'%'"), ("%5.i", "'%5.'")])
 def test_unknown_fields_name_the_value_and_the_codes(text: str, named: str) -> None:
     with pytest.raises(ParseError) as err:
         parse_format(text)

@@ -1,0 +1,61 @@
+"""Trackable resources (Slurm's TRES) as limits name them: `cpu=8,mem=64G,node=2,gres/gpu=4`.
+
+A limit's TRES string parses to counts by name: `cpu` (CPUs), `mem` (MiB; K/M/G/T suffixes as
+Slurm's sizes), `node`, `gres/NAME` (any generic resource: `gres/gpu`), and `billing`. Pure.
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+from melond.spec.timespec import SpecError, format_size_mib, parse_size_mib
+
+Tres = dict[str, int]
+NAMES = ("cpu", "mem", "node", "billing")
+_GRES = re.compile(r"^gres/[A-Za-z0-9_.-]+(:[A-Za-z0-9_.-]+)?$")
+
+
+def parse_tres(text: str) -> Tres:
+    """`cpu=8,mem=64G,gres/gpu=4` -> {"cpu": 8, "mem": 65536, "gres/gpu": 4}; names in lower case."""
+    out: Tres = {}
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        name, eq, value = item.partition("=")
+        name = name.strip().lower()
+        if not eq or not (name in NAMES or _GRES.match(name)):
+            raise SpecError(f"{item!r} is not a TRES limit: write NAME=COUNT with NAME one of cpu, mem, node, "
+                            f"billing or gres/NAME (e.g. cpu=8,mem=64G,gres/gpu=4)")
+        value = value.strip()
+        if name == "mem":
+            count = parse_size_mib(value)
+        elif value.isdigit():
+            count = int(value)
+        else:
+            raise SpecError(f"{item!r}: a TRES count is a whole number, 0 or more")
+        if name in out:
+            raise SpecError(f"{name} is given twice in {text!r}; give each TRES once")
+        out[name] = count
+    return out
+
+
+def format_tres(tres: Mapping[str, int]) -> str:
+    """Counts as Slurm prints them, cpu first: `cpu=8,mem=64G,node=2,gres/gpu=4`."""
+    order = {name: i for i, name in enumerate(NAMES)}
+    keys = sorted(tres, key=lambda k: (order.get(k, len(order)), k))
+    return ",".join(f"{k}={format_size_mib(tres[k]) if k == 'mem' else tres[k]}" for k in keys)
+
+
+def job_tres(cpus: int, memory_mib: int, nodes: int, gres: Mapping[str, int]) -> Tres:
+    """What a job holds, counted as limits count it: its CPUs, memory, nodes and each resource."""
+    out: Tres = {"cpu": cpus, "mem": memory_mib, "node": nodes}
+    out.update({f"gres/{name}": count for name, count in gres.items() if count})
+    return out
+
+
+def over(use: Mapping[str, int], adding: Mapping[str, int], limit: Mapping[str, int]) -> str | None:
+    """The first TRES whose limit `use` plus `adding` would pass (in limit order), or None."""
+    for name, cap in limit.items():
+        if use.get(name, 0) + adding.get(name, 0) > cap:
+            return name
+    return None

@@ -1,0 +1,98 @@
+"""Accounts and QOS limits through a real melond, the real CLIs and two real Unix users (root and
+nobody): who may charge what, what a submission is refused by, and the jobs a limit holds back
+with Slurm's pending reason until the use drops."""
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from conftest import Melon, as_user, needs_root, slurm_names_env, wait_for
+
+INVENTORY = """
+[qos.normal]
+max_jobs_per_user = 1
+max_submit_jobs_per_user = 3
+
+[qos.long]
+max_wall = "2:00:00"
+
+[accounts.lab]
+users = ["root", "nobody"]
+qos = ["normal", "long"]
+
+[accounts.ops]
+users = ["root"]
+grp_tres = "cpu=1"
+
+[users.root]
+default_account = "lab"
+"""
+
+
+@pytest.fixture
+def shared(short_tmp: Path) -> Iterator[Melon]:
+    melon = Melon(short_tmp / "m", inventory=INVENTORY)
+    melon.start()
+    yield melon
+    melon.cleanup()
+
+
+def _slurm(melon: Melon, *argv: str, user: str | None = None) -> subprocess.CompletedProcess:
+    """One of Slurm's commands, as `user` (default: root) types it."""
+    return subprocess.run(list(argv), capture_output=True, text=True, cwd="/tmp", env=slurm_names_env(melon),
+                          preexec_fn=as_user(user) if user else None, timeout=60)
+
+
+def _sbatch(melon: Melon, *args: str, user: str | None = None) -> subprocess.CompletedProcess:
+    return _slurm(melon, "sbatch", "--parsable", *args, user=user)
+
+
+def _reason(melon: Melon, jid: int) -> str:
+    return melon.job(jid)["reason"]
+
+
+@needs_root
+def test_a_users_limit_holds_their_jobs_back_and_lets_the_other_users_run(shared: Melon) -> None:
+    first = int(_sbatch(shared, "-t", "5", "--wrap", "sleep 300").stdout)
+    second = int(_sbatch(shared, "-t", "5", "--wrap", "true").stdout)
+    shared.wait_state(first, {"R"})
+    wait_for(lambda: _reason(shared, second) == "QOSMaxJobsPerUserLimit", timeout=20,
+             what="root's second job to wait for its QOS limit")
+    words = shared.run("mshow", str(second)).stdout
+    assert ("QOSMaxJobsPerUserLimit: root runs 1 job of the 1 job QOS normal allows a user (MaxJobsPerUser); "
+            "the job starts when that use drops") in words, words
+    squeue = _slurm(shared, "squeue", "-h", "-j", str(second), "-o", "%i %a %q %r").stdout.split()
+    assert squeue == [str(second), "lab", "normal", "QOSMaxJobsPerUserLimit"], squeue
+    theirs = _sbatch(shared, "-t", "5", "--wrap", "true", user="nobody")
+    assert theirs.returncode == 0, theirs.stderr
+    shared.wait_state(int(theirs.stdout), {"CD"}, timeout=30)  # nobody's own limit: not held by root's
+    third = _sbatch(shared, "-t", "5", "--wrap", "true")
+    assert third.returncode == 0
+    refused = _sbatch(shared, "-t", "5", "--wrap", "true")  # a 4th queued: MaxSubmitJobsPerUser = 3
+    assert refused.returncode == 1 and "QOSMaxSubmitJobPerUserLimit" in refused.stderr, refused.stderr
+    assert "Job violates accounting/QOS policy" in refused.stderr
+    _slurm(shared, "scancel", str(first))
+    shared.wait_state(second, {"CD"}, timeout=30)  # the use dropped: it ran
+    shared.wait_state(int(third.stdout), {"CD"}, timeout=30)
+
+
+@needs_root
+def test_accounts_and_qos_are_checked_at_submission(shared: Melon) -> None:
+    bad = _sbatch(shared, "-A", "ops", "--wrap", "true", user="nobody")
+    assert bad.returncode == 1 and "Invalid account or account/partition combination specified" in bad.stderr
+    assert "nobody's accounts are lab" in bad.stderr
+    bad = _sbatch(shared, "--qos", "gold", "--wrap", "true")
+    assert bad.returncode == 1 and "Invalid qos specification: 'gold'" in bad.stderr, bad.stderr
+    bad = _sbatch(shared, "--qos", "long", "-t", "3:00:00", "--wrap", "true")
+    assert bad.returncode == 1 and "QOSMaxWallDurationPerJobLimit" in bad.stderr, bad.stderr
+    ok = _sbatch(shared, "-A", "ops", "--qos", "normal", "-c", "2", "-t", "5", "--wrap", "true")
+    assert ok.returncode == 0, ok.stderr
+    jid = int(ok.stdout)
+    wait_for(lambda: _reason(shared, jid) == "AssocGrpCpuLimit", timeout=20, what="ops' GrpTRES cpu=1 to hold it")
+    shown = _slurm(shared, "scontrol", "show", "job", str(jid)).stdout
+    assert "Account=ops" in shown and "QOS=normal" in shown and "Reason=AssocGrpCpuLimit" in shown, shown
+    _slurm(shared, "scancel", str(jid))
+

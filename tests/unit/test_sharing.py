@@ -1,0 +1,172 @@
+"""Accounts, QOS and their limits (melond.sched.sharing, melond.spec.tres), and the planner
+holding a job back by a limit with Slurm's reason (pure: no melond)."""
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from melond.sched.plan import NodeView, PendingView, Snapshot, plan
+from melond.sched.sharing import JOBS, AccountRules, PolicyError, QosRules, Sharing, _tres_reason, explain
+from melond.spec.timespec import SpecError
+from melond.spec.tres import format_tres, over, parse_tres
+from melond.state.job import Job
+
+
+def test_tres_strings_read_as_slurm_writes_them() -> None:
+    assert parse_tres("cpu=8,mem=64G,node=2,gres/gpu=4") == {"cpu": 8, "mem": 65536, "node": 2, "gres/gpu": 4}
+    assert parse_tres("GRES/gpu:a100=1") == {"gres/gpu:a100": 1}
+    assert format_tres({"gres/gpu": 4, "mem": 65536, "cpu": 8}) == "cpu=8,mem=64G,gres/gpu=4"
+
+
+@pytest.mark.parametrize("text", ["cpu", "cpu=x", "gpu=1", "cpu=1,cpu=2", "mem=lots", "cpu=-1"])
+def test_a_bad_tres_string_says_its_form(text: str) -> None:
+    with pytest.raises(SpecError, match="TRES|memory size|twice"):
+        parse_tres(text)
+
+
+@given(st.dictionaries(st.sampled_from(["cpu", "node", "gres/gpu", "billing"]), st.integers(0, 10**6)),
+       st.integers(0, 1 << 20))
+def test_tres_round_trip(counts: dict[str, int], mem: int) -> None:
+    counts = {**counts, "mem": mem}
+    assert parse_tres(format_tres(counts)) == counts
+
+
+def test_over_names_the_first_limit_passed() -> None:
+    assert over({"cpu": 6}, {"cpu": 2}, {"cpu": 8}) is None
+    assert over({"cpu": 7}, {"cpu": 2, "gres/gpu": 1}, {"gres/gpu": 4, "cpu": 8}) == "cpu"
+
+
+@pytest.mark.parametrize("prefix, suffix, name, reason", [
+    ("QOSGrp", "Limit", "cpu", "QOSGrpCpuLimit"), ("QOSGrp", "Limit", "mem", "QOSGrpMemLimit"),
+    ("QOSGrp", "Limit", "gres/gpu", "QOSGrpGRES"), ("QOSGrp", "Limit", "billing", "QOSGrpBilling"),
+    ("QOSMax", "PerUserLimit", "cpu", "QOSMaxCpuPerUserLimit"), ("QOSMax", "PerUserLimit", "mem", "QOSMaxMemoryPerUser"),
+    ("QOSMax", "PerUserLimit", "node", "QOSMaxNodePerUserLimit"), ("QOSMax", "PerUserLimit", "gres/gpu", "QOSMaxGRESPerUser"),
+    ("QOSMax", "PerJobLimit", "cpu", "QOSMaxCpuPerJobLimit"), ("QOSMax", "PerJobLimit", "mem", "QOSMaxMemoryPerJob"),
+    ("QOSMax", "PerJobLimit", "gres/gpu", "QOSMaxGRESPerJob"), ("AssocGrp", "Limit", "node", "AssocGrpNodeLimit"),
+    ("AssocGrp", "Limit", "gres/gpu", "AssocGrpGRES"), ("AssocMax", "PerJobLimit", "mem", "AssocMaxMemPerJob"),
+    ("AssocMax", "PerJobLimit", "cpu", "AssocMaxCpuPerJobLimit"), ("AssocMax", "PerJobLimit", "billing",
+                                                                   "AssocMaxBillingPerJob"),
+])
+def test_limit_reasons_are_slurms_strings(prefix: str, suffix: str, name: str, reason: str) -> None:
+    """job_state_reason.c's names, as SLURM-SHARING-GPUS.md B4 tabulates them."""
+    assert _tres_reason(prefix, suffix, name) == reason
+
+
+SITE = Sharing(
+    [AccountRules("physics", users=("alice", "bob"), qos=("normal", "long"), grp_tres={"gres/gpu": 3}),
+     AccountRules("theory", parent="physics", users=("alice",), max_jobs=1),
+     AccountRules("chem", users=("carol",), max_submit_jobs=2, max_tres_per_job={"cpu": 4}, max_wall=3600)],
+    {"alice": "theory"},
+    [QosRules("normal", max_jobs_per_user=2, max_tres_per_user={"gres/gpu": 2}),
+     QosRules("long", priority=10, max_wall=7 * 86400, max_submit_jobs_per_user=3, max_tres_per_job={"cpu": 16}),
+     QosRules("scavenger")])
+
+
+def test_a_job_is_charged_to_an_account_of_its_users() -> None:
+    assert SITE.account_for("alice", None) == "theory"  # her default
+    assert SITE.account_for("bob", None) == "physics"  # his only one
+    assert SITE.account_for("alice", "physics") == "physics"
+    with pytest.raises(PolicyError, match="Invalid account.*'chem' \\(alice's accounts are physics, theory"):
+        SITE.account_for("alice", "chem")
+    with pytest.raises(PolicyError, match="dave belongs to no account"):
+        SITE.account_for("dave", None)
+    assert Sharing().account_for("dave", "anything") == "anything"  # no accounts: recorded as asked
+
+
+def test_a_job_runs_under_a_qos_its_account_allows() -> None:
+    assert SITE.qos_for("physics", None) == "normal" and SITE.qos_for("physics", "long") == "long"
+    assert SITE.qos_for("chem", "scavenger") == "scavenger"  # no list: every QOS
+    with pytest.raises(PolicyError, match="account physics may use normal, long, not scavenger"):
+        SITE.qos_for("physics", "scavenger")
+    with pytest.raises(PolicyError, match="Invalid qos specification: 'gold'"):
+        SITE.qos_for("physics", "gold")
+
+
+def _job(user: str = "carol", cpus: int = 1, limit: int = 600, gres: str | None = None) -> Job:
+    return Job(id=1, user=user, uid=1000, name="j", partition="p", cpus=cpus, time_limit=limit, gres=gres)
+
+
+def test_submission_limits_refuse_with_slurms_reason_and_say_why() -> None:
+    SITE.check_submit(_job(), "normal", "chem", 0, 1)
+    with pytest.raises(PolicyError, match="AssocMaxSubmitJobLimit: carol has 2 jobs queued in account chem, which "
+                                          "allows 2 per user"):
+        SITE.check_submit(_job(), "normal", "chem", 0, 2)
+    with pytest.raises(PolicyError, match="QOSMaxSubmitJobPerUserLimit"):
+        SITE.check_submit(_job("bob"), "long", "physics", 1, 0, adding=3)  # an array of 3 beside 1
+    with pytest.raises(PolicyError, match="AssocMaxCpuPerJobLimit: the job asks for cpu=8; account chem allows cpu=4"):
+        SITE.check_submit(_job(cpus=8), "normal", "chem", 0, 0)
+    with pytest.raises(PolicyError, match="AssocMaxWallDurationPerJobLimit: the job asks for 2:00:00"):
+        SITE.check_submit(_job(limit=7200), "normal", "chem", 0, 0)
+    with pytest.raises(PolicyError, match="QOSMaxCpuPerJobLimit"):
+        SITE.check_submit(_job("bob", cpus=32), "long", "physics", 0, 0)
+
+
+def _snapshot(views: list[PendingView], sharing: Sharing, accounts: dict[str, str]) -> Snapshot:
+    limits = {}
+    pooled = []
+    for v in views:
+        pools = sharing.pools(v.user, accounts[v.user], "normal")
+        limits.update({p.key: (p.caps, p.reasons) for p in pools})
+        tres = {"cpu": v.cpus, "mem": v.memory, "node": 1, JOBS: 1, **{f"gres/{g.name}": g.count for g in v.gres}}
+        pooled.append(PendingView(**{**{f: getattr(v, f) for f in v.__slots__},
+                                     "pools": tuple(p.key for p in pools), "tres": tuple(tres.items())}))
+    return Snapshot((NodeView("n1", "p", 64, 1 << 20, devices=(("gpu", None),) * 8),), (), tuple(pooled), limits)
+
+
+def _pending(jid: int, user: str, gpus: int = 0) -> PendingView:
+    from melond.spec.gres import Gres
+    return PendingView(jid, 0, float(jid), 1, 100, 600, "p", user=user,
+                       gres=(Gres("gpu", None, gpus),) if gpus else ())
+
+
+def test_the_planner_holds_a_users_jobs_at_their_limit_and_starts_others() -> None:
+    """QOS normal: 2 running jobs per user. alice's first two start, her third waits with
+    QOSMaxJobsPerUserLimit, and bob's start though behind hers; theory lets alice run 1 of its."""
+    views = [_pending(1, "alice"), _pending(2, "alice"), _pending(3, "alice"), _pending(4, "bob"), _pending(5, "bob")]
+    result = plan(_snapshot(views, SITE, {"alice": "physics", "bob": "physics"}), 0.0)
+    assert [s.job_id for s in result.starts] == [1, 2, 4, 5]
+    assert result.reasons == {3: "QOSMaxJobsPerUserLimit"}
+    result = plan(_snapshot(views[:2], SITE, {"alice": "theory"}), 0.0)
+    assert [s.job_id for s in result.starts] == [1] and result.reasons == {2: "AssocMaxJobsLimit"}
+
+
+def test_gpus_are_capped_per_user_and_per_account_tree() -> None:
+    """2 GPUs per user in QOS normal, 3 for account physics and its sub-accounts together."""
+    views = [_pending(1, "alice", 2), _pending(2, "alice", 1), _pending(3, "bob", 1), _pending(4, "bob", 1)]
+    result = plan(_snapshot(views, SITE, {"alice": "physics", "bob": "physics"}), 0.0)
+    assert [s.job_id for s in result.starts] == [1, 3]
+    assert result.reasons == {2: "QOSMaxGRESPerUser", 4: "AssocGrpGRES"}
+
+
+def test_running_jobs_count_against_the_limit_until_they_end() -> None:
+    views = [_pending(2, "alice")]
+    snap = _snapshot(views, SITE, {"alice": "theory"})
+    [key] = [k for k in snap.pending[0].pools if k.startswith("acct-user")]  # theory's MaxJobs
+    held = Snapshot(snap.nodes, (), snap.pending, snap.limits, {key: {JOBS: 1}})
+    assert plan(held, 0.0).reasons == {2: "AssocMaxJobsLimit"}
+    assert [s.job_id for s in plan(snap, 0.0).starts] == [2]  # the running one ended
+
+
+def test_a_held_job_is_explained_in_words() -> None:
+    [pool] = [p for p in SITE.pools("alice", "physics", "normal") if p.key.startswith("qos-user")]
+    assert explain(pool, "gres/gpu", 2) == ("alice runs gres/gpu=2 of the gres/gpu=2 QOS normal allows a user "
+                                            "(MaxTRESPerUser gres/gpu); the job starts when that use drops")
+    assert explain(pool, JOBS, 2).startswith("alice runs 2 jobs of the 2 jobs QOS normal allows a user (MaxJobsPerUser)")
+
+
+@pytest.mark.parametrize("text, words", [
+    ('[accounts.a]\nparent = "b"\n', "accounts.a.parent: no account 'b'"),
+    ('[accounts.a]\nqos = ["gold"]\n', "accounts.a: no QOS 'gold'"),
+    ('[accounts.a]\nparent = "b"\n[accounts.b]\nparent = "a"\n', "go round in a circle"),
+    ('[users.x]\ndefault_account = "a"\n[accounts.a]\n', "is no account of x's"),
+    ('[qos.normal]\nmax_tres_per_user = "gpus=2"\n', "not a TRES limit"),
+    ('[accounts.root]\n', "root is the tree's top"),
+])
+def test_an_inventory_whose_accounts_name_what_is_not_there_is_refused(tmp_path, text: str, words: str) -> None:
+    from melond.config import load
+    from melond.errors import MelonError
+    path = tmp_path / "inventory.toml"
+    path.write_text(text)
+    with pytest.raises(MelonError, match=words.replace("(", r"\(")):
+        load(str(path))
