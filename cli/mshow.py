@@ -35,7 +35,7 @@ def parseable(job: dict) -> dict:
         "time_limit_seconds": limit or None,
         "submitted_at": iso(job["submit_time"]), "started_at": iso(job.get("start_time")),
         "ended_at": iso(job.get("end_time")), "exit_code": job.get("exit_code"), "signal": job.get("exit_signal"),
-        "reason": job.get("reason"), "why_waiting": job.get("why_waiting"),
+        "reason": job.get("reason"), "why_waiting": job.get("why_waiting"), "priority": job.get("priority") or 0,
         "output": job["output_path"], "error": job["error_path"],
         "partition": job["partition"], "deadline": iso(job.get("deadline")), "detail": job.get("detail"),
         "backend": job.get("backend"), "requeue": job.get("requeue"), "restarts": job.get("restarts") or 0,
@@ -84,6 +84,7 @@ def _details(job: dict) -> None:
         ("JobState", f"{job['state_name']} ({job['state']})"),
         ("Reason", job.get("reason") + f": {job['why_waiting']}" if job.get("why_waiting") else
          job.get("reason") or "None"),
+        ("Priority", str(job.get("priority") or 0)),
         ("Partition", job["partition"]), ("Node", job.get("node_list") or job.get("node") or "(none)"),
         ("Limits", job.get("backend") or "-"),
         ("NumCPUs", str(job["cpus"])), ("NumTasks", str(job.get("num_tasks", 1))),

@@ -88,6 +88,7 @@ CODES: dict[str, tuple[str, tuple[str, ...], object]] = {
     "K": ("ARRAY_TASK_ID", ("id", "array_job_id", "array_task_id"), _task),
     "a": ("ACCOUNT", ("account",), lambda j, now: j.get("account") or "(null)"),
     "q": ("QOS", ("slurm_options",), lambda j, now: (j.get("slurm_options") or {}).get("qos") or "normal"),
+    "Q": ("PRIORITY", ("priority",), lambda j, now: str(j.get("priority") or 0)),
     "j": ("NAME", ("name",), lambda j, now: j["name"]),
     "u": ("USER", ("user",), lambda j, now: j["user"]),
     "t": ("ST", ("state",), lambda j, now: j["state"]),
@@ -173,7 +174,7 @@ def parse_format(text: str, codes: dict = CODES, forms: str = FORMS) -> list[Fie
 #: squeue -O/--Format names and the % code each prints.
 LONG_NAMES = {
     "jobid": "i", "jobarrayid": "i", "arrayjobid": "F", "arraytaskid": "K", "name": "j", "username": "u",
-    "account": "a", "qos": "q",
+    "account": "a", "qos": "q", "priority": "Q",
     "userid": "u", "state": "T", "statecompact": "t", "timeused": "M", "timelimit": "l", "timeleft": "L",
     "numnodes": "D", "numcpus": "C", "minmemory": "m", "partition": "P", "nodelist": "N", "exechost": "B",
     "tres-per-node": "b", "reasonlist": "R", "reason": "r", "starttime": "S", "submittime": "V", "endtime": "e",

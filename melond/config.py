@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from melond.errors import MelonError
 from melond.spec.gres import Device, node_devices
 from melond.spec.timespec import SpecError, parse_size_mib, parse_time_limit
-from melond.spec.tres import parse_tres
+from melond.spec.tres import parse_billing, parse_tres
 from melond.trust import check_input
 
 DEFAULT_PARTITION = "local"
@@ -158,6 +158,31 @@ class Account(Strict):
     _time = field_validator("max_wall", mode="before")(_wall)
 
 
+class Priority(Strict):
+    """Multifactor priority (`[priority]`, Slurm's PriorityWeight* and friends). Melon's default
+    weights order several users fairly out of the box: fair-share first, then age and QOS."""
+
+    weight_age: int = Field(default=1000, ge=0)
+    weight_fairshare: int = Field(default=10000, ge=0)
+    weight_jobsize: int = Field(default=0, ge=0)
+    weight_partition: int = Field(default=0, ge=0)
+    weight_qos: int = Field(default=1000, ge=0)
+    favor_small: bool = False
+    decay_half_life: int = Field(default=7 * 86400, ge=0)  # seconds (a time spec: "7-0"); 0: no decay
+    max_age: int = Field(default=7 * 86400, gt=0)
+    calc_period: float = Field(default=300.0, gt=0)  # seconds between recomputing every pending job's
+    tres_billing_weights: str | None = None  # "CPU=1.0,Mem=0.25G,GRES/gpu=2.0"; none: CPU=1
+
+    _time = field_validator("decay_half_life", "max_age", mode="before")(_wall)
+
+    @field_validator("tres_billing_weights")
+    @classmethod
+    def _billing(cls, v: str | None) -> str | None:
+        if v is not None:
+            parse_billing(v)
+        return v
+
+
 class User(Strict):
     """A user's settings (`[users.NAME]`): the account their jobs are charged to without --account."""
 
@@ -245,6 +270,7 @@ class Inventory(Strict):
     accounts: dict[str, Account] = {}  # projects jobs are charged to (Slurm's accounts), in a tree
     users: dict[str, User] = {}
     qos: dict[str, Qos] = {}  # Slurm's QOS; `normal` (no limits) is every job's unless an account says else
+    priority: Priority = Priority()
 
     def links(self) -> dict[str, tuple[str, str | None, Node]]:
         """Every connection melond keeps, by its name: (node, user, the node as that connection

@@ -162,6 +162,7 @@ class Daemon:
         tasks.append(asyncio.ensure_future(engine.loop.run_forever()))
         tasks.append(asyncio.ensure_future(engine.elastic.run_forever()))
         tasks.append(asyncio.ensure_future(engine.gpu_usage.run_forever()))
+        tasks.append(asyncio.ensure_future(engine.priorities.run_forever()))
         tasks.append(asyncio.ensure_future(engine.notices.run_forever()))
         tasks.append(asyncio.ensure_future(engine.notifier.run_forever()))
         tasks.append(asyncio.ensure_future(notify.watchdog_forever(_healthy(runner.app[MONITOR]))))

@@ -19,6 +19,7 @@ from melond.engine.notices import Notices
 from melond.engine.notifier import Notifier
 from melond.engine.nodelife import NodeLife
 from melond.engine.operations import Operations
+from melond.engine.priorities import Priorities
 from melond.engine.requests import ExtensionRequests
 from melond.engine.scheduling import SchedulingLoop
 from melond.engine.tasks import Tasks
@@ -66,6 +67,8 @@ class Engine:
         self.ends.on_finished = lambda job_id: self.tasks.spawn(self.notices.ended(job_id))
         self.ends.on_requeued = lambda job: self.tasks.spawn(self.notices.requeued(job))
         self.gpu_usage = GpuUsage(self.jobs, nodes, self.sessions, inventory.gpu_sample_interval)
+        self.priorities = Priorities(self.jobs, store, inventory, nodes, self.order, self.ops.sharing, self.loop.kick)
+        self.ops.prioritize = self.priorities.assign
         self.ends.gpu_use = self.gpu_usage.take
         self.requests.on_decided = lambda request: self.tasks.spawn(self.notices.request_decided(request))
 
@@ -83,6 +86,7 @@ class Engine:
         self.loop.stop()
         self.elastic.stop()
         self.gpu_usage.stop()
+        self.priorities.stop()
         self.notices.stop()
         await self.tasks.drain(STOP_TIMEOUT)
 

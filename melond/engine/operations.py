@@ -52,6 +52,7 @@ class Operations:
         self.dispatcher, self.ends, self.kick, self.snapshot = dispatcher, ends, kick, snapshot
         self.counts = counts
         self.sharing = order.sharing if order.sharing is not None else Sharing()
+        self.prioritize: Callable[[Job], object] | None = None  # a new job's priority (engine/priorities.py)
         self._extending = asyncio.Lock()
         self.shared = os.geteuid() == 0  # root's melond serves every user of its nodes (routes.py)
 
@@ -83,6 +84,8 @@ class Operations:
             if job.array_task_id is not None:
                 job.array_job_id = ids[0]
             self.jobs.active[jid] = job
+            if self.prioritize is not None:
+                self.prioritize(job)
             self.order.touch(jid)
         self.kick(new_jobs_only=True)
         return ids, warnings

@@ -54,6 +54,11 @@ class PendingOrder:
         self._views.pop(job_id, None)
         self._touched[job_id] = None
 
+    def reorder(self) -> None:
+        """Many pending jobs' priorities changed: the next pass walks and sorts them all again."""
+        self._views.clear()
+        self._order = None
+
     def started(self, job_id: int) -> None:
         self._views.pop(job_id, None)
         self._running.add(job_id)

@@ -5,6 +5,7 @@ Slurm's sizes), `node`, `gres/NAME` (any generic resource: `gres/gpu`), and `bil
 """
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 
@@ -59,3 +60,33 @@ def over(use: Mapping[str, int], adding: Mapping[str, int], limit: Mapping[str, 
         if use.get(name, 0) + adding.get(name, 0) > cap:
             return name
     return None
+
+
+def parse_billing(text: str | None) -> dict[str, float]:
+    """TRESBillingWeights (`CPU=1.0,Mem=0.25G,GRES/gpu=2.0`): weight per unit; a memory weight
+    with a unit suffix counts per that many of memory (`0.25G`: 0.25 per GiB), without per MiB."""
+    if not text:
+        return {"cpu": 1.0}
+    out: dict[str, float] = {}
+    for item in (p.strip() for p in text.split(",") if p.strip()):
+        name, eq, value = item.partition("=")
+        name, value = name.strip().lower(), value.strip()
+        scale = 1.0
+        if name == "mem" and value[-1:].upper() in "KMGT" and value[-1:].isalpha():
+            scale = {"K": 1 / 1024, "M": 1.0, "G": 1024.0, "T": 1024.0 ** 2}[value[-1].upper()]
+            value = value[:-1]
+        try:
+            weight = float(value)
+        except ValueError:
+            raise SpecError(f"{item!r} is not a billing weight: write NAME=NUMBER, e.g. CPU=1.0,Mem=0.25G,"
+                            f"GRES/gpu=2.0") from None
+        if not eq or not math.isfinite(weight) or weight < 0:
+            raise SpecError(f"{item!r} is not a billing weight: write NAME=NUMBER (0 or more)")
+        parse_tres(f"{name}=1")  # a TRES name
+        out[name] = weight / scale
+    return out
+
+
+def billing(tres: Mapping[str, int], weights: Mapping[str, float]) -> float:
+    """A job's billable TRES: Σ count·weight (memory in MiB), truncated as Slurm's."""
+    return float(int(sum(count * weights.get(name, 0.0) for name, count in tres.items())))

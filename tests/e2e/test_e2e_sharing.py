@@ -96,3 +96,28 @@ def test_accounts_and_qos_are_checked_at_submission(shared: Melon) -> None:
     assert "Account=ops" in shown and "QOS=normal" in shown and "Reason=AssocGrpCpuLimit" in shown, shown
     _slurm(shared, "scancel", str(jid))
 
+
+
+@pytest.fixture
+def fair(short_tmp: Path) -> Iterator[Melon]:
+    """No accounts at all: every user an equal share of the root, priorities recomputed each second."""
+    melon = Melon(short_tmp / "f", inventory="[priority]\ncalc_period = 1\n\n[nodes.n1]\ncpus = 2\n")
+    melon.start()
+    yield melon
+    melon.cleanup()
+
+
+@needs_root
+def test_a_flood_by_one_user_does_not_starve_another(fair: Melon) -> None:
+    """root floods a 2-CPU node with 10 jobs; nobody's one job, submitted after them, starts at the
+    next free slot, ahead of root's 8 waiting ones: fair-share by default."""
+    flood = [int(_sbatch(fair, "-c", "1", "-t", "5", "--wrap", "sleep 2").stdout) for _ in range(10)]
+    fair.wait_state(flood[1], {"R"})
+    theirs = _sbatch(fair, "-c", "1", "-t", "5", "--wrap", "sleep 1", user="nobody")
+    assert theirs.returncode == 0, theirs.stderr
+    jid = int(theirs.stdout)
+    wait_for(lambda: fair.job(jid)["priority"] > max(fair.job(j)["priority"] for j in flood[2:]), timeout=20,
+             what="nobody's job to rank above root's flood (fair-share)")
+    done = fair.wait_state(jid, {"CD"}, timeout=60)
+    started_before = [j for j in flood if (fair.job(j).get("start_time") or 1e12) < done["start_time"]]
+    assert len(started_before) <= 4, started_before  # the first two, and at most the next two's slots

@@ -11,7 +11,7 @@ JOB = {"id": 7, "array_job_id": None, "array_task_id": None, "name": "a-long-job
        "memory": 4 * 1024 ** 3, "partition": "main", "node": "n1", "reason": None, "start_time": 1000.0,
        "submit_time": 990.0, "end_time": None, "chdir": "/home/ana", "script_path": "/home/ana/job.sh",
        "expected_start": None, "num_nodes": 1, "node_list": "n1", "gres": "gpu:a100:2", "account": None,
-       "slurm_options": {}}
+       "slurm_options": {}, "priority": 1}
 
 
 def test_a_spanning_job_shows_its_node_count_and_host_list() -> None:

@@ -170,3 +170,49 @@ def test_an_inventory_whose_accounts_name_what_is_not_there_is_refused(tmp_path,
     path.write_text(text)
     with pytest.raises(MelonError, match=words.replace("(", r"\(")):
         load(str(path))
+
+
+def test_fair_tree_ranks_the_users_of_slurms_worked_example() -> None:
+    """fair_tree.html's example (SLURM-SHARING-GPUS.md B3): A (40 shares: u1, u2), B (60: u3, u4
+    with 3 shares); usage u1=100, u2=0, u3=300, u4=100. A's LevelFS 2.0 beats B's 0.75, so all of
+    A's users rank above B's: u2 1.0, u1 0.75, u4 0.5, u3 0.25."""
+    from melond.sched.priority import Assoc, fair_tree
+    root = Assoc("root", children=[
+        Assoc("A", 40, children=[Assoc("u1", 1, 100, user=True), Assoc("u2", 1, 0, user=True)]),
+        Assoc("B", 60, children=[Assoc("u3", 1, 300, user=True), Assoc("u4", 3, 100, user=True)])])
+    assert fair_tree(root) == {"u2": 1.0, "u1": 0.75, "u4": 0.5, "u3": 0.25}
+
+
+def test_tied_users_share_a_rank_and_no_usage_ranks_first() -> None:
+    from melond.sched.priority import tree, fair_tree
+    ranks = fair_tree(tree(["a", "b", "c"], {(None, "a"): 10.0, (None, "b"): 10.0}))
+    assert ranks == {"c": 1.0, "a": 2 / 3, "b": 2 / 3}
+
+
+def test_the_priority_formula_gives_slurms_worked_example() -> None:
+    """priority_multifactor.html's example: waited 3.5 of 7 days, fair-share 0.75, 1 of 10 nodes and
+    4 of 80 CPUs, QOS priority 10 of 20, one partition: 500 + 7500 + 75 + 1000 + 1000 = 10075."""
+    from melond.sched.priority import Weights, factors, priority
+    w = Weights(age=1000, fairshare=10000, jobsize=1000, partition=1000, qos=2000)
+    f = factors(submitted=0, eligible=None, now=3.5 * 86400, fairshare=0.75, cpus=4, nodes=1, cluster_cpus=80,
+                cluster_nodes=10, qos_priority=10, max_qos_priority=20, weights=w)
+    assert priority(f, w) == 10075
+    assert priority(f, w, nice=100) == 9975 and priority({"age": 0.0}, w) == 1  # at least 1
+
+
+def test_usage_decays_by_half_each_half_life() -> None:
+    from melond.sched.priority import decayed
+    day = 86400.0
+    assert decayed(2.0, 0, day, day, half_life=0) == 2 * day  # no decay
+    recent = decayed(1.0, 0, day, day, half_life=7 * day)
+    assert decayed(1.0, 0, day, 8 * day, half_life=7 * day) == pytest.approx(recent / 2)
+    assert decayed(1.0, 5, 5, 10) == 0.0
+
+
+def test_billing_weights_read_as_slurms() -> None:
+    from melond.spec.tres import billing, parse_billing
+    weights = parse_billing("CPU=1.0,Mem=0.25G,GRES/gpu=2.0")
+    assert billing({"cpu": 4, "mem": 8192, "gres/gpu": 1}, weights) == 4 + 2 + 2  # 8 GiB at 0.25 per GiB
+    assert parse_billing(None) == {"cpu": 1.0}
+    with pytest.raises(SpecError):
+        parse_billing("CPU=lots")

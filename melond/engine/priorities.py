@@ -1,0 +1,127 @@
+"""Pending jobs' priorities, recomputed every `[priority] calc_period` (Slurm's
+PriorityCalcPeriod) from the cluster's decayed usage (melond.sched.priority), and given to each
+new job at submission from the last fair-share figures.
+
+Usage is read from the jobs themselves (the accounting window of the last ten half-lives and the
+running ones), so nothing is kept that a restart could lose or count twice. An operator's
+`scontrol update Priority=` is kept as set, and `--nice` lowers a job's.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Mapping
+
+from melond.config import Inventory
+from melond.engine.jobs import JobTable
+from melond.nodes.state import NodeState
+from melond.sched import priority as pr
+from melond.sched.order import PendingOrder
+from melond.sched.sharing import NORMAL, Sharing, tres_of
+from melond.spec.gres import parse_list
+from melond.spec.states import State
+from melond.spec.tres import billing, job_tres, parse_billing
+from melond.state.job import Job
+from melond.state.store import Store
+
+log = logging.getLogger("melond.engine")
+WINDOW_HALF_LIVES = 10  # usage older than this many half-lives is under a thousandth: not read
+
+
+class Priorities:
+    def __init__(self, jobs: JobTable, store: Store, inv: Inventory, nodes: Mapping[str, NodeState],
+                 order: PendingOrder, sharing: Sharing, kick: Callable[[], None]) -> None:
+        self.jobs, self.store, self.nodes, self.order, self.sharing, self.kick = jobs, store, nodes, order, sharing, kick
+        p = inv.priority
+        self.weights = pr.Weights(p.weight_age, p.weight_fairshare, p.weight_jobsize, p.weight_partition, p.weight_qos,
+                                  p.favor_small)
+        self.half_life, self.period, self.max_age = float(p.decay_half_life), p.calc_period, float(p.max_age)
+        self.billing_weights = parse_billing(p.tres_billing_weights)
+        self.fairshare: dict[str, float] = {}  # by association: "account/user", or "user" where no accounts
+        self.usage: dict[tuple[str | None, str], float] = {}
+        self.factors: dict[int, dict[str, float]] = {}  # each pending job's, for sprio
+        self.max_qos = max((q.priority for q in sharing.qos.values()), default=0)
+        self._stopping = asyncio.Event()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def run_forever(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                await self.recompute()
+            except Exception:  # noqa: BLE001 - a failed pass leaves the last priorities, and the next one tries again
+                log.exception("priorities not recomputed")
+            try:
+                await asyncio.wait_for(self._stopping.wait(), self.period)
+            except TimeoutError:
+                pass
+
+    async def recompute(self) -> None:
+        """Usage from the jobs, fair-share from the tree, and every pending job's priority; the
+        pending order is rebuilt where any changed."""
+        now = time.time()
+        start = now - WINDOW_HALF_LIVES * self.half_life if self.half_life else 0.0
+        rows = await self.store.read(lambda db: db.accounting(
+            start, now, columns=["user", "account", "cpus", "memory", "gres_total", "parts", "start_time", "end_time",
+                                 "state"]))
+        self.usage = self._usage(rows, now)
+        accounts = {a.name: (a.parent, float(a.shares), a.users) for a in self.sharing.accounts.values()}
+        users = {job.user for job in self.jobs.active.values()}
+        self.fairshare = pr.fair_tree(pr.tree(users, self.usage, accounts))
+        changed = False
+        for job in list(self.jobs.active.values()):
+            if job.state is State.PENDING:
+                changed |= self.assign(job, now)
+        if changed:
+            self.order.reorder()
+            self.kick()
+
+    def _usage(self, rows: list[dict], now: float) -> dict[tuple[str | None, str], float]:
+        usage: dict[tuple[str | None, str], float] = {}
+        for row in rows:
+            if not row.get("start_time"):
+                continue
+            counts: dict[str, int] = {}
+            for g in parse_list(row.get("gres_total")):
+                counts[g.name] = counts.get(g.name, 0) + g.count
+            tres = job_tres(row["cpus"] or 0, (row["memory"] or 0) // (1024 * 1024), 1, counts)
+            rate = billing(tres, self.billing_weights)
+            key = (row["account"] if self.sharing.configured else None, row["user"])
+            usage[key] = usage.get(key, 0.0) + pr.decayed(rate, row["start_time"], row["end_time"] or now, now,
+                                                          self.half_life)
+        return usage
+
+    def association(self, job: Job) -> str:
+        return f"{job.account}/{job.user}" if self.sharing.configured else job.user
+
+    def assign(self, job: Job, now: float | None = None) -> bool:
+        """A pending job's priority from its factors (an operator's stays); whether it changed."""
+        if job.slurm_options.get("priority_set"):
+            return False
+        now = time.time() if now is None else now
+        tres = tres_of(job)
+        qos = self.sharing.qos.get(job.slurm_options.get("qos") or NORMAL)
+        values = pr.factors(submitted=job.submit_time, eligible=job.begin_time, now=now,
+                            fairshare=self.fairshare.get(self.association(job), 1.0), cpus=tres.get("cpu", 1),
+                            nodes=tres.get("node", 1), cluster_cpus=sum(n.cpus for n in self.nodes.values()),
+                            cluster_nodes=len(self.nodes), qos_priority=qos.priority if qos else 0,
+                            max_qos_priority=self.max_qos, weights=self.weights, max_age=self.max_age)
+        self.factors[job.id] = values
+        value = pr.priority(values, self.weights, _nice(job))
+        if value == job.priority:
+            return False
+        job.priority = value
+        return True
+
+
+def _nice(job: Job) -> int:
+    """--nice[=N]: N, 100 when bare (sbatch's default adjustment)."""
+    text = job.slurm_options.get("nice")
+    if text is None:
+        return 0
+    try:
+        return int(text) if str(text).strip() else 100
+    except ValueError:
+        return 0
