@@ -210,6 +210,13 @@ def render(columns: list[Column], jobs: list[dict], now: float, *, header: bool,
             return convert(value.num, value.unit, units, noconvert=noconvert)
         return "".join(map(text, value)) if isinstance(value, tuple) else value
     cells = [[text(FIELDS[c.name][2](j, now)) for c in columns] for j in jobs]
+    return table(columns, cells, header=header, parsable=parsable)
+
+
+def table(columns: list[Column], cells: list[list[str]], *, header: bool, parsable: str | None) -> str:
+    """Slurm's accounting tables (sacct, sshare, sacctmgr): a header, a line of dashes, the rows
+    fitted to their columns; or, with `parsable` ("|" ends every line, as -p; "" not, as -P),
+    the fields whole, joined by `|`."""
     if parsable is not None:
         lines = ["|".join(c.name for c in columns) + parsable] if header else []
         return "\n".join(lines + ["|".join(row) + parsable for row in cells])

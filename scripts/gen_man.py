@@ -20,7 +20,7 @@ import click
 import roff
 from melon_cli import macct, mbatch, mcancel, mextend, mhold, minfo, mnode, mqueue, mshow, mtoken
 from melon_cli.slurm import argv as slurm_argv
-from melon_cli.slurm import env, salloc, sacct, sattach, sbatch, scancel, scontrol, sdiag, sinfo, squeue, srun, tables
+from melon_cli.slurm import env, sacctmgr, salloc, sacct, sattach, sbatch, sprio, sshare, scancel, scontrol, sdiag, sinfo, squeue, srun, tables
 from melond import main as melond_main
 from melond.spec.slurm_options import SALLOC_OPTIONS, SBATCH_OPTIONS, SRUN_OPTIONS
 from melond.version import HELP as VERSION_HELP
@@ -44,13 +44,17 @@ SUMMARIES = {"sbatch": "submit a batch script to melond, with Slurm's sbatch opt
              "srun": "run a job's tasks, or a command as a job of its own, with Slurm's srun options",
              "salloc": "an interactive allocation, and a shell (or a command) on a terminal in it",
              "sattach": "attach to a running interactive step's terminal from another login",
+             "sprio": "pending jobs' priorities and the weighted factors they are made of",
+             "sshare": "the association tree's shares, decayed usage and Fair Tree fair-share",
+             "sacctmgr": "show the accounts, users, QOS and associations of melond's inventory",
              "scontrol": "update, hold, release, requeue and show jobs; show partitions, nodes and the config",
              env.PROG: "put Slurm's command names, backed by melond, on PATH and MANPATH"}
 #: A Slurm option table: (long name, has_arg, short letter), as cli.slurm.tables and slurm_options hold them.
 Table = tuple[tuple[str, int, str], ...]
 #: Which of Melon's commands each Slurm name stands for, for SEE ALSO.
 MIRRORS = {"sbatch": "mbatch", "srun": "mbatch", "salloc": "mbatch", "squeue": "mqueue", "sinfo": "minfo", "sacct": "macct",
-           "scancel": "mcancel", "scontrol": "mextend", "sdiag": "minfo", "sattach": "mqueue"}
+           "scancel": "mcancel", "scontrol": "mextend", "sdiag": "minfo", "sattach": "mqueue",
+           "sprio": "mqueue", "sshare": "macct", "sacctmgr": "macct"}
 
 
 def context(cmd: click.Command, name: str, parent: click.Context | None = None) -> click.Context:
@@ -202,6 +206,12 @@ def sattach_page() -> roff.Page:
     return prose_page("sattach", sattach.HELP, [roff.Section("Options", items=tuple(items)), refused])
 
 
+def prose_command_page(name: str, module, table: Table) -> roff.Page:
+    """A prose command's page: its help, and the help and version options of its Slurm table."""
+    return prose_page(name, module.HELP, [roff.Section("Options", items=tuple(
+        slurm_help_items(table, "Print the help and exit.")))])
+
+
 def scontrol_page() -> roff.Page:
     items = [*(roff.Item(flags(tables.SCONTROL, n), None, words) for n, words in scontrol.OWN_OPTIONS.items()),
              *slurm_help_items(tables.SCONTROL, "Print the usage and exit.")]
@@ -234,7 +244,9 @@ def pages() -> dict[str, str]:
     out[os.path.join(MELON_DIR, f"{env.PROG}.1")] = roff.render(melon_slurm_page())
     slurm = {name: slurm_command_page(name, command) for name, command in SLURM_COMMANDS.items()}
     slurm |= {"sbatch": sbatch_page(), "srun": srun_page(), "scontrol": scontrol_page(), "salloc": salloc_page(),
-              "sattach": sattach_page()}
+              "sattach": sattach_page(), "sprio": prose_command_page("sprio", sprio, tables.SPRIO),
+              "sshare": prose_command_page("sshare", sshare, tables.SSHARE),
+              "sacctmgr": prose_command_page("sacctmgr", sacctmgr, tables.SACCTMGR)}
     out |= {os.path.join(SLURM_DIR, f"{name}.1"): roff.render(page) for name, page in sorted(slurm.items())}
     return out
 

@@ -18,13 +18,14 @@ PROG = "melon-slurm"
 HELP = """usage: eval "$(melon-slurm env)"
 
 Prints the shell lines that put Slurm's command names (sbatch, squeue, scancel, sacct, scontrol,
-sinfo, srun, salloc, sattach), backed by melond, first on PATH, and their manual pages first on MANPATH, so that
-`man sbatch` shows Melon's. Nothing changes until a shell runs them: a Melon install never shadows
+sinfo, srun, salloc, sattach, sprio, sshare, sacctmgr), backed by melond, first on PATH, and their
+manual pages first on MANPATH, so that `man sbatch` shows Melon's. Nothing changes until a shell runs them: a Melon install never shadows
 a real Slurm unasked.
 """
 COMMANDS = {"sbatch": "melon_cli.slurm.sbatch", "squeue": "melon_cli.slurm.squeue", "scancel": "melon_cli.slurm.scancel", "sacct": "melon_cli.slurm.sacct",
             "scontrol": "melon_cli.slurm.scontrol", "sinfo": "melon_cli.slurm.sinfo", "srun": "melon_cli.slurm.srun",
-            "sdiag": "melon_cli.slurm.sdiag", "salloc": "melon_cli.slurm.salloc", "sattach": "melon_cli.slurm.sattach"}
+            "sdiag": "melon_cli.slurm.sdiag", "salloc": "melon_cli.slurm.salloc", "sattach": "melon_cli.slurm.sattach",
+            "sprio": "melon_cli.slurm.sprio", "sshare": "melon_cli.slurm.sshare", "sacctmgr": "melon_cli.slurm.sacctmgr"}
 LAUNCHER = """#!{python} -S
 import sys
 sys.path.insert(0, {root!r})

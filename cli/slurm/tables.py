@@ -82,3 +82,22 @@ SATTACH = (  # src/sattach/opt.c
     ("output-filter", R, ""), ("pty", N, ""), ("quiet", N, "Q"), ("usage", N, "u"), ("verbose", N, "v"),
     ("version", N, "V"),
 )
+
+SPRIO = (  # src/sprio/opts.c
+    ("noheader", N, "h"), ("jobs", O, "j"), ("long", N, "l"), ("cluster", R, "M"), ("clusters", R, "M"),
+    ("norm", N, "n"), ("format", R, "o"), ("sort", R, "S"), ("partition", R, "p"), ("user", R, "u"),
+    ("verbose", N, "v"), ("version", N, "V"), ("weights", N, "w"), ("help", N, ""), ("usage", N, ""),
+)
+
+SSHARE = (  # src/sshare/sshare.c
+    ("accounts", R, "A"), ("all", N, "a"), ("helpformat", N, ""), ("long", N, "l"), ("partition", N, "m"),
+    ("cluster", R, "M"), ("clusters", R, "M"), ("noheader", N, "n"), ("format", R, "o"), ("parsable", N, "p"),
+    ("parsable2", N, "P"), ("users", R, "u"), ("Users", N, "U"), ("verbose", N, "v"), ("version", N, "V"),
+    ("help", N, "h"), ("usage", N, ""), ("json", O, ""), ("yaml", O, ""),
+)
+
+SACCTMGR = (  # src/sacctmgr/sacctmgr.c
+    ("help", N, "h"), ("immediate", N, "i"), ("noheader", N, "n"), ("oneliner", N, "o"), ("parsable", N, "p"),
+    ("parsable2", N, "P"), ("quiet", N, "Q"), ("readonly", N, "r"), ("associations", N, "s"), ("verbose", N, "v"),
+    ("version", N, "V"), ("usage", N, ""), ("json", O, ""), ("yaml", O, ""),
+)

@@ -499,6 +499,26 @@ async def job_events(request: web.Request) -> web.StreamResponse:
     return await stream.events(request, request.app[ENGINE].store, request["caller"], refusal)
 
 
+async def list_priorities(request: web.Request) -> web.Response:
+    """sprio: pending jobs' priorities and weighted factors, and the weights."""
+    engine = request.app[ENGINE]
+    return web.json_response({"weights": engine.priorities.weights_view(), "jobs": engine.priorities.pending()})
+
+
+async def list_shares(request: web.Request) -> web.Response:
+    """sshare: the association tree's shares, decayed usage, LevelFS and fair-share."""
+    return web.json_response({"shares": request.app[ENGINE].priorities.shares()})
+
+
+async def list_associations(request: web.Request) -> web.Response:
+    """sacctmgr show: the inventory's accounts, users, QOS and associations (read-only)."""
+    inv = request.app[ENGINE].inv
+    accounts = {name: a.model_dump() for name, a in inv.accounts.items()}
+    qos = {"normal": {}, **{name: q.model_dump(exclude_none=True) for name, q in inv.qos.items()}}
+    users = {user: {"default_account": u.default_account} for user, u in inv.users.items()}
+    return web.json_response({"accounts": accounts, "qos": qos, "users": users})
+
+
 async def show_config(request: web.Request) -> web.Response:
     """The settings a Slurm tool asks `scontrol show config` for, as this melond has them."""
     inv = request.app[ENGINE].inv
@@ -654,6 +674,10 @@ ROUTES = [
     ("GET", "/events", job_events, None, None,
      "the job event log as server-sent events (id: seq; data: seq, job_id, kind, time), only the events the "
      "caller may learn of; ?after=SEQ|now. Ends with an `end` event when the caller's token is revoked or expires"),
+    ("GET", "/priorities", list_priorities, None, None, "pending jobs' priorities and weighted factors (sprio)"),
+    ("GET", "/shares", list_shares, None, None, "the association tree's shares, usage and fair-share (sshare)"),
+    ("GET", "/associations", list_associations, None, None,
+     "accounts, users and QOS as the inventory has them (sacctmgr show)"),
     ("GET", "/config", show_config, None, None, "the settings Slurm tools read from `scontrol show config`"),
     ("GET", "/nodes", list_nodes, None, None, "nodes with allocation and limit backend"),
     ("GET", "/partitions", list_partitions, None, None, "partitions: time rules, extension policy, nodes, the default"),

@@ -93,6 +93,27 @@ class Priorities:
                                                           self.half_life)
         return usage
 
+    def shares(self) -> list[dict]:
+        """sshare's rows from the last recomputation."""
+        accounts = {a.name: (a.parent, float(a.shares), a.users) for a in self.sharing.accounts.values()}
+        users = {job.user for job in self.jobs.active.values()}
+        return pr.rows(pr.tree(users, self.usage, accounts), self.fairshare)
+
+    def pending(self) -> list[dict]:
+        """sprio's rows: each pending job's priority and its weighted factors."""
+        out = []
+        for job in self.jobs.active.values():
+            values = self.factors.get(job.id)
+            if job.state is State.PENDING and values is not None:
+                out.append({"job_id": job.id, "partition": job.partition, "user": job.user, "account": job.account,
+                            "qos": job.slurm_options.get("qos") or NORMAL, "priority": job.priority,
+                            "nice": _nice(job), "factors": values, "weighted": pr.weighted(values, self.weights)})
+        return sorted(out, key=lambda r: r["job_id"])
+
+    def weights_view(self) -> dict[str, int]:
+        w = self.weights
+        return {"age": w.age, "fairshare": w.fairshare, "jobsize": w.jobsize, "partition": w.partition, "qos": w.qos}
+
     def association(self, job: Job) -> str:
         return f"{job.account}/{job.user}" if self.sharing.configured else job.user
 

@@ -103,6 +103,28 @@ def _visit(node: Assoc, state: dict, out: dict[str, float], n: int, tied: bool) 
         tied, previous = False, fs
 
 
+def rows(root: Assoc, fairshare: Mapping[str, float]) -> list[dict]:
+    """sshare's rows, the root first, then each account followed by its users and sub-accounts
+    (by name): depth, account, user, raw and normalised shares, raw usage, the share of its
+    parent's usage (EffectvUsage), Fair Tree's LevelFS and, for users, FairShare."""
+    out = [{"depth": 0, "account": "root", "user": None, "raw_shares": None, "norm_shares": 1.0,
+            "raw_usage": root.total(), "effective_usage": 1.0, "level_fs": None, "fairshare": None}]
+
+    def walk(node: Assoc, account: str, depth: int) -> None:
+        shares, usage = sum(c.shares for c in node.children), node.total()
+        for child in sorted(node.children, key=lambda c: (not c.user, c.name)):
+            fs = _level_fs(child, shares, usage)
+            out.append({"depth": depth, "account": account if child.user else child.name,
+                        "user": child.name.rpartition("/")[2] if child.user else None, "raw_shares": child.shares,
+                        "norm_shares": child.shares / shares if shares else 0.0, "raw_usage": child.total(),
+                        "effective_usage": child.total() / usage if usage else 0.0, "level_fs": fs,
+                        "fairshare": fairshare.get(child.name) if child.user else None})
+            if not child.user:
+                walk(child, child.name, depth + 1)
+    walk(root, "root", 1)
+    return out
+
+
 def factors(*, submitted: float, eligible: float | None, now: float, fairshare: float, cpus: int, nodes: int,
             cluster_cpus: int, cluster_nodes: int, qos_priority: int, max_qos_priority: int,
             weights: Weights, max_age: float = MAX_AGE) -> dict[str, float]:

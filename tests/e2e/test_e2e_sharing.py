@@ -121,3 +121,31 @@ def test_a_flood_by_one_user_does_not_starve_another(fair: Melon) -> None:
     done = fair.wait_state(jid, {"CD"}, timeout=60)
     started_before = [j for j in flood if (fair.job(j).get("start_time") or 1e12) < done["start_time"]]
     assert len(started_before) <= 4, started_before  # the first two, and at most the next two's slots
+
+
+@needs_root
+def test_sprio_sshare_and_sacctmgr_show_what_the_scheduler_uses(shared: Melon) -> None:
+    """The priorities' factors (sprio), the tree's usage and fair-share (sshare) and the inventory's
+    accounts and QOS (sacctmgr), as Slurm's commands print them."""
+    first = int(_sbatch(shared, "-t", "5", "--wrap", "sleep 300").stdout)
+    waiting = int(_sbatch(shared, "-t", "5", "--nice=50", "--wrap", "true").stdout)
+    shared.wait_state(first, {"R"})
+    sprio = _slurm(shared, "sprio", "-l").stdout.splitlines()
+    assert sprio[0].split() == ["JOBID", "PARTITION", "USER", "ACCOUNT", "PRIORITY", "SITE", "AGE", "FAIRSHARE",
+                                "JOBSIZE", "PARTITION", "QOS", "QOSNAME", "NICE"], sprio
+    row = next(line.split() for line in sprio[1:] if line.split()[0] == str(waiting))
+    assert row[2:4] == ["root", "lab"] and row[-2:] == ["normal", "50"]
+    assert int(row[4]) == max(1, sum(int(x) for x in row[6:11]) - 50)  # the weighted factors less the nice
+    weights = _slurm(shared, "sprio", "-w", "-h").stdout.split()
+    assert weights[:1] == ["Weights"] and "10000" in weights  # fair-share's weight, shown by default
+    share = _slurm(shared, "sshare", "-a", "-P").stdout.splitlines()
+    assert share[0] == "Account|User|RawShares|NormShares|RawUsage|EffectvUsage|FairShare"
+    assert any(line.startswith("  lab|root|1|") for line in share), share  # a user one level below its account
+    assert any(line.startswith("root|||1.000000|") for line in share), share
+    accounts = _slurm(shared, "sacctmgr", "-n", "-s", "list", "user", "root", "format=account%30").stdout.split()
+    assert accounts == ["lab", "ops"]  # snakemake's question: root's accounts
+    qos = _slurm(shared, "sacctmgr", "-P", "show", "qos", "format=name,maxjobspu,maxwall").stdout.splitlines()
+    assert qos == ["Name|MaxJobsPU|MaxWall", "long||2:00:00", "normal|1|"], qos
+    refused = _slurm(shared, "sacctmgr", "add", "account", "x")
+    assert refused.returncode == 1 and "set in melond's inventory" in refused.stderr
+    _slurm(shared, "scancel", str(first), str(waiting))
