@@ -14,7 +14,7 @@ PROG = "mextend"
 
 def extend(job_id: str | None, add: str | None, to: str | None, largest: bool, dry_run: bool, request: bool,
            reason: str | None, requests: bool, approve: str | None, deny: str | None, withdraw: str | None,
-           as_json: bool, endpoint: str | None) -> None:
+           budget: bool, as_json: bool, endpoint: str | None) -> None:
     """Extend job ID's time limit, within your partition's MaxTime. Inside a job, without -j,
     the job extends itself (through its node: no token or network path to melond needed).
 
@@ -25,9 +25,14 @@ def extend(job_id: str | None, add: str | None, to: str | None, largest: bool, d
         mextend -j 42 -t +2:00:00 --dry-run   (would it be granted? whom would it delay?)
         mextend -j 42 -t +2-00:00:00 --request --reason "needs two more days to converge"
         mextend --requests             (yours; operators: everyone's)   mextend --approve 3
+        mextend --budget               (what your extension budgets have left)
     """
     modes = [m for m, given in (("--requests", requests), ("--approve", approve), ("--deny", deny),
-                                ("--withdraw", withdraw)) if given]
+                                ("--withdraw", withdraw), ("--budget", budget)) if given]
+    if budget:
+        if len(modes) > 1 or add is not None or to is not None or largest or request or job_id:
+            raise ParseError("--budget stands alone (with --json)")
+        return _budget(client(endpoint), as_json)
     if modes:
         if len(modes) > 1 or add is not None or to is not None or largest or request or job_id:
             raise ParseError(f"{modes[0]} stands alone (with --reason, --json); not with {' '.join(modes[1:]) or '-j/-t'}")
@@ -112,6 +117,27 @@ def _requests(c, listing: bool, approve: str | None, deny: str | None, withdraw:
         echo(f"Job {done['job_id']}: time limit {format_limit(ext['old_limit'])} -> {format_limit(ext['new_limit'])}")
 
 
+def _budget(c, as_json: bool) -> None:
+    """Each extension budget that applies to you: how much of it your extensions took in its
+    window, and when the oldest of them leaves it."""
+    data = c.call("GET", "/extension-budget")
+    if as_json:
+        print_json(data)
+        return
+    if not data["budgets"]:
+        echo(f"No extension budget applies to {data['user']}: extensions are bounded by the partitions' caps only")
+        return
+    for b in data["budgets"]:
+        owner = f"{'QOS' if b['kind'] == 'qos' else 'Account'} {b['name']}"
+        parts = []
+        if b["max_count"] is not None:
+            parts.append(f"{b['count']} of {b['max_count']} extensions")
+        parts += [f"{name}={b['tres_hours'].get(name, 0):g} of {cap} TRES-hours" for name, cap in
+                  b["max_tres_hours"].items()]
+        frees = f"; the oldest leaves the window at {fmt_time(b['frees_at'])}" if b.get("frees_at") else ""
+        echo(f"{owner}: {', '.join(parts)} used in the last {format_duration(int(b['window']))}{frees}")
+
+
 def _asked(r: dict) -> str:
     return f"+{format_duration(r['add_seconds'])}" if r.get("add_seconds") is not None else \
         f"to {format_limit(r['to_limit'])}"
@@ -150,6 +176,7 @@ COMMAND = Command(PROG, extend, [
     Opt("--approve", dest="approve", value=True, metavar="N", help="Approve request N (operators; not your own)."),
     Opt("--deny", dest="deny", value=True, metavar="N", help="Deny request N, with --reason (operators)."),
     Opt("--withdraw", dest="withdraw", value=True, metavar="N", help="Withdraw your own request N."),
+    Opt("--budget", dest="budget", help="What your extension budgets (per QOS and account) have left."),
     Opt("--json", dest="as_json", help="JSON for scripts."),
 ])
 main = COMMAND.main

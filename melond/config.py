@@ -131,9 +131,15 @@ class Qos(Strict):
     max_tres_per_user: str | None = None  # held by a user's running jobs in this QOS together
     max_tres_per_job: str | None = None
     grp_tres: str | None = None  # held by all running jobs in this QOS together
+    # Extension budget: how many extensions, and how many TRES-hours of them, a user may take in
+    # a rolling window (MetaCentrum's qextend: 20 and cpu=2880 per 30 days); beyond, a request
+    max_extensions_per_user: int | None = Field(default=None, ge=0)
+    max_extension_tres_hours_per_user: str | None = None
+    extension_window: int = Field(default=30 * 86400, gt=0)
 
-    _tres = field_validator("max_tres_per_user", "max_tres_per_job", "grp_tres")(_tres_text)
-    _time = field_validator("max_wall", mode="before")(_wall)
+    _tres = field_validator("max_tres_per_user", "max_tres_per_job", "grp_tres",
+                            "max_extension_tres_hours_per_user")(_tres_text)
+    _time = field_validator("max_wall", "extension_window", mode="before")(_wall)
 
 
 class Account(Strict):
@@ -153,9 +159,12 @@ class Account(Strict):
     max_tres_per_job: str | None = None
     max_wall: int | None = Field(default=None, ge=0)
     grp_tres: str | None = None
+    max_extensions_per_user: int | None = Field(default=None, ge=0)  # the extension budget, as a QOS'
+    max_extension_tres_hours_per_user: str | None = None
+    extension_window: int = Field(default=30 * 86400, gt=0)
 
-    _tres = field_validator("max_tres_per_job", "grp_tres")(_tres_text)
-    _time = field_validator("max_wall", mode="before")(_wall)
+    _tres = field_validator("max_tres_per_job", "grp_tres", "max_extension_tres_hours_per_user")(_tres_text)
+    _time = field_validator("max_wall", "extension_window", mode="before")(_wall)
 
 
 class Priority(Strict):

@@ -499,6 +499,15 @@ async def job_events(request: web.Request) -> web.StreamResponse:
     return await stream.events(request, request.app[ENGINE].store, request["caller"], refusal)
 
 
+async def extension_budget(request: web.Request) -> web.Response:
+    """What the caller's extension budgets have left (mextend --budget); `?user=` an operator's view of another's."""
+    engine, caller = request.app[ENGINE], request["caller"]
+    user = request.query.get("user") or caller.user
+    if user != caller.user and not caller.operator:
+        raise Forbidden(f"{caller.user} may see their own extension budget, not {user}'s")
+    return web.json_response({"user": user, "budgets": engine.ops.budget(user)})
+
+
 async def list_priorities(request: web.Request) -> web.Response:
     """sprio: pending jobs' priorities and weighted factors, and the weights."""
     engine = request.app[ENGINE]
@@ -674,6 +683,8 @@ ROUTES = [
     ("GET", "/events", job_events, None, None,
      "the job event log as server-sent events (id: seq; data: seq, job_id, kind, time), only the events the "
      "caller may learn of; ?after=SEQ|now. Ends with an `end` event when the caller's token is revoked or expires"),
+    ("GET", "/extension-budget", extension_budget, None, None,
+     "what your extension budgets (per QOS and account) have left, and when what was spent frees up"),
     ("GET", "/priorities", list_priorities, None, None, "pending jobs' priorities and weighted factors (sprio)"),
     ("GET", "/shares", list_shares, None, None, "the association tree's shares, usage and fair-share (sshare)"),
     ("GET", "/associations", list_associations, None, None,

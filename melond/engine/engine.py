@@ -27,7 +27,7 @@ from melond.figures import JobCounts
 from melond.nodes.links import Sessions
 from melond.nodes.state import NodeState
 from melond.sched.order import PendingOrder
-from melond.sched.sharing import AccountRules, QosRules, Sharing, parse
+from melond.sched.sharing import AccountRules, Budget, QosRules, Sharing, parse
 from melond.spec.states import ACTIVE
 from melond.state.store import Store
 from melon_remote.protocol import Event
@@ -93,9 +93,12 @@ class Engine:
 
 def sharing_of(inv: Inventory) -> Sharing:
     """The inventory's accounts, users and QOS as the scheduler's rules."""
+    def budget(t) -> Budget:
+        return Budget(t.max_extensions_per_user, parse(t.max_extension_tres_hours_per_user), float(t.extension_window))
     accounts = [AccountRules(name, a.parent, tuple(a.users), a.shares, tuple(a.qos) if a.qos is not None else None,
                              a.default_qos, a.max_jobs, a.max_submit_jobs, parse(a.max_tres_per_job), a.max_wall,
-                             parse(a.grp_tres)) for name, a in inv.accounts.items()]
+                             parse(a.grp_tres), budget(a)) for name, a in inv.accounts.items()]
     qos = [QosRules(name, q.priority, q.max_wall, q.max_jobs_per_user, q.max_submit_jobs_per_user,
-                    parse(q.max_tres_per_user), parse(q.max_tres_per_job), parse(q.grp_tres)) for name, q in inv.qos.items()]
+                    parse(q.max_tres_per_user), parse(q.max_tres_per_job), parse(q.grp_tres), budget(q))
+           for name, q in inv.qos.items()]
     return Sharing(accounts, {user: u.default_account for user, u in inv.users.items() if u.default_account}, qos)

@@ -13,7 +13,7 @@ from melond.config import Inventory
 from melond.engine.dispatch import Dispatcher
 from melond.engine.ends import Ends
 from melond.engine.jobs import JobTable
-from melond.errors import BadRequest, Conflict, MelonError, NotFound
+from melond.errors import BadRequest, Conflict, Forbidden, MelonError, NotFound
 from melond.figures import JobCounts
 from melond.nodes.state import NodeState
 from melond.sched import admission, nodelay, policy
@@ -21,7 +21,8 @@ from melond.sched.launch import job_file
 from melond.sched.plan import Snapshot
 from melond.sched.order import PendingOrder
 from melond.sched.policy import Caller
-from melond.sched.sharing import NORMAL, PolicyError, Sharing, explain
+from melond.sched.sharing import (NORMAL, PolicyError, Sharing, budgets, check_budget, explain, extension_hours,
+                                  spent, tres_of)
 from melond.spec import jobrel
 from melond.spec.gres import gpu_count, node_gres, parse_list
 from melond.spec.jobids import JobRef
@@ -112,6 +113,45 @@ class Operations:
         for job in jobs:
             job.account = account
             job.slurm_options = {**job.slurm_options, "qos": qos}
+
+    def _check_budgets(self, job: Job, limit: int, old: int) -> dict[str, float] | None:
+        """The owner's extension budgets (their QOS', their account's): the extension's cost in
+        TRES-hours, or a refusal that says what was spent and when it frees up."""
+        qos = job.slurm_options.get("qos") or NORMAL
+        found = budgets(self.sharing, job.account, qos)
+        if not found or (limit and old and limit <= old):  # a shortening costs nothing
+            return None
+        if not limit or not old:
+            raise Forbidden(f"job {job.id}: an extension to or from an unlimited time is beyond any extension "
+                            f"budget; ask an operator (mextend --request)")
+        now = time.time()
+        cost = extension_hours(tres_of(job), limit - old)
+        past = self.store.extensions_by(job.user, now - max(b.window for _, _, b in found))
+        try:
+            for kind, name, budget in found:
+                check_budget(kind, name, budget, past, cost, job.user, now, _clock)
+        except PolicyError as exc:
+            raise Forbidden(f"job {job.id}: {str(exc).partition(': ')[2]}; ask an operator for more: mextend -j "
+                            f"{job.id} -t +TIME --request --reason WHY") from None
+        return cost
+
+    def budget(self, user: str) -> list[dict]:
+        """`mextend --budget`: what each extension budget that applies to `user` has left."""
+        now, out = time.time(), []
+        qos_names = sorted(self.sharing.qos)
+        accounts = [None] if not self.sharing.configured else self.sharing.members.get(user, [])
+        seen = set()
+        for account in accounts:
+            for qos in qos_names:
+                for kind, name, b in budgets(self.sharing, account, qos):
+                    if (kind, name) in seen:
+                        continue
+                    seen.add((kind, name))
+                    count, hours, frees = spent(kind, name, b, self.store.extensions_by(user, now - b.window), now)
+                    out.append({"kind": kind, "name": name, "window": b.window, "count": count,
+                                "max_count": b.count, "tres_hours": hours, "max_tres_hours": b.tres_hours,
+                                "frees_at": frees})
+        return out
 
     def why_waiting(self, job: Job) -> str | None:
         """A pending job held by a limit, in words: which limit, whose use, how much of it (the
@@ -264,6 +304,7 @@ class Operations:
             if capped:
                 policy.check_extension_budget(job, caller, limit, past, max_extension=part.max_extension,
                                               max_extensions=part.max_extensions, partition=job.partition)
+            cost = self._check_budgets(job, limit, old) if not auto and not caller.operator else None
         except MelonError as exc:
             raise _Refused(exc, []) from None
         found: list[dict] = []
@@ -290,6 +331,8 @@ class Operations:
         gpus = gpu_count(parse_list(job.gres_total))
         if gpus and data["added"]:  # what sites count GPU jobs in: the extension's GPU-hours
             data["gpu_hours"] = round(gpus * data["added"] / 3600, 2)
+        if cost is not None:  # what the owner's extension budgets count (sharing.spent)
+            data.update(tres_hours=cost, qos=job.slurm_options.get("qos") or NORMAL, account=job.account)
         if dry_run:
             return {"job_id": job_id, "state": job.state.value, "dry_run": True, "granted": True, "delays": found,
                     **data}

@@ -19,7 +19,7 @@ pends it for ever unless the QOS has DenyOnLimit; a job that can never start is 
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from melond.spec.gres import merge, need, parse_list, scaled
@@ -52,6 +52,21 @@ class QosRules:
     max_tres_per_user: Tres = field(default_factory=dict)
     max_tres_per_job: Tres = field(default_factory=dict)
     grp_tres: Tres = field(default_factory=dict)
+    budget: Budget | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    """How many extensions (`count`), and how many TRES-hours of extension (`tres_hours`), a user
+    may take of a QOS' or an account's jobs in a rolling `window` of seconds."""
+
+    count: int | None = None
+    tres_hours: Tres = field(default_factory=dict)
+    window: float = 30 * 86400.0
+
+    @property
+    def empty(self) -> bool:
+        return self.count is None and not self.tres_hours
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +82,7 @@ class AccountRules:
     max_tres_per_job: Tres = field(default_factory=dict)
     max_wall: int | None = None
     grp_tres: Tres = field(default_factory=dict)
+    budget: Budget | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,6 +245,59 @@ class Sharing:
                                 {n: _tres_reason("AssocGrp", "Limit", n) for n in a.grp_tres},
                                 f"account {a.name}'s jobs run {{use}} of its {{cap}} (GrpTRES)"))
         return tuple(out)
+
+
+def extension_hours(tres: Mapping[str, int], seconds: float) -> dict[str, float]:
+    """What an extension of `seconds` to a job holding `tres` costs, in TRES-hours."""
+    return {name: round(count * seconds / 3600, 3) for name, count in tres.items() if count}
+
+
+def budgets(sharing: Sharing, account: str | None, qos: str) -> list[tuple[str, str, Budget]]:
+    """The extension budgets a job's extensions count against: (kind, name, budget), its QOS'
+    and its account's (with their ancestors')."""
+    out = []
+    rules = sharing.qos.get(qos)
+    if rules is not None and rules.budget is not None and not rules.budget.empty:
+        out.append(("qos", qos, rules.budget))
+    for a in sharing.chain(account) if account else []:
+        if a.budget is not None and not a.budget.empty:
+            out.append(("account", a.name, a.budget))
+    return out
+
+
+def spent(kind: str, name: str, budget: Budget, past: Iterable[Mapping], now: float) -> tuple[int, dict[str, float],
+                                                                                             float | None]:
+    """What a user's past extensions (their events' data with `time`) spent of a budget in its
+    window: how many, their TRES-hours, and when the oldest of them leaves the window."""
+    counted = [e for e in past if e.get(kind) == name and e["time"] >= now - budget.window]
+    hours: dict[str, float] = {}
+    for e in counted:
+        for key, value in (e.get("tres_hours") or {}).items():
+            hours[key] = hours.get(key, 0.0) + value
+    return len(counted), hours, (counted[0]["time"] + budget.window if counted else None)
+
+
+def check_budget(kind: str, name: str, budget: Budget, past: list[Mapping], adding: Mapping[str, float], user: str,
+                 now: float, when: Callable[[float], str]) -> None:
+    """PolicyError where this extension (`adding` TRES-hours) would pass a budget, saying what was
+    spent and when it frees up; `when` writes a time."""
+    count, hours, frees = spent(kind, name, budget, past, now)
+    owner, days = f"{'QOS' if kind == 'qos' else 'account'} {name}", _window(budget.window)
+    later = f"; the oldest leaves the window at {when(frees)}" if frees else ""
+    if budget.count is not None and count + 1 > budget.count:
+        raise PolicyError("ExtensionBudget", f"{user} took {count} of the {budget.count} extensions {owner} allows "
+                                             f"a user per {days}{later}")
+    for key, cap in budget.tres_hours.items():
+        if hours.get(key, 0.0) + adding.get(key, 0.0) > cap:
+            raise PolicyError("ExtensionBudget", f"this extension costs {key}={adding.get(key, 0.0):g} TRES-hours; "
+                                                 f"{user} took {key}={hours.get(key, 0.0):g} of the {key}={cap} "
+                                                 f"{owner} allows a user per {days}{later}")
+
+
+def _window(seconds: float) -> str:
+    """A budget's window in words: `30 days`, `1 day`, `12 hours`."""
+    number, unit = (seconds / 86400, "day") if seconds >= 86400 else (seconds / 3600, "hour")
+    return f"{number:g} {unit}{'' if number == 1 else 's'}"
 
 
 def explain(pool: Pool, name: str, use: int) -> str:

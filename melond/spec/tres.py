@@ -9,7 +9,7 @@ import math
 import re
 from collections.abc import Mapping
 
-from melond.spec.timespec import SpecError, format_size_mib, parse_size_mib
+from melond.spec.timespec import SpecError, parse_size_mib
 
 Tres = dict[str, int]
 NAMES = ("cpu", "mem", "node", "billing")
@@ -44,7 +44,15 @@ def format_tres(tres: Mapping[str, int]) -> str:
     """Counts as Slurm prints them, cpu first: `cpu=8,mem=64G,node=2,gres/gpu=4`."""
     order = {name: i for i, name in enumerate(NAMES)}
     keys = sorted(tres, key=lambda k: (order.get(k, len(order)), k))
-    return ",".join(f"{k}={format_size_mib(tres[k]) if k == 'mem' else tres[k]}" for k in keys)
+    return ",".join(f"{k}={_mem(tres[k]) if k == 'mem' else tres[k]}" for k in keys)
+
+
+def _mem(mib: int) -> str:
+    """Memory in the largest unit that holds it whole (64G, 1280M), as TRES strings read back."""
+    for unit, scale in (("T", 1024 * 1024), ("G", 1024)):
+        if mib and mib % scale == 0:
+            return f"{mib // scale}{unit}"
+    return f"{mib}M"
 
 
 def job_tres(cpus: int, memory_mib: int, nodes: int, gres: Mapping[str, int]) -> Tres:

@@ -331,6 +331,13 @@ class Store:
                                     (job_id,))
         return [{**dict(r), "data": json.loads(r["data"])} for r in rows]
 
+    def extensions_by(self, user: str, since: float) -> list[dict]:
+        """A user's own extensions of their jobs since `since` (time and the event's data), oldest
+        first: what their extension budget has spent in its window."""
+        rows = self._reader.execute("SELECT time, data FROM job_events WHERE kind = 'extended' AND actor = ? "
+                                    "AND time >= ? ORDER BY time", (user, since))
+        return [{"time": r["time"], **json.loads(r["data"])} for r in rows]
+
     def last_event_seq(self) -> int:
         return self._reader.execute("SELECT COALESCE(MAX(seq), 0) FROM job_events").fetchone()[0]
 

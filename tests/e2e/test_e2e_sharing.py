@@ -47,7 +47,8 @@ def _slurm(melon: Melon, *argv: str, user: str | None = None) -> subprocess.Comp
 
 
 def _sbatch(melon: Melon, *args: str, user: str | None = None) -> subprocess.CompletedProcess:
-    return _slurm(melon, "sbatch", "--parsable", *args, user=user)
+    """sbatch from /tmp, output to /dev/null: another user's slurm-N.out there is not theirs to open."""
+    return _slurm(melon, "sbatch", "--parsable", "-o", "/dev/null", *args, user=user)
 
 
 def _reason(melon: Melon, jid: int) -> str:
@@ -149,3 +150,45 @@ def test_sprio_sshare_and_sacctmgr_show_what_the_scheduler_uses(shared: Melon) -
     refused = _slurm(shared, "sacctmgr", "add", "account", "x")
     assert refused.returncode == 1 and "set in melond's inventory" in refused.stderr
     _slurm(shared, "scancel", str(first), str(waiting))
+
+
+BUDGET = """
+operators = ["root"]
+
+[qos.normal]
+max_extensions_per_user = 2
+max_extension_tres_hours_per_user = "cpu=1"
+extension_window = "1-0"
+"""
+
+
+@pytest.fixture
+def budgeted(short_tmp: Path) -> Iterator[Melon]:
+    melon = Melon(short_tmp / "b", inventory=BUDGET)
+    melon.start()
+    yield melon
+    melon.cleanup()
+
+
+@needs_root
+def test_an_extension_budget_is_spent_refused_and_then_asked_of_an_operator(budgeted: Melon) -> None:
+    """QOS normal allows a user 2 extensions and 1 CPU-hour of them a day: nobody's third is refused,
+    saying what was spent and when it frees up; a request goes to an operator, who may grant it."""
+    m = budgeted
+    jid = int(_sbatch(m, "-c", "1", "-t", "10", "--wrap", "sleep 300", user="nobody").stdout)
+    m.wait_state(jid, {"R"})
+    for add in ("+10:00", "+20:00"):
+        assert m.run("mextend", "-j", str(jid), "-t", add, user="nobody").returncode == 0
+    left = m.run("mextend", "--budget", user="nobody").stdout
+    assert "QOS normal: 2 of 2 extensions, cpu=0.5 of 1 TRES-hours used in the last 1-00:00:00; the oldest " \
+           "leaves the window at" in left, left
+    refused = m.run("mextend", "-j", str(jid), "-t", "+5:00", user="nobody", check=False)
+    assert refused.returncode == 1, refused.stdout
+    assert "nobody took 2 of the 2 extensions QOS normal allows a user per 1 day" in refused.stderr, refused.stderr
+    assert "--request" in refused.stderr
+    assert m.job(jid)["time_limit_seconds"] == 40 * 60  # unchanged by the refusal
+    filed = m.run("mextend", "-j", str(jid), "-t", "+5:00", "--request", "--reason", "converging", user="nobody")
+    number = filed.stdout.split()[2]
+    m.run("mextend", "--approve", number)  # root, an operator: not bound, and not counted
+    assert m.job(jid)["time_limit_seconds"] == 45 * 60
+    _slurm(m, "scancel", str(jid))

@@ -216,3 +216,23 @@ def test_billing_weights_read_as_slurms() -> None:
     assert parse_billing(None) == {"cpu": 1.0}
     with pytest.raises(SpecError):
         parse_billing("CPU=lots")
+
+
+def test_an_extension_budget_counts_the_window_and_says_when_it_frees_up() -> None:
+    from melond.sched.sharing import Budget, check_budget, extension_hours, spent
+    budget = Budget(count=3, tres_hours={"cpu": 10}, window=7200.0)
+    past = [{"time": 10.0, "qos": "normal", "tres_hours": {"cpu": 4.0}},  # out of the window at t=7250
+            {"time": 60.0, "qos": "normal", "tres_hours": {"cpu": 4.0}},
+            {"time": 70.0, "qos": "long", "tres_hours": {"cpu": 9.0}}]  # another QOS' budget
+    now = 7250.0
+    assert spent("qos", "normal", budget, past, now) == (1, {"cpu": 4.0}, 7260.0)
+    assert extension_hours({"cpu": 4, "node": 1, "mem": 0}, 1800) == {"cpu": 2.0, "node": 0.5}
+    check_budget("qos", "normal", budget, past, {"cpu": 6.0}, "ann", now, str)  # 4 + 6: at the cap
+    with pytest.raises(PolicyError, match=r"this extension costs cpu=6.5 TRES-hours; ann took cpu=4 of the cpu=10 "
+                                          r"QOS normal allows a user per 2 hours; the oldest leaves the window at "
+                                          r"7260.0"):
+        check_budget("qos", "normal", budget, past, {"cpu": 6.5}, "ann", now, str)
+    with pytest.raises(PolicyError, match=r"ann took 2 of the 2 extensions account lab allows a user per 1 day; "
+                                          r"the oldest leaves the window at 86460.0"):
+        check_budget("account", "lab", Budget(count=2, window=86400.0),
+                     [{"time": 60.0, "account": "lab"}, {"time": 70.0, "account": "lab"}], {}, "ann", 100.0, str)
