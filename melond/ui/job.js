@@ -16,7 +16,7 @@ function fields(j) {
   const ended = j.end_time !== null && j.end_time !== undefined;
   return [
     ["Job", label(j)], ["Name", j.name], ["User", `${j.user} (${j.uid})`], ["State", `${j.state_name} (${j.state})`],
-    ["Reason", j.reason], ["Partition", j.partition], ["Node", j.node_list || j.node],
+    ["Reason", j.why_waiting ? `${j.reason}: ${j.why_waiting}` : j.reason], ["Partition", j.partition], ["Node", j.node_list || j.node],
     ["Nodes", j.parts && j.parts.length > 1 ? j.parts.map(([n, c, t, m]) => `${n}: ${c} CPUs, ${t} tasks, ${m ? mib(m * 1048576) : "all memory"}`).join("; ") : null],
     ["Interactive", j.interactive ? `yes (salloc or srun --pty): ${j.attached ? `${j.user}'s terminal attached${j.attached > 1 ? ` (${j.attached})` : ""}` : "no terminal attached"}` : null],
     ["Limits", j.backend],

@@ -89,3 +89,16 @@ def test_a_jobs_page_lists_its_steps(tcp_melon: Melon, page) -> None:
     expect(rows.nth(0)).to_contain_text("COMPLETED")
     expect(page.locator('#job-steps tr[data-step="1"]')).to_contain_text("FAILED")
     expect(page.locator('#job-steps tr[data-step="1"]')).to_contain_text("5:0")
+
+
+def test_a_job_held_by_a_limit_says_which_and_why_on_its_page(melon_factory, page) -> None:
+    melon = melon_factory(inventory="[qos.normal]\nmax_jobs_per_user = 1\n", tcp=True)
+    sign_in(page, melon, melon.token())
+    first = melon.submit("-t", "0:30", "--wrap", "sleep 60")
+    held = melon.submit("-t", "0:30", "--wrap", "true")
+    melon.wait_state(first, {"R"})
+    page.goto(f"{melon.url}/#job/{held}")
+    expect(page.locator("#job-fields")).to_contain_text(
+        "QOSMaxJobsPerUserLimit: root runs 1 job of the 1 job QOS normal allows a user (MaxJobsPerUser)",
+        timeout=20_000)
+    melon.run("mcancel", str(first))
