@@ -136,6 +136,12 @@ class Qos(Strict):
     max_extensions_per_user: int | None = Field(default=None, ge=0)
     max_extension_tres_hours_per_user: str | None = None
     extension_window: int = Field(default=30 * 86400, gt=0)
+    # Preemption (Slurm's preempt/qos): the QOS whose running jobs this QOS' waiting jobs may
+    # preempt; how this QOS' own jobs are preempted (requeued, else cancelled) and the seconds they
+    # are given, after their warning signal (their --signal, else SIGTERM), before it happens
+    preempt: list[str] = []
+    preempt_mode: Literal["requeue", "cancel"] = "cancel"
+    grace_time: int = Field(default=0, ge=0)
 
     _tres = field_validator("max_tres_per_user", "max_tres_per_job", "grp_tres",
                             "max_extension_tres_hours_per_user")(_tres_text)
@@ -386,6 +392,11 @@ def load(path: str | None) -> Inventory:
 def _check_sharing(inv: Inventory, where: str) -> None:
     """Accounts, users and QOS name one another: each name must be defined, the tree a tree."""
     qos = {"normal", *inv.qos}
+    for name, rules in inv.qos.items():
+        for other in rules.preempt:
+            if other not in qos or other == name:
+                raise MelonError(f"{where}: qos.{name}.preempt: {other!r} is {'itself' if other == name else 'no QOS'}; "
+                                 f"name other QOS (the QOS are {', '.join(sorted(qos))})")
     for name, account in inv.accounts.items():
         if name == "root":
             raise MelonError(f"{where}: accounts.root: root is the tree's top, above every account; name the "

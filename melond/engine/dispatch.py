@@ -154,9 +154,21 @@ class Dispatcher:
             if node != done_on:
                 self.tasks.spawn(self._kill_part(job, node, ended=True))
 
-    def kill_soon(self, job: Job) -> None:
-        """The kill, sent once the caller's answer is on its way."""
-        self.tasks.spawn(self.kill(job))
+    def kill_soon(self, job: Job, grace: float = 0, warning: str | None = None) -> None:
+        """The kill, sent once the caller's answer is on its way; with `grace`, `warning` first,
+        then the kill that many seconds later (a preempted job's GraceTime)."""
+        self.tasks.spawn(self._warn_then_kill(job, grace, warning) if grace else self.kill(job))
+
+    async def _warn_then_kill(self, job: Job, grace: float, warning: str | None) -> None:
+        run = job.run
+        if warning:
+            try:
+                await self.signal(job, warning, SignalTo.ALL)
+            except MelonError as exc:
+                log.warning("warning signal not sent", extra={"job": job.id, "error": str(exc)})
+        await asyncio.sleep(grace)
+        if self.jobs.current(job) and job.run == run:
+            await self.kill(job)
 
     async def signal(self, job: Job, sig: str | int, to: str) -> None:
         """Have the job's node send `sig` to its processes that `to` names (SignalTo), once (not

@@ -19,6 +19,7 @@ from melond.engine.notices import Notices
 from melond.engine.notifier import Notifier
 from melond.engine.nodelife import NodeLife
 from melond.engine.operations import Operations
+from melond.engine.preemption import Preemption
 from melond.engine.priorities import Priorities
 from melond.engine.requests import ExtensionRequests
 from melond.engine.scheduling import SchedulingLoop
@@ -69,6 +70,8 @@ class Engine:
         self.gpu_usage = GpuUsage(self.jobs, nodes, self.sessions, inventory.gpu_sample_interval)
         self.priorities = Priorities(self.jobs, store, inventory, nodes, self.order, self.ops.sharing, self.loop.kick)
         self.ops.prioritize = self.priorities.assign
+        self.preemption = Preemption(self.jobs, nodes, self.ops, self.ops.sharing, self.tasks, kill_wait)
+        self.loop.after_pass = self.preemption.after_pass
         self.ends.gpu_use = self.gpu_usage.take
         self.requests.on_decided = lambda request: self.tasks.spawn(self.notices.request_decided(request))
 
@@ -99,6 +102,6 @@ def sharing_of(inv: Inventory) -> Sharing:
                              a.default_qos, a.max_jobs, a.max_submit_jobs, parse(a.max_tres_per_job), a.max_wall,
                              parse(a.grp_tres), budget(a)) for name, a in inv.accounts.items()]
     qos = [QosRules(name, q.priority, q.max_wall, q.max_jobs_per_user, q.max_submit_jobs_per_user,
-                    parse(q.max_tres_per_user), parse(q.max_tres_per_job), parse(q.grp_tres), budget(q))
-           for name, q in inv.qos.items()]
+                    parse(q.max_tres_per_user), parse(q.max_tres_per_job), parse(q.grp_tres), budget(q),
+                    tuple(q.preempt), q.preempt_mode, q.grace_time) for name, q in inv.qos.items()]
     return Sharing(accounts, {user: u.default_account for user, u in inv.users.items() if u.default_account}, qos)

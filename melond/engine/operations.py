@@ -202,7 +202,10 @@ class Operations:
             return None
         return sorted(j.id for j in self.jobs.listed() if j.array_job_id == job_id and j.state in states)
 
-    async def cancel(self, job_id: int, caller: Caller) -> dict:
+    async def cancel(self, job_id: int, caller: Caller, data: dict | None = None, grace: float = 0,
+                     warning: str | None = None) -> dict:
+        """`data`: what the job's history says of it besides who cancelled (a preemption's
+        preemptor); `grace`: a running job gets `warning` and is killed that many seconds later."""
         job = self.find(job_id)
         policy.check_owner(job, caller, "cancel")
         if job.state in FINISHED:
@@ -211,15 +214,18 @@ class Operations:
         if job.state is State.PENDING:
             done = await self.store.write(Store.op_transition, job_id, "cancelled", {
                 "state": State.CANCELLED.value, "end_time": now, "reason": None,
-            }, caller.user, {}, now)
+            }, caller.user, data or {}, now)
             if done:
                 self.counts.add("ended", job.partition, job.user, State.CANCELLED.value)
                 self.ends.finished(job_id)
                 return {"job_id": job_id, "state": State.CANCELLED.value}
-            return await self.cancel(job_id, caller)  # it started meanwhile
-        await self.store.write(Store.op_transition, job_id, "cancel_requested", {}, caller.user, {}, now)
+            return await self.cancel(job_id, caller, data, grace, warning)  # it started meanwhile
+        await self.store.write(Store.op_transition, job_id, "cancel_requested", {}, caller.user, data or {}, now)
         self.jobs.cancelling.add(job_id)
-        await self.dispatcher.kill(job)
+        if grace:
+            self.dispatcher.kill_soon(job, grace, warning)
+        else:
+            await self.dispatcher.kill(job)
         return {"job_id": job_id, "state": State.RUNNING.value, "cancelling": True}
 
     async def signal(self, job_id: int, caller: Caller, sig: str | int, to: str = SignalTo.ALL,
@@ -412,9 +418,11 @@ class Operations:
         self.kick()
         return {"job_id": job_id, "hold": hold}
 
-    async def requeue(self, job_id: int, caller: Caller, via: str | None = None) -> dict:
+    async def requeue(self, job_id: int, caller: Caller, via: str | None = None, grace: float = 0,
+                      warning: str | None = None) -> dict:
         """Send a job back to the queue under its own id, as its next run (`scontrol requeue`):
-        a running one is killed first and requeued by its end; one that ended is pending again at once."""
+        a running one is killed first and requeued by its end (with `grace`: `warning` first, the
+        kill that many seconds later); one that ended is pending again at once."""
         job = self.find(job_id)
         policy.check_owner(job, caller, "requeue")
         if job.state is State.PENDING:
@@ -424,11 +432,11 @@ class Operations:
             data = {"run": job.run, **({"via": via} if via else {})}
             done = await self.store.write(Store.op_transition, job_id, "requeue_requested", {}, caller.user, data, now)
             if not done:
-                return await self.requeue(job_id, caller, via)  # it ended meanwhile
+                return await self.requeue(job_id, caller, via, grace, warning)  # it ended meanwhile
             self.jobs.requeueing.add(job_id)
             # Answered first: the asker often runs inside the job (Lightning, submitit), and the
             # kill would otherwise end it before it hears that its requeue worked.
-            self.dispatcher.kill_soon(job)
+            self.dispatcher.kill_soon(job, grace, warning)
             return {"job_id": job_id, "state": State.RUNNING.value, "requeueing": True}
         runs = job.restarts + 1
         changes = {"state": State.PENDING.value, "node": None, "start_time": None, "end_time": None, "exit_code": None,

@@ -55,6 +55,7 @@ class SchedulingLoop:
         self.expected_nodes: dict[int, str] = {}  # where each reservation is: the UI's timeline
         self.passes = Timings()  # each pass that planned (`/metrics`, `minfo --stats`)
         self.last_queue_length = 0  # pending jobs the last pass looked at (sdiag's "Last queue length")
+        self.after_pass: Callable[[Mapping[int, str]], None] | None = None  # told each pass' pending reasons
 
     def kick(self, new_jobs_only: bool = False) -> None:
         """Ask for a pass. `new_jobs_only`: nothing changed but that jobs were submitted, which
@@ -232,6 +233,8 @@ class SchedulingLoop:
             self.expected_starts.pop(job.id, None)
             self.expected_nodes.pop(job.id, None)
             self.tasks.spawn(self.dispatch(job, node.name, now))
+        if self.after_pass is not None:  # preemption, for a job no node has room for
+            self.after_pass(plan.reasons)
         changed = {jid: r for jid, r in plan.reasons.items()
                    if jid in self.jobs.active and self.jobs.active[jid].reason != r}
         if changed:

@@ -53,6 +53,9 @@ class QosRules:
     max_tres_per_job: Tres = field(default_factory=dict)
     grp_tres: Tres = field(default_factory=dict)
     budget: Budget | None = None
+    preempt: tuple[str, ...] = ()  # the QOS whose running jobs this one's waiting jobs may preempt
+    preempt_mode: str = "cancel"  # how this QOS' jobs are preempted: "requeue" or "cancel"
+    grace_time: int = 0  # seconds between their warning signal and their preemption
 
 
 @dataclass(frozen=True, slots=True)

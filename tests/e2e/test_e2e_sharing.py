@@ -192,3 +192,53 @@ def test_an_extension_budget_is_spent_refused_and_then_asked_of_an_operator(budg
     m.run("mextend", "--approve", number)  # root, an operator: not bound, and not counted
     assert m.job(jid)["time_limit_seconds"] == 45 * 60
     _slurm(m, "scancel", str(jid))
+
+
+PREEMPT = """
+[qos.scavenger]
+preempt_mode = "requeue"
+grace_time = 2
+
+[qos.urgent]
+priority = 100
+preempt = ["scavenger"]
+
+[nodes.n1]
+cpus = 2
+"""
+
+
+@pytest.fixture
+def preempting(short_tmp: Path) -> Iterator[Melon]:
+    melon = Melon(short_tmp / "p", inventory=PREEMPT)
+    melon.start()
+    yield melon
+    melon.cleanup()
+
+
+@needs_root
+def test_an_urgent_job_preempts_scavenger_jobs_which_are_warned_and_run_again(preempting: Melon,
+                                                                             short_tmp: Path) -> None:
+    """nobody's two scavenger jobs fill the node; root's urgent job needs it whole: both are warned
+    (SIGTERM, which they trap), requeued 2 s later, and each runs again, once, after it."""
+    m = preempting
+    marks = short_tmp / "marks"
+    marks.mkdir()
+    marks.chmod(0o777)  # nobody's jobs write their marks here
+    script = (f"trap 'echo warned >> {marks}/$SLURM_JOB_ID' TERM; echo run $SLURM_RESTART_COUNT >> "
+              f"{marks}/$SLURM_JOB_ID; for i in $(seq 60); do sleep 0.5; done")
+    scavengers = [int(_sbatch(m, "--qos", "scavenger", "-c", "1", "-t", "5", "--wrap", script, user="nobody").stdout)
+                  for _ in range(2)]
+    for jid in scavengers:
+        m.wait_state(jid, {"R"})
+    urgent = int(_sbatch(m, "--qos", "urgent", "-c", "2", "-t", "5", "--wrap", "sleep 1").stdout)
+    done = m.wait_state(urgent, {"CD"}, timeout=60)
+    for jid in scavengers:
+        job = m.wait_state(jid, {"R", "CD"}, timeout=60)
+        assert job["restarts"] == 1, job
+        text = (marks / str(jid)).read_text().split("\n")
+        assert text[:2] == ["run 0", "warned"] and "run 1" in text, text  # warned before, run again after
+        history = [e["kind"] for e in m.job(jid)["events"]]
+        assert "requeue_requested" in history, history
+        assert (job.get("start_time") or 0) >= done["start_time"]
+        _slurm(m, "scancel", str(jid))

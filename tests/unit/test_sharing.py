@@ -236,3 +236,15 @@ def test_an_extension_budget_counts_the_window_and_says_when_it_frees_up() -> No
                                           r"the oldest leaves the window at 86460.0"):
         check_budget("account", "lab", Budget(count=2, window=86400.0),
                      [{"time": 60.0, "account": "lab"}, {"time": 70.0, "account": "lab"}], {}, "ann", 100.0, str)
+
+
+def test_preemption_takes_the_fewest_lowest_priority_latest_jobs_on_one_node() -> None:
+    from melond.sched.preempt import Victim, choose
+    victims = [Victim(1, "n1", 2, 100, 0, 5, 10.0), Victim(2, "n1", 2, 100, 0, 1, 20.0),
+               Victim(3, "n1", 2, 100, 0, 1, 30.0), Victim(4, "n2", 4, 100, 0, 9, 10.0)]
+    free = {"n1": (0, 1000, 0), "n2": (0, 1000, 0)}
+    assert choose((4, 100, 0), free, victims) == ("n2", [4])  # one job there, two on n1
+    assert choose((2, 100, 0), free, victims) == ("n1", [3])  # the lowest priority, started last
+    assert choose((2, 100, 0), {"n1": (2, 1000, 0)}, victims) is None  # room already: nothing to preempt
+    assert choose((8, 100, 0), free, victims) is None  # no node has that much even emptied
+    assert choose((1, 100, 1), free, [*victims, Victim(5, "n2", 1, 10, 1, 0, 0.0)]) == ("n2", [5])  # a GPU

@@ -1,0 +1,121 @@
+"""Preemption by QOS (Slurm's PreemptType=preempt/qos, PreemptMode=REQUEUE or CANCEL): after a
+scheduling pass, the first waiting job (by priority) whose QOS may preempt others and that no
+node has room for preempts the fewest running jobs of those QOS on one node
+(melond.sched.preempt). Each is told first (its --signal, else SIGTERM), and `grace_time` later
+is requeued (PreemptMode=requeue: pending again, to run once room is back; an interactive job
+cannot be, and is cancelled) or cancelled; the preemptor then starts on the room they leave.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+
+from melond.engine.jobs import JobTable
+from melond.engine.operations import Operations
+from melond.engine.tasks import Tasks
+from melond.errors import MelonError
+from melond.nodes.state import NodeState
+from melond.sched import preempt
+from melond.sched.policy import Caller
+from melond.sched.sharing import NORMAL, Sharing, tres_of
+from melond.spec.cpulist import parse_cpuset
+from melond.spec.states import State
+from melond.spec.timespec import SpecError, signal_spec
+from melond.state.job import Job
+
+log = logging.getLogger("melond.engine")
+WAITING = ("Resources", "Priority")  # a job held by a limit or a dependency preempts no one
+SETTLE = 10.0  # seconds past the victims' grace and kill wait a preemptor waits before preempting again
+MELOND = Caller(user="melond", uid=0, operator=True)
+
+
+class Preemption:
+    def __init__(self, jobs: JobTable, nodes: Mapping[str, NodeState], ops: Operations, sharing: Sharing,
+                 tasks: Tasks, kill_wait: float) -> None:
+        self.jobs, self.nodes, self.ops, self.sharing, self.tasks = jobs, nodes, ops, sharing, tasks
+        self.kill_wait = kill_wait
+        self.enabled = any(q.preempt for q in sharing.qos.values())
+        self.victims: set[int] = set()  # being preempted
+        self.waiting: dict[int, float] = {}  # preemptor -> until when it waits for its victims' room
+
+    def after_pass(self, reasons: Mapping[int, str]) -> None:
+        """Preempt for the first waiting job that needs it (one a pass: the next pass sees the result)."""
+        if not self.enabled:
+            return
+        now = time.time()
+        for jid in [j for j, until in self.waiting.items() if until < now or j not in reasons]:
+            del self.waiting[jid]
+        candidates = [self.jobs.active[j] for j, r in reasons.items() if r in WAITING and j in self.jobs.active
+                      and j not in self.waiting and self._qos(self.jobs.active[j]).preempt]
+        for job in sorted(candidates, key=lambda j: (-j.priority, j.submit_time, j.id)):
+            if job.shape.wide or job.exclusive:
+                continue  # on one node, sized by its request
+            chosen = self._choose(job)
+            if chosen is not None:
+                self._preempt(job, *chosen, now)
+                return
+
+    def _qos(self, job: Job):
+        return self.sharing.qos.get(job.slurm_options.get("qos") or NORMAL) or self.sharing.qos[NORMAL]
+
+    def _choose(self, job: Job) -> tuple[str, list[int]] | None:
+        allowed = set(self._qos(job).preempt)
+        free: dict[str, list[int]] = {n.name: [n.cpus, n.memory, sum(1 for d in n.devices if d.name == "gpu")]
+                                      for n in self.nodes.values() if n.available and n.partition == job.partition
+                                      and (n.admits is None or job.user in n.admits) and n.name not in job.exclude
+                                      and (not job.nodelist or n.name in job.nodelist)}
+        victims = []
+        for other in self.jobs.active.values():
+            if other.state is not State.RUNNING:
+                continue
+            for part in other.placed:
+                if part.node in free:
+                    gpus = len(parse_cpuset(part.gres_ids))
+                    free[part.node][0] -= part.cpus
+                    free[part.node][1] -= part.memory or self.nodes[part.node].memory
+                    free[part.node][2] -= gpus
+                    if (not other.spans and other.id not in self.victims and other.id not in self.jobs.cancelling
+                            and other.id not in self.jobs.requeueing
+                            and (other.slurm_options.get("qos") or NORMAL) in allowed):
+                        victims.append(preempt.Victim(other.id, part.node, part.cpus,
+                                                      part.memory or self.nodes[part.node].memory, gpus,
+                                                      other.priority, other.start_time or 0.0))
+        tres = tres_of(job)
+        need = (job.cpus, job.memory_mib or 0, tres.get("gres/gpu", 0))
+        return preempt.choose(need, {n: (c, m, g) for n, (c, m, g) in free.items()}, victims)
+
+    def _preempt(self, job: Job, node: str, ids: list[int], now: float) -> None:
+        grace = max((self._qos(self.jobs.active[i]).grace_time for i in ids if i in self.jobs.active), default=0)
+        self.waiting[job.id] = now + grace + self.kill_wait + SETTLE
+        log.info("preempting jobs for a waiting one", extra={"job": job.id, "node": node, "victims": ids})
+        for victim in ids:
+            self.victims.add(victim)
+            self.tasks.spawn(self._end(self.jobs.active[victim], job.id))
+
+    async def _end(self, victim: Job, preemptor: int) -> None:
+        """Requeue or cancel it at once (its end, however it comes, is then that), warned first and
+        killed `grace_time` later."""
+        rules = self._qos(victim)
+        grace, warning = float(rules.grace_time), _warning(victim) if rules.grace_time else None
+        try:
+            if rules.preempt_mode == "requeue" and not victim.interactive:
+                await self.ops.requeue(victim.id, MELOND, via=f"preempted by job {preemptor}", grace=grace,
+                                       warning=warning)
+            else:
+                await self.ops.cancel(victim.id, MELOND, data={"preempted_by": preemptor}, grace=grace,
+                                      warning=warning)
+        except MelonError as exc:
+            log.warning("preemption failed", extra={"job": victim.id, "error": str(exc)})
+        finally:
+            self.victims.discard(victim.id)
+
+
+def _warning(job: Job) -> str:
+    """The signal a preempted job is warned with: its --signal's, else SIGTERM (Slurm's GraceTime)."""
+    if job.signal:
+        try:
+            return str(signal_spec(job.signal)[0])
+        except SpecError:
+            pass
+    return "TERM"

@@ -1,0 +1,43 @@
+"""Which running jobs to preempt for a waiting one (Slurm's PreemptType=preempt/qos): on one node
+of its partition, the fewest jobs of the QOS its own QOS may preempt (then the lowest priority,
+then the latest started, as Slurm picks), whose resources with what is free there let it start.
+Pure."""
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Victim:
+    """A running job that may be preempted: what it holds on its (one) node."""
+
+    job_id: int
+    node: str
+    cpus: int
+    memory: int  # MiB
+    gpus: int
+    priority: int
+    start_time: float
+
+
+def choose(need: tuple[int, int, int], free: Mapping[str, tuple[int, int, int]],
+           victims: Iterable[Victim]) -> tuple[str, list[int]] | None:
+    """(node, the jobs to preempt there) freeing `need` (cpus, MiB, GPUs) beside what is `free` on
+    each node, or None where preempting does not make room anywhere (or is not needed)."""
+    by_node: dict[str, list[Victim]] = {}
+    for v in victims:
+        by_node.setdefault(v.node, []).append(v)
+    best: tuple[tuple, str, list[int]] | None = None
+    for node, (cpus, memory, gpus) in free.items():
+        taken: list[Victim] = []
+        for v in sorted(by_node.get(node, ()), key=lambda v: (v.priority, -v.start_time, v.job_id)):
+            if cpus >= need[0] and memory >= need[1] and gpus >= need[2]:
+                break
+            taken.append(v)
+            cpus, memory, gpus = cpus + v.cpus, memory + v.memory, gpus + v.gpus
+        if taken and cpus >= need[0] and memory >= need[1] and gpus >= need[2]:
+            key = (len(taken), sum(v.cpus for v in taken), node)
+            if best is None or key < best[0]:
+                best = (key, node, [v.job_id for v in taken])
+    return None if best is None else (best[1], best[2])
