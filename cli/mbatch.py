@@ -49,7 +49,12 @@ OPTIONS = [
     (("--signal",), "signal", False, "[R:|B:]SIG[@SECONDS]: send SIG this long before the time limit."),
     (("--mail-type",), "mail-type", False, "Notices: BEGIN,END,FAIL,REQUEUE,TIME_LIMIT,TIME_LIMIT_50/80/90, ALL, NONE."),
     (("--mail-user",), "mail-user", False, "Whom the notices name (the site's notifier delivers them)."),
+    (("-A", "--account"), "account", False, "The account (project) to charge: one of yours (sacctmgr show user)."),
+    (("-q", "--qos"), "qos", False, "The quality of service: its priority, limits and preemption (sacctmgr show qos)."),
+    (("--nice",), "nice", False, "Lower the job's priority by N (sprio shows it)."),
 ]
+#: Options melond reads from the job's Slurm options, as sbatch's: mbatch records them so too.
+AS_SLURM = ("account", "qos", "nice")
 
 
 def submit(script: str | None, args: tuple[str, ...], parsable: bool, wait: bool, dry_run: bool, as_json: bool,
@@ -62,8 +67,10 @@ def submit(script: str | None, args: tuple[str, ...], parsable: bool, wait: bool
         mbatch -t 10:00 -c 2 --mem 4G job.sh input.dat
     """
     from melond.spec.request import build_request, client_options, current_umask, dry_run_view
+    from melond.spec.slurm_options import SLURM_PREFIX
 
     cli = {k[4:].replace("_", "-"): v for k, v in opts.items() if v not in (None, False)}
+    cli |= {SLURM_PREFIX + name: cli.pop(name) for name in AS_SLURM if name in cli}
     script_text = None
     if script is not None:
         if "wrap" in cli:

@@ -17,6 +17,7 @@ from melond.engine.tasks import Tasks
 from melond.errors import MelonError
 from melond.nodes.state import NodeState
 from melond.sched import preempt
+from melond.sched.order import PendingOrder
 from melond.sched.policy import Caller
 from melond.sched.sharing import NORMAL, Sharing, tres_of
 from melond.spec.cpulist import parse_cpuset
@@ -32,8 +33,9 @@ MELOND = Caller(user="melond", uid=0, operator=True)
 
 class Preemption:
     def __init__(self, jobs: JobTable, nodes: Mapping[str, NodeState], ops: Operations, sharing: Sharing,
-                 tasks: Tasks, kill_wait: float) -> None:
+                 tasks: Tasks, kill_wait: float, order: PendingOrder) -> None:
         self.jobs, self.nodes, self.ops, self.sharing, self.tasks = jobs, nodes, ops, sharing, tasks
+        self.order = order  # a preemptor is planned first (its preemptors set) until it starts
         self.kill_wait = kill_wait
         self.enabled = any(q.preempt for q in sharing.qos.values())
         self.victims: set[int] = set()  # being preempted
@@ -46,6 +48,8 @@ class Preemption:
         now = time.time()
         for jid in [j for j, until in self.waiting.items() if until < now or j not in reasons]:
             del self.waiting[jid]
+            self.order.preemptors.discard(jid)
+            self.order.touch(jid)
         candidates = [self.jobs.active[j] for j, r in reasons.items() if r in WAITING and j in self.jobs.active
                       and j not in self.waiting and self._qos(self.jobs.active[j]).preempt]
         for job in sorted(candidates, key=lambda j: (-j.priority, j.submit_time, j.id)):
@@ -88,6 +92,8 @@ class Preemption:
     def _preempt(self, job: Job, node: str, ids: list[int], now: float) -> None:
         grace = max((self._qos(self.jobs.active[i]).grace_time for i in ids if i in self.jobs.active), default=0)
         self.waiting[job.id] = now + grace + self.kill_wait + SETTLE
+        self.order.preemptors.add(job.id)  # the room is its: planned before the requeued victims
+        self.order.touch(job.id)
         log.info("preempting jobs for a waiting one", extra={"job": job.id, "node": node, "victims": ids})
         for victim in ids:
             self.victims.add(victim)

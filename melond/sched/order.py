@@ -18,7 +18,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 
 from melond.sched.plan import NodeView, PendingView, RunningView, Snapshot, priority_order
-from melond.sched.sharing import JOBS, NORMAL, Pool, Sharing, tres_of
+from melond.sched.sharing import JOBS, NORMAL, Sharing, tres_of
 from melond.spec import jobrel
 from melond.spec.cpulist import parse_cpuset
 from melond.spec.gres import parse_list, wanted
@@ -39,9 +39,9 @@ class PendingOrder:
         self.max_time = max_time  # each partition's MaxTime (0: none)
         self.sharing = sharing  # accounts' and QOS' limits, counted by the planner in pools
         self.limits: dict[str, tuple[Mapping[str, int], Mapping[str, str]]] = {}
-        self.pools: dict[str, Pool] = {}  # by key: what each limit is, for saying why a job waits
         self.used: dict[str, Counter[str]] = {}  # what running jobs held in each pool at the last pass
         self._held: dict[int, tuple[tuple[str, ...], tuple[tuple[str, int], ...]]] = {}  # running jobs' pools
+        self.preemptors: set[int] = set()  # waiting for the room their preemption frees (engine/preemption.py)
         self.deferred = False  # the last pass left pending jobs past its depth unplanned
         self._views: dict[int, Entry] = {}  # pending jobs whose view nothing can change but a touch
         self._order: list[Entry] | None = None  # None until the first full pass
@@ -100,7 +100,7 @@ class PendingOrder:
         if not pools:
             return (), ()
         for pool in pools:
-            self.limits[pool.key], self.pools[pool.key] = (pool.caps, pool.reasons), pool
+            self.limits[pool.key] = (pool.caps, pool.reasons)
         return tuple(p.key for p in pools), tuple({**tres_of(job), JOBS: 1}.items())
 
     def _use(self, jobs: Mapping[int, Job], running: set[int]) -> dict[str, Counter[str]]:
@@ -183,7 +183,7 @@ class PendingOrder:
             job.mem_per_cpu or 0 if wide else 0,
             # on one node: all its tasks' resources there; spanning: per node and per task
             parse_list(job.gres) if wide else wanted(job.gres, job.gpus_per_task, shape.ntasks),
-            parse_list(job.gpus_per_task) if wide else (), *self._charge(job))
+            parse_list(job.gpus_per_task) if wide else (), *self._charge(job), job.id in self.preemptors)
         entry = (priority_order(view), view)
         cached = not job.dependency and not (job.begin_time and job.begin_time > now)
         if cached:

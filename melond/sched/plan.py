@@ -111,6 +111,7 @@ class PendingView:
     # there: its TRES and 1 job (melond.sched.sharing)
     pools: tuple[str, ...] = ()
     tres: tuple[tuple[str, int], ...] = ()
+    preemptor: bool = False  # it has preempted jobs for room: planned first, so the room is its
 
     def want(self) -> tuple[Gres, ...]:
         """What a job on one node needs of its resources: per node, and per task times its tasks."""
@@ -424,9 +425,10 @@ def _resources(job: PendingView) -> tuple[tuple[Gres, ...], tuple[Gres, ...]]:
     return job.want(), ()
 
 
-def priority_order(job: PendingView) -> tuple[int, float, int]:
-    """The order pending jobs are planned in: priority, then submit time, then id."""
-    return (-job.priority, job.submit_time, job.job_id)
+def priority_order(job: PendingView) -> tuple[bool, int, float, int]:
+    """The order pending jobs are planned in: preemptors first (as Slurm's), then priority, then
+    submit time, then id."""
+    return (not job.preemptor, -job.priority, job.submit_time, job.job_id)
 
 
 class _Planner:

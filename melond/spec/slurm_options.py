@@ -194,11 +194,8 @@ MELON_OPTIONS: tuple[tuple[str, int, str], ...] = (
 #: Generic resource options every submitting command acts on (melond.spec.request reads them).
 GRES_OPTIONS = frozenset({"gres", "gpus", "gpus-per-node", "gpus-per-task", "cpus-per-gpu", "mem-per-gpu"})
 
-#: Why Melon skips a Slurm option, for the options real scripts carry most.
-UNSUPPORTED_WHY: Mapping[str, str] = MappingProxyType({
-    "account": "Melon has no accounts",
-    "qos": "Melon has no QOS",
-})
+#: Why Melon skips a Slurm option, where more can be said than that it does.
+UNSUPPORTED_WHY: Mapping[str, str] = MappingProxyType({})
 
 
 SLURM_GRAMMAR = make_grammar(SBATCH_OPTIONS, strict=False, same=SAME_OPTION)
@@ -207,6 +204,8 @@ MELON_GRAMMAR = make_grammar(MELON_OPTIONS, strict=True, same=SAME_OPTION)
 
 #: Slurm options that change nothing for a Melon job, whatever their value: accepted and recorded
 #: with the job, never warned about (tools such as submitit, Parsl and snakemake pass them always).
+#: Slurm options that get no warning: acted on from the job's Slurm options (account, qos, nice:
+#: melond.sched.sharing and priority), or changing nothing a job gets.
 QUIET_OPTIONS = frozenset({
     "account", "acctg-freq", "cluster", "clusters", "comment", "get-user-env", "kill-on-invalid-dep",
     "no-kill", "open-mode", "priority", "nice", "profile", "propagate", "qos",

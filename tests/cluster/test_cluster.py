@@ -1191,3 +1191,43 @@ def test_gpu_steps_bind_each_task_to_its_own_gpu_on_two_nodes(cluster: Cluster, 
             assert fields[-2] == ("node1" if int(rank) < 2 else "node2"), line
     finally:
         m.cleanup()
+
+
+SHARING = """
+[qos.normal]
+max_jobs_per_user = 2
+preempt = ["scavenger"]
+
+[qos.scavenger]
+preempt_mode = "requeue"
+grace_time = 1
+"""
+
+
+def test_limits_and_preemption_hold_on_ssh_nodes(cluster: Cluster, short_tmp) -> None:
+    """On the cluster: a third job waits for its QOS' MaxJobsPerUser with Slurm's reason and starts
+    when one ends; a normal job that needs node1 whole preempts the scavenger job there, which is
+    requeued and runs again after it."""
+    m = Melon(short_tmp, inventory=cluster.inventory.read_text() + SHARING,
+              work=cluster.shared / f"{short_tmp.name}-share")
+    m.start()
+    try:
+        jobs = [m.submit("-t", "5:00", "--wrap", "sleep 20") for _ in range(3)]
+        m.wait_state(jobs[1], {"R"})
+        wait_for(lambda: m.job(jobs[2])["reason"] == "QOSMaxJobsPerUserLimit", timeout=30,
+                 what="the third job to wait for its QOS' limit")
+        m.run("mcancel", str(jobs[0]))
+        m.wait_state(jobs[2], {"R"}, timeout=30)  # the use dropped
+        m.run("mcancel", str(jobs[1]), str(jobs[2]))
+        cpus = _node(m, "node1")["cpus"]
+        scavenger = m.submit("--qos", "scavenger", "-w", "node1", "-c", str(cpus), "-t", "5:00", "--wrap",
+                             "sleep 60")
+        m.wait_state(scavenger, {"R"})
+        urgent = m.submit("-w", "node1", "-c", str(cpus), "-t", "5:00", "--wrap", "sleep 2")
+        done = m.wait_state(urgent, {"CD"}, timeout=90)
+        again = m.wait_state(scavenger, {"R"}, timeout=60)
+        assert again["restarts"] == 1 and again["start_time"] >= done["start_time"], again
+        assert "requeue_requested" in [e["kind"] for e in again["events"]]
+        m.run("mcancel", str(scavenger))
+    finally:
+        m.cleanup()
