@@ -32,12 +32,16 @@ default_account = "lab"
 """
 
 
-@pytest.fixture
-def shared(short_tmp: Path) -> Iterator[Melon]:
-    melon = Melon(short_tmp / "m", inventory=INVENTORY)
+def _melond(short_tmp: Path, name: str, inventory: str) -> Iterator[Melon]:
+    melon = Melon(short_tmp / name, inventory=inventory)
     melon.start()
     yield melon
     melon.cleanup()
+
+
+@pytest.fixture
+def shared(short_tmp: Path) -> Iterator[Melon]:
+    yield from _melond(short_tmp, "m", INVENTORY)
 
 
 def _slurm(melon: Melon, *argv: str, user: str | None = None) -> subprocess.CompletedProcess:
@@ -102,10 +106,7 @@ def test_accounts_and_qos_are_checked_at_submission(shared: Melon) -> None:
 @pytest.fixture
 def fair(short_tmp: Path) -> Iterator[Melon]:
     """No accounts at all: every user an equal share of the root, priorities recomputed each second."""
-    melon = Melon(short_tmp / "f", inventory="[priority]\ncalc_period = 1\n\n[nodes.n1]\ncpus = 2\n")
-    melon.start()
-    yield melon
-    melon.cleanup()
+    yield from _melond(short_tmp, "f", "[priority]\ncalc_period = 1\n\n[nodes.n1]\ncpus = 2\n")
 
 
 @needs_root
@@ -164,10 +165,7 @@ extension_window = "1-0"
 
 @pytest.fixture
 def budgeted(short_tmp: Path) -> Iterator[Melon]:
-    melon = Melon(short_tmp / "b", inventory=BUDGET)
-    melon.start()
-    yield melon
-    melon.cleanup()
+    yield from _melond(short_tmp, "b", BUDGET)
 
 
 @needs_root
@@ -210,10 +208,7 @@ cpus = 2
 
 @pytest.fixture
 def preempting(short_tmp: Path) -> Iterator[Melon]:
-    melon = Melon(short_tmp / "p", inventory=PREEMPT)
-    melon.start()
-    yield melon
-    melon.cleanup()
+    yield from _melond(short_tmp, "p", PREEMPT)
 
 
 @needs_root
