@@ -99,10 +99,11 @@ class Operations:
             account = self.sharing.account_for(first.user, first.account)
             qos = self.sharing.qos_for(account, first.slurm_options.get("qos"))
             in_qos = in_account = 0
-            for job in self.jobs.active.values():
-                if job.user == first.user:
-                    in_qos += (job.slurm_options.get("qos") or NORMAL) == qos
-                    in_account += account is not None and job.account == account
+            if self.sharing.caps_submissions(qos, account):  # a walk of the queue only where it is capped
+                for job in self.jobs.active.values():
+                    if job.user == first.user:
+                        in_qos += (job.slurm_options.get("qos") or NORMAL) == qos
+                        in_account += account is not None and job.account == account
             first.account = account
             self.sharing.check_submit(first, qos, account, in_qos, in_account, adding=len(jobs))
         except PolicyError as exc:

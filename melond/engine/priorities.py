@@ -42,6 +42,7 @@ class Priorities:
         self.usage: dict[tuple[str | None, str], float] = {}
         self.factors: dict[int, dict[str, float]] = {}  # each pending job's, for sprio
         self.max_qos = max((q.priority for q in sharing.qos.values()), default=0)
+        self.cluster = (sum(n.cpus for n in nodes.values()), len(nodes))  # its CPUs and nodes, for job size
         self._stopping = asyncio.Event()
 
     def stop(self) -> None:
@@ -70,6 +71,7 @@ class Priorities:
         accounts = {a.name: (a.parent, float(a.shares), a.users) for a in self.sharing.accounts.values()}
         users = {job.user for job in self.jobs.active.values()}
         self.fairshare = pr.fair_tree(pr.tree(users, self.usage, accounts))
+        self.cluster = (sum(n.cpus for n in self.nodes.values()), len(self.nodes))
         changed = False
         for job in list(self.jobs.active.values()):
             if job.state is State.PENDING:
@@ -126,8 +128,8 @@ class Priorities:
         qos = self.sharing.qos.get(job.slurm_options.get("qos") or NORMAL)
         values = pr.factors(submitted=job.submit_time, eligible=job.begin_time, now=now,
                             fairshare=self.fairshare.get(self.association(job), 1.0), cpus=tres.get("cpu", 1),
-                            nodes=tres.get("node", 1), cluster_cpus=sum(n.cpus for n in self.nodes.values()),
-                            cluster_nodes=len(self.nodes), qos_priority=qos.priority if qos else 0,
+                            nodes=tres.get("node", 1), cluster_cpus=self.cluster[0], cluster_nodes=self.cluster[1],
+                            qos_priority=qos.priority if qos else 0,
                             max_qos_priority=self.max_qos, weights=self.weights, max_age=self.max_age)
         self.factors[job.id] = values
         value = pr.priority(values, self.weights, _nice(job))

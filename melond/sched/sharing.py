@@ -192,6 +192,11 @@ class Sharing:
                                             f"{', '.join(allowed)}, not {name}")
         return name
 
+    def caps_submissions(self, qos: str, account: str | None) -> bool:
+        """Is the count of a user's queued jobs capped (MaxSubmitJobs) for this QOS or account?"""
+        chain = self.chain(account) if account else []
+        return self.qos[qos].max_submit_jobs_per_user is not None or bool(chain and chain[0].max_submit_jobs is not None)
+
     def check_submit(self, job: Job, qos: str, account: str | None, queued_in_qos: int,
                      queued_in_account: int, adding: int = 1) -> None:
         """The limits a submission of `adding` jobs like `job` (an array's tasks) is refused by:
