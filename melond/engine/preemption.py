@@ -1,9 +1,10 @@
 """Preemption by QOS (Slurm's PreemptType=preempt/qos, PreemptMode=REQUEUE or CANCEL): after a
 scheduling pass, the first waiting job (by priority) whose QOS may preempt others and that no
 node has room for preempts the fewest running jobs of those QOS on one node
-(melond.sched.preempt). Each is told first (its --signal, else SIGTERM), and `grace_time` later
-is requeued (PreemptMode=requeue: pending again, to run once room is back; an interactive job
-cannot be, and is cancelled) or cancelled; the preemptor then starts on the room they leave.
+(melond.sched.preempt). Each is requeued (PreemptMode=requeue: pending again, to run once room is
+back; an interactive job cannot be, and is cancelled) or cancelled at once in its history, told
+(its --signal, else SIGTERM), and killed `grace_time` later; the preemptor, planned first from
+then on, starts on the room they leave.
 """
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ from melond.state.job import Job
 log = logging.getLogger("melond.engine")
 WAITING = ("Resources", "Priority")  # a job held by a limit or a dependency preempts no one
 SETTLE = 10.0  # seconds past the victims' grace and kill wait a preemptor waits before preempting again
+TRIES = 16  # waiting jobs looked at for victims in one pass, the highest first
 MELOND = Caller(user="melond", uid=0, operator=True)
 
 
@@ -52,10 +54,12 @@ class Preemption:
             self.order.touch(jid)
         candidates = [self.jobs.active[j] for j, r in reasons.items() if r in WAITING and j in self.jobs.active
                       and j not in self.waiting and self._qos(self.jobs.active[j]).preempt]
-        for job in sorted(candidates, key=lambda j: (-j.priority, j.submit_time, j.id)):
-            if job.shape.wide or job.exclusive:
-                continue  # on one node, sized by its request
-            chosen = self._choose(job)
+        candidates = [j for j in candidates if not j.shape.wide and not j.exclusive]  # one node, sized by its request
+        if not candidates:
+            return
+        free, held = self._room()  # once a pass, whatever the number of candidates tried
+        for job in sorted(candidates, key=lambda j: (-j.priority, j.submit_time, j.id))[:TRIES]:
+            chosen = self._choose(job, free, held)
             if chosen is not None:
                 self._preempt(job, *chosen, now)
                 return
@@ -63,31 +67,37 @@ class Preemption:
     def _qos(self, job: Job):
         return self.sharing.qos.get(job.slurm_options.get("qos") or NORMAL) or self.sharing.qos[NORMAL]
 
-    def _choose(self, job: Job) -> tuple[str, list[int]] | None:
-        allowed = set(self._qos(job).preempt)
-        free: dict[str, list[int]] = {n.name: [n.cpus, n.memory, sum(1 for d in n.devices if d.name == "gpu")]
-                                      for n in self.nodes.values() if n.available and n.partition == job.partition
-                                      and (n.admits is None or job.user in n.admits) and n.name not in job.exclude
-                                      and (not job.nodelist or n.name in job.nodelist)}
-        victims = []
+    def _room(self) -> tuple[dict[str, tuple[int, int, int]], list[tuple[Job, preempt.Victim]]]:
+        """What is free on each available node (CPUs, MiB, GPUs), and what each running job holds
+        on each of its nodes."""
+        free = {n.name: [n.cpus, n.memory, sum(1 for d in n.devices if d.name == "gpu")]
+                for n in self.nodes.values() if n.available}
+        held = []
         for other in self.jobs.active.values():
             if other.state is not State.RUNNING:
                 continue
             for part in other.placed:
                 if part.node in free:
-                    gpus = len(parse_cpuset(part.gres_ids))
-                    free[part.node][0] -= part.cpus
-                    free[part.node][1] -= part.memory or self.nodes[part.node].memory
-                    free[part.node][2] -= gpus
-                    if (not other.spans and other.id not in self.victims and other.id not in self.jobs.cancelling
-                            and other.id not in self.jobs.requeueing
-                            and (other.slurm_options.get("qos") or NORMAL) in allowed):
-                        victims.append(preempt.Victim(other.id, part.node, part.cpus,
-                                                      part.memory or self.nodes[part.node].memory, gpus,
-                                                      other.priority, other.start_time or 0.0))
-        tres = tres_of(job)
-        need = (job.cpus, job.memory_mib or 0, tres.get("gres/gpu", 0))
-        return preempt.choose(need, {n: (c, m, g) for n, (c, m, g) in free.items()}, victims)
+                    gpus, memory = len(parse_cpuset(part.gres_ids)), part.memory or self.nodes[part.node].memory
+                    room = free[part.node]
+                    room[0], room[1], room[2] = room[0] - part.cpus, room[1] - memory, room[2] - gpus
+                    held.append((other, preempt.Victim(other.id, part.node, part.cpus, memory, gpus, other.priority,
+                                                       other.start_time or 0.0)))
+        return {name: (c, m, g) for name, (c, m, g) in free.items()}, held
+
+    def _choose(self, job: Job, free: Mapping[str, tuple[int, int, int]],
+                held: list[tuple[Job, preempt.Victim]]) -> tuple[str, list[int]] | None:
+        """Where `job` may go, and whom it would preempt there."""
+        allowed = set(self._qos(job).preempt)
+        nodes = {name: room for name, room in free.items()
+                 if self.nodes[name].partition == job.partition and name not in job.exclude
+                 and (not job.nodelist or name in job.nodelist)
+                 and (self.nodes[name].admits is None or job.user in self.nodes[name].admits)}
+        victims = [v for other, v in held if v.node in nodes and not other.spans and other.id not in self.victims
+                   and other.id not in self.jobs.cancelling and other.id not in self.jobs.requeueing
+                   and (other.slurm_options.get("qos") or NORMAL) in allowed]
+        need = (job.cpus, job.memory_mib or 0, tres_of(job).get("gres/gpu", 0))
+        return preempt.choose(need, nodes, victims) if victims else None
 
     def _preempt(self, job: Job, node: str, ids: list[int], now: float) -> None:
         grace = max((self._qos(self.jobs.active[i]).grace_time for i in ids if i in self.jobs.active), default=0)
