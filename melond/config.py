@@ -40,6 +40,17 @@ class Partition(Strict):
     # current plan, it starts no other user's waiting job later (OAR's check); "always": within the
     # caps. Unset: "no-delay" where melond serves many users (as root), else "always" (extend_policy()).
     extend_policy: Literal["always", "no-delay"] | None = None
+    # Per-user caps on running jobs here (Slurm's partition QOS), and on one job's nodes
+    max_jobs_per_user: int | None = Field(default=None, ge=0)
+    max_tres_per_user: str | None = None  # "cpu=64,mem=256G,gres/gpu=4"
+    max_nodes: int | None = Field(default=None, ge=1)
+
+    @field_validator("max_tres_per_user")
+    @classmethod
+    def _tres(cls, v: str | None) -> str | None:
+        if v is not None:
+            parse_tres(v)
+        return v
 
     @field_validator("max_time", "default_time", "max_extension", mode="before")
     @classmethod

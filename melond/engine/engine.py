@@ -28,7 +28,7 @@ from melond.figures import JobCounts
 from melond.nodes.links import Sessions
 from melond.nodes.state import NodeState
 from melond.sched.order import PendingOrder
-from melond.sched.sharing import AccountRules, Budget, QosRules, Sharing, parse
+from melond.sched.sharing import AccountRules, Budget, PartitionRules, QosRules, Sharing, parse
 from melond.spec.states import ACTIVE
 from melond.state.store import Store
 from melon_remote.protocol import Event
@@ -104,4 +104,7 @@ def sharing_of(inv: Inventory) -> Sharing:
     qos = [QosRules(name, q.priority, q.max_wall, q.max_jobs_per_user, q.max_submit_jobs_per_user,
                     parse(q.max_tres_per_user), parse(q.max_tres_per_job), parse(q.grp_tres), budget(q),
                     tuple(q.preempt), q.preempt_mode, q.grace_time) for name, q in inv.qos.items()]
-    return Sharing(accounts, {user: u.default_account for user, u in inv.users.items() if u.default_account}, qos)
+    partitions = [PartitionRules(name, p.max_jobs_per_user, parse(p.max_tres_per_user), p.max_nodes)
+                  for name in inv.partition_names() if (p := inv.partition(name))]
+    return Sharing(accounts, {user: u.default_account for user, u in inv.users.items() if u.default_account}, qos,
+                   partitions)

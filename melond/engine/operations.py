@@ -160,7 +160,7 @@ class Operations:
         if job.state is not State.PENDING or not job.reason:
             return None
         qos = job.slurm_options.get("qos") or NORMAL
-        for pool in self.sharing.pools(job.user, job.account, qos):
+        for pool in self.sharing.pools(job.user, job.account, qos, job.partition):
             for name, reason in pool.reasons.items():
                 if reason == job.reason:
                     return explain(pool, name, self.order.used.get(pool.key, {}).get(name, 0))

@@ -96,7 +96,7 @@ class PendingOrder:
         """The pools a job counts against, and what it counts there (its TRES and one job)."""
         if self.sharing is None:
             return (), ()
-        pools = self.sharing.pools(job.user, job.account, job.slurm_options.get("qos") or NORMAL)
+        pools = self.sharing.pools(job.user, job.account, job.slurm_options.get("qos") or NORMAL, job.partition)
         if not pools:
             return (), ()
         for pool in pools:

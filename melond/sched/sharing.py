@@ -131,11 +131,23 @@ def _tres_reason(prefix: str, suffix: str, name: str) -> str:
     return f"{prefix}{_KIND[name]}{suffix}"
 
 
+@dataclass(frozen=True, slots=True)
+class PartitionRules:
+    """A partition's caps on each user's running jobs there, and on one job's nodes (the simple
+    per-user caps small sites set: Slurm puts them in a partition QOS)."""
+
+    name: str
+    max_jobs_per_user: int | None = None
+    max_tres_per_user: Tres = field(default_factory=dict)
+    max_nodes: int | None = None
+
+
 class Sharing:
-    """Accounts, users and QOS as the inventory has them."""
+    """Accounts, users, QOS and partitions' per-user caps as the inventory has them."""
 
     def __init__(self, accounts: Iterable[AccountRules] = (), default_accounts: Mapping[str, str] | None = None,
-                 qos: Iterable[QosRules] = ()) -> None:
+                 qos: Iterable[QosRules] = (), partitions: Iterable[PartitionRules] = ()) -> None:
+        self.partitions = {p.name: p for p in partitions}
         self.accounts = {a.name: a for a in accounts}
         self.qos = {q.name: q for q in qos}
         self.qos.setdefault(NORMAL, QosRules(NORMAL))
@@ -214,6 +226,10 @@ class Sharing:
                                                         f"{account}, which allows {chain[0].max_submit_jobs} per "
                                                         f"user (MaxSubmitJobs)")
         wanted = tres_of(job)
+        part = self.partitions.get(job.partition)
+        if part is not None and part.max_nodes is not None and wanted.get("node", 1) > part.max_nodes:
+            raise PolicyError("PartitionNodeLimit", f"the job asks for {wanted['node']} nodes; partition "
+                                                    f"{job.partition} allows {part.max_nodes} per job (MaxNodes)")
         checks = [("QOSMax", f"QOS {qos}", rules.max_tres_per_job, rules.max_wall, "QOS")]
         checks += [("AssocMax", f"account {a.name}", a.max_tres_per_job, a.max_wall, "Assoc") for a in chain]
         for prefix, where, limit, wall, kind in checks:
@@ -227,9 +243,20 @@ class Sharing:
                                   f"the job asks for {format_limit(job.time_limit)}; {where} allows "
                                   f"{format_limit(wall)} per job (MaxWall); ask for less with -t")
 
-    def pools(self, user: str, account: str | None, qos: str) -> tuple[Pool, ...]:
-        """The pools a job of `user` charged to `account` under `qos` counts against while it runs."""
+    def pools(self, user: str, account: str | None, qos: str, partition: str | None = None) -> tuple[Pool, ...]:
+        """The pools a job of `user` charged to `account` under `qos` in `partition` counts against
+        while it runs."""
         out = []
+        part = self.partitions.get(partition or "")
+        if part is not None:
+            caps = dict(part.max_tres_per_user)
+            if part.max_jobs_per_user is not None:
+                caps[JOBS] = part.max_jobs_per_user
+            if caps:
+                reasons = {n: "QOSMaxJobsPerUserLimit" if n == JOBS else _tres_reason("QOSMax", "PerUserLimit", n)
+                           for n in caps}
+                out.append(Pool(f"part-user\0{partition}\0{user}", caps, reasons,
+                                f"{user} runs {{use}} of the {{cap}} partition {partition} allows a user ({{limit}})"))
         rules = self.qos.get(qos) or self.qos[NORMAL]
         per_user = dict(rules.max_tres_per_user)
         if rules.max_jobs_per_user is not None:
@@ -310,8 +337,8 @@ def _window(seconds: float) -> str:
 
 def explain(pool: Pool, name: str, use: int) -> str:
     """The sentence for a job held by `pool`'s limit on `name` at `use`."""
-    limit = "MaxJobsPerUser" if name == JOBS and pool.key.startswith("qos-user") else \
-        "MaxTRESPerUser " + name if pool.key.startswith("qos-user") else name
+    per_user = pool.key.startswith(("qos-user", "part-user"))
+    limit = ("MaxJobsPerUser" if name == JOBS else "MaxTRESPerUser " + name) if per_user else name
     what = (lambda n: f"{n} job{'' if n == 1 else 's'}") if name == JOBS else (lambda n: f"{name}={_amount(name, n)}")
     return pool.says.format(use=what(use), cap=what(pool.caps[name]), limit=limit) + \
         "; the job starts when that use drops"

@@ -237,3 +237,18 @@ def test_an_urgent_job_preempts_scavenger_jobs_which_are_warned_and_run_again(pr
         assert "requeue_requested" in history, history
         assert (job.get("start_time") or 0) >= done["start_time"]
         _slurm(m, "scancel", str(jid))
+
+
+@pytest.fixture
+def capped(short_tmp: Path) -> Iterator[Melon]:
+    yield from _melond(short_tmp, "c", '[partitions.p]\ndefault = true\nmax_jobs_per_user = 1\n')
+
+
+def test_a_partitions_per_user_cap_holds_a_users_second_job(capped: Melon) -> None:
+    first = int(_sbatch(capped, "-t", "5", "--wrap", "sleep 300").stdout)
+    second = int(_sbatch(capped, "-t", "5", "--wrap", "true").stdout)
+    capped.wait_state(first, {"R"})
+    wait_for(lambda: _reason(capped, second) == "QOSMaxJobsPerUserLimit", timeout=20, what="the partition's cap")
+    assert "of the 1 job partition p allows a user (MaxJobsPerUser)" in capped.run("mshow", str(second)).stdout
+    _slurm(capped, "scancel", str(first))
+    capped.wait_state(second, {"CD"}, timeout=30)

@@ -248,3 +248,18 @@ def test_preemption_takes_the_fewest_lowest_priority_latest_jobs_on_one_node() -
     assert choose((2, 100, 0), {"n1": (2, 1000, 0)}, victims) is None  # room already: nothing to preempt
     assert choose((8, 100, 0), free, victims) is None  # no node has that much even emptied
     assert choose((1, 100, 1), free, [*victims, Victim(5, "n2", 1, 10, 1, 0, 0.0)]) == ("n2", [5])  # a GPU
+
+
+def test_a_partitions_per_user_caps_hold_jobs_and_its_max_nodes_refuses() -> None:
+    from melond.sched.sharing import PartitionRules
+    site = Sharing(partitions=[PartitionRules("gpu", max_jobs_per_user=1, max_tres_per_user={"gres/gpu": 2},
+                                              max_nodes=2)])
+    [pool] = site.pools("ann", None, "normal", "gpu")
+    assert pool.caps == {"gres/gpu": 2, JOBS: 1} and pool.reasons[JOBS] == "QOSMaxJobsPerUserLimit"
+    assert explain(pool, "gres/gpu", 2).startswith("ann runs gres/gpu=2 of the gres/gpu=2 partition gpu allows a "
+                                                   "user (MaxTRESPerUser gres/gpu)")
+    assert site.pools("ann", None, "normal", "cpu") == ()  # another partition: no caps
+    wide = Job(id=1, user="ann", uid=1000, name="j", partition="gpu", cpus=3, nodes_min=3, nodes_max=3, ntasks=3,
+              cpus_per_task=1)
+    with pytest.raises(PolicyError, match="PartitionNodeLimit: the job asks for 3 nodes; partition gpu allows 2"):
+        site.check_submit(wide, "normal", None, 0, 0)
