@@ -22,16 +22,17 @@ from melond.spec.gres import format_gres, parse_list, tres
 
 PROG = "scontrol"
 ACTIONS = {"hold": "hold", "uhold": "hold", "release": "release", "requeue": "requeue"}
-USAGE = ("usage: scontrol [-o] update JobId=ID[,ID] TimeLimit=[+]TIME | hold ID... | release ID... | "
-         "requeue ID... | show job [ID] | show config | show partition [NAME] | show node [NAME] | "
-         "show hostnames LIST")
+USAGE = ("usage: scontrol [-o] update JobId=ID[,ID] TimeLimit=[+]TIME | update JobId=ID Priority=N | hold ID... | "
+         "release ID... | requeue ID... | top ID... | show job [ID] | show config | show partition [NAME] | "
+         "show node [NAME] | show hostnames LIST")
 HELP = USAGE + """
 
 Melon's scontrol: the parts of Slurm's that tools and users run, backed by melond. `update JobId=ID
 TimeLimit=+TIME` adds time to a pending or running job, which its owner may do within the
 partition's policy, as with mextend; `TimeLimit=TIME` sets a new total. hold and release act on
-pending jobs, requeue runs a job again under the same id; show prints Slurm's records (-o: one
-line each). Silent on success; an error reads `scontrol: error: ...` and exits 1.
+pending jobs, requeue runs a job again under the same id; top puts a pending job first among
+your jobs of its partition, account and QOS; `Priority=N` is an operator's; show prints Slurm's
+records (-o: one line each). Silent on success; an error reads `scontrol: error: ...` and exits 1.
 """
 
 
@@ -68,6 +69,8 @@ def main(argv: list[str] | None = None) -> None:
             _update(args)
         elif command in ACTIONS:
             _act(command, args)
+        elif command == "top":
+            _top(args)
         elif command == "show" and args and args[0].lower() in ("config", "conf"):
             _show_config()
         elif command == "show" and args and args[0].lower() in ("partition", "partitions"):
@@ -101,8 +104,12 @@ def _update(args: list[str]) -> None:
         if not eq:
             raise ValueError(f"{word!r} is not KEY=VALUE; {USAGE}")
         pairs[key.lower()] = value
+    if set(pairs) == {"jobid", "priority"}:
+        _set_priority(pairs["jobid"], pairs["priority"])
+        return
     if "jobid" not in pairs or "timelimit" not in pairs or len(pairs) != 2:
-        raise ValueError(f"this scontrol updates a job's time limit only: JobId=ID TimeLimit=[+]TIME; {USAGE}")
+        raise ValueError(f"this scontrol updates a job's time limit (JobId=ID TimeLimit=[+]TIME) or, for "
+                         f"operators, its priority (JobId=ID Priority=N); {USAGE}")
     from melond.spec.timespec import parse_extension, parse_time_limit
     limit = pairs["timelimit"]
     if limit.startswith("-"):
@@ -119,6 +126,23 @@ def _update(args: list[str]) -> None:
             failed = True
     if failed:
         sys.exit(1)
+
+
+def _set_priority(ref: str, value: str) -> None:
+    if not value.isdigit():
+        raise ValueError(f"Priority={value!r}: give a whole number, 0 or more")
+    c = _client()
+    for jid in job_ids([ref]):
+        c.call("POST", f"/jobs/{jid}/priority", {"priority": int(value)})
+
+
+def _top(args: list[str]) -> None:
+    """scontrol top ID[,ID...]: each first among its owner's pending jobs of its partition, account and QOS."""
+    if not args:
+        raise ValueError(f"top needs job ids; {USAGE}")
+    c = _client()
+    for jid in job_ids(args):
+        c.call("POST", f"/jobs/{jid}/top")
 
 
 def _act(command: str, args: list[str]) -> None:

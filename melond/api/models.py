@@ -234,6 +234,12 @@ class StepAsk(Body):
         return self
 
 
+class PriorityBody(Body):
+    """POST /jobs/{id}/priority: an operator's priority for a pending job (scontrol update Priority=)."""
+
+    priority: int = Field(ge=0, le=4294967295)
+
+
 class Relinquish(Body):
     """POST /jobs/{id}/relinquish: salloc's command on the login node ended, with this code."""
 

@@ -23,7 +23,7 @@ from melond.api.auth import TokenService, peer_uid
 from melond.api.views import (accounting_rows, entry_views, folded, job_view, listing, node_list, node_view,
                               parse_fields)
 from melond.engine.engine import Engine
-from melond.errors import BadRequest, Forbidden, Internal, MelonError, NotFound, RateLimited, Unauthorized
+from melond.errors import BadRequest, Conflict, Forbidden, Internal, MelonError, NotFound, RateLimited, Unauthorized
 from melond.nodes.links import split
 from melond.sched import caps
 from melond.sched.admission import Submitter
@@ -508,6 +508,33 @@ async def extension_budget(request: web.Request) -> web.Response:
     return web.json_response({"user": user, "budgets": engine.ops.budget(user)})
 
 
+def _pending_job(request: web.Request) -> Job:
+    job = request.app[ENGINE].ops.find(_job_id(request))
+    if job.state is not State.PENDING:
+        raise Conflict(f"job {job.id} is {job.state.value}; only a pending job's priority can be set")
+    return job
+
+
+async def set_priority(request: web.Request) -> web.Response:
+    """scontrol update JobId=ID Priority=N: operators only, as in Slurm; kept until the job starts."""
+    body: models.PriorityBody = await _body(request, models.PriorityBody)
+    caller: Caller = request["caller"]
+    if not caller.operator:
+        raise Forbidden(f"{caller.user} is not an operator; only operators set a job's priority (scontrol top "
+                        f"puts one of your jobs before your others)")
+    job = _pending_job(request)
+    request.app[ENGINE].priorities.set(job, body.priority)
+    return web.json_response({"job_id": job.id, "priority": job.priority})
+
+
+async def top_job(request: web.Request) -> web.Response:
+    """scontrol top ID: the job first among its owner's jobs of its partition, account and QOS."""
+    job = _pending_job(request)
+    check_owner(job, request["caller"], "top")
+    request.app[ENGINE].priorities.top(job)
+    return web.json_response({"job_id": job.id, "priority": job.priority})
+
+
 async def list_priorities(request: web.Request) -> web.Response:
     """sprio: pending jobs' priorities and weighted factors, and the weights."""
     engine = request.app[ENGINE]
@@ -683,6 +710,10 @@ ROUTES = [
     ("GET", "/events", job_events, None, None,
      "the job event log as server-sent events (id: seq; data: seq, job_id, kind, time), only the events the "
      "caller may learn of; ?after=SEQ|now. Ends with an `end` event when the caller's token is revoked or expires"),
+    ("POST", "/jobs/{job_id}/priority", set_priority, models.PriorityBody, None,
+     "set a pending job's priority (operators; scontrol update Priority=)"),
+    ("POST", "/jobs/{job_id}/top", top_job, None, None,
+     "put a pending job first among its owner's jobs of its partition, account and QOS (scontrol top)"),
     ("GET", "/extension-budget", extension_budget, None, None,
      "what your extension budgets (per QOS and account) have left, and when what was spent frees up"),
     ("GET", "/priorities", list_priorities, None, None, "pending jobs' priorities and weighted factors (sprio)"),

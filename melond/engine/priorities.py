@@ -41,6 +41,8 @@ class Priorities:
         self.fairshare: dict[str, float] = {}  # by association: "account/user", or "user" where no accounts
         self.usage: dict[tuple[str | None, str], float] = {}
         self.factors: dict[int, dict[str, float]] = {}  # each pending job's, for sprio
+        self.fixed: dict[int, int] = {}  # operators' priorities (scontrol update Priority=), until they start
+        self.tops: dict[int, float] = {}  # jobs their owners put first (scontrol top), when
         self.max_qos = max((q.priority for q in sharing.qos.values()), default=0)
         self.cluster = (sum(n.cpus for n in nodes.values()), len(nodes))  # its CPUs and nodes, for job size
         self._stopping = asyncio.Event()
@@ -73,12 +75,53 @@ class Priorities:
         self.fairshare = pr.fair_tree(pr.tree(users, self.usage, accounts))
         self.cluster = (sum(n.cpus for n in self.nodes.values()), len(self.nodes))
         changed = False
-        for job in list(self.jobs.active.values()):
-            if job.state is State.PENDING:
-                changed |= self.assign(job, now)
+        pending = [job for job in self.jobs.active.values() if job.state is State.PENDING]
+        for jid in [j for j in self.fixed if j not in self.jobs.active or self.jobs.active[j].state is not State.PENDING]:
+            del self.fixed[jid]
+        for job in pending:
+            changed |= self.assign(job, now)
+        changed |= self._tops(pending)
         if changed:
             self.order.reorder()
             self.kick()
+
+    def set(self, job: Job, value: int) -> None:
+        """An operator's priority for a job (scontrol update Priority=): kept until it starts."""
+        self.fixed[job.id] = value
+        job.priority = value
+        self.order.touch(job.id)
+        self.kick()
+
+    def top(self, job: Job) -> None:
+        """scontrol top: the job first among its user's pending jobs of the same partition,
+        account and QOS, by giving it the highest of their priorities and moving the others'
+        down (ties broken downwards): no one else's job is passed."""
+        self.tops[job.id] = time.monotonic()
+        if self._tops([j for j in self.jobs.active.values() if j.state is State.PENDING]):
+            self.order.reorder()
+            self.kick()
+
+    def _tops(self, pending: list[Job]) -> bool:
+        """Within each group that holds topped jobs, the group's priorities dealt out again: the
+        latest topped first, then the rest in their own order. Whether any changed."""
+        for jid in [j for j in self.tops if j not in self.jobs.active or self.jobs.active[j].state is not State.PENDING]:
+            del self.tops[jid]
+        if not self.tops:
+            return False
+        groups: dict[tuple, list[Job]] = {}
+        for job in pending:
+            groups.setdefault(_group(job), []).append(job)
+        changed = False
+        for group in (groups[_group(self.jobs.active[j])] for j in {j: None for j in self.tops}):
+            values = sorted((j.priority for j in group), reverse=True)
+            for i in range(1, len(values)):  # strictly apart, downwards: a tie would leave the order to age
+                values[i] = max(min(values[i], values[i - 1] - 1), 1)
+            ordered = sorted(group, key=lambda j: (j.id not in self.tops, -self.tops.get(j.id, 0), -j.priority,
+                                                   j.submit_time, j.id))
+            for job, value in zip(ordered, values):
+                if job.priority != value:
+                    job.priority, changed = value, True
+        return changed
 
     def _usage(self, rows: list[dict], now: float) -> dict[tuple[str | None, str], float]:
         usage: dict[tuple[str | None, str], float] = {}
@@ -121,7 +164,7 @@ class Priorities:
 
     def assign(self, job: Job, now: float | None = None) -> bool:
         """A pending job's priority from its factors (an operator's stays); whether it changed."""
-        if job.slurm_options.get("priority_set"):
+        if job.id in self.fixed:
             return False
         now = time.time() if now is None else now
         tres = tres_of(job)
@@ -148,3 +191,8 @@ def _nice(job: Job) -> int:
         return int(text) if str(text).strip() else 100
     except ValueError:
         return 0
+
+
+def _group(job: Job) -> tuple:
+    """The jobs scontrol top orders among: one user's, in one partition, account and QOS."""
+    return (job.user, job.partition, job.account, job.slurm_options.get("qos") or NORMAL)

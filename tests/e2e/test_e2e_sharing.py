@@ -252,3 +252,21 @@ def test_a_partitions_per_user_cap_holds_a_users_second_job(capped: Melon) -> No
     assert "of the 1 job partition p allows a user (MaxJobsPerUser)" in capped.run("mshow", str(second)).stdout
     _slurm(capped, "scancel", str(first))
     capped.wait_state(second, {"CD"}, timeout=30)
+
+
+@needs_root
+def test_scontrol_top_reorders_a_users_own_jobs_and_priority_is_an_operators(shared: Melon) -> None:
+    """nobody's three held jobs: `scontrol top` gives the last the highest of their priorities and
+    moves the others down, never up (no one else is passed); only an operator sets a priority."""
+    jobs = [int(_sbatch(shared, "-H", "-t", "5", "--wrap", "true", user="nobody").stdout) for _ in range(3)]
+    before = {j: shared.job(j)["priority"] for j in jobs}
+    assert _slurm(shared, "scontrol", "top", str(jobs[2]), user="nobody").returncode == 0
+    after = {j: shared.job(j)["priority"] for j in jobs}
+    assert after[jobs[2]] == max(before.values()) > after[jobs[0]] > after[jobs[1]], (before, after)
+    assert all(after[j] <= max(before.values()) for j in jobs)
+    refused = _slurm(shared, "scontrol", "update", f"JobId={jobs[0]}", "Priority=99999", user="nobody")
+    assert refused.returncode == 1 and "only operators set a job's priority" in refused.stderr
+    assert _slurm(shared, "scontrol", "update", f"JobId={jobs[0]}", "Priority=99999").returncode == 0
+    assert shared.job(jobs[0])["priority"] == 99999
+    assert "Priority=99999" in _slurm(shared, "scontrol", "show", "job", str(jobs[0])).stdout
+    _slurm(shared, "scancel", *map(str, jobs))
