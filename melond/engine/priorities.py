@@ -32,7 +32,8 @@ WINDOW_HALF_LIVES = 10  # usage older than this many half-lives is under a thous
 class Priorities:
     def __init__(self, jobs: JobTable, store: Store, inv: Inventory, nodes: Mapping[str, NodeState],
                  order: PendingOrder, sharing: Sharing, kick: Callable[[], None]) -> None:
-        self.jobs, self.store, self.nodes, self.order, self.sharing, self.kick = jobs, store, nodes, order, sharing, kick
+        self.jobs, self.store, self.nodes, self.order = jobs, store, nodes, order
+        self.sharing, self.kick = sharing, kick
         p = inv.priority
         self.weights = pr.Weights(p.weight_age, p.weight_fairshare, p.weight_jobsize, p.weight_partition, p.weight_qos,
                                   p.favor_small)
@@ -76,7 +77,7 @@ class Priorities:
         self.cluster = (sum(n.cpus for n in self.nodes.values()), len(self.nodes))
         changed = False
         pending = [job for job in self.jobs.active.values() if job.state is State.PENDING]
-        for jid in [j for j in self.fixed if j not in self.jobs.active or self.jobs.active[j].state is not State.PENDING]:
+        for jid in [j for j in self.fixed if not self._pending(j)]:
             del self.fixed[jid]
         for job in pending:
             changed |= self.assign(job, now)
@@ -84,6 +85,10 @@ class Priorities:
         if changed:
             self.order.reorder()
             self.kick()
+
+    def _pending(self, job_id: int) -> bool:
+        job = self.jobs.active.get(job_id)
+        return job is not None and job.state is State.PENDING
 
     def set(self, job: Job, value: int) -> None:
         """An operator's priority for a job (scontrol update Priority=): kept until it starts."""
@@ -104,7 +109,7 @@ class Priorities:
     def _tops(self, pending: list[Job]) -> bool:
         """Within each group that holds topped jobs, the group's priorities dealt out again: the
         latest topped first, then the rest in their own order. Whether any changed."""
-        for jid in [j for j in self.tops if j not in self.jobs.active or self.jobs.active[j].state is not State.PENDING]:
+        for jid in [j for j in self.tops if not self._pending(j)]:
             del self.tops[jid]
         if not self.tops:
             return False

@@ -207,7 +207,8 @@ class Sharing:
     def caps_submissions(self, qos: str, account: str | None) -> bool:
         """Is the count of a user's queued jobs capped (MaxSubmitJobs) for this QOS or account?"""
         chain = self.chain(account) if account else []
-        return self.qos[qos].max_submit_jobs_per_user is not None or bool(chain and chain[0].max_submit_jobs is not None)
+        capped_here = bool(chain) and chain[0].max_submit_jobs is not None
+        return self.qos[qos].max_submit_jobs_per_user is not None or capped_here
 
     def check_submit(self, job: Job, qos: str, account: str | None, queued_in_qos: int,
                      queued_in_account: int, adding: int = 1) -> None:
@@ -249,23 +250,11 @@ class Sharing:
         out = []
         part = self.partitions.get(partition or "")
         if part is not None:
-            caps = dict(part.max_tres_per_user)
-            if part.max_jobs_per_user is not None:
-                caps[JOBS] = part.max_jobs_per_user
-            if caps:
-                reasons = {n: "QOSMaxJobsPerUserLimit" if n == JOBS else _tres_reason("QOSMax", "PerUserLimit", n)
-                           for n in caps}
-                out.append(Pool(f"part-user\0{partition}\0{user}", caps, reasons,
-                                f"{user} runs {{use}} of the {{cap}} partition {partition} allows a user ({{limit}})"))
+            out += _per_user(f"part-user\0{partition}\0{user}", f"partition {partition}", user,
+                             part.max_jobs_per_user, part.max_tres_per_user)
         rules = self.qos.get(qos) or self.qos[NORMAL]
-        per_user = dict(rules.max_tres_per_user)
-        if rules.max_jobs_per_user is not None:
-            per_user[JOBS] = rules.max_jobs_per_user
-        if per_user:
-            reasons = {n: "QOSMaxJobsPerUserLimit" if n == JOBS else _tres_reason("QOSMax", "PerUserLimit", n)
-                       for n in per_user}
-            out.append(Pool(f"qos-user\0{qos}\0{user}", per_user, reasons,
-                            f"{user} runs {{use}} of the {{cap}} QOS {qos} allows a user ({{limit}})"))
+        out += _per_user(f"qos-user\0{qos}\0{user}", f"QOS {qos}", user, rules.max_jobs_per_user,
+                         rules.max_tres_per_user)
         if rules.grp_tres:
             out.append(Pool(f"qos\0{qos}", dict(rules.grp_tres),
                             {n: _tres_reason("QOSGrp", "Limit", n) for n in rules.grp_tres},
@@ -280,6 +269,15 @@ class Sharing:
                                 {n: _tres_reason("AssocGrp", "Limit", n) for n in a.grp_tres},
                                 f"account {a.name}'s jobs run {{use}} of its {{cap}} (GrpTRES)"))
         return tuple(out)
+
+
+def _per_user(key: str, owner: str, user: str, jobs: int | None, tres: Mapping[str, int]) -> list[Pool]:
+    """A user's pool under a QOS' or a partition's MaxJobsPerUser and MaxTRESPerUser, if any."""
+    caps = {**tres, **({JOBS: jobs} if jobs is not None else {})}
+    if not caps:
+        return []
+    reasons = {n: "QOSMaxJobsPerUserLimit" if n == JOBS else _tres_reason("QOSMax", "PerUserLimit", n) for n in caps}
+    return [Pool(key, caps, reasons, f"{user} runs {{use}} of the {{cap}} {owner} allows a user ({{limit}})")]
 
 
 def extension_hours(tres: Mapping[str, int], seconds: float) -> dict[str, float]:
