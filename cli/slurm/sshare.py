@@ -11,6 +11,7 @@ from melon_cli.acct_format import Column, table
 from melon_cli.slurm.argv import read_argv
 from melon_cli.slurm.tables import SSHARE
 from melond.errors import MelonError
+from melond.paths import current_user
 from melond.spec.getopt import make_grammar
 
 PROG = "sshare"
@@ -43,17 +44,12 @@ def main(argv: list[str] | None = None) -> None:
     try:
         from melon_cli.common import client
         rows = client(os.environ.get("MELON_API") or None).call("GET", "/shares")["shares"]
-        out = render(rows, opts, os.environ.get("USER") or _me())
+        out = render(rows, opts, current_user())
         if out:
             sys.stdout.write(out + "\n")
     except MelonError as exc:
         sys.stderr.write(f"{PROG}: error: {exc}\n")
         sys.exit(1)
-
-
-def _me() -> str:
-    import pwd
-    return pwd.getpwuid(os.getuid()).pw_name
 
 
 def columns(text: str | None, long: bool) -> list[Column]:

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from melond.engine.jobs import JobTable
+from melond.engine.tasks import every
 from melond.errors import MelonError
 from melond.nodes.links import Sessions
 from melond.nodes.state import NodeState
@@ -47,13 +48,7 @@ class GpuUsage:
         self._stopping.set()
 
     async def run_forever(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                await asyncio.wait_for(self._stopping.wait(), self.interval)
-            except TimeoutError:
-                pass
-            if not self._stopping.is_set():
-                await self.sample()
+        await every(self.interval, self._stopping, self.sample)
 
     def _holders(self) -> dict[str, list[tuple[tuple[int, int], list[Device], str]]]:
         """For each node: the running jobs (job, run) holding GPUs there, those GPUs, and the jobs'

@@ -141,17 +141,15 @@ class Operations:
         now, out = time.time(), []
         qos_names = sorted(self.sharing.qos)
         accounts = [None] if not self.sharing.configured else self.sharing.members.get(user, [])
-        seen = set()
-        for account in accounts:
-            for qos in qos_names:
-                for kind, name, b in budgets(self.sharing, account, qos):
-                    if (kind, name) in seen:
-                        continue
-                    seen.add((kind, name))
-                    count, hours, frees = spent(kind, name, b, self.store.extensions_by(user, now - b.window), now)
-                    out.append({"kind": kind, "name": name, "window": b.window, "count": count,
-                                "max_count": b.count, "tres_hours": hours, "max_tres_hours": b.tres_hours,
-                                "frees_at": frees})
+        found = {(kind, name): b for account in accounts for qos in qos_names
+                 for kind, name, b in budgets(self.sharing, account, qos)}
+        if not found:
+            return out
+        past = self.store.extensions_by(user, now - max(b.window for b in found.values()))  # one read for all
+        for (kind, name), b in found.items():
+            count, hours, frees = spent(kind, name, b, past, now)
+            out.append({"kind": kind, "name": name, "window": b.window, "count": count, "max_count": b.count,
+                        "tres_hours": hours, "max_tres_hours": b.tres_hours, "frees_at": frees})
         return out
 
     def why_waiting(self, job: Job) -> str | None:

@@ -9,12 +9,12 @@ running ones), so nothing is kept that a restart could lose or count twice. An o
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections.abc import Callable, Mapping
 
 from melond.config import Inventory
 from melond.engine.jobs import JobTable
+from melond.engine.tasks import every
 from melond.nodes.state import NodeState
 from melond.sched import priority as pr
 from melond.sched.order import PendingOrder
@@ -25,7 +25,6 @@ from melond.spec.tres import billing, job_tres, parse_billing
 from melond.state.job import Job
 from melond.state.store import Store
 
-log = logging.getLogger("melond.engine")
 WINDOW_HALF_LIVES = 10  # usage older than this many half-lives is under a thousandth: not read
 
 
@@ -52,15 +51,8 @@ class Priorities:
         self._stopping.set()
 
     async def run_forever(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                await self.recompute()
-            except Exception:  # noqa: BLE001 - a failed pass leaves the last priorities, and the next one tries again
-                log.exception("priorities not recomputed")
-            try:
-                await asyncio.wait_for(self._stopping.wait(), self.period)
-            except TimeoutError:
-                pass
+        """At start, then every period; a failed pass leaves the last priorities."""
+        await every(self.period, self._stopping, self.recompute, first=True)
 
     async def recompute(self) -> None:
         """Usage from the jobs, fair-share from the tree, and every pending job's priority; the
@@ -71,9 +63,7 @@ class Priorities:
             start, now, columns=["user", "account", "cpus", "memory", "gres_total", "parts", "start_time", "end_time",
                                  "state"]))
         self.usage = self._usage(rows, now)
-        accounts = {a.name: (a.parent, float(a.shares), a.users) for a in self.sharing.accounts.values()}
-        users = {job.user for job in self.jobs.active.values()}
-        self.fairshare = pr.fair_tree(pr.tree(users, self.usage, accounts))
+        self.fairshare = pr.fair_tree(self._tree())
         self.cluster = (sum(n.cpus for n in self.nodes.values()), len(self.nodes))
         changed = False
         pending = [job for job in self.jobs.active.values() if job.state is State.PENDING]
@@ -143,11 +133,14 @@ class Priorities:
                                                           self.half_life)
         return usage
 
+    def _tree(self) -> pr.Assoc:
+        """The association tree with the last usage: the accounts', else every user with a job."""
+        accounts = {a.name: (a.parent, float(a.shares), a.users) for a in self.sharing.accounts.values()}
+        return pr.tree({job.user for job in self.jobs.active.values()}, self.usage, accounts)
+
     def shares(self) -> list[dict]:
         """sshare's rows from the last recomputation."""
-        accounts = {a.name: (a.parent, float(a.shares), a.users) for a in self.sharing.accounts.values()}
-        users = {job.user for job in self.jobs.active.values()}
-        return pr.rows(pr.tree(users, self.usage, accounts), self.fairshare)
+        return pr.rows(self._tree(), self.fairshare)
 
     def pending(self) -> list[dict]:
         """sprio's rows: each pending job's priority and its weighted factors."""

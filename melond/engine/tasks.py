@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 log = logging.getLogger("melond.engine")
@@ -34,3 +34,23 @@ class Tasks:
             if left is not None and left <= 0:
                 return
             await asyncio.wait(list(self._running), timeout=left)
+
+
+async def every(interval: float, stopping: asyncio.Event, work: Callable[[], Awaitable[object]], *,
+                first: bool = False) -> None:
+    """`work` every `interval` seconds until `stopping` is set (`first`: once at the start too);
+    a failure is logged and the next round tries again."""
+    if first and not stopping.is_set():
+        await _once(work)
+    while not stopping.is_set():
+        try:
+            await asyncio.wait_for(stopping.wait(), interval)
+        except TimeoutError:
+            await _once(work)
+
+
+async def _once(work: Callable[[], Awaitable[object]]) -> None:
+    try:
+        await work()
+    except Exception:  # noqa: BLE001 - one failed round must not end the rounds
+        log.exception("periodic work failed", extra={"work": getattr(work, "__qualname__", repr(work))})
