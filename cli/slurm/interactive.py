@@ -135,10 +135,11 @@ def login_shell(prog: str, c: Client, job: dict, argv: list[str], env: dict[str,
     finally:
         for sig, previous in ignored.items():
             signal.signal(sig, previous)
+    status = code if code >= 0 else 128 - code  # killed by a signal: 128 + its number, as a shell says
     if not revoked.is_set():
-        _relinquish(c, jid, code if code >= 0 else 128 - code)
+        _relinquish(c, jid, status)
         _ended(c, jid)
-    return code if code >= 0 else 128 - code
+    return status
 
 
 def _relinquish(c: Client, jid: int, code: int) -> None:
