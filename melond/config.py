@@ -27,6 +27,16 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _tres_text(v: object) -> object:
+    if isinstance(v, str):
+        parse_tres(v)  # refused here, with the form, rather than at the first job
+    return v
+
+
+def _wall(v: object) -> object:
+    return parse_time_limit(v) if isinstance(v, str) else v
+
+
 class Partition(Strict):
     """A queue of nodes with its time rules (Slurm's MaxTime and DefaultTime)."""
 
@@ -45,12 +55,7 @@ class Partition(Strict):
     max_tres_per_user: str | None = None  # "cpu=64,mem=256G,gres/gpu=4"
     max_nodes: int | None = Field(default=None, ge=1)
 
-    @field_validator("max_tres_per_user")
-    @classmethod
-    def _tres(cls, v: str | None) -> str | None:
-        if v is not None:
-            parse_tres(v)
-        return v
+    _tres = field_validator("max_tres_per_user")(_tres_text)
 
     @field_validator("max_time", "default_time", "max_extension", mode="before")
     @classmethod
@@ -119,16 +124,6 @@ class Login(Strict):
 
     user: str | None = None  # the login on the nodes; default: the user's own name
     identity_file: str | None = None  # default: the node's (or ssh's defaults)
-
-
-def _tres_text(v: object) -> object:
-    if isinstance(v, str):
-        parse_tres(v)  # refused here, with the form, rather than at the first job
-    return v
-
-
-def _wall(v: object) -> object:
-    return parse_time_limit(v) if isinstance(v, str) else v
 
 
 class Qos(Strict):
