@@ -129,7 +129,7 @@ _LEFT = frozenset({"JobID", "JobIDRaw"})
 
 
 #: A job's state as its batch step's: the step the limit or a cancel killed is CANCELLED (sacct).
-_BATCH_STATE = {"TIMEOUT": "CANCELLED", "PENDING": None}
+_BATCH_STATE = {"TIMEOUT": "CANCELLED", "PREEMPTED": "CANCELLED", "PENDING": None}
 
 
 def with_steps(jobs: list[dict]) -> list[dict]:

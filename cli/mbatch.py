@@ -10,7 +10,7 @@ from melon_cli.common import client, current_user, echo, print_json, warn
 from melond.errors import MelonError, ParseError
 
 PROG = "mbatch"
-FINISHED_SHORT = {"CD", "F", "TO", "CA", "OOM", "NF"}
+FINISHED_SHORT = {"CD", "F", "TO", "CA", "OOM", "NF", "PR"}  # states.FINISHED's codes, without importing enum
 
 # (flags, canonical option name as melond.directives knows it, is_flag, help)
 OPTIONS = [

@@ -13,7 +13,7 @@ PROG = "mshow"
 
 # The original Melon's `status` (its Rust enum's names; it had no cancel, memory or node-loss states).
 ORIGINAL_STATUS = {"PD": "Pending", "R": "Running", "CD": "Completed", "F": "Failed", "TO": "Timeout",
-                   "CA": "Cancelled", "OOM": "Failed", "NF": "Failed"}
+                   "CA": "Cancelled", "OOM": "Failed", "NF": "Failed", "PR": "Cancelled"}
 
 
 def _seconds(t: float | None) -> int | None:

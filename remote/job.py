@@ -30,7 +30,8 @@ DRAIN_POLL = 0.05  # how often a job whose batch shell is gone looks for its las
 # What slurmstepd writes to a job's error stream as it ends it (src/slurmd/slurmstepd/req.c,
 # _handle_signal_container), after `slurmstepd: error: *** JOB <id> ON <node> CANCELLED AT <time>`.
 END_LINES = {"timeout": " DUE TO TIME LIMIT", KillCause.CANCEL: "", KillCause.REQUEUE: " DUE TO JOB REQUEUE",
-             KillCause.NODE_FAIL: " DUE TO NODE FAILURE, SEE SLURMCTLD LOG FOR DETAILS"}
+             KillCause.NODE_FAIL: " DUE TO NODE FAILURE, SEE SLURMCTLD LOG FOR DETAILS",
+             KillCause.PREEMPT: " DUE TO PREEMPTION"}
 
 
 class Job:

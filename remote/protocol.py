@@ -60,6 +60,7 @@ class KillCause(StrEnum):
     CANCEL = "cancel"  # scancel, mcancel: `CANCELLED AT <time>`
     REQUEUE = "requeue"  # scontrol requeue: `... DUE TO JOB REQUEUE`
     NODE_FAIL = "node_fail"  # mnode down, or a run fenced after its node was lost: `... DUE TO NODE FAILURE`
+    PREEMPT = "preempt"  # a preempting QOS' job takes its room (PreemptMode=CANCEL): `... DUE TO PREEMPTION`
 
 
 DEFAULT_UMASK = 0o022  # a job's umask when its start names none (the web form's jobs, jobs stored before umasks were)

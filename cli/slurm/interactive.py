@@ -86,8 +86,9 @@ def session(prog: str, c: Client, job: dict, argv: list[str], cwd: str | None) -
     state = (ended or {}).get("state")
     node = (ended or job).get("batch_host") or job.get("node") or "?"
     at = fmt_time((ended or {}).get("end_time") or time.time())
-    if state == "CA":
-        sys.stderr.write(f"slurmstepd: error: *** STEP {jid}.0 ON {node} CANCELLED AT {at} ***\n")
+    if state in ("CA", "PR"):
+        why = " DUE TO PREEMPTION" if state == "PR" else ""
+        sys.stderr.write(f"slurmstepd: error: *** STEP {jid}.0 ON {node} CANCELLED AT {at}{why} ***\n")
     elif state == "TO":
         sys.stderr.write(f"slurmstepd: error: *** STEP {jid}.0 ON {node} CANCELLED AT {at} DUE TO TIME "
                          f"LIMIT ***\nmelon: job {jid} reached its time limit; a running job's limit can be moved with "
@@ -98,10 +99,10 @@ def session(prog: str, c: Client, job: dict, argv: list[str], cwd: str | None) -
         if ended is None:
             sys.stderr.write(f"{prog}: error: lost the terminal's connection to melond; job {jid} runs on (scancel "
                              f"{jid} ends it)\n")
-        return 128 + 9 if state in ("CA", "TO", "NF") else 1
+        return 128 + 9 if state in ("CA", "PR", "TO", "NF") else 1
     if code < 0:
         import signal
-        if state not in ("CA", "TO"):
+        if state not in ("CA", "PR", "TO"):
             sys.stderr.write(f"{prog}: error: {node}: task 0: {signal.strsignal(-code) or -code}\n")
         return 128 - code
     return code

@@ -64,9 +64,8 @@ class JobTable:
         """Why a kill of this running job is sent: the words its node writes in the job's error stream."""
         if job_id in self.requeueing:
             return KillCause.REQUEUE
-        if self.end_as.get(job_id) is State.NODE_FAIL:
-            return KillCause.NODE_FAIL
-        return KillCause.CANCEL
+        return {State.NODE_FAIL: KillCause.NODE_FAIL, State.PREEMPTED: KillCause.PREEMPT}.get(
+            self.end_as.get(job_id), KillCause.CANCEL)
 
     def requeued(self, job: Job) -> None:
         """Back to the queue as its next run: nothing of the last run's fate carries over."""

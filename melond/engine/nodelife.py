@@ -47,7 +47,12 @@ class NodeLife:
         listing = (await session.request(Op.LIST))["jobs"]
         mine = {j.id: j for j in self.jobs.running_on(name) if user is None or j.user == user}
         cancels = self.jobs.cancelling | await self.store.read(
-            lambda db, ids: db.with_event(ids, "cancel_requested"), list(mine))
+            lambda db, ids: db.with_event_this_run(ids, "cancel_requested"), list(mine))
+        preempted = await self.store.read(
+            lambda db, ids: db.with_event_this_run(ids, "preempt_requested"), list(mine))
+        for jid in preempted:  # asked before a restart of melond: it still ends PREEMPTED
+            self.jobs.end_as.setdefault(jid, State.PREEMPTED)
+        cancels |= preempted
         self.jobs.requeueing |= await self.store.read(  # asked before a restart of melond: still asked
             lambda db, ids: db.with_event_this_run(ids, "requeue_requested"), list(mine))
         limits, kills, stale = [], [], []

@@ -201,26 +201,30 @@ class Operations:
             return None
         return sorted(j.id for j in self.jobs.listed() if j.array_job_id == job_id and j.state in states)
 
-    async def cancel(self, job_id: int, caller: Caller, data: dict | None = None, grace: float = 0,
-                     warning: str | None = None) -> dict:
-        """`data`: what the job's history says of it besides who cancelled (a preemption's
-        preemptor); `grace`: a running job gets `warning` and is killed that many seconds later."""
+    async def cancel(self, job_id: int, caller: Caller, grace: float = 0, warning: str | None = None,
+                     preempted_by: int | None = None) -> dict:
+        """`grace`: a running job gets `warning` and is killed that many seconds later;
+        `preempted_by`: the preemptor, named in the job's history, and the job ends PREEMPTED."""
         job = self.find(job_id)
         policy.check_owner(job, caller, "cancel")
         if job.state in FINISHED:
             raise Conflict(f"job {job_id} has already ended ({job.state.value}); nothing to cancel")
         now = time.time()
+        data = {} if preempted_by is None else {"preempted_by": preempted_by}
         if job.state is State.PENDING:
             done = await self.store.write(Store.op_transition, job_id, "cancelled", {
                 "state": State.CANCELLED.value, "end_time": now, "reason": None,
-            }, caller.user, data or {}, now)
+            }, caller.user, data, now)
             if done:
                 self.counts.add("ended", job.partition, job.user, State.CANCELLED.value)
                 self.ends.finished(job_id)
                 return {"job_id": job_id, "state": State.CANCELLED.value}
-            return await self.cancel(job_id, caller, data, grace, warning)  # it started meanwhile
-        await self.store.write(Store.op_transition, job_id, "cancel_requested", {}, caller.user, data or {}, now)
+            return await self.cancel(job_id, caller, grace, warning, preempted_by)  # it started meanwhile
+        kind = "cancel_requested" if preempted_by is None else "preempt_requested"
+        await self.store.write(Store.op_transition, job_id, kind, {}, caller.user, {"run": job.run, **data}, now)
         self.jobs.cancelling.add(job_id)
+        if preempted_by is not None:
+            self.jobs.end_as[job_id] = State.PREEMPTED
         if grace:
             self.dispatcher.kill_soon(job, grace, warning)
         else:
@@ -246,7 +250,8 @@ class Operations:
                            f"(mcancel without -s cancels a pending one)")
         if kill:
             to = SignalTo.ALL
-            await self.store.write(Store.op_transition, job_id, "cancel_requested", {}, caller.user, {}, time.time())
+            await self.store.write(Store.op_transition, job_id, "cancel_requested", {}, caller.user, {"run": job.run},
+                                   time.time())
             self.jobs.cancelling.add(job_id)
             self.jobs.end_as[job_id] = State.CANCELLED
         await self.dispatcher.signal(job, sig, to)

@@ -119,8 +119,7 @@ class Preemption:
                 await self.ops.requeue(victim.id, MELOND, via=f"preempted by job {preemptor}", grace=grace,
                                        warning=warning)
             else:
-                await self.ops.cancel(victim.id, MELOND, data={"preempted_by": preemptor}, grace=grace,
-                                      warning=warning)
+                await self.ops.cancel(victim.id, MELOND, grace=grace, warning=warning, preempted_by=preemptor)
         except MelonError as exc:
             log.warning("preemption failed", extra={"job": victim.id, "error": str(exc)})
         finally:

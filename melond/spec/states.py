@@ -18,11 +18,13 @@ class State(StrEnum):
     CANCELLED = "CANCELLED"
     OUT_OF_MEMORY = "OUT_OF_MEMORY"
     NODE_FAIL = "NODE_FAIL"
+    PREEMPTED = "PREEMPTED"  # cancelled for a job of a QOS that preempts its own (PreemptMode=CANCEL)
 
 
 SHORT: dict[State, str] = {
     State.PENDING: "PD", State.RUNNING: "R", State.COMPLETED: "CD", State.FAILED: "F",
     State.TIMEOUT: "TO", State.CANCELLED: "CA", State.OUT_OF_MEMORY: "OOM", State.NODE_FAIL: "NF",
+    State.PREEMPTED: "PR",
 }
 BY_SHORT: dict[str, State] = {v: k for k, v in SHORT.items()}
 ACTIVE = frozenset({State.PENDING, State.RUNNING})

@@ -231,6 +231,7 @@ TRANSITIONS: dict[str, Transition] = {
     "released": Transition(_PENDING),
     "extended": Transition(_PENDING | _RUNNING),
     "cancel_requested": Transition(_RUNNING),  # the node is told; the end comes as "ended"
+    "preempt_requested": Transition(_RUNNING),  # a preemptor takes its room: cancelled, to end PREEMPTED
     "node_down": Transition(_RUNNING),  # an operator downed its node: it ends NODE_FAIL
     "requeued": Transition(_RUNNING, _PENDING),  # its node failed and it asked for --requeue, or its user did
     "requeue_requested": Transition(_RUNNING),  # `scontrol requeue`: the node is told; the end sends it back

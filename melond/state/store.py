@@ -482,23 +482,16 @@ class _SlowView:
         return _steps(self._conn, job_ids, False)
 
     def with_event_this_run(self, ids: Iterable[int], kind: str) -> set[int]:
-        """Which of these jobs have an event of this kind recorded during their current run."""
+        """Which of these jobs have an event of this kind recorded during their current run (one
+        query for a whole node's jobs). An event recorded without its run (before events named
+        it) counts for every run."""
         ids = list(ids)
         if not ids:
             return set()
         rows = self._conn.execute(
             f"SELECT DISTINCT e.job_id FROM job_events e JOIN jobs j ON j.id = e.job_id WHERE e.kind = ? "
-            f"AND json_extract(e.data, '$.run') = j.restarts AND e.job_id IN ({', '.join('?' * len(ids))})",
-            [kind, *ids])
-        return {r[0] for r in rows}
-
-    def with_event(self, ids: Iterable[int], kind: str) -> set[int]:
-        """Which of these jobs have an event of this kind (one query for a whole node's jobs)."""
-        ids = list(ids)
-        if not ids:
-            return set()
-        rows = self._conn.execute(f"SELECT DISTINCT job_id FROM job_events WHERE kind = ? AND job_id IN "
-                                  f"({', '.join('?' * len(ids))})", [kind, *ids])
+            f"AND coalesce(json_extract(e.data, '$.run'), j.restarts) = j.restarts "
+            f"AND e.job_id IN ({', '.join('?' * len(ids))})", [kind, *ids])
         return {r[0] for r in rows}
 
 

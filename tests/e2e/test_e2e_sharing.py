@@ -3,6 +3,7 @@ nobody): who may charge what, what a submission is refused by, and the jobs a li
 with Slurm's pending reason until the use drops."""
 from __future__ import annotations
 
+import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -197,9 +198,13 @@ PREEMPT = """
 preempt_mode = "requeue"
 grace_time = 2
 
+[qos.spare]
+preempt_mode = "cancel"
+grace_time = 4
+
 [qos.urgent]
 priority = 100
-preempt = ["scavenger"]
+preempt = ["scavenger", "spare"]
 
 [nodes.n1]
 cpus = 2
@@ -237,6 +242,33 @@ def test_an_urgent_job_preempts_scavenger_jobs_which_are_warned_and_run_again(pr
         assert "requeue_requested" in history, history
         assert (job.get("start_time") or 0) >= done["start_time"]
         _slurm(m, "scancel", str(jid))
+
+
+@needs_root
+def test_a_cancelled_victim_ends_preempted_even_across_a_restart_of_melond(preempting: Melon) -> None:
+    """PreemptMode=CANCEL: nobody's job of QOS spare is warned and, 4 s later, killed for root's
+    urgent one; melond is killed (-9) and restarted within that grace, and the victim still ends
+    PREEMPTED, its history naming the preemptor, its error stream saying so as slurmstepd does."""
+    m = preempting
+    err = Path("/tmp") / f"melon-preempted-{m.root.name}-{id(m)}.err"
+    victim = int(_slurm(m, "sbatch", "--parsable", "-o", "/dev/null", "-e", str(err), "--qos", "spare", "-c", "2",
+                        "-t", "5", "--wrap", "trap '' TERM; for i in $(seq 600); do sleep 0.5; done",
+                        user="nobody").stdout)
+    m.wait_state(victim, {"R"})
+    urgent = int(_sbatch(m, "--qos", "urgent", "-c", "2", "-t", "5", "--wrap", "true").stdout)
+    wait_for(lambda: "preempt_requested" in [e["kind"] for e in m.job(victim)["events"]], timeout=30,
+             what="the victim's preemption")
+    m.stop(signal.SIGKILL)
+    m.start()
+    ended = m.wait_state(victim, {"PR", "CA"}, timeout=40)
+    assert ended["state"] == "PR", ended
+    m.wait_state(urgent, {"CD"}, timeout=40)
+    asked = [e for e in m.job(victim)["events"] if e["kind"] == "preempt_requested"]
+    assert asked and asked[0]["data"]["preempted_by"] == urgent, asked
+    sacct = _slurm(m, "sacct", "-n", "-P", "-X", "-j", str(victim), "-o", "State").stdout.split()
+    assert sacct == ["PREEMPTED"], sacct
+    assert "DUE TO PREEMPTION" in err.read_text()
+    err.unlink()
 
 
 @pytest.fixture

@@ -116,3 +116,10 @@ def test_common_paths_import_no_click_regex_or_http_client(tool: str) -> None:
                          env={"MELON_API": "unix:/nonexistent/melond.sock", "PATH": "/usr/bin:/bin"})
     assert out.stdout.strip().splitlines()[-1] == "[]", out
     assert "cannot reach melond" in out.stderr
+
+
+def test_mbatch_knows_every_final_state_by_its_code() -> None:
+    """mbatch --wait keeps its own copy (importing the states' enum costs its start time)."""
+    from melon_cli.mbatch import FINISHED_SHORT
+    from melond.spec.states import FINISHED, SHORT
+    assert FINISHED_SHORT == {SHORT[s] for s in FINISHED}
