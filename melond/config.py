@@ -131,6 +131,7 @@ class Qos(Strict):
     TRES limits are Slurm's strings (`cpu=8,mem=64G,gres/gpu=4`); `max_wall` a time limit."""
 
     priority: int = Field(default=0, ge=0)
+    usage_factor: float = Field(default=1.0, ge=0)  # its jobs' usage counts this many times for fair-share
     max_wall: int | None = Field(default=None, ge=0)  # seconds
     max_jobs_per_user: int | None = Field(default=None, ge=0)  # running at once
     max_submit_jobs_per_user: int | None = Field(default=None, ge=0)  # pending and running

@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import sys
 
-from melon_cli.acct_format import Column, table
+from melon_cli.acct_format import Column, hms, table
 from melon_cli.slurm.argv import read_argv
 from melon_cli.slurm.tables import SACCTMGR
 from melond.errors import MelonError
@@ -43,13 +43,18 @@ FIELDS = {
     "maxjobspu": ("MaxJobsPU", 9, lambda r: _num(r.get("max_jobs_per_user"))),
     "maxsubmitpu": ("MaxSubmitPU", 11, lambda r: _num(r.get("max_submit_jobs_per_user"))),
     "maxtrespu": ("MaxTRESPU", 13, lambda r: r.get("max_tres_per_user") or ""),
+    "gracetime": ("GraceTime", 10, lambda r: hms(r.get("grace_time") or 0)),
+    "preempt": ("Preempt", 10, lambda r: ",".join(r.get("preempt") or ())),
+    "preemptmode": ("PreemptMode", 11, lambda r: (r.get("preempt_mode") or "cancel").upper()),
+    "usagefactor": ("UsageFactor", 11, lambda r: f"{r.get('usage_factor', 1.0):f}"),
 }
 ALIASES = {"def acct": "defaultaccount", "defaultacct": "defaultaccount", "def qos": "defaultqos",
            "description": "descr", "organization": "org", "fairshare": "share", "shares": "share",
            "maxsubmitjobs": "maxsubmit", "maxtresperjob": "maxtres", "maxjobsperuser": "maxjobspu",
            "maxsubmitjobsperuser": "maxsubmitpu", "maxtresperuser": "maxtrespu", "parent": "parentname"}
 DEFAULTS = {"account": ["account", "descr", "org"], "user": ["user", "defaultaccount", "admin"],
-            "qos": ["name", "priority", "maxwall", "maxjobspu", "maxsubmitpu", "maxtrespu", "maxtres", "grptres"],
+            "qos": ["name", "priority", "gracetime", "preempt", "preemptmode", "usagefactor", "grptres", "maxtres",
+                    "maxwall", "maxtrespu", "maxjobspu", "maxsubmitpu"],
             "assoc": ["cluster", "account", "user", "share", "grptres", "maxjobs", "maxsubmit", "maxwall", "maxtres",
                       "qos", "defaultqos"]}
 FILTERS = {"name": "name", "names": "name", "user": "user", "users": "user", "account": "account",

@@ -523,7 +523,7 @@ async def set_priority(request: web.Request) -> web.Response:
         raise Forbidden(f"{caller.user} is not an operator; only operators set a job's priority (scontrol top "
                         f"puts one of your jobs before your others)")
     job = _pending_job(request)
-    request.app[ENGINE].priorities.set(job, body.priority)
+    await request.app[ENGINE].priorities.set(job, body.priority, caller.user)
     return web.json_response({"job_id": job.id, "priority": job.priority})
 
 
@@ -531,7 +531,7 @@ async def top_job(request: web.Request) -> web.Response:
     """scontrol top ID: the job first among its owner's jobs of its partition, account and QOS."""
     job = _pending_job(request)
     check_owner(job, request["caller"], "top")
-    request.app[ENGINE].priorities.top(job)
+    await request.app[ENGINE].priorities.top(job, request["caller"].user)
     return web.json_response({"job_id": job.id, "priority": job.priority})
 
 

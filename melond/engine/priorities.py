@@ -4,17 +4,20 @@ new job at submission from the last fair-share figures.
 
 Usage is read from the jobs themselves (the accounting window of the last ten half-lives and the
 running ones), so nothing is kept that a restart could lose or count twice. An operator's
-`scontrol update Priority=` is kept as set, and `--nice` lowers a job's.
+`scontrol update Priority=` is kept as set, and `--nice` lowers a job's. Those and `scontrol top`
+are events of the job's history, read back at start, so a restart keeps them until the job starts.
 """
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Callable, Mapping
 
 from melond.config import Inventory
 from melond.engine.jobs import JobTable
 from melond.engine.tasks import every
+from melond.errors import Conflict
 from melond.nodes.state import NodeState
 from melond.sched import priority as pr
 from melond.sched.order import PendingOrder
@@ -42,8 +45,9 @@ class Priorities:
         self.usage: dict[tuple[str | None, str], float] = {}
         self.factors: dict[int, dict[str, float]] = {}  # each pending job's, for sprio
         self.fixed: dict[int, int] = {}  # operators' priorities (scontrol update Priority=), until they start
-        self.tops: dict[int, float] = {}  # jobs their owners put first (scontrol top), when
+        self.tops: dict[int, float] = {}  # jobs their owners put first (scontrol top), when (epoch seconds)
         self.max_qos = max((q.priority for q in sharing.qos.values()), default=0)
+        self.factored = {q.name: q.usage_factor for q in sharing.qos.values() if q.usage_factor != 1.0}
         self.cluster = (sum(n.cpus for n in nodes.values()), len(nodes))  # its CPUs and nodes, for job size
         self._stopping = asyncio.Event()
 
@@ -52,16 +56,29 @@ class Priorities:
 
     async def run_forever(self) -> None:
         """At start, then every period; a failed pass leaves the last priorities."""
+        await self.load()
         await every(self.period, self._stopping, self.recompute, first=True)
+
+    async def load(self) -> None:
+        """Operators' priorities and `scontrol top`s of the pending jobs' current runs, from
+        their histories (the latest of each kind wins)."""
+        pending = [j.id for j in self.jobs.active.values() if j.state is State.PENDING]
+        for jid, kind, at, data in await self.store.read(
+                lambda db: db.events_this_run(pending, ("prioritized", "topped"))):
+            if kind == "prioritized":
+                self.fixed[jid] = int(data["priority"])
+            else:
+                self.tops[jid] = at
 
     async def recompute(self) -> None:
         """Usage from the jobs, fair-share from the tree, and every pending job's priority; the
         pending order is rebuilt where any changed."""
         now = time.time()
         start = now - WINDOW_HALF_LIVES * self.half_life if self.half_life else 0.0
-        rows = await self.store.read(lambda db: db.accounting(
-            start, now, columns=["user", "account", "cpus", "memory", "gres_total", "parts", "start_time", "end_time",
-                                 "state"]))
+        columns = ["user", "account", "cpus", "memory", "gres_total", "parts", "start_time", "end_time", "state"]
+        if self.factored:  # a job's QOS is among its Slurm options: read only where it weighs
+            columns.append("slurm_options")
+        rows = await self.store.read(lambda db: db.accounting(start, now, columns=columns))
         self.usage = self._usage(rows, now)
         self.fairshare = pr.fair_tree(self._tree())
         self.cluster = (sum(n.cpus for n in self.nodes.values()), len(self.nodes))
@@ -80,34 +97,42 @@ class Priorities:
         job = self.jobs.active.get(job_id)
         return job is not None and job.state is State.PENDING
 
-    def set(self, job: Job, value: int) -> None:
+    async def set(self, job: Job, value: int, by: str) -> None:
         """An operator's priority for a job (scontrol update Priority=): kept until it starts."""
+        if not await self.store.write(Store.op_transition, job.id, "prioritized", {}, by,
+                                      {"run": job.run, "priority": value}, time.time()):
+            raise Conflict(f"job {job.id} is no longer pending; only a pending job's priority can be set")
         self.fixed[job.id] = value
         job.priority = value
         self.order.touch(job.id)
         self.kick()
 
-    def top(self, job: Job) -> None:
+    async def top(self, job: Job, by: str) -> None:
         """scontrol top: the job first among its user's pending jobs of the same partition,
         account and QOS, by giving it the highest of their priorities and moving the others'
         down (ties broken downwards): no one else's job is passed."""
-        self.tops[job.id] = time.monotonic()
+        now = time.time()
+        if not await self.store.write(Store.op_transition, job.id, "topped", {}, by, {"run": job.run}, now):
+            raise Conflict(f"job {job.id} is no longer pending; only a pending job can be put first")
+        self.tops[job.id] = now
         if self._tops([j for j in self.jobs.active.values() if j.state is State.PENDING]):
             self.order.reorder()
             self.kick()
 
     def _tops(self, pending: list[Job]) -> bool:
         """Within each group that holds topped jobs, the group's priorities dealt out again: the
-        latest topped first, then the rest in their own order. Whether any changed."""
+        latest topped first, then the rest in their own order (jobs an operator gave a priority
+        keep theirs). Whether any changed."""
         for jid in [j for j in self.tops if not self._pending(j)]:
             del self.tops[jid]
         if not self.tops:
             return False
         groups: dict[tuple, list[Job]] = {}
         for job in pending:
-            groups.setdefault(_group(job), []).append(job)
+            if job.id not in self.fixed:  # an operator's priority stays as set
+                groups.setdefault(_group(job), []).append(job)
         changed = False
-        for group in (groups[_group(self.jobs.active[j])] for j in {j: None for j in self.tops}):
+        for group in (groups[g] for g in {_group(self.jobs.active[j]): None for j in self.tops} if g in groups):
             values = sorted((j.priority for j in group), reverse=True)
             for i in range(1, len(values)):  # strictly apart, downwards: a tie would leave the order to age
                 values[i] = max(min(values[i], values[i - 1] - 1), 1)
@@ -128,6 +153,8 @@ class Priorities:
                 counts[g.name] = counts.get(g.name, 0) + g.count
             tres = job_tres(row["cpus"] or 0, (row["memory"] or 0) // (1024 * 1024), 1, counts)
             rate = billing(tres, self.billing_weights)
+            if self.factored:
+                rate *= self.factored.get(_qos_of(row.get("slurm_options")), 1.0)
             key = (row["account"] if self.sharing.configured else None, row["user"])
             usage[key] = usage.get(key, 0.0) + pr.decayed(rate, row["start_time"], row["end_time"] or now, now,
                                                           self.half_life)
@@ -163,7 +190,8 @@ class Priorities:
     def assign(self, job: Job, now: float | None = None) -> bool:
         """A pending job's priority from its factors (an operator's stays); whether it changed."""
         if job.id in self.fixed:
-            return False
+            changed, job.priority = job.priority != self.fixed[job.id], self.fixed[job.id]
+            return changed
         now = time.time() if now is None else now
         tres = tres_of(job)
         qos = self.sharing.qos.get(job.slurm_options.get("qos") or NORMAL)
@@ -189,6 +217,14 @@ def _nice(job: Job) -> int:
         return int(text) if str(text).strip() else 100
     except ValueError:
         return 0
+
+
+def _qos_of(options: str | None) -> str:
+    """The QOS recorded among a stored job's Slurm options (JSON text)."""
+    try:
+        return (json.loads(options or "{}") or {}).get("qos") or NORMAL
+    except (ValueError, AttributeError):
+        return NORMAL
 
 
 def _group(job: Job) -> tuple:

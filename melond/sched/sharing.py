@@ -56,6 +56,7 @@ class QosRules:
     preempt: tuple[str, ...] = ()  # the QOS whose running jobs this one's waiting jobs may preempt
     preempt_mode: str = "cancel"  # how this QOS' jobs are preempted: "requeue" or "cancel"
     grace_time: int = 0  # seconds between their warning signal and their preemption
+    usage_factor: float = 1.0  # its jobs' usage is counted this many times for fair-share (UsageFactor)
 
 
 @dataclass(frozen=True, slots=True)

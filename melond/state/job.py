@@ -228,6 +228,8 @@ TRANSITIONS: dict[str, Transition] = {
     "launched": Transition(_RUNNING),  # the node started it: its own start time and pid
     "cancelled": Transition(_PENDING, frozenset({State.CANCELLED})),
     "held": Transition(_PENDING),
+    "prioritized": Transition(_PENDING),  # an operator set its priority (scontrol update Priority=)
+    "topped": Transition(_PENDING),  # its owner put it first among their own (scontrol top)
     "released": Transition(_PENDING),
     "extended": Transition(_PENDING | _RUNNING),
     "cancel_requested": Transition(_RUNNING),  # the node is told; the end comes as "ended"

@@ -422,6 +422,7 @@ ACCOUNTING_COLUMNS = ("id", "array_job_id", "array_task_id", "name", "user", "ui
                       "exit_code", "exit_signal", "submit_time", "start_time", "end_time", "time_limit", "node",
                       "cpus", "memory", "cpu_time", "max_rss", "chdir", "detail", "restarts", "comment",
                       "account", "array_throttle", "parts", "gres_total", "gpu_util", "gpu_mem_peak")
+READABLE_COLUMNS = (*ACCOUNTING_COLUMNS, "slurm_options")  # melond's own reads may also want these
 
 
 def accounting_query(start: float, end: float, states: Iterable[str] | None, users: Iterable[str] | None,
@@ -430,8 +431,8 @@ def accounting_query(start: float, end: float, states: Iterable[str] | None, use
     ended at all) rather than one OR, which SQLite reads far slower; a day among a million
     stored jobs then reads that day's entries of the index and their rows."""
     columns = list(dict.fromkeys(["id", *columns]))
-    if not set(columns) <= set(ACCOUNTING_COLUMNS):
-        raise ValueError(f"not accounting columns: {sorted(set(columns) - set(ACCOUNTING_COLUMNS))}")
+    if not set(columns) <= set(READABLE_COLUMNS):
+        raise ValueError(f"not accounting columns: {sorted(set(columns) - set(READABLE_COLUMNS))}")
     where, params = ["submit_time <= ?"], [end]
     for column, values in (("state", states), ("user", users)):
         if values is not None:
@@ -480,6 +481,20 @@ class _SlowView:
 
     def steps(self, job_ids: Iterable[int]) -> list[Step]:
         return _steps(self._conn, job_ids, False)
+
+    def events_this_run(self, ids: Iterable[int], kinds: Iterable[str]) -> list[tuple[int, str, float, dict]]:
+        """These jobs' events of these kinds recorded during their current run, oldest first:
+        (job id, kind, time, data)."""
+        ids, kinds = list(ids), list(kinds)
+        out: list[tuple[int, str, float, dict]] = []
+        for i in range(0, len(ids), 900):  # SQLite's bound on parameters
+            chunk = ids[i:i + 900]
+            rows = self._conn.execute(
+                f"SELECT e.job_id, e.kind, e.time, e.data FROM job_events e JOIN jobs j ON j.id = e.job_id "
+                f"WHERE e.kind IN ({', '.join('?' * len(kinds))}) AND json_extract(e.data, '$.run') = j.restarts "
+                f"AND e.job_id IN ({', '.join('?' * len(chunk))}) ORDER BY e.seq", [*kinds, *chunk])
+            out.extend((r[0], r[1], r[2], json.loads(r[3])) for r in rows)
+        return sorted(out, key=lambda e: e[2])
 
     def with_event_this_run(self, ids: Iterable[int], kind: str) -> set[int]:
         """Which of these jobs have an event of this kind recorded during their current run (one

@@ -126,6 +126,27 @@ def test_a_flood_by_one_user_does_not_starve_another(fair: Melon) -> None:
     assert len(started_before) <= 4, started_before  # the first two, and at most the next two's slots
 
 
+@pytest.fixture
+def factored(short_tmp: Path) -> Iterator[Melon]:
+    yield from _melond(short_tmp, "u", "[priority]\ncalc_period = 1\n\n[qos.free]\nusage_factor = 0\n\n"
+                                       "[nodes.n1]\ncpus = 2\n")
+
+
+@needs_root
+def test_a_qos_usage_factor_scales_the_usage_fair_share_counts(factored: Melon) -> None:
+    """root's job in QOS free (UsageFactor 0) costs root no fair-share; nobody's, in normal, does."""
+    mine = int(_sbatch(factored, "--qos", "free", "-t", "5", "--wrap", "sleep 2").stdout)
+    theirs = int(_sbatch(factored, "-t", "5", "--wrap", "sleep 2", user="nobody").stdout)
+    for jid in (mine, theirs):
+        factored.wait_state(jid, {"CD"}, timeout=30)
+
+    def usage() -> dict[str, float]:
+        rows = [line.split("|") for line in _slurm(factored, "sshare", "-a", "-P", "-n").stdout.splitlines()]
+        return {r[1]: float(r[4]) for r in rows if r[1]}
+    wait_for(lambda: usage().get("nobody", 0) >= 2, timeout=20, what="nobody's usage counted")
+    assert usage()["root"] == 0, usage()
+
+
 @needs_root
 def test_sprio_sshare_and_sacctmgr_show_what_the_scheduler_uses(shared: Melon) -> None:
     """The priorities' factors (sprio), the tree's usage and fair-share (sshare) and the inventory's
@@ -149,6 +170,8 @@ def test_sprio_sshare_and_sacctmgr_show_what_the_scheduler_uses(shared: Melon) -
     assert accounts == ["lab", "ops"]  # snakemake's question: root's accounts
     qos = _slurm(shared, "sacctmgr", "-P", "show", "qos", "format=name,maxjobspu,maxwall").stdout.splitlines()
     assert qos == ["Name|MaxJobsPU|MaxWall", "long||2:00:00", "normal|1|"], qos
+    whole = _slurm(shared, "sacctmgr", "-P", "-n", "show", "qos", "name=normal").stdout.strip()
+    assert whole.startswith("normal|0|00:00:00||CANCEL|1.000000|"), whole
     refused = _slurm(shared, "sacctmgr", "add", "account", "x")
     assert refused.returncode == 1 and "set in melond's inventory" in refused.stderr
     _slurm(shared, "scancel", str(first), str(waiting))
@@ -301,4 +324,10 @@ def test_scontrol_top_reorders_a_users_own_jobs_and_priority_is_an_operators(sha
     assert _slurm(shared, "scontrol", "update", f"JobId={jobs[0]}", "Priority=99999").returncode == 0
     assert shared.job(jobs[0])["priority"] == 99999
     assert "Priority=99999" in _slurm(shared, "scontrol", "show", "job", str(jobs[0])).stdout
+    shared.stop(signal.SIGKILL)  # both are in the jobs' histories: a restart keeps them
+    shared.start()
+    wait_for(lambda: shared.job(jobs[0])["priority"] == 99999, timeout=20, what="the operator's priority back")
+    again = {j: shared.job(j)["priority"] for j in jobs}
+    assert again[jobs[2]] > again[jobs[1]], again
+    assert [e["kind"] for e in shared.job(jobs[2])["events"]].count("topped") == 1
     _slurm(shared, "scancel", *map(str, jobs))
