@@ -70,7 +70,8 @@ class Engine:
         self.gpu_usage = GpuUsage(self.jobs, nodes, self.sessions, inventory.gpu_sample_interval)
         self.priorities = Priorities(self.jobs, store, inventory, nodes, self.order, self.ops.sharing, self.loop.kick)
         self.ops.prioritize = self.priorities.assign
-        self.preemption = Preemption(self.jobs, nodes, self.ops, self.ops.sharing, self.tasks, kill_wait, self.order)
+        self.preemption = Preemption(self.jobs, nodes, self.ops, self.ops.sharing, self.tasks, kill_wait, self.order,
+                                     self.loop.node_views)
         self.loop.after_pass = self.preemption.after_pass
         self.ends.gpu_use = self.gpu_usage.take
         self.requests.on_decided = lambda request: self.tasks.spawn(self.notices.request_decided(request))

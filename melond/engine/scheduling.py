@@ -101,7 +101,7 @@ class SchedulingLoop:
             if planned:
                 self.passes.observe(done - began)
 
-    def _node_views(self) -> tuple[planner.NodeView, ...]:
+    def node_views(self) -> tuple[planner.NodeView, ...]:
         busy = self._busy(self._holdings()[1]) if any(n.gpu_busy for n in self.nodes.values()) else {}
         return tuple(planner.NodeView(n.name, n.partition, n.cpus, n.memory, n.available, n.runs_for,
                                       tuple((gres.BUSY, None) if i in busy.get(n.name, ()) else (d.name, d.type)
@@ -131,7 +131,7 @@ class SchedulingLoop:
         """Everything the scheduler would look at now, every pending job included (the no-delay
         test of an extension plans with it)."""
         now = time.time()
-        return self.order.snapshot(self.jobs.active, self._node_views(), now, self.store.states), now
+        return self.order.snapshot(self.jobs.active, self.node_views(), now, self.store.states), now
 
     def _taken(self) -> tuple[dict[str, set[int]], dict[str, set[int]]]:
         """The CPUs and the devices of each node a start may not have: those running jobs hold
@@ -191,7 +191,7 @@ class SchedulingLoop:
         self._room_may_be_free = False
         if full:
             self._last_full = time.monotonic()
-        snapshot = self.order.snapshot(self.jobs.active, self._node_views(), now, self.store.states,
+        snapshot = self.order.snapshot(self.jobs.active, self.node_views(), now, self.store.states,
                                        None if full else QUEUE_DEPTH)
         plan = planner.plan(snapshot, now)
         self.last_queue_length = len(snapshot.pending)

@@ -16,6 +16,7 @@ import heapq
 import operator
 from collections import Counter
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 
 from melond.sched.plan import NodeView, PendingView, RunningView, Snapshot, priority_order
 from melond.sched.sharing import JOBS, NORMAL, Sharing, tres_of
@@ -189,6 +190,12 @@ class PendingOrder:
         if cached:
             self._views[job.id] = entry
         return entry, cached
+
+    def view(self, job: Job, now: float) -> PendingView:
+        """A pending job's request as plan() sees it, blocked by nothing and counted in no pool:
+        what a what-if plan for it alone (preemption's) needs."""
+        entry = self._views.get(job.id) or self._entry(job, now, _LazyStates({}, lambda ids: {}))
+        return replace(entry[1], blocked=None, pools=(), tres=(), preemptor=True)
 
     def blocked(self, job: Job, now: float, states: Mapping[int, str] | None) -> str | None:
         """Reasons outside the scheduler's resource view, in Slurm's order of precedence.

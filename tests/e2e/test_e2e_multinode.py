@@ -302,3 +302,51 @@ def test_exact_steps_divide_a_spanning_jobs_cpus_on_every_node(three: Melon) -> 
     assert sorted(line.split(": ")[1] for line in text.splitlines() if ": W" in line) == ["W 1"] * 6, text
     err = (three.work / f"ex-{jid}.err").read_text()
     assert f"srun: Job {jid} step creation temporarily disabled" in err, err
+
+
+PREEMPTING = """
+[partitions.p]
+default = true
+
+[qos.scavenger]
+preempt_mode = "requeue"
+grace_time = 1
+
+[qos.urgent]
+priority = 100
+preempt = ["scavenger"]
+"""
+
+
+@pytest.fixture
+def two_preempting(short_tmp: Path) -> Iterator[Melon]:
+    nodes = "".join(f'[nodes.n{i}]\npartition = "p"\ncpus = 2\nspool = "{short_tmp}/spool{i}"\n' for i in (1, 2))
+    melon = Melon(short_tmp / "m", inventory=PREEMPTING + nodes)
+    melon.start()
+    try:
+        yield melon
+    finally:
+        melon.cleanup()
+
+
+def test_a_spanning_job_preempts_only_the_spanning_scavenger_it_needs_gone(two_preempting: Melon) -> None:
+    """Each of two 2-CPU nodes runs a 1-CPU scavenger job of its own and one task of a scavenger
+    job spanning both; an urgent job wanting one CPU on each node requeues the spanning one
+    alone (the lowest priority, started last), starts on both nodes, and the others run on."""
+    m = two_preempting
+    own = [int(_run(m, "sbatch", "--parsable", "--qos", "scavenger", "-w", node, "-c", "1", "--wrap",
+                    "sleep 300").stdout) for node in ("n1", "n2")]
+    for jid in own:
+        m.wait_state(jid, {"R"})
+    spanning = int(_run(m, "sbatch", "--parsable", "--qos", "scavenger", "-N", "2", "--ntasks-per-node", "1",
+                        "--wrap", "sleep 300").stdout)
+    assert m.wait_state(spanning, {"R"})["node_list"] == "n[1-2]"
+    urgent = int(_run(m, "sbatch", "--parsable", "--qos", "urgent", "-N", "2", "--ntasks-per-node", "1", "--wrap",
+                      "srun hostname").stdout)
+    done = m.wait_state(urgent, {"CD"}, timeout=60)
+    assert done["node_list"] == "n[1-2]", done
+    assert "requeue_requested" in [e["kind"] for e in m.job(spanning)["events"]]
+    for jid in own:
+        job = m.job(jid)
+        assert job["state"] == "R" and job["restarts"] == 0, job  # not needed gone: not preempted
+    _run(m, "scancel", *map(str, [*own, spanning]))

@@ -250,6 +250,39 @@ def test_preemption_takes_the_fewest_lowest_priority_latest_jobs_on_one_node() -
     assert choose((1, 100, 1), free, [*victims, Victim(5, "n2", 1, 10, 1, 0, 0.0)]) == ("n2", [5])  # a GPU
 
 
+def test_the_fewest_victims_are_a_leading_run_less_those_not_needed() -> None:
+    from melond.sched.preempt import fewest
+    calls: list[frozenset[int]] = []
+
+    def fits(gone: frozenset[int]) -> bool:  # room needs 3 and 5 gone, with 1 or 2 as well
+        calls.append(gone)
+        return {3, 5} <= gone and bool(gone & {1, 2})
+    assert fewest([1, 2, 3, 4, 5, 6], fits) == [1, 3, 5]  # 2 and 4 came in the run, and are dropped
+    assert len(calls) <= 3 + 3 + 4  # empty and all, the halving, then one try per earlier victim
+    assert fewest([1, 2, 4], fits) is None  # all of them do not make room
+    assert fewest([1, 2], lambda gone: True) is None  # room already: no one need go
+
+
+def test_a_spanning_job_preempts_the_one_spanning_victim_the_planner_needs_gone() -> None:
+    """Two 2-CPU nodes, each with a 1-CPU job of its own and one CPU of a job spanning both: a
+    job wanting one CPU on each node needs only the spanning one gone, found by plans of it."""
+    from melond.sched.plan import NodeView, PendingView, RunningView, Snapshot, plan
+    from melond.sched.preempt import fewest
+    from melond.spec.shape import Shape
+    nodes = (NodeView("n1", "p", 2, 1000), NodeView("n2", "p", 2, 1000))
+    running = (RunningView(1, "n1", 1, 100, None), RunningView(2, "n2", 1, 100, None),
+               RunningView(3, "n1", 1, 100, None), RunningView(3, "n2", 1, 100, None))
+    wide = PendingView(9, 100, 0.0, 2, 100, 60, "p", shape=Shape(nodes_min=2, nodes_max=2, ntasks=2,
+                                                                   ntasks_given=True, ntasks_per_node=1))
+
+    def fits(gone: frozenset[int]) -> bool:
+        left = tuple(r for r in running if r.job_id not in gone)
+        return bool(plan(Snapshot(nodes, left, (wide,)), 0.0, max_reservations=0).starts)
+    assert fewest([1, 2, 3], fits) == [1, 2]  # Slurm's order: the lowest first, then the unneeded put back
+    assert fewest([3, 1, 2], fits) == [3]
+    assert fewest([1], fits) is None
+
+
 def test_a_partitions_per_user_caps_hold_jobs_and_its_max_nodes_refuses() -> None:
     from melond.sched.sharing import PartitionRules
     site = Sharing(partitions=[PartitionRules("gpu", max_jobs_per_user=1, max_tres_per_user={"gres/gpu": 2},
