@@ -11,7 +11,7 @@ import tomllib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from melond.errors import MelonError
 from melond.spec.gres import Device, node_devices
@@ -54,8 +54,17 @@ class Partition(Strict):
     max_jobs_per_user: int | None = Field(default=None, ge=0)
     max_tres_per_user: str | None = None  # "cpu=64,mem=256G,gres/gpu=4"
     max_nodes: int | None = Field(default=None, ge=1)
+    min_nodes: int | None = Field(default=None, ge=1)  # a job here spans at least this many nodes
+    max_cpus_per_node: int | None = Field(default=None, ge=1)  # CPUs of one node its jobs use together, at most
 
     _tres = field_validator("max_tres_per_user")(_tres_text)
+
+    @model_validator(mode="after")
+    def _node_range(self) -> Partition:
+        if self.min_nodes is not None and self.max_nodes is not None and self.min_nodes > self.max_nodes:
+            raise ValueError(f"min_nodes {self.min_nodes} is above max_nodes {self.max_nodes}, so no job could "
+                             f"run here; lower min_nodes or raise max_nodes")
+        return self
 
     @field_validator("max_time", "default_time", "max_extension", mode="before")
     @classmethod

@@ -116,7 +116,8 @@ class Daemon:
             personal = self.opts.inventory.login_names() if node.personal else None
             out[name] = NodeState(name=name, partition=node.partition, cpus=node.cpus or cpus,
                                   memory=min(memory, node.memory or memory), cap_cpus=node.cpus,
-                                  cap_memory=node.memory, personal=personal, devices=node.devices)
+                                  cap_memory=node.memory, personal=personal, devices=node.devices,
+                                  max_cpus=self.opts.inventory.partition(node.partition).max_cpus_per_node)
         return out
 
     def _log_inventory(self) -> None:

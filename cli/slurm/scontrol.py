@@ -224,6 +224,9 @@ def _show_partitions(args: list[str], one_line: bool) -> None:
 
     def limit(seconds: int | None) -> str:
         return hms(seconds) if seconds else "UNLIMITED"
+
+    def most(count: int | None) -> str:
+        return str(count) if count is not None else "UNLIMITED"
     records = []
     for p in parts:
         members = [nodes[n] for n in p["nodes"] if n in nodes]
@@ -234,10 +237,10 @@ def _show_partitions(args: list[str], one_line: bool) -> None:
             ["AllocNodes=ALL", f"Default={'YES' if p['default'] else 'NO'}", "QoS=N/A"],
             [f"DefaultTime={hms(p['default_time']) if p.get('default_time') else 'NONE'}", "DisableRootJobs=NO",
              "ExclusiveUser=NO", "GraceTime=0", "Hidden=NO"],
-            ["MaxNodes=1", f"MaxTime={limit(p.get('max_time'))}", "MinNodes=0", "LLN=NO",
-             "MaxCPUsPerNode=UNLIMITED"],
+            [f"MaxNodes={most(p.get('max_nodes'))}", f"MaxTime={limit(p.get('max_time'))}",
+             f"MinNodes={p.get('min_nodes') or 0}", "LLN=NO", f"MaxCPUsPerNode={most(p.get('max_cpus_per_node'))}"],
             [f"MaxExtension={limit(p.get('max_extension'))}",
-             f"MaxExtensions={p['max_extensions'] if p.get('max_extensions') is not None else 'UNLIMITED'}"],
+             f"MaxExtensions={most(p.get('max_extensions'))}"],
             [f"Nodes={_hostlist(p['nodes'])}"],
             ["PriorityJobFactor=1", "PriorityTier=1", "RootOnly=NO", "ReqResv=NO", "OverSubscribe=NO"],
             ["OverTimeLimit=NONE", "PreemptMode=OFF"],

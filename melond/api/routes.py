@@ -574,7 +574,7 @@ async def requeue_job(request: web.Request) -> web.Response:
 
 
 async def list_partitions(request: web.Request) -> web.Response:
-    """Each partition's time rules and nodes (`sinfo`); the default one marked."""
+    """Each partition's time and size rules and nodes (`sinfo`); the default one marked."""
     engine = request.app[ENGINE]
     inv, default = engine.inv, engine.inv.default_partition()
     out = []
@@ -582,6 +582,7 @@ async def list_partitions(request: web.Request) -> web.Response:
         p = inv.partition(name)
         out.append({"name": name, "default": name == default, "max_time": p.max_time, "default_time": p.default_time,
                     "max_extension": p.max_extension, "max_extensions": p.max_extensions,
+                    "max_nodes": p.max_nodes, "min_nodes": p.min_nodes, "max_cpus_per_node": p.max_cpus_per_node,
                     "nodes": sorted(n.name for n in engine.nodes.values() if n.partition == name)})
     return web.json_response({"partitions": out})
 

@@ -105,7 +105,7 @@ def sharing_of(inv: Inventory) -> Sharing:
     qos = [QosRules(name, q.priority, q.max_wall, q.max_jobs_per_user, q.max_submit_jobs_per_user,
                     parse(q.max_tres_per_user), parse(q.max_tres_per_job), parse(q.grp_tres), budget(q),
                     tuple(q.preempt), q.preempt_mode, q.grace_time, q.usage_factor) for name, q in inv.qos.items()]
-    partitions = [PartitionRules(name, p.max_jobs_per_user, parse(p.max_tres_per_user), p.max_nodes)
+    partitions = [PartitionRules(name, p.max_jobs_per_user, parse(p.max_tres_per_user), p.max_nodes, p.min_nodes)
                   for name in inv.partition_names() if (p := inv.partition(name))]
     return Sharing(accounts, {user: u.default_account for user, u in inv.users.items() if u.default_account}, qos,
                    partitions)

@@ -76,7 +76,7 @@ class Preemption:
     def _room(self) -> tuple[dict[str, tuple[int, int, int]], list[tuple[Job, preempt.Victim]]]:
         """What is free on each available node (CPUs, MiB, GPUs), and what each running job holds
         on each of its nodes."""
-        free = {n.name: [n.cpus, n.memory, sum(1 for d in n.devices if d.name == "gpu")]
+        free = {n.name: [n.usable_cpus, n.memory, sum(1 for d in n.devices if d.name == "gpu")]
                 for n in self.nodes.values() if n.available}
         held = []
         for other in self.jobs.active.values():

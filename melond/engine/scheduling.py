@@ -103,7 +103,7 @@ class SchedulingLoop:
 
     def node_views(self) -> tuple[planner.NodeView, ...]:
         busy = self._busy(self._holdings()[1]) if any(n.gpu_busy for n in self.nodes.values()) else {}
-        return tuple(planner.NodeView(n.name, n.partition, n.cpus, n.memory, n.available, n.runs_for,
+        return tuple(planner.NodeView(n.name, n.partition, n.usable_cpus, n.memory, n.available, n.runs_for,
                                       tuple((gres.BUSY, None) if i in busy.get(n.name, ()) else (d.name, d.type)
                                             for i, d in enumerate(n.devices))) for n in self.nodes.values())
 
@@ -218,7 +218,7 @@ class SchedulingLoop:
                 if start.shares:  # a job that could have spanned nodes, on one
                     job.cpus = start.shares[0].cpus
                 elif job.exclusive:
-                    job.cpus = node.cpus  # the whole node it got
+                    job.cpus = node.usable_cpus  # the whole node it got (its partition's share of it)
                 job.parts = []
                 job.cpu_ids = self._pin(job.cpus, job, node, taken)
                 job.gres_ids = self._devices(job, node, start.shares[0].tasks if start.shares else job.shape.ntasks,

@@ -15,6 +15,7 @@ class NodeState:
     up: bool = False
     cap_cpus: int | None = None  # the inventory's CPU count: replaces the probe's (may oversubscribe)
     cap_memory: int | None = None  # the inventory's cap on the probe's memory
+    max_cpus: int | None = None  # its partition's MaxCPUsPerNode: the most of `cpus` its jobs use together
     backend: str = "unknown"
     backend_reason: str = ""
     reason: str | None = None
@@ -71,6 +72,12 @@ class NodeState:
                 "NOT isolated: a job can open every device of the node, as neither a v1 devices cgroup nor "
                 "systemd keeps it to its own (cgroup v2 without systemd needs a BPF program, which Melon does not "
                 "load; use the systemd backend there)")
+
+    @property
+    def usable_cpus(self) -> int:
+        """The CPUs its partition's jobs may hold together: all, or MaxCPUsPerNode of them. A node
+        is in one partition only, so the cap is the node's for scheduling (sinfo shows all)."""
+        return self.cpus if self.max_cpus is None else min(self.cpus, self.max_cpus)
 
     @property
     def available(self) -> bool:

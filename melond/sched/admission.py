@@ -24,6 +24,8 @@ class PartitionRules(Protocol):
     max_time: int
     default_time: int | None
     default_mem_per_cpu: int | None
+    min_nodes: int | None
+    max_cpus_per_node: int | None
 
 
 @dataclass(frozen=True)
@@ -47,26 +49,32 @@ def _runs(node: NodeSize, user: str) -> bool:
     return node.only_users is None or user in node.only_users
 
 
-def request_shape(req: Mapping[str, Any]) -> Shape:
-    """A submission's nodes and tasks (mbatch has already normalised them as sbatch does)."""
+def request_shape(req: Mapping[str, Any], min_nodes: int | None = None) -> Shape:
+    """A submission's nodes and tasks (mbatch has already normalised them as sbatch does); without
+    -N, at least the partition's MinNodes, as Slurm's controller sets it."""
     nodes = req.get("nodes")
+    least = (min_nodes, None) if min_nodes and not nodes else None
     try:
-        return make_shape(nodes=(nodes[0], nodes[1]) if nodes else None, ntasks=req.get("ntasks"),
+        return make_shape(nodes=(nodes[0], nodes[1]) if nodes else least, ntasks=req.get("ntasks"),
                           ntasks_per_node=req.get("ntasks_per_node"), cpus_per_task=req.get("cpus") or 1,
                           exclusive=bool(req.get("exclusive")), distribution=req.get("distribution"))
     except SpecError as exc:
         raise BadRequest(str(exc)) from None
 
 
-def _fits(shape: Shape, sized: list[NodeSize], partition: str) -> None:
+def _fits(shape: Shape, sized: list[NodeSize], partition: str, cap: int | None = None) -> None:
     """Refuse what the partition's nodes cannot hold all at once, naming the most they hold:
-    a job never runs short of its tasks (nor starts some of them)."""
+    a job never runs short of its tasks (nor starts some of them). `cap`: the CPUs of a node
+    the partition's jobs may use (MaxCPUsPerNode), which then size its nodes."""
     c, n = shape.cpus_per_task, shape.ntasks
-    biggest = max((s.cpus for s in sized), default=c)
+    largest = max((s.cpus for s in sized), default=c)
+    biggest = min(largest, cap or largest)
+    capped = f"partition {partition}'s jobs may use {biggest} of a node's CPUs (MaxCPUsPerNode)"
+    unavailable = "Requested node configuration is not available: " if biggest < largest else ""
     if c > biggest:
-        raise BadRequest(f"requested {c} CPUs but the largest node in partition {partition} has {biggest}; "
-                         f"ask for at most -c {biggest}")
-    rooms = sorted((slots(shape, s.cpus) for s in sized), reverse=True)
+        where = capped if unavailable else f"the largest node in partition {partition} has {biggest}"
+        raise BadRequest(f"{unavailable}requested {c} CPUs but {where}; ask for at most -c {biggest}")
+    rooms = sorted((slots(shape, min(s.cpus, biggest)) for s in sized), reverse=True)
     if shape.nodes_max is not None:
         rooms = rooms[:shape.nodes_max]
     if shape.exact:  # exactly --ntasks-per-node on each
@@ -80,8 +88,9 @@ def _fits(shape: Shape, sized: list[NodeSize], partition: str) -> None:
     most = f"-N {count} -n {held}" + (f" -c {c}" if c > 1 else "")
     holds = "it holds" if shape.nodes_max is None or shape.nodes_max >= len(sized) else \
         f"{count} of its nodes (as many as -N allows) hold"
-    raise BadRequest(f"{shape.options()} needs {need} nodes, and partition {partition} has {len(sized)}; the most "
-                     f"{holds} is {most} ({held * c} CPUs)")
+    tail = f", as {capped}" if unavailable else ""
+    raise BadRequest(f"{unavailable}{shape.options()} needs {need} nodes, and partition {partition} has "
+                     f"{len(sized)}; the most {holds} is {most} ({held * c} CPUs){tail}")
 
 
 def _resources_exist(shape: Shape, per_node: tuple[Gres, ...], per_task: tuple[Gres, ...], nodes: list[NodeSize],
@@ -130,13 +139,13 @@ def admit(req: Mapping[str, Any], who: Submitter, partition: str, rules: Partiti
                          f"own there (the inventory's [logins]), or have melond log in as root")
     members = [n for n in members if _runs(n, who.user)] or members
     sized = [n for n in members if n.cpus]  # local, or probed at least once
-    shape = request_shape(req)
+    shape = request_shape(req, rules.min_nodes)
     cpus = shape.cpus
     if not sized:
         warnings.append(f"no node of partition {partition} has been reached yet; sizes are checked when one is")
     if sized:
         names = {u.name for u in usable}
-        _fits(shape, [n for n in sized if n.name in names] or sized, partition)
+        _fits(shape, [n for n in sized if n.name in names] or sized, partition, rules.max_cpus_per_node)
     per_node, per_task = parse_list(req.get("gres")), parse_list(req.get("gpus_per_task"))
     _resources_exist(shape, per_node, per_task, [n for n in members if n in usable] or members, partition)
     memory = req.get("memory")

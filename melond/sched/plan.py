@@ -65,7 +65,7 @@ class NodeView:
 
     name: str
     partition: str
-    cpus: int
+    cpus: int  # what its partition's jobs may hold together: at most the partition's MaxCPUsPerNode
     memory: int  # MiB
     available: bool = True
     only_users: frozenset[str] | None = None  # only these users' jobs can run here (reached as their accounts)

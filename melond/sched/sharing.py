@@ -141,6 +141,7 @@ class PartitionRules:
     max_jobs_per_user: int | None = None
     max_tres_per_user: Tres = field(default_factory=dict)
     max_nodes: int | None = None
+    min_nodes: int | None = None
 
 
 class Sharing:
@@ -229,9 +230,8 @@ class Sharing:
                                                         f"user (MaxSubmitJobs)")
         wanted = tres_of(job)
         part = self.partitions.get(job.partition)
-        if part is not None and part.max_nodes is not None and wanted.get("node", 1) > part.max_nodes:
-            raise PolicyError("PartitionNodeLimit", f"the job asks for {wanted['node']} nodes; partition "
-                                                    f"{job.partition} allows {part.max_nodes} per job (MaxNodes)")
+        if part is not None:
+            _check_nodes(job, part, wanted.get("node", 1))
         checks = [("QOSMax", f"QOS {qos}", rules.max_tres_per_job, rules.max_wall, "QOS")]
         checks += [("AssocMax", f"account {a.name}", a.max_tres_per_job, a.max_wall, "Assoc") for a in chain]
         for prefix, where, limit, wall, kind in checks:
@@ -270,6 +270,21 @@ class Sharing:
                                 {n: _tres_reason("AssocGrp", "Limit", n) for n in a.grp_tres},
                                 f"account {a.name}'s jobs run {{use}} of its {{cap}} (GrpTRES)"))
         return tuple(out)
+
+
+def _check_nodes(job: Job, part: PartitionRules, nodes: int) -> None:
+    """A partition's MaxNodes and MinNodes per job. Below MinNodes a job is refused, not held: it
+    never grows, and Slurm refuses it too where EnforcePartLimits is set."""
+    if part.max_nodes is not None and nodes > part.max_nodes:
+        raise PolicyError("PartitionNodeLimit", f"the job asks for {nodes} nodes; partition {job.partition} "
+                                                f"allows {part.max_nodes} per job (MaxNodes)")
+    least = part.min_nodes
+    if least is not None and nodes < least:
+        shape = job.shape
+        tasks = f" and at least {least} tasks (-n {least})" if shape.ntasks_given and shape.ntasks < least else ""
+        raise PolicyError("PartitionNodeLimit", f"the job asks for {nodes} node{'' if nodes == 1 else 's'}; "
+                                                f"partition {job.partition} runs jobs on {least} nodes or more "
+                                                f"(MinNodes): ask for -N {least}{tasks}")
 
 
 def _per_user(key: str, owner: str, user: str, jobs: int | None, tres: Mapping[str, int]) -> list[Pool]:

@@ -309,6 +309,42 @@ def test_a_partitions_per_user_cap_holds_a_users_second_job(capped: Melon) -> No
     capped.wait_state(second, {"CD"}, timeout=30)
 
 
+@pytest.fixture
+def narrow(short_tmp: Path) -> Iterator[Melon]:
+    """Partition p: one 2-CPU node whose jobs hold 1 CPU of it at most; partition wide: two nodes, jobs on both."""
+    nodes = "".join(f'[nodes.{name}]\npartition = "{part}"\nspool = "{short_tmp}/spool-{name}"\ncpus = {cpus}\n\n'
+                    for name, part, cpus in (("n1", "p", 2), ("w1", "wide", 1), ("w2", "wide", 1)))
+    yield from _melond(short_tmp, "n", '[partitions.p]\ndefault = true\nmax_cpus_per_node = 1\n\n'
+                                       '[partitions.wide]\nmin_nodes = 2\n\n' + nodes)
+
+
+def test_a_partitions_max_cpus_per_node_and_min_nodes(narrow: Melon) -> None:
+    """MaxCPUsPerNode 1 on a 2-CPU node: the second 1-CPU job waits (Resources) while the first
+    runs and starts after; more CPUs than that on one node, or fewer nodes than MinNodes, are
+    refused at submission and nothing is queued; a job without -N gets MinNodes."""
+    first = int(_sbatch(narrow, "-t", "5", "--wrap", "sleep 300").stdout)
+    second = int(_sbatch(narrow, "-t", "5", "--wrap", "true").stdout)
+    narrow.wait_state(first, {"R"})
+    wait_for(lambda: _reason(narrow, second) == "Resources", timeout=20, what="MaxCPUsPerNode to hold the second")
+    assert _slurm(narrow, "squeue", "-h", "-j", str(second), "-o", "%T %r").stdout.split() == ["PENDING", "Resources"]
+    refused = _sbatch(narrow, "-c", "2", "--wrap", "true")
+    assert refused.returncode == 1, refused.stderr
+    assert "Requested node configuration is not available" in refused.stderr and "(MaxCPUsPerNode)" in refused.stderr
+    few = _sbatch(narrow, "-p", "wide", "-N", "1", "--wrap", "true")
+    assert few.returncode == 1 and "PartitionNodeLimit" in few.stderr, few.stderr
+    assert "partition wide runs jobs on 2 nodes or more (MinNodes): ask for -N 2" in few.stderr, few.stderr
+    mine = narrow.run("mbatch", "-p", "wide", "-N", "1", "--wrap", "true", check=False)
+    assert mine.returncode != 0 and "(MinNodes)" in mine.stderr, mine.stderr
+    assert sorted(j["id"] for j in narrow.jobs()) == [first, second]  # the refused ones: nothing queued
+    shown = _slurm(narrow, "scontrol", "-o", "show", "partition").stdout.splitlines()
+    assert "MinNodes=0" in shown[0] and "MaxCPUsPerNode=1" in shown[0], shown
+    assert "MinNodes=2" in shown[1] and "MaxCPUsPerNode=UNLIMITED" in shown[1], shown
+    spread = int(_sbatch(narrow, "-p", "wide", "-t", "5", "--wrap", "true").stdout)
+    assert narrow.wait_state(spread, {"CD"})["node_list"] == "w[1-2]"
+    _slurm(narrow, "scancel", str(first))
+    narrow.wait_state(second, {"CD"}, timeout=30)
+
+
 @needs_root
 def test_scontrol_top_reorders_a_users_own_jobs_and_priority_is_an_operators(shared: Melon) -> None:
     """nobody's three held jobs: `scontrol top` gives the last the highest of their priorities and

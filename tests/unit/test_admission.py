@@ -9,6 +9,8 @@ from melond.sched.admission import NodeSize, Submitter, admit
 
 class Rules:
     max_time, default_time, default_mem_per_cpu = 3600, None, None
+    min_nodes: int | None = None
+    max_cpus_per_node: int | None = None
 
 
 NODES = [NodeSize("n1", "p", 4, 4096, only_users=frozenset({"alice"})), NodeSize("n2", "p", 2, 2048)]
@@ -83,3 +85,36 @@ def test_an_exclusive_job_takes_all_memory_unless_it_asks() -> None:
     assert jobs[0].exclusive and jobs[0].memory == 0
     jobs, _ = admit({**REQ, "exclusive": True, "memory": 1 << 30}, ALICE, "p", Rules(), SIZED, 0.0)
     assert jobs[0].memory == 1 << 30
+
+
+class Capped(Rules):
+    max_cpus_per_node = 2
+
+
+@pytest.mark.parametrize(("shape", "message"), [
+    ({"cpus": 3}, r"^Requested node configuration is not available: requested 3 CPUs but partition p's jobs may "
+                  r"use 2 of a node's CPUs \(MaxCPUsPerNode\); ask for at most -c 2$"),
+    ({"nodes": [1, 1], "ntasks": 3}, r"^Requested node configuration is not available: -N 1 -n 3 needs 2 nodes.*"
+                                     r"is -N 1 -n 2 \(2 CPUs\), as partition p's jobs may use 2 of a node's CPUs"),
+    ({"ntasks": 5}, r"-n 5 needs 3 nodes, and partition p has 2; the most it holds is -N 2 -n 4 "),
+])
+def test_a_partitions_max_cpus_per_node_sizes_its_nodes(shape: dict, message: str) -> None:
+    """MaxCPUsPerNode: n1's 4 CPUs count as 2 for the partition's jobs; a job that needs more on
+    one node is refused as Slurm refuses a node configuration none has."""
+    with pytest.raises(BadRequest, match=message):
+        admit({**REQ, **shape}, ALICE, "p", Capped(), SIZED, 0.0)
+    jobs, _ = admit({**REQ, "ntasks": 4}, ALICE, "p", Capped(), SIZED, 0.0)  # 2 on each node
+    assert jobs[0].shape.wide
+
+
+class Wide(Rules):
+    min_nodes = 2
+
+
+def test_a_job_without_nodes_gets_the_partitions_min_nodes() -> None:
+    """Slurm's controller gives a job without -N the partition's MinNodes (one task on each);
+    a job with -N keeps its own, which submission then checks (sharing.check_submit)."""
+    jobs, _ = admit(REQ, ALICE, "p", Wide(), SIZED, 0.0)
+    assert (jobs[0].nodes_min, jobs[0].nodes_max, jobs[0].shape.ntasks) == (2, None, 2)
+    jobs, _ = admit({**REQ, "nodes": [1, 1]}, ALICE, "p", Wide(), SIZED, 0.0)
+    assert jobs[0].nodes_min == 1

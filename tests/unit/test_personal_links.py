@@ -89,6 +89,8 @@ class Rules:
     max_time = 0
     default_time = None
     default_mem_per_cpu = None
+    min_nodes = None
+    max_cpus_per_node = None
 
 
 def test_a_user_without_an_account_on_the_only_personal_node_is_refused_naming_who_has_one():

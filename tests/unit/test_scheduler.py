@@ -1032,3 +1032,21 @@ def test_a_node_reached_as_an_account_takes_only_that_accounts_jobs():
     busy = (RunningView(9, "n2", 2, 10, NOW + 100),)
     got = plan(Snapshot(nodes=nodes, running=busy, pending=(PendingView(3, 0, NOW, 1, 10, 60, "p", user="bob"),)), NOW)
     assert got.starts == () and got.expected == {3: NOW + 100} and got.expected_nodes == {3: "n2"}
+
+
+def test_a_partitions_max_cpus_per_node_caps_what_its_jobs_hold_on_a_node():
+    """MaxCPUsPerNode 2 on a 4-CPU node: the node's view has 2 CPUs, so two 1-CPU jobs start,
+    the third waits for Resources until one ends, and a whole-node job gets the 2; jobs started
+    before the cap was lowered hold more, and nothing starts until they are under it again."""
+    from melond.nodes.state import NodeState
+    state = NodeState("a", "main", 4, 4 * GiB, up=True, max_cpus=2)
+    capped = (node("a", cpus=state.usable_cpus),)
+    got = plan(Snapshot(capped, pending=(job(1), job(2), job(3))), NOW)
+    assert got.starts == starts((1, "a"), (2, "a")) and got.reasons == {3: "Resources"} and got.free_cpus == 0
+    got = plan(Snapshot(capped, (run(1, "a", 1, ends_in=60),), (job(3), job(4))), NOW)
+    assert got.starts == starts((3, "a")) and got.expected == {4: NOW + 60}
+    whole = make_shape(nodes=(2, 2), exclusive=True)
+    got = plan(Snapshot(capped + (node("b", cpus=3),), pending=(job(5, exclusive=True, shape=whole, memory=0),)), NOW)
+    assert [(s.node, s.cpus) for s in got.starts[0].shares] == [("a", 2), ("b", 3)]
+    assert plan(Snapshot(capped, (run(1, "a", 3),), (job(6),)), NOW).reasons == {6: "Resources"}
+    assert NodeState("b", "main", 4, 4 * GiB).usable_cpus == 4 and replace(state, max_cpus=8).usable_cpus == 4

@@ -162,6 +162,7 @@ def test_a_held_job_is_explained_in_words() -> None:
     ('[users.x]\ndefault_account = "a"\n[accounts.a]\n', "is no account of x's"),
     ('[qos.normal]\nmax_tres_per_user = "gpus=2"\n', "not a TRES limit"),
     ('[accounts.root]\n', "root is the tree's top"),
+    ('[partitions.p]\nmin_nodes = 3\nmax_nodes = 2\n', "partitions.p: Value error, min_nodes 3 is above max_nodes 2"),
 ])
 def test_an_inventory_whose_accounts_name_what_is_not_there_is_refused(tmp_path, text: str, words: str) -> None:
     from melond.config import load
@@ -296,3 +297,21 @@ def test_a_partitions_per_user_caps_hold_jobs_and_its_max_nodes_refuses() -> Non
               cpus_per_task=1)
     with pytest.raises(PolicyError, match="PartitionNodeLimit: the job asks for 3 nodes; partition gpu allows 2"):
         site.check_submit(wide, "normal", None, 0, 0)
+
+
+@pytest.mark.parametrize(("nodes", "ntasks", "words"), [
+    ((1, 1), None, r"asks for 1 node; partition big runs jobs on 2 nodes or more \(MinNodes\): ask for -N 2$"),
+    ((1, 4), 4, r"asks for 1 node; .* ask for -N 2$"),  # a range starting below: refused, as Slurm's EnforcePartLimits
+    ((1, 1), 1, r"asks for 1 node; .* ask for -N 2 and at least 2 tasks \(-n 2\)$"),
+])
+def test_a_partitions_min_nodes_refuses_a_job_asking_for_fewer(nodes: tuple[int, int], ntasks: int | None,
+                                                                words: str) -> None:
+    from melond.sched.sharing import PartitionRules
+    site = Sharing(partitions=[PartitionRules("big", min_nodes=2, max_nodes=4)])
+    job = Job(id=1, user="ann", uid=1000, name="j", partition="big", cpus=1, nodes_min=nodes[0], nodes_max=nodes[1],
+              ntasks=ntasks, cpus_per_task=1)
+    with pytest.raises(PolicyError, match="^PartitionNodeLimit: the job " + words):
+        site.check_submit(job, "normal", None, 0, 0)
+    ok = Job(id=2, user="ann", uid=1000, name="j", partition="big", cpus=2, nodes_min=2, nodes_max=None, ntasks=None,
+             cpus_per_task=1)
+    site.check_submit(ok, "normal", None, 0, 0)
