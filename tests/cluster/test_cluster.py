@@ -1194,9 +1194,15 @@ def test_gpu_steps_bind_each_task_to_its_own_gpu_on_two_nodes(cluster: Cluster, 
 
 
 SHARING = """
+[priority]
+calc_period = 1
+
 [qos.normal]
 max_jobs_per_user = 2
 preempt = ["scavenger"]
+max_extensions_per_user = 1
+
+[qos.bulk]
 
 [qos.scavenger]
 preempt_mode = "requeue"
@@ -1204,26 +1210,49 @@ grace_time = 1
 """
 
 
-def test_limits_and_preemption_hold_on_ssh_nodes(cluster: Cluster, short_tmp) -> None:
-    """On the cluster: a third job waits for its QOS' MaxJobsPerUser with Slurm's reason and starts
-    when one ends; a normal job that needs node1 whole preempts the scavenger job there, which is
-    requeued and runs again after it."""
+def test_two_users_share_the_ssh_nodes_by_limits_fair_share_preemption_and_budgets(cluster: Cluster,
+                                                                                      short_tmp) -> None:
+    """alice and bob, real users on the login node and the sshd nodes. alice's third job waits for
+    her QOS' MaxJobsPerUser with Slurm's reason while bob's runs; bob's one job, submitted behind
+    alice's flood of three waves, starts in the second; alice's job needing node1 whole requeues
+    bob's scavenger job there, which runs again once after it; alice's second extension is past
+    her budget and refused."""
     m = Melon(short_tmp, inventory=cluster.inventory.read_text() + SHARING,
               work=cluster.shared / f"{short_tmp.name}-share")
     m.start()
+    m.work.chmod(0o777)  # alice's and bob's jobs write their output here
     try:
-        jobs = [m.submit("-t", "5:00", "--wrap", "sleep 20") for _ in range(3)]
-        m.wait_state(jobs[1], {"R"})
-        wait_for(lambda: m.job(jobs[2])["reason"] == "QOSMaxJobsPerUserLimit", timeout=30,
-                 what="the third job to wait for its QOS' limit")
-        m.run("mcancel", str(jobs[0]))
-        m.wait_state(jobs[2], {"R"}, timeout=30)  # the use dropped
-        m.run("mcancel", str(jobs[1]), str(jobs[2]))
+        hers = [m.submit("-t", "5:00", "--wrap", "sleep 60", user="alice") for _ in range(3)]
+        his = m.submit("-t", "5:00", "--wrap", "sleep 60", user="bob")
+        m.wait_state(his, {"R"})  # her limit is hers
+        m.wait_state(hers[1], {"R"})
+        wait_for(lambda: m.job(hers[2])["reason"] == "QOSMaxJobsPerUserLimit", timeout=30,
+                 what="alice's third job to wait for her QOS' limit")
+        assert "alice runs 2 jobs of the 2 jobs QOS normal allows a user" in m.run("mshow", str(hers[2])).stdout
+        m.run("mextend", "-j", str(hers[0]), "-t", "+1:00", user="alice")
+        refused = m.run("mextend", "-j", str(hers[0]), "-t", "+1:00", user="alice", check=False)
+        assert refused.returncode == 1 and "alice took 1 of the 1 extension" in \
+            refused.stderr, refused.stderr
+        m.run("mcancel", str(hers[0]))
+        m.wait_state(hers[2], {"R"}, timeout=30)  # the use dropped
+        m.run("mcancel", str(hers[1]), str(hers[2]), str(his))
+
+        slots = sum(_node(m, n)["cpus"] for n in ("node1", "node2", "node3"))
+        flood = [m.submit("--qos", "bulk", "-c", "1", "-t", "5:00", "--wrap", "sleep 3", user="alice")
+                 for _ in range(3 * slots)]
+        m.wait_state(flood[slots - 1], {"R"}, timeout=30)
+        late = m.submit("--qos", "bulk", "-c", "1", "-t", "5:00", "--wrap", "sleep 1", user="bob")
+        done = m.wait_state(late, {"CD"}, timeout=90)
+        before = [j for j in flood if (m.job(j).get("start_time") or 1e12) < done["start_time"]]
+        assert len(before) <= 2 * slots, (len(before), slots)  # fair-share: not behind the third wave
+        for jid in flood:
+            m.wait_state(jid, {"CD"}, timeout=60)
+
         cpus = _node(m, "node1")["cpus"]
         scavenger = m.submit("--qos", "scavenger", "-w", "node1", "-c", str(cpus), "-t", "5:00", "--wrap",
-                             "sleep 60")
+                             "sleep 60", user="bob")
         m.wait_state(scavenger, {"R"})
-        urgent = m.submit("-w", "node1", "-c", str(cpus), "-t", "5:00", "--wrap", "sleep 2")
+        urgent = m.submit("-w", "node1", "-c", str(cpus), "-t", "5:00", "--wrap", "sleep 2", user="alice")
         done = m.wait_state(urgent, {"CD"}, timeout=90)
         again = m.wait_state(scavenger, {"R"}, timeout=60)
         assert again["restarts"] == 1 and again["start_time"] >= done["start_time"], again
