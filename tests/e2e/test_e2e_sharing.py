@@ -155,13 +155,16 @@ def test_sprio_sshare_and_sacctmgr_show_what_the_scheduler_uses(shared: Melon) -
     waiting = int(_sbatch(shared, "-t", "5", "--nice=50", "--wrap", "true").stdout)
     shared.wait_state(first, {"R"})
     sprio = _slurm(shared, "sprio", "-l").stdout.splitlines()
-    assert sprio[0].split() == ["JOBID", "PARTITION", "USER", "ACCOUNT", "PRIORITY", "SITE", "AGE", "FAIRSHARE",
-                                "JOBSIZE", "PARTITION", "QOS", "QOSNAME", "NICE"], sprio
+    assert sprio[0].split() == ["JOBID", "PARTITION", "USER", "ACCOUNT", "PRIORITY", "SITE", "AGE", "ASSOC",
+                                "FAIRSHARE", "JOBSIZE", "PARTITION", "QOSNAME", "QOS", "NICE", "TRES"], sprio
     row = next(line.split() for line in sprio[1:] if line.split()[0] == str(waiting))
-    assert row[2:4] == ["root", "lab"] and row[-2:] == ["normal", "50"]
-    assert int(row[4]) == max(1, sum(int(x) for x in row[6:11]) - 50)  # the weighted factors less the nice
+    assert row[2:4] == ["root", "lab"] and row[-3:] == ["normal", "0", "50"]
+    assert int(row[4]) == max(1, sum(int(x) for x in row[6:11] + row[12:13]) - 50)  # the weighted factors less nice
     weights = _slurm(shared, "sprio", "-w", "-h").stdout.split()
     assert weights[:1] == ["Weights"] and "10000" in weights  # fair-share's weight, shown by default
+    picked = _slurm(shared, "sprio", "-o", "%.6i|%8u|%.10Y|%F|%n", "-S", "-Y").stdout.splitlines()
+    assert picked[0] == " JOBID|USER    |  PRIORITY|FAIRSHARE|QOSNAME", picked
+    assert f"|root    |{int(row[4]):>10}|{row[8]}|normal" in picked[1] and picked[1].strip().startswith(str(waiting))
     share = _slurm(shared, "sshare", "-a", "-P").stdout.splitlines()
     assert share[0] == "Account|User|RawShares|NormShares|RawUsage|EffectvUsage|FairShare"
     assert any(line.startswith("  lab|root|1|") for line in share), share  # a user one level below its account
