@@ -3,6 +3,7 @@ nobody): who may charge what, what a submission is refused by, and the jobs a li
 with Slurm's pending reason until the use drops."""
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 from collections.abc import Iterator
@@ -169,6 +170,12 @@ def test_sprio_sshare_and_sacctmgr_show_what_the_scheduler_uses(shared: Melon) -
     assert share[0] == "Account|User|RawShares|NormShares|RawUsage|EffectvUsage|FairShare"
     assert any(line.startswith("  lab|root|1|") for line in share), share  # a user one level below its account
     assert any(line.startswith("root|||1.000000|") for line in share), share
+    long = [line.split("|") for line in _slurm(shared, "sshare", "-a", "-l", "-P").stdout.splitlines()]
+    assert long[0][-2:] == ["GrpTRESMins", "TRESRunMins"], long
+    mine = next(row for row in long if row[:2] == ["  lab", "root"])  # the running job's 1 CPU, ~5 minutes left
+    assert mine[-2] == "" and re.fullmatch(r"cpu=[45],mem=\d+,energy=0,node=[45],billing=[45],fs/disk=0,vmem=0,pages=0",
+                                           mine[-1]), mine
+    assert next(row for row in long if row[:2] == ["  ops", "root"])[-1].startswith("cpu=0,mem=0,energy=0,node=0,")
     accounts = _slurm(shared, "sacctmgr", "-n", "-s", "list", "user", "root", "format=account%30").stdout.split()
     assert accounts == ["lab", "ops"]  # snakemake's question: root's accounts
     qos = _slurm(shared, "sacctmgr", "-P", "show", "qos", "format=name,maxjobspu,maxwall").stdout.splitlines()
