@@ -3,6 +3,7 @@ nobody): who may charge what, what a submission is refused by, and the jobs a li
 with Slurm's pending reason until the use drops."""
 from __future__ import annotations
 
+import json
 import re
 import signal
 import subprocess
@@ -185,6 +186,26 @@ def test_sprio_sshare_and_sacctmgr_show_what_the_scheduler_uses(shared: Melon) -
     refused = _slurm(shared, "sacctmgr", "add", "account", "x")
     assert refused.returncode == 1 and "set in melond's inventory" in refused.stderr
     _slurm(shared, "scancel", str(first), str(waiting))
+
+
+@needs_root
+def test_mshare_says_where_a_user_stands_and_shows_the_tree(shared: Melon) -> None:
+    """mshare: the caller's fair-share, rank and usage in words, one sentence per account of theirs,
+    then the tree (their own rows; --all everyone's); -A keeps an account, --json gives the rows."""
+    said = _slurm(shared, "mshare").stdout.splitlines()
+    mine = [line for line in said if line.startswith("root: fair-share ")]
+    assert len(mine) == 2 and "of 3 user associations" in mine[0], said  # root in lab and in ops; nobody in lab
+    assert any("of account lab's" in line for line in mine) and any("of account ops's" in line for line in mine)
+    table = said[said.index("") + 1:]
+    assert table[0].split() == ["ACCOUNT", "USER", "SHARES", "NORM_SHARES", "USAGE", "OF_PARENT", "LEVEL_FS",
+                                "FAIRSHARE"], table
+    users = table[0].index("USER")  # the rows: the root, each account, root's own rows; not nobody's
+    assert [(line[:users].strip(), line[users:].split()[0]) for line in table[1:]] == [
+        ("root", "100%"), ("lab", "1"), ("lab", "root"), ("ops", "1"), ("ops", "root")], "\n".join(said)
+    theirs = _slurm(shared, "mshare", "--all", user="nobody").stdout
+    assert theirs.startswith("nobody: fair-share ") and " root " in theirs and " nobody " in theirs, theirs
+    rows = json.loads(_slurm(shared, "mshare", "--json", "-A", "ops").stdout)
+    assert [(r["account"], r["user"]) for r in rows] == [("ops", None), ("ops", "root")], rows
 
 
 BUDGET = """
