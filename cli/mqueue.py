@@ -36,7 +36,7 @@ def show(me: bool, user: str | None, states: str | None, ids: tuple[str, ...], s
     if me:
         user = current_user()
     spec = queue_format.parse_format(START_FORMAT if start and not fmt else fmt) if fmt or start else None
-    order = _sort_keys(sort) if sort else None
+    order = queue_format.parse_sort(sort) if sort else None
     every = _interval(iterate, watch)
     refs = parse_job_refs(ids) if ids else None
     wanted = {key: set(filter(None, value.split(","))) for key, value in
@@ -107,25 +107,10 @@ def _render(jobs: list[dict], spec, noheader: bool, one_per_task: bool, order, s
     return text.partition("\n")[2] if noheader else text
 
 
-SORT_FORMS = "a comma list of format codes, each optionally after + or - (descending), e.g. -S -t,i or -S P,-M"
 _RAW = {"i": lambda j: (j.get("array_job_id") or j["id"], j.get("array_task_id") or 0),
         "A": lambda j: j.get("array_job_id") or j["id"], "M": lambda j: j["elapsed"],
         "l": lambda j: j["time_limit"] or float("inf"), "C": lambda j: j["cpus"], "m": lambda j: j["memory"],
         "V": lambda j: j["submit_time"], "S": lambda j: j.get("start_time") or j.get("expected_start") or 0}
-
-
-def _sort_keys(text: str) -> list[tuple[str, bool]]:
-    """squeue's -S: `-t,i` -> [("t", True), ("i", False)]."""
-    out = []
-    for item in filter(None, text.split(",")):
-        descending = item.startswith("-")
-        code = item.lstrip("+-")
-        if code not in queue_format.CODES:
-            raise ParseError(f"unknown sort field {item!r} in -S {text!r}; {SORT_FORMS}")
-        out.append((code, descending))
-    if not out:
-        raise ParseError(f"-S {text!r} names no field; {SORT_FORMS}")
-    return out
 
 
 def _sort_value(code: str, job: dict, now: float):

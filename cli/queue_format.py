@@ -1,4 +1,5 @@
-"""squeue's `-o/--format` for mqueue: `%[.][width]code` fields and literal text between them.
+"""squeue's `-o/--format` for mqueue (and, with codes of their own, sinfo's and sprio's):
+`%[.][width]code` fields and literal text between them; and squeue's and sprio's `-S` sort keys.
 
 Pure: a format string in, rows of text out. `%.10i` is right-justified in 10 columns, `%10i`
 left-justified; a field is cut to its width, as squeue cuts it. Each code names the API fields
@@ -12,6 +13,10 @@ from melon_cli.common import job_label
 from melond.errors import ParseError
 from melond.spec.gres import format_gres, parse_list
 from melond.spec.timespec import format_duration, format_limit, format_size_mib
+
+TYPE_CHECKING = False  # as in cli.args: collections.abc would cost mqueue's common path its import
+if TYPE_CHECKING:
+    from collections.abc import Container
 
 #: squeue's own default, `squeue -o` without `-o`: the columns mqueue shows unless told otherwise.
 DEFAULT = "%.18i %.9P %.8j %.8u %.2t %.10M %.10l %.6D %R"
@@ -136,7 +141,7 @@ class Field:
 
 def parse_format(text: str, codes: dict = CODES, forms: str = FORMS) -> list[Field | str]:
     """`%.18i %j|%T` -> [Field(i, 18, right), " ", Field(j), "|", Field(T)]; `codes` is squeue's
-    unless another command's (sinfo's) is given, with the `forms` its errors name."""
+    unless another command's (sinfo's, sprio's) is given, with the `forms` its errors name."""
     out: list[Field | str] = []
     literal, i = "", 0
     while i < len(text):
@@ -168,6 +173,23 @@ def parse_format(text: str, codes: dict = CODES, forms: str = FORMS) -> list[Fie
         i = k + 1
     if literal:
         out.append(literal)
+    return out
+
+
+SORT_FORMS = "a comma list of format codes, each optionally after + or - (descending), e.g. -S -t,i or -S P,-M"
+
+
+def parse_sort(text: str, codes: Container[str] = CODES, forms: str = SORT_FORMS) -> list[tuple[str, bool]]:
+    """squeue's and sprio's -S: `-t,i` -> [("t", True), ("i", False)], the first key first."""
+    out = []
+    for item in filter(None, text.split(",")):
+        descending = item.startswith("-")
+        code = item.lstrip("+-")
+        if code not in codes:
+            raise ParseError(f"unknown sort field {item!r} in -S {text!r}; {forms}")
+        out.append((code, descending))
+    if not out:
+        raise ParseError(f"-S {text!r} names no field; {forms}")
     return out
 
 

@@ -18,7 +18,7 @@ import sys
 import click
 
 import roff
-from melon_cli import macct, mbatch, mcancel, mextend, mhold, minfo, mnode, mqueue, mshow, mtoken
+from melon_cli import macct, mbatch, mcancel, mextend, mhold, minfo, mnode, mqueue, mshare, mshow, mtoken
 from melon_cli.slurm import argv as slurm_argv
 from melon_cli.slurm import env, sacctmgr, salloc, sacct, sattach, sbatch, sprio, sshare, scancel, scontrol, sdiag, sinfo, squeue, srun, tables
 from melond import main as melond_main
@@ -33,7 +33,8 @@ SOURCE = f"Melon {__version__}"
 MELON = {
     "melond": lambda: melond_main.main, "mbatch": mbatch.COMMAND.click, "mqueue": mqueue.COMMAND.click,
     "mcancel": mcancel.COMMAND.click, "mextend": mextend.COMMAND.click, "mshow": mshow.COMMAND.click,
-    "macct": macct.COMMAND.click, "mhold": mhold.HOLD.click, "mrelease": mhold.RELEASE.click,
+    "macct": macct.COMMAND.click, "mshare": mshare.COMMAND.click, "mhold": mhold.HOLD.click,
+    "mrelease": mhold.RELEASE.click,
     "minfo": lambda: minfo.main, "mnode": lambda: mnode.main, "mtoken": lambda: mtoken.main,
 }
 #: The Slurm names read by SlurmCommand (their Melon options are a click command's for --help).
@@ -54,7 +55,7 @@ Table = tuple[tuple[str, int, str], ...]
 #: Which of Melon's commands each Slurm name stands for, for SEE ALSO.
 MIRRORS = {"sbatch": "mbatch", "srun": "mbatch", "salloc": "mbatch", "squeue": "mqueue", "sinfo": "minfo", "sacct": "macct",
            "scancel": "mcancel", "scontrol": "mextend", "sdiag": "minfo", "sattach": "mqueue",
-           "sprio": "mqueue", "sshare": "macct", "sacctmgr": "macct"}
+           "sprio": "mqueue", "sshare": "mshare", "sacctmgr": "macct"}
 
 
 def context(cmd: click.Command, name: str, parent: click.Context | None = None) -> click.Context:

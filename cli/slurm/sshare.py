@@ -13,13 +13,17 @@ from melon_cli.slurm.tables import SSHARE
 from melond.errors import MelonError
 from melond.paths import current_user
 from melond.spec.getopt import make_grammar
+from melond.spec.tres import format_accounted
 
 PROG = "sshare"
 GRAMMAR = make_grammar(SSHARE, strict=False, same={"clusters": "cluster"})
 HELP = """Usage: sshare [OPTIONS]
 Melon's sshare: shares, decayed usage and Fair Tree fair-share per account and user. -a/--all (every
-user), -A/--accounts=LIST, -u/--users=LIST, -U/--Users (user rows only), -l/--long (NormUsage, LevelFS),
--n/--noheader, -p/--parsable, -P/--parsable2, -o/--format=Field[%WIDTH],...
+user), -A/--accounts=LIST, -u/--users=LIST, -U/--Users (user rows only), -l/--long (NormUsage, LevelFS,
+GrpTRESMins, TRESRunMins), -n/--noheader, -p/--parsable, -P/--parsable2, -o/--format=Field[%WIDTH],...
+TRESRunMins is what the association's running jobs (an account's: its subtree's) hold times the
+minutes left to their time limits. GrpTRESMins is always empty: Melon has no such limit, and Slurm
+leaves the column empty where none is set.
 """
 #: field -> (width, left-justified, how the row shows it)
 FIELDS = {
@@ -33,9 +37,12 @@ FIELDS = {
     "FairShare": (10, False, lambda r: "" if r["fairshare"] is None else f"{r['fairshare']:f}"),
     "LevelFS": (10, False, lambda r: "" if r["level_fs"] is None else
                 "inf" if r["level_fs"] == float("inf") else f"{r['level_fs']:f}"),
+    "GrpTRESMins": (30, False, lambda r: ""),
+    "TRESRunMins": (30, False, lambda r: format_accounted(r.get("tres_run_mins") or {})),
 }
 DEFAULT = ["Account", "User", "RawShares", "NormShares", "RawUsage", "EffectvUsage", "FairShare"]
-LONG = ["Account", "User", "RawShares", "NormShares", "RawUsage", "NormUsage", "EffectvUsage", "FairShare", "LevelFS"]
+LONG = ["Account", "User", "RawShares", "NormShares", "RawUsage", "NormUsage", "EffectvUsage", "FairShare", "LevelFS",
+        "GrpTRESMins", "TRESRunMins"]
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -24,7 +24,7 @@ from melond.sched.order import PendingOrder
 from melond.sched.sharing import NORMAL, Sharing, tres_of
 from melond.spec.gres import parse_list
 from melond.spec.states import State
-from melond.spec.tres import billing, job_tres, parse_billing
+from melond.spec.tres import NAMES, billing, job_tres, parse_billing
 from melond.state.job import Job
 from melond.state.store import Store
 
@@ -165,9 +165,19 @@ class Priorities:
         accounts = {a.name: (a.parent, float(a.shares), a.users) for a in self.sharing.accounts.values()}
         return pr.tree({job.user for job in self.jobs.active.values()}, self.usage, accounts)
 
-    def shares(self) -> list[dict]:
-        """sshare's rows from the last recomputation."""
-        return pr.rows(self._tree(), self.fairshare)
+    def shares(self, now: float | None = None) -> list[dict]:
+        """sshare's rows from the last recomputation, with what each association's running jobs
+        hold times the time they have left (TRESRunMins): each job's TRES and billing, for the
+        cluster's TRES (its GRES included, 0 where none runs). A job without a limit adds none."""
+        now = time.time() if now is None else now
+        held = []
+        for job in self.jobs.active.values():
+            if job.state is State.RUNNING and job.start_time and job.time_limit:
+                tres = tres_of(job)
+                tres["billing"] = int(billing(tres, self.billing_weights))
+                held.append((self.association(job), tres, job.time_limit - (now - job.start_time)))
+        gres = sorted({f"gres/{d.name}" for node in self.nodes.values() for d in node.devices})
+        return pr.rows(self._tree(), self.fairshare, pr.run_seconds(held), (*NAMES, *gres))
 
     def pending(self) -> list[dict]:
         """sprio's rows: each pending job's priority and its weighted factors."""

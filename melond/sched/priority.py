@@ -103,12 +103,38 @@ def _visit(node: Assoc, state: dict, out: dict[str, float], n: int, tied: bool) 
         tied, previous = False, fs
 
 
-def rows(root: Assoc, fairshare: Mapping[str, float]) -> list[dict]:
+def run_seconds(held: Iterable[tuple[str, Mapping[str, int], float]]) -> dict[str, dict[str, int]]:
+    """Each user association's TRES times the seconds its running jobs have left (Slurm's
+    TRES run seconds, what sshare's TRESRunMins shows in minutes): `held` as (association, a
+    running job's TRES, the seconds to its time limit); a job past its limit adds none."""
+    out: dict[str, dict[str, int]] = {}
+    for assoc, tres, left in held:
+        into = out.setdefault(assoc, {})
+        for name, count in tres.items():
+            into[name] = into.get(name, 0) + int(count * max(left, 0.0))
+    return out
+
+
+def rows(root: Assoc, fairshare: Mapping[str, float], running: Mapping[str, Mapping[str, int]] | None = None,
+         names: Iterable[str] = ()) -> list[dict]:
     """sshare's rows, the root first, then each account followed by its users and sub-accounts
     (by name): depth, account, user, raw and normalised shares, raw usage, the share of its
-    parent's usage (EffectvUsage), Fair Tree's LevelFS and, for users, FairShare."""
+    parent's usage (EffectvUsage), Fair Tree's LevelFS, for users FairShare, and the TRES-minutes
+    its running jobs have left (`running`, by user association, from run_seconds; an account's
+    its subtree's), each of `names` shown, 0 where none."""
+    running = running or {}
+    names = tuple(names)
+
+    def run_mins(node: Assoc) -> dict[str, int]:
+        seconds = dict.fromkeys(names, 0)
+        for leaf in _users(node):
+            for name, count in running.get(leaf.name, {}).items():
+                seconds[name] = seconds.get(name, 0) + count
+        return {name: count // 60 for name, count in seconds.items()}  # as sshare: whole minutes of the sum
+
     out = [{"depth": 0, "account": "root", "user": None, "raw_shares": None, "norm_shares": 1.0,
-            "raw_usage": root.total(), "effective_usage": 1.0, "level_fs": None, "fairshare": None}]
+            "raw_usage": root.total(), "effective_usage": 1.0, "level_fs": None, "fairshare": None,
+            "tres_run_mins": run_mins(root)}]
 
     def walk(node: Assoc, account: str, depth: int) -> None:
         shares, usage = sum(c.shares for c in node.children), node.total()
@@ -118,11 +144,20 @@ def rows(root: Assoc, fairshare: Mapping[str, float]) -> list[dict]:
                         "user": child.name.rpartition("/")[2] if child.user else None, "raw_shares": child.shares,
                         "norm_shares": child.shares / shares if shares else 0.0, "raw_usage": child.total(),
                         "effective_usage": child.total() / usage if usage else 0.0, "level_fs": fs,
-                        "fairshare": fairshare.get(child.name) if child.user else None})
+                        "fairshare": fairshare.get(child.name) if child.user else None,
+                        "tres_run_mins": run_mins(child)})
             if not child.user:
                 walk(child, child.name, depth + 1)
     walk(root, "root", 1)
     return out
+
+
+def _users(node: Assoc) -> Iterable[Assoc]:
+    """The user associations at or under `node`."""
+    if node.user:
+        yield node
+    for child in node.children:
+        yield from _users(child)
 
 
 def factors(*, submitted: float, eligible: float | None, now: float, fairshare: float, cpus: int, nodes: int,

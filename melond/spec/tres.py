@@ -55,6 +55,20 @@ def _mem(mib: int) -> str:
     return f"{mib}M"
 
 
+#: The TRES Slurm accounts for whatever AccountingStorageTRES says, in the order of their ids
+#: (tres.html): what sshare's TRES columns list before any GRES. Melon measures no energy, disk,
+#: virtual memory or pages; they read 0, as in a Slurm that gathers none.
+ACCOUNTED = ("cpu", "mem", "energy", "node", "billing", "fs/disk", "vmem", "pages")
+
+
+def format_accounted(counts: Mapping[str, int]) -> str:
+    """Counts as sshare prints a TRES array (slurmdb_make_tres_string_from_arrays): every
+    accounted TRES, 0 where none, then the others by name; memory in MiB, without a unit:
+    `cpu=120,mem=0,energy=0,node=60,billing=120,fs/disk=0,vmem=0,pages=0,gres/gpu=0`."""
+    others = sorted(name for name in counts if name not in ACCOUNTED)
+    return ",".join(f"{name}={counts.get(name, 0)}" for name in (*ACCOUNTED, *others))
+
+
 def job_tres(cpus: int, memory_mib: int, nodes: int, gres: Mapping[str, int]) -> Tres:
     """What a job holds, counted as limits count it: its CPUs, memory, nodes and each resource."""
     out: Tres = {"cpu": cpus, "mem": memory_mib, "node": nodes}

@@ -3,6 +3,8 @@ nobody): who may charge what, what a submission is refused by, and the jobs a li
 with Slurm's pending reason until the use drops."""
 from __future__ import annotations
 
+import json
+import re
 import signal
 import subprocess
 from collections.abc import Iterator
@@ -155,17 +157,26 @@ def test_sprio_sshare_and_sacctmgr_show_what_the_scheduler_uses(shared: Melon) -
     waiting = int(_sbatch(shared, "-t", "5", "--nice=50", "--wrap", "true").stdout)
     shared.wait_state(first, {"R"})
     sprio = _slurm(shared, "sprio", "-l").stdout.splitlines()
-    assert sprio[0].split() == ["JOBID", "PARTITION", "USER", "ACCOUNT", "PRIORITY", "SITE", "AGE", "FAIRSHARE",
-                                "JOBSIZE", "PARTITION", "QOS", "QOSNAME", "NICE"], sprio
+    assert sprio[0].split() == ["JOBID", "PARTITION", "USER", "ACCOUNT", "PRIORITY", "SITE", "AGE", "ASSOC",
+                                "FAIRSHARE", "JOBSIZE", "PARTITION", "QOSNAME", "QOS", "NICE", "TRES"], sprio
     row = next(line.split() for line in sprio[1:] if line.split()[0] == str(waiting))
-    assert row[2:4] == ["root", "lab"] and row[-2:] == ["normal", "50"]
-    assert int(row[4]) == max(1, sum(int(x) for x in row[6:11]) - 50)  # the weighted factors less the nice
+    assert row[2:4] == ["root", "lab"] and row[-3:] == ["normal", "0", "50"]
+    assert int(row[4]) == max(1, sum(int(x) for x in row[6:11] + row[12:13]) - 50)  # the weighted factors less nice
     weights = _slurm(shared, "sprio", "-w", "-h").stdout.split()
     assert weights[:1] == ["Weights"] and "10000" in weights  # fair-share's weight, shown by default
+    picked = _slurm(shared, "sprio", "-o", "%.6i|%8u|%.10Y|%F|%n", "-S", "-Y").stdout.splitlines()
+    assert picked[0] == " JOBID|USER    |  PRIORITY|FAIRSHARE|QOSNAME", picked
+    assert f"|root    |{int(row[4]):>10}|{row[8]}|normal" in picked[1] and picked[1].strip().startswith(str(waiting))
     share = _slurm(shared, "sshare", "-a", "-P").stdout.splitlines()
     assert share[0] == "Account|User|RawShares|NormShares|RawUsage|EffectvUsage|FairShare"
     assert any(line.startswith("  lab|root|1|") for line in share), share  # a user one level below its account
     assert any(line.startswith("root|||1.000000|") for line in share), share
+    long = [line.split("|") for line in _slurm(shared, "sshare", "-a", "-l", "-P").stdout.splitlines()]
+    assert long[0][-2:] == ["GrpTRESMins", "TRESRunMins"], long
+    mine = next(row for row in long if row[:2] == ["  lab", "root"])  # the running job's 1 CPU, ~5 minutes left
+    assert mine[-2] == "" and re.fullmatch(r"cpu=[45],mem=\d+,energy=0,node=[45],billing=[45],fs/disk=0,vmem=0,pages=0",
+                                           mine[-1]), mine
+    assert next(row for row in long if row[:2] == ["  ops", "root"])[-1].startswith("cpu=0,mem=0,energy=0,node=0,")
     accounts = _slurm(shared, "sacctmgr", "-n", "-s", "list", "user", "root", "format=account%30").stdout.split()
     assert accounts == ["lab", "ops"]  # snakemake's question: root's accounts
     qos = _slurm(shared, "sacctmgr", "-P", "show", "qos", "format=name,maxjobspu,maxwall").stdout.splitlines()
@@ -175,6 +186,26 @@ def test_sprio_sshare_and_sacctmgr_show_what_the_scheduler_uses(shared: Melon) -
     refused = _slurm(shared, "sacctmgr", "add", "account", "x")
     assert refused.returncode == 1 and "set in melond's inventory" in refused.stderr
     _slurm(shared, "scancel", str(first), str(waiting))
+
+
+@needs_root
+def test_mshare_says_where_a_user_stands_and_shows_the_tree(shared: Melon) -> None:
+    """mshare: the caller's fair-share, rank and usage in words, one sentence per account of theirs,
+    then the tree (their own rows; --all everyone's); -A keeps an account, --json gives the rows."""
+    said = _slurm(shared, "mshare").stdout.splitlines()
+    mine = [line for line in said if line.startswith("root: fair-share ")]
+    assert len(mine) == 2 and "of 3 user associations" in mine[0], said  # root in lab and in ops; nobody in lab
+    assert any("of account lab's" in line for line in mine) and any("of account ops's" in line for line in mine)
+    table = said[said.index("") + 1:]
+    assert table[0].split() == ["ACCOUNT", "USER", "SHARES", "NORM_SHARES", "USAGE", "OF_PARENT", "LEVEL_FS",
+                                "FAIRSHARE"], table
+    users = table[0].index("USER")  # the rows: the root, each account, root's own rows; not nobody's
+    assert [(line[:users].strip(), line[users:].split()[0]) for line in table[1:]] == [
+        ("root", "100%"), ("lab", "1"), ("lab", "root"), ("ops", "1"), ("ops", "root")], "\n".join(said)
+    theirs = _slurm(shared, "mshare", "--all", user="nobody").stdout
+    assert theirs.startswith("nobody: fair-share ") and " root " in theirs and " nobody " in theirs, theirs
+    rows = json.loads(_slurm(shared, "mshare", "--json", "-A", "ops").stdout)
+    assert [(r["account"], r["user"]) for r in rows] == [("ops", None), ("ops", "root")], rows
 
 
 BUDGET = """

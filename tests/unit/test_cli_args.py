@@ -9,11 +9,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from melon_cli import macct, mbatch, mcancel, mextend, mqueue, mshow
+from melon_cli import macct, mbatch, mcancel, mextend, mqueue, mshare, mshow
 from melon_cli.args import Fallback
 
 COMMANDS = {"mbatch": mbatch.COMMAND, "mqueue": mqueue.COMMAND, "mcancel": mcancel.COMMAND,
-            "mextend": mextend.COMMAND, "mshow": mshow.COMMAND, "macct": macct.COMMAND}
+            "mextend": mextend.COMMAND, "mshow": mshow.COMMAND, "macct": macct.COMMAND, "mshare": mshare.COMMAND}
 
 
 def _click_values(command, argv: list[str]) -> dict:
@@ -94,8 +94,8 @@ def test_fast_and_click_read_every_line_alike(name: str, data: st.DataObject) ->
     assert fast == slow, argv
 
 
-@pytest.mark.parametrize("tool", ["mqueue", "mshow", "mcancel", "mextend", "mhold", "mbatch", "macct", "squeue",
-                                  "scancel"])
+@pytest.mark.parametrize("tool", ["mqueue", "mshow", "mcancel", "mextend", "mhold", "mbatch", "macct", "mshare",
+                                  "squeue", "scancel"])
 def test_common_paths_import_no_click_regex_or_http_client(tool: str) -> None:
     """What makes a command start in a few milliseconds: no click, rich, re, typing, json, enum,
     http.client, socket or ssl on the common path (here, reading the options and failing to connect)."""
@@ -104,7 +104,8 @@ def test_common_paths_import_no_click_regex_or_http_client(tool: str) -> None:
     mod, fn = module.split(":")
     args = {"mqueue": [], "mshow": ["1"], "mcancel": ["1"], "mextend": ["-j", "1", "-t", "+5"], "mhold": ["1"],
             "mbatch": ["--wrap", "true", "-t", "5", "-c", "1", "--mem", "1G", "-J", "x"],
-            "macct": ["-o", "JobID,State,TotalCPU", "-j", "3_[1-2]"], "squeue": ["-h", "-o", "%i %T"],
+            "macct": ["-o", "JobID,State,TotalCPU", "-j", "3_[1-2]"], "mshare": ["-A", "lab", "--all"],
+            "squeue": ["-h", "-o", "%i %T"],
             "scancel": ["12", "--signal", "USR1"]}[tool]
     code = (f"import sys; sys.argv = ['{tool}', *{args!r}]\n"
             f"from {mod} import {fn}\n"

@@ -12,14 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from melon_cli import macct, mbatch, mcancel, mextend, mhold, minfo, mnode, mqueue, mshow, mtoken
+from melon_cli import macct, mbatch, mcancel, mextend, mhold, minfo, mnode, mqueue, mshare, mshow, mtoken
 from melon_cli.slurm import env
 from melond import main as melond_main
 from melond.version import __version__
 
 REPO = Path(__file__).resolve().parents[2]
 FAST = {"mbatch": mbatch.main, "mqueue": mqueue.main, "mcancel": mcancel.main, "mextend": mextend.main,
-        "mshow": mshow.main, "macct": macct.main, "mhold": mhold.hold, "mrelease": mhold.release,
+        "mshow": mshow.main, "macct": macct.main, "mshare": mshare.main, "mhold": mhold.hold, "mrelease": mhold.release,
         "melon-slurm": env.main}
 CLICK = {"melond": melond_main.main, "minfo": minfo.main, "mnode": mnode.main, "mtoken": mtoken.main}
 SLURM = ("sbatch", "srun", "squeue", "sinfo", "sacct", "scancel", "scontrol")
