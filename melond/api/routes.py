@@ -349,7 +349,9 @@ async def show_job(request: web.Request) -> web.Response:
     view["events"] = engine.store.events(jid)
     view["steps"] = [s.public() for s in engine.store.steps([jid])]
     view["attached"] = engine.terminals.attached(jid)  # terminals open in it now (salloc, srun --pty)
-    view["why_waiting"] = engine.ops.why_waiting(job)  # a limit that holds it, in words
+    # a limit that holds it, or the jobs ahead of it and the plan's start for it, in words
+    view["why_waiting"] = engine.ops.why_waiting(job, engine.loop.expected_starts.get(jid),
+                                                 engine.loop.expected_nodes.get(jid))
     view["extension_requests"] = await engine.requests.of_job(jid)
     ended = [e["data"].get("backend") for e in view["events"] if e["kind"] == "ended"]
     node = engine.nodes.get(job.node or "")

@@ -16,9 +16,9 @@ from melond.engine.jobs import JobTable
 from melond.errors import BadRequest, Conflict, Forbidden, MelonError, NotFound
 from melond.figures import JobCounts
 from melond.nodes.state import NodeState
-from melond.sched import admission, nodelay, policy
+from melond.sched import admission, nodelay, policy, waiting
 from melond.sched.launch import job_file
-from melond.sched.plan import Snapshot
+from melond.sched.plan import Reason, Snapshot
 from melond.sched.order import PendingOrder
 from melond.sched.policy import Caller
 from melond.sched.sharing import (NORMAL, PolicyError, Sharing, budgets, check_budget, explain, extension_hours,
@@ -28,9 +28,11 @@ from melond.spec.gres import gpu_count, node_gres, parse_list
 from melond.spec.jobids import JobRef
 from melond.spec.states import FINISHED, State
 from melond.state.job import Job
-from melond.spec.timespec import format_duration, format_limit
+from melond.spec.timespec import format_duration, format_limit, format_size_mib
 from melond.state.store import Store
 from melon_remote.protocol import STEP_TARGET, SignalTo
+
+QUEUED = frozenset({Reason.PRIORITY.value, Reason.RESOURCES.value})  # waiting its turn: no limit, hold or dependency
 
 
 class _Refused(Exception):
@@ -152,17 +154,34 @@ class Operations:
                         "tres_hours": hours, "max_tres_hours": b.tres_hours, "frees_at": frees})
         return out
 
-    def why_waiting(self, job: Job) -> str | None:
+    def why_waiting(self, job: Job, start: float | None = None, node: str | None = None) -> str | None:
         """A pending job held by a limit, in words: which limit, whose use, how much of it (the
-        use the last scheduling pass counted); None for other reasons."""
+        use the last scheduling pass counted); or, waiting its turn (Priority, Resources), the
+        jobs ahead of it and the `start` (on `node`) the last plan expects. None for other reasons."""
         if job.state is not State.PENDING or not job.reason:
             return None
+        if job.reason in QUEUED:
+            return self._in_queue(job, start, node)
         qos = job.slurm_options.get("qos") or NORMAL
         for pool in self.sharing.pools(job.user, job.account, qos, job.partition):
             for name, reason in pool.reasons.items():
                 if reason == job.reason:
                     return explain(pool, name, self.order.used.get(pool.key, {}).get(name, 0))
         return None
+
+    def _in_queue(self, job: Job, start: float | None, node: str | None) -> str:
+        """The jobs of its partition waiting their turn that the scheduler plans before it."""
+        key = (-job.priority, job.submit_time, job.id)
+        ahead = [j for j in self.jobs.active.values() if j.state is State.PENDING and j.partition == job.partition
+                 and j.reason in QUEUED and (-j.priority, j.submit_time, j.id) < key]
+        first = min(ahead, key=lambda j: (-j.priority, j.submit_time, j.id), default=None)
+        asks = job.shape.options() if job.shape.wide else f"{job.cpus} CPU{'' if job.cpus == 1 else 's'}"
+        if job.memory_mib:
+            asks += f", {format_size_mib(job.memory_mib)}"
+        if job.gres:
+            asks += f", {job.gres}"
+        return waiting.in_queue(job.reason, job.partition, f"it asks for {asks}", len(ahead),
+                                first and waiting.Ahead(first.id, first.user, first.priority), job.priority, start, node)
 
     def _check_dependency(self, text: str) -> None:
         """A dependency on a job that does not exist is refused at submission, as sbatch's `Job

@@ -149,6 +149,21 @@ def test_a_qos_usage_factor_scales_the_usage_fair_share_counts(factored: Melon) 
     assert usage()["root"] == 0, usage()
 
 
+def test_mshow_says_who_is_ahead_of_a_waiting_job_and_when_the_plan_starts_it(fair: Melon) -> None:
+    running = int(_sbatch(fair, "-c", "2", "-t", "5", "--wrap", "sleep 300").stdout)
+    fair.wait_state(running, {"R"})
+    next_one = int(_sbatch(fair, "-c", "2", "-t", "5", "--wrap", "true").stdout)
+    behind = int(_sbatch(fair, "-c", "2", "-t", "5", "--wrap", "true").stdout)
+    wait_for(lambda: _reason(fair, behind) == "Priority", timeout=20, what="the third job to wait its turn")
+    words = fair.run("mshow", str(next_one)).stdout
+    assert "Resources: no node of partition " in words and "(it asks for 2 CPUs" in words, words
+    assert "by the scheduler's plan it starts at " in words and " on n1" in words, words
+    words = fair.run("mshow", str(behind)).stdout
+    assert "Priority: 1 job of higher priority waits ahead of it in partition " in words, words
+    assert f"(the first: job {next_one} of root, priority " in words, words
+    _slurm(fair, "scancel", str(running), str(next_one), str(behind))
+
+
 @needs_root
 def test_sprio_sshare_and_sacctmgr_show_what_the_scheduler_uses(shared: Melon) -> None:
     """The priorities' factors (sprio), the tree's usage and fair-share (sshare) and the inventory's

@@ -2,6 +2,8 @@
 holding a job back by a limit with Slurm's reason (pure: no melond)."""
 from __future__ import annotations
 
+import time
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -315,3 +317,15 @@ def test_a_partitions_min_nodes_refuses_a_job_asking_for_fewer(nodes: tuple[int,
     ok = Job(id=2, user="ann", uid=1000, name="j", partition="big", cpus=2, nodes_min=2, nodes_max=None, ntasks=None,
              cpus_per_task=1)
     site.check_submit(ok, "normal", None, 0, 0)
+
+
+def test_a_job_waiting_its_turn_is_told_who_is_ahead_and_when_the_plan_starts_it() -> None:
+    from melond.sched.waiting import Ahead, in_queue
+    at = time.mktime((2026, 12, 7, 14, 5, 0, 0, 0, -1))
+    said = in_queue("Priority", "main", "it asks for 2 CPUs", 3, Ahead(17, "alice", 12000), 9000, at, "n1")
+    assert said == ("3 jobs of higher priority wait ahead of it in partition main (the first: job 17 of alice, "
+                    "priority 12000; this one's 9000); by the scheduler's plan it starts at 2026-12-07T14:05:00 on n1")
+    said = in_queue("Resources", "main", "it asks for 2 CPUs", 0, None, 9000, None, None)
+    assert said == ("no node of partition main has room for it now (it asks for 2 CPUs); it starts as running jobs "
+                    "end and those ahead of it start")
+    assert in_queue("Priority", "p", "", 1, None, 1, None, None).startswith("1 job of higher priority waits ahead")
