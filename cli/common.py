@@ -53,9 +53,9 @@ def ref_names(ref, job: dict) -> bool:
 
 
 def pick_jobs(c, typed: list[str], user: str | None, states: str | None, names: str | None,
-              partitions: str | None) -> list[str]:
-    """The pending and running jobs that filters pick (mcancel's and scancel's -u/-t/-n/-p), each
-    by its own label (`13_2`, never `13`, which would name a whole array), within the ids typed."""
+              partitions: str | None) -> list[dict]:
+    """The pending and running jobs that filters pick (mcancel's and scancel's -u/-t/-n/-p), within
+    the ids typed: each with its own id (a task's own, never its array's) and `job_label`."""
     listed = "id,name,user,state,partition,array_job_id,array_task_id"
     jobs = c.call("GET", "/jobs", query={"user": user, "state": states or "PD,R", "fields": listed})["jobs"]
     for key, value in (("name", names), ("partition", partitions)):
@@ -65,7 +65,7 @@ def pick_jobs(c, typed: list[str], user: str | None, states: str | None, names: 
         from melond.spec.jobids import parse_job_refs
         refs = parse_job_refs(typed)
         jobs = [j for j in jobs if any(ref_names(r, j) for r in refs)]
-    return [job_label(j) for j in jobs]
+    return jobs
 
 
 def each_job(reply: dict, typed: str) -> list[dict]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import sys
 
 from melon_cli.args import Arg, Command, Opt, error
-from melon_cli.common import client, current_user, each_job, echo, job_ids, pick_jobs
+from melon_cli.common import client, current_user, each_job, echo, job_ids, job_label, pick_jobs
 from melond.errors import MelonError, ParseError
 
 PROG = "mcancel"
@@ -31,7 +31,11 @@ def cancel(ids: tuple[str, ...], user: str | None, me: bool, states: str | None,
     c = client(endpoint)
     targets = job_ids(ids) if ids else []
     if filtered:
-        targets = pick_jobs(c, targets, user, states, names, partitions)
+        picked = pick_jobs(c, targets, user, states, names, partitions)
+        if sig is None and not interactive:  # one request, pending ones cancelled in one transaction
+            refused = _report(c.call("POST", "/jobs/cancel", {"ids": [j["id"] for j in picked]}), sig) if picked else 0
+            sys.exit(1 if refused else 0)
+        targets = [job_label(j) for j in picked]
     failed = 0
     for ref in targets:
         if interactive and not _confirm(ref, "signal" if sig else "cancel"):
@@ -45,15 +49,20 @@ def cancel(ids: tuple[str, ...], user: str | None, me: bool, states: str | None,
             error(PROG, str(exc))
             failed += 1
             continue
-        for r in each_job(reply, ref):
-            if sig is not None:
-                echo(f"Sent signal {'SIG' + sig if isinstance(sig, str) else sig} to job {r['job']}")
-            else:
-                echo(f"Cancelling job {r['job']}" if r.get("cancelling") else f"Cancelled job {r['job']}")
-        for e in reply.get("errors", []):
-            error(PROG, e["message"])
-            failed += 1
+        failed += _report({"jobs": each_job(reply, ref), "errors": reply.get("errors", [])}, sig)
     sys.exit(1 if failed else 0)
+
+
+def _report(reply: dict, sig: str | int | None) -> int:
+    """Say what became of each job; the number refused."""
+    for r in reply["jobs"]:
+        if sig is not None:
+            echo(f"Sent signal {'SIG' + sig if isinstance(sig, str) else sig} to job {r['job']}")
+        else:
+            echo(f"Cancelling job {r['job']}" if r.get("cancelling") else f"Cancelled job {r['job']}")
+    for e in reply["errors"]:
+        error(PROG, e["message"])
+    return len(reply["errors"])
 
 
 def _confirm(ref: str, action: str) -> bool:

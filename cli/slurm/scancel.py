@@ -75,11 +75,13 @@ def cancel(ids: tuple[str, ...], signal: str | None, me: bool, user: str | None,
     else:
         failed = False
     if sig is None and not batch and not filtered:  # has_default_opt: each id as typed (_signal_job_by_str)
-        targets = [(ref, None) for ref in job_ids(ids)]
+        targets = [(ref, None, None) for ref in job_ids(ids)]
     else:
         targets, bad = _active(c, ids, filters, me, quiet, loud)
         failed = failed or bad
-    for ref, state in targets:
+        if sig is None and not batch and targets:  # one request: the pending ones in one transaction
+            sys.exit(1 if _cancel_all(c, targets, loud) or failed else 0)
+    for ref, state, _ in targets:
         if loud:
             _say(f"Terminating {kind}job {ref}" if sig is None else f"Signal {number} to {kind}job {ref}")
         if state == "PD" and not kill:
@@ -100,6 +102,25 @@ def cancel(ids: tuple[str, ...], signal: str | None, me: bool, user: str | None,
             _error(f"Kill job error on job id {ref}: {exc}")
             failed = True
     sys.exit(1 if failed else 0)
+
+
+def _cancel_all(c, targets: list[tuple[str, str, int]], loud: bool) -> bool:
+    """Cancel the jobs a filter picked in one request; True if one failed other than by having
+    ended (which a cancel does not count, as _cancel_job_id)."""
+    if loud:
+        for ref, _, _ in targets:
+            _say(f"Terminating job {ref}")
+    reply = c.call("POST", "/jobs/cancel", {"ids": [jid for _, _, jid in targets]})
+    failed = False
+    for e in reply["errors"]:
+        if e["code"] in ("conflict", "not_found"):
+            if loud:
+                why = ALREADY_DONE if e["code"] == "conflict" else INVALID_JOB_ID
+                _error(f"Kill job error on job id {e['job']}: {why}")
+        else:
+            _error(f"Kill job error on job id {e['job']}: {e['message']}")
+            failed = True
+    return failed
 
 
 def _cancel_steps(c, steps: list[str], sig: str | int, loud: bool) -> bool:
@@ -125,8 +146,8 @@ def _cancel_steps(c, steps: list[str], sig: str | int, loud: bool) -> bool:
 
 
 def _active(c, ids: tuple[str, ...], filters: dict, me: bool, quiet: bool, loud: bool
-            ) -> tuple[list[tuple[str, str]], bool]:
-    """The pending and running jobs the ids and filters name, as (label, state), and whether an id
+            ) -> tuple[list[tuple[str, str, int]], bool]:
+    """The pending and running jobs the ids and filters name, as (label, state, id), and whether an id
     named none of them (_verify_job_ids and _filter_job_records in scancel.c)."""
     from melond.spec.jobids import parse_job_refs
     jobs = c.call("GET", "/jobs", query={"state": "PD,R", "fields": LISTED})["jobs"]
@@ -150,7 +171,7 @@ def _active(c, ids: tuple[str, ...], filters: dict, me: bool, quiet: bool, loud:
     if not jobs and loud and any(v is not None for v in filters.values()):
         shown = "".join(f"{k}={_state_name(v) if k == 'state' else v} " for k, v in filters.items() if v is not None)
         _error(f"No active jobs match ALL job filters, including: {shown}")
-    return [(job_label(j), j["state"]) for j in jobs], failed
+    return [(job_label(j), j["state"], j["id"]) for j in jobs], failed
 
 
 def _wanted_states(states: str | None) -> set[str] | None:

@@ -234,6 +234,13 @@ class StepAsk(Body):
         return self
 
 
+class JobIds(Body):
+    """POST /jobs/cancel, /jobs/hold, /jobs/release: many jobs at once by their own ids (a task's
+    own, not its array's), as a filter picked them; pending ones change in one transaction."""
+
+    ids: list[int] = Field(max_length=1_000_000)
+
+
 class PriorityBody(Body):
     """POST /jobs/{id}/priority: an operator's priority for a pending job (scontrol update Priority=)."""
 

@@ -23,6 +23,7 @@ from melond.api.auth import TokenService, peer_uid
 from melond.api.views import (accounting_rows, entry_views, folded, job_view, listing, node_list, node_view,
                               parse_fields)
 from melond.engine.engine import Engine
+from melond.engine.operations import Refusal, label
 from melond.errors import BadRequest, Conflict, Forbidden, Internal, MelonError, NotFound, RateLimited, Unauthorized
 from melond.nodes.links import split
 from melond.sched import caps
@@ -133,28 +134,61 @@ def _job_id(request: web.Request) -> int:
     return request.app[ENGINE].ops.resolve(parse_one_ref(request.match_info["job_id"]))
 
 
-async def _each(request: web.Request, states: frozenset[State], act) -> dict:
+async def _each(request: web.Request, states: frozenset[State], act, bulk=None) -> dict:
     """Act on the job a path names or, when a plain id names an array, on each of its tasks now in
-    `states` (as `scancel 13` does): the reply lists each task's outcome, refusals included."""
+    `states` (as `scancel 13` does): the reply lists each task's outcome, refusals included.
+    `bulk`: acts on many ids at once (in one transaction), for the array's tasks."""
     jid = _job_id(request)
     tasks = None if "_" in request.match_info["job_id"] else request.app[ENGINE].ops.array_tasks(jid, states)
     if not tasks:
         return await act(jid)
-    done, errors, refused = [], [], []
-    for first in range(0, len(tasks), EACH_AT_ONCE):  # together, so their writes share group commits
-        chunk = tasks[first:first + EACH_AT_ONCE]
-        labels = [f"{jid}_{request.app[ENGINE].ops.find(tid).array_task_id}" for tid in chunk]
-        for tid, label, outcome in zip(chunk, labels, await asyncio.gather(*map(act, chunk), return_exceptions=True)):
+    done, refused = await bulk(tasks) if bulk is not None else await _gathered(request, tasks, act)
+    reply = _outcomes(done, refused)
+    if not reply["jobs"]:
+        raise refused[0][2]
+    return {"job_id": jid, "array_job_id": jid, **reply}
+
+
+async def _gathered(request: web.Request, ids: list[int], act) -> tuple[list[dict], list[Refusal]]:
+    """`act` on each id, a chunk at a time together, so that their writes share group commits."""
+    jobs = request.app[ENGINE].ops.jobs
+    done, refused = [], []
+    for first in range(0, len(ids), EACH_AT_ONCE):
+        chunk = ids[first:first + EACH_AT_ONCE]
+        names = [label(jobs.get(tid)) if jobs.get(tid) else str(tid) for tid in chunk]
+        for tid, name, outcome in zip(chunk, names, await asyncio.gather(*map(act, chunk), return_exceptions=True)):
             if isinstance(outcome, MelonError):
-                refused.append(outcome)
-                errors.append({"job": label, "job_id": tid, **outcome.to_wire()["error"]})
+                refused.append((tid, name, outcome))
             elif isinstance(outcome, BaseException):
                 raise outcome
             else:
-                done.append({"job": label, **outcome})
-    if not done:
-        raise refused[0]
-    return {"job_id": jid, "array_job_id": jid, "jobs": done, "errors": errors}
+                done.append({"job": name, **outcome})
+    return done, refused
+
+
+def _outcomes(done: list[dict], refused: list[Refusal]) -> dict:
+    """Each job's outcome and each refusal (named as squeue names them: `13_4` for a task)."""
+    return {"jobs": done, "errors": [{"job": name, "job_id": jid, **exc.to_wire()["error"]}
+                                     for jid, name, exc in refused]}
+
+
+async def bulk_cancel(request: web.Request) -> web.Response:
+    """Cancel the jobs a filter picked, by their ids: the pending ones in one transaction."""
+    body: models.JobIds = await _body(request, models.JobIds)
+    ops = request.app[ENGINE].ops
+    return web.json_response(_outcomes(*await ops.cancel_many(body.ids, request["caller"])))
+
+
+async def bulk_hold(request: web.Request) -> web.Response:
+    body: models.JobIds = await _body(request, models.JobIds)
+    ops = request.app[ENGINE].ops
+    return web.json_response(_outcomes(*await ops.set_hold_many(body.ids, request["caller"], True)))
+
+
+async def bulk_release(request: web.Request) -> web.Response:
+    body: models.JobIds = await _body(request, models.JobIds)
+    ops = request.app[ENGINE].ops
+    return web.json_response(_outcomes(*await ops.set_hold_many(body.ids, request["caller"], False)))
 
 
 def _id(text: str, what: str) -> int:
@@ -405,7 +439,8 @@ async def job_script(request: web.Request) -> web.Response:
 
 async def cancel_job(request: web.Request) -> web.Response:
     ops, caller = request.app[ENGINE].ops, request["caller"]
-    return web.json_response(await _each(request, ACTIVE, lambda jid: ops.cancel(jid, caller)))
+    return web.json_response(await _each(request, ACTIVE, lambda jid: ops.cancel(jid, caller),
+                                         lambda ids: ops.cancel_many(ids, caller)))
 
 
 async def extend_job(request: web.Request) -> web.Response:
@@ -429,12 +464,14 @@ async def signal_job(request: web.Request) -> web.Response:
 
 async def hold_job(request: web.Request) -> web.Response:
     ops, caller = request.app[ENGINE].ops, request["caller"]
-    return web.json_response(await _each(request, PENDING, lambda jid: ops.set_hold(jid, caller, True)))
+    return web.json_response(await _each(request, PENDING, lambda jid: ops.set_hold(jid, caller, True),
+                                         lambda ids: ops.set_hold_many(ids, caller, True)))
 
 
 async def release_job(request: web.Request) -> web.Response:
     ops, caller = request.app[ENGINE].ops, request["caller"]
-    return web.json_response(await _each(request, PENDING, lambda jid: ops.set_hold(jid, caller, False)))
+    return web.json_response(await _each(request, PENDING, lambda jid: ops.set_hold(jid, caller, False),
+                                         lambda ids: ops.set_hold_many(ids, caller, False)))
 
 
 async def file_extension_request(request: web.Request) -> web.Response:
@@ -683,6 +720,12 @@ ROUTES = [
      "where salloc runs its command (interactive_step) and the allocation's SLURM_* variables for a login shell"),
     ("POST", "/jobs/{job_id}/relinquish", relinquish_job, models.Relinquish, None,
      "end an interactive allocation whose command ran on the login node, with its exit code (salloc)"),
+    ("POST", "/jobs/cancel", bulk_cancel, models.JobIds, None,
+     "cancel many jobs by their own ids (what a filter picked): pending ones in one transaction (reply: jobs, "
+     "errors)"),
+    ("POST", "/jobs/hold", bulk_hold, models.JobIds, None, "hold many pending jobs by their ids, in one transaction"),
+    ("POST", "/jobs/release", bulk_release, models.JobIds, None,
+     "release many held jobs by their ids, in one transaction"),
     ("POST", "/jobs/{job_id}/cancel", cancel_job, None, None,
      "cancel a pending or running job; an array's id cancels each task (reply: jobs, errors)"),
     ("POST", "/jobs/{job_id}/extend", extend_job, models.ExtendRequest, None,

@@ -110,10 +110,16 @@ class Ends:
         return link if link is not None else self.sessions.link(node, job.user if job is not None else None)
 
     def finished(self, job_id: int) -> None:
-        self.jobs.finished(job_id)
-        self.kick()
-        if self.on_finished is not None:
-            self.on_finished(job_id)
+        self.finished_many([job_id])
+
+    def finished_many(self, ids: list[int]) -> None:
+        """Their ends are committed (a bulk cancel's): forgotten, and the scheduler woken once."""
+        for job_id in ids:
+            self.jobs.finished(job_id)
+            if self.on_finished is not None:
+                self.on_finished(job_id)
+        if ids:
+            self.kick()
 
     def _wants_requeue(self, job: Job, result: dict) -> bool:
         """Does this end ask to send the job back to the queue? A job its user asked to requeue,

@@ -65,7 +65,7 @@ class Engine:
         self.elastic = Elastic(self.jobs, self.ops)
         self.notifier = Notifier(inventory.notify)
         self.notices = Notices(self.jobs, store, self.notifier)
-        self.ends.on_finished = lambda job_id: self.tasks.spawn(self.notices.ended(job_id))
+        self.ends.on_finished = self._mail_end
         self.ends.on_requeued = lambda job: self.tasks.spawn(self.notices.requeued(job))
         self.gpu_usage = GpuUsage(self.jobs, nodes, self.sessions, inventory.gpu_sample_interval)
         self.priorities = Priorities(self.jobs, store, inventory, nodes, self.order, self.ops.sharing, self.loop.kick)
@@ -75,6 +75,12 @@ class Engine:
         self.loop.after_pass = self.preemption.after_pass
         self.ends.gpu_use = self.gpu_usage.take
         self.requests.on_decided = lambda request: self.tasks.spawn(self.notices.request_decided(request))
+
+    def _mail_end(self, job_id: int) -> None:
+        """A job's end is committed: its mail, if any is to be sent, goes in a task of its own."""
+        mail = self.notices.ended(job_id)
+        if mail is not None:
+            self.tasks.spawn(mail)
 
     def on_event(self, link: str, msg: dict) -> None:
         """A node's unasked message, from one of its connections: a run's end, or a running job's ask."""

@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Coroutine
+from typing import Any
 
 from melond.engine.jobs import JobTable
 from melond.engine.notifier import Notifier
@@ -53,11 +55,13 @@ class Notices:
                 sent.add(name)
                 await self._notify(job, name, now)
 
-    async def ended(self, job_id: int) -> None:
-        """A job's end is committed: END, FAIL, TIME_LIMIT as it asked."""
+    def ended(self, job_id: int) -> Coroutine[Any, Any, None] | None:
+        """A job's end is committed: what mails END, FAIL, TIME_LIMIT as it asked, to be run; None
+        where no notifier is configured (a bulk cancel's 100,000 ends spawn nothing)."""
         self._sent.pop(job_id, None)
-        if not self.notifier.configured:
-            return
+        return self._ended(job_id) if self.notifier.configured else None
+
+    async def _ended(self, job_id: int) -> None:
         job = self.store.job(job_id)
         if job is None or not job.mail_type:
             return

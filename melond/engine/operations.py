@@ -32,6 +32,7 @@ from melond.spec.timespec import format_duration, format_limit, format_size_mib
 from melond.state.store import Store
 from melon_remote.protocol import STEP_TARGET, SignalTo
 
+EACH_AT_ONCE = 500  # running jobs of a bulk cancel acted on concurrently, at most
 QUEUED = frozenset({Reason.PRIORITY.value, Reason.RESOURCES.value})  # waiting its turn: no limit, hold or dependency
 
 
@@ -41,6 +42,14 @@ class _Refused(Exception):
     def __init__(self, error: MelonError, delays: list[dict]) -> None:
         super().__init__(str(error))
         self.error, self.delays = error, delays
+
+
+Refusal = tuple[int, str, MelonError]  # a job's id, its label, and why it was not acted on
+
+
+def label(job: Job) -> str:
+    """A job as squeue names it: `13`, or `10_3` for an array's task."""
+    return f"{job.array_job_id}_{job.array_task_id}" if job.array_task_id is not None else str(job.id)
 
 
 def _clock(epoch: float) -> str:
@@ -219,6 +228,70 @@ class Operations:
         if head.array_job_id != head.id or head.array_task_id is None:
             return None
         return sorted(j.id for j in self.jobs.listed() if j.array_job_id == job_id and j.state in states)
+
+    async def cancel_many(self, ids: list[int], caller: Caller) -> tuple[list[dict], list[Refusal]]:
+        """Cancel many jobs at once (an array, or what a filter picks): the pending ones in one
+        transaction, the running ones each as `cancel` does. Each job's outcome (with its label,
+        `13_4` for a task), and the refusals."""
+        pending, others, refused = self._split(ids, caller, "cancel")
+        now = time.time()
+        done = set(await self.store.write(Store.op_transition_many, [j.id for j in pending], "cancelled", {
+            "state": State.CANCELLED.value, "end_time": now, "reason": None}, caller.user, {}, now))
+        outcomes = []
+        for job in pending:
+            if job.id in done:
+                self.counts.add("ended", job.partition, job.user, State.CANCELLED.value)
+                outcomes.append({"job": label(job), "job_id": job.id, "state": State.CANCELLED.value})
+        self.ends.finished_many([j.id for j in pending if j.id in done])
+        late = [j for j in pending if j.id not in done] + others  # running, or started meanwhile
+        for first in range(0, len(late), EACH_AT_ONCE):
+            chunk = late[first:first + EACH_AT_ONCE]
+            for job, outcome in zip(chunk, await asyncio.gather(*(self.cancel(j.id, caller) for j in chunk),
+                                                                 return_exceptions=True)):
+                if isinstance(outcome, MelonError):
+                    refused.append((job.id, label(job), outcome))
+                elif isinstance(outcome, BaseException):
+                    raise outcome
+                else:
+                    outcomes.append({"job": label(job), **outcome})
+        return outcomes, refused
+
+    async def set_hold_many(self, ids: list[int], caller: Caller, hold: bool) -> tuple[list[dict], list[Refusal]]:
+        """Hold or release many pending jobs in one transaction: each one's outcome, and the refusals."""
+        pending, others, refused = self._split(ids, caller, "hold or release")
+        for job in others:
+            refused.append((job.id, label(job), Conflict(f"job {job.id} is {job.state.value}; only pending jobs "
+                                                         f"can be held or released")))
+        done = set(await self.store.write(Store.op_transition_many, [j.id for j in pending],
+                                          "held" if hold else "released", {"hold": int(hold)}, caller.user, {},
+                                          time.time()))
+        outcomes = []
+        for job in pending:
+            if job.id not in done:
+                refused.append((job.id, label(job), Conflict(f"job {job.id} started meanwhile; only pending jobs "
+                                                             f"can be held or released")))
+                continue
+            job.hold = hold
+            self.order.touch(job.id)
+            outcomes.append({"job": label(job), "job_id": job.id, "hold": hold})
+        self.kick()
+        return outcomes, refused
+
+    def _split(self, ids: list[int], caller: Caller, action: str) -> tuple[list[Job], list[Job], list[Refusal]]:
+        """Active jobs among `ids` the caller may act on, pending and the others; the refusals."""
+        pending, others, refused = [], [], []
+        for jid in ids:
+            job = self.jobs.active.get(jid)
+            try:
+                if job is None:
+                    job = self.find(jid)
+                    raise Conflict(f"job {jid} has already ended ({job.state.value}); nothing to {action.split()[0]}")
+                policy.check_owner(job, caller, action)
+            except MelonError as exc:
+                refused.append((jid, label(job) if job is not None else str(jid), exc))
+                continue
+            (pending if job.state is State.PENDING else others).append(job)
+        return pending, others, refused
 
     async def cancel(self, job_id: int, caller: Caller, grace: float = 0, warning: str | None = None,
                      preempted_by: int | None = None) -> dict:

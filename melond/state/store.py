@@ -205,6 +205,26 @@ class Store:
         return True
 
     @staticmethod
+    def op_transition_many(conn: sqlite3.Connection, ids: list[int], kind: str, changes: dict, actor: str,
+                           data: dict, now: float) -> list[int]:
+        """op_transition for many jobs in one transaction (a 100,000-task array cancelled or held
+        at once): the ids whose state still allowed it, each with its event."""
+        allowed = [s.value for s in check_transition(kind, changes).sources]
+        states = ", ".join("?" * len(allowed))
+        sets = ", ".join(f"{k} = ?" for k in changes) or "id = id"
+        done: list[int] = []
+        for first in range(0, len(ids), 900):  # SQLite's bound on parameters
+            chunk = ids[first:first + 900]
+            rows = conn.execute(f"UPDATE jobs SET {sets} WHERE state IN ({states}) AND id IN "
+                                f"({', '.join('?' * len(chunk))}) RETURNING id",
+                                [*changes.values(), *allowed, *chunk]).fetchall()
+            done.extend(r[0] for r in rows)
+        text = json.dumps(data)
+        conn.executemany("INSERT INTO job_events (job_id, time, kind, actor, data) VALUES (?, ?, ?, ?, ?)",
+                         [(jid, now, kind, actor, text) for jid in done])
+        return done
+
+    @staticmethod
     def op_step_start(conn: sqlite3.Connection, job_id: int, run: int, node: str | None, name: str, ntasks: int,
                       decide: Callable[[list[Step]], tuple[int, list[int] | dict[str, list[int]]]],
                       now: float, gpus: Callable[[list[Step]], dict[str, list[int]]] | None = None,

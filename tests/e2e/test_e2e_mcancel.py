@@ -80,3 +80,33 @@ def test_the_signal_api_refuses_bad_bodies_with_400(melon: Melon) -> None:
     assert c.call("POST", f"/jobs/{jid}/signal", {"signal": 10})["signal"] == 10
     assert c.call("POST", f"/jobs/{jid}/signal", {"signal": "sigusr1"})["signal"] == "USR1"
     melon.run("mcancel", str(jid))
+
+
+def test_an_array_and_a_filter_are_each_one_transaction(melon: Melon) -> None:
+    """mhold ARRAY, mrelease ARRAY and mcancel by filter change every pending task in one
+    transaction: one event time for all of them. A job someone else may not touch is refused,
+    and stays as it was."""
+    from melon_cli.client import Client
+    from melond.errors import BadRequest
+    arr = melon.submit("-H", "--begin", "now+1hour", "--array", "1-300", "--wrap", "true")
+    other = melon.submit("-H", "-J", "other", "--wrap", "true")
+    melon.run("mrelease", str(arr))
+    melon.run("mhold", str(arr))
+    out = melon.run("mcancel", "--me", "-t", "PD", "-n", "wrap").stdout.splitlines()
+    assert len(out) == 300 and out[0] == f"Cancelled job {arr}_1", out[:3]
+    tasks = [j for j in melon.jobs("--all", "-t", "all") if j.get("array_job_id") == arr]
+    assert len(tasks) == 300 and {t["state"] for t in tasks} == {"CA"}
+    c = Client(melon.endpoint)
+    for kind in ("released", "held", "cancelled"):
+        times = {e["time"] for t in tasks[::50] for e in c.call("GET", f"/jobs/{arr}_{t['array_task_id']}")["events"]
+                 if e["kind"] == kind}
+        assert len(times) == 1, (kind, times)  # one transaction's time
+    gone = c.call("POST", "/jobs/cancel", {"ids": [tasks[0]["id"], other, 2**62]})
+    assert [j["job"] for j in gone["jobs"]] == [str(other)]
+    assert [e["code"] for e in gone["errors"]] == ["conflict", "not_found"], gone["errors"]
+    for body in ({}, {"ids": "1"}, {"ids": [1.5]}, {"ids": [1], "x": 1}):
+        try:
+            c.call("POST", "/jobs/cancel", body)
+            raise AssertionError(f"{body} was accepted")
+        except BadRequest:
+            pass

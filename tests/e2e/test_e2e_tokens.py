@@ -68,10 +68,11 @@ def test_every_route_over_tcp_refuses_missing_wrong_expired_and_revoked_tokens(t
                                  b"{}" if method == "POST" else None)
         assert status != 401, (method, path, reply)
     assert checked == 7 * sum(path not in PUBLIC for _, path, *_ in ROUTES)
-    # The good token's cancel went through, then its requeue made the (still held) job pending again;
-    # none of the bad ones did anything.
+    # The good token's cancel went through, then its requeue made the (still held) job pending again,
+    # and its `scontrol top` put it first; none of the bad ones did anything.
     job = melon.job(jid)
-    assert [e["kind"] for e in job["events"]] == ["submitted", "cancelled", "requeued_ended"] and job["state"] == "PD"
+    assert [e["kind"] for e in job["events"]] == ["submitted", "cancelled", "requeued_ended", "topped"] and \
+        job["state"] == "PD"
     melon.run("mcancel", str(jid))
 
 
