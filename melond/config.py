@@ -106,6 +106,15 @@ class Node(Strict):
     memory: int | None = Field(default=None, ge=1)  # MiB cap on the probe's memory
     labels: list[str] = []
     gres: list[GresEntry] = []  # GPUs and other generic resources, in the order Slurm numbers them (IDX)
+    # A simulated node (melond/nodes/simulated.py): the helper's protocol with jobs that are a
+    # duration and an exit code, no processes; for scale tests and benchmarks
+    simulate: bool = False
+
+    @model_validator(mode="after")
+    def _simulated(self) -> Node:
+        if self.simulate and self.host is not None:
+            raise ValueError("a simulated node has no host; drop `host` or `simulate`")
+        return self
 
     @field_validator("gres")
     @classmethod

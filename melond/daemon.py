@@ -144,7 +144,7 @@ class Daemon:
         handshakes = asyncio.Semaphore(MAX_HANDSHAKES)
         engine.sessions.personal, engine.sessions.logins = inv.personal_nodes(), inv.login_names()
         for link, (_, _, node) in inv.links().items():
-            transport, spool = transport_for(node, self.state_dir)
+            transport, spool = transport_for(node, self.state_dir, link)
             engine.sessions[link] = NodeSession(link, transport, spool, on_up=engine.nodes_life.up,
                                                 on_down=engine.nodes_life.down, on_event=engine.on_event,
                                                 handshakes=handshakes, limits=node.limits)
@@ -188,6 +188,9 @@ class Daemon:
             os.unlink(self.socket_path)
         except FileNotFoundError:
             pass
+        if self._lock_fd is not None:  # the state dir is free for the next melond (one in this process too)
+            os.close(self._lock_fd)
+            self._lock_fd = None
         log.info("melond stopped")
 
     async def _listen(self, serve: Callable[[], asyncio.Protocol]) -> list[asyncio.Server]:

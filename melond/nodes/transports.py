@@ -12,6 +12,7 @@ import sys
 from typing import Protocol
 
 from melond.config import Node
+from melond.nodes.simulated import SIM_MEMORY_PER_CPU, SimTransport, machine
 from melond.trust import check_input
 from melon_remote.bootstrap import FIRST_STAGE
 
@@ -171,8 +172,12 @@ def check_default_ssh_files(node: Node) -> None:
         check_input(os.path.join(base, name), "SSH file")
 
 
-def transport_for(node: Node, state_dir: str) -> tuple[LocalTransport | SshTransport, str]:
+def transport_for(node: Node, state_dir: str, name: str = "") -> tuple[LocalTransport | SshTransport | SimTransport,
+                                                                       str]:
     """How to reach a node, and its spool path there."""
+    if node.simulate:
+        return SimTransport(machine(name, node.cpus or 1, node.memory or SIM_MEMORY_PER_CPU * (node.cpus or 1))), \
+            "simulated"
     if not node.remote:
         return LocalTransport(node.python), node.spool or os.path.join(state_dir, "spool")
     check_default_ssh_files(node)

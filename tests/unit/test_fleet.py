@@ -37,3 +37,11 @@ def test_backoff_never_exceeds_its_cap(attempts: int, base: float, cap: float) -
 def test_no_overflow_after_many_failures(attempt: int) -> None:
     b = Backoff(base=0.5, cap=30.0, attempt=attempt, rng=random.Random(0))
     assert 0 < b.next() <= 30.0
+
+
+def test_a_simulated_jobs_script_says_how_long_it_runs_and_how_it_exits() -> None:
+    from melond.nodes.simulated import behaviour
+    assert behaviour("#!/bin/sh\nsleep 2.5\necho hi\nexit 3\n") == (2.5, 3)
+    assert behaviour("#!/bin/sh\ntrue\n") == (0.0, 0)
+    assert behaviour("exec sleep 7\nexit 1\nexit 4") == (7.0, 1)  # a shell ends at its first exit
+    assert behaviour("sleep $N\n") == (0.0, 0)  # nothing a simulator can read: at once
