@@ -29,7 +29,6 @@ from melond.nodes.links import Sessions
 from melond.nodes.state import NodeState
 from melond.sched.order import PendingOrder
 from melond.sched.sharing import AccountRules, Budget, PartitionRules, QosRules, Sharing, parse
-from melond.spec.states import ACTIVE
 from melond.state.store import Store
 from melon_remote.protocol import Event
 
@@ -42,7 +41,7 @@ class Engine:
         self.sessions = Sessions()
         self.tasks = Tasks()
         self.counts = JobCounts()  # submissions, starts, ends... since this melond started (`/metrics`)
-        self.jobs = JobTable(store.jobs(states=[s.value for s in ACTIVE]))
+        self.jobs = JobTable(store.active_jobs())
         self.order = PendingOrder({name: inventory.partition(name).max_time for name in inventory.partition_names()},
                                   sharing_of(inventory))
         self.dispatcher = Dispatcher(self.jobs, store, self.sessions, self.tasks, kill_wait=kill_wait,

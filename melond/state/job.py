@@ -165,16 +165,24 @@ class Job:
         return self.start_time + self.time_limit if self.start_time and self.time_limit else None
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> Job:
+    def from_row(cls, row: Mapping[str, Any], shared: dict[Any, Any] | None = None) -> Job:
+        """`shared`: decoded values by their stored text, kept across rows, so that equal ones are
+        one object (never changed in place: a job's value is replaced, not edited)."""
         values = dict(row)  # the fast path: a stored row has exactly the record's columns
         if not values.keys() <= _COLUMN_SET:
             values = {name: value for name, value in values.items() if name in _COLUMN_SET}
         for name in JSON_COLUMNS:
             text = values.get(name)
             if text is not None:
-                values[name] = json.loads(text)
+                if shared is None:
+                    values[name] = json.loads(text)
+                else:
+                    value = shared.get(text)
+                    values[name] = value if value is not None else shared.setdefault(text, json.loads(text))
             elif name in values:
                 del values[name]  # NULL: the field's default
+        if shared is not None and values.get("script"):
+            values["script"] = shared.setdefault(("script", values["script"]), values["script"])
         for name in BOOL_COLUMNS:
             if name in values:
                 values[name] = bool(values[name])

@@ -463,3 +463,21 @@ def test_a_runs_end_closes_its_running_steps_in_the_same_write(db_path):
     done, again, state, steps_ = with_store(db_path, body)
     assert (done, again, state) == (True, False, State.TIMEOUT)
     assert [(s.state, s.end_time) for s in steps_] == [("TIMEOUT", NOW + 9)]
+
+
+def test_the_active_jobs_share_equal_values_as_their_submission_did(db_path):
+    """An array's tasks read back at start share one environment, one set of options and one
+    script (a restart with 100,000 queued tasks costs no more memory than before it), and each
+    still reads as its own; an ended job is not read."""
+    def task(t: int, **kw) -> Job:
+        return row(array_task_id=t, environment={"PATH": "/bin", "X": "1"}, slurm_options={"qos": "normal"}, **kw)
+
+    async def body(store):
+        await store.write(Store.op_insert_jobs, [task(0), task(1, state="RUNNING"), task(2), task(3, state="FAILED")],
+                          "alice", NOW)
+        return store.active_jobs()
+
+    jobs = with_store(db_path, body)
+    assert [j.array_task_id for j in jobs] == [0, 1, 2]
+    assert jobs[0].environment is jobs[1].environment is jobs[2].environment == {"PATH": "/bin", "X": "1"}
+    assert jobs[0].slurm_options is jobs[2].slurm_options and jobs[0].script is jobs[1].script
