@@ -30,6 +30,7 @@ from melond.state.job import Job
 # the same key until it is skipped, so entries are ordered by their key alone.
 Entry = tuple[tuple, PendingView]
 ORDER_KEY = operator.itemgetter(0)
+MERGE_AT = 64  # jobs changed at once past which the order takes them in one sort (each insert moves the list)
 DependencyStates = Callable[[set[int]], Mapping[int, State]]
 
 
@@ -129,15 +130,22 @@ class PendingOrder:
                 self._running.discard(jid)
             else:
                 running.extend(running_views(job))
+        fresh = []
         for jid in self._touched:
             job = jobs.get(jid)
             if job is not None and job.state is State.PENDING:
                 entry, cached = self._entry(job, now, states)
                 if cached:
-                    bisect.insort(self._order, entry, key=ORDER_KEY)
+                    fresh.append(entry)
                 else:
                     self._volatile.add(jid)
         self._touched.clear()
+        if len(fresh) > MERGE_AT:  # an array held or released: one sort of two sorted runs, not an insert each
+            self._order.extend(fresh)
+            self._order.sort(key=ORDER_KEY)
+        else:
+            for entry in fresh:
+                bisect.insort(self._order, entry, key=ORDER_KEY)
         taken: list[Entry] = []
         stale_head = 0
         more = False

@@ -27,8 +27,9 @@ DEPTH = 3
 MIB = 1 << 20
 
 ops = st.lists(st.one_of(
-    st.tuples(st.just("submit"), st.integers(1, 4), st.sampled_from(["plain", "held", "begin", "dep"])),
+    st.tuples(st.just("submit"), st.sampled_from([1, 2, 4, 80]), st.sampled_from(["plain", "held", "begin", "dep"])),
     st.tuples(st.sampled_from(["hold", "release", "extend", "cancel", "end", "lost"]), st.integers(0, 50)),
+    st.tuples(st.sampled_from(["hold_all", "release_all", "cancel_all"]), st.just(0)),  # an array's, one transaction
     st.tuples(st.sampled_from(["pass", "full"]), st.just(0)),
 ), min_size=1, max_size=40)
 
@@ -92,6 +93,10 @@ async def _run(path: str, steps: list[tuple]) -> None:
                     await ops.cancel(jid, root)
                 else:
                     await ops.set_hold(jid, root, op == "hold")
+            elif op in ("hold_all", "release_all") and pending:
+                await ops.set_hold_many(pending, root, op == "hold_all")
+            elif op == "cancel_all" and active:
+                await ops.cancel_many(active, root)
             elif op in ("end", "lost") and running:
                 await engine.ends.record(running[arg % len(running)], {
                     "reason": "exited" if op == "end" else "lost", "exit_code": 0, "signal": None,
@@ -152,3 +157,24 @@ def test_a_one_node_jobs_gpus_per_task_are_asked_for_all_its_tasks_there() -> No
               cpus_per_task=1, gpus_per_task="gpu:1")
     (view,) = PendingOrder({"p": 0}).snapshot({1: job}, (), 0.0, lambda ids: {}).pending
     assert view.shape is None and view.want() == (Gres("gpu", None, 3),)
+
+
+def test_many_jobs_released_at_once_go_back_before_newer_ones(tmp_path):
+    """An array released in one transaction takes its place in the order before jobs submitted
+    after it (one sort of the changed jobs with the rest, not an insert each)."""
+    async def go() -> None:
+        engine, store = _engine(str(tmp_path / "melon.db"))
+        root = engine.ops.caller("root", 0)
+        req = {"cpus": 1, "memory": MIB, "name": "t", "script": "#!/bin/sh\n", "chdir": "/tmp", "time_limit": 60,
+               "hold": True}  # none starts (no pass runs): only the order is looked at
+        try:
+            older, _ = await engine.ops.submit({**req, "array": "1-80"}, root, ROOT)
+            _snapshot(engine, time.time())  # a full pass: the order is built
+            newer, _ = await engine.ops.submit(req, root, ROOT)
+            _snapshot(engine, time.time(), DEPTH)
+            await engine.ops.set_hold_many(older, root, False)
+            snap = _snapshot(engine, time.time(), DEPTH)
+            assert [v.job_id for v in snap.pending] == older[:DEPTH], (newer, [v.job_id for v in snap.pending])
+        finally:
+            await store.close()
+    asyncio.run(go())
