@@ -44,18 +44,14 @@ test-unit: setup-test
 man: setup
 	$(BIN)/python scripts/gen_man.py
 
+# Every benchmark in turn, then a table of their headline figures (bench/run; `bench/run NAME`
+# runs one). Those that need a Docker engine or Slurm say they skipped where it is missing.
 bench: setup-test
-	$(BIN)/python bench/bench_cli.py
-	$(BIN)/python bench/bench_acct.py
-	$(BIN)/python bench/bench_submit.py
-	$(BIN)/python bench/bench_throughput.py
-	$(BIN)/python bench/bench_scheduler.py
-	$(BIN)/python bench/bench_elastic.py
-	$(BIN)/python bench/bench_job_list.py
+	$(BIN)/python bench/run
 
+# The Docker cluster's two alone.
 bench-cluster: setup-test
-	$(BIN)/python bench/bench_cluster.py
-	$(BIN)/python bench/bench_recovery.py
+	$(BIN)/python bench/run cluster recovery
 
 # The README's pictures of the web UI (docs/img), from a real melond with three local nodes.
 screenshots: setup-test

@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness import BIN, REPO, floor_command, run_ms, serving, table
+from harness import BIN, REPO, floor_command, median_range, run_ms, serving, summary, table
 
 ROWS = 1_000_000
 DAYS = 100
@@ -86,6 +86,7 @@ def main() -> None:
                ["macct -a -P -S DAY -E DAY+1", f"{statistics.median(acct):.1f}", f"{min(acct):.1f}",
                 f"{statistics.median(ratios):.1f} ({ratios[0]:.1f}-{ratios[-1]:.1f})",
                 "yes" if statistics.median(acct) <= 1000 else "NO"]])
+    summary("acct", f"{statistics.median(acct):.0f} ms, {median_range(ratios, 'x floor', 1)}")
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ import statistics
 import subprocess
 import time
 
-from harness import BIN, floor_command, job_body, melond, run_ms, table
+from harness import BIN, floor_command, job_body, median_range, melond, run_ms, summary, table
 
 ROUNDS = 30
 QUEUE = 10_000
@@ -43,16 +43,20 @@ def quartiles(values: list[float]) -> tuple[float, float, float]:
     return q[0], statistics.median(values), q[2]
 
 
-def report(title: str, times: dict[str, list[float]], target: float) -> None:
+def report(title: str, times: dict[str, list[float]], target: float) -> list[float]:
+    """Print the table; return each command's median ratio to the floor."""
     floor = times["floor"]
     rows = [["floor (python -I, one request)", f"{statistics.median(floor):.1f}", "1.00", "", ""]]
+    mids = []
     for name, ms in times.items():
         if name == "floor":
             continue
         lo, mid, hi = quartiles([m / f for m, f in zip(ms, floor)])
+        mids.append(mid)
         rows.append([name, f"{statistics.median(ms):.1f}", f"{mid:.2f}", f"{lo:.2f}-{hi:.2f}",
                      "yes" if mid <= target else "NO"])
     table(title, ["command", "median ms", "ratio to floor", "ratio IQR", f"<= {target}x"], rows)
+    return mids
 
 
 def main() -> None:
@@ -76,7 +80,7 @@ def main() -> None:
         spares = [client.call("POST", "/jobs", job_body(work, hold=True))["job_ids"][0] for _ in range(ROUNDS)]
         commands["mcancel ID (a held job)"] = lambda n: [f"{b}/mcancel", str(spares[n])]
         times = rounds(commands, floor, env, work, ROUNDS)
-        report(f"Whole-process time of each command, {ROUNDS} rounds (a short queue)", times, 1.3)
+        ratios = report(f"Whole-process time of each command, {ROUNDS} rounds (a short queue)", times, 1.3)
 
         s = slurm_bin()
         slurm = {
@@ -92,7 +96,7 @@ def main() -> None:
         spares = [client.call("POST", "/jobs", job_body(work, hold=True))["job_ids"][0] for _ in range(ROUNDS)]
         slurm["scancel ID (a held job)"] = lambda n: [f"{s}/scancel", str(spares[n])]
         times = rounds(slurm, floor, env, work, ROUNDS)
-        report(f"Slurm's command names, {ROUNDS} rounds (the same queue)", times, 1.3)
+        ratios += report(f"Slurm's command names, {ROUNDS} rounds (the same queue)", times, 1.3)
 
         body = job_body(work, hold=True, time_limit=600, array=f"1-{QUEUE}")
         client.call("POST", "/jobs", body)
@@ -100,6 +104,9 @@ def main() -> None:
                       f"mqueue -r ({QUEUE:,} lines)": [f"{b}/mqueue", "-r"],
                       "mqueue --json": [f"{b}/mqueue", "--json"]}, floor, env, work, 10)
         report(f"mqueue over {QUEUE:,} queued jobs, 10 rounds", big, 2.0)
+    # The headline is the short-queue commands' (their target is one, 1.3x): the median of their
+    # medians, and the range from the fastest command to the slowest.
+    summary("cli", median_range(ratios, "x floor"))
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from __future__ import annotations
 import statistics
 import time
 
-from harness import job_body, melond, table
+from harness import job_body, median_range, melond, summary, table
 
 ROUNDS = 3
 FULL = 30  # seconds every job asks for up front
@@ -75,6 +75,8 @@ def main() -> None:
     table(f"{len(WORKLOAD)} jobs on one {results['full'][0]['cpus']}-CPU node, {ROUNDS} rounds: "
           f"full limits ({FULL} s) vs elastic (short first limit, --time-max {FULL}, --extend-auto 4)",
           ["mode", "makespan s (range)", "mean turnaround s (range)", "completed", "timed out", "auto steps"], rows)
+    summary("elastic", f"makespan {median_range(ratio['makespan'], 'x full limits')}, "
+                       f"turnaround {median_range(ratio['turnaround'], 'x')}")
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import aiohttp
 
-from harness import REPO, serving, table
+from harness import REPO, median_range, serving, summary, table
 
 ROWS = 1_000_000
 ROUNDS = 15
@@ -115,12 +115,17 @@ def main() -> None:
     with serving(root) as sock:
         floor, times, totals = asyncio.run(measure(sock))
     rows = [["floor: GET /whoami", "", f"{statistics.median(floor):.1f}", f"{min(floor):.1f}", "1.0"]]
+    pages_ms, pages_ratio = [], []
     for name, values in times.items():
         ratios = sorted(v / f for v, f in zip(values, floor))
+        pages_ms.append(statistics.median(values))
+        pages_ratio.append(statistics.median(ratios))
         rows.append([name, f"{totals[name]:,}", f"{statistics.median(values):.1f}", f"{min(values):.1f}",
                      f"{statistics.median(ratios):.1f} ({ratios[0]:.1f}-{ratios[-1]:.1f})"])
     table(f"one page of 50 among {ROWS:,} stored jobs, {ROUNDS} rounds",
           ["page", "matching", "median ms", "min ms", "ratio to floor (median, range)"], rows)
+    # Every page should cost about the same: the median page, and the range from the cheapest to the dearest.
+    summary("job_list", f"{median_range(pages_ms, ' ms a page', 1)}, {statistics.median(pages_ratio):.1f}x floor")
 
 
 if __name__ == "__main__":

@@ -7,9 +7,11 @@ array tasks submitted to all ended.
 Each size runs in its own melond, in turn, ROUNDS times; the figures per node are differences
 between two sizes of the same round (the fixed costs cancel), and dispatch is a ratio to the
 same 10,000 tasks over 10 nodes measured in that round.
+`--json`: the last line is each size's medians as JSON instead (bench/run --plot draws them).
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -86,7 +88,7 @@ class Melond:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-def main() -> None:
+def main(as_json: bool = False) -> None:
     up: dict[int, list[float]] = {n: [] for n in SIZES}
     rss: dict[int, list[float]] = {n: [] for n in SIZES}
     idle: dict[int, list[float]] = {n: [] for n in SIZES}
@@ -116,8 +118,14 @@ def main() -> None:
     table(f"melond over simulated nodes ({CPUS} CPUs each), {ROUNDS} rounds: medians (spread)",
           ["nodes", "all up, s", "RSS MiB", f"MiB per node over {base}", "idle CPU % of a core",
            f"dispatch, {TASKS:,} tasks, jobs/s", f"x {base} nodes"], rows)
-    print(f"\nscale: {statistics.median(up[SIZES[-1]]):.2f} s to connect {SIZES[-1]:,} nodes")
+    if as_json:
+        print(json.dumps([{"nodes": n, "up_s": statistics.median(up[n]), "rss_mib": statistics.median(rss[n]),
+                           "idle_cpu": statistics.median(idle[n]), "jobs_per_s": statistics.median(rate[n])}
+                          for n in SIZES]))
+    else:
+        print(f"\nscale: {statistics.median(up[SIZES[-1]]):.2f} s to connect {SIZES[-1]:,} nodes")
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+    main(as_json="--json" in sys.argv[1:])

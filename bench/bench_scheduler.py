@@ -1,17 +1,20 @@
 """Time plan() on typical and worst-ish snapshots; prints scenario -> median ms per plan.
 
-Run: .venv/bin/python bench/bench_scheduler.py [--runs N] [--against REV]
+Run: .venv/bin/python bench/bench_scheduler.py [--runs N] [--against REV | --curve]
 Targets (one core): < 20 ms for 1,000 pending x 3 nodes, < 200 ms for 10,000 pending x 100 nodes.
 Rows in pairs ("  same, ...") are one situation planned twice: with 10% of the jobs spanning
 nodes, or on GPU nodes with a third of the jobs asking for GPUs, the second time; their ratio is
 what that costs the scheduler, measured in the same run. --against REV also times the plan() of
 git revision REV on the scenarios without GPUs, interleaved with today's, and prints the ratio.
+--curve times plan() as the queue grows (1,000 to 100,000 pending) on 10, 100 and 1,000 nodes
+90% busy, and prints the points as JSON on its last line (bench/run --plot draws them).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import random
 import statistics
 import subprocess
@@ -20,12 +23,16 @@ import time
 import types
 from dataclasses import replace
 
+from harness import median_range, summary
 from melond.sched.plan import NodeView, PendingView, RunningView, Snapshot, plan
 from melond.spec.gres import Gres
 from melond.spec.shape import make_shape
 
 NOW = 1_000_000.0
 GiB = 1024
+HEADLINE = "10k pending, 100 nodes 90% busy"  # the target's situation: < 200 ms
+CURVE_PENDING = (1_000, 10_000, 100_000)
+CURVE_NODES = (10, 100, 1_000)
 
 
 def _nodes(count: int, cpus: int, memory: int, partitions: int = 1) -> tuple[NodeView, ...]:
@@ -137,6 +144,26 @@ def scenarios() -> dict[str, Snapshot]:
     }
 
 
+def curve(runs: int) -> list[dict]:
+    """plan()'s median ms for each queue length on each cluster size (32-CPU nodes, 90% busy): how
+    its time grows, which the fixed scenarios show at one size each."""
+    rnd = random.Random(42)
+    points = []
+    for count in CURVE_NODES:
+        nodes = _nodes(count, 32, 128 * GiB)
+        busy = _fill(rnd, nodes, 0.9)
+        for pending in CURVE_PENDING:
+            snap = Snapshot(nodes, busy, _pending(rnd, pending))
+            times = []
+            for _ in range(runs):
+                t0 = time.perf_counter()
+                plan(snap, NOW)
+                times.append((time.perf_counter() - t0) * 1000)
+            points.append({"nodes": count, "pending": pending, "ms": statistics.median(times)})
+            print(f"{count:>6,} nodes {pending:>8,} pending {statistics.median(times):>9.1f} ms", flush=True)
+    return points
+
+
 def _old_plan(rev: str):
     """plan() as it was at git revision `rev`, and a way to give it today's snapshots."""
     source = subprocess.run(["git", "show", f"{rev}:melond/sched/plan.py"], capture_output=True, text=True,
@@ -159,10 +186,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--against", metavar="REV", help="also time plan() of this git revision, interleaved")
+    parser.add_argument("--curve", action="store_true", help="time plan() as the queue grows; print JSON points")
     args = parser.parse_args()
+    if args.curve:
+        print(json.dumps(curve(args.runs)))
+        return
     old_plan, convert = _old_plan(args.against) if args.against else (None, None)
     print(f"{'scenario':40} {'nodes':>5} {'pending':>7} {'starts':>6} {'ms/plan':>8}"
           + (f" {args.against[:10] + ' ms':>13} {'ratio':>6}" if old_plan else ""))
+    headline, against = 0.0, []
     for name, snap in scenarios().items():
         gpus = any(n.devices for n in snap.nodes)
         before = convert(snap) if old_plan and not gpus else None
@@ -181,7 +213,13 @@ def main() -> None:
             ratios = sorted(t / o for t, o in zip(times, old_times))
             line += f" {statistics.median(old_times):>13.2f} {statistics.median(ratios):>5.2f}x " \
                     f"({ratios[0]:.2f}-{ratios[-1]:.2f})"
+            against.append(statistics.median(ratios))
+        if name == HEADLINE:
+            headline = statistics.median(times)
         print(line)
+    # The reference, where one is measured, is the older plan(): its ratio per scenario, and their range.
+    versus = f", {median_range(against, 'x ' + args.against[:10])} over {len(against)} scenarios" if against else ""
+    summary("scheduler", f"{headline:.1f} ms a plan ({HEADLINE}){versus}")
 
 
 if __name__ == "__main__":

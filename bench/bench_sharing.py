@@ -19,6 +19,7 @@ import statistics
 import time
 from dataclasses import replace
 
+from harness import median_range, summary
 from melond.sched import priority as pr
 from melond.sched.plan import NodeView, PendingView, RunningView, Snapshot, plan
 from melond.sched.sharing import JOBS, AccountRules, QosRules, Sharing
@@ -105,12 +106,15 @@ def main() -> None:
     print(f"{USERS:,} users, {PENDING:,} pending, {NODES:,} nodes 90% busy, {HISTORY:,} jobs of history; "
           f"{args.runs} runs, interleaved")
     print(f"{'pass':48} {'ms (median)':>12} {'ratio to plain':>15} {'spread':>13}")
+    ratio = {}
     for name, label in (("plain", "plan(), no limits (reference)"),
                         ("pools", f"plan(), every job in 3 limit pools ({limited:,} held)"),
                         ("priorities", "Fair Tree + multifactor for every pending job")):
-        ratios = sorted(t / p for t, p in zip(times[name], times["plain"]))
+        ratios = ratio[name] = sorted(t / p for t, p in zip(times[name], times["plain"]))
         print(f"{label:48} {statistics.median(times[name]):>12.1f} {statistics.median(ratios):>14.2f}x "
               f"{ratios[0]:>6.2f}-{ratios[-1]:.2f}")
+    summary("sharing", f"{median_range(ratio['pools'], 'x plain plan() with limit pools')}, "
+                       f"priorities {median_range(ratio['priorities'], 'x')}")
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ import time
 import pexpect
 
 from bench_cluster import CLUSTER, DIR, INVENTORY
-from harness import BIN, REPO, melond, pct, table
+from harness import BIN, REPO, docker_missing, median_range, melond, pct, skip, summary, table
 
 ROUNDS = 5
 KEYS = 40  # keystrokes per round and path
@@ -51,6 +51,9 @@ def ssh_command() -> list[str]:
 
 
 def main() -> None:
+    why = docker_missing()
+    if why:
+        skip("terminal", why)
     subprocess.run([str(CLUSTER), "up", "3", "--inventory", str(INVENTORY), "--dir", str(DIR)], check=True)
     try:
         with melond("--inventory", str(INVENTORY)) as (client, state, work, _):
@@ -85,6 +88,7 @@ def main() -> None:
            ["srun --pty -w node1 (WebSocket to melond, its SSH connection, the holder)",
             f"{statistics.median(ours):.2f}", f"{pct(ours, 0.9):.2f}",
             f"{statistics.median(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f})"]])
+    summary("terminal", f"{statistics.median(ours):.2f} ms a keystroke, {median_range(ratios, 'x ssh -tt')}")
 
 
 if __name__ == "__main__":

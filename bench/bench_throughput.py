@@ -12,7 +12,7 @@ import statistics
 import time
 
 
-from harness import job_body, melond, pct, submit_concurrently, table
+from harness import job_body, median_range, melond, pct, submit_concurrently, summary, table
 
 JOBS = 1000
 RUNS = 3  # this figure swings by +-15% from run to run on a shared 2-core VM
@@ -57,9 +57,12 @@ def latency() -> list:
 
 def main() -> None:
     rows = [throughput() for _ in range(RUNS)]
-    rows.append(["median", "", "", "", f"{statistics.median(float(r[4]) for r in rows):.0f}"])
+    rates = [float(r[4]) for r in rows]
+    rows.append(["median", "", "", "", f"{statistics.median(rates):.0f}"])
     table("1,000 trivial jobs on the local node", ["jobs", "node cpus", "submit s", "all done s", "jobs/s"], rows)
-    table("Submit-to-start latency, idle local node (ms)", ["samples", "p50", "p90", "max"], [latency()])
+    start = latency()
+    table("Submit-to-start latency, idle local node (ms)", ["samples", "p50", "p90", "max"], [start])
+    summary("throughput", f"{median_range(rates, ' jobs/s', 0)}, submit-to-start p50 {start[1]} ms")
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
+from typing import NoReturn
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -135,6 +136,31 @@ def pct(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(q * len(values)))]
 
 
+def median_range(values: list[float], unit: str, digits: int = 2) -> str:
+    """`median<unit> (min-max)`: a headline figure with its spread, since single runs here drift."""
+    return f"{statistics.median(values):.{digits}f}{unit} ({min(values):.{digits}f}-{max(values):.{digits}f})"
+
+
+def summary(name: str, figure: str) -> None:
+    """The bench's last line, `NAME: figure`, which bench/run gathers into its table."""
+    print(f"\n{name}: {figure}", flush=True)
+
+
+def skip(name: str, why: str) -> NoReturn:
+    """End a bench whose prerequisite is missing here, with a summary line that says which."""
+    summary(name, f"skipped ({why})")
+    sys.exit(0)
+
+
+def docker_missing() -> str | None:
+    """Why the Docker sshd cluster (tests/docker-sshd/cluster) cannot come up here, or None."""
+    if shutil.which("docker") is None:
+        return "no docker command"
+    if subprocess.run(["docker", "info"], capture_output=True).returncode != 0:
+        return "no Docker engine answers"
+    return None if os.geteuid() == 0 else "the cluster needs root: it adds its test users here too"
+
+
 def table(title: str, headers: list[str], rows: list[list]) -> None:
     cells = [[str(c) for c in r] for r in rows]
     widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
@@ -146,4 +172,4 @@ def table(title: str, headers: list[str], rows: list[list]) -> None:
 
 
 __all__ = ["melond", "job_body", "pct", "table", "statistics", "submit_concurrently", "BIN", "FLOOR", "floor_command",
-           "run_ms"]
+           "run_ms", "median_range", "summary", "skip", "docker_missing"]

@@ -32,7 +32,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness import BIN, melond, table
+from harness import BIN, melond, skip, summary, table
 
 SUBMISSIONS = 1000
 ARRAY = 1000
@@ -41,22 +41,17 @@ RUNS = 30
 HTC = "batch_sched_delay=0,default_queue_depth=1000,bf_interval=1,bf_continue,max_rpc_cnt=150"
 
 
-def skip(why: str) -> None:
-    print(f"bench/slurm.py: skipped: {why}")
-    sys.exit(0)
-
-
 def ensure_packages() -> None:
     missing = [tool for tool in ("slurmctld", "slurmd", "sbatch", "munged") if shutil.which(tool) is None
                and not os.path.exists(f"/usr/sbin/{tool}")]
     if not missing:
         return
     if os.geteuid() != 0 or shutil.which("apt-get") is None:
-        skip(f"{', '.join(missing)} missing, and installing slurm-wlm and munge needs root and apt-get")
+        skip("slurm", f"{', '.join(missing)} missing, and installing slurm-wlm and munge needs root and apt-get")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     for cmd in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "slurm-wlm", "munge"]):
         if subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL).returncode != 0:
-            skip(f"`{' '.join(cmd)}` failed")
+            skip("slurm", f"`{' '.join(cmd)}` failed")
 
 
 class Slurm:
@@ -118,7 +113,8 @@ class Slurm:
         logs = "".join((self.root / "log" / n).read_text()[-1500:] for n in ("slurmctld.log", "slurmd.log")
                        if (self.root / "log" / n).exists())
         self.stop()
-        skip(f"Slurm's node did not come up within 60 s; its logs end: {logs}")
+        print(f"Slurm's logs end:\n{logs}")
+        skip("slurm", "Slurm's node did not come up within 60 s; its logs above")
 
     def run(self, *args: str, **kw) -> subprocess.CompletedProcess:
         return subprocess.run(list(args), env=self.env, capture_output=True, text=True, check=True, **kw)
@@ -274,6 +270,8 @@ def main() -> None:
         shutil.rmtree(root, ignore_errors=True)
     table(f"{version} and Melon side by side on this machine ({os.cpu_count()} cores), one run",
           ["workload", "Slurm", "Melon", "Melon/Slurm", "note"], rows)
+    summary("slurm", f"{m_done / s_done:.2f}x Slurm's rate, {SUBMISSIONS:,} submissions to all done "
+                     f"({ARRAY:,}-task array {s_arr / m_arr:.1f}x)")
 
 
 if __name__ == "__main__":
