@@ -3,8 +3,8 @@ node): `mhold`/`mrelease` of one array, `mcancel ARRAY`, and `mcancel --me -t PD
 them, each one transaction in melond; and, meanwhile, how long another request (`GET /nodes`,
 as another user's squeue would ask) waits.
 
-Every round submits the queue afresh and times each operation as one whole CLI process (the
-list a filter needs included), beside the CLI floor measured in the same round (a bare Python
+Every round submits the queue afresh, lets melond settle, and times each operation as one
+whole CLI process (the list a filter needs included), beside the CLI floor measured in the same round (a bare Python
 process asking melond once): the ratios are taken at the same moment.
 """
 from __future__ import annotations
@@ -58,7 +58,8 @@ def main() -> None:
             arrays = [client.call("POST", "/jobs", job_body(work, hold=True, begin=later,
                                                              array=f"0-{TASKS - 1}"))["job_ids"][0]
                       for _ in range(ARRAYS)]
-            floors.append(statistics.median(run_ms(floor_command(sock), env) for _ in range(5)))
+            time.sleep(5)  # the scheduling passes the submissions bring are over
+            floors.append(statistics.median(run_ms(floor_command(sock, "/api/v1/whoami"), env) for _ in range(5)))
             for name, cmd in ((f"mrelease ARRAY ({TASKS:,})", ["mrelease", str(arrays[0])]),
                               (f"mhold ARRAY ({TASKS:,})", ["mhold", str(arrays[0])]),
                               (f"mcancel ARRAY ({TASKS:,})", ["mcancel", str(arrays[-1])]),

@@ -114,14 +114,15 @@ FLOOR = """
 import socket, sys
 s = socket.socket(socket.AF_UNIX)
 s.connect(sys.argv[1])
-s.sendall(b"GET /api/v1/jobs?all=1&ids=1 HTTP/1.1\\r\\nHost: melond\\r\\nConnection: close\\r\\n\\r\\n")
+s.sendall(b"GET " + sys.argv[2].encode() + b" HTTP/1.1\\r\\nHost: melond\\r\\nConnection: close\\r\\n\\r\\n")
 while s.recv(65536):
     pass
 """
 
 
-def floor_command(sock: str) -> list[str]:
-    return [sys.executable, "-I", "-c", FLOOR, sock]
+def floor_command(sock: str, path: str = "/api/v1/jobs?all=1&ids=1") -> list[str]:
+    """The floor's process, asking `path` (by default one job's listing, what a command asks)."""
+    return [sys.executable, "-I", "-c", FLOOR, sock, path]
 
 
 def run_ms(cmd: list[str], env: dict, cwd=None) -> float:

@@ -48,8 +48,12 @@ class PendingOrder:
         self._views: dict[int, Entry] = {}  # pending jobs whose view nothing can change but a touch
         self._order: list[Entry] | None = None  # None until the first full pass
         self._touched: dict[int, None] = {}  # jobs new or changed since, in order
-        self._volatile: set[int] = set()  # pending jobs whose views change with time
+        self._volatile: set[int] = set()  # pending jobs whose views change with time (dependencies)
         self._running: set[int] = set()
+        # Jobs cached as waiting for their begin time, woken (touched) when it comes: a queue of
+        # --begin jobs costs nothing per pass until then
+        self._begins: list[tuple[float, int]] = []
+        self._begin_at: dict[int, float] = {}
 
     def touch(self, job_id: int) -> None:
         """Something in a job's scheduler view changed (or it is new, or pending again)."""
@@ -69,6 +73,11 @@ class PendingOrder:
                  dependency_states: DependencyStates, depth: int | None = None) -> Snapshot:
         """What the scheduler sees; with ``depth``, only that many pending jobs, first in priority order."""
         states = _LazyStates(jobs, dependency_states)
+        while self._begins and self._begins[0][0] <= now:
+            at, jid = heapq.heappop(self._begins)
+            if self._begin_at.get(jid) == at:
+                del self._begin_at[jid]
+                self.touch(jid)  # its begin time came: its view says so from now on
         if depth is not None and self._order is not None:
             return self._event_snapshot(jobs, nodes, now, depth, states)
         running, pending = [], []  # pending: (priority order, view), so ordering compares tuples only
@@ -167,7 +176,7 @@ class PendingOrder:
                 self._volatile.discard(jid)
                 continue
             entry, cached = self._entry(job, now, states)
-            if cached:  # its begin time passed: ordered from now on
+            if cached:  # its dependency was removed: ordered from now on
                 self._volatile.discard(jid)
                 bisect.insort(self._order, entry, key=ORDER_KEY)
             taken.append(entry)
@@ -177,8 +186,9 @@ class PendingOrder:
                         self._use(jobs, self._running))
 
     def _entry(self, job: Job, now: float, states: _LazyStates) -> tuple[Entry, bool]:
-        """A pending job's (order key, view), and whether it is cached (nothing in it changes with
-        time: no dependency, no begin time ahead; extensions, holds, requeues and starts drop it)."""
+        """A pending job's (order key, view), and whether it is cached (nothing in it changes but
+        by a touch: no dependency; a begin time ahead touches it when it comes; extensions, holds,
+        requeues and starts drop it)."""
         entry = self._views.get(job.id)
         if entry is not None:
             return entry, True
@@ -194,9 +204,12 @@ class PendingOrder:
             parse_list(job.gres) if wide else wanted(job.gres, job.gpus_per_task, shape.ntasks),
             parse_list(job.gpus_per_task) if wide else (), *self._charge(job), job.id in self.preemptors)
         entry = (priority_order(view), view)
-        cached = not job.dependency and not (job.begin_time and job.begin_time > now)
+        cached = not job.dependency
         if cached:
             self._views[job.id] = entry
+            if job.begin_time and job.begin_time > now and self._begin_at.get(job.id) != job.begin_time:
+                self._begin_at[job.id] = job.begin_time
+                heapq.heappush(self._begins, (job.begin_time, job.id))
         return entry, cached
 
     def view(self, job: Job, now: float) -> PendingView:

@@ -178,3 +178,21 @@ def test_many_jobs_released_at_once_go_back_before_newer_ones(tmp_path):
         finally:
             await store.close()
     asyncio.run(go())
+
+
+def test_a_begin_time_wakes_its_job_when_it_comes(tmp_path):
+    """A job waiting for its begin time is cached (no pass recomputes it) and woken at that time."""
+    async def go() -> None:
+        engine, store = _engine(str(tmp_path / "melon.db"))
+        root = engine.ops.caller("root", 0)
+        begin = time.time() + 1000
+        try:
+            [jid], _ = await engine.ops.submit({"cpus": 1, "memory": MIB, "name": "t", "script": "#!/bin/sh\n",
+                                                "chdir": "/tmp", "time_limit": 60, "begin": begin}, root, ROOT)
+            _snapshot(engine, time.time())
+            assert [v.blocked for v in _snapshot(engine, time.time(), DEPTH).pending] == ["BeginTime"]
+            assert jid in engine.order._views and jid not in engine.order._volatile  # nothing redone per pass
+            assert [v.blocked for v in _snapshot(engine, begin + 1, DEPTH).pending] == [None]  # its time came
+        finally:
+            await store.close()
+    asyncio.run(go())
