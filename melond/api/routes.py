@@ -176,19 +176,19 @@ async def bulk_cancel(request: web.Request) -> web.Response:
     """Cancel the jobs a filter picked, by their ids: the pending ones in one transaction."""
     body: models.JobIds = await _body(request, models.JobIds)
     ops = request.app[ENGINE].ops
-    return web.json_response(_outcomes(*await ops.cancel_many(body.ids, request["caller"])))
+    return await _json(_outcomes(*await ops.cancel_many(body.ids, request["caller"])), len(body.ids))
 
 
 async def bulk_hold(request: web.Request) -> web.Response:
     body: models.JobIds = await _body(request, models.JobIds)
     ops = request.app[ENGINE].ops
-    return web.json_response(_outcomes(*await ops.set_hold_many(body.ids, request["caller"], True)))
+    return await _json(_outcomes(*await ops.set_hold_many(body.ids, request["caller"], True)), len(body.ids))
 
 
 async def bulk_release(request: web.Request) -> web.Response:
     body: models.JobIds = await _body(request, models.JobIds)
     ops = request.app[ENGINE].ops
-    return web.json_response(_outcomes(*await ops.set_hold_many(body.ids, request["caller"], False)))
+    return await _json(_outcomes(*await ops.set_hold_many(body.ids, request["caller"], False)), len(body.ids))
 
 
 def _id(text: str, what: str) -> int:
@@ -280,8 +280,25 @@ async def list_jobs(request: web.Request) -> web.Response:
         rows = await engine.store.read(lambda db: db.jobs(states=wanted, user=q.get("user") or None, ids=ids,
                                                           ended_since=since))
     fields = parse_fields(q.get("fields"))
-    return web.json_response({"jobs": listing(rows, request["caller"], time.time(), fields, fold=bool(q.get("fold")),
-                                              expected=engine.loop.expected_starts, nodes=engine.loop.expected_nodes)})
+    return await _json({"jobs": listing(rows, request["caller"], time.time(), fields, fold=bool(q.get("fold")),
+                                        expected=engine.loop.expected_starts, nodes=engine.loop.expected_nodes)},
+                       len(rows))
+
+
+ENCODE_APART = 2000  # items in a reply past which its JSON is encoded on a thread: other requests go on meanwhile
+
+
+async def _json_each(data: dict) -> web.Response:
+    """`_each`'s reply: one job's, or an array's tasks' outcomes."""
+    return await _json(data, len(data.get("jobs", ())))
+
+
+async def _json(data: dict, items: int) -> web.Response:
+    """A reply; a long one (a listing or a bulk act over 100,000 jobs) encoded off the event loop,
+    so that other users' requests are answered meanwhile."""
+    if items <= ENCODE_APART:
+        return web.json_response(data)
+    return web.Response(text=await asyncio.to_thread(json.dumps, data), content_type="application/json")
 
 
 PAGE_PARAMETERS = ("limit", "sort", "after", "name", "node", "partition")
@@ -439,8 +456,8 @@ async def job_script(request: web.Request) -> web.Response:
 
 async def cancel_job(request: web.Request) -> web.Response:
     ops, caller = request.app[ENGINE].ops, request["caller"]
-    return web.json_response(await _each(request, ACTIVE, lambda jid: ops.cancel(jid, caller),
-                                         lambda ids: ops.cancel_many(ids, caller)))
+    return await _json_each(await _each(request, ACTIVE, lambda jid: ops.cancel(jid, caller),
+                                        lambda ids: ops.cancel_many(ids, caller)))
 
 
 async def extend_job(request: web.Request) -> web.Response:
@@ -464,14 +481,14 @@ async def signal_job(request: web.Request) -> web.Response:
 
 async def hold_job(request: web.Request) -> web.Response:
     ops, caller = request.app[ENGINE].ops, request["caller"]
-    return web.json_response(await _each(request, PENDING, lambda jid: ops.set_hold(jid, caller, True),
-                                         lambda ids: ops.set_hold_many(ids, caller, True)))
+    return await _json_each(await _each(request, PENDING, lambda jid: ops.set_hold(jid, caller, True),
+                                        lambda ids: ops.set_hold_many(ids, caller, True)))
 
 
 async def release_job(request: web.Request) -> web.Response:
     ops, caller = request.app[ENGINE].ops, request["caller"]
-    return web.json_response(await _each(request, PENDING, lambda jid: ops.set_hold(jid, caller, False),
-                                         lambda ids: ops.set_hold_many(ids, caller, False)))
+    return await _json_each(await _each(request, PENDING, lambda jid: ops.set_hold(jid, caller, False),
+                                        lambda ids: ops.set_hold_many(ids, caller, False)))
 
 
 async def file_extension_request(request: web.Request) -> web.Response:

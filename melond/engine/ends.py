@@ -114,12 +114,13 @@ class Ends:
 
     def finished_many(self, ids: list[int]) -> None:
         """Their ends are committed (a bulk cancel's): forgotten, and the scheduler woken once."""
-        for job_id in ids:
-            self.jobs.finished(job_id)
-            if self.on_finished is not None:
+        if not ids:
+            return
+        self.jobs.finished(*ids)
+        if self.on_finished is not None:
+            for job_id in ids:
                 self.on_finished(job_id)
-        if ids:
-            self.kick()
+        self.kick()
 
     def _wants_requeue(self, job: Job, result: dict) -> bool:
         """Does this end ask to send the job back to the queue? A job its user asked to requeue,

@@ -51,12 +51,13 @@ class JobTable:
     def ending_done(self, job_id: int) -> None:
         self.ending.pop(job_id, None)
 
-    def finished(self, job_id: int) -> None:
-        """The job's end is committed: forget it, and wake whoever waits for an end."""
-        self.active.pop(job_id, None)
-        self.cancelling.discard(job_id)
-        self.requeueing.discard(job_id)
-        self.end_as.pop(job_id, None)
+    def finished(self, *ids: int) -> None:
+        """These jobs' ends are committed: forget them, and wake whoever waits for an end."""
+        for job_id in ids:
+            self.active.pop(job_id, None)
+            self.cancelling.discard(job_id)
+            self.requeueing.discard(job_id)
+            self.end_as.pop(job_id, None)
         self._ended.set()
         self._ended = asyncio.Event()
 
