@@ -9,6 +9,7 @@ node's disk but the spool.
 """
 from __future__ import annotations
 
+import functools
 import json
 import pathlib
 import zlib
@@ -47,8 +48,10 @@ FIRST_STAGE = (
 )
 
 
+@functools.lru_cache(maxsize=1)
 def payload() -> bytes:
-    """The length line and compressed module sources that follow the ready marker."""
+    """The length line and compressed module sources that follow the ready marker: made once,
+    sent to every node (compressing them for each of a thousand nodes took seconds)."""
     here = pathlib.Path(__file__).parent
     mods = [(name, (here / f"{name.split('.')[1]}.py").read_text()) for name in SHIPPED]
     body = zlib.compress(json.dumps(mods).encode(), 6)

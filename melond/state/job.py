@@ -181,12 +181,15 @@ class Job:
                     values[name] = value if value is not None else shared.setdefault(text, json.loads(text))
             elif name in values:
                 del values[name]  # NULL: the field's default
-        if shared is not None and values.get("script"):
-            values["script"] = shared.setdefault(("script", values["script"]), values["script"])
+        if shared is not None:
+            for name in SHARED_TEXT:
+                text = values.get(name)
+                if text is not None:
+                    values[name] = shared.setdefault((name, text), text)
         for name in BOOL_COLUMNS:
             if name in values:
                 values[name] = bool(values[name])
-        values["state"] = State(values["state"])
+        values["state"] = _STATE_OF[values["state"]]
         return cls(**values)
 
     def to_row(self) -> dict[str, Any]:
@@ -215,6 +218,11 @@ def legacy_tasks(slurm_options: Mapping[str, str]) -> int:
 
 
 COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(Job))
+# Text columns an array's tasks (and a user's jobs) mostly hold alike: read back as one object each
+SHARED_TEXT = ("script", "user", "name", "partition", "chdir", "output", "error", "array_spec", "submit_host",
+               "submit_dir", "account", "reason", "signal", "mail_user", "gres", "gpus_per_task", "distribution",
+               "script_path", "dependency", "node")
+_STATE_OF = {s.value: s for s in State}  # a stored state's enum, without the enum's own (slower) lookup
 _COLUMN_SET = frozenset(COLUMNS)
 
 
