@@ -285,7 +285,8 @@ class Operations:
             try:
                 if job is None:
                     job = self.find(jid)
-                    raise Conflict(f"job {jid} has already ended ({job.state.value}); nothing to {action.split()[0]}")
+                    said = f"has already ended ({job.state.value})" if job.state in FINISHED else "is ending"
+                    raise Conflict(f"job {jid} {said}; nothing to {action.split()[0]}")
                 policy.check_owner(job, caller, action)
             except MelonError as exc:
                 refused.append((jid, label(job) if job is not None else str(jid), exc))
