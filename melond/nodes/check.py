@@ -11,18 +11,18 @@ from melond.nodes.fleet import BOOT_TIMEOUT, bootstrap
 HEADERS = ["NODE", "ADDRESS", "REACHABLE", "CPUS", "MEMORY_MB", "SYSTEMD", "LIMITS", "PYTHON", "NOTE"]
 
 
-async def _hello(node, state_dir: str) -> dict:
+async def _hello(node, state_dir: str, name: str = "") -> dict:
     """Boot the node's helper once and return its probe (its hello); the channel is closed."""
-    transport, spool = transport_for(node, state_dir)
+    transport, spool = transport_for(node, state_dir, name)
     channel, _, info = await asyncio.wait_for(bootstrap(transport, spool, node.limits), BOOT_TIMEOUT)
     channel.close()
     return info
 
 
 async def _probe(name: str, node, state_dir: str) -> list[str]:
-    address = f"{node.host}:{node.port}" if node.remote else "local"
+    address = f"{node.host}:{node.port}" if node.remote else "simulated" if node.simulate else "local"
     try:
-        info = await _hello(node, state_dir)
+        info = await _hello(node, state_dir, name)
     except Exception as exc:  # noqa: BLE001 - every failure is a row, not a crash
         return [name, address, "no", "-", "-", "-", "-", "-", f"{type(exc).__name__}: {exc}"]
     note = info.get("backend_reason", "")

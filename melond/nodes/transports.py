@@ -172,12 +172,14 @@ def check_default_ssh_files(node: Node) -> None:
         check_input(os.path.join(base, name), "SSH file")
 
 
-def transport_for(node: Node, state_dir: str, name: str = "") -> tuple[LocalTransport | SshTransport | SimTransport,
-                                                                       str]:
-    """How to reach a node, and its spool path there."""
+Transport = LocalTransport | SshTransport | SimTransport
+
+
+def transport_for(node: Node, state_dir: str, name: str = "") -> tuple[Transport, str]:
+    """How to reach a node (`name`: its machine, where it is simulated), and its spool path there."""
     if node.simulate:
-        return SimTransport(machine(name, node.cpus or 1, node.memory or SIM_MEMORY_PER_CPU * (node.cpus or 1))), \
-            "simulated"
+        cpus = node.cpus or 1
+        return SimTransport(machine(name, cpus, node.memory or SIM_MEMORY_PER_CPU * cpus)), "simulated"
     if not node.remote:
         return LocalTransport(node.python), node.spool or os.path.join(state_dir, "spool")
     check_default_ssh_files(node)
