@@ -46,15 +46,14 @@ class NodeLife:
         session = self.sessions[link]
         listing = (await session.request(Op.LIST))["jobs"]
         mine = {j.id: j for j in self.jobs.running_on(name) if user is None or j.user == user}
-        cancels = self.jobs.cancelling | await self.store.read(
-            lambda db, ids: db.with_event_this_run(ids, "cancel_requested"), list(mine))
-        preempted = await self.store.read(
-            lambda db, ids: db.with_event_this_run(ids, "preempt_requested"), list(mine))
-        for jid in preempted:  # asked before a restart of melond: it still ends PREEMPTED
+        # What was asked of this run before a restart of melond is still asked: one read for all
+        asked: dict[str, set[int]] = {"cancel_requested": set(), "preempt_requested": set(), "requeue_requested": set()}
+        for jid, kind, _, _ in await self.store.read(lambda db, ids: db.events_this_run(ids, asked), list(mine)):
+            asked[kind].add(jid)
+        for jid in asked["preempt_requested"]:  # it still ends PREEMPTED
             self.jobs.end_as.setdefault(jid, State.PREEMPTED)
-        cancels |= preempted
-        self.jobs.requeueing |= await self.store.read(  # asked before a restart of melond: still asked
-            lambda db, ids: db.with_event_this_run(ids, "requeue_requested"), list(mine))
+        cancels = self.jobs.cancelling | asked["cancel_requested"] | asked["preempt_requested"]
+        self.jobs.requeueing |= asked["requeue_requested"]
         limits, kills, stale = [], [], []
         for step in reconcile([(j.id, j.run) for j in mine.values()], listing):
             job = mine.get(step.job_id)

@@ -511,30 +511,19 @@ class _SlowView:
 
     def events_this_run(self, ids: Iterable[int], kinds: Iterable[str]) -> list[tuple[int, str, float, dict]]:
         """These jobs' events of these kinds recorded during their current run, oldest first:
-        (job id, kind, time, data)."""
+        (job id, kind, time, data). One query for a whole node's jobs at its reconnect. An event
+        recorded without its run (before events named it) counts for every run."""
         ids, kinds = list(ids), list(kinds)
         out: list[tuple[int, str, float, dict]] = []
         for i in range(0, len(ids), 900):  # SQLite's bound on parameters
             chunk = ids[i:i + 900]
             rows = self._conn.execute(
                 f"SELECT e.job_id, e.kind, e.time, e.data FROM job_events e JOIN jobs j ON j.id = e.job_id "
-                f"WHERE e.kind IN ({', '.join('?' * len(kinds))}) AND json_extract(e.data, '$.run') = j.restarts "
+                f"WHERE e.kind IN ({', '.join('?' * len(kinds))}) "
+                f"AND coalesce(json_extract(e.data, '$.run'), j.restarts) = j.restarts "
                 f"AND e.job_id IN ({', '.join('?' * len(chunk))}) ORDER BY e.seq", [*kinds, *chunk])
             out.extend((r[0], r[1], r[2], json.loads(r[3])) for r in rows)
         return sorted(out, key=lambda e: e[2])
-
-    def with_event_this_run(self, ids: Iterable[int], kind: str) -> set[int]:
-        """Which of these jobs have an event of this kind recorded during their current run (one
-        query for a whole node's jobs). An event recorded without its run (before events named
-        it) counts for every run."""
-        ids = list(ids)
-        if not ids:
-            return set()
-        rows = self._conn.execute(
-            f"SELECT DISTINCT e.job_id FROM job_events e JOIN jobs j ON j.id = e.job_id WHERE e.kind = ? "
-            f"AND coalesce(json_extract(e.data, '$.run'), j.restarts) = j.restarts "
-            f"AND e.job_id IN ({', '.join('?' * len(ids))})", [kind, *ids])
-        return {r[0] for r in rows}
 
 
 def _steps(conn: sqlite3.Connection, job_ids: Iterable[int], running_only: bool) -> list[Step]:
