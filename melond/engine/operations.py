@@ -28,7 +28,7 @@ from melond.spec.gres import gpu_count, node_gres, parse_list
 from melond.spec.jobids import JobRef
 from melond.spec.states import FINISHED, State
 from melond.state.job import Job
-from melond.spec.timespec import format_duration, format_limit, format_size_mib
+from melond.spec.timespec import format_clock, format_duration, format_limit, format_size_mib
 from melond.state.store import Store
 from melon_remote.protocol import STEP_TARGET, SignalTo
 
@@ -50,10 +50,6 @@ Refusal = tuple[int, str, MelonError]  # a job's id, its label, and why it was n
 def label(job: Job) -> str:
     """A job as squeue names it: `13`, or `10_3` for an array's task."""
     return f"{job.array_job_id}_{job.array_task_id}" if job.array_task_id is not None else str(job.id)
-
-
-def _clock(epoch: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(epoch))
 
 
 class Operations:
@@ -141,7 +137,7 @@ class Operations:
         past = self.store.extensions_by(job.user, now - max(b.window for _, _, b in found))
         try:
             for kind, name, budget in found:
-                check_budget(kind, name, budget, past, cost, job.user, now, _clock)
+                check_budget(kind, name, budget, past, cost, job.user, now, format_clock)
         except PolicyError as exc:
             raise Forbidden(f"job {job.id}: {str(exc).partition(': ')[2]}; ask an operator for more: mextend -j "
                             f"{job.id} -t +TIME --request --reason WHY") from None
@@ -473,7 +469,7 @@ class Operations:
         cost = (f" ({gpus} GPU{'s' * (gpus > 1)} for {format_duration(limit - job.time_limit)} more: "
                 f"{gpus * (limit - job.time_limit) / 3600:.1f} GPU-hours)") if gpus and limit else ""
         return Conflict(f"job {job.id}: a limit of {format_limit(limit)}{cost} would delay job {first['job_id']} "
-                        f"(waiting, expected to start at {_clock(first['before'])}) {by}{more}; partition "
+                        f"(waiting, expected to start at {format_clock(first['before'])}) {by}{more}; partition "
                         f"{job.partition} extends only what delays no other user's job (extend_policy = no-delay); {hint}")
 
     def _largest(self, job: Job, caller: Caller, part, past: list[int]) -> int:

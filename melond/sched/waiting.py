@@ -3,8 +3,9 @@ ahead of it and when the scheduler's plan starts it. Limits have their own sente
 (melond.sched.sharing.explain). Pure: the queue and the plan's figures come in as arguments."""
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
+
+from melond.spec.timespec import format_clock
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,5 +32,4 @@ def in_queue(reason: str, partition: str, asks: str, ahead: int, first: Ahead | 
                     f"{priority})"
     if start is None:
         return f"{said}; it starts as running jobs end and those ahead of it start"
-    at = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(start))
-    return f"{said}; by the scheduler's plan it starts at {at}{f' on {node}' if node else ''}"
+    return f"{said}; by the scheduler's plan it starts at {format_clock(start)}{f' on {node}' if node else ''}"

@@ -211,6 +211,12 @@ def format_duration(seconds: int | float | None) -> str:
     return f"{minutes}:{secs:02d}"
 
 
+def format_clock(epoch: float) -> str:
+    """A moment as Slurm's commands print one (StartTime, EndTime): local time, to the second."""
+    import time
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(epoch))
+
+
 def format_limit(seconds: int | None) -> str:
     """Format a stored time limit, where 0 (or None) means no limit."""
     return "UNLIMITED" if not seconds else format_duration(seconds)
