@@ -4,7 +4,10 @@ A pass (`sched.plan.plan`, pure) runs on every event (submit, end, extend, node 
 slow tick (begin times, dependencies). As Slurm's main scheduler does, a pass made for an event
 looks only at the first QUEUE_DEPTH pending jobs, so that a deep queue does not make every job
 end cost a walk over all of it; the jobs behind them, and their pending reasons, are planned by
-the full pass, made at most FULL_PASS_INTERVAL apart.
+the full pass, made at most FULL_PASS_INTERVAL apart, or, where the queue is so deep that a full
+pass takes longer than a tenth of that, FULL_PASS_SHARE times its own length apart: planning every
+pending job never takes more than about a tenth of melond's time (Slurm's backfill pass runs every
+bf_interval, 30 s by default, for the same reason).
 """
 from __future__ import annotations
 
@@ -32,6 +35,7 @@ log = logging.getLogger("melond.engine")
 SLOW_TICK = 5.0
 QUEUE_DEPTH = 100  # Slurm's default_queue_depth: an event's pass looks at this many pending jobs
 FULL_PASS_INTERVAL = 1.0  # ...and every pending job is looked at least this often
+FULL_PASS_SHARE = 10.0  # ...unless the last full pass took more than a tenth of that: its length times this
 PASS_GAP_FACTOR = 9.0  # after a pass of t seconds, submissions alone wait 9t for the next
 
 Dispatch = Callable[[Job, str, float], Awaitable[None]]
@@ -46,6 +50,7 @@ class SchedulingLoop:
         self._kick = asyncio.Event()
         self._urgent = asyncio.Event()  # a kick other than new submissions is waiting
         self._last_full = 0.0  # time.monotonic() of the last pass over every pending job
+        self._full_every = FULL_PASS_INTERVAL  # seconds from one full pass to the next
         self._room_may_be_free = True  # False while the last plan left no CPU free on any node
         self._next_pass = 0.0  # time.monotonic() before which submissions alone start no pass
         self._stopping = False
@@ -74,7 +79,7 @@ class SchedulingLoop:
         while not self._stopping:
             wait = SLOW_TICK
             if self.order.deferred:  # jobs past the queue depth wait for the next full pass
-                wait = max(0.0, self._last_full + FULL_PASS_INTERVAL - time.monotonic())
+                wait = max(0.0, self._last_full + self._full_every - time.monotonic())
             try:
                 await asyncio.wait_for(self._kick.wait(), wait)
             except TimeoutError:
@@ -183,7 +188,7 @@ class SchedulingLoop:
         """Plan, mark the starts RUNNING in memory, and hand them to the dispatcher; False when
         there was nothing to plan."""
         now = time.time()
-        full = time.monotonic() - self._last_full >= FULL_PASS_INTERVAL
+        full = time.monotonic() - self._last_full >= self._full_every
         if not full and not self._room_may_be_free and self.order.deferred:
             # Only new submissions since a plan that filled every node, behind a queue deeper than
             # an event's pass looks: nothing can start, and their reasons come with the full pass.
@@ -235,12 +240,14 @@ class SchedulingLoop:
             self.tasks.spawn(self.dispatch(job, node.name, now))
         if self.after_pass is not None:  # preemption, for a job no node has room for
             self.after_pass(plan.reasons)
-        changed = {jid: r for jid, r in plan.reasons.items()
-                   if jid in self.jobs.active and self.jobs.active[jid].reason != r}
+        job_of = self.jobs.active.get
+        changed = {jid: r for jid, r in plan.reasons.items() if (j := job_of(jid)) is not None and j.reason != r}
         if changed:
             for jid, r in changed.items():
                 self.jobs.active[jid].reason = r
             # Not awaited: the next pass need not wait for a commit of reasons (which only ever
             # touch rows still PENDING, so a late one cannot mislabel a job that has started).
             self.tasks.spawn(self.store.write(Store.op_set_reasons, changed))
+        if full:
+            self._full_every = max(FULL_PASS_INTERVAL, FULL_PASS_SHARE * (time.monotonic() - self._last_full))
         return True

@@ -1,11 +1,11 @@
-"""The pending order between full scheduling passes: what the scheduler sees, cheaply.
+"""The pending order between scheduling passes: what the scheduler sees, cheaply.
 
-A full pass walks every active job and keeps the pending ones in priority order. An event's
-pass (``depth``) then reads the first ones off that order, with the jobs submitted or changed
-since (`touch`) merged in, instead of walking every pending job: at hundreds of ends a second
-over a deep queue, that walk was most of melond's scheduling time. An entry of the order is
-current only while it is its job's cached view; every change drops that cache, so a stale entry
-is recognised and skipped.
+The first pass (and one after priorities change) walks every active job and keeps the pending
+ones in priority order. Every later pass reads that order, with the jobs submitted or changed
+since (`touch`) merged in, instead of walking and sorting every job: an event's pass (``depth``)
+the first ones, a full pass all of them, in order, so that plan() need not sort them. An entry
+of the order is current only while it is its job's cached view; every change drops that cache,
+so a stale entry is recognised, skipped and, once a pass has passed it, dropped.
 
 Pure: the jobs, the nodes, the time and a way to read dependencies' states come in as arguments.
 """
@@ -29,7 +29,7 @@ from melond.state.job import Job
 # A pending entry is (order key, view); a changed job's old entry may sit beside its new one with
 # the same key until it is skipped, so entries are ordered by their key alone.
 Entry = tuple[tuple, PendingView]
-ORDER_KEY = operator.itemgetter(0)
+ORDER_KEY, VIEW = operator.itemgetter(0), operator.itemgetter(1)
 MERGE_AT = 64  # jobs changed at once past which the order takes them in one sort (each insert moves the list)
 DependencyStates = Callable[[set[int]], Mapping[int, State]]
 
@@ -78,30 +78,79 @@ class PendingOrder:
             if self._begin_at.get(jid) == at:
                 del self._begin_at[jid]
                 self.touch(jid)  # its begin time came: its view says so from now on
-        if depth is not None and self._order is not None:
-            return self._event_snapshot(jobs, nodes, now, depth, states)
-        running, pending = [], []  # pending: (priority order, view), so ordering compares tuples only
-        order, volatile, running_ids, views = [], set(), set(), {}
-        for job in jobs.values():
-            if job.state is State.RUNNING:
+        if self._order is None:
+            self._rebuild(jobs, now, states)
+        order = self._order
+        assert order is not None
+        running = []
+        for jid in list(self._running):
+            job = jobs.get(jid)
+            if job is None or job.state is not State.RUNNING:
+                self._running.discard(jid)
+            else:
                 running.extend(running_views(job))
-                running_ids.add(job.id)
+        fresh = []
+        for jid in self._touched:
+            job = jobs.get(jid)
+            if job is not None and job.state is State.PENDING:
+                entry, cached = self._entry(job, now, states)
+                if cached:
+                    fresh.append(entry)
+                else:
+                    self._volatile.add(jid)
+        self._touched.clear()
+        if len(fresh) > MERGE_AT:  # an array held or released: one sort of two sorted runs, not an insert each
+            order.extend(fresh)
+            order.sort(key=ORDER_KEY)
+        else:
+            for entry in fresh:
+                bisect.insort(order, entry, key=ORDER_KEY)
+        taken: list[Entry] = []
+        more = False
+        views, job_of, pending = self._views, jobs.get, State.PENDING
+        if depth is None:  # every entry: the stale ones (started, ended or changed) gone for good
+            for entry in order:
+                jid = entry[1].job_id
+                job = job_of(jid)
+                if job is not None and job.state is pending and views.get(jid) is entry:
+                    taken.append(entry)
+                elif views.get(jid) is entry:
+                    del views[jid]  # ended while pending
+            if len(taken) < len(order):
+                self._order = taken[:]
+        else:
+            stale_head = 0
+            for entry in order:
+                jid = entry[1].job_id
+                job = job_of(jid)
+                if job is None or job.state is not pending or views.get(jid) is not entry:
+                    if not taken:
+                        stale_head += 1
+                        if views.get(jid) is entry:
+                            del views[jid]  # ended while pending
+                    continue
+                if len(taken) == depth:
+                    more = True
+                    break
+                taken.append(entry)
+            del order[:stale_head]  # ...and those ahead of the first an event's pass takes
+        volatile = []
+        for jid in list(self._volatile):  # dependencies and begin times change with time: recomputed
+            job = jobs.get(jid)
+            if job is None or job.state is not State.PENDING:
+                self._volatile.discard(jid)
                 continue
             entry, cached = self._entry(job, now, states)
-            pending.append(entry)
-            if cached:
-                order.append(entry)
-                views[job.id] = entry
-            else:
-                volatile.add(job.id)
-        order.sort(key=ORDER_KEY)
-        self._order, self._volatile, self._running, self._views = order, volatile, running_ids, views
-        self._touched.clear()
-        self.deferred = depth is not None and len(pending) > depth
-        if self.deferred:
-            pending = heapq.nsmallest(depth, pending)  # the order key ends with the job id: no ties
-        return Snapshot(nodes, tuple(running), tuple(view for _, view in pending), self.limits,
-                        self._use(jobs, running_ids))
+            if cached:  # its dependency was removed: ordered from now on
+                self._volatile.discard(jid)
+                bisect.insort(self._order, entry, key=ORDER_KEY)
+            volatile.append(entry)
+        if volatile:
+            volatile.sort(key=ORDER_KEY)
+            taken = list(heapq.merge(taken, volatile, key=ORDER_KEY))
+        self.deferred = more or (depth is not None and len(taken) > depth)
+        return Snapshot(nodes, tuple(running), tuple(map(VIEW, taken[:depth])), self.limits,
+                        self._use(jobs, self._running), ordered=True)
 
     def _charge(self, job: Job) -> tuple[tuple[str, ...], tuple[tuple[str, int], ...]]:
         """The pools a job counts against, and what it counts there (its TRES and one job)."""
@@ -130,60 +179,24 @@ class PendingOrder:
         self.used = used
         return used
 
-    def _event_snapshot(self, jobs: Mapping[int, Job], nodes: tuple[NodeView, ...], now: float,
-                        depth: int, states: _LazyStates) -> Snapshot:
-        running = []
-        for jid in list(self._running):
-            job = jobs.get(jid)
-            if job is None or job.state is not State.RUNNING:
-                self._running.discard(jid)
-            else:
-                running.extend(running_views(job))
-        fresh = []
-        for jid in self._touched:
-            job = jobs.get(jid)
-            if job is not None and job.state is State.PENDING:
-                entry, cached = self._entry(job, now, states)
-                if cached:
-                    fresh.append(entry)
-                else:
-                    self._volatile.add(jid)
-        self._touched.clear()
-        if len(fresh) > MERGE_AT:  # an array held or released: one sort of two sorted runs, not an insert each
-            self._order.extend(fresh)
-            self._order.sort(key=ORDER_KEY)
-        else:
-            for entry in fresh:
-                bisect.insort(self._order, entry, key=ORDER_KEY)
-        taken: list[Entry] = []
-        stale_head = 0
-        more = False
-        for entry in self._order:
-            jid = entry[1].job_id
-            job = jobs.get(jid)
-            if job is None or job.state is not State.PENDING or self._views.get(jid) is not entry:
-                if not taken:
-                    stale_head += 1
+    def _rebuild(self, jobs: Mapping[int, Job], now: float, states: _LazyStates) -> None:
+        """Every active job walked: the pending ones in priority order, the running ones."""
+        order, volatile, running_ids, views = [], set(), set(), {}
+        for job in jobs.values():
+            if job.state is State.RUNNING:
+                running_ids.add(job.id)
                 continue
-            if len(taken) == depth:
-                more = True
-                break
-            taken.append(entry)
-        del self._order[:stale_head]  # started, ended or changed: gone from the order for good
-        for jid in list(self._volatile):  # dependencies and begin times change with time: recomputed
-            job = jobs.get(jid)
-            if job is None or job.state is not State.PENDING:
-                self._volatile.discard(jid)
+            if job.state is not State.PENDING:
                 continue
             entry, cached = self._entry(job, now, states)
-            if cached:  # its dependency was removed: ordered from now on
-                self._volatile.discard(jid)
-                bisect.insort(self._order, entry, key=ORDER_KEY)
-            taken.append(entry)
-        self.deferred = more or len(taken) > depth
-        pending = heapq.nsmallest(depth, taken, key=ORDER_KEY)  # sorted, at most `depth`
-        return Snapshot(nodes, tuple(running), tuple(view for _, view in pending), self.limits,
-                        self._use(jobs, self._running))
+            if cached:
+                order.append(entry)
+                views[job.id] = entry
+            else:
+                volatile.add(job.id)
+        order.sort(key=ORDER_KEY)
+        self._order, self._volatile, self._running, self._views = order, volatile, running_ids, views
+        self._touched.clear()
 
     def _entry(self, job: Job, now: float, states: _LazyStates) -> tuple[Entry, bool]:
         """A pending job's (order key, view), and whether it is cached (nothing in it changes but

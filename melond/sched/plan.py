@@ -19,6 +19,7 @@ memory and time) fails without a search. A full cluster therefore costs O(1) per
 
 from __future__ import annotations
 
+import heapq
 import math
 from bisect import bisect_left, bisect_right, insort
 from collections import Counter
@@ -48,6 +49,14 @@ _MAX_FAILED = 32  # failed requests remembered per placement group for the domin
 # one that finds none in them waits without a reservation, as past max_reservations (Slurm's
 # backfill bounds its look-ahead the same way, bf_window).
 WIDE_TIMES = 256
+# Nodes looked at, over one plan, in search of spanning jobs' reservations (a time tried costs one
+# look at each node): past it, a spanning job waits without one, as past max_reservations. It
+# bounds a plan on many nodes (Slurm bounds its backfill pass by time, bf_max_time).
+WIDE_LOOKS = 1 << 16
+# Equal requests are one tuple, so that plan() compares them by identity (a tuple of frozensets
+# and tuples compares slowly): at most this many are kept, a cache only.
+_REQUESTS: dict[tuple, tuple] = {}
+_MAX_REQUESTS = 1 << 16
 
 
 class Reason(StrEnum):
@@ -113,6 +122,19 @@ class PendingView:
     tres: tuple[tuple[str, int], ...] = ()
     preemptor: bool = False  # it has preempted jobs for room: planned first, so the room is its
 
+    # What decides where it can run, and so whether it can (identity and priority aside): within
+    # one plan, a request that failed to start fails again for every later job asking the same
+    request: tuple = field(init=False, repr=False, compare=False)
+    request_hash: int = field(init=False, repr=False, compare=False)  # a tuple's hash is not kept: this is
+
+    def __post_init__(self) -> None:
+        request = (self.partition, self.cpus, self.memory, self.time_limit, self.nodelist, self.exclude, self.user,
+                   self.exclusive, self.shape, self.mem_per_cpu, self.gres, self.gres_per_task)
+        if len(_REQUESTS) >= _MAX_REQUESTS:
+            _REQUESTS.clear()
+        object.__setattr__(self, "request", _REQUESTS.setdefault(request, request))
+        object.__setattr__(self, "request_hash", hash(request))
+
     def want(self) -> tuple[Gres, ...]:
         """What a job on one node needs of its resources: per node, and per task times its tasks."""
         return need(self.gres, self.gres_per_task, self.shape.ntasks if self.shape else 1)
@@ -129,6 +151,7 @@ class Snapshot:
     # hold in it now. A job that would pass a cap waits with its reason, holding no reservation.
     limits: Mapping[str, tuple[Mapping[str, int], Mapping[str, str]]] = field(default_factory=dict)
     used: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+    ordered: bool = False  # `pending` is in priority_order already (melond.sched.order keeps it so)
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,7 +193,7 @@ class _Profile:
     """Free CPUs and memory of one node as a step function: segment i is [times[i], times[i+1]).
     A node with generic resources also has their free counts (one per kind, `keys`) in `gres`."""
 
-    __slots__ = ("times", "cpus", "mem", "keys", "gres")
+    __slots__ = ("times", "cpus", "mem", "keys", "gres", "rises")
 
     def __init__(self, now: float, free_c: int, free_m: int, releases: list[tuple[float, int, int, tuple[int, ...]]],
                  keys: tuple[Key, ...] = (), free_g: tuple[int, ...] = ()):
@@ -189,6 +212,14 @@ class _Profile:
                 if gres is not None:
                     gres.append(_plus(gres[-1], g) if g else gres[-1])
         self.times, self.cpus, self.mem, self.keys, self.gres = times, cpus, mem, keys, gres
+        self.rises: list[float] | None = None  # releases(), kept until the next change
+
+    def copy(self) -> _Profile:
+        twin = _Profile.__new__(_Profile)
+        twin.times, twin.cpus, twin.mem, twin.keys = self.times[:], self.cpus[:], self.mem[:], self.keys
+        twin.gres = self.gres[:] if self.gres is not None else None
+        twin.rises = None
+        return twin
 
     def _has(self, i: int, want: tuple[Gres, ...]) -> bool:
         return not want or (self.gres is not None and take_counts(self.keys, self.gres[i], want) is not None)
@@ -207,9 +238,12 @@ class _Profile:
     def releases(self) -> list[float]:
         """The times CPUs, memory or resources come free (the start of the profile too): only
         those can be a request's earliest start."""
-        times, cpus, mem, gres = self.times, self.cpus, self.mem, self.gres
-        return [times[0], *(times[i] for i in range(1, len(times)) if cpus[i] > cpus[i - 1] or mem[i] > mem[i - 1]
-                            or (gres is not None and any(a > b for a, b in zip(gres[i], gres[i - 1]))))]
+        if self.rises is None:
+            times, cpus, mem, gres = self.times, self.cpus, self.mem, self.gres
+            self.rises = [times[0], *(times[i] for i in range(1, len(times))
+                                      if cpus[i] > cpus[i - 1] or mem[i] > mem[i - 1]
+                                      or (gres is not None and any(a > b for a, b in zip(gres[i], gres[i - 1]))))]
+        return self.rises
 
     def least(self, t0: float, t1: float) -> tuple[int, int, tuple[int, ...]]:
         """The fewest CPUs, MiB (and of each resource) free at any time in [t0, t1)."""
@@ -256,6 +290,7 @@ class _Profile:
 
     def take(self, t0: float, t1: float, c: int, m: int, g: tuple[int, ...] = ()) -> None:
         """Hold c CPUs, m MiB (and g of each resource) over [t0, t1)."""
+        self.rises = None
         i = self._split(t0)
         j = self._split(t1) if t1 < INF else len(self.times)
         cpus, mem, gres = self.cpus, self.mem, self.gres
@@ -278,7 +313,7 @@ class _Node:
     """Mutable per-plan state of an available node; the profile is built on first need."""
 
     __slots__ = ("name", "cpus", "memory", "free_c", "free_m", "releases", "profile", "reserved", "only_users",
-                 "keys", "position", "total_g", "free_g")
+                 "keys", "position", "total_g", "free_g", "version", "base")
 
     def __init__(self, view: NodeView):
         self.name, self.cpus, self.memory, self.only_users = view.name, view.cpus, view.memory, view.only_users
@@ -292,12 +327,25 @@ class _Node:
         self.position = tuple(self.keys.index(k) for k in view.devices)
         self.total_g = tuple(view.devices.count(k) for k in self.keys)
         self.free_g = self.total_g
+        self.version = 0  # one more at every change of what it holds from now on: a kept search is stale
+        # Once it holds a reservation: its profile without any, which only rises over time (what
+        # it holds only ends), a bound on its room at any time for a spanning job's search
+        self.base: _Profile | None = None
 
     def timeline(self, now: float) -> _Profile:
         if self.profile is None:
             self.profile = _Profile(now, self.free_c, self.free_m, self.releases, self.keys, self.free_g)
             self.releases = []
         return self.profile
+
+    def reserve(self, now: float, t: float, end: float, c: int, m: int, g: tuple[int, ...] = ()) -> None:
+        """Hold c CPUs, m MiB (and g) over [t, end) for a job that starts then."""
+        profile = self.timeline(now)
+        if self.base is None:
+            self.base = profile.copy()
+        profile.take(t, end, c, m, g)
+        self.reserved = True
+        self.version += 1
 
     def counts(self, positions: tuple[int, ...]) -> tuple[int, ...]:
         """Devices (positions in the node's list) counted by kind."""
@@ -414,6 +462,11 @@ class _Partition:
         return self.max_mem < m if m else self.idle_mem == 0
 
 
+# The scheduler's own reasons as plain strs: what the caller stores and prints
+_RESOURCES, _PRIORITY = str(Reason.RESOURCES), str(Reason.PRIORITY)
+_REQ_NODE_NOT_AVAIL, _ARRAY_TASK_LIMIT = str(Reason.REQ_NODE_NOT_AVAIL), str(Reason.ARRAY_TASK_LIMIT)
+# A request's earliest start on a node: (start, node name, the node's version then, node, MiB, resources)
+_Soonest = tuple[float, str, int, "_Node", int, tuple[Gres, ...]]
 _NO_RESOURCES: tuple[tuple[Gres, ...], tuple[Gres, ...]] = ((), ())
 
 
@@ -445,6 +498,12 @@ class _Planner:
         self.used: dict[str, Counter[str]] = {key: Counter(use) for key, use in snapshot.used.items()}
         self.expected: dict[int, float] = {}
         self.expected_nodes: dict[int, str] = {}
+        # Requests whose outcome no later job asking the same can change (capacity, pools and
+        # reservations only shrink within a plan): never fits, or failed once no reservation is
+        # left to give. A deep queue of few distinct requests costs a lookup per job past them.
+        self.settled: dict[int, tuple[tuple, str]] = {}  # by the request's hash: (request, reason)
+        self.soonest: dict[tuple, list[_Soonest]] = {}  # reserve()'s searches, by request
+        self.wide_looks = WIDE_LOOKS  # left to spanning jobs' reservations
         nodes: dict[str, _Node] = {}
         for view in snapshot.nodes:
             if view.available:
@@ -471,11 +530,20 @@ class _Planner:
         for part in self.parts.values():
             part.seal()
 
-    def run(self, pending: tuple[PendingView, ...]) -> Plan:
-        for job in sorted(pending, key=priority_order):
-            reason = self.place(job)
+    def run(self, pending: tuple[PendingView, ...], ordered: bool = False) -> Plan:
+        reasons, place, settled = self.reasons, self.place, self.settled
+        for job in pending if ordered else sorted(pending, key=priority_order):
+            if job.blocked:
+                reasons[job.job_id] = job.blocked
+                continue
+            if not (job.pools or job.array_throttle or job.preemptor):  # place()'s first look, inline
+                hit = settled.get(job.request_hash)
+                if hit is not None and (hit[0] is job.request or hit[0] == job.request):
+                    reasons[job.job_id] = hit[1]
+                    continue
+            reason = place(job)
             if reason is not None:
-                self.reasons[job.job_id] = str(reason)  # plain str: the caller stores and prints it
+                reasons[job.job_id] = reason
         free = sum(max(0, n.free_c) for part in self.parts.values() for n in part.by_name)
         for part in self.parts.values():  # the rest of the reservations, for their expected starts only
             if part.queue:
@@ -483,12 +551,12 @@ class _Planner:
         return Plan(tuple(self.starts), self.reasons, free, self.expected, self.expected_nodes)
 
     def place(self, job: PendingView) -> str | None:
-        """Start ``job`` or return why it waits."""
+        """Start ``job`` or return why it waits (a plain str: the caller stores and prints it)."""
         if job.blocked:
             return job.blocked
         arr = job.array_job_id
         if arr is not None and job.array_throttle and self.tasks[arr] >= job.array_throttle:
-            return Reason.ARRAY_TASK_LIMIT
+            return _ARRAY_TASK_LIMIT
         for key in job.pools:
             caps, reasons = self.limits[key]
             use = self.used.get(key)
@@ -496,17 +564,21 @@ class _Planner:
                 cap = caps.get(name)
                 if cap is not None and (use[name] if use else 0) + amount > cap:
                     return reasons[name]
+        hit = self.settled.get(job.request_hash) if not job.preemptor else None
+        return hit[1] if hit is not None and (hit[0] is job.request or hit[0] == job.request) \
+            else self.place_request(job)
+
+    def place_request(self, job: PendingView) -> str | None:
+        """Start ``job`` or return why its request waits (neither held nor past a limit)."""
         part = self.parts.get(job.partition)
-        if part is None:
-            return Reason.REQ_NODE_NOT_AVAIL
-        grp = part.group(job)
-        if not grp.nodes:
-            return Reason.REQ_NODE_NOT_AVAIL
+        grp = part.group(job) if part is not None else None
+        if grp is None or not grp.nodes:
+            return self.settle(job, _REQ_NODE_NOT_AVAIL)
         if job.shape is not None and job.shape.wide:
             return self.place_wide(part, job, grp)
         c, m = (0, 0) if job.exclusive else (job.cpus, job.memory)  # a whole node: sized by the node it gets
         if not grp.fits_some_node(c, m):
-            return Reason.RESOURCES
+            return self.settle(job, _RESOURCES)
         d = float(job.time_limit) if job.time_limit > 0 else INF
         want = grp.want
         # Failing is monotone within a plan (capacity only shrinks), hence the cheap refusals.
@@ -521,10 +593,25 @@ class _Planner:
         if self.budget > 0:
             self.budget -= 1
             part.queue.append((job.job_id, grp.nodes, c, m, d, None, want))
+            return self.wait(part)
+        return self.wait(part, job)
+
+    def wait(self, part: _Partition, settled: PendingView | None = None) -> str:
+        """Why a job that cannot start now waits: the first in its partition for Resources, the
+        others behind it. `settled`: it holds no reservation, and so will every later job asking
+        the same (none is left to give), which waits behind it for Priority without a search."""
+        if settled is not None:
+            self.settle(settled, _PRIORITY)
         if part.lead:
-            return Reason.PRIORITY
+            return _PRIORITY
         part.lead = True
-        return Reason.RESOURCES
+        return _RESOURCES
+
+    def settle(self, job: PendingView, reason: str) -> str:
+        """`reason` is the answer for every later job asking what `job` asks in this plan."""
+        if not job.preemptor:
+            self.settled[job.request_hash] = (job.request, reason)
+        return reason
 
     def best_fit(
         self, part: _Partition, job: PendingView, eligible: list[_Node], c: int, m: int, d: float,
@@ -588,8 +675,11 @@ class _Planner:
                 part.recount_mem()
         if g:
             node.free_g = _minus(node.free_g, g)
+        node.version += 1
         if node.profile is not None:
             node.profile.take(self.now, end, c, need, g)
+            if node.base is not None:
+                node.base.take(self.now, end, c, need, g)
         elif end < INF:
             node.releases.append((end, c, need, g))
 
@@ -605,7 +695,7 @@ class _Planner:
             ever = grp.wide_sizes[size_key] = self.choose(job, [(_room(job, n, n.cpus, n.memory, n.total_g), n)
                                                                for n in eligible]) is not None
         if not ever:
-            return Reason.RESOURCES  # no amount of waiting makes room for it
+            return self.settle(job, _RESOURCES)  # no amount of waiting makes room for it
         shares = None
         if not grp.wide_dominated(job, d):
             if part.queue:
@@ -632,10 +722,8 @@ class _Planner:
         if self.budget > 0:
             self.budget -= 1
             part.queue.append((job.job_id, eligible, 0, 0, d, job, ()))
-        if part.lead:
-            return Reason.PRIORITY
-        part.lead = True
-        return Reason.RESOURCES
+            return self.wait(part)
+        return self.wait(part, job)
 
     def choose(self, job: PendingView, rooms: list[tuple[int, _Node]],
                free_g: dict[str, tuple[int, ...]] | None = None) -> list[tuple[_Node, Share]] | None:
@@ -682,55 +770,123 @@ class _Planner:
 
     def reserve_wide(self, job: PendingView, eligible: list[_Node], d: float) -> None:
         """The earliest time all of a spanning job's nodes are free for its whole time, held on each.
-        Only a release can make room, so the times worth trying are now and each node's changes."""
+        Only a release can make room, so the times worth trying are now and each node's changes.
+
+        Trying each time costs a look at every node; the first worth trying is found by halving
+        instead. Left without its reservations, a node only gains room over time (what it holds
+        only ends): with those rooms, which only grow and are never less than the real ones,
+        whether the job fits goes from no to yes once, and before that it cannot fit for real."""
         now = self.now
         times = sorted({t for n in eligible for t in n.timeline(now).releases()})[:WIDE_TIMES]
-        for t in times:
-            end = t + d
-            if job.gres or job.gres_per_task:
-                free = {n.name: n.timeline(now).least(t, end) for n in eligible}
-                shares = self.choose(job, [(_room(job, n, *free[n.name]), n) for n in eligible],
-                                     {name: f[2] for name, f in free.items()})
+        lo, hi = 0, len(times)
+        while lo < hi:
+            if not self.look(eligible):
+                return
+            mid = (lo + hi) // 2
+            if self._fits_wide_by(job, eligible, times[mid]):
+                hi = mid
             else:
-                shares = self.choose(job, [(_room(job, n, *n.timeline(now).least(t, end)), n) for n in eligible])
+                lo = mid + 1
+        if lo == len(times):
+            return
+        # From there on, each time: a node without reservations has what it has free then (it
+        # changes only at its own releases); one with them, the least it has over the job's time.
+        moving = [n for n in eligible if n.reserved]
+        grows: dict[float, list[_Node]] = {}
+        free: dict[str, tuple[int, int, tuple[int, ...]]] = {}
+        room: dict[str, int] = {}
+        for n in eligible:
+            if not n.reserved:
+                profile = n.timeline(now)
+                for r in profile.releases():
+                    if r > times[lo]:
+                        grows.setdefault(r, []).append(n)
+                free[n.name] = f = profile.least(times[lo], math.nextafter(times[lo], INF))
+                room[n.name] = _room(job, n, *f)
+        with_gres = bool(job.gres or job.gres_per_task)
+        for t in times[lo:]:
+            if not self.look(eligible):
+                return
+            end = t + d
+            for n in grows.get(t, ()):
+                free[n.name] = f = n.timeline(now).least(t, math.nextafter(t, INF))
+                room[n.name] = _room(job, n, *f)
+            for n in moving:
+                free[n.name] = f = n.timeline(now).least(t, end)
+                room[n.name] = _room(job, n, *f)
+            shares = self.choose(job, [(room[n.name], n) for n in eligible],
+                                 {name: f[2] for name, f in free.items()} if with_gres else None)
             if shares is None:
                 continue
             for node, share in shares:
-                node.timeline(now).take(t, end, share.cpus, share.memory, share.gres)
-                node.reserved = True
+                node.reserve(now, t, end, share.cpus, share.memory, share.gres)
             self.expected[job.job_id] = t
             self.expected_nodes[job.job_id] = shares[0][0].name
             return
 
-    def reserve(self, part: _Partition) -> None:
-        """Make the queued reservations, in priority order, each at its earliest start (then name)."""
+    def look(self, eligible: list[_Node]) -> bool:
+        """Spend a look at each of these nodes from what is left to spanning jobs' reservations."""
+        if self.wide_looks < len(eligible):
+            self.wide_looks = 0
+            return False
+        self.wide_looks -= len(eligible)
+        return True
+
+    def _fits_wide_by(self, job: PendingView, eligible: list[_Node], t: float) -> bool:
+        """Whether a spanning job could fit at `t` with each node's room at most what it can be
+        then: what it has free at `t`, reservations left out."""
         now = self.now
+        bound: list[tuple[int, _Node]] = []
+        free_g: dict[str, tuple[int, ...]] = {}
+        after = math.nextafter(t, INF)
+        for n in eligible:
+            c, m, g = (n.base or n.timeline(now)).least(t, after)
+            free_g[n.name] = g
+            bound.append((_room(job, n, c, m, g), n))
+        return self.choose(job, bound, free_g if job.gres or job.gres_per_task else None) is not None
+
+    def reserve(self, part: _Partition) -> None:
+        """Make the queued reservations, in priority order, each at its earliest start (then name).
+
+        Each request's earliest start on every node it may use is kept for the plan, in a heap by
+        (start, name): a later request asking the same searches again only the nodes changed since
+        (by a start or a reservation), not all of them."""
         for job_id, eligible, c, m, d, wide, want in part.queue:
             if wide is not None:
                 self.reserve_wide(wide, eligible, d)
                 continue
-            best: tuple[float, _Node, int, tuple[Gres, ...]] | None = None
-            bound = INF
-            for node in eligible:
-                need = m or node.memory
-                if node.cpus < c or node.memory < need:
-                    continue
-                if want and take_counts(node.keys, node.total_g, want) is None:
-                    continue
-                wants = want if c else _whole(node)  # c 0: the whole node
-                t = node.timeline(now).earliest(d, c or node.cpus, need, bound, wants)
-                if t is not None:
-                    best, bound = (t, node, need, wants), t
-            if best is not None:
-                t, node, need, wants = best
-                profile = node.timeline(now)
+            key = (id(eligible), c, m, d, want)
+            heap = self.soonest.get(key)
+            if heap is None:
+                heap = [s for s in (self._soonest(node, c, m, d, want) for node in eligible) if s is not None]
+                heapq.heapify(heap)
+                self.soonest[key] = heap
+            while heap and heap[0][2] != heap[0][3].version:  # stale: that node changed since
+                fresh = self._soonest(heap[0][3], c, m, d, want)
+                if fresh is None:
+                    heapq.heappop(heap)
+                else:
+                    heapq.heapreplace(heap, fresh)
+            if heap:
+                t, _, _, node, need, wants = heap[0]
+                profile = node.timeline(self.now)
                 i = bisect_right(profile.times, t) - 1
                 g = take_counts(node.keys, profile.gres[i], wants) if wants and profile.gres is not None else None
-                profile.take(t, t + d, c or node.cpus, need, g or ())
-                node.reserved = True
+                node.reserve(self.now, t, t + d, c or node.cpus, need, g or ())
                 self.expected[job_id] = t
                 self.expected_nodes[job_id] = node.name
         part.queue.clear()
+
+    def _soonest(self, node: _Node, c: int, m: int, d: float, want: tuple[Gres, ...]) -> _Soonest | None:
+        """The earliest start of a request on `node` as it is now (c 0: the whole node), or None."""
+        need = m or node.memory
+        if node.cpus < c or node.memory < need:
+            return None
+        if want and take_counts(node.keys, node.total_g, want) is None:
+            return None
+        wants = want if c else _whole(node)
+        t = node.timeline(self.now).earliest(d, c or node.cpus, need, INF, wants)
+        return None if t is None else (t, node.name, node.version, node, need, wants)
 
 
 def _wide_key(job: PendingView, d: float) -> tuple[tuple, tuple[int, int, float, int, float]]:
@@ -778,4 +934,4 @@ def plan(snapshot: Snapshot, now: float, *, max_reservations: int = 100) -> Plan
     At most ``max_reservations`` waiting jobs (the first in priority order) hold a reservation
     that later jobs may not delay; jobs past the cap wait without one.
     """
-    return _Planner(snapshot, now, max_reservations).run(snapshot.pending)
+    return _Planner(snapshot, now, max_reservations).run(snapshot.pending, snapshot.ordered)

@@ -37,17 +37,17 @@ ops = st.lists(st.one_of(
 ROOT = Submitter("root", 0, 0)
 
 
-def _expected(engine: Engine, now: float) -> tuple[list[tuple], set[int], bool]:
-    """The first DEPTH pending jobs (id, reason outside the plan, limit), every running job and
+def _expected(engine: Engine, now: float, depth: int | None = DEPTH) -> tuple[list[tuple], set[int], bool]:
+    """The first `depth` pending jobs (id, reason outside the plan, limit), every running job and
     whether more are pending, from a walk over every active job."""
     active = engine.jobs.active
     deps = {int(x) for j in active.values() if j.dependency for x in j.dependency.split(":")[1:]}
     states = {jid: SHORT[s] for jid, s in engine.store.states(deps).items()}
     pending = sorted((-j.priority, j.submit_time, j.id) for j in active.values() if j.state is State.PENDING)
-    first = [active[jid] for _, _, jid in pending[:DEPTH]]
+    first = [active[jid] for _, _, jid in pending[:depth]]
     running = {j.id for j in active.values() if j.state is State.RUNNING}
     return ([(j.id, engine.order.blocked(j, now, states), j.time_limit) for j in first], running,
-            len(pending) > DEPTH)
+            depth is not None and len(pending) > depth)
 
 
 def _engine(path: str) -> tuple[Engine, Store]:
@@ -103,10 +103,14 @@ async def _run(path: str, steps: list[tuple]) -> None:
                     "end": time.time()})
             elif op == "pass":
                 engine.loop.run_once()
-            elif op == "full":
-                _snapshot(engine, time.time())
             await engine.tasks.drain()  # starts and ends being committed
             now = time.time()
+            if op == "full":  # every pending job, in order, from the kept order; nothing kept of the others
+                want_all, want_running, _ = _expected(engine, now, None)
+                snap = _snapshot(engine, now)
+                assert [(v.job_id, v.blocked, v.time_limit) for v in snap.pending] == want_all, (op, arg)
+                assert snap.ordered and {r.job_id for r in snap.running} == want_running
+                assert set(engine.order._views) <= {j for j, _, _ in want_all}
             want_pending, want_running, want_more = _expected(engine, now)
             snap = _snapshot(engine, now, DEPTH)
             assert [(v.job_id, v.blocked, v.time_limit) for v in snap.pending] == want_pending, (op, arg)

@@ -996,6 +996,33 @@ def test_seeded_large_plans_match_the_reference():
 
 
 
+def test_deep_queues_of_few_requests_match_the_reference():
+    """Most of a deep queue asks what a job ahead of it asked: plan() answers those from the
+    first one's outcome (and searches reservations again only on the nodes changed since), and
+    must still agree with the reference on every job, in any order it is given."""
+    rnd = random.Random(5)
+    for _ in range(12):
+        nodes = tuple(NodeView(f"n{i}", rnd.choice(PARTS), rnd.choice([4, 8]), 4 * GiB, rnd.random() > 0.1)
+                      for i in range(5))
+        running = [RunningView(900 + i, n.name, rnd.randint(1, 3), 512, rnd.choice([None, NOW + rnd.randint(-5, 900)]))
+                   for i, n in enumerate(nodes)]
+        asks = [dict(cpus=rnd.choice([1, 2, 4, 8, 16]), memory=rnd.choice([0, 512, 2 * GiB]),
+                     limit=rnd.choice([0, 60, 600]), partition=rnd.choice(PARTS),
+                     exclude=rnd.choice([set(), {"n0"}]), exclusive=rnd.random() < 0.2) for _ in range(4)]
+        pending = []
+        for i in range(1, 300):
+            ask = rnd.choice(asks)
+            pending.append(job(i, priority=rnd.randint(0, 3), submit=NOW - rnd.randint(0, 9),
+                               blocked=rnd.choice([None] * 9 + ["JobHeldUser"]),
+                               array_job_id=rnd.choice([None, 7]), array_throttle=rnd.choice([None, 3]), **ask))
+        snap = Snapshot(nodes, tuple(running), tuple(pending))
+        ordered = replace(snap, pending=tuple(sorted(pending, key=_order)), ordered=True)
+        for cap in (100, 3, 0):
+            expected = _ref_plan(snap, cap)
+            assert plan(snap, NOW, max_reservations=cap) == expected
+            assert plan(ordered, NOW, max_reservations=cap) == expected
+
+
 def test_a_plan_counts_the_cpus_left_free_on_available_nodes():
     """The controller skips a pass for new submissions only while no available node has a CPU free."""
     nodes = (NodeView("a", "p", 2, 1000), NodeView("b", "p", 1, 1000), NodeView("c", "p", 4, 1000, available=False))

@@ -3,6 +3,7 @@ holding a job back by a limit with Slurm's reason (pure: no melond)."""
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import pytest
 from hypothesis import given
@@ -111,8 +112,7 @@ def _snapshot(views: list[PendingView], sharing: Sharing, accounts: dict[str, st
         pools = sharing.pools(v.user, accounts[v.user], "normal")
         limits.update({p.key: (p.caps, p.reasons) for p in pools})
         tres = {"cpu": v.cpus, "mem": v.memory, "node": 1, JOBS: 1, **{f"gres/{g.name}": g.count for g in v.gres}}
-        pooled.append(PendingView(**{**{f: getattr(v, f) for f in v.__slots__},
-                                     "pools": tuple(p.key for p in pools), "tres": tuple(tres.items())}))
+        pooled.append(replace(v, pools=tuple(p.key for p in pools), tres=tuple(tres.items())))
     return Snapshot((NodeView("n1", "p", 64, 1 << 20, devices=(("gpu", None),) * 8),), (), tuple(pooled), limits)
 
 
