@@ -1023,6 +1023,22 @@ def test_deep_queues_of_few_requests_match_the_reference():
             assert plan(ordered, NOW, max_reservations=cap) == expected
 
 
+def test_spanning_reservations_stop_at_the_plans_node_looks(monkeypatch):
+    """Searches for spanning jobs' reservations look at most WIDE_LOOKS nodes in one plan: the
+    jobs first in priority order get theirs, the ones past it wait without one."""
+    from melond.sched import plan as planner
+    nodes = tuple(node(f"n{i:03}", cpus=4) for i in range(300))
+    running = tuple(run(1000 + i, f"n{i:03}", 4, ends_in=60 + i) for i in range(300))
+    wide = make_shape(nodes=(2, 2), ntasks=8)
+    pending = tuple(job(i, cpus=8, memory=0, limit=600, priority=100 - i, shape=wide) for i in range(1, 61))
+    snap = Snapshot(nodes, running, pending)
+    reserved = [j.job_id for j in pending if j.job_id in plan(snap, NOW).expected]
+    assert 0 < len(reserved) < len(pending)
+    assert reserved == list(range(1, len(reserved) + 1))  # the first in priority order
+    monkeypatch.setattr(planner, "WIDE_LOOKS", 1 << 30)
+    assert len(plan(snap, NOW).expected) == len(pending)
+
+
 def test_a_plan_counts_the_cpus_left_free_on_available_nodes():
     """The controller skips a pass for new submissions only while no available node has a CPU free."""
     nodes = (NodeView("a", "p", 2, 1000), NodeView("b", "p", 1, 1000), NodeView("c", "p", 4, 1000, available=False))
