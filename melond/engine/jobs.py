@@ -23,6 +23,17 @@ class JobTable:
         self.requeueing: set[int] = set()  # running jobs whose user asked to requeue them (scontrol requeue)
         self.end_as: dict[int, State] = {}  # a state forced on a job's end
         self._ended = asyncio.Event()  # set, and replaced, at every job's end
+        # The jobs started on each node (a spanning job's further nodes too), those ended since
+        # dropped as they are met: a node's reconnect looks at its own, not at every active job.
+        self._on_node: dict[str, set[int]] = {}
+        for job in self.active.values():
+            if job.state is State.RUNNING:
+                self.started(job)
+
+    def started(self, job: Job) -> None:
+        """The job is RUNNING on its nodes now."""
+        for node in job.nodes:
+            self._on_node.setdefault(node, set()).add(job.id)
 
     def get(self, job_id: int) -> Job | None:
         return self.active.get(job_id)
@@ -37,9 +48,16 @@ class JobTable:
         return [*self.active.values(), *self.ending.values()]
 
     def running_on(self, node: str) -> list[Job]:
-        """The running jobs with a part on `node` (a spanning job's further nodes included)."""
-        return [j for j in self.active.values()
-                if j.state is State.RUNNING and (j.node == node or (j.parts and node in j.nodes))]
+        """The running jobs with a part on `node` (a spanning job's further nodes included), by id."""
+        ids = self._on_node.get(node)
+        found = []
+        for jid in sorted(ids or ()):
+            j = self.active.get(jid)
+            if j is not None and j.state is State.RUNNING and (j.node == node or (j.parts and node in j.nodes)):
+                found.append(j)
+            else:
+                ids.discard(jid)  # ended, or pending again (it is added again when it starts)
+        return found
 
     def ending_begins(self, job: Job) -> bool:
         """Out of the active set while its end commits (its CPUs are free for the next plan)."""

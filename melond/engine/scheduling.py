@@ -230,6 +230,7 @@ class SchedulingLoop:
                                              devices)
             # RUNNING in memory before anything else runs, so the next plan counts its CPUs.
             job.state, job.node, job.start_time, job.reason = State.RUNNING, node.name, now, None
+            self.jobs.started(job)
             if job.gres_total or job.exclusive:  # what it holds, for accounting: a whole node's every device
                 job.gres_total = gres.format_gres(gres.merge(*(
                     gres.held(self.nodes[p.node].devices, parse_cpuset(p.gres_ids)) for p in job.placed

@@ -1,0 +1,34 @@
+"""The active jobs in memory (melond.engine.jobs.JobTable): which jobs a node's reconnect sees."""
+from __future__ import annotations
+
+from melond.engine.jobs import JobTable
+from melond.spec.states import State
+from melond.state.job import Job
+
+
+def _job(jid: int, state: State = State.PENDING, node: str | None = None, parts: list | None = None) -> Job:
+    return Job(id=jid, user="u", uid=1000, name="j", partition="p", state=state, node=node, parts=parts or [])
+
+
+def test_a_nodes_running_jobs_are_those_started_there_and_still_running() -> None:
+    spanning = _job(3, State.RUNNING, "a", [["a", 1, 1, 0, None, None], ["b", 1, 1, 0, None, None]])
+    table = JobTable([_job(2, State.RUNNING, "b"), _job(1, State.RUNNING, "a"), spanning, _job(4)])
+    assert [j.id for j in table.running_on("a")] == [1, 3]
+    assert [j.id for j in table.running_on("b")] == [2, 3]
+    assert table.running_on("c") == []
+
+    later = table.active[4]  # started by a pass on c
+    later.state, later.node = State.RUNNING, "c"
+    table.started(later)
+    assert [j.id for j in table.running_on("c")] == [4]
+
+    table.finished(1)  # ended
+    table.active[2].state = State.PENDING  # requeued: pending again
+    assert [j.id for j in table.running_on("a")] == [3]
+    assert [j.id for j in table.running_on("b")] == [3]
+
+    again = table.active[2]  # ...and started again elsewhere
+    again.state, again.node = State.RUNNING, "c"
+    table.started(again)
+    assert [j.id for j in table.running_on("c")] == [2, 4]
+    assert [j.id for j in table.running_on("b")] == [3]
