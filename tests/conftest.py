@@ -236,9 +236,8 @@ class Melon:
     def cleanup(self) -> None:
         if self.proc and self.proc.poll() is None:
             active = self.jobs()
-            for j in active:
-                self.run("mcancel", str(j["id"]), check=False)
-            if active:
+            if active:  # one process for all of them
+                self.run("mcancel", *(str(j["id"]) for j in active), check=False)
                 self.wait_all_done(timeout=30 + self.kill_wait)
         self.stop()
 

@@ -21,7 +21,7 @@ from melond.sched.launch import job_file
 from melond.sched.plan import Reason, Snapshot
 from melond.sched.order import PendingOrder
 from melond.sched.policy import Caller
-from melond.sched.sharing import (NORMAL, PolicyError, Sharing, budgets, check_budget, explain, extension_hours,
+from melond.sched.sharing import (PolicyError, Sharing, budgets, check_budget, explain, extension_hours,
                                   spent, tres_of)
 from melond.spec import jobrel
 from melond.spec.gres import gpu_count, node_gres, parse_list
@@ -33,6 +33,7 @@ from melond.state.store import Store
 from melon_remote.protocol import STEP_TARGET, SignalTo
 
 EACH_AT_ONCE = 500  # running jobs of a bulk cancel acted on concurrently, at most
+SLICE = 2000  # jobs of a bulk act looked at between two turns of other requests (what must be at once aside)
 QUEUED = frozenset({Reason.PRIORITY.value, Reason.RESOURCES.value})  # waiting its turn: no limit, hold or dependency
 
 
@@ -109,7 +110,7 @@ class Operations:
             if self.sharing.caps_submissions(qos, account):  # a walk of the queue only where it is capped
                 for job in self.jobs.active.values():
                     if job.user == first.user:
-                        in_qos += (job.slurm_options.get("qos") or NORMAL) == qos
+                        in_qos += job.qos == qos
                         in_account += account is not None and job.account == account
             first.account = account
             self.sharing.check_submit(first, qos, account, in_qos, in_account, adding=len(jobs))
@@ -125,7 +126,7 @@ class Operations:
     def _check_budgets(self, job: Job, limit: int, old: int) -> dict[str, float] | None:
         """The owner's extension budgets (their QOS', their account's): the extension's cost in
         TRES-hours, or a refusal that says what was spent and when it frees up."""
-        qos = job.slurm_options.get("qos") or NORMAL
+        qos = job.qos
         found = budgets(self.sharing, job.account, qos)
         if not found or (limit and old and limit <= old):  # a shortening costs nothing
             return None
@@ -167,7 +168,7 @@ class Operations:
             return None
         if job.reason in QUEUED:
             return self._in_queue(job, start, node)
-        qos = job.slurm_options.get("qos") or NORMAL
+        qos = job.qos
         for pool in self.sharing.pools(job.user, job.account, qos, job.partition):
             for name, reason in pool.reasons.items():
                 if reason == job.reason:
@@ -229,16 +230,18 @@ class Operations:
         """Cancel many jobs at once (an array, or what a filter picks): the pending ones in one
         transaction, the running ones each as `cancel` does. Each job's outcome (with its label,
         `13_4` for a task), and the refusals."""
-        pending, others, refused = self._split(ids, caller, "cancel")
+        pending, others, refused = await self._split(ids, caller, "cancel")
         now = time.time()
         done = set(await self.store.write(Store.op_transition_many, [j.id for j in pending], "cancelled", {
             "state": State.CANCELLED.value, "end_time": now, "reason": None}, caller.user, {}, now))
+        ended = [j for j in pending if j.id in done]
+        self.ends.finished_many([j.id for j in ended])  # at once: no pass may see them pending
         outcomes = []
-        for job in pending:
-            if job.id in done:
-                self.counts.add("ended", job.partition, job.user, State.CANCELLED.value)
-                outcomes.append({"job": label(job), "job_id": job.id, "state": State.CANCELLED.value})
-        self.ends.finished_many([j.id for j in pending if j.id in done])
+        for i, job in enumerate(ended):
+            if i and not i % SLICE:
+                await asyncio.sleep(0)
+            self.counts.add("ended", job.partition, job.user, State.CANCELLED.value)
+            outcomes.append({"job": label(job), "job_id": job.id, "state": State.CANCELLED.value})
         late = [j for j in pending if j.id not in done] + others  # running, or started meanwhile
         for first in range(0, len(late), EACH_AT_ONCE):
             chunk = late[first:first + EACH_AT_ONCE]
@@ -254,29 +257,37 @@ class Operations:
 
     async def set_hold_many(self, ids: list[int], caller: Caller, hold: bool) -> tuple[list[dict], list[Refusal]]:
         """Hold or release many pending jobs in one transaction: each one's outcome, and the refusals."""
-        pending, others, refused = self._split(ids, caller, "hold or release")
+        pending, others, refused = await self._split(ids, caller, "hold or release")
         for job in others:
             refused.append((job.id, label(job), Conflict(f"job {job.id} is {job.state.value}; only pending jobs "
                                                          f"can be held or released")))
         done = set(await self.store.write(Store.op_transition_many, [j.id for j in pending],
                                           "held" if hold else "released", {"hold": int(hold)}, caller.user, {},
                                           time.time()))
+        for job in pending:  # at once: no pass may start a job held in the store
+            if job.id in done:
+                job.hold = hold
+                self.order.touch(job.id)
+        self.kick()
         outcomes = []
-        for job in pending:
-            if job.id not in done:
+        for i, job in enumerate(pending):
+            if i and not i % SLICE:
+                await asyncio.sleep(0)
+            if job.id in done:
+                outcomes.append({"job": label(job), "job_id": job.id, "hold": hold})
+            else:
                 refused.append((job.id, label(job), Conflict(f"job {job.id} started meanwhile; only pending jobs "
                                                              f"can be held or released")))
-                continue
-            job.hold = hold
-            self.order.touch(job.id)
-            outcomes.append({"job": label(job), "job_id": job.id, "hold": hold})
-        self.kick()
         return outcomes, refused
 
-    def _split(self, ids: list[int], caller: Caller, action: str) -> tuple[list[Job], list[Job], list[Refusal]]:
-        """Active jobs among `ids` the caller may act on, pending and the others; the refusals."""
+    async def _split(self, ids: list[int], caller: Caller, action: str) -> tuple[list[Job], list[Job], list[Refusal]]:
+        """Active jobs among `ids` the caller may act on, pending and the others; the refusals.
+        (A job that starts meanwhile is among the pending: the store's act, made only on pending
+        rows, sorts it out.)"""
         pending, others, refused = [], [], []
-        for jid in ids:
+        for i, jid in enumerate(ids):
+            if i and not i % SLICE:
+                await asyncio.sleep(0)
             job = self.jobs.active.get(jid)
             try:
                 if job is None:
@@ -431,7 +442,7 @@ class Operations:
         if gpus and data["added"]:  # what sites count GPU jobs in: the extension's GPU-hours
             data["gpu_hours"] = round(gpus * data["added"] / 3600, 2)
         if cost is not None:  # what the owner's extension budgets count (sharing.spent)
-            data.update(tres_hours=cost, qos=job.slurm_options.get("qos") or NORMAL, account=job.account)
+            data.update(tres_hours=cost, qos=job.qos, account=job.account)
         if dry_run:
             return {"job_id": job_id, "state": job.state.value, "dry_run": True, "granted": True, "delays": found,
                     **data}

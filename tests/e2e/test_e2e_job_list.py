@@ -76,3 +76,20 @@ def test_a_waiting_job_shows_where_and_when_the_plan_expects_it_to_start(melon: 
     jobs = wait_for(planned, what="the waiting job's reservation")
     assert jobs[waiting]["expected_node"] == jobs[running]["node"]
     assert jobs[waiting]["expected_start"] == pytest.approx(jobs[running]["deadline"], abs=2)
+
+
+def test_a_listing_longer_than_a_slice_is_whole_and_in_order(melon: Melon) -> None:
+    """Past 2,000 jobs (ENCODE_APART) a listing is built and encoded in slices, other requests
+    answered between them: it must still list every job once, in id order, folded or not."""
+    api = Client(melon.endpoint)
+    first = melon.submit("-H", "-J", "many", "--array", "0-2099", "--wrap", "true")
+    alone = melon.submit("-H", "-J", "alone", "--wrap", "true")
+    listed = api.call("GET", "/jobs", query={"fields": "id,array_task_id,state,name"})["jobs"]
+    assert len(listed) == 2101
+    assert [j["array_task_id"] for j in listed[:2100]] == list(range(2100))
+    assert [j["id"] for j in listed] == sorted(j["id"] for j in listed) and listed[0]["id"] == first
+    assert listed[-1] == {"id": alone, "array_task_id": None, "state": "PD", "name": "alone"}
+    whole = api.call("GET", "/jobs")["jobs"]
+    assert [j["id"] for j in whole] == [j["id"] for j in listed] and whole[-1]["name"] == "alone"
+    folded = api.call("GET", "/jobs", query={"fold": "1", "fields": "id"})["jobs"]
+    assert [(j["label"], j["folded"]) for j in folded] == [(f"{first}_[0-2099]", 2100), (str(alone), 1)]
