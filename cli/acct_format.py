@@ -6,9 +6,8 @@ the fields whole, separated by `|`.
 """
 from __future__ import annotations
 
-import time
 
-from melon_cli.common import job_label
+from melon_cli.common import fmt_time, job_label
 from melon_cli.units import MEGA, NONE, convert
 from melond.errors import ParseError
 from melond.spec.gres import tres
@@ -29,7 +28,7 @@ class Size:
 
 
 def _time(epoch: float | None) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(epoch)) if epoch else "Unknown"
+    return fmt_time(epoch, "Unknown")
 
 
 def _elapsed(j: dict, now: float) -> float:

@@ -23,9 +23,10 @@ def print_json(value: object) -> None:
     echo(json.dumps(value, indent=2, sort_keys=False))
 
 
-def fmt_time(epoch: float | None) -> str:
-    """Local time as Slurm prints it: 2026-11-26T06:03:18."""
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(epoch)) if epoch else "N/A"
+def fmt_time(epoch: float | None, none: str = "N/A") -> str:
+    """Local time as Slurm prints it (2026-11-26T06:03:18), `none` for no time."""
+    from melond.spec.timespec import format_clock
+    return format_clock(epoch) if epoch else none
 
 
 def iso(epoch: float | None) -> str | None:

@@ -7,9 +7,8 @@ it reads, so mqueue asks melond for only those (`GET /jobs?fields=`).
 """
 from __future__ import annotations
 
-import time
 
-from melon_cli.common import job_label
+from melon_cli.common import fmt_time, job_label
 from melond.errors import ParseError
 from melond.spec.gres import format_gres, parse_list
 from melond.spec.timespec import format_duration, format_limit, format_size_mib
@@ -25,10 +24,6 @@ DEFAULT = "%.18i %.9P %.8j %.8u %.2t %.10M %.10l %.6D %R"
 def _label(j: dict) -> str:
     """The label melond folded the line under (`13_[5-9%3]`), else the job's own."""
     return j.get("label") or job_label(j)
-
-
-def _time(epoch: float | None) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(epoch)) if epoch else "N/A"
 
 
 def _left(j: dict, now: float) -> str:
@@ -51,16 +46,16 @@ def time_left(j: dict) -> str:
 
 
 def _start(j: dict, now: float) -> str:
-    return _time(j.get("start_time") or j.get("expected_start"))
+    return fmt_time(j.get("start_time") or j.get("expected_start"))
 
 
 def _end(j: dict, now: float) -> str:
     if j.get("end_time"):
-        return _time(j["end_time"])
+        return fmt_time(j["end_time"])
     if j.get("start_time") and j["time_limit"]:
-        return _time(j["start_time"] + j["time_limit"])
+        return fmt_time(j["start_time"] + j["time_limit"])
     if j.get("expected_start") and j["time_limit"]:
-        return _time(j["expected_start"] + j["time_limit"])
+        return fmt_time(j["expected_start"] + j["time_limit"])
     return "N/A"
 
 
@@ -111,7 +106,7 @@ CODES: dict[str, tuple[str, tuple[str, ...], object]] = {
     "R": ("NODELIST(REASON)", ("node", "node_list", "state", "reason"), _reason_or_node),
     "r": ("REASON", ("reason",), lambda j, now: j.get("reason") or "None"),
     "S": ("START_TIME", ("start_time", "expected_start"), _start),
-    "V": ("SUBMIT_TIME", ("submit_time",), lambda j, now: _time(j["submit_time"])),
+    "V": ("SUBMIT_TIME", ("submit_time",), lambda j, now: fmt_time(j["submit_time"])),
     "e": ("END_TIME", ("end_time", "start_time", "time_limit", "expected_start"), _end),
     "Z": ("WORK_DIR", ("chdir",), lambda j, now: j.get("chdir") or WITHHELD),
     "o": ("COMMAND", ("script_path",), _command),

@@ -3,9 +3,8 @@ operator asks first: scheduling passes, submissions and requests per minute. Pur
 lines out."""
 from __future__ import annotations
 
-import time
-
 from melond.display import table
+from melond.spec.timespec import format_clock
 
 
 def per_minute(count: int, seconds: float) -> str:
@@ -24,7 +23,7 @@ def mean(figures: dict) -> float | None:
 def render(stats: dict) -> list[str]:
     """The summary's lines: uptime, jobs, scheduler, store, requests by route (most first)."""
     up = max(0.0, stats["time"] - stats["since"])
-    began = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(stats["since"]))
+    began = format_clock(stats["since"])
     sched, store = stats["scheduler"], stats["store_commits"]
     requests = sum(r["count"] for r in stats["requests"])
     lines = [

@@ -13,7 +13,7 @@ import sys
 import time
 
 from melon_cli import jobchannel
-from melon_cli.common import client, job_ids
+from melon_cli.common import client, fmt_time, job_ids
 from melon_cli.slurm import tables
 from melon_cli.slurm.argv import SLURM_VERSION, bad_option, version_text
 from melond.errors import MelonError
@@ -303,7 +303,7 @@ def _hostnames(args: list[str]) -> None:
 
 
 def _time(epoch: float | None) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(epoch)) if epoch else "Unknown"
+    return fmt_time(epoch, "Unknown")
 
 
 def _show_jobs(args: list[str], one_line: bool) -> None:

@@ -71,7 +71,7 @@ class Preemption:
                 return
 
     def _qos(self, job: Job):
-        return self.sharing.qos.get(job.slurm_options.get("qos") or NORMAL) or self.sharing.qos[NORMAL]
+        return self.sharing.qos.get(job.qos) or self.sharing.qos[NORMAL]
 
     def _room(self) -> tuple[dict[str, tuple[int, int, int]], list[tuple[Job, preempt.Victim]]]:
         """What is free on each available node (CPUs, MiB, GPUs), and what each running job holds
@@ -105,7 +105,7 @@ class Preemption:
 
     def _may_preempt(self, other: Job, allowed: set[str]) -> bool:
         return (other.id not in self.victims and other.id not in self.jobs.cancelling
-                and other.id not in self.jobs.requeueing and (other.slurm_options.get("qos") or NORMAL) in allowed)
+                and other.id not in self.jobs.requeueing and other.qos in allowed)
 
     def _choose_whole(self, job: Job, held: list[tuple[Job, preempt.Victim]],
                       now: float) -> tuple[str, list[int]] | None:

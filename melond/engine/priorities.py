@@ -186,7 +186,7 @@ class Priorities:
             values = self.factors.get(job.id)
             if job.state is State.PENDING and values is not None:
                 out.append({"job_id": job.id, "partition": job.partition, "user": job.user, "account": job.account,
-                            "qos": job.slurm_options.get("qos") or NORMAL, "priority": job.priority,
+                            "qos": job.qos, "priority": job.priority,
                             "nice": _nice(job), "factors": values, "weighted": pr.weighted(values, self.weights)})
         return sorted(out, key=lambda r: r["job_id"])
 
@@ -204,7 +204,7 @@ class Priorities:
             return changed
         now = time.time() if now is None else now
         tres = tres_of(job)
-        qos = self.sharing.qos.get(job.slurm_options.get("qos") or NORMAL)
+        qos = self.sharing.qos.get(job.qos)
         values = pr.factors(submitted=job.submit_time, eligible=job.begin_time, now=now,
                             fairshare=self.fairshare.get(self.association(job), 1.0), cpus=tres.get("cpu", 1),
                             nodes=tres.get("node", 1), cluster_cpus=self.cluster[0], cluster_nodes=self.cluster[1],
@@ -239,4 +239,4 @@ def _qos_of(options: str | None) -> str:
 
 def _group(job: Job) -> tuple:
     """The jobs scontrol top orders among: one user's, in one partition, account and QOS."""
-    return (job.user, job.partition, job.account, job.slurm_options.get("qos") or NORMAL)
+    return (job.user, job.partition, job.account, job.qos)

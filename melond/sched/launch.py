@@ -96,7 +96,7 @@ def job_environment(job: Job, node: str, home: str | None = None, hosts: Mapping
         "SLURM_CLUSTER_NAME": "melon", "SLURM_NODELIST": nodelist, "SLURM_TASKS_PER_NODE": per_node_tasks,
         "SLURM_NTASKS_PER_NODE": str(shape.ntasks_per_node) if job.spans and shape.ntasks_per_node else per_node_tasks,
         "SLURM_PROCID": "0", "SLURM_LOCALID": "0", "SLURM_NODEID": str(index),
-        "SLURM_JOB_QOS": job.slurm_options.get("qos") or "normal",
+        "SLURM_JOB_QOS": job.qos,
     })
     env["SLURM_UMASK"] = env["MELON_UMASK"] = f"{job_umask(job):04o}"
     if shape.distribution:

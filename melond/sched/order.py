@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 
 from melond.sched.plan import NodeView, PendingView, RunningView, Snapshot, priority_order
-from melond.sched.sharing import JOBS, NORMAL, Sharing, tres_of
+from melond.sched.sharing import JOBS, Sharing, tres_of
 from melond.spec import jobrel
 from melond.spec.cpulist import parse_cpuset
 from melond.spec.gres import parse_list, wanted
@@ -156,7 +156,7 @@ class PendingOrder:
         """The pools a job counts against, and what it counts there (its TRES and one job)."""
         if self.sharing is None:
             return (), ()
-        pools = self.sharing.pools(job.user, job.account, job.slurm_options.get("qos") or NORMAL, job.partition)
+        pools = self.sharing.pools(job.user, job.account, job.qos, job.partition)
         if not pools:
             return (), ()
         for pool in pools:

@@ -25,9 +25,9 @@ from dataclasses import dataclass, field
 from melond.spec.gres import merge, need, parse_list, scaled
 from melond.spec.timespec import format_limit
 from melond.spec.tres import Tres, format_tres, job_tres, over, parse_tres
-from melond.state.job import Job
+from melond.state.job import NORMAL_QOS, Job
 
-NORMAL = "normal"
+NORMAL = NORMAL_QOS
 ROOT = "root"
 JOBS = "jobs"  # a pool's count of running jobs, beside its TRES
 

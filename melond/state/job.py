@@ -16,6 +16,8 @@ from melond.spec.gres import format_gres, merge, need, parse_list, scaled
 from melond.spec.shape import Shape, make_shape
 from melond.spec.states import FINISHED, State
 
+NORMAL_QOS = "normal"  # the QOS of a job that names none, as Slurm's default QOS
+
 MIB = 1024 * 1024
 JSON_COLUMNS = ("script_args", "environment", "nodelist", "exclude", "slurm_options", "mail_type", "parts")
 BOOL_COLUMNS = ("hold", "requeue", "exclusive", "interactive")
@@ -104,6 +106,11 @@ class Job:
     gres_total: str | None = None  # what it asks for over all its nodes; once started, what it holds: "gpu:4"
     gpu_util: float | None = None  # its GPUs' mean utilization while it ran (percent), where nvidia-smi told
     gpu_mem_peak: int | None = None  # the most memory its GPUs held together (bytes), likewise
+
+    @property
+    def qos(self) -> str:
+        """Its QOS: the one it asked for, else Slurm's default, normal."""
+        return self.slurm_options.get("qos") or NORMAL_QOS
 
     @property
     def run(self) -> int:
