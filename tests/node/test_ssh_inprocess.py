@@ -1,16 +1,12 @@
-"""melond's SSH path to a node, without Docker: a real asyncssh server on 127.0.0.1 in the test process.
-
-The server (asyncssh's own tests/server.py does the same) accepts one public key the test
-generates, presents a host key the client must find in a known_hosts file the test writes, and
-runs whatever command the client asks for as a real local `/bin/sh -c` subprocess, pumping
-stdin/stdout/stderr between the SSH channel and it. So `SshTransport` and `NodeSession` drive the
-real first stage, helper, supervisor and jobs, over a real SSH connection.
+"""melond's SSH path to a node, without Docker: a real asyncssh server on 127.0.0.1 in the test
+process (tests/node/sshd.py), whose sessions are local `/bin/sh -c` processes. So `SshTransport`
+and `NodeSession` drive the real first stage, helper, supervisor and jobs, over a real SSH
+connection, one node or a hundred and twenty.
 """
 from __future__ import annotations
 
 import asyncio
 import os
-import pwd
 import sys
 import time
 from pathlib import Path
@@ -23,174 +19,10 @@ from melond.errors import NodeUnavailable
 from melond.nodes.fleet import NodeSession, bootstrap
 from melond.nodes.transports import SshTransport
 from melon_remote.protocol import Op
+from sshd import STEP, USER, Keys, Recording, Sshd
 
-USER = pwd.getpwuid(os.geteuid()).pw_name
 MiB = 1024 * 1024
 TEST_TIMEOUT = 20.0  # seconds for one test's whole event loop
-STEP = 10.0  # seconds for any one thing the test waits on
-CHUNK = 1 << 16
-
-
-class Sshd:
-    """A real SSH server on 127.0.0.1:0 whose sessions are local `/bin/sh -c COMMAND` processes."""
-
-    def __init__(self, host_key: asyncssh.SSHKey, client_key: asyncssh.SSHKey, *,
-                 refuse_sessions: bool = False) -> None:
-        self.host_key = host_key
-        self.refuse_sessions = refuse_sessions  # a node whose sshd takes the login but no session
-        self.hold: asyncio.Event | None = None  # when set: each session waits for it before its command runs
-        self.authorized = asyncssh.import_authorized_keys(client_key.export_public_key().decode())
-        self.acceptor = None
-        self.port = 0
-        self.conns: list[asyncssh.SSHServerConnection] = []
-        self.commands: list[str] = []  # every command a client ran
-        self.users: list[str] = []  # the user each of those logged in as
-        self.procs: list[asyncio.subprocess.Process] = []
-        self.statuses: list[int] = []  # exit statuses reported back, in order
-        self.sessions: set[asyncio.Task] = set()
-        self.lost = asyncio.Event()  # a client connection went away
-
-    async def start(self) -> Sshd:
-        sshd = self
-
-        class Server(asyncssh.SSHServer):
-            def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
-                sshd.conns.append(conn)
-
-            def connection_lost(self, exc: Exception | None) -> None:
-                sshd.lost.set()
-
-            def session_requested(self) -> bool:
-                return not sshd.refuse_sessions
-
-        self.acceptor = await asyncssh.listen(
-            "127.0.0.1", 0, server_factory=Server, server_host_keys=[self.host_key],
-            authorized_client_keys=self.authorized, encoding=None,
-            # Without a process factory asyncssh asks session_requested(), which may refuse.
-            process_factory=None if self.refuse_sessions else self._session,
-            allow_scp=False, agent_forwarding=False, x11_forwarding=False)
-        self.port = self.acceptor.get_port()
-        return self
-
-    async def __aenter__(self) -> Sshd:
-        return await self.start()
-
-    async def __aexit__(self, *exc) -> None:
-        await self.close()
-
-    def known_hosts_line(self, key: asyncssh.SSHKey | None = None) -> str:
-        public = (key or self.host_key).export_public_key().decode().split()
-        return f"[127.0.0.1]:{self.port} {public[0]} {public[1]}\n"
-
-    async def _session(self, process: asyncssh.SSHServerProcess) -> None:
-        self.sessions.add(asyncio.current_task())
-        self.commands.append(process.command)
-        self.users.append(process.get_extra_info("username"))
-        if self.hold is not None:
-            await self.hold.wait()
-        proc = await asyncio.create_subprocess_exec(
-            "/bin/sh", "-c", process.command, stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-        self.procs.append(proc)
-        inbound = asyncio.ensure_future(self._pump_in(process, proc))
-        try:
-            await asyncio.gather(self._pump_out(proc.stdout, process.stdout),
-                                 self._pump_out(proc.stderr, process.stderr))
-            status = await proc.wait()
-        finally:
-            inbound.cancel()
-            await asyncio.gather(inbound, return_exceptions=True)
-            if proc.returncode is None:  # only when this task itself is cancelled
-                proc.kill()
-                await proc.wait()
-        self.statuses.append(status)
-        try:
-            process.exit(status)
-        except Exception:  # noqa: BLE001 - the client is gone: nobody to tell
-            pass
-
-    @staticmethod
-    async def _pump_in(process: asyncssh.SSHServerProcess, proc: asyncio.subprocess.Process) -> None:
-        """Channel -> the command's stdin; its end (EOF, or the connection lost) closes that stdin."""
-        try:
-            while data := await process.stdin.read(CHUNK):
-                proc.stdin.write(data)
-                await proc.stdin.drain()
-        except (asyncssh.Error, OSError):
-            pass  # connection lost, or the command stopped reading
-        finally:
-            proc.stdin.close()
-
-    @staticmethod
-    async def _pump_out(source: asyncio.StreamReader, channel: asyncssh.SSHWriter) -> None:
-        """The command's stdout or stderr -> the channel, to the command's EOF (read to the end
-        even once the channel is gone, so that the command never blocks on a full pipe)."""
-        alive = True
-        while data := await source.read(CHUNK):
-            if alive:
-                try:
-                    channel.write(data)
-                    await channel.drain()
-                except (asyncssh.Error, OSError):
-                    alive = False
-
-    def abort_connections(self) -> None:
-        """The network drops: every client connection cut, with no SSH goodbye."""
-        for conn in self.conns:
-            conn.abort()
-
-    async def close(self) -> None:
-        """Stop listening, close every connection, and wait for every command it ran."""
-        self.acceptor.close()
-        await self.acceptor.wait_closed()
-        for conn in self.conns:
-            conn.close()
-        for conn in self.conns:
-            await conn.wait_closed()
-        if self.sessions:
-            _, late = await asyncio.wait(self.sessions, timeout=STEP)
-            for task in late:  # a command that would not leave on EOF: killed, reported below
-                task.cancel()
-            await asyncio.gather(*self.sessions, return_exceptions=True)
-            assert not late, f"commands still running {STEP}s after their channel closed: {self.commands}"
-
-
-class Recording(SshTransport):
-    """The real SshTransport; it only keeps each connection it made, to wait for its close."""
-
-    def __init__(self, *args, **kw) -> None:
-        super().__init__(*args, **kw)
-        self.conns: list[asyncssh.SSHClientConnection] = []
-
-    async def connect(self):
-        conn = await super().connect()
-        self.conns.append(conn)
-        return conn
-
-    async def closed(self) -> None:
-        for conn in self.conns:
-            conn.close()
-        for conn in self.conns:
-            await asyncio.wait_for(conn.wait_closed(), STEP)
-
-
-class Keys:
-    """The test's client key (on disk, as an inventory names it) and the node's host key."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.host = asyncssh.generate_private_key("ssh-ed25519")
-        self.client = asyncssh.generate_private_key("ssh-ed25519")
-        self.identity = root / "id_ed25519"
-        self.client.write_private_key(str(self.identity))
-        os.chmod(self.identity, 0o600)
-        self.known_hosts = root / "known_hosts"
-
-    def transport(self, sshd: Sshd, python: str = sys.executable, trusted: asyncssh.SSHKey | None = None) -> Recording:
-        """A transport to the server, its known_hosts trusting `trusted` (default: the real host key)."""
-        self.known_hosts.write_text(sshd.known_hosts_line(trusted))
-        return Recording("127.0.0.1", sshd.port, USER, str(self.identity), str(self.known_hosts), python=python,
-                         connect_timeout=STEP)
 
 
 @pytest.fixture
@@ -456,3 +288,50 @@ def test_stopping_a_session_while_it_connects_starts_nothing(keys, tmp_path):
 
     run(main)
 
+
+
+FLEET = 120  # sessions, each its own SSH connection, helper and supervisor
+
+
+def test_a_hundred_and_twenty_nodes_each_on_a_real_ssh_connection(keys, tmp_path):
+    """melond's sessions to 120 nodes at once, each a real SSH connection (through the
+    handshake limit melond uses) to a real helper: every node comes up, answers, and leaves no
+    process behind when its session stops. What a connection costs is bench/bench_ssh.py's."""
+    from melond.daemon import MAX_HANDSHAKES
+    ups: asyncio.Queue[str] = asyncio.Queue()
+
+    async def on_up(name: str, hello: dict) -> None:
+        ups.put_nowait(name)
+
+    async def on_down(name: str, reason: str) -> None:
+        pytest.fail(f"{name} went down: {reason}")
+
+    async def main() -> None:
+        async with Sshd(keys.host, keys.client) as sshd:
+            transport = keys.transport(sshd)
+            handshakes = asyncio.Semaphore(MAX_HANDSHAKES)
+            sessions = [NodeSession(f"n{i:03}", transport, str(tmp_path / f"spool{i}"), on_up=on_up, on_down=on_down,
+                                    on_event=lambda name, msg: None, handshakes=handshakes, limits="none")
+                        for i in range(FLEET)]
+            running = [asyncio.ensure_future(s.run()) for s in sessions]
+            node_side: list[psutil.Process] = []
+            try:
+                up = {await asyncio.wait_for(ups.get(), 60) for _ in range(FLEET)}
+                assert up == {s.name for s in sessions}
+                assert len(sshd.conns) == FLEET and len(sshd.procs) == FLEET
+                pongs = await asyncio.gather(*(s.request(Op.PING) for s in sessions))
+                assert all(p["time"] > 0 for p in pongs)
+                node_side.extend(psutil.Process(p.pid) for p in sshd.procs)
+                node_side.extend(d for p in sshd.procs for d in descendants(p.pid))
+            finally:
+                await asyncio.gather(*(s.stop() for s in sessions))
+                for task in running:
+                    task.cancel()
+                await asyncio.gather(*running, return_exceptions=True)
+                await transport.closed()
+            await all_gone(node_side, "a helper or supervisor, after its session stopped,")
+
+    async def bounded() -> None:
+        async with asyncio.timeout(120):
+            await main()
+    asyncio.run(bounded())
