@@ -25,7 +25,8 @@ DAYS = 100
 ROUNDS = 10
 
 
-def fill(db_path: Path, now: float) -> None:
+def fill(db_path: Path, now: float, keep=None) -> int:
+    """The ROWS jobs into a fresh database (or those whose end time `keep` accepts): how many."""
     sys.path.insert(0, str(REPO))
     from melond.state.store import Store  # noqa: E402 - the schema, exactly as melond makes it
 
@@ -41,6 +42,9 @@ def fill(db_path: Path, now: float) -> None:
         submit = first + i * (DAYS * 86400 / ROWS)
         start = submit + rng.uniform(0, 60)
         end = start + rng.uniform(1, 3600)
+        if keep is not None and not keep(end):
+            rng.choice(states), rng.uniform(0, 3600), rng.randrange(1 << 20, 1 << 32)  # a kept row's draws
+            continue
         rows.append((f"user{i % 50}", 1000 + i % 50, "job", rng.choice(states), "main", 1, 1 << 30, 3600,
                      "#!/bin/sh\ntrue\n", "/tmp", "melon-%j.out", submit, start, end, "n1", 0,
                      rng.uniform(0, 3600), rng.randrange(1 << 20, 1 << 32)))
@@ -50,6 +54,7 @@ def fill(db_path: Path, now: float) -> None:
         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
     conn.commit()
     conn.close()
+    return len(rows)
 
 
 def main() -> None:
