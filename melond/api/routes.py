@@ -400,7 +400,7 @@ async def running_steps(request: web.Request) -> web.Response:
     for s in engine.store.running_steps():
         srun_steps.setdefault(s.job_id, []).append(s.public())
     out = []
-    for job in sorted((j for j in engine.jobs.active.values() if j.state is State.RUNNING), key=lambda j: j.id):
+    for job in engine.jobs.running():
         batch = {"job_id": job.id, "run": job.run, "step_id": "batch", "name": "batch", "state": "RUNNING",
                  "node": job.node, "ntasks": 1, "cpus": job.placed[0].cpus if job.placed else job.cpus,
                  "start_time": job.start_time}

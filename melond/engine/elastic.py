@@ -13,7 +13,6 @@ import time
 from melond.engine.jobs import JobTable
 from melond.engine.operations import Operations
 from melond.errors import MelonError
-from melond.spec.states import State
 from melond.state.job import Job
 
 log = logging.getLogger("melond.engine")
@@ -54,7 +53,7 @@ class Elastic:
                 log.exception("elastic step failed")
 
     async def step(self, now: float) -> None:
-        for job in [j for j in self.jobs.active.values() if j.extend_step and j.state is State.RUNNING]:
+        for job in [j for j in self.jobs.running() if j.extend_step]:
             if job.start_time is None or (target := next_limit(job)) is None:
                 continue
             deadline = job.start_time + job.time_limit

@@ -117,6 +117,7 @@ class Ends:
         if not ids:
             return
         self.jobs.finished(*ids)
+        self.order.forget(ids)
         if self.on_finished is not None:
             for job_id in ids:
                 self.on_finished(job_id)

@@ -24,7 +24,6 @@ from melond.nodes.links import Sessions
 from melond.nodes.state import NodeState
 from melond.spec.cpulist import parse_cpuset
 from melond.spec.gres import Device
-from melond.spec.states import State
 from melon_remote.protocol import Op
 
 log = logging.getLogger("melond.engine")
@@ -56,8 +55,8 @@ class GpuUsage:
         detected, to learn which run others' processes."""
         out: dict[str, list[tuple[tuple[int, int], list[Device], str]]] = {
             name: [] for name, state in self.nodes.items() if state.detected and state.up and state.personal is None}
-        for job in self.jobs.active.values():
-            if job.state is not State.RUNNING or not (job.gres_ids or job.parts):
+        for job in self.jobs.running():
+            if not (job.gres_ids or job.parts):
                 continue
             for part in job.placed:
                 state = self.nodes.get(part.node)

@@ -59,6 +59,12 @@ class JobTable:
                 ids.discard(jid)  # ended, or pending again (it is added again when it starts)
         return found
 
+    def running(self) -> list[Job]:
+        """Every running job, each once, by id: from the jobs started on each node, not a walk
+        over a queue of 100,000 pending ones."""
+        found = {j.id: j for node in list(self._on_node) for j in self.running_on(node)}
+        return [found[jid] for jid in sorted(found)]
+
     def ending_begins(self, job: Job) -> bool:
         """Out of the active set while its end commits (its CPUs are free for the next plan)."""
         if self.active.pop(job.id, None) is None:

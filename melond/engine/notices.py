@@ -44,7 +44,7 @@ class Notices:
                 log.exception("notice step failed")
 
     async def step(self, now: float) -> None:
-        for job in [j for j in self.jobs.active.values() if j.mail_type and j.state is State.RUNNING]:
+        for job in [j for j in self.jobs.running() if j.mail_type]:
             limit, sent = self._sent.get(job.id) or (job.time_limit, self._already(job.id))
             if limit != job.time_limit:  # extended: the time-limit notices still ahead are due again
                 sent = notices.rearmed(sent, job.start_time or now, job.time_limit, now)

@@ -116,9 +116,7 @@ class SchedulingLoop:
         """The CPUs and the devices (positions) each node's running jobs hold, in one walk."""
         cpus: dict[str, set[int]] = {}
         devices: dict[str, set[int]] = {}
-        for j in self.jobs.active.values():
-            if j.state is not State.RUNNING:
-                continue
+        for j in self.jobs.running():
             for part in j.placed:
                 if part.cpu_ids:
                     cpus.setdefault(part.node, set()).update(parse_cpuset(part.cpu_ids))

@@ -32,3 +32,4 @@ def test_a_nodes_running_jobs_are_those_started_there_and_still_running() -> Non
     table.started(again)
     assert [j.id for j in table.running_on("c")] == [2, 4]
     assert [j.id for j in table.running_on("b")] == [3]
+    assert [j.id for j in table.running()] == [2, 3, 4]
