@@ -267,7 +267,7 @@ class Operations:
         for job in pending:  # at once: no pass may start a job held in the store
             if job.id in done:
                 job.hold = hold
-                self.order.touch(job.id)
+                self.order.touch(job.id, hold_only=True)
         self.kick()
         outcomes = []
         for i, job in enumerate(pending):
@@ -518,7 +518,7 @@ class Operations:
         if not done:
             raise Conflict(f"job {job_id} started meanwhile; only pending jobs can be held or released")
         job.hold = hold
-        self.order.touch(job_id)
+        self.order.touch(job_id, hold_only=True)
         self.kick()
         return {"job_id": job_id, "hold": hold}
 

@@ -26,9 +26,10 @@ from melond.spec.gres import parse_list, wanted
 from melond.spec.states import SHORT, State
 from melond.state.job import Job
 
-# A pending entry is (order key, view); a changed job's old entry may sit beside its new one with
-# the same key until it is skipped, so entries are ordered by their key alone.
-Entry = tuple[tuple, PendingView]
+# A pending entry is [order key, view]; a changed job's old entry may sit beside its new one with
+# the same key until it is skipped, so entries are ordered by their key alone. A change that keeps
+# the key (a hold, a release, an extension) puts the new view in the job's entry where it stands.
+Entry = list  # [tuple, PendingView]
 ORDER_KEY, VIEW = operator.itemgetter(0), operator.itemgetter(1)
 MERGE_AT = 64  # jobs changed at once past which the order takes them in one sort (each insert moves the list)
 DependencyStates = Callable[[set[int]], Mapping[int, State]]
@@ -47,7 +48,9 @@ class PendingOrder:
         self.deferred = False  # the last pass left pending jobs past its depth unplanned
         self._views: dict[int, Entry] = {}  # pending jobs whose view nothing can change but a touch
         self._order: list[Entry] | None = None  # None until the first full pass
-        self._touched: dict[int, None] = {}  # jobs new or changed since, in order
+        # Jobs new or changed since, in order: the entry each had (None: none), and whether only
+        # its hold changed (its view then is the old one with what blocks it found again)
+        self._touched: dict[int, tuple[Entry | None, bool]] = {}
         self._volatile: set[int] = set()  # pending jobs whose views change with time (dependencies)
         self._running: set[int] = set()
         # Jobs cached as waiting for their begin time, woken (touched) when it comes: a queue of
@@ -55,10 +58,12 @@ class PendingOrder:
         self._begins: list[tuple[float, int]] = []
         self._begin_at: dict[int, float] = {}
 
-    def touch(self, job_id: int) -> None:
-        """Something in a job's scheduler view changed (or it is new, or pending again)."""
-        self._views.pop(job_id, None)
-        self._touched[job_id] = None
+    def touch(self, job_id: int, hold_only: bool = False) -> None:
+        """Something in a job's scheduler view changed (or it is new, or pending again);
+        `hold_only`: nothing but its hold."""
+        old = self._views.pop(job_id, None)
+        before = self._touched.get(job_id)
+        self._touched[job_id] = (old, hold_only) if before is None else (before[0], before[1] and hold_only)
 
     def reorder(self) -> None:
         """Many pending jobs' priorities changed: the next pass walks and sorts them all again."""
@@ -97,14 +102,22 @@ class PendingOrder:
             else:
                 running.extend(running_views(job))
         fresh = []
-        for jid in self._touched:
+        for jid, (old, hold_only) in self._touched.items():
             job = jobs.get(jid)
-            if job is not None and job.state is State.PENDING:
-                entry, cached = self._entry(job, now, states)
-                if cached:
-                    fresh.append(entry)
-                else:
-                    self._volatile.add(jid)
+            if job is None or job.state is not State.PENDING:
+                continue
+            if hold_only and old is not None and not job.dependency:  # the same view, held or released
+                old[1] = replace(old[1], blocked=self.blocked(job, now, None))
+                self._views[jid] = old
+                continue
+            entry, cached = self._entry(job, now, states)
+            if not cached:
+                self._volatile.add(jid)
+            elif old is not None and old[0] == entry[0]:  # where it stands in the order: no insert
+                old[1] = entry[1]
+                self._views[jid] = old
+            else:
+                fresh.append(entry)
         self._touched.clear()
         if len(fresh) > MERGE_AT:  # an array held or released: one sort of two sorted runs, not an insert each
             order.extend(fresh)
@@ -225,7 +238,7 @@ class PendingOrder:
             # on one node: all its tasks' resources there; spanning: per node and per task
             parse_list(job.gres) if wide else wanted(job.gres, job.gpus_per_task, shape.ntasks),
             parse_list(job.gpus_per_task) if wide else (), *self._charge(job), job.id in self.preemptors)
-        entry = (priority_order(view), view)
+        entry = [priority_order(view), view]
         cached = not job.dependency
         if cached:
             self._views[job.id] = entry
