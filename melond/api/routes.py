@@ -24,6 +24,7 @@ from melond.api.views import (accounting_rows, entry_views, folded, job_view, li
                               parse_fields)
 from melond.engine.engine import Engine
 from melond.engine.operations import Refusal, label
+from melond.engine.slices import SLICE, slices
 from melond.errors import BadRequest, Conflict, Forbidden, Internal, MelonError, NotFound, RateLimited, Unauthorized
 from melond.nodes.links import split
 from melond.sched import caps
@@ -281,23 +282,13 @@ async def list_jobs(request: web.Request) -> web.Response:
                                                           ended_since=since))
     fields = parse_fields(q.get("fields"))
     caller, now, loop, fold = request["caller"], time.time(), engine.loop, bool(q.get("fold"))
-    if len(rows) <= ENCODE_APART:
-        return web.json_response({"jobs": listing(rows, caller, now, fields, fold, loop.expected_starts,
-                                                  loop.expected_nodes)})
     # A long listing in slices, other requests answered between them: each job's view is of one
     # moment, the listing's of a few (a job may change between slices, as between pages)
-    entries = folded(rows) if fold else rows
     views: list[dict] = []
-    for i in range(0, len(entries), ENCODE_APART):
-        if i:
-            await asyncio.sleep(0)
-        part = entries[i:i + ENCODE_APART]
+    async for part in slices(folded(rows) if fold else rows):
         views += entry_views(part, caller, now, fields, loop.expected_starts, loop.expected_nodes) if fold \
             else listing(part, caller, now, fields, False, loop.expected_starts, loop.expected_nodes)
     return await _json({"jobs": views}, len(views))
-
-
-ENCODE_APART = 2000  # items in a reply past which it is built and encoded in slices this long, other requests between
 
 
 async def _json_each(data: dict) -> web.Response:
@@ -309,16 +300,13 @@ async def _json(data: dict, items: int) -> web.Response:
     """A reply; a long one (a listing or a bulk act over 100,000 jobs) has its long lists encoded
     a slice at a time, other users' requests answered between slices. (Not on a thread: the JSON
     encoder holds the interpreter throughout, so a thread would stop the event loop as long.)"""
-    if items <= ENCODE_APART:
+    if items <= SLICE:
         return web.json_response(data)
     members = []
     for key, value in data.items():
-        if isinstance(value, list) and len(value) > ENCODE_APART:
-            slices = []
-            for i in range(0, len(value), ENCODE_APART):
-                await asyncio.sleep(0)
-                slices.append(json.dumps(value[i:i + ENCODE_APART])[1:-1])
-            members.append(f"{json.dumps(key)}: [{', '.join(slices)}]")
+        if isinstance(value, list) and len(value) > SLICE:
+            parts = [json.dumps(part)[1:-1] async for part in slices(value)]
+            members.append(f"{json.dumps(key)}: [{', '.join(parts)}]")
         else:
             members.append(f"{json.dumps(key)}: {json.dumps(value)}")
     return web.Response(text="{" + ", ".join(members) + "}", content_type="application/json")

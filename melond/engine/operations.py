@@ -13,6 +13,7 @@ from melond.config import Inventory
 from melond.engine.dispatch import Dispatcher
 from melond.engine.ends import Ends
 from melond.engine.jobs import JobTable
+from melond.engine.slices import slices
 from melond.errors import BadRequest, Conflict, Forbidden, MelonError, NotFound
 from melond.figures import JobCounts
 from melond.nodes.state import NodeState
@@ -33,7 +34,6 @@ from melond.state.store import Store
 from melon_remote.protocol import STEP_TARGET, SignalTo
 
 EACH_AT_ONCE = 500  # running jobs of a bulk cancel acted on concurrently, at most
-SLICE = 2000  # jobs of a bulk act looked at between two turns of other requests (what must be at once aside)
 QUEUED = frozenset({Reason.PRIORITY.value, Reason.RESOURCES.value})  # waiting its turn: no limit, hold or dependency
 
 
@@ -237,11 +237,10 @@ class Operations:
         ended = [j for j in pending if j.id in done]
         self.ends.finished_many([j.id for j in ended])  # at once: no pass may see them pending
         outcomes = []
-        for i, job in enumerate(ended):
-            if i and not i % SLICE:
-                await asyncio.sleep(0)
-            self.counts.add("ended", job.partition, job.user, State.CANCELLED.value)
-            outcomes.append({"job": label(job), "job_id": job.id, "state": State.CANCELLED.value})
+        async for part in slices(ended):
+            for job in part:
+                self.counts.add("ended", job.partition, job.user, State.CANCELLED.value)
+                outcomes.append({"job": label(job), "job_id": job.id, "state": State.CANCELLED.value})
         late = [j for j in pending if j.id not in done] + others  # running, or started meanwhile
         for first in range(0, len(late), EACH_AT_ONCE):
             chunk = late[first:first + EACH_AT_ONCE]
@@ -270,14 +269,13 @@ class Operations:
                 self.order.touch(job.id, hold_only=True)
         self.kick()
         outcomes = []
-        for i, job in enumerate(pending):
-            if i and not i % SLICE:
-                await asyncio.sleep(0)
-            if job.id in done:
-                outcomes.append({"job": label(job), "job_id": job.id, "hold": hold})
-            else:
-                refused.append((job.id, label(job), Conflict(f"job {job.id} started meanwhile; only pending jobs "
-                                                             f"can be held or released")))
+        async for part in slices(pending):
+            for job in part:
+                if job.id in done:
+                    outcomes.append({"job": label(job), "job_id": job.id, "hold": hold})
+                else:
+                    refused.append((job.id, label(job), Conflict(f"job {job.id} started meanwhile; only pending "
+                                                                 f"jobs can be held or released")))
         return outcomes, refused
 
     async def _split(self, ids: list[int], caller: Caller, action: str) -> tuple[list[Job], list[Job], list[Refusal]]:
@@ -285,20 +283,19 @@ class Operations:
         (A job that starts meanwhile is among the pending: the store's act, made only on pending
         rows, sorts it out.)"""
         pending, others, refused = [], [], []
-        for i, jid in enumerate(ids):
-            if i and not i % SLICE:
-                await asyncio.sleep(0)
-            job = self.jobs.active.get(jid)
-            try:
-                if job is None:
-                    job = self.find(jid)
-                    said = f"has already ended ({job.state.value})" if job.state in FINISHED else "is ending"
-                    raise Conflict(f"job {jid} {said}; nothing to {action.split()[0]}")
-                policy.check_owner(job, caller, action)
-            except MelonError as exc:
-                refused.append((jid, label(job) if job is not None else str(jid), exc))
-                continue
-            (pending if job.state is State.PENDING else others).append(job)
+        async for part in slices(ids):
+            for jid in part:
+                job = self.jobs.active.get(jid)
+                try:
+                    if job is None:
+                        job = self.find(jid)
+                        said = f"has already ended ({job.state.value})" if job.state in FINISHED else "is ending"
+                        raise Conflict(f"job {jid} {said}; nothing to {action.split()[0]}")
+                    policy.check_owner(job, caller, action)
+                except MelonError as exc:
+                    refused.append((jid, label(job) if job is not None else str(jid), exc))
+                    continue
+                (pending if job.state is State.PENDING else others).append(job)
         return pending, others, refused
 
     async def cancel(self, job_id: int, caller: Caller, grace: float = 0, warning: str | None = None,

@@ -79,7 +79,7 @@ def test_a_waiting_job_shows_where_and_when_the_plan_expects_it_to_start(melon: 
 
 
 def test_a_listing_longer_than_a_slice_is_whole_and_in_order(melon: Melon) -> None:
-    """Past 2,000 jobs (ENCODE_APART) a listing is built and encoded in slices, other requests
+    """Past 2,000 jobs (engine.slices.SLICE) a listing is built and encoded in slices, other requests
     answered between them: it must still list every job once, in id order, folded or not."""
     api = Client(melon.endpoint)
     first = melon.submit("-H", "-J", "many", "--array", "0-2099", "--wrap", "true")
