@@ -1,29 +1,34 @@
-"""The scheduling passes melond makes, as its engine makes them: the pending order kept between
-passes (melond.sched.order), plan() and the pending reasons' changes, on job records in memory.
+"""The scheduling passes melond makes, made by its own scheduling loop (SchedulingLoop.run_once)
+on job records in memory: the node views, the pending order kept between passes, plan(), the
+starts and the pending reasons' changes.
 
 Two passes at each size (1,000 to 100,000 pending on 10, 100 and 1,000 nodes of 32 CPUs and 4
 GPUs, 90% busy, the queue's jobs mixed: a tenth spanning 2 to 4 nodes, a sixth asking for GPUs,
 priorities spread as fair-share spreads them):
-- full: every pending job planned, in the order kept from the passes before;
-- one end: the pass after one running job ends (an event's pass: the first 100 pending jobs).
+- full: the backfill pass, over the first FULL_PASS_DEPTH pending jobs in the kept order;
+- one end: the pass after one running job ends (an event's pass: the first QUEUE_DEPTH, no backfill).
 Each is the median of ROUNDS passes, with its spread. The reference is the machine's floor for
 the same queue, measured in the same run: one walk over the pending jobs' records reading an
-attribute of each, which no pass over every job can beat; `x floor` is the full pass over it.
+attribute of each; `x floor` is the full pass over it.
 `--json`: the last line is the points as JSON instead (bench/run --plot draws them).
 """
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import random
 import statistics
 import time
 
 from harness import median_range, summary, table
-from melond.engine.scheduling import QUEUE_DEPTH
-from melond.sched import plan as planner
+from melond.engine.jobs import JobTable
+from melond.engine.scheduling import SchedulingLoop
+from melond.engine.tasks import Tasks
+from melond.nodes.state import NodeState
 from melond.sched.order import PendingOrder
 from melond.sched.plan import NodeView
+from melond.spec.gres import Device
 from melond.spec.states import State
 from melond.state.job import Job
 
@@ -71,31 +76,48 @@ def cluster(nodes: int, pending: int, rnd: random.Random) -> tuple[tuple[NodeVie
 
 
 class Passes:
-    """The engine's side of a pass, as melond.engine.scheduling makes it: order, plan, starts, reasons."""
+    """melond's scheduling loop (melond.engine.scheduling.SchedulingLoop) over job records in
+    memory, its passes made as the daemon makes them: the node views, the kept order, plan(),
+    the starts pinned and handed on, the pending reasons' changes. Left out, as they run after
+    the pass: the store's writes (its thread, in melond) and the starts on the nodes."""
 
     def __init__(self, nodes: tuple[NodeView, ...], jobs: dict[int, Job]) -> None:
-        self.nodes, self.jobs = nodes, jobs
-        self.order = PendingOrder({})
+        self.table = JobTable(jobs.values())
+        states = {v.name: NodeState(v.name, v.partition, v.cpus, v.memory, up=True,
+                                    devices=tuple(Device(name, kind, i, None) for i, (name, kind) in enumerate(v.devices)))
+                  for v in nodes}
+        self.order = PendingOrder({}, stopped=self.table.stopped)
+        self.loop = SchedulingLoop(self.table, states, self.order, _Unwritten(), _started, Tasks())
 
-    def once(self, depth: int | None) -> float:
+    async def once(self, full: bool) -> float:
+        self.loop.kick()  # something ended: room may be free
         t0 = time.perf_counter()
-        snapshot = self.order.snapshot(self.jobs, self.nodes, NOW, lambda ids: {}, depth)
-        plan = planner.plan(snapshot, NOW)
-        for start in plan.starts:
-            job = self.jobs[start.job_id]
-            if len(start.shares) > 1:
-                job.parts = [[s.node, s.cpus, s.tasks, s.memory, None, None] for s in start.shares]
-            job.state, job.node, job.start_time = State.RUNNING, start.node, NOW
-            self.order.started(job.id)
-        job_of = self.jobs.get
-        changed = {jid: r for jid, r in plan.reasons.items() if (j := job_of(jid)) is not None and j.reason != r}
-        for jid, r in changed.items():
-            self.jobs[jid].reason = r
-        return (time.perf_counter() - t0) * 1000
+        self.loop.run_once(full)
+        took = (time.perf_counter() - t0) * 1000
+        await asyncio.sleep(0)  # the writes and starts it handed on
+        return took
 
     def end_one(self, rnd: random.Random) -> None:
-        running = [jid for jid, j in self.jobs.items() if j.state is State.RUNNING and j.time_limit]
-        del self.jobs[rnd.choice(running)]
+        """A running job ends, as melond.engine.ends records it."""
+        running = [j for j in self.table.active.values() if j.state is State.RUNNING and j.time_limit]
+        job = rnd.choice(running)
+        self.table.ending_begins(job)
+        self.table.ending_done(job.id)
+        self.table.finished(job.id)
+
+
+class _Unwritten:
+    """The store, as far as a pass uses it: its writes are not part of the pass."""
+
+    def states(self, ids: set[int]) -> dict:
+        return {}
+
+    async def write(self, op: object, *args: object) -> bool:
+        return True
+
+
+async def _started(job: Job, node: str, now: float) -> None:
+    """The dispatcher: a start's record and its launch on the node are not part of the pass."""
 
 
 def floor(jobs: dict[int, Job]) -> float:
@@ -106,17 +128,17 @@ def floor(jobs: dict[int, Job]) -> float:
     return (time.perf_counter() - t0) * 1000
 
 
-def measure(nodes: int, pending: int, rounds: int) -> dict:
+async def measure(nodes: int, pending: int, rounds: int) -> dict:
     rnd = random.Random(nodes * 7 + pending)
     views, jobs = cluster(nodes, pending, rnd)
     passes = Passes(views, jobs)
-    first = passes.once(None)  # the walk over every job, and the starts that fill the nodes
+    first = await passes.once(True)  # the walk over every job, and the starts that fill the nodes
     full, event, floors = [], [], []
     for _ in range(rounds):
-        full.append(passes.once(None))
-        floors.append(floor(jobs))
+        full.append(await passes.once(True))
+        floors.append(floor(passes.table.active))
         passes.end_one(rnd)
-        event.append(passes.once(QUEUE_DEPTH))
+        event.append(await passes.once(False))
     return {"nodes": nodes, "pending": pending, "first_ms": first, "full_ms": full, "event_ms": event,
             "floor_ms": floors, "ratio": [f / w for f, w in zip(full, floors)]}
 
@@ -130,7 +152,7 @@ def main() -> None:
     sizes = [HEADLINE] if args.largest else [(p, n) for n in NODES for p in PENDING]
     rows, points = [], []
     for pending, nodes in sizes:
-        m = measure(nodes, pending, args.rounds)
+        m = asyncio.run(measure(nodes, pending, args.rounds))
         points.append({"nodes": nodes, "pending": pending, "full_ms": statistics.median(m["full_ms"]),
                        "event_ms": statistics.median(m["event_ms"])})
         rows.append([f"{nodes:,}", f"{pending:,}", f"{m['first_ms']:.0f}", median_range(m["full_ms"], "", 1),

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import psutil
 from aiohttp import web
 
-from melond import logs
+from melond import heap, logs
 from melond.api.guard import protocol_factory
 from melond.api.monitor import MONITOR, Monitor
 from melond.api.routes import make_app
@@ -167,11 +167,14 @@ class Daemon:
         tasks.append(asyncio.ensure_future(engine.notices.run_forever()))
         tasks.append(asyncio.ensure_future(engine.notifier.run_forever()))
         tasks.append(asyncio.ensure_future(notify.watchdog_forever(_healthy(runner.app[MONITOR]))))
+        collector = heap.Collector()  # the state loaded is frozen: full collections scan only what is new
+        collector.install()
         log.info("melond ready", extra={"socket": self.socket_path, "port": self.opts.port,
                                         "tls": self.tls is not None, "nodes": list(engine.nodes),
                                         "kill_wait": kill_wait, "pid": os.getpid()})
         notify.send("READY=1", f"STATUS=serving {self.socket_path}, {len(engine.nodes)} node(s)")
         await self._stop.wait()
+        collector.uninstall()
         notify.send("STOPPING=1")
         log.info("melond stopping: jobs keep running and are adopted at the next start")
         for listener in listeners:

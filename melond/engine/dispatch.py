@@ -56,12 +56,11 @@ class Dispatcher:
         except MelonError as exc:
             # Not recorded (a full disk): the job is still pending in the store, so in memory too;
             # a later pass starts it once the store can record that.
-            if self.jobs.current(job) and job.state is State.RUNNING:
-                job.state, job.node, job.start_time, job.parts = State.PENDING, None, None, []
+            self.jobs.unstarted(job)
             log.warning("start not recorded; the job stays pending", extra={"job": job.id, "error": str(exc)})
             return
         if not done:  # cancelled while the plan was made
-            self.jobs.active.pop(job.id, None)
+            self.jobs.unstarted(job, drop=True)
             return
         self.counts.add("started", job.partition, job.user)
         if job.spans:  # every part at once: srun's first launch on a node waits for its holder (remote/relay.py)

@@ -43,7 +43,7 @@ class Engine:
         self.counts = JobCounts()  # submissions, starts, ends... since this melond started (`/metrics`)
         self.jobs = JobTable(store.active_jobs())
         self.order = PendingOrder({name: inventory.partition(name).max_time for name in inventory.partition_names()},
-                                  sharing_of(inventory))
+                                  sharing_of(inventory), self.jobs.stopped)
         self.dispatcher = Dispatcher(self.jobs, store, self.sessions, self.tasks, kill_wait=kill_wait,
                                      tasks_max=inventory.tasks_max, counts=self.counts,
                                      hosts=inventory.job_host_names(), nodes=nodes)

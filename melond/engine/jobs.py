@@ -26,6 +26,9 @@ class JobTable:
         # The jobs started on each node (a spanning job's further nodes too), those ended since
         # dropped as they are met: a node's reconnect looks at its own, not at every active job.
         self._on_node: dict[str, set[int]] = {}
+        # Jobs that stopped running (ended, requeued, their start undone), for the scheduler's
+        # pending order to free what they held (melond.sched.order.PendingOrder.stopped)
+        self.stopped: list[int] = []
         for job in self.active.values():
             if job.state is State.RUNNING:
                 self.started(job)
@@ -70,15 +73,37 @@ class JobTable:
         if self.active.pop(job.id, None) is None:
             return False
         self.ending[job.id] = job
+        self.stopped.append(job.id)
         return True
+
+    def unstarted(self, job: Job, drop: bool = False) -> None:
+        """A start that did not happen: the job is pending again (or, `drop`, gone: it was cancelled
+        while the plan was made)."""
+        if not self.current(job) or job.state is not State.RUNNING:
+            return
+        if drop:
+            del self.active[job.id]
+        else:
+            job.state, job.node, job.start_time, job.parts = State.PENDING, None, None, []
+        self.stopped.append(job.id)
 
     def ending_done(self, job_id: int) -> None:
         self.ending.pop(job_id, None)
 
+    def ended_now(self, jobs: list[Job], state: State, when: float) -> None:
+        """These jobs' ends are committed, in `state`: their records say so at once (no pass can
+        start one), before they are forgotten (`finished`), which may come a slice at a time."""
+        for job in jobs:
+            if job.state is State.RUNNING:  # started by a pass while its end was being committed
+                self.stopped.append(job.id)
+            job.state, job.end_time = state, when
+
     def finished(self, *ids: int) -> None:
         """These jobs' ends are committed: forget them, and wake whoever waits for an end."""
         for job_id in ids:
-            self.active.pop(job_id, None)
+            job = self.active.pop(job_id, None)
+            if job is not None and job.state is State.RUNNING:
+                self.stopped.append(job_id)
             self.cancelling.discard(job_id)
             self.requeueing.discard(job_id)
             self.end_as.pop(job_id, None)
@@ -94,6 +119,7 @@ class JobTable:
 
     def requeued(self, job: Job) -> None:
         """Back to the queue as its next run: nothing of the last run's fate carries over."""
+        self.stopped.append(job.id)
         self.cancelling.discard(job.id)
         self.requeueing.discard(job.id)
         self.end_as.pop(job.id, None)

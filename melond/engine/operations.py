@@ -235,9 +235,10 @@ class Operations:
         done = set(await self.store.write(Store.op_transition_many, [j.id for j in pending], "cancelled", {
             "state": State.CANCELLED.value, "end_time": now, "reason": None}, caller.user, {}, now))
         ended = [j for j in pending if j.id in done]
-        self.ends.finished_many([j.id for j in ended])  # at once: no pass may see them pending
+        self.jobs.ended_now(ended, State.CANCELLED, now)  # at once, as the store has them: no pass may start one
         outcomes = []
-        async for part in slices(ended):
+        async for part in slices(ended):  # ...and forgotten a slice at a time
+            self.ends.finished_many([j.id for j in part])
             for job in part:
                 self.counts.add("ended", job.partition, job.user, State.CANCELLED.value)
                 outcomes.append({"job": label(job), "job_id": job.id, "state": State.CANCELLED.value})

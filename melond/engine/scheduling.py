@@ -1,17 +1,24 @@
 """The scheduling loop: when to plan, and carrying a plan's starts and reasons out.
 
-A pass (`sched.plan.plan`, pure) runs on every event (submit, end, extend, node up) and on a
-slow tick (begin times, dependencies). As Slurm's main scheduler does, a pass made for an event
-looks only at the first QUEUE_DEPTH pending jobs, so that a deep queue does not make every job
-end cost a walk over all of it; the jobs behind them, and their pending reasons, are planned by
-the full pass, made at most FULL_PASS_INTERVAL apart, or, where the queue is so deep that a full
-pass takes longer than a tenth of that, FULL_PASS_SHARE times its own length apart: planning every
-pending job never takes more than about a tenth of melond's time (Slurm's backfill pass runs every
-bf_interval, 30 s by default, for the same reason).
+Two kinds of pass, as Slurm has its main scheduler and its backfill:
+- An event's pass (a submit, an end, an extension, a node up) looks at the first QUEUE_DEPTH
+  pending jobs (Slurm's default_queue_depth) and plans them strictly: in priority order, each
+  partition stopping at its first job that must wait for resources (`plan(strict=True)`). It
+  makes no reservation, so it reads what running jobs hold as sums kept between passes, and
+  costs the same whatever the queue's depth and however many jobs run.
+- A full pass backfills: the first FULL_PASS_DEPTH pending jobs (Slurm's bf_max_job_test) in
+  priority order, each later one started only where it delays no reservation of those ahead.
+  Jobs past that depth are planned once they come within it, and keep their last reason until
+  then. It comes at most FULL_PASS_INTERVAL apart when an event's pass left work for it (jobs
+  past the depth, or jobs waiting for resources or their turn), or, where a full pass
+  takes longer than a tenth of that, FULL_PASS_SHARE times its own length apart: planning never
+  takes more than about a tenth of melond's time (Slurm's backfill runs every bf_interval, 30 s
+  by default, for the same reason).
 """
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -34,9 +41,11 @@ log = logging.getLogger("melond.engine")
 
 SLOW_TICK = 5.0
 QUEUE_DEPTH = 100  # Slurm's default_queue_depth: an event's pass looks at this many pending jobs
+FULL_PASS_DEPTH = 10_000  # Slurm's bf_max_job_test (500 by default): a full pass looks at this many
 FULL_PASS_INTERVAL = 1.0  # ...and every pending job is looked at least this often
 FULL_PASS_SHARE = 10.0  # ...unless the last full pass took more than a tenth of that: its length times this
 PASS_GAP_FACTOR = 9.0  # after a pass of t seconds, submissions alone wait 9t for the next
+_QUEUED = frozenset({str(planner.Reason.RESOURCES), str(planner.Reason.PRIORITY)})
 
 Dispatch = Callable[[Job, str, float], Awaitable[None]]
 
@@ -52,6 +61,9 @@ class SchedulingLoop:
         self._last_full = 0.0  # time.monotonic() of the last pass over every pending job
         self._full_every = FULL_PASS_INTERVAL  # seconds from one full pass to the next
         self._room_may_be_free = True  # False while the last plan left no CPU free on any node
+        # The last event's pass left jobs waiting for resources or their turn: the next full pass,
+        # which backfills and gives them reservations (their expected starts), is not left to the slow tick
+        self._backfill_due = False
         self._next_pass = 0.0  # time.monotonic() before which submissions alone start no pass
         self._stopping = False
         # The last plans' expected start of each waiting job with a reservation (`mqueue --start`):
@@ -61,6 +73,7 @@ class SchedulingLoop:
         self.passes = Timings()  # each pass that planned (`/metrics`, `minfo --stats`)
         self.last_queue_length = 0  # pending jobs the last pass looked at (sdiag's "Last queue length")
         self.after_pass: Callable[[Mapping[int, str]], None] | None = None  # told each pass' pending reasons
+        self._node_views: dict[str, tuple[tuple, planner.NodeView]] = {}  # node_views()' own, and what made each
 
     def kick(self, new_jobs_only: bool = False) -> None:
         """Ask for a pass. `new_jobs_only`: nothing changed but that jobs were submitted, which
@@ -78,7 +91,7 @@ class SchedulingLoop:
         """One plan per burst of events, plus a slow tick for begin times and dependencies."""
         while not self._stopping:
             wait = SLOW_TICK
-            if self.order.deferred:  # jobs past the queue depth wait for the next full pass
+            if self.order.deferred or self._backfill_due:  # jobs the next full pass may start
                 wait = max(0.0, self._last_full + self._full_every - time.monotonic())
             try:
                 await asyncio.wait_for(self._kick.wait(), wait)
@@ -107,27 +120,27 @@ class SchedulingLoop:
                 self.passes.observe(done - began)
 
     def node_views(self) -> tuple[planner.NodeView, ...]:
-        busy = self._busy(self._holdings()[1]) if any(n.gpu_busy for n in self.nodes.values()) else {}
-        return tuple(planner.NodeView(n.name, n.partition, n.usable_cpus, n.memory, n.available, n.runs_for,
-                                      tuple((gres.BUSY, None) if i in busy.get(n.name, ()) else (d.name, d.type)
-                                            for i, d in enumerate(n.devices))) for n in self.nodes.values())
+        """Each node as the plan sees it; a node's view is kept while what it is made of is the
+        same (a thousand nodes' views are not made again at every pass)."""
+        busy = self._busy(_Taken(self.jobs, {})) if any(n.gpu_busy for n in self.nodes.values()) else {}
+        views = []
+        kept = self._node_views
+        for n in self.nodes.values():
+            taken = busy.get(n.name)
+            key = (n.partition, n.usable_cpus, n.memory, n.available, n.runs_for, n.devices,
+                   frozenset(taken) if taken else None)
+            view = kept.get(n.name)
+            if view is None or view[0] != key:
+                view = kept[n.name] = key, planner.NodeView(
+                    n.name, n.partition, n.usable_cpus, n.memory, n.available, n.runs_for,
+                    tuple((gres.BUSY, None) if taken and i in taken else (d.name, d.type) for i, d in enumerate(n.devices)))
+            views.append(view[1])
+        return tuple(views)
 
-    def _holdings(self) -> tuple[dict[str, set[int]], dict[str, set[int]]]:
-        """The CPUs and the devices (positions) each node's running jobs hold, in one walk."""
-        cpus: dict[str, set[int]] = {}
-        devices: dict[str, set[int]] = {}
-        for j in self.jobs.running():
-            for part in j.placed:
-                if part.cpu_ids:
-                    cpus.setdefault(part.node, set()).update(parse_cpuset(part.cpu_ids))
-                if part.gres_ids:
-                    devices.setdefault(part.node, set()).update(parse_cpuset(part.gres_ids))
-        return cpus, devices
-
-    def _busy(self, held: dict[str, set[int]]) -> dict[str, set[int]]:
+    def _busy(self, held: _Taken) -> dict[str, set[int]]:
         """Devices busy with processes melond did not start (as their node last reported), less
-        those running jobs hold (`held`): never handed out."""
-        return {n.name: set(gres.foreign(n.gpu_busy, held.get(n.name, set()))) for n in self.nodes.values()
+        those running jobs hold: never handed out."""
+        return {n.name: set(gres.foreign(n.gpu_busy, held.devices(n.name))) for n in self.nodes.values()
                 if n.gpu_busy}
 
     def snapshot(self) -> tuple[planner.Snapshot, float]:
@@ -136,20 +149,12 @@ class SchedulingLoop:
         now = time.time()
         return self.order.snapshot(self.jobs.active, self.node_views(), now, self.store.states), now
 
-    def _taken(self) -> tuple[dict[str, set[int]], dict[str, set[int]]]:
-        """The CPUs and the devices of each node a start may not have: those running jobs hold
-        (and devices busy with others' processes). Read once per pass that starts something."""
-        cpus, devices = self._holdings()
-        for name, busy in self._busy(devices).items():
-            devices.setdefault(name, set()).update(busy)
-        return cpus, devices
-
-    def _devices(self, job: Job, node: NodeState, tasks: int, taken: dict[str, set[int]]) -> str | None:
+    def _devices(self, job: Job, node: NodeState, tasks: int, taken: _Taken) -> str | None:
         """The devices the job gets on `node` (positions in its list, cpuset form): none another
         running job holds, the lowest first; a whole-node job gets every one."""
         if not node.devices:
             return None
-        used = taken.setdefault(node.name, set())
+        used = taken.devices(node.name)
         if job.exclusive:  # every device no one else holds
             ids = [i for i in range(len(node.devices)) if i not in used] or None
             return self._took(ids, used)
@@ -168,13 +173,13 @@ class SchedulingLoop:
         used.update(ids)
         return cpuset_text(sorted(ids))
 
-    def _pin(self, cpus_wanted: int, job: Job, node: NodeState, taken: dict[str, set[int]]) -> str | None:
+    def _pin(self, cpus_wanted: int, job: Job, node: NodeState, taken: _Taken) -> str | None:
         """The CPUs the job gets on `node`: none another running job holds (`taken`, updated as
         the pass starts jobs). None where the node does not pin, or (never, as the plan counts
         CPUs) where too few are free."""
         if not node.cpu_order:
             return None
-        used = taken.setdefault(node.name, set())
+        used = taken.cpus(node.name)
         ids = cpus.pick(node.cpu_order, used, cpus_wanted, node.cpu_socket)
         if ids is None:
             log.warning("too few free CPUs to pin; the job runs unpinned", extra={"job": job.id, "node": node.name})
@@ -182,11 +187,27 @@ class SchedulingLoop:
         used.update(ids)
         return cpuset_text(ids)
 
-    def run_once(self) -> bool:
+    def run_once(self, full: bool | None = None) -> bool:
         """Plan, mark the starts RUNNING in memory, and hand them to the dispatcher; False when
-        there was nothing to plan."""
+        there was nothing to plan. `full`: a full pass or an event's (by default, as the time
+        since the last full pass says).
+
+        No garbage collection runs during a pass: its thousands of short-lived objects (views,
+        reasons), alive while it runs and freed as it ends, would be promoted to the oldest
+        generation, and every few passes Python would scan every object in memory (300 ms at
+        100,000 pending jobs) while nobody is answered."""
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            return self._pass(full)
+        finally:
+            if collecting:
+                gc.enable()
+
+    def _pass(self, full: bool | None) -> bool:
         now = time.time()
-        full = time.monotonic() - self._last_full >= self._full_every
+        if full is None:
+            full = time.monotonic() - self._last_full >= self._full_every
         if not full and not self._room_may_be_free and self.order.deferred:
             # Only new submissions since a plan that filled every node, behind a queue deeper than
             # an event's pass looks: nothing can start, and their reasons come with the full pass.
@@ -195,16 +216,17 @@ class SchedulingLoop:
         if full:
             self._last_full = time.monotonic()
         snapshot = self.order.snapshot(self.jobs.active, self.node_views(), now, self.store.states,
-                                       None if full else QUEUE_DEPTH)
-        plan = planner.plan(snapshot, now)
+                                       FULL_PASS_DEPTH if full else QUEUE_DEPTH, strict=not full)
+        plan = planner.plan(snapshot, now, strict=not full)
         self.last_queue_length = len(snapshot.pending)
         self._room_may_be_free = plan.free_cpus > 0
+        self._backfill_due = not full and not _QUEUED.isdisjoint(plan.reasons.values())
         if full:
             self.expected_starts, self.expected_nodes = plan.expected, plan.expected_nodes
         else:
             self.expected_starts.update(plan.expected)
             self.expected_nodes.update(plan.expected_nodes)
-        taken, devices = self._taken() if plan.starts else ({}, {})
+        taken = _Taken(self.jobs, self.nodes)
         for start in plan.starts:
             job = self.jobs.active[start.job_id]
             node = self.nodes[start.node]
@@ -213,7 +235,7 @@ class SchedulingLoop:
                 order = {name: i for i, name in enumerate(expand_hostlist(ranged_hostlist([s.node for s in start.shares])))}
                 shares = sorted(start.shares, key=lambda s: order[s.node])
                 job.parts = [[s.node, s.cpus, s.tasks, s.memory, self._pin(s.cpus, job, self.nodes[s.node], taken),
-                              self._devices(job, self.nodes[s.node], s.tasks, devices)] for s in shares]
+                              self._devices(job, self.nodes[s.node], s.tasks, taken)] for s in shares]
                 node = self.nodes[job.parts[0][0]]
                 job.cpus = sum(s.cpus for s in start.shares)
                 job.cpu_ids, job.gres_ids = job.parts[0][4], job.parts[0][5]
@@ -225,7 +247,7 @@ class SchedulingLoop:
                 job.parts = []
                 job.cpu_ids = self._pin(job.cpus, job, node, taken)
                 job.gres_ids = self._devices(job, node, start.shares[0].tasks if start.shares else job.shape.ntasks,
-                                             devices)
+                                             taken)
             # RUNNING in memory before anything else runs, so the next plan counts its CPUs.
             job.state, job.node, job.start_time, job.reason = State.RUNNING, node.name, now, None
             self.jobs.started(job)
@@ -233,7 +255,7 @@ class SchedulingLoop:
                 job.gres_total = gres.format_gres(gres.merge(*(
                     gres.held(self.nodes[p.node].devices, parse_cpuset(p.gres_ids)) for p in job.placed
                     if p.node in self.nodes))) or None
-            self.order.started(job.id)
+            self.order.started(job)
             self.expected_starts.pop(job.id, None)
             self.expected_nodes.pop(job.id, None)
             self.tasks.spawn(self.dispatch(job, node.name, now))
@@ -250,3 +272,40 @@ class SchedulingLoop:
         if full:
             self._full_every = max(FULL_PASS_INTERVAL, FULL_PASS_SHARE * (time.monotonic() - self._last_full))
         return True
+
+
+class _Taken:
+    """The CPUs and the devices (positions) of each node a start may not have: those its running
+    jobs hold, and devices busy with others' processes. Read a node at a time, when a pass first
+    starts something there (an event's pass that starts one job reads one node's, not every
+    running job's), then updated as the pass starts more."""
+
+    def __init__(self, jobs: JobTable, nodes: Mapping[str, NodeState]) -> None:
+        self._jobs, self._nodes = jobs, nodes
+        self._cpus: dict[str, set[int]] = {}
+        self._devices: dict[str, set[int]] = {}
+
+    def cpus(self, node: str) -> set[int]:
+        if node not in self._cpus:
+            self._read(node)
+        return self._cpus[node]
+
+    def devices(self, node: str) -> set[int]:
+        if node not in self._devices:
+            self._read(node)
+        return self._devices[node]
+
+    def _read(self, node: str) -> None:
+        cpus: set[int] = set()
+        devices: set[int] = set()
+        for job in self._jobs.running_on(node):
+            for part in job.placed:
+                if part.node == node:
+                    if part.cpu_ids:
+                        cpus.update(parse_cpuset(part.cpu_ids))
+                    if part.gres_ids:
+                        devices.update(parse_cpuset(part.gres_ids))
+        state = self._nodes.get(node)
+        if state is not None and state.gpu_busy:
+            devices.update(gres.foreign(state.gpu_busy, devices))
+        self._cpus[node], self._devices[node] = cpus, devices

@@ -18,7 +18,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 
-from melond.sched.plan import NodeView, PendingView, RunningView, Snapshot, priority_order
+from melond.sched.plan import NodeHold, NodeView, PendingView, RunningView, Snapshot, priority_order
 from melond.sched.sharing import JOBS, Sharing, tres_of
 from melond.spec import jobrel
 from melond.spec.cpulist import parse_cpuset
@@ -38,11 +38,15 @@ DependencyStates = Callable[[set[int]], Mapping[int, State]]
 class PendingOrder:
     """The scheduler's view of the queue, kept between passes."""
 
-    def __init__(self, max_time: Mapping[str, int], sharing: Sharing | None = None) -> None:
+    def __init__(self, max_time: Mapping[str, int], sharing: Sharing | None = None,
+                 stopped: list[int] | None = None) -> None:
         self.max_time = max_time  # each partition's MaxTime (0: none)
+        # Jobs that stopped running since the last pass (ended, requeued, or their start undone),
+        # appended to by whoever keeps the jobs (melond.engine.jobs.JobTable) and read here
+        self.stopped: list[int] = stopped if stopped is not None else []
         self.sharing = sharing  # accounts' and QOS' limits, counted by the planner in pools
         self.limits: dict[str, tuple[Mapping[str, int], Mapping[str, str]]] = {}
-        self.used: dict[str, Counter[str]] = {}  # what running jobs held in each pool at the last pass
+        self.used: dict[str, Counter[str]] = {}  # what running jobs hold in each pool, kept as they start and stop
         self._held: dict[int, tuple[tuple[str, ...], tuple[tuple[str, int], ...]]] = {}  # running jobs' pools
         self.preemptors: set[int] = set()  # waiting for the room their preemption frees (engine/preemption.py)
         self.deferred = False  # the last pass left pending jobs past its depth unplanned
@@ -51,8 +55,13 @@ class PendingOrder:
         # Jobs new or changed since, in order: the entry each had (None: none), and whether only
         # its hold changed (its view then is the old one with what blocks it found again)
         self._touched: dict[int, tuple[Entry | None, bool]] = {}
+        self._reblock: set[int] = set()  # held or released jobs whose kept view still says what blocked it before
         self._volatile: set[int] = set()  # pending jobs whose views change with time (dependencies)
-        self._running: set[int] = set()
+        # What each running job holds (its views as it started), and their sums by node and array:
+        # an event's pass reads the sums, a full pass makes them again from every running job.
+        self._running: dict[int, list[RunningView]] = {}
+        self.holds: dict[str, NodeHold] = {}
+        self.array_tasks: Counter[int] = Counter()
         # Jobs cached as waiting for their begin time, woken (touched) when it comes: a queue of
         # --begin jobs costs nothing per pass until then
         self._begins: list[tuple[float, int]] = []
@@ -62,29 +71,78 @@ class PendingOrder:
         """Something in a job's scheduler view changed (or it is new, or pending again);
         `hold_only`: nothing but its hold."""
         old = self._views.pop(job_id, None)
+        self._reblock.discard(job_id)
         before = self._touched.get(job_id)
         self._touched[job_id] = (old, hold_only) if before is None else (before[0], before[1] and hold_only)
 
     def reorder(self) -> None:
         """Many pending jobs' priorities changed: the next pass walks and sorts them all again."""
         self._views.clear()
+        self._reblock.clear()
         self._order = None
 
     def forget(self, ids: Iterable[int]) -> None:
         """These jobs ended: their entries are stale, found so by one lookup each (a bulk cancel's
         90,000 are walked past at the head of the order in the next pass)."""
-        views = self._views
+        views, reblock = self._views, self._reblock
         for jid in ids:
             views.pop(jid, None)
+            reblock.discard(jid)
 
-    def started(self, job_id: int) -> None:
-        self._views.pop(job_id, None)
-        self._running.add(job_id)
+    def started(self, job: Job) -> None:
+        """It runs now, holding what its record says (its nodes, CPUs, memory and devices)."""
+        self._views.pop(job.id, None)
+        self._reblock.discard(job.id)
+        self._unhold(job.id)
+        self._hold(job)
+
+    def _hold(self, job: Job) -> None:
+        """Count a running job in: on its nodes, in its array, in its limits' pools."""
+        self._running[job.id] = views = running_views(job)
+        for view in views:
+            hold = self.holds.get(view.node)
+            if hold is None:
+                hold = self.holds[view.node] = NodeHold()
+            hold.add(view)
+        if job.array_job_id is not None:
+            self.array_tasks[job.array_job_id] += 1
+        pools, tres = self._charge(job)
+        if pools:
+            self._held[job.id] = pools, tres
+            for key in pools:
+                use = self.used.get(key)
+                if use is None:
+                    use = self.used[key] = Counter()
+                use.update(dict(tres))
+
+    def _unhold(self, job_id: int) -> None:
+        views = self._running.pop(job_id, None)
+        if views:
+            for view in views:
+                self.holds[view.node].add(view, -1)
+            if views[0].array_job_id is not None:
+                self.array_tasks[views[0].array_job_id] -= 1
+                if not self.array_tasks[views[0].array_job_id]:
+                    del self.array_tasks[views[0].array_job_id]
+        held = self._held.pop(job_id, None)
+        if held is not None:
+            for key in held[0]:
+                self.used[key].subtract(dict(held[1]))
+
+    def _unhold_stopped(self) -> None:
+        stopped = self.stopped
+        if stopped:
+            for jid in stopped:
+                self._unhold(jid)
+            stopped.clear()
 
     def snapshot(self, jobs: Mapping[int, Job], nodes: tuple[NodeView, ...], now: float,
-                 dependency_states: DependencyStates, depth: int | None = None) -> Snapshot:
-        """What the scheduler sees; with ``depth``, only that many pending jobs, first in priority order."""
+                 dependency_states: DependencyStates, depth: int | None = None, strict: bool = False) -> Snapshot:
+        """What the scheduler sees; with ``depth``, only that many pending jobs, first in priority
+        order. Every running job's views, made again; or, `strict` (for a strict plan), what
+        running jobs hold as sums kept between passes."""
         states = _LazyStates(jobs, dependency_states)
+        self._unhold_stopped()
         while self._begins and self._begins[0][0] <= now:
             at, jid = heapq.heappop(self._begins)
             if self._begin_at.get(jid) == at:
@@ -94,21 +152,15 @@ class PendingOrder:
             self._rebuild(jobs, now, states)
         order = self._order
         assert order is not None
-        running = []
-        for jid in list(self._running):
-            job = jobs.get(jid)
-            if job is None or job.state is not State.RUNNING:
-                self._running.discard(jid)
-            else:
-                running.extend(running_views(job))
+        running = () if strict else self._recount(jobs)
         fresh = []
         for jid, (old, hold_only) in self._touched.items():
             job = jobs.get(jid)
             if job is None or job.state is not State.PENDING:
                 continue
-            if hold_only and old is not None and not job.dependency:  # the same view, held or released
-                old[1] = replace(old[1], blocked=self.blocked(job, now, None))
-                self._views[jid] = old
+            if hold_only and old is not None and not job.dependency:  # the same view, held or released:
+                self._views[jid] = old  # what blocks it is found again once a pass takes its entry
+                self._reblock.add(jid)
                 continue
             entry, cached = self._entry(job, now, states)
             if not cached:
@@ -127,7 +179,7 @@ class PendingOrder:
                 bisect.insort(order, entry, key=ORDER_KEY)
         taken: list[Entry] = []
         more = False
-        views, job_of, pending = self._views, jobs.get, State.PENDING
+        views, job_of, pending, reblock = self._views, jobs.get, State.PENDING, self._reblock
         if depth is None:  # every entry: the stale ones (started, ended or changed) gone for good
             for entry in order:
                 jid = entry[1].job_id
@@ -135,27 +187,32 @@ class PendingOrder:
                     continue
                 job = job_of(jid)
                 if job is not None and job.state is pending:
+                    if reblock and jid in reblock:
+                        self._blocked_again(entry, job, now)
                     taken.append(entry)
                 else:
                     del views[jid]  # ended while pending
             if len(taken) < len(order):
                 self._order = taken[:]
         else:
-            stale_head = 0
+            walked = 0
             for entry in order:
                 jid = entry[1].job_id
                 current = views.get(jid) is entry
                 if not current or (job := job_of(jid)) is None or job.state is not pending:
-                    if not taken:
-                        stale_head += 1
-                        if current:
-                            del views[jid]  # ended while pending
+                    walked += 1
+                    if current:
+                        del views[jid]  # ended while pending
                     continue
                 if len(taken) == depth:
                     more = True
                     break
+                if reblock and jid in reblock:
+                    self._blocked_again(entry, job, now)
                 taken.append(entry)
-            del order[:stale_head]  # ...and those ahead of the first an event's pass takes
+                walked += 1
+            if walked > 2 * len(taken):  # as many stale entries passed as taken: gone for good
+                order[:walked] = taken
         volatile = []
         for jid in list(self._volatile):  # dependencies and begin times change with time: recomputed
             job = jobs.get(jid)
@@ -171,8 +228,33 @@ class PendingOrder:
             volatile.sort(key=ORDER_KEY)
             taken = list(heapq.merge(taken, volatile, key=ORDER_KEY))
         self.deferred = more or (depth is not None and len(taken) > depth)
-        return Snapshot(nodes, tuple(running), tuple(map(VIEW, taken[:depth])), self.limits,
-                        self._use(jobs, self._running), ordered=True)
+        return Snapshot(nodes, tuple(running), tuple(map(VIEW, taken[:depth])), self.limits, self.used, ordered=True,
+                        holds=self.holds if strict else None, array_tasks=self.array_tasks)
+
+    def _blocked_again(self, entry: Entry, job: Job, now: float) -> None:
+        """A held or released job's view, with what blocks it found again: made when a pass
+        first takes it, not for each of an array's 10,000 tasks at once."""
+        self._reblock.discard(job.id)
+        entry[1] = entry[1].blocked_by(self.blocked(job, now, None))
+
+    def _recount(self, jobs: Mapping[int, Job]) -> list[RunningView]:
+        """Every running job's views, each checked against its record: a job that stopped unseen
+        is let go (the sums mended), one whose end moved (an extension) gets its views again."""
+        running: list[RunningView] = []
+        for jid, views in list(self._running.items()):
+            job = jobs.get(jid)
+            if job is None or job.state is not State.RUNNING:
+                self._unhold(jid)
+                continue
+            if views[0].end != job.deadline:
+                views = self._running[jid] = [replace(v, end=job.deadline) for v in views]
+            running.extend(views)
+        used: dict[str, Counter[str]] = {}
+        for pools, tres in self._held.values():
+            for key in pools:
+                used.setdefault(key, Counter()).update(dict(tres))
+        self.used = used
+        return running
 
     def _charge(self, job: Job) -> tuple[tuple[str, ...], tuple[tuple[str, int], ...]]:
         """The pools a job counts against, and what it counts there (its TRES and one job)."""
@@ -185,28 +267,13 @@ class PendingOrder:
             self.limits[pool.key] = (pool.caps, pool.reasons)
         return tuple(p.key for p in pools), tuple({**tres_of(job), JOBS: 1}.items())
 
-    def _use(self, jobs: Mapping[int, Job], running: set[int]) -> dict[str, Counter[str]]:
-        """What the running jobs hold in each pool now."""
-        used: dict[str, Counter[str]] = {}
-        for jid in [j for j in self._held if j not in running]:
-            del self._held[jid]
-        if self.sharing is None:
-            return used
-        for jid in running:
-            held = self._held.get(jid)
-            if held is None:
-                held = self._held[jid] = self._charge(jobs[jid])
-            for key in held[0]:
-                used.setdefault(key, Counter()).update(dict(held[1]))
-        self.used = used
-        return used
-
     def _rebuild(self, jobs: Mapping[int, Job], now: float, states: _LazyStates) -> None:
         """Every active job walked: the pending ones in priority order, the running ones."""
-        order, volatile, running_ids, views = [], set(), set(), {}
+        order, volatile, views = [], set(), {}
+        self._running, self._held, self.holds, self.array_tasks, self.used = {}, {}, {}, Counter(), {}
         for job in jobs.values():
             if job.state is State.RUNNING:
-                running_ids.add(job.id)
+                self._hold(job)
                 continue
             if job.state is not State.PENDING:
                 continue
@@ -217,7 +284,8 @@ class PendingOrder:
             else:
                 volatile.add(job.id)
         order.sort(key=ORDER_KEY)
-        self._order, self._volatile, self._running, self._views = order, volatile, running_ids, views
+        self._order, self._volatile, self._views = order, volatile, views
+        self._reblock.clear()
         self._touched.clear()
 
     def _entry(self, job: Job, now: float, states: _LazyStates) -> tuple[Entry, bool]:

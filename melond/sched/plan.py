@@ -26,11 +26,13 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from operator import attrgetter
 
 from melond.spec.gres import Gres, Key, need, per_task_room, take_counts
 from melond.spec.shape import Shape, deal
 
 __all__ = [
+    "NodeHold",
     "NodeView",
     "PendingView",
     "Plan",
@@ -49,14 +51,18 @@ _MAX_FAILED = 32  # failed requests remembered per placement group for the domin
 # one that finds none in them waits without a reservation, as past max_reservations (Slurm's
 # backfill bounds its look-ahead the same way, bf_window).
 WIDE_TIMES = 256
-# Nodes looked at, over one plan, in search of spanning jobs' reservations (a time tried costs one
-# look at each node): past it, a spanning job waits without one, as past max_reservations. It
-# bounds a plan on many nodes (Slurm bounds its backfill pass by time, bf_max_time).
-WIDE_LOOKS = 1 << 16
+# Nodes looked at, over one plan, in search of reservations (a request's earliest start costs a
+# look at each node it may use, a time tried for a spanning job one at each of its nodes): past
+# it, a job waits without one, as past max_reservations. It bounds a plan on many nodes (Slurm
+# bounds its backfill pass by time, bf_max_time): on 1,000 nodes, about sixteen searches.
+RESERVE_LOOKS = 1 << 14
 # Equal requests are one tuple, so that plan() compares them by identity (a tuple of frozensets
 # and tuples compares slowly): at most this many are kept, a cache only.
 _REQUESTS: dict[tuple, tuple] = {}
 _MAX_REQUESTS = 1 << 16
+# Partitions (as their nodes are) whose spanning requests' verdicts are kept (_Partition.ever_fits)
+_EVER: dict[int, tuple[tuple, dict[tuple, bool]]] = {}
+_MAX_PARTITIONS = 64
 
 
 class Reason(StrEnum):
@@ -92,6 +98,38 @@ class RunningView:
     end: float | None
     array_job_id: int | None = None
     devices: tuple[int, ...] = ()  # the positions in the node's `devices` it holds
+
+
+@dataclass(slots=True)
+class NodeHold:
+    """What running jobs hold of one node, summed: kept between passes (melond.sched.order), so
+    that an event's pass, which needs only what is free now, walks no running job."""
+
+    cpus: int = 0
+    memory: int = 0  # MiB of the jobs that asked for an amount
+    whole: int = 0  # jobs holding the whole node's memory (memory 0)
+    devices: Counter[int] = field(default_factory=Counter)  # the positions in the node's `devices` held
+    # counted(): the devices held counted by kind, and the node's kinds they were counted by
+    _counted: tuple[tuple[int, ...], tuple[int, ...]] | None = field(default=None, repr=False, compare=False)
+
+    def add(self, view: RunningView, sign: int = 1) -> None:
+        """Count a running job's part here in (sign 1) or out (-1)."""
+        self._counted = None
+        self.cpus += sign * view.cpus
+        if view.memory:
+            self.memory += sign * view.memory
+        else:
+            self.whole += sign
+        if view.devices:
+            self.devices.update({p: sign for p in view.devices})
+            if sign < 0:
+                self.devices = +self.devices
+
+    def counted(self, node: _Node) -> tuple[int, ...]:
+        """The devices held, counted by the node's kinds (kept until the next change)."""
+        if self._counted is None or self._counted[0] is not node.position:
+            self._counted = node.position, node.counts(tuple(self.devices.elements()))
+        return self._counted[1]
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,9 +173,22 @@ class PendingView:
         object.__setattr__(self, "request", _REQUESTS.setdefault(request, request))
         object.__setattr__(self, "request_hash", hash(request))
 
+    def blocked_by(self, blocked: str | None) -> PendingView:
+        """The same request, blocked by `blocked` instead (a hold, a release): made without
+        dataclasses.replace, which costs three times as much (a 10,000-task hold makes 10,000)."""
+        twin = object.__new__(PendingView)
+        for name, value in zip(_VIEW_SLOTS, _VIEW_VALUES(self)):
+            object.__setattr__(twin, name, value)
+        object.__setattr__(twin, "blocked", blocked)
+        return twin
+
     def want(self) -> tuple[Gres, ...]:
         """What a job on one node needs of its resources: per node, and per task times its tasks."""
         return need(self.gres, self.gres_per_task, self.shape.ntasks if self.shape else 1)
+
+
+_VIEW_SLOTS: tuple[str, ...] = PendingView.__slots__  # type: ignore[attr-defined]
+_VIEW_VALUES = attrgetter(*_VIEW_SLOTS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +203,10 @@ class Snapshot:
     limits: Mapping[str, tuple[Mapping[str, int], Mapping[str, str]]] = field(default_factory=dict)
     used: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
     ordered: bool = False  # `pending` is in priority_order already (melond.sched.order keeps it so)
+    # In place of `running`, for a strict plan (which makes no reservation, so needs no end
+    # times): what running jobs hold of each node, and how many tasks of each array run
+    holds: Mapping[str, NodeHold] | None = None
+    array_tasks: Mapping[int, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,6 +331,16 @@ class _Profile:
                 start = None
         return None
 
+    def first(self, c: int, m: int, want: tuple[Gres, ...] = ()) -> float | None:
+        """earliest() for a profile that only rises (a node holding no reservation: what it holds
+        only ends): the first time c CPUs and m MiB (and `want`) are free, which they stay."""
+        cpus, n = self.cpus, len(self.times)
+        i = max(bisect_left(cpus, c), bisect_left(self.mem, m))
+        if want:
+            while i < n and not self._has(i, want):
+                i += 1
+        return self.times[i] if i < n else None
+
     def _split(self, t: float) -> int:
         """Index of a breakpoint at t (t >= times[0]), inserting one if needed."""
         times = self.times
@@ -323,9 +388,7 @@ class _Node:
         # Without a reservation, free capacity never shrinks over time, so free-now decides.
         self.reserved = False
         # Generic resources, counted by kind (name, type): `position` maps a device to its kind.
-        self.keys: tuple[Key, ...] = tuple(dict.fromkeys(view.devices))
-        self.position = tuple(self.keys.index(k) for k in view.devices)
-        self.total_g = tuple(view.devices.count(k) for k in self.keys)
+        self.keys, self.position, self.total_g = _kinds(view.devices)
         self.free_g = self.total_g
         self.version = 0  # one more at every change of what it holds from now on: a kept search is stale
         # Once it holds a reservation: its profile without any, which only rises over time (what
@@ -360,6 +423,21 @@ class _Node:
         return take_counts(self.keys, self.free_g if free is None else free, want)
 
 
+_KINDS: dict[tuple[Key, ...], tuple[tuple[Key, ...], tuple[int, ...], tuple[int, ...]]] = {}
+
+
+def _kinds(devices: tuple[Key, ...]) -> tuple[tuple[Key, ...], tuple[int, ...], tuple[int, ...]]:
+    """A node's kinds of resource, each device's kind, and how many of each: nodes alike share one
+    answer (a cache: a thousand nodes' are not worked out again at every pass)."""
+    kinds = _KINDS.get(devices)
+    if kinds is None:
+        keys = tuple(dict.fromkeys(devices))
+        kinds = keys, tuple(keys.index(k) for k in devices), tuple(devices.count(k) for k in keys)
+        if len(_KINDS) < _MAX_REQUESTS:
+            _KINDS[devices] = kinds
+    return kinds
+
+
 class _Group:
     """Jobs of one partition that share a placement request: same nodelist, exclude, whole-memory.
 
@@ -367,14 +445,14 @@ class _Group:
     failed to start now makes every request no smaller in CPUs, memory and time fail too.
     """
 
-    __slots__ = ("nodes", "want", "sizes", "failed", "wide_sizes", "wide_failed")
+    __slots__ = ("key", "nodes", "want", "sizes", "failed", "wide_failed")
 
-    def __init__(self, nodes: list[_Node], want: tuple[Gres, ...] = ()):
+    def __init__(self, key: tuple, nodes: list[_Node], want: tuple[Gres, ...] = ()):
+        self.key = key  # what its jobs share (_Partition.group)
         self.nodes = nodes  # available, allowed nodes, by name
         self.want = want  # the generic resources each of its requests needs on one node
         self.sizes: dict[tuple[int, int], bool] = {}
         self.failed: list[tuple[int, int, float]] = []  # minimal (cpus, memory, duration) that failed
-        self.wide_sizes: dict[tuple, bool] = {}  # whether the nodes, empty, could hold a spanning request
         # spanning requests that failed to start now, minimal, by what must match to compare them
         self.wide_failed: dict[tuple, list[tuple[int, int, float, int, float]]] = {}
 
@@ -415,7 +493,7 @@ class _Partition:
     """The available nodes of one partition, indexed for the free-now test and best fit."""
 
     __slots__ = ("nodes", "by_name", "by_free", "max_mem", "at_max", "idle_mem", "lead", "queue", "groups",
-                 "restricted")
+                 "restricted", "_ever")
 
     def __init__(self) -> None:
         self.nodes: dict[str, _Node] = {}
@@ -429,6 +507,7 @@ class _Partition:
         self.queue: list[tuple[int, list[_Node], int, int, float, PendingView | None, tuple[Gres, ...]]] = []
         self.groups: dict[tuple, _Group] = {}
         self.restricted = False  # some node runs one account's jobs only: placement depends on the owner
+        self._ever: dict[tuple, bool] | None = None  # ever_fits()' verdicts, kept from plan to plan
 
     def seal(self) -> None:
         self.by_name = sorted(self.nodes.values(), key=lambda n: n.name)
@@ -452,8 +531,23 @@ class _Partition:
             nodes = [n for n in self.by_name if _allowed(n, job)] if filtered else self.by_name
             if resources is not _NO_RESOURCES:
                 nodes = [n for n in nodes if n.keys]  # only a node with such resources can ever hold it
-            grp = self.groups[key] = _Group(nodes, resources[0])
+            grp = self.groups[key] = _Group(key, nodes, resources[0])
         return grp
+
+    def ever_fits(self) -> dict[tuple, bool]:
+        """Whether the nodes, empty, could hold a spanning request (by its group and size): kept
+        across plans while the partition's nodes are the same, as a thousand nodes' answer costs
+        a sort of them all."""
+        if self._ever is None:
+            nodes = tuple((n.name, n.cpus, n.memory, n.total_g, n.keys, n.only_users) for n in self.by_name)
+            key = hash(nodes)
+            kept = _EVER.get(key)
+            if kept is None or kept[0] != nodes or len(kept[1]) > _MAX_REQUESTS:
+                if len(_EVER) >= _MAX_PARTITIONS:
+                    _EVER.clear()
+                kept = _EVER[key] = (nodes, {})
+            self._ever = kept[1]
+        return self._ever
 
     def hopeless(self, c: int, m: int) -> bool:
         """Cheap upper bound: no node has that much free now (reservations never start now)."""
@@ -487,9 +581,10 @@ def priority_order(job: PendingView) -> tuple[bool, int, float, int]:
 class _Planner:
     """One plan() call's working state."""
 
-    def __init__(self, snapshot: Snapshot, now: float, max_reservations: int):
+    def __init__(self, snapshot: Snapshot, now: float, max_reservations: int, strict: bool = False):
         self.now = now
-        self.budget = max_reservations
+        self.strict = strict  # nothing starts in a partition behind a job that waits for resources
+        self.budget = 0 if strict else max_reservations
         self.parts: dict[str, _Partition] = {}
         self.tasks: Counter[int] = Counter()  # running + started tasks per array
         self.starts: list[Start] = []
@@ -503,16 +598,43 @@ class _Planner:
         # left to give. A deep queue of few distinct requests costs a lookup per job past them.
         self.settled: dict[int, tuple[tuple, str]] = {}  # by the request's hash: (request, reason)
         self.soonest: dict[tuple, list[_Soonest]] = {}  # reserve()'s searches, by request
-        self.wide_looks = WIDE_LOOKS  # left to spanning jobs' reservations
+        self.looks = RESERVE_LOOKS  # left to reservations' searches
         nodes: dict[str, _Node] = {}
+        parts = self.parts
         for view in snapshot.nodes:
             if view.available:
                 nodes[view.name] = node = _Node(view)
-                self.parts.setdefault(view.partition, _Partition()).nodes[view.name] = node
+                part = parts.get(view.partition)
+                if part is None:
+                    part = parts[view.partition] = _Partition()
+                part.nodes[view.name] = node
+        if snapshot.holds is not None:
+            self.held(nodes, snapshot.holds, snapshot.array_tasks)
+        else:
+            self.running(nodes, snapshot.running)
+        for part in self.parts.values():
+            part.seal()
+
+    def held(self, nodes: dict[str, _Node], holds: Mapping[str, NodeHold], array_tasks: Mapping[int, int]) -> None:
+        """Each node's free room now from what its running jobs hold, summed (no end times: no
+        profile can be built, so the plan must make no reservation)."""
+        assert self.budget == 0, "a plan from holds makes no reservation"
+        self.tasks.update(array_tasks)
+        for name, node in nodes.items():
+            hold = holds.get(name)
+            if hold is not None:
+                node.free_c -= hold.cpus
+                node.free_m -= hold.memory + hold.whole * node.memory
+                if hold.devices and node.keys:
+                    node.free_g = _minus(node.free_g, hold.counted(node))
+
+    def running(self, nodes: dict[str, _Node], running: tuple[RunningView, ...]) -> None:
+        """Each node's free room now, and when running jobs' ends free more."""
+        now = self.now
         # A job past its deadline still holds its node until killed: free it just after now.
         soon = math.nextafter(now, INF)
         counted: set[int] = set()  # a job spanning nodes is one view per node, and one array task
-        for run in snapshot.running:
+        for run in running:
             if run.array_job_id is not None and run.job_id not in counted:
                 counted.add(run.job_id)
                 self.tasks[run.array_job_id] += 1
@@ -527,8 +649,6 @@ class _Planner:
                 node.free_g = _minus(node.free_g, g)
             if run.end is not None:
                 node.releases.append((max(run.end, soon), run.cpus, mem, g))
-        for part in self.parts.values():
-            part.seal()
 
     def run(self, pending: tuple[PendingView, ...], ordered: bool = False) -> Plan:
         reasons, place, settled = self.reasons, self.place, self.settled
@@ -579,6 +699,8 @@ class _Planner:
         c, m = (0, 0) if job.exclusive else (job.cpus, job.memory)  # a whole node: sized by the node it gets
         if not grp.fits_some_node(c, m):
             return self.settle(job, _RESOURCES)
+        if self.strict and part.lead:  # a job ahead waits for resources: none behind it may start
+            return _PRIORITY
         d = float(job.time_limit) if job.time_limit > 0 else INF
         want = grp.want
         # Failing is monotone within a plan (capacity only shrinks), hence the cheap refusals.
@@ -689,13 +811,16 @@ class _Planner:
         """All of a spanning job's nodes at once, now, or a reservation across them."""
         eligible = grp.nodes
         d = float(job.time_limit) if job.time_limit > 0 else INF
-        size_key = (job.shape, job.memory, job.mem_per_cpu)
-        ever = grp.wide_sizes.get(size_key)
+        size_key = (grp.key, job.shape, job.memory, job.mem_per_cpu)
+        verdicts = part.ever_fits()
+        ever = verdicts.get(size_key)
         if ever is None:
-            ever = grp.wide_sizes[size_key] = self.choose(job, [(_room(job, n, n.cpus, n.memory, n.total_g), n)
+            ever = verdicts[size_key] = self.choose(job, [(_room(job, n, n.cpus, n.memory, n.total_g), n)
                                                                for n in eligible]) is not None
         if not ever:
             return self.settle(job, _RESOURCES)  # no amount of waiting makes room for it
+        if self.strict and part.lead:
+            return _PRIORITY
         shares = None
         if not grp.wide_dominated(job, d):
             if part.queue:
@@ -777,6 +902,8 @@ class _Planner:
         only ends): with those rooms, which only grow and are never less than the real ones,
         whether the job fits goes from no to yes once, and before that it cannot fit for real."""
         now = self.now
+        if self.looks < len(eligible):  # not even one time could be tried
+            return
         times = sorted({t for n in eligible for t in n.timeline(now).releases()})[:WIDE_TIMES]
         lo, hi = 0, len(times)
         while lo < hi:
@@ -825,11 +952,11 @@ class _Planner:
             return
 
     def look(self, eligible: list[_Node]) -> bool:
-        """Spend a look at each of these nodes from what is left to spanning jobs' reservations."""
-        if self.wide_looks < len(eligible):
-            self.wide_looks = 0
+        """Spend a look at each of these nodes from what is left to reservations' searches."""
+        if self.looks < len(eligible):
+            self.looks = 0
             return False
-        self.wide_looks -= len(eligible)
+        self.looks -= len(eligible)
         return True
 
     def _fits_wide_by(self, job: PendingView, eligible: list[_Node], t: float) -> bool:
@@ -858,6 +985,8 @@ class _Planner:
             key = (id(eligible), c, m, d, want)
             heap = self.soonest.get(key)
             if heap is None:
+                if not self.look(eligible):
+                    continue
                 heap = [s for s in (self._soonest(node, c, m, d, want) for node in eligible) if s is not None]
                 heapq.heapify(heap)
                 self.soonest[key] = heap
@@ -885,7 +1014,9 @@ class _Planner:
         if want and take_counts(node.keys, node.total_g, want) is None:
             return None
         wants = want if c else _whole(node)
-        t = node.timeline(self.now).earliest(d, c or node.cpus, need, INF, wants)
+        profile = node.timeline(self.now)
+        t = profile.earliest(d, c or node.cpus, need, INF, wants) if node.reserved else \
+            profile.first(c or node.cpus, need, wants)
         return None if t is None else (t, node.name, node.version, node, need, wants)
 
 
@@ -928,10 +1059,15 @@ def _allowed(node: _Node, job: PendingView) -> bool:
             and (node.only_users is None or job.user in node.only_users))
 
 
-def plan(snapshot: Snapshot, now: float, *, max_reservations: int = 100) -> Plan:
+def plan(snapshot: Snapshot, now: float, *, max_reservations: int = 100, strict: bool = False) -> Plan:
     """Decide which pending jobs start now and where, and why the others wait.
 
     At most ``max_reservations`` waiting jobs (the first in priority order) hold a reservation
     that later jobs may not delay; jobs past the cap wait without one.
+
+    ``strict``: no backfill, as Slurm's main scheduler (its backfill is a pass of its own). Jobs
+    start in priority order until one in their partition must wait for resources; every job
+    behind it there waits for Priority. Nothing can then start ahead of a job it would delay, so
+    no reservation is needed, nor any running job's end time: the snapshot may carry `holds`.
     """
-    return _Planner(snapshot, now, max_reservations).run(snapshot.pending, snapshot.ordered)
+    return _Planner(snapshot, now, max_reservations, strict).run(snapshot.pending, snapshot.ordered)

@@ -155,6 +155,9 @@ def test_mshow_says_who_is_ahead_of_a_waiting_job_and_when_the_plan_starts_it(fa
     next_one = int(_sbatch(fair, "-c", "2", "-t", "5", "--wrap", "true").stdout)
     behind = int(_sbatch(fair, "-c", "2", "-t", "5", "--wrap", "true").stdout)
     wait_for(lambda: _reason(fair, behind) == "Priority", timeout=20, what="the third job to wait its turn")
+    # Its expected start is its reservation's, which the backfill pass makes (within a second)
+    wait_for(lambda: "by the scheduler's plan it starts at " in fair.run("mshow", str(next_one)).stdout,
+             timeout=10, what="the backfill pass's reservation")
     words = fair.run("mshow", str(next_one)).stdout
     assert "Resources: no node of partition " in words and "(it asks for 2 CPUs" in words, words
     assert "by the scheduler's plan it starts at " in words and " on n1" in words, words

@@ -33,3 +33,21 @@ def test_a_nodes_running_jobs_are_those_started_there_and_still_running() -> Non
     assert [j.id for j in table.running_on("c")] == [2, 4]
     assert [j.id for j in table.running_on("b")] == [3]
     assert [j.id for j in table.running()] == [2, 3, 4]
+
+
+def test_the_jobs_that_stop_running_are_told_to_the_scheduler_once_each() -> None:
+    """`stopped` (read by the pending order, which frees what they held): an end, a requeue, a
+    start undone, a pending job a pass started while its cancel committed; never a pending job."""
+    table = JobTable([_job(i, State.RUNNING, "a") for i in (1, 2, 3, 4)] + [_job(5), _job(6), _job(7)])
+    table.ending_begins(table.active[1])  # its end is being committed
+    table.finished(1)
+    table.requeued(table.active[2])
+    table.unstarted(table.active[3])  # its start could not be recorded: pending again
+    assert table.active[3].state is State.PENDING
+    table.unstarted(table.active[5])  # not running: nothing to undo
+    started = table.active[6]
+    started.state = State.RUNNING  # a pass started it as its cancel committed
+    table.ended_now([started, table.active[7]], State.CANCELLED, 10.0)
+    assert started.state is State.CANCELLED and started.end_time == 10.0
+    table.finished(5, 6, 7)
+    assert table.stopped == [1, 2, 3, 6]

@@ -23,6 +23,7 @@ ALLOWED: dict[str, set[str]] = {
     "melond.nss": set(),
     "melond.logs": set(),
     "melond.sdnotify": set(),
+    "melond.heap": set(),
     "melond.service": set(),
     "melond.keys": set(),
     "melond.nodes": {"melond.spec", "melond.state.job", "melond.config", "melond.nss", "melon_remote.wire",
@@ -31,7 +32,7 @@ ALLOWED: dict[str, set[str]] = {
     "melond.api": {"melond.spec", "melond.sched", "melond.state", "melond.config", "melond.nss", "melond.nodes",
                    "melond.engine"},
     "melond.daemon": {"melond.spec", "melond.sched", "melond.state", "melond.config", "melond.nss", "melond.nodes",
-                      "melond.engine", "melond.api", "melond.logs", "melond.keys", "melond.sdnotify"},
+                      "melond.engine", "melond.api", "melond.logs", "melond.keys", "melond.sdnotify", "melond.heap"},
     "melond.main": {"melond.config", "melond.logs", "melond.keys", "melond.service", "melond.daemon",
                     "melond.nodes.check",
                     "melond.nodes.setup",
@@ -41,7 +42,7 @@ ALLOWED: dict[str, set[str]] = {
     "melon_cli": {"melond.spec", "melond.api.tokens", "melon_remote.holder"},
 }
 STDLIB_ONLY = ("melond.spec", "melond.sched", "melond.errors", "melond.paths", "melond.trust", "melond.display",
-               "melond.figures", "melond.sdnotify", "melond.service", "melond.version", "melon_remote.protocol")
+               "melond.figures", "melond.sdnotify", "melond.heap", "melond.service", "melond.version", "melon_remote.protocol")
 
 
 INSTALLED = {"cli": "melon_cli", "remote": "melon_remote"}  # the repository's folders' package names

@@ -11,13 +11,14 @@ from __future__ import annotations
 import asyncio
 import time
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from melond import config
 from melond.engine.engine import Engine
 from melond.nodes.state import NodeState
 from melond.sched import plan as scheduler
+from melond.sched.order import running_views
 from melond.sched.admission import Submitter
 from melond.spec.gres import Gres
 from melond.spec.states import SHORT, State
@@ -59,10 +60,29 @@ def _engine(path: str) -> tuple[Engine, Store]:
     return Engine(store, inv, nodes, kill_wait=1.0), store
 
 
-def _snapshot(engine: Engine, now: float, depth: int | None = None):
+def _snapshot(engine: Engine, now: float, depth: int | None = None, strict: bool = False):
     nodes = tuple(scheduler.NodeView(n.name, n.partition, n.cpus, n.memory, n.available)
                   for n in engine.nodes.values())
-    return engine.order.snapshot(engine.jobs.active, nodes, now, engine.store.states, depth)
+    return engine.order.snapshot(engine.jobs.active, nodes, now, engine.store.states, depth, strict)
+
+
+def _sums(holds) -> dict:
+    """What running jobs hold, by node, those holding nothing left out."""
+    return {name: (h.cpus, h.memory, h.whole, +h.devices) for name, h in holds.items()
+            if h.cpus or h.memory or h.whole or +h.devices}
+
+
+def _held(engine: Engine) -> tuple[dict, dict]:
+    """The sums and the array tasks a walk over every running job gives."""
+    holds: dict[str, scheduler.NodeHold] = {}
+    tasks: dict[int, int] = {}
+    for job in engine.jobs.active.values():
+        if job.state is State.RUNNING:
+            for view in running_views(job):
+                holds.setdefault(view.node, scheduler.NodeHold()).add(view)
+            if job.array_job_id is not None:
+                tasks[job.array_job_id] = tasks.get(job.array_job_id, 0) + 1
+    return _sums(holds), tasks
 
 
 async def _run(path: str, steps: list[tuple]) -> None:
@@ -105,6 +125,9 @@ async def _run(path: str, steps: list[tuple]) -> None:
                 engine.loop.run_once()
             await engine.tasks.drain()  # starts and ends being committed
             now = time.time()
+            # An event's pass reads what running jobs hold from sums kept as jobs start and stop.
+            strict = _snapshot(engine, now, DEPTH, strict=True)
+            assert strict.running == () and (_sums(strict.holds), dict(strict.array_tasks)) == _held(engine), (op, arg)
             if op == "full":  # every pending job, in order, from the kept order; nothing kept of the others
                 want_all, want_running, _ = _expected(engine, now, None)
                 snap = _snapshot(engine, now)
@@ -123,6 +146,7 @@ async def _run(path: str, steps: list[tuple]) -> None:
 
 @settings(max_examples=60, deadline=None)
 @given(steps=ops)
+@example(steps=[("submit", 2, "plain"), ("pass", 0), ("end", 0), ("pass", 0), ("lost", 0), ("pass", 0)])
 def test_an_event_pass_sees_what_a_full_walk_sees(tmp_path_factory, steps):
     path = str(tmp_path_factory.mktemp("order") / "melon.db")
     asyncio.run(_run(path, steps))

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from melond.sched.plan import NodeView, PendingView, Plan, RunningView, Share, Snapshot, Start, plan
+from melond.sched.plan import NodeHold, NodeView, PendingView, Plan, RunningView, Share, Snapshot, Start, plan
 from melond.spec.gres import Gres, gpu_count
 from melond.spec.shape import make_shape
 
@@ -770,9 +770,12 @@ def test_random_large_plans_hold_invariants():
 # ------------------------------------------------------------- reference: eager, brute force
 
 
-def _ref_plan(snapshot, max_reservations=100):
+def _ref_plan(snapshot, max_reservations=100, strict=False):
     """Conservative backfill written the slow, obvious way: every hold is an interval, every
-    reservation is made at once, every node is tried. plan() must agree with it exactly."""
+    reservation is made at once, every node is tried. plan() must agree with it exactly.
+    `strict`: no backfill, no reservation; a job waiting for resources stops its partition."""
+    if strict:
+        max_reservations = 0
     nodes = {n.name: n for n in snapshot.nodes if n.available}
     holds = {name: [] for name in nodes}  # (start, end, cpus, memory, GPUs)
     tasks = {}
@@ -808,6 +811,9 @@ def _ref_plan(snapshot, max_reservations=100):
             if _ref_choose(j, [(_ref_room(j, n, [], NOW, NOW + d), n) for n in ok]) is None:
                 reasons[j.job_id] = "Resources"
                 continue
+            if strict and j.partition in lead:
+                reasons[j.job_id] = "Priority"
+                continue
             got = _ref_choose(j, [(_ref_room(j, n, holds[n.name], NOW, NOW + d), n) for n in ok])
             if got:
                 for n, c, _, m, g in got:
@@ -831,6 +837,9 @@ def _ref_plan(snapshot, max_reservations=100):
         eligible = [name for name in eligible if len(nodes[name].devices) >= gpu_count(j.want())]
         if not eligible:
             reasons[j.job_id] = "Resources"
+            continue
+        if strict and j.partition in lead:
+            reasons[j.job_id] = "Priority"
             continue
         d = j.time_limit or math.inf
         # an exclusive job takes every CPU, all memory and every GPU of the node it gets
@@ -865,6 +874,40 @@ def _ref_plan(snapshot, max_reservations=100):
 @given(snapshots(), st.sampled_from([100, 2, 1, 0]))
 def test_plan_matches_the_brute_force_reference(snapshot, max_reservations):
     assert plan(snapshot, NOW, max_reservations=max_reservations) == _ref_plan(snapshot, max_reservations)
+
+
+def _from_holds(snapshot):
+    """The same situation with what running jobs hold as sums by node, as an event's pass sees it."""
+    holds, tasks, seen = {}, {}, set()
+    for r in snapshot.running:
+        holds.setdefault(r.node, NodeHold()).add(r)
+        if r.array_job_id is not None and r.job_id not in seen:
+            seen.add(r.job_id)
+            tasks[r.array_job_id] = tasks.get(r.array_job_id, 0) + 1
+    return replace(snapshot, running=(), holds=holds, array_tasks=tasks)
+
+
+@settings(max_examples=500)
+@given(snapshots())
+def test_a_strict_plan_matches_the_reference_and_needs_only_the_sums(snapshot):
+    """An event's pass (Slurm's main scheduler): no backfill and no reservation; nothing starts
+    behind a job that waits for resources in its partition, so it needs no end times, only
+    what running jobs hold now, summed by node."""
+    expected = _ref_plan(snapshot, strict=True)
+    got = plan(snapshot, NOW, strict=True)
+    assert got == expected and got.expected == {}
+    assert plan(_from_holds(snapshot), NOW, strict=True) == expected
+
+
+def test_a_strict_plan_starts_nothing_behind_a_waiting_job_where_a_full_one_backfills():
+    snap = Snapshot((node("n1", cpus=4),), (run(1, "n1", 2, ends_in=100),),
+                    (job(2, cpus=4, limit=50, priority=2), job(3, cpus=1, limit=50, priority=1)))
+    assert plan(snap, NOW).starts == (Start(3, "n1"),)  # it ends before job 2 can start
+    strict = plan(snap, NOW, strict=True)
+    assert strict.starts == () and strict.reasons == {2: "Resources", 3: "Priority"}
+    other = replace(snap, pending=(*snap.pending, job(4, cpus=1, partition="gpu")),
+                    nodes=(*snap.nodes, node("g1", partition="gpu")))
+    assert plan(other, NOW, strict=True).starts == (Start(4, "g1"),)  # partitions do not wait for each other
 
 
 @settings(max_examples=400)
@@ -1024,7 +1067,7 @@ def test_deep_queues_of_few_requests_match_the_reference():
 
 
 def test_spanning_reservations_stop_at_the_plans_node_looks(monkeypatch):
-    """Searches for spanning jobs' reservations look at most WIDE_LOOKS nodes in one plan: the
+    """Searches for spanning jobs' reservations look at most RESERVE_LOOKS nodes in one plan: the
     jobs first in priority order get theirs, the ones past it wait without one."""
     from melond.sched import plan as planner
     nodes = tuple(node(f"n{i:03}", cpus=4) for i in range(300))
@@ -1035,7 +1078,23 @@ def test_spanning_reservations_stop_at_the_plans_node_looks(monkeypatch):
     reserved = [j.job_id for j in pending if j.job_id in plan(snap, NOW).expected]
     assert 0 < len(reserved) < len(pending)
     assert reserved == list(range(1, len(reserved) + 1))  # the first in priority order
-    monkeypatch.setattr(planner, "WIDE_LOOKS", 1 << 30)
+    monkeypatch.setattr(planner, "RESERVE_LOOKS", 1 << 30)
+    assert len(plan(snap, NOW).expected) == len(pending)
+
+
+def test_reservations_on_one_node_stop_at_the_plans_node_looks(monkeypatch):
+    """A request's earliest start is looked for on each node it may use once per plan (a later
+    job asking the same reads it back): past RESERVE_LOOKS, jobs first in priority order keep
+    theirs, and later distinct requests wait without one."""
+    from melond.sched import plan as planner
+    nodes = tuple(node(f"n{i:04}", cpus=4) for i in range(2000))
+    running = tuple(run(1000 + i, f"n{i:04}", 4, ends_in=60 + i) for i in range(2000))
+    pending = tuple(job(i, cpus=1 + i % 4, limit=60 * i, priority=100 - i) for i in range(1, 41))
+    snap = Snapshot(nodes, running, pending)
+    reserved = [j.job_id for j in pending if j.job_id in plan(snap, NOW).expected]
+    assert len(reserved) == planner.RESERVE_LOOKS // len(nodes)
+    assert reserved == list(range(1, len(reserved) + 1))
+    monkeypatch.setattr(planner, "RESERVE_LOOKS", 1 << 30)
     assert len(plan(snap, NOW).expected) == len(pending)
 
 
@@ -1093,3 +1152,15 @@ def test_a_partitions_max_cpus_per_node_caps_what_its_jobs_hold_on_a_node():
     assert [(s.node, s.cpus) for s in got.starts[0].shares] == [("a", 2), ("b", 3)]
     assert plan(Snapshot(capped, (run(1, "a", 3),), (job(6),)), NOW).reasons == {6: "Resources"}
     assert NodeState("b", "main", 4, 4 * GiB).usable_cpus == 4 and replace(state, max_cpus=8).usable_cpus == 4
+
+
+@settings(max_examples=300)
+@given(st.integers(0, 8), st.integers(0, 4096), st.lists(st.tuples(st.integers(1, 500), st.integers(0, 4),
+                                                                      st.integers(0, 2048)), max_size=6),
+       st.integers(0, 12), st.integers(0, 8192), st.sampled_from([1.0, 60.0, 600.0, math.inf]))
+def test_a_rising_profiles_first_fit_is_its_earliest(free_c, free_m, releases, c, m, d):
+    """A node holding no reservation only gains room over time, so its earliest start for a
+    request is the first time the room is there (a bisection), whatever the job's length."""
+    from melond.sched.plan import _Profile
+    profile = _Profile(NOW, free_c, free_m, [(NOW + t, rc, rm, ()) for t, rc, rm in releases])
+    assert profile.first(c, m) == profile.earliest(d, c, m, math.inf)
