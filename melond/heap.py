@@ -9,7 +9,7 @@ So what outlives a full collection is frozen (`gc.freeze`): moved where no later
 it. A full collection then scans only what was kept since the last one, and each one freezes what
 it kept. Freezing right after a full collection freezes no garbage (the collection has just
 freed it all, and the younger generations are empty then). What it gives up: a frozen object
-that later becomes part of unreachable cycle is not freed until the next thaw. Once an hour the
+that later becomes part of an unreachable cycle is not freed until the next thaw. Once an hour the
 frozen objects are thawed, so that the next full collection sees everything once (one pause of
 the old length an hour at most).
 """

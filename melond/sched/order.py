@@ -57,8 +57,9 @@ class PendingOrder:
         self._touched: dict[int, tuple[Entry | None, bool]] = {}
         self._reblock: set[int] = set()  # held or released jobs whose kept view still says what blocked it before
         self._volatile: set[int] = set()  # pending jobs whose views change with time (dependencies)
-        # What each running job holds (its views as it started), and their sums by node and array:
-        # an event's pass reads the sums, a full pass makes them again from every running job.
+        # What each running job holds (its views as it started), and their sums by node and array,
+        # kept as jobs start and stop: an event's pass reads the sums, a full pass checks each
+        # running job against its record (_recount).
         self._running: dict[int, list[RunningView]] = {}
         self.holds: dict[str, NodeHold] = {}
         self.array_tasks: Counter[int] = Counter()
@@ -249,11 +250,6 @@ class PendingOrder:
             if views[0].end != job.deadline:
                 views = self._running[jid] = [replace(v, end=job.deadline) for v in views]
             running.extend(views)
-        used: dict[str, Counter[str]] = {}
-        for pools, tres in self._held.values():
-            for key in pools:
-                used.setdefault(key, Counter()).update(dict(tres))
-        self.used = used
         return running
 
     def _charge(self, job: Job) -> tuple[tuple[str, ...], tuple[tuple[str, int], ...]]:
