@@ -53,6 +53,7 @@ class Terminal:
     watcher: asyncio.Task | None = None
     size: tuple[int, int] = (24, 80)  # the user's window, as last told
     watchers: list[asyncio.Queue] = field(default_factory=list)  # sattach's: each hears what `out` hears
+    helper: int = 0  # which helper of its node's connection relays it (NodeSession.helper_starts)
 
     @property
     def key(self) -> Key:
@@ -122,7 +123,7 @@ class Terminals:
         # --overlap, as Slurm's interactive step: the session holds no CPUs, so srun inside it may have them all
         step_id, _, _ = await self.store.write(Store.op_step_start, job.id, job.run, host,
                                                argv[0].rsplit("/", 1)[-1][:200], 1, lambda running: (0, []), time.time())
-        term = Terminal(job, step_id, node, size=size)
+        term = Terminal(job, step_id, node, size=size, helper=session.helper_starts)
         self.open[term.key] = term
         step_env = {**{str(k): str(v) for k, v in env.items()}, "SLURM_STEP_ID": str(step_id),
                     "SLURM_STEPID": str(step_id), "SLURM_STEP_NUM_TASKS": "1", "SLURM_STEP_NUM_NODES": "1",
@@ -152,7 +153,7 @@ class Terminals:
         session = self._session(job, node)
         if session is None:  # melond has just started, say, and the node's connection is not up yet
             raise NodeUnavailable(f"job {job.id}'s node {node} is not reachable now; try again")
-        term = Terminal(job, step_id, node, size=size)
+        term = Terminal(job, step_id, node, size=size, helper=session.helper_starts)
         self.open[term.key] = term
         try:
             await session.request(Op.LAUNCH, job_id=job.id, run=job.run, step=step_id, attach=True, pty=list(size))
@@ -193,11 +194,14 @@ class Terminals:
     async def node_back(self, node: str) -> None:
         """A node's connection came back while melond ran on (its helper restarted): each terminal
         open there is taken up again by the new helper, as a client reattaches after a restart of
-        melond; one whose holder has none waiting ends, as its job did."""
+        melond; one whose holder has none waiting ends, as its job did. A terminal attached through
+        the new connection already (a client reattached while the node was being reconciled) is
+        left as it is: its holder would refuse a second attach, and the session would end."""
         for term in [t for t in self.open.values() if t.node == node and not t.closed]:
             session = self._session(term.job, node)
-            if session is None:
+            if session is None or session.helper_starts == term.helper:
                 continue
+            term.helper = session.helper_starts
             try:
                 await session.request(Op.LAUNCH, job_id=term.job.id, run=term.job.run, step=term.step, attach=True,
                                       pty=list(term.size))
