@@ -656,11 +656,10 @@ async def list_partitions(request: web.Request) -> web.Response:
 
 async def list_nodes(request: web.Request) -> web.Response:
     engine = request.app[ENGINE]
-    running: dict[str, list[Job]] = {}
-    for j in engine.jobs.listed():
-        if j.state is State.RUNNING:
-            for node in j.nodes:
-                running.setdefault(node, []).append(j)
+    running: dict[str, list[Job]] = {}  # from the index of running jobs, not a walk over 100,000 pending
+    for j in [*engine.jobs.running(), *(j for j in engine.jobs.ending.values() if j.state is State.RUNNING)]:
+        for node in j.nodes:
+            running.setdefault(node, []).append(j)
     heard: dict[str, float] = {}  # a node's last word on any of its connections
     for link, session in engine.sessions.items():
         node, _ = split(link)

@@ -236,6 +236,7 @@ class Operations:
             "state": State.CANCELLED.value, "end_time": now, "reason": None}, caller.user, {}, now))
         ended = [j for j in pending if j.id in done]
         self.jobs.ended_now(ended, State.CANCELLED, now)  # at once, as the store has them: no pass may start one
+        self.order.forget(j.id for j in ended)  # the next pass passes their entries by one lookup each
         outcomes = []
         async for part in slices(ended):  # ...and forgotten a slice at a time
             self.ends.finished_many([j.id for j in part])
