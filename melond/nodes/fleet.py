@@ -24,6 +24,7 @@ log = logging.getLogger("melond.fleet")
 BOOT_TIMEOUT = 20.0
 REQUEST_TIMEOUT = 30.0
 QUIET_PING = 15.0  # seconds without a word from a node's helper before asking it for one
+PING_TIMEOUT = 30.0  # seconds a helper has to answer a ping: one silent that long is down, and reached again
 
 
 @dataclass
@@ -147,6 +148,8 @@ class NodeSession:
             except asyncio.CancelledError:
                 self._lost("melond stopping")  # the channel too: the helper leaves, its jobs do not
                 raise
+            except TimeoutError as exc:  # (asyncio's says nothing)
+                reason = f"TimeoutError: {exc}" if str(exc) else f"no answer within {BOOT_TIMEOUT:g} s of connecting"
             except Exception as exc:  # noqa: BLE001 - any failure means "down, retry later"
                 reason = f"{type(exc).__name__}: {exc}"
             if self.up:
@@ -167,30 +170,42 @@ class NodeSession:
         return decoder, hello
 
     async def _serve(self, decoder: wire.Decoder) -> str:
+        """Until the channel closes, or its helper stops answering while it stays open (a hung
+        node behind a live connection, a stopped helper): why it ended."""
+        reading = asyncio.ensure_future(self._read_frames(decoder))
         pinging = asyncio.ensure_future(self._ping_when_quiet())
         try:
-            reason = await self._read_frames(decoder)
+            done, _ = await asyncio.wait({reading, pinging}, return_when=asyncio.FIRST_COMPLETED)
+            reason = reading.result() if reading in done else pinging.result()
         finally:
+            reading.cancel()
             pinging.cancel()
         self._fail_pending(reason)  # on_up may be awaiting a reply that will never come
         return reason
 
-    async def _ping_when_quiet(self) -> None:
+    async def _ping_when_quiet(self) -> str:
         """A quiet node is asked for a ping now and then, so its last contact stays recent; the
-        first comes at once, so that a node's round trip is known from its start."""
-        await self._ping()
-        while True:
+        first comes at once, so that a node's round trip is known from its start. Returns once a
+        ping goes unanswered for PING_TIMEOUT, as Slurm stops waiting for a node that does not
+        respond: the connection is dropped and made again, and a node that cannot be reached is
+        lost after node_timeout."""
+        while await self._ping():
             await asyncio.sleep(QUIET_PING)
-            if self.last_heard is None or time.time() - self.last_heard >= QUIET_PING:
-                await self._ping()
+            while self.last_heard is not None and time.time() - self.last_heard < QUIET_PING:
+                await asyncio.sleep(QUIET_PING - (time.time() - self.last_heard))
+        return f"no answer to a ping within {PING_TIMEOUT:g} s"
 
-    async def _ping(self) -> None:
+    async def _ping(self) -> bool:
+        """False when the helper did not answer in time."""
         began = time.monotonic()
         try:
-            await self.request(Op.PING)
+            await self.request(Op.PING, timeout=PING_TIMEOUT)
+        except NodeTimeout:
+            return False
         except MelonError:
-            return  # a lost channel ends the serving; a slow one is only late
+            return True  # a lost channel ends the serving by itself
         self.round_trip = time.monotonic() - began
+        return True
 
     async def _read_frames(self, decoder: wire.Decoder) -> str:
         reader = self._channel.reader

@@ -61,6 +61,7 @@ class SimMachine:
         self.boot_id = uuid.uuid4().hex
         self.runs: dict[tuple[int, int], SimRun] = {}
         self.helper: SimHelper | None = None  # the connected helper, which reports ends
+        self.hung = False  # answering nothing, as a hung node behind a live connection
 
     def info(self, spool: str) -> dict:
         """What a real helper's probe says of its node (remote/service.py probe)."""
@@ -81,6 +82,16 @@ class SimMachine:
                               "error": "the node rebooted while the job ran"}
         if self.helper is not None:
             self.helper.channel.close()
+
+    def hang(self) -> None:
+        """It stops answering, its connection left open (a hung node, a stopped helper): requests
+        get no reply, ends go unreported (the next connection's list has them), and a new
+        connection gets no hello. Its runs go on."""
+        self.hung = True
+
+    def wake(self) -> None:
+        """It answers again, from the next connection on."""
+        self.hung = False
 
     def start(self, job: dict) -> SimRun:
         duration, code = behaviour(job.get("script", ""))
@@ -147,7 +158,8 @@ class SimChannel:
         self.reader = asyncio.StreamReader(limit=1 << 20)
         self.helper = SimHelper(machine, spool, self)
         self.writer = SimWriter(self.helper)
-        self.reader.feed_data(bootstrap.READY)
+        if not machine.hung:
+            self.reader.feed_data(bootstrap.READY)
 
     async def stderr_lines(self) -> list[str]:
         return []
@@ -176,6 +188,8 @@ class SimHelper:
             self.channel.reader.feed_data(data)
 
     def feed(self, data: bytes) -> None:
+        if self.machine.hung:
+            return
         if not self.booted:
             self.boot += data
             head, sep, rest = self.boot.partition(b"\n")
@@ -195,7 +209,7 @@ class SimHelper:
 
     def exited(self, run: SimRun) -> None:
         key = (run.job_id, run.run)
-        if key in self.watching:
+        if key in self.watching and not self.machine.hung:
             self.watching.discard(key)
             self.outbox.put({"event": Event.EXITED, "job_id": run.job_id, "run": run.run, "result": run.result})
 

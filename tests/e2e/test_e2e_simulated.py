@@ -17,7 +17,7 @@ import pytest
 from melon_cli.client import Client
 from melond import config
 from melond.daemon import Daemon, Options
-from melond.nodes import simulated
+from melond.nodes import fleet, simulated
 
 NODES = 3
 INVENTORY = "".join(f'[nodes.sim{i}]\nsimulate = true\ncpus = 4\nmemory = "8G"\n' for i in range(1, NODES + 1))
@@ -123,6 +123,35 @@ async def test_a_reboot_fails_a_running_job_and_requeues_a_requeue_one(short_tmp
         assert (await _ended(c, plain))["state"] == "NF"
         await until(lambda: (j := _job(c, again))["state"] == "R" and j["restarts"] == 1, "its second run")
         await until(lambda: (again, 1) in simulated.MACHINES["sim1"].runs, "its second run on the node")
+
+
+def test_a_node_that_stops_answering_is_down_and_its_jobs_lost(short_tmp: Path, monkeypatch) -> None:
+    """A hung node behind a connection that stays open (no end-of-file, no keepalive failure)
+    answers no ping: melond drops the connection, cannot reach the node again, and after
+    node_timeout its job has failed (NODE_FAIL) while the other node's runs on. Once the node
+    answers again it is taken back. (Timeouts shortened: 15 s, 30 s and 20 s in melond.)"""
+    monkeypatch.setattr(fleet, "QUIET_PING", 0.3)
+    monkeypatch.setattr(fleet, "PING_TIMEOUT", 0.5)
+    monkeypatch.setattr(fleet, "BOOT_TIMEOUT", 0.5)
+    inventory = 'node_timeout = 1\n' + "".join(f'[nodes.sim{i}]\nsimulate = true\ncpus = 1\n' for i in (1, 2))
+
+    async def body() -> None:
+        async with melond(short_tmp, inventory) as c:
+            first, second = await asyncio.to_thread(_submit, c, "sleep 100", array="1-2")
+            await until(lambda: {_job(c, first)["state"], _job(c, second)["state"]} == {"R"}, "both running")
+            hung = next(name for name, m in simulated.MACHINES.items() if (first, 0) in m.runs)
+            simulated.MACHINES[hung].hang()
+            began = time.monotonic()
+            lost = await _ended(c, first, timeout=20)
+            assert lost["state"] == "NF", lost
+            node = next(n for n in (await asyncio.to_thread(c.call, "GET", "/nodes"))["nodes"] if n["name"] == hung)
+            assert node["state"] == "down" and "no answer" in (node["reason"] or ""), node
+            assert time.monotonic() - began < 10
+            assert (await asyncio.to_thread(_job, c, second))["state"] == "R"  # the other node's job runs on
+            simulated.MACHINES[hung].wake()
+            await until(lambda: next(n for n in c.call("GET", "/nodes")["nodes"]
+                                     if n["name"] == hung)["state"] != "down", "the node back", timeout=20)
+    asyncio.run(body())
 
 
 @in_loop
