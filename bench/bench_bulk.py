@@ -1,5 +1,5 @@
 """Bulk operations over 100,000 pending jobs (10 arrays of 10,000 held tasks, the embedded local
-node): `mhold`/`mrelease` of one array, `mcancel ARRAY`, and `mcancel --me -t PD` over all of
+node): `mhold`/`mrelease`/`mextend` of one array, `mcancel ARRAY`, and `mcancel --me -t PD` over all of
 them, each one transaction in melond; and, meanwhile, how long another request (`GET /nodes`,
 as another user's squeue would ask) waits.
 
@@ -55,13 +55,14 @@ def main() -> None:
         env = {**os.environ, "MELON_API": f"unix:{sock}"}
         for _ in range(ROUNDS):
             later = time.time() + 86400  # released, they still wait (BeginTime): nothing runs
-            arrays = [client.call("POST", "/jobs", job_body(work, hold=True, begin=later,
+            arrays = [client.call("POST", "/jobs", job_body(work, hold=True, begin=later, time_limit=3600,
                                                              array=f"0-{TASKS - 1}"))["job_ids"][0]
                       for _ in range(ARRAYS)]
             time.sleep(5)  # the scheduling passes the submissions bring are over
             floors.append(statistics.median(run_ms(floor_command(sock, "/api/v1/whoami"), env) for _ in range(5)))
             for name, cmd in ((f"mrelease ARRAY ({TASKS:,})", ["mrelease", str(arrays[0])]),
                               (f"mhold ARRAY ({TASKS:,})", ["mhold", str(arrays[0])]),
+                              (f"mextend ARRAY ({TASKS:,})", ["mextend", "-j", str(arrays[1]), "-t", "+1:00:00"]),
                               (f"mcancel ARRAY ({TASKS:,})", ["mcancel", str(arrays[-1])]),
                               (f"mcancel --me -t PD ({(ARRAYS - 1) * TASKS:,})", ["mcancel", "--me", "-t", "PD"])):
                 ms, seen = timed([str(BIN / cmd[0]), *cmd[1:]], env, client)

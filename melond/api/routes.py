@@ -477,8 +477,10 @@ async def extend_job(request: web.Request) -> web.Response:
         raise BadRequest("give exactly one of `add` (seconds to add), `to` (a new total limit) or `max` (as much "
                          "as delays no waiting job)")
     ops, caller = request.app[ENGINE].ops, request["caller"]
-    return web.json_response(await _each(request, ACTIVE, lambda jid: ops.extend(
-        jid, caller, add=body.add, to=body.to, largest=body.max, dry_run=body.dry_run)))
+    # An array's tasks in one transaction, except where each gets an answer of its own (--max, --dry-run)
+    bulk = None if body.max or body.dry_run else lambda ids: ops.extend_many(ids, caller, add=body.add, to=body.to)
+    return await _json_each(await _each(request, ACTIVE, lambda jid: ops.extend(
+        jid, caller, add=body.add, to=body.to, largest=body.max, dry_run=body.dry_run), bulk))
 
 
 async def signal_job(request: web.Request) -> web.Response:

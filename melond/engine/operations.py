@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
 from melond.config import Inventory
 from melond.engine.dispatch import Dispatcher
@@ -20,7 +20,7 @@ from melond.nodes.state import NodeState
 from melond.sched import admission, nodelay, policy, waiting
 from melond.sched.launch import job_file
 from melond.sched.plan import Reason, Snapshot
-from melond.sched.order import PendingOrder
+from melond.sched.order import Kept, PendingOrder
 from melond.sched.policy import Caller
 from melond.sched.sharing import (PolicyError, Sharing, budgets, check_budget, explain, extension_hours,
                                   spent, tres_of)
@@ -244,16 +244,7 @@ class Operations:
                 self.counts.add("ended", job.partition, job.user, State.CANCELLED.value)
                 outcomes.append({"job": label(job), "job_id": job.id, "state": State.CANCELLED.value})
         late = [j for j in pending if j.id not in done] + others  # running, or started meanwhile
-        for first in range(0, len(late), EACH_AT_ONCE):
-            chunk = late[first:first + EACH_AT_ONCE]
-            for job, outcome in zip(chunk, await asyncio.gather(*(self.cancel(j.id, caller) for j in chunk),
-                                                                 return_exceptions=True)):
-                if isinstance(outcome, MelonError):
-                    refused.append((job.id, label(job), outcome))
-                elif isinstance(outcome, BaseException):
-                    raise outcome
-                else:
-                    outcomes.append({"job": label(job), **outcome})
+        await _each_of(late, lambda job: self.cancel(job.id, caller), outcomes, refused)
         return outcomes, refused
 
     async def set_hold_many(self, ids: list[int], caller: Caller, hold: bool) -> tuple[list[dict], list[Refusal]]:
@@ -268,7 +259,7 @@ class Operations:
         for job in pending:  # at once: no pass may start a job held in the store
             if job.id in done:
                 job.hold = hold
-                self.order.touch(job.id, hold_only=True)
+                self.order.touch(job.id, Kept.HOLD)
         self.kick()
         outcomes = []
         async for part in slices(pending):
@@ -429,17 +420,7 @@ class Operations:
             if others and no_delay:
                 raise _Refused(self._would_delay(job, limit, others, snapshot, now), found)
         now = time.time()
-        start = job.start_time
-        data = {
-            "old_limit": old, "new_limit": limit, "added": (limit - old) if limit and old else None,
-            "old_deadline": start + old if start and old else None,
-            "new_deadline": start + limit if start and limit else None,
-        }
-        if via:
-            data["via"] = via
-        gpus = gpu_count(parse_list(job.gres_total))
-        if gpus and data["added"]:  # what sites count GPU jobs in: the extension's GPU-hours
-            data["gpu_hours"] = round(gpus * data["added"] / 3600, 2)
+        data = _extension(job, old, limit, via)
         if cost is not None:  # what the owner's extension budgets count (sharing.spent)
             data.update(tres_hours=cost, qos=job.qos, account=job.account)
         if dry_run:
@@ -456,6 +437,59 @@ class Operations:
             await self.dispatcher.set_limit(job)
         self.kick()
         return {"job_id": job_id, "state": job.state.value, **data}
+
+    async def extend_many(self, ids: list[int], caller: Caller, *, add: int | None,
+                          to: int | None) -> tuple[list[dict], list[Refusal]]:
+        """Extend many jobs at once (an array's tasks): the pending ones that only MaxTime bounds
+        in one transaction; each of the others (running, or under the partition's caps on an
+        owner's extensions or an extension budget, counted extension by extension) as `extend`
+        does. Each job's outcome, and the refusals."""
+        pending, others, refused = await self._split(ids, caller, "extend")
+        groups: dict[tuple[int, int, int], list[Job]] = {}  # by (old limit, new limit, GPUs): one event's data
+        async with self._extending:
+            async for part in slices(pending):
+                for job in part:
+                    partition = self.inv.partition(job.partition)
+                    if not caller.operator and (partition.max_extension is not None or
+                                                partition.max_extensions is not None or
+                                                budgets(self.sharing, job.account, job.qos)):
+                        others.append(job)
+                        continue
+                    try:
+                        limit = policy.new_limit(job, add=add, to=to)
+                        policy.check_extension(job, caller, limit, partition.max_time, job.partition)
+                    except MelonError as exc:
+                        refused.append((job.id, label(job), exc))
+                        continue
+                    groups.setdefault((job.time_limit, limit, gpu_count(parse_list(job.gres_total))), []).append(job)
+            events = {key: _extension(jobs[0], key[0], key[1], None) for key, jobs in groups.items()}
+
+            def extend(conn) -> list[int]:
+                return [jid for key, jobs in groups.items() for jid in Store.op_transition_many(
+                    conn, [j.id for j in jobs], "extended", {"time_limit": key[1]}, caller.user, events[key],
+                    now, only=(State.PENDING.value,))]
+            now = time.time()
+            done = set(await self.store.write(extend)) if groups else set()
+            outcomes = []
+            for key, jobs in groups.items():  # at once, as the store has them: a pass starts each with its new limit
+                for job in jobs:
+                    if job.id in done:
+                        job.time_limit = key[1]
+                        self.order.touch(job.id, Kept.LIMIT)
+                    else:  # started meanwhile: extended as a running job is
+                        others.append(job)
+        self.kick()
+        for key, jobs in groups.items():
+            async for part in slices(jobs):
+                for job in part:
+                    if job.id in done:
+                        self.counts.add("extended", job.partition, job.user)
+                        outcomes.append({"job": label(job), "job_id": job.id, "state": State.PENDING.value,
+                                         **events[key]})
+        await _each_of(others, lambda job: self.extend(job.id, caller, add=add, to=to), outcomes, refused)
+        order = {jid: i for i, jid in enumerate(ids)}
+        outcomes.sort(key=lambda o: order.get(o["job_id"], 0))
+        return outcomes, refused
 
     def _delays(self, job: Job, limit: int, snapshot: Snapshot, now: float) -> list[dict]:
         """Whom extending running `job` to `limit` would start later, by the scheduler's plan."""
@@ -517,7 +551,7 @@ class Operations:
         if not done:
             raise Conflict(f"job {job_id} started meanwhile; only pending jobs can be held or released")
         job.hold = hold
-        self.order.touch(job_id, hold_only=True)
+        self.order.touch(job_id, Kept.HOLD)
         self.kick()
         return {"job_id": job_id, "hold": hold}
 
@@ -560,3 +594,35 @@ class Operations:
         """Block until the job is finished or the timeout passes; the job as it is then."""
         await self.jobs.wait_ended(job_id, timeout)
         return self.jobs.get(job_id) or self.store.job(job_id)
+
+
+def _extension(job: Job, old: int, limit: int, via: str | None) -> dict:
+    """An extension's record, as its event keeps it and its reply says it: the old and new
+    limits and deadlines, and the GPU-hours it adds (what sites count GPU jobs in)."""
+    start = job.start_time
+    data = {
+        "old_limit": old, "new_limit": limit, "added": (limit - old) if limit and old else None,
+        "old_deadline": start + old if start and old else None,
+        "new_deadline": start + limit if start and limit else None,
+    }
+    if via:
+        data["via"] = via
+    gpus = gpu_count(parse_list(job.gres_total))
+    if gpus and data["added"]:
+        data["gpu_hours"] = round(gpus * data["added"] / 3600, 2)
+    return data
+
+
+async def _each_of(jobs: list[Job], act: Callable[[Job], Awaitable[dict]], outcomes: list[dict],
+                   refused: list[Refusal]) -> None:
+    """`act` on each job, EACH_AT_ONCE of them together (their writes share group commits): each
+    outcome (with the job's label) or refusal added to those given."""
+    for first in range(0, len(jobs), EACH_AT_ONCE):
+        chunk = jobs[first:first + EACH_AT_ONCE]
+        for job, outcome in zip(chunk, await asyncio.gather(*map(act, chunk), return_exceptions=True)):
+            if isinstance(outcome, MelonError):
+                refused.append((job.id, label(job), outcome))
+            elif isinstance(outcome, BaseException):
+                raise outcome
+            else:
+                outcomes.append({"job": label(job), **outcome})

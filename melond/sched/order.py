@@ -17,6 +17,7 @@ import operator
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
+from enum import IntEnum
 
 from melond.sched.plan import NodeHold, NodeView, PendingView, RunningView, Snapshot, priority_order
 from melond.sched.sharing import JOBS, Sharing, tres_of
@@ -32,6 +33,14 @@ from melond.state.job import Job
 Entry = list  # [tuple, PendingView]
 ORDER_KEY, VIEW = operator.itemgetter(0), operator.itemgetter(1)
 MERGE_AT = 64  # jobs changed at once past which the order takes them in one sort (each insert moves the list)
+
+
+class Kept(IntEnum):
+    """What alone changed in a pending job whose place in the order stays (a touch's `kept`):
+    the larger says more is to be made again."""
+
+    HOLD = 1  # held or released: what blocks it
+    LIMIT = 2  # extended: its time limit, and what blocks it
 DependencyStates = Callable[[set[int]], Mapping[int, State]]
 
 
@@ -52,10 +61,11 @@ class PendingOrder:
         self.deferred = False  # the last pass left pending jobs past its depth unplanned
         self._views: dict[int, Entry] = {}  # pending jobs whose view nothing can change but a touch
         self._order: list[Entry] | None = None  # None until the first full pass
-        # Jobs new or changed since, in order: the entry each had (None: none), and whether only
-        # its hold changed (its view then is the old one with what blocks it found again)
-        self._touched: dict[int, tuple[Entry | None, bool]] = {}
-        self._reblock: set[int] = set()  # held or released jobs whose kept view still says what blocked it before
+        # Jobs new or changed since, in order: the entry each had (None: none), and what changed
+        # where that leaves its place in the order as it was (Kept): its view then is the old one,
+        # made again when a pass first takes its entry
+        self._touched: dict[int, tuple[Entry | None, Kept | None]] = {}
+        self._reblock: dict[int, Kept] = {}  # jobs whose kept view is out of date, and in what
         self._volatile: set[int] = set()  # pending jobs whose views change with time (dependencies)
         # What each running job holds (its views as it started), and their sums by node and array,
         # kept as jobs start and stop: an event's pass reads the sums, a full pass checks each
@@ -68,13 +78,17 @@ class PendingOrder:
         self._begins: list[tuple[float, int]] = []
         self._begin_at: dict[int, float] = {}
 
-    def touch(self, job_id: int, hold_only: bool = False) -> None:
-        """Something in a job's scheduler view changed (or it is new, or pending again);
-        `hold_only`: nothing but its hold."""
+    def touch(self, job_id: int, kept: Kept | None = None) -> None:
+        """Something in a job's scheduler view changed (or it is new, or pending again); `kept`:
+        only that changed (its hold, its time limit), and its place in the order stays."""
         old = self._views.pop(job_id, None)
-        self._reblock.discard(job_id)
+        stale = self._reblock.pop(job_id, None)  # its kept view was out of date already
+        if stale is not None and kept is not None:
+            kept = max(stale, kept)
         before = self._touched.get(job_id)
-        self._touched[job_id] = (old, hold_only) if before is None else (before[0], before[1] and hold_only)
+        if before is not None:
+            old, kept = before[0], None if before[1] is None or kept is None else max(before[1], kept)
+        self._touched[job_id] = (old, kept)
 
     def reorder(self) -> None:
         """Many pending jobs' priorities changed: the next pass walks and sorts them all again."""
@@ -88,12 +102,12 @@ class PendingOrder:
         views, reblock = self._views, self._reblock
         for jid in ids:
             views.pop(jid, None)
-            reblock.discard(jid)
+            reblock.pop(jid, None)
 
     def started(self, job: Job) -> None:
         """It runs now, holding what its record says (its nodes, CPUs, memory and devices)."""
         self._views.pop(job.id, None)
-        self._reblock.discard(job.id)
+        self._reblock.pop(job.id, None)
         self._unhold(job.id)
         self._hold(job)
 
@@ -155,13 +169,13 @@ class PendingOrder:
         assert order is not None
         running = () if strict else self._recount(jobs)
         fresh = []
-        for jid, (old, hold_only) in self._touched.items():
+        for jid, (old, kept) in self._touched.items():
             job = jobs.get(jid)
             if job is None or job.state is not State.PENDING:
                 continue
-            if hold_only and old is not None and not job.dependency:  # the same view, held or released:
-                self._views[jid] = old  # what blocks it is found again once a pass takes its entry
-                self._reblock.add(jid)
+            if kept is not None and old is not None and not job.dependency:  # the same place in the order:
+                self._views[jid] = old  # its view is made again once a pass takes its entry
+                self._reblock[jid] = kept
                 continue
             entry, cached = self._entry(job, now, states)
             if not cached:
@@ -233,10 +247,14 @@ class PendingOrder:
                         holds=self.holds if strict else None, array_tasks=self.array_tasks)
 
     def _blocked_again(self, entry: Entry, job: Job, now: float) -> None:
-        """A held or released job's view, with what blocks it found again: made when a pass
-        first takes it, not for each of an array's 10,000 tasks at once."""
-        self._reblock.discard(job.id)
-        entry[1] = entry[1].blocked_by(self.blocked(job, now, None))
+        """A held, released or extended job's view, with what blocks it found again (and its new
+        time limit): made when a pass first takes it, not for each of an array's 10,000 tasks at
+        once."""
+        kept = self._reblock.pop(job.id)
+        blocked = self.blocked(job, now, None)
+        view = entry[1]
+        entry[1] = view.blocked_by(blocked) if kept is Kept.HOLD else replace(view, time_limit=job.time_limit,
+                                                                              blocked=blocked)
 
     def _recount(self, jobs: Mapping[int, Job]) -> list[RunningView]:
         """Every running job's views, each checked against its record: a job that stopped unseen

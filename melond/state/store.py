@@ -206,11 +206,12 @@ class Store:
 
     @staticmethod
     def op_transition_many(conn: sqlite3.Connection, ids: list[int], kind: str, changes: dict, actor: str,
-                           data: dict, now: float) -> list[int]:
+                           data: dict, now: float, only: Iterable[str] | None = None) -> list[int]:
         """op_transition for many jobs in one transaction (a 100,000-task array cancelled or held
-        at once): the ids whose state still allowed it, each with its event. The ids go in as one
-        JSON array (json_each), so two statements do it all, whatever their number."""
-        allowed = [s.value for s in check_transition(kind, changes).sources]
+        at once): the ids whose state still allowed it (and is among `only`, where given), each
+        with its event. The ids go in as one JSON array (json_each), so two statements do it all,
+        whatever their number."""
+        allowed = [s.value for s in check_transition(kind, changes).sources if only is None or s.value in only]
         sets = ", ".join(f"{k} = ?" for k in changes) or "id = id"
         done = [r[0] for r in conn.execute(
             f"UPDATE jobs SET {sets} WHERE state IN ({', '.join('?' * len(allowed))}) AND id IN "

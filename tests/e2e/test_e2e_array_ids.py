@@ -96,6 +96,23 @@ def test_extend_hold_and_release_tasks(melon: Melon) -> None:
     melon.run("mcancel", str(first))
 
 
+def test_an_arrays_pending_tasks_are_extended_in_one_transaction_a_running_one_as_itself(melon: Melon) -> None:
+    """`mextend -j ARRAY`: its pending tasks' new limits are one transaction (one time on every
+    event), a running task's reaches its node as a single job's does, and each task says so."""
+    first, tasks = _array(melon, "1-4", "-H")
+    melon.run("mrelease", f"{first}_1")
+    wait_for(lambda: _states(melon, first)[1] == "R", what="the released task to run")
+    replies = json.loads(melon.run("mextend", "-j", str(first), "-t", "+10", "--json").stdout)
+    assert [(r["job"], r["state"], r["old_limit"], r["new_limit"]) for r in replies] == \
+        [(f"{first}_{t}", "RUNNING" if t == 1 else "PENDING", 1800, 2400) for t in (1, 2, 3, 4)]
+    running, *pending = (json.loads(melon.run("mshow", "-p", f"{first}_{t}").stdout) for t in (1, 2, 3, 4))
+    assert abs(replies[0]["new_deadline"] - (running["start_time"] + 2400)) < 1 and running["time_limit_seconds"] == 2400
+    times = {e["time"] for job in pending for e in job["events"] if e["kind"] == "extended"}
+    assert len(times) == 1 and all(job["time_limit_seconds"] == 2400 for job in pending)
+    assert [e["data"]["added"] for e in pending[0]["events"] if e["kind"] == "extended"] == [600]
+    melon.run("mcancel", str(first))
+
+
 def test_bad_ids_are_refused_everywhere_and_change_nothing(melon: Melon) -> None:
     jid = melon.submit("-H", "-t", "30", "--wrap", "true")
     for tool, args in [("mcancel", ["12a"]), ("mshow", ["１２"]), ("mextend", ["-j", "1_[3-1]", "-t", "5"]),

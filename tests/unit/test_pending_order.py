@@ -30,7 +30,7 @@ MIB = 1 << 20
 ops = st.lists(st.one_of(
     st.tuples(st.just("submit"), st.sampled_from([1, 2, 4, 80]), st.sampled_from(["plain", "held", "begin", "dep"])),
     st.tuples(st.sampled_from(["hold", "release", "extend", "cancel", "end", "lost"]), st.integers(0, 50)),
-    st.tuples(st.sampled_from(["hold_all", "release_all", "cancel_all"]), st.just(0)),  # an array's, one transaction
+    st.tuples(st.sampled_from(["hold_all", "release_all", "extend_all", "cancel_all"]), st.just(0)),  # an array's, one transaction
     st.tuples(st.sampled_from(["pass", "full"]), st.just(0)),
 ), min_size=1, max_size=40)
 
@@ -115,6 +115,8 @@ async def _run(path: str, steps: list[tuple]) -> None:
                     await ops.set_hold(jid, root, op == "hold")
             elif op in ("hold_all", "release_all") and pending:
                 await ops.set_hold_many(pending, root, op == "hold_all")
+            elif op == "extend_all" and active:
+                await ops.extend_many(active, root, add=60, to=None)
             elif op == "cancel_all" and active:
                 await ops.cancel_many(active, root)
             elif op in ("end", "lost") and running:
@@ -147,6 +149,8 @@ async def _run(path: str, steps: list[tuple]) -> None:
 @settings(max_examples=60, deadline=None)
 @given(steps=ops)
 @example(steps=[("submit", 2, "plain"), ("pass", 0), ("end", 0), ("pass", 0), ("lost", 0), ("pass", 0)])
+@example(steps=[("submit", 4, "held"), ("full", 0), ("extend_all", 0), ("release", 1), ("extend_all", 0), ("pass", 0)])
+@example(steps=[("submit", 4, "plain"), ("extend_all", 0), ("hold_all", 0), ("full", 0)])  # a hold keeps the limit's mark
 def test_an_event_pass_sees_what_a_full_walk_sees(tmp_path_factory, steps):
     path = str(tmp_path_factory.mktemp("order") / "melon.db")
     asyncio.run(_run(path, steps))
