@@ -120,8 +120,15 @@ class NoOutput(NotFound, NodeRequestFailed):
     node_code = "no_output"
 
 
+class StaleEpoch(NodeRequestFailed):
+    """The node has heard a newer melond's epoch (remote/fence.py): this one no longer leads."""
+
+    node_code = "stale_epoch"
+
+
 NODE_ERRORS: dict[str, type[NodeRequestFailed]] = {
-    cls.node_code: cls for cls in (NodeRequestFailed, NodeBadRequest, NoSuchUser, NoSuchJob, LaunchFailed, NoOutput)
+    cls.node_code: cls for cls in (NodeRequestFailed, NodeBadRequest, NoSuchUser, NoSuchJob, LaunchFailed, NoOutput,
+                                   StaleEpoch)
 }
 
 

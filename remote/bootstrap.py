@@ -16,8 +16,8 @@ import zlib
 
 READY = b"MELON-BOOT-1\n"
 SHIPPED = tuple(f"melon_remote.{name}" for name in (
-    "marks", "protocol", "wire", "spool", "cgroup", "cgroupfs", "cpuset", "devices", "gpus", "scope", "delegated", "subtree", "limits",
-    "sdbus", "spawn", "steps", "job", "supervisor", "asks", "output", "holder", "relay", "service", "helper"))
+    "marks", "protocol", "wire", "spool", "fence", "cgroup", "cgroupfs", "cpuset", "devices", "gpus", "scope",
+    "delegated", "subtree", "limits", "sdbus", "spawn", "steps", "job", "supervisor", "asks", "output", "holder", "relay", "service", "helper"))
 
 # Kept tiny and free of quotes that a remote shell would mangle; unbuffered reads on fd 0 so no
 # byte meant for the helper is swallowed by a Python buffer. The shipped sources are served by an

@@ -11,7 +11,8 @@ from .marks import STEP_MARK  # noqa: F401 - srun's and the node side's one name
 
 
 class Op(StrEnum):
-    """Requests melond sends; each carries an `id` its reply repeats."""
+    """Requests melond sends; each carries an `id` its reply repeats, and an `epoch` where melond
+    leads by one (remote/fence.py): a node refuses every request of an older epoch than it has heard."""
 
     PING = "ping"
     START = "start"  # job: the start request (idempotent per run: a second start reports the first)
@@ -81,3 +82,4 @@ class ErrorCode(StrEnum):
     LAUNCH_FAILED = "launch_failed"  # the node's supervisor did not start the job
     NO_OUTPUT = "no_output"  # the output file is missing, not a regular file, or not the job user's
     INTERNAL = "internal"  # a bug in the helper, caught so that the channel lives on
+    STALE_EPOCH = "stale_epoch"  # from a melond older than the one that leads the node now (remote/fence.py)

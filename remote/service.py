@@ -22,7 +22,7 @@ import sys
 import time
 from collections.abc import Callable
 
-from . import asks, cgroup, cpuset, delegated, devices, gpus, limits, output, relay, spool, subtree, wire
+from . import asks, cgroup, cpuset, delegated, devices, fence, gpus, limits, output, relay, spool, subtree, wire
 from .protocol import STEP_TARGET, ErrorCode, Event, KillCause, Op, SignalTo
 from .job import TMP_BASE, lookup_user, process_stat, start_ticks
 from .supervisor import LOCATE_TIMEOUT, MAX_REQUEST, reap_children
@@ -33,6 +33,11 @@ START_TIMEOUT = 60.0
 # supervisor (which waits up to LOCATE_TIMEOUT for systemd to place a scope) before it is lost.
 CLAIM_GRACE = LOCATE_TIMEOUT + 5.0
 CLAIM_POLL = 0.2
+# Requests acted on at once, with no wait (nothing in them suspends): made within the fence's
+# lock (remote/fence.py), so that a newer melond's epoch is recorded before or after the act,
+# never during it. (`forget` waits on a thread: it is checked as it comes, as reads are; what it
+# forgets is only what its melond recorded as ended, which a stale melond cannot record.)
+HELD_ACTS = frozenset({Op.SET_LIMIT, Op.SET_LIMITS, Op.KILL, Op.SIGNAL})
 
 
 class RequestError(Exception):
@@ -146,6 +151,7 @@ class Helper:
             Op.RELAY: self.op_relay,
         }
         self.channel = asks.JobChannel(spool_dir, self.scope, self.send)
+        self.fence = fence.Fence(spool_dir)
 
     def send(self, message: dict) -> None:
         self.outbox.put(message)
@@ -156,8 +162,14 @@ class Helper:
         try:
             if op is None:
                 raise RequestError(ErrorCode.BAD_REQUEST, f"unknown operation {message.get('op')!r}")
-            result = await op(message)
+            with self.fence.admit(int(message.get("epoch") or 0)):
+                if message["op"] in HELD_ACTS:  # done at once: within the fence's lock
+                    result = await op(message)
+            if message["op"] not in HELD_ACTS:  # ...the others wait (a start's supervisor checks again)
+                result = await op(message)
             self.send({"id": rid, "ok": True, "result": result})
+        except fence.Stale as exc:
+            self.send({"id": rid, "ok": False, "error": {"code": ErrorCode.STALE_EPOCH, "message": str(exc)}})
         except RequestError as exc:
             self.send({"id": rid, "ok": False, "error": {"code": exc.code, "message": str(exc)}})
         except Exception as exc:  # noqa: BLE001 - one bad request must not end the channel
@@ -237,7 +249,8 @@ class Helper:
             d.remove()
             raise RequestError(ErrorCode.NO_SUCH_USER, f"user {job['user']!r} does not exist on node {self.info['hostname']}")
         job = {**job, "key": key, "boot_id": self.info["boot_id"], "scope": self.scope}
-        req = {"op": "start", "key": key, "spool": self.spool, "backend": self.backend, "notify": self.notify}
+        req = {"op": "start", "key": key, "spool": self.spool, "backend": self.backend, "notify": self.notify,
+               "epoch": int(msg.get("epoch") or 0)}
         data = json.dumps({**req, "spec": job}).encode()
         if len(data) > MAX_REQUEST:  # a large script or environment: one file, readable by root only
             d.write_json("spec.json", job)

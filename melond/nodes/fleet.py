@@ -113,6 +113,7 @@ class NodeSession:
         self.helper_starts = 0
         self.losses = 0
         self.round_trip: float | None = None
+        self.epoch = 0  # the leading melond's fencing token, sent with each request (0: none; remote/fence.py)
 
     @property
     def up(self) -> bool:
@@ -248,7 +249,7 @@ class NodeSession:
         rid = next(self._ids)
         fut = asyncio.get_running_loop().create_future()
         self._pending[rid] = fut
-        self._outbox.put({"id": rid, "op": op, **fields})
+        self._outbox.put({"id": rid, "op": op, **fields, **({"epoch": self.epoch} if self.epoch else {})})
         try:
             reply = await asyncio.wait_for(fut, timeout)
         except TimeoutError:

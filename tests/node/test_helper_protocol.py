@@ -659,6 +659,28 @@ def test_an_earlier_supervisor_keeps_its_jobs_and_obeys_the_next_helper(boot, tm
     old.wait(TIMEOUT)  # the last job ended: the orphaned supervisor is gone
 
 
+def test_a_request_from_an_older_epoch_is_refused_by_every_helper_and_changes_nothing(boot, tmp_path, spool):
+    """Two melonds over one node, one after the other (remote/fence.py): once the newer one's
+    epoch is heard, the older one's connection can neither start, kill nor extend anything, and
+    neither can any later connection of its, the spool keeping the highest epoch heard."""
+    old, new = boot(), boot()  # each melond's connection has a helper (and supervisor) of its own
+    started = old.ok("start", job=job(1, tmp_path, "#!/bin/sh\nsleep 30\n", limit=60), epoch=4)
+    assert new.ok("list", epoch=5)["jobs"][0]["state"] == "running"  # the newer melond takes over
+    for op, fields in (("kill", {"job_id": 1}), ("set_limit", {"job_id": 1, "limit": 1}),
+                       ("start", {"job": job(2, tmp_path, "#!/bin/sh\ntouch ran\n")}), ("list", {})):
+        for who in (old, boot()):  # its open connection, and one it makes again
+            for epoch in (4, None):  # its own epoch, and none (a melond that fences nothing)
+                reply = who.request(op, **fields, **({"epoch": epoch} if epoch else {}))
+                assert reply["ok"] is False and reply["error"]["code"] == "stale_epoch", (op, reply)
+                assert "epoch 5 leads this node" in reply["error"]["message"]
+    assert not (tmp_path / "ran").exists() and not os.path.exists(os.path.join(spool, "jobs", "2.0"))
+    assert {j["id"]: j["state"] for j in new.ok("list", epoch=5)["jobs"]} == {1: "running"}
+    assert not _gone(started["pid"])  # neither killed nor cut short
+    assert new.ok("kill", job_id=1, epoch=6)["woke"] is True  # a newer one still acts
+    assert new.exited(1)["reason"] == "cancelled"
+    assert open(os.path.join(spool, "epoch")).read().strip() == "6"
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="starting jobs as another user needs root")
 def test_a_user_cannot_kill_the_supervisor_while_it_starts_their_jobs(helper):
     """The supervisor never takes a user's real uid (which would let that user signal it, and so
