@@ -463,14 +463,14 @@ class Operations:
                         continue
                     groups.setdefault((job.time_limit, limit, gpu_count(parse_list(job.gres_total))), []).append(job)
             events = {key: _extension(jobs[0], key[0], key[1], None) for key, jobs in groups.items()}
+            now = time.time()
 
-            def extend(conn) -> list[int]:
+            def extend_all(conn) -> list[int]:  # one transaction: two statements for each group
                 return [jid for key, jobs in groups.items() for jid in Store.op_transition_many(
                     conn, [j.id for j in jobs], "extended", {"time_limit": key[1]}, caller.user, events[key],
                     now, only=(State.PENDING.value,))]
-            now = time.time()
-            done = set(await self.store.write(extend)) if groups else set()
-            outcomes = []
+            done = set(await self.store.write(extend_all)) if groups else set()
+            outcomes: list[dict] = []
             for key, jobs in groups.items():  # at once, as the store has them: a pass starts each with its new limit
                 for job in jobs:
                     if job.id in done:

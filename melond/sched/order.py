@@ -41,6 +41,8 @@ class Kept(IntEnum):
 
     HOLD = 1  # held or released: what blocks it
     LIMIT = 2  # extended: its time limit, and what blocks it
+
+
 DependencyStates = Callable[[set[int]], Mapping[int, State]]
 
 
