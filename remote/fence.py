@@ -9,9 +9,11 @@ in the spool, not in one helper, because each melond's connection has a helper (
 supervisor) of its own.
 
 A request's epoch is checked and, when it is the highest yet, recorded under an exclusive lock;
-an act is made under a shared one. So an older melond's act is either done before the newer
-one's first request is admitted (and that melond sees it when it lists the node's runs) or
-refused. Epoch 0 is a melond that fences nothing (SQLite: one melond): it neither raises nor is
+an act is made under a shared one (a start's: the claim of its run, which a listing shows from
+then on; the supervisor then launches what was claimed). So an older melond's act is either done
+before the newer one's first request is admitted (and that melond sees it when it lists the
+node's runs) or refused. The locks are held for a file's write or a directory's creation only:
+the helper takes them in its event loop. Epoch 0 is a melond that fences nothing (SQLite: one melond): it neither raises nor is
 refused while no epoch has been heard.
 
 Standard library only: shipped to the node with the helper.
@@ -63,11 +65,10 @@ class Fence:
             seen = self.seen()
             if epoch > seen:
                 fcntl.flock(fd, fcntl.LOCK_EX)  # (not atomic: the shared lock goes first, so look again)
-                seen = self.seen()
-                if epoch > seen:
+                if epoch > self.seen():
                     self._record(epoch)
-                    seen = epoch
-                fcntl.flock(fd, fcntl.LOCK_SH)
+                fcntl.flock(fd, fcntl.LOCK_SH)  # (nor is this: a newer one may have been recorded between)
+                seen = self.seen()
             if epoch < seen:
                 raise Stale(epoch, seen)
             yield

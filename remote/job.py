@@ -40,7 +40,6 @@ class Job:
     def __init__(self, jobdir: JobDir, spec: dict, backend: str, notify: str) -> None:
         self.dir = jobdir
         self.key = jobdir.key
-        self.epoch = 0  # the epoch of the melond that asked for its start (remote/fence.py)
         self.spec = spec
         self.notify = notify  # where a later helper hears of its end, should ours be gone
         self.limits = limits.BACKENDS[backend](spec["key"], spec.get("cpus") or 0, spec.get("memory") or 0,

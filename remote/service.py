@@ -33,9 +33,9 @@ START_TIMEOUT = 60.0
 # supervisor (which waits up to LOCATE_TIMEOUT for systemd to place a scope) before it is lost.
 CLAIM_GRACE = LOCATE_TIMEOUT + 5.0
 CLAIM_POLL = 0.2
-# Requests acted on at once, with no wait (nothing in them suspends): made within the fence's
-# lock (remote/fence.py), so that a newer melond's epoch is recorded before or after the act,
-# never during it. (`forget` waits on a thread: it is checked as it comes, as reads are; what it
+# Requests acted on at once, with no wait: made within the fence's lock (remote/fence.py), so that
+# a newer melond's epoch is recorded before or after the act, never during it. Nothing in them may
+# suspend: the lock is a blocking flock, taken in the event loop. (`forget` waits on a thread: it is checked as it comes, as reads are; what it
 # forgets is only what its melond recorded as ended, which a stale melond cannot record.)
 HELD_ACTS = frozenset({Op.SET_LIMIT, Op.SET_LIMITS, Op.KILL, Op.SIGNAL})
 
@@ -165,7 +165,7 @@ class Helper:
             with self.fence.admit(int(message.get("epoch") or 0)):
                 if message["op"] in HELD_ACTS:  # done at once: within the fence's lock
                     result = await op(message)
-            if message["op"] not in HELD_ACTS:  # ...the others wait (a start's supervisor checks again)
+            if message["op"] not in HELD_ACTS:  # ...the others wait (a start claims its run within it)
                 result = await op(message)
             self.send({"id": rid, "ok": True, "result": result})
         except fence.Stale as exc:
@@ -234,11 +234,15 @@ class Helper:
         return {"time": time.time()}
 
     async def op_start(self, msg: dict) -> dict:
-        """Start a job's run once: a second start of the same run reports the first one."""
+        """Start a job's run once: a second start of the same run reports the first one. Its run
+        is claimed within the fence (remote/fence.py): a newer melond's listing shows the claim, or
+        the start is refused; what is claimed is launched."""
         job = msg["job"]
         key = spool.run_key(job["id"], job.get("run", 0))
         d = spool.JobDir(self.spool, key)
-        if not d.claim():
+        with self.fence.admit(int(msg.get("epoch") or 0)):
+            claimed = d.claim()
+        if not claimed:
             status = self._status(d)
             if status["state"] == "claimed" and key not in self.starting:
                 status = await self._settle(d)
@@ -249,8 +253,7 @@ class Helper:
             d.remove()
             raise RequestError(ErrorCode.NO_SUCH_USER, f"user {job['user']!r} does not exist on node {self.info['hostname']}")
         job = {**job, "key": key, "boot_id": self.info["boot_id"], "scope": self.scope}
-        req = {"op": "start", "key": key, "spool": self.spool, "backend": self.backend, "notify": self.notify,
-               "epoch": int(msg.get("epoch") or 0)}
+        req = {"op": "start", "key": key, "spool": self.spool, "backend": self.backend, "notify": self.notify}
         data = json.dumps({**req, "spec": job}).encode()
         if len(data) > MAX_REQUEST:  # a large script or environment: one file, readable by root only
             d.write_json("spec.json", job)

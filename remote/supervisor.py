@@ -35,7 +35,6 @@ from collections.abc import Callable
 
 from . import cgroup, delegated, limits, subtree
 from .delegated import DelegatedV2
-from .fence import Fence, Stale
 from .job import Job, LaunchError, ResultSyncer, quietly, record_result, start_ticks
 from .sdbus import BusError, SystemdBus
 from .spool import JobDir
@@ -112,7 +111,6 @@ class Supervisor:
     def __init__(self, sock: socket.socket, spool_dir: str) -> None:
         self.sock: socket.socket | None = sock
         self.spool = spool_dir
-        self.fence = Fence(spool_dir)  # which melond's starts it may make (remote/fence.py)
         self.jobs: dict[str, Job] = {}  # by run key, from spawn until its cgroup is removed
         self.locating: set[Job] = set()  # wrapped jobs not yet seen in their scope
         self.timers: list[tuple[float, int, str]] = []  # (when, seq, key); stale entries skipped
@@ -238,7 +236,6 @@ class Supervisor:
         except Exception as exc:  # noqa: BLE001 - a bad spec fails its job, not the node
             self._fail_unstarted(jobdir, req["notify"], key, f"bad job spec: {exc}")
             return
-        job.epoch = int(req.get("epoch") or 0)
         self.jobs[key] = job
         if isinstance(job.limits, limits.SystemdScope) and self._bus() is not None:
             self._ask_for_scope(job, job.limits)
@@ -265,12 +262,8 @@ class Supervisor:
             self._fail(job, "cancelled before it started", reason="cancelled")
             return
         try:
-            with self.fence.admit(job.epoch):  # its melond still leads: it started before any newer one was heard
-                job.limits.create()
-                job.launch()
-        except Stale as exc:
-            self._fail(job, str(exc))
-            return
+            job.limits.create()
+            job.launch()
         except LaunchError as exc:
             self._fail(job, str(exc))
             return

@@ -201,11 +201,13 @@ class Terminals:
             session = self._session(term.job, node)
             if session is None or session.helper_starts == term.helper:
                 continue
-            term.helper = session.helper_starts
+            term.helper = tried = session.helper_starts
             try:
                 await session.request(Op.LAUNCH, job_id=term.job.id, run=term.job.run, step=term.step, attach=True,
                                       pty=list(term.size))
             except MelonError as exc:
+                if term.helper != tried:  # the connection went again, and a later helper took it up
+                    continue
                 term.say({"error": f"the terminal was lost with node {node}'s helper: {exc}"})
                 self._close(term)
 

@@ -108,6 +108,7 @@ class NodeSession:
         self._stopping = False
         self.backoff = Backoff()
         self.last_heard: float | None = None  # epoch seconds of the helper's last message (the UI's "last contact")
+        self._heard = 0.0  # the same, on the monotonic clock (what the pings' timing reads)
         # For `/metrics`: helpers started (each with its own job supervisor), connections lost
         # after they were up, and the last ping's round trip in seconds.
         self.helper_starts = 0
@@ -130,7 +131,7 @@ class NodeSession:
                     self._lost("melond stopping")
                     break
                 self.info = hello
-                self.last_heard = time.time()
+                self.last_heard, self._heard = time.time(), time.monotonic()
                 self.helper_starts += 1
                 self._connected.set()
                 log.info("node up", extra={"node": self.name, "backend": hello.get("backend"),
@@ -192,8 +193,8 @@ class NodeSession:
         lost after node_timeout."""
         while await self._ping():
             await asyncio.sleep(QUIET_PING)
-            while self.last_heard is not None and time.time() - self.last_heard < QUIET_PING:
-                await asyncio.sleep(QUIET_PING - (time.time() - self.last_heard))
+            while (quiet := time.monotonic() - self._heard) < QUIET_PING:  # (a clock stepped back waits no longer)
+                await asyncio.sleep(QUIET_PING - quiet)
         return f"no answer to a ping within {PING_TIMEOUT:g} s"
 
     async def _ping(self) -> bool:
@@ -214,7 +215,7 @@ class NodeSession:
             data = await reader.read(1 << 16)
             if not data:
                 return "channel closed"
-            self.last_heard = time.time()
+            self.last_heard, self._heard = time.time(), time.monotonic()
             try:
                 messages = decoder.feed(data)
             except wire.FrameError as exc:

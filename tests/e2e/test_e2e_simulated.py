@@ -130,24 +130,26 @@ def test_a_node_that_stops_answering_is_down_and_its_jobs_lost(short_tmp: Path, 
     answers no ping: melond drops the connection, cannot reach the node again, and after
     node_timeout its job has failed (NODE_FAIL) while the other node's runs on. Once the node
     answers again it is taken back. (Timeouts shortened: 15 s, 30 s and 20 s in melond.)"""
-    monkeypatch.setattr(fleet, "QUIET_PING", 0.3)
-    monkeypatch.setattr(fleet, "PING_TIMEOUT", 0.5)
-    monkeypatch.setattr(fleet, "BOOT_TIMEOUT", 0.5)
+    monkeypatch.setattr(fleet, "QUIET_PING", 0.5)  # (a loaded machine answers a live node's ping well within 2 s)
+    monkeypatch.setattr(fleet, "PING_TIMEOUT", 2.0)
+    monkeypatch.setattr(fleet, "BOOT_TIMEOUT", 2.0)
     inventory = 'node_timeout = 1\n' + "".join(f'[nodes.sim{i}]\nsimulate = true\ncpus = 1\n' for i in (1, 2))
 
     async def body() -> None:
         async with melond(short_tmp, inventory) as c:
             first, second = await asyncio.to_thread(_submit, c, "sleep 100", array="1-2")
-            await until(lambda: {_job(c, first)["state"], _job(c, second)["state"]} == {"R"}, "both running")
+            await until(lambda: {(first, 0), (second, 0)} <= {k for m in simulated.MACHINES.values() for k in m.runs},
+                        "both on their nodes")
             hung = next(name for name, m in simulated.MACHINES.items() if (first, 0) in m.runs)
             simulated.MACHINES[hung].hang()
             began = time.monotonic()
-            lost = await _ended(c, first, timeout=20)
+            lost = await _ended(c, first, timeout=30)
             assert lost["state"] == "NF", lost
             node = next(n for n in (await asyncio.to_thread(c.call, "GET", "/nodes"))["nodes"] if n["name"] == hung)
             assert node["state"] == "down" and "no answer" in (node["reason"] or ""), node
-            assert time.monotonic() - began < 10
-            assert (await asyncio.to_thread(_job, c, second))["state"] == "R"  # the other node's job runs on
+            assert time.monotonic() - began < 15
+            other = await asyncio.to_thread(_job, c, second)
+            assert other["state"] == "R", other  # the other node's job runs on
             simulated.MACHINES[hung].wake()
             await until(lambda: next(n for n in c.call("GET", "/nodes")["nodes"]
                                      if n["name"] == hung)["state"] != "down", "the node back", timeout=20)

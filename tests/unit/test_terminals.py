@@ -8,6 +8,7 @@ from pathlib import Path
 from melond.engine.jobs import JobTable
 from melond.engine.tasks import Tasks
 from melond.engine.terminal import Terminals
+from melond.errors import NodeUnavailable
 from melond.nodes.links import Sessions
 from melond.spec.states import State
 from melond.state.job import Job
@@ -61,6 +62,13 @@ def test_a_node_back_takes_up_only_terminals_an_earlier_helper_relayed(tmp_path:
             await terminals.node_back("n1")  # and only once
             assert len(link.requests) == 2
             assert not term.closed
+
+            async def lost_again(op: Op, **fields: object) -> dict:  # ...while a later helper takes it up
+                term.helper = 4
+                raise NodeUnavailable("node n1 went down: channel closed")
+            link.helper_starts, link.request = 3, lost_again  # type: ignore[method-assign]
+            await terminals.node_back("n1")
+            assert not term.closed and term.helper == 4  # not closed for the helper that went
             term.watcher.cancel()
         finally:
             await store.close()
