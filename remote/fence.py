@@ -13,8 +13,8 @@ an act is made under a shared one (a start's: the claim of its run, which a list
 then on; the supervisor then launches what was claimed). So an older melond's act is either done
 before the newer one's first request is admitted (and that melond sees it when it lists the
 node's runs) or refused. The locks are held for a file's write or a directory's creation only:
-the helper takes them in its event loop. Epoch 0 is a melond that fences nothing (SQLite: one melond): it neither raises nor is
-refused while no epoch has been heard.
+the helper takes them in its event loop. Epoch 0 is a melond that fences nothing (SQLite: one
+melond): it neither raises nor is refused while no epoch has been heard.
 
 Standard library only: shipped to the node with the helper.
 """

@@ -35,8 +35,9 @@ CLAIM_GRACE = LOCATE_TIMEOUT + 5.0
 CLAIM_POLL = 0.2
 # Requests acted on at once, with no wait: made within the fence's lock (remote/fence.py), so that
 # a newer melond's epoch is recorded before or after the act, never during it. Nothing in them may
-# suspend: the lock is a blocking flock, taken in the event loop. (`forget` waits on a thread: it is checked as it comes, as reads are; what it
-# forgets is only what its melond recorded as ended, which a stale melond cannot record.)
+# suspend: the lock is a blocking flock, taken in the event loop. (`forget` waits on a thread: it
+# is checked as it comes, as reads are; what it forgets is only what its melond recorded as
+# ended, which a stale melond cannot record.)
 HELD_ACTS = frozenset({Op.SET_LIMIT, Op.SET_LIMITS, Op.KILL, Op.SIGNAL})
 
 
