@@ -9,7 +9,7 @@ import os
 import time
 from collections.abc import Awaitable, Callable, Mapping
 
-from melond.config import Inventory
+from melond.config import Inventory, Partition
 from melond.engine.dispatch import Dispatcher
 from melond.engine.ends import Ends
 from melond.engine.jobs import JobTable
@@ -394,8 +394,7 @@ class Operations:
         part = self.inv.partition(job.partition)
         old = job.time_limit
         policy.check_owner(job, caller, "extend")
-        capped = not auto and not caller.operator and (part.max_extension is not None or
-                                                        part.max_extensions is not None)
+        capped = not auto and _capped(part, caller)
         past = [e["data"].get("added") or 0 for e in self.store.events(job_id)
                 if e["kind"] == "extended" and e["actor"] == job.user] if capped else []
         try:
@@ -450,9 +449,8 @@ class Operations:
             async for part in slices(pending):
                 for job in part:
                     partition = self.inv.partition(job.partition)
-                    if not caller.operator and (partition.max_extension is not None or
-                                                partition.max_extensions is not None or
-                                                budgets(self.sharing, job.account, job.qos)):
+                    if _capped(partition, caller) or (not caller.operator and
+                                                      budgets(self.sharing, job.account, job.qos)):
                         others.append(job)
                         continue
                     try:
@@ -594,6 +592,12 @@ class Operations:
         """Block until the job is finished or the timeout passes; the job as it is then."""
         await self.jobs.wait_ended(job_id, timeout)
         return self.jobs.get(job_id) or self.store.job(job_id)
+
+
+def _capped(part: Partition, caller: Caller) -> bool:
+    """Whether the partition caps its owners' extensions (how many, how much in all), counted
+    extension by extension against what the ones before spent: operators are not capped."""
+    return not caller.operator and (part.max_extension is not None or part.max_extensions is not None)
 
 
 def _extension(job: Job, old: int, limit: int, via: str | None) -> dict:
