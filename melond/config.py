@@ -17,6 +17,7 @@ from melond.errors import MelonError
 from melond.spec.gres import Device, node_devices
 from melond.spec.timespec import SpecError, parse_size_mib, parse_time_limit
 from melond.spec.tres import parse_billing, parse_tres
+from melond.state.dialect import is_url
 from melond.trust import check_input
 
 DEFAULT_PARTITION = "local"
@@ -287,8 +288,29 @@ class Metrics(Strict):
     per_user: bool = False
 
 
+class StoreConfig(Strict):
+    """Where melond keeps its state (`[store]`). No `url`: SQLite, `melon.db` in the state
+    directory, for one melond. `url`: a PostgreSQL database (`postgresql://role@host/db`) that
+    two melonds, on two login nodes, may share: one leads by a lease it renews every `lease`/3
+    seconds, the other stands by and takes over once the lease has run out (docs/design.md,
+    High availability). `lease`: seconds; longer rides out a slower database restart, shorter
+    takes over sooner."""
+
+    url: str | None = None
+    lease: float = Field(default=5.0, ge=1, le=300)
+
+    @field_validator("url")
+    @classmethod
+    def _postgresql(cls, v: str | None) -> str | None:
+        if v is not None and not is_url(v):
+            raise ValueError("must be a PostgreSQL URL (postgresql://role@host/database); leave `url` out to keep "
+                             "the state in SQLite in the state directory")
+        return v
+
+
 class Inventory(Strict):
     operators: list[str] = []
+    store: StoreConfig = StoreConfig()
     web: Web = Web()
     metrics: Metrics = Metrics()
     tls: Tls | None = None  # TLS for `melond --port`; --tls-cert/--tls-key override it

@@ -134,7 +134,7 @@ class Daemon:
         self._prepare_state_dir()
         inv = self.opts.inventory
         kill_wait = self.opts.kill_wait if self.opts.kill_wait is not None else inv.kill_wait
-        store = Store(os.path.join(self.state_dir, "melon.db"))
+        store = Store(inv.store.url or os.path.join(self.state_dir, "melon.db"))
         self._log_inventory()  # after the store: a database melond cannot open is its one line of stderr
         nodes = self._nodes()
         for row in store.nodes():

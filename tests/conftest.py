@@ -301,6 +301,33 @@ def melon_factory(short_tmp: Path) -> Iterator:
         m.cleanup()
 
 
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator:
+    """A private PostgreSQL server (tests/pgserver.py) for the whole run."""
+    from tests.pgserver import PgServer, binaries
+    if binaries() is None:
+        pytest.skip("PostgreSQL is not installed here (Debian: apt-get install postgresql-15; `make test` does it "
+                    "as root)")
+    if not is_root():
+        pytest.skip("the test PostgreSQL server runs as user nobody, which takes root to arrange")
+    server = PgServer()
+    yield server
+    server.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_path(request, tmp_path) -> Iterator:
+    """Where a store test's database is: an SQLite file, then a fresh PostgreSQL database (its
+    URL), so that each store test runs against both."""
+    if request.param == "sqlite":
+        yield tmp_path / "melon.db"
+        return
+    server = request.getfixturevalue("pg_server")
+    url = server.new_database()
+    yield url
+    server.drop_database(url)
+
+
 DOCKER_SSHD = REPO / "tests" / "docker-sshd"
 
 

@@ -1,20 +1,31 @@
 """Named schema migrations, each applied in one transaction with the row that records it.
 
 The schema version is the number of migrations applied (also kept in
-PRAGMA user_version). melond refuses a database from a newer melond rather
-than guess at columns it does not know.
+PRAGMA user_version on SQLite). melond refuses a database from a newer melond rather
+than guess at columns it does not know. The migrations are written once, in SQLite's
+words; on PostgreSQL melond.state.postgres maps their types.
 """
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
 import sqlite_utils
 
 from melond.errors import MelonError
+from melond.state.dialect import shown
+
+# Taken (for its transaction) by a melond migrating a PostgreSQL database, so that two melonds
+# starting at once apply each migration once between them.
+PG_MIGRATION_LOCK = 0x6D656C6F6E  # "melon"
 
 
-def _m001_initial(db: sqlite_utils.Database) -> None:
+class Schema(Protocol):
+    def execute(self, sql: str, params: Sequence[Any] = ..., /) -> Any: ...
+
+
+def _m001_initial(db: Schema) -> None:
     # AUTOINCREMENT: SQLite then never hands out an id again, even after rows are deleted.
     db.execute("""
         CREATE TABLE jobs (
@@ -49,12 +60,12 @@ def _m001_initial(db: sqlite_utils.Database) -> None:
         )""")
 
 
-def _m002_node_drain(db: sqlite_utils.Database) -> None:
+def _m002_node_drain(db: Schema) -> None:
     # An operator's drain (its reason) outlives melond restarts, as Slurm's does.
     db.execute("ALTER TABLE nodes ADD COLUMN drain TEXT")
 
 
-def _m003_tokens(db: sqlite_utils.Database) -> None:
+def _m003_tokens(db: Schema) -> None:
     # Bearer tokens for the TCP API. Only the secret's hash is kept; a revoked token keeps its
     # row, so using it again is answered "revoked" rather than "unknown".
     db.execute("""
@@ -65,7 +76,7 @@ def _m003_tokens(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX tokens_user ON tokens (user)")
 
 
-def _m004_accounting(db: sqlite_utils.Database) -> None:
+def _m004_accounting(db: Schema) -> None:
     # What a job used, recorded with its end; and the index `macct -S` reads a window through:
     # jobs still running (end NULL) or ended after the window's start.
     db.execute("ALTER TABLE jobs ADD COLUMN cpu_time REAL")
@@ -73,7 +84,7 @@ def _m004_accounting(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX jobs_end ON jobs (end_time, submit_time)")  # the window read off the index
 
 
-def _m005_slurm_options(db: sqlite_utils.Database) -> None:
+def _m005_slurm_options(db: Schema) -> None:
     # What sbatch was told that Melon does not act on (--comment, --account, --qos, ...), kept as given,
     # and each array task's --array, from which a task learns its array's range.
     db.execute("ALTER TABLE jobs ADD COLUMN comment TEXT")
@@ -82,7 +93,7 @@ def _m005_slurm_options(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE jobs ADD COLUMN array_spec TEXT")  # an array's --array, for SLURM_ARRAY_TASK_MIN/MAX
 
 
-def _m006_extension_requests(db: sqlite_utils.Database) -> None:
+def _m006_extension_requests(db: Schema) -> None:
     # An owner's request for more time than policy grants, and an operator's verdict on it.
     db.execute("""
         CREATE TABLE extension_requests (
@@ -95,19 +106,19 @@ def _m006_extension_requests(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX extension_requests_user ON extension_requests (user, state)")
 
 
-def _m007_elastic(db: sqlite_utils.Database) -> None:
+def _m007_elastic(db: Schema) -> None:
     # Elastic jobs: the limit melond may grow a job to, and by how much at a time.
     db.execute("ALTER TABLE jobs ADD COLUMN time_max INTEGER")
     db.execute("ALTER TABLE jobs ADD COLUMN extend_step INTEGER")
 
 
-def _m008_notices(db: sqlite_utils.Database) -> None:
+def _m008_notices(db: Schema) -> None:
     # sbatch --mail-type and --mail-user: which notices a job's owner gets, and whom they name.
     db.execute("ALTER TABLE jobs ADD COLUMN mail_type TEXT")
     db.execute("ALTER TABLE jobs ADD COLUMN mail_user TEXT")
 
 
-def _m009_job_list_indexes(db: sqlite_utils.Database) -> None:
+def _m009_job_list_indexes(db: Schema) -> None:
     # The web UI's job list sorts a million jobs by these and pages by keyset (melond.state.pages):
     # an index on a column ends in the rowid, so each sort reads its page off the index.
     for column in ("name", "node", "partition", "start_time", "time_limit"):
@@ -115,25 +126,25 @@ def _m009_job_list_indexes(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX jobs_end_id ON jobs (end_time)")
 
 
-def _m010_umask(db: sqlite_utils.Database) -> None:
+def _m010_umask(db: Schema) -> None:
     # The submitter's umask, which the job runs with (Slurm's SLURM_UMASK).
     db.execute("ALTER TABLE jobs ADD COLUMN umask INTEGER")
 
 
-def _m011_session_tokens(db: sqlite_utils.Database) -> None:
+def _m011_session_tokens(db: Schema) -> None:
     # A browser's sign-in mints a token of its own, the child of the token pasted (`parent`):
     # signing out revokes it alone, and revoking the parent revokes it too.
     db.execute("ALTER TABLE tokens ADD COLUMN parent TEXT")
     db.execute("CREATE INDEX tokens_parent ON tokens (parent)")
 
 
-def _m012_health(db: sqlite_utils.Database) -> None:
+def _m012_health(db: Schema) -> None:
     # One row that `GET /health` rewrites: a commit that reaches the disk is what proves the
     # database writable (a full disk, a lock held elsewhere), not an open file.
     db.execute("CREATE TABLE health (id INTEGER PRIMARY KEY CHECK (id = 1), checked REAL NOT NULL)")
 
 
-def _m013_job_shape(db: sqlite_utils.Database) -> None:
+def _m013_job_shape(db: Schema) -> None:
     # A job's shape as sbatch gives it (-N, -n, --ntasks-per-node, -c, --exclusive, -m) and the
     # CPUs it is pinned to. `cpus` stays the CPUs it holds; a job from before has NULL here and
     # is read as one task of `cpus` CPUs (its -n, if any, from slurm_options).
@@ -143,7 +154,7 @@ def _m013_job_shape(db: sqlite_utils.Database) -> None:
         db.execute(f"ALTER TABLE jobs ADD COLUMN {column}")
 
 
-def _m014_steps(db: sqlite_utils.Database) -> None:
+def _m014_steps(db: Schema) -> None:
     # The steps srun starts inside a job (J.0, J.1, ...), per run of the job: sacct's step rows,
     # and the job's CPUs each running step holds (`cpus`; their ids where the job is pinned).
     db.execute("""
@@ -156,7 +167,7 @@ def _m014_steps(db: sqlite_utils.Database) -> None:
         ) WITHOUT ROWID""")
 
 
-def _m015_job_parts(db: sqlite_utils.Database) -> None:
+def _m015_job_parts(db: Schema) -> None:
     # A job spanning nodes: its part on each (node, CPUs, tasks, MiB, pinned CPUs), JSON, the
     # first being where its batch script runs; NULL for a job on one node (`node`, `cpus`,
     # `cpu_ids` say all). `mem_per_cpu`: --mem-per-cpu in MiB, which sizes each node's part.
@@ -164,13 +175,13 @@ def _m015_job_parts(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE jobs ADD COLUMN mem_per_cpu INTEGER")
 
 
-def _m016_interactive(db: sqlite_utils.Database) -> None:
+def _m016_interactive(db: Schema) -> None:
     # salloc and srun --pty: a job whose every node runs a holder, its user's terminal attached
     # through melond (melond/engine/terminal.py).
     db.execute("ALTER TABLE jobs ADD COLUMN interactive INTEGER NOT NULL DEFAULT 0")
 
 
-def _m017_gres(db: sqlite_utils.Database) -> None:
+def _m017_gres(db: Schema) -> None:
     # Generic resources: what a job asks per node and per task (format_gres's text), and the
     # devices it holds on its node (positions in the node's list, cpuset form; a spanning job's
     # further nodes' are in `parts`).
@@ -179,26 +190,26 @@ def _m017_gres(db: sqlite_utils.Database) -> None:
         db.execute(f"ALTER TABLE jobs ADD COLUMN {column} TEXT")
 
 
-def _m018_step_gpus(db: sqlite_utils.Database) -> None:
+def _m018_step_gpus(db: Schema) -> None:
     # The job's GPUs a step asked for and holds (srun --gres, --gpus, --gpus-per-task inside a
     # job): positions in each node's device list, by node ("n1:0-1;n2:3").
     db.execute("ALTER TABLE steps ADD COLUMN gres_ids TEXT")
 
 
-def _m019_gpu_use(db: sqlite_utils.Database) -> None:
+def _m019_gpu_use(db: Schema) -> None:
     # A job's GPU use, sampled from nvidia-smi while it ran (melond/engine/gpu_usage.py): mean
     # utilization (percent) and its GPUs' peak memory together (bytes).
     db.execute("ALTER TABLE jobs ADD COLUMN gpu_util REAL")
     db.execute("ALTER TABLE jobs ADD COLUMN gpu_mem_peak INTEGER")
 
 
-def _m020_extension_budget(db: sqlite_utils.Database) -> None:
+def _m020_extension_budget(db: Schema) -> None:
     # A user's extensions in a rolling window (their budget, melond.sched.sharing): read off the
     # index by kind, actor and time, not by walking every job's events.
     db.execute("CREATE INDEX job_events_kind_actor ON job_events (kind, actor, time)")
 
 
-MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
+MIGRATIONS: list[tuple[str, Callable[[Schema], None]]] = [
     ("001_initial", _m001_initial),
     ("002_node_drain", _m002_node_drain),
     ("003_tokens", _m003_tokens),
@@ -250,3 +261,36 @@ def migrate(db: sqlite_utils.Database) -> int:
             db.execute("ROLLBACK")
             raise
     return len(MIGRATIONS)
+
+
+def migrate_postgres(conn: Any) -> int:
+    """Apply what is missing to a PostgreSQL database (a melond.state.postgres.Connection), all
+    in one transaction under an advisory lock; return the schema version."""
+    conn.execute("BEGIN")
+    try:
+        conn.execute("SELECT pg_advisory_xact_lock(?)", (PG_MIGRATION_LOCK,))
+        conn.ddl("CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied REAL NOT NULL)")
+        version = conn.execute("SELECT count(*) FROM migrations").fetchone()[0]
+        if version > len(MIGRATIONS):
+            raise MelonError(f"the PostgreSQL database {shown(conn.url)} has schema version {version}, newer than this melond "
+                             f"understands ({len(MIGRATIONS)}); run a newer melond, or restore a dump")
+        schema = _PostgresSchema(conn)
+        for name, apply in MIGRATIONS[version:]:
+            apply(schema)
+            conn.execute("INSERT INTO migrations (name, applied) VALUES (?, ?)", (name, time.time()))
+        conn.execute("COMMIT")
+    except BaseException:
+        if not conn.broken:
+            conn.execute("ROLLBACK")
+        raise
+    return len(MIGRATIONS)
+
+
+class _PostgresSchema:
+    """What a migration writes to, on PostgreSQL: its DDL with PostgreSQL's types."""
+
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+
+    def execute(self, sql: str, params: Sequence[Any] = (), /) -> Any:
+        return self._conn.ddl(sql, params)

@@ -104,7 +104,7 @@ def segments(req: PageRequest, walk: bool = False) -> list[tuple[str, list]]:
     source = f"jobs INDEXED BY {SORT_INDEX[c]}" if walk and c != "id" else "jobs NOT INDEXED" if walk else "jobs"
 
     def select(extra: list[str], extra_params: list, order_by: str) -> tuple[str, list]:
-        clause = " AND ".join([*where, *extra]) or "1"
+        clause = " AND ".join([*where, *extra]) or "TRUE"
         return (f"SELECT * FROM {source} WHERE {clause} ORDER BY {order_by} LIMIT ?",
                 [*params, *extra_params, req.limit + 1])
 

@@ -1,4 +1,6 @@
-"""SQLite state: jobs, the append-only job event log, nodes, API tokens.
+"""melond's state: jobs, the append-only job event log, nodes, API tokens; in SQLite (the
+embedded default, a file in the state directory) or PostgreSQL (`[store] url`, for two
+melonds over one database: melond.state.postgres).
 
 One writer thread owns the write connection (Datasette's pattern): callers
 queue small functions, the writer runs every queued function inside one
@@ -7,7 +9,8 @@ not sink the others) and commits once — group commit. With WAL and
 synchronous=FULL that commit is durable against a power cut, and its cost is
 shared by everything that arrived while the previous commit was syncing.
 Results reach the event loop through futures only after the commit, so an
-acknowledged submission is on disk. Reads use their own connection.
+acknowledged submission is on disk. Reads use their own connection. PostgreSQL takes the
+same statements, and the same group commit over one session.
 """
 from __future__ import annotations
 
@@ -29,14 +32,16 @@ from melond.errors import MelonError
 from melond.figures import Timings
 from melond.spec.cpulist import cpuset_text, node_cpusets_text
 from melond.spec.states import ACTIVE, State
-from melond.state import dbfile, pages
+from melond.state import dbfile, dialect, pages
 from melond.state import step
 from melond.state.job import COLUMNS, Job, check_transition
 from melond.state.step import Step
 from melond.state.pages import PageRequest
-from melond.state.migrations import MIGRATIONS, behind, migrate
+from melond.state.migrations import MIGRATIONS, behind, migrate, migrate_postgres
 
 log = logging.getLogger("melond.store")
+
+Conn = dialect.Connection
 
 BATCH_MAX = 1000
 
@@ -53,7 +58,7 @@ def _configure(conn: sqlite3.Connection) -> sqlite3.Connection:
     return conn
 
 
-def _keep_before_upgrade(conn: sqlite3.Connection, path: str, version: int) -> str:
+def _keep_before_upgrade(conn: Conn, path: str, version: int) -> str:
     """A copy of the database as the older melond left it, next to it, before any migration
     touches it: a failed or regretted upgrade is undone by stopping melond and moving it back."""
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
@@ -65,10 +70,44 @@ def _keep_before_upgrade(conn: sqlite3.Connection, path: str, version: int) -> s
 
 
 class Store:
-    """The database file and its single writer."""
+    """The database and its single writer."""
 
     def __init__(self, path: str) -> None:
+        """`path`: the SQLite file, or a postgresql:// URL."""
         self.path = path
+        if dialect.is_url(path):
+            from melond.state import postgres  # psycopg: loaded by a melond on PostgreSQL alone
+            self.dialect = dialect.POSTGRESQL
+            self.path = dialect.shown(path)  # what messages name: never the password
+            self._failure = postgres.failure
+            self._begin = "BEGIN"
+            self._writer, self._reader, self._slow_reader = self._open_postgres(path)
+        else:
+            self.dialect = dialect.SQLITE
+            self._failure = dbfile.failure
+            self._begin = "BEGIN IMMEDIATE"
+            self._writer, self._reader, self._slow_reader = self._open_sqlite(path)
+        self._slow = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="melon-store-reader")
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self.commits = 0
+        self.commit_times = Timings()  # each group commit, BEGIN to COMMIT (`/metrics`)
+        self.commit_failures = 0  # group commits that failed whole (a full disk, a lock held too long)
+        self._thread = threading.Thread(target=self._run_writer, name="melon-store-writer", daemon=True)
+        self._thread.start()
+
+    @staticmethod
+    def _open_postgres(url: str) -> tuple[Any, Any, Any]:
+        from melond.state import postgres
+        writer = postgres.Connection(url)
+        try:
+            migrate_postgres(writer)
+            return writer, postgres.Connection(url), postgres.Connection(url)
+        except Exception as exc:  # noqa: BLE001
+            writer.close()
+            raise postgres.explain(exc, url) from None
+
+    @staticmethod
+    def _open_sqlite(path: str) -> tuple[Any, Any, Any]:
         try:
             if not dbfile.check(path):
                 dbfile.create(path, lambda conn: migrate(sqlite_utils.Database(_configure(conn))))
@@ -85,18 +124,10 @@ class Store:
         except Exception as exc:  # noqa: BLE001
             writer.close()
             raise dbfile.explain(exc, path) from None
-        self._writer = writer
-        self._reader = _connect(path)  # quick reads, on the event loop's thread
-        # Reads that may be long (a history, a node's reconcile) run on a thread of their own with
-        # its own connection, so the event loop keeps serving meanwhile.
-        self._slow_reader = _connect(path)
-        self._slow = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="melon-store-reader")
-        self._queue: queue.SimpleQueue = queue.SimpleQueue()
-        self.commits = 0
-        self.commit_times = Timings()  # each group commit, BEGIN to COMMIT (`/metrics`)
-        self.commit_failures = 0  # group commits that failed whole (a full disk, a lock held too long)
-        self._thread = threading.Thread(target=self._run_writer, name="melon-store-writer", daemon=True)
-        self._thread.start()
+        # The second: quick reads, on the event loop's thread. The third: reads that may be long
+        # (a history, a node's reconcile), on a thread of their own, so the event loop keeps
+        # serving meanwhile.
+        return writer, _connect(path), _connect(path)
 
     # ---- writing -------------------------------------------------------------------------
 
@@ -130,7 +161,7 @@ class Store:
             outcomes: list[tuple[bool, Any]] = []
             began = time.perf_counter()
             try:
-                conn.execute("BEGIN IMMEDIATE")
+                conn.execute(self._begin)
                 for fn, args, _, _ in batch:
                     conn.execute("SAVEPOINT op")
                     try:
@@ -139,7 +170,7 @@ class Store:
                     except Exception as exc:  # noqa: BLE001 - handed to the caller
                         conn.execute("ROLLBACK TO op")
                         conn.execute("RELEASE op")
-                        outcomes.append((False, dbfile.failure(exc, self.path)))
+                        outcomes.append((False, self._failure(exc, self.path)))
                 conn.execute("COMMIT")
                 self.commits += 1
                 self.commit_times.observe(time.perf_counter() - began)
@@ -147,9 +178,9 @@ class Store:
                 self.commit_failures += 1
                 try:
                     conn.execute("ROLLBACK")
-                except sqlite3.Error:
+                except Exception:  # noqa: BLE001 - no transaction left, or no connection
                     pass
-                outcomes = [(False, dbfile.failure(exc, self.path))] * len(batch)
+                outcomes = [(False, self._failure(exc, self.path))] * len(batch)
             for (_, _, fut, loop), (ok, value) in zip(batch, outcomes):
                 loop.call_soon_threadsafe(_settle, fut, ok, value)
 
@@ -168,7 +199,7 @@ class Store:
     # ---- write operations (run in the writer thread) ----------------------------------------
 
     @staticmethod
-    def op_insert_jobs(conn: sqlite3.Connection, jobs: list[Job], actor: str, now: float) -> list[int]:
+    def op_insert_jobs(conn: Conn, jobs: list[Job], actor: str, now: float) -> list[int]:
         """Insert jobs (one submission, or every task of an array) with their `submitted` events."""
         ids = []
         first = None
@@ -177,8 +208,8 @@ class Store:
             if row.get("array_task_id") is not None and first is not None:
                 row["array_job_id"] = first
             cols = ", ".join(row)
-            cur = conn.execute(f"INSERT INTO jobs ({cols}) VALUES ({', '.join('?' * len(row))})", list(row.values()))
-            jid = cur.lastrowid
+            jid = conn.execute(f"INSERT INTO jobs ({cols}) VALUES ({', '.join('?' * len(row))}) RETURNING id",
+                               list(row.values())).fetchone()[0]
             if row.get("array_task_id") is not None and first is None:
                 first = jid
                 conn.execute("UPDATE jobs SET array_job_id = ? WHERE id = ?", (jid, jid))
@@ -187,7 +218,7 @@ class Store:
         return ids
 
     @staticmethod
-    def op_transition(conn: sqlite3.Connection, job_id: int, kind: str, changes: dict, actor: str, data: dict,
+    def op_transition(conn: Conn, job_id: int, kind: str, changes: dict, actor: str, data: dict,
                       now: float) -> bool:
         """Record an event of a job's history with the changes it brings, only if the job is still
         in a state the transition table allows the event in; False if it is not."""
@@ -205,23 +236,24 @@ class Store:
         return True
 
     @staticmethod
-    def op_transition_many(conn: sqlite3.Connection, ids: list[int], kind: str, changes: dict, actor: str,
+    def op_transition_many(conn: Conn, ids: list[int], kind: str, changes: dict, actor: str,
                            data: dict, now: float, only: Iterable[str] | None = None) -> list[int]:
         """op_transition for many jobs in one transaction (a 100,000-task array cancelled or held
         at once): the ids whose state still allowed it (and is among `only`, where given), each
-        with its event. The ids go in as one JSON array (json_each), so two statements do it all,
-        whatever their number."""
+        with its event. The ids go in as one JSON array (the dialect's id set), so two statements
+        do it all, whatever their number."""
         allowed = [s.value for s in check_transition(kind, changes).sources if only is None or s.value in only]
         sets = ", ".join(f"{k} = ?" for k in changes) or "id = id"
+        id_set = dialect.of(conn).id_set
         done = [r[0] for r in conn.execute(
-            f"UPDATE jobs SET {sets} WHERE state IN ({', '.join('?' * len(allowed))}) AND id IN "
-            f"(SELECT value FROM json_each(?)) RETURNING id", [*changes.values(), *allowed, json.dumps(ids)])]
-        conn.execute("INSERT INTO job_events (job_id, time, kind, actor, data) SELECT value, ?, ?, ?, ? "
-                     "FROM json_each(?)", (now, kind, actor, json.dumps(data), json.dumps(done)))
+            f"UPDATE jobs SET {sets} WHERE state IN ({', '.join('?' * len(allowed))}) AND id IN ({id_set}) "
+            f"RETURNING id", [*changes.values(), *allowed, json.dumps(ids)])]
+        conn.execute(f"INSERT INTO job_events (job_id, time, kind, actor, data) SELECT ids.value, ?, ?, ?, ? "
+                     f"FROM ({id_set}) AS ids", (now, kind, actor, json.dumps(data), json.dumps(done)))
         return done
 
     @staticmethod
-    def op_step_start(conn: sqlite3.Connection, job_id: int, run: int, node: str | None, name: str, ntasks: int,
+    def op_step_start(conn: Conn, job_id: int, run: int, node: str | None, name: str, ntasks: int,
                       decide: Callable[[list[Step]], tuple[int, list[int] | dict[str, list[int]]]],
                       now: float, gpus: Callable[[list[Step]], dict[str, list[int]]] | None = None,
                       ) -> tuple[int, list[int] | dict[str, list[int]], dict[str, list[int]] | None]:
@@ -245,7 +277,7 @@ class Store:
         return step_id, ids, held
 
     @staticmethod
-    def op_step_end(conn: sqlite3.Connection, job_id: int, run: int, step_id: int, changes: dict, now: float) -> bool:
+    def op_step_end(conn: Conn, job_id: int, run: int, step_id: int, changes: dict, now: float) -> bool:
         """Close a running step with how it ended; False if it is not running (closed already)."""
         changes = {**changes, "end_time": now}
         sets = ", ".join(f"{k} = ?" for k in changes)
@@ -253,7 +285,7 @@ class Store:
                             [*changes.values(), job_id, run, step_id, step.RUNNING]).rowcount == 1
 
     @staticmethod
-    def op_end_run(conn: sqlite3.Connection, job_id: int, run: int, changes: dict, actor: str, data: dict,
+    def op_end_run(conn: Conn, job_id: int, run: int, changes: dict, actor: str, data: dict,
                    steps_state: str, now: float) -> bool:
         """A job's run ended: its `ended` event, and its steps still running closed as `steps_state`,
         in one transaction (one commit per job end, the hot path of a busy queue)."""
@@ -263,34 +295,34 @@ class Store:
         return done
 
     @staticmethod
-    def op_close_steps(conn: sqlite3.Connection, job_id: int, run: int, state: str, now: float) -> None:
+    def op_close_steps(conn: Conn, job_id: int, run: int, state: str, now: float) -> None:
         """The job's run ended: steps still running end with it (srun was killed with the job)."""
         conn.execute("UPDATE steps SET state = ?, end_time = ? WHERE job_id = ? AND run = ? AND state = ?",
                      (state, now, job_id, run, step.RUNNING))
 
     @staticmethod
-    def op_set_reasons(conn: sqlite3.Connection, reasons: dict[int, str | None]) -> None:
+    def op_set_reasons(conn: Conn, reasons: dict[int, str | None]) -> None:
         conn.executemany("UPDATE jobs SET reason = ? WHERE id = ? AND state = 'PENDING'",
                          [(r, j) for j, r in reasons.items()])
 
     @staticmethod
-    def op_set_drain(conn: sqlite3.Connection, name: str, reason: str | None) -> None:
+    def op_set_drain(conn: Conn, name: str, reason: str | None) -> None:
         conn.execute("INSERT INTO nodes (name, state, drain) VALUES (?, 'unknown', ?) "
                      "ON CONFLICT(name) DO UPDATE SET drain = excluded.drain", (name, reason))
 
     @staticmethod
-    def op_upsert_node(conn: sqlite3.Connection, node: dict) -> None:
+    def op_upsert_node(conn: Conn, node: dict) -> None:
         cols = ", ".join(node)
         updates = ", ".join(f"{k} = excluded.{k}" for k in node if k != "name")
         conn.execute(f"INSERT INTO nodes ({cols}) VALUES ({', '.join('?' * len(node))}) "
                      f"ON CONFLICT(name) DO UPDATE SET {updates}", list(node.values()))
 
     @staticmethod
-    def op_insert_token(conn: sqlite3.Connection, row: dict) -> None:
+    def op_insert_token(conn: Conn, row: dict) -> None:
         conn.execute(f"INSERT INTO tokens ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})", list(row.values()))
 
     @staticmethod
-    def op_revoke_tokens(conn: sqlite3.Connection, ids: list[str] | None, user: str | None, by: str,
+    def op_revoke_tokens(conn: Conn, ids: list[str] | None, user: str | None, by: str,
                          now: float) -> list[str]:
         """Revoke the given ids (or all), only `user`'s unless user is None; the ids revoked. The
         browser sessions signed in with a revoked token (its children) are revoked with it."""
@@ -311,13 +343,13 @@ class Store:
         return revoked
 
     @staticmethod
-    def op_health(conn: sqlite3.Connection, now: float) -> None:
+    def op_health(conn: Conn, now: float) -> None:
         """Rewrite the health row: its commit is `GET /health`'s proof that writes reach the disk."""
         conn.execute("INSERT INTO health (id, checked) VALUES (1, ?) ON CONFLICT(id) DO UPDATE SET checked = "
                      "excluded.checked", (now,))
 
     @staticmethod
-    def op_token_used(conn: sqlite3.Connection, token_id: str, now: float) -> None:
+    def op_token_used(conn: Conn, token_id: str, now: float) -> None:
         conn.execute("UPDATE tokens SET last_used = ? WHERE id = ?", (now, token_id))
 
     # ---- reading ---------------------------------------------------------------------------
@@ -343,8 +375,11 @@ class Store:
         queued tasks takes about the memory of the melond before it."""
         sql = f"SELECT {', '.join(COLUMNS)} FROM jobs WHERE state IN ({', '.join('?' * len(ACTIVE))}) ORDER BY id"
         shared: dict[Any, Any] = {}
-        cursor = self._reader.cursor()
-        cursor.row_factory = None  # plain tuples: a Row read as a dict finds each of its 67 names by a search
+        if self.dialect is dialect.SQLITE:
+            cursor = self._reader.cursor()
+            cursor.row_factory = None  # plain tuples: a Row read as a dict finds each of its 67 names by a search
+        else:
+            cursor = self._reader
         return [Job.from_row(dict(zip(COLUMNS, r)), shared)
                 for r in cursor.execute(sql, [s.value for s in ACTIVE])]
 
@@ -389,20 +424,20 @@ class Store:
         return [dict(r) for r in self._reader.execute(sql + " ORDER BY id DESC", params)]
 
     @staticmethod
-    def op_note(conn: sqlite3.Connection, job_id: int, kind: str, actor: str, data: dict, now: float) -> None:
+    def op_note(conn: Conn, job_id: int, kind: str, actor: str, data: dict, now: float) -> None:
         """An event that changes nothing of the job (a notice sent), in any state."""
         _event(conn, job_id, now, kind, actor, data)
 
     @staticmethod
-    def op_file_request(conn: sqlite3.Connection, row: dict, actor: str, data: dict) -> int:
+    def op_file_request(conn: Conn, row: dict, actor: str, data: dict) -> int:
         """A new pending request, and its event in the job's history."""
-        cur = conn.execute(f"INSERT INTO extension_requests ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
-                           list(row.values()))
-        _event(conn, row["job_id"], row["created"], "extension_requested", actor, {**data, "request": cur.lastrowid})
-        return cur.lastrowid
+        request_id = conn.execute(f"INSERT INTO extension_requests ({', '.join(row)}) VALUES "
+                                  f"({', '.join('?' * len(row))}) RETURNING id", list(row.values())).fetchone()[0]
+        _event(conn, row["job_id"], row["created"], "extension_requested", actor, {**data, "request": request_id})
+        return request_id
 
     @staticmethod
-    def op_decide_request(conn: sqlite3.Connection, request_id: int, state: str, by: str, verdict: str | None,
+    def op_decide_request(conn: Conn, request_id: int, state: str, by: str, verdict: str | None,
                           now: float) -> bool:
         """Settle a pending request (approved, denied, withdrawn, expired), once."""
         row = conn.execute("SELECT job_id FROM extension_requests WHERE id = ? AND state = 'pending'",
@@ -481,6 +516,7 @@ class _SlowView:
 
     def __init__(self, store: Store) -> None:
         self._conn = store._slow_reader
+        self._dialect = store.dialect
 
     def jobs(self, *, states: Iterable[str] | None = None, user: str | None = None,
              ids: Iterable[int] | None = None, ended_since: float | None = None) -> list[Job]:
@@ -493,7 +529,8 @@ class _SlowView:
         matching = self._conn.execute("SELECT count(*) FROM jobs" + (f" WHERE {' AND '.join(where)}" if where else ""),
                                       params).fetchone()[0]
         stored = self._conn.execute("SELECT coalesce(max(id), 0) FROM jobs").fetchone()[0]
-        rows = [Job.from_row(r) for r in pages.read(self._conn, req, pages.should_walk(req, matching, stored))]
+        walk = self._dialect.index_hints and pages.should_walk(req, matching, stored)
+        rows = [Job.from_row(r) for r in pages.read(self._conn, req, walk)]
         return rows[:req.limit], len(rows) > req.limit, matching
 
     def accounting(self, start: float, end: float, *, states: Iterable[str] | None = None,
@@ -521,13 +558,13 @@ class _SlowView:
             rows = self._conn.execute(
                 f"SELECT e.job_id, e.kind, e.time, e.data FROM job_events e JOIN jobs j ON j.id = e.job_id "
                 f"WHERE e.kind IN ({', '.join('?' * len(kinds))}) "
-                f"AND coalesce(json_extract(e.data, '$.run'), j.restarts) = j.restarts "
+                f"AND coalesce({self._dialect.json_field('e.data', 'run')}, j.restarts) = j.restarts "
                 f"AND e.job_id IN ({', '.join('?' * len(chunk))}) ORDER BY e.seq", [*kinds, *chunk])
             out.extend((r[0], r[1], r[2], json.loads(r[3])) for r in rows)
         return sorted(out, key=lambda e: e[2])
 
 
-def _steps(conn: sqlite3.Connection, job_ids: Iterable[int], running_only: bool) -> list[Step]:
+def _steps(conn: Conn, job_ids: Iterable[int], running_only: bool) -> list[Step]:
     ids = list(job_ids)
     out: list[Step] = []
     for i in range(0, len(ids), 900):  # SQLite's bound on parameters
@@ -539,7 +576,7 @@ def _steps(conn: sqlite3.Connection, job_ids: Iterable[int], running_only: bool)
     return out
 
 
-def _jobs(conn: sqlite3.Connection, states: Iterable[str] | None, user: str | None,
+def _jobs(conn: Conn, states: Iterable[str] | None, user: str | None,
           ids: Iterable[int] | None, ended_since: float | None = None) -> list[Job]:
     """Jobs by state, user and id; with `ended_since`, only those not ended or ended since then
     (`squeue -t all`: what Slurm still holds within MinJobAge), read through jobs_end."""
@@ -600,7 +637,7 @@ def _copy_into_new(src: sqlite3.Connection, target: str) -> int:
         raise
 
 
-def _event(conn: sqlite3.Connection, job_id: int, now: float, kind: str, actor: str, data: dict) -> None:
+def _event(conn: Conn, job_id: int, now: float, kind: str, actor: str, data: dict) -> None:
     conn.execute("INSERT INTO job_events (job_id, time, kind, actor, data) VALUES (?, ?, ?, ?, ?)",
                  (job_id, now, kind, actor, json.dumps(data)))
 

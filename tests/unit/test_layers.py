@@ -19,7 +19,7 @@ ALLOWED: dict[str, set[str]] = {
     "melond.spec": set(),
     "melond.sched": {"melond.spec", "melond.state.job", "melond.state.step"},
     "melond.state": {"melond.spec"},
-    "melond.config": {"melond.spec"},
+    "melond.config": {"melond.spec", "melond.state.dialect"},
     "melond.nss": set(),
     "melond.logs": set(),
     "melond.sdnotify": set(),
