@@ -12,7 +12,7 @@ import os
 import _socket
 
 from melon_cli import wirejson
-from melond.errors import MelonError, Unreachable, from_wire
+from melond.errors import MelonError, NotLeader, Unreachable, from_wire
 from melond.files import check_private
 
 START_HINT = ("Start it with `melond` (as root for a shared service, or as yourself for a private one; "
@@ -165,8 +165,11 @@ class Client:
             self._connect = lambda t: _tcp(host, port, t)
 
     @classmethod
-    def from_environment(cls, endpoint: str) -> Client:
-        """A client with the token (MELON_TOKEN / token file) and MELON_CA_FILE, for TCP endpoints."""
+    def from_environment(cls, endpoint: str) -> Client | Failover:
+        """A client with the token (MELON_TOKEN / token file) and MELON_CA_FILE, for TCP endpoints;
+        for several endpoints (`a,b`: two melonds over one database), one that finds the leader."""
+        if "," in endpoint:
+            return Failover([cls.from_environment(e.strip()) for e in endpoint.split(",") if e.strip()])
         if not is_tcp(endpoint):
             return cls(endpoint)
         return cls(endpoint, token=load_token(), ca_file=os.environ.get("MELON_CA_FILE") or None)
@@ -216,7 +219,11 @@ class Client:
         request = (f"{method} {url} HTTP/1.1\r\nHost: melond\r\nConnection: close\r\n".encode() + self.header
                    + (b"Content-Type: application/json\r\nContent-Length: %d\r\n" % len(data) if data
                       else b"Content-Length: 0\r\n" if method == "POST" else b"") + b"\r\n" + data)
-        sock = self._connect(wait)
+        try:
+            sock = self._connect(wait)
+        except OSError as exc:
+            exc.melon_not_sent = True  # type: ignore[attr-defined] - Failover may try the next endpoint
+            raise
         try:
             sock.sendall(request)
         except BaseException:
@@ -234,7 +241,13 @@ class Client:
         return payload
 
     def _unreachable(self, exc: Exception, wait: float) -> Unreachable:
-        """A failure to reach melond, or of the connection, said with what to do."""
+        """A failure to reach melond, or of the connection, said with what to do; `not_sent`
+        where no byte of the request left (nothing can have been done)."""
+        unreachable = self._unreachable_text(exc, wait)
+        unreachable.not_sent = getattr(exc, "melon_not_sent", False)  # type: ignore[attr-defined]
+        return unreachable
+
+    def _unreachable_text(self, exc: Exception, wait: float) -> Unreachable:
         if isinstance(exc, ConnectionRefusedError):
             if self.endpoint.startswith("unix:"):
                 return Unreachable(f"cannot reach melond at {self.endpoint} ({exc.strerror}): the socket was left by a "
@@ -282,6 +295,66 @@ class Client:
         except BaseException:
             sock.close()
             raise
+
+
+class Failover:
+    """Several endpoints of melonds sharing one database (MELON_API=a,b), one leading: each
+    request goes to the one that answered last, and moves on to the next where an endpoint
+    stands by (`not_leader`) or cannot be connected to, both of which mean nothing was done.
+    A connection lost after the request left is told, not retried: it may have been acted on."""
+
+    def __init__(self, clients: list[Client]) -> None:
+        self.clients = clients
+        self._at = 0
+
+    def __getattr__(self, name: str):  # endpoint, header, timeout: the current endpoint's
+        return getattr(self.clients[self._at], name)
+
+    def _each(self):
+        n = len(self.clients)
+        for step in range(n):
+            yield (self._at + step) % n
+
+    def call(self, *args, **kwargs) -> dict:
+        return self._first(lambda c: c.call(*args, **kwargs))
+
+    def lines(self, *args, **kwargs):
+        last: MelonError = MelonError("no endpoint given")
+        for i in self._each():
+            gen = self.clients[i].lines(*args, **kwargs)
+            try:
+                first = next(gen)
+            except StopIteration:
+                self._at = i
+                return
+            except (NotLeader, Unreachable) as exc:
+                if not self._next_may_serve(exc):
+                    raise
+                last = exc
+                continue
+            self._at = i
+            yield first
+            yield from gen
+            return
+        raise last
+
+    def _first(self, ask):
+        last: MelonError = MelonError("no endpoint given")
+        for i in self._each():
+            try:
+                result = ask(self.clients[i])
+            except (NotLeader, Unreachable) as exc:
+                if not self._next_may_serve(exc):
+                    raise
+                last = exc
+                continue
+            self._at = i
+            return result
+        raise last
+
+    @staticmethod
+    def _next_may_serve(exc: MelonError) -> bool:
+        return isinstance(exc, NotLeader) or getattr(exc, "not_sent", False)
 
 
 def _unix(path: str, timeout: float) -> _socket.socket:

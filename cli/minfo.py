@@ -30,7 +30,8 @@ def main(as_json: bool, stats: bool, endpoint: str | None) -> None:
             from melon_cli.stats_format import render
             click.echo("\n".join(render(figures)))
         return
-    nodes = client(endpoint).call("GET", "/nodes")["nodes"]
+    reply = client(endpoint).call("GET", "/nodes")
+    nodes = reply["nodes"]
     if as_json:
         print_json(nodes)
         return
@@ -56,6 +57,15 @@ def main(as_json: bool, stats: bool, endpoint: str | None) -> None:
             click.echo(f"note: node {n['name']} is {n['state']}: {n['reason']}")
         if n.get("runs_as"):
             click.echo(f"note: node {n['name']} runs only the jobs of {_accounts(n['runs_as'])}")
+    if reply.get("leader"):
+        click.echo(_leader(reply["leader"]))
+
+
+def _leader(info: dict) -> str:
+    """Two melonds over one database: which leads (this one, as it answered), since when."""
+    from melon_cli.common import fmt_time
+    return (f"leader: {info.get('holder')} at {info.get('address')}, epoch {info['epoch']}, "
+            f"since {fmt_time(info.get('since'))}")
 
 
 def _accounts(runs_as: dict) -> str:

@@ -6,6 +6,7 @@ import fcntl
 import logging
 import os
 import signal
+import socket
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -17,8 +18,10 @@ from melond import heap, logs
 from melond.api.guard import protocol_factory
 from melond.api.monitor import MONITOR, Monitor
 from melond.api.routes import make_app
+from melond.api.standby import make_standby_app
 from melond.config import Inventory
 from melond.engine.engine import Engine
+from melond.engine.leadership import Leadership
 from melond.errors import MelonError
 from melond.files import check_private
 from melond.nodes.fleet import NodeSession
@@ -136,6 +139,19 @@ class Daemon:
         kill_wait = self.opts.kill_wait if self.opts.kill_wait is not None else inv.kill_wait
         store = Store(inv.store.url or os.path.join(self.state_dir, "melon.db"))
         self._log_inventory()  # after the store: a database melond cannot open is its one line of stderr
+        leadership = None
+        if inv.store.url is not None:  # two melonds may share this database: lead only by the lease
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, self._stop.set)
+            leadership = Leadership(inv.store.url, inv.store.lease, self._address())
+            if not await self._stand_by(leadership, notify):
+                leadership.close()
+                await store.close()
+                self._release_lock()
+                log.info("melond stopped (it was standing by)")
+                return
+            store.epoch = leadership.epoch
+            store.on_fenced = lambda exc: loop.call_soon_threadsafe(leadership.step_down, str(exc))
         nodes = self._nodes()
         for row in store.nodes():
             if row["name"] in nodes and row.get("drain"):
@@ -148,15 +164,15 @@ class Daemon:
             engine.sessions[link] = NodeSession(link, transport, spool, on_up=engine.nodes_life.up,
                                                 on_down=engine.nodes_life.down, on_event=engine.on_event,
                                                 handshakes=handshakes, limits=node.limits)
+            if leadership is not None:  # every request carries the epoch; a node's refusal means another leads
+                engine.sessions[link].epoch = leadership.epoch
+                engine.sessions[link].on_stale = leadership.step_down
+                engine.sessions[link].may_act = leadership.valid
+        engine.leadership = leadership
         runner = web.AppRunner(make_app(engine), access_log=None, handle_signals=False)
         await runner.setup()
         serve = protocol_factory(runner.server, inv.limits)  # each connection counted and timed (api/guard.py)
-        if os.path.exists(self.socket_path):
-            os.unlink(self.socket_path)  # stale: we hold the lock, so nobody else serves it
-        listeners = [await loop.create_unix_server(serve, self.socket_path, backlog=BACKLOG)]
-        os.chmod(self.socket_path, 0o666)  # every local user may connect; SO_PEERCRED says who they are
-        if self.opts.port is not None:
-            listeners += await self._listen(serve)
+        listeners = await self._serve(serve)
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
         tasks = [asyncio.ensure_future(s.run()) for s in engine.sessions.values()]
@@ -167,6 +183,8 @@ class Daemon:
         tasks.append(asyncio.ensure_future(engine.notices.run_forever()))
         tasks.append(asyncio.ensure_future(engine.notifier.run_forever()))
         tasks.append(asyncio.ensure_future(notify.watchdog_forever(_healthy(runner.app[MONITOR]))))
+        if leadership is not None:
+            tasks.append(asyncio.ensure_future(leadership.keep()))
         collector = heap.Collector()  # the state loaded is frozen: full collections scan only what is new
         collector.install()
         log.info("melond ready", extra={"socket": self.socket_path, "port": self.opts.port,
@@ -187,14 +205,62 @@ class Daemon:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await store.close()
+        if leadership is not None:  # every commit is in: a standby may lead at once
+            await leadership.give_back()
+            leadership.close()
         try:
             os.unlink(self.socket_path)
         except FileNotFoundError:
             pass
+        self._release_lock()
+        log.info("melond stopped")
+
+    def _release_lock(self) -> None:
         if self._lock_fd is not None:  # the state dir is free for the next melond (one in this process too)
             os.close(self._lock_fd)
             self._lock_fd = None
-        log.info("melond stopped")
+
+    def _address(self) -> str:
+        """Where clients reach this melond, as the lease's row tells them: its TCP endpoint, else
+        its socket on this host."""
+        host = socket.getfqdn()
+        if self.opts.port is None:
+            return f"unix:{self.socket_path} on {host}"
+        if self.opts.hosts and self.opts.hosts[0] not in ("0.0.0.0", "::"):
+            host = self.opts.hosts[0]
+        host = f"[{host}]" if ":" in host else host
+        return f"{'https' if self.tls else 'http'}://{host}:{self.opts.port}"
+
+    async def _stand_by(self, leadership: Leadership, notify: Notifier) -> bool:
+        """Serve the API's standby answers until this melond leads (True) or is stopped (False)."""
+        runner = web.AppRunner(make_standby_app(leadership), access_log=None, handle_signals=False)
+        await runner.setup()
+        serve = protocol_factory(runner.server, self.opts.inventory.limits)
+        listeners = await self._serve(serve)
+        notify.send("READY=1", "STATUS=standing by: another melond leads")
+        waiting = asyncio.ensure_future(leadership.stand_by())
+        stopped = asyncio.ensure_future(self._stop.wait())
+        await asyncio.wait([waiting, stopped], return_when=asyncio.FIRST_COMPLETED)
+        for listener in listeners:
+            listener.close()
+        await runner.cleanup()
+        if not waiting.done():
+            waiting.cancel()
+            await asyncio.gather(waiting, return_exceptions=True)
+            return False
+        stopped.cancel()
+        return True
+
+    async def _serve(self, serve: Callable[[], asyncio.Protocol]) -> list[asyncio.Server]:
+        """The API's listeners: the Unix socket, and TCP with --port."""
+        loop = asyncio.get_running_loop()
+        if os.path.exists(self.socket_path):
+            os.unlink(self.socket_path)  # stale: we hold the lock, so nobody else serves it
+        listeners = [await loop.create_unix_server(serve, self.socket_path, backlog=BACKLOG)]
+        os.chmod(self.socket_path, 0o666)  # every local user may connect; SO_PEERCRED says who they are
+        if self.opts.port is not None:
+            listeners += await self._listen(serve)
+        return listeners
 
     async def _listen(self, serve: Callable[[], asyncio.Protocol]) -> list[asyncio.Server]:
         """TCP on each --host; by default on both loopbacks, where ::1 may be missing (IPv6 off).

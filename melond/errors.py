@@ -148,10 +148,22 @@ class Internal(MelonError):
     code, status = "internal", 500
 
 
+class NotLeader(MelonError):
+    """This melond does not lead (it stands by, or it has just lost its lease): nothing was done.
+    `leader`: where the melond that leads serves, where known; a client with several endpoints
+    (MELON_API=a,b) tries the next."""
+
+    code, status = "not_leader", 503
+
+    def __init__(self, message: str, leader: str | None = None) -> None:
+        super().__init__(message)
+        self.leader = leader
+
+
 ERRORS: dict[str, type[MelonError]] = {
     cls.code: cls for cls in (BadRequest, Unauthorized, Forbidden, NotFound, Conflict, RequestTimeout, TooLarge,
                               RateLimited, DiskFull, TooManyConnections, NodeUnavailable, NodeTimeout,
-                              NodeRequestFailed, Unreachable, Internal)
+                              NodeRequestFailed, Unreachable, Internal, NotLeader)
 }
 
 

@@ -166,7 +166,8 @@ class Melon:
         self.endpoint = f"unix:{self.state}/melond.sock"
         self.url: str | None = None  # http(s)://127.0.0.1:PORT when it serves TCP
 
-    def start(self, wait_all_up: bool = True) -> None:
+    def start(self, wait_all_up: bool = True, ready=None) -> None:
+        """Start melond; wait until its nodes are up (or until `ready()`, where given)."""
         args = [str(BIN / "melond"), "--state-dir", str(self.state), "--kill-wait", str(self.kill_wait)]
         if self.inventory:
             args += ["--inventory", str(self.inventory)]
@@ -178,7 +179,7 @@ class Melon:
             env["MELON_CONFIG"] = str(empty)
         env.update(self.daemon_env)
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=open(self.log, "ab"), env=env)
-        wait_for(lambda: self._node_up(wait_all_up), timeout=20,
+        wait_for(ready or (lambda: self._node_up(wait_all_up)), timeout=20,
                  what=f"melond to start (log: {self.log.read_text()[-2000:]})")
 
     def _node_up(self, all_up: bool = True) -> bool:

@@ -12,12 +12,11 @@ import itertools
 import os
 import pwd
 import shutil
-import signal
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
+import psutil
 import psycopg
 
 ROLE = "melon"
@@ -64,15 +63,16 @@ class PgServer:
         self._run(f"{self.bin}/pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop", check=False)
 
     def kill(self) -> None:
-        """The server killed outright (kill -9 of the postmaster): its sessions drop at once."""
-        pid = int((self.data / "postmaster.pid").read_text().split()[0])
-        os.kill(pid, signal.SIGKILL)
-        for _ in range(200):
-            if subprocess.run(["pgrep", "-u", RUN_AS, "-f", f"postgres.*{self.data}"], capture_output=True).returncode:
-                break
-            time.sleep(0.05)
-        subprocess.run(["pkill", "-9", "-u", RUN_AS, "postgres"], capture_output=True)  # its leftover backends
-        (self.data / "postmaster.pid").unlink(missing_ok=True)
+        """The server killed outright (kill -9 of the postmaster and its backends): every session
+        drops at once, and nothing is shut down cleanly (the next start recovers from its log)."""
+        postmaster = psutil.Process(int((self.data / "postmaster.pid").read_text().split()[0]))
+        doomed = [postmaster, *postmaster.children(recursive=True)]
+        for proc in doomed:
+            try:
+                proc.kill()
+            except psutil.NoSuchProcess:
+                pass
+        psutil.wait_procs(doomed, timeout=30)
 
     def url(self, database: str = "postgres") -> str:
         return f"postgresql://{ROLE}@/{database}?host={self.socket}"

@@ -18,8 +18,10 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.utils import floatToGoString
 
+from melond.api.models import HealthLeader
 from melond.api.views import NODE_STATES, node_state
 from melond.engine.engine import Engine
+from melond.engine.leadership import Leadership
 from melond.figures import RequestFigures, Timings
 from melond.nodes.links import split
 from melond.nodes.state import NodeState
@@ -63,6 +65,39 @@ class Collector:
                                   store.commit_failures)
         yield GaugeMetricFamily("melon_store_writes_waiting", "Writes queued for the next group commit",
                                 store.waiting())
+        if engine.leadership is not None:
+            yield from leader_families(leader_info(engine.leadership))
+
+
+class LeaderCollector:
+    """A standing-by melond's only series: who leads."""
+
+    def __init__(self, leadership: Leadership) -> None:
+        self.leadership = leadership
+
+    def collect(self) -> Iterator[Metric]:
+        yield from leader_families(leader_info(self.leadership))
+
+
+def leader_info(leadership: Leadership) -> HealthLeader:
+    """This melond's part and the leader it knows of (its own lease when it leads)."""
+    if leadership.leads:
+        return HealthLeader(role="leader", epoch=leadership.epoch, since=leadership.since, holder=leadership.holder,
+                            address=leadership.address)
+    row = leadership.leader
+    if row is None or not row.live:
+        return HealthLeader(role="standby", epoch=row.epoch if row else 0)
+    return HealthLeader(role="standby", epoch=row.epoch, since=row.since, holder=row.holder, address=row.address)
+
+
+def leader_families(info: HealthLeader) -> Iterator[Metric]:
+    yield GaugeMetricFamily("melon_leader", "Whether this melond leads (1) or stands by (0): two melonds share "
+                            "a PostgreSQL database", 1 if info.role == "leader" else 0)
+    yield GaugeMetricFamily("melon_leader_epoch", "The leading melond's epoch, one more at each change of leader",
+                            info.epoch)
+    if info.since is not None:
+        yield GaugeMetricFamily("melon_leader_since_seconds", "When the leading melond began to lead (Unix time)",
+                                info.since)
 
 
 def registry(engine: Engine, requests: RequestFigures) -> CollectorRegistry:

@@ -371,10 +371,22 @@ class HealthNodes(Body):
     total: int
 
 
+class HealthLeader(Body):
+    """Who leads, where two melonds share a PostgreSQL database ([store] url)."""
+
+    role: Literal["leader", "standby"] = Field(description="this melond's part")
+    epoch: int = Field(description="the leader's epoch: one more at each change of leader")
+    since: float | None = Field(default=None, description="when the leader began to lead (epoch seconds)")
+    holder: str | None = Field(default=None, description="the leading melond: host:pid:nonce")
+    address: str | None = Field(default=None, description="where clients reach the leading melond")
+
+
 class HealthReply(Body):
     """`GET /health`: no token, no job's data; 200 while a write reaches the database, else 503.
-    `status`: ok, degraded (a node is down) or failing (the database is not writable)."""
+    `status`: ok, degraded (a node is down), failing (the database is not writable) or standby
+    (another melond leads: a 503, so that a load balancer sends clients to the leader)."""
 
-    status: Literal["ok", "degraded", "failing"]
+    status: Literal["ok", "degraded", "failing", "standby"]
     database: HealthDatabase
     nodes: HealthNodes
+    leader: HealthLeader | None = None

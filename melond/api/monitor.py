@@ -56,8 +56,9 @@ class Monitor:
         nodes = self.engine.nodes.values()
         up = sum(n.up for n in nodes)
         status = "failing" if problem else "ok" if up == len(nodes) else "degraded"
+        leader = metrics.leader_info(self.engine.leadership) if self.engine.leadership is not None else None
         reply = models.HealthReply(status=status, database={"writable": problem is None, "problem": problem},
-                                   nodes={"up": up, "total": len(nodes)})
+                                   nodes={"up": up, "total": len(nodes)}, leader=leader)
         return reply, 503 if problem else 200
 
     async def _check_database(self) -> str | None:

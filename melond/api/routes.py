@@ -18,7 +18,8 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from melond import nss
-from melond.api import allocation, guard, models, monitor, session, stream, terminal, tokens, ui, webform
+from melond.api import (allocation, guard, metrics, models, monitor, session, standby, stream, terminal, tokens, ui,
+                        webform)
 from melond.api.auth import TokenService, peer_uid
 from melond.api.views import (accounting_rows, entry_views, folded, job_view, listing, node_list, node_view,
                               parse_fields)
@@ -667,8 +668,10 @@ async def list_nodes(request: web.Request) -> web.Response:
         node, _ = split(link)
         if session.last_heard is not None and session.last_heard > heard.get(node, 0):
             heard[node] = session.last_heard
-    return web.json_response({"nodes": [node_view(n, running.get(n.name, []), heard.get(n.name))
-                                        for n in engine.nodes.values()]})
+    reply: dict = {"nodes": [node_view(n, running.get(n.name, []), heard.get(n.name)) for n in engine.nodes.values()]}
+    if engine.leadership is not None:  # two melonds over one database: who leads, since when, which epoch
+        reply["leader"] = metrics.leader_info(engine.leadership).model_dump(exclude_none=True)
+    return web.json_response(reply)
 
 
 async def drain_node(request: web.Request) -> web.Response:
@@ -864,9 +867,20 @@ def _seconds(text: str | None, name: str) -> float:
     return value
 
 
+@web.middleware
+async def only_while_leading(request: web.Request, handler) -> web.StreamResponse:
+    """The leader's API, while it may act: a melond that has lost (or may have lost) its lease,
+    one waking from a pause included, answers `not_leader` to every request but /health and
+    /metrics, before anything else of it runs."""
+    leadership = request.app[ENGINE].leadership
+    if leadership is None or leadership.valid() or request.path in (monitor.HEALTH_PATH, monitor.METRICS_PATH):
+        return await handler(request)
+    return standby.refusal_response(leadership)
+
+
 def make_app(engine: Engine) -> web.Application:
     limits = engine.inv.limits
-    app = web.Application(middlewares=[guard.watch, monitor.timed, errors_and_identity],
+    app = web.Application(middlewares=[guard.watch, monitor.timed, only_while_leading, errors_and_identity],
                           client_max_size=caps.body_cap(limits))
     app[ENGINE] = engine
     app[monitor.MONITOR] = monitor.Monitor(engine)

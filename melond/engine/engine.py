@@ -15,6 +15,7 @@ from melond.engine.elastic import Elastic
 from melond.engine.ends import Ends
 from melond.engine.gpu_usage import GpuUsage
 from melond.engine.jobs import JobTable
+from melond.engine.leadership import Leadership
 from melond.engine.notices import Notices
 from melond.engine.notifier import Notifier
 from melond.engine.nodelife import NodeLife
@@ -38,6 +39,7 @@ STOP_TIMEOUT = 10.0  # seconds in-flight writes get at shutdown
 class Engine:
     def __init__(self, store: Store, inventory: Inventory, nodes: dict[str, NodeState], *, kill_wait: float) -> None:
         self.store, self.inv, self.nodes = store, inventory, nodes
+        self.leadership: Leadership | None = None  # PostgreSQL: this melond leads by a lease (engine/leadership.py)
         self.sessions = Sessions()
         self.tasks = Tasks()
         self.counts = JobCounts()  # submissions, starts, ends... since this melond started (`/metrics`)

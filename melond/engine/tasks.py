@@ -7,6 +7,8 @@ import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
+from melond.errors import NotLeader
+
 log = logging.getLogger("melond.engine")
 
 
@@ -22,8 +24,12 @@ class Tasks:
 
     def _done(self, task: asyncio.Task) -> None:
         self._running.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("background task failed", exc_info=task.exception())
+        if task.cancelled() or task.exception() is None:
+            return
+        if isinstance(task.exception(), NotLeader):  # stepping down: the database refused it, as it must
+            log.warning("not done: %s", task.exception())
+            return
+        log.error("background task failed", exc_info=task.exception())
 
     async def drain(self, timeout: float | None = None) -> None:
         """Wait for the tasks running now, and those they start, to finish (or the timeout)."""

@@ -14,7 +14,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from melond.errors import MelonError, NodeTimeout, NodeUnavailable, node_error
+from melond.errors import MelonError, NodeTimeout, NodeUnavailable, NotLeader, StaleEpoch, node_error
 from melon_remote import bootstrap as bootstrap_mod
 from melon_remote import wire
 from melon_remote.protocol import Event, Op
@@ -115,6 +115,8 @@ class NodeSession:
         self.losses = 0
         self.round_trip: float | None = None
         self.epoch = 0  # the leading melond's fencing token, sent with each request (0: none; remote/fence.py)
+        self.on_stale: Callable[[str], None] | None = None  # the node has heard a newer melond's epoch
+        self.may_act: Callable[[], bool] | None = None  # false: this melond no longer leads, send nothing
 
     @property
     def up(self) -> bool:
@@ -247,6 +249,8 @@ class NodeSession:
         """Send one request and wait for its reply."""
         if not self.up or self._channel is None:
             raise NodeUnavailable(f"node {self.name} is not connected")
+        if self.may_act is not None and not self.may_act():
+            raise NotLeader(f"this melond no longer leads: nothing was sent to node {self.name}")
         rid = next(self._ids)
         fut = asyncio.get_running_loop().create_future()
         self._pending[rid] = fut
@@ -258,7 +262,10 @@ class NodeSession:
         finally:
             self._pending.pop(rid, None)
         if not reply.get("ok"):
-            raise node_error(self.name, reply.get("error") or {})
+            error = node_error(self.name, reply.get("error") or {})
+            if isinstance(error, StaleEpoch) and self.on_stale is not None:
+                self.on_stale(str(error))
+            raise error
         return reply.get("result") or {}
 
     def _write(self, data: bytes) -> None:

@@ -209,6 +209,16 @@ def _m020_extension_budget(db: Schema) -> None:
     db.execute("CREATE INDEX job_events_kind_actor ON job_events (kind, actor, time)")
 
 
+def _m021_leader(db: Schema) -> None:
+    # Leadership of two melonds over one PostgreSQL database (melond/state/lease.py): who leads,
+    # since when, until when (the database's clock, epoch seconds), and the epoch, one more at each
+    # change of leader, which every write and every request to a node carries. SQLite has the row
+    # too (one melond, epoch 0: nothing is fenced).
+    db.execute("CREATE TABLE leader (id INTEGER PRIMARY KEY CHECK (id = 1), epoch INTEGER NOT NULL, holder TEXT, "
+               "address TEXT, since REAL, expires REAL NOT NULL)")
+    db.execute("INSERT INTO leader (id, epoch, expires) VALUES (1, 0, 0)")
+
+
 MIGRATIONS: list[tuple[str, Callable[[Schema], None]]] = [
     ("001_initial", _m001_initial),
     ("002_node_drain", _m002_node_drain),
@@ -230,6 +240,7 @@ MIGRATIONS: list[tuple[str, Callable[[Schema], None]]] = [
     ("018_step_gpus", _m018_step_gpus),
     ("019_gpu_use", _m019_gpu_use),
     ("020_extension_budget", _m020_extension_budget),
+    ("021_leader", _m021_leader),
 ]
 
 

@@ -16,6 +16,7 @@ psycopg is imported here alone, so a melond on SQLite never loads it.
 from __future__ import annotations
 
 import functools
+import os
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
@@ -112,7 +113,8 @@ class Connection:
 
     def _open(self) -> psycopg.Connection:
         try:
-            conn = psycopg.connect(self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT, row_factory=_rows)
+            conn = psycopg.connect(self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT, row_factory=_rows,
+                                   application_name=f"melond {os.getpid()}")
         except psycopg.Error as exc:
             raise unreachable(self.url, exc) from None
         conn.adapters.register_dumper(bool, _BoolAsInteger)

@@ -28,11 +28,11 @@ from typing import Any
 
 import sqlite_utils
 
-from melond.errors import MelonError
+from melond.errors import MelonError, NotLeader
 from melond.figures import Timings
 from melond.spec.cpulist import cpuset_text, node_cpusets_text
 from melond.spec.states import ACTIVE, State
-from melond.state import dbfile, dialect, pages
+from melond.state import dbfile, dialect, lease, pages
 from melond.state import step
 from melond.state.job import COLUMNS, Job, check_transition
 from melond.state.step import Step
@@ -92,6 +92,10 @@ class Store:
         self.commits = 0
         self.commit_times = Timings()  # each group commit, BEGIN to COMMIT (`/metrics`)
         self.commit_failures = 0  # group commits that failed whole (a full disk, a lock held too long)
+        # The leader's epoch, once it leads (PostgreSQL): each group commit checks it first
+        # (melond/state/lease.py), and a commit it fails calls `on_fenced` from the writer's thread.
+        self.epoch = 0
+        self.on_fenced: Callable[[NotLeader], None] | None = None
         self._thread = threading.Thread(target=self._run_writer, name="melon-store-writer", daemon=True)
         self._thread.start()
 
@@ -162,6 +166,8 @@ class Store:
             began = time.perf_counter()
             try:
                 conn.execute(self._begin)
+                if self.epoch:
+                    lease.check(conn, self.epoch)
                 for fn, args, _, _ in batch:
                     conn.execute("SAVEPOINT op")
                     try:
@@ -181,6 +187,8 @@ class Store:
                 except Exception:  # noqa: BLE001 - no transaction left, or no connection
                     pass
                 outcomes = [(False, self._failure(exc, self.path))] * len(batch)
+                if isinstance(exc, NotLeader) and self.on_fenced is not None:
+                    self.on_fenced(exc)
             for (_, _, fut, loop), (ok, value) in zip(batch, outcomes):
                 loop.call_soon_threadsafe(_settle, fut, ok, value)
 
