@@ -301,7 +301,8 @@ class Failover:
     """Several endpoints of melonds sharing one database (MELON_API=a,b), one leading: each
     request goes to the one that answered last, and moves on to the next where an endpoint
     stands by (`not_leader`) or cannot be connected to, both of which mean nothing was done.
-    A connection lost after the request left is told, not retried: it may have been acted on."""
+    A change whose answer was lost after it left is told, not made again (it may have been
+    done); a read (GET) is asked again of the next."""
 
     def __init__(self, clients: list[Client]) -> None:
         self.clients = clients
@@ -315,20 +316,20 @@ class Failover:
         for step in range(n):
             yield (self._at + step) % n
 
-    def call(self, *args, **kwargs) -> dict:
-        return self._first(lambda c: c.call(*args, **kwargs))
+    def call(self, method: str, *args, **kwargs) -> dict:
+        return self._first(lambda c: c.call(method, *args, **kwargs), method == "GET")
 
-    def lines(self, *args, **kwargs):
+    def lines(self, method: str, *args, **kwargs):
         last: MelonError = MelonError("no endpoint given")
         for i in self._each():
-            gen = self.clients[i].lines(*args, **kwargs)
+            gen = self.clients[i].lines(method, *args, **kwargs)
             try:
                 first = next(gen)
             except StopIteration:
                 self._at = i
                 return
             except (NotLeader, Unreachable) as exc:
-                if not self._next_may_serve(exc):
+                if not self._next_may_serve(exc, method == "GET"):
                     raise
                 last = exc
                 continue
@@ -338,13 +339,13 @@ class Failover:
             return
         raise last
 
-    def _first(self, ask):
+    def _first(self, ask, read: bool):
         last: MelonError = MelonError("no endpoint given")
         for i in self._each():
             try:
                 result = ask(self.clients[i])
             except (NotLeader, Unreachable) as exc:
-                if not self._next_may_serve(exc):
+                if not self._next_may_serve(exc, read):
                     raise
                 last = exc
                 continue
@@ -353,8 +354,8 @@ class Failover:
         raise last
 
     @staticmethod
-    def _next_may_serve(exc: MelonError) -> bool:
-        return isinstance(exc, NotLeader) or getattr(exc, "not_sent", False)
+    def _next_may_serve(exc: MelonError, read: bool) -> bool:
+        return isinstance(exc, NotLeader) or read or getattr(exc, "not_sent", False)
 
 
 def _unix(path: str, timeout: float) -> _socket.socket:

@@ -244,11 +244,13 @@ class Daemon:
         for listener in listeners:
             listener.close()
         await runner.cleanup()
+        stopped.cancel()
         if not waiting.done():
             waiting.cancel()
             await asyncio.gather(waiting, return_exceptions=True)
             return False
-        stopped.cancel()
+        if waiting.result() <= 0:  # (result() raises what stand_by raised: melond then exits, leading nothing)
+            raise MelonError(f"melond could not claim the lease (epoch {waiting.result()})")
         return True
 
     async def _serve(self, serve: Callable[[], asyncio.Protocol]) -> list[asyncio.Server]:

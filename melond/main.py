@@ -75,6 +75,10 @@ def main(state_dir: str | None, inventory: str | None, port: int | None, hosts: 
         logs.setup(log_level.upper(), log_format, log_file)
         if backup_to:
             from melond.state.store import backup
+            url = config.load(_inventory_path(inventory)[0]).store.url
+            if url is not None:
+                raise MelonError("the state is in PostgreSQL ([store] url), not in a file of the state directory: "
+                                 "back it up with PostgreSQL's own tools (pg_dump, or the server's base backups)")
             pages = backup(os.path.join(state_dir or default_state_dir(), "melon.db"), backup_to)
             click.echo(f"melond: copied the database to {backup_to} ({pages} pages)")
             return

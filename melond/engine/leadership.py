@@ -100,7 +100,17 @@ class Leadership:
                 told = (self.leader.holder, self.leader.epoch)
                 log.info("standing by", extra={"leader": self.leader.holder, "address": self.leader.address,
                                                "epoch": self.leader.epoch})
-            await asyncio.sleep(self.lease / LOOKS_PER_LEASE)
+            await asyncio.sleep(self._next_look())
+
+    def _next_look(self) -> float:
+        """Seconds until the next try: a look every lease/5 (a lease given back is seen soon), and
+        one just past the moment the lease as last read runs out (a dead leader's, taken over at
+        once, not up to a look later)."""
+        every = self.lease / LOOKS_PER_LEASE
+        row = self.leader
+        if row is None or not row.live:
+            return every
+        return min(every, max(0.01, row.expires - row.now + 0.01))
 
     async def keep(self) -> None:
         """Renew the lease for as long as this melond leads; step down when it may not."""

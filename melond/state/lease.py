@@ -16,7 +16,8 @@ from typing import Any
 
 from melond.errors import NotLeader
 
-NOW = "EXTRACT(EPOCH FROM clock_timestamp())"  # the database's clock, as epoch seconds
+# The database's clock, as epoch seconds (EXTRACT gives a numeric: a float here, as the columns are).
+NOW = "CAST(EXTRACT(EPOCH FROM clock_timestamp()) AS DOUBLE PRECISION)"
 
 
 @dataclass(frozen=True)

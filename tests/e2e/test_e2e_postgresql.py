@@ -44,3 +44,12 @@ def test_a_bad_store_url_is_one_line_naming_it(melon_factory, short_tmp):
     inventory.write_text('[store]\nurl = "postgresql://melon@/nope?host=/nonexistent"\n')
     refused_in_one_line(refusing_melond("--state-dir", str(short_tmp / "s"), "--inventory", str(inventory)),
                         "cannot reach the PostgreSQL database", "[store] url")
+
+
+def test_backup_of_a_postgresql_state_points_at_pg_dump(short_tmp, pg_url):
+    from tests.conftest import refusing_melond, refused_in_one_line
+    inventory = short_tmp / "pg.toml"
+    inventory.write_text(f'[store]\nurl = "{pg_url}"\n')
+    refused_in_one_line(refusing_melond("--state-dir", str(short_tmp / "s"), "--inventory", str(inventory),
+                                        "--backup", str(short_tmp / "copy.db")), "PostgreSQL", "pg_dump")
+    assert not (short_tmp / "copy.db").exists()

@@ -91,3 +91,65 @@ def test_a_chunked_body_cut_short_is_a_bad_reply() -> None:
     from melon_cli.client import _chunks
     with pytest.raises(BadReply):
         list(_chunks(_Pieces([b"lo"]), b"5\r\nhel"))
+
+
+class _Endpoint:
+    """A Unix socket that answers each connection as told (a stand-in for melond, for the client's
+    own rules): `reply` bytes after reading the request, or None to close without an answer."""
+
+    def __init__(self, path: str, reply: bytes | None) -> None:
+        import socket
+        import threading
+        self.path, self.reply, self.requests = path, reply, 0
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.bind(path)
+        self.sock.listen(8)
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                conn.recv(65536)
+                self.requests += 1
+                if self.reply is not None:
+                    conn.sendall(self.reply)
+
+    def close(self) -> None:
+        import socket
+        self.sock.shutdown(socket.SHUT_RDWR)
+        self.sock.close()
+        self.thread.join(5)
+
+
+def _http(status: int, body: dict) -> bytes:
+    data = json.dumps(body).encode()
+    return b"HTTP/1.1 %d X\r\nContent-Length: %d\r\n\r\n" % (status, len(data)) + data
+
+
+def test_several_endpoints_find_the_leader_and_never_repeat_a_change_that_may_be_done(tmp_path) -> None:
+    from melon_cli.client import Client
+    from melond.errors import Unreachable
+    standby = _Endpoint(str(tmp_path / "standby"), _http(503, {"error": {"code": "not_leader", "message": "s"}}))
+    leader = _Endpoint(str(tmp_path / "leader"), _http(200, {"ok": 1}))
+    lost = _Endpoint(str(tmp_path / "lost"), None)  # takes the request, then closes: its answer is lost
+    try:
+        gone = f"unix:{tmp_path / 'gone'}"  # nothing listens: the request never left
+        both = Client.from_environment(f"{gone},unix:{standby.path},unix:{leader.path}")
+        assert both.call("POST", "/jobs", {"x": 1}) == {"ok": 1}  # past one unreachable and one standing by
+        assert (standby.requests, leader.requests) == (1, 1)
+        assert both.endpoint == f"unix:{leader.path}"
+        assert both.call("GET", "/jobs") == {"ok": 1} and standby.requests == 1  # the leader is asked first now
+        after_lost = Client.from_environment(f"unix:{lost.path},unix:{leader.path}")
+        with pytest.raises(Unreachable, match="lost the connection"):
+            after_lost.call("POST", "/jobs", {"x": 1})  # it may have been done: told, not sent again
+        assert (lost.requests, leader.requests) == (1, 2)
+        assert after_lost.call("GET", "/jobs") == {"ok": 1}  # a read is asked again of the next
+        assert leader.requests == 3
+    finally:
+        for e in (standby, leader, lost):
+            e.close()

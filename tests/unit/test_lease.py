@@ -112,3 +112,24 @@ def test_a_claim_waits_for_the_leaders_commit_in_flight(url, conns):
     committed, names = asyncio.run(body())
     assert names == ["long-commit"]
     assert claimed[0][0] == 2 and claimed[0][1] >= committed
+
+
+def test_a_standby_claims_just_after_a_dead_leaders_lease_runs_out(url, conns):
+    """Leadership.stand_by looks again just past the expiry it last read, not a whole look later."""
+    from melond.engine.leadership import Leadership
+    a, _ = conns
+    assert lease.claim(a, "a", None, 3.0) == 1  # a leads, then dies: it renews no more
+    expires = lease.read(a)
+    assert isinstance(expires.now, float) and isinstance(expires.expires, float)
+
+    async def body():
+        standby = Leadership(url, 3.0, "unix:/b.sock on b")
+        try:
+            epoch = await asyncio.wait_for(standby.stand_by(), 10)
+            return epoch, lease.read(a)
+        finally:
+            standby.close()
+
+    epoch, row = asyncio.run(body())
+    assert epoch == 2 and row.address == "unix:/b.sock on b"
+    assert 0 <= row.since - expires.expires < 0.3, row.since - expires.expires  # at once, on the database's clock
