@@ -150,6 +150,7 @@ class Daemon:
                 self._release_lock()
                 log.info("melond stopped (it was standing by)")
                 return
+            leadership.start_renewing()  # before the engine loads the queue, however long that takes
             store.epoch = leadership.epoch
             store.on_fenced = lambda exc: loop.call_soon_threadsafe(leadership.step_down, str(exc))
         nodes = self._nodes()
@@ -184,7 +185,7 @@ class Daemon:
         tasks.append(asyncio.ensure_future(engine.notifier.run_forever()))
         tasks.append(asyncio.ensure_future(notify.watchdog_forever(_healthy(runner.app[MONITOR]))))
         if leadership is not None:
-            tasks.append(asyncio.ensure_future(leadership.keep()))
+            tasks.append(asyncio.ensure_future(leadership.watch()))
         collector = heap.Collector()  # the state loaded is frozen: full collections scan only what is new
         collector.install()
         log.info("melond ready", extra={"socket": self.socket_path, "port": self.opts.port,
@@ -238,6 +239,7 @@ class Daemon:
         serve = protocol_factory(runner.server, self.opts.inventory.limits)
         listeners = await self._serve(serve)
         notify.send("READY=1", "STATUS=standing by: another melond leads")
+        watchdog = asyncio.ensure_future(notify.watchdog_forever(_standing))  # systemd's watchdog, meanwhile
         waiting = asyncio.ensure_future(leadership.stand_by())
         stopped = asyncio.ensure_future(self._stop.wait())
         await asyncio.wait([waiting, stopped], return_when=asyncio.FIRST_COMPLETED)
@@ -245,6 +247,7 @@ class Daemon:
             listener.close()
         await runner.cleanup()
         stopped.cancel()
+        watchdog.cancel()
         if not waiting.done():
             waiting.cancel()
             await asyncio.gather(waiting, return_exceptions=True)
@@ -290,6 +293,11 @@ def _reopen_log() -> None:
             log.info("log file reopened (SIGHUP)")
     except OSError as exc:
         log.warning("SIGHUP: cannot reopen the log file, still writing the old one: %s", exc)
+
+
+async def _standing() -> bool:
+    """A standby's answer to the watchdog: its event loop turns (what it waits on is the lease)."""
+    return True
 
 
 def _healthy(monitor: Monitor) -> Callable[[], Awaitable[bool]]:

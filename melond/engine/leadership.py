@@ -16,6 +16,7 @@ import logging
 import os
 import secrets
 import socket
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -26,7 +27,7 @@ from melond.state.lease import Leader
 log = logging.getLogger("melond.leadership")
 
 LOOKS_PER_LEASE = 5  # a standby tries to claim every lease / 5 seconds
-RENEWALS_PER_LEASE = 3  # the leader renews every lease / 3 seconds
+RENEWALS_PER_LEASE = 3  # the leader renews every lease / 3 seconds, on a thread of its own
 STEP_DOWN_GRACE = 1.0  # seconds a melond stepping down answers `not_leader` before it exits
 EXIT_STEPPED_DOWN = 75  # EX_TEMPFAIL: systemd's Restart=on-failure starts it again, as a standby
 
@@ -42,6 +43,8 @@ class Leadership:
         self.leader: Leader | None = None  # the row as last read (a standby's view of who leads)
         self._valid_until = 0.0  # monotonic: the lease as this melond may count on it
         self.stepped_down = False
+        self._renewer: threading.Thread | None = None
+        self._closing = threading.Event()
         self._conn: Any = None
         self._lock = asyncio.Lock()  # one statement at a time on the session
 
@@ -112,30 +115,54 @@ class Leadership:
             return every
         return min(every, max(0.01, row.expires - row.now + 0.01))
 
-    async def keep(self) -> None:
-        """Renew the lease for as long as this melond leads; step down when it may not."""
+    def start_renewing(self) -> None:
+        """Renew the lease from now on, on a thread of its own with its own session: renewals go
+        on while the event loop is busy (a new leader loading 100,000 jobs, a large commit's
+        aftermath), and stop only when the process does (a pause) or the database refuses."""
+        loop = asyncio.get_running_loop()
+        self._renewer = threading.Thread(target=self._renew_forever, args=(loop,), name="melon-lease", daemon=True)
+        self._renewer.start()
+
+    def _renew_forever(self, loop: asyncio.AbstractEventLoop) -> None:
+        from melond.state import postgres
+        conn = None
+        try:
+            while not self._closing.wait(self.lease / RENEWALS_PER_LEASE) and not self.stepped_down:
+                if not self.valid():
+                    return  # the watcher on the loop steps down
+                sent = time.monotonic()
+                try:
+                    if conn is None or conn.broken:
+                        conn = postgres.Connection(self.url)
+                    renewed = lease.renew(conn, self.holder, self.epoch, self.lease)
+                except Exception as exc:  # noqa: BLE001 - unreachable for now: the bound decides
+                    log.warning("cannot renew the lease (%s); leading until %.1f s from now unless renewed",
+                                " ".join(str(exc).split())[:200], self._valid_until - time.monotonic())
+                    continue
+                if not renewed:
+                    loop.call_soon_threadsafe(self.step_down, f"another melond has claimed the lease since epoch "
+                                                              f"{self.epoch}")
+                    return
+                self._valid_until = sent + self.lease
+        finally:
+            if conn is not None:
+                conn.close()
+
+    async def watch(self) -> None:
+        """Step down once the lease may have run out (no renewal got through in time, or this
+        melond was paused): looked at every lease/10 on the event loop."""
         while not self.stepped_down:
-            await asyncio.sleep(self.lease / RENEWALS_PER_LEASE)
-            if not self.valid():
-                self.step_down(f"its lease (epoch {self.epoch}) ran out before it was renewed: melond was paused, or the "
-                          f"database did not answer for {self.lease:g} s")
-                return
-            sent = time.monotonic()
-            try:
-                renewed = await asyncio.wait_for(self._call(lease.renew, self.holder, self.epoch, self.lease),
-                                                 max(0.1, self._valid_until - sent))
-            except Exception as exc:  # noqa: BLE001 - unreachable for now: the bound decides
-                log.warning("cannot renew the lease (%s); leading until %.1f s from now unless renewed",
-                            " ".join(str(exc).split())[:200], self._valid_until - time.monotonic())
-                continue
-            if not renewed:
-                self.step_down(f"another melond has claimed the lease since epoch {self.epoch}")
-                return
-            self._valid_until = sent + self.lease
+            await asyncio.sleep(self.lease / 10)
+            if not self.valid() and not self.stepped_down:
+                self.step_down(f"its lease (epoch {self.epoch}) ran out before it was renewed: melond was paused, "
+                               f"or the database did not answer for {self.lease:g} s")
 
     async def give_back(self) -> None:
         """A clean stop: end the lease now, so that a standby takes over at its next look."""
-        if self.leads:
+        self._closing.set()
+        if self._renewer is not None:
+            await asyncio.to_thread(self._renewer.join)
+        if self.leads and not self.stepped_down:
             try:
                 await self._call(lease.give_back, self.holder, self.epoch)
             except Exception as exc:  # noqa: BLE001 - the lease then runs out by itself

@@ -133,3 +133,27 @@ def test_a_standby_claims_just_after_a_dead_leaders_lease_runs_out(url, conns):
     epoch, row = asyncio.run(body())
     assert epoch == 2 and row.address == "unix:/b.sock on b"
     assert 0 <= row.since - expires.expires < 0.3, row.since - expires.expires  # at once, on the database's clock
+
+
+def test_the_lease_is_renewed_while_the_event_loop_is_busy_and_given_back_at_a_clean_stop(url, conns):
+    """A new leader may hold its event loop for seconds (loading 100,000 jobs): its renewals go
+    on, on their own thread; its clean stop ends the lease at once."""
+    from melond.engine.leadership import Leadership
+    a, _ = conns
+
+    async def body():
+        leader = Leadership(url, 1.0, None)
+        try:
+            epoch = await leader.stand_by()
+            leader.start_renewing()
+            time.sleep(2.5)  # the loop blocked for two and a half leases
+            busy_valid = leader.valid()
+            live = lease.read(a).live
+            await leader.give_back()
+            return epoch, busy_valid, live, lease.read(a)
+        finally:
+            leader.close()
+
+    epoch, busy_valid, live, after = asyncio.run(body())
+    assert (epoch, busy_valid, live) == (1, True, True)
+    assert not after.live and after.epoch == 1  # given back: the next claim need not wait
