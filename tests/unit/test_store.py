@@ -17,6 +17,7 @@ from melond.spec.states import State
 from melond.state.job import Job, check_transition
 from melond.sched import steps
 from melond.spec.cpulist import parse_cpuset
+from melond.state.pages import PageRequest
 from melond.state.store import Store
 
 NOW = 1_700_000_000.0
@@ -289,6 +290,7 @@ from melond.spec.states import State
 from melond.state.job import Job, check_transition
 from melond.sched import steps
 from melond.spec.cpulist import parse_cpuset
+from melond.state.pages import PageRequest
 from melond.state.store import Store
 from tests.unit.test_store import row
 
@@ -502,3 +504,74 @@ def test_the_active_jobs_share_equal_values_as_their_submission_did(db_path):
     assert [j.array_task_id for j in jobs] == [0, 1, 2]
     assert jobs[0].environment is jobs[1].environment is jobs[2].environment == {"PATH": "/bin", "X": "1"}
     assert jobs[0].slurm_options is jobs[2].slurm_options and jobs[0].script is jobs[1].script
+
+
+def test_bulk_changes_events_requests_tokens_and_nodes_read_back_the_same(db_path):
+    """The statements the other tests leave out, each written once for both databases: a bulk
+    transition (the JSON id set), the event log and its reads, extension requests, tokens and
+    their revocation, nodes, the health row, events of the current run (a JSON field), a page
+    and the job filters (empty id lists included)."""
+    async def body(store):
+        ids = await store.write(Store.op_insert_jobs, [row(array_task_id=t, name=f"t{t}") for t in range(5)],
+                                "alice", NOW)
+        other = (await store.write(Store.op_insert_jobs, [row(user="bob", name="solo")], "bob", NOW))[0]
+        held = await store.write(Store.op_transition_many, [*ids[:3], 999], "held", {"hold": True}, "alice",
+                                 {"why": "x"}, NOW + 1)
+        none = await store.write(Store.op_transition_many, [], "held", {"hold": True}, "alice", {}, NOW + 1)
+        started = await store.write(Store.op_transition, ids[4], "started",
+                                    {"state": "RUNNING", "node": "n1", "start_time": NOW + 2}, "melond", {}, NOW + 2)
+        await store.write(Store.op_note, ids[4], "extended", "alice", {"run": 0, "by": 60}, NOW + 3)
+        await store.write(Store.op_note, ids[4], "extended", "alice", {"run": 7, "by": 60}, NOW + 3)  # another run
+        await store.write(Store.op_note, ids[4], "extended", "alice", {"by": 30}, NOW + 4)  # no run named
+        request = await store.write(Store.op_file_request, {"job_id": ids[4], "user": "alice", "uid": 1000,
+                                                            "add_seconds": 600, "to_limit": None, "reason": "more",
+                                                            "state": "pending", "created": NOW + 5}, "alice", {})
+        decided = await store.write(Store.op_decide_request, request, "approved", "carol", "fine", NOW + 6)
+        again = await store.write(Store.op_decide_request, request, "denied", "carol", None, NOW + 7)
+        for token, user, parent in (("t1", "alice", None), ("t2", "alice", "t1"), ("t3", "bob", None)):
+            await store.write(Store.op_insert_token, {"id": token, "user": user, "uid": 1000, "hash": "h",
+                                                      "created": NOW, "parent": parent})
+        await store.write(Store.op_token_used, "t3", NOW + 8)
+        revoked = await store.write(Store.op_revoke_tokens, ["t1"], "alice", "alice", NOW + 9)
+        nothing = await store.write(Store.op_revoke_tokens, [], None, "root", NOW + 9)
+        await store.write(Store.op_upsert_node, {"name": "n1", "state": "up", "cpus": 4, "memory": 1024,
+                                                 "backend": "none", "updated": NOW})
+        await store.write(Store.op_upsert_node, {"name": "n1", "state": "down", "reason": "gone", "updated": NOW})
+        await store.write(Store.op_set_drain, "n1", "maintenance")
+        await store.write(Store.op_set_drain, "n2", "new")
+        await store.write(Store.op_health, NOW)
+        await store.write(Store.op_health, NOW + 1)
+        this_run = await store.read(lambda db: db.events_this_run([ids[4]], ["extended"]))
+        page = await store.read(lambda db: db.page(PageRequest(user="alice", sort="name", descending=False, limit=2)))
+        return {
+            "held": held, "none": none, "started": started, "states": store.states(ids + [other, 4242]),
+            "no_states": store.states([]), "by_user": [j.id for j in store.jobs(user="bob")],
+            "by_ids": [j.id for j in store.jobs(ids=[ids[0]])], "no_ids": store.jobs(ids=[]),
+            "task": store.task_id(ids[0], 3), "events": [e["kind"] for e in store.events(ids[0])],
+            "budget": store.extensions_by("alice", NOW), "after": store.events_after(0, 3),
+            "last": store.last_event_seq(), "requests": store.extension_requests(job_id=ids[4]),
+            "decided": (decided, again), "revoked": revoked, "nothing": nothing,
+            "tokens": [(t["id"], t["last_used"]) for t in store.tokens()], "nodes": store.nodes(),
+            "this_run": [(e[1], e[3].get("by")) for e in this_run], "page": ([j.name for j in page[0]], page[1:]),
+            "held_count": store.count_events("held"), "ids": ids, "other": other,
+        }
+
+    got = with_store(db_path, body)
+    ids = got["ids"]
+    assert got["held"] == ids[:3] and got["none"] == [] and got["started"] is True
+    assert got["states"] == {**{i: State.PENDING for i in ids[:4]}, ids[4]: State.RUNNING, got["other"]: State.PENDING}
+    assert got["no_states"] == {} and got["no_ids"] == []
+    assert got["by_user"] == [got["other"]] and got["by_ids"] == ids and got["task"] == ids[3]
+    assert got["events"] == ["submitted", "held"] and got["held_count"] == {i: 1 for i in ids[:3]}
+    assert [e["by"] for e in got["budget"]] == [60, 60, 30]
+    assert [(e["job_id"], e["kind"], e["user"]) for e in got["after"]] == [(i, "submitted", "alice") for i in ids[:3]]
+    assert got["last"] == 15  # 6 submitted, 3 held, started, 3 notes, the request filed and decided
+    [request] = got["requests"]
+    assert (request["state"], request["decided_by"], request["verdict"], got["decided"]) == (
+        "approved", "carol", "fine", (True, False))
+    assert got["revoked"] == ["t1"] and got["nothing"] == []
+    assert got["tokens"] == [("t3", NOW + 8)]  # t1 revoked, and t2 with it (its parent)
+    assert [(n["name"], n["state"], n["reason"], n["cpus"], n["drain"]) for n in got["nodes"]] == [
+        ("n1", "down", "gone", 4, "maintenance"), ("n2", "unknown", None, None, "new")]
+    assert got["this_run"] == [("extended", 60), ("extended", 30)]  # the other run's left out
+    assert got["page"] == (["t0", "t1"], (True, 5))
