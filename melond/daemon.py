@@ -137,21 +137,29 @@ class Daemon:
         self._prepare_state_dir()
         inv = self.opts.inventory
         kill_wait = self.opts.kill_wait if self.opts.kill_wait is not None else inv.kill_wait
-        store = Store(inv.store.url or os.path.join(self.state_dir, "melon.db"))
+        store = Store(inv.store.url or os.path.join(self.state_dir, "melon.db"), hold_limit=inv.store.lease)
         self._log_inventory()  # after the store: a database melond cannot open is its one line of stderr
         leadership = None
         if inv.store.url is not None:  # two melonds may share this database: lead only by the lease
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self._stop.set)
+            own = [name for name, node in inv.node_table().items() if not node.remote and not node.simulate
+                   and node.spool is None]
+            if own:  # its spool is in this state directory: another login node's melond cannot see its jobs
+                log.warning("a node local to this melond has no `spool` of its own: a melond on another machine "
+                            "sharing this database cannot reach its jobs; give it a spool both reach, or keep to one "
+                            "melond", extra={"nodes": own})
             leadership = Leadership(inv.store.url, inv.store.lease, self._address())
-            if not await self._stand_by(leadership, notify):
+            store.read_only = True
+            snapshot = lambda: Engine(store, inv, self._nodes(), kill_wait=kill_wait)  # noqa: E731 - its reads
+            if not await self._stand_by(leadership, notify, snapshot):
                 leadership.close()
                 await store.close()
                 self._release_lock()
                 log.info("melond stopped (it was standing by)")
                 return
             leadership.start_renewing()  # before the engine loads the queue, however long that takes
-            store.epoch = leadership.epoch
+            store.epoch, store.read_only = leadership.epoch, False
             store.on_fenced = lambda exc: loop.call_soon_threadsafe(leadership.step_down, str(exc))
         nodes = self._nodes()
         for row in store.nodes():
@@ -232,9 +240,10 @@ class Daemon:
         host = f"[{host}]" if ":" in host else host
         return f"{'https' if self.tls else 'http'}://{host}:{self.opts.port}"
 
-    async def _stand_by(self, leadership: Leadership, notify: Notifier) -> bool:
-        """Serve the API's standby answers until this melond leads (True) or is stopped (False)."""
-        runner = web.AppRunner(make_standby_app(leadership), access_log=None, handle_signals=False)
+    async def _stand_by(self, leadership: Leadership, notify: Notifier, snapshot: Callable[[], Engine]) -> bool:
+        """Serve the API's standby answers (reads of the database, by engines `snapshot` loads) until
+        this melond leads (True) or is stopped (False)."""
+        runner = web.AppRunner(make_standby_app(leadership, snapshot), access_log=None, handle_signals=False)
         await runner.setup()
         serve = protocol_factory(runner.server, self.opts.inventory.limits)
         listeners = await self._serve(serve)

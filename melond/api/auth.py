@@ -124,7 +124,8 @@ class TokenService:
         if uid != record["uid"]:  # the account is gone, or its name now belongs to someone else
             raise Unauthorized(f"token {token_id} was issued to {record['user']} (uid {record['uid']}), which is no "
                                f"longer that account; {tokens.CREATE_HINT} for a new one")
-        if record["last_used"] is None or now - record["last_used"] >= LAST_USED_PRECISION:
+        stale = record["last_used"] is None or now - record["last_used"] >= LAST_USED_PRECISION
+        if stale and not self.store.read_only:  # (a standby's reads leave it to the leader)
             await self.store.write(Store.op_token_used, token_id, now)
         return Authenticated(self.caller(record["user"], uid), token_id, session=bool(record.get("parent")))
 

@@ -13,6 +13,7 @@ import logging
 import os
 import pwd
 import time
+from collections.abc import Sequence
 
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
@@ -878,9 +879,10 @@ async def only_while_leading(request: web.Request, handler) -> web.StreamRespons
     return standby.refusal_response(leadership)
 
 
-def make_app(engine: Engine) -> web.Application:
+def make_app(engine: Engine, before: Sequence = ()) -> web.Application:
+    """The API. `before`: middlewares that see each request first (a standby's, api/standby.py)."""
     limits = engine.inv.limits
-    app = web.Application(middlewares=[guard.watch, monitor.timed, only_while_leading, errors_and_identity],
+    app = web.Application(middlewares=[guard.watch, *before, monitor.timed, only_while_leading, errors_and_identity],
                           client_max_size=caps.body_cap(limits))
     app[ENGINE] = engine
     app[monitor.MONITOR] = monitor.Monitor(engine)

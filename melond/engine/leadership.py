@@ -78,7 +78,9 @@ class Leadership:
         if self._conn is None or self._conn.broken:
             if self._conn is not None:
                 self._conn.close()
-            self._conn = postgres.Connection(self.url)
+            # A claim waits on the row's lock no longer than a look: a paused leader's transaction
+            # holding it is ended by the server within the lease (Store's hold_limit).
+            self._conn = postgres.Connection(self.url, {"lock_timeout": f"{int(self._look() * 1000)}ms"})
         return fn(self._conn, *args)
 
     async def stand_by(self) -> int:
@@ -105,11 +107,14 @@ class Leadership:
                                                "epoch": self.leader.epoch})
             await asyncio.sleep(self._next_look())
 
+    def _look(self) -> float:
+        return self.lease / LOOKS_PER_LEASE
+
     def _next_look(self) -> float:
         """Seconds until the next try: a look every lease/5 (a lease given back is seen soon), and
         one just past the moment the lease as last read runs out (a dead leader's, taken over at
         once, not up to a look later)."""
-        every = self.lease / LOOKS_PER_LEASE
+        every = self._look()
         row = self.leader
         if row is None or not row.live:
             return every

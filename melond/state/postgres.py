@@ -106,8 +106,10 @@ class Connection:
 
     dialect_name = "postgresql"
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, settings: dict[str, str] | None = None) -> None:
+        """`settings`: the session's own (SET name = value), made again on each new session."""
         self.url = url
+        self.settings = dict(settings or {})
         self._in_transaction = False  # a BEGIN of the store's not yet ended
         self._conn = self._open()
 
@@ -115,6 +117,8 @@ class Connection:
         try:
             conn = psycopg.connect(self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT, row_factory=_rows,
                                    application_name=f"melond {os.getpid()}")
+            for name, value in self.settings.items():
+                conn.execute("SELECT set_config(%s, %s, false)", (name, value))
         except psycopg.Error as exc:
             raise unreachable(self.url, exc) from None
         conn.adapters.register_dumper(bool, _BoolAsInteger)

@@ -72,8 +72,11 @@ def _keep_before_upgrade(conn: Conn, path: str, version: int) -> str:
 class Store:
     """The database and its single writer."""
 
-    def __init__(self, path: str) -> None:
-        """`path`: the SQLite file, or a postgresql:// URL."""
+    def __init__(self, path: str, *, hold_limit: float | None = None) -> None:
+        """`path`: the SQLite file, or a postgresql:// URL. `hold_limit` (PostgreSQL): seconds the
+        server lets the writer's transaction wait on melond before it ends the session. A leader
+        paused in the middle of a group commit holds its share lock on the lease's row, which a
+        claim waits for: the limit (the lease) keeps a paused leader from holding a takeover off."""
         self.path = path
         if dialect.is_url(path):
             from melond.state import postgres  # psycopg: loaded by a melond on PostgreSQL alone
@@ -81,7 +84,7 @@ class Store:
             self.path = dialect.shown(path)  # what messages name: never the password
             self._failure = postgres.failure
             self._begin = "BEGIN"
-            self._writer, self._reader, self._slow_reader = self._open_postgres(path)
+            self._writer, self._reader, self._slow_reader = self._open_postgres(path, hold_limit)
         else:
             self.dialect = dialect.SQLITE
             self._failure = dbfile.failure
@@ -96,13 +99,15 @@ class Store:
         # (melond/state/lease.py), and a commit it fails calls `on_fenced` from the writer's thread.
         self.epoch = 0
         self.on_fenced: Callable[[NotLeader], None] | None = None
+        self.read_only = False  # a standby's: every write is refused, and none reaches the database
         self._thread = threading.Thread(target=self._run_writer, name="melon-store-writer", daemon=True)
         self._thread.start()
 
     @staticmethod
-    def _open_postgres(url: str) -> tuple[Any, Any, Any]:
+    def _open_postgres(url: str, hold_limit: float | None) -> tuple[Any, Any, Any]:
         from melond.state import postgres
-        writer = postgres.Connection(url)
+        limit = {"idle_in_transaction_session_timeout": f"{int(hold_limit * 1000)}ms"} if hold_limit else None
+        writer = postgres.Connection(url, limit)
         try:
             migrate_postgres(writer)
             return writer, postgres.Connection(url), postgres.Connection(url)
@@ -137,6 +142,9 @@ class Store:
 
     async def write(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run fn(conn, *args) in the next group transaction; return once it is committed."""
+        if self.read_only:
+            raise NotLeader("this melond stands by and changes nothing; nothing was done. List both endpoints in "
+                            "MELON_API (a,b) so that the tools find the leader")
         loop = asyncio.get_running_loop()
         fut = loop.create_future()
         self._queue.put((fn, args, fut, loop))

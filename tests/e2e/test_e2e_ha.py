@@ -2,7 +2,8 @@
 login nodes reach the same compute nodes): the leader killed, paused past its lease, cut from
 the database, and the database restarted, each while jobs come and go. Each time: every job
 whose submission was acknowledged runs to its end, none runs twice (a marker file per job,
-written by the job itself), and the standby takes over within the goal of 10 s."""
+written by the job itself), and the standby takes over within the goal of 10 s. And meanwhile
+the standby serves reads of the database and refuses changes."""
 from __future__ import annotations
 
 import json
@@ -187,10 +188,11 @@ def test_a_leader_paused_past_its_lease_steps_down_without_acting(pair: Pair):
     assert pair.a.proc.wait(timeout=10) == 75  # it stepped down: EX_TEMPFAIL, for systemd to start it again
     after = _log_lines(pair.a, resumed)
     # What it logged once awake: its step down, then only what the database refused it (writes it
-    # had queued, or made before it saw its lease gone): no start, no end, no node contacted.
+    # had queued, or made before it saw its lease gone; a commit it was paused in, whose session
+    # the server ended): no start, no end, no node contacted.
     assert after[0]["level"] == "critical" and "steps down" in after[0]["msg"], after
     for r in after[1:]:
-        assert "no longer leads" in json.dumps(r), r
+        assert "no longer leads" in json.dumps(r) or "nothing was changed" in json.dumps(r), r
     pair.check_every_job_ran_once(acked)
     pair.start(pair.a, leading=False)  # started again, it stands by
     assert role(pair.b) == "leader"
@@ -239,3 +241,33 @@ def test_a_database_restart_loses_no_acknowledged_job(pair: Pair):
         m.start(ready=lambda m=m: role(m) == "standby")
     assert sorted(role(m) for m in pair.melons.values()) == ["leader", "standby"]
     print(f"after the database restart: {'a stepped down, b leads' if stepped_down else 'a still leads'}")
+
+
+def test_a_standby_serves_reads_of_the_database_and_refuses_changes(pair: Pair):
+    pair.start(pair.a, leading=True)
+    pair.start(pair.b, leading=False)
+    long = pair.submit("-t", "1:00", "--array", "0-2", "--wrap", pair.job_script(30))
+    short = pair.submit("-t", "1:00", "--wrap", pair.job_script(0.5))
+    wait_for(lambda: [j["state"] for j in pair.a.jobs()] == ["R"] * 3, timeout=20, what="the array to run")
+    pair.a.wait_state(short, {"CD"})
+    only_b = pair.b.env(MELON_API=f"unix:{pair.b.state}/melond.sock")
+
+    def queue_on_b() -> list[int]:
+        return sorted(j["id"] for j in json.loads(pair.b.run("mqueue", "--json", env=only_b).stdout))
+
+    wait_for(lambda: queue_on_b() == [long, long + 1, long + 2], timeout=10, what="b's queue to match a's")
+    shown = json.loads(pair.b.run("mshow", "-p", str(long + 1), env=only_b).stdout)
+    assert (shown["id"], shown["state"], shown["array_task_id"]) == (long + 1, "R", 1)
+    history = json.loads(pair.b.run("macct", "--json", "-S", "2000-01-01", env=only_b).stdout)
+    assert {j["id"]: j["state"] for j in history}[short] == "COMPLETED"
+    refused = pair.b.run("mbatch", "--wrap", "true", env=only_b, check=False)
+    assert refused.returncode == 1 and "stands by" in refused.stderr and "nothing was done" in refused.stderr
+    assert "stands by" in pair.b.run("minfo", env=only_b, check=False).stderr  # nodes are the leader's to tell
+    cancel = pair.b.run("mcancel", str(long), env=only_b, check=False)
+    assert cancel.returncode == 1 and "stands by" in cancel.stderr
+    pair.a.run("mcancel", str(long))  # through the leader, b's next view has it gone
+    wait_for(lambda: queue_on_b() == [], timeout=10, what="b's queue to follow a's")
+    ui = UnixHTTP(str(pair.b.state / "melond.sock"))
+    ui.request("GET", "/")
+    assert ui.getresponse().status == 200
+    ui.close()

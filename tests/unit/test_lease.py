@@ -157,3 +157,40 @@ def test_the_lease_is_renewed_while_the_event_loop_is_busy_and_given_back_at_a_c
     epoch, busy_valid, live, after = asyncio.run(body())
     assert (epoch, busy_valid, live) == (1, True, True)
     assert not after.live and after.epoch == 1  # given back: the next claim need not wait
+
+
+def test_a_leader_paused_inside_a_commit_holds_no_takeover_past_its_hold_limit(url, conns):
+    """A leader stopped in the middle of a group commit keeps its share lock on the lease's row;
+    the server ends that session after `hold_limit`, so a claim goes through, and the paused
+    commit is refused, not made."""
+    a, b = conns
+    inside, release = threading.Event(), threading.Event()
+
+    def paused(conn):
+        Store.op_insert_jobs(conn, [row(name="paused")], "alice", NOW)
+        inside.set()
+        release.wait(10)  # as a SIGSTOP between two statements: the session idles in its transaction
+
+    async def body():
+        store = Store(url, hold_limit=1.0)
+        try:
+            store.epoch = lease.claim(a, "a", None, 1.0)
+            write = asyncio.ensure_future(store.write(paused))
+            await asyncio.to_thread(inside.wait, 10)
+            began = time.monotonic()
+            epoch = None
+            while epoch is None and time.monotonic() - began < 10:  # a standby's looks
+                epoch = await asyncio.to_thread(lease.claim, b, "b", None, 30.0)
+                await asyncio.sleep(0.1)
+            took = time.monotonic() - began
+            release.set()
+            with pytest.raises(Exception):
+                await write
+            return epoch, took, [j.name for j in store.jobs()]
+        finally:
+            release.set()
+            await store.close()
+
+    epoch, took, names = asyncio.run(body())
+    assert epoch == 2 and took < 3.0, took
+    assert names == []
