@@ -53,7 +53,8 @@ class Fallback(Exception):
 
 ENDPOINT = Opt("-a", "--api-endpoint", "--api_endpoint", dest="endpoint", value=True, metavar="URL",
                help="unix:/path/melond.sock, http://host:port or https://host:port (env MELON_API; TCP needs "
-                    "a token, see mtoken). Default: your own melond, else the system one.")
+                    "a token, see mtoken); several, comma-separated, for two melonds over one database. "
+                    "Default: your own melond, else the system one.")
 
 
 class Command:
