@@ -3,11 +3,11 @@ free, then keeping it, and stepping down the moment it may have lost it.
 
 The lease is the database's (melond/state/lease.py). This melond also keeps its own bound: a
 renewal sent at monotonic time t holds until t + lease at the latest, whatever the database
-answers later. Once past that bound without a renewal, it stops at once: a melond paused
-(SIGSTOP, a stalled VM) wakes up to find it may no longer lead, and leaves before its event
-loop runs anything else of note. What it might still send in the meantime is refused twice
-over: its writes by the database (each group commit checks the epoch), its requests by the
-nodes (each carries the epoch, and a node refuses one older than it has heard).
+answers later. Past that bound, it acts on nothing (`valid()` is asked before every API
+request and every node request), steps down and exits: a melond paused (SIGSTOP, a stalled VM)
+wakes up to find it may no longer lead, whatever its event loop runs first. What it might still
+try is refused twice over: its writes by the database (each group commit checks the epoch), its
+requests by the nodes (each carries the epoch, and a node refuses one older than it has heard).
 """
 from __future__ import annotations
 
@@ -33,6 +33,8 @@ EXIT_STEPPED_DOWN = 75  # EX_TEMPFAIL: systemd's Restart=on-failure starts it ag
 
 
 class Leadership:
+    """Standing by (`stand_by`), leading (`start_renewing`, `watch`), stepping down."""
+
     def __init__(self, url: str, lease_seconds: float, address: str | None) -> None:
         self.url = url
         self.lease = lease_seconds
