@@ -160,6 +160,19 @@ class Connection:
         cursor.executemany(translate(sql), rows)
         return cursor
 
+    def insert_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> list[Any]:
+        """An INSERT ... RETURNING made once a row, pipelined (psycopg's executemany): the first
+        column each returned, in order."""
+        if not rows:
+            return []
+        cursor = self._conn.cursor()
+        cursor.executemany(translate(sql), rows, returning=True)
+        out = []
+        while True:
+            out.append(cursor.fetchone()[0])
+            if not cursor.nextset():
+                return out
+
     def ddl(self, sql: str, params: Sequence[Any] = ()) -> psycopg.Cursor:
         return self.execute(ddl(sql), params)
 
