@@ -179,8 +179,10 @@ class Melon:
             env["MELON_CONFIG"] = str(empty)
         env.update(self.daemon_env)
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=open(self.log, "ab"), env=env)
-        wait_for(ready or (lambda: self._node_up(wait_all_up)), timeout=20,
-                 what=f"melond to start (log: {self.log.read_text()[-2000:]})")
+        try:
+            wait_for(ready or (lambda: self._node_up(wait_all_up)), timeout=20, what="melond to start")
+        except pytest.fail.Exception:
+            pytest.fail(f"melond did not start within 20 s; its log: {self.log.read_text()[-3000:]}")
 
     def _node_up(self, all_up: bool = True) -> bool:
         if self.proc and self.proc.poll() is not None:

@@ -106,22 +106,27 @@ class Pair:
                 pytest.fail(f"no melond acknowledged a submission for 30 s: {r.stderr}")
             time.sleep(0.1)
 
-    def job_script(self, seconds: float) -> str:
-        return f"echo $MELON_JOB_ID >> {self.markers}/$MELON_JOB_ID; sleep {seconds}"
+    def job_script(self, seconds: float, code: int = 0) -> str:
+        return f"echo $MELON_JOB_ID >> {self.markers}/$MELON_JOB_ID; sleep {seconds}; exit {code}"
 
-    def check_every_job_ran_once(self, acked: list[int]) -> None:
-        """Every acknowledged job (each array task too) ended COMPLETED, and its marker holds its id once."""
+    def check_every_job_ran_once(self, acked: list[int],
+                                 ends: dict[int, tuple[str, int | None]] | None = None) -> dict:
+        """Every acknowledged job (each array task too) ended as `ends` says (COMPLETED, 0 else),
+        and its marker holds its id once; the jobs as macct shows them."""
+        ends = ends or {}
         wait_for(lambda: not self.a.jobs(), timeout=120, what="every job to end")
         stored = json.loads(self.a.run("macct", "--json", "-S", "2000-01-01").stdout)
         by_id = {j["id"]: j for j in stored}
         expected = {t["id"] for t in stored if t["id"] in acked or t.get("array_job_id") in acked}
         assert set(acked) <= set(by_id), f"acknowledged but lost: {sorted(set(acked) - set(by_id))}"
         for jid in expected:
-            assert by_id[jid]["state"] == "COMPLETED", by_id[jid]
+            state, code = ends.get(jid, ("COMPLETED", 0))
+            assert (by_id[jid]["state"], by_id[jid]["exit_code"]) == (state, code), by_id[jid]
             assert (self.markers / str(jid)).read_text().split() == [str(jid)], f"job {jid} ran more than once"
         for marker in self.markers.iterdir():  # unacknowledged ones too: a job that exists runs at most once
             assert marker.name in {str(j) for j in by_id}, marker.name
             assert marker.read_text().split() == [marker.name], f"job {marker.name} ran more than once"
+        return by_id
 
     def stop(self) -> None:
         for m in self.melons.values():
@@ -147,18 +152,32 @@ def test_kill_9_of_the_leader_loses_no_acknowledged_job_and_runs_none_twice(pair
     pair.start(pair.a, leading=True)
     pair.start(pair.b, leading=False)
     acked: list[int] = []
+    ends: dict[int, tuple[str, int | None]] = {}
     takeover = None
+    # Mixed: short and longer, arrays, failing ones; one to cancel and one to extend across the
+    # takeover, each through the tools' endpoints (the new leader's, once a is gone).
+    cancelled = pair.submit("-t", "1:00", "--wrap", pair.job_script(60))
+    extended = pair.submit("-t", "0:40", "--wrap", pair.job_script(45))  # ends TIMEOUT unless extended
     for i in range(150):
         if i == 75:
             pair.a.stop(signal.SIGKILL)
             killed = time.monotonic()
         args = ["--array", "0-3"] if i % 5 == 4 else []
-        acked.append(pair.submit(*args, "-t", "1:00", "--wrap", pair.job_script([0.1, 0.5, 1, 2][i % 4])))
+        code = 3 if i % 7 == 3 and not args else 0
+        jid = pair.submit(*args, "-t", "1:00", "--wrap", pair.job_script([0.1, 0.5, 1, 2][i % 4], code))
+        acked.append(jid)
+        if code:
+            ends[jid] = ("FAILED", code)
         if i == 75:
             takeover = time.monotonic() - killed
     assert pair.leader() is pair.b
     assert takeover is not None and takeover <= TAKEOVER_GOAL, takeover
-    pair.check_every_job_ran_once(acked)
+    pair.a.run("mcancel", str(cancelled))
+    pair.a.run("mextend", "-j", str(extended), "-t", "+0:30")
+    acked += [cancelled, extended]
+    ends[cancelled] = ("CANCELLED", None)  # killed by its signal: no exit code
+    by_id = pair.check_every_job_ran_once(acked, ends)
+    assert by_id[extended]["time_limit"] == 70  # the extension, made through the new leader, held
     print(f"takeover after kill -9: {takeover:.2f} s (lease {LEASE:g} s)")
 
 
