@@ -156,9 +156,11 @@ def test_kill_9_of_the_leader_loses_no_acknowledged_job_and_runs_none_twice(pair
     takeover = None
     # Mixed: short and longer, arrays, failing ones; one to cancel and one to extend across the
     # takeover, each through the tools' endpoints (the new leader's, once a is gone).
-    cancelled = pair.submit("-t", "1:00", "--wrap", pair.job_script(60))
-    extended = pair.submit("-t", "0:40", "--wrap", pair.job_script(45))  # ends TIMEOUT unless extended
+    cancelled = pair.submit("-t", "10:00", "--wrap", pair.job_script(600))
+    extended = None
     for i in range(150):
+        if i == 74:  # just before the kill: it ends TIMEOUT 20 s after it starts, unless extended
+            extended = pair.submit("-t", "0:20", "--wrap", pair.job_script(25))
         if i == 75:
             pair.a.stop(signal.SIGKILL)
             killed = time.monotonic()
@@ -170,14 +172,14 @@ def test_kill_9_of_the_leader_loses_no_acknowledged_job_and_runs_none_twice(pair
             ends[jid] = ("FAILED", code)
         if i == 75:
             takeover = time.monotonic() - killed
+            pair.a.run("mextend", "-j", str(extended), "-t", "+0:30")  # through the new leader
     assert pair.leader() is pair.b
     assert takeover is not None and takeover <= TAKEOVER_GOAL, takeover
     pair.a.run("mcancel", str(cancelled))
-    pair.a.run("mextend", "-j", str(extended), "-t", "+0:30")
     acked += [cancelled, extended]
     ends[cancelled] = ("CANCELLED", None)  # killed by its signal: no exit code
     by_id = pair.check_every_job_ran_once(acked, ends)
-    assert by_id[extended]["time_limit"] == 70  # the extension, made through the new leader, held
+    assert by_id[extended]["time_limit"] == 50  # the extension, made through the new leader, held
     print(f"takeover after kill -9: {takeover:.2f} s (lease {LEASE:g} s)")
 
 
