@@ -160,7 +160,7 @@ class Leadership:
         melond was paused): looked at every lease/10 on the event loop."""
         while not self.stepped_down:
             await asyncio.sleep(self.lease / 10)
-            if not self.valid() and not self.stepped_down:
+            if not self.valid():
                 self.step_down(f"its lease (epoch {self.epoch}) ran out before it was renewed: melond was paused, "
                                f"or the database did not answer for {self.lease:g} s")
 
@@ -174,14 +174,6 @@ class Leadership:
                 await self._call(lease.give_back, self.holder, self.epoch)
             except Exception as exc:  # noqa: BLE001 - the lease then runs out by itself
                 log.warning("could not give the lease back (%s); a standby takes over once it runs out", exc)
-
-    async def read(self) -> Leader | None:
-        """The row now (who leads, since when), for /health and minfo; None if unreachable."""
-        try:
-            self.leader = await self._call(lease.read)
-        except Exception:  # noqa: BLE001
-            return None
-        return self.leader
 
     def close(self) -> None:
         if self._conn is not None:

@@ -217,7 +217,7 @@ class Store:
     @staticmethod
     def op_insert_jobs(conn: Conn, jobs: list[Job], actor: str, now: float) -> list[int]:
         """Insert jobs (one submission, or every task of an array) with their `submitted` events."""
-        if len(jobs) > 1 and hasattr(conn, "insert_many"):
+        if len(jobs) > 1 and dialect.of(conn) is dialect.POSTGRESQL:
             return _insert_tasks(conn, jobs, actor, now)
         ids = []
         first = None
